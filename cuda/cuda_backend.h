@@ -1,0 +1,13 @@
+// The CUDA backend's entry points, the only CUDA names the rest of the core sees.
+// This header is plain C++ (no CUDA types), so native/ compiles without nvcc.
+#pragma once
+#include "../native/core/backend.h"
+
+namespace sg::cuda {
+
+// Number of usable CUDA devices (0 when there is no driver or no device; never throws).
+int deviceCount();
+// The backend of device `index` (created on first use). 0 <= index < deviceCount().
+Backend& backend(int index);
+
+}  // namespace sg::cuda

@@ -1,0 +1,20 @@
+// A one-shot bridge from a worker thread back to a Promise on the main thread.
+//
+// `completion(env, deferred, resolveWith)` returns a function that any thread may call once
+// with an error message (empty = success). The Promise is then settled on the main thread:
+// rejected with an Error carrying the message, or resolved with resolveWith(env). Until then
+// the pending Promise keeps the event loop alive; the main thread never blocks.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <string>
+
+namespace sg::addon {
+
+using Resolver = std::function<Napi::Value(Napi::Env)>;
+using Completion = std::function<void(const std::string& error)>;
+
+Completion completion(Napi::Env env, Napi::Promise::Deferred deferred, Resolver resolveWith);
+
+}  // namespace sg::addon

@@ -1,0 +1,106 @@
+// The backend interface: one implementation per device kind (CPU always, CUDA when built in).
+//
+// A Stream is an ordered queue of work; an Event marks a point in a stream that another
+// stream (or the host) can wait for. Every op is enqueued on a stream and returns at once.
+// Backends trust their arguments: shapes, dtypes and devices are checked in ops.cpp, once,
+// for every backend. Parameter gradients accumulate (+=), activation gradients overwrite (=).
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "../cpu/kernels.h"
+#include "tensor.h"
+
+namespace sg {
+
+using cpu::Activation;
+
+class Event;
+
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  virtual Device device() const = 0;
+  // Later work on this stream waits until `event`'s latest record has completed.
+  virtual void wait(Event& event) = 0;
+  // Calls `done` (on some thread) once all work enqueued so far has run. `error` is empty, or
+  // the first failure of an op since the previous callback (the stream then keeps going).
+  virtual void whenDone(std::function<void(const std::string& error)> done) = 0;
+};
+
+class Event {
+ public:
+  virtual ~Event() = default;
+  virtual Device device() const = 0;
+  // Marks the current end of `stream`'s queue.
+  virtual void record(Stream& stream) = 0;
+  // Calls `done` (on some thread) once the latest record has completed (at once if none).
+  virtual void whenDone(std::function<void()> done) = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string deviceName() const = 0;
+
+  virtual std::shared_ptr<Storage> allocate(size_t bytes) = 0;
+  virtual std::shared_ptr<Stream> createStream() = 0;
+  virtual std::shared_ptr<Event> createEvent() = 0;
+  virtual Stream& defaultStream() = 0;
+
+  // Host <-> device. `upload` copies before it returns; `download` copies when the stream
+  // reaches it, into `host` which must stay valid until then.
+  virtual void upload(const Tensor& dst, const void* host) = 0;
+  virtual void download(Stream& s, const Tensor& src, void* host) = 0;
+  virtual void copy(Stream& s, const Tensor& src, const Tensor& dst) = 0;
+
+  virtual void fill(Stream& s, const Tensor& y, double value) = 0;
+  virtual void axpby(Stream& s, float a, const Tensor& x, float b, const Tensor& y) = 0;
+  virtual void gemm(Stream& s, const Tensor& a, const Tensor& b, const Tensor& c, bool transA,
+                    bool transB, float alpha, float beta) = 0;
+  virtual void addBias(Stream& s, const Tensor& y, const Tensor& bias) = 0;
+  virtual void biasBackward(Stream& s, const Tensor& dy, const Tensor& dbias) = 0;
+  virtual void activationForward(Stream& s, Activation act, const Tensor& x,
+                                 const Tensor& y) = 0;
+  virtual void activationBackward(Stream& s, Activation act, const Tensor& y, const Tensor& dy,
+                                  const Tensor& dx) = 0;
+  virtual void batchNormForward(Stream& s, const Tensor& x, const Tensor& gamma,
+                                const Tensor& beta, const Tensor& y, const Tensor& runningMean,
+                                const Tensor& runningVar, const Tensor& saveMean,
+                                const Tensor& saveInvStd, float momentum, float eps,
+                                bool training) = 0;
+  virtual void batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy,
+                                 const Tensor& gamma, const Tensor& saveMean,
+                                 const Tensor& saveInvStd, const Tensor& dx,
+                                 const Tensor& dgamma, const Tensor& dbeta) = 0;
+  virtual void softmaxCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& labels,
+                                          const Tensor& probs, const Tensor& loss) = 0;
+  virtual void softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& labels,
+                                           const Tensor& dlogits, float scale) = 0;
+  virtual void mseForward(Stream& s, const Tensor& pred, const Tensor& target,
+                          const Tensor& loss) = 0;
+  virtual void mseBackward(Stream& s, const Tensor& pred, const Tensor& target,
+                           const Tensor& dpred, float scale) = 0;
+  virtual void oneHot(Stream& s, const Tensor& labels, const Tensor& out) = 0;
+  virtual void concatColumns(Stream& s, const Tensor& a, const Tensor& b,
+                             const Tensor& out) = 0;
+  // da or db may be empty (no storage) to skip that half.
+  virtual void splitColumns(Stream& s, const Tensor& dout, const Tensor& da,
+                            const Tensor& db) = 0;
+  virtual void sgdStep(Stream& s, const Tensor& param, const Tensor& grad,
+                       const Tensor& velocity, float lr, float momentum, float weightDecay) = 0;
+  virtual void adamStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& m,
+                        const Tensor& v, float lr, float beta1, float beta2, float eps,
+                        float weightDecay, int64_t step) = 0;
+};
+
+// The backend of a device; throws ArgumentError if the device does not exist.
+Backend& backendFor(Device device);
+// Number of CUDA devices usable by this build (0 when built without CUDA or none present).
+int cudaDeviceCount();
+// Whether this build has the CUDA backend compiled in.
+bool builtWithCuda();
+
+}  // namespace sg

@@ -1,0 +1,290 @@
+// Argument checks shared by every backend; see ops.h.
+#include "ops.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "error.h"
+
+namespace sg::ops {
+namespace {
+
+// Collects the checks of one op call so that every message starts with the op's name.
+class Check {
+ public:
+  Check(const char* op, Stream& s) : op_(op), device_(s.device()) {}
+
+  // A float32 (or `dtype`) tensor on the stream's device.
+  const Check& tensor(const Tensor& t, const char* name, DType dtype = DType::Float32) const {
+    if (!t.storage) throw typeError(prefix(name) + "is empty");
+    if (t.dtype != dtype)
+      throw typeError(prefix(name) + "must be " + dtypeName(dtype) + ", got " +
+                      dtypeName(t.dtype));
+    if (t.device() != device_)
+      throw typeError(prefix(name) + "is on " + t.device().name() + " but the stream is on " +
+                      device_.name());
+    return *this;
+  }
+
+  const Check& rank(const Tensor& t, const char* name, int64_t r) const {
+    if (t.rank() != r)
+      throw rangeError(prefix(name) + "must be " + std::to_string(r) + "-D, got shape " +
+                       shapeString(t.shape));
+    return *this;
+  }
+
+  const Check& shape(const Tensor& t, const char* name, const Shape& expected) const {
+    if (t.shape != expected)
+      throw rangeError(prefix(name) + "must have shape " + shapeString(expected) + ", got " +
+                       shapeString(t.shape));
+    return *this;
+  }
+
+  const Check& sameSize(const Tensor& t, const char* name, const Tensor& ref,
+                        const char* refName) const {
+    if (t.numel() != ref.numel())
+      throw rangeError(prefix(name) + "must have as many elements as '" + refName + "' (" +
+                       std::to_string(ref.numel()) + "), got shape " + shapeString(t.shape));
+    return *this;
+  }
+
+  const Check& distinct(const Tensor& a, const char* nameA, const Tensor& b,
+                        const char* nameB) const {
+    if (a.storage && b.storage && a.storage == b.storage)
+      throw rangeError(std::string(op_) + ": '" + nameA + "' and '" + nameB +
+                       "' must not share memory");
+    return *this;
+  }
+
+  const Check& finite(double v, const char* name) const {
+    if (!std::isfinite(v)) throw rangeError(prefix(name) + "must be finite, got " + str(v));
+    return *this;
+  }
+
+  const Check& positive(double v, const char* name) const {
+    if (!(v > 0) || !std::isfinite(v))
+      throw rangeError(prefix(name) + "must be a finite number > 0, got " + str(v));
+    return *this;
+  }
+
+  const Check& inRange(double v, const char* name, double lo, double hi) const {
+    if (!(v >= lo && v < hi))
+      throw rangeError(prefix(name) + "must be in [" + str(lo) + ", " + str(hi) + "), got " +
+                       str(v));
+    return *this;
+  }
+
+ private:
+  std::string prefix(const char* name) const { return std::string(op_) + ": '" + name + "' "; }
+  static std::string str(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+  }
+  const char* op_;
+  Device device_;
+};
+
+Backend& on(Stream& s) { return backendFor(s.device()); }
+
+// [rows, cols] of a 2-D tensor.
+int64_t rows(const Tensor& t) { return t.shape[0]; }
+int64_t cols(const Tensor& t) { return t.shape[1]; }
+
+}  // namespace
+
+void copy(Stream& s, const Tensor& src, const Tensor& dst) {
+  Check c("copy", s);
+  c.tensor(src, "src", src.dtype).tensor(dst, "dst", src.dtype).sameSize(dst, "dst", src, "src");
+  if (src.storage == dst.storage) return;
+  on(s).copy(s, src, dst);
+}
+
+void fill(Stream& s, const Tensor& y, double value) {
+  Check c("fill", s);
+  c.tensor(y, "y", y.dtype).finite(value, "value");
+  on(s).fill(s, y, value);
+}
+
+void axpby(Stream& s, float a, const Tensor& x, float b, const Tensor& y) {
+  Check c("axpby", s);
+  c.tensor(x, "x").tensor(y, "y").sameSize(y, "y", x, "x").finite(a, "a").finite(b, "b");
+  on(s).axpby(s, a, x, b, y);
+}
+
+void gemm(Stream& s, const Tensor& a, const Tensor& b, const Tensor& c, bool transA, bool transB,
+          float alpha, float beta) {
+  Check k("gemm", s);
+  k.tensor(a, "a").tensor(b, "b").tensor(c, "c").rank(a, "a", 2).rank(b, "b", 2).rank(c, "c", 2);
+  k.finite(alpha, "alpha").finite(beta, "beta").distinct(a, "a", c, "c").distinct(b, "b", c, "c");
+  int64_t M = transA ? cols(a) : rows(a), K = transA ? rows(a) : cols(a);
+  int64_t Kb = transB ? cols(b) : rows(b), N = transB ? rows(b) : cols(b);
+  if (Kb != K)
+    throw rangeError("gemm: inner dimensions differ: op(a) is " + shapeString({M, K}) +
+                     ", op(b) is " + shapeString({Kb, N}) +
+                     (transA || transB ? " (after the requested transposes)" : ""));
+  k.shape(c, "c", {M, N});
+  on(s).gemm(s, a, b, c, transA, transB, alpha, beta);
+}
+
+void addBias(Stream& s, const Tensor& y, const Tensor& bias) {
+  Check c("addBias", s);
+  c.tensor(y, "y").tensor(bias, "bias").rank(y, "y", 2).shape(bias, "bias", {cols(y)});
+  on(s).addBias(s, y, bias);
+}
+
+void biasBackward(Stream& s, const Tensor& dy, const Tensor& dbias) {
+  Check c("biasBackward", s);
+  c.tensor(dy, "dy").tensor(dbias, "dbias").rank(dy, "dy", 2).shape(dbias, "dbias", {cols(dy)});
+  on(s).biasBackward(s, dy, dbias);
+}
+
+void activationForward(Stream& s, Activation act, const Tensor& x, const Tensor& y) {
+  Check c("activationForward", s);
+  c.tensor(x, "x").tensor(y, "y").shape(y, "y", x.shape);
+  on(s).activationForward(s, act, x, y);
+}
+
+void activationBackward(Stream& s, Activation act, const Tensor& y, const Tensor& dy,
+                        const Tensor& dx) {
+  Check c("activationBackward", s);
+  c.tensor(y, "y").tensor(dy, "dy").tensor(dx, "dx").shape(dy, "dy", y.shape);
+  c.shape(dx, "dx", y.shape);
+  on(s).activationBackward(s, act, y, dy, dx);
+}
+
+void batchNormForward(Stream& s, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                      const Tensor& y, const Tensor& runningMean, const Tensor& runningVar,
+                      const Tensor& saveMean, const Tensor& saveInvStd, float momentum,
+                      float eps, bool training) {
+  Check c("batchNormForward", s);
+  c.tensor(x, "x").rank(x, "x", 2);
+  Shape features{cols(x)};
+  c.tensor(gamma, "gamma").shape(gamma, "gamma", features);
+  c.tensor(beta, "beta").shape(beta, "beta", features);
+  c.tensor(y, "y").shape(y, "y", x.shape);
+  c.tensor(runningMean, "runningMean").shape(runningMean, "runningMean", features);
+  c.tensor(runningVar, "runningVar").shape(runningVar, "runningVar", features);
+  c.tensor(saveMean, "saveMean").shape(saveMean, "saveMean", features);
+  c.tensor(saveInvStd, "saveInvStd").shape(saveInvStd, "saveInvStd", features);
+  c.distinct(x, "x", y, "y").inRange(momentum, "momentum", 0, 1.0000001).positive(eps, "eps");
+  if (training && rows(x) < 2)
+    throw rangeError("batchNormForward: 'x' needs at least 2 rows in training mode, got " +
+                     shapeString(x.shape));
+  on(s).batchNormForward(s, x, gamma, beta, y, runningMean, runningVar, saveMean, saveInvStd,
+                         momentum, eps, training);
+}
+
+void batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                       const Tensor& saveMean, const Tensor& saveInvStd, const Tensor& dx,
+                       const Tensor& dgamma, const Tensor& dbeta) {
+  Check c("batchNormBackward", s);
+  c.tensor(x, "x").rank(x, "x", 2);
+  Shape features{cols(x)};
+  c.tensor(dy, "dy").shape(dy, "dy", x.shape).tensor(dx, "dx").shape(dx, "dx", x.shape);
+  c.tensor(gamma, "gamma").shape(gamma, "gamma", features);
+  c.tensor(saveMean, "saveMean").shape(saveMean, "saveMean", features);
+  c.tensor(saveInvStd, "saveInvStd").shape(saveInvStd, "saveInvStd", features);
+  c.tensor(dgamma, "dgamma").shape(dgamma, "dgamma", features);
+  c.tensor(dbeta, "dbeta").shape(dbeta, "dbeta", features);
+  c.distinct(x, "x", dx, "dx").distinct(dy, "dy", dx, "dx");
+  on(s).batchNormBackward(s, x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta);
+}
+
+void softmaxCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& labels,
+                                const Tensor& probs, const Tensor& loss) {
+  Check c("softmaxCrossEntropyForward", s);
+  c.tensor(logits, "logits").rank(logits, "logits", 2);
+  c.tensor(labels, "labels", DType::Int32).shape(labels, "labels", {rows(logits)});
+  c.tensor(probs, "probs").shape(probs, "probs", logits.shape);
+  c.tensor(loss, "loss").shape(loss, "loss", {1});
+  on(s).softmaxCrossEntropyForward(s, logits, labels, probs, loss);
+}
+
+void softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& labels,
+                                 const Tensor& dlogits, float scale) {
+  Check c("softmaxCrossEntropyBackward", s);
+  c.tensor(probs, "probs").rank(probs, "probs", 2);
+  c.tensor(labels, "labels", DType::Int32).shape(labels, "labels", {rows(probs)});
+  c.tensor(dlogits, "dlogits").shape(dlogits, "dlogits", probs.shape).finite(scale, "scale");
+  on(s).softmaxCrossEntropyBackward(s, probs, labels, dlogits, scale);
+}
+
+void mseForward(Stream& s, const Tensor& pred, const Tensor& target, const Tensor& loss) {
+  Check c("mseForward", s);
+  c.tensor(pred, "pred").tensor(target, "target").shape(target, "target", pred.shape);
+  c.tensor(loss, "loss").shape(loss, "loss", {1});
+  on(s).mseForward(s, pred, target, loss);
+}
+
+void mseBackward(Stream& s, const Tensor& pred, const Tensor& target, const Tensor& dpred,
+                 float scale) {
+  Check c("mseBackward", s);
+  c.tensor(pred, "pred").tensor(target, "target").shape(target, "target", pred.shape);
+  c.tensor(dpred, "dpred").shape(dpred, "dpred", pred.shape).finite(scale, "scale");
+  on(s).mseBackward(s, pred, target, dpred, scale);
+}
+
+void oneHot(Stream& s, const Tensor& labels, const Tensor& out) {
+  Check c("oneHot", s);
+  c.tensor(labels, "labels", DType::Int32).rank(labels, "labels", 1);
+  c.tensor(out, "out").rank(out, "out", 2);
+  if (rows(out) != labels.shape[0])
+    throw rangeError("oneHot: 'out' must have " + std::to_string(labels.shape[0]) +
+                     " rows (one per label), got shape " + shapeString(out.shape));
+  on(s).oneHot(s, labels, out);
+}
+
+void concatColumns(Stream& s, const Tensor& a, const Tensor& b, const Tensor& out) {
+  Check c("concatColumns", s);
+  c.tensor(a, "a").rank(a, "a", 2).tensor(b, "b").rank(b, "b", 2);
+  if (rows(b) != rows(a))
+    throw rangeError("concatColumns: 'b' must have " + std::to_string(rows(a)) +
+                     " rows like 'a', got shape " + shapeString(b.shape));
+  c.tensor(out, "out").shape(out, "out", {rows(a), cols(a) + cols(b)});
+  c.distinct(a, "a", out, "out").distinct(b, "b", out, "out");
+  on(s).concatColumns(s, a, b, out);
+}
+
+void splitColumns(Stream& s, const Tensor& dout, const Tensor& da, const Tensor& db) {
+  Check c("splitColumns", s);
+  c.tensor(dout, "dout").rank(dout, "dout", 2);
+  if (!da.storage && !db.storage) throw typeError("splitColumns: give 'da', 'db' or both");
+  int64_t colsA = -1;
+  if (da.storage) {
+    c.tensor(da, "da").rank(da, "da", 2).distinct(da, "da", dout, "dout");
+    colsA = cols(da);
+  }
+  if (db.storage) {
+    c.tensor(db, "db").rank(db, "db", 2).distinct(db, "db", dout, "dout");
+    if (colsA < 0) colsA = cols(dout) - cols(db);
+  }
+  if (colsA < 0 || colsA > cols(dout))
+    throw rangeError("splitColumns: 'db' is wider than 'dout' " + shapeString(dout.shape));
+  if (da.storage) c.shape(da, "da", {rows(dout), colsA});
+  if (db.storage) c.shape(db, "db", {rows(dout), cols(dout) - colsA});
+  on(s).splitColumns(s, dout, da, db);
+}
+
+void sgdStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& velocity, float lr,
+             float momentum, float weightDecay) {
+  Check c("sgdStep", s);
+  c.tensor(param, "param").tensor(grad, "grad").shape(grad, "grad", param.shape);
+  if (momentum != 0) c.tensor(velocity, "velocity").shape(velocity, "velocity", param.shape);
+  c.finite(lr, "lr").inRange(momentum, "momentum", 0, 1).finite(weightDecay, "weightDecay");
+  on(s).sgdStep(s, param, grad, velocity, lr, momentum, weightDecay);
+}
+
+void adamStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& m,
+              const Tensor& v, float lr, float beta1, float beta2, float eps, float weightDecay,
+              int64_t step) {
+  Check c("adamStep", s);
+  c.tensor(param, "param").tensor(grad, "grad").shape(grad, "grad", param.shape);
+  c.tensor(m, "m").shape(m, "m", param.shape).tensor(v, "v").shape(v, "v", param.shape);
+  c.finite(lr, "lr").inRange(beta1, "beta1", 0, 1).inRange(beta2, "beta2", 0, 1);
+  c.positive(eps, "eps").finite(weightDecay, "weightDecay");
+  if (step < 1) throw rangeError("adamStep: 'step' must be >= 1, got " + std::to_string(step));
+  on(s).adamStep(s, param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step);
+}
+
+}  // namespace sg::ops

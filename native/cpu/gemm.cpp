@@ -1,0 +1,401 @@
+// Single-precision GEMM for the CPU backend: C = alpha * op(A) * op(B) + beta * C.
+//
+// Design (the classic Goto/BLIS layering, row-major):
+//   - A micro-kernel computes an MR x NR tile of C in vector registers from two packed
+//     panels: MR rows of op(A) stored k-major (MR values per k) and NR columns of op(B)
+//     stored k-major (NR values per k). Per k it loads NR/W vectors of B, broadcasts MR
+//     values of A and issues MR*NR/W independent FMAs, so it runs near peak FMA throughput.
+//     The kernels (AVX-512 14x32, AVX2 6x16) live in their own files compiled with their
+//     ISA flags; a portable C++ kernel here covers every other CPU. The path is chosen at
+//     run time from CPUID, so one binary runs everywhere and the rest of the library never
+//     contains AVX/AVX-512 instructions.
+//   - Packing copies blocks of op(A)/op(B) into those panels. It absorbs all four transpose
+//     combinations and the leading dimensions, zero-pads the edges (the kernel always runs
+//     full tiles and masks only its final read/write of C), and makes the kernel's loads
+//     sequential and 64-byte aligned.
+//   - Cache blocking: K is cut into KC slices and N into NC blocks; each KC x NC block of
+//     op(B) is packed once, then each MC x KC block of op(A) is packed and multiplied against
+//     it. Inner loops walk NR-wide B micro-panels (KC x NR: stays in L1 while every A
+//     micro-panel of the block passes it) and MR-high A micro-panels (the MC x KC block stays
+//     in the 1 MiB L2 of Zen 4/5 and recent Intel cores).
+//   - Threads (sg::parallelFor) each own a rectangle of C, at most one per thread, chosen to
+//     minimise the largest rectangle plus its packing; they never split K. Every element of
+//     C is accumulated in the same order (KC slices fixed by K alone, k ascending inside a
+//     slice) whatever rectangle it falls in, so results are bit-identical for any thread
+//     count. Problems too small to amortise waking the pool run on the calling thread.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "../core/parallel.h"
+#include "gemm_kernels.h"
+#include "kernels.h"
+
+namespace sg::cpu {
+namespace gemm_detail {
+namespace {
+
+// ---- portable micro-kernel -----------------------------------------------------------------
+
+// 4 x 8 keeps 32 accumulators: 8 SSE (or 4 AVX / 8 NEON) registers, so plain -O2/-O3
+// vectorised code stays in registers on any target with 16+ vector registers.
+inline constexpr TileShape kGenericTile{4, 8};
+
+void genericMicroKernel(int64_t kc, const float* __restrict packedA,
+                        const float* __restrict packedB, float* __restrict c, int64_t ldc,
+                        int rows, int cols, float alpha, float beta) {
+  constexpr int MR = kGenericTile.mr, NR = kGenericTile.nr;
+  float acc[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* a = packedA + k * MR;
+    const float* b = packedB + k * NR;
+    for (int r = 0; r < MR; ++r)
+      for (int j = 0; j < NR; ++j) acc[r][j] += a[r] * b[j];
+  }
+  for (int r = 0; r < rows; ++r) {
+    float* cRow = c + r * ldc;
+    for (int j = 0; j < cols; ++j)
+      cRow[j] = beta == 0.0f ? alpha * acc[r][j] : alpha * acc[r][j] + beta * cRow[j];
+  }
+}
+
+constexpr MicroKernel kGenericKernel{"generic", kGenericTile, genericMicroKernel};
+
+// ---- problem description ---------------------------------------------------------------------
+
+// A logical (already transposed) matrix view: element (i, j) of op(X).
+struct Operand {
+  const float* data;
+  int64_t ld;
+  bool trans;  // true: op(X) = X^T, element (i, j) is data[j * ld + i]
+};
+
+struct Problem {
+  int64_t M, N, K;
+  float alpha, beta;
+  Operand a, b;
+  float* c;
+  int64_t ldc;
+};
+
+// Upper bounds of the cache blocks; the actual blocks split each dimension evenly.
+struct Blocking {
+  int64_t mc, kc, nc;
+};
+
+inline int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t roundUp(int64_t a, int64_t unit) { return ceilDiv(a, unit) * unit; }
+
+// Block size for cutting `total` into the fewest blocks of at most `maxBlock`, made as even
+// as possible and rounded up to `unit` (so e.g. K = 784 is cut 196 x 4, not 256 x 3 + 16).
+inline int64_t evenBlock(int64_t total, int64_t maxBlock, int64_t unit) {
+  const int64_t blocks = ceilDiv(total, maxBlock);
+  return std::min(roundUp(ceilDiv(total, blocks), unit), roundUp(total, unit));
+}
+
+// ---- packing ---------------------------------------------------------------------------------
+
+// Packs op(A)[i0 : i0+rows, p0 : p0+kc] as ceil(rows / MR) panels of kc x MR (k-major),
+// zero-filling rows past `rows`.
+template <int MR>
+void packA(const Operand& a, int64_t i0, int64_t rows, int64_t p0, int64_t kc, float* dst) {
+  for (int64_t ip = 0; ip < rows; ip += MR, dst += MR * kc) {
+    const int valid = static_cast<int>(std::min<int64_t>(MR, rows - ip));
+    if (a.trans) {
+      // Stored as [K, M]: the MR values of one k are contiguous.
+      const float* src = a.data + p0 * a.ld + (i0 + ip);
+      for (int64_t k = 0; k < kc; ++k, src += a.ld) {
+        float* out = dst + k * MR;
+        if (valid == MR) {
+          for (int r = 0; r < MR; ++r) out[r] = src[r];
+        } else {
+          for (int r = 0; r < MR; ++r) out[r] = r < valid ? src[r] : 0.0f;
+        }
+      }
+    } else {
+      // Stored as [M, K]: each row is contiguous in k; read rows, scatter with stride MR
+      // (the panel is small enough to stay in L1 while it is written).
+      for (int r = 0; r < valid; ++r) {
+        const float* src = a.data + (i0 + ip + r) * a.ld + p0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = src[k];
+      }
+      for (int r = valid; r < MR; ++r)
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = 0.0f;
+    }
+  }
+}
+
+// Packs op(B)[p0 : p0+kc, j0 : j0+cols] as ceil(cols / NR) panels of kc x NR (k-major),
+// zero-filling columns past `cols`.
+template <int NR>
+void packB(const Operand& b, int64_t p0, int64_t kc, int64_t j0, int64_t cols, float* dst) {
+  for (int64_t jp = 0; jp < cols; jp += NR, dst += NR * kc) {
+    const int valid = static_cast<int>(std::min<int64_t>(NR, cols - jp));
+    if (!b.trans) {
+      // Stored as [K, N]: the NR values of one k are contiguous.
+      const float* src = b.data + p0 * b.ld + (j0 + jp);
+      for (int64_t k = 0; k < kc; ++k, src += b.ld) {
+        float* out = dst + k * NR;
+        if (valid == NR) {
+          std::memcpy(out, src, sizeof(float) * NR);
+        } else {
+          for (int j = 0; j < NR; ++j) out[j] = j < valid ? src[j] : 0.0f;
+        }
+      }
+    } else {
+      // Stored as [N, K]: each column of op(B) is a contiguous row of B.
+      for (int j = 0; j < valid; ++j) {
+        const float* src = b.data + (j0 + jp + j) * b.ld + p0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
+      }
+      for (int j = valid; j < NR; ++j)
+        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = 0.0f;
+    }
+  }
+}
+
+// Per-thread packing buffers, 64-byte aligned, grown on demand and kept for reuse.
+class PackBuffer {
+ public:
+  float* get(int64_t floats) {
+    if (floats > capacity_) {
+      const size_t bytes = static_cast<size_t>(roundUp(floats * sizeof(float), 64));
+      data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      if (!data_) throw std::bad_alloc();
+      capacity_ = floats;
+    }
+    return data_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> data_;
+  int64_t capacity_ = 0;
+};
+
+thread_local PackBuffer tlsPackedA;
+thread_local PackBuffer tlsPackedB;
+
+// ---- driver ----------------------------------------------------------------------------------
+
+// C[m0:m1, n0:n1] on the calling thread, all of K.
+template <int MR, int NR>
+void gemmRect(const Problem& p, const Blocking& limits, MicroKernelFn kernel, int64_t m0,
+              int64_t m1, int64_t n0, int64_t n1) {
+  // KC depends on K alone: it fixes the summation order, so it must not depend on the
+  // rectangle. MC/NC only reorder independent tiles.
+  const int64_t kcBlock = evenBlock(p.K, limits.kc, 1);
+  const int64_t mcBlock = evenBlock(m1 - m0, limits.mc, MR);
+  const int64_t ncBlock = evenBlock(n1 - n0, limits.nc, NR);
+  float* packedA = tlsPackedA.get(mcBlock * kcBlock);
+  float* packedB = tlsPackedB.get(kcBlock * ncBlock);
+
+  for (int64_t jc = n0; jc < n1; jc += ncBlock) {
+    const int64_t nc = std::min(ncBlock, n1 - jc);
+    for (int64_t pc = 0; pc < p.K; pc += kcBlock) {
+      const int64_t kc = std::min(kcBlock, p.K - pc);
+      // Later K slices add onto what the earlier ones stored.
+      const float beta = pc == 0 ? p.beta : 1.0f;
+      packB<NR>(p.b, pc, kc, jc, nc, packedB);
+      for (int64_t ic = m0; ic < m1; ic += mcBlock) {
+        const int64_t mc = std::min(mcBlock, m1 - ic);
+        packA<MR>(p.a, ic, mc, pc, kc, packedA);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int cols = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+          const float* panelB = packedB + jr * kc;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int rows = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+            kernel(kc, packedA + ir * kc, panelB, p.c + (ic + ir) * p.ldc + (jc + jr), p.ldc,
+                   rows, cols, p.alpha, beta);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Below this many multiply-adds per thread, waking a helper costs more than it saves
+// (a 256 x 64 x 256 product takes ~25 us on one Zen 5 core).
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 22;
+
+// How C is cut among threads: gridRows x gridCols rectangles, each a whole number of tiles.
+struct Grid {
+  int64_t rows = 1, cols = 1;
+};
+
+template <int MR, int NR>
+Grid chooseGrid(const Problem& p) {
+  const int64_t macs = p.M * p.N * p.K;
+  const int64_t threads =
+      std::min<int64_t>(sg::parallelism(), std::max<int64_t>(1, macs / kMinMacsPerThread));
+  Grid best;
+  if (threads <= 1) return best;
+  const int64_t mTiles = ceilDiv(p.M, MR), nTiles = ceilDiv(p.N, NR);
+  double bestCost = 0;
+  // Try every gridRows x gridCols == threads; the slowest rectangle sets the time. Its cost
+  // is the multiply (rows x cols per k) plus packing both operands (~16 multiply-adds per
+  // packed element, since packing moves scalars while the kernel does 32 FMAs per cycle).
+  for (int64_t gr = 1; gr <= threads; ++gr) {
+    if (threads % gr) continue;
+    const int64_t gc = threads / gr;
+    if (gr > mTiles || gc > nTiles) continue;
+    const double rectM = static_cast<double>(ceilDiv(mTiles, gr) * MR);
+    const double rectN = static_cast<double>(ceilDiv(nTiles, gc) * NR);
+    const double cost = rectM * rectN + 16.0 * (rectM + rectN);
+    if (best.rows * best.cols == 1 || cost < bestCost) {
+      best = {gr, gc};
+      bestCost = cost;
+    }
+  }
+  return best;
+}
+
+template <int MR, int NR>
+void runGemm(const Problem& p, const Blocking& limits, MicroKernelFn kernel) {
+  const Grid grid = chooseGrid<MR, NR>(p);
+  if (grid.rows * grid.cols == 1) {
+    gemmRect<MR, NR>(p, limits, kernel, 0, p.M, 0, p.N);
+    return;
+  }
+  const int64_t mTiles = ceilDiv(p.M, MR), nTiles = ceilDiv(p.N, NR);
+  sg::parallelFor(grid.rows * grid.cols, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t gr = task / grid.cols, gc = task % grid.cols;
+      const int64_t m0 = std::min(p.M, mTiles * gr / grid.rows * MR);
+      const int64_t m1 = std::min(p.M, mTiles * (gr + 1) / grid.rows * MR);
+      const int64_t n0 = std::min(p.N, nTiles * gc / grid.cols * NR);
+      const int64_t n1 = std::min(p.N, nTiles * (gc + 1) / grid.cols * NR);
+      if (m0 < m1 && n0 < n1) gemmRect<MR, NR>(p, limits, kernel, m0, m1, n0, n1);
+    }
+  });
+}
+
+// One selectable path: the kernel, its cache blocks, and the driver compiled for its tile.
+struct Path {
+  const MicroKernel* kernel;
+  Blocking limits;
+  void (*run)(const Problem&, const Blocking&, MicroKernelFn);
+};
+
+// Block limits: KC x NR of B (one micro-panel) within about half of a 48 KiB L1d, MC x KC of
+// A within about half of a 1 MiB L2, NC x KC of B a few MiB of L3 (shared).
+Path avx512Path() {
+  return {avx512MicroKernel(), {16 * kAvx512Tile.mr, 256, 2048},
+          runGemm<kAvx512Tile.mr, kAvx512Tile.nr>};
+}
+Path avx2Path() {
+  return {avx2MicroKernel(), {24 * kAvx2Tile.mr, 256, 2048}, runGemm<kAvx2Tile.mr, kAvx2Tile.nr>};
+}
+Path genericPath() {
+  return {&kGenericKernel, {32 * kGenericTile.mr, 256, 1024},
+          runGemm<kGenericTile.mr, kGenericTile.nr>};
+}
+
+bool cpuHasAvx512() {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+  // __builtin_cpu_supports also requires the OS to save the zmm/ymm state (XGETBV).
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+bool cpuHasAvx2() {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+// The path for `isa` if this build and CPU can run it.
+bool pathFor(const char* isa, Path* out) {
+  if (std::strcmp(isa, "avx512") == 0) {
+    if (!cpuHasAvx512() || !avx512MicroKernel()) return false;
+    *out = avx512Path();
+  } else if (std::strcmp(isa, "avx2") == 0) {
+    if (!cpuHasAvx2() || !avx2MicroKernel()) return false;
+    *out = avx2Path();
+  } else if (std::strcmp(isa, "generic") == 0) {
+    *out = genericPath();
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// The selected path. Paths are immutable once built, so a plain pointer swap is enough for
+// selectSgemmIsa; every Path object lives for the whole process.
+std::atomic<const Path*> activePathPtr{nullptr};
+
+const Path* makePath(const char* isa) {
+  Path path;
+  if (!pathFor(isa, &path)) return nullptr;
+  return new Path(path);  // intentionally never freed: a handful of bytes per selection
+}
+
+const Path& activePath() {
+  const Path* path = activePathPtr.load(std::memory_order_acquire);
+  if (path) return *path;
+  static const Path* const detected = [] {
+    const Path* chosen = nullptr;
+    if (const char* env = std::getenv("SYNTHGRAD_SGEMM_ISA")) chosen = makePath(env);
+    for (const char* isa : {"avx512", "avx2", "generic"})
+      if (!chosen) chosen = makePath(isa);
+    return chosen;
+  }();
+  const Path* expected = nullptr;
+  activePathPtr.compare_exchange_strong(expected, detected, std::memory_order_acq_rel);
+  return *activePathPtr.load(std::memory_order_acquire);
+}
+
+// C = beta * C (alpha == 0 or K == 0): no product to add, and A/B are not read.
+void scaleC(float* c, int64_t ldc, int64_t M, int64_t N, float beta) {
+  if (beta == 1.0f) return;
+  for (int64_t i = 0; i < M; ++i) {
+    float* row = c + i * ldc;
+    if (beta == 0.0f) {
+      std::fill(row, row + N, 0.0f);
+    } else {
+      for (int64_t j = 0; j < N; ++j) row[j] *= beta;
+    }
+  }
+}
+
+}  // namespace
+
+bool selectSgemmIsa(const char* isa) {
+  const Path* path = isa ? makePath(isa) : nullptr;
+  if (!path) return false;
+  activePath();  // run detection first so it cannot overwrite this choice later
+  activePathPtr.store(path, std::memory_order_release);
+  return true;
+}
+
+}  // namespace gemm_detail
+
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  using namespace gemm_detail;
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) {
+    scaleC(C, ldc, M, N, beta);
+    return;
+  }
+  const Path& path = activePath();
+  const Problem problem{M, N, K, alpha, beta, {A, lda, transA}, {B, ldb, transB}, C, ldc};
+  path.run(problem, path.limits, path.kernel->run);
+}
+
+const char* sgemmIsa() { return gemm_detail::activePath().kernel->isa; }
+
+}  // namespace sg::cpu

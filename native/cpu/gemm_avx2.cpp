@@ -1,0 +1,107 @@
+// AVX2 + FMA SGEMM micro-kernel. Compiled with
+//   -mavx2 -mfma
+// and nothing else lives here: the rest of the library must run on CPUs without AVX2.
+//
+// Tile: 6 rows x 16 columns of C in 12 ymm accumulators. Per k it loads two 8-float vectors
+// of the packed B row and broadcasts each of the 6 packed A values: 12 accumulators + 2 B
+// + 1 broadcast = 15 of the 16 ymm registers, no spills. 12 independent FMA chains cover
+// the FMA latency (4-5 cycles) times two FMA pipes on Haswell and later and on Zen.
+#include "gemm_kernels.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+namespace sg::cpu::gemm_detail {
+namespace {
+
+constexpr int kRows = kAvx2Tile.mr;
+constexpr int kCols = kAvx2Tile.nr;
+constexpr int kVectors = kCols / 8;  // 8-float vectors per row of the tile
+static_assert(kCols % 8 == 0, "the tile is whole ymm vectors wide");
+constexpr int kPrefetchB = 8;  // k steps of lookahead on the B stream
+
+// Lane mask (all-ones lanes) for the first `n` of 8 lanes, n clamped to [0, 8].
+inline __m256i firstLanes(int n) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+}
+
+void microKernel(int64_t kc, const float* __restrict packedA, const float* __restrict packedB,
+                 float* __restrict c, int64_t ldc, int rows, int cols, float alpha, float beta) {
+  __m256 acc[kRows][kVectors];
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm256_setzero_ps();
+
+  for (int r = 0; r < rows; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + kCols - 1), _MM_HINT_T0);
+  }
+
+  const float* a = packedA;
+  const float* b = packedB;
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    __m256 bRow[kVectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) bRow[v] = _mm256_load_ps(b + 8 * v);
+    _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchB * kCols), _MM_HINT_T0);
+#pragma GCC unroll 16
+    for (int r = 0; r < kRows; ++r) {
+      const __m256 aValue = _mm256_broadcast_ss(a + r);
+#pragma GCC unroll 4
+      for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm256_fmadd_ps(aValue, bRow[v], acc[r][v]);
+    }
+    a += kRows;
+    b += kCols;
+  }
+
+  const __m256 alphaV = _mm256_set1_ps(alpha);
+  const __m256 betaV = _mm256_set1_ps(beta);
+  if (rows == kRows && cols == kCols) {
+#pragma GCC unroll 16
+    for (int r = 0; r < kRows; ++r) {
+      float* cRow = c + r * ldc;
+#pragma GCC unroll 4
+      for (int v = 0; v < kVectors; ++v) {
+        __m256 out = _mm256_mul_ps(alphaV, acc[r][v]);
+        if (beta != 0.0f) out = _mm256_fmadd_ps(betaV, _mm256_loadu_ps(cRow + 8 * v), out);
+        _mm256_storeu_ps(cRow + 8 * v, out);
+      }
+    }
+    return;
+  }
+  // Edge tile: masked loads/stores never touch memory outside the rows x cols window.
+  __m256i mask[kVectors];
+#pragma GCC unroll 4
+  for (int v = 0; v < kVectors; ++v) mask[v] = firstLanes(cols - 8 * v);
+#pragma GCC unroll 16
+  for (int r = 0; r < kRows; ++r) {
+    if (r >= rows) break;
+    float* cRow = c + r * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) {
+      __m256 out = _mm256_mul_ps(alphaV, acc[r][v]);
+      if (beta != 0.0f)
+        out = _mm256_fmadd_ps(betaV, _mm256_maskload_ps(cRow + 8 * v, mask[v]), out);
+      _mm256_maskstore_ps(cRow + 8 * v, mask[v], out);
+    }
+  }
+}
+
+constexpr MicroKernel kKernel{"avx2", kAvx2Tile, microKernel};
+
+}  // namespace
+
+const MicroKernel* avx2MicroKernel() { return &kKernel; }
+
+}  // namespace sg::cpu::gemm_detail
+
+#else  // built without AVX2/FMA flags: this path is simply unavailable
+
+namespace sg::cpu::gemm_detail {
+const MicroKernel* avx2MicroKernel() { return nullptr; }
+}  // namespace sg::cpu::gemm_detail
+
+#endif

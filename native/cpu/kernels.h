@@ -1,0 +1,90 @@
+// CPU kernels: plain functions on raw, contiguous, row-major float32/int32 buffers.
+//
+// They know nothing of tensors, streams or Node.js: the CPU backend checks shapes and runs
+// them on a stream's worker thread. Large loops split work with sg::parallelFor.
+// Conventions (the same for the CUDA kernels):
+//   - parameter gradients ACCUMULATE (+=): dW, db, dgamma, dbeta;
+//   - activation gradients OVERWRITE (=): dx;
+//   - reductions combine fixed-size chunks in a fixed order, so results do not depend on the
+//     number of threads.
+#pragma once
+#include <cstdint>
+
+namespace sg::cpu {
+
+// ---- GEMM (gemm.cpp) -------------------------------------------------------------------
+// C[M,N] = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T; lda/ldb/ldc are row strides.
+// A is [M,K] (or [K,M] when transA), B is [K,N] (or [N,K] when transB).
+// beta == 0 ignores C's old contents (NaN in C does not propagate).
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc);
+
+// Which SIMD path sgemm uses on this CPU: "avx512", "avx2" or "generic".
+const char* sgemmIsa();
+
+// ---- elementwise and broadcast (kernels.cpp) --------------------------------------------
+void fill(float* y, int64_t n, float value);
+void fillInt(int32_t* y, int64_t n, int32_t value);
+// y = a * x + b * y (b == 0 ignores y's old contents)
+void axpby(int64_t n, float a, const float* x, float b, float* y);
+// y[r, c] += bias[c] for y [rows, cols]
+void addBias(float* y, const float* bias, int64_t rows, int64_t cols);
+// dbias[c] += sum_r dy[r, c]
+void biasBackward(const float* dy, float* dbias, int64_t rows, int64_t cols);
+
+enum class Activation { Relu = 0, Tanh = 1, Sigmoid = 2 };
+// y = act(x); in place allowed (y == x)
+void activationForward(Activation act, const float* x, float* y, int64_t n);
+// dx = dy * act'(.) computed from the forward OUTPUT y; in place allowed (dx == dy)
+void activationBackward(Activation act, const float* y, const float* dy, float* dx, int64_t n);
+
+// ---- BatchNorm over the batch dimension of x [rows, cols] (kernels.cpp) ------------------
+// training: mean/var from the batch (biased var for normalising), saveMean/saveInvStd
+//   written for backward, runningMean/runningVar updated as
+//   running = (1 - momentum) * running + momentum * batchStat (unbiased var, as PyTorch).
+// inference: normalises with runningMean/runningVar; saveMean/saveInvStd untouched.
+// y = (x - mean) * invStd * gamma + beta
+void batchNormForward(const float* x, const float* gamma, const float* beta, float* y,
+                      float* runningMean, float* runningVar, float* saveMean, float* saveInvStd,
+                      int64_t rows, int64_t cols, float momentum, float eps, bool training);
+// Backward of training mode: dx overwritten, dgamma/dbeta accumulated.
+void batchNormBackward(const float* x, const float* dy, const float* gamma,
+                       const float* saveMean, const float* saveInvStd, float* dx,
+                       float* dgamma, float* dbeta, int64_t rows, int64_t cols);
+
+// ---- losses (kernels.cpp) ---------------------------------------------------------------
+// logits [rows, classes], labels [rows] in [0, classes). Writes probs = softmax(logits) and
+// *loss = mean over rows of -log p[label]. Returns false (writing nothing else) if a label is
+// out of range.
+bool softmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs,
+                                float* loss, int64_t rows, int64_t classes);
+// dlogits = scale * (probs - onehot(labels)) / rows   (overwrite)
+void softmaxCrossEntropyBackward(const float* probs, const int32_t* labels, float* dlogits,
+                                 int64_t rows, int64_t classes, float scale);
+// *loss = mean over all n elements of (pred - target)^2
+void mseForward(const float* pred, const float* target, float* loss, int64_t n);
+// dpred = scale * 2 * (pred - target) / n   (overwrite)
+void mseBackward(const float* pred, const float* target, float* dpred, int64_t n, float scale);
+
+// ---- shape ops (kernels.cpp) ------------------------------------------------------------
+// out [rows, classes] = onehot(labels); returns false if a label is out of range.
+bool oneHot(const int32_t* labels, float* out, int64_t rows, int64_t classes);
+// out [rows, colsA + colsB] = [a | b]
+void concatColumns(const float* a, const float* b, float* out, int64_t rows, int64_t colsA,
+                   int64_t colsB);
+// da = dout[:, :colsA], db = dout[:, colsA:]  (overwrite; either may be null to skip)
+void splitColumns(const float* dout, float* da, float* db, int64_t rows, int64_t colsA,
+                  int64_t colsB);
+
+// ---- optimizers (kernels.cpp), one call per parameter tensor -----------------------------
+// PyTorch semantics. g' = grad + weightDecay * param.
+// SGD: v = momentum * v + g'; param -= lr * v   (momentum == 0: param -= lr * g', v unused)
+void sgdStep(float* param, const float* grad, float* velocity, int64_t n, float lr,
+             float momentum, float weightDecay);
+// Adam: m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+//       param -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps);  step >= 1
+void adamStep(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+              float beta1, float beta2, float eps, float weightDecay, int64_t step);
+
+}  // namespace sg::cpu

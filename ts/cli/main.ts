@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+// `npm start`: trains the MNIST FCN (784-256-256-256-10, BatchNorm + ReLU) with backprop on the
+// best device and prints one line per epoch, then the test accuracy.
+//
+//   npm start -- --epochs 10 --batch-size 256 --lr 1e-3 --seed 0 --device cpu
+import { Device } from '../device';
+import { mnist } from '../data/mnist';
+import { mlp } from '../models';
+import { native } from '../native';
+import { Adam } from '../optim/optimizers';
+import { Trainer } from '../train/trainer';
+
+interface Options {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  hidden: number[];
+  device?: string;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { epochs: 10, batchSize: 256, lr: 1e-3, seed: 0, hidden: [256, 256, 256] };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = argv[++i];
+    const num = () => {
+      const v = Number(value);
+      if (value === undefined || !Number.isFinite(v)) throw new Error(`${flag} needs a number, got '${value}'`);
+      return v;
+    };
+    switch (flag) {
+      case '--epochs': o.epochs = num(); break;
+      case '--batch-size': o.batchSize = num(); break;
+      case '--lr': o.lr = num(); break;
+      case '--seed': o.seed = num(); break;
+      case '--hidden': o.hidden = (value ?? '').split(',').map(Number); break;
+      case '--device': o.device = value; break;
+      case '--help':
+        console.log('usage: npm start -- [--epochs 10] [--batch-size 256] [--lr 1e-3] [--seed 0] [--hidden 256,256,256] [--device cpu|cuda:0]');
+        process.exit(0);
+      // falls through
+      default: throw new Error(`unknown option '${flag}' (try --help)`);
+    }
+  }
+  return o;
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const device = o.device ? Device.parse(o.device) : Device.best();
+  const info = native.buildInfo();
+  console.log(`synthgrad: device ${device.name} (${device.describe()}), CPU GEMM ${info.cpuGemm}, ${native.threads()} threads` +
+    (info.cuda ? `, CUDA built in (${info.cudaDevices} device(s))` : ', CUDA not built in'));
+  const { train, test } = await mnist();
+  console.log(`MNIST: ${train.count} training and ${test.count} test images`);
+  const model = mlp(784, o.hidden, 10);
+  console.log(`model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, Adam lr ${o.lr}, batch ${o.batchSize}, seed ${o.seed}`);
+  const trainer = new Trainer(model, { device, optimizer: new Adam({ lr: o.lr }), seed: o.seed });
+  const stepsPerEpoch = Math.ceil(train.count / o.batchSize);
+  const bar = (step: number) => {
+    const done = ((step - 1) % stepsPerEpoch) + 1;
+    const width = 30;
+    const filled = Math.round((done / stepsPerEpoch) * width);
+    return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${stepsPerEpoch}`;
+  };
+  const tty = process.stdout.isTTY;
+  await trainer.fit(train, {
+    epochs: o.epochs,
+    batchSize: o.batchSize,
+    validation: test,
+    logEvery: 10,
+    onStep: (m) => {
+      if (tty) process.stdout.write(`\repoch ${m.epoch} ${bar(m.step)} loss ${m.loss.toFixed(4)}   `);
+    },
+    onEpoch: (m) => {
+      if (tty) process.stdout.write('\r\x1b[K');
+      const v = m.validation!;
+      console.log(`epoch ${String(m.epoch).padStart(2)}  train loss ${m.loss.toFixed(4)}  test loss ${v.loss.toFixed(4)}  ` +
+        `test accuracy ${(100 * v.accuracy).toFixed(2)}%  ${Math.round(m.samplesPerSecond)} samples/s  ${m.seconds.toFixed(1)} s`);
+    },
+  });
+  const final = await trainer.evaluate(test);
+  console.log(`final test accuracy: ${(100 * final.accuracy).toFixed(2)}% (${final.count} images)`);
+  trainer.dispose();
+}
+
+main().catch((e) => {
+  console.error(`error: ${(e as Error).message}`);
+  process.exit(1);
+});

@@ -1,0 +1,3 @@
+// The data sets that ship with the library's dependencies.
+export { mnist, mnistDirectory, loadIdxPair } from './mnist';
+export type { Split } from './mnist';

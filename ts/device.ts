@@ -1,0 +1,63 @@
+// Devices: where tensors live and ops run.
+import { native, DeviceName } from './native';
+
+export class Device {
+  private constructor(readonly name: DeviceName) {}
+
+  static cpu(): Device {
+    return new Device('cpu');
+  }
+
+  /** The i-th CUDA device; throws a RangeError when it is absent or CUDA is not built in. */
+  static cuda(index = 0): Device {
+    if (!Number.isInteger(index) || index < 0)
+      throw new RangeError(`Device.cuda: 'index' must be a non-negative integer, got ${index}`);
+    const count = native.buildInfo().cudaDevices;
+    if (index >= count) {
+      const why = native.buildInfo().cuda ? `${count} CUDA device(s) present` : 'this build has no CUDA backend';
+      throw new RangeError(`Device.cuda: cuda:${index} is not available (${why})`);
+    }
+    return new Device(`cuda:${index}`);
+  }
+
+  /** Every device this build can use. */
+  static list(): Device[] {
+    const n = native.buildInfo().cudaDevices;
+    return [Device.cpu(), ...Array.from({ length: n }, (_, i) => Device.cuda(i))];
+  }
+
+  /**
+   * The fastest device: cuda:0 when present, else the CPU. SYNTHGRAD_DEVICE=cpu|cuda:N
+   * overrides the choice.
+   */
+  static best(): Device {
+    const forced = process.env.SYNTHGRAD_DEVICE;
+    if (forced) return Device.parse(forced);
+    return native.buildInfo().cudaDevices > 0 ? Device.cuda(0) : Device.cpu();
+  }
+
+  /** 'cpu' or 'cuda:N' */
+  static parse(name: string): Device {
+    if (name === 'cpu') return Device.cpu();
+    const m = /^cuda:(\d+)$/.exec(name);
+    if (!m) throw new TypeError(`Device.parse: expected 'cpu' or 'cuda:N', got '${name}'`);
+    return Device.cuda(Number(m[1]));
+  }
+
+  get isCuda(): boolean {
+    return this.name !== 'cpu';
+  }
+
+  /** A human-readable description, e.g. the GPU's model. */
+  describe(): string {
+    return native.deviceName(this.name);
+  }
+
+  equals(other: Device): boolean {
+    return this.name === other.name;
+  }
+
+  toString(): string {
+    return this.name;
+  }
+}

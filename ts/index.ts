@@ -1,0 +1,20 @@
+// synthgrad: decoupled neural interfaces (synthetic gradients) on a C++/CUDA core.
+export { Device } from './device';
+export { Tensor, Arena } from './tensor';
+export type { DType, TensorOptions } from './tensor';
+export { Stream, Event } from './stream';
+export { Random } from './random';
+export { Module, Parameter } from './nn/module';
+export type { StepContext, Forwarded, Backward } from './nn/module';
+export { Linear, BatchNorm1d, Activation, ReLU, Tanh, Sigmoid, Sequential } from './nn/layers';
+export { SoftmaxCrossEntropy, MeanSquaredError } from './nn/losses';
+export type { Loss, LossName, LossForward } from './nn/losses';
+export { Optimizer, SGD, Adam, schedules } from './optim/optimizers';
+export type { Schedule, OptimizerOptions } from './optim/optimizers';
+export { Trainer, Backpropagation } from './train/trainer';
+export type { TrainerOptions, FitOptions, FitResult, StepMetrics, EpochMetrics, Evaluation, TrainingStrategy } from './train/trainer';
+export { Dataset } from './data/dataset';
+export { parseIdx, readIdx } from './data/idx';
+export * as datasets from './data/datasets';
+export { native } from './native';
+export { mlp } from './models';

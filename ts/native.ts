@@ -1,0 +1,123 @@
+// The TypeScript type of the whole native module, and its loader.
+//
+// This is the only file that knows the addon's shape; everything else goes through the typed
+// wrappers (Tensor, Stream, layers). The native functions check every argument themselves and
+// throw TypeError/RangeError naming it, so a wrong call never crashes the process.
+import * as fs from 'fs';
+import * as path from 'path';
+
+export type DTypeName = 'float32' | 'int32';
+export type DeviceName = 'cpu' | `cuda:${number}`;
+export type ActivationName = 'relu' | 'tanh' | 'sigmoid';
+
+export interface NativeTensor {
+  readonly shape: number[];
+  readonly dtype: DTypeName;
+  /** null once disposed */
+  readonly device: DeviceName | null;
+  readonly disposed: boolean;
+  dispose(): void;
+  reshape(shape: number[]): NativeTensor;
+  read(stream?: NativeStream): Promise<Float32Array | Int32Array>;
+  sharesStorage(other: NativeTensor): boolean;
+}
+
+export interface NativeStream {
+  readonly device: DeviceName;
+  wait(event: NativeEvent): void;
+  synchronize(): Promise<void>;
+}
+
+export interface NativeEvent {
+  readonly device: DeviceName;
+  record(stream: NativeStream): void;
+  synchronize(): Promise<void>;
+}
+
+type S = NativeStream;
+type T = NativeTensor;
+
+/** Every op enqueues work on a stream and returns at once; see native/core/ops.h. */
+export interface NativeOps {
+  copy(s: S, src: T, dst: T): void;
+  fill(s: S, y: T, value: number): void;
+  axpby(s: S, a: number, x: T, b: number, y: T): void;
+  gemm(s: S, a: T, b: T, c: T, transA: boolean, transB: boolean, alpha: number, beta: number): void;
+  addBias(s: S, y: T, bias: T): void;
+  biasBackward(s: S, dy: T, dbias: T): void;
+  activationForward(s: S, act: ActivationName, x: T, y: T): void;
+  activationBackward(s: S, act: ActivationName, y: T, dy: T, dx: T): void;
+  batchNormForward(s: S, x: T, gamma: T, beta: T, y: T, runningMean: T, runningVar: T,
+    saveMean: T, saveInvStd: T, momentum: number, eps: number, training: boolean): void;
+  batchNormBackward(s: S, x: T, dy: T, gamma: T, saveMean: T, saveInvStd: T, dx: T, dgamma: T,
+    dbeta: T): void;
+  softmaxCrossEntropyForward(s: S, logits: T, labels: T, probs: T, loss: T): void;
+  softmaxCrossEntropyBackward(s: S, probs: T, labels: T, dlogits: T, scale: number): void;
+  mseForward(s: S, pred: T, target: T, loss: T): void;
+  mseBackward(s: S, pred: T, target: T, dpred: T, scale: number): void;
+  oneHot(s: S, labels: T, out: T): void;
+  concatColumns(s: S, a: T, b: T, out: T): void;
+  splitColumns(s: S, dout: T, da: T | null, db: T | null): void;
+  sgdStep(s: S, param: T, grad: T, velocity: T | null, lr: number, momentum: number,
+    weightDecay: number): void;
+  adamStep(s: S, param: T, grad: T, m: T, v: T, lr: number, beta1: number, beta2: number,
+    eps: number, weightDecay: number, step: number): void;
+}
+
+export interface BuildInfo {
+  /** the CUDA backend is compiled in */
+  cuda: boolean;
+  /** usable CUDA devices at run time */
+  cudaDevices: number;
+  /** the CPU GEMM's instruction set: 'avx512', 'avx2' or 'generic' */
+  cpuGemm: string;
+  napiVersion: number;
+}
+
+export interface NativeModule {
+  Tensor: new (shape: number[], dtype: DTypeName, device: DeviceName,
+    init?: Float32Array | Int32Array | 'zeros') => NativeTensor;
+  Stream: new (device: DeviceName) => NativeStream;
+  Event: new (device: DeviceName) => NativeEvent;
+  ops: NativeOps;
+  buildInfo(): BuildInfo;
+  deviceName(device: DeviceName): string;
+  defaultStream(device: DeviceName): NativeStream;
+  /** Sets (when given) and returns the number of CPU threads ops may use. */
+  threads(count?: number): number;
+}
+
+// The package root: the nearest folder above this file with a package.json (this file runs
+// from ts/ under ts-jest and from dist/ts/ once compiled).
+function packageRoot(): string {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+const root = packageRoot();
+
+function candidates(): string[] {
+  if (process.env.SYNTHGRAD_ADDON) return [path.resolve(process.env.SYNTHGRAD_ADDON)];
+  return ['build/Release/synthgrad.node', 'build/Debug/synthgrad.node'].map((p) => path.join(root, p));
+}
+
+function load(): NativeModule {
+  const tried = candidates();
+  for (const file of tried) {
+    if (!fs.existsSync(file)) continue;
+    try {
+      return require(file) as NativeModule;
+    } catch (e) {
+      throw new Error(
+        `synthgrad: the native addon at ${file} failed to load: ${(e as Error).message}\n` +
+          `Rebuild it with 'npm run build' (or 'npm install' in ${root}).`);
+    }
+  }
+  throw new Error(
+    `synthgrad: the native addon was not found (looked for ${tried.join(', ')}).\n` +
+      `Build it with 'npm install' (or 'npm run build') in ${root}; without CMake, ` +
+      `'npx node-gyp rebuild' builds the CPU-only addon. SYNTHGRAD_ADDON=path picks another build.`);
+}
+
+/** The native module, loaded on first use. */
+export const native: NativeModule = load();

@@ -1,0 +1,250 @@
+// Layers: Linear, BatchNorm1d and the activations. Each forward enqueues native ops on the
+// step's stream; each backward closure does the same for the gradients.
+import { Device } from '../device';
+import { native, ActivationName } from '../native';
+import { Random } from '../random';
+import { Tensor } from '../tensor';
+import { Backward, checkInput, Forwarded, Module, Parameter, StepContext } from './module';
+
+const ops = native.ops;
+
+function positiveInt(owner: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw new RangeError(`${owner}: '${name}' must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+/** y = x Wᵀ + b, with W [out, in] initialised like PyTorch: U(-1/√in, 1/√in), b too. */
+export class Linear extends Module {
+  readonly name: string;
+  weight?: Parameter;
+  bias?: Parameter;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, readonly options: { bias?: boolean } = {}) {
+    super();
+    positiveInt('Linear', 'inFeatures', inFeatures);
+    positiveInt('Linear', 'outFeatures', outFeatures);
+    this.name = `Linear(${inFeatures}→${outFeatures})`;
+  }
+
+  initialize(device: Device, rng: Random): void {
+    this.dispose();
+    const bound = 1 / Math.sqrt(this.inFeatures);
+    this.weight = Parameter.create(`${this.name}.weight`,
+      rng.uniformArray(this.outFeatures * this.inFeatures, -bound, bound), [this.outFeatures, this.inFeatures], device);
+    if (this.options.bias !== false)
+      this.bias = Parameter.create(`${this.name}.bias`, rng.uniformArray(this.outFeatures, -bound, bound), [this.outFeatures], device);
+  }
+
+  outputFeatures(inputFeatures: number): number {
+    if (inputFeatures !== this.inFeatures)
+      throw new RangeError(`${this.name}: expects ${this.inFeatures} input features, got ${inputFeatures}`);
+    return this.outFeatures;
+  }
+
+  parameters(): Parameter[] {
+    return [this.weight, this.bias].filter((p): p is Parameter => p !== undefined);
+  }
+
+  forward(x: Tensor, ctx: StepContext): Forwarded {
+    const weight = this.initialized(this.weight);
+    checkInput(this.name, x, this.inFeatures, ctx);
+    const s = ctx.stream.handle;
+    const batch = x.shape[0];
+    const y = Tensor.empty([batch, this.outFeatures], { device: ctx.device, arena: ctx.arena });
+    ops.gemm(s, x.handle, weight.value.handle, y.handle, false, true, 1, 0);
+    if (this.bias) ops.addBias(s, y.handle, this.bias.value.handle);
+    const bias = this.bias;
+    return {
+      output: y,
+      backward: (dy, bctx, needInputGrad) => {
+        const bs = bctx.stream.handle;
+        ops.gemm(bs, dy.handle, x.handle, weight.grad.handle, true, false, 1, 1); // dW += dyᵀ x
+        if (bias) ops.biasBackward(bs, dy.handle, bias.grad.handle);
+        if (!needInputGrad) return undefined;
+        const dx = Tensor.empty([batch, this.inFeatures], { device: bctx.device, arena: bctx.arena });
+        ops.gemm(bs, dy.handle, weight.value.handle, dx.handle, false, false, 1, 0); // dx = dy W
+        return dx;
+      },
+    };
+  }
+}
+
+/**
+ * Batch normalisation over the batch dimension of [batch, features] inputs, PyTorch's
+ * semantics: biased batch variance to normalise, unbiased in the running estimate,
+ * running = (1 - momentum) running + momentum batch.
+ */
+export class BatchNorm1d extends Module {
+  readonly name: string;
+  gamma?: Parameter;
+  beta?: Parameter;
+  runningMean?: Tensor;
+  runningVar?: Tensor;
+  readonly momentum: number;
+  readonly eps: number;
+
+  constructor(readonly features: number, options: { momentum?: number; eps?: number } = {}) {
+    super();
+    positiveInt('BatchNorm1d', 'features', features);
+    this.momentum = options.momentum ?? 0.1;
+    this.eps = options.eps ?? 1e-5;
+    if (!(this.momentum >= 0 && this.momentum <= 1))
+      throw new RangeError(`BatchNorm1d: 'momentum' must be in [0, 1], got ${this.momentum}`);
+    if (!(this.eps > 0)) throw new RangeError(`BatchNorm1d: 'eps' must be > 0, got ${this.eps}`);
+    this.name = `BatchNorm1d(${features})`;
+  }
+
+  initialize(device: Device): void {
+    this.dispose();
+    const n = this.features;
+    this.gamma = Parameter.create(`${this.name}.gamma`, new Float32Array(n).fill(1), [n], device);
+    this.beta = Parameter.create(`${this.name}.beta`, new Float32Array(n), [n], device);
+    this.runningMean = Tensor.zeros([n], { device });
+    this.runningVar = Tensor.fromArray(new Float32Array(n).fill(1), [n], { device });
+  }
+
+  outputFeatures(inputFeatures: number): number {
+    if (inputFeatures !== this.features)
+      throw new RangeError(`${this.name}: expects ${this.features} input features, got ${inputFeatures}`);
+    return this.features;
+  }
+
+  parameters(): Parameter[] {
+    return [this.gamma, this.beta].filter((p): p is Parameter => p !== undefined);
+  }
+
+  dispose(): void {
+    super.dispose();
+    this.runningMean?.dispose();
+    this.runningVar?.dispose();
+  }
+
+  forward(x: Tensor, ctx: StepContext): Forwarded {
+    const gamma = this.initialized(this.gamma);
+    const beta = this.initialized(this.beta);
+    checkInput(this.name, x, this.features, ctx);
+    if (ctx.training && x.shape[0] < 2)
+      throw new RangeError(`${this.name}: training needs a batch of at least 2, got ${x.shape[0]}`);
+    const opts = { device: ctx.device, arena: ctx.arena };
+    const y = Tensor.empty(x.shape, opts);
+    const saveMean = Tensor.empty([this.features], opts);
+    const saveInvStd = Tensor.empty([this.features], opts);
+    ops.batchNormForward(ctx.stream.handle, x.handle, gamma.value.handle, beta.value.handle, y.handle,
+      this.runningMean!.handle, this.runningVar!.handle, saveMean.handle, saveInvStd.handle,
+      this.momentum, this.eps, ctx.training);
+    return {
+      output: y,
+      backward: (dy, bctx, needInputGrad) => {
+        if (!ctx.training) throw new Error(`${this.name}: backward of an inference-mode forward`);
+        // BatchNorm's parameter gradients come with dx; it is cheap, so always computed.
+        const dx = Tensor.empty(x.shape, { device: bctx.device, arena: bctx.arena });
+        ops.batchNormBackward(bctx.stream.handle, x.handle, dy.handle, gamma.value.handle, saveMean.handle,
+          saveInvStd.handle, dx.handle, gamma.grad.handle, beta.grad.handle);
+        return needInputGrad ? dx : undefined;
+      },
+    };
+  }
+}
+
+/** An elementwise activation; its backward uses the saved output. */
+export class Activation extends Module {
+  readonly name: string;
+
+  constructor(readonly kind: ActivationName) {
+    super();
+    if (!['relu', 'tanh', 'sigmoid'].includes(kind))
+      throw new TypeError(`Activation: 'kind' must be 'relu', 'tanh' or 'sigmoid', got ${String(kind)}`);
+    this.name = kind === 'relu' ? 'ReLU' : kind === 'tanh' ? 'Tanh' : 'Sigmoid';
+  }
+
+  initialize(): void {}
+
+  outputFeatures(inputFeatures: number): number {
+    return inputFeatures;
+  }
+
+  forward(x: Tensor, ctx: StepContext): Forwarded {
+    if (!(x instanceof Tensor)) throw new TypeError(`${this.name}: the input must be a Tensor`);
+    const y = Tensor.empty(x.shape, { device: ctx.device, arena: ctx.arena });
+    ops.activationForward(ctx.stream.handle, this.kind, x.handle, y.handle);
+    return {
+      output: y,
+      backward: (dy, bctx, needInputGrad) => {
+        if (!needInputGrad) return undefined;
+        const dx = Tensor.empty(x.shape, { device: bctx.device, arena: bctx.arena });
+        ops.activationBackward(bctx.stream.handle, this.kind, y.handle, dy.handle, dx.handle);
+        return dx;
+      },
+    };
+  }
+}
+
+export class ReLU extends Activation {
+  constructor() {
+    super('relu');
+  }
+}
+
+export class Tanh extends Activation {
+  constructor() {
+    super('tanh');
+  }
+}
+
+export class Sigmoid extends Activation {
+  constructor() {
+    super('sigmoid');
+  }
+}
+
+/** Modules applied in order. */
+export class Sequential extends Module {
+  readonly name: string;
+  readonly layers: readonly Module[];
+
+  constructor(layers: Module[]) {
+    super();
+    if (!Array.isArray(layers) || layers.length === 0)
+      throw new TypeError('Sequential: expects a non-empty array of modules');
+    layers.forEach((l, i) => {
+      if (!(l instanceof Module)) throw new TypeError(`Sequential: layers[${i}] is not a Module`);
+    });
+    this.layers = [...layers];
+    this.name = `Sequential(${this.layers.map((l) => l.name).join(', ')})`;
+  }
+
+  initialize(device: Device, rng: Random): void {
+    for (const l of this.layers) l.initialize(device, rng);
+  }
+
+  outputFeatures(inputFeatures: number): number {
+    return this.layers.reduce((f, l) => l.outputFeatures(f), inputFeatures);
+  }
+
+  parameters(): Parameter[] {
+    return this.layers.flatMap((l) => l.parameters());
+  }
+
+  dispose(): void {
+    for (const l of this.layers) l.dispose();
+  }
+
+  forward(x: Tensor, ctx: StepContext): Forwarded {
+    const backwards: Backward[] = [];
+    let h = x;
+    for (const layer of this.layers) {
+      const f = layer.forward(h, ctx);
+      backwards.push(f.backward);
+      h = f.output;
+    }
+    return {
+      output: h,
+      backward: (dy, bctx, needInputGrad) => {
+        let g: Tensor | undefined = dy;
+        for (let i = backwards.length - 1; i >= 0 && g; i--) g = backwards[i](g, bctx, i > 0 || needInputGrad);
+        return g;
+      },
+    };
+  }
+}

@@ -1,0 +1,86 @@
+// Modules: the building blocks of a network.
+//
+// A module's forward pass enqueues its work on the step's stream and returns its output with
+// a `backward` closure over what it saved. Closures (rather than state stored in the module)
+// let several forward passes be in flight at once, which pipelined decoupled training needs.
+// backward() overwrites the input gradient it returns and ACCUMULATES (+=) into the
+// parameters' gradients; an optimizer step consumes and zeroes them.
+import { Device } from '../device';
+import { Random } from '../random';
+import { Stream } from '../stream';
+import { Arena, Tensor } from '../tensor';
+
+/** What a forward or backward pass runs with. */
+export interface StepContext {
+  readonly device: Device;
+  readonly stream: Stream;
+  /** training mode: BatchNorm uses batch statistics and updates its running ones */
+  readonly training: boolean;
+  /** owns the tensors made during this step; disposed of when the step is over */
+  readonly arena: Arena;
+}
+
+/**
+ * Backpropagates `dy` (the loss gradient w.r.t. the output) through the module, accumulating
+ * parameter gradients. Returns the gradient w.r.t. the input, or undefined when
+ * `needInputGrad` is false (the first module of a network skips that work).
+ */
+export type Backward = (dy: Tensor, ctx: StepContext, needInputGrad: boolean) => Tensor | undefined;
+
+export interface Forwarded {
+  output: Tensor;
+  backward: Backward;
+}
+
+/** A trainable tensor and its gradient (same shape, same device). */
+export class Parameter {
+  constructor(readonly name: string, readonly value: Tensor, readonly grad: Tensor) {}
+
+  static create(name: string, init: Float32Array, shape: number[], device: Device): Parameter {
+    return new Parameter(name, Tensor.fromArray(init, shape, { device }), Tensor.zeros(shape, { device }));
+  }
+
+  dispose(): void {
+    this.value.dispose();
+    this.grad.dispose();
+  }
+}
+
+export abstract class Module {
+  /** e.g. 'Linear(784→256)' */
+  abstract readonly name: string;
+
+  /** Creates the parameters and buffers on `device`, drawing initial values from `rng`. */
+  abstract initialize(device: Device, rng: Random): void;
+
+  abstract forward(x: Tensor, ctx: StepContext): Forwarded;
+
+  /** Number of output features for `inputFeatures` input features (throws if incompatible). */
+  abstract outputFeatures(inputFeatures: number): number;
+
+  parameters(): Parameter[] {
+    return [];
+  }
+
+  /** Frees the parameters and buffers. */
+  dispose(): void {
+    for (const p of this.parameters()) p.dispose();
+  }
+
+  /** Throws a clear error when used before initialize(). */
+  protected initialized<T>(value: T | undefined): T {
+    if (value === undefined)
+      throw new Error(`${this.name}: used before initialize(device, rng) (a Trainer does this for you)`);
+    return value;
+  }
+}
+
+/** Checks that x is a [batch, features] float32 tensor on the context's device. */
+export function checkInput(module: string, x: Tensor, features: number, ctx: StepContext): void {
+  if (!(x instanceof Tensor)) throw new TypeError(`${module}: the input must be a Tensor`);
+  if (x.dtype !== 'float32') throw new TypeError(`${module}: the input must be float32, got ${x.dtype}`);
+  if (x.shape.length !== 2 || x.shape[1] !== features)
+    throw new RangeError(`${module}: the input must have shape [batch, ${features}], got [${x.shape.join(', ')}]`);
+  if (!x.device.equals(ctx.device))
+    throw new TypeError(`${module}: the input is on ${x.device.name} but the module runs on ${ctx.device.name}`);
+}

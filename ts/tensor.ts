@@ -1,0 +1,132 @@
+// Tensors: typed, shaped handles on native memory (float32, or int32 for labels).
+//
+// A tensor's memory is freed by dispose() (or, as a safety net, when it is garbage
+// collected). Work already enqueued on a stream keeps the memory alive, so disposing of a
+// tensor right after using it is always safe.
+import { Device } from './device';
+import { native, DTypeName, NativeTensor } from './native';
+import { Stream } from './stream';
+
+export type DType = DTypeName;
+export type TypedArrayOf<D extends DType> = D extends 'int32' ? Int32Array : Float32Array;
+
+export interface TensorOptions {
+  device?: Device;
+  dtype?: DType;
+  /** dispose of the tensor together with this arena */
+  arena?: Arena;
+}
+
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly device: Device;
+
+  /** Wraps a native handle; use the static constructors instead. */
+  constructor(readonly handle: NativeTensor, device?: Device) {
+    this.shape = handle.shape;
+    this.dtype = handle.dtype;
+    this.device = device ?? Device.parse(handle.device ?? 'cpu');
+  }
+
+  /** A tensor whose contents are unspecified (for op outputs that overwrite it). */
+  static empty(shape: readonly number[], options: TensorOptions = {}): Tensor {
+    return Tensor.create(shape, options, undefined);
+  }
+
+  static zeros(shape: readonly number[], options: TensorOptions = {}): Tensor {
+    return Tensor.create(shape, options, 'zeros');
+  }
+
+  /**
+   * A tensor holding a copy of `data`: a Float32Array (float32), an Int32Array (int32) or an
+   * array of numbers (float32 unless options.dtype says int32).
+   */
+  static fromArray(data: Float32Array | Int32Array | readonly number[], shape: readonly number[],
+    options: TensorOptions = {}): Tensor {
+    let typed: Float32Array | Int32Array;
+    if (data instanceof Float32Array || data instanceof Int32Array) {
+      typed = data;
+    } else if (Array.isArray(data)) {
+      typed = options.dtype === 'int32' ? Int32Array.from(data) : Float32Array.from(data);
+    } else {
+      throw new TypeError(`Tensor.fromArray: 'data' must be a Float32Array, Int32Array or number[], got ${describe(data)}`);
+    }
+    const dtype: DType = typed instanceof Int32Array ? 'int32' : 'float32';
+    if (options.dtype && options.dtype !== dtype)
+      throw new TypeError(`Tensor.fromArray: 'data' is ${dtype} but options.dtype is ${options.dtype}`);
+    return Tensor.create(shape, { ...options, dtype }, typed);
+  }
+
+  private static create(shape: readonly number[], options: TensorOptions,
+    init: Float32Array | Int32Array | 'zeros' | undefined): Tensor {
+    const device = options.device ?? Device.cpu();
+    if (!(device instanceof Device)) throw new TypeError(`Tensor: 'device' must be a Device, got ${describe(device)}`);
+    const handle = new native.Tensor(shape as number[], options.dtype ?? 'float32', device.name, init);
+    const t = new Tensor(handle, device);
+    options.arena?.track(t);
+    return t;
+  }
+
+  /** Number of elements. */
+  get size(): number {
+    let n = 1;
+    for (const d of this.shape) n *= d;
+    return n;
+  }
+
+  get disposed(): boolean {
+    return this.handle.disposed;
+  }
+
+  /**
+   * A copy of the contents, once `stream` (default: the device's default stream) has finished
+   * the work enqueued before this call.
+   */
+  read(stream?: Stream): Promise<Float32Array | Int32Array> {
+    return this.handle.read(stream?.handle);
+  }
+
+  /** Like read(), for float32 tensors. */
+  async readFloat32(stream?: Stream): Promise<Float32Array> {
+    if (this.dtype !== 'float32') throw new TypeError(`readFloat32: the tensor is ${this.dtype}`);
+    return (await this.read(stream)) as Float32Array;
+  }
+
+  /** The same memory seen with another shape of the same size. */
+  reshape(shape: readonly number[], arena?: Arena): Tensor {
+    const t = new Tensor(this.handle.reshape(shape as number[]), this.device);
+    arena?.track(t);
+    return t;
+  }
+
+  dispose(): void {
+    this.handle.dispose();
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}, [${this.shape.join(', ')}], ${this.device.name})`;
+  }
+}
+
+/** Tensors that live together and are disposed of together (e.g. one training step's). */
+export class Arena {
+  private tensors: Tensor[] = [];
+
+  track<T extends Tensor>(t: T): T {
+    this.tensors.push(t);
+    return t;
+  }
+
+  dispose(): void {
+    for (const t of this.tensors) t.dispose();
+    this.tensors = [];
+  }
+}
+
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return (v as object).constructor?.name ?? 'an object';
+  return `${typeof v} ${String(v)}`;
+}

@@ -1,0 +1,284 @@
+// The trainer: seeded initialisation and shuffling, mini-batch training with callbacks, and
+// evaluation. It never blocks the event loop: each step is enqueued on the trainer's stream
+// and the host awaits the previous step's loss (a Promise) while the stream computes.
+import { Dataset } from '../data/dataset';
+import { Device } from '../device';
+import { Loss, LossName, lossFrom } from '../nn/losses';
+import { Module, Parameter, StepContext } from '../nn/module';
+import { Optimizer } from '../optim/optimizers';
+import { Random } from '../random';
+import { Stream } from '../stream';
+import { Arena, Tensor, describe } from '../tensor';
+
+export interface TrainerOptions {
+  /** default: Device.best() */
+  device?: Device;
+  /** an optimizer, or a factory (decoupled networks make one per module) */
+  optimizer: Optimizer | (() => Optimizer);
+  /** default: 'softmax-cross-entropy' */
+  loss?: LossName | Loss;
+  /** seeds the initial weights and the shuffling; default 0 */
+  seed?: number;
+}
+
+export interface StepMetrics {
+  /** 1-based count of steps taken in this fit() */
+  step: number;
+  /** 1-based epoch */
+  epoch: number;
+  loss: number;
+  lr: number;
+}
+
+export interface EpochMetrics {
+  epoch: number;
+  steps: number;
+  /** mean training loss over the epoch's steps */
+  loss: number;
+  seconds: number;
+  samplesPerSecond: number;
+  validation?: Evaluation;
+}
+
+export interface Evaluation {
+  loss: number;
+  accuracy: number;
+  count: number;
+}
+
+export interface FitOptions {
+  /** stop after this many epochs ... */
+  epochs?: number;
+  /** ... or this many steps, whichever comes first (at least one of the two) */
+  steps?: number;
+  /** default 256 */
+  batchSize?: number;
+  /** shuffle the rows every epoch (seeded); default true */
+  shuffle?: boolean;
+  /** evaluated at the end of every epoch */
+  validation?: Dataset;
+  /** called after every `logEvery` steps (default 1) */
+  onStep?: (m: StepMetrics) => void | Promise<void>;
+  logEvery?: number;
+  onEpoch?: (m: EpochMetrics) => void | Promise<void>;
+}
+
+export interface FitResult {
+  steps: number;
+  epochs: EpochMetrics[];
+  seconds: number;
+}
+
+/**
+ * How one training step is carried out. Plain backpropagation is the default; a decoupled
+ * network brings its own.
+ */
+export interface TrainingStrategy {
+  /** Enqueues one step on `ctx.stream` and returns the mean loss as a [1] tensor. */
+  step(x: Tensor, y: Tensor, ctx: StepContext): Tensor;
+  dispose(): void;
+}
+
+/** Forward, loss, backward through the whole network, one optimizer step. */
+export class Backpropagation implements TrainingStrategy {
+  private readonly params: Parameter[];
+
+  constructor(readonly model: Module, readonly loss: Loss, readonly optimizer: Optimizer) {
+    this.params = model.parameters();
+  }
+
+  step(x: Tensor, y: Tensor, ctx: StepContext): Tensor {
+    const f = this.model.forward(x, ctx);
+    const l = this.loss.forward(f.output, y, ctx);
+    f.backward(l.backward(ctx), ctx, false);
+    this.optimizer.step(this.params, ctx.stream);
+    return l.loss;
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
+  }
+}
+
+/** A model that chooses its own training strategy (e.g. a decoupled network). */
+export interface HasTrainingStrategy {
+  trainingStrategy(options: { loss: Loss; optimizer: () => Optimizer }): TrainingStrategy;
+}
+
+function hasStrategy(m: unknown): m is HasTrainingStrategy {
+  return typeof (m as HasTrainingStrategy).trainingStrategy === 'function';
+}
+
+function positiveInt(owner: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw new RangeError(`${owner}: '${name}' must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+export class Trainer {
+  readonly device: Device;
+  readonly stream: Stream;
+  readonly loss: Loss;
+  private readonly rng: Random;
+  private readonly strategy: TrainingStrategy;
+  private steps = 0;
+
+  constructor(readonly model: Module, options: TrainerOptions) {
+    if (!(model instanceof Module)) throw new TypeError(`Trainer: 'model' must be a Module, got ${describe(model)}`);
+    if (!options || typeof options !== 'object') throw new TypeError('Trainer: expects options { optimizer, ... }');
+    this.device = options.device ?? Device.best();
+    if (!(this.device instanceof Device)) throw new TypeError(`Trainer: 'device' must be a Device, got ${describe(options.device)}`);
+    const opt = options.optimizer;
+    if (!(opt instanceof Optimizer) && typeof opt !== 'function')
+      throw new TypeError(`Trainer: 'optimizer' must be an Optimizer or a function returning one, got ${describe(opt)}`);
+    const makeOptimizer = () => {
+      const o = opt instanceof Optimizer ? opt : opt();
+      if (!(o instanceof Optimizer)) throw new TypeError(`Trainer: the 'optimizer' factory returned ${describe(o)}`);
+      return o;
+    };
+    this.loss = lossFrom(options.loss ?? 'softmax-cross-entropy');
+    const seed = options.seed ?? 0;
+    if (!Number.isInteger(seed)) throw new TypeError(`Trainer: 'seed' must be an integer, got ${String(seed)}`);
+    this.rng = new Random(seed);
+    this.stream = new Stream(this.device);
+    model.initialize(this.device, this.rng.fork());
+    this.strategy = hasStrategy(model)
+      ? model.trainingStrategy({ loss: this.loss, optimizer: makeOptimizer })
+      : new Backpropagation(model, this.loss, makeOptimizer());
+  }
+
+  /** Trains on `data`; resolves when done, rejects on a bad argument or a non-finite loss. */
+  async fit(data: Dataset, options: FitOptions): Promise<FitResult> {
+    if (!(data instanceof Dataset)) throw new TypeError(`fit: 'data' must be a Dataset, got ${describe(data)}`);
+    if (!options || typeof options !== 'object') throw new TypeError('fit: expects options { epochs or steps, ... }');
+    const batchSize = positiveInt('fit', 'batchSize', options.batchSize ?? 256);
+    if (options.epochs === undefined && options.steps === undefined) throw new RangeError("fit: give 'epochs' or 'steps'");
+    const maxEpochs = options.epochs === undefined ? Infinity : positiveInt('fit', 'epochs', options.epochs);
+    const maxSteps = options.steps === undefined ? Infinity : positiveInt('fit', 'steps', options.steps);
+    const logEvery = positiveInt('fit', 'logEvery', options.logEvery ?? 1);
+    this.model.outputFeatures(data.features); // throws early if the data does not fit the model
+    const shuffleRng = options.shuffle === false ? undefined : this.rng.fork();
+
+    const started = Date.now();
+    const history: EpochMetrics[] = [];
+    let step = 0;
+    // The step in flight: enqueued, its loss not read yet.
+    let inFlight: { loss: Promise<Float32Array | Int32Array>; arena: Arena; step: number; epoch: number; lr: number } | undefined;
+    let epochLossSum = 0;
+    let epochSteps = 0;
+
+    const settle = async () => {
+      if (!inFlight) return;
+      const f = inFlight;
+      inFlight = undefined;
+      let value: number;
+      try {
+        value = (await f.loss)[0];
+      } catch (e) {
+        throw new Error(`fit: step ${f.step} failed: ${(e as Error).message}`);
+      } finally {
+        f.arena.dispose();
+      }
+      if (!Number.isFinite(value))
+        throw new Error(`fit: the loss became ${value} at step ${f.step} (epoch ${f.epoch}); ` +
+          'lower the learning rate or check the inputs for NaN/Infinity');
+      epochLossSum += value;
+      epochSteps++;
+      if (options.onStep && f.step % logEvery === 0) await options.onStep({ step: f.step, epoch: f.epoch, loss: value, lr: f.lr });
+    };
+
+    try {
+      for (let epoch = 1; epoch <= maxEpochs && step < maxSteps; epoch++) {
+        const epochStart = Date.now();
+        const order = data.order(shuffleRng);
+        let samples = 0;
+        epochLossSum = 0;
+        epochSteps = 0;
+        for (let start = 0; start < data.count && step < maxSteps; start += batchSize) {
+          const end = Math.min(data.count, start + batchSize);
+          if (end - start < 2) break; // BatchNorm needs two rows; a 1-row tail is dropped
+          const batch = data.gather(order, start, end);
+          const arena = new Arena();
+          const ctx: StepContext = { device: this.device, stream: this.stream, training: true, arena };
+          let loss: Promise<Float32Array | Int32Array>;
+          const lr = this.currentLr();
+          try {
+            const x = Tensor.fromArray(batch.inputs, [end - start, data.features], { device: this.device, arena });
+            const y = Tensor.fromArray(batch.labels, [end - start], { device: this.device, arena });
+            loss = this.strategy.step(x, y, ctx).read(this.stream);
+          } catch (e) {
+            arena.dispose();
+            throw e;
+          }
+          step++;
+          this.steps++;
+          samples += end - start;
+          await settle();
+          inFlight = { loss, arena, step, epoch, lr };
+        }
+        await settle();
+        const seconds = (Date.now() - epochStart) / 1000;
+        const m: EpochMetrics = {
+          epoch, steps: epochSteps, loss: epochSteps ? epochLossSum / epochSteps : NaN, seconds,
+          samplesPerSecond: samples / Math.max(seconds, 1e-9),
+        };
+        if (options.validation) m.validation = await this.evaluate(options.validation);
+        history.push(m);
+        if (options.onEpoch) await options.onEpoch(m);
+      }
+    } finally {
+      if (inFlight) {
+        const f = inFlight as { loss: Promise<unknown>; arena: Arena };
+        await f.loss.catch(() => undefined);
+        f.arena.dispose();
+      }
+    }
+    return { steps: step, epochs: history, seconds: (Date.now() - started) / 1000 };
+  }
+
+  /** Mean loss and accuracy of the model (inference mode) on `data`. */
+  async evaluate(data: Dataset, options: { batchSize?: number } = {}): Promise<Evaluation> {
+    if (!(data instanceof Dataset)) throw new TypeError(`evaluate: 'data' must be a Dataset, got ${describe(data)}`);
+    const batchSize = positiveInt('evaluate', 'batchSize', options.batchSize ?? 1000);
+    this.model.outputFeatures(data.features);
+    let lossSum = 0;
+    let correct = 0;
+    const order = data.order();
+    for (let start = 0; start < data.count; start += batchSize) {
+      const end = Math.min(data.count, start + batchSize);
+      const arena = new Arena();
+      try {
+        const batch = data.gather(order, start, end);
+        const ctx: StepContext = { device: this.device, stream: this.stream, training: false, arena };
+        const x = Tensor.fromArray(batch.inputs, [end - start, data.features], { device: this.device, arena });
+        const out = this.model.forward(x, ctx).output;
+        const logits = await out.readFloat32(this.stream);
+        const classes = out.shape[1];
+        for (let r = 0; r < end - start; r++) {
+          const row = logits.subarray(r * classes, (r + 1) * classes);
+          let best = 0;
+          for (let c = 1; c < classes; c++) if (row[c] > row[best]) best = c;
+          if (best === batch.labels[r]) correct++;
+          // log-softmax in float64
+          let sum = 0;
+          for (let c = 0; c < classes; c++) sum += Math.exp(row[c] - row[best]);
+          lossSum += -(row[batch.labels[r]] - row[best] - Math.log(sum));
+        }
+      } finally {
+        arena.dispose();
+      }
+    }
+    return { loss: lossSum / data.count, accuracy: correct / data.count, count: data.count };
+  }
+
+  /** Frees the optimizer state and the model's parameters. */
+  dispose(): void {
+    this.strategy.dispose();
+    this.model.dispose();
+  }
+
+  private currentLr(): number {
+    const s = this.strategy as Partial<Backpropagation>;
+    return s.optimizer ? s.optimizer.lr : NaN;
+  }
+}
