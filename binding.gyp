@@ -1,0 +1,46 @@
+# The CPU-only addon built with node-gyp, for machines without CMake:
+#   npx node-gyp rebuild
+# CMakeLists.txt is the main build (it adds the CUDA backend); keep the source lists in step.
+{
+  "variables": {
+    "core_flags": ["-std=c++17", "-O3", "-fexceptions", "-Wall", "-Wno-unused-parameter"]
+  },
+  "targets": [
+    {
+      # The GEMM micro-kernels are the only code built with AVX2/AVX-512 (chosen at run time).
+      "target_name": "gemm_avx2",
+      "type": "static_library",
+      "sources": ["native/cpu/gemm_avx2.cpp"],
+      "cflags_cc": ["<@(core_flags)", "-fPIC", "-mavx2", "-mfma"]
+    },
+    {
+      "target_name": "gemm_avx512",
+      "type": "static_library",
+      "sources": ["native/cpu/gemm_avx512.cpp"],
+      "cflags_cc": ["<@(core_flags)", "-fPIC", "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mfma"]
+    },
+    {
+      "target_name": "synthgrad",
+      "dependencies": ["gemm_avx2", "gemm_avx512"],
+      "sources": [
+        "native/core/backend.cpp",
+        "native/core/ops.cpp",
+        "native/core/parallel.cpp",
+        "native/cpu/cpu_backend.cpp",
+        "native/cpu/gemm.cpp",
+        "native/cpu/kernels.cpp",
+        "native/addon/addon.cpp",
+        "native/addon/completion.cpp",
+        "native/addon/convert.cpp",
+        "native/addon/handles.cpp",
+        "native/addon/ops_binding.cpp"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++14", "-std=gnu++17"],
+      "cflags_cc": ["<@(core_flags)"],
+      "libraries": ["-lpthread"]
+    }
+  ]
+}
