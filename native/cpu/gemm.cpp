@@ -252,9 +252,11 @@ void gemmRect(const Problem& p, const Blocking& limits, MicroKernelFn kernel, in
   }
 }
 
-// Below this many multiply-adds per thread, waking a helper costs more than it saves
-// (a 256 x 64 x 256 product takes ~25 us on one Zen 5 core).
-constexpr int64_t kMinMacsPerThread = int64_t{1} << 22;
+// Below this many multiply-adds per thread, waking a helper costs more than it saves. On
+// the 2-core Zen 5 VMs we run on, a sleeping pool worker takes ~35 us to start, while one
+// core does 8M multiply-adds in ~65 us: 256 x 128 x 256 is faster on one thread,
+// 256 x 256 x 256 on two.
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 23;
 
 // How C is cut among threads: gridRows x gridCols rectangles, each a whole number of tiles.
 struct Grid {

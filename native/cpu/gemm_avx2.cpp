@@ -11,6 +11,9 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 
+#include <array>
+#include <utility>
+
 namespace sg::cpu::gemm_detail {
 namespace {
 
@@ -26,68 +29,83 @@ inline __m256i firstLanes(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
 }
 
-void microKernel(int64_t kc, const float* __restrict packedA, const float* __restrict packedB,
-                 float* __restrict c, int64_t ldc, int rows, int cols, float alpha, float beta) {
-  __m256 acc[kRows][kVectors];
+// Computes a Rows x (8 * Vectors) corner of the tile (Rows <= kRows, Vectors <= kVectors)
+// from panels laid out for the full tile; edge tiles use the smallest variant covering them.
+// Each element gets exactly the same sequence of FMAs whichever variant computes it.
+template <int Rows, int Vectors>
+void tileKernel(int64_t kc, const float* __restrict packedA, const float* __restrict packedB,
+                float* __restrict c, int64_t ldc, int cols, float alpha, float beta) {
+  __m256 acc[Rows][Vectors];
 #pragma GCC unroll 16
-  for (int r = 0; r < kRows; ++r)
+  for (int r = 0; r < Rows; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm256_setzero_ps();
+    for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm256_setzero_ps();
 
-  for (int r = 0; r < rows; ++r) {
+#pragma GCC unroll 16
+  for (int r = 0; r < Rows; ++r) {
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + kCols - 1), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 8 * Vectors - 1), _MM_HINT_T0);
   }
 
   const float* a = packedA;
   const float* b = packedB;
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
-    __m256 bRow[kVectors];
+    __m256 bRow[Vectors];
 #pragma GCC unroll 4
-    for (int v = 0; v < kVectors; ++v) bRow[v] = _mm256_load_ps(b + 8 * v);
+    for (int v = 0; v < Vectors; ++v) bRow[v] = _mm256_load_ps(b + 8 * v);
     _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchB * kCols), _MM_HINT_T0);
 #pragma GCC unroll 16
-    for (int r = 0; r < kRows; ++r) {
+    for (int r = 0; r < Rows; ++r) {
       const __m256 aValue = _mm256_broadcast_ss(a + r);
 #pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm256_fmadd_ps(aValue, bRow[v], acc[r][v]);
+      for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm256_fmadd_ps(aValue, bRow[v], acc[r][v]);
     }
     a += kRows;
     b += kCols;
   }
 
+  // C = alpha * acc + beta * C; only the last vector of a row can be partial.
   const __m256 alphaV = _mm256_set1_ps(alpha);
   const __m256 betaV = _mm256_set1_ps(beta);
-  if (rows == kRows && cols == kCols) {
+  const int lastCols = cols - 8 * (Vectors - 1);
+  const __m256i lastMask = firstLanes(lastCols);
 #pragma GCC unroll 16
-    for (int r = 0; r < kRows; ++r) {
-      float* cRow = c + r * ldc;
-#pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v) {
-        __m256 out = _mm256_mul_ps(alphaV, acc[r][v]);
-        if (beta != 0.0f) out = _mm256_fmadd_ps(betaV, _mm256_loadu_ps(cRow + 8 * v), out);
-        _mm256_storeu_ps(cRow + 8 * v, out);
-      }
-    }
-    return;
-  }
-  // Edge tile: masked loads/stores never touch memory outside the rows x cols window.
-  __m256i mask[kVectors];
-#pragma GCC unroll 4
-  for (int v = 0; v < kVectors; ++v) mask[v] = firstLanes(cols - 8 * v);
-#pragma GCC unroll 16
-  for (int r = 0; r < kRows; ++r) {
-    if (r >= rows) break;
+  for (int r = 0; r < Rows; ++r) {
     float* cRow = c + r * ldc;
 #pragma GCC unroll 4
-    for (int v = 0; v < kVectors; ++v) {
+    for (int v = 0; v < Vectors; ++v) {
       __m256 out = _mm256_mul_ps(alphaV, acc[r][v]);
-      if (beta != 0.0f)
-        out = _mm256_fmadd_ps(betaV, _mm256_maskload_ps(cRow + 8 * v, mask[v]), out);
-      _mm256_maskstore_ps(cRow + 8 * v, mask[v], out);
+      if (v + 1 < Vectors || lastCols >= 8) {
+        if (beta != 0.0f) out = _mm256_fmadd_ps(betaV, _mm256_loadu_ps(cRow + 8 * v), out);
+        _mm256_storeu_ps(cRow + 8 * v, out);
+      } else {  // masked: never touches memory past the last column
+        if (beta != 0.0f)
+          out = _mm256_fmadd_ps(betaV, _mm256_maskload_ps(cRow + 8 * v, lastMask), out);
+        _mm256_maskstore_ps(cRow + 8 * v, lastMask, out);
+      }
     }
   }
+}
+
+using TileKernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, float,
+                              float);
+
+// kTileKernels[rows - 1][vectors - 1]
+template <int Rows, int... V>
+constexpr std::array<TileKernelFn, kVectors> rowOfKernels(std::integer_sequence<int, V...>) {
+  return {tileKernel<Rows, V + 1>...};
+}
+template <int... R>
+constexpr std::array<std::array<TileKernelFn, kVectors>, kRows> tableOfKernels(
+    std::integer_sequence<int, R...>) {
+  return {rowOfKernels<R + 1>(std::make_integer_sequence<int, kVectors>())...};
+}
+constexpr auto kTileKernels = tableOfKernels(std::make_integer_sequence<int, kRows>());
+
+void microKernel(int64_t kc, const float* packedA, const float* packedB, float* c, int64_t ldc,
+                 int rows, int cols, float alpha, float beta) {
+  kTileKernels[rows - 1][(cols + 7) / 8 - 1](kc, packedA, packedB, c, ldc, cols, alpha, beta);
 }
 
 constexpr MicroKernel kKernel{"avx2", kAvx2Tile, microKernel};

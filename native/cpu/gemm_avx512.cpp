@@ -13,6 +13,9 @@
 #if defined(__AVX512F__) && defined(__FMA__)
 #include <immintrin.h>
 
+#include <array>
+#include <utility>
+
 namespace sg::cpu::gemm_detail {
 namespace {
 
@@ -31,70 +34,84 @@ inline __mmask16 firstLanes(int n) {
   return static_cast<__mmask16>((1u << n) - 1u);
 }
 
-void microKernel(int64_t kc, const float* __restrict packedA, const float* __restrict packedB,
-                 float* __restrict c, int64_t ldc, int rows, int cols, float alpha, float beta) {
-  __m512 acc[kRows][kVectors];
+// Computes a Rows x (16 * Vectors) corner of the tile (Rows <= kRows, Vectors <= kVectors)
+// from panels laid out for the full kRows x kCols tile. Edge tiles use the smallest variant
+// that covers them, so a 256-row or 10-column problem does not pay for padding; each
+// element still gets exactly the same sequence of FMAs as in the full tile.
+template <int Rows, int Vectors>
+void tileKernel(int64_t kc, const float* __restrict packedA, const float* __restrict packedB,
+                float* __restrict c, int64_t ldc, int cols, float alpha, float beta) {
+  __m512 acc[Rows][Vectors];
 #pragma GCC unroll 32
-  for (int r = 0; r < kRows; ++r)
+  for (int r = 0; r < Rows; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_setzero_ps();
+    for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_setzero_ps();
 
   // Pull the C tile towards L1 while the k loop runs, so the epilogue does not stall.
-  for (int r = 0; r < rows; ++r) {
+#pragma GCC unroll 32
+  for (int r = 0; r < Rows; ++r) {
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + kCols - 1), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 16 * Vectors - 1), _MM_HINT_T0);
   }
 
   const float* a = packedA;
   const float* b = packedB;
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
-    __m512 bRow[kVectors];
+    __m512 bRow[Vectors];
 #pragma GCC unroll 4
-    for (int v = 0; v < kVectors; ++v) bRow[v] = _mm512_load_ps(b + 16 * v);
+    for (int v = 0; v < Vectors; ++v) bRow[v] = _mm512_load_ps(b + 16 * v);
     _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchB * kCols), _MM_HINT_T0);
 #pragma GCC unroll 32
-    for (int r = 0; r < kRows; ++r) {
+    for (int r = 0; r < Rows; ++r) {
       const __m512 aValue = _mm512_set1_ps(a[r]);
 #pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_fmadd_ps(aValue, bRow[v], acc[r][v]);
+      for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm512_fmadd_ps(aValue, bRow[v], acc[r][v]);
     }
     a += kRows;
     b += kCols;
   }
 
+  // C = alpha * acc + beta * C; only the last vector of a row can be partial.
   const __m512 alphaV = _mm512_set1_ps(alpha);
   const __m512 betaV = _mm512_set1_ps(beta);
-  if (rows == kRows && cols == kCols) {
+  const __mmask16 lastMask = firstLanes(cols - 16 * (Vectors - 1));
 #pragma GCC unroll 32
-    for (int r = 0; r < kRows; ++r) {
-      float* cRow = c + r * ldc;
-#pragma GCC unroll 4
-      for (int v = 0; v < kVectors; ++v) {
-        __m512 out = _mm512_mul_ps(alphaV, acc[r][v]);
-        if (beta != 0.0f)
-          out = _mm512_fmadd_ps(betaV, _mm512_loadu_ps(cRow + 16 * v), out);
-        _mm512_storeu_ps(cRow + 16 * v, out);
-      }
-    }
-    return;
-  }
-  // Edge tile: masked loads never touch memory outside the rows x cols window.
-  __mmask16 mask[kVectors];
-#pragma GCC unroll 4
-  for (int v = 0; v < kVectors; ++v) mask[v] = firstLanes(cols - 16 * v);
-#pragma GCC unroll 32
-  for (int r = 0; r < kRows; ++r) {
-    if (r >= rows) break;
+  for (int r = 0; r < Rows; ++r) {
     float* cRow = c + r * ldc;
 #pragma GCC unroll 4
-    for (int v = 0; v < kVectors; ++v) {
+    for (int v = 0; v < Vectors; ++v) {
       __m512 out = _mm512_mul_ps(alphaV, acc[r][v]);
-      if (beta != 0.0f)
-        out = _mm512_fmadd_ps(betaV, _mm512_maskz_loadu_ps(mask[v], cRow + 16 * v), out);
-      _mm512_mask_storeu_ps(cRow + 16 * v, mask[v], out);
+      if (v + 1 < Vectors || lastMask == 0xFFFF) {
+        if (beta != 0.0f) out = _mm512_fmadd_ps(betaV, _mm512_loadu_ps(cRow + 16 * v), out);
+        _mm512_storeu_ps(cRow + 16 * v, out);
+      } else {  // masked: never touches memory past the last column
+        if (beta != 0.0f)
+          out = _mm512_fmadd_ps(betaV, _mm512_maskz_loadu_ps(lastMask, cRow + 16 * v), out);
+        _mm512_mask_storeu_ps(cRow + 16 * v, lastMask, out);
+      }
     }
   }
+}
+
+using TileKernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, float,
+                              float);
+
+// kTileKernels[rows - 1][vectors - 1]
+template <int Rows, int... V>
+constexpr std::array<TileKernelFn, kVectors> rowOfKernels(std::integer_sequence<int, V...>) {
+  return {tileKernel<Rows, V + 1>...};
+}
+template <int... R>
+constexpr std::array<std::array<TileKernelFn, kVectors>, kRows> tableOfKernels(
+    std::integer_sequence<int, R...>) {
+  return {rowOfKernels<R + 1>(std::make_integer_sequence<int, kVectors>())...};
+}
+constexpr auto kTileKernels = tableOfKernels(std::make_integer_sequence<int, kRows>());
+
+void microKernel(int64_t kc, const float* packedA, const float* packedB, float* c, int64_t ldc,
+                 int rows, int cols, float alpha, float beta) {
+  kTileKernels[rows - 1][(cols + 15) / 16 - 1](kc, packedA, packedB, c, ldc, cols, alpha, beta);
 }
 
 constexpr MicroKernel kKernel{"avx512", kAvx512Tile, microKernel};

@@ -398,9 +398,9 @@ void activationBackward(Activation act, const float* y, const float* dy, float* 
     case Activation::Relu:  // y > 0 exactly where x > 0
       mapBinary(y, dy, dx, n, kGrainLight, [](float yv, float g) { return yv > 0.0f ? g : 0.0f; });
       break;
-    case Activation::Tanh:  // tanh' = 1 - y^2
+    case Activation::Tanh:  // tanh' = 1 - y^2 = (1 - y)(1 + y): no cancellation near |y| = 1
       mapBinary(y, dy, dx, n, kGrainLight,
-                [](float yv, float g) { return g * (1.0f - yv * yv); });
+                [](float yv, float g) { return g * ((1.0f - yv) * (1.0f + yv)); });
       break;
     case Activation::Sigmoid:  // sigmoid' = y (1 - y)
       mapBinary(y, dy, dx, n, kGrainLight,
@@ -481,42 +481,50 @@ void batchNormForward(const float* x, const float* gamma, const float* beta, flo
 // With xhat = (x - mean) invStd, N = rows:
 //   dbeta = sum dy, dgamma = sum dy xhat,
 //   dx = gamma invStd (dy - dbeta / N - xhat dgamma / N).
+// saveMean is the float rounding of the batch mean; when |mean| >> std that rounding is a
+// visible shift of xhat. So the pass also sums x - saveMean (exact terms, in double) to get the
+// residual lo = mean - saveMean, and uses x - mean = (x - saveMean) - lo, as the forward does.
 void batchNormBackward(const float* x, const float* dy, const float* gamma,
                        const float* saveMean, const float* saveInvStd, float* dx,
                        float* dgamma, float* dbeta, int64_t rows, int64_t cols) {
   if (rows <= 0 || cols <= 0) return;
-  // One pass for both sums: sum dy and sum dy (x - mean); invStd is applied per column after.
-  std::vector<double> sumDy(cols), sumDyXc(cols);
-  columnReduce<2>(rows, cols, {sumDy.data(), sumDyXc.data()},
+  // One pass: sum dy, sum dy (x - saveMean), sum (x - saveMean).
+  std::vector<double> sumDy(cols), sumDyXc(cols), sumXc(cols);
+  columnReduce<3>(rows, cols, {sumDy.data(), sumDyXc.data(), sumXc.data()},
                   [=](int64_t r0, int64_t r1, int64_t c0, int64_t c1,
-                      const std::array<double*, 2>& acc) {
+                      const std::array<double*, 3>& acc) {
                     double* __restrict a0 = acc[0];
                     double* __restrict a1 = acc[1];
+                    double* __restrict a2 = acc[2];
                     const float* mu = saveMean + c0;
                     for (int64_t r = r0; r < r1; ++r) {
                       const float* xr = x + r * cols + c0;
                       const float* gr = dy + r * cols + c0;
                       for (int64_t c = 0; c < c1 - c0; ++c) {
-                        a0[c] += gr[c];
-                        a1[c] += gr[c] * (xr[c] - mu[c]);
+                        const double g = gr[c], xc = xr[c] - mu[c];
+                        a0[c] += g;
+                        a1[c] += g * xc;  // a product of two floats is exact in double
+                        a2[c] += xc;
                       }
                     }
                   });
 
-  // dx = a (dy - b - (x - mean) k) per column.
+  // dx = a ((dy - b) - ((x - saveMean) - lo) k) per column.
   const double n = static_cast<double>(rows);
-  std::vector<float> a(cols), b(cols), k(cols);
+  std::vector<float> a(cols), b(cols), k(cols), lo(cols);
   for (int64_t c = 0; c < cols; ++c) {
     const double invStd = saveInvStd[c];
-    const double dGamma = sumDyXc[c] * invStd;  // sum dy xhat
+    const double residual = sumXc[c] / n;                                // mean - saveMean
+    const double dGamma = (sumDyXc[c] - residual * sumDy[c]) * invStd;  // sum dy xhat
     dbeta[c] += static_cast<float>(sumDy[c]);
     dgamma[c] += static_cast<float>(dGamma);
     a[c] = static_cast<float>(static_cast<double>(gamma[c]) * invStd);
     b[c] = static_cast<float>(sumDy[c] / n);
     k[c] = static_cast<float>(dGamma * invStd / n);
+    lo[c] = static_cast<float>(residual);
   }
 
-  const float *pa = a.data(), *pb = b.data(), *pk = k.data();
+  const float *pa = a.data(), *pb = b.data(), *pk = k.data(), *plo = lo.data();
   forRange(rows, rowGrain(cols, kGrainMedium), [=](int64_t r0, int64_t r1) {
     const float* __restrict mu = saveMean;
     for (int64_t r = r0; r < r1; ++r) {
@@ -524,7 +532,7 @@ void batchNormBackward(const float* x, const float* dy, const float* gamma,
       const float* gr = dy + r * cols;
       float* out = dx + r * cols;
       for (int64_t c = 0; c < cols; ++c)
-        out[c] = pa[c] * ((gr[c] - pb[c]) - (xr[c] - mu[c]) * pk[c]);
+        out[c] = pa[c] * ((gr[c] - pb[c]) - ((xr[c] - mu[c]) - plo[c]) * pk[c]);
     }
   });
 }

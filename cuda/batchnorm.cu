@@ -1,0 +1,161 @@
+// BatchNorm over the batch dimension of x [rows, cols]: forward (training and inference) and
+// backward of training mode.
+//
+// One block per tile of kColTile consecutive columns (block kColTile x kRowLanes threads,
+// see common.cuh): the block reads its columns row by row (coalesced), reduces them with
+// columnSum (double accumulation, fixed order, no atomics), computes the per-column
+// constants in double exactly as the CPU kernel does, then applies them to its columns.
+// Forward, training: two passes, the mean then the squared deviations from it (biased
+// variance to normalise; running stats use the unbiased one, as PyTorch), then
+//   y = ((x - hi) - lo) * scale + shift,  hi + lo = mean split in two floats,
+// the CPU's formula, written with explicit roundings so that it matches it bit for bit.
+// Backward: dbeta = sum dy, dgamma = sum dy xhat (accumulated), dx overwritten.
+// A block only touches its own columns, and reads all of x before writing y, so in-place
+// use would also be safe (ops.cpp forbids it anyway).
+#include <cmath>
+
+#include "check.cuh"
+#include "common.cuh"
+#include "kernels.cuh"
+
+namespace sg::cuda {
+namespace {
+
+// ============================================================================================
+// kernels
+// ============================================================================================
+
+__global__ void batchNormForwardKernel(const float* x, const float* gamma, const float* beta,
+                                       float* y, float* runningMean, float* runningVar,
+                                       float* saveMean, float* saveInvStd, int64_t rows,
+                                       int64_t cols, float momentum, float eps, bool training) {
+  __shared__ ColumnScratch red;
+  __shared__ float sHi[kColTile], sLo[kColTile], sScale[kColTile], sShift[kColTile];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kColTile + tx;
+  const bool ok = c < cols;
+
+  if (training) {
+    const double n = static_cast<double>(rows);
+    double s = 0.0;
+    if (ok)
+      for (int64_t r = ty; r < rows; r += kRowLanes) s += x[r * cols + c];
+    const double mean = columnSum(s, red) / n;
+    double q = 0.0;
+    if (ok)
+      for (int64_t r = ty; r < rows; r += kRowLanes) {
+        const double d = static_cast<double>(x[r * cols + c]) - mean;
+        q += d * d;
+      }
+    const double m2 = columnSum(q, red);
+    if (ok && ty == 0) {
+      const double var = m2 / n;
+      const double invStd = 1.0 / sqrt(var + static_cast<double>(eps));
+      const double unbias = rows > 1 ? n / (n - 1.0) : 1.0;
+      const double mom = momentum;
+      saveMean[c] = static_cast<float>(mean);
+      saveInvStd[c] = static_cast<float>(invStd);
+      runningMean[c] = static_cast<float>((1.0 - mom) * runningMean[c] + mom * mean);
+      runningVar[c] = static_cast<float>((1.0 - mom) * runningVar[c] + mom * var * unbias);
+      const float hi = static_cast<float>(mean);
+      sHi[tx] = hi;
+      sLo[tx] = static_cast<float>(mean - static_cast<double>(hi));
+      sScale[tx] = static_cast<float>(invStd * static_cast<double>(gamma[c]));
+      sShift[tx] = beta[c];
+    }
+  } else if (ok && ty == 0) {
+    const double invStd =
+        1.0 / sqrt(static_cast<double>(runningVar[c]) + static_cast<double>(eps));
+    sHi[tx] = runningMean[c];
+    sLo[tx] = 0.0f;
+    sScale[tx] = static_cast<float>(invStd * static_cast<double>(gamma[c]));
+    sShift[tx] = beta[c];
+  }
+  __syncthreads();
+
+  if (ok) {
+    const float hi = sHi[tx], lo = sLo[tx], scale = sScale[tx], shift = sShift[tx];
+    for (int64_t r = ty; r < rows; r += kRowLanes) {
+      const int64_t i = r * cols + c;
+      y[i] = __fadd_rn(__fmul_rn(__fsub_rn(__fsub_rn(x[i], hi), lo), scale), shift);
+    }
+  }
+}
+
+// With xhat = (x - mean) invStd, N = rows:
+//   dbeta += sum dy, dgamma += sum dy xhat, dx = gamma invStd (dy - dbeta/N - xhat dgamma/N)
+// computed as the CPU does: dx = a ((dy - b) - (x - mean) k) per column.
+__global__ void batchNormBackwardKernel(const float* x, const float* dy, const float* gamma,
+                                        const float* saveMean, const float* saveInvStd,
+                                        float* dx, float* dgamma, float* dbeta, int64_t rows,
+                                        int64_t cols) {
+  __shared__ ColumnScratch red;
+  __shared__ float sA[kColTile], sB[kColTile], sK[kColTile];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kColTile + tx;
+  const bool ok = c < cols;
+  const float mu = ok ? saveMean[c] : 0.0f;
+
+  double sumDy = 0.0, sumDyXc = 0.0;
+  if (ok)
+    for (int64_t r = ty; r < rows; r += kRowLanes) {
+      const int64_t i = r * cols + c;
+      const float g = dy[i];
+      sumDy += g;
+      sumDyXc += __fmul_rn(g, __fsub_rn(x[i], mu));  // float product, as the CPU
+    }
+  sumDy = columnSum(sumDy, red);
+  sumDyXc = columnSum(sumDyXc, red);
+
+  if (ok && ty == 0) {
+    const double n = static_cast<double>(rows);
+    const double invStd = saveInvStd[c];
+    const double dGamma = sumDyXc * invStd;
+    dbeta[c] = __fadd_rn(dbeta[c], static_cast<float>(sumDy));
+    dgamma[c] = __fadd_rn(dgamma[c], static_cast<float>(dGamma));
+    sA[tx] = static_cast<float>(static_cast<double>(gamma[c]) * invStd);
+    sB[tx] = static_cast<float>(sumDy / n);
+    sK[tx] = static_cast<float>(dGamma * invStd / n);
+  }
+  __syncthreads();
+
+  if (ok) {
+    const float a = sA[tx], b = sB[tx], k = sK[tx];
+    for (int64_t r = ty; r < rows; r += kRowLanes) {
+      const int64_t i = r * cols + c;
+      dx[i] = __fmul_rn(a, __fsub_rn(__fsub_rn(dy[i], b), __fmul_rn(__fsub_rn(x[i], mu), k)));
+    }
+  }
+}
+
+}  // namespace
+
+// ============================================================================================
+// launchers
+// ============================================================================================
+
+void launchBatchNormForward(cudaStream_t stream, const float* x, const float* gamma,
+                            const float* beta, float* y, float* runningMean, float* runningVar,
+                            float* saveMean, float* saveInvStd, int64_t rows, int64_t cols,
+                            float momentum, float eps, bool training) {
+  if (cols <= 0) return;
+  if (training && rows <= 0) return;  // as the CPU: nothing to normalise, stats untouched
+  const int64_t tiles = (cols + kColTile - 1) / kColTile;
+  batchNormForwardKernel<<<static_cast<unsigned>(tiles), dim3(kColTile, kRowLanes), 0, stream>>>(
+      x, gamma, beta, y, runningMean, runningVar, saveMean, saveInvStd, rows, cols, momentum, eps,
+      training);
+  CUDA_CHECK_LAUNCH();
+}
+
+void launchBatchNormBackward(cudaStream_t stream, const float* x, const float* dy,
+                             const float* gamma, const float* saveMean, const float* saveInvStd,
+                             float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  const int64_t tiles = (cols + kColTile - 1) / kColTile;
+  batchNormBackwardKernel<<<static_cast<unsigned>(tiles), dim3(kColTile, kRowLanes), 0,
+                            stream>>>(x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, rows,
+                                      cols);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace sg::cuda

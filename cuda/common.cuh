@@ -1,0 +1,61 @@
+// Device-side helpers shared by the kernel files: launch shapes for element-wise loops and
+// the deterministic per-column block reduction used by biasBackward and BatchNorm.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace sg::cuda {
+
+// ---- element-wise loops --------------------------------------------------------------------
+
+constexpr int kBlock = 256;            // threads per block of the element-wise kernels
+constexpr int64_t kMaxBlocks = 65536;  // grid-stride loops cover the rest
+
+// Blocks for a grid-stride loop over n > 0 items.
+inline unsigned gridFor(int64_t n, int block = kBlock) {
+  return static_cast<unsigned>(std::min<int64_t>((n + block - 1) / block, kMaxBlocks));
+}
+
+// for (int64_t i : gridStride(n)) style loop, written out by the kernels as
+//   for (int64_t i = firstIndex(); i < n; i += gridStep()) ...
+__device__ __forceinline__ int64_t firstIndex() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t gridStep() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
+// ---- column reductions over [rows, cols] -----------------------------------------------------
+//
+// A block of kColTile x kRowLanes threads owns kColTile consecutive columns: threadIdx.x is
+// the column in the tile, threadIdx.y the row lane. Lane y visits rows y, y + kRowLanes, ...
+// in order (a warp reads 32 consecutive floats of a row: coalesced), accumulating in double;
+// columnSum then adds the lanes' partials in lane order. The result depends only on the
+// shape, never on timing: no atomics.
+
+constexpr int kColTile = 32;
+constexpr int kRowLanes = 16;
+
+using ColumnScratch = double[kRowLanes][kColTile + 1];
+
+// Sum of `v` over the row lanes of this thread's column, returned to every thread of the
+// column. Every thread of the block must call it (it synchronises).
+__device__ __forceinline__ double columnSum(double v, ColumnScratch& red) {
+  const int x = threadIdx.x, y = threadIdx.y;
+  red[y][x] = v;
+  __syncthreads();
+  if (y == 0) {
+    double s = 0.0;
+#pragma unroll
+    for (int i = 0; i < kRowLanes; ++i) s += red[i][x];
+    red[0][x] = s;
+  }
+  __syncthreads();
+  const double total = red[0][x];
+  __syncthreads();  // red may be reused by the next call
+  return total;
+}
+
+}  // namespace sg::cuda

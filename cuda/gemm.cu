@@ -1,0 +1,445 @@
+// SGEMM: C = alpha op(A) op(B) + beta C, row-major, any M, N, K, all four transposes.
+//
+// FP32 kernel (the default, exact fp32 FMA accumulation):
+//   - 256 threads per block as a 16 x 16 grid; a block computes a BM x BN tile of C, each
+//     thread TM x TN = (BM/16) x (BN/16) outputs held in registers. Two configurations:
+//     128 x 128 (8 x 8 per thread, K tile 8) when that gives at least one block per SM,
+//     otherwise 64 x 64 (4 x 4 per thread, K tile 16) for more blocks on small problems.
+//   - A thread's rows are ty*4 + {0..3} (+ 64, + 64*2, ...) and its columns tx*4 + {0..3}
+//     (+ 64, ...): its shared-memory reads are float4s, conflict-free across a warp.
+//   - Shared memory holds A^T (As[k][m]) and B (Bs[k][n]) for one K tile, double buffered:
+//     the next tile's global loads are issued into registers before the current tile is
+//     consumed and stored to the other buffer after, with one __syncthreads per K tile.
+//   - Global loads are runs of 4 consecutive elements along the contiguous dimension of the
+//     operand (k for A, m for A^T, n for B, k for B^T): one float4 load when the run is in
+//     range and 16-byte aligned (aligned pointer, leading dimension a multiple of 4),
+//     guarded scalar loads otherwise; elements outside the matrix read as 0.
+//   - Epilogue: C = alpha * acc (+ beta * C only when beta != 0, so NaN in C is ignored).
+// TF32 kernel (opt-in, sm_80+): nvcuda::wmma m16n16k8 TF32 fragments with fp32 accumulation;
+//   64 x 64 block tile, 4 warps of 32 x 32, K tile 16; operands staged through shared
+//   memory with guarded scalar loads, results staged through shared memory for the guarded
+//   epilogue. Products are rounded to TF32 (10-bit mantissa), so results differ from fp32.
+#include "gemm.cuh"
+
+#include <mma.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "check.cuh"
+
+namespace sg::cuda {
+namespace {
+
+// ============================================================================================
+// kernels
+// ============================================================================================
+
+constexpr int kThreads = 256;  // FP32 kernel
+constexpr int kTf32Threads = 128;
+
+// Returns p[start .. start + 3], reading only indices < limit (others are 0). With `vec`,
+// p + start is 16-byte aligned (start is a multiple of 4) and a full run is one float4 load.
+__device__ __forceinline__ float4 loadRun4(const float* __restrict__ p, int start, int limit,
+                                           bool vec) {
+  float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (vec && start + 3 < limit) {
+    v = __ldg(reinterpret_cast<const float4*>(p + start));
+  } else {
+    if (start < limit) v.x = __ldg(p + start);
+    if (start + 1 < limit) v.y = __ldg(p + start + 1);
+    if (start + 2 < limit) v.z = __ldg(p + start + 2);
+    if (start + 3 < limit) v.w = __ldg(p + start + 3);
+  }
+  return v;
+}
+
+// Global -> registers for the A tile (rows m0.., columns k0.. of op(A)).
+template <int BM, int BK, bool TA, int LA>
+__device__ __forceinline__ void loadTileA(float4 (&ra)[LA], const float* __restrict__ A,
+                                          int64_t lda, int M, int K, int m0, int k0, bool vec) {
+  constexpr int SA = BM * BK / 4;
+#pragma unroll
+  for (int i = 0; i < LA; ++i) {
+    const int s = threadIdx.x + i * kThreads;
+    ra[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (s < SA) {
+      if (!TA) {  // A is [M, K]: runs along k within row m
+        const int r = s / (BK / 4), kq = (s % (BK / 4)) * 4;
+        const int m = m0 + r;
+        if (m < M) ra[i] = loadRun4(A + static_cast<int64_t>(m) * lda, k0 + kq, K, vec);
+      } else {  // A is stored [K, M]: runs along m within row k
+        const int kk = s / (BM / 4), mq = (s % (BM / 4)) * 4;
+        const int k = k0 + kk;
+        if (k < K) ra[i] = loadRun4(A + static_cast<int64_t>(k) * lda, m0 + mq, M, vec);
+      }
+    }
+  }
+}
+
+// Registers -> shared memory As[k][m] for the A tile loaded by loadTileA.
+template <int BM, int BK, bool TA, int LA>
+__device__ __forceinline__ void storeTileA(const float4 (&ra)[LA], float (*As)[BM]) {
+  constexpr int SA = BM * BK / 4;
+#pragma unroll
+  for (int i = 0; i < LA; ++i) {
+    const int s = threadIdx.x + i * kThreads;
+    if (s < SA) {
+      if (!TA) {
+        const int r = s / (BK / 4), kq = (s % (BK / 4)) * 4;
+        As[kq + 0][r] = ra[i].x;
+        As[kq + 1][r] = ra[i].y;
+        As[kq + 2][r] = ra[i].z;
+        As[kq + 3][r] = ra[i].w;
+      } else {
+        const int kk = s / (BM / 4), mq = (s % (BM / 4)) * 4;
+        *reinterpret_cast<float4*>(&As[kk][mq]) = ra[i];
+      }
+    }
+  }
+}
+
+// Global -> registers for the B tile (rows k0.., columns n0.. of op(B)).
+template <int BN, int BK, bool TB, int LB>
+__device__ __forceinline__ void loadTileB(float4 (&rb)[LB], const float* __restrict__ B,
+                                          int64_t ldb, int N, int K, int n0, int k0, bool vec) {
+  constexpr int SB = BK * BN / 4;
+#pragma unroll
+  for (int i = 0; i < LB; ++i) {
+    const int s = threadIdx.x + i * kThreads;
+    rb[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (s < SB) {
+      if (!TB) {  // B is [K, N]: runs along n within row k
+        const int kk = s / (BN / 4), nq = (s % (BN / 4)) * 4;
+        const int k = k0 + kk;
+        if (k < K) rb[i] = loadRun4(B + static_cast<int64_t>(k) * ldb, n0 + nq, N, vec);
+      } else {  // B is stored [N, K]: runs along k within row n
+        const int r = s / (BK / 4), kq = (s % (BK / 4)) * 4;
+        const int n = n0 + r;
+        if (n < N) rb[i] = loadRun4(B + static_cast<int64_t>(n) * ldb, k0 + kq, K, vec);
+      }
+    }
+  }
+}
+
+// Registers -> shared memory Bs[k][n] for the B tile loaded by loadTileB.
+template <int BN, int BK, bool TB, int LB>
+__device__ __forceinline__ void storeTileB(const float4 (&rb)[LB], float (*Bs)[BN]) {
+  constexpr int SB = BK * BN / 4;
+#pragma unroll
+  for (int i = 0; i < LB; ++i) {
+    const int s = threadIdx.x + i * kThreads;
+    if (s < SB) {
+      if (!TB) {
+        const int kk = s / (BN / 4), nq = (s % (BN / 4)) * 4;
+        *reinterpret_cast<float4*>(&Bs[kk][nq]) = rb[i];
+      } else {
+        const int r = s / (BK / 4), kq = (s % (BK / 4)) * 4;
+        Bs[kq + 0][r] = rb[i].x;
+        Bs[kq + 1][r] = rb[i].y;
+        Bs[kq + 2][r] = rb[i].z;
+        Bs[kq + 3][r] = rb[i].w;
+      }
+    }
+  }
+}
+
+// One BM x BN tile of C per block; see the file comment.
+template <int BM, int BN, int BK, bool TA, bool TB>
+__global__ void __launch_bounds__(kThreads)
+    sgemmKernel(int M, int N, int K, float alpha, const float* __restrict__ A, int64_t lda,
+                const float* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C,
+                int64_t ldc, bool vecA, bool vecB, bool vecC) {
+  static_assert(BM % 64 == 0 && BN % 64 == 0 && BK % 4 == 0, "tile shape");
+  constexpr int TM = BM / 16, TN = BN / 16;  // outputs per thread
+  constexpr int LA = (BM * BK / 4 + kThreads - 1) / kThreads;
+  constexpr int LB = (BK * BN / 4 + kThreads - 1) / kThreads;
+
+  __shared__ __align__(16) float As[2][BK][BM];
+  __shared__ __align__(16) float Bs[2][BK][BN];
+
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+
+  float acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+
+  float4 ra[LA], rb[LB];
+  const int tiles = (K + BK - 1) / BK;
+  if (tiles > 0) {
+    loadTileA<BM, BK, TA, LA>(ra, A, lda, M, K, m0, 0, vecA);
+    loadTileB<BN, BK, TB, LB>(rb, B, ldb, N, K, n0, 0, vecB);
+    storeTileA<BM, BK, TA, LA>(ra, As[0]);
+    storeTileB<BN, BK, TB, LB>(rb, Bs[0]);
+    __syncthreads();
+  }
+
+  for (int t = 0; t < tiles; ++t) {
+    const int cur = t & 1;
+    const bool more = t + 1 < tiles;
+    if (more) {  // next tile's global loads in flight during the math below
+      loadTileA<BM, BK, TA, LA>(ra, A, lda, M, K, m0, (t + 1) * BK, vecA);
+      loadTileB<BN, BK, TB, LB>(rb, B, ldb, N, K, n0, (t + 1) * BK, vecB);
+    }
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      float a[TM], b[TN];
+#pragma unroll
+      for (int g = 0; g < TM / 4; ++g) {
+        const float4 v = *reinterpret_cast<const float4*>(&As[cur][kk][g * 64 + ty * 4]);
+        a[g * 4 + 0] = v.x;
+        a[g * 4 + 1] = v.y;
+        a[g * 4 + 2] = v.z;
+        a[g * 4 + 3] = v.w;
+      }
+#pragma unroll
+      for (int g = 0; g < TN / 4; ++g) {
+        const float4 v = *reinterpret_cast<const float4*>(&Bs[cur][kk][g * 64 + tx * 4]);
+        b[g * 4 + 0] = v.x;
+        b[g * 4 + 1] = v.y;
+        b[g * 4 + 2] = v.z;
+        b[g * 4 + 3] = v.w;
+      }
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    if (more) {
+      // The other buffer was last read in iteration t - 1, before that iteration's barrier.
+      storeTileA<BM, BK, TA, LA>(ra, As[cur ^ 1]);
+      storeTileB<BN, BK, TB, LB>(rb, Bs[cur ^ 1]);
+    }
+    __syncthreads();
+  }
+
+  // Epilogue.
+#pragma unroll
+  for (int g = 0; g < TM / 4; ++g) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int m = m0 + g * 64 + ty * 4 + i;
+      if (m >= M) continue;
+      float* crow = C + static_cast<int64_t>(m) * ldc;
+#pragma unroll
+      for (int h = 0; h < TN / 4; ++h) {
+        const int n = n0 + h * 64 + tx * 4;
+        float v[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v[j] = alpha * acc[g * 4 + i][h * 4 + j];
+        if (vecC && n + 3 < N) {
+          float4* p = reinterpret_cast<float4*>(crow + n);
+          if (beta != 0.f) {
+            const float4 old = *p;
+            v[0] = fmaf(beta, old.x, v[0]);
+            v[1] = fmaf(beta, old.y, v[1]);
+            v[2] = fmaf(beta, old.z, v[2]);
+            v[3] = fmaf(beta, old.w, v[3]);
+          }
+          *p = make_float4(v[0], v[1], v[2], v[3]);
+        } else {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            if (n + j < N) {
+              float out = v[j];
+              if (beta != 0.f) out = fmaf(beta, crow[n + j], out);
+              crow[n + j] = out;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// TF32 tensor-core kernel: 64 x 64 tile per block of 4 warps (2 x 2, 32 x 32 each).
+template <bool TA, bool TB>
+__global__ void __launch_bounds__(kTf32Threads)
+    sgemmTf32Kernel(int M, int N, int K, float alpha, const float* __restrict__ A, int64_t lda,
+                    const float* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C,
+                    int64_t ldc) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  using namespace nvcuda;
+  constexpr int BM = 64, BN = 64, BK = 16;
+  // Leading dimensions: multiples of 4 floats (wmma), and every fragment pointer below is a
+  // multiple of 32 bytes from the 128-byte aligned base.
+  constexpr int LDA = BK + 4, LDB = BN + 4, LDC = BN + 4;
+  __shared__ __align__(128) float As[BM * LDA];  // As[m][k]
+  __shared__ __align__(128) float Bs[BK * LDB];  // Bs[k][n]
+  __shared__ __align__(128) float Cs[BM * LDC];  // Cs[m][n]
+
+  const int tid = threadIdx.x, warp = tid / 32;
+  const int wm = warp / 2, wn = warp % 2;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+
+  for (int k0 = 0; k0 < K; k0 += BK) {
+    // Consecutive threads read consecutive addresses of the operand's contiguous dimension.
+    for (int i = tid; i < BM * BK; i += kTf32Threads) {
+      int m, k;
+      if (!TA) {
+        m = i / BK;
+        k = i % BK;
+      } else {
+        k = i / BM;
+        m = i % BM;
+      }
+      const int gm = m0 + m, gk = k0 + k;
+      float v = 0.f;
+      if (gm < M && gk < K)
+        v = TA ? A[static_cast<int64_t>(gk) * lda + gm] : A[static_cast<int64_t>(gm) * lda + gk];
+      As[m * LDA + k] = v;
+    }
+    for (int i = tid; i < BK * BN; i += kTf32Threads) {
+      int k, n;
+      if (!TB) {
+        k = i / BN;
+        n = i % BN;
+      } else {
+        n = i / BK;
+        k = i % BK;
+      }
+      const int gk = k0 + k, gn = n0 + n;
+      float v = 0.f;
+      if (gk < K && gn < N)
+        v = TB ? B[static_cast<int64_t>(gn) * ldb + gk] : B[static_cast<int64_t>(gk) * ldb + gn];
+      Bs[k * LDB + n] = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 8) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b[2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        wmma::load_matrix_sync(a[i], As + (wm * 32 + i * 16) * LDA + kk, LDA);
+#pragma unroll
+        for (int e = 0; e < a[i].num_elements; ++e) a[i].x[e] = wmma::__float_to_tf32(a[i].x[e]);
+      }
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        wmma::load_matrix_sync(b[j], Bs + kk * LDB + wn * 32 + j * 16, LDB);
+#pragma unroll
+        for (int e = 0; e < b[j].num_elements; ++e) b[j].x[e] = wmma::__float_to_tf32(b[j].x[e]);
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      wmma::store_matrix_sync(Cs + (wm * 32 + i * 16) * LDC + wn * 32 + j * 16, acc[i][j], LDC,
+                              wmma::mem_row_major);
+  __syncthreads();
+
+  for (int i = tid; i < BM * BN; i += kTf32Threads) {
+    const int m = i / BN, n = i % BN;
+    const int gm = m0 + m, gn = n0 + n;
+    if (gm < M && gn < N) {
+      float* p = C + static_cast<int64_t>(gm) * ldc + gn;
+      float v = alpha * Cs[m * LDC + n];
+      if (beta != 0.f) v = fmaf(beta, *p, v);
+      *p = v;
+    }
+  }
+#endif
+}
+
+// ============================================================================================
+// launchers
+// ============================================================================================
+
+std::atomic<bool> gTf32{false};
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <int BM, int BN, int BK>
+void launchFp32(cudaStream_t stream, bool transA, bool transB, int M, int N, int K, float alpha,
+                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                int64_t ldc) {
+  const dim3 grid((M + BM - 1) / BM, (N + BN - 1) / BN);
+  if (grid.y > 65535)
+    throw std::runtime_error("sgemm: N = " + std::to_string(N) + " is too large for the grid");
+  const bool vecA = aligned16(A) && lda % 4 == 0;
+  const bool vecB = aligned16(B) && ldb % 4 == 0;
+  const bool vecC = aligned16(C) && ldc % 4 == 0;
+  if (!transA && !transB)
+    sgemmKernel<BM, BN, BK, false, false><<<grid, kThreads, 0, stream>>>(
+        M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
+  else if (!transA && transB)
+    sgemmKernel<BM, BN, BK, false, true><<<grid, kThreads, 0, stream>>>(
+        M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
+  else if (transA && !transB)
+    sgemmKernel<BM, BN, BK, true, false><<<grid, kThreads, 0, stream>>>(
+        M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
+  else
+    sgemmKernel<BM, BN, BK, true, true><<<grid, kThreads, 0, stream>>>(
+        M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
+  CUDA_CHECK_LAUNCH();
+}
+
+void launchTf32(cudaStream_t stream, bool transA, bool transB, int M, int N, int K, float alpha,
+                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                int64_t ldc) {
+  const dim3 grid((M + 63) / 64, (N + 63) / 64);
+  if (grid.y > 65535)
+    throw std::runtime_error("sgemm: N = " + std::to_string(N) + " is too large for the grid");
+  if (!transA && !transB)
+    sgemmTf32Kernel<false, false><<<grid, kTf32Threads, 0, stream>>>(M, N, K, alpha, A, lda, B,
+                                                                      ldb, beta, C, ldc);
+  else if (!transA && transB)
+    sgemmTf32Kernel<false, true><<<grid, kTf32Threads, 0, stream>>>(M, N, K, alpha, A, lda, B,
+                                                                     ldb, beta, C, ldc);
+  else if (transA && !transB)
+    sgemmTf32Kernel<true, false><<<grid, kTf32Threads, 0, stream>>>(M, N, K, alpha, A, lda, B,
+                                                                     ldb, beta, C, ldc);
+  else
+    sgemmTf32Kernel<true, true><<<grid, kTf32Threads, 0, stream>>>(M, N, K, alpha, A, lda, B,
+                                                                    ldb, beta, C, ldc);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void setGemmTf32(bool enabled) { gTf32.store(enabled); }
+bool gemmTf32() { return gTf32.load(); }
+
+void launchSgemm(cudaStream_t stream, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                 float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                 float beta, float* C, int64_t ldc, int numSMs, bool tf32Capable) {
+  if (M <= 0 || N <= 0) return;
+  // Tile origins and run ends stay below INT_MAX with this margin.
+  constexpr int64_t kMaxDim = INT_MAX - 4096;
+  if (M > kMaxDim || N > kMaxDim || K > kMaxDim)
+    throw std::runtime_error("sgemm: dimensions [" + std::to_string(M) + "," +
+                             std::to_string(N) + "," + std::to_string(K) + "] are too large");
+  const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
+  if (tf32Capable && gTf32.load()) {
+    launchTf32(stream, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const int64_t bigTiles = ((M + 127) / 128) * ((N + 127) / 128);
+  if (bigTiles >= numSMs)
+    launchFp32<128, 128, 8>(stream, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  else
+    launchFp32<64, 64, 16>(stream, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+}  // namespace sg::cuda

@@ -1,0 +1,81 @@
+// Launchers of the CUDA backend's kernels (other than GEMM, see gemm.cuh), one section per
+// file. Same semantics as the CPU kernels of native/cpu/kernels.h (parameter gradients
+// accumulate, activation gradients overwrite). Each launcher enqueues on `stream`, returns at
+// once, does nothing for empty inputs and throws std::runtime_error if a launch fails.
+// Pointers are device pointers; scalars are passed by value.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cpu/kernels.h"
+
+namespace sg::cuda {
+
+using cpu::Activation;
+
+// ---- elementwise.cu --------------------------------------------------------------------------
+void launchFill(cudaStream_t stream, float* y, int64_t n, float value);
+void launchFillInt(cudaStream_t stream, int32_t* y, int64_t n, int32_t value);
+// y = a * x + b * y (b == 0 ignores y)
+void launchAxpby(cudaStream_t stream, int64_t n, float a, const float* x, float b, float* y);
+// y[r, c] += bias[c]
+void launchAddBias(cudaStream_t stream, float* y, const float* bias, int64_t rows, int64_t cols);
+// dbias[c] += sum_r dy[r, c]  (deterministic)
+void launchBiasBackward(cudaStream_t stream, const float* dy, float* dbias, int64_t rows,
+                        int64_t cols);
+void launchActivationForward(cudaStream_t stream, Activation act, const float* x, float* y,
+                             int64_t n);
+void launchActivationBackward(cudaStream_t stream, Activation act, const float* y,
+                              const float* dy, float* dx, int64_t n);
+// *flag = 1 if some labels[r] is outside [0, classes), else 0 (one block; always writes).
+void launchLabelCheck(cudaStream_t stream, const int32_t* labels, int64_t rows, int64_t classes,
+                      int* flag);
+// out = onehot(labels), skipped entirely when *flag != 0 (set by launchLabelCheck).
+void launchOneHot(cudaStream_t stream, const int32_t* labels, float* out, int64_t rows,
+                  int64_t classes, const int* flag);
+void launchConcatColumns(cudaStream_t stream, const float* a, const float* b, float* out,
+                         int64_t rows, int64_t colsA, int64_t colsB);
+// da/db may be null to skip that half.
+void launchSplitColumns(cudaStream_t stream, const float* dout, float* da, float* db,
+                        int64_t rows, int64_t colsA, int64_t colsB);
+
+// ---- batchnorm.cu ----------------------------------------------------------------------------
+void launchBatchNormForward(cudaStream_t stream, const float* x, const float* gamma,
+                            const float* beta, float* y, float* runningMean, float* runningVar,
+                            float* saveMean, float* saveInvStd, int64_t rows, int64_t cols,
+                            float momentum, float eps, bool training);
+void launchBatchNormBackward(cudaStream_t stream, const float* x, const float* dy,
+                             const float* gamma, const float* saveMean, const float* saveInvStd,
+                             float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols);
+
+// ---- loss.cu ---------------------------------------------------------------------------------
+// probs = softmax(logits), *loss = mean_r -log probs[r, labels[r]]. `rowLoss` is scratch of
+// `rows` doubles; nothing is written when *flag != 0 (set by launchLabelCheck before).
+void launchSoftmaxCrossEntropyForward(cudaStream_t stream, const float* logits,
+                                      const int32_t* labels, float* probs, float* loss,
+                                      int64_t rows, int64_t classes, double* rowLoss,
+                                      const int* flag);
+// dlogits = scale * (probs - onehot(labels)) / rows (overwrite; dlogits may alias probs)
+void launchSoftmaxCrossEntropyBackward(cudaStream_t stream, const float* probs,
+                                       const int32_t* labels, float* dlogits, int64_t rows,
+                                       int64_t classes, float scale);
+// Scratch doubles that launchMseForward needs for n elements.
+size_t mseScratchCount(int64_t n);
+// *loss = mean (pred - target)^2; `partials` is scratch of mseScratchCount(n) doubles.
+void launchMseForward(cudaStream_t stream, const float* pred, const float* target, float* loss,
+                      int64_t n, double* partials);
+// dpred = scale * 2 * (pred - target) / n (overwrite)
+void launchMseBackward(cudaStream_t stream, const float* pred, const float* target, float* dpred,
+                       int64_t n, float scale);
+
+// ---- optimizer.cu ----------------------------------------------------------------------------
+// velocity may be null when momentum == 0.
+void launchSgdStep(cudaStream_t stream, float* param, const float* grad, float* velocity,
+                   int64_t n, float lr, float momentum, float weightDecay);
+void launchAdamStep(cudaStream_t stream, float* param, const float* grad, float* m, float* v,
+                    int64_t n, float lr, float beta1, float beta2, float eps, float weightDecay,
+                    int64_t step);
+
+}  // namespace sg::cuda
