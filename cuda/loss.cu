@@ -20,14 +20,14 @@
 namespace sg::cuda {
 namespace {
 
+// ============================================================================================
+// kernels
+// ============================================================================================
+
 constexpr int kRowsPerBlock = 8;       // softmax: one warp per row
 constexpr int kReduceThreads = 256;    // power of two: the tree below relies on it
 constexpr int64_t kMseChunk = 4096;    // elements per MSE partial
 constexpr unsigned kFullMask = 0xffffffffu;
-
-// ============================================================================================
-// kernels
-// ============================================================================================
 
 // e^x for x <= 0 as the CPU computes it: 0 below -87, NaN stays NaN.
 __device__ __forceinline__ float expNonPositive(float x) { return x < -87.0f ? 0.0f : expf(x); }

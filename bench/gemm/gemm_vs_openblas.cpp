@@ -20,6 +20,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "../../native/core/parallel.h"
@@ -134,9 +135,12 @@ Result measure(const OpenBlas& blas, const Shape& s) {
   const int perBatch = std::max(1, static_cast<int>(0.02 / std::max(once, 1e-7)));
   const int batches = 7;
 
-  // Interleave the two so slow drifts (frequency, other load) hit both alike.
+  // Alternate the two so slow drifts (frequency, other load) hit both alike. OpenBLAS's
+  // workers busy-wait for a while after each call, which would steal a core from our run
+  // right after it; a pause lets them go to sleep first.
   double oursSec = 1e30, blasSec = 1e30;
   for (int round = 0; round < 2; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
     oursSec = std::min(oursSec, bestSeconds(runOurs, perBatch, batches));
     blasSec = std::min(blasSec, bestSeconds(runOpenBlas, perBatch, batches));
   }

@@ -108,7 +108,8 @@ struct Section {
   void bitwise(const std::string& what, const std::vector<float>& a, const std::vector<float>& b) {
     ++checks;
     values += static_cast<int64_t>(a.size());
-    if (a.size() != b.size() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0) {
+    if (a.size() != b.size() ||
+        (!a.empty() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) != 0)) {
       int64_t i = 0;
       while (i < static_cast<int64_t>(std::min(a.size(), b.size())) &&
              std::memcmp(&a[i], &b[i], sizeof(float)) == 0)

@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <thread>
 
 #if defined(__SSE2__) || defined(_M_X64)
 #include <emmintrin.h>  // SSE2 is part of every x86-64 CPU: safe without run-time checks
@@ -99,7 +100,7 @@ inline int64_t roundUp(int64_t a, int64_t unit) { return ceilDiv(a, unit) * unit
 // as possible and rounded up to `unit` (so e.g. K = 784 is cut 196 x 4, not 256 x 3 + 16).
 inline int64_t evenBlock(int64_t total, int64_t maxBlock, int64_t unit) {
   const int64_t blocks = ceilDiv(total, maxBlock);
-  return std::min(roundUp(ceilDiv(total, blocks), unit), roundUp(total, unit));
+  return roundUp(ceilDiv(total, blocks), unit);
 }
 
 // ---- packing ---------------------------------------------------------------------------------
@@ -216,28 +217,110 @@ thread_local PackBuffer tlsPackedB;
 
 // ---- driver ----------------------------------------------------------------------------------
 
-// C[m0:m1, n0:n1] on the calling thread, all of K.
-template <int MR, int NR>
-void gemmRect(const Problem& p, const Blocking& limits, MicroKernelFn kernel, int64_t m0,
-              int64_t m1, int64_t n0, int64_t n1) {
-  // KC depends on K alone: it fixes the summation order, so it must not depend on the
-  // rectangle. MC/NC only reorder independent tiles.
-  const int64_t kcBlock = evenBlock(p.K, limits.kc, 1);
-  const int64_t mcBlock = evenBlock(m1 - m0, limits.mc, MR);
-  const int64_t ncBlock = evenBlock(n1 - n0, limits.nc, NR);
-  float* packedA = tlsPackedA.get(mcBlock * kcBlock);
-  float* packedB = tlsPackedB.get(kcBlock * ncBlock);
+// Block sizes of one call, each cut evenly from the limits. kc depends on K alone: it fixes
+// the summation order, so it must not depend on how C is split. mc/nc only reorder
+// independent tiles.
+struct Blocks {
+  int64_t mc, kc, nc;
+  int64_t kSlices;  // ceil(K / kc)
+};
 
-  for (int64_t jc = n0; jc < n1; jc += ncBlock) {
-    const int64_t nc = std::min(ncBlock, n1 - jc);
-    for (int64_t pc = 0; pc < p.K; pc += kcBlock) {
-      const int64_t kc = std::min(kcBlock, p.K - pc);
+template <int MR, int NR>
+Blocks chooseBlocks(const Problem& p, const Blocking& limits) {
+  Blocks b;
+  b.kc = evenBlock(p.K, limits.kc, 1);
+  b.mc = evenBlock(p.M, limits.mc, MR);
+  b.nc = evenBlock(p.N, limits.nc, NR);
+  b.kSlices = ceilDiv(p.K, b.kc);
+  return b;
+}
+
+// The caller's buffer for an operand packed once and shared by all tasks of its call.
+thread_local PackBuffer tlsShared;
+
+// One operand packed once per call and read by every task: block i (an mc x kc block of
+// op(A) or a kc x nc block of op(B)) is packed by whichever task needs it first; a task that
+// finds it being packed waits (a few microseconds at most). Packing is a pure copy, so who
+// packs a block never changes the result.
+class SharedPanels {
+ public:
+  SharedPanels(int64_t blockCount, int64_t blockFloats)
+      : blockFloats_(blockFloats),
+        storage_(tlsShared.get(blockCount * blockFloats)),
+        state_(new std::atomic<int>[static_cast<size_t>(blockCount)]) {
+    for (int64_t i = 0; i < blockCount; ++i) state_[i].store(kEmpty, std::memory_order_relaxed);
+  }
+
+  // The packed block `index`; pack(dst) fills it if no task has yet.
+  template <class PackFn>
+  const float* block(int64_t index, PackFn&& pack) {
+    float* dst = storage_ + index * blockFloats_;
+    std::atomic<int>& state = state_[index];
+    if (state.load(std::memory_order_acquire) == kReady) return dst;
+    int expected = kEmpty;
+    if (state.compare_exchange_strong(expected, kPacking, std::memory_order_acq_rel)) {
+      pack(dst);
+      state.store(kReady, std::memory_order_release);
+      return dst;
+    }
+    for (int spins = 0; state.load(std::memory_order_acquire) != kReady; ++spins) {
+      if (spins < 4096) {
+        cpuRelax();
+      } else {
+        std::this_thread::yield();  // the packer was descheduled: do not burn its core
+      }
+    }
+    return dst;
+  }
+
+ private:
+  enum : int { kEmpty, kPacking, kReady };
+
+  static void cpuRelax() {
+#if SG_GEMM_HAVE_SSE2
+    _mm_pause();
+#endif
+  }
+
+  int64_t blockFloats_;
+  float* storage_;
+  std::unique_ptr<std::atomic<int>[]> state_;
+};
+
+// C[m0:m1, n0:n1] on the calling thread, all of K. Each operand comes either from a shared
+// packing (which then spans the whole of M, resp. N) or is packed here into this thread's
+// buffers.
+template <int MR, int NR>
+void gemmRect(const Problem& p, const Blocks& blk, MicroKernelFn kernel, int64_t m0, int64_t m1,
+              int64_t n0, int64_t n1, SharedPanels* sharedA, SharedPanels* sharedB) {
+  float* ownA = sharedA ? nullptr : tlsPackedA.get(blk.mc * blk.kc);
+  float* ownB = sharedB ? nullptr : tlsPackedB.get(blk.kc * blk.nc);
+
+  for (int64_t jc = n0; jc < n1; jc += blk.nc) {
+    const int64_t nc = std::min(blk.nc, n1 - jc);
+    for (int64_t slice = 0; slice < blk.kSlices; ++slice) {
+      const int64_t pc = slice * blk.kc;
+      const int64_t kc = std::min(blk.kc, p.K - pc);
       // Later K slices add onto what the earlier ones stored.
-      const float beta = pc == 0 ? p.beta : 1.0f;
-      packB<NR>(p.b, pc, kc, jc, nc, packedB);
-      for (int64_t ic = m0; ic < m1; ic += mcBlock) {
-        const int64_t mc = std::min(mcBlock, m1 - ic);
-        packA<MR>(p.a, ic, mc, pc, kc, packedA);
+      const float beta = slice == 0 ? p.beta : 1.0f;
+      const auto fillB = [&](float* dst) { packB<NR>(p.b, pc, kc, jc, nc, dst); };
+      const float* packedB;
+      if (sharedB) {
+        packedB = sharedB->block(jc / blk.nc * blk.kSlices + slice, fillB);
+      } else {
+        fillB(ownB);
+        packedB = ownB;
+      }
+      for (int64_t ic = m0; ic < m1; ic += blk.mc) {
+        const int64_t mc = std::min(blk.mc, m1 - ic);
+        const auto fillA = [&](float* dst) { packA<MR>(p.a, ic, mc, pc, kc, dst); };
+        const float* packedA;
+        if (sharedA) {
+          packedA = sharedA->block(ic / blk.mc * blk.kSlices + slice, fillA);
+        } else {
+          fillA(ownA);
+          packedA = ownA;
+        }
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int cols = static_cast<int>(std::min<int64_t>(NR, nc - jr));
           const float* panelB = packedB + jr * kc;
@@ -258,29 +341,31 @@ void gemmRect(const Problem& p, const Blocking& limits, MicroKernelFn kernel, in
 // 256 x 256 x 256 on two.
 constexpr int64_t kMinMacsPerThread = int64_t{1} << 23;
 
-// How C is cut among threads: gridRows x gridCols rectangles, each a whole number of tiles.
+// Tasks per thread when one dimension is split: a helper thread that starts late, or a core
+// busy with another stream, then just takes fewer tasks instead of finishing last.
+constexpr int64_t kTasksPerThread = 4;
+
+// Largest operand packed once and shared (16 MiB); beyond it the product is so large that
+// each thread packing its own copies costs well under 1%.
+constexpr int64_t kSharedBudgetFloats = int64_t{1} << 22;
+
+// Rectangles gridRows x gridCols == threads, each a whole number of tiles, for products too
+// large to share a packed operand. The slowest rectangle sets the time: its multiply
+// (rows x cols per k) plus packing both operands (~16 multiply-adds per packed element,
+// since packing moves scalars while the kernel does 32 FMAs per cycle).
 struct Grid {
   int64_t rows = 1, cols = 1;
 };
 
-template <int MR, int NR>
-Grid chooseGrid(const Problem& p) {
-  const int64_t macs = p.M * p.N * p.K;
-  const int64_t threads =
-      std::min<int64_t>(sg::parallelism(), std::max<int64_t>(1, macs / kMinMacsPerThread));
+Grid chooseGrid(int64_t mTiles, int64_t nTiles, int mr, int nr, int64_t threads) {
   Grid best;
-  if (threads <= 1) return best;
-  const int64_t mTiles = ceilDiv(p.M, MR), nTiles = ceilDiv(p.N, NR);
   double bestCost = 0;
-  // Try every gridRows x gridCols == threads; the slowest rectangle sets the time. Its cost
-  // is the multiply (rows x cols per k) plus packing both operands (~16 multiply-adds per
-  // packed element, since packing moves scalars while the kernel does 32 FMAs per cycle).
   for (int64_t gr = 1; gr <= threads; ++gr) {
     if (threads % gr) continue;
     const int64_t gc = threads / gr;
     if (gr > mTiles || gc > nTiles) continue;
-    const double rectM = static_cast<double>(ceilDiv(mTiles, gr) * MR);
-    const double rectN = static_cast<double>(ceilDiv(nTiles, gc) * NR);
+    const double rectM = static_cast<double>(ceilDiv(mTiles, gr) * mr);
+    const double rectN = static_cast<double>(ceilDiv(nTiles, gc) * nr);
     const double cost = rectM * rectN + 16.0 * (rectM + rectN);
     if (best.rows * best.cols == 1 || cost < bestCost) {
       best = {gr, gc};
@@ -292,12 +377,50 @@ Grid chooseGrid(const Problem& p) {
 
 template <int MR, int NR>
 void runGemm(const Problem& p, const Blocking& limits, MicroKernelFn kernel) {
-  const Grid grid = chooseGrid<MR, NR>(p);
-  if (grid.rows * grid.cols == 1) {
-    gemmRect<MR, NR>(p, limits, kernel, 0, p.M, 0, p.N);
+  const Blocks blk = chooseBlocks<MR, NR>(p, limits);
+  const int64_t macs = p.M * p.N * p.K;
+  const int64_t threads =
+      std::min<int64_t>(sg::parallelism(), std::max<int64_t>(1, macs / kMinMacsPerThread));
+  if (threads <= 1) {
+    gemmRect<MR, NR>(p, blk, kernel, 0, p.M, 0, p.N, nullptr, nullptr);
     return;
   }
+
+  // Preferred: split one dimension into tasks and pack the other operand once for all of
+  // them (no packing is repeated). Share the smaller operand if it fits the budget.
   const int64_t mTiles = ceilDiv(p.M, MR), nTiles = ceilDiv(p.N, NR);
+  const int64_t mBlocks = ceilDiv(p.M, blk.mc), nBlocks = ceilDiv(p.N, blk.nc);
+  const int64_t sharedAFloats = mBlocks * blk.kSlices * blk.mc * blk.kc;
+  const int64_t sharedBFloats = nBlocks * blk.kSlices * blk.kc * blk.nc;
+  const bool canSplitM = mTiles >= threads && sharedBFloats <= kSharedBudgetFloats;
+  const bool canSplitN = nTiles >= threads && sharedAFloats <= kSharedBudgetFloats;
+  if (canSplitM && (!canSplitN || sharedBFloats <= sharedAFloats)) {
+    SharedPanels sharedB(nBlocks * blk.kSlices, blk.kc * blk.nc);
+    const int64_t tasks = std::min(mTiles, threads * kTasksPerThread);
+    sg::parallelFor(tasks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t m0 = std::min(p.M, mTiles * t / tasks * MR);
+        const int64_t m1 = std::min(p.M, mTiles * (t + 1) / tasks * MR);
+        if (m0 < m1) gemmRect<MR, NR>(p, blk, kernel, m0, m1, 0, p.N, nullptr, &sharedB);
+      }
+    });
+    return;
+  }
+  if (canSplitN) {
+    SharedPanels sharedA(mBlocks * blk.kSlices, blk.mc * blk.kc);
+    const int64_t tasks = std::min(nTiles, threads * kTasksPerThread);
+    sg::parallelFor(tasks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t n0 = std::min(p.N, nTiles * t / tasks * NR);
+        const int64_t n1 = std::min(p.N, nTiles * (t + 1) / tasks * NR);
+        if (n0 < n1) gemmRect<MR, NR>(p, blk, kernel, 0, p.M, n0, n1, &sharedA, nullptr);
+      }
+    });
+    return;
+  }
+
+  // Large products: one rectangle per thread, each packing its own operands.
+  const Grid grid = chooseGrid(mTiles, nTiles, MR, NR, threads);
   sg::parallelFor(grid.rows * grid.cols, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t gr = task / grid.cols, gc = task % grid.cols;
@@ -305,7 +428,7 @@ void runGemm(const Problem& p, const Blocking& limits, MicroKernelFn kernel) {
       const int64_t m1 = std::min(p.M, mTiles * (gr + 1) / grid.rows * MR);
       const int64_t n0 = std::min(p.N, nTiles * gc / grid.cols * NR);
       const int64_t n1 = std::min(p.N, nTiles * (gc + 1) / grid.cols * NR);
-      if (m0 < m1 && n0 < n1) gemmRect<MR, NR>(p, limits, kernel, m0, m1, n0, n1);
+      if (m0 < m1 && n0 < n1) gemmRect<MR, NR>(p, blk, kernel, m0, m1, n0, n1, nullptr, nullptr);
     }
   });
 }

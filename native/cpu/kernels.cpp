@@ -11,8 +11,11 @@
 //  - Determinism. Reductions cut their input into chunks fixed by the shape (never by the
 //    thread count), accumulate each chunk in double and add the partials in chunk order on
 //    the calling thread, so results are bit-identical for any parallelism.
-//  - Without -ffast-math the compiler may not reorder a floating-point sum, so 1-D sums and
-//    maxima are written with 8 explicit lanes: they vectorise, and their order stays fixed.
+//  - Without -ffast-math the compiler may not reorder a floating-point sum, so 1-D sums are
+//    written with 8 explicit lanes: they vectorise, and their order stays fixed.
+//  - Also without -ffast-math, a select like `x < c ? x : c` feeding float arithmetic can
+//    keep a loop scalar (see the exp section), and std::sqrt keeps an errno branch (see
+//    adamStep); the code below is shaped around both.
 #include "kernels.h"
 
 #include <algorithm>
@@ -29,15 +32,15 @@ namespace {
 // ---- work splitting ---------------------------------------------------------------------
 
 // Items per parallel chunk, by cost per element.
-constexpr int64_t kGrainLight = 1 << 16;   // one or two streams: fill, copy, axpby, ReLU
+constexpr int64_t kGrainLight = 1 << 17;   // one or two streams: fill, copy, axpby, ReLU
 constexpr int64_t kGrainMedium = 1 << 15;  // several streams: optimizers, BatchNorm, reductions
 constexpr int64_t kGrainHeavy = 1 << 14;   // transcendental per element: tanh, sigmoid, softmax
 
 // Fixed chunk sizes of the reductions. They define the summation order, so they are constants
 // (changing them changes results in the last bits, but never with the thread count).
-constexpr int64_t kReduceRows = 1024;     // rows per partial in column reductions
+constexpr int64_t kReduceRows = 256;      // rows per partial in column reductions
 constexpr int64_t kReduceItems = 1 << 15; // elements per partial in 1-D reductions
-constexpr int64_t kMaxColBlock = 2048;    // columns per column-reduction task (acc stays in L1)
+constexpr int64_t kMaxColBlock = 1024;    // columns per column-reduction task (acc stays in L1)
 
 // Runs body over [0, n) in chunks of `grain`; a loop of a single chunk runs inline without
 // building a std::function.
@@ -93,6 +96,8 @@ void mapBinary(const float* a, const float* b, float* out, int64_t n, int64_t gr
 // ---- lane-wise 1-D reductions (vectorisable, fixed order) --------------------------------
 
 // max of x[0, n), n >= 1. NaNs are skipped; callers see them through later arithmetic.
+// (g++ does not vectorise a float max without -ffast-math, but the 8 independent lanes still
+// run as independent maxss.)
 inline float laneMax(const float* x, int64_t n) {
   float lane[8];
   for (int j = 0; j < 8; ++j) lane[j] = -INFINITY;
@@ -347,8 +352,9 @@ void axpby(int64_t n, float a, const float* x, float b, float* y) {
   if (b == 0.0f) {
     // y's old contents are ignored, NaN included.
     mapUnary(x, y, n, kGrainLight, [a](float xv) { return a * xv; });
+  } else if (x == y) {
+    mapUnary(y, y, n, kGrainLight, [a, b](float v) { return a * v + b * v; });
   } else {
-    // out == y is the normal case of mapBinary(a = x, b = y).
     mapBinary(x, y, y, n, kGrainLight, [a, b](float xv, float yv) { return a * xv + b * yv; });
   }
 }
@@ -482,8 +488,9 @@ void batchNormForward(const float* x, const float* gamma, const float* beta, flo
 //   dbeta = sum dy, dgamma = sum dy xhat,
 //   dx = gamma invStd (dy - dbeta / N - xhat dgamma / N).
 // saveMean is the float rounding of the batch mean; when |mean| >> std that rounding is a
-// visible shift of xhat. So the pass also sums x - saveMean (exact terms, in double) to get the
-// residual lo = mean - saveMean, and uses x - mean = (x - saveMean) - lo, as the forward does.
+// visible shift of xhat. So the pass also sums x - saveMean (exact near the mean) in double
+// to get the residual lo = mean - saveMean, and uses x - mean = (x - saveMean) - lo, as the
+// forward does.
 void batchNormBackward(const float* x, const float* dy, const float* gamma,
                        const float* saveMean, const float* saveInvStd, float* dx,
                        float* dgamma, float* dbeta, int64_t rows, int64_t cols) {
@@ -546,6 +553,7 @@ bool softmaxCrossEntropyForward(const float* logits, const int32_t* labels, floa
     *loss = 0.0f;  // no rows, no loss
     return true;
   }
+  // probs must not alias logits (the header does not allow it; z and p are __restrict).
   // Per-row losses, summed in row order afterwards: independent of how rows are chunked.
   std::vector<double> rowLoss(rows);
   double* rl = rowLoss.data();

@@ -14,13 +14,17 @@ function positiveInt(owner: string, name: string, v: unknown): number {
   return v;
 }
 
-/** y = x Wᵀ + b, with W [out, in] initialised like PyTorch: U(-1/√in, 1/√in), b too. */
+/**
+ * y = x Wᵀ + b, with W [out, in] initialised like PyTorch: U(-1/√in, 1/√in), b too; or all
+ * zeros with `init: 'zeros'` (a synthesizer's last layer, so that it starts by predicting 0).
+ */
 export class Linear extends Module {
   readonly name: string;
   weight?: Parameter;
   bias?: Parameter;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, readonly options: { bias?: boolean } = {}) {
+  constructor(readonly inFeatures: number, readonly outFeatures: number,
+    readonly options: { bias?: boolean; init?: 'default' | 'zeros' } = {}) {
     super();
     positiveInt('Linear', 'inFeatures', inFeatures);
     positiveInt('Linear', 'outFeatures', outFeatures);
@@ -29,11 +33,15 @@ export class Linear extends Module {
 
   initialize(device: Device, rng: Random): void {
     this.dispose();
-    const bound = 1 / Math.sqrt(this.inFeatures);
+    const bound = this.options.init === 'zeros' ? 0 : 1 / Math.sqrt(this.inFeatures);
     this.weight = Parameter.create(`${this.name}.weight`,
       rng.uniformArray(this.outFeatures * this.inFeatures, -bound, bound), [this.outFeatures, this.inFeatures], device);
     if (this.options.bias !== false)
       this.bias = Parameter.create(`${this.name}.bias`, rng.uniformArray(this.outFeatures, -bound, bound), [this.outFeatures], device);
+  }
+
+  inputFeatures(): number {
+    return this.inFeatures;
   }
 
   outputFeatures(inputFeatures: number): number {
@@ -104,6 +112,10 @@ export class BatchNorm1d extends Module {
     this.runningVar = Tensor.fromArray(new Float32Array(n).fill(1), [n], { device });
   }
 
+  inputFeatures(): number {
+    return this.features;
+  }
+
   outputFeatures(inputFeatures: number): number {
     if (inputFeatures !== this.features)
       throw new RangeError(`${this.name}: expects ${this.features} input features, got ${inputFeatures}`);
@@ -132,7 +144,7 @@ export class BatchNorm1d extends Module {
     const saveInvStd = Tensor.empty([this.features], opts);
     ops.batchNormForward(ctx.stream.handle, x.handle, gamma.value.handle, beta.value.handle, y.handle,
       this.runningMean!.handle, this.runningVar!.handle, saveMean.handle, saveInvStd.handle,
-      this.momentum, this.eps, ctx.training);
+      ctx.freezeStatistics ? 0 : this.momentum, this.eps, ctx.training);
     return {
       output: y,
       backward: (dy, bctx, needInputGrad) => {
@@ -220,6 +232,15 @@ export class Sequential extends Module {
 
   outputFeatures(inputFeatures: number): number {
     return this.layers.reduce((f, l) => l.outputFeatures(f), inputFeatures);
+  }
+
+  inputFeatures(): number | undefined {
+    for (const l of this.layers) {
+      const f = l.inputFeatures();
+      if (f !== undefined) return f;
+      // an elementwise layer passes the width through; keep looking
+    }
+    return undefined;
   }
 
   parameters(): Parameter[] {

@@ -18,6 +18,8 @@ export interface StepContext {
   readonly training: boolean;
   /** owns the tensors made during this step; disposed of when the step is over */
   readonly arena: Arena;
+  /** training-mode forward that leaves BatchNorm's running statistics alone (probe batches) */
+  readonly freezeStatistics?: boolean;
 }
 
 /**
@@ -57,6 +59,11 @@ export abstract class Module {
 
   /** Number of output features for `inputFeatures` input features (throws if incompatible). */
   abstract outputFeatures(inputFeatures: number): number;
+
+  /** The number of input features the module requires, when it fixes one. */
+  inputFeatures(): number | undefined {
+    return undefined;
+  }
 
   parameters(): Parameter[] {
     return [];

@@ -28,6 +28,18 @@ export interface StepMetrics {
   epoch: number;
   loss: number;
   lr: number;
+  /** per decoupled module, every `diagnoseEvery` steps */
+  diagnostics?: ModuleDiagnostics[];
+}
+
+/** How well a synthesizer predicts its module's gradient. */
+export interface ModuleDiagnostics {
+  /** 1-based module whose output the synthesizer sees */
+  module: number;
+  /** the synthesizer's latest L2 loss */
+  synthesizerLoss: number;
+  /** cosine similarity of the synthetic and the true backpropagated gradient on a probe batch */
+  cosine: number;
 }
 
 export interface EpochMetrics {
@@ -60,6 +72,11 @@ export interface FitOptions {
   /** called after every `logEvery` steps (default 1) */
   onStep?: (m: StepMetrics) => void | Promise<void>;
   logEvery?: number;
+  /**
+   * For decoupled networks: every this many steps, measure each synthesizer on a probe batch
+   * (the first batch of `validation`, else of `data`) and pass it to onStep as `diagnostics`.
+   */
+  diagnoseEvery?: number;
   onEpoch?: (m: EpochMetrics) => void | Promise<void>;
 }
 
@@ -74,8 +91,14 @@ export interface FitResult {
  * network brings its own.
  */
 export interface TrainingStrategy {
-  /** Enqueues one step on `ctx.stream` and returns the mean loss as a [1] tensor. */
+  /**
+   * Enqueues one step and returns the mean loss as a [1] tensor; reading it on `ctx.stream`
+   * must wait for all of the step's work.
+   */
   step(x: Tensor, y: Tensor, ctx: StepContext): Tensor;
+  /** how many steps may be in flight before the host waits for the oldest; default 1 */
+  readonly maxInFlight?: number;
+  diagnose?(x: Tensor, y: Tensor, ctx: StepContext): Promise<ModuleDiagnostics[]>;
   dispose(): void;
 }
 
@@ -120,7 +143,8 @@ export class Trainer {
   readonly stream: Stream;
   readonly loss: Loss;
   private readonly rng: Random;
-  private readonly strategy: TrainingStrategy;
+  /** how each step is carried out (backprop, or a decoupled network's schedule) */
+  readonly strategy: TrainingStrategy;
   private steps = 0;
 
   constructor(readonly model: Module, options: TrainerOptions) {
@@ -156,21 +180,27 @@ export class Trainer {
     const maxEpochs = options.epochs === undefined ? Infinity : positiveInt('fit', 'epochs', options.epochs);
     const maxSteps = options.steps === undefined ? Infinity : positiveInt('fit', 'steps', options.steps);
     const logEvery = positiveInt('fit', 'logEvery', options.logEvery ?? 1);
+    const diagnoseEvery = options.diagnoseEvery === undefined ? 0 : positiveInt('fit', 'diagnoseEvery', options.diagnoseEvery);
+    if (diagnoseEvery && !this.strategy.diagnose)
+      throw new TypeError("fit: 'diagnoseEvery' needs a decoupled network (plain backprop has no synthesizers)");
+    const probeData = options.validation ?? data;
+    const probe = probeData.gather(probeData.order(), 0, Math.min(batchSize, probeData.count));
     this.model.outputFeatures(data.features); // throws early if the data does not fit the model
     const shuffleRng = options.shuffle === false ? undefined : this.rng.fork();
 
     const started = Date.now();
     const history: EpochMetrics[] = [];
     let step = 0;
-    // The step in flight: enqueued, its loss not read yet.
-    let inFlight: { loss: Promise<Float32Array | Int32Array>; arena: Arena; step: number; epoch: number; lr: number } | undefined;
+    // Steps in flight: enqueued, their loss not read yet (oldest first).
+    const inFlight: { loss: Promise<Float32Array | Int32Array>; arena: Arena; step: number; epoch: number; lr: number }[] = [];
+    const maxInFlight = this.strategy.maxInFlight ?? 1;
     let epochLossSum = 0;
     let epochSteps = 0;
 
+    // Reads the oldest in-flight step's loss, checks it, and reports it.
     const settle = async () => {
-      if (!inFlight) return;
-      const f = inFlight;
-      inFlight = undefined;
+      const f = inFlight.shift();
+      if (!f) return;
       let value: number;
       try {
         value = (await f.loss)[0];
@@ -184,7 +214,12 @@ export class Trainer {
           'lower the learning rate or check the inputs for NaN/Infinity');
       epochLossSum += value;
       epochSteps++;
-      if (options.onStep && f.step % logEvery === 0) await options.onStep({ step: f.step, epoch: f.epoch, loss: value, lr: f.lr });
+      const diagnose = diagnoseEvery > 0 && f.step % diagnoseEvery === 0;
+      const report = options.onStep && (f.step % logEvery === 0 || diagnose);
+      let diagnostics: ModuleDiagnostics[] | undefined;
+      // The probe waits for all work enqueued so far (up to maxInFlight - 1 steps past this one).
+      if (diagnose) diagnostics = await this.probe(probe, data.features);
+      if (report) await options.onStep!({ step: f.step, epoch: f.epoch, loss: value, lr: f.lr, ...(diagnostics ? { diagnostics } : {}) });
     };
 
     try {
@@ -213,10 +248,10 @@ export class Trainer {
           step++;
           this.steps++;
           samples += end - start;
-          await settle();
-          inFlight = { loss, arena, step, epoch, lr };
+          inFlight.push({ loss, arena, step, epoch, lr });
+          while (inFlight.length > maxInFlight) await settle();
         }
-        await settle();
+        while (inFlight.length) await settle();
         const seconds = (Date.now() - epochStart) / 1000;
         const m: EpochMetrics = {
           epoch, steps: epochSteps, loss: epochSteps ? epochLossSum / epochSteps : NaN, seconds,
@@ -227,8 +262,7 @@ export class Trainer {
         if (options.onEpoch) await options.onEpoch(m);
       }
     } finally {
-      if (inFlight) {
-        const f = inFlight as { loss: Promise<unknown>; arena: Arena };
+      for (const f of inFlight.splice(0)) {
         await f.loss.catch(() => undefined);
         f.arena.dispose();
       }
@@ -271,14 +305,27 @@ export class Trainer {
     return { loss: lossSum / data.count, accuracy: correct / data.count, count: data.count };
   }
 
+  private async probe(batch: { inputs: Float32Array; labels: Int32Array }, features: number): Promise<ModuleDiagnostics[]> {
+    const arena = new Arena();
+    try {
+      const rows = batch.labels.length;
+      const x = Tensor.fromArray(batch.inputs, [rows, features], { device: this.device, arena });
+      const y = Tensor.fromArray(batch.labels, [rows], { device: this.device, arena });
+      return await this.strategy.diagnose!(x, y, { device: this.device, stream: this.stream, training: true, arena });
+    } finally {
+      arena.dispose();
+    }
+  }
+
   /** Frees the optimizer state and the model's parameters. */
   dispose(): void {
     this.strategy.dispose();
     this.model.dispose();
   }
 
+  /** The learning rate of the (first) model optimizer. */
   private currentLr(): number {
-    const s = this.strategy as Partial<Backpropagation>;
-    return s.optimizer ? s.optimizer.lr : NaN;
+    const s = this.strategy as { optimizer?: Optimizer; optimizers?: Optimizer[] };
+    return (s.optimizer ?? s.optimizers?.[0])?.lr ?? NaN;
   }
 }

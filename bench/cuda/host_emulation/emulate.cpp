@@ -1,0 +1,404 @@
+// Runs the kernel sections of cuda/*.cu on the CPU through cuda_runtime.h (this folder) and
+// compares every output with the CPU kernels of native/cpu. See run.sh; no GPU involved.
+// What it proves: indexing, edge guards, barriers, reduction order and arithmetic of the
+// kernels. What it cannot: memory model, warp timing, launch limits, the backend's streams.
+#include <cuda_runtime.h>  // the emulation header of this folder
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common.cuh"
+#include "cpu/kernels.h"
+
+namespace sg::cuda {
+using cpu::Activation;
+namespace gemm_k {
+#include "gen/gemm_kernels.inc"
+}
+namespace elementwise_k {
+#include "gen/elementwise_kernels.inc"
+}
+namespace batchnorm_k {
+#include "gen/batchnorm_kernels.inc"
+}
+namespace loss_k {
+#include "gen/loss_kernels.inc"
+}
+namespace optimizer_k {
+#include "gen/optimizer_kernels.inc"
+}
+}  // namespace sg::cuda
+
+using namespace sg;
+using namespace sg::cuda;
+
+namespace {
+
+int failures = 0;
+std::mt19937 rng(1234);
+
+std::vector<float> randomVec(size_t n, float lo = -1.f, float hi = 1.f) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// tol < 0: bit-exact (NaN == NaN).
+void compare(const std::string& name, const float* got, const float* want, size_t n,
+             double tol) {
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double g = got[i], w = want[i];
+    double e;
+    if (std::isnan(g) || std::isnan(w))
+      e = (std::isnan(g) && std::isnan(w)) ? 0 : INFINITY;
+    else if (tol < 0)
+      e = (std::memcmp(&got[i], &want[i], 4) == 0) ? 0 : INFINITY;
+    else
+      e = std::fabs(g - w) / std::max(std::fabs(w), 1e-3);
+    if (e > worst) worst = e, at = i;
+  }
+  const bool ok = tol < 0 ? worst == 0 : worst <= tol;
+  if (!ok) {
+    ++failures;
+    std::printf("FAIL %-50s worst %.3g at %zu (got %.9g want %.9g)\n", name.c_str(), worst, at,
+                got[at], want[at]);
+  } else {
+    std::printf("ok   %-50s worst %.3g\n", name.c_str(), worst);
+  }
+}
+
+// ---- GEMM --------------------------------------------------------------------------------
+
+template <int BM, int BN, int BK, bool TA, bool TB>
+void gemmCase(int M, int N, int K, int pad, float beta) {
+  const int64_t lda = (TA ? M : K) + pad, ldb = (TB ? K : N) + pad, ldc = N + pad;
+  const int64_t aRows = TA ? K : M, bRows = TB ? N : K;
+  std::vector<float> A = randomVec(aRows * lda), B = randomVec(bRows * ldb);
+  std::vector<float> C0 = beta == 0.f ? std::vector<float>(M * ldc, NAN) : randomVec(M * ldc);
+  std::vector<float> C = C0, R = C0;
+  const float alpha = 1.25f;
+  const bool vecA = reinterpret_cast<uintptr_t>(A.data()) % 16 == 0 && lda % 4 == 0;
+  const bool vecB = reinterpret_cast<uintptr_t>(B.data()) % 16 == 0 && ldb % 4 == 0;
+  const bool vecC = reinterpret_cast<uintptr_t>(C.data()) % 16 == 0 && ldc % 4 == 0;
+  emu::launch(dim3((M + BM - 1) / BM, (N + BN - 1) / BN), dim3(256), [&] {
+    gemm_k::sgemmKernel<BM, BN, BK, TA, TB>(M, N, K, alpha, A.data(), lda, B.data(), ldb, beta,
+                                            C.data(), ldc, vecA, vecB, vecC);
+  });
+  cpu::sgemm(TA, TB, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, R.data(), ldc);
+  // Padding columns of C must be untouched.
+  char name[128];
+  std::snprintf(name, sizeof name, "sgemm<%d,%d,%d,%c%c> %dx%dx%d pad %d beta %g", BM, BN, BK,
+                TA ? 'T' : 'N', TB ? 'T' : 'N', M, N, K, pad, beta);
+  std::vector<float> got, want;
+  for (int m = 0; m < M; ++m)
+    for (int64_t n = 0; n < ldc; ++n) {
+      got.push_back(C[m * ldc + n]);
+      want.push_back(n < N ? R[m * ldc + n] : C0[m * ldc + n]);
+    }
+  compare(name, got.data(), want.data(), got.size(), 1e-5);
+}
+
+template <int BM, int BN, int BK>
+void gemmAll() {
+  const int sizes[][3] = {{1, 1, 1}, {5, 7, 3}, {BM, BN, BK}, {BM + 1, BN - 1, BK + 3},
+                          {2 * BM + 3, 9, 37}, {3, 2 * BN + 5, 2}, {70, 90, 0}};
+  for (auto& s : sizes)
+    for (int pad : {0, 1})
+      for (float beta : {0.f, 0.5f}) {
+        gemmCase<BM, BN, BK, false, false>(s[0], s[1], s[2], pad, beta);
+        gemmCase<BM, BN, BK, false, true>(s[0], s[1], s[2], pad, beta);
+        gemmCase<BM, BN, BK, true, false>(s[0], s[1], s[2], pad, beta);
+        gemmCase<BM, BN, BK, true, true>(s[0], s[1], s[2], pad, beta);
+      }
+}
+
+// ---- element-wise --------------------------------------------------------------------------
+
+void elementwiseTests() {
+  const int64_t n = 3000;
+  const dim3 grid(3), block(kBlock);  // fewer threads than items: grid-stride loops
+  {
+    std::vector<float> x = randomVec(n, -5, 5), y = randomVec(n), y0 = y, r = y;
+    y0[7] = NAN;
+    y = y0;
+    emu::launch(grid, block, [&] { elementwise_k::axpbyKernel(n, 0.5f, x.data(), 0.f, y.data(), false); });
+    r = y0;
+    cpu::axpby(n, 0.5f, x.data(), 0.f, r.data());
+    compare("axpby b=0", y.data(), r.data(), n, -1);
+    y = y0;
+    r = y0;
+    emu::launch(grid, block, [&] { elementwise_k::axpbyKernel(n, 0.5f, x.data(), -2.f, y.data(), true); });
+    cpu::axpby(n, 0.5f, x.data(), -2.f, r.data());
+    compare("axpby", y.data(), r.data(), n, -1);
+  }
+  {
+    const int64_t rows = 37, cols = 81;
+    std::vector<float> y = randomVec(rows * cols), bias = randomVec(cols), r = y;
+    emu::launch(grid, block, [&] { elementwise_k::addBiasKernel(y.data(), bias.data(), rows * cols, cols); });
+    cpu::addBias(r.data(), bias.data(), rows, cols);
+    compare("addBias", y.data(), r.data(), y.size(), -1);
+  }
+  for (int64_t rows : {1, 17, 300})
+    for (int64_t cols : {1, 31, 33, 70}) {
+      std::vector<float> dy = randomVec(rows * cols), db = randomVec(cols), r = db;
+      emu::launch(dim3((cols + kColTile - 1) / kColTile), dim3(kColTile, kRowLanes),
+                  [&] { elementwise_k::biasBackwardKernel(dy.data(), db.data(), rows, cols); });
+      cpu::biasBackward(dy.data(), r.data(), rows, cols);
+      compare("biasBackward " + std::to_string(rows) + "x" + std::to_string(cols), db.data(),
+              r.data(), cols, 1e-6);
+    }
+  for (Activation act : {Activation::Relu, Activation::Tanh, Activation::Sigmoid}) {
+    std::vector<float> x = randomVec(n, -12, 12);
+    x[0] = NAN, x[1] = 0.f, x[2] = -0.f, x[3] = 100.f, x[4] = -100.f, x[5] = 1e-6f;
+    std::vector<float> y(n), r(n);
+    const std::string a = act == Activation::Relu ? "relu" : act == Activation::Tanh ? "tanh" : "sigmoid";
+    emu::launch(grid, block, [&] {
+      if (act == Activation::Relu) elementwise_k::activationForwardKernel<Activation::Relu>(x.data(), y.data(), n);
+      if (act == Activation::Tanh) elementwise_k::activationForwardKernel<Activation::Tanh>(x.data(), y.data(), n);
+      if (act == Activation::Sigmoid) elementwise_k::activationForwardKernel<Activation::Sigmoid>(x.data(), y.data(), n);
+    });
+    cpu::activationForward(act, x.data(), r.data(), n);
+    compare(a + " forward", y.data(), r.data(), n, 1e-5);
+    std::vector<float> dy = randomVec(n), dx(n), rdx(n);
+    emu::launch(grid, block, [&] {
+      if (act == Activation::Relu) elementwise_k::activationBackwardKernel<Activation::Relu>(r.data(), dy.data(), dx.data(), n);
+      if (act == Activation::Tanh) elementwise_k::activationBackwardKernel<Activation::Tanh>(r.data(), dy.data(), dx.data(), n);
+      if (act == Activation::Sigmoid) elementwise_k::activationBackwardKernel<Activation::Sigmoid>(r.data(), dy.data(), dx.data(), n);
+    });
+    cpu::activationBackward(act, r.data(), dy.data(), rdx.data(), n);
+    compare(a + " backward", dx.data(), rdx.data(), n, -1);
+  }
+  {
+    const int64_t rows = 50, classes = 7;
+    for (bool bad : {false, true}) {
+      std::vector<int32_t> labels(rows);
+      for (int64_t r = 0; r < rows; ++r) labels[r] = static_cast<int32_t>(r % classes);
+      if (bad) labels[33] = static_cast<int32_t>(classes);
+      int flag = -1;
+      emu::launch(dim3(1), dim3(1024), [&] {
+        elementwise_k::labelCheckKernel(labels.data(), rows, classes, &flag);
+      });
+      if (flag != (bad ? 1 : 0)) {
+        ++failures;
+        std::printf("FAIL labelCheck bad=%d flag=%d\n", bad, flag);
+      } else {
+        std::printf("ok   labelCheck bad=%d\n", bad);
+      }
+      std::vector<float> out(rows * classes, 42.f), r(rows * classes, 42.f);
+      emu::launch(grid, block, [&] {
+        elementwise_k::oneHotKernel(labels.data(), out.data(), rows, classes, &flag);
+      });
+      const bool cpuOk = cpu::oneHot(labels.data(), r.data(), rows, classes);
+      if (cpuOk == bad) ++failures, std::printf("FAIL oneHot cpu result\n");
+      compare(std::string("oneHot bad=") + (bad ? "1" : "0"), out.data(), r.data(), out.size(), -1);
+    }
+  }
+  {
+    const int64_t rows = 23, ca = 5, cb = 11;
+    std::vector<float> a = randomVec(rows * ca), b = randomVec(rows * cb);
+    std::vector<float> out(rows * (ca + cb)), r(rows * (ca + cb));
+    emu::launch(grid, block, [&] {
+      elementwise_k::concatColumnsKernel(a.data(), b.data(), out.data(), rows, ca, cb);
+    });
+    cpu::concatColumns(a.data(), b.data(), r.data(), rows, ca, cb);
+    compare("concatColumns", out.data(), r.data(), out.size(), -1);
+    std::vector<float> da(rows * ca, 9.f), db(rows * cb, 9.f), rda = da, rdb = db;
+    emu::launch(grid, block, [&] {
+      elementwise_k::splitColumnsKernel(out.data(), da.data(), nullptr, rows, ca, cb);
+    });
+    cpu::splitColumns(r.data(), rda.data(), nullptr, rows, ca, cb);
+    compare("splitColumns da only", da.data(), rda.data(), da.size(), -1);
+    compare("splitColumns db untouched", db.data(), rdb.data(), db.size(), -1);
+    emu::launch(grid, block, [&] {
+      elementwise_k::splitColumnsKernel(out.data(), da.data(), db.data(), rows, ca, cb);
+    });
+    cpu::splitColumns(r.data(), rda.data(), rdb.data(), rows, ca, cb);
+    compare("splitColumns da", da.data(), rda.data(), da.size(), -1);
+    compare("splitColumns db", db.data(), rdb.data(), db.size(), -1);
+  }
+}
+
+// ---- BatchNorm ----------------------------------------------------------------------------
+
+void batchNormTests() {
+  for (int64_t rows : {2, 37, 300})
+    for (int64_t cols : {1, 32, 45}) {
+      for (bool training : {true, false}) {
+        std::vector<float> x = randomVec(rows * cols, -3, 5);
+        for (auto& v : x) v += 100.f;  // |mean| >> std: exercises the hi/lo split
+        std::vector<float> gamma = randomVec(cols, 0.5, 1.5), beta = randomVec(cols);
+        std::vector<float> rm = randomVec(cols, 90, 110), rv = randomVec(cols, 0.5, 2);
+        std::vector<float> sm(cols, 7.f), sis(cols, 7.f), y(rows * cols);
+        auto rrm = rm, rrv = rv, rsm = sm, rsis = sis;
+        std::vector<float> ry(rows * cols);
+        emu::launch(dim3((cols + kColTile - 1) / kColTile), dim3(kColTile, kRowLanes), [&] {
+          batchnorm_k::batchNormForwardKernel(x.data(), gamma.data(), beta.data(), y.data(),
+                                              rm.data(), rv.data(), sm.data(), sis.data(), rows,
+                                              cols, 0.1f, 1e-5f, training);
+        });
+        cpu::batchNormForward(x.data(), gamma.data(), beta.data(), ry.data(), rrm.data(),
+                              rrv.data(), rsm.data(), rsis.data(), rows, cols, 0.1f, 1e-5f,
+                              training);
+        const std::string tag = std::string(training ? "train " : "infer ") +
+                                std::to_string(rows) + "x" + std::to_string(cols);
+        compare("bnForward y " + tag, y.data(), ry.data(), y.size(), 1e-5);
+        compare("bnForward runningMean " + tag, rm.data(), rrm.data(), cols, 1e-6);
+        compare("bnForward runningVar " + tag, rv.data(), rrv.data(), cols, 1e-6);
+        compare("bnForward saveMean " + tag, sm.data(), rsm.data(), cols, 1e-6);
+        compare("bnForward saveInvStd " + tag, sis.data(), rsis.data(), cols, 1e-6);
+        if (!training) continue;
+        std::vector<float> dy = randomVec(rows * cols), dx(rows * cols, NAN), rdx(rows * cols);
+        std::vector<float> dg = randomVec(cols), db = randomVec(cols), rdg = dg, rdb = db;
+        emu::launch(dim3((cols + kColTile - 1) / kColTile), dim3(kColTile, kRowLanes), [&] {
+          batchnorm_k::batchNormBackwardKernel(x.data(), dy.data(), gamma.data(), sm.data(),
+                                               sis.data(), dx.data(), dg.data(), db.data(), rows,
+                                               cols);
+        });
+        cpu::batchNormBackward(x.data(), dy.data(), gamma.data(), rsm.data(), rsis.data(),
+                               rdx.data(), rdg.data(), rdb.data(), rows, cols);
+        compare("bnBackward dx " + tag, dx.data(), rdx.data(), dx.size(), 1e-5);
+        compare("bnBackward dgamma " + tag, dg.data(), rdg.data(), cols, 1e-6);
+        compare("bnBackward dbeta " + tag, db.data(), rdb.data(), cols, 1e-6);
+      }
+    }
+}
+
+// ---- losses -------------------------------------------------------------------------------
+
+void lossTests() {
+  for (int64_t rows : {1, 13, 40})
+    for (int64_t classes : {1, 10, 33, 100}) {
+      std::vector<float> logits = randomVec(rows * classes, -20, 20);
+      logits[0] = -200.f;  // exp underflow path
+      std::vector<int32_t> labels(rows);
+      for (int64_t r = 0; r < rows; ++r) labels[r] = static_cast<int32_t>((r * 7) % classes);
+      std::vector<float> probs(rows * classes), rprobs(rows * classes);
+      std::vector<double> rowLoss(rows);
+      float loss = NAN, rloss = NAN;
+      int flag = -1;
+      emu::launch(dim3(1), dim3(1024), [&] {
+        elementwise_k::labelCheckKernel(labels.data(), rows, classes, &flag);
+      });
+      const int rpb = loss_k::kRowsPerBlock;
+      emu::launch(dim3((rows + rpb - 1) / rpb), dim3(rpb * 32), [&] {
+        loss_k::softmaxRowsKernel(logits.data(), labels.data(), probs.data(), rowLoss.data(),
+                                  rows, classes, &flag);
+      });
+      emu::launch(dim3(1), dim3(loss_k::kReduceThreads), [&] {
+        loss_k::meanKernel(rowLoss.data(), rows, static_cast<double>(rows), &loss, &flag);
+      });
+      cpu::softmaxCrossEntropyForward(logits.data(), labels.data(), rprobs.data(), &rloss, rows,
+                                      classes);
+      const std::string tag = std::to_string(rows) + "x" + std::to_string(classes);
+      compare("softmaxCE probs " + tag, probs.data(), rprobs.data(), probs.size(), 1e-5);
+      compare("softmaxCE loss " + tag, &loss, &rloss, 1, 1e-6);
+      std::vector<float> dl(rows * classes), rdl(rows * classes);
+      const float k = static_cast<float>(0.7 / static_cast<double>(rows));
+      emu::launch(dim3(2), dim3(kBlock), [&] {
+        loss_k::softmaxCrossEntropyBackwardKernel(rprobs.data(), labels.data(), dl.data(), rows,
+                                                  classes, k);
+      });
+      cpu::softmaxCrossEntropyBackward(rprobs.data(), labels.data(), rdl.data(), rows, classes,
+                                       0.7f);
+      compare("softmaxCE backward " + tag, dl.data(), rdl.data(), dl.size(), -1);
+    }
+  for (int64_t n : {1, 100, 4096, 4097, 20000}) {
+    std::vector<float> p = randomVec(n), t = randomVec(n);
+    const int64_t parts = (n + loss_k::kMseChunk - 1) / loss_k::kMseChunk;
+    std::vector<double> partials(parts);
+    float loss = NAN, rloss = NAN;
+    emu::launch(dim3(parts), dim3(loss_k::kReduceThreads), [&] {
+      loss_k::squaredErrorPartialsKernel(p.data(), t.data(), n, partials.data());
+    });
+    emu::launch(dim3(1), dim3(loss_k::kReduceThreads), [&] {
+      loss_k::meanKernel(partials.data(), parts, static_cast<double>(n), &loss, nullptr);
+    });
+    cpu::mseForward(p.data(), t.data(), &rloss, n);
+    compare("mse forward n=" + std::to_string(n), &loss, &rloss, 1, 1e-6);
+    std::vector<float> d(n), rd(n);
+    const float k = static_cast<float>(2.0 * 0.3 / static_cast<double>(n));
+    emu::launch(dim3(2), dim3(kBlock), [&] {
+      loss_k::mseBackwardKernel(p.data(), t.data(), d.data(), n, k);
+    });
+    cpu::mseBackward(p.data(), t.data(), rd.data(), n, 0.3f);
+    compare("mse backward n=" + std::to_string(n), d.data(), rd.data(), n, -1);
+  }
+  {  // bad label: nothing written
+    const int64_t rows = 9, classes = 4;
+    std::vector<float> logits = randomVec(rows * classes), probs(rows * classes, 5.f);
+    std::vector<int32_t> labels(rows, 1);
+    labels[4] = -1;
+    std::vector<double> rowLoss(rows, 0.0);
+    float loss = 5.f;
+    int flag = -1;
+    emu::launch(dim3(1), dim3(1024), [&] {
+      elementwise_k::labelCheckKernel(labels.data(), rows, classes, &flag);
+    });
+    emu::launch(dim3(2), dim3(256), [&] {
+      loss_k::softmaxRowsKernel(logits.data(), labels.data(), probs.data(), rowLoss.data(), rows,
+                                classes, &flag);
+    });
+    emu::launch(dim3(1), dim3(loss_k::kReduceThreads), [&] {
+      loss_k::meanKernel(rowLoss.data(), rows, static_cast<double>(rows), &loss, &flag);
+    });
+    const bool untouched = flag == 1 && loss == 5.f &&
+                           std::all_of(probs.begin(), probs.end(), [](float v) { return v == 5.f; });
+    if (!untouched) ++failures;
+    std::printf("%s softmaxCE with a bad label writes nothing\n", untouched ? "ok  " : "FAIL");
+  }
+}
+
+// ---- optimizers ---------------------------------------------------------------------------
+
+void optimizerTests() {
+  const int64_t n = 2500;
+  for (float momentum : {0.f, 0.9f}) {
+    std::vector<float> p = randomVec(n), g = randomVec(n), v = randomVec(n);
+    auto rp = p, rv = v;
+    emu::launch(dim3(3), dim3(kBlock), [&] {
+      optimizer_k::sgdKernel(p.data(), g.data(), momentum != 0.f ? v.data() : nullptr, n, 0.01f,
+                             momentum, 1e-4f, momentum != 0.f);
+    });
+    cpu::sgdStep(rp.data(), g.data(), rv.data(), n, 0.01f, momentum, 1e-4f);
+    compare("sgd param momentum " + std::to_string(momentum), p.data(), rp.data(), n, -1);
+    compare("sgd velocity momentum " + std::to_string(momentum), v.data(), rv.data(), n, -1);
+  }
+  for (int64_t step : {1, 2, 1000}) {
+    std::vector<float> p = randomVec(n), g = randomVec(n), m = randomVec(n), v = randomVec(n, 0, 1);
+    auto rp = p, rm = m, rv = v;
+    const float lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f;
+    const double t = static_cast<double>(step);
+    const float stepSize = static_cast<float>(static_cast<double>(lr) / (1.0 - std::pow(static_cast<double>(b1), t)));
+    const float bc2Sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(b2), t)));
+    emu::launch(dim3(3), dim3(kBlock), [&] {
+      optimizer_k::adamKernel(p.data(), g.data(), m.data(), v.data(), n, b1, b2, 1.0f - b1,
+                              1.0f - b2, eps, wd, stepSize, bc2Sqrt);
+    });
+    cpu::adamStep(rp.data(), g.data(), rm.data(), rv.data(), n, lr, b1, b2, eps, wd, step);
+    compare("adam param step " + std::to_string(step), p.data(), rp.data(), n, -1);
+    compare("adam m step " + std::to_string(step), m.data(), rm.data(), n, -1);
+    compare("adam v step " + std::to_string(step), v.data(), rv.data(), n, -1);
+  }
+}
+
+}  // namespace
+
+int main() {
+  gemmAll<128, 128, 8>();
+  gemmAll<64, 64, 16>();
+  elementwiseTests();
+  batchNormTests();
+  lossTests();
+  optimizerTests();
+  std::printf(failures ? "\n%d FAILURES\n" : "\nall passed\n", failures);
+  return failures ? 1 : 0;
+}

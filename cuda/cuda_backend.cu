@@ -1,0 +1,938 @@
+// The CUDA backend: streams, events, memory and every op of the Backend interface, calling
+// the launchers of gemm.cu, elementwise.cu, batchnorm.cu, loss.cu and optimizer.cu.
+//
+// Design rules (read these before changing anything here):
+//
+// Threads. Every entry point first calls cudaSetDevice(index) (any thread may call in).
+//   Host callbacks (cudaStreamAddCallback) run on a CUDA-owned thread and must not call the
+//   CUDA API. So: callbacks only copy bytes, set error strings and hand pinned buffers back
+//   to a pool; destructors that need CUDA calls (streams, events, pinned memory over the
+//   cache cap) check a thread_local "in a callback" flag and, there, defer their work to a
+//   list that the next allocate/createStream/createEvent/upload/download runs. Backend entry
+//   points called from a callback throw instead of deadlocking. No mutex that a callback
+//   takes is ever held across a CUDA call, so implicit synchronisation in cudaMalloc,
+//   cudaFree & co. cannot deadlock against a callback.
+//
+// Callbacks. cudaStreamAddCallback rather than cudaLaunchHostFunc: it also runs when the
+//   context has failed (a faulted kernel), with the error, so a whenDone still settles (its
+//   Promise rejects) instead of never being called.
+//
+// Streams. Non-blocking streams (never synchronised with the legacy stream); the default
+//   stream is one such stream per device, created with the backend. whenDone enqueues a
+//   callback that passes the stream's first error since the previous callback: errors found
+//   on the device (labels out of range) reach it through a device flag copied to pinned
+//   memory and examined by a callback queued right after the op (the stream runs callbacks
+//   in order). Errors at enqueue time (a failed launch, out of memory) throw at once.
+//   A stream's destructor synchronises it before destroying it (see Memory).
+//
+// Events. cudaEventDisableTiming; record = cudaEventRecord. whenDone uses a helper stream
+//   owned by the event: cudaStreamWaitEvent (which binds the latest record at call time, or
+//   is a no-op if there was none) then a callback on that helper stream.
+//
+// Memory. A caching allocator per device over cudaMalloc, with this rule:
+//   Storage release makes no CUDA call: it puts the block on a "retired" list. Every block's
+//   uses were enqueued (on whatever streams) before its Storage was released, because the
+//   enqueueing call held a Tensor, hence the Storage. At the next allocate, the retired
+//   blocks get a fence: one event recorded on every live stream of the device. A fenced
+//   block goes back to the free cache once all of the fence's events have completed, i.e.
+//   once every stream has passed the point where the block was released; only then can it
+//   be handed out again. A stream leaves the live set only after its destructor has
+//   synchronised it, so a fence never misses work. Scratch buffers of ops (loss partials,
+//   label flags) are Storages too, released right after their kernels are enqueued.
+//   Sizes are rounded (at most 1/16 waste) and cached blocks are reused for the same
+//   rounded size. On cudaMalloc failure: wait for all fences, cudaFree every cached block,
+//   retry once, then throw "CUDA out of memory allocating N bytes on cuda:I".
+//
+// Transfers. upload is synchronous: chunks go through two pinned staging buffers on a
+//   private stream (double buffered), then the stream is synchronised. download copies
+//   into a pinned staging buffer on the caller's stream, then a callback copies it into the
+//   caller's host pointer and hands the buffer back to a process-wide pinned pool.
+#include "cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "check.cuh"
+#include "gemm.cuh"
+#include "kernels.cuh"
+
+namespace sg::cuda {
+namespace {
+
+// ============================================================================================
+// callbacks and deferred CUDA work
+// ============================================================================================
+
+// True while this thread runs one of our stream callbacks (no CUDA calls allowed).
+thread_local bool tInCallback = false;
+
+struct CallbackScope {
+  CallbackScope() { tInCallback = true; }
+  ~CallbackScope() { tInCallback = false; }
+  CallbackScope(const CallbackScope&) = delete;
+  CallbackScope& operator=(const CallbackScope&) = delete;
+};
+
+// Error texts for callbacks, built on a normal thread (cudaGetErrorString is a CUDA API call).
+constexpr int kErrorTexts = 1024;
+std::vector<std::string>* gErrorTexts = nullptr;
+std::once_flag gErrorTextsOnce;
+
+void buildErrorTexts() {
+  std::call_once(gErrorTextsOnce, [] {
+    auto* texts = new std::vector<std::string>();
+    texts->reserve(kErrorTexts);
+    for (int i = 0; i < kErrorTexts; ++i) texts->push_back(cudaErrorText(static_cast<cudaError_t>(i)));
+    gErrorTexts = texts;
+  });
+}
+
+// The message for a failure of queued work, usable inside a callback.
+std::string queuedErrorText(cudaError_t e) {
+  const int code = static_cast<int>(e);
+  std::string text = gErrorTexts && code >= 0 && code < kErrorTexts
+                         ? (*gErrorTexts)[code]
+                         : "error code " + std::to_string(code);
+  return "CUDA error in queued work: " + text;
+}
+
+// CUDA work that a callback thread had to put off; run by the next backend entry point.
+class Deferred {
+ public:
+  void push(std::function<void()> work) {
+    std::lock_guard<std::mutex> lock(m_);
+    list_.push_back(std::move(work));
+    pending_.store(true, std::memory_order_release);
+  }
+
+  void drain() {
+    if (!pending_.load(std::memory_order_acquire)) return;
+    std::vector<std::function<void()>> work;
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      work.swap(list_);
+      pending_.store(false, std::memory_order_release);
+    }
+    for (auto& w : work) {
+      try {
+        w();
+      } catch (...) {  // cleanup work: nothing to report to
+      }
+    }
+  }
+
+ private:
+  std::mutex m_;
+  std::vector<std::function<void()>> list_;
+  std::atomic<bool> pending_{false};
+};
+
+Deferred& deferred() {
+  static Deferred* d = new Deferred();  // never destroyed: used until the process ends
+  return *d;
+}
+
+// Runs `work` now, or later if this thread is a callback thread. Never throws.
+void runOrDefer(std::function<void()> work) {
+  if (tInCallback) {
+    try {
+      deferred().push(std::move(work));
+    } catch (...) {  // out of host memory: leak the resource
+    }
+    return;
+  }
+  try {
+    work();
+  } catch (...) {
+  }
+}
+
+// Enqueues a callback owning `job` (deleted by the callback, or here if enqueueing fails).
+template <class Job>
+void addCallback(cudaStream_t stream, cudaStreamCallback_t fn, Job* job) {
+  const cudaError_t e = cudaStreamAddCallback(stream, fn, job, 0);
+  if (e != cudaSuccess) {
+    delete job;
+    CUDA_CHECK(e);
+  }
+}
+
+// ============================================================================================
+// pinned host memory
+// ============================================================================================
+
+// Sizes rounded so that nearby requests share blocks (at most 1/16 wasted).
+size_t roundUpBytes(size_t bytes) {
+  if (bytes <= 4096) return std::max<size_t>(512, (bytes + 511) / 512 * 512);
+  size_t step = 4096;
+  while (step * 16 < bytes) step *= 2;
+  return (bytes + step - 1) / step * step;
+}
+
+// Process-wide cache of pinned buffers for downloads and label flags. take() runs on normal
+// threads; give() may run in a callback (it makes no CUDA call there).
+class PinnedPool {
+ public:
+  void* take(size_t bytes, size_t* rounded) {
+    const size_t r = roundUpBytes(bytes);
+    *rounded = r;
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      auto it = free_.find(r);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        cached_ -= r;
+        return p;
+      }
+    }
+    void* p = nullptr;
+    const cudaError_t e = cudaHostAlloc(&p, r, cudaHostAllocPortable);
+    if (e == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      throw std::runtime_error("CUDA out of memory allocating " + std::to_string(r) +
+                               " bytes of pinned host memory");
+    }
+    CUDA_CHECK(e);
+    return p;
+  }
+
+  void give(void* p, size_t rounded) {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      if (cached_ + rounded <= kMaxCached) {
+        free_[rounded].push_back(p);
+        cached_ += rounded;
+        return;
+      }
+    }
+    runOrDefer([p] {
+      (void)cudaFreeHost(p);
+      (void)cudaGetLastError();
+    });
+  }
+
+ private:
+  static constexpr size_t kMaxCached = size_t(256) << 20;
+  std::mutex m_;
+  std::map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0;
+};
+
+PinnedPool& pinnedPool() {
+  static PinnedPool* pool = new PinnedPool();  // never destroyed: callbacks may come late
+  return *pool;
+}
+
+// ============================================================================================
+// device memory (see "Memory" in the file comment)
+// ============================================================================================
+
+// The streams of a device that can run work touching Storage memory.
+struct StreamRegistry {
+  std::mutex m;  // held while fences are recorded, and while a stream leaves
+  std::vector<cudaStream_t> streams;
+};
+
+class DeviceAllocator {
+ public:
+  DeviceAllocator(int device, StreamRegistry& registry) : device_(device), registry_(registry) {}
+
+  // A block of at least `bytes` (its rounded size in *rounded). The device must be current.
+  void* allocate(size_t bytes, size_t* rounded) {
+    const size_t r = roundUpBytes(std::max<size_t>(bytes, 1));
+    *rounded = r;
+    std::lock_guard<std::mutex> lock(m_);
+    fenceRetired();
+    collectFences(false);
+    if (void* p = takeFree(r)) return p;
+    if (void* p = tryMalloc(r)) return p;
+    // Out of memory: wait until every released block is reusable, give the cache back to
+    // the driver and try once more.
+    fenceRetired();
+    collectFences(true);
+    if (void* p = takeFree(r)) return p;
+    freeCached();
+    if (void* p = tryMalloc(r)) return p;
+    size_t freeBytes = 0, totalBytes = 0;
+    std::string detail;
+    if (cudaMemGetInfo(&freeBytes, &totalBytes) == cudaSuccess)
+      detail = std::to_string(freeBytes) + " of " + std::to_string(totalBytes) + " bytes free";
+    throwOutOfMemory(bytes, device_, detail);
+  }
+
+  // Storage release: any thread, callbacks included. No CUDA call.
+  void release(void* p, size_t rounded) {
+    std::lock_guard<std::mutex> lock(retiredM_);
+    retired_.push_back({p, rounded});
+  }
+
+ private:
+  struct Block {
+    void* ptr;
+    size_t bytes;
+  };
+  struct Fence {
+    std::vector<cudaEvent_t> events;
+    std::vector<Block> blocks;
+  };
+
+  // m_ held. Gives the blocks retired so far a fence on every live stream.
+  void fenceRetired() {
+    std::vector<Block> blocks;
+    {
+      std::lock_guard<std::mutex> lock(retiredM_);
+      blocks.swap(retired_);
+    }
+    if (blocks.empty()) return;
+    Fence fence;
+    try {
+      std::lock_guard<std::mutex> lock(registry_.m);
+      fence.events.reserve(registry_.streams.size());
+      for (cudaStream_t s : registry_.streams) {
+        fence.events.push_back(takeEvent());
+        CUDA_CHECK(cudaEventRecord(fence.events.back(), s));
+      }
+    } catch (...) {
+      // Not fenced: back to the retired list (fenced again next time); events are reusable.
+      for (cudaEvent_t e : fence.events) spareEvents_.push_back(e);
+      std::lock_guard<std::mutex> lock(retiredM_);
+      retired_.insert(retired_.end(), blocks.begin(), blocks.end());
+      throw;
+    }
+    fence.blocks = std::move(blocks);
+    fences_.push_back(std::move(fence));
+  }
+
+  // m_ held. Moves the blocks of completed fences (oldest first) to the free cache; with
+  // `wait`, waits for all of them.
+  void collectFences(bool wait) {
+    while (!fences_.empty()) {
+      Fence& fence = fences_.front();
+      for (cudaEvent_t e : fence.events) {
+        if (wait) {
+          CUDA_CHECK(cudaEventSynchronize(e));
+          continue;
+        }
+        const cudaError_t status = cudaEventQuery(e);
+        if (status == cudaErrorNotReady) {
+          (void)cudaGetLastError();  // not an error; make sure no launch check sees it
+          return;
+        }
+        CUDA_CHECK(status);
+      }
+      for (const Block& b : fence.blocks) free_[b.bytes].push_back(b.ptr);
+      for (cudaEvent_t e : fence.events) spareEvents_.push_back(e);
+      fences_.pop_front();
+    }
+  }
+
+  cudaEvent_t takeEvent() {
+    if (!spareEvents_.empty()) {
+      cudaEvent_t e = spareEvents_.back();
+      spareEvents_.pop_back();
+      return e;
+    }
+    cudaEvent_t e = nullptr;
+    CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    return e;
+  }
+
+  void* takeFree(size_t r) {
+    auto it = free_.find(r);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* p = it->second.back();
+    it->second.pop_back();
+    return p;
+  }
+
+  // nullptr when the device is out of memory; throws on other errors.
+  void* tryMalloc(size_t r) {
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, r);
+    if (e == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    CUDA_CHECK(e);
+    return p;
+  }
+
+  void freeCached() {
+    for (auto& [bytes, list] : free_) {
+      while (!list.empty()) {
+        CUDA_CHECK(cudaFree(list.back()));
+        list.pop_back();
+      }
+    }
+    free_.clear();
+  }
+
+  const int device_;
+  StreamRegistry& registry_;
+
+  std::mutex m_;  // the members below; held across CUDA calls, never taken by callbacks
+  std::map<size_t, std::vector<void*>> free_;
+  std::deque<Fence> fences_;
+  std::vector<cudaEvent_t> spareEvents_;
+
+  std::mutex retiredM_;  // never held across a CUDA call
+  std::vector<Block> retired_;
+};
+
+// ============================================================================================
+// streams and events
+// ============================================================================================
+
+// The first error of queued work since the last whenDone callback.
+struct StreamState {
+  std::mutex m;
+  std::string error;
+
+  void setError(const std::string& e) {
+    std::lock_guard<std::mutex> lock(m);
+    if (error.empty()) error = e;
+  }
+  std::string take() {
+    std::lock_guard<std::mutex> lock(m);
+    std::string e;
+    e.swap(error);
+    return e;
+  }
+};
+
+struct WhenDoneJob {
+  std::shared_ptr<StreamState> state;
+  std::function<void(const std::string&)> done;
+};
+
+void CUDART_CB whenDoneCallback(cudaStream_t, cudaError_t status, void* data) {
+  CallbackScope scope;
+  std::unique_ptr<WhenDoneJob> job(static_cast<WhenDoneJob*>(data));  // freed inside scope
+  try {
+    std::string error = job->state->take();
+    if (error.empty() && status != cudaSuccess) error = queuedErrorText(status);
+    job->done(error);
+  } catch (...) {  // nothing may escape a callback
+  }
+}
+
+struct EventJob {
+  std::function<void()> done;
+};
+
+void CUDART_CB eventCallback(cudaStream_t, cudaError_t, void* data) {
+  CallbackScope scope;
+  std::unique_ptr<EventJob> job(static_cast<EventJob*>(data));
+  try {
+    job->done();
+  } catch (...) {
+  }
+}
+
+struct DownloadJob {
+  std::shared_ptr<StreamState> state;
+  void* staging;
+  size_t stagingBytes;
+  void* host;
+  size_t bytes;
+};
+
+void CUDART_CB downloadCallback(cudaStream_t, cudaError_t status, void* data) {
+  CallbackScope scope;
+  std::unique_ptr<DownloadJob> job(static_cast<DownloadJob*>(data));
+  try {
+    if (status == cudaSuccess)
+      std::memcpy(job->host, job->staging, job->bytes);
+    else
+      job->state->setError(queuedErrorText(status));
+    pinnedPool().give(job->staging, job->stagingBytes);
+  } catch (...) {
+  }
+}
+
+struct FlagJob {
+  std::shared_ptr<StreamState> state;
+  int* pinnedFlag;
+  size_t pinnedBytes;
+  std::string message;
+};
+
+void CUDART_CB flagCallback(cudaStream_t, cudaError_t status, void* data) {
+  CallbackScope scope;
+  std::unique_ptr<FlagJob> job(static_cast<FlagJob*>(data));
+  try {
+    if (status != cudaSuccess)
+      job->state->setError(queuedErrorText(status));
+    else if (*job->pinnedFlag != 0)
+      job->state->setError(job->message);
+    pinnedPool().give(job->pinnedFlag, job->pinnedBytes);
+  } catch (...) {
+  }
+}
+
+class CudaEvent final : public Event {
+ public:
+  explicit CudaEvent(int index) : index_(index) {
+    CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+  }
+
+  ~CudaEvent() override {
+    const int index = index_;
+    cudaEvent_t event = event_;
+    cudaStream_t helper = helper_;
+    // Both calls return at once and free the resources when pending work is done.
+    runOrDefer([index, event, helper] {
+      (void)cudaSetDevice(index);
+      if (helper) (void)cudaStreamDestroy(helper);
+      (void)cudaEventDestroy(event);
+      (void)cudaGetLastError();
+    });
+  }
+
+  Device device() const override { return Device{DeviceKind::Cuda, index_}; }
+
+  void record(Stream& stream) override;
+
+  void whenDone(std::function<void()> done) override {
+    checkNotInCallback();
+    CUDA_CHECK(cudaSetDevice(index_));
+    std::lock_guard<std::mutex> lock(m_);
+    if (!helper_) CUDA_CHECK(cudaStreamCreateWithFlags(&helper_, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamWaitEvent(helper_, event_, 0));  // binds the latest record
+    addCallback(helper_, eventCallback, new EventJob{std::move(done)});
+  }
+
+  cudaEvent_t raw() const { return event_; }
+
+  static void checkNotInCallback() {
+    if (tInCallback)
+      throw std::logic_error(
+          "synthgrad CUDA backend: called from inside a stream callback (not allowed)");
+  }
+
+ private:
+  const int index_;
+  cudaEvent_t event_ = nullptr;
+  std::mutex m_;  // helper_ creation and use
+  cudaStream_t helper_ = nullptr;
+};
+
+
+class CudaStream final : public Stream {
+ public:
+  CudaStream(int index, StreamRegistry& registry) : index_(index), registry_(registry) {
+    CUDA_CHECK(cudaSetDevice(index));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    try {
+      std::lock_guard<std::mutex> lock(registry_.m);
+      registry_.streams.push_back(stream_);
+    } catch (...) {
+      (void)cudaStreamDestroy(stream_);
+      throw;
+    }
+  }
+
+  ~CudaStream() override {
+    const int index = index_;
+    cudaStream_t stream = stream_;
+    StreamRegistry* registry = &registry_;
+    // Synchronise first: the allocator's fences stop covering this stream once it leaves
+    // the registry, so no work of it may still be pending then.
+    runOrDefer([index, stream, registry] {
+      (void)cudaSetDevice(index);
+      (void)cudaStreamSynchronize(stream);
+      {
+        std::lock_guard<std::mutex> lock(registry->m);
+        auto& v = registry->streams;
+        v.erase(std::remove(v.begin(), v.end(), stream), v.end());
+      }
+      (void)cudaStreamDestroy(stream);
+      (void)cudaGetLastError();
+    });
+  }
+
+  Device device() const override { return Device{DeviceKind::Cuda, index_}; }
+
+  void wait(Event& event) override {
+    CudaEvent::checkNotInCallback();
+    CUDA_CHECK(cudaSetDevice(index_));
+    CUDA_CHECK(cudaStreamWaitEvent(stream_, static_cast<CudaEvent&>(event).raw(), 0));
+  }
+
+  void whenDone(std::function<void(const std::string&)> done) override {
+    CudaEvent::checkNotInCallback();
+    CUDA_CHECK(cudaSetDevice(index_));
+    addCallback(stream_, whenDoneCallback, new WhenDoneJob{state_, std::move(done)});
+  }
+
+  cudaStream_t raw() const { return stream_; }
+  const std::shared_ptr<StreamState>& state() const { return state_; }
+
+ private:
+  const int index_;
+  StreamRegistry& registry_;
+  cudaStream_t stream_ = nullptr;
+  std::shared_ptr<StreamState> state_ = std::make_shared<StreamState>();
+};
+
+void CudaEvent::record(Stream& stream) {
+  checkNotInCallback();
+  CUDA_CHECK(cudaSetDevice(index_));
+  CUDA_CHECK(cudaEventRecord(event_, static_cast<CudaStream&>(stream).raw()));
+}
+
+CudaStream& cudaStreamOf(Stream& s) { return static_cast<CudaStream&>(s); }
+cudaStream_t rawStream(Stream& s) { return cudaStreamOf(s).raw(); }
+
+// ============================================================================================
+// the backend
+// ============================================================================================
+
+constexpr size_t kUploadChunk = size_t(4) << 20;
+
+std::string labelError(const char* op, int64_t classes) {
+  return std::string(op) + ": a label is outside [0, " + std::to_string(classes) + ")";
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int index) : index_(index), allocator_(index, registry_) {
+    CUDA_CHECK(cudaSetDevice(index));
+    buildErrorTexts();
+    cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+    name_ = prop.name;
+    CUDA_CHECK(cudaDeviceGetAttribute(&numSMs_, cudaDevAttrMultiProcessorCount, index));
+    int major = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index));
+    tf32Capable_ = major >= 8;
+    default_ = new CudaStream(index, registry_);  // lives as long as the process
+  }
+
+  Device device() const override { return Device{DeviceKind::Cuda, index_}; }
+  std::string deviceName() const override { return name_; }
+
+  std::shared_ptr<Storage> allocate(size_t bytes) override {
+    enter();
+    size_t rounded = 0;
+    void* p = allocator_.allocate(bytes, &rounded);
+    DeviceAllocator* a = &allocator_;
+    try {
+      return std::make_shared<Storage>(device(), p, bytes,
+                                       [a, rounded](void* q, size_t) { a->release(q, rounded); });
+    } catch (...) {
+      a->release(p, rounded);
+      throw;
+    }
+  }
+
+  std::shared_ptr<Stream> createStream() override {
+    enter();
+    return std::make_shared<CudaStream>(index_, registry_);
+  }
+
+  std::shared_ptr<Event> createEvent() override {
+    enter();
+    return std::make_shared<CudaEvent>(index_);
+  }
+
+  Stream& defaultStream() override { return *default_; }
+
+  void upload(const Tensor& dst, const void* host) override {
+    const size_t bytes = dst.bytes();
+    if (bytes == 0) return;
+    enter();
+    std::lock_guard<std::mutex> lock(uploadM_);
+    if (!uploadStream_) CUDA_CHECK(cudaStreamCreateWithFlags(&uploadStream_, cudaStreamNonBlocking));
+    for (int b = 0; b < 2; ++b) {
+      if (!stagingDone_[b])
+        CUDA_CHECK(cudaEventCreateWithFlags(&stagingDone_[b], cudaEventDisableTiming));
+      if (!staging_[b]) {
+        const cudaError_t e = cudaHostAlloc(&staging_[b], kUploadChunk, cudaHostAllocPortable);
+        if (e != cudaSuccess) staging_[b] = nullptr;
+        CUDA_CHECK(e);
+      }
+    }
+    char* d = static_cast<char*>(dst.storage->data());
+    const char* h = static_cast<const char*>(host);
+    try {
+      // Buffer b is refilled only after the copy that last read it has completed.
+      size_t chunk = 0;
+      for (size_t off = 0; off < bytes; off += kUploadChunk, ++chunk) {
+        const size_t len = std::min(kUploadChunk, bytes - off);
+        const int b = static_cast<int>(chunk % 2);
+        if (stagingBusy_[b]) {
+          CUDA_CHECK(cudaEventSynchronize(stagingDone_[b]));
+          stagingBusy_[b] = false;
+        }
+        std::memcpy(staging_[b], h + off, len);
+        CUDA_CHECK(cudaMemcpyAsync(d + off, staging_[b], len, cudaMemcpyHostToDevice,
+                                   uploadStream_));
+        CUDA_CHECK(cudaEventRecord(stagingDone_[b], uploadStream_));
+        stagingBusy_[b] = true;
+      }
+      CUDA_CHECK(cudaStreamSynchronize(uploadStream_));
+      stagingBusy_[0] = stagingBusy_[1] = false;
+    } catch (...) {
+      (void)cudaStreamSynchronize(uploadStream_);  // the staging buffers are free after this
+      (void)cudaGetLastError();
+      stagingBusy_[0] = stagingBusy_[1] = false;
+      throw;
+    }
+  }
+
+  void download(Stream& s, const Tensor& src, void* host) override {
+    const size_t bytes = src.bytes();
+    if (bytes == 0) return;
+    enter();
+    CudaStream& cs = cudaStreamOf(s);
+    size_t rounded = 0;
+    void* staging = pinnedPool().take(bytes, &rounded);
+    const cudaError_t e = cudaMemcpyAsync(staging, src.storage->data(), bytes,
+                                          cudaMemcpyDeviceToHost, cs.raw());
+    if (e != cudaSuccess) {
+      pinnedPool().give(staging, rounded);  // nothing was queued
+      CUDA_CHECK(e);
+    }
+    // If this throws, the queued copy may still write `staging`: it is leaked, not reused.
+    addCallback(cs.raw(), downloadCallback,
+                new DownloadJob{cs.state(), staging, rounded, host, bytes});
+  }
+
+  void copy(Stream& s, const Tensor& src, const Tensor& dst) override {
+    use();
+    const size_t bytes = src.bytes();
+    if (bytes == 0) return;
+    CUDA_CHECK(cudaMemcpyAsync(dst.storage->data(), src.storage->data(), bytes,
+                               cudaMemcpyDeviceToDevice, rawStream(s)));
+  }
+
+  void fill(Stream& s, const Tensor& y, double value) override {
+    use();
+    if (y.dtype == DType::Int32)
+      launchFillInt(rawStream(s), y.i32(), y.numel(), static_cast<int32_t>(value));
+    else
+      launchFill(rawStream(s), y.f32(), y.numel(), static_cast<float>(value));
+  }
+
+  void axpby(Stream& s, float a, const Tensor& x, float b, const Tensor& y) override {
+    use();
+    launchAxpby(rawStream(s), x.numel(), a, x.f32(), b, y.f32());
+  }
+
+  void gemm(Stream& s, const Tensor& a, const Tensor& b, const Tensor& c, bool transA,
+            bool transB, float alpha, float beta) override {
+    use();
+    const int64_t M = c.shape[0], N = c.shape[1], K = transA ? a.shape[0] : a.shape[1];
+    launchSgemm(rawStream(s), transA, transB, M, N, K, alpha, a.f32(), a.shape[1], b.f32(),
+                b.shape[1], beta, c.f32(), N, numSMs_, tf32Capable_);
+  }
+
+  void addBias(Stream& s, const Tensor& y, const Tensor& bias) override {
+    use();
+    launchAddBias(rawStream(s), y.f32(), bias.f32(), y.shape[0], y.shape[1]);
+  }
+
+  void biasBackward(Stream& s, const Tensor& dy, const Tensor& dbias) override {
+    use();
+    launchBiasBackward(rawStream(s), dy.f32(), dbias.f32(), dy.shape[0], dy.shape[1]);
+  }
+
+  void activationForward(Stream& s, Activation act, const Tensor& x, const Tensor& y) override {
+    use();
+    launchActivationForward(rawStream(s), act, x.f32(), y.f32(), x.numel());
+  }
+
+  void activationBackward(Stream& s, Activation act, const Tensor& y, const Tensor& dy,
+                          const Tensor& dx) override {
+    use();
+    launchActivationBackward(rawStream(s), act, y.f32(), dy.f32(), dx.f32(), y.numel());
+  }
+
+  void batchNormForward(Stream& s, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                        const Tensor& y, const Tensor& runningMean, const Tensor& runningVar,
+                        const Tensor& saveMean, const Tensor& saveInvStd, float momentum,
+                        float eps, bool training) override {
+    use();
+    launchBatchNormForward(rawStream(s), x.f32(), gamma.f32(), beta.f32(), y.f32(),
+                           runningMean.f32(), runningVar.f32(), saveMean.f32(), saveInvStd.f32(),
+                           x.shape[0], x.shape[1], momentum, eps, training);
+  }
+
+  void batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                         const Tensor& saveMean, const Tensor& saveInvStd, const Tensor& dx,
+                         const Tensor& dgamma, const Tensor& dbeta) override {
+    use();
+    launchBatchNormBackward(rawStream(s), x.f32(), dy.f32(), gamma.f32(), saveMean.f32(),
+                            saveInvStd.f32(), dx.f32(), dgamma.f32(), dbeta.f32(), x.shape[0],
+                            x.shape[1]);
+  }
+
+  void softmaxCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& labels,
+                                  const Tensor& probs, const Tensor& loss) override {
+    use();
+    const int64_t rows = logits.shape[0], classes = logits.shape[1];
+    // Scratch: rows doubles of per-row losses, then the label flag.
+    const size_t flagOffset = static_cast<size_t>(rows) * sizeof(double);
+    std::shared_ptr<Storage> scratch = allocate(flagOffset + sizeof(double));
+    double* rowLoss = static_cast<double*>(scratch->data());
+    int* flag = reinterpret_cast<int*>(static_cast<char*>(scratch->data()) + flagOffset);
+    cudaStream_t st = rawStream(s);
+    launchLabelCheck(st, labels.i32(), rows, classes, flag);
+    launchSoftmaxCrossEntropyForward(st, logits.f32(), labels.i32(), probs.f32(), loss.f32(),
+                                     rows, classes, rowLoss, flag);
+    reportLabelErrors(s, flag, labelError("softmaxCrossEntropyForward", classes));
+  }  // scratch released here, after its last use was enqueued
+
+  void softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& labels,
+                                   const Tensor& dlogits, float scale) override {
+    use();
+    launchSoftmaxCrossEntropyBackward(rawStream(s), probs.f32(), labels.i32(), dlogits.f32(),
+                                      probs.shape[0], probs.shape[1], scale);
+  }
+
+  void mseForward(Stream& s, const Tensor& pred, const Tensor& target,
+                  const Tensor& loss) override {
+    use();
+    const int64_t n = pred.numel();
+    std::shared_ptr<Storage> scratch = allocate(mseScratchCount(n) * sizeof(double));
+    launchMseForward(rawStream(s), pred.f32(), target.f32(), loss.f32(), n,
+                     static_cast<double*>(scratch->data()));
+  }
+
+  void mseBackward(Stream& s, const Tensor& pred, const Tensor& target, const Tensor& dpred,
+                   float scale) override {
+    use();
+    launchMseBackward(rawStream(s), pred.f32(), target.f32(), dpred.f32(), pred.numel(), scale);
+  }
+
+  void oneHot(Stream& s, const Tensor& labels, const Tensor& out) override {
+    use();
+    const int64_t rows = out.shape[0], classes = out.shape[1];
+    std::shared_ptr<Storage> scratch = allocate(sizeof(int));
+    int* flag = static_cast<int*>(scratch->data());
+    cudaStream_t st = rawStream(s);
+    launchLabelCheck(st, labels.i32(), rows, classes, flag);
+    launchOneHot(st, labels.i32(), out.f32(), rows, classes, flag);
+    reportLabelErrors(s, flag, labelError("oneHot", classes));
+  }
+
+  void concatColumns(Stream& s, const Tensor& a, const Tensor& b, const Tensor& out) override {
+    use();
+    launchConcatColumns(rawStream(s), a.f32(), b.f32(), out.f32(), a.shape[0], a.shape[1],
+                        b.shape[1]);
+  }
+
+  void splitColumns(Stream& s, const Tensor& dout, const Tensor& da, const Tensor& db) override {
+    use();
+    const int64_t colsA = da.storage ? da.shape[1] : dout.shape[1] - db.shape[1];
+    launchSplitColumns(rawStream(s), dout.f32(), da.storage ? da.f32() : nullptr,
+                       db.storage ? db.f32() : nullptr, dout.shape[0], colsA,
+                       dout.shape[1] - colsA);
+  }
+
+  void sgdStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& velocity,
+               float lr, float momentum, float weightDecay) override {
+    use();
+    launchSgdStep(rawStream(s), param.f32(), grad.f32(),
+                  velocity.storage ? velocity.f32() : nullptr, param.numel(), lr, momentum,
+                  weightDecay);
+  }
+
+  void adamStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& m,
+                const Tensor& v, float lr, float beta1, float beta2, float eps, float weightDecay,
+                int64_t step) override {
+    use();
+    launchAdamStep(rawStream(s), param.f32(), grad.f32(), m.f32(), v.f32(), param.numel(), lr,
+                   beta1, beta2, eps, weightDecay, step);
+  }
+
+ private:
+  // Every op: this device current on the calling thread.
+  void use() {
+    CudaEvent::checkNotInCallback();
+    CUDA_CHECK(cudaSetDevice(index_));
+  }
+  // Entry points that allocate or free resources also run deferred cleanup first.
+  void enter() {
+    CudaEvent::checkNotInCallback();
+    deferred().drain();
+    CUDA_CHECK(cudaSetDevice(index_));
+  }
+
+  // After an op that wrote `flag` on stream s: copy the flag to pinned memory and queue a
+  // callback that records `message` as the stream's error if it is set.
+  void reportLabelErrors(Stream& s, const int* flag, std::string message) {
+    CudaStream& cs = cudaStreamOf(s);
+    size_t rounded = 0;
+    int* pinned = static_cast<int*>(pinnedPool().take(sizeof(int), &rounded));
+    const cudaError_t e =
+        cudaMemcpyAsync(pinned, flag, sizeof(int), cudaMemcpyDeviceToHost, cs.raw());
+    if (e != cudaSuccess) {
+      pinnedPool().give(pinned, rounded);  // nothing was queued
+      CUDA_CHECK(e);
+    }
+    addCallback(cs.raw(), flagCallback,
+                new FlagJob{cs.state(), pinned, rounded, std::move(message)});
+  }
+
+  const int index_;
+  std::string name_;
+  int numSMs_ = 1;
+  bool tf32Capable_ = false;
+  StreamRegistry registry_;       // before allocator_ and default_, which use it
+  DeviceAllocator allocator_;
+  CudaStream* default_ = nullptr;
+
+  std::mutex uploadM_;  // the upload staging state below
+  cudaStream_t uploadStream_ = nullptr;
+  void* staging_[2] = {nullptr, nullptr};
+  cudaEvent_t stagingDone_[2] = {nullptr, nullptr};
+  bool stagingBusy_[2] = {false, false};
+};
+
+}  // namespace
+
+// ============================================================================================
+// entry points
+// ============================================================================================
+
+int deviceCount() {
+  static const int count = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      (void)cudaGetLastError();  // no driver / no device: not an error for us
+      return 0;
+    }
+    return n > 0 ? n : 0;
+  }();
+  return count;
+}
+
+Backend& backend(int index) {
+  const int n = deviceCount();
+  if (index < 0 || index >= n)
+    throw std::runtime_error("cuda:" + std::to_string(index) + " is not available (" +
+                             std::to_string(n) + " CUDA device(s) present)");
+  static std::mutex* m = new std::mutex();
+  static std::vector<CudaBackend*>* backends = new std::vector<CudaBackend*>(n, nullptr);
+  std::lock_guard<std::mutex> lock(*m);
+  CudaBackend*& b = (*backends)[index];
+  if (!b) b = new CudaBackend(index);  // never destroyed: Storages may be released at exit
+  return *b;
+}
+
+}  // namespace sg::cuda

@@ -1,0 +1,182 @@
+// decouple(): cuts a Sequential model into modules and attaches a synthesizer to every cut.
+//
+// The result is a Module (its forward is the plain network, for evaluation) that brings its
+// own training strategy (training.ts), so Trainer.fit/evaluate accept it like any model.
+import { Device } from '../device';
+import { Activation, Sequential } from '../nn/layers';
+import { Loss } from '../nn/losses';
+import { Forwarded, Module, Parameter, StepContext } from '../nn/module';
+import { Optimizer } from '../optim/optimizers';
+import { Random } from '../random';
+import { Tensor, describe } from '../tensor';
+import { HasTrainingStrategy, TrainingStrategy } from '../train/trainer';
+import { Synthesizer, SynthesizerOptions } from './synthesizer';
+import { DecoupledTraining } from './training';
+
+export type Schedule =
+  /** one mini-batch at a time; modules overlap within a step; no weight is ever stale */
+  | { kind: 'lockstep'; pUpdate?: number }
+  /**
+   * Module i may run up to `depth` mini-batches ahead of module i+1. Synthesizer targets then
+   * arrive up to `depth` steps late, and the synthesizer (and module) weights that produced a
+   * prediction may have been updated since: the regression uses the saved activations of the
+   * late batch with the synthesizer's current weights.
+   */
+  | { kind: 'pipelined'; depth: number; pUpdate?: number };
+
+export interface DecoupleOptions {
+  /**
+   * Where to cut: after every activation layer (default), after every layer, or after the
+   * given layer indices (0-based positions in the Sequential; not the last layer).
+   */
+  at?: 'every-activation' | 'every-layer' | number[];
+  synthesizer?: SynthesizerOptions;
+  /** default { kind: 'lockstep', pUpdate: 1 } */
+  schedule?: Schedule;
+  /**
+   * BP(λ): each module is updated with (1-λ)·ĝ + λ·δ, δ being the gradient the module above
+   * sends down. 0 (default) is pure DNI; 1 is backpropagation (with synthesizers still learning).
+   */
+  lambda?: number;
+  /** steps of plain backprop (synthesizers learning the true gradients) before decoupling */
+  warmupSteps?: number;
+  /** one stream per module (default), or everything on the trainer's stream */
+  streams?: 'per-module' | 'single';
+  /** number of classes for cDNI's one-hot labels; default: the model's output width */
+  classes?: number;
+}
+
+/** The resolved, checked configuration. */
+export interface DecoupledConfig {
+  cuts: number[];
+  schedule: Required<Schedule>;
+  lambda: number;
+  warmupSteps: number;
+  streams: 'per-module' | 'single';
+}
+
+export class DecoupledNetwork extends Module implements HasTrainingStrategy {
+  readonly name: string;
+  /** module i = layers (cuts[i-1], cuts[i]] */
+  readonly modules: Sequential[];
+  /** synthesizers[i] predicts the gradient at modules[i]'s output (none for the last module) */
+  readonly synthesizers: Synthesizer[];
+  readonly config: DecoupledConfig;
+  private readonly synthesizerOptimizer?: () => Optimizer;
+  private device?: Device;
+  private rng?: Random;
+
+  constructor(readonly model: Sequential, options: DecoupleOptions = {}) {
+    super();
+    if (!(model instanceof Sequential)) throw new TypeError(`decouple: 'model' must be a Sequential, got ${describe(model)}`);
+    if (!options || typeof options !== 'object') throw new TypeError('decouple: options must be an object');
+    const layers = model.layers;
+    this.config = {
+      cuts: resolveCuts(options.at ?? 'every-activation', model),
+      schedule: resolveSchedule(options.schedule),
+      lambda: options.lambda ?? 0,
+      warmupSteps: options.warmupSteps ?? 0,
+      streams: options.streams ?? 'per-module',
+    };
+    const { lambda, warmupSteps, streams } = this.config;
+    if (typeof lambda !== 'number' || !(lambda >= 0 && lambda <= 1)) throw new RangeError(`decouple: 'lambda' must be in [0, 1], got ${String(lambda)}`);
+    if (!Number.isInteger(warmupSteps) || warmupSteps < 0) throw new RangeError(`decouple: 'warmupSteps' must be a non-negative integer, got ${String(warmupSteps)}`);
+    if (streams !== 'per-module' && streams !== 'single') throw new TypeError(`decouple: 'streams' must be 'per-module' or 'single', got ${String(streams)}`);
+
+    const bounds = [-1, ...this.config.cuts, layers.length - 1];
+    this.modules = bounds.slice(1).map((end, i) => new Sequential(layers.slice(bounds[i] + 1, end + 1) as Module[]));
+    // The width of every cut, from the network's input width.
+    const inputWidth = model.inputFeatures();
+    if (inputWidth === undefined) throw new TypeError('decouple: cannot infer the input width of the model (start it with a Linear or BatchNorm1d)');
+    const widths: number[] = [];
+    let w = inputWidth;
+    for (const m of this.modules) widths.push((w = m.outputFeatures(w)));
+    const classes = options.classes ?? widths[widths.length - 1];
+    if (!Number.isInteger(classes) || classes < 1) throw new RangeError(`decouple: 'classes' must be a positive integer, got ${String(classes)}`);
+    this.synthesizers = this.modules.slice(0, -1).map((_, i) =>
+      new Synthesizer(`synthesizer ${i + 1} (after layer ${this.config.cuts[i]})`, widths[i], classes, options.synthesizer));
+    const kind = options.synthesizer?.conditioned ? 'cDNI' : 'DNI';
+    this.name = `${kind}(${this.modules.length} modules, cuts after layers ${this.config.cuts.join(', ')})`;
+    this.synthesizerOptimizer = options.synthesizer?.optimizer;
+  }
+
+  initialize(device: Device, rng: Random): void {
+    this.model.initialize(device, rng);
+    this.device = device;
+    this.rng = rng;
+  }
+
+  outputFeatures(inputFeatures: number): number {
+    return this.model.outputFeatures(inputFeatures);
+  }
+
+  inputFeatures(): number | undefined {
+    return this.model.inputFeatures();
+  }
+
+  /** The modules' parameters (the synthesizers' are separate: synthesizerParameters()). */
+  parameters(): Parameter[] {
+    return this.model.parameters();
+  }
+
+  synthesizerParameters(): Parameter[] {
+    return this.synthesizers.flatMap((s) => s.parameters());
+  }
+
+  /** The plain network (as used for evaluation). */
+  forward(x: Tensor, ctx: StepContext): Forwarded {
+    return this.model.forward(x, ctx);
+  }
+
+  trainingStrategy(options: { loss: Loss; optimizer: () => Optimizer }): TrainingStrategy {
+    const device = this.initialized(this.device);
+    const rng = this.initialized(this.rng);
+    const makeSynthOptimizer = this.synthesizerOptimizer ?? options.optimizer;
+    for (const s of this.synthesizers) s.initialize(device, rng, makeSynthOptimizer());
+    return new DecoupledTraining(this, device, options.loss, this.modules.map(() => options.optimizer()), rng.fork());
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    for (const s of this.synthesizers) s.dispose();
+  }
+}
+
+/** Cuts a Sequential model into decoupled modules with a synthesizer at each cut. */
+export function decouple(model: Sequential, options: DecoupleOptions = {}): DecoupledNetwork {
+  return new DecoupledNetwork(model, options);
+}
+
+function resolveCuts(at: DecoupleOptions['at'], model: Sequential): number[] {
+  const last = model.layers.length - 1;
+  let cuts: number[];
+  if (at === 'every-activation') {
+    cuts = model.layers.flatMap((l, i) => (l instanceof Activation && i < last ? [i] : []));
+  } else if (at === 'every-layer') {
+    cuts = model.layers.slice(0, -1).map((_, i) => i);
+  } else if (Array.isArray(at)) {
+    for (const i of at)
+      if (!Number.isInteger(i) || i < 0 || i >= last)
+        throw new RangeError(`decouple: cut index ${String(i)} is out of range: cuts go after layers 0..${last - 1} of the ${last + 1}-layer model`);
+    cuts = [...new Set(at)].sort((a, b) => a - b);
+  } else {
+    throw new TypeError(`decouple: 'at' must be 'every-activation', 'every-layer' or an array of layer indices, got ${String(at)}`);
+  }
+  if (cuts.length === 0) throw new RangeError('decouple: no cut: the model would be a single module (give layer indices in `at`)');
+  return cuts;
+}
+
+function resolveSchedule(s: Schedule | undefined): Required<Schedule> {
+  const schedule = s ?? { kind: 'lockstep' };
+  if (!schedule || typeof schedule !== 'object') throw new TypeError('decouple: \'schedule\' must be an object');
+  const pUpdate = schedule.pUpdate ?? 1;
+  if (typeof pUpdate !== 'number' || !(pUpdate > 0 && pUpdate <= 1))
+    throw new RangeError(`decouple: 'schedule.pUpdate' must be in (0, 1], got ${String(pUpdate)}`);
+  if (schedule.kind === 'lockstep') return { kind: 'lockstep', pUpdate };
+  if (schedule.kind === 'pipelined') {
+    if (!Number.isInteger(schedule.depth) || schedule.depth < 1)
+      throw new RangeError(`decouple: 'schedule.depth' must be a positive integer, got ${String(schedule.depth)}`);
+    return { kind: 'pipelined', depth: schedule.depth, pUpdate };
+  }
+  throw new TypeError(`decouple: 'schedule.kind' must be 'lockstep' or 'pipelined', got ${String((schedule as { kind: unknown }).kind)}`);
+}

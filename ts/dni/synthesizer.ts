@@ -1,0 +1,136 @@
+// A synthesizer M: predicts the loss gradient at a module's output, ĝ = M(h) ≈ ∂L/∂h, and
+// learns by L2 regression onto a target gradient (bootstrapped or true).
+//
+// Architecture (Jaderberg et al. 2017): hidden layers Linear → BatchNorm → ReLU, then a Linear
+// initialised to zero, so M starts by predicting 0 and the module is first left alone.
+// Conditioned (cDNI): M sees the label too, as [h, onehot(y)].
+//
+// Scale: the network's loss is a mean over the batch, so the true gradient at row n is
+// (1/B)·∂ℓ_n/∂h_n and shrinks with the batch size B. M models the per-example gradient
+// ∂ℓ_n/∂h_n instead (its targets are B·δ, its predictions are used as M(h)/B): the same
+// function whatever B, and targets of order one that Adam's fixed-size first steps cannot
+// overshoot by orders of magnitude (with raw targets of ~1e-4 they did, and training diverged).
+import { Device } from '../device';
+import { native } from '../native';
+import { BatchNorm1d, Linear, ReLU, Sequential } from '../nn/layers';
+import { Module, Parameter, StepContext } from '../nn/module';
+import { Optimizer } from '../optim/optimizers';
+import { Random } from '../random';
+import { Tensor } from '../tensor';
+
+const ops = native.ops;
+
+export interface SynthesizerOptions {
+  /** widths of the hidden layers; default: [] when conditioned (cDNI), else [1024, 1024] */
+  hidden?: number[];
+  /** cDNI: condition on the label, M([h, onehot(y)]); default false */
+  conditioned?: boolean;
+  /** weight of the L2 loss; default 1 */
+  lossWeight?: number;
+  /** the synthesizer's optimizer; default: the model's */
+  optimizer?: () => Optimizer;
+  /**
+   * A custom synthesizer network from `inputs` features (h, plus the one-hot label when
+   * conditioned) to `outputs` = h's width. Replaces `hidden`; its last layer should start at 0.
+   */
+  network?: (inputs: number, outputs: number) => Module;
+}
+
+/** One prediction, with what it needs to learn from a target later. */
+export interface Prediction {
+  /** ĝ, the synthetic gradient of the mean loss [batch, width] */
+  gradient: Tensor;
+  /** Regresses this prediction onto `target`; returns the L2 loss as a [1] tensor. */
+  learn(target: Tensor, ctx: StepContext): Tensor;
+}
+
+export class Synthesizer {
+  readonly network: Module;
+  readonly inputs: number;
+  readonly conditioned: boolean;
+  readonly lossWeight: number;
+  optimizer?: Optimizer;
+  private params: Parameter[] = [];
+
+  constructor(readonly name: string, readonly width: number, readonly classes: number, options: SynthesizerOptions = {}) {
+    this.conditioned = options.conditioned ?? false;
+    this.lossWeight = options.lossWeight ?? 1;
+    if (!(this.lossWeight > 0) || !Number.isFinite(this.lossWeight))
+      throw new RangeError(`${name}: 'lossWeight' must be a finite number > 0, got ${this.lossWeight}`);
+    this.inputs = width + (this.conditioned ? classes : 0);
+    if (options.network) {
+      this.network = options.network(this.inputs, width);
+      if (!(this.network instanceof Module)) throw new TypeError(`${name}: 'network' must return a Module`);
+      let out: number;
+      try {
+        out = this.network.outputFeatures(this.inputs);
+      } catch (e) {
+        throw new RangeError(`${name}: the synthesizer network does not accept ${this.inputs} input features (${(e as Error).message})`);
+      }
+      if (out !== width)
+        throw new RangeError(`${name}: the synthesizer network outputs ${out} features, the module's output has ${width}`);
+    } else {
+      const hidden = options.hidden ?? (this.conditioned ? [] : [1024, 1024]);
+      if (!Array.isArray(hidden) || hidden.some((h) => !Number.isInteger(h) || h < 1))
+        throw new RangeError(`${name}: 'hidden' must be an array of positive integers, got ${JSON.stringify(hidden)}`);
+      const layers: Module[] = [];
+      let w = this.inputs;
+      for (const h of hidden) {
+        layers.push(new Linear(w, h), new BatchNorm1d(h), new ReLU());
+        w = h;
+      }
+      layers.push(new Linear(w, width, { init: 'zeros' }));
+      this.network = new Sequential(layers);
+    }
+  }
+
+  initialize(device: Device, rng: Random, optimizer: Optimizer): void {
+    this.network.initialize(device, rng);
+    this.params = this.network.parameters();
+    this.optimizer = optimizer;
+  }
+
+  parameters(): Parameter[] {
+    return this.params;
+  }
+
+  /** ĝ = M(h) (or M([h, onehot(labels)])), enqueued on ctx.stream. */
+  predict(h: Tensor, labels: Tensor, ctx: StepContext): Prediction {
+    let input = h;
+    if (this.conditioned) {
+      const batch = h.shape[0];
+      const opts = { device: ctx.device, arena: ctx.arena };
+      const onehot = Tensor.empty([batch, this.classes], opts);
+      ops.oneHot(ctx.stream.handle, labels.handle, onehot.handle);
+      input = Tensor.empty([batch, this.inputs], opts);
+      ops.concatColumns(ctx.stream.handle, h.handle, onehot.handle, input.handle);
+    }
+    const optimizer = this.optimizer;
+    if (!optimizer) throw new Error(`${this.name}: used before initialize()`);
+    const f = this.network.forward(input, ctx);
+    const batch = h.shape[0];
+    const gradient = Tensor.empty(f.output.shape, { device: ctx.device, arena: ctx.arena });
+    ops.axpby(ctx.stream.handle, 1 / batch, f.output.handle, 0, gradient.handle); // ĝ = M(h)/B
+    return {
+      gradient,
+      learn: (target, lctx) => {
+        const s = lctx.stream.handle;
+        const opts = { device: lctx.device, arena: lctx.arena };
+        const perExample = Tensor.empty(target.shape, opts);
+        ops.axpby(s, batch, target.handle, 0, perExample.handle); // B·δ
+        const loss = Tensor.empty([1], opts);
+        const d = Tensor.empty(f.output.shape, opts);
+        ops.mseForward(s, f.output.handle, perExample.handle, loss.handle);
+        ops.mseBackward(s, f.output.handle, perExample.handle, d.handle, this.lossWeight);
+        f.backward(d, lctx, false);
+        optimizer.step(this.params, lctx.stream);
+        return loss;
+      },
+    };
+  }
+
+  dispose(): void {
+    this.network.dispose();
+    this.optimizer?.dispose();
+  }
+}

@@ -1,0 +1,231 @@
+// The decoupled training step: how each module, its synthesizer and the hand-offs between
+// modules are scheduled on streams.
+//
+// Per step, for modules i = 1..N on streams s_i (all the trainer's stream with streams: 'single'):
+//   forward phase   s_i waits for h_{i-1} (an event), computes h_i = f_i(h_{i-1}), records the
+//                   event "h_i ready", and predicts ĝ_i = M_i(h_i) (or M_i([h_i, onehot(y)])).
+//                   The last module computes the loss and its true gradient instead.
+//   backward phase  (host order N..1) module i backpropagates its incoming gradient — ĝ_i, or
+//                   (1-λ)ĝ_i + λδ_i under BP(λ) — through f_i only, updates θ_i, and sends
+//                   δ_{i-1} = g·∂h_i/∂h_{i-1} down (event "δ_{i-1} ready"). M_i then regresses
+//                   onto δ_i on s_i (lockstep: in the same step; pipelined: `depth` steps later).
+// Each parameter is touched on one stream only, and every cross-stream read waits for an
+// event, so with pipelining off the result is bit-identical to running everything on one
+// stream. The host never waits inside a step.
+import { Device } from '../device';
+import { native } from '../native';
+import { Loss } from '../nn/losses';
+import { Forwarded, Parameter, StepContext } from '../nn/module';
+import { Optimizer } from '../optim/optimizers';
+import { Random } from '../random';
+import { Event, Stream } from '../stream';
+import { Arena, Tensor } from '../tensor';
+import { ModuleDiagnostics, TrainingStrategy } from '../train/trainer';
+import type { DecoupledNetwork } from './network';
+import { Prediction } from './synthesizer';
+
+const ops = native.ops;
+
+/** What one step computed at each cut (kept for inspection when `record` is on). */
+export interface StepRecord {
+  /** h_i, the output of module i (i < N) */
+  activations: Tensor[];
+  /** ĝ_i = M_i(h_i) */
+  synthetic: Tensor[];
+  /** δ_i, the target M_i regressed onto (undefined when module i+1 did not update) */
+  targets: (Tensor | undefined)[];
+  /** which modules updated this step */
+  updated: boolean[];
+}
+
+/** A synthesizer update waiting for its target (pipelined schedule). */
+interface PendingLearn {
+  step: number;
+  prediction: Prediction;
+  target: Tensor;
+  ready?: Event;
+}
+
+export class DecoupledTraining implements TrainingStrategy {
+  readonly maxInFlight: number;
+  /** set to keep the last step's internals in `lastStep` (tests, debugging) */
+  record = false;
+  lastStep?: StepRecord;
+  /** steps taken */
+  steps = 0;
+
+  private readonly streams: Stream[] | undefined;
+  private readonly depth: number;
+  private readonly hReady: Event[];
+  private readonly stepDone: Event[];
+  /** per cut, a ring of events for δ_i of the last depth+1 steps */
+  private readonly deltaReady: Event[][];
+  private readonly pending: PendingLearn[][];
+  private readonly arenas: Arena[] = [];
+  private readonly params: Parameter[][];
+  private readonly synthLoss: (Tensor | undefined)[];
+
+  constructor(readonly network: DecoupledNetwork, readonly device: Device, readonly loss: Loss,
+    readonly optimizers: Optimizer[], private readonly updateRng: Random) {
+    const n = network.modules.length;
+    const { schedule, streams } = network.config;
+    this.depth = schedule.kind === 'pipelined' ? schedule.depth : 0;
+    this.maxInFlight = this.depth + 1;
+    this.streams = streams === 'per-module' ? network.modules.map(() => new Stream(device)) : undefined;
+    this.hReady = network.modules.map(() => new Event(device));
+    this.stepDone = network.modules.map(() => new Event(device));
+    this.deltaReady = network.modules.map(() => Array.from({ length: this.depth + 1 }, () => new Event(device)));
+    this.pending = network.modules.map(() => []);
+    this.params = network.modules.map((m) => m.parameters());
+    this.synthLoss = new Array(n - 1).fill(undefined);
+  }
+
+  step(x: Tensor, y: Tensor, ctx: StepContext): Tensor {
+    const net = this.network;
+    const cfg = net.config;
+    const t = this.steps++;
+    const warm = t < cfg.warmupSteps;
+    const lambda = warm ? 1 : cfg.lambda;
+    const p = warm ? 1 : cfg.schedule.pUpdate;
+    const n = net.modules.length;
+    const arena = new Arena();
+    this.arenas.push(arena);
+    const streams = this.streams ?? net.modules.map(() => ctx.stream);
+    const separate = this.streams !== undefined;
+    const mctx: StepContext[] = streams.map((stream) => ({ device: this.device, stream, training: true, arena }));
+    // Which modules update this step: drawn on the host from a seeded generator.
+    const updated = net.modules.map(() => p >= 1 || this.updateRng.next() < p);
+
+    // Forward phase.
+    const forwards: Forwarded[] = [];
+    const predictions: Prediction[] = [];
+    let h = x;
+    for (let i = 0; i < n; i++) {
+      if (i > 0 && separate) streams[i].wait(this.hReady[i - 1]);
+      const f = net.modules[i].forward(h, mctx[i]);
+      forwards.push(f);
+      h = f.output;
+      if (i < n - 1) {
+        if (separate) this.hReady[i].record(streams[i]);
+        predictions.push(net.synthesizers[i].predict(h, y, mctx[i]));
+      }
+    }
+    const lossForward = this.loss.forward(h, y, mctx[n - 1]);
+
+    // Backward phase, from the top: `above` is δ_i sent down by module i+1 this step.
+    let above: Tensor | undefined = lossForward.backward(mctx[n - 1]);
+    const targets: (Tensor | undefined)[] = new Array(n - 1).fill(undefined);
+    const slot = t % (this.depth + 1);
+    for (let i = n - 1; i >= 0; i--) {
+      const s = streams[i];
+      let g: Tensor;
+      if (i === n - 1) {
+        g = above!;
+      } else {
+        const synthetic = predictions[i].gradient;
+        targets[i] = above;
+        if (above && lambda > 0) {
+          if (separate) s.wait(this.deltaReady[i][slot]);
+          g = lambda === 1 ? above : this.mix(synthetic, above, lambda, mctx[i]);
+        } else {
+          g = synthetic;
+        }
+      }
+      let down: Tensor | undefined;
+      if (updated[i]) {
+        down = forwards[i].backward(g, mctx[i], i > 0);
+        this.optimizers[i].step(this.params[i], s);
+        if (i > 0 && separate) this.deltaReady[i - 1][slot].record(s);
+      }
+      if (i < n - 1 && above) this.scheduleLearn(i, { step: t, prediction: predictions[i], target: above }, mctx[i], separate);
+      above = down;
+    }
+
+    // The trainer's stream (which reads the loss) waits for every module's work of this step.
+    if (separate) {
+      for (let i = 0; i < n; i++) ctx.stream.wait(this.stepDone[i].record(streams[i]));
+    }
+    // Keep the tensors of the steps a pending synthesizer update may still use.
+    while (this.arenas.length > this.depth + 1) this.arenas.shift()!.dispose();
+    if (this.record) {
+      this.lastStep = { activations: forwards.slice(0, -1).map((f) => f.output), synthetic: predictions.map((q) => q.gradient), targets, updated };
+    }
+    return lossForward.loss;
+  }
+
+  /** (1-λ)·ĝ + λ·δ into a new tensor. */
+  private mix(synthetic: Tensor, delta: Tensor, lambda: number, ctx: StepContext): Tensor {
+    const g = Tensor.empty(synthetic.shape, { device: ctx.device, arena: ctx.arena });
+    ops.copy(ctx.stream.handle, synthetic.handle, g.handle);
+    ops.axpby(ctx.stream.handle, lambda, delta.handle, 1 - lambda, g.handle);
+    return g;
+  }
+
+  /** M_i regresses onto δ_i: now (lockstep) or once `depth` more steps were enqueued. */
+  private scheduleLearn(i: number, learn: PendingLearn, ctx: StepContext, separate: boolean): void {
+    const queue = this.pending[i];
+    queue.push(learn);
+    while (queue.length && queue[0].step <= learn.step - this.depth) {
+      const due = queue.shift()!;
+      if (separate) ctx.stream.wait(this.deltaReady[i][due.step % (this.depth + 1)]);
+      this.synthLoss[i] = due.prediction.learn(due.target, ctx);
+    }
+  }
+
+  /**
+   * On a probe batch, with nothing updated: each synthesizer's last loss and the cosine
+   * similarity between its synthetic gradient and the true backpropagated gradient.
+   */
+  async diagnose(x: Tensor, y: Tensor, ctx: StepContext): Promise<ModuleDiagnostics[]> {
+    const net = this.network;
+    const n = net.modules.length;
+    const arena = new Arena();
+    const pctx: StepContext = { device: this.device, stream: ctx.stream, training: true, freezeStatistics: true, arena };
+    try {
+      const forwards: Forwarded[] = [];
+      const synthetic: Tensor[] = [];
+      let h = x;
+      for (let i = 0; i < n; i++) {
+        const f = net.modules[i].forward(h, pctx);
+        forwards.push(f);
+        h = f.output;
+        if (i < n - 1) synthetic.push(net.synthesizers[i].predict(h, y, pctx).gradient);
+      }
+      let g: Tensor | undefined = this.loss.forward(h, y, pctx).backward(pctx);
+      const truth: Tensor[] = [];
+      for (let i = n - 1; i > 0; i--) {
+        g = forwards[i].backward(g!, pctx, true);
+        truth[i - 1] = g!;
+      }
+      // The probe's backward accumulated into the modules' gradients: clear them.
+      for (const p of net.parameters()) ops.fill(ctx.stream.handle, p.grad.handle, 0);
+      const out: ModuleDiagnostics[] = [];
+      for (let i = 0; i < n - 1; i++) {
+        const [a, b] = await Promise.all([synthetic[i].readFloat32(ctx.stream), truth[i].readFloat32(ctx.stream)]);
+        const loss = this.synthLoss[i] ? (await this.synthLoss[i]!.readFloat32(ctx.stream))[0] : NaN;
+        out.push({ module: i + 1, synthesizerLoss: loss, cosine: cosine(a, b) });
+      }
+      return out;
+    } finally {
+      arena.dispose();
+    }
+  }
+
+  dispose(): void {
+    for (const a of this.arenas) a.dispose();
+    this.arenas.length = 0;
+    for (const o of this.optimizers) o.dispose();
+  }
+}
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
+}
