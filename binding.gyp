@@ -39,7 +39,7 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++14", "-std=gnu++17"],
-      "cflags_cc": ["<@(core_flags)"],
+      "cflags_cc": ["<@(core_flags)", "-fno-math-errno"],
       "libraries": ["-lpthread"]
     }
   ]

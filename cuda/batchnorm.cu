@@ -9,7 +9,8 @@
 // variance to normalise; running stats use the unbiased one, as PyTorch), then
 //   y = ((x - hi) - lo) * scale + shift,  hi + lo = mean split in two floats,
 // the CPU's formula, written with explicit roundings so that it matches it bit for bit.
-// Backward: dbeta = sum dy, dgamma = sum dy xhat (accumulated), dx overwritten.
+// Backward: dbeta = sum dy, dgamma = sum dy xhat (accumulated), dx overwritten; the float
+// rounding of the saved mean is corrected with the residual mean, as on the CPU.
 // A block only touches its own columns, and reads all of x before writing y, so in-place
 // use would also be safe (ops.cpp forbids it anyway).
 #include <cmath>
@@ -84,46 +85,55 @@ __global__ void batchNormForwardKernel(const float* x, const float* gamma, const
 
 // With xhat = (x - mean) invStd, N = rows:
 //   dbeta += sum dy, dgamma += sum dy xhat, dx = gamma invStd (dy - dbeta/N - xhat dgamma/N)
-// computed as the CPU does: dx = a ((dy - b) - (x - mean) k) per column.
+// computed as the CPU does. saveMean is the float rounding of the batch mean, a visible shift
+// of xhat when |mean| >> std; so the pass also sums xc = x - saveMean (exact near the mean)
+// to get the residual lo = mean - saveMean, and uses x - mean = xc - lo:
+//   dgamma = (sum dy xc - lo sum dy) invStd,  dx = a ((dy - b) - (xc - lo) k) per column.
 __global__ void batchNormBackwardKernel(const float* x, const float* dy, const float* gamma,
                                         const float* saveMean, const float* saveInvStd,
                                         float* dx, float* dgamma, float* dbeta, int64_t rows,
                                         int64_t cols) {
   __shared__ ColumnScratch red;
-  __shared__ float sA[kColTile], sB[kColTile], sK[kColTile];
+  __shared__ float sA[kColTile], sB[kColTile], sK[kColTile], sLo[kColTile];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kColTile + tx;
   const bool ok = c < cols;
   const float mu = ok ? saveMean[c] : 0.0f;
 
-  double sumDy = 0.0, sumDyXc = 0.0;
+  double sumDy = 0.0, sumDyXc = 0.0, sumXc = 0.0;
   if (ok)
     for (int64_t r = ty; r < rows; r += kRowLanes) {
       const int64_t i = r * cols + c;
-      const float g = dy[i];
+      const double g = dy[i];
+      const double xc = __fsub_rn(x[i], mu);
       sumDy += g;
-      sumDyXc += __fmul_rn(g, __fsub_rn(x[i], mu));  // float product, as the CPU
+      sumDyXc += g * xc;  // a product of two floats is exact in double (FMA or not)
+      sumXc += xc;
     }
   sumDy = columnSum(sumDy, red);
   sumDyXc = columnSum(sumDyXc, red);
+  sumXc = columnSum(sumXc, red);
 
   if (ok && ty == 0) {
     const double n = static_cast<double>(rows);
     const double invStd = saveInvStd[c];
-    const double dGamma = sumDyXc * invStd;
+    const double residual = sumXc / n;  // mean - saveMean
+    const double dGamma = __dmul_rn(__dsub_rn(sumDyXc, __dmul_rn(residual, sumDy)), invStd);
     dbeta[c] = __fadd_rn(dbeta[c], static_cast<float>(sumDy));
     dgamma[c] = __fadd_rn(dgamma[c], static_cast<float>(dGamma));
     sA[tx] = static_cast<float>(static_cast<double>(gamma[c]) * invStd);
     sB[tx] = static_cast<float>(sumDy / n);
     sK[tx] = static_cast<float>(dGamma * invStd / n);
+    sLo[tx] = static_cast<float>(residual);
   }
   __syncthreads();
 
   if (ok) {
-    const float a = sA[tx], b = sB[tx], k = sK[tx];
+    const float a = sA[tx], b = sB[tx], k = sK[tx], lo = sLo[tx];
     for (int64_t r = ty; r < rows; r += kRowLanes) {
       const int64_t i = r * cols + c;
-      dx[i] = __fmul_rn(a, __fsub_rn(__fsub_rn(dy[i], b), __fmul_rn(__fsub_rn(x[i], mu), k)));
+      const float xc = __fsub_rn(__fsub_rn(x[i], mu), lo);
+      dx[i] = __fmul_rn(a, __fsub_rn(__fsub_rn(dy[i], b), __fmul_rn(xc, k)));
     }
   }
 }

@@ -77,8 +77,8 @@ __global__ void activationBackwardKernel(const float* y, const float* dy, float*
     float out;
     if (A == Activation::Relu) {
       out = yv > 0.0f ? g : 0.0f;
-    } else if (A == Activation::Tanh) {  // 1 - y^2
-      out = __fmul_rn(g, __fsub_rn(1.0f, __fmul_rn(yv, yv)));
+    } else if (A == Activation::Tanh) {  // 1 - y^2 = (1 - y)(1 + y): no cancellation at |y| ~ 1
+      out = __fmul_rn(g, __fmul_rn(__fsub_rn(1.0f, yv), __fadd_rn(1.0f, yv)));
     } else {  // y (1 - y)
       out = __fmul_rn(g, __fmul_rn(yv, __fsub_rn(1.0f, yv)));
     }

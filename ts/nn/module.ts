@@ -7,6 +7,7 @@
 // parameters' gradients; an optimizer step consumes and zeroes them.
 import { Device } from '../device';
 import { Random } from '../random';
+import { native } from '../native';
 import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
 
@@ -40,6 +41,15 @@ export class Parameter {
 
   static create(name: string, init: Float32Array, shape: number[], device: Device): Parameter {
     return new Parameter(name, Tensor.fromArray(init, shape, { device }), Tensor.zeros(shape, { device }));
+  }
+
+  /** Replaces the values (e.g. loaded weights); resolves once the copy is done. */
+  async assign(values: Float32Array): Promise<void> {
+    const src = Tensor.fromArray(values, this.value.shape, { device: this.value.device });
+    const stream = Stream.default(this.value.device);
+    native.ops.copy(stream.handle, src.handle, this.value.handle);
+    await stream.synchronize();
+    src.dispose();
   }
 
   dispose(): void {

@@ -176,6 +176,7 @@ void elementwiseTests() {
     });
     cpu::activationBackward(act, r.data(), dy.data(), rdx.data(), n);
     compare(a + " backward", dx.data(), rdx.data(), n, -1);
+    if (dx[5] != rdx[5]) std::printf("  y=%.9g dy=%.9g gpu=%.9g cpu=%.9g\n", r[5], dy[5], dx[5], rdx[5]);
   }
   {
     const int64_t rows = 50, classes = 7;
@@ -302,7 +303,7 @@ void lossTests() {
       compare("softmaxCE probs " + tag, probs.data(), rprobs.data(), probs.size(), 1e-5);
       compare("softmaxCE loss " + tag, &loss, &rloss, 1, 1e-6);
       std::vector<float> dl(rows * classes), rdl(rows * classes);
-      const float k = static_cast<float>(0.7 / static_cast<double>(rows));
+      const float k = static_cast<float>(static_cast<double>(0.7f) / static_cast<double>(rows));
       emu::launch(dim3(2), dim3(kBlock), [&] {
         loss_k::softmaxCrossEntropyBackwardKernel(rprobs.data(), labels.data(), dl.data(), rows,
                                                   classes, k);
@@ -325,7 +326,7 @@ void lossTests() {
     cpu::mseForward(p.data(), t.data(), &rloss, n);
     compare("mse forward n=" + std::to_string(n), &loss, &rloss, 1, 1e-6);
     std::vector<float> d(n), rd(n);
-    const float k = static_cast<float>(2.0 * 0.3 / static_cast<double>(n));
+    const float k = static_cast<float>(2.0 * static_cast<double>(0.3f) / static_cast<double>(n));
     emu::launch(dim3(2), dim3(kBlock), [&] {
       loss_k::mseBackwardKernel(p.data(), t.data(), d.data(), n, k);
     });
