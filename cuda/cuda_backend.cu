@@ -87,23 +87,25 @@ struct CallbackScope {
 
 // Error texts for callbacks, built on a normal thread (cudaGetErrorString is a CUDA API call).
 constexpr int kErrorTexts = 1024;
-std::vector<std::string>* gErrorTexts = nullptr;
+std::atomic<const std::vector<std::string>*> gErrorTexts{nullptr};  // never freed
 std::once_flag gErrorTextsOnce;
 
 void buildErrorTexts() {
   std::call_once(gErrorTextsOnce, [] {
     auto* texts = new std::vector<std::string>();
     texts->reserve(kErrorTexts);
-    for (int i = 0; i < kErrorTexts; ++i) texts->push_back(cudaErrorText(static_cast<cudaError_t>(i)));
-    gErrorTexts = texts;
+    for (int i = 0; i < kErrorTexts; ++i)
+      texts->push_back(cudaErrorText(static_cast<cudaError_t>(i)));
+    gErrorTexts.store(texts, std::memory_order_release);
   });
 }
 
 // The message for a failure of queued work, usable inside a callback.
 std::string queuedErrorText(cudaError_t e) {
   const int code = static_cast<int>(e);
-  std::string text = gErrorTexts && code >= 0 && code < kErrorTexts
-                         ? (*gErrorTexts)[code]
+  const std::vector<std::string>* texts = gErrorTexts.load(std::memory_order_acquire);
+  std::string text = texts && code >= 0 && code < kErrorTexts
+                         ? (*texts)[code]
                          : "error code " + std::to_string(code);
   return "CUDA error in queued work: " + text;
 }
@@ -529,7 +531,6 @@ class CudaEvent final : public Event {
   std::mutex m_;  // helper_ creation and use
   cudaStream_t helper_ = nullptr;
 };
-
 
 class CudaStream final : public Stream {
  public:

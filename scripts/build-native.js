@@ -11,8 +11,8 @@ if (!['AUTO', 'ON', 'OFF'].includes(cuda)) {
   console.error(`SYNTHGRAD_CUDA must be auto, on or off (got '${process.env.SYNTHGRAD_CUDA}')`);
   process.exit(1);
 }
-const args = ['compile', `--CDSYNTHGRAD_CUDA=${cuda}`];
-if (process.env.SYNTHGRAD_CUDA_ARCHS) args.push(`--CDSYNTHGRAD_CUDA_ARCHS=${process.env.SYNTHGRAD_CUDA_ARCHS}`);
+const defines = [`--CDSYNTHGRAD_CUDA=${cuda}`];
+if (process.env.SYNTHGRAD_CUDA_ARCHS) defines.push(`--CDSYNTHGRAD_CUDA_ARCHS=${process.env.SYNTHGRAD_CUDA_ARCHS}`);
 // nvcc is often outside PATH; make the usual location visible to CMake's detection.
 const env = { ...process.env };
 if (cuda !== 'OFF' && !env.CUDACXX) {
@@ -21,9 +21,12 @@ if (cuda !== 'OFF' && !env.CUDACXX) {
   }
 }
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-const r = spawnSync(process.execPath, [cmakeJs, ...args], {
+const run = (args) => spawnSync(process.execPath, [cmakeJs, ...args], {
   stdio: 'inherit', env, cwd: path.join(__dirname, '..'),
 });
+// Configure every time, so that a changed switch takes effect in an existing build folder.
+let r = run(['configure', ...defines]);
+if (r.status === 0) r = run(['build']);
 if (r.status !== 0) {
   console.error('\nsynthgrad: building the native addon failed (see above). Needs CMake >= 3.18 and a C++17 compiler;');
   console.error('without CMake, `npx node-gyp rebuild` builds the CPU-only addon from binding.gyp.');

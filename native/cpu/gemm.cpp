@@ -10,24 +10,29 @@
 //     run time from CPUID, so one binary runs everywhere and the rest of the library never
 //     contains AVX/AVX-512 instructions.
 //   - Packing copies blocks of op(A)/op(B) into those panels. It absorbs all four transpose
-//     combinations and the leading dimensions, zero-pads the edges (the kernel always runs
-//     full tiles and masks only its final read/write of C), and makes the kernel's loads
-//     sequential and 64-byte aligned.
+//     combinations and the leading dimensions, zero-pads the edges, and makes the kernel's
+//     loads sequential and 64-byte aligned. Edge tiles run a kernel variant sized to them
+//     (fewer rows / vectors) and mask their final read/write of C.
 //   - Cache blocking: K is cut into KC slices and N into NC blocks; each KC x NC block of
 //     op(B) is packed once, then each MC x KC block of op(A) is packed and multiplied against
-//     it. Inner loops walk NR-wide B micro-panels (KC x NR: stays in L1 while every A
-//     micro-panel of the block passes it) and MR-high A micro-panels (the MC x KC block stays
-//     in the 1 MiB L2 of Zen 4/5 and recent Intel cores).
-//   - Threads (sg::parallelFor) each own a rectangle of C, at most one per thread, chosen to
-//     minimise the largest rectangle plus its packing; they never split K. Every element of
-//     C is accumulated in the same order (KC slices fixed by K alone, k ascending inside a
-//     slice) whatever rectangle it falls in, so results are bit-identical for any thread
-//     count. Problems too small to amortise waking the pool run on the calling thread.
+//     it. Inner loops walk NR-wide B micro-panels (KC x NR, reused from L1 by every A
+//     micro-panel of the block) and MR-high A micro-panels (the MC x KC block stays in the
+//     1 MiB L2 of Zen 4/5). Blocks are cut evenly (K = 784 is 4 x 196, not 3 x 256 + 16).
+//   - Threads (sg::parallelFor) split C, never K. Usually one dimension is cut into several
+//     tasks per thread (a helper that starts late, or a core busy with another stream, then
+//     just takes fewer) and the other operand is packed once for all tasks, block by block,
+//     by whichever task needs a block first. Only when that operand would exceed 16 MiB does
+//     each thread take one rectangle and pack its own copies (then negligible). Problems too
+//     small to amortise waking the pool run on the calling thread.
+//   - Determinism: every element of C is accumulated in the same order (KC slices fixed by
+//     K alone, k ascending inside a slice, the same FMA sequence in every kernel variant)
+//     wherever it falls, so results are bit-identical for any thread count or split.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <thread>
 
 #if defined(__SSE2__) || defined(_M_X64)
@@ -191,14 +196,14 @@ void packB(const Operand& b, int64_t p0, int64_t kc, int64_t j0, int64_t cols, f
     packCopy<NR>(b.data + p0 * b.ld + j0, b.ld, cols, kc, dst);
 }
 
-// Per-thread packing buffers, 64-byte aligned, grown on demand and kept for reuse.
+// Per-thread packing buffers, 64-byte aligned (one cache line, one zmm load), grown on
+// demand and kept for reuse so steady-state calls never allocate or page-fault.
 class PackBuffer {
  public:
   float* get(int64_t floats) {
     if (floats > capacity_) {
-      const size_t bytes = static_cast<size_t>(roundUp(floats * sizeof(float), 64));
-      data_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-      if (!data_) throw std::bad_alloc();
+      data_.reset(static_cast<float*>(
+          ::operator new(static_cast<size_t>(floats) * sizeof(float), std::align_val_t{64})));
       capacity_ = floats;
     }
     return data_.get();
@@ -206,7 +211,7 @@ class PackBuffer {
 
  private:
   struct Free {
-    void operator()(float* p) const { std::free(p); }
+    void operator()(float* p) const { ::operator delete(p, std::align_val_t{64}); }
   };
   std::unique_ptr<float, Free> data_;
   int64_t capacity_ = 0;
@@ -343,7 +348,7 @@ constexpr int64_t kMinMacsPerThread = int64_t{1} << 23;
 
 // Tasks per thread when one dimension is split: a helper thread that starts late, or a core
 // busy with another stream, then just takes fewer tasks instead of finishing last.
-constexpr int64_t kTasksPerThread = 4;
+constexpr int64_t kTasksPerThread = 8;
 
 // Largest operand packed once and shared (16 MiB); beyond it the product is so large that
 // each thread packing its own copies costs well under 1%.

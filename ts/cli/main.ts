@@ -1,16 +1,37 @@
 #!/usr/bin/env node
-// `npm start`: trains the MNIST FCN (784-256-256-256-10, BatchNorm + ReLU) with backprop on the
-// best device and prints one line per epoch, then the test accuracy.
+// `npm start`: trains the MNIST FCN (784-256-256-256-10, BatchNorm + ReLU) on the best device
+// with backprop, DNI or cDNI, and prints one line per epoch (with each synthesizer's loss and
+// cosine similarity to the true gradient for DNI/cDNI), then the test accuracy.
 //
-//   npm start -- --epochs 10 --batch-size 256 --lr 1e-3 --seed 0 --device cpu
+//   npm start -- --method cdni --epochs 10 --batch-size 256 --lr 1e-3 --seed 0 --device cpu
 import { Device } from '../device';
 import { mnist } from '../data/mnist';
 import { mlp } from '../models';
 import { native } from '../native';
+import { decouple, Schedule } from '../dni/network';
+import { Module } from '../nn/module';
 import { Adam, schedules } from '../optim/optimizers';
-import { Trainer } from '../train/trainer';
+import { ModuleDiagnostics, Trainer } from '../train/trainer';
+
+const usage = `usage: npm start -- [options]
+  --method backprop|dni|cdni   training method (default backprop)
+  --epochs 10                  epochs over the 60,000 training images
+  --batch-size 256
+  --lr 1e-3                    Adam's learning rate (x0.1 at 60% and 85% of training)
+  --hidden 256,256,256         hidden layer widths
+  --seed 0
+  --device cpu|cuda:0          default: the best device present
+  --p-update 1                 DNI/cDNI: probability that a module updates at a step
+  --pipeline 0                 DNI/cDNI: let modules run this many batches ahead (0: lockstep)
+  --streams per-module|single  DNI/cDNI: one stream per module (default) or one in all
+  --diagnose-every 100         DNI/cDNI: steps between synthesizer diagnostics`;
 
 interface Options {
+  method: 'backprop' | 'dni' | 'cdni';
+  pUpdate: number;
+  pipeline: number;
+  streams: 'per-module' | 'single';
+  diagnoseEvery: number;
   epochs: number;
   batchSize: number;
   lr: number;
@@ -20,7 +41,10 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { epochs: 10, batchSize: 256, lr: 1e-3, seed: 0, hidden: [256, 256, 256] };
+  const o: Options = {
+    method: 'backprop', pUpdate: 1, pipeline: 0, streams: 'per-module', diagnoseEvery: 100,
+    epochs: 10, batchSize: 256, lr: 1e-3, seed: 0, hidden: [256, 256, 256],
+  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[++i];
@@ -36,8 +60,19 @@ function parseArgs(argv: string[]): Options {
       case '--seed': o.seed = num(); break;
       case '--hidden': o.hidden = (value ?? '').split(',').map(Number); break;
       case '--device': o.device = value; break;
+      case '--method':
+        if (value !== 'backprop' && value !== 'dni' && value !== 'cdni') throw new Error(`--method must be backprop, dni or cdni, got '${value}'`);
+        o.method = value;
+        break;
+      case '--p-update': o.pUpdate = num(); break;
+      case '--pipeline': o.pipeline = num(); break;
+      case '--streams':
+        if (value !== 'per-module' && value !== 'single') throw new Error(`--streams must be per-module or single, got '${value}'`);
+        o.streams = value;
+        break;
+      case '--diagnose-every': o.diagnoseEvery = num(); break;
       case '--help':
-        console.log('usage: npm start -- [--epochs 10] [--batch-size 256] [--lr 1e-3] [--seed 0] [--hidden 256,256,256] [--device cpu|cuda:0]');
+        console.log(usage);
         process.exit(0);
       // falls through
       default: throw new Error(`unknown option '${flag}' (try --help)`);
@@ -54,8 +89,17 @@ async function main(): Promise<void> {
     (info.cuda ? `, CUDA built in (${info.cudaDevices} device(s))` : ', CUDA not built in'));
   const { train, test } = await mnist();
   console.log(`MNIST: ${train.count} training and ${test.count} test images`);
-  const model = mlp(784, o.hidden, 10);
-  console.log(`model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, Adam lr ${o.lr} (x0.1 at 60% and 85%), batch ${o.batchSize}, seed ${o.seed}`);
+  const mlpModel = mlp(784, o.hidden, 10);
+  const decoupled = o.method !== 'backprop';
+  const schedule: Schedule = o.pipeline > 0
+    ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate }
+    : { kind: 'lockstep', pUpdate: o.pUpdate };
+  const model: Module = decoupled
+    ? decouple(mlpModel, { synthesizer: { conditioned: o.method === 'cdni' }, schedule, streams: o.streams })
+    : mlpModel;
+  console.log(`model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, ${o.method}` +
+    (decoupled ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams)` : '') +
+    `, Adam lr ${o.lr} (x0.1 at 60% and 85%), batch ${o.batchSize}, seed ${o.seed}`);
   const stepsPerEpoch = Math.ceil(train.count / o.batchSize);
   // Step decay (x0.1 at 60% and 85% of training) settles the noisy late epochs of a constant lr.
   const total = o.epochs * stepsPerEpoch;
@@ -68,12 +112,17 @@ async function main(): Promise<void> {
     return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${stepsPerEpoch}`;
   };
   const tty = process.stdout.isTTY;
+  let lastDiagnostics: ModuleDiagnostics[] | undefined;
+  const describeDiagnostics = (d: ModuleDiagnostics[]) =>
+    d.map((m) => `M${m.module}: loss ${m.synthesizerLoss.toExponential(2)} cos ${m.cosine.toFixed(3)}`).join('  ');
   await trainer.fit(train, {
     epochs: o.epochs,
     batchSize: o.batchSize,
     validation: test,
     logEvery: 10,
+    diagnoseEvery: decoupled ? o.diagnoseEvery : undefined,
     onStep: (m) => {
+      if (m.diagnostics) lastDiagnostics = m.diagnostics;
       if (tty) process.stdout.write(`\repoch ${m.epoch} ${bar(m.step)} loss ${m.loss.toFixed(4)}   `);
     },
     onEpoch: (m) => {
@@ -81,6 +130,7 @@ async function main(): Promise<void> {
       const v = m.validation!;
       console.log(`epoch ${String(m.epoch).padStart(2)}  train loss ${m.loss.toFixed(4)}  test loss ${v.loss.toFixed(4)}  ` +
         `test accuracy ${(100 * v.accuracy).toFixed(2)}%  ${Math.round(m.samplesPerSecond)} samples/s  ${m.seconds.toFixed(1)} s`);
+      if (lastDiagnostics) console.log(`          synthesizers (probe batch): ${describeDiagnostics(lastDiagnostics)}`);
     },
   });
   const final = await trainer.evaluate(test);

@@ -1,7 +1,10 @@
 // Runs the kernel sections of cuda/*.cu on the CPU through cuda_runtime.h (this folder) and
 // compares every output with the CPU kernels of native/cpu. See run.sh; no GPU involved.
 // What it proves: indexing, edge guards, barriers, reduction order and arithmetic of the
-// kernels. What it cannot: memory model, warp timing, launch limits, the backend's streams.
+// kernels. What it cannot: memory model, warp timing, launch limits, the backend's streams,
+// the TF32 (wmma) kernel. Tolerance 1e-5 relative (floor 1e-3), or bit-exact where the
+// kernel mirrors the CPU's operations one by one. Runs the real kernel text: the sections
+// between the "// kernels" and "// launchers" banners of each cuda/*.cu file.
 #include <cuda_runtime.h>  // the emulation header of this folder
 
 #include <algorithm>

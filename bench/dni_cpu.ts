@@ -1,0 +1,120 @@
+// Step-time benchmark of decoupled training: backprop vs DNI vs cDNI for the MNIST FCN with
+// 3..6 hidden layers of 256 (batch 256, Adam), decoupled runs on one stream and on one stream
+// per module. Prints samples/s and the ratios; writes bench/results/dni-cpu.{json,md}.
+// Peers: PyTorch's implementations of the same methods (bench/reference/torch_dni.py), when
+// Debian's python3-torch is installed (bash bench/setup.sh).
+//
+//   node dist/bench/dni_cpu.js [--depths 3,6] [--steps 100]
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import {
+  Adam, Arena, Backpropagation, Device, Module, Random, SoftmaxCrossEntropy, Stream, Tensor, TrainingStrategy,
+  decouple, mlp, native,
+} from '../ts';
+
+const root = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
+const batch = 256;
+
+interface Row {
+  depth: number;
+  method: string;
+  streams: string;
+  msPerStep: number;
+  samplesPerSecond: number;
+  torchMsPerStep?: number;
+}
+
+async function time(depth: number, method: 'backprop' | 'dni' | 'cdni', streams: 'single' | 'per-module', steps: number): Promise<number> {
+  const device = Device.cpu();
+  const rng = new Random(0);
+  const model = mlp(784, new Array(depth).fill(256), 10);
+  const loss = new SoftmaxCrossEntropy();
+  const optimizer = () => new Adam({ lr: 1e-4 });
+  let strategy: TrainingStrategy;
+  let net: Module = model;
+  if (method === 'backprop') {
+    model.initialize(device, rng);
+    strategy = new Backpropagation(model, loss, optimizer());
+  } else {
+    const d = decouple(model, { synthesizer: method === 'cdni' ? { conditioned: true } : { hidden: [1024, 1024] }, streams });
+    d.initialize(device, rng);
+    strategy = d.trainingStrategy({ loss, optimizer });
+    net = d;
+  }
+  const stream = new Stream(device);
+  const x = Tensor.fromArray(rng.uniformArray(batch * 784, 0, 1), [batch, 784], { device });
+  const y = Tensor.fromArray(Int32Array.from({ length: batch }, () => rng.int(10)), [batch], { device });
+  const step = async () => {
+    const arena = new Arena();
+    await strategy.step(x, y, { device, stream, training: true, arena }).read(stream); // the host sees each loss
+    arena.dispose();
+  };
+  for (let i = 0; i < Math.min(20, steps); i++) await step();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < steps; i++) await step();
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
+  strategy.dispose();
+  net.dispose();
+  return ms;
+}
+
+function torchTime(depth: number, method: string, steps: number): number | undefined {
+  const script = path.join(root, 'bench/reference/torch_dni.py');
+  if (!fs.existsSync(script)) return undefined;
+  try {
+    const out = execFileSync('/usr/bin/python3', [script, '--time', '--method', method, '--hidden', new Array(depth).fill(256).join(','),
+      '--steps', String(steps), '--threads', String(native.threads())], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return JSON.parse(out.trim().split('\n').pop()!).ms_per_step;
+  } catch {
+    return undefined;
+  }
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const opt = (name: string, dflt: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt);
+  const depths = opt('--depths', '3,6').split(',').map(Number);
+  const steps = Number(opt('--steps', '100'));
+  const rows: Row[] = [];
+  for (const depth of depths) {
+    for (const method of ['backprop', 'cdni', 'dni'] as const) {
+      for (const streams of method === 'backprop' ? ['single' as const] : ['single' as const, 'per-module' as const]) {
+        const ms = await time(depth, method, streams, method === 'dni' ? Math.max(10, Math.round(steps / 5)) : steps);
+        const row: Row = { depth, method, streams, msPerStep: ms, samplesPerSecond: (1000 * batch) / ms };
+        if (streams === 'single') row.torchMsPerStep = torchTime(depth, method, method === 'dni' ? Math.max(10, Math.round(steps / 5)) : steps);
+        rows.push(row);
+        console.log(`${depth} hidden, ${method.padEnd(8)} ${streams.padEnd(10)} ${ms.toFixed(2)} ms/step  ${Math.round(row.samplesPerSecond)} samples/s` +
+          (row.torchMsPerStep ? `  PyTorch ${row.torchMsPerStep.toFixed(2)} ms (synthgrad ${(row.torchMsPerStep / ms).toFixed(2)}x)` : ''));
+      }
+    }
+  }
+  const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${native.threads()} threads`;
+  const find = (d: number, m: string, s: string) => rows.find((r) => r.depth === d && r.method === m && r.streams === s)!;
+  const md = [
+    '# Decoupled training step on the CPU', '',
+    `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/dni_cpu.js ${argv.join(' ')}\`; batch ${batch}, Adam.`, '',
+    '| hidden layers | method | streams | ms/step | samples/s | vs backprop | per-module vs single | PyTorch ms/step | synthgrad vs PyTorch |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => {
+      const bp = find(r.depth, 'backprop', 'single').msPerStep;
+      const single = find(r.depth, r.method, 'single').msPerStep;
+      return `| ${r.depth} | ${r.method} | ${r.streams} | ${r.msPerStep.toFixed(2)} | ${Math.round(r.samplesPerSecond)} | ${(bp / r.msPerStep).toFixed(2)}x | ` +
+        `${r.method === 'backprop' ? '–' : `${(single / r.msPerStep).toFixed(2)}x`} | ${r.torchMsPerStep?.toFixed(2) ?? '–'} | ` +
+        `${r.torchMsPerStep ? `${(r.torchMsPerStep / r.msPerStep).toFixed(2)}x` : '–'} |`;
+    }), '',
+    'DNI uses the paper\'s synthesizer (two hidden layers of 1024), so its step costs several backprop steps of this small model; ' +
+    'on a 2-core CPU the streams share the cores, so one stream per module can gain little.', '',
+  ].join('\n');
+  const dir = path.join(root, 'bench/results');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'dni-cpu.md'), md);
+  fs.writeFileSync(path.join(dir, 'dni-cpu.json'), JSON.stringify({ date: new Date().toISOString(), machine, batch, rows }, null, 2) + '\n');
+  console.log(`\nwrote bench/results/dni-cpu.md and .json`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,117 @@
+// Reproduces the MNIST FCN experiments of Jaderberg et al. (2017): test error of backprop, DNI
+// and cDNI for 3..6 hidden layers of 256 units (Linear → BatchNorm → ReLU), Adam, batch 256,
+// learning rate divided by 10 at 60% and 80% of training (the paper: 3e-5, 300k and 400k of
+// 500k iterations); DNI synthesizers with two hidden layers of 1024, cDNI with a linear one on
+// [h, onehot(y)]. Also the stochastic-update experiment: cDNI with update probability p.
+// Writes a markdown table (and JSON) to bench/results/ with the iteration count and machine.
+//
+//   node dist/bench/dni_mnist.js --iterations 500000 [--lr 3e-5] [--depths 3,4,5,6]
+//        [--methods backprop,dni,cdni] [--stochastic 0.2,1] [--out dni-mnist]
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Adam, Device, Trainer, datasets, decouple, mlp, native, schedules } from '../ts';
+import type { Module } from '../ts';
+
+interface Args {
+  iterations: number;
+  lr: number;
+  depths: number[];
+  methods: string[];
+  stochastic: number[];
+  batchSize: number;
+  seed: number;
+  out: string;
+}
+
+function parse(argv: string[]): Args {
+  const a: Args = { iterations: 500_000, lr: 3e-5, depths: [3, 4, 5, 6], methods: ['backprop', 'dni', 'cdni'], stochastic: [0.2, 1],
+    batchSize: 256, seed: 0, out: 'dni-mnist' };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [k, v] = [argv[i], argv[i + 1]];
+    const list = () => (v === '' || v === 'none' ? [] : v.split(','));
+    if (k === '--iterations') a.iterations = Number(v);
+    else if (k === '--lr') a.lr = Number(v);
+    else if (k === '--depths') a.depths = list().map(Number);
+    else if (k === '--methods') a.methods = list();
+    else if (k === '--stochastic') a.stochastic = list().map(Number);
+    else if (k === '--batch-size') a.batchSize = Number(v);
+    else if (k === '--seed') a.seed = Number(v);
+    else if (k === '--out') a.out = v;
+    else throw new Error(`unknown option ${k}`);
+  }
+  if (!(a.iterations > 0)) throw new Error('--iterations must be > 0');
+  return a;
+}
+
+interface Run {
+  experiment: string;
+  depth: number;
+  method: string;
+  pUpdate: number;
+  testError: number;
+  seconds: number;
+  msPerStep: number;
+}
+
+async function main(): Promise<void> {
+  const args = parse(process.argv.slice(2));
+  const { train, test } = await datasets.mnist();
+  const device = Device.best();
+  const runs: Run[] = [];
+  const resultsDir = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
+  fs.mkdirSync(resultsDir, { recursive: true });
+
+  const runOne = async (experiment: string, depth: number, method: string, pUpdate: number) => {
+    const model = mlp(784, new Array(depth).fill(256), 10);
+    const net: Module = method === 'backprop' ? model : decouple(model, {
+      synthesizer: method === 'cdni' ? { conditioned: true, hidden: [] } : { conditioned: false, hidden: [1024, 1024] },
+      schedule: { kind: 'lockstep', pUpdate },
+    });
+    const lr = schedules.stepDecay(args.lr, [Math.round(0.6 * args.iterations), Math.round(0.8 * args.iterations)], 0.1);
+    const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr }), seed: args.seed });
+    const t0 = Date.now();
+    const log = Math.max(1, Math.round(args.iterations / 10));
+    await trainer.fit(train, {
+      steps: args.iterations, batchSize: args.batchSize, logEvery: log,
+      onStep: (m) => { process.stdout.write(`  ${experiment} depth ${depth} ${method} p=${pUpdate}: step ${m.step} loss ${m.loss.toFixed(4)}\n`); },
+    });
+    const seconds = (Date.now() - t0) / 1000;
+    const { accuracy } = await trainer.evaluate(test);
+    trainer.dispose();
+    const run = { experiment, depth, method, pUpdate, testError: 100 * (1 - accuracy), seconds, msPerStep: (1000 * seconds) / args.iterations };
+    console.log(`${experiment} depth ${depth} ${method} p=${pUpdate}: test error ${run.testError.toFixed(2)}% (${seconds.toFixed(0)} s)`);
+    runs.push(run);
+  };
+
+  for (const depth of args.depths) for (const method of args.methods) await runOne('depth', depth, method, 1);
+  for (const p of args.stochastic) await runOne('stochastic', 3, 'cdni', p);
+
+  const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, device ${device.name} (${device.describe()}), ${native.threads()} threads`;
+  const errorOf = (depth: number, method: string) => runs.find((r) => r.experiment === 'depth' && r.depth === depth && r.method === method)?.testError;
+  const fmt = (v: number | undefined) => (v === undefined ? '–' : `${v.toFixed(2)}%`);
+  const md = [
+    '# MNIST FCN: test error of backprop, DNI and cDNI', '',
+    `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/dni_mnist.js ${process.argv.slice(2).join(' ')}\`.`, '',
+    `Iterations: **${args.iterations}** (the paper: 500,000), batch ${args.batchSize}, Adam lr ${args.lr} divided by 10 at 60% and 80%, seed ${args.seed}.`, '',
+    '| hidden layers | backprop | DNI | cDNI | DNI - backprop | cDNI - backprop |', '|---|---|---|---|---|---|',
+    ...args.depths.map((d) => {
+      const [bp, dni, cdni] = ['backprop', 'dni', 'cdni'].map((m) => errorOf(d, m));
+      const diff = (v: number | undefined) => (v === undefined || bp === undefined ? '–' : `${(v - bp) >= 0 ? '+' : ''}${(v - bp).toFixed(2)}`);
+      return `| ${d} | ${fmt(bp)} | ${fmt(dni)} | ${fmt(cdni)} | ${diff(dni)} | ${diff(cdni)} |`;
+    }),
+    '',
+    ...(args.stochastic.length ? ['## Stochastic updates (cDNI, 3 hidden layers)', '', '| update probability p | test error |', '|---|---|',
+      ...runs.filter((r) => r.experiment === 'stochastic').map((r) => `| ${r.pUpdate} | ${fmt(r.testError)} |`), ''] : []),
+    '## Time', '', '| experiment | hidden layers | method | p | ms/step | total s |', '|---|---|---|---|---|---|',
+    ...runs.map((r) => `| ${r.experiment} | ${r.depth} | ${r.method} | ${r.pUpdate} | ${r.msPerStep.toFixed(2)} | ${r.seconds.toFixed(0)} |`), '',
+  ].join('\n');
+  fs.writeFileSync(path.join(resultsDir, `${args.out}.md`), md);
+  fs.writeFileSync(path.join(resultsDir, `${args.out}.json`), JSON.stringify({ date: new Date().toISOString(), machine, args, runs }, null, 2) + '\n');
+  console.log(`\n${md}\nwrote bench/results/${args.out}.md and .json`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
