@@ -10,9 +10,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Adam, Arena, Backpropagation, Device, Random, SoftmaxCrossEntropy, Stream, Tensor, mlp, native } from '../ts';
+import { projectRoot as root, resultsDir as results } from './paths';
 
-const root = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
-const results = path.join(root, 'bench', 'results');
 const python = '/usr/bin/python3';
 const hidden = [256, 256, 256];
 const batch = 256;

@@ -13,8 +13,8 @@ import {
   Adam, Arena, Backpropagation, Device, Module, Random, SoftmaxCrossEntropy, Stream, Tensor, TrainingStrategy,
   decouple, mlp, native,
 } from '../ts';
+import { projectRoot as root } from './paths';
 
-const root = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
 const batch = 256;
 
 interface Row {

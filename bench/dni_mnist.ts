@@ -12,6 +12,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Adam, Device, Trainer, datasets, decouple, mlp, native, schedules } from '../ts';
 import type { Module } from '../ts';
+import { resultsDir } from './paths';
 
 interface Args {
   iterations: number;
@@ -59,7 +60,6 @@ async function main(): Promise<void> {
   const { train, test } = await datasets.mnist();
   const device = Device.best();
   const runs: Run[] = [];
-  const resultsDir = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../bench/results' : 'results');
   fs.mkdirSync(resultsDir, { recursive: true });
 
   const runOne = async (experiment: string, depth: number, method: string, pUpdate: number) => {

@@ -3,6 +3,7 @@
 // A tensor's memory is freed by dispose() (or, as a safety net, when it is garbage
 // collected). Work already enqueued on a stream keeps the memory alive, so disposing of a
 // tensor right after using it is always safe.
+import { describe } from './check';
 import { Device } from './device';
 import { native, DTypeName, NativeTensor } from './native';
 import { Stream } from './stream';
@@ -122,11 +123,4 @@ export class Arena {
     for (const t of this.tensors) t.dispose();
     this.tensors = [];
   }
-}
-
-export function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'object') return (v as object).constructor?.name ?? 'an object';
-  return `${typeof v} ${String(v)}`;
 }

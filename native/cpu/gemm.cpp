@@ -29,6 +29,7 @@
 //     wherever it falls, so results are bit-identical for any thread count or split.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -383,9 +384,9 @@ Grid chooseGrid(int64_t mTiles, int64_t nTiles, int mr, int nr, int64_t threads)
 template <int MR, int NR>
 void runGemm(const Problem& p, const Blocking& limits, MicroKernelFn kernel) {
   const Blocks blk = chooseBlocks<MR, NR>(p, limits);
-  const int64_t macs = p.M * p.N * p.K;
-  const int64_t threads =
-      std::min<int64_t>(sg::parallelism(), std::max<int64_t>(1, macs / kMinMacsPerThread));
+  const double macs = static_cast<double>(p.M) * static_cast<double>(p.N) * static_cast<double>(p.K);
+  const int64_t threads = static_cast<int64_t>(
+      std::min<double>(sg::parallelism(), std::max(1.0, std::floor(macs / kMinMacsPerThread))));
   if (threads <= 1) {
     gemmRect<MR, NR>(p, blk, kernel, 0, p.M, 0, p.N, nullptr, nullptr);
     return;

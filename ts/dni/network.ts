@@ -2,13 +2,14 @@
 //
 // The result is a Module (its forward is the plain network, for evaluation) that brings its
 // own training strategy (training.ts), so Trainer.fit/evaluate accept it like any model.
+import { describe } from '../check';
 import { Device } from '../device';
 import { Activation, Sequential } from '../nn/layers';
 import { Loss } from '../nn/losses';
 import { Forwarded, Module, Parameter, StepContext } from '../nn/module';
 import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
-import { Tensor, describe } from '../tensor';
+import { Tensor } from '../tensor';
 import { HasTrainingStrategy, TrainingStrategy } from '../train/trainer';
 import { Synthesizer, SynthesizerOptions } from './synthesizer';
 import { DecoupledTraining } from './training';

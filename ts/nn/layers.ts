@@ -1,5 +1,6 @@
 // Layers: Linear, BatchNorm1d and the activations. Each forward enqueues native ops on the
 // step's stream; each backward closure does the same for the gradients.
+import { positiveInt } from '../check';
 import { Device } from '../device';
 import { native, ActivationName } from '../native';
 import { Random } from '../random';
@@ -7,12 +8,6 @@ import { Tensor } from '../tensor';
 import { Backward, checkInput, Forwarded, Module, Parameter, StepContext } from './module';
 
 const ops = native.ops;
-
-function positiveInt(owner: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-    throw new RangeError(`${owner}: '${name}' must be a positive integer, got ${String(v)}`);
-  return v;
-}
 
 /**
  * y = x Wᵀ + b, with W [out, in] initialised like PyTorch: U(-1/√in, 1/√in), b too; or all

@@ -1,6 +1,7 @@
 // The trainer: seeded initialisation and shuffling, mini-batch training with callbacks, and
 // evaluation. It never blocks the event loop: each step is enqueued on the trainer's stream
 // and the host awaits the previous step's loss (a Promise) while the stream computes.
+import { describe, positiveInt } from '../check';
 import { Dataset } from '../data/dataset';
 import { Device } from '../device';
 import { Loss, LossName, lossFrom } from '../nn/losses';
@@ -8,7 +9,7 @@ import { Module, Parameter, StepContext } from '../nn/module';
 import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Stream } from '../stream';
-import { Arena, Tensor, describe } from '../tensor';
+import { Arena, Tensor } from '../tensor';
 
 export interface TrainerOptions {
   /** default: Device.best() */
@@ -130,12 +131,6 @@ export interface HasTrainingStrategy {
 
 function hasStrategy(m: unknown): m is HasTrainingStrategy {
   return typeof (m as HasTrainingStrategy).trainingStrategy === 'function';
-}
-
-function positiveInt(owner: string, name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-    throw new RangeError(`${owner}: '${name}' must be a positive integer, got ${String(v)}`);
-  return v;
 }
 
 export class Trainer {
