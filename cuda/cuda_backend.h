@@ -9,5 +9,8 @@ namespace sg::cuda {
 int deviceCount();
 // The backend of device `index` (created on first use). 0 <= index < deviceCount().
 Backend& backend(int index);
+// The TF32 tensor-core SGEMM switch (defined in gemm.cu; see gemm.cuh).
+void setGemmTf32(bool enabled);
+bool gemmTf32();
 
 }  // namespace sg::cuda

@@ -85,6 +85,11 @@ export interface NativeModule {
   defaultStream(device: DeviceName): NativeStream;
   /** Sets (when given) and returns the number of CPU threads ops may use. */
   threads(count?: number): number;
+  /**
+   * Opt-in TF32 tensor cores for CUDA GEMMs (about 10 mantissa bits per product; default off,
+   * exact fp32). Sets (when given) and returns the setting; enabling throws without CUDA.
+   */
+  gemmTf32(enabled?: boolean): boolean;
 }
 
 // The package root: the nearest folder above this file with a package.json (this file runs

@@ -47,6 +47,14 @@ Napi::Value threads(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// gemmTf32(enabled?): sets (when given) and returns whether CUDA GEMMs use TF32 tensor cores.
+Napi::Value gemmTf32(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (!info[0].IsUndefined()) setCudaGemmTf32(Args(info, "gemmTf32").boolean(0, "enabled"));
+    return Napi::Boolean::New(info.Env(), cudaGemmTf32());
+  });
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData(data);
@@ -66,6 +74,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceName", Napi::Function::New(env, deviceName, "deviceName"));
   exports.Set("defaultStream", Napi::Function::New(env, defaultStream, "defaultStream"));
   exports.Set("threads", Napi::Function::New(env, threads, "threads"));
+  exports.Set("gemmTf32", Napi::Function::New(env, gemmTf32, "gemmTf32"));
   return exports;
 }
 

@@ -25,6 +25,22 @@ int cudaDeviceCount() {
 #endif
 }
 
+void setCudaGemmTf32(bool enabled) {
+#ifdef SYNTHGRAD_WITH_CUDA
+  cuda::setGemmTf32(enabled);
+#else
+  if (enabled) throw rangeError("gemmTf32: this build of synthgrad has no CUDA backend");
+#endif
+}
+
+bool cudaGemmTf32() {
+#ifdef SYNTHGRAD_WITH_CUDA
+  return cuda::gemmTf32();
+#else
+  return false;
+#endif
+}
+
 Backend& backendFor(Device device) {
   if (device.kind == DeviceKind::Cpu) {
     if (device.index != 0) throw rangeError("device: there is one cpu device, index 0");

@@ -102,5 +102,9 @@ Backend& backendFor(Device device);
 int cudaDeviceCount();
 // Whether this build has the CUDA backend compiled in.
 bool builtWithCuda();
+// Opt-in TF32 tensor cores for CUDA GEMMs (default off: exact fp32). Throws ArgumentError when
+// enabling it in a build without CUDA.
+void setCudaGemmTf32(bool enabled);
+bool cudaGemmTf32();
 
 }  // namespace sg

@@ -1,0 +1,263 @@
+// GPU benchmark: one run on cuda:0, synthgrad against PyTorch on the same GPU.
+//   (a) a training step of the MNIST FCN with 6 hidden layers of 256 (BatchNorm + ReLU, batch
+//       256, Adam): backprop, cDNI and DNI, decoupled runs on one stream ('single') and on one
+//       stream per module ('per-module'); the host reads every step's loss, as a training loop
+//       that logs does (PyTorch: loss.item());
+//   (b) the same in PyTorch: bench/reference/torch_mlp.py (backprop) and
+//       bench/reference/torch_dni.py --time (DNI, cDNI; --streams per-module), with the
+//       machine's python3 (PYTHON=... overrides);
+//   (c) SGEMM GFLOP/s, square n x n x n: synthgrad's CUDA kernel (fp32; TF32 when the addon
+//       exposes it) against cuBLAS through PyTorch (bench/reference/torch_gemm.py, fp32 with
+//       TF32 off, and TF32 on for reference).
+// Prints the tables with ratios and writes bench/results/gpu.{json,md}. Exits 2 without a CUDA device.
+//
+//   npm run bench:gpu     (node dist/bench/gpu.js [--steps 300] [--warmup 30] [--sizes 256,...] [--skip-torch] [--skip-gemm])
+//   node dist/bench/gpu.js --device cpu --steps 5 --sizes 256   a dry run of the script without a GPU
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import {
+  Adam, Arena, Backpropagation, Device, Module, Random, SoftmaxCrossEntropy, Stream, Tensor, TrainingStrategy,
+  decouple, mlp, native,
+} from '../ts';
+import { cudaUnavailableReason } from './gpu_check';
+import { projectRoot as root, resultsDir } from './paths';
+
+const hidden = new Array(6).fill(256) as number[];
+const batch = 256;
+const python = process.env.PYTHON || 'python3';
+
+type Method = 'backprop' | 'cdni' | 'dni';
+type Streams = 'single' | 'per-module';
+
+interface StepRow {
+  method: Method;
+  streams: Streams;
+  steps: number;
+  msPerStep: number;
+  samplesPerSecond: number;
+  torchMsPerStep: number | null;
+  torchNote?: string;
+}
+
+async function stepTime(device: Device, method: Method, streams: Streams, steps: number, warmup: number): Promise<number> {
+  const rng = new Random(0);
+  const model = mlp(784, hidden, 10);
+  const loss = new SoftmaxCrossEntropy();
+  const optimizer = () => new Adam({ lr: 1e-4 });
+  let strategy: TrainingStrategy;
+  let net: Module = model;
+  if (method === 'backprop') {
+    model.initialize(device, rng);
+    strategy = new Backpropagation(model, loss, optimizer());
+  } else {
+    const d = decouple(model, { synthesizer: method === 'cdni' ? { conditioned: true } : { hidden: [1024, 1024] }, streams });
+    d.initialize(device, rng);
+    strategy = d.trainingStrategy({ loss, optimizer });
+    net = d;
+  }
+  const stream = new Stream(device);
+  const x = Tensor.fromArray(rng.uniformArray(batch * 784, 0, 1), [batch, 784], { device });
+  const y = Tensor.fromArray(Int32Array.from({ length: batch }, () => rng.int(10)), [batch], { device });
+  const step = async () => {
+    const arena = new Arena();
+    await strategy.step(x, y, { device, stream, training: true, arena }).read(stream); // the host sees each loss
+    arena.dispose();
+  };
+  for (let i = 0; i < warmup; i++) await step();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < steps; i++) await step();
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
+  strategy.dispose();
+  net.dispose();
+  x.dispose();
+  y.dispose();
+  return ms;
+}
+
+/** Runs a Python script and parses the last line of its stdout as JSON. */
+function runPython(script: string, args: string[], timeoutMs: number): { json?: Record<string, unknown>; error?: string } {
+  const file = path.join(root, 'bench/reference', script);
+  if (!fs.existsSync(file)) return { error: `${path.relative(root, file)} is absent` };
+  try {
+    const out = execFileSync(python, [file, ...args], {
+      encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, cwd: root, maxBuffer: 64 << 20,
+    });
+    const last = out.trim().split('\n').pop() ?? '';
+    return { json: JSON.parse(last) as Record<string, unknown> };
+  } catch (e) {
+    const err = e as Error & { stderr?: string; signal?: string; status?: number | null };
+    const tail = (err.stderr ?? '').trim().split('\n').slice(-1).join('').slice(0, 200);
+    const how = err.signal ? `killed by ${err.signal} (timeout ${timeoutMs / 1000} s?)`
+      : typeof err.status === 'number' ? `exit ${err.status}` : err.message.split('\n')[0].slice(0, 200);
+    return { error: `${script} ${how}${tail ? `: ${tail}` : ''}` };
+  }
+}
+
+function torchStep(method: Method, streams: Streams, steps: number, warmup: number): { ms: number | null; note?: string; info?: Record<string, unknown> } {
+  const common = ['--hidden', hidden.join(','), '--batch', String(batch), '--steps', String(steps), '--warmup', String(warmup), '--device', 'cuda'];
+  const r = method === 'backprop'
+    ? runPython('torch_mlp.py', common, 180000)
+    : runPython('torch_dni.py', ['--time', '--method', method, ...common, ...(streams === 'per-module' ? ['--streams', 'per-module'] : [])], 180000);
+  const ms = r.json?.ms_per_step;
+  if (typeof ms === 'number' && Number.isFinite(ms)) return { ms, info: r.json };
+  return { ms: null, note: r.error ?? 'no ms_per_step in its output' };
+}
+
+/** synthgrad's SGEMM on cuda:0: C = A B, n x n, timed on the host around a queue of products. */
+async function sgemmGflops(device: Device, n: number): Promise<{ n: number; ms: number; gflops: number; reps: number }> {
+  const rng = new Random(n);
+  const a = new native.Tensor([n, n], 'float32', device.name, rng.uniformArray(n * n, -1, 1));
+  const b = new native.Tensor([n, n], 'float32', device.name, rng.uniformArray(n * n, -1, 1));
+  const c = new native.Tensor([n, n], 'float32', device.name, 'zeros');
+  const s = new native.Stream(device.name);
+  try {
+    for (let i = 0; i < 3; i++) native.ops.gemm(s, a, b, c, false, false, 1, 0);
+    await s.synchronize();
+    let t0 = process.hrtime.bigint();
+    native.ops.gemm(s, a, b, c, false, false, 1, 0);
+    await s.synchronize();
+    const one = Math.max(Number(process.hrtime.bigint() - t0) / 1e6, 1e-3);
+    const reps = Math.round(Math.min(2000, Math.max(5, 200 / one)));
+    t0 = process.hrtime.bigint();
+    for (let i = 0; i < reps; i++) native.ops.gemm(s, a, b, c, false, false, 1, 0);
+    await s.synchronize();
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6 / reps;
+    return { n, ms, gflops: (2 * n ** 3) / (ms * 1e-3) / 1e9, reps };
+  } finally {
+    a.dispose();
+    b.dispose();
+    c.dispose();
+  }
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const opt = (name: string, dflt: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt);
+  const steps = Number(opt('--steps', '300'));
+  const warmup = Number(opt('--warmup', '30'));
+  const sizes = opt('--sizes', '256,512,1024,2048,4096,8192').split(',').map(Number);
+  // A dry run calls Python only when PYTHON names an interpreter (e.g. a stub that prints JSON).
+  const skipTorch = argv.includes('--skip-torch') || (opt('--device', 'cuda:0') !== 'cuda:0' && !process.env.PYTHON);
+  const skipGemm = argv.includes('--skip-gemm');
+  // --device cpu: a dry run of this script without a GPU (numbers meaningless, PyTorch on CUDA skipped).
+  const dryRun = opt('--device', 'cuda:0') !== 'cuda:0';
+  const why = dryRun ? null : cudaUnavailableReason();
+  if (why) {
+    console.error(`bench:gpu: no CUDA device: ${why}. Nothing was measured.`);
+    process.exit(2);
+  }
+  const device = dryRun ? Device.parse(opt('--device', 'cpu')) : Device.cuda(0);
+  const gpuName = dryRun ? `${device.name} (DRY RUN, not a GPU)` : device.describe();
+  const date = new Date().toISOString();
+  const command = ['node', 'dist/bench/gpu.js', ...argv].join(' ');
+  console.log(`synthgrad GPU benchmark on ${gpuName}; python: ${python}`);
+
+  // (a) + (b)
+  const configs: [Method, Streams][] = [['backprop', 'single'], ['cdni', 'single'], ['cdni', 'per-module'], ['dni', 'single'], ['dni', 'per-module']];
+  const rows: StepRow[] = [];
+  let torchVersion: string | undefined;
+  for (const [method, streams] of configs) {
+    const n = method === 'dni' ? Math.max(20, Math.round(steps / 2)) : steps;
+    const w = Math.min(warmup, n);
+    let ms = NaN;
+    try {
+      ms = await stepTime(device, method, streams, n, w);
+    } catch (e) {
+      console.error(`synthgrad ${method} ${streams} failed: ${(e as Error).message}`);
+    }
+    const t = skipTorch ? { ms: null, note: 'skipped' } : torchStep(method, streams, n, w);
+    if ('info' in t && t.info && typeof t.info.torch === 'string') torchVersion = t.info.torch;
+    const row: StepRow = { method, streams, steps: n, msPerStep: ms, samplesPerSecond: (1000 * batch) / ms, torchMsPerStep: t.ms };
+    if (t.note) row.torchNote = t.note;
+    rows.push(row);
+    console.log(`${method.padEnd(8)} ${streams.padEnd(10)} synthgrad ${ms.toFixed(3)} ms/step (${Math.round(row.samplesPerSecond)} samples/s)` +
+      (t.ms !== null ? `  PyTorch ${t.ms.toFixed(3)} ms  -> synthgrad ${(t.ms / ms).toFixed(2)}x` : `  PyTorch: ${t.note}`));
+  }
+
+  // (c)
+  const tf32Reachable = native.buildInfo().cuda;
+  const gemm: { n: number; ours: number; oursTf32?: number; cublas?: number; cublasTf32?: number }[] = [];
+  let gemmNote = '';
+  let torchGemmInfo: Record<string, unknown> | undefined;
+  if (!skipGemm) {
+    for (const n of sizes) {
+      try {
+        const r = await sgemmGflops(device, n);
+        const row: (typeof gemm)[number] = { n, ours: r.gflops };
+        if (tf32Reachable) {
+          native.gemmTf32(true);
+          try { row.oursTf32 = (await sgemmGflops(device, n)).gflops; } finally { native.gemmTf32(false); }
+        }
+        gemm.push(row);
+        console.log(`sgemm ${n}: synthgrad ${r.gflops.toFixed(0)} GFLOP/s (${r.ms.toFixed(3)} ms, ${r.reps} reps)`);
+      } catch (e) {
+        console.error(`synthgrad sgemm ${n} failed: ${(e as Error).message}`);
+        gemm.push({ n, ours: NaN });
+      }
+    }
+    if (!skipTorch) {
+      const r = runPython('torch_gemm.py', ['--sizes', sizes.join(',')], 300000);
+      if (r.json) {
+        torchGemmInfo = r.json;
+        const byN = (key: string) => new Map(((r.json![key] as { n: number; gflops: number }[] | undefined) ?? []).map((e) => [e.n, e.gflops]));
+        const f = byN('fp32'), t = byN('tf32');
+        for (const row of gemm) { row.cublas = f.get(row.n); row.cublasTf32 = t.get(row.n); }
+      } else gemmNote = r.error ?? '';
+    }
+  }
+
+  const torchLabel = torchVersion ? `PyTorch ${torchVersion}` : 'PyTorch';
+  const fix = (v: number | null | undefined, d = 3) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(d));
+  const ratio = (a: number | null | undefined, b: number | null | undefined) =>
+    (a && b && Number.isFinite(a) && Number.isFinite(b) ? `${(a / b).toFixed(2)}x` : '–');
+  const bp = rows[0].msPerStep;
+  const stepTable = [
+    `| method | streams | synthgrad ms/step | samples/s | vs synthgrad backprop | ${torchLabel} ms/step | synthgrad speed-up vs PyTorch |`,
+    '|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.method} | ${r.streams} | ${fix(r.msPerStep)} | ${Number.isFinite(r.samplesPerSecond) ? Math.round(r.samplesPerSecond) : '–'} | ` +
+      `${ratio(bp, r.msPerStep)} | ${r.torchMsPerStep !== null ? fix(r.torchMsPerStep) : `– (${r.torchNote})`} | ${ratio(r.torchMsPerStep, r.msPerStep)} |`),
+    '| any | CUDA graph capture | not implemented | | | | |',
+  ];
+  const gemmTable = gemm.length ? [
+    `| n | synthgrad fp32 GFLOP/s | cuBLAS fp32 GFLOP/s | synthgrad / cuBLAS (fp32) | synthgrad TF32 GFLOP/s | cuBLAS TF32 GFLOP/s | synthgrad / cuBLAS (TF32) |`,
+    '|---|---|---|---|---|---|---|',
+    ...gemm.map((g) => `| ${g.n} | ${fix(g.ours, 0)} | ${fix(g.cublas, 0)} | ${ratio(g.ours, g.cublas)} | ` +
+      `${tf32Reachable ? fix(g.oursTf32, 0) : 'not reachable'} | ${fix(g.cublasTf32, 0)} | ${ratio(g.oursTf32, g.cublasTf32)} |`),
+  ] : [];
+  console.log(`\n${stepTable.join('\n')}\n${gemmTable.length ? `\n${gemmTable.join('\n')}\n` : ''}`);
+
+  const report = {
+    date, device: gpuName, command,
+    machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, build: native.buildInfo(), python },
+    training_step: {
+      model: `784-${hidden.join('-')}-10 BatchNorm+ReLU, batch ${batch}, Adam; the host reads every step's loss; DNI synthesizers 1024-1024, cDNI linear + one-hot labels`,
+      rows, cuda_graph_capture: 'not implemented',
+    },
+    gemm: {
+      note: 'C = A B, square, float32; synthgrad timed on the host around a queue of products (enqueue cost included), cuBLAS with CUDA events; GFLOP/s = 2 n^3 / time',
+      synthgrad_tf32: tf32Reachable ? 'measured' : 'not built (no CUDA backend)',
+      rows: gemm, torch: torchGemmInfo ?? null, error: gemmNote || null,
+    },
+  };
+  fs.mkdirSync(resultsDir, { recursive: true });
+  fs.writeFileSync(path.join(resultsDir, 'gpu.json'), JSON.stringify(report, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
+  const md = [
+    '# GPU benchmark', '',
+    `${date}; **${gpuName}**; ${os.cpus().length} CPU cores, Node ${process.version}; ${torchLabel} with \`${python}\`; command: \`${command}\`.`, '',
+    `## Training step (${report.training_step.model})`, '',
+    ...stepTable, '',
+    `${steps} timed steps after ${warmup} warm-up (DNI: ${rows.find((r) => r.method === 'dni')?.steps} steps). 'per-module': one CUDA stream per module, with events between them; ` +
+      "'single': everything on the trainer's stream. PyTorch: bench/reference/torch_mlp.py (backprop) and torch_dni.py --time.", '',
+    ...(gemmTable.length ? ['## SGEMM (square, n x n x n)', '', ...gemmTable, '',
+      `${report.gemm.note}. synthgrad TF32: ${report.gemm.synthgrad_tf32}.${gemmNote ? ` cuBLAS: ${gemmNote}.` : ''}`, ''] : []),
+  ].join('\n');
+  fs.writeFileSync(path.join(resultsDir, 'gpu.md'), md);
+  console.log(`wrote ${path.relative(root, path.join(resultsDir, 'gpu.json'))} and gpu.md`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
