@@ -9,8 +9,9 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Arena, Backpropagation, Device, Random, SoftmaxCrossEntropy, Stream, Tensor, mlp, native } from '../ts';
+import { Device, native } from '../ts';
 import { projectRoot as root, resultsDir as results } from './paths';
+import { stepTime } from './step_time';
 
 const python = '/usr/bin/python3';
 const hidden = [256, 256, 256];
@@ -19,27 +20,8 @@ const steps = 300;
 const warmup = 30;
 
 async function synthgradStep(): Promise<{ msPerStep: number; samplesPerSecond: number }> {
-  const device = Device.cpu();
-  const rng = new Random(0);
-  const model = mlp(784, hidden, 10);
-  model.initialize(device, rng);
-  const strategy = new Backpropagation(model, new SoftmaxCrossEntropy(), new Adam({ lr: 1e-3 }));
-  const stream = new Stream(device);
-  const x = Tensor.fromArray(rng.uniformArray(batch * 784, 0, 1), [batch, 784], { device });
-  const y = Tensor.fromArray(Int32Array.from({ length: batch }, () => rng.int(10)), [batch], { device });
-  const step = async () => {
-    const arena = new Arena();
-    const loss = strategy.step(x, y, { device, stream, training: true, arena });
-    await loss.read(stream); // like PyTorch's loss.item(): the host sees every step's loss
-    arena.dispose();
-  };
-  for (let i = 0; i < warmup; i++) await step();
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < steps; i++) await step();
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  strategy.dispose();
-  model.dispose();
-  return { msPerStep: (1000 * seconds) / steps, samplesPerSecond: (batch * steps) / seconds };
+  const ms = await stepTime({ device: Device.cpu(), hidden, batch, method: 'backprop', streams: 'single', steps, warmup });
+  return { msPerStep: ms, samplesPerSecond: (1000 * batch) / ms };
 }
 
 function torchStep(threads: number): { ms_per_step: number; torch: string; threads: number } | undefined {

@@ -9,11 +9,9 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import {
-  Adam, Arena, Backpropagation, Device, Module, Random, SoftmaxCrossEntropy, Stream, Tensor, TrainingStrategy,
-  decouple, mlp, native,
-} from '../ts';
+import { Device, native } from '../ts';
 import { projectRoot as root } from './paths';
+import { Method, Streams, stepTime } from './step_time';
 
 const batch = 256;
 
@@ -26,38 +24,8 @@ interface Row {
   torchMsPerStep?: number;
 }
 
-async function time(depth: number, method: 'backprop' | 'dni' | 'cdni', streams: 'single' | 'per-module', steps: number): Promise<number> {
-  const device = Device.cpu();
-  const rng = new Random(0);
-  const model = mlp(784, new Array(depth).fill(256), 10);
-  const loss = new SoftmaxCrossEntropy();
-  const optimizer = () => new Adam({ lr: 1e-4 });
-  let strategy: TrainingStrategy;
-  let net: Module = model;
-  if (method === 'backprop') {
-    model.initialize(device, rng);
-    strategy = new Backpropagation(model, loss, optimizer());
-  } else {
-    const d = decouple(model, { synthesizer: method === 'cdni' ? { conditioned: true } : { hidden: [1024, 1024] }, streams });
-    d.initialize(device, rng);
-    strategy = d.trainingStrategy({ loss, optimizer });
-    net = d;
-  }
-  const stream = new Stream(device);
-  const x = Tensor.fromArray(rng.uniformArray(batch * 784, 0, 1), [batch, 784], { device });
-  const y = Tensor.fromArray(Int32Array.from({ length: batch }, () => rng.int(10)), [batch], { device });
-  const step = async () => {
-    const arena = new Arena();
-    await strategy.step(x, y, { device, stream, training: true, arena }).read(stream); // the host sees each loss
-    arena.dispose();
-  };
-  for (let i = 0; i < Math.min(20, steps); i++) await step();
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < steps; i++) await step();
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
-  strategy.dispose();
-  net.dispose();
-  return ms;
+function time(depth: number, method: Method, streams: Streams, steps: number): Promise<number> {
+  return stepTime({ device: Device.cpu(), hidden: new Array(depth).fill(256), batch, method, streams, steps, warmup: Math.min(20, steps) });
 }
 
 function torchTime(depth: number, method: string, steps: number): number | undefined {

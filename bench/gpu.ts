@@ -17,19 +17,15 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import {
-  Adam, Arena, Backpropagation, Device, Module, Random, SoftmaxCrossEntropy, Stream, Tensor, TrainingStrategy,
-  decouple, mlp, native,
-} from '../ts';
+import { Device, Random, native } from '../ts';
 import { cudaUnavailableReason } from './gpu_check';
 import { projectRoot as root, resultsDir } from './paths';
+import { Method, Streams, stepTime } from './step_time';
 
 const hidden = new Array(6).fill(256) as number[];
 const batch = 256;
 const python = process.env.PYTHON || 'python3';
 
-type Method = 'backprop' | 'cdni' | 'dni';
-type Streams = 'single' | 'per-module';
 
 interface StepRow {
   method: Method;
@@ -41,39 +37,8 @@ interface StepRow {
   torchNote?: string;
 }
 
-async function stepTime(device: Device, method: Method, streams: Streams, steps: number, warmup: number): Promise<number> {
-  const rng = new Random(0);
-  const model = mlp(784, hidden, 10);
-  const loss = new SoftmaxCrossEntropy();
-  const optimizer = () => new Adam({ lr: 1e-4 });
-  let strategy: TrainingStrategy;
-  let net: Module = model;
-  if (method === 'backprop') {
-    model.initialize(device, rng);
-    strategy = new Backpropagation(model, loss, optimizer());
-  } else {
-    const d = decouple(model, { synthesizer: method === 'cdni' ? { conditioned: true } : { hidden: [1024, 1024] }, streams });
-    d.initialize(device, rng);
-    strategy = d.trainingStrategy({ loss, optimizer });
-    net = d;
-  }
-  const stream = new Stream(device);
-  const x = Tensor.fromArray(rng.uniformArray(batch * 784, 0, 1), [batch, 784], { device });
-  const y = Tensor.fromArray(Int32Array.from({ length: batch }, () => rng.int(10)), [batch], { device });
-  const step = async () => {
-    const arena = new Arena();
-    await strategy.step(x, y, { device, stream, training: true, arena }).read(stream); // the host sees each loss
-    arena.dispose();
-  };
-  for (let i = 0; i < warmup; i++) await step();
-  const t0 = process.hrtime.bigint();
-  for (let i = 0; i < steps; i++) await step();
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6 / steps;
-  strategy.dispose();
-  net.dispose();
-  x.dispose();
-  y.dispose();
-  return ms;
+function stepTimeOn(device: Device, method: Method, streams: Streams, steps: number, warmup: number): Promise<number> {
+  return stepTime({ device, hidden, batch, method, streams, steps, warmup });
 }
 
 /** Runs a Python script and parses the last line of its stdout as JSON. */
@@ -163,7 +128,7 @@ async function main(): Promise<void> {
     const w = Math.min(warmup, n);
     let ms = NaN;
     try {
-      ms = await stepTime(device, method, streams, n, w);
+      ms = await stepTimeOn(device, method, streams, n, w);
     } catch (e) {
       console.error(`synthgrad ${method} ${streams} failed: ${(e as Error).message}`);
     }
