@@ -81,7 +81,8 @@ int checks = 0;
 void fail(const Case& c, const char* isa, const char* what) {
   ++failures;
   if (failures <= 30)
-    std::printf("FAIL [%s] tA=%d tB=%d M=%lld N=%lld K=%lld alpha=%g beta=%g pads=%lld/%lld/%lld: %s\n",
+    std::printf("FAIL [%s] tA=%d tB=%d M=%lld N=%lld K=%lld alpha=%g beta=%g "
+                "pads=%lld/%lld/%lld: %s\n",
                 isa, c.transA, c.transB, static_cast<long long>(c.M),
                 static_cast<long long>(c.N), static_cast<long long>(c.K), c.alpha, c.beta,
                 static_cast<long long>(c.padA), static_cast<long long>(c.padB),
@@ -234,10 +235,10 @@ void checkPath(const char* isa) {
       if (C[i] != 7.0f) { fail({}, isa, "M == 0 or N == 0 must not touch C"); break; }
   }
 
-  // 4. Same bits whatever the thread count. The shapes cover each way of splitting C:
-  //    split M sharing packed B, split N sharing packed A, and (operands past the sharing
-  //    budget) one rectangle per thread. The 2-thread run is also checked against the
-  //    reference.
+  // 4. Same bits whatever the thread count. The shapes cover both ways of splitting C: tiles
+  //    sharing packed operands (tiles shrunk along N, then M) and, for operands past the
+  //    sharing budget, one rectangle per thread. The 2-thread run is also checked against
+  //    the reference.
   const int threadsBefore = sg::parallelism();
   const Shape threadShapes[] = {{256, 256, 784}, {640, 700, 300}, {1000, 50, 600},
                                 {64, 1500, 200}, {300, 300, 15000}};
@@ -260,11 +261,14 @@ void checkPath(const char* isa) {
 
 }  // namespace
 
-int main() {
+// Usage: check_gemm [isa...]   (default: every path: avx512 avx2 generic)
+int main(int argc, char** argv) {
   std::printf("CPU path selected by default: %s, threads: %d\n", sg::cpu::sgemmIsa(),
               sg::parallelism());
+  std::vector<const char*> isas(argv + 1, argv + argc);
+  if (isas.empty()) isas = {"avx512", "avx2", "generic"};
   int paths = 0;
-  for (const char* isa : {"avx512", "avx2", "generic"}) {
+  for (const char* isa : isas) {
     if (!sg::cpu::gemm_detail::selectSgemmIsa(isa)) {
       std::printf("[%s] not available on this CPU/build, skipped\n", isa);
       continue;

@@ -2,13 +2,14 @@
 //
 // OpenBLAS is loaded with dlopen("libopenblas.so.0") so no -dev headers or link flags are
 // needed; both libraries run with the same number of threads (sg::parallelism(), or
-// --threads N). Each measurement is the best of several timed batches after a warm-up, and
-// the two results are compared so a broken kernel cannot post a good time.
+// --threads N). Each measurement is the best of several timed batches after a warm-up,
+// spread over a few rounds that alternate the two libraries, and the two results are
+// compared so a broken kernel cannot post a good time.
 //
 // Usage: gemm_vs_openblas [--threads N] [--json FILE]
-// Note: OpenBLAS picks its kernel from the CPU unless OPENBLAS_CORETYPE forces one; the
-// corename it used is printed and written to the JSON (run once with and once without the
-// variable to compare both).
+// OpenBLAS picks its kernel from the CPU unless OPENBLAS_CORETYPE forces one; the corename
+// it used is printed and written to the JSON (run once with and once without the variable
+// to compare both). SYNTHGRAD_SGEMM_ISA=avx2 (or generic) measures our lower paths.
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -129,20 +130,22 @@ Result measure(const OpenBlas& blas, const Shape& s) {
 
   // Enough calls per batch for ~20 ms, so timer noise and one-off stalls do not dominate.
   const double flop = 2.0 * s.M * s.N * s.K;
+  runOurs();
   const auto t0 = std::chrono::steady_clock::now();
   runOurs();
   const double once = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int perBatch = std::max(1, static_cast<int>(0.02 / std::max(once, 1e-7)));
-  const int batches = 7;
 
-  // Alternate the two so slow drifts (frequency, other load) hit both alike. OpenBLAS's
+  // Several short rounds alternating the two, so a slow spell (other processes on this
+  // shared machine, frequency changes) cannot spoil all samples of one library. OpenBLAS's
   // workers busy-wait for a while after each call, which would steal a core from our run
   // right after it; a pause lets them go to sleep first.
+  const int rounds = 4, batchesPerRound = 4;
   double oursSec = 1e30, blasSec = 1e30;
-  for (int round = 0; round < 2; ++round) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    oursSec = std::min(oursSec, bestSeconds(runOurs, perBatch, batches));
-    blasSec = std::min(blasSec, bestSeconds(runOpenBlas, perBatch, batches));
+  for (int round = 0; round < rounds; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    oursSec = std::min(oursSec, bestSeconds(runOurs, perBatch, batchesPerRound));
+    blasSec = std::min(blasSec, bestSeconds(runOpenBlas, perBatch, batchesPerRound));
   }
 
   // Both results must agree to float accuracy for a K-term sum of values in [-1, 1].

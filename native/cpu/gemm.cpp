@@ -18,11 +18,11 @@
 //     it. Inner loops walk NR-wide B micro-panels (KC x NR, reused from L1 by every A
 //     micro-panel of the block) and MR-high A micro-panels (the MC x KC block stays in the
 //     1 MiB L2 of Zen 4/5). Blocks are cut evenly (K = 784 is 4 x 196, not 3 x 256 + 16).
-//   - Threads (sg::parallelFor) split C, never K. Usually one dimension is cut into several
-//     tasks per thread (a helper that starts late, or a core busy with another stream, then
-//     just takes fewer) and the other operand is packed once for all tasks, block by block,
-//     by whichever task needs a block first. Only when that operand would exceed 16 MiB does
-//     each thread take one rectangle and pack its own copies (then negligible). Problems too
+//   - Threads (sg::parallelFor) split C, never K. Usually C is cut into several tiles per
+//     thread (a helper that starts late, or a core busy with another stream, then just takes
+//     fewer) and both operands are packed once for all tiles, block by block, by whichever
+//     task needs a block first. Only when an operand would exceed 8 MiB does each thread take
+//     one rectangle and pack its own copies (their cost is then negligible). Problems too
 //     small to amortise waking the pool run on the calling thread.
 //   - Determinism: every element of C is accumulated in the same order (KC slices fixed by
 //     K alone, k ascending inside a slice, the same FMA sequence in every kernel variant)
@@ -132,8 +132,8 @@ void packCopy(const float* src, int64_t ld, int64_t width, int64_t kc, float* ds
       std::memcpy(out + p * panelStride, row + p * P, sizeof(float) * P);
     if (tail) {
       float* last = out + fullPanels * panelStride;
-      const float* in = row + fullPanels * P;
-      for (int i = 0; i < P; ++i) last[i] = i < tail ? in[i] : 0.0f;
+      std::memcpy(last, row + fullPanels * P, sizeof(float) * tail);
+      std::fill(last + tail, last + P, 0.0f);
     }
   }
 }
@@ -241,46 +241,65 @@ Blocks chooseBlocks(const Problem& p, const Blocking& limits) {
   return b;
 }
 
-// The caller's buffer for an operand packed once and shared by all tasks of its call.
-thread_local PackBuffer tlsShared;
+// The caller's buffers for operands packed once and shared by all tasks of its call.
+thread_local PackBuffer tlsSharedA;
+thread_local PackBuffer tlsSharedB;
 
-// One operand packed once per call and read by every task: block i (an mc x kc block of
-// op(A) or a kc x nc block of op(B)) is packed by whichever task needs it first; a task that
-// finds it being packed waits (a few microseconds at most). Packing is a pure copy, so who
-// packs a block never changes the result.
+// One operand packed once per call and read by every task. Block i (an mc x kc block of
+// op(A) or a kc x nc block of op(B)) is packed when a task first needs it, in groups of a
+// few panels that tasks claim atomically: tasks arriving together pack one block together,
+// and one that arrives while the last groups are being packed waits microseconds. Packing
+// is a pure copy, so who packs what never changes the result.
 class SharedPanels {
  public:
-  SharedPanels(int64_t blockCount, int64_t blockFloats)
+  // blockCount blocks of at most blockFloats floats (stored in `buffer`), each at most
+  // maxWidth rows of op(A) (or columns of op(B)) cut into panels panelWidth (MR or NR) wide.
+  SharedPanels(PackBuffer& buffer, int64_t blockCount, int64_t blockFloats, int64_t maxWidth,
+               int panelWidth)
       : blockFloats_(blockFloats),
-        storage_(tlsShared.get(blockCount * blockFloats)),
-        state_(new std::atomic<int>[static_cast<size_t>(blockCount)]) {
-    for (int64_t i = 0; i < blockCount; ++i) state_[i].store(kEmpty, std::memory_order_relaxed);
+        groupWidth_(int64_t{kPanelsPerGroup} * panelWidth),
+        groupsPerBlock_(ceilDiv(maxWidth, groupWidth_)),
+        storage_(buffer.get(blockCount * blockFloats)),
+        blockReady_(new std::atomic<bool>[static_cast<size_t>(blockCount)]),
+        groupState_(new std::atomic<int>[static_cast<size_t>(blockCount * groupsPerBlock_)]) {
+    for (int64_t i = 0; i < blockCount; ++i) blockReady_[i].store(false, std::memory_order_relaxed);
+    for (int64_t i = 0; i < blockCount * groupsPerBlock_; ++i)
+      groupState_[i].store(kEmpty, std::memory_order_relaxed);
   }
 
-  // The packed block `index`; pack(dst) fills it if no task has yet.
+  // Packed block `index` of `width` rows/columns and depth kc. pack(first, count, dst)
+  // packs rows/columns [first, first + count) of the block into dst.
   template <class PackFn>
-  const float* block(int64_t index, PackFn&& pack) {
-    float* dst = storage_ + index * blockFloats_;
-    std::atomic<int>& state = state_[index];
-    if (state.load(std::memory_order_acquire) == kReady) return dst;
-    int expected = kEmpty;
-    if (state.compare_exchange_strong(expected, kPacking, std::memory_order_acq_rel)) {
-      pack(dst);
-      state.store(kReady, std::memory_order_release);
-      return dst;
+  const float* block(int64_t index, int64_t width, int64_t kc, PackFn&& pack) {
+    float* base = storage_ + index * blockFloats_;
+    if (blockReady_[index].load(std::memory_order_acquire)) return base;
+    const int64_t groups = ceilDiv(width, groupWidth_);
+    std::atomic<int>* state = &groupState_[index * groupsPerBlock_];
+    for (int64_t g = 0; g < groups; ++g) {
+      int expected = kEmpty;
+      if (state[g].load(std::memory_order_relaxed) != kEmpty ||
+          !state[g].compare_exchange_strong(expected, kPacking, std::memory_order_acq_rel))
+        continue;
+      const int64_t first = g * groupWidth_;
+      pack(first, std::min(groupWidth_, width - first), base + first * kc);
+      state[g].store(kReady, std::memory_order_release);
     }
-    for (int spins = 0; state.load(std::memory_order_acquire) != kReady; ++spins) {
-      if (spins < 4096) {
-        cpuRelax();
-      } else {
-        std::this_thread::yield();  // the packer was descheduled: do not burn its core
+    for (int64_t g = 0; g < groups; ++g) {
+      for (int spins = 0; state[g].load(std::memory_order_acquire) != kReady; ++spins) {
+        if (spins < 4096) {
+          cpuRelax();
+        } else {
+          std::this_thread::yield();  // the packer was descheduled: do not burn its core
+        }
       }
     }
-    return dst;
+    blockReady_[index].store(true, std::memory_order_release);
+    return base;
   }
 
  private:
   enum : int { kEmpty, kPacking, kReady };
+  static constexpr int kPanelsPerGroup = 4;
 
   static void cpuRelax() {
 #if SG_GEMM_HAVE_SSE2
@@ -289,8 +308,11 @@ class SharedPanels {
   }
 
   int64_t blockFloats_;
+  int64_t groupWidth_;
+  int64_t groupsPerBlock_;
   float* storage_;
-  std::unique_ptr<std::atomic<int>[]> state_;
+  std::unique_ptr<std::atomic<bool>[]> blockReady_;
+  std::unique_ptr<std::atomic<int>[]> groupState_;
 };
 
 // C[m0:m1, n0:n1] on the calling thread, all of K. Each operand comes either from a shared
@@ -309,22 +331,26 @@ void gemmRect(const Problem& p, const Blocks& blk, MicroKernelFn kernel, int64_t
       const int64_t kc = std::min(blk.kc, p.K - pc);
       // Later K slices add onto what the earlier ones stored.
       const float beta = slice == 0 ? p.beta : 1.0f;
-      const auto fillB = [&](float* dst) { packB<NR>(p.b, pc, kc, jc, nc, dst); };
+      const auto fillB = [&](int64_t first, int64_t count, float* dst) {
+        packB<NR>(p.b, pc, kc, jc + first, count, dst);
+      };
       const float* packedB;
       if (sharedB) {
-        packedB = sharedB->block(jc / blk.nc * blk.kSlices + slice, fillB);
+        packedB = sharedB->block(jc / blk.nc * blk.kSlices + slice, nc, kc, fillB);
       } else {
-        fillB(ownB);
+        fillB(0, nc, ownB);
         packedB = ownB;
       }
       for (int64_t ic = m0; ic < m1; ic += blk.mc) {
         const int64_t mc = std::min(blk.mc, m1 - ic);
-        const auto fillA = [&](float* dst) { packA<MR>(p.a, ic, mc, pc, kc, dst); };
+        const auto fillA = [&](int64_t first, int64_t count, float* dst) {
+          packA<MR>(p.a, ic + first, count, pc, kc, dst);
+        };
         const float* packedA;
         if (sharedA) {
-          packedA = sharedA->block(ic / blk.mc * blk.kSlices + slice, fillA);
+          packedA = sharedA->block(ic / blk.mc * blk.kSlices + slice, mc, kc, fillA);
         } else {
-          fillA(ownA);
+          fillA(0, mc, ownA);
           packedA = ownA;
         }
         for (int64_t jr = 0; jr < nc; jr += NR) {
@@ -341,19 +367,20 @@ void gemmRect(const Problem& p, const Blocks& blk, MicroKernelFn kernel, int64_t
   }
 }
 
-// Below this many multiply-adds per thread, waking a helper costs more than it saves. On
-// the 2-core Zen 5 VMs we run on, a sleeping pool worker takes ~35 us to start, while one
-// core does 8M multiply-adds in ~65 us: 256 x 128 x 256 is faster on one thread,
-// 256 x 256 x 256 on two.
-constexpr int64_t kMinMacsPerThread = int64_t{1} << 23;
+// Below this many multiply-adds per thread, waking a helper costs more than it saves: on
+// the 2-core Zen 5 VMs we run on, a sleeping pool worker takes tens of microseconds to
+// start, while one core does 4M multiply-adds in ~35 us. Measured: 256 x 64 x 256 and
+// 128 x 128 x 256 gain nothing from a second thread, 256 x 128 x 256 gains ~40%.
+constexpr int64_t kMinMacsPerThread = int64_t{1} << 22;
 
-// Tasks per thread when one dimension is split: a helper thread that starts late, or a core
-// busy with another stream, then just takes fewer tasks instead of finishing last.
+// Tasks per thread: a helper that starts late, or a core busy with another stream, then
+// just takes fewer tasks instead of finishing last.
 constexpr int64_t kTasksPerThread = 8;
 
-// Largest operand packed once and shared (16 MiB); beyond it the product is so large that
-// each thread packing its own copies costs well under 1%.
-constexpr int64_t kSharedBudgetFloats = int64_t{1} << 22;
+// Largest operand packed once and shared (8 MiB). Beyond it, shared blocks drop out of the
+// caches before every task has used them, and packing privately (hot in the thread's own
+// L2) measured as fast or faster; the repeated packing then costs under 1%.
+constexpr int64_t kSharedBudgetFloats = int64_t{1} << 21;
 
 // Rectangles gridRows x gridCols == threads, each a whole number of tiles, for products too
 // large to share a packed operand. The slowest rectangle sets the time: its multiply
@@ -384,7 +411,7 @@ Grid chooseGrid(int64_t mTiles, int64_t nTiles, int mr, int nr, int64_t threads)
 template <int MR, int NR>
 void runGemm(const Problem& p, const Blocking& limits, MicroKernelFn kernel) {
   const Blocks blk = chooseBlocks<MR, NR>(p, limits);
-  const double macs = static_cast<double>(p.M) * static_cast<double>(p.N) * static_cast<double>(p.K);
+  const double macs = static_cast<double>(p.M) * p.N * p.K;  // double: no overflow
   const int64_t threads = static_cast<int64_t>(
       std::min<double>(sg::parallelism(), std::max(1.0, std::floor(macs / kMinMacsPerThread))));
   if (threads <= 1) {
@@ -392,40 +419,45 @@ void runGemm(const Problem& p, const Blocking& limits, MicroKernelFn kernel) {
     return;
   }
 
-  // Preferred: split one dimension into tasks and pack the other operand once for all of
-  // them (no packing is repeated). Share the smaller operand if it fits the budget.
-  const int64_t mTiles = ceilDiv(p.M, MR), nTiles = ceilDiv(p.N, NR);
-  const int64_t mBlocks = ceilDiv(p.M, blk.mc), nBlocks = ceilDiv(p.N, blk.nc);
-  const int64_t sharedAFloats = mBlocks * blk.kSlices * blk.mc * blk.kc;
-  const int64_t sharedBFloats = nBlocks * blk.kSlices * blk.kc * blk.nc;
-  const bool canSplitM = mTiles >= threads && sharedBFloats <= kSharedBudgetFloats;
-  const bool canSplitN = nTiles >= threads && sharedAFloats <= kSharedBudgetFloats;
-  if (canSplitM && (!canSplitN || sharedBFloats <= sharedAFloats)) {
-    SharedPanels sharedB(nBlocks * blk.kSlices, blk.kc * blk.nc);
-    const int64_t tasks = std::min(mTiles, threads * kTasksPerThread);
-    sg::parallelFor(tasks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t m0 = std::min(p.M, mTiles * t / tasks * MR);
-        const int64_t m1 = std::min(p.M, mTiles * (t + 1) / tasks * MR);
-        if (m0 < m1) gemmRect<MR, NR>(p, blk, kernel, m0, m1, 0, p.N, nullptr, &sharedB);
-      }
-    });
-    return;
+  // Preferred: tasks are mc x nc tiles of C, both operands packed once and shared. The
+  // tiles are shrunk (N first, keeping the A blocks tall so each B micro-panel is reused
+  // from L1 many times) until there are a few tasks per thread, but not below a size where
+  // the kernel's data reuse would suffer.
+  const int64_t wantedTasks = threads * kTasksPerThread;
+  Blocks tiles = blk;
+  for (;;) {
+    const int64_t tasks = ceilDiv(p.M, tiles.mc) * ceilDiv(p.N, tiles.nc);
+    if (tasks >= wantedTasks) break;
+    if (tiles.nc >= 4 * NR) {
+      tiles.nc = evenBlock(p.N, tiles.nc / 2, NR);
+    } else if (tiles.mc >= 8 * MR) {
+      tiles.mc = evenBlock(p.M, tiles.mc / 2, MR);
+    } else {
+      break;
+    }
   }
-  if (canSplitN) {
-    SharedPanels sharedA(mBlocks * blk.kSlices, blk.mc * blk.kc);
-    const int64_t tasks = std::min(nTiles, threads * kTasksPerThread);
-    sg::parallelFor(tasks, 1, [&](int64_t begin, int64_t end) {
+  const int64_t rowBlocks = ceilDiv(p.M, tiles.mc), colBlocks = ceilDiv(p.N, tiles.nc);
+  const int64_t sharedAFloats = rowBlocks * tiles.kSlices * tiles.mc * tiles.kc;
+  const int64_t sharedBFloats = colBlocks * tiles.kSlices * tiles.kc * tiles.nc;
+  if (sharedAFloats <= kSharedBudgetFloats && sharedBFloats <= kSharedBudgetFloats) {
+    SharedPanels sharedA(tlsSharedA, rowBlocks * tiles.kSlices, tiles.mc * tiles.kc, tiles.mc,
+                         MR);
+    SharedPanels sharedB(tlsSharedB, colBlocks * tiles.kSlices, tiles.kc * tiles.nc, tiles.nc,
+                         NR);
+    // Row-major task order: consecutive tasks share an A block, so threads starting
+    // together pack it together.
+    sg::parallelFor(rowBlocks * colBlocks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
-        const int64_t n0 = std::min(p.N, nTiles * t / tasks * NR);
-        const int64_t n1 = std::min(p.N, nTiles * (t + 1) / tasks * NR);
-        if (n0 < n1) gemmRect<MR, NR>(p, blk, kernel, 0, p.M, n0, n1, &sharedA, nullptr);
+        const int64_t m0 = t / colBlocks * tiles.mc, n0 = t % colBlocks * tiles.nc;
+        gemmRect<MR, NR>(p, tiles, kernel, m0, std::min(p.M, m0 + tiles.mc), n0,
+                         std::min(p.N, n0 + tiles.nc), &sharedA, &sharedB);
       }
     });
     return;
   }
 
   // Large products: one rectangle per thread, each packing its own operands.
+  const int64_t mTiles = ceilDiv(p.M, MR), nTiles = ceilDiv(p.N, NR);
   const Grid grid = chooseGrid(mTiles, nTiles, MR, NR, threads);
   sg::parallelFor(grid.rows * grid.cols, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
@@ -445,20 +477,6 @@ struct Path {
   Blocking limits;
   void (*run)(const Problem&, const Blocking&, MicroKernelFn);
 };
-
-// Block limits: KC x NR of B (one micro-panel) within about half of a 48 KiB L1d, MC x KC of
-// A within about half of a 1 MiB L2, NC x KC of B a few MiB of L3 (shared).
-Path avx512Path() {
-  return {avx512MicroKernel(), {16 * kAvx512Tile.mr, 256, 2048},
-          runGemm<kAvx512Tile.mr, kAvx512Tile.nr>};
-}
-Path avx2Path() {
-  return {avx2MicroKernel(), {24 * kAvx2Tile.mr, 256, 2048}, runGemm<kAvx2Tile.mr, kAvx2Tile.nr>};
-}
-Path genericPath() {
-  return {&kGenericKernel, {32 * kGenericTile.mr, 256, 1024},
-          runGemm<kGenericTile.mr, kGenericTile.nr>};
-}
 
 bool cpuHasAvx512() {
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
@@ -481,40 +499,38 @@ bool cpuHasAvx2() {
 #endif
 }
 
-// The path for `isa` if this build and CPU can run it.
-bool pathFor(const char* isa, Path* out) {
-  if (std::strcmp(isa, "avx512") == 0) {
-    if (!cpuHasAvx512() || !avx512MicroKernel()) return false;
-    *out = avx512Path();
-  } else if (std::strcmp(isa, "avx2") == 0) {
-    if (!cpuHasAvx2() || !avx2MicroKernel()) return false;
-    *out = avx2Path();
-  } else if (std::strcmp(isa, "generic") == 0) {
-    *out = genericPath();
-  } else {
-    return false;
-  }
-  return true;
+// The path for `isa` if this build and CPU can run it, else nullptr. Block limits (AVX-512,
+// measured on Zen 5): a KC x NR micro-panel of B (32 KiB) is reused from the 48 KiB L1d, an
+// MC x KC block of A (224 KiB) from the 1 MiB L2, a KC x NC block of B (2 MiB) from L3.
+// Larger KC or MC measured no faster; smaller KC pays more C updates per multiply.
+const Path* pathFor(const char* isa) {
+  static const Path avx512{avx512MicroKernel(),
+                           {16 * kAvx512Tile.mr, 256, 2048},
+                           runGemm<kAvx512Tile.mr, kAvx512Tile.nr>};
+  static const Path avx2{avx2MicroKernel(),
+                         {24 * kAvx2Tile.mr, 256, 2048},
+                         runGemm<kAvx2Tile.mr, kAvx2Tile.nr>};
+  static const Path generic{&kGenericKernel,
+                            {32 * kGenericTile.mr, 256, 1024},
+                            runGemm<kGenericTile.mr, kGenericTile.nr>};
+  if (std::strcmp(isa, "avx512") == 0) return avx512.kernel && cpuHasAvx512() ? &avx512 : nullptr;
+  if (std::strcmp(isa, "avx2") == 0) return avx2.kernel && cpuHasAvx2() ? &avx2 : nullptr;
+  if (std::strcmp(isa, "generic") == 0) return &generic;
+  return nullptr;
 }
 
-// The selected path. Paths are immutable once built, so a plain pointer swap is enough for
-// selectSgemmIsa; every Path object lives for the whole process.
+// The selected path; Path objects are immutable statics, so swapping the pointer is enough
+// for selectSgemmIsa.
 std::atomic<const Path*> activePathPtr{nullptr};
-
-const Path* makePath(const char* isa) {
-  Path path;
-  if (!pathFor(isa, &path)) return nullptr;
-  return new Path(path);  // intentionally never freed: a handful of bytes per selection
-}
 
 const Path& activePath() {
   const Path* path = activePathPtr.load(std::memory_order_acquire);
   if (path) return *path;
   static const Path* const detected = [] {
     const Path* chosen = nullptr;
-    if (const char* env = std::getenv("SYNTHGRAD_SGEMM_ISA")) chosen = makePath(env);
+    if (const char* env = std::getenv("SYNTHGRAD_SGEMM_ISA")) chosen = pathFor(env);
     for (const char* isa : {"avx512", "avx2", "generic"})
-      if (!chosen) chosen = makePath(isa);
+      if (!chosen) chosen = pathFor(isa);
     return chosen;
   }();
   const Path* expected = nullptr;
@@ -538,7 +554,7 @@ void scaleC(float* c, int64_t ldc, int64_t M, int64_t N, float beta) {
 }  // namespace
 
 bool selectSgemmIsa(const char* isa) {
-  const Path* path = isa ? makePath(isa) : nullptr;
+  const Path* path = isa ? pathFor(isa) : nullptr;
   if (!path) return false;
   activePath();  // run detection first so it cannot overwrite this choice later
   activePathPtr.store(path, std::memory_order_release);

@@ -11,7 +11,6 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 
-#include <array>
 #include <utility>
 
 namespace sg::cpu::gemm_detail {
@@ -91,21 +90,22 @@ void tileKernel(int64_t kc, const float* __restrict packedA, const float* __rest
 using TileKernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, float,
                               float);
 
-// kTileKernels[rows - 1][vectors - 1]
-template <int Rows, int... V>
-constexpr std::array<TileKernelFn, kVectors> rowOfKernels(std::integer_sequence<int, V...>) {
-  return {tileKernel<Rows, V + 1>...};
-}
-template <int... R>
-constexpr std::array<std::array<TileKernelFn, kVectors>, kRows> tableOfKernels(
-    std::integer_sequence<int, R...>) {
-  return {rowOfKernels<R + 1>(std::make_integer_sequence<int, kVectors>())...};
-}
-constexpr auto kTileKernels = tableOfKernels(std::make_integer_sequence<int, kRows>());
+// Every variant, indexed [(rows - 1) * kVectors + vectors - 1]. Plain arrays and internal
+// linkage only: no inline function with external linkage may be emitted from this file, or
+// the linker could pick this ISA's copy for the rest of the library.
+template <class Sequence>
+struct TileKernelTable;
+template <int... I>
+struct TileKernelTable<std::integer_sequence<int, I...>> {
+  static constexpr TileKernelFn kernels[] = {&tileKernel<I / kVectors + 1, I % kVectors + 1>...};
+};
+using TileKernels = TileKernelTable<std::make_integer_sequence<int, kRows * kVectors>>;
 
 void microKernel(int64_t kc, const float* packedA, const float* packedB, float* c, int64_t ldc,
                  int rows, int cols, float alpha, float beta) {
-  kTileKernels[rows - 1][(cols + 7) / 8 - 1](kc, packedA, packedB, c, ldc, cols, alpha, beta);
+  const int vectors = (cols + 7) / 8;
+  const TileKernelFn variant = TileKernels::kernels[(rows - 1) * kVectors + vectors - 1];
+  variant(kc, packedA, packedB, c, ldc, cols, alpha, beta);
 }
 
 constexpr MicroKernel kKernel{"avx2", kAvx2Tile, microKernel};

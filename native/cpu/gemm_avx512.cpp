@@ -4,16 +4,16 @@
 //
 // Tile: 14 rows x 32 columns of C held in 28 zmm accumulators. Per k it loads two 16-float
 // vectors of the packed B row, broadcasts each of the 14 packed A values and issues 28
-// independent FMAs; with 2 B registers and 1-2 broadcast temporaries that uses the 32 zmm
+// independent FMAs; with 2 B registers and a broadcast temporary that fits the 32 zmm
 // registers without spilling. 28 independent chains cover the FMA latency (4 cycles) times
-// the two FMA pipes of Zen 4/5 and Intel server cores with room to spare, and 16 loads per
-// 28 FMAs stays well below the load ports' throughput.
+// the two 512-bit FMA pipes of Zen 4/5 with room to spare, and 16 loads per 28 FMAs stay
+// well below the load ports' throughput. On Zen 5, 12x32, 8x48, 9x48, 6x64 and 4x64 tiles
+// measured the same or slower (wider tiles also waste more on N = 10 or 784).
 #include "gemm_kernels.h"
 
 #if defined(__AVX512F__) && defined(__FMA__)
 #include <immintrin.h>
 
-#include <array>
 #include <utility>
 
 namespace sg::cpu::gemm_detail {
@@ -97,21 +97,22 @@ void tileKernel(int64_t kc, const float* __restrict packedA, const float* __rest
 using TileKernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, float,
                               float);
 
-// kTileKernels[rows - 1][vectors - 1]
-template <int Rows, int... V>
-constexpr std::array<TileKernelFn, kVectors> rowOfKernels(std::integer_sequence<int, V...>) {
-  return {tileKernel<Rows, V + 1>...};
-}
-template <int... R>
-constexpr std::array<std::array<TileKernelFn, kVectors>, kRows> tableOfKernels(
-    std::integer_sequence<int, R...>) {
-  return {rowOfKernels<R + 1>(std::make_integer_sequence<int, kVectors>())...};
-}
-constexpr auto kTileKernels = tableOfKernels(std::make_integer_sequence<int, kRows>());
+// Every variant, indexed [(rows - 1) * kVectors + vectors - 1]. Plain arrays and internal
+// linkage only: no inline function with external linkage may be emitted from this file, or
+// the linker could pick this ISA's copy for the rest of the library.
+template <class Sequence>
+struct TileKernelTable;
+template <int... I>
+struct TileKernelTable<std::integer_sequence<int, I...>> {
+  static constexpr TileKernelFn kernels[] = {&tileKernel<I / kVectors + 1, I % kVectors + 1>...};
+};
+using TileKernels = TileKernelTable<std::make_integer_sequence<int, kRows * kVectors>>;
 
 void microKernel(int64_t kc, const float* packedA, const float* packedB, float* c, int64_t ldc,
                  int rows, int cols, float alpha, float beta) {
-  kTileKernels[rows - 1][(cols + 15) / 16 - 1](kc, packedA, packedB, c, ldc, cols, alpha, beta);
+  const int vectors = (cols + 15) / 16;
+  const TileKernelFn variant = TileKernels::kernels[(rows - 1) * kVectors + vectors - 1];
+  variant(kc, packedA, packedB, c, ldc, cols, alpha, beta);
 }
 
 constexpr MicroKernel kKernel{"avx512", kAvx512Tile, microKernel};

@@ -12,11 +12,11 @@ namespace sg::cpu::gemm_detail {
 //   acc[r][c] = sum_{k < kc} packedA[k * MR + r] * packedB[k * NR + c]
 //   C[r][c]   = alpha * acc[r][c] + beta * C[r][c]   for r < rows, c < cols
 // beta == 0 stores alpha * acc without reading C (old NaNs vanish). packedA/packedB are
-// 64-byte aligned and zero-padded past the matrix edge, so the kernel always runs the full
-// tile and only masks the final read/write of C to rows x cols (1 <= rows <= MR,
-// 1 <= cols <= NR). Every element of C is summed in the same order (k ascending, one fused
-// multiply-add per k) whatever its position in the tile, which keeps results independent of
-// how the driver splits C among threads.
+// 64-byte aligned and zero-padded past the matrix edge. Edge tiles (1 <= rows <= MR,
+// 1 <= cols <= NR) may be computed by a smaller variant, and C is only read/written inside
+// rows x cols. Every element of C gets the same sequence of operations (k ascending, one
+// fused multiply-add per k, then the alpha/beta update) whatever its position in the tile,
+// which keeps results independent of how the driver splits C among threads.
 using MicroKernelFn = void (*)(int64_t kc, const float* packedA, const float* packedB, float* c,
                                int64_t ldc, int rows, int cols, float alpha, float beta);
 
