@@ -140,7 +140,6 @@ export class Trainer {
   private readonly rng: Random;
   /** how each step is carried out (backprop, or a decoupled network's schedule) */
   readonly strategy: TrainingStrategy;
-  private steps = 0;
 
   constructor(readonly model: Module, options: TrainerOptions) {
     if (!(model instanceof Module)) throw new TypeError(`Trainer: 'model' must be a Module, got ${describe(model)}`);
@@ -241,7 +240,6 @@ export class Trainer {
             throw e;
           }
           step++;
-          this.steps++;
           samples += end - start;
           inFlight.push({ loss, arena, step, epoch, lr });
           while (inFlight.length > maxInFlight) await settle();
