@@ -129,3 +129,16 @@ describe('the TypeScript API', () => {
     trainer.dispose();
   });
 });
+
+describe('a trainer used twice at once', () => {
+  test('a second fit during fit is refused; evaluate is allowed; the first fit finishes', async () => {
+    const data = new Dataset('tiny', new Float32Array(64 * 4).fill(0.25), new Int32Array(64), 4, 3);
+    const trainer = new Trainer(mlp(4, [5], 3), { device: cpu, optimizer: new Adam({ lr: 1e-3 }) });
+    const first = trainer.fit(data, { steps: 20, batchSize: 8 });
+    await expect(trainer.fit(data, { steps: 1 })).rejects.toThrow(/fit: this trainer is already running fit\(\)/);
+    expect((await trainer.evaluate(data)).count).toBe(64);
+    expect((await first).steps).toBe(20);
+    expect((await trainer.evaluate(data)).count).toBe(64);
+    trainer.dispose();
+  });
+});

@@ -140,6 +140,7 @@ export class Trainer {
   private readonly rng: Random;
   /** how each step is carried out (backprop, or a decoupled network's schedule) */
   readonly strategy: TrainingStrategy;
+  private busy = false;
 
   constructor(readonly model: Module, options: TrainerOptions) {
     if (!(model instanceof Module)) throw new TypeError(`Trainer: 'model' must be a Module, got ${describe(model)}`);
@@ -167,6 +168,17 @@ export class Trainer {
 
   /** Trains on `data`; resolves when done, rejects on a bad argument or a non-finite loss. */
   async fit(data: Dataset, options: FitOptions): Promise<FitResult> {
+    // Two interleaved fits would update the same weights from two step sequences.
+    if (this.busy) throw new Error('fit: this trainer is already running fit(); await it first');
+    this.busy = true;
+    try {
+      return await this.fitUnguarded(data, options);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async fitUnguarded(data: Dataset, options: FitOptions): Promise<FitResult> {
     if (!(data instanceof Dataset)) throw new TypeError(`fit: 'data' must be a Dataset, got ${describe(data)}`);
     if (!options || typeof options !== 'object') throw new TypeError('fit: expects options { epochs or steps, ... }');
     const batchSize = positiveInt('fit', 'batchSize', options.batchSize ?? 256);
@@ -264,6 +276,8 @@ export class Trainer {
   }
 
   /** Mean loss and accuracy of the model (inference mode) on `data`. */
+  // Safe during fit (e.g. from a callback): it runs on the trainer's stream, which waits for
+  // every step enqueued so far.
   async evaluate(data: Dataset, options: { batchSize?: number } = {}): Promise<Evaluation> {
     if (!(data instanceof Dataset)) throw new TypeError(`evaluate: 'data' must be a Dataset, got ${describe(data)}`);
     const batchSize = positiveInt('evaluate', 'batchSize', options.batchSize ?? 1000);
