@@ -57,54 +57,10 @@ __device__ __forceinline__ float4 loadRun4(const float* __restrict__ p, int star
   return v;
 }
 
-// Global -> registers for the A tile (rows m0.., columns k0.. of op(A)).
-template <int BM, int BK, bool TA, int LA>
-__device__ __forceinline__ void loadTileA(float4 (&ra)[LA], const float* __restrict__ A,
-                                          int64_t lda, int M, int K, int m0, int k0, bool vec) {
-  constexpr int SA = BM * BK / 4;
-#pragma unroll
-  for (int i = 0; i < LA; ++i) {
-    const int s = threadIdx.x + i * kThreads;
-    ra[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (s < SA) {
-      if (!TA) {  // A is [M, K]: runs along k within row m
-        const int r = s / (BK / 4), kq = (s % (BK / 4)) * 4;
-        const int m = m0 + r;
-        if (m < M) ra[i] = loadRun4(A + static_cast<int64_t>(m) * lda, k0 + kq, K, vec);
-      } else {  // A is stored [K, M]: runs along m within row k
-        const int kk = s / (BM / 4), mq = (s % (BM / 4)) * 4;
-        const int k = k0 + kk;
-        if (k < K) ra[i] = loadRun4(A + static_cast<int64_t>(k) * lda, m0 + mq, M, vec);
-      }
-    }
-  }
-}
-
-// Registers -> shared memory As[k][m] for the A tile loaded by loadTileA.
-template <int BM, int BK, bool TA, int LA>
-__device__ __forceinline__ void storeTileA(const float4 (&ra)[LA], float (*As)[BM]) {
-  constexpr int SA = BM * BK / 4;
-#pragma unroll
-  for (int i = 0; i < LA; ++i) {
-    const int s = threadIdx.x + i * kThreads;
-    if (s < SA) {
-      if (!TA) {
-        const int r = s / (BK / 4), kq = (s % (BK / 4)) * 4;
-        As[kq + 0][r] = ra[i].x;
-        As[kq + 1][r] = ra[i].y;
-        As[kq + 2][r] = ra[i].z;
-        As[kq + 3][r] = ra[i].w;
-      } else {
-        const int kk = s / (BM / 4), mq = (s % (BM / 4)) * 4;
-        *reinterpret_cast<float4*>(&As[kk][mq]) = ra[i];
-      }
-    }
-  }
-}
-
-// Global -> registers for the B tile (rows k0.., columns n0.. of op(B)).
+// Global -> registers for a K-major tile T[k][n] (rows k0.., columns n0.. of op(B)). It also
+// loads op(A)'s tile as As[k][m]: A is op(A)ᵀ seen as a B operand, so pass !TA, M and m0.
 template <int BN, int BK, bool TB, int LB>
-__device__ __forceinline__ void loadTileB(float4 (&rb)[LB], const float* __restrict__ B,
+__device__ __forceinline__ void loadTile(float4 (&rb)[LB], const float* __restrict__ B,
                                           int64_t ldb, int N, int K, int n0, int k0, bool vec) {
   constexpr int SB = BK * BN / 4;
 #pragma unroll
@@ -125,9 +81,9 @@ __device__ __forceinline__ void loadTileB(float4 (&rb)[LB], const float* __restr
   }
 }
 
-// Registers -> shared memory Bs[k][n] for the B tile loaded by loadTileB.
+// Registers -> shared memory Bs[k][n] (or As[k][m]) for the tile loaded by loadTile.
 template <int BN, int BK, bool TB, int LB>
-__device__ __forceinline__ void storeTileB(const float4 (&rb)[LB], float (*Bs)[BN]) {
+__device__ __forceinline__ void storeTile(const float4 (&rb)[LB], float (*Bs)[BN]) {
   constexpr int SB = BK * BN / 4;
 #pragma unroll
   for (int i = 0; i < LB; ++i) {
@@ -173,10 +129,10 @@ __global__ void __launch_bounds__(kThreads)
   float4 ra[LA], rb[LB];
   const int tiles = (K + BK - 1) / BK;
   if (tiles > 0) {
-    loadTileA<BM, BK, TA, LA>(ra, A, lda, M, K, m0, 0, vecA);
-    loadTileB<BN, BK, TB, LB>(rb, B, ldb, N, K, n0, 0, vecB);
-    storeTileA<BM, BK, TA, LA>(ra, As[0]);
-    storeTileB<BN, BK, TB, LB>(rb, Bs[0]);
+    loadTile<BM, BK, !TA, LA>(ra, A, lda, M, K, m0, 0, vecA);
+    loadTile<BN, BK, TB, LB>(rb, B, ldb, N, K, n0, 0, vecB);
+    storeTile<BM, BK, !TA, LA>(ra, As[0]);
+    storeTile<BN, BK, TB, LB>(rb, Bs[0]);
     __syncthreads();
   }
 
@@ -184,8 +140,8 @@ __global__ void __launch_bounds__(kThreads)
     const int cur = t & 1;
     const bool more = t + 1 < tiles;
     if (more) {  // next tile's global loads in flight during the math below
-      loadTileA<BM, BK, TA, LA>(ra, A, lda, M, K, m0, (t + 1) * BK, vecA);
-      loadTileB<BN, BK, TB, LB>(rb, B, ldb, N, K, n0, (t + 1) * BK, vecB);
+      loadTile<BM, BK, !TA, LA>(ra, A, lda, M, K, m0, (t + 1) * BK, vecA);
+      loadTile<BN, BK, TB, LB>(rb, B, ldb, N, K, n0, (t + 1) * BK, vecB);
     }
 #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
@@ -213,8 +169,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     if (more) {
       // The other buffer was last read in iteration t - 1, before that iteration's barrier.
-      storeTileA<BM, BK, TA, LA>(ra, As[cur ^ 1]);
-      storeTileB<BN, BK, TB, LB>(rb, Bs[cur ^ 1]);
+      storeTile<BM, BK, !TA, LA>(ra, As[cur ^ 1]);
+      storeTile<BN, BK, TB, LB>(rb, Bs[cur ^ 1]);
     }
     __syncthreads();
   }
