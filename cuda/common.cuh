@@ -27,6 +27,31 @@ __device__ __forceinline__ int64_t gridStep() {
   return static_cast<int64_t>(gridDim.x) * blockDim.x;
 }
 
+// ---- parameter groups (optimizer.cu) ---------------------------------------------------------
+//
+// One launch updates up to kGroupTensors tensors: each tensor is cut into chunks of
+// kGroupChunk elements and every block takes one chunk; firstBlock[t] is tensor t's first block.
+// Passed by value as a kernel argument (about 1.4 KB, under the 4 KB limit).
+
+constexpr int kGroupTensors = 32;
+constexpr int64_t kGroupChunk = 8192;
+
+struct GroupArgs {
+  float* param[kGroupTensors];
+  float* grad[kGroupTensors];
+  float* state0[kGroupTensors];  // SGD velocity (may be null) / Adam m
+  float* state1[kGroupTensors];  // Adam v
+  int64_t n[kGroupTensors];
+  int firstBlock[kGroupTensors + 1];
+  int count;
+};
+
+// A handful of host values for a stream-ordered write (writeScalars).
+struct ScalarArgs {
+  float v[16];
+  int n;
+};
+
 // ---- column reductions over [rows, cols] -----------------------------------------------------
 //
 // A block of kColTile x kRowLanes threads owns kColTile consecutive columns: threadIdx.x is

@@ -43,6 +43,13 @@
 //   rounded size. On cudaMalloc failure: wait for all fences, cudaFree every cached block,
 //   retry once, then throw "CUDA out of memory allocating N bytes on cuda:I".
 //
+// Graphs. beginCapture = cudaStreamBeginCapture in relaxed mode (so the allocator may still
+//   cudaMalloc); streams join through event waits, as CUDA defines. While a capture is open
+//   the allocator neither fences nor reuses released blocks: they go to the capture, and the
+//   Graph owns them until it is destroyed (graph nodes hold raw pointers). Label checks need
+//   host callbacks, which a capture cannot hold: captured ops skip the report (the kernels
+//   still never read out of range). Host waits on a capturing stream throw.
+//
 // Transfers. upload is synchronous: chunks go through two pinned staging buffers on a
 //   private stream (double buffered), then the stream is synchronised. download copies
 //   into a pinned staging buffer on the caller's stream, then a callback copies it into the
@@ -246,6 +253,7 @@ PinnedPool& pinnedPool() {
 struct StreamRegistry {
   std::mutex m;  // held while fences are recorded, and while a stream leaves
   std::vector<cudaStream_t> streams;
+  cudaStream_t captureOrigin = nullptr;  // the stream a capture was begun on, if any
 };
 
 class DeviceAllocator {
@@ -278,24 +286,45 @@ class DeviceAllocator {
   // Storage release: any thread, callbacks included. No CUDA call.
   void release(void* p, size_t rounded) {
     std::lock_guard<std::mutex> lock(retiredM_);
-    retired_.push_back({p, rounded});
+    (capturing_ ? captured_ : retired_).push_back({p, rounded});
   }
 
- private:
   struct Block {
     void* ptr;
     size_t bytes;
   };
+
+  // While capturing, released blocks are kept for the graph (its nodes may use them).
+  void beginCapture() {
+    std::lock_guard<std::mutex> lock(retiredM_);
+    capturing_ = true;
+  }
+  std::vector<Block> endCapture() {
+    std::lock_guard<std::mutex> lock(retiredM_);
+    capturing_ = false;
+    std::vector<Block> kept;
+    kept.swap(captured_);
+    return kept;
+  }
+  // A destroyed graph's blocks: retired, i.e. reused after the next fence has passed.
+  void releaseAll(const std::vector<Block>& blocks) {
+    std::lock_guard<std::mutex> lock(retiredM_);
+    retired_.insert(retired_.end(), blocks.begin(), blocks.end());
+  }
+
+ private:
   struct Fence {
     std::vector<cudaEvent_t> events;
     std::vector<Block> blocks;
   };
 
-  // m_ held. Gives the blocks retired so far a fence on every live stream.
+  // m_ held. Gives the blocks retired so far a fence on every live stream (not during a
+  // capture: a fence recorded there would become a graph node).
   void fenceRetired() {
     std::vector<Block> blocks;
     {
       std::lock_guard<std::mutex> lock(retiredM_);
+      if (capturing_) return;
       blocks.swap(retired_);
     }
     if (blocks.empty()) return;
@@ -392,6 +421,8 @@ class DeviceAllocator {
 
   std::mutex retiredM_;  // never held across a CUDA call
   std::vector<Block> retired_;
+  bool capturing_ = false;
+  std::vector<Block> captured_;
 };
 
 // ============================================================================================
@@ -510,6 +541,7 @@ class CudaEvent final : public Event {
 
   void whenDone(std::function<void()> done) override {
     checkNotInCallback();
+    if (capturedRecord) throw std::runtime_error(capturedRecordMessage("synchronize"));
     CUDA_CHECK(cudaSetDevice(index_));
     std::lock_guard<std::mutex> lock(m_);
     if (!helper_) CUDA_CHECK(cudaStreamCreateWithFlags(&helper_, cudaStreamNonBlocking));
@@ -518,6 +550,15 @@ class CudaEvent final : public Event {
   }
 
   cudaEvent_t raw() const { return event_; }
+
+  // Whether the latest record was captured into a graph (it can then only be waited for by
+  // the same capture). Set and read on the JavaScript thread only.
+  bool capturedRecord = false;
+
+  static std::string capturedRecordMessage(const char* what) {
+    return std::string(what) + ": the event's latest record was captured into a graph; record "
+                               "it outside the capture first";
+  }
 
   static void checkNotInCallback() {
     if (tInCallback)
@@ -567,15 +608,31 @@ class CudaStream final : public Stream {
 
   Device device() const override { return Device{DeviceKind::Cuda, index_}; }
 
-  void wait(Event& event) override {
+  bool capturing() const override {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(stream_, &status));
+    return status == cudaStreamCaptureStatusActive;
+  }
+
+  // Same rules as the CPU backend's, checked here so that both give the same messages.
+  void wait(Event& e) override {
     CudaEvent::checkNotInCallback();
     CUDA_CHECK(cudaSetDevice(index_));
-    CUDA_CHECK(cudaStreamWaitEvent(stream_, static_cast<CudaEvent&>(event).raw(), 0));
+    auto& event = static_cast<CudaEvent&>(e);
+    if (capturing() && !event.capturedRecord)
+      throw std::runtime_error("wait: a capturing stream can only wait for events recorded "
+                               "during the same capture");
+    if (event.capturedRecord && !captureOpen())
+      throw std::runtime_error(CudaEvent::capturedRecordMessage("wait"));
+    CUDA_CHECK(cudaStreamWaitEvent(stream_, event.raw(), 0));
   }
 
   void whenDone(std::function<void(const std::string&)> done) override {
     CudaEvent::checkNotInCallback();
     CUDA_CHECK(cudaSetDevice(index_));
+    if (capturing())
+      throw std::runtime_error("synchronize: the stream is being captured into a graph; wait "
+                               "after endCapture() and launch()");
     addCallback(stream_, whenDoneCallback, new WhenDoneJob{state_, std::move(done)});
   }
 
@@ -583,6 +640,12 @@ class CudaStream final : public Stream {
   const std::shared_ptr<StreamState>& state() const { return state_; }
 
  private:
+  // Whether the device has a capture open (any stream), kept by the registry.
+  bool captureOpen() const {
+    std::lock_guard<std::mutex> lock(registry_.m);
+    return registry_.captureOrigin != nullptr;
+  }
+
   const int index_;
   StreamRegistry& registry_;
   cudaStream_t stream_ = nullptr;
@@ -593,7 +656,47 @@ void CudaEvent::record(Stream& stream) {
   checkNotInCallback();
   CUDA_CHECK(cudaSetDevice(index_));
   CUDA_CHECK(cudaEventRecord(event_, static_cast<CudaStream&>(stream).raw()));
+  capturedRecord = stream.capturing();
 }
+
+// An instantiated CUDA graph and the device blocks its nodes use.
+class CudaGraph final : public Graph {
+ public:
+  CudaGraph(int index, cudaGraph_t graph, cudaGraphExec_t exec, DeviceAllocator& allocator,
+            std::vector<DeviceAllocator::Block> blocks)
+      : index_(index), graph_(graph), exec_(exec), allocator_(allocator), blocks_(std::move(blocks)) {
+    CUDA_CHECK(cudaEventCreateWithFlags(&lastLaunch_, cudaEventDisableTiming));
+  }
+
+  ~CudaGraph() override {
+    // Waits for the last launch (destruction is rare: the end of a fit), then frees.
+    (void)cudaSetDevice(index_);
+    if (launched_) (void)cudaEventSynchronize(lastLaunch_);
+    (void)cudaEventDestroy(lastLaunch_);
+    (void)cudaGraphExecDestroy(exec_);
+    (void)cudaGraphDestroy(graph_);
+    (void)cudaGetLastError();
+    allocator_.releaseAll(blocks_);
+  }
+
+  void launch(Stream& stream) override {
+    CudaEvent::checkNotInCallback();
+    CUDA_CHECK(cudaSetDevice(index_));
+    const cudaStream_t s = static_cast<CudaStream&>(stream).raw();
+    CUDA_CHECK(cudaGraphLaunch(exec_, s));
+    CUDA_CHECK(cudaEventRecord(lastLaunch_, s));
+    launched_ = true;
+  }
+
+ private:
+  const int index_;
+  cudaGraph_t graph_;
+  cudaGraphExec_t exec_;
+  DeviceAllocator& allocator_;
+  std::vector<DeviceAllocator::Block> blocks_;
+  cudaEvent_t lastLaunch_ = nullptr;
+  bool launched_ = false;
+};
 
 CudaStream& cudaStreamOf(Stream& s) { return static_cast<CudaStream&>(s); }
 cudaStream_t rawStream(Stream& s) { return cudaStreamOf(s).raw(); }
@@ -652,6 +755,56 @@ class CudaBackend final : public Backend {
 
   Stream& defaultStream() override { return *default_; }
 
+  void beginCapture(Stream& origin) override {
+    enter();
+    const cudaStream_t s = rawStream(origin);
+    {
+      std::lock_guard<std::mutex> lock(registry_.m);
+      if (registry_.captureOrigin)
+        throw std::runtime_error("beginCapture: another capture is in progress on " +
+                                 device().name());
+      registry_.captureOrigin = s;
+    }
+    allocator_.beginCapture();
+    const cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed);
+    if (e != cudaSuccess) {
+      allocator_.releaseAll(allocator_.endCapture());
+      std::lock_guard<std::mutex> lock(registry_.m);
+      registry_.captureOrigin = nullptr;
+    }
+    CUDA_CHECK(e);
+  }
+
+  std::unique_ptr<Graph> endCapture(Stream& origin) override {
+    enter();
+    const cudaStream_t s = rawStream(origin);
+    {
+      std::lock_guard<std::mutex> lock(registry_.m);
+      if (registry_.captureOrigin != s)
+        throw std::runtime_error("endCapture: no capture was begun on this stream");
+      registry_.captureOrigin = nullptr;
+    }
+    std::vector<DeviceAllocator::Block> blocks = allocator_.endCapture();
+    cudaGraph_t graph = nullptr;
+    cudaError_t e = cudaStreamEndCapture(s, &graph);  // fails if a joined stream never rejoined
+    cudaGraphExec_t exec = nullptr;
+    if (e == cudaSuccess) {
+      e = cudaGraphInstantiate(&exec, graph, 0);
+      if (e != cudaSuccess) (void)cudaGraphDestroy(graph);
+    }
+    if (e != cudaSuccess) {
+      allocator_.releaseAll(blocks);  // nothing captured will run
+      CUDA_CHECK(e);
+    }
+    try {
+      return std::make_unique<CudaGraph>(index_, graph, exec, allocator_, std::move(blocks));
+    } catch (...) {
+      (void)cudaGraphExecDestroy(exec);
+      (void)cudaGraphDestroy(graph);
+      throw;
+    }
+  }
+
   void upload(const Tensor& dst, const void* host) override {
     const size_t bytes = dst.bytes();
     if (bytes == 0) return;
@@ -699,6 +852,9 @@ class CudaBackend final : public Backend {
     const size_t bytes = src.bytes();
     if (bytes == 0) return;
     enter();
+    if (s.capturing())
+      throw std::runtime_error("read: the stream is being captured into a graph; read after "
+                               "endCapture() and launch()");
     CudaStream& cs = cudaStreamOf(s);
     size_t rounded = 0;
     void* staging = pinnedPool().take(bytes, &rounded);
@@ -861,6 +1017,35 @@ class CudaBackend final : public Backend {
                    beta1, beta2, eps, weightDecay, step);
   }
 
+  void writeScalars(Stream& s, const Tensor& y, const std::vector<float>& values) override {
+    use();
+    launchWriteScalars(rawStream(s), y.f32(), values);
+  }
+
+  void sgdStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                    const std::vector<Tensor>& velocities, const Tensor& hyper, float momentum,
+                    float weightDecay) override {
+    use();
+    std::vector<GroupTensor> group;
+    for (size_t i = 0; i < params.size(); ++i)
+      group.push_back({params[i].f32(), grads[i].f32(),
+                       velocities.empty() ? nullptr : velocities[i].f32(), nullptr,
+                       params[i].numel()});
+    launchSgdStepGroup(rawStream(s), group, hyper.f32(), momentum, weightDecay);
+  }
+
+  void adamStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                     const std::vector<Tensor>& ms, const std::vector<Tensor>& vs,
+                     const Tensor& hyper, float beta1, float beta2, float eps,
+                     float weightDecay) override {
+    use();
+    std::vector<GroupTensor> group;
+    for (size_t i = 0; i < params.size(); ++i)
+      group.push_back({params[i].f32(), grads[i].f32(), ms[i].f32(), vs[i].f32(),
+                       params[i].numel()});
+    launchAdamStepGroup(rawStream(s), group, hyper.f32(), beta1, beta2, eps, weightDecay);
+  }
+
  private:
   // Every op: this device current on the calling thread.
   void use() {
@@ -878,6 +1063,7 @@ class CudaBackend final : public Backend {
   // callback that records `message` as the stream's error if it is set.
   void reportLabelErrors(Stream& s, const int* flag, std::string message) {
     CudaStream& cs = cudaStreamOf(s);
+    if (cs.capturing()) return;  // no host callbacks in a graph (see "Graphs")
     size_t rounded = 0;
     int* pinned = static_cast<int*>(pinnedPool().take(sizeof(int), &rounded));
     const cudaError_t e =

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "cpu/kernels.h"
 
@@ -77,5 +78,23 @@ void launchSgdStep(cudaStream_t stream, float* param, const float* grad, float* 
 void launchAdamStep(cudaStream_t stream, float* param, const float* grad, float* m, float* v,
                     int64_t n, float lr, float beta1, float beta2, float eps, float weightDecay,
                     int64_t step);
+// Whole parameter groups (one launch per 32 tensors), scalars read from the device tensor
+// `hyper` when the kernel runs (graph replays see new values), gradients zeroed.
+struct GroupTensor {
+  float* param;
+  float* grad;
+  float* state0;  // SGD velocity (null without momentum) / Adam m
+  float* state1;  // Adam v
+  int64_t n;
+};
+// hyper = [lr]
+void launchSgdStepGroup(cudaStream_t stream, const std::vector<GroupTensor>& group,
+                        const float* hyper, float momentum, float weightDecay);
+// hyper = [lr / (1 - beta1^t), sqrt(1 - beta2^t)] (cpu::adamScalars)
+void launchAdamStepGroup(cudaStream_t stream, const std::vector<GroupTensor>& group,
+                         const float* hyper, float beta1, float beta2, float eps,
+                         float weightDecay);
+// y[i] = values[i], 1..16 values, stream-ordered
+void launchWriteScalars(cudaStream_t stream, float* y, const std::vector<float>& values);
 
 }  // namespace sg::cuda

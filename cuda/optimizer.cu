@@ -1,7 +1,8 @@
-// Optimizer steps, one launch per parameter tensor, with PyTorch semantics (see
-// native/cpu/kernels.h): SGD with optional momentum, Adam with bias correction.
+// Optimizer steps with PyTorch semantics (see native/cpu/kernels.h): SGD with optional
+// momentum, Adam with bias correction; per tensor, or per parameter group in one launch with
+// the step-dependent scalars read from device memory (what a captured graph needs).
 //
-// Element-wise grid-stride kernels. The bias-correction constants of Adam are computed on
+// Element-wise kernels. The bias-correction constants of Adam are computed on
 // the host in double exactly as the CPU does, then rounded to float; the per-element
 // arithmetic uses explicit roundings (no FMA contraction, IEEE sqrt and division) in the
 // CPU's order of operations, so the results match the CPU bit for bit.
@@ -51,6 +52,67 @@ __global__ void adamKernel(float* param, const float* grad, float* m, float* v, 
   }
 }
 
+// The tensor and chunk of a group kernel's block (a linear scan over <= 32 tensors).
+__device__ __forceinline__ int groupTensor(const GroupArgs& a, int64_t* begin, int64_t* end) {
+  const int b = static_cast<int>(blockIdx.x);
+  int t = 0;
+  while (t + 1 < a.count && a.firstBlock[t + 1] <= b) ++t;
+  *begin = static_cast<int64_t>(b - a.firstBlock[t]) * kGroupChunk;
+  *end = *begin + kGroupChunk < a.n[t] ? *begin + kGroupChunk : a.n[t];
+  return t;
+}
+
+// sgdKernel over a group, lr = hyper[0]; zeroes the gradients.
+__global__ void sgdGroupKernel(GroupArgs a, const float* hyper, float momentum,
+                               float weightDecay) {
+  int64_t begin, end;
+  const int t = groupTensor(a, &begin, &end);
+  const float lr = hyper[0];
+  float* param = a.param[t];
+  float* grad = a.grad[t];
+  float* velocity = a.state0[t];
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const float p = param[i];
+    const float g = __fadd_rn(grad[i], __fmul_rn(weightDecay, p));
+    if (velocity) {
+      const float v = __fadd_rn(__fmul_rn(momentum, velocity[i]), g);
+      velocity[i] = v;
+      param[i] = __fsub_rn(p, __fmul_rn(lr, v));
+    } else {
+      param[i] = __fsub_rn(p, __fmul_rn(lr, g));
+    }
+    grad[i] = 0.0f;
+  }
+}
+
+// adamKernel over a group, stepSize = hyper[0], bc2Sqrt = hyper[1]; zeroes the gradients.
+__global__ void adamGroupKernel(GroupArgs a, const float* hyper, float beta1, float beta2,
+                                float c1, float c2, float eps, float weightDecay) {
+  int64_t begin, end;
+  const int t = groupTensor(a, &begin, &end);
+  const float stepSize = hyper[0], bc2Sqrt = hyper[1];
+  float* param = a.param[t];
+  float* grad = a.grad[t];
+  float* m = a.state0[t];
+  float* v = a.state1[t];
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const float p = param[i];
+    const float g = __fadd_rn(grad[i], __fmul_rn(weightDecay, p));
+    const float mi = __fadd_rn(__fmul_rn(beta1, m[i]), __fmul_rn(c1, g));
+    const float vi = __fadd_rn(__fmul_rn(beta2, v[i]), __fmul_rn(c2, __fmul_rn(g, g)));
+    m[i] = mi;
+    v[i] = vi;
+    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2Sqrt), eps);
+    param[i] = __fsub_rn(p, __fmul_rn(stepSize, __fdiv_rn(mi, denom)));
+    grad[i] = 0.0f;
+  }
+}
+
+__global__ void writeScalarsKernel(float* y, ScalarArgs values) {
+  const int i = static_cast<int>(threadIdx.x);
+  if (i < values.n) y[i] = values.v[i];
+}
+
 }  // namespace
 
 // ============================================================================================
@@ -70,15 +132,65 @@ void launchAdamStep(cudaStream_t stream, float* param, const float* grad, float*
                     int64_t n, float lr, float beta1, float beta2, float eps, float weightDecay,
                     int64_t step) {
   if (n <= 0) return;
-  // As cpu::adamStep: stepSize = lr / (1 - b1^t), bc2Sqrt = sqrt(1 - b2^t), in double.
-  const double t = static_cast<double>(std::max<int64_t>(1, step));
-  const float stepSize = static_cast<float>(static_cast<double>(lr) /
-                                            (1.0 - std::pow(static_cast<double>(beta1), t)));
-  const float bc2Sqrt =
-      static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(beta2), t)));
+  const cpu::AdamScalars sc = cpu::adamScalars(lr, beta1, beta2, step);
+  const float stepSize = sc.stepSize, bc2Sqrt = sc.bc2Sqrt;
   const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
   adamKernel<<<gridFor(n), kBlock, 0, stream>>>(param, grad, m, v, n, beta1, beta2, c1, c2, eps,
                                                 weightDecay, stepSize, bc2Sqrt);
+  CUDA_CHECK_LAUNCH();
+}
+
+namespace {
+
+// Launches `body(args, blocks)` once per kGroupTensors tensors of the group.
+template <class Body>
+void forEachLaunch(const std::vector<GroupTensor>& group, Body body) {
+  for (size_t first = 0; first < group.size(); first += kGroupTensors) {
+    GroupArgs a{};
+    int blocks = 0;
+    for (size_t k = first; k < group.size() && a.count < kGroupTensors; ++k) {
+      const GroupTensor& t = group[k];
+      if (t.n <= 0) continue;
+      const int c = a.count++;
+      a.param[c] = t.param;
+      a.grad[c] = t.grad;
+      a.state0[c] = t.state0;
+      a.state1[c] = t.state1;
+      a.n[c] = t.n;
+      a.firstBlock[c] = blocks;
+      blocks += static_cast<int>((t.n + kGroupChunk - 1) / kGroupChunk);
+    }
+    a.firstBlock[a.count] = blocks;
+    if (blocks > 0) body(a, blocks);
+  }
+}
+
+}  // namespace
+
+void launchSgdStepGroup(cudaStream_t stream, const std::vector<GroupTensor>& group,
+                        const float* hyper, float momentum, float weightDecay) {
+  forEachLaunch(group, [&](const GroupArgs& a, int blocks) {
+    sgdGroupKernel<<<blocks, kBlock, 0, stream>>>(a, hyper, momentum, weightDecay);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+void launchAdamStepGroup(cudaStream_t stream, const std::vector<GroupTensor>& group,
+                         const float* hyper, float beta1, float beta2, float eps,
+                         float weightDecay) {
+  const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
+  forEachLaunch(group, [&](const GroupArgs& a, int blocks) {
+    adamGroupKernel<<<blocks, kBlock, 0, stream>>>(a, hyper, beta1, beta2, c1, c2, eps,
+                                                   weightDecay);
+    CUDA_CHECK_LAUNCH();
+  });
+}
+
+void launchWriteScalars(cudaStream_t stream, float* y, const std::vector<float>& values) {
+  ScalarArgs a{};
+  a.n = static_cast<int>(std::min<size_t>(values.size(), 16));
+  for (int i = 0; i < a.n; ++i) a.v[i] = values[i];
+  writeScalarsKernel<<<1, 32, 0, stream>>>(y, a);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -3,6 +3,8 @@ export { Device } from './device';
 export { Tensor, Arena } from './tensor';
 export type { DType, TensorOptions } from './tensor';
 export { Stream, Event } from './stream';
+export { Graph } from './graph';
+export type { CaptureHooks } from './graph';
 export { Random } from './random';
 export { Module, Parameter } from './nn/module';
 export type { StepContext, Forwarded, Backward } from './nn/module';

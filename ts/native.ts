@@ -62,6 +62,21 @@ export interface NativeOps {
     weightDecay: number): void;
   adamStep(s: S, param: T, grad: T, m: T, v: T, lr: number, beta1: number, beta2: number,
     eps: number, weightDecay: number, step: number): void;
+  /** y[i] = values[i] when the stream gets there (1..16 values). */
+  writeScalars(s: S, y: T, values: number[]): void;
+  /** One step over a parameter group, lr read from hyper = [lr] when it runs; zeroes grads. */
+  sgdStepGroup(s: S, params: T[], grads: T[], velocities: T[] | null, hyper: T, momentum: number,
+    weightDecay: number): void;
+  /** As adamStep over a group, hyper = adamScalars(...) read when it runs; zeroes grads. */
+  adamStepGroup(s: S, params: T[], grads: T[], ms: T[], vs: T[], hyper: T, beta1: number,
+    beta2: number, eps: number, weightDecay: number): void;
+}
+
+/** Recorded work of one or more streams; see beginCapture. */
+export interface NativeGraph {
+  readonly disposed: boolean;
+  launch(stream: NativeStream): void;
+  dispose(): void;
 }
 
 export interface BuildInfo {
@@ -90,6 +105,14 @@ export interface NativeModule {
    * exact fp32). Sets (when given) and returns the setting; enabling throws without CUDA.
    */
   gemmTf32(enabled?: boolean): boolean;
+  /**
+   * Work enqueued on `stream` from now on (and on streams that wait for its events) is
+   * recorded rather than run, until endCapture(stream) returns it as a graph.
+   */
+  beginCapture(stream: NativeStream): void;
+  endCapture(stream: NativeStream): NativeGraph;
+  /** Adam's step-dependent scalars as adamStep computes them: [lr/(1-b1^t), sqrt(1-b2^t)]. */
+  adamScalars(lr: number, beta1: number, beta2: number, step: number): [number, number];
 }
 
 // The package root: the nearest folder above this file with a package.json (this file runs

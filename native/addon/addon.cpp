@@ -45,6 +45,38 @@ Napi::Value threads(const Napi::CallbackInfo& info) {
   });
 }
 
+// beginCapture(stream): later work on the stream (and the streams that join) is recorded.
+Napi::Value beginCapture(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Stream& s = Args(info, "beginCapture").stream(0, "stream");
+    backendFor(s.device()).beginCapture(s);
+    return info.Env().Undefined();
+  });
+}
+
+// endCapture(stream) -> Graph
+Napi::Value endCapture(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Stream& s = Args(info, "endCapture").stream(0, "stream");
+    return GraphHandle::wrap(info.Env(), s.device(), backendFor(s.device()).endCapture(s));
+  });
+}
+
+// adamScalars(lr, beta1, beta2, step) -> [stepSize, bc2Sqrt], the float32 values adamStep uses.
+Napi::Value adamScalars(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Args a(info, "adamScalars");
+    const int64_t step = a.integer(3, "step");
+    if (step < 1) throw rangeError("adamScalars: 'step' must be >= 1, got " + std::to_string(step));
+    const cpu::AdamScalars sc = cpu::adamScalars(float(a.number(0, "lr")), float(a.number(1, "beta1")),
+                                                 float(a.number(2, "beta2")), step);
+    Napi::Array out = Napi::Array::New(info.Env(), 2);
+    out.Set(0u, Napi::Number::New(info.Env(), sc.stepSize));
+    out.Set(1u, Napi::Number::New(info.Env(), sc.bc2Sqrt));
+    return out;
+  });
+}
+
 }  // namespace
 
 // gemmTf32(enabled?): sets (when given) and returns whether CUDA GEMMs use TF32 tensor cores.
@@ -64,6 +96,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   data->tensor = Napi::Persistent(tensor);
   data->stream = Napi::Persistent(stream);
   data->event = Napi::Persistent(event);
+  data->graph = Napi::Persistent(GraphHandle::define(env));
   exports.Set("Tensor", tensor);
   exports.Set("Stream", stream);
   exports.Set("Event", event);
@@ -75,6 +108,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("defaultStream", Napi::Function::New(env, defaultStream, "defaultStream"));
   exports.Set("threads", Napi::Function::New(env, threads, "threads"));
   exports.Set("gemmTf32", Napi::Function::New(env, gemmTf32, "gemmTf32"));
+  exports.Set("beginCapture", Napi::Function::New(env, beginCapture, "beginCapture"));
+  exports.Set("endCapture", Napi::Function::New(env, endCapture, "endCapture"));
+  exports.Set("adamScalars", Napi::Function::New(env, adamScalars, "adamScalars"));
   return exports;
 }
 

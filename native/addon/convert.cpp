@@ -96,6 +96,38 @@ Tensor Args::tensor(size_t i, const char* name, bool optional) const {
   return handle->tensor();
 }
 
+std::vector<Tensor> Args::tensors(size_t i, const char* name, bool optional) const {
+  Napi::Value v = at(i);
+  if (optional && (v.IsNull() || v.IsUndefined())) return {};
+  if (!v.IsArray()) throw typeError(name, optional ? "an array of Tensors or null" : "an array of Tensors");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<Tensor> out;
+  out.reserve(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    const std::string at = std::string(name) + "[" + std::to_string(k) + "]";
+    Napi::Value t = a.Get(k);
+    if (!TensorHandle::isHandle(info_.Env(), t)) throw typeError(at.c_str(), "a Tensor");
+    auto* handle = TensorHandle::Unwrap(t.As<Napi::Object>());
+    if (handle->disposed()) throw sg::typeError(std::string(fn_) + ": '" + at + "' was disposed");
+    out.push_back(handle->tensor());
+  }
+  return out;
+}
+
+std::vector<float> Args::floats(size_t i, const char* name) const {
+  if (!at(i).IsArray()) throw typeError(name, "an array of numbers");
+  Napi::Array a = at(i).As<Napi::Array>();
+  std::vector<float> out;
+  for (uint32_t k = 0; k < a.Length(); ++k) {
+    Napi::Value v = a.Get(k);
+    if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()))
+      throw rangeError(std::string(fn_) + ": '" + name + "[" + std::to_string(k) +
+                       "]' must be a finite number, got " + v.ToString().Utf8Value());
+    out.push_back(static_cast<float>(v.As<Napi::Number>().DoubleValue()));
+  }
+  return out;
+}
+
 sg::Stream& Args::stream(size_t i, const char* name) const {
   if (!StreamHandle::isHandle(info_.Env(), at(i))) throw typeError(name, "a Stream");
   return StreamHandle::Unwrap(at(i).As<Napi::Object>())->stream();

@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <string>
+#include <vector>
 
 #include "../core/backend.h"
 #include "../core/error.h"
@@ -48,6 +49,9 @@ class Args {
   Shape shape(size_t i, const char* name) const;
   // A live tensor; `optional` accepts null/undefined and returns an empty Tensor.
   Tensor tensor(size_t i, const char* name, bool optional = false) const;
+  // An array of live tensors; `optional` accepts null/undefined as an empty list.
+  std::vector<Tensor> tensors(size_t i, const char* name, bool optional = false) const;
+  std::vector<float> floats(size_t i, const char* name) const;
   sg::Stream& stream(size_t i, const char* name) const;
   sg::Event& event(size_t i, const char* name) const;
 

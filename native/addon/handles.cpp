@@ -270,4 +270,47 @@ Napi::Value EventHandle::synchronize(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- Graph ------------------------------------------------------------------------------
+
+Napi::Function GraphHandle::define(Napi::Env env) {
+  return DefineClass(env, "Graph",
+                     {InstanceMethod<&GraphHandle::launch>("launch"),
+                      InstanceMethod<&GraphHandle::dispose>("dispose"),
+                      InstanceAccessor<&GraphHandle::isDisposed>("disposed")});
+}
+
+Napi::Object GraphHandle::wrap(Napi::Env env, Device device, std::unique_ptr<Graph> graph) {
+  Napi::Object o = data(env).graph.New({});
+  GraphHandle* h = Unwrap(o);
+  h->device_ = device;
+  h->graph_ = std::move(graph);
+  return o;
+}
+
+GraphHandle::GraphHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GraphHandle>(info) {}
+
+Napi::Value GraphHandle::launch(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Stream& stream = Args(info, "launch").stream(0, "stream");
+    if (!graph_) throw typeError("launch: the graph was disposed");
+    if (stream.device() != device_)
+      throw typeError("launch: 'stream' is on " + stream.device().name() +
+                      " but the graph was captured on " + device_.name());
+    graph_->launch(stream);
+    return info.Env().Undefined();
+  });
+}
+
+// Launched work holds what it needs, so disposing right after a launch is safe.
+Napi::Value GraphHandle::dispose(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    graph_.reset();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value GraphHandle::isDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !graph_);
+}
+
 }  // namespace sg::addon

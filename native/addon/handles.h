@@ -74,9 +74,26 @@ class EventHandle : public Napi::ObjectWrap<EventHandle> {
   std::shared_ptr<Event> event_;
 };
 
+// A captured graph (made by endCapture(), never by `new`).
+class GraphHandle : public Napi::ObjectWrap<GraphHandle> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  static Napi::Object wrap(Napi::Env env, Device device, std::unique_ptr<Graph> graph);
+
+  explicit GraphHandle(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value launch(const Napi::CallbackInfo& info);
+  Napi::Value dispose(const Napi::CallbackInfo& info);
+  Napi::Value isDisposed(const Napi::CallbackInfo& info);
+
+  Device device_{DeviceKind::Cpu, 0};
+  std::unique_ptr<Graph> graph_;
+};
+
 // The constructors, kept per addon instance (one per Node.js environment / worker).
 struct AddonData {
-  Napi::FunctionReference tensor, stream, event;
+  Napi::FunctionReference tensor, stream, event, graph;
 };
 
 }  // namespace sg::addon

@@ -97,6 +97,20 @@ const OpEntry kOps[] = {
                   float(a.number(8, "eps")), float(a.number(9, "weightDecay")),
                   a.integer(10, "step"));
   }},
+    {"writeScalars", [](const Args& a) {
+    ops::writeScalars(a.stream(0, "stream"), a.tensor(1, "y"), a.floats(2, "values"));
+  }},
+    {"sgdStepGroup", [](const Args& a) {
+    ops::sgdStepGroup(a.stream(0, "stream"), a.tensors(1, "params"), a.tensors(2, "grads"),
+                      a.tensors(3, "velocities", true), a.tensor(4, "hyper"),
+                      float(a.number(5, "momentum")), float(a.number(6, "weightDecay")));
+  }},
+    {"adamStepGroup", [](const Args& a) {
+    ops::adamStepGroup(a.stream(0, "stream"), a.tensors(1, "params"), a.tensors(2, "grads"),
+                       a.tensors(3, "ms"), a.tensors(4, "vs"), a.tensor(5, "hyper"),
+                       float(a.number(6, "beta1")), float(a.number(7, "beta2")),
+                       float(a.number(8, "eps")), float(a.number(9, "weightDecay")));
+  }},
 };
 
 // Every op function: convert and check the arguments, enqueue, return undefined.

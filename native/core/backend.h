@@ -4,10 +4,18 @@
 // stream (or the host) can wait for. Every op is enqueued on a stream and returns at once.
 // Backends trust their arguments: shapes, dtypes and devices are checked in ops.cpp, once,
 // for every backend. Parameter gradients accumulate (+=), activation gradients overwrite (=).
+//
+// Graph capture (CUDA graphs on a GPU, a recorded task list on the CPU): between
+// beginCapture(origin) and endCapture(origin), work enqueued on `origin` is recorded instead of
+// run, and so is work on any stream that waits for an event recorded during the capture (the
+// stream "joins"); every joined stream must be waited for by `origin` before the end. A Graph
+// replays the recorded work, with the same cross-stream order, each time it is launched. One
+// capture at a time per backend; hosts may not wait on a capturing stream.
 #pragma once
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "../cpu/kernels.h"
 #include "tensor.h"
@@ -22,6 +30,8 @@ class Stream {
  public:
   virtual ~Stream() = default;
   virtual Device device() const = 0;
+  // Whether work enqueued now is being recorded into a graph rather than run.
+  virtual bool capturing() const = 0;
   // Later work on this stream waits until `event`'s latest record has completed.
   virtual void wait(Event& event) = 0;
   // Calls `done` (on some thread) once all work enqueued so far has run. `error` is empty, or
@@ -39,6 +49,14 @@ class Event {
   virtual void whenDone(std::function<void()> done) = 0;
 };
 
+class Graph {
+ public:
+  virtual ~Graph() = default;
+  // Enqueues the recorded work: it starts after the work enqueued on `stream` so far, and
+  // later work on `stream` waits for all of it.
+  virtual void launch(Stream& stream) = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -49,6 +67,10 @@ class Backend {
   virtual std::shared_ptr<Stream> createStream() = 0;
   virtual std::shared_ptr<Event> createEvent() = 0;
   virtual Stream& defaultStream() = 0;
+
+  virtual void beginCapture(Stream& origin) = 0;
+  // Ends the capture begun on `origin` (also when it fails: the capture is then discarded).
+  virtual std::unique_ptr<Graph> endCapture(Stream& origin) = 0;
 
   // Host <-> device. `upload` copies before it returns; `download` copies when the stream
   // reaches it, into `host` which must stay valid until then.
@@ -94,6 +116,21 @@ class Backend {
   virtual void adamStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& m,
                         const Tensor& v, float lr, float beta1, float beta2, float eps,
                         float weightDecay, int64_t step) = 0;
+
+  // Stream-ordered write of a few host values into a small float32 tensor (hyperparameters
+  // that a captured graph reads from device memory).
+  virtual void writeScalars(Stream& s, const Tensor& y, const std::vector<float>& values) = 0;
+  // Optimizer steps over a whole parameter group in one pass, reading the step-dependent
+  // scalars from a device tensor when the work runs (so a replayed graph sees new values), and
+  // zeroing the gradients. SGD: hyper = [lr]; `velocities` empty without momentum. Adam:
+  // hyper = [lr / (1 - beta1^t), sqrt(1 - beta2^t)].
+  virtual void sgdStepGroup(Stream& s, const std::vector<Tensor>& params,
+                            const std::vector<Tensor>& grads, const std::vector<Tensor>& velocities,
+                            const Tensor& hyper, float momentum, float weightDecay) = 0;
+  virtual void adamStepGroup(Stream& s, const std::vector<Tensor>& params,
+                             const std::vector<Tensor>& grads, const std::vector<Tensor>& ms,
+                             const std::vector<Tensor>& vs, const Tensor& hyper, float beta1,
+                             float beta2, float eps, float weightDecay) = 0;
 };
 
 // The backend of a device; throws ArgumentError if the device does not exist.

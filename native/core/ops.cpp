@@ -287,4 +287,75 @@ void adamStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& 
   on(s).adamStep(s, param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step);
 }
 
+void writeScalars(Stream& s, const Tensor& y, const std::vector<float>& values) {
+  Check c("writeScalars", s);
+  c.tensor(y, "y");
+  if (values.empty() || values.size() > 16)
+    throw rangeError("writeScalars: 'values' must hold 1 to 16 numbers, got " +
+                     std::to_string(values.size()));
+  if (y.numel() != static_cast<int64_t>(values.size()))
+    throw rangeError("writeScalars: 'y' must have " + std::to_string(values.size()) +
+                     " elements (one per value), got shape " + shapeString(y.shape));
+  on(s).writeScalars(s, y, values);
+}
+
+namespace {
+
+// The tensor lists of a group step: same lengths, each state tensor shaped like its
+// parameter, and no memory shared between any two of them or with `hyper` (each is written).
+void checkGroup(const Check& c, const char* op, const Tensor& hyper,
+                const std::vector<Tensor>& params,
+                const std::vector<std::pair<const char*, const std::vector<Tensor>*>>& lists) {
+  std::vector<const Storage*> seen{hyper.storage.get()};
+  auto unique = [&](const Tensor& t, const std::string& name) {
+    for (const Storage* p : seen)
+      if (p == t.storage.get())
+        throw rangeError(std::string(op) + ": " + name + " shares memory with another tensor of the group");
+    seen.push_back(t.storage.get());
+  };
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::string at = "params[" + std::to_string(i) + "]";
+    c.tensor(params[i], at.c_str());
+    unique(params[i], "'" + at + "'");
+  }
+  for (const auto& [name, list] : lists) {
+    if (list->size() != params.size())
+      throw rangeError(std::string(op) + ": '" + name + "' must hold " +
+                       std::to_string(params.size()) + " tensors (one per parameter), got " +
+                       std::to_string(list->size()));
+    for (size_t i = 0; i < list->size(); ++i) {
+      const std::string at = std::string(name) + "[" + std::to_string(i) + "]";
+      c.tensor((*list)[i], at.c_str()).shape((*list)[i], at.c_str(), params[i].shape);
+      unique((*list)[i], "'" + at + "'");
+    }
+  }
+}
+
+}  // namespace
+
+void sgdStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                  const std::vector<Tensor>& velocities, const Tensor& hyper, float momentum,
+                  float weightDecay) {
+  Check c("sgdStepGroup", s);
+  c.inRange(momentum, "momentum", 0, 1).finite(weightDecay, "weightDecay");
+  c.tensor(hyper, "hyper").shape(hyper, "hyper", {1});
+  if (momentum != 0)
+    checkGroup(c, "sgdStepGroup", hyper, params, {{"grads", &grads}, {"velocities", &velocities}});
+  else
+    checkGroup(c, "sgdStepGroup", hyper, params, {{"grads", &grads}});
+  on(s).sgdStepGroup(s, params, grads, momentum != 0 ? velocities : std::vector<Tensor>{}, hyper,
+                     momentum, weightDecay);
+}
+
+void adamStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                   const std::vector<Tensor>& ms, const std::vector<Tensor>& vs,
+                   const Tensor& hyper, float beta1, float beta2, float eps, float weightDecay) {
+  Check c("adamStepGroup", s);
+  c.inRange(beta1, "beta1", 0, 1).inRange(beta2, "beta2", 0, 1);
+  c.positive(eps, "eps").finite(weightDecay, "weightDecay");
+  c.tensor(hyper, "hyper").shape(hyper, "hyper", {2});
+  checkGroup(c, "adamStepGroup", hyper, params, {{"grads", &grads}, {"ms", &ms}, {"vs", &vs}});
+  on(s).adamStepGroup(s, params, grads, ms, vs, hyper, beta1, beta2, eps, weightDecay);
+}
+
 }  // namespace sg::ops

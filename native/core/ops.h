@@ -40,5 +40,14 @@ void sgdStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& v
 void adamStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& m,
               const Tensor& v, float lr, float beta1, float beta2, float eps, float weightDecay,
               int64_t step);
+// y[i] = values[i]; y float32 with exactly values.size() (1..16) elements.
+void writeScalars(Stream& s, const Tensor& y, const std::vector<float>& values);
+// One optimizer step over a parameter group, gradients zeroed; see Backend::sgdStepGroup.
+void sgdStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                  const std::vector<Tensor>& velocities, const Tensor& hyper, float momentum,
+                  float weightDecay);
+void adamStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                   const std::vector<Tensor>& ms, const std::vector<Tensor>& vs,
+                   const Tensor& hyper, float beta1, float beta2, float eps, float weightDecay);
 
 }  // namespace sg::ops

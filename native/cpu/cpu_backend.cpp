@@ -74,7 +74,21 @@ HostPool& hostPool() {
 
 // ---- streams and events -----------------------------------------------------------------
 
-class CpuStream : public Stream {
+class CpuStream;
+class CpuEvent;
+struct Capture;
+
+// Thrown for host waits and cross-capture waits that a CUDA graph capture forbids too.
+[[noreturn]] void captureMisuse(const std::string& what) { throw std::runtime_error(what); }
+
+// Marks events whose latest record was captured into a graph that is now complete: like CUDA,
+// such a record cannot be waited for outside its capture.
+Capture* endedCapture() {
+  static char sentinel;
+  return reinterpret_cast<Capture*>(&sentinel);
+}
+
+class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> {
  public:
   CpuStream() : worker_([this] { loop(); }) {}
 
@@ -88,19 +102,18 @@ class CpuStream : public Stream {
   }
 
   Device device() const override { return kCpu; }
+  bool capturing() const override { return capture_ != nullptr; }
 
-  void enqueue(std::function<void()> task) {
-    {
-      std::lock_guard<std::mutex> lock(m_);
-      queue_.push_back(std::move(task));
-    }
-    cv_.notify_one();
-  }
+  // Runs `task` after the work enqueued so far, or records it while capturing.
+  void enqueue(std::function<void()> task);
 
   void wait(Event& event) override;
 
   void whenDone(std::function<void(const std::string&)> done) override {
-    enqueue([this, done = std::move(done)] {
+    if (capture_)
+      captureMisuse("synchronize: the stream is being captured into a graph; wait after "
+                    "endCapture() and launch()");
+    run([this, done = std::move(done)] {
       std::string error;
       {
         std::lock_guard<std::mutex> lock(m_);
@@ -110,7 +123,20 @@ class CpuStream : public Stream {
     });
   }
 
+  // The capture this stream records into (null: none). Only the JavaScript thread, which
+  // enqueues all work, reads or changes it.
+  Capture* capture_ = nullptr;
+
  private:
+  friend class CpuGraph;
+  void run(std::function<void()> task) {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      queue_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+  }
+
   void loop() {
     for (;;) {
       std::function<void()> task;
@@ -140,17 +166,23 @@ class CpuStream : public Stream {
 
 // Records are numbered; a record completes when its stream reaches it. Waiting for an event
 // means waiting for the record that was latest when the wait was enqueued.
-class CpuEvent : public Event {
+class CpuEvent : public Event, public std::enable_shared_from_this<CpuEvent> {
  public:
   Device device() const override { return kCpu; }
 
-  void record(Stream& stream) override {
+  void record(Stream& stream) override;
+
+  // The capture whose recording holds this event's latest record (null: a real record;
+  // endedCapture(): a finished capture).
+  Capture* capturedIn = nullptr;
+
+  void recordNow(CpuStream& stream) {
     uint64_t ticket;
     {
       std::lock_guard<std::mutex> lock(state_->m);
       ticket = ++state_->recorded;
     }
-    static_cast<CpuStream&>(stream).enqueue([state = state_, ticket] {
+    stream.enqueue([state = state_, ticket] {
       std::vector<std::function<void()>> ready;
       {
         std::lock_guard<std::mutex> lock(state->m);
@@ -171,6 +203,7 @@ class CpuEvent : public Event {
   }
 
   void whenDone(std::function<void()> done) override {
+    if (capturedIn) captureMisuse(capturedRecordMessage("synchronize"));
     {
       std::lock_guard<std::mutex> lock(state_->m);
       if (state_->completed < state_->recorded) {
@@ -179,6 +212,11 @@ class CpuEvent : public Event {
       }
     }
     done();
+  }
+
+  static std::string capturedRecordMessage(const char* what) {
+    return std::string(what) + ": the event's latest record was captured into a graph; record "
+                                "it outside the capture first";
   }
 
   // Returns a task that blocks its stream until the current latest record has completed.
@@ -205,7 +243,87 @@ class CpuEvent : public Event {
   std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
-void CpuStream::wait(Event& event) { enqueue(static_cast<CpuEvent&>(event).waitTask()); }
+// A capture in progress: the work of the joined streams, in the order the host enqueued it.
+struct Capture {
+  struct Item {
+    enum Kind { Task, Record, Wait } kind;
+    std::shared_ptr<CpuStream> stream;
+    std::shared_ptr<CpuEvent> event;  // Record, Wait
+    std::function<void()> task;       // Task
+  };
+  CpuStream* origin = nullptr;
+  std::vector<std::shared_ptr<CpuStream>> streams;  // joined, origin first
+  std::vector<std::shared_ptr<CpuEvent>> events;    // recorded during the capture
+  std::vector<Item> items;
+};
+
+void CpuStream::enqueue(std::function<void()> task) {
+  if (capture_)
+    capture_->items.push_back({Capture::Item::Task, shared_from_this(), nullptr, std::move(task)});
+  else
+    run(std::move(task));
+}
+
+void CpuEvent::record(Stream& s) {
+  auto& stream = static_cast<CpuStream&>(s);
+  if (Capture* c = stream.capture_) {
+    if (capturedIn != c) c->events.push_back(shared_from_this());
+    capturedIn = c;
+    c->items.push_back({Capture::Item::Record, stream.shared_from_this(), shared_from_this(), {}});
+    return;
+  }
+  capturedIn = nullptr;
+  recordNow(stream);
+}
+
+void CpuStream::wait(Event& e) {
+  auto& event = static_cast<CpuEvent&>(e);
+  if (event.capturedIn == endedCapture()) captureMisuse(CpuEvent::capturedRecordMessage("wait"));
+  if (Capture* c = event.capturedIn) {
+    if (capture_ && capture_ != c) captureMisuse("wait: the event belongs to another capture");
+    if (!capture_) {  // the stream joins the capture
+      capture_ = c;
+      c->streams.push_back(shared_from_this());
+    }
+    c->items.push_back({Capture::Item::Wait, shared_from_this(), event.shared_from_this(), {}});
+    return;
+  }
+  if (capture_)
+    captureMisuse("wait: a capturing stream can only wait for events recorded during the "
+                  "same capture");
+  run(event.waitTask());
+}
+
+// Replays a capture's items through the ordinary stream and event calls, in their recorded
+// order: each wait then binds to the same record as during the capture.
+class CpuGraph : public Graph {
+ public:
+  explicit CpuGraph(Capture&& c)
+      : streams_(std::move(c.streams)), items_(std::move(c.items)) {
+    start_ = std::make_shared<CpuEvent>();
+    end_ = std::make_shared<CpuEvent>();
+  }
+
+  void launch(Stream& s) override {
+    auto& stream = static_cast<CpuStream&>(s);
+    start_->record(stream);
+    for (auto& joined : streams_) joined->wait(*start_);
+    for (auto& item : items_) {
+      switch (item.kind) {
+        case Capture::Item::Task: item.stream->enqueue(item.task); break;
+        case Capture::Item::Record: item.event->record(*item.stream); break;
+        case Capture::Item::Wait: item.stream->wait(*item.event); break;
+      }
+    }
+    end_->record(*streams_.front());  // every joined stream was waited for by the origin
+    stream.wait(*end_);
+  }
+
+ private:
+  std::vector<std::shared_ptr<CpuStream>> streams_;
+  std::vector<Capture::Item> items_;
+  std::shared_ptr<CpuEvent> start_, end_;
+};
 
 // ---- the backend ------------------------------------------------------------------------
 
@@ -226,14 +344,39 @@ class CpuBackend : public Backend {
   std::shared_ptr<Stream> createStream() override { return std::make_shared<CpuStream>(); }
   std::shared_ptr<Event> createEvent() override { return std::make_shared<CpuEvent>(); }
   Stream& defaultStream() override {
-    static CpuStream* stream = new CpuStream();  // lives as long as the process
-    return *stream;
+    // Lives as long as the process (a shared_ptr so that graphs can hold it like any stream).
+    static auto* stream = new std::shared_ptr<CpuStream>(std::make_shared<CpuStream>());
+    return **stream;
+  }
+
+  void beginCapture(Stream& s) override {
+    auto& origin = cpu(s);
+    if (capture_) captureMisuse("beginCapture: another capture is in progress on the cpu device");
+    if (origin.capture_) captureMisuse("beginCapture: the stream is already being captured");
+    capture_ = std::make_unique<Capture>();
+    capture_->origin = &origin;
+    capture_->streams.push_back(origin.shared_from_this());
+    origin.capture_ = capture_.get();
+  }
+
+  std::unique_ptr<Graph> endCapture(Stream& s) override {
+    if (!capture_ || capture_->origin != &s)
+      captureMisuse("endCapture: no capture was begun on this stream");
+    std::unique_ptr<Capture> c = std::move(capture_);
+    for (auto& joined : c->streams) joined->capture_ = nullptr;
+    for (auto& event : c->events)
+      if (event->capturedIn == c.get()) event->capturedIn = endedCapture();
+    checkJoined(*c);
+    return std::make_unique<CpuGraph>(std::move(*c));
   }
 
   void upload(const Tensor& dst, const void* host) override {
     std::memcpy(dst.storage->data(), host, dst.bytes());
   }
   void download(Stream& s, const Tensor& src, void* host) override {
+    if (s.capturing())
+      captureMisuse("read: the stream is being captured into a graph; read after endCapture() "
+                    "and launch()");
     cpu(s).enqueue([src, host] { std::memcpy(host, src.storage->data(), src.bytes()); });
   }
   void copy(Stream& s, const Tensor& src, const Tensor& dst) override {
@@ -349,7 +492,64 @@ class CpuBackend : public Backend {
     });
   }
 
+  void writeScalars(Stream& s, const Tensor& y, const std::vector<float>& values) override {
+    cpu(s).enqueue([y, values] { std::copy(values.begin(), values.end(), y.f32()); });
+  }
+  // The hyperparameters are read when the task runs, not when it is enqueued: a replayed
+  // graph then uses the values written before each launch.
+  void sgdStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                    const std::vector<Tensor>& velocities, const Tensor& hyper, float momentum,
+                    float weightDecay) override {
+    cpu(s).enqueue([=] {
+      const float lr = hyper.f32()[0];
+      for (size_t i = 0; i < params.size(); ++i) {
+        const int64_t n = params[i].numel();
+        cpu::sgdStep(params[i].f32(), grads[i].f32(),
+                     velocities.empty() ? nullptr : velocities[i].f32(), n, lr, momentum,
+                     weightDecay);
+        cpu::fill(grads[i].f32(), n, 0.0f);
+      }
+    });
+  }
+  void adamStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                     const std::vector<Tensor>& ms, const std::vector<Tensor>& vs,
+                     const Tensor& hyper, float beta1, float beta2, float eps,
+                     float weightDecay) override {
+    cpu(s).enqueue([=] {
+      const cpu::AdamScalars scalars{hyper.f32()[0], hyper.f32()[1]};
+      for (size_t i = 0; i < params.size(); ++i) {
+        const int64_t n = params[i].numel();
+        cpu::adamStepScaled(params[i].f32(), grads[i].f32(), ms[i].f32(), vs[i].f32(), n, scalars,
+                            beta1, beta2, eps, weightDecay);
+        cpu::fill(grads[i].f32(), n, 0.0f);
+      }
+    });
+  }
+
  private:
+  // CUDA's rule: a stream that joined a capture must rejoin its origin before the end, i.e.
+  // its last recorded item is an event record that the origin waits for afterwards.
+  static void checkJoined(const Capture& c) {
+    for (size_t j = 1; j < c.streams.size(); ++j) {
+      const CpuStream* joined = c.streams[j].get();
+      ptrdiff_t last = -1;
+      for (size_t i = 0; i < c.items.size(); ++i)
+        if (c.items[i].stream.get() == joined) last = static_cast<ptrdiff_t>(i);
+      bool rejoined = false;
+      if (last >= 0 && c.items[last].kind == Capture::Item::Record) {
+        for (size_t i = last + 1; i < c.items.size() && !rejoined; ++i)
+          rejoined = c.items[i].kind == Capture::Item::Wait && c.items[i].stream.get() == c.origin &&
+                     c.items[i].event == c.items[last].event;
+      }
+      if (!rejoined)
+        captureMisuse("endCapture: a stream joined the capture but its last work was not waited "
+                      "for by the capturing stream (record an event on it and wait for that "
+                      "event on the capturing stream)");
+    }
+  }
+
+  std::unique_ptr<Capture> capture_;
+
   static std::string labelError(const char* op, int64_t classes) {
     return std::string(op) + ": a label is outside [0, " + std::to_string(classes) + ")";
   }

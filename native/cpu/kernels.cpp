@@ -680,17 +680,26 @@ void sgdStep(float* param, const float* grad, float* velocity, int64_t n, float 
   }
 }
 
+AdamScalars adamScalars(float lr, float beta1, float beta2, int64_t step) {
+  const double t = static_cast<double>(std::max<int64_t>(1, step));
+  return {static_cast<float>(static_cast<double>(lr) /
+                             (1.0 - std::pow(static_cast<double>(beta1), t))),
+          static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(beta2), t)))};
+}
+
+void adamStep(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+              float beta1, float beta2, float eps, float weightDecay, int64_t step) {
+  adamStepScaled(param, grad, m, v, n, adamScalars(lr, beta1, beta2, step), beta1, beta2, eps,
+                 weightDecay);
+}
+
 // As torch.optim.Adam: param -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps).
 // std::sqrt keeps a (never taken) errno branch without -fno-math-errno, which stops the
 // vectoriser; so each block runs the moment updates and the parameter update as vector loops
 // and only the sqrt as a tight scalar loop (still correctly rounded, as in PyTorch).
-void adamStep(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
-              float beta1, float beta2, float eps, float weightDecay, int64_t step) {
-  const double t = static_cast<double>(std::max<int64_t>(1, step));
-  const float stepSize = static_cast<float>(
-      static_cast<double>(lr) / (1.0 - std::pow(static_cast<double>(beta1), t)));
-  const float bc2Sqrt =
-      static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(beta2), t)));
+void adamStepScaled(float* param, const float* grad, float* m, float* v, int64_t n,
+                    AdamScalars scalars, float beta1, float beta2, float eps, float weightDecay) {
+  const float stepSize = scalars.stepSize, bc2Sqrt = scalars.bc2Sqrt;
   const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
   forRange(n, kGrainMedium, [=](int64_t b, int64_t e) {
     constexpr int64_t kBlock = 256;

@@ -86,5 +86,14 @@ void sgdStep(float* param, const float* grad, float* velocity, int64_t n, float 
 //       param -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps);  step >= 1
 void adamStep(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
               float beta1, float beta2, float eps, float weightDecay, int64_t step);
+// The step-dependent scalars of Adam, computed in double and rounded once (every backend
+// uses these): stepSize = lr / (1 - b1^step), bc2Sqrt = sqrt(1 - b2^step).
+struct AdamScalars {
+  float stepSize, bc2Sqrt;
+};
+AdamScalars adamScalars(float lr, float beta1, float beta2, int64_t step);
+// adamStep with the scalars given.
+void adamStepScaled(float* param, const float* grad, float* m, float* v, int64_t n,
+                    AdamScalars scalars, float beta1, float beta2, float eps, float weightDecay);
 
 }  // namespace sg::cpu

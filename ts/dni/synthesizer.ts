@@ -123,7 +123,7 @@ export class Synthesizer {
         ops.mseForward(s, f.output.handle, perExample.handle, loss.handle);
         ops.mseBackward(s, f.output.handle, perExample.handle, d.handle, this.lossWeight);
         f.backward(d, lctx, false);
-        optimizer.step(this.params, lctx.stream);
+        optimizer.step(this.params, lctx.stream, lctx.capture);
         return loss;
       },
     };

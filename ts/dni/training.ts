@@ -11,7 +11,11 @@
 //                   onto δ_i on s_i (lockstep: in the same step; pipelined: `depth` steps later).
 // Each parameter is touched on one stream only, and every cross-stream read waits for an
 // event, so with pipelining off the result is bit-identical to running everything on one
-// stream. The host never waits inside a step.
+// stream. The host never waits inside a step, and every step ends with the trainer's stream
+// waiting for the module streams. The module streams wait for the trainer's stream only when
+// it wrote what they use (a graph launch, a probe) or while capturing (the inputs are copied
+// there, and the module streams join the capture); otherwise module 1 may start step t+1
+// while the others finish step t. Lockstep steps with p = 1 can be captured.
 import { Device } from '../device';
 import { native } from '../native';
 import { Loss } from '../nn/losses';
@@ -56,6 +60,9 @@ export class DecoupledTraining implements TrainingStrategy {
 
   private readonly streams: Stream[] | undefined;
   private readonly depth: number;
+  private readonly stepStart: Event;
+  /** the trainer's stream wrote module state since the last step (graph launch, probe) */
+  private forkNext = false;
   private readonly hReady: Event[];
   private readonly stepDone: Event[];
   /** per cut, a ring of events for δ_i of the last depth+1 steps */
@@ -72,6 +79,9 @@ export class DecoupledTraining implements TrainingStrategy {
     this.depth = schedule.kind === 'pipelined' ? schedule.depth : 0;
     this.maxInFlight = this.depth + 1;
     this.streams = streams === 'per-module' ? network.modules.map(() => new Stream(device)) : undefined;
+    if (new Set(optimizers).size !== optimizers.length)
+      throw new TypeError('decoupled training needs one optimizer per module: give the Trainer a factory, e.g. () => new Adam({ lr })');
+    this.stepStart = new Event(device);
     this.hReady = network.modules.map(() => new Event(device));
     this.stepDone = network.modules.map(() => new Event(device));
     this.deltaReady = network.modules.map(() => Array.from({ length: this.depth + 1 }, () => new Event(device)));
@@ -80,19 +90,40 @@ export class DecoupledTraining implements TrainingStrategy {
     this.synthLoss = new Array(n - 1).fill(undefined);
   }
 
+  /** Why a step cannot be captured into a graph (undefined: it can, once warm-up is over). */
+  captureBlocker(): string | undefined {
+    const { schedule } = this.network.config;
+    if (schedule.kind === 'pipelined') return 'the pipelined schedule carries work from one step into later ones';
+    if (schedule.pUpdate < 1) return 'stochastic updates are drawn on the host at every step';
+    return undefined;
+  }
+
+  /** Warm-up steps (plain backprop) run uncaptured. */
+  captureReady(): boolean {
+    return this.steps >= this.network.config.warmupSteps;
+  }
+
   step(x: Tensor, y: Tensor, ctx: StepContext): Tensor {
     const net = this.network;
     const cfg = net.config;
-    const t = this.steps++;
+    const capture = ctx.capture;
+    // A captured step counts once per launch (below), not when it is recorded.
+    const t = capture ? this.steps : this.steps++;
     const warm = t < cfg.warmupSteps;
     const lambda = warm ? 1 : cfg.lambda;
     const p = warm ? 1 : cfg.schedule.pUpdate;
     const n = net.modules.length;
-    const arena = new Arena();
-    this.arenas.push(arena);
+    // A captured step's tensors live as long as its graph: the capture's arena owns them.
+    const arena = capture ? ctx.arena : new Arena();
+    if (!capture) this.arenas.push(arena);
     const streams = this.streams ?? net.modules.map(() => ctx.stream);
     const separate = this.streams !== undefined;
-    const mctx: StepContext[] = streams.map((stream) => ({ device: this.device, stream, training: true, arena }));
+    const mctx: StepContext[] = streams.map((stream) => ({ device: this.device, stream, training: true, arena, capture }));
+    if (separate && (capture || this.forkNext)) {
+      this.stepStart.record(ctx.stream);
+      for (const s of streams) s.wait(this.stepStart);
+      this.forkNext = false;
+    }
     // Which modules update this step: drawn on the host from a seeded generator.
     const updated = net.modules.map(() => p >= 1 || this.updateRng.next() < p);
 
@@ -134,7 +165,7 @@ export class DecoupledTraining implements TrainingStrategy {
       let down: Tensor | undefined;
       if (updated[i]) {
         down = forwards[i].backward(g, mctx[i], i > 0);
-        this.optimizers[i].step(this.params[i], s);
+        this.optimizers[i].step(this.params[i], s, capture);
         if (i > 0 && separate) this.deltaReady[i - 1][slot].record(s);
       }
       if (i < n - 1 && above) this.scheduleLearn(i, { step: t, prediction: predictions[i], target: above }, mctx[i], separate);
@@ -147,6 +178,14 @@ export class DecoupledTraining implements TrainingStrategy {
     }
     // Keep the tensors of the steps a pending synthesizer update may still use.
     while (this.arenas.length > this.depth + 1) this.arenas.shift()!.dispose();
+    if (capture) {
+      const losses = [...this.synthLoss];
+      capture.beforeLaunch(() => {
+        this.steps++;
+        this.forkNext = true;
+        losses.forEach((l, i) => { this.synthLoss[i] = l; });
+      });
+    }
     if (this.record) {
       this.lastStep = { activations: forwards.slice(0, -1).map((f) => f.output), synthetic: predictions.map((q) => q.gradient), targets, updated };
     }
@@ -199,6 +238,7 @@ export class DecoupledTraining implements TrainingStrategy {
       }
       // The probe's backward accumulated into the modules' gradients: clear them.
       for (const p of net.parameters()) ops.fill(ctx.stream.handle, p.grad.handle, 0);
+      this.forkNext = true;
       const out: ModuleDiagnostics[] = [];
       for (let i = 0; i < n - 1; i++) {
         const [a, b] = await Promise.all([synthetic[i].readFloat32(ctx.stream), truth[i].readFloat32(ctx.stream)]);

@@ -6,6 +6,7 @@
 // backward() overwrites the input gradient it returns and ACCUMULATES (+=) into the
 // parameters' gradients; an optimizer step consumes and zeroes them.
 import { Device } from '../device';
+import type { CaptureHooks } from '../graph';
 import { Random } from '../random';
 import { native } from '../native';
 import { Stream } from '../stream';
@@ -21,6 +22,8 @@ export interface StepContext {
   readonly arena: Arena;
   /** training-mode forward that leaves BatchNorm's running statistics alone (probe batches) */
   readonly freezeStatistics?: boolean;
+  /** present while the step is being captured into a graph (see graph.ts) */
+  readonly capture?: CaptureHooks;
 }
 
 /**

@@ -1,12 +1,17 @@
 // Optimizers (PyTorch semantics) and learning-rate schedules.
 //
 // step() applies the accumulated gradients to the parameters and zeroes the gradients, all
-// enqueued on the given stream; the optimizer counts its own steps for the schedule and for
-// Adam's bias correction.
+// enqueued on the given stream as one fused op over the whole parameter group; the optimizer
+// counts its own steps for the schedule and for Adam's bias correction. The step-dependent
+// scalars (learning rate, bias corrections) reach the op through a small device tensor written
+// just before it, so a step captured into a graph reads fresh values at every launch.
+// An optimizer serves one parameter group (one module): its scalars tensor is shared.
+import type { CaptureHooks } from '../graph';
 import { native } from '../native';
 import { Parameter } from '../nn/module';
 import { Stream } from '../stream';
 import { Tensor } from '../tensor';
+import type { NativeTensor } from '../native';
 
 const ops = native.ops;
 
@@ -63,26 +68,79 @@ export abstract class Optimizer {
     return this.schedule(this.steps);
   }
 
-  /** Updates `params` from their gradients and zeroes the gradients. */
-  step(params: readonly Parameter[], stream: Stream): void {
+  /**
+   * Updates `params` from their gradients and zeroes the gradients, on `stream`. While the
+   * step is captured (`capture` given), the scalars are written before each launch instead.
+   */
+  step(params: readonly Parameter[], stream: Stream, capture?: CaptureHooks): void {
+    if (params.length === 0) {
+      this.steps++;
+      return;
+    }
+    const device = params[0].value.device;
+    if (!this.hyper || !this.hyper.device.equals(device)) {
+      this.hyper?.dispose();
+      this.hyper = Tensor.zeros([this.scalarCount], { device });
+    }
+    const hyper = this.hyper;
+    if (capture) capture.beforeLaunch((s) => this.advance(s, hyper));
+    else this.advance(stream, hyper);
+    this.update(params, hyper, stream);
+  }
+
+  /** Counts a step and writes its scalars into `hyper` on `stream`. */
+  private advance(stream: Stream, hyper: Tensor): void {
     const lr = this.lr;
     if (!(lr >= 0) || !Number.isFinite(lr)) throw new RangeError(`optimizer: the schedule gave lr = ${lr} at step ${this.steps}`);
     this.steps++;
-    for (const p of params) {
-      this.update(p, lr, stream);
-      ops.fill(stream.handle, p.grad.handle, 0);
-    }
+    ops.writeScalars(stream.handle, hyper.handle, this.scalars(lr, this.steps));
   }
 
-  protected abstract update(p: Parameter, lr: number, stream: Stream): void;
+  private hyper?: Tensor;
+  /** the number of step-dependent scalars the fused op reads */
+  protected abstract readonly scalarCount: number;
+  /** the scalars of step `step` (1-based) */
+  protected abstract scalars(lr: number, step: number): number[];
+  /** Enqueues the fused update of the group, reading its scalars from `hyper`. */
+  protected abstract update(params: readonly Parameter[], hyper: Tensor, stream: Stream): void;
 
   /** Frees the optimizer's state tensors. */
-  abstract dispose(): void;
+  dispose(): void {
+    this.hyper?.dispose();
+    this.hyper = undefined;
+    this.disposeState();
+  }
+
+  protected abstract disposeState(): void;
+}
+
+/** Native handles of a parameter group and its state, built once per parameter list. */
+interface Group {
+  params: NativeTensor[];
+  grads: NativeTensor[];
+  state: NativeTensor[][];
+}
+
+function groupOf<P extends readonly Parameter[]>(cache: WeakMap<P, Group>, params: P,
+  state: (p: Parameter) => Tensor[]): Group {
+  let g = cache.get(params);
+  if (!g || g.params.length !== params.length) {
+    const perParam = params.map(state);
+    g = {
+      params: params.map((p) => p.value.handle),
+      grads: params.map((p) => p.grad.handle),
+      state: perParam.length ? perParam[0].map((_, k) => perParam.map((s) => s[k].handle)) : [],
+    };
+    cache.set(params, g);
+  }
+  return g;
 }
 
 export class SGD extends Optimizer {
   readonly momentum: number;
+  protected readonly scalarCount = 1;
   private velocity = new Map<Parameter, Tensor>();
+  private groups = new WeakMap<readonly Parameter[], Group>();
 
   constructor(options: OptimizerOptions & { momentum?: number }) {
     super('SGD', options);
@@ -90,18 +148,25 @@ export class SGD extends Optimizer {
     if (!(this.momentum >= 0 && this.momentum < 1)) throw new RangeError(`SGD: 'momentum' must be in [0, 1), got ${this.momentum}`);
   }
 
-  protected update(p: Parameter, lr: number, stream: Stream): void {
-    let v: Tensor | null = null;
-    if (this.momentum > 0) {
-      v = this.velocity.get(p) ?? Tensor.zeros(p.value.shape, { device: p.value.device });
-      this.velocity.set(p, v);
-    }
-    ops.sgdStep(stream.handle, p.value.handle, p.grad.handle, v?.handle ?? null, lr, this.momentum, this.weightDecay);
+  protected scalars(lr: number): number[] {
+    return [lr];
   }
 
-  dispose(): void {
+  protected update(params: readonly Parameter[], hyper: Tensor, stream: Stream): void {
+    const g = groupOf(this.groups, params, (p) => {
+      if (this.momentum === 0) return [];
+      let v = this.velocity.get(p);
+      if (!v) this.velocity.set(p, (v = Tensor.zeros(p.value.shape, { device: p.value.device })));
+      return [v];
+    });
+    ops.sgdStepGroup(stream.handle, g.params, g.grads, this.momentum > 0 ? g.state[0] : null, hyper.handle,
+      this.momentum, this.weightDecay);
+  }
+
+  protected disposeState(): void {
     for (const v of this.velocity.values()) v.dispose();
     this.velocity.clear();
+    this.groups = new WeakMap();
   }
 }
 
@@ -109,7 +174,9 @@ export class Adam extends Optimizer {
   readonly beta1: number;
   readonly beta2: number;
   readonly eps: number;
+  protected readonly scalarCount = 2;
   private moments = new Map<Parameter, { m: Tensor; v: Tensor }>();
+  private groups = new WeakMap<readonly Parameter[], Group>();
 
   constructor(options: OptimizerOptions & { beta1?: number; beta2?: number; eps?: number }) {
     super('Adam', options);
@@ -121,22 +188,30 @@ export class Adam extends Optimizer {
     if (!(this.eps > 0)) throw new RangeError(`Adam: 'eps' must be > 0, got ${this.eps}`);
   }
 
-  protected update(p: Parameter, lr: number, stream: Stream): void {
-    let state = this.moments.get(p);
-    if (!state) {
-      const opts = { device: p.value.device };
-      state = { m: Tensor.zeros(p.value.shape, opts), v: Tensor.zeros(p.value.shape, opts) };
-      this.moments.set(p, state);
-    }
-    ops.adamStep(stream.handle, p.value.handle, p.grad.handle, state.m.handle, state.v.handle, lr,
-      this.beta1, this.beta2, this.eps, this.weightDecay, this.steps);
+  /** [lr / (1 - beta1^t), sqrt(1 - beta2^t)], computed natively exactly as adamStep does. */
+  protected scalars(lr: number, step: number): number[] {
+    return native.adamScalars(lr, this.beta1, this.beta2, step);
   }
 
-  dispose(): void {
+  protected update(params: readonly Parameter[], hyper: Tensor, stream: Stream): void {
+    const g = groupOf(this.groups, params, (p) => {
+      let s = this.moments.get(p);
+      if (!s) {
+        const opts = { device: p.value.device };
+        this.moments.set(p, (s = { m: Tensor.zeros(p.value.shape, opts), v: Tensor.zeros(p.value.shape, opts) }));
+      }
+      return [s.m, s.v];
+    });
+    ops.adamStepGroup(stream.handle, g.params, g.grads, g.state[0], g.state[1], hyper.handle,
+      this.beta1, this.beta2, this.eps, this.weightDecay);
+  }
+
+  protected disposeState(): void {
     for (const s of this.moments.values()) {
       s.m.dispose();
       s.v.dispose();
     }
     this.moments.clear();
+    this.groups = new WeakMap();
   }
 }

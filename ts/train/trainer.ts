@@ -4,6 +4,8 @@
 import { describe, positiveInt } from '../check';
 import { Dataset } from '../data/dataset';
 import { Device } from '../device';
+import { Graph } from '../graph';
+import { native } from '../native';
 import { Loss, LossName, lossFrom } from '../nn/losses';
 import { Module, Parameter, StepContext } from '../nn/module';
 import { Optimizer } from '../optim/optimizers';
@@ -79,6 +81,13 @@ export interface FitOptions {
    */
   diagnoseEvery?: number;
   onEpoch?: (m: EpochMetrics) => void | Promise<void>;
+  /**
+   * Capture the training step into a graph once and replay it (a CUDA graph on a GPU, a
+   * recorded task list on the CPU): same results, less per-step overhead. The first step and
+   * batches of another size (an epoch's last) run uncaptured. Backprop, and decoupled
+   * networks with the lockstep schedule and p = 1; fit throws for the others. Default false.
+   */
+  graph?: boolean;
 }
 
 export interface FitResult {
@@ -100,7 +109,58 @@ export interface TrainingStrategy {
   /** how many steps may be in flight before the host waits for the oldest; default 1 */
   readonly maxInFlight?: number;
   diagnose?(x: Tensor, y: Tensor, ctx: StepContext): Promise<ModuleDiagnostics[]>;
+  /**
+   * Graph capture support: undefined when step() may be captured (see graph.ts), else why
+   * not. Strategies without this method cannot be captured.
+   */
+  captureBlocker?(): string | undefined;
+  /** whether the next step may be the captured one (e.g. warm-up is over); default true */
+  captureReady?(): boolean;
   dispose(): void;
+}
+
+/** A training step captured once: fixed input and output tensors, replayed per batch. */
+class CapturedStep {
+  private constructor(private readonly x: Tensor, private readonly y: Tensor, private readonly loss: Tensor,
+    private readonly graph: Graph, private readonly arena: Arena,
+    private readonly hooks: ((stream: Stream) => void)[]) {}
+
+  static capture(strategy: TrainingStrategy, device: Device, stream: Stream, rows: number, features: number): CapturedStep {
+    const arena = new Arena();
+    const hooks: ((stream: Stream) => void)[] = [];
+    try {
+      const x = Tensor.empty([rows, features], { device, arena });
+      const y = Tensor.empty([rows], { device, dtype: 'int32', arena });
+      const ctx: StepContext = { device, stream, training: true, arena, capture: { beforeLaunch: (f) => hooks.push(f) } };
+      let loss: Tensor | undefined;
+      const graph = Graph.capture(stream, () => { loss = strategy.step(x, y, ctx); });
+      return new CapturedStep(x, y, loss!, graph, arena, hooks);
+    } catch (e) {
+      arena.dispose();
+      throw e;
+    }
+  }
+
+  /** Copies the batch into the graph's inputs, launches it, and reads the loss. */
+  run(inputs: Float32Array, labels: Int32Array, stream: Stream): Promise<Float32Array | Int32Array> {
+    const staging = new Arena(); // fresh memory: the previous launch may still read x and y
+    try {
+      const opts = { device: this.x.device, arena: staging };
+      native.ops.copy(stream.handle, Tensor.fromArray(inputs, this.x.shape, opts).handle, this.x.handle);
+      native.ops.copy(stream.handle, Tensor.fromArray(labels, this.y.shape, opts).handle, this.y.handle);
+      for (const update of this.hooks) update(stream);
+      this.graph.launch(stream);
+      return this.loss.read(stream);
+    } finally {
+      staging.dispose(); // enqueued copies keep their memory alive
+    }
+  }
+
+  /** The graph first: it waits for its last launch, then the memory it used is released. */
+  dispose(): void {
+    this.graph.dispose();
+    this.arena.dispose();
+  }
 }
 
 /** Forward, loss, backward through the whole network, one optimizer step. */
@@ -115,8 +175,12 @@ export class Backpropagation implements TrainingStrategy {
     const f = this.model.forward(x, ctx);
     const l = this.loss.forward(f.output, y, ctx);
     f.backward(l.backward(ctx), ctx, false);
-    this.optimizer.step(this.params, ctx.stream);
+    this.optimizer.step(this.params, ctx.stream, ctx.capture);
     return l.loss;
+  }
+
+  captureBlocker(): undefined {
+    return undefined;
   }
 
   dispose(): void {
@@ -193,6 +257,13 @@ export class Trainer {
     const probe = probeData.gather(probeData.order(), 0, Math.min(batchSize, probeData.count));
     this.model.outputFeatures(data.features); // throws early if the data does not fit the model
     const shuffleRng = options.shuffle === false ? undefined : this.rng.fork();
+    const useGraph = options.graph ?? false;
+    if (typeof useGraph !== 'boolean') throw new TypeError(`fit: 'graph' must be a boolean, got ${describe(useGraph)}`);
+    if (useGraph) {
+      const blocker = this.strategy.captureBlocker ? this.strategy.captureBlocker() : 'this training strategy does not support capture';
+      if (blocker !== undefined) throw new TypeError(`fit: 'graph' cannot capture this training step: ${blocker}`);
+    }
+    let captured: CapturedStep | undefined;
 
     const started = Date.now();
     const history: EpochMetrics[] = [];
@@ -243,10 +314,17 @@ export class Trainer {
           const ctx: StepContext = { device: this.device, stream: this.stream, training: true, arena };
           let loss: Promise<Float32Array | Int32Array>;
           const lr = this.currentLr();
+          // The first step runs uncaptured: it creates the optimizers' state.
+          const replay = useGraph && step > 0 && end - start === batchSize && (this.strategy.captureReady?.() ?? true);
           try {
-            const x = Tensor.fromArray(batch.inputs, [end - start, data.features], { device: this.device, arena });
-            const y = Tensor.fromArray(batch.labels, [end - start], { device: this.device, arena });
-            loss = this.strategy.step(x, y, ctx).read(this.stream);
+            if (replay) {
+              captured ??= CapturedStep.capture(this.strategy, this.device, this.stream, batchSize, data.features);
+              loss = captured.run(batch.inputs, batch.labels, this.stream);
+            } else {
+              const x = Tensor.fromArray(batch.inputs, [end - start, data.features], { device: this.device, arena });
+              const y = Tensor.fromArray(batch.labels, [end - start], { device: this.device, arena });
+              loss = this.strategy.step(x, y, ctx).read(this.stream);
+            }
           } catch (e) {
             arena.dispose();
             throw e;
@@ -271,6 +349,7 @@ export class Trainer {
         await f.loss.catch(() => undefined);
         f.arena.dispose();
       }
+      captured?.dispose();
     }
     return { steps: step, epochs: history, seconds: (Date.now() - started) / 1000 };
   }

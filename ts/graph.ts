@@ -1,0 +1,53 @@
+// Graphs: a training step's work recorded once and replayed, without the per-op cost of the
+// JavaScript → native calls (and, on a GPU, of each kernel launch).
+//
+// Graph.capture(stream, body) records the work `body` enqueues on `stream` and on every stream
+// that waits for an event recorded during the capture; each of those streams must in turn be
+// waited for by `stream` before the body ends. Nothing runs while capturing, and the host
+// cannot wait on a capturing stream (read(), synchronize() throw). A graph replays the same
+// kernels on the same memory: values that change from step to step must live in tensors that
+// are written before each launch (inputs, learning rates), not in arguments fixed at capture.
+// On a GPU this is a CUDA graph; on the CPU, a recorded list of tasks.
+import { Device } from './device';
+import { native, NativeGraph } from './native';
+import { Stream } from './stream';
+
+export class Graph {
+  private constructor(readonly device: Device, private readonly handle: NativeGraph) {}
+
+  /** Records what `body` enqueues (see the file comment). If `body` throws, so does capture. */
+  static capture(stream: Stream, body: () => void): Graph {
+    native.beginCapture(stream.handle);
+    try {
+      body();
+    } catch (e) {
+      try {
+        native.endCapture(stream.handle).dispose();
+      } catch {
+        // the capture is discarded either way; the body's error is the one to report
+      }
+      throw e;
+    }
+    return new Graph(stream.device, native.endCapture(stream.handle));
+  }
+
+  /** Enqueues the recorded work after what `stream` has so far; later work waits for all of it. */
+  launch(stream: Stream): void {
+    this.handle.launch(stream.handle);
+  }
+
+  get disposed(): boolean {
+    return this.handle.disposed;
+  }
+
+  /** Frees the graph (work already launched completes first). */
+  dispose(): void {
+    this.handle.dispose();
+  }
+}
+
+/** Given to a training step while it is captured: per-launch host work goes here. */
+export interface CaptureHooks {
+  /** Runs `update` before every launch, with the stream the graph is launched on. */
+  beforeLaunch(update: (stream: Stream) => void): void;
+}
