@@ -1,8 +1,8 @@
 // GPU benchmark: one run on cuda:0, synthgrad against PyTorch on the same GPU.
 //   (a) a training step of the MNIST FCN with 6 hidden layers of 256 (BatchNorm + ReLU, batch
 //       256, Adam): backprop, cDNI and DNI, decoupled runs on one stream ('single') and on one
-//       stream per module ('per-module'); the host reads every step's loss, as a training loop
-//       that logs does (PyTorch: loss.item());
+//       stream per module ('per-module'), op by op and captured once into a CUDA graph; the
+//       host reads every step's loss, as a training loop that logs does (PyTorch: loss.item());
 //   (b) the same in PyTorch: bench/reference/torch_mlp.py (backprop) and
 //       bench/reference/torch_dni.py --time (DNI, cDNI; --streams per-module), with the
 //       machine's python3 (PYTHON=... overrides);
@@ -30,6 +30,8 @@ const python = process.env.PYTHON || 'python3';
 interface StepRow {
   method: Method;
   streams: Streams;
+  /** captured once into a CUDA graph and replayed */
+  graph: boolean;
   steps: number;
   msPerStep: number;
   samplesPerSecond: number;
@@ -37,8 +39,8 @@ interface StepRow {
   torchNote?: string;
 }
 
-function stepTimeOn(device: Device, method: Method, streams: Streams, steps: number, warmup: number): Promise<number> {
-  return stepTime({ device, hidden, batch, method, streams, steps, warmup });
+function stepTimeOn(device: Device, method: Method, streams: Streams, graph: boolean, steps: number, warmup: number): Promise<number> {
+  return stepTime({ device, hidden, batch, method, streams, graph, steps, warmup });
 }
 
 /** Runs a Python script and parses the last line of its stdout as JSON. */
@@ -120,24 +122,32 @@ async function main(): Promise<void> {
   console.log(`synthgrad GPU benchmark on ${gpuName}; python: ${python}`);
 
   // (a) + (b)
-  const configs: [Method, Streams][] = [['backprop', 'single'], ['cdni', 'single'], ['cdni', 'per-module'], ['dni', 'single'], ['dni', 'per-module']];
+  // Graph rows are compared with the same (eager) PyTorch run as their uncaptured twins.
+  const configs: [Method, Streams, boolean][] = [
+    ['backprop', 'single', false], ['backprop', 'single', true],
+    ['cdni', 'single', false], ['cdni', 'per-module', false], ['cdni', 'single', true], ['cdni', 'per-module', true],
+    ['dni', 'single', false], ['dni', 'per-module', false], ['dni', 'per-module', true],
+  ];
   const rows: StepRow[] = [];
+  const torchRuns = new Map<string, ReturnType<typeof torchStep>>();
   let torchVersion: string | undefined;
-  for (const [method, streams] of configs) {
+  for (const [method, streams, graph] of configs) {
     const n = method === 'dni' ? Math.max(20, Math.round(steps / 2)) : steps;
     const w = Math.min(warmup, n);
     let ms = NaN;
     try {
-      ms = await stepTimeOn(device, method, streams, n, w);
+      ms = await stepTimeOn(device, method, streams, graph, n, w);
     } catch (e) {
-      console.error(`synthgrad ${method} ${streams} failed: ${(e as Error).message}`);
+      console.error(`synthgrad ${method} ${streams}${graph ? ' graph' : ''} failed: ${(e as Error).message}`);
     }
-    const t = skipTorch ? { ms: null, note: 'skipped' } : torchStep(method, streams, n, w);
+    const key = `${method} ${streams}`;
+    if (!torchRuns.has(key)) torchRuns.set(key, skipTorch ? { ms: null, note: 'skipped' } : torchStep(method, streams, n, w));
+    const t = torchRuns.get(key)!;
     if ('info' in t && t.info && typeof t.info.torch === 'string') torchVersion = t.info.torch;
-    const row: StepRow = { method, streams, steps: n, msPerStep: ms, samplesPerSecond: (1000 * batch) / ms, torchMsPerStep: t.ms };
+    const row: StepRow = { method, streams, graph, steps: n, msPerStep: ms, samplesPerSecond: (1000 * batch) / ms, torchMsPerStep: t.ms };
     if (t.note) row.torchNote = t.note;
     rows.push(row);
-    console.log(`${method.padEnd(8)} ${streams.padEnd(10)} synthgrad ${ms.toFixed(3)} ms/step (${Math.round(row.samplesPerSecond)} samples/s)` +
+    console.log(`${method.padEnd(8)} ${streams.padEnd(10)} ${graph ? 'graph' : 'eager'} synthgrad ${ms.toFixed(3)} ms/step (${Math.round(row.samplesPerSecond)} samples/s)` +
       (t.ms !== null ? `  PyTorch ${t.ms.toFixed(3)} ms  -> synthgrad ${(t.ms / ms).toFixed(2)}x` : `  PyTorch: ${t.note}`));
   }
 
@@ -179,11 +189,10 @@ async function main(): Promise<void> {
     (a && b && Number.isFinite(a) && Number.isFinite(b) ? `${(a / b).toFixed(2)}x` : '–');
   const bp = rows[0].msPerStep;
   const stepTable = [
-    `| method | streams | synthgrad ms/step | samples/s | vs synthgrad backprop | ${torchLabel} ms/step | synthgrad speed-up vs PyTorch |`,
-    '|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.method} | ${r.streams} | ${fix(r.msPerStep)} | ${Number.isFinite(r.samplesPerSecond) ? Math.round(r.samplesPerSecond) : '–'} | ` +
+    `| method | streams | CUDA graph | synthgrad ms/step | samples/s | vs synthgrad backprop | ${torchLabel} eager ms/step | synthgrad speed-up vs PyTorch |`,
+    '|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.method} | ${r.streams} | ${r.graph ? 'captured' : 'no'} | ${fix(r.msPerStep)} | ${Number.isFinite(r.samplesPerSecond) ? Math.round(r.samplesPerSecond) : '–'} | ` +
       `${ratio(bp, r.msPerStep)} | ${r.torchMsPerStep !== null ? fix(r.torchMsPerStep) : `– (${r.torchNote})`} | ${ratio(r.torchMsPerStep, r.msPerStep)} |`),
-    '| any | CUDA graph capture | not implemented | | | | |',
   ];
   const gemmTable = gemm.length ? [
     `| n | synthgrad fp32 GFLOP/s | cuBLAS fp32 GFLOP/s | synthgrad / cuBLAS (fp32) | synthgrad TF32 GFLOP/s | cuBLAS TF32 GFLOP/s | synthgrad / cuBLAS (TF32) |`,
@@ -198,7 +207,7 @@ async function main(): Promise<void> {
     machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, build: native.buildInfo(), python },
     training_step: {
       model: `784-${hidden.join('-')}-10 BatchNorm+ReLU, batch ${batch}, Adam; the host reads every step's loss; DNI synthesizers 1024-1024, cDNI linear + one-hot labels`,
-      rows, cuda_graph_capture: 'not implemented',
+      rows,
     },
     gemm: {
       note: 'C = A B, square, float32; synthgrad timed on the host around a queue of products (enqueue cost included), cuBLAS with CUDA events; GFLOP/s = 2 n^3 / time',
@@ -214,7 +223,8 @@ async function main(): Promise<void> {
     `## Training step (${report.training_step.model})`, '',
     ...stepTable, '',
     `${steps} timed steps after ${warmup} warm-up (DNI: ${rows.find((r) => r.method === 'dni')?.steps} steps). 'per-module': one CUDA stream per module, with events between them; ` +
-      "'single': everything on the trainer's stream. PyTorch: bench/reference/torch_mlp.py (backprop) and torch_dni.py --time.", '',
+      "'single': everything on the trainer's stream. 'captured': the step captured once into a CUDA graph (Graph.capture) and launched each step. " +
+      'PyTorch: bench/reference/torch_mlp.py (backprop) and torch_dni.py --time, eager.', '',
     ...(gemmTable.length ? ['## SGEMM (square, n x n x n)', '', ...gemmTable, '',
       `${report.gemm.note}. synthgrad TF32: ${report.gemm.synthgrad_tf32}.${gemmNote ? ` cuBLAS: ${gemmNote}.` : ''}`, ''] : []),
   ].join('\n');

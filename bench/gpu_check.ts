@@ -711,6 +711,95 @@ async function checkOptimizers(): Promise<void> {
   }
 }
 
+/** The fused parameter-group steps (what the optimizers use), scalars written on the stream. */
+async function checkGroupOptimizers(): Promise<void> {
+  const FLOOR = 0.1;
+  const shapes = [[300, 257], [257], [1], [70001]];
+  for (const adam of [false, true]) {
+    for (const momentum of adam ? [0] : [0, 0.9]) {
+      const op = adam ? 'adamStepGroup' : 'sgdStepGroup';
+      const name = `${shapes.length} tensors${adam ? '' : ` momentum ${momentum}`}`;
+      await opCase(op, name, async () => {
+        const params = shapes.map((sh) => Both.of(randomArray(rng, numel(sh)), sh));
+        const s0 = shapes.map((sh) => Both.full(sh, 0)), s1 = shapes.map((sh) => Both.full(sh, 0));
+        const hyper = Both.full([adam ? 2 : 1], 0);
+        const [lr, b1, b2, eps, wd] = [0.01, 0.9, 0.999, 1e-8, 0.01];
+        for (let step = 1; step <= 4; step++) {
+          const grads = shapes.map((sh) => Both.of(randomArray(rng, numel(sh)), sh));
+          const scalars = adam ? native.adamScalars(lr, b1, b2, step) : [lr];
+          const pick = (list: Both[], d: Side) => list.map((b) => b.pick(d));
+          both((d, s) => {
+            ops.writeScalars(s, hyper.pick(d), scalars);
+            if (adam) ops.adamStepGroup(s, pick(params, d), pick(grads, d), pick(s0, d), pick(s1, d), hyper.pick(d), b1, b2, eps, wd);
+            else ops.sgdStepGroup(s, pick(params, d), pick(grads, d), momentum ? pick(s0, d) : null, hyper.pick(d), momentum, wd);
+          });
+          for (let t = 0; t < shapes.length; t++) {
+            const at = `tensor ${t} step ${step}`;
+            await expectOut(op, `${name} ${at}`, 'param', params[t], TOL, { floor: FLOOR });
+            await expectOut(op, `${name} ${at}`, 'grad (zeroed)', grads[t], 0);
+            if (adam || momentum) await expectOut(op, `${name} ${at}`, adam ? 'm' : 'velocity', s0[t], TOL, { floor: FLOOR });
+            if (adam) await expectOut(op, `${name} ${at}`, 'v', s1[t], TOL);
+          }
+        }
+      });
+    }
+  }
+}
+
+/** fit({ graph: true }) replays CUDA graphs: same device, same kernels, so bit-identical results. */
+async function checkGraphs(): Promise<void> {
+  const device = Device.parse(GPU);
+  const { train } = await datasets.mnist();
+  const data = train.head(256 * 12 + 100); // 12 full batches and a 100-row tail per epoch
+  for (const method of ['backprop', 'cdni'] as const) {
+    await runtimeCheck(`fit({ graph: true }) equals fit() bit for bit on the GPU (${method}${method === 'cdni' ? ', one stream per module' : ''})`, async () => {
+      const run = async (graph: boolean) => {
+        const model = mlp(784, [256, 256, 256], 10);
+        const net: Module = method === 'backprop' ? model : decouple(model, { synthesizer: { conditioned: true }, streams: 'per-module' });
+        const lr = schedules.stepDecay(1e-3, [10], 0.1);
+        const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr }), seed: options.seed });
+        const losses: number[] = [];
+        try {
+          await trainer.fit(data, { epochs: 2, batchSize: 256, graph, onStep: (m) => { losses.push(m.loss); } });
+          const params = await Promise.all(net.parameters().map((p) => p.value.readFloat32(trainer.stream)));
+          return { losses, params };
+        } finally {
+          trainer.dispose();
+        }
+      };
+      const eager = await run(false);
+      const replay = await run(true);
+      assert(eager.losses.length === 26 && replay.losses.length === 26, `expected 26 steps, got ${eager.losses.length} and ${replay.losses.length}`);
+      const lossDiff = eager.losses.findIndex((v, i) => !Object.is(v, replay.losses[i]));
+      assert(lossDiff < 0, `losses differ from step ${lossDiff + 1}: ${eager.losses[lossDiff]} vs ${replay.losses[lossDiff]}`);
+      const worst = Math.max(...eager.params.map((p, i) => compareBits(replay.params[i], p).worst));
+      assert(worst === 0, `parameters differ (worst ${fmt(worst)})`);
+      return `26 steps (24 replayed from a graph), final loss ${eager.losses[25].toFixed(4)}`;
+    });
+  }
+  await runtimeCheck('a capturing stream refuses host reads; an unjoined stream fails endCapture; the device works after', async () => {
+    const s = new native.Stream(GPU), side = new native.Stream(GPU);
+    const e = new native.Event(GPU);
+    const t = track(new native.Tensor([4], 'float32', GPU, 'zeros'));
+    native.beginCapture(s);
+    let readError = '';
+    try { void t.read(s); } catch (err) { readError = (err as Error).message; }
+    native.endCapture(s).dispose();
+    assert(/being captured/.test(readError), `read during capture: ${readError || 'no error'}`);
+    native.beginCapture(s);
+    e.record(s);
+    side.wait(e);
+    ops.fill(side, t, 1);
+    let endError = '';
+    try { native.endCapture(s).dispose(); } catch (err) { endError = (err as Error).message; }
+    assert(endError !== '', 'endCapture with an unjoined stream did not fail');
+    ops.fill(s, t, 2);
+    const back = (await within(t.read(s), 10000, 'read after the failed capture')) as Float32Array;
+    assert(back.every((v) => v === 2), `after the failed capture: ${Array.from(back).join(', ')}`);
+    return `endCapture error: ${endError}`;
+  });
+}
+
 /** An out-of-range label must reject the stream's Promise, write nothing, and leave the stream usable. */
 async function checkLabelErrors(): Promise<void> {
   await runtimeCheck('softmaxCrossEntropyForward with an out-of-range label rejects the stream and writes nothing', async () => {
@@ -1035,7 +1124,7 @@ function summarize(): OpSummary[] {
   });
 }
 
-const sectionKeys = ['data', 'axpby', 'gemm', 'bias', 'activations', 'batchnorm', 'losses', 'optimizers', 'labels', 'runtime', 'tf32', 'mnist', 'oom'];
+const sectionKeys = ['data', 'axpby', 'gemm', 'bias', 'activations', 'batchnorm', 'losses', 'optimizers', 'labels', 'runtime', 'graphs', 'tf32', 'mnist', 'oom'];
 let options = { seed: 0, epochs: 2, skipMnist: false, timeLimit: 420, device: 'cuda:0', only: sectionKeys, command: '' };
 let deviceName = '';
 
@@ -1180,9 +1269,10 @@ async function main(): Promise<void> {
   await section('activations', 'activations', checkActivations);
   await section('batchnorm', 'BatchNorm', checkBatchNorm);
   await section('losses', 'losses', checkLosses);
-  await section('optimizers', 'optimizers', checkOptimizers);
+  await section('optimizers', 'optimizers', async () => { await checkOptimizers(); await checkGroupOptimizers(); });
   await section('labels', 'label errors', checkLabelErrors);
   await section('runtime', 'runtime: read-back, streams, events, fences', checkRuntime);
+  await section('graphs', 'CUDA graphs: fit({ graph: true }) vs fit()', checkGraphs);
   await section('tf32', 'TF32', async () => {
     if (!checkTf32Reachable()) { console.log(`  ${state.tf32.detail}`); return; }
     native.gemmTf32(true);

@@ -1,8 +1,9 @@
 // Times a training step of the MNIST FCN (Linear → BatchNorm → ReLU hidden layers, Adam) with
-// backprop, cDNI or DNI on a resident random batch. The host reads every step's loss, as a
-// training loop that logs does (PyTorch's peers call loss.item()). Shared by the benchmarks.
+// backprop, cDNI or DNI on a resident random batch, run op by op or captured once into a graph
+// and replayed. The host reads every step's loss, as a training loop that logs does (PyTorch's
+// peers call loss.item()). Shared by the benchmarks.
 import {
-  Adam, Arena, Backpropagation, Device, Module, Random, SoftmaxCrossEntropy, Stream, Tensor, TrainingStrategy,
+  Adam, Arena, Backpropagation, Device, Graph, Module, Random, SoftmaxCrossEntropy, Stream, Tensor, TrainingStrategy,
   decouple, mlp,
 } from '../ts';
 
@@ -18,6 +19,8 @@ export interface StepTimeOptions {
   streams: Streams;
   steps: number;
   warmup: number;
+  /** capture the step into a graph after the warm-up and time its launches */
+  graph?: boolean;
 }
 
 /** Milliseconds per training step. */
@@ -42,15 +45,33 @@ export async function stepTime(o: StepTimeOptions): Promise<number> {
   const stream = new Stream(device);
   const x = Tensor.fromArray(rng.uniformArray(batch * 784, 0, 1), [batch, 784], { device });
   const y = Tensor.fromArray(Int32Array.from({ length: batch }, () => rng.int(10)), [batch], { device });
-  const step = async () => {
+  let step = async () => {
     const arena = new Arena();
     await strategy.step(x, y, { device, stream, training: true, arena }).read(stream);
     arena.dispose();
   };
-  for (let i = 0; i < o.warmup; i++) await step();
+  for (let i = 0; i < Math.max(o.warmup, o.graph ? 1 : 0); i++) await step();
+  const captureArena = new Arena();
+  let graph: Graph | undefined;
+  if (o.graph) {
+    const hooks: ((s: Stream) => void)[] = [];
+    let loss: Tensor | undefined;
+    graph = Graph.capture(stream, () => {
+      loss = strategy.step(x, y, { device, stream, training: true, arena: captureArena, capture: { beforeLaunch: (f) => hooks.push(f) } });
+    });
+    const g = graph;
+    step = async () => {
+      for (const update of hooks) update(stream);
+      g.launch(stream);
+      await loss!.read(stream);
+    };
+    for (let i = 0; i < o.warmup; i++) await step();
+  }
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < o.steps; i++) await step();
   const ms = Number(process.hrtime.bigint() - t0) / 1e6 / o.steps;
+  graph?.dispose();
+  captureArena.dispose();
   strategy.dispose();
   net.dispose();
   x.dispose();
