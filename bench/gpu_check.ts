@@ -494,6 +494,27 @@ async function checkBias(): Promise<void> {
       await expectOut('addBias', name, 'y', y, TOL, { scale });
     });
   }
+  // linearForward: the GEMM with its fused bias + activation epilogue. Relative to the scale
+  // of the pre-activation (sum |x||w| + |b|), as gemm; activations change it by at most ~1.
+  for (const [batch, inF, outF] of [[256, 784, 256], [37, 65, 17]]) {
+    for (const act of [null, 'relu', 'tanh', 'sigmoid'] as const) {
+      const name = `x [${batch}, ${inF}] w [${outF}, ${inF}] ${act ?? 'no activation'}`;
+      await opCase('linearForward', name, async () => {
+        const x0 = randomArray(rng, batch * inF, -1, 1), w0 = randomArray(rng, outF * inF, -1, 1), b0 = randomArray(rng, outF, -1, 1);
+        const x = Both.of(x0, [batch, inF]), w = Both.of(w0, [outF, inF]), b = Both.of(b0, [outF]);
+        const y = Both.full([batch, outF]);
+        both((d, s) => ops.linearForward(s, x.pick(d), w.pick(d), b.pick(d), y.pick(d), act));
+        const scale = new Float64Array(batch * outF);
+        for (let r = 0; r < batch; r++)
+          for (let o = 0; o < outF; o++) {
+            let acc = Math.abs(b0[o]);
+            for (let k = 0; k < inF; k++) acc += Math.abs(x0[r * inF + k] * w0[o * inF + k]);
+            scale[r * outF + o] = acc;
+          }
+        await expectOut('linearForward', name, 'y', y, gemmTolerance(inF), { scale });
+      });
+    }
+  }
   for (const [rows, cols] of [[7, 13], [3000, 70], [5, 5000], [1025, 3], [256, 256]]) {
     const name = `[${rows}, ${cols}] accumulated`;
     await opCase('biasBackward', name, async () => {
@@ -1265,7 +1286,7 @@ async function main(): Promise<void> {
   await section('data', 'data movement: copy, fill, oneHot, concatColumns, splitColumns', checkDataMovement);
   await section('axpby', 'axpby', checkAxpby);
   await section('gemm', 'gemm (fp32)', () => checkGemm(false));
-  await section('bias', 'addBias, biasBackward', checkBias);
+  await section('bias', 'addBias, linearForward, biasBackward', checkBias);
   await section('activations', 'activations', checkActivations);
   await section('batchnorm', 'BatchNorm', checkBatchNorm);
   await section('losses', 'losses', checkLosses);

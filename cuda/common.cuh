@@ -27,6 +27,29 @@ __device__ __forceinline__ int64_t gridStep() {
   return static_cast<int64_t>(gridDim.x) * blockDim.x;
 }
 
+// ---- activations ---------------------------------------------------------------------------
+
+// The forward activations as the CPU computes them (codes of cpu::Activation; kNoActivation
+// for none). Used by activationForward and by the GEMM epilogue.
+constexpr int kNoActivation = -1;
+__device__ __forceinline__ float activate(int act, float v) {
+  if (act == 0) return v < 0.0f ? 0.0f : v;  // ReLU, keeps NaN
+  if (act == 1) return tanhf(v);
+  if (act == 2) {  // sigmoid = 1 / (1 + e) for v >= 0, e / (1 + e) for v < 0, e = exp(-|v|)
+    const float t = -fabsf(v);
+    const float e = t < -87.0f ? 0.0f : expf(t);  // as the CPU: 0 below -87, NaN stays
+    return __fdiv_rn(v >= 0.0f ? 1.0f : e, __fadd_rn(1.0f, e));
+  }
+  return v;
+}
+
+// What the GEMM does to each output after alpha * acc (+ beta * C): + bias[column] (when not
+// null), then the activation. Linear layers' forward pass in one kernel.
+struct Epilogue {
+  const float* bias = nullptr;
+  int activation = kNoActivation;
+};
+
 // ---- parameter groups (optimizer.cu) ---------------------------------------------------------
 //
 // One launch updates up to kGroupTensors tensors: each tensor is cut into chunks of

@@ -898,6 +898,15 @@ class CudaBackend final : public Backend {
                 b.shape[1], beta, c.f32(), N, numSMs_, tf32Capable_);
   }
 
+  void linearForward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& bias,
+                     const Tensor& y, std::optional<Activation> act) override {
+    use();
+    const int64_t B = x.shape[0], in = x.shape[1], out = w.shape[0];
+    launchSgemm(rawStream(s), false, true, B, out, in, 1.0f, x.f32(), in, w.f32(), in, 0.0f,
+                y.f32(), out, numSMs_, tf32Capable_, bias.storage ? bias.f32() : nullptr,
+                act ? static_cast<int>(*act) : -1);
+  }
+
   void addBias(Stream& s, const Tensor& y, const Tensor& bias) override {
     use();
     launchAddBias(rawStream(s), y.f32(), bias.f32(), y.shape[0], y.shape[1]);

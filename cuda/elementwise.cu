@@ -54,17 +54,7 @@ __global__ void biasBackwardKernel(const float* dy, float* dbias, int64_t rows, 
 template <Activation A>
 __global__ void activationForwardKernel(const float* x, float* y, int64_t n) {
   for (int64_t i = firstIndex(); i < n; i += gridStep()) {
-    const float v = x[i];
-    float out;
-    if (A == Activation::Relu) {
-      out = v < 0.0f ? 0.0f : v;  // keeps NaN
-    } else if (A == Activation::Tanh) {
-      out = tanhf(v);
-    } else {  // sigmoid = 1 / (1 + e) for v >= 0, e / (1 + e) for v < 0, e = exp(-|v|)
-      const float t = -fabsf(v);
-      const float e = t < -87.0f ? 0.0f : expf(t);  // as the CPU: 0 below -87, NaN stays
-      out = __fdiv_rn(v >= 0.0f ? 1.0f : e, __fadd_rn(1.0f, e));
-    }
+    const float out = activate(static_cast<int>(A), x[i]);
     y[i] = out;
   }
 }

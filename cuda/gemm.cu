@@ -14,7 +14,9 @@
 //     operand (k for A, m for A^T, n for B, k for B^T): one float4 load when the run is in
 //     range and 16-byte aligned (aligned pointer, leading dimension a multiple of 4),
 //     guarded scalar loads otherwise; elements outside the matrix read as 0.
-//   - Epilogue: C = alpha * acc (+ beta * C only when beta != 0, so NaN in C is ignored).
+//   - Epilogue: C = alpha * acc (+ beta * C only when beta != 0, so NaN in C is ignored),
+//     then + bias[n] and an activation when asked (Epilogue, common.cuh): a Linear layer's
+//     forward pass in one kernel.
 // TF32 kernel (opt-in, sm_80+): nvcuda::wmma m16n16k8 TF32 fragments with fp32 accumulation;
 //   64 x 64 block tile, 4 warps of 32 x 32, K tile 16; operands staged through shared
 //   memory with guarded scalar loads, results staged through shared memory for the guarded
@@ -30,6 +32,7 @@
 #include <string>
 
 #include "check.cuh"
+#include "common.cuh"
 
 namespace sg::cuda {
 namespace {
@@ -104,9 +107,15 @@ __device__ __forceinline__ void storeTile(const float4 (&rb)[LB], float (*Bs)[BN
 }
 
 // One BM x BN tile of C per block; see the file comment.
+// The epilogue's bias and activation for the output in column n (a no-op by default).
+__device__ __forceinline__ float finish(const Epilogue& ep, int n, float v) {
+  if (ep.bias) v = __fadd_rn(v, ep.bias[n]);
+  return ep.activation == kNoActivation ? v : activate(ep.activation, v);
+}
+
 template <int BM, int BN, int BK, bool TA, bool TB>
 __global__ void __launch_bounds__(kThreads)
-    sgemmKernel(int M, int N, int K, float alpha, const float* __restrict__ A, int64_t lda,
+    sgemmKernel(Epilogue ep, int M, int N, int K, float alpha, const float* __restrict__ A, int64_t lda,
                 const float* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C,
                 int64_t ldc, bool vecA, bool vecB, bool vecC) {
   static_assert(BM % 64 == 0 && BN % 64 == 0 && BK % 4 == 0, "tile shape");
@@ -198,6 +207,8 @@ __global__ void __launch_bounds__(kThreads)
             v[2] = fmaf(beta, old.z, v[2]);
             v[3] = fmaf(beta, old.w, v[3]);
           }
+#pragma unroll
+          for (int j = 0; j < 4; ++j) v[j] = finish(ep, n + j, v[j]);
           *p = make_float4(v[0], v[1], v[2], v[3]);
         } else {
 #pragma unroll
@@ -205,7 +216,7 @@ __global__ void __launch_bounds__(kThreads)
             if (n + j < N) {
               float out = v[j];
               if (beta != 0.f) out = fmaf(beta, crow[n + j], out);
-              crow[n + j] = out;
+              crow[n + j] = finish(ep, n + j, out);
             }
           }
         }
@@ -217,7 +228,7 @@ __global__ void __launch_bounds__(kThreads)
 // TF32 tensor-core kernel: 64 x 64 tile per block of 4 warps (2 x 2, 32 x 32 each).
 template <bool TA, bool TB>
 __global__ void __launch_bounds__(kTf32Threads)
-    sgemmTf32Kernel(int M, int N, int K, float alpha, const float* __restrict__ A, int64_t lda,
+    sgemmTf32Kernel(Epilogue ep, int M, int N, int K, float alpha, const float* __restrict__ A, int64_t lda,
                     const float* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C,
                     int64_t ldc) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -312,7 +323,7 @@ __global__ void __launch_bounds__(kTf32Threads)
       float* p = C + static_cast<int64_t>(gm) * ldc + gn;
       float v = alpha * Cs[m * LDC + n];
       if (beta != 0.f) v = fmaf(beta, *p, v);
-      *p = v;
+      *p = finish(ep, gn, v);
     }
   }
 #endif
@@ -327,7 +338,7 @@ std::atomic<bool> gTf32{false};
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <int BM, int BN, int BK>
-void launchFp32(cudaStream_t stream, bool transA, bool transB, int M, int N, int K, float alpha,
+void launchFp32(cudaStream_t stream, const Epilogue& ep, bool transA, bool transB, int M, int N, int K, float alpha,
                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                 int64_t ldc) {
   const dim3 grid((M + BM - 1) / BM, (N + BN - 1) / BN);
@@ -338,36 +349,36 @@ void launchFp32(cudaStream_t stream, bool transA, bool transB, int M, int N, int
   const bool vecC = aligned16(C) && ldc % 4 == 0;
   if (!transA && !transB)
     sgemmKernel<BM, BN, BK, false, false><<<grid, kThreads, 0, stream>>>(
-        M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
+        ep, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
   else if (!transA && transB)
     sgemmKernel<BM, BN, BK, false, true><<<grid, kThreads, 0, stream>>>(
-        M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
+        ep, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
   else if (transA && !transB)
     sgemmKernel<BM, BN, BK, true, false><<<grid, kThreads, 0, stream>>>(
-        M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
+        ep, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
   else
     sgemmKernel<BM, BN, BK, true, true><<<grid, kThreads, 0, stream>>>(
-        M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
+        ep, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
   CUDA_CHECK_LAUNCH();
 }
 
-void launchTf32(cudaStream_t stream, bool transA, bool transB, int M, int N, int K, float alpha,
+void launchTf32(cudaStream_t stream, const Epilogue& ep, bool transA, bool transB, int M, int N, int K, float alpha,
                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
                 int64_t ldc) {
   const dim3 grid((M + 63) / 64, (N + 63) / 64);
   if (grid.y > 65535)
     throw std::runtime_error("sgemm: N = " + std::to_string(N) + " is too large for the grid");
   if (!transA && !transB)
-    sgemmTf32Kernel<false, false><<<grid, kTf32Threads, 0, stream>>>(M, N, K, alpha, A, lda, B,
+    sgemmTf32Kernel<false, false><<<grid, kTf32Threads, 0, stream>>>(ep, M, N, K, alpha, A, lda, B,
                                                                       ldb, beta, C, ldc);
   else if (!transA && transB)
-    sgemmTf32Kernel<false, true><<<grid, kTf32Threads, 0, stream>>>(M, N, K, alpha, A, lda, B,
+    sgemmTf32Kernel<false, true><<<grid, kTf32Threads, 0, stream>>>(ep, M, N, K, alpha, A, lda, B,
                                                                      ldb, beta, C, ldc);
   else if (transA && !transB)
-    sgemmTf32Kernel<true, false><<<grid, kTf32Threads, 0, stream>>>(M, N, K, alpha, A, lda, B,
+    sgemmTf32Kernel<true, false><<<grid, kTf32Threads, 0, stream>>>(ep, M, N, K, alpha, A, lda, B,
                                                                      ldb, beta, C, ldc);
   else
-    sgemmTf32Kernel<true, true><<<grid, kTf32Threads, 0, stream>>>(M, N, K, alpha, A, lda, B,
+    sgemmTf32Kernel<true, true><<<grid, kTf32Threads, 0, stream>>>(ep, M, N, K, alpha, A, lda, B,
                                                                     ldb, beta, C, ldc);
   CUDA_CHECK_LAUNCH();
 }
@@ -379,7 +390,9 @@ bool gemmTf32() { return gTf32.load(); }
 
 void launchSgemm(cudaStream_t stream, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-                 float beta, float* C, int64_t ldc, int numSMs, bool tf32Capable) {
+                 float beta, float* C, int64_t ldc, int numSMs, bool tf32Capable,
+                 const float* bias, int activation) {
+  const Epilogue ep{bias, activation};
   if (M <= 0 || N <= 0) return;
   // Tile origins and run ends stay below INT_MAX with this margin.
   constexpr int64_t kMaxDim = INT_MAX - 4096;
@@ -388,14 +401,14 @@ void launchSgemm(cudaStream_t stream, bool transA, bool transB, int64_t M, int64
                              std::to_string(N) + "," + std::to_string(K) + "] are too large");
   const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
   if (tf32Capable && gTf32.load()) {
-    launchTf32(stream, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    launchTf32(stream, ep, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   const int64_t bigTiles = ((M + 127) / 128) * ((N + 127) / 128);
   if (bigTiles >= numSMs)
-    launchFp32<128, 128, 8>(stream, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    launchFp32<128, 128, 8>(stream, ep, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
   else
-    launchFp32<64, 64, 16>(stream, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    launchFp32<64, 64, 16>(stream, ep, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace sg::cuda

@@ -17,9 +17,12 @@ bool gemmTf32();
 // A is [M,K] (or [K,M] when transA), B is [K,N] (or [N,K] when transB), lda/ldb/ldc are row
 // strides in elements. beta == 0 ignores C's old contents. M, N, K must be < 2^31.
 // `numSMs` picks the tile size; `tf32Capable` (compute capability >= 8.0) allows the TF32
-// kernel when the switch is on. Enqueued on `stream`; throws std::runtime_error on failure.
+// kernel when the switch is on. Then, when given, C[m,n] = act(C[m,n] + bias[n]) with
+// `activation` a cpu::Activation code (-1: none): a Linear layer's forward in one kernel.
+// Enqueued on `stream`; throws std::runtime_error on failure.
 void launchSgemm(cudaStream_t stream, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-                 float beta, float* C, int64_t ldc, int numSMs, bool tf32Capable);
+                 float beta, float* C, int64_t ldc, int numSMs, bool tf32Capable,
+                 const float* bias = nullptr, int activation = -1);
 
 }  // namespace sg::cuda

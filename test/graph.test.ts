@@ -5,6 +5,8 @@ import {
   Adam, Dataset, Device, Event, Graph, Parameter, Random, SGD, Stream, Tensor, Trainer, decouple, mlp, native, schedules,
 } from '../ts';
 import type { DecoupleOptions } from '../ts';
+import { spawnSync } from 'child_process';
+import * as path from 'path';
 import { errorName } from './helpers/errors';
 
 const cpu = Device.cpu();
@@ -172,6 +174,21 @@ describe('Graph', () => {
     ops.fill(main.handle, t.handle, 3);
     expect(Array.from(await floats(t, main))).toEqual([3, 3]);
   });
+});
+
+test('a refused host wait leaves nothing pending: the process still exits by itself', () => {
+  const script = `
+    const { native } = require(${JSON.stringify(path.resolve(__dirname, '..', 'dist', 'ts'))});
+    const s = new native.Stream('cpu');
+    const e = new native.Event('cpu');
+    native.beginCapture(s);
+    e.record(s);
+    for (const f of [() => s.synchronize(), () => e.synchronize()]) { try { f(); } catch (err) { console.log(err.message.split(':')[0]); } }
+    native.endCapture(s).dispose();`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30000 });
+  expect(r.error).toBeUndefined(); // a timeout would mean a pending Promise kept the event loop alive
+  expect(r.status).toBe(0);
+  expect(r.stdout.trim().split('\n')).toEqual(['synchronize', 'synchronize']);
 });
 
 describe('fit({ graph: true })', () => {

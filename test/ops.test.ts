@@ -306,6 +306,42 @@ describe('gemm', () => {
 
 // =============================================================================================
 
+describe('linearForward', () => {
+  const d: ref.GemmDims = { M: 33, K: 65, N: 17 };
+  const acts: (ActivationName | null)[] = [null, 'relu', 'tanh', 'sigmoid'];
+
+  test.each(acts)('y = act(x Wᵀ + b) against float64, activation %p, and equal to gemm + addBias + activation', async (act) => {
+    const rng = new Random(31);
+    const x = ref.uniformArray(rng, d.M * d.K, -1, 1), w = ref.uniformArray(rng, d.N * d.K, -1, 1), b = ref.uniformArray(rng, d.N, -1, 1);
+    const y = filled([d.M, d.N]);
+    ops.linearForward(stream, upload(x, [d.M, d.K]), upload(w, [d.N, d.K]), upload(b, [d.N]), y, act);
+    const pre = ref.addBias(ref.gemm(false, true, d, 1, x, w, 0, null), b, d.M, d.N);
+    const want = act ? ref.activation(act, pre) : pre;
+    // Error of the pre-activation (sum of |x||w| + |b|, fp32 accumulation), at most ~1 through the activations.
+    const scale = add(ref.gemm(false, true, d, 1, absSum(x), absSum(w), 0, null), Float64Array.from(pre, (_, i) => Math.abs(b[i % d.N])));
+    expectClose(`linearForward ${act}`, await read(y), want, 2 * (d.K + 3) * U + FWD_TOL, scale);
+    // The unfused sequence, bit for bit.
+    const y2 = filled([d.M, d.N]);
+    ops.gemm(stream, upload(x, [d.M, d.K]), upload(w, [d.N, d.K]), y2, false, true, 1, 0);
+    ops.addBias(stream, y2, upload(b, [d.N]));
+    if (act) ops.activationForward(stream, act, y2, y2);
+    expectExact(`linearForward ${act} vs gemm + addBias`, await read(y), await read(y2));
+  });
+
+  test('without a bias; bad shapes are clear errors', async () => {
+    const x = upload([1, 2, 3, 4, 5, 6], [2, 3]), w = upload([1, 0, 0, 0, 1, 0], [2, 3]);
+    const y = filled([2, 2]);
+    ops.linearForward(stream, x, w, null, y, null);
+    expectExact('x Wᵀ', await read(y), [1, 2, 4, 5]);
+    expectThrows(() => ops.linearForward(stream, x, filled([2, 4]), null, y, null), 'RangeError', /linearForward: 'w' must have shape \[outFeatures, 3\]/);
+    expectThrows(() => ops.linearForward(stream, x, w, filled([3]), y, null), 'RangeError', /linearForward: 'bias' must have shape \[2\]/);
+    expectThrows(() => ops.linearForward(stream, x, w, null, filled([2, 3]), null), 'RangeError', /linearForward: 'y' must have shape \[2,2\]/);
+    expectThrows(() => ops.linearForward(stream, x, w, null, y, 'gelu' as ActivationName), 'TypeError', /'relu', 'tanh' or 'sigmoid'/);
+  });
+});
+
+// =============================================================================================
+
 describe('addBias / biasBackward', () => {
   test.each([[7, 13], [300, 257]])('addBias: y += bias for y [%p, %p]', async (rows, cols) => {
     const rng = new Random(11);

@@ -43,6 +43,8 @@ export interface NativeOps {
   fill(s: S, y: T, value: number): void;
   axpby(s: S, a: number, x: T, b: number, y: T): void;
   gemm(s: S, a: T, b: T, c: T, transA: boolean, transB: boolean, alpha: number, beta: number): void;
+  /** y = act(x wᵀ + bias) in one pass (CUDA: the GEMM's epilogue); bias, act optional. */
+  linearForward(s: S, x: T, w: T, bias: T | null, y: T, act: ActivationName | null): void;
   addBias(s: S, y: T, bias: T): void;
   biasBackward(s: S, dy: T, dbias: T): void;
   activationForward(s: S, act: ActivationName, x: T, y: T): void;

@@ -3,6 +3,9 @@
 #include <memory>
 
 namespace sg::addon {
+
+const std::string kCancelled = "\x01synthgrad: cancelled";
+
 namespace {
 
 struct Pending {
@@ -19,6 +22,10 @@ void settle(Napi::Env env, Napi::Function, Pending* pending, Outcome* outcome) {
   std::unique_ptr<Outcome> o(outcome);
   if (env == nullptr) return;  // the environment is shutting down
   Napi::HandleScope scope(env);
+  if (o->error == kCancelled) {
+    p->deferred.Resolve(env.Undefined());
+    return;
+  }
   if (!o->error.empty()) {
     p->deferred.Reject(Napi::Error::New(env, o->error).Value());
     return;

@@ -17,4 +17,20 @@ using Completion = std::function<void(const std::string& error)>;
 
 Completion completion(Napi::Env env, Napi::Promise::Deferred deferred, Resolver resolveWith);
 
+// Pass to a completion whose work could not be enqueued (the caller throws instead): releases
+// it, so that the never-returned Promise does not keep the event loop alive; it resolves
+// unobserved (a rejection would be reported as unhandled).
+extern const std::string kCancelled;
+
+// Calls whenDone(done); if that throws, cancels `done` and rethrows.
+template <class WhenDone>
+void enqueueCompletion(WhenDone&& whenDone, const Completion& done) {
+  try {
+    whenDone(done);
+  } catch (...) {
+    done(kCancelled);
+    throw;
+  }
+}
+
 }  // namespace sg::addon

@@ -24,7 +24,8 @@ bool instanceOf(const Napi::Value& v, const Napi::FunctionReference& ctor) {
 // A Promise settled when everything enqueued on `stream` so far has run.
 Napi::Value afterStream(Napi::Env env, Stream& stream, Resolver resolveWith) {
   auto deferred = Napi::Promise::Deferred::New(env);
-  stream.whenDone(completion(env, deferred, std::move(resolveWith)));
+  enqueueCompletion([&](const Completion& done) { stream.whenDone(done); },
+                    completion(env, deferred, std::move(resolveWith)));
   return deferred.Promise();
 }
 
@@ -264,8 +265,8 @@ Napi::Value EventHandle::record(const Napi::CallbackInfo& info) {
 Napi::Value EventHandle::synchronize(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     auto deferred = Napi::Promise::Deferred::New(info.Env());
-    Completion done = completion(info.Env(), deferred, nullptr);
-    event_->whenDone([done]() mutable { done(""); });
+    enqueueCompletion([&](const Completion& done) { event_->whenDone([done] { done(""); }); },
+                      completion(info.Env(), deferred, nullptr));
     return deferred.Promise();
   });
 }

@@ -33,6 +33,12 @@ const OpEntry kOps[] = {
               a.boolean(4, "transA"), a.boolean(5, "transB"), float(a.number(6, "alpha")),
               float(a.number(7, "beta")));
   }},
+    {"linearForward", [](const Args& a) {
+    std::optional<Activation> act;
+    if (!a.at(5).IsNull() && !a.at(5).IsUndefined()) act = activation(a, 5);
+    ops::linearForward(a.stream(0, "stream"), a.tensor(1, "x"), a.tensor(2, "w"),
+                       a.tensor(3, "bias", true), a.tensor(4, "y"), act);
+  }},
     {"addBias", [](const Args& a) { ops::addBias(a.stream(0, "stream"), a.tensor(1, "y"), a.tensor(2, "bias")); }},
     {"biasBackward", [](const Args& a) {
     ops::biasBackward(a.stream(0, "stream"), a.tensor(1, "dy"), a.tensor(2, "dbias"));

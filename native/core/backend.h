@@ -14,6 +14,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,9 @@ class Backend {
   virtual void axpby(Stream& s, float a, const Tensor& x, float b, const Tensor& y) = 0;
   virtual void gemm(Stream& s, const Tensor& a, const Tensor& b, const Tensor& c, bool transA,
                     bool transB, float alpha, float beta) = 0;
+  // y = act(x wᵀ + bias): a Linear layer's forward in one pass; `bias` may be empty.
+  virtual void linearForward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& bias,
+                             const Tensor& y, std::optional<Activation> act) = 0;
   virtual void addBias(Stream& s, const Tensor& y, const Tensor& bias) = 0;
   virtual void biasBackward(Stream& s, const Tensor& dy, const Tensor& dbias) = 0;
   virtual void activationForward(Stream& s, Activation act, const Tensor& x,

@@ -127,6 +127,18 @@ void gemm(Stream& s, const Tensor& a, const Tensor& b, const Tensor& c, bool tra
   on(s).gemm(s, a, b, c, transA, transB, alpha, beta);
 }
 
+void linearForward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& bias,
+                   const Tensor& y, std::optional<Activation> act) {
+  Check c("linearForward", s);
+  c.tensor(x, "x").tensor(w, "w").tensor(y, "y").rank(x, "x", 2).rank(w, "w", 2);
+  if (cols(w) != cols(x))
+    throw rangeError("linearForward: 'w' must have shape [outFeatures, " + std::to_string(cols(x)) +
+                     "] for 'x' of shape " + shapeString(x.shape) + ", got " + shapeString(w.shape));
+  c.shape(y, "y", {rows(x), rows(w)}).distinct(x, "x", y, "y").distinct(w, "w", y, "y");
+  if (bias.storage) c.tensor(bias, "bias").shape(bias, "bias", {rows(w)}).distinct(bias, "bias", y, "y");
+  on(s).linearForward(s, x, w, bias, y, act);
+}
+
 void addBias(Stream& s, const Tensor& y, const Tensor& bias) {
   Check c("addBias", s);
   c.tensor(y, "y").tensor(bias, "bias").rank(y, "y", 2).shape(bias, "bias", {cols(y)});

@@ -13,6 +13,9 @@ void axpby(Stream& s, float a, const Tensor& x, float b, const Tensor& y);
 // c = alpha * op(a) * op(b) + beta * c, all 2-D float32
 void gemm(Stream& s, const Tensor& a, const Tensor& b, const Tensor& c, bool transA, bool transB,
           float alpha, float beta);
+// y[B,out] = act(x[B,in] w[out,in]ᵀ + bias[out]); bias may be empty, act absent for none.
+void linearForward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& bias,
+                   const Tensor& y, std::optional<Activation> act);
 void addBias(Stream& s, const Tensor& y, const Tensor& bias);
 void biasBackward(Stream& s, const Tensor& dy, const Tensor& dbias);
 void activationForward(Stream& s, Activation act, const Tensor& x, const Tensor& y);

@@ -402,6 +402,15 @@ class CpuBackend : public Backend {
                  c.f32(), N);
     });
   }
+  void linearForward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& bias,
+                     const Tensor& y, std::optional<Activation> act) override {
+    cpu(s).enqueue([=] {
+      const int64_t B = x.shape[0], in = x.shape[1], out = w.shape[0];
+      cpu::sgemm(false, true, B, out, in, 1.0f, x.f32(), in, w.f32(), in, 0.0f, y.f32(), out);
+      if (bias.storage) cpu::addBias(y.f32(), bias.f32(), B, out);
+      if (act) cpu::activationForward(*act, y.f32(), y.f32(), B * out);
+    });
+  }
   void addBias(Stream& s, const Tensor& y, const Tensor& bias) override {
     cpu(s).enqueue([=] { cpu::addBias(y.f32(), bias.f32(), y.shape[0], y.shape[1]); });
   }

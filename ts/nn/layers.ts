@@ -55,9 +55,8 @@ export class Linear extends Module {
     const s = ctx.stream.handle;
     const batch = x.shape[0];
     const y = Tensor.empty([batch, this.outFeatures], { device: ctx.device, arena: ctx.arena });
-    ops.gemm(s, x.handle, weight.value.handle, y.handle, false, true, 1, 0);
-    if (this.bias) ops.addBias(s, y.handle, this.bias.value.handle);
     const bias = this.bias;
+    ops.linearForward(s, x.handle, weight.value.handle, bias?.value.handle ?? null, y.handle, null); // y = x Wᵀ + b
     return {
       output: y,
       backward: (dy, bctx, needInputGrad) => {

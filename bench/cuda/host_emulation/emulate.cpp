@@ -81,6 +81,23 @@ void compare(const std::string& name, const float* got, const float* want, size_
 
 // ---- GEMM --------------------------------------------------------------------------------
 
+// The fused epilogue (bias, then an activation) against cpu::sgemm + addBias + activation.
+void gemmEpilogueCases() {
+  const int M = 37, N = 45, K = 20;
+  for (int act : {kNoActivation, 0, 1, 2}) {
+    std::vector<float> A = randomVec(M * K), B = randomVec(N * K), bias = randomVec(N);
+    std::vector<float> C(M * N, NAN), R(M * N, NAN);
+    emu::launch(dim3((M + 63) / 64, (N + 63) / 64), dim3(256), [&] {
+      gemm_k::sgemmKernel<64, 64, 16, false, true>(Epilogue{bias.data(), act}, M, N, K, 1.f, A.data(), K,
+                                                   B.data(), K, 0.f, C.data(), N, false, false, false);
+    });
+    cpu::sgemm(false, true, M, N, K, 1.f, A.data(), K, B.data(), K, 0.f, R.data(), N);
+    cpu::addBias(R.data(), bias.data(), M, N);
+    if (act != kNoActivation) cpu::activationForward(static_cast<cpu::Activation>(act), R.data(), R.data(), M * N);
+    compare("sgemm epilogue bias + activation " + std::to_string(act), C.data(), R.data(), M * N, 1e-5);
+  }
+}
+
 template <int BM, int BN, int BK, bool TA, bool TB>
 void gemmCase(int M, int N, int K, int pad, float beta) {
   const int64_t lda = (TA ? M : K) + pad, ldb = (TB ? K : N) + pad, ldc = N + pad;
@@ -93,7 +110,7 @@ void gemmCase(int M, int N, int K, int pad, float beta) {
   const bool vecB = reinterpret_cast<uintptr_t>(B.data()) % 16 == 0 && ldb % 4 == 0;
   const bool vecC = reinterpret_cast<uintptr_t>(C.data()) % 16 == 0 && ldc % 4 == 0;
   emu::launch(dim3((M + BM - 1) / BM, (N + BN - 1) / BN), dim3(256), [&] {
-    gemm_k::sgemmKernel<BM, BN, BK, TA, TB>(M, N, K, alpha, A.data(), lda, B.data(), ldb, beta,
+    gemm_k::sgemmKernel<BM, BN, BK, TA, TB>(Epilogue{}, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta,
                                             C.data(), ldc, vecA, vecB, vecC);
   });
   cpu::sgemm(TA, TB, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, R.data(), ldc);
@@ -457,6 +474,7 @@ void optimizerTests() {
 }  // namespace
 
 int main() {
+  gemmEpilogueCases();
   gemmAll<128, 128, 8>();
   gemmAll<64, 64, 16>();
   elementwiseTests();
