@@ -24,7 +24,8 @@ const usage = `usage: npm start -- [options]
   --p-update 1                 DNI/cDNI: probability that a module updates at a step
   --pipeline 0                 DNI/cDNI: let modules run this many batches ahead (0: lockstep)
   --streams per-module|single  DNI/cDNI: one stream per module (default) or one in all
-  --diagnose-every 100         DNI/cDNI: steps between synthesizer diagnostics`;
+  --diagnose-every 100         DNI/cDNI: steps between synthesizer diagnostics
+  --graph                      capture the training step once and replay it (backprop, lockstep p = 1)`;
 
 interface Options {
   method: 'backprop' | 'dni' | 'cdni';
@@ -32,6 +33,7 @@ interface Options {
   pipeline: number;
   streams: 'per-module' | 'single';
   diagnoseEvery: number;
+  graph: boolean;
   epochs: number;
   batchSize: number;
   lr: number;
@@ -42,11 +44,15 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
-    method: 'backprop', pUpdate: 1, pipeline: 0, streams: 'per-module', diagnoseEvery: 100,
+    method: 'backprop', pUpdate: 1, pipeline: 0, streams: 'per-module', diagnoseEvery: 100, graph: false,
     epochs: 10, batchSize: 256, lr: 1e-3, seed: 0, hidden: [256, 256, 256],
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
+    if (flag === '--graph') {
+      o.graph = true;
+      continue;
+    }
     const value = argv[++i];
     const num = () => {
       const v = Number(value);
@@ -104,7 +110,8 @@ async function main(): Promise<void> {
   // Step decay (x0.1 at 60% and 85% of training) settles the noisy late epochs of a constant lr.
   const total = o.epochs * stepsPerEpoch;
   const lr = schedules.stepDecay(o.lr, [Math.round(0.6 * total), Math.round(0.85 * total)], 0.1);
-  const trainer = new Trainer(model, { device, optimizer: new Adam({ lr }), seed: o.seed });
+  // A factory: a decoupled network gives each module (and synthesizer) its own optimizer.
+  const trainer = new Trainer(model, { device, optimizer: () => new Adam({ lr }), seed: o.seed });
   const bar = (step: number) => {
     const done = ((step - 1) % stepsPerEpoch) + 1;
     const width = 30;
@@ -121,6 +128,7 @@ async function main(): Promise<void> {
     validation: test,
     logEvery: 10,
     diagnoseEvery: decoupled ? o.diagnoseEvery : undefined,
+    graph: o.graph,
     onStep: (m) => {
       if (m.diagnostics) lastDiagnostics = m.diagnostics;
       if (tty) process.stdout.write(`\repoch ${m.epoch} ${bar(m.step)} loss ${m.loss.toFixed(4)}   `);
