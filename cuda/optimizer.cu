@@ -20,36 +20,49 @@ namespace {
 // kernels
 // ============================================================================================
 
-// g' = g + wd p;  without momentum: p -= lr g';  with: v = momentum v + g', p -= lr v.
-__global__ void sgdKernel(float* param, const float* grad, float* velocity, int64_t n, float lr,
-                          float momentum, float weightDecay, bool useMomentum) {
-  for (int64_t i = firstIndex(); i < n; i += gridStep()) {
-    const float p = param[i];
-    const float g = __fadd_rn(grad[i], __fmul_rn(weightDecay, p));
-    if (useMomentum) {
-      const float v = __fadd_rn(__fmul_rn(momentum, velocity[i]), g);
-      velocity[i] = v;
-      param[i] = __fsub_rn(p, __fmul_rn(lr, v));
-    } else {
-      param[i] = __fsub_rn(p, __fmul_rn(lr, g));
-    }
+// One element of SGD: g' = g + wd p; without momentum (velocity null) p -= lr g'; with it
+// v = momentum v + g', p -= lr v.
+__device__ __forceinline__ void sgdElement(float* param, const float* grad, float* velocity,
+                                           int64_t i, float lr, float momentum,
+                                           float weightDecay) {
+  const float p = param[i];
+  const float g = __fadd_rn(grad[i], __fmul_rn(weightDecay, p));
+  if (velocity) {
+    const float v = __fadd_rn(__fmul_rn(momentum, velocity[i]), g);
+    velocity[i] = v;
+    param[i] = __fsub_rn(p, __fmul_rn(lr, v));
+  } else {
+    param[i] = __fsub_rn(p, __fmul_rn(lr, g));
   }
 }
 
-// m = b1 m + c1 g'; v = b2 v + c2 g'^2; p -= stepSize * (m / (sqrt(v) / bc2Sqrt + eps)).
+// One element of Adam: m = b1 m + c1 g'; v = b2 v + c2 g'^2;
+// p -= stepSize * (m / (sqrt(v) / bc2Sqrt + eps)).
+__device__ __forceinline__ void adamElement(float* param, const float* grad, float* m, float* v,
+                                            int64_t i, float beta1, float beta2, float c1,
+                                            float c2, float eps, float weightDecay,
+                                            float stepSize, float bc2Sqrt) {
+  const float p = param[i];
+  const float g = __fadd_rn(grad[i], __fmul_rn(weightDecay, p));
+  const float mi = __fadd_rn(__fmul_rn(beta1, m[i]), __fmul_rn(c1, g));
+  const float vi = __fadd_rn(__fmul_rn(beta2, v[i]), __fmul_rn(c2, __fmul_rn(g, g)));
+  m[i] = mi;
+  v[i] = vi;
+  const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2Sqrt), eps);
+  param[i] = __fsub_rn(p, __fmul_rn(stepSize, __fdiv_rn(mi, denom)));
+}
+
+__global__ void sgdKernel(float* param, const float* grad, float* velocity, int64_t n, float lr,
+                          float momentum, float weightDecay, bool useMomentum) {
+  for (int64_t i = firstIndex(); i < n; i += gridStep())
+    sgdElement(param, grad, useMomentum ? velocity : nullptr, i, lr, momentum, weightDecay);
+}
+
 __global__ void adamKernel(float* param, const float* grad, float* m, float* v, int64_t n,
                            float beta1, float beta2, float c1, float c2, float eps,
                            float weightDecay, float stepSize, float bc2Sqrt) {
-  for (int64_t i = firstIndex(); i < n; i += gridStep()) {
-    const float p = param[i];
-    const float g = __fadd_rn(grad[i], __fmul_rn(weightDecay, p));
-    const float mi = __fadd_rn(__fmul_rn(beta1, m[i]), __fmul_rn(c1, g));
-    const float vi = __fadd_rn(__fmul_rn(beta2, v[i]), __fmul_rn(c2, __fmul_rn(g, g)));
-    m[i] = mi;
-    v[i] = vi;
-    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2Sqrt), eps);
-    param[i] = __fsub_rn(p, __fmul_rn(stepSize, __fdiv_rn(mi, denom)));
-  }
+  for (int64_t i = firstIndex(); i < n; i += gridStep())
+    adamElement(param, grad, m, v, i, beta1, beta2, c1, c2, eps, weightDecay, stepSize, bc2Sqrt);
 }
 
 // The tensor and chunk of a group kernel's block (a linear scan over <= 32 tensors).
@@ -68,20 +81,9 @@ __global__ void sgdGroupKernel(GroupArgs a, const float* hyper, float momentum,
   int64_t begin, end;
   const int t = groupTensor(a, &begin, &end);
   const float lr = hyper[0];
-  float* param = a.param[t];
-  float* grad = a.grad[t];
-  float* velocity = a.state0[t];
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    const float p = param[i];
-    const float g = __fadd_rn(grad[i], __fmul_rn(weightDecay, p));
-    if (velocity) {
-      const float v = __fadd_rn(__fmul_rn(momentum, velocity[i]), g);
-      velocity[i] = v;
-      param[i] = __fsub_rn(p, __fmul_rn(lr, v));
-    } else {
-      param[i] = __fsub_rn(p, __fmul_rn(lr, g));
-    }
-    grad[i] = 0.0f;
+    sgdElement(a.param[t], a.grad[t], a.state0[t], i, lr, momentum, weightDecay);
+    a.grad[t][i] = 0.0f;
   }
 }
 
@@ -91,20 +93,10 @@ __global__ void adamGroupKernel(GroupArgs a, const float* hyper, float beta1, fl
   int64_t begin, end;
   const int t = groupTensor(a, &begin, &end);
   const float stepSize = hyper[0], bc2Sqrt = hyper[1];
-  float* param = a.param[t];
-  float* grad = a.grad[t];
-  float* m = a.state0[t];
-  float* v = a.state1[t];
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    const float p = param[i];
-    const float g = __fadd_rn(grad[i], __fmul_rn(weightDecay, p));
-    const float mi = __fadd_rn(__fmul_rn(beta1, m[i]), __fmul_rn(c1, g));
-    const float vi = __fadd_rn(__fmul_rn(beta2, v[i]), __fmul_rn(c2, __fmul_rn(g, g)));
-    m[i] = mi;
-    v[i] = vi;
-    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2Sqrt), eps);
-    param[i] = __fsub_rn(p, __fmul_rn(stepSize, __fdiv_rn(mi, denom)));
-    grad[i] = 0.0f;
+    adamElement(a.param[t], a.grad[t], a.state0[t], a.state1[t], i, beta1, beta2, c1, c2, eps,
+                weightDecay, stepSize, bc2Sqrt);
+    a.grad[t][i] = 0.0f;
   }
 }
 
