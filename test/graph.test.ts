@@ -170,6 +170,8 @@ describe('Graph', () => {
     // One capture at a time; a body that throws ends its capture.
     expect(() => Graph.capture(main, () => { Graph.capture(side, () => undefined); })).toThrow(/another capture is in progress/);
     expect(() => Graph.capture(main, () => { throw new Error('boom'); })).toThrow('boom');
+    expect(() => Graph.capture(main, (async () => { await Promise.resolve(); }) as () => void)).toThrow(/'body' must be synchronous/);
+    expect(() => Graph.capture({} as Stream, () => undefined)).toThrow(/Graph.capture: 'stream' must be a Stream/);
     // After all that, the streams work normally.
     ops.fill(main.handle, t.handle, 3);
     expect(Array.from(await floats(t, main))).toEqual([3, 3]);

@@ -8,6 +8,7 @@
 // kernels on the same memory: values that change from step to step must live in tensors that
 // are written before each launch (inputs, learning rates), not in arguments fixed at capture.
 // On a GPU this is a CUDA graph; on the CPU, a recorded list of tasks.
+import { describe } from './check';
 import { Device } from './device';
 import { native, NativeGraph } from './native';
 import { Stream } from './stream';
@@ -17,9 +18,14 @@ export class Graph {
 
   /** Records what `body` enqueues (see the file comment). If `body` throws, so does capture. */
   static capture(stream: Stream, body: () => void): Graph {
+    if (!(stream instanceof Stream)) throw new TypeError(`Graph.capture: 'stream' must be a Stream, got ${describe(stream)}`);
+    if (typeof body !== 'function') throw new TypeError(`Graph.capture: 'body' must be a function, got ${describe(body)}`);
     native.beginCapture(stream.handle);
     try {
-      body();
+      // Work enqueued after an await would escape the capture.
+      const result: unknown = body();
+      if (result && typeof (result as PromiseLike<unknown>).then === 'function')
+        throw new TypeError("Graph.capture: 'body' must be synchronous (it returned a Promise)");
     } catch (e) {
       try {
         native.endCapture(stream.handle).dispose();
@@ -33,6 +39,7 @@ export class Graph {
 
   /** Enqueues the recorded work after what `stream` has so far; later work waits for all of it. */
   launch(stream: Stream): void {
+    if (!(stream instanceof Stream)) throw new TypeError(`launch: 'stream' must be a Stream, got ${describe(stream)}`);
     this.handle.launch(stream.handle);
   }
 
