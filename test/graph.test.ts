@@ -208,12 +208,16 @@ describe('fit({ graph: true })', () => {
     const lr = schedules.stepDecay(2e-3, [20], 0.1);
     const trainer = new Trainer(net, { device: cpu, seed: 4, optimizer: () => (dni ? new Adam({ lr }) : new SGD({ lr, momentum: 0.9 })) });
     const losses: number[] = [];
-    await trainer.fit(data(), { epochs: 2, batchSize: 64, graph, onStep: (m) => { losses.push(m.loss); } });
+    const diagnostics: unknown[] = [];
+    await trainer.fit(data(), {
+      epochs: 2, batchSize: 64, graph, diagnoseEvery: dni ? 7 : undefined,
+      onStep: (m) => { losses.push(m.loss); if (m.diagnostics) diagnostics.push(m.diagnostics); },
+    });
     const params = await Promise.all(net.parameters().map((p: Parameter) => p.value.readFloat32(trainer.stream)));
     trainer.dispose();
     if (expectLaunches !== undefined) expect(launch).toHaveBeenCalledTimes(expectLaunches);
     launch.mockRestore();
-    return { losses, params };
+    return { losses, params, diagnostics };
   }
 
   test('backprop: identical losses and weights to the uncaptured run', async () => {
@@ -231,6 +235,9 @@ describe('fit({ graph: true })', () => {
     const eager = await train(false, options);
     const replayed = await train(true, options, 27); // the 3 warm-up steps run uncaptured
     expect(replayed.losses).toEqual(eager.losses);
+    // Probes between launches see the same weights and synthesizer losses.
+    expect(replayed.diagnostics).toHaveLength(4);
+    expect(replayed.diagnostics).toEqual(eager.diagnostics);
     expect(bits(replayed.params).equals(bits(eager.params))).toBe(true);
   });
 
