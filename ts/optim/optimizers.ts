@@ -50,6 +50,8 @@ export abstract class Optimizer {
   protected readonly weightDecay: number;
   /** steps taken so far */
   steps = 0;
+  /** the step-dependent scalars on the parameters' device, written before each fused update */
+  private hyper?: Tensor;
 
   constructor(owner: string, options: OptimizerOptions) {
     if (!options || typeof options !== 'object') throw new TypeError(`${owner}: expects an options object { lr, ... }`);
@@ -96,7 +98,6 @@ export abstract class Optimizer {
     ops.writeScalars(stream.handle, hyper.handle, this.scalars(lr, this.steps));
   }
 
-  private hyper?: Tensor;
   /** the number of step-dependent scalars the fused op reads */
   protected abstract readonly scalarCount: number;
   /** the scalars of step `step` (1-based) */
