@@ -193,6 +193,38 @@ describeCuda(`CUDA (cuda:0) against the CPU${why ? ` — skipped: ${why}` : ''}`
     expectWithin('v', vg, vc, TOL);
   });
 
+  test('linearForward (the GEMM with its bias + ReLU epilogue) matches the CPU', async () => {
+    const [B, inF, outF] = [256, 784, 256];
+    const rng = new Random(12);
+    const x = randomArray(rng, B * inF), w = randomArray(rng, outF * inF), b = randomArray(rng, outF);
+    const X = pair(x, [B, inF]), W = pair(w, [outF, inF]), Bias = pair(b, [outF]), Y = nanPair([B, outF]);
+    for (const [k, s] of [[0, cpuS], [1, gpuS]] as const) ops.linearForward(s, X[k], W[k], Bias[k], Y[k], 'relu');
+    const [yc, yg] = await read(Y);
+    // The pre-activation's scale: all inputs are positive, so it is the value itself.
+    expectWithin('y', yg, yc, gemmTolerance(inF), { floor: 1 });
+  });
+
+  test('a graph with two streams replays exactly what it recorded, launch after launch', async () => {
+    const main = new native.Stream(GPU), side = new native.Stream(GPU);
+    const fork = new native.Event(GPU), join = new native.Event(GPU);
+    const a = make(GPU, Float32Array.from([1, 1]), [2]), b = make(GPU, new Float32Array(2), [2]);
+    native.beginCapture(main);
+    ops.axpby(main, 2, a, 0, a);
+    fork.record(main);
+    side.wait(fork);
+    ops.axpby(side, 1, a, 1, b);
+    join.record(side);
+    main.wait(join);
+    ops.axpby(main, 1, b, 1, a);
+    const graph = native.endCapture(main);
+    for (let i = 0; i < 3; i++) graph.launch(main);
+    let [ra, rb] = [1, 0];
+    for (let i = 0; i < 3; i++) { ra *= 2; rb += ra; ra += rb; }
+    expect(Array.from((await a.read(main)) as Float32Array)).toEqual([ra, ra]);
+    expect(Array.from((await b.read(main)) as Float32Array)).toEqual([rb, rb]);
+    graph.dispose();
+  });
+
   test('streams: a wait on another stream\'s event orders the work; event.synchronize(); a 12 MiB round trip', async () => {
     const n = 2048, reps = 30;
     const s1 = new native.Stream(GPU), s2 = new native.Stream(GPU);
