@@ -46,7 +46,9 @@
 // Graphs. beginCapture = cudaStreamBeginCapture in relaxed mode (so the allocator may still
 //   cudaMalloc); streams join through event waits, as CUDA defines. While a capture is open
 //   the allocator neither fences nor reuses released blocks: they go to the capture, and the
-//   Graph owns them until it is destroyed (graph nodes hold raw pointers). Label checks need
+//   Graph owns them until it is destroyed (graph nodes hold raw pointers). The Graph also holds
+//   every tensor a captured op used (keepAlive, from ops.cpp), so disposing of one in
+//   JavaScript while the graph lives cannot free memory it writes. Label checks need
 //   host callbacks, which a capture cannot hold: captured ops skip the report (the kernels
 //   still never read out of range). Host waits on a capturing stream throw.
 //
@@ -663,8 +665,9 @@ void CudaEvent::record(Stream& stream) {
 class CudaGraph final : public Graph {
  public:
   CudaGraph(int index, cudaGraph_t graph, cudaGraphExec_t exec, DeviceAllocator& allocator,
-            std::vector<DeviceAllocator::Block> blocks)
-      : index_(index), graph_(graph), exec_(exec), allocator_(allocator), blocks_(std::move(blocks)) {
+            std::vector<DeviceAllocator::Block> blocks, std::vector<std::shared_ptr<Storage>> kept)
+      : index_(index), graph_(graph), exec_(exec), allocator_(allocator), blocks_(std::move(blocks)),
+        kept_(std::move(kept)) {
     CUDA_CHECK(cudaEventCreateWithFlags(&lastLaunch_, cudaEventDisableTiming));
   }
 
@@ -677,6 +680,7 @@ class CudaGraph final : public Graph {
     (void)cudaGraphDestroy(graph_);
     (void)cudaGetLastError();
     allocator_.releaseAll(blocks_);
+    kept_.clear();  // their blocks retire as usual: reused after the next fence
   }
 
   void launch(Stream& stream) override {
@@ -693,7 +697,8 @@ class CudaGraph final : public Graph {
   cudaGraph_t graph_;
   cudaGraphExec_t exec_;
   DeviceAllocator& allocator_;
-  std::vector<DeviceAllocator::Block> blocks_;
+  std::vector<DeviceAllocator::Block> blocks_;      // released during the capture
+  std::vector<std::shared_ptr<Storage>> kept_;     // every tensor a captured op used
   cudaEvent_t lastLaunch_ = nullptr;
   bool launched_ = false;
 };
@@ -775,6 +780,10 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(e);
   }
 
+  void keepAlive(Stream&, const std::shared_ptr<Storage>& storage) override {
+    captureKept_.push_back(storage);  // the JavaScript thread only, like every op call
+  }
+
   std::unique_ptr<Graph> endCapture(Stream& origin) override {
     enter();
     const cudaStream_t s = rawStream(origin);
@@ -784,6 +793,8 @@ class CudaBackend final : public Backend {
         throw std::runtime_error("endCapture: no capture was begun on this stream");
       registry_.captureOrigin = nullptr;
     }
+    std::vector<std::shared_ptr<Storage>> kept;
+    kept.swap(captureKept_);
     std::vector<DeviceAllocator::Block> blocks = allocator_.endCapture();
     cudaGraph_t graph = nullptr;
     cudaError_t e = cudaStreamEndCapture(s, &graph);  // fails if a joined stream never rejoined
@@ -797,7 +808,8 @@ class CudaBackend final : public Backend {
       CUDA_CHECK(e);
     }
     try {
-      return std::make_unique<CudaGraph>(index_, graph, exec, allocator_, std::move(blocks));
+      return std::make_unique<CudaGraph>(index_, graph, exec, allocator_, std::move(blocks),
+                                         std::move(kept));
     } catch (...) {
       (void)cudaGraphExecDestroy(exec);
       (void)cudaGraphDestroy(graph);
@@ -1092,6 +1104,8 @@ class CudaBackend final : public Backend {
   StreamRegistry registry_;       // before allocator_ and default_, which use it
   DeviceAllocator allocator_;
   CudaStream* default_ = nullptr;
+
+  std::vector<std::shared_ptr<Storage>> captureKept_;  // the open capture's tensors
 
   std::mutex uploadM_;  // the upload staging state below
   cudaStream_t uploadStream_ = nullptr;

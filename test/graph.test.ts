@@ -113,6 +113,7 @@ describe('Graph', () => {
     graph.launch(s);
     expect(Array.from(await floats(y, s))).toEqual([21, 42, 63]);
     graph.launch(s);
+    x.dispose(); // the graph holds what it uses: disposing of the handle frees nothing it needs
     graph.launch(s);
     expect(Array.from(await floats(y, s))).toEqual([87, 174, 261]);
     graph.dispose();

@@ -70,6 +70,13 @@ class Backend {
   virtual Stream& defaultStream() = 0;
 
   virtual void beginCapture(Stream& origin) = 0;
+  // Called (by ops.cpp) for every tensor an op uses while `s` is capturing: a backend whose
+  // graph nodes hold raw pointers keeps the memory alive for the graph's lifetime, so that
+  // disposing of a tensor a graph still uses cannot free it. The CPU's tasks hold their tensors.
+  virtual void keepAlive(Stream& s, const std::shared_ptr<Storage>& storage) {
+    (void)s;
+    (void)storage;
+  }
   // Ends the capture begun on `origin` (also when it fails: the capture is then discarded).
   virtual std::unique_ptr<Graph> endCapture(Stream& origin) = 0;
 

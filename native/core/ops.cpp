@@ -12,9 +12,11 @@ namespace {
 // Collects the checks of one op call so that every message starts with the op's name.
 class Check {
  public:
-  Check(const char* op, Stream& s) : op_(op), device_(s.device()) {}
+  Check(const char* op, Stream& s)
+      : op_(op), device_(s.device()), stream_(s), capturing_(s.capturing()) {}
 
-  // A float32 (or `dtype`) tensor on the stream's device.
+  // A float32 (or `dtype`) tensor on the stream's device. Every tensor an op uses passes
+  // here, so this is also where a capture learns which memory its graph needs.
   const Check& tensor(const Tensor& t, const char* name, DType dtype = DType::Float32) const {
     if (!t.storage) throw typeError(prefix(name) + "is empty");
     if (t.dtype != dtype)
@@ -23,6 +25,7 @@ class Check {
     if (t.device() != device_)
       throw typeError(prefix(name) + "is on " + t.device().name() + " but the stream is on " +
                       device_.name());
+    if (capturing_) backendFor(device_).keepAlive(stream_, t.storage);
     return *this;
   }
 
@@ -83,6 +86,8 @@ class Check {
   }
   const char* op_;
   Device device_;
+  Stream& stream_;
+  bool capturing_;
 };
 
 Backend& on(Stream& s) { return backendFor(s.device()); }
