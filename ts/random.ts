@@ -53,6 +53,17 @@ export class Random {
     return Math.floor(this.next() * n);
   }
 
+  /** The generator's position, to save (checkpoints); restore() continues from it. */
+  state(): number[] {
+    return [this.a, this.b, this.c, this.d].map((v) => v >>> 0); // the same generator, stored unsigned
+  }
+
+  restore(state: readonly number[]): void {
+    if (!Array.isArray(state) || state.length !== 4 || state.some((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff))
+      throw new TypeError(`Random.restore: expects 4 unsigned 32-bit integers, got ${JSON.stringify(state)}`);
+    [this.a, this.b, this.c, this.d] = state;
+  }
+
   /** A new generator whose stream is independent of this one's continuation. */
   fork(): Random {
     return new Random(this.nextUint32());

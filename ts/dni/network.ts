@@ -120,6 +120,11 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     return this.model.parameters();
   }
 
+  /** The modules' state, then the synthesizers'. */
+  stateTensors(): Tensor[] {
+    return [...this.model.stateTensors(), ...this.synthesizers.flatMap((s) => s.network.stateTensors())];
+  }
+
   synthesizerParameters(): Parameter[] {
     return this.synthesizers.flatMap((s) => s.parameters());
   }

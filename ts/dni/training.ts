@@ -24,7 +24,8 @@ import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Event, Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
-import { ModuleDiagnostics, TrainingStrategy } from '../train/trainer';
+import { NamedTensor } from '../train/checkpoint';
+import { ModuleDiagnostics, StrategyState, stepCount, TrainingStrategy } from '../train/trainer';
 import type { DecoupledNetwork } from './network';
 import { Prediction } from './synthesizer';
 
@@ -96,6 +97,48 @@ export class DecoupledTraining implements TrainingStrategy {
     if (schedule.kind === 'pipelined') return 'the pipelined schedule carries work from one step into later ones';
     if (schedule.pUpdate < 1) return 'stochastic updates are drawn on the host at every step';
     return undefined;
+  }
+
+  /** The modules' and synthesizers' optimizer state, step counts and the update draws' generator. */
+  checkpointState(): StrategyState {
+    if (this.depth > 0)
+      throw new Error('checkpoint: the pipelined schedule carries work from one step into later ones and cannot be saved; use the lockstep schedule');
+    const tensors: NamedTensor[] = [];
+    this.optimizers.forEach((o, i) =>
+      o.stateTensors(this.params[i]).forEach((tensor, k) => tensors.push({ name: `module${i + 1}.optimizer.${k}`, tensor })));
+    this.synthesizerOptimizers().forEach((o, i) =>
+      o.stateTensors(this.network.synthesizers[i].parameters()).forEach((tensor, k) => tensors.push({ name: `synthesizer${i + 1}.optimizer.${k}`, tensor })));
+    return {
+      tensors,
+      host: {
+        steps: this.steps, updateRng: this.updateRng.state(),
+        optimizerSteps: this.optimizers.map((o) => o.steps), synthesizerSteps: this.synthesizerOptimizers().map((o) => o.steps),
+      },
+    };
+  }
+
+  restoreState(host: unknown): void {
+    const h = (host ?? {}) as { steps?: unknown; updateRng?: unknown; optimizerSteps?: unknown; synthesizerSteps?: unknown };
+    const counts = (v: unknown, n: number, what: string) => {
+      if (!Array.isArray(v) || v.length !== n) throw new Error(`checkpoint: '${what}' must list ${n} step counts, got ${JSON.stringify(v)}`);
+      return v.map((c) => stepCount(c, what));
+    };
+    const steps = stepCount(h.steps, 'steps');
+    const moduleSteps = counts(h.optimizerSteps, this.optimizers.length, 'optimizerSteps');
+    const synthSteps = counts(h.synthesizerSteps, this.network.synthesizers.length, 'synthesizerSteps');
+    this.updateRng.restore(h.updateRng as number[]);
+    this.steps = steps;
+    this.optimizers.forEach((o, i) => { o.steps = moduleSteps[i]; });
+    this.synthesizerOptimizers().forEach((o, i) => { o.steps = synthSteps[i]; });
+    this.synthLoss.fill(undefined);
+    this.forkNext = true; // the module streams wait for the restored state (copied on the trainer's stream)
+  }
+
+  private synthesizerOptimizers(): Optimizer[] {
+    return this.network.synthesizers.map((s) => {
+      if (!s.optimizer) throw new Error(`${s.name}: used before initialize()`);
+      return s.optimizer;
+    });
   }
 
   /** Warm-up steps (plain backprop) run uncaptured. */

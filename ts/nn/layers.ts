@@ -120,6 +120,10 @@ export class BatchNorm1d extends Module {
     return [this.gamma, this.beta].filter((p): p is Parameter => p !== undefined);
   }
 
+  stateTensors(): Tensor[] {
+    return [...super.stateTensors(), this.initialized(this.runningMean), this.initialized(this.runningVar)];
+  }
+
   dispose(): void {
     super.dispose();
     this.runningMean?.dispose();
@@ -239,6 +243,10 @@ export class Sequential extends Module {
 
   parameters(): Parameter[] {
     return this.layers.flatMap((l) => l.parameters());
+  }
+
+  stateTensors(): Tensor[] {
+    return this.layers.flatMap((l) => l.stateTensors());
   }
 
   dispose(): void {

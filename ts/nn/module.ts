@@ -82,6 +82,14 @@ export abstract class Module {
     return [];
   }
 
+  /**
+   * The tensors holding what the module has learned, in a fixed order: parameter values, then
+   * buffers (BatchNorm's running statistics). Checkpoints save and restore exactly these.
+   */
+  stateTensors(): Tensor[] {
+    return this.parameters().map((p) => p.value);
+  }
+
   /** Frees the parameters and buffers. */
   dispose(): void {
     for (const p of this.parameters()) p.dispose();

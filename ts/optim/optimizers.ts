@@ -98,6 +98,12 @@ export abstract class Optimizer {
     ops.writeScalars(stream.handle, hyper.handle, this.scalars(lr, this.steps));
   }
 
+  /**
+   * The state tensors kept for `params` (momentum, moments), created (as zeros, which is what
+   * the first step would start from) when missing, in a fixed order. Checkpoints save these.
+   */
+  abstract stateTensors(params: readonly Parameter[]): Tensor[];
+
   /** the number of step-dependent scalars the fused op reads */
   protected abstract readonly scalarCount: number;
   /** the scalars of step `step` (1-based) */
@@ -153,13 +159,19 @@ export class SGD extends Optimizer {
     return [lr];
   }
 
+  stateTensors(params: readonly Parameter[]): Tensor[] {
+    return params.flatMap((p) => this.stateOf(p));
+  }
+
+  private stateOf(p: Parameter): Tensor[] {
+    if (this.momentum === 0) return [];
+    let v = this.velocity.get(p);
+    if (!v) this.velocity.set(p, (v = Tensor.zeros(p.value.shape, { device: p.value.device })));
+    return [v];
+  }
+
   protected update(params: readonly Parameter[], hyper: Tensor, stream: Stream): void {
-    const g = groupOf(this.groups, params, (p) => {
-      if (this.momentum === 0) return [];
-      let v = this.velocity.get(p);
-      if (!v) this.velocity.set(p, (v = Tensor.zeros(p.value.shape, { device: p.value.device })));
-      return [v];
-    });
+    const g = groupOf(this.groups, params, (p) => this.stateOf(p));
     ops.sgdStepGroup(stream.handle, g.params, g.grads, this.momentum > 0 ? g.state[0] : null, hyper.handle,
       this.momentum, this.weightDecay);
   }
@@ -194,15 +206,21 @@ export class Adam extends Optimizer {
     return native.adamScalars(lr, this.beta1, this.beta2, step);
   }
 
+  stateTensors(params: readonly Parameter[]): Tensor[] {
+    return params.flatMap((p) => this.stateOf(p));
+  }
+
+  private stateOf(p: Parameter): Tensor[] {
+    let s = this.moments.get(p);
+    if (!s) {
+      const opts = { device: p.value.device };
+      this.moments.set(p, (s = { m: Tensor.zeros(p.value.shape, opts), v: Tensor.zeros(p.value.shape, opts) }));
+    }
+    return [s.m, s.v];
+  }
+
   protected update(params: readonly Parameter[], hyper: Tensor, stream: Stream): void {
-    const g = groupOf(this.groups, params, (p) => {
-      let s = this.moments.get(p);
-      if (!s) {
-        const opts = { device: p.value.device };
-        this.moments.set(p, (s = { m: Tensor.zeros(p.value.shape, opts), v: Tensor.zeros(p.value.shape, opts) }));
-      }
-      return [s.m, s.v];
-    });
+    const g = groupOf(this.groups, params, (p) => this.stateOf(p));
     ops.adamStepGroup(stream.handle, g.params, g.grads, g.state[0], g.state[1], hyper.handle,
       this.beta1, this.beta2, this.eps, this.weightDecay);
   }

@@ -1,6 +1,7 @@
-// The trainer: seeded initialisation and shuffling, mini-batch training with callbacks, and
-// evaluation. It never blocks the event loop: each step is enqueued on the trainer's stream
+// The trainer: seeded initialisation and shuffling, mini-batch training with callbacks,
+// checkpoints (save, load, and fit runs that resume where they stopped), and evaluation. It never blocks the event loop: each step is enqueued on the trainer's stream
 // and the host awaits the previous step's loss (a Promise) while the stream computes.
+import { promises as fsp } from 'fs';
 import { describe, positiveInt } from '../check';
 import { Dataset } from '../data/dataset';
 import { Device } from '../device';
@@ -12,6 +13,7 @@ import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
+import { LoadedCheckpoint, NamedTensor, readCheckpoint, restoreTensors, writeCheckpoint } from './checkpoint';
 
 export interface TrainerOptions {
   /** default: Device.best() */
@@ -25,7 +27,7 @@ export interface TrainerOptions {
 }
 
 export interface StepMetrics {
-  /** 1-based count of steps taken in this fit() */
+  /** 1-based count of steps taken in this run (a resumed run goes on counting) */
   step: number;
   /** 1-based epoch */
   epoch: number;
@@ -88,10 +90,21 @@ export interface FitOptions {
    * networks with the lockstep schedule and p = 1; fit throws for the others. Default false.
    */
   graph?: boolean;
+  /**
+   * Save the run to `path` every `every` steps and when fit ends; when `path` exists as fit
+   * starts, resume from it: the weights, optimizer state, random generators and position in
+   * the data are restored, so the run continues exactly (bit for bit) as if it had never
+   * stopped. `steps` and `epochs` count from the run's start. Needs the same data and batch
+   * size; the pipelined decoupled schedule cannot be checkpointed.
+   */
+  checkpoint?: { path: string; every: number };
 }
 
 export interface FitResult {
+  /** steps taken in the run, counting those before a resume */
   steps: number;
+  /** the step this fit() resumed after (from options.checkpoint), if it did */
+  resumedFrom?: number;
   epochs: EpochMetrics[];
   seconds: number;
 }
@@ -116,7 +129,43 @@ export interface TrainingStrategy {
   captureBlocker?(): string | undefined;
   /** whether the next step may be the captured one (e.g. warm-up is over); default true */
   captureReady?(): boolean;
+  /** Its state for a checkpoint; throws, saying why, when it cannot be saved. */
+  checkpointState?(): StrategyState;
+  /** Restores the host part of checkpointState() (the trainer has copied the tensors back). */
+  restoreState?(host: unknown): void;
   dispose(): void;
+}
+
+/** What a training strategy keeps beyond the model: optimizer state, step counts. */
+export interface StrategyState {
+  tensors: NamedTensor[];
+  /** JSON-serialisable */
+  host: unknown;
+}
+
+/** Where a fit() run stands, saved with its checkpoints. */
+interface FitProgress {
+  /** steps done */
+  step: number;
+  /** the epoch and the row (in its shuffled order) where the next step starts */
+  epoch: number;
+  start: number;
+  /** the shuffling generator at the start of that epoch (null: no shuffling) */
+  shuffle: number[] | null;
+  /** that epoch's running loss sum, step and sample counts */
+  lossSum: number;
+  lossSteps: number;
+  samples: number;
+  batchSize: number;
+  rows: number;
+}
+
+/** The host part of a trainer's checkpoint. */
+interface TrainerRecord {
+  model: string;
+  rng: number[];
+  strategy: unknown;
+  progress?: FitProgress;
 }
 
 /** A training step captured once: fixed input and output tensors, replayed per batch. */
@@ -183,14 +232,47 @@ export class Backpropagation implements TrainingStrategy {
     return undefined;
   }
 
+  checkpointState(): StrategyState {
+    return {
+      tensors: this.optimizer.stateTensors(this.params).map((tensor, i) => ({ name: `optimizer.${i}`, tensor })),
+      host: { optimizerSteps: this.optimizer.steps },
+    };
+  }
+
+  restoreState(host: unknown): void {
+    this.optimizer.steps = stepCount((host as { optimizerSteps?: unknown } | null)?.optimizerSteps, 'optimizerSteps');
+  }
+
   dispose(): void {
     this.optimizer.dispose();
   }
 }
 
+/** A step count read back from a checkpoint. */
+export function stepCount(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`checkpoint: '${what}' must be a step count, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 /** A model that chooses its own training strategy (e.g. a decoupled network). */
 export interface HasTrainingStrategy {
   trainingStrategy(options: { loss: Loss; optimizer: () => Optimizer }): TrainingStrategy;
+}
+
+function checkpointOption(c: unknown): { path: string; every: number } {
+  const o = c as { path?: unknown; every?: unknown } | null;
+  if (!o || typeof o !== 'object' || typeof o.path !== 'string' || o.path === '')
+    throw new TypeError(`fit: 'checkpoint' must be { path: string, every: number }, got ${describe(c)}`);
+  return { path: o.path, every: positiveInt('fit', 'checkpoint.every', o.every) };
+}
+
+async function readIfExists(path: string): Promise<LoadedCheckpoint | undefined> {
+  try {
+    await fsp.access(path);
+  } catch {
+    return undefined;
+  }
+  return readCheckpoint(path);
 }
 
 function hasStrategy(m: unknown): m is HasTrainingStrategy {
@@ -264,10 +346,34 @@ export class Trainer {
       if (blocker !== undefined) throw new TypeError(`fit: 'graph' cannot capture this training step: ${blocker}`);
     }
     let captured: CapturedStep | undefined;
+    const checkpoint = options.checkpoint === undefined ? undefined : checkpointOption(options.checkpoint);
+    let resumed: FitProgress | undefined;
+    if (checkpoint) {
+      this.namedState(); // throws now (before any step) when this strategy cannot be saved
+      const saved = await readIfExists(checkpoint.path);
+      if (saved) {
+        const progress = (saved.host as TrainerRecord | null)?.progress;
+        if (!progress) throw new Error(`fit: ${checkpoint.path} was written by save(), not by fit(): it has no position to resume from`);
+        if (progress.batchSize !== batchSize || progress.rows !== data.count || (progress.shuffle !== null) !== (shuffleRng !== undefined))
+          throw new Error(`fit: ${checkpoint.path} was saved by a run over ${progress.rows} rows in batches of ${progress.batchSize}` +
+            `${progress.shuffle === null ? ' unshuffled' : ''}; this one has ${data.count} rows in batches of ${batchSize}` +
+            `${shuffleRng ? '' : ' unshuffled'}: resume with the same data and batch size`);
+        await this.restore(saved);
+        if (progress.shuffle) shuffleRng!.restore(progress.shuffle);
+        resumed = progress;
+      }
+    }
+    // Settles the steps in flight first, so that the position's loss sums are complete.
+    const save = async (position: () => FitProgress) => {
+      while (inFlight.length) await settle();
+      await this.writeState(checkpoint!.path, position());
+    };
 
     const started = Date.now();
     const history: EpochMetrics[] = [];
-    let step = 0;
+    let step = resumed?.step ?? 0;
+    const firstStep = step;
+    let positionAt: (() => FitProgress) | undefined; // where the run stands after the latest step
     // Steps in flight: enqueued, their loss not read yet (oldest first).
     const inFlight: { loss: Promise<Float32Array | Int32Array>; arena: Arena; step: number; epoch: number; lr: number }[] = [];
     const maxInFlight = this.strategy.maxInFlight ?? 1;
@@ -300,13 +406,15 @@ export class Trainer {
     };
 
     try {
-      for (let epoch = 1; epoch <= maxEpochs && step < maxSteps; epoch++) {
+      for (let epoch = resumed?.epoch ?? 1; epoch <= maxEpochs && step < maxSteps; epoch++) {
         const epochStart = Date.now();
+        const shuffleState = shuffleRng ? shuffleRng.state() : null; // where this epoch's order came from
         const order = data.order(shuffleRng);
-        let samples = 0;
-        epochLossSum = 0;
-        epochSteps = 0;
-        for (let start = 0; start < data.count && step < maxSteps; start += batchSize) {
+        const resuming = resumed !== undefined && epoch === resumed.epoch;
+        let samples = resuming ? resumed!.samples : 0;
+        epochLossSum = resuming ? resumed!.lossSum : 0;
+        epochSteps = resuming ? resumed!.lossSteps : 0;
+        for (let start = resuming ? resumed!.start : 0; start < data.count && step < maxSteps; start += batchSize) {
           const end = Math.min(data.count, start + batchSize);
           if (end - start < 2) break; // BatchNorm needs two rows; a 1-row tail is dropped
           const batch = data.gather(order, start, end);
@@ -315,7 +423,7 @@ export class Trainer {
           let loss: Promise<Float32Array | Int32Array>;
           const lr = this.currentLr();
           // The first step runs uncaptured: it creates the optimizers' state.
-          const replay = useGraph && step > 0 && end - start === batchSize && (this.strategy.captureReady?.() ?? true);
+          const replay = useGraph && step > firstStep && end - start === batchSize && (this.strategy.captureReady?.() ?? true);
           try {
             if (replay) {
               captured ??= CapturedStep.capture(this.strategy, this.device, this.stream, batchSize, data.features);
@@ -333,6 +441,14 @@ export class Trainer {
           samples += end - start;
           inFlight.push({ loss, arena, step, epoch, lr });
           while (inFlight.length > maxInFlight) await settle();
+          if (checkpoint) {
+            const epochOver = data.count - end < 2;
+            const at = () => (epochOver
+              ? { step, epoch: epoch + 1, start: 0, shuffle: shuffleRng ? shuffleRng.state() : null, lossSum: 0, lossSteps: 0, samples: 0, batchSize, rows: data.count }
+              : { step, epoch, start: end, shuffle: shuffleState, lossSum: epochLossSum, lossSteps: epochSteps, samples, batchSize, rows: data.count });
+            positionAt = at;
+            if (step % checkpoint.every === 0) await save(at);
+          }
         }
         while (inFlight.length) await settle();
         const seconds = (Date.now() - epochStart) / 1000;
@@ -344,6 +460,7 @@ export class Trainer {
         history.push(m);
         if (options.onEpoch) await options.onEpoch(m);
       }
+      if (checkpoint && positionAt && step % checkpoint.every !== 0) await save(positionAt);
     } finally {
       for (const f of inFlight.splice(0)) {
         await f.loss.catch(() => undefined);
@@ -351,7 +468,47 @@ export class Trainer {
       }
       captured?.dispose();
     }
-    return { steps: step, epochs: history, seconds: (Date.now() - started) / 1000 };
+    return { steps: step, ...(resumed ? { resumedFrom: resumed.step } : {}), epochs: history, seconds: (Date.now() - started) / 1000 };
+  }
+
+  /**
+   * Saves the model's weights and the training state (optimizer moments and step counts,
+   * random generators) to `path`; load() restores them into a trainer built the same way.
+   */
+  async save(path: string): Promise<void> {
+    if (typeof path !== 'string' || path === '') throw new TypeError(`save: 'path' must be a file path, got ${describe(path)}`);
+    if (this.busy) throw new Error('save: this trainer is running fit(); use fit\'s checkpoint option, or await fit first');
+    await this.writeState(path, undefined);
+  }
+
+  /** Restores what save() (or a fit checkpoint) wrote; the model must be built the same way. */
+  async load(path: string): Promise<void> {
+    if (typeof path !== 'string' || path === '') throw new TypeError(`load: 'path' must be a file path, got ${describe(path)}`);
+    if (this.busy) throw new Error('load: this trainer is running fit(); await it first');
+    await this.restore(await readCheckpoint(path));
+  }
+
+  /** Every tensor a checkpoint holds, named: the model's, then the strategy's. */
+  private namedState(): NamedTensor[] {
+    if (!this.strategy.checkpointState) throw new Error('checkpoint: this training strategy cannot be saved');
+    const model = this.model.stateTensors().map((tensor, i) => ({ name: `model.${i}`, tensor }));
+    return [...model, ...this.strategy.checkpointState().tensors];
+  }
+
+  private async writeState(path: string, progress: FitProgress | undefined): Promise<void> {
+    const tensors = this.namedState();
+    const record: TrainerRecord = { model: this.model.name, rng: this.rng.state(), strategy: this.strategy.checkpointState!().host, ...(progress ? { progress } : {}) };
+    await writeCheckpoint(path, tensors, record, this.stream);
+  }
+
+  private async restore(saved: LoadedCheckpoint): Promise<void> {
+    const record = saved.host as TrainerRecord | null;
+    if (!record || typeof record.model !== 'string') throw new Error(`checkpoint: ${saved.path} has no trainer record`);
+    if (record.model !== this.model.name)
+      throw new Error(`checkpoint: ${saved.path} was saved from ${record.model}; this trainer trains ${this.model.name}`);
+    await restoreTensors(saved, this.namedState(), this.stream);
+    this.rng.restore(record.rng);
+    this.strategy.restoreState!(record.strategy);
   }
 
   /** Mean loss and accuracy of the model (inference mode) on `data`. */
