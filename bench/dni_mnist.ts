@@ -7,7 +7,11 @@
 //
 //   node dist/bench/dni_mnist.js --iterations 500000 [--lr 3e-5] [--depths 3,4,5,6]
 //        [--methods backprop,dni,cdni] [--stochastic 0.2,1] [--synth-lr 1e-4] [--out dni-mnist]
+//        [--checkpoint-dir bench/checkpoints]
 // --synth-lr gives the synthesizers their own Adam learning rate (same decay); default: the model's.
+// --checkpoint-dir: each run saves itself there every 1000 steps, and a rerun of the same
+// command resumes every run where it stopped (finished ones are only evaluated), so a long
+// reproduction can span several sittings. The time columns then cover the timed segments.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -25,6 +29,7 @@ interface Args {
   batchSize: number;
   seed: number;
   out: string;
+  checkpointDir?: string;
 }
 
 function parse(argv: string[]): Args {
@@ -42,6 +47,7 @@ function parse(argv: string[]): Args {
     else if (k === '--batch-size') a.batchSize = Number(v);
     else if (k === '--seed') a.seed = Number(v);
     else if (k === '--out') a.out = v;
+    else if (k === '--checkpoint-dir') a.checkpointDir = v;
     else throw new Error(`unknown option ${k}`);
   }
   if (!(a.iterations > 0)) throw new Error('--iterations must be > 0');
@@ -65,6 +71,7 @@ async function main(): Promise<void> {
   const device = Device.best();
   const runs: Run[] = [];
   fs.mkdirSync(resultsDir, { recursive: true });
+  if (args.checkpointDir) fs.mkdirSync(args.checkpointDir, { recursive: true });
 
   const runOne = async (experiment: string, depth: number, method: string, pUpdate: number) => {
     const model = mlp(784, new Array(depth).fill(256), 10);
@@ -78,17 +85,32 @@ async function main(): Promise<void> {
     });
     const lr = decayed(args.lr);
     const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr }), seed: args.seed });
-    const t0 = Date.now();
     const log = Math.max(1, Math.round(args.iterations / 10));
-    await trainer.fit(train, {
+    // Everything that shapes the run is in the name: a rerun with other settings starts afresh.
+    const name = `${experiment}-${depth}layers-${method}-p${pUpdate}-${args.iterations}it-lr${args.lr}` +
+      `-synthlr${args.synthLr ?? 'model'}-batch${args.batchSize}-seed${args.seed}`;
+    const checkpoint = args.checkpointDir ? path.join(args.checkpointDir, `${name}.ckpt`) : undefined;
+    const timing = checkpoint ? `${checkpoint}.time.json` : undefined;
+    // Time of the completed segments of this run (a segment killed mid-way is not timed).
+    const timed: { seconds: number; steps: number } = timing && fs.existsSync(timing)
+      ? JSON.parse(fs.readFileSync(timing, 'utf8')) : { seconds: 0, steps: 0 };
+    const result = await trainer.fit(train, {
       steps: args.iterations, batchSize: args.batchSize, logEvery: log,
+      checkpoint: checkpoint ? { path: checkpoint, every: 1000 } : undefined,
       onStep: (m) => { process.stdout.write(`  ${experiment} depth ${depth} ${method} p=${pUpdate}: step ${m.step} loss ${m.loss.toFixed(4)}\n`); },
     });
-    const seconds = (Date.now() - t0) / 1000;
+    if (result.resumedFrom !== undefined) console.log(`  ${name}: resumed after step ${result.resumedFrom}`);
+    const segmentSteps = result.steps - (result.resumedFrom ?? 0);
+    if (segmentSteps > 0) {
+      timed.seconds += result.seconds;
+      timed.steps += segmentSteps;
+      if (timing) fs.writeFileSync(timing, JSON.stringify(timed) + '\n');
+    }
     const { accuracy } = await trainer.evaluate(test);
     trainer.dispose();
-    const run = { experiment, depth, method, pUpdate, testError: 100 * (1 - accuracy), seconds, msPerStep: (1000 * seconds) / args.iterations };
-    console.log(`${experiment} depth ${depth} ${method} p=${pUpdate}: test error ${run.testError.toFixed(2)}% (${seconds.toFixed(0)} s)`);
+    const msPerStep = timed.steps ? (1000 * timed.seconds) / timed.steps : NaN;
+    const run = { experiment, depth, method, pUpdate, testError: 100 * (1 - accuracy), seconds: (msPerStep * args.iterations) / 1000, msPerStep };
+    console.log(`${experiment} depth ${depth} ${method} p=${pUpdate}: test error ${run.testError.toFixed(2)}% (${run.seconds.toFixed(0)} s)`);
     runs.push(run);
   };
 
@@ -111,7 +133,9 @@ async function main(): Promise<void> {
     '',
     ...(args.stochastic.length ? ['## Stochastic updates (cDNI, 3 hidden layers)', '', '| update probability p | test error |', '|---|---|',
       ...runs.filter((r) => r.experiment === 'stochastic').map((r) => `| ${r.pUpdate} | ${fmt(r.testError)} |`), ''] : []),
-    '## Time', '', '| experiment | hidden layers | method | p | ms/step | total s |', '|---|---|---|---|---|---|',
+    '## Time', '',
+    ...(args.checkpointDir ? ['Runs resumable from checkpoints: ms/step is over the segments timed to their end; total s = ms/step × iterations.', ''] : []),
+    '| experiment | hidden layers | method | p | ms/step | total s |', '|---|---|---|---|---|---|',
     ...runs.map((r) => `| ${r.experiment} | ${r.depth} | ${r.method} | ${r.pUpdate} | ${r.msPerStep.toFixed(2)} | ${r.seconds.toFixed(0)} |`), '',
   ].join('\n');
   fs.writeFileSync(path.join(resultsDir, `${args.out}.md`), md);

@@ -4,6 +4,7 @@
 // cosine similarity to the true gradient for DNI/cDNI), then the test accuracy.
 //
 //   npm start -- --method cdni --epochs 10 --batch-size 256 --lr 1e-3 --seed 0 --device cpu
+import * as fs from 'fs';
 import { Device } from '../device';
 import { mnist } from '../data/mnist';
 import { mlp } from '../models';
@@ -25,7 +26,8 @@ const usage = `usage: npm start -- [options]
   --pipeline 0                 DNI/cDNI: let modules run this many batches ahead (0: lockstep)
   --streams per-module|single  DNI/cDNI: one stream per module (default) or one in all
   --diagnose-every 100         DNI/cDNI: steps between synthesizer diagnostics
-  --graph                      capture the training step once and replay it (backprop, lockstep p = 1)`;
+  --graph                      capture the training step once and replay it (backprop, lockstep p = 1)
+  --checkpoint FILE            save the run to FILE after every epoch; if FILE exists, resume from it`;
 
 interface Options {
   method: 'backprop' | 'dni' | 'cdni';
@@ -40,6 +42,7 @@ interface Options {
   seed: number;
   hidden: number[];
   device?: string;
+  checkpoint?: string;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -66,6 +69,10 @@ function parseArgs(argv: string[]): Options {
       case '--seed': o.seed = num(); break;
       case '--hidden': o.hidden = (value ?? '').split(',').map(Number); break;
       case '--device': o.device = value; break;
+      case '--checkpoint':
+        if (!value) throw new Error('--checkpoint needs a file path');
+        o.checkpoint = value;
+        break;
       case '--method':
         if (value !== 'backprop' && value !== 'dni' && value !== 'cdni') throw new Error(`--method must be backprop, dni or cdni, got '${value}'`);
         o.method = value;
@@ -122,13 +129,15 @@ async function main(): Promise<void> {
   let lastDiagnostics: ModuleDiagnostics[] | undefined;
   const describeDiagnostics = (d: ModuleDiagnostics[]) =>
     d.map((m) => `M${m.module}: loss ${m.synthesizerLoss.toExponential(2)} cos ${m.cosine.toFixed(3)}`).join('  ');
-  await trainer.fit(train, {
+  if (o.checkpoint && fs.existsSync(o.checkpoint)) console.log(`resuming from ${o.checkpoint}`);
+  const result = await trainer.fit(train, {
     epochs: o.epochs,
     batchSize: o.batchSize,
     validation: test,
     logEvery: 10,
     diagnoseEvery: decoupled ? o.diagnoseEvery : undefined,
     graph: o.graph,
+    checkpoint: o.checkpoint ? { path: o.checkpoint, every: stepsPerEpoch } : undefined,
     onStep: (m) => {
       if (m.diagnostics) lastDiagnostics = m.diagnostics;
       if (tty) process.stdout.write(`\repoch ${m.epoch} ${bar(m.step)} loss ${m.loss.toFixed(4)}   `);
@@ -141,6 +150,7 @@ async function main(): Promise<void> {
       if (lastDiagnostics) console.log(`          synthesizers (probe batch): ${describeDiagnostics(lastDiagnostics)}`);
     },
   });
+  if (result.resumedFrom !== undefined) console.log(`resumed after step ${result.resumedFrom}; ${result.steps} steps in all`);
   const final = await trainer.evaluate(test);
   console.log(`final test accuracy: ${(100 * final.accuracy).toFixed(2)}% (${final.count} images)`);
   trainer.dispose();
