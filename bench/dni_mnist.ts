@@ -8,7 +8,8 @@
 //   node dist/bench/dni_mnist.js --iterations 500000 [--lr 3e-5] [--depths 3,4,5,6]
 //        [--methods backprop,dni,cdni] [--stochastic 0.2,1] [--synth-lr 1e-4] [--out dni-mnist]
 //        [--checkpoint-dir bench/checkpoints]
-// --synth-lr gives the synthesizers their own Adam learning rate (same decay); default: the model's.
+// --synth-lr gives the DNI synthesizers their own Adam learning rate (same decay); default: the
+// model's. cDNI's linear synthesizers keep the model's, as in the paper.
 // --checkpoint-dir: each run saves itself there every 1000 steps, and a rerun of the same
 // command resumes every run where it stopped (finished ones are only evaluated), so a long
 // reproduction can span several sittings. The time columns then cover the timed segments.
@@ -76,11 +77,11 @@ async function main(): Promise<void> {
   const runOne = async (experiment: string, depth: number, method: string, pUpdate: number) => {
     const model = mlp(784, new Array(depth).fill(256), 10);
     const decayed = (base: number) => schedules.stepDecay(base, [Math.round(0.6 * args.iterations), Math.round(0.8 * args.iterations)], 0.1);
-    const synthOptimizer = args.synthLr === undefined ? undefined : () => new Adam({ lr: decayed(args.synthLr!) });
+    const dniSynthOptimizer = args.synthLr === undefined ? undefined : () => new Adam({ lr: decayed(args.synthLr!) });
     const net: Module = method === 'backprop' ? model : decouple(model, {
       synthesizer: method === 'cdni'
-        ? { conditioned: true, hidden: [], optimizer: synthOptimizer }
-        : { conditioned: false, hidden: [1024, 1024], optimizer: synthOptimizer },
+        ? { conditioned: true, hidden: [] }
+        : { conditioned: false, hidden: [1024, 1024], optimizer: dniSynthOptimizer },
       schedule: { kind: 'lockstep', pUpdate },
     });
     const lr = decayed(args.lr);
@@ -88,7 +89,7 @@ async function main(): Promise<void> {
     const log = Math.max(1, Math.round(args.iterations / 10));
     // Everything that shapes the run is in the name: a rerun with other settings starts afresh.
     const name = `${experiment}-${depth}layers-${method}-p${pUpdate}-${args.iterations}it-lr${args.lr}` +
-      `-synthlr${args.synthLr ?? 'model'}-batch${args.batchSize}-seed${args.seed}`;
+      `-synthlr${method === 'dni' ? args.synthLr ?? 'model' : 'model'}-batch${args.batchSize}-seed${args.seed}`;
     const checkpoint = args.checkpointDir ? path.join(args.checkpointDir, `${name}.ckpt`) : undefined;
     const timing = checkpoint ? `${checkpoint}.time.json` : undefined;
     // Time of the completed segments of this run (a segment killed mid-way is not timed).
@@ -123,7 +124,7 @@ async function main(): Promise<void> {
   const md = [
     '# MNIST FCN: test error of backprop, DNI and cDNI', '',
     `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/dni_mnist.js ${process.argv.slice(2).join(' ')}\`.`, '',
-    `Iterations: **${args.iterations}** (the paper: 500,000), batch ${args.batchSize}, Adam lr ${args.lr}${args.synthLr === undefined ? '' : ` (synthesizers ${args.synthLr})`} divided by 10 at 60% and 80%, seed ${args.seed}.`, '',
+    `Iterations: **${args.iterations}** (the paper: 500,000), batch ${args.batchSize}, Adam lr ${args.lr}${args.synthLr === undefined ? '' : ` (DNI synthesizers ${args.synthLr})`} divided by 10 at 60% and 80%, seed ${args.seed}.`, '',
     '| hidden layers | backprop | DNI | cDNI | DNI - backprop | cDNI - backprop |', '|---|---|---|---|---|---|',
     ...args.depths.map((d) => {
       const [bp, dni, cdni] = ['backprop', 'dni', 'cdni'].map((m) => errorOf(d, m));
