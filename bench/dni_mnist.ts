@@ -66,6 +66,27 @@ interface Run {
   msPerStep: number;
 }
 
+/**
+ * Claims a checkpointed run for this process (two processes resuming the same run would both
+ * write its checkpoint); a lock left by a process that no longer runs is taken over.
+ */
+function lock(checkpoint: string): () => void {
+  const file = `${checkpoint}.lock`;
+  if (fs.existsSync(file)) {
+    const pid = Number(fs.readFileSync(file, 'utf8'));
+    let alive = false;
+    try {
+      process.kill(pid, 0);
+      alive = pid !== process.pid;
+    } catch {
+      alive = false;
+    }
+    if (alive) throw new Error(`${path.basename(checkpoint)} is being trained by process ${pid}; wait for it or stop it`);
+  }
+  fs.writeFileSync(file, String(process.pid));
+  return () => fs.rmSync(file, { force: true });
+}
+
 async function main(): Promise<void> {
   const args = parse(process.argv.slice(2));
   const { train, test } = await datasets.mnist();
@@ -95,11 +116,17 @@ async function main(): Promise<void> {
     // Time of the completed segments of this run (a segment killed mid-way is not timed).
     const timed: { seconds: number; steps: number } = timing && fs.existsSync(timing)
       ? JSON.parse(fs.readFileSync(timing, 'utf8')) : { seconds: 0, steps: 0 };
-    const result = await trainer.fit(train, {
-      steps: args.iterations, batchSize: args.batchSize, logEvery: log,
-      checkpoint: checkpoint ? { path: checkpoint, every: 1000 } : undefined,
-      onStep: (m) => { process.stdout.write(`  ${experiment} depth ${depth} ${method} p=${pUpdate}: step ${m.step} loss ${m.loss.toFixed(4)}\n`); },
-    });
+    const unlock = checkpoint ? lock(checkpoint) : () => undefined;
+    let result;
+    try {
+      result = await trainer.fit(train, {
+        steps: args.iterations, batchSize: args.batchSize, logEvery: log,
+        checkpoint: checkpoint ? { path: checkpoint, every: 1000 } : undefined,
+        onStep: (m) => { process.stdout.write(`  ${experiment} depth ${depth} ${method} p=${pUpdate}: step ${m.step} loss ${m.loss.toFixed(4)}\n`); },
+      });
+    } finally {
+      unlock();
+    }
     if (result.resumedFrom !== undefined) console.log(`  ${name}: resumed after step ${result.resumedFrom}`);
     const segmentSteps = result.steps - (result.resumedFrom ?? 0);
     if (segmentSteps > 0) {
