@@ -94,6 +94,23 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
+/**
+ * The learning-rate schedule and the model come from the options, so a checkpoint is resumed
+ * only with the options it was started with (kept next to it in FILE.options.json).
+ */
+function checkResumable(o: Options): void {
+  const sidecar = `${o.checkpoint}.options.json`;
+  const { checkpoint: _file, device: _device, ...run } = o; // the file and the device may change
+  if (fs.existsSync(o.checkpoint!)) {
+    const saved = fs.existsSync(sidecar) ? fs.readFileSync(sidecar, 'utf8') : undefined;
+    if (saved !== JSON.stringify(run))
+      throw new Error(`--checkpoint ${o.checkpoint} was started with other options (${saved ?? 'unknown'}); resume it with the same ones`);
+    console.log(`resuming from ${o.checkpoint}`);
+  } else {
+    fs.writeFileSync(sidecar, JSON.stringify(run));
+  }
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const device = o.device ? Device.parse(o.device) : Device.best();
@@ -129,7 +146,7 @@ async function main(): Promise<void> {
   let lastDiagnostics: ModuleDiagnostics[] | undefined;
   const describeDiagnostics = (d: ModuleDiagnostics[]) =>
     d.map((m) => `M${m.module}: loss ${m.synthesizerLoss.toExponential(2)} cos ${m.cosine.toFixed(3)}`).join('  ');
-  if (o.checkpoint && fs.existsSync(o.checkpoint)) console.log(`resuming from ${o.checkpoint}`);
+  if (o.checkpoint) checkResumable(o);
   const result = await trainer.fit(train, {
     epochs: o.epochs,
     batchSize: o.batchSize,
