@@ -489,16 +489,17 @@ export class Trainer {
     await this.restore(await readCheckpoint(path));
   }
 
-  /** Every tensor a checkpoint holds, named: the model's, then the strategy's. */
-  private namedState(): NamedTensor[] {
+  /** Every tensor a checkpoint holds, named (the model's, then the strategy's), and the strategy's host state. */
+  private namedState(): { tensors: NamedTensor[]; strategy: unknown } {
     if (!this.strategy.checkpointState) throw new Error('checkpoint: this training strategy cannot be saved');
     const model = this.model.stateTensors().map((tensor, i) => ({ name: `model.${i}`, tensor }));
-    return [...model, ...this.strategy.checkpointState().tensors];
+    const { tensors, host } = this.strategy.checkpointState();
+    return { tensors: [...model, ...tensors], strategy: host };
   }
 
   private async writeState(path: string, progress: FitProgress | undefined): Promise<void> {
-    const tensors = this.namedState();
-    const record: TrainerRecord = { model: this.model.name, rng: this.rng.state(), strategy: this.strategy.checkpointState!().host, ...(progress ? { progress } : {}) };
+    const { tensors, strategy } = this.namedState();
+    const record: TrainerRecord = { model: this.model.name, rng: this.rng.state(), strategy, ...(progress ? { progress } : {}) };
     await writeCheckpoint(path, tensors, record, this.stream);
   }
 
@@ -507,7 +508,7 @@ export class Trainer {
     if (!record || typeof record.model !== 'string') throw new Error(`checkpoint: ${saved.path} has no trainer record`);
     if (record.model !== this.model.name)
       throw new Error(`checkpoint: ${saved.path} was saved from ${record.model}; this trainer trains ${this.model.name}`);
-    await restoreTensors(saved, this.namedState(), this.stream);
+    await restoreTensors(saved, this.namedState().tensors, this.stream);
     this.rng.restore(record.rng);
     this.strategy.restoreState!(record.strategy);
   }
