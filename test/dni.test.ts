@@ -232,18 +232,27 @@ describe('diagnostics', () => {
     const { train, test } = await datasets.mnist();
     const net = decouple(mlp(784, [128, 128], 10), { synthesizer: { conditioned: true } });
     const trainer = new Trainer(net, { device: cpu, optimizer: () => new Adam({ lr: 1e-3 }), seed: 0 });
-    const reports: { step: number; cos: number[]; loss: number[] }[] = [];
+    const reports: { step: number; cos: number[]; loss: number[]; ratio: number[]; fit: number[] }[] = [];
     await trainer.fit(train, {
       steps: 150, batchSize: 128, validation: undefined, diagnoseEvery: 50, logEvery: 1000,
-      onStep: (m) => { if (m.diagnostics) reports.push({ step: m.step, cos: m.diagnostics.map((d) => d.cosine), loss: m.diagnostics.map((d) => d.synthesizerLoss) }); },
+      onStep: (m) => { if (m.diagnostics) reports.push({ step: m.step, cos: m.diagnostics.map((d) => d.cosine), loss: m.diagnostics.map((d) => d.synthesizerLoss), ratio: m.diagnostics.map((d) => d.normRatio), fit: m.diagnostics.map((d) => d.targetCosine) }); },
     });
     expect(reports.map((r) => r.step)).toEqual([50, 100, 150]);
     for (const r of reports) {
       expect(r.cos).toHaveLength(2);
       for (const v of [...r.cos, ...r.loss]) expect(Number.isFinite(v)).toBe(true);
+      for (const v of r.ratio) expect(v).toBeGreaterThan(0); // zero-initialised, but moved by now
+      for (const v of r.fit) expect(Math.abs(v)).toBeLessThanOrEqual(1);
+      // The last synthesizer's target is the true gradient itself.
+      expect(r.fit[1]).toBe(r.cos[1]);
+      // The first one's is M2's prediction carried back, not the truth.
+      expect(r.fit[0]).not.toBe(r.cos[0]);
     }
     // The synthesizer next to the loss learns a useful gradient quickly.
     expect(reports[reports.length - 1].cos[1]).toBeGreaterThan(0.3);
+    // ... of about the right size.
+    expect(reports[reports.length - 1].ratio[1]).toBeGreaterThan(0.2);
+    expect(reports[reports.length - 1].ratio[1]).toBeLessThan(5);
     expect((await trainer.evaluate(test.head(2000))).accuracy).toBeGreaterThan(0.85);
     trainer.dispose();
   });

@@ -145,7 +145,7 @@ async function main(): Promise<void> {
   const tty = process.stdout.isTTY;
   let lastDiagnostics: ModuleDiagnostics[] | undefined;
   const describeDiagnostics = (d: ModuleDiagnostics[]) =>
-    d.map((m) => `M${m.module}: loss ${m.synthesizerLoss.toExponential(2)} cos ${m.cosine.toFixed(3)}`).join('  ');
+    d.map((m) => `M${m.module}: loss ${m.synthesizerLoss.toExponential(2)} cos ${m.cosine.toFixed(3)} (to its target ${m.targetCosine.toFixed(3)}) |ĝ|/|g| ${m.normRatio.toFixed(2)}`).join('  ');
   if (o.checkpoint) checkResumable(o);
   const result = await trainer.fit(train, {
     epochs: o.epochs,

@@ -255,8 +255,8 @@ export class DecoupledTraining implements TrainingStrategy {
   }
 
   /**
-   * On a probe batch, with nothing updated: each synthesizer's last loss and the cosine
-   * similarity between its synthetic gradient and the true backpropagated gradient.
+   * On a probe batch, with nothing updated: each synthesizer's last loss, and how its
+   * synthetic gradient compares with the true backpropagated gradient and with its own target.
    */
   async diagnose(x: Tensor, y: Tensor, ctx: StepContext): Promise<ModuleDiagnostics[]> {
     const net = this.network;
@@ -265,12 +265,14 @@ export class DecoupledTraining implements TrainingStrategy {
     const pctx: StepContext = { device: this.device, stream: ctx.stream, training: true, freezeStatistics: true, arena };
     try {
       const forwards: Forwarded[] = [];
+      const activations: Tensor[] = [];
       const synthetic: Tensor[] = [];
       let h = x;
       for (let i = 0; i < n; i++) {
         const f = net.modules[i].forward(h, pctx);
         forwards.push(f);
         h = f.output;
+        activations.push(h);
         if (i < n - 1) synthetic.push(net.synthesizers[i].predict(h, y, pctx).gradient);
       }
       let g: Tensor | undefined = this.loss.forward(h, y, pctx).backward(pctx);
@@ -279,14 +281,20 @@ export class DecoupledTraining implements TrainingStrategy {
         g = forwards[i].backward(g!, pctx, true);
         truth[i - 1] = g!;
       }
+      // The bootstrapped targets (λ = 0) on the same batch: ĝ_{i+1} carried back through
+      // module i+1 (a fresh forward, so no backward closure runs twice); the last is the truth.
+      const targets: Tensor[] = [];
+      for (let i = 0; i < n - 2; i++)
+        targets[i] = net.modules[i + 1].forward(activations[i], pctx).backward(synthetic[i + 1], pctx, true)!;
+      targets[n - 2] = truth[n - 2];
       // The probe's backward accumulated into the modules' gradients: clear them.
       for (const p of net.parameters()) ops.fill(ctx.stream.handle, p.grad.handle, 0);
       this.forkNext = true;
       const out: ModuleDiagnostics[] = [];
       for (let i = 0; i < n - 1; i++) {
-        const [a, b] = await Promise.all([synthetic[i].readFloat32(ctx.stream), truth[i].readFloat32(ctx.stream)]);
+        const [a, b, t] = await Promise.all([synthetic[i], truth[i], targets[i]].map((v) => v.readFloat32(ctx.stream)));
         const loss = this.synthLoss[i] ? (await this.synthLoss[i]!.readFloat32(ctx.stream))[0] : NaN;
-        out.push({ module: i + 1, synthesizerLoss: loss, cosine: cosine(a, b) });
+        out.push({ module: i + 1, synthesizerLoss: loss, cosine: cosine(a, b), normRatio: norm(a) / norm(b), targetCosine: cosine(a, t) });
       }
       return out;
     } finally {
@@ -299,6 +307,12 @@ export class DecoupledTraining implements TrainingStrategy {
     this.arenas.length = 0;
     for (const o of this.optimizers) o.dispose();
   }
+}
+
+function norm(a: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * a[i];
+  return Math.sqrt(s);
 }
 
 function cosine(a: Float32Array, b: Float32Array): number {

@@ -46,6 +46,14 @@ export interface ModuleDiagnostics {
   synthesizerLoss: number;
   /** cosine similarity of the synthetic and the true backpropagated gradient on a probe batch */
   cosine: number;
+  /** |synthetic| / |true| gradient norms on the probe batch (1 when the scales agree) */
+  normRatio: number;
+  /**
+   * cosine similarity of the synthetic gradient and the target it regresses onto with λ = 0
+   * (ĝ of the next module carried back through it; the true gradient for the last synthesizer):
+   * how well the synthesizer fits, apart from how good its target is
+   */
+  targetCosine: number;
 }
 
 export interface EpochMetrics {

@@ -1,0 +1,98 @@
+// Traces how well DNI's synthesizers work during one MNIST FCN run: every N steps, per module,
+// the cosine similarity of ĝ to the true backpropagated gradient and to its own (bootstrapped)
+// target, and the norm ratio |ĝ|/|g|, on a training probe batch; the training loss; at the end
+// the test error.
+// A tool for finding what limits DNI with depth; it writes nothing unless --out is given.
+//
+//   node dist/bench/dni_trace.js [--depth 5] [--method dni|cdni] [--steps 3000] [--every 500]
+//        [--lr 3e-5] [--synth-lr 1e-3] [--synth-hidden 1024,1024] [--seed 0] [--out NAME]
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Adam, Device, Trainer, datasets, decouple, mlp, native } from '../ts';
+import { resultsDir } from './paths';
+
+interface Args {
+  depth: number;
+  method: 'dni' | 'cdni';
+  steps: number;
+  every: number;
+  lr: number;
+  synthLr?: number;
+  synthHidden?: number[];
+  synthScale?: number;
+  seed: number;
+  out?: string;
+}
+
+function parse(argv: string[]): Args {
+  const a: Args = { depth: 5, method: 'dni', steps: 3000, every: 500, lr: 3e-5, seed: 0 };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [k, v] = [argv[i], argv[i + 1]];
+    if (v === undefined) throw new Error(`${k} needs a value`);
+    if (k === '--depth') a.depth = Number(v);
+    else if (k === '--method') a.method = v as Args['method'];
+    else if (k === '--steps') a.steps = Number(v);
+    else if (k === '--every') a.every = Number(v);
+    else if (k === '--lr') a.lr = Number(v);
+    else if (k === '--synth-lr') a.synthLr = Number(v);
+    else if (k === '--synth-hidden') a.synthHidden = v === '' ? [] : v.split(',').map(Number);
+    else if (k === '--synth-scale') a.synthScale = Number(v);
+    else if (k === '--seed') a.seed = Number(v);
+    else if (k === '--out') a.out = v;
+    else throw new Error(`unknown option ${k}`);
+  }
+  if (a.method !== 'dni' && a.method !== 'cdni') throw new Error(`--method must be dni or cdni, got ${a.method}`);
+  return a;
+}
+
+async function main(): Promise<void> {
+  const args = parse(process.argv.slice(2));
+  const { train, test } = await datasets.mnist();
+  const device = Device.best();
+  const conditioned = args.method === 'cdni';
+  const net = decouple(mlp(784, new Array(args.depth).fill(256), 10), {
+    synthesizer: {
+      conditioned,
+      outputScale: args.synthScale,
+      hidden: args.synthHidden ?? (conditioned ? [] : [1024, 1024]),
+      optimizer: args.synthLr === undefined ? undefined : () => new Adam({ lr: args.synthLr! }),
+    },
+  });
+  const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr: args.lr }), seed: args.seed });
+  const lines: string[] = [];
+  const say = (s: string) => { console.log(s); lines.push(s); };
+  say(`# DNI trace: ${args.depth} hidden layers, ${args.method}, lr ${args.lr}, synthesizer lr ${args.synthLr ?? args.lr}` +
+    `, synthesizer scale ${args.synthScale ?? 1}, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}, seed ${args.seed}`);
+  say(`${os.cpus()[0]?.model ?? 'unknown CPU'}, ${native.threads()} threads; command: \`node dist/bench/dni_trace.js ${process.argv.slice(2).join(' ')}\``);
+  say('');
+  say('| step | train loss (mean of every 20th step since the last row) | per module: cos(ĝ, g) / cos(ĝ, target) / |ĝ|/|g| / synthesizer loss |');
+  say('|---|---|---|');
+  let lossSum = 0;
+  let lossCount = 0;
+  await trainer.fit(train, {
+    steps: args.steps, batchSize: 256, logEvery: 20, diagnoseEvery: args.every,
+    onStep: (m) => {
+      lossSum += m.loss;
+      lossCount++;
+      if (!m.diagnostics) return;
+      const cells = m.diagnostics.map((d) => `${d.cosine.toFixed(2)}/${d.targetCosine.toFixed(2)}/${d.normRatio.toFixed(2)}/${d.synthesizerLoss.toExponential(1)}`).join('  ');
+      say(`| ${m.step} | ${(lossSum / lossCount).toFixed(4)} | ${cells} |`);
+      lossSum = 0;
+      lossCount = 0;
+    },
+  });
+  const { accuracy } = await trainer.evaluate(test);
+  say('');
+  say(`test error ${(100 * (1 - accuracy)).toFixed(2)}%`);
+  trainer.dispose();
+  if (args.out) {
+    fs.mkdirSync(resultsDir, { recursive: true });
+    fs.writeFileSync(path.join(resultsDir, `${args.out}.md`), lines.join('\n') + '\n');
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
