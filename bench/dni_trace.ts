@@ -20,7 +20,6 @@ interface Args {
   lr: number;
   synthLr?: number;
   synthHidden?: number[];
-  synthScale?: number;
   seed: number;
   out?: string;
 }
@@ -37,7 +36,6 @@ function parse(argv: string[]): Args {
     else if (k === '--lr') a.lr = Number(v);
     else if (k === '--synth-lr') a.synthLr = Number(v);
     else if (k === '--synth-hidden') a.synthHidden = v === '' ? [] : v.split(',').map(Number);
-    else if (k === '--synth-scale') a.synthScale = Number(v);
     else if (k === '--seed') a.seed = Number(v);
     else if (k === '--out') a.out = v;
     else throw new Error(`unknown option ${k}`);
@@ -54,7 +52,6 @@ async function main(): Promise<void> {
   const net = decouple(mlp(784, new Array(args.depth).fill(256), 10), {
     synthesizer: {
       conditioned,
-      outputScale: args.synthScale,
       hidden: args.synthHidden ?? (conditioned ? [] : [1024, 1024]),
       optimizer: args.synthLr === undefined ? undefined : () => new Adam({ lr: args.synthLr! }),
     },
@@ -63,7 +60,7 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   const say = (s: string) => { console.log(s); lines.push(s); };
   say(`# DNI trace: ${args.depth} hidden layers, ${args.method}, lr ${args.lr}, synthesizer lr ${args.synthLr ?? args.lr}` +
-    `, synthesizer scale ${args.synthScale ?? 1}, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}, seed ${args.seed}`);
+    `, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}, seed ${args.seed}`);
   say(`${os.cpus()[0]?.model ?? 'unknown CPU'}, ${native.threads()} threads; command: \`node dist/bench/dni_trace.js ${process.argv.slice(2).join(' ')}\``);
   say('');
   say('| step | train loss (mean of every 20th step since the last row) | per module: cos(ĝ, g) / cos(ĝ, target) / |ĝ|/|g| / synthesizer loss |');

@@ -27,8 +27,6 @@ export interface SynthesizerOptions {
   conditioned?: boolean;
   /** weight of the L2 loss; default 1 */
   lossWeight?: number;
-  /** EXPERIMENT: M predicts the per-example gradient divided by this; default 1 */
-  outputScale?: number;
   /** the synthesizer's optimizer; default: the model's */
   optimizer?: () => Optimizer;
   /**
@@ -51,14 +49,12 @@ export class Synthesizer {
   readonly inputs: number;
   readonly conditioned: boolean;
   readonly lossWeight: number;
-  readonly outputScale: number;
   optimizer?: Optimizer;
   private params: Parameter[] = [];
 
   constructor(readonly name: string, readonly width: number, readonly classes: number, options: SynthesizerOptions = {}) {
     this.conditioned = options.conditioned ?? false;
     this.lossWeight = options.lossWeight ?? 1;
-    this.outputScale = options.outputScale ?? 1;
     if (!(this.lossWeight > 0) || !Number.isFinite(this.lossWeight))
       throw new RangeError(`${name}: 'lossWeight' must be a finite number > 0, got ${this.lossWeight}`);
     this.inputs = width + (this.conditioned ? classes : 0);
@@ -114,14 +110,14 @@ export class Synthesizer {
     const f = this.network.forward(input, ctx);
     const batch = h.shape[0];
     const gradient = Tensor.empty(f.output.shape, { device: ctx.device, arena: ctx.arena });
-    ops.axpby(ctx.stream.handle, this.outputScale / batch, f.output.handle, 0, gradient.handle); // ĝ = M(h)/B
+    ops.axpby(ctx.stream.handle, 1 / batch, f.output.handle, 0, gradient.handle); // ĝ = M(h)/B
     return {
       gradient,
       learn: (target, lctx) => {
         const s = lctx.stream.handle;
         const opts = { device: lctx.device, arena: lctx.arena };
         const perExample = Tensor.empty(target.shape, opts);
-        ops.axpby(s, batch / this.outputScale, target.handle, 0, perExample.handle); // B·δ
+        ops.axpby(s, batch, target.handle, 0, perExample.handle); // B·δ
         const loss = Tensor.empty([1], opts);
         const d = Tensor.empty(f.output.shape, opts);
         ops.mseForward(s, f.output.handle, perExample.handle, loss.handle);
