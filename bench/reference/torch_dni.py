@@ -106,6 +106,7 @@ class Backprop:
     def __init__(self, modules, lr):
         self.model = nn.Sequential(*modules)
         self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=lr)]
+        self.base_lrs = [lr]
 
     def step(self, x, y):
         opt = self.optimizers[0]
@@ -119,14 +120,15 @@ class Backprop:
 class Decoupled:
     """DNI / cDNI, lockstep: see the docblock at the top for the step."""
 
-    def __init__(self, modules, conditioned, synth_hidden, lr, device, streams):
+    def __init__(self, modules, conditioned, synth_hidden, lr, synth_lr, device, streams):
         self.modules = modules
         self.model = nn.Sequential(*modules)  # the plain network, for evaluation
         self.conditioned = conditioned
         widths = [m[0].out_features for m in modules[:-1]]
         self.synths = [synthesizer(w, conditioned, synth_hidden).to(device) for w in widths]
         self.optimizers = ([torch.optim.Adam(m.parameters(), lr=lr) for m in modules]
-                           + [torch.optim.Adam(s.parameters(), lr=lr) for s in self.synths])
+                           + [torch.optim.Adam(s.parameters(), lr=synth_lr) for s in self.synths])
+        self.base_lrs = [lr] * len(modules) + [synth_lr] * len(self.synths)
         self.module_opts = self.optimizers[:len(modules)]
         self.synth_opts = self.optimizers[len(modules):]
         n = len(modules)
@@ -264,7 +266,9 @@ def build(a, dev):
         synth_hidden = [] if conditioned else [1024, 1024]
     else:
         synth_hidden = [int(h) for h in a.synth_hidden.split(",") if h]
-    return hidden, Decoupled(modules, conditioned, synth_hidden, a.lr, dev, a.streams)
+    # --synth-lr applies to DNI's synthesizers only, as in bench/dni_mnist.ts.
+    synth_lr = a.synth_lr if a.synth_lr is not None and not conditioned else a.lr
+    return hidden, Decoupled(modules, conditioned, synth_hidden, a.lr, synth_lr, dev, a.streams)
 
 
 def timed(a, dev, strategy, info):
@@ -305,10 +309,11 @@ def train(a, dev, strategy, info):
             if end - start < 2:
                 break  # BatchNorm needs two rows (synthgrad drops a 1-row tail too)
             # lr for this step: divided by 10 at each milestone passed.
-            lr = a.lr * 0.1 ** sum(step >= m for m in milestones)
-            for opt in strategy.optimizers:
+            decay = 0.1 ** sum(step >= m for m in milestones)
+            lr = a.lr * decay
+            for opt, base in zip(strategy.optimizers, strategy.base_lrs):
                 for g in opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = base * decay
             idx = order[start:end]
             value = strategy.step(x_train[idx], y_train[idx]).item()
             if value != value or abs(value) == float("inf"):
@@ -336,6 +341,7 @@ def train(a, dev, strategy, info):
     info.update({
         "iterations": a.iterations,
         "lr": a.lr,
+        "synth_lr": getattr(strategy, "base_lrs", [a.lr])[-1],
         "milestones": milestones,
         "seed": a.seed,
         "loss_log": log,
@@ -358,6 +364,7 @@ def main():
     p.add_argument("--warmup", type=int, default=20, help="--time: untimed steps first")
     p.add_argument("--iterations", type=int, default=300, help="--train: steps")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--synth-lr", type=float, default=None, help="DNI synthesizers' Adam lr (default: --lr)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mnist", default=DEFAULT_MNIST, help="folder of the MNIST IDX files")
     p.add_argument("--threads", type=int, default=0, help="0: leave PyTorch's default")
