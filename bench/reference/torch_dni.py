@@ -106,7 +106,6 @@ class Backprop:
     def __init__(self, modules, lr):
         self.model = nn.Sequential(*modules)
         self.optimizers = [torch.optim.Adam(self.model.parameters(), lr=lr)]
-        self.base_lrs = [lr]
 
     def step(self, x, y):
         opt = self.optimizers[0]
@@ -128,7 +127,6 @@ class Decoupled:
         self.synths = [synthesizer(w, conditioned, synth_hidden).to(device) for w in widths]
         self.optimizers = ([torch.optim.Adam(m.parameters(), lr=lr) for m in modules]
                            + [torch.optim.Adam(s.parameters(), lr=synth_lr) for s in self.synths])
-        self.base_lrs = [lr] * len(modules) + [synth_lr] * len(self.synths)
         self.module_opts = self.optimizers[:len(modules)]
         self.synth_opts = self.optimizers[len(modules):]
         n = len(modules)
@@ -311,9 +309,9 @@ def train(a, dev, strategy, info):
             # lr for this step: divided by 10 at each milestone passed.
             decay = 0.1 ** sum(step >= m for m in milestones)
             lr = a.lr * decay
-            for opt, base in zip(strategy.optimizers, strategy.base_lrs):
+            for opt in strategy.optimizers:  # defaults["lr"]: the lr it was built with
                 for g in opt.param_groups:
-                    g["lr"] = base * decay
+                    g["lr"] = opt.defaults["lr"] * decay
             idx = order[start:end]
             value = strategy.step(x_train[idx], y_train[idx]).item()
             if value != value or abs(value) == float("inf"):
@@ -341,7 +339,7 @@ def train(a, dev, strategy, info):
     info.update({
         "iterations": a.iterations,
         "lr": a.lr,
-        "synth_lr": getattr(strategy, "base_lrs", [a.lr])[-1],
+        "synth_lr": strategy.optimizers[-1].defaults["lr"],
         "milestones": milestones,
         "seed": a.seed,
         "loss_log": log,

@@ -265,14 +265,12 @@ export class DecoupledTraining implements TrainingStrategy {
     const pctx: StepContext = { device: this.device, stream: ctx.stream, training: true, freezeStatistics: true, arena };
     try {
       const forwards: Forwarded[] = [];
-      const activations: Tensor[] = [];
       const synthetic: Tensor[] = [];
       let h = x;
       for (let i = 0; i < n; i++) {
         const f = net.modules[i].forward(h, pctx);
         forwards.push(f);
         h = f.output;
-        activations.push(h);
         if (i < n - 1) synthetic.push(net.synthesizers[i].predict(h, y, pctx).gradient);
       }
       let g: Tensor | undefined = this.loss.forward(h, y, pctx).backward(pctx);
@@ -282,10 +280,10 @@ export class DecoupledTraining implements TrainingStrategy {
         truth[i - 1] = g!;
       }
       // The bootstrapped targets (λ = 0) on the same batch: ĝ_{i+1} carried back through
-      // module i+1 (a fresh forward, so no backward closure runs twice); the last is the truth.
+      // module i+1 (a backward only reads what its forward saved, so it can run again); the
+      // last synthesizer's target is the truth.
       const targets: Tensor[] = [];
-      for (let i = 0; i < n - 2; i++)
-        targets[i] = net.modules[i + 1].forward(activations[i], pctx).backward(synthetic[i + 1], pctx, true)!;
+      for (let i = 0; i < n - 2; i++) targets[i] = forwards[i + 1].backward(synthetic[i + 1], pctx, true)!;
       targets[n - 2] = truth[n - 2];
       // The probe's backward accumulated into the modules' gradients: clear them.
       for (const p of net.parameters()) ops.fill(ctx.stream.handle, p.grad.handle, 0);
@@ -294,7 +292,7 @@ export class DecoupledTraining implements TrainingStrategy {
       for (let i = 0; i < n - 1; i++) {
         const [a, b, t] = await Promise.all([synthetic[i], truth[i], targets[i]].map((v) => v.readFloat32(ctx.stream)));
         const loss = this.synthLoss[i] ? (await this.synthLoss[i]!.readFloat32(ctx.stream))[0] : NaN;
-        out.push({ module: i + 1, synthesizerLoss: loss, cosine: cosine(a, b), normRatio: norm(a) / norm(b), targetCosine: cosine(a, t) });
+        out.push({ module: i + 1, synthesizerLoss: loss, cosine: cosine(a, b), normRatio: Math.sqrt(dot(a, a) / dot(b, b)), targetCosine: cosine(a, t) });
       }
       return out;
     } finally {
@@ -309,20 +307,14 @@ export class DecoupledTraining implements TrainingStrategy {
   }
 }
 
-function norm(a: Float32Array): number {
+function dot(a: Float32Array, b: Float32Array): number {
   let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i] * a[i];
-  return Math.sqrt(s);
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
 }
 
 function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
+  const aa = dot(a, a);
+  const bb = dot(b, b);
+  return aa > 0 && bb > 0 ? dot(a, b) / Math.sqrt(aa * bb) : 0;
 }
