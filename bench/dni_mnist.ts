@@ -7,16 +7,19 @@
 //
 //   node dist/bench/dni_mnist.js --iterations 500000 [--lr 3e-5] [--depths 3,4,5,6]
 //        [--methods backprop,dni,cdni] [--stochastic 0.2,1] [--synth-lr 1e-4] [--out dni-mnist]
-//        [--checkpoint-dir bench/checkpoints]
+//        [--center on|off] [--mask-inactive on|off] [--checkpoint-dir bench/checkpoints]
 // --synth-lr gives the DNI synthesizers their own Adam learning rate (same decay); default: the
 // model's. cDNI's linear synthesizers keep the model's, as in the paper.
+// --center on: the synthesizers centre ĝ over the batch (decouple's `center`: every cut but the
+// last in these models); default off. --mask-inactive on: they regress only on the units with
+// h > 0 (decouple's `maskInactive`: every cut in these models); default off.
 // --checkpoint-dir: each run saves itself there every 1000 steps, and a rerun of the same
 // command resumes every run where it stopped (finished ones are only evaluated), so a long
 // reproduction can span several sittings. The time columns then cover the timed segments.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Device, Trainer, datasets, decouple, mlp, native, schedules } from '../ts';
+import { Adam, DecoupledNetwork, Device, Trainer, datasets, decouple, mlp, native, schedules } from '../ts';
 import type { Module } from '../ts';
 import { resultsDir } from './paths';
 
@@ -24,6 +27,8 @@ interface Args {
   iterations: number;
   lr: number;
   synthLr?: number;
+  center?: boolean;
+  maskInactive?: boolean;
   depths: number[];
   methods: string[];
   stochastic: number[];
@@ -31,6 +36,11 @@ interface Args {
   seed: number;
   out: string;
   checkpointDir?: string;
+}
+
+function onOff(flag: string, v: string): boolean {
+  if (v !== 'on' && v !== 'off') throw new Error(`${flag} must be on or off, got ${v}`);
+  return v === 'on';
 }
 
 function parse(argv: string[]): Args {
@@ -42,6 +52,8 @@ function parse(argv: string[]): Args {
     if (k === '--iterations') a.iterations = Number(v);
     else if (k === '--lr') a.lr = Number(v);
     else if (k === '--synth-lr') a.synthLr = Number(v);
+    else if (k === '--center') a.center = onOff(k, v);
+    else if (k === '--mask-inactive') a.maskInactive = onOff(k, v);
     else if (k === '--depths') a.depths = list().map(Number);
     else if (k === '--methods') a.methods = list();
     else if (k === '--stochastic') a.stochastic = list().map(Number);
@@ -101,8 +113,8 @@ async function main(): Promise<void> {
     const dniSynthOptimizer = args.synthLr === undefined ? undefined : () => new Adam({ lr: decayed(args.synthLr!) });
     const net: Module = method === 'backprop' ? model : decouple(model, {
       synthesizer: method === 'cdni'
-        ? { conditioned: true, hidden: [] }
-        : { conditioned: false, hidden: [1024, 1024], optimizer: dniSynthOptimizer },
+        ? { conditioned: true, hidden: [], center: args.center, maskInactive: args.maskInactive }
+        : { conditioned: false, hidden: [1024, 1024], optimizer: dniSynthOptimizer, center: args.center, maskInactive: args.maskInactive },
       schedule: { kind: 'lockstep', pUpdate },
     });
     const lr = decayed(args.lr);
@@ -110,7 +122,9 @@ async function main(): Promise<void> {
     const log = Math.max(1, Math.round(args.iterations / 10));
     // Everything that shapes the run is in the name: a rerun with other settings starts afresh.
     const name = `${experiment}-${depth}layers-${method}-p${pUpdate}-${args.iterations}it-lr${args.lr}` +
-      `-synthlr${method === 'dni' ? args.synthLr ?? 'model' : 'model'}-batch${args.batchSize}-seed${args.seed}`;
+      `-synthlr${method === 'dni' ? args.synthLr ?? 'model' : 'model'}-batch${args.batchSize}-seed${args.seed}` +
+      (net instanceof DecoupledNetwork && net.synthesizers.some((s) => s.center) ? '-centered' : '') +
+      (net instanceof DecoupledNetwork && net.synthesizers.some((s) => s.maskInactive) ? '-masked' : '');
     const checkpoint = args.checkpointDir ? path.join(args.checkpointDir, `${name}.ckpt`) : undefined;
     const timing = checkpoint ? `${checkpoint}.time.json` : undefined;
     // Time of the completed segments of this run (a segment killed mid-way is not timed).
@@ -151,7 +165,7 @@ async function main(): Promise<void> {
   const md = [
     '# MNIST FCN: test error of backprop, DNI and cDNI', '',
     `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/dni_mnist.js ${process.argv.slice(2).join(' ')}\`.`, '',
-    `Iterations: **${args.iterations}** (the paper: 500,000), batch ${args.batchSize}, Adam lr ${args.lr}${args.synthLr === undefined ? '' : ` (DNI synthesizers ${args.synthLr})`} divided by 10 at 60% and 80%, seed ${args.seed}.`, '',
+    `Iterations: **${args.iterations}** (the paper: 500,000), batch ${args.batchSize}, Adam lr ${args.lr}${args.synthLr === undefined ? '' : ` (DNI synthesizers ${args.synthLr})`} divided by 10 at 60% and 80%, seed ${args.seed}; synthesizers centre ĝ over the batch: ${args.center ? 'yes, where the next module starts with Linear → BatchNorm' : 'no'}; synthesizers regress only on active units (h > 0): ${args.maskInactive ? 'yes' : 'no'}.`, '',
     '| hidden layers | backprop | DNI | cDNI | DNI - backprop | cDNI - backprop |', '|---|---|---|---|---|---|',
     ...args.depths.map((d) => {
       const [bp, dni, cdni] = ['backprop', 'dni', 'cdni'].map((m) => errorOf(d, m));

@@ -5,7 +5,12 @@
 // A tool for finding what limits DNI with depth; it writes nothing unless --out is given.
 //
 //   node dist/bench/dni_trace.js [--depth 5] [--method dni|cdni] [--steps 3000] [--every 500]
-//        [--lr 3e-5] [--synth-lr 1e-3] [--synth-hidden 1024,1024] [--seed 0] [--out NAME]
+//        [--lr 3e-5] [--synth-lr 1e-3] [--synth-hidden 1024,1024] [--center on|off] [--mask-inactive on|off]
+//        [--seed 0] [--out NAME]
+// --center on: the synthesizers centre ĝ over the batch where the next module starts with
+// Linear → BatchNorm (decouple's `center`); default off. --mask-inactive on: they regress only
+// on units with h > 0 (decouple's `maskInactive`); default off. Cosines and norms are taken over
+// the units that reach the module's parameters (h > 0), with or without it.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -20,6 +25,8 @@ interface Args {
   lr: number;
   synthLr?: number;
   synthHidden?: number[];
+  center?: boolean;
+  maskInactive?: boolean;
   seed: number;
   out?: string;
 }
@@ -36,12 +43,19 @@ function parse(argv: string[]): Args {
     else if (k === '--lr') a.lr = Number(v);
     else if (k === '--synth-lr') a.synthLr = Number(v);
     else if (k === '--synth-hidden') a.synthHidden = v === '' ? [] : v.split(',').map(Number);
+    else if (k === '--center') a.center = onOff(k, v);
+    else if (k === '--mask-inactive') a.maskInactive = onOff(k, v);
     else if (k === '--seed') a.seed = Number(v);
     else if (k === '--out') a.out = v;
     else throw new Error(`unknown option ${k}`);
   }
   if (a.method !== 'dni' && a.method !== 'cdni') throw new Error(`--method must be dni or cdni, got ${a.method}`);
   return a;
+}
+
+function onOff(flag: string, v: string): boolean {
+  if (v !== 'on' && v !== 'off') throw new Error(`${flag} must be on or off, got ${v}`);
+  return v === 'on';
 }
 
 async function main(): Promise<void> {
@@ -53,6 +67,8 @@ async function main(): Promise<void> {
     synthesizer: {
       conditioned,
       hidden: args.synthHidden ?? (conditioned ? [] : [1024, 1024]),
+      center: args.center,
+      maskInactive: args.maskInactive,
       optimizer: args.synthLr === undefined ? undefined : () => new Adam({ lr: args.synthLr! }),
     },
   });
@@ -60,7 +76,9 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   const say = (s: string) => { console.log(s); lines.push(s); };
   say(`# DNI trace: ${args.depth} hidden layers, ${args.method}, lr ${args.lr}, synthesizer lr ${args.synthLr ?? args.lr}` +
-    `, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}, seed ${args.seed}`);
+    `, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}` +
+    `, centred ĝ: ${net.synthesizers.map((s) => (s.center ? 'yes' : 'no')).join('/')}` +
+    `, active units only: ${net.synthesizers.map((s) => (s.maskInactive ? 'yes' : 'no')).join('/')}, seed ${args.seed}`);
   say(`${os.cpus()[0]?.model ?? 'unknown CPU'}, ${native.threads()} threads; command: \`node dist/bench/dni_trace.js ${process.argv.slice(2).join(' ')}\``);
   say('');
   say('| step | train loss (mean of every 20th step since the last row) | per module: cos(ĝ, g) / cos(ĝ, target) / |ĝ|/|g| / synthesizer loss |');

@@ -111,6 +111,92 @@ describe('a synthesizer', () => {
   });
 });
 
+describe('centred and masked synthesizers', () => {
+  test('predicts M(h) less its batch mean and regresses exactly through the centring (float64)', async () => {
+    const width = 4, B = 6, lr = 0.1;
+    const rng = new Random(8);
+    const A = ref.randomArray(rng, width * width, 0.05, 0.3), c = ref.randomArray(rng, width, 0.05, 0.3);
+    const hs = ref.randomArray(rng, B * width);
+    // A target with zero batch mean, as every target behind Linear → BatchNorm has.
+    const raw = ref.randomArray(rng, B * width);
+    const means = ref.columnSums(raw, B, width).map((v) => v / B);
+    const ts = raw.map((v, k) => v - means[k % width]);
+    const synth = new Synthesizer('centred', width, 1, { hidden: [], center: true });
+    synth.initialize(cpu, rng.fork(), new SGD({ lr }));
+    const linear = (synth.network as Sequential).layers[0] as Linear;
+    await linear.weight!.assign(A); await linear.bias!.assign(c);
+    const stream = new Stream(cpu);
+    const arena = new Arena();
+    const ctx = context(stream, arena);
+    const labels = Tensor.zeros([B], { device: cpu, dtype: 'int32', arena });
+    const prediction = synth.predict(Tensor.fromArray(hs, [B, width], { device: cpu, arena }), labels, ctx);
+    const g = await values(prediction.gradient, stream);
+    prediction.learn(Tensor.fromArray(ts, [B, width], { device: cpu, arena }), ctx);
+
+    // By hand: m = M(h) − batch mean, ĝ = m/B; the L2 loss onto B·δ differentiated through the
+    // projection P (P(d) = d − batch mean of d) back to the Linear's output.
+    const center = (v: Float64Array) => {
+      const mu = ref.columnSums(v, B, width).map((x) => x / B);
+      return v.map((x, k) => x - mu[k % width]);
+    };
+    const m = center(ref.addBias(ref.gemm(false, true, { M: B, N: width, K: width }, 1, hs, A, 0, null), c, B, width));
+    expectClose(g, m.map((v) => v / B), 1e-5);
+    expect(ref.maxAbs(ref.columnSums(g, B, width))).toBeLessThan(1e-6 * ref.maxAbs(g) * B);
+    const dRaw = center(m.map((v, k) => (2 * (v - B * ts[k])) / (B * width)));
+    const A1 = ref.f64(A).map((a, k) => a - lr * ref.gemm(true, false, { M: width, N: width, K: B }, 1, dRaw, hs, 0, null)[k]);
+    const c1 = ref.f64(c).map((v, k) => v - lr * ref.columnSums(dRaw, B, width)[k]);
+    expectClose(await values(linear.weight!.value, stream), A1, 1e-5);
+    expectClose(await values(linear.bias!.value, stream), c1, 1e-5, 1e-6);
+    arena.dispose();
+    synth.dispose();
+  });
+
+  test('masked, regresses only on the units with h > 0 (float64)', async () => {
+    const width = 4, B = 6, lr = 0.1;
+    const rng = new Random(9);
+    const A = ref.randomArray(rng, width * width, 0.05, 0.3), c = ref.randomArray(rng, width, 0.05, 0.3);
+    const hs = ref.randomArray(rng, B * width).map((v) => Math.max(0, v)); // a ReLU output: about half are 0
+    const ts = ref.randomArray(rng, B * width);
+    expect(hs.filter((v) => v === 0).length).toBeGreaterThan(4);
+    const synth = new Synthesizer('masked', width, 1, { hidden: [], maskInactive: true });
+    synth.initialize(cpu, rng.fork(), new SGD({ lr }));
+    const linear = (synth.network as Sequential).layers[0] as Linear;
+    await linear.weight!.assign(A); await linear.bias!.assign(c);
+    const stream = new Stream(cpu);
+    const arena = new Arena();
+    const ctx = context(stream, arena);
+    const labels = Tensor.zeros([B], { device: cpu, dtype: 'int32', arena });
+    const prediction = synth.predict(Tensor.fromArray(ref.toF32(hs), [B, width], { device: cpu, arena }), labels, ctx);
+    const loss = await values(prediction.learn(Tensor.fromArray(ts, [B, width], { device: cpu, arena }), ctx), stream);
+
+    const m = ref.addBias(ref.gemm(false, true, { M: B, N: width, K: width }, 1, hs, A, 0, null), c, B, width);
+    const err = m.map((v, k) => (hs[k] > 0 ? v - B * ts[k] : 0)); // inactive units drop out
+    expectClose(loss, [err.reduce((acc, e) => acc + e * e, 0) / (B * width)], 1e-5);
+    const dRaw = err.map((e) => (2 * e) / (B * width));
+    const A1 = ref.f64(A).map((a, k) => a - lr * ref.gemm(true, false, { M: width, N: width, K: B }, 1, dRaw, hs, 0, null)[k]);
+    const c1 = ref.f64(c).map((v, k) => v - lr * ref.columnSums(dRaw, B, width)[k]);
+    expectClose(await values(linear.weight!.value, stream), A1, 1e-5);
+    expectClose(await values(linear.bias!.value, stream), c1, 1e-5, 1e-6);
+    arena.dispose();
+    synth.dispose();
+  });
+
+  test('decouple masks, when asked, the synthesizers of modules that end with a ReLU', () => {
+    const masked = (net: DecoupledNetwork) => net.synthesizers.map((s) => s.maskInactive);
+    expect(masked(decouple(mlp(8, [6, 5], 10), { synthesizer: { maskInactive: true } }))).toEqual([true, true]);
+    expect(masked(decouple(mlp(8, [6, 5], 10)))).toEqual([false, false]);
+    expect(masked(decouple(new Sequential([new Linear(3, 4), new Linear(4, 2)]), { at: [0], synthesizer: { maskInactive: true } }))).toEqual([false]);
+  });
+
+  test('decouple centres, when asked, exactly the synthesizers whose next module starts with Linear → BatchNorm', () => {
+    // mlp: [Linear, BN, ReLU] x 2, then Linear: the first cut feeds a BatchNorm, the last does not.
+    const centred = (net: DecoupledNetwork) => net.synthesizers.map((s) => s.center);
+    expect(centred(decouple(mlp(8, [6, 5], 10), { synthesizer: { center: true } }))).toEqual([true, false]);
+    expect(centred(decouple(mlp(8, [6, 5], 10)))).toEqual([false, false]);
+    expect(centred(decouple(new Sequential([new Linear(3, 4), new Linear(4, 2)]), { at: [0], synthesizer: { center: true } }))).toEqual([false]);
+  });
+});
+
 describe('bootstrapped targets', () => {
   test('equal ĝ_{i+1}·∂h_{i+1}/∂h_i computed independently; the last is the true loss gradient', async () => {
     const rng = new Random(21);
@@ -279,6 +365,8 @@ describe('bad configuration is caught before training', () => {
     [{ lambda: 2 }, /'lambda' must be in \[0, 1\], got 2/],
     [{ warmupSteps: -1 }, /'warmupSteps' must be a non-negative integer/],
     [{ synthesizer: { hidden: [0] } }, /'hidden' must be an array of positive integers/],
+    [{ synthesizer: { center: 'yes' } }, /'center' must be true or false, got "yes"/],
+    [{ synthesizer: { maskInactive: 1 } }, /'maskInactive' must be true or false, got 1/],
     [{ synthesizer: { network: (i: number, o: number) => new Linear(i, o + 1) } }, /outputs 33 features, the module's output has 32/],
     [{ synthesizer: { network: () => new Linear(5, 32) } }, /does not accept 32 input features/],
   ])('%j', (options, message) => {

@@ -4,7 +4,7 @@
 // own training strategy (training.ts), so Trainer.fit/evaluate accept it like any model.
 import { describe } from '../check';
 import { Device } from '../device';
-import { Activation, Sequential } from '../nn/layers';
+import { Activation, BatchNorm1d, Linear, Sequential } from '../nn/layers';
 import { Loss } from '../nn/losses';
 import { Forwarded, Module, Parameter, StepContext } from '../nn/module';
 import { Optimizer } from '../optim/optimizers';
@@ -95,7 +95,12 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     const classes = options.classes ?? widths[widths.length - 1];
     if (!Number.isInteger(classes) || classes < 1) throw new RangeError(`decouple: 'classes' must be a positive integer, got ${String(classes)}`);
     this.synthesizers = this.modules.slice(0, -1).map((_, i) =>
-      new Synthesizer(`synthesizer ${i + 1} (after layer ${this.config.cuts[i]})`, widths[i], classes, options.synthesizer));
+      new Synthesizer(`synthesizer ${i + 1} (after layer ${this.config.cuts[i]})`, widths[i], classes,
+        {
+          ...options.synthesizer,
+          center: centerAt(options.synthesizer?.center, this.modules[i + 1]),
+          maskInactive: maskAt(options.synthesizer?.maskInactive, this.modules[i]),
+        }));
     const kind = options.synthesizer?.conditioned ? 'cDNI' : 'DNI';
     this.name = `${kind}(${this.modules.length} modules, cuts after layers ${this.config.cuts.join(', ')})`;
     this.synthesizerOptimizer = options.synthesizer?.optimizer;
@@ -185,4 +190,23 @@ function resolveSchedule(s: Schedule | undefined): Required<Schedule> {
     return { kind: 'pipelined', depth: schedule.depth, pUpdate };
   }
   throw new TypeError(`decouple: 'schedule.kind' must be 'lockstep' or 'pipelined', got ${String((schedule as { kind: unknown }).kind)}`);
+}
+
+/**
+ * Whether a synthesizer in front of `next` centres ĝ: where asked to and where it is exact, i.e.
+ * the gradient at next's input has zero batch mean whatever arrives at its output. That holds
+ * when next starts with BatchNorm1d, or Linear → BatchNorm1d (in training mode BatchNorm's
+ * backward removes the batch mean, and a Linear's backward keeps column means at zero).
+ */
+function centerAt(asked: boolean | undefined, next: Sequential): boolean | undefined {
+  if (asked !== true) return asked; // false, undefined, or a bad value for the Synthesizer to report
+  const [first, second] = next.layers;
+  return first instanceof BatchNorm1d || (first instanceof Linear && second instanceof BatchNorm1d);
+}
+
+/** Whether the synthesizer after `module` regresses on active units only: where asked to and where `module` ends with a ReLU. */
+function maskAt(asked: boolean | undefined, module: Sequential): boolean | undefined {
+  if (asked !== true) return asked;
+  const last = module.layers[module.layers.length - 1];
+  return last instanceof Activation && last.kind === 'relu';
 }

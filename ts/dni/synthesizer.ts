@@ -34,6 +34,20 @@ export interface SynthesizerOptions {
    * conditioned) to `outputs` = h's width. Replaces `hidden`; its last layer should start at 0.
    */
   network?: (inputs: number, outputs: number) => Module;
+  /**
+   * Centre ĝ over the batch (subtract each feature's batch mean). Exact where the next module
+   * starts with (Linear →) BatchNorm in training mode: the true gradient there has zero batch
+   * mean, so the projection can only bring ĝ closer to it. `decouple` applies it at those cuts
+   * only. Default false.
+   */
+  center?: boolean;
+  /**
+   * Regress only on the units the module's closing ReLU lets through (h > 0): elsewhere ĝ is
+   * thrown away by the ReLU's backward, so fitting it there spends the synthesizer's capacity
+   * on values nothing uses. `decouple` applies it to modules that end with a ReLU only.
+   * Default false.
+   */
+  maskInactive?: boolean;
 }
 
 /** One prediction, with what it needs to learn from a target later. */
@@ -49,12 +63,18 @@ export class Synthesizer {
   readonly inputs: number;
   readonly conditioned: boolean;
   readonly lossWeight: number;
+  readonly center: boolean;
+  readonly maskInactive: boolean;
   optimizer?: Optimizer;
   private params: Parameter[] = [];
 
   constructor(readonly name: string, readonly width: number, readonly classes: number, options: SynthesizerOptions = {}) {
     this.conditioned = options.conditioned ?? false;
     this.lossWeight = options.lossWeight ?? 1;
+    this.center = options.center ?? false;
+    this.maskInactive = options.maskInactive ?? false;
+    for (const key of ['center', 'maskInactive'] as const)
+      if (typeof this[key] !== 'boolean') throw new TypeError(`${name}: '${key}' must be true or false, got ${JSON.stringify(this[key])}`);
     if (!(this.lossWeight > 0) || !Number.isFinite(this.lossWeight))
       throw new RangeError(`${name}: 'lossWeight' must be a finite number > 0, got ${this.lossWeight}`);
     this.inputs = width + (this.conditioned ? classes : 0);
@@ -109,6 +129,16 @@ export class Synthesizer {
     if (!optimizer) throw new Error(`${this.name}: used before initialize()`);
     const f = this.network.forward(input, ctx);
     const batch = h.shape[0];
+    if (this.center) {
+      // M(h) − mean over the batch, in place (the last Linear's backward does not read its
+      // output). The L2 loss's gradient is already centred (so are its targets), so it needs
+      // no correction for the projection.
+      const mean = Tensor.empty([this.width], { device: ctx.device, arena: ctx.arena });
+      ops.fill(ctx.stream.handle, mean.handle, 0);
+      ops.biasBackward(ctx.stream.handle, f.output.handle, mean.handle); // column sums
+      ops.axpby(ctx.stream.handle, 0, mean.handle, -1 / batch, mean.handle);
+      ops.addBias(ctx.stream.handle, f.output.handle, mean.handle);
+    }
     const gradient = Tensor.empty(f.output.shape, { device: ctx.device, arena: ctx.arena });
     ops.axpby(ctx.stream.handle, 1 / batch, f.output.handle, 0, gradient.handle); // ĝ = M(h)/B
     return {
@@ -118,10 +148,17 @@ export class Synthesizer {
         const opts = { device: lctx.device, arena: lctx.arena };
         const perExample = Tensor.empty(target.shape, opts);
         ops.axpby(s, batch, target.handle, 0, perExample.handle); // B·δ
+        let predicted = f.output;
+        if (this.maskInactive) {
+          // Zero both sides where h = 0: those units then add nothing to the loss or its gradient.
+          predicted = Tensor.empty(f.output.shape, opts);
+          ops.activationBackward(s, 'relu', h.handle, f.output.handle, predicted.handle);
+          ops.activationBackward(s, 'relu', h.handle, perExample.handle, perExample.handle);
+        }
         const loss = Tensor.empty([1], opts);
         const d = Tensor.empty(f.output.shape, opts);
-        ops.mseForward(s, f.output.handle, perExample.handle, loss.handle);
-        ops.mseBackward(s, f.output.handle, perExample.handle, d.handle, this.lossWeight);
+        ops.mseForward(s, predicted.handle, perExample.handle, loss.handle);
+        ops.mseBackward(s, predicted.handle, perExample.handle, d.handle, this.lossWeight);
         f.backward(d, lctx, false);
         optimizer.step(this.params, lctx.stream, lctx.capture);
         return loss;

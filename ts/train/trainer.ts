@@ -39,6 +39,10 @@ export interface StepMetrics {
 }
 
 /** How well a synthesizer predicts its module's gradient. */
+/**
+ * How one synthesizer does. The gradients are compared on the units that reach the module's
+ * parameters: where the module ends with a ReLU, those with h > 0 (ĝ is thrown away elsewhere).
+ */
 export interface ModuleDiagnostics {
   /** 1-based module whose output the synthesizer sees */
   module: number;
