@@ -151,14 +151,14 @@ describe('centred and masked synthesizers', () => {
     synth.dispose();
   });
 
-  test('masked, regresses only on the units with h > 0 (float64)', async () => {
+  test.each([false, true])('masked, regresses only on the units with h > 0 (float64; centred too: %s)', async (centred) => {
     const width = 4, B = 6, lr = 0.1;
     const rng = new Random(9);
     const A = ref.randomArray(rng, width * width, 0.05, 0.3), c = ref.randomArray(rng, width, 0.05, 0.3);
     const hs = ref.randomArray(rng, B * width).map((v) => Math.max(0, v)); // a ReLU output: about half are 0
     const ts = ref.randomArray(rng, B * width);
     expect(hs.filter((v) => v === 0).length).toBeGreaterThan(4);
-    const synth = new Synthesizer('masked', width, 1, { hidden: [], maskInactive: true });
+    const synth = new Synthesizer('masked', width, 1, { hidden: [], maskInactive: true, center: centred });
     synth.initialize(cpu, rng.fork(), new SGD({ lr }));
     const linear = (synth.network as Sequential).layers[0] as Linear;
     await linear.weight!.assign(A); await linear.bias!.assign(c);
@@ -169,10 +169,16 @@ describe('centred and masked synthesizers', () => {
     const prediction = synth.predict(Tensor.fromArray(ref.toF32(hs), [B, width], { device: cpu, arena }), labels, ctx);
     const loss = await values(prediction.learn(Tensor.fromArray(ts, [B, width], { device: cpu, arena }), ctx), stream);
 
-    const m = ref.addBias(ref.gemm(false, true, { M: B, N: width, K: width }, 1, hs, A, 0, null), c, B, width);
+    const center = (v: Float64Array) => {
+      const mu = ref.columnSums(v, B, width).map((x) => x / B);
+      return v.map((x, k) => x - mu[k % width]);
+    };
+    const raw = ref.addBias(ref.gemm(false, true, { M: B, N: width, K: width }, 1, hs, A, 0, null), c, B, width);
+    const m = centred ? center(raw) : raw;
     const err = m.map((v, k) => (hs[k] > 0 ? v - B * ts[k] : 0)); // inactive units drop out
     expectClose(loss, [err.reduce((acc, e) => acc + e * e, 0) / (B * width)], 1e-5);
-    const dRaw = err.map((e) => (2 * e) / (B * width));
+    const dOut = err.map((e) => (2 * e) / (B * width));
+    const dRaw = centred ? center(dOut) : dOut; // back through the projection
     const A1 = ref.f64(A).map((a, k) => a - lr * ref.gemm(true, false, { M: width, N: width, K: B }, 1, dRaw, hs, 0, null)[k]);
     const c1 = ref.f64(c).map((v, k) => v - lr * ref.columnSums(dRaw, B, width)[k]);
     expectClose(await values(linear.weight!.value, stream), A1, 1e-5);

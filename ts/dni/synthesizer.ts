@@ -129,16 +129,8 @@ export class Synthesizer {
     if (!optimizer) throw new Error(`${this.name}: used before initialize()`);
     const f = this.network.forward(input, ctx);
     const batch = h.shape[0];
-    if (this.center) {
-      // M(h) − mean over the batch, in place (the last Linear's backward does not read its
-      // output). The L2 loss's gradient is already centred (so are its targets), so it needs
-      // no correction for the projection.
-      const mean = Tensor.empty([this.width], { device: ctx.device, arena: ctx.arena });
-      ops.fill(ctx.stream.handle, mean.handle, 0);
-      ops.biasBackward(ctx.stream.handle, f.output.handle, mean.handle); // column sums
-      ops.axpby(ctx.stream.handle, 0, mean.handle, -1 / batch, mean.handle);
-      ops.addBias(ctx.stream.handle, f.output.handle, mean.handle);
-    }
+    // M(h) − mean over the batch, in place (the last Linear's backward does not read its output).
+    if (this.center) subtractBatchMean(f.output, ctx);
     const gradient = Tensor.empty(f.output.shape, { device: ctx.device, arena: ctx.arena });
     ops.axpby(ctx.stream.handle, 1 / batch, f.output.handle, 0, gradient.handle); // ĝ = M(h)/B
     return {
@@ -159,6 +151,8 @@ export class Synthesizer {
         const d = Tensor.empty(f.output.shape, opts);
         ops.mseForward(s, predicted.handle, perExample.handle, loss.handle);
         ops.mseBackward(s, predicted.handle, perExample.handle, d.handle, this.lossWeight);
+        // Back through the centring: it is a projection, so its backward is the same projection.
+        if (this.center) subtractBatchMean(d, lctx);
         f.backward(d, lctx, false);
         optimizer.step(this.params, lctx.stream, lctx.capture);
         return loss;
@@ -170,4 +164,14 @@ export class Synthesizer {
     this.network.dispose();
     this.optimizer?.dispose();
   }
+}
+
+/** x ← x − its mean over the batch (rows), per column, on ctx.stream. */
+function subtractBatchMean(x: Tensor, ctx: StepContext): void {
+  const s = ctx.stream.handle;
+  const mean = Tensor.empty([x.shape[1]], { device: ctx.device, arena: ctx.arena });
+  ops.fill(s, mean.handle, 0);
+  ops.biasBackward(s, x.handle, mean.handle); // column sums
+  ops.axpby(s, 0, mean.handle, -1 / x.shape[0], mean.handle); // → minus the column means
+  ops.addBias(s, x.handle, mean.handle);
 }
