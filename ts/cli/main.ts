@@ -26,6 +26,8 @@ const usage = `usage: npm start -- [options]
   --pipeline 0                 DNI/cDNI: let modules run this many batches ahead (0: lockstep)
   --streams per-module|single  DNI/cDNI: one stream per module (default) or one in all
   --diagnose-every 100         DNI/cDNI: steps between synthesizer diagnostics
+  --center                     DNI/cDNI: synthesizers centre ĝ over the batch (before Linear → BatchNorm)
+  --mask-inactive              DNI/cDNI: synthesizers fit only the units with h > 0 (after a ReLU)
   --graph                      capture the training step once and replay it (backprop, lockstep p = 1)
   --checkpoint FILE            save the run to FILE after every epoch; if FILE exists, resume from it`;
 
@@ -36,6 +38,8 @@ interface Options {
   streams: 'per-module' | 'single';
   diagnoseEvery: number;
   graph: boolean;
+  center: boolean;
+  maskInactive: boolean;
   epochs: number;
   batchSize: number;
   lr: number;
@@ -47,13 +51,13 @@ interface Options {
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
-    method: 'backprop', pUpdate: 1, pipeline: 0, streams: 'per-module', diagnoseEvery: 100, graph: false,
+    method: 'backprop', pUpdate: 1, pipeline: 0, streams: 'per-module', diagnoseEvery: 100, graph: false, center: false, maskInactive: false,
     epochs: 10, batchSize: 256, lr: 1e-3, seed: 0, hidden: [256, 256, 256],
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
-    if (flag === '--graph') {
-      o.graph = true;
+    if (flag === '--graph' || flag === '--center' || flag === '--mask-inactive') {
+      o[flag === '--graph' ? 'graph' : flag === '--center' ? 'center' : 'maskInactive'] = true;
       continue;
     }
     const value = argv[++i];
@@ -100,7 +104,9 @@ function parseArgs(argv: string[]): Options {
  */
 function checkResumable(o: Options): void {
   const sidecar = `${o.checkpoint}.options.json`;
-  const { checkpoint: _file, device: _device, ...run } = o; // the file and the device may change
+  const { checkpoint: _file, device: _device, center, maskInactive, ...common } = o; // the file and the device may change
+  // The refinements are named only when on, so files saved before they existed still resume.
+  const run = { ...common, ...(center ? { center } : {}), ...(maskInactive ? { maskInactive } : {}) };
   if (fs.existsSync(o.checkpoint!)) {
     const saved = fs.existsSync(sidecar) ? fs.readFileSync(sidecar, 'utf8') : undefined;
     if (saved !== JSON.stringify(run))
@@ -125,10 +131,13 @@ async function main(): Promise<void> {
     ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate }
     : { kind: 'lockstep', pUpdate: o.pUpdate };
   const model: Module = decoupled
-    ? decouple(mlpModel, { synthesizer: { conditioned: o.method === 'cdni' }, schedule, streams: o.streams })
+    ? decouple(mlpModel, {
+      synthesizer: { conditioned: o.method === 'cdni', center: o.center, maskInactive: o.maskInactive }, schedule, streams: o.streams,
+    })
     : mlpModel;
   console.log(`model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, ${o.method}` +
-    (decoupled ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams)` : '') +
+    (decoupled ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
+      `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})` : '') +
     `, Adam lr ${o.lr} (x0.1 at 60% and 85%), batch ${o.batchSize}, seed ${o.seed}`);
   const stepsPerEpoch = Math.ceil(train.count / o.batchSize);
   // Step decay (x0.1 at 60% and 85% of training) settles the noisy late epochs of a constant lr.
