@@ -21,6 +21,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Adam, DecoupledNetwork, Device, Trainer, datasets, decouple, mlp, native, schedules } from '../ts';
 import type { Module } from '../ts';
+import { onOff } from './flags';
 import { resultsDir } from './paths';
 
 interface Args {
@@ -36,11 +37,6 @@ interface Args {
   seed: number;
   out: string;
   checkpointDir?: string;
-}
-
-function onOff(flag: string, v: string): boolean {
-  if (v !== 'on' && v !== 'off') throw new Error(`${flag} must be on or off, got ${v}`);
-  return v === 'on';
 }
 
 function parse(argv: string[]): Args {
@@ -111,20 +107,21 @@ async function main(): Promise<void> {
     const model = mlp(784, new Array(depth).fill(256), 10);
     const decayed = (base: number) => schedules.stepDecay(base, [Math.round(0.6 * args.iterations), Math.round(0.8 * args.iterations)], 0.1);
     const dniSynthOptimizer = args.synthLr === undefined ? undefined : () => new Adam({ lr: decayed(args.synthLr!) });
+    const refinements = { center: args.center, maskInactive: args.maskInactive };
     const net: Module = method === 'backprop' ? model : decouple(model, {
       synthesizer: method === 'cdni'
-        ? { conditioned: true, hidden: [], center: args.center, maskInactive: args.maskInactive }
-        : { conditioned: false, hidden: [1024, 1024], optimizer: dniSynthOptimizer, center: args.center, maskInactive: args.maskInactive },
+        ? { conditioned: true, hidden: [], ...refinements }
+        : { conditioned: false, hidden: [1024, 1024], optimizer: dniSynthOptimizer, ...refinements },
       schedule: { kind: 'lockstep', pUpdate },
     });
     const lr = decayed(args.lr);
     const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr }), seed: args.seed });
     const log = Math.max(1, Math.round(args.iterations / 10));
     // Everything that shapes the run is in the name: a rerun with other settings starts afresh.
+    const synthesizers = net instanceof DecoupledNetwork ? net.synthesizers : [];
     const name = `${experiment}-${depth}layers-${method}-p${pUpdate}-${args.iterations}it-lr${args.lr}` +
       `-synthlr${method === 'dni' ? args.synthLr ?? 'model' : 'model'}-batch${args.batchSize}-seed${args.seed}` +
-      (net instanceof DecoupledNetwork && net.synthesizers.some((s) => s.center) ? '-centered' : '') +
-      (net instanceof DecoupledNetwork && net.synthesizers.some((s) => s.maskInactive) ? '-masked' : '');
+      (synthesizers.some((s) => s.center) ? '-centered' : '') + (synthesizers.some((s) => s.maskInactive) ? '-masked' : '');
     const checkpoint = args.checkpointDir ? path.join(args.checkpointDir, `${name}.ckpt`) : undefined;
     const timing = checkpoint ? `${checkpoint}.time.json` : undefined;
     // Time of the completed segments of this run (a segment killed mid-way is not timed).

@@ -15,6 +15,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Adam, Device, Trainer, datasets, decouple, mlp, native } from '../ts';
+import { onOff } from './flags';
 import { resultsDir } from './paths';
 
 interface Args {
@@ -51,11 +52,6 @@ function parse(argv: string[]): Args {
   }
   if (a.method !== 'dni' && a.method !== 'cdni') throw new Error(`--method must be dni or cdni, got ${a.method}`);
   return a;
-}
-
-function onOff(flag: string, v: string): boolean {
-  if (v !== 'on' && v !== 'off') throw new Error(`${flag} must be on or off, got ${v}`);
-  return v === 'on';
 }
 
 async function main(): Promise<void> {

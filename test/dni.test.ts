@@ -5,6 +5,7 @@ import {
   Adam, Arena, Dataset, DecoupledNetwork, DecoupledTraining, Device, Linear, MeanSquaredError, Random, SGD,
   Sequential, SoftmaxCrossEntropy, Stream, Synthesizer, Tensor, Trainer, datasets, decouple, mlp,
 } from '../ts';
+import type { SynthesizerOptions } from '../ts';
 import { StepContext } from '../ts/nn/module';
 import * as ref from './helpers/reference';
 
@@ -112,53 +113,20 @@ describe('a synthesizer', () => {
 });
 
 describe('centred and masked synthesizers', () => {
-  test('predicts M(h) less its batch mean and regresses exactly through the centring (float64)', async () => {
-    const width = 4, B = 6, lr = 0.1;
-    const rng = new Random(8);
-    const A = ref.randomArray(rng, width * width, 0.05, 0.3), c = ref.randomArray(rng, width, 0.05, 0.3);
-    const hs = ref.randomArray(rng, B * width);
-    // A target with zero batch mean, as every target behind Linear → BatchNorm has.
-    const raw = ref.randomArray(rng, B * width);
-    const means = ref.columnSums(raw, B, width).map((v) => v / B);
-    const ts = raw.map((v, k) => v - means[k % width]);
-    const synth = new Synthesizer('centred', width, 1, { hidden: [], center: true });
-    synth.initialize(cpu, rng.fork(), new SGD({ lr }));
-    const linear = (synth.network as Sequential).layers[0] as Linear;
-    await linear.weight!.assign(A); await linear.bias!.assign(c);
-    const stream = new Stream(cpu);
-    const arena = new Arena();
-    const ctx = context(stream, arena);
-    const labels = Tensor.zeros([B], { device: cpu, dtype: 'int32', arena });
-    const prediction = synth.predict(Tensor.fromArray(hs, [B, width], { device: cpu, arena }), labels, ctx);
-    const g = await values(prediction.gradient, stream);
-    prediction.learn(Tensor.fromArray(ts, [B, width], { device: cpu, arena }), ctx);
+  const width = 4, B = 6, lr = 0.1;
+  /** The projection P: each column less its batch mean (float64). */
+  const centerRows = (v: ref.Vec) => {
+    const mu = ref.columnSums(v, B, width).map((x) => x / B);
+    return Float64Array.from(v, (x, k) => x - mu[k % width]);
+  };
 
-    // By hand: m = M(h) − batch mean, ĝ = m/B; the L2 loss onto B·δ differentiated through the
-    // projection P (P(d) = d − batch mean of d) back to the Linear's output.
-    const center = (v: Float64Array) => {
-      const mu = ref.columnSums(v, B, width).map((x) => x / B);
-      return v.map((x, k) => x - mu[k % width]);
-    };
-    const m = center(ref.addBias(ref.gemm(false, true, { M: B, N: width, K: width }, 1, hs, A, 0, null), c, B, width));
-    expectClose(g, m.map((v) => v / B), 1e-5);
-    expect(ref.maxAbs(ref.columnSums(g, B, width))).toBeLessThan(1e-6 * ref.maxAbs(g) * B);
-    const dRaw = center(m.map((v, k) => (2 * (v - B * ts[k])) / (B * width)));
-    const A1 = ref.f64(A).map((a, k) => a - lr * ref.gemm(true, false, { M: width, N: width, K: B }, 1, dRaw, hs, 0, null)[k]);
-    const c1 = ref.f64(c).map((v, k) => v - lr * ref.columnSums(dRaw, B, width)[k]);
-    expectClose(await values(linear.weight!.value, stream), A1, 1e-5);
-    expectClose(await values(linear.bias!.value, stream), c1, 1e-5, 1e-6);
-    arena.dispose();
-    synth.dispose();
-  });
-
-  test.each([false, true])('masked, regresses only on the units with h > 0 (float64; centred too: %s)', async (centred) => {
-    const width = 4, B = 6, lr = 0.1;
-    const rng = new Random(9);
+  /**
+   * A linear synthesizer M(h) = h Aᵀ + c (random A, c) with SGD: its ĝ for hs, then one
+   * regression step onto ts. Returns what it computed and, by hand, M(h) before any centring.
+   */
+  async function step(options: SynthesizerOptions, rng: Random, hs: ref.Vec, ts: ref.Vec) {
     const A = ref.randomArray(rng, width * width, 0.05, 0.3), c = ref.randomArray(rng, width, 0.05, 0.3);
-    const hs = ref.randomArray(rng, B * width).map((v) => Math.max(0, v)); // a ReLU output: about half are 0
-    const ts = ref.randomArray(rng, B * width);
-    expect(hs.filter((v) => v === 0).length).toBeGreaterThan(4);
-    const synth = new Synthesizer('masked', width, 1, { hidden: [], maskInactive: true, center: centred });
+    const synth = new Synthesizer('test', width, 1, { hidden: [], ...options });
     synth.initialize(cpu, rng.fork(), new SGD({ lr }));
     const linear = (synth.network as Sequential).layers[0] as Linear;
     await linear.weight!.assign(A); await linear.bias!.assign(c);
@@ -167,24 +135,53 @@ describe('centred and masked synthesizers', () => {
     const ctx = context(stream, arena);
     const labels = Tensor.zeros([B], { device: cpu, dtype: 'int32', arena });
     const prediction = synth.predict(Tensor.fromArray(ref.toF32(hs), [B, width], { device: cpu, arena }), labels, ctx);
-    const loss = await values(prediction.learn(Tensor.fromArray(ts, [B, width], { device: cpu, arena }), ctx), stream);
-
-    const center = (v: Float64Array) => {
-      const mu = ref.columnSums(v, B, width).map((x) => x / B);
-      return v.map((x, k) => x - mu[k % width]);
-    };
-    const raw = ref.addBias(ref.gemm(false, true, { M: B, N: width, K: width }, 1, hs, A, 0, null), c, B, width);
-    const m = centred ? center(raw) : raw;
-    const err = m.map((v, k) => (hs[k] > 0 ? v - B * ts[k] : 0)); // inactive units drop out
-    expectClose(loss, [err.reduce((acc, e) => acc + e * e, 0) / (B * width)], 1e-5);
-    const dOut = err.map((e) => (2 * e) / (B * width));
-    const dRaw = centred ? center(dOut) : dOut; // back through the projection
-    const A1 = ref.f64(A).map((a, k) => a - lr * ref.gemm(true, false, { M: width, N: width, K: B }, 1, dRaw, hs, 0, null)[k]);
-    const c1 = ref.f64(c).map((v, k) => v - lr * ref.columnSums(dRaw, B, width)[k]);
-    expectClose(await values(linear.weight!.value, stream), A1, 1e-5);
-    expectClose(await values(linear.bias!.value, stream), c1, 1e-5, 1e-6);
+    const gradient = await values(prediction.gradient, stream);
+    const loss = (await values(prediction.learn(Tensor.fromArray(ref.toF32(ts), [B, width], { device: cpu, arena }), ctx), stream))[0];
+    const weight = await values(linear.weight!.value, stream), bias = await values(linear.bias!.value, stream);
     arena.dispose();
     synth.dispose();
+    const raw = ref.addBias(ref.gemm(false, true, { M: B, N: width, K: width }, 1, hs, A, 0, null), c, B, width);
+    return { gradient, loss, weight, bias, raw, A, c };
+  }
+
+  /** The SGD step on A and c for the gradient dRaw at M's output matches the synthesizer's. */
+  function expectUpdate(r: Awaited<ReturnType<typeof step>>, dRaw: ref.Vec, hs: ref.Vec): void {
+    const A1 = ref.f64(r.A).map((a, k) => a - lr * ref.gemm(true, false, { M: width, N: width, K: B }, 1, dRaw, hs, 0, null)[k]);
+    const c1 = ref.f64(r.c).map((v, k) => v - lr * ref.columnSums(dRaw, B, width)[k]);
+    expectClose(r.weight, A1, 1e-5);
+    expectClose(r.bias, c1, 1e-5, 1e-6);
+  }
+
+  test('predicts M(h) less its batch mean and regresses exactly through the centring (float64)', async () => {
+    const rng = new Random(8);
+    const hs = ref.randomArray(rng, B * width);
+    // A target with zero batch mean, as every target behind Linear → BatchNorm has.
+    const ts = centerRows(ref.randomArray(rng, B * width));
+    const r = await step({ center: true }, rng, hs, ts);
+
+    // By hand: m = M(h) − batch mean, ĝ = m/B; the L2 loss onto B·δ differentiated through the
+    // projection P back to the Linear's output.
+    const m = centerRows(r.raw);
+    const want = m.map((v) => v / B);
+    // Small entries are differences left by the centring: they are held to float32 rounding of
+    // M(h)'s own scale (an absolute 1e-7 of it), the others to 1e-5 relative.
+    expectClose(r.gradient, want, 1e-5, 1e-2 * ref.maxAbs(r.raw) / B);
+    expect(ref.maxAbs(ref.columnSums(r.gradient, B, width))).toBeLessThan(1e-6 * ref.maxAbs(r.gradient) * B);
+    expectUpdate(r, centerRows(m.map((v, k) => (2 * (v - B * ts[k])) / (B * width))), hs);
+  });
+
+  test.each([false, true])('masked, regresses only on the units with h > 0 (float64; centred too: %s)', async (centred) => {
+    const rng = new Random(9);
+    const hs = ref.randomArray(rng, B * width).map((v) => Math.max(0, v)); // a ReLU output: about half are 0
+    const ts = ref.randomArray(rng, B * width);
+    expect(hs.filter((v) => v === 0).length).toBeGreaterThan(4);
+    const r = await step({ maskInactive: true, center: centred }, rng, hs, ts);
+
+    const m = centred ? centerRows(r.raw) : r.raw;
+    const err = m.map((v, k) => (hs[k] > 0 ? v - B * ts[k] : 0)); // inactive units drop out
+    expectClose([r.loss], [err.reduce((acc, e) => acc + e * e, 0) / (B * width)], 1e-5);
+    const dOut = err.map((e) => (2 * e) / (B * width));
+    expectUpdate(r, centred ? centerRows(dOut) : dOut, hs); // back through the projection
   });
 
   test('decouple masks, when asked, the synthesizers of modules that end with a ReLU', () => {

@@ -49,6 +49,9 @@ interface Options {
   checkpoint?: string;
 }
 
+/** Flags without a value: each turns an option on. */
+const switches = new Map<string, 'graph' | 'center' | 'maskInactive'>([['--graph', 'graph'], ['--center', 'center'], ['--mask-inactive', 'maskInactive']]);
+
 function parseArgs(argv: string[]): Options {
   const o: Options = {
     method: 'backprop', pUpdate: 1, pipeline: 0, streams: 'per-module', diagnoseEvery: 100, graph: false, center: false, maskInactive: false,
@@ -56,8 +59,9 @@ function parseArgs(argv: string[]): Options {
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
-    if (flag === '--graph' || flag === '--center' || flag === '--mask-inactive') {
-      o[flag === '--graph' ? 'graph' : flag === '--center' ? 'center' : 'maskInactive'] = true;
+    const on = switches.get(flag);
+    if (on) {
+      o[on] = true;
       continue;
     }
     const value = argv[++i];

@@ -4,7 +4,7 @@
 // own training strategy (training.ts), so Trainer.fit/evaluate accept it like any model.
 import { describe } from '../check';
 import { Device } from '../device';
-import { Activation, BatchNorm1d, Linear, Sequential } from '../nn/layers';
+import { Activation, BatchNorm1d, Linear, Sequential, endsWithReLU } from '../nn/layers';
 import { Loss } from '../nn/losses';
 import { Forwarded, Module, Parameter, StepContext } from '../nn/module';
 import { Optimizer } from '../optim/optimizers';
@@ -206,7 +206,5 @@ function centerAt(asked: boolean | undefined, next: Sequential): boolean | undef
 
 /** Whether the synthesizer after `module` regresses on active units only: where asked to and where `module` ends with a ReLU. */
 function maskAt(asked: boolean | undefined, module: Sequential): boolean | undefined {
-  if (asked !== true) return asked;
-  const last = module.layers[module.layers.length - 1];
-  return last instanceof Activation && last.kind === 'relu';
+  return asked === true ? endsWithReLU(module) : asked;
 }

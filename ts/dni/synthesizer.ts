@@ -129,10 +129,10 @@ export class Synthesizer {
     if (!optimizer) throw new Error(`${this.name}: used before initialize()`);
     const f = this.network.forward(input, ctx);
     const batch = h.shape[0];
-    // M(h) − mean over the batch, in place (the last Linear's backward does not read its output).
-    if (this.center) subtractBatchMean(f.output, ctx);
-    const gradient = Tensor.empty(f.output.shape, { device: ctx.device, arena: ctx.arena });
-    ops.axpby(ctx.stream.handle, 1 / batch, f.output.handle, 0, gradient.handle); // ĝ = M(h)/B
+    // M's output, centred over the batch into a copy (the last layer's backward may read its output).
+    const out = this.center ? centred(f.output, ctx) : f.output;
+    const gradient = Tensor.empty(out.shape, { device: ctx.device, arena: ctx.arena });
+    ops.axpby(ctx.stream.handle, 1 / batch, out.handle, 0, gradient.handle); // ĝ = M(h)/B
     return {
       gradient,
       learn: (target, lctx) => {
@@ -140,20 +140,19 @@ export class Synthesizer {
         const opts = { device: lctx.device, arena: lctx.arena };
         const perExample = Tensor.empty(target.shape, opts);
         ops.axpby(s, batch, target.handle, 0, perExample.handle); // B·δ
-        let predicted = f.output;
+        let predicted = out;
         if (this.maskInactive) {
           // Zero both sides where h = 0: those units then add nothing to the loss or its gradient.
-          predicted = Tensor.empty(f.output.shape, opts);
-          ops.activationBackward(s, 'relu', h.handle, f.output.handle, predicted.handle);
+          predicted = Tensor.empty(out.shape, opts);
+          ops.activationBackward(s, 'relu', h.handle, out.handle, predicted.handle);
           ops.activationBackward(s, 'relu', h.handle, perExample.handle, perExample.handle);
         }
         const loss = Tensor.empty([1], opts);
-        const d = Tensor.empty(f.output.shape, opts);
+        const d = Tensor.empty(out.shape, opts);
         ops.mseForward(s, predicted.handle, perExample.handle, loss.handle);
         ops.mseBackward(s, predicted.handle, perExample.handle, d.handle, this.lossWeight);
         // Back through the centring: it is a projection, so its backward is the same projection.
-        if (this.center) subtractBatchMean(d, lctx);
-        f.backward(d, lctx, false);
+        f.backward(this.center ? centred(d, lctx) : d, lctx, false);
         optimizer.step(this.params, lctx.stream, lctx.capture);
         return loss;
       },
@@ -166,12 +165,16 @@ export class Synthesizer {
   }
 }
 
-/** x ← x − its mean over the batch (rows), per column, on ctx.stream. */
-function subtractBatchMean(x: Tensor, ctx: StepContext): void {
+/** x less its mean over the batch (rows), per column, as a new tensor on ctx.stream. */
+function centred(x: Tensor, ctx: StepContext): Tensor {
   const s = ctx.stream.handle;
-  const mean = Tensor.empty([x.shape[1]], { device: ctx.device, arena: ctx.arena });
-  ops.fill(s, mean.handle, 0);
-  ops.biasBackward(s, x.handle, mean.handle); // column sums
-  ops.axpby(s, 0, mean.handle, -1 / x.shape[0], mean.handle); // → minus the column means
-  ops.addBias(s, x.handle, mean.handle);
+  const opts = { device: ctx.device, arena: ctx.arena };
+  const negMean = Tensor.empty([x.shape[1]], opts);
+  ops.fill(s, negMean.handle, 0);
+  ops.biasBackward(s, x.handle, negMean.handle); // column sums
+  ops.axpby(s, 0, negMean.handle, -1 / x.shape[0], negMean.handle);
+  const y = Tensor.empty(x.shape, opts);
+  ops.copy(s, x.handle, y.handle);
+  ops.addBias(s, y.handle, negMean.handle);
+  return y;
 }

@@ -18,7 +18,7 @@
 // while the others finish step t. Lockstep steps with p = 1 can be captured.
 import { Device } from '../device';
 import { native } from '../native';
-import { Activation } from '../nn/layers';
+import { endsWithReLU } from '../nn/layers';
 import { Loss } from '../nn/losses';
 import { Forwarded, Parameter, StepContext } from '../nn/module';
 import { Optimizer } from '../optim/optimizers';
@@ -292,9 +292,7 @@ export class DecoupledTraining implements TrainingStrategy {
       const out: ModuleDiagnostics[] = [];
       for (let i = 0; i < n - 1; i++) {
         const [a, b, t] = await Promise.all([synthetic[i], truth[i], targets[i]].map((v) => v.readFloat32(ctx.stream)));
-        const layers = net.modules[i].layers;
-        const last = layers[layers.length - 1];
-        if (last instanceof Activation && last.kind === 'relu') {
+        if (endsWithReLU(net.modules[i])) {
           // Compare on the units that reach the module's parameters: the ReLU drops the others.
           const h = await forwards[i].output.readFloat32(ctx.stream);
           for (let k = 0; k < h.length; k++) if (!(h[k] > 0)) a[k] = b[k] = t[k] = 0;

@@ -271,3 +271,9 @@ export class Sequential extends Module {
     };
   }
 }
+
+/** Whether a Sequential ends with a ReLU, whose backward drops the gradient wherever its output is 0. */
+export function endsWithReLU(module: Sequential): boolean {
+  const last = module.layers[module.layers.length - 1];
+  return last instanceof Activation && last.kind === 'relu';
+}

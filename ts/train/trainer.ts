@@ -38,9 +38,8 @@ export interface StepMetrics {
   diagnostics?: ModuleDiagnostics[];
 }
 
-/** How well a synthesizer predicts its module's gradient. */
 /**
- * How one synthesizer does. The gradients are compared on the units that reach the module's
+ * How well a synthesizer predicts its module's gradient. The gradients are compared on the units that reach the module's
  * parameters: where the module ends with a ReLU, those with h > 0 (ĝ is thrown away elsewhere).
  */
 export interface ModuleDiagnostics {

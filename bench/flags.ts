@@ -1,0 +1,7 @@
+// Command-line values shared by the benchmark scripts.
+
+/** `on` or `off` as a boolean; anything else is an error that names the flag. */
+export function onOff(flag: string, v: string): boolean {
+  if (v !== 'on' && v !== 'off') throw new Error(`${flag} must be on or off, got ${v}`);
+  return v === 'on';
+}
