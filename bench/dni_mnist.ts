@@ -7,9 +7,13 @@
 //
 //   node dist/bench/dni_mnist.js --iterations 500000 [--lr 3e-5] [--depths 3,4,5,6]
 //        [--methods backprop,dni,cdni] [--stochastic 0.2,1] [--synth-lr 1e-4] [--out dni-mnist]
-//        [--center on|off] [--mask-inactive on|off] [--checkpoint-dir bench/checkpoints]
+//        [--optimizer adam|sgd] [--synth-lr-decay on|off] [--center on|off] [--mask-inactive on|off]
+//        [--checkpoint-dir bench/checkpoints]
 // --synth-lr gives the DNI synthesizers their own Adam learning rate (same decay); default: the
-// model's. cDNI's linear synthesizers keep the model's, as in the paper.
+// model's. cDNI's linear synthesizers keep the model's, as in the paper. --synth-lr-decay off:
+// the DNI synthesizers keep their learning rate while the model's decays (default on).
+// --optimizer sgd: the model (and cDNI's synthesizers) use SGD with momentum 0.9 at --lr instead
+// of the paper's Adam; DNI's synthesizers keep Adam at --synth-lr.
 // --center on: the synthesizers centre ĝ over the batch (decouple's `center`: every cut but the
 // last in these models); default off. --mask-inactive on: they regress only on the units with
 // h > 0 (decouple's `maskInactive`: every cut in these models); default off.
@@ -19,7 +23,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, DecoupledNetwork, Device, Trainer, datasets, decouple, mlp, native, schedules } from '../ts';
+import { Adam, DecoupledNetwork, SGD, Device, Trainer, datasets, decouple, mlp, native, schedules } from '../ts';
 import type { Module } from '../ts';
 import { onOff } from './flags';
 import { resultsDir } from './paths';
@@ -28,6 +32,8 @@ interface Args {
   iterations: number;
   lr: number;
   synthLr?: number;
+  synthLrDecay: boolean;
+  optimizer: 'adam' | 'sgd';
   center?: boolean;
   maskInactive?: boolean;
   depths: number[];
@@ -41,13 +47,15 @@ interface Args {
 
 function parse(argv: string[]): Args {
   const a: Args = { iterations: 500_000, lr: 3e-5, depths: [3, 4, 5, 6], methods: ['backprop', 'dni', 'cdni'], stochastic: [0.2, 1],
-    batchSize: 256, seed: 0, out: 'dni-mnist' };
+    synthLrDecay: true, optimizer: 'adam', batchSize: 256, seed: 0, out: 'dni-mnist' };
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i], argv[i + 1]];
     const list = () => (v === '' || v === 'none' ? [] : v.split(','));
     if (k === '--iterations') a.iterations = Number(v);
     else if (k === '--lr') a.lr = Number(v);
     else if (k === '--synth-lr') a.synthLr = Number(v);
+    else if (k === '--optimizer') a.optimizer = v as Args['optimizer'];
+    else if (k === '--synth-lr-decay') a.synthLrDecay = onOff(k, v);
     else if (k === '--center') a.center = onOff(k, v);
     else if (k === '--mask-inactive') a.maskInactive = onOff(k, v);
     else if (k === '--depths') a.depths = list().map(Number);
@@ -61,6 +69,9 @@ function parse(argv: string[]): Args {
   }
   if (!(a.iterations > 0)) throw new Error('--iterations must be > 0');
   if (a.synthLr !== undefined && !(a.synthLr > 0)) throw new Error('--synth-lr must be > 0');
+  if (a.optimizer !== 'adam' && a.optimizer !== 'sgd') throw new Error(`--optimizer must be adam or sgd, got ${a.optimizer}`);
+  if (a.optimizer === 'sgd' && a.synthLr === undefined && a.methods.includes('dni')) throw new Error('--optimizer sgd needs --synth-lr (DNI synthesizers keep Adam)');
+  if (!a.synthLrDecay && a.synthLr === undefined) throw new Error('--synth-lr-decay off needs --synth-lr');
   return a;
 }
 
@@ -106,7 +117,7 @@ async function main(): Promise<void> {
   const runOne = async (experiment: string, depth: number, method: string, pUpdate: number) => {
     const model = mlp(784, new Array(depth).fill(256), 10);
     const decayed = (base: number) => schedules.stepDecay(base, [Math.round(0.6 * args.iterations), Math.round(0.8 * args.iterations)], 0.1);
-    const dniSynthOptimizer = args.synthLr === undefined ? undefined : () => new Adam({ lr: decayed(args.synthLr!) });
+    const dniSynthOptimizer = args.synthLr === undefined ? undefined : () => new Adam({ lr: args.synthLrDecay ? decayed(args.synthLr!) : args.synthLr! });
     const refinements = { center: args.center, maskInactive: args.maskInactive };
     const net: Module = method === 'backprop' ? model : decouple(model, {
       synthesizer: method === 'cdni'
@@ -115,12 +126,12 @@ async function main(): Promise<void> {
       schedule: { kind: 'lockstep', pUpdate },
     });
     const lr = decayed(args.lr);
-    const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr }), seed: args.seed });
+    const trainer = new Trainer(net, { device, optimizer: () => (args.optimizer === 'sgd' ? new SGD({ lr, momentum: 0.9 }) : new Adam({ lr })), seed: args.seed });
     const log = Math.max(1, Math.round(args.iterations / 10));
     // Everything that shapes the run is in the name: a rerun with other settings starts afresh.
     const synthesizers = net instanceof DecoupledNetwork ? net.synthesizers : [];
     const name = `${experiment}-${depth}layers-${method}-p${pUpdate}-${args.iterations}it-lr${args.lr}` +
-      `-synthlr${method === 'dni' ? args.synthLr ?? 'model' : 'model'}-batch${args.batchSize}-seed${args.seed}` +
+      `-synthlr${method === 'dni' ? args.synthLr ?? 'model' : 'model'}${method === 'dni' && !args.synthLrDecay ? '-constant' : ''}-batch${args.batchSize}-seed${args.seed}${args.optimizer === 'sgd' ? '-sgd' : ''}` +
       (synthesizers.some((s) => s.center) ? '-centered' : '') + (synthesizers.some((s) => s.maskInactive) ? '-masked' : '');
     const checkpoint = args.checkpointDir ? path.join(args.checkpointDir, `${name}.ckpt`) : undefined;
     const timing = checkpoint ? `${checkpoint}.time.json` : undefined;
@@ -162,7 +173,7 @@ async function main(): Promise<void> {
   const md = [
     '# MNIST FCN: test error of backprop, DNI and cDNI', '',
     `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/dni_mnist.js ${process.argv.slice(2).join(' ')}\`.`, '',
-    `Iterations: **${args.iterations}** (the paper: 500,000), batch ${args.batchSize}, Adam lr ${args.lr}${args.synthLr === undefined ? '' : ` (DNI synthesizers ${args.synthLr})`} divided by 10 at 60% and 80%, seed ${args.seed}; synthesizers centre ĝ over the batch: ${args.center ? 'yes, where the next module starts with Linear → BatchNorm' : 'no'}; synthesizers regress only on active units (h > 0): ${args.maskInactive ? 'yes' : 'no'}.`, '',
+    `Iterations: **${args.iterations}** (the paper: 500,000), batch ${args.batchSize}, ${args.optimizer === 'sgd' ? 'SGD (momentum 0.9)' : 'Adam'} lr ${args.lr}${args.synthLr === undefined ? '' : ` (DNI synthesizers${args.optimizer === 'sgd' ? ': Adam' : ''} ${args.synthLr}${args.synthLrDecay ? '' : ', not decayed'})`} divided by 10 at 60% and 80%, seed ${args.seed}; synthesizers centre ĝ over the batch: ${args.center ? 'yes, where the next module starts with Linear → BatchNorm' : 'no'}; synthesizers regress only on active units (h > 0): ${args.maskInactive ? 'yes' : 'no'}.`, '',
     '| hidden layers | backprop | DNI | cDNI | DNI - backprop | cDNI - backprop |', '|---|---|---|---|---|---|',
     ...args.depths.map((d) => {
       const [bp, dni, cdni] = ['backprop', 'dni', 'cdni'].map((m) => errorOf(d, m));

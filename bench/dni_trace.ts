@@ -6,15 +6,18 @@
 //
 //   node dist/bench/dni_trace.js [--depth 5] [--method dni|cdni] [--steps 3000] [--every 500]
 //        [--lr 3e-5] [--synth-lr 1e-3] [--synth-hidden 1024,1024] [--center on|off] [--mask-inactive on|off]
-//        [--seed 0] [--out NAME]
+//        [--optimizer adam|sgd] [--synth-loss-weight 1] [--freeze-model-after N] [--seed 0] [--out NAME]
 // --center on: the synthesizers centre ĝ over the batch where the next module starts with
 // Linear → BatchNorm (decouple's `center`); default off. --mask-inactive on: they regress only
 // on units with h > 0 (decouple's `maskInactive`); default off. Cosines and norms are taken over
 // the units that reach the module's parameters (h > 0), with or without it.
+// --freeze-model-after N: from step N the model's learning rate is 0 while the synthesizers go
+// on learning; shows how well they track a model that stands still. --optimizer sgd: the model
+// uses SGD with momentum 0.9 at --lr instead of Adam (the synthesizers keep Adam at --synth-lr).
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Device, Trainer, datasets, decouple, mlp, native } from '../ts';
+import { Adam, Device, SGD, Trainer, datasets, decouple, mlp, native } from '../ts';
 import { onOff } from './flags';
 import { resultsDir } from './paths';
 
@@ -28,12 +31,15 @@ interface Args {
   synthHidden?: number[];
   center?: boolean;
   maskInactive?: boolean;
+  synthLossWeight?: number;
+  freezeModelAfter?: number;
+  optimizer: 'adam' | 'sgd';
   seed: number;
   out?: string;
 }
 
 function parse(argv: string[]): Args {
-  const a: Args = { depth: 5, method: 'dni', steps: 3000, every: 500, lr: 3e-5, seed: 0 };
+  const a: Args = { depth: 5, method: 'dni', steps: 3000, every: 500, lr: 3e-5, optimizer: 'adam', seed: 0 };
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i], argv[i + 1]];
     if (v === undefined) throw new Error(`${k} needs a value`);
@@ -46,11 +52,16 @@ function parse(argv: string[]): Args {
     else if (k === '--synth-hidden') a.synthHidden = v === '' ? [] : v.split(',').map(Number);
     else if (k === '--center') a.center = onOff(k, v);
     else if (k === '--mask-inactive') a.maskInactive = onOff(k, v);
+    else if (k === '--synth-loss-weight') a.synthLossWeight = Number(v);
+    else if (k === '--optimizer') a.optimizer = v as Args['optimizer'];
+    else if (k === '--freeze-model-after') a.freezeModelAfter = Number(v);
     else if (k === '--seed') a.seed = Number(v);
     else if (k === '--out') a.out = v;
     else throw new Error(`unknown option ${k}`);
   }
   if (a.method !== 'dni' && a.method !== 'cdni') throw new Error(`--method must be dni or cdni, got ${a.method}`);
+  if (a.optimizer !== 'adam' && a.optimizer !== 'sgd') throw new Error(`--optimizer must be adam or sgd, got ${a.optimizer}`);
+  if (a.optimizer === 'sgd' && a.synthLr === undefined) throw new Error('--optimizer sgd needs --synth-lr (the synthesizers keep Adam)');
   return a;
 }
 
@@ -65,14 +76,17 @@ async function main(): Promise<void> {
       hidden: args.synthHidden ?? (conditioned ? [] : [1024, 1024]),
       center: args.center,
       maskInactive: args.maskInactive,
+      lossWeight: args.synthLossWeight,
       optimizer: args.synthLr === undefined ? undefined : () => new Adam({ lr: args.synthLr! }),
     },
   });
-  const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr: args.lr }), seed: args.seed });
+  const lr = (step: number) => (step < (args.freezeModelAfter ?? Infinity) ? args.lr : 0);
+  const optimizer = () => (args.optimizer === 'sgd' ? new SGD({ lr, momentum: 0.9 }) : new Adam({ lr }));
+  const trainer = new Trainer(net, { device, optimizer, seed: args.seed });
   const lines: string[] = [];
   const say = (s: string) => { console.log(s); lines.push(s); };
-  say(`# DNI trace: ${args.depth} hidden layers, ${args.method}, lr ${args.lr}, synthesizer lr ${args.synthLr ?? args.lr}` +
-    `, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}` +
+  say(`# DNI trace: ${args.depth} hidden layers, ${args.method}, ${args.optimizer === 'sgd' ? 'SGD (momentum 0.9)' : 'Adam'} lr ${args.lr}, synthesizer lr ${args.synthLr ?? args.lr}` +
+    `${args.freezeModelAfter === undefined ? '' : `, model frozen from step ${args.freezeModelAfter}`}, synthesizer loss weight ${args.synthLossWeight ?? 1}, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}` +
     `, centred ĝ: ${net.synthesizers.map((s) => (s.center ? 'yes' : 'no')).join('/')}` +
     `, active units only: ${net.synthesizers.map((s) => (s.maskInactive ? 'yes' : 'no')).join('/')}, seed ${args.seed}`);
   say(`${os.cpus()[0]?.model ?? 'unknown CPU'}, ${native.threads()} threads; command: \`node dist/bench/dni_trace.js ${process.argv.slice(2).join(' ')}\``);
