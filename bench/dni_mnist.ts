@@ -23,9 +23,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, DecoupledNetwork, SGD, Device, Trainer, datasets, decouple, mlp, native, schedules } from '../ts';
+import { Adam, DecoupledNetwork, Device, Trainer, datasets, decouple, mlp, native, schedules } from '../ts';
 import type { Module } from '../ts';
-import { onOff } from './flags';
+import { OptimizerKind, modelOptimizer, onOff, optimizerKind, optimizerName } from './flags';
 import { resultsDir } from './paths';
 
 interface Args {
@@ -33,7 +33,7 @@ interface Args {
   lr: number;
   synthLr?: number;
   synthLrDecay: boolean;
-  optimizer: 'adam' | 'sgd';
+  optimizer: OptimizerKind;
   center?: boolean;
   maskInactive?: boolean;
   depths: number[];
@@ -54,7 +54,7 @@ function parse(argv: string[]): Args {
     if (k === '--iterations') a.iterations = Number(v);
     else if (k === '--lr') a.lr = Number(v);
     else if (k === '--synth-lr') a.synthLr = Number(v);
-    else if (k === '--optimizer') a.optimizer = v as Args['optimizer'];
+    else if (k === '--optimizer') a.optimizer = optimizerKind(k, v);
     else if (k === '--synth-lr-decay') a.synthLrDecay = onOff(k, v);
     else if (k === '--center') a.center = onOff(k, v);
     else if (k === '--mask-inactive') a.maskInactive = onOff(k, v);
@@ -69,7 +69,6 @@ function parse(argv: string[]): Args {
   }
   if (!(a.iterations > 0)) throw new Error('--iterations must be > 0');
   if (a.synthLr !== undefined && !(a.synthLr > 0)) throw new Error('--synth-lr must be > 0');
-  if (a.optimizer !== 'adam' && a.optimizer !== 'sgd') throw new Error(`--optimizer must be adam or sgd, got ${a.optimizer}`);
   if (a.optimizer === 'sgd' && a.synthLr === undefined && a.methods.includes('dni')) throw new Error('--optimizer sgd needs --synth-lr (DNI synthesizers keep Adam)');
   if (!a.synthLrDecay && a.synthLr === undefined) throw new Error('--synth-lr-decay off needs --synth-lr');
   return a;
@@ -126,7 +125,7 @@ async function main(): Promise<void> {
       schedule: { kind: 'lockstep', pUpdate },
     });
     const lr = decayed(args.lr);
-    const trainer = new Trainer(net, { device, optimizer: () => (args.optimizer === 'sgd' ? new SGD({ lr, momentum: 0.9 }) : new Adam({ lr })), seed: args.seed });
+    const trainer = new Trainer(net, { device, optimizer: () => modelOptimizer(args.optimizer, lr), seed: args.seed });
     const log = Math.max(1, Math.round(args.iterations / 10));
     // Everything that shapes the run is in the name: a rerun with other settings starts afresh.
     const synthesizers = net instanceof DecoupledNetwork ? net.synthesizers : [];
@@ -173,7 +172,7 @@ async function main(): Promise<void> {
   const md = [
     '# MNIST FCN: test error of backprop, DNI and cDNI', '',
     `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/dni_mnist.js ${process.argv.slice(2).join(' ')}\`.`, '',
-    `Iterations: **${args.iterations}** (the paper: 500,000), batch ${args.batchSize}, ${args.optimizer === 'sgd' ? 'SGD (momentum 0.9)' : 'Adam'} lr ${args.lr}${args.synthLr === undefined ? '' : ` (DNI synthesizers${args.optimizer === 'sgd' ? ': Adam' : ''} ${args.synthLr}${args.synthLrDecay ? '' : ', not decayed'})`} divided by 10 at 60% and 80%, seed ${args.seed}; synthesizers centre ĝ over the batch: ${args.center ? 'yes, where the next module starts with Linear → BatchNorm' : 'no'}; synthesizers regress only on active units (h > 0): ${args.maskInactive ? 'yes' : 'no'}.`, '',
+    `Iterations: **${args.iterations}** (the paper: 500,000), batch ${args.batchSize}, ${optimizerName(args.optimizer)} lr ${args.lr}${args.synthLr === undefined ? '' : ` (DNI synthesizers${args.optimizer === 'sgd' ? ': Adam' : ''} ${args.synthLr}${args.synthLrDecay ? '' : ', not decayed'})`} divided by 10 at 60% and 80%, seed ${args.seed}; synthesizers centre ĝ over the batch: ${args.center ? 'yes, where the next module starts with Linear → BatchNorm' : 'no'}; synthesizers regress only on active units (h > 0): ${args.maskInactive ? 'yes' : 'no'}.`, '',
     '| hidden layers | backprop | DNI | cDNI | DNI - backprop | cDNI - backprop |', '|---|---|---|---|---|---|',
     ...args.depths.map((d) => {
       const [bp, dni, cdni] = ['backprop', 'dni', 'cdni'].map((m) => errorOf(d, m));

@@ -17,8 +17,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Device, SGD, Trainer, datasets, decouple, mlp, native } from '../ts';
-import { onOff } from './flags';
+import { Adam, Device, Trainer, datasets, decouple, mlp, native } from '../ts';
+import { OptimizerKind, modelOptimizer, onOff, optimizerKind, optimizerName } from './flags';
 import { resultsDir } from './paths';
 
 interface Args {
@@ -33,7 +33,7 @@ interface Args {
   maskInactive?: boolean;
   synthLossWeight?: number;
   freezeModelAfter?: number;
-  optimizer: 'adam' | 'sgd';
+  optimizer: OptimizerKind;
   seed: number;
   out?: string;
 }
@@ -53,14 +53,13 @@ function parse(argv: string[]): Args {
     else if (k === '--center') a.center = onOff(k, v);
     else if (k === '--mask-inactive') a.maskInactive = onOff(k, v);
     else if (k === '--synth-loss-weight') a.synthLossWeight = Number(v);
-    else if (k === '--optimizer') a.optimizer = v as Args['optimizer'];
+    else if (k === '--optimizer') a.optimizer = optimizerKind(k, v);
     else if (k === '--freeze-model-after') a.freezeModelAfter = Number(v);
     else if (k === '--seed') a.seed = Number(v);
     else if (k === '--out') a.out = v;
     else throw new Error(`unknown option ${k}`);
   }
   if (a.method !== 'dni' && a.method !== 'cdni') throw new Error(`--method must be dni or cdni, got ${a.method}`);
-  if (a.optimizer !== 'adam' && a.optimizer !== 'sgd') throw new Error(`--optimizer must be adam or sgd, got ${a.optimizer}`);
   if (a.optimizer === 'sgd' && a.synthLr === undefined) throw new Error('--optimizer sgd needs --synth-lr (the synthesizers keep Adam)');
   return a;
 }
@@ -81,11 +80,10 @@ async function main(): Promise<void> {
     },
   });
   const lr = (step: number) => (step < (args.freezeModelAfter ?? Infinity) ? args.lr : 0);
-  const optimizer = () => (args.optimizer === 'sgd' ? new SGD({ lr, momentum: 0.9 }) : new Adam({ lr }));
-  const trainer = new Trainer(net, { device, optimizer, seed: args.seed });
+  const trainer = new Trainer(net, { device, optimizer: () => modelOptimizer(args.optimizer, lr), seed: args.seed });
   const lines: string[] = [];
   const say = (s: string) => { console.log(s); lines.push(s); };
-  say(`# DNI trace: ${args.depth} hidden layers, ${args.method}, ${args.optimizer === 'sgd' ? 'SGD (momentum 0.9)' : 'Adam'} lr ${args.lr}, synthesizer lr ${args.synthLr ?? args.lr}` +
+  say(`# DNI trace: ${args.depth} hidden layers, ${args.method}, ${optimizerName(args.optimizer)} lr ${args.lr}, synthesizer lr ${args.synthLr ?? args.lr}` +
     `${args.freezeModelAfter === undefined ? '' : `, model frozen from step ${args.freezeModelAfter}`}, synthesizer loss weight ${args.synthLossWeight ?? 1}, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}` +
     `, centred ĝ: ${net.synthesizers.map((s) => (s.center ? 'yes' : 'no')).join('/')}` +
     `, active units only: ${net.synthesizers.map((s) => (s.maskInactive ? 'yes' : 'no')).join('/')}, seed ${args.seed}`);
