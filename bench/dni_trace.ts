@@ -6,7 +6,8 @@
 //
 //   node dist/bench/dni_trace.js [--depth 5] [--method dni|cdni] [--steps 3000] [--every 500]
 //        [--lr 3e-5] [--synth-lr 1e-3] [--synth-hidden 1024,1024] [--center on|off] [--mask-inactive on|off]
-//        [--optimizer adam|sgd] [--synth-loss-weight 1] [--freeze-model-after N] [--seed 0] [--out NAME]
+//        [--optimizer adam|sgd] [--synth-loss-weight 1] [--freeze-model-after N] [--freeze-modules K]
+//        [--seed 0] [--out NAME]
 // --center on: the synthesizers centre ĝ over the batch where the next module starts with
 // Linear → BatchNorm (decouple's `center`); default off. --mask-inactive on: they regress only
 // on units with h > 0 (decouple's `maskInactive`); default off. Cosines and norms are taken over
@@ -14,6 +15,8 @@
 // --freeze-model-after N: from step N the model's learning rate is 0 while the synthesizers go
 // on learning; shows how well they track a model that stands still. --optimizer sgd: the model
 // uses SGD with momentum 0.9 at --lr instead of Adam (the synthesizers keep Adam at --synth-lr).
+// --freeze-modules K: the first K modules keep their initial weights throughout (learning rate 0),
+// a yardstick for how much the lower modules' DNI updates add over random features.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -33,13 +36,14 @@ interface Args {
   maskInactive?: boolean;
   synthLossWeight?: number;
   freezeModelAfter?: number;
+  frozenModules: number;
   optimizer: OptimizerKind;
   seed: number;
   out?: string;
 }
 
 function parse(argv: string[]): Args {
-  const a: Args = { depth: 5, method: 'dni', steps: 3000, every: 500, lr: 3e-5, optimizer: 'adam', seed: 0 };
+  const a: Args = { depth: 5, method: 'dni', steps: 3000, every: 500, lr: 3e-5, frozenModules: 0, optimizer: 'adam', seed: 0 };
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i], argv[i + 1]];
     if (v === undefined) throw new Error(`${k} needs a value`);
@@ -55,11 +59,16 @@ function parse(argv: string[]): Args {
     else if (k === '--synth-loss-weight') a.synthLossWeight = Number(v);
     else if (k === '--optimizer') a.optimizer = optimizerKind(k, v);
     else if (k === '--freeze-model-after') a.freezeModelAfter = Number(v);
+    else if (k === '--freeze-modules') a.frozenModules = Number(v);
     else if (k === '--seed') a.seed = Number(v);
     else if (k === '--out') a.out = v;
     else throw new Error(`unknown option ${k}`);
   }
   if (a.method !== 'dni' && a.method !== 'cdni') throw new Error(`--method must be dni or cdni, got ${a.method}`);
+  if (!Number.isInteger(a.frozenModules) || a.frozenModules < 0 || a.frozenModules > a.depth) {
+    throw new Error(`--freeze-modules must be an integer in [0, ${a.depth}], got ${a.frozenModules}`);
+  }
+  if (a.frozenModules > 0 && a.synthLr === undefined) throw new Error('--freeze-modules needs --synth-lr (else the synthesizers would share the model optimizer factory)');
   if (a.optimizer === 'sgd' && a.synthLr === undefined) throw new Error('--optimizer sgd needs --synth-lr (the synthesizers keep Adam)');
   return a;
 }
@@ -80,11 +89,14 @@ async function main(): Promise<void> {
     },
   });
   const lr = (step: number) => (step < (args.freezeModelAfter ?? Infinity) ? args.lr : 0);
-  const trainer = new Trainer(net, { device, optimizer: () => modelOptimizer(args.optimizer, lr), seed: args.seed });
+  // With --synth-lr set, decouple calls the factory once per module, first module first.
+  let modulesMade = 0;
+  const optimizer = () => (modulesMade++ < args.frozenModules ? modelOptimizer(args.optimizer, () => 0) : modelOptimizer(args.optimizer, lr));
+  const trainer = new Trainer(net, { device, optimizer, seed: args.seed });
   const lines: string[] = [];
   const say = (s: string) => { console.log(s); lines.push(s); };
   say(`# DNI trace: ${args.depth} hidden layers, ${args.method}, ${optimizerName(args.optimizer)} lr ${args.lr}, synthesizer lr ${args.synthLr ?? args.lr}` +
-    `${args.freezeModelAfter === undefined ? '' : `, model frozen from step ${args.freezeModelAfter}`}, synthesizer loss weight ${args.synthLossWeight ?? 1}, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}` +
+    `${args.freezeModelAfter === undefined ? '' : `, model frozen from step ${args.freezeModelAfter}`}${args.frozenModules ? `, modules 1–${args.frozenModules} frozen at their initial weights` : ''}, synthesizer loss weight ${args.synthLossWeight ?? 1}, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}` +
     `, centred ĝ: ${net.synthesizers.map((s) => (s.center ? 'yes' : 'no')).join('/')}` +
     `, active units only: ${net.synthesizers.map((s) => (s.maskInactive ? 'yes' : 'no')).join('/')}, seed ${args.seed}`);
   say(`${os.cpus()[0]?.model ?? 'unknown CPU'}, ${native.threads()} threads; command: \`node dist/bench/dni_trace.js ${process.argv.slice(2).join(' ')}\``);
