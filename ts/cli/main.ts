@@ -4,6 +4,7 @@
 // cosine similarity to the true gradient for DNI/cDNI), then the test accuracy.
 //
 //   npm start -- --method cdni --epochs 10 --batch-size 256 --lr 1e-3 --seed 0 --device cpu
+// The options are in ./options.ts.
 import * as fs from 'fs';
 import { Device } from '../device';
 import { mnist } from '../data/mnist';
@@ -11,96 +12,9 @@ import { mlp } from '../models';
 import { native } from '../native';
 import { decouple, Schedule } from '../dni/network';
 import { Module } from '../nn/module';
-import { Adam, schedules } from '../optim/optimizers';
+import { Adam, Optimizer, SGD, schedules } from '../optim/optimizers';
 import { ModuleDiagnostics, Trainer } from '../train/trainer';
-
-const usage = `usage: npm start -- [options]
-  --method backprop|dni|cdni   training method (default backprop)
-  --epochs 10                  epochs over the 60,000 training images
-  --batch-size 256
-  --lr 1e-3                    Adam's learning rate (x0.1 at 60% and 85% of training)
-  --hidden 256,256,256         hidden layer widths
-  --seed 0
-  --device cpu|cuda:0          default: the best device present
-  --p-update 1                 DNI/cDNI: probability that a module updates at a step
-  --pipeline 0                 DNI/cDNI: let modules run this many batches ahead (0: lockstep)
-  --streams per-module|single  DNI/cDNI: one stream per module (default) or one in all
-  --diagnose-every 100         DNI/cDNI: steps between synthesizer diagnostics
-  --center                     DNI/cDNI: synthesizers centre ĝ over the batch (before Linear → BatchNorm)
-  --mask-inactive              DNI/cDNI: synthesizers fit only the units with h > 0 (after a ReLU)
-  --graph                      capture the training step once and replay it (backprop, lockstep p = 1)
-  --checkpoint FILE            save the run to FILE after every epoch; if FILE exists, resume from it`;
-
-interface Options {
-  method: 'backprop' | 'dni' | 'cdni';
-  pUpdate: number;
-  pipeline: number;
-  streams: 'per-module' | 'single';
-  diagnoseEvery: number;
-  graph: boolean;
-  center: boolean;
-  maskInactive: boolean;
-  epochs: number;
-  batchSize: number;
-  lr: number;
-  seed: number;
-  hidden: number[];
-  device?: string;
-  checkpoint?: string;
-}
-
-/** Flags without a value: each turns an option on. */
-const switches = new Map<string, 'graph' | 'center' | 'maskInactive'>([['--graph', 'graph'], ['--center', 'center'], ['--mask-inactive', 'maskInactive']]);
-
-function parseArgs(argv: string[]): Options {
-  const o: Options = {
-    method: 'backprop', pUpdate: 1, pipeline: 0, streams: 'per-module', diagnoseEvery: 100, graph: false, center: false, maskInactive: false,
-    epochs: 10, batchSize: 256, lr: 1e-3, seed: 0, hidden: [256, 256, 256],
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
-    const on = switches.get(flag);
-    if (on) {
-      o[on] = true;
-      continue;
-    }
-    const value = argv[++i];
-    const num = () => {
-      const v = Number(value);
-      if (value === undefined || !Number.isFinite(v)) throw new Error(`${flag} needs a number, got '${value}'`);
-      return v;
-    };
-    switch (flag) {
-      case '--epochs': o.epochs = num(); break;
-      case '--batch-size': o.batchSize = num(); break;
-      case '--lr': o.lr = num(); break;
-      case '--seed': o.seed = num(); break;
-      case '--hidden': o.hidden = (value ?? '').split(',').map(Number); break;
-      case '--device': o.device = value; break;
-      case '--checkpoint':
-        if (!value) throw new Error('--checkpoint needs a file path');
-        o.checkpoint = value;
-        break;
-      case '--method':
-        if (value !== 'backprop' && value !== 'dni' && value !== 'cdni') throw new Error(`--method must be backprop, dni or cdni, got '${value}'`);
-        o.method = value;
-        break;
-      case '--p-update': o.pUpdate = num(); break;
-      case '--pipeline': o.pipeline = num(); break;
-      case '--streams':
-        if (value !== 'per-module' && value !== 'single') throw new Error(`--streams must be per-module or single, got '${value}'`);
-        o.streams = value;
-        break;
-      case '--diagnose-every': o.diagnoseEvery = num(); break;
-      case '--help':
-        console.log(usage);
-        process.exit(0);
-      // falls through
-      default: throw new Error(`unknown option '${flag}' (try --help)`);
-    }
-  }
-  return o;
-}
+import { Options, parseArgs, usage } from './options';
 
 /**
  * The learning-rate schedule and the model come from the options, so a checkpoint is resumed
@@ -108,9 +22,12 @@ function parseArgs(argv: string[]): Options {
  */
 function checkResumable(o: Options): void {
   const sidecar = `${o.checkpoint}.options.json`;
-  const { checkpoint: _file, device: _device, center, maskInactive, ...common } = o; // the file and the device may change
-  // The refinements are named only when on, so files saved before they existed still resume.
-  const run = { ...common, ...(center ? { center } : {}), ...(maskInactive ? { maskInactive } : {}) };
+  const { checkpoint: _file, device: _device, help: _help, center, maskInactive, optimizer, synthLr, ...common } = o; // the file and the device may change
+  // Later options are named only when not at their defaults, so files saved before they existed still resume.
+  const run = {
+    ...common, ...(center ? { center } : {}), ...(maskInactive ? { maskInactive } : {}),
+    ...(optimizer !== 'adam' ? { optimizer } : {}), ...(synthLr !== undefined ? { synthLr } : {}),
+  };
   if (fs.existsSync(o.checkpoint!)) {
     const saved = fs.existsSync(sidecar) ? fs.readFileSync(sidecar, 'utf8') : undefined;
     if (saved !== JSON.stringify(run))
@@ -123,6 +40,10 @@ function checkResumable(o: Options): void {
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
+  if (o.help) {
+    console.log(usage);
+    return;
+  }
   const device = o.device ? Device.parse(o.device) : Device.best();
   const info = native.buildInfo();
   console.log(`synthgrad: device ${device.name} (${device.describe()}), CPU GEMM ${info.cpuGemm}, ${native.threads()} threads` +
@@ -134,21 +55,29 @@ async function main(): Promise<void> {
   const schedule: Schedule = o.pipeline > 0
     ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate }
     : { kind: 'lockstep', pUpdate: o.pUpdate };
+  const stepsPerEpoch = Math.ceil(train.count / o.batchSize);
+  // Step decay (x0.1 at 60% and 85% of training) settles the noisy late epochs of a constant lr.
+  const total = o.epochs * stepsPerEpoch;
+  const decayed = (base: number) => schedules.stepDecay(base, [Math.round(0.6 * total), Math.round(0.85 * total)], 0.1);
+  const lr = decayed(o.lr);
+  const synthLr = o.synthLr === undefined ? undefined : decayed(o.synthLr);
   const model: Module = decoupled
     ? decouple(mlpModel, {
-      synthesizer: { conditioned: o.method === 'cdni', center: o.center, maskInactive: o.maskInactive }, schedule, streams: o.streams,
+      synthesizer: {
+        conditioned: o.method === 'cdni', center: o.center, maskInactive: o.maskInactive,
+        optimizer: synthLr === undefined ? undefined : () => new Adam({ lr: synthLr }),
+      },
+      schedule, streams: o.streams,
     })
     : mlpModel;
   console.log(`model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, ${o.method}` +
     (decoupled ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
       `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})` : '') +
-    `, Adam lr ${o.lr} (x0.1 at 60% and 85%), batch ${o.batchSize}, seed ${o.seed}`);
-  const stepsPerEpoch = Math.ceil(train.count / o.batchSize);
-  // Step decay (x0.1 at 60% and 85% of training) settles the noisy late epochs of a constant lr.
-  const total = o.epochs * stepsPerEpoch;
-  const lr = schedules.stepDecay(o.lr, [Math.round(0.6 * total), Math.round(0.85 * total)], 0.1);
-  // A factory: a decoupled network gives each module (and synthesizer) its own optimizer.
-  const trainer = new Trainer(model, { device, optimizer: () => new Adam({ lr }), seed: o.seed });
+    `, ${o.optimizer === 'sgd' ? 'SGD (momentum 0.9)' : 'Adam'} lr ${o.lr}${o.synthLr === undefined ? '' : `, synthesizers Adam lr ${o.synthLr}`}` +
+    ` (x0.1 at 60% and 85%), batch ${o.batchSize}, seed ${o.seed}`);
+  // A factory: a decoupled network gives each module (and, without --synth-lr, each synthesizer) its own optimizer.
+  const makeOptimizer = (): Optimizer => (o.optimizer === 'sgd' ? new SGD({ lr, momentum: 0.9 }) : new Adam({ lr }));
+  const trainer = new Trainer(model, { device, optimizer: makeOptimizer, seed: o.seed });
   const bar = (step: number) => {
     const done = ((step - 1) % stepsPerEpoch) + 1;
     const width = 30;

@@ -1,0 +1,31 @@
+// `npm start`'s options: defaults, parsing, and errors that name the flag before any data loads.
+import { parseArgs } from '../ts/cli/options';
+
+describe('npm start options', () => {
+  test('defaults: backprop with Adam at 1e-3, 10 epochs, 3 hidden layers of 256', () => {
+    const o = parseArgs([]);
+    expect(o).toMatchObject({ method: 'backprop', optimizer: 'adam', lr: 1e-3, epochs: 10, batchSize: 256, hidden: [256, 256, 256], center: false });
+    expect(o.synthLr).toBeUndefined();
+  });
+
+  test('DNI with SGD modules and Adam synthesizers at their own rate', () => {
+    const o = parseArgs(['--method', 'dni', '--optimizer', 'sgd', '--lr', '3e-3', '--synth-lr', '1e-3', '--center', '--mask-inactive', '--hidden', '256,128']);
+    expect(o).toMatchObject({ method: 'dni', optimizer: 'sgd', lr: 3e-3, synthLr: 1e-3, center: true, maskInactive: true, hidden: [256, 128] });
+  });
+
+  test('bad values name the flag', () => {
+    expect(() => parseArgs(['--optimizer', 'rmsprop'])).toThrow(/--optimizer must be adam or sgd, got 'rmsprop'/);
+    expect(() => parseArgs(['--method', 'dnii'])).toThrow(/--method must be backprop, dni or cdni, got 'dnii'/);
+    expect(() => parseArgs(['--lr', '-1'])).toThrow(/--lr must be > 0, got -1/);
+    expect(() => parseArgs(['--synth-lr', 'fast', '--method', 'dni'])).toThrow(/--synth-lr needs a number, got 'fast'/);
+    expect(() => parseArgs(['--epochs'])).toThrow(/--epochs needs a number, got ''/);
+    expect(() => parseArgs(['--streams', 'many'])).toThrow(/--streams must be per-module or single/);
+    expect(() => parseArgs(['--bogus', '1'])).toThrow(/unknown option '--bogus'/);
+  });
+
+  test('options that do not fit the method are refused', () => {
+    expect(() => parseArgs(['--synth-lr', '1e-3'])).toThrow(/--synth-lr applies to dni and cdni only/);
+    expect(() => parseArgs(['--method', 'cdni', '--optimizer', 'sgd'])).toThrow(/--optimizer sgd with dni or cdni needs --synth-lr/);
+    expect(parseArgs(['--optimizer', 'sgd', '--lr', '0.01'])).toMatchObject({ method: 'backprop', optimizer: 'sgd', lr: 0.01 });
+  });
+});

@@ -1,0 +1,109 @@
+// The command-line options of `npm start`, parsed and checked before any data is loaded.
+
+export const usage = `usage: npm start -- [options]
+  --method backprop|dni|cdni   training method (default backprop)
+  --epochs 10                  epochs over the 60,000 training images
+  --batch-size 256
+  --optimizer adam|sgd         the model's optimizer: Adam, or SGD with momentum 0.9 (default adam)
+  --lr 1e-3                    the model's learning rate (x0.1 at 60% and 85% of training)
+  --synth-lr LR                DNI/cDNI: the synthesizers' Adam learning rate, decayed alike
+                               (default: the model's optimizer and lr; needed with --optimizer sgd)
+  --hidden 256,256,256         hidden layer widths
+  --seed 0
+  --device cpu|cuda:0          default: the best device present
+  --p-update 1                 DNI/cDNI: probability that a module updates at a step
+  --pipeline 0                 DNI/cDNI: let modules run this many batches ahead (0: lockstep)
+  --streams per-module|single  DNI/cDNI: one stream per module (default) or one in all
+  --diagnose-every 100         DNI/cDNI: steps between synthesizer diagnostics
+  --center                     DNI/cDNI: synthesizers centre ĝ over the batch (before Linear → BatchNorm)
+  --mask-inactive              DNI/cDNI: synthesizers fit only the units with h > 0 (after a ReLU)
+  --graph                      capture the training step once and replay it (backprop, lockstep p = 1)
+  --checkpoint FILE            save the run to FILE after every epoch; if FILE exists, resume from it`;
+
+export interface Options {
+  method: 'backprop' | 'dni' | 'cdni';
+  pUpdate: number;
+  pipeline: number;
+  streams: 'per-module' | 'single';
+  diagnoseEvery: number;
+  graph: boolean;
+  center: boolean;
+  maskInactive: boolean;
+  epochs: number;
+  batchSize: number;
+  optimizer: 'adam' | 'sgd';
+  lr: number;
+  synthLr?: number;
+  seed: number;
+  hidden: number[];
+  device?: string;
+  checkpoint?: string;
+  help?: boolean;
+}
+
+/** Flags without a value: each turns an option on. */
+const switches = new Map<string, 'graph' | 'center' | 'maskInactive' | 'help'>([
+  ['--graph', 'graph'], ['--center', 'center'], ['--mask-inactive', 'maskInactive'], ['--help', 'help'],
+]);
+
+/** Parses `npm start`'s arguments; a bad one is an Error that names the flag. */
+export function parseArgs(argv: string[]): Options {
+  const o: Options = {
+    method: 'backprop', pUpdate: 1, pipeline: 0, streams: 'per-module', diagnoseEvery: 100, graph: false, center: false, maskInactive: false,
+    epochs: 10, batchSize: 256, optimizer: 'adam', lr: 1e-3, seed: 0, hidden: [256, 256, 256],
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const on = switches.get(flag);
+    if (on) {
+      o[on] = true;
+      continue;
+    }
+    const value = argv[++i];
+    const num = () => {
+      const v = Number(value);
+      if (value === undefined || value === '' || !Number.isFinite(v)) throw new Error(`${flag} needs a number, got '${value ?? ''}'`);
+      return v;
+    };
+    const positive = () => {
+      const v = num();
+      if (!(v > 0)) throw new Error(`${flag} must be > 0, got ${v}`);
+      return v;
+    };
+    switch (flag) {
+      case '--epochs': o.epochs = positive(); break;
+      case '--batch-size': o.batchSize = positive(); break;
+      case '--lr': o.lr = positive(); break;
+      case '--synth-lr': o.synthLr = positive(); break;
+      case '--seed': o.seed = num(); break;
+      case '--hidden': o.hidden = (value ?? '').split(',').map(Number); break;
+      case '--device': o.device = value; break;
+      case '--checkpoint':
+        if (!value) throw new Error('--checkpoint needs a file path');
+        o.checkpoint = value;
+        break;
+      case '--method':
+        if (value !== 'backprop' && value !== 'dni' && value !== 'cdni') throw new Error(`--method must be backprop, dni or cdni, got '${value ?? ''}'`);
+        o.method = value;
+        break;
+      case '--optimizer':
+        if (value !== 'adam' && value !== 'sgd') throw new Error(`--optimizer must be adam or sgd, got '${value ?? ''}'`);
+        o.optimizer = value;
+        break;
+      case '--p-update': o.pUpdate = num(); break;
+      case '--pipeline': o.pipeline = num(); break;
+      case '--streams':
+        if (value !== 'per-module' && value !== 'single') throw new Error(`--streams must be per-module or single, got '${value ?? ''}'`);
+        o.streams = value;
+        break;
+      case '--diagnose-every': o.diagnoseEvery = num(); break;
+      default: throw new Error(`unknown option '${flag}' (try --help)`);
+    }
+  }
+  if (o.synthLr !== undefined && o.method === 'backprop') throw new Error('--synth-lr applies to dni and cdni only (--method backprop has no synthesizers)');
+  // SGD's step is in proportion to the gradient, Adam's is not: one learning rate cannot serve both.
+  if (o.optimizer === 'sgd' && o.method !== 'backprop' && o.synthLr === undefined) {
+    throw new Error('--optimizer sgd with dni or cdni needs --synth-lr (the synthesizers keep Adam)');
+  }
+  return o;
+}
