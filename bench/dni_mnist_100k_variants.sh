@@ -16,6 +16,7 @@ run() { SYNTHGRAD_NUM_THREADS=1 node dist/bench/dni_mnist.js "${common[@]}" "$@"
   run "${refined[@]}" --depths 4 --methods dni --out dni-mnist-100k-depth4-dni-centered-masked
   run "${refined[@]}" --depths 5 --methods dni --out dni-mnist-100k-depth5-dni-centered-masked
   run "${sgd[@]}" --depths 5 --methods backprop --out dni-mnist-100k-depth5-bp-sgd
+  run "${sgd[@]}" --depths 6 --methods backprop --out dni-mnist-100k-depth6-bp-sgd
 ) >>bench/checkpoints/run-variants-a.log 2>&1 &
 (
   run "${sgd[@]}" "${refined[@]}" --depths 5 --methods dni --out dni-mnist-100k-depth5-dni-centered-masked-sgd
