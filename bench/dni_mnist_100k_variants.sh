@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The DNI variants of README's 100,000-iteration table, beside bench/dni_mnist_100k.sh (the
 # paper's setup): synthesizers centred and masked, with the modules on Adam or on SGD with
-# momentum, and backprop on SGD as that column's baseline. Two queues of one-thread processes
-# (faster than one two-thread process on a 2-core machine), each run saved to bench/checkpoints
-# every 1000 steps, so running this again resumes them. Each run writes its own results file.
+# momentum, and backprop on SGD as that column's baseline. Two queues of one-thread processes,
+# as in bench/dni_mnist_100k.sh; each run saves itself to bench/checkpoints every 1000 steps, so
+# running this again resumes them. Each run writes its own results file.
 #   bash bench/dni_mnist_100k_variants.sh     (after npm install; progress in bench/checkpoints/*.log)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -12,9 +12,9 @@ import { mlp } from '../models';
 import { native } from '../native';
 import { decouple, Schedule } from '../dni/network';
 import { Module } from '../nn/module';
-import { Adam, Optimizer, SGD, schedules } from '../optim/optimizers';
+import { Adam, schedules } from '../optim/optimizers';
 import { ModuleDiagnostics, Trainer } from '../train/trainer';
-import { Options, parseArgs, usage } from './options';
+import { Options, modelOptimizer, optimizerName, parseArgs, usage } from './options';
 
 /**
  * The learning-rate schedule and the model come from the options, so a checkpoint is resumed
@@ -73,11 +73,10 @@ async function main(): Promise<void> {
   console.log(`model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, ${o.method}` +
     (decoupled ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
       `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})` : '') +
-    `, ${o.optimizer === 'sgd' ? 'SGD (momentum 0.9)' : 'Adam'} lr ${o.lr}${o.synthLr === undefined ? '' : `, synthesizers Adam lr ${o.synthLr}`}` +
+    `, ${optimizerName(o.optimizer)} lr ${o.lr}${o.synthLr === undefined ? '' : `, synthesizers Adam lr ${o.synthLr}`}` +
     ` (x0.1 at 60% and 85%), batch ${o.batchSize}, seed ${o.seed}`);
   // A factory: a decoupled network gives each module (and, without --synth-lr, each synthesizer) its own optimizer.
-  const makeOptimizer = (): Optimizer => (o.optimizer === 'sgd' ? new SGD({ lr, momentum: 0.9 }) : new Adam({ lr }));
-  const trainer = new Trainer(model, { device, optimizer: makeOptimizer, seed: o.seed });
+  const trainer = new Trainer(model, { device, optimizer: () => modelOptimizer(o.optimizer, lr), seed: o.seed });
   const bar = (step: number) => {
     const done = ((step - 1) % stepsPerEpoch) + 1;
     const width = 30;

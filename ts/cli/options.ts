@@ -1,4 +1,25 @@
-// The command-line options of `npm start`, parsed and checked before any data is loaded.
+// The command-line options of `npm start`, parsed and checked before any data is loaded. The
+// model-optimizer choice is shared with the benchmark scripts (bench/flags.ts).
+import { Adam, Optimizer, SGD } from '../optim/optimizers';
+import type { Schedule } from '../optim/optimizers';
+
+/** The model's optimizer: Adam, or SGD with momentum 0.9 (`--optimizer`). */
+export type OptimizerKind = 'adam' | 'sgd';
+
+/** `adam` or `sgd`; anything else is an error that names the flag. */
+export function optimizerKind(flag: string, v: string | undefined): OptimizerKind {
+  if (v !== 'adam' && v !== 'sgd') throw new Error(`${flag} must be adam or sgd, got '${v ?? ''}'`);
+  return v;
+}
+
+export function modelOptimizer(kind: OptimizerKind, lr: number | Schedule): Optimizer {
+  return kind === 'sgd' ? new SGD({ lr, momentum: 0.9 }) : new Adam({ lr });
+}
+
+/** How a log line or results file names the optimizer. */
+export function optimizerName(kind: OptimizerKind): string {
+  return kind === 'sgd' ? 'SGD (momentum 0.9)' : 'Adam';
+}
 
 export const usage = `usage: npm start -- [options]
   --method backprop|dni|cdni   training method (default backprop)
@@ -31,7 +52,7 @@ export interface Options {
   maskInactive: boolean;
   epochs: number;
   batchSize: number;
-  optimizer: 'adam' | 'sgd';
+  optimizer: OptimizerKind;
   lr: number;
   synthLr?: number;
   seed: number;
@@ -86,10 +107,7 @@ export function parseArgs(argv: string[]): Options {
         if (value !== 'backprop' && value !== 'dni' && value !== 'cdni') throw new Error(`--method must be backprop, dni or cdni, got '${value ?? ''}'`);
         o.method = value;
         break;
-      case '--optimizer':
-        if (value !== 'adam' && value !== 'sgd') throw new Error(`--optimizer must be adam or sgd, got '${value ?? ''}'`);
-        o.optimizer = value;
-        break;
+      case '--optimizer': o.optimizer = optimizerKind(flag, value); break;
       case '--p-update': o.pUpdate = num(); break;
       case '--pipeline': o.pipeline = num(); break;
       case '--streams':
