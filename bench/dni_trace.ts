@@ -68,7 +68,6 @@ function parse(argv: string[]): Args {
   if (!Number.isInteger(a.frozenModules) || a.frozenModules < 0 || a.frozenModules > a.depth) {
     throw new Error(`--freeze-modules must be an integer in [0, ${a.depth}], got ${a.frozenModules}`);
   }
-  if (a.frozenModules > 0 && a.synthLr === undefined) throw new Error('--freeze-modules needs --synth-lr (else the synthesizers would share the model optimizer factory)');
   if (a.optimizer === 'sgd' && a.synthLr === undefined) throw new Error('--optimizer sgd needs --synth-lr (the synthesizers keep Adam)');
   return a;
 }
@@ -78,6 +77,7 @@ async function main(): Promise<void> {
   const { train, test } = await datasets.mnist();
   const device = Device.best();
   const conditioned = args.method === 'cdni';
+  const lr = (step: number) => (step < (args.freezeModelAfter ?? Infinity) ? args.lr : 0);
   const net = decouple(mlp(784, new Array(args.depth).fill(256), 10), {
     synthesizer: {
       conditioned,
@@ -85,13 +85,11 @@ async function main(): Promise<void> {
       center: args.center,
       maskInactive: args.maskInactive,
       lossWeight: args.synthLossWeight,
-      optimizer: args.synthLr === undefined ? undefined : () => new Adam({ lr: args.synthLr! }),
+      // The synthesizers never freeze: without --synth-lr they get the model's optimizer at --lr.
+      optimizer: () => (args.synthLr === undefined ? modelOptimizer(args.optimizer, args.lr) : new Adam({ lr: args.synthLr })),
     },
   });
-  const lr = (step: number) => (step < (args.freezeModelAfter ?? Infinity) ? args.lr : 0);
-  // With --synth-lr set, decouple calls the factory once per module, first module first.
-  let modulesMade = 0;
-  const optimizer = () => (modulesMade++ < args.frozenModules ? modelOptimizer(args.optimizer, () => 0) : modelOptimizer(args.optimizer, lr));
+  const optimizer = (module: number) => modelOptimizer(args.optimizer, module < args.frozenModules ? () => 0 : lr);
   const trainer = new Trainer(net, { device, optimizer, seed: args.seed });
   const lines: string[] = [];
   const say = (s: string) => { console.log(s); lines.push(s); };

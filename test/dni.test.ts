@@ -372,12 +372,39 @@ describe('bad configuration is caught before training', () => {
     [{ synthesizer: { maskInactive: 1 } }, /'maskInactive' must be true or false, got 1/],
     [{ synthesizer: { network: (i: number, o: number) => new Linear(i, o + 1) } }, /outputs 33 features, the module's output has 32/],
     [{ synthesizer: { network: () => new Linear(5, 32) } }, /does not accept 32 input features/],
+    [{ synthesizer: { optimizer: new Adam({ lr: 1e-3 }) } }, /synthesizer 1 .*'optimizer' must be a function returning an Optimizer, got object/],
   ])('%j', (options, message) => {
     expect(() => decouple(model(), options as never)).toThrow(message);
   });
 
   test('a model that is not a Sequential', () => {
     expect(() => decouple(new Linear(3, 3) as never)).toThrow(/'model' must be a Sequential/);
+  });
+});
+
+describe('optimizer factories', () => {
+  test('are called with each module\'s index, so modules may differ (here: module 1 frozen)', async () => {
+    const { train } = await datasets.mnist();
+    const net = decouple(mlp(784, [16, 16], 10), { synthesizer: { optimizer: (i) => { synthCalls.push(i); return new Adam({ lr: 1e-3 }); } } });
+    const modelCalls: number[] = [];
+    const synthCalls: number[] = [];
+    const trainer = new Trainer(net, {
+      device: cpu, seed: 1, optimizer: (i) => { modelCalls.push(i); return new SGD({ lr: i === 0 ? () => 0 : 0.1 }); },
+    });
+    expect(modelCalls).toEqual([0, 1, 2]);
+    expect(synthCalls).toEqual([0, 1]);
+    const read = () => Promise.all(net.modules.map((m) => Promise.all(m.parameters().map((p) => p.value.readFloat32(trainer.stream)))));
+    const before = await read();
+    await trainer.fit(train.head(256), { steps: 4, batchSize: 64 });
+    const after = await read();
+    const changed = before.map((ps, m) => ps.some((p, k) => p.some((v, j) => v !== after[m][k][j])));
+    expect(changed).toEqual([false, true, true]);
+    trainer.dispose();
+  });
+
+  test('a synthesizer factory that returns something else is a clear error', () => {
+    const net = decouple(mlp(4, [3], 2), { synthesizer: { optimizer: () => ({}) as never } });
+    expect(() => new Trainer(net, { device: cpu, optimizer: () => new SGD({ lr: 0.1 }) })).toThrow(/synthesizer 1 .*'optimizer' factory returned object, not an Optimizer/);
   });
 });
 

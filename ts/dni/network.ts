@@ -63,7 +63,7 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
   /** synthesizers[i] predicts the gradient at modules[i]'s output (none for the last module) */
   readonly synthesizers: Synthesizer[];
   readonly config: DecoupledConfig;
-  private readonly synthesizerOptimizer?: () => Optimizer;
+  private readonly synthesizerOptimizer?: (module: number) => Optimizer;
   private device?: Device;
   private rng?: Random;
 
@@ -139,12 +139,12 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     return this.model.forward(x, ctx);
   }
 
-  trainingStrategy(options: { loss: Loss; optimizer: () => Optimizer }): TrainingStrategy {
+  trainingStrategy(options: { loss: Loss; optimizer: (module: number) => Optimizer }): TrainingStrategy {
     const device = this.initialized(this.device);
     const rng = this.initialized(this.rng);
     const makeSynthOptimizer = this.synthesizerOptimizer ?? options.optimizer;
-    for (const s of this.synthesizers) s.initialize(device, rng, makeSynthOptimizer());
-    return new DecoupledTraining(this, device, options.loss, this.modules.map(() => options.optimizer()), rng.fork());
+    this.synthesizers.forEach((s, i) => s.initialize(device, rng, makeSynthOptimizer(i)));
+    return new DecoupledTraining(this, device, options.loss, this.modules.map((_, i) => options.optimizer(i)), rng.fork());
   }
 
   dispose(): void {

@@ -27,8 +27,8 @@ export interface SynthesizerOptions {
   conditioned?: boolean;
   /** weight of the L2 loss; default 1 */
   lossWeight?: number;
-  /** the synthesizer's optimizer; default: the model's */
-  optimizer?: () => Optimizer;
+  /** the synthesizers' optimizer factory, called with the index of the module each serves; default: the model's */
+  optimizer?: (module: number) => Optimizer;
   /**
    * A custom synthesizer network from `inputs` features (h, plus the one-hot label when
    * conditioned) to `outputs` = h's width. Replaces `hidden`; its last layer should start at 0.
@@ -75,6 +75,8 @@ export class Synthesizer {
     this.maskInactive = options.maskInactive ?? false;
     for (const key of ['center', 'maskInactive'] as const)
       if (typeof this[key] !== 'boolean') throw new TypeError(`${name}: '${key}' must be true or false, got ${JSON.stringify(this[key])}`);
+    if (options.optimizer !== undefined && typeof options.optimizer !== 'function')
+      throw new TypeError(`${name}: 'optimizer' must be a function returning an Optimizer, got ${typeof options.optimizer}`);
     if (!(this.lossWeight > 0) || !Number.isFinite(this.lossWeight))
       throw new RangeError(`${name}: 'lossWeight' must be a finite number > 0, got ${this.lossWeight}`);
     this.inputs = width + (this.conditioned ? classes : 0);
@@ -105,6 +107,7 @@ export class Synthesizer {
   }
 
   initialize(device: Device, rng: Random, optimizer: Optimizer): void {
+    if (!(optimizer instanceof Optimizer)) throw new TypeError(`${this.name}: the 'optimizer' factory returned ${typeof optimizer}, not an Optimizer`);
     this.network.initialize(device, rng);
     this.params = this.network.parameters();
     this.optimizer = optimizer;

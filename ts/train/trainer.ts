@@ -19,8 +19,11 @@ import { LoadedCheckpoint, NamedTensor, readCheckpoint, restoreTensors, writeChe
 export interface TrainerOptions {
   /** default: Device.best() */
   device?: Device;
-  /** an optimizer, or a factory (decoupled networks make one per module) */
-  optimizer: Optimizer | (() => Optimizer);
+  /**
+   * An optimizer, or a factory. Decoupled networks call it once per module with the module's
+   * index (0 = the module next to the input), so modules may differ; backprop calls it with 0.
+   */
+  optimizer: Optimizer | ((module: number) => Optimizer);
   /** default: 'softmax-cross-entropy' */
   loss?: LossName | Loss;
   /** seeds the initial weights and the shuffling; default 0 */
@@ -268,7 +271,7 @@ export function stepCount(v: unknown, what: string): number {
 
 /** A model that chooses its own training strategy (e.g. a decoupled network). */
 export interface HasTrainingStrategy {
-  trainingStrategy(options: { loss: Loss; optimizer: () => Optimizer }): TrainingStrategy;
+  trainingStrategy(options: { loss: Loss; optimizer: (module: number) => Optimizer }): TrainingStrategy;
 }
 
 function checkpointOption(c: unknown): { path: string; every: number } {
@@ -308,8 +311,8 @@ export class Trainer {
     const opt = options.optimizer;
     if (!(opt instanceof Optimizer) && typeof opt !== 'function')
       throw new TypeError(`Trainer: 'optimizer' must be an Optimizer or a function returning one, got ${describe(opt)}`);
-    const makeOptimizer = () => {
-      const o = opt instanceof Optimizer ? opt : opt();
+    const makeOptimizer = (module: number) => {
+      const o = opt instanceof Optimizer ? opt : opt(module);
       if (!(o instanceof Optimizer)) throw new TypeError(`Trainer: the 'optimizer' factory returned ${describe(o)}`);
       return o;
     };
@@ -321,7 +324,7 @@ export class Trainer {
     model.initialize(this.device, this.rng.fork());
     this.strategy = hasStrategy(model)
       ? model.trainingStrategy({ loss: this.loss, optimizer: makeOptimizer })
-      : new Backpropagation(model, this.loss, makeOptimizer());
+      : new Backpropagation(model, this.loss, makeOptimizer(0));
   }
 
   /** Trains on `data`; resolves when done, rejects on a bad argument or a non-finite loss. */
