@@ -3,7 +3,8 @@
 # with the best variant at 100k (centred and masked synthesizers, modules on SGD) against
 # backprop on SGD and on the paper's Adam, each run its own results file. Two queues of one
 # thread each; every run saves itself to bench/checkpoints every 1000 steps, so running this
-# again after an interruption resumes them (about 4 to 5 hours in all on a 2-core machine).
+# again after an interruption resumes them (about 7 hours in all on a 2-core machine: the DNI
+# runs take about 95 ms/step each while sharing the cores).
 #   bash bench/dni_mnist_200k.sh     (after npm install; progress in bench/checkpoints/run-200k-*.log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
