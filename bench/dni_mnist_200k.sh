@@ -3,8 +3,9 @@
 # with the best variant at 100k (centred and masked synthesizers, modules on SGD) against
 # backprop on SGD and on the paper's Adam, each run its own results file. Two queues of one
 # thread each; every run saves itself to bench/checkpoints every 1000 steps, so running this
-# again after an interruption resumes them (about 7 hours in all on a 2-core machine: the DNI
-# runs take about 95 ms/step each while sharing the cores).
+# again after an interruption resumes them. On this project's 2-core machine the two DNI runs
+# wrote a checkpoint about every 95 s (1000 steps) each while sharing the cores; from that, an
+# estimated 7 hours for the whole script (each finished run's results file gives its ms/step).
 #   bash bench/dni_mnist_200k.sh     (after npm install; progress in bench/checkpoints/run-200k-*.log)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -385,9 +385,9 @@ describe('bad configuration is caught before training', () => {
 describe('optimizer factories', () => {
   test('are called with each module\'s index, so modules may differ (here: module 1 frozen)', async () => {
     const { train } = await datasets.mnist();
-    const net = decouple(mlp(784, [16, 16], 10), { synthesizer: { optimizer: (i) => { synthCalls.push(i); return new Adam({ lr: 1e-3 }); } } });
     const modelCalls: number[] = [];
     const synthCalls: number[] = [];
+    const net = decouple(mlp(784, [16, 16], 10), { synthesizer: { optimizer: (i) => { synthCalls.push(i); return new Adam({ lr: 1e-3 }); } } });
     const trainer = new Trainer(net, {
       device: cpu, seed: 1, optimizer: (i) => { modelCalls.push(i); return new SGD({ lr: i === 0 ? () => 0 : 0.1 }); },
     });
@@ -404,7 +404,7 @@ describe('optimizer factories', () => {
 
   test('a synthesizer factory that returns something else is a clear error', () => {
     const net = decouple(mlp(4, [3], 2), { synthesizer: { optimizer: () => ({}) as never } });
-    expect(() => new Trainer(net, { device: cpu, optimizer: () => new SGD({ lr: 0.1 }) })).toThrow(/synthesizer 1 .*'optimizer' factory returned object, not an Optimizer/);
+    expect(() => new Trainer(net, { device: cpu, optimizer: () => new SGD({ lr: 0.1 }) })).toThrow(/synthesizer 1 .*'optimizer' factory returned Object, not an Optimizer/);
   });
 });
 

@@ -7,7 +7,7 @@ import { Device } from '../device';
 import { Activation, BatchNorm1d, Linear, Sequential, endsWithReLU } from '../nn/layers';
 import { Loss } from '../nn/losses';
 import { Forwarded, Module, Parameter, StepContext } from '../nn/module';
-import { Optimizer } from '../optim/optimizers';
+import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
 import { HasTrainingStrategy, TrainingStrategy } from '../train/trainer';
@@ -142,8 +142,8 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
   trainingStrategy(options: { loss: Loss; optimizer: (module: number) => Optimizer }): TrainingStrategy {
     const device = this.initialized(this.device);
     const rng = this.initialized(this.rng);
-    const makeSynthOptimizer = this.synthesizerOptimizer ?? options.optimizer;
-    this.synthesizers.forEach((s, i) => s.initialize(device, rng, makeSynthOptimizer(i)));
+    const own = this.synthesizerOptimizer;
+    this.synthesizers.forEach((s, i) => s.initialize(device, rng, own ? optimizerFor(s.name, own, i) : options.optimizer(i)));
     return new DecoupledTraining(this, device, options.loss, this.modules.map((_, i) => options.optimizer(i)), rng.fork());
   }
 

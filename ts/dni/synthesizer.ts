@@ -107,7 +107,6 @@ export class Synthesizer {
   }
 
   initialize(device: Device, rng: Random, optimizer: Optimizer): void {
-    if (!(optimizer instanceof Optimizer)) throw new TypeError(`${this.name}: the 'optimizer' factory returned ${typeof optimizer}, not an Optimizer`);
     this.network.initialize(device, rng);
     this.params = this.network.parameters();
     this.optimizer = optimizer;

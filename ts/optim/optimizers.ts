@@ -6,6 +6,7 @@
 // scalars (learning rate, bias corrections) reach the op through a small device tensor written
 // just before it, so a step captured into a graph reads fresh values at every launch.
 // An optimizer serves one parameter group (one module): its scalars tensor is shared.
+import { describe } from '../check';
 import type { CaptureHooks } from '../graph';
 import { native } from '../native';
 import { Parameter } from '../nn/module';
@@ -119,6 +120,13 @@ export abstract class Optimizer {
   }
 
   protected abstract disposeState(): void;
+}
+
+/** Calls an optimizer factory for `module`; a factory that returns something else is an error naming `owner`. */
+export function optimizerFor(owner: string, make: (module: number) => Optimizer, module: number): Optimizer {
+  const o = make(module);
+  if (!(o instanceof Optimizer)) throw new TypeError(`${owner}: the 'optimizer' factory returned ${describe(o)}, not an Optimizer`);
+  return o;
 }
 
 /** Native handles of a parameter group and its state, built once per parameter list. */

@@ -10,7 +10,7 @@ import { Graph } from '../graph';
 import { native } from '../native';
 import { Loss, LossName, lossFrom } from '../nn/losses';
 import { Module, Parameter, StepContext } from '../nn/module';
-import { Optimizer } from '../optim/optimizers';
+import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
@@ -311,11 +311,7 @@ export class Trainer {
     const opt = options.optimizer;
     if (!(opt instanceof Optimizer) && typeof opt !== 'function')
       throw new TypeError(`Trainer: 'optimizer' must be an Optimizer or a function returning one, got ${describe(opt)}`);
-    const makeOptimizer = (module: number) => {
-      const o = opt instanceof Optimizer ? opt : opt(module);
-      if (!(o instanceof Optimizer)) throw new TypeError(`Trainer: the 'optimizer' factory returned ${describe(o)}`);
-      return o;
-    };
+    const makeOptimizer = (module: number) => (opt instanceof Optimizer ? opt : optimizerFor('Trainer', opt, module));
     this.loss = lossFrom(options.loss ?? 'softmax-cross-entropy');
     const seed = options.seed ?? 0;
     if (!Number.isInteger(seed)) throw new TypeError(`Trainer: 'seed' must be an integer, got ${String(seed)}`);
