@@ -3,7 +3,8 @@
 # with the best variant at 100k (centred and masked synthesizers, modules on SGD) against
 # backprop on SGD and on the paper's Adam, each run its own results file, one thread each. Every
 # run saves itself to bench/checkpoints every 1000 steps, so running this again after an
-# interruption resumes them. Each finished run's results file gives its ms/step.
+# interruption resumes them; a finished run (its results file exists) is skipped. Each results
+# file gives its run's ms/step.
 #   bash bench/dni_mnist_200k.sh     (after npm install; progress in bench/checkpoints/run-200k-depth*.log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,12 @@ mkdir -p bench/checkpoints
 common=(--iterations 200000 --checkpoint-dir bench/checkpoints --stochastic none)
 sgd=(--lr 3e-3 --optimizer sgd)
 dni=(--methods dni --synth-lr 1e-3 --center on --mask-inactive on)
-run() { SYNTHGRAD_NUM_THREADS=1 node dist/bench/dni_mnist.js "${common[@]}" "$@"; }
+# Every run ends with --out NAME; a run whose results file exists is done and skipped.
+run() {
+  local out="${*: -1}"
+  if [ -f "bench/results/$out.md" ]; then echo "$out: done (bench/results/$out.md)"; return; fi
+  SYNTHGRAD_NUM_THREADS=1 node dist/bench/dni_mnist.js "${common[@]}" "$@"
+}
 dni_run() { run "${sgd[@]}" "${dni[@]}" --depths $1 --out dni-mnist-200k-depth$1-dni-centered-masked-sgd; }
 bp_runs() {
   run "${sgd[@]}" --methods backprop --depths $1 --out dni-mnist-200k-depth$1-bp-sgd &
