@@ -25,9 +25,9 @@ bp_runs() {
   wait
 }
 # A DNI run alone, then its depth's two backprop runs side by side. Not a DNI run beside a
-# backprop run: measured here, a depth-6 DNI run took 56 s per 1000 steps alone and 209 s while
-# a backprop run shared the two cores (its seven stream workers wait on each other, so every
-# preemption stalls the chain); two DNI runs side by side took about 95 s each.
+# backprop run: here a depth-6 DNI run took 56 s per 1000 steps alone and 203-209 s while a
+# backprop run of this script shared the two cores (two DNI runs side by side took about 95 s
+# each). Why is not known: dni_contention.js, timing steps beside a backprop loop, found 1.23x.
 for depth in 6 5; do   # 6 first: the depth furthest from the target
   dni_run $depth >>bench/checkpoints/run-200k-depth$depth.log 2>&1
   bp_runs $depth >>bench/checkpoints/run-200k-depth$depth.log 2>&1
