@@ -10,14 +10,16 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Device, native } from '../ts';
-import { projectRoot as root } from './paths';
+import { resultsDir } from './paths';
 import { Streams, stepTime } from './step_time';
 
 const batch = 256;
 
+const hidden = (depth: number) => new Array(depth).fill(256);
+
 /** The background load: backprop steps of the same model until killed. */
 async function background(depth: number): Promise<never> {
-  for (;;) await stepTime({ device: Device.cpu(), hidden: new Array(depth).fill(256), batch, method: 'backprop', streams: 'single', steps: 200, warmup: 0 });
+  for (;;) await stepTime({ device: Device.cpu(), hidden: hidden(depth), batch, method: 'backprop', streams: 'single', steps: 200, warmup: 0 });
 }
 
 function startBackground(depth: number): Promise<ChildProcess> {
@@ -34,7 +36,7 @@ async function main(): Promise<void> {
   if (argv.includes('--background')) return background(depth);
   const steps = Number(opt('--steps', '40'));
   const time = (streams: Streams) =>
-    stepTime({ device: Device.cpu(), hidden: new Array(depth).fill(256), batch, method: 'dni', streams, steps, warmup: 5 });
+    stepTime({ device: Device.cpu(), hidden: hidden(depth), batch, method: 'dni', streams, steps, warmup: 5 });
 
   const rows: { streams: Streams; aloneMs: number; sharedMs: number }[] = [];
   for (const streams of ['per-module', 'single'] as const) {
@@ -60,10 +62,9 @@ async function main(): Promise<void> {
     '|---|---|---|---|',
     ...rows.map((r) => `| ${r.streams} | ${r.aloneMs.toFixed(1)} | ${r.sharedMs.toFixed(1)} | ${(r.sharedMs / r.aloneMs).toFixed(2)}x |`), '',
   ].join('\n');
-  const dir = path.join(root, 'bench/results');
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'dni-contention.md'), md);
-  fs.writeFileSync(path.join(dir, 'dni-contention.json'), JSON.stringify({ date: new Date().toISOString(), machine, depth, batch, steps, rows }, null, 2) + '\n');
+  fs.mkdirSync(resultsDir, { recursive: true });
+  fs.writeFileSync(path.join(resultsDir, 'dni-contention.md'), md);
+  fs.writeFileSync(path.join(resultsDir, 'dni-contention.json'), JSON.stringify({ date: new Date().toISOString(), machine, depth, batch, steps, rows }, null, 2) + '\n');
   console.log('\nwrote bench/results/dni-contention.md and .json');
 }
 

@@ -12,22 +12,22 @@ mkdir -p bench/checkpoints
 common=(--iterations 200000 --checkpoint-dir bench/checkpoints --stochastic none)
 sgd=(--lr 3e-3 --optimizer sgd)
 dni=(--methods dni --synth-lr 1e-3 --center on --mask-inactive on)
-# Every run ends with --out NAME; a run whose results file exists is done and skipped.
+# run NAME ARGS...: one run writing bench/results/NAME.md; skipped when that file exists (done).
 run() {
-  local out="${*: -1}"
+  local out=$1; shift
   if [ -f "bench/results/$out.md" ]; then echo "$out: done (bench/results/$out.md)"; return; fi
-  SYNTHGRAD_NUM_THREADS=1 node dist/bench/dni_mnist.js "${common[@]}" "$@"
+  SYNTHGRAD_NUM_THREADS=1 node dist/bench/dni_mnist.js "${common[@]}" "$@" --out "$out"
 }
-dni_run() { run "${sgd[@]}" "${dni[@]}" --depths $1 --out dni-mnist-200k-depth$1-dni-centered-masked-sgd; }
+dni_run() { run dni-mnist-200k-depth$1-dni-centered-masked-sgd "${sgd[@]}" "${dni[@]}" --depths $1; }
 bp_runs() {
-  run "${sgd[@]}" --methods backprop --depths $1 --out dni-mnist-200k-depth$1-bp-sgd &
-  run --methods backprop --depths $1 --out dni-mnist-200k-depth$1-bp &
+  run dni-mnist-200k-depth$1-bp-sgd "${sgd[@]}" --methods backprop --depths $1 &
+  run dni-mnist-200k-depth$1-bp --methods backprop --depths $1 &
   wait
 }
 # A DNI run alone, then its depth's two backprop runs side by side. Not a DNI run beside a
-# backprop run: here a depth-6 DNI run took 56 s per 1000 steps alone and 203-209 s while a
-# backprop run of this script shared the two cores (two DNI runs side by side took about 95 s
-# each). Why is not known: dni_contention.js, timing steps beside a backprop loop, found 1.23x.
+# backprop run: by its checkpoint times, the depth-6 DNI run took 56 s per 1000 steps alone and
+# 203-209 s beside this script's backprop run (an observation, not a benchmark: why is not known,
+# and dni_contention.js, timing DNI steps beside a backprop loop, finds only 1.23x).
 for depth in 6 5; do   # 6 first: the depth furthest from the target
   dni_run $depth >>bench/checkpoints/run-200k-depth$depth.log 2>&1
   bp_runs $depth >>bench/checkpoints/run-200k-depth$depth.log 2>&1
