@@ -6,7 +6,7 @@
 //
 //   node dist/bench/dni_trace.js [--depth 5] [--method dni|cdni] [--steps 3000] [--every 500]
 //        [--lr 3e-5] [--synth-lr 1e-3] [--synth-hidden 1024,1024] [--center on|off] [--mask-inactive on|off]
-//        [--optimizer adam|sgd] [--synth-loss-weight 1] [--freeze-model-after N] [--freeze-modules K]
+//        [--optimizer adam|sgd] [--synth-loss-weight 1] [--synth-updates 1] [--freeze-model-after N] [--freeze-modules K]
 //        [--seed 0] [--out NAME]
 // --center on: the synthesizers centre ĝ over the batch where the next module starts with
 // Linear → BatchNorm (decouple's `center`); default off. --mask-inactive on: they regress only
@@ -17,6 +17,7 @@
 // uses SGD with momentum 0.9 at --lr instead of Adam (the synthesizers keep Adam at --synth-lr).
 // --freeze-modules K: the first K modules keep their initial weights throughout (learning rate 0),
 // a yardstick for how much the lower modules' DNI updates add over random features.
+// --synth-updates K: each synthesizer takes K optimizer steps per target (`updatesPerTarget`).
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -35,6 +36,7 @@ interface Args {
   center?: boolean;
   maskInactive?: boolean;
   synthLossWeight?: number;
+  synthUpdates?: number;
   freezeModelAfter?: number;
   frozenModules: number;
   optimizer: OptimizerKind;
@@ -57,6 +59,7 @@ function parse(argv: string[]): Args {
     else if (k === '--center') a.center = onOff(k, v);
     else if (k === '--mask-inactive') a.maskInactive = onOff(k, v);
     else if (k === '--synth-loss-weight') a.synthLossWeight = Number(v);
+    else if (k === '--synth-updates') a.synthUpdates = Number(v);
     else if (k === '--optimizer') a.optimizer = optimizerKind(k, v);
     else if (k === '--freeze-model-after') a.freezeModelAfter = Number(v);
     else if (k === '--freeze-modules') a.frozenModules = Number(v);
@@ -85,6 +88,7 @@ async function main(): Promise<void> {
       center: args.center,
       maskInactive: args.maskInactive,
       lossWeight: args.synthLossWeight,
+      updatesPerTarget: args.synthUpdates,
       // The synthesizers never freeze: without --synth-lr they get the model's optimizer at --lr.
       optimizer: () => (args.synthLr === undefined ? modelOptimizer(args.optimizer, args.lr) : new Adam({ lr: args.synthLr })),
     },
@@ -94,7 +98,7 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   const say = (s: string) => { console.log(s); lines.push(s); };
   say(`# DNI trace: ${args.depth} hidden layers, ${args.method}, ${optimizerName(args.optimizer)} lr ${args.lr}, synthesizer lr ${args.synthLr ?? args.lr}` +
-    `${args.freezeModelAfter === undefined ? '' : `, model frozen from step ${args.freezeModelAfter}`}${args.frozenModules ? `, modules 1–${args.frozenModules} frozen at their initial weights` : ''}, synthesizer loss weight ${args.synthLossWeight ?? 1}, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}` +
+    `${args.freezeModelAfter === undefined ? '' : `, model frozen from step ${args.freezeModelAfter}`}${args.frozenModules ? `, modules 1–${args.frozenModules} frozen at their initial weights` : ''}, synthesizer loss weight ${args.synthLossWeight ?? 1}${args.synthUpdates ? `, ${args.synthUpdates} synthesizer updates per target` : ''}, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}` +
     `, centred ĝ: ${net.synthesizers.map((s) => (s.center ? 'yes' : 'no')).join('/')}` +
     `, active units only: ${net.synthesizers.map((s) => (s.maskInactive ? 'yes' : 'no')).join('/')}, seed ${args.seed}`);
   say(`${os.cpus()[0]?.model ?? 'unknown CPU'}, ${native.threads()} threads; command: \`node dist/bench/dni_trace.js ${process.argv.slice(2).join(' ')}\``);

@@ -110,6 +110,36 @@ describe('a synthesizer', () => {
     expect(Math.max(...losses.slice(1))).toBeLessThan(1e-3 * losses[0]);
     synth.dispose();
   });
+
+  test('with updatesPerTarget k, takes k steps on each target, each from a fresh prediction', async () => {
+    // k = 2 in one learn() must equal predicting and learning twice on the same h and target.
+    const width = 5, B = 8;
+    const rng = new Random(12);
+    const h = ref.toF32(ref.randomArray(rng, B * width).map((v) => Math.max(0, v)));
+    const target = ref.toF32(ref.randomArray(rng, B * width, 0.01, 0.1));
+    const options: SynthesizerOptions = { hidden: [7], center: true, maskInactive: true };
+    const run = async (updatesPerTarget: number, rounds: number) => {
+      const synth = new Synthesizer('k', width, 1, { ...options, updatesPerTarget });
+      synth.initialize(cpu, new Random(3), new Adam({ lr: 0.01 }));
+      const stream = new Stream(cpu);
+      const arena = new Arena();
+      const ctx = context(stream, arena);
+      const labels = Tensor.zeros([B], { device: cpu, dtype: 'int32', arena });
+      const hT = Tensor.fromArray(h, [B, width], { device: cpu, arena });
+      const tT = Tensor.fromArray(target, [B, width], { device: cpu, arena });
+      const losses: number[] = [];
+      for (let r = 0; r < rounds; r++) losses.push((await values(synth.predict(hT, labels, ctx).learn(tT, ctx), stream))[0]);
+      const weights = await Promise.all(synth.parameters().map((p) => values(p.value, stream)));
+      arena.dispose();
+      synth.dispose();
+      return { losses, weights };
+    };
+    const twice = await run(2, 1), byHand = await run(1, 2), once = await run(1, 1);
+    expect(twice.weights).toEqual(byHand.weights);
+    expect(twice.losses[0]).toBe(byHand.losses[1]); // learn() reports the last step's loss
+    expect(twice.weights).not.toEqual(once.weights);
+    expect(() => new Synthesizer('k', width, 1, { updatesPerTarget: 0 })).toThrow(/'updatesPerTarget' must be an integer >= 1, got 0/);
+  });
 });
 
 describe('centred and masked synthesizers', () => {

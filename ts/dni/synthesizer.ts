@@ -13,7 +13,7 @@
 import { Device } from '../device';
 import { native } from '../native';
 import { BatchNorm1d, Linear, ReLU, Sequential } from '../nn/layers';
-import { Module, Parameter, StepContext } from '../nn/module';
+import { Forwarded, Module, Parameter, StepContext } from '../nn/module';
 import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
@@ -27,6 +27,11 @@ export interface SynthesizerOptions {
   conditioned?: boolean;
   /** weight of the L2 loss; default 1 */
   lossWeight?: number;
+  /**
+   * Optimizer steps M takes on each target (default 1); each after the first predicts afresh
+   * with the updated weights. More lets M keep up with a module that moves under it.
+   */
+  updatesPerTarget?: number;
   /** the synthesizers' optimizer factory, called with the index of the module each serves; default: the model's */
   optimizer?: (module: number) => Optimizer;
   /**
@@ -63,6 +68,7 @@ export class Synthesizer {
   readonly inputs: number;
   readonly conditioned: boolean;
   readonly lossWeight: number;
+  readonly updatesPerTarget: number;
   readonly center: boolean;
   readonly maskInactive: boolean;
   optimizer?: Optimizer;
@@ -71,6 +77,9 @@ export class Synthesizer {
   constructor(readonly name: string, readonly width: number, readonly classes: number, options: SynthesizerOptions = {}) {
     this.conditioned = options.conditioned ?? false;
     this.lossWeight = options.lossWeight ?? 1;
+    this.updatesPerTarget = options.updatesPerTarget ?? 1;
+    if (!Number.isInteger(this.updatesPerTarget) || this.updatesPerTarget < 1)
+      throw new RangeError(`${name}: 'updatesPerTarget' must be an integer >= 1, got ${JSON.stringify(options.updatesPerTarget)}`);
     this.center = options.center ?? false;
     this.maskInactive = options.maskInactive ?? false;
     for (const key of ['center', 'maskInactive'] as const)
@@ -142,23 +151,35 @@ export class Synthesizer {
         const opts = { device: lctx.device, arena: lctx.arena };
         const perExample = Tensor.empty(target.shape, opts);
         ops.axpby(s, batch, target.handle, 0, perExample.handle); // B·δ
-        let predicted = out;
-        if (this.maskInactive) {
-          // Zero both sides where h = 0: those units then add nothing to the loss or its gradient.
-          predicted = Tensor.empty(out.shape, opts);
-          ops.activationBackward(s, 'relu', h.handle, out.handle, predicted.handle);
-          ops.activationBackward(s, 'relu', h.handle, perExample.handle, perExample.handle);
+        // Zero the target where h = 0 (and the prediction below): those units then add nothing.
+        if (this.maskInactive) ops.activationBackward(s, 'relu', h.handle, perExample.handle, perExample.handle);
+        let loss = this.regress(h, f, out, perExample, lctx, optimizer);
+        for (let k = 1; k < this.updatesPerTarget; k++) {
+          const again = this.network.forward(input, lctx);
+          loss = this.regress(h, again, this.center ? centred(again.output, lctx) : again.output, perExample, lctx, optimizer);
         }
-        const loss = Tensor.empty([1], opts);
-        const d = Tensor.empty(out.shape, opts);
-        ops.mseForward(s, predicted.handle, perExample.handle, loss.handle);
-        ops.mseBackward(s, predicted.handle, perExample.handle, d.handle, this.lossWeight);
-        // Back through the centring: it is a projection, so its backward is the same projection.
-        f.backward(this.center ? centred(d, lctx) : d, lctx, false);
-        optimizer.step(this.params, lctx.stream, lctx.capture);
         return loss;
       },
     };
+  }
+
+  /** One optimizer step of M on the L2 loss between its (centred) output `out` and `target`. */
+  private regress(h: Tensor, f: Forwarded, out: Tensor, target: Tensor, ctx: StepContext, optimizer: Optimizer): Tensor {
+    const s = ctx.stream.handle;
+    const opts = { device: ctx.device, arena: ctx.arena };
+    let predicted = out;
+    if (this.maskInactive) {
+      predicted = Tensor.empty(out.shape, opts);
+      ops.activationBackward(s, 'relu', h.handle, out.handle, predicted.handle);
+    }
+    const loss = Tensor.empty([1], opts);
+    const d = Tensor.empty(out.shape, opts);
+    ops.mseForward(s, predicted.handle, target.handle, loss.handle);
+    ops.mseBackward(s, predicted.handle, target.handle, d.handle, this.lossWeight);
+    // Back through the centring: it is a projection, so its backward is the same projection.
+    f.backward(this.center ? centred(d, ctx) : d, ctx, false);
+    optimizer.step(this.params, ctx.stream, ctx.capture);
+    return loss;
   }
 
   dispose(): void {
