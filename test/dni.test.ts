@@ -138,7 +138,6 @@ describe('a synthesizer', () => {
     expect(twice.weights).toEqual(byHand.weights);
     expect(twice.losses[0]).toBe(byHand.losses[1]); // learn() reports the last step's loss
     expect(twice.weights).not.toEqual(once.weights);
-    expect(() => new Synthesizer('k', width, 1, { updatesPerTarget: 0 })).toThrow(/'updatesPerTarget' must be an integer >= 1, got 0/);
   });
 });
 
@@ -400,6 +399,7 @@ describe('bad configuration is caught before training', () => {
     [{ synthesizer: { hidden: [0] } }, /'hidden' must be an array of positive integers/],
     [{ synthesizer: { center: 'yes' } }, /'center' must be true or false, got "yes"/],
     [{ synthesizer: { maskInactive: 1 } }, /'maskInactive' must be true or false, got 1/],
+    [{ synthesizer: { updatesPerTarget: 1.5 } }, /synthesizer 1 .*'updatesPerTarget' must be an integer >= 1, got 1.5/],
     [{ synthesizer: { network: (i: number, o: number) => new Linear(i, o + 1) } }, /outputs 33 features, the module's output has 32/],
     [{ synthesizer: { network: () => new Linear(5, 32) } }, /does not accept 32 input features/],
     [{ synthesizer: { optimizer: new Adam({ lr: 1e-3 }) } }, /synthesizer 1 .*'optimizer' must be a function returning an Optimizer, got object/],

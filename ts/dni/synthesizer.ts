@@ -29,7 +29,8 @@ export interface SynthesizerOptions {
   lossWeight?: number;
   /**
    * Optimizer steps M takes on each target (default 1); each after the first predicts afresh
-   * with the updated weights. More lets M keep up with a module that moves under it.
+   * with the updated weights. Meant to let M keep up with a module that moves under it; 2 did
+   * not help on the MNIST FCN (docs/dni-at-depth.md).
    */
   updatesPerTarget?: number;
   /** the synthesizers' optimizer factory, called with the index of the module each serves; default: the model's */
