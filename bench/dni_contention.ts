@@ -1,7 +1,11 @@
 // How a DNI training step's time changes when another process shares the CPU: the MNIST FCN
 // with DNI's synthesizers (two hidden layers of 1024), one stream per module and one stream in
 // all, each timed alone and then beside a second process that trains the same model with
-// backprop (one op thread) in a loop. Prints ms/step and the slowdowns; writes
+// backprop (one op thread) in a loop: started in this process's session, and in a session of
+// its own (as `setsid`, `nohup` from another shell or another terminal would start it). Linux's
+// autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled) shares the CPU evenly
+// between sessions, not threads, so in the second case the DNI process, however many threads
+// it runs, gets about half the machine. Prints ms/step and the slowdowns; writes
 // bench/results/dni-contention.{json,md}.
 //
 //   SYNTHGRAD_NUM_THREADS=1 node dist/bench/dni_contention.js [--depth 6] [--steps 40]
@@ -22,9 +26,10 @@ async function background(depth: number): Promise<never> {
   for (;;) await stepTime({ device: Device.cpu(), hidden: hidden(depth), batch, method: 'backprop', streams: 'single', steps: 200, warmup: 0 });
 }
 
-function startBackground(depth: number): Promise<ChildProcess> {
+/** The load, in this session or (detached: setsid) in a new one. */
+function startBackground(depth: number, ownSession: boolean): Promise<ChildProcess> {
   const child = spawn(process.execPath, [__filename, '--background', '--depth', String(depth)], {
-    env: { ...process.env, SYNTHGRAD_NUM_THREADS: '1' }, stdio: 'ignore',
+    env: { ...process.env, SYNTHGRAD_NUM_THREADS: '1' }, stdio: 'ignore', detached: ownSession,
   });
   return new Promise((resolve) => setTimeout(() => resolve(child), 3000)); // let it load and start stepping
 }
@@ -38,34 +43,51 @@ async function main(): Promise<void> {
   const time = (streams: Streams) =>
     stepTime({ device: Device.cpu(), hidden: hidden(depth), batch, method: 'dni', streams, steps, warmup: 5 });
 
-  const rows: { streams: Streams; aloneMs: number; sharedMs: number }[] = [];
-  for (const streams of ['per-module', 'single'] as const) {
-    const aloneMs = await time(streams);
-    const load = await startBackground(depth);
-    let sharedMs: number;
+  /** ms/step beside the load. */
+  const beside = async (streams: Streams, ownSession: boolean) => {
+    const load = await startBackground(depth, ownSession);
     try {
-      sharedMs = await time(streams);
+      return await time(streams);
     } finally {
       load.kill();
     }
-    rows.push({ streams, aloneMs, sharedMs });
-    console.log(`${streams.padEnd(10)} alone ${aloneMs.toFixed(1)} ms/step, beside a backprop process ${sharedMs.toFixed(1)} ms/step (${(sharedMs / aloneMs).toFixed(2)}x slower)`);
+  };
+  const rows: { streams: Streams; aloneMs: number; sameSessionMs: number; ownSessionMs: number }[] = [];
+  for (const streams of ['per-module', 'single'] as const) {
+    const aloneMs = await time(streams);
+    const sameSessionMs = await beside(streams, false);
+    const ownSessionMs = await beside(streams, true);
+    rows.push({ streams, aloneMs, sameSessionMs, ownSessionMs });
+    console.log(`${streams.padEnd(10)} alone ${aloneMs.toFixed(1)} ms/step; beside a backprop process in this session ` +
+      `${sameSessionMs.toFixed(1)} (${(sameSessionMs / aloneMs).toFixed(2)}x), in its own session ${ownSessionMs.toFixed(1)} (${(ownSessionMs / aloneMs).toFixed(2)}x)`);
   }
 
   const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${native.threads()} op threads`;
+  const autogroup = autogroupSetting();
   const md = [
     '# A DNI training step beside another process', '',
     `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/dni_contention.js ${argv.join(' ')}\`; ` +
       `${depth} hidden layers of 256, DNI synthesizers two hidden layers of 1024, batch ${batch}, Adam, ${steps} steps timed.`, '',
-    'The other process trains the same model with backprop in a loop, with one op thread.', '',
-    '| streams | alone, ms/step | beside a backprop process, ms/step | slowdown |',
+    'The other process trains the same model with backprop in a loop, with one op thread, started in ' +
+      `this process's session or in one of its own; kernel.sched_autogroup_enabled = ${autogroup}.`, '',
+    '| streams | alone, ms/step | beside it, same session, ms/step (slowdown) | beside it, own session, ms/step (slowdown) |',
     '|---|---|---|---|',
-    ...rows.map((r) => `| ${r.streams} | ${r.aloneMs.toFixed(1)} | ${r.sharedMs.toFixed(1)} | ${(r.sharedMs / r.aloneMs).toFixed(2)}x |`), '',
+    ...rows.map((r) => `| ${r.streams} | ${r.aloneMs.toFixed(1)} | ${r.sameSessionMs.toFixed(1)} (${(r.sameSessionMs / r.aloneMs).toFixed(2)}x) | ` +
+      `${r.ownSessionMs.toFixed(1)} (${(r.ownSessionMs / r.aloneMs).toFixed(2)}x) |`), '',
   ].join('\n');
   fs.mkdirSync(resultsDir, { recursive: true });
   fs.writeFileSync(path.join(resultsDir, 'dni-contention.md'), md);
-  fs.writeFileSync(path.join(resultsDir, 'dni-contention.json'), JSON.stringify({ date: new Date().toISOString(), machine, depth, batch, steps, rows }, null, 2) + '\n');
+  fs.writeFileSync(path.join(resultsDir, 'dni-contention.json'), JSON.stringify({ date: new Date().toISOString(), machine, autogroup, depth, batch, steps, rows }, null, 2) + '\n');
   console.log('\nwrote bench/results/dni-contention.md and .json');
+}
+
+/** The kernel's autogroup switch: '1' on, '0' off, 'unknown' where the file is absent (not Linux). */
+function autogroupSetting(): string {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/sched_autogroup_enabled', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
 }
 
 main().catch((e) => {

@@ -26,8 +26,10 @@ bp_runs() {
 }
 # A DNI run alone, then its depth's two backprop runs side by side. Not a DNI run beside a
 # backprop run: by its checkpoint times, the depth-6 DNI run took 56 s per 1000 steps alone and
-# 203-209 s beside this script's backprop run (an observation, not a benchmark: why is not known,
-# and dni_contention.js, timing DNI steps beside a backprop loop, finds only 1.23x).
+# 203-209 s beside a backprop run (an observation, not a benchmark). dni_contention.js times
+# 1.23x beside a backprop process of the same session and 2.00x beside one in a session of its
+# own (Linux's autogroup scheduling gives each session an even share of the CPU); the rest of
+# the 3.7x is not explained.
 for depth in 6 5; do   # 6 first: the depth furthest from the target
   dni_run $depth >>bench/checkpoints/run-200k-depth$depth.log 2>&1
   bp_runs $depth >>bench/checkpoints/run-200k-depth$depth.log 2>&1
