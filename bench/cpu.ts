@@ -2,9 +2,10 @@
 //   1. a training step of the MNIST FCN (784-256-256-256-10, BatchNorm + ReLU, batch 256,
 //      Adam) in synthgrad and in PyTorch (bench/reference/torch_mlp.py);
 //   2. synthgrad's SGEMM against OpenBLAS sgemm at 256..2048 (bench/gemm/gemm_vs_openblas).
-// Prints the ratios and writes bench/results/cpu.json and cpu.md.
+// Prints the ratios and writes bench/results/cpu.json and cpu.md (NAME.json and NAME.md with
+// --out NAME, to keep another machine's results beside these).
 //
-//   bash bench/setup.sh && npm run bench:cpu
+//   bash bench/setup.sh && npm run bench:cpu [-- --out NAME]
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -67,7 +68,14 @@ function gemmVsOpenblas(blas: BlasSetting): { rows: GemmRow[]; raw: unknown } | 
   }
 }
 
+function outName(argv: string[]): string {
+  if (argv.length === 0) return 'cpu';
+  if (argv.length !== 2 || argv[0] !== '--out' || !/^[\w.-]+$/.test(argv[1])) throw new Error(`usage: npm run bench:cpu [-- --out NAME], got ${argv.join(' ')}`);
+  return argv[1];
+}
+
 async function main(): Promise<void> {
+  const out = outName(process.argv.slice(2));
   const threads = native.threads();
   const cpuModel = os.cpus()[0]?.model ?? 'unknown CPU';
   const date = new Date().toISOString();
@@ -90,7 +98,7 @@ async function main(): Promise<void> {
 
   const report = {
     date, machine: { cpu: cpuModel, cores: os.cpus().length, node: process.version },
-    command: 'npm run bench:cpu',
+    command: `npm run bench:cpu${out === 'cpu' ? '' : ` -- --out ${out}`}`,
     training_step: {
       model: `784-${hidden.join('-')}-10 BatchNorm+ReLU, batch ${batch}, Adam, ${steps} timed steps after ${warmup} warm-up`,
       synthgrad: { threads, ms_per_step: ours.msPerStep, samples_per_s: ours.samplesPerSecond },
@@ -101,10 +109,10 @@ async function main(): Promise<void> {
     gemm: gemms.map((g) => g.raw),
   };
   fs.mkdirSync(results, { recursive: true });
-  fs.writeFileSync(path.join(results, 'cpu.json'), JSON.stringify(report, null, 2) + '\n');
+  fs.writeFileSync(path.join(results, `${out}.json`), JSON.stringify(report, null, 2) + '\n');
   const md = [
     `# CPU benchmark`, '',
-    `${date}, ${cpuModel}, ${os.cpus().length} cores, Node ${process.version}; command: \`npm run bench:cpu\`.`, '',
+    `${date}, ${cpuModel}, ${os.cpus().length} cores, Node ${process.version}; command: \`${report.command}\`.`, '',
     `## Training step (${report.training_step.model})`, '',
     '| implementation | threads | BLAS | ms/step | samples/s | synthgrad speed-up |', '|---|---|---|---|---|---|',
     `| synthgrad | ${threads} | own SGEMM (${native.buildInfo().cpuGemm}) | ${ours.msPerStep.toFixed(3)} | ${Math.round(ours.samplesPerSecond)} | 1.00x |`,
@@ -114,8 +122,8 @@ async function main(): Promise<void> {
       '| n | synthgrad GFLOP/s | OpenBLAS GFLOP/s | ratio |', '|---|---|---|---|',
       ...g.rows.map((r) => `| ${r.n} | ${r.ours_gflops.toFixed(1)} | ${r.openblas_gflops.toFixed(1)} | ${r.ratio.toFixed(2)} |`), '']),
   ].join('\n');
-  fs.writeFileSync(path.join(results, 'cpu.md'), md);
-  console.log(`\nwrote ${path.relative(root, path.join(results, 'cpu.json'))} and cpu.md`);
+  fs.writeFileSync(path.join(results, `${out}.md`), md);
+  console.log(`\nwrote ${path.relative(root, path.join(results, `${out}.json`))} and ${out}.md`);
 }
 
 main().catch((e) => {

@@ -1,10 +1,11 @@
 // Step-time benchmark of decoupled training: backprop vs DNI vs cDNI for the MNIST FCN with
 // 3..6 hidden layers of 256 (batch 256, Adam), decoupled runs on one stream and on one stream
-// per module. Prints samples/s and the ratios; writes bench/results/dni-cpu.{json,md}.
+// per module. Prints samples/s and the ratios; writes bench/results/dni-cpu.{json,md}
+// (NAME.{json,md} with --out NAME).
 // Peers: PyTorch's implementations of the same methods (bench/reference/torch_dni.py), when
 // Debian's python3-torch is installed (bash bench/setup.sh).
 //
-//   node dist/bench/dni_cpu.js [--depths 3,6] [--steps 100]
+//   node dist/bench/dni_cpu.js [--depths 3,6] [--steps 100] [--out dni-cpu]
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -53,6 +54,8 @@ async function main(): Promise<void> {
   const opt = (name: string, dflt: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt);
   const depths = opt('--depths', '3,6').split(',').map(Number);
   const steps = Number(opt('--steps', '100'));
+  const out = opt('--out', 'dni-cpu');
+  if (!/^[\w.-]+$/.test(out)) throw new Error(`--out must be a file name, got ${out}`);
   const rows: Row[] = [];
   for (const depth of depths) {
     for (const method of ['backprop', 'cdni', 'dni'] as const) {
@@ -73,7 +76,8 @@ async function main(): Promise<void> {
   const find = (d: number, m: string, s: string) => rows.find((r) => r.depth === d && r.method === m && r.streams === s)!;
   const md = [
     '# Decoupled training step on the CPU', '',
-    `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/dni_cpu.js ${argv.join(' ')}\`; batch ${batch}, Adam.`, '',
+    `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/dni_cpu.js ${argv.join(' ')}\`; batch ${batch}, Adam; ` +
+      `PyTorch's OpenBLAS kernel: ${process.env.OPENBLAS_CORETYPE ? `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE}` : 'auto-detected'}.`, '',
     '| hidden layers | method | streams | ms/step | samples/s | vs backprop | per-module vs single | PyTorch ms/step (threads) | synthgrad vs PyTorch |',
     '|---|---|---|---|---|---|---|---|---|',
     ...rows.map((r) => {
@@ -89,9 +93,9 @@ async function main(): Promise<void> {
   ].join('\n');
   const dir = path.join(root, 'bench/results');
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'dni-cpu.md'), md);
-  fs.writeFileSync(path.join(dir, 'dni-cpu.json'), JSON.stringify({ date: new Date().toISOString(), machine, batch, rows }, null, 2) + '\n');
-  console.log(`\nwrote bench/results/dni-cpu.md and .json`);
+  fs.writeFileSync(path.join(dir, `${out}.md`), md);
+  fs.writeFileSync(path.join(dir, `${out}.json`), JSON.stringify({ date: new Date().toISOString(), machine, batch, rows }, null, 2) + '\n');
+  console.log(`\nwrote bench/results/${out}.md and .json`);
 }
 
 main().catch((e) => {
