@@ -11,6 +11,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Device, native } from '../ts';
+import { resultName } from './flags';
 import { projectRoot as root, resultsDir as results } from './paths';
 import { stepTime } from './step_time';
 
@@ -70,8 +71,8 @@ function gemmVsOpenblas(blas: BlasSetting): { rows: GemmRow[]; raw: unknown } | 
 
 function outName(argv: string[]): string {
   if (argv.length === 0) return 'cpu';
-  if (argv.length !== 2 || argv[0] !== '--out' || !/^[\w.-]+$/.test(argv[1])) throw new Error(`usage: npm run bench:cpu [-- --out NAME], got ${argv.join(' ')}`);
-  return argv[1];
+  if (argv.length !== 2 || argv[0] !== '--out') throw new Error(`usage: npm run bench:cpu [-- --out NAME], got ${argv.join(' ')}`);
+  return resultName('--out', argv[1]);
 }
 
 async function main(): Promise<void> {

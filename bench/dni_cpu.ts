@@ -11,7 +11,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Device, native } from '../ts';
-import { projectRoot as root } from './paths';
+import { resultName } from './flags';
+import { projectRoot as root, resultsDir } from './paths';
 import { Method, Streams, stepTime } from './step_time';
 
 const batch = 256;
@@ -54,8 +55,7 @@ async function main(): Promise<void> {
   const opt = (name: string, dflt: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt);
   const depths = opt('--depths', '3,6').split(',').map(Number);
   const steps = Number(opt('--steps', '100'));
-  const out = opt('--out', 'dni-cpu');
-  if (!/^[\w.-]+$/.test(out)) throw new Error(`--out must be a file name, got ${out}`);
+  const out = resultName('--out', opt('--out', 'dni-cpu'));
   const rows: Row[] = [];
   for (const depth of depths) {
     for (const method of ['backprop', 'cdni', 'dni'] as const) {
@@ -91,10 +91,9 @@ async function main(): Promise<void> {
     'DNI uses the paper\'s synthesizer (two hidden layers of 1024), so its step costs several backprop steps of this small model; ' +
     'on a 2-core CPU the streams share the cores, so one stream per module can gain little.', '',
   ].join('\n');
-  const dir = path.join(root, 'bench/results');
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, `${out}.md`), md);
-  fs.writeFileSync(path.join(dir, `${out}.json`), JSON.stringify({ date: new Date().toISOString(), machine, batch, rows }, null, 2) + '\n');
+  fs.mkdirSync(resultsDir, { recursive: true });
+  fs.writeFileSync(path.join(resultsDir, `${out}.md`), md);
+  fs.writeFileSync(path.join(resultsDir, `${out}.json`), JSON.stringify({ date: new Date().toISOString(), machine, batch, rows }, null, 2) + '\n');
   console.log(`\nwrote bench/results/${out}.md and .json`);
 }
 

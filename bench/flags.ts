@@ -6,6 +6,12 @@ export function onOff(flag: string, v: string): boolean {
   return v === 'on';
 }
 
+/** A results file's base name (bench/results/NAME.md): letters, digits, '.', '_' and '-' only. */
+export function resultName(flag: string, v: string): string {
+  if (!/^[\w.-]+$/.test(v)) throw new Error(`${flag} must be a file name without a directory, got ${v}`);
+  return v;
+}
+
 // The model-optimizer choice is the one `npm start` offers.
 export type { OptimizerKind } from '../ts/cli/options';
 export { modelOptimizer, optimizerKind, optimizerName } from '../ts/cli/options';

@@ -141,8 +141,7 @@ export class Synthesizer {
     if (!optimizer) throw new Error(`${this.name}: used before initialize()`);
     const f = this.network.forward(input, ctx);
     const batch = h.shape[0];
-    // M's output, centred over the batch into a copy (the last layer's backward may read its output).
-    const out = this.center ? centred(f.output, ctx) : f.output;
+    const out = this.output(f, ctx);
     const gradient = Tensor.empty(out.shape, { device: ctx.device, arena: ctx.arena });
     ops.axpby(ctx.stream.handle, 1 / batch, out.handle, 0, gradient.handle); // ĝ = M(h)/B
     return {
@@ -157,11 +156,16 @@ export class Synthesizer {
         let loss = this.regress(h, f, out, perExample, lctx, optimizer);
         for (let k = 1; k < this.updatesPerTarget; k++) {
           const again = this.network.forward(input, lctx);
-          loss = this.regress(h, again, this.center ? centred(again.output, lctx) : again.output, perExample, lctx, optimizer);
+          loss = this.regress(h, again, this.output(again, lctx), perExample, lctx, optimizer);
         }
         return loss;
       },
     };
+  }
+
+  /** M's output, centred over the batch into a copy when `center` (its last layer's backward may read the original). */
+  private output(f: Forwarded, ctx: StepContext): Tensor {
+    return this.center ? centred(f.output, ctx) : f.output;
   }
 
   /** One optimizer step of M on the L2 loss between its (centred) output `out` and `target`. */
