@@ -23,8 +23,23 @@ describe('npm start options', () => {
     expect(() => parseArgs(['--bogus', '1'])).toThrow(/unknown option '--bogus'/);
   });
 
+  test('--at chooses the cuts and --steps the budget', () => {
+    expect(parseArgs(['--method', 'dni', '--at', '2,5']).at).toEqual([2, 5]);
+    expect(parseArgs(['--method', 'cdni', '--at', 'every-layer']).at).toBe('every-layer');
+    expect(parseArgs([]).at).toBe('every-activation');
+    expect(parseArgs(['--steps', '30']).steps).toBe(30);
+    expect(() => parseArgs(['--method', 'dni', '--at', '2,x'])).toThrow(/--at must be every-activation, every-layer or layer indices such as 2,5, got '2,x'/);
+    expect(() => parseArgs(['--method', 'dni', '--at', '-1'])).toThrow(/--at must be/);
+  });
+
+  test.each(['--p-update 0.2', '--pipeline 2', '--streams single', '--diagnose-every 5', '--center', '--mask-inactive', '--at 2', '--synth-lr 1e-3'])(
+    'a DNI-only flag under --method backprop is refused: %s', (flags) => {
+      const flag = flags.split(' ')[0];
+      expect(() => parseArgs(flags.split(' '))).toThrow(`${flag} applies to dni and cdni only`);
+      expect(() => parseArgs(['--method', 'cdni', ...flags.split(' ')])).not.toThrow();
+    });
+
   test('options that do not fit the method are refused', () => {
-    expect(() => parseArgs(['--synth-lr', '1e-3'])).toThrow(/--synth-lr applies to dni and cdni only/);
     expect(() => parseArgs(['--method', 'cdni', '--optimizer', 'sgd'])).toThrow(/--optimizer sgd with dni or cdni needs --synth-lr/);
     expect(parseArgs(['--optimizer', 'sgd', '--lr', '0.01'])).toMatchObject({ method: 'backprop', optimizer: 'sgd', lr: 0.01 });
   });

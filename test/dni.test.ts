@@ -81,6 +81,51 @@ describe('one DNI step', () => {
   });
 });
 
+describe('the pipelined schedule (depth 1)', () => {
+  test('regresses the late target with the synthesizer\'s current weights on the saved input (float64)', async () => {
+    // f1 = Linear(3→4), f2 = Linear(4→2), MSE; M(h1) = h1 Aᵀ + c on SGD. At step 3, M learns
+    // step 2's target δ from step 2's h1, with the weights it has after step 2's update.
+    const B = 5, lrSynth = 0.05;
+    const model = new Sequential([new Linear(3, 4), new Linear(4, 2)]);
+    const net = decouple(model, {
+      at: [0], synthesizer: { hidden: [], optimizer: () => new SGD({ lr: lrSynth }) }, schedule: { kind: 'pipelined', depth: 1 },
+    });
+    const rng = new Random(5);
+    net.initialize(cpu, rng.fork());
+    const strategy = net.trainingStrategy({ loss: new MeanSquaredError(), optimizer: () => new SGD({ lr: 0.1 }) }) as DecoupledTraining;
+    strategy.record = true;
+    const synthLinear = (net.synthesizers[0].network as Sequential).layers[0] as Linear;
+    await synthLinear.weight!.assign(ref.randomArray(rng, 16, 0.05, 0.3));
+    await synthLinear.bias!.assign(ref.randomArray(rng, 4, 0.05, 0.3));
+    const stream = new Stream(cpu);
+    const arena = new Arena();
+    const ctx = context(stream, arena);
+    const batch = () => [Tensor.fromArray(ref.randomArray(rng, B * 3), [B, 3], { device: cpu, arena }),
+      Tensor.fromArray(ref.randomArray(rng, B * 2), [B, 2], { device: cpu, arena })];
+    const [x1, y1] = batch();
+    await strategy.step(x1, y1, ctx).read(stream);
+    const [x2, y2] = batch();
+    await strategy.step(x2, y2, ctx).read(stream);
+    const h = await values(strategy.lastStep!.activations[0], stream);
+    const delta = await values(strategy.lastStep!.targets[0]!, stream);
+    const A = await values(synthLinear.weight!.value, stream);
+    const c = await values(synthLinear.bias!.value, stream);
+    const [x3, y3] = batch();
+    await strategy.step(x3, y3, ctx).read(stream);
+
+    const raw = ref.addBias(ref.gemm(false, true, { M: B, N: 4, K: 4 }, 1, h, A, 0, null), c, B, 4);
+    const target = delta.map((d) => B * d);
+    const [probe] = await strategy.diagnose(x3, y3, ctx);
+    expectClose([probe.synthesizerLoss], [ref.mse(raw, target)], 1e-5);
+    const dRaw = raw.map((v, k) => (2 * (v - target[k])) / (B * 4));
+    const A2 = A.map((a, k) => a - lrSynth * ref.gemm(true, false, { M: 4, N: 4, K: B }, 1, dRaw, h, 0, null)[k]);
+    expectClose(await values(synthLinear.weight!.value, stream), A2, 1e-5);
+    arena.dispose();
+    strategy.dispose();
+    net.dispose();
+  });
+});
+
 describe('a synthesizer', () => {
   test('learns the true gradient of a quadratic loss', async () => {
     // L = mean_n (½ h_nᵀ Q h_n + bᵀ h_n): the per-example gradient is Q h + b, linear in h.
@@ -372,6 +417,25 @@ describe('diagnostics', () => {
     expect(reports[reports.length - 1].ratio[1]).toBeGreaterThan(0.2);
     expect(reports[reports.length - 1].ratio[1]).toBeLessThan(5);
     expect((await trainer.evaluate(test.head(2000))).accuracy).toBeGreaterThan(0.85);
+    trainer.dispose();
+  });
+
+  test.each([
+    ['stochastic updates (p = 0.2)', { kind: 'lockstep' as const, pUpdate: 0.2 }],
+    ['the pipelined schedule (depth 2)', { kind: 'pipelined' as const, depth: 2 }],
+  ])('work with %s: the latest synthesizer loss outlives the step that computed it', async (_, schedule) => {
+    // Regression: with p < 1 a synthesizer may not learn for several steps, and the probe read
+    // a loss tensor that its step had already disposed of.
+    const { train } = await datasets.mnist();
+    const net = decouple(mlp(784, [32, 32], 10), { synthesizer: { conditioned: true }, schedule });
+    const trainer = new Trainer(net, { device: cpu, optimizer: () => new Adam({ lr: 1e-3 }), seed: 1 });
+    const losses: number[][] = [];
+    await trainer.fit(train.head(2048), {
+      steps: 40, batchSize: 64, diagnoseEvery: 2, logEvery: 1000,
+      onStep: (m) => { if (m.diagnostics) losses.push(m.diagnostics.map((d) => d.synthesizerLoss)); },
+    });
+    expect(losses).toHaveLength(20);
+    for (const l of losses.slice(3)) for (const v of l) expect(v).toBeGreaterThan(0);
     trainer.dispose();
   });
 

@@ -22,10 +22,10 @@ import { Options, modelOptimizer, optimizerName, parseArgs, usage } from './opti
  */
 function checkResumable(o: Options): void {
   const sidecar = `${o.checkpoint}.options.json`;
-  const { checkpoint: _file, device: _device, help: _help, center, maskInactive, optimizer, synthLr, ...common } = o; // the file and the device may change
+  const { checkpoint: _file, device: _device, help: _help, steps: _steps, at, center, maskInactive, optimizer, synthLr, ...common } = o; // the file and the device may change
   // Later options are named only when not at their defaults, so files saved before they existed still resume.
   const run = {
-    ...common, ...(center ? { center } : {}), ...(maskInactive ? { maskInactive } : {}),
+    ...common, ...(at !== 'every-activation' ? { at } : {}), ...(center ? { center } : {}), ...(maskInactive ? { maskInactive } : {}),
     ...(optimizer !== 'adam' ? { optimizer } : {}), ...(synthLr !== undefined ? { synthLr } : {}),
   };
   if (fs.existsSync(o.checkpoint!)) {
@@ -56,13 +56,14 @@ async function main(): Promise<void> {
     ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate }
     : { kind: 'lockstep', pUpdate: o.pUpdate };
   const stepsPerEpoch = Math.ceil(train.count / o.batchSize);
-  // Step decay (x0.1 at 60% and 85% of training) settles the noisy late epochs of a constant lr.
+  // Step decay (x0.1 at 60% and 85% of the epochs' steps) settles the noisy late epochs of a constant lr.
   const total = o.epochs * stepsPerEpoch;
   const decayed = (base: number) => schedules.stepDecay(base, [Math.round(0.6 * total), Math.round(0.85 * total)], 0.1);
   const lr = decayed(o.lr);
   const synthLr = o.synthLr === undefined ? undefined : decayed(o.synthLr);
   const model: Module = decoupled
     ? decouple(mlpModel, {
+      at: o.at,
       synthesizer: {
         conditioned: o.method === 'cdni', center: o.center, maskInactive: o.maskInactive,
         optimizer: synthLr === undefined ? undefined : () => new Adam({ lr: synthLr }),
@@ -90,6 +91,7 @@ async function main(): Promise<void> {
   if (o.checkpoint) checkResumable(o);
   const result = await trainer.fit(train, {
     epochs: o.epochs,
+    steps: o.steps,
     batchSize: o.batchSize,
     validation: test,
     logEvery: 10,

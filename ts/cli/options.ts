@@ -24,6 +24,7 @@ export function optimizerName(kind: OptimizerKind): string {
 export const usage = `usage: npm start -- [options]
   --method backprop|dni|cdni   training method (default backprop)
   --epochs 10                  epochs over the 60,000 training images
+  --steps N                    stop after N steps (default: when the epochs are done)
   --batch-size 256
   --optimizer adam|sgd         the model's optimizer: Adam, or SGD with momentum 0.9 (default adam)
   --lr 1e-3                    the model's learning rate (x0.1 at 60% and 85% of training)
@@ -32,6 +33,9 @@ export const usage = `usage: npm start -- [options]
   --hidden 256,256,256         hidden layer widths
   --seed 0
   --device cpu|cuda:0          default: the best device present
+  --at every-activation        DNI/cDNI: where to cut the network: every-activation (after each
+                               ReLU, the last hidden one included), every-layer, or 0-based layer
+                               indices such as 2,5 (in 784-256-256-256-10, ReLUs are layers 2, 5, 8)
   --p-update 1                 DNI/cDNI: probability that a module updates at a step
   --pipeline 0                 DNI/cDNI: let modules run this many batches ahead (0: lockstep)
   --streams per-module|single  DNI/cDNI: one stream per module (default) or one in all
@@ -43,6 +47,8 @@ export const usage = `usage: npm start -- [options]
 
 export interface Options {
   method: 'backprop' | 'dni' | 'cdni';
+  at: 'every-activation' | 'every-layer' | number[];
+  steps?: number;
   pUpdate: number;
   pipeline: number;
   streams: 'per-module' | 'single';
@@ -67,14 +73,28 @@ const switches = new Map<string, 'graph' | 'center' | 'maskInactive' | 'help'>([
   ['--graph', 'graph'], ['--center', 'center'], ['--mask-inactive', 'maskInactive'], ['--help', 'help'],
 ]);
 
+/** Flags that configure synthesizers or their schedule: an error with --method backprop. */
+const decoupledOnly = ['--at', '--p-update', '--pipeline', '--streams', '--diagnose-every', '--center', '--mask-inactive', '--synth-lr'];
+
+/** `--at`'s value: a named cut or 0-based layer indices. */
+function cutsFrom(value: string | undefined): Options['at'] {
+  if (value === 'every-activation' || value === 'every-layer') return value;
+  const indices = (value ?? '').split(',').map((v) => (/^\d+$/.test(v.trim()) ? Number(v) : NaN));
+  if (!value || indices.some((i) => !Number.isInteger(i)))
+    throw new Error(`--at must be every-activation, every-layer or layer indices such as 2,5, got '${value ?? ''}'`);
+  return indices;
+}
+
 /** Parses `npm start`'s arguments; a bad one is an Error that names the flag. */
 export function parseArgs(argv: string[]): Options {
+  const given = new Set<string>();
   const o: Options = {
-    method: 'backprop', pUpdate: 1, pipeline: 0, streams: 'per-module', diagnoseEvery: 100, graph: false, center: false, maskInactive: false,
+    method: 'backprop', at: 'every-activation', pUpdate: 1, pipeline: 0, streams: 'per-module', diagnoseEvery: 100, graph: false, center: false, maskInactive: false,
     epochs: 10, batchSize: 256, optimizer: 'adam', lr: 1e-3, seed: 0, hidden: [256, 256, 256],
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
+    given.add(flag);
     const on = switches.get(flag);
     if (on) {
       o[on] = true;
@@ -93,6 +113,8 @@ export function parseArgs(argv: string[]): Options {
     };
     switch (flag) {
       case '--epochs': o.epochs = positive(); break;
+      case '--steps': o.steps = positive(); break;
+      case '--at': o.at = cutsFrom(value); break;
       case '--batch-size': o.batchSize = positive(); break;
       case '--lr': o.lr = positive(); break;
       case '--synth-lr': o.synthLr = positive(); break;
@@ -118,7 +140,8 @@ export function parseArgs(argv: string[]): Options {
       default: throw new Error(`unknown option '${flag}' (try --help)`);
     }
   }
-  if (o.synthLr !== undefined && o.method === 'backprop') throw new Error('--synth-lr applies to dni and cdni only (--method backprop has no synthesizers)');
+  const misplaced = o.method === 'backprop' ? decoupledOnly.find((f) => given.has(f)) : undefined;
+  if (misplaced) throw new Error(`${misplaced} applies to dni and cdni only (--method backprop has no synthesizers)`);
   // SGD's step is in proportion to the gradient, Adam's is not: one learning rate cannot serve both.
   if (o.optimizer === 'sgd' && o.method !== 'backprop' && o.synthLr === undefined) {
     throw new Error('--optimizer sgd with dni or cdni needs --synth-lr (the synthesizers keep Adam)');

@@ -60,8 +60,14 @@ export interface SynthesizerOptions {
 export interface Prediction {
   /** ĝ, the synthetic gradient of the mean loss [batch, width] */
   gradient: Tensor;
-  /** Regresses this prediction onto `target`; returns the L2 loss as a [1] tensor. */
-  learn(target: Tensor, ctx: StepContext): Tensor;
+  /**
+   * Regresses M onto `target` for this prediction's input; returns the L2 loss as a [1] tensor.
+   * `late`: M may have been updated since it predicted (a pipelined target), so it predicts
+   * afresh from the saved input with its current weights; otherwise it regresses the saved
+   * prediction (the same weights, no second forward). Either way the optimizer step is the
+   * gradient of the current weights' error, never a stale one.
+   */
+  learn(target: Tensor, ctx: StepContext, late?: boolean): Tensor;
 }
 
 export class Synthesizer {
@@ -146,19 +152,20 @@ export class Synthesizer {
     ops.axpby(ctx.stream.handle, 1 / batch, out.handle, 0, gradient.handle); // ĝ = M(h)/B
     return {
       gradient,
-      learn: (target, lctx) => {
+      learn: (target, lctx, late = false) => {
         const s = lctx.stream.handle;
         const opts = { device: lctx.device, arena: lctx.arena };
         const perExample = Tensor.empty(target.shape, opts);
         ops.axpby(s, batch, target.handle, 0, perExample.handle); // B·δ
         // Zero the target where h = 0 (and the prediction below): those units then add nothing.
         if (this.maskInactive) ops.activationBackward(s, 'relu', h.handle, perExample.handle, perExample.handle);
-        let loss = this.regress(h, f, out, perExample, lctx, optimizer);
-        for (let k = 1; k < this.updatesPerTarget; k++) {
-          const again = this.network.forward(input, lctx);
-          loss = this.regress(h, again, this.output(again, lctx), perExample, lctx, optimizer);
+        let loss: Tensor | undefined;
+        for (let k = 0; k < this.updatesPerTarget; k++) {
+          // A fresh forward leaves BatchNorm's running statistics alone: this batch already counted once.
+          const current = k === 0 && !late ? f : this.network.forward(input, { ...lctx, freezeStatistics: true });
+          loss = this.regress(h, current, k === 0 && !late ? out : this.output(current, lctx), perExample, lctx, optimizer);
         }
-        return loss;
+        return loss!;
       },
     };
   }

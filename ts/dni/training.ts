@@ -72,7 +72,8 @@ export class DecoupledTraining implements TrainingStrategy {
   private readonly pending: PendingLearn[][];
   private readonly arenas: Arena[] = [];
   private readonly params: Parameter[][];
-  private readonly synthLoss: (Tensor | undefined)[];
+  /** each synthesizer's latest L2 loss (NaN until it first learns) */
+  private readonly synthLoss: Tensor[];
 
   constructor(readonly network: DecoupledNetwork, readonly device: Device, readonly loss: Loss,
     readonly optimizers: Optimizer[], private readonly updateRng: Random) {
@@ -89,7 +90,7 @@ export class DecoupledTraining implements TrainingStrategy {
     this.deltaReady = network.modules.map(() => Array.from({ length: this.depth + 1 }, () => new Event(device)));
     this.pending = network.modules.map(() => []);
     this.params = network.modules.map((m) => m.parameters());
-    this.synthLoss = new Array(n - 1).fill(undefined);
+    this.synthLoss = network.synthesizers.map(() => noLoss(device));
   }
 
   /** Why a step cannot be captured into a graph (undefined: it can, once warm-up is over). */
@@ -131,7 +132,7 @@ export class DecoupledTraining implements TrainingStrategy {
     this.steps = steps;
     this.optimizers.forEach((o, i) => { o.steps = moduleSteps[i]; });
     this.synthesizerOptimizers().forEach((o, i) => { o.steps = synthSteps[i]; });
-    this.synthLoss.fill(undefined);
+    this.synthLoss.forEach((l, i) => { l.dispose(); this.synthLoss[i] = noLoss(this.device); });
     this.forkNext = true; // the module streams wait for the restored state (copied on the trainer's stream)
   }
 
@@ -223,11 +224,9 @@ export class DecoupledTraining implements TrainingStrategy {
     // Keep the tensors of the steps a pending synthesizer update may still use.
     while (this.arenas.length > this.depth + 1) this.arenas.shift()!.dispose();
     if (capture) {
-      const losses = [...this.synthLoss];
       capture.beforeLaunch(() => {
         this.steps++;
         this.forkNext = true;
-        losses.forEach((l, i) => { this.synthLoss[i] = l; });
       });
     }
     if (this.record) {
@@ -251,7 +250,9 @@ export class DecoupledTraining implements TrainingStrategy {
     while (queue.length && queue[0].step <= learn.step - this.depth) {
       const due = queue.shift()!;
       if (separate) ctx.stream.wait(this.deltaReady[i][due.step % (this.depth + 1)]);
-      this.synthLoss[i] = due.prediction.learn(due.target, ctx);
+      const loss = due.prediction.learn(due.target, ctx, due.step < learn.step);
+      // Kept in a tensor of its own: the step's arena (and the loss in it) may be gone before a probe reads it.
+      ops.copy(ctx.stream.handle, loss.handle, this.synthLoss[i].handle);
     }
   }
 
@@ -297,7 +298,7 @@ export class DecoupledTraining implements TrainingStrategy {
           const h = await forwards[i].output.readFloat32(ctx.stream);
           for (let k = 0; k < h.length; k++) if (!(h[k] > 0)) a[k] = b[k] = t[k] = 0;
         }
-        const loss = this.synthLoss[i] ? (await this.synthLoss[i]!.readFloat32(ctx.stream))[0] : NaN;
+        const loss = (await this.synthLoss[i].readFloat32(ctx.stream))[0];
         out.push({ module: i + 1, synthesizerLoss: loss, cosine: cosine(a, b), normRatio: Math.sqrt(dot(a, a) / dot(b, b)), targetCosine: cosine(a, t) });
       }
       return out;
@@ -310,7 +311,13 @@ export class DecoupledTraining implements TrainingStrategy {
     for (const a of this.arenas) a.dispose();
     this.arenas.length = 0;
     for (const o of this.optimizers) o.dispose();
+    for (const l of this.synthLoss) l.dispose();
   }
+}
+
+/** A synthesizer loss not yet measured. */
+function noLoss(device: Device): Tensor {
+  return Tensor.fromArray([NaN], [1], { device });
 }
 
 function dot(a: Float32Array, b: Float32Array): number {
