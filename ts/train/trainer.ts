@@ -89,7 +89,7 @@ export interface FitOptions {
   epochs?: number;
   /** ... or this many steps, whichever comes first (at least one of the two) */
   steps?: number;
-  /** default 256 */
+  /** default 256; at least 2 where the model has a BatchNorm1d (then a 1-row epoch tail is dropped) */
   batchSize?: number;
   /** shuffle the rows every epoch (seeded); default true */
   shuffle?: boolean;
@@ -481,7 +481,7 @@ export class Trainer {
         // Every epoch takes a step: batchSize and data.count are at least minRows (checked above).
         for (let start = resuming ? resumed!.start : 0; start < data.count && step < maxSteps; start += batchSize) {
           const end = Math.min(data.count, start + batchSize);
-          if (end - start < this.minRows) break; // BatchNorm needs two rows; a 1-row tail is dropped
+          if (end - start < this.minRows) break; // with BatchNorm (two rows needed), a 1-row tail is dropped
           const batch = data.gather(order, start, end);
           const arena = new Arena();
           const ctx: StepContext = { device: this.device, stream: this.stream, training: true, arena };
