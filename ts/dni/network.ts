@@ -2,7 +2,7 @@
 //
 // The result is a Module (its forward is the plain network, for evaluation) that brings its
 // own training strategy (training.ts), so Trainer.fit/evaluate accept it like any model.
-import { describe } from '../check';
+import { booleanOption, checkOptions, describe } from '../check';
 import { Device } from '../device';
 import { Activation, BatchNorm1d, Linear, Sequential, endsWithReLU } from '../nn/layers';
 import { Loss } from '../nn/losses';
@@ -71,6 +71,10 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     super();
     if (!(model instanceof Sequential)) throw new TypeError(`decouple: 'model' must be a Sequential, got ${describe(model)}`);
     if (!options || typeof options !== 'object') throw new TypeError('decouple: options must be an object');
+    checkOptions('decouple', options, ['at', 'synthesizer', 'schedule', 'lambda', 'warmupSteps', 'streams', 'classes']);
+    checkOptions('decouple', options.synthesizer, SYNTHESIZER_OPTIONS, 'synthesizer');
+    // The Synthesizer takes any truthy value as cDNI: "no" would quietly condition on the labels.
+    booleanOption('decouple', 'synthesizer.conditioned', options.synthesizer?.conditioned, false);
     const layers = model.layers;
     this.config = {
       cuts: resolveCuts(options.at ?? 'every-activation', model),
@@ -106,6 +110,11 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     this.synthesizerOptimizer = options.synthesizer?.optimizer;
   }
 
+  /** The model, then the synthesizers' networks. */
+  children(): readonly Module[] {
+    return [this.model, ...this.synthesizers.map((s) => s.network)];
+  }
+
   initialize(device: Device, rng: Random): void {
     this.model.initialize(device, rng);
     this.device = device;
@@ -139,6 +148,12 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     return this.model.forward(x, ctx);
   }
 
+  /** The classes a cDNI synthesizer one-hot encodes (labels beyond them cannot be encoded); undefined for DNI. */
+  labelClasses(): number | undefined {
+    const conditioned = this.synthesizers.find((s) => s.conditioned);
+    return conditioned?.classes;
+  }
+
   trainingStrategy(options: { loss: Loss; optimizer: (module: number) => Optimizer }): TrainingStrategy {
     const device = this.initialized(this.device);
     const rng = this.initialized(this.rng);
@@ -152,6 +167,9 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     for (const s of this.synthesizers) s.dispose();
   }
 }
+
+/** The keys of SynthesizerOptions (synthesizer.ts), checked here, where users pass them. */
+const SYNTHESIZER_OPTIONS = ['hidden', 'conditioned', 'lossWeight', 'updatesPerTarget', 'optimizer', 'network', 'center', 'maskInactive'] as const;
 
 /** Cuts a Sequential model into decoupled modules with a synthesizer at each cut. */
 export function decouple(model: Sequential, options: DecoupleOptions = {}): DecoupledNetwork {
@@ -180,6 +198,9 @@ function resolveCuts(at: DecoupleOptions['at'], model: Sequential): number[] {
 function resolveSchedule(s: Schedule | undefined): Required<Schedule> {
   const schedule = s ?? { kind: 'lockstep' };
   if (!schedule || typeof schedule !== 'object') throw new TypeError('decouple: \'schedule\' must be an object');
+  // depth belongs to the pipelined schedule only: on lockstep it would be silently meaningless.
+  if (schedule.kind === 'lockstep' || schedule.kind === 'pipelined')
+    checkOptions('decouple', schedule, schedule.kind === 'pipelined' ? ['kind', 'depth', 'pUpdate'] : ['kind', 'pUpdate'], 'schedule');
   const pUpdate = schedule.pUpdate ?? 1;
   if (typeof pUpdate !== 'number' || !(pUpdate > 0 && pUpdate <= 1))
     throw new RangeError(`decouple: 'schedule.pUpdate' must be in (0, 1], got ${String(pUpdate)}`);

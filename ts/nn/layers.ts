@@ -1,6 +1,6 @@
 // Layers: Linear, BatchNorm1d and the activations. Each forward enqueues native ops on the
 // step's stream; each backward closure does the same for the gradients.
-import { positiveInt } from '../check';
+import { booleanOption, checkOptions, describe, numberOption, positiveInt } from '../check';
 import { Device } from '../device';
 import { native, ActivationName } from '../native';
 import { Random } from '../random';
@@ -23,6 +23,10 @@ export class Linear extends Module {
     super();
     positiveInt('Linear', 'inFeatures', inFeatures);
     positiveInt('Linear', 'outFeatures', outFeatures);
+    checkOptions('Linear', options, ['bias', 'init']);
+    booleanOption('Linear', 'bias', options.bias, true);
+    if (options.init !== undefined && options.init !== 'default' && options.init !== 'zeros')
+      throw new TypeError(`Linear: 'init' must be 'default' or 'zeros', got ${describe(options.init)}`);
     this.name = `Linear(${inFeatures}→${outFeatures})`;
   }
 
@@ -89,11 +93,12 @@ export class BatchNorm1d extends Module {
   constructor(readonly features: number, options: { momentum?: number; eps?: number } = {}) {
     super();
     positiveInt('BatchNorm1d', 'features', features);
-    this.momentum = options.momentum ?? 0.1;
-    this.eps = options.eps ?? 1e-5;
+    checkOptions('BatchNorm1d', options, ['momentum', 'eps']);
+    this.momentum = numberOption('BatchNorm1d', 'momentum', options.momentum, 0.1);
+    this.eps = numberOption('BatchNorm1d', 'eps', options.eps, 1e-5);
     if (!(this.momentum >= 0 && this.momentum <= 1))
       throw new RangeError(`BatchNorm1d: 'momentum' must be in [0, 1], got ${this.momentum}`);
-    if (!(this.eps > 0)) throw new RangeError(`BatchNorm1d: 'eps' must be > 0, got ${this.eps}`);
+    if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw new RangeError(`BatchNorm1d: 'eps' must be a finite number > 0, got ${this.eps}`);
     this.name = `BatchNorm1d(${features})`;
   }
 
@@ -243,6 +248,10 @@ export class Sequential extends Module {
 
   parameters(): Parameter[] {
     return this.layers.flatMap((l) => l.parameters());
+  }
+
+  children(): readonly Module[] {
+    return this.layers;
   }
 
   stateTensors(): Tensor[] {

@@ -83,6 +83,15 @@ export abstract class Module {
   }
 
   /**
+   * The modules this one is built from (a Sequential's layers), so that a model can be walked:
+   * the trainer finds the BatchNorm layers (which need two rows per batch) and binds every
+   * part of a model to one trainer. A module that holds others should return them.
+   */
+  children(): readonly Module[] {
+    return [];
+  }
+
+  /**
    * The tensors holding what the module has learned, in a fixed order: parameter values, then
    * buffers (BatchNorm's running statistics). Checkpoints save and restore exactly these.
    */
@@ -111,4 +120,9 @@ export function checkInput(module: string, x: Tensor, features: number, ctx: Ste
     throw new RangeError(`${module}: the input must have shape [batch, ${features}], got [${x.shape.join(', ')}]`);
   if (!x.device.equals(ctx.device))
     throw new TypeError(`${module}: the input is on ${x.device.name} but the module runs on ${ctx.device.name}`);
+}
+
+/** `module` and every module below it, depth first. */
+export function modulesOf(module: Module): Module[] {
+  return [module, ...module.children().flatMap(modulesOf)];
 }

@@ -6,7 +6,7 @@
 // scalars (learning rate, bias corrections) reach the op through a small device tensor written
 // just before it, so a step captured into a graph reads fresh values at every launch.
 // An optimizer serves one parameter group (one module): its scalars tensor is shared.
-import { describe } from '../check';
+import { checkOptions, describe, numberOption } from '../check';
 import type { CaptureHooks } from '../graph';
 import { native } from '../native';
 import { Parameter } from '../nn/module';
@@ -29,7 +29,8 @@ export const schedules = {
     checkLr('stepDecay', lr);
     if (!Array.isArray(milestones) || milestones.some((m) => !Number.isInteger(m) || m < 0))
       throw new TypeError(`stepDecay: 'milestones' must be an array of non-negative integers, got ${String(milestones)}`);
-    if (!(gamma > 0)) throw new RangeError(`stepDecay: 'gamma' must be > 0, got ${gamma}`);
+    if (typeof gamma !== 'number') throw new TypeError(`stepDecay: 'gamma' must be a number, got ${describe(gamma)}`);
+    if (!(gamma > 0) || !Number.isFinite(gamma)) throw new RangeError(`stepDecay: 'gamma' must be a finite number > 0, got ${gamma}`);
     const sorted = [...milestones].sort((a, b) => a - b);
     return (step) => lr * Math.pow(gamma, sorted.filter((m) => step >= m).length);
   },
@@ -62,8 +63,9 @@ export abstract class Optimizer {
       checkLr(owner, options.lr);
       this.schedule = schedules.constant(options.lr);
     }
-    this.weightDecay = options.weightDecay ?? 0;
-    if (!(this.weightDecay >= 0)) throw new RangeError(`${owner}: 'weightDecay' must be >= 0, got ${this.weightDecay}`);
+    this.weightDecay = numberOption(owner, 'weightDecay', options.weightDecay, 0);
+    if (!(this.weightDecay >= 0) || !Number.isFinite(this.weightDecay))
+      throw new RangeError(`${owner}: 'weightDecay' must be a finite number >= 0, got ${this.weightDecay}`);
   }
 
   /** The learning rate the next step will use. */
@@ -122,6 +124,15 @@ export abstract class Optimizer {
   protected abstract disposeState(): void;
 }
 
+/**
+ * Checks that `options` holds only the base options (lr, weightDecay) and `own`; returns it.
+ * The built-in optimizers call it (a subclass of Optimizer with options of its own checks its own).
+ */
+function known<T>(owner: string, options: T, own: readonly string[]): T {
+  if (options !== null && typeof options === 'object') checkOptions(owner, options, ['lr', 'weightDecay', ...own]);
+  return options;
+}
+
 /** Calls an optimizer factory for `module`; a factory that returns something else is an error naming `owner`. */
 export function optimizerFor(owner: string, make: (module: number) => Optimizer, module: number): Optimizer {
   const o = make(module);
@@ -158,8 +169,8 @@ export class SGD extends Optimizer {
   private groups = new WeakMap<readonly Parameter[], Group>();
 
   constructor(options: OptimizerOptions & { momentum?: number }) {
-    super('SGD', options);
-    this.momentum = options.momentum ?? 0;
+    super('SGD', known('SGD', options, ['momentum']));
+    this.momentum = numberOption('SGD', 'momentum', options.momentum, 0);
     if (!(this.momentum >= 0 && this.momentum < 1)) throw new RangeError(`SGD: 'momentum' must be in [0, 1), got ${this.momentum}`);
   }
 
@@ -200,13 +211,13 @@ export class Adam extends Optimizer {
   private groups = new WeakMap<readonly Parameter[], Group>();
 
   constructor(options: OptimizerOptions & { beta1?: number; beta2?: number; eps?: number }) {
-    super('Adam', options);
-    this.beta1 = options.beta1 ?? 0.9;
-    this.beta2 = options.beta2 ?? 0.999;
-    this.eps = options.eps ?? 1e-8;
+    super('Adam', known('Adam', options, ['beta1', 'beta2', 'eps']));
+    this.beta1 = numberOption('Adam', 'beta1', options.beta1, 0.9);
+    this.beta2 = numberOption('Adam', 'beta2', options.beta2, 0.999);
+    this.eps = numberOption('Adam', 'eps', options.eps, 1e-8);
     for (const [k, v] of [['beta1', this.beta1], ['beta2', this.beta2]] as const)
       if (!(v >= 0 && v < 1)) throw new RangeError(`Adam: '${k}' must be in [0, 1), got ${v}`);
-    if (!(this.eps > 0)) throw new RangeError(`Adam: 'eps' must be > 0, got ${this.eps}`);
+    if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw new RangeError(`Adam: 'eps' must be a finite number > 0, got ${this.eps}`);
   }
 
   /** [lr / (1 - beta1^t), sqrt(1 - beta2^t)], computed natively exactly as adamStep does. */

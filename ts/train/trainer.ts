@@ -2,14 +2,20 @@
 // checkpoints (save, load, and fit runs that resume where they stopped), and evaluation. It
 // never blocks the event loop: each step is enqueued on the trainer's stream and the host
 // awaits the previous step's loss (a Promise) while the stream computes.
+//
+// Everything fit() and evaluate() can check is checked before the first step: the options
+// (unknown keys included), the data against the model (features, and classes against the
+// model's outputs: the trainer classifies), and rows enough for a step. A model belongs to one
+// trainer at a time: a second would re-initialise the weights the first has trained.
 import { promises as fsp } from 'fs';
-import { describe, positiveInt } from '../check';
+import { booleanOption, checkOptions, describe, positiveInt } from '../check';
 import { Dataset } from '../data/dataset';
 import { Device } from '../device';
 import { Graph } from '../graph';
 import { native } from '../native';
 import { Loss, LossName, lossFrom } from '../nn/losses';
-import { Module, Parameter, StepContext } from '../nn/module';
+import { BatchNorm1d } from '../nn/layers';
+import { Module, Parameter, StepContext, modulesOf } from '../nn/module';
 import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Stream } from '../stream';
@@ -83,7 +89,7 @@ export interface FitOptions {
   epochs?: number;
   /** ... or this many steps, whichever comes first (at least one of the two) */
   steps?: number;
-  /** default 256 */
+  /** default 256; at least 2 where the model has a BatchNorm1d (then a 1-row epoch tail is dropped) */
   batchSize?: number;
   /** shuffle the rows every epoch (seeded); default true */
   shuffle?: boolean;
@@ -272,12 +278,21 @@ export function stepCount(v: unknown, what: string): number {
 /** A model that chooses its own training strategy (e.g. a decoupled network). */
 export interface HasTrainingStrategy {
   trainingStrategy(options: { loss: Loss; optimizer: (module: number) => Optimizer }): TrainingStrategy;
+  /** The number of classes its training step one-hot encodes (cDNI), which the data's labels must fit. */
+  labelClasses?(): number | undefined;
 }
+
+const FIT_OPTIONS = ['epochs', 'steps', 'batchSize', 'shuffle', 'validation', 'onStep', 'logEvery', 'diagnoseEvery',
+  'onEpoch', 'graph', 'checkpoint'] as const;
+
+/** Each module bound to a trainer, and to which (see the Trainer constructor). */
+const boundTo = new WeakMap<Module, Trainer>();
 
 function checkpointOption(c: unknown): { path: string; every: number } {
   const o = c as { path?: unknown; every?: unknown } | null;
   if (!o || typeof o !== 'object' || typeof o.path !== 'string' || o.path === '')
     throw new TypeError(`fit: 'checkpoint' must be { path: string, every: number }, got ${describe(c)}`);
+  checkOptions('fit', o, ['path', 'every'], 'checkpoint');
   return { path: o.path, every: positiveInt('fit', 'checkpoint.every', o.every) };
 }
 
@@ -302,10 +317,27 @@ export class Trainer {
   /** how each step is carried out (backprop, or a decoupled network's schedule) */
   readonly strategy: TrainingStrategy;
   private busy = false;
+  /**
+   * The fewest rows a training step takes: 2 where the model has a BatchNorm1d (batch
+   * statistics of one row are undefined), else 1. Also where a shorter epoch tail is dropped.
+   */
+  private readonly minRows: number;
+  /** the first BatchNorm1d of the model, named in errors about minRows */
+  private readonly batchNorm?: Module;
 
   constructor(readonly model: Module, options: TrainerOptions) {
     if (!(model instanceof Module)) throw new TypeError(`Trainer: 'model' must be a Module, got ${describe(model)}`);
     if (!options || typeof options !== 'object') throw new TypeError('Trainer: expects options { optimizer, ... }');
+    checkOptions('Trainer', options, ['device', 'optimizer', 'loss', 'seed']);
+    // Refused rather than re-initialised: initialize() below would overwrite trained weights.
+    const parts = modulesOf(model);
+    const bound = parts.find((m) => boundTo.has(m));
+    if (bound)
+      throw new Error(`Trainer: ${bound === model ? `the model ${model.name}` : `${bound.name} (part of the model)`} already belongs ` +
+        'to another Trainer, and a second would re-initialise its weights: build a new model, or dispose() of that trainer first ' +
+        '(which frees the weights)');
+    this.batchNorm = parts.find((m) => m instanceof BatchNorm1d);
+    this.minRows = this.batchNorm ? 2 : 1;
     this.device = options.device ?? Device.best();
     if (!(this.device instanceof Device)) throw new TypeError(`Trainer: 'device' must be a Device, got ${describe(options.device)}`);
     const opt = options.optimizer;
@@ -321,6 +353,7 @@ export class Trainer {
     this.strategy = hasStrategy(model)
       ? model.trainingStrategy({ loss: this.loss, optimizer: makeOptimizer })
       : new Backpropagation(model, this.loss, makeOptimizer(0));
+    for (const m of parts) boundTo.set(m, this);
   }
 
   /** Trains on `data`; resolves when done, rejects on a bad argument or a non-finite loss. */
@@ -338,7 +371,26 @@ export class Trainer {
   private async fitUnguarded(data: Dataset, options: FitOptions): Promise<FitResult> {
     if (!(data instanceof Dataset)) throw new TypeError(`fit: 'data' must be a Dataset, got ${describe(data)}`);
     if (!options || typeof options !== 'object') throw new TypeError('fit: expects options { epochs or steps, ... }');
+    checkOptions('fit', options, FIT_OPTIONS);
     const batchSize = positiveInt('fit', 'batchSize', options.batchSize ?? 256);
+    // Without these checks a 1-row batch was skipped as too small for BatchNorm, so batches of
+    // 1 trained nothing and data of fewer than 2 rows looped over empty epochs forever.
+    if (batchSize < this.minRows)
+      throw new RangeError(`fit: 'batchSize' must be at least ${this.minRows} for this model, got ${batchSize}: ` +
+        `${this.batchNorm!.name} normalises with batch statistics, which one row does not have`);
+    this.checkData('fit', 'data', data);
+    if (data.count < this.minRows)
+      throw new RangeError(`fit: 'data' (${data.name}) has ${data.count} row${data.count === 1 ? '' : 's'}` +
+        (this.batchNorm ? `; training ${this.batchNorm.name} needs batches of at least ${this.minRows}` : ': nothing to train on'));
+    if (options.validation !== undefined) {
+      if (!(options.validation instanceof Dataset))
+        throw new TypeError(`fit: 'validation' must be a Dataset, got ${describe(options.validation)}`);
+      this.checkData('fit', 'validation', options.validation);
+      if (options.validation.count === 0) throw new RangeError(`fit: 'validation' (${options.validation.name}) is empty`);
+    }
+    for (const key of ['onStep', 'onEpoch'] as const)
+      if (options[key] !== undefined && typeof options[key] !== 'function')
+        throw new TypeError(`fit: '${key}' must be a function, got ${describe(options[key])}`);
     if (options.epochs === undefined && options.steps === undefined) throw new RangeError("fit: give 'epochs' or 'steps'");
     const maxEpochs = options.epochs === undefined ? Infinity : positiveInt('fit', 'epochs', options.epochs);
     const maxSteps = options.steps === undefined ? Infinity : positiveInt('fit', 'steps', options.steps);
@@ -348,10 +400,11 @@ export class Trainer {
       throw new TypeError("fit: 'diagnoseEvery' needs a decoupled network (plain backprop has no synthesizers)");
     const probeData = options.validation ?? data;
     const probe = probeData.gather(probeData.order(), 0, Math.min(batchSize, probeData.count));
-    this.model.outputFeatures(data.features); // throws early if the data does not fit the model
-    const shuffleRng = options.shuffle === false ? undefined : this.rng.fork();
-    const useGraph = options.graph ?? false;
-    if (typeof useGraph !== 'boolean') throw new TypeError(`fit: 'graph' must be a boolean, got ${describe(useGraph)}`);
+    if (diagnoseEvery && probe.labels.length < this.minRows)
+      throw new RangeError(`fit: 'validation' (${probeData.name}) has 1 row; the diagnostics' probe batch needs ${this.minRows} ` +
+        `(${this.batchNorm!.name} in training mode)`);
+    const shuffleRng = booleanOption('fit', 'shuffle', options.shuffle, true) ? this.rng.fork() : undefined;
+    const useGraph = booleanOption('fit', 'graph', options.graph, false);
     if (useGraph) {
       const blocker = this.strategy.captureBlocker ? this.strategy.captureBlocker() : 'this training strategy does not support capture';
       if (blocker !== undefined) throw new TypeError(`fit: 'graph' cannot capture this training step: ${blocker}`);
@@ -425,9 +478,10 @@ export class Trainer {
         let samples = resuming ? resumed!.samples : 0;
         epochLossSum = resuming ? resumed!.lossSum : 0;
         epochSteps = resuming ? resumed!.lossSteps : 0;
+        // Every epoch takes a step: batchSize and data.count are at least minRows (checked above).
         for (let start = resuming ? resumed!.start : 0; start < data.count && step < maxSteps; start += batchSize) {
           const end = Math.min(data.count, start + batchSize);
-          if (end - start < 2) break; // BatchNorm needs two rows; a 1-row tail is dropped
+          if (end - start < this.minRows) break; // with BatchNorm (two rows needed), a 1-row tail is dropped
           const batch = data.gather(order, start, end);
           const arena = new Arena();
           const ctx: StepContext = { device: this.device, stream: this.stream, training: true, arena };
@@ -453,7 +507,7 @@ export class Trainer {
           inFlight.push({ loss, arena, step, epoch, lr });
           while (inFlight.length > maxInFlight) await settle();
           if (checkpoint) {
-            const epochOver = data.count - end < 2;
+            const epochOver = data.count - end < this.minRows;
             const at = () => (epochOver
               ? { step, epoch: epoch + 1, start: 0, shuffle: shuffleRng ? shuffleRng.state() : null, lossSum: 0, lossSteps: 0, samples: 0, batchSize, rows: data.count }
               : { step, epoch, start: end, shuffle: shuffleState, lossSum: epochLossSum, lossSteps: epochSteps, samples, batchSize, rows: data.count });
@@ -528,8 +582,11 @@ export class Trainer {
   // every step enqueued so far.
   async evaluate(data: Dataset, options: { batchSize?: number } = {}): Promise<Evaluation> {
     if (!(data instanceof Dataset)) throw new TypeError(`evaluate: 'data' must be a Dataset, got ${describe(data)}`);
+    checkOptions('evaluate', options, ['batchSize']);
     const batchSize = positiveInt('evaluate', 'batchSize', options.batchSize ?? 1000);
-    this.model.outputFeatures(data.features);
+    this.checkData('evaluate', 'data', data);
+    // The mean over no rows is 0/0: an error, not a NaN accuracy a caller might log and go on with.
+    if (data.count === 0) throw new RangeError(`evaluate: 'data' (${data.name}) is empty`);
     let lossSum = 0;
     let correct = 0;
     const order = data.order();
@@ -560,6 +617,30 @@ export class Trainer {
     return { loss: lossSum / data.count, accuracy: correct / data.count, count: data.count };
   }
 
+  /**
+   * Throws, naming `arg`, when `data` does not fit the model: its features, its classes against
+   * the model's outputs (a 5-class set on a 10-output model trains outputs no label ever
+   * selects; more classes than outputs index past them), and every label (the Dataset checked
+   * them when built, but its labels array may have been written since).
+   */
+  private checkData(owner: string, arg: string, data: Dataset): void {
+    let outputs: number;
+    try {
+      outputs = this.model.outputFeatures(data.features);
+    } catch (e) {
+      throw new RangeError(`${owner}: '${arg}' (${data.name}) does not fit the model: ${(e as Error).message}`);
+    }
+    if (data.classes !== outputs)
+      throw new RangeError(`${owner}: '${arg}' (${data.name}) has ${data.classes} classes but the model has ${outputs} outputs`);
+    const oneHot = hasStrategy(this.model) ? this.model.labelClasses?.() : undefined;
+    if (oneHot !== undefined && data.classes > oneHot)
+      throw new RangeError(`${owner}: '${arg}' (${data.name}) has ${data.classes} classes but the synthesizers one-hot encode ${oneHot}`);
+    const labels = data.labels;
+    for (let i = 0; i < labels.length; i++)
+      if (!(labels[i] >= 0 && labels[i] < outputs))
+        throw new RangeError(`${owner}: '${arg}' (${data.name}) has label ${labels[i]} at row ${i}, outside the model's ${outputs} outputs`);
+  }
+
   private async probe(batch: { inputs: Float32Array; labels: Int32Array }, features: number): Promise<ModuleDiagnostics[]> {
     const arena = new Arena();
     try {
@@ -576,6 +657,7 @@ export class Trainer {
   dispose(): void {
     this.strategy.dispose();
     this.model.dispose();
+    for (const m of modulesOf(this.model)) if (boundTo.get(m) === this) boundTo.delete(m);
   }
 
   /** The learning rate of the (first) model optimizer. */
