@@ -15,6 +15,8 @@ export { Optimizer, SGD, Adam, schedules } from './optim/optimizers';
 export type { Schedule, OptimizerOptions } from './optim/optimizers';
 export { Trainer, Backpropagation } from './train/trainer';
 export type { TrainerOptions, FitOptions, FitResult, StepMetrics, EpochMetrics, Evaluation, TrainingStrategy } from './train/trainer';
+export { predict, Predictions, saveModel, loadModel } from './train/inference';
+export type { PredictOptions } from './train/inference';
 export { Dataset } from './data/dataset';
 export { parseIdx, readIdx } from './data/idx';
 export * as datasets from './data/datasets';

@@ -20,6 +20,7 @@ import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
+import { predict, Predictions } from './inference';
 import { LoadedCheckpoint, NamedTensor, readCheckpoint, restoreTensors, writeCheckpoint } from './checkpoint';
 
 export interface TrainerOptions {
@@ -575,6 +576,12 @@ export class Trainer {
     await restoreTensors(saved, this.namedState().tensors, this.stream);
     this.rng.restore(record.rng);
     this.strategy.restoreState!(record.strategy);
+  }
+
+  /** The model's outputs on `input` in evaluation mode, on the trainer's stream (see predict()). */
+  async predict(input: Tensor | Float32Array | Dataset, options: { batchSize?: number } = {}): Promise<Predictions> {
+    checkOptions('predict', options, ['batchSize']);
+    return predict(this.model, input, { ...options, stream: this.stream });
   }
 
   /** Mean loss and accuracy of the model (inference mode) on `data`. */
