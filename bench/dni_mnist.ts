@@ -155,7 +155,7 @@ async function main(): Promise<void> {
       timed.steps += segmentSteps;
       if (timing) fs.writeFileSync(timing, JSON.stringify(timed) + '\n');
     }
-    const { accuracy } = await trainer.evaluate(test);
+    const accuracy = (await trainer.evaluate(test)).accuracy!; // MNIST: classification
     trainer.dispose();
     const msPerStep = timed.steps ? (1000 * timed.seconds) / timed.steps : NaN;
     const run = { experiment, depth, method, pUpdate, testError: 100 * (1 - accuracy), seconds: (msPerStep * args.iterations) / 1000, msPerStep };

@@ -119,7 +119,7 @@ async function main(): Promise<void> {
       lossCount = 0;
     },
   });
-  const { accuracy } = await trainer.evaluate(test);
+  const accuracy = (await trainer.evaluate(test)).accuracy!; // MNIST: classification
   say('');
   say(`test error ${(100 * (1 - accuracy)).toFixed(2)}%`);
   trainer.dispose();

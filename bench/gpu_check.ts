@@ -1074,7 +1074,7 @@ async function trainMnist(device: Device, method: 'backprop' | 'cdni', epochs: n
     });
     const ev = await trainer.evaluate(data.test);
     return {
-      method, device: device.name, accuracy: ev.accuracy, testLoss: ev.loss,
+      method, device: device.name, accuracy: ev.accuracy!, testLoss: ev.loss,
       epochLosses: fit.epochs.map((e) => e.loss), firstLosses, seconds: (Date.now() - t0) / 1000,
     };
   } finally {

@@ -106,13 +106,13 @@ async function main(): Promise<void> {
       if (tty) process.stdout.write('\r\x1b[K');
       const v = m.validation!;
       console.log(`epoch ${String(m.epoch).padStart(2)}  train loss ${m.loss.toFixed(4)}  test loss ${v.loss.toFixed(4)}  ` +
-        `test accuracy ${(100 * v.accuracy).toFixed(2)}%  ${Math.round(m.samplesPerSecond)} samples/s  ${m.seconds.toFixed(1)} s`);
+        `test accuracy ${(100 * v.accuracy!).toFixed(2)}%  ${Math.round(m.samplesPerSecond)} samples/s  ${m.seconds.toFixed(1)} s`);
       if (lastDiagnostics) console.log(`          synthesizers (probe batch): ${describeDiagnostics(lastDiagnostics)}`);
     },
   });
   if (result.resumedFrom !== undefined) console.log(`resumed after step ${result.resumedFrom}; ${result.steps} steps in all`);
   const final = await trainer.evaluate(test);
-  console.log(`final test accuracy: ${(100 * final.accuracy).toFixed(2)}% (${final.count} images)`);
+  console.log(`final test accuracy: ${(100 * final.accuracy!).toFixed(2)}% (${final.count} images)`);
   trainer.dispose();
 }
 

@@ -9,7 +9,7 @@
 // trainer at a time: a second would re-initialise the weights the first has trained.
 import { promises as fsp } from 'fs';
 import { booleanOption, checkOptions, describe, positiveInt } from '../check';
-import { Dataset } from '../data/dataset';
+import { Batch, Dataset } from '../data/dataset';
 import { Device } from '../device';
 import { Graph } from '../graph';
 import { native } from '../native';
@@ -80,8 +80,10 @@ export interface EpochMetrics {
 }
 
 export interface Evaluation {
+  /** the mean loss: cross-entropy for classification data, the mean squared error for regression */
   loss: number;
-  accuracy: number;
+  /** the fraction of rows classified right; classification data only */
+  accuracy?: number;
   count: number;
 }
 
@@ -196,12 +198,13 @@ class CapturedStep {
     private readonly graph: Graph, private readonly arena: Arena,
     private readonly hooks: ((stream: Stream) => void)[]) {}
 
-  static capture(strategy: TrainingStrategy, device: Device, stream: Stream, rows: number, features: number): CapturedStep {
+  /** `outputs`: 0 for int32 labels [rows], else the float32 targets' width [rows, outputs]. */
+  static capture(strategy: TrainingStrategy, device: Device, stream: Stream, rows: number, features: number, outputs: number): CapturedStep {
     const arena = new Arena();
     const hooks: ((stream: Stream) => void)[] = [];
     try {
       const x = Tensor.empty([rows, features], { device, arena });
-      const y = Tensor.empty([rows], { device, dtype: 'int32', arena });
+      const y = outputs === 0 ? Tensor.empty([rows], { device, dtype: 'int32', arena }) : Tensor.empty([rows, outputs], { device, arena });
       const ctx: StepContext = { device, stream, training: true, arena, capture: { beforeLaunch: (f) => hooks.push(f) } };
       let loss: Tensor | undefined;
       const graph = Graph.capture(stream, () => { loss = strategy.step(x, y, ctx); });
@@ -213,12 +216,12 @@ class CapturedStep {
   }
 
   /** Copies the batch into the graph's inputs, launches it, and reads the loss. */
-  run(inputs: Float32Array, labels: Int32Array, stream: Stream): Promise<Float32Array | Int32Array> {
+  run(inputs: Float32Array, targets: Int32Array | Float32Array, stream: Stream): Promise<Float32Array | Int32Array> {
     const staging = new Arena(); // fresh memory: the previous launch may still read x and y
     try {
       const opts = { device: this.x.device, arena: staging };
       native.ops.copy(stream.handle, Tensor.fromArray(inputs, this.x.shape, opts).handle, this.x.handle);
-      native.ops.copy(stream.handle, Tensor.fromArray(labels, this.y.shape, opts).handle, this.y.handle);
+      native.ops.copy(stream.handle, Tensor.fromArray(targets, this.y.shape, opts).handle, this.y.handle);
       for (const update of this.hooks) update(stream);
       this.graph.launch(stream);
       return this.loss.read(stream);
@@ -268,6 +271,11 @@ export class Backpropagation implements TrainingStrategy {
   dispose(): void {
     this.optimizer.dispose();
   }
+}
+
+/** A batch's targets on the device: int32 labels [rows], or float32 values [rows, width]. */
+function targetTensor(targets: Int32Array | Float32Array, rows: number, options: { device: Device; arena: Arena }): Tensor {
+  return Tensor.fromArray(targets, targets instanceof Int32Array ? [rows] : [rows, targets.length / rows], options);
 }
 
 /** A step count read back from a checkpoint. */
@@ -401,7 +409,7 @@ export class Trainer {
       throw new TypeError("fit: 'diagnoseEvery' needs a decoupled network (plain backprop has no synthesizers)");
     const probeData = options.validation ?? data;
     const probe = probeData.gather(probeData.order(), 0, Math.min(batchSize, probeData.count));
-    if (diagnoseEvery && probe.labels.length < this.minRows)
+    if (diagnoseEvery && probe.inputs.length / data.features < this.minRows)
       throw new RangeError(`fit: 'validation' (${probeData.name}) has 1 row; the diagnostics' probe batch needs ${this.minRows} ` +
         `(${this.batchNorm!.name} in training mode)`);
     const shuffleRng = booleanOption('fit', 'shuffle', options.shuffle, true) ? this.rng.fork() : undefined;
@@ -492,11 +500,11 @@ export class Trainer {
           const replay = useGraph && step > firstStep && end - start === batchSize && (this.strategy.captureReady?.() ?? true);
           try {
             if (replay) {
-              captured ??= CapturedStep.capture(this.strategy, this.device, this.stream, batchSize, data.features);
-              loss = captured.run(batch.inputs, batch.labels, this.stream);
+              captured ??= CapturedStep.capture(this.strategy, this.device, this.stream, batchSize, data.features, data.task === 'regression' ? data.outputs : 0);
+              loss = captured.run(batch.inputs, batch.targets, this.stream);
             } else {
               const x = Tensor.fromArray(batch.inputs, [end - start, data.features], { device: this.device, arena });
-              const y = Tensor.fromArray(batch.labels, [end - start], { device: this.device, arena });
+              const y = targetTensor(batch.targets, end - start, { device: this.device, arena });
               loss = this.strategy.step(x, y, ctx).read(this.stream);
             }
           } catch (e) {
@@ -607,6 +615,11 @@ export class Trainer {
         const out = this.model.forward(x, ctx).output;
         const logits = await out.readFloat32(this.stream);
         const classes = out.shape[1];
+        if (data.task === 'regression') {
+          // The sum of squared errors in float64; the mean below is over every value (as the mse loss).
+          for (let k = 0; k < logits.length; k++) lossSum += (logits[k] - batch.targets[k]) ** 2;
+          continue;
+        }
         for (let r = 0; r < end - start; r++) {
           const row = logits.subarray(r * classes, (r + 1) * classes);
           let best = 0;
@@ -621,6 +634,7 @@ export class Trainer {
         arena.dispose();
       }
     }
+    if (data.task === 'regression') return { loss: lossSum / (data.count * data.outputs), count: data.count };
     return { loss: lossSum / data.count, accuracy: correct / data.count, count: data.count };
   }
 
@@ -637,6 +651,18 @@ export class Trainer {
     } catch (e) {
       throw new RangeError(`${owner}: '${arg}' (${data.name}) does not fit the model: ${(e as Error).message}`);
     }
+    const wants = this.loss.targetDType === 'int32' ? 'classification' : 'regression';
+    if (data.task !== wants)
+      throw new TypeError(`${owner}: '${arg}' (${data.name}) is ${data.task} data (${data.task === 'classification' ? 'int32 labels' : 'float values'}), ` +
+        `but the loss ${this.loss.name} takes ${wants === 'classification' ? 'int32 labels' : 'float values'}` +
+        (wants === 'classification' ? ": use the Trainer's loss: 'mse'" : ''));
+    if (data.task === 'regression') {
+      if (data.outputs !== outputs)
+        throw new RangeError(`${owner}: '${arg}' (${data.name}) has ${data.outputs} target values per row but the model has ${outputs} outputs`);
+      if (hasStrategy(this.model) && this.model.labelClasses?.() !== undefined)
+        throw new TypeError(`${owner}: '${arg}' (${data.name}) is regression data: conditioned (cDNI) synthesizers need class labels`);
+      return;
+    }
     if (data.classes !== outputs)
       throw new RangeError(`${owner}: '${arg}' (${data.name}) has ${data.classes} classes but the model has ${outputs} outputs`);
     const oneHot = hasStrategy(this.model) ? this.model.labelClasses?.() : undefined;
@@ -648,12 +674,12 @@ export class Trainer {
         throw new RangeError(`${owner}: '${arg}' (${data.name}) has label ${labels[i]} at row ${i}, outside the model's ${outputs} outputs`);
   }
 
-  private async probe(batch: { inputs: Float32Array; labels: Int32Array }, features: number): Promise<ModuleDiagnostics[]> {
+  private async probe(batch: Batch, features: number): Promise<ModuleDiagnostics[]> {
     const arena = new Arena();
     try {
-      const rows = batch.labels.length;
+      const rows = batch.inputs.length / features;
       const x = Tensor.fromArray(batch.inputs, [rows, features], { device: this.device, arena });
-      const y = Tensor.fromArray(batch.labels, [rows], { device: this.device, arena });
+      const y = targetTensor(batch.targets, rows, { device: this.device, arena });
       return await this.strategy.diagnose!(x, y, { device: this.device, stream: this.stream, training: true, arena });
     } finally {
       arena.dispose();
