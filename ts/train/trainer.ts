@@ -420,12 +420,12 @@ export class Trainer {
       if (saved) {
         const progress = (saved.host as TrainerRecord | null)?.progress;
         if (!progress) throw new Error(`fit: ${checkpoint.path} was written by save(), not by fit(): it has no position to resume from`);
-        // The caller's configuration first: it names what the user chose (e.g. a command-line flag).
-        const differences = [
-          ...configDifferences(progress.config ?? {}, checkpoint.config),
-          ...configDifferences({ batchSize: progress.batchSize, 'data rows': progress.rows, shuffle: progress.shuffle !== null },
-            { batchSize, 'data rows': data.count, shuffle: shuffleRng !== undefined }),
-        ];
+        // The caller's configuration first: it names what the user chose (e.g. a command-line
+        // flag), and fit's own settings would mostly repeat it (a batch size in both).
+        let differences = configDifferences(progress.config ?? {}, checkpoint.config);
+        if (!differences.length)
+          differences = configDifferences({ batchSize: progress.batchSize, 'data rows': progress.rows, shuffle: progress.shuffle !== null },
+            { batchSize, 'data rows': data.count, shuffle: shuffleRng !== undefined });
         if (differences.length)
           throw new Error(`fit: ${checkpoint.path} ${differences.join('; ')}: resume with the same settings, or start a new checkpoint`);
         await this.restore(saved);
