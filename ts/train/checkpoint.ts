@@ -25,7 +25,9 @@
 // a process of this host that no longer runs (a writer killed mid-write). A pid reused by a
 // live process keeps its file until that process is gone too. A destination that exists and
 // is not a regular file (a symbolic link, FIFO, device, socket, directory) is refused, never
-// replaced; reading refuses anything but a regular file as well (a FIFO would block forever).
+// replaced; reading refuses anything but a regular file as well (a FIFO would block forever),
+// though it follows a symbolic link to one (load() of a linked file is harmless; fit() refuses
+// the link, since it would later write there).
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import { promises as fsp } from 'fs';
