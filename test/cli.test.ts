@@ -1,4 +1,9 @@
-// `npm start`'s options: defaults, parsing, and errors that name the flag before any data loads.
+// `npm start`'s options: defaults, parsing, and errors that name the flag before any data loads;
+// and its checkpoints, run end to end: saved on SIGINT/SIGTERM, extended, refused naming the flag.
+import { ChildProcess, execFileSync, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { parseArgs } from '../ts/cli/options';
 
 describe('npm start options', () => {
@@ -42,5 +47,105 @@ describe('npm start options', () => {
   test('options that do not fit the method are refused', () => {
     expect(() => parseArgs(['--method', 'cdni', '--optimizer', 'sgd'])).toThrow(/--optimizer sgd with dni or cdni needs --synth-lr/);
     expect(parseArgs(['--optimizer', 'sgd', '--lr', '0.01'])).toMatchObject({ method: 'backprop', optimizer: 'sgd', lr: 0.01 });
+  });
+});
+
+describe('--save-every', () => {
+  test('is a whole number of steps, and needs --checkpoint', () => {
+    expect(parseArgs(['--checkpoint', 'run.ckpt', '--save-every', '50'])).toMatchObject({ checkpoint: 'run.ckpt', saveEvery: 50 });
+    expect(parseArgs(['--checkpoint', 'run.ckpt']).saveEvery).toBeUndefined();
+    expect(() => parseArgs(['--checkpoint', 'run.ckpt', '--save-every', '2.5'])).toThrow(/--save-every must be a whole number of steps, got 2\.5/);
+    expect(() => parseArgs(['--checkpoint', 'run.ckpt', '--save-every', '0'])).toThrow(/--save-every must be > 0, got 0/);
+    expect(() => parseArgs(['--save-every', '10'])).toThrow(/--save-every needs --checkpoint FILE/);
+  });
+});
+
+// `npm start` itself (dist/ts/cli/main.js: run `npx tsc` first) on MNIST with a tiny model,
+// 60 steps of 1,000 images per epoch. Every file lies in a directory made with mkdtemp.
+describe('npm start with --checkpoint', () => {
+  const main = path.join(__dirname, '..', 'dist', 'ts', 'cli', 'main.js');
+  const tiny = ['--device', 'cpu', '--hidden', '8', '--batch-size', '1000'];
+  let dir: string;
+  beforeAll(() => {
+    if (!fs.existsSync(main)) throw new Error(`${main} is missing: run 'npx tsc -p tsconfig.json' first`);
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-cli-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+  /** Runs the CLI; `whileRunning` gets the child once it has started. */
+  function cli(args: string[], whileRunning?: (child: ChildProcess) => void): Promise<Run> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [main, ...tiny, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => { stdout += String(d); });
+      child.stderr.on('data', (d) => { stderr += String(d); });
+      child.on('error', reject);
+      child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+      whileRunning?.(child);
+    });
+  }
+  /** Sends `signal` once `file` exists (the first save), unless the child has ended by then. */
+  function signalAfterFirstSave(file: string, signal: NodeJS.Signals) {
+    return (child: ChildProcess) => {
+      const poll = setInterval(() => {
+        if (child.exitCode !== null || child.signalCode !== null) clearInterval(poll);
+        else if (fs.existsSync(file)) {
+          clearInterval(poll);
+          child.kill(signal);
+        }
+      }, 20);
+    };
+  }
+
+  test.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('%s saves the run and exits %i; the same command resumes it', async (signal, code) => {
+    const file = path.join(dir, `${signal}.ckpt`);
+    const args = ['--epochs', '2', '--checkpoint', file, '--save-every', '7'];
+    const stopped = await cli(args, signalAfterFirstSave(file, signal));
+    expect(stopped.stderr).toBe('');
+    expect(stopped).toMatchObject({ code, signal: null });
+    const at = new RegExp(`stopped by ${signal}: saved .*${signal}\\.ckpt at step (\\d+); run the same command again to resume`).exec(stopped.stdout);
+    expect(at).not.toBeNull();
+    const step = Number(at![1]);
+    expect(step).toBeGreaterThanOrEqual(7);
+    expect(step).toBeLessThan(120);
+    expect(fs.readdirSync(dir).filter((f) => f.startsWith(signal))).toEqual([`${signal}.ckpt`]);
+    if (signal === 'SIGTERM') {
+      const resumed = await cli(args);
+      expect(resumed.code).toBe(0);
+      expect(resumed.stdout).toContain(`resumed after step ${step}; 120 steps in all`);
+    }
+  });
+
+  test('more --epochs extend a finished run; another option is refused naming its flag, leaving the file as it was', async () => {
+    const file = path.join(dir, 'extend.ckpt');
+    expect((await cli(['--epochs', '1', '--checkpoint', file])).code).toBe(0);
+    const longer = await cli(['--epochs', '2', '--checkpoint', file]);
+    expect(longer.stderr).toBe('');
+    expect(longer.stdout).toMatch(/epoch +2 +train loss/);
+    expect(longer.stdout).toContain('resumed after step 60; 120 steps in all');
+    const before = fs.readFileSync(file);
+    const other = await cli(['--epochs', '3', '--batch-size', '500', '--checkpoint', file]);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/extend\.ckpt was saved with --batch-size 1000, this run has 500: resume with the same settings/);
+    expect(other.stderr).not.toMatch(/\{/); // not the whole options JSON
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+    expect(fs.readdirSync(dir).filter((f) => f.startsWith('extend'))).toEqual(['extend.ckpt']);
+  });
+
+  test('a refused run leaves no file behind; a FIFO for --checkpoint is refused and left alone', async () => {
+    const sub = fs.mkdtempSync(path.join(dir, 'refused-'));
+    const pipelined = await cli(['--epochs', '1', '--method', 'dni', '--pipeline', '1', '--checkpoint', path.join(sub, 'p.ckpt')]);
+    expect(pipelined.code).toBe(1);
+    expect(pipelined.stderr).toMatch(/the pipelined schedule .* cannot be saved/);
+    expect(fs.readdirSync(sub)).toEqual([]);
+    const fifo = path.join(sub, 'fifo.ckpt');
+    execFileSync('mkfifo', [fifo]);
+    const refused = await cli(['--epochs', '1', '--checkpoint', fifo]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/fifo\.ckpt is a FIFO, not a regular file/);
+    expect(fs.lstatSync(fifo).isFIFO()).toBe(true);
+    expect(fs.readdirSync(sub)).toEqual(['fifo.ckpt']);
   });
 });

@@ -4,8 +4,9 @@
 // cosine similarity to the true gradient for DNI/cDNI), then the test accuracy.
 //
 //   npm start -- --method cdni --epochs 10 --batch-size 256 --lr 1e-3 --seed 0 --device cpu
-// The options are in ./options.ts.
-import * as fs from 'fs';
+// The options are in ./options.ts. With --checkpoint, SIGINT and SIGTERM save the run and exit
+// (code 128 + the signal's number); a second one exits at once.
+import * as os from 'os';
 import { Device } from '../device';
 import { mnist } from '../data/mnist';
 import { mlp } from '../models';
@@ -13,29 +14,47 @@ import { native } from '../native';
 import { decouple, Schedule } from '../dni/network';
 import { Module } from '../nn/module';
 import { Adam, schedules } from '../optim/optimizers';
-import { ModuleDiagnostics, Trainer } from '../train/trainer';
+import { ModuleDiagnostics, Trainer, readCheckpointConfig } from '../train/trainer';
 import { Options, modelOptimizer, optimizerName, parseArgs, usage } from './options';
 
 /**
- * The learning-rate schedule and the model come from the options, so a checkpoint is resumed
- * only with the options it was started with (kept next to it in FILE.options.json).
+ * The model, the data order and the learning-rate schedule come from the options, so they are
+ * saved in the checkpoint (fit's checkpoint.config, keyed by flag) and a resume with others is
+ * refused, naming the flag. Free to change: the file, the device, --save-every, --steps and --epochs
+ * (more epochs extend a run; the learning rate keeps the decay steps planned when it started).
  */
-function checkResumable(o: Options): void {
-  const sidecar = `${o.checkpoint}.options.json`;
-  const { checkpoint: _file, device: _device, help: _help, steps: _steps, at, center, maskInactive, optimizer, synthLr, ...common } = o; // the file and the device may change
-  // Later options are named only when not at their defaults, so files saved before they existed still resume.
-  const run = {
-    ...common, ...(at !== 'every-activation' ? { at } : {}), ...(center ? { center } : {}), ...(maskInactive ? { maskInactive } : {}),
-    ...(optimizer !== 'adam' ? { optimizer } : {}), ...(synthLr !== undefined ? { synthLr } : {}),
+function runConfig(o: Options, lrDecaySteps: number[]): Record<string, unknown> {
+  const { checkpoint: _file, device: _device, help: _help, epochs: _epochs, steps: _steps, saveEvery: _saveEvery, ...fixed } = o;
+  const config: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(fixed)) config[`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`] = value;
+  config['lr decay steps'] = lrDecaySteps;
+  return config;
+}
+
+/**
+ * SIGINT and SIGTERM stop training after the steps in flight, and fit saves the checkpoint
+ * (through `signal`); a second signal exits at once, leaving the last checkpoint written
+ * (writes are atomic). `received` says which signal came, if one did; `remove` uninstalls.
+ */
+function stopOnSignals(): { signal: AbortSignal; received: () => NodeJS.Signals | undefined; remove: () => void } {
+  const controller = new AbortController();
+  let received: NodeJS.Signals | undefined;
+  const onSignal = (s: NodeJS.Signals) => {
+    if (received) process.exit(128 + os.constants.signals[s]);
+    received = s;
+    console.log(`\n${s}: stopping after the steps in flight and saving the checkpoint (again to exit at once)`);
+    controller.abort();
   };
-  if (fs.existsSync(o.checkpoint!)) {
-    const saved = fs.existsSync(sidecar) ? fs.readFileSync(sidecar, 'utf8') : undefined;
-    if (saved !== JSON.stringify(run))
-      throw new Error(`--checkpoint ${o.checkpoint} was started with other options (${saved ?? 'unknown'}); resume it with the same ones`);
-    console.log(`resuming from ${o.checkpoint}`);
-  } else {
-    fs.writeFileSync(sidecar, JSON.stringify(run));
-  }
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    signal: controller.signal,
+    received: () => received,
+    remove: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -57,8 +76,13 @@ async function main(): Promise<void> {
     : { kind: 'lockstep', pUpdate: o.pUpdate };
   const stepsPerEpoch = Math.ceil(train.count / o.batchSize);
   // Step decay (x0.1 at 60% and 85% of the epochs' steps) settles the noisy late epochs of a constant lr.
+  // A resumed run keeps the steps planned when it started, so that more epochs extend it.
   const total = o.epochs * stepsPerEpoch;
-  const decayed = (base: number) => schedules.stepDecay(base, [Math.round(0.6 * total), Math.round(0.85 * total)], 0.1);
+  const saved = o.checkpoint ? await readCheckpointConfig(o.checkpoint) : undefined;
+  const planned = saved?.['lr decay steps'];
+  const decaySteps = Array.isArray(planned) && planned.every((s) => Number.isInteger(s))
+    ? planned as number[] : [Math.round(0.6 * total), Math.round(0.85 * total)];
+  const decayed = (base: number) => schedules.stepDecay(base, decaySteps, 0.1);
   const lr = decayed(o.lr);
   const synthLr = o.synthLr === undefined ? undefined : decayed(o.synthLr);
   const model: Module = decoupled
@@ -88,7 +112,8 @@ async function main(): Promise<void> {
   let lastDiagnostics: ModuleDiagnostics[] | undefined;
   const describeDiagnostics = (d: ModuleDiagnostics[]) =>
     d.map((m) => `M${m.module}: loss ${m.synthesizerLoss.toExponential(2)} cos ${m.cosine.toFixed(3)} (to its target ${m.targetCosine.toFixed(3)}) |ĝ|/|g| ${m.normRatio.toFixed(2)}`).join('  ');
-  if (o.checkpoint) checkResumable(o);
+  if (saved) console.log(`resuming from ${o.checkpoint} (learning rate x0.1 at steps ${decaySteps.join(' and ')}, as planned when the run started)`);
+  const stop = o.checkpoint ? stopOnSignals() : undefined;
   const result = await trainer.fit(train, {
     epochs: o.epochs,
     steps: o.steps,
@@ -97,7 +122,8 @@ async function main(): Promise<void> {
     logEvery: 10,
     diagnoseEvery: decoupled ? o.diagnoseEvery : undefined,
     graph: o.graph,
-    checkpoint: o.checkpoint ? { path: o.checkpoint, every: stepsPerEpoch } : undefined,
+    checkpoint: o.checkpoint ? { path: o.checkpoint, every: o.saveEvery ?? stepsPerEpoch, config: runConfig(o, decaySteps) } : undefined,
+    signal: stop?.signal,
     onStep: (m) => {
       if (m.diagnostics) lastDiagnostics = m.diagnostics;
       if (tty) process.stdout.write(`\repoch ${m.epoch} ${bar(m.step)} loss ${m.loss.toFixed(4)}   `);
@@ -110,7 +136,15 @@ async function main(): Promise<void> {
       if (lastDiagnostics) console.log(`          synthesizers (probe batch): ${describeDiagnostics(lastDiagnostics)}`);
     },
   });
+  stop?.remove();
   if (result.resumedFrom !== undefined) console.log(`resumed after step ${result.resumedFrom}; ${result.steps} steps in all`);
+  const signal = stop?.received();
+  if (result.stopped && signal) {
+    console.log(`stopped by ${signal}: saved ${o.checkpoint} at step ${result.steps}; run the same command again to resume`);
+    trainer.dispose();
+    process.exitCode = 128 + os.constants.signals[signal];
+    return;
+  }
   const final = await trainer.evaluate(test);
   console.log(`final test accuracy: ${(100 * final.accuracy!).toFixed(2)}% (${final.count} images)`);
   trainer.dispose();

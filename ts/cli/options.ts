@@ -43,7 +43,9 @@ export const usage = `usage: npm start -- [options]
   --center                     DNI/cDNI: synthesizers centre ĝ over the batch (before Linear → BatchNorm)
   --mask-inactive              DNI/cDNI: synthesizers fit only the units with h > 0 (after a ReLU)
   --graph                      capture the training step once and replay it (backprop, lockstep p = 1)
-  --checkpoint FILE            save the run to FILE after every epoch; if FILE exists, resume from it`;
+  --checkpoint FILE            save the run to FILE after every epoch and when stopped by Ctrl-C or SIGTERM;
+                               if FILE exists, resume from it (with more --epochs, a finished run goes on)
+  --save-every N               with --checkpoint: save every N steps instead of every epoch`;
 
 export interface Options {
   method: 'backprop' | 'dni' | 'cdni';
@@ -65,6 +67,7 @@ export interface Options {
   hidden: number[];
   device?: string;
   checkpoint?: string;
+  saveEvery?: number;
   help?: boolean;
 }
 
@@ -125,6 +128,12 @@ export function parseArgs(argv: string[]): Options {
         if (!value) throw new Error('--checkpoint needs a file path');
         o.checkpoint = value;
         break;
+      case '--save-every': {
+        const v = positive();
+        if (!Number.isInteger(v)) throw new Error(`--save-every must be a whole number of steps, got ${v}`);
+        o.saveEvery = v;
+        break;
+      }
       case '--method':
         if (value !== 'backprop' && value !== 'dni' && value !== 'cdni') throw new Error(`--method must be backprop, dni or cdni, got '${value ?? ''}'`);
         o.method = value;
@@ -140,6 +149,7 @@ export function parseArgs(argv: string[]): Options {
       default: throw new Error(`unknown option '${flag}' (try --help)`);
     }
   }
+  if (o.saveEvery !== undefined && o.checkpoint === undefined) throw new Error('--save-every needs --checkpoint FILE');
   const misplaced = o.method === 'backprop' ? decoupledOnly.find((f) => given.has(f)) : undefined;
   if (misplaced) throw new Error(`${misplaced} applies to dni and cdni only (--method backprop has no synthesizers)`);
   // SGD's step is in proportion to the gradient, Adam's is not: one learning rate cannot serve both.

@@ -1,13 +1,13 @@
 // The trainer: seeded initialisation and shuffling, mini-batch training with callbacks,
-// checkpoints (save, load, and fit runs that resume where they stopped), and evaluation. It
-// never blocks the event loop: each step is enqueued on the trainer's stream and the host
-// awaits the previous step's loss (a Promise) while the stream computes.
+// checkpoints (save, load, and fit runs that resume where they stopped, or stop early on an
+// AbortSignal and save), and evaluation. It never blocks the event loop: each step is enqueued
+// on the trainer's stream and the host awaits the previous step's loss (a Promise) while the
+// stream computes.
 //
 // Everything fit() and evaluate() can check is checked before the first step: the options
-// (unknown keys included), the data against the model (features, and classes against the
-// model's outputs: the trainer classifies), and rows enough for a step. A model belongs to one
+// (unknown keys included), the data against the model and the loss (features; classes against
+// the model's outputs, or regression values of its output width), and rows enough for a step. A model belongs to one
 // trainer at a time: a second would re-initialise the weights the first has trained.
-import { promises as fsp } from 'fs';
 import { booleanOption, checkOptions, describe, positiveInt } from '../check';
 import { Batch, Dataset } from '../data/dataset';
 import { Device } from '../device';
@@ -21,7 +21,7 @@ import { Random } from '../random';
 import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
 import { predict, Predictions } from './inference';
-import { LoadedCheckpoint, NamedTensor, readCheckpoint, restoreTensors, writeCheckpoint } from './checkpoint';
+import { LoadedCheckpoint, NamedTensor, checkDestination, readCheckpoint, restoreTensors, writeCheckpoint } from './checkpoint';
 
 export interface TrainerOptions {
   /** default: Device.best() */
@@ -118,10 +118,20 @@ export interface FitOptions {
    * Save the run to `path` every `every` steps and when fit ends; when `path` exists as fit
    * starts, resume from it: the weights, optimizer state, random generators and position in
    * the data are restored, so the run continues exactly (bit for bit) as if it had never
-   * stopped. `steps` and `epochs` count from the run's start. Needs the same data and batch
-   * size; the pipelined decoupled schedule cannot be checkpointed.
+   * stopped. `steps` and `epochs` count from the run's start, so a finished run given more
+   * of them continues. Needs the same data, batch size and `config`; the pipelined decoupled
+   * schedule cannot be checkpointed. `config` (JSON: whatever else the run was built from,
+   * e.g. command-line options) is saved with the run, and a resume whose config differs is
+   * refused, naming each key that differs. Files are replaced atomically and durably and
+   * verified on load (see checkpoint.ts).
    */
-  checkpoint?: { path: string; every: number };
+  checkpoint?: { path: string; every: number; config?: Record<string, unknown> };
+  /**
+   * Stops the run early when aborted: no step starts after that, the steps in flight finish,
+   * the checkpoint (if any) is saved, the interrupted epoch is neither validated nor reported,
+   * and fit resolves with `stopped: true`.
+   */
+  signal?: AbortSignal;
 }
 
 export interface FitResult {
@@ -129,6 +139,8 @@ export interface FitResult {
   steps: number;
   /** the step this fit() resumed after (from options.checkpoint), if it did */
   resumedFrom?: number;
+  /** true when options.signal stopped the run before its end */
+  stopped?: boolean;
   epochs: EpochMetrics[];
   seconds: number;
 }
@@ -182,6 +194,8 @@ interface FitProgress {
   samples: number;
   batchSize: number;
   rows: number;
+  /** options.checkpoint.config of the run */
+  config?: Record<string, unknown>;
 }
 
 /** The host part of a trainer's checkpoint. */
@@ -292,26 +306,65 @@ export interface HasTrainingStrategy {
 }
 
 const FIT_OPTIONS = ['epochs', 'steps', 'batchSize', 'shuffle', 'validation', 'onStep', 'logEvery', 'diagnoseEvery',
-  'onEpoch', 'graph', 'checkpoint'] as const;
+  'onEpoch', 'graph', 'checkpoint', 'signal'] as const;
 
 /** Each module bound to a trainer, and to which (see the Trainer constructor). */
 const boundTo = new WeakMap<Module, Trainer>();
 
-function checkpointOption(c: unknown): { path: string; every: number } {
-  const o = c as { path?: unknown; every?: unknown } | null;
+function checkpointOption(c: unknown): { path: string; every: number; config: Record<string, unknown> } {
+  const o = c as { path?: unknown; every?: unknown; config?: unknown } | null;
   if (!o || typeof o !== 'object' || typeof o.path !== 'string' || o.path === '')
     throw new TypeError(`fit: 'checkpoint' must be { path: string, every: number }, got ${describe(c)}`);
-  checkOptions('fit', o, ['path', 'every'], 'checkpoint');
-  return { path: o.path, every: positiveInt('fit', 'checkpoint.every', o.every) };
+  checkOptions('fit', o, ['path', 'every', 'config'], 'checkpoint');
+  const every = positiveInt('fit', 'checkpoint.every', o.every);
+  if (o.config !== undefined && (o.config === null || typeof o.config !== 'object' || Array.isArray(o.config)))
+    throw new TypeError(`fit: 'checkpoint.config' must be an object of JSON values, got ${describe(o.config)}`);
+  let config: Record<string, unknown>;
+  try {
+    // As it will read back from the file (undefined values dropped), so that comparisons are like for like.
+    config = JSON.parse(JSON.stringify(o.config ?? {})) as Record<string, unknown>;
+  } catch (e) {
+    throw new TypeError(`fit: 'checkpoint.config' must be an object of JSON values: ${(e as Error).message}`);
+  }
+  return { path: o.path, every, config };
 }
 
+/** The checkpoint at `path`, or undefined when there is none (a path that is not a file throws). */
 async function readIfExists(path: string): Promise<LoadedCheckpoint | undefined> {
-  try {
-    await fsp.access(path);
-  } catch {
-    return undefined;
-  }
-  return readCheckpoint(path);
+  return (await checkDestination(path)) ? readCheckpoint(path) : undefined;
+}
+
+/** A value of a run's configuration as a message shows it. */
+function shown(v: unknown): string {
+  if (Array.isArray(v) && v.every((x) => typeof x !== 'object')) return v.join(',');
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
+/**
+ * Each key whose value differs between the saved and this run's configuration, as
+ * "was saved with batchSize 64, this run has 32".
+ */
+function configDifferences(saved: Record<string, unknown>, now: Record<string, unknown>): string[] {
+  const keys = [...new Set([...Object.keys(saved), ...Object.keys(now)])];
+  return keys.filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(now[k])).map((k) => {
+    if (saved[k] === undefined) return `was saved without ${k}, this run has ${k} ${shown(now[k])}`;
+    if (now[k] === undefined) return `was saved with ${k} ${shown(saved[k])}, this run has none`;
+    return `was saved with ${k} ${shown(saved[k])}, this run has ${shown(now[k])}`;
+  });
+}
+
+/**
+ * The `checkpoint.config` that the fit() checkpoint at `path` was saved with ({} if none),
+ * or undefined when there is no file; throws for a file that is not a valid fit checkpoint.
+ * For programs (like the CLI) that build the run from settings fixed when it started.
+ */
+export async function readCheckpointConfig(path: string): Promise<Record<string, unknown> | undefined> {
+  if (typeof path !== 'string' || path === '') throw new TypeError(`readCheckpointConfig: 'path' must be a file path, got ${describe(path)}`);
+  const saved = await readIfExists(path);
+  if (!saved) return undefined;
+  const progress = (saved.host as TrainerRecord | null)?.progress;
+  if (!progress) throw new Error(`checkpoint: ${path} was written by save(), not by fit(): it has no run configuration`);
+  return progress.config ?? {};
 }
 
 function hasStrategy(m: unknown): m is HasTrainingStrategy {
@@ -420,6 +473,8 @@ export class Trainer {
     }
     let captured: CapturedStep | undefined;
     const checkpoint = options.checkpoint === undefined ? undefined : checkpointOption(options.checkpoint);
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`fit: 'signal' must be an AbortSignal, got ${describe(signal)}`);
     let resumed: FitProgress | undefined;
     if (checkpoint) {
       this.namedState(); // throws now (before any step) when this strategy cannot be saved
@@ -427,10 +482,14 @@ export class Trainer {
       if (saved) {
         const progress = (saved.host as TrainerRecord | null)?.progress;
         if (!progress) throw new Error(`fit: ${checkpoint.path} was written by save(), not by fit(): it has no position to resume from`);
-        if (progress.batchSize !== batchSize || progress.rows !== data.count || (progress.shuffle !== null) !== (shuffleRng !== undefined))
-          throw new Error(`fit: ${checkpoint.path} was saved by a run over ${progress.rows} rows in batches of ${progress.batchSize}` +
-            `${progress.shuffle === null ? ' unshuffled' : ''}; this one has ${data.count} rows in batches of ${batchSize}` +
-            `${shuffleRng ? '' : ' unshuffled'}: resume with the same data and batch size`);
+        // The caller's configuration first: it names what the user chose (e.g. a command-line
+        // flag), and fit's own settings would mostly repeat it (a batch size in both).
+        let differences = configDifferences(progress.config ?? {}, checkpoint.config);
+        if (!differences.length)
+          differences = configDifferences({ batchSize: progress.batchSize, 'data rows': progress.rows, shuffle: progress.shuffle !== null },
+            { batchSize, 'data rows': data.count, shuffle: shuffleRng !== undefined });
+        if (differences.length)
+          throw new Error(`fit: ${checkpoint.path} ${differences.join('; ')}: resume with the same settings, or start a new checkpoint`);
         await this.restore(saved);
         if (progress.shuffle) shuffleRng!.restore(progress.shuffle);
         resumed = progress;
@@ -478,8 +537,13 @@ export class Trainer {
       if (report) await options.onStep!({ step: f.step, epoch: f.epoch, loss: value, lr: f.lr, ...(diagnostics ? { diagnostics } : {}) });
     };
 
+    let stopped = false; // by options.signal
     try {
       for (let epoch = resumed?.epoch ?? 1; epoch <= maxEpochs && step < maxSteps; epoch++) {
+        if (signal?.aborted) {
+          stopped = true;
+          break;
+        }
         const epochStart = Date.now();
         const shuffleState = shuffleRng ? shuffleRng.state() : null; // where this epoch's order came from
         const order = data.order(shuffleRng);
@@ -491,6 +555,10 @@ export class Trainer {
         for (let start = resuming ? resumed!.start : 0; start < data.count && step < maxSteps; start += batchSize) {
           const end = Math.min(data.count, start + batchSize);
           if (end - start < this.minRows) break; // with BatchNorm (two rows needed), a 1-row tail is dropped
+          if (signal?.aborted) {
+            stopped = true;
+            break;
+          }
           const batch = data.gather(order, start, end);
           const arena = new Arena();
           const ctx: StepContext = { device: this.device, stream: this.stream, training: true, arena };
@@ -517,14 +585,16 @@ export class Trainer {
           while (inFlight.length > maxInFlight) await settle();
           if (checkpoint) {
             const epochOver = data.count - end < this.minRows;
-            const at = () => (epochOver
-              ? { step, epoch: epoch + 1, start: 0, shuffle: shuffleRng ? shuffleRng.state() : null, lossSum: 0, lossSteps: 0, samples: 0, batchSize, rows: data.count }
-              : { step, epoch, start: end, shuffle: shuffleState, lossSum: epochLossSum, lossSteps: epochSteps, samples, batchSize, rows: data.count });
+            const config = checkpoint.config;
+            const at = (): FitProgress => (epochOver
+              ? { step, epoch: epoch + 1, start: 0, shuffle: shuffleRng ? shuffleRng.state() : null, lossSum: 0, lossSteps: 0, samples: 0, batchSize, rows: data.count, config }
+              : { step, epoch, start: end, shuffle: shuffleState, lossSum: epochLossSum, lossSteps: epochSteps, samples, batchSize, rows: data.count, config });
             positionAt = at;
             if (step % checkpoint.every === 0) await save(at);
           }
         }
         while (inFlight.length) await settle();
+        if (stopped) break; // the epoch is not over: a resumed run reports it when it is
         const seconds = (Date.now() - epochStart) / 1000;
         const m: EpochMetrics = {
           epoch, steps: epochSteps, loss: epochSteps ? epochLossSum / epochSteps : NaN, seconds,
@@ -542,7 +612,10 @@ export class Trainer {
       }
       captured?.dispose();
     }
-    return { steps: step, ...(resumed ? { resumedFrom: resumed.step } : {}), epochs: history, seconds: (Date.now() - started) / 1000 };
+    return {
+      steps: step, ...(resumed ? { resumedFrom: resumed.step } : {}), ...(stopped ? { stopped } : {}),
+      epochs: history, seconds: (Date.now() - started) / 1000,
+    };
   }
 
   /**
