@@ -1,34 +1,82 @@
 #!/usr/bin/env node
-// Builds the native addon with cmake-js; run by `npm install` and `npm run build`.
-//   SYNTHGRAD_CUDA=auto|on|off   compile the CUDA backend when nvcc is found / always / never
+// Builds the native addon from source with cmake-js (run by `npm install` when no prebuilt addon
+// fits, and by `npm run build`). It says in one line what it builds and why, keeps the
+// compiler's output in a log (printed when the build fails, or streamed with
+// SYNTHGRAD_VERBOSE=1), and, when installed as a dependency, leaves only the addon behind.
+//   SYNTHGRAD_CUDA=auto|on|off   CUDA backend: when nvcc and an NVIDIA GPU are both here / always / never
 //   SYNTHGRAD_CUDA_ARCHS="80;90" CUDA architectures (Hopper = 90)
 'use strict';
 const { spawnSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
 const path = require('path');
 
-const cuda = (process.env.SYNTHGRAD_CUDA || 'auto').toUpperCase();
-if (!['AUTO', 'ON', 'OFF'].includes(cuda)) {
-  console.error(`SYNTHGRAD_CUDA must be auto, on or off (got '${process.env.SYNTHGRAD_CUDA}')`);
+const root = path.join(__dirname, '..');
+const cuda = (process.env.SYNTHGRAD_CUDA || 'auto').toLowerCase();
+if (!['auto', 'on', 'off'].includes(cuda)) {
+  console.error(`synthgrad: SYNTHGRAD_CUDA must be auto, on or off (got '${process.env.SYNTHGRAD_CUDA}')`);
   process.exit(1);
 }
-const defines = [`--CDSYNTHGRAD_CUDA=${cuda}`];
-if (process.env.SYNTHGRAD_CUDA_ARCHS) defines.push(`--CDSYNTHGRAD_CUDA_ARCHS=${process.env.SYNTHGRAD_CUDA_ARCHS}`);
+
 // nvcc is often outside PATH; make the usual location visible to CMake's detection.
 const env = { ...process.env };
-if (cuda !== 'OFF' && !env.CUDACXX) {
-  for (const p of ['/usr/local/cuda/bin/nvcc']) {
-    if (require('fs').existsSync(p)) { env.CUDACXX = p; break; }
+function findNvcc() {
+  if (env.CUDACXX && fs.existsSync(env.CUDACXX)) return env.CUDACXX;
+  for (const dir of [...(env.PATH || '').split(path.delimiter), '/usr/local/cuda/bin']) {
+    const p = path.join(dir, 'nvcc');
+    if (dir && fs.existsSync(p)) return p;
   }
+  return undefined;
 }
+const hasGpu = () => fs.existsSync('/dev/nvidiactl') || spawnSync('nvidia-smi', ['-L'], { stdio: 'ignore' }).status === 0;
+
+// What to build, and the one-line reason.
+const nvcc = cuda === 'off' ? undefined : findNvcc();
+let withCuda;
+let why;
+if (cuda === 'off') [withCuda, why] = [false, 'SYNTHGRAD_CUDA=off'];
+else if (cuda === 'on') [withCuda, why] = [true, 'SYNTHGRAD_CUDA=on'];
+else if (!nvcc) [withCuda, why] = [false, 'no nvcc found; SYNTHGRAD_CUDA=on to require it'];
+else if (!hasGpu()) [withCuda, why] = [false, `nvcc found, but no NVIDIA GPU here; SYNTHGRAD_CUDA=on builds it anyway`];
+else [withCuda, why] = [true, 'nvcc and an NVIDIA GPU found'];
+if (withCuda && nvcc && !env.CUDACXX) env.CUDACXX = nvcc;
+
+const archs = process.env.SYNTHGRAD_CUDA_ARCHS || '80;90';
+console.log(`synthgrad: building the native addon (C++17, N-API 8): CPU backend${withCuda ? ` + CUDA for sm_${archs.split(';').join(', sm_')}` : ' only'}` +
+  ` (${why}); about ${withCuda ? '3-5 minutes' : '30 seconds'} on 2 cores`);
+
+const defines = [`--CDSYNTHGRAD_CUDA=${withCuda ? 'ON' : 'OFF'}`, `--CDSYNTHGRAD_CUDA_ARCHS=${archs}`];
+const verbose = process.env.SYNTHGRAD_VERBOSE === '1';
+const logFile = path.join(os.tmpdir(), `synthgrad-build-${process.pid}.log`);
+const log = verbose ? undefined : fs.openSync(logFile, 'w');
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
 const run = (args) => spawnSync(process.execPath, [cmakeJs, ...args], {
-  stdio: 'inherit', env, cwd: path.join(__dirname, '..'),
+  stdio: verbose ? 'inherit' : ['ignore', log, log], env, cwd: root,
 });
+const started = Date.now();
 // Configure every time, so that a changed switch takes effect in an existing build folder.
 let r = run(['configure', ...defines]);
 if (r.status === 0) r = run(['build']);
+if (log !== undefined) fs.closeSync(log);
 if (r.status !== 0) {
-  console.error('\nsynthgrad: building the native addon failed (see above). Needs CMake >= 3.18 and a C++17 compiler;');
+  if (!verbose) {
+    const lines = fs.readFileSync(logFile, 'utf8').trimEnd().split('\n');
+    console.error(lines.slice(-40).join('\n'));
+    console.error(`(the whole build log: ${logFile})`);
+  }
+  console.error('\nsynthgrad: building the native addon failed (see above). It needs CMake >= 3.18 and a C++17 compiler;');
   console.error('without CMake, `npx node-gyp rebuild` builds the CPU-only addon from binding.gyp.');
   process.exit(r.status || 1);
 }
+if (!verbose) fs.rmSync(logFile, { force: true });
+
+// Installed as a dependency: keep the addon, drop the object files and CMake's cache.
+const build = path.join(root, 'build');
+if (root.split(path.sep).includes('node_modules')) {
+  const addon = path.join(build, 'Release', 'synthgrad.node');
+  const kept = fs.readFileSync(addon);
+  fs.rmSync(build, { recursive: true, force: true });
+  fs.mkdirSync(path.dirname(addon), { recursive: true });
+  fs.writeFileSync(addon, kept);
+}
+console.log(`synthgrad: built build/Release/synthgrad.node in ${Math.round((Date.now() - started) / 1000)} s`);

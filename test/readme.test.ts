@@ -36,7 +36,7 @@ function readmeCommands(): Command[] {
   // Inline spans that start with a command (a span may break across lines in the prose).
   for (const span of readme.replace(/```[\s\S]*?```/g, '').matchAll(/`([^`]+)`/g)) {
     const text = span[1].replace(/\s+/g, ' ').trim();
-    if (/^([A-Z_]+=\S+ )*(npm (start|run|test|install)|npx |node dist\/|bash )/.test(text)) found.push(text);
+    if (/^([A-Z_]+=\S+ )*(npm (start|run|test|install|install-scripts)|npx |node dist\/|bash )/.test(text)) found.push(text);
   }
   return [...new Set(found)].flatMap((t) => t.split('&&')).map(parse);
 }
@@ -78,7 +78,7 @@ describe('every other README command names something that exists', () => {
   test.each(other.map((c) => [c.text, c] as const))('%s', (_, c) => {
     const [tool, first, second] = c.words;
     if (tool === 'npm' && first === 'run') expect(Object.keys(pkg.scripts)).toContain(second);
-    else if (tool === 'npm') expect(['install', 'test', 'ci']).toContain(first);
+    else if (tool === 'npm') expect(['install', 'test', 'ci', 'install-scripts']).toContain(first);
     else if (tool === 'node') expect(fs.existsSync(path.join(root, first))).toBe(true);
     else if (tool === 'bash') expect(fs.existsSync(path.join(root, first))).toBe(true);
     else if (tool === 'npx') expect(first).toBe('node-gyp');

