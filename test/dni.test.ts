@@ -439,6 +439,23 @@ describe('diagnostics', () => {
     trainer.dispose();
   });
 
+  test('measure the state the reported step leaves, whether or not more steps follow', async () => {
+    // Regression: the probe ran when a step's loss was read, after the next step was enqueued,
+    // so step k's diagnostics showed step k+1's state, and a run's last step repeated the one before.
+    const { train } = await datasets.mnist();
+    const run = async (steps: number) => {
+      const net = decouple(mlp(784, [32, 32], 10), { synthesizer: { conditioned: true } });
+      const trainer = new Trainer(net, { device: cpu, optimizer: () => new Adam({ lr: 1e-3 }), seed: 4 });
+      const cosines = new Map<number, number[]>();
+      await trainer.fit(train.head(1024), { steps, batchSize: 64, diagnoseEvery: 1, onStep: (m) => { cosines.set(m.step, m.diagnostics!.map((d) => d.cosine)); } });
+      trainer.dispose();
+      return cosines;
+    };
+    const [short, long] = [await run(4), await run(6)];
+    for (const k of [1, 2, 3, 4]) expect(long.get(k)).toEqual(short.get(k));
+    expect(long.get(6)).not.toEqual(long.get(5));
+  });
+
   test('diagnoseEvery on a plain model is a clear error', async () => {
     const { train } = await datasets.mnist();
     const trainer = new Trainer(mlp(784, [8], 10), { device: cpu, optimizer: new Adam({ lr: 1e-3 }) });

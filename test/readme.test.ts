@@ -36,7 +36,7 @@ function readmeCommands(): Command[] {
   // Inline spans that start with a command (a span may break across lines in the prose).
   for (const span of readme.replace(/```[\s\S]*?```/g, '').matchAll(/`([^`]+)`/g)) {
     const text = span[1].replace(/\s+/g, ' ').trim();
-    if (/^([A-Z_]+=\S+ )*(npm (start|run|test|install|install-scripts)|npx |node dist\/|bash )/.test(text)) found.push(text);
+    if (/^([A-Z_]+=\S+ )*(npm (start|run|test|install|install-scripts)|npx |node (dist|examples)\/|bash )/.test(text)) found.push(text);
   }
   return [...new Set(found)].flatMap((t) => t.split('&&')).map(parse);
 }

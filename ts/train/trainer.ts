@@ -507,7 +507,9 @@ export class Trainer {
     const firstStep = step;
     let positionAt: (() => FitProgress) | undefined; // where the run stands after the latest step
     // Steps in flight: enqueued, their loss not read yet (oldest first).
-    const inFlight: { loss: Promise<Float32Array | Int32Array>; arena: Arena; step: number; epoch: number; lr: number }[] = [];
+    const inFlight: {
+      loss: Promise<Float32Array | Int32Array>; arena: Arena; step: number; epoch: number; lr: number; diagnostics?: ModuleDiagnostics[];
+    }[] = [];
     const maxInFlight = this.strategy.maxInFlight ?? 1;
     let epochLossSum = 0;
     let epochSteps = 0;
@@ -529,11 +531,8 @@ export class Trainer {
           'lower the learning rate or check the inputs for NaN/Infinity');
       epochLossSum += value;
       epochSteps++;
-      const diagnose = diagnoseEvery > 0 && f.step % diagnoseEvery === 0;
-      const report = options.onStep && (f.step % logEvery === 0 || diagnose);
-      let diagnostics: ModuleDiagnostics[] | undefined;
-      // The probe waits for all work enqueued so far (up to maxInFlight - 1 steps past this one).
-      if (diagnose) diagnostics = await this.probe(probe, data.features);
+      const diagnostics = f.diagnostics;
+      const report = options.onStep && (f.step % logEvery === 0 || diagnostics);
       if (report) await options.onStep!({ step: f.step, epoch: f.epoch, loss: value, lr: f.lr, ...(diagnostics ? { diagnostics } : {}) });
     };
 
@@ -581,7 +580,11 @@ export class Trainer {
           }
           step++;
           samples += end - start;
-          inFlight.push({ loss, arena, step, epoch, lr });
+          const record: (typeof inFlight)[number] = { loss, arena, step, epoch, lr };
+          inFlight.push(record);
+          // The probe measures the state this step leaves: it runs before the next step is enqueued
+          // (the host waits for this step here, every diagnoseEvery steps only).
+          if (diagnoseEvery > 0 && step % diagnoseEvery === 0) record.diagnostics = await this.probe(probe, data.features);
           while (inFlight.length > maxInFlight) await settle();
           if (checkpoint) {
             const epochOver = data.count - end < this.minRows;
