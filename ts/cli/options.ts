@@ -43,7 +43,12 @@ export const usage = `usage: npm start -- [options]
   --center                     DNI/cDNI: synthesizers centre ĝ over the batch (before Linear → BatchNorm)
   --mask-inactive              DNI/cDNI: synthesizers fit only the units with h > 0 (after a ReLU)
   --graph                      capture the training step once and replay it (backprop, lockstep p = 1)
-  --checkpoint FILE            save the run to FILE after every epoch; if FILE exists, resume from it`;
+  --checkpoint FILE            save the run to FILE after every epoch; if FILE exists, resume from it
+  --log-dir DIR                write a run log to DIR (a new one, or the run's own when it resumes):
+                               config, metrics per step and epoch, synthesizer diagnostics as JSON
+                               Lines, CSV and TensorBoard files; \`npx synthgrad report DIR\` plots it
+  --quiet                      print only the final result (and errors)
+  --json                       print JSON Lines: step records (every 10 steps), epoch records, a final one`;
 
 export interface Options {
   method: 'backprop' | 'dni' | 'cdni';
@@ -65,12 +70,15 @@ export interface Options {
   hidden: number[];
   device?: string;
   checkpoint?: string;
+  logDir?: string;
+  quiet?: boolean;
+  json?: boolean;
   help?: boolean;
 }
 
 /** Flags without a value: each turns an option on. */
-const switches = new Map<string, 'graph' | 'center' | 'maskInactive' | 'help'>([
-  ['--graph', 'graph'], ['--center', 'center'], ['--mask-inactive', 'maskInactive'], ['--help', 'help'],
+const switches = new Map<string, 'graph' | 'center' | 'maskInactive' | 'quiet' | 'json' | 'help'>([
+  ['--graph', 'graph'], ['--center', 'center'], ['--mask-inactive', 'maskInactive'], ['--quiet', 'quiet'], ['--json', 'json'], ['--help', 'help'],
 ]);
 
 /** Flags that configure synthesizers or their schedule: an error with --method backprop. */
@@ -125,6 +133,10 @@ export function parseArgs(argv: string[]): Options {
         if (!value) throw new Error('--checkpoint needs a file path');
         o.checkpoint = value;
         break;
+      case '--log-dir':
+        if (!value) throw new Error('--log-dir needs a directory path');
+        o.logDir = value;
+        break;
       case '--method':
         if (value !== 'backprop' && value !== 'dni' && value !== 'cdni') throw new Error(`--method must be backprop, dni or cdni, got '${value ?? ''}'`);
         o.method = value;
@@ -140,6 +152,7 @@ export function parseArgs(argv: string[]): Options {
       default: throw new Error(`unknown option '${flag}' (try --help)`);
     }
   }
+  if (o.quiet && o.json) throw new Error('--quiet and --json: choose one (--json prints no text lines either)');
   const misplaced = o.method === 'backprop' ? decoupledOnly.find((f) => given.has(f)) : undefined;
   if (misplaced) throw new Error(`${misplaced} applies to dni and cdni only (--method backprop has no synthesizers)`);
   // SGD's step is in proportion to the gradient, Adam's is not: one learning rate cannot serve both.

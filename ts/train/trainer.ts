@@ -15,6 +15,7 @@ import { Random } from '../random';
 import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
 import { LoadedCheckpoint, NamedTensor, readCheckpoint, restoreTensors, writeCheckpoint } from './checkpoint';
+import { FitLog, LogDirOption } from './runlog';
 
 export interface TrainerOptions {
   /** default: Device.best() */
@@ -113,6 +114,14 @@ export interface FitOptions {
    * size; the pipelined decoupled schedule cannot be checkpointed.
    */
   checkpoint?: { path: string; every: number };
+  /**
+   * Write a run log into this directory: config.json, the metrics of every step onStep sees
+   * (every `logEvery` steps), of every epoch and of every diagnostics step, as JSON Lines, CSV
+   * and TensorBoard event files (see ./runlog.ts); `{ dir, config }` adds `config` to
+   * config.json. A directory that already holds a run log is an error, unless this fit resumes
+   * from `checkpoint`: then the log goes on.
+   */
+  logDir?: LogDirOption;
 }
 
 export interface FitResult {
@@ -329,7 +338,10 @@ export class Trainer {
     if (this.busy) throw new Error('fit: this trainer is already running fit(); await it first');
     this.busy = true;
     try {
-      return await this.fitUnguarded(data, options);
+      const log = options && typeof options === 'object' ? FitLog.from(options) : undefined;
+      if (!log) return await this.fitUnguarded(data, options);
+      const run = { model: this.model.name, device: this.device.name, loss: this.loss.name, data: { rows: data?.count, features: data?.features } };
+      return await log.around(options, run, (o) => this.fitUnguarded(data, o));
     } finally {
       this.busy = false;
     }
