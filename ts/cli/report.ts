@@ -290,7 +290,9 @@ export function reportHtml(runs: RunRecords[], options: { title?: string } = {})
   const charts = chartSpecs(runs);
   const title = options.title ?? `synthgrad runs: ${runs.map((r) => r.name).join(', ')}`;
   const data = JSON.stringify({ charts, colours }).replace(/</g, '\\u003c');
-  const synth = charts.some((c) => c.id.startsWith('synth-'));
+  const canvases = (list: ChartSpec[]) => `<div class="grid">\n${list.map((c) => `<div class="chart"><canvas id="${c.id}"></canvas></div>`).join('\n')}\n</div>`;
+  // One row per synthesizer: its cosine, loss and norm ratio side by side.
+  const modules = [...new Set(charts.map((c) => /^synth-(\d+)-/.exec(c.id)?.[1]).filter((m) => m !== undefined))];
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -305,7 +307,7 @@ export function reportHtml(runs: RunRecords[], options: { title?: string } = {})
   th, td { border: 1px solid #ddd; padding: 3px 10px; text-align: left; }
   thead th { background: #f4f4f4; }
   .swatch { display: inline-block; width: 10px; height: 10px; margin-right: 6px; border-radius: 2px; }
-  .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 16px; }
+  .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(380px, 1fr)); gap: 16px; margin-bottom: 16px; }
   .chart { position: relative; height: 300px; border: 1px solid #eee; padding: 6px; }
   h2 { font-size: 1.1em; margin: 1.2em 0 0.5em; }
 </style>
@@ -315,14 +317,10 @@ export function reportHtml(runs: RunRecords[], options: { title?: string } = {})
 <div class="meta">${runs.length} run${runs.length > 1 ? 's' : ''} · written ${escapeHtml(new Date().toISOString())} by synthgrad report</div>
 ${table(runs)}
 <h2>Training</h2>
-<div class="grid">
-${charts.filter((c) => !c.id.startsWith('synth-')).map((c) => `<div class="chart"><canvas id="${c.id}"></canvas></div>`).join('\n')}
-</div>
+${canvases(charts.filter((c) => !c.id.startsWith('synth-')))}
 <h2>Synthesizers</h2>
-${synth ? '' : '<p>No synthesizer diagnostics in these runs (backprop, or no diagnoseEvery).</p>'}
-<div class="grid">
-${charts.filter((c) => c.id.startsWith('synth-')).map((c) => `<div class="chart"><canvas id="${c.id}"></canvas></div>`).join('\n')}
-</div>
+${modules.length ? modules.map((m) => canvases(charts.filter((c) => c.id.startsWith(`synth-${m}-`)))).join('\n')
+    : '<p>No synthesizer diagnostics in these runs (backprop, or no diagnoseEvery).</p>'}
 <script type="application/json" id="report-data">${data}</script>
 <script>${scriptSafe(chartJs())}</script>
 <script>${drawCharts}</script>

@@ -8,8 +8,9 @@
 //   result.json         how fit ended: steps, seconds, or the error
 //   events.out.tfevents.*  the same scalars as TensorBoard event files
 // JSON Lines and CSV hold the same records (CSV columns are fixed by a file's first record).
-// Records are buffered and appended about once a second and at every epoch's end, so a report
-// of a run in progress sees all but its last second, and a killed run keeps nearly everything.
+// Records are buffered and appended (asynchronously: training never waits on the disk) about once
+// a second and at every epoch's end, so a report of a run in progress sees all but its last
+// second, and a killed run keeps nearly everything.
 //
 // TensorBoard's format, written here without TensorFlow: a file of TFRecords, each
 //   uint64 length, uint32 masked CRC32C of the length, the bytes, uint32 masked CRC32C of them
@@ -17,6 +18,7 @@
 // the first carries file_version "brain.Event:2", the others wall_time, step and a `Summary` of
 // (tag, simple_value) scalars, which TensorBoard shows under its Scalars tab.
 import * as fs from 'fs';
+import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { describe, positiveInt } from '../check';
@@ -140,10 +142,11 @@ class Appender {
     this.pending.push(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
   }
 
-  flush(): void {
+  async flush(): Promise<void> {
     if (!this.pending.length) return;
-    fs.appendFileSync(this.file, Buffer.concat(this.pending));
+    const data = Buffer.concat(this.pending);
     this.pending = [];
+    await fsp.appendFile(this.file, data);
   }
 }
 
@@ -176,7 +179,7 @@ export class RunLog {
   private readonly events: Appender;
   private lastFlush = Date.now();
 
-  private constructor(readonly dir: string) {
+  private constructor(readonly dir: string, private readonly csvHeaders: Map<string, string[]>) {
     // TensorBoard reads every events.out.tfevents.* file of a directory, in name order.
     const stamp = `${Math.floor(Date.now() / 1000)}.${os.hostname()}.${process.pid}.${++eventFiles}`;
     this.events = new Appender(path.join(dir, `events.out.tfevents.${stamp}`));
@@ -187,13 +190,21 @@ export class RunLog {
    * Creates `dir` (and its parents) and writes config.json. With `append`, records go on after
    * those already there (a resumed run); without it, a directory that holds a run log is an error.
    */
-  static create(dir: string, config: Record<string, unknown>, options: { append?: boolean } = {}): RunLog {
+  static async create(dir: string, config: Record<string, unknown>, options: { append?: boolean } = {}): Promise<RunLog> {
     if (typeof dir !== 'string' || dir === '') throw new TypeError(`RunLog: 'dir' must be a directory path, got ${describe(dir)}`);
     if (!options.append && holdsRunLog(dir))
       throw new Error(`RunLog: ${dir} already holds a run log; give each run its own directory`);
-    fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
-    return new RunLog(dir);
+    await fsp.mkdir(dir, { recursive: true });
+    await fsp.writeFile(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+    // A resumed run keeps the columns of the CSV files it appends to.
+    const headers = new Map<string, string[]>();
+    if (options.append) {
+      for (const name of ['steps', 'epochs', 'synthesizers']) {
+        const text = await fsp.readFile(path.join(dir, `${name}.csv`), 'utf8').catch(() => '');
+        if (text) headers.set(name, text.split('\n', 1)[0].split(','));
+      }
+    }
+    return new RunLog(dir, headers);
   }
 
   private write(name: string, row: Row): void {
@@ -202,10 +213,11 @@ export class RunLog {
     if (!jsonl || !csv) {
       jsonl = new Appender(path.join(this.dir, `${name}.jsonl`));
       csv = new Appender(path.join(this.dir, `${name}.csv`));
-      // A resumed run keeps the columns of the file it appends to.
-      const existing = fs.existsSync(csv.file) ? fs.readFileSync(csv.file, 'utf8').split('\n', 1)[0] : '';
-      csv.columns = existing ? existing.split(',') : Object.keys(row);
-      if (!existing) csv.add(`${csv.columns.join(',')}\n`);
+      csv.columns = this.csvHeaders.get(name);
+      if (!csv.columns) {
+        csv.columns = Object.keys(row);
+        csv.add(`${csv.columns.join(',')}\n`);
+      }
       this.files.set(`${name}.jsonl`, jsonl);
       this.files.set(`${name}.csv`, csv);
     }
@@ -218,8 +230,9 @@ export class RunLog {
     if (finite.length) this.events.add(tfRecord(scalarEvent(time, step, finite)));
   }
 
-  private maybeFlush(): void {
-    if (Date.now() - this.lastFlush >= 1000) this.flush();
+  /** Writes what is buffered when the last write is a second old. */
+  async flushIfDue(): Promise<void> {
+    if (Date.now() - this.lastFlush >= 1000) await this.flush();
   }
 
   /** A training step: `stepSeconds` is the wall time per step since the previous record. */
@@ -228,7 +241,6 @@ export class RunLog {
     this.write('steps', { step: m.step, epoch: m.epoch, loss: m.loss, lr: m.lr, stepSeconds, time });
     this.scalars(m.step, time, [['train/loss', m.loss], ['train/lr', m.lr], ['train/step_seconds', stepSeconds]]);
     if (m.diagnostics) this.diagnostics(m.step, m.diagnostics, time);
-    this.maybeFlush();
   }
 
   /** Each synthesizer's diagnostics at `step`. */
@@ -241,7 +253,7 @@ export class RunLog {
     }
   }
 
-  /** An epoch's end, after `step` steps in all. */
+  /** An epoch's end, after `step` steps in all (then flush()). */
   epoch(m: EpochMetrics, step: number): void {
     const time = Date.now() / 1000;
     const validation = m.validation ? numbers(m.validation, ['count']) : {};
@@ -252,22 +264,20 @@ export class RunLog {
       ['epoch/train_loss', m.loss], ['epoch/samples_per_second', m.samplesPerSecond],
       ...Object.entries(validation).map(([k, v]) => [`validation/${snake(k)}`, v] as [string, number]),
     ]);
-    this.flush();
   }
 
   /** How the run ended (result.json). */
-  result(r: Record<string, unknown>): void {
-    fs.writeFileSync(path.join(this.dir, 'result.json'), `${JSON.stringify({ ...r, time: Date.now() / 1000 }, null, 2)}\n`);
+  async result(r: Record<string, unknown>): Promise<void> {
+    await fsp.writeFile(path.join(this.dir, 'result.json'), `${JSON.stringify({ ...r, time: Date.now() / 1000 }, null, 2)}\n`);
   }
 
-  flush(): void {
-    for (const f of this.files.values()) f.flush();
-    this.events.flush();
+  async flush(): Promise<void> {
     this.lastFlush = Date.now();
+    for (const f of [...this.files.values(), this.events]) await f.flush();
   }
 
-  close(): void {
-    this.flush();
+  close(): Promise<void> {
+    return this.flush();
   }
 }
 
@@ -320,8 +330,8 @@ export class FitLog {
 
   /** Runs `fit` with the wrapped callbacks; `run` describes the run for config.json. */
   async around(options: FitOptions, run: Record<string, unknown>, fit: (o: FitOptions) => Promise<FitResult>): Promise<FitResult> {
-    const open = () => {
-      if (!this.log) this.log = RunLog.create(this.dir, { ...run, fit: fitConfig(options), ...this.extra, started: new Date().toISOString() }, { append: this.append });
+    const open = async () => {
+      if (!this.log) this.log = await RunLog.create(this.dir, { ...run, fit: fitConfig(options), ...this.extra, started: new Date().toISOString() }, { append: this.append });
       return this.log;
     };
     this.lastTime = Date.now();
@@ -331,28 +341,38 @@ export class FitLog {
         const now = Date.now();
         // A resumed run's first record would count from the step it resumed after, unknown here.
         const steps = this.lastStep > 0 || !this.append ? m.step - this.lastStep : NaN;
-        open().step(m, (now - this.lastTime) / 1000 / steps);
+        const log = await open();
+        log.step(m, (now - this.lastTime) / 1000 / steps);
         this.lastTime = now;
         this.lastStep = m.step;
+        await log.flushIfDue();
         if (options.onStep) await options.onStep(m);
       },
       onEpoch: async (m) => {
         // Steps count from the run's start; an epoch may end between two reported steps.
         this.epochSteps += m.steps;
-        open().epoch(m, this.append ? this.lastStep : this.epochSteps);
+        const log = await open();
+        log.epoch(m, this.append ? this.lastStep : this.epochSteps);
+        await log.flush();
         if (options.onEpoch) await options.onEpoch(m);
-        this.lastTime = Date.now(); // the evaluation is no step's time
+        // The evaluation is no step's time: the next record's time per step counts from here.
+        this.lastTime = Date.now();
+        if (!this.append) this.lastStep = this.epochSteps;
       },
     };
+    let result: FitResult;
     try {
-      const result = await fit(wrapped);
-      if (this.log) this.log.result({ steps: result.steps, seconds: result.seconds, ...(result.resumedFrom !== undefined ? { resumedFrom: result.resumedFrom } : {}) });
-      return result;
+      result = await fit(wrapped);
     } catch (e) {
-      if (this.log) this.log.result({ steps: this.lastStep, error: (e as Error).message });
+      // The error that stopped fit matters more than one from writing its log.
+      await this.log?.close().catch(() => undefined);
+      await this.log?.result({ steps: this.lastStep, error: (e as Error).message }).catch(() => undefined);
       throw e;
-    } finally {
-      this.log?.close();
     }
+    if (this.log) {
+      await this.log.close();
+      await this.log.result({ steps: result.steps, seconds: result.seconds, ...(result.resumedFrom !== undefined ? { resumedFrom: result.resumedFrom } : {}) });
+    }
+    return result;
   }
 }

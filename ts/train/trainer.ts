@@ -1,7 +1,8 @@
 // The trainer: seeded initialisation and shuffling, mini-batch training with callbacks,
-// checkpoints (save, load, and fit runs that resume where they stopped), and evaluation. It
-// never blocks the event loop: each step is enqueued on the trainer's stream and the host
-// awaits the previous step's loss (a Promise) while the stream computes.
+// checkpoints (save, load, and fit runs that resume where they stopped), run logs (fit's logDir,
+// ./runlog.ts), and evaluation. It never blocks the event loop: each step is enqueued on the
+// trainer's stream and the host awaits the previous step's loss (a Promise) while the stream
+// computes.
 import { promises as fsp } from 'fs';
 import { describe, positiveInt } from '../check';
 import { Dataset } from '../data/dataset';
