@@ -4,6 +4,7 @@
 #pragma once
 #include <napi.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,9 +54,13 @@ class Args {
   std::vector<Tensor> tensors(size_t i, const char* name, bool optional = false) const;
   std::vector<float> floats(size_t i, const char* name) const;
   sg::Stream& stream(size_t i, const char* name) const;
+  // The stream with shared ownership (for what must keep it alive).
+  std::shared_ptr<sg::Stream> sharedStream(size_t i, const char* name) const;
   sg::Event& event(size_t i, const char* name) const;
 
   ArgumentError typeError(const char* name, const std::string& expected) const;
+  // "fn: 'name' must be <expected>, got <what argument i is>"
+  ArgumentError typeErrorGot(size_t i, const char* name, const std::string& expected) const;
 
  private:
   const Napi::CallbackInfo& info_;
