@@ -1,6 +1,8 @@
 // The module's entry point: classes, op functions and device queries.
 #include <napi.h>
 
+#include <dlfcn.h>
+
 #include <cmath>
 
 #include "../core/parallel.h"
@@ -120,7 +122,23 @@ Napi::Value gemmTf32(const Napi::CallbackInfo& info) {
   });
 }
 
+namespace {
+// The backends, their stream threads and the thread pool are process-wide and outlive any one
+// environment. Node.js dlcloses an addon when the environment that loaded it ends: a Worker
+// that was the only user would unmap this library under those threads. Reopening it with
+// RTLD_NODELETE (never closed) keeps it mapped for the life of the process.
+void pinLibrary() {
+  static const bool pinned = [] {  // once per process, thread-safe
+    Dl_info self{};
+    return dladdr(reinterpret_cast<void*>(&pinLibrary), &self) && self.dli_fname &&
+           dlopen(self.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD) != nullptr;
+  }();
+  (void)pinned;
+}
+}  // namespace
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
+  pinLibrary();
   auto* data = new AddonData();
   env.SetInstanceData(data);
   data->life = std::make_shared<EnvLife>();

@@ -54,8 +54,8 @@ napi_value member(napi_env env, napi_callback_info cb) {
                             describeValue(info.Env(), info.This()));
       return (self->*Method)(info);
     });
-  } catch (const Napi::Error& e) {
-    e.ThrowAsJavaScriptException();
+  } catch (const Napi::Error& e) {  // from CallbackInfo
+    throwSafely(env, e);
   } catch (...) {  // nothing may unwind into Node.js
   }
   return nullptr;
@@ -417,9 +417,9 @@ GraphHandle* GraphHandle::from(Napi::Env env, const Napi::Value& v) {
 GraphHandle::GraphHandle(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<GraphHandle>(info), env_(info.Env()) {
   if (!isToken(info[0])) {
-    Napi::TypeError::New(info.Env(), "Graph: graphs are made by beginCapture() and endCapture(), "
-                                     "not by new")
-        .ThrowAsJavaScriptException();
+    (void)napi_throw_type_error(info.Env(), nullptr,
+                                "Graph: graphs are made by beginCapture() and endCapture(), not "
+                                "by new");
     return;
   }
   tWrapping = nullptr;
