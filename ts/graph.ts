@@ -7,7 +7,9 @@
 // cannot wait on a capturing stream (read(), synchronize() throw). A graph replays the same
 // kernels on the same memory: values that change from step to step must live in tensors that
 // are written before each launch (inputs, learning rates), not in arguments fixed at capture.
-// On a GPU this is a CUDA graph; on the CPU, a recorded list of tasks.
+// On a GPU this is a CUDA graph; on the CPU, a recorded list of tasks. One capture at a time
+// per device: a capture whose body throws is discarded, and so (in the native module) is one
+// whose graph is disposed of or garbage-collected before it ended, so none stays open.
 import { describe } from './check';
 import { Device } from './device';
 import { native, NativeGraph } from './native';

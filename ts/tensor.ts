@@ -2,7 +2,9 @@
 //
 // A tensor's memory is freed by dispose() (or, as a safety net, when it is garbage
 // collected). Work already enqueued on a stream keeps the memory alive, so disposing of a
-// tensor right after using it is always safe.
+// tensor right after using it is always safe. A tensor larger than its device's memory is a
+// RangeError raised before anything is allocated (CPU: physical memory, or a container's
+// cgroup limit, or SYNTHGRAD_CPU_MEMORY=<bytes>; CUDA: the GPU's memory).
 import { describe } from './check';
 import { Device } from './device';
 import { native, DTypeName, NativeTensor } from './native';

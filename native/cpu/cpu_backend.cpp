@@ -1,4 +1,9 @@
 // CPU backend: streams as worker threads, events as counters, a caching host allocator.
+//
+// Each queued task is an op (cancellable) or control work (event records and waits, whenDone
+// callbacks: never cancelled, since other streams and Promises wait for them), tagged with
+// the thread that enqueued it, so that cancelQueued drops only that thread's ops: one
+// JavaScript environment (the main thread or a Worker) never cancels another's work.
 #include "cpu_backend.h"
 
 #include <unistd.h>
@@ -135,20 +140,18 @@ class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> 
 
   size_t cancelQueued() override {
     const std::thread::id caller = std::this_thread::get_id();
-    std::lock_guard<std::mutex> lock(m_);
-    size_t dropped = 0;
-    for (auto it = queue_.begin(); it != queue_.end();) {
-      if (it->cancellable && it->owner == caller) {
-        it = queue_.erase(it);
-        ++dropped;
-      } else {
-        ++it;
-      }
+    std::deque<Task> dropped;  // destroyed after the lock: their tensors are released then
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      std::deque<Task> kept;
+      for (Task& task : queue_)
+        (task.cancellable && task.owner == caller ? dropped : kept).push_back(std::move(task));
+      queue_.swap(kept);
+      if (!dropped.empty() && error_.empty())
+        error_ = "cancelled: " + std::to_string(dropped.size()) +
+                 " queued op(s) were dropped before they ran (cancelQueued)";
     }
-    if (dropped && error_.empty())
-      error_ = "cancelled: " + std::to_string(dropped) +
-               " queued op(s) were dropped before they ran (cancelQueued)";
-    return dropped;
+    return dropped.size();
   }
 
   void wait(Event& event) override;
