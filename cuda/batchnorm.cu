@@ -151,8 +151,8 @@ void launchBatchNormForward(cudaStream_t stream, const float* x, const float* ga
   if (cols <= 0) return;
   if (training && rows <= 0) return;  // as the CPU: nothing to normalise, stats untouched
   const int64_t tiles = (cols + kColTile - 1) / kColTile;
-  batchNormForwardKernel<<<static_cast<unsigned>(tiles), dim3(kColTile, kRowLanes), 0, stream>>>(
-      x, gamma, beta, y, runningMean, runningVar, saveMean, saveInvStd, rows, cols, momentum, eps,
+  SG_LAUNCH(static_cast<unsigned>(tiles), dim3(kColTile, kRowLanes), 0, stream, batchNormForwardKernel)(
+       x, gamma, beta, y, runningMean, runningVar, saveMean, saveInvStd, rows, cols, momentum, eps,
       training);
   CUDA_CHECK_LAUNCH();
 }
@@ -162,9 +162,8 @@ void launchBatchNormBackward(cudaStream_t stream, const float* x, const float* d
                              float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols) {
   if (rows <= 0 || cols <= 0) return;
   const int64_t tiles = (cols + kColTile - 1) / kColTile;
-  batchNormBackwardKernel<<<static_cast<unsigned>(tiles), dim3(kColTile, kRowLanes), 0,
-                            stream>>>(x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, rows,
-                                      cols);
+  SG_LAUNCH(static_cast<unsigned>(tiles), dim3(kColTile, kRowLanes), 0, stream, batchNormBackwardKernel)(
+      x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, rows, cols);
   CUDA_CHECK_LAUNCH();
 }
 
