@@ -90,24 +90,34 @@ struct ScalarArgs {
 constexpr int kColTile = 32;
 constexpr int kRowLanes = 16;
 
-using ColumnScratch = double[kRowLanes][kColTile + 1];
+// Scratch of columnSumOf for a COLS x LANES block.
+template <int COLS, int LANES>
+using ColumnScratchOf = double[LANES][COLS + 1];
+using ColumnScratch = ColumnScratchOf<kColTile, kRowLanes>;
 
 // Sum of `v` over the row lanes of this thread's column, returned to every thread of the
-// column. Every thread of the block must call it (it synchronises).
-__device__ __forceinline__ double columnSum(double v, ColumnScratch& red) {
+// column, for a block of COLS x LANES threads. Every thread of the block must call it (it
+// synchronises).
+template <int COLS, int LANES>
+__device__ __forceinline__ double columnSumOf(double v, ColumnScratchOf<COLS, LANES>& red) {
   const int x = threadIdx.x, y = threadIdx.y;
   red[y][x] = v;
   __syncthreads();
   if (y == 0) {
     double s = 0.0;
-#pragma unroll
-    for (int i = 0; i < kRowLanes; ++i) s += red[i][x];
+#pragma unroll 8
+    for (int i = 0; i < LANES; ++i) s += red[i][x];
     red[0][x] = s;
   }
   __syncthreads();
   const double total = red[0][x];
   __syncthreads();  // red may be reused by the next call
   return total;
+}
+
+// columnSumOf for the kColTile x kRowLanes blocks of biasBackward.
+__device__ __forceinline__ double columnSum(double v, ColumnScratch& red) {
+  return columnSumOf<kColTile, kRowLanes>(v, red);
 }
 
 }  // namespace sg::cuda

@@ -271,7 +271,8 @@ void batchNormTests() {
         std::vector<float> sm(cols, 7.f), sis(cols, 7.f), y(rows * cols);
         auto rrm = rm, rrv = rv, rsm = sm, rsis = sis;
         std::vector<float> ry(rows * cols);
-        emu::launch(dim3((cols + kColTile - 1) / kColTile), dim3(kColTile, kRowLanes), [&] {
+        emu::launch(dim3((cols + batchnorm_k::kBnCols - 1) / batchnorm_k::kBnCols),
+                    dim3(batchnorm_k::kBnCols, batchnorm_k::kBnLanes), [&] {
           batchnorm_k::batchNormForwardKernel(x.data(), gamma.data(), beta.data(), y.data(),
                                               rm.data(), rv.data(), sm.data(), sis.data(), rows,
                                               cols, 0.1f, 1e-5f, training);
@@ -289,7 +290,8 @@ void batchNormTests() {
         if (!training) continue;
         std::vector<float> dy = randomVec(rows * cols), dx(rows * cols, NAN), rdx(rows * cols);
         std::vector<float> dg = randomVec(cols), db = randomVec(cols), rdg = dg, rdb = db;
-        emu::launch(dim3((cols + kColTile - 1) / kColTile), dim3(kColTile, kRowLanes), [&] {
+        emu::launch(dim3((cols + batchnorm_k::kBnCols - 1) / batchnorm_k::kBnCols),
+                    dim3(batchnorm_k::kBnCols, batchnorm_k::kBnLanes), [&] {
           batchnorm_k::batchNormBackwardKernel(x.data(), dy.data(), gamma.data(), sm.data(),
                                                sis.data(), dx.data(), dg.data(), db.data(), rows,
                                                cols);
