@@ -94,6 +94,12 @@ export interface BuildInfo {
   cuda: boolean;
   /** usable CUDA devices at run time */
   cudaDevices: number;
+  /**
+   * why cudaDevices is 0 when the CUDA runtime reported an error, by name (e.g.
+   * 'cudaErrorInsufficientDriver (CUDA driver version is insufficient for CUDA runtime version)'
+   * on a driver older than R580 for this CUDA 13 build); '' otherwise
+   */
+  cudaError: string;
   /** the CPU GEMM's instruction set: 'avx512', 'avx2' or 'generic' */
   cpuGemm: string;
   napiVersion: number;
