@@ -4,17 +4,13 @@
 // cosine similarity to the true gradient for DNI/cDNI), then the test accuracy.
 //
 //   npm start -- --method cdni --epochs 10 --batch-size 256 --lr 1e-3 --seed 0 --device cpu
-// The options are in ./options.ts.
+// The options are in ./options.ts; what each configures, in ./configure.ts.
 import * as fs from 'fs';
-import { Device } from '../device';
 import { mnist } from '../data/mnist';
-import { mlp } from '../models';
 import { native } from '../native';
-import { decouple, Schedule } from '../dni/network';
-import { Module } from '../nn/module';
-import { Adam, schedules } from '../optim/optimizers';
 import { ModuleDiagnostics, Trainer } from '../train/trainer';
-import { Options, modelOptimizer, optimizerName, parseArgs, usage } from './options';
+import { configure, deviceOf } from './configure';
+import { Options, optimizerName, parseArgs, usage } from './options';
 
 /**
  * The learning-rate schedule and the model come from the options, so a checkpoint is resumed
@@ -44,40 +40,19 @@ async function main(): Promise<void> {
     console.log(usage);
     return;
   }
-  const device = o.device ? Device.parse(o.device) : Device.best();
+  const device = deviceOf(o); // before the data loads: a bad --device fails fast
   const info = native.buildInfo();
   console.log(`synthgrad: device ${device.name} (${device.describe()}), CPU GEMM ${info.cpuGemm}, ${native.threads()} threads` +
     (info.cuda ? `, CUDA built in (${info.cudaDevices} device(s))` : ', CUDA not built in'));
   const { train, test } = await mnist();
   console.log(`MNIST: ${train.count} training and ${test.count} test images`);
-  const mlpModel = mlp(784, o.hidden, 10);
-  const decoupled = o.method !== 'backprop';
-  const schedule: Schedule = o.pipeline > 0
-    ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate }
-    : { kind: 'lockstep', pUpdate: o.pUpdate };
-  const stepsPerEpoch = Math.ceil(train.count / o.batchSize);
-  // Step decay (x0.1 at 60% and 85% of the epochs' steps) settles the noisy late epochs of a constant lr.
-  const total = o.epochs * stepsPerEpoch;
-  const decayed = (base: number) => schedules.stepDecay(base, [Math.round(0.6 * total), Math.round(0.85 * total)], 0.1);
-  const lr = decayed(o.lr);
-  const synthLr = o.synthLr === undefined ? undefined : decayed(o.synthLr);
-  const model: Module = decoupled
-    ? decouple(mlpModel, {
-      at: o.at,
-      synthesizer: {
-        conditioned: o.method === 'cdni', center: o.center, maskInactive: o.maskInactive,
-        optimizer: synthLr === undefined ? undefined : () => new Adam({ lr: synthLr }),
-      },
-      schedule, streams: o.streams,
-    })
-    : mlpModel;
+  const { model, decoupled, stepsPerEpoch, trainer: trainerOptions, fit } = configure(o, train.count);
   console.log(`model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, ${o.method}` +
     (decoupled ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
       `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})` : '') +
     `, ${optimizerName(o.optimizer)} lr ${o.lr}${o.synthLr === undefined ? '' : `, synthesizers Adam lr ${o.synthLr}`}` +
     ` (x0.1 at 60% and 85%), batch ${o.batchSize}, seed ${o.seed}`);
-  // A factory: a decoupled network gives each module (and, without --synth-lr, each synthesizer) its own optimizer.
-  const trainer = new Trainer(model, { device, optimizer: () => modelOptimizer(o.optimizer, lr), seed: o.seed });
+  const trainer = new Trainer(model, trainerOptions);
   const bar = (step: number) => {
     const done = ((step - 1) % stepsPerEpoch) + 1;
     const width = 30;
@@ -90,14 +65,8 @@ async function main(): Promise<void> {
     d.map((m) => `M${m.module}: loss ${m.synthesizerLoss.toExponential(2)} cos ${m.cosine.toFixed(3)} (to its target ${m.targetCosine.toFixed(3)}) |ĝ|/|g| ${m.normRatio.toFixed(2)}`).join('  ');
   if (o.checkpoint) checkResumable(o);
   const result = await trainer.fit(train, {
-    epochs: o.epochs,
-    steps: o.steps,
-    batchSize: o.batchSize,
+    ...fit,
     validation: test,
-    logEvery: 10,
-    diagnoseEvery: decoupled ? o.diagnoseEvery : undefined,
-    graph: o.graph,
-    checkpoint: o.checkpoint ? { path: o.checkpoint, every: stepsPerEpoch } : undefined,
     onStep: (m) => {
       if (m.diagnostics) lastDiagnostics = m.diagnostics;
       if (tty) process.stdout.write(`\repoch ${m.epoch} ${bar(m.step)} loss ${m.loss.toFixed(4)}   `);
