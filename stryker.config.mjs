@@ -1,0 +1,40 @@
+// StrykerJS mutation testing of the TypeScript training logic: `npm run mutate` (all four
+// folders) or, for one folder, `npm run mutate -- --mutate 'ts/dni/**/*.ts'`. The report is
+// written to reports/mutation/. Each mutant is run against the tests that cover it only
+// (coverageAnalysis perTest); mutants that do not compile are dropped by the TypeScript checker.
+import path from 'node:path';
+
+// The sandbox copies the sources, not the built addon: the tests load the real one.
+process.env.SYNTHGRAD_ADDON ??= path.resolve('build/Release/synthgrad.node');
+
+/** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
+export default {
+  packageManager: 'npm',
+  testRunner: 'jest',
+  checkers: ['typescript'],
+  tsconfigFile: 'tsconfig.json',
+  mutate: ['ts/dni/**/*.ts', 'ts/optim/**/*.ts', 'ts/train/**/*.ts', 'ts/cli/**/*.ts'],
+  coverageAnalysis: 'perTest',
+  jest: {
+    projectType: 'custom',
+    enableFindRelatedTests: true,
+    config: {
+      preset: 'ts-jest',
+      testEnvironment: 'node',
+      roots: ['<rootDir>/test'],
+      testMatch: ['**/*.test.ts'],
+      testTimeout: 120000,
+      // These run dist/ (the compiled, unmutated package) in child processes: they cannot see a
+      // mutant, and take minutes; test/gpu needs a GPU.
+      testPathIgnorePatterns: ['/node_modules/', 'test/readme.test.ts', 'test/package.test.ts', 'test/gpu/'],
+    },
+  },
+  // Sources (and dist/, which the CLI tests run) only: the native build, data and native code stay out.
+  ignorePatterns: ['build', 'experiments', 'docs', 'cuda', 'native', 'bench/results', 'reports', '.device'],
+  concurrency: 2,
+  timeoutMS: 60000,
+  reporters: ['clear-text', 'progress', 'html', 'json'],
+  htmlReporter: { fileName: 'reports/mutation/index.html' },
+  jsonReporter: { fileName: 'reports/mutation/mutation.json' },
+  thresholds: { high: 90, low: 80, break: null },
+};
