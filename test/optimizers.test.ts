@@ -101,3 +101,70 @@ test('an optimizer of an empty group still counts the step (the schedule moves o
   expect(o.steps).toBe(1);
   expect(o.lr).toBe(0.5);
 });
+
+describe('options are checked at their boundaries', () => {
+  test.each([
+    [() => new SGD({ lr: 0 }), RangeError, /SGD: 'lr' must be a finite number > 0, got 0/],
+    [() => new SGD({ lr: Infinity }), RangeError, /SGD: 'lr' must be a finite number > 0, got Infinity/],
+    [() => new SGD({ lr: '0.1' as never }), RangeError, /SGD: 'lr' must be a finite number > 0, got 0.1/],
+    [() => new SGD(undefined as never), TypeError, /SGD: expects an options object \{ lr, \.\.\. \}/],
+    [() => new SGD({ lr: 0.1, weightDecay: -1e-9 }), RangeError, /SGD: 'weightDecay' must be >= 0, got -1e-9/],
+    [() => new SGD({ lr: 0.1, momentum: -0.1 }), RangeError, /SGD: 'momentum' must be in \[0, 1\), got -0.1/],
+    [() => new SGD({ lr: 0.1, momentum: 1 }), RangeError, /SGD: 'momentum' must be in \[0, 1\), got 1/],
+    [() => new Adam({ lr: 0.1, beta1: 1 }), RangeError, /Adam: 'beta1' must be in \[0, 1\), got 1/],
+    [() => new Adam({ lr: 0.1, beta1: -0.5 }), RangeError, /Adam: 'beta1' must be in \[0, 1\), got -0.5/],
+    [() => new Adam({ lr: 0.1, beta2: 1 }), RangeError, /Adam: 'beta2' must be in \[0, 1\), got 1/],
+    [() => new Adam({ lr: 0.1, eps: 0 }), RangeError, /Adam: 'eps' must be > 0, got 0/],
+    [() => schedules.constant(-1), RangeError, /constant: 'lr' must be a finite number > 0, got -1/],
+    [() => schedules.stepDecay(0, [1]), RangeError, /stepDecay: 'lr' must be a finite number > 0, got 0/],
+    [() => schedules.stepDecay(1, [-1]), TypeError, /stepDecay: 'milestones' must be an array of non-negative integers, got -1/],
+    [() => schedules.stepDecay(1, 5 as never), TypeError, /stepDecay: 'milestones' must be an array/],
+    [() => schedules.stepDecay(1, [1], 0), RangeError, /stepDecay: 'gamma' must be > 0, got 0/],
+  ])('%#', (make, type, message) => {
+    expect(make).toThrow(type);
+    expect(make).toThrow(message);
+  });
+
+  test('the edges of the valid ranges are accepted', () => {
+    expect(new SGD({ lr: 0.1, momentum: 0, weightDecay: 0 }).momentum).toBe(0);
+    expect(new Adam({ lr: 0.1, beta1: 0, beta2: 0 }).beta1).toBe(0);
+    const a = new Adam({ lr: 0.1 });
+    expect([a.beta1, a.beta2, a.eps]).toEqual([0.9, 0.999, 1e-8]);
+    expect(schedules.stepDecay(1, [0, 3])(0)).toBeCloseTo(0.1, 12); // a milestone at 0 applies from the start
+    expect(schedules.stepDecay(2, [3], 0.5)(2)).toBe(2);
+    expect(schedules.stepDecay(2, [3], 0.5)(3)).toBe(1);
+  });
+
+  test('a schedule that gives a bad learning rate stops the step, naming the step', () => {
+    const stream = new Stream(cpu);
+    const p = Parameter.create('p', Float32Array.from([1, 2]), [2], cpu);
+    const o = new SGD({ lr: (step) => (step < 1 ? 0.1 : -1) });
+    o.step([p], stream);
+    expect(() => o.step([p], stream)).toThrow(/optimizer: the schedule gave lr = -1 at step 1/);
+    expect(o.steps).toBe(1);
+    const nan = new SGD({ lr: () => NaN });
+    expect(() => nan.step([p], stream)).toThrow(/lr = NaN at step 0/);
+    o.dispose();
+    nan.dispose();
+  });
+
+  test('without momentum SGD keeps no state; a group that grows gets state for the new parameter', async () => {
+    const stream = new Stream(cpu);
+    const rng = new Random(3);
+    const ps = [Parameter.create('a', ref.randomArray(rng, 3), [3], cpu), Parameter.create('b', ref.randomArray(rng, 2), [2], cpu)];
+    expect(new SGD({ lr: 0.1 }).stateTensors(ps)).toEqual([]);
+    const o = new SGD({ lr: 0.1, momentum: 0.5 });
+    const group = [ps[0]];
+    native.ops.fill(stream.handle, ps[0].grad.handle, 1);
+    o.step(group, stream);
+    group.push(ps[1]);
+    native.ops.fill(stream.handle, ps[0].grad.handle, 1);
+    native.ops.fill(stream.handle, ps[1].grad.handle, 1);
+    const before = Float64Array.from(await ps[1].value.readFloat32(stream));
+    o.step(group, stream);
+    // The second parameter moved by lr·1 (fresh velocity), the first by lr·(0.5 + 1).
+    expectClose(await ps[1].value.readFloat32(stream), before.map((v) => v - 0.1), 'new parameter');
+    expect(o.stateTensors(group)).toHaveLength(2);
+    o.dispose();
+  });
+});
