@@ -36,11 +36,12 @@ export default {
     },
   },
   // Sources (and dist/, which the CLI tests run) only: the native build, data and native code stay out.
-  ignorePatterns: ['build', 'experiments', 'docs', 'cuda', 'native', 'bench/results', 'reports', '.device'],
+  ignorePatterns: ['build', '.stryker-tmp*', 'experiments', 'docs', 'cuda', 'native', 'bench/results', 'reports', '.device'],
   concurrency: 2,
   timeoutMS: 60000,
   reporters: ['clear-text', 'progress', 'html', 'json'],
-  htmlReporter: { fileName: 'reports/mutation/index.html' },
-  jsonReporter: { fileName: 'reports/mutation/mutation.json' },
+  // STRYKER_REPORT=name writes to reports/name/ (two runs side by side).
+  htmlReporter: { fileName: `reports/${process.env.STRYKER_REPORT ?? 'mutation'}/index.html` },
+  jsonReporter: { fileName: `reports/${process.env.STRYKER_REPORT ?? 'mutation'}/mutation.json` },
   thresholds: { high: 90, low: 80, break: null },
 };

@@ -37,13 +37,13 @@ if [[ "${1:-}" == "--list" ]]; then
   exit 0
 fi
 
-backup="$(mktemp -d)"
+backup="$(mktemp -d)"   # the unmutated source while a mutation is applied
+log="$(mktemp)"
 restore() {
-  for f in "$backup"/*; do [[ -e "$f" ]] && cp "$f" "native/cpu/$(basename "$f")"; done
-  rm -rf "$backup"
+  for f in "$backup"/*.cpp; do [[ -e "$f" ]] && cp "$f" "native/cpu/$(basename "$f")"; done
+  rm -rf "$backup" "$log"
 }
 trap restore EXIT
-log="$backup/log"
 
 # Which GEMM paths this CPU and build have: check_gemm (from the real sources) says at once
 # when a path is missing; a present one starts its long run, cut short here.
