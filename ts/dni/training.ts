@@ -17,10 +17,10 @@
 // there, and the module streams join the capture); otherwise module 1 may start step t+1
 // while the others finish step t. Lockstep steps with p = 1 can be captured.
 import { Device } from '../device';
-import { native } from '../native';
 import { endsWithReLU } from '../nn/layers';
 import { Loss } from '../nn/losses';
 import { Forwarded, Parameter, StepContext } from '../nn/module';
+import * as ops from '../ops';
 import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Event, Stream } from '../stream';
@@ -29,8 +29,6 @@ import { NamedTensor } from '../train/checkpoint';
 import { ModuleDiagnostics, StrategyState, stepCount, TrainingStrategy } from '../train/trainer';
 import type { DecoupledNetwork } from './network';
 import { Prediction } from './synthesizer';
-
-const ops = native.ops;
 
 /** What one step computed at each cut (kept for inspection when `record` is on). */
 export interface StepRecord {
@@ -237,9 +235,8 @@ export class DecoupledTraining implements TrainingStrategy {
 
   /** (1-λ)·ĝ + λ·δ into a new tensor. */
   private mix(synthetic: Tensor, delta: Tensor, lambda: number, ctx: StepContext): Tensor {
-    const g = Tensor.empty(synthetic.shape, { device: ctx.device, arena: ctx.arena });
-    ops.copy(ctx.stream.handle, synthetic.handle, g.handle);
-    ops.axpby(ctx.stream.handle, lambda, delta.handle, 1 - lambda, g.handle);
+    const g = ops.clone(ctx, synthetic);
+    ops.axpby(ctx, lambda, delta, 1 - lambda, g);
     return g;
   }
 
@@ -252,7 +249,7 @@ export class DecoupledTraining implements TrainingStrategy {
       if (separate) ctx.stream.wait(this.deltaReady[i][due.step % (this.depth + 1)]);
       const loss = due.prediction.learn(due.target, ctx, due.step < learn.step);
       // Kept in a tensor of its own: the step's arena (and the loss in it) may be gone before a probe reads it.
-      ops.copy(ctx.stream.handle, loss.handle, this.synthLoss[i].handle);
+      ops.copy(ctx, loss, this.synthLoss[i]);
     }
   }
 
@@ -288,7 +285,7 @@ export class DecoupledTraining implements TrainingStrategy {
       for (let i = 0; i < n - 2; i++) targets[i] = forwards[i + 1].backward(synthetic[i + 1], pctx, true)!;
       targets[n - 2] = truth[n - 2];
       // The probe's backward accumulated into the modules' gradients: clear them.
-      for (const p of net.parameters()) ops.fill(ctx.stream.handle, p.grad.handle, 0);
+      for (const p of net.parameters()) ops.fill(ctx, p.grad, 0);
       this.forkNext = true;
       const out: ModuleDiagnostics[] = [];
       for (let i = 0; i < n - 1; i++) {

@@ -8,7 +8,7 @@
 import { Device } from '../device';
 import type { CaptureHooks } from '../graph';
 import { Random } from '../random';
-import { native } from '../native';
+import * as ops from '../ops';
 import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
 
@@ -50,7 +50,7 @@ export class Parameter {
   async assign(values: Float32Array): Promise<void> {
     const src = Tensor.fromArray(values, this.value.shape, { device: this.value.device });
     const stream = Stream.default(this.value.device);
-    native.ops.copy(stream.handle, src.handle, this.value.handle);
+    ops.copy({ stream }, src, this.value);
     await stream.synchronize();
     src.dispose();
   }

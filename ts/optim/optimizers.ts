@@ -8,13 +8,11 @@
 // An optimizer serves one parameter group (one module): its scalars tensor is shared.
 import { checkOptions, describe, numberOption } from '../check';
 import type { CaptureHooks } from '../graph';
-import { native } from '../native';
 import { Parameter } from '../nn/module';
+import * as ops from '../ops';
+import { TensorGroup } from '../ops';
 import { Stream } from '../stream';
 import { Tensor } from '../tensor';
-import type { NativeTensor } from '../native';
-
-const ops = native.ops;
 
 /** The learning rate as a function of the step number (0-based). */
 export type Schedule = (step: number) => number;
@@ -98,7 +96,7 @@ export abstract class Optimizer {
     const lr = this.lr;
     if (!(lr >= 0) || !Number.isFinite(lr)) throw new RangeError(`optimizer: the schedule gave lr = ${lr} at step ${this.steps}`);
     this.steps++;
-    ops.writeScalars(stream.handle, hyper.handle, this.scalars(lr, this.steps));
+    ops.writeScalars({ stream }, hyper, this.scalars(lr, this.steps));
   }
 
   /**
@@ -140,11 +138,11 @@ export function optimizerFor(owner: string, make: (module: number) => Optimizer,
   return o;
 }
 
-/** Native handles of a parameter group and its state, built once per parameter list. */
+/** A parameter group and its state as the grouped ops take them, built once per parameter list. */
 interface Group {
-  params: NativeTensor[];
-  grads: NativeTensor[];
-  state: NativeTensor[][];
+  params: TensorGroup;
+  grads: TensorGroup;
+  state: TensorGroup[];
 }
 
 function groupOf<P extends readonly Parameter[]>(cache: WeakMap<P, Group>, params: P,
@@ -153,9 +151,9 @@ function groupOf<P extends readonly Parameter[]>(cache: WeakMap<P, Group>, param
   if (!g || g.params.length !== params.length) {
     const perParam = params.map(state);
     g = {
-      params: params.map((p) => p.value.handle),
-      grads: params.map((p) => p.grad.handle),
-      state: perParam.length ? perParam[0].map((_, k) => perParam.map((s) => s[k].handle)) : [],
+      params: new TensorGroup(params.map((p) => p.value)),
+      grads: new TensorGroup(params.map((p) => p.grad)),
+      state: perParam.length ? perParam[0].map((_, k) => new TensorGroup(perParam.map((s) => s[k]))) : [],
     };
     cache.set(params, g);
   }
@@ -191,7 +189,7 @@ export class SGD extends Optimizer {
 
   protected update(params: readonly Parameter[], hyper: Tensor, stream: Stream): void {
     const g = groupOf(this.groups, params, (p) => this.stateOf(p));
-    ops.sgdStepGroup(stream.handle, g.params, g.grads, this.momentum > 0 ? g.state[0] : null, hyper.handle,
+    ops.sgdStepGroup({ stream }, g.params, g.grads, this.momentum > 0 ? g.state[0] : null, hyper,
       this.momentum, this.weightDecay);
   }
 
@@ -222,7 +220,7 @@ export class Adam extends Optimizer {
 
   /** [lr / (1 - beta1^t), sqrt(1 - beta2^t)], computed natively exactly as adamStep does. */
   protected scalars(lr: number, step: number): number[] {
-    return native.adamScalars(lr, this.beta1, this.beta2, step);
+    return ops.adamScalars(lr, this.beta1, this.beta2, step);
   }
 
   stateTensors(params: readonly Parameter[]): Tensor[] {
@@ -240,7 +238,7 @@ export class Adam extends Optimizer {
 
   protected update(params: readonly Parameter[], hyper: Tensor, stream: Stream): void {
     const g = groupOf(this.groups, params, (p) => this.stateOf(p));
-    ops.adamStepGroup(stream.handle, g.params, g.grads, g.state[0], g.state[1], hyper.handle,
+    ops.adamStepGroup({ stream }, g.params, g.grads, g.state[0], g.state[1], hyper,
       this.beta1, this.beta2, this.eps, this.weightDecay);
   }
 

@@ -33,7 +33,7 @@ import * as fs from 'fs';
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { native } from '../native';
+import * as ops from '../ops';
 import { Stream } from '../stream';
 import { DType, Tensor } from '../tensor';
 
@@ -313,7 +313,7 @@ export async function restoreTensors(loaded: LoadedCheckpoint, targets: readonly
     for (const t of targets) {
       const src = Tensor.fromArray(loaded.tensors.get(t.name)!.data, t.tensor.shape, { device: t.tensor.device });
       sources.push(src);
-      native.ops.copy(stream.handle, src.handle, t.tensor.handle);
+      ops.copy({ stream }, src, t.tensor);
     }
     await stream.synchronize();
   } finally {

@@ -12,10 +12,10 @@ import { booleanOption, checkOptions, describe, positiveInt } from '../check';
 import { Batch, Dataset } from '../data/dataset';
 import { Device } from '../device';
 import { Graph } from '../graph';
-import { native } from '../native';
 import { Loss, LossName, lossFrom } from '../nn/losses';
 import { BatchNorm1d } from '../nn/layers';
 import { Module, Parameter, StepContext, modulesOf } from '../nn/module';
+import * as ops from '../ops';
 import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Stream } from '../stream';
@@ -244,8 +244,8 @@ class CapturedStep {
     const staging = new Arena(); // fresh memory: the previous launch may still read x and y
     try {
       const opts = { device: this.x.device, arena: staging };
-      native.ops.copy(stream.handle, Tensor.fromArray(inputs, this.x.shape, opts).handle, this.x.handle);
-      native.ops.copy(stream.handle, Tensor.fromArray(targets, this.y.shape, opts).handle, this.y.handle);
+      ops.copy({ stream }, Tensor.fromArray(inputs, this.x.shape, opts), this.x);
+      ops.copy({ stream }, Tensor.fromArray(targets, this.y.shape, opts), this.y);
       for (const update of this.hooks) update(stream);
       this.graph.launch(stream);
       return this.loss.read(stream);
