@@ -110,19 +110,19 @@ describe('options are checked at their boundaries', () => {
     [() => new SGD(undefined as never), TypeError, /SGD: expects an options object \{ lr, \.\.\. \}/],
     [() => new SGD(null as never), TypeError, /SGD: expects an options object/],
     [() => new Adam(5 as never), TypeError, /Adam: expects an options object/],
-    [() => new SGD({ lr: 0.1, weightDecay: -1e-9 }), RangeError, /SGD: 'weightDecay' must be >= 0, got -1e-9/],
+    [() => new SGD({ lr: 0.1, weightDecay: -1e-9 }), RangeError, /SGD: 'weightDecay' must be a finite number >= 0, got -1e-9/],
     [() => new SGD({ lr: 0.1, momentum: -0.1 }), RangeError, /SGD: 'momentum' must be in \[0, 1\), got -0.1/],
     [() => new SGD({ lr: 0.1, momentum: 1 }), RangeError, /SGD: 'momentum' must be in \[0, 1\), got 1/],
     [() => new Adam({ lr: 0.1, beta1: 1 }), RangeError, /Adam: 'beta1' must be in \[0, 1\), got 1/],
     [() => new Adam({ lr: 0.1, beta1: -0.5 }), RangeError, /Adam: 'beta1' must be in \[0, 1\), got -0.5/],
     [() => new Adam({ lr: 0.1, beta2: 1 }), RangeError, /Adam: 'beta2' must be in \[0, 1\), got 1/],
-    [() => new Adam({ lr: 0.1, eps: 0 }), RangeError, /Adam: 'eps' must be > 0, got 0/],
+    [() => new Adam({ lr: 0.1, eps: 0 }), RangeError, /Adam: 'eps' must be a finite number > 0, got 0/],
     [() => schedules.constant(-1), RangeError, /constant: 'lr' must be a finite number > 0, got -1/],
     [() => schedules.stepDecay(0, [1]), RangeError, /stepDecay: 'lr' must be a finite number > 0, got 0/],
     [() => schedules.stepDecay(1, [-1]), TypeError, /stepDecay: 'milestones' must be an array of non-negative integers, got -1/],
     [() => schedules.stepDecay(1, 5 as never), TypeError, /stepDecay: 'milestones' must be an array/],
     [() => schedules.stepDecay(1, [2, -1]), TypeError, /stepDecay: 'milestones' must be an array of non-negative integers, got 2,-1/],
-    [() => schedules.stepDecay(1, [1], 0), RangeError, /stepDecay: 'gamma' must be > 0, got 0/],
+    [() => schedules.stepDecay(1, [1], 0), RangeError, /stepDecay: 'gamma' must be a finite number > 0, got 0/],
   ])('%#', (make, type, message) => {
     expect(make).toThrow(type);
     expect(make).toThrow(message);

@@ -17,6 +17,7 @@ import * as ops from '../ops';
 import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
+import { error, rangeError, typeError } from '../errors';
 
 export interface SynthesizerOptions {
   /** widths of the hidden layers; default: [] when conditioned (cDNI), else [1024, 1024] */
@@ -84,31 +85,31 @@ export class Synthesizer {
     this.lossWeight = options.lossWeight ?? 1;
     this.updatesPerTarget = options.updatesPerTarget ?? 1;
     if (!Number.isInteger(this.updatesPerTarget) || this.updatesPerTarget < 1)
-      throw new RangeError(`${name}: 'updatesPerTarget' must be an integer >= 1, got ${JSON.stringify(options.updatesPerTarget)}`);
+      throw rangeError(`${name}: 'updatesPerTarget' must be an integer >= 1, got ${JSON.stringify(options.updatesPerTarget)}`);
     this.center = options.center ?? false;
     this.maskInactive = options.maskInactive ?? false;
     for (const key of ['center', 'maskInactive'] as const)
-      if (typeof this[key] !== 'boolean') throw new TypeError(`${name}: '${key}' must be true or false, got ${JSON.stringify(this[key])}`);
+      if (typeof this[key] !== 'boolean') throw typeError(`${name}: '${key}' must be true or false, got ${JSON.stringify(this[key])}`);
     if (options.optimizer !== undefined && typeof options.optimizer !== 'function')
-      throw new TypeError(`${name}: 'optimizer' must be a function returning an Optimizer, got ${typeof options.optimizer}`);
+      throw typeError(`${name}: 'optimizer' must be a function returning an Optimizer, got ${typeof options.optimizer}`);
     if (!(this.lossWeight > 0) || !Number.isFinite(this.lossWeight))
-      throw new RangeError(`${name}: 'lossWeight' must be a finite number > 0, got ${this.lossWeight}`);
+      throw rangeError(`${name}: 'lossWeight' must be a finite number > 0, got ${this.lossWeight}`);
     this.inputs = width + (this.conditioned ? classes : 0);
     if (options.network) {
       this.network = options.network(this.inputs, width);
-      if (!(this.network instanceof Module)) throw new TypeError(`${name}: 'network' must return a Module`);
+      if (!(this.network instanceof Module)) throw typeError(`${name}: 'network' must return a Module`);
       let out: number;
       try {
         out = this.network.outputFeatures(this.inputs);
       } catch (e) {
-        throw new RangeError(`${name}: the synthesizer network does not accept ${this.inputs} input features (${(e as Error).message})`);
+        throw rangeError(`${name}: the synthesizer network does not accept ${this.inputs} input features (${(e as Error).message})`);
       }
       if (out !== width)
-        throw new RangeError(`${name}: the synthesizer network outputs ${out} features, the module's output has ${width}`);
+        throw rangeError(`${name}: the synthesizer network outputs ${out} features, the module's output has ${width}`);
     } else {
       const hidden = options.hidden ?? (this.conditioned ? [] : [1024, 1024]);
       if (!Array.isArray(hidden) || hidden.some((h) => !Number.isInteger(h) || h < 1))
-        throw new RangeError(`${name}: 'hidden' must be an array of positive integers, got ${JSON.stringify(hidden)}`);
+        throw rangeError(`${name}: 'hidden' must be an array of positive integers, got ${JSON.stringify(hidden)}`);
       const layers: Module[] = [];
       let w = this.inputs;
       for (const h of hidden) {
@@ -137,7 +138,7 @@ export class Synthesizer {
       input = ops.concatColumns(ctx, h, ops.oneHot(ctx, labels, this.classes));
     }
     const optimizer = this.optimizer;
-    if (!optimizer) throw new Error(`${this.name}: used before initialize()`);
+    if (!optimizer) throw error('ERR_SYNTHGRAD_STATE', `${this.name}: used before initialize()`);
     const f = this.network.forward(input, ctx);
     const batch = h.shape[0];
     const out = this.output(f, ctx);

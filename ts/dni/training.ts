@@ -29,6 +29,7 @@ import { NamedTensor } from '../train/checkpoint';
 import { ModuleDiagnostics, StrategyState, stepCount, TrainingStrategy } from '../train/trainer';
 import type { DecoupledNetwork } from './network';
 import { Prediction } from './synthesizer';
+import { error, typeError } from '../errors';
 
 /** What one step computed at each cut (kept for inspection when `record` is on). */
 export interface StepRecord {
@@ -81,7 +82,7 @@ export class DecoupledTraining implements TrainingStrategy {
     this.maxInFlight = this.depth + 1;
     this.streams = streams === 'per-module' ? network.modules.map(() => new Stream(device)) : undefined;
     if (new Set(optimizers).size !== optimizers.length)
-      throw new TypeError('decoupled training needs one optimizer per module: give the Trainer a factory, e.g. () => new Adam({ lr })');
+      throw typeError('decoupled training needs one optimizer per module: give the Trainer a factory, e.g. () => new Adam({ lr })');
     this.stepStart = new Event(device);
     this.hReady = network.modules.map(() => new Event(device));
     this.stepDone = network.modules.map(() => new Event(device));
@@ -102,7 +103,7 @@ export class DecoupledTraining implements TrainingStrategy {
   /** The modules' and synthesizers' optimizer state, step counts and the update draws' generator. */
   checkpointState(): StrategyState {
     if (this.depth > 0)
-      throw new Error('checkpoint: the pipelined schedule carries work from one step into later ones and cannot be saved; use the lockstep schedule');
+      throw error('ERR_SYNTHGRAD_CHECKPOINT', 'checkpoint: the pipelined schedule carries work from one step into later ones and cannot be saved; use the lockstep schedule');
     const tensors: NamedTensor[] = [];
     this.optimizers.forEach((o, i) =>
       o.stateTensors(this.params[i]).forEach((tensor, k) => tensors.push({ name: `module${i + 1}.optimizer.${k}`, tensor })));
@@ -120,7 +121,7 @@ export class DecoupledTraining implements TrainingStrategy {
   restoreState(host: unknown): void {
     const h = (host ?? {}) as { steps?: unknown; updateRng?: unknown; optimizerSteps?: unknown; synthesizerSteps?: unknown };
     const counts = (v: unknown, n: number, what: string) => {
-      if (!Array.isArray(v) || v.length !== n) throw new Error(`checkpoint: '${what}' must list ${n} step counts, got ${JSON.stringify(v)}`);
+      if (!Array.isArray(v) || v.length !== n) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: '${what}' must list ${n} step counts, got ${JSON.stringify(v)}`);
       return v.map((c) => stepCount(c, what));
     };
     const steps = stepCount(h.steps, 'steps');
@@ -136,7 +137,7 @@ export class DecoupledTraining implements TrainingStrategy {
 
   private synthesizerOptimizers(): Optimizer[] {
     return this.network.synthesizers.map((s) => {
-      if (!s.optimizer) throw new Error(`${s.name}: used before initialize()`);
+      if (!s.optimizer) throw error('ERR_SYNTHGRAD_STATE', `${s.name}: used before initialize()`);
       return s.optimizer;
     });
   }

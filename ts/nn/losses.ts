@@ -3,6 +3,7 @@
 import * as ops from '../ops';
 import { Tensor } from '../tensor';
 import { StepContext } from './module';
+import { rangeError, typeError } from '../errors';
 
 export interface LossForward {
   loss: Tensor;
@@ -23,7 +24,7 @@ export class SoftmaxCrossEntropy implements Loss {
   readonly targetDType = 'int32';
 
   forward(logits: Tensor, labels: Tensor, ctx: StepContext): LossForward {
-    if (logits.shape.length !== 2) throw new RangeError(`softmax-cross-entropy: the output must be [batch, classes], got [${logits.shape.join(', ')}]`);
+    if (logits.shape.length !== 2) throw rangeError(`softmax-cross-entropy: the output must be [batch, classes], got [${logits.shape.join(', ')}]`);
     const { probs, loss } = ops.softmaxCrossEntropy(ctx, logits, labels);
     return {
       loss,
@@ -56,5 +57,5 @@ export function lossFrom(loss: LossName | Loss): Loss {
   if (loss === 'softmax-cross-entropy') return new SoftmaxCrossEntropy();
   if (loss === 'mse') return new MeanSquaredError();
   if (loss && typeof loss === 'object' && typeof loss.forward === 'function') return loss;
-  throw new TypeError(`loss: expected 'softmax-cross-entropy', 'mse' or a Loss, got ${String(loss)}`);
+  throw typeError(`loss: expected 'softmax-cross-entropy', 'mse' or a Loss, got ${String(loss)}`);
 }
