@@ -307,6 +307,7 @@ enum cudaDeviceAttr {
 };
 struct cudaDeviceProp {
   char name[256];
+  size_t totalGlobalMem;
 };
 constexpr unsigned cudaStreamNonBlocking = 1;
 constexpr unsigned cudaEventDisableTiming = 2;

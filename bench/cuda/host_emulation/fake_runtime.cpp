@@ -163,6 +163,8 @@ cudaError_t cudaGetDeviceCount(int* count) {
 cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidValue; }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
   std::snprintf(prop->name, sizeof prop->name, "fake CUDA device (CPU threads)");
+  std::lock_guard<std::mutex> lock(gM);
+  prop->totalGlobalMem = gLimit;
   return cudaSuccess;
 }
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int) {
