@@ -32,6 +32,8 @@ const path = require('path');
 
 const WATCHDOG_MS = 10_000;
 const underAsan = /asan/.test(process.env.LD_PRELOAD || '');
+// The first line of an ASan / UBSan report (halt_on_error makes UBSan's the last, too).
+const SANITIZER_REPORT = /runtime error:|ERROR: AddressSanitizer|ERROR: LeakSanitizer|AddressSanitizer:DEADLYSIGNAL/;
 
 // ---- known failures: a TEMPORARY allowlist -----------------------------------------------------
 // Categories of issue 16 that the native-hardening branch fixes. A crash, hang or badly formed
@@ -442,8 +444,13 @@ function runChild(seed, batch, calls, timeoutS, dir) {
     const limit = underAsan ? '' : 'ulimit -v 8388608; ';
     const child = spawn('/bin/bash', ['-c', `${limit}exec "$0" "$@"`, process.execPath, __filename, '--child', String(seed), String(batch), String(calls), log],
       { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (c) => { stderr = (stderr + c).slice(-4000); });
+    // The start of stderr (where a sanitizer report begins) and its end (where node's last words are).
+    let stderrHead = '';
+    let stderrTail = '';
+    child.stderr.on('data', (c) => {
+      if (stderrHead.length < 6000) stderrHead += c;
+      stderrTail = (stderrTail + c).slice(-3000);
+    });
     // A hang is no new call in the log for timeoutS seconds (a slow batch under ASan is no hang).
     let timedOut = false;
     let lastSize = -1;
@@ -461,11 +468,15 @@ function runChild(seed, batch, calls, timeoutS, dir) {
       const last = callLines[callLines.length - 1]?.replace(/^CALL \d+ /, '') ?? '(before the first call)';
       const lastIndex = callLines.length ? Number(callLines[callLines.length - 1].split(' ')[1]) : -1;
       fs.rmSync(log, { force: true });
-      if (done && code === 0) { resolve({ stats: JSON.parse(done.slice(5)) }); return; }
+      const sanitizer = SANITIZER_REPORT.exec(stderrHead);
+      const stderr = sanitizer ? stderrHead.slice(Math.max(0, sanitizer.index - 200)) : stderrTail;
+      if (done && code === 0 && !sanitizer) { resolve({ stats: JSON.parse(done.slice(5)) }); return; }
       const hangLine = lines.find((l) => l.startsWith('HANG '));
-      const kind = timedOut || hangLine ? 'hang' : 'crash';
+      const kind = sanitizer ? 'sanitizer report' : timedOut || hangLine ? 'hang' : 'crash';
       const how = timedOut ? `no progress for ${timeoutS} s (killed)` : hangLine ? hangLine.replace(/^HANG \d+ /, '') : signal ? `killed by ${signal}` : `exit code ${code}${done ? '' : ' before the batch finished'}`;
-      resolve({ failure: { kind, seed, batch, call: lastIndex, what: last, how, stderr: stderr.trim().split('\n').slice(-12).join('\n') }, calls: callLines.length });
+      const shown = sanitizer ? stderr.trim().split('\n').slice(0, 16) : stderr.trim().split('\n').slice(-12);
+      resolve({ failure: { kind, seed, batch, call: lastIndex, what: last, how, stderr: shown.join('\n') }, calls: callLines.length,
+        stats: done ? JSON.parse(done.slice(5)) : undefined });
     });
   });
 }
@@ -493,8 +504,8 @@ async function parent() {
         Object.assign(total.unstyled, r.stats.unstyled);
       } else {
         total.calls += r.calls;
-        total.failures.push(r.failure);
       }
+      if (r.failure) total.failures.push(r.failure);
       if (total.batches > 4 * Math.ceil(target / perBatch) + 10) break; // most batches failing early
     }
   }
@@ -508,11 +519,13 @@ async function parent() {
   const problems = total.problems.filter((p) => !knownProblems.includes(p));
   const errors = Object.entries(total.errors).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
   console.log(`fuzz: seed ${seed}, ${total.calls} calls in ${total.batches} batches (child processes), ${seconds.toFixed(1)} s`);
-  console.log(`  returned normally ${total.ok}; errors thrown ${total.calls - total.ok - total.failures.length}: ${errors}`);
-  console.log(`  crashes ${unknown.filter((f) => f.kind === 'crash').length}, hangs ${unknown.filter((f) => f.kind === 'hang').length}, badly formed errors ${problems.length}`);
+  const thrown = Object.values(total.errors).reduce((a, b) => a + b, 0);
+  console.log(`  returned normally ${total.ok}; errors thrown ${thrown}: ${errors} (counted in the batches that finished)`);
+  const count = (fs, kind) => fs.filter((f) => f.kind === kind).length;
+  console.log(`  crashes ${count(unknown, 'crash')}, hangs ${count(unknown, 'hang')}, ${underAsan ? `sanitizer reports ${count(unknown, 'sanitizer report')}, ` : ''}badly formed errors ${problems.length}`);
   if (TEMPORARY_KNOWN_FAILURES.length) {
-    console.log(`  KNOWN, allowlisted by the TEMPORARY list (${TEMPORARY_KNOWN_FAILURES.length} categories): crashes ${known.filter((f) => f.kind === 'crash').length}, ` +
-      `hangs ${known.filter((f) => f.kind === 'hang').length}, badly formed errors ${knownProblems.length}`);
+    console.log(`  KNOWN, allowlisted by the TEMPORARY list (${TEMPORARY_KNOWN_FAILURES.length} categories): crashes ${count(known, 'crash')}, ` +
+      `hangs ${count(known, 'hang')}, ${underAsan ? `sanitizer reports ${count(known, 'sanitizer report')}, ` : ''}badly formed errors ${knownProblems.length}`);
     for (const k of TEMPORARY_KNOWN_FAILURES) {
       const n = known.filter((f) => k === knownCategory(f.what)).length + knownProblems.filter((p) => k === knownCategory(p)).length;
       console.log(`    ${n} x ${k.name}`);
