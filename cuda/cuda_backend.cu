@@ -53,7 +53,8 @@
 //   still never read out of range). Host waits on a capturing stream throw.
 //
 // Transfers. upload is synchronous: chunks go through two pinned staging buffers on a
-//   private stream (double buffered), then the stream is synchronised. download copies
+//   private stream (double buffered), then the stream is synchronised; zero is a
+//   cudaMemsetAsync on that stream, synchronised too. download copies
 //   into a pinned staging buffer on the caller's stream, then a callback copies it into the
 //   caller's host pointer and hands the buffer back to a process-wide pinned pool.
 #include "cuda_backend.h"
@@ -483,6 +484,7 @@ struct DownloadJob {
   size_t stagingBytes;
   void* host;
   size_t bytes;
+  std::shared_ptr<void> hostOwner;  // keeps `host` valid until the copy into it
 };
 
 void CUDART_CB downloadCallback(cudaStream_t, cudaError_t status, void* data) {
@@ -728,6 +730,11 @@ class CudaBackend final : public Backend {
     int major = 0;
     CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index));
     tf32Capable_ = major >= 8;
+    size_t freeBytes = 0;
+    if (cudaMemGetInfo(&freeBytes, &memoryBytes_) != cudaSuccess) {
+      (void)cudaGetLastError();
+      memoryBytes_ = prop.totalGlobalMem;
+    }
     default_ = new CudaStream(index, registry_);  // lives as long as the process
   }
 
@@ -759,6 +766,8 @@ class CudaBackend final : public Backend {
   }
 
   Stream& defaultStream() override { return *default_; }
+
+  size_t memoryBytes() const override { return memoryBytes_; }
 
   void beginCapture(Stream& origin) override {
     enter();
@@ -860,7 +869,18 @@ class CudaBackend final : public Backend {
     }
   }
 
-  void download(Stream& s, const Tensor& src, void* host) override {
+  // On the upload stream, like upload, so that it is ordered before any later work.
+  void zero(const Tensor& dst) override {
+    const size_t bytes = dst.bytes();
+    if (bytes == 0) return;
+    enter();
+    std::lock_guard<std::mutex> lock(uploadM_);
+    if (!uploadStream_) CUDA_CHECK(cudaStreamCreateWithFlags(&uploadStream_, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaMemsetAsync(dst.storage->data(), 0, bytes, uploadStream_));
+    CUDA_CHECK(cudaStreamSynchronize(uploadStream_));
+  }
+
+  void download(Stream& s, const Tensor& src, void* host, std::shared_ptr<void> hostOwner) override {
     const size_t bytes = src.bytes();
     if (bytes == 0) return;
     enter();
@@ -878,7 +898,7 @@ class CudaBackend final : public Backend {
     }
     // If this throws, the queued copy may still write `staging`: it is leaked, not reused.
     addCallback(cs.raw(), downloadCallback,
-                new DownloadJob{cs.state(), staging, rounded, host, bytes});
+                new DownloadJob{cs.state(), staging, rounded, host, bytes, std::move(hostOwner)});
   }
 
   void copy(Stream& s, const Tensor& src, const Tensor& dst) override {
@@ -1101,6 +1121,7 @@ class CudaBackend final : public Backend {
   std::string name_;
   int numSMs_ = 1;
   bool tf32Capable_ = false;
+  size_t memoryBytes_ = 0;  // the device's total memory (cudaMemGetInfo)
   StreamRegistry registry_;       // before allocator_ and default_, which use it
   DeviceAllocator allocator_;
   CudaStream* default_ = nullptr;

@@ -10,7 +10,7 @@ import * as path from 'path';
 
 const root = path.join(__dirname, '..');
 const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string>; bin?: Record<string, string> };
 
 /** A shell command: leading VAR=value assignments, then the words (quotes are not used in README). */
 interface Command { text: string; env: Record<string, string>; words: string[] }
@@ -81,6 +81,7 @@ describe('every other README command names something that exists', () => {
     else if (tool === 'npm') expect(['install', 'test', 'ci', 'install-scripts']).toContain(first);
     else if (tool === 'node') expect(fs.existsSync(path.join(root, first))).toBe(true);
     else if (tool === 'bash') expect(fs.existsSync(path.join(root, first))).toBe(true);
+    else if (tool === 'npx' && first === 'synthgrad') expect(fs.existsSync(path.join(root, pkg.bin?.synthgrad ?? 'package.json has no bin'))).toBe(true);
     else if (tool === 'npx') expect(first).toBe('node-gyp');
     else throw new Error(`README command '${c.text}' is of no kind this test knows: teach it`);
   });

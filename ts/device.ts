@@ -48,6 +48,22 @@ export class Device {
     return this.name !== 'cpu';
   }
 
+  /**
+   * Cancels the queued work of this device that this thread (this Worker, or the main
+   * thread) enqueued and that has not started: on the CPU those ops are dropped, on every
+   * stream, and the next synchronize() or read() on each such stream rejects with a
+   * "cancelled" error; event records and waits still happen, so nothing waits forever.
+   * Returns the number of ops dropped. On a GPU, work already handed to the device cannot be
+   * withdrawn: it completes, and this returns 0.
+   *
+   * Process exit: Node.js does not exit while a read() or synchronize() Promise is pending;
+   * once it ends (or a Worker is terminated), the CPU ops it queued that have not started are
+   * dropped, as if by cancelAll(). See the file comment of stream.ts.
+   */
+  cancelAll(): number {
+    return native.cancelQueued(this.name);
+  }
+
   /** A human-readable description, e.g. the GPU's model. */
   describe(): string {
     return native.deviceName(this.name);

@@ -7,7 +7,9 @@
 // cannot wait on a capturing stream (read(), synchronize() throw). A graph replays the same
 // kernels on the same memory: values that change from step to step must live in tensors that
 // are written before each launch (inputs, learning rates), not in arguments fixed at capture.
-// On a GPU this is a CUDA graph; on the CPU, a recorded list of tasks.
+// On a GPU this is a CUDA graph; on the CPU, a recorded list of tasks. One capture at a time
+// per device: a capture whose body throws is discarded, and so (in the native module) is one
+// whose graph is disposed of or garbage-collected before it ended, so none stays open.
 import { describe } from './check';
 import { Device } from './device';
 import { native, NativeGraph } from './native';
@@ -16,22 +18,23 @@ import { Stream } from './stream';
 export class Graph {
   private constructor(readonly device: Device, private readonly handle: NativeGraph) {}
 
-  /** Records what `body` enqueues (see the file comment). If `body` throws, so does capture. */
+  /**
+   * Records what `body` enqueues (see the file comment). If `body` throws, so does capture,
+   * and the capture is discarded.
+   */
   static capture(stream: Stream, body: () => void): Graph {
     if (!(stream instanceof Stream)) throw new TypeError(`Graph.capture: 'stream' must be a Stream, got ${describe(stream)}`);
     if (typeof body !== 'function') throw new TypeError(`Graph.capture: 'body' must be a function, got ${describe(body)}`);
-    native.beginCapture(stream.handle);
+    // Disposing of the capturing graph discards the capture: after a failed body, nothing is
+    // left open to block the next capture.
+    const capturing = native.beginCapture(stream.handle);
     try {
       // Work enqueued after an await would escape the capture.
       const result: unknown = body();
       if (result && typeof (result as PromiseLike<unknown>).then === 'function')
         throw new TypeError("Graph.capture: 'body' must be synchronous (it returned a Promise)");
     } catch (e) {
-      try {
-        native.endCapture(stream.handle).dispose();
-      } catch {
-        // the capture is discarded either way; the body's error is the one to report
-      }
+      capturing.dispose();
       throw e;
     }
     return new Graph(stream.device, native.endCapture(stream.handle));

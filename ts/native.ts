@@ -26,6 +26,11 @@ export interface NativeStream {
   readonly device: DeviceName;
   wait(event: NativeEvent): void;
   synchronize(): Promise<void>;
+  /**
+   * Drops the ops this thread enqueued here that have not started (CPU; CUDA: none, 0) and
+   * returns how many; the next synchronize()/read() on the stream rejects saying so.
+   */
+  cancel(): number;
 }
 
 export interface NativeEvent {
@@ -77,7 +82,10 @@ export interface NativeOps {
 /** Recorded work of one or more streams; see beginCapture. */
 export interface NativeGraph {
   readonly disposed: boolean;
+  /** between beginCapture and endCapture */
+  readonly capturing: boolean;
   launch(stream: NativeStream): void;
+  /** Frees the graph; while it is still capturing, discards the capture. */
   dispose(): void;
 }
 
@@ -94,7 +102,8 @@ export interface BuildInfo {
 export interface NativeModule {
   Tensor: new (shape: number[], dtype: DTypeName, device: DeviceName,
     init?: Float32Array | Int32Array | 'zeros') => NativeTensor;
-  Stream: new (device: DeviceName) => NativeStream;
+  /** useDefault: a handle on the device's default stream (as defaultStream()) */
+  Stream: new (device: DeviceName, useDefault?: boolean) => NativeStream;
   Event: new (device: DeviceName) => NativeEvent;
   ops: NativeOps;
   buildInfo(): BuildInfo;
@@ -109,10 +118,18 @@ export interface NativeModule {
   gemmTf32(enabled?: boolean): boolean;
   /**
    * Work enqueued on `stream` from now on (and on streams that wait for its events) is
-   * recorded rather than run, until endCapture(stream) returns it as a graph.
+   * recorded rather than run, until endCapture(stream). Returns the capture's graph: keep it
+   * until endCapture, since disposing of it, or its garbage collection, discards the capture
+   * (so that a capture never ended cannot block later ones, one capture at a time per device).
    */
-  beginCapture(stream: NativeStream): void;
+  beginCapture(stream: NativeStream): NativeGraph;
+  /** Ends the capture begun on `stream`: the graph beginCapture returned, now launchable. */
   endCapture(stream: NativeStream): NativeGraph;
+  /**
+   * Drops the ops this thread enqueued on the device's streams that have not started, and
+   * returns how many (see NativeStream.cancel; CUDA: 0).
+   */
+  cancelQueued(device: DeviceName): number;
   /** Adam's step-dependent scalars as adamStep computes them: [lr/(1-b1^t), sqrt(1-b2^t)]. */
   adamScalars(lr: number, beta1: number, beta2: number, step: number): [number, number];
 }

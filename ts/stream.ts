@@ -4,8 +4,22 @@
 // a stream; `other.wait(event)` makes later work on `other` wait for that mark. The host waits
 // with Promises (`synchronize()`), which never block the Node.js event loop. On the CPU a
 // stream is a worker thread with a FIFO; on a GPU it is a CUDA stream.
+//
+// Queued work and exit: Node.js does not exit while a read() or synchronize() Promise is
+// pending, so work that is awaited always completes. When the process or a Worker ends, the
+// CPU ops it queued that have not started are dropped (nothing could observe their results),
+// so exit and Worker.terminate() do not wait for them; process.exit() stops at once. To stop
+// early while running, `stream.cancel()` or `device.cancelAll()` drops the ops not yet
+// started (the running one completes) and the next synchronize() or read() on that stream
+// rejects with a "cancelled" error. On a GPU, work already handed to the device cannot be
+// withdrawn: it completes, also at exit, and cancel returns 0.
+import { describe } from './check';
 import { Device } from './device';
 import { native, NativeEvent, NativeStream } from './native';
+
+function checkDevice(fn: string, device: unknown): void {
+  if (!(device instanceof Device)) throw new TypeError(`${fn}: 'device' must be a Device, got ${describe(device)}`);
+}
 
 export class Stream {
   private static defaults = new Map<string, Stream>();
@@ -13,11 +27,13 @@ export class Stream {
   readonly handle: NativeStream;
 
   constructor(readonly device: Device, handle?: NativeStream) {
+    checkDevice('Stream', device);
     this.handle = handle ?? new native.Stream(device.name);
   }
 
   /** The device's default stream, used when no stream is given. */
   static default(device: Device): Stream {
+    checkDevice('Stream.default', device);
     let s = Stream.defaults.get(device.name);
     if (!s) {
       s = new Stream(device, native.defaultStream(device.name));
@@ -28,6 +44,7 @@ export class Stream {
 
   /** Later work on this stream waits until `event` (its latest record) has completed. */
   wait(event: Event): this {
+    if (!(event instanceof Event)) throw new TypeError(`Stream.wait: 'event' must be an Event, got ${describe(event)}`);
     this.handle.wait(event.handle);
     return this;
   }
@@ -36,17 +53,27 @@ export class Stream {
   synchronize(): Promise<void> {
     return this.handle.synchronize();
   }
+
+  /**
+   * Drops the ops this thread enqueued on the stream that have not started yet and returns
+   * how many (see the file comment; 0 on a GPU). Event records and waits still happen.
+   */
+  cancel(): number {
+    return this.handle.cancel();
+  }
 }
 
 export class Event {
   readonly handle: NativeEvent;
 
   constructor(readonly device: Device) {
+    checkDevice('Event', device);
     this.handle = new native.Event(device.name);
   }
 
   /** Marks the current end of `stream`'s queue. */
   record(stream: Stream): this {
+    if (!(stream instanceof Stream)) throw new TypeError(`Event.record: 'stream' must be a Stream, got ${describe(stream)}`);
     this.handle.record(stream.handle);
     return this;
   }

@@ -2,7 +2,9 @@
 //
 // A tensor's memory is freed by dispose() (or, as a safety net, when it is garbage
 // collected). Work already enqueued on a stream keeps the memory alive, so disposing of a
-// tensor right after using it is always safe.
+// tensor right after using it is always safe. A tensor larger than its device's memory is a
+// RangeError raised before anything is allocated (CPU: physical memory, or a container's
+// cgroup limit, or SYNTHGRAD_CPU_MEMORY=<bytes>; CUDA: the GPU's memory).
 import { describe } from './check';
 import { Device } from './device';
 import { native, DTypeName, NativeTensor } from './native';
@@ -45,11 +47,22 @@ export class Tensor {
    */
   static fromArray(data: Float32Array | Int32Array | readonly number[], shape: readonly number[],
     options: TensorOptions = {}): Tensor {
+    checkOptions(options);
     let typed: Float32Array | Int32Array;
     if (data instanceof Float32Array || data instanceof Int32Array) {
       typed = data;
     } else if (Array.isArray(data)) {
-      typed = options.dtype === 'int32' ? Int32Array.from(data) : Float32Array.from(data);
+      if (options.dtype === 'int32') {
+        // Int32Array.from would turn NaN into 0 and wrap 1e10 around without a word.
+        for (let i = 0; i < data.length; i++) {
+          const v: unknown = data[i];
+          if (typeof v !== 'number' || !Number.isInteger(v) || v < -2147483648 || v > 2147483647)
+            throw new RangeError(`Tensor.fromArray: 'data[${i}]' must be an integer in [-2147483648, 2147483647] for int32, got ${typeof v === 'number' ? v : describe(v)}`);
+        }
+        typed = Int32Array.from(data);
+      } else {
+        typed = Float32Array.from(data);
+      }
     } else {
       throw new TypeError(`Tensor.fromArray: 'data' must be a Float32Array, Int32Array or number[], got ${describe(data)}`);
     }
@@ -61,6 +74,7 @@ export class Tensor {
 
   private static create(shape: readonly number[], options: TensorOptions,
     init: Float32Array | Int32Array | 'zeros' | undefined): Tensor {
+    checkOptions(options);
     const device = options.device ?? Device.cpu();
     if (!(device instanceof Device)) throw new TypeError(`Tensor: 'device' must be a Device, got ${describe(device)}`);
     const handle = new native.Tensor(shape as number[], options.dtype ?? 'float32', device.name, init);
@@ -85,6 +99,9 @@ export class Tensor {
    * the work enqueued before this call.
    */
   read(stream?: Stream): Promise<Float32Array | Int32Array> {
+    // Anything else (a device name, {}) has no handle and would silently mean the default.
+    if (stream !== undefined && !(stream instanceof Stream))
+      throw new TypeError(`read: 'stream' must be a Stream or undefined, got ${describe(stream)}`);
     return this.handle.read(stream?.handle);
   }
 
@@ -96,6 +113,8 @@ export class Tensor {
 
   /** The same memory seen with another shape of the same size. */
   reshape(shape: readonly number[], arena?: Arena): Tensor {
+    if (arena !== undefined && !(arena instanceof Arena))
+      throw new TypeError(`reshape: 'arena' must be an Arena or undefined, got ${describe(arena)}`);
     const t = new Tensor(this.handle.reshape(shape as number[]), this.device);
     arena?.track(t);
     return t;
@@ -108,6 +127,18 @@ export class Tensor {
   toString(): string {
     return `Tensor(${this.dtype}, [${this.shape.join(', ')}], ${this.device.name})`;
   }
+}
+
+const optionKeys = new Set(['device', 'dtype', 'arena']);
+
+function checkOptions(options: TensorOptions): void {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError(`Tensor: 'options' must be an object, got ${describe(options)}`);
+  for (const key of Object.keys(options))
+    if (!optionKeys.has(key))
+      throw new TypeError(`Tensor: unknown option '${key}' (expected one of ${[...optionKeys].join(', ')})`);
+  if (options.arena !== undefined && !(options.arena instanceof Arena))
+    throw new TypeError(`Tensor: 'arena' must be an Arena, got ${describe(options.arena)}`);
 }
 
 /** Tensors that live together and are disposed of together (e.g. one training step's). */

@@ -1,7 +1,12 @@
 // The module's entry point: classes, op functions and device queries.
 #include <napi.h>
 
+#include <dlfcn.h>
+
+#include <cmath>
+
 #include "../core/parallel.h"
+#include "completion.h"
 #include "convert.h"
 #include "handles.h"
 #include "ops_binding.h"
@@ -45,20 +50,28 @@ Napi::Value threads(const Napi::CallbackInfo& info) {
   });
 }
 
-// beginCapture(stream): later work on the stream (and the streams that join) is recorded.
+// beginCapture(stream) -> Graph (capturing): later work on the stream (and the streams that
+// join) is recorded. Disposing of that Graph, or its collection, before endCapture() discards
+// the capture.
 Napi::Value beginCapture(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    Stream& s = Args(info, "beginCapture").stream(0, "stream");
-    backendFor(s.device()).beginCapture(s);
-    return info.Env().Undefined();
+    return GraphHandle::begin(info.Env(), Args(info, "beginCapture").sharedStream(0, "stream"));
   });
 }
 
-// endCapture(stream) -> Graph
+// endCapture(stream) -> the Graph that beginCapture returned, now holding the recorded work.
 Napi::Value endCapture(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    Stream& s = Args(info, "endCapture").stream(0, "stream");
-    return GraphHandle::wrap(info.Env(), s.device(), backendFor(s.device()).endCapture(s));
+    return GraphHandle::end(info.Env(), Args(info, "endCapture").stream(0, "stream"));
+  });
+}
+
+// cancelQueued(device) -> the number of queued ops dropped: the work this thread enqueued on
+// the device's streams that has not started (see Backend::cancelQueued).
+Napi::Value cancelQueued(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Device d = Args(info, "cancelQueued").device(0, "device");
+    return Napi::Number::New(info.Env(), double(backendFor(d).cancelQueued()));
   });
 }
 
@@ -66,15 +79,37 @@ Napi::Value endCapture(const Napi::CallbackInfo& info) {
 Napi::Value adamScalars(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Args a(info, "adamScalars");
+    const float lr = float(a.number(0, "lr"));
+    if (!std::isfinite(lr))
+      throw rangeError("adamScalars: 'lr' must be a finite number, got " +
+                       a.at(0).ToString().Utf8Value());
+    const char* betaNames[] = {"beta1", "beta2"};
+    float betas[2];
+    for (int k = 0; k < 2; ++k) {
+      const float b = float(a.number(1 + k, betaNames[k]));  // in float32, as adamStep uses it
+      if (!(b >= 0 && b < 1))
+        throw rangeError(std::string("adamScalars: '") + betaNames[k] + "' must be in [0, 1), got " +
+                         a.at(1 + k).ToString().Utf8Value());
+      betas[k] = b;
+    }
     const int64_t step = a.integer(3, "step");
     if (step < 1) throw rangeError("adamScalars: 'step' must be >= 1, got " + std::to_string(step));
-    const cpu::AdamScalars sc = cpu::adamScalars(float(a.number(0, "lr")), float(a.number(1, "beta1")),
-                                                 float(a.number(2, "beta2")), step);
+    const cpu::AdamScalars sc = cpu::adamScalars(lr, betas[0], betas[1], step);
     Napi::Array out = Napi::Array::New(info.Env(), 2);
     out.Set(0u, Napi::Number::New(info.Env(), sc.stepSize));
     out.Set(1u, Napi::Number::New(info.Env(), sc.bc2Sqrt));
     return out;
   });
+}
+
+// At environment teardown (the process or a Worker ending), nothing can observe the results of
+// the ops this environment queued: drop those not yet started, so that exit and
+// Worker.terminate() do not wait for them (the streams' destructors would run them all).
+void dropQueuedWork(void*) {
+  try {
+    backendFor(Device{DeviceKind::Cpu, 0}).cancelQueued();
+  } catch (...) {  // nothing may escape a cleanup hook
+  }
 }
 
 }  // namespace
@@ -87,9 +122,29 @@ Napi::Value gemmTf32(const Napi::CallbackInfo& info) {
   });
 }
 
+namespace {
+// The backends, their stream threads and the thread pool are process-wide and outlive any one
+// environment. Node.js dlcloses an addon when the environment that loaded it ends: a Worker
+// that was the only user would unmap this library under those threads. Reopening it with
+// RTLD_NODELETE (never closed) keeps it mapped for the life of the process.
+void pinLibrary() {
+  static const bool pinned = [] {  // once per process, thread-safe
+    Dl_info self{};
+    return dladdr(reinterpret_cast<void*>(&pinLibrary), &self) && self.dli_fname &&
+           dlopen(self.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD) != nullptr;
+  }();
+  (void)pinned;
+}
+}  // namespace
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
+  pinLibrary();
   auto* data = new AddonData();
   env.SetInstanceData(data);
+  data->life = std::make_shared<EnvLife>();
+  watchEnvLife(env, data->life);
+  if (napi_add_env_cleanup_hook(env, dropQueuedWork, nullptr) != napi_ok)
+    throw Napi::Error::New(env, "synthgrad: could not register the environment cleanup hook");
   Napi::Function tensor = TensorHandle::define(env);
   Napi::Function stream = StreamHandle::define(env);
   Napi::Function event = EventHandle::define(env);
@@ -111,6 +166,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("beginCapture", Napi::Function::New(env, beginCapture, "beginCapture"));
   exports.Set("endCapture", Napi::Function::New(env, endCapture, "endCapture"));
   exports.Set("adamScalars", Napi::Function::New(env, adamScalars, "adamScalars"));
+  exports.Set("cancelQueued", Napi::Function::New(env, cancelQueued, "cancelQueued"));
   return exports;
 }
 

@@ -10,8 +10,12 @@ ArgumentError Args::typeError(const char* name, const std::string& expected) con
   return sg::typeError(std::string(fn_) + ": '" + name + "' must be " + expected);
 }
 
+ArgumentError Args::typeErrorGot(size_t i, const char* name, const std::string& expected) const {
+  return typeError(name, expected + ", got " + describeValue(info_.Env(), at(i)));
+}
+
 double Args::number(size_t i, const char* name) const {
-  if (!at(i).IsNumber()) throw typeError(name, "a number");
+  if (!at(i).IsNumber()) throw typeErrorGot(i, name, "a number");
   return at(i).As<Napi::Number>().DoubleValue();
 }
 
@@ -24,12 +28,12 @@ int64_t Args::integer(size_t i, const char* name) const {
 }
 
 bool Args::boolean(size_t i, const char* name) const {
-  if (!at(i).IsBoolean()) throw typeError(name, "a boolean");
+  if (!at(i).IsBoolean()) throw typeErrorGot(i, name, "a boolean");
   return at(i).As<Napi::Boolean>().Value();
 }
 
 std::string Args::string(size_t i, const char* name) const {
-  if (!at(i).IsString()) throw typeError(name, "a string");
+  if (!at(i).IsString()) throw typeErrorGot(i, name, "a string");
   return at(i).As<Napi::String>().Utf8Value();
 }
 
@@ -64,7 +68,7 @@ DType Args::dtype(size_t i, const char* name) const {
 }
 
 Shape Args::shape(size_t i, const char* name) const {
-  if (!at(i).IsArray()) throw typeError(name, "an array of dimension sizes");
+  if (!at(i).IsArray()) throw typeErrorGot(i, name, "an array of dimension sizes");
   Napi::Array a = at(i).As<Napi::Array>();
   if (a.Length() > 8)
     throw rangeError(std::string(fn_) + ": '" + name + "' has " + std::to_string(a.Length()) +
@@ -76,7 +80,7 @@ Shape Args::shape(size_t i, const char* name) const {
     double v = d.IsNumber() ? d.As<Napi::Number>().DoubleValue() : -1;
     if (!d.IsNumber() || !(v >= 0) || std::floor(v) != v || v > 2147483647.0)
       throw rangeError(std::string(fn_) + ": '" + name + "[" + std::to_string(k) +
-                       "]' must be a non-negative integer, got " + d.ToString().Utf8Value());
+                       "]' must be a non-negative integer, got " + describeValue(info_.Env(), d));
     shape.push_back(static_cast<int64_t>(v));
     total *= v;
   }
@@ -88,9 +92,8 @@ Shape Args::shape(size_t i, const char* name) const {
 Tensor Args::tensor(size_t i, const char* name, bool optional) const {
   Napi::Value v = at(i);
   if (optional && (v.IsNull() || v.IsUndefined())) return Tensor{};
-  if (!TensorHandle::isHandle(info_.Env(), v))
-    throw typeError(name, optional ? "a Tensor or null" : "a Tensor");
-  auto* handle = TensorHandle::Unwrap(v.As<Napi::Object>());
+  TensorHandle* handle = TensorHandle::from(info_.Env(), v);
+  if (!handle) throw typeErrorGot(i, name, optional ? "a Tensor or null" : "a Tensor");
   if (handle->disposed())
     throw sg::typeError(std::string(fn_) + ": '" + name + "' was disposed");
   return handle->tensor();
@@ -99,15 +102,17 @@ Tensor Args::tensor(size_t i, const char* name, bool optional) const {
 std::vector<Tensor> Args::tensors(size_t i, const char* name, bool optional) const {
   Napi::Value v = at(i);
   if (optional && (v.IsNull() || v.IsUndefined())) return {};
-  if (!v.IsArray()) throw typeError(name, optional ? "an array of Tensors or null" : "an array of Tensors");
+  if (!v.IsArray())
+    throw typeErrorGot(i, name, optional ? "an array of Tensors or null" : "an array of Tensors");
   Napi::Array a = v.As<Napi::Array>();
   std::vector<Tensor> out;
   out.reserve(a.Length());
   for (uint32_t k = 0; k < a.Length(); ++k) {
     const std::string at = std::string(name) + "[" + std::to_string(k) + "]";
     Napi::Value t = a.Get(k);
-    if (!TensorHandle::isHandle(info_.Env(), t)) throw typeError(at.c_str(), "a Tensor");
-    auto* handle = TensorHandle::Unwrap(t.As<Napi::Object>());
+    TensorHandle* handle = TensorHandle::from(info_.Env(), t);
+    if (!handle)
+      throw typeError(at.c_str(), "a Tensor, got " + describeValue(info_.Env(), t));
     if (handle->disposed()) throw sg::typeError(std::string(fn_) + ": '" + at + "' was disposed");
     out.push_back(handle->tensor());
   }
@@ -120,22 +125,29 @@ std::vector<float> Args::floats(size_t i, const char* name) const {
   std::vector<float> out;
   for (uint32_t k = 0; k < a.Length(); ++k) {
     Napi::Value v = a.Get(k);
-    if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()))
+    // Finite also as a float32: 1e39 would become Infinity.
+    if (!v.IsNumber() || !std::isfinite(static_cast<float>(v.As<Napi::Number>().DoubleValue())))
       throw rangeError(std::string(fn_) + ": '" + name + "[" + std::to_string(k) +
-                       "]' must be a finite number, got " + v.ToString().Utf8Value());
+                       "]' must be a finite number, got " + describeValue(info_.Env(), v));
     out.push_back(static_cast<float>(v.As<Napi::Number>().DoubleValue()));
   }
   return out;
 }
 
 sg::Stream& Args::stream(size_t i, const char* name) const {
-  if (!StreamHandle::isHandle(info_.Env(), at(i))) throw typeError(name, "a Stream");
-  return StreamHandle::Unwrap(at(i).As<Napi::Object>())->stream();
+  return *sharedStream(i, name);
+}
+
+std::shared_ptr<sg::Stream> Args::sharedStream(size_t i, const char* name) const {
+  StreamHandle* handle = StreamHandle::from(info_.Env(), at(i));
+  if (!handle) throw typeErrorGot(i, name, "a Stream");
+  return handle->shared();
 }
 
 sg::Event& Args::event(size_t i, const char* name) const {
-  if (!EventHandle::isHandle(info_.Env(), at(i))) throw typeError(name, "an Event");
-  return EventHandle::Unwrap(at(i).As<Napi::Object>())->event();
+  EventHandle* handle = EventHandle::from(info_.Env(), at(i));
+  if (!handle) throw typeErrorGot(i, name, "an Event");
+  return handle->event();
 }
 
 }  // namespace sg::addon

@@ -4,6 +4,7 @@
 #pragma once
 #include <napi.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,23 +13,37 @@
 
 namespace sg::addon {
 
+// Throws `error` in JavaScript. Through the C API, whose failure is a status: while a Worker
+// terminates JavaScript cannot run, napi_throw fails, and node-addon-api would turn that
+// failure into a C++ exception, which thrown out of a callback aborts the process.
+inline void throwSafely(napi_env env, const Napi::Error& error) noexcept {
+  try {
+    napi_value value = error.Value();
+    if (value != nullptr) (void)napi_throw(env, value);
+  } catch (...) {
+  }
+}
+
 // Runs `body`; an ArgumentError becomes a TypeError/RangeError, anything else an Error.
+// Never throws: every failure becomes a JavaScript exception (when JavaScript can still run).
 template <typename Body>
-Napi::Value guarded(const Napi::CallbackInfo& info, Body&& body) {
-  Napi::Env env = info.Env();
+Napi::Value guarded(const Napi::CallbackInfo& info, Body&& body) noexcept {
+  napi_env env = info.Env();
   try {
     return body();
   } catch (const Napi::Error& e) {
-    e.ThrowAsJavaScriptException();
+    throwSafely(env, e);
   } catch (const ArgumentError& e) {
     if (e.kind() == ArgumentError::Kind::Type)
-      Napi::TypeError::New(env, e.what()).ThrowAsJavaScriptException();
+      (void)napi_throw_type_error(env, nullptr, e.what());
     else
-      Napi::RangeError::New(env, e.what()).ThrowAsJavaScriptException();
+      (void)napi_throw_range_error(env, nullptr, e.what());
   } catch (const std::exception& e) {
-    Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+    (void)napi_throw_error(env, nullptr, e.what());
+  } catch (...) {
+    (void)napi_throw_error(env, nullptr, "synthgrad: unexpected native error");
   }
-  return env.Undefined();
+  return Napi::Value();  // undefined
 }
 
 // The argument list of one native function, for messages like "gemm: 'alpha' must be ...".
@@ -53,9 +68,13 @@ class Args {
   std::vector<Tensor> tensors(size_t i, const char* name, bool optional = false) const;
   std::vector<float> floats(size_t i, const char* name) const;
   sg::Stream& stream(size_t i, const char* name) const;
+  // The stream with shared ownership (for what must keep it alive).
+  std::shared_ptr<sg::Stream> sharedStream(size_t i, const char* name) const;
   sg::Event& event(size_t i, const char* name) const;
 
   ArgumentError typeError(const char* name, const std::string& expected) const;
+  // "fn: 'name' must be <expected>, got <what argument i is>"
+  ArgumentError typeErrorGot(size_t i, const char* name, const std::string& expected) const;
 
  private:
   const Napi::CallbackInfo& info_;

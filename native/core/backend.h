@@ -38,6 +38,11 @@ class Stream {
   // Calls `done` (on some thread) once all work enqueued so far has run. `error` is empty, or
   // the first failure of an op since the previous callback (the stream then keeps going).
   virtual void whenDone(std::function<void(const std::string& error)> done) = 0;
+  // Drops the ops that the calling thread enqueued on this stream and that have not started;
+  // returns how many. Event records, waits and whenDone callbacks stay (so no stream or host
+  // waits forever), and the next whenDone reports the cancellation as the stream's error.
+  // The default (CUDA): 0, since work handed to a GPU stream cannot be withdrawn.
+  virtual size_t cancelQueued() { return 0; }
 };
 
 class Event {
@@ -65,6 +70,9 @@ class Backend {
   virtual std::string deviceName() const = 0;
 
   virtual std::shared_ptr<Storage> allocate(size_t bytes) = 0;
+  // The device's memory in bytes: no single allocation can be larger (CPU: physical memory,
+  // or a lower cgroup limit; CUDA: the device's total memory).
+  virtual size_t memoryBytes() const = 0;
   virtual std::shared_ptr<Stream> createStream() = 0;
   virtual std::shared_ptr<Event> createEvent() = 0;
   virtual Stream& defaultStream() = 0;
@@ -80,10 +88,18 @@ class Backend {
   // Ends the capture begun on `origin` (also when it fails: the capture is then discarded).
   virtual std::unique_ptr<Graph> endCapture(Stream& origin) = 0;
 
+  // Stream::cancelQueued on every stream of the device; returns the total dropped.
+  virtual size_t cancelQueued() { return 0; }
+
   // Host <-> device. `upload` copies before it returns; `download` copies when the stream
-  // reaches it, into `host` which must stay valid until then.
+  // reaches it, into `host`, and holds `hostOwner` (which keeps `host` valid) until then:
+  // the caller may be gone by that time (a Worker terminated with reads pending).
   virtual void upload(const Tensor& dst, const void* host) = 0;
-  virtual void download(Stream& s, const Tensor& src, void* host) = 0;
+  // Sets every byte of `dst` to zero before it returns, like an upload of zeros but without
+  // a host buffer of the tensor's size.
+  virtual void zero(const Tensor& dst) = 0;
+  virtual void download(Stream& s, const Tensor& src, void* host,
+                        std::shared_ptr<void> hostOwner) = 0;
   virtual void copy(Stream& s, const Tensor& src, const Tensor& dst) = 0;
 
   virtual void fill(Stream& s, const Tensor& y, double value) = 0;

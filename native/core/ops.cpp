@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "error.h"
 
@@ -77,13 +78,18 @@ class Check {
     return *this;
   }
 
- private:
-  std::string prefix(const char* name) const { return std::string(op_) + ": '" + name + "' "; }
+  // The shortest text that reads back as v (so 0.1 stays "0.1" and 2147483648.5 is whole).
   static std::string str(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", v);
+    char buf[40];
+    for (int precision = 1; precision <= 17; ++precision) {
+      std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+      if (std::strtod(buf, nullptr) == v) break;
+    }
     return buf;
   }
+
+ private:
+  std::string prefix(const char* name) const { return std::string(op_) + ": '" + name + "' "; }
   const char* op_;
   Device device_;
   Stream& stream_;
@@ -108,6 +114,15 @@ void copy(Stream& s, const Tensor& src, const Tensor& dst) {
 void fill(Stream& s, const Tensor& y, double value) {
   Check c("fill", s);
   c.tensor(y, "y", y.dtype).finite(value, "value");
+  // The value must be representable in y's dtype: a cast would be undefined behaviour (int32)
+  // or silently infinite (float32).
+  if (y.dtype == DType::Int32 &&
+      (std::floor(value) != value || value < -2147483648.0 || value > 2147483647.0))
+    throw rangeError("fill: 'value' must be an integer in [-2147483648, 2147483647] for an int32 "
+                     "tensor, got " + Check::str(value));
+  if (y.dtype == DType::Float32 && !std::isfinite(static_cast<float>(value)))
+    throw rangeError("fill: 'value' must be within float32 range for a float32 tensor, got " +
+                     Check::str(value));
   on(s).fill(s, y, value);
 }
 

@@ -1,8 +1,16 @@
 // CPU backend: streams as worker threads, events as counters, a caching host allocator.
+//
+// Each queued task is an op (cancellable) or control work (event records and waits, whenDone
+// callbacks: never cancelled, since other streams and Promises wait for them), tagged with
+// the thread that enqueued it, so that cancelQueued drops only that thread's ops: one
+// JavaScript environment (the main thread or a Worker) never cancels another's work.
 #include "cpu_backend.h"
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -88,11 +96,30 @@ Capture* endedCapture() {
   return reinterpret_cast<Capture*>(&sentinel);
 }
 
+// The live streams, for cancelQueued on the whole device.
+struct StreamList {
+  std::mutex m;  // held while a stream joins or leaves, and while the list is walked
+  std::vector<CpuStream*> streams;
+};
+
+StreamList& liveStreams() {
+  static StreamList* list = new StreamList();  // outlives static teardown, like the streams
+  return *list;
+}
+
 class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> {
  public:
-  CpuStream() : worker_([this] { loop(); }) {}
+  CpuStream() : worker_([this] { loop(); }) {
+    std::lock_guard<std::mutex> lock(liveStreams().m);
+    liveStreams().streams.push_back(this);
+  }
 
   ~CpuStream() override {
+    {
+      std::lock_guard<std::mutex> lock(liveStreams().m);
+      auto& v = liveStreams().streams;
+      v.erase(std::remove(v.begin(), v.end(), this), v.end());
+    }
     {
       std::lock_guard<std::mutex> lock(m_);
       stopping_ = true;
@@ -104,8 +131,28 @@ class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> 
   Device device() const override { return kCpu; }
   bool capturing() const override { return capture_ != nullptr; }
 
-  // Runs `task` after the work enqueued so far, or records it while capturing.
+  // Runs `task` (an op) after the work enqueued so far, or records it while capturing.
   void enqueue(std::function<void()> task);
+
+  // Queues `task` as control work (an event record or wait, a host callback): never
+  // cancelled, since other streams and Promises wait for it.
+  void enqueueControl(std::function<void()> task) { run(std::move(task), false); }
+
+  size_t cancelQueued() override {
+    const std::thread::id caller = std::this_thread::get_id();
+    std::deque<Task> dropped;  // destroyed after the lock: their tensors are released then
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      std::deque<Task> kept;
+      for (Task& task : queue_)
+        (task.cancellable && task.owner == caller ? dropped : kept).push_back(std::move(task));
+      queue_.swap(kept);
+      if (!dropped.empty() && error_.empty())
+        error_ = "cancelled: " + std::to_string(dropped.size()) +
+                 " queued op(s) were dropped before they ran (cancelQueued)";
+    }
+    return dropped.size();
+  }
 
   void wait(Event& event) override;
 
@@ -113,7 +160,7 @@ class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> 
     if (capture_)
       captureMisuse("synchronize: the stream is being captured into a graph; wait after "
                     "endCapture() and launch()");
-    run([this, done = std::move(done)] {
+    enqueueControl([this, done = std::move(done)] {
       std::string error;
       {
         std::lock_guard<std::mutex> lock(m_);
@@ -129,10 +176,16 @@ class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> 
 
  private:
   friend class CpuGraph;
-  void run(std::function<void()> task) {
+  struct Task {
+    std::function<void()> body;
+    bool cancellable;      // an op (not control work)
+    std::thread::id owner;  // the thread that enqueued it: cancelQueued drops only its own
+  };
+
+  void run(std::function<void()> task, bool cancellable) {
     {
       std::lock_guard<std::mutex> lock(m_);
-      queue_.push_back(std::move(task));
+      queue_.push_back(Task{std::move(task), cancellable, std::this_thread::get_id()});
     }
     cv_.notify_one();
   }
@@ -144,7 +197,7 @@ class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> 
         std::unique_lock<std::mutex> lock(m_);
         cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
         if (queue_.empty()) return;
-        task = std::move(queue_.front());
+        task = std::move(queue_.front().body);
         queue_.pop_front();
       }
       try {
@@ -158,7 +211,7 @@ class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> 
 
   std::mutex m_;
   std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
+  std::deque<Task> queue_;
   std::string error_;
   bool stopping_ = false;
   std::thread worker_;  // last: starts after the members it uses exist
@@ -182,7 +235,7 @@ class CpuEvent : public Event, public std::enable_shared_from_this<CpuEvent> {
       std::lock_guard<std::mutex> lock(state_->m);
       ticket = ++state_->recorded;
     }
-    stream.enqueue([state = state_, ticket] {
+    stream.enqueueControl([state = state_, ticket] {
       std::vector<std::function<void()>> ready;
       {
         std::lock_guard<std::mutex> lock(state->m);
@@ -261,7 +314,7 @@ void CpuStream::enqueue(std::function<void()> task) {
   if (capture_)
     capture_->items.push_back({Capture::Item::Task, shared_from_this(), nullptr, std::move(task)});
   else
-    run(std::move(task));
+    run(std::move(task), true);
 }
 
 void CpuEvent::record(Stream& s) {
@@ -291,7 +344,7 @@ void CpuStream::wait(Event& e) {
   if (capture_)
     captureMisuse("wait: a capturing stream can only wait for events recorded during the "
                   "same capture");
-  run(event.waitTask());
+  enqueueControl(event.waitTask());
 }
 
 // Replays a capture's items through the ordinary stream and event calls, in their recorded
@@ -327,6 +380,27 @@ class CpuGraph : public Graph {
 
 // ---- the backend ------------------------------------------------------------------------
 
+// Physical memory, or less where a cgroup (a container) limits this process's memory.
+// SYNTHGRAD_CPU_MEMORY=<bytes> sets it (a limit the process cannot see, or tests).
+size_t hostMemoryBytes() {
+  if (const char* forced = std::getenv("SYNTHGRAD_CPU_MEMORY")) {
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(forced, &end, 10);
+    if (end != forced && *end == '\0' && v > 0) return static_cast<size_t>(v);
+  }
+  const long pages = sysconf(_SC_PHYS_PAGES), pageSize = sysconf(_SC_PAGE_SIZE);
+  size_t bytes = pages > 0 && pageSize > 0 ? size_t(pages) * size_t(pageSize) : SIZE_MAX;
+  // cgroup v2, then v1 ("max" or a huge number when unlimited).
+  for (const char* file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    if (FILE* f = std::fopen(file, "r")) {
+      unsigned long long limit = 0;
+      if (std::fscanf(f, "%llu", &limit) == 1 && limit > 0 && limit < bytes) bytes = size_t(limit);
+      std::fclose(f);
+    }
+  }
+  return bytes;
+}
+
 CpuStream& cpu(Stream& s) { return static_cast<CpuStream&>(s); }
 
 class CpuBackend : public Backend {
@@ -339,6 +413,11 @@ class CpuBackend : public Backend {
     void* p = hostPool().take(rounded);
     return std::make_shared<Storage>(kCpu, p, bytes,
                                      [rounded](void* q, size_t) { hostPool().give(q, rounded); });
+  }
+
+  size_t memoryBytes() const override {
+    static const size_t bytes = hostMemoryBytes();
+    return bytes;
   }
 
   std::shared_ptr<Stream> createStream() override { return std::make_shared<CpuStream>(); }
@@ -373,11 +452,21 @@ class CpuBackend : public Backend {
   void upload(const Tensor& dst, const void* host) override {
     std::memcpy(dst.storage->data(), host, dst.bytes());
   }
-  void download(Stream& s, const Tensor& src, void* host) override {
+  void zero(const Tensor& dst) override { std::memset(dst.storage->data(), 0, dst.bytes()); }
+
+  size_t cancelQueued() override {
+    std::lock_guard<std::mutex> lock(liveStreams().m);  // no stream leaves meanwhile
+    size_t dropped = 0;
+    for (CpuStream* s : liveStreams().streams) dropped += s->cancelQueued();
+    return dropped;
+  }
+  void download(Stream& s, const Tensor& src, void* host, std::shared_ptr<void> hostOwner) override {
     if (s.capturing())
       captureMisuse("read: the stream is being captured into a graph; read after endCapture() "
                     "and launch()");
-    cpu(s).enqueue([src, host] { std::memcpy(host, src.storage->data(), src.bytes()); });
+    cpu(s).enqueue([src, host, hostOwner = std::move(hostOwner)] {
+      std::memcpy(host, src.storage->data(), src.bytes());
+    });
   }
   void copy(Stream& s, const Tensor& src, const Tensor& dst) override {
     cpu(s).enqueue([src, dst] { std::memcpy(dst.storage->data(), src.storage->data(), src.bytes()); });

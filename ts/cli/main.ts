@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // `npm start`: trains the MNIST FCN (784-256-256-256-10, BatchNorm + ReLU) on the best device
 // with backprop, DNI or cDNI, and prints one line per epoch (with each synthesizer's loss and
-// cosine similarity to the true gradient for DNI/cDNI), then the test accuracy.
+// cosine similarity to the true gradient for DNI/cDNI), then the test accuracy. Progress while
+// it trains (a bar on a terminal, a line every few seconds on a pipe; --quiet, --json) is in
+// ./progress.ts; --log-dir writes a run log (../train/runlog.ts) for `npx synthgrad report`.
 //
 //   npm start -- --method cdni --epochs 10 --batch-size 256 --lr 1e-3 --seed 0 --device cpu
 // The options are in ./options.ts. With --checkpoint, SIGINT and SIGTERM save the run and exit
@@ -16,6 +18,7 @@ import { Module } from '../nn/module';
 import { Adam, schedules } from '../optim/optimizers';
 import { ModuleDiagnostics, Trainer, readCheckpointConfig } from '../train/trainer';
 import { Options, modelOptimizer, optimizerName, parseArgs, usage } from './options';
+import { Progress } from './progress';
 
 /**
  * The model, the data order and the learning-rate schedule come from the options, so they are
@@ -24,7 +27,8 @@ import { Options, modelOptimizer, optimizerName, parseArgs, usage } from './opti
  * (more epochs extend a run; the learning rate keeps the decay steps planned when it started).
  */
 function runConfig(o: Options, lrDecaySteps: number[]): Record<string, unknown> {
-  const { checkpoint: _file, device: _device, help: _help, epochs: _epochs, steps: _steps, saveEvery: _saveEvery, ...fixed } = o;
+  const { checkpoint: _file, device: _device, help: _help, epochs: _epochs, steps: _steps, saveEvery: _saveEvery,
+    quiet: _quiet, json: _json, logDir: _logDir, ...fixed } = o;
   const config: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(fixed)) config[`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`] = value;
   config['lr decay steps'] = lrDecaySteps;
@@ -65,16 +69,28 @@ async function main(): Promise<void> {
   }
   const device = o.device ? Device.parse(o.device) : Device.best();
   const info = native.buildInfo();
-  console.log(`synthgrad: device ${device.name} (${device.describe()}), CPU GEMM ${info.cpuGemm}, ${native.threads()} threads` +
+  // `npm start -- --json | head` closes the pipe early: stop quietly, as command-line tools do.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(0);
+  });
+  const progress = new Progress({
+    mode: o.json ? 'json' : o.quiet ? 'quiet' : process.stdout.isTTY ? 'bar' : 'lines',
+    write: (text) => process.stdout.write(text), columns: () => process.stdout.columns,
+  });
+  const say = (line: string) => progress.info(line);
+  say(`synthgrad: device ${device.name} (${device.describe()}), CPU GEMM ${info.cpuGemm}, ${native.threads()} threads` +
     (info.cuda ? `, CUDA built in (${info.cudaDevices} device(s))` : ', CUDA not built in'));
   const { train, test } = await mnist();
-  console.log(`MNIST: ${train.count} training and ${test.count} test images`);
+  say(`MNIST: ${train.count} training and ${test.count} test images`);
+  const stepsPerEpoch = Math.ceil(train.count / o.batchSize);
+  const stepsTaken = stepsPerEpoch - (train.count % o.batchSize === 1 ? 1 : 0); // fit drops a 1-row tail
+  progress.plan({ totalSteps: Math.min(o.steps ?? Infinity, o.epochs * stepsTaken), epochs: o.epochs, batchSize: o.batchSize });
   const mlpModel = mlp(784, o.hidden, 10);
   const decoupled = o.method !== 'backprop';
   const schedule: Schedule = o.pipeline > 0
     ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate }
     : { kind: 'lockstep', pUpdate: o.pUpdate };
-  const stepsPerEpoch = Math.ceil(train.count / o.batchSize);
   // Step decay (x0.1 at 60% and 85% of the epochs' steps) settles the noisy late epochs of a constant lr.
   // A resumed run keeps the steps planned when it started, so that more epochs extend it.
   const total = o.epochs * stepsPerEpoch;
@@ -95,62 +111,49 @@ async function main(): Promise<void> {
       schedule, streams: o.streams,
     })
     : mlpModel;
-  console.log(`model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, ${o.method}` +
+  say(`model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, ${o.method}` +
     (decoupled ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
       `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})` : '') +
     `, ${optimizerName(o.optimizer)} lr ${o.lr}${o.synthLr === undefined ? '' : `, synthesizers Adam lr ${o.synthLr}`}` +
     ` (x0.1 at 60% and 85%), batch ${o.batchSize}, seed ${o.seed}`);
   // A factory: a decoupled network gives each module (and, without --synth-lr, each synthesizer) its own optimizer.
   const trainer = new Trainer(model, { device, optimizer: () => modelOptimizer(o.optimizer, lr), seed: o.seed });
-  const bar = (step: number) => {
-    const done = ((step - 1) % stepsPerEpoch) + 1;
-    const width = 30;
-    const filled = Math.round((done / stepsPerEpoch) * width);
-    return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${stepsPerEpoch}`;
-  };
-  const tty = process.stdout.isTTY;
   let lastDiagnostics: ModuleDiagnostics[] | undefined;
-  const describeDiagnostics = (d: ModuleDiagnostics[]) =>
-    d.map((m) => `M${m.module}: loss ${m.synthesizerLoss.toExponential(2)} cos ${m.cosine.toFixed(3)} (to its target ${m.targetCosine.toFixed(3)}) |ĝ|/|g| ${m.normRatio.toFixed(2)}`).join('  ');
-  if (saved) console.log(`resuming from ${o.checkpoint} (learning rate x0.1 at steps ${decaySteps.join(' and ')}, as planned when the run started)`);
+  if (saved) say(`resuming from ${o.checkpoint} (learning rate x0.1 at steps ${decaySteps.join(' and ')}, as planned when the run started)`);
   const stop = o.checkpoint ? stopOnSignals() : undefined;
   const result = await trainer.fit(train, {
     epochs: o.epochs,
     steps: o.steps,
     batchSize: o.batchSize,
     validation: test,
-    logEvery: 10,
+    logEvery: 1,
     diagnoseEvery: decoupled ? o.diagnoseEvery : undefined,
     graph: o.graph,
     checkpoint: o.checkpoint ? { path: o.checkpoint, every: o.saveEvery ?? stepsPerEpoch, config: runConfig(o, decaySteps) } : undefined,
     signal: stop?.signal,
+    logDir: o.logDir ? { dir: o.logDir, config: { command: 'npm start', argv: process.argv.slice(2), options: o } } : undefined,
     onStep: (m) => {
       if (m.diagnostics) lastDiagnostics = m.diagnostics;
-      if (tty) process.stdout.write(`\repoch ${m.epoch} ${bar(m.step)} loss ${m.loss.toFixed(4)}   `);
+      progress.step(m);
     },
-    onEpoch: (m) => {
-      if (tty) process.stdout.write('\r\x1b[K');
-      const v = m.validation!;
-      console.log(`epoch ${String(m.epoch).padStart(2)}  train loss ${m.loss.toFixed(4)}  test loss ${v.loss.toFixed(4)}  ` +
-        `test accuracy ${(100 * v.accuracy!).toFixed(2)}%  ${Math.round(m.samplesPerSecond)} samples/s  ${m.seconds.toFixed(1)} s`);
-      if (lastDiagnostics) console.log(`          synthesizers (probe batch): ${describeDiagnostics(lastDiagnostics)}`);
-    },
+    onEpoch: (m) => progress.epoch(m, lastDiagnostics),
   });
   stop?.remove();
-  if (result.resumedFrom !== undefined) console.log(`resumed after step ${result.resumedFrom}; ${result.steps} steps in all`);
+  if (result.resumedFrom !== undefined) say(`resumed after step ${result.resumedFrom}; ${result.steps} steps in all`);
   const signal = stop?.received();
   if (result.stopped && signal) {
-    console.log(`stopped by ${signal}: saved ${o.checkpoint} at step ${result.steps}; run the same command again to resume`);
+    say(`stopped by ${signal}: saved ${o.checkpoint} at step ${result.steps}; run the same command again to resume`);
     trainer.dispose();
     process.exitCode = 128 + os.constants.signals[signal];
     return;
   }
   const final = await trainer.evaluate(test);
-  console.log(`final test accuracy: ${(100 * final.accuracy!).toFixed(2)}% (${final.count} images)`);
+  progress.final({ ...final, steps: result.steps, seconds: result.seconds, ...(result.resumedFrom !== undefined ? { resumedFrom: result.resumedFrom } : {}) });
   trainer.dispose();
 }
 
 main().catch((e) => {
+  if (process.stdout.isTTY) process.stdout.write('\r\x1b[K'); // the progress bar's line
   console.error(`error: ${(e as Error).message}`);
   process.exit(1);
 });

@@ -45,7 +45,12 @@ export const usage = `usage: npm start -- [options]
   --graph                      capture the training step once and replay it (backprop, lockstep p = 1)
   --checkpoint FILE            save the run to FILE after every epoch and when stopped by Ctrl-C or SIGTERM;
                                if FILE exists, resume from it (with more --epochs, a finished run goes on)
-  --save-every N               with --checkpoint: save every N steps instead of every epoch`;
+  --save-every N               with --checkpoint: save every N steps instead of every epoch
+  --log-dir DIR                write a run log to DIR (a new one, or the run's own when it resumes):
+                               config, metrics per step and epoch, synthesizer diagnostics as JSON
+                               Lines, CSV and TensorBoard files; \`npx synthgrad report DIR\` plots it
+  --quiet                      print only the final result (and errors)
+  --json                       print JSON Lines: step records (every 10 steps), epoch records, a final one`;
 
 export interface Options {
   method: 'backprop' | 'dni' | 'cdni';
@@ -68,12 +73,15 @@ export interface Options {
   device?: string;
   checkpoint?: string;
   saveEvery?: number;
+  logDir?: string;
+  quiet?: boolean;
+  json?: boolean;
   help?: boolean;
 }
 
 /** Flags without a value: each turns an option on. */
-const switches = new Map<string, 'graph' | 'center' | 'maskInactive' | 'help'>([
-  ['--graph', 'graph'], ['--center', 'center'], ['--mask-inactive', 'maskInactive'], ['--help', 'help'],
+const switches = new Map<string, 'graph' | 'center' | 'maskInactive' | 'quiet' | 'json' | 'help'>([
+  ['--graph', 'graph'], ['--center', 'center'], ['--mask-inactive', 'maskInactive'], ['--quiet', 'quiet'], ['--json', 'json'], ['--help', 'help'],
 ]);
 
 /** Flags that configure synthesizers or their schedule: an error with --method backprop. */
@@ -134,6 +142,10 @@ export function parseArgs(argv: string[]): Options {
         o.saveEvery = v;
         break;
       }
+      case '--log-dir':
+        if (!value) throw new Error('--log-dir needs a directory path');
+        o.logDir = value;
+        break;
       case '--method':
         if (value !== 'backprop' && value !== 'dni' && value !== 'cdni') throw new Error(`--method must be backprop, dni or cdni, got '${value ?? ''}'`);
         o.method = value;
@@ -150,6 +162,7 @@ export function parseArgs(argv: string[]): Options {
     }
   }
   if (o.saveEvery !== undefined && o.checkpoint === undefined) throw new Error('--save-every needs --checkpoint FILE');
+  if (o.quiet && o.json) throw new Error('--quiet and --json: choose one (--json prints no text lines either)');
   const misplaced = o.method === 'backprop' ? decoupledOnly.find((f) => given.has(f)) : undefined;
   if (misplaced) throw new Error(`${misplaced} applies to dni and cdni only (--method backprop has no synthesizers)`);
   // SGD's step is in proportion to the gradient, Adam's is not: one learning rate cannot serve both.

@@ -1,6 +1,6 @@
 // The trainer: seeded initialisation and shuffling, mini-batch training with callbacks,
 // checkpoints (save, load, and fit runs that resume where they stopped, or stop early on an
-// AbortSignal and save), and evaluation. It never blocks the event loop: each step is enqueued
+// AbortSignal and save), run logs (fit's logDir, ./runlog.ts), and evaluation. It never blocks the event loop: each step is enqueued
 // on the trainer's stream and the host awaits the previous step's loss (a Promise) while the
 // stream computes.
 //
@@ -22,6 +22,7 @@ import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
 import { predict, Predictions } from './inference';
 import { LoadedCheckpoint, NamedTensor, checkDestination, readCheckpoint, restoreTensors, writeCheckpoint } from './checkpoint';
+import { FitLog, LogDirOption } from './runlog';
 
 export interface TrainerOptions {
   /** default: Device.best() */
@@ -132,6 +133,15 @@ export interface FitOptions {
    * and fit resolves with `stopped: true`.
    */
   signal?: AbortSignal;
+
+  /**
+   * Write a run log into this directory: config.json, the metrics of every step onStep sees
+   * (every `logEvery` steps), of every epoch and of every diagnostics step, as JSON Lines, CSV
+   * and TensorBoard event files (see ./runlog.ts); `{ dir, config }` adds `config` to
+   * config.json. A directory that already holds a run log is an error, unless this fit resumes
+   * from `checkpoint`: then the log goes on.
+   */
+  logDir?: LogDirOption;
 }
 
 export interface FitResult {
@@ -306,7 +316,7 @@ export interface HasTrainingStrategy {
 }
 
 const FIT_OPTIONS = ['epochs', 'steps', 'batchSize', 'shuffle', 'validation', 'onStep', 'logEvery', 'diagnoseEvery',
-  'onEpoch', 'graph', 'checkpoint', 'signal'] as const;
+  'onEpoch', 'graph', 'checkpoint', 'signal', 'logDir'] as const;
 
 /** Each module bound to a trainer, and to which (see the Trainer constructor). */
 const boundTo = new WeakMap<Module, Trainer>();
@@ -424,7 +434,10 @@ export class Trainer {
     if (this.busy) throw new Error('fit: this trainer is already running fit(); await it first');
     this.busy = true;
     try {
-      return await this.fitUnguarded(data, options);
+      const log = options && typeof options === 'object' ? FitLog.from(options) : undefined;
+      if (!log) return await this.fitUnguarded(data, options);
+      const run = { model: this.model.name, device: this.device.name, loss: this.loss.name, data: { rows: data?.count, features: data?.features } };
+      return await log.around(options, run, (o) => this.fitUnguarded(data, o));
     } finally {
       this.busy = false;
     }
