@@ -76,7 +76,7 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
     fs.writeSync(logFd, `${line}\n`);
     if (verbose) process.stdout.write(`${line}\n`);
   };
-  const stats = { calls: 0, ok: 0, errors: {}, problems: [], unstyled: {} };
+  const stats = { calls: 0, ok: 0, errors: {}, argErrors: 0, problems: [], unstyled: {} };
   let current = '';
   process.on('unhandledRejection', (e) => {
     stats.problems.push(`unhandled rejection (${e instanceof Error ? `${e.name}: ${e.message}` : `non-Error ${typeof e}: ${String(e)}`}) during or after: ${current}`);
@@ -377,10 +377,10 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
 
   const GENERIC = /^(Invalid argument|An? (number|string|boolean|object|array|function|bigint|symbol|external|TypedArray|ArrayBuffer|Promise|Date) was expected|Invalid (pointer|handle|type))\.?$/i;
   const ENGINE = /Cannot read propert|Cannot set propert|is not a function|is not iterable|is not a constructor|Cannot convert|Cannot destructure|undefined is not|null is not|Cannot mix BigInt|Maximum call stack|Invalid array length|Invalid typed array length/;
-  function record(e, d) {
+  function record(e, d, counted = true) {
     if (!(e instanceof Error)) { stats.problems.push(`non-Error thrown (${typeof e}: ${String(e)}) by ${d}`); return; }
     const cls = e.constructor === TypeError ? 'TypeError' : e.constructor === RangeError ? 'RangeError' : e.constructor === Error ? 'Error' : e.name || 'anonymous';
-    stats.errors[cls] = (stats.errors[cls] || 0) + 1;
+    if (counted) stats.errors[cls] = (stats.errors[cls] || 0) + 1;
     if (!['TypeError', 'RangeError', 'Error'].includes(cls)) stats.problems.push(`${cls} (not a TypeError/RangeError/Error) '${e.message}' from ${d}`);
     else if (typeof e.message !== 'string' || !e.message.trim()) stats.problems.push(`${cls} without a message from ${d}`);
     else if (GENERIC.test(e.message.trim())) stats.problems.push(`unnamed ${cls} '${e.message}' from ${d}`);
@@ -399,11 +399,13 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
   }[process.env.SYNTHGRAD_FUZZ_INJECT] : undefined;
   for (let i = 0; i < calls; i++) {
     let call;
+    // Building the arguments calls the library too (fresh tensors, streams, datasets, models).
+    say(`ARGS ${i}`);
     try {
       call = inject && i === 5 ? inject : pickAction();
     } catch (e) {
-      // Building the arguments failed (e.g. a fresh tensor for an argument): a library error too.
-      record(e, 'building arguments');
+      stats.argErrors++;
+      record(e, `building the arguments of call ${i}`, false);
       continue;
     }
     if (!call) continue;
@@ -472,8 +474,11 @@ function runChild(seed, batch, calls, timeoutS, dir) {
       const lines = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').trimEnd().split('\n') : [];
       const done = lines.find((l) => l.startsWith('DONE '));
       const callLines = lines.filter((l) => l.startsWith('CALL '));
-      const last = callLines[callLines.length - 1]?.replace(/^CALL \d+ /, '') ?? '(before the first call)';
-      const lastIndex = callLines.length ? Number(callLines[callLines.length - 1].split(' ')[1]) : -1;
+      const lastLine = lines.filter((l) => /^(CALL|ARGS) /.test(l)).pop();
+      const last = !lastLine ? '(before the first call)' : lastLine.startsWith('ARGS ')
+        ? `while building the arguments of the call after: ${callLines[callLines.length - 1]?.replace(/^CALL \d+ /, '') ?? '(none)'}`
+        : lastLine.replace(/^CALL \d+ /, '');
+      const lastIndex = lastLine ? Number(lastLine.split(' ')[1]) : -1;
       fs.rmSync(log, { force: true });
       const sanitizer = SANITIZER_REPORT.exec(stderrHead);
       const stderr = sanitizer ? stderrHead.slice(Math.max(0, sanitizer.index - 200)) : stderrTail;
@@ -496,7 +501,7 @@ async function parent() {
   const jobs = flag('--jobs', 2);
   const started = Date.now();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-fuzz-logs-'));
-  const total = { calls: 0, ok: 0, errors: {}, problems: [], unstyled: {}, failures: [], batches: 0 };
+  const total = { calls: 0, ok: 0, errors: {}, argErrors: 0, problems: [], unstyled: {}, failures: [], batches: 0 };
   let nextBatch = 0;
   async function worker() {
     while (total.calls < target) {
@@ -506,6 +511,7 @@ async function parent() {
       if (r.stats) {
         total.calls += r.stats.calls;
         total.ok += r.stats.ok;
+        total.argErrors += r.stats.argErrors;
         for (const [k, v] of Object.entries(r.stats.errors)) total.errors[k] = (total.errors[k] || 0) + v;
         for (const p of r.stats.problems) total.problems.push(`seed ${seed} batch ${batch}: ${p}`);
         Object.assign(total.unstyled, r.stats.unstyled);
@@ -527,7 +533,8 @@ async function parent() {
   const errors = Object.entries(total.errors).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
   console.log(`fuzz: seed ${seed}, ${total.calls} calls in ${total.batches} batches (child processes), ${seconds.toFixed(1)} s`);
   const thrown = Object.values(total.errors).reduce((a, b) => a + b, 0);
-  console.log(`  returned normally ${total.ok}; errors thrown ${thrown}: ${errors} (counted in the batches that finished)`);
+  console.log(`  returned normally ${total.ok}; errors thrown ${thrown}: ${errors} (counted in the batches that finished; ` +
+    `and ${total.argErrors} while the fuzzer built arguments, not counted as calls)`);
   const count = (fs, kind) => fs.filter((f) => f.kind === kind).length;
   console.log(`  crashes ${count(unknown, 'crash')}, hangs ${count(unknown, 'hang')}, ${underAsan ? `sanitizer reports ${count(unknown, 'sanitizer report')}, ` : ''}badly formed errors ${problems.length}`);
   if (TEMPORARY_KNOWN_FAILURES.length) {
