@@ -390,12 +390,13 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
     }
   }
 
-  // SYNTHGRAD_FUZZ_INJECT=crash|hang|throw: call 5 of batch 0 aborts, loops or throws a string,
-  // so that test/fuzz.test.ts can see the harness catch each kind of failure.
+  // SYNTHGRAD_FUZZ_INJECT=crash|hang|throw|report: call 5 of batch 0 aborts, loops, throws a
+  // string or prints a UBSan-style report, so that test/fuzz.test.ts sees the harness catch each.
   const inject = batch === 0 ? {
     crash: { d: 'injected crash: process.abort()', f: () => process.abort() },
     hang: { d: 'injected hang: for (;;)', f: () => { for (;;); } },
     throw: { d: "injected throw 'a string'", f: () => { throw 'a string'; } }, // eslint-disable-line no-throw-literal
+    report: { d: 'injected sanitizer report', f: () => { fs.writeSync(2, 'x.cpp:1:1: runtime error: injected\n'); } },
   }[process.env.SYNTHGRAD_FUZZ_INJECT] : undefined;
   for (let i = 0; i < calls; i++) {
     let call;
@@ -485,7 +486,7 @@ function runChild(seed, batch, calls, timeoutS, dir) {
       if (done && code === 0 && !sanitizer) { resolve({ stats: JSON.parse(done.slice(5)) }); return; }
       const hangLine = lines.find((l) => l.startsWith('HANG '));
       const kind = sanitizer ? 'sanitizer report' : timedOut || hangLine ? 'hang' : 'crash';
-      const how = timedOut ? `no progress for ${timeoutS} s (killed)` : hangLine ? hangLine.replace(/^HANG \d+ /, '') : signal ? `killed by ${signal}` : `exit code ${code}${done ? '' : ' before the batch finished'}`;
+      const how = sanitizer && done ? 'in the output of a batch that finished: at or before its last call, shown here' : timedOut ? `no progress for ${timeoutS} s (killed)` : hangLine ? hangLine.replace(/^HANG \d+ /, '') : signal ? `killed by ${signal}` : `exit code ${code}${done ? '' : ' before the batch finished'}`;
       const shown = sanitizer ? stderr.trim().split('\n').slice(0, 16) : stderr.trim().split('\n').slice(-12);
       resolve({ failure: { kind, seed, batch, call: lastIndex, what: last, how, stderr: shown.join('\n') }, calls: callLines.length,
         stats: done ? JSON.parse(done.slice(5)) : undefined });
@@ -536,7 +537,8 @@ async function parent() {
   console.log(`  returned normally ${total.ok}; errors thrown ${thrown}: ${errors} (counted in the batches that finished; ` +
     `and ${total.argErrors} while the fuzzer built arguments, not counted as calls)`);
   const count = (fs, kind) => fs.filter((f) => f.kind === kind).length;
-  console.log(`  crashes ${count(unknown, 'crash')}, hangs ${count(unknown, 'hang')}, ${underAsan ? `sanitizer reports ${count(unknown, 'sanitizer report')}, ` : ''}badly formed errors ${problems.length}`);
+  const reports = count(unknown, 'sanitizer report');
+  console.log(`  crashes ${count(unknown, 'crash')}, hangs ${count(unknown, 'hang')}, ${underAsan || reports ? `sanitizer reports ${reports}, ` : ''}badly formed errors ${problems.length}`);
   if (TEMPORARY_KNOWN_FAILURES.length) {
     console.log(`  KNOWN, allowlisted by the TEMPORARY list (${TEMPORARY_KNOWN_FAILURES.length} categories): crashes ${count(known, 'crash')}, ` +
       `hangs ${count(known, 'hang')}, ${underAsan ? `sanitizer reports ${count(known, 'sanitizer report')}, ` : ''}badly formed errors ${knownProblems.length}`);

@@ -1,6 +1,6 @@
 // A small run of the fuzzer (scripts/fuzz.js; CI runs 10,000 calls), and its harness catching
-// each kind of failure it exists to find: a crash, a hang and a thrown non-Error, injected with
-// SYNTHGRAD_FUZZ_INJECT, each reported with the call that caused it.
+// each kind of failure it exists to find: a crash, a hang, a thrown non-Error and a sanitizer
+// report, injected with SYNTHGRAD_FUZZ_INJECT, each reported with its call.
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 
@@ -25,9 +25,12 @@ test.each([
   ['crash', /CRASH: seed 3 batch 0 call 5 .*\n\s+injected crash: process.abort\(\)\n\s+killed by SIGABRT/],
   ['hang', /HANG: seed 3 batch 0 call 5 .*\n\s+injected hang: for \(;;\)\n\s+no progress for 3 s/],
   ['throw', /BAD ERROR: seed 3 batch 0: non-Error thrown \(string: a string\) by injected throw/],
+  // UBSan without halt_on_error: the batch finishes, its report is still found in the output.
+  ['report', /SANITIZER REPORT: seed 3 batch 0 call 19 .*\n[^\n]*\n\s+in the output of a batch that finished.*\n\s+\| x.cpp:1:1: runtime error: injected/],
 ])('an injected %s is caught and reported with its call', (kind, expected) => {
   const r = fuzz(['--seed', '3', '--calls', '20', '--batch', '20', '--jobs', '1', '--timeout', '3'], kind);
   expect(r.out).toMatch(expected);
   expect(r.out).toMatch(/fuzz: FAILED/);
+  expect(r.out).toMatch(kind === 'report' ? /sanitizer reports 1/ : kind === 'throw' ? /badly formed errors 1/ : new RegExp(`${kind}es 1|${kind}s 1`));
   expect(r.status).toBe(1);
 }, 60_000);
