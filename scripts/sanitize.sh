@@ -3,7 +3,7 @@
 # build-sanitize/ (the regular build/ is untouched), then runs a subset of the jest suite and the
 # fuzzer (scripts/fuzz.js) against it. Passes with 0 sanitizer reports and both runs green.
 #
-#   bash scripts/sanitize.sh [--calls 3000] [--skip-build]        (needs dist/: npx tsc)
+#   bash scripts/sanitize.sh [--calls 10000] [--skip-build]        (needs dist/: npx tsc)
 #
 # How node runs an ASan addon: node itself is not instrumented, so the ASan runtime must be the
 # first library loaded (it replaces malloc); it is preloaded (LD_PRELOAD, the libasan the compiler
@@ -19,7 +19,7 @@
 # their own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-calls=3000
+calls=10000
 build=1
 while [ $# -gt 0 ]; do
   case "$1" in
