@@ -1,4 +1,4 @@
-// Command-line values shared by the benchmark scripts.
+// Command-line values shared by the benchmark and experiment scripts.
 
 /** `on` or `off` as a boolean; anything else is an error that names the flag. */
 export function onOff(flag: string, v: string): boolean {
@@ -6,7 +6,10 @@ export function onOff(flag: string, v: string): boolean {
   return v === 'on';
 }
 
-/** A results file's base name (bench/results/NAME.md): letters, digits, '.', '_' and '-' only. */
+/**
+ * A results file's base name (bench/results/NAME.md or experiments/EXPERIMENT/results/NAME.md):
+ * letters, digits, '.', '_' and '-' only.
+ */
 export function resultName(flag: string, v: string): string {
   if (!/^[\w.-]+$/.test(v)) throw new Error(`${flag} must be a file name without a directory, got ${v}`);
   return v;

@@ -8,8 +8,13 @@
 //       machine's python3 (PYTHON=... overrides);
 //   (c) SGEMM GFLOP/s, square n x n x n: synthgrad's CUDA kernel (fp32; TF32 when the addon
 //       exposes it) against cuBLAS through PyTorch (bench/reference/torch_gemm.py, fp32 with
-//       TF32 off, and TF32 on for reference).
-// Prints the tables with ratios and writes bench/results/gpu.{json,md}. Exits 2 without a CUDA device.
+//       TF32 off, and TF32 on for reference);
+//   (d) what fit() does: Trainer.fit on host data, so every step gathers a batch on the host
+//       and uploads it (the rows of (a) train on one resident batch), with onStep reading
+//       every loss; backprop and cDNI, with and without graph capture.
+// Prints the tables with ratios and writes bench/results/gpu.{json,md} after every part (a
+// later part that fails or runs out of time leaves the earlier ones written). Exits 2 without
+// a CUDA device.
 //
 //   npm run bench:gpu     (node dist/bench/gpu.js [--steps 300] [--warmup 30] [--sizes 256,...] [--skip-torch] [--skip-gemm])
 //   node dist/bench/gpu.js --device cpu --steps 5 --sizes 256   a dry run of the script without a GPU
@@ -17,7 +22,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Device, Random, native } from '../ts';
+import { Adam, Dataset, Device, Module, Random, Trainer, decouple, mlp, native } from '../ts';
 import { cudaUnavailableReason } from './gpu_check';
 import { projectRoot as root, resultsDir } from './paths';
 import { Method, Streams, stepTime } from './step_time';
@@ -41,6 +46,37 @@ interface StepRow {
 
 function stepTimeOn(device: Device, method: Method, streams: Streams, graph: boolean, steps: number, warmup: number): Promise<number> {
   return stepTime({ device, hidden, batch, method, streams, graph, steps, warmup });
+}
+
+interface FitRow {
+  method: 'backprop' | 'cdni';
+  graph: boolean;
+  steps: number;
+  msPerStep: number;
+}
+
+/**
+ * Milliseconds per step of Trainer.fit over host data (a batch gathered and uploaded every
+ * step, every loss read by onStep), timed from the end of step `warmup` to the end of the run.
+ */
+async function fitStepMs(device: Device, method: 'backprop' | 'cdni', graph: boolean, steps: number, warmup: number): Promise<number> {
+  const rng = new Random(1);
+  const rows = batch * 40;
+  const data = new Dataset('random', rng.uniformArray(rows * 784, 0, 1), Int32Array.from({ length: rows }, () => rng.int(10)), 784, 10);
+  const model = mlp(784, hidden, 10);
+  const net: Module = method === 'backprop' ? model : decouple(model, { synthesizer: { conditioned: true } });
+  const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr: 1e-4 }), seed: 1 });
+  let t0 = 0;
+  try {
+    const t = Date.now();
+    await trainer.fit(data, {
+      steps: warmup + steps, batchSize: batch, graph, logEvery: 1,
+      onStep: (m) => { if (m.step === warmup) t0 = Date.now(); },
+    });
+    return (Date.now() - (t0 || t)) / (t0 ? steps : warmup + steps);
+  } finally {
+    trainer.dispose();
+  }
 }
 
 /** Runs a Python script and parses the last line of its stdout as JSON. */
@@ -151,11 +187,92 @@ async function main(): Promise<void> {
       (t.ms !== null ? `  PyTorch ${t.ms.toFixed(3)} ms  -> synthgrad ${(t.ms / ms).toFixed(2)}x` : `  PyTorch: ${t.note}`));
   }
 
-  // (c)
   const tf32Reachable = native.buildInfo().cuda;
   const gemm: { n: number; ours: number; oursTf32?: number; cublas?: number; cublasTf32?: number }[] = [];
   let gemmNote = '';
   let torchGemmInfo: Record<string, unknown> | undefined;
+  const fitRows: FitRow[] = [];
+
+  /** Writes gpu.{json,md} with what has been measured so far. */
+  const write = (): void => {
+    const torchLabel = torchVersion ? `PyTorch ${torchVersion}` : 'PyTorch';
+    const fix = (v: number | null | undefined, d = 3) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(d));
+    const ratio = (a: number | null | undefined, b: number | null | undefined) =>
+      (a && b && Number.isFinite(a) && Number.isFinite(b) ? `${(a / b).toFixed(2)}x` : '–');
+    const bp = rows[0].msPerStep;
+    const stepTable = [
+      `| method | streams | CUDA graph | synthgrad ms/step | samples/s | vs synthgrad backprop | ${torchLabel} eager ms/step | synthgrad speed-up vs PyTorch |`,
+      '|---|---|---|---|---|---|---|---|',
+      ...rows.map((r) => `| ${r.method} | ${r.streams} | ${r.graph ? 'captured' : 'no'} | ${fix(r.msPerStep)} | ${Number.isFinite(r.samplesPerSecond) ? Math.round(r.samplesPerSecond) : '–'} | ` +
+        `${ratio(bp, r.msPerStep)} | ${r.torchMsPerStep !== null ? fix(r.torchMsPerStep) : `– (${r.torchNote})`} | ${ratio(r.torchMsPerStep, r.msPerStep)} |`),
+    ];
+    const gemmTable = gemm.length ? [
+      `| n | synthgrad fp32 GFLOP/s | cuBLAS fp32 GFLOP/s | synthgrad / cuBLAS (fp32) | synthgrad TF32 GFLOP/s | cuBLAS TF32 GFLOP/s | synthgrad / cuBLAS (TF32) |`,
+      '|---|---|---|---|---|---|---|',
+      ...gemm.map((g) => `| ${g.n} | ${fix(g.ours, 0)} | ${fix(g.cublas, 0)} | ${ratio(g.ours, g.cublas)} | ` +
+        `${tf32Reachable ? fix(g.oursTf32, 0) : 'not reachable'} | ${fix(g.cublasTf32, 0)} | ${ratio(g.oursTf32, g.cublasTf32)} |`),
+    ] : [];
+    console.log(`\n${stepTable.join('\n')}\n${gemmTable.length ? `\n${gemmTable.join('\n')}\n` : ''}`);
+
+    const fitTable = fitRows.length ? [
+      '| method | CUDA graph | fit() ms/step | samples/s | vs the resident-batch step above |', '|---|---|---|---|---|',
+      ...fitRows.map((r) => {
+        const resident = rows.find((x) => x.method === r.method && x.streams === 'single' && x.graph === r.graph)?.msPerStep;
+        return `| ${r.method} | ${r.graph ? 'captured' : 'no'} | ${fix(r.msPerStep)} | ${Number.isFinite(r.msPerStep) ? Math.round((1000 * batch) / r.msPerStep) : '–'} | ${ratio(r.msPerStep, resident)} |`;
+      }),
+    ] : [];
+    const report = {
+      date, device: gpuName, command,
+      machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, build: native.buildInfo(), python },
+      training_step: {
+        model: `784-${hidden.join('-')}-10 BatchNorm+ReLU, batch ${batch}, Adam; the host reads every step's loss; DNI synthesizers 1024-1024, cDNI linear + one-hot labels`,
+        rows,
+      },
+      fit: {
+        note: 'Trainer.fit on host data (random, 40 batches, shuffled): a batch gathered on the host and uploaded every step, onStep reading every loss',
+        rows: fitRows,
+      },
+      gemm: {
+        note: 'C = A B, square, float32; synthgrad timed on the host around a queue of products (enqueue cost included), cuBLAS with CUDA events; GFLOP/s = 2 n^3 / time',
+        synthgrad_tf32: tf32Reachable ? 'measured' : 'not built (no CUDA backend)',
+        rows: gemm, torch: torchGemmInfo ?? null, error: gemmNote || null,
+      },
+    };
+    fs.mkdirSync(resultsDir, { recursive: true });
+    fs.writeFileSync(path.join(resultsDir, 'gpu.json'), JSON.stringify(report, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
+    const md = [
+      '# GPU benchmark', '',
+      `${date}; **${gpuName}**; ${os.cpus().length} CPU cores, Node ${process.version}; ${torchLabel} with \`${python}\`; command: \`${command}\`.`, '',
+      `## Training step (${report.training_step.model})`, '',
+      ...stepTable, '',
+      `${steps} timed steps after ${warmup} warm-up (DNI: ${rows.find((r) => r.method === 'dni')?.steps} steps). 'per-module': one CUDA stream per module, with events between them; ` +
+        "'single': everything on the trainer's stream. 'captured': the step captured once into a CUDA graph (Graph.capture) and launched each step. " +
+        'PyTorch: bench/reference/torch_mlp.py (backprop) and torch_dni.py --time, eager.', '',
+      ...(fitTable.length ? ['## fit(): batches uploaded every step', '', ...fitTable, '',
+        `${report.fit.note}; ${fitRows[0].steps} timed steps after the warm-up. The last column: fit()'s step time over the resident-batch step of the first table (same method, single stream).`, ''] : []),
+      ...(gemmTable.length ? ['## SGEMM (square, n x n x n)', '', ...gemmTable, '',
+        `${report.gemm.note}. synthgrad TF32: ${report.gemm.synthgrad_tf32}.${gemmNote ? ` cuBLAS: ${gemmNote}.` : ''}`, ''] : []),
+    ].join('\n');
+    fs.writeFileSync(path.join(resultsDir, 'gpu.md'), md);
+    console.log(`wrote ${path.relative(root, path.join(resultsDir, 'gpu.json'))} and gpu.md`);
+  };
+  write();
+
+  // (d)
+  for (const [method, graph] of [['backprop', false], ['backprop', true], ['cdni', false], ['cdni', true]] as ['backprop' | 'cdni', boolean][]) {
+    const n = Math.max(20, Math.round(steps / 2)), w = Math.min(warmup, n);
+    let ms = NaN;
+    try {
+      ms = await fitStepMs(device, method, graph, n, w);
+    } catch (e) {
+      console.error(`synthgrad fit() ${method}${graph ? ' graph' : ''} failed: ${(e as Error).message}`);
+    }
+    fitRows.push({ method, graph, steps: n, msPerStep: ms });
+    console.log(`fit() ${method.padEnd(8)} ${graph ? 'graph' : 'eager'} ${ms.toFixed(3)} ms/step`);
+  }
+  write();
+
+  // (c)
   if (!skipGemm) {
     for (const n of sizes) {
       try {
@@ -183,53 +300,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const torchLabel = torchVersion ? `PyTorch ${torchVersion}` : 'PyTorch';
-  const fix = (v: number | null | undefined, d = 3) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(d));
-  const ratio = (a: number | null | undefined, b: number | null | undefined) =>
-    (a && b && Number.isFinite(a) && Number.isFinite(b) ? `${(a / b).toFixed(2)}x` : '–');
-  const bp = rows[0].msPerStep;
-  const stepTable = [
-    `| method | streams | CUDA graph | synthgrad ms/step | samples/s | vs synthgrad backprop | ${torchLabel} eager ms/step | synthgrad speed-up vs PyTorch |`,
-    '|---|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.method} | ${r.streams} | ${r.graph ? 'captured' : 'no'} | ${fix(r.msPerStep)} | ${Number.isFinite(r.samplesPerSecond) ? Math.round(r.samplesPerSecond) : '–'} | ` +
-      `${ratio(bp, r.msPerStep)} | ${r.torchMsPerStep !== null ? fix(r.torchMsPerStep) : `– (${r.torchNote})`} | ${ratio(r.torchMsPerStep, r.msPerStep)} |`),
-  ];
-  const gemmTable = gemm.length ? [
-    `| n | synthgrad fp32 GFLOP/s | cuBLAS fp32 GFLOP/s | synthgrad / cuBLAS (fp32) | synthgrad TF32 GFLOP/s | cuBLAS TF32 GFLOP/s | synthgrad / cuBLAS (TF32) |`,
-    '|---|---|---|---|---|---|---|',
-    ...gemm.map((g) => `| ${g.n} | ${fix(g.ours, 0)} | ${fix(g.cublas, 0)} | ${ratio(g.ours, g.cublas)} | ` +
-      `${tf32Reachable ? fix(g.oursTf32, 0) : 'not reachable'} | ${fix(g.cublasTf32, 0)} | ${ratio(g.oursTf32, g.cublasTf32)} |`),
-  ] : [];
-  console.log(`\n${stepTable.join('\n')}\n${gemmTable.length ? `\n${gemmTable.join('\n')}\n` : ''}`);
-
-  const report = {
-    date, device: gpuName, command,
-    machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, build: native.buildInfo(), python },
-    training_step: {
-      model: `784-${hidden.join('-')}-10 BatchNorm+ReLU, batch ${batch}, Adam; the host reads every step's loss; DNI synthesizers 1024-1024, cDNI linear + one-hot labels`,
-      rows,
-    },
-    gemm: {
-      note: 'C = A B, square, float32; synthgrad timed on the host around a queue of products (enqueue cost included), cuBLAS with CUDA events; GFLOP/s = 2 n^3 / time',
-      synthgrad_tf32: tf32Reachable ? 'measured' : 'not built (no CUDA backend)',
-      rows: gemm, torch: torchGemmInfo ?? null, error: gemmNote || null,
-    },
-  };
-  fs.mkdirSync(resultsDir, { recursive: true });
-  fs.writeFileSync(path.join(resultsDir, 'gpu.json'), JSON.stringify(report, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
-  const md = [
-    '# GPU benchmark', '',
-    `${date}; **${gpuName}**; ${os.cpus().length} CPU cores, Node ${process.version}; ${torchLabel} with \`${python}\`; command: \`${command}\`.`, '',
-    `## Training step (${report.training_step.model})`, '',
-    ...stepTable, '',
-    `${steps} timed steps after ${warmup} warm-up (DNI: ${rows.find((r) => r.method === 'dni')?.steps} steps). 'per-module': one CUDA stream per module, with events between them; ` +
-      "'single': everything on the trainer's stream. 'captured': the step captured once into a CUDA graph (Graph.capture) and launched each step. " +
-      'PyTorch: bench/reference/torch_mlp.py (backprop) and torch_dni.py --time, eager.', '',
-    ...(gemmTable.length ? ['## SGEMM (square, n x n x n)', '', ...gemmTable, '',
-      `${report.gemm.note}. synthgrad TF32: ${report.gemm.synthgrad_tf32}.${gemmNote ? ` cuBLAS: ${gemmNote}.` : ''}`, ''] : []),
-  ].join('\n');
-  fs.writeFileSync(path.join(resultsDir, 'gpu.md'), md);
-  console.log(`wrote ${path.relative(root, path.join(resultsDir, 'gpu.json'))} and gpu.md`);
+  write();
 }
 
 main().catch((e) => {

@@ -1,11 +1,18 @@
 // GPU verification: every native op on cuda:0 against the CPU backend, the CUDA runtime
 // (read-back, streams, events, fences, errors, out of memory) and MNIST training CPU vs GPU.
-// Writes bench/results/gpu-check.{md,json}; exit 0 when everything passes, 1 when anything
-// fails, 2 when there is no CUDA device (nothing is written then).
+// Writes bench/results/gpu-check.{md,json} after every section; exit 0 when everything
+// passes, 1 when anything fails, 2 when there is no CUDA device (nothing is written then; the
+// runtime's error, e.g. cudaErrorInsufficientDriver, is printed).
 //
 //   npm run gpu:check                      (node dist/bench/gpu_check.js)
 //   node dist/bench/gpu_check.js [--seed N] [--epochs 2] [--skip-mnist] [--time-limit 420]
 //                                [--only gemm,batchnorm,...] [--device cpu (a dry run of the harness)]
+//                                [--no-isolate] [--small]
+// Each section runs in a process of its own (this script started again with --only SECTION
+// --part FILE), so that a kernel fault, which poisons the process's CUDA context for good, is
+// reported against its own section and the later sections still run; --no-isolate runs them
+// all in this process. Run with CUDA_LAUNCH_BLOCKING=1 (scripts/gpu-run.sh does) so that an
+// asynchronous fault is reported by the launch that caused it.
 // On a GPU machine without Node.js: scripts/gpu-run.sh (it also runs bench/gpu.ts and test/gpu).
 //
 // Method. Each case draws fresh random inputs (seeded; the seed is in the report), builds the
@@ -36,6 +43,7 @@
 //     difference (for K >= 82 this is looser than 1e-5 relative to s, as it must be: both
 //     sum K products in a different order).
 //   - TF32 (native.gemmTf32(true)): tol 2 (2^-11 + (K + 2) u) relative to s.
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -62,8 +70,10 @@ export function cudaUnavailableReason(): string | null {
     return 'this synthgrad build has no CUDA backend (rebuild with SYNTHGRAD_CUDA=on and nvcc: ' +
       'SYNTHGRAD_CUDA=on SYNTHGRAD_CUDA_ARCHS=90 npm run build)';
   if (info.cudaDevices < 1)
-    return 'the addon has the CUDA backend compiled in but sees no CUDA device ' +
-      '(no NVIDIA GPU or driver on this machine)';
+    return 'the addon has the CUDA backend compiled in but sees no CUDA device' +
+      (info.cudaError ? `: cudaGetDeviceCount failed with ${info.cudaError}` +
+        (/InsufficientDriver/.test(info.cudaError) ? ' (no NVIDIA driver, or one older than R580, which this CUDA 13 build needs)' : '')
+        : ' (no NVIDIA GPU or driver on this machine)');
   return null;
 }
 
@@ -456,7 +466,9 @@ const gemmSizes: [number, number, number][] = [
 async function checkGemm(tf32 = false): Promise<void> {
   const opName = tf32 ? 'gemm (TF32)' : 'gemm';
   const transposes: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
-  const sizes = tf32 ? gemmSizes.filter(([M, K, N]) => M * K * N <= 1100 * 1100 * 1100) : gemmSizes;
+  // --small (the compute-sanitizer runs, 10-100x slower): both tile sizes still, no large products.
+  const largest = options.small ? 256 * 256 * 256 : tf32 ? 1100 * 1100 * 1100 : Infinity;
+  const sizes = gemmSizes.filter(([M, K, N]) => M * K * N <= largest || (options.small && M === 2048 && K === 64));
   for (const [M, K, N] of sizes) {
     for (const [ta, tb] of transposes) {
       const base = `M=${M} K=${K} N=${N} ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`;
@@ -735,7 +747,13 @@ async function checkOptimizers(): Promise<void> {
 /** The fused parameter-group steps (what the optimizers use), scalars written on the stream. */
 async function checkGroupOptimizers(): Promise<void> {
   const FLOOR = 0.1;
-  const shapes = [[300, 257], [257], [1], [70001]];
+  // The second group has more than the 32 tensors of one launch, empty ones among them (each
+  // tensor must be stepped exactly once: a packing bug once stepped those past the 32nd twice).
+  const groups = [
+    [[300, 257], [257], [1], [70001]],
+    Array.from({ length: 40 }, (_, i) => (i % 9 === 4 ? [0] : i === 6 ? [2101] : [1 + ((i * 977) % 2600)])),
+  ];
+  for (const shapes of groups)
   for (const adam of [false, true]) {
     for (const momentum of adam ? [0] : [0, 0.9]) {
       const op = adam ? 'adamStepGroup' : 'sgdStepGroup';
@@ -745,7 +763,7 @@ async function checkGroupOptimizers(): Promise<void> {
         const s0 = shapes.map((sh) => Both.full(sh, 0)), s1 = shapes.map((sh) => Both.full(sh, 0));
         const hyper = Both.full([adam ? 2 : 1], 0);
         const [lr, b1, b2, eps, wd] = [0.01, 0.9, 0.999, 1e-8, 0.01];
-        for (let step = 1; step <= 4; step++) {
+        for (let step = 1; step <= (shapes.length > 32 ? 2 : 4); step++) {
           const grads = shapes.map((sh) => Both.of(randomArray(rng, numel(sh)), sh));
           const scalars = adam ? native.adamScalars(lr, b1, b2, step) : [lr];
           const pick = (list: Both[], d: Side) => list.map((b) => b.pick(d));
@@ -1146,7 +1164,7 @@ function summarize(): OpSummary[] {
 }
 
 const sectionKeys = ['data', 'axpby', 'gemm', 'bias', 'activations', 'batchnorm', 'losses', 'optimizers', 'labels', 'runtime', 'graphs', 'tf32', 'mnist', 'oom'];
-let options = { seed: 0, epochs: 2, skipMnist: false, timeLimit: 420, device: 'cuda:0', only: sectionKeys, command: '' };
+let options = { seed: 0, epochs: 2, skipMnist: false, timeLimit: 420, device: 'cuda:0', only: sectionKeys, command: '', isolate: true, part: '', small: false };
 let deviceName = '';
 
 function allPass(): boolean {
@@ -1159,7 +1177,27 @@ function cell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 }
 
+/** What a section's process hands back to the parent (--part FILE). */
+interface Part {
+  deviceName: string;
+  opCases: OpCase[];
+  runtime: RuntimeCheck[];
+  mnist: MnistRun[];
+  mnistComparisons: { name: string; pass: boolean; detail: string }[];
+  tf32: { reachable: boolean; detail: string };
+  fatal: string[];
+  complete: boolean;
+}
+
 function flush(): void {
+  if (options.part) {
+    const part: Part = {
+      deviceName, opCases: state.opCases, runtime: state.runtime, mnist: state.mnist,
+      mnistComparisons: state.mnistComparisons, tf32: state.tf32, fatal: state.fatal, complete: state.complete,
+    };
+    fs.writeFileSync(options.part, JSON.stringify(part, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)));
+    return;
+  }
   const ops_ = summarize();
   const date = new Date(state.started).toISOString();
   const info = native.buildInfo();
@@ -1209,13 +1247,13 @@ function flush(): void {
     '- a stream or event disposed while its work is pending (the JavaScript API has no explicit dispose for them);',
     '- GEMM operands at unaligned addresses (every tensor starts at an aligned allocation; odd leading dimensions are covered);',
     ...(state.tf32.reachable ? [] : ['- the TF32 GEMM kernel (no binding from JavaScript);']),
-    '- CUDA graph capture (not implemented in synthgrad).', '',
+    '',
   ].join('\n');
   fs.writeFileSync(path.join(resultsDir, 'gpu-check.md'), md);
 }
 
 function parseArgs(argv: string[]): typeof options {
-  const o = { seed: Date.now() % 1000000, epochs: 2, skipMnist: false, timeLimit: 420, device: 'cuda:0', only: sectionKeys, command: ['node', path.relative(root, process.argv[1] ?? 'dist/bench/gpu_check.js'), ...argv].join(' ') };
+  const o = { seed: Date.now() % 1000000, epochs: 2, skipMnist: false, timeLimit: 420, device: 'cuda:0', only: sectionKeys, command: ['node', path.relative(root, process.argv[1] ?? 'dist/bench/gpu_check.js'), ...argv].join(' '), isolate: true, part: '', small: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = () => {
@@ -1227,6 +1265,9 @@ function parseArgs(argv: string[]): typeof options {
     else if (a === '--epochs') o.epochs = num();
     else if (a === '--time-limit') o.timeLimit = num();
     else if (a === '--skip-mnist') o.skipMnist = true;
+    else if (a === '--no-isolate') o.isolate = false;
+    else if (a === '--small') o.small = true;
+    else if (a === '--part') { o.part = argv[++i] ?? ''; o.isolate = false; }
     else if (a === '--device') o.device = argv[++i] ?? '';
     else if (a === '--only') {
       o.only = (argv[++i] ?? '').split(',');
@@ -1236,7 +1277,9 @@ function parseArgs(argv: string[]): typeof options {
     else if (a === '--help') {
       console.log('usage: node dist/bench/gpu_check.js [--seed N] [--epochs 2] [--skip-mnist] [--time-limit 420]\n' +
         '  --device cpu   dry run of this harness without a GPU: the CPU against itself (no out-of-memory check)\n' +
-        `  --only a,b     run only these sections (${sectionKeys.join(', ')}); the report then says 'partial'`);
+        `  --only a,b     run only these sections (${sectionKeys.join(', ')}); the report then says 'partial'\n` +
+        '  --no-isolate   run every section in this process (default: one process per section)\n' +
+        '  --small        GEMM cases up to 256^3 only (and one 128x128-tile case): for compute-sanitizer');
       process.exit(0);
     } else throw new Error(`unknown option '${a}'`);
   }
@@ -1259,6 +1302,69 @@ async function section(key: string, name: string, body: () => Promise<void>): Pr
   flush();
 }
 
+/** The sections this run covers, in order. */
+function plannedSections(dryRun: boolean): string[] {
+  return sectionKeys.filter((k) => options.only.includes(k) && !(k === 'mnist' && options.skipMnist) && !(k === 'oom' && dryRun));
+}
+
+/**
+ * One process per section (see the file comment): each child writes its results to a part
+ * file, merged here; a child that dies (a fault, a signal, the time limit) is a fatal error of
+ * its section only. The report is rewritten after every section.
+ */
+function runIsolated(dryRun: boolean): never {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gpu-check-'));
+  const deadline = state.started + options.timeLimit * 1000;
+  for (const key of plannedSections(dryRun)) {
+    state.section = key;
+    const left = Math.floor((deadline - Date.now()) / 1000);
+    if (left < 5) {
+      state.fatal.push(`time limit of ${options.timeLimit} s reached before section '${key}'`);
+      break;
+    }
+    const partFile = path.join(dir, `${key}.json`);
+    const args = [process.argv[1], '--only', key, '--part', partFile, '--seed', String(options.seed),
+      '--epochs', String(options.epochs), '--device', options.device, '--time-limit', String(left),
+      ...(options.small ? ['--small'] : [])];
+    const r = spawnSync(process.execPath, args, { stdio: 'inherit', env: process.env, timeout: (left + 10) * 1000, killSignal: 'SIGKILL' });
+    let part: Part | null = null;
+    try {
+      part = JSON.parse(fs.readFileSync(partFile, 'utf8'), (_, v) => (v === 'Infinity' ? Infinity : v === 'NaN' ? NaN : v)) as Part;
+    } catch { /* the child wrote nothing: reported below */ }
+    if (part) {
+      if (part.deviceName) deviceName = part.deviceName;
+      state.opCases.push(...part.opCases);
+      state.runtime.push(...part.runtime);
+      state.mnist.push(...part.mnist);
+      state.mnistComparisons.push(...part.mnistComparisons);
+      if (key === 'tf32') state.tf32 = part.tf32;
+      state.fatal.push(...part.fatal);
+    }
+    const how = r.signal ? `was killed by ${r.signal}` : r.error ? `failed: ${r.error.message}` : `exited with status ${r.status}`;
+    if (!part || !part.complete || (r.status !== 0 && r.status !== 1))
+      state.fatal.push(`section '${key}': its process ${how}${part ? (part.complete ? '' : ' before the section ended') : ' and wrote no results'}`);
+    flush();
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+  state.complete = true;
+  return finish();
+}
+
+/** Writes the report, prints the verdict and exits (0 pass, 1 fail). */
+function finish(): never {
+  flush();
+  const pass = allPass();
+  if (options.part) process.exit(pass ? 0 : 1);
+  console.log(`\n${pass ? 'PASS' : 'FAIL'}: wrote ${path.relative(root, path.join(resultsDir, 'gpu-check.md'))} and gpu-check.json`);
+  if (!pass) {
+    for (const o of summarize().filter((s) => !s.pass)) console.log(`  failed op: ${o.op} (${o.failed} of ${o.cases}), worst ${fmt(o.worst)} in ${o.worstCase}`);
+    for (const c of state.runtime.filter((c) => !c.pass)) console.log(`  failed runtime check: ${c.name}: ${c.detail}`);
+    for (const c of state.mnistComparisons.filter((c) => !c.pass)) console.log(`  failed MNIST comparison: ${c.name}: ${c.detail}`);
+    for (const f of state.fatal) console.log(`  fatal: ${f}`);
+  }
+  process.exit(pass ? 0 : 1);
+}
+
 async function main(): Promise<void> {
   options = parseArgs(process.argv.slice(2));
   const dryRun = options.device !== 'cuda:0';
@@ -1266,6 +1372,10 @@ async function main(): Promise<void> {
   if (why) {
     console.error(`gpu_check: no CUDA device: ${why}. Nothing was checked.`);
     process.exit(2);
+  }
+  if (options.isolate) {
+    console.log(`synthgrad GPU check, one process per section (seed ${options.seed}; CUDA_LAUNCH_BLOCKING=${process.env.CUDA_LAUNCH_BLOCKING ?? 'unset'})`);
+    runIsolated(dryRun);
   }
   rng = new Random(options.seed);
   cpuS = new native.Stream('cpu');
@@ -1302,16 +1412,7 @@ async function main(): Promise<void> {
   await section('mnist', `MNIST ${options.epochs} epochs, CPU vs GPU`, () => checkMnist(options.epochs, options.seed));
   if (!dryRun) await section('oom', 'out of memory', checkOutOfMemory);
   state.complete = true;
-  flush();
-  const pass = allPass();
-  console.log(`\n${pass ? 'PASS' : 'FAIL'}: wrote ${path.relative(root, path.join(resultsDir, 'gpu-check.md'))} and gpu-check.json`);
-  if (!pass) {
-    for (const o of summarize().filter((s) => !s.pass)) console.log(`  failed op: ${o.op} (${o.failed} of ${o.cases}), worst ${fmt(o.worst)} in ${o.worstCase}`);
-    for (const c of state.runtime.filter((c) => !c.pass)) console.log(`  failed runtime check: ${c.name}: ${c.detail}`);
-    for (const c of state.mnistComparisons.filter((c) => !c.pass)) console.log(`  failed MNIST comparison: ${c.name}: ${c.detail}`);
-    for (const f of state.fatal) console.log(`  fatal: ${f}`);
-  }
-  process.exit(pass ? 0 : 1);
+  finish();
 }
 
 if (require.main === module) {

@@ -1,10 +1,13 @@
 // BatchNorm over the batch dimension of x [rows, cols]: forward (training and inference) and
 // backward of training mode.
 //
-// One block per tile of kColTile consecutive columns (block kColTile x kRowLanes threads,
-// see common.cuh): the block reads its columns row by row (coalesced), reduces them with
-// columnSum (double accumulation, fixed order, no atomics), computes the per-column
-// constants in double exactly as the CPU kernel does, then applies them to its columns.
+// One block per tile of kBnCols = 8 consecutive columns, kBnLanes = 128 row lanes (1024
+// threads): lane y reads rows y, y + 128, ... of its column (8 consecutive floats of a row:
+// one 32-byte sector per row and tile), the block reduces them with columnSumOf (common.cuh:
+// double accumulation, fixed order, no atomics), computes the per-column constants in double
+// exactly as the CPU kernel does, then applies them to its columns. Narrow tiles and many
+// lanes so that this project's shapes fill the GPU: [256, 256] is 32 blocks of 1024 threads,
+// each lane 2 rows per pass (the former 32 x 16 tiles gave 8 blocks and 16 rows per lane).
 // Forward, training: two passes, the mean then the squared deviations from it (biased
 // variance to normalise; running stats use the unbiased one, as PyTorch), then
 //   y = ((x - hi) - lo) * scale + shift,  hi + lo = mean split in two floats,
@@ -26,29 +29,35 @@ namespace {
 // kernels
 // ============================================================================================
 
-__global__ void batchNormForwardKernel(const float* x, const float* gamma, const float* beta,
-                                       float* y, float* runningMean, float* runningVar,
-                                       float* saveMean, float* saveInvStd, int64_t rows,
-                                       int64_t cols, float momentum, float eps, bool training) {
-  __shared__ ColumnScratch red;
-  __shared__ float sHi[kColTile], sLo[kColTile], sScale[kColTile], sShift[kColTile];
+constexpr int kBnCols = 8;     // columns per block (threadIdx.x)
+constexpr int kBnLanes = 128;  // row lanes per block (threadIdx.y)
+using BnScratch = ColumnScratchOf<kBnCols, kBnLanes>;
+
+// x and y never overlap (ops.cpp checks), hence __restrict__ on them.
+__global__ void batchNormForwardKernel(const float* __restrict__ x, const float* gamma,
+                                       const float* beta, float* __restrict__ y,
+                                       float* runningMean, float* runningVar, float* saveMean,
+                                       float* saveInvStd, int64_t rows, int64_t cols,
+                                       float momentum, float eps, bool training) {
+  __shared__ BnScratch red;
+  __shared__ float sHi[kBnCols], sLo[kBnCols], sScale[kBnCols], sShift[kBnCols];
   const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * kColTile + tx;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kBnCols + tx;
   const bool ok = c < cols;
 
   if (training) {
     const double n = static_cast<double>(rows);
     double s = 0.0;
     if (ok)
-      for (int64_t r = ty; r < rows; r += kRowLanes) s += x[r * cols + c];
-    const double mean = columnSum(s, red) / n;
+      for (int64_t r = ty; r < rows; r += kBnLanes) s += x[r * cols + c];
+    const double mean = columnSumOf<kBnCols, kBnLanes>(s, red) / n;
     double q = 0.0;
     if (ok)
-      for (int64_t r = ty; r < rows; r += kRowLanes) {
+      for (int64_t r = ty; r < rows; r += kBnLanes) {
         const double d = static_cast<double>(x[r * cols + c]) - mean;
         q += d * d;
       }
-    const double m2 = columnSum(q, red);
+    const double m2 = columnSumOf<kBnCols, kBnLanes>(q, red);
     if (ok && ty == 0) {
       const double var = m2 / n;
       const double invStd = 1.0 / sqrt(var + static_cast<double>(eps));
@@ -76,7 +85,7 @@ __global__ void batchNormForwardKernel(const float* x, const float* gamma, const
 
   if (ok) {
     const float hi = sHi[tx], lo = sLo[tx], scale = sScale[tx], shift = sShift[tx];
-    for (int64_t r = ty; r < rows; r += kRowLanes) {
+    for (int64_t r = ty; r < rows; r += kBnLanes) {
       const int64_t i = r * cols + c;
       y[i] = __fadd_rn(__fmul_rn(__fsub_rn(__fsub_rn(x[i], hi), lo), scale), shift);
     }
@@ -89,20 +98,22 @@ __global__ void batchNormForwardKernel(const float* x, const float* gamma, const
 // of xhat when |mean| >> std; so the pass also sums xc = x - saveMean (exact near the mean)
 // to get the residual lo = mean - saveMean, and uses x - mean = xc - lo:
 //   dgamma = (sum dy xc - lo sum dy) invStd,  dx = a ((dy - b) - (xc - lo) k) per column.
-__global__ void batchNormBackwardKernel(const float* x, const float* dy, const float* gamma,
+// x and dy never overlap dx (ops.cpp checks).
+__global__ void batchNormBackwardKernel(const float* __restrict__ x,
+                                        const float* __restrict__ dy, const float* gamma,
                                         const float* saveMean, const float* saveInvStd,
-                                        float* dx, float* dgamma, float* dbeta, int64_t rows,
-                                        int64_t cols) {
-  __shared__ ColumnScratch red;
-  __shared__ float sA[kColTile], sB[kColTile], sK[kColTile], sLo[kColTile];
+                                        float* __restrict__ dx, float* dgamma, float* dbeta,
+                                        int64_t rows, int64_t cols) {
+  __shared__ BnScratch red;
+  __shared__ float sA[kBnCols], sB[kBnCols], sK[kBnCols], sLo[kBnCols];
   const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t c = static_cast<int64_t>(blockIdx.x) * kColTile + tx;
+  const int64_t c = static_cast<int64_t>(blockIdx.x) * kBnCols + tx;
   const bool ok = c < cols;
   const float mu = ok ? saveMean[c] : 0.0f;
 
   double sumDy = 0.0, sumDyXc = 0.0, sumXc = 0.0;
   if (ok)
-    for (int64_t r = ty; r < rows; r += kRowLanes) {
+    for (int64_t r = ty; r < rows; r += kBnLanes) {
       const int64_t i = r * cols + c;
       const double g = dy[i];
       const double xc = __fsub_rn(x[i], mu);
@@ -110,9 +121,9 @@ __global__ void batchNormBackwardKernel(const float* x, const float* dy, const f
       sumDyXc += g * xc;  // a product of two floats is exact in double (FMA or not)
       sumXc += xc;
     }
-  sumDy = columnSum(sumDy, red);
-  sumDyXc = columnSum(sumDyXc, red);
-  sumXc = columnSum(sumXc, red);
+  sumDy = columnSumOf<kBnCols, kBnLanes>(sumDy, red);
+  sumDyXc = columnSumOf<kBnCols, kBnLanes>(sumDyXc, red);
+  sumXc = columnSumOf<kBnCols, kBnLanes>(sumXc, red);
 
   if (ok && ty == 0) {
     const double n = static_cast<double>(rows);
@@ -130,7 +141,7 @@ __global__ void batchNormBackwardKernel(const float* x, const float* dy, const f
 
   if (ok) {
     const float a = sA[tx], b = sB[tx], k = sK[tx], lo = sLo[tx];
-    for (int64_t r = ty; r < rows; r += kRowLanes) {
+    for (int64_t r = ty; r < rows; r += kBnLanes) {
       const int64_t i = r * cols + c;
       const float xc = __fsub_rn(__fsub_rn(x[i], mu), lo);
       dx[i] = __fmul_rn(a, __fsub_rn(__fsub_rn(dy[i], b), __fmul_rn(xc, k)));
@@ -150,8 +161,9 @@ void launchBatchNormForward(cudaStream_t stream, const float* x, const float* ga
                             float momentum, float eps, bool training) {
   if (cols <= 0) return;
   if (training && rows <= 0) return;  // as the CPU: nothing to normalise, stats untouched
-  const int64_t tiles = (cols + kColTile - 1) / kColTile;
-  batchNormForwardKernel<<<static_cast<unsigned>(tiles), dim3(kColTile, kRowLanes), 0, stream>>>(
+  const int64_t tiles = (cols + kBnCols - 1) / kBnCols;
+  SG_LAUNCH(static_cast<unsigned>(tiles), dim3(kBnCols, kBnLanes), 0, stream,
+            batchNormForwardKernel)(
       x, gamma, beta, y, runningMean, runningVar, saveMean, saveInvStd, rows, cols, momentum, eps,
       training);
   CUDA_CHECK_LAUNCH();
@@ -161,10 +173,10 @@ void launchBatchNormBackward(cudaStream_t stream, const float* x, const float* d
                              const float* gamma, const float* saveMean, const float* saveInvStd,
                              float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols) {
   if (rows <= 0 || cols <= 0) return;
-  const int64_t tiles = (cols + kColTile - 1) / kColTile;
-  batchNormBackwardKernel<<<static_cast<unsigned>(tiles), dim3(kColTile, kRowLanes), 0,
-                            stream>>>(x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, rows,
-                                      cols);
+  const int64_t tiles = (cols + kBnCols - 1) / kBnCols;
+  SG_LAUNCH(static_cast<unsigned>(tiles), dim3(kBnCols, kBnLanes), 0, stream,
+            batchNormBackwardKernel)(
+      x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta, rows, cols);
   CUDA_CHECK_LAUNCH();
 }
 

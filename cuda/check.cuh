@@ -4,7 +4,10 @@
 // error. The runtime's per-thread "last error" is cleared (cudaGetLastError) so that a later,
 // unrelated launch check does not report it again; sticky errors (a faulted kernel) cannot
 // be cleared and keep failing every later call, which is the right outcome.
-// Kernel launches are checked with CUDA_CHECK_LAUNCH() right after the <<<...>>>.
+// Kernel launches are written SG_LAUNCH(grid, block, sharedBytes, stream, kernel)(args...)
+// (the <<<...>>> launch under nvcc; the CPU emulation of bench/cuda/host_emulation defines
+// its own SG_LAUNCH that runs the kernel there, so the launchers' grid sizes, tile choices
+// and argument packing are checked without a GPU) and checked with CUDA_CHECK_LAUNCH() after.
 // Out of memory in the device allocator is reported separately (throwOutOfMemory) with the
 // size and the device, as "CUDA out of memory allocating N bytes on cuda:I".
 #pragma once
@@ -41,5 +44,9 @@ inline void checkCuda(cudaError_t e, const char* call, const char* file, int lin
 }  // namespace sg::cuda
 
 #define CUDA_CHECK(call) ::sg::cuda::checkCuda((call), #call, __FILE__, __LINE__)
+#ifndef SG_LAUNCH  // the host emulation's cuda_runtime.h defines its own
+#define SG_LAUNCH(grid, block, sharedBytes, stream, ...) \
+  __VA_ARGS__<<<(grid), (block), (sharedBytes), (stream)>>>
+#endif
 #define CUDA_CHECK_LAUNCH() \
   ::sg::cuda::checkCuda(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)

@@ -52,12 +52,15 @@ struct Epilogue {
 
 // ---- parameter groups (optimizer.cu) ---------------------------------------------------------
 //
-// One launch updates up to kGroupTensors tensors: each tensor is cut into chunks of
-// kGroupChunk elements and every block takes one chunk; firstBlock[t] is tensor t's first block.
+// One launch updates up to kGroupTensors non-empty tensors: each tensor is cut into chunks of
+// kGroupChunk elements and every block (kBlock threads, 4 elements each) takes one chunk;
+// firstBlock[t] is tensor t's first block. Chunks of 1024 rather than larger ones so that the
+// few-hundred-thousand-parameter layers of this project give hundreds of blocks (a 256x256
+// weight: 64 blocks; 784x256: 196), enough to cover the 132 SMs of an H100/H200.
 // Passed by value as a kernel argument (about 1.4 KB, under the 4 KB limit).
 
 constexpr int kGroupTensors = 32;
-constexpr int64_t kGroupChunk = 8192;
+constexpr int64_t kGroupChunk = 4 * kBlock;
 
 struct GroupArgs {
   float* param[kGroupTensors];
@@ -67,6 +70,7 @@ struct GroupArgs {
   int64_t n[kGroupTensors];
   int firstBlock[kGroupTensors + 1];
   int count;
+  unsigned aligned;  // bit t: tensor t's buffers are 16-byte aligned (float4 access)
 };
 
 // A handful of host values for a stream-ordered write (writeScalars).
@@ -86,24 +90,34 @@ struct ScalarArgs {
 constexpr int kColTile = 32;
 constexpr int kRowLanes = 16;
 
-using ColumnScratch = double[kRowLanes][kColTile + 1];
+// Scratch of columnSumOf for a COLS x LANES block.
+template <int COLS, int LANES>
+using ColumnScratchOf = double[LANES][COLS + 1];
+using ColumnScratch = ColumnScratchOf<kColTile, kRowLanes>;
 
 // Sum of `v` over the row lanes of this thread's column, returned to every thread of the
-// column. Every thread of the block must call it (it synchronises).
-__device__ __forceinline__ double columnSum(double v, ColumnScratch& red) {
+// column, for a block of COLS x LANES threads. Every thread of the block must call it (it
+// synchronises).
+template <int COLS, int LANES>
+__device__ __forceinline__ double columnSumOf(double v, ColumnScratchOf<COLS, LANES>& red) {
   const int x = threadIdx.x, y = threadIdx.y;
   red[y][x] = v;
   __syncthreads();
   if (y == 0) {
     double s = 0.0;
-#pragma unroll
-    for (int i = 0; i < kRowLanes; ++i) s += red[i][x];
+#pragma unroll 8
+    for (int i = 0; i < LANES; ++i) s += red[i][x];
     red[0][x] = s;
   }
   __syncthreads();
   const double total = red[0][x];
   __syncthreads();  // red may be reused by the next call
   return total;
+}
+
+// columnSumOf for the kColTile x kRowLanes blocks of biasBackward.
+__device__ __forceinline__ double columnSum(double v, ColumnScratch& red) {
+  return columnSumOf<kColTile, kRowLanes>(v, red);
 }
 
 }  // namespace sg::cuda

@@ -4,18 +4,22 @@
 // Design rules (read these before changing anything here):
 //
 // Threads. Every entry point first calls cudaSetDevice(index) (any thread may call in).
-//   Host callbacks (cudaStreamAddCallback) run on a CUDA-owned thread and must not call the
-//   CUDA API. So: callbacks only copy bytes, set error strings and hand pinned buffers back
-//   to a pool; destructors that need CUDA calls (streams, events, pinned memory over the
-//   cache cap) check a thread_local "in a callback" flag and, there, defer their work to a
-//   list that the next allocate/createStream/createEvent/upload/download runs. Backend entry
-//   points called from a callback throw instead of deadlocking. No mutex that a callback
-//   takes is ever held across a CUDA call, so implicit synchronisation in cudaMalloc,
-//   cudaFree & co. cannot deadlock against a callback.
+//   Host functions (cudaLaunchHostFunc) run on a CUDA-owned thread and must not call the
+//   CUDA API. So: they only copy bytes, set error strings, hand pinned buffers back to a
+//   pool and hand completions to the completion thread; destructors that need CUDA calls
+//   (streams, events, graphs, pinned memory over the cache cap) check a thread_local "in a
+//   callback" flag and, there, defer their work to a list that the next allocate/
+//   createStream/createEvent/upload/download runs. Backend entry points called from a
+//   callback throw instead of deadlocking. No mutex that a callback takes is ever held across
+//   a CUDA call, so implicit synchronisation in cudaMalloc, cudaFree & co. cannot deadlock
+//   against a callback.
 //
-// Callbacks. cudaStreamAddCallback rather than cudaLaunchHostFunc: it also runs when the
-//   context has failed (a faulted kernel), with the error, so a whenDone still settles (its
-//   Promise rejects) instead of never being called.
+// Completions. cudaLaunchHostFunc (cudaStreamAddCallback is slated for deprecation) passes no
+//   status, and CUDA stops running host functions once the context has failed (a faulted
+//   kernel). So whenDone's host function only hands its job to one process-wide completion
+//   thread, which checks whether the device has failed (a sticky error) before settling it,
+//   and which, while jobs are outstanding, polls the device: after a fault every outstanding
+//   job settles with the error, so a Promise rejects instead of never settling.
 //
 // Streams. Non-blocking streams (never synchronised with the legacy stream); the default
 //   stream is one such stream per device, created with the backend. whenDone enqueues a
@@ -41,36 +45,49 @@
 //   label flags) are Storages too, released right after their kernels are enqueued.
 //   Sizes are rounded (at most 1/16 waste) and cached blocks are reused for the same
 //   rounded size. On cudaMalloc failure: wait for all fences, cudaFree every cached block,
-//   retry once, then throw "CUDA out of memory allocating N bytes on cuda:I".
+//   retry once, then throw "CUDA out of memory allocating N bytes on cuda:I". While a capture
+//   is open the cache is kept (cudaFree synchronises, which would invalidate the capture):
+//   the allocation throws at once.
 //
 // Graphs. beginCapture = cudaStreamBeginCapture in relaxed mode (so the allocator may still
-//   cudaMalloc); streams join through event waits, as CUDA defines. While a capture is open
-//   the allocator neither fences nor reuses released blocks: they go to the capture, and the
-//   Graph owns them until it is destroyed (graph nodes hold raw pointers). The Graph also holds
-//   every tensor a captured op used (keepAlive, from ops.cpp), so disposing of one in
-//   JavaScript while the graph lives cannot free memory it writes. Label checks need
-//   host callbacks, which a capture cannot hold: captured ops skip the report (the kernels
-//   still never read out of range). Host waits on a capturing stream throw.
+//   cudaMalloc); streams join through event waits, as CUDA defines. The Graph holds every
+//   tensor a captured op used (keepAlive, from ops.cpp), so disposing of one in JavaScript
+//   while the graph lives cannot free memory it writes. While a capture is open the
+//   allocator does not fence (a fence's event records would become graph nodes): blocks
+//   released then wait for the end of the capture, and those that were handed out during it
+//   (ops' scratch, used by graph nodes through raw pointers) go to the Graph, which owns them
+//   until it is destroyed. A stream released while it is part of the capture (it can be
+//   neither synchronised nor destroyed then) is destroyed after endCapture. A Graph released
+//   on a callback thread is destroyed by the next entry point. Label checks need host
+//   functions, which a capture cannot hold: captured ops skip the report (the kernels still
+//   never read out of range). Host waits on a capturing stream throw.
 //
 // Transfers. upload is synchronous: chunks go through two pinned staging buffers on a
 //   private stream (double buffered), then the stream is synchronised; zero is a
 //   cudaMemsetAsync on that stream, synchronised too. download copies
-//   into a pinned staging buffer on the caller's stream, then a callback copies it into the
-//   caller's host pointer and hands the buffer back to a process-wide pinned pool.
+//   into a pinned staging buffer on the caller's stream, then a host function copies it into
+//   the caller's host pointer (kept alive by its owner until then) and hands the buffer back to
+//   a process-wide pinned pool. A whenDone that cannot be enqueued synchronises the stream
+//   before it throws, so that no queued download still writes into a buffer the caller frees.
 #include "cuda_backend.h"
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -171,13 +188,176 @@ void runOrDefer(std::function<void()> work) {
   }
 }
 
-// Enqueues a callback owning `job` (deleted by the callback, or here if enqueueing fails).
+// Enqueues a host function owning `job` (deleted by the function, or here if enqueueing
+// fails). After a device fault CUDA may never run it: what must settle then goes through the
+// completion thread below, which settles it itself.
 template <class Job>
-void addCallback(cudaStream_t stream, cudaStreamCallback_t fn, Job* job) {
-  const cudaError_t e = cudaStreamAddCallback(stream, fn, job, 0);
+void addHostFunc(cudaStream_t stream, cudaHostFn_t fn, Job* job) {
+  const cudaError_t e = cudaLaunchHostFunc(stream, fn, job);
   if (e != cudaSuccess) {
     delete job;
     CUDA_CHECK(e);
+  }
+}
+
+// ============================================================================================
+// completions (whenDone of streams and events)
+// ============================================================================================
+//
+// cudaLaunchHostFunc passes no status, and after a fault (a sticky error: the context is
+// lost) CUDA stops running a stream's host functions. So a whenDone host function does not
+// settle its Promise itself: it hands the job to this thread, which asks the device whether
+// it has failed (cudaStreamQuery on an idle stream of its own returns the sticky error, if
+// any) and settles the job with that error or with the stream's own. While jobs are
+// outstanding it also polls the device every kPollMs: once the device has failed, every
+// outstanding job of it settles with the error, so no Promise waits forever for a host
+// function that will not run. Each job settles once (an atomic claim).
+
+struct CompletionJob {
+  int device;
+  std::function<void(const std::string&)> settle;  // the error ("" on success)
+  std::function<std::string()> streamError;         // the stream's queued error; may be empty
+  std::atomic<bool> claimed{false};
+};
+
+class CompletionThread {
+ public:
+  static CompletionThread& instance() {
+    static CompletionThread* t = new CompletionThread();  // never destroyed (callbacks late)
+    return *t;
+  }
+
+  // Registers a job before its host function is enqueued (JavaScript thread).
+  void add(const std::shared_ptr<CompletionJob>& job) {
+    std::lock_guard<std::mutex> lock(m_);
+    if (!started_) {
+      std::thread([this] { run(); }).detach();
+      started_ = true;
+    }
+    outstanding_.push_back(job);
+  }
+
+  // A job that could not be enqueued: forget it (JavaScript thread).
+  void remove(const std::shared_ptr<CompletionJob>& job) {
+    std::lock_guard<std::mutex> lock(m_);
+    outstanding_.erase(std::remove(outstanding_.begin(), outstanding_.end(), job),
+                       outstanding_.end());
+  }
+
+  // From the host function (CUDA's thread): no CUDA call here.
+  void reached(const std::shared_ptr<CompletionJob>& job) {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      reached_.push_back(job);
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  static constexpr int kPollMs = 50;
+
+  void run() {
+    std::unique_lock<std::mutex> lock(m_);
+    for (;;) {
+      cv_.wait_for(lock, std::chrono::milliseconds(kPollMs),
+                   [&] { return !reached_.empty(); });
+      std::vector<std::shared_ptr<CompletionJob>> reached;
+      reached.swap(reached_);
+      const bool poll = !outstanding_.empty();
+      std::vector<int> devices;
+      for (const auto& j : outstanding_)
+        if (std::find(devices.begin(), devices.end(), j->device) == devices.end())
+          devices.push_back(j->device);
+      lock.unlock();
+      // The device's state, outside the lock (host functions take it).
+      std::vector<std::pair<int, std::string>> failed;
+      if (poll || !reached.empty()) {
+        for (const auto& j : reached)
+          if (std::find(devices.begin(), devices.end(), j->device) == devices.end())
+            devices.push_back(j->device);
+        for (int d : devices) {
+          const std::string e = deviceFailure(d);
+          if (!e.empty()) failed.push_back({d, e});
+        }
+      }
+      auto failureOf = [&](int d) -> std::string {
+        for (auto& [dev, e] : failed)
+          if (dev == d) return e;
+        return "";
+      };
+      for (const auto& j : reached) settle(*j, failureOf(j->device));
+      lock.lock();
+      std::vector<std::shared_ptr<CompletionJob>> orphaned;
+      auto it = std::remove_if(outstanding_.begin(), outstanding_.end(),
+                               [&](const std::shared_ptr<CompletionJob>& j) {
+                                 if (j->claimed.load()) return true;
+                                 if (failureOf(j->device).empty()) return false;
+                                 orphaned.push_back(j);
+                                 return true;
+                               });
+      outstanding_.erase(it, outstanding_.end());
+      if (!orphaned.empty()) {
+        lock.unlock();
+        for (const auto& j : orphaned) settle(*j, failureOf(j->device));
+        lock.lock();
+      }
+    }
+  }
+
+  // The device's sticky error, "" while it is healthy (a normal thread: CUDA calls allowed).
+  std::string deviceFailure(int device) {
+    if (probes_.size() <= static_cast<size_t>(device)) probes_.resize(device + 1, nullptr);
+    if (cudaSetDevice(device) != cudaSuccess) return "";
+    if (!probes_[device] &&
+        cudaStreamCreateWithFlags(&probes_[device], cudaStreamNonBlocking) != cudaSuccess) {
+      const cudaError_t e = cudaGetLastError();
+      probes_[device] = nullptr;
+      return e == cudaErrorMemoryAllocation || e == cudaSuccess ? "" : queuedErrorText(e);
+    }
+    const cudaError_t e = cudaStreamQuery(probes_[device]);  // nothing is ever queued on it
+    (void)cudaGetLastError();
+    return e == cudaSuccess || e == cudaErrorNotReady ? "" : queuedErrorText(e);
+  }
+
+  static void settle(CompletionJob& job, const std::string& deviceError) {
+    if (job.claimed.exchange(true)) return;
+    try {
+      std::string error = job.streamError ? job.streamError() : std::string();
+      if (error.empty()) error = deviceError;
+      job.settle(error);
+    } catch (...) {  // nothing may escape
+    }
+  }
+
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool started_ = false;
+  std::vector<std::shared_ptr<CompletionJob>> outstanding_;
+  std::vector<std::shared_ptr<CompletionJob>> reached_;
+  std::vector<cudaStream_t> probes_;  // the completion thread's only
+};
+
+void CUDART_CB completionHostFunc(void* data) {
+  CallbackScope scope;
+  std::unique_ptr<std::shared_ptr<CompletionJob>> job(
+      static_cast<std::shared_ptr<CompletionJob>*>(data));
+  try {
+    CompletionThread::instance().reached(*job);
+  } catch (...) {
+  }
+}
+
+// Enqueues `job`'s host function on `stream` (registered first, so that a device failure
+// settles it even if CUDA never runs the function). Throws if it cannot be enqueued; then
+// the job is forgotten and will not settle.
+void enqueueCompletion(cudaStream_t stream, std::shared_ptr<CompletionJob> job) {
+  CompletionThread& thread = CompletionThread::instance();
+  thread.add(job);
+  try {
+    addHostFunc(stream, completionHostFunc, new std::shared_ptr<CompletionJob>(job));
+  } catch (...) {
+    thread.remove(job);
+    throw;
   }
 }
 
@@ -257,6 +437,9 @@ struct StreamRegistry {
   std::mutex m;  // held while fences are recorded, and while a stream leaves
   std::vector<cudaStream_t> streams;
   cudaStream_t captureOrigin = nullptr;  // the stream a capture was begun on, if any
+  // Destructions of streams that were part of the open capture when released: a capturing
+  // stream can be neither synchronised nor destroyed, so they run after endCapture.
+  std::vector<std::function<void()>> afterCapture;
 };
 
 class DeviceAllocator {
@@ -270,26 +453,41 @@ class DeviceAllocator {
     std::lock_guard<std::mutex> lock(m_);
     fenceRetired();
     collectFences(false);
-    if (void* p = takeFree(r)) return p;
-    if (void* p = tryMalloc(r)) return p;
+    if (void* p = takeFree(r)) return handOut(p);
+    if (void* p = tryMalloc(r)) return handOut(p);
     // Out of memory: wait until every released block is reusable, give the cache back to
-    // the driver and try once more.
-    fenceRetired();
-    collectFences(true);
-    if (void* p = takeFree(r)) return p;
-    freeCached();
-    if (void* p = tryMalloc(r)) return p;
+    // the driver and try once more. Not while a capture is open: cudaFree synchronises the
+    // device, which a capture does not allow (it would be invalidated); the cache is kept
+    // and the allocation fails instead.
+    const bool capturing = capturingNow();
+    if (!capturing) {
+      fenceRetired();
+      collectFences(true);
+      if (void* p = takeFree(r)) return handOut(p);
+      freeCached();
+      if (void* p = tryMalloc(r)) return handOut(p);
+    }
     size_t freeBytes = 0, totalBytes = 0;
     std::string detail;
     if (cudaMemGetInfo(&freeBytes, &totalBytes) == cudaSuccess)
       detail = std::to_string(freeBytes) + " of " + std::to_string(totalBytes) + " bytes free";
+    if (capturing)
+      detail += std::string(detail.empty() ? "" : "; ") +
+                "during a graph capture, where cached blocks cannot be given back";
     throwOutOfMemory(bytes, device_, detail);
   }
 
-  // Storage release: any thread, callbacks included. No CUDA call.
+  // Storage release: any thread, callbacks included. No CUDA call. A block handed out while a
+  // capture is open and released before it ends was used by captured work only (the op's
+  // scratch): the graph's nodes keep using it, so the graph owns it. Any other block (the
+  // graph holds every tensor a captured op used, so it was not) retires as usual, fenced
+  // once the capture has ended.
   void release(void* p, size_t rounded) {
     std::lock_guard<std::mutex> lock(retiredM_);
-    (capturing_ ? captured_ : retired_).push_back({p, rounded});
+    if (capturing_ && captureBorn_.erase(p) > 0)
+      captured_.push_back({p, rounded});
+    else
+      retired_.push_back({p, rounded});
   }
 
   struct Block {
@@ -301,10 +499,12 @@ class DeviceAllocator {
   void beginCapture() {
     std::lock_guard<std::mutex> lock(retiredM_);
     capturing_ = true;
+    captureBorn_.clear();
   }
   std::vector<Block> endCapture() {
     std::lock_guard<std::mutex> lock(retiredM_);
     capturing_ = false;
+    captureBorn_.clear();
     std::vector<Block> kept;
     kept.swap(captured_);
     return kept;
@@ -392,6 +592,18 @@ class DeviceAllocator {
     return p;
   }
 
+  bool capturingNow() {
+    std::lock_guard<std::mutex> lock(retiredM_);
+    return capturing_;
+  }
+
+  // Notes a block handed out during a capture (see release).
+  void* handOut(void* p) {
+    std::lock_guard<std::mutex> lock(retiredM_);
+    if (capturing_) captureBorn_.insert(p);
+    return p;
+  }
+
   // nullptr when the device is out of memory; throws on other errors.
   void* tryMalloc(size_t r) {
     void* p = nullptr;
@@ -425,6 +637,7 @@ class DeviceAllocator {
   std::mutex retiredM_;  // never held across a CUDA call
   std::vector<Block> retired_;
   bool capturing_ = false;
+  std::set<void*> captureBorn_;  // handed out during the open capture, not yet released
   std::vector<Block> captured_;
 };
 
@@ -449,37 +662,7 @@ struct StreamState {
   }
 };
 
-struct WhenDoneJob {
-  std::shared_ptr<StreamState> state;
-  std::function<void(const std::string&)> done;
-};
-
-void CUDART_CB whenDoneCallback(cudaStream_t, cudaError_t status, void* data) {
-  CallbackScope scope;
-  std::unique_ptr<WhenDoneJob> job(static_cast<WhenDoneJob*>(data));  // freed inside scope
-  try {
-    std::string error = job->state->take();
-    if (error.empty() && status != cudaSuccess) error = queuedErrorText(status);
-    job->done(error);
-  } catch (...) {  // nothing may escape a callback
-  }
-}
-
-struct EventJob {
-  std::function<void()> done;
-};
-
-void CUDART_CB eventCallback(cudaStream_t, cudaError_t, void* data) {
-  CallbackScope scope;
-  std::unique_ptr<EventJob> job(static_cast<EventJob*>(data));
-  try {
-    job->done();
-  } catch (...) {
-  }
-}
-
 struct DownloadJob {
-  std::shared_ptr<StreamState> state;
   void* staging;
   size_t stagingBytes;
   void* host;
@@ -487,14 +670,13 @@ struct DownloadJob {
   std::shared_ptr<void> hostOwner;  // keeps `host` valid until the copy into it
 };
 
-void CUDART_CB downloadCallback(cudaStream_t, cudaError_t status, void* data) {
+// Runs after the device-to-host copy into `staging`. After a fault CUDA does not run it (the
+// staging buffer is then leaked, and the stream's next whenDone reports the fault).
+void CUDART_CB downloadHostFunc(void* data) {
   CallbackScope scope;
   std::unique_ptr<DownloadJob> job(static_cast<DownloadJob*>(data));
   try {
-    if (status == cudaSuccess)
-      std::memcpy(job->host, job->staging, job->bytes);
-    else
-      job->state->setError(queuedErrorText(status));
+    std::memcpy(job->host, job->staging, job->bytes);
     pinnedPool().give(job->staging, job->stagingBytes);
   } catch (...) {
   }
@@ -507,14 +689,11 @@ struct FlagJob {
   std::string message;
 };
 
-void CUDART_CB flagCallback(cudaStream_t, cudaError_t status, void* data) {
+void CUDART_CB flagHostFunc(void* data) {
   CallbackScope scope;
   std::unique_ptr<FlagJob> job(static_cast<FlagJob*>(data));
   try {
-    if (status != cudaSuccess)
-      job->state->setError(queuedErrorText(status));
-    else if (*job->pinnedFlag != 0)
-      job->state->setError(job->message);
+    if (*job->pinnedFlag != 0) job->state->setError(job->message);
     pinnedPool().give(job->pinnedFlag, job->pinnedBytes);
   } catch (...) {
   }
@@ -550,7 +729,10 @@ class CudaEvent final : public Event {
     std::lock_guard<std::mutex> lock(m_);
     if (!helper_) CUDA_CHECK(cudaStreamCreateWithFlags(&helper_, cudaStreamNonBlocking));
     CUDA_CHECK(cudaStreamWaitEvent(helper_, event_, 0));  // binds the latest record
-    addCallback(helper_, eventCallback, new EventJob{std::move(done)});
+    auto job = std::make_shared<CompletionJob>();
+    job->device = index_;
+    job->settle = [done = std::move(done)](const std::string&) { done(); };
+    enqueueCompletion(helper_, std::move(job));
   }
 
   cudaEvent_t raw() const { return event_; }
@@ -597,7 +779,7 @@ class CudaStream final : public Stream {
     StreamRegistry* registry = &registry_;
     // Synchronise first: the allocator's fences stop covering this stream once it leaves
     // the registry, so no work of it may still be pending then.
-    runOrDefer([index, stream, registry] {
+    auto destroy = [index, stream, registry] {
       (void)cudaSetDevice(index);
       (void)cudaStreamSynchronize(stream);
       {
@@ -607,6 +789,19 @@ class CudaStream final : public Stream {
       }
       (void)cudaStreamDestroy(stream);
       (void)cudaGetLastError();
+    };
+    runOrDefer([index, stream, registry, destroy] {
+      (void)cudaSetDevice(index);
+      cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+      const bool inCapture = cudaStreamIsCapturing(stream, &status) == cudaSuccess &&
+                             status != cudaStreamCaptureStatusNone;
+      (void)cudaGetLastError();
+      if (inCapture) {  // joined to (or the origin of) the open capture: after endCapture
+        std::lock_guard<std::mutex> lock(registry->m);
+        registry->afterCapture.push_back(destroy);
+        return;
+      }
+      destroy();
     });
   }
 
@@ -637,7 +832,20 @@ class CudaStream final : public Stream {
     if (capturing())
       throw std::runtime_error("synchronize: the stream is being captured into a graph; wait "
                                "after endCapture() and launch()");
-    addCallback(stream_, whenDoneCallback, new WhenDoneJob{state_, std::move(done)});
+    auto job = std::make_shared<CompletionJob>();
+    job->device = index_;
+    job->settle = std::move(done);
+    job->streamError = [state = state_] { return state->take(); };
+    try {
+      enqueueCompletion(stream_, std::move(job));
+    } catch (...) {
+      // A read() queued a download into the caller's buffer just before this whenDone; the
+      // caller frees that buffer when this throws. Let the queued work finish first (on a
+      // failed device nothing more runs, and this returns at once).
+      (void)cudaStreamSynchronize(stream_);
+      (void)cudaGetLastError();
+      throw;
+    }
   }
 
   cudaStream_t raw() const { return stream_; }
@@ -674,15 +882,21 @@ class CudaGraph final : public Graph {
   }
 
   ~CudaGraph() override {
-    // Waits for the last launch (destruction is rare: the end of a fit), then frees.
-    (void)cudaSetDevice(index_);
-    if (launched_) (void)cudaEventSynchronize(lastLaunch_);
-    (void)cudaEventDestroy(lastLaunch_);
-    (void)cudaGraphExecDestroy(exec_);
-    (void)cudaGraphDestroy(graph_);
-    (void)cudaGetLastError();
-    allocator_.releaseAll(blocks_);
-    kept_.clear();  // their blocks retire as usual: reused after the next fence
+    // Waits for the last launch (destruction is rare: the end of a fit), then frees; from a
+    // callback thread (no CUDA calls there) all of it is deferred to the next entry point.
+    auto destroy = [index = index_, graph = graph_, exec = exec_, lastLaunch = lastLaunch_,
+                    launched = launched_, allocator = &allocator_, blocks = std::move(blocks_),
+                    kept = std::move(kept_)]() mutable {
+      (void)cudaSetDevice(index);
+      if (launched) (void)cudaEventSynchronize(lastLaunch);
+      (void)cudaEventDestroy(lastLaunch);
+      (void)cudaGraphExecDestroy(exec);
+      (void)cudaGraphDestroy(graph);
+      (void)cudaGetLastError();
+      allocator->releaseAll(blocks);
+      kept.clear();  // their blocks retire as usual: reused after the next fence
+    };
+    runOrDefer(std::move(destroy));
   }
 
   void launch(Stream& stream) override {
@@ -807,6 +1021,12 @@ class CudaBackend final : public Backend {
     std::vector<DeviceAllocator::Block> blocks = allocator_.endCapture();
     cudaGraph_t graph = nullptr;
     cudaError_t e = cudaStreamEndCapture(s, &graph);  // fails if a joined stream never rejoined
+    std::vector<std::function<void()>> afterCapture;
+    {
+      std::lock_guard<std::mutex> lock(registry_.m);
+      afterCapture.swap(registry_.afterCapture);
+    }
+    for (auto& destroy : afterCapture) destroy();  // streams released during the capture
     cudaGraphExec_t exec = nullptr;
     if (e == cudaSuccess) {
       e = cudaGraphInstantiate(&exec, graph, 0);
@@ -897,8 +1117,7 @@ class CudaBackend final : public Backend {
       CUDA_CHECK(e);
     }
     // If this throws, the queued copy may still write `staging`: it is leaked, not reused.
-    addCallback(cs.raw(), downloadCallback,
-                new DownloadJob{cs.state(), staging, rounded, host, bytes, std::move(hostOwner)});
+    addHostFunc(cs.raw(), downloadHostFunc, new DownloadJob{staging, rounded, host, bytes, std::move(hostOwner)});
   }
 
   void copy(Stream& s, const Tensor& src, const Tensor& dst) override {
@@ -911,6 +1130,13 @@ class CudaBackend final : public Backend {
 
   void fill(Stream& s, const Tensor& y, double value) override {
     use();
+    // Zeros (every gradient buffer, every step): all-zero bytes in float32 and int32, written
+    // by the copy engine's memset rather than a kernel. -0.0 is not all-zero bytes.
+    if (value == 0.0 && !std::signbit(value)) {
+      if (y.bytes() > 0)
+        CUDA_CHECK(cudaMemsetAsync(y.storage->data(), 0, y.bytes(), rawStream(s)));
+      return;
+    }
     if (y.dtype == DType::Int32)
       launchFillInt(rawStream(s), y.i32(), y.numel(), static_cast<int32_t>(value));
     else
@@ -926,17 +1152,21 @@ class CudaBackend final : public Backend {
             bool transB, float alpha, float beta) override {
     use();
     const int64_t M = c.shape[0], N = c.shape[1], K = transA ? a.shape[0] : a.shape[1];
+    std::shared_ptr<Storage> workspace = gemmWorkspace(M, N, K);
     launchSgemm(rawStream(s), transA, transB, M, N, K, alpha, a.f32(), a.shape[1], b.f32(),
-                b.shape[1], beta, c.f32(), N, numSMs_, tf32Capable_);
-  }
+                b.shape[1], beta, c.f32(), N, numSMs_, tf32Capable_, nullptr, -1,
+                workspace ? static_cast<float*>(workspace->data()) : nullptr);
+  }  // workspace released here, after its last use was enqueued
 
   void linearForward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& bias,
                      const Tensor& y, std::optional<Activation> act) override {
     use();
     const int64_t B = x.shape[0], in = x.shape[1], out = w.shape[0];
+    std::shared_ptr<Storage> workspace = gemmWorkspace(B, out, in);
     launchSgemm(rawStream(s), false, true, B, out, in, 1.0f, x.f32(), in, w.f32(), in, 0.0f,
                 y.f32(), out, numSMs_, tf32Capable_, bias.storage ? bias.f32() : nullptr,
-                act ? static_cast<int>(*act) : -1);
+                act ? static_cast<int>(*act) : -1,
+                workspace ? static_cast<float*>(workspace->data()) : nullptr);
   }
 
   void addBias(Stream& s, const Tensor& y, const Tensor& bias) override {
@@ -1100,6 +1330,13 @@ class CudaBackend final : public Backend {
     CUDA_CHECK(cudaSetDevice(index_));
   }
 
+  // Scratch for a split-K GEMM (gemm.cu), or null when the product is not split. Released by
+  // the caller right after the launch, like every op's scratch (fenced before reuse).
+  std::shared_ptr<Storage> gemmWorkspace(int64_t M, int64_t N, int64_t K) {
+    const size_t floats = sgemmWorkspaceFloats(M, N, K, numSMs_, tf32Capable_);
+    return floats > 0 ? allocate(floats * sizeof(float)) : nullptr;
+  }
+
   // After an op that wrote `flag` on stream s: copy the flag to pinned memory and queue a
   // callback that records `message` as the stream's error if it is set.
   void reportLabelErrors(Stream& s, const int* flag, std::string message) {
@@ -1113,7 +1350,7 @@ class CudaBackend final : public Backend {
       pinnedPool().give(pinned, rounded);  // nothing was queued
       CUDA_CHECK(e);
     }
-    addCallback(cs.raw(), flagCallback,
+    addHostFunc(cs.raw(), flagHostFunc,
                 new FlagJob{cs.state(), pinned, rounded, std::move(message)});
   }
 
@@ -1141,17 +1378,37 @@ class CudaBackend final : public Backend {
 // entry points
 // ============================================================================================
 
-int deviceCount() {
-  static const int count = [] {
+namespace {
+
+// cudaGetDeviceCount, called once: the count and, when it failed, the error's name and text.
+// A driver older than the runtime (this CUDA 13 build links the runtime statically and needs
+// an R580+ driver) fails here with cudaErrorInsufficientDriver: reported, not swallowed.
+struct DeviceCount {
+  int count = 0;
+  std::string error;
+};
+
+const DeviceCount& probeDevices() {
+  static const DeviceCount probe = [] {
+    DeviceCount d;
     int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-      (void)cudaGetLastError();  // no driver / no device: not an error for us
-      return 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+      d.error = cudaErrorText(e);
+      (void)cudaGetLastError();  // no driver / no device: not an error for the CPU backend
+      return d;
     }
-    return n > 0 ? n : 0;
+    d.count = n > 0 ? n : 0;
+    return d;
   }();
-  return count;
+  return probe;
 }
+
+}  // namespace
+
+int deviceCount() { return probeDevices().count; }
+
+std::string deviceCountError() { return probeDevices().error; }
 
 Backend& backend(int index) {
   const int n = deviceCount();

@@ -7,6 +7,9 @@ namespace sg::cuda {
 
 // Number of usable CUDA devices (0 when there is no driver or no device; never throws).
 int deviceCount();
+// cudaGetDeviceCount's error when it failed, as "cudaErrorName (description)"; "" when it
+// succeeded. Never throws.
+std::string deviceCountError();
 // The backend of device `index` (created on first use). 0 <= index < deviceCount().
 Backend& backend(int index);
 // The TF32 tensor-core SGEMM switch (defined in gemm.cu; see gemm.cuh).

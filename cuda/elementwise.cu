@@ -129,26 +129,26 @@ __global__ void splitColumnsKernel(const float* __restrict__ dout, float* da, fl
 
 void launchFill(cudaStream_t stream, float* y, int64_t n, float value) {
   if (n <= 0) return;
-  fillKernel<float><<<gridFor(n), kBlock, 0, stream>>>(y, n, value);
+  SG_LAUNCH(gridFor(n), kBlock, 0, stream, fillKernel<float>)(y, n, value);
   CUDA_CHECK_LAUNCH();
 }
 
 void launchFillInt(cudaStream_t stream, int32_t* y, int64_t n, int32_t value) {
   if (n <= 0) return;
-  fillKernel<int32_t><<<gridFor(n), kBlock, 0, stream>>>(y, n, value);
+  SG_LAUNCH(gridFor(n), kBlock, 0, stream, fillKernel<int32_t>)(y, n, value);
   CUDA_CHECK_LAUNCH();
 }
 
 void launchAxpby(cudaStream_t stream, int64_t n, float a, const float* x, float b, float* y) {
   if (n <= 0) return;
-  axpbyKernel<<<gridFor(n), kBlock, 0, stream>>>(n, a, x, b, y, b != 0.0f);
+  SG_LAUNCH(gridFor(n), kBlock, 0, stream, axpbyKernel)(n, a, x, b, y, b != 0.0f);
   CUDA_CHECK_LAUNCH();
 }
 
 void launchAddBias(cudaStream_t stream, float* y, const float* bias, int64_t rows, int64_t cols) {
   if (rows <= 0 || cols <= 0) return;
   const int64_t n = rows * cols;
-  addBiasKernel<<<gridFor(n), kBlock, 0, stream>>>(y, bias, n, cols);
+  SG_LAUNCH(gridFor(n), kBlock, 0, stream, addBiasKernel)(y, bias, n, cols);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -157,8 +157,8 @@ void launchBiasBackward(cudaStream_t stream, const float* dy, float* dbias, int6
   // rows == 0 adds nothing (the CPU adds a sum of 0).
   if (rows <= 0 || cols <= 0) return;
   const int64_t tiles = (cols + kColTile - 1) / kColTile;
-  biasBackwardKernel<<<static_cast<unsigned>(tiles), dim3(kColTile, kRowLanes), 0, stream>>>(
-      dy, dbias, rows, cols);
+  SG_LAUNCH(static_cast<unsigned>(tiles), dim3(kColTile, kRowLanes), 0, stream, biasBackwardKernel)(
+       dy, dbias, rows, cols);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -167,13 +167,14 @@ void launchActivationForward(cudaStream_t stream, Activation act, const float* x
   if (n <= 0) return;
   switch (act) {
     case Activation::Relu:
-      activationForwardKernel<Activation::Relu><<<gridFor(n), kBlock, 0, stream>>>(x, y, n);
+      SG_LAUNCH(gridFor(n), kBlock, 0, stream, activationForwardKernel<Activation::Relu>)(x, y, n);
       break;
     case Activation::Tanh:
-      activationForwardKernel<Activation::Tanh><<<gridFor(n), kBlock, 0, stream>>>(x, y, n);
+      SG_LAUNCH(gridFor(n), kBlock, 0, stream, activationForwardKernel<Activation::Tanh>)(x, y, n);
       break;
     case Activation::Sigmoid:
-      activationForwardKernel<Activation::Sigmoid><<<gridFor(n), kBlock, 0, stream>>>(x, y, n);
+      SG_LAUNCH(gridFor(n), kBlock, 0, stream, activationForwardKernel<Activation::Sigmoid>)(x, y,
+          n);
       break;
     default:
       throw std::runtime_error("activationForward: unknown activation");
@@ -186,14 +187,16 @@ void launchActivationBackward(cudaStream_t stream, Activation act, const float* 
   if (n <= 0) return;
   switch (act) {
     case Activation::Relu:
-      activationBackwardKernel<Activation::Relu><<<gridFor(n), kBlock, 0, stream>>>(y, dy, dx, n);
+      SG_LAUNCH(gridFor(n), kBlock, 0, stream, activationBackwardKernel<Activation::Relu>)(y, dy,
+          dx, n);
       break;
     case Activation::Tanh:
-      activationBackwardKernel<Activation::Tanh><<<gridFor(n), kBlock, 0, stream>>>(y, dy, dx, n);
+      SG_LAUNCH(gridFor(n), kBlock, 0, stream, activationBackwardKernel<Activation::Tanh>)(y, dy,
+          dx, n);
       break;
     case Activation::Sigmoid:
-      activationBackwardKernel<Activation::Sigmoid><<<gridFor(n), kBlock, 0, stream>>>(y, dy, dx,
-                                                                                       n);
+      SG_LAUNCH(gridFor(n), kBlock, 0, stream, activationBackwardKernel<Activation::Sigmoid>)(y, dy,
+          dx, n);
       break;
     default:
       throw std::runtime_error("activationBackward: unknown activation");
@@ -204,7 +207,7 @@ void launchActivationBackward(cudaStream_t stream, Activation act, const float* 
 void launchLabelCheck(cudaStream_t stream, const int32_t* labels, int64_t rows, int64_t classes,
                       int* flag) {
   // Always launched (rows may be 0): the flag must be written for the kernels that read it.
-  labelCheckKernel<<<1, 1024, 0, stream>>>(labels, rows < 0 ? 0 : rows, classes, flag);
+  SG_LAUNCH(1, 1024, 0, stream, labelCheckKernel)(labels, rows < 0 ? 0 : rows, classes, flag);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -212,7 +215,7 @@ void launchOneHot(cudaStream_t stream, const int32_t* labels, float* out, int64_
                   int64_t classes, const int* flag) {
   if (rows <= 0 || classes <= 0) return;
   const int64_t n = rows * classes;
-  oneHotKernel<<<gridFor(n), kBlock, 0, stream>>>(labels, out, rows, classes, flag);
+  SG_LAUNCH(gridFor(n), kBlock, 0, stream, oneHotKernel)(labels, out, rows, classes, flag);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -220,7 +223,7 @@ void launchConcatColumns(cudaStream_t stream, const float* a, const float* b, fl
                          int64_t rows, int64_t colsA, int64_t colsB) {
   const int64_t n = rows * (colsA + colsB);
   if (n <= 0) return;
-  concatColumnsKernel<<<gridFor(n), kBlock, 0, stream>>>(a, b, out, rows, colsA, colsB);
+  SG_LAUNCH(gridFor(n), kBlock, 0, stream, concatColumnsKernel)(a, b, out, rows, colsA, colsB);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -228,7 +231,7 @@ void launchSplitColumns(cudaStream_t stream, const float* dout, float* da, float
                         int64_t rows, int64_t colsA, int64_t colsB) {
   const int64_t n = rows * (colsA + colsB);
   if (n <= 0 || (!da && !db)) return;
-  splitColumnsKernel<<<gridFor(n), kBlock, 0, stream>>>(dout, da, db, rows, colsA, colsB);
+  SG_LAUNCH(gridFor(n), kBlock, 0, stream, splitColumnsKernel)(dout, da, db, rows, colsA, colsB);
   CUDA_CHECK_LAUNCH();
 }
 

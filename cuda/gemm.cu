@@ -5,6 +5,12 @@
 //     thread TM x TN = (BM/16) x (BN/16) outputs held in registers. Two configurations:
 //     128 x 128 (8 x 8 per thread, K tile 8) when that gives at least one block per SM,
 //     otherwise 64 x 64 (4 x 4 per thread, K tile 16) for more blocks on small problems.
+//   - Split K when even the 64 x 64 grid leaves more than half of the SMs idle (this
+//     project's 256-wide layers: 16 blocks on 132 SMs) and the caller gave a workspace: up to
+//     8 slices of whole K tiles (>= 64 of K each), block z of the grid takes slice z and
+//     stores its raw sums; a second kernel adds the slices in order and applies alpha, beta
+//     and the epilogue. Deterministic (the split depends on the shape and the SM count only);
+//     the sum order differs from the unsplit kernel's by the slice boundaries.
 //   - A thread's rows are ty*4 + {0..3} (+ 64, + 64*2, ...) and its columns tx*4 + {0..3}
 //     (+ 64, ...): its shared-memory reads are float4s, conflict-free across a warp.
 //   - Shared memory holds A^T (As[k][m]) and B (Bs[k][n]) for one K tile, double buffered:
@@ -25,6 +31,7 @@
 
 #include <mma.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdint>
@@ -113,11 +120,15 @@ __device__ __forceinline__ float finish(const Epilogue& ep, int n, float v) {
   return ep.activation == kNoActivation ? v : activate(ep.activation, v);
 }
 
+// Split K (partial != null): block z sums k in [z kSlice, (z + 1) kSlice) only and stores its
+// raw sums to partial[z][m][n] (M x N, no alpha, beta or epilogue); splitKReduceKernel
+// finishes. Otherwise kSlice >= K and gridDim.z == 1.
 template <int BM, int BN, int BK, bool TA, bool TB>
 __global__ void __launch_bounds__(kThreads)
     sgemmKernel(Epilogue ep, int M, int N, int K, float alpha, const float* __restrict__ A, int64_t lda,
                 const float* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C,
-                int64_t ldc, bool vecA, bool vecB, bool vecC) {
+                int64_t ldc, bool vecA, bool vecB, bool vecC, int kSlice,
+                float* __restrict__ partial) {
   static_assert(BM % 64 == 0 && BN % 64 == 0 && BK % 4 == 0, "tile shape");
   constexpr int TM = BM / 16, TN = BN / 16;  // outputs per thread
   constexpr int LA = (BM * BK / 4 + kThreads - 1) / kThreads;
@@ -136,10 +147,13 @@ __global__ void __launch_bounds__(kThreads)
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
 
   float4 ra[LA], rb[LB];
-  const int tiles = (K + BK - 1) / BK;
+  // This block's K range; K tiles start at kBegin (a multiple of BK), reads stop at kEnd.
+  const int kBegin = static_cast<int>(blockIdx.z) * kSlice;
+  const int kEnd = K - kBegin < kSlice ? K : kBegin + kSlice;
+  const int tiles = kEnd > kBegin ? (kEnd - kBegin + BK - 1) / BK : 0;
   if (tiles > 0) {
-    loadTile<BM, BK, !TA, LA>(ra, A, lda, M, K, m0, 0, vecA);
-    loadTile<BN, BK, TB, LB>(rb, B, ldb, N, K, n0, 0, vecB);
+    loadTile<BM, BK, !TA, LA>(ra, A, lda, M, kEnd, m0, kBegin, vecA);
+    loadTile<BN, BK, TB, LB>(rb, B, ldb, N, kEnd, n0, kBegin, vecB);
     storeTile<BM, BK, !TA, LA>(ra, As[0]);
     storeTile<BN, BK, TB, LB>(rb, Bs[0]);
     __syncthreads();
@@ -149,8 +163,8 @@ __global__ void __launch_bounds__(kThreads)
     const int cur = t & 1;
     const bool more = t + 1 < tiles;
     if (more) {  // next tile's global loads in flight during the math below
-      loadTile<BM, BK, !TA, LA>(ra, A, lda, M, K, m0, (t + 1) * BK, vecA);
-      loadTile<BN, BK, TB, LB>(rb, B, ldb, N, K, n0, (t + 1) * BK, vecB);
+      loadTile<BM, BK, !TA, LA>(ra, A, lda, M, kEnd, m0, kBegin + (t + 1) * BK, vecA);
+      loadTile<BN, BK, TB, LB>(rb, B, ldb, N, kEnd, n0, kBegin + (t + 1) * BK, vecB);
     }
 #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
@@ -182,6 +196,25 @@ __global__ void __launch_bounds__(kThreads)
       storeTile<BN, BK, TB, LB>(rb, Bs[cur ^ 1]);
     }
     __syncthreads();
+  }
+
+  if (partial) {  // split K: raw sums, finished by splitKReduceKernel
+    float* slice = partial + static_cast<int64_t>(blockIdx.z) * M * N;
+#pragma unroll
+    for (int g = 0; g < TM / 4; ++g)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int m = m0 + g * 64 + ty * 4 + i;
+        if (m >= M) continue;
+#pragma unroll
+        for (int h = 0; h < TN / 4; ++h)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const int n = n0 + h * 64 + tx * 4 + j;
+            if (n < N) slice[static_cast<int64_t>(m) * N + n] = acc[g * 4 + i][h * 4 + j];
+          }
+      }
+    return;
   }
 
   // Epilogue.
@@ -222,6 +255,23 @@ __global__ void __launch_bounds__(kThreads)
         }
       }
     }
+  }
+}
+
+// C = alpha (sum over z of partial[z]) (+ beta C), then the epilogue; the slices are added in
+// z order, so the result depends only on the shape and the split, never on timing.
+__global__ void splitKReduceKernel(const float* __restrict__ partial, int slices, int M, int N,
+                                   float alpha, float beta, float* __restrict__ C, int64_t ldc,
+                                   Epilogue ep) {
+  const int64_t total = static_cast<int64_t>(M) * N, stride = total;
+  for (int64_t i = firstIndex(); i < total; i += gridStep()) {
+    float sum = partial[i];
+    for (int z = 1; z < slices; ++z) sum = __fadd_rn(sum, partial[z * stride + i]);
+    const int m = static_cast<int>(i / N), n = static_cast<int>(i - static_cast<int64_t>(m) * N);
+    float* c = C + static_cast<int64_t>(m) * ldc + n;
+    float v = alpha * sum;
+    if (beta != 0.f) v = fmaf(beta, *c, v);
+    *c = finish(ep, n, v);
   }
 }
 
@@ -316,6 +366,9 @@ __global__ void __launch_bounds__(kTf32Threads)
                               wmma::mem_row_major);
   __syncthreads();
 
+  // Unrolled by 4, not fully: fully unrolled, ptxas (CUDA 13.0, sm_90) spills 4 bytes around
+  // the activation's expf/tanhf, and spills are build errors (CMakeLists.txt).
+#pragma unroll 4
   for (int i = tid; i < BM * BN; i += kTf32Threads) {
     const int m = i / BN, n = i % BN;
     const int gm = m0 + m, gn = n0 + n;
@@ -340,26 +393,59 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 template <int BM, int BN, int BK>
 void launchFp32(cudaStream_t stream, const Epilogue& ep, bool transA, bool transB, int M, int N, int K, float alpha,
                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-                int64_t ldc) {
-  const dim3 grid((M + BM - 1) / BM, (N + BN - 1) / BN);
+                int64_t ldc, int slices = 1, float* partial = nullptr) {
+  // Split K: slices of whole K tiles; the last may be shorter (or, after rounding, absent).
+  const int kSlice = slices > 1 ? ((K + slices - 1) / slices + BK - 1) / BK * BK : (K > 0 ? K : 1);
+  const int zBlocks = slices > 1 ? (K + kSlice - 1) / kSlice : 1;
+  const dim3 grid((M + BM - 1) / BM, (N + BN - 1) / BN, zBlocks);
   if (grid.y > 65535)
     throw std::runtime_error("sgemm: N = " + std::to_string(N) + " is too large for the grid");
   const bool vecA = aligned16(A) && lda % 4 == 0;
   const bool vecB = aligned16(B) && ldb % 4 == 0;
   const bool vecC = aligned16(C) && ldc % 4 == 0;
+  float* const part = slices > 1 ? partial : nullptr;
   if (!transA && !transB)
-    sgemmKernel<BM, BN, BK, false, false><<<grid, kThreads, 0, stream>>>(
-        ep, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
+    SG_LAUNCH(grid, kThreads, 0, stream, sgemmKernel<BM, BN, BK, false, false>)(ep, M, N, K, alpha,
+        A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC, kSlice, part);
   else if (!transA && transB)
-    sgemmKernel<BM, BN, BK, false, true><<<grid, kThreads, 0, stream>>>(
-        ep, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
+    SG_LAUNCH(grid, kThreads, 0, stream, sgemmKernel<BM, BN, BK, false, true>)(ep, M, N, K, alpha,
+        A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC, kSlice, part);
   else if (transA && !transB)
-    sgemmKernel<BM, BN, BK, true, false><<<grid, kThreads, 0, stream>>>(
-        ep, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
+    SG_LAUNCH(grid, kThreads, 0, stream, sgemmKernel<BM, BN, BK, true, false>)(ep, M, N, K, alpha,
+        A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC, kSlice, part);
   else
-    sgemmKernel<BM, BN, BK, true, true><<<grid, kThreads, 0, stream>>>(
-        ep, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC);
+    SG_LAUNCH(grid, kThreads, 0, stream, sgemmKernel<BM, BN, BK, true, true>)(ep, M, N, K, alpha,
+        A, lda, B, ldb, beta, C, ldc, vecA, vecB, vecC, kSlice, part);
   CUDA_CHECK_LAUNCH();
+  if (part) {
+    const int64_t total = static_cast<int64_t>(M) * N;
+    SG_LAUNCH(gridFor(total), kBlock, 0, stream, splitKReduceKernel)(part, zBlocks, M, N, alpha,
+        beta, C, ldc, ep);
+    CUDA_CHECK_LAUNCH();
+  }
+}
+
+// The fp32 kernel's configuration for a product on `numSMs` multiprocessors: the 128 x 128
+// tile when it gives at least one block per SM; else the 64 x 64 tile, and when even that
+// leaves more than half of the SMs idle, split K into up to kMaxSplits slices of at least
+// kMinSliceK (whole K tiles) so that the grid covers the SMs: at this project's 256 x 256
+// layers (16 tiles of 64 x 64) a K of 256 gives 4 slices, 64 blocks; 784 gives 8, 128 blocks.
+constexpr int kMaxSplits = 8;
+constexpr int64_t kMinSliceK = 64;
+
+struct GemmPlan {
+  bool bigTile;
+  int slices;  // 1: no split
+};
+
+GemmPlan planFp32(int64_t M, int64_t N, int64_t K, int numSMs) {
+  const int64_t bigTiles = ((M + 127) / 128) * ((N + 127) / 128);
+  if (bigTiles >= numSMs) return {true, 1};
+  const int64_t tiles = ((M + 63) / 64) * ((N + 63) / 64);
+  if (2 * tiles > numSMs) return {false, 1};
+  const int64_t byGrid = (numSMs + tiles - 1) / tiles, byK = K / kMinSliceK;
+  const int64_t slices = std::min<int64_t>({byGrid, byK, kMaxSplits});
+  return {false, slices >= 2 ? static_cast<int>(slices) : 1};
 }
 
 void launchTf32(cudaStream_t stream, const Epilogue& ep, bool transA, bool transB, int M, int N, int K, float alpha,
@@ -369,21 +455,27 @@ void launchTf32(cudaStream_t stream, const Epilogue& ep, bool transA, bool trans
   if (grid.y > 65535)
     throw std::runtime_error("sgemm: N = " + std::to_string(N) + " is too large for the grid");
   if (!transA && !transB)
-    sgemmTf32Kernel<false, false><<<grid, kTf32Threads, 0, stream>>>(ep, M, N, K, alpha, A, lda, B,
-                                                                      ldb, beta, C, ldc);
+    SG_LAUNCH(grid, kTf32Threads, 0, stream, sgemmTf32Kernel<false, false>)(ep, M, N, K, alpha, A,
+        lda, B, ldb, beta, C, ldc);
   else if (!transA && transB)
-    sgemmTf32Kernel<false, true><<<grid, kTf32Threads, 0, stream>>>(ep, M, N, K, alpha, A, lda, B,
-                                                                     ldb, beta, C, ldc);
+    SG_LAUNCH(grid, kTf32Threads, 0, stream, sgemmTf32Kernel<false, true>)(ep, M, N, K, alpha, A,
+        lda, B, ldb, beta, C, ldc);
   else if (transA && !transB)
-    sgemmTf32Kernel<true, false><<<grid, kTf32Threads, 0, stream>>>(ep, M, N, K, alpha, A, lda, B,
-                                                                     ldb, beta, C, ldc);
+    SG_LAUNCH(grid, kTf32Threads, 0, stream, sgemmTf32Kernel<true, false>)(ep, M, N, K, alpha, A,
+        lda, B, ldb, beta, C, ldc);
   else
-    sgemmTf32Kernel<true, true><<<grid, kTf32Threads, 0, stream>>>(ep, M, N, K, alpha, A, lda, B,
-                                                                    ldb, beta, C, ldc);
+    SG_LAUNCH(grid, kTf32Threads, 0, stream, sgemmTf32Kernel<true, true>)(ep, M, N, K, alpha, A,
+        lda, B, ldb, beta, C, ldc);
   CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
+
+size_t sgemmWorkspaceFloats(int64_t M, int64_t N, int64_t K, int numSMs, bool tf32Capable) {
+  if (M <= 0 || N <= 0 || (tf32Capable && gTf32.load())) return 0;
+  const GemmPlan plan = planFp32(M, N, K, numSMs);
+  return plan.slices > 1 ? static_cast<size_t>(plan.slices) * M * N : 0;
+}
 
 void setGemmTf32(bool enabled) { gTf32.store(enabled); }
 bool gemmTf32() { return gTf32.load(); }
@@ -391,7 +483,7 @@ bool gemmTf32() { return gTf32.load(); }
 void launchSgemm(cudaStream_t stream, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                  float beta, float* C, int64_t ldc, int numSMs, bool tf32Capable,
-                 const float* bias, int activation) {
+                 const float* bias, int activation, float* workspace) {
   const Epilogue ep{bias, activation};
   if (M <= 0 || N <= 0) return;
   // Tile origins and run ends stay below INT_MAX with this margin.
@@ -404,9 +496,12 @@ void launchSgemm(cudaStream_t stream, bool transA, bool transB, int64_t M, int64
     launchTf32(stream, ep, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  const int64_t bigTiles = ((M + 127) / 128) * ((N + 127) / 128);
-  if (bigTiles >= numSMs)
+  const GemmPlan plan = planFp32(M, N, K, numSMs);
+  if (plan.bigTile)
     launchFp32<128, 128, 8>(stream, ep, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  else if (plan.slices > 1 && workspace)
+    launchFp32<64, 64, 16>(stream, ep, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc,
+                           plan.slices, workspace);
   else
     launchFp32<64, 64, 16>(stream, ep, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }

@@ -3,6 +3,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace sg::cuda {
@@ -20,9 +21,15 @@ bool gemmTf32();
 // kernel when the switch is on. Then, when given, C[m,n] = act(C[m,n] + bias[n]) with
 // `activation` a cpu::Activation code (-1: none): a Linear layer's forward in one kernel.
 // Enqueued on `stream`; throws std::runtime_error on failure.
+// `workspace` (sgemmWorkspaceFloats floats; may be null when that is 0) lets a product too
+// small to cover the SMs split K across blocks (see gemm.cu); without it the product is not
+// split. The split depends on the shape and numSMs only: deterministic on a given device.
 void launchSgemm(cudaStream_t stream, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
                  float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                  float beta, float* C, int64_t ldc, int numSMs, bool tf32Capable,
-                 const float* bias = nullptr, int activation = -1);
+                 const float* bias = nullptr, int activation = -1, float* workspace = nullptr);
+
+// Scratch floats launchSgemm can use for the same arguments (0: it will not split K).
+size_t sgemmWorkspaceFloats(int64_t M, int64_t N, int64_t K, int numSMs, bool tf32Capable);
 
 }  // namespace sg::cuda

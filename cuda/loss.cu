@@ -146,14 +146,13 @@ void launchSoftmaxCrossEntropyForward(cudaStream_t stream, const float* logits,
                                       const int* flag) {
   if (rows > 0 && classes > 0) {
     const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
-    softmaxRowsKernel<<<static_cast<unsigned>(blocks), kRowsPerBlock * 32, 0, stream>>>(
-        logits, labels, probs, rowLoss, rows, classes, flag);
+    SG_LAUNCH(static_cast<unsigned>(blocks), kRowsPerBlock * 32, 0, stream, softmaxRowsKernel)(
+      logits, labels, probs, rowLoss, rows, classes, flag);
     CUDA_CHECK_LAUNCH();
   }
   // rows == 0: loss = 0, as the CPU. (classes == 0 with rows > 0 always sets the flag.)
-  meanKernel<<<1, kReduceThreads, 0, stream>>>(rowLoss, rows > 0 ? rows : 0,
-                                               static_cast<double>(rows > 0 ? rows : 0), loss,
-                                               flag);
+  SG_LAUNCH(1, kReduceThreads, 0, stream, meanKernel)(rowLoss, rows > 0 ? rows : 0,
+      static_cast<double>(rows > 0 ? rows : 0), loss, flag);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -163,8 +162,8 @@ void launchSoftmaxCrossEntropyBackward(cudaStream_t stream, const float* probs,
   if (rows <= 0 || classes <= 0) return;
   const float k = static_cast<float>(static_cast<double>(scale) / static_cast<double>(rows));
   const int64_t n = rows * classes;
-  softmaxCrossEntropyBackwardKernel<<<gridFor(n), kBlock, 0, stream>>>(probs, labels, dlogits,
-                                                                       rows, classes, k);
+  SG_LAUNCH(gridFor(n), kBlock, 0, stream, softmaxCrossEntropyBackwardKernel)(probs, labels,
+      dlogits, rows, classes, k);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -177,13 +176,13 @@ void launchMseForward(cudaStream_t stream, const float* pred, const float* targe
   int64_t parts = 0;
   if (n > 0) {
     parts = (n + kMseChunk - 1) / kMseChunk;
-    squaredErrorPartialsKernel<<<static_cast<unsigned>(parts), kReduceThreads, 0, stream>>>(
-        pred, target, n, partials);
+    SG_LAUNCH(static_cast<unsigned>(parts), kReduceThreads, 0, stream, squaredErrorPartialsKernel)(
+      pred, target, n, partials);
     CUDA_CHECK_LAUNCH();
   }
   // n == 0: loss = 0, as the CPU.
-  meanKernel<<<1, kReduceThreads, 0, stream>>>(partials, parts, static_cast<double>(n > 0 ? n : 0),
-                                               loss, nullptr);
+  SG_LAUNCH(1, kReduceThreads, 0, stream, meanKernel)(partials, parts,
+      static_cast<double>(n > 0 ? n : 0), loss, nullptr);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -191,7 +190,7 @@ void launchMseBackward(cudaStream_t stream, const float* pred, const float* targ
                        int64_t n, float scale) {
   if (n <= 0) return;
   const float k = static_cast<float>(2.0 * static_cast<double>(scale) / static_cast<double>(n));
-  mseBackwardKernel<<<gridFor(n), kBlock, 0, stream>>>(pred, target, dpred, n, k);
+  SG_LAUNCH(gridFor(n), kBlock, 0, stream, mseBackwardKernel)(pred, target, dpred, n, k);
   CUDA_CHECK_LAUNCH();
 }
 

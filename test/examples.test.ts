@@ -8,7 +8,7 @@ const root = path.join(__dirname, '..');
 const expected: Record<string, RegExp> = {
   'mnist-backprop.mjs': /test accuracy \d+\.\d\d%/,
   'mnist-cdni.mjs': /cDNI\(4 modules[\s\S]*test accuracy \d+\.\d\d%/,
-  'dni-diagnostics.mjs': /step \d+: loss [\d.]+ {2}M1 cos -?[\d.]+[\s\S]*test accuracy/,
+  'dni-diagnostics.mjs': /step \d+: loss [\d.]+ {2}M1 cos -?[\d.]+[\s\S]*test accuracy[\s\S]*run log and report: \S+report\.html/,
   'custom-dataset.mjs': /training accuracy \d+\.\d%/,
   'regression.mjs': /mean squared error [\d.]+e[-+]\d+\nf\(0\.5\) = -?[\d.]+/,
   'inference.mjs': /test accuracy \d+\.\d\d% from the loaded model/,

@@ -33,20 +33,32 @@ describe('a stream', () => {
 
   test('synchronize() resolves after the work and the event loop keeps running meanwhile', async () => {
     const s = new Stream(cpu);
-    const n = 512;
+    const n = 256;
     const a = Tensor.fromArray(new Float32Array(n * n).fill(0.001), [n, n], { device: cpu });
     const c = Tensor.zeros([n, n], { device: cpu });
-    for (let i = 0; i < 60; i++) ops.gemm(s.handle, a.handle, a.handle, c.handle, false, false, 1, 1);
-    let ticks = 0;
-    const timer = setInterval(() => ticks++, 1);
-    const t0 = Date.now();
+    // Enough work for at least 50 ms on this machine, whatever its speed: doubled until it takes that long.
+    let count = 0;
+    const enqueue = (k: number) => { for (let i = 0; i < k; i++) ops.gemm(s.handle, a.handle, a.handle, c.handle, false, false, 1, 1); count += k; };
+    for (let k = 1; ; k *= 2) {
+      const t0 = Date.now();
+      enqueue(k);
+      await s.synchronize();
+      if (Date.now() - t0 >= 50) {
+        enqueue(k);
+        break;
+      }
+    }
+    // A self-renewing setImmediate runs once per turn of the event loop: it counts the turns
+    // taken while the host waits, and a blocking wait would leave it at 0.
+    let turns = 0;
+    let waiting = true;
+    const spin = () => { if (waiting) { turns++; setImmediate(spin); } };
+    setImmediate(spin);
     await s.synchronize();
-    clearInterval(timer);
-    const elapsed = Date.now() - t0;
+    waiting = false;
     const out = await c.readFloat32(s);
-    expect(out[0]).toBeCloseTo(60 * n * 0.001 * 0.001, 4);
-    // Several milliseconds of work were waited for without blocking the timers.
-    if (elapsed > 20) expect(ticks).toBeGreaterThan(2);
+    expect(out[0]).toBeCloseTo(count * n * 0.001 * 0.001, 3);
+    expect(turns).toBeGreaterThan(2);
   });
 
   test('an op failure surfaces as a rejected Promise and the stream keeps working', async () => {

@@ -2,6 +2,7 @@
 // what was expected, like the native addon's. Options objects are checked at run time, not
 // only by the TypeScript types: JavaScript callers get no types, and a misspelled key that
 // is silently ignored leaves a default in force that the caller believes they changed.
+import { rangeError, typeError } from './errors';
 
 /** A short description of a value for error messages. */
 export function describe(v: unknown): string {
@@ -13,21 +14,21 @@ export function describe(v: unknown): string {
 
 export function positiveInt(owner: string, name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-    throw new RangeError(`${owner}: '${name}' must be a positive integer, got ${String(v)}`);
+    throw rangeError(`${owner}: '${name}' must be a positive integer, got ${String(v)}`);
   return v;
 }
 
 /** `v`, or `fallback` when undefined; anything but a boolean is a TypeError (no truthiness: "no" is not false). */
 export function booleanOption(owner: string, name: string, v: unknown, fallback: boolean): boolean {
   if (v === undefined) return fallback;
-  if (typeof v !== 'boolean') throw new TypeError(`${owner}: '${name}' must be a boolean, got ${describe(v)}`);
+  if (typeof v !== 'boolean') throw typeError(`${owner}: '${name}' must be a boolean, got ${describe(v)}`);
   return v;
 }
 
 /** `v`, or `fallback` when undefined; a non-number (e.g. the string "0.5") is a TypeError. */
 export function numberOption(owner: string, name: string, v: unknown, fallback: number): number {
   if (v === undefined) return fallback;
-  if (typeof v !== 'number') throw new TypeError(`${owner}: '${name}' must be a number, got ${describe(v)}`);
+  if (typeof v !== 'number') throw typeError(`${owner}: '${name}' must be a number, got ${describe(v)}`);
   return v;
 }
 
@@ -40,14 +41,14 @@ export function numberOption(owner: string, name: string, v: unknown, fallback: 
 export function checkOptions(owner: string, options: unknown, known: readonly string[], name?: string): void {
   if (options === undefined) return;
   if (options === null || typeof options !== 'object' || Array.isArray(options))
-    throw new TypeError(`${owner}: '${name ?? 'options'}' must be an object, got ${describe(options)}`);
+    throw typeError(`${owner}: '${name ?? 'options'}' must be an object, got ${describe(options)}`);
   const prefix = name ? `${name}.` : '';
   for (const key of Object.keys(options)) {
     if (known.includes(key)) continue;
     const near = closest(key, known);
     const hint = near !== undefined ? `did you mean '${prefix}${near}'?`
       : known.length ? `known: ${known.join(', ')}` : 'it takes none';
-    throw new TypeError(`${owner}: unknown option '${prefix}${key}' (${hint})`);
+    throw typeError(`${owner}: unknown option '${prefix}${key}' (${hint})`);
   }
 }
 

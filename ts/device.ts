@@ -1,5 +1,6 @@
 // Devices: where tensors live and ops run.
 import { native, DeviceName } from './native';
+import { rangeError, typeError } from './errors';
 
 export class Device {
   private constructor(readonly name: DeviceName) {}
@@ -11,11 +12,11 @@ export class Device {
   /** The i-th CUDA device; throws a RangeError when it is absent or CUDA is not built in. */
   static cuda(index = 0): Device {
     if (!Number.isInteger(index) || index < 0)
-      throw new RangeError(`Device.cuda: 'index' must be a non-negative integer, got ${index}`);
+      throw rangeError(`Device.cuda: 'index' must be a non-negative integer, got ${index}`);
     const count = native.buildInfo().cudaDevices;
     if (index >= count) {
       const why = native.buildInfo().cuda ? `${count} CUDA device(s) present` : 'this build has no CUDA backend';
-      throw new RangeError(`Device.cuda: cuda:${index} is not available (${why})`);
+      throw rangeError(`Device.cuda: cuda:${index} is not available (${why})`);
     }
     return new Device(`cuda:${index}`);
   }
@@ -40,7 +41,7 @@ export class Device {
   static parse(name: string): Device {
     if (name === 'cpu') return Device.cpu();
     const m = /^cuda:(\d+)$/.exec(name);
-    if (!m) throw new TypeError(`Device.parse: expected 'cpu' or 'cuda:N', got '${name}'`);
+    if (!m) throw typeError(`Device.parse: expected 'cpu' or 'cuda:N', got '${name}'`);
     return Device.cuda(Number(m[1]));
   }
 

@@ -14,6 +14,7 @@ import { describe } from './check';
 import { Device } from './device';
 import { native, NativeGraph } from './native';
 import { Stream } from './stream';
+import { typeError } from './errors';
 
 export class Graph {
   private constructor(readonly device: Device, private readonly handle: NativeGraph) {}
@@ -23,8 +24,8 @@ export class Graph {
    * and the capture is discarded.
    */
   static capture(stream: Stream, body: () => void): Graph {
-    if (!(stream instanceof Stream)) throw new TypeError(`Graph.capture: 'stream' must be a Stream, got ${describe(stream)}`);
-    if (typeof body !== 'function') throw new TypeError(`Graph.capture: 'body' must be a function, got ${describe(body)}`);
+    if (!(stream instanceof Stream)) throw typeError(`Graph.capture: 'stream' must be a Stream, got ${describe(stream)}`);
+    if (typeof body !== 'function') throw typeError(`Graph.capture: 'body' must be a function, got ${describe(body)}`);
     // Disposing of the capturing graph discards the capture: after a failed body, nothing is
     // left open to block the next capture.
     const capturing = native.beginCapture(stream.handle);
@@ -32,7 +33,7 @@ export class Graph {
       // Work enqueued after an await would escape the capture.
       const result: unknown = body();
       if (result && typeof (result as PromiseLike<unknown>).then === 'function')
-        throw new TypeError("Graph.capture: 'body' must be synchronous (it returned a Promise)");
+        throw typeError("Graph.capture: 'body' must be synchronous (it returned a Promise)");
     } catch (e) {
       capturing.dispose();
       throw e;
@@ -42,7 +43,7 @@ export class Graph {
 
   /** Enqueues the recorded work after what `stream` has so far; later work waits for all of it. */
   launch(stream: Stream): void {
-    if (!(stream instanceof Stream)) throw new TypeError(`launch: 'stream' must be a Stream, got ${describe(stream)}`);
+    if (!(stream instanceof Stream)) throw typeError(`launch: 'stream' must be a Stream, got ${describe(stream)}`);
     this.handle.launch(stream.handle);
   }
 

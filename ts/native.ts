@@ -5,6 +5,7 @@
 // throw TypeError/RangeError naming it, so a wrong call never crashes the process.
 import * as fs from 'fs';
 import * as path from 'path';
+import { error } from './errors';
 
 export type DTypeName = 'float32' | 'int32';
 export type DeviceName = 'cpu' | `cuda:${number}`;
@@ -94,6 +95,12 @@ export interface BuildInfo {
   cuda: boolean;
   /** usable CUDA devices at run time */
   cudaDevices: number;
+  /**
+   * why cudaDevices is 0 when the CUDA runtime reported an error, by name (e.g.
+   * 'cudaErrorInsufficientDriver (CUDA driver version is insufficient for CUDA runtime version)'
+   * on a driver older than R580 for this CUDA 13 build); '' otherwise
+   */
+  cudaError: string;
   /** the CPU GEMM's instruction set: 'avx512', 'avx2' or 'generic' */
   cpuGemm: string;
   napiVersion: number;
@@ -168,12 +175,12 @@ function load(): NativeModule {
     try {
       return require(file) as NativeModule;
     } catch (e) {
-      throw new Error(
+      throw error('ERR_SYNTHGRAD_NATIVE',
         `synthgrad: the native addon at ${file} failed to load: ${(e as Error).message}\n` +
           `Build it from source with 'npm run build' in ${root} (SYNTHGRAD_BUILD_FROM_SOURCE=1 npm install does the same).`);
     }
   }
-  throw new Error(
+  throw error('ERR_SYNTHGRAD_NATIVE',
     `synthgrad: the native addon was not found (looked in ${looked}).\n` +
       `Build it with 'npm run build' in ${root} (it needs CMake and a C++17 compiler; without CMake, ` +
       `'npx node-gyp rebuild' builds the CPU-only addon). SYNTHGRAD_ADDON=path picks another build.`);

@@ -1,5 +1,6 @@
 // A small seeded random generator (sfc32 seeded through splitmix32): the same seed gives the
 // same initial weights and the same shuffles on every machine.
+import { typeError } from './errors';
 export class Random {
   private a: number;
   private b: number;
@@ -7,7 +8,7 @@ export class Random {
   private d: number;
 
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw new TypeError(`Random: 'seed' must be a finite number, got ${seed}`);
+    if (!Number.isFinite(seed)) throw typeError(`Random: 'seed' must be a finite number, got ${seed}`);
     let s = (Math.floor(seed) ^ 0x9e3779b9) >>> 0;
     const splitmix = () => {
       s = (s + 0x9e3779b9) >>> 0;
@@ -60,7 +61,7 @@ export class Random {
 
   restore(state: readonly number[]): void {
     if (!Array.isArray(state) || state.length !== 4 || state.some((v) => !Number.isInteger(v) || v < 0 || v > 0xffffffff))
-      throw new TypeError(`Random.restore: expects 4 unsigned 32-bit integers, got ${JSON.stringify(state)}`);
+      throw typeError(`Random.restore: expects 4 unsigned 32-bit integers, got ${JSON.stringify(state)}`);
     [this.a, this.b, this.c, this.d] = state;
   }
 

@@ -16,9 +16,10 @@
 import { describe } from './check';
 import { Device } from './device';
 import { native, NativeEvent, NativeStream } from './native';
+import { typeError } from './errors';
 
 function checkDevice(fn: string, device: unknown): void {
-  if (!(device instanceof Device)) throw new TypeError(`${fn}: 'device' must be a Device, got ${describe(device)}`);
+  if (!(device instanceof Device)) throw typeError(`${fn}: 'device' must be a Device, got ${describe(device)}`);
 }
 
 export class Stream {
@@ -44,7 +45,7 @@ export class Stream {
 
   /** Later work on this stream waits until `event` (its latest record) has completed. */
   wait(event: Event): this {
-    if (!(event instanceof Event)) throw new TypeError(`Stream.wait: 'event' must be an Event, got ${describe(event)}`);
+    if (!(event instanceof Event)) throw typeError(`Stream.wait: 'event' must be an Event, got ${describe(event)}`);
     this.handle.wait(event.handle);
     return this;
   }
@@ -73,7 +74,7 @@ export class Event {
 
   /** Marks the current end of `stream`'s queue. */
   record(stream: Stream): this {
-    if (!(stream instanceof Stream)) throw new TypeError(`Event.record: 'stream' must be a Stream, got ${describe(stream)}`);
+    if (!(stream instanceof Stream)) throw typeError(`Event.record: 'stream' must be a Stream, got ${describe(stream)}`);
     this.handle.record(stream.handle);
     return this;
   }

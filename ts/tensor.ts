@@ -9,6 +9,7 @@ import { describe } from './check';
 import { Device } from './device';
 import { native, DTypeName, NativeTensor } from './native';
 import { Stream } from './stream';
+import { rangeError, typeError } from './errors';
 
 export type DType = DTypeName;
 export type TypedArrayOf<D extends DType> = D extends 'int32' ? Int32Array : Float32Array;
@@ -57,18 +58,18 @@ export class Tensor {
         for (let i = 0; i < data.length; i++) {
           const v: unknown = data[i];
           if (typeof v !== 'number' || !Number.isInteger(v) || v < -2147483648 || v > 2147483647)
-            throw new RangeError(`Tensor.fromArray: 'data[${i}]' must be an integer in [-2147483648, 2147483647] for int32, got ${typeof v === 'number' ? v : describe(v)}`);
+            throw rangeError(`Tensor.fromArray: 'data[${i}]' must be an integer in [-2147483648, 2147483647] for int32, got ${typeof v === 'number' ? v : describe(v)}`);
         }
         typed = Int32Array.from(data);
       } else {
         typed = Float32Array.from(data);
       }
     } else {
-      throw new TypeError(`Tensor.fromArray: 'data' must be a Float32Array, Int32Array or number[], got ${describe(data)}`);
+      throw typeError(`Tensor.fromArray: 'data' must be a Float32Array, Int32Array or number[], got ${describe(data)}`);
     }
     const dtype: DType = typed instanceof Int32Array ? 'int32' : 'float32';
     if (options.dtype && options.dtype !== dtype)
-      throw new TypeError(`Tensor.fromArray: 'data' is ${dtype} but options.dtype is ${options.dtype}`);
+      throw typeError(`Tensor.fromArray: 'data' is ${dtype} but options.dtype is ${options.dtype}`);
     return Tensor.create(shape, { ...options, dtype }, typed);
   }
 
@@ -76,7 +77,7 @@ export class Tensor {
     init: Float32Array | Int32Array | 'zeros' | undefined): Tensor {
     checkOptions(options);
     const device = options.device ?? Device.cpu();
-    if (!(device instanceof Device)) throw new TypeError(`Tensor: 'device' must be a Device, got ${describe(device)}`);
+    if (!(device instanceof Device)) throw typeError(`Tensor: 'device' must be a Device, got ${describe(device)}`);
     const handle = new native.Tensor(shape as number[], options.dtype ?? 'float32', device.name, init);
     const t = new Tensor(handle, device);
     options.arena?.track(t);
@@ -101,20 +102,20 @@ export class Tensor {
   read(stream?: Stream): Promise<Float32Array | Int32Array> {
     // Anything else (a device name, {}) has no handle and would silently mean the default.
     if (stream !== undefined && !(stream instanceof Stream))
-      throw new TypeError(`read: 'stream' must be a Stream or undefined, got ${describe(stream)}`);
+      throw typeError(`read: 'stream' must be a Stream or undefined, got ${describe(stream)}`);
     return this.handle.read(stream?.handle);
   }
 
   /** Like read(), for float32 tensors. */
   async readFloat32(stream?: Stream): Promise<Float32Array> {
-    if (this.dtype !== 'float32') throw new TypeError(`readFloat32: the tensor is ${this.dtype}`);
+    if (this.dtype !== 'float32') throw typeError(`readFloat32: the tensor is ${this.dtype}`);
     return (await this.read(stream)) as Float32Array;
   }
 
   /** The same memory seen with another shape of the same size. */
   reshape(shape: readonly number[], arena?: Arena): Tensor {
     if (arena !== undefined && !(arena instanceof Arena))
-      throw new TypeError(`reshape: 'arena' must be an Arena or undefined, got ${describe(arena)}`);
+      throw typeError(`reshape: 'arena' must be an Arena or undefined, got ${describe(arena)}`);
     const t = new Tensor(this.handle.reshape(shape as number[]), this.device);
     arena?.track(t);
     return t;
@@ -133,12 +134,12 @@ const optionKeys = new Set(['device', 'dtype', 'arena']);
 
 function checkOptions(options: TensorOptions): void {
   if (typeof options !== 'object' || options === null)
-    throw new TypeError(`Tensor: 'options' must be an object, got ${describe(options)}`);
+    throw typeError(`Tensor: 'options' must be an object, got ${describe(options)}`);
   for (const key of Object.keys(options))
     if (!optionKeys.has(key))
-      throw new TypeError(`Tensor: unknown option '${key}' (expected one of ${[...optionKeys].join(', ')})`);
+      throw typeError(`Tensor: unknown option '${key}' (expected one of ${[...optionKeys].join(', ')})`);
   if (options.arena !== undefined && !(options.arena instanceof Arena))
-    throw new TypeError(`Tensor: 'arena' must be an Arena, got ${describe(options.arena)}`);
+    throw typeError(`Tensor: 'arena' must be an Arena, got ${describe(options.arena)}`);
 }
 
 /** Tensors that live together and are disposed of together (e.g. one training step's). */

@@ -264,7 +264,7 @@ def build(a, dev):
         synth_hidden = [] if conditioned else [1024, 1024]
     else:
         synth_hidden = [int(h) for h in a.synth_hidden.split(",") if h]
-    # --synth-lr applies to DNI's synthesizers only, as in bench/dni_mnist.ts.
+    # --synth-lr applies to DNI's synthesizers only, as in experiments/dni-mnist/dni_mnist.ts.
     synth_lr = a.synth_lr if a.synth_lr is not None and not conditioned else a.lr
     return hidden, Decoupled(modules, conditioned, synth_hidden, a.lr, synth_lr, dev, a.streams)
 

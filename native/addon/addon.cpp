@@ -19,6 +19,7 @@ Napi::Value buildInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("cuda", Napi::Boolean::New(env, builtWithCuda()));
   o.Set("cudaDevices", Napi::Number::New(env, cudaDeviceCount()));
+  o.Set("cudaError", Napi::String::New(env, cudaDeviceError()));
   o.Set("cpuGemm", Napi::String::New(env, cpu::sgemmIsa()));
   o.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   return o;

@@ -1,5 +1,6 @@
 #include "completion.h"
 
+#include "convert.h"
 #include "handles.h"
 
 namespace sg::addon {
@@ -22,9 +23,10 @@ struct Outcome {
 // Settles through the C API, whose failures are status codes: at teardown JavaScript may no
 // longer run, and node-addon-api would turn such a status into a C++ exception.
 napi_value errorValue(napi_env env, const std::string& message) {
-  napi_value text = nullptr, error = nullptr;
+  napi_value text = nullptr, code = nullptr, error = nullptr;
   if (napi_create_string_utf8(env, message.data(), message.size(), &text) != napi_ok) return nullptr;
-  if (napi_create_error(env, nullptr, text, &error) != napi_ok) return nullptr;
+  if (napi_create_string_utf8(env, kCodeNative, NAPI_AUTO_LENGTH, &code) != napi_ok) return nullptr;
+  if (napi_create_error(env, code, text, &error) != napi_ok) return nullptr;
   return error;
 }
 

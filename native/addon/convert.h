@@ -13,13 +13,32 @@
 
 namespace sg::addon {
 
-// Throws `error` in JavaScript. Through the C API, whose failure is a status: while a Worker
+// The stable codes of ts/errors.ts, set on every error the addon raises.
+constexpr const char* kCodeType = "ERR_SYNTHGRAD_INVALID_ARG_TYPE";
+constexpr const char* kCodeRange = "ERR_SYNTHGRAD_INVALID_ARG_VALUE";
+constexpr const char* kCodeNative = "ERR_SYNTHGRAD_NATIVE";
+
+// Throws `error` in JavaScript, with a code when it has none (a TypeError from node-addon-api's
+// own conversions gets the argument-type code, any other the native one). Through the C API, whose failure is a status: while a Worker
 // terminates JavaScript cannot run, napi_throw fails, and node-addon-api would turn that
 // failure into a C++ exception, which thrown out of a callback aborts the process.
 inline void throwSafely(napi_env env, const Napi::Error& error) noexcept {
   try {
     napi_value value = error.Value();
-    if (value != nullptr) (void)napi_throw(env, value);
+    if (value == nullptr) return;
+    bool hasCode = false;
+    napi_value typeErrorCtor = nullptr, global = nullptr;
+    bool isTypeError = false;
+    if (napi_get_global(env, &global) == napi_ok &&
+        napi_get_named_property(env, global, "TypeError", &typeErrorCtor) == napi_ok)
+      (void)napi_instanceof(env, value, typeErrorCtor, &isTypeError);
+    if (napi_has_named_property(env, value, "code", &hasCode) == napi_ok && !hasCode) {
+      napi_value code = nullptr;
+      const char* text = isTypeError ? kCodeType : kCodeNative;
+      if (napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &code) == napi_ok)
+        (void)napi_set_named_property(env, value, "code", code);
+    }
+    (void)napi_throw(env, value);
   } catch (...) {
   }
 }
@@ -35,13 +54,13 @@ Napi::Value guarded(const Napi::CallbackInfo& info, Body&& body) noexcept {
     throwSafely(env, e);
   } catch (const ArgumentError& e) {
     if (e.kind() == ArgumentError::Kind::Type)
-      (void)napi_throw_type_error(env, nullptr, e.what());
+      (void)napi_throw_type_error(env, kCodeType, e.what());
     else
-      (void)napi_throw_range_error(env, nullptr, e.what());
+      (void)napi_throw_range_error(env, kCodeRange, e.what());
   } catch (const std::exception& e) {
-    (void)napi_throw_error(env, nullptr, e.what());
+    (void)napi_throw_error(env, kCodeNative, e.what());
   } catch (...) {
-    (void)napi_throw_error(env, nullptr, "synthgrad: unexpected native error");
+    (void)napi_throw_error(env, kCodeNative, "synthgrad: unexpected native error");
   }
   return Napi::Value();  // undefined
 }

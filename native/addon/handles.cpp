@@ -417,7 +417,7 @@ GraphHandle* GraphHandle::from(Napi::Env env, const Napi::Value& v) {
 GraphHandle::GraphHandle(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<GraphHandle>(info), env_(info.Env()) {
   if (!isToken(info[0])) {
-    (void)napi_throw_type_error(info.Env(), nullptr,
+    (void)napi_throw_type_error(info.Env(), kCodeType,
                                 "Graph: graphs are made by beginCapture() and endCapture(), not "
                                 "by new");
     return;

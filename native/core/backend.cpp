@@ -25,6 +25,14 @@ int cudaDeviceCount() {
 #endif
 }
 
+std::string cudaDeviceError() {
+#ifdef SYNTHGRAD_WITH_CUDA
+  return cuda::deviceCountError();
+#else
+  return "";
+#endif
+}
+
 void setCudaGemmTf32(bool enabled) {
 #ifdef SYNTHGRAD_WITH_CUDA
   cuda::setGemmTf32(enabled);

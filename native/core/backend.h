@@ -164,6 +164,9 @@ class Backend {
 Backend& backendFor(Device device);
 // Number of CUDA devices usable by this build (0 when built without CUDA or none present).
 int cudaDeviceCount();
+// Why cudaDeviceCount() is 0 when the CUDA runtime said so with an error (e.g.
+// "cudaErrorInsufficientDriver (...)": a driver older than the runtime needs); "" otherwise.
+std::string cudaDeviceError();
 // Whether this build has the CUDA backend compiled in.
 bool builtWithCuda();
 // Opt-in TF32 tensor cores for CUDA GEMMs (default off: exact fp32). Throws ArgumentError when

@@ -54,6 +54,17 @@ describe('GPU check helpers (no GPU needed)', () => {
     const l = randomLabels(new Random(2), 50, 10);
     expect(new Set(l).size).toBe(10);
   });
+
+  test('buildInfo names the CUDA runtime error behind a missing device, and the skip reason quotes it', () => {
+    const info = native.buildInfo();
+    expect(typeof info.cudaError).toBe('string');
+    if (!info.cuda || info.cudaDevices > 0) expect(info.cudaError).toBe('');
+    else if (info.cudaError) {
+      // e.g. 'cudaErrorInsufficientDriver (CUDA driver version is insufficient ...)' here
+      expect(info.cudaError).toMatch(/^cudaError\w+ \(/);
+      expect(cudaUnavailableReason()).toContain(info.cudaError);
+    }
+  });
 });
 
 const why = cudaUnavailableReason();
@@ -191,6 +202,20 @@ describeCuda(`CUDA (cuda:0) against the CPU${why ? ` — skipped: ${why}` : ''}`
     expectWithin('param', pg, pc, TOL, { floor: 0.1 });
     const [vc, vg] = await read(V);
     expectWithin('v', vg, vc, TOL);
+  });
+
+  test('adamStepGroup over 40 tensors, empty ones among them (two launches): each stepped once', async () => {
+    const rng = new Random(10);
+    const sizes = Array.from({ length: 40 }, (_, i) => (i % 9 === 4 ? 0 : 1 + ((i * 977) % 2600)));
+    const P = sizes.map((n) => pair(randomArray(rng, n), [n])), G = sizes.map((n) => pair(randomArray(rng, n), [n]));
+    const M = sizes.map((n) => pair(new Float32Array(n), [n])), V = sizes.map((n) => pair(new Float32Array(n), [n]));
+    const H = pair(Float32Array.from(native.adamScalars(0.01, 0.9, 0.999, 1)), [2]);
+    for (const [k, s] of [[0, cpuS], [1, gpuS]] as const)
+      ops.adamStepGroup(s, P.map((p) => p[k]), G.map((g) => g[k]), M.map((m) => m[k]), V.map((v) => v[k]), H[k], 0.9, 0.999, 1e-8, 0.01);
+    for (let t = 0; t < sizes.length; t++) {
+      const [pc, pg] = await read(P[t]);
+      expectWithin(`param of tensor ${t}`, pg, pc, TOL, { floor: 0.1 });
+    }
   });
 
   test('linearForward (the GEMM with its bias + ReLU epilogue) matches the CPU', async () => {

@@ -6,34 +6,15 @@
 // ./progress.ts; --log-dir writes a run log (../train/runlog.ts) for `npx synthgrad report`.
 //
 //   npm start -- --method cdni --epochs 10 --batch-size 256 --lr 1e-3 --seed 0 --device cpu
-// The options are in ./options.ts. With --checkpoint, SIGINT and SIGTERM save the run and exit
-// (code 128 + the signal's number); a second one exits at once.
+// The options are in ./options.ts; what each configures, in ./configure.ts. With --checkpoint,
+// SIGINT and SIGTERM save the run and exit (code 128 + the signal's number); a second one exits at once.
 import * as os from 'os';
-import { Device } from '../device';
 import { mnist } from '../data/mnist';
-import { mlp } from '../models';
 import { native } from '../native';
-import { decouple, Schedule } from '../dni/network';
-import { Module } from '../nn/module';
-import { Adam, schedules } from '../optim/optimizers';
 import { ModuleDiagnostics, Trainer, readCheckpointConfig } from '../train/trainer';
-import { Options, modelOptimizer, optimizerName, parseArgs, usage } from './options';
+import { configure, deviceOf } from './configure';
+import { optimizerName, parseArgs, usage } from './options';
 import { Progress } from './progress';
-
-/**
- * The model, the data order and the learning-rate schedule come from the options, so they are
- * saved in the checkpoint (fit's checkpoint.config, keyed by flag) and a resume with others is
- * refused, naming the flag. Free to change: the file, the device, --save-every, --steps and --epochs
- * (more epochs extend a run; the learning rate keeps the decay steps planned when it started).
- */
-function runConfig(o: Options, lrDecaySteps: number[]): Record<string, unknown> {
-  const { checkpoint: _file, device: _device, help: _help, epochs: _epochs, steps: _steps, saveEvery: _saveEvery,
-    quiet: _quiet, json: _json, logDir: _logDir, ...fixed } = o;
-  const config: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(fixed)) config[`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`] = value;
-  config['lr decay steps'] = lrDecaySteps;
-  return config;
-}
 
 /**
  * SIGINT and SIGTERM stop training after the steps in flight, and fit saves the checkpoint
@@ -67,7 +48,7 @@ async function main(): Promise<void> {
     console.log(usage);
     return;
   }
-  const device = o.device ? Device.parse(o.device) : Device.best();
+  const device = deviceOf(o); // before the data loads: a bad --device fails fast
   const info = native.buildInfo();
   // `npm start -- --json | head` closes the pipe early: stop quietly, as command-line tools do.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
@@ -83,53 +64,25 @@ async function main(): Promise<void> {
     (info.cuda ? `, CUDA built in (${info.cudaDevices} device(s))` : ', CUDA not built in'));
   const { train, test } = await mnist();
   say(`MNIST: ${train.count} training and ${test.count} test images`);
-  const stepsPerEpoch = Math.ceil(train.count / o.batchSize);
-  const stepsTaken = stepsPerEpoch - (train.count % o.batchSize === 1 ? 1 : 0); // fit drops a 1-row tail
-  progress.plan({ totalSteps: Math.min(o.steps ?? Infinity, o.epochs * stepsTaken), epochs: o.epochs, batchSize: o.batchSize });
-  const mlpModel = mlp(784, o.hidden, 10);
-  const decoupled = o.method !== 'backprop';
-  const schedule: Schedule = o.pipeline > 0
-    ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate }
-    : { kind: 'lockstep', pUpdate: o.pUpdate };
-  // Step decay (x0.1 at 60% and 85% of the epochs' steps) settles the noisy late epochs of a constant lr.
-  // A resumed run keeps the steps planned when it started, so that more epochs extend it.
-  const total = o.epochs * stepsPerEpoch;
+  // A resumed run keeps the learning-rate decay steps planned when it started, so that more epochs extend it.
   const saved = o.checkpoint ? await readCheckpointConfig(o.checkpoint) : undefined;
   const planned = saved?.['lr decay steps'];
-  const decaySteps = Array.isArray(planned) && planned.every((s) => Number.isInteger(s))
-    ? planned as number[] : [Math.round(0.6 * total), Math.round(0.85 * total)];
-  const decayed = (base: number) => schedules.stepDecay(base, decaySteps, 0.1);
-  const lr = decayed(o.lr);
-  const synthLr = o.synthLr === undefined ? undefined : decayed(o.synthLr);
-  const model: Module = decoupled
-    ? decouple(mlpModel, {
-      at: o.at,
-      synthesizer: {
-        conditioned: o.method === 'cdni', center: o.center, maskInactive: o.maskInactive,
-        optimizer: synthLr === undefined ? undefined : () => new Adam({ lr: synthLr }),
-      },
-      schedule, streams: o.streams,
-    })
-    : mlpModel;
+  const { model, decoupled, stepsPerEpoch, decaySteps, trainer: trainerOptions, fit } =
+    configure(o, train.count, Array.isArray(planned) && planned.every((s) => Number.isInteger(s)) ? planned as number[] : undefined);
+  const stepsTaken = stepsPerEpoch - (train.count % o.batchSize === 1 ? 1 : 0); // fit drops a 1-row tail
+  progress.plan({ totalSteps: Math.min(o.steps ?? Infinity, o.epochs * stepsTaken), epochs: o.epochs, batchSize: o.batchSize });
   say(`model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, ${o.method}` +
     (decoupled ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
       `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})` : '') +
     `, ${optimizerName(o.optimizer)} lr ${o.lr}${o.synthLr === undefined ? '' : `, synthesizers Adam lr ${o.synthLr}`}` +
     ` (x0.1 at 60% and 85%), batch ${o.batchSize}, seed ${o.seed}`);
-  // A factory: a decoupled network gives each module (and, without --synth-lr, each synthesizer) its own optimizer.
-  const trainer = new Trainer(model, { device, optimizer: () => modelOptimizer(o.optimizer, lr), seed: o.seed });
+  const trainer = new Trainer(model, trainerOptions);
   let lastDiagnostics: ModuleDiagnostics[] | undefined;
   if (saved) say(`resuming from ${o.checkpoint} (learning rate x0.1 at steps ${decaySteps.join(' and ')}, as planned when the run started)`);
   const stop = o.checkpoint ? stopOnSignals() : undefined;
   const result = await trainer.fit(train, {
-    epochs: o.epochs,
-    steps: o.steps,
-    batchSize: o.batchSize,
+    ...fit,
     validation: test,
-    logEvery: 1,
-    diagnoseEvery: decoupled ? o.diagnoseEvery : undefined,
-    graph: o.graph,
-    checkpoint: o.checkpoint ? { path: o.checkpoint, every: o.saveEvery ?? stepsPerEpoch, config: runConfig(o, decaySteps) } : undefined,
     signal: stop?.signal,
     logDir: o.logDir ? { dir: o.logDir, config: { command: 'npm start', argv: process.argv.slice(2), options: o } } : undefined,
     onStep: (m) => {

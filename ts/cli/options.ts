@@ -2,13 +2,14 @@
 // model-optimizer choice is shared with the benchmark scripts (bench/flags.ts).
 import { Adam, Optimizer, SGD } from '../optim/optimizers';
 import type { Schedule } from '../optim/optimizers';
+import { error } from '../errors';
 
 /** The model's optimizer: Adam, or SGD with momentum 0.9 (`--optimizer`). */
 export type OptimizerKind = 'adam' | 'sgd';
 
 /** `adam` or `sgd`; anything else is an error that names the flag. */
 export function optimizerKind(flag: string, v: string | undefined): OptimizerKind {
-  if (v !== 'adam' && v !== 'sgd') throw new Error(`${flag} must be adam or sgd, got '${v ?? ''}'`);
+  if (v !== 'adam' && v !== 'sgd') throw error('ERR_SYNTHGRAD_CLI', `${flag} must be adam or sgd, got '${v ?? ''}'`);
   return v;
 }
 
@@ -92,7 +93,7 @@ function cutsFrom(value: string | undefined): Options['at'] {
   if (value === 'every-activation' || value === 'every-layer') return value;
   const indices = (value ?? '').split(',').map((v) => (/^\d+$/.test(v.trim()) ? Number(v) : NaN));
   if (!value || indices.some((i) => !Number.isInteger(i)))
-    throw new Error(`--at must be every-activation, every-layer or layer indices such as 2,5, got '${value ?? ''}'`);
+    throw error('ERR_SYNTHGRAD_CLI', `--at must be every-activation, every-layer or layer indices such as 2,5, got '${value ?? ''}'`);
   return indices;
 }
 
@@ -114,12 +115,12 @@ export function parseArgs(argv: string[]): Options {
     const value = argv[++i];
     const num = () => {
       const v = Number(value);
-      if (value === undefined || value === '' || !Number.isFinite(v)) throw new Error(`${flag} needs a number, got '${value ?? ''}'`);
+      if (value === undefined || value === '' || !Number.isFinite(v)) throw error('ERR_SYNTHGRAD_CLI', `${flag} needs a number, got '${value ?? ''}'`);
       return v;
     };
     const positive = () => {
       const v = num();
-      if (!(v > 0)) throw new Error(`${flag} must be > 0, got ${v}`);
+      if (!(v > 0)) throw error('ERR_SYNTHGRAD_CLI', `${flag} must be > 0, got ${v}`);
       return v;
     };
     switch (flag) {
@@ -133,41 +134,41 @@ export function parseArgs(argv: string[]): Options {
       case '--hidden': o.hidden = (value ?? '').split(',').map(Number); break;
       case '--device': o.device = value; break;
       case '--checkpoint':
-        if (!value) throw new Error('--checkpoint needs a file path');
+        if (!value) throw error('ERR_SYNTHGRAD_CLI', '--checkpoint needs a file path');
         o.checkpoint = value;
         break;
       case '--save-every': {
         const v = positive();
-        if (!Number.isInteger(v)) throw new Error(`--save-every must be a whole number of steps, got ${v}`);
+        if (!Number.isInteger(v)) throw error('ERR_SYNTHGRAD_CLI', `--save-every must be a whole number of steps, got ${v}`);
         o.saveEvery = v;
         break;
       }
       case '--log-dir':
-        if (!value) throw new Error('--log-dir needs a directory path');
+        if (!value) throw error('ERR_SYNTHGRAD_CLI', '--log-dir needs a directory path');
         o.logDir = value;
         break;
       case '--method':
-        if (value !== 'backprop' && value !== 'dni' && value !== 'cdni') throw new Error(`--method must be backprop, dni or cdni, got '${value ?? ''}'`);
+        if (value !== 'backprop' && value !== 'dni' && value !== 'cdni') throw error('ERR_SYNTHGRAD_CLI', `--method must be backprop, dni or cdni, got '${value ?? ''}'`);
         o.method = value;
         break;
       case '--optimizer': o.optimizer = optimizerKind(flag, value); break;
       case '--p-update': o.pUpdate = num(); break;
       case '--pipeline': o.pipeline = num(); break;
       case '--streams':
-        if (value !== 'per-module' && value !== 'single') throw new Error(`--streams must be per-module or single, got '${value ?? ''}'`);
+        if (value !== 'per-module' && value !== 'single') throw error('ERR_SYNTHGRAD_CLI', `--streams must be per-module or single, got '${value ?? ''}'`);
         o.streams = value;
         break;
       case '--diagnose-every': o.diagnoseEvery = num(); break;
-      default: throw new Error(`unknown option '${flag}' (try --help)`);
+      default: throw error('ERR_SYNTHGRAD_CLI', `unknown option '${flag}' (try --help)`);
     }
   }
-  if (o.saveEvery !== undefined && o.checkpoint === undefined) throw new Error('--save-every needs --checkpoint FILE');
-  if (o.quiet && o.json) throw new Error('--quiet and --json: choose one (--json prints no text lines either)');
+  if (o.saveEvery !== undefined && o.checkpoint === undefined) throw error('ERR_SYNTHGRAD_CLI', '--save-every needs --checkpoint FILE');
+  if (o.quiet && o.json) throw error('ERR_SYNTHGRAD_CLI', '--quiet and --json: choose one (--json prints no text lines either)');
   const misplaced = o.method === 'backprop' ? decoupledOnly.find((f) => given.has(f)) : undefined;
-  if (misplaced) throw new Error(`${misplaced} applies to dni and cdni only (--method backprop has no synthesizers)`);
+  if (misplaced) throw error('ERR_SYNTHGRAD_CLI', `${misplaced} applies to dni and cdni only (--method backprop has no synthesizers)`);
   // SGD's step is in proportion to the gradient, Adam's is not: one learning rate cannot serve both.
   if (o.optimizer === 'sgd' && o.method !== 'backprop' && o.synthLr === undefined) {
-    throw new Error('--optimizer sgd with dni or cdni needs --synth-lr (the synthesizers keep Adam)');
+    throw error('ERR_SYNTHGRAD_CLI', '--optimizer sgd with dni or cdni needs --synth-lr (the synthesizers keep Adam)');
   }
   return o;
 }

@@ -10,6 +10,7 @@
 // of 1,000 equal buckets of steps (the table's numbers come from the full records).
 import * as fs from 'fs';
 import * as path from 'path';
+import { error } from '../errors';
 
 export const reportUsage = `usage: synthgrad report RUN_DIR [RUN_DIR...] [--out FILE] [--title TEXT]
   RUN_DIR       a run log: npm start --log-dir RUN_DIR, or fit(data, { logDir: RUN_DIR })
@@ -43,7 +44,7 @@ function readJsonLines(file: string): Row[] {
     try {
       rows.push(JSON.parse(line) as Row);
     } catch {
-      if (i < lines.length - 1) throw new Error(`report: ${file} line ${i + 1} is not JSON`);
+      if (i < lines.length - 1) throw error('ERR_SYNTHGRAD_DATA', `report: ${file} line ${i + 1} is not JSON`);
     }
   });
   return rows;
@@ -69,7 +70,7 @@ function readJson(file: string): Row | undefined {
 
 export function readRun(dir: string): RunRecords {
   const config = readJson(path.join(dir, 'config.json'));
-  if (!config) throw new Error(`report: ${dir} holds no run log (no config.json); write one with --log-dir or fit's logDir`);
+  if (!config) throw error('ERR_SYNTHGRAD_DATA', `report: ${dir} holds no run log (no config.json); write one with --log-dir or fit's logDir`);
   return {
     name: path.basename(path.resolve(dir)),
     dir,
@@ -332,7 +333,7 @@ ${modules.length ? modules.map((m) => canvases(charts.filter((c) => c.id.startsW
 /** Parses the arguments, reads the runs, writes the page; returns the page's path. */
 export function report(argv: string[]): string {
   const [command, ...rest] = argv;
-  if (command !== 'report') throw new Error(`synthgrad: the command is 'report', got '${command ?? ''}'\n${reportUsage}`);
+  if (command !== 'report') throw error('ERR_SYNTHGRAD_CLI', `synthgrad: the command is 'report', got '${command ?? ''}'\n${reportUsage}`);
   const dirs: string[] = [];
   let out: string | undefined;
   let title: string | undefined;
@@ -340,16 +341,16 @@ export function report(argv: string[]): string {
     const a = rest[i];
     if (a === '--out' || a === '--title') {
       const v = rest[++i];
-      if (!v) throw new Error(`report: ${a} needs a value`);
+      if (!v) throw error('ERR_SYNTHGRAD_CLI', `report: ${a} needs a value`);
       if (a === '--out') out = v;
       else title = v;
     } else if (a.startsWith('--')) {
-      throw new Error(`report: unknown option '${a}'\n${reportUsage}`);
+      throw error('ERR_SYNTHGRAD_CLI', `report: unknown option '${a}'\n${reportUsage}`);
     } else {
       dirs.push(a);
     }
   }
-  if (!dirs.length) throw new Error(`report: name at least one run directory\n${reportUsage}`);
+  if (!dirs.length) throw error('ERR_SYNTHGRAD_CLI', `report: name at least one run directory\n${reportUsage}`);
   const runs = dirs.map(readRun);
   // Two runs of the same name (runs/a, other/a) are told apart by their directories.
   for (const r of runs) if (runs.filter((s) => s.name === r.name).length > 1) r.name = r.dir;

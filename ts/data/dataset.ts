@@ -4,6 +4,7 @@
 // (as long as nobody writes into `labels` afterwards; the trainer checks again before training).
 import { describe } from '../check';
 import { Random } from '../random';
+import { rangeError, typeError } from '../errors';
 
 export type Task = 'classification' | 'regression';
 
@@ -40,10 +41,10 @@ export class Dataset {
     readonly features: number,
     classes: number,
   ) {
-    if (typeof name !== 'string') throw new TypeError(`Dataset: 'name' must be a string, got ${describe(name)}`);
-    if (!(inputs instanceof Float32Array)) throw new TypeError(`Dataset ${name}: 'inputs' must be a Float32Array`);
+    if (typeof name !== 'string') throw typeError(`Dataset: 'name' must be a string, got ${describe(name)}`);
+    if (!(inputs instanceof Float32Array)) throw typeError(`Dataset ${name}: 'inputs' must be a Float32Array`);
     if (!(targets instanceof Int32Array) && !(targets instanceof Float32Array))
-      throw new TypeError(`Dataset ${name}: 'labels' must be an Int32Array (classes) or a Float32Array (regression values), got ${describe(targets)}`);
+      throw typeError(`Dataset ${name}: 'labels' must be an Int32Array (classes) or a Float32Array (regression values), got ${describe(targets)}`);
     sizeArgument(name, 'features', features);
     // NaN or a missing count would let every label through the range check below.
     sizeArgument(name, 'classes', classes);
@@ -54,19 +55,19 @@ export class Dataset {
       this.values = new Float32Array(0);
       this.classes = classes;
       if (inputs.length !== targets.length * features)
-        throw new RangeError(`Dataset ${name}: ${inputs.length} input values do not make ${targets.length} rows of ${features}`);
+        throw rangeError(`Dataset ${name}: ${inputs.length} input values do not make ${targets.length} rows of ${features}`);
       for (let i = 0; i < targets.length; i++) {
         if (targets[i] < 0 || targets[i] >= classes)
-          throw new RangeError(`Dataset ${name}: label ${targets[i]} at row ${i} is outside [0, ${classes})`);
+          throw rangeError(`Dataset ${name}: label ${targets[i]} at row ${i} is outside [0, ${classes})`);
       }
     } else {
       this.labels = new Int32Array(0);
       this.values = targets;
       this.classes = 0;
       if (inputs.length % features !== 0 || targets.length !== (inputs.length / features) * classes)
-        throw new RangeError(`Dataset ${name}: ${inputs.length} input values in rows of ${features} and ${targets.length} target values in rows of ${classes} do not make the same number of rows`);
+        throw rangeError(`Dataset ${name}: ${inputs.length} input values in rows of ${features} and ${targets.length} target values in rows of ${classes} do not make the same number of rows`);
       const bad = firstNonFinite(targets);
-      if (bad >= 0) throw new RangeError(`Dataset ${name}: target value ${targets[bad]} at row ${Math.floor(bad / classes)} is not finite`);
+      if (bad >= 0) throw rangeError(`Dataset ${name}: target value ${targets[bad]} at row ${Math.floor(bad / classes)} is not finite`);
     }
   }
 
@@ -78,29 +79,29 @@ export class Dataset {
    */
   static fromArrays(inputs: Float32Array | readonly (readonly number[])[], targets: Int32Array | Float32Array | readonly number[] | readonly (readonly number[])[],
     options: { name?: string; features?: number; classes?: number } = {}): Dataset {
-    if (!options || typeof options !== 'object') throw new TypeError(`Dataset.fromArrays: 'options' must be an object, got ${describe(options)}`);
+    if (!options || typeof options !== 'object') throw typeError(`Dataset.fromArrays: 'options' must be an object, got ${describe(options)}`);
     for (const key of Object.keys(options))
-      if (!['name', 'features', 'classes'].includes(key)) throw new TypeError(`Dataset.fromArrays: unknown option '${key}' (known: name, features, classes)`);
+      if (!['name', 'features', 'classes'].includes(key)) throw typeError(`Dataset.fromArrays: unknown option '${key}' (known: name, features, classes)`);
     const name = options.name ?? 'data';
     let x: Float32Array;
     let features: number;
     if (inputs instanceof Float32Array) {
-      if (options.features === undefined) throw new TypeError("Dataset.fromArrays: a Float32Array of inputs needs 'features' (the values per row)");
+      if (options.features === undefined) throw typeError("Dataset.fromArrays: a Float32Array of inputs needs 'features' (the values per row)");
       x = inputs;
       features = options.features;
     } else if (Array.isArray(inputs)) {
-      if (inputs.length === 0) throw new RangeError("Dataset.fromArrays: 'inputs' has no rows");
+      if (inputs.length === 0) throw rangeError("Dataset.fromArrays: 'inputs' has no rows");
       features = rowsWidth('inputs', inputs);
       if (options.features !== undefined && options.features !== features)
-        throw new RangeError(`Dataset.fromArrays: 'features' is ${options.features} but the input rows have ${features} values`);
+        throw rangeError(`Dataset.fromArrays: 'features' is ${options.features} but the input rows have ${features} values`);
       x = Float32Array.from(inputs.flat());
     } else {
-      throw new TypeError(`Dataset.fromArrays: 'inputs' must be a Float32Array or an array of rows, got ${describe(inputs)}`);
+      throw typeError(`Dataset.fromArrays: 'inputs' must be a Float32Array or an array of rows, got ${describe(inputs)}`);
     }
     const rows = features > 0 ? x.length / features : 0;
     if (targets instanceof Int32Array) return new Dataset(name, x, targets, features, options.classes ?? maxLabel(targets) + 1);
     if (targets instanceof Float32Array) return new Dataset(name, x, targets, features, rows > 0 ? targets.length / rows : 1);
-    if (!Array.isArray(targets)) throw new TypeError(`Dataset.fromArrays: 'targets' must be an array, got ${describe(targets)}`);
+    if (!Array.isArray(targets)) throw typeError(`Dataset.fromArrays: 'targets' must be an array, got ${describe(targets)}`);
     if (targets.length > 0 && Array.isArray(targets[0])) {
       const rowsOfTargets = targets as readonly (readonly number[])[];
       return new Dataset(name, x, Float32Array.from(rowsOfTargets.flat()), features, rowsWidth('targets', rowsOfTargets));
@@ -108,7 +109,7 @@ export class Dataset {
     const flat = targets as readonly number[];
     if (options.classes !== undefined) {
       const bad = flat.findIndex((v) => !Number.isInteger(v));
-      if (bad >= 0) throw new RangeError(`Dataset.fromArrays: with 'classes', targets are labels: ${flat[bad]} at row ${bad} is not an integer`);
+      if (bad >= 0) throw rangeError(`Dataset.fromArrays: with 'classes', targets are labels: ${flat[bad]} at row ${bad} is not an integer`);
       return new Dataset(name, x, Int32Array.from(flat), features, options.classes);
     }
     return new Dataset(name, x, Float32Array.from(flat), features, 1);
@@ -125,8 +126,8 @@ export class Dataset {
 
   /** The first `n` rows (views, no copy); all of them when there are fewer. */
   head(n: number): Dataset {
-    if (typeof n !== 'number') throw new TypeError(`Dataset.head: 'n' must be a number, got ${describe(n)}`);
-    if (!Number.isInteger(n) || n < 0) throw new RangeError(`Dataset.head: 'n' must be a non-negative integer, got ${n}`);
+    if (typeof n !== 'number') throw typeError(`Dataset.head: 'n' must be a number, got ${describe(n)}`);
+    if (!Number.isInteger(n) || n < 0) throw rangeError(`Dataset.head: 'n' must be a non-negative integer, got ${n}`);
     n = Math.min(n, this.count);
     const targets = this.task === 'classification' ? this.labels.subarray(0, n) : this.values.subarray(0, n * this.outputs);
     return new Dataset(`${this.name}[:${n}]`, this.inputs.subarray(0, n * this.features), targets, this.features, this.outputs);
@@ -162,16 +163,16 @@ export class Dataset {
 
 /** A count argument of the constructor: a number (TypeError) that is a positive integer (RangeError). */
 function sizeArgument(dataset: string, name: string, v: unknown): void {
-  if (typeof v !== 'number') throw new TypeError(`Dataset ${dataset}: '${name}' must be a positive integer, got ${describe(v)}`);
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`Dataset ${dataset}: '${name}' must be a positive integer, got ${v}`);
+  if (typeof v !== 'number') throw typeError(`Dataset ${dataset}: '${name}' must be a positive integer, got ${describe(v)}`);
+  if (!Number.isInteger(v) || v < 1) throw rangeError(`Dataset ${dataset}: '${name}' must be a positive integer, got ${v}`);
 }
 
 /** The width of every row of a non-empty array of rows (they must agree). */
 function rowsWidth(what: string, rows: readonly (readonly number[])[]): number {
-  if (!Array.isArray(rows[0])) throw new TypeError(`Dataset.fromArrays: '${what}' must be an array of rows (arrays of numbers)`);
+  if (!Array.isArray(rows[0])) throw typeError(`Dataset.fromArrays: '${what}' must be an array of rows (arrays of numbers)`);
   const width = rows[0].length;
   const bad = rows.findIndex((r) => !Array.isArray(r) || r.length !== width);
-  if (bad >= 0) throw new RangeError(`Dataset.fromArrays: row ${bad} of '${what}' has ${Array.isArray(rows[bad]) ? rows[bad].length : 'no'} values, row 0 has ${width}`);
+  if (bad >= 0) throw rangeError(`Dataset.fromArrays: row ${bad} of '${what}' has ${Array.isArray(rows[bad]) ? rows[bad].length : 'no'} values, row 0 has ${width}`);
   return width;
 }
 

@@ -4,6 +4,7 @@
 // each dimension as a big-endian uint32; the data follows, row-major.
 import * as fs from 'fs';
 import * as zlib from 'zlib';
+import { error } from '../errors';
 
 export interface IdxArray {
   shape: number[];
@@ -13,7 +14,7 @@ export interface IdxArray {
 /** Parses IDX bytes; `source` names the data in error messages. */
 export function parseIdx(bytes: Uint8Array, source: string): IdxArray {
   const fail = (why: string): never => {
-    throw new Error(`IDX file ${source}: ${why}`);
+    throw error('ERR_SYNTHGRAD_DATA', `IDX file ${source}: ${why}`);
   };
   if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
     try {
@@ -44,7 +45,7 @@ export function readIdx(file: string): IdxArray {
   try {
     bytes = fs.readFileSync(file);
   } catch (e) {
-    throw new Error(`IDX file ${file}: cannot read it (${(e as Error).message})`);
+    throw error('ERR_SYNTHGRAD_DATA', `IDX file ${file}: cannot read it (${(e as Error).message})`);
   }
   return parseIdx(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), file);
 }

@@ -13,6 +13,7 @@ import { Tensor } from '../tensor';
 import { HasTrainingStrategy, TrainingStrategy } from '../train/trainer';
 import { Synthesizer, SynthesizerOptions } from './synthesizer';
 import { DecoupledTraining } from './training';
+import { rangeError, typeError } from '../errors';
 
 export type Schedule =
   /** one mini-batch at a time; modules overlap within a step; no weight is ever stale */
@@ -69,8 +70,8 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
 
   constructor(readonly model: Sequential, options: DecoupleOptions = {}) {
     super();
-    if (!(model instanceof Sequential)) throw new TypeError(`decouple: 'model' must be a Sequential, got ${describe(model)}`);
-    if (!options || typeof options !== 'object') throw new TypeError('decouple: options must be an object');
+    if (!(model instanceof Sequential)) throw typeError(`decouple: 'model' must be a Sequential, got ${describe(model)}`);
+    if (!options || typeof options !== 'object') throw typeError('decouple: options must be an object');
     checkOptions('decouple', options, ['at', 'synthesizer', 'schedule', 'lambda', 'warmupSteps', 'streams', 'classes']);
     checkOptions('decouple', options.synthesizer, SYNTHESIZER_OPTIONS, 'synthesizer');
     // The Synthesizer takes any truthy value as cDNI: "no" would quietly condition on the labels.
@@ -84,20 +85,20 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
       streams: options.streams ?? 'per-module',
     };
     const { lambda, warmupSteps, streams } = this.config;
-    if (typeof lambda !== 'number' || !(lambda >= 0 && lambda <= 1)) throw new RangeError(`decouple: 'lambda' must be in [0, 1], got ${String(lambda)}`);
-    if (!Number.isInteger(warmupSteps) || warmupSteps < 0) throw new RangeError(`decouple: 'warmupSteps' must be a non-negative integer, got ${String(warmupSteps)}`);
-    if (streams !== 'per-module' && streams !== 'single') throw new TypeError(`decouple: 'streams' must be 'per-module' or 'single', got ${String(streams)}`);
+    if (typeof lambda !== 'number' || !(lambda >= 0 && lambda <= 1)) throw rangeError(`decouple: 'lambda' must be in [0, 1], got ${String(lambda)}`);
+    if (!Number.isInteger(warmupSteps) || warmupSteps < 0) throw rangeError(`decouple: 'warmupSteps' must be a non-negative integer, got ${String(warmupSteps)}`);
+    if (streams !== 'per-module' && streams !== 'single') throw typeError(`decouple: 'streams' must be 'per-module' or 'single', got ${String(streams)}`);
 
     const bounds = [-1, ...this.config.cuts, layers.length - 1];
     this.modules = bounds.slice(1).map((end, i) => new Sequential(layers.slice(bounds[i] + 1, end + 1) as Module[]));
     // The width of every cut, from the network's input width.
     const inputWidth = model.inputFeatures();
-    if (inputWidth === undefined) throw new TypeError('decouple: cannot infer the input width of the model (start it with a Linear or BatchNorm1d)');
+    if (inputWidth === undefined) throw typeError('decouple: cannot infer the input width of the model (start it with a Linear or BatchNorm1d)');
     const widths: number[] = [];
     let w = inputWidth;
     for (const m of this.modules) widths.push((w = m.outputFeatures(w)));
     const classes = options.classes ?? widths[widths.length - 1];
-    if (!Number.isInteger(classes) || classes < 1) throw new RangeError(`decouple: 'classes' must be a positive integer, got ${String(classes)}`);
+    if (!Number.isInteger(classes) || classes < 1) throw rangeError(`decouple: 'classes' must be a positive integer, got ${String(classes)}`);
     this.synthesizers = this.modules.slice(0, -1).map((_, i) =>
       new Synthesizer(`synthesizer ${i + 1} (after layer ${this.config.cuts[i]})`, widths[i], classes,
         {
@@ -186,31 +187,31 @@ function resolveCuts(at: DecoupleOptions['at'], model: Sequential): number[] {
   } else if (Array.isArray(at)) {
     for (const i of at)
       if (!Number.isInteger(i) || i < 0 || i >= last)
-        throw new RangeError(`decouple: cut index ${String(i)} is out of range: cuts go after layers 0..${last - 1} of the ${last + 1}-layer model`);
+        throw rangeError(`decouple: cut index ${String(i)} is out of range: cuts go after layers 0..${last - 1} of the ${last + 1}-layer model`);
     cuts = [...new Set(at)].sort((a, b) => a - b);
   } else {
-    throw new TypeError(`decouple: 'at' must be 'every-activation', 'every-layer' or an array of layer indices, got ${String(at)}`);
+    throw typeError(`decouple: 'at' must be 'every-activation', 'every-layer' or an array of layer indices, got ${String(at)}`);
   }
-  if (cuts.length === 0) throw new RangeError('decouple: no cut: the model would be a single module (give layer indices in `at`)');
+  if (cuts.length === 0) throw rangeError('decouple: no cut: the model would be a single module (give layer indices in `at`)');
   return cuts;
 }
 
 function resolveSchedule(s: Schedule | undefined): Required<Schedule> {
   const schedule = s ?? { kind: 'lockstep' };
-  if (!schedule || typeof schedule !== 'object') throw new TypeError('decouple: \'schedule\' must be an object');
+  if (!schedule || typeof schedule !== 'object') throw typeError('decouple: \'schedule\' must be an object');
   // depth belongs to the pipelined schedule only: on lockstep it would be silently meaningless.
   if (schedule.kind === 'lockstep' || schedule.kind === 'pipelined')
     checkOptions('decouple', schedule, schedule.kind === 'pipelined' ? ['kind', 'depth', 'pUpdate'] : ['kind', 'pUpdate'], 'schedule');
   const pUpdate = schedule.pUpdate ?? 1;
   if (typeof pUpdate !== 'number' || !(pUpdate > 0 && pUpdate <= 1))
-    throw new RangeError(`decouple: 'schedule.pUpdate' must be in (0, 1], got ${String(pUpdate)}`);
+    throw rangeError(`decouple: 'schedule.pUpdate' must be in (0, 1], got ${String(pUpdate)}`);
   if (schedule.kind === 'lockstep') return { kind: 'lockstep', pUpdate };
   if (schedule.kind === 'pipelined') {
     if (!Number.isInteger(schedule.depth) || schedule.depth < 1)
-      throw new RangeError(`decouple: 'schedule.depth' must be a positive integer, got ${String(schedule.depth)}`);
+      throw rangeError(`decouple: 'schedule.depth' must be a positive integer, got ${String(schedule.depth)}`);
     return { kind: 'pipelined', depth: schedule.depth, pUpdate };
   }
-  throw new TypeError(`decouple: 'schedule.kind' must be 'lockstep' or 'pipelined', got ${String((schedule as { kind: unknown }).kind)}`);
+  throw typeError(`decouple: 'schedule.kind' must be 'lockstep' or 'pipelined', got ${String((schedule as { kind: unknown }).kind)}`);
 }
 
 /**

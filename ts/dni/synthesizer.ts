@@ -11,14 +11,13 @@
 // function whatever B, and targets of order one that Adam's fixed-size first steps cannot
 // overshoot by orders of magnitude (with raw targets of ~1e-4 they did, and training diverged).
 import { Device } from '../device';
-import { native } from '../native';
 import { BatchNorm1d, Linear, ReLU, Sequential } from '../nn/layers';
 import { Forwarded, Module, Parameter, StepContext } from '../nn/module';
+import * as ops from '../ops';
 import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
-
-const ops = native.ops;
+import { error, rangeError, typeError } from '../errors';
 
 export interface SynthesizerOptions {
   /** widths of the hidden layers; default: [] when conditioned (cDNI), else [1024, 1024] */
@@ -86,31 +85,31 @@ export class Synthesizer {
     this.lossWeight = options.lossWeight ?? 1;
     this.updatesPerTarget = options.updatesPerTarget ?? 1;
     if (!Number.isInteger(this.updatesPerTarget) || this.updatesPerTarget < 1)
-      throw new RangeError(`${name}: 'updatesPerTarget' must be an integer >= 1, got ${JSON.stringify(options.updatesPerTarget)}`);
+      throw rangeError(`${name}: 'updatesPerTarget' must be an integer >= 1, got ${JSON.stringify(options.updatesPerTarget)}`);
     this.center = options.center ?? false;
     this.maskInactive = options.maskInactive ?? false;
     for (const key of ['center', 'maskInactive'] as const)
-      if (typeof this[key] !== 'boolean') throw new TypeError(`${name}: '${key}' must be true or false, got ${JSON.stringify(this[key])}`);
+      if (typeof this[key] !== 'boolean') throw typeError(`${name}: '${key}' must be true or false, got ${JSON.stringify(this[key])}`);
     if (options.optimizer !== undefined && typeof options.optimizer !== 'function')
-      throw new TypeError(`${name}: 'optimizer' must be a function returning an Optimizer, got ${typeof options.optimizer}`);
+      throw typeError(`${name}: 'optimizer' must be a function returning an Optimizer, got ${typeof options.optimizer}`);
     if (!(this.lossWeight > 0) || !Number.isFinite(this.lossWeight))
-      throw new RangeError(`${name}: 'lossWeight' must be a finite number > 0, got ${this.lossWeight}`);
+      throw rangeError(`${name}: 'lossWeight' must be a finite number > 0, got ${this.lossWeight}`);
     this.inputs = width + (this.conditioned ? classes : 0);
     if (options.network) {
       this.network = options.network(this.inputs, width);
-      if (!(this.network instanceof Module)) throw new TypeError(`${name}: 'network' must return a Module`);
+      if (!(this.network instanceof Module)) throw typeError(`${name}: 'network' must return a Module`);
       let out: number;
       try {
         out = this.network.outputFeatures(this.inputs);
       } catch (e) {
-        throw new RangeError(`${name}: the synthesizer network does not accept ${this.inputs} input features (${(e as Error).message})`);
+        throw rangeError(`${name}: the synthesizer network does not accept ${this.inputs} input features (${(e as Error).message})`);
       }
       if (out !== width)
-        throw new RangeError(`${name}: the synthesizer network outputs ${out} features, the module's output has ${width}`);
+        throw rangeError(`${name}: the synthesizer network outputs ${out} features, the module's output has ${width}`);
     } else {
       const hidden = options.hidden ?? (this.conditioned ? [] : [1024, 1024]);
       if (!Array.isArray(hidden) || hidden.some((h) => !Number.isInteger(h) || h < 1))
-        throw new RangeError(`${name}: 'hidden' must be an array of positive integers, got ${JSON.stringify(hidden)}`);
+        throw rangeError(`${name}: 'hidden' must be an array of positive integers, got ${JSON.stringify(hidden)}`);
       const layers: Module[] = [];
       let w = this.inputs;
       for (const h of hidden) {
@@ -136,29 +135,20 @@ export class Synthesizer {
   predict(h: Tensor, labels: Tensor, ctx: StepContext): Prediction {
     let input = h;
     if (this.conditioned) {
-      const batch = h.shape[0];
-      const opts = { device: ctx.device, arena: ctx.arena };
-      const onehot = Tensor.empty([batch, this.classes], opts);
-      ops.oneHot(ctx.stream.handle, labels.handle, onehot.handle);
-      input = Tensor.empty([batch, this.inputs], opts);
-      ops.concatColumns(ctx.stream.handle, h.handle, onehot.handle, input.handle);
+      input = ops.concatColumns(ctx, h, ops.oneHot(ctx, labels, this.classes));
     }
     const optimizer = this.optimizer;
-    if (!optimizer) throw new Error(`${this.name}: used before initialize()`);
+    if (!optimizer) throw error('ERR_SYNTHGRAD_STATE', `${this.name}: used before initialize()`);
     const f = this.network.forward(input, ctx);
     const batch = h.shape[0];
     const out = this.output(f, ctx);
-    const gradient = Tensor.empty(out.shape, { device: ctx.device, arena: ctx.arena });
-    ops.axpby(ctx.stream.handle, 1 / batch, out.handle, 0, gradient.handle); // ĝ = M(h)/B
+    const gradient = ops.scale(ctx, 1 / batch, out); // ĝ = M(h)/B
     return {
       gradient,
       learn: (target, lctx, late = false) => {
-        const s = lctx.stream.handle;
-        const opts = { device: lctx.device, arena: lctx.arena };
-        const perExample = Tensor.empty(target.shape, opts);
-        ops.axpby(s, batch, target.handle, 0, perExample.handle); // B·δ
+        const perExample = ops.scale(lctx, batch, target); // B·δ
         // Zero the target where h = 0 (and the prediction below): those units then add nothing.
-        if (this.maskInactive) ops.activationBackward(s, 'relu', h.handle, perExample.handle, perExample.handle);
+        if (this.maskInactive) ops.activationBackwardInto(lctx, 'relu', h, perExample, perExample);
         let loss: Tensor | undefined;
         for (let k = 0; k < this.updatesPerTarget; k++) {
           // A fresh forward leaves BatchNorm's running statistics alone: this batch already counted once.
@@ -177,17 +167,9 @@ export class Synthesizer {
 
   /** One optimizer step of M on the L2 loss between its (centred) output `out` and `target`. */
   private regress(h: Tensor, f: Forwarded, out: Tensor, target: Tensor, ctx: StepContext, optimizer: Optimizer): Tensor {
-    const s = ctx.stream.handle;
-    const opts = { device: ctx.device, arena: ctx.arena };
-    let predicted = out;
-    if (this.maskInactive) {
-      predicted = Tensor.empty(out.shape, opts);
-      ops.activationBackward(s, 'relu', h.handle, out.handle, predicted.handle);
-    }
-    const loss = Tensor.empty([1], opts);
-    const d = Tensor.empty(out.shape, opts);
-    ops.mseForward(s, predicted.handle, target.handle, loss.handle);
-    ops.mseBackward(s, predicted.handle, target.handle, d.handle, this.lossWeight);
+    const predicted = this.maskInactive ? ops.activationBackward(ctx, 'relu', h, out) : out;
+    const loss = ops.mse(ctx, predicted, target);
+    const d = ops.mseBackward(ctx, predicted, target, this.lossWeight);
     // Back through the centring: it is a projection, so its backward is the same projection.
     f.backward(this.center ? centred(d, ctx) : d, ctx, false);
     optimizer.step(this.params, ctx.stream, ctx.capture);
@@ -202,14 +184,10 @@ export class Synthesizer {
 
 /** x less its mean over the batch (rows), per column, as a new tensor on ctx.stream. */
 function centred(x: Tensor, ctx: StepContext): Tensor {
-  const s = ctx.stream.handle;
-  const opts = { device: ctx.device, arena: ctx.arena };
-  const negMean = Tensor.empty([x.shape[1]], opts);
-  ops.fill(s, negMean.handle, 0);
-  ops.biasBackward(s, x.handle, negMean.handle); // column sums
-  ops.axpby(s, 0, negMean.handle, -1 / x.shape[0], negMean.handle);
-  const y = Tensor.empty(x.shape, opts);
-  ops.copy(s, x.handle, y.handle);
-  ops.addBias(s, y.handle, negMean.handle);
+  const negMean = ops.full(ctx, [x.shape[1]], 0);
+  ops.biasBackward(ctx, x, negMean); // column sums
+  ops.axpby(ctx, 0, negMean, -1 / x.shape[0], negMean);
+  const y = ops.clone(ctx, x);
+  ops.addBias(ctx, y, negMean);
   return y;
 }

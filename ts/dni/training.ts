@@ -17,10 +17,10 @@
 // there, and the module streams join the capture); otherwise module 1 may start step t+1
 // while the others finish step t. Lockstep steps with p = 1 can be captured.
 import { Device } from '../device';
-import { native } from '../native';
 import { endsWithReLU } from '../nn/layers';
 import { Loss } from '../nn/losses';
 import { Forwarded, Parameter, StepContext } from '../nn/module';
+import * as ops from '../ops';
 import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Event, Stream } from '../stream';
@@ -29,8 +29,7 @@ import { NamedTensor } from '../train/checkpoint';
 import { ModuleDiagnostics, StrategyState, stepCount, TrainingStrategy } from '../train/trainer';
 import type { DecoupledNetwork } from './network';
 import { Prediction } from './synthesizer';
-
-const ops = native.ops;
+import { error, typeError } from '../errors';
 
 /** What one step computed at each cut (kept for inspection when `record` is on). */
 export interface StepRecord {
@@ -83,7 +82,7 @@ export class DecoupledTraining implements TrainingStrategy {
     this.maxInFlight = this.depth + 1;
     this.streams = streams === 'per-module' ? network.modules.map(() => new Stream(device)) : undefined;
     if (new Set(optimizers).size !== optimizers.length)
-      throw new TypeError('decoupled training needs one optimizer per module: give the Trainer a factory, e.g. () => new Adam({ lr })');
+      throw typeError('decoupled training needs one optimizer per module: give the Trainer a factory, e.g. () => new Adam({ lr })');
     this.stepStart = new Event(device);
     this.hReady = network.modules.map(() => new Event(device));
     this.stepDone = network.modules.map(() => new Event(device));
@@ -104,7 +103,7 @@ export class DecoupledTraining implements TrainingStrategy {
   /** The modules' and synthesizers' optimizer state, step counts and the update draws' generator. */
   checkpointState(): StrategyState {
     if (this.depth > 0)
-      throw new Error('checkpoint: the pipelined schedule carries work from one step into later ones and cannot be saved; use the lockstep schedule');
+      throw error('ERR_SYNTHGRAD_CHECKPOINT', 'checkpoint: the pipelined schedule carries work from one step into later ones and cannot be saved; use the lockstep schedule');
     const tensors: NamedTensor[] = [];
     this.optimizers.forEach((o, i) =>
       o.stateTensors(this.params[i]).forEach((tensor, k) => tensors.push({ name: `module${i + 1}.optimizer.${k}`, tensor })));
@@ -122,7 +121,7 @@ export class DecoupledTraining implements TrainingStrategy {
   restoreState(host: unknown): void {
     const h = (host ?? {}) as { steps?: unknown; updateRng?: unknown; optimizerSteps?: unknown; synthesizerSteps?: unknown };
     const counts = (v: unknown, n: number, what: string) => {
-      if (!Array.isArray(v) || v.length !== n) throw new Error(`checkpoint: '${what}' must list ${n} step counts, got ${JSON.stringify(v)}`);
+      if (!Array.isArray(v) || v.length !== n) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: '${what}' must list ${n} step counts, got ${JSON.stringify(v)}`);
       return v.map((c) => stepCount(c, what));
     };
     const steps = stepCount(h.steps, 'steps');
@@ -138,7 +137,7 @@ export class DecoupledTraining implements TrainingStrategy {
 
   private synthesizerOptimizers(): Optimizer[] {
     return this.network.synthesizers.map((s) => {
-      if (!s.optimizer) throw new Error(`${s.name}: used before initialize()`);
+      if (!s.optimizer) throw error('ERR_SYNTHGRAD_STATE', `${s.name}: used before initialize()`);
       return s.optimizer;
     });
   }
@@ -237,9 +236,8 @@ export class DecoupledTraining implements TrainingStrategy {
 
   /** (1-λ)·ĝ + λ·δ into a new tensor. */
   private mix(synthetic: Tensor, delta: Tensor, lambda: number, ctx: StepContext): Tensor {
-    const g = Tensor.empty(synthetic.shape, { device: ctx.device, arena: ctx.arena });
-    ops.copy(ctx.stream.handle, synthetic.handle, g.handle);
-    ops.axpby(ctx.stream.handle, lambda, delta.handle, 1 - lambda, g.handle);
+    const g = ops.clone(ctx, synthetic);
+    ops.axpby(ctx, lambda, delta, 1 - lambda, g);
     return g;
   }
 
@@ -252,7 +250,7 @@ export class DecoupledTraining implements TrainingStrategy {
       if (separate) ctx.stream.wait(this.deltaReady[i][due.step % (this.depth + 1)]);
       const loss = due.prediction.learn(due.target, ctx, due.step < learn.step);
       // Kept in a tensor of its own: the step's arena (and the loss in it) may be gone before a probe reads it.
-      ops.copy(ctx.stream.handle, loss.handle, this.synthLoss[i].handle);
+      ops.copy(ctx, loss, this.synthLoss[i]);
     }
   }
 
@@ -288,7 +286,7 @@ export class DecoupledTraining implements TrainingStrategy {
       for (let i = 0; i < n - 2; i++) targets[i] = forwards[i + 1].backward(synthetic[i + 1], pctx, true)!;
       targets[n - 2] = truth[n - 2];
       // The probe's backward accumulated into the modules' gradients: clear them.
-      for (const p of net.parameters()) ops.fill(ctx.stream.handle, p.grad.handle, 0);
+      for (const p of net.parameters()) ops.fill(ctx, p.grad, 0);
       this.forkNext = true;
       const out: ModuleDiagnostics[] = [];
       for (let i = 0; i < n - 1; i++) {

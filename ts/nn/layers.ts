@@ -2,12 +2,12 @@
 // step's stream; each backward closure does the same for the gradients.
 import { booleanOption, checkOptions, describe, numberOption, positiveInt } from '../check';
 import { Device } from '../device';
-import { native, ActivationName } from '../native';
+import * as ops from '../ops';
+import type { ActivationName } from '../ops';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
 import { Backward, checkInput, Forwarded, Module, Parameter, StepContext } from './module';
-
-const ops = native.ops;
+import { error, rangeError, typeError } from '../errors';
 
 /**
  * y = x Wᵀ + b, with W [out, in] initialised like PyTorch: U(-1/√in, 1/√in), b too; or all
@@ -26,7 +26,7 @@ export class Linear extends Module {
     checkOptions('Linear', options, ['bias', 'init']);
     booleanOption('Linear', 'bias', options.bias, true);
     if (options.init !== undefined && options.init !== 'default' && options.init !== 'zeros')
-      throw new TypeError(`Linear: 'init' must be 'default' or 'zeros', got ${describe(options.init)}`);
+      throw typeError(`Linear: 'init' must be 'default' or 'zeros', got ${describe(options.init)}`);
     this.name = `Linear(${inFeatures}→${outFeatures})`;
   }
 
@@ -45,7 +45,7 @@ export class Linear extends Module {
 
   outputFeatures(inputFeatures: number): number {
     if (inputFeatures !== this.inFeatures)
-      throw new RangeError(`${this.name}: expects ${this.inFeatures} input features, got ${inputFeatures}`);
+      throw rangeError(`${this.name}: expects ${this.inFeatures} input features, got ${inputFeatures}`);
     return this.outFeatures;
   }
 
@@ -56,21 +56,15 @@ export class Linear extends Module {
   forward(x: Tensor, ctx: StepContext): Forwarded {
     const weight = this.initialized(this.weight);
     checkInput(this.name, x, this.inFeatures, ctx);
-    const s = ctx.stream.handle;
-    const batch = x.shape[0];
-    const y = Tensor.empty([batch, this.outFeatures], { device: ctx.device, arena: ctx.arena });
     const bias = this.bias;
-    ops.linearForward(s, x.handle, weight.value.handle, bias?.value.handle ?? null, y.handle, null); // y = x Wᵀ + b
+    const y = ops.linear(ctx, x, weight.value, bias?.value ?? null); // y = x Wᵀ + b
     return {
       output: y,
       backward: (dy, bctx, needInputGrad) => {
-        const bs = bctx.stream.handle;
-        ops.gemm(bs, dy.handle, x.handle, weight.grad.handle, true, false, 1, 1); // dW += dyᵀ x
-        if (bias) ops.biasBackward(bs, dy.handle, bias.grad.handle);
+        ops.gemm(bctx, dy, x, weight.grad, true, false, 1, 1); // dW += dyᵀ x
+        if (bias) ops.biasBackward(bctx, dy, bias.grad);
         if (!needInputGrad) return undefined;
-        const dx = Tensor.empty([batch, this.inFeatures], { device: bctx.device, arena: bctx.arena });
-        ops.gemm(bs, dy.handle, weight.value.handle, dx.handle, false, false, 1, 0); // dx = dy W
-        return dx;
+        return ops.matmul(bctx, dy, weight.value); // dx = dy W
       },
     };
   }
@@ -97,8 +91,8 @@ export class BatchNorm1d extends Module {
     this.momentum = numberOption('BatchNorm1d', 'momentum', options.momentum, 0.1);
     this.eps = numberOption('BatchNorm1d', 'eps', options.eps, 1e-5);
     if (!(this.momentum >= 0 && this.momentum <= 1))
-      throw new RangeError(`BatchNorm1d: 'momentum' must be in [0, 1], got ${this.momentum}`);
-    if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw new RangeError(`BatchNorm1d: 'eps' must be a finite number > 0, got ${this.eps}`);
+      throw rangeError(`BatchNorm1d: 'momentum' must be in [0, 1], got ${this.momentum}`);
+    if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw rangeError(`BatchNorm1d: 'eps' must be a finite number > 0, got ${this.eps}`);
     this.name = `BatchNorm1d(${features})`;
   }
 
@@ -117,7 +111,7 @@ export class BatchNorm1d extends Module {
 
   outputFeatures(inputFeatures: number): number {
     if (inputFeatures !== this.features)
-      throw new RangeError(`${this.name}: expects ${this.features} input features, got ${inputFeatures}`);
+      throw rangeError(`${this.name}: expects ${this.features} input features, got ${inputFeatures}`);
     return this.features;
   }
 
@@ -140,22 +134,15 @@ export class BatchNorm1d extends Module {
     const beta = this.initialized(this.beta);
     checkInput(this.name, x, this.features, ctx);
     if (ctx.training && x.shape[0] < 2)
-      throw new RangeError(`${this.name}: training needs a batch of at least 2, got ${x.shape[0]}`);
-    const opts = { device: ctx.device, arena: ctx.arena };
-    const y = Tensor.empty(x.shape, opts);
-    const saveMean = Tensor.empty([this.features], opts);
-    const saveInvStd = Tensor.empty([this.features], opts);
-    ops.batchNormForward(ctx.stream.handle, x.handle, gamma.value.handle, beta.value.handle, y.handle,
-      this.runningMean!.handle, this.runningVar!.handle, saveMean.handle, saveInvStd.handle,
+      throw rangeError(`${this.name}: training needs a batch of at least 2, got ${x.shape[0]}`);
+    const saved = ops.batchNorm(ctx, x, gamma.value, beta.value, this.runningMean!, this.runningVar!,
       ctx.freezeStatistics ? 0 : this.momentum, this.eps, ctx.training);
     return {
-      output: y,
+      output: saved.y,
       backward: (dy, bctx, needInputGrad) => {
-        if (!ctx.training) throw new Error(`${this.name}: backward of an inference-mode forward`);
+        if (!ctx.training) throw error('ERR_SYNTHGRAD_STATE', `${this.name}: backward of an inference-mode forward`);
         // BatchNorm's parameter gradients come with dx; it is cheap, so always computed.
-        const dx = Tensor.empty(x.shape, { device: bctx.device, arena: bctx.arena });
-        ops.batchNormBackward(bctx.stream.handle, x.handle, dy.handle, gamma.value.handle, saveMean.handle,
-          saveInvStd.handle, dx.handle, gamma.grad.handle, beta.grad.handle);
+        const dx = ops.batchNormBackward(bctx, x, dy, gamma.value, saved, gamma.grad, beta.grad);
         return needInputGrad ? dx : undefined;
       },
     };
@@ -169,7 +156,7 @@ export class Activation extends Module {
   constructor(readonly kind: ActivationName) {
     super();
     if (!['relu', 'tanh', 'sigmoid'].includes(kind))
-      throw new TypeError(`Activation: 'kind' must be 'relu', 'tanh' or 'sigmoid', got ${String(kind)}`);
+      throw typeError(`Activation: 'kind' must be 'relu', 'tanh' or 'sigmoid', got ${String(kind)}`);
     this.name = kind === 'relu' ? 'ReLU' : kind === 'tanh' ? 'Tanh' : 'Sigmoid';
   }
 
@@ -180,16 +167,13 @@ export class Activation extends Module {
   }
 
   forward(x: Tensor, ctx: StepContext): Forwarded {
-    if (!(x instanceof Tensor)) throw new TypeError(`${this.name}: the input must be a Tensor`);
-    const y = Tensor.empty(x.shape, { device: ctx.device, arena: ctx.arena });
-    ops.activationForward(ctx.stream.handle, this.kind, x.handle, y.handle);
+    if (!(x instanceof Tensor)) throw typeError(`${this.name}: the input must be a Tensor`);
+    const y = ops.activation(ctx, this.kind, x);
     return {
       output: y,
       backward: (dy, bctx, needInputGrad) => {
         if (!needInputGrad) return undefined;
-        const dx = Tensor.empty(x.shape, { device: bctx.device, arena: bctx.arena });
-        ops.activationBackward(bctx.stream.handle, this.kind, y.handle, dy.handle, dx.handle);
-        return dx;
+        return ops.activationBackward(bctx, this.kind, y, dy);
       },
     };
   }
@@ -221,9 +205,9 @@ export class Sequential extends Module {
   constructor(layers: Module[]) {
     super();
     if (!Array.isArray(layers) || layers.length === 0)
-      throw new TypeError('Sequential: expects a non-empty array of modules');
+      throw typeError('Sequential: expects a non-empty array of modules');
     layers.forEach((l, i) => {
-      if (!(l instanceof Module)) throw new TypeError(`Sequential: layers[${i}] is not a Module`);
+      if (!(l instanceof Module)) throw typeError(`Sequential: layers[${i}] is not a Module`);
     });
     this.layers = [...layers];
     this.name = `Sequential(${this.layers.map((l) => l.name).join(', ')})`;

@@ -1,10 +1,9 @@
 // Losses: forward returns the mean loss as a [1] tensor (read it to see the number) and a
 // closure giving the gradient w.r.t. the network's output.
-import { native } from '../native';
+import * as ops from '../ops';
 import { Tensor } from '../tensor';
 import { StepContext } from './module';
-
-const ops = native.ops;
+import { rangeError, typeError } from '../errors';
 
 export interface LossForward {
   loss: Tensor;
@@ -25,17 +24,12 @@ export class SoftmaxCrossEntropy implements Loss {
   readonly targetDType = 'int32';
 
   forward(logits: Tensor, labels: Tensor, ctx: StepContext): LossForward {
-    if (logits.shape.length !== 2) throw new RangeError(`softmax-cross-entropy: the output must be [batch, classes], got [${logits.shape.join(', ')}]`);
-    const opts = { device: ctx.device, arena: ctx.arena };
-    const probs = Tensor.empty(logits.shape, opts);
-    const loss = Tensor.empty([1], opts);
-    ops.softmaxCrossEntropyForward(ctx.stream.handle, logits.handle, labels.handle, probs.handle, loss.handle);
+    if (logits.shape.length !== 2) throw rangeError(`softmax-cross-entropy: the output must be [batch, classes], got [${logits.shape.join(', ')}]`);
+    const { probs, loss } = ops.softmaxCrossEntropy(ctx, logits, labels);
     return {
       loss,
       backward: (bctx, scale = 1) => {
-        const d = Tensor.empty(logits.shape, { device: bctx.device, arena: bctx.arena });
-        ops.softmaxCrossEntropyBackward(bctx.stream.handle, probs.handle, labels.handle, d.handle, scale);
-        return d;
+        return ops.softmaxCrossEntropyBackward(bctx, probs, labels, scale);
       },
     };
   }
@@ -47,15 +41,11 @@ export class MeanSquaredError implements Loss {
   readonly targetDType = 'float32';
 
   forward(pred: Tensor, target: Tensor, ctx: StepContext): LossForward {
-    const opts = { device: ctx.device, arena: ctx.arena };
-    const loss = Tensor.empty([1], opts);
-    ops.mseForward(ctx.stream.handle, pred.handle, target.handle, loss.handle);
+    const loss = ops.mse(ctx, pred, target);
     return {
       loss,
       backward: (bctx, scale = 1) => {
-        const d = Tensor.empty(pred.shape, { device: bctx.device, arena: bctx.arena });
-        ops.mseBackward(bctx.stream.handle, pred.handle, target.handle, d.handle, scale);
-        return d;
+        return ops.mseBackward(bctx, pred, target, scale);
       },
     };
   }
@@ -67,5 +57,5 @@ export function lossFrom(loss: LossName | Loss): Loss {
   if (loss === 'softmax-cross-entropy') return new SoftmaxCrossEntropy();
   if (loss === 'mse') return new MeanSquaredError();
   if (loss && typeof loss === 'object' && typeof loss.forward === 'function') return loss;
-  throw new TypeError(`loss: expected 'softmax-cross-entropy', 'mse' or a Loss, got ${String(loss)}`);
+  throw typeError(`loss: expected 'softmax-cross-entropy', 'mse' or a Loss, got ${String(loss)}`);
 }

@@ -8,9 +8,10 @@
 import { Device } from '../device';
 import type { CaptureHooks } from '../graph';
 import { Random } from '../random';
-import { native } from '../native';
+import * as ops from '../ops';
 import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
+import { error, rangeError, typeError } from '../errors';
 
 /** What a forward or backward pass runs with. */
 export interface StepContext {
@@ -50,7 +51,7 @@ export class Parameter {
   async assign(values: Float32Array): Promise<void> {
     const src = Tensor.fromArray(values, this.value.shape, { device: this.value.device });
     const stream = Stream.default(this.value.device);
-    native.ops.copy(stream.handle, src.handle, this.value.handle);
+    ops.copy({ stream }, src, this.value);
     await stream.synchronize();
     src.dispose();
   }
@@ -107,19 +108,19 @@ export abstract class Module {
   /** Throws a clear error when used before initialize(). */
   protected initialized<T>(value: T | undefined): T {
     if (value === undefined)
-      throw new Error(`${this.name}: used before initialize(device, rng) (a Trainer does this for you)`);
+      throw error('ERR_SYNTHGRAD_STATE', `${this.name}: used before initialize(device, rng) (a Trainer does this for you)`);
     return value;
   }
 }
 
 /** Checks that x is a [batch, features] float32 tensor on the context's device. */
 export function checkInput(module: string, x: Tensor, features: number, ctx: StepContext): void {
-  if (!(x instanceof Tensor)) throw new TypeError(`${module}: the input must be a Tensor`);
-  if (x.dtype !== 'float32') throw new TypeError(`${module}: the input must be float32, got ${x.dtype}`);
+  if (!(x instanceof Tensor)) throw typeError(`${module}: the input must be a Tensor`);
+  if (x.dtype !== 'float32') throw typeError(`${module}: the input must be float32, got ${x.dtype}`);
   if (x.shape.length !== 2 || x.shape[1] !== features)
-    throw new RangeError(`${module}: the input must have shape [batch, ${features}], got [${x.shape.join(', ')}]`);
+    throw rangeError(`${module}: the input must have shape [batch, ${features}], got [${x.shape.join(', ')}]`);
   if (!x.device.equals(ctx.device))
-    throw new TypeError(`${module}: the input is on ${x.device.name} but the module runs on ${ctx.device.name}`);
+    throw typeError(`${module}: the input is on ${x.device.name} but the module runs on ${ctx.device.name}`);
 }
 
 /** `module` and every module below it, depth first. */

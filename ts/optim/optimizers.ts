@@ -8,13 +8,12 @@
 // An optimizer serves one parameter group (one module): its scalars tensor is shared.
 import { checkOptions, describe, numberOption } from '../check';
 import type { CaptureHooks } from '../graph';
-import { native } from '../native';
 import { Parameter } from '../nn/module';
+import * as ops from '../ops';
+import { TensorGroup } from '../ops';
 import { Stream } from '../stream';
 import { Tensor } from '../tensor';
-import type { NativeTensor } from '../native';
-
-const ops = native.ops;
+import { rangeError, typeError } from '../errors';
 
 /** The learning rate as a function of the step number (0-based). */
 export type Schedule = (step: number) => number;
@@ -28,9 +27,9 @@ export const schedules = {
   stepDecay(lr: number, milestones: number[], gamma = 0.1): Schedule {
     checkLr('stepDecay', lr);
     if (!Array.isArray(milestones) || milestones.some((m) => !Number.isInteger(m) || m < 0))
-      throw new TypeError(`stepDecay: 'milestones' must be an array of non-negative integers, got ${String(milestones)}`);
-    if (typeof gamma !== 'number') throw new TypeError(`stepDecay: 'gamma' must be a number, got ${describe(gamma)}`);
-    if (!(gamma > 0) || !Number.isFinite(gamma)) throw new RangeError(`stepDecay: 'gamma' must be a finite number > 0, got ${gamma}`);
+      throw typeError(`stepDecay: 'milestones' must be an array of non-negative integers, got ${String(milestones)}`);
+    if (typeof gamma !== 'number') throw typeError(`stepDecay: 'gamma' must be a number, got ${describe(gamma)}`);
+    if (!(gamma > 0) || !Number.isFinite(gamma)) throw rangeError(`stepDecay: 'gamma' must be a finite number > 0, got ${gamma}`);
     const sorted = [...milestones].sort((a, b) => a - b);
     return (step) => lr * Math.pow(gamma, sorted.filter((m) => step >= m).length);
   },
@@ -38,7 +37,7 @@ export const schedules = {
 
 function checkLr(owner: string, lr: unknown): void {
   if (typeof lr !== 'number' || !(lr > 0) || !Number.isFinite(lr))
-    throw new RangeError(`${owner}: 'lr' must be a finite number > 0, got ${String(lr)}`);
+    throw rangeError(`${owner}: 'lr' must be a finite number > 0, got ${String(lr)}`);
 }
 
 export interface OptimizerOptions {
@@ -56,7 +55,7 @@ export abstract class Optimizer {
   private hyper?: Tensor;
 
   constructor(owner: string, options: OptimizerOptions) {
-    if (!options || typeof options !== 'object') throw new TypeError(`${owner}: expects an options object { lr, ... }`);
+    if (!options || typeof options !== 'object') throw typeError(`${owner}: expects an options object { lr, ... }`);
     if (typeof options.lr === 'function') {
       this.schedule = options.lr;
     } else {
@@ -65,7 +64,7 @@ export abstract class Optimizer {
     }
     this.weightDecay = numberOption(owner, 'weightDecay', options.weightDecay, 0);
     if (!(this.weightDecay >= 0) || !Number.isFinite(this.weightDecay))
-      throw new RangeError(`${owner}: 'weightDecay' must be a finite number >= 0, got ${this.weightDecay}`);
+      throw rangeError(`${owner}: 'weightDecay' must be a finite number >= 0, got ${this.weightDecay}`);
   }
 
   /** The learning rate the next step will use. */
@@ -96,9 +95,9 @@ export abstract class Optimizer {
   /** Counts a step and writes its scalars into `hyper` on `stream`. */
   private advance(stream: Stream, hyper: Tensor): void {
     const lr = this.lr;
-    if (!(lr >= 0) || !Number.isFinite(lr)) throw new RangeError(`optimizer: the schedule gave lr = ${lr} at step ${this.steps}`);
+    if (!(lr >= 0) || !Number.isFinite(lr)) throw rangeError(`optimizer: the schedule gave lr = ${lr} at step ${this.steps}`);
     this.steps++;
-    ops.writeScalars(stream.handle, hyper.handle, this.scalars(lr, this.steps));
+    ops.writeScalars({ stream }, hyper, this.scalars(lr, this.steps));
   }
 
   /**
@@ -136,15 +135,15 @@ function known<T>(owner: string, options: T, own: readonly string[]): T {
 /** Calls an optimizer factory for `module`; a factory that returns something else is an error naming `owner`. */
 export function optimizerFor(owner: string, make: (module: number) => Optimizer, module: number): Optimizer {
   const o = make(module);
-  if (!(o instanceof Optimizer)) throw new TypeError(`${owner}: the 'optimizer' factory returned ${describe(o)}, not an Optimizer`);
+  if (!(o instanceof Optimizer)) throw typeError(`${owner}: the 'optimizer' factory returned ${describe(o)}, not an Optimizer`);
   return o;
 }
 
-/** Native handles of a parameter group and its state, built once per parameter list. */
+/** A parameter group and its state as the grouped ops take them, built once per parameter list. */
 interface Group {
-  params: NativeTensor[];
-  grads: NativeTensor[];
-  state: NativeTensor[][];
+  params: TensorGroup;
+  grads: TensorGroup;
+  state: TensorGroup[];
 }
 
 function groupOf<P extends readonly Parameter[]>(cache: WeakMap<P, Group>, params: P,
@@ -153,9 +152,9 @@ function groupOf<P extends readonly Parameter[]>(cache: WeakMap<P, Group>, param
   if (!g || g.params.length !== params.length) {
     const perParam = params.map(state);
     g = {
-      params: params.map((p) => p.value.handle),
-      grads: params.map((p) => p.grad.handle),
-      state: perParam.length ? perParam[0].map((_, k) => perParam.map((s) => s[k].handle)) : [],
+      params: new TensorGroup(params.map((p) => p.value)),
+      grads: new TensorGroup(params.map((p) => p.grad)),
+      state: perParam.length ? perParam[0].map((_, k) => new TensorGroup(perParam.map((s) => s[k]))) : [],
     };
     cache.set(params, g);
   }
@@ -171,7 +170,7 @@ export class SGD extends Optimizer {
   constructor(options: OptimizerOptions & { momentum?: number }) {
     super('SGD', known('SGD', options, ['momentum']));
     this.momentum = numberOption('SGD', 'momentum', options.momentum, 0);
-    if (!(this.momentum >= 0 && this.momentum < 1)) throw new RangeError(`SGD: 'momentum' must be in [0, 1), got ${this.momentum}`);
+    if (!(this.momentum >= 0 && this.momentum < 1)) throw rangeError(`SGD: 'momentum' must be in [0, 1), got ${this.momentum}`);
   }
 
   protected scalars(lr: number): number[] {
@@ -191,7 +190,7 @@ export class SGD extends Optimizer {
 
   protected update(params: readonly Parameter[], hyper: Tensor, stream: Stream): void {
     const g = groupOf(this.groups, params, (p) => this.stateOf(p));
-    ops.sgdStepGroup(stream.handle, g.params, g.grads, this.momentum > 0 ? g.state[0] : null, hyper.handle,
+    ops.sgdStepGroup({ stream }, g.params, g.grads, this.momentum > 0 ? g.state[0] : null, hyper,
       this.momentum, this.weightDecay);
   }
 
@@ -216,13 +215,13 @@ export class Adam extends Optimizer {
     this.beta2 = numberOption('Adam', 'beta2', options.beta2, 0.999);
     this.eps = numberOption('Adam', 'eps', options.eps, 1e-8);
     for (const [k, v] of [['beta1', this.beta1], ['beta2', this.beta2]] as const)
-      if (!(v >= 0 && v < 1)) throw new RangeError(`Adam: '${k}' must be in [0, 1), got ${v}`);
-    if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw new RangeError(`Adam: 'eps' must be a finite number > 0, got ${this.eps}`);
+      if (!(v >= 0 && v < 1)) throw rangeError(`Adam: '${k}' must be in [0, 1), got ${v}`);
+    if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw rangeError(`Adam: 'eps' must be a finite number > 0, got ${this.eps}`);
   }
 
   /** [lr / (1 - beta1^t), sqrt(1 - beta2^t)], computed natively exactly as adamStep does. */
   protected scalars(lr: number, step: number): number[] {
-    return native.adamScalars(lr, this.beta1, this.beta2, step);
+    return ops.adamScalars(lr, this.beta1, this.beta2, step);
   }
 
   stateTensors(params: readonly Parameter[]): Tensor[] {
@@ -240,7 +239,7 @@ export class Adam extends Optimizer {
 
   protected update(params: readonly Parameter[], hyper: Tensor, stream: Stream): void {
     const g = groupOf(this.groups, params, (p) => this.stateOf(p));
-    ops.adamStepGroup(stream.handle, g.params, g.grads, g.state[0], g.state[1], hyper.handle,
+    ops.adamStepGroup({ stream }, g.params, g.grads, g.state[0], g.state[1], hyper,
       this.beta1, this.beta2, this.eps, this.weightDecay);
   }
 

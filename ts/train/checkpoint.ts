@@ -33,9 +33,10 @@ import * as fs from 'fs';
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { native } from '../native';
+import * as ops from '../ops';
 import { Stream } from '../stream';
 import { DType, Tensor } from '../tensor';
+import { error } from '../errors';
 
 const SIGNATURE = 'SGCKPT';
 const FORMAT = 2;
@@ -97,9 +98,9 @@ export async function checkDestination(file: string): Promise<boolean> {
     s = await fsp.lstat(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw new Error(`checkpoint: cannot inspect ${file}: ${(e as Error).message}`);
+    throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: cannot inspect ${file}: ${(e as Error).message}`);
   }
-  if (!s.isFile()) throw new Error(`checkpoint: ${file} is ${kindOf(s)}, not a regular file; refusing to replace it (give the path of a file)`);
+  if (!s.isFile()) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${file} is ${kindOf(s)}, not a regular file; refusing to replace it (give the path of a file)`);
   return true;
 }
 
@@ -181,7 +182,7 @@ export async function writeCheckpoint(file: string, tensors: readonly NamedTenso
   let offset = 0;
   tensors.forEach((t, i) => {
     const bad = firstNonFinite(values[i], t.tensor.dtype);
-    if (bad) throw new Error(`checkpoint: not saved to ${file}: tensor '${t.name}' holds ${bad.value} at element ${bad.index}; the previous checkpoint is kept`);
+    if (bad) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: not saved to ${file}: tensor '${t.name}' holds ${bad.value} at element ${bad.index}; the previous checkpoint is kept`);
     const bytes = Buffer.from(values[i].buffer, values[i].byteOffset, values[i].byteLength);
     records.push({ name: t.name, dtype: t.tensor.dtype, shape: [...t.tensor.shape], offset, sha256: sha256(bytes).toString('hex') });
     body.push(bytes);
@@ -207,12 +208,12 @@ export async function writeCheckpoint(file: string, tensors: readonly NamedTenso
     await fsp.rename(temporary, file);
   } catch (e) {
     await fsp.rm(temporary, { force: true });
-    throw new Error(`checkpoint: cannot write ${file}: ${(e as Error).message.replace(/^checkpoint: /, '')}`);
+    throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: cannot write ${file}: ${(e as Error).message.replace(/^checkpoint: /, '')}`);
   }
   try {
     await syncDirectory(path.dirname(file));
   } catch (e) {
-    throw new Error(`checkpoint: wrote ${file}, but cannot make it durable (fsync of its directory): ${(e as Error).message}`);
+    throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: wrote ${file}, but cannot make it durable (fsync of its directory): ${(e as Error).message}`);
   }
 }
 
@@ -222,19 +223,19 @@ async function readRegularFile(file: string): Promise<Buffer> {
   try {
     s = await fsp.stat(file);
   } catch (e) {
-    throw new Error(`checkpoint: cannot read ${file}: ${(e as Error).message}`);
+    throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: cannot read ${file}: ${(e as Error).message}`);
   }
-  if (!s.isFile()) throw new Error(`checkpoint: cannot read ${file}: it is ${kindOf(s)}, not a regular file`);
+  if (!s.isFile()) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: cannot read ${file}: it is ${kindOf(s)}, not a regular file`);
   let handle: fsp.FileHandle;
   try {
     // O_NONBLOCK: if the path was swapped for a FIFO since the stat, opening it does not hang.
     handle = await fsp.open(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
   } catch (e) {
-    throw new Error(`checkpoint: cannot read ${file}: ${(e as Error).message}`);
+    throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: cannot read ${file}: ${(e as Error).message}`);
   }
   try {
     const opened = await handle.stat();
-    if (!opened.isFile()) throw new Error(`checkpoint: cannot read ${file}: it is ${kindOf(opened)}, not a regular file`);
+    if (!opened.isFile()) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: cannot read ${file}: it is ${kindOf(opened)}, not a regular file`);
     return await handle.readFile();
   } finally {
     await handle.close();
@@ -247,13 +248,13 @@ async function readRegularFile(file: string): Promise<Buffer> {
  */
 export async function readCheckpoint(file: string): Promise<LoadedCheckpoint> {
   const bytes = await readRegularFile(file);
-  const bad = (why: string) => new Error(`checkpoint: ${file} is not a valid synthgrad checkpoint (${why})`);
+  const bad = (why: string) => error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${file} is not a valid synthgrad checkpoint (${why})`);
   const signature = bytes.toString('latin1', 0, Math.min(8, bytes.length));
   if (signature.length === 8 && signature.startsWith(SIGNATURE) && /^\d\d$/.test(signature.slice(6)) && signature !== MAGIC) {
     const version = Number(signature.slice(6));
     if (version < FORMAT)
-      throw new Error(`checkpoint: ${file} is checkpoint format ${version}, older than format ${FORMAT} (which adds checksums) that this version reads; start the run again`);
-    throw new Error(`checkpoint: ${file} is checkpoint format ${version}, newer than format ${FORMAT} that this version reads; use a newer synthgrad`);
+      throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${file} is checkpoint format ${version}, older than format ${FORMAT} (which adds checksums) that this version reads; start the run again`);
+    throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${file} is checkpoint format ${version}, newer than format ${FORMAT} that this version reads; use a newer synthgrad`);
   }
   if (signature !== MAGIC) throw bad('wrong signature');
   if (bytes.length < PREFIX_BYTES) throw bad(`truncated: ${bytes.length} bytes, fewer than the ${PREFIX_BYTES} of the fixed header`);
@@ -299,7 +300,7 @@ export async function readCheckpoint(file: string): Promise<LoadedCheckpoint> {
  * dtypes and shapes); throws, changing nothing, when they do not.
  */
 export async function restoreTensors(loaded: LoadedCheckpoint, targets: readonly NamedTensor[], stream: Stream): Promise<void> {
-  const mismatch = (why: string) => new Error(`checkpoint: ${loaded.path} does not match this trainer: ${why}`);
+  const mismatch = (why: string) => error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${loaded.path} does not match this trainer: ${why}`);
   if (loaded.tensors.size !== targets.length)
     throw mismatch(`it holds ${loaded.tensors.size} tensors, the model and its training state have ${targets.length}`);
   for (const t of targets) {
@@ -313,7 +314,7 @@ export async function restoreTensors(loaded: LoadedCheckpoint, targets: readonly
     for (const t of targets) {
       const src = Tensor.fromArray(loaded.tensors.get(t.name)!.data, t.tensor.shape, { device: t.tensor.device });
       sources.push(src);
-      native.ops.copy(stream.handle, src.handle, t.tensor.handle);
+      ops.copy({ stream }, src, t.tensor);
     }
     await stream.synchronize();
   } finally {

@@ -12,6 +12,7 @@ import { Random } from '../random';
 import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
 import { readCheckpoint, restoreTensors, writeCheckpoint } from './checkpoint';
+import { error, rangeError, typeError } from '../errors';
 
 export interface PredictOptions {
   /** rows per forward pass; default 1000 */
@@ -62,7 +63,7 @@ function inferenceModule(model: Module): Module {
 
 /** The model's state tensors; a model without them has not been initialized (or has no weights at all). */
 function stateTensors(fn: string, model: Module): Tensor[] {
-  const fail = () => new Error(`${fn}: ${model.name} has no weights yet: train it with a Trainer, or load them with loadModel()`);
+  const fail = () => error('ERR_SYNTHGRAD_STATE', `${fn}: ${model.name} has no weights yet: train it with a Trainer, or load them with loadModel()`);
   let state: Tensor[];
   try {
     state = model.stateTensors();
@@ -78,12 +79,12 @@ function stateTensors(fn: string, model: Module): Tensor[] {
  * whole rows, or a Dataset (its labels are ignored). Resolves with the outputs of every row.
  */
 export async function predict(model: Module, input: Tensor | Float32Array | Dataset, options: PredictOptions = {}): Promise<Predictions> {
-  if (!(model instanceof Module)) throw new TypeError(`predict: 'model' must be a Module, got ${describe(model)}`);
+  if (!(model instanceof Module)) throw typeError(`predict: 'model' must be a Module, got ${describe(model)}`);
   checkOptions('predict', options, ['batchSize', 'stream']);
   const net = inferenceModule(model);
   const device = stateTensors('predict', net)[0].device;
   const batchSize = positiveInt('predict', 'batchSize', options.batchSize ?? 1000);
-  if (options.stream !== undefined && !(options.stream instanceof Stream)) throw new TypeError(`predict: 'stream' must be a Stream, got ${describe(options.stream)}`);
+  if (options.stream !== undefined && !(options.stream instanceof Stream)) throw typeError(`predict: 'stream' must be a Stream, got ${describe(options.stream)}`);
   const stream = options.stream ?? Stream.default(device);
   const features = net.inputFeatures();
 
@@ -93,8 +94,8 @@ export async function predict(model: Module, input: Tensor | Float32Array | Data
   let batchSizeFor = batchSize;
   if (input instanceof Tensor) {
     if (input.dtype !== 'float32' || input.shape.length !== 2)
-      throw new TypeError(`predict: 'input' must be a float32 tensor of shape [rows, features], got ${input.dtype} [${input.shape.join(', ')}]`);
-    if (!input.device.equals(device)) throw new TypeError(`predict: 'input' is on ${input.device.name}, the model on ${device.name}`);
+      throw typeError(`predict: 'input' must be a float32 tensor of shape [rows, features], got ${input.dtype} [${input.shape.join(', ')}]`);
+    if (!input.device.equals(device)) throw typeError(`predict: 'input' is on ${input.device.name}, the model on ${device.name}`);
     [rows, width] = input.shape;
     // A tensor already on the device runs in one pass: its rows are there already.
     const whole = input;
@@ -103,14 +104,14 @@ export async function predict(model: Module, input: Tensor | Float32Array | Data
   } else if (input instanceof Float32Array || input instanceof Dataset) {
     const values = input instanceof Dataset ? input.inputs : input;
     width = input instanceof Dataset ? input.features : features;
-    if (width === undefined) throw new TypeError(`predict: ${net.name} does not fix its input width: pass a [rows, features] Tensor or a Dataset`);
-    if (values.length % width !== 0) throw new RangeError(`predict: 'input' has ${values.length} values, not a whole number of rows of ${width}`);
+    if (width === undefined) throw typeError(`predict: ${net.name} does not fix its input width: pass a [rows, features] Tensor or a Dataset`);
+    if (values.length % width !== 0) throw rangeError(`predict: 'input' has ${values.length} values, not a whole number of rows of ${width}`);
     rows = values.length / width;
     rowsOf = (start, end, arena) => Tensor.fromArray(values.subarray(start * width!, end * width!), [end - start, width!], { device, arena });
   } else {
-    throw new TypeError(`predict: 'input' must be a Tensor, a Float32Array or a Dataset, got ${describe(input)}`);
+    throw typeError(`predict: 'input' must be a Tensor, a Float32Array or a Dataset, got ${describe(input)}`);
   }
-  if (rows === 0) throw new RangeError("predict: 'input' has no rows");
+  if (rows === 0) throw rangeError("predict: 'input' has no rows");
   const outWidth = net.outputFeatures(width);
 
   const outputs = new Float32Array(rows * outWidth);
@@ -139,11 +140,11 @@ interface ModelRecord {
  * those of its plain model) to `path`, for loadModel(). Written like a checkpoint: atomically.
  */
 export async function saveModel(model: Module, path: string): Promise<void> {
-  if (!(model instanceof Module)) throw new TypeError(`saveModel: 'model' must be a Module, got ${describe(model)}`);
-  if (typeof path !== 'string' || path === '') throw new TypeError(`saveModel: 'path' must be a file path, got ${describe(path)}`);
+  if (!(model instanceof Module)) throw typeError(`saveModel: 'model' must be a Module, got ${describe(model)}`);
+  if (typeof path !== 'string' || path === '') throw typeError(`saveModel: 'path' must be a file path, got ${describe(path)}`);
   const net = inferenceModule(model);
   const tensors = stateTensors('saveModel', net).map((tensor, i) => ({ name: `model.${i}`, tensor }));
-  if (tensors.length === 0) throw new Error(`saveModel: ${net.name} has no weights to save`);
+  if (tensors.length === 0) throw error('ERR_SYNTHGRAD_STATE', `saveModel: ${net.name} has no weights to save`);
   const record: ModelRecord = { kind: 'synthgrad-model', model: net.name };
   await writeCheckpoint(path, tensors, record, Stream.default(tensors[0].tensor.device));
 }
@@ -155,17 +156,17 @@ export async function saveModel(model: Module, path: string): Promise<void> {
  * with the model, ready for predict().
  */
 export async function loadModel<M extends Module>(model: M, path: string, options: { device?: Device } = {}): Promise<M> {
-  if (!(model instanceof Module)) throw new TypeError(`loadModel: 'model' must be a Module, got ${describe(model)}`);
-  if (typeof path !== 'string' || path === '') throw new TypeError(`loadModel: 'path' must be a file path, got ${describe(path)}`);
+  if (!(model instanceof Module)) throw typeError(`loadModel: 'model' must be a Module, got ${describe(model)}`);
+  if (typeof path !== 'string' || path === '') throw typeError(`loadModel: 'path' must be a file path, got ${describe(path)}`);
   checkOptions('loadModel', options, ['device']);
   if (options.device !== undefined && !(options.device instanceof Device))
-    throw new TypeError(`loadModel: 'device' must be a Device, got ${describe(options.device)}`);
+    throw typeError(`loadModel: 'device' must be a Device, got ${describe(options.device)}`);
   const saved = await readCheckpoint(path);
   const record = saved.host as Partial<ModelRecord> | null;
   if (!record || record.kind !== 'synthgrad-model')
-    throw new Error(`loadModel: ${path} is not a model file written by saveModel() (a training checkpoint loads with Trainer.load)`);
+    throw error('ERR_SYNTHGRAD_CHECKPOINT', `loadModel: ${path} is not a model file written by saveModel() (a training checkpoint loads with Trainer.load)`);
   const net = inferenceModule(model);
-  if (record.model !== net.name) throw new Error(`loadModel: ${path} holds ${record.model}; this model is ${net.name}`);
+  if (record.model !== net.name) throw error('ERR_SYNTHGRAD_CHECKPOINT', `loadModel: ${path} holds ${record.model}; this model is ${net.name}`);
   let state: Tensor[];
   try {
     state = stateTensors('loadModel', net);
@@ -175,7 +176,7 @@ export async function loadModel<M extends Module>(model: M, path: string, option
   }
   const device = state[0].device;
   if (options.device && !options.device.equals(device))
-    throw new TypeError(`loadModel: the model's weights are on ${device.name}, not on the 'device' ${options.device.name}`);
+    throw typeError(`loadModel: the model's weights are on ${device.name}, not on the 'device' ${options.device.name}`);
   const stream = Stream.default(device);
   await restoreTensors(saved, state.map((tensor, i) => ({ name: `model.${i}`, tensor })), stream);
   await stream.synchronize();

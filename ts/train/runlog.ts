@@ -23,6 +23,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { describe, positiveInt } from '../check';
 import type { EpochMetrics, FitOptions, FitResult, ModuleDiagnostics, StepMetrics } from './trainer';
+import { error, typeError } from '../errors';
 
 /** fit's `logDir`: a directory, or a directory and what to add to its config.json. */
 export type LogDirOption = string | { dir: string; config?: Record<string, unknown> };
@@ -191,9 +192,9 @@ export class RunLog {
    * those already there (a resumed run); without it, a directory that holds a run log is an error.
    */
   static async create(dir: string, config: Record<string, unknown>, options: { append?: boolean } = {}): Promise<RunLog> {
-    if (typeof dir !== 'string' || dir === '') throw new TypeError(`RunLog: 'dir' must be a directory path, got ${describe(dir)}`);
+    if (typeof dir !== 'string' || dir === '') throw typeError(`RunLog: 'dir' must be a directory path, got ${describe(dir)}`);
     if (!options.append && holdsRunLog(dir))
-      throw new Error(`RunLog: ${dir} already holds a run log; give each run its own directory`);
+      throw error('ERR_SYNTHGRAD_STATE', `RunLog: ${dir} already holds a run log; give each run its own directory`);
     await fsp.mkdir(dir, { recursive: true });
     await fsp.writeFile(path.join(dir, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
     // A resumed run keeps the columns of the CSV files it appends to.
@@ -313,18 +314,18 @@ export class FitLog {
     if (o === undefined) return undefined;
     const given = typeof o === 'object' && o !== null ? (o as { dir?: unknown; config?: unknown }) : { dir: o };
     if (typeof given.dir !== 'string' || given.dir === '')
-      throw new TypeError(`fit: 'logDir' must be a directory path or { dir, config }, got ${describe(o)}`);
+      throw typeError(`fit: 'logDir' must be a directory path or { dir, config }, got ${describe(o)}`);
     if (given.config !== undefined && (typeof given.config !== 'object' || given.config === null || Array.isArray(given.config)))
-      throw new TypeError(`fit: 'logDir.config' must be an object, got ${describe(given.config)}`);
+      throw typeError(`fit: 'logDir.config' must be an object, got ${describe(given.config)}`);
     if (options.onStep !== undefined && typeof options.onStep !== 'function')
-      throw new TypeError(`fit: 'onStep' must be a function, got ${describe(options.onStep)}`);
+      throw typeError(`fit: 'onStep' must be a function, got ${describe(options.onStep)}`);
     if (options.onEpoch !== undefined && typeof options.onEpoch !== 'function')
-      throw new TypeError(`fit: 'onEpoch' must be a function, got ${describe(options.onEpoch)}`);
+      throw typeError(`fit: 'onEpoch' must be a function, got ${describe(options.onEpoch)}`);
     if (options.logEvery !== undefined) positiveInt('fit', 'logEvery', options.logEvery);
     // A run that resumes from its checkpoint goes on writing the log it started.
     const resuming = typeof options.checkpoint?.path === 'string' && fs.existsSync(options.checkpoint.path);
     if (!resuming && holdsRunLog(given.dir))
-      throw new Error(`fit: 'logDir' ${given.dir} already holds a run log; give each run its own directory (or resume it through 'checkpoint')`);
+      throw error('ERR_SYNTHGRAD_STATE', `fit: 'logDir' ${given.dir} already holds a run log; give each run its own directory (or resume it through 'checkpoint')`);
     return new FitLog(given.dir, given.config as Record<string, unknown> | undefined, resuming);
   }
 

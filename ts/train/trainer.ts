@@ -12,10 +12,10 @@ import { booleanOption, checkOptions, describe, positiveInt } from '../check';
 import { Batch, Dataset } from '../data/dataset';
 import { Device } from '../device';
 import { Graph } from '../graph';
-import { native } from '../native';
 import { Loss, LossName, lossFrom } from '../nn/losses';
 import { BatchNorm1d } from '../nn/layers';
 import { Module, Parameter, StepContext, modulesOf } from '../nn/module';
+import * as ops from '../ops';
 import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Stream } from '../stream';
@@ -23,6 +23,7 @@ import { Arena, Tensor } from '../tensor';
 import { predict, Predictions } from './inference';
 import { LoadedCheckpoint, NamedTensor, checkDestination, readCheckpoint, restoreTensors, writeCheckpoint } from './checkpoint';
 import { FitLog, LogDirOption } from './runlog';
+import { error, rangeError, typeError } from '../errors';
 
 export interface TrainerOptions {
   /** default: Device.best() */
@@ -244,8 +245,8 @@ class CapturedStep {
     const staging = new Arena(); // fresh memory: the previous launch may still read x and y
     try {
       const opts = { device: this.x.device, arena: staging };
-      native.ops.copy(stream.handle, Tensor.fromArray(inputs, this.x.shape, opts).handle, this.x.handle);
-      native.ops.copy(stream.handle, Tensor.fromArray(targets, this.y.shape, opts).handle, this.y.handle);
+      ops.copy({ stream }, Tensor.fromArray(inputs, this.x.shape, opts), this.x);
+      ops.copy({ stream }, Tensor.fromArray(targets, this.y.shape, opts), this.y);
       for (const update of this.hooks) update(stream);
       this.graph.launch(stream);
       return this.loss.read(stream);
@@ -304,7 +305,7 @@ function targetTensor(targets: Int32Array | Float32Array, rows: number, options:
 
 /** A step count read back from a checkpoint. */
 export function stepCount(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`checkpoint: '${what}' must be a step count, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: '${what}' must be a step count, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -324,17 +325,17 @@ const boundTo = new WeakMap<Module, Trainer>();
 function checkpointOption(c: unknown): { path: string; every: number; config: Record<string, unknown> } {
   const o = c as { path?: unknown; every?: unknown; config?: unknown } | null;
   if (!o || typeof o !== 'object' || typeof o.path !== 'string' || o.path === '')
-    throw new TypeError(`fit: 'checkpoint' must be { path: string, every: number }, got ${describe(c)}`);
+    throw typeError(`fit: 'checkpoint' must be { path: string, every: number }, got ${describe(c)}`);
   checkOptions('fit', o, ['path', 'every', 'config'], 'checkpoint');
   const every = positiveInt('fit', 'checkpoint.every', o.every);
   if (o.config !== undefined && (o.config === null || typeof o.config !== 'object' || Array.isArray(o.config)))
-    throw new TypeError(`fit: 'checkpoint.config' must be an object of JSON values, got ${describe(o.config)}`);
+    throw typeError(`fit: 'checkpoint.config' must be an object of JSON values, got ${describe(o.config)}`);
   let config: Record<string, unknown>;
   try {
     // As it will read back from the file (undefined values dropped), so that comparisons are like for like.
     config = JSON.parse(JSON.stringify(o.config ?? {})) as Record<string, unknown>;
   } catch (e) {
-    throw new TypeError(`fit: 'checkpoint.config' must be an object of JSON values: ${(e as Error).message}`);
+    throw typeError(`fit: 'checkpoint.config' must be an object of JSON values: ${(e as Error).message}`);
   }
   return { path: o.path, every, config };
 }
@@ -369,11 +370,11 @@ function configDifferences(saved: Record<string, unknown>, now: Record<string, u
  * For programs (like the CLI) that build the run from settings fixed when it started.
  */
 export async function readCheckpointConfig(path: string): Promise<Record<string, unknown> | undefined> {
-  if (typeof path !== 'string' || path === '') throw new TypeError(`readCheckpointConfig: 'path' must be a file path, got ${describe(path)}`);
+  if (typeof path !== 'string' || path === '') throw typeError(`readCheckpointConfig: 'path' must be a file path, got ${describe(path)}`);
   const saved = await readIfExists(path);
   if (!saved) return undefined;
   const progress = (saved.host as TrainerRecord | null)?.progress;
-  if (!progress) throw new Error(`checkpoint: ${path} was written by save(), not by fit(): it has no run configuration`);
+  if (!progress) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${path} was written by save(), not by fit(): it has no run configuration`);
   return progress.config ?? {};
 }
 
@@ -398,27 +399,27 @@ export class Trainer {
   private readonly batchNorm?: Module;
 
   constructor(readonly model: Module, options: TrainerOptions) {
-    if (!(model instanceof Module)) throw new TypeError(`Trainer: 'model' must be a Module, got ${describe(model)}`);
-    if (!options || typeof options !== 'object') throw new TypeError('Trainer: expects options { optimizer, ... }');
+    if (!(model instanceof Module)) throw typeError(`Trainer: 'model' must be a Module, got ${describe(model)}`);
+    if (!options || typeof options !== 'object') throw typeError('Trainer: expects options { optimizer, ... }');
     checkOptions('Trainer', options, ['device', 'optimizer', 'loss', 'seed']);
     // Refused rather than re-initialised: initialize() below would overwrite trained weights.
     const parts = modulesOf(model);
     const bound = parts.find((m) => boundTo.has(m));
     if (bound)
-      throw new Error(`Trainer: ${bound === model ? `the model ${model.name}` : `${bound.name} (part of the model)`} already belongs ` +
+      throw error('ERR_SYNTHGRAD_STATE', `Trainer: ${bound === model ? `the model ${model.name}` : `${bound.name} (part of the model)`} already belongs ` +
         'to another Trainer, and a second would re-initialise its weights: build a new model, or dispose() of that trainer first ' +
         '(which frees the weights)');
     this.batchNorm = parts.find((m) => m instanceof BatchNorm1d);
     this.minRows = this.batchNorm ? 2 : 1;
     this.device = options.device ?? Device.best();
-    if (!(this.device instanceof Device)) throw new TypeError(`Trainer: 'device' must be a Device, got ${describe(options.device)}`);
+    if (!(this.device instanceof Device)) throw typeError(`Trainer: 'device' must be a Device, got ${describe(options.device)}`);
     const opt = options.optimizer;
     if (!(opt instanceof Optimizer) && typeof opt !== 'function')
-      throw new TypeError(`Trainer: 'optimizer' must be an Optimizer or a function returning one, got ${describe(opt)}`);
+      throw typeError(`Trainer: 'optimizer' must be an Optimizer or a function returning one, got ${describe(opt)}`);
     const makeOptimizer = (module: number) => (opt instanceof Optimizer ? opt : optimizerFor('Trainer', opt, module));
     this.loss = lossFrom(options.loss ?? 'softmax-cross-entropy');
     const seed = options.seed ?? 0;
-    if (!Number.isInteger(seed)) throw new TypeError(`Trainer: 'seed' must be an integer, got ${String(seed)}`);
+    if (!Number.isInteger(seed)) throw typeError(`Trainer: 'seed' must be an integer, got ${String(seed)}`);
     this.rng = new Random(seed);
     this.stream = new Stream(this.device);
     model.initialize(this.device, this.rng.fork());
@@ -431,7 +432,7 @@ export class Trainer {
   /** Trains on `data`; resolves when done, rejects on a bad argument or a non-finite loss. */
   async fit(data: Dataset, options: FitOptions): Promise<FitResult> {
     // Two interleaved fits would update the same weights from two step sequences.
-    if (this.busy) throw new Error('fit: this trainer is already running fit(); await it first');
+    if (this.busy) throw error('ERR_SYNTHGRAD_STATE', 'fit: this trainer is already running fit(); await it first');
     this.busy = true;
     try {
       const log = options && typeof options === 'object' ? FitLog.from(options) : undefined;
@@ -444,57 +445,57 @@ export class Trainer {
   }
 
   private async fitUnguarded(data: Dataset, options: FitOptions): Promise<FitResult> {
-    if (!(data instanceof Dataset)) throw new TypeError(`fit: 'data' must be a Dataset, got ${describe(data)}`);
-    if (!options || typeof options !== 'object') throw new TypeError('fit: expects options { epochs or steps, ... }');
+    if (!(data instanceof Dataset)) throw typeError(`fit: 'data' must be a Dataset, got ${describe(data)}`);
+    if (!options || typeof options !== 'object') throw typeError('fit: expects options { epochs or steps, ... }');
     checkOptions('fit', options, FIT_OPTIONS);
     const batchSize = positiveInt('fit', 'batchSize', options.batchSize ?? 256);
     // Without these checks a 1-row batch was skipped as too small for BatchNorm, so batches of
     // 1 trained nothing and data of fewer than 2 rows looped over empty epochs forever.
     if (batchSize < this.minRows)
-      throw new RangeError(`fit: 'batchSize' must be at least ${this.minRows} for this model, got ${batchSize}: ` +
+      throw rangeError(`fit: 'batchSize' must be at least ${this.minRows} for this model, got ${batchSize}: ` +
         `${this.batchNorm!.name} normalises with batch statistics, which one row does not have`);
     this.checkData('fit', 'data', data);
     if (data.count < this.minRows)
-      throw new RangeError(`fit: 'data' (${data.name}) has ${data.count} row${data.count === 1 ? '' : 's'}` +
+      throw rangeError(`fit: 'data' (${data.name}) has ${data.count} row${data.count === 1 ? '' : 's'}` +
         (this.batchNorm ? `; training ${this.batchNorm.name} needs batches of at least ${this.minRows}` : ': nothing to train on'));
     if (options.validation !== undefined) {
       if (!(options.validation instanceof Dataset))
-        throw new TypeError(`fit: 'validation' must be a Dataset, got ${describe(options.validation)}`);
+        throw typeError(`fit: 'validation' must be a Dataset, got ${describe(options.validation)}`);
       this.checkData('fit', 'validation', options.validation);
-      if (options.validation.count === 0) throw new RangeError(`fit: 'validation' (${options.validation.name}) is empty`);
+      if (options.validation.count === 0) throw rangeError(`fit: 'validation' (${options.validation.name}) is empty`);
     }
     for (const key of ['onStep', 'onEpoch'] as const)
       if (options[key] !== undefined && typeof options[key] !== 'function')
-        throw new TypeError(`fit: '${key}' must be a function, got ${describe(options[key])}`);
-    if (options.epochs === undefined && options.steps === undefined) throw new RangeError("fit: give 'epochs' or 'steps'");
+        throw typeError(`fit: '${key}' must be a function, got ${describe(options[key])}`);
+    if (options.epochs === undefined && options.steps === undefined) throw rangeError("fit: give 'epochs' or 'steps'");
     const maxEpochs = options.epochs === undefined ? Infinity : positiveInt('fit', 'epochs', options.epochs);
     const maxSteps = options.steps === undefined ? Infinity : positiveInt('fit', 'steps', options.steps);
     const logEvery = positiveInt('fit', 'logEvery', options.logEvery ?? 1);
     const diagnoseEvery = options.diagnoseEvery === undefined ? 0 : positiveInt('fit', 'diagnoseEvery', options.diagnoseEvery);
     if (diagnoseEvery && !this.strategy.diagnose)
-      throw new TypeError("fit: 'diagnoseEvery' needs a decoupled network (plain backprop has no synthesizers)");
+      throw typeError("fit: 'diagnoseEvery' needs a decoupled network (plain backprop has no synthesizers)");
     const probeData = options.validation ?? data;
     const probe = probeData.gather(probeData.order(), 0, Math.min(batchSize, probeData.count));
     if (diagnoseEvery && probe.inputs.length / data.features < this.minRows)
-      throw new RangeError(`fit: 'validation' (${probeData.name}) has 1 row; the diagnostics' probe batch needs ${this.minRows} ` +
+      throw rangeError(`fit: 'validation' (${probeData.name}) has 1 row; the diagnostics' probe batch needs ${this.minRows} ` +
         `(${this.batchNorm!.name} in training mode)`);
     const shuffleRng = booleanOption('fit', 'shuffle', options.shuffle, true) ? this.rng.fork() : undefined;
     const useGraph = booleanOption('fit', 'graph', options.graph, false);
     if (useGraph) {
       const blocker = this.strategy.captureBlocker ? this.strategy.captureBlocker() : 'this training strategy does not support capture';
-      if (blocker !== undefined) throw new TypeError(`fit: 'graph' cannot capture this training step: ${blocker}`);
+      if (blocker !== undefined) throw typeError(`fit: 'graph' cannot capture this training step: ${blocker}`);
     }
     let captured: CapturedStep | undefined;
     const checkpoint = options.checkpoint === undefined ? undefined : checkpointOption(options.checkpoint);
     const signal = options.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`fit: 'signal' must be an AbortSignal, got ${describe(signal)}`);
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw typeError(`fit: 'signal' must be an AbortSignal, got ${describe(signal)}`);
     let resumed: FitProgress | undefined;
     if (checkpoint) {
       this.namedState(); // throws now (before any step) when this strategy cannot be saved
       const saved = await readIfExists(checkpoint.path);
       if (saved) {
         const progress = (saved.host as TrainerRecord | null)?.progress;
-        if (!progress) throw new Error(`fit: ${checkpoint.path} was written by save(), not by fit(): it has no position to resume from`);
+        if (!progress) throw error('ERR_SYNTHGRAD_CHECKPOINT', `fit: ${checkpoint.path} was written by save(), not by fit(): it has no position to resume from`);
         // The caller's configuration first: it names what the user chose (e.g. a command-line
         // flag), and fit's own settings would mostly repeat it (a batch size in both).
         let differences = configDifferences(progress.config ?? {}, checkpoint.config);
@@ -502,7 +503,7 @@ export class Trainer {
           differences = configDifferences({ batchSize: progress.batchSize, 'data rows': progress.rows, shuffle: progress.shuffle !== null },
             { batchSize, 'data rows': data.count, shuffle: shuffleRng !== undefined });
         if (differences.length)
-          throw new Error(`fit: ${checkpoint.path} ${differences.join('; ')}: resume with the same settings, or start a new checkpoint`);
+          throw error('ERR_SYNTHGRAD_CHECKPOINT', `fit: ${checkpoint.path} ${differences.join('; ')}: resume with the same settings, or start a new checkpoint`);
         await this.restore(saved);
         if (progress.shuffle) shuffleRng!.restore(progress.shuffle);
         resumed = progress;
@@ -535,12 +536,12 @@ export class Trainer {
       try {
         value = (await f.loss)[0];
       } catch (e) {
-        throw new Error(`fit: step ${f.step} failed: ${(e as Error).message}`);
+        throw error('ERR_SYNTHGRAD_TRAINING', `fit: step ${f.step} failed: ${(e as Error).message}`);
       } finally {
         f.arena.dispose();
       }
       if (!Number.isFinite(value))
-        throw new Error(`fit: the loss became ${value} at step ${f.step} (epoch ${f.epoch}); ` +
+        throw error('ERR_SYNTHGRAD_TRAINING', `fit: the loss became ${value} at step ${f.step} (epoch ${f.epoch}); ` +
           'lower the learning rate or check the inputs for NaN/Infinity');
       epochLossSum += value;
       epochSteps++;
@@ -639,21 +640,21 @@ export class Trainer {
    * random generators) to `path`; load() restores them into a trainer built the same way.
    */
   async save(path: string): Promise<void> {
-    if (typeof path !== 'string' || path === '') throw new TypeError(`save: 'path' must be a file path, got ${describe(path)}`);
-    if (this.busy) throw new Error('save: this trainer is running fit(); use fit\'s checkpoint option, or await fit first');
+    if (typeof path !== 'string' || path === '') throw typeError(`save: 'path' must be a file path, got ${describe(path)}`);
+    if (this.busy) throw error('ERR_SYNTHGRAD_STATE', 'save: this trainer is running fit(); use fit\'s checkpoint option, or await fit first');
     await this.writeState(path, undefined);
   }
 
   /** Restores what save() (or a fit checkpoint) wrote; the model must be built the same way. */
   async load(path: string): Promise<void> {
-    if (typeof path !== 'string' || path === '') throw new TypeError(`load: 'path' must be a file path, got ${describe(path)}`);
-    if (this.busy) throw new Error('load: this trainer is running fit(); await it first');
+    if (typeof path !== 'string' || path === '') throw typeError(`load: 'path' must be a file path, got ${describe(path)}`);
+    if (this.busy) throw error('ERR_SYNTHGRAD_STATE', 'load: this trainer is running fit(); await it first');
     await this.restore(await readCheckpoint(path));
   }
 
   /** Every tensor a checkpoint holds, named (the model's, then the strategy's), and the strategy's host state. */
   private namedState(): { tensors: NamedTensor[]; strategy: unknown } {
-    if (!this.strategy.checkpointState) throw new Error('checkpoint: this training strategy cannot be saved');
+    if (!this.strategy.checkpointState) throw error('ERR_SYNTHGRAD_CHECKPOINT', 'checkpoint: this training strategy cannot be saved');
     const model = this.model.stateTensors().map((tensor, i) => ({ name: `model.${i}`, tensor }));
     const { tensors, host } = this.strategy.checkpointState();
     return { tensors: [...model, ...tensors], strategy: host };
@@ -667,9 +668,9 @@ export class Trainer {
 
   private async restore(saved: LoadedCheckpoint): Promise<void> {
     const record = saved.host as TrainerRecord | null;
-    if (!record || typeof record.model !== 'string') throw new Error(`checkpoint: ${saved.path} has no trainer record`);
+    if (!record || typeof record.model !== 'string') throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${saved.path} has no trainer record`);
     if (record.model !== this.model.name)
-      throw new Error(`checkpoint: ${saved.path} was saved from ${record.model}; this trainer trains ${this.model.name}`);
+      throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${saved.path} was saved from ${record.model}; this trainer trains ${this.model.name}`);
     await restoreTensors(saved, this.namedState().tensors, this.stream);
     this.rng.restore(record.rng);
     this.strategy.restoreState!(record.strategy);
@@ -685,12 +686,12 @@ export class Trainer {
   // Safe during fit (e.g. from a callback): it runs on the trainer's stream, which waits for
   // every step enqueued so far.
   async evaluate(data: Dataset, options: { batchSize?: number } = {}): Promise<Evaluation> {
-    if (!(data instanceof Dataset)) throw new TypeError(`evaluate: 'data' must be a Dataset, got ${describe(data)}`);
+    if (!(data instanceof Dataset)) throw typeError(`evaluate: 'data' must be a Dataset, got ${describe(data)}`);
     checkOptions('evaluate', options, ['batchSize']);
     const batchSize = positiveInt('evaluate', 'batchSize', options.batchSize ?? 1000);
     this.checkData('evaluate', 'data', data);
     // The mean over no rows is 0/0: an error, not a NaN accuracy a caller might log and go on with.
-    if (data.count === 0) throw new RangeError(`evaluate: 'data' (${data.name}) is empty`);
+    if (data.count === 0) throw rangeError(`evaluate: 'data' (${data.name}) is empty`);
     let lossSum = 0;
     let correct = 0;
     const order = data.order();
@@ -738,29 +739,29 @@ export class Trainer {
     try {
       outputs = this.model.outputFeatures(data.features);
     } catch (e) {
-      throw new RangeError(`${owner}: '${arg}' (${data.name}) does not fit the model: ${(e as Error).message}`);
+      throw rangeError(`${owner}: '${arg}' (${data.name}) does not fit the model: ${(e as Error).message}`);
     }
     const wants = this.loss.targetDType === 'int32' ? 'classification' : 'regression';
     if (data.task !== wants)
-      throw new TypeError(`${owner}: '${arg}' (${data.name}) is ${data.task} data (${data.task === 'classification' ? 'int32 labels' : 'float values'}), ` +
+      throw typeError(`${owner}: '${arg}' (${data.name}) is ${data.task} data (${data.task === 'classification' ? 'int32 labels' : 'float values'}), ` +
         `but the loss ${this.loss.name} takes ${wants === 'classification' ? 'int32 labels' : 'float values'}` +
         (wants === 'classification' ? ": use the Trainer's loss: 'mse'" : ''));
     if (data.task === 'regression') {
       if (data.outputs !== outputs)
-        throw new RangeError(`${owner}: '${arg}' (${data.name}) has ${data.outputs} target values per row but the model has ${outputs} outputs`);
+        throw rangeError(`${owner}: '${arg}' (${data.name}) has ${data.outputs} target values per row but the model has ${outputs} outputs`);
       if (hasStrategy(this.model) && this.model.labelClasses?.() !== undefined)
-        throw new TypeError(`${owner}: '${arg}' (${data.name}) is regression data: conditioned (cDNI) synthesizers need class labels`);
+        throw typeError(`${owner}: '${arg}' (${data.name}) is regression data: conditioned (cDNI) synthesizers need class labels`);
       return;
     }
     if (data.classes !== outputs)
-      throw new RangeError(`${owner}: '${arg}' (${data.name}) has ${data.classes} classes but the model has ${outputs} outputs`);
+      throw rangeError(`${owner}: '${arg}' (${data.name}) has ${data.classes} classes but the model has ${outputs} outputs`);
     const oneHot = hasStrategy(this.model) ? this.model.labelClasses?.() : undefined;
     if (oneHot !== undefined && data.classes > oneHot)
-      throw new RangeError(`${owner}: '${arg}' (${data.name}) has ${data.classes} classes but the synthesizers one-hot encode ${oneHot}`);
+      throw rangeError(`${owner}: '${arg}' (${data.name}) has ${data.classes} classes but the synthesizers one-hot encode ${oneHot}`);
     const labels = data.labels;
     for (let i = 0; i < labels.length; i++)
       if (!(labels[i] >= 0 && labels[i] < outputs))
-        throw new RangeError(`${owner}: '${arg}' (${data.name}) has label ${labels[i]} at row ${i}, outside the model's ${outputs} outputs`);
+        throw rangeError(`${owner}: '${arg}' (${data.name}) has label ${labels[i]} at row ${i}, outside the model's ${outputs} outputs`);
   }
 
   private async probe(batch: Batch, features: number): Promise<ModuleDiagnostics[]> {

@@ -1,10 +1,17 @@
 // Runs the kernel sections of cuda/*.cu on the CPU through cuda_runtime.h (this folder) and
-// compares every output with the CPU kernels of native/cpu. See run.sh; no GPU involved.
+// compares every output with the CPU kernels of native/cpu; then every launcher of
+// kernels.cuh and gemm.cuh (the kernel files compiled whole, launches through SG_LAUNCH), so
+// that grid sizes, tile and split-K choices, the packing of parameter groups and the launch
+// limits (grid, block, shared memory, parameter bytes) are checked too. See run.sh; no GPU.
 // What it proves: indexing, edge guards, barriers, reduction order and arithmetic of the
-// kernels. What it cannot: memory model, warp timing, launch limits, the backend's streams,
-// the TF32 (wmma) kernel. Tolerance 1e-5 relative (floor 1e-3), or bit-exact where the
-// kernel mirrors the CPU's operations one by one. Runs the real kernel text: the sections
-// between the "// kernels" and "// launchers" banners of each cuda/*.cu file.
+// kernels, and what the launchers decide. What it cannot: memory model, warp timing, static
+// shared-memory limits, the TF32 (wmma) kernel. The runtime side (cuda_backend.cu) is tested
+// on the fake runtime (fake_test.cpp).
+// Tolerance 1e-5 relative (floor 1e-3), GEMMs 2 (K + 2) 2^-24 of their error scale, or bit
+// for bit where the kernel mirrors the CPU's operations one by one. Bit-for-bit results rest
+// on the kernels' explicit roundings (__fmul_rn, __fadd_rn, ...), which nvcc never contracts
+// into FMAs; this build uses -ffp-contract=off, and nvcc contracts other a*b+c (its default
+// -fmad=true), so kernels without explicit roundings are compared with a tolerance.
 #include <cuda_runtime.h>  // the emulation header of this folder
 
 #include <algorithm>
@@ -18,6 +25,9 @@
 
 #include "common.cuh"
 #include "cpu/kernels.h"
+#include "gemm.cuh"
+#include "check.cuh"
+#include "kernels.cuh"
 
 namespace sg::cuda {
 using cpu::Activation;
@@ -89,7 +99,7 @@ void gemmEpilogueCases() {
     std::vector<float> C(M * N, NAN), R(M * N, NAN);
     emu::launch(dim3((M + 63) / 64, (N + 63) / 64), dim3(256), [&] {
       gemm_k::sgemmKernel<64, 64, 16, false, true>(Epilogue{bias.data(), act}, M, N, K, 1.f, A.data(), K,
-                                                   B.data(), K, 0.f, C.data(), N, false, false, false);
+                                                   B.data(), K, 0.f, C.data(), N, false, false, false, K, nullptr);
     });
     cpu::sgemm(false, true, M, N, K, 1.f, A.data(), K, B.data(), K, 0.f, R.data(), N);
     cpu::addBias(R.data(), bias.data(), M, N);
@@ -111,7 +121,7 @@ void gemmCase(int M, int N, int K, int pad, float beta) {
   const bool vecC = reinterpret_cast<uintptr_t>(C.data()) % 16 == 0 && ldc % 4 == 0;
   emu::launch(dim3((M + BM - 1) / BM, (N + BN - 1) / BN), dim3(256), [&] {
     gemm_k::sgemmKernel<BM, BN, BK, TA, TB>(Epilogue{}, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta,
-                                            C.data(), ldc, vecA, vecB, vecC);
+                                            C.data(), ldc, vecA, vecB, vecC, K, nullptr);
   });
   cpu::sgemm(TA, TB, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, R.data(), ldc);
   // Padding columns of C must be untouched.
@@ -261,7 +271,8 @@ void batchNormTests() {
         std::vector<float> sm(cols, 7.f), sis(cols, 7.f), y(rows * cols);
         auto rrm = rm, rrv = rv, rsm = sm, rsis = sis;
         std::vector<float> ry(rows * cols);
-        emu::launch(dim3((cols + kColTile - 1) / kColTile), dim3(kColTile, kRowLanes), [&] {
+        emu::launch(dim3((cols + batchnorm_k::kBnCols - 1) / batchnorm_k::kBnCols),
+                    dim3(batchnorm_k::kBnCols, batchnorm_k::kBnLanes), [&] {
           batchnorm_k::batchNormForwardKernel(x.data(), gamma.data(), beta.data(), y.data(),
                                               rm.data(), rv.data(), sm.data(), sis.data(), rows,
                                               cols, 0.1f, 1e-5f, training);
@@ -279,7 +290,8 @@ void batchNormTests() {
         if (!training) continue;
         std::vector<float> dy = randomVec(rows * cols), dx(rows * cols, NAN), rdx(rows * cols);
         std::vector<float> dg = randomVec(cols), db = randomVec(cols), rdg = dg, rdb = db;
-        emu::launch(dim3((cols + kColTile - 1) / kColTile), dim3(kColTile, kRowLanes), [&] {
+        emu::launch(dim3((cols + batchnorm_k::kBnCols - 1) / batchnorm_k::kBnCols),
+                    dim3(batchnorm_k::kBnCols, batchnorm_k::kBnLanes), [&] {
           batchnorm_k::batchNormBackwardKernel(x.data(), dy.data(), gamma.data(), sm.data(),
                                                sis.data(), dx.data(), dg.data(), db.data(), rows,
                                                cols);
@@ -380,63 +392,76 @@ void lossTests() {
 
 // ---- optimizers ---------------------------------------------------------------------------
 
-// Three tensors of a group (one spans several chunks, one is tiny), against the CPU kernels;
-// the gradients must come back zeroed.
-void groupOptimizerTests() {
-  const std::vector<int64_t> sizes = {kGroupChunk * 2 + 77, 5, 3000};
-  for (bool adam : {false, true}) {
+// A parameter group through the real launchers (launchSgdStepGroup / launchAdamStepGroup):
+// 40 tensors, some empty, one spanning several chunks, one at an address that is not 16-byte
+// aligned and sizes that are not multiples of 4 (the element-by-element path), so the packing
+// into launches of 32 tensors is exercised. Every tensor must get exactly one step, bit for
+// bit the CPU's, and its gradient must come back zeroed.
+void groupLaunchTests() {
+  std::vector<int64_t> sizes;
+  for (int t = 0; t < 40; ++t)
+    sizes.push_back(t % 9 == 4 ? 0 : t == 6 ? 2 * kGroupChunk + 77 : 1 + (t * 977) % 2600);
+  int64_t nonEmpty = 0;
+  for (int64_t n : sizes) nonEmpty += n > 0;
+  for (int kind = 0; kind < 3; ++kind) {  // 0: SGD, 1: SGD with momentum, 2: Adam
+    const bool adam = kind == 2, withState0 = kind != 0;
+    // One spare float in front of every buffer: tensor 11 starts 4 bytes in (unaligned).
     std::vector<std::vector<float>> p, g, s0, s1;
     for (int64_t n : sizes) {
-      p.push_back(randomVec(n));
-      g.push_back(randomVec(n));
-      s0.push_back(randomVec(n));
-      s1.push_back(randomVec(n, 0, 1));
+      p.push_back(randomVec(n + 1));
+      g.push_back(randomVec(n + 1));
+      s0.push_back(randomVec(n + 1));
+      s1.push_back(randomVec(n + 1, 0, 1));
     }
     auto rp = p, rg = g, rs0 = s0, rs1 = s1;
-    GroupArgs a{};
-    int blocks = 0;
+    std::vector<GroupTensor> group;
     for (size_t t = 0; t < sizes.size(); ++t) {
-      a.param[t] = p[t].data();
-      a.grad[t] = g[t].data();
-      a.state0[t] = s0[t].data();
-      a.state1[t] = s1[t].data();
-      a.n[t] = sizes[t];
-      a.firstBlock[t] = blocks;
-      blocks += static_cast<int>((sizes[t] + kGroupChunk - 1) / kGroupChunk);
+      const int o = t == 11 ? 1 : 0;
+      group.push_back({p[t].data() + o, g[t].data() + o, withState0 ? s0[t].data() + o : nullptr,
+                       adam ? s1[t].data() + o : nullptr, sizes[t]});
     }
-    a.count = static_cast<int>(sizes.size());
-    a.firstBlock[a.count] = blocks;
-    const float lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f, momentum = 0.9f;
+    const float lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f;
+    const float momentum = kind == 1 ? 0.9f : 0.f;
     const int64_t step = 3;
     const cpu::AdamScalars sc = cpu::adamScalars(lr, b1, b2, step);
     const float hyper[2] = {adam ? sc.stepSize : lr, sc.bc2Sqrt};
-    std::vector<float> y(3, 0.f);
-    emu::launch(dim3(1), dim3(32), [&] {
-      optimizer_k::writeScalarsKernel(y.data(), ScalarArgs{{1.f, 2.f, 3.f}, 2});
-    });
-    if (!(y[0] == 1.f && y[1] == 2.f && y[2] == 0.f)) ++failures;
-    std::printf("%s writeScalars writes n values\n", y[0] == 1.f && y[1] == 2.f && y[2] == 0.f ? "ok  " : "FAIL");
-    emu::launch(dim3(blocks), dim3(kBlock), [&] {
-      if (adam)
-        optimizer_k::adamGroupKernel(a, hyper, b1, b2, 1.0f - b1, 1.0f - b2, eps, wd);
-      else
-        optimizer_k::sgdGroupKernel(a, hyper, momentum, wd);
-    });
+    emu::launches.clear();
+    if (adam)
+      launchAdamStepGroup(nullptr, group, hyper, b1, b2, eps, wd);
+    else
+      launchSgdStepGroup(nullptr, group, hyper, momentum, wd);
+    const std::string tag = adam ? "adam" : kind == 1 ? "sgd momentum" : "sgd";
+    const size_t wantLaunches = static_cast<size_t>((nonEmpty + kGroupTensors - 1) / kGroupTensors);
+    const bool launchesOk = emu::launches.size() == wantLaunches;
+    if (!launchesOk) ++failures;
+    std::printf("%s %s group: %zu launches for %lld non-empty tensors (want %zu)\n",
+                launchesOk ? "ok  " : "FAIL", tag.c_str(), emu::launches.size(),
+                static_cast<long long>(nonEmpty), wantLaunches);
+    int worstTensor = -1;
     for (size_t t = 0; t < sizes.size(); ++t) {
+      const int o = t == 11 ? 1 : 0;
       const int64_t n = sizes[t];
       if (adam)
-        cpu::adamStep(rp[t].data(), rg[t].data(), rs0[t].data(), rs1[t].data(), n, lr, b1, b2, eps, wd, step);
+        cpu::adamStep(rp[t].data() + o, rg[t].data() + o, rs0[t].data() + o, rs1[t].data() + o, n,
+                      lr, b1, b2, eps, wd, step);
       else
-        cpu::sgdStep(rp[t].data(), rg[t].data(), rs0[t].data(), n, lr, momentum, wd);
-      const std::string name = std::string(adam ? "adam" : "sgd") + " group tensor " + std::to_string(t);
-      compare(name + " param", p[t].data(), rp[t].data(), n, -1);
-      compare(name + " state", s0[t].data(), rs0[t].data(), n, -1);
-      if (adam) compare(name + " v", s1[t].data(), rs1[t].data(), n, -1);
-      const bool zeroed = std::all_of(g[t].begin(), g[t].end(), [](float v) { return v == 0.f; });
-      if (!zeroed) ++failures;
-      std::printf("%s %s gradient zeroed\n", zeroed ? "ok  " : "FAIL", name.c_str());
+        cpu::sgdStep(rp[t].data() + o, rg[t].data() + o, withState0 ? rs0[t].data() + o : nullptr,
+                     n, lr, momentum, wd);
+      std::fill(rg[t].begin() + o, rg[t].begin() + o + n, 0.f);
+      const bool same = p[t] == rp[t] && g[t] == rg[t] && s0[t] == rs0[t] && s1[t] == rs1[t];
+      if (!same && worstTensor < 0) worstTensor = static_cast<int>(t);
     }
+    if (worstTensor >= 0) ++failures;
+    std::printf("%s %s group of 40 tensors: one step each, bit for bit the CPU's, gradients "
+                "zeroed%s\n", worstTensor < 0 ? "ok  " : "FAIL", tag.c_str(),
+                worstTensor < 0 ? "" : (" (first mismatch: tensor " + std::to_string(worstTensor) +
+                                        ", n = " + std::to_string(sizes[worstTensor]) + ")").c_str());
   }
+  std::vector<float> y(3, 0.f);
+  launchWriteScalars(nullptr, y.data(), {1.f, 2.f});
+  const bool wrote = y[0] == 1.f && y[1] == 2.f && y[2] == 0.f;
+  if (!wrote) ++failures;
+  std::printf("%s writeScalars writes n values\n", wrote ? "ok  " : "FAIL");
 }
 
 void optimizerTests() {
@@ -468,7 +493,207 @@ void optimizerTests() {
     compare("adam m step " + std::to_string(step), m.data(), rm.data(), n, -1);
     compare("adam v step " + std::to_string(step), v.data(), rv.data(), n, -1);
   }
-  groupOptimizerTests();
+  groupLaunchTests();
+}
+
+// ---- the launchers --------------------------------------------------------------------------
+//
+// Every launcher of kernels.cuh and gemm.cuh once, through SG_LAUNCH (grid sizes, tile choice,
+// guards for empty inputs), against the CPU kernels. The kernel tests above pick their own
+// grids; these use the launchers' own.
+
+void launcherTests() {
+  const int numSMs = 132;  // an H100/H200
+  {  // GEMM: both tile sizes (small and large M x N for 132 SMs), all transposes, epilogue
+    // 256^3 and 130x70x257: split K (16 and 6 tiles of 64 x 64 on 132 SMs; the latter with
+    // the epilogue in the reduction); 1537x1543x8: the 128 x 128 tile (13 x 13 >= 132).
+    const int shapes[][3] = {{256, 256, 256}, {130, 70, 257}, {37, 45, 20}, {1, 300, 64},
+                             {300, 1, 50},    {64, 64, 0},    {1537, 1543, 8}};
+    for (auto& sh : shapes)
+      for (int tr = 0; tr < 4; ++tr) {
+        const int M = sh[0], N = sh[1], K = sh[2];
+        const bool ta = tr & 1, tb = tr & 2;
+        std::vector<float> A = randomVec(int64_t(M) * K), B = randomVec(int64_t(N) * K);
+        std::vector<float> bias = randomVec(N), C = randomVec(int64_t(M) * N), R = C, C0 = C;
+        const bool epilogue = M == 37 || M == 130;
+        std::vector<float> ws(sgemmWorkspaceFloats(M, N, K, numSMs, false), NAN);
+        emu::launches.clear();
+        launchSgemm(nullptr, ta, tb, M, N, K, 0.75f, A.data(), ta ? M : K, B.data(), tb ? K : N,
+                    epilogue ? 0.f : 0.5f, C.data(), N, numSMs, false,
+                    epilogue ? bias.data() : nullptr, epilogue ? 1 : -1,
+                    ws.empty() ? nullptr : ws.data());
+        if (M == 256 || M == 130) {  // split: at least 4 times the blocks of the 64 x 64 grid
+          const dim3 g = emu::launches.empty() ? dim3(0, 0, 0) : emu::launches[0].grid;
+          const unsigned tiles = ((M + 63) / 64) * ((N + 63) / 64);
+          const bool covers = g.z > 1 && g.x * g.y * g.z >= 4 * tiles;
+          if (!covers) ++failures;
+          std::printf("%s launchSgemm %dx%dx%d splits K: %u blocks (%u unsplit) on %d SMs\n",
+                      covers ? "ok  " : "FAIL", M, N, K, g.x * g.y * g.z, tiles, numSMs);
+        }
+        cpu::sgemm(ta, tb, M, N, K, 0.75f, A.data(), ta ? M : K, B.data(), tb ? K : N,
+                   epilogue ? 0.f : 0.5f, R.data(), N);
+        if (epilogue) {
+          cpu::addBias(R.data(), bias.data(), M, N);
+          cpu::activationForward(Activation::Tanh, R.data(), R.data(), int64_t(M) * N);
+        }
+        std::string grids;
+        for (auto& l : emu::launches)
+          grids += " " + std::to_string(l.grid.x) + "x" + std::to_string(l.grid.y) + "x" +
+                   std::to_string(l.grid.z);
+        char name[160];
+        std::snprintf(name, sizeof name, "launchSgemm %dx%dx%d %c%c grid%s", M, N, K,
+                      ta ? 'T' : 'N', tb ? 'T' : 'N', grids.c_str());
+        // Both sum K products in different orders (the split adds slices): the error bound
+        // 2 (K + 2) u of |alpha| sum |a b| + |beta c| (u = 2^-24), as bench/gpu_check.ts. The
+        // activation (tanh) only shrinks differences.
+        std::vector<float> absA(A.size()), absB(B.size()), scale(C.size());
+        for (size_t i = 0; i < A.size(); ++i) absA[i] = std::fabs(A[i]);
+        for (size_t i = 0; i < B.size(); ++i) absB[i] = std::fabs(B[i]);
+        cpu::sgemm(ta, tb, M, N, K, 0.75f, absA.data(), ta ? M : K, absB.data(), tb ? K : N, 0.f,
+                   scale.data(), N);
+        double worst = 0;
+        for (size_t i = 0; i < C.size(); ++i) {
+          const double s = scale[i] + (epilogue ? 0.0 : 0.5 * std::fabs(C0[i])) + 1e-30;
+          const double e = std::isnan(C[i]) ? INFINITY : std::fabs(double(C[i]) - R[i]) / s;
+          worst = std::max(worst, e);
+        }
+        const double tol = 2.0 * (K + 2) * std::ldexp(1.0, -24);
+        if (!(worst <= tol)) ++failures;
+        std::printf("%s %-50s worst %.3g of its scale (tolerance %.3g)\n",
+                    worst <= tol ? "ok  " : "FAIL", name, worst, tol);
+      }
+  }
+  const int64_t n = 5000;
+  {
+    std::vector<float> y(n, NAN), r(n, 1.5f);
+    launchFill(nullptr, y.data(), n, 1.5f);
+    compare("launchFill", y.data(), r.data(), n, -1);
+    std::vector<int32_t> yi(n, 0);
+    launchFillInt(nullptr, yi.data(), n, 7);
+    const bool ok = std::all_of(yi.begin(), yi.end(), [](int32_t v) { return v == 7; });
+    if (!ok) ++failures;
+    std::printf("%s launchFillInt\n", ok ? "ok  " : "FAIL");
+    std::vector<float> x = randomVec(n), z = randomVec(n), rz = z;
+    launchAxpby(nullptr, n, 0.5f, x.data(), -2.f, z.data());
+    cpu::axpby(n, 0.5f, x.data(), -2.f, rz.data());
+    compare("launchAxpby", z.data(), rz.data(), n, -1);
+  }
+  {
+    const int64_t rows = 70, cols = 300;
+    std::vector<float> y = randomVec(rows * cols), bias = randomVec(cols), r = y;
+    launchAddBias(nullptr, y.data(), bias.data(), rows, cols);
+    cpu::addBias(r.data(), bias.data(), rows, cols);
+    compare("launchAddBias", y.data(), r.data(), y.size(), -1);
+    std::vector<float> db = randomVec(cols), rdb = db;
+    launchBiasBackward(nullptr, y.data(), db.data(), rows, cols);
+    cpu::biasBackward(y.data(), rdb.data(), rows, cols);
+    compare("launchBiasBackward", db.data(), rdb.data(), cols, 1e-6);
+    for (Activation act : {Activation::Relu, Activation::Tanh, Activation::Sigmoid}) {
+      std::vector<float> out(y.size()), rout(y.size()), dx(y.size()), rdx(y.size());
+      launchActivationForward(nullptr, act, y.data(), out.data(), y.size());
+      cpu::activationForward(act, y.data(), rout.data(), y.size());
+      compare("launchActivationForward " + std::to_string(int(act)), out.data(), rout.data(),
+              y.size(), 1e-5);
+      launchActivationBackward(nullptr, act, rout.data(), r.data(), dx.data(), y.size());
+      cpu::activationBackward(act, rout.data(), r.data(), rdx.data(), y.size());
+      compare("launchActivationBackward " + std::to_string(int(act)), dx.data(), rdx.data(),
+              y.size(), -1);
+    }
+  }
+  for (int64_t rows : {2, 256})
+    for (int64_t cols : {45, 256}) {
+      std::vector<float> x = randomVec(rows * cols, 97, 105), gamma = randomVec(cols, 0.5, 1.5);
+      std::vector<float> beta = randomVec(cols), rm = randomVec(cols), rv = randomVec(cols, 0.5, 2);
+      std::vector<float> sm(cols), sis(cols), y(rows * cols), ry(rows * cols);
+      auto rrm = rm, rrv = rv, rsm = sm, rsis = sis;
+      launchBatchNormForward(nullptr, x.data(), gamma.data(), beta.data(), y.data(), rm.data(),
+                             rv.data(), sm.data(), sis.data(), rows, cols, 0.1f, 1e-5f, true);
+      cpu::batchNormForward(x.data(), gamma.data(), beta.data(), ry.data(), rrm.data(), rrv.data(),
+                            rsm.data(), rsis.data(), rows, cols, 0.1f, 1e-5f, true);
+      const std::string tag = std::to_string(rows) + "x" + std::to_string(cols);
+      compare("launchBatchNormForward y " + tag, y.data(), ry.data(), y.size(), 1e-5);
+      compare("launchBatchNormForward runningVar " + tag, rv.data(), rrv.data(), cols, 1e-6);
+      std::vector<float> dy = randomVec(rows * cols), dx(rows * cols), rdx(rows * cols);
+      std::vector<float> dg = randomVec(cols), db = randomVec(cols), rdg = dg, rdb = db;
+      launchBatchNormBackward(nullptr, x.data(), dy.data(), gamma.data(), sm.data(), sis.data(),
+                              dx.data(), dg.data(), db.data(), rows, cols);
+      cpu::batchNormBackward(x.data(), dy.data(), gamma.data(), rsm.data(), rsis.data(),
+                             rdx.data(), rdg.data(), rdb.data(), rows, cols);
+      compare("launchBatchNormBackward dx " + tag, dx.data(), rdx.data(), dx.size(), 1e-5);
+      compare("launchBatchNormBackward dgamma " + tag, dg.data(), rdg.data(), cols, 1e-6);
+    }
+  {
+    const int64_t rows = 100, classes = 10;
+    std::vector<float> logits = randomVec(rows * classes, -5, 5), probs(rows * classes);
+    std::vector<float> rprobs(rows * classes);
+    std::vector<int32_t> labels(rows);
+    for (int64_t r = 0; r < rows; ++r) labels[r] = static_cast<int32_t>((r * 3) % classes);
+    std::vector<double> rowLoss(rows);
+    int flag = -1;
+    float loss = NAN, rloss = NAN;
+    launchLabelCheck(nullptr, labels.data(), rows, classes, &flag);
+    launchSoftmaxCrossEntropyForward(nullptr, logits.data(), labels.data(), probs.data(), &loss,
+                                     rows, classes, rowLoss.data(), &flag);
+    cpu::softmaxCrossEntropyForward(logits.data(), labels.data(), rprobs.data(), &rloss, rows,
+                                    classes);
+    compare("launchSoftmaxCrossEntropyForward probs", probs.data(), rprobs.data(), probs.size(),
+            1e-5);
+    compare("launchSoftmaxCrossEntropyForward loss", &loss, &rloss, 1, 1e-6);
+    std::vector<float> d(rows * classes), rd(rows * classes), oh(rows * classes, NAN);
+    std::vector<float> roh(rows * classes);
+    launchSoftmaxCrossEntropyBackward(nullptr, rprobs.data(), labels.data(), d.data(), rows,
+                                      classes, 0.5f);
+    cpu::softmaxCrossEntropyBackward(rprobs.data(), labels.data(), rd.data(), rows, classes, 0.5f);
+    compare("launchSoftmaxCrossEntropyBackward", d.data(), rd.data(), d.size(), -1);
+    launchOneHot(nullptr, labels.data(), oh.data(), rows, classes, &flag);
+    cpu::oneHot(labels.data(), roh.data(), rows, classes);
+    compare("launchOneHot", oh.data(), roh.data(), oh.size(), -1);
+    std::vector<float> a = randomVec(rows * 3), out(rows * (3 + classes)), rout = out;
+    launchConcatColumns(nullptr, a.data(), logits.data(), out.data(), rows, 3, classes);
+    cpu::concatColumns(a.data(), logits.data(), rout.data(), rows, 3, classes);
+    compare("launchConcatColumns", out.data(), rout.data(), out.size(), -1);
+    std::vector<float> da(rows * 3, 9.f), rda = da;
+    launchSplitColumns(nullptr, out.data(), da.data(), nullptr, rows, 3, classes);
+    cpu::splitColumns(rout.data(), rda.data(), nullptr, rows, 3, classes);
+    compare("launchSplitColumns", da.data(), rda.data(), da.size(), -1);
+  }
+  for (int64_t m : {int64_t(1), int64_t(4097), int64_t(20000)}) {
+    std::vector<float> p = randomVec(m), t = randomVec(m), d(m), rd(m);
+    std::vector<double> partials(mseScratchCount(m));
+    float loss = NAN, rloss = NAN;
+    launchMseForward(nullptr, p.data(), t.data(), &loss, m, partials.data());
+    cpu::mseForward(p.data(), t.data(), &rloss, m);
+    compare("launchMseForward n=" + std::to_string(m), &loss, &rloss, 1, 1e-6);
+    launchMseBackward(nullptr, p.data(), t.data(), d.data(), m, 0.3f);
+    cpu::mseBackward(p.data(), t.data(), rd.data(), m, 0.3f);
+    compare("launchMseBackward n=" + std::to_string(m), d.data(), rd.data(), m, -1);
+  }
+  {
+    std::vector<float> p = randomVec(n), g = randomVec(n), v = randomVec(n), m = randomVec(n);
+    std::vector<float> v2 = randomVec(n, 0, 1);
+    auto rp = p, rv = v, rm = m, rv2 = v2;
+    launchSgdStep(nullptr, p.data(), g.data(), v.data(), n, 0.01f, 0.9f, 1e-4f);
+    cpu::sgdStep(rp.data(), g.data(), rv.data(), n, 0.01f, 0.9f, 1e-4f);
+    compare("launchSgdStep", p.data(), rp.data(), n, -1);
+    launchAdamStep(nullptr, p.data(), g.data(), m.data(), v2.data(), n, 1e-3f, 0.9f, 0.999f, 1e-8f,
+                   0.f, 7);
+    cpu::adamStep(rp.data(), g.data(), rm.data(), rv2.data(), n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.f,
+                  7);
+    compare("launchAdamStep", p.data(), rp.data(), n, -1);
+  }
+  {  // A configuration CUDA refuses must surface as the launcher's exception.
+    bool threw = false;
+    emu::launches.clear();
+    try {
+      SG_LAUNCH(dim3(1), dim3(2048), 0, nullptr, optimizer_k::writeScalarsKernel)(
+          static_cast<float*>(nullptr), ScalarArgs{});
+      CUDA_CHECK_LAUNCH();
+    } catch (const std::runtime_error& e) {
+      threw = std::string(e.what()).find("cudaErrorInvalidConfiguration") != std::string::npos;
+    }
+    if (!threw) ++failures;
+    std::printf("%s a launch of 2048 threads per block is refused\n", threw ? "ok  " : "FAIL");
+  }
 }
 
 }  // namespace
@@ -481,6 +706,7 @@ int main() {
   batchNormTests();
   lossTests();
   optimizerTests();
+  launcherTests();
   std::printf(failures ? "\n%d FAILURES\n" : "\nall passed\n", failures);
   return failures ? 1 : 0;
 }

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Runs the kernel sections of cuda/*.cu on the CPU (see cuda_runtime.h here) against the CPU
-# kernels of native/cpu. No GPU and no nvcc needed: g++ only. Usage: bench/cuda/host_emulation/run.sh
+# Runs the kernel files of cuda/*.cu on the CPU (see cuda_runtime.h here) against the CPU
+# kernels of native/cpu: their kernel sections directly, and the whole files (launchers
+# included, through SG_LAUNCH) as separate translation units. Then cuda_backend.cu itself on
+# a fake CUDA runtime (fake_runtime.cpp; tests in fake_test.cpp), also under ThreadSanitizer.
+# No GPU and no nvcc needed: g++ only. Usage: bench/cuda/host_emulation/run.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
@@ -24,5 +27,40 @@ for src in kernels parallel gemm gemm_avx2 gemm_avx512; do
     g++ $flags $extra -c "$root/native/core/$src.cpp" -o "$work/$src.o"
   objs+=("$work/$src.o")
 done
-g++ $flags -w -I"$here" -I"$work" -I"$root/cuda" "$here/emulate.cpp" "${objs[@]}" -o "$work/emulate"
+# The launchers: each kernel file compiled whole, as nvcc would (one translation unit each).
+kernelObjs=()
+for f in gemm elementwise batchnorm loss optimizer; do
+  g++ $flags -w -x c++ -I"$here" -I"$root/cuda" -c "$root/cuda/$f.cu" -o "$work/cu_$f.o"
+  kernelObjs+=("$work/cu_$f.o")
+done
+g++ $flags -w -I"$here" -I"$work" -I"$root/cuda" "$here/emulate.cpp" "${objs[@]}" "${kernelObjs[@]}" \
+  -o "$work/emulate"
 "$work/emulate"
+
+# The runtime side: cuda_backend.cu on the fake CUDA runtime (fake_runtime.cpp), see
+# fake_test.cpp; then the same under ThreadSanitizer (SG_EMULATION_TSAN=0 skips that: it
+# recompiles the kernel files, a few minutes).
+fakeBuild() {  # fakeBuild DIR EXTRA_FLAGS...
+  local dir=$1; shift
+  mkdir -p "$dir"
+  local o=()
+  for f in gemm elementwise batchnorm loss optimizer cuda_backend; do
+    g++ $flags "$@" -w -x c++ -I"$here" -I"$root/cuda" -c "$root/cuda/$f.cu" -o "$dir/cu_$f.o"
+    o+=("$dir/cu_$f.o")
+  done
+  for src in "$root/native/cpu/kernels.cpp" "$root/native/core/parallel.cpp" "$here/fake_runtime.cpp"; do
+    g++ $flags "$@" -w -I"$here" -I"$root/cuda" -c "$src" -o "$dir/$(basename "$src" .cpp).o"
+    o+=("$dir/$(basename "$src" .cpp).o")
+  done
+  g++ $flags "$@" -w -I"$here" -I"$root/cuda" "$here/fake_test.cpp" "${o[@]}" -o "$dir/fake_test"
+}
+echo
+echo '== cuda_backend.cu on the fake runtime'
+fakeBuild "$work/fake"
+"$work/fake/fake_test"
+if [[ ${SG_EMULATION_TSAN:-1} != 0 ]]; then
+  echo
+  echo '== the same under ThreadSanitizer'
+  fakeBuild "$work/tsan" -fsanitize=thread -g
+  TSAN_OPTIONS="halt_on_error=1 exitcode=66" "$work/tsan/fake_test"
+fi

@@ -3,12 +3,12 @@
 // learning rate divided by 10 at 60% and 80% of training (the paper: 3e-5, 300k and 400k of
 // 500k iterations); DNI synthesizers with two hidden layers of 1024, cDNI with a linear one on
 // [h, onehot(y)]. Also the stochastic-update experiment: cDNI with update probability p.
-// Writes a markdown table (and JSON) to bench/results/ with the iteration count and machine.
+// Writes a markdown table (and JSON) to experiments/dni-mnist/results/ with the iteration count and machine.
 //
-//   node dist/bench/dni_mnist.js --iterations 500000 [--lr 3e-5] [--depths 3,4,5,6]
+//   node dist/experiments/dni-mnist/dni_mnist.js --iterations 500000 [--lr 3e-5] [--depths 3,4,5,6]
 //        [--methods backprop,dni,cdni] [--stochastic 0.2,1] [--synth-lr 1e-4] [--out dni-mnist]
 //        [--optimizer adam|sgd] [--synth-lr-decay on|off] [--center on|off] [--mask-inactive on|off]
-//        [--checkpoint-dir bench/checkpoints]
+//        [--checkpoint-dir experiments/dni-mnist/checkpoints]
 // --synth-lr gives the DNI synthesizers their own Adam learning rate (same decay); default: the
 // model's. cDNI's linear synthesizers keep the model's, as in the paper. --synth-lr-decay off:
 // the DNI synthesizers keep their learning rate while the model's decays (default on).
@@ -23,10 +23,12 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, DecoupledNetwork, Device, Trainer, datasets, decouple, mlp, native, schedules } from '../ts';
-import type { Module } from '../ts';
-import { OptimizerKind, modelOptimizer, onOff, optimizerKind, optimizerName } from './flags';
-import { resultsDir } from './paths';
+import { Adam, DecoupledNetwork, Device, Trainer, datasets, decouple, mlp, native, schedules } from '../../ts';
+import type { Module } from '../../ts';
+import { OptimizerKind, modelOptimizer, onOff, optimizerKind, optimizerName } from '../../bench/flags';
+import { experimentResultsDir } from '../../bench/paths';
+
+const resultsDir = experimentResultsDir('dni-mnist');
 
 interface Args {
   iterations: number;
@@ -171,7 +173,7 @@ async function main(): Promise<void> {
   const fmt = (v: number | undefined) => (v === undefined ? '–' : `${v.toFixed(2)}%`);
   const md = [
     '# MNIST FCN: test error of backprop, DNI and cDNI', '',
-    `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/dni_mnist.js ${process.argv.slice(2).join(' ')}\`.`, '',
+    `${new Date().toISOString()}; ${machine}; command: \`node dist/experiments/dni-mnist/dni_mnist.js ${process.argv.slice(2).join(' ')}\`.`, '',
     `Iterations: **${args.iterations}** (the paper: 500,000), batch ${args.batchSize}, ${optimizerName(args.optimizer)} lr ${args.lr}${args.synthLr === undefined ? '' : ` (DNI synthesizers${args.optimizer === 'sgd' ? ': Adam' : ''} ${args.synthLr}${args.synthLrDecay ? '' : ', not decayed'})`} divided by 10 at 60% and 80%, seed ${args.seed}; synthesizers centre ĝ over the batch: ${args.center ? 'yes, where the next module starts with Linear → BatchNorm' : 'no'}; synthesizers regress only on active units (h > 0): ${args.maskInactive ? 'yes' : 'no'}.`, '',
     '| hidden layers | backprop | DNI | cDNI | DNI - backprop | cDNI - backprop |', '|---|---|---|---|---|---|',
     ...args.depths.map((d) => {
@@ -189,7 +191,7 @@ async function main(): Promise<void> {
   ].join('\n');
   fs.writeFileSync(path.join(resultsDir, `${args.out}.md`), md);
   fs.writeFileSync(path.join(resultsDir, `${args.out}.json`), JSON.stringify({ date: new Date().toISOString(), machine, args, runs }, null, 2) + '\n');
-  console.log(`\n${md}\nwrote bench/results/${args.out}.md and .json`);
+  console.log(`\n${md}\nwrote experiments/dni-mnist/results/${args.out}.md and .json`);
 }
 
 main().catch((e) => {

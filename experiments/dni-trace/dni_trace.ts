@@ -2,9 +2,10 @@
 // the cosine similarity of ĝ to the true backpropagated gradient and to its own (bootstrapped)
 // target, and the norm ratio |ĝ|/|g|, on a training probe batch; the training loss; at the end
 // the test error.
-// A tool for finding what limits DNI with depth; it writes nothing unless --out is given.
+// A tool for finding what limits DNI with depth; it writes nothing unless --out is given (then
+// experiments/dni-trace/results/NAME.md).
 //
-//   node dist/bench/dni_trace.js [--depth 5] [--method dni|cdni] [--steps 3000] [--every 500]
+//   node dist/experiments/dni-trace/dni_trace.js [--depth 5] [--method dni|cdni] [--steps 3000] [--every 500]
 //        [--lr 3e-5] [--synth-lr 1e-3] [--synth-hidden 1024,1024] [--center on|off] [--mask-inactive on|off]
 //        [--optimizer adam|sgd] [--synth-loss-weight 1] [--synth-updates 1] [--freeze-model-after N] [--freeze-modules K]
 //        [--seed 0] [--out NAME]
@@ -21,9 +22,11 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Device, Trainer, datasets, decouple, mlp, native } from '../ts';
-import { OptimizerKind, modelOptimizer, onOff, optimizerKind, optimizerName } from './flags';
-import { resultsDir } from './paths';
+import { Adam, Device, Trainer, datasets, decouple, mlp, native } from '../../ts';
+import { OptimizerKind, modelOptimizer, onOff, optimizerKind, optimizerName } from '../../bench/flags';
+import { experimentResultsDir } from '../../bench/paths';
+
+const resultsDir = experimentResultsDir('dni-trace');
 
 interface Args {
   depth: number;
@@ -101,7 +104,7 @@ async function main(): Promise<void> {
     `${args.freezeModelAfter === undefined ? '' : `, model frozen from step ${args.freezeModelAfter}`}${args.frozenModules ? `, modules 1–${args.frozenModules} frozen at their initial weights` : ''}, synthesizer loss weight ${args.synthLossWeight ?? 1}${args.synthUpdates ? `, ${args.synthUpdates} synthesizer updates per target` : ''}, synthesizer hidden ${JSON.stringify(args.synthHidden ?? (conditioned ? [] : [1024, 1024]))}` +
     `, centred ĝ: ${net.synthesizers.map((s) => (s.center ? 'yes' : 'no')).join('/')}` +
     `, active units only: ${net.synthesizers.map((s) => (s.maskInactive ? 'yes' : 'no')).join('/')}, seed ${args.seed}`);
-  say(`${os.cpus()[0]?.model ?? 'unknown CPU'}, ${native.threads()} threads; command: \`node dist/bench/dni_trace.js ${process.argv.slice(2).join(' ')}\``);
+  say(`${os.cpus()[0]?.model ?? 'unknown CPU'}, ${native.threads()} threads; command: \`node dist/experiments/dni-trace/dni_trace.js ${process.argv.slice(2).join(' ')}\``);
   say('');
   say('| step | train loss (mean of every 20th step since the last row) | per module: cos(ĝ, g) / cos(ĝ, target) / |ĝ|/|g| / synthesizer loss |');
   say('|---|---|---|');

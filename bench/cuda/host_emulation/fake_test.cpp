@@ -1,0 +1,236 @@
+// cuda/cuda_backend.cu on the fake CUDA runtime (fake_runtime.cpp): the allocator's
+// cross-stream fences, events between streams, the capture bookkeeping (which blocks a graph
+// owns, out of memory during a capture, a stream released while joined to one) and the
+// completion path (whenDone settles, also after a device fault, when CUDA runs no more host
+// functions). Run by run.sh; no GPU involved. Each check prints ok/FAIL; exit 1 on a failure.
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <future>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "cuda_backend.h"
+#include "fake_runtime.h"
+
+using namespace sg;
+using namespace std::chrono_literals;
+
+namespace {
+
+int failures = 0;
+
+void check(bool ok, const std::string& what) {
+  if (!ok) ++failures;
+  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
+}
+
+Tensor tensorOf(std::shared_ptr<Storage> storage, int64_t n) {
+  Tensor t;
+  t.shape = {n};
+  t.storage = std::move(storage);
+  return t;
+}
+
+// whenDone as a future of its error text.
+std::future<std::string> done(Stream& s) {
+  auto p = std::make_shared<std::promise<std::string>>();
+  s.whenDone([p](const std::string& e) { p->set_value(e); });
+  return p->get_future();
+}
+
+bool settlesWithin(std::future<std::string>& f, std::chrono::milliseconds ms) {
+  return f.wait_for(ms) == std::future_status::ready;
+}
+
+std::vector<float> read(Backend& b, Stream& s, const Tensor& t) {
+  std::vector<float> host(t.numel());
+  b.download(s, t, host.data());
+  done(s).get();
+  return host;
+}
+
+// The newest stream of the fake runtime: the one createStream() just made.
+cudaStream_t newestStream() { return fake::streams().back(); }
+
+void fences(Backend& b) {
+  auto a = b.createStream();
+  cudaStream_t rawA = newestStream();
+  fake::stall(rawA, true);
+  auto block = b.allocate(4096);
+  void* p = block->data();
+  b.fill(*a, tensorOf(block, 1024), 1.5);  // pending: stream A is held
+  block.reset();                            // released while A's fill still uses it
+  auto other = b.allocate(4096);
+  check(other->data() != p,
+        "fences: a block released while another stream's queued work uses it is not reused");
+  fake::stall(rawA, false);
+  auto f = done(*a);
+  check(settlesWithin(f, 10000ms) && f.get().empty(), "fences: the stream's whenDone settles");
+  bool reused = false;
+  for (int i = 0; i < 200 && !reused; ++i) {  // the fence's event records run on the workers
+    auto again = b.allocate(4096);
+    reused = again->data() == p;
+    if (!reused) std::this_thread::sleep_for(5ms);
+  }
+  check(reused, "fences: the block is reused once every stream has passed its fence");
+}
+
+void events(Backend& b) {
+  auto a = b.createStream();
+  cudaStream_t rawA = newestStream();
+  auto s = b.createStream();
+  auto e = b.createEvent();
+  Tensor x = tensorOf(b.allocate(4096), 1024), y = tensorOf(b.allocate(4096), 1024);
+  b.fill(*s, y, 0.0);
+  done(*s).get();
+  fake::stall(rawA, true);
+  b.fill(*a, x, 2.5);
+  e->record(*a);
+  s->wait(*e);
+  b.copy(*s, x, y);
+  auto f = done(*s);
+  check(!settlesWithin(f, 100ms), "events: a stream waiting on another's event does not run ahead");
+  fake::stall(rawA, false);
+  check(settlesWithin(f, 10000ms), "events: it runs once the event's stream has reached the record");
+  const std::vector<float> got = read(b, *s, y);
+  check(got[0] == 2.5f && got[1023] == 2.5f, "events: the waiting stream saw the other's writes");
+  auto ef = std::make_shared<std::promise<void>>();
+  e->whenDone([ef] { ef->set_value(); });
+  check(ef->get_future().wait_for(10000ms) == std::future_status::ready,
+        "events: Event::whenDone settles after its record");
+}
+
+void capture(Backend& b) {
+  const int misuses = fake::misuses();
+  auto s = b.createStream();
+  auto before = b.allocate(4096);  // allocated before the capture, released during it
+  void* beforePtr = before->data();
+  b.beginCapture(*s);
+  auto scratch = b.allocate(8192);  // an op's scratch: handed out and released in the capture
+  void* scratchPtr = scratch->data();
+  b.fill(*s, tensorOf(scratch, 2048), 3.0);
+  scratch.reset();
+  before.reset();
+  std::unique_ptr<Graph> graph = b.endCapture(*s);
+  check(graph != nullptr && fake::misuses() == misuses,
+        "capture: begin/end with no synchronisation, destroy or cudaFree inside");
+  bool scratchReused = false, beforeReused = false;
+  for (int i = 0; i < 100; ++i) {
+    auto x = b.allocate(8192), y = b.allocate(4096);
+    scratchReused |= x->data() == scratchPtr;
+    beforeReused |= y->data() == beforePtr;
+    std::this_thread::sleep_for(2ms);
+  }
+  check(!scratchReused, "capture: a block handed out and released during it stays the graph's");
+  check(beforeReused, "capture: a block from before it, released during it, is reused after it");
+  graph->launch(*s);
+  auto f = done(*s);
+  check(settlesWithin(f, 10000ms) && f.get().empty(), "capture: the graph launches and completes");
+  graph.reset();  // its blocks retire: reusable after the next fence
+  bool freed = false;
+  for (int i = 0; i < 200 && !freed; ++i) {
+    auto x = b.allocate(8192);
+    freed = x->data() == scratchPtr;
+    if (!freed) std::this_thread::sleep_for(5ms);
+  }
+  check(freed, "capture: the graph's blocks are reused once it is destroyed");
+}
+
+void outOfMemoryInCapture(Backend& b) {
+  const int misuses = fake::misuses(), frees = fake::frees();
+  auto s = b.createStream();
+  { auto cached = b.allocate(1 << 16); }  // a cached block the OOM path would give back
+  fake::setMemoryLimit(fake::memoryInUse() + (1 << 17));
+  b.beginCapture(*s);
+  std::string error;
+  try {
+    auto big = b.allocate(size_t(1) << 20);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  auto graph = b.endCapture(*s);
+  check(error.find("CUDA out of memory") != std::string::npos &&
+            error.find("graph capture") != std::string::npos,
+        "out of memory during a capture: a clear error (" + error + ")");
+  check(fake::frees() == frees && fake::misuses() == misuses && graph != nullptr,
+        "out of memory during a capture: no cudaFree, the capture stays valid");
+  std::string after;
+  try {
+    auto big = b.allocate(size_t(1) << 20);
+  } catch (const std::exception& e) {
+    after = e.what();
+  }
+  check(fake::frees() > frees && after.find("CUDA out of memory") != std::string::npos,
+        "out of memory outside a capture: the cache is given back first, then the error");
+  fake::setMemoryLimit(size_t(1) << 34);
+}
+
+void streamReleasedInCapture(Backend& b) {
+  const int misuses = fake::misuses();
+  auto origin = b.createStream();
+  auto joined = b.createStream();
+  auto fork = b.createEvent(), join = b.createEvent();
+  Tensor t = tensorOf(b.allocate(4096), 1024);
+  const size_t streamsBefore = fake::streams().size();
+  b.beginCapture(*origin);
+  fork->record(*origin);
+  joined->wait(*fork);  // joins the capture
+  b.fill(*joined, t, 4.0);
+  join->record(*joined);
+  origin->wait(*join);  // rejoins
+  joined.reset();       // released while part of the capture
+  check(fake::streams().size() == streamsBefore && fake::misuses() == misuses,
+        "a stream released while joined to a capture is neither synchronised nor destroyed then");
+  auto graph = b.endCapture(*origin);
+  check(graph != nullptr && fake::streams().size() == streamsBefore - 1 &&
+            fake::misuses() == misuses,
+        "... and is destroyed after endCapture");
+  graph->launch(*origin);
+  const std::vector<float> got = read(b, *origin, t);
+  check(got[0] == 4.0f, "... and the graph still runs its work");
+}
+
+void faultSettlesWhenDone(Backend& b) {
+  auto s = b.createStream();
+  cudaStream_t raw = newestStream();
+  Tensor t = tensorOf(b.allocate(4096), 1024);
+  fake::stall(raw, true);
+  b.fill(*s, t, 1.0);
+  auto f = done(*s);
+  fake::fail(cudaErrorIllegalAddress);  // nothing queued will run, host functions included
+  fake::stall(raw, false);
+  const bool settled = settlesWithin(f, 10000ms);
+  const std::string error = settled ? f.get() : "";
+  check(settled && error.find("cudaErrorIllegalAddress") != std::string::npos,
+        "after a device fault, a pending whenDone settles with the error (" + error + ")");
+}
+
+}  // namespace
+
+int main() {
+  fake::install();
+  check(cuda::deviceCount() == 1 && cuda::deviceCountError().empty(),
+        "deviceCount through the runtime, no error");
+  Backend& b = cuda::backend(0);
+  // The last leaves the fake device failed.
+  const std::pair<const char*, void (*)(Backend&)> tests[] = {
+      {"fences", fences},
+      {"events", events},
+      {"capture", capture},
+      {"outOfMemoryInCapture", outOfMemoryInCapture},
+      {"streamReleasedInCapture", streamReleasedInCapture},
+      {"faultSettlesWhenDone", faultSettlesWhenDone}};
+  for (const auto& [name, test] : tests) {
+    try {
+      test(b);
+    } catch (const std::exception& e) {
+      check(false, std::string(name) + " threw: " + e.what());
+    }
+  }
+  std::printf(failures ? "\n%d FAILURES\n" : "\nall passed\n", failures);
+  std::fflush(stdout);
+  std::_Exit(failures ? 1 : 0);  // the backend lives to the end of the process, by design
+}

@@ -1,0 +1,132 @@
+// `npm start` end to end: every flag reaches what it configures (parseArgs → configure → the
+// decoupled network, the Trainer and fit()), and the CLI's --checkpoint resumes a run exactly.
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Adam, DecoupledNetwork, Linear, Optimizer, SGD, Sequential, Trainer } from '../ts';
+import { configure } from '../ts/cli/configure';
+import { parseArgs } from '../ts/cli/options';
+
+const TRAIN = 1000;
+const cli = (args: string) => configure(parseArgs(args.split(' ').filter(Boolean)), TRAIN);
+
+function decoupled(args: string): DecoupledNetwork {
+  const { model } = cli(args);
+  expect(model).toBeInstanceOf(DecoupledNetwork);
+  return model as DecoupledNetwork;
+}
+
+/** The optimizers a Trainer built from the configuration gives module 1 and synthesizer 1. */
+function optimizers(args: string) {
+  const c = cli(args);
+  const trainer = new Trainer(c.model, c.trainer);
+  const net = c.model as DecoupledNetwork;
+  const strategy = trainer.strategy as unknown as { optimizers: Optimizer[] };
+  const result = { module: strategy.optimizers[0], synthesizer: net.synthesizers[0].optimizer! };
+  return { ...result, dispose: () => trainer.dispose() };
+}
+
+describe('every npm start flag reaches what it configures', () => {
+  test('--method: backprop is the plain MLP, dni and cdni decouple it (cdni conditions on the label)', () => {
+    expect(cli('').model).toBeInstanceOf(Sequential);
+    expect(cli('').decoupled).toBe(false);
+    expect(decoupled('--method dni').synthesizers.map((s) => s.conditioned)).toEqual([false, false, false]);
+    expect(decoupled('--method cdni').synthesizers.map((s) => s.conditioned)).toEqual([true, true, true]);
+    expect(decoupled('--method cdni').synthesizers[0].inputs).toBe(256 + 10);
+  });
+
+  test('--hidden sets the layer widths', () => {
+    const widths = (cli('--hidden 32,16').model as Sequential).layers.filter((l) => l instanceof Linear).map((l) => (l as Linear).outFeatures);
+    expect(widths).toEqual([32, 16, 10]);
+  });
+
+  test('--at sets the cuts', () => {
+    expect(decoupled('--method dni').config.cuts).toEqual([2, 5, 8]);
+    expect(decoupled('--method dni --at 2,5').config.cuts).toEqual([2, 5]);
+    expect(decoupled('--method dni --at every-layer --hidden 8').config.cuts).toEqual([0, 1, 2]);
+  });
+
+  test('--p-update, --pipeline and --streams set the schedule', () => {
+    expect(decoupled('--method dni').config.schedule).toEqual({ kind: 'lockstep', pUpdate: 1 });
+    expect(decoupled('--method dni --p-update 0.3').config.schedule).toEqual({ kind: 'lockstep', pUpdate: 0.3 });
+    expect(decoupled('--method cdni --pipeline 2 --p-update 0.5').config.schedule).toEqual({ kind: 'pipelined', depth: 2, pUpdate: 0.5 });
+    expect(decoupled('--method dni').config.streams).toBe('per-module');
+    expect(decoupled('--method dni --streams single').config.streams).toBe('single');
+  });
+
+  test('--center and --mask-inactive reach the synthesizers where they apply', () => {
+    const plain = decoupled('--method dni');
+    expect(plain.synthesizers.map((s) => [s.center, s.maskInactive])).toEqual([[false, false], [false, false], [false, false]]);
+    const net = decoupled('--method dni --center --mask-inactive');
+    // The last cut feeds the output Linear (no BatchNorm): not centred there.
+    expect(net.synthesizers.map((s) => s.center)).toEqual([true, true, false]);
+    expect(net.synthesizers.map((s) => s.maskInactive)).toEqual([true, true, true]);
+  });
+
+  test('--optimizer and --lr choose the modules\' optimizer, decayed x0.1 at 60% and 85% of the steps', () => {
+    // 1000 examples, batch 100, 3 epochs: 30 steps, decays at steps 18 and 26.
+    const adam = optimizers('--method dni --lr 3e-3 --batch-size 100 --epochs 3');
+    expect(adam.module).toBeInstanceOf(Adam);
+    const lrAt = (o: Optimizer, step: number) => { const saved = o.steps; o.steps = step; const lr = o.lr; o.steps = saved; return lr; };
+    expect([0, 17, 18, 25, 26].map((s) => lrAt(adam.module, s))).toEqual([3e-3, 3e-3, 3e-3 * Math.pow(0.1, 1), 3e-3 * Math.pow(0.1, 1), 3e-3 * Math.pow(0.1, 2)]);
+    // Without --synth-lr the synthesizers get the model's optimizer and schedule.
+    expect(adam.synthesizer).toBeInstanceOf(Adam);
+    expect(adam.synthesizer).not.toBe(adam.module);
+    expect(lrAt(adam.synthesizer, 18)).toBe(3e-3 * Math.pow(0.1, 1));
+    adam.dispose();
+    const sgd = optimizers('--method dni --optimizer sgd --lr 0.02 --synth-lr 1e-4 --batch-size 100 --epochs 3');
+    expect(sgd.module).toBeInstanceOf(SGD);
+    expect((sgd.module as SGD).momentum).toBe(0.9);
+    expect(lrAt(sgd.module, 0)).toBe(0.02);
+    // --synth-lr: the synthesizers keep Adam, at their own rate, decayed alike.
+    expect(sgd.synthesizer).toBeInstanceOf(Adam);
+    expect([0, 18, 26].map((s) => lrAt(sgd.synthesizer, s))).toEqual([1e-4, 1e-4 * Math.pow(0.1, 1), 1e-4 * Math.pow(0.1, 2)]);
+    sgd.dispose();
+  });
+
+  test('--seed and --device reach the Trainer', () => {
+    expect(cli('--seed 7').trainer.seed).toBe(7);
+    expect(cli('--device cpu').trainer.device!.name).toBe('cpu');
+    expect(() => cli('--device tpu')).toThrow(/Device.parse: expected 'cpu' or 'cuda:N', got 'tpu'/);
+  });
+
+  test('--epochs, --steps, --batch-size, --diagnose-every, --graph and --checkpoint reach fit()', () => {
+    const c = cli('--method dni --epochs 3 --steps 25 --batch-size 100 --diagnose-every 7 --checkpoint run.ckpt');
+    expect(c.stepsPerEpoch).toBe(10);
+    expect(c.fit).toMatchObject({ epochs: 3, steps: 25, batchSize: 100, diagnoseEvery: 7, graph: false, checkpoint: { path: 'run.ckpt', every: 10 } });
+    expect(cli('--graph').fit.graph).toBe(true);
+    expect(cli('').fit).toMatchObject({ epochs: 10, steps: undefined, batchSize: 256, diagnoseEvery: undefined, checkpoint: undefined });
+    expect(cli('--method cdni').fit.diagnoseEvery).toBe(100);
+  });
+});
+
+describe('the CLI\'s --checkpoint', () => {
+  const root = path.resolve(__dirname, '..');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-cli-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const run = (args: string) => {
+    const r = spawnSync(process.execPath, [path.join(root, 'dist/ts/cli/main.js'), ...args.split(' ')], {
+      cwd: dir, env: { ...process.env, SYNTHGRAD_DEVICE: 'cpu' }, encoding: 'utf8', timeout: 120_000,
+    });
+    return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  };
+  const common = '--method cdni --hidden 16,16 --batch-size 200 --epochs 1 --seed 3';
+
+  test('resumes a run where it stopped: 2 + 2 steps end where 4 steps do, and other options are refused', () => {
+    const file = path.join(dir, 'run.ckpt');
+    const first = run(`${common} --steps 2 --checkpoint ${file}`);
+    expect(first.status).toBe(0);
+    const resumed = run(`${common} --steps 4 --checkpoint ${file}`);
+    expect(resumed.status).toBe(0);
+    expect(resumed.out).toMatch(/resuming from/);
+    expect(resumed.out).toMatch(/resumed after step 2; 4 steps in all/);
+    const straight = run(`${common} --steps 4`);
+    const final = (out: string) => /final test accuracy: (\S+)/.exec(out)?.[1];
+    expect(final(resumed.out)).toBeDefined();
+    expect(final(resumed.out)).toBe(final(straight.out));
+    const other = run(`${common} --lr 0.01 --steps 4 --checkpoint ${file}`);
+    expect(other.status).not.toBe(0);
+    expect(other.out).toMatch(/was saved with --lr 0.001, this run has 0.01/);
+  });
+});

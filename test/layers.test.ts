@@ -1,0 +1,91 @@
+// The layering check (scripts/check-layers.js): today's tree has no new wrong-way arrow, and
+// an arrow planted in a temp copy of the tree is caught and named.
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { checkLayers, KNOWN } = require('../scripts/check-layers.js') as {
+  checkLayers(root: string, known?: Set<string>): {
+    violations: { from: string; to: string; why: string }[];
+    known: { from: string; to: string }[];
+    stale: string[];
+  };
+  KNOWN: Set<string>;
+};
+
+const root = path.join(__dirname, '..');
+const script = path.join(root, 'scripts', 'check-layers.js');
+
+/** A copy of the tree's native/, cuda/ and ts/ in a fresh temp directory. */
+function copyTree(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-layers-'));
+  for (const d of ['native', 'cuda', 'ts']) fs.cpSync(path.join(root, d), path.join(dir, d), { recursive: true });
+  return dir;
+}
+
+describe('check-layers', () => {
+  let tmp: string | undefined;
+  afterEach(() => {
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    tmp = undefined;
+  });
+
+  test('the tree has no wrong-way arrow beyond the allowlist', () => {
+    const r = checkLayers(root);
+    expect(r.violations).toEqual([]);
+    // The allowlist describes arrows that exist: each entry is found in the tree.
+    expect(r.known.map((v) => `${v.from} -> ${v.to}`).sort()).toEqual([...KNOWN].filter((k) => !r.stale.includes(k)).sort());
+  });
+
+  test('without the allowlist, today\'s known arrows are reported', () => {
+    const r = checkLayers(root, new Set());
+    expect(r.violations.length).toBe(checkLayers(root).known.length);
+    expect(r.violations.length).toBeGreaterThan(0);
+  });
+
+  test('a planted include from core into cpu fails the script, naming the arrow', () => {
+    tmp = copyTree();
+    const ops = path.join(tmp, 'native', 'core', 'ops.cpp');
+    fs.writeFileSync(ops, '#include "../cpu/gemm_kernels.h"\n' + fs.readFileSync(ops, 'utf8'));
+    let failure: { status: number; stderr: string } | undefined;
+    try {
+      execFileSync(process.execPath, [script, tmp], { stdio: 'pipe' });
+    } catch (e) {
+      const err = e as { status: number; stderr: Buffer };
+      failure = { status: err.status, stderr: err.stderr.toString() };
+    }
+    expect(failure?.status).toBe(1);
+    expect(failure?.stderr).toContain('native/core/ops.cpp -> native/cpu/gemm_kernels.h');
+    expect(execFileSync(process.execPath, [script, root], { stdio: 'pipe' }).toString()).toContain('0 new wrong-way arrow');
+  });
+
+  test('a planted include from cuda into cpu is caught', () => {
+    tmp = copyTree();
+    const f = path.join(tmp, 'cuda', 'loss.cu');
+    fs.writeFileSync(f, fs.readFileSync(f, 'utf8') + '\n#include "cpu/cpu_backend.h"\n');
+    expect(checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`)).toEqual(['cuda/loss.cu -> native/cpu/cpu_backend.h']);
+  });
+
+  test('planted TypeScript imports of native.ts and of the trainer are caught; a type-only one is not', () => {
+    tmp = copyTree();
+    const layers = path.join(tmp, 'ts', 'nn', 'layers.ts');
+    fs.writeFileSync(layers, "import { native } from '../native';\nimport { stepCount } from '../train/trainer';\n" +
+      fs.readFileSync(layers, 'utf8'));
+    const losses = path.join(tmp, 'ts', 'nn', 'losses.ts');
+    fs.writeFileSync(losses, "import type { TrainingStrategy } from '../train/trainer';\n" + fs.readFileSync(losses, 'utf8'));
+    const found = checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`).sort();
+    expect(found).toEqual(['ts/nn/layers.ts -> ts/native.ts', 'ts/nn/layers.ts -> ts/train/trainer.ts']);
+  });
+
+  test('an import of the CLI from optim and of nn from the low-level layer are caught', () => {
+    tmp = copyTree();
+    const opt = path.join(tmp, 'ts', 'optim', 'optimizers.ts');
+    fs.writeFileSync(opt, "import { x } from '../cli/options';\n" + fs.readFileSync(opt, 'utf8'));
+    const ops = path.join(tmp, 'ts', 'ops.ts');
+    fs.writeFileSync(ops, fs.readFileSync(ops, 'utf8') + "\nimport { Linear } from './nn/layers';\n");
+    const found = checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`).sort();
+    expect(found).toEqual(['ts/ops.ts -> ts/nn/layers.ts', 'ts/optim/optimizers.ts -> ts/cli/options.ts']);
+  });
+});

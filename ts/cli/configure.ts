@@ -1,0 +1,87 @@
+// What `npm start`'s options configure: the model (plain or decoupled), the Trainer's options
+// and fit()'s, without loading data or training (main.ts adds the data and the logging), so
+// that a test can check that every flag reaches what it configures.
+import { Device } from '../device';
+import { decouple, Schedule } from '../dni/network';
+import { mlp } from '../models';
+import { Module } from '../nn/module';
+import { Adam, schedules } from '../optim/optimizers';
+import { FitOptions, TrainerOptions } from '../train/trainer';
+import { Options, modelOptimizer } from './options';
+
+/**
+ * The model, the data order and the learning-rate schedule come from the options, so they are
+ * saved in the checkpoint (fit's checkpoint.config, keyed by flag) and a resume with others is
+ * refused, naming the flag. Free to change: the file, the device, --save-every, --steps and --epochs
+ * (more epochs extend a run; the learning rate keeps the decay steps planned when it started).
+ */
+function runConfig(o: Options, lrDecaySteps: number[]): Record<string, unknown> {
+  const { checkpoint: _file, device: _device, help: _help, epochs: _epochs, steps: _steps, saveEvery: _saveEvery,
+    quiet: _quiet, json: _json, logDir: _logDir, ...fixed } = o;
+  const config: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(fixed)) config[`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`] = value;
+  config['lr decay steps'] = lrDecaySteps;
+  return config;
+}
+
+
+export interface Configured {
+  model: Module;
+  decoupled: boolean;
+  schedule: Schedule;
+  stepsPerEpoch: number;
+  /** the steps where the learning rates drop x0.1 */
+  decaySteps: number[];
+  trainer: TrainerOptions;
+  /** fit()'s options but the data-dependent, logging and signal ones (validation, onStep, onEpoch, logDir, signal) */
+  fit: FitOptions;
+}
+
+/** `--device`, or the best device present. */
+export function deviceOf(o: Options): Device {
+  return o.device ? Device.parse(o.device) : Device.best();
+}
+
+/**
+ * The run `o` describes on a training set of `trainCount` examples. `plannedDecaySteps`: the
+ * learning-rate decay steps a resumed run started with (default: 60% and 85% of the epochs' steps).
+ */
+export function configure(o: Options, trainCount: number, plannedDecaySteps?: number[]): Configured {
+  const device = deviceOf(o);
+  const mlpModel = mlp(784, o.hidden, 10);
+  const decoupled = o.method !== 'backprop';
+  const schedule: Schedule = o.pipeline > 0
+    ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate }
+    : { kind: 'lockstep', pUpdate: o.pUpdate };
+  const stepsPerEpoch = Math.ceil(trainCount / o.batchSize);
+  // Step decay (x0.1 at 60% and 85% of the epochs' steps) settles the noisy late epochs of a constant lr.
+  const total = o.epochs * stepsPerEpoch;
+  const decaySteps = plannedDecaySteps ?? [Math.round(0.6 * total), Math.round(0.85 * total)];
+  const decayed = (base: number) => schedules.stepDecay(base, decaySteps, 0.1);
+  const lr = decayed(o.lr);
+  const synthLr = o.synthLr === undefined ? undefined : decayed(o.synthLr);
+  const model: Module = decoupled
+    ? decouple(mlpModel, {
+      at: o.at,
+      synthesizer: {
+        conditioned: o.method === 'cdni', center: o.center, maskInactive: o.maskInactive,
+        optimizer: synthLr === undefined ? undefined : () => new Adam({ lr: synthLr }),
+      },
+      schedule, streams: o.streams,
+    })
+    : mlpModel;
+  return {
+    model, decoupled, schedule, stepsPerEpoch, decaySteps,
+    // A factory: a decoupled network gives each module (and, without --synth-lr, each synthesizer) its own optimizer.
+    trainer: { device, optimizer: () => modelOptimizer(o.optimizer, lr), seed: o.seed },
+    fit: {
+      epochs: o.epochs,
+      steps: o.steps,
+      batchSize: o.batchSize,
+      logEvery: 1,
+      diagnoseEvery: decoupled ? o.diagnoseEvery : undefined,
+      graph: o.graph,
+      checkpoint: o.checkpoint ? { path: o.checkpoint, every: o.saveEvery ?? stepsPerEpoch, config: runConfig(o, decaySteps) } : undefined,
+    },
+  };
+}
