@@ -379,7 +379,9 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
   const ENGINE = /Cannot read propert|Cannot set propert|is not a function|is not iterable|is not a constructor|Cannot convert|Cannot destructure|undefined is not|null is not|Cannot mix BigInt|Maximum call stack|Invalid array length|Invalid typed array length/;
   function record(e, d, counted = true) {
     if (!(e instanceof Error)) { stats.problems.push(`non-Error thrown (${typeof e}: ${String(e)}) by ${d}`); return; }
-    const cls = e.constructor === TypeError ? 'TypeError' : e.constructor === RangeError ? 'RangeError' : e.constructor === Error ? 'Error' : e.name || 'anonymous';
+    // By inheritance: the library's errors may be subclasses (with a code) of these three.
+    const cls = e instanceof TypeError ? 'TypeError' : e instanceof RangeError ? 'RangeError'
+      : e.constructor === Error || e.name === 'Error' ? 'Error' : e.name || 'anonymous';
     if (counted) stats.errors[cls] = (stats.errors[cls] || 0) + 1;
     if (!['TypeError', 'RangeError', 'Error'].includes(cls)) stats.problems.push(`${cls} (not a TypeError/RangeError/Error) '${e.message}' from ${d}`);
     else if (typeof e.message !== 'string' || !e.message.trim()) stats.problems.push(`${cls} without a message from ${d}`);
