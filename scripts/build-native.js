@@ -5,6 +5,8 @@
 // SYNTHGRAD_VERBOSE=1), and, when installed as a dependency, leaves only the addon behind.
 //   SYNTHGRAD_CUDA=auto|on|off   CUDA backend: when nvcc and an NVIDIA GPU are both here / always / never
 //   SYNTHGRAD_CUDA_ARCHS="80;90" CUDA architectures (Hopper = 90)
+//   SYNTHGRAD_SANITIZE=1         an ASan + UBSan build (CPU only) into build-sanitize/ instead, for
+//                                scripts/sanitize.sh; the regular build/ is left as it is
 'use strict';
 const { spawnSync } = require('child_process');
 const fs = require('fs');
@@ -12,7 +14,8 @@ const os = require('os');
 const path = require('path');
 
 const root = path.join(__dirname, '..');
-const cuda = (process.env.SYNTHGRAD_CUDA || 'auto').toLowerCase();
+const sanitize = process.env.SYNTHGRAD_SANITIZE === '1';
+const cuda = sanitize ? 'off' : (process.env.SYNTHGRAD_CUDA || 'auto').toLowerCase();
 if (!['auto', 'on', 'off'].includes(cuda)) {
   console.error(`synthgrad: SYNTHGRAD_CUDA must be auto, on or off (got '${process.env.SYNTHGRAD_CUDA}')`);
   process.exit(1);
@@ -34,7 +37,8 @@ const hasGpu = () => fs.existsSync('/dev/nvidiactl') || spawnSync('nvidia-smi', 
 const nvcc = cuda === 'off' ? undefined : findNvcc();
 let withCuda;
 let why;
-if (cuda === 'off') [withCuda, why] = [false, 'SYNTHGRAD_CUDA=off'];
+if (sanitize) [withCuda, why] = [false, 'SYNTHGRAD_SANITIZE=1: ASan + UBSan, into build-sanitize/'];
+else if (cuda === 'off') [withCuda, why] = [false, 'SYNTHGRAD_CUDA=off'];
 else if (cuda === 'on') [withCuda, why] = [true, 'SYNTHGRAD_CUDA=on'];
 else if (!nvcc) [withCuda, why] = [false, 'no nvcc found; SYNTHGRAD_CUDA=on to require it'];
 else if (!hasGpu()) [withCuda, why] = [false, `nvcc found, but no NVIDIA GPU here; SYNTHGRAD_CUDA=on builds it anyway`];
@@ -43,9 +47,11 @@ if (withCuda && nvcc && !env.CUDACXX) env.CUDACXX = nvcc;
 
 const archs = process.env.SYNTHGRAD_CUDA_ARCHS || '80;90';
 console.log(`synthgrad: building the native addon (C++17, N-API 8): CPU backend${withCuda ? ` + CUDA for sm_${archs.split(';').join(', sm_')}` : ' only'}` +
-  ` (${why}); about ${withCuda ? '3-5 minutes' : '30 seconds'} on 2 cores`);
+  ` (${why}); about ${withCuda ? '3-5 minutes' : sanitize ? 'a few minutes' : '30 seconds'} on 2 cores`);
 
 const defines = [`--CDSYNTHGRAD_CUDA=${withCuda ? 'ON' : 'OFF'}`, `--CDSYNTHGRAD_CUDA_ARCHS=${archs}`];
+const buildDir = sanitize ? 'build-sanitize' : 'build';
+if (sanitize) defines.push('--CDSYNTHGRAD_SANITIZE=ON', '--out', buildDir);
 const verbose = process.env.SYNTHGRAD_VERBOSE === '1';
 const logFile = path.join(os.tmpdir(), `synthgrad-build-${process.pid}.log`);
 const log = verbose ? undefined : fs.openSync(logFile, 'w');
@@ -56,7 +62,7 @@ const run = (args) => spawnSync(process.execPath, [cmakeJs, ...args], {
 const started = Date.now();
 // Configure every time, so that a changed switch takes effect in an existing build folder.
 let r = run(['configure', ...defines]);
-if (r.status === 0) r = run(['build']);
+if (r.status === 0) r = run(['build', ...(sanitize ? ['--out', buildDir] : [])]);
 if (log !== undefined) fs.closeSync(log);
 if (r.status !== 0) {
   if (!verbose) {
@@ -79,4 +85,4 @@ if (root.split(path.sep).includes('node_modules')) {
   fs.mkdirSync(path.dirname(addon), { recursive: true });
   fs.writeFileSync(addon, kept);
 }
-console.log(`synthgrad: built build/Release/synthgrad.node in ${Math.round((Date.now() - started) / 1000)} s`);
+console.log(`synthgrad: built ${buildDir}/Release/synthgrad.node in ${Math.round((Date.now() - started) / 1000)} s`);
