@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Registers, spills, stack and shared memory of every CUDA kernel, as ptxas reports them
-# (nvcc -Xptxas -v), for one architecture: bench/results/cuda-ptxas.md. No GPU needed.
+# (nvcc -Xptxas -v), for one architecture: bench/cuda/ptxas-report.md. No GPU needed.
 #   bash bench/cuda/ptxas_report.sh [ARCH]     (default 90: H100/H200; nvcc on PATH)
 # Occupancy follows from the registers: an SM has 65536 of them, so a 256-thread block using
 # R registers per thread fits floor(65536 / (256 R)) times (register file only).
@@ -9,7 +9,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 arch=${1:-90}
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-out="$root/bench/results/cuda-ptxas.md"
+out="$root/bench/cuda/ptxas-report.md"
 {
   echo "# ptxas resource usage of the CUDA kernels (sm_$arch)"
   echo
