@@ -13,11 +13,12 @@
 // Promise that does not settle in 10 s) is reported with the seed, the batch and the exact call.
 // A batch is a pure function of (seed, batch index): --replay reproduces it. Batches run until
 // --calls calls were made. Passes (exit 0) with 0 crashes, 0 hangs and every thrown error a
-// TypeError, RangeError or Error with a message that is not one of N-API's unnamed generic ones
-// ("Invalid argument", "A number was expected", ...); prints the figures either way.
+// TypeError, RangeError or Error raised by the library (not by the engine, see below) with a
+// message that is not one of N-API's unnamed generic ones ("Invalid argument", "A number was
+// expected", ...); prints the figures either way.
 //
 // Errors raised by the JavaScript engine inside the library ("Cannot read properties of null")
-// pass, but are counted and listed as "unstyled": they do not name the argument.
+// fail the run too, listed as "unstyled": they do not name the argument.
 //
 // Files are only written inside a directory each child makes with mkdtemp and removes. The
 // children run under an address-space limit (ulimit -v, 8 GiB) so that an accepted huge
@@ -551,7 +552,7 @@ async function parent() {
   }
   const unstyled = Object.entries(total.unstyled);
   if (unstyled.length) {
-    console.log(`  unstyled engine errors (pass, but name no argument): ${unstyled.length} distinct`);
+    console.log(`  UNSTYLED engine errors (they name no argument): ${unstyled.length} distinct`);
     for (const [msg, d] of unstyled.slice(0, 8)) console.log(`    ${msg}\n      from ${d}`);
   }
   for (const f of known) console.log(`  KNOWN ${f.kind} (allowlisted): seed ${f.seed} batch ${f.batch} call ${f.call}: ${f.what} -- ${f.how}`);
@@ -563,7 +564,7 @@ async function parent() {
   }
   for (const p of problems.slice(0, 20)) console.log(`  BAD ERROR: ${p}`);
   if (problems.length > 20) console.log(`  ... and ${problems.length - 20} more`);
-  const failed = unknown.length > 0 || problems.length > 0 || total.calls < target;
+  const failed = unknown.length > 0 || problems.length > 0 || unstyled.length > 0 || total.calls < target;
   console.log(failed ? 'fuzz: FAILED' : 'fuzz: passed');
   process.exitCode = failed ? 1 : 0;
 }

@@ -271,3 +271,21 @@ describe('fits that could never take a step', () => {
     trainer.dispose();
   });
 });
+
+describe('arguments that once gave engine errors naming nothing (found by the fuzzer)', () => {
+  test('mlp checks its widths', () => {
+    expectError(errorOf(() => mlp(3, true as unknown as number[], 2)), 'TypeError', /mlp: 'hidden' must be an array of layer widths, got boolean/);
+    expectError(errorOf(() => mlp(3, [4, 0], 2)), 'RangeError', /mlp: 'hidden\[1\]' must be a positive integer, got 0/);
+    expectError(errorOf(() => mlp(3, [4], '2' as unknown as number)), 'TypeError', /mlp: 'classes' must be a positive integer, got string 2/);
+  });
+  test('a positive-integer argument that is an object without a prototype is described, not converted', () => {
+    expectError(errorOf(() => new Linear(2, Object.create(null) as number)), 'TypeError', /Linear: 'outFeatures' must be a positive integer, got an object/);
+  });
+  test('Dataset.gather checks its range and row numbers', () => {
+    const d = Dataset.fromArrays([[1], [2], [3]], [0, 1, 0], { name: 'g', classes: 2 });
+    expectError(errorOf(() => d.gather([0, 1], 0, 2 ** 53)), 'RangeError', /Dataset g: gather: 'end' must be an integer in \[0, 2\], got 9007199254740992/);
+    expectError(errorOf(() => d.gather([0, 7], 0, 2)), 'RangeError', /'indices\[1\]' must be a row number in \[0, 3\), got 7/);
+    expectError(errorOf(() => d.gather('ab' as unknown as number[], 0, 1)), 'TypeError', /'indices' must be an array of row numbers, got string ab/);
+    expect(Array.from(d.gather([2, 0], 0, 2).inputs)).toEqual([3, 1]);
+  });
+});

@@ -7,14 +7,22 @@ import { rangeError, typeError } from './errors';
 /** A short description of a value for error messages. */
 export function describe(v: unknown): string {
   if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'object') return (v as object).constructor?.name ?? 'an object';
   return `${typeof v} ${String(v)}`;
 }
 
+/** A value as error messages show it, never throwing: primitives as String() writes them, objects described. */
+export function shown(v: unknown): string {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') ? describe(v) : String(v);
+}
+
 export function positiveInt(owner: string, name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
-    throw rangeError(`${owner}: '${name}' must be a positive integer, got ${String(v)}`);
+    throw typeof v === 'number'
+      ? rangeError(`${owner}: '${name}' must be a positive integer, got ${v}`)
+      : typeError(`${owner}: '${name}' must be a positive integer, got ${describe(v)}`);
   return v;
 }
 

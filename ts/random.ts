@@ -1,5 +1,6 @@
 // A small seeded random generator (sfc32 seeded through splitmix32): the same seed gives the
 // same initial weights and the same shuffles on every machine.
+import { shown } from './check';
 import { typeError } from './errors';
 export class Random {
   private a: number;
@@ -8,7 +9,7 @@ export class Random {
   private d: number;
 
   constructor(seed: number) {
-    if (!Number.isFinite(seed)) throw typeError(`Random: 'seed' must be a finite number, got ${seed}`);
+    if (!Number.isFinite(seed)) throw typeError(`Random: 'seed' must be a finite number, got ${shown(seed)}`);
     let s = (Math.floor(seed) ^ 0x9e3779b9) >>> 0;
     const splitmix = () => {
       s = (s + 0x9e3779b9) >>> 0;

@@ -135,6 +135,18 @@ export class Dataset {
 
   /** Copies the rows `indices[start..end)` into a batch. */
   gather(indices: ArrayLike<number>, start: number, end: number): Batch {
+    const where = `Dataset ${this.name}: gather`;
+    if (indices === null || typeof indices !== 'object' || typeof indices.length !== 'number')
+      throw typeError(`${where}: 'indices' must be an array of row numbers, got ${describe(indices)}`);
+    if (typeof start !== 'number' || !Number.isInteger(start) || start < 0 || start > indices.length)
+      throw rangeError(`${where}: 'start' must be an integer in [0, ${indices.length}], got ${shown(start)}`);
+    if (typeof end !== 'number' || !Number.isInteger(end) || end < start || end > indices.length)
+      throw rangeError(`${where}: 'end' must be an integer in [${start}, ${indices.length}], got ${shown(end)}`);
+    for (let i = start; i < end; i++) {
+      const row = indices[i];
+      if (!Number.isInteger(row) || row < 0 || row >= this.count)
+        throw rangeError(`${where}: 'indices[${i}]' must be a row number in [0, ${this.count}), got ${shown(row)}`);
+    }
     const n = end - start;
     const f = this.features;
     const inputs = new Float32Array(n * f);
@@ -159,6 +171,11 @@ export class Dataset {
     for (let i = 0; i < idx.length; i++) idx[i] = i;
     return rng ? rng.shuffle(idx) : idx;
   }
+}
+
+/** A value for an error message: numbers as they are, anything else described. */
+function shown(v: unknown): string {
+  return typeof v === 'number' ? String(v) : describe(v);
 }
 
 /** A count argument of the constructor: a number (TypeError) that is a positive integer (RangeError). */

@@ -2,7 +2,7 @@
 //
 // The result is a Module (its forward is the plain network, for evaluation) that brings its
 // own training strategy (training.ts), so Trainer.fit/evaluate accept it like any model.
-import { booleanOption, checkOptions, describe } from '../check';
+import { booleanOption, checkOptions, describe, shown } from '../check';
 import { Device } from '../device';
 import { Activation, BatchNorm1d, Linear, Sequential, endsWithReLU } from '../nn/layers';
 import { Loss } from '../nn/losses';
@@ -85,9 +85,9 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
       streams: options.streams ?? 'per-module',
     };
     const { lambda, warmupSteps, streams } = this.config;
-    if (typeof lambda !== 'number' || !(lambda >= 0 && lambda <= 1)) throw rangeError(`decouple: 'lambda' must be in [0, 1], got ${String(lambda)}`);
-    if (!Number.isInteger(warmupSteps) || warmupSteps < 0) throw rangeError(`decouple: 'warmupSteps' must be a non-negative integer, got ${String(warmupSteps)}`);
-    if (streams !== 'per-module' && streams !== 'single') throw typeError(`decouple: 'streams' must be 'per-module' or 'single', got ${String(streams)}`);
+    if (typeof lambda !== 'number' || !(lambda >= 0 && lambda <= 1)) throw rangeError(`decouple: 'lambda' must be in [0, 1], got ${shown(lambda)}`);
+    if (!Number.isInteger(warmupSteps) || warmupSteps < 0) throw rangeError(`decouple: 'warmupSteps' must be a non-negative integer, got ${shown(warmupSteps)}`);
+    if (streams !== 'per-module' && streams !== 'single') throw typeError(`decouple: 'streams' must be 'per-module' or 'single', got ${shown(streams)}`);
 
     const bounds = [-1, ...this.config.cuts, layers.length - 1];
     this.modules = bounds.slice(1).map((end, i) => new Sequential(layers.slice(bounds[i] + 1, end + 1) as Module[]));
@@ -98,7 +98,7 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     let w = inputWidth;
     for (const m of this.modules) widths.push((w = m.outputFeatures(w)));
     const classes = options.classes ?? widths[widths.length - 1];
-    if (!Number.isInteger(classes) || classes < 1) throw rangeError(`decouple: 'classes' must be a positive integer, got ${String(classes)}`);
+    if (!Number.isInteger(classes) || classes < 1) throw rangeError(`decouple: 'classes' must be a positive integer, got ${shown(classes)}`);
     this.synthesizers = this.modules.slice(0, -1).map((_, i) =>
       new Synthesizer(`synthesizer ${i + 1} (after layer ${this.config.cuts[i]})`, widths[i], classes,
         {
@@ -190,7 +190,7 @@ function resolveCuts(at: DecoupleOptions['at'], model: Sequential): number[] {
         throw rangeError(`decouple: cut index ${String(i)} is out of range: cuts go after layers 0..${last - 1} of the ${last + 1}-layer model`);
     cuts = [...new Set(at)].sort((a, b) => a - b);
   } else {
-    throw typeError(`decouple: 'at' must be 'every-activation', 'every-layer' or an array of layer indices, got ${String(at)}`);
+    throw typeError(`decouple: 'at' must be 'every-activation', 'every-layer' or an array of layer indices, got ${shown(at)}`);
   }
   if (cuts.length === 0) throw rangeError('decouple: no cut: the model would be a single module (give layer indices in `at`)');
   return cuts;
@@ -204,14 +204,14 @@ function resolveSchedule(s: Schedule | undefined): Required<Schedule> {
     checkOptions('decouple', schedule, schedule.kind === 'pipelined' ? ['kind', 'depth', 'pUpdate'] : ['kind', 'pUpdate'], 'schedule');
   const pUpdate = schedule.pUpdate ?? 1;
   if (typeof pUpdate !== 'number' || !(pUpdate > 0 && pUpdate <= 1))
-    throw rangeError(`decouple: 'schedule.pUpdate' must be in (0, 1], got ${String(pUpdate)}`);
+    throw rangeError(`decouple: 'schedule.pUpdate' must be in (0, 1], got ${shown(pUpdate)}`);
   if (schedule.kind === 'lockstep') return { kind: 'lockstep', pUpdate };
   if (schedule.kind === 'pipelined') {
     if (!Number.isInteger(schedule.depth) || schedule.depth < 1)
-      throw rangeError(`decouple: 'schedule.depth' must be a positive integer, got ${String(schedule.depth)}`);
+      throw rangeError(`decouple: 'schedule.depth' must be a positive integer, got ${shown(schedule.depth)}`);
     return { kind: 'pipelined', depth: schedule.depth, pUpdate };
   }
-  throw typeError(`decouple: 'schedule.kind' must be 'lockstep' or 'pipelined', got ${String((schedule as { kind: unknown }).kind)}`);
+  throw typeError(`decouple: 'schedule.kind' must be 'lockstep' or 'pipelined', got ${shown((schedule as { kind: unknown }).kind)}`);
 }
 
 /**

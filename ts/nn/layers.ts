@@ -1,6 +1,6 @@
 // Layers: Linear, BatchNorm1d and the activations. Each forward enqueues native ops on the
 // step's stream; each backward closure does the same for the gradients.
-import { booleanOption, checkOptions, describe, numberOption, positiveInt } from '../check';
+import { booleanOption, checkOptions, describe, numberOption, positiveInt, shown } from '../check';
 import { Device } from '../device';
 import * as ops from '../ops';
 import type { ActivationName } from '../ops';
@@ -156,7 +156,7 @@ export class Activation extends Module {
   constructor(readonly kind: ActivationName) {
     super();
     if (!['relu', 'tanh', 'sigmoid'].includes(kind))
-      throw typeError(`Activation: 'kind' must be 'relu', 'tanh' or 'sigmoid', got ${String(kind)}`);
+      throw typeError(`Activation: 'kind' must be 'relu', 'tanh' or 'sigmoid', got ${shown(kind)}`);
     this.name = kind === 'relu' ? 'ReLU' : kind === 'tanh' ? 'Tanh' : 'Sigmoid';
   }
 

@@ -1,5 +1,6 @@
 // Losses: forward returns the mean loss as a [1] tensor (read it to see the number) and a
 // closure giving the gradient w.r.t. the network's output.
+import { shown } from '../check';
 import * as ops from '../ops';
 import { Tensor } from '../tensor';
 import { StepContext } from './module';
@@ -57,5 +58,5 @@ export function lossFrom(loss: LossName | Loss): Loss {
   if (loss === 'softmax-cross-entropy') return new SoftmaxCrossEntropy();
   if (loss === 'mse') return new MeanSquaredError();
   if (loss && typeof loss === 'object' && typeof loss.forward === 'function') return loss;
-  throw typeError(`loss: expected 'softmax-cross-entropy', 'mse' or a Loss, got ${String(loss)}`);
+  throw typeError(`loss: expected 'softmax-cross-entropy', 'mse' or a Loss, got ${shown(loss)}`);
 }

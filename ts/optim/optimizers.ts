@@ -6,7 +6,7 @@
 // scalars (learning rate, bias corrections) reach the op through a small device tensor written
 // just before it, so a step captured into a graph reads fresh values at every launch.
 // An optimizer serves one parameter group (one module): its scalars tensor is shared.
-import { checkOptions, describe, numberOption } from '../check';
+import { checkOptions, describe, numberOption, shown } from '../check';
 import type { CaptureHooks } from '../graph';
 import { Parameter } from '../nn/module';
 import * as ops from '../ops';
@@ -27,7 +27,7 @@ export const schedules = {
   stepDecay(lr: number, milestones: number[], gamma = 0.1): Schedule {
     checkLr('stepDecay', lr);
     if (!Array.isArray(milestones) || milestones.some((m) => !Number.isInteger(m) || m < 0))
-      throw typeError(`stepDecay: 'milestones' must be an array of non-negative integers, got ${String(milestones)}`);
+      throw typeError(`stepDecay: 'milestones' must be an array of non-negative integers, got ${shown(milestones)}`);
     if (typeof gamma !== 'number') throw typeError(`stepDecay: 'gamma' must be a number, got ${describe(gamma)}`);
     if (!(gamma > 0) || !Number.isFinite(gamma)) throw rangeError(`stepDecay: 'gamma' must be a finite number > 0, got ${gamma}`);
     const sorted = [...milestones].sort((a, b) => a - b);
@@ -37,7 +37,7 @@ export const schedules = {
 
 function checkLr(owner: string, lr: unknown): void {
   if (typeof lr !== 'number' || !(lr > 0) || !Number.isFinite(lr))
-    throw rangeError(`${owner}: 'lr' must be a finite number > 0, got ${String(lr)}`);
+    throw rangeError(`${owner}: 'lr' must be a finite number > 0, got ${shown(lr)}`);
 }
 
 export interface OptimizerOptions {

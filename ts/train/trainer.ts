@@ -419,7 +419,7 @@ export class Trainer {
     const makeOptimizer = (module: number) => (opt instanceof Optimizer ? opt : optimizerFor('Trainer', opt, module));
     this.loss = lossFrom(options.loss ?? 'softmax-cross-entropy');
     const seed = options.seed ?? 0;
-    if (!Number.isInteger(seed)) throw typeError(`Trainer: 'seed' must be an integer, got ${String(seed)}`);
+    if (!Number.isInteger(seed)) throw typeError(`Trainer: 'seed' must be an integer, got ${typeof seed === 'number' ? seed : describe(seed)}`);
     this.rng = new Random(seed);
     this.stream = new Stream(this.device);
     model.initialize(this.device, this.rng.fork());
