@@ -240,3 +240,8 @@ export function concatColumns(ctx: OpContext, a: Tensor, b: Tensor): Tensor {
   ops.concatColumns(ctx.stream.handle, a.handle, b.handle, out.handle);
   return out;
 }
+
+/** Splits dout [B, m + n] into da [B, m] and db [B, n] (either may be null: not wanted); the gradient of concatColumns */
+export function splitColumns(ctx: StreamContext, dout: Tensor, da: Tensor | null, db: Tensor | null): void {
+  ops.splitColumns(ctx.stream.handle, dout.handle, da?.handle ?? null, db?.handle ?? null);
+}
