@@ -22,6 +22,11 @@ export type { RunRecords } from './cli/report';
 export { Dataset } from './data/dataset';
 export { parseIdx, readIdx } from './data/idx';
 export * as datasets from './data/datasets';
+export { Curriculum, CopyTask, RepeatCopyTask, repeatCopyLevel, TextCorpus, TextSource, bitsPerCharacter, checkSequenceWindow } from './data/sequences';
+export type {
+  SequenceWindow, SequenceSource, CurriculumOptions, CurriculumState, CopyTaskOptions, RepeatCopyTaskOptions, CopyWindow, CopyScore,
+  TextCorpusOptions, TextSplit, TextSourceOptions,
+} from './data/sequences';
 export { native } from './native';
 export { mlp } from './models';
 export { decouple, DecoupledNetwork } from './dni/network';
