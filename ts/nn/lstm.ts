@@ -150,9 +150,7 @@ export class LSTM {
       if (resets?.[t]) ({ h, c } = this.zeroState(batch, ctx));
       const xh = ops.concatColumns(ctx, inputs[t], h);
       const gates = ops.linear(ctx, xh, weight.value, bias.value); // pre-activations, replaced by activations below
-      const cNext = empty(ctx, [batch, H]);
-      const hNext = empty(ctx, [batch, H]);
-      ops.lstmCellForward(ctx, gates, c, cNext, hNext);
+      const { c: cNext, h: hNext } = ops.lstmCellForward(ctx, gates, c);
       saved.push({ xh, gates, cPrev: c, c: cNext });
       outputs.push(hNext);
       h = hNext;
@@ -188,9 +186,7 @@ export class LSTM {
             continue;
           }
           const dhStep = dhTotal ?? ops.full(bctx, [batch, H], 0);
-          const dgates = empty(bctx, [batch, 4 * H]);
-          const dcPrev = empty(bctx, [batch, H]);
-          ops.lstmCellBackward(bctx, s.gates, s.cPrev, s.c, dhStep, dc ?? null, dgates, dcPrev);
+          const { dgates, dcPrev } = ops.lstmCellBackward(bctx, s.gates, s.cPrev, s.c, dhStep, dc ?? null);
           ops.gemm(bctx, dgates, s.xh, weight.grad, true, false, 1, 1); // dW += dgatesᵀ [x, h]
           ops.biasBackward(bctx, dgates, bias.grad);
           const needPrev = !cut;
