@@ -48,7 +48,7 @@ import { Device } from '../device';
 import { Synthesizer } from '../dni/synthesizer';
 import { Linear } from '../nn/layers';
 import { LSTMState } from '../nn/lstm';
-import { Parameter, StepContext } from '../nn/module';
+import { Module, Parameter, StepContext } from '../nn/module';
 import * as ops from '../ops';
 import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
@@ -67,6 +67,11 @@ export interface RecurrentSynthesizerOptions {
   lossWeight?: number;
   /** M's optimizer; default: the trainer's factory */
   optimizer?: () => Optimizer;
+  /**
+   * A custom M from `inputs` = 2H features ([h, c]) to `outputs` = 2H (replaces `hidden`; its
+   * last layer should start at 0); one whose widths do not fit the state is an error.
+   */
+  network?: (inputs: number, outputs: number) => Module;
 }
 
 export interface RecurrentTrainingOptions {
@@ -152,7 +157,7 @@ export class RecurrentTraining {
     if (this.streams !== 'single' && this.streams !== 'separate')
       throw typeError(`RecurrentTraining: 'streams' must be 'single' or 'separate', got ${describe(options.streams)}`);
     const synthOptions = options.synthesizer ?? {};
-    checkOptions('RecurrentTraining', synthOptions, ['hidden', 'lossWeight', 'optimizer'], 'synthesizer');
+    checkOptions('RecurrentTraining', synthOptions, ['hidden', 'lossWeight', 'optimizer', 'network'], 'synthesizer');
     if (options.synthesizer !== undefined && method === 'bptt')
       throw rangeError(`RecurrentTraining: 'synthesizer' is given but method 'bptt' uses none (use 'dni' or 'dni-aux')`);
     if (options.auxWeight !== undefined && method !== 'dni-aux')
@@ -165,7 +170,7 @@ export class RecurrentTraining {
     if (method !== 'bptt') {
       const width = 2 * model.hidden; // [h, c]
       const synth = new Synthesizer('RecurrentTraining.synthesizer', width, 0, {
-        hidden: synthOptions.hidden ?? [], lossWeight: synthOptions.lossWeight,
+        hidden: synthOptions.hidden ?? [], lossWeight: synthOptions.lossWeight, network: synthOptions.network,
       });
       const make = synthOptions.optimizer ?? options.optimizer;
       if (typeof make !== 'function') throw typeError(`RecurrentTraining: 'synthesizer.optimizer' must be a function returning an Optimizer, got ${describe(make)}`);
@@ -399,7 +404,7 @@ export class RecurrentTraining {
    * Saves the run: weights, optimizer state, the carried state, the window count and step
    * counts, and `host` (JSON: e.g. the source's state()). Waits for the enqueued work.
    */
-  async save(path: string, host: unknown = null): Promise<void> {
+  async save(path: string, host: unknown = null, extra: readonly NamedTensor[] = []): Promise<void> {
     if (this.synthStream) this.stream.wait(this.synthDone!);
     const record = {
       kind: 'recurrent',
@@ -411,11 +416,14 @@ export class RecurrentTraining {
       synthesizerSteps: this.synthesizer?.optimizer?.steps ?? null,
       host,
     };
-    await writeCheckpoint(path, this.namedTensors(), record, this.stream);
+    await writeCheckpoint(path, [...this.namedTensors(), ...extra], record, this.stream);
   }
 
-  /** Restores a run saved by save() into this trainer (same model, method and options); returns its `host`. */
-  async load(path: string): Promise<unknown> {
+  /**
+   * Restores a run saved by save() into this trainer (same model, method and options) and
+   * `extra` (the tensors saved with it, by name); returns its `host`.
+   */
+  async load(path: string, extra: readonly NamedTensor[] = []): Promise<unknown> {
     const loaded: LoadedCheckpoint = await readCheckpoint(path);
     const r = (loaded.host ?? {}) as Record<string, unknown>;
     const bad = (why: string) => error('ERR_SYNTHGRAD_CHECKPOINT', `RecurrentTraining.load: ${path} ${why}`);
@@ -435,7 +443,7 @@ export class RecurrentTraining {
     if (h && c) {
       this.carried = { h: Tensor.zeros(h.shape, { device: this.device }), c: Tensor.zeros(c.shape, { device: this.device }) };
     }
-    await restoreTensors(loaded, this.namedTensors(), this.stream);
+    await restoreTensors(loaded, [...this.namedTensors(), ...extra], this.stream);
     this.rng.restore(r.rng as number[]);
     this.windows = windows;
     this.optimizer.steps = steps;
