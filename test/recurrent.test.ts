@@ -8,6 +8,7 @@ import * as path from 'path';
 import { Adam, Device, Linear, Random, SGD, Sequential } from '../ts';
 import { LSTMSequenceModel } from '../ts/recurrent/model';
 import { RecurrentTraining, RecurrentTrainingOptions, SymbolWindow } from '../ts/recurrent/training';
+import { trainSequences } from '../ts/recurrent/run';
 import * as ref from './helpers/reference';
 import { Dims, lstmWindow, LSTMParams } from './helpers/lstm-reference';
 import { errorOf } from './helpers/errors';
@@ -288,5 +289,70 @@ describe('errors before training', () => {
     await tr.step(new EchoSource(2, 4, 1, 4, 1).nextWindow(2));
     expect(errorOf(() => tr.step(new EchoSource(3, 4, 1, 4, 1).nextWindow(2))).message).toMatch(/'window.batch' is 3, but the carried state has 2 rows/);
     tr.dispose();
+  });
+});
+
+describe('trainSequences', () => {
+  test.each(['bptt', 'dni'] as const)('%s learns Copy: N = 2 solved at T = 8 within 600 windows', async (method) => {
+    // Solving a level needs a mean error under 0.15 bits per symbol over 10 windows (chance: 3 bits).
+    const score = await trainSequences({ task: 'copy', method, truncation: 8, steps: 600, hidden: 32, batch: 16, lr: 0.01, seed: 1 });
+    expect(score.solved!.length).toBeGreaterThanOrEqual(2);
+    expect(score.rises![0]).toEqual({ level: 1, window: expect.any(Number) });
+    expect(score.windows).toBe(600);
+  });
+
+  test('text: test bits per character with early stopping, and a resumed run ends bit for bit the same', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-recurrent-'));
+    try {
+      const textFile = path.join(dir, 'text.txt');
+      // A text with structure: after 'q' always 'u'; words from a small set.
+      const words = ['quiet', 'queen', 'quack', 'aqua', 'equal'];
+      const rng = new Random(4);
+      fs.writeFileSync(textFile, Array.from({ length: 1500 }, () => words[rng.int(words.length)]).join(' '));
+      const base = { task: 'text', method: 'dni', truncation: 5, hidden: 16, batch: 4, lr: 0.01, seed: 2, textFile, validateEvery: 20, patience: 50 } as const;
+      const straight = await trainSequences({ ...base, steps: 80 });
+      const chance = Math.log2(12); // 11 characters and the unknown symbol
+      expect(straight.testBits!).toBeLessThan(0.75 * chance);
+      expect(straight.bestValidationBits!).toBeLessThan(0.75 * chance);
+      const checkpoint = { path: path.join(dir, 'run.ckpt'), every: 10 };
+      const first = await trainSequences({ ...base, steps: 40, checkpoint });
+      expect(first.windows).toBe(40);
+      const resumed = await trainSequences({ ...base, steps: 80, checkpoint });
+      expect(resumed.resumedFrom).toBe(40);
+      expect(resumed.testBits).toBe(straight.testBits);
+      expect(resumed.bestValidationBits).toBe(straight.bestValidationBits);
+      await expect(trainSequences({ ...base, lr: 0.02, steps: 90, checkpoint })).rejects.toThrow(/other arguments \(lr: 0.01 there, 0.02 here\)/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('bad arguments are errors before training, naming the argument', async () => {
+    const base = { task: 'copy', truncation: 4, steps: 10 } as const;
+    await expect(trainSequences({ ...base, truncation: 0 })).rejects.toThrow(/'truncation' must be a positive integer, got 0/);
+    await expect(trainSequences({ ...base, task: 'add' as never })).rejects.toThrow(/'task' must be 'copy', 'repeat-copy' or 'text'/);
+    await expect(trainSequences({ ...base, task: 'text' })).rejects.toThrow(/'textFile' must name a UTF-8 text file/);
+    await expect(trainSequences({ ...base, textFile: 'x.txt' })).rejects.toThrow(/'textFile' is given but task 'copy'/);
+    await expect(trainSequences({ ...base, synthesizerHidden: [8] })).rejects.toThrow(/'synthesizerHidden' is given but method 'bptt'/);
+    await expect(trainSequences({ ...base, validateEvery: 5 })).rejects.toThrow(/'validateEvery' is given but task 'copy'/);
+    await expect(trainSequences({ ...base, stepz: 3 } as never)).rejects.toThrow(/did you mean 'steps'/);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-recurrent-'));
+    try {
+      const empty = path.join(dir, 'empty.txt');
+      fs.writeFileSync(empty, '');
+      await expect(trainSequences({ ...base, task: 'text', textFile: empty })).rejects.toThrow(/empty/);
+      const small = path.join(dir, 'small.txt');
+      fs.writeFileSync(small, 'abcdefghijklmnopqrstuvwxyz'.repeat(4));
+      await expect(trainSequences({ ...base, task: 'text', textFile: small, batch: 4, truncation: 30 })).rejects.toThrow(/'truncation' is 30, longer than each of the 4 training streams/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a synthesizer network whose output cannot match the state [h, c]', () => {
+    expect(errorOf(() => trainer({ method: 'dni', hidden: 6, synthesizer: { network: (inputs) => new Linear(inputs, 6) } })).message)
+      .toMatch(/outputs 6 features.* 12/);
+    expect(errorOf(() => trainer({ method: 'dni', hidden: 6, synthesizer: { network: () => new Linear(5, 12) } })).message)
+      .toMatch(/does not accept 12 input features/);
   });
 });
