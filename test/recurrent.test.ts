@@ -84,11 +84,12 @@ function trainer(options: Partial<RecurrentTrainingOptions> & { hidden?: number;
 }
 
 describe('one DNI window against a float64 hand computation', () => {
-  test('ĝ = M(s_T)/B, M\'s target δ_0 (with the bootstrap), M\'s regression and the core\'s update', async () => {
+  test.each(['dni', 'dni-aux'] as const)('%s: ĝ = M(s_T)/B, M\'s target δ_0 (with the bootstrap), M\'s regression and the core\'s update', async (method) => {
     const d: Dims = { B: 2, I: 3, H: 2, O: 3 };
-    const T = 3, lr = 0.1, lrSynth = 0.05;
+    const T = 3, lr = 0.1, lrSynth = 0.05, auxWeight = 0.7;
     const tr = new RecurrentTraining(new LSTMSequenceModel({ inputSymbols: d.I, outputs: d.O, hidden: d.H }), {
-      method: 'dni', optimizer: () => new SGD({ lr }), synthesizer: { optimizer: () => new SGD({ lr: lrSynth }) }, seed: 3,
+      method, optimizer: () => new SGD({ lr }), synthesizer: { optimizer: () => new SGD({ lr: lrSynth }) }, seed: 3,
+      ...(method === 'dni-aux' ? { auxWeight } : {}),
     });
     tr.record = true;
     const rng = new Random(17);
@@ -103,6 +104,12 @@ describe('one DNI window against a float64 hand computation', () => {
     await m.readout.weight!.assign(Float32Array.from(p.Wr)); await m.readout.bias!.assign(Float32Array.from(p.br));
     const mLinear = (tr.synthesizer!.network as Sequential).layers[0] as Linear;
     await mLinear.weight!.assign(A); await mLinear.bias!.assign(a);
+    const S2 = 2 * d.H;
+    const Aux = ref.randomArray(rng, S2 * d.H, 0.1, 0.6), aux = ref.randomArray(rng, S2, 0.1, 0.3); // Aux(h) = h Auxᵀ + aux
+    if (tr.aux) {
+      await tr.aux.weight!.assign(Aux);
+      await tr.aux.bias!.assign(aux);
+    }
     const h0 = ref.randomArray(rng, d.B * d.H), c0 = ref.randomArray(rng, d.B * d.H);
     tr.setState(h0, c0, d.B);
     const window: SymbolWindow = {
@@ -124,10 +131,16 @@ describe('one DNI window against a float64 hand computation', () => {
     const gHat = M(sT, A, a).map((v) => v / d.B);
     expectClose('ĝ', await tr.lastWindow!.synthetic.readFloat32(), gHat, 1e-5, 1e-6);
     const gh = ref.sliceColumns(gHat, d.B, S, 0, d.H), gc = ref.sliceColumns(gHat, d.B, S, d.H, S);
-    // The window's objective with ĝ entering at its end: loss + ⟨ĝ_h, h_T⟩ + ⟨ĝ_c, c_T⟩.
+    // The window's objective with ĝ entering at its end: loss + ⟨ĝ_h, h_T⟩ + ⟨ĝ_c, c_T⟩, and for
+    // DNI + Aux, auxWeight · (1/T) Σ_t mean((Aux h_t - M(s_T))²) with M(s_T) held fixed.
+    const MT = M(sT, A, a);
+    const auxLoss = (hs: Float64Array[], W: ArrayLike<number>, bias: ArrayLike<number>) =>
+      method === 'dni-aux'
+        ? (auxWeight / T) * hs.reduce((acc, h) => acc + ref.mse(ref.addBias(ref.gemm(false, true, { M: d.B, N: S2, K: d.H }, 1, h, W, 0, null), bias, d.B, S2), MT), 0)
+        : 0;
     const objective = (q: LSTMParams, s0h: ArrayLike<number>, s0c: ArrayLike<number>) => {
       const r = lstmWindow(q, d, { ...spec, h0: s0h, c0: s0c });
-      return r.loss + ref.dot(gh, r.h) + ref.dot(gc, r.c);
+      return r.loss + ref.dot(gh, r.h) + ref.dot(gc, r.c) + auxLoss(r.hs, Aux, aux);
     };
     const delta0 = ref.concatColumns(ref.numericGrad((v) => objective(p, v, c0), h0), ref.numericGrad((v) => objective(p, h0, v), c0), d.B, d.H, d.H);
     expectClose('δ_0', await tr.lastWindow!.target.readFloat32(), delta0, 2e-4, 1e-4);
@@ -151,6 +164,14 @@ describe('one DNI window against a float64 hand computation', () => {
     expectClose('W', await m.core.weight!.value.readFloat32(), step('W'), 1e-5, 1e-4);
     expectClose('b', await m.core.bias!.value.readFloat32(), step('b'), 1e-5, 1e-4);
     expectClose('Wr', await m.readout.weight!.value.readFloat32(), step('Wr'), 1e-5, 1e-4);
+    if (method === 'dni-aux') {
+      // The Aux head: one SGD step with the core's optimizer on its loss.
+      const gAux = ref.numericGrad((v) => auxLoss(fwd.hs, v, aux), Aux);
+      const gaux = ref.numericGrad((v) => auxLoss(fwd.hs, Aux, v), aux);
+      expectClose('Aux.weight', await tr.aux!.weight!.value.readFloat32(), ref.f64(Aux).map((w, k) => w - lr * gAux[k]), 1e-5, 1e-5);
+      expectClose('Aux.bias', await tr.aux!.bias!.value.readFloat32(), ref.f64(aux).map((w, k) => w - lr * gaux[k]), 1e-5, 1e-5);
+      expect(ref.maxAbs(gAux)).toBeGreaterThan(1e-3);
+    }
     // The carried state is s_T.
     expectClose('h_T', await tr.state!.h.readFloat32(), fwd.h, 1e-5, 1e-6);
     tr.dispose();
