@@ -348,6 +348,18 @@ describe('trainSequences', () => {
     }
   });
 
+  test('an aborted run stops after the window in flight and says so', async () => {
+    const controller = new AbortController();
+    const seen: number[] = [];
+    const score = await trainSequences({
+      task: 'repeat-copy', method: 'dni-aux', truncation: 3, steps: 1000, hidden: 8, batch: 4, logEvery: 5, signal: controller.signal,
+      onProgress: (p) => { seen.push(p.window); if (p.window === 10) controller.abort(); },
+    });
+    expect(score.stopped).toBe(true);
+    expect(score.windows).toBe(10);
+    expect(seen).toEqual([5, 10]);
+  });
+
   test('bad arguments are errors before training, naming the argument', async () => {
     const base = { task: 'copy', truncation: 4, steps: 10 } as const;
     await expect(trainSequences({ ...base, truncation: 0 })).rejects.toThrow(/'truncation' must be a positive integer, got 0/);
