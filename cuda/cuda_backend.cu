@@ -1,5 +1,5 @@
 // The CUDA backend: streams, events, memory and every op of the Backend interface, calling
-// the launchers of gemm.cu, elementwise.cu, batchnorm.cu, loss.cu and optimizer.cu.
+// the launchers of gemm.cu, elementwise.cu, batchnorm.cu, loss.cu, lstm.cu and optimizer.cu.
 //
 // Design rules (read these before changing anything here):
 //
@@ -1219,10 +1219,12 @@ class CudaBackend final : public Backend {
     double* rowLoss = static_cast<double*>(scratch->data());
     int* flag = reinterpret_cast<int*>(static_cast<char*>(scratch->data()) + flagOffset);
     cudaStream_t st = rawStream(s);
-    launchLabelCheck(st, labels.i32(), rows, classes, flag);
+    launchLabelCheck(st, labels.i32(), rows, classes, /*allowIgnored=*/true, flag);
     launchSoftmaxCrossEntropyForward(st, logits.f32(), labels.i32(), probs.f32(), loss.f32(),
                                      rows, classes, rowLoss, flag);
-    reportLabelErrors(s, flag, labelError("softmaxCrossEntropyForward", classes));
+    reportLabelErrors(s, flag,
+                      labelError("softmaxCrossEntropyForward", classes) +
+                          " and is not -1 (a row without a target)");
   }  // scratch released here, after its last use was enqueued
 
   void softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& labels,
@@ -1230,6 +1232,39 @@ class CudaBackend final : public Backend {
     use();
     launchSoftmaxCrossEntropyBackward(rawStream(s), probs.f32(), labels.i32(), dlogits.f32(),
                                       probs.shape[0], probs.shape[1], scale);
+  }
+
+  void sigmoidCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& targets,
+                                  const Tensor& probs, const Tensor& loss) override {
+    use();
+    const int64_t rows = logits.shape[0];
+    std::shared_ptr<Storage> scratch = allocate(std::max<size_t>(1, rows) * sizeof(double));
+    launchSigmoidCrossEntropyForward(rawStream(s), logits.f32(), targets.f32(), probs.f32(),
+                                     loss.f32(), rows, logits.shape[1],
+                                     static_cast<double*>(scratch->data()));
+  }  // scratch released here, after its last use was enqueued
+
+  void sigmoidCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& targets,
+                                   const Tensor& dlogits, float scale) override {
+    use();
+    launchSigmoidCrossEntropyBackward(rawStream(s), probs.f32(), targets.f32(), dlogits.f32(),
+                                      probs.numel(), scale);
+  }
+
+  void lstmCellForward(Stream& s, const Tensor& gates, const Tensor& cPrev, const Tensor& c,
+                       const Tensor& h) override {
+    use();
+    launchLstmCellForward(rawStream(s), gates.f32(), cPrev.f32(), c.f32(), h.f32(),
+                          gates.shape[0], gates.shape[1] / 4);
+  }
+
+  void lstmCellBackward(Stream& s, const Tensor& gates, const Tensor& cPrev, const Tensor& c,
+                        const Tensor& dh, const Tensor& dc, const Tensor& dgates,
+                        const Tensor& dcPrev) override {
+    use();
+    launchLstmCellBackward(rawStream(s), gates.f32(), cPrev.f32(), c.f32(), dh.f32(),
+                           dc.storage ? dc.f32() : nullptr, dgates.f32(), dcPrev.f32(),
+                           gates.shape[0], gates.shape[1] / 4);
   }
 
   void mseForward(Stream& s, const Tensor& pred, const Tensor& target,
@@ -1253,7 +1288,7 @@ class CudaBackend final : public Backend {
     std::shared_ptr<Storage> scratch = allocate(sizeof(int));
     int* flag = static_cast<int*>(scratch->data());
     cudaStream_t st = rawStream(s);
-    launchLabelCheck(st, labels.i32(), rows, classes, flag);
+    launchLabelCheck(st, labels.i32(), rows, classes, /*allowIgnored=*/false, flag);
     launchOneHot(st, labels.i32(), out.f32(), rows, classes, flag);
     reportLabelErrors(s, flag, labelError("oneHot", classes));
   }

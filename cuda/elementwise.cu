@@ -76,13 +76,13 @@ __global__ void activationBackwardKernel(const float* y, const float* dy, float*
   }
 }
 
-// One block: *flag = any label outside [0, classes).
+// One block: *flag = any label outside [lowest, classes).
 __global__ void labelCheckKernel(const int32_t* __restrict__ labels, int64_t rows,
-                                 int64_t classes, int* __restrict__ flag) {
+                                 int64_t classes, int64_t lowest, int* __restrict__ flag) {
   int bad = 0;
   for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
     const int64_t l = labels[r];
-    bad |= (l < 0 || l >= classes) ? 1 : 0;
+    bad |= (l < lowest || l >= classes) ? 1 : 0;
   }
   const int any = __syncthreads_or(bad);
   if (threadIdx.x == 0) *flag = any ? 1 : 0;
@@ -205,9 +205,11 @@ void launchActivationBackward(cudaStream_t stream, Activation act, const float* 
 }
 
 void launchLabelCheck(cudaStream_t stream, const int32_t* labels, int64_t rows, int64_t classes,
-                      int* flag) {
+                      bool allowIgnored, int* flag) {
   // Always launched (rows may be 0): the flag must be written for the kernels that read it.
-  SG_LAUNCH(1, 1024, 0, stream, labelCheckKernel)(labels, rows < 0 ? 0 : rows, classes, flag);
+  const int64_t lowest = allowIgnored ? kIgnoredLabel : 0;
+  SG_LAUNCH(1, 1024, 0, stream, labelCheckKernel)(labels, rows < 0 ? 0 : rows, classes, lowest,
+      flag);
   CUDA_CHECK_LAUNCH();
 }
 

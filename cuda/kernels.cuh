@@ -15,6 +15,7 @@
 namespace sg::cuda {
 
 using cpu::Activation;
+using cpu::kIgnoredLabel;
 
 // ---- elementwise.cu --------------------------------------------------------------------------
 void launchFill(cudaStream_t stream, float* y, int64_t n, float value);
@@ -30,9 +31,10 @@ void launchActivationForward(cudaStream_t stream, Activation act, const float* x
                              int64_t n);
 void launchActivationBackward(cudaStream_t stream, Activation act, const float* y,
                               const float* dy, float* dx, int64_t n);
-// *flag = 1 if some labels[r] is outside [0, classes), else 0 (one block; always writes).
+// *flag = 1 if some labels[r] is outside [0, classes) (and, with allowIgnored, is not
+// cpu::kIgnoredLabel), else 0 (one block; always writes).
 void launchLabelCheck(cudaStream_t stream, const int32_t* labels, int64_t rows, int64_t classes,
-                      int* flag);
+                      bool allowIgnored, int* flag);
 // out = onehot(labels), skipped entirely when *flag != 0 (set by launchLabelCheck).
 void launchOneHot(cudaStream_t stream, const int32_t* labels, float* out, int64_t rows,
                   int64_t classes, const int* flag);
@@ -52,16 +54,28 @@ void launchBatchNormBackward(cudaStream_t stream, const float* x, const float* d
                              float* dx, float* dgamma, float* dbeta, int64_t rows, int64_t cols);
 
 // ---- loss.cu ---------------------------------------------------------------------------------
-// probs = softmax(logits), *loss = mean_r -log probs[r, labels[r]]. `rowLoss` is scratch of
-// `rows` doubles; nothing is written when *flag != 0 (set by launchLabelCheck before).
+// probs = softmax(logits), *loss = (sum over rows not labelled kIgnoredLabel of
+// -log probs[r, labels[r]]) / rows. `rowLoss` is scratch of `rows` doubles; nothing is written
+// when *flag != 0 (set by launchLabelCheck, allowIgnored, before).
 void launchSoftmaxCrossEntropyForward(cudaStream_t stream, const float* logits,
                                       const int32_t* labels, float* probs, float* loss,
                                       int64_t rows, int64_t classes, double* rowLoss,
                                       const int* flag);
-// dlogits = scale * (probs - onehot(labels)) / rows (overwrite; dlogits may alias probs)
+// dlogits = scale * (probs - onehot(labels)) / rows, ignored rows 0 (overwrite; dlogits may
+// alias probs)
 void launchSoftmaxCrossEntropyBackward(cudaStream_t stream, const float* probs,
                                        const int32_t* labels, float* dlogits, int64_t rows,
                                        int64_t classes, float scale);
+// probs = sigmoid(logits), *loss = (1 / rows) sum of the binary cross-entropies against
+// targets from the logits (cpu::sigmoidCrossEntropyForward); `rowLoss` is scratch of `rows`
+// doubles.
+void launchSigmoidCrossEntropyForward(cudaStream_t stream, const float* logits,
+                                      const float* targets, float* probs, float* loss,
+                                      int64_t rows, int64_t cols, double* rowLoss);
+// dlogits = scale * (probs - targets) (overwrite; may alias probs or targets)
+void launchSigmoidCrossEntropyBackward(cudaStream_t stream, const float* probs,
+                                       const float* targets, float* dlogits, int64_t n,
+                                       float scale);
 // Scratch doubles that launchMseForward needs for n elements.
 size_t mseScratchCount(int64_t n);
 // *loss = mean (pred - target)^2; `partials` is scratch of mseScratchCount(n) doubles.
@@ -70,6 +84,17 @@ void launchMseForward(cudaStream_t stream, const float* pred, const float* targe
 // dpred = scale * 2 * (pred - target) / n (overwrite)
 void launchMseBackward(cudaStream_t stream, const float* pred, const float* target, float* dpred,
                        int64_t n, float scale);
+
+// ---- lstm.cu ---------------------------------------------------------------------------------
+// One LSTM step (cpu::lstmCellForward): gates [rows, 4 hidden] pre-activations i | f | g | o
+// become their activations in place; c = f cPrev + i g, h = o tanh(c).
+void launchLstmCellForward(cudaStream_t stream, float* gates, const float* cPrev, float* c,
+                           float* h, int64_t rows, int64_t hidden);
+// Its backward (cpu::lstmCellBackward): dgates, dcPrev overwritten; dc may be null, and
+// dcPrev may be dc.
+void launchLstmCellBackward(cudaStream_t stream, const float* gates, const float* cPrev,
+                            const float* c, const float* dh, const float* dc, float* dgates,
+                            float* dcPrev, int64_t rows, int64_t hidden);
 
 // ---- optimizer.cu ----------------------------------------------------------------------------
 // velocity may be null when momentum == 0.

@@ -1,5 +1,5 @@
-// Losses: softmax cross-entropy (forward, backward) and mean squared error (forward,
-// backward).
+// Losses: softmax cross-entropy, sigmoid (binary) cross-entropy and mean squared error,
+// forward and backward.
 //
 // Softmax CE forward: one warp per row. Max by shuffles (exact, the same in every lane), then
 // e = exp(z - max) written to probs and summed in double (shuffle tree, then broadcast from
@@ -7,7 +7,13 @@
 // in double to a scratch buffer. A single block then adds the per-row losses (strided
 // partials, then a fixed shared-memory tree) and writes the mean: deterministic, no atomics.
 // Labels are checked first by launchLabelCheck (elementwise.cu) into a device flag; when it
-// is set these kernels write nothing and the backend reports the error on the stream.
+// is set these kernels write nothing and the backend reports the error on the stream. A row
+// labelled kIgnoredLabel (-1) has no target: its loss is 0 and its gradient row 0, while the
+// mean still divides by every row.
+// Sigmoid CE forward: one warp per row as above; each lane sums its elements' terms
+// max(z, 0) - z t + log1p(exp(-|z|)) in double, the warp adds them by shuffles, lane 0 writes
+// the row's sum; then the same single-block mean. The CPU sums a row in column order, so the
+// loss agrees with it to double rounding, not bit for bit (probs agree to expf's few ulp).
 // MSE forward: fixed chunks of kMseChunk elements per block (fixed by n, never by the
 // device) summed in double, then the same single-block mean.
 // exp(x) is taken as 0 below -87, as the CPU kernels do (no denormal probabilities).
@@ -69,8 +75,10 @@ __global__ void softmaxRowsKernel(const float* logits, const int32_t* labels, fl
   for (int64_t c = lane; c < classes; c += 32) p[c] = __fmul_rn(p[c], inv);
   if (lane == 0) {
     // -log p[label] = log(sum) - (z[label] - max): finite even when p[label] underflows.
-    const int32_t label = labels[row];  // in range: checked by the flag
-    rowLoss[row] = log(sum) - (static_cast<double>(z[label]) - static_cast<double>(m));
+    const int32_t label = labels[row];  // in range or ignored: checked by the flag
+    rowLoss[row] = label == kIgnoredLabel
+                       ? 0.0
+                       : log(sum) - (static_cast<double>(z[label]) - static_cast<double>(m));
   }
 }
 
@@ -102,8 +110,40 @@ __global__ void softmaxCrossEntropyBackwardKernel(const float* probs, const int3
     const float p = probs[i];
     const int32_t label = labels[r];
     const bool hit = label >= 0 && label < classes && label == c;  // never out of bounds
-    dlogits[i] = hit ? __fmul_rn(k, __fsub_rn(p, 1.0f)) : __fmul_rn(k, p);
+    dlogits[i] = label == kIgnoredLabel ? 0.0f
+                 : hit                  ? __fmul_rn(k, __fsub_rn(p, 1.0f))
+                                        : __fmul_rn(k, p);
   }
+}
+
+// probs = sigmoid(logits) and per-row sums of the binary cross-entropy from the logits, one
+// warp per row (a warp returns as a whole, so the shuffles see all 32 lanes).
+__global__ void sigmoidRowsKernel(const float* __restrict__ logits,
+                                  const float* __restrict__ targets, float* __restrict__ probs,
+                                  double* __restrict__ rowLoss, int64_t rows, int64_t cols) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  if (row >= rows) return;
+  const float* z = logits + row * cols;
+  const float* t = targets + row * cols;
+  float* p = probs + row * cols;
+  double sum = 0.0;
+  for (int64_t k = lane; k < cols; k += 32) {
+    const float zf = z[k];
+    p[k] = activate(static_cast<int>(Activation::Sigmoid), zf);
+    const double zv = zf, tv = t[k];
+    sum += ((zv > 0.0 ? zv : 0.0) - zv * tv) + log1p(exp(-fabs(zv)));
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) sum += __shfl_down_sync(kFullMask, sum, off);
+  if (lane == 0) rowLoss[row] = sum;
+}
+
+// dlogits = scale * (probs - targets); dlogits may alias probs or targets (same element).
+__global__ void sigmoidCrossEntropyBackwardKernel(const float* probs, const float* targets,
+                                                  float* dlogits, int64_t n, float scale) {
+  for (int64_t i = firstIndex(); i < n; i += gridStep())
+    dlogits[i] = __fmul_rn(scale, __fsub_rn(probs[i], targets[i]));
 }
 
 // partials[b] = sum over chunk b of (pred - target)^2, in double.
@@ -150,9 +190,10 @@ void launchSoftmaxCrossEntropyForward(cudaStream_t stream, const float* logits,
       logits, labels, probs, rowLoss, rows, classes, flag);
     CUDA_CHECK_LAUNCH();
   }
-  // rows == 0: loss = 0, as the CPU. (classes == 0 with rows > 0 always sets the flag.)
-  SG_LAUNCH(1, kReduceThreads, 0, stream, meanKernel)(rowLoss, rows > 0 ? rows : 0,
-      static_cast<double>(rows > 0 ? rows : 0), loss, flag);
+  // rows == 0: loss = 0, as the CPU. classes == 0 with rows > 0 sets the flag unless every
+  // label is ignored; then no row was written and none is summed: loss = 0, as the CPU.
+  SG_LAUNCH(1, kReduceThreads, 0, stream, meanKernel)(rowLoss,
+      rows > 0 && classes > 0 ? rows : 0, static_cast<double>(rows > 0 ? rows : 0), loss, flag);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -164,6 +205,31 @@ void launchSoftmaxCrossEntropyBackward(cudaStream_t stream, const float* probs,
   const int64_t n = rows * classes;
   SG_LAUNCH(gridFor(n), kBlock, 0, stream, softmaxCrossEntropyBackwardKernel)(probs, labels,
       dlogits, rows, classes, k);
+  CUDA_CHECK_LAUNCH();
+}
+
+void launchSigmoidCrossEntropyForward(cudaStream_t stream, const float* logits,
+                                      const float* targets, float* probs, float* loss,
+                                      int64_t rows, int64_t cols, double* rowLoss) {
+  if (rows > 0 && cols > 0) {
+    const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+    SG_LAUNCH(static_cast<unsigned>(blocks), kRowsPerBlock * 32, 0, stream, sigmoidRowsKernel)(
+      logits, targets, probs, rowLoss, rows, cols);
+    CUDA_CHECK_LAUNCH();
+  }
+  // rows == 0: loss = 0, as the CPU; cols == 0: rows of no terms, loss = 0 too.
+  const int64_t summed = rows > 0 && cols > 0 ? rows : 0;
+  SG_LAUNCH(1, kReduceThreads, 0, stream, meanKernel)(rowLoss, summed,
+      static_cast<double>(summed), loss, nullptr);
+  CUDA_CHECK_LAUNCH();
+}
+
+void launchSigmoidCrossEntropyBackward(cudaStream_t stream, const float* probs,
+                                       const float* targets, float* dlogits, int64_t n,
+                                       float scale) {
+  if (n <= 0) return;
+  SG_LAUNCH(gridFor(n), kBlock, 0, stream, sigmoidCrossEntropyBackwardKernel)(probs, targets,
+      dlogits, n, scale);
   CUDA_CHECK_LAUNCH();
 }
 

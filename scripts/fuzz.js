@@ -172,7 +172,8 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
     }
   }
 
-  // Native ops: argument kinds; 'T:mk' is a float32 tensor [m, k] when the call is shaped to fit.
+  // Native ops: argument kinds; 'T:mk' is a float32 tensor [m, k] when the call is shaped to fit
+  // (g = 4k: an LSTM step's gates for a state [m, k]).
   const OPS = {
     copy: ['stream', 'T:n', 'T:n'], fill: ['stream', 'T:n', 'num'], axpby: ['stream', 'num', 'T:n', 'num', 'T:n'],
     gemm: ['stream', 'T:mk', 'T:kn', 'T:mn', 'bool', 'bool', 'num', 'num'],
@@ -183,6 +184,10 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
     batchNormBackward: ['stream', 'T:mn', 'T:mn', 'T:n', 'T:n', 'T:n', 'T:mn', 'T:n', 'T:n'],
     softmaxCrossEntropyForward: ['stream', 'T:mn', 'I:m', 'T:mn', 'T:1'],
     softmaxCrossEntropyBackward: ['stream', 'T:mn', 'I:m', 'T:mn', 'num'],
+    sigmoidCrossEntropyForward: ['stream', 'T:mn', 'T:mn', 'T:mn', 'T:1'],
+    sigmoidCrossEntropyBackward: ['stream', 'T:mn', 'T:mn', 'T:mn', 'num'],
+    lstmCellForward: ['stream', 'T:mg', 'T:mk', 'T:mk', 'T:mk'],
+    lstmCellBackward: ['stream', 'T:mg', 'T:mk', 'T:mk', 'T:mk', 'T?:mk', 'T:mg', 'T:mk'],
     mseForward: ['stream', 'T:mn', 'T:mn', 'T:1'], mseBackward: ['stream', 'T:mn', 'T:mn', 'T:mn', 'num'],
     oneHot: ['stream', 'I:m', 'T:mn'], concatColumns: ['stream', 'T:mk', 'T:mn', 'T:ms'], splitColumns: ['stream', 'T:ms', 'T?:mk', 'T?:mn'],
     sgdStep: ['stream', 'T:n', 'T:n', 'T?:n', 'num', 'num', 'num'],
@@ -195,6 +200,7 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
     const shaped = rng.chance(0.6);
     const dims = { m: 1 + rng.int(4), n: 1 + rng.int(4), k: 1 + rng.int(4), 1: 1, 2: 2 };
     dims.s = dims.k + dims.n;
+    dims.g = 4 * dims.k;
     const groupShapes = Array.from({ length: 1 + rng.int(3) }, () => rng.pick(SHAPES));
     const args = OPS[name].map((spec) => {
       const optional = spec.includes('?');

@@ -59,8 +59,32 @@ export interface NativeOps {
     saveMean: T, saveInvStd: T, momentum: number, eps: number, training: boolean): void;
   batchNormBackward(s: S, x: T, dy: T, gamma: T, saveMean: T, saveInvStd: T, dx: T, dgamma: T,
     dbeta: T): void;
+  /**
+   * probs = softmax(logits); loss = (sum over scored rows of -log p[label]) / rows. A label of
+   * -1 scores nothing at its row (no loss, zero gradient); others outside [0, classes) fail.
+   */
   softmaxCrossEntropyForward(s: S, logits: T, labels: T, probs: T, loss: T): void;
+  /** dlogits = scale · (probs − onehot(labels)) / rows; rows labelled -1 get 0. */
   softmaxCrossEntropyBackward(s: S, probs: T, labels: T, dlogits: T, scale: number): void;
+  /**
+   * probs = σ(logits) [B, K]; loss [1] = (1/B) Σ binary cross-entropy against float32 targets
+   * [B, K] (in [0, 1], not checked), computed stably from the logits, deterministic.
+   */
+  sigmoidCrossEntropyForward(s: S, logits: T, targets: T, probs: T, loss: T): void;
+  /** dlogits = scale · (probs − targets): no 1/B, pass scale = 1/B for the loss's gradient. */
+  sigmoidCrossEntropyBackward(s: S, probs: T, targets: T, dlogits: T, scale: number): void;
+  /**
+   * One LSTM step: gates [B, 4H] holds pre-activations in blocks i, f, g, o and is overwritten
+   * with σ(i), σ(f), tanh(g), σ(o) (kept for the backward); c = f⊙cPrev + i⊙g, h = o⊙tanh(c)
+   * [B, H]. c and h share memory with neither cPrev, gates nor each other.
+   */
+  lstmCellForward(s: S, gates: T, cPrev: T, c: T, h: T): void;
+  /**
+   * Its backward from the forward's gates (activations), cPrev and c: with dcTotal = dc +
+   * dh⊙o⊙(1 − tanh²c) (dc null: 0), dgates [B, 4H] = the gradients w.r.t. the pre-activations
+   * and dcPrev = dcTotal⊙f, both overwritten. dcPrev may be dc; no other output shares memory.
+   */
+  lstmCellBackward(s: S, gates: T, cPrev: T, c: T, dh: T, dc: T | null, dgates: T, dcPrev: T): void;
   mseForward(s: S, pred: T, target: T, loss: T): void;
   mseBackward(s: S, pred: T, target: T, dpred: T, scale: number): void;
   oneHot(s: S, labels: T, out: T): void;

@@ -72,6 +72,32 @@ export function activationBackwardInto(ctx: StreamContext, act: ActivationName, 
   ops.activationBackward(ctx.stream.handle, act, y.handle, dy.handle, dx.handle);
 }
 
+/**
+ * One LSTM step into caller-owned state: gates [B, 4H] (pre-activations in blocks i, f, g, o)
+ * become σ(i), σ(f), tanh(g), σ(o) in place (the backward needs them); c = f⊙cPrev + i⊙g and
+ * h = o⊙tanh(c) are written into `c` and `h` [B, H], which must not be cPrev or gates.
+ */
+export function lstmCellForwardInto(ctx: StreamContext, gates: Tensor, cPrev: Tensor, c: Tensor, h: Tensor): void {
+  ops.lstmCellForward(ctx.stream.handle, gates.handle, cPrev.handle, c.handle, h.handle);
+}
+
+/**
+ * The LSTM step's backward into caller-owned buffers: dgates [B, 4H] (gradients w.r.t. the
+ * pre-activations) and dcPrev [B, H] are overwritten; dc null means no gradient reaches c from
+ * later steps. dcPrev may be dc (the carried cell gradient, updated in place).
+ */
+export function lstmCellBackwardInto(ctx: StreamContext, gates: Tensor, cPrev: Tensor, c: Tensor, dh: Tensor,
+  dc: Tensor | null, dgates: Tensor, dcPrev: Tensor): void {
+  ops.lstmCellBackward(ctx.stream.handle, gates.handle, cPrev.handle, c.handle, dh.handle, dc?.handle ?? null,
+    dgates.handle, dcPrev.handle);
+}
+
+/** dlogits = scale · (probs − targets) into `dlogits` (which may be probs or targets) */
+export function sigmoidCrossEntropyBackwardInto(ctx: StreamContext, probs: Tensor, targets: Tensor, dlogits: Tensor,
+  scale: number): void {
+  ops.sigmoidCrossEntropyBackward(ctx.stream.handle, probs.handle, targets.handle, dlogits.handle, scale);
+}
+
 /** y[i] = values[i] when the stream gets there (1..16 values). */
 export function writeScalars(ctx: StreamContext, y: Tensor, values: number[]): void {
   ops.writeScalars(ctx.stream.handle, y.handle, values);
@@ -198,7 +224,10 @@ export function batchNormBackward(ctx: OpContext, x: Tensor, dy: Tensor, gamma: 
   return dx;
 }
 
-/** softmax(logits) and the mean cross-entropy against int32 labels ([1]) */
+/**
+ * softmax(logits) and the mean cross-entropy against int32 labels ([1]); a label of -1 scores
+ * nothing at its row (no loss, zero gradient), and the mean still divides by every row.
+ */
 export function softmaxCrossEntropy(ctx: OpContext, logits: Tensor, labels: Tensor): { probs: Tensor; loss: Tensor } {
   const probs = empty(ctx, logits.shape);
   const loss = empty(ctx, [1]);
@@ -211,6 +240,41 @@ export function softmaxCrossEntropyBackward(ctx: OpContext, probs: Tensor, label
   const d = empty(ctx, probs.shape);
   ops.softmaxCrossEntropyBackward(ctx.stream.handle, probs.handle, labels.handle, d.handle, scale);
   return d;
+}
+
+/**
+ * σ(logits) and the binary cross-entropy against float32 targets in [0, 1], summed over the
+ * columns and averaged over the rows ([1]).
+ */
+export function sigmoidCrossEntropy(ctx: OpContext, logits: Tensor, targets: Tensor): { probs: Tensor; loss: Tensor } {
+  const probs = empty(ctx, logits.shape);
+  const loss = empty(ctx, [1]);
+  ops.sigmoidCrossEntropyForward(ctx.stream.handle, logits.handle, targets.handle, probs.handle, loss.handle);
+  return { probs, loss };
+}
+
+/** scale · (probs − targets); with scale = s / B, s times the gradient of sigmoidCrossEntropy's loss */
+export function sigmoidCrossEntropyBackward(ctx: OpContext, probs: Tensor, targets: Tensor, scale: number): Tensor {
+  const d = empty(ctx, probs.shape);
+  sigmoidCrossEntropyBackwardInto(ctx, probs, targets, d, scale);
+  return d;
+}
+
+/** One LSTM step: c, h [B, H] made in the arena; gates [B, 4H] become their activations in place. */
+export function lstmCellForward(ctx: OpContext, gates: Tensor, cPrev: Tensor): { c: Tensor; h: Tensor } {
+  const c = empty(ctx, cPrev.shape);
+  const h = empty(ctx, cPrev.shape);
+  lstmCellForwardInto(ctx, gates, cPrev, c, h);
+  return { c, h };
+}
+
+/** The LSTM step's backward: dgates [B, 4H] and dcPrev [B, H] made in the arena (dc null: none). */
+export function lstmCellBackward(ctx: OpContext, gates: Tensor, cPrev: Tensor, c: Tensor, dh: Tensor,
+  dc: Tensor | null): { dgates: Tensor; dcPrev: Tensor } {
+  const dgates = empty(ctx, gates.shape);
+  const dcPrev = empty(ctx, cPrev.shape);
+  lstmCellBackwardInto(ctx, gates, cPrev, c, dh, dc, dgates, dcPrev);
+  return { dgates, dcPrev };
 }
 
 /** the mean squared error ([1]) */
@@ -239,4 +303,9 @@ export function concatColumns(ctx: OpContext, a: Tensor, b: Tensor): Tensor {
   const out = empty(ctx, [a.shape[0], a.shape[1] + b.shape[1]]);
   ops.concatColumns(ctx.stream.handle, a.handle, b.handle, out.handle);
   return out;
+}
+
+/** Splits dout [B, m + n] into da [B, m] and db [B, n] (either may be null: not wanted); the gradient of concatColumns */
+export function splitColumns(ctx: StreamContext, dout: Tensor, da: Tensor | null, db: Tensor | null): void {
+  ops.splitColumns(ctx.stream.handle, dout.handle, da?.handle ?? null, db?.handle ?? null);
 }

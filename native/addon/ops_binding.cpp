@@ -74,6 +74,25 @@ const OpEntry kOps[] = {
                                      a.tensor(2, "labels"), a.tensor(3, "dlogits"),
                                      float(a.number(4, "scale")));
   }},
+    {"sigmoidCrossEntropyForward", [](const Args& a) {
+    ops::sigmoidCrossEntropyForward(a.stream(0, "stream"), a.tensor(1, "logits"),
+                                    a.tensor(2, "targets"), a.tensor(3, "probs"),
+                                    a.tensor(4, "loss"));
+  }},
+    {"sigmoidCrossEntropyBackward", [](const Args& a) {
+    ops::sigmoidCrossEntropyBackward(a.stream(0, "stream"), a.tensor(1, "probs"),
+                                     a.tensor(2, "targets"), a.tensor(3, "dlogits"),
+                                     float(a.number(4, "scale")));
+  }},
+    {"lstmCellForward", [](const Args& a) {
+    ops::lstmCellForward(a.stream(0, "stream"), a.tensor(1, "gates"), a.tensor(2, "cPrev"),
+                         a.tensor(3, "c"), a.tensor(4, "h"));
+  }},
+    {"lstmCellBackward", [](const Args& a) {
+    ops::lstmCellBackward(a.stream(0, "stream"), a.tensor(1, "gates"), a.tensor(2, "cPrev"),
+                          a.tensor(3, "c"), a.tensor(4, "dh"), a.tensor(5, "dc", true),
+                          a.tensor(6, "dgates"), a.tensor(7, "dcPrev"));
+  }},
     {"mseForward", [](const Args& a) {
     ops::mseForward(a.stream(0, "stream"), a.tensor(1, "pred"), a.tensor(2, "target"),
                     a.tensor(3, "loss"));

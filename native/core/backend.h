@@ -128,6 +128,17 @@ class Backend {
                                           const Tensor& probs, const Tensor& loss) = 0;
   virtual void softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& labels,
                                            const Tensor& dlogits, float scale) = 0;
+  virtual void sigmoidCrossEntropyForward(Stream& s, const Tensor& logits,
+                                          const Tensor& targets, const Tensor& probs,
+                                          const Tensor& loss) = 0;
+  virtual void sigmoidCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& targets,
+                                           const Tensor& dlogits, float scale) = 0;
+  // One LSTM step (cpu::lstmCellForward / lstmCellBackward); dc may be empty (no storage).
+  virtual void lstmCellForward(Stream& s, const Tensor& gates, const Tensor& cPrev,
+                               const Tensor& c, const Tensor& h) = 0;
+  virtual void lstmCellBackward(Stream& s, const Tensor& gates, const Tensor& cPrev,
+                                const Tensor& c, const Tensor& dh, const Tensor& dc,
+                                const Tensor& dgates, const Tensor& dcPrev) = 0;
   virtual void mseForward(Stream& s, const Tensor& pred, const Tensor& target,
                           const Tensor& loss) = 0;
   virtual void mseBackward(Stream& s, const Tensor& pred, const Tensor& target,

@@ -242,6 +242,75 @@ void softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& l
   on(s).softmaxCrossEntropyBackward(s, probs, labels, dlogits, scale);
 }
 
+void sigmoidCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& targets,
+                                const Tensor& probs, const Tensor& loss) {
+  Check c("sigmoidCrossEntropyForward", s);
+  c.tensor(logits, "logits").rank(logits, "logits", 2);
+  c.tensor(targets, "targets").shape(targets, "targets", logits.shape);
+  c.tensor(probs, "probs").shape(probs, "probs", logits.shape);
+  c.tensor(loss, "loss").shape(loss, "loss", {1});
+  // The loss is computed from the logits after probs is written: probs must not overwrite them.
+  c.distinct(logits, "logits", probs, "probs").distinct(targets, "targets", probs, "probs");
+  c.distinct(loss, "loss", logits, "logits").distinct(loss, "loss", targets, "targets");
+  c.distinct(loss, "loss", probs, "probs");
+  on(s).sigmoidCrossEntropyForward(s, logits, targets, probs, loss);
+}
+
+void sigmoidCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& targets,
+                                 const Tensor& dlogits, float scale) {
+  Check c("sigmoidCrossEntropyBackward", s);
+  c.tensor(probs, "probs").rank(probs, "probs", 2);
+  c.tensor(targets, "targets").shape(targets, "targets", probs.shape);
+  c.tensor(dlogits, "dlogits").shape(dlogits, "dlogits", probs.shape).finite(scale, "scale");
+  on(s).sigmoidCrossEntropyBackward(s, probs, targets, dlogits, scale);
+}
+
+namespace {
+
+// [B, H] of an LSTM step's state from gates [B, 4H].
+Shape lstmStateShape(const Check& c, const char* op, const Tensor& gates) {
+  c.tensor(gates, "gates").rank(gates, "gates", 2);
+  if (cols(gates) % 4 != 0)
+    throw rangeError(std::string(op) + ": 'gates' must have 4H columns (blocks i, f, g, o of H "
+                     "each), got shape " + shapeString(gates.shape));
+  return {rows(gates), cols(gates) / 4};
+}
+
+}  // namespace
+
+void lstmCellForward(Stream& s, const Tensor& gates, const Tensor& cPrev, const Tensor& c,
+                     const Tensor& h) {
+  Check k("lstmCellForward", s);
+  const Shape state = lstmStateShape(k, "lstmCellForward", gates);
+  k.tensor(cPrev, "cPrev").shape(cPrev, "cPrev", state);
+  k.tensor(c, "c").shape(c, "c", state).tensor(h, "h").shape(h, "h", state);
+  // Written: gates (in place), c, h. The kernel reads cPrev and the gates while it writes.
+  k.distinct(gates, "gates", cPrev, "cPrev").distinct(c, "c", h, "h");
+  k.distinct(c, "c", cPrev, "cPrev").distinct(c, "c", gates, "gates");
+  k.distinct(h, "h", cPrev, "cPrev").distinct(h, "h", gates, "gates");
+  on(s).lstmCellForward(s, gates, cPrev, c, h);
+}
+
+void lstmCellBackward(Stream& s, const Tensor& gates, const Tensor& cPrev, const Tensor& c,
+                      const Tensor& dh, const Tensor& dc, const Tensor& dgates,
+                      const Tensor& dcPrev) {
+  Check k("lstmCellBackward", s);
+  const Shape state = lstmStateShape(k, "lstmCellBackward", gates);
+  k.tensor(cPrev, "cPrev").shape(cPrev, "cPrev", state);
+  k.tensor(c, "c").shape(c, "c", state).tensor(dh, "dh").shape(dh, "dh", state);
+  if (dc.storage) k.tensor(dc, "dc").shape(dc, "dc", state);
+  k.tensor(dgates, "dgates").shape(dgates, "dgates", gates.shape);
+  k.tensor(dcPrev, "dcPrev").shape(dcPrev, "dcPrev", state);
+  // Outputs share memory with nothing, except dcPrev with dc (read before written, element by
+  // element: the carried cell gradient updated in place).
+  k.distinct(dgates, "dgates", gates, "gates").distinct(dgates, "dgates", cPrev, "cPrev");
+  k.distinct(dgates, "dgates", c, "c").distinct(dgates, "dgates", dh, "dh");
+  k.distinct(dgates, "dgates", dc, "dc").distinct(dgates, "dgates", dcPrev, "dcPrev");
+  k.distinct(dcPrev, "dcPrev", gates, "gates").distinct(dcPrev, "dcPrev", cPrev, "cPrev");
+  k.distinct(dcPrev, "dcPrev", c, "c").distinct(dcPrev, "dcPrev", dh, "dh");
+  on(s).lstmCellBackward(s, gates, cPrev, c, dh, dc, dgates, dcPrev);
+}
+
 void mseForward(Stream& s, const Tensor& pred, const Tensor& target, const Tensor& loss) {
   Check c("mseForward", s);
   c.tensor(pred, "pred").tensor(target, "target").shape(target, "target", pred.shape);

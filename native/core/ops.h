@@ -28,10 +28,29 @@ void batchNormForward(Stream& s, const Tensor& x, const Tensor& gamma, const Ten
 void batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy, const Tensor& gamma,
                        const Tensor& saveMean, const Tensor& saveInvStd, const Tensor& dx,
                        const Tensor& dgamma, const Tensor& dbeta);
+// labels int32 [B] in [0, classes), or -1: no target at that row (no loss, zero gradient);
+// loss = the sum over scored rows / B. Other labels fail the stream (checked on the device).
 void softmaxCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& labels,
                                 const Tensor& probs, const Tensor& loss);
 void softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& labels,
                                  const Tensor& dlogits, float scale);
+// probs = sigmoid(logits) [B, K]; loss [1] = (1/B) sum of the binary cross-entropies against
+// float32 targets [B, K] (meant to be in [0, 1]; not checked), computed from the logits.
+void sigmoidCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& targets,
+                                const Tensor& probs, const Tensor& loss);
+// dlogits = scale * (probs - targets) (no 1/B: pass scale = 1/B for the loss's gradient)
+void sigmoidCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& targets,
+                                 const Tensor& dlogits, float scale);
+// One LSTM step: gates [B, 4H] (pre-activations i | f | g | o, overwritten with their
+// activations), cPrev [B, H]; writes c = f cPrev + i g and h = o tanh(c) [B, H].
+void lstmCellForward(Stream& s, const Tensor& gates, const Tensor& cPrev, const Tensor& c,
+                     const Tensor& h);
+// Its backward from the forward's gates (activations), cPrev and c: dgates [B, 4H] (w.r.t. the
+// pre-activations) and dcPrev [B, H], both overwritten; dc may be empty (no gradient into c
+// from later steps). dcPrev may be dc; no other output shares memory with any tensor.
+void lstmCellBackward(Stream& s, const Tensor& gates, const Tensor& cPrev, const Tensor& c,
+                      const Tensor& dh, const Tensor& dc, const Tensor& dgates,
+                      const Tensor& dcPrev);
 void mseForward(Stream& s, const Tensor& pred, const Tensor& target, const Tensor& loss);
 void mseBackward(Stream& s, const Tensor& pred, const Tensor& target, const Tensor& dpred,
                  float scale);

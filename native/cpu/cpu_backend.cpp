@@ -536,7 +536,8 @@ class CpuBackend : public Backend {
     cpu(s).enqueue([=] {
       if (!cpu::softmaxCrossEntropyForward(logits.f32(), labels.i32(), probs.f32(), loss.f32(),
                                            logits.shape[0], logits.shape[1]))
-        throw std::runtime_error(labelError("softmaxCrossEntropyForward", logits.shape[1]));
+        throw std::runtime_error(labelError("softmaxCrossEntropyForward", logits.shape[1]) +
+                                 kIgnoredLabelNote);
     });
   }
   void softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& labels,
@@ -544,6 +545,36 @@ class CpuBackend : public Backend {
     cpu(s).enqueue([=] {
       cpu::softmaxCrossEntropyBackward(probs.f32(), labels.i32(), dlogits.f32(), probs.shape[0],
                                        probs.shape[1], scale);
+    });
+  }
+  void sigmoidCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& targets,
+                                  const Tensor& probs, const Tensor& loss) override {
+    cpu(s).enqueue([=] {
+      cpu::sigmoidCrossEntropyForward(logits.f32(), targets.f32(), probs.f32(), loss.f32(),
+                                      logits.shape[0], logits.shape[1]);
+    });
+  }
+  void sigmoidCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& targets,
+                                   const Tensor& dlogits, float scale) override {
+    cpu(s).enqueue([=] {
+      cpu::sigmoidCrossEntropyBackward(probs.f32(), targets.f32(), dlogits.f32(), probs.numel(),
+                                       scale);
+    });
+  }
+  void lstmCellForward(Stream& s, const Tensor& gates, const Tensor& cPrev, const Tensor& c,
+                       const Tensor& h) override {
+    cpu(s).enqueue([=] {
+      cpu::lstmCellForward(gates.f32(), cPrev.f32(), c.f32(), h.f32(), gates.shape[0],
+                           gates.shape[1] / 4);
+    });
+  }
+  void lstmCellBackward(Stream& s, const Tensor& gates, const Tensor& cPrev, const Tensor& c,
+                        const Tensor& dh, const Tensor& dc, const Tensor& dgates,
+                        const Tensor& dcPrev) override {
+    cpu(s).enqueue([=] {
+      cpu::lstmCellBackward(gates.f32(), cPrev.f32(), c.f32(), dh.f32(),
+                            dc.storage ? dc.f32() : nullptr, dgates.f32(), dcPrev.f32(),
+                            gates.shape[0], gates.shape[1] / 4);
     });
   }
   void mseForward(Stream& s, const Tensor& pred, const Tensor& target,
@@ -651,6 +682,7 @@ class CpuBackend : public Backend {
   static std::string labelError(const char* op, int64_t classes) {
     return std::string(op) + ": a label is outside [0, " + std::to_string(classes) + ")";
   }
+  static constexpr const char* kIgnoredLabelNote = " and is not -1 (a row without a target)";
 };
 
 }  // namespace

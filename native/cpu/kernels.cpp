@@ -1,5 +1,6 @@
-// CPU kernels other than GEMM: fills, axpby, bias, activations, BatchNorm, losses, shape ops
-// and optimizer steps, on raw contiguous row-major float32/int32 buffers (see kernels.h).
+// CPU kernels other than GEMM: fills, axpby, bias, activations, BatchNorm, losses, the LSTM
+// cell, shape ops and optimizer steps, on raw contiguous row-major float32/int32 buffers (see
+// kernels.h).
 //
 // Design:
 //  - Portable code. Plain loops that g++ -O3 auto-vectorises with the baseline x86-64 ISA
@@ -330,9 +331,10 @@ void bnApplyRows(const float* x, float* y, int64_t r0, int64_t r1, int64_t cols,
   }
 }
 
-bool labelsInRange(const int32_t* labels, int64_t rows, int64_t classes) {
+// Every label in [lowest, classes).
+bool labelsInRange(const int32_t* labels, int64_t rows, int64_t classes, int32_t lowest = 0) {
   bool ok = true;
-  for (int64_t r = 0; r < rows; ++r) ok &= labels[r] >= 0 && labels[r] < classes;
+  for (int64_t r = 0; r < rows; ++r) ok &= labels[r] >= lowest && labels[r] < classes;
   return ok;
 }
 
@@ -548,7 +550,7 @@ void batchNormBackward(const float* x, const float* dy, const float* gamma,
 
 bool softmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs,
                                 float* loss, int64_t rows, int64_t classes) {
-  if (!labelsInRange(labels, rows, classes)) return false;
+  if (!labelsInRange(labels, rows, classes, kIgnoredLabel)) return false;
   if (rows <= 0) {
     *loss = 0.0f;  // no rows, no loss
     return true;
@@ -567,7 +569,10 @@ bool softmaxCrossEntropyForward(const float* logits, const int32_t* labels, floa
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t c = 0; c < classes; ++c) p[c] *= inv;
       // -log p[label] = log(sum) - (z[label] - m): finite even when p[label] underflows.
-      rl[r] = std::log(sum) - (static_cast<double>(z[labels[r]]) - static_cast<double>(m));
+      // An ignored row adds 0 (a zero added to the double sum leaves it unchanged).
+      rl[r] = labels[r] == kIgnoredLabel
+                  ? 0.0
+                  : std::log(sum) - (static_cast<double>(z[labels[r]]) - static_cast<double>(m));
     }
   });
   double total = 0;
@@ -585,6 +590,10 @@ void softmaxCrossEntropyBackward(const float* probs, const int32_t* labels, floa
       const float* p = probs + r * classes;
       float* d = dlogits + r * classes;
       const int32_t label = labels[r];
+      if (label == kIgnoredLabel) {  // no target at this row: no gradient
+        std::fill(d, d + classes, 0.0f);
+        continue;
+      }
       const bool valid = label >= 0 && label < classes;  // checked by forward; never write OOB
       const float pl = valid ? p[label] : 0.0f;          // read before d (may alias p) changes
       for (int64_t c = 0; c < classes; ++c) d[c] = k * p[c];
@@ -616,6 +625,116 @@ void mseBackward(const float* pred, const float* target, float* dpred, int64_t n
   forRange(n, kGrainLight, [=](int64_t b, int64_t e) {
     // dpred may alias pred or target; element-wise, so that is safe.
     for (int64_t i = b; i < e; ++i) dpred[i] = k * (pred[i] - target[i]);
+  });
+}
+
+void sigmoidCrossEntropyForward(const float* logits, const float* targets, float* probs,
+                                float* loss, int64_t rows, int64_t cols) {
+  if (rows <= 0) {
+    *loss = 0.0f;  // no rows, no loss
+    return;
+  }
+  // probs must not alias logits or targets (ops.cpp checks it). Per-row sums, added in row
+  // order afterwards: independent of how rows are chunked.
+  std::vector<double> rowLoss(rows);
+  double* rl = rowLoss.data();
+  forRange(rows, rowGrain(cols, kGrainHeavy), [=](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* __restrict z = logits + r * cols;
+      const float* __restrict t = targets + r * cols;
+      float* __restrict p = probs + r * cols;
+      for (int64_t k = 0; k < cols; ++k) p[k] = sigmoidValue(z[k]);
+      // -[t log s + (1 - t) log(1 - s)] with s = sigmoid(z) equals max(z, 0) - z t +
+      // log(1 + e^-|z|): no log of a probability that rounds to 0 or 1. In double, with libm
+      // (few elements per step; the accuracy matters more than the speed here).
+      double sum = 0.0;
+      for (int64_t k = 0; k < cols; ++k) {
+        const double zv = z[k], tv = t[k];
+        sum += ((zv > 0.0 ? zv : 0.0) - zv * tv) + std::log1p(std::exp(-std::fabs(zv)));
+      }
+      rl[r] = sum;
+    }
+  });
+  double total = 0;
+  for (int64_t r = 0; r < rows; ++r) total += rl[r];
+  *loss = static_cast<float>(total / static_cast<double>(rows));
+}
+
+void sigmoidCrossEntropyBackward(const float* probs, const float* targets, float* dlogits,
+                                 int64_t n, float scale) {
+  forRange(n, kGrainLight, [=](int64_t b, int64_t e) {
+    // dlogits may alias probs or targets; element-wise, so that is safe.
+    for (int64_t i = b; i < e; ++i) dlogits[i] = scale * (probs[i] - targets[i]);
+  });
+}
+
+// ---- LSTM cell -----------------------------------------------------------------------------
+//
+// Row-parallel; within a row, each gate block is one vectorisable loop. Products are rounded
+// one at a time (no FMA on the baseline ISA), in the order the CUDA kernels (cuda/lstm.cu)
+// spell out with __fmul_rn/__fadd_rn. tanh(c) is recomputed by the backward rather than
+// stored: one more tanh per element is cheaper than a [rows, hidden] buffer per step.
+
+void lstmCellForward(float* gates, const float* cPrev, float* c, float* h, int64_t rows,
+                     int64_t hidden) {
+  const int64_t H = hidden, cols = 4 * hidden;
+  forRange(rows, rowGrain(cols, kGrainHeavy), [=](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* __restrict a = gates + r * cols;
+      for (int64_t j = 0; j < 2 * H; ++j) a[j] = sigmoidValue(a[j]);  // i, f
+      for (int64_t j = 2 * H; j < 3 * H; ++j) a[j] = tanhValue(a[j]);  // g
+      for (int64_t j = 3 * H; j < cols; ++j) a[j] = sigmoidValue(a[j]);  // o
+      const float* __restrict cp = cPrev + r * H;
+      float* __restrict cr = c + r * H;
+      float* __restrict hr = h + r * H;
+      for (int64_t j = 0; j < H; ++j) {
+        const float cv = a[H + j] * cp[j] + a[j] * a[2 * H + j];
+        cr[j] = cv;
+        hr[j] = a[3 * H + j] * tanhValue(cv);
+      }
+    }
+  });
+}
+
+namespace {
+
+// One row of lstmCellBackward; dc null or not is a compile-time choice so that both loops
+// vectorise. dc and dcPrev may be the same buffer: each element is read before it is written.
+template <bool kHasDc>
+void lstmBackwardRow(const float* __restrict a, const float* __restrict cp,
+                     const float* __restrict cr, const float* __restrict dhr, const float* dcr,
+                     float* __restrict dg, float* dcp, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    const float i = a[j], f = a[H + j], g = a[2 * H + j], o = a[3 * H + j];
+    const float tc = tanhValue(cr[j]);
+    const float dhv = dhr[j];
+    // 1 - t^2 as (1 - t)(1 + t): no cancellation near |t| = 1 (as activationBackward).
+    const float viaH = dhv * o * ((1.0f - tc) * (1.0f + tc));
+    const float dct = kHasDc ? dcr[j] + viaH : viaH;
+    dg[j] = dct * g * (i * (1.0f - i));
+    dg[H + j] = dct * cp[j] * (f * (1.0f - f));
+    dg[2 * H + j] = dct * i * ((1.0f - g) * (1.0f + g));
+    dg[3 * H + j] = dhv * tc * (o * (1.0f - o));
+    dcp[j] = dct * f;
+  }
+}
+
+}  // namespace
+
+void lstmCellBackward(const float* gates, const float* cPrev, const float* c, const float* dh,
+                      const float* dc, float* dgates, float* dcPrev, int64_t rows,
+                      int64_t hidden) {
+  const int64_t H = hidden, cols = 4 * hidden;
+  forRange(rows, rowGrain(cols, kGrainHeavy), [=](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t o4 = r * cols, o1 = r * H;
+      if (dc)
+        lstmBackwardRow<true>(gates + o4, cPrev + o1, c + o1, dh + o1, dc + o1, dgates + o4,
+                              dcPrev + o1, H);
+      else
+        lstmBackwardRow<false>(gates + o4, cPrev + o1, c + o1, dh + o1, nullptr, dgates + o4,
+                               dcPrev + o1, H);
+    }
   });
 }
 

@@ -54,18 +54,49 @@ void batchNormBackward(const float* x, const float* dy, const float* gamma,
                        float* dgamma, float* dbeta, int64_t rows, int64_t cols);
 
 // ---- losses (kernels.cpp) ---------------------------------------------------------------
-// logits [rows, classes], labels [rows] in [0, classes). Writes probs = softmax(logits) and
-// *loss = mean over rows of -log p[label]. Returns false (writing nothing else) if a label is
-// out of range.
+// The label of a row that has no target (sequence tasks score only some steps): the softmax
+// cross-entropy gives it no loss and a zero gradient. oneHot still rejects it.
+constexpr int32_t kIgnoredLabel = -1;
+// logits [rows, classes], labels [rows] in [0, classes) or kIgnoredLabel. Writes probs =
+// softmax(logits) (every row) and *loss = (sum over scored rows of -log p[label]) / rows: the
+// divisor counts every row, so callers' gradient scales do not depend on how many rows are
+// scored. Returns false (writing nothing else) if a label is out of range.
 bool softmaxCrossEntropyForward(const float* logits, const int32_t* labels, float* probs,
                                 float* loss, int64_t rows, int64_t classes);
-// dlogits = scale * (probs - onehot(labels)) / rows   (overwrite)
+// dlogits = scale * (probs - onehot(labels)) / rows, rows labelled kIgnoredLabel 0 (overwrite)
 void softmaxCrossEntropyBackward(const float* probs, const int32_t* labels, float* dlogits,
                                  int64_t rows, int64_t classes, float scale);
+// logits, targets, probs [rows, cols]; targets are used as given (meant to be in [0, 1]).
+// probs = sigmoid(logits); *loss = (1 / rows) sum_r sum_k [max(z, 0) - z t + log(1 + e^-|z|)],
+// the binary cross-entropy of sigmoid(z) against t computed from the logits (never a log of
+// 0). Terms in double, each row summed in column order, rows added in row order.
+void sigmoidCrossEntropyForward(const float* logits, const float* targets, float* probs,
+                                float* loss, int64_t rows, int64_t cols);
+// dlogits = scale * (probs - targets) over n elements (overwrite; no 1 / rows: the caller's
+// scale carries it). dlogits may alias probs or targets.
+void sigmoidCrossEntropyBackward(const float* probs, const float* targets, float* dlogits,
+                                 int64_t n, float scale);
 // *loss = mean over all n elements of (pred - target)^2
 void mseForward(const float* pred, const float* target, float* loss, int64_t n);
 // dpred = scale * 2 * (pred - target) / n   (overwrite)
 void mseBackward(const float* pred, const float* target, float* dpred, int64_t n, float scale);
+
+// ---- LSTM cell (kernels.cpp) ------------------------------------------------------------
+// One time step of an LSTM for `rows` sequences of `hidden` units. gates [rows, 4 hidden] holds
+// the pre-activations in column blocks i | f | g | o (input, forget, cell, output) and is
+// overwritten with their activations sigmoid(i), sigmoid(f), tanh(g), sigmoid(o), which the
+// backward reads. c = f * cPrev + i * g, h = o * tanh(c) (element-wise, [rows, hidden]).
+// c and h alias neither cPrev, gates nor each other.
+void lstmCellForward(float* gates, const float* cPrev, float* c, float* h, int64_t rows,
+                     int64_t hidden);
+// From the forward's activations (gates) and c: with
+//   dcTotal = dc + dh * o * (1 - tanh(c)^2)   (dc null: 0),
+// dgates = [dcTotal g i(1-i) | dcTotal cPrev f(1-f) | dcTotal i (1-g^2) | dh tanh(c) o(1-o)],
+// the gradients w.r.t. the pre-activations, and dcPrev = dcTotal * f (both overwrite).
+// dcPrev may be dc (the carried cell gradient updated in place); nothing else aliases.
+void lstmCellBackward(const float* gates, const float* cPrev, const float* c, const float* dh,
+                      const float* dc, float* dgates, float* dcPrev, int64_t rows,
+                      int64_t hidden);
 
 // ---- shape ops (kernels.cpp) ------------------------------------------------------------
 // out [rows, classes] = onehot(labels); returns false if a label is out of range.

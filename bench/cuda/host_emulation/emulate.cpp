@@ -43,6 +43,9 @@ namespace batchnorm_k {
 namespace loss_k {
 #include "gen/loss_kernels.inc"
 }
+namespace lstm_k {
+#include "gen/lstm_kernels.inc"
+}
 namespace optimizer_k {
 #include "gen/optimizer_kernels.inc"
 }
@@ -86,6 +89,28 @@ void compare(const std::string& name, const float* got, const float* want, size_
                 got[at], want[at]);
   } else {
     std::printf("ok   %-50s worst %.3g\n", name.c_str(), worst);
+  }
+}
+
+// As compare, relative to a per-element error scale (the magnitude of the terms that were
+// rounded) instead of |want|: for results that may cancel to ~0.
+void compareScaled(const std::string& name, const float* got, const float* want,
+                   const std::vector<double>& scale, size_t n, double tol) {
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double g = got[i], w = want[i];
+    const double e = std::isfinite(g) && std::isfinite(w)
+                         ? std::fabs(g - w) / std::max(scale[i], 1e-30)
+                         : (std::memcmp(&got[i], &want[i], 4) == 0 ? 0 : INFINITY);
+    if (e > worst) worst = e, at = i;
+  }
+  if (!(worst <= tol)) {
+    ++failures;
+    std::printf("FAIL %-50s worst %.3g of its scale at %zu (got %.9g want %.9g)\n", name.c_str(),
+                worst, at, got[at], want[at]);
+  } else {
+    std::printf("ok   %-50s worst %.3g of its scale\n", name.c_str(), worst);
   }
 }
 
@@ -216,7 +241,7 @@ void elementwiseTests() {
       if (bad) labels[33] = static_cast<int32_t>(classes);
       int flag = -1;
       emu::launch(dim3(1), dim3(1024), [&] {
-        elementwise_k::labelCheckKernel(labels.data(), rows, classes, &flag);
+        elementwise_k::labelCheckKernel(labels.data(), rows, classes, 0, &flag);
       });
       if (flag != (bad ? 1 : 0)) {
         ++failures;
@@ -319,7 +344,7 @@ void lossTests() {
       float loss = NAN, rloss = NAN;
       int flag = -1;
       emu::launch(dim3(1), dim3(1024), [&] {
-        elementwise_k::labelCheckKernel(labels.data(), rows, classes, &flag);
+        elementwise_k::labelCheckKernel(labels.data(), rows, classes, kIgnoredLabel, &flag);
       });
       const int rpb = loss_k::kRowsPerBlock;
       emu::launch(dim3((rows + rpb - 1) / rpb), dim3(rpb * 32), [&] {
@@ -369,12 +394,12 @@ void lossTests() {
     const int64_t rows = 9, classes = 4;
     std::vector<float> logits = randomVec(rows * classes), probs(rows * classes, 5.f);
     std::vector<int32_t> labels(rows, 1);
-    labels[4] = -1;
+    labels[4] = -2;  // -1 is an ignored row (see ignoredLabelTests)
     std::vector<double> rowLoss(rows, 0.0);
     float loss = 5.f;
     int flag = -1;
     emu::launch(dim3(1), dim3(1024), [&] {
-      elementwise_k::labelCheckKernel(labels.data(), rows, classes, &flag);
+      elementwise_k::labelCheckKernel(labels.data(), rows, classes, kIgnoredLabel, &flag);
     });
     emu::launch(dim3(2), dim3(256), [&] {
       loss_k::softmaxRowsKernel(logits.data(), labels.data(), probs.data(), rowLoss.data(), rows,
@@ -388,6 +413,188 @@ void lossTests() {
     if (!untouched) ++failures;
     std::printf("%s softmaxCE with a bad label writes nothing\n", untouched ? "ok  " : "FAIL");
   }
+}
+
+// Rows labelled -1 (kIgnoredLabel): the label check lets them through for the softmax CE only,
+// their loss is 0 and their gradient row 0, as on the CPU; the mean still divides by all rows.
+void ignoredLabelTests() {
+  const int64_t rows = 21, classes = 6;
+  std::vector<float> logits = randomVec(rows * classes, -4, 4);
+  std::vector<int32_t> labels(rows);
+  for (int64_t r = 0; r < rows; ++r) labels[r] = r % 3 == 1 ? -1 : static_cast<int32_t>(r % classes);
+  int flag = -1, oneHotFlag = -1;
+  emu::launch(dim3(1), dim3(1024), [&] {
+    elementwise_k::labelCheckKernel(labels.data(), rows, classes, kIgnoredLabel, &flag);
+  });
+  emu::launch(dim3(1), dim3(1024), [&] {
+    elementwise_k::labelCheckKernel(labels.data(), rows, classes, 0, &oneHotFlag);
+  });
+  const bool flags = flag == 0 && oneHotFlag == 1;
+  if (!flags) ++failures;
+  std::printf("%s labelCheck: -1 passes for the softmax CE (flag %d), not for oneHot (flag %d)\n",
+              flags ? "ok  " : "FAIL", flag, oneHotFlag);
+  std::vector<float> probs(rows * classes), rprobs(rows * classes);
+  std::vector<double> rowLoss(rows, 99.0);
+  float loss = NAN, rloss = NAN;
+  emu::launch(dim3((rows + loss_k::kRowsPerBlock - 1) / loss_k::kRowsPerBlock),
+              dim3(loss_k::kRowsPerBlock * 32), [&] {
+    loss_k::softmaxRowsKernel(logits.data(), labels.data(), probs.data(), rowLoss.data(), rows,
+                              classes, &flag);
+  });
+  emu::launch(dim3(1), dim3(loss_k::kReduceThreads), [&] {
+    loss_k::meanKernel(rowLoss.data(), rows, static_cast<double>(rows), &loss, &flag);
+  });
+  const bool cpuOk = cpu::softmaxCrossEntropyForward(logits.data(), labels.data(), rprobs.data(),
+                                                     &rloss, rows, classes);
+  if (!cpuOk) ++failures, std::printf("FAIL cpu softmaxCE refused label -1\n");
+  compare("softmaxCE ignored rows: probs", probs.data(), rprobs.data(), probs.size(), 1e-5);
+  compare("softmaxCE ignored rows: loss", &loss, &rloss, 1, 1e-6);
+  bool zeroRows = true;
+  for (int64_t r = 1; r < rows; r += 3) zeroRows &= rowLoss[r] == 0.0;
+  if (!zeroRows) ++failures;
+  std::printf("%s softmaxCE ignored rows: row losses 0\n", zeroRows ? "ok  " : "FAIL");
+  std::vector<float> dl(rows * classes, NAN), rdl(rows * classes, NAN);
+  const float k = static_cast<float>(static_cast<double>(0.7f) / static_cast<double>(rows));
+  emu::launch(dim3(2), dim3(kBlock), [&] {
+    loss_k::softmaxCrossEntropyBackwardKernel(rprobs.data(), labels.data(), dl.data(), rows,
+                                              classes, k);
+  });
+  cpu::softmaxCrossEntropyBackward(rprobs.data(), labels.data(), rdl.data(), rows, classes, 0.7f);
+  compare("softmaxCE ignored rows: backward", dl.data(), rdl.data(), dl.size(), -1);
+  bool zeroGrad = true;
+  for (int64_t r = 1; r < rows; r += 3)
+    for (int64_t c = 0; c < classes; ++c) zeroGrad &= dl[r * classes + c] == 0.0f;
+  if (!zeroGrad) ++failures;
+  std::printf("%s softmaxCE ignored rows: gradient rows 0\n", zeroGrad ? "ok  " : "FAIL");
+  {  // through the launchers; then no classes and every row ignored: loss 0, as the CPU
+    std::vector<double> scratch(rows, 99.0);
+    int f = -1;
+    float l = NAN;
+    launchLabelCheck(nullptr, labels.data(), rows, classes, true, &f);
+    launchSoftmaxCrossEntropyForward(nullptr, logits.data(), labels.data(), probs.data(), &l, rows,
+                                     classes, scratch.data(), &f);
+    compare("launchSoftmaxCrossEntropyForward ignored rows: loss", &l, &rloss, 1, 1e-6);
+    std::vector<int32_t> none(4, -1);
+    float empty = NAN, rempty = NAN;
+    launchLabelCheck(nullptr, none.data(), 4, 0, true, &f);
+    launchSoftmaxCrossEntropyForward(nullptr, nullptr, none.data(), nullptr, &empty, 4, 0,
+                                     scratch.data(), &f);
+    const bool cpuOk2 = cpu::softmaxCrossEntropyForward(nullptr, none.data(), nullptr, &rempty, 4, 0);
+    const bool same = f == 0 && cpuOk2 && empty == 0.0f && rempty == 0.0f;
+    if (!same) ++failures;
+    std::printf("%s softmaxCE with 0 classes and every row ignored: loss 0 (got %g, cpu %g)\n",
+                same ? "ok  " : "FAIL", empty, rempty);
+  }
+}
+
+// Sigmoid cross-entropy: probs to expf's few ulp, the loss to double rounding (the warp adds a
+// row's terms in another order than the CPU), the backward bit for bit.
+void sigmoidCrossEntropyTests() {
+  for (int64_t rows : {1, 13, 40})
+    for (int64_t cols : {1, 8, 33, 100}) {
+      std::vector<float> logits = randomVec(rows * cols, -20, 20);
+      logits[0] = -200.f;  // exp underflow path
+      std::vector<float> targets = randomVec(rows * cols, 0, 1);
+      std::vector<float> probs(rows * cols, NAN), rprobs(rows * cols, NAN);
+      std::vector<double> rowLoss(rows, NAN);
+      float loss = NAN, rloss = NAN;
+      const int rpb = loss_k::kRowsPerBlock;
+      emu::launch(dim3((rows + rpb - 1) / rpb), dim3(rpb * 32), [&] {
+        loss_k::sigmoidRowsKernel(logits.data(), targets.data(), probs.data(), rowLoss.data(),
+                                  rows, cols);
+      });
+      emu::launch(dim3(1), dim3(loss_k::kReduceThreads), [&] {
+        loss_k::meanKernel(rowLoss.data(), rows, static_cast<double>(rows), &loss, nullptr);
+      });
+      cpu::sigmoidCrossEntropyForward(logits.data(), targets.data(), rprobs.data(), &rloss, rows,
+                                      cols);
+      const std::string tag = std::to_string(rows) + "x" + std::to_string(cols);
+      compare("sigmoidCE probs " + tag, probs.data(), rprobs.data(), probs.size(), 1e-5);
+      compare("sigmoidCE loss " + tag, &loss, &rloss, 1, 1e-6);
+      std::vector<float> d(rows * cols, NAN), rd(rows * cols, NAN);
+      emu::launch(dim3(2), dim3(kBlock), [&] {
+        loss_k::sigmoidCrossEntropyBackwardKernel(rprobs.data(), targets.data(), d.data(),
+                                                  rows * cols, 0.3f);
+      });
+      cpu::sigmoidCrossEntropyBackward(rprobs.data(), targets.data(), rd.data(), rows * cols, 0.3f);
+      compare("sigmoidCE backward " + tag, d.data(), rd.data(), d.size(), -1);
+    }
+}
+
+// ---- LSTM cell ----------------------------------------------------------------------------
+
+// Error scales of the LSTM cell's outputs, from the CPU's values: the magnitude of the terms
+// each output rounds (c = f cPrev + i g cancels; 1 - t is rounded at the scale of 1), so that
+// a result that cancels to ~0 is judged on the absolute error its inputs allow. tanhf/expf
+// differ from the CPU's polynomials by a few ulp: a few u of these scales, far below 1e-5;
+// a wrong term or index is off by >= 1e-2 of them.
+struct LstmScales {
+  std::vector<double> c, h, dgates, dcPrev;
+};
+
+LstmScales lstmScales(const std::vector<float>& act, const std::vector<float>& cPrev,
+                      const std::vector<float>& c, const std::vector<float>& h,
+                      const std::vector<float>& dh, const float* dc, int64_t rows,
+                      int64_t hidden) {
+  const int64_t H = hidden, n = rows * hidden;
+  LstmScales s{std::vector<double>(n), std::vector<double>(n), std::vector<double>(4 * n),
+               std::vector<double>(n)};
+  for (int64_t e = 0; e < n; ++e) {
+    const int64_t a = (e / H) * 4 * H + e % H;
+    const double i = act[a], f = act[a + H], g = act[a + 2 * H], o = act[a + 3 * H];
+    const double t = std::fabs(std::tanh(static_cast<double>(c[e])));
+    s.c[e] = std::fabs(f * cPrev[e]) + std::fabs(i * g);
+    s.h[e] = std::fabs(h[e]) + s.c[e];
+    const double dct = (dc ? std::fabs(dc[e]) : 0.0) + std::fabs(dh[e] * o) * (1.0 + t);
+    s.dgates[a] = dct * std::fabs(g * i);
+    s.dgates[a + H] = dct * std::fabs(cPrev[e] * f);
+    s.dgates[a + 2 * H] = dct * std::fabs(i) * (1.0 + std::fabs(g));
+    s.dgates[a + 3 * H] = std::fabs(dh[e]) * t * std::fabs(o);
+    s.dcPrev[e] = dct * std::fabs(f);
+  }
+  return s;
+}
+
+// Forward and backward against the CPU kernels; grids smaller than the work (grid-stride
+// loops), with and without dc, and dcPrev in place over dc; the backward gets the same inputs
+// (the CPU forward's) on both sides.
+void lstmTests() {
+  for (int64_t rows : {1, 7, 64})
+    for (int64_t hidden : {1, 5, 33}) {
+      const int64_t n = rows * hidden, n4 = 4 * n;
+      std::vector<float> gates = randomVec(n4, -4, 4), cPrev = randomVec(n, -2, 2);
+      std::vector<float> rgates = gates, c(n, NAN), h(n, NAN), rc(n, NAN), rh(n, NAN);
+      emu::launch(dim3(2), dim3(kBlock), [&] {
+        lstm_k::lstmCellForwardKernel(gates.data(), cPrev.data(), c.data(), h.data(), rows,
+                                      hidden);
+      });
+      cpu::lstmCellForward(rgates.data(), cPrev.data(), rc.data(), rh.data(), rows, hidden);
+      const std::string tag = std::to_string(rows) + "x" + std::to_string(hidden);
+      std::vector<float> dh = randomVec(n), dc = randomVec(n);
+      const LstmScales fs = lstmScales(rgates, cPrev, rc, rh, dh, nullptr, rows, hidden);
+      compare("lstm forward gates " + tag, gates.data(), rgates.data(), n4, 1e-5);
+      compareScaled("lstm forward c " + tag, c.data(), rc.data(), fs.c, n, 1e-5);
+      compareScaled("lstm forward h " + tag, h.data(), rh.data(), fs.h, n, 1e-5);
+      for (int variant = 0; variant < 3; ++variant) {  // dc null, dc given, dcPrev == dc
+        std::vector<float> dg(n4, NAN), rdg(n4, NAN), dcp(n, NAN), rdcp(n, NAN);
+        std::vector<float> dcIn = dc, rdcIn = dc;
+        const float* dcArg = variant == 0 ? nullptr : dcIn.data();
+        float* dcpArg = variant == 2 ? dcIn.data() : dcp.data();
+        emu::launch(dim3(3), dim3(kBlock), [&] {
+          lstm_k::lstmCellBackwardKernel(rgates.data(), cPrev.data(), rc.data(), dh.data(), dcArg,
+                                         dg.data(), dcpArg, rows, hidden);
+        });
+        const float* rdcArg = variant == 0 ? nullptr : rdcIn.data();
+        float* rdcpArg = variant == 2 ? rdcIn.data() : rdcp.data();
+        cpu::lstmCellBackward(rgates.data(), cPrev.data(), rc.data(), dh.data(), rdcArg,
+                              rdg.data(), rdcpArg, rows, hidden);
+        const std::string v = variant == 0 ? " (no dc) " : variant == 1 ? " (dc) " : " (dcPrev = dc) ";
+        const LstmScales bs = lstmScales(rgates, cPrev, rc, rh, dh, variant == 0 ? nullptr : dc.data(),
+                                         rows, hidden);
+        compareScaled("lstm backward dgates" + v + tag, dg.data(), rdg.data(), bs.dgates, n4, 1e-5);
+        compareScaled("lstm backward dcPrev" + v + tag, dcpArg, rdcpArg, bs.dcPrev, n, 1e-5);
+      }
+    }
 }
 
 // ---- optimizers ---------------------------------------------------------------------------
@@ -631,7 +838,7 @@ void launcherTests() {
     std::vector<double> rowLoss(rows);
     int flag = -1;
     float loss = NAN, rloss = NAN;
-    launchLabelCheck(nullptr, labels.data(), rows, classes, &flag);
+    launchLabelCheck(nullptr, labels.data(), rows, classes, true, &flag);
     launchSoftmaxCrossEntropyForward(nullptr, logits.data(), labels.data(), probs.data(), &loss,
                                      rows, classes, rowLoss.data(), &flag);
     cpu::softmaxCrossEntropyForward(logits.data(), labels.data(), rprobs.data(), &rloss, rows,
@@ -656,6 +863,61 @@ void launcherTests() {
     launchSplitColumns(nullptr, out.data(), da.data(), nullptr, rows, 3, classes);
     cpu::splitColumns(rout.data(), rda.data(), nullptr, rows, 3, classes);
     compare("launchSplitColumns", da.data(), rda.data(), da.size(), -1);
+  }
+  for (int64_t rows : {int64_t(1), int64_t(100), int64_t(3000)}) {  // sigmoid CE
+    const int64_t cols = 9;
+    std::vector<float> z = randomVec(rows * cols, -6, 6), t = randomVec(rows * cols, 0, 1);
+    std::vector<float> p(rows * cols, NAN), rp(rows * cols, NAN), d(rows * cols), rd(rows * cols);
+    std::vector<double> rowLoss(rows);
+    float loss = NAN, rloss = NAN;
+    launchSigmoidCrossEntropyForward(nullptr, z.data(), t.data(), p.data(), &loss, rows, cols,
+                                     rowLoss.data());
+    cpu::sigmoidCrossEntropyForward(z.data(), t.data(), rp.data(), &rloss, rows, cols);
+    const std::string tag = " " + std::to_string(rows) + "x" + std::to_string(cols);
+    compare("launchSigmoidCrossEntropyForward probs" + tag, p.data(), rp.data(), p.size(), 1e-5);
+    compare("launchSigmoidCrossEntropyForward loss" + tag, &loss, &rloss, 1, 1e-6);
+    launchSigmoidCrossEntropyBackward(nullptr, rp.data(), t.data(), d.data(), rows * cols, 0.25f);
+    cpu::sigmoidCrossEntropyBackward(rp.data(), t.data(), rd.data(), rows * cols, 0.25f);
+    compare("launchSigmoidCrossEntropyBackward" + tag, d.data(), rd.data(), d.size(), -1);
+  }
+  {  // empty inputs: loss 0 as the CPU, nothing launched for the rows
+    float loss = NAN, rloss = NAN;
+    double scratch = 0.0;
+    launchSigmoidCrossEntropyForward(nullptr, nullptr, nullptr, nullptr, &loss, 0, 4, &scratch);
+    cpu::sigmoidCrossEntropyForward(nullptr, nullptr, nullptr, &rloss, 0, 4);
+    compare("launchSigmoidCrossEntropyForward 0 rows", &loss, &rloss, 1, -1);
+  }
+  for (int64_t rows : {int64_t(1), int64_t(256)})  // the LSTM cell: grids over rows * hidden
+    for (int64_t hidden : {int64_t(3), int64_t(300)}) {
+      const int64_t n = rows * hidden;
+      std::vector<float> g = randomVec(4 * n, -3, 3), cp = randomVec(n), rg = g;
+      std::vector<float> c(n, NAN), h(n, NAN), rc(n, NAN), rh(n, NAN);
+      launchLstmCellForward(nullptr, g.data(), cp.data(), c.data(), h.data(), rows, hidden);
+      cpu::lstmCellForward(rg.data(), cp.data(), rc.data(), rh.data(), rows, hidden);
+      const std::string tag = " " + std::to_string(rows) + "x" + std::to_string(hidden);
+      std::vector<float> dh = randomVec(n), dc = randomVec(n), dg(4 * n, NAN), rdg(4 * n, NAN);
+      const LstmScales sc = lstmScales(rg, cp, rc, rh, dh, dc.data(), rows, hidden);
+      compare("launchLstmCellForward gates" + tag, g.data(), rg.data(), g.size(), 1e-5);
+      compareScaled("launchLstmCellForward c" + tag, c.data(), rc.data(), sc.c, n, 1e-5);
+      compareScaled("launchLstmCellForward h" + tag, h.data(), rh.data(), sc.h, n, 1e-5);
+      std::vector<float> dcp(n, NAN), rdcp(n, NAN);
+      launchLstmCellBackward(nullptr, rg.data(), cp.data(), rc.data(), dh.data(), dc.data(),
+                             dg.data(), dcp.data(), rows, hidden);
+      cpu::lstmCellBackward(rg.data(), cp.data(), rc.data(), dh.data(), dc.data(), rdg.data(),
+                            rdcp.data(), rows, hidden);
+      compareScaled("launchLstmCellBackward dgates" + tag, dg.data(), rdg.data(), sc.dgates,
+                    dg.size(), 1e-5);
+      compareScaled("launchLstmCellBackward dcPrev" + tag, dcp.data(), rdcp.data(), sc.dcPrev, n,
+                    1e-5);
+    }
+  {  // empty: nothing launched, nothing written
+    emu::launches.clear();
+    launchLstmCellForward(nullptr, nullptr, nullptr, nullptr, nullptr, 0, 8);
+    launchLstmCellBackward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                           5, 0);
+    const bool none = emu::launches.empty();
+    if (!none) ++failures;
+    std::printf("%s launchLstmCell* launch nothing for empty inputs\n", none ? "ok  " : "FAIL");
   }
   for (int64_t m : {int64_t(1), int64_t(4097), int64_t(20000)}) {
     std::vector<float> p = randomVec(m), t = randomVec(m), d(m), rd(m);
@@ -705,6 +967,9 @@ int main() {
   elementwiseTests();
   batchNormTests();
   lossTests();
+  ignoredLabelTests();
+  sigmoidCrossEntropyTests();
+  lstmTests();
   optimizerTests();
   launcherTests();
   std::printf(failures ? "\n%d FAILURES\n" : "\nall passed\n", failures);

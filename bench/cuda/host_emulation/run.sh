@@ -10,7 +10,7 @@ root="$(cd "$here/../../.." && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/gen"
-for f in gemm elementwise batchnorm loss optimizer; do
+for f in gemm elementwise batchnorm loss lstm optimizer; do
   # The text between the "// kernels" and "// launchers" banners, without namespace closers.
   sed -n '/^\/\/ kernels$/,/^\/\/ launchers$/p' "$root/cuda/$f.cu" | grep -v '^}  // namespace$' \
     > "$work/gen/${f}_kernels.inc"
@@ -29,7 +29,7 @@ for src in kernels parallel gemm gemm_avx2 gemm_avx512; do
 done
 # The launchers: each kernel file compiled whole, as nvcc would (one translation unit each).
 kernelObjs=()
-for f in gemm elementwise batchnorm loss optimizer; do
+for f in gemm elementwise batchnorm loss lstm optimizer; do
   g++ $flags -w -x c++ -I"$here" -I"$root/cuda" -c "$root/cuda/$f.cu" -o "$work/cu_$f.o"
   kernelObjs+=("$work/cu_$f.o")
 done
@@ -44,7 +44,7 @@ fakeBuild() {  # fakeBuild DIR EXTRA_FLAGS...
   local dir=$1; shift
   mkdir -p "$dir"
   local o=()
-  for f in gemm elementwise batchnorm loss optimizer cuda_backend; do
+  for f in gemm elementwise batchnorm loss lstm optimizer cuda_backend; do
     g++ $flags "$@" -w -x c++ -I"$here" -I"$root/cuda" -c "$root/cuda/$f.cu" -o "$dir/cu_$f.o"
     o+=("$dir/cu_$f.o")
   done
