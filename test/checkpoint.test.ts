@@ -7,7 +7,7 @@
 // Every file these tests make lies in a directory made for them with mkdtemp.
 import { Adam, Dataset, Device, Parameter, Random, SGD, Tensor, Trainer, decouple, mlp, native, schedules } from '../ts';
 import type { DecoupleOptions, FitOptions } from '../ts';
-import { readCheckpointConfig } from '../ts/train/trainer';
+import { readCheckpointConfig } from '../ts/train/position';
 import { readCheckpoint } from '../ts/train/checkpoint';
 import { execFileSync, spawnSync } from 'child_process';
 import { createHash } from 'crypto';

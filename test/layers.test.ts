@@ -79,6 +79,17 @@ describe('check-layers', () => {
     expect(found).toEqual(['ts/nn/layers.ts -> ts/native.ts', 'ts/nn/layers.ts -> ts/train/trainer.ts']);
   });
 
+  test('dni may use the strategy interfaces but no other train/ file at run time; strategy.ts only types from above', () => {
+    tmp = copyTree();
+    const network = path.join(tmp, 'ts', 'dni', 'network.ts');
+    fs.writeFileSync(network, "import { stepCount } from '../train/strategy';\nimport { readCheckpoint } from '../train/checkpoint';\n" +
+      fs.readFileSync(network, 'utf8'));
+    const strategy = path.join(tmp, 'ts', 'train', 'strategy.ts');
+    fs.writeFileSync(strategy, "import { Linear } from '../nn/layers';\nimport type { Module } from '../nn/module';\n" + fs.readFileSync(strategy, 'utf8'));
+    const found = checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`).sort();
+    expect(found).toEqual(['ts/dni/network.ts -> ts/train/checkpoint.ts', 'ts/train/strategy.ts -> ts/nn/layers.ts']);
+  });
+
   test('an import of the CLI from optim and of nn from the low-level layer are caught', () => {
     tmp = copyTree();
     const opt = path.join(tmp, 'ts', 'optim', 'optimizers.ts');

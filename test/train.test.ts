@@ -1,6 +1,6 @@
 // Training end to end: a short MNIST run reaches a stated accuracy, fit() leaves the event
 // loop free, and seeded runs are reproducible.
-import { Adam, Dataset, Device, SGD, Trainer, datasets, mlp, schedules } from '../ts';
+import { Adam, Dataset, Device, SGD, Trainer, datasets, decouple, mlp, schedules } from '../ts';
 
 const cpu = Device.cpu();
 
@@ -53,6 +53,20 @@ describe('fit', () => {
     expect(a.losses).toEqual(b.losses);
     expect(a.losses).not.toEqual(c.losses);
     expect(a.result.epochs.map((e) => e.epoch)).toEqual([1, 2]);
+  });
+
+  test('reports the learning rate the strategy states: module 1 of a decoupled network, NaN when none', async () => {
+    const data = Dataset.fromArrays(Float32Array.from({ length: 40 }, (_, i) => Math.sin(i)), new Int32Array(10).map((_, i) => i % 2), { features: 4 });
+    const lrs: number[] = [];
+    const dni = new Trainer(decouple(mlp(4, [3], 2)), { device: cpu, optimizer: (m) => new SGD({ lr: m === 0 ? 0.03 : 0.07 }) });
+    await dni.fit(data, { steps: 2, batchSize: 5, onStep: (m) => { lrs.push(m.lr); } });
+    dni.dispose();
+    const silent = new Trainer(mlp(4, [3], 2), { device: cpu, optimizer: new SGD({ lr: 0.5 }) });
+    // A strategy without the method (as one written before it existed): fit reports NaN.
+    Object.defineProperty(silent.strategy, 'learningRate', { value: undefined });
+    await silent.fit(data, { steps: 1, batchSize: 5, onStep: (m) => { lrs.push(m.lr); } });
+    silent.dispose();
+    expect(lrs).toEqual([0.03, 0.03, NaN]);
   });
 
   test('calls onStep every logEvery steps and onEpoch with metrics, and follows the schedule', async () => {

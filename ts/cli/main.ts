@@ -11,7 +11,9 @@
 import * as os from 'os';
 import { mnist } from '../data/mnist';
 import { native } from '../native';
-import { ModuleDiagnostics, Trainer, readCheckpointConfig } from '../train/trainer';
+import type { ModuleDiagnostics } from '../dni/diagnostics';
+import { readCheckpointConfig } from '../train/position';
+import { Trainer } from '../train/trainer';
 import { configure, deviceOf } from './configure';
 import { optimizerName, parseArgs, usage } from './options';
 import { Progress } from './progress';

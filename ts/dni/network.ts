@@ -10,7 +10,7 @@ import { Forwarded, Module, Parameter, StepContext } from '../nn/module';
 import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
-import { HasTrainingStrategy, TrainingStrategy } from '../train/trainer';
+import type { HasTrainingStrategy, TrainingStrategy } from '../train/strategy';
 import { Synthesizer, SynthesizerOptions } from './synthesizer';
 import { DecoupledTraining } from './training';
 import { rangeError, typeError } from '../errors';
