@@ -48,7 +48,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import {
-  Adam, Device, Module, Trainer, datasets, decouple, mlp, native, schedules,
+  Adam, Device, Module, Trainer, datasets, decouple, mlp, native, learningRateSchedules,
 } from '../ts';
 import type { Split } from '../ts/data/datasets';
 import type { ActivationName, DTypeName, DeviceName, NativeStream, NativeTensor } from '../ts/native';
@@ -795,7 +795,7 @@ async function checkGraphs(): Promise<void> {
       const run = async (graph: boolean) => {
         const model = mlp(784, [256, 256, 256], 10);
         const net: Module = method === 'backprop' ? model : decouple(model, { synthesizer: { conditioned: true }, streams: 'per-module' });
-        const lr = schedules.stepDecay(1e-3, [10], 0.1);
+        const lr = learningRateSchedules.stepDecay(1e-3, [10], 0.1);
         const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr }), seed: options.seed });
         const losses: number[] = [];
         try {
@@ -1081,7 +1081,7 @@ async function trainMnist(device: Device, method: 'backprop' | 'cdni', epochs: n
   const model = mlp(784, [256, 256, 256], 10);
   const net: Module = method === 'backprop' ? model : decouple(model, { synthesizer: { conditioned: true }, streams: 'per-module' });
   const total = epochs * Math.ceil(data.train.count / batchSize);
-  const lr = schedules.stepDecay(1e-3, [Math.round(0.6 * total), Math.round(0.85 * total)], 0.1);
+  const lr = learningRateSchedules.stepDecay(1e-3, [Math.round(0.6 * total), Math.round(0.85 * total)], 0.1);
   const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr }), seed });
   const firstLosses: number[] = [];
   const t0 = Date.now();

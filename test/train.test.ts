@@ -1,6 +1,6 @@
 // Training end to end: a short MNIST run reaches a stated accuracy, fit() leaves the event
 // loop free, and seeded runs are reproducible.
-import { Adam, Dataset, Device, SGD, Trainer, datasets, decouple, mlp, schedules } from '../ts';
+import { Adam, Dataset, Device, SGD, Trainer, datasets, decouple, mlp, learningRateSchedules } from '../ts';
 
 const cpu = Device.cpu();
 
@@ -75,7 +75,7 @@ describe('fit', () => {
     const epochs: number[] = [];
     const trainer = new Trainer(mlp(784, [32], 10), {
       device: cpu, seed: 0,
-      optimizer: new Adam({ lr: schedules.stepDecay(1e-2, [10, 20], 0.1) }),
+      optimizer: new Adam({ lr: learningRateSchedules.stepDecay(1e-2, [10, 20], 0.1) }),
     });
     await trainer.fit(train.head(3000), {
       epochs: 1, batchSize: 100, logEvery: 5, validation: test.head(500),

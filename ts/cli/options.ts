@@ -1,7 +1,7 @@
 // The command-line options of `npm start`, parsed and checked before any data is loaded. The
 // model-optimizer choice is shared with the benchmark scripts (bench/flags.ts).
 import { Adam, Optimizer, SGD } from '../optim/optimizers';
-import type { Schedule } from '../optim/optimizers';
+import type { LearningRateSchedule } from '../optim/optimizers';
 import { error } from '../errors';
 
 /** The model's optimizer: Adam, or SGD with momentum 0.9 (`--optimizer`). */
@@ -13,7 +13,7 @@ export function optimizerKind(flag: string, v: string | undefined): OptimizerKin
   return v;
 }
 
-export function modelOptimizer(kind: OptimizerKind, lr: number | Schedule): Optimizer {
+export function modelOptimizer(kind: OptimizerKind, lr: number | LearningRateSchedule): Optimizer {
   return kind === 'sgd' ? new SGD({ lr, momentum: 0.9 }) : new Adam({ lr });
 }
 

@@ -15,7 +15,11 @@ import { Synthesizer, SynthesizerOptions } from './synthesizer';
 import { DecoupledTraining } from './training';
 import { rangeError, typeError } from '../errors';
 
-export type Schedule =
+/**
+ * When the modules and their synthesizers update (DESIGN.md, "Schedules"). Not to be confused
+ * with a LearningRateSchedule (../optim/optimizers.ts).
+ */
+export type UpdateSchedule =
   /** one mini-batch at a time; modules overlap within a step; no weight is ever stale */
   | { kind: 'lockstep'; pUpdate?: number }
   /**
@@ -34,7 +38,7 @@ export interface DecoupleOptions {
   at?: 'every-activation' | 'every-layer' | number[];
   synthesizer?: SynthesizerOptions;
   /** default { kind: 'lockstep', pUpdate: 1 } */
-  schedule?: Schedule;
+  schedule?: UpdateSchedule;
   /**
    * BP(λ): each module is updated with (1-λ)·ĝ + λ·δ, δ being the gradient the module above
    * sends down. 0 (default) is pure DNI; 1 is backpropagation (with synthesizers still learning).
@@ -51,7 +55,7 @@ export interface DecoupleOptions {
 /** The resolved, checked configuration. */
 export interface DecoupledConfig {
   cuts: number[];
-  schedule: Required<Schedule>;
+  schedule: Required<UpdateSchedule>;
   lambda: number;
   warmupSteps: number;
   streams: 'per-module' | 'single';
@@ -196,7 +200,7 @@ function resolveCuts(at: DecoupleOptions['at'], model: Sequential): number[] {
   return cuts;
 }
 
-function resolveSchedule(s: Schedule | undefined): Required<Schedule> {
+function resolveSchedule(s: UpdateSchedule | undefined): Required<UpdateSchedule> {
   const schedule = s ?? { kind: 'lockstep' };
   if (!schedule || typeof schedule !== 'object') throw typeError('decouple: \'schedule\' must be an object');
   // depth belongs to the pipelined schedule only: on lockstep it would be silently meaningless.
