@@ -53,6 +53,7 @@ import {
 import type { Split } from '../ts/data/datasets';
 import type { ActivationName, DTypeName, DeviceName, NativeStream, NativeTensor } from '../ts/native';
 import { Random } from '../ts/random';
+import { benchFlags, numberFlag } from './flags';
 import { projectRoot as root, resultsDir } from './paths';
 
 export const U = 2 ** -24;
@@ -1252,38 +1253,31 @@ function flush(): void {
   fs.writeFileSync(path.join(resultsDir, 'gpu-check.md'), md);
 }
 
+const usage = 'usage: node dist/bench/gpu_check.js [--seed N] [--epochs 2] [--skip-mnist] [--time-limit 420]\n' +
+  '  --device cpu   dry run of this harness without a GPU: the CPU against itself (no out-of-memory check)\n' +
+  `  --only a,b     run only these sections (${sectionKeys.join(', ')}); the report then says 'partial'\n` +
+  '  --no-isolate   run every section in this process (default: one process per section)\n' +
+  '  --small        GEMM cases up to 256^3 only (and one 128x128-tile case): for compute-sanitizer';
+
 function parseArgs(argv: string[]): typeof options {
-  const o = { seed: Date.now() % 1000000, epochs: 2, skipMnist: false, timeLimit: 420, device: 'cuda:0', only: sectionKeys, command: ['node', path.relative(root, process.argv[1] ?? 'dist/bench/gpu_check.js'), ...argv].join(' '), isolate: true, part: '', small: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const num = () => {
-      const v = Number(argv[++i]);
-      if (!Number.isFinite(v)) throw new Error(`${a} needs a number`);
-      return v;
-    };
-    if (a === '--seed') o.seed = num();
-    else if (a === '--epochs') o.epochs = num();
-    else if (a === '--time-limit') o.timeLimit = num();
-    else if (a === '--skip-mnist') o.skipMnist = true;
-    else if (a === '--no-isolate') o.isolate = false;
-    else if (a === '--small') o.small = true;
-    else if (a === '--part') { o.part = argv[++i] ?? ''; o.isolate = false; }
-    else if (a === '--device') o.device = argv[++i] ?? '';
-    else if (a === '--only') {
-      o.only = (argv[++i] ?? '').split(',');
-      const bad = o.only.filter((k) => !sectionKeys.includes(k));
-      if (bad.length) throw new Error(`--only: unknown section(s) ${bad.join(', ')}; known: ${sectionKeys.join(', ')}`);
-    }
-    else if (a === '--help') {
-      console.log('usage: node dist/bench/gpu_check.js [--seed N] [--epochs 2] [--skip-mnist] [--time-limit 420]\n' +
-        '  --device cpu   dry run of this harness without a GPU: the CPU against itself (no out-of-memory check)\n' +
-        `  --only a,b     run only these sections (${sectionKeys.join(', ')}); the report then says 'partial'\n` +
-        '  --no-isolate   run every section in this process (default: one process per section)\n' +
-        '  --small        GEMM cases up to 256^3 only (and one 128x128-tile case): for compute-sanitizer');
-      process.exit(0);
-    } else throw new Error(`unknown option '${a}'`);
+  const flags = benchFlags(argv, {
+    seed: String(Date.now() % 1000000), epochs: '2', 'time-limit': '420', device: 'cuda:0', only: sectionKeys.join(','), part: '',
+    'skip-mnist': false, 'no-isolate': false, small: false, help: false,
+  }, 'try --help');
+  if (flags.help) {
+    console.log(usage);
+    process.exit(0);
   }
-  return o;
+  const only = flags.only.split(',');
+  const bad = only.filter((k) => !sectionKeys.includes(k));
+  if (bad.length) throw new Error(`--only: unknown section(s) ${bad.join(', ')}; known: ${sectionKeys.join(', ')}`);
+  return {
+    seed: numberFlag('--seed', flags.seed), epochs: numberFlag('--epochs', flags.epochs), timeLimit: numberFlag('--time-limit', flags['time-limit']),
+    skipMnist: flags['skip-mnist'], device: flags.device, only, part: flags.part,
+    // a part (one section run by the parent process) runs in this process
+    isolate: !flags['no-isolate'] && flags.part === '', small: flags.small,
+    command: ['node', path.relative(root, process.argv[1] ?? 'dist/bench/gpu_check.js'), ...argv].join(' '),
+  };
 }
 
 async function section(key: string, name: string, body: () => Promise<void>): Promise<void> {
