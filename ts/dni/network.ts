@@ -6,7 +6,7 @@ import { booleanOption, checkOptions, describe } from '../check';
 import { Device } from '../device';
 import { Activation, BatchNorm1d, Linear, Sequential, endsWithReLU } from '../nn/layers';
 import { Loss } from '../nn/losses';
-import { Forwarded, Module, Parameter, StepContext } from '../nn/module';
+import { Forwarded, Module, Parameter, Shape, StepContext } from '../nn/module';
 import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
@@ -95,12 +95,18 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
 
     const bounds = [-1, ...this.config.cuts, layers.length - 1];
     this.modules = bounds.slice(1).map((end, i) => new Sequential(layers.slice(bounds[i] + 1, end + 1) as Module[]));
-    // The width of every cut, from the network's input width.
+    // The shape at every cut, through each module's outputShape from the network's input rows
+    // (one row stands for any batch): a synthesizer takes [batch, features] rows.
     const inputWidth = model.inputFeatures();
     if (inputWidth === undefined) throw typeError('decouple: cannot infer the input width of the model (start it with a Linear or BatchNorm1d)');
-    const widths: number[] = [];
-    let w = inputWidth;
-    for (const m of this.modules) widths.push((w = m.outputFeatures(w)));
+    let shape: number[] = [1, inputWidth];
+    const widths = this.modules.map((m, i) => {
+      shape = m.outputShape(shape);
+      if (shape.length !== 2)
+        throw rangeError(`decouple: module ${i + 1} (${m.name}) outputs shape [${shape.join(', ')}]; ` +
+          (i < this.modules.length - 1 ? 'a synthesizer takes [batch, features] rows' : 'the loss takes [batch, outputs]'));
+      return shape[1];
+    });
     const classes = options.classes ?? widths[widths.length - 1];
     if (!Number.isInteger(classes) || classes < 1) throw rangeError(`decouple: 'classes' must be a positive integer, got ${String(classes)}`);
     this.synthesizers = this.modules.slice(0, -1).map((_, i) =>
@@ -126,8 +132,8 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     this.rng = rng;
   }
 
-  outputFeatures(inputFeatures: number): number {
-    return this.model.outputFeatures(inputFeatures);
+  outputShape(input: Shape): number[] {
+    return this.model.outputShape(input);
   }
 
   inputFeatures(): number | undefined {

@@ -9,7 +9,8 @@
 // step is in ./captured-step.ts; the run's position saved with checkpoints, in ./position.ts.
 //
 // Everything fit() and evaluate() can check is checked before the first step: the options
-// (unknown keys included), the data against the model and the loss (features; classes against
+// (unknown keys included), the data against the model and the loss (its shape through the
+// model's outputShape chain; classes against
 // the model's outputs, or regression values of its output width), and rows enough for a step. A model belongs to one
 // trainer at a time: a second would re-initialise the weights the first has trained.
 import { booleanOption, checkOptions, describe, positiveInt } from '../check';
@@ -513,18 +514,23 @@ export class Trainer {
   }
 
   /**
-   * Throws, naming `arg`, when `data` does not fit the model: its features, its classes against
+   * Throws, naming `arg`, when `data` does not fit the model: its shape, [rows, features], through
+   * the model's outputShape (each layer's input shape against the one before), its classes against
    * the model's outputs (a 5-class set on a 10-output model trains outputs no label ever
    * selects; more classes than outputs index past them), and every label (the Dataset checked
    * them when built, but its labels array may have been written since).
    */
   private checkData(owner: string, arg: string, data: Dataset): void {
-    let outputs: number;
+    let output: number[];
     try {
-      outputs = this.model.outputFeatures(data.features);
+      output = this.model.outputShape([data.count, data.features]);
     } catch (e) {
       throw rangeError(`${owner}: '${arg}' (${data.name}) does not fit the model: ${(e as Error).message}`);
     }
+    if (output.length !== 2)
+      throw rangeError(`${owner}: the model's output for '${arg}' (${data.name}) has shape [${output.join(', ')}]; ` +
+        `the loss ${this.loss.name} takes [batch, outputs]`);
+    const outputs = output[1];
     const wants = this.loss.targetDType === 'int32' ? 'classification' : 'regression';
     if (data.task !== wants)
       throw typeError(`${owner}: '${arg}' (${data.name}) is ${data.task} data (${data.task === 'classification' ? 'int32 labels' : 'float values'}), ` +
