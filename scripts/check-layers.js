@@ -4,12 +4,14 @@
 //
 //   native: addon → backends (cpu, cuda) → core. core includes nothing from cpu/, cuda/ or
 //           addon/; cpu/ and cuda/ include nothing from addon/ or from each other.
-//   ts:     only the low-level wrappers (tensor, stream, graph, device) and the ops layer
+//   ts:     only the low-level wrappers (tensor, stream, graph, device, build-info) and the ops layer
 //           (ts/ops.ts) import ts/native.ts; those import nothing above them (nn, dni, optim,
 //           train, cli, data); nn, dni and optim import nothing from cli, and from train/
 //           only ts/train/strategy.ts (the training-strategy interfaces, which sit below them)
 //           and types (`import type`); ts/train/strategy.ts imports only types from nn, dni,
-//           optim and the rest of train/.
+//           optim and the rest of train/. One exception: the package entry (ts/index.ts) may
+//           re-export the raw addon as `native` (`export { native } from './native'`: kept
+//           public, deprecated, for 0.1.0's users, the fuzzer and the op tests), nothing else.
 //
 // Arrows that were already there when the check was written are listed in KNOWN below, each a
 // violation to fix later; they are reported as known and do not fail the check. Any other
@@ -31,10 +33,6 @@ const KNOWN = new Set([
   'native/core/backend.h -> native/cpu/kernels.h',
   // the CUDA kernels share those types through the same CPU header.
   'cuda/kernels.cuh -> native/cpu/kernels.h',
-  // the package entry re-exports the raw addon as part of the public API.
-  'ts/index.ts -> ts/native.ts',
-  // the CLI prints build info and the thread count straight from the addon.
-  'ts/cli/main.ts -> ts/native.ts',
 ]);
 
 function walk(dir, exts, out = []) {
@@ -113,7 +111,10 @@ function tsArrows(root) {
         if (fs.existsSync(target + '.ts')) target += '.ts';
         else if (fs.existsSync(path.join(target, 'index.ts'))) target = path.join(target, 'index.ts');
         else continue;
-        arrows.push({ from: rel(root, file), to: rel(root, target), typeOnly: type !== undefined && m[type] !== undefined });
+        arrows.push({
+          from: rel(root, file), to: rel(root, target), typeOnly: type !== undefined && m[type] !== undefined,
+          nativeReexport: /^\s*export\s*\{\s*native\s*\}\s*from\b/.test(m[0].replace(/^[;\n]/, '')),
+        });
       }
     }
   }
@@ -121,12 +122,13 @@ function tsArrows(root) {
 }
 
 /** ts/native.ts's only importers (and, with it, the bottom of the TypeScript stack). */
-const TS_LOW = new Set(['ts/native.ts', 'ts/tensor.ts', 'ts/stream.ts', 'ts/graph.ts', 'ts/device.ts', 'ts/ops.ts']);
+const TS_LOW = new Set(['ts/native.ts', 'ts/tensor.ts', 'ts/stream.ts', 'ts/graph.ts', 'ts/device.ts', 'ts/build-info.ts', 'ts/ops.ts']);
 const TS_HIGH = /^ts\/(nn|dni|optim|train|cli|data)\//;
 /** The training-strategy interfaces: below nn, dni and optim, which implement them. */
 const TS_STRATEGY = 'ts/train/strategy.ts';
 
-function tsViolation({ from, to, typeOnly }) {
+function tsViolation({ from, to, typeOnly, nativeReexport }) {
+  if (to === 'ts/native.ts' && from === 'ts/index.ts' && nativeReexport) return undefined; // the one exception (see the top)
   if (to === 'ts/native.ts' && !TS_LOW.has(from)) return 'only the low-level wrappers and ts/ops.ts may import ts/native.ts';
   if (TS_LOW.has(from) && TS_HIGH.test(to)) return 'the low-level layer must not import the layers above it';
   if (/^ts\/(nn|dni|optim)\//.test(from)) {

@@ -90,6 +90,17 @@ describe('check-layers', () => {
     expect(found).toEqual(['ts/dni/network.ts -> ts/train/checkpoint.ts', 'ts/train/strategy.ts -> ts/nn/layers.ts']);
   });
 
+  test('the package entry may re-export native but not import it; the CLI may use build-info, not native', () => {
+    tmp = copyTree();
+    const index = path.join(tmp, 'ts', 'index.ts');
+    fs.writeFileSync(index, fs.readFileSync(index, 'utf8') + "\nimport { native as raw } from './native';\nexport const gemm = raw.ops;\n");
+    const main = path.join(tmp, 'ts', 'cli', 'main.ts');
+    fs.writeFileSync(main, "import { native } from '../native';\n" + fs.readFileSync(main, 'utf8'));
+    const found = checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`).sort();
+    expect(found).toEqual(['ts/cli/main.ts -> ts/native.ts', 'ts/index.ts -> ts/native.ts']);
+    expect(checkLayers(root).violations).toEqual([]);
+  });
+
   test('an import of the CLI from optim and of nn from the low-level layer are caught', () => {
     tmp = copyTree();
     const opt = path.join(tmp, 'ts', 'optim', 'optimizers.ts');

@@ -26,6 +26,13 @@ export type { RunRecords } from './cli/report';
 export { Dataset } from './data/dataset';
 export { parseIdx, readIdx } from './data/idx';
 export * as datasets from './data/datasets';
+export { buildInfo, threads } from './build-info';
+export type { BuildInfo } from './build-info';
+/**
+ * The raw addon. @deprecated for anything buildInfo() and threads() answer; kept because 0.1.0
+ * exported it and the fuzzer and the op tests call the addon through it (scripts/check-layers.js
+ * allows this one re-export and no other import of ts/native.ts above the low level).
+ */
 export { native } from './native';
 export { mlp } from './models';
 export { decouple, DecoupledNetwork } from './dni/network';
