@@ -24,7 +24,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Adam, Dataset, Device, Module, Random, Trainer, decouple, mlp, native } from '../ts';
 import { benchFlags, numberFlag } from './flags';
-import { cudaUnavailableReason } from './gpu_check';
+import { cudaUnavailableReason } from '../ts/build-info';
 import { projectRoot as root, resultsDir } from './paths';
 import { Method, Streams, stepTime } from './step_time';
 

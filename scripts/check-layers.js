@@ -12,6 +12,8 @@
 //           optim and the rest of train/. One exception: the package entry (ts/index.ts) may
 //           re-export the raw addon as `native` (`export { native } from './native'`: kept
 //           public, deprecated, for 0.1.0's users, the fuzzer and the op tests), nothing else.
+//   test:   correctness lives in test/, timing in bench/: no test imports a file from bench/
+//           (bench/ may use test/helpers, e.g. gpu:check's comparison).
 //
 // Arrows that were already there when the check was written are listed in KNOWN below, each a
 // violation to fix later; they are reported as known and do not fail the check. Any other
@@ -91,10 +93,10 @@ function nativeViolation({ from, to }) {
   return `${a} must not include ${b}`;
 }
 
-/** Relative imports of the TypeScript sources, with whether the statement is type-only. */
-function tsArrows(root) {
+/** Relative imports of the TypeScript sources under `dir`, with whether the statement is type-only. */
+function tsArrows(root, dir = 'ts') {
   const arrows = [];
-  for (const file of walk(path.join(root, 'ts'), ['.ts'])) {
+  for (const file of walk(path.join(root, dir), ['.ts'])) {
     const text = fs.readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, '');
     const patterns = [
       // import/export ... from '...'; `type` right after the keyword makes it type-only
@@ -109,6 +111,7 @@ function tsArrows(root) {
         if (!name.startsWith('.')) continue;
         let target = path.resolve(path.dirname(file), name);
         if (fs.existsSync(target + '.ts')) target += '.ts';
+        else if (fs.existsSync(target + '.js')) target += '.js';
         else if (fs.existsSync(path.join(target, 'index.ts'))) target = path.join(target, 'index.ts');
         else continue;
         arrows.push({
@@ -151,6 +154,9 @@ function checkLayers(root, known = KNOWN) {
   for (const a of tsArrows(root)) {
     const why = tsViolation(a);
     if (why) found.push({ from: a.from, to: a.to, why });
+  }
+  for (const a of tsArrows(root, 'test')) {
+    if (a.to.startsWith('bench/')) found.push({ from: a.from, to: a.to, why: 'tests must not import bench/ (timing only; shared helpers live in test/helpers)' });
   }
   const key = (v) => `${v.from} -> ${v.to}`;
   const seen = new Set(found.map(key));

@@ -101,6 +101,17 @@ describe('check-layers', () => {
     expect(checkLayers(root).violations).toEqual([]);
   });
 
+  test('a test that imports a file from bench/ is caught', () => {
+    tmp = copyTree();
+    fs.cpSync(path.join(root, 'test'), path.join(tmp, 'test'), { recursive: true });
+    fs.mkdirSync(path.join(tmp, 'bench'));
+    fs.copyFileSync(path.join(root, 'bench', 'step_time.ts'), path.join(tmp, 'bench', 'step_time.ts'));
+    expect(checkLayers(tmp).violations).toEqual([]);
+    const t = path.join(tmp, 'test', 'gpu', 'cuda.test.ts');
+    fs.writeFileSync(t, "import { stepTime } from '../../bench/step_time';\n" + fs.readFileSync(t, 'utf8'));
+    expect(checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`)).toEqual(['test/gpu/cuda.test.ts -> bench/step_time.ts']);
+  });
+
   test('an import of the CLI from optim and of nn from the low-level layer are caught', () => {
     tmp = copyTree();
     const opt = path.join(tmp, 'ts', 'optim', 'optimizers.ts');
