@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Device, native } from '../ts';
-import { resultName } from './flags';
+import { benchFlags, resultName } from './flags';
 import { projectRoot as root, resultsDir as results } from './paths';
 import { stepTime } from './step_time';
 
@@ -70,9 +70,7 @@ function gemmVsOpenblas(blas: BlasSetting): { rows: GemmRow[]; raw: unknown } | 
 }
 
 function outName(argv: string[]): string {
-  if (argv.length === 0) return 'cpu';
-  if (argv.length !== 2 || argv[0] !== '--out') throw new Error(`usage: npm run bench:cpu [-- --out NAME], got ${argv.join(' ')}`);
-  return resultName('--out', argv[1]);
+  return resultName('--out', benchFlags(argv, { out: 'cpu' }, 'usage: npm run bench:cpu [-- --out NAME]').out);
 }
 
 async function main(): Promise<void> {

@@ -14,6 +14,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Device, native } from '../ts';
+import { benchFlags, numberFlag } from './flags';
 import { resultsDir } from './paths';
 import { Streams, stepTime } from './step_time';
 
@@ -36,10 +37,10 @@ function startBackground(depth: number, ownSession: boolean): Promise<ChildProce
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const opt = (name: string, dflt: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt);
-  const depth = Number(opt('--depth', '6'));
-  if (argv.includes('--background')) return background(depth);
-  const steps = Number(opt('--steps', '40'));
+  const flags = benchFlags(argv, { depth: '6', steps: '40', background: false });
+  const depth = numberFlag('--depth', flags.depth);
+  if (flags.background) return background(depth);
+  const steps = numberFlag('--steps', flags.steps);
   const time = (streams: Streams) =>
     stepTime({ device: Device.cpu(), hidden: hidden(depth), batch, method: 'dni', streams, steps, warmup: 5 });
 

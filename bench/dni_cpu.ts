@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Device, native } from '../ts';
-import { resultName } from './flags';
+import { benchFlags, numberFlag, resultName } from './flags';
 import { projectRoot as root, resultsDir } from './paths';
 import { Method, Streams, stepTime } from './step_time';
 
@@ -52,10 +52,10 @@ function torchTime(depth: number, method: string, steps: number): { ms: number; 
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const opt = (name: string, dflt: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt);
-  const depths = opt('--depths', '3,6').split(',').map(Number);
-  const steps = Number(opt('--steps', '100'));
-  const out = resultName('--out', opt('--out', 'dni-cpu'));
+  const flags = benchFlags(argv, { depths: '3,6', steps: '100', out: 'dni-cpu' });
+  const depths = flags.depths.split(',').map((d) => numberFlag('--depths', d));
+  const steps = numberFlag('--steps', flags.steps);
+  const out = resultName('--out', flags.out);
   const rows: Row[] = [];
   for (const depth of depths) {
     for (const method of ['backprop', 'cdni', 'dni'] as const) {

@@ -1,4 +1,7 @@
-// Command-line values shared by the benchmark and experiment scripts.
+// Command-line flags of the benchmark and experiment scripts, with the convention of `npm start`
+// (ts/cli/flags.ts: --kebab-case, `--flag value` or `--flag=value`, unknown flags an error that
+// lists the known ones).
+export { flagValues as benchFlags, numberFlag } from '../ts/cli/flags';
 
 /** `on` or `off` as a boolean; anything else is an error that names the flag. */
 export function onOff(flag: string, v: string): boolean {

@@ -23,7 +23,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Adam, Dataset, Device, Module, Random, Trainer, decouple, mlp, native } from '../ts';
-import { cudaUnavailableReason } from './gpu_check';
+import { benchFlags, numberFlag } from './flags';
+import { cudaUnavailableReason } from '../ts/build-info';
 import { projectRoot as root, resultsDir } from './paths';
 import { Method, Streams, stepTime } from './step_time';
 
@@ -137,21 +138,23 @@ async function sgemmGflops(device: Device, n: number): Promise<{ n: number; ms: 
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const opt = (name: string, dflt: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt);
-  const steps = Number(opt('--steps', '300'));
-  const warmup = Number(opt('--warmup', '30'));
-  const sizes = opt('--sizes', '256,512,1024,2048,4096,8192').split(',').map(Number);
-  // A dry run calls Python only when PYTHON names an interpreter (e.g. a stub that prints JSON).
-  const skipTorch = argv.includes('--skip-torch') || (opt('--device', 'cuda:0') !== 'cuda:0' && !process.env.PYTHON);
-  const skipGemm = argv.includes('--skip-gemm');
+  const flags = benchFlags(argv, {
+    steps: '300', warmup: '30', sizes: '256,512,1024,2048,4096,8192', device: 'cuda:0', 'skip-torch': false, 'skip-gemm': false,
+  });
+  const steps = numberFlag('--steps', flags.steps);
+  const warmup = numberFlag('--warmup', flags.warmup);
+  const sizes = flags.sizes.split(',').map((n) => numberFlag('--sizes', n));
   // --device cpu: a dry run of this script without a GPU (numbers meaningless, PyTorch on CUDA skipped).
-  const dryRun = opt('--device', 'cuda:0') !== 'cuda:0';
+  const dryRun = flags.device !== 'cuda:0';
+  // A dry run calls Python only when PYTHON names an interpreter (e.g. a stub that prints JSON).
+  const skipTorch = flags['skip-torch'] || (dryRun && !process.env.PYTHON);
+  const skipGemm = flags['skip-gemm'];
   const why = dryRun ? null : cudaUnavailableReason();
   if (why) {
     console.error(`bench:gpu: no CUDA device: ${why}. Nothing was measured.`);
     process.exit(2);
   }
-  const device = dryRun ? Device.parse(opt('--device', 'cpu')) : Device.cuda(0);
+  const device = dryRun ? Device.parse(flags.device) : Device.cuda(0);
   const gpuName = dryRun ? `${device.name} (DRY RUN, not a GPU)` : device.describe();
   const date = new Date().toISOString();
   const command = ['node', 'dist/bench/gpu.js', ...argv].join(' ');

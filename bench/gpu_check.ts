@@ -48,148 +48,22 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import {
-  Adam, Device, Module, Trainer, datasets, decouple, mlp, native, schedules,
+  Adam, Device, Module, Trainer, datasets, decouple, mlp, native, learningRateSchedules,
 } from '../ts';
 import type { Split } from '../ts/data/datasets';
 import type { ActivationName, DTypeName, DeviceName, NativeStream, NativeTensor } from '../ts/native';
 import { Random } from '../ts/random';
+import { CompareReport, TOL, U, compare, compareBits, describeReport as describeValues, fmt, gemmTolerance, mapF64 } from '../test/helpers/compare';
+import { randomArray, randomLabels } from '../test/helpers/reference';
+import { cudaUnavailableReason } from '../ts/build-info';
+import { benchFlags, numberFlag } from './flags';
 import { projectRoot as root, resultsDir } from './paths';
 
-export const U = 2 ** -24;
-export const TOL = 1e-5;
 const f32 = Math.fround;
 
-// =============================================================================================
-// helpers shared with bench/gpu.ts and test/gpu/cuda.test.ts (they need no GPU)
-// =============================================================================================
-
-/** null when cuda:0 can be used, else why not (for the exit-2 message and the jest skip). */
-export function cudaUnavailableReason(): string | null {
-  const info = native.buildInfo();
-  if (!info.cuda)
-    return 'this synthgrad build has no CUDA backend (rebuild with SYNTHGRAD_CUDA=on and nvcc: ' +
-      'SYNTHGRAD_CUDA=on SYNTHGRAD_CUDA_ARCHS=90 npm run build)';
-  if (info.cudaDevices < 1)
-    return 'the addon has the CUDA backend compiled in but sees no CUDA device' +
-      (info.cudaError ? `: cudaGetDeviceCount failed with ${info.cudaError}` +
-        (/InsufficientDriver/.test(info.cudaError) ? ' (no NVIDIA driver, or one older than R580, which this CUDA 13 build needs)' : '')
-        : ' (no NVIDIA GPU or driver on this machine)');
-  return null;
-}
-
-export interface CompareReport {
-  /** max over i of |got[i] - want[i]| / max(scale[i], floor); Infinity for NaN/inf or a length mismatch */
-  worst: number;
-  /** index of the worst element (-1 when empty) */
-  index: number;
-  got: number;
-  want: number;
-  /** elements where got or want is NaN or infinite */
-  nonFinite: number;
-  lengthMismatch?: string;
-}
-
-/**
- * Worst error of `got` (the GPU) against `want` (the CPU): |got - want| / max(s, floor) with s
- * = scale[i] (a per-element error scale) when given, else |want[i]|. Any NaN or infinity, in
- * got or in want, is an infinite error: non-finite values never pass.
- */
-export function compare(got: ArrayLike<number>, want: ArrayLike<number>,
-  opts: { scale?: ArrayLike<number>; floor?: number } = {}): CompareReport {
-  const floor = opts.floor ?? 1e-30;
-  const r: CompareReport = { worst: 0, index: -1, got: NaN, want: NaN, nonFinite: 0 };
-  if (got.length !== want.length || (opts.scale && opts.scale.length !== want.length)) {
-    r.worst = Infinity;
-    r.lengthMismatch = `got ${got.length} elements, want ${want.length}` +
-      (opts.scale ? `, scale ${opts.scale.length}` : '');
-    return r;
-  }
-  for (let i = 0; i < want.length; i++) {
-    const a = got[i], b = want[i];
-    let err: number;
-    if (!Number.isFinite(a) || !Number.isFinite(b)) {
-      err = Infinity;
-      r.nonFinite++;
-    } else {
-      const s = opts.scale ? opts.scale[i] : Math.abs(b);
-      err = Math.abs(a - b) / Math.max(s, floor);
-      if (Number.isNaN(err)) err = Infinity;
-    }
-    if (err > r.worst || r.index < 0) {
-      r.worst = err;
-      r.index = i;
-      r.got = a;
-      r.want = b;
-    }
-  }
-  return r;
-}
-
-/** Bit-for-bit equality (NaN payloads included); worst is 0 or Infinity. */
-export function compareBits(got: Float32Array | Int32Array, want: Float32Array | Int32Array): CompareReport {
-  const r: CompareReport = { worst: 0, index: -1, got: NaN, want: NaN, nonFinite: 0 };
-  if (got.length !== want.length) {
-    r.worst = Infinity;
-    r.lengthMismatch = `got ${got.length} elements, want ${want.length}`;
-    return r;
-  }
-  const g = new Uint32Array(got.buffer, got.byteOffset, got.length);
-  const w = new Uint32Array(want.buffer, want.byteOffset, want.length);
-  for (let i = 0; i < w.length; i++) {
-    if (g[i] !== w[i]) {
-      if (r.index < 0) {
-        r.worst = Infinity;
-        r.index = i;
-        r.got = got[i];
-        r.want = want[i];
-      }
-      r.nonFinite += Number.isFinite(got[i]) && Number.isFinite(want[i]) ? 0 : 1;
-    }
-  }
-  if (r.index < 0) r.index = w.length ? 0 : -1;
-  return r;
-}
-
-export function describeReport(r: CompareReport): string {
-  if (r.lengthMismatch) return `length mismatch: ${r.lengthMismatch}`;
-  if (r.index < 0) return 'empty';
-  return `worst ${fmt(r.worst)} at [${r.index}]: gpu ${r.got}, cpu ${r.want}` +
-    (r.nonFinite ? ` (${r.nonFinite} non-finite)` : '');
-}
-
-/** The GEMM tolerance: the float32 bound (K + 2) u, twice (two backends). */
-export function gemmTolerance(K: number): number {
-  return 2 * (K + 2) * U;
-}
-
-/** fn over the elements of a, as float64 (a plain loop: Float64Array.from(a, fn) is slow on typed arrays). */
-export function mapF64(a: ArrayLike<number>, fn: (v: number, i: number) => number): Float64Array {
-  const out = new Float64Array(a.length);
-  for (let i = 0; i < a.length; i++) out[i] = fn(a[i], i);
-  return out;
-}
-
-/** n float32 values with a random sign and |v| uniform in [lo, hi): never zero. */
-export function randomArray(rng: Random, n: number, lo = 0.1, hi = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const m = rng.uniform(lo, hi);
-    out[i] = rng.next() < 0.5 ? -m : m;
-  }
-  return out;
-}
-
-/** n labels in [0, classes), every class present when n >= classes. */
-export function randomLabels(rng: Random, n: number, classes: number): Int32Array {
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) out[i] = i < classes ? i : rng.int(classes);
-  return rng.shuffle(out);
-}
-
-export function fmt(x: number): string {
-  if (x === 0) return '0';
-  if (!Number.isFinite(x)) return String(x);
-  return x.toExponential(2);
+/** A report with the GPU as `got` and the CPU as `want`. */
+function describeReport(r: CompareReport): string {
+  return describeValues(r, { got: 'gpu', want: 'cpu' });
 }
 
 // =============================================================================================
@@ -875,7 +749,7 @@ async function checkGraphs(): Promise<void> {
       const run = async (graph: boolean) => {
         const model = mlp(784, [256, 256, 256], 10);
         const net: Module = method === 'backprop' ? model : decouple(model, { synthesizer: { conditioned: true }, streams: 'per-module' });
-        const lr = schedules.stepDecay(1e-3, [10], 0.1);
+        const lr = learningRateSchedules.stepDecay(1e-3, [10], 0.1);
         const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr }), seed: options.seed });
         const losses: number[] = [];
         try {
@@ -1161,7 +1035,7 @@ async function trainMnist(device: Device, method: 'backprop' | 'cdni', epochs: n
   const model = mlp(784, [256, 256, 256], 10);
   const net: Module = method === 'backprop' ? model : decouple(model, { synthesizer: { conditioned: true }, streams: 'per-module' });
   const total = epochs * Math.ceil(data.train.count / batchSize);
-  const lr = schedules.stepDecay(1e-3, [Math.round(0.6 * total), Math.round(0.85 * total)], 0.1);
+  const lr = learningRateSchedules.stepDecay(1e-3, [Math.round(0.6 * total), Math.round(0.85 * total)], 0.1);
   const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr }), seed });
   const firstLosses: number[] = [];
   const t0 = Date.now();
@@ -1332,38 +1206,31 @@ function flush(): void {
   fs.writeFileSync(path.join(resultsDir, 'gpu-check.md'), md);
 }
 
+const usage = 'usage: node dist/bench/gpu_check.js [--seed N] [--epochs 2] [--skip-mnist] [--time-limit 420]\n' +
+  '  --device cpu   dry run of this harness without a GPU: the CPU against itself (no out-of-memory check)\n' +
+  `  --only a,b     run only these sections (${sectionKeys.join(', ')}); the report then says 'partial'\n` +
+  '  --no-isolate   run every section in this process (default: one process per section)\n' +
+  '  --small        GEMM cases up to 256^3 only (and one 128x128-tile case): for compute-sanitizer';
+
 function parseArgs(argv: string[]): typeof options {
-  const o = { seed: Date.now() % 1000000, epochs: 2, skipMnist: false, timeLimit: 420, device: 'cuda:0', only: sectionKeys, command: ['node', path.relative(root, process.argv[1] ?? 'dist/bench/gpu_check.js'), ...argv].join(' '), isolate: true, part: '', small: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const num = () => {
-      const v = Number(argv[++i]);
-      if (!Number.isFinite(v)) throw new Error(`${a} needs a number`);
-      return v;
-    };
-    if (a === '--seed') o.seed = num();
-    else if (a === '--epochs') o.epochs = num();
-    else if (a === '--time-limit') o.timeLimit = num();
-    else if (a === '--skip-mnist') o.skipMnist = true;
-    else if (a === '--no-isolate') o.isolate = false;
-    else if (a === '--small') o.small = true;
-    else if (a === '--part') { o.part = argv[++i] ?? ''; o.isolate = false; }
-    else if (a === '--device') o.device = argv[++i] ?? '';
-    else if (a === '--only') {
-      o.only = (argv[++i] ?? '').split(',');
-      const bad = o.only.filter((k) => !sectionKeys.includes(k));
-      if (bad.length) throw new Error(`--only: unknown section(s) ${bad.join(', ')}; known: ${sectionKeys.join(', ')}`);
-    }
-    else if (a === '--help') {
-      console.log('usage: node dist/bench/gpu_check.js [--seed N] [--epochs 2] [--skip-mnist] [--time-limit 420]\n' +
-        '  --device cpu   dry run of this harness without a GPU: the CPU against itself (no out-of-memory check)\n' +
-        `  --only a,b     run only these sections (${sectionKeys.join(', ')}); the report then says 'partial'\n` +
-        '  --no-isolate   run every section in this process (default: one process per section)\n' +
-        '  --small        GEMM cases up to 256^3 only (and one 128x128-tile case): for compute-sanitizer');
-      process.exit(0);
-    } else throw new Error(`unknown option '${a}'`);
+  const flags = benchFlags(argv, {
+    seed: String(Date.now() % 1000000), epochs: '2', 'time-limit': '420', device: 'cuda:0', only: sectionKeys.join(','), part: '',
+    'skip-mnist': false, 'no-isolate': false, small: false, help: false,
+  }, 'try --help');
+  if (flags.help) {
+    console.log(usage);
+    process.exit(0);
   }
-  return o;
+  const only = flags.only.split(',');
+  const bad = only.filter((k) => !sectionKeys.includes(k));
+  if (bad.length) throw new Error(`--only: unknown section(s) ${bad.join(', ')}; known: ${sectionKeys.join(', ')}`);
+  return {
+    seed: numberFlag('--seed', flags.seed), epochs: numberFlag('--epochs', flags.epochs), timeLimit: numberFlag('--time-limit', flags['time-limit']),
+    skipMnist: flags['skip-mnist'], device: flags.device, only, part: flags.part,
+    // a part (one section run by the parent process) runs in this process
+    isolate: !flags['no-isolate'] && flags.part === '', small: flags.small,
+    command: ['node', path.relative(root, process.argv[1] ?? 'dist/bench/gpu_check.js'), ...argv].join(' '),
+  };
 }
 
 async function section(key: string, name: string, body: () => Promise<void>): Promise<void> {

@@ -8,14 +8,15 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Device, native } from '../ts';
+import { benchFlags, numberFlag } from './flags';
 import { resultsDir } from './paths';
 import { Method, Streams, stepTime } from './step_time';
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const opt = (name: string, dflt: string) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : dflt);
-  const steps = Number(opt('--steps', '200'));
-  const depth = Number(opt('--depth', '6'));
+  const flags = benchFlags(argv, { steps: '200', depth: '6' });
+  const steps = numberFlag('--steps', flags.steps);
+  const depth = numberFlag('--depth', flags.depth);
   const batch = 256;
   const rows: { method: Method; streams: Streams; eager: number; graph: number }[] = [];
   for (const [method, streams] of [['backprop', 'single'], ['cdni', 'single'], ['cdni', 'per-module']] as [Method, Streams][]) {

@@ -314,10 +314,10 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
     () => { const [i, id] = maybe([3, '3']); const [h, hd] = maybe([[4], '[4]']); const [c, cd] = maybe([2, '2']); return { d: `mlp(${id}, ${hd}, ${cd})`, f: () => add('modules', sg.mlp(i, h, c), 'mlp') }; },
     () => { const [m, md] = pickOr('modules', model); const [o, od] = optsWithNoise(rng.pick([{}, { synthesizer: { conditioned: true } }, { schedule: { kind: 'pipelined', depth: 2 } }, { at: [0] }, { lambda: 0.5 }]), '{...}');
       return { d: `decouple(${md}, ${od})`, f: () => add('modules', sg.decouple(m, o), 'decouple') }; },
-    () => { const adam = rng.chance(0.5); const [o, od] = optsWithNoise(rng.pick([{ lr: 0.01 }, { lr: 0.1, weightDecay: 1e-4 }, { lr: sg.schedules.stepDecay(0.1, [2], 0.5) }]), '{lr,...}');
+    () => { const adam = rng.chance(0.5); const [o, od] = optsWithNoise(rng.pick([{ lr: 0.01 }, { lr: 0.1, weightDecay: 1e-4 }, { lr: sg.learningRateSchedules.stepDecay(0.1, [2], 0.5) }]), '{lr,...}');
       return { d: `new ${adam ? 'Adam' : 'SGD'}(${od})`, f: () => add('optimizers', adam ? new sg.Adam(o) : new sg.SGD(o), adam ? 'Adam' : 'SGD') }; },
     () => { const [a, ad] = rng.chance(0.5) ? hostile() : [0.1, '0.1']; const [b, bd] = rng.chance(0.5) ? hostile() : [[1, 2], '[1,2]'];
-      return { d: `schedules.stepDecay(${ad}, ${bd}) called`, f: () => sg.schedules.stepDecay(a, b)(rng.pick([0, 1, 5, NaN])) }; },
+      return { d: `learningRateSchedules.stepDecay(${ad}, ${bd}) called`, f: () => sg.learningRateSchedules.stepDecay(a, b)(rng.pick([0, 1, 5, NaN])) }; },
     () => { const [x, xd] = rng.pick([[0.1, '0.1'], hostile()]); return { d: `native.adamScalars(${xd}, 0.9, 0.999, 1)`, f: () => native.adamScalars(x, 0.9, 0.999, 1) }; },
     () => dataset() && { d: 'new Dataset(valid, small)', f: () => { const [ds, dd] = dataset(); return add('datasets', ds, dd); } },
     () => { const args = [['n', "'n'"], [new Float32Array(6), 'Float32Array(6)'], [new Int32Array(3), 'Int32Array(3)'], [2, '2'], [2, '2']].map((a) => maybe(a));

@@ -5,9 +5,9 @@
 // (temporary file, fsync, rename, fsync of the directory), never over a FIFO, link or directory;
 // a damaged file (any byte flipped, bytes appended or cut, non-finite weights) is refused.
 // Every file these tests make lies in a directory made for them with mkdtemp.
-import { Adam, Dataset, Device, Parameter, Random, SGD, Tensor, Trainer, decouple, mlp, native, schedules } from '../ts';
+import { Adam, Dataset, Device, Parameter, Random, SGD, Tensor, Trainer, decouple, mlp, native, learningRateSchedules } from '../ts';
 import type { DecoupleOptions, FitOptions } from '../ts';
-import { readCheckpointConfig } from '../ts/train/trainer';
+import { readCheckpointConfig } from '../ts/train/position';
 import { readCheckpoint } from '../ts/train/checkpoint';
 import { execFileSync, spawnSync } from 'child_process';
 import { createHash } from 'crypto';
@@ -35,7 +35,7 @@ function bits(arrays: Float32Array[]): Buffer {
 function makeTrainer(dni?: DecoupleOptions) {
   const model = mlp(12, [16, 16, 16], 10);
   const net = dni ? decouple(model, dni) : model;
-  const lr = schedules.stepDecay(3e-3, [12], 0.1); // decays between the stop and the end
+  const lr = learningRateSchedules.stepDecay(3e-3, [12], 0.1); // decays between the stop and the end
   const optimizer = () => (dni ? new Adam({ lr }) : new SGD({ lr, momentum: 0.9 }));
   return { trainer: new Trainer(net, { device: cpu, seed: 3, optimizer }), net };
 }

@@ -4,7 +4,8 @@ import { ChildProcess, execFileSync, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { parseArgs } from '../ts/cli/options';
+import { flagValues, readFlags } from '../ts/cli/flags';
+import { parseArgs, usage } from '../ts/cli/options';
 
 describe('npm start options', () => {
   test('defaults: backprop with Adam at 1e-3, 10 epochs, 3 hidden layers of 256', () => {
@@ -16,6 +17,38 @@ describe('npm start options', () => {
   test('DNI with SGD modules and Adam synthesizers at their own rate', () => {
     const o = parseArgs(['--method', 'dni', '--optimizer', 'sgd', '--lr', '3e-3', '--synth-lr', '1e-3', '--center', '--mask-inactive', '--hidden', '256,128']);
     expect(o).toMatchObject({ method: 'dni', optimizer: 'sgd', lr: 3e-3, synthLr: 1e-3, center: true, maskInactive: true, hidden: [256, 128] });
+  });
+
+  test('one flag convention: --flag value and --flag=value; unknown flags list the known ones', () => {
+    expect(parseArgs(['--method=dni', '--lr=3e-3', '--hidden', '8,4', '--at=2'])).toMatchObject({ method: 'dni', lr: 3e-3, hidden: [8, 4], at: [2] });
+    expect(() => parseArgs(['--lr=-1'])).toThrow(/--lr must be > 0, got -1/);
+    expect(() => parseArgs(['--bogus'])).toThrow(/^unknown option '--bogus' \(known: --method, --epochs, .*, --json, --help; try --help\)$/);
+    expect(() => parseArgs(['-h'])).toThrow(/unknown option '-h'/);
+    expect(() => parseArgs(['--graph=yes'])).toThrow(/--graph takes no value, got 'yes'/);
+    expect(() => parseArgs(['--method', 'dni', 'extra'])).toThrow(/unexpected argument 'extra'/);
+  });
+
+  test('every flag the usage lists is accepted', () => {
+    const listed = [...usage.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]);
+    expect(listed.length).toBeGreaterThan(20);
+    for (const flag of listed) {
+      let message = '';
+      try {
+        parseArgs([flag]); // a value flag without its value fails later, on the value
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message).not.toMatch(/unknown option|unexpected argument/);
+    }
+  });
+
+  test("the benchmarks' flags: defaults, values, switches, and a value flag without one", () => {
+    const defaults = { steps: '40', out: 'cpu', 'skip-torch': false };
+    expect(flagValues([], defaults)).toEqual(defaults);
+    expect(flagValues(['--steps=7', '--skip-torch', '--out', 'a'], defaults)).toEqual({ steps: '7', out: 'a', 'skip-torch': true });
+    expect(() => flagValues(['--steps'], defaults)).toThrow(/^--steps needs a value$/);
+    expect(() => flagValues(['--step', '3'], defaults)).toThrow(/unknown option '--step' \(known: --steps, --out, --skip-torch; see the script's header\)/);
+    expect(readFlags(['--out', '--steps'], { out: 'value', steps: 'value' })).toEqual([{ flag: '--out', value: '--steps' }]);
   });
 
   test('bad values name the flag', () => {

@@ -1,6 +1,6 @@
 // Bad input never crashes the process: each case raises an Error (TypeError/RangeError where
 // fitting) whose message names the argument and what was expected.
-import { Adam, BatchNorm1d, Dataset, Device, Linear, SGD, Sequential, Stream, Tensor, Trainer, mlp, native, schedules } from '../ts';
+import { Adam, BatchNorm1d, Dataset, Device, Linear, SGD, Sequential, Stream, Tensor, Trainer, mlp, native, learningRateSchedules } from '../ts';
 import { Arena } from '../ts/tensor';
 import { errorName } from './helpers/errors';
 
@@ -101,10 +101,10 @@ describe('the TypeScript API', () => {
     arena.dispose();
   });
 
-  test('optimizers and schedules check their options', () => {
+  test('optimizers and learning-rate schedules check their options', () => {
     expect(() => new Adam({ lr: -1 })).toThrow(/Adam: 'lr' must be a finite number > 0, got -1/);
     expect(() => new SGD({ lr: 0.1, momentum: 1 })).toThrow(/'momentum' must be in \[0, 1\)/);
-    expect(() => schedules.stepDecay(0.1, [1.5])).toThrow(/'milestones'/);
+    expect(() => learningRateSchedules.stepDecay(0.1, [1.5])).toThrow(/'milestones'/);
   });
 
   test('fit and evaluate reject bad options and data before training', async () => {

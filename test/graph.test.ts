@@ -2,7 +2,7 @@
 // the per-tensor ones bit for bit, a captured graph replays exactly what it recorded (across
 // streams), misuse is a clear error, and fit({ graph: true }) trains exactly like fit().
 import {
-  Adam, Dataset, Device, Event, Graph, Parameter, Random, SGD, Stream, Tensor, Trainer, decouple, mlp, native, schedules,
+  Adam, Dataset, Device, Event, Graph, Parameter, Random, SGD, Stream, Tensor, Trainer, decouple, mlp, native, learningRateSchedules,
 } from '../ts';
 import type { DecoupleOptions } from '../ts';
 import { spawnSync } from 'child_process';
@@ -206,7 +206,7 @@ describe('fit({ graph: true })', () => {
     const launch = jest.spyOn(Graph.prototype, 'launch');
     const model = mlp(20, [32, 32, 32], 10);
     const net = dni ? decouple(model, dni) : model;
-    const lr = schedules.stepDecay(2e-3, [20], 0.1);
+    const lr = learningRateSchedules.stepDecay(2e-3, [20], 0.1);
     const trainer = new Trainer(net, { device: cpu, seed: 4, optimizer: () => (dni ? new Adam({ lr }) : new SGD({ lr, momentum: 0.9 })) });
     const losses: number[] = [];
     const diagnostics: unknown[] = [];

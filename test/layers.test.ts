@@ -79,6 +79,39 @@ describe('check-layers', () => {
     expect(found).toEqual(['ts/nn/layers.ts -> ts/native.ts', 'ts/nn/layers.ts -> ts/train/trainer.ts']);
   });
 
+  test('dni may use the strategy interfaces but no other train/ file at run time; strategy.ts only types from above', () => {
+    tmp = copyTree();
+    const network = path.join(tmp, 'ts', 'dni', 'network.ts');
+    fs.writeFileSync(network, "import { stepCount } from '../train/strategy';\nimport { readCheckpoint } from '../train/checkpoint';\n" +
+      fs.readFileSync(network, 'utf8'));
+    const strategy = path.join(tmp, 'ts', 'train', 'strategy.ts');
+    fs.writeFileSync(strategy, "import { Linear } from '../nn/layers';\nimport type { Module } from '../nn/module';\n" + fs.readFileSync(strategy, 'utf8'));
+    const found = checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`).sort();
+    expect(found).toEqual(['ts/dni/network.ts -> ts/train/checkpoint.ts', 'ts/train/strategy.ts -> ts/nn/layers.ts']);
+  });
+
+  test('the package entry may re-export native but not import it; the CLI may use build-info, not native', () => {
+    tmp = copyTree();
+    const index = path.join(tmp, 'ts', 'index.ts');
+    fs.writeFileSync(index, fs.readFileSync(index, 'utf8') + "\nimport { native as raw } from './native';\nexport const gemm = raw.ops;\n");
+    const main = path.join(tmp, 'ts', 'cli', 'main.ts');
+    fs.writeFileSync(main, "import { native } from '../native';\n" + fs.readFileSync(main, 'utf8'));
+    const found = checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`).sort();
+    expect(found).toEqual(['ts/cli/main.ts -> ts/native.ts', 'ts/index.ts -> ts/native.ts']);
+    expect(checkLayers(root).violations).toEqual([]);
+  });
+
+  test('a test that imports a file from bench/ is caught', () => {
+    tmp = copyTree();
+    fs.cpSync(path.join(root, 'test'), path.join(tmp, 'test'), { recursive: true });
+    fs.mkdirSync(path.join(tmp, 'bench'));
+    fs.copyFileSync(path.join(root, 'bench', 'step_time.ts'), path.join(tmp, 'bench', 'step_time.ts'));
+    expect(checkLayers(tmp).violations).toEqual([]);
+    const t = path.join(tmp, 'test', 'gpu', 'cuda.test.ts');
+    fs.writeFileSync(t, "import { stepTime } from '../../bench/step_time';\n" + fs.readFileSync(t, 'utf8'));
+    expect(checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`)).toEqual(['test/gpu/cuda.test.ts -> bench/step_time.ts']);
+  });
+
   test('an import of the CLI from optim and of nn from the low-level layer are caught', () => {
     tmp = copyTree();
     const opt = path.join(tmp, 'ts', 'optim', 'optimizers.ts');

@@ -1,7 +1,7 @@
 // SGD and Adam over several steps against float64 implementations written out here (PyTorch
 // semantics): momentum, weight decay, Adam's bias corrections at each step, the step count and
 // a step-decay learning-rate schedule; each step applies the gradients and zeroes them.
-import { Adam, Device, native, Optimizer, Parameter, Random, SGD, Stream, Tensor, schedules } from '../ts';
+import { Adam, Device, native, Optimizer, Parameter, Random, SGD, Stream, Tensor, learningRateSchedules, schedules } from '../ts';
 import * as ref from './helpers/reference';
 
 const cpu = Device.cpu();
@@ -69,7 +69,7 @@ describe('SGD against a float64 reference over 6 steps', () => {
   });
   test('weight decay without momentum, on a step-decay schedule', async () => {
     const lrAt = (t: number) => 0.2 * 0.5 ** [2, 4].filter((m) => t >= m).length;
-    await against(new SGD({ lr: schedules.stepDecay(0.2, [4, 2], 0.5), weightDecay: 0.1 }), 0, sgd(0, 0.1), lrAt);
+    await against(new SGD({ lr: learningRateSchedules.stepDecay(0.2, [4, 2], 0.5), weightDecay: 0.1 }), 0, sgd(0, 0.1), lrAt);
   });
 });
 
@@ -91,12 +91,12 @@ describe('Adam against a float64 reference over 6 steps', () => {
   });
   test('on a step-decay schedule: lr read at the 0-based step, bias corrections at the 1-based one', async () => {
     const lrAt = (t: number) => 0.05 * 0.1 ** [3].filter((m) => t >= m).length;
-    await against(new Adam({ lr: schedules.stepDecay(0.05, [3]), beta1: 0.6, beta2: 0.8 }), 2, adam(0.6, 0.8, 1e-8, 0), lrAt);
+    await against(new Adam({ lr: learningRateSchedules.stepDecay(0.05, [3]), beta1: 0.6, beta2: 0.8 }), 2, adam(0.6, 0.8, 1e-8, 0), lrAt);
   });
 });
 
 test('an optimizer of an empty group still counts the step (the schedule moves on)', () => {
-  const o = new Adam({ lr: schedules.stepDecay(1, [1], 0.5) });
+  const o = new Adam({ lr: learningRateSchedules.stepDecay(1, [1], 0.5) });
   o.step([], new Stream(cpu));
   expect(o.steps).toBe(1);
   expect(o.lr).toBe(0.5);
@@ -117,12 +117,12 @@ describe('options are checked at their boundaries', () => {
     [() => new Adam({ lr: 0.1, beta1: -0.5 }), RangeError, /Adam: 'beta1' must be in \[0, 1\), got -0.5/],
     [() => new Adam({ lr: 0.1, beta2: 1 }), RangeError, /Adam: 'beta2' must be in \[0, 1\), got 1/],
     [() => new Adam({ lr: 0.1, eps: 0 }), RangeError, /Adam: 'eps' must be a finite number > 0, got 0/],
-    [() => schedules.constant(-1), RangeError, /constant: 'lr' must be a finite number > 0, got -1/],
-    [() => schedules.stepDecay(0, [1]), RangeError, /stepDecay: 'lr' must be a finite number > 0, got 0/],
-    [() => schedules.stepDecay(1, [-1]), TypeError, /stepDecay: 'milestones' must be an array of non-negative integers, got -1/],
-    [() => schedules.stepDecay(1, 5 as never), TypeError, /stepDecay: 'milestones' must be an array/],
-    [() => schedules.stepDecay(1, [2, -1]), TypeError, /stepDecay: 'milestones' must be an array of non-negative integers, got 2,-1/],
-    [() => schedules.stepDecay(1, [1], 0), RangeError, /stepDecay: 'gamma' must be a finite number > 0, got 0/],
+    [() => learningRateSchedules.constant(-1), RangeError, /constant: 'lr' must be a finite number > 0, got -1/],
+    [() => learningRateSchedules.stepDecay(0, [1]), RangeError, /stepDecay: 'lr' must be a finite number > 0, got 0/],
+    [() => learningRateSchedules.stepDecay(1, [-1]), TypeError, /stepDecay: 'milestones' must be an array of non-negative integers, got -1/],
+    [() => learningRateSchedules.stepDecay(1, 5 as never), TypeError, /stepDecay: 'milestones' must be an array/],
+    [() => learningRateSchedules.stepDecay(1, [2, -1]), TypeError, /stepDecay: 'milestones' must be an array of non-negative integers, got 2,-1/],
+    [() => learningRateSchedules.stepDecay(1, [1], 0), RangeError, /stepDecay: 'gamma' must be a finite number > 0, got 0/],
   ])('%#', (make, type, message) => {
     expect(make).toThrow(type);
     expect(make).toThrow(message);
@@ -133,9 +133,14 @@ describe('options are checked at their boundaries', () => {
     expect(new Adam({ lr: 0.1, beta1: 0, beta2: 0 }).beta1).toBe(0);
     const a = new Adam({ lr: 0.1 });
     expect([a.beta1, a.beta2, a.eps]).toEqual([0.9, 0.999, 1e-8]);
-    expect(schedules.stepDecay(1, [0, 3])(0)).toBeCloseTo(0.1, 12); // a milestone at 0 applies from the start
-    expect(schedules.stepDecay(2, [3], 0.5)(2)).toBe(2);
-    expect(schedules.stepDecay(2, [3], 0.5)(3)).toBe(1);
+    expect(learningRateSchedules.stepDecay(1, [0, 3])(0)).toBeCloseTo(0.1, 12); // a milestone at 0 applies from the start
+    expect(learningRateSchedules.stepDecay(2, [3], 0.5)(2)).toBe(2);
+    expect(learningRateSchedules.stepDecay(2, [3], 0.5)(3)).toBe(1);
+  });
+
+  test('the deprecated name schedules is the same object as learningRateSchedules', () => {
+    expect(schedules).toBe(learningRateSchedules);
+    expect(Object.keys(learningRateSchedules).sort()).toEqual(['constant', 'stepDecay']);
   });
 
   test('a schedule that gives a bad learning rate stops the step, naming the step', () => {

@@ -3,7 +3,7 @@
 // model, a model taken over by a second trainer, and fits that could never take a step. Each
 // is a TypeError or RangeError naming the function and the argument, raised before training.
 import {
-  Adam, BatchNorm1d, Dataset, Device, Linear, Module, Random, ReLU, SGD, Sequential, Trainer, decouple, mlp, schedules,
+  Adam, BatchNorm1d, Dataset, Device, Linear, Module, Random, ReLU, SGD, Sequential, Trainer, decouple, mlp, learningRateSchedules,
 } from '../ts';
 import { closest } from '../ts/check';
 import { errorOf } from './helpers/errors';
@@ -134,7 +134,7 @@ describe('values of the wrong type', () => {
     expectError(errorOf(() => new BatchNorm1d(3, { momentum: '0.5' } as never)), 'TypeError', /BatchNorm1d: 'momentum' must be a number, got string 0.5/);
     expectError(errorOf(() => new SGD({ lr: 0.1, weightDecay: '0.1' } as never)), 'TypeError', /SGD: 'weightDecay' must be a number, got string 0.1/);
     expectError(errorOf(() => new Adam({ lr: 0.1, eps: '1e-8' } as never)), 'TypeError', /Adam: 'eps' must be a number, got string 1e-8/);
-    expectError(errorOf(() => schedules.stepDecay(0.1, [10], '0.5' as never)), 'TypeError', /stepDecay: 'gamma' must be a number, got string 0.5/);
+    expectError(errorOf(() => learningRateSchedules.stepDecay(0.1, [10], '0.5' as never)), 'TypeError', /stepDecay: 'gamma' must be a number, got string 0.5/);
     expectError(errorOf(() => decouple(mlp(4, [5, 5], 3), { synthesizer: { conditioned: 'no' } } as never)), 'TypeError',
       /decouple: 'synthesizer.conditioned' must be a boolean, got string no/);
   });

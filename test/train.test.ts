@@ -1,6 +1,6 @@
 // Training end to end: a short MNIST run reaches a stated accuracy, fit() leaves the event
 // loop free, and seeded runs are reproducible.
-import { Adam, Dataset, Device, SGD, Trainer, datasets, mlp, schedules } from '../ts';
+import { Adam, Dataset, Device, SGD, Trainer, datasets, decouple, mlp, learningRateSchedules } from '../ts';
 
 const cpu = Device.cpu();
 
@@ -55,13 +55,27 @@ describe('fit', () => {
     expect(a.result.epochs.map((e) => e.epoch)).toEqual([1, 2]);
   });
 
+  test('reports the learning rate the strategy states: module 1 of a decoupled network, NaN when none', async () => {
+    const data = Dataset.fromArrays(Float32Array.from({ length: 40 }, (_, i) => Math.sin(i)), new Int32Array(10).map((_, i) => i % 2), { features: 4 });
+    const lrs: number[] = [];
+    const dni = new Trainer(decouple(mlp(4, [3], 2)), { device: cpu, optimizer: (m) => new SGD({ lr: m === 0 ? 0.03 : 0.07 }) });
+    await dni.fit(data, { steps: 2, batchSize: 5, onStep: (m) => { lrs.push(m.lr); } });
+    dni.dispose();
+    const silent = new Trainer(mlp(4, [3], 2), { device: cpu, optimizer: new SGD({ lr: 0.5 }) });
+    // A strategy without the method (as one written before it existed): fit reports NaN.
+    Object.defineProperty(silent.strategy, 'learningRate', { value: undefined });
+    await silent.fit(data, { steps: 1, batchSize: 5, onStep: (m) => { lrs.push(m.lr); } });
+    silent.dispose();
+    expect(lrs).toEqual([0.03, 0.03, NaN]);
+  });
+
   test('calls onStep every logEvery steps and onEpoch with metrics, and follows the schedule', async () => {
     const { train, test } = await datasets.mnist();
     const lrs: number[] = [];
     const epochs: number[] = [];
     const trainer = new Trainer(mlp(784, [32], 10), {
       device: cpu, seed: 0,
-      optimizer: new Adam({ lr: schedules.stepDecay(1e-2, [10, 20], 0.1) }),
+      optimizer: new Adam({ lr: learningRateSchedules.stepDecay(1e-2, [10, 20], 0.1) }),
     });
     await trainer.fit(train.head(3000), {
       epochs: 1, batchSize: 100, logEvery: 5, validation: test.head(500),

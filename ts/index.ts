@@ -7,14 +7,18 @@ export { Graph } from './graph';
 export type { CaptureHooks } from './graph';
 export { Random } from './random';
 export { Module, Parameter } from './nn/module';
-export type { StepContext, Forwarded, Backward } from './nn/module';
+export type { StepContext, Forwarded, Backward, Shape } from './nn/module';
 export { Linear, BatchNorm1d, Activation, ReLU, Tanh, Sigmoid, Sequential } from './nn/layers';
 export { SoftmaxCrossEntropy, MeanSquaredError } from './nn/losses';
 export type { Loss, LossName, LossForward } from './nn/losses';
-export { Optimizer, SGD, Adam, schedules } from './optim/optimizers';
-export type { Schedule, OptimizerOptions } from './optim/optimizers';
-export { Trainer, Backpropagation } from './train/trainer';
-export type { TrainerOptions, FitOptions, FitResult, StepMetrics, EpochMetrics, Evaluation, TrainingStrategy } from './train/trainer';
+export { Optimizer, SGD, Adam, learningRateSchedules } from './optim/optimizers';
+export type { LearningRateSchedule, OptimizerOptions } from './optim/optimizers';
+/** @deprecated the old name of learningRateSchedules (the same object); removed in 0.2 */
+export { learningRateSchedules as schedules } from './optim/optimizers';
+export { Trainer } from './train/trainer';
+export type { TrainerOptions, FitOptions, FitResult, StepMetrics, EpochMetrics, Evaluation } from './train/trainer';
+export { Backpropagation } from './train/backprop';
+export type { TrainingStrategy } from './train/strategy';
 export { predict, Predictions, saveModel, loadModel } from './train/inference';
 export type { PredictOptions } from './train/inference';
 export { readRun, reportHtml } from './cli/report';
@@ -27,10 +31,17 @@ export type {
   SequenceWindow, SequenceSource, CurriculumOptions, CurriculumState, CopyTaskOptions, RepeatCopyTaskOptions, CopyWindow, CopyScore,
   TextCorpusOptions, TextSplit, TextSourceOptions,
 } from './data/sequences';
+export { buildInfo, threads } from './build-info';
+export type { BuildInfo } from './build-info';
+/**
+ * The raw addon. @deprecated for anything buildInfo() and threads() answer; kept because 0.1.0
+ * exported it and the fuzzer and the op tests call the addon through it (scripts/check-layers.js
+ * allows this one re-export and no other import of ts/native.ts above the low level).
+ */
 export { native } from './native';
 export { mlp } from './models';
 export { decouple, DecoupledNetwork } from './dni/network';
-export type { DecoupleOptions, Schedule as UpdateSchedule } from './dni/network';
+export type { DecoupleOptions, UpdateSchedule } from './dni/network';
 export { LSTM } from './nn/lstm';
 export type { LSTMState, LSTMStateGradient, LSTMOptions, LSTMWindowForward } from './nn/lstm';
 export { LSTMSequenceModel, uploadWindow } from './recurrent/model';
@@ -43,5 +54,5 @@ export { Synthesizer } from './dni/synthesizer';
 export type { SynthesizerOptions, Prediction } from './dni/synthesizer';
 export { DecoupledTraining } from './dni/training';
 export type { StepRecord } from './dni/training';
-export type { ModuleDiagnostics } from './train/trainer';
+export type { ModuleDiagnostics } from './dni/diagnostics';
 export type { ErrorCode, CodedError } from './errors';

@@ -23,7 +23,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, DecoupledNetwork, Device, Trainer, datasets, decouple, mlp, native, schedules } from '../../ts';
+import { Adam, DecoupledNetwork, Device, Trainer, datasets, decouple, mlp, native, learningRateSchedules } from '../../ts';
 import type { Module } from '../../ts';
 import { OptimizerKind, modelOptimizer, onOff, optimizerKind, optimizerName } from '../../bench/flags';
 import { experimentResultsDir } from '../../bench/paths';
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
 
   const runOne = async (experiment: string, depth: number, method: string, pUpdate: number) => {
     const model = mlp(784, new Array(depth).fill(256), 10);
-    const decayed = (base: number) => schedules.stepDecay(base, [Math.round(0.6 * args.iterations), Math.round(0.8 * args.iterations)], 0.1);
+    const decayed = (base: number) => learningRateSchedules.stepDecay(base, [Math.round(0.6 * args.iterations), Math.round(0.8 * args.iterations)], 0.1);
     const dniSynthOptimizer = args.synthLr === undefined ? undefined : () => new Adam({ lr: args.synthLrDecay ? decayed(args.synthLr!) : args.synthLr! });
     const refinements = { center: args.center, maskInactive: args.maskInactive };
     const net: Module = method === 'backprop' ? model : decouple(model, {

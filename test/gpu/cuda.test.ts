@@ -1,12 +1,17 @@
 // CUDA backend against the CPU backend, for `npm test` on a machine with a GPU: a few ops on
 // the same random inputs on both devices, the stream/event semantics and a label error. The
-// whole op-by-op check is bench/gpu_check.ts (npm run gpu:check); tolerances are explained there.
+// whole op-by-op check is bench/gpu_check.ts (npm run gpu:check); tolerances are explained there,
+// and both compare with test/helpers/compare.ts.
 // Without a CUDA device the CUDA block is skipped (its name says why); the helper tests run anywhere.
 import { native, NativeStream, NativeTensor } from '../../ts/native';
 import { Random } from '../../ts/random';
-import {
-  TOL, U, compare, mapF64, compareBits, cudaUnavailableReason, describeReport, gemmTolerance, randomArray, randomLabels,
-} from '../../bench/gpu_check';
+import { cudaUnavailableReason } from '../../ts/build-info';
+import { TOL, U, compare, compareBits, describeReport as describeValues, gemmTolerance, mapF64 } from '../helpers/compare';
+import type { CompareReport } from '../helpers/compare';
+import { randomArray, randomLabels } from '../helpers/reference';
+
+/** A report with the GPU as `got` and the CPU as `want`, as gpu:check prints it. */
+const describeReport = (r: CompareReport) => describeValues(r, { got: 'gpu', want: 'cpu' });
 
 describe('GPU check helpers (no GPU needed)', () => {
   test('compare: relative error against the CPU value, floor, per-element scale', () => {

@@ -1,10 +1,11 @@
 // Float64 reference implementations of synthgrad's ops (see native/cpu/kernels.h), plus the
-// numeric tools the op tests use: central finite differences, a worst-relative-error
-// comparison and seeded non-zero random data.
+// numeric tools the op tests use: central finite differences, the worst-relative-error
+// comparison (./compare.ts, shared with gpu:check) and seeded non-zero random data.
 //
 // Every function takes plain arrays or typed arrays (a Float32Array read back from a tensor
 // converts to float64 exactly) and returns a Float64Array. Matrices are row-major.
 import { Random } from '../../ts/random';
+import { CompareReport, compare as compareValues } from './compare';
 
 export type Vec = ArrayLike<number>;
 
@@ -47,54 +48,17 @@ export function f64(a: Vec): Float64Array {
 
 // ---- comparison --------------------------------------------------------------------------
 
-export interface CompareReport {
-  /** max over i of |got[i] - want[i]| / max(|want[i]|, floor[i]) */
-  worst: number;
-  /** where the worst error is (-1 if the arrays are empty) */
-  index: number;
-  got: number;
-  want: number;
-  /** number of elements that are not finite in `got` where `want` is finite */
-  nonFinite: number;
-  /** set when the lengths differ */
-  lengthMismatch?: string;
-}
+export type { CompareReport } from './compare';
+export { describeReport } from './compare';
 
 /**
- * Worst relative error of `got` against the reference `want`: |a - b| / max(|b|, floor), where
- * floor (a number, or one per element) keeps near-zero reference values from turning a tiny
- * absolute error into a huge relative one. A NaN/inf in `got` counts as an infinite error.
+ * Worst relative error of `got` against the reference `want` (./compare.ts, the comparison
+ * gpu:check uses too) with the tests' usual options: |a - b| / max(|b|, floor), where floor (a
+ * number, or one per element) keeps near-zero reference values from turning a tiny absolute
+ * error into a huge relative one; a NaN/inf in `got` fails unless `want` holds the same one.
  */
 export function compare(got: Vec, want: Vec, floor: number | Vec = 1e-6): CompareReport {
-  const report: CompareReport = { worst: 0, index: -1, got: NaN, want: NaN, nonFinite: 0 };
-  if (got.length !== want.length) {
-    report.worst = Infinity;
-    report.lengthMismatch = `got ${got.length} elements, want ${want.length}`;
-    return report;
-  }
-  for (let i = 0; i < want.length; i++) {
-    const a = got[i], b = want[i];
-    const fl = typeof floor === 'number' ? floor : floor[i];
-    let err: number;
-    if (Number.isNaN(b) && Number.isNaN(a)) err = 0;
-    else if (!Number.isFinite(a) || !Number.isFinite(b)) {
-      err = a === b ? 0 : Infinity;
-      if (err !== 0 && Number.isFinite(b)) report.nonFinite++;
-    } else err = Math.abs(a - b) / Math.max(Math.abs(b), fl);
-    if (err > report.worst || report.index < 0) {
-      report.worst = err;
-      report.index = i;
-      report.got = a;
-      report.want = b;
-    }
-  }
-  return report;
-}
-
-export function describeReport(r: CompareReport): string {
-  if (r.lengthMismatch) return `length mismatch: ${r.lengthMismatch}`;
-  return `worst relative error ${r.worst.toExponential(3)} at index ${r.index}: ` +
-    `got ${r.got}, want ${r.want}` + (r.nonFinite ? ` (${r.nonFinite} non-finite values)` : '');
+  return compareValues(got, want, { floor, nonFinite: 'equal-passes' });
 }
 
 export function maxAbs(a: Vec): number {

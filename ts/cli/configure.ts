@@ -2,10 +2,10 @@
 // and fit()'s, without loading data or training (main.ts adds the data and the logging), so
 // that a test can check that every flag reaches what it configures.
 import { Device } from '../device';
-import { decouple, Schedule } from '../dni/network';
+import { decouple, UpdateSchedule } from '../dni/network';
 import { mlp } from '../models';
 import { Module } from '../nn/module';
-import { Adam, schedules } from '../optim/optimizers';
+import { Adam, learningRateSchedules } from '../optim/optimizers';
 import { FitOptions, TrainerOptions } from '../train/trainer';
 import { Options, modelOptimizer } from './options';
 
@@ -28,7 +28,7 @@ function runConfig(o: Options, lrDecaySteps: number[]): Record<string, unknown> 
 export interface Configured {
   model: Module;
   decoupled: boolean;
-  schedule: Schedule;
+  schedule: UpdateSchedule;
   stepsPerEpoch: number;
   /** the steps where the learning rates drop x0.1 */
   decaySteps: number[];
@@ -50,14 +50,14 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
   const device = deviceOf(o);
   const mlpModel = mlp(784, o.hidden, 10);
   const decoupled = o.method !== 'backprop';
-  const schedule: Schedule = o.pipeline > 0
+  const schedule: UpdateSchedule = o.pipeline > 0
     ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate }
     : { kind: 'lockstep', pUpdate: o.pUpdate };
   const stepsPerEpoch = Math.ceil(trainCount / o.batchSize);
   // Step decay (x0.1 at 60% and 85% of the epochs' steps) settles the noisy late epochs of a constant lr.
   const total = o.epochs * stepsPerEpoch;
   const decaySteps = plannedDecaySteps ?? [Math.round(0.6 * total), Math.round(0.85 * total)];
-  const decayed = (base: number) => schedules.stepDecay(base, decaySteps, 0.1);
+  const decayed = (base: number) => learningRateSchedules.stepDecay(base, decaySteps, 0.1);
   const lr = decayed(o.lr);
   const synthLr = o.synthLr === undefined ? undefined : decayed(o.synthLr);
   const model: Module = decoupled

@@ -10,8 +10,10 @@
 // SIGINT and SIGTERM save the run and exit (code 128 + the signal's number); a second one exits at once.
 import * as os from 'os';
 import { mnist } from '../data/mnist';
-import { native } from '../native';
-import { ModuleDiagnostics, Trainer, readCheckpointConfig } from '../train/trainer';
+import { buildInfo, threads } from '../build-info';
+import type { ModuleDiagnostics } from '../dni/diagnostics';
+import { readCheckpointConfig } from '../train/position';
+import { Trainer } from '../train/trainer';
 import { configure, deviceOf } from './configure';
 import { optimizerName, parseArgs, usage } from './options';
 import { Progress } from './progress';
@@ -49,7 +51,7 @@ async function main(): Promise<void> {
     return;
   }
   const device = deviceOf(o); // before the data loads: a bad --device fails fast
-  const info = native.buildInfo();
+  const info = buildInfo();
   // `npm start -- --json | head` closes the pipe early: stop quietly, as command-line tools do.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EPIPE') throw e;
@@ -60,7 +62,7 @@ async function main(): Promise<void> {
     write: (text) => process.stdout.write(text), columns: () => process.stdout.columns,
   });
   const say = (line: string) => progress.info(line);
-  say(`synthgrad: device ${device.name} (${device.describe()}), CPU GEMM ${info.cpuGemm}, ${native.threads()} threads` +
+  say(`synthgrad: device ${device.name} (${device.describe()}), CPU GEMM ${info.cpuGemm}, ${threads()} threads` +
     (info.cuda ? `, CUDA built in (${info.cudaDevices} device(s))` : ', CUDA not built in'));
   const { train, test } = await mnist();
   say(`MNIST: ${train.count} training and ${test.count} test images`);

@@ -1,8 +1,9 @@
 // The command-line options of `npm start`, parsed and checked before any data is loaded. The
 // model-optimizer choice is shared with the benchmark scripts (bench/flags.ts).
 import { Adam, Optimizer, SGD } from '../optim/optimizers';
-import type { Schedule } from '../optim/optimizers';
+import type { LearningRateSchedule } from '../optim/optimizers';
 import { error } from '../errors';
+import { FlagSpec, numberFlag, readFlags } from './flags';
 
 /** The model's optimizer: Adam, or SGD with momentum 0.9 (`--optimizer`). */
 export type OptimizerKind = 'adam' | 'sgd';
@@ -13,7 +14,7 @@ export function optimizerKind(flag: string, v: string | undefined): OptimizerKin
   return v;
 }
 
-export function modelOptimizer(kind: OptimizerKind, lr: number | Schedule): Optimizer {
+export function modelOptimizer(kind: OptimizerKind, lr: number | LearningRateSchedule): Optimizer {
   return kind === 'sgd' ? new SGD({ lr, momentum: 0.9 }) : new Adam({ lr });
 }
 
@@ -80,7 +81,15 @@ export interface Options {
   help?: boolean;
 }
 
-/** Flags without a value: each turns an option on. */
+/** Every flag of `npm start` (the usage above), and whether it takes a value. */
+const flags: FlagSpec = {
+  method: 'value', epochs: 'value', steps: 'value', 'batch-size': 'value', optimizer: 'value', lr: 'value', 'synth-lr': 'value',
+  hidden: 'value', seed: 'value', device: 'value', at: 'value', 'p-update': 'value', pipeline: 'value', streams: 'value',
+  'diagnose-every': 'value', center: 'switch', 'mask-inactive': 'switch', graph: 'switch', checkpoint: 'value', 'save-every': 'value',
+  'log-dir': 'value', quiet: 'switch', json: 'switch', help: 'switch',
+};
+
+/** Switches: each turns an option on. */
 const switches = new Map<string, 'graph' | 'center' | 'maskInactive' | 'quiet' | 'json' | 'help'>([
   ['--graph', 'graph'], ['--center', 'center'], ['--mask-inactive', 'maskInactive'], ['--quiet', 'quiet'], ['--json', 'json'], ['--help', 'help'],
 ]);
@@ -97,27 +106,24 @@ function cutsFrom(value: string | undefined): Options['at'] {
   return indices;
 }
 
-/** Parses `npm start`'s arguments; a bad one is an Error that names the flag. */
-export function parseArgs(argv: string[]): Options {
+/**
+ * Parses `npm start`'s arguments (--flag value or --flag=value, see ./flags.ts); a bad one is
+ * an Error that names the flag.
+ */
+export function parseArgs(argv: readonly string[]): Options {
   const given = new Set<string>();
   const o: Options = {
     method: 'backprop', at: 'every-activation', pUpdate: 1, pipeline: 0, streams: 'per-module', diagnoseEvery: 100, graph: false, center: false, maskInactive: false,
     epochs: 10, batchSize: 256, optimizer: 'adam', lr: 1e-3, seed: 0, hidden: [256, 256, 256],
   };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i];
+  for (const { flag, value } of readFlags(argv, flags)) {
     given.add(flag);
     const on = switches.get(flag);
     if (on) {
       o[on] = true;
       continue;
     }
-    const value = argv[++i];
-    const num = () => {
-      const v = Number(value);
-      if (value === undefined || value === '' || !Number.isFinite(v)) throw error('ERR_SYNTHGRAD_CLI', `${flag} needs a number, got '${value ?? ''}'`);
-      return v;
-    };
+    const num = () => numberFlag(flag, value);
     const positive = () => {
       const v = num();
       if (!(v > 0)) throw error('ERR_SYNTHGRAD_CLI', `${flag} must be > 0, got ${v}`);
@@ -159,7 +165,6 @@ export function parseArgs(argv: string[]): Options {
         o.streams = value;
         break;
       case '--diagnose-every': o.diagnoseEvery = num(); break;
-      default: throw error('ERR_SYNTHGRAD_CLI', `unknown option '${flag}' (try --help)`);
     }
   }
   if (o.saveEvery !== undefined && o.checkpoint === undefined) throw error('ERR_SYNTHGRAD_CLI', '--save-every needs --checkpoint FILE');

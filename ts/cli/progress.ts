@@ -8,7 +8,8 @@
 //          diagnostics step, {"type":"epoch"} per epoch, {"type":"final"} at the end
 // Throughput and the time left come from the steps of the last 10 seconds, not counting the
 // evaluation at each epoch's end (which the time left leaves out too).
-import type { EpochMetrics, Evaluation, ModuleDiagnostics, StepMetrics } from '../train/trainer';
+import type { ModuleDiagnostics } from '../dni/diagnostics';
+import type { EpochMetrics, Evaluation, StepMetrics } from '../train/trainer';
 
 export type ProgressMode = 'bar' | 'lines' | 'quiet' | 'json';
 

@@ -6,16 +6,20 @@ import { booleanOption, checkOptions, describe, shown } from '../check';
 import { Device } from '../device';
 import { Activation, BatchNorm1d, Linear, Sequential, endsWithReLU } from '../nn/layers';
 import { Loss } from '../nn/losses';
-import { Forwarded, Module, Parameter, StepContext } from '../nn/module';
+import { Forwarded, Module, Parameter, Shape, StepContext } from '../nn/module';
 import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
-import { HasTrainingStrategy, TrainingStrategy } from '../train/trainer';
+import type { HasTrainingStrategy, TrainingStrategy } from '../train/strategy';
 import { Synthesizer, SynthesizerOptions } from './synthesizer';
 import { DecoupledTraining } from './training';
 import { rangeError, typeError } from '../errors';
 
-export type Schedule =
+/**
+ * When the modules and their synthesizers update (DESIGN.md, "Schedules"). Not to be confused
+ * with a LearningRateSchedule (../optim/optimizers.ts).
+ */
+export type UpdateSchedule =
   /** one mini-batch at a time; modules overlap within a step; no weight is ever stale */
   | { kind: 'lockstep'; pUpdate?: number }
   /**
@@ -34,7 +38,7 @@ export interface DecoupleOptions {
   at?: 'every-activation' | 'every-layer' | number[];
   synthesizer?: SynthesizerOptions;
   /** default { kind: 'lockstep', pUpdate: 1 } */
-  schedule?: Schedule;
+  schedule?: UpdateSchedule;
   /**
    * BP(λ): each module is updated with (1-λ)·ĝ + λ·δ, δ being the gradient the module above
    * sends down. 0 (default) is pure DNI; 1 is backpropagation (with synthesizers still learning).
@@ -51,7 +55,7 @@ export interface DecoupleOptions {
 /** The resolved, checked configuration. */
 export interface DecoupledConfig {
   cuts: number[];
-  schedule: Required<Schedule>;
+  schedule: Required<UpdateSchedule>;
   lambda: number;
   warmupSteps: number;
   streams: 'per-module' | 'single';
@@ -91,12 +95,18 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
 
     const bounds = [-1, ...this.config.cuts, layers.length - 1];
     this.modules = bounds.slice(1).map((end, i) => new Sequential(layers.slice(bounds[i] + 1, end + 1) as Module[]));
-    // The width of every cut, from the network's input width.
+    // The shape at every cut, through each module's outputShape from the network's input rows
+    // (one row stands for any batch): a synthesizer takes [batch, features] rows.
     const inputWidth = model.inputFeatures();
     if (inputWidth === undefined) throw typeError('decouple: cannot infer the input width of the model (start it with a Linear or BatchNorm1d)');
-    const widths: number[] = [];
-    let w = inputWidth;
-    for (const m of this.modules) widths.push((w = m.outputFeatures(w)));
+    let shape: number[] = [1, inputWidth];
+    const widths = this.modules.map((m, i) => {
+      shape = m.outputShape(shape);
+      if (shape.length !== 2)
+        throw rangeError(`decouple: module ${i + 1} (${m.name}) outputs shape [${shape.join(', ')}]; ` +
+          (i < this.modules.length - 1 ? 'a synthesizer takes [batch, features] rows' : 'the loss takes [batch, outputs]'));
+      return shape[1];
+    });
     const classes = options.classes ?? widths[widths.length - 1];
     if (!Number.isInteger(classes) || classes < 1) throw rangeError(`decouple: 'classes' must be a positive integer, got ${shown(classes)}`);
     this.synthesizers = this.modules.slice(0, -1).map((_, i) =>
@@ -122,8 +132,8 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     this.rng = rng;
   }
 
-  outputFeatures(inputFeatures: number): number {
-    return this.model.outputFeatures(inputFeatures);
+  outputShape(input: Shape): number[] {
+    return this.model.outputShape(input);
   }
 
   inputFeatures(): number | undefined {
@@ -196,7 +206,7 @@ function resolveCuts(at: DecoupleOptions['at'], model: Sequential): number[] {
   return cuts;
 }
 
-function resolveSchedule(s: Schedule | undefined): Required<Schedule> {
+function resolveSchedule(s: UpdateSchedule | undefined): Required<UpdateSchedule> {
   const schedule = s ?? { kind: 'lockstep' };
   if (!schedule || typeof schedule !== 'object') throw typeError('decouple: \'schedule\' must be an object');
   // depth belongs to the pipelined schedule only: on lockstep it would be silently meaningless.

@@ -25,8 +25,9 @@ import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Event, Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
-import { NamedTensor } from '../train/checkpoint';
-import { ModuleDiagnostics, StrategyState, stepCount, TrainingStrategy } from '../train/trainer';
+import type { NamedTensor } from '../train/checkpoint';
+import { StrategyState, stepCount, TrainingStrategy } from '../train/strategy';
+import type { ModuleDiagnostics } from './diagnostics';
 import type { DecoupledNetwork } from './network';
 import { Prediction } from './synthesizer';
 import { error, typeError } from '../errors';
@@ -90,6 +91,11 @@ export class DecoupledTraining implements TrainingStrategy {
     this.pending = network.modules.map(() => []);
     this.params = network.modules.map((m) => m.parameters());
     this.synthLoss = network.synthesizers.map(() => noLoss(device));
+  }
+
+  /** The learning rate of module 1's optimizer (the one fit reports). */
+  learningRate(): number | undefined {
+    return this.optimizers[0]?.lr;
   }
 
   /** Why a step cannot be captured into a graph (undefined: it can, once warm-up is over). */

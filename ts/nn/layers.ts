@@ -6,7 +6,7 @@ import * as ops from '../ops';
 import type { ActivationName } from '../ops';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
-import { Backward, checkInput, Forwarded, Module, Parameter, StepContext } from './module';
+import { Backward, checkInput, checkShape, Forwarded, Module, Parameter, Shape, StepContext } from './module';
 import { error, rangeError, typeError } from '../errors';
 
 /**
@@ -162,6 +162,12 @@ export class Activation extends Module {
 
   initialize(): void {}
 
+  /** Elementwise: any shape, unchanged. */
+  outputShape(input: Shape): number[] {
+    checkShape(`${this.name}.outputShape`, 'input', input);
+    return [...input];
+  }
+
   outputFeatures(inputFeatures: number): number {
     return inputFeatures;
   }
@@ -217,8 +223,10 @@ export class Sequential extends Module {
     for (const l of this.layers) l.initialize(device, rng);
   }
 
-  outputFeatures(inputFeatures: number): number {
-    return this.layers.reduce((f, l) => l.outputFeatures(f), inputFeatures);
+  /** Each layer's output shape is the next one's input shape; the first that does not fit throws. */
+  outputShape(input: Shape): number[] {
+    checkShape(`${this.name}.outputShape`, 'input', input);
+    return this.layers.reduce<number[]>((shape, l) => l.outputShape(shape), [...input]);
   }
 
   inputFeatures(): number | undefined {

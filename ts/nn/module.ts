@@ -5,12 +5,18 @@
 // let several forward passes be in flight at once, which pipelined decoupled training needs.
 // backward() overwrites the input gradient it returns and ACCUMULATES (+=) into the
 // parameters' gradients; an optimizer step consumes and zeroes them.
+//
+// Shapes: a module states the shape of its output for an input shape (outputShape), so that a
+// model's shapes are checked as a chain before training starts. Inputs have the example
+// dimensions first ([B, F] rows, [B, C, H, W] images, [T, B, F] sequences); today's layers take
+// [batch, features] rows and state their shapes through outputFeatures().
 import { Device } from '../device';
 import type { CaptureHooks } from '../graph';
 import { Random } from '../random';
 import * as ops from '../ops';
 import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
+import { describe } from '../check';
 import { error, rangeError, typeError } from '../errors';
 
 /** What a forward or backward pass runs with. */
@@ -71,8 +77,33 @@ export abstract class Module {
 
   abstract forward(x: Tensor, ctx: StepContext): Forwarded;
 
-  /** Number of output features for `inputFeatures` input features (throws if incompatible). */
-  abstract outputFeatures(inputFeatures: number): number;
+  /**
+   * The shape of the output for an input of shape `input`; throws a RangeError naming the
+   * module when the input does not fit. The default is for modules on [batch, features] rows:
+   * it takes rank-2 shapes only and maps the features through outputFeatures(). A module on
+   * other shapes overrides this (and then need not implement outputFeatures()).
+   */
+  outputShape(input: Shape): number[] {
+    checkShape(`${this.name}.outputShape`, 'input', input);
+    if (input.length !== 2)
+      throw rangeError(`${this.name}: expects a [batch, features] input, got shape [${input.join(', ')}]`);
+    return [input[0], this.outputFeatures(input[1])];
+  }
+
+  /**
+   * Number of output features for `inputFeatures` input features (throws if incompatible): a
+   * module on [batch, features] rows implements this or outputShape(); the default asks
+   * outputShape() about one row.
+   */
+  outputFeatures(inputFeatures: number): number {
+    // Each default is written in terms of the other: a module must override one of them.
+    if (this.outputShape === Module.prototype.outputShape)
+      throw typeError(`${this.name}: implements neither outputShape() nor outputFeatures()`);
+    const out = this.outputShape([1, inputFeatures]);
+    if (out.length !== 2)
+      throw rangeError(`${this.name}: maps [batch, ${inputFeatures}] rows to shape [${out.join(', ')}], not to rows of features`);
+    return out[1];
+  }
 
   /** The number of input features the module requires, when it fixes one. */
   inputFeatures(): number | undefined {
@@ -111,6 +142,18 @@ export abstract class Module {
       throw error('ERR_SYNTHGRAD_STATE', `${this.name}: used before initialize(device, rng) (a Trainer does this for you)`);
     return value;
   }
+}
+
+/**
+ * A tensor's shape: its sizes, the example dimensions first, e.g. [B, F], [B, C, H, W] or
+ * [T, B, F].
+ */
+export type Shape = readonly number[];
+
+/** Throws, naming `owner` and `arg`, unless `shape` is a non-empty array of non-negative integers. */
+export function checkShape(owner: string, arg: string, shape: unknown): asserts shape is Shape {
+  if (!Array.isArray(shape) || shape.length === 0 || !shape.every((d) => Number.isInteger(d) && d >= 0))
+    throw typeError(`${owner}: '${arg}' must be a shape (a non-empty array of non-negative integers), got ${describe(shape)}`);
 }
 
 /** Checks that x is a [batch, features] float32 tensor on the context's device. */

@@ -15,16 +15,20 @@ import { Stream } from '../stream';
 import { Tensor } from '../tensor';
 import { rangeError, typeError } from '../errors';
 
-/** The learning rate as a function of the step number (0-based). */
-export type Schedule = (step: number) => number;
+/**
+ * The learning rate as a function of the step number (0-based). Not to be confused with the
+ * decoupled networks' UpdateSchedule (../dni/network.ts), which orders the modules' updates.
+ */
+export type LearningRateSchedule = (step: number) => number;
 
-export const schedules = {
-  constant(lr: number): Schedule {
+/** Ready-made learning-rate schedules. */
+export const learningRateSchedules = {
+  constant(lr: number): LearningRateSchedule {
     checkLr('constant', lr);
     return () => lr;
   },
   /** lr multiplied by `gamma` at each milestone step (e.g. 3e-5, [300000, 400000], 0.1). */
-  stepDecay(lr: number, milestones: number[], gamma = 0.1): Schedule {
+  stepDecay(lr: number, milestones: number[], gamma = 0.1): LearningRateSchedule {
     checkLr('stepDecay', lr);
     if (!Array.isArray(milestones) || milestones.some((m) => !Number.isInteger(m) || m < 0))
       throw typeError(`stepDecay: 'milestones' must be an array of non-negative integers, got ${shown(milestones)}`);
@@ -42,12 +46,12 @@ function checkLr(owner: string, lr: unknown): void {
 
 export interface OptimizerOptions {
   /** a constant learning rate or a schedule */
-  lr: number | Schedule;
+  lr: number | LearningRateSchedule;
   weightDecay?: number;
 }
 
 export abstract class Optimizer {
-  protected readonly schedule: Schedule;
+  protected readonly schedule: LearningRateSchedule;
   protected readonly weightDecay: number;
   /** steps taken so far */
   steps = 0;
@@ -60,7 +64,7 @@ export abstract class Optimizer {
       this.schedule = options.lr;
     } else {
       checkLr(owner, options.lr);
-      this.schedule = schedules.constant(options.lr);
+      this.schedule = learningRateSchedules.constant(options.lr);
     }
     this.weightDecay = numberOption(owner, 'weightDecay', options.weightDecay, 0);
     if (!(this.weightDecay >= 0) || !Number.isFinite(this.weightDecay))

@@ -22,7 +22,8 @@ import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { describe, positiveInt } from '../check';
-import type { EpochMetrics, FitOptions, FitResult, ModuleDiagnostics, StepMetrics } from './trainer';
+import type { ModuleDiagnostics } from '../dni/diagnostics';
+import type { EpochMetrics, FitOptions, FitResult, StepMetrics } from './trainer';
 import { error, typeError } from '../errors';
 
 /** fit's `logDir`: a directory, or a directory and what to add to its config.json. */

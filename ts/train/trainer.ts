@@ -4,25 +4,33 @@
 // on the trainer's stream and the host awaits the previous step's loss (a Promise) while the
 // stream computes.
 //
+// How a step is carried out is a training strategy (./strategy.ts): plain backpropagation
+// (./backprop.ts) unless the model brings its own (a decoupled network). The captured-graph
+// step is in ./captured-step.ts; the run's position saved with checkpoints, in ./position.ts.
+//
 // Everything fit() and evaluate() can check is checked before the first step: the options
-// (unknown keys included), the data against the model and the loss (features; classes against
+// (unknown keys included), the data against the model and the loss (its shape through the
+// model's outputShape chain; classes against
 // the model's outputs, or regression values of its output width), and rows enough for a step. A model belongs to one
 // trainer at a time: a second would re-initialise the weights the first has trained.
 import { booleanOption, checkOptions, describe, positiveInt } from '../check';
 import { Batch, Dataset } from '../data/dataset';
 import { Device } from '../device';
-import { Graph } from '../graph';
+import type { ModuleDiagnostics } from '../dni/diagnostics';
 import { Loss, LossName, lossFrom } from '../nn/losses';
 import { BatchNorm1d } from '../nn/layers';
-import { Module, Parameter, StepContext, modulesOf } from '../nn/module';
-import * as ops from '../ops';
+import { Module, StepContext, modulesOf } from '../nn/module';
 import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
+import { Backpropagation } from './backprop';
+import { CapturedStep } from './captured-step';
+import { LoadedCheckpoint, NamedTensor, readCheckpoint, restoreTensors, writeCheckpoint } from './checkpoint';
 import { predict, Predictions } from './inference';
-import { LoadedCheckpoint, NamedTensor, checkDestination, readCheckpoint, restoreTensors, writeCheckpoint } from './checkpoint';
+import { FitProgress, TrainerRecord, progressOf, readIfExists, resumeDifferences } from './position';
 import { FitLog, LogDirOption } from './runlog';
+import { TrainingStrategy, hasStrategy } from './strategy';
 import { error, rangeError, typeError } from '../errors';
 
 export interface TrainerOptions {
@@ -48,27 +56,6 @@ export interface StepMetrics {
   lr: number;
   /** per decoupled module, every `diagnoseEvery` steps */
   diagnostics?: ModuleDiagnostics[];
-}
-
-/**
- * How well a synthesizer predicts its module's gradient. The gradients are compared on the units that reach the module's
- * parameters: where the module ends with a ReLU, those with h > 0 (ĝ is thrown away elsewhere).
- */
-export interface ModuleDiagnostics {
-  /** 1-based module whose output the synthesizer sees */
-  module: number;
-  /** the synthesizer's latest L2 loss */
-  synthesizerLoss: number;
-  /** cosine similarity of the synthetic and the true backpropagated gradient on a probe batch */
-  cosine: number;
-  /** |synthetic| / |true| gradient norms on the probe batch (1 when the scales agree) */
-  normRatio: number;
-  /**
-   * cosine similarity of the synthetic gradient and the target it regresses onto with λ = 0
-   * (ĝ of the next module carried back through it; the true gradient for the last synthesizer):
-   * how well the synthesizer fits, apart from how good its target is
-   */
-  targetCosine: number;
 }
 
 export interface EpochMetrics {
@@ -156,164 +143,9 @@ export interface FitResult {
   seconds: number;
 }
 
-/**
- * How one training step is carried out. Plain backpropagation is the default; a decoupled
- * network brings its own.
- */
-export interface TrainingStrategy {
-  /**
-   * Enqueues one step and returns the mean loss as a [1] tensor; reading it on `ctx.stream`
-   * must wait for all of the step's work.
-   */
-  step(x: Tensor, y: Tensor, ctx: StepContext): Tensor;
-  /** how many steps may be in flight before the host waits for the oldest; default 1 */
-  readonly maxInFlight?: number;
-  diagnose?(x: Tensor, y: Tensor, ctx: StepContext): Promise<ModuleDiagnostics[]>;
-  /**
-   * Graph capture support: undefined when step() may be captured (see graph.ts), else why
-   * not. Strategies without this method cannot be captured.
-   */
-  captureBlocker?(): string | undefined;
-  /** whether the next step may be the captured one (e.g. warm-up is over); default true */
-  captureReady?(): boolean;
-  /** Its state for a checkpoint; throws, saying why, when it cannot be saved. */
-  checkpointState?(): StrategyState;
-  /** Restores the host part of checkpointState() (the trainer has copied the tensors back). */
-  restoreState?(host: unknown): void;
-  dispose(): void;
-}
-
-/** What a training strategy keeps beyond the model: optimizer state, step counts. */
-export interface StrategyState {
-  tensors: NamedTensor[];
-  /** JSON-serialisable */
-  host: unknown;
-}
-
-/** Where a fit() run stands, saved with its checkpoints. */
-interface FitProgress {
-  /** steps done */
-  step: number;
-  /** the epoch and the row (in its shuffled order) where the next step starts */
-  epoch: number;
-  start: number;
-  /** the shuffling generator at the start of that epoch (null: no shuffling) */
-  shuffle: number[] | null;
-  /** that epoch's running loss sum, step and sample counts */
-  lossSum: number;
-  lossSteps: number;
-  samples: number;
-  batchSize: number;
-  rows: number;
-  /** options.checkpoint.config of the run */
-  config?: Record<string, unknown>;
-}
-
-/** The host part of a trainer's checkpoint. */
-interface TrainerRecord {
-  model: string;
-  rng: number[];
-  strategy: unknown;
-  progress?: FitProgress;
-}
-
-/** A training step captured once: fixed input and output tensors, replayed per batch. */
-class CapturedStep {
-  private constructor(private readonly x: Tensor, private readonly y: Tensor, private readonly loss: Tensor,
-    private readonly graph: Graph, private readonly arena: Arena,
-    private readonly hooks: ((stream: Stream) => void)[]) {}
-
-  /** `outputs`: 0 for int32 labels [rows], else the float32 targets' width [rows, outputs]. */
-  static capture(strategy: TrainingStrategy, device: Device, stream: Stream, rows: number, features: number, outputs: number): CapturedStep {
-    const arena = new Arena();
-    const hooks: ((stream: Stream) => void)[] = [];
-    try {
-      const x = Tensor.empty([rows, features], { device, arena });
-      const y = outputs === 0 ? Tensor.empty([rows], { device, dtype: 'int32', arena }) : Tensor.empty([rows, outputs], { device, arena });
-      const ctx: StepContext = { device, stream, training: true, arena, capture: { beforeLaunch: (f) => hooks.push(f) } };
-      let loss: Tensor | undefined;
-      const graph = Graph.capture(stream, () => { loss = strategy.step(x, y, ctx); });
-      return new CapturedStep(x, y, loss!, graph, arena, hooks);
-    } catch (e) {
-      arena.dispose();
-      throw e;
-    }
-  }
-
-  /** Copies the batch into the graph's inputs, launches it, and reads the loss. */
-  run(inputs: Float32Array, targets: Int32Array | Float32Array, stream: Stream): Promise<Float32Array | Int32Array> {
-    const staging = new Arena(); // fresh memory: the previous launch may still read x and y
-    try {
-      const opts = { device: this.x.device, arena: staging };
-      ops.copy({ stream }, Tensor.fromArray(inputs, this.x.shape, opts), this.x);
-      ops.copy({ stream }, Tensor.fromArray(targets, this.y.shape, opts), this.y);
-      for (const update of this.hooks) update(stream);
-      this.graph.launch(stream);
-      return this.loss.read(stream);
-    } finally {
-      staging.dispose(); // enqueued copies keep their memory alive
-    }
-  }
-
-  /** The graph first: it waits for its last launch, then the memory it used is released. */
-  dispose(): void {
-    this.graph.dispose();
-    this.arena.dispose();
-  }
-}
-
-/** Forward, loss, backward through the whole network, one optimizer step. */
-export class Backpropagation implements TrainingStrategy {
-  private readonly params: Parameter[];
-
-  constructor(readonly model: Module, readonly loss: Loss, readonly optimizer: Optimizer) {
-    this.params = model.parameters();
-  }
-
-  step(x: Tensor, y: Tensor, ctx: StepContext): Tensor {
-    const f = this.model.forward(x, ctx);
-    const l = this.loss.forward(f.output, y, ctx);
-    f.backward(l.backward(ctx), ctx, false);
-    this.optimizer.step(this.params, ctx.stream, ctx.capture);
-    return l.loss;
-  }
-
-  captureBlocker(): undefined {
-    return undefined;
-  }
-
-  checkpointState(): StrategyState {
-    return {
-      tensors: this.optimizer.stateTensors(this.params).map((tensor, i) => ({ name: `optimizer.${i}`, tensor })),
-      host: { optimizerSteps: this.optimizer.steps },
-    };
-  }
-
-  restoreState(host: unknown): void {
-    this.optimizer.steps = stepCount((host as { optimizerSteps?: unknown } | null)?.optimizerSteps, 'optimizerSteps');
-  }
-
-  dispose(): void {
-    this.optimizer.dispose();
-  }
-}
-
 /** A batch's targets on the device: int32 labels [rows], or float32 values [rows, width]. */
 function targetTensor(targets: Int32Array | Float32Array, rows: number, options: { device: Device; arena: Arena }): Tensor {
   return Tensor.fromArray(targets, targets instanceof Int32Array ? [rows] : [rows, targets.length / rows], options);
-}
-
-/** A step count read back from a checkpoint. */
-export function stepCount(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: '${what}' must be a step count, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-/** A model that chooses its own training strategy (e.g. a decoupled network). */
-export interface HasTrainingStrategy {
-  trainingStrategy(options: { loss: Loss; optimizer: (module: number) => Optimizer }): TrainingStrategy;
-  /** The number of classes its training step one-hot encodes (cDNI), which the data's labels must fit. */
-  labelClasses?(): number | undefined;
 }
 
 const FIT_OPTIONS = ['epochs', 'steps', 'batchSize', 'shuffle', 'validation', 'onStep', 'logEvery', 'diagnoseEvery',
@@ -338,48 +170,6 @@ function checkpointOption(c: unknown): { path: string; every: number; config: Re
     throw typeError(`fit: 'checkpoint.config' must be an object of JSON values: ${(e as Error).message}`);
   }
   return { path: o.path, every, config };
-}
-
-/** The checkpoint at `path`, or undefined when there is none (a path that is not a file throws). */
-async function readIfExists(path: string): Promise<LoadedCheckpoint | undefined> {
-  return (await checkDestination(path)) ? readCheckpoint(path) : undefined;
-}
-
-/** A value of a run's configuration as a message shows it. */
-function shown(v: unknown): string {
-  if (Array.isArray(v) && v.every((x) => typeof x !== 'object')) return v.join(',');
-  return typeof v === 'string' ? v : JSON.stringify(v);
-}
-
-/**
- * Each key whose value differs between the saved and this run's configuration, as
- * "was saved with batchSize 64, this run has 32".
- */
-function configDifferences(saved: Record<string, unknown>, now: Record<string, unknown>): string[] {
-  const keys = [...new Set([...Object.keys(saved), ...Object.keys(now)])];
-  return keys.filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(now[k])).map((k) => {
-    if (saved[k] === undefined) return `was saved without ${k}, this run has ${k} ${shown(now[k])}`;
-    if (now[k] === undefined) return `was saved with ${k} ${shown(saved[k])}, this run has none`;
-    return `was saved with ${k} ${shown(saved[k])}, this run has ${shown(now[k])}`;
-  });
-}
-
-/**
- * The `checkpoint.config` that the fit() checkpoint at `path` was saved with ({} if none),
- * or undefined when there is no file; throws for a file that is not a valid fit checkpoint.
- * For programs (like the CLI) that build the run from settings fixed when it started.
- */
-export async function readCheckpointConfig(path: string): Promise<Record<string, unknown> | undefined> {
-  if (typeof path !== 'string' || path === '') throw typeError(`readCheckpointConfig: 'path' must be a file path, got ${describe(path)}`);
-  const saved = await readIfExists(path);
-  if (!saved) return undefined;
-  const progress = (saved.host as TrainerRecord | null)?.progress;
-  if (!progress) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${path} was written by save(), not by fit(): it has no run configuration`);
-  return progress.config ?? {};
-}
-
-function hasStrategy(m: unknown): m is HasTrainingStrategy {
-  return typeof (m as HasTrainingStrategy).trainingStrategy === 'function';
 }
 
 export class Trainer {
@@ -494,14 +284,9 @@ export class Trainer {
       this.namedState(); // throws now (before any step) when this strategy cannot be saved
       const saved = await readIfExists(checkpoint.path);
       if (saved) {
-        const progress = (saved.host as TrainerRecord | null)?.progress;
+        const progress = progressOf(saved);
         if (!progress) throw error('ERR_SYNTHGRAD_CHECKPOINT', `fit: ${checkpoint.path} was written by save(), not by fit(): it has no position to resume from`);
-        // The caller's configuration first: it names what the user chose (e.g. a command-line
-        // flag), and fit's own settings would mostly repeat it (a batch size in both).
-        let differences = configDifferences(progress.config ?? {}, checkpoint.config);
-        if (!differences.length)
-          differences = configDifferences({ batchSize: progress.batchSize, 'data rows': progress.rows, shuffle: progress.shuffle !== null },
-            { batchSize, 'data rows': data.count, shuffle: shuffleRng !== undefined });
+        const differences = resumeDifferences(progress, checkpoint.config, { batchSize, rows: data.count, shuffle: shuffleRng !== undefined });
         if (differences.length)
           throw error('ERR_SYNTHGRAD_CHECKPOINT', `fit: ${checkpoint.path} ${differences.join('; ')}: resume with the same settings, or start a new checkpoint`);
         await this.restore(saved);
@@ -729,18 +514,23 @@ export class Trainer {
   }
 
   /**
-   * Throws, naming `arg`, when `data` does not fit the model: its features, its classes against
+   * Throws, naming `arg`, when `data` does not fit the model: its shape, [rows, features], through
+   * the model's outputShape (each layer's input shape against the one before), its classes against
    * the model's outputs (a 5-class set on a 10-output model trains outputs no label ever
    * selects; more classes than outputs index past them), and every label (the Dataset checked
    * them when built, but its labels array may have been written since).
    */
   private checkData(owner: string, arg: string, data: Dataset): void {
-    let outputs: number;
+    let output: number[];
     try {
-      outputs = this.model.outputFeatures(data.features);
+      output = this.model.outputShape([data.count, data.features]);
     } catch (e) {
       throw rangeError(`${owner}: '${arg}' (${data.name}) does not fit the model: ${(e as Error).message}`);
     }
+    if (output.length !== 2)
+      throw rangeError(`${owner}: the model's output for '${arg}' (${data.name}) has shape [${output.join(', ')}]; ` +
+        `the loss ${this.loss.name} takes [batch, outputs]`);
+    const outputs = output[1];
     const wants = this.loss.targetDType === 'int32' ? 'classification' : 'regression';
     if (data.task !== wants)
       throw typeError(`${owner}: '${arg}' (${data.name}) is ${data.task} data (${data.task === 'classification' ? 'int32 labels' : 'float values'}), ` +
@@ -783,9 +573,8 @@ export class Trainer {
     for (const m of modulesOf(this.model)) if (boundTo.get(m) === this) boundTo.delete(m);
   }
 
-  /** The learning rate of the (first) model optimizer. */
+  /** The learning rate the strategy reports for its next step (NaN when it reports none). */
   private currentLr(): number {
-    const s = this.strategy as { optimizer?: Optimizer; optimizers?: Optimizer[] };
-    return (s.optimizer ?? s.optimizers?.[0])?.lr ?? NaN;
+    return this.strategy.learningRate?.() ?? NaN;
   }
 }
