@@ -6,6 +6,7 @@
 // ./progress.ts; --log-dir writes a run log (../train/runlog.ts) for `npx synthgrad report`.
 //
 //   npm start -- --method cdni --epochs 10 --batch-size 256 --lr 1e-3 --seed 0 --device cpu
+// With --task copy|repeat-copy|text it trains a recurrent model instead (./sequences.ts).
 // The options are in ./options.ts; what each configures, in ./configure.ts. With --checkpoint,
 // SIGINT and SIGTERM save the run and exit (code 128 + the signal's number); a second one exits at once.
 import * as os from 'os';
@@ -17,6 +18,7 @@ import { Trainer } from '../train/trainer';
 import { configure, deviceOf } from './configure';
 import { optimizerName, parseArgs, usage } from './options';
 import { Progress } from './progress';
+import { isSequenceRun, parseSequenceArgs, runSequences, sequenceUsage } from './sequences';
 
 /**
  * SIGINT and SIGTERM stop training after the steps in flight, and fit saves the checkpoint
@@ -44,7 +46,25 @@ function stopOnSignals(): { signal: AbortSignal; received: () => NodeJS.Signals 
   };
 }
 
+/** `npm start -- --task ...`: a recurrent run (./sequences.ts). */
+async function sequenceMain(argv: string[]): Promise<void> {
+  const o = parseSequenceArgs(argv);
+  if (o.help) {
+    console.log(sequenceUsage);
+    return;
+  }
+  const stop = o.checkpoint ? stopOnSignals() : undefined;
+  const score = await runSequences(o, (line) => console.log(line), stop?.signal);
+  stop?.remove();
+  const signal = stop?.received();
+  if (score.stopped && signal) {
+    console.log(`stopped by ${signal}: saved ${o.checkpoint} after window ${score.windows}; run the same command again to resume`);
+    process.exitCode = 128 + os.constants.signals[signal];
+  }
+}
+
 async function main(): Promise<void> {
+  if (isSequenceRun(process.argv.slice(2))) return sequenceMain(process.argv.slice(2));
   const o = parseArgs(process.argv.slice(2));
   if (o.help) {
     console.log(usage);

@@ -52,7 +52,8 @@ export const usage = `usage: npm start -- [options]
                                config, metrics per step and epoch, synthesizer diagnostics as JSON
                                Lines, CSV and TensorBoard files; \`npx synthgrad report DIR\` plots it
   --quiet                      print only the final result (and errors)
-  --json                       print JSON Lines: step records (every 10 steps), epoch records, a final one`;
+  --json                       print JSON Lines: step records (every 10 steps), epoch records, a final one
+Recurrent runs (Copy, Repeat Copy, a character language model): npm start -- --task copy --help`;
 
 export interface Options {
   method: 'backprop' | 'dni' | 'cdni';
