@@ -1,6 +1,6 @@
 // Bad input never crashes the process: each case raises an Error (TypeError/RangeError where
 // fitting) whose message names the argument and what was expected.
-import { Adam, BatchNorm1d, Dataset, Device, Linear, SGD, Sequential, Stream, Tensor, Trainer, mlp, native, learningRateSchedules } from '../ts';
+import { Adam, BatchNorm1d, Dataset, Device, Linear, Random, SGD, Sequential, Stream, Tensor, Trainer, mlp, native, learningRateSchedules } from '../ts';
 import { Arena } from '../ts/tensor';
 import { errorName } from './helpers/errors';
 
@@ -93,7 +93,7 @@ describe('the TypeScript API', () => {
     const l = new Linear(4, 3);
     const ctx = { device: cpu, stream: s, training: true, arena };
     expect(() => l.forward(t([2, 4]), ctx)).toThrow(/Linear\(4→3\): used before initialize/);
-    l.initialize(cpu, new (require('../ts').Random)(1));
+    l.initialize(cpu, new Random(1));
     expect(() => l.forward(t([2, 5]), ctx)).toThrow(/Linear\(4→3\): the input must have shape \[batch, 4\], got \[2, 5\]/);
     expect(() => new Linear(0, 3)).toThrow(/'inFeatures' must be a positive integer, got 0/);
     expect(() => new Sequential([new Linear(2, 2), {} as never])).toThrow(/layers\[1\] is not a Module/);

@@ -278,6 +278,7 @@ describe('npm start progress', () => {
       tick(40);
     }
     expect(out.length).toBe(4); // at 0, 120, 240, 360 ms
+    // eslint-disable-next-line no-control-regex -- \x1b[K is the terminal's erase-to-end-of-line the bar writes
     expect(out[3]).toMatch(/^\repoch 1\/2 \[##\.{22}\] 10\/100 {2}loss 0\.1000 {2}800 samples\/s {2}ETA 4s\x1b\[K$/);
     p.epoch(epoch);
     expect(out[4]).toBe('\r\x1b[K');

@@ -197,6 +197,7 @@ function load(): NativeModule {
   const { file, looked } = locate();
   if (file) {
     try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon loads only through require
       return require(file) as NativeModule;
     } catch (e) {
       throw error('ERR_SYNTHGRAD_NATIVE',

@@ -77,7 +77,6 @@ export class DecoupledTraining implements TrainingStrategy {
 
   constructor(readonly network: DecoupledNetwork, readonly device: Device, readonly loss: Loss,
     readonly optimizers: Optimizer[], private readonly updateRng: Random) {
-    const n = network.modules.length;
     const { schedule, streams } = network.config;
     this.depth = schedule.kind === 'pipelined' ? schedule.depth : 0;
     this.maxInFlight = this.depth + 1;
