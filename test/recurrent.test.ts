@@ -5,15 +5,13 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Device, Linear, Random, SGD, Sequential } from '../ts';
+import { Adam, Linear, Random, SGD, Sequential } from '../ts';
 import { LSTMSequenceModel } from '../ts/recurrent/model';
 import { RecurrentTraining, RecurrentTrainingOptions, SymbolWindow } from '../ts/recurrent/training';
 import { trainSequences } from '../ts/recurrent/run';
 import * as ref from './helpers/reference';
 import { Dims, lstmWindow, LSTMParams } from './helpers/lstm-reference';
 import { errorOf } from './helpers/errors';
-
-const cpu = Device.cpu();
 
 function expectClose(what: string, got: ArrayLike<number>, want: ArrayLike<number>, rel: number, floor: number): void {
   const r = ref.compare(got, want, floor);
