@@ -53,6 +53,7 @@ import {
 import type { Split } from '../ts/data/datasets';
 import type { ActivationName, DTypeName, DeviceName, NativeStream, NativeTensor } from '../ts/native';
 import { Random } from '../ts/random';
+import { adamStep, sgdStep } from '../test/helpers/optimizer-steps';
 import { projectRoot as root, resultsDir } from './paths';
 
 export const U = 2 ** -24;
@@ -713,6 +714,7 @@ async function checkLosses(): Promise<void> {
   }
 }
 
+/** One tensor's SGD and Adam steps, as one-element group steps (test/helpers/optimizer-steps). */
 async function checkOptimizers(): Promise<void> {
   const FLOOR = 0.1;
   for (const [n, momentum, wd, v0Random] of [[42, 0, 0.01, false], [42, 0.9, 0.01, false], [42, 0.9, 0.05, true], [42, 0.5, 0, true], [300001, 0.9, 0.01, true]] as const) {
@@ -722,7 +724,7 @@ async function checkOptimizers(): Promise<void> {
       const vel = momentum === 0 ? null : Both.of(v0Random ? randomArray(rng, n) : new Float32Array(n), [n]);
       for (let step = 1; step <= 5; step++) {
         const g = Both.of(randomArray(rng, n), [n]);
-        both((d, s) => ops.sgdStep(s, param.pick(d), g.pick(d), on(d, vel), 0.1, momentum, wd));
+        both((d, s) => sgdStep(s, param.pick(d), g.pick(d), on(d, vel), 0.1, momentum, wd));
         await expectOut('sgdStep', `${name} step ${step}`, 'param', param, TOL, { floor: FLOOR });
         if (vel) await expectOut('sgdStep', `${name} step ${step}`, 'velocity', vel, TOL, { floor: FLOOR });
       }
@@ -735,7 +737,7 @@ async function checkOptimizers(): Promise<void> {
       const m = Both.full([n], 0), v = Both.full([n], 0);
       for (let step = 1; step <= 6; step++) {
         const g = Both.of(randomArray(rng, n), [n]);
-        both((d, s) => ops.adamStep(s, param.pick(d), g.pick(d), m.pick(d), v.pick(d), lr, b1, b2, eps, wd, step));
+        both((d, s) => adamStep(s, param.pick(d), g.pick(d), m.pick(d), v.pick(d), lr, b1, b2, eps, wd, step));
         await expectOut('adamStep', `${name} step ${step}`, 'm', m, TOL, { floor: FLOOR });
         await expectOut('adamStep', `${name} step ${step}`, 'v', v, TOL); // v > 0: relative
         await expectOut('adamStep', `${name} step ${step}`, 'param', param, TOL, { floor: FLOOR });

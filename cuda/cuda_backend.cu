@@ -1272,22 +1272,6 @@ class CudaBackend final : public Backend {
                        dout.shape[1] - colsA);
   }
 
-  void sgdStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& velocity,
-               float lr, float momentum, float weightDecay) override {
-    use();
-    launchSgdStep(rawStream(s), param.f32(), grad.f32(),
-                  velocity.storage ? velocity.f32() : nullptr, param.numel(), lr, momentum,
-                  weightDecay);
-  }
-
-  void adamStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& m,
-                const Tensor& v, float lr, float beta1, float beta2, float eps, float weightDecay,
-                int64_t step) override {
-    use();
-    launchAdamStep(rawStream(s), param.f32(), grad.f32(), m.f32(), v.f32(), param.numel(), lr,
-                   beta1, beta2, eps, weightDecay, step);
-  }
-
   void writeScalars(Stream& s, const Tensor& y, const std::vector<float>& values) override {
     use();
     launchWriteScalars(rawStream(s), y.f32(), values);

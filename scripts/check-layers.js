@@ -4,10 +4,10 @@
 //
 //   native: addon → backends (cpu, cuda) → core. core includes nothing from cpu/, cuda/ or
 //           addon/; cpu/ and cuda/ include nothing from addon/ or from each other.
-//   ts:     only the low-level wrappers (tensor, stream, graph, device) and the ops layer
-//           (ts/ops.ts) import ts/native.ts; those import nothing above them (nn, dni, optim,
-//           train, cli, data); nn, dni and optim import nothing from cli, and from
-//           train/trainer only types (`import type`).
+//   ts:     only the low-level wrappers (tensor, stream, graph, device), the ops layer
+//           (ts/ops.ts) and the generated ops type (ts/native-ops.ts) import ts/native.ts;
+//           those import nothing above them (nn, dni, optim, train, cli, data); nn, dni
+//           and optim import nothing from cli, and from train/trainer only types (`import type`).
 //
 // Arrows that were already there when the check was written are listed in KNOWN below, each a
 // violation to fix later; they are reported as known and do not fail the check. Any other
@@ -122,7 +122,7 @@ function tsArrows(root) {
 }
 
 /** ts/native.ts's only importers (and, with it, the bottom of the TypeScript stack). */
-const TS_LOW = new Set(['ts/native.ts', 'ts/tensor.ts', 'ts/stream.ts', 'ts/graph.ts', 'ts/device.ts', 'ts/ops.ts']);
+const TS_LOW = new Set(['ts/native.ts', 'ts/native-ops.ts', 'ts/tensor.ts', 'ts/stream.ts', 'ts/graph.ts', 'ts/device.ts', 'ts/ops.ts']);
 const TS_HIGH = /^ts\/(nn|dni|optim|train|cli|data)\//;
 
 function tsViolation({ from, to, typeOnly }) {

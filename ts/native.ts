@@ -1,11 +1,13 @@
 // The TypeScript type of the whole native module, and its loader.
 //
-// This is the only file that knows the addon's shape; everything else goes through the typed
+// This is the only file that knows the addon's shape (with ts/native-ops.ts, the ops' type that
+// scripts/gen-ops.js writes from the op table); everything else goes through the typed
 // wrappers (Tensor, Stream, layers). The native functions check every argument themselves and
 // throw TypeError/RangeError naming it, so a wrong call never crashes the process.
 import * as fs from 'fs';
 import * as path from 'path';
 import { error } from './errors';
+import type { NativeOps } from './native-ops';
 
 export type DTypeName = 'float32' | 'int32';
 export type DeviceName = 'cpu' | `cuda:${number}`;
@@ -40,45 +42,8 @@ export interface NativeEvent {
   synchronize(): Promise<void>;
 }
 
-type S = NativeStream;
-type T = NativeTensor;
-
-/** Every op enqueues work on a stream and returns at once; see native/core/ops.h. */
-export interface NativeOps {
-  copy(s: S, src: T, dst: T): void;
-  fill(s: S, y: T, value: number): void;
-  axpby(s: S, a: number, x: T, b: number, y: T): void;
-  gemm(s: S, a: T, b: T, c: T, transA: boolean, transB: boolean, alpha: number, beta: number): void;
-  /** y = act(x wᵀ + bias) in one pass (CUDA: the GEMM's epilogue); bias, act optional. */
-  linearForward(s: S, x: T, w: T, bias: T | null, y: T, act: ActivationName | null): void;
-  addBias(s: S, y: T, bias: T): void;
-  biasBackward(s: S, dy: T, dbias: T): void;
-  activationForward(s: S, act: ActivationName, x: T, y: T): void;
-  activationBackward(s: S, act: ActivationName, y: T, dy: T, dx: T): void;
-  batchNormForward(s: S, x: T, gamma: T, beta: T, y: T, runningMean: T, runningVar: T,
-    saveMean: T, saveInvStd: T, momentum: number, eps: number, training: boolean): void;
-  batchNormBackward(s: S, x: T, dy: T, gamma: T, saveMean: T, saveInvStd: T, dx: T, dgamma: T,
-    dbeta: T): void;
-  softmaxCrossEntropyForward(s: S, logits: T, labels: T, probs: T, loss: T): void;
-  softmaxCrossEntropyBackward(s: S, probs: T, labels: T, dlogits: T, scale: number): void;
-  mseForward(s: S, pred: T, target: T, loss: T): void;
-  mseBackward(s: S, pred: T, target: T, dpred: T, scale: number): void;
-  oneHot(s: S, labels: T, out: T): void;
-  concatColumns(s: S, a: T, b: T, out: T): void;
-  splitColumns(s: S, dout: T, da: T | null, db: T | null): void;
-  sgdStep(s: S, param: T, grad: T, velocity: T | null, lr: number, momentum: number,
-    weightDecay: number): void;
-  adamStep(s: S, param: T, grad: T, m: T, v: T, lr: number, beta1: number, beta2: number,
-    eps: number, weightDecay: number, step: number): void;
-  /** y[i] = values[i] when the stream gets there (1..16 values). */
-  writeScalars(s: S, y: T, values: number[]): void;
-  /** One step over a parameter group, lr read from hyper = [lr] when it runs; zeroes grads. */
-  sgdStepGroup(s: S, params: T[], grads: T[], velocities: T[] | null, hyper: T, momentum: number,
-    weightDecay: number): void;
-  /** As adamStep over a group, hyper = adamScalars(...) read when it runs; zeroes grads. */
-  adamStepGroup(s: S, params: T[], grads: T[], ms: T[], vs: T[], hyper: T, beta1: number,
-    beta2: number, eps: number, weightDecay: number): void;
-}
+// The ops' type comes from the op table (native/core/op_table.json) through scripts/gen-ops.js.
+export type { NativeOps } from './native-ops';
 
 /** Recorded work of one or more streams; see beginCapture. */
 export interface NativeGraph {
@@ -137,7 +102,7 @@ export interface NativeModule {
    * returns how many (see NativeStream.cancel; CUDA: 0).
    */
   cancelQueued(device: DeviceName): number;
-  /** Adam's step-dependent scalars as adamStep computes them: [lr/(1-b1^t), sqrt(1-b2^t)]. */
+  /** Adam's step-dependent scalars, the hyper tensor of adamStepGroup: [lr/(1-b1^t), sqrt(1-b2^t)]. */
   adamScalars(lr: number, beta1: number, beta2: number, step: number): [number, number];
 }
 

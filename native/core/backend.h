@@ -100,64 +100,13 @@ class Backend {
   virtual void zero(const Tensor& dst) = 0;
   virtual void download(Stream& s, const Tensor& src, void* host,
                         std::shared_ptr<void> hostOwner) = 0;
-  virtual void copy(Stream& s, const Tensor& src, const Tensor& dst) = 0;
 
-  virtual void fill(Stream& s, const Tensor& y, double value) = 0;
-  virtual void axpby(Stream& s, float a, const Tensor& x, float b, const Tensor& y) = 0;
-  virtual void gemm(Stream& s, const Tensor& a, const Tensor& b, const Tensor& c, bool transA,
-                    bool transB, float alpha, float beta) = 0;
-  // y = act(x wᵀ + bias): a Linear layer's forward in one pass; `bias` may be empty.
-  virtual void linearForward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& bias,
-                             const Tensor& y, std::optional<Activation> act) = 0;
-  virtual void addBias(Stream& s, const Tensor& y, const Tensor& bias) = 0;
-  virtual void biasBackward(Stream& s, const Tensor& dy, const Tensor& dbias) = 0;
-  virtual void activationForward(Stream& s, Activation act, const Tensor& x,
-                                 const Tensor& y) = 0;
-  virtual void activationBackward(Stream& s, Activation act, const Tensor& y, const Tensor& dy,
-                                  const Tensor& dx) = 0;
-  virtual void batchNormForward(Stream& s, const Tensor& x, const Tensor& gamma,
-                                const Tensor& beta, const Tensor& y, const Tensor& runningMean,
-                                const Tensor& runningVar, const Tensor& saveMean,
-                                const Tensor& saveInvStd, float momentum, float eps,
-                                bool training) = 0;
-  virtual void batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy,
-                                 const Tensor& gamma, const Tensor& saveMean,
-                                 const Tensor& saveInvStd, const Tensor& dx,
-                                 const Tensor& dgamma, const Tensor& dbeta) = 0;
-  virtual void softmaxCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& labels,
-                                          const Tensor& probs, const Tensor& loss) = 0;
-  virtual void softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& labels,
-                                           const Tensor& dlogits, float scale) = 0;
-  virtual void mseForward(Stream& s, const Tensor& pred, const Tensor& target,
-                          const Tensor& loss) = 0;
-  virtual void mseBackward(Stream& s, const Tensor& pred, const Tensor& target,
-                           const Tensor& dpred, float scale) = 0;
-  virtual void oneHot(Stream& s, const Tensor& labels, const Tensor& out) = 0;
-  virtual void concatColumns(Stream& s, const Tensor& a, const Tensor& b,
-                             const Tensor& out) = 0;
-  // da or db may be empty (no storage) to skip that half.
-  virtual void splitColumns(Stream& s, const Tensor& dout, const Tensor& da,
-                            const Tensor& db) = 0;
-  virtual void sgdStep(Stream& s, const Tensor& param, const Tensor& grad,
-                       const Tensor& velocity, float lr, float momentum, float weightDecay) = 0;
-  virtual void adamStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& m,
-                        const Tensor& v, float lr, float beta1, float beta2, float eps,
-                        float weightDecay, int64_t step) = 0;
-
-  // Stream-ordered write of a few host values into a small float32 tensor (hyperparameters
-  // that a captured graph reads from device memory).
-  virtual void writeScalars(Stream& s, const Tensor& y, const std::vector<float>& values) = 0;
-  // Optimizer steps over a whole parameter group in one pass, reading the step-dependent
-  // scalars from a device tensor when the work runs (so a replayed graph sees new values), and
-  // zeroing the gradients. SGD: hyper = [lr]; `velocities` empty without momentum. Adam:
-  // hyper = [lr / (1 - beta1^t), sqrt(1 - beta2^t)].
-  virtual void sgdStepGroup(Stream& s, const std::vector<Tensor>& params,
-                            const std::vector<Tensor>& grads, const std::vector<Tensor>& velocities,
-                            const Tensor& hyper, float momentum, float weightDecay) = 0;
-  virtual void adamStepGroup(Stream& s, const std::vector<Tensor>& params,
-                             const std::vector<Tensor>& grads, const std::vector<Tensor>& ms,
-                             const std::vector<Tensor>& vs, const Tensor& hyper, float beta1,
-                             float beta2, float eps, float weightDecay) = 0;
+  // The ops, one pure virtual method each, declared by the op table (core/op_table.json).
+  // Backends trust their arguments: ops.cpp has checked them. `tensor?` arguments arrive as
+  // an empty Tensor (no storage) when absent; a group step's hyper tensor is read when the
+  // work runs, so a replayed graph sees new values (SGD: hyper = [lr]; Adam: hyper =
+  // [lr / (1 - beta1^t), sqrt(1 - beta2^t)]), and velocities are empty without momentum.
+#include "gen/backend_ops.inc"
 };
 
 // The backend of a device; throws ArgumentError if the device does not exist.

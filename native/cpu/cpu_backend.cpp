@@ -574,22 +574,6 @@ class CpuBackend : public Backend {
                         dout.shape[1] - colsA);
     });
   }
-  void sgdStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& velocity,
-               float lr, float momentum, float weightDecay) override {
-    cpu(s).enqueue([=] {
-      cpu::sgdStep(param.f32(), grad.f32(), velocity.storage ? velocity.f32() : nullptr,
-                   param.numel(), lr, momentum, weightDecay);
-    });
-  }
-  void adamStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& m,
-                const Tensor& v, float lr, float beta1, float beta2, float eps, float weightDecay,
-                int64_t step) override {
-    cpu(s).enqueue([=] {
-      cpu::adamStep(param.f32(), grad.f32(), m.f32(), v.f32(), param.numel(), lr, beta1, beta2,
-                    eps, weightDecay, step);
-    });
-  }
-
   void writeScalars(Stream& s, const Tensor& y, const std::vector<float>& values) override {
     cpu(s).enqueue([y, values] { std::copy(values.begin(), values.end(), y.f32()); });
   }
