@@ -1407,4 +1407,10 @@ Backend& backend(int index) {
   return *b;
 }
 
+void registerCudaBackend() {
+  static const BackendProvider provider{deviceCount, deviceCountError, backend, setGemmTf32,
+                                        gemmTf32};
+  registerBackend(DeviceKind::Cuda, &provider);
+}
+
 }  // namespace sg::cuda

@@ -10,11 +10,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "cpu/kernels.h"
+#include "core/op_types.h"  // Activation, AdamScalars: shared with the CPU backend through core
 
 namespace sg::cuda {
-
-using cpu::Activation;
 
 // ---- elementwise.cu --------------------------------------------------------------------------
 void launchFill(cudaStream_t stream, float* y, int64_t n, float value);
@@ -90,7 +88,7 @@ struct GroupTensor {
 // hyper = [lr]
 void launchSgdStepGroup(cudaStream_t stream, const std::vector<GroupTensor>& group,
                         const float* hyper, float momentum, float weightDecay);
-// hyper = [lr / (1 - beta1^t), sqrt(1 - beta2^t)] (cpu::adamScalars)
+// hyper = [lr / (1 - beta1^t), sqrt(1 - beta2^t)] (adamScalars, core/op_types.h)
 void launchAdamStepGroup(cudaStream_t stream, const std::vector<GroupTensor>& group,
                          const float* hyper, float beta1, float beta2, float eps,
                          float weightDecay);

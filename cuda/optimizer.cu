@@ -169,7 +169,7 @@ void launchAdamStep(cudaStream_t stream, float* param, const float* grad, float*
                     int64_t n, float lr, float beta1, float beta2, float eps, float weightDecay,
                     int64_t step) {
   if (n <= 0) return;
-  const cpu::AdamScalars sc = cpu::adamScalars(lr, beta1, beta2, step);
+  const AdamScalars sc = adamScalars(lr, beta1, beta2, step);
   const float stepSize = sc.stepSize, bc2Sqrt = sc.bc2Sqrt;
   const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
   SG_LAUNCH(gridFor(n), kBlock, 0, stream, adamKernel)(param, grad, m, v, n, beta1, beta2, c1, c2,

@@ -22,13 +22,6 @@ const path = require('path');
  * failure, so that fixing an arrow on one branch does not break another branch's build).
  */
 const KNOWN = new Set([
-  // core/backend.cpp creates the backends by name; issue 17 wants a registry the backends fill.
-  'native/core/backend.cpp -> native/cpu/cpu_backend.h',
-  'native/core/backend.cpp -> cuda/cuda_backend.h',
-  // core's backend interface uses the activation kind and optimizer scalars that cpu/kernels.h defines.
-  'native/core/backend.h -> native/cpu/kernels.h',
-  // the CUDA kernels share those types through the same CPU header.
-  'cuda/kernels.cuh -> native/cpu/kernels.h',
   // the package entry re-exports the raw addon as part of the public API.
   'ts/index.ts -> ts/native.ts',
   // the CLI prints build info and the thread count straight from the addon.

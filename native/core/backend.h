@@ -18,12 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/kernels.h"
+#include "op_types.h"
 #include "tensor.h"
 
 namespace sg {
-
-using cpu::Activation;
 
 class Event;
 
@@ -109,6 +107,25 @@ class Backend {
 #include "gen/backend_ops.inc"
 };
 
+// ---- the registry (registry.cpp) -------------------------------------------------------------
+// Core knows no backend by name: each backend kind registers what it provides, and every
+// lookup below goes through the registry. The addon registers the built-in backends when it
+// loads (cpu/cpu_backend.h, cuda/cuda_backend.h); ops look their backend up on every call.
+struct BackendProvider {
+  // Number of usable devices of this kind (never throws).
+  int (*deviceCount)();
+  // Why deviceCount() is 0 when the runtime said so with an error; "" otherwise. May be null.
+  std::string (*deviceError)();
+  // The backend of device `index`, 0 <= index < deviceCount() (created on first use).
+  Backend& (*backend)(int index);
+  // The TF32 tensor-core GEMM switch; both null for a kind without one.
+  void (*setGemmTf32)(bool enabled);
+  bool (*gemmTf32)();
+};
+// Makes `provider` (which must live as long as the process) the provider of `kind`.
+// Registering the same provider again (one more Worker loading the addon) changes nothing.
+void registerBackend(DeviceKind kind, const BackendProvider* provider);
+
 // The backend of a device; throws ArgumentError if the device does not exist.
 Backend& backendFor(Device device);
 // Number of CUDA devices usable by this build (0 when built without CUDA or none present).
@@ -116,10 +133,10 @@ int cudaDeviceCount();
 // Why cudaDeviceCount() is 0 when the CUDA runtime said so with an error (e.g.
 // "cudaErrorInsufficientDriver (...)": a driver older than the runtime needs); "" otherwise.
 std::string cudaDeviceError();
-// Whether this build has the CUDA backend compiled in.
+// Whether a CUDA backend is registered (this build has it compiled in).
 bool builtWithCuda();
 // Opt-in TF32 tensor cores for CUDA GEMMs (default off: exact fp32). Throws ArgumentError when
-// enabling it in a build without CUDA.
+// enabling it without a CUDA backend.
 void setCudaGemmTf32(bool enabled);
 bool cudaGemmTf32();
 

@@ -644,4 +644,10 @@ Backend& cpuBackend() {
   return *backend;
 }
 
+void registerCpuBackend() {
+  static const BackendProvider provider{
+      [] { return 1; }, nullptr, [](int) -> Backend& { return cpuBackend(); }, nullptr, nullptr};
+  registerBackend(DeviceKind::Cpu, &provider);
+}
+
 }  // namespace sg

@@ -48,7 +48,8 @@ fakeBuild() {  # fakeBuild DIR EXTRA_FLAGS...
     g++ $flags "$@" -w -x c++ -I"$here" -I"$root/cuda" -c "$root/cuda/$f.cu" -o "$dir/cu_$f.o"
     o+=("$dir/cu_$f.o")
   done
-  for src in "$root/native/cpu/kernels.cpp" "$root/native/core/parallel.cpp" "$here/fake_runtime.cpp"; do
+  for src in "$root/native/cpu/kernels.cpp" "$root/native/core/parallel.cpp" "$root/native/core/registry.cpp" \
+      "$here/fake_runtime.cpp"; do
     g++ $flags "$@" -w -I"$here" -I"$root/cuda" -c "$src" -o "$dir/$(basename "$src" .cpp).o"
     o+=("$dir/$(basename "$src" .cpp).o")
   done
