@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the kernel files of cuda/*.cu on the CPU (see cuda_runtime.h here) against the CPU
 # kernels of native/cpu: their kernel sections directly, and the whole files (launchers
-# included, through SG_LAUNCH) as separate translation units. Then cuda_backend.cu itself on
-# a fake CUDA runtime (fake_runtime.cpp; tests in fake_test.cpp), also under ThreadSanitizer.
+# included, through SG_LAUNCH) as separate translation units. Then the backend's runtime files
+# (cuda_backend.cu and its parts) on a fake CUDA runtime (fake_runtime.cpp; tests in
+# fake_test.cpp), also under ThreadSanitizer.
 # No GPU and no nvcc needed: g++ only. Usage: bench/cuda/host_emulation/run.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -11,7 +12,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/gen"
 for f in gemm elementwise batchnorm loss optimizer; do
-  # The text between the "// kernels" and "// launchers" banners, without namespace closers.
+  # The text between the "// kernels" and "// launchers" banner lines, without namespace
+  # closers (each of these .cu files says so beside its banner).
   sed -n '/^\/\/ kernels$/,/^\/\/ launchers$/p' "$root/cuda/$f.cu" | grep -v '^}  // namespace$' \
     > "$work/gen/${f}_kernels.inc"
 done
@@ -44,8 +46,11 @@ fakeBuild() {  # fakeBuild DIR EXTRA_FLAGS...
   local dir=$1; shift
   mkdir -p "$dir"
   local o=()
-  for f in gemm elementwise batchnorm loss optimizer cuda_backend; do
-    g++ $flags "$@" -w -x c++ -I"$here" -I"$root/cuda" -c "$root/cuda/$f.cu" -o "$dir/cu_$f.o"
+  # Every .cu: the kernel files and the backend's runtime files (cuda_backend.cu, cuda_ops.cu,
+  # cuda_graphs.cu, cuda_transfers.cu, ...), as the CMake build compiles them.
+  for src in "$root"/cuda/*.cu; do
+    f=$(basename "$src" .cu)
+    g++ $flags "$@" -w -x c++ -I"$here" -I"$root/cuda" -c "$src" -o "$dir/cu_$f.o"
     o+=("$dir/cu_$f.o")
   done
   for src in "$root/native/cpu/kernels.cpp" "$root/native/core/parallel.cpp" "$root/native/core/registry.cpp" \
