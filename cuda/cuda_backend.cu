@@ -9,7 +9,7 @@
 //
 // This file: the backend object of a device, and the entry points of cuda_backend.h through
 // which the addon registers the backend with core. All of these files are host code; the host
-// emulation (bench/cuda/host_emulation/run.sh) compiles them with g++ on a fake CUDA runtime.
+// emulation (test/cuda/host_emulation/run.sh) compiles them with g++ on a fake CUDA runtime.
 #include "cuda_backend.h"
 
 #include "cuda_backend_impl.cuh"

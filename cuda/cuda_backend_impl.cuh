@@ -6,7 +6,7 @@
 //   cuda_ops.cu        the op methods: each launches its kernels (kernels.cuh, gemm.cuh)
 // and the runtime headers runtime_callbacks.cuh, runtime_memory.cuh, runtime_streams.cuh.
 // Part of the CUDA backend (cuda_backend.cu has the overview). Host code: the host emulation
-// (bench/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
+// (test/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
 #pragma once
 #include "gemm.cuh"
 #include "kernels.cuh"

@@ -13,7 +13,7 @@
 //   functions, which a capture cannot hold: captured ops skip the report (the kernels still
 //   never read out of range). Host waits on a capturing stream throw.
 // Part of the CUDA backend (cuda_backend.cu has the overview). Host code: the host emulation
-// (bench/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
+// (test/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
 #include "cuda_backend_impl.cuh"
 
 namespace sg::cuda::runtime {

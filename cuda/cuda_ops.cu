@@ -5,7 +5,7 @@
 // out of range are found on the device: reportLabelErrors hands the flag to the stream's next
 // whenDone. One method per op of the op table (core/op_table.json).
 // Part of the CUDA backend (cuda_backend.cu has the overview). Host code: the host emulation
-// (bench/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
+// (test/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
 #include "cuda_backend_impl.cuh"
 
 namespace sg::cuda::runtime {

@@ -8,7 +8,7 @@
 //   a process-wide pinned pool. A whenDone that cannot be enqueued synchronises the stream
 //   before it throws, so that no queued download still writes into a buffer the caller frees.
 // Part of the CUDA backend (cuda_backend.cu has the overview). Host code: the host emulation
-// (bench/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
+// (test/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
 #include "cuda_backend_impl.cuh"
 
 namespace sg::cuda::runtime {

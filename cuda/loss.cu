@@ -23,7 +23,7 @@ namespace {
 // ============================================================================================
 // kernels
 // ============================================================================================
-// (The host emulation, bench/cuda/host_emulation/run.sh, runs the text between this banner
+// (The host emulation, test/cuda/host_emulation/run.sh, runs the text between this banner
 // line "// kernels" and the "// launchers" one on the CPU: keep both lines exactly as they are.)
 
 constexpr int kRowsPerBlock = 8;       // softmax: one warp per row

@@ -22,7 +22,7 @@ namespace {
 // ============================================================================================
 // kernels
 // ============================================================================================
-// (The host emulation, bench/cuda/host_emulation/run.sh, runs the text between this banner
+// (The host emulation, test/cuda/host_emulation/run.sh, runs the text between this banner
 // line "// kernels" and the "// launchers" one on the CPU: keep both lines exactly as they are.)
 
 // One element of SGD: g' = g + wd p; without momentum (velocity null) p -= lr g'; with it

@@ -18,7 +18,7 @@
 //   and which, while jobs are outstanding, polls the device: after a fault every outstanding
 //   job settles with the error, so a Promise rejects instead of never settling.
 // Part of the CUDA backend (cuda_backend.cu has the overview). Host code: the host emulation
-// (bench/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
+// (test/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -16,7 +16,7 @@
 //   is open the cache is kept (cudaFree synchronises, which would invalidate the capture):
 //   the allocation throws at once.
 // Part of the CUDA backend (cuda_backend.cu has the overview). Host code: the host emulation
-// (bench/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
+// (test/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -12,7 +12,7 @@
 //   owned by the event: cudaStreamWaitEvent (which binds the latest record at call time, or
 //   is a no-op if there was none) then a callback on that helper stream.
 // Part of the CUDA backend (cuda_backend.cu has the overview). Host code: the host emulation
-// (bench/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
+// (test/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
 #pragma once
 #include <cuda_runtime.h>
 

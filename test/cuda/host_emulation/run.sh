@@ -4,7 +4,7 @@
 # included, through SG_LAUNCH) as separate translation units. Then the backend's runtime files
 # (cuda_backend.cu and its parts) on a fake CUDA runtime (fake_runtime.cpp; tests in
 # fake_test.cpp), also under ThreadSanitizer.
-# No GPU and no nvcc needed: g++ only. Usage: bench/cuda/host_emulation/run.sh
+# No GPU and no nvcc needed: g++ only. Usage: test/cuda/host_emulation/run.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
