@@ -1,6 +1,7 @@
 // The op table (native/core/op_table.json) is the one declaration of every op: the files that
 // scripts/gen-ops.js writes from it are up to date, the loaded addon exports exactly its ops,
 // in its order, and a table edit that is not regenerated, or a malformed entry, is caught.
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -61,6 +62,16 @@ describe('the op table', () => {
     expect(gen.staleFiles(tmp).sort()).toEqual(Object.keys(gen.generate(root)).sort());
     // Each generated file names the new op.
     for (const text of Object.values(gen.generate(tmp))) expect(text).toContain('sigmoidForward');
+  });
+
+  test('gen-ops --check exits 0 on the tree and 1 on a stale copy, naming the file', () => {
+    const script = path.join(root, 'scripts', 'gen-ops.js');
+    expect(spawnSync(process.execPath, [script, '--check'], { encoding: 'utf8' }).status).toBe(0);
+    tmp = copyGenerated();
+    fs.appendFileSync(path.join(tmp, 'native', 'core', 'gen', 'ops.inc'), '// edited by hand\n');
+    const r = spawnSync(process.execPath, [script, tmp, '--check'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('native/core/gen/ops.inc is stale');
   });
 
   test('a hand edit of a generated file is stale', () => {

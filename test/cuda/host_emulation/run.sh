@@ -61,7 +61,7 @@ fakeBuild() {  # fakeBuild DIR EXTRA_FLAGS...
   g++ $flags "$@" -w -I"$here" -I"$root/cuda" "$here/fake_test.cpp" "${o[@]}" -o "$dir/fake_test"
 }
 echo
-echo '== cuda_backend.cu on the fake runtime'
+echo '== the runtime side (cuda_backend.cu and its parts) on the fake runtime'
 fakeBuild "$work/fake"
 "$work/fake/fake_test"
 if [[ ${SG_EMULATION_TSAN:-1} != 0 ]]; then
