@@ -1,6 +1,8 @@
 # The CPU-only addon built with node-gyp, for machines without CMake:
 #   npx node-gyp rebuild
-# CMakeLists.txt is the main build (it adds the CUDA backend); keep the source lists in step.
+# CMakeLists.txt is the main build (it adds the CUDA backend). The source lists here must name
+# every .cpp of CMake's globs (native/core, native/cpu, native/addon): test/build-sources.test.ts
+# fails when they differ.
 {
   "variables": {
     "core_flags": ["-std=c++17", "-O3", "-fexceptions", "-Wall", "-Wno-unused-parameter"]
@@ -23,10 +25,14 @@
       "target_name": "synthgrad",
       "dependencies": ["gemm_avx2", "gemm_avx512"],
       "sources": [
-        "native/core/backend.cpp",
         "native/core/ops.cpp",
         "native/core/parallel.cpp",
+        "native/core/registry.cpp",
+        "native/cpu/cpu_allocator.cpp",
         "native/cpu/cpu_backend.cpp",
+        "native/cpu/cpu_graphs.cpp",
+        "native/cpu/cpu_ops.cpp",
+        "native/cpu/cpu_streams.cpp",
         "native/cpu/gemm.cpp",
         "native/cpu/kernels.cpp",
         "native/addon/addon.cpp",

@@ -57,6 +57,7 @@ import { CompareReport, TOL, U, compare, compareBits, describeReport as describe
 import { randomArray, randomLabels } from '../test/helpers/reference';
 import { cudaUnavailableReason } from '../ts/build-info';
 import { benchFlags, numberFlag } from './flags';
+import { adamStep, sgdStep } from '../test/helpers/optimizer-steps';
 import { projectRoot as root, resultsDir } from './paths';
 
 const f32 = Math.fround;
@@ -667,6 +668,7 @@ async function checkLstm(): Promise<void> {
   }
 }
 
+/** One tensor's SGD and Adam steps, as one-element group steps (test/helpers/optimizer-steps). */
 async function checkOptimizers(): Promise<void> {
   const FLOOR = 0.1;
   for (const [n, momentum, wd, v0Random] of [[42, 0, 0.01, false], [42, 0.9, 0.01, false], [42, 0.9, 0.05, true], [42, 0.5, 0, true], [300001, 0.9, 0.01, true]] as const) {
@@ -676,7 +678,7 @@ async function checkOptimizers(): Promise<void> {
       const vel = momentum === 0 ? null : Both.of(v0Random ? randomArray(rng, n) : new Float32Array(n), [n]);
       for (let step = 1; step <= 5; step++) {
         const g = Both.of(randomArray(rng, n), [n]);
-        both((d, s) => ops.sgdStep(s, param.pick(d), g.pick(d), on(d, vel), 0.1, momentum, wd));
+        both((d, s) => sgdStep(s, param.pick(d), g.pick(d), on(d, vel), 0.1, momentum, wd));
         await expectOut('sgdStep', `${name} step ${step}`, 'param', param, TOL, { floor: FLOOR });
         if (vel) await expectOut('sgdStep', `${name} step ${step}`, 'velocity', vel, TOL, { floor: FLOOR });
       }
@@ -689,7 +691,7 @@ async function checkOptimizers(): Promise<void> {
       const m = Both.full([n], 0), v = Both.full([n], 0);
       for (let step = 1; step <= 6; step++) {
         const g = Both.of(randomArray(rng, n), [n]);
-        both((d, s) => ops.adamStep(s, param.pick(d), g.pick(d), m.pick(d), v.pick(d), lr, b1, b2, eps, wd, step));
+        both((d, s) => adamStep(s, param.pick(d), g.pick(d), m.pick(d), v.pick(d), lr, b1, b2, eps, wd, step));
         await expectOut('adamStep', `${name} step ${step}`, 'm', m, TOL, { floor: FLOOR });
         await expectOut('adamStep', `${name} step ${step}`, 'v', v, TOL); // v > 0: relative
         await expectOut('adamStep', `${name} step ${step}`, 'param', param, TOL, { floor: FLOOR });

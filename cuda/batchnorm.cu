@@ -28,6 +28,8 @@ namespace {
 // ============================================================================================
 // kernels
 // ============================================================================================
+// (The host emulation, test/cuda/host_emulation/run.sh, runs the text between this banner
+// line "// kernels" and the "// launchers" one on the CPU: keep both lines exactly as they are.)
 
 constexpr int kBnCols = 8;     // columns per block (threadIdx.x)
 constexpr int kBnLanes = 128;  // row lanes per block (threadIdx.y)

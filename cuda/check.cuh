@@ -5,7 +5,7 @@
 // unrelated launch check does not report it again; sticky errors (a faulted kernel) cannot
 // be cleared and keep failing every later call, which is the right outcome.
 // Kernel launches are written SG_LAUNCH(grid, block, sharedBytes, stream, kernel)(args...)
-// (the <<<...>>> launch under nvcc; the CPU emulation of bench/cuda/host_emulation defines
+// (the <<<...>>> launch under nvcc; the CPU emulation of test/cuda/host_emulation defines
 // its own SG_LAUNCH that runs the kernel there, so the launchers' grid sizes, tile choices
 // and argument packing are checked without a GPU) and checked with CUDA_CHECK_LAUNCH() after.
 // Out of memory in the device allocator is reported separately (throwOutOfMemory) with the

@@ -29,7 +29,7 @@ __device__ __forceinline__ int64_t gridStep() {
 
 // ---- activations ---------------------------------------------------------------------------
 
-// The forward activations as the CPU computes them (codes of cpu::Activation; kNoActivation
+// The forward activations as the CPU computes them (codes of sg::Activation; kNoActivation
 // for none). Used by activationForward and by the GEMM epilogue.
 constexpr int kNoActivation = -1;
 __device__ __forceinline__ float activate(int act, float v) {

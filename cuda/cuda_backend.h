@@ -1,4 +1,5 @@
-// The CUDA backend's entry points, the only CUDA names the rest of the core sees.
+// The CUDA backend's entry points, the only CUDA names the addon sees (core sees none: it
+// reaches the backend through the registry).
 // This header is plain C++ (no CUDA types), so native/ compiles without nvcc.
 #pragma once
 #include "../native/core/backend.h"
@@ -15,5 +16,8 @@ Backend& backend(int index);
 // The TF32 tensor-core SGEMM switch (defined in gemm.cu; see gemm.cuh).
 void setGemmTf32(bool enabled);
 bool gemmTf32();
+// Registers the functions above as the provider of the cuda devices (core/backend.h); the
+// addon calls this when the build has the CUDA backend.
+void registerCudaBackend();
 
 }  // namespace sg::cuda

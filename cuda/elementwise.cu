@@ -19,6 +19,8 @@ namespace {
 // ============================================================================================
 // kernels
 // ============================================================================================
+// (The host emulation, test/cuda/host_emulation/run.sh, runs the text between this banner
+// line "// kernels" and the "// launchers" one on the CPU: keep both lines exactly as they are.)
 
 template <class T>
 __global__ void fillKernel(T* __restrict__ y, int64_t n, T value) {

@@ -47,6 +47,8 @@ namespace {
 // ============================================================================================
 // kernels
 // ============================================================================================
+// (The host emulation, test/cuda/host_emulation/run.sh, runs the text between this banner
+// line "// kernels" and the "// launchers" one on the CPU: keep both lines exactly as they are.)
 
 constexpr int kThreads = 256;  // FP32 kernel
 constexpr int kTf32Threads = 128;

@@ -19,7 +19,7 @@ bool gemmTf32();
 // strides in elements. beta == 0 ignores C's old contents. M, N, K must be < 2^31.
 // `numSMs` picks the tile size; `tf32Capable` (compute capability >= 8.0) allows the TF32
 // kernel when the switch is on. Then, when given, C[m,n] = act(C[m,n] + bias[n]) with
-// `activation` a cpu::Activation code (-1: none): a Linear layer's forward in one kernel.
+// `activation` an sg::Activation code (-1: none): a Linear layer's forward in one kernel.
 // Enqueued on `stream`; throws std::runtime_error on failure.
 // `workspace` (sgemmWorkspaceFloats floats; may be null when that is 0) lets a product too
 // small to cover the SMs split K across blocks (see gemm.cu); without it the product is not

@@ -10,12 +10,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "cpu/kernels.h"
+#include "core/op_types.h"  // Activation, AdamScalars: shared with the CPU backend through core
 
 namespace sg::cuda {
-
-using cpu::Activation;
-using cpu::kIgnoredLabel;
 
 // ---- elementwise.cu --------------------------------------------------------------------------
 void launchFill(cudaStream_t stream, float* y, int64_t n, float value);
@@ -32,7 +29,7 @@ void launchActivationForward(cudaStream_t stream, Activation act, const float* x
 void launchActivationBackward(cudaStream_t stream, Activation act, const float* y,
                               const float* dy, float* dx, int64_t n);
 // *flag = 1 if some labels[r] is outside [0, classes) (and, with allowIgnored, is not
-// cpu::kIgnoredLabel), else 0 (one block; always writes).
+// kIgnoredLabel), else 0 (one block; always writes).
 void launchLabelCheck(cudaStream_t stream, const int32_t* labels, int64_t rows, int64_t classes,
                       bool allowIgnored, int* flag);
 // out = onehot(labels), skipped entirely when *flag != 0 (set by launchLabelCheck).
@@ -115,7 +112,7 @@ struct GroupTensor {
 // hyper = [lr]
 void launchSgdStepGroup(cudaStream_t stream, const std::vector<GroupTensor>& group,
                         const float* hyper, float momentum, float weightDecay);
-// hyper = [lr / (1 - beta1^t), sqrt(1 - beta2^t)] (cpu::adamScalars)
+// hyper = [lr / (1 - beta1^t), sqrt(1 - beta2^t)] (adamScalars, core/op_types.h)
 void launchAdamStepGroup(cudaStream_t stream, const std::vector<GroupTensor>& group,
                          const float* hyper, float beta1, float beta2, float eps,
                          float weightDecay);

@@ -29,6 +29,8 @@ namespace {
 // ============================================================================================
 // kernels
 // ============================================================================================
+// (The host emulation, test/cuda/host_emulation/run.sh, runs the text between this banner
+// line "// kernels" and the "// launchers" one on the CPU: keep both lines exactly as they are.)
 
 constexpr int kRowsPerBlock = 8;       // softmax: one warp per row
 constexpr int kReduceThreads = 256;    // power of two: the tree below relies on it

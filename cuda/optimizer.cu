@@ -22,6 +22,8 @@ namespace {
 // ============================================================================================
 // kernels
 // ============================================================================================
+// (The host emulation, test/cuda/host_emulation/run.sh, runs the text between this banner
+// line "// kernels" and the "// launchers" one on the CPU: keep both lines exactly as they are.)
 
 // One element of SGD: g' = g + wd p; without momentum (velocity null) p -= lr g'; with it
 // v = momentum v + g', p -= lr v.
@@ -169,7 +171,7 @@ void launchAdamStep(cudaStream_t stream, float* param, const float* grad, float*
                     int64_t n, float lr, float beta1, float beta2, float eps, float weightDecay,
                     int64_t step) {
   if (n <= 0) return;
-  const cpu::AdamScalars sc = cpu::adamScalars(lr, beta1, beta2, step);
+  const AdamScalars sc = adamScalars(lr, beta1, beta2, step);
   const float stepSize = sc.stepSize, bc2Sqrt = sc.bc2Sqrt;
   const float c1 = 1.0f - beta1, c2 = 1.0f - beta2;
   SG_LAUNCH(gridFor(n), kBlock, 0, stream, adamKernel)(param, grad, m, v, n, beta1, beta2, c1, c2,

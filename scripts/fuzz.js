@@ -190,8 +190,6 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
     lstmCellBackward: ['stream', 'T:mg', 'T:mk', 'T:mk', 'T:mk', 'T?:mk', 'T:mg', 'T:mk'],
     mseForward: ['stream', 'T:mn', 'T:mn', 'T:1'], mseBackward: ['stream', 'T:mn', 'T:mn', 'T:mn', 'num'],
     oneHot: ['stream', 'I:m', 'T:mn'], concatColumns: ['stream', 'T:mk', 'T:mn', 'T:ms'], splitColumns: ['stream', 'T:ms', 'T?:mk', 'T?:mn'],
-    sgdStep: ['stream', 'T:n', 'T:n', 'T?:n', 'num', 'num', 'num'],
-    adamStep: ['stream', 'T:n', 'T:n', 'T:n', 'T:n', 'num', 'num', 'num', 'num', 'num', 'num'],
     writeScalars: ['stream', 'T:n', 'scalars'],
     sgdStepGroup: ['stream', 'G:params', 'G:grads', 'G?:vel', 'T:1', 'num', 'num'],
     adamStepGroup: ['stream', 'G:params', 'G:grads', 'G:m', 'G:v', 'T:2', 'num', 'num', 'num', 'num'],

@@ -93,6 +93,7 @@ async function opCalls(total) {
   const labels = sg.Tensor.fromArray(Int32Array.from({ length: 8 }, (_, i) => i % 4), [8]);
   const m = sg.Tensor.zeros([4, 16]);
   const v = sg.Tensor.zeros([4, 16]);
+  const hyper = sg.Tensor.zeros([2]);
   const inputs = rng.uniformArray(8 * 4, -1, 1);
   const samples = [];
   let calls = 0;
@@ -105,8 +106,9 @@ async function opCalls(total) {
     native.ops.activationForward(s, 'tanh', a.handle, a.handle);
     native.ops.softmaxCrossEntropyForward(s, y.handle, labels.handle, probs.handle, loss.handle);
     native.ops.copy(s, r.handle, r.handle);
-    native.ops.adamStep(s, w.handle, g.handle, m.handle, v.handle, 1e-6, 0.9, 0.999, 1e-8, 0, it + 1);
-    calls += 9; // the two tensors, the reshape and six ops
+    native.ops.writeScalars(s, hyper.handle, native.adamScalars(1e-6, 0.9, 0.999, it + 1));
+    native.ops.adamStepGroup(s, [w.handle], [g.handle], [m.handle], [v.handle], hyper.handle, 0.9, 0.999, 1e-8, 0);
+    calls += 10; // the two tensors, the reshape and seven ops (the Adam step: scalars, then the group)
     if (it % 50 === 0) {
       await loss.read(stream);
       calls++;

@@ -2,7 +2,7 @@
 # Mutation check of the C++ CPU kernels, run on demand (not in CI: ~1-2 min per mutation).
 # Each mutation below is a small deliberate mistake (a sign, an index, a dropped term) in one
 # kernel family; the script applies it, rebuilds the native check program that covers that
-# family (bench/gemm/check_gemm for the GEMM paths, bench/kernels/check_kernels for the rest),
+# family (test/native/gemm/check_gemm for the GEMM paths, test/native/kernels/check_kernels for the rest),
 # runs it, and restores the source. A mutation the check program does not catch is a gap in
 # the checks. The GEMM mutations of an ISA this CPU lacks are reported as not run.
 #
@@ -47,10 +47,10 @@ trap restore EXIT
 
 # Which GEMM paths this CPU and build have: check_gemm (from the real sources) says at once
 # when a path is missing; a present one starts its long run, cut short here.
-bash bench/gemm/build.sh >/dev/null
+bash test/native/gemm/build.sh >/dev/null
 declare -A HAS_ISA
 for isa in avx512 avx2 generic; do
-  out="$(timeout 3 ./build/bench/check_gemm "$isa" 2>/dev/null || true)"
+  out="$(timeout 3 ./build/test/check_gemm "$isa" 2>/dev/null || true)"
   if grep -q "not available" <<<"$out"; then HAS_ISA[$isa]=0; else HAS_ISA[$isa]=1; fi
 done
 has_isa() { [[ "${HAS_ISA[$1]}" == 1 ]]; }
@@ -72,9 +72,9 @@ for m in "${MUTATIONS[@]}"; do
   fi
   status=0
   if [[ "$check" == gemm:* ]]; then
-    { bash bench/gemm/build.sh && ./build/bench/check_gemm "${check#gemm:}"; } >"$log" 2>&1 || status=$?
+    { bash test/native/gemm/build.sh && ./build/test/check_gemm "${check#gemm:}"; } >"$log" 2>&1 || status=$?
   else
-    bash bench/kernels/build.sh >"$log" 2>&1 || status=$?
+    bash test/native/kernels/build.sh >"$log" 2>&1 || status=$?
   fi
   cp "$backup/$(basename "$file")" "$file"
   rm "$backup/$(basename "$file")"
@@ -85,6 +85,6 @@ for m in "${MUTATIONS[@]}"; do
   fi
 done
 # Leave the check programs built from the real sources.
-bash bench/gemm/build.sh >/dev/null
+bash test/native/gemm/build.sh >/dev/null
 echo "$caught caught, $missed missed, $skipped not run"
 ((missed == 0))

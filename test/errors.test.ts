@@ -75,10 +75,9 @@ describe('ops', () => {
   test('non-finite scalars and bad hyper-parameters', () => {
     const p = t([3]);
     expect(() => ops.fill(s.handle, p.handle, NaN)).toThrow(/fill: 'value' must be finite/);
-    expect(() => ops.adamStep(s.handle, p.handle, t([3]).handle, t([3]).handle, t([3]).handle, 1e-3, 0.9, 1.5, 1e-8, 0, 1))
-      .toThrow(/adamStep: 'beta2' must be in \[0, 1\)/);
-    expect(() => ops.adamStep(s.handle, p.handle, t([3]).handle, t([3]).handle, t([3]).handle, 1e-3, 0.9, 0.99, 1e-8, 0, 0))
-      .toThrow(/'step' must be >= 1/);
+    expect(() => ops.adamStepGroup(s.handle, [p.handle], [t([3]).handle], [t([3]).handle], [t([3]).handle], t([2]).handle,
+      0.9, 1.5, 1e-8, 0)).toThrow(/adamStepGroup: 'beta2' must be in \[0, 1\)/);
+    expect(() => native.adamScalars(1e-3, 0.9, 0.99, 0)).toThrow(/adamScalars: 'step' must be >= 1/);
   });
 
   test('output aliasing an input where that is not allowed', () => {

@@ -1,6 +1,7 @@
-// Graph capture and the fused parameter-group optimizer ops it relies on: the group ops equal
-// the per-tensor ones bit for bit, a captured graph replays exactly what it recorded (across
-// streams), misuse is a clear error, and fit({ graph: true }) trains exactly like fit().
+// Graph capture and the fused parameter-group optimizer ops it relies on: a group step equals
+// one-element group steps tensor by tensor, bit for bit, a captured graph replays exactly what
+// it recorded (across streams), misuse is a clear error, and fit({ graph: true }) trains
+// exactly like fit().
 import {
   Adam, Dataset, Device, Event, Graph, Parameter, Random, SGD, Stream, Tensor, Trainer, decouple, mlp, native, learningRateSchedules,
 } from '../ts';
@@ -8,6 +9,7 @@ import type { DecoupleOptions } from '../ts';
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 import { errorName } from './helpers/errors';
+import { adamStep, sgdStep } from './helpers/optimizer-steps';
 
 const cpu = Device.cpu();
 const ops = native.ops;
@@ -43,15 +45,16 @@ describe('parameter-group optimizer ops', () => {
     expect(() => ops.writeScalars(s.handle, y.handle, [1, NaN, 2])).toThrow(/'values\[1\]' must be a finite number/);
   });
 
-  test('adamStepGroup equals adamStep on every tensor, bit for bit, and zeroes the gradients', async () => {
+  test('adamStepGroup equals one-element groups tensor by tensor, bit for bit, and zeroes the gradients', async () => {
     const rng = new Random(5);
     const [p, g, m, v] = [group(rng), group(rng), group(rng), group(rng, true)];
     const s = new Stream(cpu);
-    // Reference copies, updated one tensor at a time.
+    // Reference copies, updated one tensor at a time (each step zeroes its own gradient copy).
     const copy = (t: Tensor) => { const c = Tensor.empty(t.shape, { device: cpu }); ops.copy(s.handle, t.handle, c.handle); return c; };
-    const [p0, m0, v0] = [p.map(copy), m.map(copy), v.map(copy)];
+    const [p0, g0, m0, v0] = [p.map(copy), g.map(copy), m.map(copy), v.map(copy)];
+    const start = await Promise.all(p.map((t) => floats(t, s)));
     const [lr, b1, b2, eps, wd, step] = [1e-3, 0.9, 0.999, 1e-8, 0.01, 7];
-    for (let i = 0; i < p.length; i++) ops.adamStep(s.handle, p0[i].handle, g[i].handle, m0[i].handle, v0[i].handle, lr, b1, b2, eps, wd, step);
+    for (let i = 0; i < p.length; i++) adamStep(s.handle, p0[i].handle, g0[i].handle, m0[i].handle, v0[i].handle, lr, b1, b2, eps, wd, step);
     const hyper = Tensor.zeros([2], { device: cpu });
     ops.writeScalars(s.handle, hyper.handle, native.adamScalars(lr, b1, b2, step));
     ops.adamStepGroup(s.handle, p.map((t) => t.handle), g.map((t) => t.handle), m.map((t) => t.handle), v.map((t) => t.handle),
@@ -60,23 +63,26 @@ describe('parameter-group optimizer ops', () => {
       expect(bits([await floats(p[i], s)]).equals(bits([await floats(p0[i], s)]))).toBe(true);
       expect(bits([await floats(m[i], s)]).equals(bits([await floats(m0[i], s)]))).toBe(true);
       expect(bits([await floats(v[i], s)]).equals(bits([await floats(v0[i], s)]))).toBe(true);
+      expect(bits([await floats(p[i], s)]).equals(bits([start[i]]))).toBe(false); // it moved
       expect((await floats(g[i], s)).every((x) => x === 0)).toBe(true);
     }
   });
 
-  test('sgdStepGroup equals sgdStep with and without momentum', async () => {
+  test('sgdStepGroup equals one-element groups tensor by tensor, with and without momentum', async () => {
     for (const momentum of [0, 0.9]) {
       const rng = new Random(6);
       const [p, g, vel] = [group(rng), group(rng), group(rng)];
       const s = new Stream(cpu);
       const copy = (t: Tensor) => { const c = Tensor.empty(t.shape, { device: cpu }); ops.copy(s.handle, t.handle, c.handle); return c; };
-      const [p0, v0] = [p.map(copy), vel.map(copy)];
-      for (let i = 0; i < p.length; i++) ops.sgdStep(s.handle, p0[i].handle, g[i].handle, v0[i].handle, 0.05, momentum, 1e-4);
+      const [p0, g0, v0] = [p.map(copy), g.map(copy), vel.map(copy)];
+      const start = await Promise.all(p.map((t) => floats(t, s)));
+      for (let i = 0; i < p.length; i++) sgdStep(s.handle, p0[i].handle, g0[i].handle, v0[i].handle, 0.05, momentum, 1e-4);
       const hyper = Tensor.fromArray([0.05], [1], { device: cpu });
       ops.sgdStepGroup(s.handle, p.map((t) => t.handle), g.map((t) => t.handle), momentum ? vel.map((t) => t.handle) : null,
         hyper.handle, momentum, 1e-4);
       for (let i = 0; i < p.length; i++) {
         expect(bits([await floats(p[i], s)]).equals(bits([await floats(p0[i], s)]))).toBe(true);
+        expect(bits([await floats(p[i], s)]).equals(bits([start[i]]))).toBe(false); // it moved
         if (momentum) expect(bits([await floats(vel[i], s)]).equals(bits([await floats(v0[i], s)]))).toBe(true);
         expect((await floats(g[i], s)).every((x) => x === 0)).toBe(true);
       }

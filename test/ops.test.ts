@@ -31,6 +31,7 @@
 import { native, NativeTensor, ActivationName } from '../ts/native';
 import { Random } from '../ts/random';
 import * as ref from './helpers/reference';
+import { adamStep, sgdStep } from './helpers/optimizer-steps';
 
 const FWD_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
@@ -713,7 +714,7 @@ describe('concatColumns / splitColumns', () => {
 
 // =============================================================================================
 
-describe('sgdStep', () => {
+describe('sgdStepGroup on one tensor', () => {
   const shape = [6, 7], n = 42, steps = 5;
 
   test.each([
@@ -730,7 +731,7 @@ describe('sgdStep', () => {
     const P = ref.f64(p0), V = ref.f64(v0);
     for (let step = 0; step < steps; step++) {
       const g = ref.randomArray(rng, n);
-      ops.sgdStep(stream, param, upload(g, shape), velocity, lr, momentum, wd);
+      sgdStep(stream, param, upload(g, shape), velocity, lr, momentum, wd);
       ref.sgdStep(P, g, V, f32(lr), f32(momentum), f32(wd));
       expectClose(`param after step ${step + 1}`, await read(param), P, OPT_TOL, OPT_FLOOR);
       if (momentum === 0) expectExact('velocity untouched with momentum 0', await read(velocity), v0);
@@ -744,14 +745,14 @@ describe('sgdStep', () => {
     const rng = new Random(82);
     const p0 = ref.randomArray(rng, n), g = ref.randomArray(rng, n);
     const param = upload(p0, shape);
-    ops.sgdStep(stream, param, upload(g, shape), null, 0.25, 0, 0);
+    sgdStep(stream, param, upload(g, shape), null, 0.25, 0, 0);
     const P = ref.f64(p0);
     ref.sgdStep(P, g, null, 0.25, 0, 0);
     expectClose('param', await read(param), P, OPT_TOL, OPT_FLOOR);
   });
 });
 
-describe('adamStep', () => {
+describe('adamStepGroup on one tensor', () => {
   const shape = [6, 7], n = 42;
 
   test.each([
@@ -765,7 +766,7 @@ describe('adamStep', () => {
     const P = ref.f64(p0), Mm = new Float64Array(n), Vv = new Float64Array(n);
     for (let step = 1; step <= 6; step++) {
       const g = ref.randomArray(rng, n);
-      ops.adamStep(stream, param, upload(g, shape), m, v, lr, b1, b2, eps, wd, step);
+      adamStep(stream, param, upload(g, shape), m, v, lr, b1, b2, eps, wd, step);
       ref.adamStep(P, g, Mm, Vv, f32(lr), f32(b1), f32(b2), f32(eps), f32(wd), step);
       expectClose(`m after step ${step}`, await read(m), Mm, OPT_TOL, OPT_FLOOR);
       expectClose(`v after step ${step}`, await read(v), Vv, OPT_TOL, 1e-8);
@@ -777,7 +778,7 @@ describe('adamStep', () => {
     const rng = new Random(92);
     const p0 = ref.randomArray(rng, n), g = ref.randomArray(rng, n);
     const param = upload(p0, shape);
-    ops.adamStep(stream, param, upload(g, shape), filled(shape, 0), filled(shape, 0), 0.01, 0.9, 0.999, 1e-8, 0, 1);
+    adamStep(stream, param, upload(g, shape), filled(shape, 0), filled(shape, 0), 0.01, 0.9, 0.999, 1e-8, 0, 1);
     const moved = await read(param);
     // Bias-corrected m / sqrt(v) = g / |g| at step 1: the step is lr sign(g) (up to eps / |g|).
     const want = Float64Array.from(p0, (p, i) => p - f32(0.01) * Math.sign(g[i]));
@@ -791,12 +792,12 @@ describe('adamStep', () => {
     const p0 = ref.randomArray(rng, n);
     const gs = [ref.randomArray(rng, n), ref.randomArray(rng, n), ref.randomArray(rng, n)];
     const param = upload(p0, shape), m = filled(shape, 0), v = filled(shape, 0);
-    for (let s = 1; s <= 2; s++) ops.adamStep(stream, param, upload(gs[s - 1], shape), m, v, 0.01, 0.9, 0.999, 1e-8, 0.01, s);
+    for (let s = 1; s <= 2; s++) adamStep(stream, param, upload(gs[s - 1], shape), m, v, 0.01, 0.9, 0.999, 1e-8, 0.01, s);
     const p2 = upload(await read(param), shape), m2 = upload(await read(m), shape), v2 = upload(await read(v), shape);
-    ops.adamStep(stream, param, upload(gs[2], shape), m, v, 0.01, 0.9, 0.999, 1e-8, 0.01, 3);
-    ops.adamStep(stream, p2, upload(gs[2], shape), m2, v2, 0.01, 0.9, 0.999, 1e-8, 0.01, 3);
+    adamStep(stream, param, upload(gs[2], shape), m, v, 0.01, 0.9, 0.999, 1e-8, 0.01, 3);
+    adamStep(stream, p2, upload(gs[2], shape), m2, v2, 0.01, 0.9, 0.999, 1e-8, 0.01, 3);
     expectExact('param', await read(p2), await read(param));
-    expectThrows(() => ops.adamStep(stream, param, upload(gs[0], shape), m, v, 0.01, 0.9, 0.999, 1e-8, 0, 0),
+    expectThrows(() => adamStep(stream, param, upload(gs[0], shape), m, v, 0.01, 0.9, 0.999, 1e-8, 0, 0),
       'RangeError', /step/);
   });
 });

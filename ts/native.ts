@@ -1,11 +1,13 @@
 // The TypeScript type of the whole native module, and its loader.
 //
-// This is the only file that knows the addon's shape; everything else goes through the typed
+// This is the only file that knows the addon's shape (with ts/native-ops.ts, the ops' type that
+// scripts/gen-ops.js writes from the op table); everything else goes through the typed
 // wrappers (Tensor, Stream, layers). The native functions check every argument themselves and
 // throw TypeError/RangeError naming it, so a wrong call never crashes the process.
 import * as fs from 'fs';
 import * as path from 'path';
 import { error } from './errors';
+import type { NativeOps } from './native-ops';
 
 export type DTypeName = 'float32' | 'int32';
 export type DeviceName = 'cpu' | `cuda:${number}`;
@@ -40,69 +42,8 @@ export interface NativeEvent {
   synchronize(): Promise<void>;
 }
 
-type S = NativeStream;
-type T = NativeTensor;
-
-/** Every op enqueues work on a stream and returns at once; see native/core/ops.h. */
-export interface NativeOps {
-  copy(s: S, src: T, dst: T): void;
-  fill(s: S, y: T, value: number): void;
-  axpby(s: S, a: number, x: T, b: number, y: T): void;
-  gemm(s: S, a: T, b: T, c: T, transA: boolean, transB: boolean, alpha: number, beta: number): void;
-  /** y = act(x wᵀ + bias) in one pass (CUDA: the GEMM's epilogue); bias, act optional. */
-  linearForward(s: S, x: T, w: T, bias: T | null, y: T, act: ActivationName | null): void;
-  addBias(s: S, y: T, bias: T): void;
-  biasBackward(s: S, dy: T, dbias: T): void;
-  activationForward(s: S, act: ActivationName, x: T, y: T): void;
-  activationBackward(s: S, act: ActivationName, y: T, dy: T, dx: T): void;
-  batchNormForward(s: S, x: T, gamma: T, beta: T, y: T, runningMean: T, runningVar: T,
-    saveMean: T, saveInvStd: T, momentum: number, eps: number, training: boolean): void;
-  batchNormBackward(s: S, x: T, dy: T, gamma: T, saveMean: T, saveInvStd: T, dx: T, dgamma: T,
-    dbeta: T): void;
-  /**
-   * probs = softmax(logits); loss = (sum over scored rows of -log p[label]) / rows. A label of
-   * -1 scores nothing at its row (no loss, zero gradient); others outside [0, classes) fail.
-   */
-  softmaxCrossEntropyForward(s: S, logits: T, labels: T, probs: T, loss: T): void;
-  /** dlogits = scale · (probs − onehot(labels)) / rows; rows labelled -1 get 0. */
-  softmaxCrossEntropyBackward(s: S, probs: T, labels: T, dlogits: T, scale: number): void;
-  /**
-   * probs = σ(logits) [B, K]; loss [1] = (1/B) Σ binary cross-entropy against float32 targets
-   * [B, K] (in [0, 1], not checked), computed stably from the logits, deterministic.
-   */
-  sigmoidCrossEntropyForward(s: S, logits: T, targets: T, probs: T, loss: T): void;
-  /** dlogits = scale · (probs − targets): no 1/B, pass scale = 1/B for the loss's gradient. */
-  sigmoidCrossEntropyBackward(s: S, probs: T, targets: T, dlogits: T, scale: number): void;
-  /**
-   * One LSTM step: gates [B, 4H] holds pre-activations in blocks i, f, g, o and is overwritten
-   * with σ(i), σ(f), tanh(g), σ(o) (kept for the backward); c = f⊙cPrev + i⊙g, h = o⊙tanh(c)
-   * [B, H]. c and h share memory with neither cPrev, gates nor each other.
-   */
-  lstmCellForward(s: S, gates: T, cPrev: T, c: T, h: T): void;
-  /**
-   * Its backward from the forward's gates (activations), cPrev and c: with dcTotal = dc +
-   * dh⊙o⊙(1 − tanh²c) (dc null: 0), dgates [B, 4H] = the gradients w.r.t. the pre-activations
-   * and dcPrev = dcTotal⊙f, both overwritten. dcPrev may be dc; no other output shares memory.
-   */
-  lstmCellBackward(s: S, gates: T, cPrev: T, c: T, dh: T, dc: T | null, dgates: T, dcPrev: T): void;
-  mseForward(s: S, pred: T, target: T, loss: T): void;
-  mseBackward(s: S, pred: T, target: T, dpred: T, scale: number): void;
-  oneHot(s: S, labels: T, out: T): void;
-  concatColumns(s: S, a: T, b: T, out: T): void;
-  splitColumns(s: S, dout: T, da: T | null, db: T | null): void;
-  sgdStep(s: S, param: T, grad: T, velocity: T | null, lr: number, momentum: number,
-    weightDecay: number): void;
-  adamStep(s: S, param: T, grad: T, m: T, v: T, lr: number, beta1: number, beta2: number,
-    eps: number, weightDecay: number, step: number): void;
-  /** y[i] = values[i] when the stream gets there (1..16 values). */
-  writeScalars(s: S, y: T, values: number[]): void;
-  /** One step over a parameter group, lr read from hyper = [lr] when it runs; zeroes grads. */
-  sgdStepGroup(s: S, params: T[], grads: T[], velocities: T[] | null, hyper: T, momentum: number,
-    weightDecay: number): void;
-  /** As adamStep over a group, hyper = adamScalars(...) read when it runs; zeroes grads. */
-  adamStepGroup(s: S, params: T[], grads: T[], ms: T[], vs: T[], hyper: T, beta1: number,
-    beta2: number, eps: number, weightDecay: number): void;
-}
+// The ops' type comes from the op table (native/core/op_table.json) through scripts/gen-ops.js.
+export type { NativeOps } from './native-ops';
 
 /** Recorded work of one or more streams; see beginCapture. */
 export interface NativeGraph {
@@ -161,7 +102,7 @@ export interface NativeModule {
    * returns how many (see NativeStream.cancel; CUDA: 0).
    */
   cancelQueued(device: DeviceName): number;
-  /** Adam's step-dependent scalars as adamStep computes them: [lr/(1-b1^t), sqrt(1-b2^t)]. */
+  /** Adam's step-dependent scalars, the hyper tensor of adamStepGroup: [lr/(1-b1^t), sqrt(1-b2^t)]. */
   adamScalars(lr: number, beta1: number, beta2: number, step: number): [number, number];
 }
 
@@ -197,7 +138,6 @@ function load(): NativeModule {
   const { file, looked } = locate();
   if (file) {
     try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node addon loads only through require
       return require(file) as NativeModule;
     } catch (e) {
       throw error('ERR_SYNTHGRAD_NATIVE',

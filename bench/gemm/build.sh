@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the GEMM correctness check and the OpenBLAS comparison into build/bench/.
+# Builds the SGEMM timing against OpenBLAS (gemm_vs_openblas.cpp) into build/bench/. (The
+# GEMM correctness check is test/native/gemm/build.sh.)
 # Each library file gets the same flags as in the library build: -O3 for all, and the
 # ISA flags only on the micro-kernel files (never -march=native, so the binaries also run
 # on CPUs without AVX-512/AVX2; the code picks its path at run time).
@@ -33,11 +34,9 @@ compile native/cpu/gemm.cpp gemm.o
 compile native/cpu/gemm_avx512.cpp gemm_avx512.o "${AVX512_FLAGS[@]}"
 compile native/cpu/gemm_avx2.cpp gemm_avx2.o "${AVX2_FLAGS[@]}"
 compile native/core/parallel.cpp parallel.o
-compile bench/gemm/check_gemm.cpp check_gemm.o
 compile bench/gemm/gemm_vs_openblas.cpp gemm_vs_openblas.o
 
 LIB_OBJS=("$OBJ/gemm.o" "$OBJ/gemm_avx512.o" "$OBJ/gemm_avx2.o" "$OBJ/parallel.o")
-"$CXX" "${COMMON[@]}" "$OBJ/check_gemm.o" "${LIB_OBJS[@]}" -o "$OUT/check_gemm"
 "$CXX" "${COMMON[@]}" "$OBJ/gemm_vs_openblas.o" "${LIB_OBJS[@]}" -o "$OUT/gemm_vs_openblas" -ldl
 
-echo "built $OUT/check_gemm and $OUT/gemm_vs_openblas"
+echo "built $OUT/gemm_vs_openblas"

@@ -6,6 +6,11 @@
 #include <cmath>
 
 #include "../core/parallel.h"
+#include "../cpu/cpu_backend.h"
+#include "../cpu/kernels.h"
+#ifdef SYNTHGRAD_WITH_CUDA
+#include "../../cuda/cuda_backend.h"
+#endif
 #include "completion.h"
 #include "convert.h"
 #include "handles.h"
@@ -95,7 +100,7 @@ Napi::Value adamScalars(const Napi::CallbackInfo& info) {
     }
     const int64_t step = a.integer(3, "step");
     if (step < 1) throw rangeError("adamScalars: 'step' must be >= 1, got " + std::to_string(step));
-    const cpu::AdamScalars sc = cpu::adamScalars(lr, betas[0], betas[1], step);
+    const AdamScalars sc = sg::adamScalars(lr, betas[0], betas[1], step);
     Napi::Array out = Napi::Array::New(info.Env(), 2);
     out.Set(0u, Napi::Number::New(info.Env(), sc.stepSize));
     out.Set(1u, Napi::Number::New(info.Env(), sc.bc2Sqrt));
@@ -136,10 +141,20 @@ void pinLibrary() {
   }();
   (void)pinned;
 }
+
+// The built-in backends: the addon is the one place that knows them by name (arrows run
+// addon -> backends -> core); everything else asks core's registry.
+void registerBackends() {
+  registerCpuBackend();
+#ifdef SYNTHGRAD_WITH_CUDA
+  cuda::registerCudaBackend();
+#endif
+}
 }  // namespace
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   pinLibrary();
+  registerBackends();
   auto* data = new AddonData();
   env.SetInstanceData(data);
   data->life = std::make_shared<EnvLife>();

@@ -18,12 +18,10 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/kernels.h"
+#include "op_types.h"
 #include "tensor.h"
 
 namespace sg {
-
-using cpu::Activation;
 
 class Event;
 
@@ -100,76 +98,33 @@ class Backend {
   virtual void zero(const Tensor& dst) = 0;
   virtual void download(Stream& s, const Tensor& src, void* host,
                         std::shared_ptr<void> hostOwner) = 0;
-  virtual void copy(Stream& s, const Tensor& src, const Tensor& dst) = 0;
 
-  virtual void fill(Stream& s, const Tensor& y, double value) = 0;
-  virtual void axpby(Stream& s, float a, const Tensor& x, float b, const Tensor& y) = 0;
-  virtual void gemm(Stream& s, const Tensor& a, const Tensor& b, const Tensor& c, bool transA,
-                    bool transB, float alpha, float beta) = 0;
-  // y = act(x wᵀ + bias): a Linear layer's forward in one pass; `bias` may be empty.
-  virtual void linearForward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& bias,
-                             const Tensor& y, std::optional<Activation> act) = 0;
-  virtual void addBias(Stream& s, const Tensor& y, const Tensor& bias) = 0;
-  virtual void biasBackward(Stream& s, const Tensor& dy, const Tensor& dbias) = 0;
-  virtual void activationForward(Stream& s, Activation act, const Tensor& x,
-                                 const Tensor& y) = 0;
-  virtual void activationBackward(Stream& s, Activation act, const Tensor& y, const Tensor& dy,
-                                  const Tensor& dx) = 0;
-  virtual void batchNormForward(Stream& s, const Tensor& x, const Tensor& gamma,
-                                const Tensor& beta, const Tensor& y, const Tensor& runningMean,
-                                const Tensor& runningVar, const Tensor& saveMean,
-                                const Tensor& saveInvStd, float momentum, float eps,
-                                bool training) = 0;
-  virtual void batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy,
-                                 const Tensor& gamma, const Tensor& saveMean,
-                                 const Tensor& saveInvStd, const Tensor& dx,
-                                 const Tensor& dgamma, const Tensor& dbeta) = 0;
-  virtual void softmaxCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& labels,
-                                          const Tensor& probs, const Tensor& loss) = 0;
-  virtual void softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& labels,
-                                           const Tensor& dlogits, float scale) = 0;
-  virtual void sigmoidCrossEntropyForward(Stream& s, const Tensor& logits,
-                                          const Tensor& targets, const Tensor& probs,
-                                          const Tensor& loss) = 0;
-  virtual void sigmoidCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& targets,
-                                           const Tensor& dlogits, float scale) = 0;
-  // One LSTM step (cpu::lstmCellForward / lstmCellBackward); dc may be empty (no storage).
-  virtual void lstmCellForward(Stream& s, const Tensor& gates, const Tensor& cPrev,
-                               const Tensor& c, const Tensor& h) = 0;
-  virtual void lstmCellBackward(Stream& s, const Tensor& gates, const Tensor& cPrev,
-                                const Tensor& c, const Tensor& dh, const Tensor& dc,
-                                const Tensor& dgates, const Tensor& dcPrev) = 0;
-  virtual void mseForward(Stream& s, const Tensor& pred, const Tensor& target,
-                          const Tensor& loss) = 0;
-  virtual void mseBackward(Stream& s, const Tensor& pred, const Tensor& target,
-                           const Tensor& dpred, float scale) = 0;
-  virtual void oneHot(Stream& s, const Tensor& labels, const Tensor& out) = 0;
-  virtual void concatColumns(Stream& s, const Tensor& a, const Tensor& b,
-                             const Tensor& out) = 0;
-  // da or db may be empty (no storage) to skip that half.
-  virtual void splitColumns(Stream& s, const Tensor& dout, const Tensor& da,
-                            const Tensor& db) = 0;
-  virtual void sgdStep(Stream& s, const Tensor& param, const Tensor& grad,
-                       const Tensor& velocity, float lr, float momentum, float weightDecay) = 0;
-  virtual void adamStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& m,
-                        const Tensor& v, float lr, float beta1, float beta2, float eps,
-                        float weightDecay, int64_t step) = 0;
-
-  // Stream-ordered write of a few host values into a small float32 tensor (hyperparameters
-  // that a captured graph reads from device memory).
-  virtual void writeScalars(Stream& s, const Tensor& y, const std::vector<float>& values) = 0;
-  // Optimizer steps over a whole parameter group in one pass, reading the step-dependent
-  // scalars from a device tensor when the work runs (so a replayed graph sees new values), and
-  // zeroing the gradients. SGD: hyper = [lr]; `velocities` empty without momentum. Adam:
-  // hyper = [lr / (1 - beta1^t), sqrt(1 - beta2^t)].
-  virtual void sgdStepGroup(Stream& s, const std::vector<Tensor>& params,
-                            const std::vector<Tensor>& grads, const std::vector<Tensor>& velocities,
-                            const Tensor& hyper, float momentum, float weightDecay) = 0;
-  virtual void adamStepGroup(Stream& s, const std::vector<Tensor>& params,
-                             const std::vector<Tensor>& grads, const std::vector<Tensor>& ms,
-                             const std::vector<Tensor>& vs, const Tensor& hyper, float beta1,
-                             float beta2, float eps, float weightDecay) = 0;
+  // The ops, one pure virtual method each, declared by the op table (core/op_table.json).
+  // Backends trust their arguments: ops.cpp has checked them. `tensor?` arguments arrive as
+  // an empty Tensor (no storage) when absent; a group step's hyper tensor is read when the
+  // work runs, so a replayed graph sees new values (SGD: hyper = [lr]; Adam: hyper =
+  // [lr / (1 - beta1^t), sqrt(1 - beta2^t)]), and velocities are empty without momentum.
+#include "gen/backend_ops.inc"
 };
+
+// ---- the registry (registry.cpp) -------------------------------------------------------------
+// Core knows no backend by name: each backend kind registers what it provides, and every
+// lookup below goes through the registry. The addon registers the built-in backends when it
+// loads (cpu/cpu_backend.h, cuda/cuda_backend.h); ops look their backend up on every call.
+struct BackendProvider {
+  // Number of usable devices of this kind (never throws).
+  int (*deviceCount)();
+  // Why deviceCount() is 0 when the runtime said so with an error; "" otherwise. May be null.
+  std::string (*deviceError)();
+  // The backend of device `index`, 0 <= index < deviceCount() (created on first use).
+  Backend& (*backend)(int index);
+  // The TF32 tensor-core GEMM switch; both null for a kind without one.
+  void (*setGemmTf32)(bool enabled);
+  bool (*gemmTf32)();
+};
+// Makes `provider` (which must live as long as the process) the provider of `kind`.
+// Registering the same provider again (one more Worker loading the addon) changes nothing.
+void registerBackend(DeviceKind kind, const BackendProvider* provider);
 
 // The backend of a device; throws ArgumentError if the device does not exist.
 Backend& backendFor(Device device);
@@ -178,10 +133,10 @@ int cudaDeviceCount();
 // Why cudaDeviceCount() is 0 when the CUDA runtime said so with an error (e.g.
 // "cudaErrorInsufficientDriver (...)": a driver older than the runtime needs); "" otherwise.
 std::string cudaDeviceError();
-// Whether this build has the CUDA backend compiled in.
+// Whether a CUDA backend is registered (this build has it compiled in).
 bool builtWithCuda();
 // Opt-in TF32 tensor cores for CUDA GEMMs (default off: exact fp32). Throws ArgumentError when
-// enabling it in a build without CUDA.
+// enabling it without a CUDA backend.
 void setCudaGemmTf32(bool enabled);
 bool cudaGemmTf32();
 

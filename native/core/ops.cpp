@@ -367,27 +367,6 @@ void splitColumns(Stream& s, const Tensor& dout, const Tensor& da, const Tensor&
   on(s).splitColumns(s, dout, da, db);
 }
 
-void sgdStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& velocity, float lr,
-             float momentum, float weightDecay) {
-  Check c("sgdStep", s);
-  c.tensor(param, "param").tensor(grad, "grad").shape(grad, "grad", param.shape);
-  if (momentum != 0) c.tensor(velocity, "velocity").shape(velocity, "velocity", param.shape);
-  c.finite(lr, "lr").inRange(momentum, "momentum", 0, 1).finite(weightDecay, "weightDecay");
-  on(s).sgdStep(s, param, grad, velocity, lr, momentum, weightDecay);
-}
-
-void adamStep(Stream& s, const Tensor& param, const Tensor& grad, const Tensor& m,
-              const Tensor& v, float lr, float beta1, float beta2, float eps, float weightDecay,
-              int64_t step) {
-  Check c("adamStep", s);
-  c.tensor(param, "param").tensor(grad, "grad").shape(grad, "grad", param.shape);
-  c.tensor(m, "m").shape(m, "m", param.shape).tensor(v, "v").shape(v, "v", param.shape);
-  c.finite(lr, "lr").inRange(beta1, "beta1", 0, 1).inRange(beta2, "beta2", 0, 1);
-  c.positive(eps, "eps").finite(weightDecay, "weightDecay");
-  if (step < 1) throw rangeError("adamStep: 'step' must be >= 1, got " + std::to_string(step));
-  on(s).adamStep(s, param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step);
-}
-
 void writeScalars(Stream& s, const Tensor& y, const std::vector<float>& values) {
   Check c("writeScalars", s);
   c.tensor(y, "y");

@@ -7,5 +7,7 @@ namespace sg {
 
 // The process-wide CPU backend.
 Backend& cpuBackend();
+// Registers it as the provider of the cpu device (core/backend.h); the addon calls this.
+void registerCpuBackend();
 
 }  // namespace sg

@@ -799,13 +799,6 @@ void sgdStep(float* param, const float* grad, float* velocity, int64_t n, float 
   }
 }
 
-AdamScalars adamScalars(float lr, float beta1, float beta2, int64_t step) {
-  const double t = static_cast<double>(std::max<int64_t>(1, step));
-  return {static_cast<float>(static_cast<double>(lr) /
-                             (1.0 - std::pow(static_cast<double>(beta1), t))),
-          static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(beta2), t)))};
-}
-
 void adamStep(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
               float beta1, float beta2, float eps, float weightDecay, int64_t step) {
   adamStepScaled(param, grad, m, v, n, adamScalars(lr, beta1, beta2, step), beta1, beta2, eps,

@@ -10,7 +10,14 @@
 #pragma once
 #include <cstdint>
 
+#include "../core/op_types.h"
+
 namespace sg::cpu {
+
+// Shared with the CUDA kernels through core (core/op_types.h).
+using sg::Activation;
+using sg::AdamScalars;
+using sg::adamScalars;
 
 // ---- GEMM (gemm.cpp) -------------------------------------------------------------------
 // C[M,N] = alpha * op(A) * op(B) + beta * C, op(X) = X or X^T; lda/ldb/ldc are row strides.
@@ -33,7 +40,6 @@ void addBias(float* y, const float* bias, int64_t rows, int64_t cols);
 // dbias[c] += sum_r dy[r, c]
 void biasBackward(const float* dy, float* dbias, int64_t rows, int64_t cols);
 
-enum class Activation { Relu = 0, Tanh = 1, Sigmoid = 2 };
 // y = act(x); in place allowed (y == x)
 void activationForward(Activation act, const float* x, float* y, int64_t n);
 // dx = dy * act'(.) computed from the forward OUTPUT y; in place allowed (dx == dy)
@@ -54,9 +60,6 @@ void batchNormBackward(const float* x, const float* dy, const float* gamma,
                        float* dgamma, float* dbeta, int64_t rows, int64_t cols);
 
 // ---- losses (kernels.cpp) ---------------------------------------------------------------
-// The label of a row that has no target (sequence tasks score only some steps): the softmax
-// cross-entropy gives it no loss and a zero gradient. oneHot still rejects it.
-constexpr int32_t kIgnoredLabel = -1;
 // logits [rows, classes], labels [rows] in [0, classes) or kIgnoredLabel. Writes probs =
 // softmax(logits) (every row) and *loss = (sum over scored rows of -log p[label]) / rows: the
 // divisor counts every row, so callers' gradient scales do not depend on how many rows are
@@ -117,13 +120,7 @@ void sgdStep(float* param, const float* grad, float* velocity, int64_t n, float 
 //       param -= lr * (m / (1 - b1^step)) / (sqrt(v / (1 - b2^step)) + eps);  step >= 1
 void adamStep(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
               float beta1, float beta2, float eps, float weightDecay, int64_t step);
-// The step-dependent scalars of Adam, computed in double and rounded once (every backend
-// uses these): stepSize = lr / (1 - b1^step), bc2Sqrt = sqrt(1 - b2^step).
-struct AdamScalars {
-  float stepSize, bc2Sqrt;
-};
-AdamScalars adamScalars(float lr, float beta1, float beta2, int64_t step);
-// adamStep with the scalars given.
+// adamStep with the scalars given (adamScalars of core/op_types.h, or read from a device tensor).
 void adamStepScaled(float* param, const float* grad, float* m, float* v, int64_t n,
                     AdamScalars scalars, float beta1, float beta2, float eps, float weightDecay);
 

@@ -15,7 +15,7 @@
 //   - out-of-range labels: false, and no output written.
 // Prints one line per kernel family; exits 1 if anything failed, listing each failure.
 //
-// Build and run: bench/kernels/build.sh
+// Build and run: test/native/kernels/build.sh
 #include <algorithm>
 #include <cinttypes>
 #include <cmath>

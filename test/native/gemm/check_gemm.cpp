@@ -27,9 +27,9 @@
 #include <string>
 #include <vector>
 
-#include "../../native/core/parallel.h"
-#include "../../native/cpu/gemm_kernels.h"
-#include "../../native/cpu/kernels.h"
+#include "../../../native/core/parallel.h"
+#include "../../../native/cpu/gemm_kernels.h"
+#include "../../../native/cpu/kernels.h"
 
 namespace {
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the kernel files of cuda/*.cu on the CPU (see cuda_runtime.h here) against the CPU
 # kernels of native/cpu: their kernel sections directly, and the whole files (launchers
-# included, through SG_LAUNCH) as separate translation units. Then cuda_backend.cu itself on
-# a fake CUDA runtime (fake_runtime.cpp; tests in fake_test.cpp), also under ThreadSanitizer.
-# No GPU and no nvcc needed: g++ only. Usage: bench/cuda/host_emulation/run.sh
+# included, through SG_LAUNCH) as separate translation units. Then the backend's runtime files
+# (cuda_backend.cu and its parts) on a fake CUDA runtime (fake_runtime.cpp; tests in
+# fake_test.cpp), also under ThreadSanitizer.
+# No GPU and no nvcc needed: g++ only. Usage: test/cuda/host_emulation/run.sh
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
@@ -11,7 +12,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/gen"
 for f in gemm elementwise batchnorm loss lstm optimizer; do
-  # The text between the "// kernels" and "// launchers" banners, without namespace closers.
+  # The text between the "// kernels" and "// launchers" banner lines, without namespace
+  # closers (each of these .cu files says so beside its banner).
   sed -n '/^\/\/ kernels$/,/^\/\/ launchers$/p' "$root/cuda/$f.cu" | grep -v '^}  // namespace$' \
     > "$work/gen/${f}_kernels.inc"
 done
@@ -44,18 +46,22 @@ fakeBuild() {  # fakeBuild DIR EXTRA_FLAGS...
   local dir=$1; shift
   mkdir -p "$dir"
   local o=()
-  for f in gemm elementwise batchnorm loss lstm optimizer cuda_backend; do
-    g++ $flags "$@" -w -x c++ -I"$here" -I"$root/cuda" -c "$root/cuda/$f.cu" -o "$dir/cu_$f.o"
+  # Every .cu: the kernel files and the backend's runtime files (cuda_backend.cu, cuda_ops.cu,
+  # cuda_graphs.cu, cuda_transfers.cu, ...), as the CMake build compiles them.
+  for src in "$root"/cuda/*.cu; do
+    f=$(basename "$src" .cu)
+    g++ $flags "$@" -w -x c++ -I"$here" -I"$root/cuda" -c "$src" -o "$dir/cu_$f.o"
     o+=("$dir/cu_$f.o")
   done
-  for src in "$root/native/cpu/kernels.cpp" "$root/native/core/parallel.cpp" "$here/fake_runtime.cpp"; do
+  for src in "$root/native/cpu/kernels.cpp" "$root/native/core/parallel.cpp" "$root/native/core/registry.cpp" \
+      "$here/fake_runtime.cpp"; do
     g++ $flags "$@" -w -I"$here" -I"$root/cuda" -c "$src" -o "$dir/$(basename "$src" .cpp).o"
     o+=("$dir/$(basename "$src" .cpp).o")
   done
   g++ $flags "$@" -w -I"$here" -I"$root/cuda" "$here/fake_test.cpp" "${o[@]}" -o "$dir/fake_test"
 }
 echo
-echo '== cuda_backend.cu on the fake runtime'
+echo '== the runtime side (cuda_backend.cu and its parts) on the fake runtime'
 fakeBuild "$work/fake"
 "$work/fake/fake_test"
 if [[ ${SG_EMULATION_TSAN:-1} != 0 ]]; then

@@ -1,0 +1,113 @@
+// The CUDA backend: transfers between host and device.
+//
+// Transfers. upload is synchronous: chunks go through two pinned staging buffers on a
+//   private stream (double buffered), then the stream is synchronised; zero is a
+//   cudaMemsetAsync on that stream, synchronised too. download copies
+//   into a pinned staging buffer on the caller's stream, then a host function copies it into
+//   the caller's host pointer (kept alive by its owner until then) and hands the buffer back to
+//   a process-wide pinned pool. A whenDone that cannot be enqueued synchronises the stream
+//   before it throws, so that no queued download still writes into a buffer the caller frees.
+// Part of the CUDA backend (cuda_backend.cu has the overview). Host code: the host emulation
+// (test/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
+#include "cuda_backend_impl.cuh"
+
+namespace sg::cuda::runtime {
+namespace {
+
+struct DownloadJob {
+  void* staging;
+  size_t stagingBytes;
+  void* host;
+  size_t bytes;
+  std::shared_ptr<void> hostOwner;  // keeps `host` valid until the copy into it
+};
+
+// Runs after the device-to-host copy into `staging`. After a fault CUDA does not run it (the
+// staging buffer is then leaked, and the stream's next whenDone reports the fault).
+void CUDART_CB downloadHostFunc(void* data) {
+  CallbackScope scope;
+  std::unique_ptr<DownloadJob> job(static_cast<DownloadJob*>(data));
+  try {
+    std::memcpy(job->host, job->staging, job->bytes);
+    pinnedPool().give(job->staging, job->stagingBytes);
+  } catch (...) {
+  }
+}
+
+}  // namespace
+
+void CudaBackend::upload(const Tensor& dst, const void* host) {
+  const size_t bytes = dst.bytes();
+  if (bytes == 0) return;
+  enter();
+  std::lock_guard<std::mutex> lock(uploadM_);
+  if (!uploadStream_) CUDA_CHECK(cudaStreamCreateWithFlags(&uploadStream_, cudaStreamNonBlocking));
+  for (int b = 0; b < 2; ++b) {
+    if (!stagingDone_[b])
+      CUDA_CHECK(cudaEventCreateWithFlags(&stagingDone_[b], cudaEventDisableTiming));
+    if (!staging_[b]) {
+      const cudaError_t e = cudaHostAlloc(&staging_[b], kUploadChunk, cudaHostAllocPortable);
+      if (e != cudaSuccess) staging_[b] = nullptr;
+      CUDA_CHECK(e);
+    }
+  }
+  char* d = static_cast<char*>(dst.storage->data());
+  const char* h = static_cast<const char*>(host);
+  try {
+    // Buffer b is refilled only after the copy that last read it has completed.
+    size_t chunk = 0;
+    for (size_t off = 0; off < bytes; off += kUploadChunk, ++chunk) {
+      const size_t len = std::min(kUploadChunk, bytes - off);
+      const int b = static_cast<int>(chunk % 2);
+      if (stagingBusy_[b]) {
+        CUDA_CHECK(cudaEventSynchronize(stagingDone_[b]));
+        stagingBusy_[b] = false;
+      }
+      std::memcpy(staging_[b], h + off, len);
+      CUDA_CHECK(cudaMemcpyAsync(d + off, staging_[b], len, cudaMemcpyHostToDevice,
+                                 uploadStream_));
+      CUDA_CHECK(cudaEventRecord(stagingDone_[b], uploadStream_));
+      stagingBusy_[b] = true;
+    }
+    CUDA_CHECK(cudaStreamSynchronize(uploadStream_));
+    stagingBusy_[0] = stagingBusy_[1] = false;
+  } catch (...) {
+    (void)cudaStreamSynchronize(uploadStream_);  // the staging buffers are free after this
+    (void)cudaGetLastError();
+    stagingBusy_[0] = stagingBusy_[1] = false;
+    throw;
+  }
+}
+
+// On the upload stream, like upload, so that it is ordered before any later work.
+void CudaBackend::zero(const Tensor& dst) {
+  const size_t bytes = dst.bytes();
+  if (bytes == 0) return;
+  enter();
+  std::lock_guard<std::mutex> lock(uploadM_);
+  if (!uploadStream_) CUDA_CHECK(cudaStreamCreateWithFlags(&uploadStream_, cudaStreamNonBlocking));
+  CUDA_CHECK(cudaMemsetAsync(dst.storage->data(), 0, bytes, uploadStream_));
+  CUDA_CHECK(cudaStreamSynchronize(uploadStream_));
+}
+
+void CudaBackend::download(Stream& s, const Tensor& src, void* host, std::shared_ptr<void> hostOwner) {
+  const size_t bytes = src.bytes();
+  if (bytes == 0) return;
+  enter();
+  if (s.capturing())
+    throw std::runtime_error("read: the stream is being captured into a graph; read after "
+                             "endCapture() and launch()");
+  CudaStream& cs = cudaStreamOf(s);
+  size_t rounded = 0;
+  void* staging = pinnedPool().take(bytes, &rounded);
+  const cudaError_t e = cudaMemcpyAsync(staging, src.storage->data(), bytes,
+                                        cudaMemcpyDeviceToHost, cs.raw());
+  if (e != cudaSuccess) {
+    pinnedPool().give(staging, rounded);  // nothing was queued
+    CUDA_CHECK(e);
+  }
+  // If this throws, the queued copy may still write `staging`: it is leaked, not reused.
+  addHostFunc(cs.raw(), downloadHostFunc, new DownloadJob{staging, rounded, host, bytes, std::move(hostOwner)});
+}
+
+}  // namespace sg::cuda::runtime

@@ -1,0 +1,291 @@
+// The CPU backend's internals, shared by its files (the public entry is cpu_backend.h):
+//   cpu_backend.cpp    the backend object and its registration
+//   cpu_allocator.cpp  the caching host allocator and the device's memory size
+//   cpu_streams.cpp    streams (a worker thread with a FIFO each), events, transfers
+//   cpu_graphs.cpp     capture into a task list and its replay
+//   cpu_ops.cpp        the op methods: each enqueues its kernels (kernels.h) on the stream
+// Each queued task is an op (cancellable) or control work (event records and waits, whenDone
+// callbacks: never cancelled, since other streams and Promises wait for them), tagged with
+// the thread that enqueued it, so that cancelQueued drops only that thread's ops: one
+// JavaScript environment (the main thread or a Worker) never cancels another's work.
+#pragma once
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../core/backend.h"
+
+namespace sg::cpu_backend {
+
+inline const Device kCpu{DeviceKind::Cpu, 0};
+
+// ---- streams and events (cpu_streams.cpp) -------------------------------------------------
+
+class CpuStream;
+class CpuEvent;
+struct Capture;
+
+// Thrown for host waits and cross-capture waits that a CUDA graph capture forbids too.
+[[noreturn]] inline void captureMisuse(const std::string& what) { throw std::runtime_error(what); }
+
+// Marks events whose latest record was captured into a graph that is now complete: like CUDA,
+// such a record cannot be waited for outside its capture.
+Capture* endedCapture();
+
+// The live streams, for cancelQueued on the whole device.
+struct StreamList {
+  std::mutex m;  // held while a stream joins or leaves, and while the list is walked
+  std::vector<CpuStream*> streams;
+};
+
+StreamList& liveStreams();
+
+class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> {
+ public:
+  CpuStream() : worker_([this] { loop(); }) {
+    std::lock_guard<std::mutex> lock(liveStreams().m);
+    liveStreams().streams.push_back(this);
+  }
+
+  ~CpuStream() override {
+    {
+      std::lock_guard<std::mutex> lock(liveStreams().m);
+      auto& v = liveStreams().streams;
+      v.erase(std::remove(v.begin(), v.end(), this), v.end());
+    }
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();  // drains the queue first
+  }
+
+  Device device() const override { return kCpu; }
+  bool capturing() const override { return capture_ != nullptr; }
+
+  // Runs `task` (an op) after the work enqueued so far, or records it while capturing.
+  void enqueue(std::function<void()> task);
+
+  // Queues `task` as control work (an event record or wait, a host callback): never
+  // cancelled, since other streams and Promises wait for it.
+  void enqueueControl(std::function<void()> task) { run(std::move(task), false); }
+
+  size_t cancelQueued() override {
+    const std::thread::id caller = std::this_thread::get_id();
+    std::deque<Task> dropped;  // destroyed after the lock: their tensors are released then
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      std::deque<Task> kept;
+      for (Task& task : queue_)
+        (task.cancellable && task.owner == caller ? dropped : kept).push_back(std::move(task));
+      queue_.swap(kept);
+      if (!dropped.empty() && error_.empty())
+        error_ = "cancelled: " + std::to_string(dropped.size()) +
+                 " queued op(s) were dropped before they ran (cancelQueued)";
+    }
+    return dropped.size();
+  }
+
+  void wait(Event& event) override;
+
+  void whenDone(std::function<void(const std::string&)> done) override {
+    if (capture_)
+      captureMisuse("synchronize: the stream is being captured into a graph; wait after "
+                    "endCapture() and launch()");
+    enqueueControl([this, done = std::move(done)] {
+      std::string error;
+      {
+        std::lock_guard<std::mutex> lock(m_);
+        error.swap(error_);
+      }
+      done(error);
+    });
+  }
+
+  // The capture this stream records into (null: none). Only the JavaScript thread, which
+  // enqueues all work, reads or changes it.
+  Capture* capture_ = nullptr;
+
+ private:
+  friend class CpuGraph;
+  struct Task {
+    std::function<void()> body;
+    bool cancellable;      // an op (not control work)
+    std::thread::id owner;  // the thread that enqueued it: cancelQueued drops only its own
+  };
+
+  void run(std::function<void()> task, bool cancellable) {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      queue_.push_back(Task{std::move(task), cancellable, std::this_thread::get_id()});
+    }
+    cv_.notify_one();
+  }
+
+  void loop() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(m_);
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        task = std::move(queue_.front().body);
+        queue_.pop_front();
+      }
+      try {
+        task();
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(m_);
+        if (error_.empty()) error_ = e.what();
+      }
+    }
+  }
+
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<Task> queue_;
+  std::string error_;
+  bool stopping_ = false;
+  std::thread worker_;  // last: starts after the members it uses exist
+};
+
+// Records are numbered; a record completes when its stream reaches it. Waiting for an event
+// means waiting for the record that was latest when the wait was enqueued.
+class CpuEvent : public Event, public std::enable_shared_from_this<CpuEvent> {
+ public:
+  Device device() const override { return kCpu; }
+
+  void record(Stream& stream) override;
+
+  // The capture whose recording holds this event's latest record (null: a real record;
+  // endedCapture(): a finished capture).
+  Capture* capturedIn = nullptr;
+
+  void recordNow(CpuStream& stream) {
+    uint64_t ticket;
+    {
+      std::lock_guard<std::mutex> lock(state_->m);
+      ticket = ++state_->recorded;
+    }
+    stream.enqueueControl([state = state_, ticket] {
+      std::vector<std::function<void()>> ready;
+      {
+        std::lock_guard<std::mutex> lock(state->m);
+        state->completed = std::max(state->completed, ticket);
+        auto& w = state->waiters;
+        for (auto it = w.begin(); it != w.end();) {
+          if (it->first <= state->completed) {
+            ready.push_back(std::move(it->second));
+            it = w.erase(it);
+          } else {
+            ++it;
+          }
+        }
+      }
+      state->cv.notify_all();
+      for (auto& f : ready) f();
+    });
+  }
+
+  void whenDone(std::function<void()> done) override {
+    if (capturedIn) captureMisuse(capturedRecordMessage("synchronize"));
+    {
+      std::lock_guard<std::mutex> lock(state_->m);
+      if (state_->completed < state_->recorded) {
+        state_->waiters.emplace_back(state_->recorded, std::move(done));
+        return;
+      }
+    }
+    done();
+  }
+
+  static std::string capturedRecordMessage(const char* what) {
+    return std::string(what) + ": the event's latest record was captured into a graph; record "
+                                "it outside the capture first";
+  }
+
+  // Returns a task that blocks its stream until the current latest record has completed.
+  std::function<void()> waitTask() {
+    uint64_t target;
+    {
+      std::lock_guard<std::mutex> lock(state_->m);
+      target = state_->recorded;
+    }
+    return [state = state_, target] {
+      std::unique_lock<std::mutex> lock(state->m);
+      state->cv.wait(lock, [&] { return state->completed >= target; });
+    };
+  }
+
+ private:
+  struct State {
+    std::mutex m;
+    std::condition_variable cv;
+    uint64_t recorded = 0, completed = 0;
+    std::vector<std::pair<uint64_t, std::function<void()>>> waiters;
+  };
+  // Shared with queued tasks, which may run after the event object is gone.
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
+// A capture in progress: the work of the joined streams, in the order the host enqueued it.
+struct Capture {
+  struct Item {
+    enum Kind { Task, Record, Wait } kind;
+    std::shared_ptr<CpuStream> stream;
+    std::shared_ptr<CpuEvent> event;  // Record, Wait
+    std::function<void()> task;       // Task
+  };
+  CpuStream* origin = nullptr;
+  std::vector<std::shared_ptr<CpuStream>> streams;  // joined, origin first
+  std::vector<std::shared_ptr<CpuEvent>> events;    // recorded during the capture
+  std::vector<Item> items;
+};
+
+inline CpuStream& cpu(Stream& s) { return static_cast<CpuStream&>(s); }
+
+// ---- the backend --------------------------------------------------------------------------
+
+class CpuBackend : public Backend {
+ public:
+  Device device() const override { return kCpu; }
+  std::string deviceName() const override { return "cpu"; }
+
+  // cpu_allocator.cpp
+  std::shared_ptr<Storage> allocate(size_t bytes) override;
+  size_t memoryBytes() const override;
+  void upload(const Tensor& dst, const void* host) override;
+  void zero(const Tensor& dst) override;
+
+  // cpu_streams.cpp
+  std::shared_ptr<Stream> createStream() override;
+  std::shared_ptr<Event> createEvent() override;
+  Stream& defaultStream() override;
+  size_t cancelQueued() override;
+  void download(Stream& s, const Tensor& src, void* host, std::shared_ptr<void> hostOwner) override;
+
+  // cpu_graphs.cpp
+  void beginCapture(Stream& s) override;
+  std::unique_ptr<Graph> endCapture(Stream& s) override;
+
+  // cpu_ops.cpp: the ops of the op table (core/op_table.json)
+#include "../core/gen/backend_overrides.inc"
+
+ private:
+  // CUDA's rule: a stream that joined a capture must rejoin its origin before the end, i.e.
+  // its last recorded item is an event record that the origin waits for afterwards.
+  static void checkJoined(const Capture& c);
+  static std::string labelError(const char* op, int64_t classes);
+
+  std::unique_ptr<Capture> capture_;
+};
+
+}  // namespace sg::cpu_backend

@@ -1,0 +1,83 @@
+// The CPU backend's streams and events: each stream is a worker thread with a FIFO of tasks;
+// events are numbered records that complete when their stream reaches them (cpu_runtime.h
+// holds the classes; this file their out-of-line parts, and the transfers that use them).
+#include <cstring>
+
+#include "cpu_runtime.h"
+
+namespace sg::cpu_backend {
+
+Capture* endedCapture() {
+  static char sentinel;
+  return reinterpret_cast<Capture*>(&sentinel);
+}
+
+StreamList& liveStreams() {
+  static StreamList* list = new StreamList();  // outlives static teardown, like the streams
+  return *list;
+}
+
+void CpuStream::enqueue(std::function<void()> task) {
+  if (capture_)
+    capture_->items.push_back({Capture::Item::Task, shared_from_this(), nullptr, std::move(task)});
+  else
+    run(std::move(task), true);
+}
+
+void CpuEvent::record(Stream& s) {
+  auto& stream = static_cast<CpuStream&>(s);
+  if (Capture* c = stream.capture_) {
+    if (capturedIn != c) c->events.push_back(shared_from_this());
+    capturedIn = c;
+    c->items.push_back({Capture::Item::Record, stream.shared_from_this(), shared_from_this(), {}});
+    return;
+  }
+  capturedIn = nullptr;
+  recordNow(stream);
+}
+
+void CpuStream::wait(Event& e) {
+  auto& event = static_cast<CpuEvent&>(e);
+  if (event.capturedIn == endedCapture()) captureMisuse(CpuEvent::capturedRecordMessage("wait"));
+  if (Capture* c = event.capturedIn) {
+    if (capture_ && capture_ != c) captureMisuse("wait: the event belongs to another capture");
+    if (!capture_) {  // the stream joins the capture
+      capture_ = c;
+      c->streams.push_back(shared_from_this());
+    }
+    c->items.push_back({Capture::Item::Wait, shared_from_this(), event.shared_from_this(), {}});
+    return;
+  }
+  if (capture_)
+    captureMisuse("wait: a capturing stream can only wait for events recorded during the "
+                  "same capture");
+  enqueueControl(event.waitTask());
+}
+
+std::shared_ptr<Stream> CpuBackend::createStream() { return std::make_shared<CpuStream>(); }
+
+std::shared_ptr<Event> CpuBackend::createEvent() { return std::make_shared<CpuEvent>(); }
+
+Stream& CpuBackend::defaultStream() {
+  // Lives as long as the process (a shared_ptr so that graphs can hold it like any stream).
+  static auto* stream = new std::shared_ptr<CpuStream>(std::make_shared<CpuStream>());
+  return **stream;
+}
+
+size_t CpuBackend::cancelQueued() {
+  std::lock_guard<std::mutex> lock(liveStreams().m);  // no stream leaves meanwhile
+  size_t dropped = 0;
+  for (CpuStream* s : liveStreams().streams) dropped += s->cancelQueued();
+  return dropped;
+}
+
+void CpuBackend::download(Stream& s, const Tensor& src, void* host, std::shared_ptr<void> hostOwner) {
+  if (s.capturing())
+    captureMisuse("read: the stream is being captured into a graph; read after endCapture() "
+                  "and launch()");
+  cpu(s).enqueue([src, host, hostOwner = std::move(hostOwner)] {
+    std::memcpy(host, src.storage->data(), src.bytes());
+  });
+}
+
+}  // namespace sg::cpu_backend
