@@ -696,6 +696,38 @@ async function checkLosses(): Promise<void> {
       }
     });
   }
+  await opCase('softmaxCrossEntropyForward', '[300, 10] every third row ignored (label -1)', async () => {
+    const rows = 300, classes = 10, name = '[300, 10] label -1 rows';
+    const lab = randomLabels(rng, rows, classes).map((l, r) => (r % 3 === 0 ? -1 : l));
+    const logits = Both.of(randomArray(rng, rows * classes, 0.1, 3), [rows, classes]), labels = Both.of(lab, [rows]);
+    const probs = Both.full([rows, classes]), loss = Both.full([1]);
+    both((d, s) => ops.softmaxCrossEntropyForward(s, logits.pick(d), labels.pick(d), probs.pick(d), loss.pick(d)));
+    const p = await expectOut('softmaxCrossEntropyForward', name, 'probs', probs, TOL);
+    await expectOut('softmaxCrossEntropyForward', name, 'loss', loss, TOL);
+    const dl = Both.full([rows, classes]);
+    both((d, s) => ops.softmaxCrossEntropyBackward(s, probs.pick(d), labels.pick(d), dl.pick(d), 1));
+    // Ignored rows are 0 on both sides (error 0 whatever the scale).
+    const sc = mapF64(p.cpu, (v, i) => (Math.abs(v) + (lab[Math.floor(i / classes)] === i % classes ? 1 : 0)) / rows);
+    await expectOut('softmaxCrossEntropyBackward', name, 'dlogits', dl, TOL, { scale: sc, floor: 1e-30 });
+  });
+  for (const [r, c] of [[1, 8], [64, 8], [300, 33], [4096, 1]]) {
+    const name = `[${r}, ${c}]`;
+    await opCase('sigmoidCrossEntropyForward', name, async () => {
+      const z0 = randomArray(rng, r * c, 0.1, 6), t0 = rng.uniformArray(r * c, 0, 1);
+      const logits = Both.of(z0, [r, c]), targets = Both.of(t0, [r, c]);
+      const probs = Both.full([r, c]), loss = Both.full([1]);
+      both((d, s) => ops.sigmoidCrossEntropyForward(s, logits.pick(d), targets.pick(d), probs.pick(d), loss.pick(d)));
+      const p = await expectOut('sigmoidCrossEntropyForward', name, 'probs', probs, TOL, { floor: 1e-30 });
+      await expectOut('sigmoidCrossEntropyForward', name, 'loss', loss, TOL);
+      for (const scale of [1, 0.25]) {
+        const dl = Both.full([r, c]);
+        both((d, s) => ops.sigmoidCrossEntropyBackward(s, probs.pick(d), targets.pick(d), dl.pick(d), scale));
+        // The same probs on both sides (each its own): scale (|p| + |t|) bounds the rounding.
+        const sc = mapF64(p.cpu, (v, i) => scale * (Math.abs(v) + t0[i]));
+        await expectOut('sigmoidCrossEntropyBackward', `${name} scale ${scale}`, 'dlogits', dl, TOL, { scale: sc, floor: 1e-30 });
+      }
+    });
+  }
   for (const [r, c] of [[9, 13], [100003, 1], [4097, 3], [256, 784]]) {
     const name = `[${r}, ${c}]`;
     await opCase('mseForward', name, async () => {
@@ -708,6 +740,54 @@ async function checkLosses(): Promise<void> {
         both((d, s) => ops.mseBackward(s, pred.pick(d), target.pick(d), dp.pick(d), scale));
         const sc = mapF64(p0, (v, i) => 2 * scale * (Math.abs(v) + Math.abs(t0[i])) / (r * c));
         await expectOut('mseBackward', `${name} scale ${scale}`, 'dpred', dp, TOL, { scale: sc });
+      }
+    });
+  }
+}
+
+/**
+ * The LSTM cell: forward (activations in place, c, h), then the backward on the same inputs on
+ * both sides (the CPU forward's activations and c), with and without dc. Error scales are the
+ * magnitudes of the terms each output rounds: |f cPrev| + |i g| for c (which may cancel), |h|
+ * plus c's for h; for the gradients, 1 - t, 1 - i, ... are rounded at the scale of 1, so
+ * dcTotal's scale is |dc| + |dh o| (1 + |tanh c|) and, e.g., the input gate's |dcTotal g i|.
+ * (tanh(c) differs between the backends by a few ulp; near |tanh c| = 1 that is a large
+ * relative change of 1 - tanh^2 c, but a few u of these scales.)
+ */
+async function checkLstm(): Promise<void> {
+  for (const [B, H] of [[1, 1], [7, 5], [64, 128], [256, 512]]) {
+    const name = `[${B}, ${H}]`;
+    await opCase('lstmCellForward', name, async () => {
+      const pre = randomArray(rng, B * 4 * H, 0.1, 4), cp = randomArray(rng, B * H, 0.1, 2);
+      const gates = Both.of(pre, [B, 4 * H]), cPrev = Both.of(cp, [B, H]);
+      const c = Both.full([B, H]), h = Both.full([B, H]);
+      both((d, s) => ops.lstmCellForward(s, gates.pick(d), cPrev.pick(d), c.pick(d), h.pick(d)));
+      const a = await expectOut('lstmCellForward', name, 'gates', gates, TOL, { floor: 1e-30 });
+      const gate = (k: number, e: number) => a.cpu[Math.floor(e / H) * 4 * H + k * H + (e % H)];
+      const cScale = mapF64(cp, (v, e) => Math.abs(gate(1, e) * v) + Math.abs(gate(0, e) * gate(2, e)));
+      const cv = await expectOut('lstmCellForward', name, 'c', c, TOL, { scale: cScale, floor: 1e-30 });
+      await expectOut('lstmCellForward', name, 'h', h, TOL, { scale: (hc) => mapF64(hc, (v, e) => Math.abs(v) + cScale[e]), floor: 1e-30 });
+
+      const act = Both.of(a.cpu, [B, 4 * H]), cIn = Both.of(cv.cpu, [B, H]);
+      const dh0 = randomArray(rng, B * H), dc0 = randomArray(rng, B * H);
+      const dh = Both.of(dh0, [B, H]);
+      for (const withDc of [false, true]) {
+        const dc = withDc ? Both.of(dc0, [B, H]) : null;
+        const dg = Both.full([B, 4 * H]), dcp = Both.full([B, H]);
+        both((d, s) => ops.lstmCellBackward(s, act.pick(d), cPrev.pick(d), cIn.pick(d), dh.pick(d), on(d, dc), dg.pick(d), dcp.pick(d)));
+        const dct = mapF64(cv.cpu, (v, e) => (withDc ? Math.abs(dc0[e]) : 0) + Math.abs(dh0[e] * gate(3, e)) * (1 + Math.abs(Math.tanh(v))));
+        const gScale = new Float64Array(B * 4 * H);
+        for (let e = 0; e < B * H; e++) {
+          const r = Math.floor(e / H), j = e % H, base = r * 4 * H + j;
+          const i = gate(0, e), f = gate(1, e), g = gate(2, e), o = gate(3, e);
+          gScale[base] = dct[e] * Math.abs(g) * i;
+          gScale[base + H] = dct[e] * Math.abs(cp[e]) * f;
+          gScale[base + 2 * H] = dct[e] * i * (1 + Math.abs(g));
+          gScale[base + 3 * H] = Math.abs(dh0[e] * Math.tanh(cv.cpu[e])) * o;
+        }
+        const tag = `${name}${withDc ? ' with dc' : ' without dc'}`;
+        await expectOut('lstmCellBackward', tag, 'dgates', dg, TOL, { scale: gScale, floor: 1e-30 });
+        await expectOut('lstmCellBackward', tag, 'dcPrev', dcp, TOL, { scale: mapF64(dct, (v, e) => v * gate(1, e)), floor: 1e-30 });
       }
     });
   }
@@ -846,7 +926,7 @@ async function checkLabelErrors(): Promise<void> {
     const logits = track(new native.Tensor([2, 3], 'float32', GPU, Float32Array.from([1, 2, 3, 4, 5, 6])));
     const probs = track(new native.Tensor([2, 3], 'float32', GPU, new Float32Array(6).fill(NaN)));
     const loss = track(new native.Tensor([1], 'float32', GPU, new Float32Array(1).fill(NaN)));
-    for (const bad of [[0, 3], [-1, 1]]) {
+    for (const bad of [[0, 3], [-2, 1]]) { // -1 is not an error: a row without a target
       const labels = track(new native.Tensor([2], 'int32', GPU, Int32Array.from(bad)));
       ops.softmaxCrossEntropyForward(s, logits, labels, probs, loss);
       let error: Error | undefined;
@@ -866,7 +946,7 @@ async function checkLabelErrors(): Promise<void> {
       track(new native.Tensor([2], 'int32', 'cpu', Int32Array.from([2, 0]))), cp, cl);
     const r = compare((await loss.read(s)) as Float32Array, (await cl.read(cpuS)) as Float32Array);
     assert(r.worst <= TOL, `after the error, the loss differs from the CPU's: ${describeReport(r)}`);
-    return `rejected with a label error twice (labels [0, 3] and [-1, 1] for 3 classes), nothing written, stream usable after (loss err ${fmt(r.worst)})`;
+    return `rejected with a label error twice (labels [0, 3] and [-2, 1] for 3 classes), nothing written, stream usable after (loss err ${fmt(r.worst)})`;
   });
   await runtimeCheck('oneHot with an out-of-range label rejects the stream', async () => {
     const s = new native.Stream(GPU);
@@ -1163,7 +1243,7 @@ function summarize(): OpSummary[] {
   });
 }
 
-const sectionKeys = ['data', 'axpby', 'gemm', 'bias', 'activations', 'batchnorm', 'losses', 'optimizers', 'labels', 'runtime', 'graphs', 'tf32', 'mnist', 'oom'];
+const sectionKeys = ['data', 'axpby', 'gemm', 'bias', 'activations', 'batchnorm', 'losses', 'lstm', 'optimizers', 'labels', 'runtime', 'graphs', 'tf32', 'mnist', 'oom'];
 let options = { seed: 0, epochs: 2, skipMnist: false, timeLimit: 420, device: 'cuda:0', only: sectionKeys, command: '', isolate: true, part: '', small: false };
 let deviceName = '';
 
@@ -1400,6 +1480,7 @@ async function main(): Promise<void> {
   await section('activations', 'activations', checkActivations);
   await section('batchnorm', 'BatchNorm', checkBatchNorm);
   await section('losses', 'losses', checkLosses);
+  await section('lstm', 'LSTM cell', checkLstm);
   await section('optimizers', 'optimizers', async () => { await checkOptimizers(); await checkGroupOptimizers(); });
   await section('labels', 'label errors', checkLabelErrors);
   await section('runtime', 'runtime: read-back, streams, events, fences', checkRuntime);

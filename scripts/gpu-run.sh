@@ -199,7 +199,7 @@ if [[ ${GPU_RUN_SKIP_SANITIZER:-0} != 1 && $check_rc != 2 && -n $sanitizer ]]; t
     tail -5 "$log"
   else
     for tool in memcheck racecheck; do
-      if [[ $tool == memcheck ]]; then sections=data,gemm,bias,batchnorm,losses,optimizers,labels,runtime
+      if [[ $tool == memcheck ]]; then sections=data,gemm,bias,batchnorm,losses,lstm,optimizers,labels,runtime
       else sections=gemm,bias,batchnorm,losses,labels; fi
       t=$(min 75 $(($(left) - 40)))
       say "compute-sanitizer --tool $tool on: $sections (timeout ${t} s)"

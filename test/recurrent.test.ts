@@ -8,6 +8,7 @@ import * as path from 'path';
 import { Adam, Device, Linear, Random, SGD, Sequential } from '../ts';
 import { LSTMSequenceModel } from '../ts/recurrent/model';
 import { RecurrentTraining, RecurrentTrainingOptions, SymbolWindow } from '../ts/recurrent/training';
+import { trainSequences } from '../ts/recurrent/run';
 import * as ref from './helpers/reference';
 import { Dims, lstmWindow, LSTMParams } from './helpers/lstm-reference';
 import { errorOf } from './helpers/errors';
@@ -83,11 +84,12 @@ function trainer(options: Partial<RecurrentTrainingOptions> & { hidden?: number;
 }
 
 describe('one DNI window against a float64 hand computation', () => {
-  test('ĝ = M(s_T)/B, M\'s target δ_0 (with the bootstrap), M\'s regression and the core\'s update', async () => {
+  test.each(['dni', 'dni-aux'] as const)('%s: ĝ = M(s_T)/B, M\'s target δ_0 (with the bootstrap), M\'s regression and the core\'s update', async (method) => {
     const d: Dims = { B: 2, I: 3, H: 2, O: 3 };
-    const T = 3, lr = 0.1, lrSynth = 0.05;
+    const T = 3, lr = 0.1, lrSynth = 0.05, auxWeight = 0.7;
     const tr = new RecurrentTraining(new LSTMSequenceModel({ inputSymbols: d.I, outputs: d.O, hidden: d.H }), {
-      method: 'dni', optimizer: () => new SGD({ lr }), synthesizer: { optimizer: () => new SGD({ lr: lrSynth }) }, seed: 3,
+      method, optimizer: () => new SGD({ lr }), synthesizer: { optimizer: () => new SGD({ lr: lrSynth }) }, seed: 3,
+      ...(method === 'dni-aux' ? { auxWeight } : {}),
     });
     tr.record = true;
     const rng = new Random(17);
@@ -102,6 +104,12 @@ describe('one DNI window against a float64 hand computation', () => {
     await m.readout.weight!.assign(Float32Array.from(p.Wr)); await m.readout.bias!.assign(Float32Array.from(p.br));
     const mLinear = (tr.synthesizer!.network as Sequential).layers[0] as Linear;
     await mLinear.weight!.assign(A); await mLinear.bias!.assign(a);
+    const S2 = 2 * d.H;
+    const Aux = ref.randomArray(rng, S2 * d.H, 0.1, 0.6), aux = ref.randomArray(rng, S2, 0.1, 0.3); // Aux(h) = h Auxᵀ + aux
+    if (tr.aux) {
+      await tr.aux.weight!.assign(Aux);
+      await tr.aux.bias!.assign(aux);
+    }
     const h0 = ref.randomArray(rng, d.B * d.H), c0 = ref.randomArray(rng, d.B * d.H);
     tr.setState(h0, c0, d.B);
     const window: SymbolWindow = {
@@ -123,10 +131,16 @@ describe('one DNI window against a float64 hand computation', () => {
     const gHat = M(sT, A, a).map((v) => v / d.B);
     expectClose('ĝ', await tr.lastWindow!.synthetic.readFloat32(), gHat, 1e-5, 1e-6);
     const gh = ref.sliceColumns(gHat, d.B, S, 0, d.H), gc = ref.sliceColumns(gHat, d.B, S, d.H, S);
-    // The window's objective with ĝ entering at its end: loss + ⟨ĝ_h, h_T⟩ + ⟨ĝ_c, c_T⟩.
+    // The window's objective with ĝ entering at its end: loss + ⟨ĝ_h, h_T⟩ + ⟨ĝ_c, c_T⟩, and for
+    // DNI + Aux, auxWeight · (1/T) Σ_t mean((Aux h_t - M(s_T))²) with M(s_T) held fixed.
+    const MT = M(sT, A, a);
+    const auxLoss = (hs: Float64Array[], W: ArrayLike<number>, bias: ArrayLike<number>) =>
+      method === 'dni-aux'
+        ? (auxWeight / T) * hs.reduce((acc, h) => acc + ref.mse(ref.addBias(ref.gemm(false, true, { M: d.B, N: S2, K: d.H }, 1, h, W, 0, null), bias, d.B, S2), MT), 0)
+        : 0;
     const objective = (q: LSTMParams, s0h: ArrayLike<number>, s0c: ArrayLike<number>) => {
       const r = lstmWindow(q, d, { ...spec, h0: s0h, c0: s0c });
-      return r.loss + ref.dot(gh, r.h) + ref.dot(gc, r.c);
+      return r.loss + ref.dot(gh, r.h) + ref.dot(gc, r.c) + auxLoss(r.hs, Aux, aux);
     };
     const delta0 = ref.concatColumns(ref.numericGrad((v) => objective(p, v, c0), h0), ref.numericGrad((v) => objective(p, h0, v), c0), d.B, d.H, d.H);
     expectClose('δ_0', await tr.lastWindow!.target.readFloat32(), delta0, 2e-4, 1e-4);
@@ -150,6 +164,14 @@ describe('one DNI window against a float64 hand computation', () => {
     expectClose('W', await m.core.weight!.value.readFloat32(), step('W'), 1e-5, 1e-4);
     expectClose('b', await m.core.bias!.value.readFloat32(), step('b'), 1e-5, 1e-4);
     expectClose('Wr', await m.readout.weight!.value.readFloat32(), step('Wr'), 1e-5, 1e-4);
+    if (method === 'dni-aux') {
+      // The Aux head: one SGD step with the core's optimizer on its loss.
+      const gAux = ref.numericGrad((v) => auxLoss(fwd.hs, v, aux), Aux);
+      const gaux = ref.numericGrad((v) => auxLoss(fwd.hs, Aux, v), aux);
+      expectClose('Aux.weight', await tr.aux!.weight!.value.readFloat32(), ref.f64(Aux).map((w, k) => w - lr * gAux[k]), 1e-5, 1e-5);
+      expectClose('Aux.bias', await tr.aux!.bias!.value.readFloat32(), ref.f64(aux).map((w, k) => w - lr * gaux[k]), 1e-5, 1e-5);
+      expect(ref.maxAbs(gAux)).toBeGreaterThan(1e-3);
+    }
     // The carried state is s_T.
     expectClose('h_T', await tr.state!.h.readFloat32(), fwd.h, 1e-5, 1e-6);
     tr.dispose();
@@ -288,5 +310,82 @@ describe('errors before training', () => {
     await tr.step(new EchoSource(2, 4, 1, 4, 1).nextWindow(2));
     expect(errorOf(() => tr.step(new EchoSource(3, 4, 1, 4, 1).nextWindow(2))).message).toMatch(/'window.batch' is 3, but the carried state has 2 rows/);
     tr.dispose();
+  });
+});
+
+describe('trainSequences', () => {
+  test.each(['bptt', 'dni'] as const)('%s learns Copy: N = 2 solved at T = 8 within 600 windows', async (method) => {
+    // Solving a level needs a mean error under 0.15 bits per symbol over 10 windows (chance: 3 bits).
+    const score = await trainSequences({ task: 'copy', method, truncation: 8, steps: 600, hidden: 32, batch: 16, lr: 0.01, seed: 1 });
+    expect(score.solved!.length).toBeGreaterThanOrEqual(2);
+    expect(score.rises![0]).toEqual({ level: 1, window: expect.any(Number) });
+    expect(score.windows).toBe(600);
+  });
+
+  test('text: test bits per character with early stopping, and a resumed run ends bit for bit the same', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-recurrent-'));
+    try {
+      const textFile = path.join(dir, 'text.txt');
+      // A text with structure: after 'q' always 'u'; words from a small set.
+      const words = ['quiet', 'queen', 'quack', 'aqua', 'equal'];
+      const rng = new Random(4);
+      fs.writeFileSync(textFile, Array.from({ length: 1500 }, () => words[rng.int(words.length)]).join(' '));
+      const base = { task: 'text', method: 'dni', truncation: 5, hidden: 16, batch: 4, lr: 0.01, seed: 2, textFile, validateEvery: 20, patience: 50 } as const;
+      const straight = await trainSequences({ ...base, steps: 80 });
+      const chance = Math.log2(12); // 11 characters and the unknown symbol
+      expect(straight.testBits!).toBeLessThan(0.75 * chance);
+      expect(straight.bestValidationBits!).toBeLessThan(0.75 * chance);
+      const checkpoint = { path: path.join(dir, 'run.ckpt'), every: 10 };
+      const first = await trainSequences({ ...base, steps: 40, checkpoint });
+      expect(first.windows).toBe(40);
+      const resumed = await trainSequences({ ...base, steps: 80, checkpoint });
+      expect(resumed.resumedFrom).toBe(40);
+      expect(resumed.testBits).toBe(straight.testBits);
+      expect(resumed.bestValidationBits).toBe(straight.bestValidationBits);
+      await expect(trainSequences({ ...base, lr: 0.02, steps: 90, checkpoint })).rejects.toThrow(/other arguments \(lr: 0.01 there, 0.02 here\)/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('an aborted run stops after the window in flight and says so', async () => {
+    const controller = new AbortController();
+    const seen: number[] = [];
+    const score = await trainSequences({
+      task: 'repeat-copy', method: 'dni-aux', truncation: 3, steps: 1000, hidden: 8, batch: 4, logEvery: 5, signal: controller.signal,
+      onProgress: (p) => { seen.push(p.window); if (p.window === 10) controller.abort(); },
+    });
+    expect(score.stopped).toBe(true);
+    expect(score.windows).toBe(10);
+    expect(seen).toEqual([5, 10]);
+  });
+
+  test('bad arguments are errors before training, naming the argument', async () => {
+    const base = { task: 'copy', truncation: 4, steps: 10 } as const;
+    await expect(trainSequences({ ...base, truncation: 0 })).rejects.toThrow(/'truncation' must be a positive integer, got 0/);
+    await expect(trainSequences({ ...base, task: 'add' as never })).rejects.toThrow(/'task' must be 'copy', 'repeat-copy' or 'text'/);
+    await expect(trainSequences({ ...base, task: 'text' })).rejects.toThrow(/'textFile' must name a UTF-8 text file/);
+    await expect(trainSequences({ ...base, textFile: 'x.txt' })).rejects.toThrow(/'textFile' is given but task 'copy'/);
+    await expect(trainSequences({ ...base, synthesizerHidden: [8] })).rejects.toThrow(/'synthesizerHidden' is given but method 'bptt'/);
+    await expect(trainSequences({ ...base, validateEvery: 5 })).rejects.toThrow(/'validateEvery' is given but task 'copy'/);
+    await expect(trainSequences({ ...base, stepz: 3 } as never)).rejects.toThrow(/did you mean 'steps'/);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-recurrent-'));
+    try {
+      const empty = path.join(dir, 'empty.txt');
+      fs.writeFileSync(empty, '');
+      await expect(trainSequences({ ...base, task: 'text', textFile: empty })).rejects.toThrow(/empty/);
+      const small = path.join(dir, 'small.txt');
+      fs.writeFileSync(small, 'abcdefghijklmnopqrstuvwxyz'.repeat(4));
+      await expect(trainSequences({ ...base, task: 'text', textFile: small, batch: 4, truncation: 30 })).rejects.toThrow(/'truncation' is 30, longer than each of the 4 training streams/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a synthesizer network whose output cannot match the state [h, c]', () => {
+    expect(errorOf(() => trainer({ method: 'dni', hidden: 6, synthesizer: { network: (inputs) => new Linear(inputs, 6) } })).message)
+      .toMatch(/outputs 6 features.* 12/);
+    expect(errorOf(() => trainer({ method: 'dni', hidden: 6, synthesizer: { network: () => new Linear(5, 12) } })).message)
+      .toMatch(/does not accept 12 input features/);
   });
 });

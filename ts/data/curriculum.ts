@@ -4,8 +4,9 @@
 //
 // Rule, exactly: each report is the mean error, in bits per scored output symbol, of one window
 // (or batch), with a weight (the number of symbols it scored; reports of weight 0 are ignored).
-// The level rises by one when the last `window` (K) reports made at the current level have a
-// weighted mean strictly below `threshold` (0.15 bits by default); the reports are then
+// The level rises by one when the last `window` (K, default 10: enough windows that one lucky
+// batch does not pass a level, few enough to react within a small budget) reports made at the
+// current level have a weighted mean strictly below `threshold` (0.15 bits by default); the reports are then
 // cleared, so the next level needs K fresh reports of its own. With fewer than K reports at a
 // level nothing rises. A level counts as solved (passed) when the level after it is reached;
 // `solved` is the largest such level, -1 before any. The weighted mean is the mean error per

@@ -10,7 +10,10 @@
 // reset whole batches at once, so one flag per step suffices.
 //
 // The sources: CopyTask and RepeatCopyTask (./copy.ts, with the Curriculum of ./curriculum.ts)
-// and TextCorpus (./text.ts, character-level language modelling).
+// and TextCorpus's TextSource (./text.ts, character-level language modelling), all exported
+// from here. For the loops that consume windows: checkSequenceWindow() checks one against a
+// model's symbol widths before training, bitsPerCharacter() turns summed nats into bits (the
+// unit of the curriculum and of language-model results).
 import { describe } from '../check';
 import { rangeError, typeError } from '../errors';
 

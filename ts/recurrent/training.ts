@@ -252,7 +252,8 @@ export class RecurrentTraining {
   }
 
   /**
-   * Trains on one window (see the file comment). The work is enqueued before the call returns;
+   * Trains on one window (see the file comment). A window that does not fit the model throws
+   * before anything is enqueued. The work is enqueued before the call returns;
    * the Promise resolves with the window's metrics once its loss has been computed, so the
    * next window may be enqueued before awaiting this one.
    */
@@ -338,8 +339,9 @@ export class RecurrentTraining {
   }
 
   /**
-   * Mean cross-entropy per scored target, in bits, over `windows` windows of `source` with the
-   * weights as they are (nothing is trained), from a zero state carried across the windows.
+   * Mean cross-entropy per scored target, in bits, over the windows `next()` gives until it
+   * gives undefined, with the weights as they are (nothing is trained), from a zero state
+   * carried across those windows (the training state is left alone).
    */
   async evaluate(next: () => SymbolWindow | undefined): Promise<{ bits: number; scored: number; loss: number }> {
     let state: LSTMState | undefined;

@@ -92,6 +92,28 @@ void compare(const std::string& name, const float* got, const float* want, size_
   }
 }
 
+// As compare, relative to a per-element error scale (the magnitude of the terms that were
+// rounded) instead of |want|: for results that may cancel to ~0.
+void compareScaled(const std::string& name, const float* got, const float* want,
+                   const std::vector<double>& scale, size_t n, double tol) {
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double g = got[i], w = want[i];
+    const double e = std::isfinite(g) && std::isfinite(w)
+                         ? std::fabs(g - w) / std::max(scale[i], 1e-30)
+                         : (std::memcmp(&got[i], &want[i], 4) == 0 ? 0 : INFINITY);
+    if (e > worst) worst = e, at = i;
+  }
+  if (!(worst <= tol)) {
+    ++failures;
+    std::printf("FAIL %-50s worst %.3g of its scale at %zu (got %.9g want %.9g)\n", name.c_str(),
+                worst, at, got[at], want[at]);
+  } else {
+    std::printf("ok   %-50s worst %.3g of its scale\n", name.c_str(), worst);
+  }
+}
+
 // ---- GEMM --------------------------------------------------------------------------------
 
 // The fused epilogue (bias, then an activation) against cpu::sgemm + addBias + activation.
@@ -501,10 +523,41 @@ void sigmoidCrossEntropyTests() {
 
 // ---- LSTM cell ----------------------------------------------------------------------------
 
+// Error scales of the LSTM cell's outputs, from the CPU's values: the magnitude of the terms
+// each output rounds (c = f cPrev + i g cancels; 1 - t is rounded at the scale of 1), so that
+// a result that cancels to ~0 is judged on the absolute error its inputs allow. tanhf/expf
+// differ from the CPU's polynomials by a few ulp: a few u of these scales, far below 1e-5;
+// a wrong term or index is off by >= 1e-2 of them.
+struct LstmScales {
+  std::vector<double> c, h, dgates, dcPrev;
+};
+
+LstmScales lstmScales(const std::vector<float>& act, const std::vector<float>& cPrev,
+                      const std::vector<float>& c, const std::vector<float>& h,
+                      const std::vector<float>& dh, const float* dc, int64_t rows,
+                      int64_t hidden) {
+  const int64_t H = hidden, n = rows * hidden;
+  LstmScales s{std::vector<double>(n), std::vector<double>(n), std::vector<double>(4 * n),
+               std::vector<double>(n)};
+  for (int64_t e = 0; e < n; ++e) {
+    const int64_t a = (e / H) * 4 * H + e % H;
+    const double i = act[a], f = act[a + H], g = act[a + 2 * H], o = act[a + 3 * H];
+    const double t = std::fabs(std::tanh(static_cast<double>(c[e])));
+    s.c[e] = std::fabs(f * cPrev[e]) + std::fabs(i * g);
+    s.h[e] = std::fabs(h[e]) + s.c[e];
+    const double dct = (dc ? std::fabs(dc[e]) : 0.0) + std::fabs(dh[e] * o) * (1.0 + t);
+    s.dgates[a] = dct * std::fabs(g * i);
+    s.dgates[a + H] = dct * std::fabs(cPrev[e] * f);
+    s.dgates[a + 2 * H] = dct * std::fabs(i) * (1.0 + std::fabs(g));
+    s.dgates[a + 3 * H] = std::fabs(dh[e]) * t * std::fabs(o);
+    s.dcPrev[e] = dct * std::fabs(f);
+  }
+  return s;
+}
+
 // Forward and backward against the CPU kernels; grids smaller than the work (grid-stride
-// loops), with and without dc, and dcPrev in place over dc. tanhf/expf differ from the CPU's
-// polynomials by a few ulp, so the comparisons have a tolerance; the floor 1e-3 judges
-// gradients that cancel to ~0 on their absolute error.
+// loops), with and without dc, and dcPrev in place over dc; the backward gets the same inputs
+// (the CPU forward's) on both sides.
 void lstmTests() {
   for (int64_t rows : {1, 7, 64})
     for (int64_t hidden : {1, 5, 33}) {
@@ -517,10 +570,11 @@ void lstmTests() {
       });
       cpu::lstmCellForward(rgates.data(), cPrev.data(), rc.data(), rh.data(), rows, hidden);
       const std::string tag = std::to_string(rows) + "x" + std::to_string(hidden);
-      compare("lstm forward gates " + tag, gates.data(), rgates.data(), n4, 1e-5);
-      compare("lstm forward c " + tag, c.data(), rc.data(), n, 1e-5);
-      compare("lstm forward h " + tag, h.data(), rh.data(), n, 1e-5);
       std::vector<float> dh = randomVec(n), dc = randomVec(n);
+      const LstmScales fs = lstmScales(rgates, cPrev, rc, rh, dh, nullptr, rows, hidden);
+      compare("lstm forward gates " + tag, gates.data(), rgates.data(), n4, 1e-5);
+      compareScaled("lstm forward c " + tag, c.data(), rc.data(), fs.c, n, 1e-5);
+      compareScaled("lstm forward h " + tag, h.data(), rh.data(), fs.h, n, 1e-5);
       for (int variant = 0; variant < 3; ++variant) {  // dc null, dc given, dcPrev == dc
         std::vector<float> dg(n4, NAN), rdg(n4, NAN), dcp(n, NAN), rdcp(n, NAN);
         std::vector<float> dcIn = dc, rdcIn = dc;
@@ -535,8 +589,10 @@ void lstmTests() {
         cpu::lstmCellBackward(rgates.data(), cPrev.data(), rc.data(), dh.data(), rdcArg,
                               rdg.data(), rdcpArg, rows, hidden);
         const std::string v = variant == 0 ? " (no dc) " : variant == 1 ? " (dc) " : " (dcPrev = dc) ";
-        compare("lstm backward dgates" + v + tag, dg.data(), rdg.data(), n4, 1e-5);
-        compare("lstm backward dcPrev" + v + tag, dcpArg, rdcpArg, n, 1e-5);
+        const LstmScales bs = lstmScales(rgates, cPrev, rc, rh, dh, variant == 0 ? nullptr : dc.data(),
+                                         rows, hidden);
+        compareScaled("lstm backward dgates" + v + tag, dg.data(), rdg.data(), bs.dgates, n4, 1e-5);
+        compareScaled("lstm backward dcPrev" + v + tag, dcpArg, rdcpArg, bs.dcPrev, n, 1e-5);
       }
     }
 }
@@ -839,17 +895,20 @@ void launcherTests() {
       launchLstmCellForward(nullptr, g.data(), cp.data(), c.data(), h.data(), rows, hidden);
       cpu::lstmCellForward(rg.data(), cp.data(), rc.data(), rh.data(), rows, hidden);
       const std::string tag = " " + std::to_string(rows) + "x" + std::to_string(hidden);
-      compare("launchLstmCellForward gates" + tag, g.data(), rg.data(), g.size(), 1e-5);
-      compare("launchLstmCellForward c" + tag, c.data(), rc.data(), n, 1e-5);
-      compare("launchLstmCellForward h" + tag, h.data(), rh.data(), n, 1e-5);
       std::vector<float> dh = randomVec(n), dc = randomVec(n), dg(4 * n, NAN), rdg(4 * n, NAN);
+      const LstmScales sc = lstmScales(rg, cp, rc, rh, dh, dc.data(), rows, hidden);
+      compare("launchLstmCellForward gates" + tag, g.data(), rg.data(), g.size(), 1e-5);
+      compareScaled("launchLstmCellForward c" + tag, c.data(), rc.data(), sc.c, n, 1e-5);
+      compareScaled("launchLstmCellForward h" + tag, h.data(), rh.data(), sc.h, n, 1e-5);
       std::vector<float> dcp(n, NAN), rdcp(n, NAN);
       launchLstmCellBackward(nullptr, rg.data(), cp.data(), rc.data(), dh.data(), dc.data(),
                              dg.data(), dcp.data(), rows, hidden);
       cpu::lstmCellBackward(rg.data(), cp.data(), rc.data(), dh.data(), dc.data(), rdg.data(),
                             rdcp.data(), rows, hidden);
-      compare("launchLstmCellBackward dgates" + tag, dg.data(), rdg.data(), dg.size(), 1e-5);
-      compare("launchLstmCellBackward dcPrev" + tag, dcp.data(), rdcp.data(), n, 1e-5);
+      compareScaled("launchLstmCellBackward dgates" + tag, dg.data(), rdg.data(), sc.dgates,
+                    dg.size(), 1e-5);
+      compareScaled("launchLstmCellBackward dcPrev" + tag, dcp.data(), rdcp.data(), sc.dcPrev, n,
+                    1e-5);
     }
   {  // empty: nothing launched, nothing written
     emu::launches.clear();
