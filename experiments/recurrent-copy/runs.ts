@@ -3,7 +3,8 @@
 // `jobs` at once, each resumable.
 //
 // Files of a run set NAME (the driver's --out), per run ID (task-method-T<truncation>):
-//   experiments/EXPERIMENT/results/NAME/ID.jsonl   progress, one JSON object a line (committed)
+//   experiments/EXPERIMENT/results/NAME/ID.jsonl   progress, one JSON object a line: trainSequences' SequenceProgress
+//                                                  and segmentSeconds, the seconds since this process started the run (committed)
 //   experiments/EXPERIMENT/results/NAME/ID.json    the final score, with the run's options (committed)
 //   experiments/EXPERIMENT/results/NAME/ID.txt     the child's stdout and stderr
 //   experiments/EXPERIMENT/checkpoints/NAME/ID.ckpt  (not committed: experiments/*/checkpoints/)
@@ -59,13 +60,13 @@ export function finished(spec: RunSpec): boolean {
 }
 
 /** The run's progress lines, the last one per window, in window order. */
-export function readProgress(spec: RunSpec): (SequenceProgress & { seconds: number })[] {
+export function readProgress(spec: RunSpec): (SequenceProgress & { segmentSeconds: number })[] {
   const file = runFiles(spec).progress;
   if (!fs.existsSync(file)) return [];
-  const byWindow = new Map<number, SequenceProgress & { seconds: number }>();
+  const byWindow = new Map<number, SequenceProgress & { segmentSeconds: number }>();
   for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
     if (!line.trim()) continue;
-    const p = JSON.parse(line) as SequenceProgress & { seconds: number };
+    const p = JSON.parse(line) as SequenceProgress & { segmentSeconds: number };
     byWindow.set(p.window, p);
   }
   return [...byWindow.values()].sort((a, b) => a.window - b.window);
@@ -83,7 +84,7 @@ export async function runChild(spec: RunSpec): Promise<void> {
       ...spec.options,
       checkpoint: { path: files.checkpoint, every: spec.checkpointEvery },
       onProgress: (p) => {
-        fs.writeSync(progress, JSON.stringify({ ...p, seconds: (Date.now() - started) / 1000 }) + '\n');
+        fs.writeSync(progress, JSON.stringify({ ...p, segmentSeconds: (Date.now() - started) / 1000 }) + '\n');
         console.log(`${spec.id} window ${p.window}: ${p.bits.toFixed(3)} bits` + (p.level !== undefined ? `, level ${p.level} (N ${p.length}, R ${p.repeats})` : '') +
           (p.validationBits !== undefined ? `, validation ${p.validationBits.toFixed(4)} bits/char` : ''));
       },
@@ -117,7 +118,7 @@ export async function runAll(script: string, specs: RunSpec[], jobs: number): Pr
       console.log(`${spec.id}: ${fs.existsSync(files.checkpoint) ? 'resuming' : 'starting'} (${spec.options.steps} windows)`);
       const code = await new Promise<number>((resolve) => {
         const log = fs.openSync(files.log, 'a');
-        const child = spawn(process.execPath, [script, '--child', JSON.stringify(spec)], { stdio: ['ignore', log, log] });
+        const child = spawn(process.execPath, [script, '--child', JSON.stringify(spec)], { cwd: projectRoot, stdio: ['ignore', log, log] });
         child.on('exit', (c, signal) => {
           fs.closeSync(log);
           resolve(c ?? (signal ? 128 : 1));
