@@ -5,15 +5,18 @@
 //      on a stream of its own ('separate'); BPTT has no synthesizer, so it has one layout only.
 //      Ratios against BPTT;
 //   2. the LSTM layer's forward + backward over a window of T = 5 and T = 50 (same sizes, input
-//      10 features, parameter gradients only) against PyTorch's nn.LSTM on the CPU at the same
-//      thread count (bench/reference/torch_lstm.py), ratio printed.
+//      10 features, parameter gradients only) against PyTorch's nn.LSTM on the CPU
+//      (bench/reference/torch_lstm.py) at the same thread count, ratio printed; also, since on
+//      a loaded machine PyTorch's spinning OpenMP threads can slow it by 100x, at the same
+//      thread count with OMP_WAIT_POLICY=PASSIVE and at one thread (each PyTorch run stops
+//      after --torch-seconds).
 // Both sides run from this one process tree, interleaved: each of `--rounds` rounds times every
 // configuration once (synthgrad, then PyTorch), and the table gives each one's median over
 // the rounds, so that a change of the shared machine's load hits both sides alike. The load
 // average at the start and the end is written with the results.
 // Writes bench/results/rnn_cpu.json and .md (NAME.json and .md with --out NAME).
 //
-//   npm run bench:rnn [-- --rounds 3 --windows 200 --warmup 20 --iterations 200 --out rnn_cpu]
+//   npm run bench:rnn [-- --rounds 3 --windows 200 --warmup 20 --iterations 200 --torch-seconds 20 --out rnn_cpu]
 // --windows: windows timed per configuration and round (after --warmup); --iterations: LSTM
 // windows timed per T and round, on each side.
 import { execFileSync } from 'child_process';
@@ -40,11 +43,12 @@ interface Args {
   windows: number;
   warmup: number;
   iterations: number;
+  torchSeconds: number;
   out: string;
 }
 
 function parse(argv: string[]): Args {
-  const a: Args = { rounds: 3, windows: 200, warmup: 20, iterations: 200, out: 'rnn_cpu' };
+  const a: Args = { rounds: 3, windows: 200, warmup: 20, iterations: 200, torchSeconds: 20, out: 'rnn_cpu' };
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i], argv[i + 1]];
     const int = (min: number) => {
@@ -56,6 +60,7 @@ function parse(argv: string[]): Args {
     else if (k === '--windows') a.windows = int(1);
     else if (k === '--warmup') a.warmup = int(0);
     else if (k === '--iterations') a.iterations = int(1);
+    else if (k === '--torch-seconds') a.torchSeconds = int(1);
     else if (k === '--out') a.out = resultName(k, v);
     else throw new Error(`unknown option ${k} (see the file header of bench/rnn_cpu.ts)`);
   }
@@ -124,13 +129,25 @@ async function lstmTime(steps: number, a: Args): Promise<number> {
   }
 }
 
-interface TorchLstm { ms_per_window: number; torch: string; threads: number; mkldnn: boolean }
+interface TorchLstm { ms_per_window: number; iterations: number; torch: string; threads: number; mkldnn: boolean }
 
-function torchLstmTime(steps: number, threads: number, a: Args): TorchLstm | undefined {
+/** A PyTorch setting: threads and the OpenMP environment. */
+interface TorchSetting { label: string; threads: number; env: NodeJS.ProcessEnv }
+
+function torchSettings(threads: number): TorchSetting[] {
+  const settings: TorchSetting[] = [{ label: `${threads} thread(s)`, threads, env: process.env }];
+  if (threads > 1) {
+    settings.push({ label: `${threads} threads, OMP_WAIT_POLICY=PASSIVE`, threads, env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' } });
+    settings.push({ label: '1 thread', threads: 1, env: process.env });
+  }
+  return settings;
+}
+
+function torchLstmTime(steps: number, setting: TorchSetting, a: Args): TorchLstm | undefined {
   try {
     const out = execFileSync(python, [path.join(root, 'bench/reference/torch_lstm.py'), '--steps', String(steps), '--hidden', String(hidden),
       '--batch', String(batch), '--inputs', String(inputs), '--iterations', String(a.iterations), '--warmup', String(a.warmup),
-      '--threads', String(threads)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      '--threads', String(setting.threads), '--max-seconds', String(a.torchSeconds)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: setting.env });
     return JSON.parse(out.trim().split('\n').pop()!) as TorchLstm;
   } catch (e) {
     console.error(`PyTorch reference failed (${python} with torch, see bench/setup.sh): ${(e as Error).message.split('\n')[0]}`);
@@ -156,8 +173,10 @@ async function main(): Promise<void> {
   console.log(`synthgrad recurrent CPU benchmark on ${cpuModel}, ${os.cpus().length} cores, synthgrad threads ${threads}; load average ${loadStart.join(' / ')}`);
 
   const windowMs = configs.map(() => [] as number[]);
+  const settings = torchSettings(threads);
   const lstmMs = lstmWindows.map(() => [] as number[]);
-  const torchMs = lstmWindows.map(() => [] as number[]);
+  const torchMs = lstmWindows.map(() => settings.map(() => [] as number[]));
+  const torchIterations = lstmWindows.map(() => settings.map(() => [] as number[]));
   let torchInfo: TorchLstm | undefined;
   for (let r = 0; r < a.rounds; r++) {
     for (const [i, c] of configs.entries()) {
@@ -168,12 +187,16 @@ async function main(): Promise<void> {
     for (const [i, steps] of lstmWindows.entries()) {
       const ours = await lstmTime(steps, a);
       lstmMs[i].push(ours);
-      const theirs = torchLstmTime(steps, threads, a);
-      if (theirs) {
-        torchMs[i].push(theirs.ms_per_window);
+      const line = [`round ${r + 1}: LSTM T=${steps}: synthgrad ${ours.toFixed(3)} ms`];
+      for (const [j, setting] of settings.entries()) {
+        const theirs = torchLstmTime(steps, setting, a);
+        if (!theirs) continue;
+        torchMs[i][j].push(theirs.ms_per_window);
+        torchIterations[i][j].push(theirs.iterations);
         torchInfo = theirs;
+        line.push(`PyTorch (${setting.label}) ${theirs.ms_per_window.toFixed(3)} ms`);
       }
-      console.log(`round ${r + 1}: LSTM T=${steps}: synthgrad ${ours.toFixed(3)} ms` + (theirs ? `, PyTorch ${theirs.ms_per_window.toFixed(3)} ms` : ''));
+      console.log(line.join(', '));
     }
   }
   const loadEnd = loadNow();
@@ -186,24 +209,27 @@ async function main(): Promise<void> {
   });
   const lstmRows = lstmWindows.map((steps, i) => {
     const ours = median(lstmMs[i]);
-    const theirs = torchMs[i].length ? median(torchMs[i]) : null;
-    return { steps, synthgrad_ms: ours, synthgrad_rounds_ms: lstmMs[i], pytorch_ms: theirs, pytorch_rounds_ms: torchMs[i],
-      synthgrad_speedup: theirs !== null ? theirs / ours : null };
+    const pytorch = settings.map((setting, j) => {
+      const ms = torchMs[i][j].length ? median(torchMs[i][j]) : null;
+      return { setting: setting.label, ms, rounds_ms: torchMs[i][j], iterations: torchIterations[i][j], synthgrad_speedup: ms !== null ? ms / ours : null };
+    });
+    return { steps, synthgrad_ms: ours, synthgrad_rounds_ms: lstmMs[i], pytorch };
   });
   console.log('');
   for (const r of methodRows)
     console.log(`${r.method.padEnd(7)} ${r.streams.padEnd(8)} ${r.ms_per_window.toFixed(3)} ms/window  ${r.vs_bptt.toFixed(2)}x BPTT's time` +
       (r.separate_vs_single !== null ? `  (separate: ${r.separate_vs_single.toFixed(2)}x the speed of single)` : ''));
   for (const r of lstmRows)
-    console.log(`LSTM T=${r.steps}: synthgrad ${r.synthgrad_ms.toFixed(3)} ms, PyTorch ${r.pytorch_ms?.toFixed(3) ?? '–'} ms` +
-      (r.synthgrad_speedup !== null ? `  -> synthgrad is ${r.synthgrad_speedup.toFixed(2)}x PyTorch's speed` : ''));
+    for (const p of r.pytorch)
+      console.log(`LSTM T=${r.steps}: synthgrad ${r.synthgrad_ms.toFixed(3)} ms, PyTorch (${p.setting}) ${p.ms?.toFixed(3) ?? '–'} ms` +
+        (p.synthgrad_speedup !== null ? `  -> synthgrad is ${p.synthgrad_speedup.toFixed(2)}x PyTorch's speed` : ''));
 
   const command = `npm run bench:rnn${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
   const report = {
     date: started, machine: { cpu: cpuModel, cores: os.cpus().length, node: process.version, load_average_start: loadStart, load_average_end: loadEnd },
     command, synthgrad_threads: threads, rounds: a.rounds,
     windows: { model: `Copy task (level 3), LSTM ${hidden}, batch ${batch}, T = ${truncation}, Adam lr 1e-3, linear synthesizer on [h, c]; ${a.windows} windows timed after ${a.warmup}`, rows: methodRows },
-    lstm: { model: `LSTM ${inputs}→${hidden}, batch ${batch}, forward + backward (parameter gradients), ${a.iterations} windows timed after ${a.warmup}`,
+    lstm: { model: `LSTM ${inputs}→${hidden}, batch ${batch}, forward + backward (parameter gradients), ${a.iterations} windows timed after ${a.warmup} (PyTorch: fewer once ${a.torchSeconds} s have passed)`,
       pytorch: torchInfo ? { torch: torchInfo.torch, threads: torchInfo.threads, mkldnn: torchInfo.mkldnn } : null, rows: lstmRows },
   };
   const md = [
@@ -218,10 +244,13 @@ async function main(): Promise<void> {
     '"vs BPTT": the time per window over BPTT\'s (above 1: slower). "separate vs single": single\'s time over separate\'s (above 1: the second stream helps). ' +
       'BPTT has no synthesizer, so nothing runs on a second stream.', '',
     `## LSTM forward + backward against PyTorch (${report.lstm.model})`, '',
-    `PyTorch ${torchInfo?.torch ?? '(not available)'}, nn.LSTM, ${torchInfo?.threads ?? '–'} thread(s)${torchInfo ? `, MKL-DNN ${torchInfo.mkldnn ? 'available' : 'not available'}` : ''} (bench/reference/torch_lstm.py).`, '',
-    '| T | synthgrad ms | PyTorch ms | synthgrad speed-up |', '|---|---|---|---|',
-    ...lstmRows.map((r) => `| ${r.steps} | ${r.synthgrad_ms.toFixed(3)} | ${r.pytorch_ms?.toFixed(3) ?? '–'} | ${r.synthgrad_speedup !== null ? `${r.synthgrad_speedup.toFixed(2)}x` : '–'} |`),
+    `PyTorch ${torchInfo?.torch ?? '(not available)'}, nn.LSTM${torchInfo ? `, MKL-DNN ${torchInfo.mkldnn ? 'available' : 'not available'}` : ''} (bench/reference/torch_lstm.py); synthgrad ${threads} thread(s).`, '',
+    '| T | synthgrad ms | PyTorch setting | PyTorch ms (windows timed per round) | synthgrad speed-up |', '|---|---|---|---|---|',
+    ...lstmRows.flatMap((r) => r.pytorch.map((p) => `| ${r.steps} | ${r.synthgrad_ms.toFixed(3)} | ${p.setting} | ${p.ms?.toFixed(3) ?? '–'} (${p.iterations.join(', ')}) | ${p.synthgrad_speedup !== null ? `${p.synthgrad_speedup.toFixed(2)}x` : '–'} |`)),
     '',
+    'The first PyTorch row is the comparison at the same thread count. On this shared, overloaded 2-core machine PyTorch\'s OpenMP threads ' +
+      'spin while they wait and lose their cores to other processes; OMP_WAIT_POLICY=PASSIVE (they sleep instead) or one thread avoids that, ' +
+      'so those rows are the fairer measure of nn.LSTM itself.', '',
   ].join('\n');
   fs.mkdirSync(resultsDir, { recursive: true });
   fs.writeFileSync(path.join(resultsDir, `${a.out}.json`), JSON.stringify(report, null, 2) + '\n');
