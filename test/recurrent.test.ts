@@ -294,10 +294,10 @@ describe('errors before training', () => {
   test('windows that do not fit the model, and options that do not fit the method', () => {
     const tr = trainer();
     const w = new EchoSource(2, 4, 1, 4, 1).nextWindow(2);
-    expect(errorOf(() => tr.step({ ...w, inputs: Int32Array.from([0, 1, 9, 2]) })).message).toMatch(/'window.inputs\[2\]' is 9, outside the model's input symbols \[0, 4\)/);
-    expect(errorOf(() => tr.step({ ...w, targets: Int32Array.from([0, 1, 4, -1]) })).message).toMatch(/'window.targets\[2\]' is 4/);
-    expect(errorOf(() => tr.step({ ...w, inputs: new Int32Array(3) })).message).toMatch(/'window.inputs' must be an Int32Array of steps\*batch = 4/);
-    expect(errorOf(() => tr.step({ ...w, resets: [true] })).message).toMatch(/'window.resets' must be 2 booleans/);
+    expect(errorOf(() => tr.step({ ...w, inputs: Int32Array.from([0, 1, 9, 2]) })).message).toMatch(/'window.inputs\[2\]' \(step 1, row 0\) is 9, outside the input symbols \[0, 4\)/);
+    expect(errorOf(() => tr.step({ ...w, targets: Int32Array.from([0, 1, 4, -1]) })).message).toMatch(/'window.targets\[2\]' \(step 1, row 0\) is 4, outside the output symbols/);
+    expect(errorOf(() => tr.step({ ...w, inputs: new Int32Array(3) })).message).toMatch(/'window.inputs' must have steps\*batch = 4 values, got 3/);
+    expect(errorOf(() => tr.step({ ...w, resets: [true] })).message).toMatch(/'window.resets' must have one flag per step \(2\), got 1/);
     expect(errorOf(() => trainer({ method: 'bptt', synthesizer: {} })).message).toMatch(/'synthesizer' is given but method 'bptt'/);
     expect(errorOf(() => trainer({ method: 'dni', auxWeight: 2 })).message).toMatch(/'auxWeight' is given but method 'dni'/);
     expect(errorOf(() => trainer({ method: 'rtrl' as never })).message).toMatch(/'method' must be 'bptt', 'dni' or 'dni-aux'/);

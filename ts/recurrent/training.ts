@@ -55,6 +55,7 @@ import { Random } from '../random';
 import { Event, Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
 import { LoadedCheckpoint, NamedTensor, readCheckpoint, restoreTensors, writeCheckpoint } from '../train/checkpoint';
+import { checkSequenceWindow, SequenceWindow } from '../data/sequences';
 import { LSTMSequenceModel, uploadWindow } from './model';
 import { error, rangeError, typeError } from '../errors';
 
@@ -103,14 +104,8 @@ export interface WindowMetrics {
   bits: number;
 }
 
-/** A symbol window as the sources give it (see ../data/sequences.ts). */
-export interface SymbolWindow {
-  readonly steps: number;
-  readonly batch: number;
-  readonly inputs: Int32Array;
-  readonly targets: Int32Array;
-  readonly resets: readonly boolean[];
-}
+/** A window of symbols, as the sources give it (../data/sequences.ts). */
+export type SymbolWindow = SequenceWindow;
 
 const OPTIONS = ['method', 'optimizer', 'device', 'seed', 'synthesizer', 'auxWeight', 'streams'];
 
@@ -224,30 +219,11 @@ export class RecurrentTraining {
   /** Checks a window against the model (shape and symbols); returns how many targets it scores. */
   checkWindow(window: SymbolWindow): number {
     const owner = 'RecurrentTraining.step';
-    if (window === null || typeof window !== 'object') throw typeError(`${owner}: 'window' must be a SequenceWindow, got ${describe(window)}`);
-    const { steps, batch, inputs, targets, resets } = window;
-    positiveInt(owner, 'window.steps', steps);
-    positiveInt(owner, 'window.batch', batch);
-    if (!(inputs instanceof Int32Array) || inputs.length !== steps * batch)
-      throw rangeError(`${owner}: 'window.inputs' must be an Int32Array of steps*batch = ${steps * batch} symbols, got ${inputs instanceof Int32Array ? inputs.length : describe(inputs)}`);
-    if (!(targets instanceof Int32Array) || targets.length !== steps * batch)
-      throw rangeError(`${owner}: 'window.targets' must be an Int32Array of steps*batch = ${steps * batch} symbols, got ${targets instanceof Int32Array ? targets.length : describe(targets)}`);
-    if (!Array.isArray(resets) || resets.length !== steps || resets.some((r) => typeof r !== 'boolean'))
-      throw rangeError(`${owner}: 'window.resets' must be ${steps} booleans`);
-    if (this.carried && this.carried.h.shape[0] !== batch)
-      throw rangeError(`${owner}: 'window.batch' is ${batch}, but the carried state has ${this.carried.h.shape[0]} rows (call resetState() to change the batch)`);
-    for (let i = 0; i < inputs.length; i++)
-      if (!(inputs[i] >= 0 && inputs[i] < this.model.inputSymbols))
-        throw rangeError(`${owner}: 'window.inputs[${i}]' is ${inputs[i]}, outside the model's input symbols [0, ${this.model.inputSymbols})`);
-    let scored = 0;
-    for (let i = 0; i < targets.length; i++) {
-      if (targets[i] === -1) continue;
-      if (!(targets[i] >= 0 && targets[i] < this.model.outputs))
-        throw rangeError(`${owner}: 'window.targets[${i}]' is ${targets[i]}, outside the model's output symbols [0, ${this.model.outputs}) and not -1`);
-      scored++;
-    }
     if (this.model.loss !== 'softmax-cross-entropy')
       throw rangeError(`${owner}: symbol windows need a model with 'softmax-cross-entropy' (this one has '${this.model.loss}')`);
+    const scored = checkSequenceWindow(owner, window, this.model.inputSymbols, this.model.outputs);
+    if (this.carried && this.carried.h.shape[0] !== window.batch)
+      throw rangeError(`${owner}: 'window.batch' is ${window.batch}, but the carried state has ${this.carried.h.shape[0]} rows (call resetState() to change the batch)`);
     return scored;
   }
 
