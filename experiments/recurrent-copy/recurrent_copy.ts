@@ -166,7 +166,7 @@ async function main(): Promise<void> {
   const header = [
     `# Copy and Repeat Copy: truncated BPTT, DNI and DNI + Aux (${a.out})`, '',
     ...(a.label ? [`**${a.label}**`, ''] : []),
-    `Command: \`node dist/experiments/recurrent-copy/recurrent_copy.js ${argv.join(' ')}\`; table written ${new Date().toISOString()} ` +
+    `Command: \`node dist/experiments/recurrent-copy/recurrent_copy.js ${argv.map((x) => (/\s/.test(x) ? JSON.stringify(x) : x)).join(' ')}\`; table written ${new Date().toISOString()} ` +
       `(this invocation started ${started}). Budget ${a.budget} windows per run; LSTM ${a.hidden}, batch ${a.batch}, Adam lr ${a.lr} (core and ` +
       `synthesizer), linear synthesizer on [h, c], one of 8 symbols per item (softmax), state reset between sequences, curriculum 0.15 bits ` +
       `over the last 10 windows; seed ${a.seed}. Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ` +
