@@ -191,3 +191,42 @@ test('dispose() frees every module optimizer\'s state', async () => {
   run.dispose();
   expect(state.every((t) => t.disposed)).toBe(true);
 });
+
+describe('what a step keeps', () => {
+  test('nothing is recorded unless asked; a record holds each cut\'s tensors (N − 1 of each)', async () => {
+    const run = setup({});
+    run.strategy.record = false;
+    await run.step(0);
+    expect(run.strategy.lastStep).toBeUndefined();
+    run.strategy.record = true;
+    await run.step(1);
+    const r = run.strategy.lastStep!;
+    expect([r.activations.length, r.synthetic.length, r.targets.length, r.updated.length]).toEqual([2, 2, 2, 3]);
+    expect(r.activations.map((t) => t.shape)).toEqual([[B, 5], [B, 4]]);
+    run.dispose();
+  });
+
+  test.each([
+    ['lockstep: only the current step', {}, 1],
+    ['pipelined depth 2: the current step and the 2 before, whose targets arrive late', { schedule: { kind: 'pipelined', depth: 2 } }, 3],
+  ] as [string, DecoupleOptions, number][])('a step\'s tensors are freed once no later work needs them (%s)', async (_, options, kept) => {
+    const run = setup(options);
+    const records = [];
+    for (let k = 0; k < 6; k++) {
+      await run.step(k);
+      records.push(run.strategy.lastStep!.activations[0]);
+    }
+    // The current step's arena and the `kept - 1` before it live on; older ones are disposed of.
+    expect(records.map((t) => t.disposed)).toEqual(records.map((_, k) => k < records.length - kept));
+    run.dispose();
+  });
+
+  test('one optimizer shared by the modules is refused (each module needs its own state)', () => {
+    const net = decouple(new Sequential([new Linear(3, 4), new ReLU(), new Linear(4, 2)]), { synthesizer: { hidden: [] } });
+    net.initialize(cpu, new Random(1));
+    const shared = new Adam({ lr: 0.1 });
+    expect(() => net.trainingStrategy({ loss: new MeanSquaredError(), optimizer: () => shared }))
+      .toThrow(/^decoupled training needs one optimizer per module/);
+    net.dispose();
+  });
+});
