@@ -20,8 +20,8 @@ process.env.SYNTHGRAD_NUM_THREADS ??= '1';
  */
 export const folderTests = {
   optim: ['optimizers', 'optimizer-steps', 'optimizer-options'],
-  dni: ['schedule', 'dni-state', 'synthesizer-options', 'options-coverage', 'options'],
-  train: ['checkpoint', 'inference', 'runlog', 'options', 'train'],
+  dni: ['schedule', 'dni-state', 'synthesizer-options', 'decouple-options', 'options-coverage', 'options'],
+  train: ['checkpoint', 'inference', 'runlog', 'options'],
   cli: ['cli-config', 'cli', 'runlog', 'report'],
 };
 
