@@ -261,6 +261,11 @@ describe('the decoupled step against a float64 simulation of the method', () => 
     }
   });
 
+  test('stochastic updates with BP(λ = 0.5): below a skipped module, ĝ is used alone', async () => {
+    const flags = await runAgainstSimulation({ lambda: 0.5, schedule: { kind: 'lockstep', pUpdate: 0.5 } }, 8, 4);
+    expect(flags.some((f) => !f[1] || !f[2])).toBe(true); // some step had no δ to mix in
+  });
+
   test.each([
     ['depth 2', { kind: 'pipelined' as const, depth: 2 }],
     ['depth 2, p = 0.6', { kind: 'pipelined' as const, depth: 2, pUpdate: 0.6 }],
