@@ -1,5 +1,6 @@
-// Recurrent training: one DNI window against a float64 hand computation (ĝ, the bootstrapped
-// target, M's regression and the core's update), truncated BPTT with windows that hold whole
+// Recurrent training: one DNI window against a float64 hand computation (ĝ, the discounted
+// bootstrapped target, M's regression and the core's update), the synthetic gradient bounded
+// on a stream without resets, truncated BPTT with windows that hold whole
 // episodes equal to full BPTT, one stream = two streams bit for bit, a resumed run continuing
 // bit for bit, a learning check, and errors before training.
 import * as fs from 'fs';
@@ -9,6 +10,8 @@ import { Adam, Linear, Random, SGD, Sequential } from '../ts';
 import { LSTMSequenceModel } from '../ts/recurrent/model';
 import { RecurrentTraining, RecurrentTrainingOptions, SymbolWindow } from '../ts/recurrent/training';
 import { trainSequences } from '../ts/recurrent/run';
+import { TextCorpus } from '../ts/data/text';
+import { readCheckpoint } from '../ts/train/checkpoint';
 import * as ref from './helpers/reference';
 import { Dims, lstmWindow, LSTMParams } from './helpers/lstm-reference';
 import { errorOf } from './helpers/errors';
@@ -82,11 +85,11 @@ function trainer(options: Partial<RecurrentTrainingOptions> & { hidden?: number;
 }
 
 describe('one DNI window against a float64 hand computation', () => {
-  test.each(['dni', 'dni-aux'] as const)('%s: ĝ = M(s_T)/B, M\'s target δ_0 (with the bootstrap), M\'s regression and the core\'s update', async (method) => {
+  test.each([['dni', 1], ['dni', 0.3], ['dni-aux', 1], ['dni-aux', 0.3]] as const)('%s, discount γ = %p: ĝ = γ·M(s_T)/B, M\'s target δ_0 (with the discounted bootstrap), M\'s regression and the core\'s update', async (method, discount) => {
     const d: Dims = { B: 2, I: 3, H: 2, O: 3 };
     const T = 3, lr = 0.1, lrSynth = 0.05, auxWeight = 0.7;
     const tr = new RecurrentTraining(new LSTMSequenceModel({ inputSymbols: d.I, outputs: d.O, hidden: d.H }), {
-      method, optimizer: () => new SGD({ lr }), synthesizer: { optimizer: () => new SGD({ lr: lrSynth }) }, seed: 3,
+      method, optimizer: () => new SGD({ lr }), synthesizer: { optimizer: () => new SGD({ lr: lrSynth }), discount }, seed: 3,
       ...(method === 'dni-aux' ? { auxWeight } : {}),
     });
     tr.record = true;
@@ -126,11 +129,11 @@ describe('one DNI window against a float64 hand computation', () => {
     const sT = ref.concatColumns(fwd.h, fwd.c, d.B, d.H, d.H);
     const M = (s: ArrayLike<number>, W: ArrayLike<number>, bias: ArrayLike<number>) =>
       ref.addBias(ref.gemm(false, true, { M: d.B, N: S, K: S }, 1, s, W, 0, null), bias, d.B, S);
-    const gHat = M(sT, A, a).map((v) => v / d.B);
+    const gHat = M(sT, A, a).map((v) => (discount * v) / d.B);
     expectClose('ĝ', await tr.lastWindow!.synthetic.readFloat32(), gHat, 1e-5, 1e-6);
     const gh = ref.sliceColumns(gHat, d.B, S, 0, d.H), gc = ref.sliceColumns(gHat, d.B, S, d.H, S);
     // The window's objective with ĝ entering at its end: loss + ⟨ĝ_h, h_T⟩ + ⟨ĝ_c, c_T⟩, and for
-    // DNI + Aux, auxWeight · (1/T) Σ_t mean((Aux h_t - M(s_T))²) with M(s_T) held fixed.
+    // DNI + Aux, auxWeight · (1/T) Σ_t mean((Aux h_t - M(s_T))²) with M(s_T) held fixed (not discounted).
     const MT = M(sT, A, a);
     const auxLoss = (hs: Float64Array[], W: ArrayLike<number>, bias: ArrayLike<number>) =>
       method === 'dni-aux'
@@ -187,6 +190,38 @@ describe('one DNI window against a float64 hand computation', () => {
     await tr.synchronize();
     expect(ref.maxAbs(await tr.lastWindow!.target.readFloat32())).toBe(0);
     tr.dispose();
+  });
+});
+
+describe('the bootstrap on a stream without resets', () => {
+  /** rms of ĝ_c, the cell part of the synthetic gradient, after `windows` windows of a text stream. */
+  async function cellGradientRms(discount: number | undefined, windows: number): Promise<number> {
+    const text = 'to be or not to be that is the question whether tis nobler in the mind to suffer the slings and arrows '.repeat(40);
+    const corpus = TextCorpus.fromString(text, { split: { train: 0.8, validation: 0.1, test: 0.1 } });
+    const source = corpus.source('train', 8);
+    const H = 16;
+    // Forget gates near 1 (bias 4): the cell carries M's own prediction back across a window almost unchanged.
+    const model = new LSTMSequenceModel({ inputSymbols: corpus.symbols, outputs: corpus.symbols, hidden: H, forgetBias: 4 });
+    const tr = new RecurrentTraining(model, {
+      method: 'dni', optimizer: () => new Adam({ lr: 3e-3 }), seed: 1, ...(discount === undefined ? {} : { synthesizer: { discount } }),
+    });
+    tr.record = true;
+    for (let w = 0; w < windows; w++) {
+      if (source.done) source.rewind();
+      await tr.step(source.nextWindow(5));
+    }
+    await tr.synchronize();
+    const g = await tr.lastWindow!.synthetic.readFloat32();
+    const cell = ref.sliceColumns(g, 8, 2 * H, H, 2 * H);
+    tr.dispose();
+    return Math.sqrt(ref.dot(cell, cell) / cell.length);
+  }
+
+  test('with the default discount ĝ_c stays bounded; undiscounted (γ = 1) it grows without bound', async () => {
+    const bounded = await cellGradientRms(undefined, 200);
+    const undiscounted = await cellGradientRms(1, 200);
+    expect(bounded).toBeLessThan(0.1);
+    expect(undiscounted).toBeGreaterThan(100 * bounded); // the failure the discount prevents
   });
 });
 
@@ -341,6 +376,49 @@ describe('trainSequences', () => {
       expect(resumed.testBits).toBe(straight.testBits);
       expect(resumed.bestValidationBits).toBe(straight.bestValidationBits);
       await expect(trainSequences({ ...base, lr: 0.02, steps: 90, checkpoint })).rejects.toThrow(/other arguments \(lr: 0.01 there, 0.02 here\)/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('text: CRLF line ends are read as LF unless newlines is \'keep\'', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-recurrent-'));
+    try {
+      const rng = new Random(6);
+      const lines = Array.from({ length: 300 }, () => ['to be', 'or not', 'to see'][rng.int(3)]);
+      const crlf = path.join(dir, 'crlf.txt');
+      const lf = path.join(dir, 'lf.txt');
+      fs.writeFileSync(crlf, lines.join('\r\n'));
+      fs.writeFileSync(lf, lines.join('\n'));
+      const base = { task: 'text', method: 'bptt', truncation: 4, steps: 20, hidden: 8, batch: 4, lr: 0.01, seed: 3 } as const;
+      const fromLf = await trainSequences({ ...base, textFile: lf });
+      const fromCrlf = await trainSequences({ ...base, textFile: crlf });
+      expect(fromCrlf.testBits).toBe(fromLf.testBits); // the same characters, so the same run
+      const kept = await trainSequences({ ...base, textFile: crlf, newlines: 'keep' });
+      expect(kept.testBits).not.toBe(fromLf.testBits); // '\r' is a character of its own there
+      await expect(trainSequences({ ...base, textFile: lf, newlines: 'crlf' as never })).rejects.toThrow(/'newlines' must be 'lf' or 'keep', got string crlf/);
+      await expect(trainSequences({ task: 'copy', truncation: 4, steps: 10, newlines: 'keep' })).rejects.toThrow(/'newlines' is given but task 'copy'/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a resumed run reports the level rises and the wall time of the whole run', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-recurrent-'));
+    try {
+      const base = { task: 'copy', method: 'bptt', truncation: 8, hidden: 32, batch: 16, lr: 0.01, seed: 1 } as const;
+      const straight = await trainSequences({ ...base, steps: 300 });
+      expect(straight.rises!.length).toBeGreaterThanOrEqual(1);
+      const firstRise = straight.rises![0].window;
+      const checkpoint = { path: path.join(dir, 'run.ckpt'), every: 1000 };
+      const first = await trainSequences({ ...base, steps: firstRise, checkpoint }); // the first rise is before the resume
+      expect(first.rises).toEqual([straight.rises![0]]);
+      const saved = ((await readCheckpoint(checkpoint.path)).host as { host: { seconds: number } }).host.seconds;
+      expect(saved).toBeGreaterThan(0);
+      const resumed = await trainSequences({ ...base, steps: 300, checkpoint });
+      expect(resumed.resumedFrom).toBe(firstRise);
+      expect(resumed.rises).toEqual(straight.rises);
+      expect(resumed.seconds).toBeGreaterThan(saved);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

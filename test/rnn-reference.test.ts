@@ -31,4 +31,11 @@ describe(`recurrent windows against PyTorch${available.ok ? '' : ` (skipped: ${a
     // What the auxiliary loss does not touch in the first window still agrees: its loss.
     expect(c.losses[0].synthgrad[0]).toBeCloseTo(c.losses[0].torch[0], 5);
   });
+
+  withTorch('a reference given the undiscounted bootstrap (γ = 1) disagrees on ĝ and M\'s target', async () => {
+    const c = await compareWithTorch({ hidden: 12, batch: 6, steps: 5, windows: 2, methods: ['dni'], optimizers: ['sgd'], referenceOverrides: { discount: 1 } });
+    const failed = c.rows.filter((r) => !r.pass).map((r) => r.quantity);
+    expect(failed).toContain('ĝ = γ·M(s_T)/B');
+    expect(failed).toContain('core.weight after');
+  });
 });

@@ -11,7 +11,8 @@
 // step is skipped first so that the windows start mid-episode: with T = 5 the first window has
 // no reset, the second one a reset inside, the third none), writes all of it to a JSON file,
 // runs the PyTorch reference on it (float64 by default), trains synthgrad on the same windows,
-// and compares per window: the loss, the synthetic gradient ĝ = M(s_T)/B at the window's end,
+// and compares per window: the loss, the synthetic gradient ĝ = γ·M(s_T)/B at the window's end
+// (γ the synthesizer's bootstrap discount, the trainer's default),
 // the gradient δ_0 arriving at the window's first state (the synthesizer's target; for BPTT,
 // from the model's own backward on a copy of the weights, since the trainer records it for DNI
 // only), the carried state s_T, every weight after the window's optimizer steps, and each
@@ -215,7 +216,7 @@ async function prepareCase(method: RecurrentMethod, kind: OptimizerKind, o: Requ
     tr.setState(h0, c0, o.batch);
     const spec = {
       dims: { batch: o.batch, inputs: source.inputSymbols, hidden: o.hidden, outputs: source.outputSymbols },
-      method, optimizer: { kind, lr, synthLr }, auxWeight: tr.auxWeight,
+      method, optimizer: { kind, lr, synthLr }, auxWeight: tr.auxWeight, discount: tr.discount,
       params: await read(namedParameters(tr)),
       state: { h: Array.from(h0), c: Array.from(c0) },
       windows: windows.map((w) => ({ steps: w.steps, inputs: Array.from(w.inputs), targets: Array.from(w.targets), resets: w.resets })),
@@ -255,7 +256,7 @@ async function finishCase(c: Case, o: Required<ComparisonOptions>) {
   type Get = (r: WindowResult, before: Values) => ArrayLike<number> | null;
   const quantities: [string, Get][] = [
     ['loss', (r) => [r.loss]],
-    ['ĝ = M(s_T)/B', (r) => r.synthetic],
+    ['ĝ = γ·M(s_T)/B', (r) => r.synthetic],
     ['δ_0 (M\'s target)', (r) => r.delta0],
     ['s_T = (h_T, c_T)', (r) => [...r.state.h, ...r.state.c]],
     ...Object.keys(spec.params).map((name): [string, Get] => [`${name} after`, (r) => r.params[name]]),

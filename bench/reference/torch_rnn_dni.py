@@ -19,10 +19,11 @@ step t (no gradient flows past it).
 
 One window, from the carried state s_0 = (h_0, c_0):
   forward the T steps; loss as above.
-  DNI: g = M([h_T, c_T]) / B (M: Linear(2H, 2H)), detached, enters the last step: the core's
-       objective is loss + <g_h, h_T> + <g_c, c_T>.
+  DNI: g = discount * M([h_T, c_T]) / B (M: Linear(2H, 2H); discount γ in (0, 1]), detached,
+       enters the last step: the core's objective is loss + <g_h, h_T> + <g_c, c_T>.
   DNI + Aux: plus aux_weight * (1/T) * sum_t mse(A h_t, M([h_T, c_T])) (A: Linear(H, 2H);
-       mse the mean over all B*2H elements; the target detached); A is trained with the core.
+       mse the mean over all B*2H elements; the target detached and not discounted); A is
+       trained with the core.
   backward; delta_0 = the gradient w.r.t. (h_0, c_0) (the synthesizer's target); one step of
   the core's optimizer (core, read-out and A).
   DNI: M regresses onto B * delta_0 from s_0 with its current weights:
@@ -33,7 +34,7 @@ one for the core (+ read-out, + A) and one for M, at the given learning rates.
 
 Input JSON (written by compare_rnn_dni.ts):
   { "dims": {"batch", "inputs", "hidden", "outputs"}, "method": "bptt"|"dni"|"dni-aux",
-    "optimizer": {"kind": "sgd"|"adam", "lr", "synthLr"}, "auxWeight",
+    "optimizer": {"kind": "sgd"|"adam", "lr", "synthLr"}, "auxWeight", "discount" (default 1),
     "params": {"core.weight", "core.bias", "readout.weight", "readout.bias",
                ["synthesizer.weight", "synthesizer.bias"], ["aux.weight", "aux.bias"]}  (flat, row-major),
     "state": {"h", "c"}  ([B*H] each, row-major),
@@ -67,6 +68,7 @@ class Reference:
         self.B, self.I, self.H, self.O = d["batch"], d["inputs"], d["hidden"], d["outputs"]
         self.method = spec["method"]
         self.aux_weight = spec.get("auxWeight", 1.0)
+        self.discount = spec.get("discount", 1.0)
         self.dtype = dtype
         p = spec["params"]
         B, I, H, O = self.B, self.I, self.H, self.O
@@ -147,7 +149,7 @@ class Reference:
         if self.synth is not None:
             with torch.no_grad():
                 m_T = self.synth(torch.cat([h, c], dim=1))  # M(s_T), per example
-            synthetic = m_T / B
+            synthetic = self.discount * m_T / B
             objective = objective + (synthetic[:, :H] * h).sum() + (synthetic[:, H:] * c).sum()
             if self.aux is not None:
                 aux_loss = sum(F.mse_loss(self.aux(o), m_T) for o in outputs) / T

@@ -5,12 +5,15 @@
 // Score: Copy and Repeat Copy, the largest level solved within the budget (its N and R); the
 // text task, bits per character on the test split with the weights of the best validation
 // (validation every `validateEvery` windows; the run stops early after `patience`
-// validations without improvement). Every argument is checked before anything is built.
+// validations without improvement). The text file's CRLF line ends become LF unless
+// `newlines: 'keep'` (as the library's shakespeare() corpus does). Every argument is checked
+// before anything is built.
 //
 // Checkpoints: saved every `checkpoint.every` windows and at the end (or on abort); a run
 // started with an existing checkpoint file resumes from it (weights, optimizer state, carried
 // state, the task's position, curriculum and random generator, the early-stopping record and
-// best weights) and continues bit for bit. A checkpoint made with other arguments (anything
+// best weights, the level rises and wall time so far) and continues bit for bit; its score
+// covers the whole run. A checkpoint made with other arguments (anything
 // but `steps`) is refused, naming the arguments that differ.
 import * as fs from 'fs';
 import { checkOptions, describe, numberOption } from '../check';
@@ -23,7 +26,7 @@ import * as ops from '../ops';
 import { Tensor } from '../tensor';
 import { readCheckpoint } from '../train/checkpoint';
 import { LSTMSequenceModel } from './model';
-import { RecurrentMethod, RecurrentTraining, WindowMetrics } from './training';
+import { DEFAULT_DISCOUNT, RecurrentMethod, RecurrentTraining, WindowMetrics } from './training';
 import { error, rangeError, typeError } from '../errors';
 
 export type SequenceTaskName = 'copy' | 'repeat-copy' | 'text';
@@ -46,8 +49,16 @@ export interface TrainSequencesOptions {
   seed?: number;
   /** the UTF-8 text file of the 'text' task */
   textFile?: string;
+  /**
+   * text: 'lf' turns CRLF line ends into LF before anything else (as `shakespeare()` does: a
+   * '\n' after every '\r' would be a free prediction, lowering the bits per character without
+   * any modelling); 'keep' reads the characters as they are; default 'lf'
+   */
+  newlines?: 'lf' | 'keep';
   /** DNI's synthesizer: hidden widths of an MLP; default [] (linear) */
   synthesizerHidden?: number[];
+  /** DNI's bootstrap discount γ in (0, 1] (RecurrentSynthesizerOptions.discount); default DEFAULT_DISCOUNT */
+  synthesizerDiscount?: number;
   /** DNI + Aux: the auxiliary loss's weight; default 1 */
   auxWeight?: number;
   /** M's regression on a stream of its own; default 'single' */
@@ -89,20 +100,22 @@ export interface SequenceScore {
   stopped: boolean;
   /** Copy tasks: the largest level solved and its N and R (-1, 0, 0: none) */
   solved?: { level: number; length: number; repeats: number };
-  /** Copy tasks: the level reached after each rise, with the window it was reached in */
+  /** Copy tasks: the level reached after each rise, with the window it was reached in (a resumed run's too) */
   rises?: { level: number; window: number }[];
   /** text */
   testBits?: number;
   bestValidationBits?: number;
   /** text: true when validation stopped improving before the budget */
   earlyStopped?: boolean;
+  /** the run's wall time, the parts before any resume included */
   seconds: number;
 }
 
-const OPTIONS = ['task', 'method', 'truncation', 'steps', 'hidden', 'batch', 'lr', 'seed', 'textFile', 'synthesizerHidden',
-  'auxWeight', 'streams', 'validateEvery', 'patience', 'logEvery', 'checkpoint', 'signal', 'device', 'onProgress'];
+const OPTIONS = ['task', 'method', 'truncation', 'steps', 'hidden', 'batch', 'lr', 'seed', 'textFile', 'newlines', 'synthesizerHidden',
+  'synthesizerDiscount', 'auxWeight', 'streams', 'validateEvery', 'patience', 'logEvery', 'checkpoint', 'signal', 'device', 'onProgress'];
 /** The options a resumed run must share with the checkpoint. */
-const CONFIG_KEYS = ['task', 'method', 'truncation', 'hidden', 'batch', 'lr', 'seed', 'textFile', 'synthesizerHidden', 'auxWeight',
+const CONFIG_KEYS = ['task', 'method', 'truncation', 'hidden', 'batch', 'lr', 'seed', 'textFile', 'newlines', 'synthesizerHidden',
+  'synthesizerDiscount', 'auxWeight',
   'validateEvery', 'patience'] as const;
 
 const OWNER = 'trainSequences';
@@ -135,14 +148,27 @@ function resolve(options: TrainSequencesOptions) {
   if (task === 'text') {
     if (typeof options.textFile !== 'string' || options.textFile === '')
       throw typeError(`${OWNER}: 'textFile' must name a UTF-8 text file for task 'text', got ${describe(options.textFile)}`);
-  } else if (options.textFile !== undefined) {
-    throw rangeError(`${OWNER}: 'textFile' is given but task '${task}' reads no text (use task 'text')`);
+  } else {
+    for (const key of ['textFile', 'newlines'] as const)
+      if (options[key] !== undefined) throw rangeError(`${OWNER}: '${key}' is given but task '${task}' reads no text (use task 'text')`);
   }
+  const newlines = task === 'text' ? options.newlines ?? 'lf' : undefined;
+  if (task === 'text' && newlines !== 'lf' && newlines !== 'keep')
+    throw rangeError(`${OWNER}: 'newlines' must be 'lf' or 'keep', got ${describe(options.newlines)}`);
   const synthesizerHidden = options.synthesizerHidden;
   if (synthesizerHidden !== undefined) {
     if (method === 'bptt') throw rangeError(`${OWNER}: 'synthesizerHidden' is given but method 'bptt' uses no synthesizer`);
     if (!Array.isArray(synthesizerHidden) || synthesizerHidden.some((h) => !Number.isInteger(h) || h < 1))
       throw rangeError(`${OWNER}: 'synthesizerHidden' must be an array of positive integers, got ${JSON.stringify(synthesizerHidden)}`);
+  }
+  let synthesizerDiscount: number | undefined;
+  if (options.synthesizerDiscount !== undefined) {
+    if (method === 'bptt') throw rangeError(`${OWNER}: 'synthesizerDiscount' is given but method 'bptt' uses no synthesizer`);
+    synthesizerDiscount = numberOption(OWNER, 'synthesizerDiscount', options.synthesizerDiscount, DEFAULT_DISCOUNT);
+    if (!(synthesizerDiscount > 0 && synthesizerDiscount <= 1))
+      throw rangeError(`${OWNER}: 'synthesizerDiscount' must be a number in (0, 1], got ${synthesizerDiscount}`);
+  } else if (method !== 'bptt') {
+    synthesizerDiscount = DEFAULT_DISCOUNT;
   }
   const auxWeight = options.auxWeight;
   if (auxWeight !== undefined && method !== 'dni-aux') throw rangeError(`${OWNER}: 'auxWeight' is given but method '${method}' has no auxiliary loss`);
@@ -169,7 +195,7 @@ function resolve(options: TrainSequencesOptions) {
   const device = options.device ?? Device.cpu();
   if (!(device instanceof Device)) throw typeError(`${OWNER}: 'device' must be a Device, got ${describe(options.device)}`);
   return {
-    task, method, truncation, steps, hidden, batch, lr, seed, textFile: options.textFile, synthesizerHidden, auxWeight, streams,
+    task, method, truncation, steps, hidden, batch, lr, seed, textFile: options.textFile, newlines, synthesizerHidden, synthesizerDiscount, auxWeight, streams,
     validateEvery, patience, logEvery, checkpoint, signal: options.signal, device, onProgress: options.onProgress,
   };
 }
@@ -198,7 +224,7 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
   let source: SequenceSource;
   let corpus: TextCorpus | undefined;
   if (o.task === 'text') {
-    corpus = TextCorpus.fromFile(o.textFile!);
+    corpus = TextCorpus.fromFile(o.textFile!, { newlines: o.newlines });
     source = corpus.source('train', o.batch);
     if (o.truncation > (source as TextSource).streamLength)
       throw rangeError(`${OWNER}: 'truncation' is ${o.truncation}, longer than each of the ${o.batch} training streams (${(source as TextSource).streamLength} characters)`);
@@ -210,7 +236,7 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
   const model = new LSTMSequenceModel({ inputSymbols: source.inputSymbols, outputs: source.outputSymbols, hidden: o.hidden });
   const trainer = new RecurrentTraining(model, {
     method: o.method, optimizer: () => new Adam({ lr: o.lr }), device: o.device, seed: o.seed, streams: o.streams,
-    ...(o.method === 'bptt' ? {} : { synthesizer: { hidden: o.synthesizerHidden ?? [] } }),
+    ...(o.method === 'bptt' ? {} : { synthesizer: { hidden: o.synthesizerHidden ?? [], discount: o.synthesizerDiscount } }),
     ...(o.auxWeight !== undefined ? { auxWeight: o.auxWeight } : {}),
   });
   // The text task's weights at its best validation (restored for the test split).
@@ -219,6 +245,10 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
   const early: EarlyStopping = { best: Infinity, sinceBest: 0, stopped: false };
   const config = configOf(o);
   let resumedFrom: number | undefined;
+  // A resumed run's score covers the whole run: the level rises and wall time before the resume are carried in the checkpoint.
+  const rises: { level: number; window: number }[] = [];
+  let secondsBefore = 0;
+  const seconds = () => secondsBefore + (Date.now() - started) / 1000;
   try {
     if (o.checkpoint && fs.existsSync(o.checkpoint.path)) {
       const saved = (await readCheckpoint(o.checkpoint.path)).host as { host?: { config?: Record<string, unknown> } } | null;
@@ -227,18 +257,21 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
       if (differ.length)
         throw error('ERR_SYNTHGRAD_CHECKPOINT', `${OWNER}: ${o.checkpoint.path} was saved by a run with other arguments (${differ.map((k) => `${k}: ${JSON.stringify(savedConfig[k] ?? null)} there, ${JSON.stringify(config[k])} here`).join('; ')}); use another checkpoint path or the same arguments`);
       const host = (await trainer.load(o.checkpoint.path, bestNamed)) as
-        { source: unknown; early: EarlyStopping };
+        { source: unknown; early: EarlyStopping; rises?: { level: number; window: number }[]; seconds?: number };
       source.restore(host.source);
+      rises.push(...(host.rises ?? []));
+      secondsBefore = host.seconds ?? 0;
       Object.assign(early, host.early, { best: host.early.best ?? Infinity });
       resumedFrom = trainer.windows;
     }
     const save = async () => {
       if (!o.checkpoint) return;
-      await trainer.save(o.checkpoint.path, { config, source: source.state(), early: { ...early, best: Number.isFinite(early.best) ? early.best : null } }, bestNamed);
+      await trainer.save(o.checkpoint.path, {
+        config, source: source.state(), early: { ...early, best: Number.isFinite(early.best) ? early.best : null }, rises, seconds: seconds(),
+      }, bestNamed);
     };
 
     const copyTask = source instanceof CopyTask || source instanceof RepeatCopyTask ? source : undefined;
-    const rises: { level: number; window: number }[] = [];
     let bitsSum = 0;
     let bitsWeight = 0;
     let stopped = false;
@@ -284,7 +317,7 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
     }
     await save();
     const score: SequenceScore = {
-      task: o.task, method: o.method, truncation: o.truncation, windows: trainer.windows, stopped, seconds: (Date.now() - started) / 1000,
+      task: o.task, method: o.method, truncation: o.truncation, windows: trainer.windows, stopped, seconds: seconds(),
       ...(resumedFrom !== undefined ? { resumedFrom } : {}),
     };
     if (copyTask) {

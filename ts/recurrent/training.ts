@@ -3,12 +3,13 @@
 // Per window of T steps (one step() call), from the state s_0 = (h_0, c_0) carried out of the
 // previous window:
 //   1. forward the T steps (zeroing the state before every reset step), read-out losses;
-//   2. DNI: ĝ = M(s_T) on the final state, the synthetic gradient of every later step's loss;
+//   2. DNI: ĝ = γ·M(s_T) on the final state, the (discounted) synthetic gradient of every later
+//      step's loss;
 //      DNI + Aux: an auxiliary head also predicts M(s_T) from every h_t (below);
 //   3. backward to the window's start with ĝ entering the last step (BPTT: nothing enters;
 //      gradients stop at s_0 either way), one optimizer step of the core;
 //   4. DNI: δ_0, the gradient that arrived at s_0, is the true gradient of the window's loss
-//      plus the bootstrapped ĝ w.r.t. s_0, which is the target of the prediction M made at the
+//      plus the bootstrapped γ·M(s_T) w.r.t. s_0, which is the target of the prediction M made at the
 //      previous boundary (M(s_0)). M regresses onto it with its CURRENT weights on s_0 (as
 //      the feed-forward late update does: the prediction made at that boundary came from the
 //      weights of one regression ago, and a step on a stale prediction's error is not the
@@ -27,6 +28,16 @@
 //   target (nothing after an episode's end depends on its final state), and M learns to
 //   predict no gradient at states that end episodes instead of bleeding the next episode's
 //   gradient into this one. The very first window (s_0 = 0, the initial state) trains M too.
+// - The bootstrap discount γ (synthesizer.discount, default DEFAULT_DISCOUNT): M's target
+//   is the window's true gradient plus γ times its own prediction carried back through the
+//   window. With γ = 1 (the method as first specified) nothing anchors the bootstrap on a
+//   stream without resets: once the cell path's gain over a window nears 1 (forget gates near
+//   1), M(s) = true + J_c^T M(s') has no bounded solution, and ĝ_c grew without bound on the
+//   character LM (rms 0.18 → 139 over 400 windows) while the core followed it instead of the
+//   loss. γ < 1 makes the target a contraction (as the discount of TD(λ)), its fixed point the
+//   sum of the future's true gradients weighted γ^k for the k-th window ahead; Copy, whose
+//   resets anchor the bootstrap at 0, is not hurt. The measurements behind the default are in
+//   experiments/char-lm/README.md ("Stability"). The Aux head predicts M(s_T) undiscounted.
 // - BP(λ) is not offered: the true gradient at a window's end only exists once the next
 //   window has run, and waiting for it is full BPTT, the thing DNI avoids.
 // - DNI + Aux (the paper's "+Aux", the core predicting the synthetic gradients it will
@@ -73,6 +84,12 @@ export interface RecurrentSynthesizerOptions {
    * last layer should start at 0); one whose widths do not fit the state is an error.
    */
   network?: (inputs: number, outputs: number) => Module;
+  /**
+   * γ in (0, 1]: the synthetic gradient enters the window's last step as γ·M(s_T)/B, so M's
+   * target δ_0 is the window's true gradient plus γ times the bootstrapped one (a discounted
+   * bootstrap, as in TD(λ)); default DEFAULT_DISCOUNT (see the file comment)
+   */
+  discount?: number;
 }
 
 export interface RecurrentTrainingOptions {
@@ -107,6 +124,9 @@ export interface WindowMetrics {
 /** A window of symbols, as the sources give it (../data/sequences.ts). */
 export type SymbolWindow = SequenceWindow;
 
+/** The synthesizer's default bootstrap discount γ (the file comment says why). */
+export const DEFAULT_DISCOUNT = 0.5;
+
 const OPTIONS = ['method', 'optimizer', 'device', 'seed', 'synthesizer', 'auxWeight', 'streams'];
 
 export class RecurrentTraining {
@@ -118,6 +138,8 @@ export class RecurrentTraining {
   readonly aux?: Linear;
   readonly auxWeight: number;
   readonly streams: 'single' | 'separate';
+  /** DNI: the bootstrap discount γ (ĝ = γ·M(s_T)/B); 1 for BPTT */
+  readonly discount: number;
   /** windows trained */
   windows = 0;
   /** set to keep copies of the last window's ĝ and M's target in `lastWindow` (tests, debugging) */
@@ -152,7 +174,10 @@ export class RecurrentTraining {
     if (this.streams !== 'single' && this.streams !== 'separate')
       throw typeError(`RecurrentTraining: 'streams' must be 'single' or 'separate', got ${describe(options.streams)}`);
     const synthOptions = options.synthesizer ?? {};
-    checkOptions('RecurrentTraining', synthOptions, ['hidden', 'lossWeight', 'optimizer', 'network'], 'synthesizer');
+    checkOptions('RecurrentTraining', synthOptions, ['hidden', 'lossWeight', 'optimizer', 'network', 'discount'], 'synthesizer');
+    this.discount = numberOption('RecurrentTraining', 'synthesizer.discount', synthOptions.discount, method === 'bptt' ? 1 : DEFAULT_DISCOUNT);
+    if (!(this.discount > 0 && this.discount <= 1))
+      throw rangeError(`RecurrentTraining: 'synthesizer.discount' must be a number in (0, 1], got ${this.discount}`);
     if (options.synthesizer !== undefined && method === 'bptt')
       throw rangeError(`RecurrentTraining: 'synthesizer' is given but method 'bptt' uses none (use 'dni' or 'dni-aux')`);
     if (options.auxWeight !== undefined && method !== 'dni-aux')
@@ -256,11 +281,13 @@ export class RecurrentTraining {
         if (this.synthDone) this.stream.wait(this.synthDone); // M's weights: its last regression must be done
         const sT = ops.concatColumns(ctx, f.state.h, f.state.c);
         g = synth.predict(sT, sT /* not conditioned: no labels */, ctx).gradient; // M(s_T)/B
+        const m = g; // M(s_T)/B, the Aux head's target (undiscounted)
+        if (this.discount !== 1) g = ops.scale(ctx, this.discount, g); // γ·M(s_T)/B
         const gh = Tensor.empty([batch, H], { device: this.device, arena });
         const gc = Tensor.empty([batch, H], { device: this.device, arena });
         ops.splitColumns(ctx, g, gh, gc);
         dFinal = { h: gh, c: gc };
-        if (this.aux) dOutputs = this.auxGradients(f.outputs, g, batch, ctx);
+        if (this.aux) dOutputs = this.auxGradients(f.outputs, m, batch, ctx);
       }
       const delta0 = f.backward(dFinal, ctx, dOutputs);
       this.optimizer.step(this.params, this.stream);
