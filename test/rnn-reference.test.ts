@@ -1,9 +1,9 @@
 // synthgrad's recurrent training against the independent PyTorch reference
-// (bench/reference/torch_rnn_dni.py through bench/reference/compare_rnn_dni.ts), at a small
+// (bench/reference/torch_rnn_dni.py through test/helpers/rnn-reference-compare.ts), at a small
 // size: truncated BPTT, DNI and DNI + Aux, SGD and Adam, three windows each (one with a reset
 // inside), every quantity within 1e-5. Skipped, with the reason, where /usr/bin/python3 has no
 // torch (CI): experiments/recurrent-reference/ holds the committed comparison at full size.
-import { compareWithTorch, comparisonTable, torchAvailable } from '../bench/reference/compare_rnn_dni';
+import { compareWithTorch, comparisonTable, torchAvailable } from './helpers/rnn-reference-compare';
 
 const available = torchAvailable();
 const withTorch = available.ok ? test : test.skip;

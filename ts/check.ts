@@ -15,6 +15,7 @@ export function describe(v: unknown): string {
 
 /** A value as error messages show it, never throwing: primitives as String() writes them, objects described. */
 export function shown(v: unknown): string {
+  if (Array.isArray(v) && v.every((x) => ['number', 'string', 'boolean'].includes(typeof x))) return String(v);
   return v !== null && (typeof v === 'object' || typeof v === 'function') ? describe(v) : String(v);
 }
 

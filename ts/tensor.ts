@@ -138,6 +138,8 @@ function checkOptions(options: TensorOptions): void {
   for (const key of Object.keys(options))
     if (!optionKeys.has(key))
       throw typeError(`Tensor: unknown option '${key}' (expected one of ${[...optionKeys].join(', ')})`);
+  if (options.dtype !== undefined && options.dtype !== 'float32' && options.dtype !== 'int32')
+    throw typeError(`Tensor: 'dtype' must be 'float32' or 'int32', got ${typeof options.dtype === 'string' ? `'${options.dtype}'` : describe(options.dtype)}`);
   if (options.arena !== undefined && !(options.arena instanceof Arena))
     throw typeError(`Tensor: 'arena' must be an Arena, got ${describe(options.arena)}`);
 }
