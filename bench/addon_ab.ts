@@ -16,12 +16,23 @@ import { resultsDir } from './paths';
 import { stepTime } from './step_time';
 
 async function child(): Promise<void> {
-  const ms = await stepTime({ device: Device.cpu(), hidden: [256, 256, 256], batch: 256, method: 'backprop', streams: 'single', steps: 200, warmup: 30 });
+  const ms = await stepTime({
+    device: Device.cpu(),
+    hidden: [256, 256, 256],
+    batch: 256,
+    method: 'backprop',
+    streams: 'single',
+    steps: 200,
+    warmup: 30,
+  });
   process.stdout.write(`${ms}\n`);
 }
 
 function timeBuild(addon: string): number {
-  const out = execFileSync(process.execPath, [__filename, '--child'], { env: { ...process.env, SYNTHGRAD_ADDON: addon }, encoding: 'utf8' });
+  const out = execFileSync(process.execPath, [__filename, '--child'], {
+    env: { ...process.env, SYNTHGRAD_ADDON: addon },
+    encoding: 'utf8',
+  });
   return Number(out.trim());
 }
 
@@ -38,23 +49,40 @@ async function main(): Promise<void> {
     const t: Record<string, number> = {};
     for (const which of order) t[which] = timeBuild(path.resolve(f[which]));
     rows.push({ before: t.before, after: t.after });
-    console.log(`round ${r + 1}: before ${t.before.toFixed(2)} ms, after ${t.after.toFixed(2)} ms, after/before ${(t.after / t.before).toFixed(3)}`);
+    console.log(
+      `round ${r + 1}: before ${t.before.toFixed(2)} ms, after ${t.after.toFixed(2)} ms, after/before ${(t.after / t.before).toFixed(3)}`,
+    );
   }
   const ratio = median(rows.map((x) => x.after / x.before));
   const load = os.loadavg()[0].toFixed(1);
   console.log(`median after/before: ${ratio.toFixed(3)} (1.000 = no change; load average ${load} on ${os.cpus().length} CPUs)`);
   const name = resultName('--out', f.out);
   const md = [
-    `# Addon A/B: ${name}`, '',
+    `# Addon A/B: ${name}`,
+    '',
     `MNIST FCN training step (backprop, Adam, batch 256) on the CPU; ${rounds} rounds, alternating order; ` +
-      `${os.cpus()[0].model}, ${os.cpus().length} CPUs, load average ${load} at the end.`, '',
-    `before: \`${f.before}\``, `after: \`${f.after}\``, '',
-    '| round | before (ms) | after (ms) | after/before |', '|---|---|---|---|',
+      `${os.cpus()[0].model}, ${os.cpus().length} CPUs, load average ${load} at the end.`,
+    '',
+    `before: \`${f.before}\``,
+    `after: \`${f.after}\``,
+    '',
+    '| round | before (ms) | after (ms) | after/before |',
+    '|---|---|---|---|',
     ...rows.map((x, i) => `| ${i + 1} | ${x.before.toFixed(2)} | ${x.after.toFixed(2)} | ${(x.after / x.before).toFixed(3)} |`),
-    '', `Median ratio after/before: **${ratio.toFixed(3)}**.`, '',
+    '',
+    `Median ratio after/before: **${ratio.toFixed(3)}**.`,
+    '',
   ].join('\n');
   fs.writeFileSync(path.join(resultsDir, `${name}.md`), md);
 }
 
-if (process.argv[2] === '--child') child().catch((e) => { console.error(e); process.exit(1); });
-else main().catch((e) => { console.error((e as Error).message); process.exit(1); });
+if (process.argv[2] === '--child')
+  child().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+else
+  main().catch((e) => {
+    console.error((e as Error).message);
+    process.exit(1);
+  });

@@ -28,7 +28,10 @@ async function synthgradStep(): Promise<{ msPerStep: number; samplesPerSecond: n
 
 // OpenBLAS as this machine's environment configures it (OPENBLAS_CORETYPE may pin an older
 // kernel for safety) and, when it is pinned, also with OpenBLAS's own choice of kernel.
-interface BlasSetting { label: string; env: NodeJS.ProcessEnv }
+interface BlasSetting {
+  label: string;
+  env: NodeJS.ProcessEnv;
+}
 function blasSettings(): BlasSetting[] {
   const pinned = process.env.OPENBLAS_CORETYPE;
   const asIs: BlasSetting = { label: pinned ? `OPENBLAS_CORETYPE=${pinned}` : 'OpenBLAS default', env: process.env };
@@ -39,13 +42,32 @@ function blasSettings(): BlasSetting[] {
   return [asIs, { label: 'OpenBLAS auto-detected kernel', env: own }];
 }
 
-interface TorchRun { ms_per_step: number; torch: string; threads: number; blas: string }
+interface TorchRun {
+  ms_per_step: number;
+  torch: string;
+  threads: number;
+  blas: string;
+}
 
 function torchStep(threads: number, blas: BlasSetting): TorchRun | undefined {
   try {
-    const out = execFileSync(python, [path.join(root, 'bench/reference/torch_mlp.py'), '--hidden', hidden.join(','),
-      '--batch', String(batch), '--steps', String(steps), '--warmup', String(warmup), '--threads', String(threads)],
-    { encoding: 'utf8', env: blas.env });
+    const out = execFileSync(
+      python,
+      [
+        path.join(root, 'bench/reference/torch_mlp.py'),
+        '--hidden',
+        hidden.join(','),
+        '--batch',
+        String(batch),
+        '--steps',
+        String(steps),
+        '--warmup',
+        String(warmup),
+        '--threads',
+        String(threads),
+      ],
+      { encoding: 'utf8', env: blas.env },
+    );
     return { ...JSON.parse(out.trim().split('\n').pop()!), blas: blas.label };
   } catch (e) {
     console.error(`PyTorch reference failed (run 'bash bench/setup.sh' first): ${(e as Error).message.split('\n')[0]}`);
@@ -53,7 +75,12 @@ function torchStep(threads: number, blas: BlasSetting): TorchRun | undefined {
   }
 }
 
-interface GemmRow { n: number; ours_gflops: number; openblas_gflops: number; ratio: number }
+interface GemmRow {
+  n: number;
+  ours_gflops: number;
+  openblas_gflops: number;
+  ratio: number;
+}
 
 function gemmVsOpenblas(blas: BlasSetting): { rows: GemmRow[]; raw: unknown } | undefined {
   const bin = path.join(root, 'build/bench/gemm_vs_openblas');
@@ -78,7 +105,9 @@ async function main(): Promise<void> {
   const threads = native.threads();
   const cpuModel = os.cpus()[0]?.model ?? 'unknown CPU';
   const date = new Date().toISOString();
-  console.log(`synthgrad CPU benchmark on ${cpuModel}, ${os.cpus().length} cores, synthgrad threads ${threads}, GEMM ${native.buildInfo().cpuGemm}`);
+  console.log(
+    `synthgrad CPU benchmark on ${cpuModel}, ${os.cpus().length} cores, synthgrad threads ${threads}, GEMM ${native.buildInfo().cpuGemm}`,
+  );
 
   const ours = await synthgradStep();
   console.log(`synthgrad training step: ${ours.msPerStep.toFixed(3)} ms (${Math.round(ours.samplesPerSecond)} samples/s)`);
@@ -88,15 +117,20 @@ async function main(): Promise<void> {
       const r = torchStep(t, blas);
       if (!r) continue;
       torchRuns.push(r);
-      console.log(`PyTorch ${r.torch} (${r.threads} thread(s), ${r.blas}): ${r.ms_per_step.toFixed(3)} ms  -> synthgrad is ${(r.ms_per_step / ours.msPerStep).toFixed(2)}x faster`);
+      console.log(
+        `PyTorch ${r.torch} (${r.threads} thread(s), ${r.blas}): ${r.ms_per_step.toFixed(3)} ms  -> synthgrad is ${(r.ms_per_step / ours.msPerStep).toFixed(2)}x faster`,
+      );
     }
   }
   const sameThreads = torchRuns.filter((r) => r.threads === threads).map((r) => r.ms_per_step);
   const torchBest = torchRuns.length ? Math.min(...torchRuns.map((r) => r.ms_per_step)) : NaN;
-  const gemms = blasSettings().map(gemmVsOpenblas).filter((g): g is NonNullable<typeof g> => !!g);
+  const gemms = blasSettings()
+    .map(gemmVsOpenblas)
+    .filter((g): g is NonNullable<typeof g> => !!g);
 
   const report = {
-    date, machine: { cpu: cpuModel, cores: os.cpus().length, node: process.version },
+    date,
+    machine: { cpu: cpuModel, cores: os.cpus().length, node: process.version },
     command: `npm run bench:cpu${out === 'cpu' ? '' : ` -- --out ${out}`}`,
     training_step: {
       model: `784-${hidden.join('-')}-10 BatchNorm+ReLU, batch ${batch}, Adam, ${steps} timed steps after ${warmup} warm-up`,
@@ -110,16 +144,28 @@ async function main(): Promise<void> {
   fs.mkdirSync(results, { recursive: true });
   fs.writeFileSync(path.join(results, `${out}.json`), JSON.stringify(report, null, 2) + '\n');
   const md = [
-    `# CPU benchmark`, '',
-    `${date}, ${cpuModel}, ${os.cpus().length} cores, Node ${process.version}; command: \`${report.command}\`.`, '',
-    `## Training step (${report.training_step.model})`, '',
-    '| implementation | threads | BLAS | ms/step | samples/s | synthgrad speed-up |', '|---|---|---|---|---|---|',
-    `| synthgrad | ${threads} | own SGEMM (${native.buildInfo().cpuGemm}) | ${ours.msPerStep.toFixed(3)} | ${Math.round(ours.samplesPerSecond)} | 1.00x |`,
-    ...torchRuns.map((r) => `| PyTorch ${r.torch} | ${r.threads} | ${r.blas} | ${r.ms_per_step.toFixed(3)} | ${Math.round((batch * 1000) / r.ms_per_step)} | ${(r.ms_per_step / ours.msPerStep).toFixed(2)}x |`),
+    `# CPU benchmark`,
     '',
-    ...gemms.flatMap((g) => [`## SGEMM, square n x n x n, ${threads} threads, against OpenBLAS (${(g.raw as { blas: string }).blas})`, '',
-      '| n | synthgrad GFLOP/s | OpenBLAS GFLOP/s | ratio |', '|---|---|---|---|',
-      ...g.rows.map((r) => `| ${r.n} | ${r.ours_gflops.toFixed(1)} | ${r.openblas_gflops.toFixed(1)} | ${r.ratio.toFixed(2)} |`), '']),
+    `${date}, ${cpuModel}, ${os.cpus().length} cores, Node ${process.version}; command: \`${report.command}\`.`,
+    '',
+    `## Training step (${report.training_step.model})`,
+    '',
+    '| implementation | threads | BLAS | ms/step | samples/s | synthgrad speed-up |',
+    '|---|---|---|---|---|---|',
+    `| synthgrad | ${threads} | own SGEMM (${native.buildInfo().cpuGemm}) | ${ours.msPerStep.toFixed(3)} | ${Math.round(ours.samplesPerSecond)} | 1.00x |`,
+    ...torchRuns.map(
+      (r) =>
+        `| PyTorch ${r.torch} | ${r.threads} | ${r.blas} | ${r.ms_per_step.toFixed(3)} | ${Math.round((batch * 1000) / r.ms_per_step)} | ${(r.ms_per_step / ours.msPerStep).toFixed(2)}x |`,
+    ),
+    '',
+    ...gemms.flatMap((g) => [
+      `## SGEMM, square n x n x n, ${threads} threads, against OpenBLAS (${(g.raw as { blas: string }).blas})`,
+      '',
+      '| n | synthgrad GFLOP/s | OpenBLAS GFLOP/s | ratio |',
+      '|---|---|---|---|',
+      ...g.rows.map((r) => `| ${r.n} | ${r.ours_gflops.toFixed(1)} | ${r.openblas_gflops.toFixed(1)} | ${r.ratio.toFixed(2)} |`),
+      '',
+    ]),
   ].join('\n');
   fs.writeFileSync(path.join(results, `${out}.md`), md);
   console.log(`\nwrote ${path.relative(root, path.join(results, `${out}.json`))} and ${out}.md`);

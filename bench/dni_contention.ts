@@ -24,13 +24,16 @@ const hidden = (depth: number) => new Array(depth).fill(256);
 
 /** The background load: backprop steps of the same model until killed. */
 async function background(depth: number): Promise<never> {
-  for (;;) await stepTime({ device: Device.cpu(), hidden: hidden(depth), batch, method: 'backprop', streams: 'single', steps: 200, warmup: 0 });
+  for (;;)
+    await stepTime({ device: Device.cpu(), hidden: hidden(depth), batch, method: 'backprop', streams: 'single', steps: 200, warmup: 0 });
 }
 
 /** The load, in this session or (detached: setsid) in a new one. */
 function startBackground(depth: number, ownSession: boolean): Promise<ChildProcess> {
   const child = spawn(process.execPath, [__filename, '--background', '--depth', String(depth)], {
-    env: { ...process.env, SYNTHGRAD_NUM_THREADS: '1' }, stdio: 'ignore', detached: ownSession,
+    env: { ...process.env, SYNTHGRAD_NUM_THREADS: '1' },
+    stdio: 'ignore',
+    detached: ownSession,
   });
   return new Promise((resolve) => setTimeout(() => resolve(child), 3000)); // let it load and start stepping
 }
@@ -59,26 +62,38 @@ async function main(): Promise<void> {
     const sameSessionMs = await beside(streams, false);
     const ownSessionMs = await beside(streams, true);
     rows.push({ streams, aloneMs, sameSessionMs, ownSessionMs });
-    console.log(`${streams.padEnd(10)} alone ${aloneMs.toFixed(1)} ms/step; beside a backprop process in this session ` +
-      `${sameSessionMs.toFixed(1)} (${(sameSessionMs / aloneMs).toFixed(2)}x), in its own session ${ownSessionMs.toFixed(1)} (${(ownSessionMs / aloneMs).toFixed(2)}x)`);
+    console.log(
+      `${streams.padEnd(10)} alone ${aloneMs.toFixed(1)} ms/step; beside a backprop process in this session ` +
+        `${sameSessionMs.toFixed(1)} (${(sameSessionMs / aloneMs).toFixed(2)}x), in its own session ${ownSessionMs.toFixed(1)} (${(ownSessionMs / aloneMs).toFixed(2)}x)`,
+    );
   }
 
   const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${native.threads()} op threads`;
   const autogroup = autogroupSetting();
   const md = [
-    '# A DNI training step beside another process', '',
+    '# A DNI training step beside another process',
+    '',
     `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/dni_contention.js ${argv.join(' ')}\`; ` +
-      `${depth} hidden layers of 256, DNI synthesizers two hidden layers of 1024, batch ${batch}, Adam, ${steps} steps timed.`, '',
+      `${depth} hidden layers of 256, DNI synthesizers two hidden layers of 1024, batch ${batch}, Adam, ${steps} steps timed.`,
+    '',
     'The other process trains the same model with backprop in a loop, with one op thread, started in ' +
-      `this process's session or in one of its own; kernel.sched_autogroup_enabled = ${autogroup}.`, '',
+      `this process's session or in one of its own; kernel.sched_autogroup_enabled = ${autogroup}.`,
+    '',
     '| streams | alone, ms/step | beside it, same session, ms/step (slowdown) | beside it, own session, ms/step (slowdown) |',
     '|---|---|---|---|',
-    ...rows.map((r) => `| ${r.streams} | ${r.aloneMs.toFixed(1)} | ${r.sameSessionMs.toFixed(1)} (${(r.sameSessionMs / r.aloneMs).toFixed(2)}x) | ` +
-      `${r.ownSessionMs.toFixed(1)} (${(r.ownSessionMs / r.aloneMs).toFixed(2)}x) |`), '',
+    ...rows.map(
+      (r) =>
+        `| ${r.streams} | ${r.aloneMs.toFixed(1)} | ${r.sameSessionMs.toFixed(1)} (${(r.sameSessionMs / r.aloneMs).toFixed(2)}x) | ` +
+        `${r.ownSessionMs.toFixed(1)} (${(r.ownSessionMs / r.aloneMs).toFixed(2)}x) |`,
+    ),
+    '',
   ].join('\n');
   fs.mkdirSync(resultsDir, { recursive: true });
   fs.writeFileSync(path.join(resultsDir, 'dni-contention.md'), md);
-  fs.writeFileSync(path.join(resultsDir, 'dni-contention.json'), JSON.stringify({ date: new Date().toISOString(), machine, autogroup, depth, batch, steps, rows }, null, 2) + '\n');
+  fs.writeFileSync(
+    path.join(resultsDir, 'dni-contention.json'),
+    JSON.stringify({ date: new Date().toISOString(), machine, autogroup, depth, batch, steps, rows }, null, 2) + '\n',
+  );
   console.log('\nwrote bench/results/dni-contention.md and .json');
 }
 

@@ -39,8 +39,22 @@ function torchTime(depth: number, method: string, steps: number): { ms: number; 
   let best: { ms: number; threads: number } | undefined;
   for (const threads of new Set([native.threads(), 1])) {
     try {
-      const out = execFileSync('/usr/bin/python3', [script, '--time', '--method', method, '--hidden', new Array(depth).fill(256).join(','),
-        '--steps', String(steps), '--threads', String(threads)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      const out = execFileSync(
+        '/usr/bin/python3',
+        [
+          script,
+          '--time',
+          '--method',
+          method,
+          '--hidden',
+          new Array(depth).fill(256).join(','),
+          '--steps',
+          String(steps),
+          '--threads',
+          String(threads),
+        ],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+      );
       const ms = JSON.parse(out.trim().split('\n').pop()!).ms_per_step as number;
       if (!best || ms < best.ms) best = { ms, threads };
     } catch {
@@ -67,33 +81,46 @@ async function main(): Promise<void> {
           if (t) Object.assign(row, { torchMsPerStep: t.ms, torchThreads: t.threads });
         }
         rows.push(row);
-        console.log(`${depth} hidden, ${method.padEnd(8)} ${streams.padEnd(10)} ${ms.toFixed(2)} ms/step  ${Math.round(row.samplesPerSecond)} samples/s` +
-          (row.torchMsPerStep ? `  PyTorch ${row.torchMsPerStep.toFixed(2)} ms at ${row.torchThreads} thread(s) (synthgrad ${(row.torchMsPerStep / ms).toFixed(2)}x)` : ''));
+        console.log(
+          `${depth} hidden, ${method.padEnd(8)} ${streams.padEnd(10)} ${ms.toFixed(2)} ms/step  ${Math.round(row.samplesPerSecond)} samples/s` +
+            (row.torchMsPerStep
+              ? `  PyTorch ${row.torchMsPerStep.toFixed(2)} ms at ${row.torchThreads} thread(s) (synthgrad ${(row.torchMsPerStep / ms).toFixed(2)}x)`
+              : ''),
+        );
       }
     }
   }
   const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${native.threads()} threads`;
   const find = (d: number, m: string, s: string) => rows.find((r) => r.depth === d && r.method === m && r.streams === s)!;
   const md = [
-    '# Decoupled training step on the CPU', '',
+    '# Decoupled training step on the CPU',
+    '',
     `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/dni_cpu.js ${argv.join(' ')}\`; batch ${batch}, Adam; ` +
-      `PyTorch's OpenBLAS kernel: ${process.env.OPENBLAS_CORETYPE ? `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE}` : 'auto-detected'}.`, '',
+      `PyTorch's OpenBLAS kernel: ${process.env.OPENBLAS_CORETYPE ? `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE}` : 'auto-detected'}.`,
+    '',
     '| hidden layers | method | streams | ms/step | samples/s | vs backprop | per-module vs single | PyTorch ms/step (threads) | synthgrad vs PyTorch |',
     '|---|---|---|---|---|---|---|---|---|',
     ...rows.map((r) => {
       const bp = find(r.depth, 'backprop', 'single').msPerStep;
       const single = find(r.depth, r.method, 'single').msPerStep;
-      return `| ${r.depth} | ${r.method} | ${r.streams} | ${r.msPerStep.toFixed(2)} | ${Math.round(r.samplesPerSecond)} | ${(bp / r.msPerStep).toFixed(2)}x | ` +
+      return (
+        `| ${r.depth} | ${r.method} | ${r.streams} | ${r.msPerStep.toFixed(2)} | ${Math.round(r.samplesPerSecond)} | ${(bp / r.msPerStep).toFixed(2)}x | ` +
         `${r.method === 'backprop' ? '–' : `${(single / r.msPerStep).toFixed(2)}x`} | ${r.torchMsPerStep ? `${r.torchMsPerStep.toFixed(2)} (${r.torchThreads})` : '–'} | ` +
-        `${r.torchMsPerStep ? `${(r.torchMsPerStep / r.msPerStep).toFixed(2)}x` : '–'} |`;
-    }), '',
+        `${r.torchMsPerStep ? `${(r.torchMsPerStep / r.msPerStep).toFixed(2)}x` : '–'} |`
+      );
+    }),
+    '',
     'PyTorch: bench/reference/torch_dni.py (the same algorithm), the faster of 2 threads and 1 thread. ' +
-    'DNI uses the paper\'s synthesizer (two hidden layers of 1024), so its step costs several backprop steps of this small model; ' +
-    'on a 2-core CPU the streams share the cores, so one stream per module can gain little.', '',
+      "DNI uses the paper's synthesizer (two hidden layers of 1024), so its step costs several backprop steps of this small model; " +
+      'on a 2-core CPU the streams share the cores, so one stream per module can gain little.',
+    '',
   ].join('\n');
   fs.mkdirSync(resultsDir, { recursive: true });
   fs.writeFileSync(path.join(resultsDir, `${out}.md`), md);
-  fs.writeFileSync(path.join(resultsDir, `${out}.json`), JSON.stringify({ date: new Date().toISOString(), machine, batch, rows }, null, 2) + '\n');
+  fs.writeFileSync(
+    path.join(resultsDir, `${out}.json`),
+    JSON.stringify({ date: new Date().toISOString(), machine, batch, rows }, null, 2) + '\n',
+  );
   console.log(`\nwrote bench/results/${out}.md and .json`);
 }
 

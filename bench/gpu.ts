@@ -32,7 +32,6 @@ const hidden = new Array(6).fill(256) as number[];
 const batch = 256;
 const python = process.env.PYTHON || 'python3';
 
-
 interface StepRow {
   method: Method;
   streams: Streams;
@@ -63,7 +62,13 @@ interface FitRow {
 async function fitStepMs(device: Device, method: 'backprop' | 'cdni', graph: boolean, steps: number, warmup: number): Promise<number> {
   const rng = new Random(1);
   const rows = batch * 40;
-  const data = new Dataset('random', rng.uniformArray(rows * 784, 0, 1), Int32Array.from({ length: rows }, () => rng.int(10)), 784, 10);
+  const data = new Dataset(
+    'random',
+    rng.uniformArray(rows * 784, 0, 1),
+    Int32Array.from({ length: rows }, () => rng.int(10)),
+    784,
+    10,
+  );
   const model = mlp(784, hidden, 10);
   const net: Module = method === 'backprop' ? model : decouple(model, { synthesizer: { conditioned: true } });
   const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr: 1e-4 }), seed: 1 });
@@ -71,8 +76,13 @@ async function fitStepMs(device: Device, method: 'backprop' | 'cdni', graph: boo
   try {
     const t = Date.now();
     await trainer.fit(data, {
-      steps: warmup + steps, batchSize: batch, graph, logEvery: 1,
-      onStep: (m) => { if (m.step === warmup) t0 = Date.now(); },
+      steps: warmup + steps,
+      batchSize: batch,
+      graph,
+      logEvery: 1,
+      onStep: (m) => {
+        if (m.step === warmup) t0 = Date.now();
+      },
     });
     return (Date.now() - (t0 || t)) / (t0 ? steps : warmup + steps);
   } finally {
@@ -86,24 +96,52 @@ function runPython(script: string, args: string[], timeoutMs: number): { json?: 
   if (!fs.existsSync(file)) return { error: `${path.relative(root, file)} is absent` };
   try {
     const out = execFileSync(python, [file, ...args], {
-      encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, cwd: root, maxBuffer: 64 << 20,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: timeoutMs,
+      cwd: root,
+      maxBuffer: 64 << 20,
     });
     const last = out.trim().split('\n').pop() ?? '';
     return { json: JSON.parse(last) as Record<string, unknown> };
   } catch (e) {
     const err = e as Error & { stderr?: string; signal?: string; status?: number | null };
     const tail = (err.stderr ?? '').trim().split('\n').slice(-1).join('').slice(0, 200);
-    const how = err.signal ? `killed by ${err.signal} (timeout ${timeoutMs / 1000} s?)`
-      : typeof err.status === 'number' ? `exit ${err.status}` : err.message.split('\n')[0].slice(0, 200);
+    const how = err.signal
+      ? `killed by ${err.signal} (timeout ${timeoutMs / 1000} s?)`
+      : typeof err.status === 'number'
+        ? `exit ${err.status}`
+        : err.message.split('\n')[0].slice(0, 200);
     return { error: `${script} ${how}${tail ? `: ${tail}` : ''}` };
   }
 }
 
-function torchStep(method: Method, streams: Streams, steps: number, warmup: number): { ms: number | null; note?: string; info?: Record<string, unknown> } {
-  const common = ['--hidden', hidden.join(','), '--batch', String(batch), '--steps', String(steps), '--warmup', String(warmup), '--device', 'cuda'];
-  const r = method === 'backprop'
-    ? runPython('torch_mlp.py', common, 180000)
-    : runPython('torch_dni.py', ['--time', '--method', method, ...common, ...(streams === 'per-module' ? ['--streams', 'per-module'] : [])], 180000);
+function torchStep(
+  method: Method,
+  streams: Streams,
+  steps: number,
+  warmup: number,
+): { ms: number | null; note?: string; info?: Record<string, unknown> } {
+  const common = [
+    '--hidden',
+    hidden.join(','),
+    '--batch',
+    String(batch),
+    '--steps',
+    String(steps),
+    '--warmup',
+    String(warmup),
+    '--device',
+    'cuda',
+  ];
+  const r =
+    method === 'backprop'
+      ? runPython('torch_mlp.py', common, 180000)
+      : runPython(
+          'torch_dni.py',
+          ['--time', '--method', method, ...common, ...(streams === 'per-module' ? ['--streams', 'per-module'] : [])],
+          180000,
+        );
   const ms = r.json?.ms_per_step;
   if (typeof ms === 'number' && Number.isFinite(ms)) return { ms, info: r.json };
   return { ms: null, note: r.error ?? 'no ms_per_step in its output' };
@@ -139,7 +177,12 @@ async function sgemmGflops(device: Device, n: number): Promise<{ n: number; ms: 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const flags = benchFlags(argv, {
-    steps: '300', warmup: '30', sizes: '256,512,1024,2048,4096,8192', device: 'cuda:0', 'skip-torch': false, 'skip-gemm': false,
+    steps: '300',
+    warmup: '30',
+    sizes: '256,512,1024,2048,4096,8192',
+    device: 'cuda:0',
+    'skip-torch': false,
+    'skip-gemm': false,
   });
   const steps = numberFlag('--steps', flags.steps);
   const warmup = numberFlag('--warmup', flags.warmup);
@@ -163,9 +206,15 @@ async function main(): Promise<void> {
   // (a) + (b)
   // Graph rows are compared with the same (eager) PyTorch run as their uncaptured twins.
   const configs: [Method, Streams, boolean][] = [
-    ['backprop', 'single', false], ['backprop', 'single', true],
-    ['cdni', 'single', false], ['cdni', 'per-module', false], ['cdni', 'single', true], ['cdni', 'per-module', true],
-    ['dni', 'single', false], ['dni', 'per-module', false], ['dni', 'per-module', true],
+    ['backprop', 'single', false],
+    ['backprop', 'single', true],
+    ['cdni', 'single', false],
+    ['cdni', 'per-module', false],
+    ['cdni', 'single', true],
+    ['cdni', 'per-module', true],
+    ['dni', 'single', false],
+    ['dni', 'per-module', false],
+    ['dni', 'per-module', true],
   ];
   const rows: StepRow[] = [];
   const torchRuns = new Map<string, ReturnType<typeof torchStep>>();
@@ -186,8 +235,10 @@ async function main(): Promise<void> {
     const row: StepRow = { method, streams, graph, steps: n, msPerStep: ms, samplesPerSecond: (1000 * batch) / ms, torchMsPerStep: t.ms };
     if (t.note) row.torchNote = t.note;
     rows.push(row);
-    console.log(`${method.padEnd(8)} ${streams.padEnd(10)} ${graph ? 'graph' : 'eager'} synthgrad ${ms.toFixed(3)} ms/step (${Math.round(row.samplesPerSecond)} samples/s)` +
-      (t.ms !== null ? `  PyTorch ${t.ms.toFixed(3)} ms  -> synthgrad ${(t.ms / ms).toFixed(2)}x` : `  PyTorch: ${t.note}`));
+    console.log(
+      `${method.padEnd(8)} ${streams.padEnd(10)} ${graph ? 'graph' : 'eager'} synthgrad ${ms.toFixed(3)} ms/step (${Math.round(row.samplesPerSecond)} samples/s)` +
+        (t.ms !== null ? `  PyTorch ${t.ms.toFixed(3)} ms  -> synthgrad ${(t.ms / ms).toFixed(2)}x` : `  PyTorch: ${t.note}`),
+    );
   }
 
   const tf32Reachable = native.buildInfo().cuda;
@@ -201,31 +252,44 @@ async function main(): Promise<void> {
     const torchLabel = torchVersion ? `PyTorch ${torchVersion}` : 'PyTorch';
     const fix = (v: number | null | undefined, d = 3) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(d));
     const ratio = (a: number | null | undefined, b: number | null | undefined) =>
-      (a && b && Number.isFinite(a) && Number.isFinite(b) ? `${(a / b).toFixed(2)}x` : '–');
+      a && b && Number.isFinite(a) && Number.isFinite(b) ? `${(a / b).toFixed(2)}x` : '–';
     const bp = rows[0].msPerStep;
     const stepTable = [
       `| method | streams | CUDA graph | synthgrad ms/step | samples/s | vs synthgrad backprop | ${torchLabel} eager ms/step | synthgrad speed-up vs PyTorch |`,
       '|---|---|---|---|---|---|---|---|',
-      ...rows.map((r) => `| ${r.method} | ${r.streams} | ${r.graph ? 'captured' : 'no'} | ${fix(r.msPerStep)} | ${Number.isFinite(r.samplesPerSecond) ? Math.round(r.samplesPerSecond) : '–'} | ` +
-        `${ratio(bp, r.msPerStep)} | ${r.torchMsPerStep !== null ? fix(r.torchMsPerStep) : `– (${r.torchNote})`} | ${ratio(r.torchMsPerStep, r.msPerStep)} |`),
+      ...rows.map(
+        (r) =>
+          `| ${r.method} | ${r.streams} | ${r.graph ? 'captured' : 'no'} | ${fix(r.msPerStep)} | ${Number.isFinite(r.samplesPerSecond) ? Math.round(r.samplesPerSecond) : '–'} | ` +
+          `${ratio(bp, r.msPerStep)} | ${r.torchMsPerStep !== null ? fix(r.torchMsPerStep) : `– (${r.torchNote})`} | ${ratio(r.torchMsPerStep, r.msPerStep)} |`,
+      ),
     ];
-    const gemmTable = gemm.length ? [
-      `| n | synthgrad fp32 GFLOP/s | cuBLAS fp32 GFLOP/s | synthgrad / cuBLAS (fp32) | synthgrad TF32 GFLOP/s | cuBLAS TF32 GFLOP/s | synthgrad / cuBLAS (TF32) |`,
-      '|---|---|---|---|---|---|---|',
-      ...gemm.map((g) => `| ${g.n} | ${fix(g.ours, 0)} | ${fix(g.cublas, 0)} | ${ratio(g.ours, g.cublas)} | ` +
-        `${tf32Reachable ? fix(g.oursTf32, 0) : 'not reachable'} | ${fix(g.cublasTf32, 0)} | ${ratio(g.oursTf32, g.cublasTf32)} |`),
-    ] : [];
+    const gemmTable = gemm.length
+      ? [
+          `| n | synthgrad fp32 GFLOP/s | cuBLAS fp32 GFLOP/s | synthgrad / cuBLAS (fp32) | synthgrad TF32 GFLOP/s | cuBLAS TF32 GFLOP/s | synthgrad / cuBLAS (TF32) |`,
+          '|---|---|---|---|---|---|---|',
+          ...gemm.map(
+            (g) =>
+              `| ${g.n} | ${fix(g.ours, 0)} | ${fix(g.cublas, 0)} | ${ratio(g.ours, g.cublas)} | ` +
+              `${tf32Reachable ? fix(g.oursTf32, 0) : 'not reachable'} | ${fix(g.cublasTf32, 0)} | ${ratio(g.oursTf32, g.cublasTf32)} |`,
+          ),
+        ]
+      : [];
     console.log(`\n${stepTable.join('\n')}\n${gemmTable.length ? `\n${gemmTable.join('\n')}\n` : ''}`);
 
-    const fitTable = fitRows.length ? [
-      '| method | CUDA graph | fit() ms/step | samples/s | vs the resident-batch step above |', '|---|---|---|---|---|',
-      ...fitRows.map((r) => {
-        const resident = rows.find((x) => x.method === r.method && x.streams === 'single' && x.graph === r.graph)?.msPerStep;
-        return `| ${r.method} | ${r.graph ? 'captured' : 'no'} | ${fix(r.msPerStep)} | ${Number.isFinite(r.msPerStep) ? Math.round((1000 * batch) / r.msPerStep) : '–'} | ${ratio(r.msPerStep, resident)} |`;
-      }),
-    ] : [];
+    const fitTable = fitRows.length
+      ? [
+          '| method | CUDA graph | fit() ms/step | samples/s | vs the resident-batch step above |',
+          '|---|---|---|---|---|',
+          ...fitRows.map((r) => {
+            const resident = rows.find((x) => x.method === r.method && x.streams === 'single' && x.graph === r.graph)?.msPerStep;
+            return `| ${r.method} | ${r.graph ? 'captured' : 'no'} | ${fix(r.msPerStep)} | ${Number.isFinite(r.msPerStep) ? Math.round((1000 * batch) / r.msPerStep) : '–'} | ${ratio(r.msPerStep, resident)} |`;
+          }),
+        ]
+      : [];
     const report = {
-      date, device: gpuName, command,
+      date,
+      device: gpuName,
+      command,
       machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, build: native.buildInfo(), python },
       training_step: {
         model: `784-${hidden.join('-')}-10 BatchNorm+ReLU, batch ${batch}, Adam; the host reads every step's loss; DNI synthesizers 1024-1024, cDNI linear + one-hot labels`,
@@ -238,23 +302,49 @@ async function main(): Promise<void> {
       gemm: {
         note: 'C = A B, square, float32; synthgrad timed on the host around a queue of products (enqueue cost included), cuBLAS with CUDA events; GFLOP/s = 2 n^3 / time',
         synthgrad_tf32: tf32Reachable ? 'measured' : 'not built (no CUDA backend)',
-        rows: gemm, torch: torchGemmInfo ?? null, error: gemmNote || null,
+        rows: gemm,
+        torch: torchGemmInfo ?? null,
+        error: gemmNote || null,
       },
     };
     fs.mkdirSync(resultsDir, { recursive: true });
-    fs.writeFileSync(path.join(resultsDir, 'gpu.json'), JSON.stringify(report, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n');
+    fs.writeFileSync(
+      path.join(resultsDir, 'gpu.json'),
+      JSON.stringify(report, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n',
+    );
     const md = [
-      '# GPU benchmark', '',
-      `${date}; **${gpuName}**; ${os.cpus().length} CPU cores, Node ${process.version}; ${torchLabel} with \`${python}\`; command: \`${command}\`.`, '',
-      `## Training step (${report.training_step.model})`, '',
-      ...stepTable, '',
+      '# GPU benchmark',
+      '',
+      `${date}; **${gpuName}**; ${os.cpus().length} CPU cores, Node ${process.version}; ${torchLabel} with \`${python}\`; command: \`${command}\`.`,
+      '',
+      `## Training step (${report.training_step.model})`,
+      '',
+      ...stepTable,
+      '',
       `${steps} timed steps after ${warmup} warm-up (DNI: ${rows.find((r) => r.method === 'dni')?.steps} steps). 'per-module': one CUDA stream per module, with events between them; ` +
         "'single': everything on the trainer's stream. 'captured': the step captured once into a CUDA graph (Graph.capture) and launched each step. " +
-        'PyTorch: bench/reference/torch_mlp.py (backprop) and torch_dni.py --time, eager.', '',
-      ...(fitTable.length ? ['## fit(): batches uploaded every step', '', ...fitTable, '',
-        `${report.fit.note}; ${fitRows[0].steps} timed steps after the warm-up. The last column: fit()'s step time over the resident-batch step of the first table (same method, single stream).`, ''] : []),
-      ...(gemmTable.length ? ['## SGEMM (square, n x n x n)', '', ...gemmTable, '',
-        `${report.gemm.note}. synthgrad TF32: ${report.gemm.synthgrad_tf32}.${gemmNote ? ` cuBLAS: ${gemmNote}.` : ''}`, ''] : []),
+        'PyTorch: bench/reference/torch_mlp.py (backprop) and torch_dni.py --time, eager.',
+      '',
+      ...(fitTable.length
+        ? [
+            '## fit(): batches uploaded every step',
+            '',
+            ...fitTable,
+            '',
+            `${report.fit.note}; ${fitRows[0].steps} timed steps after the warm-up. The last column: fit()'s step time over the resident-batch step of the first table (same method, single stream).`,
+            '',
+          ]
+        : []),
+      ...(gemmTable.length
+        ? [
+            '## SGEMM (square, n x n x n)',
+            '',
+            ...gemmTable,
+            '',
+            `${report.gemm.note}. synthgrad TF32: ${report.gemm.synthgrad_tf32}.${gemmNote ? ` cuBLAS: ${gemmNote}.` : ''}`,
+            '',
+          ]
+        : []),
     ].join('\n');
     fs.writeFileSync(path.join(resultsDir, 'gpu.md'), md);
     console.log(`wrote ${path.relative(root, path.join(resultsDir, 'gpu.json'))} and gpu.md`);
@@ -262,8 +352,14 @@ async function main(): Promise<void> {
   write();
 
   // (d)
-  for (const [method, graph] of [['backprop', false], ['backprop', true], ['cdni', false], ['cdni', true]] as ['backprop' | 'cdni', boolean][]) {
-    const n = Math.max(20, Math.round(steps / 2)), w = Math.min(warmup, n);
+  for (const [method, graph] of [
+    ['backprop', false],
+    ['backprop', true],
+    ['cdni', false],
+    ['cdni', true],
+  ] as ['backprop' | 'cdni', boolean][]) {
+    const n = Math.max(20, Math.round(steps / 2)),
+      w = Math.min(warmup, n);
     let ms = NaN;
     try {
       ms = await fitStepMs(device, method, graph, n, w);
@@ -283,7 +379,11 @@ async function main(): Promise<void> {
         const row: (typeof gemm)[number] = { n, ours: r.gflops };
         if (tf32Reachable) {
           native.gemmTf32(true);
-          try { row.oursTf32 = (await sgemmGflops(device, n)).gflops; } finally { native.gemmTf32(false); }
+          try {
+            row.oursTf32 = (await sgemmGflops(device, n)).gflops;
+          } finally {
+            native.gemmTf32(false);
+          }
         }
         gemm.push(row);
         console.log(`sgemm ${n}: synthgrad ${r.gflops.toFixed(0)} GFLOP/s (${r.ms.toFixed(3)} ms, ${r.reps} reps)`);
@@ -296,9 +396,14 @@ async function main(): Promise<void> {
       const r = runPython('torch_gemm.py', ['--sizes', sizes.join(',')], 300000);
       if (r.json) {
         torchGemmInfo = r.json;
-        const byN = (key: string) => new Map(((r.json![key] as { n: number; gflops: number }[] | undefined) ?? []).map((e) => [e.n, e.gflops]));
-        const f = byN('fp32'), t = byN('tf32');
-        for (const row of gemm) { row.cublas = f.get(row.n); row.cublasTf32 = t.get(row.n); }
+        const byN = (key: string) =>
+          new Map(((r.json![key] as { n: number; gflops: number }[] | undefined) ?? []).map((e) => [e.n, e.gflops]));
+        const f = byN('fp32'),
+          t = byN('tf32');
+        for (const row of gemm) {
+          row.cublas = f.get(row.n);
+          row.cublasTf32 = t.get(row.n);
+        }
       } else gemmNote = r.error ?? '';
     }
   }

@@ -47,13 +47,21 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import {
-  Adam, Device, Module, Trainer, datasets, decouple, mlp, native, learningRateSchedules,
-} from '../ts';
+import { Adam, Device, Module, Trainer, datasets, decouple, mlp, native, learningRateSchedules } from '../ts';
 import type { Split } from '../ts/data/datasets';
 import type { ActivationName, DTypeName, DeviceName, NativeStream, NativeTensor } from '../ts/native';
 import { Random } from '../ts/random';
-import { CompareReport, TOL, U, compare, compareBits, describeReport as describeValues, fmt, gemmTolerance, mapF64 } from '../test/helpers/compare';
+import {
+  CompareReport,
+  TOL,
+  U,
+  compare,
+  compareBits,
+  describeReport as describeValues,
+  fmt,
+  gemmTolerance,
+  mapF64,
+} from '../test/helpers/compare';
 import { randomArray, randomLabels } from '../test/helpers/reference';
 import { cudaUnavailableReason } from '../ts/build-info';
 import { benchFlags, numberFlag } from './flags';
@@ -141,7 +149,10 @@ function numel(shape: number[]): number {
 
 /** The same tensor on the CPU and on cuda:0. */
 class Both {
-  constructor(readonly cpu: NativeTensor, readonly gpu: NativeTensor) {}
+  constructor(
+    readonly cpu: NativeTensor,
+    readonly gpu: NativeTensor,
+  ) {}
 
   static of(data: Float32Array | Int32Array, shape: number[]): Both {
     const dtype: DTypeName = data instanceof Int32Array ? 'int32' : 'float32';
@@ -186,8 +197,14 @@ function record(op: string, name: string, output: string, r: CompareReport, tol:
 }
 
 /** Compares one output of a case: relative/scale (tol) or bit for bit (tol 0). */
-async function expectOut(op: string, name: string, output: string, t: Both, tol: number,
-  opts: { scale?: ArrayLike<number> | ((cpu: Float32Array) => ArrayLike<number>); floor?: number; byValue?: boolean } = {}): Promise<{ cpu: Float32Array; gpu: Float32Array }> {
+async function expectOut(
+  op: string,
+  name: string,
+  output: string,
+  t: Both,
+  tol: number,
+  opts: { scale?: ArrayLike<number> | ((cpu: Float32Array) => ArrayLike<number>); floor?: number; byValue?: boolean } = {},
+): Promise<{ cpu: Float32Array; gpu: Float32Array }> {
   const r = await t.read();
   if (tol === 0 && !opts.byValue) {
     record(op, name, output, compareBits(r.gpu, r.cpu), 0);
@@ -236,10 +253,11 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms / 1000} s`)), ms); }),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms / 1000} s`)), ms);
+    }),
   ]);
 }
-
 
 // ---- ops ------------------------------------------------------------------------------------
 
@@ -260,7 +278,11 @@ async function checkDataMovement(): Promise<void> {
     record('copy', 'int32 extremes', 'dst', compareBits(r.gpu, r.cpu), 0);
   });
 
-  for (const [n, value] of [[63, 3.25], [63, -0.1], [(1 << 20) + 7, -2.5]] as const) {
+  for (const [n, value] of [
+    [63, 3.25],
+    [63, -0.1],
+    [(1 << 20) + 7, -2.5],
+  ] as const) {
     await opCase('fill', `float32 n=${n} value=${value}`, async () => {
       const y = Both.of(randomArray(rng, n), [n]);
       both((d, s) => ops.fill(s, y.pick(d), value));
@@ -273,11 +295,18 @@ async function checkDataMovement(): Promise<void> {
       both((d, s) => ops.fill(s, y.pick(d), -7));
       const r = await y.readInt();
       record('fill', `int32 n=${n}`, 'y', compareBits(r.gpu, r.cpu), 0);
-      assert(r.gpu.every((v) => v === -7), 'int fill: not every element is -7');
+      assert(
+        r.gpu.every((v) => v === -7),
+        'int fill: not every element is -7',
+      );
     });
   }
 
-  for (const [rows, classes] of [[12, 5], [20000, 10], [300, 1000]]) {
+  for (const [rows, classes] of [
+    [12, 5],
+    [20000, 10],
+    [300, 1000],
+  ]) {
     await opCase('oneHot', `[${rows}, ${classes}]`, async () => {
       const labels = Both.of(randomLabels(rng, rows, classes), [rows]);
       const out = Both.full([rows, classes]);
@@ -286,7 +315,12 @@ async function checkDataMovement(): Promise<void> {
     });
   }
 
-  for (const [rows, ca, cb] of [[5, 3, 4], [20000, 3, 4], [4, 1, 9], [1000, 256, 10]]) {
+  for (const [rows, ca, cb] of [
+    [5, 3, 4],
+    [20000, 3, 4],
+    [4, 1, 9],
+    [1000, 256, 10],
+  ]) {
     const name = `[${rows}, ${ca}] | [${rows}, ${cb}]`;
     await opCase('concatColumns', name, async () => {
       const a = Both.of(randomArray(rng, rows * ca), [rows, ca]);
@@ -297,12 +331,14 @@ async function checkDataMovement(): Promise<void> {
     });
     await opCase('splitColumns', name, async () => {
       const dout = Both.of(randomArray(rng, rows * (ca + cb)), [rows, ca + cb]);
-      const da = Both.full([rows, ca]), db = Both.full([rows, cb]);
+      const da = Both.full([rows, ca]),
+        db = Both.full([rows, cb]);
       both((d, s) => ops.splitColumns(s, dout.pick(d), da.pick(d), db.pick(d)));
       await expectOut('splitColumns', name, 'da', da, 0);
       await expectOut('splitColumns', name, 'db', db, 0);
       // Null halves: the other side is written, nothing else.
-      const da2 = Both.full([rows, ca]), db2 = Both.full([rows, cb]);
+      const da2 = Both.full([rows, ca]),
+        db2 = Both.full([rows, cb]);
       both((d, s) => ops.splitColumns(s, dout.pick(d), da2.pick(d), null));
       both((d, s) => ops.splitColumns(s, dout.pick(d), null, db2.pick(d)));
       await expectOut('splitColumns', `${name}, db null`, 'da', da2, 0);
@@ -312,11 +348,17 @@ async function checkDataMovement(): Promise<void> {
 }
 
 async function checkAxpby(): Promise<void> {
-  for (const [a, b, n] of [[1.5, -0.75, 50], [1, 1, 50], [-0.3, 2.5, (1 << 20) + 5]]) {
+  for (const [a, b, n] of [
+    [1.5, -0.75, 50],
+    [1, 1, 50],
+    [-0.3, 2.5, (1 << 20) + 5],
+  ]) {
     const name = `y = ${a} x + ${b} y, n=${n}`;
     await opCase('axpby', name, async () => {
-      const x0 = randomArray(rng, n), y0 = randomArray(rng, n);
-      const x = Both.of(x0, [n]), y = Both.of(y0, [n]);
+      const x0 = randomArray(rng, n),
+        y0 = randomArray(rng, n);
+      const x = Both.of(x0, [n]),
+        y = Both.of(y0, [n]);
       both((d, s) => ops.axpby(s, a, x.pick(d), b, y.pick(d)));
       const scale = mapF64({ length: n }, (_, i) => Math.abs(f32(a) * x0[i]) + Math.abs(f32(b) * y0[i]));
       await expectOut('axpby', name, 'y', y, TOL, { scale });
@@ -324,7 +366,8 @@ async function checkAxpby(): Promise<void> {
   }
   await opCase('axpby', 'b = 0 over NaN y', async () => {
     const x0 = randomArray(rng, 1000);
-    const x = Both.of(x0, [1000]), y = Both.full([1000]);
+    const x = Both.of(x0, [1000]),
+      y = Both.full([1000]);
     both((d, s) => ops.axpby(s, 1.25, x.pick(d), 0, y.pick(d)));
     await expectOut('axpby', 'b = 0 over NaN y', 'y', y, TOL);
   });
@@ -332,15 +375,32 @@ async function checkAxpby(): Promise<void> {
 
 /** [M, K, N] as in test/ops.test.ts: op(A) [M, K], op(B) [K, N]. */
 const gemmSizes: [number, number, number][] = [
-  [1, 1, 1], [7, 13, 5], [33, 65, 17], [1, 300, 1], [1, 300, 9], [9, 1, 31], [5, 0, 7], [40, 1100, 3],
-  [130, 257, 70], [256, 256, 256], [1024, 1024, 1024], [1000, 1000, 999],
+  [1, 1, 1],
+  [7, 13, 5],
+  [33, 65, 17],
+  [1, 300, 1],
+  [1, 300, 9],
+  [9, 1, 31],
+  [5, 0, 7],
+  [40, 1100, 3],
+  [130, 257, 70],
+  [256, 256, 256],
+  [1024, 1024, 1024],
+  [1000, 1000, 999],
   // ceil(M/128) ceil(N/128) >= the SM count: the 128 x 128 tile kernel (smaller ones use 64 x 64)
-  [1537, 129, 1543], [2048, 64, 2048], [1100, 1501, 2100],
+  [1537, 129, 1543],
+  [2048, 64, 2048],
+  [1100, 1501, 2100],
 ];
 
 async function checkGemm(tf32 = false): Promise<void> {
   const opName = tf32 ? 'gemm (TF32)' : 'gemm';
-  const transposes: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
+  const transposes: [boolean, boolean][] = [
+    [false, false],
+    [false, true],
+    [true, false],
+    [true, true],
+  ];
   // --small (the compute-sanitizer runs, 10-100x slower): both tile sizes still, no large products.
   const largest = options.small ? 256 * 256 * 256 : tf32 ? 1100 * 1100 * 1100 : Infinity;
   const sizes = gemmSizes.filter(([M, K, N]) => M * K * N <= largest || (options.small && M === 2048 && K === 64));
@@ -348,9 +408,12 @@ async function checkGemm(tf32 = false): Promise<void> {
     for (const [ta, tb] of transposes) {
       const base = `M=${M} K=${K} N=${N} ${ta ? 'T' : 'N'}${tb ? 'T' : 'N'}`;
       await opCase(opName, base, async () => {
-        const a = randomArray(rng, M * K), b = randomArray(rng, K * N);
-        const shapeA = ta ? [K, M] : [M, K], shapeB = tb ? [N, K] : [K, N];
-        const A = Both.of(a, shapeA), B = Both.of(b, shapeB);
+        const a = randomArray(rng, M * K),
+          b = randomArray(rng, K * N);
+        const shapeA = ta ? [K, M] : [M, K],
+          shapeB = tb ? [N, K] : [K, N];
+        const A = Both.of(a, shapeA),
+          B = Both.of(b, shapeB);
         // |op(A)| |op(B)| with the CPU backend (all terms >= 0: relative error <= K u, fine for a scale).
         const absA = track(new native.Tensor(shapeA, 'float32', 'cpu', a.map(Math.abs)));
         const absB = track(new native.Tensor(shapeB, 'float32', 'cpu', b.map(Math.abs)));
@@ -358,7 +421,10 @@ async function checkGemm(tf32 = false): Promise<void> {
         ops.gemm(cpuS, absA, absB, absAB, ta, tb, 1, 0);
         const ab = (await absAB.read(cpuS)) as Float32Array;
         const tol = tf32 ? 2 * (2 ** -11 + (K + 2) * U) : gemmTolerance(K);
-        for (const [alpha, beta, nanC] of [[1.25, -0.5, false], [0.75, 0, true]] as const) {
+        for (const [alpha, beta, nanC] of [
+          [1.25, -0.5, false],
+          [0.75, 0, true],
+        ] as const) {
           const c0 = nanC ? new Float32Array(M * N).fill(NaN) : randomArray(rng, M * N);
           const C = Both.of(c0, [M, N]);
           both((d, s) => ops.gemm(s, A.pick(d), B.pick(d), C.pick(d), ta, tb, alpha, beta));
@@ -371,11 +437,17 @@ async function checkGemm(tf32 = false): Promise<void> {
 }
 
 async function checkBias(): Promise<void> {
-  for (const [rows, cols] of [[7, 13], [300, 257], [4096, 1000]]) {
+  for (const [rows, cols] of [
+    [7, 13],
+    [300, 257],
+    [4096, 1000],
+  ]) {
     const name = `[${rows}, ${cols}]`;
     await opCase('addBias', name, async () => {
-      const y0 = randomArray(rng, rows * cols), b0 = randomArray(rng, cols);
-      const y = Both.of(y0, [rows, cols]), bias = Both.of(b0, [cols]);
+      const y0 = randomArray(rng, rows * cols),
+        b0 = randomArray(rng, cols);
+      const y = Both.of(y0, [rows, cols]),
+        bias = Both.of(b0, [cols]);
       both((d, s) => ops.addBias(s, y.pick(d), bias.pick(d)));
       const scale = mapF64(y0, (v, i) => Math.abs(v) + Math.abs(b0[i % cols]));
       await expectOut('addBias', name, 'y', y, TOL, { scale });
@@ -383,12 +455,19 @@ async function checkBias(): Promise<void> {
   }
   // linearForward: the GEMM with its fused bias + activation epilogue. Relative to the scale
   // of the pre-activation (sum |x||w| + |b|), as gemm; activations change it by at most ~1.
-  for (const [batch, inF, outF] of [[256, 784, 256], [37, 65, 17]]) {
+  for (const [batch, inF, outF] of [
+    [256, 784, 256],
+    [37, 65, 17],
+  ]) {
     for (const act of [null, 'relu', 'tanh', 'sigmoid'] as const) {
       const name = `x [${batch}, ${inF}] w [${outF}, ${inF}] ${act ?? 'no activation'}`;
       await opCase('linearForward', name, async () => {
-        const x0 = randomArray(rng, batch * inF, -1, 1), w0 = randomArray(rng, outF * inF, -1, 1), b0 = randomArray(rng, outF, -1, 1);
-        const x = Both.of(x0, [batch, inF]), w = Both.of(w0, [outF, inF]), b = Both.of(b0, [outF]);
+        const x0 = randomArray(rng, batch * inF, -1, 1),
+          w0 = randomArray(rng, outF * inF, -1, 1),
+          b0 = randomArray(rng, outF, -1, 1);
+        const x = Both.of(x0, [batch, inF]),
+          w = Both.of(w0, [outF, inF]),
+          b = Both.of(b0, [outF]);
         const y = Both.full([batch, outF]);
         both((d, s) => ops.linearForward(s, x.pick(d), w.pick(d), b.pick(d), y.pick(d), act));
         const scale = new Float64Array(batch * outF);
@@ -402,11 +481,19 @@ async function checkBias(): Promise<void> {
       });
     }
   }
-  for (const [rows, cols] of [[7, 13], [3000, 70], [5, 5000], [1025, 3], [256, 256]]) {
+  for (const [rows, cols] of [
+    [7, 13],
+    [3000, 70],
+    [5, 5000],
+    [1025, 3],
+    [256, 256],
+  ]) {
     const name = `[${rows}, ${cols}] accumulated`;
     await opCase('biasBackward', name, async () => {
-      const dy0 = randomArray(rng, rows * cols), d0 = randomArray(rng, cols);
-      const dy = Both.of(dy0, [rows, cols]), dbias = Both.of(d0, [cols]);
+      const dy0 = randomArray(rng, rows * cols),
+        d0 = randomArray(rng, cols);
+      const dy = Both.of(dy0, [rows, cols]),
+        dbias = Both.of(d0, [cols]);
       both((d, s) => ops.biasBackward(s, dy.pick(d), dbias.pick(d)));
       const scale = mapF64(d0, Math.abs);
       for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) scale[c] += Math.abs(dy0[r * cols + c]);
@@ -422,7 +509,8 @@ async function checkActivations(): Promise<void> {
       await opCase('activationForward', name, async () => {
         const x0 = randomArray(rng, n, 1e-3, 6);
         x0.set([1e-30, -1e-30, 50, -50, 100, -100, 1e-7, -1e-7]);
-        const x = Both.of(x0, [n]), y = Both.full([n]);
+        const x = Both.of(x0, [n]),
+          y = Both.full([n]);
         both((d, s) => ops.activationForward(s, act, x.pick(d), y.pick(d)));
         // relu is exact; tanh and sigmoid are relative-accurate (no cancellation).
         // relu: exact up to the sign of zero (max(x, 0) and x (x > 0) may differ there).
@@ -433,15 +521,23 @@ async function checkActivations(): Promise<void> {
         record('activationForward', `${name} in place`, 'x', compareBits(inPlace.gpu, out.gpu), 0);
       });
       await opCase('activationBackward', name, async () => {
-        const y0 = act === 'relu' ? randomArray(rng, n, 0.1, 3).map((v) => Math.max(v, 0))
-          : act === 'tanh' ? randomArray(rng, n, 1e-3, 0.99999) : rng.uniformArray(n, 1e-4, 0.9999);
+        const y0 =
+          act === 'relu'
+            ? randomArray(rng, n, 0.1, 3).map((v) => Math.max(v, 0))
+            : act === 'tanh'
+              ? randomArray(rng, n, 1e-3, 0.99999)
+              : rng.uniformArray(n, 1e-4, 0.9999);
         if (act === 'relu') for (let i = 0; i < n; i += 7) y0[i] = 0;
         const dy0 = randomArray(rng, n);
-        const y = Both.of(y0, [n]), dy = Both.of(dy0, [n]), dx = Both.full([n]);
+        const y = Both.of(y0, [n]),
+          dy = Both.of(dy0, [n]),
+          dx = Both.full([n]);
         both((d, s) => ops.activationBackward(s, act, y.pick(d), dy.pick(d), dx.pick(d)));
         // Scale of dy f'(y): tanh |dy| (1 + y^2) (1 - y^2 cancels near |y| = 1), sigmoid |dy| (|y| + y^2).
-        const scale = mapF64(dy0, (g, i) => Math.abs(g) * (act === 'relu' ? 1
-          : act === 'tanh' ? 1 + y0[i] * y0[i] : Math.abs(y0[i]) + y0[i] * y0[i]));
+        const scale = mapF64(
+          dy0,
+          (g, i) => Math.abs(g) * (act === 'relu' ? 1 : act === 'tanh' ? 1 + y0[i] * y0[i] : Math.abs(y0[i]) + y0[i] * y0[i]),
+        );
         const out = await expectOut('activationBackward', name, 'dx', dx, act === 'relu' ? 0 : TOL, { scale, byValue: true });
         const dyIn = Both.of(dy0, [n]);
         both((d, s) => ops.activationBackward(s, act, y.pick(d), dyIn.pick(d), dyIn.pick(d)));
@@ -474,19 +570,47 @@ function columnMeanAbs(x: ArrayLike<number>, rows: number, cols: number): Float6
 }
 
 async function checkBatchNorm(): Promise<void> {
-  const momentum = 0.1, eps = 1e-5;
+  const momentum = 0.1,
+    eps = 1e-5;
   const M = f32(momentum);
-  for (const [rows, cols, offset] of [[2, 4, 0], [16, 5, 0], [256, 256, 0], [2500, 3, 0], [64, 7, 1000], [1100, 300, 100]]) {
+  for (const [rows, cols, offset] of [
+    [2, 4, 0],
+    [16, 5, 0],
+    [256, 256, 0],
+    [2500, 3, 0],
+    [64, 7, 1000],
+    [1100, 300, 100],
+  ]) {
     const name = `[${rows}, ${cols}] offset ${offset}`;
     let saved: { x: Float32Array; gamma: Float32Array; mean: Float32Array; invStd: Float32Array } | undefined;
     await opCase('batchNormForward', `training ${name}`, async () => {
       const inp = bnInputs(rows, cols, offset);
-      const x = Both.of(inp.x, [rows, cols]), gamma = Both.of(inp.gamma, [cols]), beta = Both.of(inp.beta, [cols]);
-      const y = Both.full([rows, cols]), rm = Both.of(inp.runningMean, [cols]), rv = Both.of(inp.runningVar, [cols]);
-      const sm = Both.full([cols], 42), si = Both.full([cols], 43);
-      both((d, s) => ops.batchNormForward(s, x.pick(d), gamma.pick(d), beta.pick(d), y.pick(d), rm.pick(d), rv.pick(d),
-        sm.pick(d), si.pick(d), momentum, eps, true));
-      const mean = (await sm.read()).cpu, invStd = (await si.read()).cpu;
+      const x = Both.of(inp.x, [rows, cols]),
+        gamma = Both.of(inp.gamma, [cols]),
+        beta = Both.of(inp.beta, [cols]);
+      const y = Both.full([rows, cols]),
+        rm = Both.of(inp.runningMean, [cols]),
+        rv = Both.of(inp.runningVar, [cols]);
+      const sm = Both.full([cols], 42),
+        si = Both.full([cols], 43);
+      both((d, s) =>
+        ops.batchNormForward(
+          s,
+          x.pick(d),
+          gamma.pick(d),
+          beta.pick(d),
+          y.pick(d),
+          rm.pick(d),
+          rv.pick(d),
+          sm.pick(d),
+          si.pick(d),
+          momentum,
+          eps,
+          true,
+        ),
+      );
+      const mean = (await sm.read()).cpu,
+        invStd = (await si.read()).cpu;
       // y = xhat gamma + beta: scale |xhat gamma| + |beta| (as test/ops.test.ts).
       const yScale = mapF64(inp.x, (v, i) => {
         const c = i % cols;
@@ -496,26 +620,49 @@ async function checkBatchNorm(): Promise<void> {
       await expectOut('batchNormForward', `training ${name}`, 'y', y, TOL, { scale: yScale });
       await expectOut('batchNormForward', `training ${name}`, 'saveMean', sm, TOL, { scale: ma });
       await expectOut('batchNormForward', `training ${name}`, 'saveInvStd', si, TOL);
-      await expectOut('batchNormForward', `training ${name}`, 'runningMean', rm, TOL,
-        { scale: mapF64(ma, (v, c) => (1 - M) * Math.abs(inp.runningMean[c]) + M * v) });
+      await expectOut('batchNormForward', `training ${name}`, 'runningMean', rm, TOL, {
+        scale: mapF64(ma, (v, c) => (1 - M) * Math.abs(inp.runningMean[c]) + M * v),
+      });
       await expectOut('batchNormForward', `training ${name}`, 'runningVar', rv, TOL);
       saved = { x: inp.x, gamma: inp.gamma, mean, invStd };
     });
     await opCase('batchNormForward', `inference ${name}`, async () => {
       const inp = bnInputs(rows, cols, offset);
       const rmean = Float32Array.from(inp.runningMean, (v) => v + offset);
-      const x = Both.of(inp.x, [rows, cols]), gamma = Both.of(inp.gamma, [cols]), beta = Both.of(inp.beta, [cols]);
-      const y = Both.full([rows, cols]), rm = Both.of(rmean, [cols]), rv = Both.of(inp.runningVar, [cols]);
-      const sm = Both.full([cols], 42), si = Both.full([cols], 43);
-      both((d, s) => ops.batchNormForward(s, x.pick(d), gamma.pick(d), beta.pick(d), y.pick(d), rm.pick(d), rv.pick(d),
-        sm.pick(d), si.pick(d), momentum, eps, false));
+      const x = Both.of(inp.x, [rows, cols]),
+        gamma = Both.of(inp.gamma, [cols]),
+        beta = Both.of(inp.beta, [cols]);
+      const y = Both.full([rows, cols]),
+        rm = Both.of(rmean, [cols]),
+        rv = Both.of(inp.runningVar, [cols]);
+      const sm = Both.full([cols], 42),
+        si = Both.full([cols], 43);
+      both((d, s) =>
+        ops.batchNormForward(
+          s,
+          x.pick(d),
+          gamma.pick(d),
+          beta.pick(d),
+          y.pick(d),
+          rm.pick(d),
+          rv.pick(d),
+          sm.pick(d),
+          si.pick(d),
+          momentum,
+          eps,
+          false,
+        ),
+      );
       const yScale = mapF64(inp.x, (v, i) => {
         const c = i % cols;
-        return (Math.abs(v) + Math.abs(rmean[c])) * Math.abs(inp.gamma[c]) / Math.sqrt(inp.runningVar[c] + eps) + Math.abs(inp.beta[c]);
+        return ((Math.abs(v) + Math.abs(rmean[c])) * Math.abs(inp.gamma[c])) / Math.sqrt(inp.runningVar[c] + eps) + Math.abs(inp.beta[c]);
       });
       await expectOut('batchNormForward', `inference ${name}`, 'y', y, TOL, { scale: yScale });
       // Inference leaves the running and saved stats untouched (bit for bit).
-      const r = await rm.read(), v = await rv.read(), m = await sm.read(), s2 = await si.read();
+      const r = await rm.read(),
+        v = await rv.read(),
+        m = await sm.read(),
+        s2 = await si.read();
       record('batchNormForward', `inference ${name} untouched`, 'runningMean', compareBits(r.gpu, rmean), 0);
       record('batchNormForward', `inference ${name} untouched`, 'runningVar', compareBits(v.gpu, inp.runningVar), 0);
       record('batchNormForward', `inference ${name} untouched`, 'saveMean', compareBits(m.gpu, new Float32Array(cols).fill(42)), 0);
@@ -525,21 +672,35 @@ async function checkBatchNorm(): Promise<void> {
     const sv = saved;
     await opCase('batchNormBackward', name, async () => {
       // The saved stats are the CPU's, uploaded to both (so both differentiate the same forward).
-      const dy0 = randomArray(rng, rows * cols), dg0 = randomArray(rng, cols), db0 = randomArray(rng, cols);
-      const x = Both.of(sv.x, [rows, cols]), dy = Both.of(dy0, [rows, cols]), gamma = Both.of(sv.gamma, [cols]);
-      const sm = Both.of(sv.mean, [cols]), si = Both.of(sv.invStd, [cols]);
-      const dx = Both.full([rows, cols]), dgamma = Both.of(dg0, [cols]), dbeta = Both.of(db0, [cols]);
-      both((d, s) => ops.batchNormBackward(s, x.pick(d), dy.pick(d), gamma.pick(d), sm.pick(d), si.pick(d),
-        dx.pick(d), dgamma.pick(d), dbeta.pick(d)));
+      const dy0 = randomArray(rng, rows * cols),
+        dg0 = randomArray(rng, cols),
+        db0 = randomArray(rng, cols);
+      const x = Both.of(sv.x, [rows, cols]),
+        dy = Both.of(dy0, [rows, cols]),
+        gamma = Both.of(sv.gamma, [cols]);
+      const sm = Both.of(sv.mean, [cols]),
+        si = Both.of(sv.invStd, [cols]);
+      const dx = Both.full([rows, cols]),
+        dgamma = Both.of(dg0, [cols]),
+        dbeta = Both.of(db0, [cols]);
+      both((d, s) =>
+        ops.batchNormBackward(s, x.pick(d), dy.pick(d), gamma.pick(d), sm.pick(d), si.pick(d), dx.pick(d), dgamma.pick(d), dbeta.pick(d)),
+      );
       // dx = gamma invStd (dy - mean(dy) - xhat mean(dy xhat)): scale of each term's magnitude.
       const xhat = mapF64(sv.x, (v, i) => (v - sv.mean[i % cols]) * sv.invStd[i % cols]);
-      const mAbsDy = new Float64Array(cols), mAbsDyX = new Float64Array(cols), sAbsDy = new Float64Array(cols), sAbsDyX = new Float64Array(cols);
+      const mAbsDy = new Float64Array(cols),
+        mAbsDyX = new Float64Array(cols),
+        sAbsDy = new Float64Array(cols),
+        sAbsDyX = new Float64Array(cols);
       for (let i = 0; i < rows * cols; i++) {
         const c = i % cols;
         sAbsDy[c] += Math.abs(dy0[i]);
         sAbsDyX[c] += Math.abs(dy0[i] * xhat[i]);
       }
-      for (let c = 0; c < cols; c++) { mAbsDy[c] = sAbsDy[c] / rows; mAbsDyX[c] = sAbsDyX[c] / rows; }
+      for (let c = 0; c < cols; c++) {
+        mAbsDy[c] = sAbsDy[c] / rows;
+        mAbsDyX[c] = sAbsDyX[c] / rows;
+      }
       const dxScale = mapF64(dy0, (g, i) => {
         const c = i % cols;
         return Math.abs(sv.gamma[c]) * sv.invStd[c] * (Math.abs(g) + mAbsDy[c] + Math.abs(xhat[i]) * mAbsDyX[c]);
@@ -552,13 +713,22 @@ async function checkBatchNorm(): Promise<void> {
 }
 
 async function checkLosses(): Promise<void> {
-  for (const [rows, classes, offset] of [[11, 7, 0], [11, 7, 80], [11, 7, -1000], [256, 10, 0], [4096, 10, 0], [300, 1000, 0]]) {
+  for (const [rows, classes, offset] of [
+    [11, 7, 0],
+    [11, 7, 80],
+    [11, 7, -1000],
+    [256, 10, 0],
+    [4096, 10, 0],
+    [300, 1000, 0],
+  ]) {
     const name = `[${rows}, ${classes}] logits offset ${offset}`;
     await opCase('softmaxCrossEntropyForward', name, async () => {
       const z = randomArray(rng, rows * classes, 0.1, 3).map((v) => v + offset);
       const lab = randomLabels(rng, rows, classes);
-      const logits = Both.of(z, [rows, classes]), labels = Both.of(lab, [rows]);
-      const probs = Both.full([rows, classes]), loss = Both.full([1]);
+      const logits = Both.of(z, [rows, classes]),
+        labels = Both.of(lab, [rows]);
+      const probs = Both.full([rows, classes]),
+        loss = Both.full([1]);
       both((d, s) => ops.softmaxCrossEntropyForward(s, logits.pick(d), labels.pick(d), probs.pick(d), loss.pick(d)));
       const p = await expectOut('softmaxCrossEntropyForward', name, 'probs', probs, TOL);
       await expectOut('softmaxCrossEntropyForward', name, 'loss', loss, TOL);
@@ -566,16 +736,20 @@ async function checkLosses(): Promise<void> {
         const dl = Both.full([rows, classes]);
         both((d, s) => ops.softmaxCrossEntropyBackward(s, probs.pick(d), labels.pick(d), dl.pick(d), scale));
         // dlogits = scale (p - onehot) / rows: scale |scale| (p + onehot) / rows.
-        const sc = mapF64(p.cpu, (v, i) => (Math.abs(v) + (lab[Math.floor(i / classes)] === i % classes ? 1 : 0)) * scale / rows);
+        const sc = mapF64(p.cpu, (v, i) => ((Math.abs(v) + (lab[Math.floor(i / classes)] === i % classes ? 1 : 0)) * scale) / rows);
         await expectOut('softmaxCrossEntropyBackward', `${name} scale ${scale}`, 'dlogits', dl, TOL, { scale: sc });
       }
     });
   }
   await opCase('softmaxCrossEntropyForward', '[300, 10] every third row ignored (label -1)', async () => {
-    const rows = 300, classes = 10, name = '[300, 10] label -1 rows';
+    const rows = 300,
+      classes = 10,
+      name = '[300, 10] label -1 rows';
     const lab = randomLabels(rng, rows, classes).map((l, r) => (r % 3 === 0 ? -1 : l));
-    const logits = Both.of(randomArray(rng, rows * classes, 0.1, 3), [rows, classes]), labels = Both.of(lab, [rows]);
-    const probs = Both.full([rows, classes]), loss = Both.full([1]);
+    const logits = Both.of(randomArray(rng, rows * classes, 0.1, 3), [rows, classes]),
+      labels = Both.of(lab, [rows]);
+    const probs = Both.full([rows, classes]),
+      loss = Both.full([1]);
     both((d, s) => ops.softmaxCrossEntropyForward(s, logits.pick(d), labels.pick(d), probs.pick(d), loss.pick(d)));
     const p = await expectOut('softmaxCrossEntropyForward', name, 'probs', probs, TOL);
     await expectOut('softmaxCrossEntropyForward', name, 'loss', loss, TOL);
@@ -585,12 +759,20 @@ async function checkLosses(): Promise<void> {
     const sc = mapF64(p.cpu, (v, i) => (Math.abs(v) + (lab[Math.floor(i / classes)] === i % classes ? 1 : 0)) / rows);
     await expectOut('softmaxCrossEntropyBackward', name, 'dlogits', dl, TOL, { scale: sc, floor: 1e-30 });
   });
-  for (const [r, c] of [[1, 8], [64, 8], [300, 33], [4096, 1]]) {
+  for (const [r, c] of [
+    [1, 8],
+    [64, 8],
+    [300, 33],
+    [4096, 1],
+  ]) {
     const name = `[${r}, ${c}]`;
     await opCase('sigmoidCrossEntropyForward', name, async () => {
-      const z0 = randomArray(rng, r * c, 0.1, 6), t0 = rng.uniformArray(r * c, 0, 1);
-      const logits = Both.of(z0, [r, c]), targets = Both.of(t0, [r, c]);
-      const probs = Both.full([r, c]), loss = Both.full([1]);
+      const z0 = randomArray(rng, r * c, 0.1, 6),
+        t0 = rng.uniformArray(r * c, 0, 1);
+      const logits = Both.of(z0, [r, c]),
+        targets = Both.of(t0, [r, c]);
+      const probs = Both.full([r, c]),
+        loss = Both.full([1]);
       both((d, s) => ops.sigmoidCrossEntropyForward(s, logits.pick(d), targets.pick(d), probs.pick(d), loss.pick(d)));
       const p = await expectOut('sigmoidCrossEntropyForward', name, 'probs', probs, TOL, { floor: 1e-30 });
       await expectOut('sigmoidCrossEntropyForward', name, 'loss', loss, TOL);
@@ -603,17 +785,25 @@ async function checkLosses(): Promise<void> {
       }
     });
   }
-  for (const [r, c] of [[9, 13], [100003, 1], [4097, 3], [256, 784]]) {
+  for (const [r, c] of [
+    [9, 13],
+    [100003, 1],
+    [4097, 3],
+    [256, 784],
+  ]) {
     const name = `[${r}, ${c}]`;
     await opCase('mseForward', name, async () => {
-      const p0 = randomArray(rng, r * c), t0 = randomArray(rng, r * c);
-      const pred = Both.of(p0, [r, c]), target = Both.of(t0, [r, c]), loss = Both.full([1]);
+      const p0 = randomArray(rng, r * c),
+        t0 = randomArray(rng, r * c);
+      const pred = Both.of(p0, [r, c]),
+        target = Both.of(t0, [r, c]),
+        loss = Both.full([1]);
       both((d, s) => ops.mseForward(s, pred.pick(d), target.pick(d), loss.pick(d)));
       await expectOut('mseForward', name, 'loss', loss, TOL);
       for (const scale of [1, 3]) {
         const dp = Both.full([r, c]);
         both((d, s) => ops.mseBackward(s, pred.pick(d), target.pick(d), dp.pick(d), scale));
-        const sc = mapF64(p0, (v, i) => 2 * scale * (Math.abs(v) + Math.abs(t0[i])) / (r * c));
+        const sc = mapF64(p0, (v, i) => (2 * scale * (Math.abs(v) + Math.abs(t0[i]))) / (r * c));
         await expectOut('mseBackward', `${name} scale ${scale}`, 'dpred', dp, TOL, { scale: sc });
       }
     });
@@ -630,12 +820,20 @@ async function checkLosses(): Promise<void> {
  * relative change of 1 - tanh^2 c, but a few u of these scales.)
  */
 async function checkLstm(): Promise<void> {
-  for (const [B, H] of [[1, 1], [7, 5], [64, 128], [256, 512]]) {
+  for (const [B, H] of [
+    [1, 1],
+    [7, 5],
+    [64, 128],
+    [256, 512],
+  ]) {
     const name = `[${B}, ${H}]`;
     await opCase('lstmCellForward', name, async () => {
-      const pre = randomArray(rng, B * 4 * H, 0.1, 4), cp = randomArray(rng, B * H, 0.1, 2);
-      const gates = Both.of(pre, [B, 4 * H]), cPrev = Both.of(cp, [B, H]);
-      const c = Both.full([B, H]), h = Both.full([B, H]);
+      const pre = randomArray(rng, B * 4 * H, 0.1, 4),
+        cp = randomArray(rng, B * H, 0.1, 2);
+      const gates = Both.of(pre, [B, 4 * H]),
+        cPrev = Both.of(cp, [B, H]);
+      const c = Both.full([B, H]),
+        h = Both.full([B, H]);
       both((d, s) => ops.lstmCellForward(s, gates.pick(d), cPrev.pick(d), c.pick(d), h.pick(d)));
       const a = await expectOut('lstmCellForward', name, 'gates', gates, TOL, { floor: 1e-30 });
       const gate = (k: number, e: number) => a.cpu[Math.floor(e / H) * 4 * H + k * H + (e % H)];
@@ -643,18 +841,29 @@ async function checkLstm(): Promise<void> {
       const cv = await expectOut('lstmCellForward', name, 'c', c, TOL, { scale: cScale, floor: 1e-30 });
       await expectOut('lstmCellForward', name, 'h', h, TOL, { scale: (hc) => mapF64(hc, (v, e) => Math.abs(v) + cScale[e]), floor: 1e-30 });
 
-      const act = Both.of(a.cpu, [B, 4 * H]), cIn = Both.of(cv.cpu, [B, H]);
-      const dh0 = randomArray(rng, B * H), dc0 = randomArray(rng, B * H);
+      const act = Both.of(a.cpu, [B, 4 * H]),
+        cIn = Both.of(cv.cpu, [B, H]);
+      const dh0 = randomArray(rng, B * H),
+        dc0 = randomArray(rng, B * H);
       const dh = Both.of(dh0, [B, H]);
       for (const withDc of [false, true]) {
         const dc = withDc ? Both.of(dc0, [B, H]) : null;
-        const dg = Both.full([B, 4 * H]), dcp = Both.full([B, H]);
+        const dg = Both.full([B, 4 * H]),
+          dcp = Both.full([B, H]);
         both((d, s) => ops.lstmCellBackward(s, act.pick(d), cPrev.pick(d), cIn.pick(d), dh.pick(d), on(d, dc), dg.pick(d), dcp.pick(d)));
-        const dct = mapF64(cv.cpu, (v, e) => (withDc ? Math.abs(dc0[e]) : 0) + Math.abs(dh0[e] * gate(3, e)) * (1 + Math.abs(Math.tanh(v))));
+        const dct = mapF64(
+          cv.cpu,
+          (v, e) => (withDc ? Math.abs(dc0[e]) : 0) + Math.abs(dh0[e] * gate(3, e)) * (1 + Math.abs(Math.tanh(v))),
+        );
         const gScale = new Float64Array(B * 4 * H);
         for (let e = 0; e < B * H; e++) {
-          const r = Math.floor(e / H), j = e % H, base = r * 4 * H + j;
-          const i = gate(0, e), f = gate(1, e), g = gate(2, e), o = gate(3, e);
+          const r = Math.floor(e / H),
+            j = e % H,
+            base = r * 4 * H + j;
+          const i = gate(0, e),
+            f = gate(1, e),
+            g = gate(2, e),
+            o = gate(3, e);
           gScale[base] = dct[e] * Math.abs(g) * i;
           gScale[base + H] = dct[e] * Math.abs(cp[e]) * f;
           gScale[base + 2 * H] = dct[e] * i * (1 + Math.abs(g));
@@ -671,7 +880,13 @@ async function checkLstm(): Promise<void> {
 /** One tensor's SGD and Adam steps, as one-element group steps (test/helpers/optimizer-steps). */
 async function checkOptimizers(): Promise<void> {
   const FLOOR = 0.1;
-  for (const [n, momentum, wd, v0Random] of [[42, 0, 0.01, false], [42, 0.9, 0.01, false], [42, 0.9, 0.05, true], [42, 0.5, 0, true], [300001, 0.9, 0.01, true]] as const) {
+  for (const [n, momentum, wd, v0Random] of [
+    [42, 0, 0.01, false],
+    [42, 0.9, 0.01, false],
+    [42, 0.9, 0.05, true],
+    [42, 0.5, 0, true],
+    [300001, 0.9, 0.01, true],
+  ] as const) {
     const name = `n=${n} momentum ${momentum} weight decay ${wd}${v0Random ? ' (random v0)' : ''}`;
     await opCase('sgdStep', name, async () => {
       const param = Both.of(randomArray(rng, n), [n]);
@@ -684,11 +899,17 @@ async function checkOptimizers(): Promise<void> {
       }
     });
   }
-  for (const [n, lr, b1, b2, eps, wd] of [[42, 0.01, 0.9, 0.999, 1e-8, 0], [42, 0.01, 0.9, 0.999, 1e-8, 0.01], [42, 0.003, 0.8, 0.99, 1e-3, 0.1], [300001, 0.001, 0.9, 0.999, 1e-8, 0]]) {
+  for (const [n, lr, b1, b2, eps, wd] of [
+    [42, 0.01, 0.9, 0.999, 1e-8, 0],
+    [42, 0.01, 0.9, 0.999, 1e-8, 0.01],
+    [42, 0.003, 0.8, 0.99, 1e-3, 0.1],
+    [300001, 0.001, 0.9, 0.999, 1e-8, 0],
+  ]) {
     const name = `n=${n} lr ${lr} betas (${b1}, ${b2}) eps ${eps} weight decay ${wd}`;
     await opCase('adamStep', name, async () => {
       const param = Both.of(randomArray(rng, n), [n]);
-      const m = Both.full([n], 0), v = Both.full([n], 0);
+      const m = Both.full([n], 0),
+        v = Both.full([n], 0);
       for (let step = 1; step <= 6; step++) {
         const g = Both.of(randomArray(rng, n), [n]);
         both((d, s) => adamStep(s, param.pick(d), g.pick(d), m.pick(d), v.pick(d), lr, b1, b2, eps, wd, step));
@@ -710,35 +931,36 @@ async function checkGroupOptimizers(): Promise<void> {
     Array.from({ length: 40 }, (_, i) => (i % 9 === 4 ? [0] : i === 6 ? [2101] : [1 + ((i * 977) % 2600)])),
   ];
   for (const shapes of groups)
-  for (const adam of [false, true]) {
-    for (const momentum of adam ? [0] : [0, 0.9]) {
-      const op = adam ? 'adamStepGroup' : 'sgdStepGroup';
-      const name = `${shapes.length} tensors${adam ? '' : ` momentum ${momentum}`}`;
-      await opCase(op, name, async () => {
-        const params = shapes.map((sh) => Both.of(randomArray(rng, numel(sh)), sh));
-        const s0 = shapes.map((sh) => Both.full(sh, 0)), s1 = shapes.map((sh) => Both.full(sh, 0));
-        const hyper = Both.full([adam ? 2 : 1], 0);
-        const [lr, b1, b2, eps, wd] = [0.01, 0.9, 0.999, 1e-8, 0.01];
-        for (let step = 1; step <= (shapes.length > 32 ? 2 : 4); step++) {
-          const grads = shapes.map((sh) => Both.of(randomArray(rng, numel(sh)), sh));
-          const scalars = adam ? native.adamScalars(lr, b1, b2, step) : [lr];
-          const pick = (list: Both[], d: Side) => list.map((b) => b.pick(d));
-          both((d, s) => {
-            ops.writeScalars(s, hyper.pick(d), scalars);
-            if (adam) ops.adamStepGroup(s, pick(params, d), pick(grads, d), pick(s0, d), pick(s1, d), hyper.pick(d), b1, b2, eps, wd);
-            else ops.sgdStepGroup(s, pick(params, d), pick(grads, d), momentum ? pick(s0, d) : null, hyper.pick(d), momentum, wd);
-          });
-          for (let t = 0; t < shapes.length; t++) {
-            const at = `tensor ${t} step ${step}`;
-            await expectOut(op, `${name} ${at}`, 'param', params[t], TOL, { floor: FLOOR });
-            await expectOut(op, `${name} ${at}`, 'grad (zeroed)', grads[t], 0);
-            if (adam || momentum) await expectOut(op, `${name} ${at}`, adam ? 'm' : 'velocity', s0[t], TOL, { floor: FLOOR });
-            if (adam) await expectOut(op, `${name} ${at}`, 'v', s1[t], TOL);
+    for (const adam of [false, true]) {
+      for (const momentum of adam ? [0] : [0, 0.9]) {
+        const op = adam ? 'adamStepGroup' : 'sgdStepGroup';
+        const name = `${shapes.length} tensors${adam ? '' : ` momentum ${momentum}`}`;
+        await opCase(op, name, async () => {
+          const params = shapes.map((sh) => Both.of(randomArray(rng, numel(sh)), sh));
+          const s0 = shapes.map((sh) => Both.full(sh, 0)),
+            s1 = shapes.map((sh) => Both.full(sh, 0));
+          const hyper = Both.full([adam ? 2 : 1], 0);
+          const [lr, b1, b2, eps, wd] = [0.01, 0.9, 0.999, 1e-8, 0.01];
+          for (let step = 1; step <= (shapes.length > 32 ? 2 : 4); step++) {
+            const grads = shapes.map((sh) => Both.of(randomArray(rng, numel(sh)), sh));
+            const scalars = adam ? native.adamScalars(lr, b1, b2, step) : [lr];
+            const pick = (list: Both[], d: Side) => list.map((b) => b.pick(d));
+            both((d, s) => {
+              ops.writeScalars(s, hyper.pick(d), scalars);
+              if (adam) ops.adamStepGroup(s, pick(params, d), pick(grads, d), pick(s0, d), pick(s1, d), hyper.pick(d), b1, b2, eps, wd);
+              else ops.sgdStepGroup(s, pick(params, d), pick(grads, d), momentum ? pick(s0, d) : null, hyper.pick(d), momentum, wd);
+            });
+            for (let t = 0; t < shapes.length; t++) {
+              const at = `tensor ${t} step ${step}`;
+              await expectOut(op, `${name} ${at}`, 'param', params[t], TOL, { floor: FLOOR });
+              await expectOut(op, `${name} ${at}`, 'grad (zeroed)', grads[t], 0);
+              if (adam || momentum) await expectOut(op, `${name} ${at}`, adam ? 'm' : 'velocity', s0[t], TOL, { floor: FLOOR });
+              if (adam) await expectOut(op, `${name} ${at}`, 'v', s1[t], TOL);
+            }
           }
-        }
-      });
+        });
+      }
     }
-  }
 }
 
 /** fit({ graph: true }) replays CUDA graphs: same device, same kernels, so bit-identical results. */
@@ -747,38 +969,57 @@ async function checkGraphs(): Promise<void> {
   const { train } = await datasets.mnist();
   const data = train.head(256 * 12 + 100); // 12 full batches and a 100-row tail per epoch
   for (const method of ['backprop', 'cdni'] as const) {
-    await runtimeCheck(`fit({ graph: true }) equals fit() bit for bit on the GPU (${method}${method === 'cdni' ? ', one stream per module' : ''})`, async () => {
-      const run = async (graph: boolean) => {
-        const model = mlp(784, [256, 256, 256], 10);
-        const net: Module = method === 'backprop' ? model : decouple(model, { synthesizer: { conditioned: true }, streams: 'per-module' });
-        const lr = learningRateSchedules.stepDecay(1e-3, [10], 0.1);
-        const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr }), seed: options.seed });
-        const losses: number[] = [];
-        try {
-          await trainer.fit(data, { epochs: 2, batchSize: 256, graph, onStep: (m) => { losses.push(m.loss); } });
-          const params = await Promise.all(net.parameters().map((p) => p.value.readFloat32(trainer.stream)));
-          return { losses, params };
-        } finally {
-          trainer.dispose();
-        }
-      };
-      const eager = await run(false);
-      const replay = await run(true);
-      assert(eager.losses.length === 26 && replay.losses.length === 26, `expected 26 steps, got ${eager.losses.length} and ${replay.losses.length}`);
-      const lossDiff = eager.losses.findIndex((v, i) => !Object.is(v, replay.losses[i]));
-      assert(lossDiff < 0, `losses differ from step ${lossDiff + 1}: ${eager.losses[lossDiff]} vs ${replay.losses[lossDiff]}`);
-      const worst = Math.max(...eager.params.map((p, i) => compareBits(replay.params[i], p).worst));
-      assert(worst === 0, `parameters differ (worst ${fmt(worst)})`);
-      return `26 steps (24 replayed from a graph), final loss ${eager.losses[25].toFixed(4)}`;
-    });
+    await runtimeCheck(
+      `fit({ graph: true }) equals fit() bit for bit on the GPU (${method}${method === 'cdni' ? ', one stream per module' : ''})`,
+      async () => {
+        const run = async (graph: boolean) => {
+          const model = mlp(784, [256, 256, 256], 10);
+          const net: Module =
+            method === 'backprop' ? model : decouple(model, { synthesizer: { conditioned: true }, streams: 'per-module' });
+          const lr = learningRateSchedules.stepDecay(1e-3, [10], 0.1);
+          const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr }), seed: options.seed });
+          const losses: number[] = [];
+          try {
+            await trainer.fit(data, {
+              epochs: 2,
+              batchSize: 256,
+              graph,
+              onStep: (m) => {
+                losses.push(m.loss);
+              },
+            });
+            const params = await Promise.all(net.parameters().map((p) => p.value.readFloat32(trainer.stream)));
+            return { losses, params };
+          } finally {
+            trainer.dispose();
+          }
+        };
+        const eager = await run(false);
+        const replay = await run(true);
+        assert(
+          eager.losses.length === 26 && replay.losses.length === 26,
+          `expected 26 steps, got ${eager.losses.length} and ${replay.losses.length}`,
+        );
+        const lossDiff = eager.losses.findIndex((v, i) => !Object.is(v, replay.losses[i]));
+        assert(lossDiff < 0, `losses differ from step ${lossDiff + 1}: ${eager.losses[lossDiff]} vs ${replay.losses[lossDiff]}`);
+        const worst = Math.max(...eager.params.map((p, i) => compareBits(replay.params[i], p).worst));
+        assert(worst === 0, `parameters differ (worst ${fmt(worst)})`);
+        return `26 steps (24 replayed from a graph), final loss ${eager.losses[25].toFixed(4)}`;
+      },
+    );
   }
   await runtimeCheck('a capturing stream refuses host reads; an unjoined stream fails endCapture; the device works after', async () => {
-    const s = new native.Stream(GPU), side = new native.Stream(GPU);
+    const s = new native.Stream(GPU),
+      side = new native.Stream(GPU);
     const e = new native.Event(GPU);
     const t = track(new native.Tensor([4], 'float32', GPU, 'zeros'));
     native.beginCapture(s);
     let readError = '';
-    try { void t.read(s); } catch (err) { readError = (err as Error).message; }
+    try {
+      void t.read(s);
+    } catch (err) {
+      readError = (err as Error).message;
+    }
     native.endCapture(s).dispose();
     assert(/being captured/.test(readError), `read during capture: ${readError || 'no error'}`);
     native.beginCapture(s);
@@ -786,11 +1027,18 @@ async function checkGraphs(): Promise<void> {
     side.wait(e);
     ops.fill(side, t, 1);
     let endError = '';
-    try { native.endCapture(s).dispose(); } catch (err) { endError = (err as Error).message; }
+    try {
+      native.endCapture(s).dispose();
+    } catch (err) {
+      endError = (err as Error).message;
+    }
     assert(endError !== '', 'endCapture with an unjoined stream did not fail');
     ops.fill(s, t, 2);
     const back = (await within(t.read(s), 10000, 'read after the failed capture')) as Float32Array;
-    assert(back.every((v) => v === 2), `after the failed capture: ${Array.from(back).join(', ')}`);
+    assert(
+      back.every((v) => v === 2),
+      `after the failed capture: ${Array.from(back).join(', ')}`,
+    );
     return `endCapture error: ${endError}`;
   });
 }
@@ -802,14 +1050,21 @@ async function checkLabelErrors(): Promise<void> {
     const logits = track(new native.Tensor([2, 3], 'float32', GPU, Float32Array.from([1, 2, 3, 4, 5, 6])));
     const probs = track(new native.Tensor([2, 3], 'float32', GPU, new Float32Array(6).fill(NaN)));
     const loss = track(new native.Tensor([1], 'float32', GPU, new Float32Array(1).fill(NaN)));
-    for (const bad of [[0, 3], [-2, 1]]) { // -1 is not an error: a row without a target
+    for (const bad of [
+      [0, 3],
+      [-2, 1],
+    ]) {
+      // -1 is not an error: a row without a target
       const labels = track(new native.Tensor([2], 'int32', GPU, Int32Array.from(bad)));
       ops.softmaxCrossEntropyForward(s, logits, labels, probs, loss);
       let error: Error | undefined;
-      await within(s.synchronize(), 30000, 'synchronize').catch((e: Error) => { error = e; });
+      await within(s.synchronize(), 30000, 'synchronize').catch((e: Error) => {
+        error = e;
+      });
       assert(!!error, `labels [${bad}]: synchronize() resolved; it must reject`);
       assert(/label/.test(error.message), `labels [${bad}]: rejected with '${error.message}', expected a message about the label`);
-      const p = (await probs.read(s)) as Float32Array, l = (await loss.read(s)) as Float32Array;
+      const p = (await probs.read(s)) as Float32Array,
+        l = (await loss.read(s)) as Float32Array;
       assert(compareBits(p, new Float32Array(6).fill(NaN)).worst === 0, `labels [${bad}]: probs were written`);
       assert(compareBits(l, new Float32Array(1).fill(NaN)).worst === 0, `labels [${bad}]: loss was written`);
     }
@@ -817,21 +1072,35 @@ async function checkLabelErrors(): Promise<void> {
     const good = track(new native.Tensor([2], 'int32', GPU, Int32Array.from([2, 0])));
     ops.softmaxCrossEntropyForward(s, logits, good, probs, loss);
     await within(s.synchronize(), 30000, 'synchronize after the error');
-    const cl = track(new native.Tensor([1], 'float32', 'cpu', 'zeros')), cp = track(new native.Tensor([2, 3], 'float32', 'cpu', 'zeros'));
-    ops.softmaxCrossEntropyForward(cpuS, track(new native.Tensor([2, 3], 'float32', 'cpu', Float32Array.from([1, 2, 3, 4, 5, 6]))),
-      track(new native.Tensor([2], 'int32', 'cpu', Int32Array.from([2, 0]))), cp, cl);
+    const cl = track(new native.Tensor([1], 'float32', 'cpu', 'zeros')),
+      cp = track(new native.Tensor([2, 3], 'float32', 'cpu', 'zeros'));
+    ops.softmaxCrossEntropyForward(
+      cpuS,
+      track(new native.Tensor([2, 3], 'float32', 'cpu', Float32Array.from([1, 2, 3, 4, 5, 6]))),
+      track(new native.Tensor([2], 'int32', 'cpu', Int32Array.from([2, 0]))),
+      cp,
+      cl,
+    );
     const r = compare((await loss.read(s)) as Float32Array, (await cl.read(cpuS)) as Float32Array);
     assert(r.worst <= TOL, `after the error, the loss differs from the CPU's: ${describeReport(r)}`);
     return `rejected with a label error twice (labels [0, 3] and [-2, 1] for 3 classes), nothing written, stream usable after (loss err ${fmt(r.worst)})`;
   });
   await runtimeCheck('oneHot with an out-of-range label rejects the stream', async () => {
     const s = new native.Stream(GPU);
-    for (const bad of [[0, 5, 1], [0, -1, 1]]) {
+    for (const bad of [
+      [0, 5, 1],
+      [0, -1, 1],
+    ]) {
       const out = track(new native.Tensor([3, 5], 'float32', GPU, 'zeros'));
       ops.oneHot(s, track(new native.Tensor([3], 'int32', GPU, Int32Array.from(bad))), out);
       let error: Error | undefined;
-      await within(s.synchronize(), 30000, 'synchronize').catch((e: Error) => { error = e; });
-      assert(!!error && /label/.test(error.message), `labels [${bad}]: expected a rejection about the label, got ${error ? `'${error.message}'` : 'a resolved Promise'}`);
+      await within(s.synchronize(), 30000, 'synchronize').catch((e: Error) => {
+        error = e;
+      });
+      assert(
+        !!error && /label/.test(error.message),
+        `labels [${bad}]: expected a rejection about the label, got ${error ? `'${error.message}'` : 'a resolved Promise'}`,
+      );
     }
     const out = track(new native.Tensor([3, 5], 'float32', GPU, 'zeros'));
     ops.oneHot(s, track(new native.Tensor([3], 'int32', GPU, Int32Array.from([4, 0, 2]))), out);
@@ -861,7 +1130,10 @@ async function checkRuntime(): Promise<void> {
     const ti = track(new native.Tensor([ints.length], 'int32', GPU, ints));
     assert(compareBits((await ti.read(s)) as Int32Array, ints).worst === 0, 'int32 read-back differs');
     const z = track(new native.Tensor([1000], 'float32', GPU, 'zeros'));
-    assert(((await z.read()) as Float32Array).every((v) => Object.is(v, 0)), "'zeros' tensor is not all +0");
+    assert(
+      ((await z.read()) as Float32Array).every((v) => Object.is(v, 0)),
+      "'zeros' tensor is not all +0",
+    );
     return `float32 sizes ${sizes.join(', ')} and int32 ${ints.length}: exact, on the default and on another stream; 'zeros' init ok`;
   });
 
@@ -871,11 +1143,19 @@ async function checkRuntime(): Promise<void> {
     const y = track(new native.Tensor([100000], 'float32', GPU, new Float32Array(100000).fill(3)));
     let expected = 3;
     for (let i = 0; i < 300; i++) {
-      if (i % 3 === 0) { ops.axpby(s, 1, x, 2, y); expected = f32(2 * expected + 1); }
-      else { ops.axpby(s, -1, x, 0.5, y); expected = f32(0.5 * expected - 1); }
+      if (i % 3 === 0) {
+        ops.axpby(s, 1, x, 2, y);
+        expected = f32(2 * expected + 1);
+      } else {
+        ops.axpby(s, -1, x, 0.5, y);
+        expected = f32(0.5 * expected - 1);
+      }
     }
     const out = (await within(y.read(s), 30000, 'read')) as Float32Array;
-    assert(out.every((v) => v === expected), `got ${out[0]} .. ${out[out.length - 1]}, expected ${expected} everywhere`);
+    assert(
+      out.every((v) => v === expected),
+      `got ${out[0]} .. ${out[out.length - 1]}, expected ${expected} everywhere`,
+    );
     return `300 dependent axpby calls: every element ${expected}`;
   });
 
@@ -890,13 +1170,17 @@ async function checkRuntime(): Promise<void> {
     await within(Promise.all(streams.map((s) => s.synchronize())), 30000, 'Promise.all(synchronize)');
     for (let k = 0; k < 4; k++) {
       const v = (await ys[k].read(streams[k])) as Float32Array;
-      assert(v.every((e) => e === 50 * (k + 1)), `stream ${k}: got ${v[0]}, expected ${50 * (k + 1)}`);
+      assert(
+        v.every((e) => e === 50 * (k + 1)),
+        `stream ${k}: got ${v[0]}, expected ${50 * (k + 1)}`,
+      );
     }
     return '4 streams, 50 ops each, all settled with the right values';
   });
 
   // A long, exactly representable accumulation: c += A A with A = 1/1024 (n = 2048) adds 2^-9 per gemm.
-  const n = 2048, reps = 40;
+  const n = 2048,
+    reps = 40;
   const final = reps * 2 ** -9;
   const longWork = (s: NativeStream) => {
     const a = track(new native.Tensor([n, n], 'float32', GPU, new Float32Array(n * n).fill(1 / 1024)));
@@ -906,7 +1190,8 @@ async function checkRuntime(): Promise<void> {
   };
 
   await runtimeCheck('stream.wait(event) orders work across streams', async () => {
-    const s1 = new native.Stream(GPU), s2 = new native.Stream(GPU);
+    const s1 = new native.Stream(GPU),
+      s2 = new native.Stream(GPU);
     const c = longWork(s1);
     const e = new native.Event(GPU);
     e.record(s1);
@@ -914,20 +1199,29 @@ async function checkRuntime(): Promise<void> {
     const d = track(new native.Tensor([n, n], 'float32', GPU, new Float32Array(n * n).fill(NaN)));
     ops.copy(s2, c, d);
     const v = (await within(d.read(s2), 60000, 'read')) as Float32Array;
-    assert(v.every((x) => x === final), `the copy on s2 saw ${v[0]} (expected ${final}): it did not wait for s1`);
+    assert(
+      v.every((x) => x === final),
+      `the copy on s2 saw ${v[0]} (expected ${final}): it did not wait for s1`,
+    );
     return `s2 copied the result of ${reps} gemms on s1 after waiting on s1's event: ${final} everywhere`;
   });
 
-  await runtimeCheck('(control) without the wait the copy may race', async () => {
-    const s1 = new native.Stream(GPU), s2 = new native.Stream(GPU);
-    const c = longWork(s1);
-    const d = track(new native.Tensor([n, n], 'float32', GPU, new Float32Array(n * n).fill(NaN)));
-    ops.copy(s2, c, d);
-    const v = (await within(d.read(s2), 60000, 'read')) as Float32Array;
-    await s1.synchronize();
-    return v[0] === final ? 'no race seen (s1 finished first): the wait check above may not be sensitive'
-      : `race seen (copy read ${v[0]} before s1 finished): the wait check above is sensitive`;
-  }, true);
+  await runtimeCheck(
+    '(control) without the wait the copy may race',
+    async () => {
+      const s1 = new native.Stream(GPU),
+        s2 = new native.Stream(GPU);
+      const c = longWork(s1);
+      const d = track(new native.Tensor([n, n], 'float32', GPU, new Float32Array(n * n).fill(NaN)));
+      ops.copy(s2, c, d);
+      const v = (await within(d.read(s2), 60000, 'read')) as Float32Array;
+      await s1.synchronize();
+      return v[0] === final
+        ? 'no race seen (s1 finished first): the wait check above may not be sensitive'
+        : `race seen (copy read ${v[0]} before s1 finished): the wait check above is sensitive`;
+    },
+    true,
+  );
 
   await runtimeCheck('event.synchronize()', async () => {
     const never = new native.Event(GPU);
@@ -944,13 +1238,17 @@ async function checkRuntime(): Promise<void> {
     const ms = Date.now() - t0;
     // The host waited for the event: a fresh stream (no wait) sees the final values.
     const v = (await c.read(new native.Stream(GPU))) as Float32Array;
-    assert(v.every((x) => x === final), `after event.synchronize() a fresh stream read ${v[0]}, expected ${final}`);
+    assert(
+      v.every((x) => x === final),
+      `after event.synchronize() a fresh stream read ${v[0]}, expected ${final}`,
+    );
     assert(ms < 20 || ticks > 2, `the event loop was blocked: ${ticks} timer ticks in ${ms} ms`);
     return `never recorded: resolves at once; after a record: resolved after the work (${ms} ms, ${ticks} timer ticks meanwhile)`;
   });
 
   await runtimeCheck('memory released while another stream still uses it is not reused early (fences)', async () => {
-    const s1 = new native.Stream(GPU), s2 = new native.Stream(GPU);
+    const s1 = new native.Stream(GPU),
+      s2 = new native.Stream(GPU);
     const m = 4 << 20;
     longWork(s1); // keeps s1 busy for a while
     const x = new native.Tensor([m], 'float32', GPU, new Float32Array(m).fill(1));
@@ -965,17 +1263,25 @@ async function checkRuntime(): Promise<void> {
     }
     await s2.synchronize();
     const v = (await within(y.read(s1), 60000, 'read')) as Float32Array;
-    assert(v.every((e) => e === 20), `y = ${v[0]}: x's memory was reused while s1 still read it`);
+    assert(
+      v.every((e) => e === 20),
+      `y = ${v[0]}: x's memory was reused while s1 still read it`,
+    );
     return 'x disposed with 20 reads queued behind a long s1 queue; 4 new tensors filled on s2; y = 20 exactly';
   });
 
-  if (GPU !== 'cpu') await runtimeCheck('an op on a CPU tensor with a CUDA stream is rejected with an Error', async () => {
-    const t = track(new native.Tensor([4], 'float32', 'cpu', 'zeros'));
-    let error: Error | undefined;
-    try { ops.fill(gpuS, t, 1); } catch (e) { error = e as Error; }
-    assert(!!error, 'no error thrown');
-    return `${error.name}: ${error.message}`;
-  });
+  if (GPU !== 'cpu')
+    await runtimeCheck('an op on a CPU tensor with a CUDA stream is rejected with an Error', async () => {
+      const t = track(new native.Tensor([4], 'float32', 'cpu', 'zeros'));
+      let error: Error | undefined;
+      try {
+        ops.fill(gpuS, t, 1);
+      } catch (e) {
+        error = e as Error;
+      }
+      assert(!!error, 'no error thrown');
+      return `${error.name}: ${error.message}`;
+    });
 }
 
 async function checkOutOfMemory(): Promise<void> {
@@ -1002,7 +1308,10 @@ async function checkOutOfMemory(): Promise<void> {
         }
       }
       assert(!!oom, `allocated ${big.length} x 16 GiB without an error`);
-      assert(/out of memory/i.test(oom.message), `allocation ${big.length + 1} threw '${oom.message}', expected a clear out-of-memory message`);
+      assert(
+        /out of memory/i.test(oom.message),
+        `allocation ${big.length + 1} threw '${oom.message}', expected a clear out-of-memory message`,
+      );
       notes.push(`after ${big.length} x 16 GiB: ${oom.name}: ${oom.message}`);
     } finally {
       for (const t of big) t.dispose();
@@ -1014,7 +1323,10 @@ async function checkOutOfMemory(): Promise<void> {
     ops.fill(gpuS, t, 2.5);
     ops.axpby(gpuS, 2, t, 0, u);
     const v = (await within(u.read(gpuS), 60000, 'read after out of memory')) as Float32Array;
-    assert(v.every((e) => e === 5), 'ops after the out-of-memory error gave wrong results');
+    assert(
+      v.every((e) => e === 5),
+      'ops after the out-of-memory error gave wrong results',
+    );
     notes.push('then 2 x 256 MiB allocations, fill, axpby and a read were right');
     return notes.join('; ');
   });
@@ -1022,7 +1334,10 @@ async function checkOutOfMemory(): Promise<void> {
 
 function checkTf32Reachable(): boolean {
   if (native.buildInfo().cuda) {
-    state.tf32 = { reachable: true, detail: 'native.gemmTf32(true): the TF32 GEMM was checked (tolerance 2 (2^-11 + (K+2) u) of the scale)' };
+    state.tf32 = {
+      reachable: true,
+      detail: 'native.gemmTf32(true): the TF32 GEMM was checked (tolerance 2 (2^-11 + (K+2) u) of the scale)',
+    };
     return true;
   }
   state.tf32 = { reachable: false, detail: 'this build has no CUDA backend' };
@@ -1031,8 +1346,7 @@ function checkTf32Reachable(): boolean {
 
 // ---- MNIST ----------------------------------------------------------------------------------
 
-async function trainMnist(device: Device, method: 'backprop' | 'cdni', epochs: number, seed: number,
-  data: Split): Promise<MnistRun> {
+async function trainMnist(device: Device, method: 'backprop' | 'cdni', epochs: number, seed: number, data: Split): Promise<MnistRun> {
   const batchSize = 256;
   const model = mlp(784, [256, 256, 256], 10);
   const net: Module = method === 'backprop' ? model : decouple(model, { synthesizer: { conditioned: true }, streams: 'per-module' });
@@ -1043,13 +1357,22 @@ async function trainMnist(device: Device, method: 'backprop' | 'cdni', epochs: n
   const t0 = Date.now();
   try {
     const fit = await trainer.fit(data.train, {
-      epochs, batchSize, logEvery: 1,
-      onStep: (m) => { if (firstLosses.length < 20) firstLosses.push(m.loss); },
+      epochs,
+      batchSize,
+      logEvery: 1,
+      onStep: (m) => {
+        if (firstLosses.length < 20) firstLosses.push(m.loss);
+      },
     });
     const ev = await trainer.evaluate(data.test);
     return {
-      method, device: device.name, accuracy: ev.accuracy!, testLoss: ev.loss,
-      epochLosses: fit.epochs.map((e) => e.loss), firstLosses, seconds: (Date.now() - t0) / 1000,
+      method,
+      device: device.name,
+      accuracy: ev.accuracy!,
+      testLoss: ev.loss,
+      epochLosses: fit.epochs.map((e) => e.loss),
+      firstLosses,
+      seconds: (Date.now() - t0) / 1000,
     };
   } finally {
     trainer.dispose();
@@ -1070,10 +1393,21 @@ async function checkMnist(epochs: number, seed: number): Promise<void> {
       state.section = `MNIST ${method} on ${device.name}`;
       try {
         const r = await trainMnist(device, method, epochs, seed, data);
-        console.log(`  ${method} on ${device.name}: test accuracy ${(100 * r.accuracy).toFixed(2)}%, test loss ${r.testLoss.toFixed(4)}, ${r.seconds.toFixed(1)} s`);
+        console.log(
+          `  ${method} on ${device.name}: test accuracy ${(100 * r.accuracy).toFixed(2)}%, test loss ${r.testLoss.toFixed(4)}, ${r.seconds.toFixed(1)} s`,
+        );
         runs.push(r);
       } catch (e) {
-        const r: MnistRun = { method, device: device.name, accuracy: NaN, testLoss: NaN, epochLosses: [], firstLosses: [], seconds: 0, error: (e as Error).message };
+        const r: MnistRun = {
+          method,
+          device: device.name,
+          accuracy: NaN,
+          testLoss: NaN,
+          epochLosses: [],
+          firstLosses: [],
+          seconds: 0,
+          error: (e as Error).message,
+        };
         console.log(`  FAIL ${method} on ${device.name}: ${r.error}`);
         runs.push(r);
       }
@@ -1085,18 +1419,24 @@ async function checkMnist(epochs: number, seed: number): Promise<void> {
     state.mnistComparisons.push({
       name: `${method}: GPU test accuracy within 0.5 points of the CPU's`,
       pass: dAcc <= 0.5,
-      detail: `CPU ${(100 * cpu.accuracy).toFixed(2)}%, GPU ${(100 * gpu.accuracy).toFixed(2)}%, difference ${dAcc.toFixed(2)} points` +
+      detail:
+        `CPU ${(100 * cpu.accuracy).toFixed(2)}%, GPU ${(100 * gpu.accuracy).toFixed(2)}%, difference ${dAcc.toFixed(2)} points` +
         (cpu.error || gpu.error ? ` (${cpu.error ?? gpu.error})` : ''),
     });
     // Step 1's loss depends only on the (seeded, identical) initial weights and the first batch.
-    const r1 = cpu.firstLosses.length && gpu.firstLosses.length
-      ? Math.abs(gpu.firstLosses[0] - cpu.firstLosses[0]) / Math.abs(cpu.firstLosses[0]) : Infinity;
+    const r1 =
+      cpu.firstLosses.length && gpu.firstLosses.length
+        ? Math.abs(gpu.firstLosses[0] - cpu.firstLosses[0]) / Math.abs(cpu.firstLosses[0])
+        : Infinity;
     state.mnistComparisons.push({
       name: `${method}: the first step's loss matches (relative difference <= 1e-4)`,
       pass: r1 <= 1e-4,
-      detail: `CPU ${cpu.firstLosses[0]}, GPU ${gpu.firstLosses[0]}, relative difference ${fmt(r1)}; ` +
+      detail:
+        `CPU ${cpu.firstLosses[0]}, GPU ${gpu.firstLosses[0]}, relative difference ${fmt(r1)}; ` +
         `max relative difference over the first ${Math.min(cpu.firstLosses.length, gpu.firstLosses.length)} steps ` +
-        fmt(Math.max(0, ...cpu.firstLosses.map((v, i) => i < gpu.firstLosses.length ? Math.abs(gpu.firstLosses[i] - v) / Math.abs(v) : 0))) +
+        fmt(
+          Math.max(0, ...cpu.firstLosses.map((v, i) => (i < gpu.firstLosses.length ? Math.abs(gpu.firstLosses[i] - v) / Math.abs(v) : 0))),
+        ) +
         `; epoch train losses CPU [${cpu.epochLosses.map((v) => v.toFixed(4)).join(', ')}] GPU [${gpu.epochLosses.map((v) => v.toFixed(4)).join(', ')}]`,
     });
   }
@@ -1104,7 +1444,15 @@ async function checkMnist(epochs: number, seed: number): Promise<void> {
 
 // ---- report ---------------------------------------------------------------------------------
 
-interface OpSummary { op: string; cases: number; failed: number; worst: number; tol: number; worstCase: string; pass: boolean }
+interface OpSummary {
+  op: string;
+  cases: number;
+  failed: number;
+  worst: number;
+  tol: number;
+  worstCase: string;
+  pass: boolean;
+}
 
 function summarize(): OpSummary[] {
   const byOp = new Map<string, OpCase[]>();
@@ -1113,19 +1461,56 @@ function summarize(): OpSummary[] {
     const ratio = (c: OpCase) => (c.tol === 0 ? (c.worst === 0 ? 0 : Infinity) : c.worst / c.tol);
     const w = cases.reduce((a, b) => (ratio(b) > ratio(a) ? b : a));
     return {
-      op, cases: cases.length, failed: cases.filter((c) => !c.pass).length, worst: w.worst, tol: w.tol,
-      worstCase: `${w.case}: ${w.output}`, pass: cases.every((c) => c.pass),
+      op,
+      cases: cases.length,
+      failed: cases.filter((c) => !c.pass).length,
+      worst: w.worst,
+      tol: w.tol,
+      worstCase: `${w.case}: ${w.output}`,
+      pass: cases.every((c) => c.pass),
     };
   });
 }
 
-const sectionKeys = ['data', 'axpby', 'gemm', 'bias', 'activations', 'batchnorm', 'losses', 'lstm', 'optimizers', 'labels', 'runtime', 'graphs', 'tf32', 'mnist', 'oom'];
-let options = { seed: 0, epochs: 2, skipMnist: false, timeLimit: 420, device: 'cuda:0', only: sectionKeys, command: '', isolate: true, part: '', small: false };
+const sectionKeys = [
+  'data',
+  'axpby',
+  'gemm',
+  'bias',
+  'activations',
+  'batchnorm',
+  'losses',
+  'lstm',
+  'optimizers',
+  'labels',
+  'runtime',
+  'graphs',
+  'tf32',
+  'mnist',
+  'oom',
+];
+let options = {
+  seed: 0,
+  epochs: 2,
+  skipMnist: false,
+  timeLimit: 420,
+  device: 'cuda:0',
+  only: sectionKeys,
+  command: '',
+  isolate: true,
+  part: '',
+  small: false,
+};
 let deviceName = '';
 
 function allPass(): boolean {
-  return state.complete && state.fatal.length === 0 && state.opCases.every((c) => c.pass) &&
-    state.runtime.every((c) => c.pass) && state.mnistComparisons.every((c) => c.pass);
+  return (
+    state.complete &&
+    state.fatal.length === 0 &&
+    state.opCases.every((c) => c.pass) &&
+    state.runtime.every((c) => c.pass) &&
+    state.mnistComparisons.every((c) => c.pass)
+  );
 }
 
 /** Text for a markdown table cell. */
@@ -1148,10 +1533,19 @@ interface Part {
 function flush(): void {
   if (options.part) {
     const part: Part = {
-      deviceName, opCases: state.opCases, runtime: state.runtime, mnist: state.mnist,
-      mnistComparisons: state.mnistComparisons, tf32: state.tf32, fatal: state.fatal, complete: state.complete,
+      deviceName,
+      opCases: state.opCases,
+      runtime: state.runtime,
+      mnist: state.mnist,
+      mnistComparisons: state.mnistComparisons,
+      tf32: state.tf32,
+      fatal: state.fatal,
+      complete: state.complete,
     };
-    fs.writeFileSync(options.part, JSON.stringify(part, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)));
+    fs.writeFileSync(
+      options.part,
+      JSON.stringify(part, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v)),
+    );
     return;
   }
   const ops_ = summarize();
@@ -1159,47 +1553,99 @@ function flush(): void {
   const info = native.buildInfo();
   const pass = allPass();
   const report = {
-    status: !state.complete ? 'incomplete' : !pass ? 'fail' : options.only.length < sectionKeys.length || options.skipMnist ? 'pass (partial)' : 'pass',
+    status: !state.complete
+      ? 'incomplete'
+      : !pass
+        ? 'fail'
+        : options.only.length < sectionKeys.length || options.skipMnist
+          ? 'pass (partial)'
+          : 'pass',
     sections: options.only,
-    device: deviceName, date, command: options.command, seed: options.seed,
+    device: deviceName,
+    date,
+    command: options.command,
+    seed: options.seed,
     seconds: (Date.now() - state.started) / 1000,
     machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, build: info },
     tolerances: {
-      relative: TOL, gemm: '2 (K + 2) 2^-24 of |alpha| sum |a||b| + |beta||c|', dataMovement: 'bit for bit',
-      optimizerFloor: 0.1, mnistAccuracyPoints: 0.5,
+      relative: TOL,
+      gemm: '2 (K + 2) 2^-24 of |alpha| sum |a||b| + |beta||c|',
+      dataMovement: 'bit for bit',
+      optimizerFloor: 0.1,
+      mnistAccuracyPoints: 0.5,
     },
-    ops: ops_, opCases: state.opCases, runtime: state.runtime, tf32: state.tf32,
+    ops: ops_,
+    opCases: state.opCases,
+    runtime: state.runtime,
+    tf32: state.tf32,
     mnist: { epochs: options.epochs, runs: state.mnist, comparisons: state.mnistComparisons },
-    fatal: state.fatal, lastSection: state.section,
+    fatal: state.fatal,
+    lastSection: state.section,
   };
   fs.mkdirSync(resultsDir, { recursive: true });
-  fs.writeFileSync(path.join(resultsDir, 'gpu-check.json'), JSON.stringify(report, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2) + '\n');
+  fs.writeFileSync(
+    path.join(resultsDir, 'gpu-check.json'),
+    JSON.stringify(report, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2) + '\n',
+  );
   const failed = state.opCases.filter((c) => !c.pass);
   const md = [
-    '# GPU check: CUDA backend against the CPU backend', '',
+    '# GPU check: CUDA backend against the CPU backend',
+    '',
     `${date}; device **${deviceName}**; ${os.cpus().length} CPU cores (${os.cpus()[0]?.model ?? '?'}), Node ${process.version}; ` +
-      `command: \`${options.command}\`; seed ${options.seed}; ${report.seconds.toFixed(0)} s.`, '',
-    `**Result: ${report.status.toUpperCase()}**` + (state.complete ? '' : ` (stopped in: ${state.section})`) +
+      `command: \`${options.command}\`; seed ${options.seed}; ${report.seconds.toFixed(0)} s.`,
+    '',
+    `**Result: ${report.status.toUpperCase()}**` +
+      (state.complete ? '' : ` (stopped in: ${state.section})`) +
       ` — ${state.opCases.length - failed.length}/${state.opCases.length} op comparisons, ` +
       `${state.runtime.filter((c) => c.pass).length}/${state.runtime.length} runtime checks, ` +
-      `${state.mnistComparisons.filter((c) => c.pass).length}/${state.mnistComparisons.length} MNIST comparisons passed.`, '',
+      `${state.mnistComparisons.filter((c) => c.pass).length}/${state.mnistComparisons.length} MNIST comparisons passed.`,
+    '',
     ...(state.fatal.length ? ['Fatal: ' + state.fatal.join('; '), ''] : []),
-    '## Ops (GPU vs CPU, worst over all cases and outputs)', '',
-    'err = |gpu - cpu| / max(scale, floor); tolerance 0 means bit for bit; see the top of bench/gpu_check.ts for the scales.', '',
-    '| op | comparisons | failed | worst error | tolerance | worst case | result |', '|---|---|---|---|---|---|---|',
-    ...ops_.map((o) => `| ${o.op} | ${o.cases} | ${o.failed} | ${fmt(o.worst)} | ${fmt(o.tol)} | ${cell(o.worstCase)} | ${o.pass ? 'pass' : '**FAIL**'} |`), '',
-    ...(failed.length ? ['### Failed comparisons', '', ...failed.slice(0, 50).map((c) => `- ${c.op} [${c.case}] ${c.output}: ${c.detail} (tolerance ${fmt(c.tol)})`),
-      ...(failed.length > 50 ? [`- ... and ${failed.length - 50} more (see gpu-check.json)`] : []), ''] : []),
-    '## Runtime', '',
-    '| check | result | detail |', '|---|---|---|',
-    ...state.runtime.map((c) => `| ${cell(c.name)} | ${c.info ? 'info' : c.pass ? 'pass' : '**FAIL**'} | ${cell(c.detail)} |`), '',
-    `TF32 GEMM: ${state.tf32.detail}.`, '',
-    `## MNIST, 784-256-256-256-10, ${options.epochs} epochs, batch 256, Adam 1e-3 (x0.1 at 60% and 85%), seed ${options.seed}`, '',
-    ...(options.skipMnist || !options.only.includes('mnist') ? ['skipped', ''] : [
-      '| method | device | test accuracy | test loss | seconds |', '|---|---|---|---|---|',
-      ...state.mnist.map((r) => `| ${r.method} | ${r.device} | ${r.error ? `error: ${r.error}` : `${(100 * r.accuracy).toFixed(2)}%`} | ${r.testLoss.toFixed(4)} | ${r.seconds.toFixed(1)} |`), '',
-      ...state.mnistComparisons.map((c) => `- ${c.pass ? 'pass' : '**FAIL**'}: ${c.name}: ${c.detail}`), '']),
-    '## Not covered', '',
+    '## Ops (GPU vs CPU, worst over all cases and outputs)',
+    '',
+    'err = |gpu - cpu| / max(scale, floor); tolerance 0 means bit for bit; see the top of bench/gpu_check.ts for the scales.',
+    '',
+    '| op | comparisons | failed | worst error | tolerance | worst case | result |',
+    '|---|---|---|---|---|---|---|',
+    ...ops_.map(
+      (o) =>
+        `| ${o.op} | ${o.cases} | ${o.failed} | ${fmt(o.worst)} | ${fmt(o.tol)} | ${cell(o.worstCase)} | ${o.pass ? 'pass' : '**FAIL**'} |`,
+    ),
+    '',
+    ...(failed.length
+      ? [
+          '### Failed comparisons',
+          '',
+          ...failed.slice(0, 50).map((c) => `- ${c.op} [${c.case}] ${c.output}: ${c.detail} (tolerance ${fmt(c.tol)})`),
+          ...(failed.length > 50 ? [`- ... and ${failed.length - 50} more (see gpu-check.json)`] : []),
+          '',
+        ]
+      : []),
+    '## Runtime',
+    '',
+    '| check | result | detail |',
+    '|---|---|---|',
+    ...state.runtime.map((c) => `| ${cell(c.name)} | ${c.info ? 'info' : c.pass ? 'pass' : '**FAIL**'} | ${cell(c.detail)} |`),
+    '',
+    `TF32 GEMM: ${state.tf32.detail}.`,
+    '',
+    `## MNIST, 784-256-256-256-10, ${options.epochs} epochs, batch 256, Adam 1e-3 (x0.1 at 60% and 85%), seed ${options.seed}`,
+    '',
+    ...(options.skipMnist || !options.only.includes('mnist')
+      ? ['skipped', '']
+      : [
+          '| method | device | test accuracy | test loss | seconds |',
+          '|---|---|---|---|---|',
+          ...state.mnist.map(
+            (r) =>
+              `| ${r.method} | ${r.device} | ${r.error ? `error: ${r.error}` : `${(100 * r.accuracy).toFixed(2)}%`} | ${r.testLoss.toFixed(4)} | ${r.seconds.toFixed(1)} |`,
+          ),
+          '',
+          ...state.mnistComparisons.map((c) => `- ${c.pass ? 'pass' : '**FAIL**'}: ${c.name}: ${c.detail}`),
+          '',
+        ]),
+    '## Not covered',
+    '',
     '- a stream or event disposed while its work is pending (the JavaScript API has no explicit dispose for them);',
     '- GEMM operands at unaligned addresses (every tensor starts at an aligned allocation; odd leading dimensions are covered);',
     ...(state.tf32.reachable ? [] : ['- the TF32 GEMM kernel (no binding from JavaScript);']),
@@ -1208,17 +1654,30 @@ function flush(): void {
   fs.writeFileSync(path.join(resultsDir, 'gpu-check.md'), md);
 }
 
-const usage = 'usage: node dist/bench/gpu_check.js [--seed N] [--epochs 2] [--skip-mnist] [--time-limit 420]\n' +
+const usage =
+  'usage: node dist/bench/gpu_check.js [--seed N] [--epochs 2] [--skip-mnist] [--time-limit 420]\n' +
   '  --device cpu   dry run of this harness without a GPU: the CPU against itself (no out-of-memory check)\n' +
   `  --only a,b     run only these sections (${sectionKeys.join(', ')}); the report then says 'partial'\n` +
   '  --no-isolate   run every section in this process (default: one process per section)\n' +
   '  --small        GEMM cases up to 256^3 only (and one 128x128-tile case): for compute-sanitizer';
 
 function parseArgs(argv: string[]): typeof options {
-  const flags = benchFlags(argv, {
-    seed: String(Date.now() % 1000000), epochs: '2', 'time-limit': '420', device: 'cuda:0', only: sectionKeys.join(','), part: '',
-    'skip-mnist': false, 'no-isolate': false, small: false, help: false,
-  }, 'try --help');
+  const flags = benchFlags(
+    argv,
+    {
+      seed: String(Date.now() % 1000000),
+      epochs: '2',
+      'time-limit': '420',
+      device: 'cuda:0',
+      only: sectionKeys.join(','),
+      part: '',
+      'skip-mnist': false,
+      'no-isolate': false,
+      small: false,
+      help: false,
+    },
+    'try --help',
+  );
   if (flags.help) {
     console.log(usage);
     process.exit(0);
@@ -1227,10 +1686,16 @@ function parseArgs(argv: string[]): typeof options {
   const bad = only.filter((k) => !sectionKeys.includes(k));
   if (bad.length) throw new Error(`--only: unknown section(s) ${bad.join(', ')}; known: ${sectionKeys.join(', ')}`);
   return {
-    seed: numberFlag('--seed', flags.seed), epochs: numberFlag('--epochs', flags.epochs), timeLimit: numberFlag('--time-limit', flags['time-limit']),
-    skipMnist: flags['skip-mnist'], device: flags.device, only, part: flags.part,
+    seed: numberFlag('--seed', flags.seed),
+    epochs: numberFlag('--epochs', flags.epochs),
+    timeLimit: numberFlag('--time-limit', flags['time-limit']),
+    skipMnist: flags['skip-mnist'],
+    device: flags.device,
+    only,
+    part: flags.part,
     // a part (one section run by the parent process) runs in this process
-    isolate: !flags['no-isolate'] && flags.part === '', small: flags.small,
+    isolate: !flags['no-isolate'] && flags.part === '',
+    small: flags.small,
     command: ['node', path.relative(root, process.argv[1] ?? 'dist/bench/gpu_check.js'), ...argv].join(' '),
   };
 }
@@ -1272,14 +1737,29 @@ function runIsolated(dryRun: boolean): never {
       break;
     }
     const partFile = path.join(dir, `${key}.json`);
-    const args = [process.argv[1], '--only', key, '--part', partFile, '--seed', String(options.seed),
-      '--epochs', String(options.epochs), '--device', options.device, '--time-limit', String(left),
-      ...(options.small ? ['--small'] : [])];
+    const args = [
+      process.argv[1],
+      '--only',
+      key,
+      '--part',
+      partFile,
+      '--seed',
+      String(options.seed),
+      '--epochs',
+      String(options.epochs),
+      '--device',
+      options.device,
+      '--time-limit',
+      String(left),
+      ...(options.small ? ['--small'] : []),
+    ];
     const r = spawnSync(process.execPath, args, { stdio: 'inherit', env: process.env, timeout: (left + 10) * 1000, killSignal: 'SIGKILL' });
     let part: Part | null = null;
     try {
       part = JSON.parse(fs.readFileSync(partFile, 'utf8'), (_, v) => (v === 'Infinity' ? Infinity : v === 'NaN' ? NaN : v)) as Part;
-    } catch { /* the child wrote nothing: reported below */ }
+    } catch {
+      /* the child wrote nothing: reported below */
+    }
     if (part) {
       if (part.deviceName) deviceName = part.deviceName;
       state.opCases.push(...part.opCases);
@@ -1291,7 +1771,9 @@ function runIsolated(dryRun: boolean): never {
     }
     const how = r.signal ? `was killed by ${r.signal}` : r.error ? `failed: ${r.error.message}` : `exited with status ${r.status}`;
     if (!part || !part.complete || (r.status !== 0 && r.status !== 1))
-      state.fatal.push(`section '${key}': its process ${how}${part ? (part.complete ? '' : ' before the section ended') : ' and wrote no results'}`);
+      state.fatal.push(
+        `section '${key}': its process ${how}${part ? (part.complete ? '' : ' before the section ended') : ' and wrote no results'}`,
+      );
     flush();
   }
   fs.rmSync(dir, { recursive: true, force: true });
@@ -1306,7 +1788,8 @@ function finish(): never {
   if (options.part) process.exit(pass ? 0 : 1);
   console.log(`\n${pass ? 'PASS' : 'FAIL'}: wrote ${path.relative(root, path.join(resultsDir, 'gpu-check.md'))} and gpu-check.json`);
   if (!pass) {
-    for (const o of summarize().filter((s) => !s.pass)) console.log(`  failed op: ${o.op} (${o.failed} of ${o.cases}), worst ${fmt(o.worst)} in ${o.worstCase}`);
+    for (const o of summarize().filter((s) => !s.pass))
+      console.log(`  failed op: ${o.op} (${o.failed} of ${o.cases}), worst ${fmt(o.worst)} in ${o.worstCase}`);
     for (const c of state.runtime.filter((c) => !c.pass)) console.log(`  failed runtime check: ${c.name}: ${c.detail}`);
     for (const c of state.mnistComparisons.filter((c) => !c.pass)) console.log(`  failed MNIST comparison: ${c.name}: ${c.detail}`);
     for (const f of state.fatal) console.log(`  fatal: ${f}`);
@@ -1323,7 +1806,9 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   if (options.isolate) {
-    console.log(`synthgrad GPU check, one process per section (seed ${options.seed}; CUDA_LAUNCH_BLOCKING=${process.env.CUDA_LAUNCH_BLOCKING ?? 'unset'})`);
+    console.log(
+      `synthgrad GPU check, one process per section (seed ${options.seed}; CUDA_LAUNCH_BLOCKING=${process.env.CUDA_LAUNCH_BLOCKING ?? 'unset'})`,
+    );
     runIsolated(dryRun);
   }
   rng = new Random(options.seed);
@@ -1332,7 +1817,9 @@ async function main(): Promise<void> {
   GPU = dut.name;
   gpuS = new native.Stream(GPU);
   deviceName = dryRun ? `${dut.name} (DRY RUN of the harness: ${dut.name} against the CPU)` : dut.describe();
-  console.log(`synthgrad GPU check on ${deviceName} (seed ${options.seed}); CPU backend: ${native.threads()} threads, GEMM ${native.buildInfo().cpuGemm}`);
+  console.log(
+    `synthgrad GPU check on ${deviceName} (seed ${options.seed}); CPU backend: ${native.threads()} threads, GEMM ${native.buildInfo().cpuGemm}`,
+  );
   // A watchdog: a hung stream must end in a report, not in a killed process with nothing written.
   const watchdog = setTimeout(() => {
     state.fatal.push(`time limit of ${options.timeLimit} s reached in: ${state.section}`);
@@ -1350,14 +1837,24 @@ async function main(): Promise<void> {
   await section('batchnorm', 'BatchNorm', checkBatchNorm);
   await section('losses', 'losses', checkLosses);
   await section('lstm', 'LSTM cell', checkLstm);
-  await section('optimizers', 'optimizers', async () => { await checkOptimizers(); await checkGroupOptimizers(); });
+  await section('optimizers', 'optimizers', async () => {
+    await checkOptimizers();
+    await checkGroupOptimizers();
+  });
   await section('labels', 'label errors', checkLabelErrors);
   await section('runtime', 'runtime: read-back, streams, events, fences', checkRuntime);
   await section('graphs', 'CUDA graphs: fit({ graph: true }) vs fit()', checkGraphs);
   await section('tf32', 'TF32', async () => {
-    if (!checkTf32Reachable()) { console.log(`  ${state.tf32.detail}`); return; }
+    if (!checkTf32Reachable()) {
+      console.log(`  ${state.tf32.detail}`);
+      return;
+    }
     native.gemmTf32(true);
-    try { await checkGemm(true); } finally { native.gemmTf32(false); }
+    try {
+      await checkGemm(true);
+    } finally {
+      native.gemmTf32(false);
+    }
   });
   await section('mnist', `MNIST ${options.epochs} epochs, CPU vs GPU`, () => checkMnist(options.epochs, options.seed));
   if (!dryRun) await section('oom', 'out of memory', checkOutOfMemory);
@@ -1368,7 +1865,12 @@ async function main(): Promise<void> {
 if (require.main === module) {
   main().catch((e) => {
     console.error(e);
-    try { state.fatal.push(`uncaught: ${(e as Error).message}`); flush(); } catch { /* nothing more to do */ }
+    try {
+      state.fatal.push(`uncaught: ${(e as Error).message}`);
+      flush();
+    } catch {
+      /* nothing more to do */
+    }
     process.exit(1);
   });
 }

@@ -19,24 +19,41 @@ async function main(): Promise<void> {
   const depth = numberFlag('--depth', flags.depth);
   const batch = 256;
   const rows: { method: Method; streams: Streams; eager: number; graph: number }[] = [];
-  for (const [method, streams] of [['backprop', 'single'], ['cdni', 'single'], ['cdni', 'per-module']] as [Method, Streams][]) {
-    const run = (graph: boolean) => stepTime({ device: Device.cpu(), hidden: new Array(depth).fill(256), batch, method, streams, steps, warmup: 20, graph });
+  for (const [method, streams] of [
+    ['backprop', 'single'],
+    ['cdni', 'single'],
+    ['cdni', 'per-module'],
+  ] as [Method, Streams][]) {
+    const run = (graph: boolean) =>
+      stepTime({ device: Device.cpu(), hidden: new Array(depth).fill(256), batch, method, streams, steps, warmup: 20, graph });
     const eager = await run(false);
     const graph = await run(true);
     rows.push({ method, streams, eager, graph });
-    console.log(`${method.padEnd(8)} ${streams.padEnd(10)} eager ${eager.toFixed(3)} ms  graph ${graph.toFixed(3)} ms  (${(eager / graph).toFixed(2)}x)`);
+    console.log(
+      `${method.padEnd(8)} ${streams.padEnd(10)} eager ${eager.toFixed(3)} ms  graph ${graph.toFixed(3)} ms  (${(eager / graph).toFixed(2)}x)`,
+    );
   }
   const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${native.threads()} threads`;
   const md = [
-    '# Graph capture on the CPU: step time op by op vs replayed', '',
-    `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/graph_cpu.js ${argv.join(' ')}\`.`, '',
-    `MNIST FCN, ${depth} hidden layers of 256 (Linear → BatchNorm → ReLU), batch ${batch}, Adam; ${steps} timed steps after 20 warm-up; the host reads every step's loss.`, '',
-    '| method | streams | op by op ms/step | graph ms/step | speed-up |', '|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.method} | ${r.streams} | ${r.eager.toFixed(3)} | ${r.graph.toFixed(3)} | ${(r.eager / r.graph).toFixed(2)}x |`), '',
+    '# Graph capture on the CPU: step time op by op vs replayed',
+    '',
+    `${new Date().toISOString()}; ${machine}; command: \`node dist/bench/graph_cpu.js ${argv.join(' ')}\`.`,
+    '',
+    `MNIST FCN, ${depth} hidden layers of 256 (Linear → BatchNorm → ReLU), batch ${batch}, Adam; ${steps} timed steps after 20 warm-up; the host reads every step's loss.`,
+    '',
+    '| method | streams | op by op ms/step | graph ms/step | speed-up |',
+    '|---|---|---|---|---|',
+    ...rows.map(
+      (r) => `| ${r.method} | ${r.streams} | ${r.eager.toFixed(3)} | ${r.graph.toFixed(3)} | ${(r.eager / r.graph).toFixed(2)}x |`,
+    ),
+    '',
   ].join('\n');
   fs.mkdirSync(resultsDir, { recursive: true });
   fs.writeFileSync(path.join(resultsDir, 'graph-cpu.md'), md);
-  fs.writeFileSync(path.join(resultsDir, 'graph-cpu.json'), JSON.stringify({ date: new Date().toISOString(), machine, steps, depth, batch, rows }, null, 2) + '\n');
+  fs.writeFileSync(
+    path.join(resultsDir, 'graph-cpu.json'),
+    JSON.stringify({ date: new Date().toISOString(), machine, steps, depth, batch, rows }, null, 2) + '\n',
+  );
   console.log(`\n${md}`);
 }
 

@@ -85,7 +85,10 @@ async function windowTime(c: Config, a: Args): Promise<number> {
   const windows = Array.from({ length: a.warmup + a.windows }, () => source.nextWindow(truncation));
   const model = new LSTMSequenceModel({ inputSymbols: source.inputSymbols, outputs: source.outputSymbols, hidden });
   const tr = new RecurrentTraining(model, {
-    method: c.method, streams: c.streams, optimizer: () => new Adam({ lr: 1e-3 }), seed: 0,
+    method: c.method,
+    streams: c.streams,
+    optimizer: () => new Adam({ lr: 1e-3 }),
+    seed: 0,
     ...(c.method === 'bptt' ? {} : { synthesizer: {} }),
   });
   try {
@@ -129,10 +132,20 @@ async function lstmTime(steps: number, a: Args): Promise<number> {
   }
 }
 
-interface TorchLstm { ms_per_window: number; iterations: number; torch: string; threads: number; mkldnn: boolean }
+interface TorchLstm {
+  ms_per_window: number;
+  iterations: number;
+  torch: string;
+  threads: number;
+  mkldnn: boolean;
+}
 
 /** A PyTorch setting: threads and the OpenMP environment. */
-interface TorchSetting { label: string; threads: number; env: NodeJS.ProcessEnv }
+interface TorchSetting {
+  label: string;
+  threads: number;
+  env: NodeJS.ProcessEnv;
+}
 
 function torchSettings(threads: number): TorchSetting[] {
   const settings: TorchSetting[] = [{ label: `${threads} thread(s)`, threads, env: process.env }];
@@ -145,9 +158,29 @@ function torchSettings(threads: number): TorchSetting[] {
 
 function torchLstmTime(steps: number, setting: TorchSetting, a: Args): TorchLstm | undefined {
   try {
-    const out = execFileSync(python, [path.join(root, 'bench/reference/torch_lstm.py'), '--steps', String(steps), '--hidden', String(hidden),
-      '--batch', String(batch), '--inputs', String(inputs), '--iterations', String(a.iterations), '--warmup', String(a.warmup),
-      '--threads', String(setting.threads), '--max-seconds', String(a.torchSeconds)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: setting.env });
+    const out = execFileSync(
+      python,
+      [
+        path.join(root, 'bench/reference/torch_lstm.py'),
+        '--steps',
+        String(steps),
+        '--hidden',
+        String(hidden),
+        '--batch',
+        String(batch),
+        '--inputs',
+        String(inputs),
+        '--iterations',
+        String(a.iterations),
+        '--warmup',
+        String(a.warmup),
+        '--threads',
+        String(setting.threads),
+        '--max-seconds',
+        String(a.torchSeconds),
+      ],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: setting.env },
+    );
     return JSON.parse(out.trim().split('\n').pop()!) as TorchLstm;
   } catch (e) {
     console.error(`PyTorch reference failed (${python} with torch, see bench/setup.sh): ${(e as Error).message.split('\n')[0]}`);
@@ -170,7 +203,9 @@ async function main(): Promise<void> {
   const cpuModel = os.cpus()[0]?.model ?? 'unknown CPU';
   const started = new Date().toISOString();
   const loadStart = loadNow();
-  console.log(`synthgrad recurrent CPU benchmark on ${cpuModel}, ${os.cpus().length} cores, synthgrad threads ${threads}; load average ${loadStart.join(' / ')}`);
+  console.log(
+    `synthgrad recurrent CPU benchmark on ${cpuModel}, ${os.cpus().length} cores, synthgrad threads ${threads}; load average ${loadStart.join(' / ')}`,
+  );
 
   const windowMs = configs.map(() => [] as number[]);
   const settings = torchSettings(threads);
@@ -204,53 +239,96 @@ async function main(): Promise<void> {
   const bptt = median(windowMs[0]);
   const methodRows = configs.map((c, i) => {
     const ms = median(windowMs[i]);
-    const single = c.streams === 'separate' ? median(windowMs[configs.findIndex((d) => d.method === c.method && d.streams === 'single')]) : undefined;
-    return { ...c, ms_per_window: ms, rounds_ms: windowMs[i], vs_bptt: ms / bptt, separate_vs_single: single !== undefined ? single / ms : null };
+    const single =
+      c.streams === 'separate' ? median(windowMs[configs.findIndex((d) => d.method === c.method && d.streams === 'single')]) : undefined;
+    return {
+      ...c,
+      ms_per_window: ms,
+      rounds_ms: windowMs[i],
+      vs_bptt: ms / bptt,
+      separate_vs_single: single !== undefined ? single / ms : null,
+    };
   });
   const lstmRows = lstmWindows.map((steps, i) => {
     const ours = median(lstmMs[i]);
     const pytorch = settings.map((setting, j) => {
       const ms = torchMs[i][j].length ? median(torchMs[i][j]) : null;
-      return { setting: setting.label, ms, rounds_ms: torchMs[i][j], iterations: torchIterations[i][j], synthgrad_speedup: ms !== null ? ms / ours : null };
+      return {
+        setting: setting.label,
+        ms,
+        rounds_ms: torchMs[i][j],
+        iterations: torchIterations[i][j],
+        synthgrad_speedup: ms !== null ? ms / ours : null,
+      };
     });
     return { steps, synthgrad_ms: ours, synthgrad_rounds_ms: lstmMs[i], pytorch };
   });
   console.log('');
   for (const r of methodRows)
-    console.log(`${r.method.padEnd(7)} ${r.streams.padEnd(8)} ${r.ms_per_window.toFixed(3)} ms/window  ${r.vs_bptt.toFixed(2)}x BPTT's time` +
-      (r.separate_vs_single !== null ? `  (separate: ${r.separate_vs_single.toFixed(2)}x the speed of single)` : ''));
+    console.log(
+      `${r.method.padEnd(7)} ${r.streams.padEnd(8)} ${r.ms_per_window.toFixed(3)} ms/window  ${r.vs_bptt.toFixed(2)}x BPTT's time` +
+        (r.separate_vs_single !== null ? `  (separate: ${r.separate_vs_single.toFixed(2)}x the speed of single)` : ''),
+    );
   for (const r of lstmRows)
     for (const p of r.pytorch)
-      console.log(`LSTM T=${r.steps}: synthgrad ${r.synthgrad_ms.toFixed(3)} ms, PyTorch (${p.setting}) ${p.ms?.toFixed(3) ?? '–'} ms` +
-        (p.synthgrad_speedup !== null ? `  -> synthgrad is ${p.synthgrad_speedup.toFixed(2)}x PyTorch's speed` : ''));
+      console.log(
+        `LSTM T=${r.steps}: synthgrad ${r.synthgrad_ms.toFixed(3)} ms, PyTorch (${p.setting}) ${p.ms?.toFixed(3) ?? '–'} ms` +
+          (p.synthgrad_speedup !== null ? `  -> synthgrad is ${p.synthgrad_speedup.toFixed(2)}x PyTorch's speed` : ''),
+      );
 
   const command = `npm run bench:rnn${argv.length ? ` -- ${argv.join(' ')}` : ''}`;
   const report = {
-    date: started, machine: { cpu: cpuModel, cores: os.cpus().length, node: process.version, load_average_start: loadStart, load_average_end: loadEnd },
-    command, synthgrad_threads: threads, rounds: a.rounds,
-    windows: { model: `Copy task (level 3), LSTM ${hidden}, batch ${batch}, T = ${truncation}, Adam lr 1e-3, linear synthesizer on [h, c]; ${a.windows} windows timed after ${a.warmup}`, rows: methodRows },
-    lstm: { model: `LSTM ${inputs}→${hidden}, batch ${batch}, forward + backward (parameter gradients), ${a.iterations} windows timed after ${a.warmup} (PyTorch: fewer once ${a.torchSeconds} s have passed)`,
-      pytorch: torchInfo ? { torch: torchInfo.torch, threads: torchInfo.threads, mkldnn: torchInfo.mkldnn } : null, rows: lstmRows },
+    date: started,
+    machine: { cpu: cpuModel, cores: os.cpus().length, node: process.version, load_average_start: loadStart, load_average_end: loadEnd },
+    command,
+    synthgrad_threads: threads,
+    rounds: a.rounds,
+    windows: {
+      model: `Copy task (level 3), LSTM ${hidden}, batch ${batch}, T = ${truncation}, Adam lr 1e-3, linear synthesizer on [h, c]; ${a.windows} windows timed after ${a.warmup}`,
+      rows: methodRows,
+    },
+    lstm: {
+      model: `LSTM ${inputs}→${hidden}, batch ${batch}, forward + backward (parameter gradients), ${a.iterations} windows timed after ${a.warmup} (PyTorch: fewer once ${a.torchSeconds} s have passed)`,
+      pytorch: torchInfo ? { torch: torchInfo.torch, threads: torchInfo.threads, mkldnn: torchInfo.mkldnn } : null,
+      rows: lstmRows,
+    },
   };
   const md = [
-    '# Recurrent training on the CPU', '',
+    '# Recurrent training on the CPU',
+    '',
     `${started}; ${cpuModel}, ${os.cpus().length} cores, Node ${process.version}; synthgrad ${threads} threads; command: \`${command}\`. ` +
       `The machine is shared: load average (1 / 5 / 15 min) ${loadStart.join(' / ')} at the start, ${loadEnd.join(' / ')} at the end, on ${os.cpus().length} cores. ` +
-      `Each figure is the median of ${a.rounds} interleaved rounds (every round's value is in the JSON).`, '',
-    `## Time per window (${report.windows.model})`, '',
-    '| method | streams | ms/window | vs BPTT | separate vs single |', '|---|---|---|---|---|',
-    ...methodRows.map((r) => `| ${r.method} | ${r.streams} | ${r.ms_per_window.toFixed(3)} | ${r.vs_bptt.toFixed(2)}x | ${r.separate_vs_single !== null ? `${r.separate_vs_single.toFixed(2)}x` : '–'} |`),
+      `Each figure is the median of ${a.rounds} interleaved rounds (every round's value is in the JSON).`,
+    '',
+    `## Time per window (${report.windows.model})`,
+    '',
+    '| method | streams | ms/window | vs BPTT | separate vs single |',
+    '|---|---|---|---|---|',
+    ...methodRows.map(
+      (r) =>
+        `| ${r.method} | ${r.streams} | ${r.ms_per_window.toFixed(3)} | ${r.vs_bptt.toFixed(2)}x | ${r.separate_vs_single !== null ? `${r.separate_vs_single.toFixed(2)}x` : '–'} |`,
+    ),
     '',
     '"vs BPTT": the time per window over BPTT\'s (above 1: slower). "separate vs single": single\'s time over separate\'s (above 1: the second stream helps). ' +
-      'BPTT has no synthesizer, so nothing runs on a second stream.', '',
-    `## LSTM forward + backward against PyTorch (${report.lstm.model})`, '',
-    `PyTorch ${torchInfo?.torch ?? '(not available)'}, nn.LSTM${torchInfo ? `, MKL-DNN ${torchInfo.mkldnn ? 'available' : 'not available'}` : ''} (bench/reference/torch_lstm.py); synthgrad ${threads} thread(s).`, '',
-    '| T | synthgrad ms | PyTorch setting | PyTorch ms (windows timed per round) | synthgrad speed-up |', '|---|---|---|---|---|',
-    ...lstmRows.flatMap((r) => r.pytorch.map((p) => `| ${r.steps} | ${r.synthgrad_ms.toFixed(3)} | ${p.setting} | ${p.ms?.toFixed(3) ?? '–'} (${p.iterations.join(', ')}) | ${p.synthgrad_speedup !== null ? `${p.synthgrad_speedup.toFixed(2)}x` : '–'} |`)),
+      'BPTT has no synthesizer, so nothing runs on a second stream.',
     '',
-    'The first PyTorch row is the comparison at the same thread count. On this shared, overloaded 2-core machine PyTorch\'s OpenMP threads ' +
+    `## LSTM forward + backward against PyTorch (${report.lstm.model})`,
+    '',
+    `PyTorch ${torchInfo?.torch ?? '(not available)'}, nn.LSTM${torchInfo ? `, MKL-DNN ${torchInfo.mkldnn ? 'available' : 'not available'}` : ''} (bench/reference/torch_lstm.py); synthgrad ${threads} thread(s).`,
+    '',
+    '| T | synthgrad ms | PyTorch setting | PyTorch ms (windows timed per round) | synthgrad speed-up |',
+    '|---|---|---|---|---|',
+    ...lstmRows.flatMap((r) =>
+      r.pytorch.map(
+        (p) =>
+          `| ${r.steps} | ${r.synthgrad_ms.toFixed(3)} | ${p.setting} | ${p.ms?.toFixed(3) ?? '–'} (${p.iterations.join(', ')}) | ${p.synthgrad_speedup !== null ? `${p.synthgrad_speedup.toFixed(2)}x` : '–'} |`,
+      ),
+    ),
+    '',
+    "The first PyTorch row is the comparison at the same thread count. On this shared, overloaded 2-core machine PyTorch's OpenMP threads " +
       'spin while they wait and lose their cores to other processes; OMP_WAIT_POLICY=PASSIVE (they sleep instead) or one thread avoids that, ' +
-      'so those rows are the fairer measure of nn.LSTM itself.', '',
+      'so those rows are the fairer measure of nn.LSTM itself.',
+    '',
   ].join('\n');
   fs.mkdirSync(resultsDir, { recursive: true });
   fs.writeFileSync(path.join(resultsDir, `${a.out}.json`), JSON.stringify(report, null, 2) + '\n');

@@ -3,8 +3,19 @@
 // and replayed. The host reads every step's loss, as a training loop that logs does (PyTorch's
 // peers call loss.item()). Shared by the benchmarks.
 import {
-  Adam, Arena, Backpropagation, Device, Graph, Module, Random, SoftmaxCrossEntropy, Stream, Tensor, TrainingStrategy,
-  decouple, mlp,
+  Adam,
+  Arena,
+  Backpropagation,
+  Device,
+  Graph,
+  Module,
+  Random,
+  SoftmaxCrossEntropy,
+  Stream,
+  Tensor,
+  TrainingStrategy,
+  decouple,
+  mlp,
 } from '../ts';
 
 export type Method = 'backprop' | 'cdni' | 'dni';
@@ -44,7 +55,11 @@ export async function stepTime(o: StepTimeOptions): Promise<number> {
   }
   const stream = new Stream(device);
   const x = Tensor.fromArray(rng.uniformArray(batch * 784, 0, 1), [batch, 784], { device });
-  const y = Tensor.fromArray(Int32Array.from({ length: batch }, () => rng.int(10)), [batch], { device });
+  const y = Tensor.fromArray(
+    Int32Array.from({ length: batch }, () => rng.int(10)),
+    [batch],
+    { device },
+  );
   let step = async () => {
     const arena = new Arena();
     await strategy.step(x, y, { device, stream, training: true, arena }).read(stream);

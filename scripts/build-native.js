@@ -46,8 +46,10 @@ else [withCuda, why] = [true, 'nvcc and an NVIDIA GPU found'];
 if (withCuda && nvcc && !env.CUDACXX) env.CUDACXX = nvcc;
 
 const archs = process.env.SYNTHGRAD_CUDA_ARCHS || '80;90';
-console.log(`synthgrad: building the native addon (C++17, N-API 8): CPU backend${withCuda ? ` + CUDA for sm_${archs.split(';').join(', sm_')}` : ' only'}` +
-  ` (${why}); about ${withCuda ? '3-5 minutes' : sanitize ? 'a few minutes' : '30 seconds'} on 2 cores`);
+console.log(
+  `synthgrad: building the native addon (C++17, N-API 8): CPU backend${withCuda ? ` + CUDA for sm_${archs.split(';').join(', sm_')}` : ' only'}` +
+    ` (${why}); about ${withCuda ? '3-5 minutes' : sanitize ? 'a few minutes' : '30 seconds'} on 2 cores`,
+);
 
 const defines = [`--CDSYNTHGRAD_CUDA=${withCuda ? 'ON' : 'OFF'}`, `--CDSYNTHGRAD_CUDA_ARCHS=${archs}`];
 const buildDir = sanitize ? 'build-sanitize' : 'build';
@@ -56,9 +58,12 @@ const verbose = process.env.SYNTHGRAD_VERBOSE === '1';
 const logFile = path.join(os.tmpdir(), `synthgrad-build-${process.pid}.log`);
 const log = verbose ? undefined : fs.openSync(logFile, 'w');
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-const run = (args) => spawnSync(process.execPath, [cmakeJs, ...args], {
-  stdio: verbose ? 'inherit' : ['ignore', log, log], env, cwd: root,
-});
+const run = (args) =>
+  spawnSync(process.execPath, [cmakeJs, ...args], {
+    stdio: verbose ? 'inherit' : ['ignore', log, log],
+    env,
+    cwd: root,
+  });
 const started = Date.now();
 // Configure every time, so that a changed switch takes effect in an existing build folder.
 let r = run(['configure', ...defines]);

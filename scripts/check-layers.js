@@ -59,8 +59,10 @@ const NATIVE_ALLOWED = {
 
 /** Project includes of the native sources: quoted or angled names that resolve to a file in the repo. */
 function nativeArrows(root) {
-  const files = [...walk(path.join(root, 'native'), ['.h', '.cpp', '.cc', '.cuh', '.cu']),
-    ...walk(path.join(root, 'cuda'), ['.h', '.cpp', '.cc', '.cuh', '.cu'])];
+  const files = [
+    ...walk(path.join(root, 'native'), ['.h', '.cpp', '.cc', '.cuh', '.cu']),
+    ...walk(path.join(root, 'cuda'), ['.h', '.cpp', '.cc', '.cuh', '.cu']),
+  ];
   const arrows = [];
   for (const file of files) {
     const text = fs.readFileSync(file, 'utf8');
@@ -107,7 +109,9 @@ function tsArrows(root, dir = 'ts') {
         else if (fs.existsSync(path.join(target, 'index.ts'))) target = path.join(target, 'index.ts');
         else continue;
         arrows.push({
-          from: rel(root, file), to: rel(root, target), typeOnly: type !== undefined && m[type] !== undefined,
+          from: rel(root, file),
+          to: rel(root, target),
+          typeOnly: type !== undefined && m[type] !== undefined,
           nativeReexport: /^\s*export\s*\{\s*native\s*\}\s*from\b/.test(m[0].replace(/^[;\n]/, '')),
         });
       }
@@ -117,7 +121,16 @@ function tsArrows(root, dir = 'ts') {
 }
 
 /** ts/native.ts's only importers (and, with it, the bottom of the TypeScript stack). */
-const TS_LOW = new Set(['ts/native.ts', 'ts/native-ops.ts', 'ts/tensor.ts', 'ts/stream.ts', 'ts/graph.ts', 'ts/device.ts', 'ts/build-info.ts', 'ts/ops.ts']);
+const TS_LOW = new Set([
+  'ts/native.ts',
+  'ts/native-ops.ts',
+  'ts/tensor.ts',
+  'ts/stream.ts',
+  'ts/graph.ts',
+  'ts/device.ts',
+  'ts/build-info.ts',
+  'ts/ops.ts',
+]);
 const TS_HIGH = /^ts\/(nn|dni|optim|train|cli|data)\//;
 /** The training-strategy interfaces: below nn, dni and optim, which implement them. */
 const TS_STRATEGY = 'ts/train/strategy.ts';
@@ -148,7 +161,8 @@ function checkLayers(root, known = KNOWN) {
     if (why) found.push({ from: a.from, to: a.to, why });
   }
   for (const a of tsArrows(root, 'test')) {
-    if (a.to.startsWith('bench/')) found.push({ from: a.from, to: a.to, why: 'tests must not import bench/ (timing only; shared helpers live in test/helpers)' });
+    if (a.to.startsWith('bench/'))
+      found.push({ from: a.from, to: a.to, why: 'tests must not import bench/ (timing only; shared helpers live in test/helpers)' });
   }
   const key = (v) => `${v.from} -> ${v.to}`;
   const seen = new Set(found.map(key));
@@ -171,7 +185,9 @@ if (require.main === module) {
     for (const v of result.known) console.log(`known (allowlisted): ${v.from} -> ${v.to}: ${v.why}`);
     for (const k of result.stale) console.log(`allowlist entry no longer needed, remove it: ${k}`);
     for (const v of result.violations) console.error(`wrong-way arrow: ${v.from} -> ${v.to}: ${v.why}`);
-    console.log(`check-layers: ${result.violations.length} new wrong-way arrow(s), ${result.known.length} known, ${result.stale.length} stale allowlist entr${result.stale.length === 1 ? 'y' : 'ies'}`);
+    console.log(
+      `check-layers: ${result.violations.length} new wrong-way arrow(s), ${result.known.length} known, ${result.stale.length} stale allowlist entr${result.stale.length === 1 ? 'y' : 'ies'}`,
+    );
   }
   process.exit(result.violations.length > 0 ? 1 : 0);
 }

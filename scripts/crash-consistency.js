@@ -37,7 +37,8 @@ async function child(file, steps) {
   const labels = new Int32Array(rows).map(() => Math.floor(rng.next() * 10));
   const data = new sg.Dataset('random', rng.uniformArray(rows * 32, 0, 1), labels, 32, 10);
   const net = sg.decouple(sg.mlp(32, [128, 128, 128], 10), {
-    synthesizer: { conditioned: true }, schedule: { kind: 'lockstep', pUpdate: 0.7 },
+    synthesizer: { conditioned: true },
+    schedule: { kind: 'lockstep', pUpdate: 0.7 },
   });
   const trainer = new sg.Trainer(net, { device: sg.Device.cpu(), seed: 5, optimizer: () => new sg.Adam({ lr: 1e-3 }) });
   process.stdout.write('training\n');
@@ -68,7 +69,9 @@ function runChild(file, steps, killAfterMs) {
         if (killAfterMs !== undefined) timer = setTimeout(() => p.kill('SIGKILL'), killAfterMs);
       }
     });
-    p.stderr.on('data', (d) => { err += String(d); });
+    p.stderr.on('data', (d) => {
+      err += String(d);
+    });
     p.on('error', reject);
     p.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -99,9 +102,11 @@ function savedStep(file) {
 function generator(seed) {
   let s = (seed * 2654435761) >>> 0 || 1;
   return () => {
-    s ^= s << 13; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
     s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
+    s ^= s << 5;
+    s >>>= 0;
     return s / 2 ** 32;
   };
 }
@@ -116,9 +121,13 @@ async function main() {
   try {
     const reference = await runChild(path.join(dir, 'reference.ckpt'), steps);
     const trainMs = reference.ms;
-    console.log(`crash consistency: cDNI MLP 32-128-128-128-10, ${steps} steps, a checkpoint every ${SAVE_EVERY} steps ` +
-      `(${fs.statSync(path.join(dir, 'reference.ckpt')).size} bytes); uninterrupted: ${trainMs.toFixed(0)} ms of training, weights sha256 ${reference.report.weights.slice(0, 16)}…`);
-    console.log(`${trials} trials (seed ${seed}), each killed (SIGKILL) 1 to 3 times at a random point of its training, then run to the end`);
+    console.log(
+      `crash consistency: cDNI MLP 32-128-128-128-10, ${steps} steps, a checkpoint every ${SAVE_EVERY} steps ` +
+        `(${fs.statSync(path.join(dir, 'reference.ckpt')).size} bytes); uninterrupted: ${trainMs.toFixed(0)} ms of training, weights sha256 ${reference.report.weights.slice(0, 16)}…`,
+    );
+    console.log(
+      `${trials} trials (seed ${seed}), each killed (SIGKILL) 1 to 3 times at a random point of its training, then run to the end`,
+    );
     let failures = 0;
     let kills = 0;
     let killedMidWrite = 0;
@@ -137,7 +146,7 @@ async function main() {
       let finishedBeforeKill = false;
       for (let k = 0; k < planned && !finalReport; k++) {
         // Within the training left to do, so that later kills land in a run too.
-        const at = random() * trainMs * 0.9 * (steps - savedStep(file)) / steps;
+        const at = (random() * trainMs * 0.9 * (steps - savedStep(file))) / steps;
         const r = await runChild(file, steps, at);
         if (r.failed) {
           failedRun = r.failed;
@@ -157,7 +166,9 @@ async function main() {
         temporariesLeft += left.length;
         if (left.length) killedMidWrite++;
         const step = savedStep(file);
-        notes.push(`${at.toFixed(0)} ms (${step === 0 ? 'no checkpoint yet' : Number.isNaN(step) ? 'checkpoint unreadable' : `checkpoint at step ${step}`}${left.length ? ', killed mid-write' : ''})`);
+        notes.push(
+          `${at.toFixed(0)} ms (${step === 0 ? 'no checkpoint yet' : Number.isNaN(step) ? 'checkpoint unreadable' : `checkpoint at step ${step}`}${left.length ? ', killed mid-write' : ''})`,
+        );
       }
       let resumedFrom = 0;
       if (!finalReport && !failedRun) {
@@ -181,17 +192,21 @@ async function main() {
       if (sameFile) identicalFiles++;
       const ok = same && leftover.length === 0;
       if (!ok) failures++;
-      console.log(`trial ${String(t).padStart(2)}: killed at ${notes.join(', ')}; ` +
-        `${finishedBeforeKill ? '' : `resumed from step ${resumedFrom}; `}${temporariesLeft} temporary file(s) left, ${leftover.length} after; ` +
-        `weights ${same ? 'identical' : `DIFFERENT (${finalReport.weights.slice(0, 16)}…, ${finalReport.steps} steps)`}, final checkpoint ${sameFile ? 'identical' : 'different'}`);
+      console.log(
+        `trial ${String(t).padStart(2)}: killed at ${notes.join(', ')}; ` +
+          `${finishedBeforeKill ? '' : `resumed from step ${resumedFrom}; `}${temporariesLeft} temporary file(s) left, ${leftover.length} after; ` +
+          `weights ${same ? 'identical' : `DIFFERENT (${finalReport.weights.slice(0, 16)}…, ${finalReport.steps} steps)`}, final checkpoint ${sameFile ? 'identical' : 'different'}`,
+      );
       fs.rmSync(file, { force: true });
     }
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     const resumed = resumedSteps.length ? `${Math.min(...resumedSteps)}–${Math.max(...resumedSteps)}` : 'none';
-    console.log(`${trials - failures}/${trials} trials resumed and finished with weights bit-identical to the uninterrupted run; ` +
-      `${kills} kills (${killedMidWrite} left a temporary file of a write in progress, all removed by the next run; ` +
-      `${beforeFirstSave} trials lost every kill before their first checkpoint and started over); ` +
-      `${finishedFirst} runs finished before their kill; ${identicalFiles}/${trials} final checkpoint files byte-identical to the uninterrupted run's; final runs resumed from steps ${resumed}; ${seconds} s`);
+    console.log(
+      `${trials - failures}/${trials} trials resumed and finished with weights bit-identical to the uninterrupted run; ` +
+        `${kills} kills (${killedMidWrite} left a temporary file of a write in progress, all removed by the next run; ` +
+        `${beforeFirstSave} trials lost every kill before their first checkpoint and started over); ` +
+        `${finishedFirst} runs finished before their kill; ${identicalFiles}/${trials} final checkpoint files byte-identical to the uninterrupted run's; final runs resumed from steps ${resumed}; ${seconds} s`,
+    );
     if (failures) process.exitCode = 1;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -24,10 +24,19 @@ function data() {
 const runs = {
   'backprop adam': { model: () => mlp(12, [32, 32], 5), opt: () => new Adam({ lr: 1e-3 }) },
   'backprop sgd': { model: () => mlp(12, [32, 32], 5), opt: () => new SGD({ lr: 0.05, momentum: 0.9, weightDecay: 1e-4 }) },
-  'dni': { model: () => decouple(mlp(12, [32, 32, 32], 5)), opt: () => new Adam({ lr: 1e-3 }) },
-  'cdni lambda warmup': { model: () => decouple(mlp(12, [32, 32, 32], 5), { synthesizer: { conditioned: true }, lambda: 0.3, warmupSteps: 5 }), opt: () => new Adam({ lr: 1e-3 }) },
-  'dni p=0.5': { model: () => decouple(mlp(12, [32, 32, 32], 5), { schedule: { kind: 'lockstep', pUpdate: 0.5 } }), opt: () => new Adam({ lr: 1e-3 }) },
-  'dni pipelined 2': { model: () => decouple(mlp(12, [32, 32, 32], 5), { schedule: { kind: 'pipelined', depth: 2 } }), opt: () => new Adam({ lr: 1e-3 }) },
+  dni: { model: () => decouple(mlp(12, [32, 32, 32], 5)), opt: () => new Adam({ lr: 1e-3 }) },
+  'cdni lambda warmup': {
+    model: () => decouple(mlp(12, [32, 32, 32], 5), { synthesizer: { conditioned: true }, lambda: 0.3, warmupSteps: 5 }),
+    opt: () => new Adam({ lr: 1e-3 }),
+  },
+  'dni p=0.5': {
+    model: () => decouple(mlp(12, [32, 32, 32], 5), { schedule: { kind: 'lockstep', pUpdate: 0.5 } }),
+    opt: () => new Adam({ lr: 1e-3 }),
+  },
+  'dni pipelined 2': {
+    model: () => decouple(mlp(12, [32, 32, 32], 5), { schedule: { kind: 'pipelined', depth: 2 } }),
+    opt: () => new Adam({ lr: 1e-3 }),
+  },
   'dni streams': { model: () => decouple(mlp(12, [32, 32, 32], 5), { streams: 'per-module' }), opt: () => new Adam({ lr: 1e-3 }) },
 };
 

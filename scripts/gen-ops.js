@@ -42,11 +42,14 @@ const KINDS = {
 function readTable(dir = root) {
   const file = path.join(dir, TABLE);
   const { ops } = JSON.parse(fs.readFileSync(file, 'utf8'));
-  const fail = (why) => { throw new Error(`${TABLE}: ${why}`); };
+  const fail = (why) => {
+    throw new Error(`${TABLE}: ${why}`);
+  };
   if (!Array.isArray(ops) || ops.length === 0) fail("'ops' must be a non-empty array");
   const seen = new Set();
   return ops.map((op, k) => {
-    if (typeof op.name !== 'string' || !/^[a-z][A-Za-z0-9]*$/.test(op.name)) fail(`op ${k}: 'name' must be a lowerCamelCase identifier, got ${JSON.stringify(op.name)}`);
+    if (typeof op.name !== 'string' || !/^[a-z][A-Za-z0-9]*$/.test(op.name))
+      fail(`op ${k}: 'name' must be a lowerCamelCase identifier, got ${JSON.stringify(op.name)}`);
     if (seen.has(op.name)) fail(`op '${op.name}' is declared twice`);
     seen.add(op.name);
     if (typeof op.doc !== 'string' || op.doc.trim() === '') fail(`op '${op.name}': 'doc' must be a line saying what it computes`);
@@ -116,7 +119,7 @@ function bindings(ops) {
 function tsInterface(ops) {
   const lines = [
     banner('//'),
-    '// The type of the native module\'s `ops` object; ts/native.ts re-exports it.',
+    "// The type of the native module's `ops` object; ts/native.ts re-exports it.",
     "import type { ActivationName, NativeStream, NativeTensor } from './native';",
     '',
     '/** Every op enqueues work on a stream and returns at once; see native/core/op_table.json. */',
@@ -124,7 +127,15 @@ function tsInterface(ops) {
   ];
   for (const op of ops) {
     lines.push(`  /** ${op.doc.replace(/\*\//g, '* /')} */`);
-    lines.push(wrap('  ', `${op.name}(`, op.args.map((a) => `${a.name}: ${KINDS[a.kind].ts}`), '): void;', 110));
+    lines.push(
+      wrap(
+        '  ',
+        `${op.name}(`,
+        op.args.map((a) => `${a.name}: ${KINDS[a.kind].ts}`),
+        '): void;',
+        110,
+      ),
+    );
   }
   lines.push('}');
   return lines.join('\n') + '\n';

@@ -27,8 +27,10 @@ function prebuilt() {
 
 const found = prebuilt();
 if (found) {
-  console.log(`synthgrad: using the prebuilt addon prebuilds/${path.basename(prebuilds)}/${path.basename(found.file)}` +
-    ` (CPU GEMM ${found.info.cpuGemm}${found.info.cuda ? ', CUDA built in' : ', CPU only'}); SYNTHGRAD_BUILD_FROM_SOURCE=1 builds it instead`);
+  console.log(
+    `synthgrad: using the prebuilt addon prebuilds/${path.basename(prebuilds)}/${path.basename(found.file)}` +
+      ` (CPU GEMM ${found.info.cpuGemm}${found.info.cuda ? ', CUDA built in' : ', CPU only'}); SYNTHGRAD_BUILD_FROM_SOURCE=1 builds it instead`,
+  );
 } else {
   require('./build-native.js');
 }

@@ -76,7 +76,11 @@ function slope(xs, ys) {
 function growth(samples, warmup) {
   const after = samples.filter((s) => s.at >= warmup);
   const xs = after.map((s) => s.at / 10_000);
-  const per = (k) => slope(xs, after.map((s) => s[k]));
+  const per = (k) =>
+    slope(
+      xs,
+      after.map((s) => s[k]),
+    );
   return { rss: per('rss'), native: per('native'), external: per('external'), heap: per('heap'), samples: after.length };
 }
 
@@ -90,7 +94,10 @@ async function opCalls(total) {
   const y = sg.Tensor.empty([8, 4]);
   const probs = sg.Tensor.empty([8, 4]);
   const loss = sg.Tensor.empty([1]);
-  const labels = sg.Tensor.fromArray(Int32Array.from({ length: 8 }, (_, i) => i % 4), [8]);
+  const labels = sg.Tensor.fromArray(
+    Int32Array.from({ length: 8 }, (_, i) => i % 4),
+    [8],
+  );
   const m = sg.Tensor.zeros([4, 16]);
   const v = sg.Tensor.zeros([4, 16]);
   const hyper = sg.Tensor.zeros([2]);
@@ -137,15 +144,31 @@ async function opCalls(total) {
 async function training(steps) {
   const rng = new sg.Random(7);
   const rows = 512;
-  const data = new sg.Dataset('leak', rng.uniformArray(rows * 16, -1, 1), Int32Array.from({ length: rows }, () => rng.int(4)), 16, 4);
+  const data = new sg.Dataset(
+    'leak',
+    rng.uniformArray(rows * 16, -1, 1),
+    Int32Array.from({ length: rows }, () => rng.int(4)),
+    16,
+    4,
+  );
   const trainer = new sg.Trainer(sg.mlp(16, [32], 4), { device: sg.Device.cpu(), seed: 1, optimizer: new sg.Adam({ lr: 1e-3 }) });
   const samples = [];
   await trainer.fit(data, {
     steps,
     batchSize: 32,
     logEvery: 1000,
-    onStep: (m) => { samples.push({ at: m.step, ...sample() }); },
-    ...(injectLeak ? { logEvery: 1, onStep: (m) => { leaked.push(sg.Tensor.zeros([4])); if (m.step % 1000 === 0) samples.push({ at: m.step, ...sample() }); } } : {}),
+    onStep: (m) => {
+      samples.push({ at: m.step, ...sample() });
+    },
+    ...(injectLeak
+      ? {
+          logEvery: 1,
+          onStep: (m) => {
+            leaked.push(sg.Tensor.zeros([4]));
+            if (m.step % 1000 === 0) samples.push({ at: m.step, ...sample() });
+          },
+        }
+      : {}),
   });
   trainer.dispose();
   return samples;
@@ -158,10 +181,14 @@ function report(what, unit, samples, total) {
   const kb = (b) => `${(b / 1024).toFixed(1)} KiB`;
   const ok = Object.keys(LIMITS).every((k) => g[k] <= LIMITS[k]);
   const mib = (b) => `${(b / MiB).toFixed(1)}`;
-  console.log(`  ${what}: ${total} ${unit}; from the end of warm-up (${first.at}) to the end: RSS ${mib(first.rss)} → ${mib(last.rss)} MiB, ` +
-    `native RSS ${mib(first.native)} → ${mib(last.native)} MiB, external ${kb(first.external)} → ${kb(last.external)}, JS heap ${mib(first.heap)} → ${mib(last.heap)} MiB`);
-  console.log(`    growth per 10,000 ${unit} (${g.samples} samples): native RSS ${kb(g.native)} (limit ${kb(LIMITS.native)}), external ${kb(g.external)} ` +
-    `(limit ${kb(LIMITS.external)}), JS heap ${kb(g.heap)} (limit ${kb(LIMITS.heap)}); RSS ${kb(g.rss)} (not judged): ${ok ? 'flat' : 'GROWING'}`);
+  console.log(
+    `  ${what}: ${total} ${unit}; from the end of warm-up (${first.at}) to the end: RSS ${mib(first.rss)} → ${mib(last.rss)} MiB, ` +
+      `native RSS ${mib(first.native)} → ${mib(last.native)} MiB, external ${kb(first.external)} → ${kb(last.external)}, JS heap ${mib(first.heap)} → ${mib(last.heap)} MiB`,
+  );
+  console.log(
+    `    growth per 10,000 ${unit} (${g.samples} samples): native RSS ${kb(g.native)} (limit ${kb(LIMITS.native)}), external ${kb(g.external)} ` +
+      `(limit ${kb(LIMITS.external)}), JS heap ${kb(g.heap)} (limit ${kb(LIMITS.heap)}); RSS ${kb(g.rss)} (not judged): ${ok ? 'flat' : 'GROWING'}`,
+  );
   return ok;
 }
 

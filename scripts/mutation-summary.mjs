@@ -16,7 +16,9 @@ for (const file of process.argv.slice(2)) {
     const lines = f.source.split('\n');
     for (const m of f.mutants.filter((x) => x.status === 'Survived' || x.status === 'NoCoverage')) {
       const { line, column } = m.location.start;
-      survivors.push(`- ${name}:${line}:${column} ${m.status} ${m.mutatorName}: \`${lines[line - 1].trim().slice(0, 90)}\` → \`${(m.replacement ?? '').replace(/\s+/g, ' ').slice(0, 60)}\``);
+      survivors.push(
+        `- ${name}:${line}:${column} ${m.status} ${m.mutatorName}: \`${lines[line - 1].trim().slice(0, 90)}\` → \`${(m.replacement ?? '').replace(/\s+/g, ' ').slice(0, 60)}\``,
+      );
     }
   }
 }

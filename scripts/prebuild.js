@@ -24,5 +24,7 @@ fs.rmSync(path.join(root, 'prebuilds'), { recursive: true, force: true });
 fs.mkdirSync(dir, { recursive: true });
 const target = path.join(dir, `synthgrad.napi.${process.platform === 'linux' ? 'glibc.' : ''}node`);
 fs.copyFileSync(built, target);
-console.log(`synthgrad prebuild: ${path.relative(root, target)} (${(fs.statSync(target).size / 1e6).toFixed(1)} MB, ` +
-  `CPU GEMM ${info.cpuGemm}, ${info.cuda ? 'CUDA built in' : 'CPU only'})`);
+console.log(
+  `synthgrad prebuild: ${path.relative(root, target)} (${(fs.statSync(target).size / 1e6).toFixed(1)} MB, ` +
+    `CPU GEMM ${info.cpuGemm}, ${info.cuda ? 'CUDA built in' : 'CPU only'})`,
+);

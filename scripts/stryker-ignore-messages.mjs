@@ -7,7 +7,11 @@
 import { PluginKind, declareValuePlugin } from '@stryker-mutator/api/plugin';
 
 /** each helper's message argument */
-const messageArgument = new Map([['typeError', 0], ['rangeError', 0], ['error', 1]]);
+const messageArgument = new Map([
+  ['typeError', 0],
+  ['rangeError', 0],
+  ['error', 1],
+]);
 
 export const strykerPlugins = [
   declareValuePlugin(PluginKind.Ignore, 'error-messages', {

@@ -40,7 +40,7 @@ function walk(dir: string, ext: string): string[] {
 }
 
 describe('build source lists', () => {
-  test('binding.gyp compiles exactly the .cpp files of CMake\'s globs', () => {
+  test("binding.gyp compiles exactly the .cpp files of CMake's globs", () => {
     const cmake = cmakeGlobbed('.cpp');
     expect(cmake.length).toBeGreaterThan(10);
     expect(gypSources()).toEqual(cmake);

@@ -17,7 +17,9 @@ import * as path from 'path';
 
 const cpu = Device.cpu();
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-ckpt-')); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-ckpt-'));
+});
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 // 300 rows in batches of 64: four full batches and a 44-row tail per epoch, so runs cross
@@ -45,7 +47,12 @@ async function run(steps: number | undefined, options: Partial<FitOptions> = {},
   const { trainer, net } = makeTrainer(dni);
   const losses: [number, number][] = [];
   const result = await trainer.fit(data(), {
-    ...(steps === undefined ? {} : { steps }), batchSize: 64, ...options, onStep: (m) => { losses.push([m.step, m.loss]); },
+    ...(steps === undefined ? {} : { steps }),
+    batchSize: 64,
+    ...options,
+    onStep: (m) => {
+      losses.push([m.step, m.loss]);
+    },
   });
   const state = await Promise.all(net.stateTensors().map((t) => t.readFloat32(trainer.stream)));
   trainer.dispose();
@@ -54,7 +61,10 @@ async function run(steps: number | undefined, options: Partial<FitOptions> = {},
 
 describe.each([
   ['backprop (SGD momentum)', undefined],
-  ['DNI, stochastic updates, per-module streams', { schedule: { kind: 'lockstep', pUpdate: 0.6 }, synthesizer: { hidden: [8] } } as DecoupleOptions],
+  [
+    'DNI, stochastic updates, per-module streams',
+    { schedule: { kind: 'lockstep', pUpdate: 0.6 }, synthesizer: { hidden: [8] } } as DecoupleOptions,
+  ],
   ['cDNI with BP(λ) and warm-up', { lambda: 0.3, warmupSteps: 3, synthesizer: { conditioned: true } } as DecoupleOptions],
 ])('%s: a resumed run equals the uninterrupted one', (_name, dni) => {
   test('bit for bit, losses and weights', async () => {
@@ -110,7 +120,9 @@ test('save() and load() carry a trained model to a new trainer', async () => {
   const weights = async (t: Trainer) => bits(await Promise.all(t.model.parameters().map((p: Parameter) => p.value.readFloat32(t.stream))));
   expect((await weights(b.trainer)).equals(await weights(a.trainer))).toBe(true);
   // fit() cannot resume from a save() file: it has no position in the data.
-  await expect(b.trainer.fit(data(), { steps: 2, checkpoint: { path: file, every: 1 } })).rejects.toThrow(/written by save\(\), not by fit\(\)/);
+  await expect(b.trainer.fit(data(), { steps: 2, checkpoint: { path: file, every: 1 } })).rejects.toThrow(
+    /written by save\(\), not by fit\(\)/,
+  );
   a.trainer.dispose();
   b.trainer.dispose();
 });
@@ -121,9 +133,13 @@ describe('checkpoint errors', () => {
     const { trainer } = makeTrainer();
     await trainer.save(file);
     const wider = new Trainer(mlp(12, [16, 20, 16], 10), { device: cpu, optimizer: new SGD({ lr: 1e-3, momentum: 0.9 }) });
-    await expect(wider.load(file)).rejects.toThrow(/was saved from Sequential\(Linear\(12→16\).*this trainer trains Sequential\(Linear\(12→16\), BatchNorm1d\(16\), ReLU, Linear\(16→20\)/);
+    await expect(wider.load(file)).rejects.toThrow(
+      /was saved from Sequential\(Linear\(12→16\).*this trainer trains Sequential\(Linear\(12→16\), BatchNorm1d\(16\), ReLU, Linear\(16→20\)/,
+    );
     const adam = new Trainer(mlp(12, [16, 16, 16], 10), { device: cpu, optimizer: new Adam({ lr: 1e-3 }) });
-    await expect(adam.load(file)).rejects.toThrow(/does not match this trainer: it holds \d+ tensors, the model and its training state have \d+/);
+    await expect(adam.load(file)).rejects.toThrow(
+      /does not match this trainer: it holds \d+ tensors, the model and its training state have \d+/,
+    );
     const { trainer: dni } = makeTrainer({});
     await expect(dni.load(file)).rejects.toThrow(/was saved from Sequential.*this trainer trains DNI\(4 modules/);
     for (const t of [trainer, wider, adam, dni]) t.dispose();
@@ -133,12 +149,15 @@ describe('checkpoint errors', () => {
     const file = path.join(dir, 'data.ckpt');
     await run(3, { checkpoint: { path: file, every: 10 } });
     const { trainer } = makeTrainer();
-    await expect(trainer.fit(data(), { steps: 6, batchSize: 32, checkpoint: { path: file, every: 10 } }))
-      .rejects.toThrow(/data\.ckpt was saved with batchSize 64, this run has 32: resume with the same settings/);
-    await expect(trainer.fit(data(200), { steps: 6, batchSize: 64, checkpoint: { path: file, every: 10 } }))
-      .rejects.toThrow(/was saved with data rows 300, this run has 200/);
-    await expect(trainer.fit(data(), { steps: 6, batchSize: 64, shuffle: false, checkpoint: { path: file, every: 10 } }))
-      .rejects.toThrow(/was saved with shuffle true, this run has false/);
+    await expect(trainer.fit(data(), { steps: 6, batchSize: 32, checkpoint: { path: file, every: 10 } })).rejects.toThrow(
+      /data\.ckpt was saved with batchSize 64, this run has 32: resume with the same settings/,
+    );
+    await expect(trainer.fit(data(200), { steps: 6, batchSize: 64, checkpoint: { path: file, every: 10 } })).rejects.toThrow(
+      /was saved with data rows 300, this run has 200/,
+    );
+    await expect(trainer.fit(data(), { steps: 6, batchSize: 64, shuffle: false, checkpoint: { path: file, every: 10 } })).rejects.toThrow(
+      /was saved with shuffle true, this run has false/,
+    );
     trainer.dispose();
   });
 
@@ -149,20 +168,27 @@ describe('checkpoint errors', () => {
     await expect(trainer.load(junk)).rejects.toThrow(/junk\.ckpt is not a valid synthgrad checkpoint \(wrong signature\)/);
     await expect(trainer.load(path.join(dir, 'missing.ckpt'))).rejects.toThrow(/checkpoint: cannot read .*missing\.ckpt/);
     await expect(trainer.load(3 as never)).rejects.toThrow(/load: 'path' must be a file path, got number 3/);
-    await expect(trainer.fit(data(), { steps: 1, checkpoint: { path: junk } as never })).rejects.toThrow(/fit: 'checkpoint.every' must be a positive integer/);
-    await expect(trainer.fit(data(), { steps: 1, checkpoint: 'x' as never })).rejects.toThrow(/fit: 'checkpoint' must be \{ path: string, every: number \}/);
+    await expect(trainer.fit(data(), { steps: 1, checkpoint: { path: junk } as never })).rejects.toThrow(
+      /fit: 'checkpoint.every' must be a positive integer/,
+    );
+    await expect(trainer.fit(data(), { steps: 1, checkpoint: 'x' as never })).rejects.toThrow(
+      /fit: 'checkpoint' must be \{ path: string, every: number \}/,
+    );
     // A truncated file (a copy cut short) is refused too.
     const good = path.join(dir, 'good.ckpt');
     await trainer.save(good);
     const cut = path.join(dir, 'cut.ckpt');
     fs.writeFileSync(cut, fs.readFileSync(good).subarray(0, fs.statSync(good).size - 8));
-    await expect(trainer.load(cut)).rejects.toThrow(/cut\.ckpt is not a valid synthgrad checkpoint \(truncated: the data ends at byte \d+, the file has \d+\)/);
+    await expect(trainer.load(cut)).rejects.toThrow(
+      /cut\.ckpt is not a valid synthgrad checkpoint \(truncated: the data ends at byte \d+, the file has \d+\)/,
+    );
     trainer.dispose();
 
     const pipelined = makeTrainer({ schedule: { kind: 'pipelined', depth: 1 } });
     const file = path.join(dir, 'pipelined.ckpt');
-    await expect(pipelined.trainer.fit(data(), { steps: 3, checkpoint: { path: file, every: 1 } }))
-      .rejects.toThrow(/the pipelined schedule carries work from one step into later ones and cannot be saved/);
+    await expect(pipelined.trainer.fit(data(), { steps: 3, checkpoint: { path: file, every: 1 } })).rejects.toThrow(
+      /the pipelined schedule carries work from one step into later ones and cannot be saved/,
+    );
     expect(fs.existsSync(file)).toBe(false);
     pipelined.trainer.dispose();
   });
@@ -170,7 +196,10 @@ describe('checkpoint errors', () => {
 
 // ---- The file format, written out here independently of checkpoint.ts (its header comment is the spec).
 const PREFIX = 44;
-interface ParsedFile { header: { tensors: { name: string; dtype: string; shape: number[]; offset: number; sha256: string }[]; dataBytes: number; host: unknown }; data: Buffer }
+interface ParsedFile {
+  header: { tensors: { name: string; dtype: string; shape: number[]; offset: number; sha256: string }[]; dataBytes: number; host: unknown };
+  data: Buffer;
+}
 
 function parseFile(bytes: Buffer): ParsedFile {
   const headerLength = bytes.readUInt32LE(8);
@@ -181,7 +210,9 @@ function parseFile(bytes: Buffer): ParsedFile {
 function buildFile(header: ParsedFile['header'], data: Buffer): Buffer {
   for (const t of header.tensors) {
     const size = 4 * t.shape.reduce((a, b) => a * b, 1);
-    t.sha256 = createHash('sha256').update(data.subarray(t.offset, t.offset + size)).digest('hex');
+    t.sha256 = createHash('sha256')
+      .update(data.subarray(t.offset, t.offset + size))
+      .digest('hex');
   }
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const start = Buffer.alloc(12);
@@ -242,13 +273,20 @@ describe('damaged files are refused with the reason', () => {
     expect(header.tensors.length).toBeGreaterThan(8);
     for (const t of header.tensors) {
       const size = 4 * t.shape.reduce((a, b) => a * b, 1);
-      await expect(read(flipped(dataStart + t.offset + Math.floor(size / 2))))
-        .rejects.toThrow(new RegExp(`\\(tensor '${t.name.replace('.', '\\.')}' fails its checksum: its data was changed or damaged\\)`));
+      await expect(read(flipped(dataStart + t.offset + Math.floor(size / 2)))).rejects.toThrow(
+        new RegExp(`\\(tensor '${t.name.replace('.', '\\.')}' fails its checksum: its data was changed or damaged\\)`),
+      );
     }
     // And every 61st byte of the file, whatever lies there (read only: no trainer needed).
     let tried = 0;
     let refused = 0;
-    for (let at = 0; at < good.length; at += 61, tried++) await read(flipped(at)).then(() => undefined, () => { refused++; });
+    for (let at = 0; at < good.length; at += 61, tried++)
+      await read(flipped(at)).then(
+        () => undefined,
+        () => {
+          refused++;
+        },
+      );
     expect(tried).toBeGreaterThan(100);
     expect(refused).toBe(tried);
   });
@@ -297,14 +335,18 @@ describe('damaged files are refused with the reason', () => {
     native.ops.copy(trainer.stream.handle, poison.handle, weight.handle);
     await trainer.stream.synchronize();
     poison.dispose();
-    await expect(trainer.save(file)).rejects.toThrow(/checkpoint: not saved to .*diverged\.ckpt: tensor 'model\.\d+' holds -Infinity at element 2; the previous checkpoint is kept/);
+    await expect(trainer.save(file)).rejects.toThrow(
+      /checkpoint: not saved to .*diverged\.ckpt: tensor 'model\.\d+' holds -Infinity at element 2; the previous checkpoint is kept/,
+    );
     expect(fs.readFileSync(file).equals(before)).toBe(true);
     trainer.dispose();
   });
 
   test('format 1 (no checksums) and formats newer than 2 are refused, naming the format', async () => {
     const v1 = Buffer.concat([Buffer.from('SGCKPT01', 'latin1'), good.subarray(8)]);
-    await expect(load(v1)).rejects.toThrow(/is checkpoint format 1, older than format 2 \(which adds checksums\) that this version reads; start the run again/);
+    await expect(load(v1)).rejects.toThrow(
+      /is checkpoint format 1, older than format 2 \(which adds checksums\) that this version reads; start the run again/,
+    );
     const v3 = Buffer.concat([Buffer.from('SGCKPT03', 'latin1'), good.subarray(8)]);
     await expect(load(v3)).rejects.toThrow(/is checkpoint format 3, newer than format 2 that this version reads/);
   });
@@ -375,13 +417,25 @@ describe('checkpoints are written atomically and durably', () => {
     fs.mkdirSync(folder);
     const { trainer } = makeTrainer();
     await expect(trainer.save(fifo)).rejects.toThrow(/checkpoint: .*fifo\.ckpt is a FIFO, not a regular file; refusing to replace it/);
-    await expect(trainer.save(link)).rejects.toThrow(/checkpoint: .*link\.ckpt is a symbolic link, not a regular file; refusing to replace it/);
+    await expect(trainer.save(link)).rejects.toThrow(
+      /checkpoint: .*link\.ckpt is a symbolic link, not a regular file; refusing to replace it/,
+    );
     await expect(trainer.save(folder)).rejects.toThrow(/checkpoint: .*folder\.ckpt is a directory, not a regular file/);
     // fit refuses before its first step (and never opens the FIFO, which would block).
     const steps: number[] = [];
-    await expect(trainer.fit(data(), { steps: 2, batchSize: 64, onStep: (m) => { steps.push(m.step); }, checkpoint: { path: fifo, every: 1 } }))
-      .rejects.toThrow(/fifo\.ckpt is a FIFO, not a regular file/);
-    await expect(trainer.fit(data(), { steps: 2, batchSize: 64, checkpoint: { path: link, every: 1 } })).rejects.toThrow(/link\.ckpt is a symbolic link/);
+    await expect(
+      trainer.fit(data(), {
+        steps: 2,
+        batchSize: 64,
+        onStep: (m) => {
+          steps.push(m.step);
+        },
+        checkpoint: { path: fifo, every: 1 },
+      }),
+    ).rejects.toThrow(/fifo\.ckpt is a FIFO, not a regular file/);
+    await expect(trainer.fit(data(), { steps: 2, batchSize: 64, checkpoint: { path: link, every: 1 } })).rejects.toThrow(
+      /link\.ckpt is a symbolic link/,
+    );
     expect(steps).toEqual([]);
     await expect(trainer.load(fifo)).rejects.toThrow(/checkpoint: cannot read .*fifo\.ckpt: it is a FIFO, not a regular file/);
     await expect(readCheckpointConfig(fifo)).rejects.toThrow(/fifo\.ckpt is a FIFO/);
@@ -423,8 +477,14 @@ describe('fit runs: stopped by a signal, extended, and resumed only with the sam
     const { trainer, net } = makeTrainer();
     const losses: [number, number][] = [];
     const first = await trainer.fit(data(), {
-      steps: 20, batchSize: 64, signal: controller.signal, checkpoint: { path: file, every: 100 },
-      onStep: (m) => { losses.push([m.step, m.loss]); if (m.step === 7) controller.abort(); },
+      steps: 20,
+      batchSize: 64,
+      signal: controller.signal,
+      checkpoint: { path: file, every: 100 },
+      onStep: (m) => {
+        losses.push([m.step, m.loss]);
+        if (m.step === 7) controller.abort();
+      },
     });
     trainer.dispose();
     expect(first.stopped).toBe(true);
@@ -440,8 +500,9 @@ describe('fit runs: stopped by a signal, extended, and resumed only with the sam
     // Aborted before it starts: nothing trained, nothing written.
     const idle = makeTrainer();
     const never = path.join(dir, 'never.ckpt');
-    expect(await idle.trainer.fit(data(), { steps: 5, batchSize: 64, signal: AbortSignal.abort(), checkpoint: { path: never, every: 1 } }))
-      .toMatchObject({ steps: 0, stopped: true, epochs: [] });
+    expect(
+      await idle.trainer.fit(data(), { steps: 5, batchSize: 64, signal: AbortSignal.abort(), checkpoint: { path: never, every: 1 } }),
+    ).toMatchObject({ steps: 0, stopped: true, epochs: [] });
     expect(fs.existsSync(never)).toBe(false);
     idle.trainer.dispose();
   });
@@ -465,15 +526,24 @@ describe('fit runs: stopped by a signal, extended, and resumed only with the sam
     expect(await readCheckpointConfig(file)).toEqual({ method: 'dni', lr: 0.001, hidden: [16, 16] });
     expect(await readCheckpointConfig(path.join(dir, 'no-such.ckpt'))).toBeUndefined();
     const { trainer } = makeTrainer();
-    const resume = (c: Record<string, unknown>) => trainer.fit(data(), { steps: 6, batchSize: 64, checkpoint: { path: file, every: 10, config: c } });
-    await expect(resume({ ...config, lr: 0.01 })).rejects.toThrow(/config\.ckpt was saved with lr 0\.001, this run has 0\.01: resume with the same settings/);
+    const resume = (c: Record<string, unknown>) =>
+      trainer.fit(data(), { steps: 6, batchSize: 64, checkpoint: { path: file, every: 10, config: c } });
+    await expect(resume({ ...config, lr: 0.01 })).rejects.toThrow(
+      /config\.ckpt was saved with lr 0\.001, this run has 0\.01: resume with the same settings/,
+    );
     await expect(resume({ ...config, lr: 0.01 })).rejects.not.toThrow(/hidden|method/);
     await expect(resume({ method: 'dni', lr: 0.001, hidden: [16] })).rejects.toThrow(/was saved with hidden 16,16, this run has 16:/);
-    await expect(resume({ lr: 0.001, hidden: [16, 16], extra: true })).rejects.toThrow(/was saved with method dni, this run has none; was saved without extra, this run has extra true:/);
+    await expect(resume({ lr: 0.001, hidden: [16, 16], extra: true })).rejects.toThrow(
+      /was saved with method dni, this run has none; was saved without extra, this run has extra true:/,
+    );
     await expect(resume({ ...config, lr: 0.01, batch: 1 })).rejects.toThrow(/lr 0\.001, this run has 0\.01; was saved without batch/);
     expect(fs.readFileSync(file).equals(before)).toBe(true);
-    await expect(trainer.fit(data(), { steps: 1, checkpoint: { path: file, every: 1, config: 3 as never } })).rejects.toThrow(/fit: 'checkpoint\.config' must be an object of JSON values, got number 3/);
-    await expect(trainer.fit(data(), { steps: 1, signal: 'stop' as never })).rejects.toThrow(/fit: 'signal' must be an AbortSignal, got string stop/);
+    await expect(trainer.fit(data(), { steps: 1, checkpoint: { path: file, every: 1, config: 3 as never } })).rejects.toThrow(
+      /fit: 'checkpoint\.config' must be an object of JSON values, got number 3/,
+    );
+    await expect(trainer.fit(data(), { steps: 1, signal: 'stop' as never })).rejects.toThrow(
+      /fit: 'signal' must be an AbortSignal, got string stop/,
+    );
     const same = await trainer.fit(data(), { steps: 6, batchSize: 64, checkpoint: { path: file, every: 10, config } });
     expect(same.resumedFrom).toBe(3);
     trainer.dispose();

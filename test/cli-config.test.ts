@@ -37,7 +37,9 @@ describe('every npm start flag reaches what it configures', () => {
   });
 
   test('--hidden sets the layer widths', () => {
-    const widths = (cli('--hidden 32,16').model as Sequential).layers.filter((l) => l instanceof Linear).map((l) => (l as Linear).outFeatures);
+    const widths = (cli('--hidden 32,16').model as Sequential).layers
+      .filter((l) => l instanceof Linear)
+      .map((l) => (l as Linear).outFeatures);
     expect(widths).toEqual([32, 16, 10]);
   });
 
@@ -57,19 +59,35 @@ describe('every npm start flag reaches what it configures', () => {
 
   test('--center and --mask-inactive reach the synthesizers where they apply', () => {
     const plain = decoupled('--method dni');
-    expect(plain.synthesizers.map((s) => [s.center, s.maskInactive])).toEqual([[false, false], [false, false], [false, false]]);
+    expect(plain.synthesizers.map((s) => [s.center, s.maskInactive])).toEqual([
+      [false, false],
+      [false, false],
+      [false, false],
+    ]);
     const net = decoupled('--method dni --center --mask-inactive');
     // The last cut feeds the output Linear (no BatchNorm): not centred there.
     expect(net.synthesizers.map((s) => s.center)).toEqual([true, true, false]);
     expect(net.synthesizers.map((s) => s.maskInactive)).toEqual([true, true, true]);
   });
 
-  test('--optimizer and --lr choose the modules\' optimizer, decayed x0.1 at 60% and 85% of the steps', () => {
+  test("--optimizer and --lr choose the modules' optimizer, decayed x0.1 at 60% and 85% of the steps", () => {
     // 1000 examples, batch 100, 3 epochs: 30 steps, decays at steps 18 and 26.
     const adam = optimizers('--method dni --lr 3e-3 --batch-size 100 --epochs 3');
     expect(adam.module).toBeInstanceOf(Adam);
-    const lrAt = (o: Optimizer, step: number) => { const saved = o.steps; o.steps = step; const lr = o.lr; o.steps = saved; return lr; };
-    expect([0, 17, 18, 25, 26].map((s) => lrAt(adam.module, s))).toEqual([3e-3, 3e-3, 3e-3 * Math.pow(0.1, 1), 3e-3 * Math.pow(0.1, 1), 3e-3 * Math.pow(0.1, 2)]);
+    const lrAt = (o: Optimizer, step: number) => {
+      const saved = o.steps;
+      o.steps = step;
+      const lr = o.lr;
+      o.steps = saved;
+      return lr;
+    };
+    expect([0, 17, 18, 25, 26].map((s) => lrAt(adam.module, s))).toEqual([
+      3e-3,
+      3e-3,
+      3e-3 * Math.pow(0.1, 1),
+      3e-3 * Math.pow(0.1, 1),
+      3e-3 * Math.pow(0.1, 2),
+    ]);
     // Without --synth-lr the synthesizers get the model's optimizer and schedule.
     expect(adam.synthesizer).toBeInstanceOf(Adam);
     expect(adam.synthesizer).not.toBe(adam.module);
@@ -94,20 +112,30 @@ describe('every npm start flag reaches what it configures', () => {
   test('--epochs, --steps, --batch-size, --diagnose-every, --graph and --checkpoint reach fit()', () => {
     const c = cli('--method dni --epochs 3 --steps 25 --batch-size 100 --diagnose-every 7 --checkpoint run.ckpt');
     expect(c.stepsPerEpoch).toBe(10);
-    expect(c.fit).toMatchObject({ epochs: 3, steps: 25, batchSize: 100, diagnoseEvery: 7, graph: false, checkpoint: { path: 'run.ckpt', every: 10 } });
+    expect(c.fit).toMatchObject({
+      epochs: 3,
+      steps: 25,
+      batchSize: 100,
+      diagnoseEvery: 7,
+      graph: false,
+      checkpoint: { path: 'run.ckpt', every: 10 },
+    });
     expect(cli('--graph').fit.graph).toBe(true);
     expect(cli('').fit).toMatchObject({ epochs: 10, steps: undefined, batchSize: 256, diagnoseEvery: undefined, checkpoint: undefined });
     expect(cli('--method cdni').fit.diagnoseEvery).toBe(100);
   });
 });
 
-describe('the CLI\'s --checkpoint', () => {
+describe("the CLI's --checkpoint", () => {
   const root = path.resolve(__dirname, '..');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-cli-'));
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
   const run = (args: string) => {
     const r = spawnSync(process.execPath, [path.join(root, 'dist/ts/cli/main.js'), ...args.split(' ')], {
-      cwd: dir, env: { ...process.env, SYNTHGRAD_DEVICE: 'cpu' }, encoding: 'utf8', timeout: 120_000,
+      cwd: dir,
+      env: { ...process.env, SYNTHGRAD_DEVICE: 'cpu' },
+      encoding: 'utf8',
+      timeout: 120_000,
     });
     return { status: r.status, out: `${r.stdout}${r.stderr}` };
   };

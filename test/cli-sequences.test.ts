@@ -8,7 +8,8 @@ import * as path from 'path';
 import { isSequenceRun, parseSequenceArgs, progressLine, scoreLine, sequenceRunOptions, sequenceUsage } from '../ts/cli/sequences';
 
 const main = path.join(__dirname, '..', 'dist', 'ts', 'cli', 'main.js');
-const run = (args: string[]) => execFileSync(process.execPath, [main, ...args], { encoding: 'utf8', env: { ...process.env, SYNTHGRAD_DEVICE: 'cpu' } });
+const run = (args: string[]) =>
+  execFileSync(process.execPath, [main, ...args], { encoding: 'utf8', env: { ...process.env, SYNTHGRAD_DEVICE: 'cpu' } });
 
 describe('recurrent run flags', () => {
   test('--task selects the recurrent command', () => {
@@ -17,18 +18,71 @@ describe('recurrent run flags', () => {
   });
 
   test('every flag reaches its option', () => {
-    const o = parseSequenceArgs(['--task', 'text', '--text', 'a.txt', '--method', 'dni-aux', '--truncation', '5', '--steps', '300',
-      '--hidden', '64', '--batch-size', '8', '--lr', '3e-3', '--seed', '4', '--device', 'cpu', '--streams', 'separate',
-      '--aux-weight', '0.5', '--validate-every', '50', '--patience', '3', '--log-every', '10', '--checkpoint', 'c.ckpt', '--save-every', '20']);
+    const o = parseSequenceArgs([
+      '--task',
+      'text',
+      '--text',
+      'a.txt',
+      '--method',
+      'dni-aux',
+      '--truncation',
+      '5',
+      '--steps',
+      '300',
+      '--hidden',
+      '64',
+      '--batch-size',
+      '8',
+      '--lr',
+      '3e-3',
+      '--seed',
+      '4',
+      '--device',
+      'cpu',
+      '--streams',
+      'separate',
+      '--aux-weight',
+      '0.5',
+      '--validate-every',
+      '50',
+      '--patience',
+      '3',
+      '--log-every',
+      '10',
+      '--checkpoint',
+      'c.ckpt',
+      '--save-every',
+      '20',
+    ]);
     const options = sequenceRunOptions(o);
     expect(options).toMatchObject({
-      task: 'text', textFile: 'a.txt', method: 'dni-aux', truncation: 5, steps: 300, hidden: 64, batch: 8, lr: 3e-3, seed: 4,
-      streams: 'separate', auxWeight: 0.5, validateEvery: 50, patience: 3, logEvery: 10, checkpoint: { path: 'c.ckpt', every: 20 },
+      task: 'text',
+      textFile: 'a.txt',
+      method: 'dni-aux',
+      truncation: 5,
+      steps: 300,
+      hidden: 64,
+      batch: 8,
+      lr: 3e-3,
+      seed: 4,
+      streams: 'separate',
+      auxWeight: 0.5,
+      validateEvery: 50,
+      patience: 3,
+      logEvery: 10,
+      checkpoint: { path: 'c.ckpt', every: 20 },
     });
     expect(options.device!.name).toBe('cpu');
     // Defaults: BPTT, the calibration sizes (LSTM 128, batch 64), Adam 1e-3, seed 0.
     expect(sequenceRunOptions(parseSequenceArgs(['--task', 'copy', '--truncation', '3', '--steps', '9']))).toMatchObject({
-      task: 'copy', method: 'bptt', hidden: 128, batch: 64, lr: 1e-3, seed: 0, truncation: 3, steps: 9,
+      task: 'copy',
+      method: 'bptt',
+      hidden: 128,
+      batch: 64,
+      lr: 1e-3,
+      seed: 0,
+      truncation: 3,
+      steps: 9,
     });
   });
 
@@ -57,7 +111,10 @@ describe('recurrent run flags', () => {
     [['--task', 'copy', '--text', 'a', '--truncation', '3', '--steps', '5'], /--text applies to --task text only/],
     [['--task', 'copy', '--patience', '2', '--truncation', '3', '--steps', '5'], /--patience applies to --task text only/],
     [['--task', 'copy', '--streams', 'separate', '--truncation', '3', '--steps', '5'], /--streams applies to dni and dni-aux only/],
-    [['--task', 'copy', '--method', 'dni', '--aux-weight', '2', '--truncation', '3', '--steps', '5'], /--aux-weight applies to --method dni-aux only/],
+    [
+      ['--task', 'copy', '--method', 'dni', '--aux-weight', '2', '--truncation', '3', '--steps', '5'],
+      /--aux-weight applies to --method dni-aux only/,
+    ],
     [['--task', 'copy', '--save-every', '2', '--truncation', '3', '--steps', '5'], /--save-every needs --checkpoint FILE/],
     [['--task', 'copy', '--epochs', '2'], /unknown option '--epochs'/],
   ])('%j is refused naming the flag', (args, message) => {
@@ -65,11 +122,23 @@ describe('recurrent run flags', () => {
   });
 
   test('progress and score lines', () => {
-    expect(progressLine({ task: 'repeat-copy', window: 50, bits: 0.25, level: 3, length: 2, repeats: 2 }, 100, 12.5))
-      .toBe('window 50/100  level 3 (N 2, R 2)  0.250 bits/symbol  12.5 windows/s');
-    expect(progressLine({ task: 'text', window: 10, bits: 2, validationBits: 2.5 }, 20, 1)).toBe('window 10/20  2.000 bits/symbol  validation 2.500 bits/char  1.0 windows/s');
-    expect(scoreLine({ task: 'copy', method: 'dni', truncation: 3, windows: 9, stopped: false, seconds: 1, solved: { level: -1, length: 0, repeats: 0 } }))
-      .toBe('copy, dni, T = 3: 9 windows in 1.0 s; no level solved');
+    expect(progressLine({ task: 'repeat-copy', window: 50, bits: 0.25, level: 3, length: 2, repeats: 2 }, 100, 12.5)).toBe(
+      'window 50/100  level 3 (N 2, R 2)  0.250 bits/symbol  12.5 windows/s',
+    );
+    expect(progressLine({ task: 'text', window: 10, bits: 2, validationBits: 2.5 }, 20, 1)).toBe(
+      'window 10/20  2.000 bits/symbol  validation 2.500 bits/char  1.0 windows/s',
+    );
+    expect(
+      scoreLine({
+        task: 'copy',
+        method: 'dni',
+        truncation: 3,
+        windows: 9,
+        stopped: false,
+        seconds: 1,
+        solved: { level: -1, length: 0, repeats: 0 },
+      }),
+    ).toBe('copy, dni, T = 3: 9 windows in 1.0 s; no level solved');
   });
 });
 
@@ -81,8 +150,24 @@ describe('npm start -- --task, end to end', () => {
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   test('Copy with DNI: progress lines with the level, then the largest length solved', () => {
-    const out = run(['--task', 'copy', '--method', 'dni', '--truncation', '4', '--steps', '400', '--hidden', '32', '--batch-size', '16',
-      '--lr', '3e-3', '--log-every', '100']);
+    const out = run([
+      '--task',
+      'copy',
+      '--method',
+      'dni',
+      '--truncation',
+      '4',
+      '--steps',
+      '400',
+      '--hidden',
+      '32',
+      '--batch-size',
+      '16',
+      '--lr',
+      '3e-3',
+      '--log-every',
+      '100',
+    ]);
     expect(out).toMatch(/^synthgrad: copy, LSTM 32, dni, truncation 4/);
     expect(out).toMatch(/window 400\/400 {2}level \d+ \(N \d+\)/);
     // N = 1 (level 0) is solved within 400 windows on this setting (it needs only the last item remembered).
@@ -92,8 +177,26 @@ describe('npm start -- --task, end to end', () => {
   test('text with BPTT: validation and test bits per character; --json', () => {
     const file = path.join(dir, 'tiny.txt');
     fs.writeFileSync(file, 'the cat sat on the mat. '.repeat(400));
-    const lines = run(['--task', 'text', '--text', file, '--truncation', '5', '--steps', '60', '--hidden', '16', '--batch-size', '4',
-      '--validate-every', '30', '--json']).trim().split('\n').map((l) => JSON.parse(l));
+    const lines = run([
+      '--task',
+      'text',
+      '--text',
+      file,
+      '--truncation',
+      '5',
+      '--steps',
+      '60',
+      '--hidden',
+      '16',
+      '--batch-size',
+      '4',
+      '--validate-every',
+      '30',
+      '--json',
+    ])
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const final = lines[lines.length - 1];
     expect(final).toMatchObject({ type: 'final', task: 'text', method: 'bptt', windows: 60 });
     expect(final.testBits).toBeGreaterThan(0);
@@ -104,11 +207,29 @@ describe('npm start -- --task, end to end', () => {
 
   test('--checkpoint: a longer budget resumes where the run stopped', () => {
     const ckpt = path.join(dir, 'copy.ckpt');
-    const args = ['--task', 'repeat-copy', '--method', 'dni', '--truncation', '3', '--hidden', '16', '--batch-size', '8', '--checkpoint', ckpt, '--quiet'];
+    const args = [
+      '--task',
+      'repeat-copy',
+      '--method',
+      'dni',
+      '--truncation',
+      '3',
+      '--hidden',
+      '16',
+      '--batch-size',
+      '8',
+      '--checkpoint',
+      ckpt,
+      '--quiet',
+    ];
     expect(run([...args, '--steps', '40'])).toMatch(/40 windows/);
     expect(fs.existsSync(ckpt)).toBe(true);
     expect(run([...args, '--steps', '70'])).toMatch(/repeat-copy, dni, T = 3: 70 windows/);
-    expect(() => execFileSync(process.execPath, [main, ...args.map((a) => (a === '3' ? '4' : a)), '--steps', '80'], { encoding: 'utf8', stdio: 'pipe' }))
-      .toThrow(/truncation: 3 there, 4 here/);
+    expect(() =>
+      execFileSync(process.execPath, [main, ...args.map((a) => (a === '3' ? '4' : a)), '--steps', '80'], {
+        encoding: 'utf8',
+        stdio: 'pipe',
+      }),
+    ).toThrow(/truncation: 3 there, 4 here/);
   }, 60_000);
 });

@@ -10,19 +10,55 @@ import { parseArgs, usage } from '../ts/cli/options';
 describe('npm start options', () => {
   test('defaults: backprop with Adam at 1e-3, 10 epochs, 3 hidden layers of 256', () => {
     const o = parseArgs([]);
-    expect(o).toMatchObject({ method: 'backprop', optimizer: 'adam', lr: 1e-3, epochs: 10, batchSize: 256, hidden: [256, 256, 256], center: false });
+    expect(o).toMatchObject({
+      method: 'backprop',
+      optimizer: 'adam',
+      lr: 1e-3,
+      epochs: 10,
+      batchSize: 256,
+      hidden: [256, 256, 256],
+      center: false,
+    });
     expect(o.synthLr).toBeUndefined();
   });
 
   test('DNI with SGD modules and Adam synthesizers at their own rate', () => {
-    const o = parseArgs(['--method', 'dni', '--optimizer', 'sgd', '--lr', '3e-3', '--synth-lr', '1e-3', '--center', '--mask-inactive', '--hidden', '256,128']);
-    expect(o).toMatchObject({ method: 'dni', optimizer: 'sgd', lr: 3e-3, synthLr: 1e-3, center: true, maskInactive: true, hidden: [256, 128] });
+    const o = parseArgs([
+      '--method',
+      'dni',
+      '--optimizer',
+      'sgd',
+      '--lr',
+      '3e-3',
+      '--synth-lr',
+      '1e-3',
+      '--center',
+      '--mask-inactive',
+      '--hidden',
+      '256,128',
+    ]);
+    expect(o).toMatchObject({
+      method: 'dni',
+      optimizer: 'sgd',
+      lr: 3e-3,
+      synthLr: 1e-3,
+      center: true,
+      maskInactive: true,
+      hidden: [256, 128],
+    });
   });
 
   test('one flag convention: --flag value and --flag=value; unknown flags list the known ones', () => {
-    expect(parseArgs(['--method=dni', '--lr=3e-3', '--hidden', '8,4', '--at=2'])).toMatchObject({ method: 'dni', lr: 3e-3, hidden: [8, 4], at: [2] });
+    expect(parseArgs(['--method=dni', '--lr=3e-3', '--hidden', '8,4', '--at=2'])).toMatchObject({
+      method: 'dni',
+      lr: 3e-3,
+      hidden: [8, 4],
+      at: [2],
+    });
     expect(() => parseArgs(['--lr=-1'])).toThrow(/--lr must be > 0, got -1/);
-    expect(() => parseArgs(['--bogus'])).toThrow(/^unknown option '--bogus' \(known: --method, --epochs, .*, --json, --help; try --help\)$/);
+    expect(() => parseArgs(['--bogus'])).toThrow(
+      /^unknown option '--bogus' \(known: --method, --epochs, .*, --json, --help; try --help\)$/,
+    );
     expect(() => parseArgs(['-h'])).toThrow(/unknown option '-h'/);
     expect(() => parseArgs(['--graph=yes'])).toThrow(/--graph takes no value, got 'yes'/);
     expect(() => parseArgs(['--method', 'dni', 'extra'])).toThrow(/unexpected argument 'extra'/);
@@ -47,7 +83,9 @@ describe('npm start options', () => {
     expect(flagValues([], defaults)).toEqual(defaults);
     expect(flagValues(['--steps=7', '--skip-torch', '--out', 'a'], defaults)).toEqual({ steps: '7', out: 'a', 'skip-torch': true });
     expect(() => flagValues(['--steps'], defaults)).toThrow(/^--steps needs a value$/);
-    expect(() => flagValues(['--step', '3'], defaults)).toThrow(/unknown option '--step' \(known: --steps, --out, --skip-torch; see the script's header\)/);
+    expect(() => flagValues(['--step', '3'], defaults)).toThrow(
+      /unknown option '--step' \(known: --steps, --out, --skip-torch; see the script's header\)/,
+    );
     expect(readFlags(['--out', '--steps'], { out: 'value', steps: 'value' })).toEqual([{ flag: '--out', value: '--steps' }]);
   });
 
@@ -66,16 +104,26 @@ describe('npm start options', () => {
     expect(parseArgs(['--method', 'cdni', '--at', 'every-layer']).at).toBe('every-layer');
     expect(parseArgs([]).at).toBe('every-activation');
     expect(parseArgs(['--steps', '30']).steps).toBe(30);
-    expect(() => parseArgs(['--method', 'dni', '--at', '2,x'])).toThrow(/--at must be every-activation, every-layer or layer indices such as 2,5, got '2,x'/);
+    expect(() => parseArgs(['--method', 'dni', '--at', '2,x'])).toThrow(
+      /--at must be every-activation, every-layer or layer indices such as 2,5, got '2,x'/,
+    );
     expect(() => parseArgs(['--method', 'dni', '--at', '-1'])).toThrow(/--at must be/);
   });
 
-  test.each(['--p-update 0.2', '--pipeline 2', '--streams single', '--diagnose-every 5', '--center', '--mask-inactive', '--at 2', '--synth-lr 1e-3'])(
-    'a DNI-only flag under --method backprop is refused: %s', (flags) => {
-      const flag = flags.split(' ')[0];
-      expect(() => parseArgs(flags.split(' '))).toThrow(`${flag} applies to dni and cdni only`);
-      expect(() => parseArgs(['--method', 'cdni', ...flags.split(' ')])).not.toThrow();
-    });
+  test.each([
+    '--p-update 0.2',
+    '--pipeline 2',
+    '--streams single',
+    '--diagnose-every 5',
+    '--center',
+    '--mask-inactive',
+    '--at 2',
+    '--synth-lr 1e-3',
+  ])('a DNI-only flag under --method backprop is refused: %s', (flags) => {
+    const flag = flags.split(' ')[0];
+    expect(() => parseArgs(flags.split(' '))).toThrow(`${flag} applies to dni and cdni only`);
+    expect(() => parseArgs(['--method', 'cdni', ...flags.split(' ')])).not.toThrow();
+  });
 
   test('options that do not fit the method are refused', () => {
     expect(() => parseArgs(['--method', 'cdni', '--optimizer', 'sgd'])).toThrow(/--optimizer sgd with dni or cdni needs --synth-lr/);
@@ -87,7 +135,9 @@ describe('--save-every', () => {
   test('is a whole number of steps, and needs --checkpoint', () => {
     expect(parseArgs(['--checkpoint', 'run.ckpt', '--save-every', '50'])).toMatchObject({ checkpoint: 'run.ckpt', saveEvery: 50 });
     expect(parseArgs(['--checkpoint', 'run.ckpt']).saveEvery).toBeUndefined();
-    expect(() => parseArgs(['--checkpoint', 'run.ckpt', '--save-every', '2.5'])).toThrow(/--save-every must be a whole number of steps, got 2\.5/);
+    expect(() => parseArgs(['--checkpoint', 'run.ckpt', '--save-every', '2.5'])).toThrow(
+      /--save-every must be a whole number of steps, got 2\.5/,
+    );
     expect(() => parseArgs(['--checkpoint', 'run.ckpt', '--save-every', '0'])).toThrow(/--save-every must be > 0, got 0/);
     expect(() => parseArgs(['--save-every', '10'])).toThrow(/--save-every needs --checkpoint FILE/);
   });
@@ -105,15 +155,24 @@ describe('npm start with --checkpoint', () => {
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+  interface Run {
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+  }
   /** Runs the CLI; `whileRunning` gets the child once it has started. */
   function cli(args: string[], whileRunning?: (child: ChildProcess) => void): Promise<Run> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [main, ...tiny, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
-      child.stdout.on('data', (d) => { stdout += String(d); });
-      child.stderr.on('data', (d) => { stderr += String(d); });
+      child.stdout.on('data', (d) => {
+        stdout += String(d);
+      });
+      child.stderr.on('data', (d) => {
+        stderr += String(d);
+      });
       child.on('error', reject);
       child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
       whileRunning?.(child);
@@ -132,13 +191,18 @@ describe('npm start with --checkpoint', () => {
     };
   }
 
-  test.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('%s saves the run and exits %i; the same command resumes it', async (signal, code) => {
+  test.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)('%s saves the run and exits %i; the same command resumes it', async (signal, code) => {
     const file = path.join(dir, `${signal}.ckpt`);
     const args = ['--epochs', '2', '--checkpoint', file, '--save-every', '7'];
     const stopped = await cli(args, signalAfterFirstSave(file, signal));
     expect(stopped.stderr).toBe('');
     expect(stopped).toMatchObject({ code, signal: null });
-    const at = new RegExp(`stopped by ${signal}: saved .*${signal}\\.ckpt at step (\\d+); run the same command again to resume`).exec(stopped.stdout);
+    const at = new RegExp(`stopped by ${signal}: saved .*${signal}\\.ckpt at step (\\d+); run the same command again to resume`).exec(
+      stopped.stdout,
+    );
     expect(at).not.toBeNull();
     const step = Number(at![1]);
     expect(step).toBeGreaterThanOrEqual(7);

@@ -46,7 +46,9 @@ describe('IDX files', () => {
 
   test('corrupt files are errors naming the file', () => {
     expect(() => readIdx(write('magic', Buffer.from([1, 2, 3, 4, 5, 6, 7, 8])))).toThrow(/magic: bad magic number/);
-    expect(() => readIdx(write('type', Buffer.from([0, 0, 0x0d, 1, 0, 0, 0, 1, 0, 0, 0, 0])))).toThrow(/type: unsupported element type 0xd/);
+    expect(() => readIdx(write('type', Buffer.from([0, 0, 0x0d, 1, 0, 0, 0, 1, 0, 0, 0, 0])))).toThrow(
+      /type: unsupported element type 0xd/,
+    );
     const gz = zlib.gzipSync(idxBytes([12], values));
     expect(() => readIdx(write('bad.gz', gz.subarray(0, gz.length - 6)))).toThrow(/bad.gz: corrupt gzip data/);
     expect(() => parseIdx(Buffer.concat([idxBytes([2], [1, 2]), Buffer.from([9])]), 'extra')).toThrow(/extra: 1 unexpected bytes/);

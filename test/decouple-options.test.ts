@@ -23,7 +23,11 @@ describe('bad options are refused, naming decouple and the option', () => {
     [{ at: [-1] }, RangeError, /cut index -1 is out of range/],
     [{ at: [1.5] }, RangeError, /cut index 1.5 is out of range/],
     [{ at: [] }, RangeError, /^decouple: no cut: the model would be a single module/],
-    [{ at: 'everywhere' }, TypeError, /^decouple: 'at' must be 'every-activation', 'every-layer' or an array of layer indices, got everywhere$/],
+    [
+      { at: 'everywhere' },
+      TypeError,
+      /^decouple: 'at' must be 'every-activation', 'every-layer' or an array of layer indices, got everywhere$/,
+    ],
     [{ schedule: 'lockstep' }, TypeError, /^decouple: 'schedule' must be an object$/],
     [{ schedule: { kind: 'lockstep', depth: 2 } }, TypeError, /^decouple: unknown option 'schedule.depth'/],
     [{ schedule: { kind: 'lockstep', pUpdate: 0 } }, RangeError, /^decouple: 'schedule.pUpdate' must be in \(0, 1\], got 0$/],
@@ -42,12 +46,13 @@ describe('bad options are refused, naming decouple and the option', () => {
     expect(make).toThrow(message);
   });
 
-  test.each([
-    [new Linear(3, 3), /^decouple: 'model' must be a Sequential, got Linear$/],
-  ])('a model that is not a Sequential', (m, message) => {
-    expect(() => decouple(m as never)).toThrow(TypeError);
-    expect(() => decouple(m as never)).toThrow(message);
-  });
+  test.each([[new Linear(3, 3), /^decouple: 'model' must be a Sequential, got Linear$/]])(
+    'a model that is not a Sequential',
+    (m, message) => {
+      expect(() => decouple(m as never)).toThrow(TypeError);
+      expect(() => decouple(m as never)).toThrow(message);
+    },
+  );
 
   test.each([null, 5, 'x'])('options %p', (options) => {
     expect(() => decouple(model(), options as never)).toThrow(TypeError);
@@ -55,11 +60,32 @@ describe('bad options are refused, naming decouple and the option', () => {
   });
 
   test('the edges of the valid values are accepted as given', () => {
-    const net = decouple(model(), { lambda: 1, warmupSteps: 0, classes: 1, at: [5], schedule: { kind: 'pipelined', depth: 1, pUpdate: 1 } });
-    expect(net.config).toEqual({ cuts: [5], schedule: { kind: 'pipelined', depth: 1, pUpdate: 1 }, lambda: 1, warmupSteps: 0, streams: 'per-module' });
+    const net = decouple(model(), {
+      lambda: 1,
+      warmupSteps: 0,
+      classes: 1,
+      at: [5],
+      schedule: { kind: 'pipelined', depth: 1, pUpdate: 1 },
+    });
+    expect(net.config).toEqual({
+      cuts: [5],
+      schedule: { kind: 'pipelined', depth: 1, pUpdate: 1 },
+      lambda: 1,
+      warmupSteps: 0,
+      streams: 'per-module',
+    });
     expect(decouple(model(), { lambda: 0, at: [0], streams: 'single' }).config.streams).toBe('single');
-    expect(decouple(model(), { schedule: { kind: 'lockstep', pUpdate: 1e-9 } }).config.schedule).toEqual({ kind: 'lockstep', pUpdate: 1e-9 });
-    expect(decouple(model()).config).toEqual({ cuts: [2, 5], schedule: { kind: 'lockstep', pUpdate: 1 }, lambda: 0, warmupSteps: 0, streams: 'per-module' });
+    expect(decouple(model(), { schedule: { kind: 'lockstep', pUpdate: 1e-9 } }).config.schedule).toEqual({
+      kind: 'lockstep',
+      pUpdate: 1e-9,
+    });
+    expect(decouple(model()).config).toEqual({
+      cuts: [2, 5],
+      schedule: { kind: 'lockstep', pUpdate: 1 },
+      lambda: 0,
+      warmupSteps: 0,
+      streams: 'per-module',
+    });
   });
 });
 
@@ -69,7 +95,10 @@ describe('where the model is cut', () => {
   test('at every activation but a last one; each module ends at its cut', () => {
     const net = decouple(new Sequential([new Linear(4, 5), new ReLU(), new Linear(5, 3), new Tanh()]));
     expect(net.config.cuts).toEqual([1]);
-    expect(net.modules.map(layerNames)).toEqual([['Linear', 'ReLU'], ['Linear', 'Tanh']]);
+    expect(net.modules.map(layerNames)).toEqual([
+      ['Linear', 'ReLU'],
+      ['Linear', 'Tanh'],
+    ]);
   });
 
   test('given indices: deduplicated and sorted, modules in order, every layer used once', () => {
@@ -77,7 +106,11 @@ describe('where the model is cut', () => {
     expect(net.config.cuts).toEqual([0, 2, 5]);
     expect(net.modules.map(layerNames)).toEqual([['Linear'], ['BatchNorm1d', 'ReLU'], ['Linear', 'BatchNorm1d', 'ReLU'], ['Linear']]);
     expect(net.synthesizers.map((s) => s.width)).toEqual([5, 5, 4]);
-    expect(net.synthesizers.map((s) => s.name)).toEqual(['synthesizer 1 (after layer 0)', 'synthesizer 2 (after layer 2)', 'synthesizer 3 (after layer 5)']);
+    expect(net.synthesizers.map((s) => s.name)).toEqual([
+      'synthesizer 1 (after layer 0)',
+      'synthesizer 2 (after layer 2)',
+      'synthesizer 3 (after layer 5)',
+    ]);
     expect(net.name).toBe('DNI(4 modules, cuts after layers 0, 2, 5)');
   });
 
@@ -90,7 +123,10 @@ describe('where the model is cut', () => {
   test('cDNI: named so, its synthesizers one-hot `classes` labels (default: the output width)', () => {
     const net = decouple(model(), { synthesizer: { conditioned: true } });
     expect(net.name).toBe('cDNI(3 modules, cuts after layers 2, 5)');
-    expect(net.synthesizers.map((s) => [s.conditioned, s.classes, s.inputs])).toEqual([[true, 3, 8], [true, 3, 7]]);
+    expect(net.synthesizers.map((s) => [s.conditioned, s.classes, s.inputs])).toEqual([
+      [true, 3, 8],
+      [true, 3, 7],
+    ]);
     expect(net.labelClasses()).toBe(3);
     expect(decouple(model(), { classes: 7, synthesizer: { conditioned: true } }).labelClasses()).toBe(7);
     expect(decouple(model()).labelClasses()).toBeUndefined();
@@ -103,7 +139,12 @@ describe('centring and masking are applied only where they hold', () => {
   test.each([
     ['center: true, before Linear → BatchNorm', { synthesizer: { center: true } }, [true, false], [false, false]],
     ['center: true, before a BatchNorm', { at: [0, 2], synthesizer: { center: true } }, [true, true], [false, false]],
-    ['maskInactive: true, after modules that end with a ReLU', { at: [0, 2], synthesizer: { maskInactive: true } }, [false, false], [false, true]],
+    [
+      'maskInactive: true, after modules that end with a ReLU',
+      { at: [0, 2], synthesizer: { maskInactive: true } },
+      [false, false],
+      [false, true],
+    ],
     ['both off by default', {}, [false, false], [false, false]],
     ['center: false is kept off', { synthesizer: { center: false, maskInactive: false } }, [false, false], [false, false]],
   ] as [string, DecoupleOptions, boolean[], boolean[]][])('%s', (_, options, center, mask) => {
@@ -118,7 +159,7 @@ describe('centring and masking are applied only where they hold', () => {
 });
 
 describe('state and disposal', () => {
-  test('stateTensors: the model\'s state, then the synthesizers\' networks\'', () => {
+  test("stateTensors: the model's state, then the synthesizers' networks'", () => {
     const net = decouple(model(), { synthesizer: { hidden: [3] } });
     net.initialize(cpu, new Random(1));
     for (const s of net.synthesizers) s.initialize(cpu, new Random(2), new SGD({ lr: 0.1 }));
@@ -133,7 +174,7 @@ describe('state and disposal', () => {
     expect([...params, ...own, ...synth].every((t) => t.disposed)).toBe(true);
   });
 
-  test('the modules share the model\'s layers (training them trains the model)', () => {
+  test("the modules share the model's layers (training them trains the model)", () => {
     const m = model();
     const net = decouple(m);
     expect(net.modules.flatMap((s) => s.layers)).toEqual(m.layers);

@@ -5,7 +5,20 @@
 // for a synthesizer that still predicts zero, and dispose() freeing the optimizers' state.
 // Small networks (Linear → ReLU → Linear → ReLU → Linear, linear synthesizers) on random data:
 // each test runs in milliseconds.
-import { Adam, Arena, DecoupledTraining, Device, Linear, MeanSquaredError, Random, ReLU, Sequential, Stream, Tensor, decouple } from '../ts';
+import {
+  Adam,
+  Arena,
+  DecoupledTraining,
+  Device,
+  Linear,
+  MeanSquaredError,
+  Random,
+  ReLU,
+  Sequential,
+  Stream,
+  Tensor,
+  decouple,
+} from '../ts';
 import type { DecoupleOptions } from '../ts';
 import { StepContext } from '../ts/nn/module';
 import * as ops from '../ts/ops';
@@ -45,11 +58,17 @@ function setup(options: DecoupleOptions, seed = 1) {
   };
   /** Everything a checkpoint holds: parameters, BatchNorm state, optimizer state tensors. */
   const tensors = () => [
-    ...net.parameters().map((p) => p.value), ...net.synthesizerParameters().map((p) => p.value), ...net.stateTensors(),
+    ...net.parameters().map((p) => p.value),
+    ...net.synthesizerParameters().map((p) => p.value),
+    ...net.stateTensors(),
     ...strategy.checkpointState().tensors.map((t) => t.tensor),
   ];
   const read = () => Promise.all(tensors().map((t) => t.readFloat32(stream)));
-  const dispose = () => { arena.dispose(); strategy.dispose(); net.dispose(); };
+  const dispose = () => {
+    arena.dispose();
+    strategy.dispose();
+    net.dispose();
+  };
   return { net, strategy, stream, arena, step, tensorsOf, batches, read, tensors, dispose };
 }
 
@@ -73,7 +92,10 @@ describe('restoring checkpointState() rewinds a decoupled run exactly', () => {
     // Three more steps, recorded; then everything written back and the same three steps again.
     const losses: number[] = [];
     const updated: boolean[][] = [];
-    for (let k = 3; k < 6; k++) { losses.push(await run.step(k)); updated.push([...run.strategy.lastStep!.updated]); }
+    for (let k = 3; k < 6; k++) {
+      losses.push(await run.step(k));
+      updated.push([...run.strategy.lastStep!.updated]);
+    }
     const after = await run.read();
     const counts = run.strategy.optimizers.map((o) => o.steps);
 
@@ -87,7 +109,10 @@ describe('restoring checkpointState() rewinds a decoupled run exactly', () => {
 
     const again: number[] = [];
     const againUpdated: boolean[][] = [];
-    for (let k = 3; k < 6; k++) { again.push(await run.step(k)); againUpdated.push([...run.strategy.lastStep!.updated]); }
+    for (let k = 3; k < 6; k++) {
+      again.push(await run.step(k));
+      againUpdated.push([...run.strategy.lastStep!.updated]);
+    }
     expect(again).toEqual(losses);
     expect(againUpdated).toEqual(updated);
     expect(run.strategy.optimizers.map((o) => o.steps)).toEqual(counts);
@@ -111,7 +136,10 @@ describe('restoring checkpointState() rewinds a decoupled run exactly', () => {
   });
 
   test.each([
-    [{ steps: 2.5, optimizerSteps: [1, 1, 1], synthesizerSteps: [1, 1], updateRng: [] }, /checkpoint: 'steps' must be a step count, got 2.5/],
+    [
+      { steps: 2.5, optimizerSteps: [1, 1, 1], synthesizerSteps: [1, 1], updateRng: [] },
+      /checkpoint: 'steps' must be a step count, got 2.5/,
+    ],
     [{ steps: 2, optimizerSteps: [1, 1], synthesizerSteps: [1, 1] }, /checkpoint: 'optimizerSteps' must list 3 step counts, got \[1,1\]/],
     [{ steps: 2, optimizerSteps: [1, 1, -1], synthesizerSteps: [1, 1] }, /checkpoint: 'optimizerSteps' must be a step count, got -1/],
     [{ steps: 2, optimizerSteps: [1, 1, 1], synthesizerSteps: 'x' }, /checkpoint: 'synthesizerSteps' must list 2 step counts, got "x"/],
@@ -121,7 +149,11 @@ describe('restoring checkpointState() rewinds a decoupled run exactly', () => {
     await run.step(0);
     const steps = run.strategy.optimizers.map((o) => o.steps);
     let thrown: unknown;
-    try { run.strategy.restoreState(host); } catch (e) { thrown = e; }
+    try {
+      run.strategy.restoreState(host);
+    } catch (e) {
+      thrown = e;
+    }
     expect((thrown as Error).message).toMatch(message);
     expect((thrown as { code?: string }).code).toBe('ERR_SYNTHGRAD_CHECKPOINT');
     expect(run.strategy.steps).toBe(1);
@@ -132,13 +164,16 @@ describe('restoring checkpointState() rewinds a decoupled run exactly', () => {
   test('the pipelined schedule cannot be saved (work is carried between steps)', () => {
     const run = setup({ schedule: { kind: 'pipelined', depth: 1 } });
     let thrown: unknown;
-    try { run.strategy.checkpointState(); } catch (e) { thrown = e; }
+    try {
+      run.strategy.checkpointState();
+    } catch (e) {
+      thrown = e;
+    }
     expect((thrown as { code?: string }).code).toBe('ERR_SYNTHGRAD_CHECKPOINT');
     expect((thrown as Error).message).toMatch(/pipelined schedule .* cannot be saved/);
     run.dispose();
   });
 });
-
 
 describe('graph capture', () => {
   test.each([
@@ -182,7 +217,7 @@ describe('a probe', () => {
   });
 });
 
-test('dispose() frees every module optimizer\'s state', async () => {
+test("dispose() frees every module optimizer's state", async () => {
   const run = setup({});
   await run.step(0);
   const state = run.strategy.optimizers.flatMap((o, i) => o.stateTensors(run.net.modules[i].parameters()));
@@ -193,7 +228,7 @@ test('dispose() frees every module optimizer\'s state', async () => {
 });
 
 describe('what a step keeps', () => {
-  test('nothing is recorded unless asked; a record holds each cut\'s tensors (N − 1 of each)', async () => {
+  test("nothing is recorded unless asked; a record holds each cut's tensors (N − 1 of each)", async () => {
     const run = setup({});
     run.strategy.record = false;
     await run.step(0);
@@ -202,14 +237,17 @@ describe('what a step keeps', () => {
     await run.step(1);
     const r = run.strategy.lastStep!;
     expect([r.activations.length, r.synthetic.length, r.targets.length, r.updated.length]).toEqual([2, 2, 2, 3]);
-    expect(r.activations.map((t) => t.shape)).toEqual([[B, 5], [B, 4]]);
+    expect(r.activations.map((t) => t.shape)).toEqual([
+      [B, 5],
+      [B, 4],
+    ]);
     run.dispose();
   });
 
   test.each([
     ['lockstep: only the current step', {}, 1],
     ['pipelined depth 2: the current step and the 2 before, whose targets arrive late', { schedule: { kind: 'pipelined', depth: 2 } }, 3],
-  ] as [string, DecoupleOptions, number][])('a step\'s tensors are freed once no later work needs them (%s)', async (_, options, kept) => {
+  ] as [string, DecoupleOptions, number][])("a step's tensors are freed once no later work needs them (%s)", async (_, options, kept) => {
     const run = setup(options);
     const records = [];
     for (let k = 0; k < 6; k++) {
@@ -225,8 +263,9 @@ describe('what a step keeps', () => {
     const net = decouple(new Sequential([new Linear(3, 4), new ReLU(), new Linear(4, 2)]), { synthesizer: { hidden: [] } });
     net.initialize(cpu, new Random(1));
     const shared = new Adam({ lr: 0.1 });
-    expect(() => net.trainingStrategy({ loss: new MeanSquaredError(), optimizer: () => shared }))
-      .toThrow(/^decoupled training needs one optimizer per module/);
+    expect(() => net.trainingStrategy({ loss: new MeanSquaredError(), optimizer: () => shared })).toThrow(
+      /^decoupled training needs one optimizer per module/,
+    );
     net.dispose();
   });
 });

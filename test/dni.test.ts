@@ -2,8 +2,25 @@
 // that learn a known gradient, bootstrapped targets, streams that do not change results,
 // reproducible stochastic updates, and configuration errors caught before training.
 import {
-  Adam, Arena, Dataset, DecoupledNetwork, DecoupledTraining, Device, Linear, MeanSquaredError, Random, SGD,
-  Sequential, SoftmaxCrossEntropy, Stream, Synthesizer, Tensor, Trainer, datasets, decouple, mlp,
+  Adam,
+  Arena,
+  Dataset,
+  DecoupledNetwork,
+  DecoupledTraining,
+  Device,
+  Linear,
+  MeanSquaredError,
+  Random,
+  SGD,
+  Sequential,
+  SoftmaxCrossEntropy,
+  Stream,
+  Synthesizer,
+  Tensor,
+  Trainer,
+  datasets,
+  decouple,
+  mlp,
 } from '../ts';
 import type { SynthesizerOptions } from '../ts';
 import { StepContext } from '../ts/nn/module';
@@ -28,7 +45,9 @@ function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, rel: numbe
 describe('one DNI step', () => {
   test('equals the update computed by hand (float64) for a small linear network', async () => {
     // Two modules: f1 = Linear(3→4), f2 = Linear(4→2); loss MSE; synthesizer M(h1) = h1 Aᵀ + c.
-    const B = 5, lr = 0.1, lrSynth = 0.05;
+    const B = 5,
+      lr = 0.1,
+      lrSynth = 0.05;
     const model = new Sequential([new Linear(3, 4), new Linear(4, 2)]);
     const net = decouple(model, { at: [0], synthesizer: { hidden: [], optimizer: () => new SGD({ lr: lrSynth }) }, streams: 'per-module' });
     const rng = new Random(11);
@@ -37,13 +56,21 @@ describe('one DNI step', () => {
     const [l1, l2] = [model.layers[0] as Linear, model.layers[1] as Linear];
     const synthLinear = (net.synthesizers[0].network as Sequential).layers[0] as Linear;
     const init = {
-      W1: ref.randomArray(rng, 12), b1: ref.randomArray(rng, 4), W2: ref.randomArray(rng, 8), b2: ref.randomArray(rng, 2),
-      A: ref.randomArray(rng, 16, 0.05, 0.3), c: ref.randomArray(rng, 4, 0.05, 0.3),
+      W1: ref.randomArray(rng, 12),
+      b1: ref.randomArray(rng, 4),
+      W2: ref.randomArray(rng, 8),
+      b2: ref.randomArray(rng, 2),
+      A: ref.randomArray(rng, 16, 0.05, 0.3),
+      c: ref.randomArray(rng, 4, 0.05, 0.3),
     };
-    await l1.weight!.assign(init.W1); await l1.bias!.assign(init.b1);
-    await l2.weight!.assign(init.W2); await l2.bias!.assign(init.b2);
-    await synthLinear.weight!.assign(init.A); await synthLinear.bias!.assign(init.c);
-    const xs = ref.randomArray(rng, B * 3), ts = ref.randomArray(rng, B * 2);
+    await l1.weight!.assign(init.W1);
+    await l1.bias!.assign(init.b1);
+    await l2.weight!.assign(init.W2);
+    await l2.bias!.assign(init.b2);
+    await synthLinear.weight!.assign(init.A);
+    await synthLinear.bias!.assign(init.c);
+    const xs = ref.randomArray(rng, B * 3),
+      ts = ref.randomArray(rng, B * 2);
 
     const stream = new Stream(cpu);
     const arena = new Arena();
@@ -82,13 +109,16 @@ describe('one DNI step', () => {
 });
 
 describe('the pipelined schedule (depth 1)', () => {
-  test('regresses the late target with the synthesizer\'s current weights on the saved input (float64)', async () => {
+  test("regresses the late target with the synthesizer's current weights on the saved input (float64)", async () => {
     // f1 = Linear(3→4), f2 = Linear(4→2), MSE; M(h1) = h1 Aᵀ + c on SGD. At step 3, M learns
     // step 2's target δ from step 2's h1, with the weights it has after step 2's update.
-    const B = 5, lrSynth = 0.05;
+    const B = 5,
+      lrSynth = 0.05;
     const model = new Sequential([new Linear(3, 4), new Linear(4, 2)]);
     const net = decouple(model, {
-      at: [0], synthesizer: { hidden: [], optimizer: () => new SGD({ lr: lrSynth }) }, schedule: { kind: 'pipelined', depth: 1 },
+      at: [0],
+      synthesizer: { hidden: [], optimizer: () => new SGD({ lr: lrSynth }) },
+      schedule: { kind: 'pipelined', depth: 1 },
     });
     const rng = new Random(5);
     net.initialize(cpu, rng.fork());
@@ -100,8 +130,10 @@ describe('the pipelined schedule (depth 1)', () => {
     const stream = new Stream(cpu);
     const arena = new Arena();
     const ctx = context(stream, arena);
-    const batch = () => [Tensor.fromArray(ref.randomArray(rng, B * 3), [B, 3], { device: cpu, arena }),
-      Tensor.fromArray(ref.randomArray(rng, B * 2), [B, 2], { device: cpu, arena })];
+    const batch = () => [
+      Tensor.fromArray(ref.randomArray(rng, B * 3), [B, 3], { device: cpu, arena }),
+      Tensor.fromArray(ref.randomArray(rng, B * 2), [B, 2], { device: cpu, arena }),
+    ];
     const [x1, y1] = batch();
     await strategy.step(x1, y1, ctx).read(stream);
     const [x2, y2] = batch();
@@ -129,7 +161,8 @@ describe('the pipelined schedule (depth 1)', () => {
 describe('a synthesizer', () => {
   test('learns the true gradient of a quadratic loss', async () => {
     // L = mean_n (½ h_nᵀ Q h_n + bᵀ h_n): the per-example gradient is Q h + b, linear in h.
-    const width = 6, B = 64;
+    const width = 6,
+      B = 64;
     const rng = new Random(5);
     const Qhalf = ref.randomArray(rng, width * width, 0.1, 0.5);
     const Q = ref.gemm(true, false, { M: width, N: width, K: width }, 1, Qhalf, Qhalf, 0, null); // symmetric
@@ -158,7 +191,8 @@ describe('a synthesizer', () => {
 
   test('with updatesPerTarget k, takes k steps on each target, each from a fresh prediction', async () => {
     // k = 2 in one learn() must equal predicting and learning twice on the same h and target.
-    const width = 5, B = 8;
+    const width = 5,
+      B = 8;
     const rng = new Random(12);
     const h = ref.toF32(ref.randomArray(rng, B * width).map((v) => Math.max(0, v)));
     const target = ref.toF32(ref.randomArray(rng, B * width, 0.01, 0.1));
@@ -179,7 +213,9 @@ describe('a synthesizer', () => {
       synth.dispose();
       return { losses, weights };
     };
-    const twice = await run(2, 1), byHand = await run(1, 2), once = await run(1, 1);
+    const twice = await run(2, 1),
+      byHand = await run(1, 2),
+      once = await run(1, 1);
     expect(twice.weights).toEqual(byHand.weights);
     expect(twice.losses[0]).toBe(byHand.losses[1]); // learn() reports the last step's loss
     expect(twice.weights).not.toEqual(once.weights);
@@ -187,7 +223,9 @@ describe('a synthesizer', () => {
 });
 
 describe('centred and masked synthesizers', () => {
-  const width = 4, B = 6, lr = 0.1;
+  const width = 4,
+    B = 6,
+    lr = 0.1;
   /** The projection P: each column less its batch mean (float64). */
   const centerRows = (v: ref.Vec) => {
     const mu = ref.columnSums(v, B, width).map((x) => x / B);
@@ -199,11 +237,13 @@ describe('centred and masked synthesizers', () => {
    * regression step onto ts. Returns what it computed and, by hand, M(h) before any centring.
    */
   async function step(options: SynthesizerOptions, rng: Random, hs: ref.Vec, ts: ref.Vec) {
-    const A = ref.randomArray(rng, width * width, 0.05, 0.3), c = ref.randomArray(rng, width, 0.05, 0.3);
+    const A = ref.randomArray(rng, width * width, 0.05, 0.3),
+      c = ref.randomArray(rng, width, 0.05, 0.3);
     const synth = new Synthesizer('test', width, 1, { hidden: [], ...options });
     synth.initialize(cpu, rng.fork(), new SGD({ lr }));
     const linear = (synth.network as Sequential).layers[0] as Linear;
-    await linear.weight!.assign(A); await linear.bias!.assign(c);
+    await linear.weight!.assign(A);
+    await linear.bias!.assign(c);
     const stream = new Stream(cpu);
     const arena = new Arena();
     const ctx = context(stream, arena);
@@ -211,7 +251,8 @@ describe('centred and masked synthesizers', () => {
     const prediction = synth.predict(Tensor.fromArray(ref.toF32(hs), [B, width], { device: cpu, arena }), labels, ctx);
     const gradient = await values(prediction.gradient, stream);
     const loss = (await values(prediction.learn(Tensor.fromArray(ref.toF32(ts), [B, width], { device: cpu, arena }), ctx), stream))[0];
-    const weight = await values(linear.weight!.value, stream), bias = await values(linear.bias!.value, stream);
+    const weight = await values(linear.weight!.value, stream),
+      bias = await values(linear.bias!.value, stream);
     arena.dispose();
     synth.dispose();
     const raw = ref.addBias(ref.gemm(false, true, { M: B, N: width, K: width }, 1, hs, A, 0, null), c, B, width);
@@ -239,7 +280,7 @@ describe('centred and masked synthesizers', () => {
     const want = m.map((v) => v / B);
     // Small entries are differences left by the centring: they are held to float32 rounding of
     // M(h)'s own scale (an absolute 1e-7 of it), the others to 1e-5 relative.
-    expectClose(r.gradient, want, 1e-5, 1e-2 * ref.maxAbs(r.raw) / B);
+    expectClose(r.gradient, want, 1e-5, (1e-2 * ref.maxAbs(r.raw)) / B);
     expect(ref.maxAbs(ref.columnSums(r.gradient, B, width))).toBeLessThan(1e-6 * ref.maxAbs(r.gradient) * B);
     expectUpdate(r, centerRows(m.map((v, k) => (2 * (v - B * ts[k])) / (B * width))), hs);
   });
@@ -262,7 +303,9 @@ describe('centred and masked synthesizers', () => {
     const masked = (net: DecoupledNetwork) => net.synthesizers.map((s) => s.maskInactive);
     expect(masked(decouple(mlp(8, [6, 5], 10), { synthesizer: { maskInactive: true } }))).toEqual([true, true]);
     expect(masked(decouple(mlp(8, [6, 5], 10)))).toEqual([false, false]);
-    expect(masked(decouple(new Sequential([new Linear(3, 4), new Linear(4, 2)]), { at: [0], synthesizer: { maskInactive: true } }))).toEqual([false]);
+    expect(
+      masked(decouple(new Sequential([new Linear(3, 4), new Linear(4, 2)]), { at: [0], synthesizer: { maskInactive: true } })),
+    ).toEqual([false]);
   });
 
   test('decouple centres, when asked, exactly the synthesizers whose next module starts with Linear → BatchNorm', () => {
@@ -270,7 +313,9 @@ describe('centred and masked synthesizers', () => {
     const centred = (net: DecoupledNetwork) => net.synthesizers.map((s) => s.center);
     expect(centred(decouple(mlp(8, [6, 5], 10), { synthesizer: { center: true } }))).toEqual([true, false]);
     expect(centred(decouple(mlp(8, [6, 5], 10)))).toEqual([false, false]);
-    expect(centred(decouple(new Sequential([new Linear(3, 4), new Linear(4, 2)]), { at: [0], synthesizer: { center: true } }))).toEqual([false]);
+    expect(centred(decouple(new Sequential([new Linear(3, 4), new Linear(4, 2)]), { at: [0], synthesizer: { center: true } }))).toEqual([
+      false,
+    ]);
   });
 });
 
@@ -286,9 +331,12 @@ describe('bootstrapped targets', () => {
     const [linear2, bn2] = net.modules[1].layers as [Linear, import('../ts').BatchNorm1d];
     const linear3 = net.modules[2].layers[0] as Linear;
     const s = trainer.stream;
-    const W2 = await values(linear2.weight!.value, s), b2 = await values(linear2.bias!.value, s);
-    const gamma = await values(bn2.gamma!.value, s), beta = await values(bn2.beta!.value, s);
-    const W3 = await values(linear3.weight!.value, s), b3 = await values(linear3.bias!.value, s);
+    const W2 = await values(linear2.weight!.value, s),
+      b2 = await values(linear2.bias!.value, s);
+    const gamma = await values(bn2.gamma!.value, s),
+      beta = await values(bn2.beta!.value, s);
+    const W3 = await values(linear3.weight!.value, s),
+      b3 = await values(linear3.bias!.value, s);
 
     strategy.record = true;
     const B = 16;
@@ -333,9 +381,19 @@ describe('streams and schedules', () => {
     const losses: number[] = [];
     const updated: boolean[][] = [];
     await trainer.fit(train.head(2048), {
-      steps, batchSize: 64, onStep: (m) => { losses.push(m.loss); updated.push([...strategy.lastStep!.updated]); },
+      steps,
+      batchSize: 64,
+      onStep: (m) => {
+        losses.push(m.loss);
+        updated.push([...strategy.lastStep!.updated]);
+      },
     });
-    const params = await Promise.all(net.parameters().concat(net.synthesizerParameters()).map((p) => p.value.readFloat32(trainer.stream)));
+    const params = await Promise.all(
+      net
+        .parameters()
+        .concat(net.synthesizerParameters())
+        .map((p) => p.value.readFloat32(trainer.stream)),
+    );
     trainer.dispose();
     return { losses, params, updated };
   }
@@ -378,7 +436,13 @@ describe('streams and schedules', () => {
     const losses = async (model: Sequential | DecoupledNetwork) => {
       const out: number[] = [];
       const trainer = new Trainer(model, { device: cpu, optimizer: () => new Adam({ lr: 1e-3 }), seed: 4 });
-      await trainer.fit(data, { steps: 12, batchSize: 64, onStep: (m) => { out.push(m.loss); } });
+      await trainer.fit(data, {
+        steps: 12,
+        batchSize: 64,
+        onStep: (m) => {
+          out.push(m.loss);
+        },
+      });
       trainer.dispose();
       return out;
     };
@@ -391,14 +455,27 @@ describe('streams and schedules', () => {
 });
 
 describe('diagnostics', () => {
-  test('report each synthesizer\'s loss and its cosine similarity to the true gradient', async () => {
+  test("report each synthesizer's loss and its cosine similarity to the true gradient", async () => {
     const { train, test } = await datasets.mnist();
     const net = decouple(mlp(784, [128, 128], 10), { synthesizer: { conditioned: true } });
     const trainer = new Trainer(net, { device: cpu, optimizer: () => new Adam({ lr: 1e-3 }), seed: 0 });
     const reports: { step: number; cos: number[]; loss: number[]; ratio: number[]; fit: number[] }[] = [];
     await trainer.fit(train, {
-      steps: 150, batchSize: 128, validation: undefined, diagnoseEvery: 50, logEvery: 1000,
-      onStep: (m) => { if (m.diagnostics) reports.push({ step: m.step, cos: m.diagnostics.map((d) => d.cosine), loss: m.diagnostics.map((d) => d.synthesizerLoss), ratio: m.diagnostics.map((d) => d.normRatio), fit: m.diagnostics.map((d) => d.targetCosine) }); },
+      steps: 150,
+      batchSize: 128,
+      validation: undefined,
+      diagnoseEvery: 50,
+      logEvery: 1000,
+      onStep: (m) => {
+        if (m.diagnostics)
+          reports.push({
+            step: m.step,
+            cos: m.diagnostics.map((d) => d.cosine),
+            loss: m.diagnostics.map((d) => d.synthesizerLoss),
+            ratio: m.diagnostics.map((d) => d.normRatio),
+            fit: m.diagnostics.map((d) => d.targetCosine),
+          });
+      },
     });
     expect(reports.map((r) => r.step)).toEqual([50, 100, 150]);
     for (const r of reports) {
@@ -431,8 +508,13 @@ describe('diagnostics', () => {
     const trainer = new Trainer(net, { device: cpu, optimizer: () => new Adam({ lr: 1e-3 }), seed: 1 });
     const losses: number[][] = [];
     await trainer.fit(train.head(2048), {
-      steps: 40, batchSize: 64, diagnoseEvery: 2, logEvery: 1000,
-      onStep: (m) => { if (m.diagnostics) losses.push(m.diagnostics.map((d) => d.synthesizerLoss)); },
+      steps: 40,
+      batchSize: 64,
+      diagnoseEvery: 2,
+      logEvery: 1000,
+      onStep: (m) => {
+        if (m.diagnostics) losses.push(m.diagnostics.map((d) => d.synthesizerLoss));
+      },
     });
     expect(losses).toHaveLength(20);
     for (const l of losses.slice(3)) for (const v of l) expect(v).toBeGreaterThan(0);
@@ -447,7 +529,17 @@ describe('diagnostics', () => {
       const net = decouple(mlp(784, [32, 32], 10), { synthesizer: { conditioned: true } });
       const trainer = new Trainer(net, { device: cpu, optimizer: () => new Adam({ lr: 1e-3 }), seed: 4 });
       const cosines = new Map<number, number[]>();
-      await trainer.fit(train.head(1024), { steps, batchSize: 64, diagnoseEvery: 1, onStep: (m) => { cosines.set(m.step, m.diagnostics!.map((d) => d.cosine)); } });
+      await trainer.fit(train.head(1024), {
+        steps,
+        batchSize: 64,
+        diagnoseEvery: 1,
+        onStep: (m) => {
+          cosines.set(
+            m.step,
+            m.diagnostics!.map((d) => d.cosine),
+          );
+        },
+      });
       trainer.dispose();
       return cosines;
     };
@@ -483,7 +575,10 @@ describe('bad configuration is caught before training', () => {
     [{ synthesizer: { updatesPerTarget: 1.5 } }, /synthesizer 1 .*'updatesPerTarget' must be an integer >= 1, got 1.5/],
     [{ synthesizer: { network: (i: number, o: number) => new Linear(i, o + 1) } }, /outputs 33 features, the module's output has 32/],
     [{ synthesizer: { network: () => new Linear(5, 32) } }, /does not accept 32 input features/],
-    [{ synthesizer: { optimizer: new Adam({ lr: 1e-3 }) } }, /synthesizer 1 .*'optimizer' must be a function returning an Optimizer, got object/],
+    [
+      { synthesizer: { optimizer: new Adam({ lr: 1e-3 }) } },
+      /synthesizer 1 .*'optimizer' must be a function returning an Optimizer, got object/,
+    ],
   ])('%j', (options, message) => {
     expect(() => decouple(model(), options as never)).toThrow(message);
   });
@@ -494,13 +589,25 @@ describe('bad configuration is caught before training', () => {
 });
 
 describe('optimizer factories', () => {
-  test('are called with each module\'s index, so modules may differ (here: module 1 frozen)', async () => {
+  test("are called with each module's index, so modules may differ (here: module 1 frozen)", async () => {
     const { train } = await datasets.mnist();
     const modelCalls: number[] = [];
     const synthCalls: number[] = [];
-    const net = decouple(mlp(784, [16, 16], 10), { synthesizer: { optimizer: (i) => { synthCalls.push(i); return new Adam({ lr: 1e-3 }); } } });
+    const net = decouple(mlp(784, [16, 16], 10), {
+      synthesizer: {
+        optimizer: (i) => {
+          synthCalls.push(i);
+          return new Adam({ lr: 1e-3 });
+        },
+      },
+    });
     const trainer = new Trainer(net, {
-      device: cpu, seed: 1, optimizer: (i) => { modelCalls.push(i); return new SGD({ lr: i === 0 ? () => 0 : 0.1 }); },
+      device: cpu,
+      seed: 1,
+      optimizer: (i) => {
+        modelCalls.push(i);
+        return new SGD({ lr: i === 0 ? () => 0 : 0.1 });
+      },
     });
     expect(modelCalls).toEqual([0, 1, 2]);
     expect(synthCalls).toEqual([0, 1]);
@@ -515,7 +622,9 @@ describe('optimizer factories', () => {
 
   test('a synthesizer factory that returns something else is a clear error', () => {
     const net = decouple(mlp(4, [3], 2), { synthesizer: { optimizer: () => ({}) as never } });
-    expect(() => new Trainer(net, { device: cpu, optimizer: () => new SGD({ lr: 0.1 }) })).toThrow(/synthesizer 1 .*'optimizer' factory returned Object, not an Optimizer/);
+    expect(() => new Trainer(net, { device: cpu, optimizer: () => new SGD({ lr: 0.1 }) })).toThrow(
+      /synthesizer 1 .*'optimizer' factory returned Object, not an Optimizer/,
+    );
   });
 });
 

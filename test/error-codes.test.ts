@@ -20,20 +20,35 @@ async function codeOf(f: () => unknown): Promise<{ name: string; code: unknown }
 
 test('no error is constructed in ts/ except through ts/errors.ts (so each has a code)', () => {
   const root = path.join(__dirname, '..', 'ts');
-  const out = execFileSync('grep', ['-rn', '-E', 'new (Type|Range)?Error\\(', root, '--include=*.ts'], { encoding: 'utf8' }).trim().split('\n');
+  const out = execFileSync('grep', ['-rn', '-E', 'new (Type|Range)?Error\\(', root, '--include=*.ts'], { encoding: 'utf8' })
+    .trim()
+    .split('\n');
   expect(out.filter((l) => !l.startsWith(path.join(root, 'errors.ts')))).toEqual([]);
 });
 
 test('TypeScript errors: argument type and value, state, checkpoint, CLI', async () => {
-  const data = Dataset.fromArrays([[0, 1], [1, 0]], [0, 1], { classes: 2 });
+  const data = Dataset.fromArrays(
+    [
+      [0, 1],
+      [1, 0],
+    ],
+    [0, 1],
+    { classes: 2 },
+  );
   const trainer = new Trainer(mlp(2, [4], 2), { device: cpu, optimizer: new Adam({ lr: 1e-3 }) });
-  expect(await codeOf(() => trainer.fit(data, { epochs: 1, batchsize: 2 } as never))).toEqual({ name: 'TypeError', code: 'ERR_SYNTHGRAD_INVALID_ARG_TYPE' });
+  expect(await codeOf(() => trainer.fit(data, { epochs: 1, batchsize: 2 } as never))).toEqual({
+    name: 'TypeError',
+    code: 'ERR_SYNTHGRAD_INVALID_ARG_TYPE',
+  });
   expect(await codeOf(() => data.head(-1))).toEqual({ name: 'RangeError', code: 'ERR_SYNTHGRAD_INVALID_ARG_VALUE' });
   expect(await codeOf(() => predict(new Sequential([new Linear(2, 2)]), data))).toEqual({ name: 'Error', code: 'ERR_SYNTHGRAD_STATE' });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-codes-'));
   try {
     await trainer.save(path.join(dir, 'run.ckpt'));
-    expect(await codeOf(() => loadModel(mlp(2, [4], 2), path.join(dir, 'run.ckpt')))).toEqual({ name: 'Error', code: 'ERR_SYNTHGRAD_CHECKPOINT' });
+    expect(await codeOf(() => loadModel(mlp(2, [4], 2), path.join(dir, 'run.ckpt')))).toEqual({
+      name: 'Error',
+      code: 'ERR_SYNTHGRAD_CHECKPOINT',
+    });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -45,7 +60,10 @@ test('native errors: argument type and value thrown at once, and a failed queued
   const s = native.defaultStream(cpu.name as 'cpu');
   expect(await codeOf(() => native.ops.fill(s, {} as never, 0))).toEqual({ name: 'TypeError', code: 'ERR_SYNTHGRAD_INVALID_ARG_TYPE' });
   const t = Tensor.zeros([2, 3], { device: cpu });
-  expect(await codeOf(() => native.ops.fill(s, t.handle, Infinity))).toEqual({ name: 'RangeError', code: 'ERR_SYNTHGRAD_INVALID_ARG_VALUE' });
+  expect(await codeOf(() => native.ops.fill(s, t.handle, Infinity))).toEqual({
+    name: 'RangeError',
+    code: 'ERR_SYNTHGRAD_INVALID_ARG_VALUE',
+  });
   // A label out of range is found by the kernel, on the stream: the next read rejects.
   const logits = Tensor.zeros([2, 3], { device: cpu });
   const labels = Tensor.fromArray(new Int32Array([0, 7]), [2], { device: cpu, dtype: 'int32' });

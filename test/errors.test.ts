@@ -1,6 +1,21 @@
 // Bad input never crashes the process: each case raises an Error (TypeError/RangeError where
 // fitting) whose message names the argument and what was expected.
-import { Adam, BatchNorm1d, Dataset, Device, Linear, Random, SGD, Sequential, Stream, Tensor, Trainer, mlp, native, learningRateSchedules } from '../ts';
+import {
+  Adam,
+  BatchNorm1d,
+  Dataset,
+  Device,
+  Linear,
+  Random,
+  SGD,
+  Sequential,
+  Stream,
+  Tensor,
+  Trainer,
+  mlp,
+  native,
+  learningRateSchedules,
+} from '../ts';
 import { Arena } from '../ts/tensor';
 import { errorName } from './helpers/errors';
 
@@ -38,17 +53,23 @@ describe('ops', () => {
   test('a wrong shape names the argument and the expected shape', () => {
     const c = t([2, 2]);
     expect(errorName(() => ops.gemm(s.handle, t([2, 3]).handle, t([2, 3]).handle, c.handle, false, false, 1, 0))).toBe('RangeError');
-    expect(() => ops.gemm(s.handle, t([2, 3]).handle, t([2, 3]).handle, c.handle, false, false, 1, 0)).toThrow(/gemm: inner dimensions differ/);
-    expect(() => ops.gemm(s.handle, t([2, 3]).handle, t([3, 4]).handle, c.handle, false, false, 1, 0)).toThrow(/gemm: 'c' must have shape \[2,4\], got \[2,2\]/);
+    expect(() => ops.gemm(s.handle, t([2, 3]).handle, t([2, 3]).handle, c.handle, false, false, 1, 0)).toThrow(
+      /gemm: inner dimensions differ/,
+    );
+    expect(() => ops.gemm(s.handle, t([2, 3]).handle, t([3, 4]).handle, c.handle, false, false, 1, 0)).toThrow(
+      /gemm: 'c' must have shape \[2,4\], got \[2,2\]/,
+    );
     expect(() => ops.addBias(s.handle, t([4, 3]).handle, t([4]).handle)).toThrow(/addBias: 'bias' must have shape \[3\]/);
   });
 
   test('a wrong dtype', () => {
     const labels = Tensor.fromArray(Int32Array.from([0, 1]), [2]);
-    expect(() => ops.gemm(s.handle, labels.reshape([1, 2]).handle, t([2, 2]).handle, t([1, 2]).handle, false, false, 1, 0))
-      .toThrow(/gemm: 'a' must be float32, got int32/);
-    expect(() => ops.softmaxCrossEntropyForward(s.handle, t([2, 3]).handle, t([2]).handle, t([2, 3]).handle, t([1]).handle))
-      .toThrow(/'labels' must be int32, got float32/);
+    expect(() => ops.gemm(s.handle, labels.reshape([1, 2]).handle, t([2, 2]).handle, t([1, 2]).handle, false, false, 1, 0)).toThrow(
+      /gemm: 'a' must be float32, got int32/,
+    );
+    expect(() => ops.softmaxCrossEntropyForward(s.handle, t([2, 3]).handle, t([2]).handle, t([2, 3]).handle, t([1]).handle)).toThrow(
+      /'labels' must be int32, got float32/,
+    );
   });
 
   test('a disposed tensor', async () => {
@@ -66,7 +87,9 @@ describe('ops', () => {
     expect(() => ops.fill(s.handle, a.handle, 'one' as unknown as number)).toThrow(/fill: 'value' must be a number/);
     expect(() => ops.fill({} as never, a.handle, 1)).toThrow(/fill: 'stream' must be a Stream/);
     expect(() => ops.gemm(s.handle, a.handle, a.handle, {} as never, false, false, 1, 0)).toThrow(/gemm: 'c' must be a Tensor/);
-    expect(() => ops.gemm(s.handle, a.handle, t([2, 2]).handle, t([2, 2]).handle, 0 as never, false, 1, 0)).toThrow(/'transA' must be a boolean/);
+    expect(() => ops.gemm(s.handle, a.handle, t([2, 2]).handle, t([2, 2]).handle, 0 as never, false, 1, 0)).toThrow(
+      /'transA' must be a boolean/,
+    );
     expect(() => ops.activationForward(s.handle, 'gelu' as 'relu', a.handle, a.handle)).toThrow(/'relu', 'tanh' or 'sigmoid', got 'gelu'/);
     // Any missing argument is named (C++ evaluates the conversions in an unspecified order).
     expect(() => (ops.fill as (...a: unknown[]) => void)()).toThrow(/fill: '(stream|y|value)' must be a/);
@@ -75,8 +98,9 @@ describe('ops', () => {
   test('non-finite scalars and bad hyper-parameters', () => {
     const p = t([3]);
     expect(() => ops.fill(s.handle, p.handle, NaN)).toThrow(/fill: 'value' must be finite/);
-    expect(() => ops.adamStepGroup(s.handle, [p.handle], [t([3]).handle], [t([3]).handle], [t([3]).handle], t([2]).handle,
-      0.9, 1.5, 1e-8, 0)).toThrow(/adamStepGroup: 'beta2' must be in \[0, 1\)/);
+    expect(() =>
+      ops.adamStepGroup(s.handle, [p.handle], [t([3]).handle], [t([3]).handle], [t([3]).handle], t([2]).handle, 0.9, 1.5, 1e-8, 0),
+    ).toThrow(/adamStepGroup: 'beta2' must be in \[0, 1\)/);
     expect(() => native.adamScalars(1e-3, 0.9, 0.99, 0)).toThrow(/adamScalars: 'step' must be >= 1/);
   });
 

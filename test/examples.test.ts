@@ -15,12 +15,20 @@ const expected: Record<string, RegExp> = {
 };
 
 test('every example is listed here', () => {
-  expect(fs.readdirSync(path.join(root, 'examples')).filter((f) => f.endsWith('.mjs')).sort()).toEqual(Object.keys(expected).sort());
+  expect(
+    fs
+      .readdirSync(path.join(root, 'examples'))
+      .filter((f) => f.endsWith('.mjs'))
+      .sort(),
+  ).toEqual(Object.keys(expected).sort());
 });
 
 test.each(Object.entries(expected))('examples/%s', (name, pattern) => {
   const r = spawnSync(process.execPath, [path.join('examples', name), '4'], {
-    cwd: root, encoding: 'utf8', timeout: 120_000, env: { ...process.env, SYNTHGRAD_DEVICE: 'cpu' },
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, SYNTHGRAD_DEVICE: 'cpu' },
   });
   if (r.status !== 0) throw new Error(`${name} exited ${r.status}:\n${r.stdout}${r.stderr}`);
   expect(r.stdout).toMatch(pattern);

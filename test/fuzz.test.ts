@@ -8,7 +8,9 @@ const script = path.join(__dirname, '..', 'scripts', 'fuzz.js');
 
 function fuzz(args: string[], inject?: string) {
   const r = spawnSync(process.execPath, [script, ...args], {
-    encoding: 'utf8', timeout: 120_000, env: { ...process.env, SYNTHGRAD_FUZZ_INJECT: inject ?? '' },
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, SYNTHGRAD_FUZZ_INJECT: inject ?? '' },
   });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
@@ -26,11 +28,20 @@ test.each([
   ['hang', /HANG: seed 3 batch 0 call 5 .*\n\s+injected hang: for \(;;\)\n\s+no progress for 3 s/],
   ['throw', /BAD ERROR: seed 3 batch 0: non-Error thrown \(string: a string\) by injected throw/],
   // UBSan without halt_on_error: the batch finishes, its report is still found in the output.
-  ['report', /SANITIZER REPORT: seed 3 batch 0 call 19 .*\n[^\n]*\n\s+in the output of a batch that finished.*\n\s+\| x.cpp:1:1: runtime error: injected/],
-])('an injected %s is caught and reported with its call', (kind, expected) => {
-  const r = fuzz(['--seed', '3', '--calls', '20', '--batch', '20', '--jobs', '1', '--timeout', '3'], kind);
-  expect(r.out).toMatch(expected);
-  expect(r.out).toMatch(/fuzz: FAILED/);
-  expect(r.out).toMatch(kind === 'report' ? /sanitizer reports 1/ : kind === 'throw' ? /badly formed errors 1/ : new RegExp(`${kind}es 1|${kind}s 1`));
-  expect(r.status).toBe(1);
-}, 60_000);
+  [
+    'report',
+    /SANITIZER REPORT: seed 3 batch 0 call 19 .*\n[^\n]*\n\s+in the output of a batch that finished.*\n\s+\| x.cpp:1:1: runtime error: injected/,
+  ],
+])(
+  'an injected %s is caught and reported with its call',
+  (kind, expected) => {
+    const r = fuzz(['--seed', '3', '--calls', '20', '--batch', '20', '--jobs', '1', '--timeout', '3'], kind);
+    expect(r.out).toMatch(expected);
+    expect(r.out).toMatch(/fuzz: FAILED/);
+    expect(r.out).toMatch(
+      kind === 'report' ? /sanitizer reports 1/ : kind === 'throw' ? /badly formed errors 1/ : new RegExp(`${kind}es 1|${kind}s 1`),
+    );
+    expect(r.status).toBe(1);
+  },
+  60_000,
+);

@@ -3,7 +3,21 @@
 // it recorded (across streams), misuse is a clear error, and fit({ graph: true }) trains
 // exactly like fit().
 import {
-  Adam, Dataset, Device, Event, Graph, Parameter, Random, SGD, Stream, Tensor, Trainer, decouple, mlp, native, learningRateSchedules,
+  Adam,
+  Dataset,
+  Device,
+  Event,
+  Graph,
+  Parameter,
+  Random,
+  SGD,
+  Stream,
+  Tensor,
+  Trainer,
+  decouple,
+  mlp,
+  native,
+  learningRateSchedules,
 } from '../ts';
 import type { DecoupleOptions } from '../ts';
 import { spawnSync } from 'child_process';
@@ -50,15 +64,30 @@ describe('parameter-group optimizer ops', () => {
     const [p, g, m, v] = [group(rng), group(rng), group(rng), group(rng, true)];
     const s = new Stream(cpu);
     // Reference copies, updated one tensor at a time (each step zeroes its own gradient copy).
-    const copy = (t: Tensor) => { const c = Tensor.empty(t.shape, { device: cpu }); ops.copy(s.handle, t.handle, c.handle); return c; };
+    const copy = (t: Tensor) => {
+      const c = Tensor.empty(t.shape, { device: cpu });
+      ops.copy(s.handle, t.handle, c.handle);
+      return c;
+    };
     const [p0, g0, m0, v0] = [p.map(copy), g.map(copy), m.map(copy), v.map(copy)];
     const start = await Promise.all(p.map((t) => floats(t, s)));
     const [lr, b1, b2, eps, wd, step] = [1e-3, 0.9, 0.999, 1e-8, 0.01, 7];
-    for (let i = 0; i < p.length; i++) adamStep(s.handle, p0[i].handle, g0[i].handle, m0[i].handle, v0[i].handle, lr, b1, b2, eps, wd, step);
+    for (let i = 0; i < p.length; i++)
+      adamStep(s.handle, p0[i].handle, g0[i].handle, m0[i].handle, v0[i].handle, lr, b1, b2, eps, wd, step);
     const hyper = Tensor.zeros([2], { device: cpu });
     ops.writeScalars(s.handle, hyper.handle, native.adamScalars(lr, b1, b2, step));
-    ops.adamStepGroup(s.handle, p.map((t) => t.handle), g.map((t) => t.handle), m.map((t) => t.handle), v.map((t) => t.handle),
-      hyper.handle, b1, b2, eps, wd);
+    ops.adamStepGroup(
+      s.handle,
+      p.map((t) => t.handle),
+      g.map((t) => t.handle),
+      m.map((t) => t.handle),
+      v.map((t) => t.handle),
+      hyper.handle,
+      b1,
+      b2,
+      eps,
+      wd,
+    );
     for (let i = 0; i < p.length; i++) {
       expect(bits([await floats(p[i], s)]).equals(bits([await floats(p0[i], s)]))).toBe(true);
       expect(bits([await floats(m[i], s)]).equals(bits([await floats(m0[i], s)]))).toBe(true);
@@ -73,13 +102,24 @@ describe('parameter-group optimizer ops', () => {
       const rng = new Random(6);
       const [p, g, vel] = [group(rng), group(rng), group(rng)];
       const s = new Stream(cpu);
-      const copy = (t: Tensor) => { const c = Tensor.empty(t.shape, { device: cpu }); ops.copy(s.handle, t.handle, c.handle); return c; };
+      const copy = (t: Tensor) => {
+        const c = Tensor.empty(t.shape, { device: cpu });
+        ops.copy(s.handle, t.handle, c.handle);
+        return c;
+      };
       const [p0, g0, v0] = [p.map(copy), g.map(copy), vel.map(copy)];
       const start = await Promise.all(p.map((t) => floats(t, s)));
       for (let i = 0; i < p.length; i++) sgdStep(s.handle, p0[i].handle, g0[i].handle, v0[i].handle, 0.05, momentum, 1e-4);
       const hyper = Tensor.fromArray([0.05], [1], { device: cpu });
-      ops.sgdStepGroup(s.handle, p.map((t) => t.handle), g.map((t) => t.handle), momentum ? vel.map((t) => t.handle) : null,
-        hyper.handle, momentum, 1e-4);
+      ops.sgdStepGroup(
+        s.handle,
+        p.map((t) => t.handle),
+        g.map((t) => t.handle),
+        momentum ? vel.map((t) => t.handle) : null,
+        hyper.handle,
+        momentum,
+        1e-4,
+      );
       for (let i = 0; i < p.length; i++) {
         expect(bits([await floats(p[i], s)]).equals(bits([await floats(p0[i], s)]))).toBe(true);
         expect(bits([await floats(p[i], s)]).equals(bits([start[i]]))).toBe(false); // it moved
@@ -98,11 +138,19 @@ describe('parameter-group optimizer ops', () => {
     const adam = (params: Tensor[], grads: Tensor[], ms: Tensor[], vs: Tensor[], hy = hyper) =>
       ops.adamStepGroup(s.handle, h(params), h(grads), h(ms), h(vs), hy.handle, 0.9, 0.999, 1e-8, 0);
     expect(() => adam([a, b], [t([2, 3])], [t([2, 3]), t([4])], [t([2, 3]), t([4])])).toThrow(/adamStepGroup: 'grads' must hold 2 tensors/);
-    expect(() => adam([a], [t([3, 2])], [t([2, 3])], [t([2, 3])])).toThrow(/adamStepGroup: 'grads\[0\]' must have shape \[2,3\], got \[3,2\]/);
+    expect(() => adam([a], [t([3, 2])], [t([2, 3])], [t([2, 3])])).toThrow(
+      /adamStepGroup: 'grads\[0\]' must have shape \[2,3\], got \[3,2\]/,
+    );
     expect(() => adam([a], [a], [t([2, 3])], [t([2, 3])])).toThrow(/'grads\[0\]' shares memory with another tensor of the group/);
-    expect(() => adam([a], [t([2, 3])], [t([2, 3])], [t([2, 3])], t([1]))).toThrow(/adamStepGroup: 'hyper' must have shape \[2\], got \[1\]/);
-    expect(() => ops.adamStepGroup(s.handle, [a.handle, 3 as never], [], [], [], hyper.handle, 0.9, 0.999, 1e-8, 0)).toThrow(/'params\[1\]' must be a Tensor/);
-    expect(() => ops.sgdStepGroup(s.handle, [a.handle], [t([2, 3]).handle], null, t([1]).handle, 0.5, 0)).toThrow(/'velocities' must hold 1 tensors/);
+    expect(() => adam([a], [t([2, 3])], [t([2, 3])], [t([2, 3])], t([1]))).toThrow(
+      /adamStepGroup: 'hyper' must have shape \[2\], got \[1\]/,
+    );
+    expect(() => ops.adamStepGroup(s.handle, [a.handle, 3 as never], [], [], [], hyper.handle, 0.9, 0.999, 1e-8, 0)).toThrow(
+      /'params\[1\]' must be a Tensor/,
+    );
+    expect(() => ops.sgdStepGroup(s.handle, [a.handle], [t([2, 3]).handle], null, t([1]).handle, 0.5, 0)).toThrow(
+      /'velocities' must hold 1 tensors/,
+    );
     expect(errorName(() => adam([a], [a], [t([2, 3])], [t([2, 3])]))).toBe('RangeError');
   });
 });
@@ -134,18 +182,22 @@ describe('Graph', () => {
     const a = Tensor.fromArray([1, 1], [2], { device: cpu });
     const b = Tensor.zeros([2], { device: cpu });
     const graph = Graph.capture(main, () => {
-      ops.axpby(main.handle, 2, a.handle, 0, a.handle);       // a *= 2 (main)
+      ops.axpby(main.handle, 2, a.handle, 0, a.handle); // a *= 2 (main)
       forked.record(main);
       side.wait(forked);
-      ops.axpby(side.handle, 1, a.handle, 1, b.handle);       // b += a (side, after main)
+      ops.axpby(side.handle, 1, a.handle, 1, b.handle); // b += a (side, after main)
       joined.record(side);
       main.wait(joined);
-      ops.axpby(main.handle, 1, b.handle, 1, a.handle);       // a += b (main, after side)
+      ops.axpby(main.handle, 1, b.handle, 1, a.handle); // a += b (main, after side)
     });
     for (let i = 0; i < 3; i++) graph.launch(main);
     // launch: a = 2a; b += a; a += b   from a = 1, b = 0
     let [ra, rb] = [1, 0];
-    for (let i = 0; i < 3; i++) { ra *= 2; rb += ra; ra += rb; }
+    for (let i = 0; i < 3; i++) {
+      ra *= 2;
+      rb += ra;
+      ra += rb;
+    }
     expect(Array.from(await floats(a, main))).toEqual([ra, ra]);
     expect(Array.from(await floats(b, main))).toEqual([rb, rb]);
     // The side stream is free again: it runs its own work outside the graph.
@@ -160,24 +212,55 @@ describe('Graph', () => {
     const e = new Event(cpu);
     const t = Tensor.zeros([2], { device: cpu });
     // A joined stream that never rejoins.
-    expect(() => Graph.capture(main, () => { e.record(main); side.wait(e); ops.fill(side.handle, t.handle, 1); }))
-      .toThrow(/endCapture: a stream joined the capture but its last work was not waited for/);
+    expect(() =>
+      Graph.capture(main, () => {
+        e.record(main);
+        side.wait(e);
+        ops.fill(side.handle, t.handle, 1);
+      }),
+    ).toThrow(/endCapture: a stream joined the capture but its last work was not waited for/);
     // Host waits and reads on a capturing stream.
-    await expect(async () => Graph.capture(main, () => { void main.synchronize(); })).rejects.toThrow(/synchronize: the stream is being captured/);
-    expect(() => Graph.capture(main, () => { void t.read(main); })).toThrow(/read: the stream is being captured/);
+    await expect(async () =>
+      Graph.capture(main, () => {
+        void main.synchronize();
+      }),
+    ).rejects.toThrow(/synchronize: the stream is being captured/);
+    expect(() =>
+      Graph.capture(main, () => {
+        void t.read(main);
+      }),
+    ).toThrow(/read: the stream is being captured/);
     // Waiting inside the capture for work recorded outside it.
     const outside = new Event(cpu).record(side);
-    expect(() => Graph.capture(main, () => { main.wait(outside); })).toThrow(/can only wait for events recorded during the same capture/);
+    expect(() =>
+      Graph.capture(main, () => {
+        main.wait(outside);
+      }),
+    ).toThrow(/can only wait for events recorded during the same capture/);
     // An event last recorded inside a capture cannot be waited for outside it.
     const inside = new Event(cpu);
-    const g = Graph.capture(main, () => { inside.record(main); });
+    const g = Graph.capture(main, () => {
+      inside.record(main);
+    });
     expect(() => side.wait(inside)).toThrow(/latest record was captured into a graph/);
     expect(() => inside.synchronize()).toThrow(/latest record was captured into a graph/);
     g.dispose();
     // One capture at a time; a body that throws ends its capture.
-    expect(() => Graph.capture(main, () => { Graph.capture(side, () => undefined); })).toThrow(/another capture is in progress/);
-    expect(() => Graph.capture(main, () => { throw new Error('boom'); })).toThrow('boom');
-    expect(() => Graph.capture(main, (async () => { await Promise.resolve(); }) as () => void)).toThrow(/'body' must be synchronous/);
+    expect(() =>
+      Graph.capture(main, () => {
+        Graph.capture(side, () => undefined);
+      }),
+    ).toThrow(/another capture is in progress/);
+    expect(() =>
+      Graph.capture(main, () => {
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(() =>
+      Graph.capture(main, (async () => {
+        await Promise.resolve();
+      }) as () => void),
+    ).toThrow(/'body' must be synchronous/);
     expect(() => Graph.capture({} as Stream, () => undefined)).toThrow(/Graph.capture: 'stream' must be a Stream/);
     // After all that, the streams work normally.
     ops.fill(main.handle, t.handle, 3);
@@ -217,8 +300,14 @@ describe('fit({ graph: true })', () => {
     const losses: number[] = [];
     const diagnostics: unknown[] = [];
     await trainer.fit(data(), {
-      epochs: 2, batchSize: 64, graph, diagnoseEvery: dni ? 7 : undefined,
-      onStep: (m) => { losses.push(m.loss); if (m.diagnostics) diagnostics.push(m.diagnostics); },
+      epochs: 2,
+      batchSize: 64,
+      graph,
+      diagnoseEvery: dni ? 7 : undefined,
+      onStep: (m) => {
+        losses.push(m.loss);
+        if (m.diagnostics) diagnostics.push(m.diagnostics);
+      },
     });
     const params = await Promise.all(net.parameters().map((p: Parameter) => p.value.readFloat32(trainer.stream)));
     trainer.dispose();
@@ -249,16 +338,20 @@ describe('fit({ graph: true })', () => {
   });
 
   test('schedules that cannot be captured are refused before training', async () => {
-    const model = (o: DecoupleOptions) => new Trainer(decouple(mlp(20, [8, 8], 10), o), { device: cpu, optimizer: () => new Adam({ lr: 1e-3 }) });
-    await expect(model({ schedule: { kind: 'pipelined', depth: 2 } }).fit(data(), { steps: 2, graph: true }))
-      .rejects.toThrow(/fit: 'graph' cannot capture this training step: the pipelined schedule/);
-    await expect(model({ schedule: { kind: 'lockstep', pUpdate: 0.5 } }).fit(data(), { steps: 2, graph: true }))
-      .rejects.toThrow(/stochastic updates are drawn on the host/);
+    const model = (o: DecoupleOptions) =>
+      new Trainer(decouple(mlp(20, [8, 8], 10), o), { device: cpu, optimizer: () => new Adam({ lr: 1e-3 }) });
+    await expect(model({ schedule: { kind: 'pipelined', depth: 2 } }).fit(data(), { steps: 2, graph: true })).rejects.toThrow(
+      /fit: 'graph' cannot capture this training step: the pipelined schedule/,
+    );
+    await expect(model({ schedule: { kind: 'lockstep', pUpdate: 0.5 } }).fit(data(), { steps: 2, graph: true })).rejects.toThrow(
+      /stochastic updates are drawn on the host/,
+    );
     await expect(model({}).fit(data(), { steps: 2, graph: 'yes' as never })).rejects.toThrow(/fit: 'graph' must be a boolean/);
   });
 
   test('a decoupled network refuses one optimizer shared by its modules', () => {
-    expect(() => new Trainer(decouple(mlp(20, [8, 8], 10), {}), { device: cpu, optimizer: new Adam({ lr: 1e-3 }) }))
-      .toThrow(/one optimizer per module/);
+    expect(() => new Trainer(decouple(mlp(20, [8, 8], 10), {}), { device: cpu, optimizer: new Adam({ lr: 1e-3 }) })).toThrow(
+      /one optimizer per module/,
+    );
   });
 });

@@ -15,7 +15,9 @@ const dist = JSON.stringify(path.join(root, 'dist', 'ts'));
 /** Runs `script` in a fresh Node.js process (the package as `api`); returns its outcome. */
 function runNode(script: string, options: { env?: NodeJS.ProcessEnv; timeout?: number; args?: string[] } = {}) {
   const r = spawnSync(process.execPath, [...(options.args ?? []), '-e', `const api = require(${dist});\n${script}`], {
-    encoding: 'utf8', timeout: options.timeout ?? 60000, env: { ...process.env, ...options.env },
+    encoding: 'utf8',
+    timeout: options.timeout ?? 60000,
+    env: { ...process.env, ...options.env },
   });
   return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, timedOut: r.error !== undefined };
 }
@@ -23,7 +25,11 @@ function runNode(script: string, options: { env?: NodeJS.ProcessEnv; timeout?: n
 /** The JSON lines a child printed; fails with its stderr if it did not exit normally. */
 function linesOf(r: ReturnType<typeof runNode>): unknown[] {
   if (r.status !== 0) throw new Error(`child exited with ${r.status ?? r.signal}${r.timedOut ? ' (timed out)' : ''}:\n${r.stderr}`);
-  return r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return r.stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 }
 
 describe('type confusion between native classes', () => {
@@ -49,11 +55,14 @@ describe('type confusion between native classes', () => {
   });
 
   test("Tensor.prototype's shape getter called on a Stream throws instead of looping", () => {
-    const r = runNode(`
+    const r = runNode(
+      `
       const n = api.native;
       const get = Object.getOwnPropertyDescriptor(n.Tensor.prototype, 'shape').get;
       try { get.call(new n.Stream('cpu')); console.log(JSON.stringify('no error')); }
-      catch (e) { console.log(JSON.stringify([e.name, e.message])); }`, { timeout: 20000 });
+      catch (e) { console.log(JSON.stringify([e.name, e.message])); }`,
+      { timeout: 20000 },
+    );
     expect(linesOf(r)).toEqual([['TypeError', "Tensor.shape: 'this' must be a Tensor, got a Stream"]]);
   });
 
@@ -111,7 +120,8 @@ describe('type confusion between native classes', () => {
 describe('Workers terminated with work pending', () => {
   test('training in a Worker terminated mid-run, 50 times, leaves the process running and exiting 0', () => {
     const r = spawnSync(process.execPath, [path.join(__dirname, 'fixtures', 'terminate-training-workers.js'), '50'], {
-      encoding: 'utf8', timeout: 240000,
+      encoding: 'utf8',
+      timeout: 240000,
     });
     expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
     expect(r.stdout.trim()).toBe('terminated 50');
@@ -140,7 +150,12 @@ describe('int32 values', () => {
   test('fill on an int32 tensor: a non-integral or out-of-range value is a RangeError', async () => {
     const s = new Stream(cpu);
     const t = Tensor.zeros([3], { device: cpu, dtype: 'int32' });
-    for (const [value, text] of [[2.5, '2.5'], [2147483648, '2147483648'], [-2147483649, '-2147483649'], [1e10, '1e+10']] as const) {
+    for (const [value, text] of [
+      [2.5, '2.5'],
+      [2147483648, '2147483648'],
+      [-2147483649, '-2147483649'],
+      [1e10, '1e+10'],
+    ] as const) {
       const e = errorOf(() => native.ops.fill(s.handle, t.handle, value));
       expect(e.name).toBe('RangeError');
       expect(e.message).toBe(`fill: 'value' must be an integer in [-2147483648, 2147483647] for an int32 tensor, got ${text}`);
@@ -177,14 +192,17 @@ describe('int32 values', () => {
 describe('tensors and device memory', () => {
   test('a tensor larger than the device memory is a RangeError, before any allocation', () => {
     // SYNTHGRAD_CPU_MEMORY stands for a small machine: this one may hold any shape we can make.
-    const r = runNode(`
+    const r = runNode(
+      `
       const { Tensor } = api;
       const ok = Tensor.zeros([1000]);
       console.log(JSON.stringify(ok.shape));
       for (const make of [() => Tensor.empty([1000, 1000]), () => Tensor.zeros([2, 500000])]) {
         try { make(); console.log(JSON.stringify('no error')); }
         catch (e) { console.log(JSON.stringify([e.name, e.message])); }
-      }`, { env: { SYNTHGRAD_CPU_MEMORY: '1000000' } });
+      }`,
+      { env: { SYNTHGRAD_CPU_MEMORY: '1000000' } },
+    );
     expect(linesOf(r)).toEqual([
       [1000],
       ['RangeError', "Tensor: 'shape' [1000,1000] needs 4000000 bytes, more than the 1000000 bytes of memory of cpu"],
@@ -221,7 +239,8 @@ describe('tensors and device memory', () => {
 
 describe('captures never ended', () => {
   test('disposing of a capturing graph discards its capture; the next capture works', async () => {
-    const a = new Stream(cpu), b = new Stream(cpu);
+    const a = new Stream(cpu),
+      b = new Stream(cpu);
     const g = native.beginCapture(a.handle);
     expect(g.capturing).toBe(true);
     g.dispose();
@@ -238,7 +257,8 @@ describe('captures never ended', () => {
   });
 
   test('a capturing graph that is garbage-collected discards its capture', () => {
-    const r = runNode(`
+    const r = runNode(
+      `
       const n = api.native;
       (() => { n.beginCapture(new n.Stream('cpu')); })();  // the Graph is dropped at once
       (async () => {
@@ -246,7 +266,9 @@ describe('captures never ended', () => {
         const s = new n.Stream('cpu');
         try { n.beginCapture(s); n.endCapture(s).dispose(); console.log(JSON.stringify('captured again')); }
         catch (e) { console.log(JSON.stringify(e.message)); }
-      })();`, { args: ['--expose-gc'] });
+      })();`,
+      { args: ['--expose-gc'] },
+    );
     expect(linesOf(r)).toEqual(['captured again']);
   });
 
@@ -254,7 +276,12 @@ describe('captures never ended', () => {
     const s = new Stream(cpu);
     const t = Tensor.zeros([1], { device: cpu });
     for (let i = 0; i < 3; i++)
-      expect(() => Graph.capture(s, () => { native.ops.fill(s.handle, t.handle, 9); throw new Error('body failed'); })).toThrow('body failed');
+      expect(() =>
+        Graph.capture(s, () => {
+          native.ops.fill(s.handle, t.handle, 9);
+          throw new Error('body failed');
+        }),
+      ).toThrow('body failed');
     // The fills recorded before the throw never ran, and capturing works again.
     expect(Array.from(await t.read(s))).toEqual([0]);
     Graph.capture(s, () => native.ops.fill(s.handle, t.handle, 1)).dispose();
@@ -326,13 +353,16 @@ describe('cancelling queued work', () => {
 
   test('a script that ends with work queued exits without running it', () => {
     // About 2000 × 50 ms of GEMMs: waiting for them would far exceed the timeout.
-    const r = runNode(`
+    const r = runNode(
+      `
       const n = api.native;
       const s = new n.Stream('cpu');
       const a = new n.Tensor([512, 512], 'float32', 'cpu', 'zeros');
       const c = new n.Tensor([512, 512], 'float32', 'cpu', 'zeros');
       for (let i = 0; i < 2000; i++) n.ops.gemm(s, a, a, c, false, false, 1, 0);
-      console.log(JSON.stringify('queued'));`, { timeout: 30000 });
+      console.log(JSON.stringify('queued'));`,
+      { timeout: 30000 },
+    );
     expect(linesOf(r)).toEqual(['queued']);
   });
 });
@@ -384,7 +414,9 @@ describe('arguments that were accepted silently', () => {
     const shared = new Float32Array(new SharedArrayBuffer(8));
     const e = errorOf(() => Tensor.fromArray(shared, [2]));
     expect(e.name).toBe('TypeError');
-    expect(e.message).toBe("Tensor: 'data' must be backed by an ArrayBuffer, got one backed by a SharedArrayBuffer (copy it into a new typed array first)");
+    expect(e.message).toBe(
+      "Tensor: 'data' must be backed by an ArrayBuffer, got one backed by a SharedArrayBuffer (copy it into a new typed array first)",
+    );
     // The same values in an ordinary array are fine.
     expect(Tensor.fromArray(new Float32Array(shared), [2]).shape).toEqual([2]);
   });
@@ -393,8 +425,11 @@ describe('arguments that were accepted silently', () => {
     const s = new Stream(cpu);
     expect(errorOf(() => s.wait({} as never)).message).toBe("Stream.wait: 'event' must be an Event, got Object");
     expect(errorOf(() => new Stream('cpu' as never)).message).toBe("Stream: 'device' must be a Device, got string cpu");
-    expect(errorOf(() => Tensor.zeros([1], { device: cpu, dtpye: 'int32' } as never)).message)
-      .toBe("Tensor: unknown option 'dtpye' (expected one of device, dtype, arena)");
-    expect(errorOf(() => Tensor.zeros([2]).reshape([2], {} as never)).message).toBe("reshape: 'arena' must be an Arena or undefined, got Object");
+    expect(errorOf(() => Tensor.zeros([1], { device: cpu, dtpye: 'int32' } as never)).message).toBe(
+      "Tensor: unknown option 'dtpye' (expected one of device, dtype, arena)",
+    );
+    expect(errorOf(() => Tensor.zeros([2]).reshape([2], {} as never)).message).toBe(
+      "reshape: 'arena' must be an Arena or undefined, got Object",
+    );
   });
 });

@@ -5,14 +5,30 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import {
-  Adam, BatchNorm1d, Dataset, Device, Linear, ReLU, Sequential, Tensor, Trainer, datasets, decouple, loadModel, mlp, predict, saveModel,
+  Adam,
+  BatchNorm1d,
+  Dataset,
+  Device,
+  Linear,
+  ReLU,
+  Sequential,
+  Tensor,
+  Trainer,
+  datasets,
+  decouple,
+  loadModel,
+  mlp,
+  predict,
+  saveModel,
 } from '../ts';
 import * as ref from './helpers/reference';
 import { Random } from '../ts';
 
 const cpu = Device.cpu();
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-inference-')); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-inference-'));
+});
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 test('predict equals x·Wᵀ + b computed in float64, and classes and probabilities follow from it', async () => {
@@ -20,7 +36,9 @@ test('predict equals x·Wᵀ + b computed in float64, and classes and probabilit
   const rng = new Random(4);
   model.initialize(cpu, rng.fork());
   const layer = model.layers[0] as Linear;
-  const W = ref.uniformArray(rng, 15, -1, 1), b = ref.uniformArray(rng, 3, -1, 1), x = ref.uniformArray(rng, 7 * 5, -1, 1);
+  const W = ref.uniformArray(rng, 15, -1, 1),
+    b = ref.uniformArray(rng, 3, -1, 1),
+    x = ref.uniformArray(rng, 7 * 5, -1, 1);
   await layer.weight!.assign(W);
   await layer.bias!.assign(b);
   const p = await predict(model, x, { batchSize: 3 });
@@ -48,12 +66,16 @@ describe('a trained model', () => {
   beforeAll(async () => {
     const { train, test } = await datasets.mnist();
     test_ = test.head(1000);
-    trainer = new Trainer(decouple(mlp(784, [64, 64], 10), { synthesizer: { conditioned: true } }), { device: cpu, optimizer: () => new Adam({ lr: 1e-3 }), seed: 2 });
+    trainer = new Trainer(decouple(mlp(784, [64, 64], 10), { synthesizer: { conditioned: true } }), {
+      device: cpu,
+      optimizer: () => new Adam({ lr: 1e-3 }),
+      seed: 2,
+    });
     await trainer.fit(train.head(4096), { epochs: 1, batchSize: 128 });
   });
   afterAll(() => trainer.dispose());
 
-  test('predicts in evaluation mode: its classes give evaluate()\'s accuracy, whatever the batch size', async () => {
+  test("predicts in evaluation mode: its classes give evaluate()'s accuracy, whatever the batch size", async () => {
     const p = await trainer.predict(test_, { batchSize: 300 });
     const classes = p.classes();
     let correct = 0;
@@ -90,7 +112,9 @@ describe('a trained model', () => {
     await expect(loadModel(mlp(784, [64, 64], 10), ckpt)).rejects.toThrow(/not a model file written by saveModel\(\)/);
     await expect(predict(mlp(784, [8], 10), test_)).rejects.toThrow(/has no weights yet/);
     await expect(trainer.predict(new Float32Array(783))).rejects.toThrow(/783 values, not a whole number of rows of 784/);
-    await expect(trainer.predict(test_, { batchsize: 10 } as never)).rejects.toThrow(/unknown option 'batchsize' \(did you mean 'batchSize'\?\)/);
+    await expect(trainer.predict(test_, { batchsize: 10 } as never)).rejects.toThrow(
+      /unknown option 'batchsize' \(did you mean 'batchSize'\?\)/,
+    );
     await expect(predict(trainer.model, 'x' as never)).rejects.toThrow(/'input' must be a Tensor, a Float32Array or a Dataset/);
     await expect(loadModel(mlp(784, [64, 64], 10), file, { device: 'cpu' as never })).rejects.toThrow(/'device' must be a Device/);
   });

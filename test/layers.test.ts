@@ -7,7 +7,10 @@ import * as path from 'path';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { checkLayers, KNOWN } = require('../scripts/check-layers.js') as {
-  checkLayers(root: string, known?: Set<string>): {
+  checkLayers(
+    root: string,
+    known?: Set<string>,
+  ): {
     violations: { from: string; to: string; why: string }[];
     known: { from: string; to: string }[];
     stale: string[];
@@ -70,22 +73,34 @@ describe('check-layers', () => {
   test('planted TypeScript imports of native.ts and of the trainer are caught; a type-only one is not', () => {
     tmp = copyTree();
     const layers = path.join(tmp, 'ts', 'nn', 'layers.ts');
-    fs.writeFileSync(layers, "import { native } from '../native';\nimport { stepCount } from '../train/trainer';\n" +
-      fs.readFileSync(layers, 'utf8'));
+    fs.writeFileSync(
+      layers,
+      "import { native } from '../native';\nimport { stepCount } from '../train/trainer';\n" + fs.readFileSync(layers, 'utf8'),
+    );
     const losses = path.join(tmp, 'ts', 'nn', 'losses.ts');
     fs.writeFileSync(losses, "import type { TrainingStrategy } from '../train/trainer';\n" + fs.readFileSync(losses, 'utf8'));
-    const found = checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`).sort();
+    const found = checkLayers(tmp)
+      .violations.map((v) => `${v.from} -> ${v.to}`)
+      .sort();
     expect(found).toEqual(['ts/nn/layers.ts -> ts/native.ts', 'ts/nn/layers.ts -> ts/train/trainer.ts']);
   });
 
   test('dni may use the strategy interfaces but no other train/ file at run time; strategy.ts only types from above', () => {
     tmp = copyTree();
     const network = path.join(tmp, 'ts', 'dni', 'network.ts');
-    fs.writeFileSync(network, "import { stepCount } from '../train/strategy';\nimport { readCheckpoint } from '../train/checkpoint';\n" +
-      fs.readFileSync(network, 'utf8'));
+    fs.writeFileSync(
+      network,
+      "import { stepCount } from '../train/strategy';\nimport { readCheckpoint } from '../train/checkpoint';\n" +
+        fs.readFileSync(network, 'utf8'),
+    );
     const strategy = path.join(tmp, 'ts', 'train', 'strategy.ts');
-    fs.writeFileSync(strategy, "import { Linear } from '../nn/layers';\nimport type { Module } from '../nn/module';\n" + fs.readFileSync(strategy, 'utf8'));
-    const found = checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`).sort();
+    fs.writeFileSync(
+      strategy,
+      "import { Linear } from '../nn/layers';\nimport type { Module } from '../nn/module';\n" + fs.readFileSync(strategy, 'utf8'),
+    );
+    const found = checkLayers(tmp)
+      .violations.map((v) => `${v.from} -> ${v.to}`)
+      .sort();
     expect(found).toEqual(['ts/dni/network.ts -> ts/train/checkpoint.ts', 'ts/train/strategy.ts -> ts/nn/layers.ts']);
   });
 
@@ -95,7 +110,9 @@ describe('check-layers', () => {
     fs.writeFileSync(index, fs.readFileSync(index, 'utf8') + "\nimport { native as raw } from './native';\nexport const gemm = raw.ops;\n");
     const main = path.join(tmp, 'ts', 'cli', 'main.ts');
     fs.writeFileSync(main, "import { native } from '../native';\n" + fs.readFileSync(main, 'utf8'));
-    const found = checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`).sort();
+    const found = checkLayers(tmp)
+      .violations.map((v) => `${v.from} -> ${v.to}`)
+      .sort();
     expect(found).toEqual(['ts/cli/main.ts -> ts/native.ts', 'ts/index.ts -> ts/native.ts']);
     expect(checkLayers(root).violations).toEqual([]);
   });
@@ -117,7 +134,9 @@ describe('check-layers', () => {
     fs.writeFileSync(opt, "import { x } from '../cli/options';\n" + fs.readFileSync(opt, 'utf8'));
     const ops = path.join(tmp, 'ts', 'ops.ts');
     fs.writeFileSync(ops, fs.readFileSync(ops, 'utf8') + "\nimport { Linear } from './nn/layers';\n");
-    const found = checkLayers(tmp).violations.map((v) => `${v.from} -> ${v.to}`).sort();
+    const found = checkLayers(tmp)
+      .violations.map((v) => `${v.from} -> ${v.to}`)
+      .sort();
     expect(found).toEqual(['ts/ops.ts -> ts/nn/layers.ts', 'ts/optim/optimizers.ts -> ts/cli/options.ts']);
   });
 });

@@ -27,8 +27,10 @@ async function randomModel(d: Dims, rng: Random, loss: 'softmax-cross-entropy' |
   const model = new LSTMSequenceModel({ inputSymbols: d.I, outputs: d.O, hidden: d.H, loss });
   model.initialize(cpu, rng);
   const p: LSTMParams = {
-    W: ref.randomArray(rng, 4 * d.H * (d.I + d.H), 0.1, 0.8), b: ref.randomArray(rng, 4 * d.H, 0.1, 0.5),
-    Wr: ref.randomArray(rng, d.O * d.H, 0.1, 1), br: ref.randomArray(rng, d.O, 0.1, 0.5),
+    W: ref.randomArray(rng, 4 * d.H * (d.I + d.H), 0.1, 0.8),
+    b: ref.randomArray(rng, 4 * d.H, 0.1, 0.5),
+    Wr: ref.randomArray(rng, d.O * d.H, 0.1, 1),
+    br: ref.randomArray(rng, d.O, 0.1, 0.5),
   };
   await model.core.weight!.assign(Float32Array.from(p.W));
   await model.core.bias!.assign(Float32Array.from(p.b));
@@ -53,9 +55,13 @@ describe('LSTM window gradients against float64 finite differences', () => {
     const labels: (Int32Array | undefined)[] = symbols.map((s) => Int32Array.from(s, (v) => (v + 1) % d.O));
     labels[1] = undefined;
     labels[2]![0] = -1;
-    const bits: (Float32Array | undefined)[] = labels.map((l) => (l ? Float32Array.from({ length: d.B * d.O }, () => (rng.next() < 0.5 ? 1 : 0)) : undefined));
-    const h0 = ref.randomArray(rng, d.B * d.H), c0 = ref.randomArray(rng, d.B * d.H, 0.5, 2);
-    const gh = ref.randomArray(rng, d.B * d.H), gc = ref.randomArray(rng, d.B * d.H);
+    const bits: (Float32Array | undefined)[] = labels.map((l) =>
+      l ? Float32Array.from({ length: d.B * d.O }, () => (rng.next() < 0.5 ? 1 : 0)) : undefined,
+    );
+    const h0 = ref.randomArray(rng, d.B * d.H),
+      c0 = ref.randomArray(rng, d.B * d.H, 0.5, 2);
+    const gh = ref.randomArray(rng, d.B * d.H),
+      gc = ref.randomArray(rng, d.B * d.H);
 
     const stream = new Stream(cpu);
     const arena = new Arena();
@@ -63,9 +69,10 @@ describe('LSTM window gradients against float64 finite differences', () => {
     const opts = { device: cpu, arena };
     const window: WindowTensors = {
       inputs: symbols.map((s) => Tensor.fromArray(s, [d.B], opts)),
-      targets: loss === 'softmax-cross-entropy'
-        ? labels.map((l) => (l ? Tensor.fromArray(l, [d.B], opts) : undefined))
-        : bits.map((b) => (b ? Tensor.fromArray(b, [d.B, d.O], opts) : undefined)),
+      targets:
+        loss === 'softmax-cross-entropy'
+          ? labels.map((l) => (l ? Tensor.fromArray(l, [d.B], opts) : undefined))
+          : bits.map((b) => (b ? Tensor.fromArray(b, [d.B, d.O], opts) : undefined)),
       resets,
     };
     const state = { h: Tensor.fromArray(h0, [d.B, d.H], opts), c: Tensor.fromArray(c0, [d.B, d.H], opts) };
@@ -73,8 +80,12 @@ describe('LSTM window gradients against float64 finite differences', () => {
     const dState = f.backward({ h: Tensor.fromArray(gh, [d.B, d.H], opts), c: Tensor.fromArray(gc, [d.B, d.H], opts) }, ctx);
 
     const spec = (over: Partial<WindowSpec> = {}): WindowSpec => ({
-      xs: symbols.map((s) => oneHotRows(s, d.I)), resets, h0, c0,
-      ...(loss === 'softmax-cross-entropy' ? { labels } : { bits }), ...over,
+      xs: symbols.map((s) => oneHotRows(s, d.I)),
+      resets,
+      h0,
+      c0,
+      ...(loss === 'softmax-cross-entropy' ? { labels } : { bits }),
+      ...over,
     });
     // The objective: the window's loss plus the final state's gradient ⟨g, s_T⟩.
     const objective = (q: LSTMParams, s: WindowSpec) => {
@@ -134,29 +145,60 @@ describe('LSTM layer input gradients (no embedding: float inputs)', () => {
     const rng = new Random(41);
     const lstm = new LSTM(d.I, d.H);
     lstm.initialize(cpu, rng);
-    const p: LSTMParams = { W: ref.randomArray(rng, 4 * d.H * (d.I + d.H), 0.1, 0.8), b: ref.randomArray(rng, 4 * d.H, 0.1, 0.5), Wr: [0], br: [0] };
+    const p: LSTMParams = {
+      W: ref.randomArray(rng, 4 * d.H * (d.I + d.H), 0.1, 0.8),
+      b: ref.randomArray(rng, 4 * d.H, 0.1, 0.5),
+      Wr: [0],
+      br: [0],
+    };
     await lstm.weight!.assign(Float32Array.from(p.W));
     await lstm.bias!.assign(Float32Array.from(p.b));
     const xs = Array.from({ length: T }, () => ref.randomArray(rng, d.B * d.I));
     const ws = Array.from({ length: T }, () => ref.randomArray(rng, d.B * d.H));
-    const h0 = ref.randomArray(rng, d.B * d.H), c0 = ref.randomArray(rng, d.B * d.H);
+    const h0 = ref.randomArray(rng, d.B * d.H),
+      c0 = ref.randomArray(rng, d.B * d.H);
     const stream = new Stream(cpu);
     const arena = new Arena();
     const ctx: StepContext = { device: cpu, stream, training: true, arena };
     const opts = { device: cpu, arena };
-    const f = lstm.forward(xs.map((x) => Tensor.fromArray(x, [d.B, d.I], opts)),
-      { h: Tensor.fromArray(h0, [d.B, d.H], opts), c: Tensor.fromArray(c0, [d.B, d.H], opts) }, ctx);
-    const { dState, dInputs } = f.backward(ws.map((w) => Tensor.fromArray(w, [d.B, d.H], opts)), undefined, ctx, true);
+    const f = lstm.forward(
+      xs.map((x) => Tensor.fromArray(x, [d.B, d.I], opts)),
+      { h: Tensor.fromArray(h0, [d.B, d.H], opts), c: Tensor.fromArray(c0, [d.B, d.H], opts) },
+      ctx,
+    );
+    const { dState, dInputs } = f.backward(
+      ws.map((w) => Tensor.fromArray(w, [d.B, d.H], opts)),
+      undefined,
+      ctx,
+      true,
+    );
     const objective = (s: WindowSpec, q: LSTMParams = p) => lstmWindow(q, d, s).hs.reduce((a, h, t) => a + ref.dot(ws[t], h), 0);
     const spec = (over: Partial<WindowSpec> = {}): WindowSpec => ({ xs, h0, c0, ...over });
     for (let t = 0; t < T; t++) {
       const want = ref.numericGrad((v) => objective(spec({ xs: xs.map((x, k) => (k === t ? v : x)) })), xs[t]);
       expectClose(`dx_${t}`, await read(dInputs![t], stream), want, 2e-4, 1e-3);
     }
-    expectClose('dh0', await read(dState.h, stream), ref.numericGrad((v) => objective(spec({ h0: v })), h0), 2e-4, 1e-3);
-    expectClose('dc0', await read(dState.c, stream), ref.numericGrad((v) => objective(spec({ c0: v })), c0), 2e-4, 1e-3);
-    expectClose('dW', await read(lstm.weight!.grad, stream),
-      ref.numericGrad((v) => objective(spec(), { ...p, W: v }), p.W), 2e-4, 1e-3);
+    expectClose(
+      'dh0',
+      await read(dState.h, stream),
+      ref.numericGrad((v) => objective(spec({ h0: v })), h0),
+      2e-4,
+      1e-3,
+    );
+    expectClose(
+      'dc0',
+      await read(dState.c, stream),
+      ref.numericGrad((v) => objective(spec({ c0: v })), c0),
+      2e-4,
+      1e-3,
+    );
+    expectClose(
+      'dW',
+      await read(lstm.weight!.grad, stream),
+      ref.numericGrad((v) => objective(spec(), { ...p, W: v }), p.W),
+      2e-4,
+      1e-3,
+    );
     arena.dispose();
     lstm.dispose();
   });
@@ -192,10 +234,15 @@ describe('LSTM initialisation and errors', () => {
     expect(errorOf(() => lstm.forward([x], lstm.zeroState(4, ctx), ctx)).message).toMatch(/before initialize/);
     lstm.initialize(cpu, new Random(2));
     expect(errorOf(() => lstm.forward([x], lstm.zeroState(5, ctx), ctx)).message).toMatch(/'state.h' must be float32 \[4, 2\]/);
-    expect(errorOf(() => lstm.forward([Tensor.zeros([4, 2], { device: cpu, arena })], lstm.zeroState(4, ctx), ctx)).message)
-      .toMatch(/'inputs\[0\]' must be float32 \[4, 3\]/);
-    expect(errorOf(() => lstm.forward([x], lstm.zeroState(4, ctx), ctx, [false, true])).message).toMatch(/'resets' must have one flag per step \(1\)/);
-    expect(errorOf(() => new LSTMSequenceModel({ inputSymbols: 3, outputs: 2, hidden: 4, loss: 'mse' as never })).message).toMatch(/'loss' must be/);
+    expect(errorOf(() => lstm.forward([Tensor.zeros([4, 2], { device: cpu, arena })], lstm.zeroState(4, ctx), ctx)).message).toMatch(
+      /'inputs\[0\]' must be float32 \[4, 3\]/,
+    );
+    expect(errorOf(() => lstm.forward([x], lstm.zeroState(4, ctx), ctx, [false, true])).message).toMatch(
+      /'resets' must have one flag per step \(1\)/,
+    );
+    expect(errorOf(() => new LSTMSequenceModel({ inputSymbols: 3, outputs: 2, hidden: 4, loss: 'mse' as never })).message).toMatch(
+      /'loss' must be/,
+    );
     arena.dispose();
     lstm.dispose();
   });

@@ -7,7 +7,11 @@ import * as os from 'os';
 import * as path from 'path';
 import { native } from '../ts/native';
 
-interface Op { name: string; doc: string; args: { kind: string; name: string }[] }
+interface Op {
+  name: string;
+  doc: string;
+  args: { kind: string; name: string }[];
+}
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const gen = require('../scripts/gen-ops.js') as {
   readTable(dir?: string): Op[];

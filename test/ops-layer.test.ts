@@ -37,34 +37,58 @@ describe('ops layer', () => {
   afterEach(() => arena.dispose());
 
   test('linear, matmul, activation and their backward match the native ops', async () => {
-    const x = randomTensor([4, 3]), w = randomTensor([5, 3]), b = randomTensor([5]), dy = randomTensor([4, 5]);
+    const x = randomTensor([4, 3]),
+      w = randomTensor([5, 3]),
+      b = randomTensor([5]),
+      dy = randomTensor([4, 5]);
     const s = stream.handle;
     const y = ops.linear(ctx, x, w, b);
     expect(y.shape).toEqual([4, 5]);
-    expect(await y.readFloat32(stream)).toEqual(await direct([4, 5], (o) => native.ops.linearForward(s, x.handle, w.handle, b.handle, o, null)));
+    expect(await y.readFloat32(stream)).toEqual(
+      await direct([4, 5], (o) => native.ops.linearForward(s, x.handle, w.handle, b.handle, o, null)),
+    );
     const dx = ops.matmul(ctx, dy, w);
     expect(dx.shape).toEqual([4, 3]);
-    expect(await dx.readFloat32(stream)).toEqual(await direct([4, 3], (o) => native.ops.gemm(s, dy.handle, w.handle, o, false, false, 1, 0)));
+    expect(await dx.readFloat32(stream)).toEqual(
+      await direct([4, 3], (o) => native.ops.gemm(s, dy.handle, w.handle, o, false, false, 1, 0)),
+    );
     const a = ops.activation(ctx, 'tanh', y);
     expect(await a.readFloat32(stream)).toEqual(await direct([4, 5], (o) => native.ops.activationForward(s, 'tanh', y.handle, o)));
     const da = ops.activationBackward(ctx, 'tanh', a, dy);
-    expect(await da.readFloat32(stream)).toEqual(await direct([4, 5], (o) => native.ops.activationBackward(s, 'tanh', a.handle, dy.handle, o)));
+    expect(await da.readFloat32(stream)).toEqual(
+      await direct([4, 5], (o) => native.ops.activationBackward(s, 'tanh', a.handle, dy.handle, o)),
+    );
     for (const t of [x, w, b, dy]) t.dispose();
   });
 
   test('losses, scale, clone, full, oneHot and concatColumns match the native ops', async () => {
     const s = stream.handle;
-    const logits = randomTensor([3, 4]), target = randomTensor([3, 4]);
+    const logits = randomTensor([3, 4]),
+      target = randomTensor([3, 4]);
     const labels = Tensor.fromArray(new Int32Array([2, 0, 3]), [3], { device, dtype: 'int32' });
     const { probs, loss } = ops.softmaxCrossEntropy(ctx, logits, labels);
-    expect(await probs.readFloat32(stream)).toEqual(await direct([3, 4], (o) => native.ops.softmaxCrossEntropyForward(s, logits.handle, labels.handle, o, Tensor.empty([1], { device, arena }).handle)));
-    expect(await loss.readFloat32(stream)).toEqual(await direct([1], (o) => native.ops.softmaxCrossEntropyForward(s, logits.handle, labels.handle, Tensor.empty([3, 4], { device, arena }).handle, o)));
-    expect(await ops.softmaxCrossEntropyBackward(ctx, probs, labels, 0.5).readFloat32(stream))
-      .toEqual(await direct([3, 4], (o) => native.ops.softmaxCrossEntropyBackward(s, probs.handle, labels.handle, o, 0.5)));
-    expect(await ops.mse(ctx, logits, target).readFloat32(stream)).toEqual(await direct([1], (o) => native.ops.mseForward(s, logits.handle, target.handle, o)));
-    expect(await ops.mseBackward(ctx, logits, target, 3).readFloat32(stream))
-      .toEqual(await direct([3, 4], (o) => native.ops.mseBackward(s, logits.handle, target.handle, o, 3)));
-    expect(await ops.scale(ctx, 0.25, logits).readFloat32(stream)).toEqual((await logits.readFloat32(stream)).map((v) => Math.fround(v * 0.25)));
+    expect(await probs.readFloat32(stream)).toEqual(
+      await direct([3, 4], (o) =>
+        native.ops.softmaxCrossEntropyForward(s, logits.handle, labels.handle, o, Tensor.empty([1], { device, arena }).handle),
+      ),
+    );
+    expect(await loss.readFloat32(stream)).toEqual(
+      await direct([1], (o) =>
+        native.ops.softmaxCrossEntropyForward(s, logits.handle, labels.handle, Tensor.empty([3, 4], { device, arena }).handle, o),
+      ),
+    );
+    expect(await ops.softmaxCrossEntropyBackward(ctx, probs, labels, 0.5).readFloat32(stream)).toEqual(
+      await direct([3, 4], (o) => native.ops.softmaxCrossEntropyBackward(s, probs.handle, labels.handle, o, 0.5)),
+    );
+    expect(await ops.mse(ctx, logits, target).readFloat32(stream)).toEqual(
+      await direct([1], (o) => native.ops.mseForward(s, logits.handle, target.handle, o)),
+    );
+    expect(await ops.mseBackward(ctx, logits, target, 3).readFloat32(stream)).toEqual(
+      await direct([3, 4], (o) => native.ops.mseBackward(s, logits.handle, target.handle, o, 3)),
+    );
+    expect(await ops.scale(ctx, 0.25, logits).readFloat32(stream)).toEqual(
+      (await logits.readFloat32(stream)).map((v) => Math.fround(v * 0.25)),
+    );
     expect(await ops.clone(ctx, logits).readFloat32(stream)).toEqual(await logits.readFloat32(stream));
     expect(Array.from(await ops.full(ctx, [2, 2], 1.5).readFloat32(stream))).toEqual([1.5, 1.5, 1.5, 1.5]);
     const onehot = ops.oneHot(ctx, labels, 4);
@@ -72,25 +96,60 @@ describe('ops layer', () => {
     expect(await onehot.readFloat32(stream)).toEqual(await direct([3, 4], (o) => native.ops.oneHot(s, labels.handle, o)));
     const cat = ops.concatColumns(ctx, target, onehot);
     expect(cat.shape).toEqual([3, 8]);
-    expect(await cat.readFloat32(stream)).toEqual(await direct([3, 8], (o) => native.ops.concatColumns(s, target.handle, onehot.handle, o)));
+    expect(await cat.readFloat32(stream)).toEqual(
+      await direct([3, 8], (o) => native.ops.concatColumns(s, target.handle, onehot.handle, o)),
+    );
     for (const t of [logits, target, labels]) t.dispose();
   });
 
   test('batchNorm returns y and the saved statistics; its backward accumulates dgamma and dbeta', async () => {
-    const x = randomTensor([6, 3]), gamma = randomTensor([3]), beta = randomTensor([3]), dy = randomTensor([6, 3]);
-    const rm = Tensor.zeros([3], { device, arena }), rv = Tensor.zeros([3], { device, arena });
+    const x = randomTensor([6, 3]),
+      gamma = randomTensor([3]),
+      beta = randomTensor([3]),
+      dy = randomTensor([6, 3]);
+    const rm = Tensor.zeros([3], { device, arena }),
+      rv = Tensor.zeros([3], { device, arena });
     const saved = ops.batchNorm(ctx, x, gamma, beta, rm, rv, 0.1, 1e-5, true);
     expect([saved.y.shape, saved.saveMean.shape, saved.saveInvStd.shape]).toEqual([[6, 3], [3], [3]]);
-    const refY = Tensor.empty([6, 3], { device, arena }), refMean = Tensor.empty([3], { device, arena }), refInv = Tensor.empty([3], { device, arena });
-    native.ops.batchNormForward(stream.handle, x.handle, gamma.handle, beta.handle, refY.handle, Tensor.zeros([3], { device, arena }).handle,
-      Tensor.zeros([3], { device, arena }).handle, refMean.handle, refInv.handle, 0.1, 1e-5, true);
+    const refY = Tensor.empty([6, 3], { device, arena }),
+      refMean = Tensor.empty([3], { device, arena }),
+      refInv = Tensor.empty([3], { device, arena });
+    native.ops.batchNormForward(
+      stream.handle,
+      x.handle,
+      gamma.handle,
+      beta.handle,
+      refY.handle,
+      Tensor.zeros([3], { device, arena }).handle,
+      Tensor.zeros([3], { device, arena }).handle,
+      refMean.handle,
+      refInv.handle,
+      0.1,
+      1e-5,
+      true,
+    );
     expect(await saved.y.readFloat32(stream)).toEqual(await refY.readFloat32(stream));
     expect(await saved.saveInvStd.readFloat32(stream)).toEqual(await refInv.readFloat32(stream));
-    const dgamma = Tensor.zeros([3], { device, arena }), dbeta = Tensor.zeros([3], { device, arena });
+    const dgamma = Tensor.zeros([3], { device, arena }),
+      dbeta = Tensor.zeros([3], { device, arena });
     const dx = ops.batchNormBackward(ctx, x, dy, gamma, saved, dgamma, dbeta);
-    const refDgamma = Tensor.zeros([3], { device, arena }), refDbeta = Tensor.zeros([3], { device, arena });
-    expect(await dx.readFloat32(stream)).toEqual(await direct([6, 3], (o) => native.ops.batchNormBackward(stream.handle, x.handle, dy.handle,
-      gamma.handle, refMean.handle, refInv.handle, o, refDgamma.handle, refDbeta.handle)));
+    const refDgamma = Tensor.zeros([3], { device, arena }),
+      refDbeta = Tensor.zeros([3], { device, arena });
+    expect(await dx.readFloat32(stream)).toEqual(
+      await direct([6, 3], (o) =>
+        native.ops.batchNormBackward(
+          stream.handle,
+          x.handle,
+          dy.handle,
+          gamma.handle,
+          refMean.handle,
+          refInv.handle,
+          o,
+          refDgamma.handle,
+          refDbeta.handle,
+        ),
+      ),
+    );
     expect(await dgamma.readFloat32(stream)).toEqual(await refDgamma.readFloat32(stream));
     expect(await dbeta.readFloat32(stream)).toEqual(await refDbeta.readFloat32(stream));
     for (const t of [x, gamma, beta, dy]) t.dispose();
@@ -109,17 +168,32 @@ describe('ops layer', () => {
   test('the grouped Adam step over TensorGroups matches the native grouped op', async () => {
     const shapes = [[3, 2], [4]];
     const make = () => shapes.map((sh) => randomTensor(sh));
-    const params = make(), grads = make();
-    const refParams = params.map((p) => ops.clone({ device, stream }, p)), refGrads = grads.map((g) => ops.clone({ device, stream }, g));
+    const params = make(),
+      grads = make();
+    const refParams = params.map((p) => ops.clone({ device, stream }, p)),
+      refGrads = grads.map((g) => ops.clone({ device, stream }, g));
     const zeros = () => shapes.map((sh) => Tensor.zeros(sh, { device, arena }));
-    const m = zeros(), v = zeros(), rm = zeros(), rv = zeros();
+    const m = zeros(),
+      v = zeros(),
+      rm = zeros(),
+      rv = zeros();
     const before = await params[0].readFloat32(stream);
     const hyper = Tensor.empty([2], { device, arena });
     ops.writeScalars({ stream }, hyper, ops.adamScalars(0.01, 0.9, 0.999, 1));
     const g = (ts: Tensor[]) => new ops.TensorGroup(ts);
     ops.adamStepGroup({ stream }, g(params), g(grads), g(m), g(v), hyper, 0.9, 0.999, 1e-8, 0.01);
-    native.ops.adamStepGroup(stream.handle, refParams.map((t) => t.handle), refGrads.map((t) => t.handle), rm.map((t) => t.handle),
-      rv.map((t) => t.handle), hyper.handle, 0.9, 0.999, 1e-8, 0.01);
+    native.ops.adamStepGroup(
+      stream.handle,
+      refParams.map((t) => t.handle),
+      refGrads.map((t) => t.handle),
+      rm.map((t) => t.handle),
+      rv.map((t) => t.handle),
+      hyper.handle,
+      0.9,
+      0.999,
+      1e-8,
+      0.01,
+    );
     for (let i = 0; i < shapes.length; i++) {
       expect(await params[i].readFloat32(stream)).toEqual(await refParams[i].readFloat32(stream));
       expect(await v[i].readFloat32(stream)).toEqual(await rv[i].readFloat32(stream));

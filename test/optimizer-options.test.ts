@@ -24,7 +24,10 @@ describe('an unknown option names the optimizer and the nearest known option', (
     [() => new SGD({ lr: 0.1, momentun: 0.9 } as never), /^SGD: unknown option 'momentun' \(did you mean 'momentum'\?\)$/],
     [() => new SGD({ lr: 0.1, beta1: 0.9 } as never), /^SGD: unknown option 'beta1' \(known: lr, weightDecay, momentum\)$/],
     [() => new Adam({ lr: 0.1, beta: 0.9 } as never), /^Adam: unknown option 'beta' \(did you mean 'beta1'\?\)$/],
-    [() => new Adam({ lr: 0.1, momentum: 0.9 } as never), /^Adam: unknown option 'momentum' \(known: lr, weightDecay, beta1, beta2, eps\)$/],
+    [
+      () => new Adam({ lr: 0.1, momentum: 0.9 } as never),
+      /^Adam: unknown option 'momentum' \(known: lr, weightDecay, beta1, beta2, eps\)$/,
+    ],
     [() => new Adam({ lr: 0.1, weight_decay: 0.1 } as never), /^Adam: unknown option 'weight_decay' \(did you mean 'weightDecay'\?\)$/],
   ])('%#', (make, message) => {
     expect(make).toThrow(TypeError);
@@ -42,7 +45,14 @@ describe('an unknown option names the optimizer and the nearest known option', (
 describe('optimizerFor', () => {
   test('calls the factory with the module index and returns its optimizer', () => {
     const made: number[] = [];
-    const o = optimizerFor('synthesizer 2', (i) => { made.push(i); return new SGD({ lr: 0.1 * (i + 1) }); }, 3);
+    const o = optimizerFor(
+      'synthesizer 2',
+      (i) => {
+        made.push(i);
+        return new SGD({ lr: 0.1 * (i + 1) });
+      },
+      3,
+    );
     expect(o).toBeInstanceOf(SGD);
     expect(o.lr).toBeCloseTo(0.4, 12);
     expect(made).toEqual([3]);

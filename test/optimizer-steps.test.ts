@@ -19,15 +19,30 @@ function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, what: stri
 /** The float64 step of one parameter at 1-based step t with learning rate lr. */
 type Reference = (p: Float64Array, g: Float64Array, state: Float64Array[], lr: number, t: number) => void;
 
-const sgdRef = (momentum: number, wd: number): Reference => (p, g, [v], lr) => ref.sgdStep(p, g, momentum ? v : null, lr, momentum, wd);
-const adamRef = (b1: number, b2: number, eps: number, wd: number): Reference => (p, g, [m, v], lr, t) =>
-  ref.adamStep(p, g, m, v, lr, b1, b2, eps, wd, t);
+const sgdRef =
+  (momentum: number, wd: number): Reference =>
+  (p, g, [v], lr) =>
+    ref.sgdStep(p, g, momentum ? v : null, lr, momentum, wd);
+const adamRef =
+  (b1: number, b2: number, eps: number, wd: number): Reference =>
+  (p, g, [m, v], lr, t) =>
+    ref.adamStep(p, g, m, v, lr, b1, b2, eps, wd, t);
 
 /** A group of parameters, their float64 mirrors and state, and a way to write fresh gradients. */
 async function fixture(stateCount: number, seed: number) {
   const rng = new Random(seed);
   const stream = new Stream(cpu);
-  const params = shapes.map((s, i) => Parameter.create(`p${i}`, ref.randomArray(rng, s.reduce((a, b) => a * b, 1)), s, cpu));
+  const params = shapes.map((s, i) =>
+    Parameter.create(
+      `p${i}`,
+      ref.randomArray(
+        rng,
+        s.reduce((a, b) => a * b, 1),
+      ),
+      s,
+      cpu,
+    ),
+  );
   const want = await Promise.all(params.map(async (p) => ref.f64(await p.value.readFloat32(stream))));
   const state = want.map((w) => Array.from({ length: stateCount }, () => new Float64Array(w.length)));
   /** Writes random gradients into every parameter (on the stream) and returns them. */
@@ -48,10 +63,16 @@ async function fixture(stateCount: number, seed: number) {
     const tensors = o.stateTensors(params);
     for (const [i, p] of params.entries()) {
       expectClose(await p.value.readFloat32(stream), want[i], `${when}: parameter ${i}`);
-      for (let k = 0; k < stateCount; k++) expectClose(await tensors[i * stateCount + k].readFloat32(stream), state[i][k], `${when}: state ${k} of parameter ${i}`);
+      for (let k = 0; k < stateCount; k++)
+        expectClose(await tensors[i * stateCount + k].readFloat32(stream), state[i][k], `${when}: state ${k} of parameter ${i}`);
     }
   };
-  const dispose = () => { for (const p of params) { p.value.dispose(); p.grad.dispose(); } };
+  const dispose = () => {
+    for (const p of params) {
+      p.value.dispose();
+      p.grad.dispose();
+    }
+  };
   return { params, stream, gradients, reference, compare, dispose, want };
 }
 
@@ -87,7 +108,7 @@ describe('a step captured into a graph', () => {
   test.each([
     ['SGD with momentum', () => new SGD({ lr: lrAt, momentum: 0.5, weightDecay: 0.01 }), 1, sgdRef(0.5, 0.01)],
     ['Adam', () => new Adam({ lr: lrAt, beta1: 0.5, beta2: 0.7, eps: 1e-2 }), 2, adamRef(0.5, 0.7, 1e-2, 0)],
-  ] as const)('%s: every launch reads its own step\'s scalars', async (_, make, stateCount, f) => {
+  ] as const)("%s: every launch reads its own step's scalars", async (_, make, stateCount, f) => {
     const run = await fixture(stateCount, 9);
     const o = make();
     const updates: ((s: Stream) => void)[] = [];

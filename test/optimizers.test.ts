@@ -24,7 +24,17 @@ type ReferenceStep = (param: Float64Array, grad: Float64Array, state: Float64Arr
 async function against(optimizer: Optimizer, stateCount: number, reference: ReferenceStep, lrAt: (step: number) => number, steps = 6) {
   const rng = new Random(17);
   const stream = new Stream(cpu);
-  const params = shapes.map((s, i) => Parameter.create(`p${i}`, ref.randomArray(rng, s.reduce((a, b) => a * b, 1)), s, cpu));
+  const params = shapes.map((s, i) =>
+    Parameter.create(
+      `p${i}`,
+      ref.randomArray(
+        rng,
+        s.reduce((a, b) => a * b, 1),
+      ),
+      s,
+      cpu,
+    ),
+  );
   const want = await Promise.all(params.map(async (p) => ref.f64(await p.value.readFloat32(stream))));
   const state = want.map((w) => Array.from({ length: stateCount }, () => new Float64Array(w.length)));
   for (let t = 1; t <= steps; t++) {
@@ -43,24 +53,30 @@ async function against(optimizer: Optimizer, stateCount: number, reference: Refe
     for (const [i, p] of params.entries()) {
       expectClose(await p.value.readFloat32(stream), want[i], `step ${t}: parameter ${i}`);
       expect(Array.from(await p.grad.readFloat32(stream)).every((v) => v === 0)).toBe(true);
-      for (let k = 0; k < stateCount; k++) expectClose(await tensors[i * stateCount + k].readFloat32(stream), state[i][k], `step ${t}: state ${k} of parameter ${i}`);
+      for (let k = 0; k < stateCount; k++)
+        expectClose(await tensors[i * stateCount + k].readFloat32(stream), state[i][k], `step ${t}: state ${k} of parameter ${i}`);
     }
   }
   optimizer.dispose();
-  for (const p of params) { p.value.dispose(); p.grad.dispose(); }
+  for (const p of params) {
+    p.value.dispose();
+    p.grad.dispose();
+  }
 }
 
 describe('SGD against a float64 reference over 6 steps', () => {
-  const sgd = (momentum: number, wd: number): ReferenceStep => (p, g, [v], lr) => {
-    for (let k = 0; k < p.length; k++) {
-      const d = g[k] + wd * p[k];
-      if (momentum === 0) p[k] -= lr * d;
-      else {
-        v[k] = momentum * v[k] + d;
-        p[k] -= lr * v[k];
+  const sgd =
+    (momentum: number, wd: number): ReferenceStep =>
+    (p, g, [v], lr) => {
+      for (let k = 0; k < p.length; k++) {
+        const d = g[k] + wd * p[k];
+        if (momentum === 0) p[k] -= lr * d;
+        else {
+          v[k] = momentum * v[k] + d;
+          p[k] -= lr * v[k];
+        }
       }
-    }
-  };
+    };
   test('plain', async () => {
     await against(new SGD({ lr: 0.1 }), 0, sgd(0, 0), () => 0.1);
   });
@@ -74,15 +90,18 @@ describe('SGD against a float64 reference over 6 steps', () => {
 });
 
 describe('Adam against a float64 reference over 6 steps', () => {
-  const adam = (b1: number, b2: number, eps: number, wd: number): ReferenceStep => (p, g, [m, v], lr, t) => {
-    for (let k = 0; k < p.length; k++) {
-      const d = g[k] + wd * p[k];
-      m[k] = b1 * m[k] + (1 - b1) * d;
-      v[k] = b2 * v[k] + (1 - b2) * d * d;
-      const mHat = m[k] / (1 - b1 ** t), vHat = v[k] / (1 - b2 ** t);
-      p[k] -= (lr * mHat) / (Math.sqrt(vHat) + eps);
-    }
-  };
+  const adam =
+    (b1: number, b2: number, eps: number, wd: number): ReferenceStep =>
+    (p, g, [m, v], lr, t) => {
+      for (let k = 0; k < p.length; k++) {
+        const d = g[k] + wd * p[k];
+        m[k] = b1 * m[k] + (1 - b1) * d;
+        v[k] = b2 * v[k] + (1 - b2) * d * d;
+        const mHat = m[k] / (1 - b1 ** t),
+          vHat = v[k] / (1 - b2 ** t);
+        p[k] -= (lr * mHat) / (Math.sqrt(vHat) + eps);
+      }
+    };
   test('defaults (bias corrections at every step)', async () => {
     await against(new Adam({ lr: 0.01 }), 2, adam(0.9, 0.999, 1e-8, 0), () => 0.01);
   });
@@ -119,9 +138,17 @@ describe('options are checked at their boundaries', () => {
     [() => new Adam({ lr: 0.1, eps: 0 }), RangeError, /Adam: 'eps' must be a finite number > 0, got 0/],
     [() => learningRateSchedules.constant(-1), RangeError, /constant: 'lr' must be a finite number > 0, got -1/],
     [() => learningRateSchedules.stepDecay(0, [1]), RangeError, /stepDecay: 'lr' must be a finite number > 0, got 0/],
-    [() => learningRateSchedules.stepDecay(1, [-1]), TypeError, /stepDecay: 'milestones' must be an array of non-negative integers, got -1/],
+    [
+      () => learningRateSchedules.stepDecay(1, [-1]),
+      TypeError,
+      /stepDecay: 'milestones' must be an array of non-negative integers, got -1/,
+    ],
     [() => learningRateSchedules.stepDecay(1, 5 as never), TypeError, /stepDecay: 'milestones' must be an array/],
-    [() => learningRateSchedules.stepDecay(1, [2, -1]), TypeError, /stepDecay: 'milestones' must be an array of non-negative integers, got 2,-1/],
+    [
+      () => learningRateSchedules.stepDecay(1, [2, -1]),
+      TypeError,
+      /stepDecay: 'milestones' must be an array of non-negative integers, got 2,-1/,
+    ],
     [() => learningRateSchedules.stepDecay(1, [1], 0), RangeError, /stepDecay: 'gamma' must be a finite number > 0, got 0/],
   ])('%#', (make, type, message) => {
     expect(make).toThrow(type);
@@ -171,7 +198,11 @@ describe('options are checked at their boundaries', () => {
     const before = Float64Array.from(await ps[1].value.readFloat32(stream));
     o.step(group, stream);
     // The second parameter moved by lr·1 (fresh velocity), the first by lr·(0.5 + 1).
-    expectClose(await ps[1].value.readFloat32(stream), before.map((v) => v - 0.1), 'new parameter');
+    expectClose(
+      await ps[1].value.readFloat32(stream),
+      before.map((v) => v - 0.1),
+      'new parameter',
+    );
     expect(o.stateTensors(group)).toHaveLength(2);
     o.dispose();
   });

@@ -10,10 +10,17 @@ import * as path from 'path';
 
 const root = path.join(__dirname, '..');
 const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string>; bin?: Record<string, string> };
+const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as {
+  scripts: Record<string, string>;
+  bin?: Record<string, string>;
+};
 
 /** A shell command: leading VAR=value assignments, then the words (quotes are not used in README). */
-interface Command { text: string; env: Record<string, string>; words: string[] }
+interface Command {
+  text: string;
+  env: Record<string, string>;
+  words: string[];
+}
 
 function parse(text: string): Command {
   const env: Record<string, string> = {};
@@ -63,13 +70,23 @@ describe('every npm start command in README runs (two steps)', () => {
     const textAt = args.indexOf('--text');
     if (textAt >= 0) args[textAt + 1] = path.join(root, args[textAt + 1]);
     // Two steps (windows, for a recurrent run; whose text runs validate once, at the end).
-    const run = () => spawnSync(process.execPath, [path.join(root, 'dist/ts/cli/main.js'), ...args, ...(help ? [] : ['--steps', '2'])], {
-      cwd: dir, env: { ...process.env, SYNTHGRAD_DEVICE: 'cpu', ...c.env }, encoding: 'utf8', timeout: 120_000,
-    });
+    const run = () =>
+      spawnSync(process.execPath, [path.join(root, 'dist/ts/cli/main.js'), ...args, ...(help ? [] : ['--steps', '2'])], {
+        cwd: dir,
+        env: { ...process.env, SYNTHGRAD_DEVICE: 'cpu', ...c.env },
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
     const r = run();
     const out = `${r.stdout}${r.stderr}`;
     if (r.status !== 0) throw new Error(`'${c.text}' exited ${r.status}:\n${out}`);
-    expect(out).toMatch(help ? /^usage: npm start/m : recurrent ? /: 2 windows in [\d.]+ s; (largest level solved|no level solved|test \d+\.\d+ bits\/char)/ : /final test accuracy: \d+\.\d\d%/);
+    expect(out).toMatch(
+      help
+        ? /^usage: npm start/m
+        : recurrent
+          ? /: 2 windows in [\d.]+ s; (largest level solved|no level solved|test \d+\.\d+ bits\/char)/
+          : /final test accuracy: \d+\.\d\d%/,
+    );
     if (args.includes('--checkpoint')) {
       // "the same command again resumes" (a recurrent run resumed at its budget trains no more)
       const again = run();
@@ -86,7 +103,8 @@ describe('every other README command names something that exists', () => {
     else if (tool === 'npm') expect(['install', 'test', 'ci', 'install-scripts']).toContain(first);
     else if (tool === 'node') expect(fs.existsSync(path.join(root, first))).toBe(true);
     else if (tool === 'bash') expect(fs.existsSync(path.join(root, first))).toBe(true);
-    else if (tool === 'npx' && first === 'synthgrad') expect(fs.existsSync(path.join(root, pkg.bin?.synthgrad ?? 'package.json has no bin'))).toBe(true);
+    else if (tool === 'npx' && first === 'synthgrad')
+      expect(fs.existsSync(path.join(root, pkg.bin?.synthgrad ?? 'package.json has no bin'))).toBe(true);
     else if (tool === 'npx') expect(first).toBe('node-gyp');
     else throw new Error(`README command '${c.text}' is of no kind this test knows: teach it`);
   });

@@ -9,7 +9,10 @@ const cpu = Device.cpu();
 /** y = x·Aᵀ + c for random x (rows × 3) and a fixed A (2 × 3), c. */
 function linearData(rows: number, seed: number) {
   const rng = new Random(seed);
-  const A = [[0.5, -1.2, 2.0], [1.5, 0.3, -0.7]];
+  const A = [
+    [0.5, -1.2, 2.0],
+    [1.5, 0.3, -0.7],
+  ];
   const c = [0.25, -0.5];
   const x = Array.from({ length: rows }, () => [0, 1, 2].map(() => rng.next() * 2 - 1));
   const y = x.map((r) => A.map((a, o) => a[0] * r[0] + a[1] * r[1] + a[2] * r[2] + c[o]));
@@ -24,8 +27,13 @@ describe('Dataset.fromArrays', () => {
     expect(Array.from(r.values.subarray(0, 2))).toEqual(Array.from(Float32Array.from(y[0])));
     const c = Dataset.fromArrays(x, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0], { classes: 4 });
     expect([c.task, c.classes, c.outputs]).toEqual(['classification', 4, 4]);
-    expect(Dataset.fromArrays(Float32Array.from(x.flat()), Int32Array.from([0, 1, 2, 0, 1, 2, 0, 1, 2, 5]), { features: 3 }).classes).toBe(6);
-    const one = Dataset.fromArrays(x, y.map((v) => v[0]));
+    expect(Dataset.fromArrays(Float32Array.from(x.flat()), Int32Array.from([0, 1, 2, 0, 1, 2, 0, 1, 2, 5]), { features: 3 }).classes).toBe(
+      6,
+    );
+    const one = Dataset.fromArrays(
+      x,
+      y.map((v) => v[0]),
+    );
     expect([one.task, one.outputs]).toEqual(['regression', 1]);
     // head() keeps the task and the values of its rows.
     const h = r.head(3);
@@ -35,11 +43,20 @@ describe('Dataset.fromArrays', () => {
   test('bad arrays are errors that say what is wrong', () => {
     const { x, y } = linearData(4, 1);
     expect(() => Dataset.fromArrays([[1, 2], [3]], [1, 2])).toThrow(/row 1 of 'inputs' has 1 values, row 0 has 2/);
-    expect(() => Dataset.fromArrays(x, [0, 1.5, 0, 1], { classes: 2 })).toThrow(/with 'classes', targets are labels: 1.5 at row 1 is not an integer/);
+    expect(() => Dataset.fromArrays(x, [0, 1.5, 0, 1], { classes: 2 })).toThrow(
+      /with 'classes', targets are labels: 1.5 at row 1 is not an integer/,
+    );
     expect(() => Dataset.fromArrays(Float32Array.from(x.flat()), y)).toThrow(/needs 'features'/);
     expect(() => Dataset.fromArrays(x, y.slice(1))).toThrow(/do not make the same number of rows/);
     expect(() => Dataset.fromArrays(x, y, { clases: 2 } as never)).toThrow(/unknown option 'clases'/);
-    expect(() => Dataset.fromArrays(x, [[NaN, 1], [1, 1], [1, 1], [1, 1]])).toThrow(/target value NaN at row 0 is not finite/);
+    expect(() =>
+      Dataset.fromArrays(x, [
+        [NaN, 1],
+        [1, 1],
+        [1, 1],
+        [1, 1],
+      ]),
+    ).toThrow(/target value NaN at row 0 is not finite/);
   });
 });
 
@@ -54,8 +71,16 @@ describe('fit on regression data', () => {
     const W0 = Float64Array.from(await layer.weight!.value.readFloat32());
     const b0 = Float64Array.from(await layer.bias!.value.readFloat32());
     const losses: number[] = [];
-    await trainer.fit(data, { steps: 1, batchSize: 8, shuffle: false, onStep: (m) => { losses.push(m.loss); } });
-    const X = Float64Array.from(x.flat()), Y = Float64Array.from(y.flat());
+    await trainer.fit(data, {
+      steps: 1,
+      batchSize: 8,
+      shuffle: false,
+      onStep: (m) => {
+        losses.push(m.loss);
+      },
+    });
+    const X = Float64Array.from(x.flat()),
+      Y = Float64Array.from(y.flat());
     const out = ref.addBias(ref.gemm(false, true, { M: 8, N: 2, K: 3 }, 1, X, W0, 0, null), b0, 8, 2);
     const dOut = out.map((o, k) => (2 * (o - Y[k])) / 16);
     const dW = ref.gemm(true, false, { M: 2, N: 3, K: 8 }, 1, dOut, X, 0, null);
@@ -67,7 +92,7 @@ describe('fit on regression data', () => {
     trainer.dispose();
   });
 
-  test('recovers a linear map; evaluate reports the mean squared error of predict\'s outputs, without accuracy', async () => {
+  test("recovers a linear map; evaluate reports the mean squared error of predict's outputs, without accuracy", async () => {
     const { x, y, A, c } = linearData(512, 4);
     const data = Dataset.fromArrays(x, y);
     const model = new Sequential([new Linear(3, 2)]);
@@ -107,15 +132,25 @@ describe('fit on regression data', () => {
   test('data that does not fit the loss or the model is refused before training', async () => {
     const { x, y } = linearData(16, 6);
     const regression = Dataset.fromArrays(x, y);
-    const classes = Dataset.fromArrays(x, x.map((_, i) => i % 2), { classes: 2 });
+    const classes = Dataset.fromArrays(
+      x,
+      x.map((_, i) => i % 2),
+      { classes: 2 },
+    );
     const ce = new Trainer(new Sequential([new Linear(3, 2)]), { device: cpu, optimizer: new SGD({ lr: 0.1 }), seed: 0 });
-    await expect(ce.fit(regression, { steps: 1 })).rejects.toThrow(/is regression data \(float values\), but the loss softmax-cross-entropy takes int32 labels: use the Trainer's loss: 'mse'/);
+    await expect(ce.fit(regression, { steps: 1 })).rejects.toThrow(
+      /is regression data \(float values\), but the loss softmax-cross-entropy takes int32 labels: use the Trainer's loss: 'mse'/,
+    );
     ce.dispose();
     const mse = new Trainer(new Sequential([new Linear(3, 3)]), { device: cpu, optimizer: new SGD({ lr: 0.1 }), loss: 'mse', seed: 0 });
     await expect(mse.fit(regression, { steps: 1 })).rejects.toThrow(/has 2 target values per row but the model has 3 outputs/);
     await expect(mse.evaluate(classes)).rejects.toThrow(/is classification data \(int32 labels\), but the loss mse takes float values/);
     mse.dispose();
-    const cdni = new Trainer(decouple(mlp(3, [8], 2), { synthesizer: { conditioned: true } }), { device: cpu, optimizer: () => new SGD({ lr: 0.1 }), loss: 'mse' });
+    const cdni = new Trainer(decouple(mlp(3, [8], 2), { synthesizer: { conditioned: true } }), {
+      device: cpu,
+      optimizer: () => new SGD({ lr: 0.1 }),
+      loss: 'mse',
+    });
     await expect(cdni.fit(regression, { steps: 1 })).rejects.toThrow(/conditioned \(cDNI\) synthesizers need class labels/);
     cdni.dispose();
   });

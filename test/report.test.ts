@@ -17,24 +17,43 @@ const root = path.join(__dirname, '..');
 const bin = path.join(root, 'dist/ts/cli/report.js');
 const chromium = '/usr/bin/chromium';
 let tmp: string;
-beforeAll(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-report-')); });
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-report-'));
+});
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const report = (args: string[]) => spawnSync(process.execPath, [bin, ...args], { cwd: tmp, encoding: 'utf8', timeout: 60_000 });
 const lines = (rows: object[]) => rows.map((r) => `${JSON.stringify(r)}\n`).join('');
 
 describe('reading run logs', () => {
-  test('a resumed run\'s repeated steps keep the later record; a last line cut short is skipped', () => {
+  test("a resumed run's repeated steps keep the later record; a last line cut short is skipped", () => {
     const dir = path.join(tmp, 'partial');
     fs.mkdirSync(dir);
     fs.writeFileSync(path.join(dir, 'config.json'), '{"model":"m"}');
     // Steps 1-3, then a run resumed after step 2 logs steps 3-4 again; the last line is half written.
-    fs.writeFileSync(path.join(dir, 'steps.jsonl'),
-      `${lines([1, 2, 3].map((step) => ({ step, loss: step }))) + lines([3, 4].map((step) => ({ step, loss: 10 * step })))}{"step":5,"lo`);
-    fs.writeFileSync(path.join(dir, 'synthesizers.jsonl'), lines([{ step: 2, module: 1, cosine: 0.1 }, { step: 2, module: 2, cosine: 0.2 }, { step: 2, module: 1, cosine: 0.3 }]));
+    fs.writeFileSync(
+      path.join(dir, 'steps.jsonl'),
+      `${lines([1, 2, 3].map((step) => ({ step, loss: step }))) + lines([3, 4].map((step) => ({ step, loss: 10 * step })))}{"step":5,"lo`,
+    );
+    fs.writeFileSync(
+      path.join(dir, 'synthesizers.jsonl'),
+      lines([
+        { step: 2, module: 1, cosine: 0.1 },
+        { step: 2, module: 2, cosine: 0.2 },
+        { step: 2, module: 1, cosine: 0.3 },
+      ]),
+    );
     const run = readRun(dir);
-    expect(run.steps.map((s) => [s.step, s.loss])).toEqual([[1, 1], [2, 2], [3, 30], [4, 40]]);
-    expect(run.synthesizers.map((s) => [s.module, s.cosine])).toEqual([[2, 0.2], [1, 0.3]]);
+    expect(run.steps.map((s) => [s.step, s.loss])).toEqual([
+      [1, 1],
+      [2, 2],
+      [3, 30],
+      [4, 40],
+    ]);
+    expect(run.synthesizers.map((s) => [s.module, s.cosine])).toEqual([
+      [2, 0.2],
+      [1, 0.3],
+    ]);
     expect(run.epochs).toEqual([]);
     expect(run.result).toBeUndefined();
     // A bad line before the last is an error, not skipped.
@@ -89,15 +108,27 @@ describe('synthgrad report', () => {
 
   test('the charts: loss, accuracy, step time, and cosine, loss and norm ratio per synthesizer, each with both runs', () => {
     const charts = chartSpecs(runs.map(readRun));
-    expect(charts.map((c) => c.id)).toEqual(['loss', 'accuracy', 'step-time',
-      'synth-1-cosine', 'synth-1-loss', 'synth-1-norm', 'synth-2-cosine', 'synth-2-loss', 'synth-2-norm']);
+    expect(charts.map((c) => c.id)).toEqual([
+      'loss',
+      'accuracy',
+      'step-time',
+      'synth-1-cosine',
+      'synth-1-loss',
+      'synth-1-norm',
+      'synth-2-cosine',
+      'synth-2-loss',
+      'synth-2-norm',
+    ]);
     for (const c of charts) expect(new Set(c.series.map((s) => s.run))).toEqual(new Set([0, 1]));
     const loss = charts[0].series.filter((s) => s.run === 0);
-    expect(loss.map((s) => [s.label, s.points.length])).toEqual([['cdni training', 20], ['cdni validation', 2]]);
+    expect(loss.map((s) => [s.label, s.points.length])).toEqual([
+      ['cdni training', 20],
+      ['cdni validation', 2],
+    ]);
     expect(charts[3].series.find((s) => s.run === 1)!.points.map((p) => p.x)).toEqual([2, 4, 6, 8, 10, 12, 14, 16, 18, 20]);
   });
 
-  test('the page goes to the first run\'s directory by default', () => {
+  test("the page goes to the first run's directory by default", () => {
     const r = report(['report', runs[1]]);
     expect(r.status).toBe(0);
     expect(fs.existsSync(path.join(runs[1], 'report.html'))).toBe(true);
@@ -127,16 +158,27 @@ describe('synthgrad report', () => {
     if (!fs.existsSync(page)) report(['report', ...runs, '--out', page]);
     const profile = fs.mkdtempSync(path.join(tmp, 'chromium-profile-'));
     const browser = await puppeteer.launch({
-      executablePath: chromium, headless: true, userDataDir: profile,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync'],
+      executablePath: chromium,
+      headless: true,
+      userDataDir: profile,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     try {
       const tab = await browser.newPage();
       await tab.setViewport({ width: 1280, height: 900 });
       const problems: string[] = [];
       const requests: string[] = [];
-      tab.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+      tab.on('console', (m) => {
+        if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+      });
       tab.on('pageerror', (e) => problems.push(`page error: ${(e as Error).message}`));
       await tab.setRequestInterception(true);
       const url = `file://${page}`;

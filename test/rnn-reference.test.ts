@@ -20,11 +20,20 @@ describe(`recurrent windows against PyTorch${available.ok ? '' : ` (skipped: ${a
     expect(c.rows.length).toBe(2 * (11 + 16 + 20)); // bptt: 3 + 4 weights × (after, step); dni: + ĝ + M's 2 × 2; dni-aux: + A's 2 × 2; SGD and Adam
     for (const r of c.rows) expect(r.maxAbsDiff).toBeLessThanOrEqual(1e-5);
     // The compared values are not trivially zero (a synthesizer at its zero start would give ĝ = 0).
-    for (const r of c.rows.filter((x) => x.quantity.startsWith('ĝ') || x.quantity.startsWith('δ_0'))) expect(r.maxAbs).toBeGreaterThan(1e-3);
+    for (const r of c.rows.filter((x) => x.quantity.startsWith('ĝ') || x.quantity.startsWith('δ_0')))
+      expect(r.maxAbs).toBeGreaterThan(1e-3);
   });
 
   withTorch('a reference given another auxiliary weight disagrees (the comparison can fail)', async () => {
-    const c = await compareWithTorch({ hidden: 12, batch: 6, steps: 5, windows: 2, methods: ['dni-aux'], optimizers: ['sgd'], referenceOverrides: { auxWeight: 3 } });
+    const c = await compareWithTorch({
+      hidden: 12,
+      batch: 6,
+      steps: 5,
+      windows: 2,
+      methods: ['dni-aux'],
+      optimizers: ['sgd'],
+      referenceOverrides: { auxWeight: 3 },
+    });
     const failed = c.rows.filter((r) => !r.pass).map((r) => r.quantity);
     expect(failed).toContain('aux.weight after');
     expect(failed).toContain('core.weight after');
@@ -32,8 +41,16 @@ describe(`recurrent windows against PyTorch${available.ok ? '' : ` (skipped: ${a
     expect(c.losses[0].synthgrad[0]).toBeCloseTo(c.losses[0].torch[0], 5);
   });
 
-  withTorch('a reference given the undiscounted bootstrap (γ = 1) disagrees on ĝ and M\'s target', async () => {
-    const c = await compareWithTorch({ hidden: 12, batch: 6, steps: 5, windows: 2, methods: ['dni'], optimizers: ['sgd'], referenceOverrides: { discount: 1 } });
+  withTorch("a reference given the undiscounted bootstrap (γ = 1) disagrees on ĝ and M's target", async () => {
+    const c = await compareWithTorch({
+      hidden: 12,
+      batch: 6,
+      steps: 5,
+      windows: 2,
+      methods: ['dni'],
+      optimizers: ['sgd'],
+      referenceOverrides: { discount: 1 },
+    });
     const failed = c.rows.filter((r) => !r.pass).map((r) => r.quantity);
     expect(failed).toContain('ĝ = γ·M(s_T)/B');
     expect(failed).toContain('core.weight after');

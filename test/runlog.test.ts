@@ -14,7 +14,9 @@ import { Progress, ProgressMode, duration } from '../ts/cli/progress';
 const cpu = Device.cpu();
 const root = path.join(__dirname, '..');
 let tmp: string;
-beforeAll(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-runlog-')); });
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-runlog-'));
+});
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 // ---- an independent reader of TensorBoard event files ----
@@ -67,17 +69,30 @@ function protoFields(buf: Buffer): Field[] {
   };
   while (at < buf.length) {
     const key = Number(varint());
-    const field = key >> 3, wire = key & 7;
+    const field = key >> 3,
+      wire = key & 7;
     if (wire === 0) fields.push({ field, wire, value: varint() });
-    else if (wire === 1) { fields.push({ field, wire, value: buf.subarray(at, at + 8) }); at += 8; }
-    else if (wire === 5) { fields.push({ field, wire, value: buf.subarray(at, at + 4) }); at += 4; }
-    else if (wire === 2) { const n = Number(varint()); fields.push({ field, wire, value: buf.subarray(at, at + n) }); at += n; }
-    else throw new Error(`wire type ${wire} at byte ${at}`);
+    else if (wire === 1) {
+      fields.push({ field, wire, value: buf.subarray(at, at + 8) });
+      at += 8;
+    } else if (wire === 5) {
+      fields.push({ field, wire, value: buf.subarray(at, at + 4) });
+      at += 4;
+    } else if (wire === 2) {
+      const n = Number(varint());
+      fields.push({ field, wire, value: buf.subarray(at, at + n) });
+      at += n;
+    } else throw new Error(`wire type ${wire} at byte ${at}`);
   }
   return fields;
 }
 
-interface DecodedEvent { wallTime: number; step: number; fileVersion?: string; scalars: Map<string, number> }
+interface DecodedEvent {
+  wallTime: number;
+  step: number;
+  fileVersion?: string;
+  scalars: Map<string, number>;
+}
 
 /** event.proto: wall_time 1 (double), step 2 (int64), file_version 3, summary 5 → value 1 → tag 1, simple_value 2 (float). */
 function decodeEvent(buf: Buffer): DecodedEvent {
@@ -99,7 +114,10 @@ function decodeEvent(buf: Buffer): DecodedEvent {
 
 /** Every event of every event file in `dir`, in file order. */
 function readEvents(dir: string): DecodedEvent[] {
-  return fs.readdirSync(dir).filter((f) => f.startsWith('events.out.tfevents.')).sort()
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.startsWith('events.out.tfevents.'))
+    .sort()
     .flatMap((f) => tfRecords(fs.readFileSync(path.join(dir, f))).map(decodeEvent));
 }
 
@@ -108,7 +126,12 @@ function scalarSeries(events: DecodedEvent[], tag: string): [number, number][] {
   return events.filter((e) => e.scalars.has(tag)).map((e) => [e.step, e.scalars.get(tag)!]);
 }
 
-const jsonl = (file: string) => fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+const jsonl = (file: string) =>
+  fs
+    .readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>);
 
 function csv(file: string): Record<string, string>[] {
   const [head, ...rows] = fs.readFileSync(file, 'utf8').trim().split('\n');
@@ -145,8 +168,17 @@ async function cdniRun(extra: Partial<FitOptions>, seed = 3) {
   const epochs: EpochMetrics[] = [];
   try {
     const result = await trainer.fit(train, {
-      epochs: 2, batchSize: 128, validation: test, diagnoseEvery: 4,
-      onStep: (m) => { steps.push(m); }, onEpoch: (m) => { epochs.push(m); }, ...extra,
+      epochs: 2,
+      batchSize: 128,
+      validation: test,
+      diagnoseEvery: 4,
+      onStep: (m) => {
+        steps.push(m);
+      },
+      onEpoch: (m) => {
+        epochs.push(m);
+      },
+      ...extra,
     });
     return { steps, epochs, result, modelName: net.name };
   } finally {
@@ -173,11 +205,15 @@ describe('fit({ logDir })', () => {
     expect(run.epochs.map((m) => m.validation)).toEqual(plain.epochs.map((m) => m.validation));
   });
 
-  test('config.json names the model, the data and the options, with the caller\'s additions', () => {
+  test("config.json names the model, the data and the options, with the caller's additions", () => {
     const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
     expect(config).toMatchObject({
-      model: run.modelName, device: 'cpu', loss: 'softmax-cross-entropy', data: { rows: 1200, features: 784 },
-      fit: { epochs: 2, batchSize: 128, diagnoseEvery: 4, logEvery: 3, validation: { rows: 300 } }, purpose: 'test',
+      model: run.modelName,
+      device: 'cpu',
+      loss: 'softmax-cross-entropy',
+      data: { rows: 1200, features: 784 },
+      fit: { epochs: 2, batchSize: 128, diagnoseEvery: 4, logEvery: 3, validation: { rows: 300 } },
+      purpose: 'test',
     });
     expect(config.fit.onStep).toBeUndefined();
   });
@@ -191,15 +227,17 @@ describe('fit({ logDir })', () => {
     expect(Object.keys(stepsCsv[0])).toEqual(Object.keys(steps[0]));
 
     const epochs = jsonl(path.join(dir, 'epochs.jsonl'));
-    expect(epochs.map((e) => [e.epoch, e.step, e.loss, e.validationLoss, e.validationAccuracy]))
-      .toEqual(run.epochs.map((m, i) => [m.epoch, 10 * (i + 1), m.loss, m.validation!.loss, m.validation!.accuracy]));
+    expect(epochs.map((e) => [e.epoch, e.step, e.loss, e.validationLoss, e.validationAccuracy])).toEqual(
+      run.epochs.map((m, i) => [m.epoch, 10 * (i + 1), m.loss, m.validation!.loss, m.validation!.accuracy]),
+    );
     expect(csv(path.join(dir, 'epochs.csv')).map((r) => Number(r.validationAccuracy))).toEqual(epochs.map((e) => e.validationAccuracy));
 
     const diagnosed = run.steps.filter((m) => m.diagnostics).flatMap((m) => m.diagnostics!.map((d) => ({ step: m.step, ...d })));
     expect(diagnosed).toHaveLength(5 * 2); // steps 4, 8, 12, 16, 20; 2 synthesizers (cuts after 2 ReLUs)
     const synth = jsonl(path.join(dir, 'synthesizers.jsonl'));
-    expect(synth.map((s) => [s.step, s.module, s.synthesizerLoss, s.cosine, s.targetCosine, s.normRatio]))
-      .toEqual(diagnosed.map((d) => [d.step, d.module, d.synthesizerLoss, d.cosine, d.targetCosine, d.normRatio]));
+    expect(synth.map((s) => [s.step, s.module, s.synthesizerLoss, s.cosine, s.targetCosine, s.normRatio])).toEqual(
+      diagnosed.map((d) => [d.step, d.module, d.synthesizerLoss, d.cosine, d.targetCosine, d.normRatio]),
+    );
     expect(csv(path.join(dir, 'synthesizers.csv')).map((r) => Number(r.cosine))).toEqual(synth.map((s) => s.cosine));
 
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'result.json'), 'utf8'))).toMatchObject({ steps: 20, seconds: run.result.seconds });
@@ -213,7 +251,9 @@ describe('fit({ logDir })', () => {
     expect(scalarSeries(events, 'train/loss')).toEqual(run.steps.map((m) => [m.step, f32(m.loss)]));
     expect(scalarSeries(events, 'validation/accuracy')).toEqual(run.epochs.map((m, i) => [10 * (i + 1), f32(m.validation!.accuracy!)]));
     for (const module of [1, 2]) {
-      const want = run.steps.filter((m) => m.diagnostics).map((m) => [m.step, f32(m.diagnostics!.find((d) => d.module === module)!.cosine)]);
+      const want = run.steps
+        .filter((m) => m.diagnostics)
+        .map((m) => [m.step, f32(m.diagnostics!.find((d) => d.module === module)!.cosine)]);
       expect(scalarSeries(events, `synthesizer_${module}/cosine`)).toEqual(want);
       expect(scalarSeries(events, `synthesizer_${module}/norm_ratio`)).toHaveLength(want.length);
       expect(scalarSeries(events, `synthesizer_${module}/target_cosine`)).toHaveLength(want.length);
@@ -224,7 +264,9 @@ describe('fit({ logDir })', () => {
   test('a directory that holds a run log is refused; a bad logDir names the option; a refused fit writes nothing', async () => {
     await expect(cdniRun({ logDir: dir })).rejects.toThrow(`fit: 'logDir' ${dir} already holds a run log`);
     await expect(cdniRun({ logDir: 42 as unknown as string })).rejects.toThrow(TypeError);
-    await expect(cdniRun({ logDir: 42 as unknown as string })).rejects.toThrow(/fit: 'logDir' must be a directory path or \{ dir, config \}, got number 42/);
+    await expect(cdniRun({ logDir: 42 as unknown as string })).rejects.toThrow(
+      /fit: 'logDir' must be a directory path or \{ dir, config \}, got number 42/,
+    );
     const refused = path.join(tmp, 'refused');
     await expect(cdniRun({ logDir: refused, batchSize: 0 })).rejects.toThrow(/batchSize/);
     expect(fs.existsSync(refused)).toBe(false);
@@ -253,10 +295,24 @@ function progress(mode: ProgressMode) {
   const p = new Progress({ mode, write: (s) => out.push(s), now: () => t, columns: () => 200 });
   p.plan({ totalSteps: 100, epochs: 2, batchSize: 32 });
   const step = (n: number, extra: Partial<StepMetrics> = {}) => p.step({ step: n, epoch: n > 50 ? 2 : 1, loss: 1 / n, lr: 1e-3, ...extra });
-  return { p, out, step, tick: (ms: number) => { t += ms; } };
+  return {
+    p,
+    out,
+    step,
+    tick: (ms: number) => {
+      t += ms;
+    },
+  };
 }
 
-const epoch: EpochMetrics = { epoch: 1, steps: 50, loss: 0.5, seconds: 5, samplesPerSecond: 320, validation: { loss: 0.4, accuracy: 0.9123, count: 1000 } };
+const epoch: EpochMetrics = {
+  epoch: 1,
+  steps: 50,
+  loss: 0.5,
+  seconds: 5,
+  samplesPerSecond: 320,
+  validation: { loss: 0.4, accuracy: 0.9123, count: 1000 },
+};
 const final = { loss: 0.3, accuracy: 0.9512, count: 1000, steps: 100, seconds: 10 };
 
 describe('npm start progress', () => {
@@ -305,7 +361,13 @@ describe('npm start progress', () => {
     p.epoch(epoch);
     p.final(final);
     const records = out.map((l) => JSON.parse(l));
-    expect(records.map((r) => [r.type, r.step ?? r.epoch])).toEqual([['step', 10], ['step', 13], ['step', 20], ['epoch', 1], ['final', undefined]]);
+    expect(records.map((r) => [r.type, r.step ?? r.epoch])).toEqual([
+      ['step', 10],
+      ['step', 13],
+      ['step', 20],
+      ['epoch', 1],
+      ['final', undefined],
+    ]);
     expect(records[1].diagnostics).toEqual(diagnostics);
     expect(records[2].samplesPerSecond).toBe(320);
     expect(records[3].validation.accuracy).toBe(0.9123);
@@ -318,22 +380,36 @@ describe('npm start progress', () => {
 });
 
 describe('npm start --log-dir, --quiet, --json', () => {
-  const cli = (args: string[]) => spawnSync(process.execPath, [path.join(root, 'dist/ts/cli/main.js'), ...args], {
-    cwd: tmp, env: { ...process.env, SYNTHGRAD_DEVICE: 'cpu' }, encoding: 'utf8', timeout: 120_000,
-  });
+  const cli = (args: string[]) =>
+    spawnSync(process.execPath, [path.join(root, 'dist/ts/cli/main.js'), ...args], {
+      cwd: tmp,
+      env: { ...process.env, SYNTHGRAD_DEVICE: 'cpu' },
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
 
-  test('--json prints only JSON records; --log-dir writes the run with the command\'s options', () => {
+  test("--json prints only JSON records; --log-dir writes the run with the command's options", () => {
     const r = cli(['--method', 'cdni', '--steps', '12', '--diagnose-every', '5', '--json', '--log-dir', 'runs/json']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    const records = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const records = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     // steps 5 and 10 (diagnostics; 10 is also a tenth step), the epoch cut short at step 12, the end
-    expect(records.map((x) => [x.type, x.step ?? x.steps])).toEqual([['step', 5], ['step', 10], ['epoch', 12], ['final', 12]]);
+    expect(records.map((x) => [x.type, x.step ?? x.steps])).toEqual([
+      ['step', 5],
+      ['step', 10],
+      ['epoch', 12],
+      ['final', 12],
+    ]);
     expect(records[0].diagnostics).toHaveLength(3);
     expect(records[3].accuracy).toBeGreaterThan(0.2); // chance: 0.1
     const dir = path.join(tmp, 'runs/json');
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'))).toMatchObject({
-      command: 'npm start', options: { method: 'cdni', steps: 12, diagnoseEvery: 5 }, fit: { logEvery: 1, diagnoseEvery: 5 },
+      command: 'npm start',
+      options: { method: 'cdni', steps: 12, diagnoseEvery: 5 },
+      fit: { logEvery: 1, diagnoseEvery: 5 },
     });
     expect(jsonl(path.join(dir, 'steps.jsonl')).map((s) => s.step)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
     expect(jsonl(path.join(dir, 'synthesizers.jsonl')).map((s) => s.step)).toEqual([5, 5, 5, 10, 10, 10]);

@@ -4,8 +4,21 @@
 // compared, after every step, with what the simulation below computes by hand. The simulation
 // shares no code with ts/dni/: it is the method written out on arrays.
 import {
-  DecoupledTraining, Device, Linear, MeanSquaredError, Random, ReLU, SGD, Sequential, Stream, Tensor, Trainer, Arena,
-  datasets, decouple, mlp,
+  DecoupledTraining,
+  Device,
+  Linear,
+  MeanSquaredError,
+  Random,
+  ReLU,
+  SGD,
+  Sequential,
+  Stream,
+  Tensor,
+  Trainer,
+  Arena,
+  datasets,
+  decouple,
+  mlp,
 } from '../ts';
 import type { DecoupleOptions, DecoupledNetwork } from '../ts';
 import { StepContext } from '../ts/nn/module';
@@ -15,7 +28,9 @@ const cpu = Device.cpu();
 const B = 6;
 /** module i maps widths[i] → widths[i+1]; every module but the last ends with a ReLU */
 const widths = [3, 5, 4, 2];
-const lr = 0.1, momentum = 0.5, lrSynth = 0.05;
+const lr = 0.1,
+  momentum = 0.5,
+  lrSynth = 0.05;
 
 function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string, rel = 1e-4, floor = 1e-5): void {
   const r = ref.compare(got, want, floor);
@@ -25,17 +40,42 @@ function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, what: stri
 
 // ---- the float64 simulation ------------------------------------------------------------------
 
-interface SimLayer { W: Float64Array; b: Float64Array; vW: Float64Array; vb: Float64Array; inF: number; outF: number }
-interface SimSynth { A: Float64Array; c: Float64Array; width: number; loss: number }
-interface SimPending { step: number; h: Float64Array; raw: Float64Array; target: Float64Array }
+interface SimLayer {
+  W: Float64Array;
+  b: Float64Array;
+  vW: Float64Array;
+  vb: Float64Array;
+  inF: number;
+  outF: number;
+}
+interface SimSynth {
+  A: Float64Array;
+  c: Float64Array;
+  width: number;
+  loss: number;
+}
+interface SimPending {
+  step: number;
+  h: Float64Array;
+  raw: Float64Array;
+  target: Float64Array;
+}
 
 /** The options of the simulated run: λ and p as the network is configured, the warm-up, the depth. */
-interface SimOptions { lambda: number; warmupSteps: number; depth: number }
+interface SimOptions {
+  lambda: number;
+  warmupSteps: number;
+  depth: number;
+}
 
 class Simulation {
   steps = 0;
   readonly pending: SimPending[][];
-  constructor(readonly layers: SimLayer[], readonly synths: SimSynth[], readonly o: SimOptions) {
+  constructor(
+    readonly layers: SimLayer[],
+    readonly synths: SimSynth[],
+    readonly o: SimOptions,
+  ) {
     this.pending = synths.map(() => []);
   }
 
@@ -161,15 +201,21 @@ async function setup(options: DecoupleOptions, seed: number) {
   const layers: SimLayer[] = [];
   for (const [i, l] of linears.entries()) {
     layers.push({
-      W: await values(l.weight!.value, stream), b: await values(l.bias!.value, stream),
-      vW: new Float64Array(widths[i] * widths[i + 1]), vb: new Float64Array(widths[i + 1]), inF: widths[i], outF: widths[i + 1],
+      W: await values(l.weight!.value, stream),
+      b: await values(l.bias!.value, stream),
+      vW: new Float64Array(widths[i] * widths[i + 1]),
+      vb: new Float64Array(widths[i + 1]),
+      inF: widths[i],
+      outF: widths[i + 1],
     });
   }
   const synths: SimSynth[] = [];
   for (const [i, s] of synthLinears.entries())
     synths.push({ A: await values(s.weight!.value, stream), c: await values(s.bias!.value, stream), width: widths[i + 1], loss: NaN });
   const sim = new Simulation(layers, synths, {
-    lambda: net.config.lambda, warmupSteps: net.config.warmupSteps, depth: net.config.schedule.kind === 'pipelined' ? net.config.schedule.depth : 0,
+    lambda: net.config.lambda,
+    warmupSteps: net.config.warmupSteps,
+    depth: net.config.schedule.kind === 'pipelined' ? net.config.schedule.depth : 0,
   });
   const arena = new Arena();
   const batch = () => ({ x: ref.randomArray(rng, B * widths[0]), y: ref.randomArray(rng, B * widths[3]) });
@@ -244,7 +290,11 @@ describe('the decoupled step against a float64 simulation of the method', () => 
     const mixed = synthetic.map((s, k) => (1 - lambda) * s + lambda * delta[k]);
     const dz = mixed.map((v, k) => (h1[k] > 0 ? v : 0));
     const gW = ref.gemm(true, false, { M: 5, N: 3, K: B }, 1, dz, b.x, 0, null);
-    expectClose(await values(run.linears[0].weight!.value, run.stream), W0.map((w, k) => w - lr * gW[k]), 'module 1 W');
+    expectClose(
+      await values(run.linears[0].weight!.value, run.stream),
+      W0.map((w, k) => w - lr * gW[k]),
+      'module 1 W',
+    );
     run.dispose();
   });
 
@@ -282,12 +332,16 @@ describe('the decoupled step against a float64 simulation of the method', () => 
 describe('a module that the stochastic schedule skips', () => {
   test('keeps its weights and its optimizer state (momentum, step count) bit for bit', async () => {
     const run = await setup({ schedule: { kind: 'lockstep', pUpdate: 0.5 } }, 4);
-    const snapshot = () => Promise.all(run.net.modules.map(async (m, i) => ({
-      params: await Promise.all(m.parameters().map((p) => p.value.readFloat32(run.stream))),
-      state: await Promise.all(run.strategy.optimizers[i].stateTensors(m.parameters()).map((t) => t.readFloat32(run.stream))),
-      steps: run.strategy.optimizers[i].steps,
-    })));
-    let skipped = 0, moved = 0;
+    const snapshot = () =>
+      Promise.all(
+        run.net.modules.map(async (m, i) => ({
+          params: await Promise.all(m.parameters().map((p) => p.value.readFloat32(run.stream))),
+          state: await Promise.all(run.strategy.optimizers[i].stateTensors(m.parameters()).map((t) => t.readFloat32(run.stream))),
+          steps: run.strategy.optimizers[i].steps,
+        })),
+      );
+    let skipped = 0,
+      moved = 0;
     let before = await snapshot();
     for (let s = 0; s < 8; s++) {
       const updated = await run.step();
@@ -348,7 +402,9 @@ describe('diagnostics', () => {
     };
     const plain = await weights();
     expect((await weights(1)).equals(plain)).toBe(true);
-    expect((await weights(2, { kind: 'lockstep', pUpdate: 0.5 })).equals(await weights(undefined, { kind: 'lockstep', pUpdate: 0.5 }))).toBe(true);
+    expect(
+      (await weights(2, { kind: 'lockstep', pUpdate: 0.5 })).equals(await weights(undefined, { kind: 'lockstep', pUpdate: 0.5 })),
+    ).toBe(true);
   });
 });
 

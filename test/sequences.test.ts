@@ -6,7 +6,16 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import {
-  CopyTask, Curriculum, Random, RepeatCopyTask, SequenceWindow, TextCorpus, bitsPerCharacter, checkSequenceWindow, datasets, repeatCopyLevel,
+  CopyTask,
+  Curriculum,
+  Random,
+  RepeatCopyTask,
+  SequenceWindow,
+  TextCorpus,
+  bitsPerCharacter,
+  checkSequenceWindow,
+  datasets,
+  repeatCopyLevel,
 } from '../ts';
 
 /** The error a call throws (fails the test when it throws none). */
@@ -70,10 +79,21 @@ describe('Copy', () => {
 
   test('Repeat Copy levels alternate N and R (N first) until R reaches maxRepeats, then only N grows', () => {
     const shapes = Array.from({ length: 8 }, (_, level) => repeatCopyLevel(level, 3)).map((s) => [s.length, s.repeats]);
-    expect(shapes).toEqual([[1, 1], [2, 1], [2, 2], [3, 2], [3, 3], [4, 3], [5, 3], [6, 3]]);
+    expect(shapes).toEqual([
+      [1, 1],
+      [2, 1],
+      [2, 2],
+      [3, 2],
+      [3, 3],
+      [4, 3],
+      [5, 3],
+      [6, 3],
+    ]);
     expect([0, 1, 2, 5].map((l) => repeatCopyLevel(l, 1).length)).toEqual([1, 2, 3, 6]);
     expect(new CopyTask(1).levelShape(4)).toEqual({ length: 5, repeats: 1 });
-    expect(() => new RepeatCopyTask(1, { maxRepeats: 3 }).countSymbol(4)).toThrow(/countSymbol: 'repeats' must be an integer in \[1, 3\], got 4/);
+    expect(() => new RepeatCopyTask(1, { maxRepeats: 3 }).countSymbol(4)).toThrow(
+      /countSymbol: 'repeats' must be an integer in \[1, 3\], got 4/,
+    );
   });
 
   test.each([3, 4, 7])('windows of T = %i that do not divide the episode: resets at each episode start, the same stream', (T) => {
@@ -95,7 +115,10 @@ describe('Copy', () => {
   });
 
   test('the same seed gives the same windows; another seed others', () => {
-    const run = (seed: number) => { const t = new RepeatCopyTask(4, { seed, curriculum: { level: 3 } }); return [5, 3, 8].map((T) => Array.from(t.nextWindow(T).inputs)); };
+    const run = (seed: number) => {
+      const t = new RepeatCopyTask(4, { seed, curriculum: { level: 3 } });
+      return [5, 3, 8].map((T) => Array.from(t.nextWindow(T).inputs));
+    };
     expect(run(3)).toEqual(run(3));
     expect(run(3)).not.toEqual(run(4));
   });
@@ -104,11 +127,17 @@ describe('Copy', () => {
     const task = new CopyTask(2, { curriculum: { level: 1 } });
     const w = task.nextWindow(5);
     expect(checkSequenceWindow('fit', w, task.inputSymbols, task.outputSymbols)).toBe(4);
-    expect(() => checkSequenceWindow('fit', w, 9, 8)).toThrow(/fit: 'window.inputs\[4\]' \(step 2, row 0\) is 9, outside the input symbols \[0, 9\)/);
+    expect(() => checkSequenceWindow('fit', w, 9, 8)).toThrow(
+      /fit: 'window.inputs\[4\]' \(step 2, row 0\) is 9, outside the input symbols \[0, 9\)/,
+    );
     const bad = { ...w, targets: Int32Array.from(w.targets, (v, i) => (i === 7 ? 8 : v)) };
     expect(thrown(() => checkSequenceWindow('fit', bad, 10, 8))).toBeInstanceOf(RangeError);
-    expect(() => checkSequenceWindow('fit', bad, 10, 8)).toThrow(/'window.targets\[7\]' \(step 3, row 1\) is 8, outside the output symbols \[0, 8\) and not -1/);
-    expect(() => checkSequenceWindow('fit', { ...w, resets: [true] }, 10, 8)).toThrow(/'window.resets' must have one flag per step \(5\), got 1/);
+    expect(() => checkSequenceWindow('fit', bad, 10, 8)).toThrow(
+      /'window.targets\[7\]' \(step 3, row 1\) is 8, outside the output symbols \[0, 8\) and not -1/,
+    );
+    expect(() => checkSequenceWindow('fit', { ...w, resets: [true] }, 10, 8)).toThrow(
+      /'window.resets' must have one flag per step \(5\), got 1/,
+    );
   });
 });
 
@@ -126,7 +155,10 @@ describe('Curriculum', () => {
     expect([c.report(0), c.report(0)]).toEqual([false, false]);
     expect(c.report(0)).toBe(true);
     expect([c.level, c.solved, c.reports]).toEqual([2, 1, 7]);
-    expect(c.rises).toEqual([{ level: 1, reports: 4 }, { level: 2, reports: 7 }]);
+    expect(c.rises).toEqual([
+      { level: 1, reports: 4 },
+      { level: 2, reports: 7 },
+    ]);
   });
 
   test('a mean equal to the threshold does not rise; weights make it the mean per symbol', () => {
@@ -156,7 +188,11 @@ describe('Curriculum', () => {
         const last = since.slice(-K);
         const expectRise = last.length === K && last.reduce((a, b) => a + b, 0) / K < 0.15;
         expect(c.report(bits)).toBe(expectRise);
-        if (expectRise) { level++; rises++; since = []; }
+        if (expectRise) {
+          level++;
+          rises++;
+          since = [];
+        }
         expect(c.level).toBe(level);
       }
       expect(rises).toBeGreaterThan(0); // the draw reaches the rule both ways
@@ -197,7 +233,10 @@ describe('a task and its curriculum', () => {
     expect(task.report(0)).toBe(false);
     expect(task.curriculum.reports).toBe(1);
     const w4 = task.nextWindow(5); // the first level-1 episode: N = 2, 5 steps
-    expect([w4.resets, Array.from(w4.levels)]).toEqual([[true, false, false, false, false], [1, 1, 1, 1, 1]]);
+    expect([w4.resets, Array.from(w4.levels)]).toEqual([
+      [true, false, false, false, false],
+      [1, 1, 1, 1, 1],
+    ]);
     expect(Array.from(w4.targets.subarray(6))).toEqual(Array.from(w4.inputs.subarray(0, 4)));
     expect(task.score()).toEqual({ level: 0, length: 1, repeats: 1 });
     expect(task.report(0.5)).toBe(false);
@@ -220,7 +259,10 @@ describe('a task and its curriculum', () => {
     const make = () => new RepeatCopyTask(3, { seed: 7, maxRepeats: 4, curriculum: { window: 2 } });
     const a = make();
     const rng = new Random(1);
-    for (let i = 0; i < 40; i++) { a.nextWindow(3); a.report(rng.uniform(0, 0.2)); }
+    for (let i = 0; i < 40; i++) {
+      a.nextWindow(3);
+      a.report(rng.uniform(0, 0.2));
+    }
     expect(a.curriculum.level).toBeGreaterThan(2);
     a.nextWindow(2);
     const saved = JSON.parse(JSON.stringify(a.state()));
@@ -235,7 +277,9 @@ describe('a task and its curriculum', () => {
       expect(b.report(bits)).toBe(a.report(bits));
     }
     expect(b.state()).toEqual(a.state());
-    expect(() => new RepeatCopyTask(2, { maxRepeats: 4 }).restore(saved)).toThrow(/restore: 'state' is of a task with batch 3, this one has 2/);
+    expect(() => new RepeatCopyTask(2, { maxRepeats: 4 }).restore(saved)).toThrow(
+      /restore: 'state' is of a task with batch 3, this one has 2/,
+    );
     expect(() => new CopyTask(3).restore(saved)).toThrow(/is of a task with task "repeat-copy", this one has "copy"/);
     const c = make();
     expect(thrown(() => c.restore({ ...saved, step: 1e6 })).code).toBe('ERR_SYNTHGRAD_CHECKPOINT');
@@ -292,10 +336,18 @@ describe('TextCorpus', () => {
   });
 
   test('bad fractions and options are errors naming them', () => {
-    expect(() => TextCorpus.fromString(text, { split: { train: 0.9, validation: 0.1, test: 0.1 } })).toThrow(/'split' fractions must sum to at most 1, got 0.9 \+ 0.1 \+ 0.1/);
-    expect(() => TextCorpus.fromString(text, { split: { validation: 0 } })).toThrow(/'split.validation' must be a fraction in \(0, 1\], got 0/);
-    expect(() => TextCorpus.fromString('abcdefghij')).toThrow(/'split.test' \(0.05\) of the 10 characters of 'text' leaves the test split empty/);
-    expect(() => TextCorpus.fromString(text, { split: { tran: 0.5 } } as never)).toThrow(/unknown option 'split.tran' \(did you mean 'split.train'\?\)/);
+    expect(() => TextCorpus.fromString(text, { split: { train: 0.9, validation: 0.1, test: 0.1 } })).toThrow(
+      /'split' fractions must sum to at most 1, got 0.9 \+ 0.1 \+ 0.1/,
+    );
+    expect(() => TextCorpus.fromString(text, { split: { validation: 0 } })).toThrow(
+      /'split.validation' must be a fraction in \(0, 1\], got 0/,
+    );
+    expect(() => TextCorpus.fromString('abcdefghij')).toThrow(
+      /'split.test' \(0.05\) of the 10 characters of 'text' leaves the test split empty/,
+    );
+    expect(() => TextCorpus.fromString(text, { split: { tran: 0.5 } } as never)).toThrow(
+      /unknown option 'split.tran' \(did you mean 'split.train'\?\)/,
+    );
     expect(() => TextCorpus.fromString(text, { unknwn: 'error' } as never)).toThrow(/TextCorpus.fromString: unknown option 'unknwn'/);
     expect(() => TextCorpus.fromString(text, { unknown: 'skip' } as never)).toThrow(/'unknown' must be 'symbol' or 'error'/);
     expect(() => TextCorpus.fromString('')).toThrow(/TextCorpus.fromString: 'text' must not be empty/);
@@ -316,7 +368,11 @@ describe('TextCorpus', () => {
 describe('text files', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-text-'));
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const write = (name: string, bytes: Buffer | string) => { const f = path.join(dir, name); fs.writeFileSync(f, bytes); return f; };
+  const write = (name: string, bytes: Buffer | string) => {
+    const f = path.join(dir, name);
+    fs.writeFileSync(f, bytes);
+    return f;
+  };
 
   test('UTF-8 with a byte-order mark and multi-byte characters', () => {
     const file = write('poem.txt', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('é😀ab'.repeat(10), 'utf8')]));
@@ -330,7 +386,10 @@ describe('text files', () => {
     const cases: [string, RegExp][] = [
       [write('nul.bin', Buffer.from([0x61, 0x62, 0x00, 0x63])), /nul.bin: a NUL byte at byte 2: this looks like a binary file/],
       [write('latin1.txt', Buffer.from([0x61, 0x62, 0x63, 0xe9, 0x61])), /latin1.txt: not valid UTF-8 \(first bad byte at 3\)/],
-      [write('cut.txt', Buffer.concat([Buffer.from('abc'), Buffer.from('😀', 'utf8').subarray(0, 2)])), /cut.txt: not valid UTF-8 \(first bad byte at 3\)/],
+      [
+        write('cut.txt', Buffer.concat([Buffer.from('abc'), Buffer.from('😀', 'utf8').subarray(0, 2)])),
+        /cut.txt: not valid UTF-8 \(first bad byte at 3\)/,
+      ],
       [write('empty.txt', ''), /empty.txt: the file is empty/],
       [write('bom.txt', Buffer.from([0xef, 0xbb, 0xbf])), /bom.txt: the file has no text/],
       [path.join(dir, 'missing.txt'), /missing.txt: cannot read it \(ENOENT\)/],
@@ -352,7 +411,13 @@ describe('TextSource', () => {
   test('B streams at equally spaced offsets; inputs are characters, targets the next ones', () => {
     const src = corpus.source('train', 3);
     const L = Math.floor((ids.length - 1) / 3);
-    expect([src.streamLength, src.offsets, src.inputSymbols, src.outputSymbols, src.name]).toEqual([L, [0, L, 2 * L], corpus.symbols, corpus.symbols, 'text:train']);
+    expect([src.streamLength, src.offsets, src.inputSymbols, src.outputSymbols, src.name]).toEqual([
+      L,
+      [0, L, 2 * L],
+      corpus.symbols,
+      corpus.symbols,
+      'text:train',
+    ]);
     const w = src.nextWindow(4);
     for (let t = 0; t < 4; t++)
       for (let b = 0; b < 3; b++) {
@@ -363,7 +428,7 @@ describe('TextSource', () => {
     expect(src.nextWindow(2).resets).toEqual([false, false]);
   });
 
-  test('wrap-around: each stream runs on into the next one\'s text, the last back to the start, with no reset', () => {
+  test("wrap-around: each stream runs on into the next one's text, the last back to the start, with no reset", () => {
     const B = 4;
     const src = corpus.source('train', B);
     const L = src.streamLength;
@@ -395,7 +460,11 @@ describe('TextSource', () => {
       for (let t = 0; t < T; t++)
         for (let b = 0; b < B; b++) {
           const p = k * T + t;
-          if (p >= L) { expect([w.inputs[t * B + b], w.targets[t * B + b]]).toEqual([0, -1]); padded++; continue; }
+          if (p >= L) {
+            expect([w.inputs[t * B + b], w.targets[t * B + b]]).toEqual([0, -1]);
+            padded++;
+            continue;
+          }
           seen[b * L + p]++;
           expect(w.targets[t * B + b]).toBe(ids[b * L + p + 1]);
         }
@@ -410,7 +479,8 @@ describe('TextSource', () => {
 
   test('state() and restore() continue identically, only on the same text', () => {
     const a = corpus.source('train', 3);
-    a.nextWindow(7); a.nextWindow(7);
+    a.nextWindow(7);
+    a.nextWindow(7);
     const b = corpus.source('train', 3);
     b.restore(JSON.parse(JSON.stringify(a.state())));
     for (let i = 0; i < 10; i++) expect(b.nextWindow(6)).toEqual(a.nextWindow(6));
@@ -420,8 +490,12 @@ describe('TextSource', () => {
   });
 
   test('too little text for the streams or the window, and bad arguments, are errors naming them', () => {
-    expect(() => corpus.source('validation', 5)).toThrow(/the validation split of 'text' has 5 characters, too few for 'batch' 5 streams \(it needs at least batch \+ 1 = 6\)/);
-    expect(() => corpus.source('train', 10).nextWindow(10)).toThrow(/'steps' is 10, but each of the 10 streams of the train split has only 9 steps/);
+    expect(() => corpus.source('validation', 5)).toThrow(
+      /the validation split of 'text' has 5 characters, too few for 'batch' 5 streams \(it needs at least batch \+ 1 = 6\)/,
+    );
+    expect(() => corpus.source('train', 10).nextWindow(10)).toThrow(
+      /'steps' is 10, but each of the 10 streams of the train split has only 9 steps/,
+    );
     expect(() => corpus.source('train', 0)).toThrow(/TextCorpus.source: 'batch' must be a positive integer, got 0/);
     expect(() => corpus.source('dev' as never, 1)).toThrow(/'split' must be 'train', 'validation' or 'test', got string dev/);
     expect(() => corpus.source('train', 1, { warp: true } as never)).toThrow(/unknown option 'warp' \(did you mean 'wrap'\?\)/);

@@ -38,7 +38,10 @@ describe('a stream', () => {
     const c = Tensor.zeros([n, n], { device: cpu });
     // Enough work for at least 50 ms on this machine, whatever its speed: doubled until it takes that long.
     let count = 0;
-    const enqueue = (k: number) => { for (let i = 0; i < k; i++) ops.gemm(s.handle, a.handle, a.handle, c.handle, false, false, 1, 1); count += k; };
+    const enqueue = (k: number) => {
+      for (let i = 0; i < k; i++) ops.gemm(s.handle, a.handle, a.handle, c.handle, false, false, 1, 1);
+      count += k;
+    };
     for (let k = 1; ; k *= 2) {
       const t0 = Date.now();
       enqueue(k);
@@ -52,7 +55,12 @@ describe('a stream', () => {
     // taken while the host waits, and a blocking wait would leave it at 0.
     let turns = 0;
     let waiting = true;
-    const spin = () => { if (waiting) { turns++; setImmediate(spin); } };
+    const spin = () => {
+      if (waiting) {
+        turns++;
+        setImmediate(spin);
+      }
+    };
     setImmediate(spin);
     await s.synchronize();
     waiting = false;
@@ -128,9 +136,21 @@ describe('spreading work over streams', () => {
     const rows = 64;
     const k = 96;
     const n = 80;
-    const x = Tensor.fromArray(Float32Array.from({ length: rows * k }, (_, i) => Math.sin(i)), [rows, k], { device: cpu });
-    const w1 = Tensor.fromArray(Float32Array.from({ length: n * k }, (_, i) => Math.cos(i) / 10), [n, k], { device: cpu });
-    const w2 = Tensor.fromArray(Float32Array.from({ length: n * n }, (_, i) => Math.sin(3 * i) / 10), [n, n], { device: cpu });
+    const x = Tensor.fromArray(
+      Float32Array.from({ length: rows * k }, (_, i) => Math.sin(i)),
+      [rows, k],
+      { device: cpu },
+    );
+    const w1 = Tensor.fromArray(
+      Float32Array.from({ length: n * k }, (_, i) => Math.cos(i) / 10),
+      [n, k],
+      { device: cpu },
+    );
+    const w2 = Tensor.fromArray(
+      Float32Array.from({ length: n * n }, (_, i) => Math.sin(3 * i) / 10),
+      [n, n],
+      { device: cpu },
+    );
     const h = Tensor.empty([rows, n], { device: cpu });
     const out = Tensor.empty([rows, n], { device: cpu });
     ops.gemm(s1.handle, x.handle, w1.handle, h.handle, false, true, 1, 0);

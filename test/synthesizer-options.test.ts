@@ -38,7 +38,11 @@ describe('options are checked where the synthesizer is built', () => {
     [{ lossWeight: -2 }, RangeError, /'lossWeight' must be a finite number > 0, got -2/],
     [{ lossWeight: Infinity }, RangeError, /'lossWeight' must be a finite number > 0, got Infinity/],
     [{ network: () => ({}) as never }, TypeError, /^synthesizer 1: 'network' must return a Module$/],
-    [{ network: (i: number) => new Linear(i, 5) }, RangeError, /^synthesizer 1: the synthesizer network outputs 5 features, the module's output has 4$/],
+    [
+      { network: (i: number) => new Linear(i, 5) },
+      RangeError,
+      /^synthesizer 1: the synthesizer network outputs 5 features, the module's output has 4$/,
+    ],
     [{ network: () => new Linear(7, 4) }, RangeError, /^synthesizer 1: the synthesizer network does not accept 4 input features/],
     [{ hidden: [0] }, RangeError, /^synthesizer 1: 'hidden' must be an array of positive integers, got \[0\]$/],
     [{ hidden: [3, 1.5] }, RangeError, /'hidden' must be an array of positive integers, got \[3,1.5\]/],
@@ -56,11 +60,27 @@ describe('options are checked where the synthesizer is built', () => {
 });
 
 describe('the network it builds', () => {
-  const shape = (s: Synthesizer) => (s.network as Sequential).layers.map((l) =>
-    l instanceof Linear ? `Linear(${l.inFeatures},${l.outFeatures})` : l instanceof BatchNorm1d ? `BN(${l.features})` : l instanceof ReLU ? 'ReLU' : '?');
+  const shape = (s: Synthesizer) =>
+    (s.network as Sequential).layers.map((l) =>
+      l instanceof Linear
+        ? `Linear(${l.inFeatures},${l.outFeatures})`
+        : l instanceof BatchNorm1d
+          ? `BN(${l.features})`
+          : l instanceof ReLU
+            ? 'ReLU'
+            : '?',
+    );
 
   test('by default: two hidden layers of 1024 for DNI, none for cDNI (which sees [h, onehot(y)])', () => {
-    expect(shape(new Synthesizer('s', 4, 3))).toEqual(['Linear(4,1024)', 'BN(1024)', 'ReLU', 'Linear(1024,1024)', 'BN(1024)', 'ReLU', 'Linear(1024,4)']);
+    expect(shape(new Synthesizer('s', 4, 3))).toEqual([
+      'Linear(4,1024)',
+      'BN(1024)',
+      'ReLU',
+      'Linear(1024,1024)',
+      'BN(1024)',
+      'ReLU',
+      'Linear(1024,4)',
+    ]);
     const c = new Synthesizer('s', 4, 3, { conditioned: true });
     expect(shape(c)).toEqual(['Linear(7,4)']);
     expect(c.inputs).toBe(7);
@@ -93,7 +113,9 @@ describe('the network it builds', () => {
 describe('updatesPerTarget = 2 against a float64 hand computation', () => {
   // A linear synthesizer M(h) = h Aᵀ + c on SGD. Each of the two steps regresses a fresh
   // prediction with the weights the step before left: step 1 from A0, step 2 from A1.
-  const width = 4, B = 6, lr = 0.2;
+  const width = 4,
+    B = 6,
+    lr = 0.2;
   const centerRows = (v: ref.Vec) => {
     const mu = ref.columnSums(v, B, width).map((x) => x / B);
     return Float64Array.from(v, (x, k) => x - mu[k % width]);
@@ -106,7 +128,8 @@ describe('updatesPerTarget = 2 against a float64 hand computation', () => {
     const hs = ref.f64(ref.randomArray(rng, B * width)).map((v) => Math.max(0, v));
     expect(hs.filter((v) => v === 0).length).toBeGreaterThan(3);
     const ts = ref.f64(ref.randomArray(rng, B * width, 0.01, 0.2));
-    let A = ref.f64(ref.randomArray(rng, width * width, 0.05, 0.3)), c = ref.f64(ref.randomArray(rng, width, 0.05, 0.3));
+    let A = ref.f64(ref.randomArray(rng, width * width, 0.05, 0.3)),
+      c = ref.f64(ref.randomArray(rng, width, 0.05, 0.3));
     const s = new Synthesizer('s', width, 1, { hidden: [], updatesPerTarget: 2, ...options });
     s.initialize(cpu, new Random(3), new SGD({ lr }));
     const linear = (s.network as Sequential).layers[0] as Linear;
@@ -138,8 +161,9 @@ describe('updatesPerTarget = 2 against a float64 hand computation', () => {
     s.dispose();
   });
 
-  test('BatchNorm\'s running statistics count each target\'s batch once, however many steps', async () => {
-    const width = 3, B = 5;
+  test("BatchNorm's running statistics count each target's batch once, however many steps", async () => {
+    const width = 3,
+      B = 5;
     const s = new Synthesizer('s', width, 1, { hidden: [4], updatesPerTarget: 3 });
     s.initialize(cpu, new Random(4), new SGD({ lr: 0.1 }));
     const [first, bn] = (s.network as Sequential).layers as [Linear, BatchNorm1d];
@@ -147,13 +171,26 @@ describe('updatesPerTarget = 2 against a float64 hand computation', () => {
     const arena = new Arena();
     const ctx = context(stream, arena);
     const hs = ref.randomArray(new Random(5), B * width);
-    const W = await values(first.weight!.value, stream), b = await values(first.bias!.value, stream);
+    const W = await values(first.weight!.value, stream),
+      b = await values(first.bias!.value, stream);
     const labels = Tensor.zeros([B], { device: cpu, dtype: 'int32', arena });
     const prediction = s.predict(Tensor.fromArray(hs, [B, width], { device: cpu, arena }), labels, ctx);
-    await prediction.learn(Tensor.fromArray(ref.randomArray(new Random(6), B * width), [B, width], { device: cpu, arena }), ctx).read(stream);
+    await prediction
+      .learn(Tensor.fromArray(ref.randomArray(new Random(6), B * width), [B, width], { device: cpu, arena }), ctx)
+      .read(stream);
     // One update of the running statistics from the prediction's forward (momentum 0.1).
     const z = ref.addBias(ref.gemm(false, true, { M: B, N: 4, K: width }, 1, hs, W, 0, null), b, B, 4);
-    const want = ref.batchNormTraining(z, new Float64Array(4).fill(1), new Float64Array(4), new Float64Array(4), new Float64Array(4).fill(1), B, 4, 0.1, 1e-5);
+    const want = ref.batchNormTraining(
+      z,
+      new Float64Array(4).fill(1),
+      new Float64Array(4),
+      new Float64Array(4),
+      new Float64Array(4).fill(1),
+      B,
+      4,
+      0.1,
+      1e-5,
+    );
     expectClose(await values(bn.runningMean!, stream), want.runningMean, 'running mean', 1e-4);
     expectClose(await values(bn.runningVar!, stream), want.runningVar, 'running variance', 1e-4);
     arena.dispose();
@@ -161,7 +198,7 @@ describe('updatesPerTarget = 2 against a float64 hand computation', () => {
   });
 });
 
-test('dispose() frees the network\'s parameters and the optimizer\'s state', async () => {
+test("dispose() frees the network's parameters and the optimizer's state", async () => {
   const s = new Synthesizer('s', 3, 1, { hidden: [] });
   const o = new SGD({ lr: 0.1, momentum: 0.9 });
   s.initialize(cpu, new Random(1), o);

@@ -9,7 +9,13 @@ describe('backprop on MNIST', () => {
     const { train, test } = await datasets.mnist();
     const trainer = new Trainer(mlp(784, [256, 256, 256], 10), { device: cpu, optimizer: new Adam({ lr: 1e-3 }), seed: 1 });
     const losses: number[] = [];
-    const r = await trainer.fit(train, { steps: 300, batchSize: 256, onStep: (m) => { losses.push(m.loss); } });
+    const r = await trainer.fit(train, {
+      steps: 300,
+      batchSize: 256,
+      onStep: (m) => {
+        losses.push(m.loss);
+      },
+    });
     expect(r.steps).toBe(300);
     expect(losses).toHaveLength(300);
     const { accuracy } = await trainer.evaluate(test);
@@ -30,9 +36,20 @@ describe('fit', () => {
     // A self-renewing setImmediate runs once per turn of the event loop: it counts the turns
     // fit() leaves to other work, whatever the machine's speed (a blocking wait leaves none).
     let running = true;
-    const spin = () => { if (running && timerTicks) { timerTicks.n++; setImmediate(spin); } };
+    const spin = () => {
+      if (running && timerTicks) {
+        timerTicks.n++;
+        setImmediate(spin);
+      }
+    };
     if (timerTicks) setImmediate(spin);
-    const result = await trainer.fit(data, { epochs: 2, batchSize: 128, onStep: (m) => { losses.push(m.loss); } });
+    const result = await trainer.fit(data, {
+      epochs: 2,
+      batchSize: 128,
+      onStep: (m) => {
+        losses.push(m.loss);
+      },
+    });
     running = false;
     trainer.dispose();
     return { losses, result };
@@ -56,15 +73,31 @@ describe('fit', () => {
   });
 
   test('reports the learning rate the strategy states: module 1 of a decoupled network, NaN when none', async () => {
-    const data = Dataset.fromArrays(Float32Array.from({ length: 40 }, (_, i) => Math.sin(i)), new Int32Array(10).map((_, i) => i % 2), { features: 4 });
+    const data = Dataset.fromArrays(
+      Float32Array.from({ length: 40 }, (_, i) => Math.sin(i)),
+      new Int32Array(10).map((_, i) => i % 2),
+      { features: 4 },
+    );
     const lrs: number[] = [];
     const dni = new Trainer(decouple(mlp(4, [3], 2)), { device: cpu, optimizer: (m) => new SGD({ lr: m === 0 ? 0.03 : 0.07 }) });
-    await dni.fit(data, { steps: 2, batchSize: 5, onStep: (m) => { lrs.push(m.lr); } });
+    await dni.fit(data, {
+      steps: 2,
+      batchSize: 5,
+      onStep: (m) => {
+        lrs.push(m.lr);
+      },
+    });
     dni.dispose();
     const silent = new Trainer(mlp(4, [3], 2), { device: cpu, optimizer: new SGD({ lr: 0.5 }) });
     // A strategy without the method (as one written before it existed): fit reports NaN.
     Object.defineProperty(silent.strategy, 'learningRate', { value: undefined });
-    await silent.fit(data, { steps: 1, batchSize: 5, onStep: (m) => { lrs.push(m.lr); } });
+    await silent.fit(data, {
+      steps: 1,
+      batchSize: 5,
+      onStep: (m) => {
+        lrs.push(m.lr);
+      },
+    });
     silent.dispose();
     expect(lrs).toEqual([0.03, 0.03, NaN]);
   });
@@ -74,12 +107,18 @@ describe('fit', () => {
     const lrs: number[] = [];
     const epochs: number[] = [];
     const trainer = new Trainer(mlp(784, [32], 10), {
-      device: cpu, seed: 0,
+      device: cpu,
+      seed: 0,
       optimizer: new Adam({ lr: learningRateSchedules.stepDecay(1e-2, [10, 20], 0.1) }),
     });
     await trainer.fit(train.head(3000), {
-      epochs: 1, batchSize: 100, logEvery: 5, validation: test.head(500),
-      onStep: (m) => { lrs.push(m.lr); },
+      epochs: 1,
+      batchSize: 100,
+      logEvery: 5,
+      validation: test.head(500),
+      onStep: (m) => {
+        lrs.push(m.lr);
+      },
       onEpoch: (m) => {
         epochs.push(m.epoch);
         expect(m.steps).toBe(30);

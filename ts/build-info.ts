@@ -27,12 +27,17 @@ export function threads(count?: number): number {
 export function cudaUnavailableReason(): string | null {
   const info = native.buildInfo();
   if (!info.cuda)
-    return 'this synthgrad build has no CUDA backend (rebuild with SYNTHGRAD_CUDA=on and nvcc: ' +
-      'SYNTHGRAD_CUDA=on SYNTHGRAD_CUDA_ARCHS=90 npm run build)';
+    return (
+      'this synthgrad build has no CUDA backend (rebuild with SYNTHGRAD_CUDA=on and nvcc: ' +
+      'SYNTHGRAD_CUDA=on SYNTHGRAD_CUDA_ARCHS=90 npm run build)'
+    );
   if (info.cudaDevices < 1)
-    return 'the addon has the CUDA backend compiled in but sees no CUDA device' +
-      (info.cudaError ? `: cudaGetDeviceCount failed with ${info.cudaError}` +
-        (/InsufficientDriver/.test(info.cudaError) ? ' (no NVIDIA driver, or one older than R580, which this CUDA 13 build needs)' : '')
-        : ' (no NVIDIA GPU or driver on this machine)');
+    return (
+      'the addon has the CUDA backend compiled in but sees no CUDA device' +
+      (info.cudaError
+        ? `: cudaGetDeviceCount failed with ${info.cudaError}` +
+          (/InsufficientDriver/.test(info.cudaError) ? ' (no NVIDIA driver, or one older than R580, which this CUDA 13 build needs)' : '')
+        : ' (no NVIDIA GPU or driver on this machine)')
+    );
   return null;
 }

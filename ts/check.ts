@@ -55,8 +55,7 @@ export function checkOptions(owner: string, options: unknown, known: readonly st
   for (const key of Object.keys(options)) {
     if (known.includes(key)) continue;
     const near = closest(key, known);
-    const hint = near !== undefined ? `did you mean '${prefix}${near}'?`
-      : known.length ? `known: ${known.join(', ')}` : 'it takes none';
+    const hint = near !== undefined ? `did you mean '${prefix}${near}'?` : known.length ? `known: ${known.join(', ')}` : 'it takes none';
     throw typeError(`${owner}: unknown option '${prefix}${key}' (${hint})`);
   }
 }

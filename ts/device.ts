@@ -11,8 +11,7 @@ export class Device {
 
   /** The i-th CUDA device; throws a RangeError when it is absent or CUDA is not built in. */
   static cuda(index = 0): Device {
-    if (!Number.isInteger(index) || index < 0)
-      throw rangeError(`Device.cuda: 'index' must be a non-negative integer, got ${index}`);
+    if (!Number.isInteger(index) || index < 0) throw rangeError(`Device.cuda: 'index' must be a non-negative integer, got ${index}`);
     const count = native.buildInfo().cudaDevices;
     if (index >= count) {
       const why = native.buildInfo().cuda ? `${count} CUDA device(s) present` : 'this build has no CUDA backend';

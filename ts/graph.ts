@@ -17,7 +17,10 @@ import { Stream } from './stream';
 import { typeError } from './errors';
 
 export class Graph {
-  private constructor(readonly device: Device, private readonly handle: NativeGraph) {}
+  private constructor(
+    readonly device: Device,
+    private readonly handle: NativeGraph,
+  ) {}
 
   /**
    * Records what `body` enqueues (see the file comment). If `body` throws, so does capture,

@@ -26,10 +26,28 @@ export type { RunRecords } from './cli/report';
 export { Dataset } from './data/dataset';
 export { parseIdx, readIdx } from './data/idx';
 export * as datasets from './data/datasets';
-export { Curriculum, CopyTask, RepeatCopyTask, repeatCopyLevel, TextCorpus, TextSource, bitsPerCharacter, checkSequenceWindow } from './data/sequences';
+export {
+  Curriculum,
+  CopyTask,
+  RepeatCopyTask,
+  repeatCopyLevel,
+  TextCorpus,
+  TextSource,
+  bitsPerCharacter,
+  checkSequenceWindow,
+} from './data/sequences';
 export type {
-  SequenceWindow, SequenceSource, CurriculumOptions, CurriculumState, CopyTaskOptions, RepeatCopyTaskOptions, CopyWindow, CopyScore,
-  TextCorpusOptions, TextSplit, TextSourceOptions,
+  SequenceWindow,
+  SequenceSource,
+  CurriculumOptions,
+  CurriculumState,
+  CopyTaskOptions,
+  RepeatCopyTaskOptions,
+  CopyWindow,
+  CopyScore,
+  TextCorpusOptions,
+  TextSplit,
+  TextSourceOptions,
 } from './data/sequences';
 export { buildInfo, threads } from './build-info';
 export type { BuildInfo } from './build-info';
@@ -47,7 +65,13 @@ export type { LSTMState, LSTMStateGradient, LSTMOptions, LSTMWindowForward } fro
 export { LSTMSequenceModel, uploadWindow } from './recurrent/model';
 export type { SequenceModelOptions, SequenceLossName, WindowTensors, SequenceForward } from './recurrent/model';
 export { RecurrentTraining } from './recurrent/training';
-export type { RecurrentMethod, RecurrentTrainingOptions, RecurrentSynthesizerOptions, WindowMetrics, SymbolWindow } from './recurrent/training';
+export type {
+  RecurrentMethod,
+  RecurrentTrainingOptions,
+  RecurrentSynthesizerOptions,
+  WindowMetrics,
+  SymbolWindow,
+} from './recurrent/training';
 export { trainSequences } from './recurrent/run';
 export type { TrainSequencesOptions, SequenceProgress, SequenceScore, SequenceTaskName } from './recurrent/run';
 export { Synthesizer } from './dni/synthesizer';

@@ -72,8 +72,7 @@ export interface BuildInfo {
 }
 
 export interface NativeModule {
-  Tensor: new (shape: number[], dtype: DTypeName, device: DeviceName,
-    init?: Float32Array | Int32Array | 'zeros') => NativeTensor;
+  Tensor: new (shape: number[], dtype: DTypeName, device: DeviceName, init?: Float32Array | Int32Array | 'zeros') => NativeTensor;
   /** useDefault: a handle on the device's default stream (as defaultStream()) */
   Stream: new (device: DeviceName, useDefault?: boolean) => NativeStream;
   Event: new (device: DeviceName) => NativeEvent;
@@ -138,17 +137,23 @@ function load(): NativeModule {
   const { file, looked } = locate();
   if (file) {
     try {
+      // A native addon loads only through require (its path is known at run time).
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
       return require(file) as NativeModule;
     } catch (e) {
-      throw error('ERR_SYNTHGRAD_NATIVE',
+      throw error(
+        'ERR_SYNTHGRAD_NATIVE',
         `synthgrad: the native addon at ${file} failed to load: ${(e as Error).message}\n` +
-          `Build it from source with 'npm run build' in ${root} (SYNTHGRAD_BUILD_FROM_SOURCE=1 npm install does the same).`);
+          `Build it from source with 'npm run build' in ${root} (SYNTHGRAD_BUILD_FROM_SOURCE=1 npm install does the same).`,
+      );
     }
   }
-  throw error('ERR_SYNTHGRAD_NATIVE',
+  throw error(
+    'ERR_SYNTHGRAD_NATIVE',
     `synthgrad: the native addon was not found (looked in ${looked}).\n` +
       `Build it with 'npm run build' in ${root} (it needs CMake and a C++17 compiler; without CMake, ` +
-      `'npx node-gyp rebuild' builds the CPU-only addon). SYNTHGRAD_ADDON=path picks another build.`);
+      `'npx node-gyp rebuild' builds the CPU-only addon). SYNTHGRAD_ADDON=path picks another build.`,
+  );
 }
 
 /** The native module, loaded on first use. */

@@ -52,8 +52,16 @@ export function axpby(ctx: StreamContext, a: number, x: Tensor, b: number, y: Te
 }
 
 /** c = alpha·op(a)·op(b) + beta·c, op transposing when asked */
-export function gemm(ctx: StreamContext, a: Tensor, b: Tensor, c: Tensor, transA: boolean, transB: boolean,
-  alpha: number, beta: number): void {
+export function gemm(
+  ctx: StreamContext,
+  a: Tensor,
+  b: Tensor,
+  c: Tensor,
+  transA: boolean,
+  transB: boolean,
+  alpha: number,
+  beta: number,
+): void {
   ops.gemm(ctx.stream.handle, a.handle, b.handle, c.handle, transA, transB, alpha, beta);
 }
 
@@ -86,15 +94,30 @@ export function lstmCellForwardInto(ctx: StreamContext, gates: Tensor, cPrev: Te
  * pre-activations) and dcPrev [B, H] are overwritten; dc null means no gradient reaches c from
  * later steps. dcPrev may be dc (the carried cell gradient, updated in place).
  */
-export function lstmCellBackwardInto(ctx: StreamContext, gates: Tensor, cPrev: Tensor, c: Tensor, dh: Tensor,
-  dc: Tensor | null, dgates: Tensor, dcPrev: Tensor): void {
-  ops.lstmCellBackward(ctx.stream.handle, gates.handle, cPrev.handle, c.handle, dh.handle, dc?.handle ?? null,
-    dgates.handle, dcPrev.handle);
+export function lstmCellBackwardInto(
+  ctx: StreamContext,
+  gates: Tensor,
+  cPrev: Tensor,
+  c: Tensor,
+  dh: Tensor,
+  dc: Tensor | null,
+  dgates: Tensor,
+  dcPrev: Tensor,
+): void {
+  ops.lstmCellBackward(
+    ctx.stream.handle,
+    gates.handle,
+    cPrev.handle,
+    c.handle,
+    dh.handle,
+    dc?.handle ?? null,
+    dgates.handle,
+    dcPrev.handle,
+  );
 }
 
 /** dlogits = scale · (probs − targets) into `dlogits` (which may be probs or targets) */
-export function sigmoidCrossEntropyBackwardInto(ctx: StreamContext, probs: Tensor, targets: Tensor, dlogits: Tensor,
-  scale: number): void {
+export function sigmoidCrossEntropyBackwardInto(ctx: StreamContext, probs: Tensor, targets: Tensor, dlogits: Tensor, scale: number): void {
   ops.sigmoidCrossEntropyBackward(ctx.stream.handle, probs.handle, targets.handle, dlogits.handle, scale);
 }
 
@@ -130,17 +153,51 @@ export class TensorGroup {
 }
 
 /** One SGD step over a group, lr read from hyper = [lr] when it runs; zeroes the grads. */
-export function sgdStepGroup(ctx: StreamContext, params: TensorGroup, grads: TensorGroup, velocities: TensorGroup | null,
-  hyper: Tensor, momentum: number, weightDecay: number): void {
-  ops.sgdStepGroup(ctx.stream.handle, TensorGroup.handlesOf(params), TensorGroup.handlesOf(grads),
-    velocities ? TensorGroup.handlesOf(velocities) : null, hyper.handle, momentum, weightDecay);
+export function sgdStepGroup(
+  ctx: StreamContext,
+  params: TensorGroup,
+  grads: TensorGroup,
+  velocities: TensorGroup | null,
+  hyper: Tensor,
+  momentum: number,
+  weightDecay: number,
+): void {
+  ops.sgdStepGroup(
+    ctx.stream.handle,
+    TensorGroup.handlesOf(params),
+    TensorGroup.handlesOf(grads),
+    velocities ? TensorGroup.handlesOf(velocities) : null,
+    hyper.handle,
+    momentum,
+    weightDecay,
+  );
 }
 
 /** One Adam step over a group, hyper = adamScalars(...) read when it runs; zeroes the grads. */
-export function adamStepGroup(ctx: StreamContext, params: TensorGroup, grads: TensorGroup, ms: TensorGroup, vs: TensorGroup,
-  hyper: Tensor, beta1: number, beta2: number, eps: number, weightDecay: number): void {
-  ops.adamStepGroup(ctx.stream.handle, TensorGroup.handlesOf(params), TensorGroup.handlesOf(grads),
-    TensorGroup.handlesOf(ms), TensorGroup.handlesOf(vs), hyper.handle, beta1, beta2, eps, weightDecay);
+export function adamStepGroup(
+  ctx: StreamContext,
+  params: TensorGroup,
+  grads: TensorGroup,
+  ms: TensorGroup,
+  vs: TensorGroup,
+  hyper: Tensor,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+): void {
+  ops.adamStepGroup(
+    ctx.stream.handle,
+    TensorGroup.handlesOf(params),
+    TensorGroup.handlesOf(grads),
+    TensorGroup.handlesOf(ms),
+    TensorGroup.handlesOf(vs),
+    hyper.handle,
+    beta1,
+    beta2,
+    eps,
+    weightDecay,
+  );
 }
 
 // ---- allocating ops: outputs made in ctx.arena ----
@@ -204,23 +261,60 @@ export interface BatchNormSaved {
  * Batch normalisation of x [B, F]; in training mode updates runningMean/runningVar in place
  * (by `momentum`) and saves the batch statistics the backward pass needs.
  */
-export function batchNorm(ctx: OpContext, x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor, runningVar: Tensor,
-  momentum: number, eps: number, training: boolean): BatchNormSaved {
+export function batchNorm(
+  ctx: OpContext,
+  x: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  runningMean: Tensor,
+  runningVar: Tensor,
+  momentum: number,
+  eps: number,
+  training: boolean,
+): BatchNormSaved {
   const features = x.shape[x.shape.length - 1];
   const y = empty(ctx, x.shape);
   const saveMean = empty(ctx, [features]);
   const saveInvStd = empty(ctx, [features]);
-  ops.batchNormForward(ctx.stream.handle, x.handle, gamma.handle, beta.handle, y.handle, runningMean.handle,
-    runningVar.handle, saveMean.handle, saveInvStd.handle, momentum, eps, training);
+  ops.batchNormForward(
+    ctx.stream.handle,
+    x.handle,
+    gamma.handle,
+    beta.handle,
+    y.handle,
+    runningMean.handle,
+    runningVar.handle,
+    saveMean.handle,
+    saveInvStd.handle,
+    momentum,
+    eps,
+    training,
+  );
   return { y, saveMean, saveInvStd };
 }
 
 /** Returns dx; accumulates into dgamma and dbeta. */
-export function batchNormBackward(ctx: OpContext, x: Tensor, dy: Tensor, gamma: Tensor, saved: BatchNormSaved,
-  dgamma: Tensor, dbeta: Tensor): Tensor {
+export function batchNormBackward(
+  ctx: OpContext,
+  x: Tensor,
+  dy: Tensor,
+  gamma: Tensor,
+  saved: BatchNormSaved,
+  dgamma: Tensor,
+  dbeta: Tensor,
+): Tensor {
   const dx = empty(ctx, x.shape);
-  ops.batchNormBackward(ctx.stream.handle, x.handle, dy.handle, gamma.handle, saved.saveMean.handle,
-    saved.saveInvStd.handle, dx.handle, dgamma.handle, dbeta.handle);
+  ops.batchNormBackward(
+    ctx.stream.handle,
+    x.handle,
+    dy.handle,
+    gamma.handle,
+    saved.saveMean.handle,
+    saved.saveInvStd.handle,
+    dx.handle,
+    dgamma.handle,
+    dbeta.handle,
+  );
   return dx;
 }
 
@@ -269,8 +363,14 @@ export function lstmCellForward(ctx: OpContext, gates: Tensor, cPrev: Tensor): {
 }
 
 /** The LSTM step's backward: dgates [B, 4H] and dcPrev [B, H] made in the arena (dc null: none). */
-export function lstmCellBackward(ctx: OpContext, gates: Tensor, cPrev: Tensor, c: Tensor, dh: Tensor,
-  dc: Tensor | null): { dgates: Tensor; dcPrev: Tensor } {
+export function lstmCellBackward(
+  ctx: OpContext,
+  gates: Tensor,
+  cPrev: Tensor,
+  c: Tensor,
+  dh: Tensor,
+  dc: Tensor | null,
+): { dgates: Tensor; dcPrev: Tensor } {
   const dgates = empty(ctx, gates.shape);
   const dcPrev = empty(ctx, cPrev.shape);
   lstmCellBackwardInto(ctx, gates, cPrev, c, dh, dc, dgates, dcPrev);

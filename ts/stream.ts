@@ -27,7 +27,10 @@ export class Stream {
 
   readonly handle: NativeStream;
 
-  constructor(readonly device: Device, handle?: NativeStream) {
+  constructor(
+    readonly device: Device,
+    handle?: NativeStream,
+  ) {
     checkDevice('Stream', device);
     this.handle = handle ?? new native.Stream(device.name);
   }

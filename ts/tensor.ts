@@ -27,7 +27,10 @@ export class Tensor {
   readonly device: Device;
 
   /** Wraps a native handle; use the static constructors instead. */
-  constructor(readonly handle: NativeTensor, device?: Device) {
+  constructor(
+    readonly handle: NativeTensor,
+    device?: Device,
+  ) {
     this.shape = handle.shape;
     this.dtype = handle.dtype;
     this.device = device ?? Device.parse(handle.device ?? 'cpu');
@@ -46,8 +49,7 @@ export class Tensor {
    * A tensor holding a copy of `data`: a Float32Array (float32), an Int32Array (int32) or an
    * array of numbers (float32 unless options.dtype says int32).
    */
-  static fromArray(data: Float32Array | Int32Array | readonly number[], shape: readonly number[],
-    options: TensorOptions = {}): Tensor {
+  static fromArray(data: Float32Array | Int32Array | readonly number[], shape: readonly number[], options: TensorOptions = {}): Tensor {
     checkOptions(options);
     let typed: Float32Array | Int32Array;
     if (data instanceof Float32Array || data instanceof Int32Array) {
@@ -58,7 +60,9 @@ export class Tensor {
         for (let i = 0; i < data.length; i++) {
           const v: unknown = data[i];
           if (typeof v !== 'number' || !Number.isInteger(v) || v < -2147483648 || v > 2147483647)
-            throw rangeError(`Tensor.fromArray: 'data[${i}]' must be an integer in [-2147483648, 2147483647] for int32, got ${typeof v === 'number' ? v : describe(v)}`);
+            throw rangeError(
+              `Tensor.fromArray: 'data[${i}]' must be an integer in [-2147483648, 2147483647] for int32, got ${typeof v === 'number' ? v : describe(v)}`,
+            );
         }
         typed = Int32Array.from(data);
       } else {
@@ -73,8 +77,7 @@ export class Tensor {
     return Tensor.create(shape, { ...options, dtype }, typed);
   }
 
-  private static create(shape: readonly number[], options: TensorOptions,
-    init: Float32Array | Int32Array | 'zeros' | undefined): Tensor {
+  private static create(shape: readonly number[], options: TensorOptions, init: Float32Array | Int32Array | 'zeros' | undefined): Tensor {
     checkOptions(options);
     const device = options.device ?? Device.cpu();
     if (!(device instanceof Device)) throw typeError(`Tensor: 'device' must be a Device, got ${describe(device)}`);
@@ -133,13 +136,13 @@ export class Tensor {
 const optionKeys = new Set(['device', 'dtype', 'arena']);
 
 function checkOptions(options: TensorOptions): void {
-  if (typeof options !== 'object' || options === null)
-    throw typeError(`Tensor: 'options' must be an object, got ${describe(options)}`);
+  if (typeof options !== 'object' || options === null) throw typeError(`Tensor: 'options' must be an object, got ${describe(options)}`);
   for (const key of Object.keys(options))
-    if (!optionKeys.has(key))
-      throw typeError(`Tensor: unknown option '${key}' (expected one of ${[...optionKeys].join(', ')})`);
+    if (!optionKeys.has(key)) throw typeError(`Tensor: unknown option '${key}' (expected one of ${[...optionKeys].join(', ')})`);
   if (options.dtype !== undefined && options.dtype !== 'float32' && options.dtype !== 'int32')
-    throw typeError(`Tensor: 'dtype' must be 'float32' or 'int32', got ${typeof options.dtype === 'string' ? `'${options.dtype}'` : describe(options.dtype)}`);
+    throw typeError(
+      `Tensor: 'dtype' must be 'float32' or 'int32', got ${typeof options.dtype === 'string' ? `'${options.dtype}'` : describe(options.dtype)}`,
+    );
   if (options.arena !== undefined && !(options.arena instanceof Arena))
     throw typeError(`Tensor: 'arena' must be an Arena, got ${describe(options.arena)}`);
 }

@@ -44,18 +44,23 @@ async function main(): Promise<void> {
   const table = comparisonTable(c);
   const o = c.options;
   const failed = c.rows.filter((r) => !r.pass);
-  const header = `${new Date().toISOString()}; ${os.cpus()[0]?.model ?? 'unknown CPU'}, synthgrad ${native.threads()} threads (CPU, float32); ` +
+  const header =
+    `${new Date().toISOString()}; ${os.cpus()[0]?.model ?? 'unknown CPU'}, synthgrad ${native.threads()} threads (CPU, float32); ` +
     `PyTorch ${c.torch} (${o.dtype}); command: \`npm run check:rnn-reference${argv.length ? ` -- ${argv.join(' ')}` : ''}\`; ` +
     `LSTM ${o.hidden}, batch ${o.batch}, T = ${o.steps}, ${o.windows} consecutive windows of the Copy task at level 3 (N = 4), seed ${o.seed}; ` +
     `SGD lr 1 (synthesizer 0.1) or Adam lr 1e-3; ${((Date.now() - started) / 1000).toFixed(1)} s.`;
   console.log(header + '\n');
   console.log(table);
   console.log('\nlosses per window (synthgrad / PyTorch):');
-  for (const l of c.losses) console.log(`  ${l.method} ${l.optimizer}: ${l.synthgrad.map((v, i) => `${v.toFixed(6)} / ${l.torch[i].toFixed(6)}`).join(', ')}`);
+  for (const l of c.losses)
+    console.log(`  ${l.method} ${l.optimizer}: ${l.synthgrad.map((v, i) => `${v.toFixed(6)} / ${l.torch[i].toFixed(6)}`).join(', ')}`);
   const dir = experimentResultsDir('recurrent-reference');
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, `${out}.md`), `# synthgrad's recurrent windows against PyTorch\n\n${header}\n\n${table}\n\n` +
-    `${failed.length ? `${failed.length} row(s) over the tolerance.` : `Every row within ${o.tolerance}.`}\n`);
+  fs.writeFileSync(
+    path.join(dir, `${out}.md`),
+    `# synthgrad's recurrent windows against PyTorch\n\n${header}\n\n${table}\n\n` +
+      `${failed.length ? `${failed.length} row(s) over the tolerance.` : `Every row within ${o.tolerance}.`}\n`,
+  );
   fs.writeFileSync(path.join(dir, `${out}.json`), JSON.stringify({ date: new Date().toISOString(), header, ...c }, null, 2) + '\n');
   console.log(`\nwrote experiments/recurrent-reference/results/${out}.md and .json`);
   if (failed.length) {

@@ -31,7 +31,14 @@ describe('GPU check helpers (no GPU needed)', () => {
   });
 
   test('compare: NaN and infinities never pass, also when both sides agree', () => {
-    for (const [got, want] of [[NaN, 1], [1, NaN], [NaN, NaN], [Infinity, Infinity], [-Infinity, 1], [1, Infinity]]) {
+    for (const [got, want] of [
+      [NaN, 1],
+      [1, NaN],
+      [NaN, NaN],
+      [Infinity, Infinity],
+      [-Infinity, 1],
+      [1, Infinity],
+    ]) {
       const r = compare([got], [want]);
       expect(r.worst).toBe(Infinity);
       expect(r.nonFinite).toBe(1);
@@ -107,24 +114,45 @@ describeCuda(`CUDA (cuda:0) against the CPU${why ? ` — skipped: ${why}` : ''}`
     const [c, g] = await Promise.all([p[0].read(cpuS), p[1].read(gpuS)]);
     return [c as Float32Array, g as Float32Array];
   }
-  function expectWithin(what: string, gpu: ArrayLike<number>, cpu: ArrayLike<number>, tol: number,
-    opts: { scale?: ArrayLike<number>; floor?: number } = {}): void {
+  function expectWithin(
+    what: string,
+    gpu: ArrayLike<number>,
+    cpu: ArrayLike<number>,
+    tol: number,
+    opts: { scale?: ArrayLike<number>; floor?: number } = {},
+  ): void {
     const r = compare(gpu, cpu, opts);
     if (!(r.worst <= tol)) throw new Error(`${what}: ${describeReport(r)} (tolerance ${tol})`);
   }
 
   test.each([
-    [7, 13, 5], [33, 65, 17], [130, 257, 70], [1000, 999, 1001], [1537, 129, 1543],
+    [7, 13, 5],
+    [33, 65, 17],
+    [130, 257, 70],
+    [1000, 999, 1001],
+    [1537, 129, 1543],
   ])('gemm M=%p K=%p N=%p, all four transposes, beta = -0.5 and beta = 0 over NaN C', async (M, K, N) => {
     const rng = new Random(M + K + N);
-    for (const [ta, tb] of [[false, false], [false, true], [true, false], [true, true]]) {
-      const a = randomArray(rng, M * K), b = randomArray(rng, K * N), c0 = randomArray(rng, M * N);
-      const sa = ta ? [K, M] : [M, K], sb = tb ? [N, K] : [K, N];
-      const A = pair(a, sa), B = pair(b, sb);
+    for (const [ta, tb] of [
+      [false, false],
+      [false, true],
+      [true, false],
+      [true, true],
+    ]) {
+      const a = randomArray(rng, M * K),
+        b = randomArray(rng, K * N),
+        c0 = randomArray(rng, M * N);
+      const sa = ta ? [K, M] : [M, K],
+        sb = tb ? [N, K] : [K, N];
+      const A = pair(a, sa),
+        B = pair(b, sb);
       const absAB = make('cpu', new Float32Array(M * N), [M, N]);
       ops.gemm(cpuS, make('cpu', a.map(Math.abs), sa), make('cpu', b.map(Math.abs), sb), absAB, ta, tb, 1, 0);
       const ab = (await absAB.read(cpuS)) as Float32Array;
-      for (const [alpha, beta] of [[1.25, -0.5], [0.75, 0]]) {
+      for (const [alpha, beta] of [
+        [1.25, -0.5],
+        [0.75, 0],
+      ]) {
         const C = beta === 0 ? nanPair([M, N]) : pair(c0, [M, N]);
         ops.gemm(cpuS, A[0], B[0], C[0], ta, tb, alpha, beta);
         ops.gemm(gpuS, A[1], B[1], C[1], ta, tb, alpha, beta);
@@ -136,19 +164,35 @@ describeCuda(`CUDA (cuda:0) against the CPU${why ? ` — skipped: ${why}` : ''}`
   });
 
   test('batchNorm forward (training, |mean| >> std) and backward [256, 300]', async () => {
-    const rows = 256, cols = 300, rng = new Random(7);
+    const rows = 256,
+      cols = 300,
+      rng = new Random(7);
     const x = randomArray(rng, rows * cols).map((v, i) => 100 + (i % cols) * 0.01 + v);
-    const gamma = randomArray(rng, cols, 0.5, 2), beta = randomArray(rng, cols);
-    const X = pair(x, [rows, cols]), G = pair(gamma, [cols]), Bt = pair(beta, [cols]);
-    const Y = nanPair([rows, cols]), RM = pair(new Float32Array(cols), [cols]), RV = pair(new Float32Array(cols).fill(1), [cols]);
-    const SM = nanPair([cols]), SI = nanPair([cols]);
-    for (const [k, s] of [[0, cpuS], [1, gpuS]] as const)
+    const gamma = randomArray(rng, cols, 0.5, 2),
+      beta = randomArray(rng, cols);
+    const X = pair(x, [rows, cols]),
+      G = pair(gamma, [cols]),
+      Bt = pair(beta, [cols]);
+    const Y = nanPair([rows, cols]),
+      RM = pair(new Float32Array(cols), [cols]),
+      RV = pair(new Float32Array(cols).fill(1), [cols]);
+    const SM = nanPair([cols]),
+      SI = nanPair([cols]);
+    for (const [k, s] of [
+      [0, cpuS],
+      [1, gpuS],
+    ] as const)
       ops.batchNormForward(s, X[k], G[k], Bt[k], Y[k], RM[k], RV[k], SM[k], SI[k], 0.1, 1e-5, true);
     const [mean] = await read(SM);
     const [invStd] = await read(SI);
     const [yc, yg] = await read(Y);
-    expectWithin('y', yg, yc, TOL, { scale: mapF64(x, (v, i) => Math.abs((v - mean[i % cols]) * invStd[i % cols] * gamma[i % cols]) + Math.abs(beta[i % cols])) });
-    for (const [name, t] of [['saveInvStd', SI], ['runningVar', RV]] as const) {
+    expectWithin('y', yg, yc, TOL, {
+      scale: mapF64(x, (v, i) => Math.abs((v - mean[i % cols]) * invStd[i % cols] * gamma[i % cols]) + Math.abs(beta[i % cols])),
+    });
+    for (const [name, t] of [
+      ['saveInvStd', SI],
+      ['runningVar', RV],
+    ] as const) {
       const [c, g] = await read(t);
       expectWithin(name, g, c, TOL);
     }
@@ -156,20 +200,32 @@ describeCuda(`CUDA (cuda:0) against the CPU${why ? ` — skipped: ${why}` : ''}`
     expectWithin('saveMean', mg, mc, TOL, { scale: new Float64Array(cols).fill(100) });
 
     const dy = randomArray(rng, rows * cols);
-    const DY = pair(dy, [rows, cols]), DX = nanPair([rows, cols]);
-    const DG = pair(new Float32Array(cols), [cols]), DB = pair(new Float32Array(cols), [cols]);
-    const SMc = pair(mean, [cols]), SIc = pair(invStd, [cols]);
-    for (const [k, s] of [[0, cpuS], [1, gpuS]] as const)
+    const DY = pair(dy, [rows, cols]),
+      DX = nanPair([rows, cols]);
+    const DG = pair(new Float32Array(cols), [cols]),
+      DB = pair(new Float32Array(cols), [cols]);
+    const SMc = pair(mean, [cols]),
+      SIc = pair(invStd, [cols]);
+    for (const [k, s] of [
+      [0, cpuS],
+      [1, gpuS],
+    ] as const)
       ops.batchNormBackward(s, X[k], DY[k], G[k], SMc[k], SIc[k], DX[k], DG[k], DB[k]);
     // dx = gamma invStd (dy - mean(dy) - xhat mean(dy xhat)): scale = the magnitudes of its terms.
     const xhat = mapF64(x, (v, i) => (v - mean[i % cols]) * invStd[i % cols]);
-    const sumAbsDy = new Float64Array(cols), sumAbsDyX = new Float64Array(cols);
-    dy.forEach((v, i) => { sumAbsDy[i % cols] += Math.abs(v); sumAbsDyX[i % cols] += Math.abs(v * xhat[i]); });
+    const sumAbsDy = new Float64Array(cols),
+      sumAbsDyX = new Float64Array(cols);
+    dy.forEach((v, i) => {
+      sumAbsDy[i % cols] += Math.abs(v);
+      sumAbsDyX[i % cols] += Math.abs(v * xhat[i]);
+    });
     const [dxc, dxg] = await read(DX);
-    expectWithin('dx', dxg, dxc, TOL, { scale: mapF64(dy, (v, i) => {
-      const c = i % cols;
-      return Math.abs(gamma[c]) * invStd[c] * (Math.abs(v) + sumAbsDy[c] / rows + Math.abs(xhat[i]) * sumAbsDyX[c] / rows);
-    }) });
+    expectWithin('dx', dxg, dxc, TOL, {
+      scale: mapF64(dy, (v, i) => {
+        const c = i % cols;
+        return Math.abs(gamma[c]) * invStd[c] * (Math.abs(v) + sumAbsDy[c] / rows + (Math.abs(xhat[i]) * sumAbsDyX[c]) / rows);
+      }),
+    });
     const [dgc, dgg] = await read(DG);
     expectWithin('dgamma', dgg, dgc, TOL, { scale: sumAbsDyX });
     const [dbc, dbg] = await read(DB);
@@ -177,32 +233,58 @@ describeCuda(`CUDA (cuda:0) against the CPU${why ? ` — skipped: ${why}` : ''}`
   });
 
   test('softmax cross-entropy forward/backward [300, 1000]; an out-of-range label rejects the stream', async () => {
-    const rows = 300, classes = 1000, rng = new Random(8);
-    const z = randomArray(rng, rows * classes, 0.1, 3), lab = randomLabels(rng, rows, classes);
-    const Z = pair(z, [rows, classes]), L = pair(lab, [rows]), P = nanPair([rows, classes]), LOSS = nanPair([1]), D = nanPair([rows, classes]);
-    for (const [k, s] of [[0, cpuS], [1, gpuS]] as const) {
+    const rows = 300,
+      classes = 1000,
+      rng = new Random(8);
+    const z = randomArray(rng, rows * classes, 0.1, 3),
+      lab = randomLabels(rng, rows, classes);
+    const Z = pair(z, [rows, classes]),
+      L = pair(lab, [rows]),
+      P = nanPair([rows, classes]),
+      LOSS = nanPair([1]),
+      D = nanPair([rows, classes]);
+    for (const [k, s] of [
+      [0, cpuS],
+      [1, gpuS],
+    ] as const) {
       ops.softmaxCrossEntropyForward(s, Z[k], L[k], P[k], LOSS[k]);
       ops.softmaxCrossEntropyBackward(s, P[k], L[k], D[k], 1);
     }
     const [lc, lg] = await read(LOSS);
     expectWithin('loss', lg, lc, TOL);
     const [dc, dg] = await read(D);
-    expectWithin('dlogits', dg, dc, TOL, { scale: mapF64(dc, (v, i) => (Math.abs(v) + (lab[Math.floor(i / classes)] === i % classes ? 2 : 0)) / rows) });
+    expectWithin('dlogits', dg, dc, TOL, {
+      scale: mapF64(dc, (v, i) => (Math.abs(v) + (lab[Math.floor(i / classes)] === i % classes ? 2 : 0)) / rows),
+    });
 
     const s = new native.Stream(GPU);
-    const probs = make(GPU, new Float32Array(6).fill(NaN), [2, 3]), loss = make(GPU, new Float32Array(1).fill(NaN), [1]);
-    ops.softmaxCrossEntropyForward(s, make(GPU, Float32Array.from([1, 2, 3, 4, 5, 6]), [2, 3]), make(GPU, Int32Array.from([0, 3]), [2]), probs, loss);
+    const probs = make(GPU, new Float32Array(6).fill(NaN), [2, 3]),
+      loss = make(GPU, new Float32Array(1).fill(NaN), [1]);
+    ops.softmaxCrossEntropyForward(
+      s,
+      make(GPU, Float32Array.from([1, 2, 3, 4, 5, 6]), [2, 3]),
+      make(GPU, Int32Array.from([0, 3]), [2]),
+      probs,
+      loss,
+    );
     await expect(s.synchronize()).rejects.toThrow(/label/);
     expect(compareBits((await probs.read(s)) as Float32Array, new Float32Array(6).fill(NaN)).worst).toBe(0);
     expect(compareBits((await loss.read(s)) as Float32Array, new Float32Array(1).fill(NaN)).worst).toBe(0);
   });
 
   test('adamStepGroup on one tensor over 6 steps matches the CPU', async () => {
-    const n = 100003, rng = new Random(9);
-    const P = pair(randomArray(rng, n), [n]), M = pair(new Float32Array(n), [n]), V = pair(new Float32Array(n), [n]);
+    const n = 100003,
+      rng = new Random(9);
+    const P = pair(randomArray(rng, n), [n]),
+      M = pair(new Float32Array(n), [n]),
+      V = pair(new Float32Array(n), [n]);
     for (let step = 1; step <= 6; step++) {
       const G = pair(randomArray(rng, n), [n]);
-      for (const [k, s] of [[0, cpuS], [1, gpuS]] as const) adamStep(s, P[k], G[k], M[k], V[k], 0.01, 0.9, 0.999, 1e-8, 0.01, step);
+      for (const [k, s] of [
+        [0, cpuS],
+        [1, gpuS],
+      ] as const)
+        adamStep(s, P[k], G[k], M[k], V[k], 0.01, 0.9, 0.999, 1e-8, 0.01, step);
     }
     const [pc, pg] = await read(P);
     expectWithin('param', pg, pc, TOL, { floor: 0.1 });
@@ -213,11 +295,27 @@ describeCuda(`CUDA (cuda:0) against the CPU${why ? ` — skipped: ${why}` : ''}`
   test('adamStepGroup over 40 tensors, empty ones among them (two launches): each stepped once', async () => {
     const rng = new Random(10);
     const sizes = Array.from({ length: 40 }, (_, i) => (i % 9 === 4 ? 0 : 1 + ((i * 977) % 2600)));
-    const P = sizes.map((n) => pair(randomArray(rng, n), [n])), G = sizes.map((n) => pair(randomArray(rng, n), [n]));
-    const M = sizes.map((n) => pair(new Float32Array(n), [n])), V = sizes.map((n) => pair(new Float32Array(n), [n]));
+    const P = sizes.map((n) => pair(randomArray(rng, n), [n])),
+      G = sizes.map((n) => pair(randomArray(rng, n), [n]));
+    const M = sizes.map((n) => pair(new Float32Array(n), [n])),
+      V = sizes.map((n) => pair(new Float32Array(n), [n]));
     const H = pair(Float32Array.from(native.adamScalars(0.01, 0.9, 0.999, 1)), [2]);
-    for (const [k, s] of [[0, cpuS], [1, gpuS]] as const)
-      ops.adamStepGroup(s, P.map((p) => p[k]), G.map((g) => g[k]), M.map((m) => m[k]), V.map((v) => v[k]), H[k], 0.9, 0.999, 1e-8, 0.01);
+    for (const [k, s] of [
+      [0, cpuS],
+      [1, gpuS],
+    ] as const)
+      ops.adamStepGroup(
+        s,
+        P.map((p) => p[k]),
+        G.map((g) => g[k]),
+        M.map((m) => m[k]),
+        V.map((v) => v[k]),
+        H[k],
+        0.9,
+        0.999,
+        1e-8,
+        0.01,
+      );
     for (let t = 0; t < sizes.length; t++) {
       const [pc, pg] = await read(P[t]);
       expectWithin(`param of tensor ${t}`, pg, pc, TOL, { floor: 0.1 });
@@ -227,18 +325,30 @@ describeCuda(`CUDA (cuda:0) against the CPU${why ? ` — skipped: ${why}` : ''}`
   test('linearForward (the GEMM with its bias + ReLU epilogue) matches the CPU', async () => {
     const [B, inF, outF] = [256, 784, 256];
     const rng = new Random(12);
-    const x = randomArray(rng, B * inF), w = randomArray(rng, outF * inF), b = randomArray(rng, outF);
-    const X = pair(x, [B, inF]), W = pair(w, [outF, inF]), Bias = pair(b, [outF]), Y = nanPair([B, outF]);
-    for (const [k, s] of [[0, cpuS], [1, gpuS]] as const) ops.linearForward(s, X[k], W[k], Bias[k], Y[k], 'relu');
+    const x = randomArray(rng, B * inF),
+      w = randomArray(rng, outF * inF),
+      b = randomArray(rng, outF);
+    const X = pair(x, [B, inF]),
+      W = pair(w, [outF, inF]),
+      Bias = pair(b, [outF]),
+      Y = nanPair([B, outF]);
+    for (const [k, s] of [
+      [0, cpuS],
+      [1, gpuS],
+    ] as const)
+      ops.linearForward(s, X[k], W[k], Bias[k], Y[k], 'relu');
     const [yc, yg] = await read(Y);
     // The pre-activation's scale: all inputs are positive, so it is the value itself.
     expectWithin('y', yg, yc, gemmTolerance(inF), { floor: 1 });
   });
 
   test('a graph with two streams replays exactly what it recorded, launch after launch', async () => {
-    const main = new native.Stream(GPU), side = new native.Stream(GPU);
-    const fork = new native.Event(GPU), join = new native.Event(GPU);
-    const a = make(GPU, Float32Array.from([1, 1]), [2]), b = make(GPU, new Float32Array(2), [2]);
+    const main = new native.Stream(GPU),
+      side = new native.Stream(GPU);
+    const fork = new native.Event(GPU),
+      join = new native.Event(GPU);
+    const a = make(GPU, Float32Array.from([1, 1]), [2]),
+      b = make(GPU, new Float32Array(2), [2]);
     native.beginCapture(main);
     ops.axpby(main, 2, a, 0, a);
     fork.record(main);
@@ -250,15 +360,21 @@ describeCuda(`CUDA (cuda:0) against the CPU${why ? ` — skipped: ${why}` : ''}`
     const graph = native.endCapture(main);
     for (let i = 0; i < 3; i++) graph.launch(main);
     let [ra, rb] = [1, 0];
-    for (let i = 0; i < 3; i++) { ra *= 2; rb += ra; ra += rb; }
+    for (let i = 0; i < 3; i++) {
+      ra *= 2;
+      rb += ra;
+      ra += rb;
+    }
     expect(Array.from((await a.read(main)) as Float32Array)).toEqual([ra, ra]);
     expect(Array.from((await b.read(main)) as Float32Array)).toEqual([rb, rb]);
     graph.dispose();
   });
 
-  test('streams: a wait on another stream\'s event orders the work; event.synchronize(); a 12 MiB round trip', async () => {
-    const n = 2048, reps = 30;
-    const s1 = new native.Stream(GPU), s2 = new native.Stream(GPU);
+  test("streams: a wait on another stream's event orders the work; event.synchronize(); a 12 MiB round trip", async () => {
+    const n = 2048,
+      reps = 30;
+    const s1 = new native.Stream(GPU),
+      s2 = new native.Stream(GPU);
     const a = make(GPU, new Float32Array(n * n).fill(1 / 1024), [n, n]);
     const c = make(GPU, new Float32Array(n * n), [n, n]);
     for (let i = 0; i < reps; i++) ops.gemm(s1, a, a, c, false, false, 1, 1);

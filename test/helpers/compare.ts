@@ -49,7 +49,8 @@ export function compare(got: Vec, want: Vec, options: CompareOptions = {}): Comp
     return r;
   }
   for (let i = 0; i < want.length; i++) {
-    const a = got[i], b = want[i];
+    const a = got[i],
+      b = want[i];
     let err: number;
     if (!Number.isFinite(a) || !Number.isFinite(b)) {
       const same = a === b || (Number.isNaN(a) && Number.isNaN(b));
@@ -99,8 +100,10 @@ export function compareBits(got: Float32Array | Int32Array, want: Float32Array |
 export function describeReport(r: CompareReport, names: { got: string; want: string } = { got: 'got', want: 'want' }): string {
   if (r.lengthMismatch) return `length mismatch: ${r.lengthMismatch}`;
   if (r.index < 0) return 'empty';
-  return `worst relative error ${fmt(r.worst)} at [${r.index}]: ${names.got} ${r.got}, ${names.want} ${r.want}` +
-    (r.nonFinite ? ` (${r.nonFinite} non-finite)` : '');
+  return (
+    `worst relative error ${fmt(r.worst)} at [${r.index}]: ${names.got} ${r.got}, ${names.want} ${r.want}` +
+    (r.nonFinite ? ` (${r.nonFinite} non-finite)` : '')
+  );
 }
 
 /** The GEMM tolerance between two float32 backends: the dot-product bound (K + 2) u, twice. */

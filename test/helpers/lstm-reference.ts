@@ -65,7 +65,10 @@ export function lstmWindow(p: LSTMParams, d: Dims, w: WindowSpec): WindowResult 
         z[j] = s;
       }
       for (let u = 0; u < H; u++) {
-        const i = sigmoid(z[u]), f = sigmoid(z[H + u]), g = Math.tanh(z[2 * H + u]), o = sigmoid(z[3 * H + u]);
+        const i = sigmoid(z[u]),
+          f = sigmoid(z[H + u]),
+          g = Math.tanh(z[2 * H + u]),
+          o = sigmoid(z[3 * H + u]);
         cn[r * H + u] = f * c[r * H + u] + i * g;
         hn[r * H + u] = o * Math.tanh(cn[r * H + u]);
       }
@@ -91,7 +94,8 @@ export function lstmWindow(p: LSTMParams, d: Dims, w: WindowSpec): WindowResult 
         loss += (lse - logits[labels[r]]) / B;
       } else {
         for (let o = 0; o < O; o++) {
-          const z = logits[o], y = bits![r * O + o];
+          const z = logits[o],
+            y = bits![r * O + o];
           loss += (Math.max(z, 0) - z * y + Math.log(1 + Math.exp(-Math.abs(z)))) / B;
         }
       }

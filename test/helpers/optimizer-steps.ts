@@ -5,8 +5,15 @@
 import { native, NativeStream, NativeTensor } from '../../ts/native';
 
 /** SGD on one tensor: v = momentum v + g'; p -= lr v (momentum 0: p -= lr g', velocity unused). */
-export function sgdStep(s: NativeStream, param: NativeTensor, grad: NativeTensor, velocity: NativeTensor | null,
-  lr: number, momentum: number, weightDecay: number): void {
+export function sgdStep(
+  s: NativeStream,
+  param: NativeTensor,
+  grad: NativeTensor,
+  velocity: NativeTensor | null,
+  lr: number,
+  momentum: number,
+  weightDecay: number,
+): void {
   const hyper = new native.Tensor([1], 'float32', s.device);
   try {
     native.ops.writeScalars(s, hyper, [lr]);
@@ -17,8 +24,19 @@ export function sgdStep(s: NativeStream, param: NativeTensor, grad: NativeTensor
 }
 
 /** Adam on one tensor at step `step` (>= 1), with PyTorch's bias corrections. */
-export function adamStep(s: NativeStream, param: NativeTensor, grad: NativeTensor, m: NativeTensor, v: NativeTensor,
-  lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+export function adamStep(
+  s: NativeStream,
+  param: NativeTensor,
+  grad: NativeTensor,
+  m: NativeTensor,
+  v: NativeTensor,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+  step: number,
+): void {
   const hyper = new native.Tensor([2], 'float32', s.device);
   try {
     native.ops.writeScalars(s, hyper, native.adamScalars(lr, beta1, beta2, step));

@@ -113,10 +113,19 @@ export interface GemmDims {
  * C = alpha op(A) op(B) + beta C, with op(A) [M, K] (A stored [K, M] when transA) and op(B)
  * [K, N] (B stored [N, K] when transB). beta == 0 ignores C (C may be null or hold NaN).
  */
-export function gemm(transA: boolean, transB: boolean, d: GemmDims, alpha: number, a: Vec, b: Vec,
-  beta: number, c: Vec | null): Float64Array {
+export function gemm(
+  transA: boolean,
+  transB: boolean,
+  d: GemmDims,
+  alpha: number,
+  a: Vec,
+  b: Vec,
+  beta: number,
+  c: Vec | null,
+): Float64Array {
   const { M, N, K } = d;
-  const aCols = transA ? M : K, bCols = transB ? K : N;
+  const aCols = transA ? M : K,
+    bCols = transB ? K : N;
   const out = new Float64Array(M * N);
   for (let i = 0; i < M; i++) {
     for (let j = 0; j < N; j++) {
@@ -132,18 +141,24 @@ export function gemm(transA: boolean, transB: boolean, d: GemmDims, alpha: numbe
  * The rounding-error scale of each element of gemm(): |alpha| sum_k |op(A)_ik op(B)_kj| +
  * |beta| |C_ij|. A float32 dot product of length K is within about K * 2^-24 of this scale.
  */
-export function gemmErrorScale(transA: boolean, transB: boolean, d: GemmDims, alpha: number,
-  a: Vec, b: Vec, beta: number, c: Vec | null): Float64Array {
+export function gemmErrorScale(
+  transA: boolean,
+  transB: boolean,
+  d: GemmDims,
+  alpha: number,
+  a: Vec,
+  b: Vec,
+  beta: number,
+  c: Vec | null,
+): Float64Array {
   const abs = (v: Vec) => Float64Array.from(v as ArrayLike<number>, Math.abs);
-  return gemm(transA, transB, d, Math.abs(alpha), abs(a), abs(b), Math.abs(beta),
-    c ? abs(c) : null);
+  return gemm(transA, transB, d, Math.abs(alpha), abs(a), abs(b), Math.abs(beta), c ? abs(c) : null);
 }
 
 /** y[r, c] + bias[c] for y [rows, cols]. */
 export function addBias(y: Vec, bias: Vec, rows: number, cols: number): Float64Array {
   const out = new Float64Array(rows * cols);
-  for (let r = 0; r < rows; r++)
-    for (let c = 0; c < cols; c++) out[r * cols + c] = y[r * cols + c] + bias[c];
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = y[r * cols + c] + bias[c];
   return out;
 }
 
@@ -159,9 +174,7 @@ export function columnSums(x: Vec, rows: number, cols: number): Float64Array {
 export type ActivationName = 'relu' | 'tanh' | 'sigmoid';
 
 export function activation(act: ActivationName, x: Vec): Float64Array {
-  const f = act === 'relu' ? (v: number) => (v < 0 ? 0 : v)
-    : act === 'tanh' ? Math.tanh
-      : (v: number) => 1 / (1 + Math.exp(-v));
+  const f = act === 'relu' ? (v: number) => (v < 0 ? 0 : v) : act === 'tanh' ? Math.tanh : (v: number) => 1 / (1 + Math.exp(-v));
   return Float64Array.from(x as ArrayLike<number>, f);
 }
 
@@ -184,19 +197,27 @@ export interface BatchNormTraining {
  * the biased batch variance; running = (1 - momentum) running + momentum batchStat, with the
  * unbiased variance for runningVar (as PyTorch).
  */
-export function batchNormTraining(x: Vec, gamma: Vec, beta: Vec, runningMean: Vec, runningVar: Vec,
-  rows: number, cols: number, momentum: number, eps: number): BatchNormTraining {
+export function batchNormTraining(
+  x: Vec,
+  gamma: Vec,
+  beta: Vec,
+  runningMean: Vec,
+  runningVar: Vec,
+  rows: number,
+  cols: number,
+  momentum: number,
+  eps: number,
+): BatchNormTraining {
   const mean = columnSums(x, rows, cols).map((s) => s / rows);
   const varBiased = new Float64Array(cols);
-  for (let r = 0; r < rows; r++)
-    for (let c = 0; c < cols; c++) varBiased[c] += (x[r * cols + c] - mean[c]) ** 2;
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) varBiased[c] += (x[r * cols + c] - mean[c]) ** 2;
   for (let c = 0; c < cols; c++) varBiased[c] /= rows;
   const invStd = varBiased.map((v) => 1 / Math.sqrt(v + eps));
   const y = new Float64Array(rows * cols);
   for (let r = 0; r < rows; r++)
-    for (let c = 0; c < cols; c++)
-      y[r * cols + c] = (x[r * cols + c] - mean[c]) * invStd[c] * gamma[c] + beta[c];
-  const rm = new Float64Array(cols), rv = new Float64Array(cols);
+    for (let c = 0; c < cols; c++) y[r * cols + c] = (x[r * cols + c] - mean[c]) * invStd[c] * gamma[c] + beta[c];
+  const rm = new Float64Array(cols),
+    rv = new Float64Array(cols);
   for (let c = 0; c < cols; c++) {
     rm[c] = (1 - momentum) * runningMean[c] + momentum * mean[c];
     rv[c] = (1 - momentum) * runningVar[c] + momentum * varBiased[c] * (rows / (rows - 1));
@@ -205,13 +226,20 @@ export function batchNormTraining(x: Vec, gamma: Vec, beta: Vec, runningMean: Ve
 }
 
 /** Inference-mode BatchNorm: y = (x - runningMean) / sqrt(runningVar + eps) gamma + beta. */
-export function batchNormInference(x: Vec, gamma: Vec, beta: Vec, runningMean: Vec, runningVar: Vec,
-  rows: number, cols: number, eps: number): Float64Array {
+export function batchNormInference(
+  x: Vec,
+  gamma: Vec,
+  beta: Vec,
+  runningMean: Vec,
+  runningVar: Vec,
+  rows: number,
+  cols: number,
+  eps: number,
+): Float64Array {
   const y = new Float64Array(rows * cols);
   for (let r = 0; r < rows; r++)
     for (let c = 0; c < cols; c++)
-      y[r * cols + c] =
-        ((x[r * cols + c] - runningMean[c]) / Math.sqrt(runningVar[c] + eps)) * gamma[c] + beta[c];
+      y[r * cols + c] = ((x[r * cols + c] - runningMean[c]) / Math.sqrt(runningVar[c] + eps)) * gamma[c] + beta[c];
   return y;
 }
 
@@ -223,7 +251,7 @@ export function softmax(logits: Vec, rows: number, classes: number): Float64Arra
     let m = -Infinity;
     for (let c = 0; c < classes; c++) m = Math.max(m, logits[r * classes + c]);
     let s = 0;
-    for (let c = 0; c < classes; c++) s += (p[r * classes + c] = Math.exp(logits[r * classes + c] - m));
+    for (let c = 0; c < classes; c++) s += p[r * classes + c] = Math.exp(logits[r * classes + c] - m);
     for (let c = 0; c < classes; c++) p[r * classes + c] /= s;
   }
   return p;
@@ -279,8 +307,14 @@ export function sliceColumns(x: Vec, rows: number, cols: number, c0: number, c1:
 // ---- optimizers (PyTorch semantics), updating the arrays in place --------------------------
 
 /** g' = g + wd p; momentum 0: p -= lr g'; else v = momentum v + g', p -= lr v. */
-export function sgdStep(param: Float64Array, grad: Vec, velocity: Float64Array | null, lr: number,
-  momentum: number, weightDecay: number): void {
+export function sgdStep(
+  param: Float64Array,
+  grad: Vec,
+  velocity: Float64Array | null,
+  lr: number,
+  momentum: number,
+  weightDecay: number,
+): void {
   for (let i = 0; i < param.length; i++) {
     const g = grad[i] + weightDecay * param[i];
     if (momentum === 0) {
@@ -294,9 +328,20 @@ export function sgdStep(param: Float64Array, grad: Vec, velocity: Float64Array |
 }
 
 /** torch.optim.Adam (L2 weight decay added to the gradient), step >= 1. */
-export function adamStep(param: Float64Array, grad: Vec, m: Float64Array, v: Float64Array, lr: number,
-  beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
-  const bc1 = 1 - beta1 ** step, bc2 = 1 - beta2 ** step;
+export function adamStep(
+  param: Float64Array,
+  grad: Vec,
+  m: Float64Array,
+  v: Float64Array,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+  step: number,
+): void {
+  const bc1 = 1 - beta1 ** step,
+    bc2 = 1 - beta2 ** step;
   for (let i = 0; i < param.length; i++) {
     const g = grad[i] + weightDecay * param[i];
     m[i] = beta1 * m[i] + (1 - beta1) * g;

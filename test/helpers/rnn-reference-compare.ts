@@ -108,8 +108,10 @@ interface WindowResult {
 function namedParameters(tr: RecurrentTraining): Record<string, Tensor> {
   const m = tr.model;
   const out: Record<string, Tensor> = {
-    'core.weight': m.core.weight!.value, 'core.bias': m.core.bias!.value,
-    'readout.weight': m.readout.weight!.value, 'readout.bias': m.readout.bias!.value,
+    'core.weight': m.core.weight!.value,
+    'core.bias': m.core.bias!.value,
+    'readout.weight': m.readout.weight!.value,
+    'readout.bias': m.readout.bias!.value,
   };
   if (tr.synthesizer) {
     const last = synthesizerLinear(tr);
@@ -205,7 +207,10 @@ async function prepareCase(method: RecurrentMethod, kind: OptimizerKind, o: Requ
   const windows: SymbolWindow[] = Array.from({ length: o.windows }, () => source.nextWindow(o.steps));
   const model = new LSTMSequenceModel({ inputSymbols: source.inputSymbols, outputs: source.outputSymbols, hidden: o.hidden });
   const tr = new RecurrentTraining(model, {
-    method, optimizer: make(lr), seed: o.seed, ...(method === 'bptt' ? {} : { synthesizer: { optimizer: make(synthLr) } }),
+    method,
+    optimizer: make(lr),
+    seed: o.seed,
+    ...(method === 'bptt' ? {} : { synthesizer: { optimizer: make(synthLr) } }),
   });
   try {
     tr.record = true;
@@ -221,7 +226,10 @@ async function prepareCase(method: RecurrentMethod, kind: OptimizerKind, o: Requ
     tr.setState(h0, c0, o.batch);
     const spec = {
       dims: { batch: o.batch, inputs: source.inputSymbols, hidden: o.hidden, outputs: source.outputSymbols },
-      method, optimizer: { kind, lr, synthLr }, auxWeight: tr.auxWeight, discount: tr.discount,
+      method,
+      optimizer: { kind, lr, synthLr },
+      auxWeight: tr.auxWeight,
+      discount: tr.discount,
       params: await read(namedParameters(tr)),
       state: { h: Array.from(h0), c: Array.from(c0) },
       windows: windows.map((w) => ({ steps: w.steps, inputs: Array.from(w.inputs), targets: Array.from(w.targets), resets: w.resets })),
@@ -262,11 +270,14 @@ async function finishCase(c: Case, o: Required<ComparisonOptions>) {
   const quantities: [string, Get][] = [
     ['loss', (r) => [r.loss]],
     ['ĝ = γ·M(s_T)/B', (r) => r.synthetic],
-    ['δ_0 (M\'s target)', (r) => r.delta0],
+    ["δ_0 (M's target)", (r) => r.delta0],
     ['s_T = (h_T, c_T)', (r) => [...r.state.h, ...r.state.c]],
     ...Object.keys(spec.params).map((name): [string, Get] => [`${name} after`, (r) => r.params[name]]),
     // The step itself (−lr·gradient for SGD): its scale shows how much of it the tolerance allows.
-    ...Object.keys(spec.params).map((name): [string, Get] => [`${name} step`, (r, before) => r.params[name].map((v, k) => v - before[name][k])]),
+    ...Object.keys(spec.params).map((name): [string, Get] => [
+      `${name} step`,
+      (r, before) => r.params[name].map((v, k) => v - before[name][k]),
+    ]),
   ];
   const rows: ComparisonRow[] = [];
   for (const [quantity, get] of quantities) {
@@ -282,14 +293,27 @@ async function finishCase(c: Case, o: Required<ComparisonOptions>) {
     });
     rows.push({ method, optimizer: kind, quantity, maxAbsDiff: diff, maxAbs: scale, pass: diff <= o.tolerance });
   }
-  return { torch: reference.torch, rows, losses: { method, optimizer: kind, synthgrad: ours.map((r) => r.loss), torch: reference.windows.map((r) => r.loss) } };
+  return {
+    torch: reference.torch,
+    rows,
+    losses: { method, optimizer: kind, synthgrad: ours.map((r) => r.loss), torch: reference.windows.map((r) => r.loss) },
+  };
 }
 
 /** Runs every case (see the file comment); throws when PyTorch is missing. */
 export async function compareWithTorch(options: ComparisonOptions = {}): Promise<Comparison> {
   const o: Required<ComparisonOptions> = {
-    hidden: 128, batch: 64, steps: 5, windows: 3, methods: ['bptt', 'dni', 'dni-aux'], optimizers: ['sgd', 'adam'],
-    dtype: 'float64', tolerance: 1e-5, seed: 7, referenceOverrides: {}, ...options,
+    hidden: 128,
+    batch: 64,
+    steps: 5,
+    windows: 3,
+    methods: ['bptt', 'dni', 'dni-aux'],
+    optimizers: ['sgd', 'adam'],
+    dtype: 'float64',
+    tolerance: 1e-5,
+    seed: 7,
+    referenceOverrides: {},
+    ...options,
   };
   const available = torchAvailable();
   if (!available.ok) throw new Error(`compare_rnn_dni: ${available.reason}`);
@@ -298,8 +322,9 @@ export async function compareWithTorch(options: ComparisonOptions = {}): Promise
   try {
     for (const method of o.methods) for (const kind of o.optimizers) cases.push(await prepareCase(method, kind, o, dir));
     // One Python process for every case (importing torch is most of its time).
-    execFileSync(PYTHON, [SCRIPT, '--dtype', o.dtype, ...cases.flatMap((c) => ['--input', c.input, '--output', c.output])],
-      { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync(PYTHON, [SCRIPT, '--dtype', o.dtype, ...cases.flatMap((c) => ['--input', c.input, '--output', c.output])], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     const result: Comparison = { torch: '', options: o, rows: [], losses: [] };
     for (const c of cases) {
       const r = await finishCase(c, o);
@@ -319,7 +344,10 @@ export function comparisonTable(c: Comparison): string {
   return [
     '| method | optimizer | quantity | max \\|synthgrad − PyTorch\\| | max \\|PyTorch\\| | ratio | ≤ ' + c.options.tolerance + ' |',
     '|---|---|---|---|---|---|---|',
-    ...c.rows.map((r) => `| ${r.method} | ${r.optimizer} | ${r.quantity} | ${r.maxAbsDiff.toExponential(2)} | ${r.maxAbs.toExponential(2)} | ` +
-      `${r.maxAbs > 0 ? (r.maxAbsDiff / r.maxAbs).toExponential(1) : '–'} | ${r.pass ? 'yes' : '**NO**'} |`),
+    ...c.rows.map(
+      (r) =>
+        `| ${r.method} | ${r.optimizer} | ${r.quantity} | ${r.maxAbsDiff.toExponential(2)} | ${r.maxAbs.toExponential(2)} | ` +
+        `${r.maxAbs > 0 ? (r.maxAbsDiff / r.maxAbs).toExponential(1) : '–'} | ${r.pass ? 'yes' : '**NO**'} |`,
+    ),
   ].join('\n');
 }

@@ -16,14 +16,23 @@ import { Options, modelOptimizer } from './options';
  * (more epochs extend a run; the learning rate keeps the decay steps planned when it started).
  */
 function runConfig(o: Options, lrDecaySteps: number[]): Record<string, unknown> {
-  const { checkpoint: _file, device: _device, help: _help, epochs: _epochs, steps: _steps, saveEvery: _saveEvery,
-    quiet: _quiet, json: _json, logDir: _logDir, ...fixed } = o;
+  const {
+    checkpoint: _file,
+    device: _device,
+    help: _help,
+    epochs: _epochs,
+    steps: _steps,
+    saveEvery: _saveEvery,
+    quiet: _quiet,
+    json: _json,
+    logDir: _logDir,
+    ...fixed
+  } = o;
   const config: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(fixed)) config[`--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`] = value;
   config['lr decay steps'] = lrDecaySteps;
   return config;
 }
-
 
 export interface Configured {
   model: Module;
@@ -50,9 +59,8 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
   const device = deviceOf(o);
   const mlpModel = mlp(784, o.hidden, 10);
   const decoupled = o.method !== 'backprop';
-  const schedule: UpdateSchedule = o.pipeline > 0
-    ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate }
-    : { kind: 'lockstep', pUpdate: o.pUpdate };
+  const schedule: UpdateSchedule =
+    o.pipeline > 0 ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate } : { kind: 'lockstep', pUpdate: o.pUpdate };
   const stepsPerEpoch = Math.ceil(trainCount / o.batchSize);
   // Step decay (x0.1 at 60% and 85% of the epochs' steps) settles the noisy late epochs of a constant lr.
   const total = o.epochs * stepsPerEpoch;
@@ -62,16 +70,23 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
   const synthLr = o.synthLr === undefined ? undefined : decayed(o.synthLr);
   const model: Module = decoupled
     ? decouple(mlpModel, {
-      at: o.at,
-      synthesizer: {
-        conditioned: o.method === 'cdni', center: o.center, maskInactive: o.maskInactive,
-        optimizer: synthLr === undefined ? undefined : () => new Adam({ lr: synthLr }),
-      },
-      schedule, streams: o.streams,
-    })
+        at: o.at,
+        synthesizer: {
+          conditioned: o.method === 'cdni',
+          center: o.center,
+          maskInactive: o.maskInactive,
+          optimizer: synthLr === undefined ? undefined : () => new Adam({ lr: synthLr }),
+        },
+        schedule,
+        streams: o.streams,
+      })
     : mlpModel;
   return {
-    model, decoupled, schedule, stepsPerEpoch, decaySteps,
+    model,
+    decoupled,
+    schedule,
+    stepsPerEpoch,
+    decaySteps,
     // A factory: a decoupled network gives each module (and, without --synth-lr, each synthesizer) its own optimizer.
     trainer: { device, optimizer: () => modelOptimizer(o.optimizer, lr), seed: o.seed },
     fit: {

@@ -17,14 +17,19 @@ export interface GivenFlag {
 
 /** The flags in `argv`, in order, checked against `spec` (see the file's header). */
 export function readFlags(argv: readonly string[], spec: FlagSpec, help = 'try --help'): GivenFlag[] {
-  const options = Object.fromEntries(Object.entries(spec).map(([name, kind]) => [name, { type: kind === 'value' ? 'string' as const : 'boolean' as const }]));
+  const options = Object.fromEntries(
+    Object.entries(spec).map(([name, kind]) => [name, { type: kind === 'value' ? ('string' as const) : ('boolean' as const) }]),
+  );
   // Not strict: strict mode refuses values that start with a dash (`--lr -1` would not reach the
   // range check that names the flag), and its messages do not list the known flags.
   const { tokens } = parseNodeArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true });
-  const known = Object.keys(spec).map((name) => `--${name}`).join(', ');
+  const known = Object.keys(spec)
+    .map((name) => `--${name}`)
+    .join(', ');
   const given: GivenFlag[] = [];
   for (const t of tokens) {
-    if (t.kind === 'positional') throw error('ERR_SYNTHGRAD_CLI', `unexpected argument '${t.value}': flags are --name value or --name=value (${help})`);
+    if (t.kind === 'positional')
+      throw error('ERR_SYNTHGRAD_CLI', `unexpected argument '${t.value}': flags are --name value or --name=value (${help})`);
     if (t.kind === 'option-terminator') continue;
     const kind = Object.prototype.hasOwnProperty.call(spec, t.name) ? spec[t.name] : undefined;
     if (kind === undefined || !t.rawName.startsWith('--'))
@@ -38,7 +43,8 @@ export function readFlags(argv: readonly string[], spec: FlagSpec, help = 'try -
 /** A numeric flag's value; anything else is an error that names the flag. */
 export function numberFlag(flag: string, value: string | undefined): number {
   const v = Number(value);
-  if (value === undefined || value === '' || !Number.isFinite(v)) throw error('ERR_SYNTHGRAD_CLI', `${flag} needs a number, got '${value ?? ''}'`);
+  if (value === undefined || value === '' || !Number.isFinite(v))
+    throw error('ERR_SYNTHGRAD_CLI', `${flag} needs a number, got '${value ?? ''}'`);
   return v;
 }
 
@@ -51,8 +57,14 @@ export type FlagValues<D> = { [K in keyof D]: D[K] extends boolean ? boolean : s
  * false for a switch. Returns the values given (the last, if one is given twice), else the
  * defaults; a value flag given no value is an error that names it.
  */
-export function flagValues<D extends Record<string, string | boolean>>(argv: readonly string[], defaults: D, help = "see the script's header"): FlagValues<D> {
-  const spec: FlagSpec = Object.fromEntries(Object.entries(defaults).map(([name, v]) => [name, typeof v === 'boolean' ? 'switch' : 'value']));
+export function flagValues<D extends Record<string, string | boolean>>(
+  argv: readonly string[],
+  defaults: D,
+  help = "see the script's header",
+): FlagValues<D> {
+  const spec: FlagSpec = Object.fromEntries(
+    Object.entries(defaults).map(([name, v]) => [name, typeof v === 'boolean' ? 'switch' : 'value']),
+  );
   const values: Record<string, string | boolean> = { ...defaults };
   for (const { flag, value } of readFlags(argv, spec, help)) {
     const name = flag.slice(2);

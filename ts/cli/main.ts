@@ -79,28 +79,42 @@ async function main(): Promise<void> {
   });
   const progress = new Progress({
     mode: o.json ? 'json' : o.quiet ? 'quiet' : process.stdout.isTTY ? 'bar' : 'lines',
-    write: (text) => process.stdout.write(text), columns: () => process.stdout.columns,
+    write: (text) => process.stdout.write(text),
+    columns: () => process.stdout.columns,
   });
   const say = (line: string) => progress.info(line);
-  say(`synthgrad: device ${device.name} (${device.describe()}), CPU GEMM ${info.cpuGemm}, ${threads()} threads` +
-    (info.cuda ? `, CUDA built in (${info.cudaDevices} device(s))` : ', CUDA not built in'));
+  say(
+    `synthgrad: device ${device.name} (${device.describe()}), CPU GEMM ${info.cpuGemm}, ${threads()} threads` +
+      (info.cuda ? `, CUDA built in (${info.cudaDevices} device(s))` : ', CUDA not built in'),
+  );
   const { train, test } = await mnist();
   say(`MNIST: ${train.count} training and ${test.count} test images`);
   // A resumed run keeps the learning-rate decay steps planned when it started, so that more epochs extend it.
   const saved = o.checkpoint ? await readCheckpointConfig(o.checkpoint) : undefined;
   const planned = saved?.['lr decay steps'];
-  const { model, decoupled, stepsPerEpoch, decaySteps, trainer: trainerOptions, fit } =
-    configure(o, train.count, Array.isArray(planned) && planned.every((s) => Number.isInteger(s)) ? planned as number[] : undefined);
+  const {
+    model,
+    decoupled,
+    stepsPerEpoch,
+    decaySteps,
+    trainer: trainerOptions,
+    fit,
+  } = configure(o, train.count, Array.isArray(planned) && planned.every((s) => Number.isInteger(s)) ? (planned as number[]) : undefined);
   const stepsTaken = stepsPerEpoch - (train.count % o.batchSize === 1 ? 1 : 0); // fit drops a 1-row tail
   progress.plan({ totalSteps: Math.min(o.steps ?? Infinity, o.epochs * stepsTaken), epochs: o.epochs, batchSize: o.batchSize });
-  say(`model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, ${o.method}` +
-    (decoupled ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
-      `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})` : '') +
-    `, ${optimizerName(o.optimizer)} lr ${o.lr}${o.synthLr === undefined ? '' : `, synthesizers Adam lr ${o.synthLr}`}` +
-    ` (x0.1 at 60% and 85%), batch ${o.batchSize}, seed ${o.seed}`);
+  say(
+    `model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, ${o.method}` +
+      (decoupled
+        ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
+          `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})`
+        : '') +
+      `, ${optimizerName(o.optimizer)} lr ${o.lr}${o.synthLr === undefined ? '' : `, synthesizers Adam lr ${o.synthLr}`}` +
+      ` (x0.1 at 60% and 85%), batch ${o.batchSize}, seed ${o.seed}`,
+  );
   const trainer = new Trainer(model, trainerOptions);
   let lastDiagnostics: ModuleDiagnostics[] | undefined;
-  if (saved) say(`resuming from ${o.checkpoint} (learning rate x0.1 at steps ${decaySteps.join(' and ')}, as planned when the run started)`);
+  if (saved)
+    say(`resuming from ${o.checkpoint} (learning rate x0.1 at steps ${decaySteps.join(' and ')}, as planned when the run started)`);
   const stop = o.checkpoint ? stopOnSignals() : undefined;
   const result = await trainer.fit(train, {
     ...fit,
@@ -123,7 +137,12 @@ async function main(): Promise<void> {
     return;
   }
   const final = await trainer.evaluate(test);
-  progress.final({ ...final, steps: result.steps, seconds: result.seconds, ...(result.resumedFrom !== undefined ? { resumedFrom: result.resumedFrom } : {}) });
+  progress.final({
+    ...final,
+    steps: result.steps,
+    seconds: result.seconds,
+    ...(result.resumedFrom !== undefined ? { resumedFrom: result.resumedFrom } : {}),
+  });
   trainer.dispose();
 }
 

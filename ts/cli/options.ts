@@ -84,15 +84,40 @@ export interface Options {
 
 /** Every flag of `npm start` (the usage above), and whether it takes a value. */
 const flags: FlagSpec = {
-  method: 'value', epochs: 'value', steps: 'value', 'batch-size': 'value', optimizer: 'value', lr: 'value', 'synth-lr': 'value',
-  hidden: 'value', seed: 'value', device: 'value', at: 'value', 'p-update': 'value', pipeline: 'value', streams: 'value',
-  'diagnose-every': 'value', center: 'switch', 'mask-inactive': 'switch', graph: 'switch', checkpoint: 'value', 'save-every': 'value',
-  'log-dir': 'value', quiet: 'switch', json: 'switch', help: 'switch',
+  method: 'value',
+  epochs: 'value',
+  steps: 'value',
+  'batch-size': 'value',
+  optimizer: 'value',
+  lr: 'value',
+  'synth-lr': 'value',
+  hidden: 'value',
+  seed: 'value',
+  device: 'value',
+  at: 'value',
+  'p-update': 'value',
+  pipeline: 'value',
+  streams: 'value',
+  'diagnose-every': 'value',
+  center: 'switch',
+  'mask-inactive': 'switch',
+  graph: 'switch',
+  checkpoint: 'value',
+  'save-every': 'value',
+  'log-dir': 'value',
+  quiet: 'switch',
+  json: 'switch',
+  help: 'switch',
 };
 
 /** Switches: each turns an option on. */
 const switches = new Map<string, 'graph' | 'center' | 'maskInactive' | 'quiet' | 'json' | 'help'>([
-  ['--graph', 'graph'], ['--center', 'center'], ['--mask-inactive', 'maskInactive'], ['--quiet', 'quiet'], ['--json', 'json'], ['--help', 'help'],
+  ['--graph', 'graph'],
+  ['--center', 'center'],
+  ['--mask-inactive', 'maskInactive'],
+  ['--quiet', 'quiet'],
+  ['--json', 'json'],
+  ['--help', 'help'],
 ]);
 
 /** Flags that configure synthesizers or their schedule: an error with --method backprop. */
@@ -114,8 +139,21 @@ function cutsFrom(value: string | undefined): Options['at'] {
 export function parseArgs(argv: readonly string[]): Options {
   const given = new Set<string>();
   const o: Options = {
-    method: 'backprop', at: 'every-activation', pUpdate: 1, pipeline: 0, streams: 'per-module', diagnoseEvery: 100, graph: false, center: false, maskInactive: false,
-    epochs: 10, batchSize: 256, optimizer: 'adam', lr: 1e-3, seed: 0, hidden: [256, 256, 256],
+    method: 'backprop',
+    at: 'every-activation',
+    pUpdate: 1,
+    pipeline: 0,
+    streams: 'per-module',
+    diagnoseEvery: 100,
+    graph: false,
+    center: false,
+    maskInactive: false,
+    epochs: 10,
+    batchSize: 256,
+    optimizer: 'adam',
+    lr: 1e-3,
+    seed: 0,
+    hidden: [256, 256, 256],
   };
   for (const { flag, value } of readFlags(argv, flags)) {
     given.add(flag);
@@ -131,15 +169,33 @@ export function parseArgs(argv: readonly string[]): Options {
       return v;
     };
     switch (flag) {
-      case '--epochs': o.epochs = positive(); break;
-      case '--steps': o.steps = positive(); break;
-      case '--at': o.at = cutsFrom(value); break;
-      case '--batch-size': o.batchSize = positive(); break;
-      case '--lr': o.lr = positive(); break;
-      case '--synth-lr': o.synthLr = positive(); break;
-      case '--seed': o.seed = num(); break;
-      case '--hidden': o.hidden = (value ?? '').split(',').map(Number); break;
-      case '--device': o.device = value; break;
+      case '--epochs':
+        o.epochs = positive();
+        break;
+      case '--steps':
+        o.steps = positive();
+        break;
+      case '--at':
+        o.at = cutsFrom(value);
+        break;
+      case '--batch-size':
+        o.batchSize = positive();
+        break;
+      case '--lr':
+        o.lr = positive();
+        break;
+      case '--synth-lr':
+        o.synthLr = positive();
+        break;
+      case '--seed':
+        o.seed = num();
+        break;
+      case '--hidden':
+        o.hidden = (value ?? '').split(',').map(Number);
+        break;
+      case '--device':
+        o.device = value;
+        break;
       case '--checkpoint':
         if (!value) throw error('ERR_SYNTHGRAD_CLI', '--checkpoint needs a file path');
         o.checkpoint = value;
@@ -155,17 +211,27 @@ export function parseArgs(argv: readonly string[]): Options {
         o.logDir = value;
         break;
       case '--method':
-        if (value !== 'backprop' && value !== 'dni' && value !== 'cdni') throw error('ERR_SYNTHGRAD_CLI', `--method must be backprop, dni or cdni, got '${value ?? ''}'`);
+        if (value !== 'backprop' && value !== 'dni' && value !== 'cdni')
+          throw error('ERR_SYNTHGRAD_CLI', `--method must be backprop, dni or cdni, got '${value ?? ''}'`);
         o.method = value;
         break;
-      case '--optimizer': o.optimizer = optimizerKind(flag, value); break;
-      case '--p-update': o.pUpdate = num(); break;
-      case '--pipeline': o.pipeline = num(); break;
+      case '--optimizer':
+        o.optimizer = optimizerKind(flag, value);
+        break;
+      case '--p-update':
+        o.pUpdate = num();
+        break;
+      case '--pipeline':
+        o.pipeline = num();
+        break;
       case '--streams':
-        if (value !== 'per-module' && value !== 'single') throw error('ERR_SYNTHGRAD_CLI', `--streams must be per-module or single, got '${value ?? ''}'`);
+        if (value !== 'per-module' && value !== 'single')
+          throw error('ERR_SYNTHGRAD_CLI', `--streams must be per-module or single, got '${value ?? ''}'`);
         o.streams = value;
         break;
-      case '--diagnose-every': o.diagnoseEvery = num(); break;
+      case '--diagnose-every':
+        o.diagnoseEvery = num();
+        break;
     }
   }
   if (o.saveEvery !== undefined && o.checkpoint === undefined) throw error('ERR_SYNTHGRAD_CLI', '--save-every needs --checkpoint FILE');

@@ -50,8 +50,13 @@ export function duration(seconds: number): string {
 }
 
 export function describeDiagnostics(d: ModuleDiagnostics[]): string {
-  return d.map((m) => `M${m.module}: loss ${m.synthesizerLoss.toExponential(2)} cos ${m.cosine.toFixed(3)} ` +
-    `(to its target ${m.targetCosine.toFixed(3)}) |ĝ|/|g| ${m.normRatio.toFixed(2)}`).join('  ');
+  return d
+    .map(
+      (m) =>
+        `M${m.module}: loss ${m.synthesizerLoss.toExponential(2)} cos ${m.cosine.toFixed(3)} ` +
+        `(to its target ${m.targetCosine.toFixed(3)}) |ĝ|/|g| ${m.normRatio.toFixed(2)}`,
+    )
+    .join('  ');
 }
 
 const jsonEvery = 10;
@@ -117,9 +122,11 @@ export class Progress {
     }
     if (this.o.mode === 'quiet') return;
     const v = m.validation;
-    this.print(`epoch ${String(m.epoch).padStart(2)}  train loss ${m.loss.toFixed(4)}  ` +
-      (v ? `test loss ${v.loss.toFixed(4)}  test accuracy ${(100 * v.accuracy!).toFixed(2)}%  ` : '') +
-      `${Math.round(m.samplesPerSecond)} samples/s  ${m.seconds.toFixed(1)} s`);
+    this.print(
+      `epoch ${String(m.epoch).padStart(2)}  train loss ${m.loss.toFixed(4)}  ` +
+        (v ? `test loss ${v.loss.toFixed(4)}  test accuracy ${(100 * v.accuracy!).toFixed(2)}%  ` : '') +
+        `${Math.round(m.samplesPerSecond)} samples/s  ${m.seconds.toFixed(1)} s`,
+    );
     if (diagnostics) this.print(`          synthesizers (probe batch): ${describeDiagnostics(diagnostics)}`);
   }
 

@@ -70,7 +70,8 @@ function readJson(file: string): Row | undefined {
 
 export function readRun(dir: string): RunRecords {
   const config = readJson(path.join(dir, 'config.json'));
-  if (!config) throw error('ERR_SYNTHGRAD_DATA', `report: ${dir} holds no run log (no config.json); write one with --log-dir or fit's logDir`);
+  if (!config)
+    throw error('ERR_SYNTHGRAD_DATA', `report: ${dir} holds no run log (no config.json); write one with --log-dir or fit's logDir`);
   return {
     name: path.basename(path.resolve(dir)),
     dir,
@@ -129,19 +130,27 @@ function series(rows: Row[], field: string, scale = 1): Point[] {
 
 /** Every chart of the page, with the runs' series in each. */
 export function chartSpecs(runs: RunRecords[]): ChartSpec[] {
-  const line = (run: number, label: string, points: Point[], extra: Partial<Series> = {}): Series =>
-    ({ label: `${runs[run].name}${label}`, run, points: thin(points), ...extra });
+  const line = (run: number, label: string, points: Point[], extra: Partial<Series> = {}): Series => ({
+    label: `${runs[run].name}${label}`,
+    run,
+    points: thin(points),
+    ...extra,
+  });
   const evalName = validationName(runs);
   const charts: ChartSpec[] = [
     {
-      id: 'loss', title: `Loss: training (per step) and ${evalName} (per epoch, dashed)`, y: 'loss', log: true,
+      id: 'loss',
+      title: `Loss: training (per step) and ${evalName} (per epoch, dashed)`,
+      y: 'loss',
+      log: true,
       series: runs.flatMap((r, i) => [
         line(i, ' training', series(r.steps, 'loss')),
         line(i, ` ${evalName}`, series(r.epochs, 'validationLoss'), { dashed: true, markers: true }),
       ]),
     },
     {
-      id: 'accuracy', y: 'accuracy (%)',
+      id: 'accuracy',
+      y: 'accuracy (%)',
       title: `Accuracy (${evalName}, per epoch${runs.some((r) => r.epochs.some((e) => finite(e.accuracy))) ? '; training dashed' : ''})`,
       series: runs.flatMap((r, i) => [
         line(i, ` ${evalName}`, series(r.epochs, 'validationAccuracy', 100), { markers: true }),
@@ -149,7 +158,9 @@ export function chartSpecs(runs: RunRecords[]): ChartSpec[] {
       ]),
     },
     {
-      id: 'step-time', title: 'Wall time per step (the diagnostics probe included)', y: 'ms per step',
+      id: 'step-time',
+      title: 'Wall time per step (the diagnostics probe included)',
+      y: 'ms per step',
       series: runs.map((r, i) => line(i, '', series(r.steps, 'stepSeconds', 1000))),
     },
   ];
@@ -158,26 +169,31 @@ export function chartSpecs(runs: RunRecords[]): ChartSpec[] {
     const of = (r: RunRecords) => r.synthesizers.filter((s) => s.module === m);
     charts.push(
       {
-        id: `synth-${m}-cosine`, title: `Synthesizer M${m}: cosine to the true gradient (dashed: to its own target)`, y: 'cosine',
+        id: `synth-${m}-cosine`,
+        title: `Synthesizer M${m}: cosine to the true gradient (dashed: to its own target)`,
+        y: 'cosine',
         series: runs.flatMap((r, i) => [
           line(i, '', series(of(r), 'cosine')),
           line(i, ' target', series(of(r), 'targetCosine'), { dashed: true }),
         ]),
       },
       {
-        id: `synth-${m}-loss`, title: `Synthesizer M${m}: its L2 loss`, y: 'loss', log: true,
+        id: `synth-${m}-loss`,
+        title: `Synthesizer M${m}: its L2 loss`,
+        y: 'loss',
+        log: true,
         series: runs.map((r, i) => line(i, '', series(of(r), 'synthesizerLoss'))),
       },
       {
-        id: `synth-${m}-norm`, title: `Synthesizer M${m}: |ĝ| / |g| (1: the scales agree)`, y: 'norm ratio',
+        id: `synth-${m}-norm`,
+        title: `Synthesizer M${m}: |ĝ| / |g| (1: the scales agree)`,
+        y: 'norm ratio',
         series: runs.map((r, i) => line(i, '', series(of(r), 'normRatio'))),
       },
     );
   }
   // A chart with nothing to draw (no validation data, no training accuracy) is left out.
-  return charts
-    .map((c) => ({ ...c, series: c.series.filter((s) => s.points.length > 0) }))
-    .filter((c) => c.series.length > 0);
+  return charts.map((c) => ({ ...c, series: c.series.filter((s) => s.points.length > 0) })).filter((c) => c.series.length > 0);
 }
 
 /** `npm start` validates on MNIST's test set; a library run on whatever it was given. */
@@ -192,12 +208,18 @@ const fmt = (v: unknown, digits = 4): string => (finite(v) ? String(Number(v.toP
 function settings(r: RunRecords): [string, string][] {
   const o = (r.config.options ?? {}) as Row;
   const fit = (r.config.fit ?? {}) as Row;
-  const rows: [string, string][] = [['model', String(r.config.model ?? '–')], ['device', String(r.config.device ?? '–')]];
+  const rows: [string, string][] = [
+    ['model', String(r.config.model ?? '–')],
+    ['device', String(r.config.device ?? '–')],
+  ];
   if (o.method !== undefined) {
     rows.push(['method', String(o.method)]);
     if (o.method !== 'backprop')
       rows.push(['schedule', `${Number(o.pipeline) > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}`]);
-    rows.push(['optimizer', `${o.optimizer} lr ${o.lr}${o.synthLr !== undefined ? `, synthesizers ${o.synthLr}` : ''}`], ['seed', String(o.seed)]);
+    rows.push(
+      ['optimizer', `${o.optimizer} lr ${o.lr}${o.synthLr !== undefined ? `, synthesizers ${o.synthLr}` : ''}`],
+      ['seed', String(o.seed)],
+    );
   }
   rows.push(['batch size', String(fit.batchSize ?? '–')]);
   return rows;
@@ -233,9 +255,13 @@ const colours = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b
 function table(runs: RunRecords[]): string {
   const rowsOf = (f: (r: RunRecords) => [string, string][]) => {
     const keys = [...new Set(runs.flatMap((r) => f(r).map(([k]) => k)))];
-    return keys.map((k) => `<tr><th>${escapeHtml(k)}</th>${runs.map((r) => `<td>${escapeHtml(new Map(f(r)).get(k) ?? '–')}</td>`).join('')}</tr>`).join('\n');
+    return keys
+      .map((k) => `<tr><th>${escapeHtml(k)}</th>${runs.map((r) => `<td>${escapeHtml(new Map(f(r)).get(k) ?? '–')}</td>`).join('')}</tr>`)
+      .join('\n');
   };
-  const head = runs.map((r, i) => `<th><span class="swatch" style="background:${colours[i % colours.length]}"></span>${escapeHtml(r.name)}</th>`).join('');
+  const head = runs
+    .map((r, i) => `<th><span class="swatch" style="background:${colours[i % colours.length]}"></span>${escapeHtml(r.name)}</th>`)
+    .join('');
   return `<table><thead><tr><th></th>${head}</tr></thead><tbody>\n${rowsOf(settings)}\n${rowsOf(results)}\n</tbody></table>`;
 }
 
@@ -291,7 +317,8 @@ export function reportHtml(runs: RunRecords[], options: { title?: string } = {})
   const charts = chartSpecs(runs);
   const title = options.title ?? `synthgrad runs: ${runs.map((r) => r.name).join(', ')}`;
   const data = JSON.stringify({ charts, colours }).replace(/</g, '\\u003c');
-  const canvases = (list: ChartSpec[]) => `<div class="grid">\n${list.map((c) => `<div class="chart"><canvas id="${c.id}"></canvas></div>`).join('\n')}\n</div>`;
+  const canvases = (list: ChartSpec[]) =>
+    `<div class="grid">\n${list.map((c) => `<div class="chart"><canvas id="${c.id}"></canvas></div>`).join('\n')}\n</div>`;
   // One row per synthesizer: its cosine, loss and norm ratio side by side.
   const modules = [...new Set(charts.map((c) => /^synth-(\d+)-/.exec(c.id)?.[1]).filter((m) => m !== undefined))];
   return `<!DOCTYPE html>
@@ -320,8 +347,11 @@ ${table(runs)}
 <h2>Training</h2>
 ${canvases(charts.filter((c) => !c.id.startsWith('synth-')))}
 <h2>Synthesizers</h2>
-${modules.length ? modules.map((m) => canvases(charts.filter((c) => c.id.startsWith(`synth-${m}-`)))).join('\n')
-    : '<p>No synthesizer diagnostics in these runs (backprop, or no diagnoseEvery).</p>'}
+${
+  modules.length
+    ? modules.map((m) => canvases(charts.filter((c) => c.id.startsWith(`synth-${m}-`)))).join('\n')
+    : '<p>No synthesizer diagnostics in these runs (backprop, or no diagnoseEvery).</p>'
+}
 <script type="application/json" id="report-data">${data}</script>
 <script>${scriptSafe(chartJs())}</script>
 <script>${drawCharts}</script>

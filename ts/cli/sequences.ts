@@ -59,9 +59,26 @@ export interface SequenceOptions {
 }
 
 const flags: FlagSpec = {
-  task: 'value', method: 'value', truncation: 'value', steps: 'value', text: 'value', hidden: 'value', 'batch-size': 'value',
-  lr: 'value', seed: 'value', device: 'value', streams: 'value', 'aux-weight': 'value', 'validate-every': 'value',
-  patience: 'value', 'log-every': 'value', checkpoint: 'value', 'save-every': 'value', quiet: 'switch', json: 'switch', help: 'switch',
+  task: 'value',
+  method: 'value',
+  truncation: 'value',
+  steps: 'value',
+  text: 'value',
+  hidden: 'value',
+  'batch-size': 'value',
+  lr: 'value',
+  seed: 'value',
+  device: 'value',
+  streams: 'value',
+  'aux-weight': 'value',
+  'validate-every': 'value',
+  patience: 'value',
+  'log-every': 'value',
+  checkpoint: 'value',
+  'save-every': 'value',
+  quiet: 'switch',
+  json: 'switch',
+  help: 'switch',
 };
 
 /** Whether `argv` asks for a recurrent run (it has --task). */
@@ -85,23 +102,44 @@ function count(flag: string, value: string | undefined): number {
 /** Parses a recurrent run's flags; a bad one is an Error that names the flag. */
 export function parseSequenceArgs(argv: readonly string[]): SequenceOptions {
   const o: Partial<SequenceOptions> & { quiet: boolean; json: boolean; help: boolean } = {
-    method: 'bptt', hidden: 128, batchSize: 64, lr: 1e-3, seed: 0, streams: 'single', logEvery: 500, saveEvery: 1000,
-    quiet: false, json: false, help: false,
+    method: 'bptt',
+    hidden: 128,
+    batchSize: 64,
+    lr: 1e-3,
+    seed: 0,
+    streams: 'single',
+    logEvery: 500,
+    saveEvery: 1000,
+    quiet: false,
+    json: false,
+    help: false,
   };
   const given = new Set<string>();
   for (const { flag, value } of readFlags(argv, flags, 'try --task copy --help')) {
     given.add(flag);
     switch (flag) {
-      case '--task': o.task = choice(flag, value, ['copy', 'repeat-copy', 'text'] as const); break;
-      case '--method': o.method = choice(flag, value, ['bptt', 'dni', 'dni-aux'] as const); break;
-      case '--truncation': o.truncation = count(flag, value); break;
-      case '--steps': o.steps = count(flag, value); break;
+      case '--task':
+        o.task = choice(flag, value, ['copy', 'repeat-copy', 'text'] as const);
+        break;
+      case '--method':
+        o.method = choice(flag, value, ['bptt', 'dni', 'dni-aux'] as const);
+        break;
+      case '--truncation':
+        o.truncation = count(flag, value);
+        break;
+      case '--steps':
+        o.steps = count(flag, value);
+        break;
       case '--text':
         if (!value) throw error('ERR_SYNTHGRAD_CLI', '--text needs a file path');
         o.text = value;
         break;
-      case '--hidden': o.hidden = count(flag, value); break;
-      case '--batch-size': o.batchSize = count(flag, value); break;
+      case '--hidden':
+        o.hidden = count(flag, value);
+        break;
+      case '--batch-size':
+        o.batchSize = count(flag, value);
+        break;
       case '--lr': {
         const v = numberFlag(flag, value);
         if (!(v > 0)) throw error('ERR_SYNTHGRAD_CLI', `--lr must be > 0, got ${v}`);
@@ -114,25 +152,43 @@ export function parseSequenceArgs(argv: readonly string[]): SequenceOptions {
         o.seed = v;
         break;
       }
-      case '--device': o.device = value; break;
-      case '--streams': o.streams = choice(flag, value, ['single', 'separate'] as const); break;
+      case '--device':
+        o.device = value;
+        break;
+      case '--streams':
+        o.streams = choice(flag, value, ['single', 'separate'] as const);
+        break;
       case '--aux-weight': {
         const v = numberFlag(flag, value);
         if (!(v >= 0)) throw error('ERR_SYNTHGRAD_CLI', `--aux-weight must be >= 0, got ${v}`);
         o.auxWeight = v;
         break;
       }
-      case '--validate-every': o.validateEvery = count(flag, value); break;
-      case '--patience': o.patience = count(flag, value); break;
-      case '--log-every': o.logEvery = count(flag, value); break;
+      case '--validate-every':
+        o.validateEvery = count(flag, value);
+        break;
+      case '--patience':
+        o.patience = count(flag, value);
+        break;
+      case '--log-every':
+        o.logEvery = count(flag, value);
+        break;
       case '--checkpoint':
         if (!value) throw error('ERR_SYNTHGRAD_CLI', '--checkpoint needs a file path');
         o.checkpoint = value;
         break;
-      case '--save-every': o.saveEvery = count(flag, value); break;
-      case '--quiet': o.quiet = true; break;
-      case '--json': o.json = true; break;
-      case '--help': o.help = true; break;
+      case '--save-every':
+        o.saveEvery = count(flag, value);
+        break;
+      case '--quiet':
+        o.quiet = true;
+        break;
+      case '--json':
+        o.json = true;
+        break;
+      case '--help':
+        o.help = true;
+        break;
     }
   }
   if (o.help) return o as SequenceOptions;
@@ -143,8 +199,10 @@ export function parseSequenceArgs(argv: readonly string[]): SequenceOptions {
     const textOnly = ['--text', '--validate-every', '--patience'].find((f) => given.has(f));
     if (textOnly) throw error('ERR_SYNTHGRAD_CLI', `${textOnly} applies to --task text only`);
   }
-  if (o.method === 'bptt' && given.has('--streams')) throw error('ERR_SYNTHGRAD_CLI', '--streams applies to dni and dni-aux only (bptt has no synthesizer)');
-  if (o.method !== 'dni-aux' && given.has('--aux-weight')) throw error('ERR_SYNTHGRAD_CLI', '--aux-weight applies to --method dni-aux only');
+  if (o.method === 'bptt' && given.has('--streams'))
+    throw error('ERR_SYNTHGRAD_CLI', '--streams applies to dni and dni-aux only (bptt has no synthesizer)');
+  if (o.method !== 'dni-aux' && given.has('--aux-weight'))
+    throw error('ERR_SYNTHGRAD_CLI', '--aux-weight applies to --method dni-aux only');
   if (given.has('--save-every') && o.checkpoint === undefined) throw error('ERR_SYNTHGRAD_CLI', '--save-every needs --checkpoint FILE');
   if (o.quiet && o.json) throw error('ERR_SYNTHGRAD_CLI', '--quiet and --json: choose one');
   return o as SequenceOptions;
@@ -153,8 +211,16 @@ export function parseSequenceArgs(argv: readonly string[]): SequenceOptions {
 /** The library call a parsed command makes (without the callbacks and the signal). */
 export function sequenceRunOptions(o: SequenceOptions): TrainSequencesOptions {
   return {
-    task: o.task, method: o.method, truncation: o.truncation, steps: o.steps, hidden: o.hidden, batch: o.batchSize, lr: o.lr,
-    seed: o.seed, streams: o.method === 'bptt' ? undefined : o.streams, logEvery: o.logEvery,
+    task: o.task,
+    method: o.method,
+    truncation: o.truncation,
+    steps: o.steps,
+    hidden: o.hidden,
+    batch: o.batchSize,
+    lr: o.lr,
+    seed: o.seed,
+    streams: o.method === 'bptt' ? undefined : o.streams,
+    logEvery: o.logEvery,
     ...(o.text !== undefined ? { textFile: o.text } : {}),
     ...(o.auxWeight !== undefined ? { auxWeight: o.auxWeight } : {}),
     ...(o.validateEvery !== undefined ? { validateEvery: o.validateEvery } : {}),
@@ -177,7 +243,10 @@ export function progressLine(p: SequenceProgress, steps: number, perSecond: numb
 export function scoreLine(s: SequenceScore): string {
   const run = `${s.task}, ${s.method}, T = ${s.truncation}: ${s.windows} windows in ${s.seconds.toFixed(1)} s`;
   if (s.solved) {
-    const solved = s.solved.level < 0 ? 'no level solved' : `largest level solved ${s.solved.level} (N ${s.solved.length}${s.task === 'repeat-copy' ? `, R ${s.solved.repeats}` : ''})`;
+    const solved =
+      s.solved.level < 0
+        ? 'no level solved'
+        : `largest level solved ${s.solved.level} (N ${s.solved.length}${s.task === 'repeat-copy' ? `, R ${s.solved.repeats}` : ''})`;
     return `${run}; ${solved}`;
   }
   return `${run}; test ${s.testBits!.toFixed(3)} bits/char (best validation ${s.bestValidationBits!.toFixed(3)}${s.earlyStopped ? ', stopped early' : ''})`;
@@ -187,8 +256,10 @@ export function scoreLine(s: SequenceScore): string {
 export async function runSequences(o: SequenceOptions, write: (line: string) => void, signal?: AbortSignal): Promise<SequenceScore> {
   const options = sequenceRunOptions(o);
   if (!o.quiet && !o.json)
-    write(`synthgrad: ${o.task}, LSTM ${o.hidden}, ${o.method}, truncation ${o.truncation}, batch ${o.batchSize}, Adam lr ${o.lr}, ` +
-      `seed ${o.seed}, ${o.steps} windows, device ${options.device!.name}`);
+    write(
+      `synthgrad: ${o.task}, LSTM ${o.hidden}, ${o.method}, truncation ${o.truncation}, batch ${o.batchSize}, Adam lr ${o.lr}, ` +
+        `seed ${o.seed}, ${o.steps} windows, device ${options.device!.name}`,
+    );
   let last = { time: Date.now(), window: 0 };
   const score = await trainSequences({
     ...options,

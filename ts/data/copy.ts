@@ -94,8 +94,10 @@ interface Episode {
 
 /** The sequence length N and repeat count R of a Repeat Copy level (levels from 0). */
 export function repeatCopyLevel(level: number, maxRepeats = 10): { length: number; repeats: number } {
-  if (!Number.isInteger(level) || level < 0) throw rangeError(`repeatCopyLevel: 'level' must be a non-negative integer, got ${String(level)}`);
-  if (!Number.isInteger(maxRepeats) || maxRepeats < 1) throw rangeError(`repeatCopyLevel: 'maxRepeats' must be a positive integer, got ${String(maxRepeats)}`);
+  if (!Number.isInteger(level) || level < 0)
+    throw rangeError(`repeatCopyLevel: 'level' must be a non-negative integer, got ${String(level)}`);
+  if (!Number.isInteger(maxRepeats) || maxRepeats < 1)
+    throw rangeError(`repeatCopyLevel: 'maxRepeats' must be a positive integer, got ${String(maxRepeats)}`);
   // Alternation until R reaches its cap: odd levels add an item, even levels a repetition.
   const alternating = Math.min(level, 2 * (maxRepeats - 1));
   const repeats = 1 + Math.floor(alternating / 2);
@@ -120,8 +122,13 @@ abstract class EpisodeTask implements SequenceSource {
   private lastWindow: CopyWindow | undefined;
   private readonly reported = new WeakSet<SequenceWindow>();
 
-  protected constructor(protected readonly owner: string, protected readonly kind: string, batch: number,
-    options: RepeatCopyTaskOptions, known: readonly string[]) {
+  protected constructor(
+    protected readonly owner: string,
+    protected readonly kind: string,
+    batch: number,
+    options: RepeatCopyTaskOptions,
+    known: readonly string[],
+  ) {
     this.batch = countArgument(owner, 'batch', batch);
     checkOptions(owner, options, known);
     const o = options ?? {};
@@ -182,11 +189,18 @@ abstract class EpisodeTask implements SequenceSource {
     const owner = `${this.owner}.report`;
     if (window === undefined) throw error('ERR_SYNTHGRAD_STATE', `${owner}: no window has been given out yet`);
     const w = window as CopyWindow;
-    if (w === null || typeof w !== 'object' || !(w.levels instanceof Int32Array) || !(w.targets instanceof Int32Array) || w.levels.length !== w.steps)
+    if (
+      w === null ||
+      typeof w !== 'object' ||
+      !(w.levels instanceof Int32Array) ||
+      !(w.targets instanceof Int32Array) ||
+      w.levels.length !== w.steps
+    )
       throw typeError(`${owner}: 'window' must be a window of this task's nextWindow(), got ${describe(window)}`);
     if (this.reported.has(w)) throw error('ERR_SYNTHGRAD_STATE', `${owner}: this window was reported already (each window counts once)`);
     if (typeof bits !== 'number') throw typeError(`${owner}: 'bits' must be a number, got ${describe(bits)}`);
-    if (w.scored > 0 && (!Number.isFinite(bits) || bits < 0)) throw rangeError(`${owner}: 'bits' must be a finite non-negative error, got ${bits}`);
+    if (w.scored > 0 && (!Number.isFinite(bits) || bits < 0))
+      throw rangeError(`${owner}: 'bits' must be a finite non-negative error, got ${bits}`);
     this.reported.add(w);
     if (w.scored === 0) return false;
     const level = this.curriculum.level;
@@ -208,8 +222,12 @@ abstract class EpisodeTask implements SequenceSource {
 
   state(): unknown {
     return {
-      task: this.kind, batch: this.batch, symbols: this.symbols, ...this.extraState(),
-      rng: this.rng.state(), curriculum: this.curriculum.state(),
+      task: this.kind,
+      batch: this.batch,
+      symbols: this.symbols,
+      ...this.extraState(),
+      rng: this.rng.state(),
+      curriculum: this.curriculum.state(),
       episode: this.episode === undefined ? null : { level: this.episode.level, items: Array.from(this.episode.items) },
       step: this.step,
     };
@@ -218,8 +236,15 @@ abstract class EpisodeTask implements SequenceSource {
   restore(state: unknown): void {
     const owner = `${this.owner}.restore`;
     const bad = (why: string) => error('ERR_SYNTHGRAD_CHECKPOINT', `${owner}: 'state' ${why}`);
-    const s = state as { task: unknown; batch: unknown; symbols: unknown; rng: number[]; curriculum: unknown;
-      episode: { level: unknown; items: unknown } | null; step: unknown } & Record<string, unknown>;
+    const s = state as {
+      task: unknown;
+      batch: unknown;
+      symbols: unknown;
+      rng: number[];
+      curriculum: unknown;
+      episode: { level: unknown; items: unknown } | null;
+      step: unknown;
+    } & Record<string, unknown>;
     if (s === null || typeof s !== 'object' || Array.isArray(s)) throw bad(`must be a state() object, got ${describe(s)}`);
     const extra = this.extraState();
     const mine = { task: this.kind, batch: this.batch, symbols: this.symbols, ...extra } as Record<string, unknown>;
@@ -227,13 +252,19 @@ abstract class EpisodeTask implements SequenceSource {
       if (s[key] !== mine[key]) throw bad(`is of a task with ${key} ${JSON.stringify(s[key])}, this one has ${JSON.stringify(mine[key])}`);
     let episode: Episode | undefined;
     if (s.episode !== null) {
-      if (typeof s.episode !== 'object' || !Number.isInteger(s.episode.level) || (s.episode.level as number) < 0 || !Array.isArray(s.episode.items))
+      if (
+        typeof s.episode !== 'object' ||
+        !Number.isInteger(s.episode.level) ||
+        (s.episode.level as number) < 0 ||
+        !Array.isArray(s.episode.items)
+      )
         throw bad('has a malformed episode');
       const items = s.episode.items as unknown[];
       if (!items.every((v) => Number.isInteger(v) && (v as number) >= 0 && (v as number) < this.symbols))
         throw bad(`has episode items outside [0, ${this.symbols})`);
       const level = s.episode.level as number;
-      if (items.length !== this.batch * this.levelShape(level).length) throw bad(`has ${items.length} episode items, level ${level} needs ${this.batch * this.levelShape(level).length}`);
+      if (items.length !== this.batch * this.levelShape(level).length)
+        throw bad(`has ${items.length} episode items, level ${level} needs ${this.batch * this.levelShape(level).length}`);
       episode = this.newEpisode(level, Int32Array.from(items as number[]));
     }
     const step = s.step;
@@ -266,7 +297,11 @@ abstract class EpisodeTask implements SequenceSource {
     }
     const steps = this.episodeSteps(length, repeats);
     const e: Episode = {
-      level, length, repeats, items, steps,
+      level,
+      length,
+      repeats,
+      items,
+      steps,
       inputs: new Int32Array(steps * this.batch).fill(this.blankSymbol),
       targets: new Int32Array(steps * this.batch).fill(-1),
     };

@@ -105,7 +105,8 @@ export class Curriculum {
    */
   report(bits: number, weight = 1): boolean {
     if (typeof weight !== 'number') throw typeError(`${OWNER}.report: 'weight' must be a number, got ${describe(weight)}`);
-    if (!Number.isFinite(weight) || weight < 0) throw rangeError(`${OWNER}.report: 'weight' must be a finite non-negative number, got ${weight}`);
+    if (!Number.isFinite(weight) || weight < 0)
+      throw rangeError(`${OWNER}.report: 'weight' must be a finite non-negative number, got ${weight}`);
     if (typeof bits !== 'number') throw typeError(`${OWNER}.report: 'bits' must be a number, got ${describe(bits)}`);
     if (weight === 0) return false;
     if (!Number.isFinite(bits) || bits < 0) throw rangeError(`${OWNER}.report: 'bits' must be a finite non-negative error, got ${bits}`);
@@ -122,8 +123,13 @@ export class Curriculum {
 
   state(): CurriculumState {
     return {
-      threshold: this.threshold, window: this.window, level: this.currentLevel, reports: this.counted,
-      recent: this.recent.map(([b, w]) => [b, w]), rises: this.rises.slice(), start: this.startLevel,
+      threshold: this.threshold,
+      window: this.window,
+      level: this.currentLevel,
+      reports: this.counted,
+      recent: this.recent.map(([b, w]) => [b, w]),
+      rises: this.rises.slice(),
+      start: this.startLevel,
     };
   }
 
@@ -133,15 +139,25 @@ export class Curriculum {
     const bad = (why: string) => error('ERR_SYNTHGRAD_CHECKPOINT', `${OWNER}.restore: 'state' ${why}`);
     if (s === null || typeof s !== 'object' || Array.isArray(s)) throw bad(`must be a Curriculum state() object, got ${describe(s)}`);
     if (s.threshold !== this.threshold || s.window !== this.window)
-      throw bad(`was saved with threshold ${String(s.threshold)} and window ${String(s.window)}, this curriculum has ${this.threshold} and ${this.window}`);
+      throw bad(
+        `was saved with threshold ${String(s.threshold)} and window ${String(s.window)}, this curriculum has ${this.threshold} and ${this.window}`,
+      );
     const isCount = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0;
     if (!isCount(s.level) || !isCount(s.reports) || !isCount(s.start) || s.start !== this.startLevel || s.level < s.start)
       throw bad(`has a bad level, start or report count (start must be this curriculum's ${this.startLevel})`);
-    if (!Array.isArray(s.recent) || s.recent.length > this.window
-      || !s.recent.every((r) => Array.isArray(r) && r.length === 2 && r.every((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0) && r[1] > 0))
+    if (
+      !Array.isArray(s.recent) ||
+      s.recent.length > this.window ||
+      !s.recent.every(
+        (r) => Array.isArray(r) && r.length === 2 && r.every((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0) && r[1] > 0,
+      )
+    )
       throw bad(`must hold at most ${this.window} recent [bits, weight] reports`);
-    if (!Array.isArray(s.rises) || s.rises.length !== s.level - s.start
-      || !s.rises.every((r, i) => r !== null && typeof r === 'object' && r.level === s.start + i + 1 && isCount(r.reports)))
+    if (
+      !Array.isArray(s.rises) ||
+      s.rises.length !== s.level - s.start ||
+      !s.rises.every((r, i) => r !== null && typeof r === 'object' && r.level === s.start + i + 1 && isCount(r.reports))
+    )
       throw bad('must list one rise per level reached');
     this.currentLevel = s.level;
     this.counted = s.reports;

@@ -44,7 +44,9 @@ export class Dataset {
     if (typeof name !== 'string') throw typeError(`Dataset: 'name' must be a string, got ${describe(name)}`);
     if (!(inputs instanceof Float32Array)) throw typeError(`Dataset ${name}: 'inputs' must be a Float32Array`);
     if (!(targets instanceof Int32Array) && !(targets instanceof Float32Array))
-      throw typeError(`Dataset ${name}: 'labels' must be an Int32Array (classes) or a Float32Array (regression values), got ${describe(targets)}`);
+      throw typeError(
+        `Dataset ${name}: 'labels' must be an Int32Array (classes) or a Float32Array (regression values), got ${describe(targets)}`,
+      );
     sizeArgument(name, 'features', features);
     // NaN or a missing count would let every label through the range check below.
     sizeArgument(name, 'classes', classes);
@@ -65,7 +67,9 @@ export class Dataset {
       this.values = targets;
       this.classes = 0;
       if (inputs.length % features !== 0 || targets.length !== (inputs.length / features) * classes)
-        throw rangeError(`Dataset ${name}: ${inputs.length} input values in rows of ${features} and ${targets.length} target values in rows of ${classes} do not make the same number of rows`);
+        throw rangeError(
+          `Dataset ${name}: ${inputs.length} input values in rows of ${features} and ${targets.length} target values in rows of ${classes} do not make the same number of rows`,
+        );
       const bad = firstNonFinite(targets);
       if (bad >= 0) throw rangeError(`Dataset ${name}: target value ${targets[bad]} at row ${Math.floor(bad / classes)} is not finite`);
     }
@@ -77,16 +81,22 @@ export class Dataset {
    * classification set, with `classes` defaulting to the largest label + 1; anything else
    * (a Float32Array, rows of numbers, or numbers without `classes`) is regression targets.
    */
-  static fromArrays(inputs: Float32Array | readonly (readonly number[])[], targets: Int32Array | Float32Array | readonly number[] | readonly (readonly number[])[],
-    options: { name?: string; features?: number; classes?: number } = {}): Dataset {
-    if (!options || typeof options !== 'object') throw typeError(`Dataset.fromArrays: 'options' must be an object, got ${describe(options)}`);
+  static fromArrays(
+    inputs: Float32Array | readonly (readonly number[])[],
+    targets: Int32Array | Float32Array | readonly number[] | readonly (readonly number[])[],
+    options: { name?: string; features?: number; classes?: number } = {},
+  ): Dataset {
+    if (!options || typeof options !== 'object')
+      throw typeError(`Dataset.fromArrays: 'options' must be an object, got ${describe(options)}`);
     for (const key of Object.keys(options))
-      if (!['name', 'features', 'classes'].includes(key)) throw typeError(`Dataset.fromArrays: unknown option '${key}' (known: name, features, classes)`);
+      if (!['name', 'features', 'classes'].includes(key))
+        throw typeError(`Dataset.fromArrays: unknown option '${key}' (known: name, features, classes)`);
     const name = options.name ?? 'data';
     let x: Float32Array;
     let features: number;
     if (inputs instanceof Float32Array) {
-      if (options.features === undefined) throw typeError("Dataset.fromArrays: a Float32Array of inputs needs 'features' (the values per row)");
+      if (options.features === undefined)
+        throw typeError("Dataset.fromArrays: a Float32Array of inputs needs 'features' (the values per row)");
       x = inputs;
       features = options.features;
     } else if (Array.isArray(inputs)) {
@@ -109,7 +119,8 @@ export class Dataset {
     const flat = targets as readonly number[];
     if (options.classes !== undefined) {
       const bad = flat.findIndex((v) => !Number.isInteger(v));
-      if (bad >= 0) throw rangeError(`Dataset.fromArrays: with 'classes', targets are labels: ${flat[bad]} at row ${bad} is not an integer`);
+      if (bad >= 0)
+        throw rangeError(`Dataset.fromArrays: with 'classes', targets are labels: ${flat[bad]} at row ${bad} is not an integer`);
       return new Dataset(name, x, Int32Array.from(flat), features, options.classes);
     }
     return new Dataset(name, x, Float32Array.from(flat), features, 1);
@@ -189,7 +200,10 @@ function rowsWidth(what: string, rows: readonly (readonly number[])[]): number {
   if (!Array.isArray(rows[0])) throw typeError(`Dataset.fromArrays: '${what}' must be an array of rows (arrays of numbers)`);
   const width = rows[0].length;
   const bad = rows.findIndex((r) => !Array.isArray(r) || r.length !== width);
-  if (bad >= 0) throw rangeError(`Dataset.fromArrays: row ${bad} of '${what}' has ${Array.isArray(rows[bad]) ? rows[bad].length : 'no'} values, row 0 has ${width}`);
+  if (bad >= 0)
+    throw rangeError(
+      `Dataset.fromArrays: row ${bad} of '${what}' has ${Array.isArray(rows[bad]) ? rows[bad].length : 'no'} values, row 0 has ${width}`,
+    );
   return width;
 }
 

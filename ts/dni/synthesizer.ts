@@ -80,7 +80,12 @@ export class Synthesizer {
   optimizer?: Optimizer;
   private params: Parameter[] = [];
 
-  constructor(readonly name: string, readonly width: number, readonly classes: number, options: SynthesizerOptions = {}) {
+  constructor(
+    readonly name: string,
+    readonly width: number,
+    readonly classes: number,
+    options: SynthesizerOptions = {},
+  ) {
     this.conditioned = options.conditioned ?? false;
     this.lossWeight = options.lossWeight ?? 1;
     this.updatesPerTarget = options.updatesPerTarget ?? 1;
@@ -104,8 +109,7 @@ export class Synthesizer {
       } catch (e) {
         throw rangeError(`${name}: the synthesizer network does not accept ${this.inputs} input features (${(e as Error).message})`);
       }
-      if (out !== width)
-        throw rangeError(`${name}: the synthesizer network outputs ${out} features, the module's output has ${width}`);
+      if (out !== width) throw rangeError(`${name}: the synthesizer network outputs ${out} features, the module's output has ${width}`);
     } else {
       const hidden = options.hidden ?? (this.conditioned ? [] : [1024, 1024]);
       if (!Array.isArray(hidden) || hidden.some((h) => !Number.isInteger(h) || h < 1))

@@ -75,8 +75,13 @@ export class DecoupledTraining implements TrainingStrategy {
   /** each synthesizer's latest L2 loss (NaN until it first learns) */
   private readonly synthLoss: Tensor[];
 
-  constructor(readonly network: DecoupledNetwork, readonly device: Device, readonly loss: Loss,
-    readonly optimizers: Optimizer[], private readonly updateRng: Random) {
+  constructor(
+    readonly network: DecoupledNetwork,
+    readonly device: Device,
+    readonly loss: Loss,
+    readonly optimizers: Optimizer[],
+    private readonly updateRng: Random,
+  ) {
     const { schedule, streams } = network.config;
     this.depth = schedule.kind === 'pipelined' ? schedule.depth : 0;
     this.maxInFlight = this.depth + 1;
@@ -108,17 +113,26 @@ export class DecoupledTraining implements TrainingStrategy {
   /** The modules' and synthesizers' optimizer state, step counts and the update draws' generator. */
   checkpointState(): StrategyState {
     if (this.depth > 0)
-      throw error('ERR_SYNTHGRAD_CHECKPOINT', 'checkpoint: the pipelined schedule carries work from one step into later ones and cannot be saved; use the lockstep schedule');
+      throw error(
+        'ERR_SYNTHGRAD_CHECKPOINT',
+        'checkpoint: the pipelined schedule carries work from one step into later ones and cannot be saved; use the lockstep schedule',
+      );
     const tensors: NamedTensor[] = [];
     this.optimizers.forEach((o, i) =>
-      o.stateTensors(this.params[i]).forEach((tensor, k) => tensors.push({ name: `module${i + 1}.optimizer.${k}`, tensor })));
+      o.stateTensors(this.params[i]).forEach((tensor, k) => tensors.push({ name: `module${i + 1}.optimizer.${k}`, tensor })),
+    );
     this.synthesizerOptimizers().forEach((o, i) =>
-      o.stateTensors(this.network.synthesizers[i].parameters()).forEach((tensor, k) => tensors.push({ name: `synthesizer${i + 1}.optimizer.${k}`, tensor })));
+      o
+        .stateTensors(this.network.synthesizers[i].parameters())
+        .forEach((tensor, k) => tensors.push({ name: `synthesizer${i + 1}.optimizer.${k}`, tensor })),
+    );
     return {
       tensors,
       host: {
-        steps: this.steps, updateRng: this.updateRng.state(),
-        optimizerSteps: this.optimizers.map((o) => o.steps), synthesizerSteps: this.synthesizerOptimizers().map((o) => o.steps),
+        steps: this.steps,
+        updateRng: this.updateRng.state(),
+        optimizerSteps: this.optimizers.map((o) => o.steps),
+        synthesizerSteps: this.synthesizerOptimizers().map((o) => o.steps),
       },
     };
   }
@@ -126,7 +140,8 @@ export class DecoupledTraining implements TrainingStrategy {
   restoreState(host: unknown): void {
     const h = (host ?? {}) as { steps?: unknown; updateRng?: unknown; optimizerSteps?: unknown; synthesizerSteps?: unknown };
     const counts = (v: unknown, n: number, what: string) => {
-      if (!Array.isArray(v) || v.length !== n) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: '${what}' must list ${n} step counts, got ${JSON.stringify(v)}`);
+      if (!Array.isArray(v) || v.length !== n)
+        throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: '${what}' must list ${n} step counts, got ${JSON.stringify(v)}`);
       return v.map((c) => stepCount(c, what));
     };
     const steps = stepCount(h.steps, 'steps');
@@ -134,9 +149,16 @@ export class DecoupledTraining implements TrainingStrategy {
     const synthSteps = counts(h.synthesizerSteps, this.network.synthesizers.length, 'synthesizerSteps');
     this.updateRng.restore(h.updateRng as number[]);
     this.steps = steps;
-    this.optimizers.forEach((o, i) => { o.steps = moduleSteps[i]; });
-    this.synthesizerOptimizers().forEach((o, i) => { o.steps = synthSteps[i]; });
-    this.synthLoss.forEach((l, i) => { l.dispose(); this.synthLoss[i] = noLoss(this.device); });
+    this.optimizers.forEach((o, i) => {
+      o.steps = moduleSteps[i];
+    });
+    this.synthesizerOptimizers().forEach((o, i) => {
+      o.steps = synthSteps[i];
+    });
+    this.synthLoss.forEach((l, i) => {
+      l.dispose();
+      this.synthLoss[i] = noLoss(this.device);
+    });
     this.forkNext = true; // the module streams wait for the restored state (copied on the trainer's stream)
   }
 
@@ -234,7 +256,12 @@ export class DecoupledTraining implements TrainingStrategy {
       });
     }
     if (this.record) {
-      this.lastStep = { activations: forwards.slice(0, -1).map((f) => f.output), synthetic: predictions.map((q) => q.gradient), targets, updated };
+      this.lastStep = {
+        activations: forwards.slice(0, -1).map((f) => f.output),
+        synthetic: predictions.map((q) => q.gradient),
+        targets,
+        updated,
+      };
     }
     return lossForward.loss;
   }
@@ -302,7 +329,13 @@ export class DecoupledTraining implements TrainingStrategy {
           for (let k = 0; k < h.length; k++) if (!(h[k] > 0)) a[k] = b[k] = t[k] = 0;
         }
         const loss = (await this.synthLoss[i].readFloat32(ctx.stream))[0];
-        out.push({ module: i + 1, synthesizerLoss: loss, cosine: cosine(a, b), normRatio: Math.sqrt(dot(a, a) / dot(b, b)), targetCosine: cosine(a, t) });
+        out.push({
+          module: i + 1,
+          synthesizerLoss: loss,
+          cosine: cosine(a, b),
+          normRatio: Math.sqrt(dot(a, a) / dot(b, b)),
+          targetCosine: cosine(a, t),
+        });
       }
       return out;
     } finally {

@@ -18,8 +18,11 @@ export class Linear extends Module {
   weight?: Parameter;
   bias?: Parameter;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number,
-    readonly options: { bias?: boolean; init?: 'default' | 'zeros' } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    readonly options: { bias?: boolean; init?: 'default' | 'zeros' } = {},
+  ) {
     super();
     positiveInt('Linear', 'inFeatures', inFeatures);
     positiveInt('Linear', 'outFeatures', outFeatures);
@@ -33,8 +36,12 @@ export class Linear extends Module {
   initialize(device: Device, rng: Random): void {
     this.dispose();
     const bound = this.options.init === 'zeros' ? 0 : 1 / Math.sqrt(this.inFeatures);
-    this.weight = Parameter.create(`${this.name}.weight`,
-      rng.uniformArray(this.outFeatures * this.inFeatures, -bound, bound), [this.outFeatures, this.inFeatures], device);
+    this.weight = Parameter.create(
+      `${this.name}.weight`,
+      rng.uniformArray(this.outFeatures * this.inFeatures, -bound, bound),
+      [this.outFeatures, this.inFeatures],
+      device,
+    );
     if (this.options.bias !== false)
       this.bias = Parameter.create(`${this.name}.bias`, rng.uniformArray(this.outFeatures, -bound, bound), [this.outFeatures], device);
   }
@@ -84,14 +91,16 @@ export class BatchNorm1d extends Module {
   readonly momentum: number;
   readonly eps: number;
 
-  constructor(readonly features: number, options: { momentum?: number; eps?: number } = {}) {
+  constructor(
+    readonly features: number,
+    options: { momentum?: number; eps?: number } = {},
+  ) {
     super();
     positiveInt('BatchNorm1d', 'features', features);
     checkOptions('BatchNorm1d', options, ['momentum', 'eps']);
     this.momentum = numberOption('BatchNorm1d', 'momentum', options.momentum, 0.1);
     this.eps = numberOption('BatchNorm1d', 'eps', options.eps, 1e-5);
-    if (!(this.momentum >= 0 && this.momentum <= 1))
-      throw rangeError(`BatchNorm1d: 'momentum' must be in [0, 1], got ${this.momentum}`);
+    if (!(this.momentum >= 0 && this.momentum <= 1)) throw rangeError(`BatchNorm1d: 'momentum' must be in [0, 1], got ${this.momentum}`);
     if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw rangeError(`BatchNorm1d: 'eps' must be a finite number > 0, got ${this.eps}`);
     this.name = `BatchNorm1d(${features})`;
   }
@@ -110,8 +119,7 @@ export class BatchNorm1d extends Module {
   }
 
   outputFeatures(inputFeatures: number): number {
-    if (inputFeatures !== this.features)
-      throw rangeError(`${this.name}: expects ${this.features} input features, got ${inputFeatures}`);
+    if (inputFeatures !== this.features) throw rangeError(`${this.name}: expects ${this.features} input features, got ${inputFeatures}`);
     return this.features;
   }
 
@@ -133,10 +141,18 @@ export class BatchNorm1d extends Module {
     const gamma = this.initialized(this.gamma);
     const beta = this.initialized(this.beta);
     checkInput(this.name, x, this.features, ctx);
-    if (ctx.training && x.shape[0] < 2)
-      throw rangeError(`${this.name}: training needs a batch of at least 2, got ${x.shape[0]}`);
-    const saved = ops.batchNorm(ctx, x, gamma.value, beta.value, this.runningMean!, this.runningVar!,
-      ctx.freezeStatistics ? 0 : this.momentum, this.eps, ctx.training);
+    if (ctx.training && x.shape[0] < 2) throw rangeError(`${this.name}: training needs a batch of at least 2, got ${x.shape[0]}`);
+    const saved = ops.batchNorm(
+      ctx,
+      x,
+      gamma.value,
+      beta.value,
+      this.runningMean!,
+      this.runningVar!,
+      ctx.freezeStatistics ? 0 : this.momentum,
+      this.eps,
+      ctx.training,
+    );
     return {
       output: saved.y,
       backward: (dy, bctx, needInputGrad) => {
@@ -210,8 +226,7 @@ export class Sequential extends Module {
 
   constructor(layers: Module[]) {
     super();
-    if (!Array.isArray(layers) || layers.length === 0)
-      throw typeError('Sequential: expects a non-empty array of modules');
+    if (!Array.isArray(layers) || layers.length === 0) throw typeError('Sequential: expects a non-empty array of modules');
     layers.forEach((l, i) => {
       if (!(l instanceof Module)) throw typeError(`Sequential: layers[${i}] is not a Module`);
     });

@@ -25,7 +25,8 @@ export class SoftmaxCrossEntropy implements Loss {
   readonly targetDType = 'int32';
 
   forward(logits: Tensor, labels: Tensor, ctx: StepContext): LossForward {
-    if (logits.shape.length !== 2) throw rangeError(`softmax-cross-entropy: the output must be [batch, classes], got [${logits.shape.join(', ')}]`);
+    if (logits.shape.length !== 2)
+      throw rangeError(`softmax-cross-entropy: the output must be [batch, classes], got [${logits.shape.join(', ')}]`);
     const { probs, loss } = ops.softmaxCrossEntropy(ctx, logits, labels);
     return {
       loss,

@@ -63,8 +63,12 @@ export interface LSTMWindowForward {
    * gradients; returns the gradient w.r.t. the initial state (both parts always present) and,
    * when `needInputGrad`, w.r.t. each step's input.
    */
-  backward(dOutputs: readonly (Tensor | undefined)[], dFinal: LSTMStateGradient | undefined, ctx: StepContext,
-    needInputGrad?: boolean): { dState: LSTMState; dInputs?: Tensor[] };
+  backward(
+    dOutputs: readonly (Tensor | undefined)[],
+    dFinal: LSTMStateGradient | undefined,
+    ctx: StepContext,
+    needInputGrad?: boolean,
+  ): { dState: LSTMState; dInputs?: Tensor[] };
 }
 
 /** An output tensor the op that follows overwrites, made in ctx.arena. */
@@ -78,7 +82,11 @@ export class LSTM {
   weight?: Parameter;
   bias?: Parameter;
 
-  constructor(readonly inputSize: number, readonly hiddenSize: number, options: LSTMOptions = {}) {
+  constructor(
+    readonly inputSize: number,
+    readonly hiddenSize: number,
+    options: LSTMOptions = {},
+  ) {
     positiveInt('LSTM', 'inputSize', inputSize);
     positiveInt('LSTM', 'hiddenSize', hiddenSize);
     checkOptions('LSTM', options, ['forgetBias']);
@@ -120,7 +128,8 @@ export class LSTM {
       if (!(t instanceof Tensor)) throw typeError(`${owner}: 'state.${key}' must be a Tensor`);
       if (t.dtype !== 'float32' || t.shape.length !== 2 || t.shape[0] !== batch || t.shape[1] !== this.hiddenSize)
         throw rangeError(`${owner}: 'state.${key}' must be float32 [${batch}, ${this.hiddenSize}], got ${t.dtype} [${t.shape.join(', ')}]`);
-      if (!t.device.equals(ctx.device)) throw typeError(`${owner}: 'state.${key}' is on ${t.device.name}, the layer runs on ${ctx.device.name}`);
+      if (!t.device.equals(ctx.device))
+        throw typeError(`${owner}: 'state.${key}' is on ${t.device.name}, the layer runs on ${ctx.device.name}`);
     }
   }
 
@@ -132,14 +141,19 @@ export class LSTM {
     const weight = this.weight;
     const bias = this.bias;
     if (!weight || !bias) throw typeError(`${this.name}: used before initialize(device, rng)`);
-    if (!Array.isArray(inputs) || inputs.length === 0) throw rangeError(`${this.name}: 'inputs' must be a non-empty array of per-step tensors`);
+    if (!Array.isArray(inputs) || inputs.length === 0)
+      throw rangeError(`${this.name}: 'inputs' must be a non-empty array of per-step tensors`);
     const batch = inputs[0].shape[0];
     this.checkState(this.name, state, batch, ctx);
     if (resets !== undefined && (!Array.isArray(resets) || resets.length !== inputs.length))
-      throw rangeError(`${this.name}: 'resets' must have one flag per step (${inputs.length}), got ${Array.isArray(resets) ? resets.length : String(resets)}`);
+      throw rangeError(
+        `${this.name}: 'resets' must have one flag per step (${inputs.length}), got ${Array.isArray(resets) ? resets.length : String(resets)}`,
+      );
     inputs.forEach((x, t) => {
       if (!(x instanceof Tensor) || x.dtype !== 'float32' || x.shape.length !== 2 || x.shape[0] !== batch || x.shape[1] !== this.inputSize)
-        throw rangeError(`${this.name}: 'inputs[${t}]' must be float32 [${batch}, ${this.inputSize}], got ${x instanceof Tensor ? `${x.dtype} [${x.shape.join(', ')}]` : String(x)}`);
+        throw rangeError(
+          `${this.name}: 'inputs[${t}]' must be float32 [${batch}, ${this.inputSize}], got ${x instanceof Tensor ? `${x.dtype} [${x.shape.join(', ')}]` : String(x)}`,
+        );
     });
     const H = this.hiddenSize;
     const saved: StepSaved[] = [];
@@ -161,7 +175,9 @@ export class LSTM {
       state: { h, c },
       backward: (dOutputs, dFinal, bctx, needInputGrad = false) => {
         if (!Array.isArray(dOutputs) || dOutputs.length !== inputs.length)
-          throw rangeError(`${this.name}: 'dOutputs' must have one entry per step (${inputs.length}), got ${Array.isArray(dOutputs) ? dOutputs.length : String(dOutputs)}`);
+          throw rangeError(
+            `${this.name}: 'dOutputs' must have one entry per step (${inputs.length}), got ${Array.isArray(dOutputs) ? dOutputs.length : String(dOutputs)}`,
+          );
         const dInputs: Tensor[] = [];
         // dh, dc: the gradient w.r.t. the state after step t (from later steps, or dFinal).
         let dh: Tensor | undefined = dFinal?.h;

@@ -47,7 +47,11 @@ export interface Forwarded {
 
 /** A trainable tensor and its gradient (same shape, same device). */
 export class Parameter {
-  constructor(readonly name: string, readonly value: Tensor, readonly grad: Tensor) {}
+  constructor(
+    readonly name: string,
+    readonly value: Tensor,
+    readonly grad: Tensor,
+  ) {}
 
   static create(name: string, init: Float32Array, shape: number[], device: Device): Parameter {
     return new Parameter(name, Tensor.fromArray(init, shape, { device }), Tensor.zeros(shape, { device }));
@@ -85,8 +89,7 @@ export abstract class Module {
    */
   outputShape(input: Shape): number[] {
     checkShape(`${this.name}.outputShape`, 'input', input);
-    if (input.length !== 2)
-      throw rangeError(`${this.name}: expects a [batch, features] input, got shape [${input.join(', ')}]`);
+    if (input.length !== 2) throw rangeError(`${this.name}: expects a [batch, features] input, got shape [${input.join(', ')}]`);
     return [input[0], this.outputFeatures(input[1])];
   }
 

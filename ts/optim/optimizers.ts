@@ -150,8 +150,7 @@ interface Group {
   state: TensorGroup[];
 }
 
-function groupOf<P extends readonly Parameter[]>(cache: WeakMap<P, Group>, params: P,
-  state: (p: Parameter) => Tensor[]): Group {
+function groupOf<P extends readonly Parameter[]>(cache: WeakMap<P, Group>, params: P, state: (p: Parameter) => Tensor[]): Group {
   let g = cache.get(params);
   if (!g || g.params.length !== params.length) {
     const perParam = params.map(state);
@@ -194,8 +193,7 @@ export class SGD extends Optimizer {
 
   protected update(params: readonly Parameter[], hyper: Tensor, stream: Stream): void {
     const g = groupOf(this.groups, params, (p) => this.stateOf(p));
-    ops.sgdStepGroup({ stream }, g.params, g.grads, this.momentum > 0 ? g.state[0] : null, hyper,
-      this.momentum, this.weightDecay);
+    ops.sgdStepGroup({ stream }, g.params, g.grads, this.momentum > 0 ? g.state[0] : null, hyper, this.momentum, this.weightDecay);
   }
 
   protected disposeState(): void {
@@ -218,7 +216,10 @@ export class Adam extends Optimizer {
     this.beta1 = numberOption('Adam', 'beta1', options.beta1, 0.9);
     this.beta2 = numberOption('Adam', 'beta2', options.beta2, 0.999);
     this.eps = numberOption('Adam', 'eps', options.eps, 1e-8);
-    for (const [k, v] of [['beta1', this.beta1], ['beta2', this.beta2]] as const)
+    for (const [k, v] of [
+      ['beta1', this.beta1],
+      ['beta2', this.beta2],
+    ] as const)
       if (!(v >= 0 && v < 1)) throw rangeError(`Adam: '${k}' must be in [0, 1), got ${v}`);
     if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw rangeError(`Adam: 'eps' must be a finite number > 0, got ${this.eps}`);
   }
@@ -243,8 +244,7 @@ export class Adam extends Optimizer {
 
   protected update(params: readonly Parameter[], hyper: Tensor, stream: Stream): void {
     const g = groupOf(this.groups, params, (p) => this.stateOf(p));
-    ops.adamStepGroup({ stream }, g.params, g.grads, g.state[0], g.state[1], hyper,
-      this.beta1, this.beta2, this.eps, this.weightDecay);
+    ops.adamStepGroup({ stream }, g.params, g.grads, g.state[0], g.state[1], hyper, this.beta1, this.beta2, this.eps, this.weightDecay);
   }
 
   protected disposeState(): void {

@@ -66,7 +66,8 @@ export class LSTMSequenceModel {
   readonly loss: SequenceLossName;
 
   constructor(options: SequenceModelOptions) {
-    if (options === null || typeof options !== 'object') throw typeError(`LSTMSequenceModel: 'options' must be an object, got ${String(options)}`);
+    if (options === null || typeof options !== 'object')
+      throw typeError(`LSTMSequenceModel: 'options' must be an object, got ${String(options)}`);
     checkOptions('LSTMSequenceModel', options, ['inputSymbols', 'outputs', 'hidden', 'forgetBias', 'loss']);
     this.inputSymbols = positiveInt('LSTMSequenceModel', 'inputSymbols', options.inputSymbols);
     this.outputs = positiveInt('LSTMSequenceModel', 'outputs', options.outputs);
@@ -97,7 +98,8 @@ export class LSTMSequenceModel {
   /** Runs the window from `state`; see SequenceForward. */
   forward(window: WindowTensors, state: LSTMState, ctx: StepContext): SequenceForward {
     const steps = window.inputs.length;
-    if (window.targets.length !== steps) throw rangeError(`LSTMSequenceModel: the window has ${steps} input steps and ${window.targets.length} target steps`);
+    if (window.targets.length !== steps)
+      throw rangeError(`LSTMSequenceModel: the window has ${steps} input steps and ${window.targets.length} target steps`);
     const xs = window.inputs.map((labels, t) => {
       if (!(labels instanceof Tensor) || labels.dtype !== 'int32' || labels.shape.length !== 1)
         throw typeError(`LSTMSequenceModel: 'inputs[${t}]' must be an int32 [batch] tensor of symbols`);
@@ -115,13 +117,17 @@ export class LSTMSequenceModel {
       const batch = h.shape[0];
       if (this.loss === 'softmax-cross-entropy') {
         if (target.dtype !== 'int32' || target.shape.length !== 1 || target.shape[0] !== batch)
-          throw rangeError(`LSTMSequenceModel: 'targets[${t}]' must be int32 [${batch}] labels for softmax cross-entropy, got ${target.dtype} [${target.shape.join(', ')}]`);
+          throw rangeError(
+            `LSTMSequenceModel: 'targets[${t}]' must be int32 [${batch}] labels for softmax cross-entropy, got ${target.dtype} [${target.shape.join(', ')}]`,
+          );
         const f = ops.softmaxCrossEntropy(ctx, r.output, target);
         ops.axpby(ctx, 1, f.loss, 1, loss);
         lossBackward[t] = (bctx) => ops.softmaxCrossEntropyBackward(bctx, f.probs, target, 1);
       } else {
         if (target.dtype !== 'float32' || target.shape.length !== 2 || target.shape[0] !== batch || target.shape[1] !== this.outputs)
-          throw rangeError(`LSTMSequenceModel: 'targets[${t}]' must be float32 [${batch}, ${this.outputs}] for sigmoid cross-entropy, got ${target.dtype} [${target.shape.join(', ')}]`);
+          throw rangeError(
+            `LSTMSequenceModel: 'targets[${t}]' must be float32 [${batch}, ${this.outputs}] for sigmoid cross-entropy, got ${target.dtype} [${target.shape.join(', ')}]`,
+          );
         const f = ops.sigmoidCrossEntropy(ctx, r.output, target);
         ops.axpby(ctx, 1, f.loss, 1, loss);
         // The op's loss is a sum over bits divided by B; its backward leaves the 1/B to the scale.
@@ -154,8 +160,11 @@ export class LSTMSequenceModel {
  * A symbol window (time-major Int32Arrays, -1 = not scored) as per-step device tensors in
  * `arena`: int32 [B] inputs and labels; a step whose targets are all -1 gets no target.
  */
-export function uploadWindow(window: { steps: number; batch: number; inputs: Int32Array; targets: Int32Array; resets: readonly boolean[] },
-  device: Device, arena: Arena): WindowTensors {
+export function uploadWindow(
+  window: { steps: number; batch: number; inputs: Int32Array; targets: Int32Array; resets: readonly boolean[] },
+  device: Device,
+  arena: Arena,
+): WindowTensors {
   const { steps, batch } = window;
   const inputs: Tensor[] = [];
   const targets: (Tensor | undefined)[] = [];

@@ -111,12 +111,46 @@ export interface SequenceScore {
   seconds: number;
 }
 
-const OPTIONS = ['task', 'method', 'truncation', 'steps', 'hidden', 'batch', 'lr', 'seed', 'textFile', 'newlines', 'synthesizerHidden',
-  'synthesizerDiscount', 'auxWeight', 'streams', 'validateEvery', 'patience', 'logEvery', 'checkpoint', 'signal', 'device', 'onProgress'];
+const OPTIONS = [
+  'task',
+  'method',
+  'truncation',
+  'steps',
+  'hidden',
+  'batch',
+  'lr',
+  'seed',
+  'textFile',
+  'newlines',
+  'synthesizerHidden',
+  'synthesizerDiscount',
+  'auxWeight',
+  'streams',
+  'validateEvery',
+  'patience',
+  'logEvery',
+  'checkpoint',
+  'signal',
+  'device',
+  'onProgress',
+];
 /** The options a resumed run must share with the checkpoint. */
-const CONFIG_KEYS = ['task', 'method', 'truncation', 'hidden', 'batch', 'lr', 'seed', 'textFile', 'newlines', 'synthesizerHidden',
-  'synthesizerDiscount', 'auxWeight',
-  'validateEvery', 'patience'] as const;
+const CONFIG_KEYS = [
+  'task',
+  'method',
+  'truncation',
+  'hidden',
+  'batch',
+  'lr',
+  'seed',
+  'textFile',
+  'newlines',
+  'synthesizerHidden',
+  'synthesizerDiscount',
+  'auxWeight',
+  'validateEvery',
+  'patience',
+] as const;
 
 const OWNER = 'trainSequences';
 
@@ -152,7 +186,7 @@ function resolve(options: TrainSequencesOptions) {
     for (const key of ['textFile', 'newlines'] as const)
       if (options[key] !== undefined) throw rangeError(`${OWNER}: '${key}' is given but task '${task}' reads no text (use task 'text')`);
   }
-  const newlines = task === 'text' ? options.newlines ?? 'lf' : undefined;
+  const newlines = task === 'text' ? (options.newlines ?? 'lf') : undefined;
   if (task === 'text' && newlines !== 'lf' && newlines !== 'keep')
     throw rangeError(`${OWNER}: 'newlines' must be 'lf' or 'keep', got ${describe(options.newlines)}`);
   const synthesizerHidden = options.synthesizerHidden;
@@ -171,12 +205,15 @@ function resolve(options: TrainSequencesOptions) {
     synthesizerDiscount = DEFAULT_DISCOUNT;
   }
   const auxWeight = options.auxWeight;
-  if (auxWeight !== undefined && method !== 'dni-aux') throw rangeError(`${OWNER}: 'auxWeight' is given but method '${method}' has no auxiliary loss`);
+  if (auxWeight !== undefined && method !== 'dni-aux')
+    throw rangeError(`${OWNER}: 'auxWeight' is given but method '${method}' has no auxiliary loss`);
   const streams = options.streams ?? 'single';
-  if (streams !== 'single' && streams !== 'separate') throw typeError(`${OWNER}: 'streams' must be 'single' or 'separate', got ${describe(streams)}`);
+  if (streams !== 'single' && streams !== 'separate')
+    throw typeError(`${OWNER}: 'streams' must be 'single' or 'separate', got ${describe(streams)}`);
   if (task !== 'text') {
     for (const key of ['validateEvery', 'patience'] as const)
-      if (options[key] !== undefined) throw rangeError(`${OWNER}: '${key}' is given but task '${task}' has no validation (use task 'text')`);
+      if (options[key] !== undefined)
+        throw rangeError(`${OWNER}: '${key}' is given but task '${task}' has no validation (use task 'text')`);
   }
   const validateEvery = positive('validateEvery', options.validateEvery, 500);
   const patience = positive('patience', options.patience, 5);
@@ -195,8 +232,27 @@ function resolve(options: TrainSequencesOptions) {
   const device = options.device ?? Device.cpu();
   if (!(device instanceof Device)) throw typeError(`${OWNER}: 'device' must be a Device, got ${describe(options.device)}`);
   return {
-    task, method, truncation, steps, hidden, batch, lr, seed, textFile: options.textFile, newlines, synthesizerHidden, synthesizerDiscount, auxWeight, streams,
-    validateEvery, patience, logEvery, checkpoint, signal: options.signal, device, onProgress: options.onProgress,
+    task,
+    method,
+    truncation,
+    steps,
+    hidden,
+    batch,
+    lr,
+    seed,
+    textFile: options.textFile,
+    newlines,
+    synthesizerHidden,
+    synthesizerDiscount,
+    auxWeight,
+    streams,
+    validateEvery,
+    patience,
+    logEvery,
+    checkpoint,
+    signal: options.signal,
+    device,
+    onProgress: options.onProgress,
   };
 }
 
@@ -227,7 +283,9 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
     corpus = TextCorpus.fromFile(o.textFile!, { newlines: o.newlines });
     source = corpus.source('train', o.batch);
     if (o.truncation > (source as TextSource).streamLength)
-      throw rangeError(`${OWNER}: 'truncation' is ${o.truncation}, longer than each of the ${o.batch} training streams (${(source as TextSource).streamLength} characters)`);
+      throw rangeError(
+        `${OWNER}: 'truncation' is ${o.truncation}, longer than each of the ${o.batch} training streams (${(source as TextSource).streamLength} characters)`,
+      );
     corpus.source('validation', o.batch); // too short a split for the batch is an error now, not after training
     corpus.source('test', o.batch);
   } else {
@@ -235,7 +293,11 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
   }
   const model = new LSTMSequenceModel({ inputSymbols: source.inputSymbols, outputs: source.outputSymbols, hidden: o.hidden });
   const trainer = new RecurrentTraining(model, {
-    method: o.method, optimizer: () => new Adam({ lr: o.lr }), device: o.device, seed: o.seed, streams: o.streams,
+    method: o.method,
+    optimizer: () => new Adam({ lr: o.lr }),
+    device: o.device,
+    seed: o.seed,
+    streams: o.streams,
     ...(o.method === 'bptt' ? {} : { synthesizer: { hidden: o.synthesizerHidden ?? [], discount: o.synthesizerDiscount } }),
     ...(o.auxWeight !== undefined ? { auxWeight: o.auxWeight } : {}),
   });
@@ -255,9 +317,16 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
       const savedConfig = saved?.host?.config ?? {};
       const differ = CONFIG_KEYS.filter((k) => JSON.stringify(savedConfig[k] ?? null) !== JSON.stringify(config[k]));
       if (differ.length)
-        throw error('ERR_SYNTHGRAD_CHECKPOINT', `${OWNER}: ${o.checkpoint.path} was saved by a run with other arguments (${differ.map((k) => `${k}: ${JSON.stringify(savedConfig[k] ?? null)} there, ${JSON.stringify(config[k])} here`).join('; ')}); use another checkpoint path or the same arguments`);
-      const host = (await trainer.load(o.checkpoint.path, bestNamed)) as
-        { source: unknown; early: EarlyStopping; rises?: { level: number; window: number }[]; seconds?: number };
+        throw error(
+          'ERR_SYNTHGRAD_CHECKPOINT',
+          `${OWNER}: ${o.checkpoint.path} was saved by a run with other arguments (${differ.map((k) => `${k}: ${JSON.stringify(savedConfig[k] ?? null)} there, ${JSON.stringify(config[k])} here`).join('; ')}); use another checkpoint path or the same arguments`,
+        );
+      const host = (await trainer.load(o.checkpoint.path, bestNamed)) as {
+        source: unknown;
+        early: EarlyStopping;
+        rises?: { level: number; window: number }[];
+        seconds?: number;
+      };
       source.restore(host.source);
       rises.push(...(host.rises ?? []));
       secondsBefore = host.seconds ?? 0;
@@ -266,9 +335,17 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
     }
     const save = async () => {
       if (!o.checkpoint) return;
-      await trainer.save(o.checkpoint.path, {
-        config, source: source.state(), early: { ...early, best: Number.isFinite(early.best) ? early.best : null }, rises, seconds: seconds(),
-      }, bestNamed);
+      await trainer.save(
+        o.checkpoint.path,
+        {
+          config,
+          source: source.state(),
+          early: { ...early, best: Number.isFinite(early.best) ? early.best : null },
+          rises,
+          seconds: seconds(),
+        },
+        bestNamed,
+      );
     };
 
     const copyTask = source instanceof CopyTask || source instanceof RepeatCopyTask ? source : undefined;
@@ -279,8 +356,11 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
       if (!o.onProgress) return;
       const level = copyTask?.curriculum.level;
       o.onProgress({
-        task: o.task, window: trainer.windows, bits: bitsWeight > 0 ? bitsSum / bitsWeight : NaN,
-        ...(copyTask ? { level, ...copyTask.levelShape(level!) } : {}), ...extra,
+        task: o.task,
+        window: trainer.windows,
+        bits: bitsWeight > 0 ? bitsSum / bitsWeight : NaN,
+        ...(copyTask ? { level, ...copyTask.levelShape(level!) } : {}),
+        ...extra,
       });
       bitsSum = bitsWeight = 0;
     };
@@ -305,7 +385,11 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
         if (bits < early.best) {
           early.best = bits;
           early.sinceBest = 0;
-          await copyWeights(model.parameters().map((p) => p.value), best, trainer);
+          await copyWeights(
+            model.parameters().map((p) => p.value),
+            best,
+            trainer,
+          );
         } else if (++early.sinceBest >= o.patience) {
           early.stopped = true;
         }
@@ -317,7 +401,12 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
     }
     await save();
     const score: SequenceScore = {
-      task: o.task, method: o.method, truncation: o.truncation, windows: trainer.windows, stopped, seconds: seconds(),
+      task: o.task,
+      method: o.method,
+      truncation: o.truncation,
+      windows: trainer.windows,
+      stopped,
+      seconds: seconds(),
       ...(resumedFrom !== undefined ? { resumedFrom } : {}),
     };
     if (copyTask) {
@@ -327,9 +416,17 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
       if (!Number.isFinite(early.best)) {
         // No validation ran yet (a budget under validateEvery): validate the final weights.
         early.best = await evaluateSplit(trainer, corpus, 'validation', o.batch);
-        await copyWeights(model.parameters().map((p) => p.value), best, trainer);
+        await copyWeights(
+          model.parameters().map((p) => p.value),
+          best,
+          trainer,
+        );
       }
-      await copyWeights(best, model.parameters().map((p) => p.value), trainer);
+      await copyWeights(
+        best,
+        model.parameters().map((p) => p.value),
+        trainer,
+      );
       score.bestValidationBits = early.best;
       score.testBits = await evaluateSplit(trainer, corpus, 'test', o.batch);
       score.earlyStopped = early.stopped;

@@ -156,26 +156,38 @@ export class RecurrentTraining {
   /** the carried state; undefined until the first window (then zeros of its batch) */
   private carried?: LSTMState;
 
-  constructor(readonly model: LSTMSequenceModel, options: RecurrentTrainingOptions) {
-    if (!(model instanceof LSTMSequenceModel)) throw typeError(`RecurrentTraining: 'model' must be an LSTMSequenceModel, got ${describe(model)}`);
-    if (options === null || typeof options !== 'object') throw typeError(`RecurrentTraining: 'options' must be an object, got ${describe(options)}`);
+  constructor(
+    readonly model: LSTMSequenceModel,
+    options: RecurrentTrainingOptions,
+  ) {
+    if (!(model instanceof LSTMSequenceModel))
+      throw typeError(`RecurrentTraining: 'model' must be an LSTMSequenceModel, got ${describe(model)}`);
+    if (options === null || typeof options !== 'object')
+      throw typeError(`RecurrentTraining: 'options' must be an object, got ${describe(options)}`);
     checkOptions('RecurrentTraining', options, OPTIONS);
     const method = options.method ?? 'bptt';
     if (method !== 'bptt' && method !== 'dni' && method !== 'dni-aux')
       throw typeError(`RecurrentTraining: 'method' must be 'bptt', 'dni' or 'dni-aux', got ${describe(method)}`);
     this.method = method;
-    if (typeof options.optimizer !== 'function') throw typeError(`RecurrentTraining: 'optimizer' must be a function returning an Optimizer, got ${describe(options.optimizer)}`);
+    if (typeof options.optimizer !== 'function')
+      throw typeError(`RecurrentTraining: 'optimizer' must be a function returning an Optimizer, got ${describe(options.optimizer)}`);
     this.device = options.device ?? Device.cpu();
     if (!(this.device instanceof Device)) throw typeError(`RecurrentTraining: 'device' must be a Device, got ${describe(options.device)}`);
     const seed = numberOption('RecurrentTraining', 'seed', options.seed, 0);
     this.auxWeight = numberOption('RecurrentTraining', 'auxWeight', options.auxWeight, 1);
-    if (!(this.auxWeight > 0) || !Number.isFinite(this.auxWeight)) throw rangeError(`RecurrentTraining: 'auxWeight' must be a finite number > 0, got ${this.auxWeight}`);
+    if (!(this.auxWeight > 0) || !Number.isFinite(this.auxWeight))
+      throw rangeError(`RecurrentTraining: 'auxWeight' must be a finite number > 0, got ${this.auxWeight}`);
     this.streams = options.streams ?? 'single';
     if (this.streams !== 'single' && this.streams !== 'separate')
       throw typeError(`RecurrentTraining: 'streams' must be 'single' or 'separate', got ${describe(options.streams)}`);
     const synthOptions = options.synthesizer ?? {};
     checkOptions('RecurrentTraining', synthOptions, ['hidden', 'lossWeight', 'optimizer', 'network', 'discount'], 'synthesizer');
-    this.discount = numberOption('RecurrentTraining', 'synthesizer.discount', synthOptions.discount, method === 'bptt' ? 1 : DEFAULT_DISCOUNT);
+    this.discount = numberOption(
+      'RecurrentTraining',
+      'synthesizer.discount',
+      synthOptions.discount,
+      method === 'bptt' ? 1 : DEFAULT_DISCOUNT,
+    );
     if (!(this.discount > 0 && this.discount <= 1))
       throw rangeError(`RecurrentTraining: 'synthesizer.discount' must be a number in (0, 1], got ${this.discount}`);
     if (options.synthesizer !== undefined && method === 'bptt')
@@ -190,11 +202,18 @@ export class RecurrentTraining {
     if (method !== 'bptt') {
       const width = 2 * model.hidden; // [h, c]
       const synth = new Synthesizer('RecurrentTraining.synthesizer', width, 0, {
-        hidden: synthOptions.hidden ?? [], lossWeight: synthOptions.lossWeight, network: synthOptions.network,
+        hidden: synthOptions.hidden ?? [],
+        lossWeight: synthOptions.lossWeight,
+        network: synthOptions.network,
       });
       const make = synthOptions.optimizer ?? options.optimizer;
-      if (typeof make !== 'function') throw typeError(`RecurrentTraining: 'synthesizer.optimizer' must be a function returning an Optimizer, got ${describe(make)}`);
-      synth.initialize(this.device, this.rng, optimizerFor('RecurrentTraining', () => make(), 0));
+      if (typeof make !== 'function')
+        throw typeError(`RecurrentTraining: 'synthesizer.optimizer' must be a function returning an Optimizer, got ${describe(make)}`);
+      synth.initialize(
+        this.device,
+        this.rng,
+        optimizerFor('RecurrentTraining', () => make(), 0),
+      );
       this.synthesizer = synth;
       if (this.streams === 'separate') {
         this.synthStream = new Stream(this.device);
@@ -218,9 +237,14 @@ export class RecurrentTraining {
   setState(h: Float32Array, c: Float32Array, batch: number): void {
     positiveInt('RecurrentTraining.setState', 'batch', batch);
     const n = batch * this.model.hidden;
-    for (const [name, v] of [['h', h], ['c', c]] as const)
+    for (const [name, v] of [
+      ['h', h],
+      ['c', c],
+    ] as const)
       if (!(v instanceof Float32Array) || v.length !== n)
-        throw rangeError(`RecurrentTraining.setState: '${name}' must be a Float32Array of batch * hidden = ${n} values, got ${v instanceof Float32Array ? v.length : describe(v)}`);
+        throw rangeError(
+          `RecurrentTraining.setState: '${name}' must be a Float32Array of batch * hidden = ${n} values, got ${v instanceof Float32Array ? v.length : describe(v)}`,
+        );
     this.replaceState({
       h: Tensor.fromArray(h, [batch, this.model.hidden], { device: this.device }),
       c: Tensor.fromArray(c, [batch, this.model.hidden], { device: this.device }),
@@ -248,7 +272,9 @@ export class RecurrentTraining {
       throw rangeError(`${owner}: symbol windows need a model with 'softmax-cross-entropy' (this one has '${this.model.loss}')`);
     const scored = checkSequenceWindow(owner, window, this.model.inputSymbols, this.model.outputs);
     if (this.carried && this.carried.h.shape[0] !== window.batch)
-      throw rangeError(`${owner}: 'window.batch' is ${window.batch}, but the carried state has ${this.carried.h.shape[0]} rows (call resetState() to change the batch)`);
+      throw rangeError(
+        `${owner}: 'window.batch' is ${window.batch}, but the carried state has ${this.carried.h.shape[0]} rows (call resetState() to change the batch)`,
+      );
     return scored;
   }
 
@@ -308,12 +334,19 @@ export class RecurrentTraining {
       }
 
       // The carried state lives outside the window's arena.
-      this.replaceState({ h: ops.clone({ device: this.device, stream: this.stream }, f.state.h), c: ops.clone({ device: this.device, stream: this.stream }, f.state.c) });
+      this.replaceState({
+        h: ops.clone({ device: this.device, stream: this.stream }, f.state.h),
+        c: ops.clone({ device: this.device, stream: this.stream }, f.state.c),
+      });
       const windowNumber = ++this.windows;
       const lossRead = f.loss.readFloat32(this.stream);
       return lossRead.then((v) => {
         const loss = v[0];
-        if (!Number.isFinite(loss)) throw error('ERR_SYNTHGRAD_TRAINING', `RecurrentTraining: the loss of window ${windowNumber} is ${loss}; training diverged (lower the learning rate)`);
+        if (!Number.isFinite(loss))
+          throw error(
+            'ERR_SYNTHGRAD_TRAINING',
+            `RecurrentTraining: the loss of window ${windowNumber} is ${loss}; training diverged (lower the learning rate)`,
+          );
         return { window: windowNumber, loss, scored, bits: scored > 0 ? (loss * batch) / scored / Math.LN2 : NaN };
       });
     } finally {

@@ -11,7 +11,11 @@ import { StrategyState, TrainingStrategy, stepCount } from './strategy';
 export class Backpropagation implements TrainingStrategy {
   private readonly params: Parameter[];
 
-  constructor(readonly model: Module, readonly loss: Loss, readonly optimizer: Optimizer) {
+  constructor(
+    readonly model: Module,
+    readonly loss: Loss,
+    readonly optimizer: Optimizer,
+  ) {
     this.params = model.parameters();
   }
 

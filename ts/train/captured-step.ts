@@ -10,12 +10,24 @@ import type { TrainingStrategy } from './strategy';
 
 /** A training step captured once: fixed input and output tensors, replayed per batch. */
 export class CapturedStep {
-  private constructor(private readonly x: Tensor, private readonly y: Tensor, private readonly loss: Tensor,
-    private readonly graph: Graph, private readonly arena: Arena,
-    private readonly hooks: ((stream: Stream) => void)[]) {}
+  private constructor(
+    private readonly x: Tensor,
+    private readonly y: Tensor,
+    private readonly loss: Tensor,
+    private readonly graph: Graph,
+    private readonly arena: Arena,
+    private readonly hooks: ((stream: Stream) => void)[],
+  ) {}
 
   /** `outputs`: 0 for int32 labels [rows], else the float32 targets' width [rows, outputs]. */
-  static capture(strategy: TrainingStrategy, device: Device, stream: Stream, rows: number, features: number, outputs: number): CapturedStep {
+  static capture(
+    strategy: TrainingStrategy,
+    device: Device,
+    stream: Stream,
+    rows: number,
+    features: number,
+    outputs: number,
+  ): CapturedStep {
     const arena = new Arena();
     const hooks: ((stream: Stream) => void)[] = [];
     try {
@@ -23,7 +35,9 @@ export class CapturedStep {
       const y = outputs === 0 ? Tensor.empty([rows], { device, dtype: 'int32', arena }) : Tensor.empty([rows, outputs], { device, arena });
       const ctx: StepContext = { device, stream, training: true, arena, capture: { beforeLaunch: (f) => hooks.push(f) } };
       let loss: Tensor | undefined;
-      const graph = Graph.capture(stream, () => { loss = strategy.step(x, y, ctx); });
+      const graph = Graph.capture(stream, () => {
+        loss = strategy.step(x, y, ctx);
+      });
       return new CapturedStep(x, y, loss!, graph, arena, hooks);
     } catch (e) {
       arena.dispose();

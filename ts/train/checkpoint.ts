@@ -100,7 +100,11 @@ export async function checkDestination(file: string): Promise<boolean> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: cannot inspect ${file}: ${(e as Error).message}`);
   }
-  if (!s.isFile()) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${file} is ${kindOf(s)}, not a regular file; refusing to replace it (give the path of a file)`);
+  if (!s.isFile())
+    throw error(
+      'ERR_SYNTHGRAD_CHECKPOINT',
+      `checkpoint: ${file} is ${kindOf(s)}, not a regular file; refusing to replace it (give the path of a file)`,
+    );
   return true;
 }
 
@@ -182,7 +186,11 @@ export async function writeCheckpoint(file: string, tensors: readonly NamedTenso
   let offset = 0;
   tensors.forEach((t, i) => {
     const bad = firstNonFinite(values[i], t.tensor.dtype);
-    if (bad) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: not saved to ${file}: tensor '${t.name}' holds ${bad.value} at element ${bad.index}; the previous checkpoint is kept`);
+    if (bad)
+      throw error(
+        'ERR_SYNTHGRAD_CHECKPOINT',
+        `checkpoint: not saved to ${file}: tensor '${t.name}' holds ${bad.value} at element ${bad.index}; the previous checkpoint is kept`,
+      );
     const bytes = Buffer.from(values[i].buffer, values[i].byteOffset, values[i].byteLength);
     records.push({ name: t.name, dtype: t.tensor.dtype, shape: [...t.tensor.shape], offset, sha256: sha256(bytes).toString('hex') });
     body.push(bytes);
@@ -213,7 +221,10 @@ export async function writeCheckpoint(file: string, tensors: readonly NamedTenso
   try {
     await syncDirectory(path.dirname(file));
   } catch (e) {
-    throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: wrote ${file}, but cannot make it durable (fsync of its directory): ${(e as Error).message}`);
+    throw error(
+      'ERR_SYNTHGRAD_CHECKPOINT',
+      `checkpoint: wrote ${file}, but cannot make it durable (fsync of its directory): ${(e as Error).message}`,
+    );
   }
 }
 
@@ -235,7 +246,8 @@ async function readRegularFile(file: string): Promise<Buffer> {
   }
   try {
     const opened = await handle.stat();
-    if (!opened.isFile()) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: cannot read ${file}: it is ${kindOf(opened)}, not a regular file`);
+    if (!opened.isFile())
+      throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: cannot read ${file}: it is ${kindOf(opened)}, not a regular file`);
     return await handle.readFile();
   } finally {
     await handle.close();
@@ -253,14 +265,21 @@ export async function readCheckpoint(file: string): Promise<LoadedCheckpoint> {
   if (signature.length === 8 && signature.startsWith(SIGNATURE) && /^\d\d$/.test(signature.slice(6)) && signature !== MAGIC) {
     const version = Number(signature.slice(6));
     if (version < FORMAT)
-      throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${file} is checkpoint format ${version}, older than format ${FORMAT} (which adds checksums) that this version reads; start the run again`);
-    throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${file} is checkpoint format ${version}, newer than format ${FORMAT} that this version reads; use a newer synthgrad`);
+      throw error(
+        'ERR_SYNTHGRAD_CHECKPOINT',
+        `checkpoint: ${file} is checkpoint format ${version}, older than format ${FORMAT} (which adds checksums) that this version reads; start the run again`,
+      );
+    throw error(
+      'ERR_SYNTHGRAD_CHECKPOINT',
+      `checkpoint: ${file} is checkpoint format ${version}, newer than format ${FORMAT} that this version reads; use a newer synthgrad`,
+    );
   }
   if (signature !== MAGIC) throw bad('wrong signature');
   if (bytes.length < PREFIX_BYTES) throw bad(`truncated: ${bytes.length} bytes, fewer than the ${PREFIX_BYTES} of the fixed header`);
   const headerLength = bytes.readUInt32LE(8);
   const headerEnd = PREFIX_BYTES + headerLength;
-  if (headerEnd > bytes.length) throw bad(`truncated, or its header length was changed: the header would end at byte ${headerEnd}, the file has ${bytes.length}`);
+  if (headerEnd > bytes.length)
+    throw bad(`truncated, or its header length was changed: the header would end at byte ${headerEnd}, the file has ${bytes.length}`);
   const headerBytes = bytes.subarray(PREFIX_BYTES, headerEnd);
   if (!sha256(bytes.subarray(0, 12), headerBytes).equals(bytes.subarray(12, PREFIX_BYTES)))
     throw bad('the header fails its checksum: it was changed or damaged');
@@ -281,8 +300,14 @@ export async function readCheckpoint(file: string): Promise<LoadedCheckpoint> {
     const shapeOk = Array.isArray(r.shape) && r.shape.every((d) => Number.isInteger(d) && d >= 0);
     const count = shapeOk ? r.shape.reduce((a, b) => a * b, 1) : NaN;
     const size = 4 * count;
-    if (!(r.dtype === 'float32' || r.dtype === 'int32') || !Number.isSafeInteger(size) || !Number.isInteger(r.offset) ||
-      r.offset < 0 || r.offset + size > header.dataBytes) throw bad(`tensor '${name}' lies outside the data`);
+    if (
+      !(r.dtype === 'float32' || r.dtype === 'int32') ||
+      !Number.isSafeInteger(size) ||
+      !Number.isInteger(r.offset) ||
+      r.offset < 0 ||
+      r.offset + size > header.dataBytes
+    )
+      throw bad(`tensor '${name}' lies outside the data`);
     const data = bytes.subarray(headerEnd + r.offset, headerEnd + r.offset + size);
     if (sha256(data).toString('hex') !== r.sha256) throw bad(`tensor '${name}' fails its checksum: its data was changed or damaged`);
     const copy = new ArrayBuffer(size); // aligned, and independent of the file's buffer
@@ -307,7 +332,9 @@ export async function restoreTensors(loaded: LoadedCheckpoint, targets: readonly
     const saved = loaded.tensors.get(t.name);
     if (!saved) throw mismatch(`it has no tensor '${t.name}'`);
     if (saved.dtype !== t.tensor.dtype || saved.shape.join(',') !== t.tensor.shape.join(','))
-      throw mismatch(`'${t.name}' is ${saved.dtype} [${saved.shape.join(', ')}] there, ${t.tensor.dtype} [${t.tensor.shape.join(', ')}] here`);
+      throw mismatch(
+        `'${t.name}' is ${saved.dtype} [${saved.shape.join(', ')}] there, ${t.tensor.dtype} [${t.tensor.shape.join(', ')}] here`,
+      );
   }
   const sources: Tensor[] = [];
   try {

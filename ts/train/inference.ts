@@ -63,7 +63,8 @@ function inferenceModule(model: Module): Module {
 
 /** The model's state tensors; a model without them has not been initialized (or has no weights at all). */
 function stateTensors(fn: string, model: Module): Tensor[] {
-  const fail = () => error('ERR_SYNTHGRAD_STATE', `${fn}: ${model.name} has no weights yet: train it with a Trainer, or load them with loadModel()`);
+  const fail = () =>
+    error('ERR_SYNTHGRAD_STATE', `${fn}: ${model.name} has no weights yet: train it with a Trainer, or load them with loadModel()`);
   let state: Tensor[];
   try {
     state = model.stateTensors();
@@ -84,7 +85,8 @@ export async function predict(model: Module, input: Tensor | Float32Array | Data
   const net = inferenceModule(model);
   const device = stateTensors('predict', net)[0].device;
   const batchSize = positiveInt('predict', 'batchSize', options.batchSize ?? 1000);
-  if (options.stream !== undefined && !(options.stream instanceof Stream)) throw typeError(`predict: 'stream' must be a Stream, got ${describe(options.stream)}`);
+  if (options.stream !== undefined && !(options.stream instanceof Stream))
+    throw typeError(`predict: 'stream' must be a Stream, got ${describe(options.stream)}`);
   const stream = options.stream ?? Stream.default(device);
   const features = net.inputFeatures();
 
@@ -94,7 +96,9 @@ export async function predict(model: Module, input: Tensor | Float32Array | Data
   let batchSizeFor = batchSize;
   if (input instanceof Tensor) {
     if (input.dtype !== 'float32' || input.shape.length !== 2)
-      throw typeError(`predict: 'input' must be a float32 tensor of shape [rows, features], got ${input.dtype} [${input.shape.join(', ')}]`);
+      throw typeError(
+        `predict: 'input' must be a float32 tensor of shape [rows, features], got ${input.dtype} [${input.shape.join(', ')}]`,
+      );
     if (!input.device.equals(device)) throw typeError(`predict: 'input' is on ${input.device.name}, the model on ${device.name}`);
     [rows, width] = input.shape;
     // A tensor already on the device runs in one pass: its rows are there already.
@@ -104,10 +108,13 @@ export async function predict(model: Module, input: Tensor | Float32Array | Data
   } else if (input instanceof Float32Array || input instanceof Dataset) {
     const values = input instanceof Dataset ? input.inputs : input;
     width = input instanceof Dataset ? input.features : features;
-    if (width === undefined) throw typeError(`predict: ${net.name} does not fix its input width: pass a [rows, features] Tensor or a Dataset`);
-    if (values.length % width !== 0) throw rangeError(`predict: 'input' has ${values.length} values, not a whole number of rows of ${width}`);
+    if (width === undefined)
+      throw typeError(`predict: ${net.name} does not fix its input width: pass a [rows, features] Tensor or a Dataset`);
+    if (values.length % width !== 0)
+      throw rangeError(`predict: 'input' has ${values.length} values, not a whole number of rows of ${width}`);
     rows = values.length / width;
-    rowsOf = (start, end, arena) => Tensor.fromArray(values.subarray(start * width!, end * width!), [end - start, width!], { device, arena });
+    rowsOf = (start, end, arena) =>
+      Tensor.fromArray(values.subarray(start * width!, end * width!), [end - start, width!], { device, arena });
   } else {
     throw typeError(`predict: 'input' must be a Tensor, a Float32Array or a Dataset, got ${describe(input)}`);
   }
@@ -164,9 +171,13 @@ export async function loadModel<M extends Module>(model: M, path: string, option
   const saved = await readCheckpoint(path);
   const record = saved.host as Partial<ModelRecord> | null;
   if (!record || record.kind !== 'synthgrad-model')
-    throw error('ERR_SYNTHGRAD_CHECKPOINT', `loadModel: ${path} is not a model file written by saveModel() (a training checkpoint loads with Trainer.load)`);
+    throw error(
+      'ERR_SYNTHGRAD_CHECKPOINT',
+      `loadModel: ${path} is not a model file written by saveModel() (a training checkpoint loads with Trainer.load)`,
+    );
   const net = inferenceModule(model);
-  if (record.model !== net.name) throw error('ERR_SYNTHGRAD_CHECKPOINT', `loadModel: ${path} holds ${record.model}; this model is ${net.name}`);
+  if (record.model !== net.name)
+    throw error('ERR_SYNTHGRAD_CHECKPOINT', `loadModel: ${path} holds ${record.model}; this model is ${net.name}`);
   let state: Tensor[];
   try {
     state = stateTensors('loadModel', net);
@@ -178,7 +189,11 @@ export async function loadModel<M extends Module>(model: M, path: string, option
   if (options.device && !options.device.equals(device))
     throw typeError(`loadModel: the model's weights are on ${device.name}, not on the 'device' ${options.device.name}`);
   const stream = Stream.default(device);
-  await restoreTensors(saved, state.map((tensor, i) => ({ name: `model.${i}`, tensor })), stream);
+  await restoreTensors(
+    saved,
+    state.map((tensor, i) => ({ name: `model.${i}`, tensor })),
+    stream,
+  );
   await stream.synchronize();
   return model;
 }

@@ -55,11 +55,13 @@ function shown(v: unknown): string {
  */
 function configDifferences(saved: Record<string, unknown>, now: Record<string, unknown>): string[] {
   const keys = [...new Set([...Object.keys(saved), ...Object.keys(now)])];
-  return keys.filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(now[k])).map((k) => {
-    if (saved[k] === undefined) return `was saved without ${k}, this run has ${k} ${shown(now[k])}`;
-    if (now[k] === undefined) return `was saved with ${k} ${shown(saved[k])}, this run has none`;
-    return `was saved with ${k} ${shown(saved[k])}, this run has ${shown(now[k])}`;
-  });
+  return keys
+    .filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(now[k]))
+    .map((k) => {
+      if (saved[k] === undefined) return `was saved without ${k}, this run has ${k} ${shown(now[k])}`;
+      if (now[k] === undefined) return `was saved with ${k} ${shown(saved[k])}, this run has none`;
+      return `was saved with ${k} ${shown(saved[k])}, this run has ${shown(now[k])}`;
+    });
 }
 
 /**
@@ -67,12 +69,17 @@ function configDifferences(saved: Record<string, unknown>, now: Record<string, u
  * resume). The caller's configuration first: it names what the user chose (e.g. a command-line
  * flag), and fit's own settings would mostly repeat it (a batch size in both).
  */
-export function resumeDifferences(saved: FitProgress, config: Record<string, unknown>,
-  now: { batchSize: number; rows: number; shuffle: boolean }): string[] {
+export function resumeDifferences(
+  saved: FitProgress,
+  config: Record<string, unknown>,
+  now: { batchSize: number; rows: number; shuffle: boolean },
+): string[] {
   const differences = configDifferences(saved.config ?? {}, config);
   if (differences.length) return differences;
-  return configDifferences({ batchSize: saved.batchSize, 'data rows': saved.rows, shuffle: saved.shuffle !== null },
-    { batchSize: now.batchSize, 'data rows': now.rows, shuffle: now.shuffle });
+  return configDifferences(
+    { batchSize: saved.batchSize, 'data rows': saved.rows, shuffle: saved.shuffle !== null },
+    { batchSize: now.batchSize, 'data rows': now.rows, shuffle: now.shuffle },
+  );
 }
 
 /**
@@ -85,6 +92,7 @@ export async function readCheckpointConfig(path: string): Promise<Record<string,
   const saved = await readIfExists(path);
   if (!saved) return undefined;
   const progress = progressOf(saved);
-  if (!progress) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${path} was written by save(), not by fit(): it has no run configuration`);
+  if (!progress)
+    throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${path} was written by save(), not by fit(): it has no run configuration`);
   return progress.config ?? {};
 }

@@ -181,7 +181,10 @@ export class RunLog {
   private readonly events: Appender;
   private lastFlush = Date.now();
 
-  private constructor(readonly dir: string, private readonly csvHeaders: Map<string, string[]>) {
+  private constructor(
+    readonly dir: string,
+    private readonly csvHeaders: Map<string, string[]>,
+  ) {
     // TensorBoard reads every events.out.tfevents.* file of a directory, in name order.
     const stamp = `${Math.floor(Date.now() / 1000)}.${os.hostname()}.${process.pid}.${++eventFiles}`;
     this.events = new Appender(path.join(dir, `events.out.tfevents.${stamp}`));
@@ -241,7 +244,11 @@ export class RunLog {
   step(m: StepMetrics, stepSeconds: number): void {
     const time = Date.now() / 1000;
     this.write('steps', { step: m.step, epoch: m.epoch, loss: m.loss, lr: m.lr, stepSeconds, time });
-    this.scalars(m.step, time, [['train/loss', m.loss], ['train/lr', m.lr], ['train/step_seconds', stepSeconds]]);
+    this.scalars(m.step, time, [
+      ['train/loss', m.loss],
+      ['train/lr', m.lr],
+      ['train/step_seconds', stepSeconds],
+    ]);
     if (m.diagnostics) this.diagnostics(m.step, m.diagnostics, time);
   }
 
@@ -251,7 +258,11 @@ export class RunLog {
       const values = numbers(d, ['module']);
       this.write('synthesizers', { step, module: d.module, ...values, time });
       // TensorBoard groups tags by their prefix: one group per synthesizer.
-      this.scalars(step, time, Object.entries(values).map(([k, v]) => [`synthesizer_${d.module}/${snake(k)}`, v]));
+      this.scalars(
+        step,
+        time,
+        Object.entries(values).map(([k, v]) => [`synthesizer_${d.module}/${snake(k)}`, v]),
+      );
     }
   }
 
@@ -263,7 +274,8 @@ export class RunLog {
     for (const [k, v] of Object.entries(validation)) row[`validation${k[0].toUpperCase()}${k.slice(1)}`] = v;
     this.write('epochs', row);
     this.scalars(step, time, [
-      ['epoch/train_loss', m.loss], ['epoch/samples_per_second', m.samplesPerSecond],
+      ['epoch/train_loss', m.loss],
+      ['epoch/samples_per_second', m.samplesPerSecond],
       ...Object.entries(validation).map(([k, v]) => [`validation/${snake(k)}`, v] as [string, number]),
     ]);
   }
@@ -287,7 +299,8 @@ export class RunLog {
 function fitConfig(options: FitOptions): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options))
-    if (k !== 'logDir' && (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'string' || (k === 'checkpoint' && v))) out[k] = v;
+    if (k !== 'logDir' && (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'string' || (k === 'checkpoint' && v)))
+      out[k] = v;
   const validation = options.validation as { count?: unknown } | undefined;
   if (typeof validation?.count === 'number') out.validation = { rows: validation.count };
   return out;
@@ -306,8 +319,11 @@ export class FitLog {
   private lastStep = 0;
   private epochSteps = 0;
 
-  private constructor(private readonly dir: string, private readonly extra: Record<string, unknown> | undefined,
-    private readonly append: boolean) {}
+  private constructor(
+    private readonly dir: string,
+    private readonly extra: Record<string, unknown> | undefined,
+    private readonly append: boolean,
+  ) {}
 
   /** Checks `options.logDir` now; undefined without one. */
   static from(options: FitOptions): FitLog | undefined {
@@ -326,14 +342,22 @@ export class FitLog {
     // A run that resumes from its checkpoint goes on writing the log it started.
     const resuming = typeof options.checkpoint?.path === 'string' && fs.existsSync(options.checkpoint.path);
     if (!resuming && holdsRunLog(given.dir))
-      throw error('ERR_SYNTHGRAD_STATE', `fit: 'logDir' ${given.dir} already holds a run log; give each run its own directory (or resume it through 'checkpoint')`);
+      throw error(
+        'ERR_SYNTHGRAD_STATE',
+        `fit: 'logDir' ${given.dir} already holds a run log; give each run its own directory (or resume it through 'checkpoint')`,
+      );
     return new FitLog(given.dir, given.config as Record<string, unknown> | undefined, resuming);
   }
 
   /** Runs `fit` with the wrapped callbacks; `run` describes the run for config.json. */
   async around(options: FitOptions, run: Record<string, unknown>, fit: (o: FitOptions) => Promise<FitResult>): Promise<FitResult> {
     const open = async () => {
-      if (!this.log) this.log = await RunLog.create(this.dir, { ...run, fit: fitConfig(options), ...this.extra, started: new Date().toISOString() }, { append: this.append });
+      if (!this.log)
+        this.log = await RunLog.create(
+          this.dir,
+          { ...run, fit: fitConfig(options), ...this.extra, started: new Date().toISOString() },
+          { append: this.append },
+        );
       return this.log;
     };
     this.lastTime = Date.now();
@@ -373,7 +397,11 @@ export class FitLog {
     }
     if (this.log) {
       await this.log.close();
-      await this.log.result({ steps: result.steps, seconds: result.seconds, ...(result.resumedFrom !== undefined ? { resumedFrom: result.resumedFrom } : {}) });
+      await this.log.result({
+        steps: result.steps,
+        seconds: result.seconds,
+        ...(result.resumedFrom !== undefined ? { resumedFrom: result.resumedFrom } : {}),
+      });
     }
     return result;
   }

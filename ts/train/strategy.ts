@@ -67,6 +67,7 @@ export function hasStrategy(m: unknown): m is HasTrainingStrategy {
 
 /** A step count read back from a checkpoint (a strategy's restoreState). */
 export function stepCount(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: '${what}' must be a step count, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+    throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: '${what}' must be a step count, got ${JSON.stringify(v)}`);
   return v;
 }

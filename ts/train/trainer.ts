@@ -148,8 +148,21 @@ function targetTensor(targets: Int32Array | Float32Array, rows: number, options:
   return Tensor.fromArray(targets, targets instanceof Int32Array ? [rows] : [rows, targets.length / rows], options);
 }
 
-const FIT_OPTIONS = ['epochs', 'steps', 'batchSize', 'shuffle', 'validation', 'onStep', 'logEvery', 'diagnoseEvery',
-  'onEpoch', 'graph', 'checkpoint', 'signal', 'logDir'] as const;
+const FIT_OPTIONS = [
+  'epochs',
+  'steps',
+  'batchSize',
+  'shuffle',
+  'validation',
+  'onStep',
+  'logEvery',
+  'diagnoseEvery',
+  'onEpoch',
+  'graph',
+  'checkpoint',
+  'signal',
+  'logDir',
+] as const;
 
 /** Each module bound to a trainer, and to which (see the Trainer constructor). */
 const boundTo = new WeakMap<Module, Trainer>();
@@ -188,7 +201,10 @@ export class Trainer {
   /** the first BatchNorm1d of the model, named in errors about minRows */
   private readonly batchNorm?: Module;
 
-  constructor(readonly model: Module, options: TrainerOptions) {
+  constructor(
+    readonly model: Module,
+    options: TrainerOptions,
+  ) {
     if (!(model instanceof Module)) throw typeError(`Trainer: 'model' must be a Module, got ${describe(model)}`);
     if (!options || typeof options !== 'object') throw typeError('Trainer: expects options { optimizer, ... }');
     checkOptions('Trainer', options, ['device', 'optimizer', 'loss', 'seed']);
@@ -196,9 +212,12 @@ export class Trainer {
     const parts = modulesOf(model);
     const bound = parts.find((m) => boundTo.has(m));
     if (bound)
-      throw error('ERR_SYNTHGRAD_STATE', `Trainer: ${bound === model ? `the model ${model.name}` : `${bound.name} (part of the model)`} already belongs ` +
-        'to another Trainer, and a second would re-initialise its weights: build a new model, or dispose() of that trainer first ' +
-        '(which frees the weights)');
+      throw error(
+        'ERR_SYNTHGRAD_STATE',
+        `Trainer: ${bound === model ? `the model ${model.name}` : `${bound.name} (part of the model)`} already belongs ` +
+          'to another Trainer, and a second would re-initialise its weights: build a new model, or dispose() of that trainer first ' +
+          '(which frees the weights)',
+      );
     this.batchNorm = parts.find((m) => m instanceof BatchNorm1d);
     this.minRows = this.batchNorm ? 2 : 1;
     this.device = options.device ?? Device.best();
@@ -209,7 +228,8 @@ export class Trainer {
     const makeOptimizer = (module: number) => (opt instanceof Optimizer ? opt : optimizerFor('Trainer', opt, module));
     this.loss = lossFrom(options.loss ?? 'softmax-cross-entropy');
     const seed = options.seed ?? 0;
-    if (!Number.isInteger(seed)) throw typeError(`Trainer: 'seed' must be an integer, got ${typeof seed === 'number' ? seed : describe(seed)}`);
+    if (!Number.isInteger(seed))
+      throw typeError(`Trainer: 'seed' must be an integer, got ${typeof seed === 'number' ? seed : describe(seed)}`);
     this.rng = new Random(seed);
     this.stream = new Stream(this.device);
     model.initialize(this.device, this.rng.fork());
@@ -227,7 +247,12 @@ export class Trainer {
     try {
       const log = options && typeof options === 'object' ? FitLog.from(options) : undefined;
       if (!log) return await this.fitUnguarded(data, options);
-      const run = { model: this.model.name, device: this.device.name, loss: this.loss.name, data: { rows: data?.count, features: data?.features } };
+      const run = {
+        model: this.model.name,
+        device: this.device.name,
+        loss: this.loss.name,
+        data: { rows: data?.count, features: data?.features },
+      };
       return await log.around(options, run, (o) => this.fitUnguarded(data, o));
     } finally {
       this.busy = false;
@@ -242,12 +267,16 @@ export class Trainer {
     // Without these checks a 1-row batch was skipped as too small for BatchNorm, so batches of
     // 1 trained nothing and data of fewer than 2 rows looped over empty epochs forever.
     if (batchSize < this.minRows)
-      throw rangeError(`fit: 'batchSize' must be at least ${this.minRows} for this model, got ${batchSize}: ` +
-        `${this.batchNorm!.name} normalises with batch statistics, which one row does not have`);
+      throw rangeError(
+        `fit: 'batchSize' must be at least ${this.minRows} for this model, got ${batchSize}: ` +
+          `${this.batchNorm!.name} normalises with batch statistics, which one row does not have`,
+      );
     this.checkData('fit', 'data', data);
     if (data.count < this.minRows)
-      throw rangeError(`fit: 'data' (${data.name}) has ${data.count} row${data.count === 1 ? '' : 's'}` +
-        (this.batchNorm ? `; training ${this.batchNorm.name} needs batches of at least ${this.minRows}` : ': nothing to train on'));
+      throw rangeError(
+        `fit: 'data' (${data.name}) has ${data.count} row${data.count === 1 ? '' : 's'}` +
+          (this.batchNorm ? `; training ${this.batchNorm.name} needs batches of at least ${this.minRows}` : ': nothing to train on'),
+      );
     if (options.validation !== undefined) {
       if (!(options.validation instanceof Dataset))
         throw typeError(`fit: 'validation' must be a Dataset, got ${describe(options.validation)}`);
@@ -267,8 +296,10 @@ export class Trainer {
     const probeData = options.validation ?? data;
     const probe = probeData.gather(probeData.order(), 0, Math.min(batchSize, probeData.count));
     if (diagnoseEvery && probe.inputs.length / data.features < this.minRows)
-      throw rangeError(`fit: 'validation' (${probeData.name}) has 1 row; the diagnostics' probe batch needs ${this.minRows} ` +
-        `(${this.batchNorm!.name} in training mode)`);
+      throw rangeError(
+        `fit: 'validation' (${probeData.name}) has 1 row; the diagnostics' probe batch needs ${this.minRows} ` +
+          `(${this.batchNorm!.name} in training mode)`,
+      );
     const shuffleRng = booleanOption('fit', 'shuffle', options.shuffle, true) ? this.rng.fork() : undefined;
     const useGraph = booleanOption('fit', 'graph', options.graph, false);
     if (useGraph) {
@@ -278,17 +309,29 @@ export class Trainer {
     let captured: CapturedStep | undefined;
     const checkpoint = options.checkpoint === undefined ? undefined : checkpointOption(options.checkpoint);
     const signal = options.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw typeError(`fit: 'signal' must be an AbortSignal, got ${describe(signal)}`);
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      throw typeError(`fit: 'signal' must be an AbortSignal, got ${describe(signal)}`);
     let resumed: FitProgress | undefined;
     if (checkpoint) {
       this.namedState(); // throws now (before any step) when this strategy cannot be saved
       const saved = await readIfExists(checkpoint.path);
       if (saved) {
         const progress = progressOf(saved);
-        if (!progress) throw error('ERR_SYNTHGRAD_CHECKPOINT', `fit: ${checkpoint.path} was written by save(), not by fit(): it has no position to resume from`);
-        const differences = resumeDifferences(progress, checkpoint.config, { batchSize, rows: data.count, shuffle: shuffleRng !== undefined });
+        if (!progress)
+          throw error(
+            'ERR_SYNTHGRAD_CHECKPOINT',
+            `fit: ${checkpoint.path} was written by save(), not by fit(): it has no position to resume from`,
+          );
+        const differences = resumeDifferences(progress, checkpoint.config, {
+          batchSize,
+          rows: data.count,
+          shuffle: shuffleRng !== undefined,
+        });
         if (differences.length)
-          throw error('ERR_SYNTHGRAD_CHECKPOINT', `fit: ${checkpoint.path} ${differences.join('; ')}: resume with the same settings, or start a new checkpoint`);
+          throw error(
+            'ERR_SYNTHGRAD_CHECKPOINT',
+            `fit: ${checkpoint.path} ${differences.join('; ')}: resume with the same settings, or start a new checkpoint`,
+          );
         await this.restore(saved);
         if (progress.shuffle) shuffleRng!.restore(progress.shuffle);
         resumed = progress;
@@ -307,7 +350,12 @@ export class Trainer {
     let positionAt: (() => FitProgress) | undefined; // where the run stands after the latest step
     // Steps in flight: enqueued, their loss not read yet (oldest first).
     const inFlight: {
-      loss: Promise<Float32Array | Int32Array>; arena: Arena; step: number; epoch: number; lr: number; diagnostics?: ModuleDiagnostics[];
+      loss: Promise<Float32Array | Int32Array>;
+      arena: Arena;
+      step: number;
+      epoch: number;
+      lr: number;
+      diagnostics?: ModuleDiagnostics[];
     }[] = [];
     const maxInFlight = this.strategy.maxInFlight ?? 1;
     let epochLossSum = 0;
@@ -326,8 +374,11 @@ export class Trainer {
         f.arena.dispose();
       }
       if (!Number.isFinite(value))
-        throw error('ERR_SYNTHGRAD_TRAINING', `fit: the loss became ${value} at step ${f.step} (epoch ${f.epoch}); ` +
-          'lower the learning rate or check the inputs for NaN/Infinity');
+        throw error(
+          'ERR_SYNTHGRAD_TRAINING',
+          `fit: the loss became ${value} at step ${f.step} (epoch ${f.epoch}); ` +
+            'lower the learning rate or check the inputs for NaN/Infinity',
+        );
       epochLossSum += value;
       epochSteps++;
       const diagnostics = f.diagnostics;
@@ -366,7 +417,14 @@ export class Trainer {
           const replay = useGraph && step > firstStep && end - start === batchSize && (this.strategy.captureReady?.() ?? true);
           try {
             if (replay) {
-              captured ??= CapturedStep.capture(this.strategy, this.device, this.stream, batchSize, data.features, data.task === 'regression' ? data.outputs : 0);
+              captured ??= CapturedStep.capture(
+                this.strategy,
+                this.device,
+                this.stream,
+                batchSize,
+                data.features,
+                data.task === 'regression' ? data.outputs : 0,
+              );
               loss = captured.run(batch.inputs, batch.targets, this.stream);
             } else {
               const x = Tensor.fromArray(batch.inputs, [end - start, data.features], { device: this.device, arena });
@@ -388,9 +446,32 @@ export class Trainer {
           if (checkpoint) {
             const epochOver = data.count - end < this.minRows;
             const config = checkpoint.config;
-            const at = (): FitProgress => (epochOver
-              ? { step, epoch: epoch + 1, start: 0, shuffle: shuffleRng ? shuffleRng.state() : null, lossSum: 0, lossSteps: 0, samples: 0, batchSize, rows: data.count, config }
-              : { step, epoch, start: end, shuffle: shuffleState, lossSum: epochLossSum, lossSteps: epochSteps, samples, batchSize, rows: data.count, config });
+            const at = (): FitProgress =>
+              epochOver
+                ? {
+                    step,
+                    epoch: epoch + 1,
+                    start: 0,
+                    shuffle: shuffleRng ? shuffleRng.state() : null,
+                    lossSum: 0,
+                    lossSteps: 0,
+                    samples: 0,
+                    batchSize,
+                    rows: data.count,
+                    config,
+                  }
+                : {
+                    step,
+                    epoch,
+                    start: end,
+                    shuffle: shuffleState,
+                    lossSum: epochLossSum,
+                    lossSteps: epochSteps,
+                    samples,
+                    batchSize,
+                    rows: data.count,
+                    config,
+                  };
             positionAt = at;
             if (step % checkpoint.every === 0) await save(at);
           }
@@ -399,7 +480,10 @@ export class Trainer {
         if (stopped) break; // the epoch is not over: a resumed run reports it when it is
         const seconds = (Date.now() - epochStart) / 1000;
         const m: EpochMetrics = {
-          epoch, steps: epochSteps, loss: epochSteps ? epochLossSum / epochSteps : NaN, seconds,
+          epoch,
+          steps: epochSteps,
+          loss: epochSteps ? epochLossSum / epochSteps : NaN,
+          seconds,
           samplesPerSecond: samples / Math.max(seconds, 1e-9),
         };
         if (options.validation) m.validation = await this.evaluate(options.validation);
@@ -415,8 +499,11 @@ export class Trainer {
       captured?.dispose();
     }
     return {
-      steps: step, ...(resumed ? { resumedFrom: resumed.step } : {}), ...(stopped ? { stopped } : {}),
-      epochs: history, seconds: (Date.now() - started) / 1000,
+      steps: step,
+      ...(resumed ? { resumedFrom: resumed.step } : {}),
+      ...(stopped ? { stopped } : {}),
+      epochs: history,
+      seconds: (Date.now() - started) / 1000,
     };
   }
 
@@ -426,7 +513,8 @@ export class Trainer {
    */
   async save(path: string): Promise<void> {
     if (typeof path !== 'string' || path === '') throw typeError(`save: 'path' must be a file path, got ${describe(path)}`);
-    if (this.busy) throw error('ERR_SYNTHGRAD_STATE', 'save: this trainer is running fit(); use fit\'s checkpoint option, or await fit first');
+    if (this.busy)
+      throw error('ERR_SYNTHGRAD_STATE', "save: this trainer is running fit(); use fit's checkpoint option, or await fit first");
     await this.writeState(path, undefined);
   }
 
@@ -453,9 +541,13 @@ export class Trainer {
 
   private async restore(saved: LoadedCheckpoint): Promise<void> {
     const record = saved.host as TrainerRecord | null;
-    if (!record || typeof record.model !== 'string') throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${saved.path} has no trainer record`);
+    if (!record || typeof record.model !== 'string')
+      throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${saved.path} has no trainer record`);
     if (record.model !== this.model.name)
-      throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${saved.path} was saved from ${record.model}; this trainer trains ${this.model.name}`);
+      throw error(
+        'ERR_SYNTHGRAD_CHECKPOINT',
+        `checkpoint: ${saved.path} was saved from ${record.model}; this trainer trains ${this.model.name}`,
+      );
     await restoreTensors(saved, this.namedState().tensors, this.stream);
     this.rng.restore(record.rng);
     this.strategy.restoreState!(record.strategy);
@@ -528,17 +620,23 @@ export class Trainer {
       throw rangeError(`${owner}: '${arg}' (${data.name}) does not fit the model: ${(e as Error).message}`);
     }
     if (output.length !== 2)
-      throw rangeError(`${owner}: the model's output for '${arg}' (${data.name}) has shape [${output.join(', ')}]; ` +
-        `the loss ${this.loss.name} takes [batch, outputs]`);
+      throw rangeError(
+        `${owner}: the model's output for '${arg}' (${data.name}) has shape [${output.join(', ')}]; ` +
+          `the loss ${this.loss.name} takes [batch, outputs]`,
+      );
     const outputs = output[1];
     const wants = this.loss.targetDType === 'int32' ? 'classification' : 'regression';
     if (data.task !== wants)
-      throw typeError(`${owner}: '${arg}' (${data.name}) is ${data.task} data (${data.task === 'classification' ? 'int32 labels' : 'float values'}), ` +
-        `but the loss ${this.loss.name} takes ${wants === 'classification' ? 'int32 labels' : 'float values'}` +
-        (wants === 'classification' ? ": use the Trainer's loss: 'mse'" : ''));
+      throw typeError(
+        `${owner}: '${arg}' (${data.name}) is ${data.task} data (${data.task === 'classification' ? 'int32 labels' : 'float values'}), ` +
+          `but the loss ${this.loss.name} takes ${wants === 'classification' ? 'int32 labels' : 'float values'}` +
+          (wants === 'classification' ? ": use the Trainer's loss: 'mse'" : ''),
+      );
     if (data.task === 'regression') {
       if (data.outputs !== outputs)
-        throw rangeError(`${owner}: '${arg}' (${data.name}) has ${data.outputs} target values per row but the model has ${outputs} outputs`);
+        throw rangeError(
+          `${owner}: '${arg}' (${data.name}) has ${data.outputs} target values per row but the model has ${outputs} outputs`,
+        );
       if (hasStrategy(this.model) && this.model.labelClasses?.() !== undefined)
         throw typeError(`${owner}: '${arg}' (${data.name}) is regression data: conditioned (cDNI) synthesizers need class labels`);
       return;
