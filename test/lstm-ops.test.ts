@@ -17,6 +17,7 @@ import { Random } from '../ts/random';
 import { Stream } from '../ts/stream';
 import { Arena, Tensor } from '../ts/tensor';
 import * as ref from './helpers/reference';
+import { cpuTensors } from './helpers/native-tensors';
 
 const FWD_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
@@ -27,34 +28,7 @@ const ops = native.ops;
 
 // ---- tensor helpers ------------------------------------------------------------------------
 
-let live: NativeTensor[] = [];
-afterEach(() => {
-  for (const t of live) if (!t.disposed) t.dispose();
-  live = [];
-});
-
-function track(t: NativeTensor): NativeTensor {
-  live.push(t);
-  return t;
-}
-
-function upload(data: ArrayLike<number>, shape: number[]): NativeTensor {
-  return track(new native.Tensor(shape, 'float32', 'cpu', Float32Array.from(data as ArrayLike<number>)));
-}
-
-function uploadInt(data: ArrayLike<number>, shape: number[]): NativeTensor {
-  return track(new native.Tensor(shape, 'int32', 'cpu', Int32Array.from(data as ArrayLike<number>)));
-}
-
-/** A float32 tensor with every element `value` (NaN: an output that must be overwritten). */
-function filled(shape: number[], value = NaN): NativeTensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return upload(new Float32Array(n).fill(value), shape);
-}
-
-async function read(t: NativeTensor, s = stream): Promise<Float32Array> {
-  return (await t.read(s)) as Float32Array;
-}
+const { track, upload, uploadInt, filled, read } = cpuTensors(stream);
 
 // ---- assertions ----------------------------------------------------------------------------
 

@@ -28,9 +28,10 @@
 // Scalar op arguments are float32 in the API (the addon casts them), so references are given
 // Math.fround of the same values (e.g. Adam's beta2 = 0.999 is 0.99900001287 in float32, which
 // changes 1 - beta2 by 1.3e-5 relative).
-import { native, NativeTensor, ActivationName } from '../ts/native';
+import { native, ActivationName } from '../ts/native';
 import { Random } from '../ts/random';
 import * as ref from './helpers/reference';
+import { cpuTensors } from './helpers/native-tensors';
 import { adamStep, sgdStep } from './helpers/optimizer-steps';
 
 const FWD_TOL = 1e-5;
@@ -45,42 +46,7 @@ const ops = native.ops;
 
 // ---- tensor helpers ------------------------------------------------------------------------
 
-let live: NativeTensor[] = [];
-afterEach(() => {
-  for (const t of live) if (!t.disposed) t.dispose();
-  live = [];
-});
-
-function track(t: NativeTensor): NativeTensor {
-  live.push(t);
-  return t;
-}
-
-/** A float32 CPU tensor holding `data`. */
-function upload(data: ArrayLike<number>, shape: number[]): NativeTensor {
-  return track(new native.Tensor(shape, 'float32', 'cpu', Float32Array.from(data as ArrayLike<number>)));
-}
-
-function uploadInt(data: ArrayLike<number>, shape: number[]): NativeTensor {
-  return track(new native.Tensor(shape, 'int32', 'cpu', Int32Array.from(data as ArrayLike<number>)));
-}
-
-function numel(shape: number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
-/** A float32 tensor with every element `value` (NaN: an output that must be overwritten). */
-function filled(shape: number[], value = NaN): NativeTensor {
-  return upload(new Float32Array(numel(shape)).fill(value), shape);
-}
-
-async function read(t: NativeTensor): Promise<Float32Array> {
-  return (await t.read(stream)) as Float32Array;
-}
-
-async function readInt(t: NativeTensor): Promise<Int32Array> {
-  return (await t.read(stream)) as Int32Array;
-}
+const { upload, uploadInt, filled, read, readInt } = cpuTensors(stream);
 
 // ---- assertions ----------------------------------------------------------------------------
 
