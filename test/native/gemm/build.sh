@@ -1,42 +1,16 @@
 #!/usr/bin/env bash
 # Builds the GEMM correctness check (check_gemm.cpp here) into build/test/; run it as
-# build/test/check_gemm [isa...]. (The timing against OpenBLAS is bench/gemm/build.sh.)
-# Each library file gets the same flags as in the library build: -O3 for all, and the
-# ISA flags only on the micro-kernel files (never -march=native, so the binaries also run
-# on CPUs without AVX-512/AVX2; the code picks its path at run time).
+# build/test/check_gemm [isa...]. (The timing against OpenBLAS is bench/gemm/build.sh.) The
+# library's files are compiled as the library build does (scripts/gemm-library.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 OUT="$ROOT/build/test"
 OBJ="$OUT/obj"
 mkdir -p "$OBJ"
+source "$ROOT/scripts/gemm-library.sh"
 
-CXX="${CXX:-g++}"
-COMMON=(-O3 -std=c++17 -pthread -Wall -Wextra)
-case "$(uname -m)" in
-  x86_64 | i?86)
-    AVX512_FLAGS=(-mavx512f -mavx512dq -mavx512bw -mavx512vl -mfma)
-    AVX2_FLAGS=(-mavx2 -mfma)
-    ;;
-  *)  # no x86 SIMD paths: those files compile to stubs and the generic kernel is used
-    AVX512_FLAGS=()
-    AVX2_FLAGS=()
-    ;;
-esac
-
-compile() {  # source object extra-flags...
-  local src="$1" obj="$2"
-  shift 2
-  "$CXX" "${COMMON[@]}" "$@" -c "$ROOT/$src" -o "$OBJ/$obj"
-}
-
-compile native/cpu/gemm.cpp gemm.o
-compile native/cpu/gemm_avx512.cpp gemm_avx512.o "${AVX512_FLAGS[@]}"
-compile native/cpu/gemm_avx2.cpp gemm_avx2.o "${AVX2_FLAGS[@]}"
-compile native/core/parallel.cpp parallel.o
 compile test/native/gemm/check_gemm.cpp check_gemm.o
-
-LIB_OBJS=("$OBJ/gemm.o" "$OBJ/gemm_avx512.o" "$OBJ/gemm_avx2.o" "$OBJ/parallel.o")
 "$CXX" "${COMMON[@]}" "$OBJ/check_gemm.o" "${LIB_OBJS[@]}" -o "$OUT/check_gemm"
 
 echo "built $OUT/check_gemm"
