@@ -111,29 +111,6 @@ export interface SequenceScore {
   seconds: number;
 }
 
-const OPTIONS = [
-  'task',
-  'method',
-  'truncation',
-  'steps',
-  'hidden',
-  'batch',
-  'lr',
-  'seed',
-  'textFile',
-  'newlines',
-  'synthesizerHidden',
-  'synthesizerDiscount',
-  'auxWeight',
-  'streams',
-  'validateEvery',
-  'patience',
-  'logEvery',
-  'checkpoint',
-  'signal',
-  'device',
-  'onProgress',
-];
 /** The options a resumed run must share with the checkpoint. */
 const CONFIG_KEYS = [
   'task',
@@ -151,6 +128,8 @@ const CONFIG_KEYS = [
   'validateEvery',
   'patience',
 ] as const;
+/** Every option: the configuration, and what may differ between a run and its resumption. */
+const OPTIONS = [...CONFIG_KEYS, 'steps', 'streams', 'logEvery', 'checkpoint', 'signal', 'device', 'onProgress'];
 
 const OWNER = 'trainSequences';
 
