@@ -47,7 +47,7 @@ export interface SequenceForward {
   readonly outputs: Tensor[];
   /** the state after the window */
   readonly state: LSTMState;
-  /** [1]: the sum over steps of each step's batch-mean loss (nats) */
+  /** shape [1]: the sum over steps of each step's batch-mean loss (nats) */
   readonly loss: Tensor;
   /**
    * Backpropagates the window's loss plus `dFinal` (the gradient arriving at the final state)
