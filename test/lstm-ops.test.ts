@@ -17,6 +17,7 @@ import { Random } from '../ts/random';
 import { Stream } from '../ts/stream';
 import { Arena, Tensor } from '../ts/tensor';
 import * as ref from './helpers/reference';
+import { expectClose, expectExact } from './helpers/reference';
 import { cpuTensors } from './helpers/native-tensors';
 
 const FWD_TOL = 1e-5;
@@ -31,22 +32,6 @@ const ops = native.ops;
 const { track, upload, uploadInt, filled, read } = cpuTensors(stream);
 
 // ---- assertions ----------------------------------------------------------------------------
-
-function expectClose(
-  what: string,
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  tol: number,
-  floor: number | ArrayLike<number> = 1e-6,
-): void {
-  const r = ref.compare(got, want, floor);
-  if (!(r.worst <= tol)) throw new Error(`${what}: ${ref.describeReport(r)} (tolerance ${tol})`);
-  expect(r.worst).toBeLessThanOrEqual(tol);
-}
-
-function expectExact(what: string, got: ArrayLike<number>, want: ArrayLike<number>): void {
-  expectClose(what, got, want, 0, 1);
-}
 
 /** Analytic gradient against a numeric one, floor 1e-2 of the numeric gradient's scale. */
 function expectGrad(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol = GRAD_TOL): void {

@@ -7,16 +7,11 @@ import { LSTM } from '../ts/nn/lstm';
 import { StepContext } from '../ts/nn/module';
 import { LSTMSequenceModel, WindowTensors } from '../ts/recurrent/model';
 import * as ref from './helpers/reference';
+import { expectClose } from './helpers/reference';
 import { Dims, lstmWindow, LSTMParams, WindowSpec } from './helpers/lstm-reference';
 import { errorOf } from './helpers/errors';
 
 const cpu = Device.cpu();
-
-function expectClose(what: string, got: ArrayLike<number>, want: ArrayLike<number>, rel: number, floor: number): void {
-  const r = ref.compare(got, want, floor);
-  if (!(r.worst <= rel)) throw new Error(`${what}: ${ref.describeReport(r)}`);
-  expect(r.worst).toBeLessThanOrEqual(rel);
-}
 
 async function read(t: Tensor, stream: Stream): Promise<Float64Array> {
   return Float64Array.from(await t.readFloat32(stream));

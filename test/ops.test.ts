@@ -31,6 +31,7 @@
 import { native, ActivationName } from '../ts/native';
 import { Random } from '../ts/random';
 import * as ref from './helpers/reference';
+import { expectClose, expectExact } from './helpers/reference';
 import { cpuTensors } from './helpers/native-tensors';
 import { adamStep, sgdStep } from './helpers/optimizer-steps';
 
@@ -50,19 +51,6 @@ const { upload, uploadInt, filled, read, readInt } = cpuTensors(stream);
 
 // ---- assertions ----------------------------------------------------------------------------
 
-/** Fails with the worst element (index, got, want) if the relative error exceeds tol. */
-function expectClose(
-  what: string,
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  tol: number,
-  floor: number | ArrayLike<number> = 1e-6,
-): void {
-  const r = ref.compare(got, want, floor);
-  if (!(r.worst <= tol)) throw new Error(`${what}: ${ref.describeReport(r)} (tolerance ${tol})`);
-  expect(r.worst).toBeLessThanOrEqual(tol);
-}
-
 /**
  * fn throws synchronously an error named `name` (the addon's errors come from Node's realm,
  * not jest's sandbox, so `toThrow(RangeError)` cannot match them by constructor).
@@ -80,10 +68,6 @@ function expectThrows(fn: () => unknown, name: 'TypeError' | 'RangeError', messa
 }
 
 /** Bit-for-bit equality (NaN equals NaN). */
-function expectExact(what: string, got: ArrayLike<number>, want: ArrayLike<number>): void {
-  expectClose(what, got, want, 0, 1);
-}
-
 /** Analytic gradient against a numeric one, floor 1e-2 of the numeric gradient's scale. */
 function expectGrad(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol = GRAD_TOL): void {
   expect(ref.maxAbs(want)).toBeGreaterThan(0); // a vacuous all-zero gradient proves nothing

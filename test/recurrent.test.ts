@@ -13,14 +13,9 @@ import { trainSequences } from '../ts/recurrent/run';
 import { TextCorpus } from '../ts/data/text';
 import { readCheckpoint } from '../ts/train/checkpoint';
 import * as ref from './helpers/reference';
+import { expectClose } from './helpers/reference';
 import { Dims, lstmWindow, LSTMParams } from './helpers/lstm-reference';
 import { errorOf } from './helpers/errors';
-
-function expectClose(what: string, got: ArrayLike<number>, want: ArrayLike<number>, rel: number, floor: number): void {
-  const r = ref.compare(got, want, floor);
-  if (!(r.worst <= rel)) throw new Error(`${what}: ${ref.describeReport(r)}`);
-  expect(r.worst).toBeLessThanOrEqual(rel);
-}
 
 /**
  * A small seeded source: episodes of `length` steps (the state reset at each start) in which

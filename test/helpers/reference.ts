@@ -5,7 +5,7 @@
 // Every function takes plain arrays or typed arrays (a Float32Array read back from a tensor
 // converts to float64 exactly) and returns a Float64Array. Matrices are row-major.
 import { Random } from '../../ts/random';
-import { CompareReport, compare as compareValues } from './compare';
+import { CompareReport, compare as compareValues, describeReport } from './compare';
 
 export type Vec = ArrayLike<number>;
 
@@ -348,4 +348,19 @@ export function adamStep(
     v[i] = beta2 * v[i] + (1 - beta2) * g * g;
     param[i] -= (lr * (m[i] / bc1)) / (Math.sqrt(v[i] / bc2) + eps);
   }
+}
+
+/**
+ * Fails, naming `what` and the worst element (index, got, want), when the relative error of
+ * `got` against `want` exceeds `tol` (errors relative to max(|want|, floor)).
+ */
+export function expectClose(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number, floor: number | Vec = 1e-6): void {
+  const r = compare(got, want, floor);
+  if (!(r.worst <= tol)) throw new Error(`${what}: ${describeReport(r)} (tolerance ${tol})`);
+  expect(r.worst).toBeLessThanOrEqual(tol);
+}
+
+/** Bit-for-bit equality, reported as expectClose reports. */
+export function expectExact(what: string, got: ArrayLike<number>, want: ArrayLike<number>): void {
+  expectClose(what, got, want, 0, 1);
 }
