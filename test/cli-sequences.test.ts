@@ -43,6 +43,10 @@ describe('recurrent run flags', () => {
       'separate',
       '--aux-weight',
       '0.5',
+      '--synth-lr',
+      '3e-5',
+      '--discount',
+      '0.25',
       '--validate-every',
       '50',
       '--patience',
@@ -67,6 +71,8 @@ describe('recurrent run flags', () => {
       seed: 4,
       streams: 'separate',
       auxWeight: 0.5,
+      synthesizerLr: 3e-5,
+      synthesizerDiscount: 0.25,
       validateEvery: 50,
       patience: 3,
       logEvery: 10,
@@ -88,7 +94,7 @@ describe('recurrent run flags', () => {
 
   test('every flag the usage lists is known', () => {
     const listed = [...sequenceUsage.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]);
-    expect(listed.length).toBe(19); // all but --help
+    expect(listed.length).toBe(21); // all but --help
     for (const flag of listed) {
       let message = '';
       try {
@@ -111,6 +117,13 @@ describe('recurrent run flags', () => {
     [['--task', 'copy', '--text', 'a', '--truncation', '3', '--steps', '5'], /--text applies to --task text only/],
     [['--task', 'copy', '--patience', '2', '--truncation', '3', '--steps', '5'], /--patience applies to --task text only/],
     [['--task', 'copy', '--streams', 'separate', '--truncation', '3', '--steps', '5'], /--streams applies to dni and dni-aux only/],
+    [['--task', 'copy', '--synth-lr', '1e-4', '--truncation', '3', '--steps', '5'], /--synth-lr applies to dni and dni-aux only/],
+    [['--task', 'copy', '--discount', '0.5', '--truncation', '3', '--steps', '5'], /--discount applies to dni and dni-aux only/],
+    [
+      ['--task', 'copy', '--method', 'dni', '--discount', '1.5', '--truncation', '3', '--steps', '5'],
+      /--discount must be in \(0, 1\], got 1.5/,
+    ],
+    [['--task', 'copy', '--method', 'dni', '--synth-lr', '0', '--truncation', '3', '--steps', '5'], /--synth-lr must be > 0, got 0/],
     [
       ['--task', 'copy', '--method', 'dni', '--aux-weight', '2', '--truncation', '3', '--steps', '5'],
       /--aux-weight applies to --method dni-aux only/,

@@ -9,7 +9,7 @@ import * as path from 'path';
 import { Adam, Linear, Random, SGD, Sequential } from '../ts';
 import { LSTMSequenceModel } from '../ts/recurrent/model';
 import { RecurrentTraining, RecurrentTrainingOptions, SymbolWindow } from '../ts/recurrent/training';
-import { trainSequences } from '../ts/recurrent/run';
+import { DEFAULT_SYNTHESIZER_LR, trainSequences } from '../ts/recurrent/run';
 import { TextCorpus } from '../ts/data/text';
 import { readCheckpoint } from '../ts/train/checkpoint';
 import * as ref from './helpers/reference';
@@ -555,6 +555,13 @@ describe('trainSequences', () => {
     await expect(trainSequences({ ...base, task: 'text' })).rejects.toThrow(/'textFile' must name a UTF-8 text file/);
     await expect(trainSequences({ ...base, textFile: 'x.txt' })).rejects.toThrow(/'textFile' is given but task 'copy'/);
     await expect(trainSequences({ ...base, synthesizerHidden: [8] })).rejects.toThrow(/'synthesizerHidden' is given but method 'bptt'/);
+    await expect(trainSequences({ ...base, synthesizerLr: 1e-4 })).rejects.toThrow(/'synthesizerLr' is given but method 'bptt'/);
+    await expect(trainSequences({ ...base, method: 'dni', synthesizerLr: 0 })).rejects.toThrow(
+      /'synthesizerLr' must be a finite number > 0, got 0/,
+    );
+    await expect(trainSequences({ ...base, method: 'dni', synthesizerDiscount: 2 })).rejects.toThrow(
+      /'synthesizerDiscount' must be a number in \(0, 1\], got 2/,
+    );
     await expect(trainSequences({ ...base, validateEvery: 5 })).rejects.toThrow(/'validateEvery' is given but task 'copy'/);
     await expect(trainSequences({ ...base, stepz: 3 } as never)).rejects.toThrow(/did you mean 'steps'/);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-recurrent-'));
@@ -570,6 +577,22 @@ describe('trainSequences', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test("synthesizerLr is the synthesizer's learning rate (default DEFAULT_SYNTHESIZER_LR), not the core's", async () => {
+    // T = 2 cuts Copy's 3-step episodes (N = 1) inside an episode, so M's targets are not all 0.
+    const bits: number[][] = [];
+    const run = async (extra: object) => {
+      const seen: number[] = [];
+      const o = { task: 'copy', method: 'dni', truncation: 2, steps: 40, hidden: 16, batch: 8, lr: 1e-2, seed: 2, logEvery: 5 } as const;
+      await trainSequences({ ...o, ...extra, onProgress: (p) => seen.push(p.bits) });
+      bits.push(seen);
+    };
+    await run({});
+    await run({ synthesizerLr: DEFAULT_SYNTHESIZER_LR });
+    await run({ synthesizerLr: 1e-2 });
+    expect(bits[1]).toEqual(bits[0]);
+    expect(bits[2]).not.toEqual(bits[0]); // the synthesizer learns at 1e-2: other synthetic gradients, other losses
   });
 
   test('a synthesizer network whose output cannot match the state [h, c]', () => {

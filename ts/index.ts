@@ -72,7 +72,7 @@ export type {
   WindowMetrics,
   SymbolWindow,
 } from './recurrent/training';
-export { trainSequences } from './recurrent/run';
+export { DEFAULT_SYNTHESIZER_LR, trainSequences } from './recurrent/run';
 export type { TrainSequencesOptions, SequenceProgress, SequenceScore, SequenceTaskName } from './recurrent/run';
 export { Synthesizer } from './dni/synthesizer';
 export type { SynthesizerOptions, Prediction } from './dni/synthesizer';

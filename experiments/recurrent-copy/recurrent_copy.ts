@@ -7,7 +7,7 @@
 //
 //   node dist/experiments/recurrent-copy/recurrent_copy.js --budget WINDOWS [--jobs 1]
 //        [--tasks copy,repeat-copy] [--truncations 2,3,4,5,8] [--methods bptt,dni,dni-aux]
-//        [--hidden 128] [--batch 64] [--lr 1e-3] [--seed 0] [--checkpoint-every 1000]
+//        [--hidden 128] [--batch 64] [--lr 1e-3] [--synth-lr 1e-4] [--discount 0.5] [--seed 0] [--checkpoint-every 1000]
 //        [--log-every 100] [--out NAME (default budget-WINDOWS)] [--label TEXT] [--mode run|table]
 //        [--readme on|off]
 // --mode table: only (re)writes the table from the files so far (runs in progress included).
@@ -19,7 +19,8 @@ import * as os from 'os';
 import * as fs from 'fs';
 import * as path from 'path';
 import { native, repeatCopyLevel } from '../../ts';
-import type { RecurrentMethod } from '../../ts/recurrent/training';
+import { DEFAULT_DISCOUNT, type RecurrentMethod } from '../../ts/recurrent/training';
+import { DEFAULT_SYNTHESIZER_LR } from '../../ts/recurrent/run';
 import { onOff, resultName } from '../../bench/flags';
 import { experimentResultsDir, projectRoot } from '../../bench/paths';
 import { fillReadme, flags, intFlag, intListFlag, listFlag, readProgress, readScore, runAll, runChild, RunSpec } from './runs';
@@ -28,7 +29,7 @@ const EXPERIMENT = 'recurrent-copy';
 const TASKS = ['copy', 'repeat-copy'] as const;
 type CopyTaskName = (typeof TASKS)[number];
 const METHODS: readonly RecurrentMethod[] = ['bptt', 'dni', 'dni-aux'];
-const KNOWN = ['--budget', '--jobs', '--tasks', '--truncations', '--methods', '--hidden', '--batch', '--lr', '--seed', '--checkpoint-every',
+const KNOWN = ['--budget', '--jobs', '--tasks', '--truncations', '--methods', '--hidden', '--batch', '--lr', '--synth-lr', '--discount', '--seed', '--checkpoint-every',
   '--log-every', '--out', '--label', '--mode', '--readme'];
 const FRACTIONS = [0.25, 0.5, 0.75, 1];
 
@@ -41,6 +42,8 @@ interface Args {
   hidden: number;
   batch: number;
   lr: number;
+  synthLr: number;
+  discount: number;
   seed: number;
   checkpointEvery: number;
   logEvery: number;
@@ -56,10 +59,14 @@ function parse(argv: string[]): Args {
   const budget = intFlag(f, '--budget', 0);
   const lr = Number(f.get('--lr') ?? '1e-3');
   if (!(lr > 0) || !Number.isFinite(lr)) throw new Error(`--lr must be a number > 0, got ${f.get('--lr')}`);
+  const synthLr = Number(f.get('--synth-lr') ?? String(DEFAULT_SYNTHESIZER_LR));
+  if (!(synthLr > 0) || !Number.isFinite(synthLr)) throw new Error(`--synth-lr must be a number > 0, got ${f.get('--synth-lr')}`);
+  const discount = Number(f.get('--discount') ?? String(DEFAULT_DISCOUNT));
+  if (!(discount > 0 && discount <= 1)) throw new Error(`--discount must be a number in (0, 1], got ${f.get('--discount')}`);
   const mode = f.get('--mode') ?? 'run';
   if (mode !== 'run' && mode !== 'table') throw new Error(`--mode must be run or table, got ${mode}`);
   return {
-    budget, jobs: intFlag(f, '--jobs', 1), lr, mode,
+    budget, jobs: intFlag(f, '--jobs', 1), lr, synthLr, discount, mode,
     tasks: listFlag(f, '--tasks', TASKS, TASKS),
     truncations: intListFlag(f, '--truncations', [2, 3, 4, 5, 8]),
     methods: listFlag(f, '--methods', METHODS, METHODS),
@@ -77,7 +84,8 @@ function specs(a: Args): RunSpec[] {
       for (const method of a.methods)
         out.push({
           id: `${task}-${method}-T${truncation}`, experiment: EXPERIMENT, name: a.out, checkpointEvery: a.checkpointEvery,
-          options: { task, method, truncation, steps: a.budget, hidden: a.hidden, batch: a.batch, lr: a.lr, seed: a.seed, logEvery: a.logEvery },
+          options: { task, method, truncation, steps: a.budget, hidden: a.hidden, batch: a.batch, lr: a.lr,
+          ...(method === 'bptt' ? {} : { synthesizerLr: a.synthLr, synthesizerDiscount: a.discount }), seed: a.seed, logEvery: a.logEvery },
         });
   return out;
 }
@@ -167,8 +175,8 @@ async function main(): Promise<void> {
     `# Copy and Repeat Copy: truncated BPTT, DNI and DNI + Aux (${a.out})`, '',
     ...(a.label ? [`**${a.label}**`, ''] : []),
     `Command: \`node dist/experiments/recurrent-copy/recurrent_copy.js ${argv.map((x) => (/\s/.test(x) ? JSON.stringify(x) : x)).join(' ')}\`; table written ${new Date().toISOString()} ` +
-      `(this invocation started ${started}). Budget ${a.budget} windows per run; LSTM ${a.hidden}, batch ${a.batch}, Adam lr ${a.lr} (core and ` +
-      `synthesizer), linear synthesizer on [h, c], one of 8 symbols per item (softmax), state reset between sequences, curriculum 0.15 bits ` +
+      `(this invocation started ${started}). Budget ${a.budget} windows per run; LSTM ${a.hidden}, batch ${a.batch}, Adam lr ${a.lr} (core; synthesizer ` +
+      `${a.synthLr}), linear synthesizer on [h, c] with discount γ = ${a.discount}, one of 8 symbols per item (softmax), state reset between sequences, curriculum 0.15 bits ` +
       `over the last 10 windows; seed ${a.seed}. Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ` +
       `${native.threads()} synthgrad threads per run, ${a.jobs} run(s) at once; load average ${loadStart.join(' / ')} at the start (shared machine).`,
     ...(failed.length ? ['', `Failed runs (see their .txt logs): ${failed.join(', ')}.`] : []), '',

@@ -22,7 +22,9 @@ export const sequenceUsage = `usage: npm start -- --task copy|repeat-copy|text [
                                  folger-shakespeare-library.txt, with npm's dev dependencies)
   --hidden 128                   LSTM units
   --batch-size 64                parallel sequences
-  --lr 1e-3                      Adam's learning rate (LSTM, read-out and synthesizer)
+  --lr 1e-3                      Adam's learning rate (LSTM and read-out)
+  --synth-lr 1e-4                DNI: Adam's learning rate of the synthesizer
+  --discount 0.5                 DNI: the bootstrap discount γ in (0, 1] of the synthetic gradient
   --seed 0
   --device cpu|cuda:0            default: the best device present
   --streams single|separate      DNI: the synthesizer's regression on the LSTM's stream or its own
@@ -44,6 +46,8 @@ export interface SequenceOptions {
   hidden: number;
   batchSize: number;
   lr: number;
+  synthLr?: number;
+  discount?: number;
   seed: number;
   device?: string;
   streams: 'single' | 'separate';
@@ -67,6 +71,8 @@ const flags: FlagSpec = {
   hidden: 'value',
   'batch-size': 'value',
   lr: 'value',
+  'synth-lr': 'value',
+  discount: 'value',
   seed: 'value',
   device: 'value',
   streams: 'value',
@@ -146,6 +152,18 @@ export function parseSequenceArgs(argv: readonly string[]): SequenceOptions {
         o.lr = v;
         break;
       }
+      case '--synth-lr': {
+        const v = numberFlag(flag, value);
+        if (!(v > 0)) throw error('ERR_SYNTHGRAD_CLI', `--synth-lr must be > 0, got ${v}`);
+        o.synthLr = v;
+        break;
+      }
+      case '--discount': {
+        const v = numberFlag(flag, value);
+        if (!(v > 0 && v <= 1)) throw error('ERR_SYNTHGRAD_CLI', `--discount must be in (0, 1], got ${v}`);
+        o.discount = v;
+        break;
+      }
       case '--seed': {
         const v = numberFlag(flag, value);
         if (!Number.isInteger(v)) throw error('ERR_SYNTHGRAD_CLI', `--seed must be an integer, got ${v}`);
@@ -199,8 +217,10 @@ export function parseSequenceArgs(argv: readonly string[]): SequenceOptions {
     const textOnly = ['--text', '--validate-every', '--patience'].find((f) => given.has(f));
     if (textOnly) throw error('ERR_SYNTHGRAD_CLI', `${textOnly} applies to --task text only`);
   }
-  if (o.method === 'bptt' && given.has('--streams'))
-    throw error('ERR_SYNTHGRAD_CLI', '--streams applies to dni and dni-aux only (bptt has no synthesizer)');
+  if (o.method === 'bptt') {
+    const dniOnly = ['--streams', '--synth-lr', '--discount'].find((f) => given.has(f));
+    if (dniOnly) throw error('ERR_SYNTHGRAD_CLI', `${dniOnly} applies to dni and dni-aux only (bptt has no synthesizer)`);
+  }
   if (o.method !== 'dni-aux' && given.has('--aux-weight'))
     throw error('ERR_SYNTHGRAD_CLI', '--aux-weight applies to --method dni-aux only');
   if (given.has('--save-every') && o.checkpoint === undefined) throw error('ERR_SYNTHGRAD_CLI', '--save-every needs --checkpoint FILE');
@@ -223,6 +243,8 @@ export function sequenceRunOptions(o: SequenceOptions): TrainSequencesOptions {
     logEvery: o.logEvery,
     ...(o.text !== undefined ? { textFile: o.text } : {}),
     ...(o.auxWeight !== undefined ? { auxWeight: o.auxWeight } : {}),
+    ...(o.synthLr !== undefined ? { synthesizerLr: o.synthLr } : {}),
+    ...(o.discount !== undefined ? { synthesizerDiscount: o.discount } : {}),
     ...(o.validateEvery !== undefined ? { validateEvery: o.validateEvery } : {}),
     ...(o.patience !== undefined ? { patience: o.patience } : {}),
     ...(o.checkpoint !== undefined ? { checkpoint: { path: o.checkpoint, every: o.saveEvery } } : {}),

@@ -59,6 +59,8 @@ export interface TrainSequencesOptions {
   synthesizerHidden?: number[];
   /** DNI's bootstrap discount γ in (0, 1] (RecurrentSynthesizerOptions.discount); default DEFAULT_DISCOUNT */
   synthesizerDiscount?: number;
+  /** DNI: Adam's learning rate of the synthesizer; default DEFAULT_SYNTHESIZER_LR */
+  synthesizerLr?: number;
   /** DNI + Aux: the auxiliary loss's weight; default 1 */
   auxWeight?: number;
   /** M's regression on a stream of its own; default 'single' */
@@ -124,6 +126,7 @@ const CONFIG_KEYS = [
   'newlines',
   'synthesizerHidden',
   'synthesizerDiscount',
+  'synthesizerLr',
   'auxWeight',
   'validateEvery',
   'patience',
@@ -132,6 +135,14 @@ const CONFIG_KEYS = [
 const OPTIONS = [...CONFIG_KEYS, 'steps', 'streams', 'logEvery', 'checkpoint', 'signal', 'device', 'onProgress'];
 
 const OWNER = 'trainSequences';
+
+/**
+ * The synthesizer's default Adam learning rate: ten times below the core's default, because
+ * Adam's steps do not scale with the regression targets (per-example gradients of order 1e-1),
+ * and at 1e-3 the zero-initialised M overshoots by an order of magnitude in its first windows
+ * while the core follows it (experiments/char-lm/README.md, "The synthesizer's learning rate").
+ */
+export const DEFAULT_SYNTHESIZER_LR = 1e-4;
 
 function positive(name: string, v: unknown, fallback?: number): number {
   if (v === undefined && fallback !== undefined) return fallback;
@@ -183,6 +194,15 @@ function resolve(options: TrainSequencesOptions) {
   } else if (method !== 'bptt') {
     synthesizerDiscount = DEFAULT_DISCOUNT;
   }
+  let synthesizerLr: number | undefined;
+  if (options.synthesizerLr !== undefined) {
+    if (method === 'bptt') throw rangeError(`${OWNER}: 'synthesizerLr' is given but method 'bptt' uses no synthesizer`);
+    synthesizerLr = numberOption(OWNER, 'synthesizerLr', options.synthesizerLr, DEFAULT_SYNTHESIZER_LR);
+    if (!(synthesizerLr > 0) || !Number.isFinite(synthesizerLr))
+      throw rangeError(`${OWNER}: 'synthesizerLr' must be a finite number > 0, got ${synthesizerLr}`);
+  } else if (method !== 'bptt') {
+    synthesizerLr = DEFAULT_SYNTHESIZER_LR;
+  }
   const auxWeight = options.auxWeight;
   if (auxWeight !== undefined && method !== 'dni-aux')
     throw rangeError(`${OWNER}: 'auxWeight' is given but method '${method}' has no auxiliary loss`);
@@ -223,6 +243,7 @@ function resolve(options: TrainSequencesOptions) {
     newlines,
     synthesizerHidden,
     synthesizerDiscount,
+    synthesizerLr,
     auxWeight,
     streams,
     validateEvery,
@@ -277,7 +298,15 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
     device: o.device,
     seed: o.seed,
     streams: o.streams,
-    ...(o.method === 'bptt' ? {} : { synthesizer: { hidden: o.synthesizerHidden ?? [], discount: o.synthesizerDiscount } }),
+    ...(o.method === 'bptt'
+      ? {}
+      : {
+          synthesizer: {
+            hidden: o.synthesizerHidden ?? [],
+            discount: o.synthesizerDiscount,
+            optimizer: () => new Adam({ lr: o.synthesizerLr! }),
+          },
+        }),
     ...(o.auxWeight !== undefined ? { auxWeight: o.auxWeight } : {}),
   });
   // The text task's weights at its best validation (restored for the test split).
