@@ -2,7 +2,11 @@
 // computation (the synthetic gradient entering A's message steps, M's regression onto the true
 // ∂L_B/∂m, the gradient through the messages against finite differences of the summed loss, both
 // cores' updates), 'none' updating A exactly as training A alone does, the two-timescale task's
-// targets and resumption, a learning check (B's gradient into A matters), and errors.
+// targets and resumption, a learning check (B's gradient into A matters), checkpoints that
+// resume a run bit for bit, and errors.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { Adam, Linear, Parameter, Random, SGD, Sequential, Tensor } from '../ts';
 import { LSTMSequenceModel } from '../ts/recurrent/model';
 import { RecurrentTraining } from '../ts/recurrent/training';
@@ -339,6 +343,74 @@ describe('learning', () => {
     expect(bptt.slowBits).toBeLessThan(0.5 * none.slowBits);
     expect(bptt.slowAccuracy).toBeGreaterThan(none.slowAccuracy + 0.2);
     expect(dni.slowBits).toBeLessThan(0.85 * none.slowBits);
+  });
+});
+
+describe('checkpoints', () => {
+  async function weightsOf(tr: MultiTimescaleTraining): Promise<Float32Array[]> {
+    await tr.synchronize();
+    const tensors = [
+      ...tr.fast.parameters().map((p) => p.value),
+      ...tr.slow.parameters().map((p) => p.value),
+      ...(tr.synthesizer?.network.stateTensors() ?? []),
+      tr.state!.fast.h,
+      tr.state!.fast.c,
+      tr.state!.slow.h,
+      tr.state!.slow.c,
+    ];
+    return Promise.all(tensors.map((t) => t.readFloat32()));
+  }
+
+  test.each(['bptt', 'dni', 'none'] as const)('%s: a run resumed from a checkpoint continues bit for bit', async (method) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-multiscale-'));
+    try {
+      const file = path.join(dir, 'run.ckpt');
+      const task = () => new MultiTimescaleCountTask({ batch: 3, period: 2, blocks: 2, seed: 12 });
+      const straight = trainer(method);
+      const source = task();
+      for (let i = 0; i < 6; i++) await straight.step(source.nextWindow(4));
+      const want = await weightsOf(straight);
+
+      const first = trainer(method);
+      const source1 = task();
+      for (let i = 0; i < 3; i++) await first.step(source1.nextWindow(4));
+      await first.save(file, { source: source1.state() });
+      first.dispose();
+
+      const resumed = trainer(method, { seed: 77 }); // other initial weights: all of them come from the file
+      const host = (await resumed.load(file)) as { source: unknown };
+      const source2 = new MultiTimescaleCountTask({ batch: 3, period: 2, blocks: 2, seed: 1 });
+      source2.restore(host.source);
+      expect(resumed.windows).toBe(3);
+      for (let i = 0; i < 3; i++) await resumed.step(source2.nextWindow(4));
+      expect(await weightsOf(resumed)).toEqual(want);
+      straight.dispose();
+      resumed.dispose();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a checkpoint of another method, period or kind is refused', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-multiscale-'));
+    try {
+      const file = path.join(dir, 'run.ckpt');
+      const tr = trainer('bptt');
+      await tr.step(new MultiTimescaleCountTask({ batch: 2, period: 2 }).nextWindow(4));
+      await tr.save(file);
+      const other = trainer('dni');
+      await expect(other.load(file)).rejects.toThrow(/method 'bptt', this trainer uses 'dni'/);
+      const slower = trainer('bptt', { period: 4 });
+      await expect(slower.load(file)).rejects.toThrow(/period 2, this trainer has 4/);
+      const recurrent = new RecurrentTraining(new LSTMSequenceModel({ inputSymbols: 2, outputs: 2, hidden: 8 }), {
+        optimizer: () => new SGD({ lr: 0.1 }),
+      });
+      await recurrent.save(path.join(dir, 'recurrent.ckpt'));
+      await expect(tr.load(path.join(dir, 'recurrent.ckpt'))).rejects.toThrow(/not a multi-timescale training checkpoint/);
+      for (const t of [tr, other, slower, recurrent]) t.dispose();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -28,7 +28,7 @@
 // state): B learns only from the ticks inside a window, so a slow target that needs B to
 // remember more ticks than a window holds cannot be learned here (the task's `blocks` stays
 // within T/k). One stream: the unlock shows in the order of the enqueued work, not as
-// concurrency. No checkpoints (yet).
+// concurrency. save()/load() resume a run bit for bit (as ./training.ts).
 import { checkOptions, describe, numberOption, positiveInt } from '../check';
 import { Device } from '../device';
 import { Synthesizer } from '../dni/synthesizer';
@@ -40,6 +40,7 @@ import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
+import { LoadedCheckpoint, NamedTensor, readCheckpoint, restoreTensors, writeCheckpoint } from '../train/checkpoint';
 import { checkSequenceWindow } from '../data/sequences';
 import type { MultiTimescaleWindow } from '../data/multiscale';
 import { LSTMSequenceModel, uploadWindow } from './model';
@@ -483,6 +484,90 @@ export class MultiTimescaleTraining {
       fastScored: total.fastScored,
       slowScored: total.slowScored,
     };
+  }
+
+  /** Every tensor a checkpoint holds, by name: both cores' weights, the optimizers' state, M, the carried states. */
+  private namedTensors(): NamedTensor[] {
+    const out: NamedTensor[] = [];
+    const fast = this.fast.parameters();
+    const slow = this.slow.parameters();
+    fast.forEach((p, i) => out.push({ name: `fast.${i}`, tensor: p.value }));
+    slow.forEach((p, i) => out.push({ name: `slow.${i}`, tensor: p.value }));
+    this.fastOptimizer.stateTensors(fast).forEach((tensor, i) => out.push({ name: `fast.optimizer.${i}`, tensor }));
+    this.slowOptimizer.stateTensors(slow).forEach((tensor, i) => out.push({ name: `slow.optimizer.${i}`, tensor }));
+    const synth = this.synthesizer;
+    if (synth) {
+      synth.network.stateTensors().forEach((tensor, i) => out.push({ name: `synthesizer.${i}`, tensor }));
+      synth.optimizer!.stateTensors(synth.parameters()).forEach((tensor, i) => out.push({ name: `synthesizer.optimizer.${i}`, tensor }));
+    }
+    for (const [name, state] of [
+      ['fast', this.fastState],
+      ['slow', this.slowState],
+    ] as const)
+      if (state) {
+        out.push({ name: `state.${name}.h`, tensor: state.h });
+        out.push({ name: `state.${name}.c`, tensor: state.c });
+      }
+    return out;
+  }
+
+  /**
+   * Saves the run: weights, optimizer states, M, the carried states, the window and step
+   * counts, and `host` (JSON: e.g. the task's state()). Waits for the enqueued work.
+   */
+  async save(path: string, host: unknown = null): Promise<void> {
+    const record = {
+      kind: 'multi-timescale',
+      method: this.method,
+      period: this.period,
+      fastHidden: this.fast.hidden,
+      slowHidden: this.slow.hidden,
+      windows: this.windows,
+      rng: this.rng.state(),
+      fastSteps: this.fastOptimizer.steps,
+      slowSteps: this.slowOptimizer.steps,
+      synthesizerSteps: this.synthesizer?.optimizer?.steps ?? null,
+      host,
+    };
+    await writeCheckpoint(path, this.namedTensors(), record, this.stream);
+  }
+
+  /** Restores a run saved by save() into this trainer (same cores, method and period); returns its `host`. */
+  async load(path: string): Promise<unknown> {
+    const loaded: LoadedCheckpoint = await readCheckpoint(path);
+    const r = (loaded.host ?? {}) as Record<string, unknown>;
+    const bad = (why: string) => error('ERR_SYNTHGRAD_CHECKPOINT', `MultiTimescaleTraining.load: ${path} ${why}`);
+    if (r.kind !== 'multi-timescale') throw bad('is not a multi-timescale training checkpoint');
+    if (r.method !== this.method) throw bad(`was saved with method '${String(r.method)}', this trainer uses '${this.method}'`);
+    if (r.period !== this.period) throw bad(`was saved with period ${String(r.period)}, this trainer has ${this.period}`);
+    const count = (v: unknown, what: string) => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw bad(`has no valid '${what}' (got ${JSON.stringify(v)})`);
+      return v;
+    };
+    const windows = count(r.windows, 'windows');
+    const fastSteps = count(r.fastSteps, 'fastSteps');
+    const slowSteps = count(r.slowSteps, 'slowSteps');
+    const synthSteps = this.synthesizer ? count(r.synthesizerSteps, 'synthesizerSteps') : 0;
+    this.resetState();
+    const zeros = (name: string): LSTMState | undefined => {
+      const h = loaded.tensors.get(`state.${name}.h`);
+      const c = loaded.tensors.get(`state.${name}.c`);
+      return h && c ? { h: Tensor.zeros(h.shape, { device: this.device }), c: Tensor.zeros(c.shape, { device: this.device }) } : undefined;
+    };
+    this.fastState = zeros('fast');
+    this.slowState = zeros('slow');
+    try {
+      await restoreTensors(loaded, this.namedTensors(), this.stream);
+    } catch (e) {
+      this.resetState();
+      throw e;
+    }
+    this.rng.restore(r.rng as number[]);
+    this.windows = windows;
+    this.fastOptimizer.steps = fastSteps;
+    this.slowOptimizer.steps = slowSteps;
+    if (this.synthesizer) this.synthesizer.optimizer!.steps = synthSteps;
+    return r.host;
   }
 
   /** Waits for all enqueued work. */
