@@ -300,7 +300,7 @@ export class MultiTimescaleTraining {
     let slow = 0;
     for (let i = 0; i < n; i++) {
       if (slowTargets[i] === -1) continue;
-      if (!Number.isInteger(slowTargets[i]) || slowTargets[i] < 0 || slowTargets[i] >= this.slow.outputs)
+      if (slowTargets[i] < 0 || slowTargets[i] >= this.slow.outputs)
         throw rangeError(
           `${owner}: 'window.slowTargets[${i}]' (tick ${Math.floor(i / batch)}, row ${i % batch}) is ${slowTargets[i]}, outside B's outputs [0, ${this.slow.outputs}) and not -1`,
         );
