@@ -73,6 +73,16 @@ export type {
   SymbolWindow,
 } from './recurrent/training';
 export { DEFAULT_SYNTHESIZER_LR, trainSequences } from './recurrent/run';
+export { MultiTimescaleTraining, SlowCore, MultiTimescaleCountTask } from './recurrent/multiscale';
+export type {
+  MultiTimescaleMethod,
+  MultiTimescaleOptions,
+  SlowCoreOptions,
+  MultiTimescaleMetrics,
+  MultiTimescaleEvaluation,
+  MultiTimescaleWindow,
+  MultiTimescaleCountOptions,
+} from './recurrent/multiscale';
 export type { TrainSequencesOptions, SequenceProgress, SequenceScore, SequenceTaskName } from './recurrent/run';
 export { Synthesizer } from './dni/synthesizer';
 export type { SynthesizerOptions, Prediction } from './dni/synthesizer';
