@@ -324,6 +324,36 @@ describe('a model a method does not cover is an error naming the problem, before
   });
 });
 
+describe('graph capture', () => {
+  test.each(['fa', 'dfa', 'kickback'])('%s: captured steps give the same weights as uncaptured ones', async (method) => {
+    const rng = new Random(41);
+    const regression = method === 'kickback';
+    const rows = 48;
+    const x = ref.randomArray(rng, rows * 3);
+    const data = regression
+      ? new Dataset('d', x, ref.randomArray(rng, rows), 3, 1)
+      : new Dataset('d', x, ref.randomLabels(rng, rows, 2), 3, 2);
+    const run = async (graph: boolean) => {
+      const model =
+        method === 'kickback'
+          ? kickback(new Sequential([new Linear(3, 5), new ReLU(), new Linear(5, 4), new ReLU(), new Linear(4, 1)]))
+          : feedbackAlignment(mlp(3, [5, 4], 2), { direct: method === 'dfa' });
+      const trainer = new Trainer(model, {
+        device: cpu,
+        optimizer: () => new Adam({ lr: 0.01 }),
+        seed: 1,
+        ...(regression ? { loss: 'mse' as const } : {}),
+      });
+      await trainer.fit(data, { steps: 5, batchSize: 16, graph });
+      const w = await weights(trainer);
+      trainer.dispose();
+      return w;
+    };
+    const [plain, captured] = [await run(false), await run(true)];
+    captured.forEach((w, i) => ref.expectExact(`parameter ${i}`, w, plain[i]));
+  });
+});
+
 describe('a short seeded run on a tiny problem: the loss falls', () => {
   // Two classes (and a regression target) from the sign of a fixed direction of the inputs.
   const rows = 64;
