@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import {
+  BatchNorm1d,
   Dataset,
   Device,
   FeedbackAlignmentNetwork,
@@ -321,6 +322,26 @@ describe('a model a method does not cover is an error naming the problem, before
     expect(() => new Trainer(net, { device: cpu, optimizer: new SGD({ lr }) })).toThrow(
       /kickback: the loss must be 'mse', got softmax-cross-entropy/,
     );
+  });
+});
+
+describe('layers before the first Linear', () => {
+  test.each([false, true])('direct %s: a leading BatchNorm1d gets an error and is trained', async (direct) => {
+    const rng = new Random(51);
+    const net = feedbackAlignment(new Sequential([new BatchNorm1d(3), new Linear(3, 4), new ReLU(), new Linear(4, 2)]), { direct });
+    // DFA: the leading BatchNorm joins the first block; FA: the first Linear sends dy·B down to it.
+    if (direct)
+      expect(net.blocks).toEqual([
+        { start: 0, end: 3, width: 4 },
+        { start: 3, end: 4, width: 2 },
+      ]);
+    else expect([...net.feedback.keys()]).toEqual([]); // drawn at initialize()
+    const trainer = new Trainer(net, { device: cpu, optimizer: new SGD({ lr }), seed: 2 });
+    expect([...net.feedback.keys()]).toEqual(direct ? [0] : [1, 3]);
+    const { before, after } = await oneStep(trainer, batch(rng, 3, 2, 'classification'));
+    // gamma (parameter 0) moves: an error reached the BatchNorm.
+    expect(ref.maxAbs(after[0].map((v, i) => v - before[0][i]))).toBeGreaterThan(1e-6);
+    trainer.dispose();
   });
 });
 
