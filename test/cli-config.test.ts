@@ -4,7 +4,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, DecoupledNetwork, Linear, Optimizer, SGD, Sequential, Trainer } from '../ts';
+import { Adam, DecoupledNetwork, FeedbackAlignmentNetwork, Linear, Optimizer, SGD, Sequential, Trainer } from '../ts';
 import { configure } from '../ts/cli/configure';
 import { parseArgs } from '../ts/cli/options';
 
@@ -34,6 +34,33 @@ describe('every npm start flag reaches what it configures', () => {
     expect(decoupled('--method dni').synthesizers.map((s) => s.conditioned)).toEqual([false, false, false]);
     expect(decoupled('--method cdni').synthesizers.map((s) => s.conditioned)).toEqual([true, true, true]);
     expect(decoupled('--method cdni').synthesizers[0].inputs).toBe(256 + 10);
+  });
+
+  test('--method fa and dfa wrap the MLP for feedback alignment; their matrices come from --seed', async () => {
+    for (const [method, direct] of [
+      ['fa', false],
+      ['dfa', true],
+    ] as const) {
+      const c = cli(`--method ${method} --hidden 32,16 --seed 4`);
+      expect(c.model).toBeInstanceOf(FeedbackAlignmentNetwork);
+      const net = c.model as FeedbackAlignmentNetwork;
+      expect(net.direct).toBe(direct);
+      expect(net.seed).toBeUndefined(); // drawn from the Trainer's seed, i.e. --seed
+      expect(net.layers.filter((l) => l instanceof Linear).map((l) => (l as Linear).outFeatures)).toEqual([32, 16, 10]);
+      expect(c.decoupled).toBe(false);
+      expect(c.fit.diagnoseEvery).toBeUndefined();
+      expect(c.trainer.seed).toBe(4);
+    }
+    // A method without synthesizers refuses their flags, naming the flag and the method.
+    expect(() => cli('--method fa --at 2')).toThrow(/--at applies to dni and cdni only \(--method fa has no synthesizers\)/);
+    expect(() => cli('--method dfa --synth-lr 1e-3')).toThrow(
+      /--synth-lr applies to dni and cdni only \(--method dfa has no synthesizers\)/,
+    );
+    expect(() => cli('--method dfa --diagnose-every 5')).toThrow(/--diagnose-every applies to dni and cdni only/);
+    // SGD needs no synthesizer learning rate where there are no synthesizers.
+    expect(cli('--method fa --optimizer sgd --lr 0.01').model).toBeInstanceOf(FeedbackAlignmentNetwork);
+    // Kickback covers scalar regression only: MNIST's 10 classes are refused, saying why.
+    expect(() => cli('--method kickback')).toThrow(/--method kickback: .* single output .* MNIST is a 10-class classification task/);
   });
 
   test('--hidden sets the layer widths', () => {
@@ -140,6 +167,23 @@ describe("the CLI's --checkpoint", () => {
     return { status: r.status, out: `${r.stdout}${r.stderr}` };
   };
   const common = '--method cdni --hidden 16,16 --batch-size 200 --epochs 1 --seed 3';
+
+  test('--method dfa and fa train a few steps; an fa run resumes exactly, with the same fixed matrices', () => {
+    const small = '--hidden 16,16 --batch-size 200 --epochs 1 --seed 3';
+    const dfa = run(`--method dfa ${small} --steps 3`);
+    expect(dfa.status).toBe(0);
+    expect(dfa.out).toMatch(/784-16-16-10, BatchNorm \+ ReLU, dfa/);
+    expect(dfa.out).toMatch(/final test accuracy: \S+%/);
+    const file = path.join(dir, 'fa.ckpt');
+    expect(run(`--method fa ${small} --steps 2 --checkpoint ${file}`).status).toBe(0);
+    // --json: the final record carries the test loss in full, which any difference in the matrices would change.
+    const resumed = run(`--method fa ${small} --steps 4 --checkpoint ${file} --json`);
+    const straight = run(`--method fa ${small} --steps 4 --json`);
+    const final = (out: string) =>
+      JSON.parse(out.trim().split('\n').pop()!) as { type: string; loss: number; steps: number; resumedFrom?: number };
+    expect(final(resumed.out)).toMatchObject({ type: 'final', steps: 4, resumedFrom: 2 });
+    expect(final(resumed.out).loss).toBe(final(straight.out).loss);
+  });
 
   test('resumes a run where it stopped: 2 + 2 steps end where 4 steps do, and other options are refused', () => {
     const file = path.join(dir, 'run.ckpt');

@@ -3,6 +3,7 @@
 // that a test can check that every flag reaches what it configures.
 import { Device } from '../device';
 import { decouple, UpdateSchedule } from '../dni/network';
+import { feedbackAlignment } from '../methods/feedback-alignment';
 import { mlp } from '../models';
 import { Module } from '../nn/module';
 import { Adam, learningRateSchedules } from '../optim/optimizers';
@@ -58,7 +59,7 @@ export function deviceOf(o: Options): Device {
 export function configure(o: Options, trainCount: number, plannedDecaySteps?: number[]): Configured {
   const device = deviceOf(o);
   const mlpModel = mlp(784, o.hidden, 10);
-  const decoupled = o.method !== 'backprop';
+  const decoupled = o.method === 'dni' || o.method === 'cdni';
   const schedule: UpdateSchedule =
     o.pipeline > 0 ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate } : { kind: 'lockstep', pUpdate: o.pUpdate };
   const stepsPerEpoch = Math.ceil(trainCount / o.batchSize);
@@ -80,7 +81,9 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
         schedule,
         streams: o.streams,
       })
-    : mlpModel;
+    : o.method === 'fa' || o.method === 'dfa'
+      ? feedbackAlignment(mlpModel, { direct: o.method === 'dfa' }) // fixed matrices from --seed
+      : mlpModel;
   return {
     model,
     decoupled,

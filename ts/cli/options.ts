@@ -24,7 +24,10 @@ export function optimizerName(kind: OptimizerKind): string {
 }
 
 export const usage = `usage: npm start -- [options]
-  --method backprop|dni|cdni   training method (default backprop)
+  --method backprop|dni|cdni|fa|dfa
+                               training method (default backprop); fa, dfa: feedback alignment and
+                               direct feedback alignment (docs/methods/); kickback is refused here:
+                               it is defined for scalar regression, not 10-class MNIST
   --epochs 10                  epochs over the 60,000 training images
   --steps N                    stop after N steps (default: when the epochs are done)
   --batch-size 256
@@ -55,8 +58,12 @@ export const usage = `usage: npm start -- [options]
   --json                       print JSON Lines: step records (every 10 steps), epoch records, a final one
 Recurrent runs (Copy, Repeat Copy, a character language model): npm start -- --task copy --help`;
 
+/** `--method`: backprop, DNI/cDNI (synthesizers), or a method they are compared with (ts/methods/). */
+export type Method = 'backprop' | 'dni' | 'cdni' | 'fa' | 'dfa';
+const methods: readonly string[] = ['backprop', 'dni', 'cdni', 'fa', 'dfa'];
+
 export interface Options {
-  method: 'backprop' | 'dni' | 'cdni';
+  method: Method;
   at: 'every-activation' | 'every-layer' | number[];
   steps?: number;
   pUpdate: number;
@@ -120,7 +127,7 @@ const switches = new Map<string, 'graph' | 'center' | 'maskInactive' | 'quiet' |
   ['--help', 'help'],
 ]);
 
-/** Flags that configure synthesizers or their schedule: an error with --method backprop. */
+/** Flags that configure synthesizers or their schedule: an error with a method that has none. */
 const decoupledOnly = ['--at', '--p-update', '--pipeline', '--streams', '--diagnose-every', '--center', '--mask-inactive', '--synth-lr'];
 
 /** `--at`'s value: a named cut or 0-based layer indices. */
@@ -211,9 +218,17 @@ export function parseArgs(argv: readonly string[]): Options {
         o.logDir = value;
         break;
       case '--method':
-        if (value !== 'backprop' && value !== 'dni' && value !== 'cdni')
-          throw error('ERR_SYNTHGRAD_CLI', `--method must be backprop, dni or cdni, got '${value ?? ''}'`);
-        o.method = value;
+        // Named, so that the issue's `--method kickback` gets the reason rather than "unknown".
+        if (value === 'kickback')
+          throw error(
+            'ERR_SYNTHGRAD_CLI',
+            '--method kickback: Kickback (Balduzzi et al. 2015) broadcasts one scalar error, so it is defined for ' +
+              'rectifier networks with a single output trained by squared error (regression); MNIST is a 10-class ' +
+              'classification task: use kickback() from the library on a regression task (docs/methods/kickback.md)',
+          );
+        if (!methods.includes(value ?? ''))
+          throw error('ERR_SYNTHGRAD_CLI', `--method must be backprop, dni, cdni, fa or dfa, got '${value ?? ''}'`);
+        o.method = value as Method;
         break;
       case '--optimizer':
         o.optimizer = optimizerKind(flag, value);
@@ -236,10 +251,11 @@ export function parseArgs(argv: readonly string[]): Options {
   }
   if (o.saveEvery !== undefined && o.checkpoint === undefined) throw error('ERR_SYNTHGRAD_CLI', '--save-every needs --checkpoint FILE');
   if (o.quiet && o.json) throw error('ERR_SYNTHGRAD_CLI', '--quiet and --json: choose one (--json prints no text lines either)');
-  const misplaced = o.method === 'backprop' ? decoupledOnly.find((f) => given.has(f)) : undefined;
-  if (misplaced) throw error('ERR_SYNTHGRAD_CLI', `${misplaced} applies to dni and cdni only (--method backprop has no synthesizers)`);
+  const synthesizers = o.method === 'dni' || o.method === 'cdni';
+  const misplaced = synthesizers ? undefined : decoupledOnly.find((f) => given.has(f));
+  if (misplaced) throw error('ERR_SYNTHGRAD_CLI', `${misplaced} applies to dni and cdni only (--method ${o.method} has no synthesizers)`);
   // SGD's step is in proportion to the gradient, Adam's is not: one learning rate cannot serve both.
-  if (o.optimizer === 'sgd' && o.method !== 'backprop' && o.synthLr === undefined) {
+  if (o.optimizer === 'sgd' && synthesizers && o.synthLr === undefined) {
     throw error('ERR_SYNTHGRAD_CLI', '--optimizer sgd with dni or cdni needs --synth-lr (the synthesizers keep Adam)');
   }
   return o;
