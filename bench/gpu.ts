@@ -12,17 +12,33 @@
 //   (d) what fit() does: Trainer.fit on host data, so every step gathers a batch on the host
 //       and uploads it (the rows of (a) train on one resident batch), with onStep reading
 //       every loss; backprop and cDNI, with and without graph capture.
+//   (e) recurrent training (ts/recurrent/training.ts, the Copy task's model: one-hot input of 10
+//       symbols, LSTM 128 or 512, batch 64 or 256, T = 5, Adam): time per window of truncated
+//       BPTT, DNI and DNI + Aux (M on the trainer's stream and on its own, 'separate'), each
+//       window's batch uploaded from the host and its loss read, timed two ways: every window
+//       awaited before the next is enqueued (the Copy task's curriculum needs each loss first)
+//       and one window enqueued ahead of the awaited one (what trainSequences does on text);
+//       against PyTorch's nn.LSTM (cuDNN) training window on the same GPU
+//       (bench/reference/torch_lstm_window.py: BPTT, Adam, loss.item() per window) and the bare
+//       forward + backward of each side's LSTM layer.
 // Prints the tables with ratios and writes bench/results/gpu.{json,md} after every part (a
 // later part that fails or runs out of time leaves the earlier ones written). Exits 2 without
 // a CUDA device.
 //
-//   npm run bench:gpu     (node dist/bench/gpu.js [--steps 300] [--warmup 30] [--sizes 256,...] [--skip-torch] [--skip-gemm])
+//   npm run bench:gpu     (node dist/bench/gpu.js [--steps 300] [--warmup 30] [--sizes 256,...] [--skip-torch] [--skip-gemm]
+//                          [--parts steps,fit,gemm,recurrent] [--merge] [--windows 200])
 //   node dist/bench/gpu.js --device cpu --steps 5 --sizes 256   a dry run of the script without a GPU
+// --parts runs only some parts ((a)+(b) are 'steps'); --merge keeps the other parts' rows from
+// the existing bench/results/gpu.json (scripts/gpu-run.sh runs 'recurrent' as a second process
+// with a timeout of its own). --windows: recurrent windows timed per configuration.
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Dataset, Device, Module, Random, Trainer, decouple, mlp, native } from '../ts';
+import { Adam, Arena, CopyTask, Dataset, Device, LSTM, Module, Random, Stream, Tensor, Trainer, decouple, mlp, native } from '../ts';
+import type { StepContext } from '../ts/nn/module';
+import { LSTMSequenceModel } from '../ts/recurrent/model';
+import { RecurrentMethod, RecurrentTraining, WindowMetrics } from '../ts/recurrent/training';
 import { benchFlags, numberFlag } from './flags';
 import { cudaUnavailableReason } from '../ts/build-info';
 import { projectRoot as root, resultsDir } from './paths';
@@ -87,6 +103,115 @@ async function fitStepMs(device: Device, method: 'backprop' | 'cdni', graph: boo
     return (Date.now() - (t0 || t)) / (t0 ? steps : warmup + steps);
   } finally {
     trainer.dispose();
+  }
+}
+
+interface RnnRow {
+  method: RecurrentMethod;
+  streams: 'single' | 'separate';
+  batch: number;
+  hidden: number;
+  windows: number;
+  /** every window awaited before the next is enqueued */
+  msPerWindow: number;
+  /** one window enqueued ahead of the one awaited */
+  msPerWindowAhead: number;
+  /** the bare LSTM layer's forward + backward over the window (the 'bptt' rows only) */
+  lstmMs?: number;
+  torchWindowMs?: number | null;
+  torchLstmMs?: number | null;
+  torchNote?: string;
+}
+
+const rnnShapes: [number, number][] = [
+  [64, 128],
+  [256, 128],
+  [64, 512],
+  [256, 512],
+];
+const rnnConfigs: [RecurrentMethod, 'single' | 'separate'][] = [
+  ['bptt', 'single'],
+  ['dni', 'single'],
+  ['dni', 'separate'],
+  ['dni-aux', 'separate'],
+];
+const rnnSteps = 5;
+
+/**
+ * Milliseconds per recurrent training window (Copy task windows, level 3, made beforehand): each
+ * window's batch is uploaded and its loss read, as trainSequences does. `ahead`: the next window
+ * is enqueued before the previous one's loss is awaited.
+ */
+async function rnnWindowMs(
+  device: Device,
+  method: RecurrentMethod,
+  streams: 'single' | 'separate',
+  batch: number,
+  hidden: number,
+  windows: number,
+  warmup: number,
+  ahead: boolean,
+): Promise<number> {
+  const source = new CopyTask(batch, { seed: 0, curriculum: { level: 3 } });
+  const data = Array.from({ length: 32 }, () => source.nextWindow(rnnSteps));
+  const model = new LSTMSequenceModel({ inputSymbols: source.inputSymbols, outputs: source.outputSymbols, hidden });
+  const tr = new RecurrentTraining(model, {
+    method,
+    streams,
+    device,
+    optimizer: () => new Adam({ lr: 1e-3 }),
+    seed: 0,
+    ...(method === 'bptt' ? {} : { synthesizer: {} }),
+  });
+  const run = async (n: number, offset: number) => {
+    let pending: Promise<WindowMetrics> | undefined;
+    for (let i = 0; i < n; i++) {
+      const p = tr.step(data[(offset + i) % data.length]);
+      if (!ahead) await p;
+      else {
+        if (pending) await pending;
+        pending = p;
+      }
+    }
+    if (pending) await pending;
+    await tr.synchronize();
+  };
+  try {
+    await run(warmup, 0);
+    const t0 = process.hrtime.bigint();
+    await run(windows, warmup);
+    return Number(process.hrtime.bigint() - t0) / 1e6 / windows;
+  } finally {
+    tr.dispose();
+  }
+}
+
+/** Milliseconds per forward + backward of the LSTM layer over the window (parameter gradients only), synchronised after each. */
+async function lstmLayerMs(device: Device, batch: number, hidden: number, iterations: number, warmup: number): Promise<number> {
+  const inputs = 10;
+  const rng = new Random(0);
+  const lstm = new LSTM(inputs, hidden);
+  lstm.initialize(device, rng);
+  const stream = new Stream(device);
+  const resident = (n: number, shape: number[], lo: number, hi: number) => Tensor.fromArray(rng.uniformArray(n, lo, hi), shape, { device });
+  const xs = Array.from({ length: rnnSteps }, () => resident(batch * inputs, [batch, inputs], 0, 1));
+  const dOut = Array.from({ length: rnnSteps }, () => resident(batch * hidden, [batch, hidden], -0.5, 0.5));
+  const state = { h: resident(batch * hidden, [batch, hidden], -0.5, 0.5), c: resident(batch * hidden, [batch, hidden], -0.5, 0.5) };
+  const iteration = async () => {
+    const arena = new Arena();
+    const ctx: StepContext = { device, stream, training: true, arena };
+    lstm.forward(xs, state, ctx).backward(dOut, undefined, ctx);
+    await stream.synchronize();
+    arena.dispose();
+  };
+  try {
+    for (let i = 0; i < warmup; i++) await iteration();
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < iterations; i++) await iteration();
+    return Number(process.hrtime.bigint() - t0) / 1e6 / iterations;
+  } finally {
+    for (const t of [...xs, ...dOut, state.h, state.c]) t.dispose();
+    lstm.dispose();
   }
 }
 
@@ -183,7 +308,15 @@ async function main(): Promise<void> {
     device: 'cuda:0',
     'skip-torch': false,
     'skip-gemm': false,
+    parts: 'steps,fit,gemm,recurrent',
+    merge: false,
+    windows: '200',
   });
+  const allParts = ['steps', 'fit', 'gemm', 'recurrent'];
+  const parts = flags.parts.split(',');
+  const badPart = parts.find((p) => !allParts.includes(p));
+  if (badPart) throw new Error(`--parts: unknown part '${badPart}'; known: ${allParts.join(', ')}`);
+  const rnnWindows = numberFlag('--windows', flags.windows);
   const steps = numberFlag('--steps', flags.steps);
   const warmup = numberFlag('--warmup', flags.warmup);
   const sizes = flags.sizes.split(',').map((n) => numberFlag('--sizes', n));
@@ -191,7 +324,7 @@ async function main(): Promise<void> {
   const dryRun = flags.device !== 'cuda:0';
   // A dry run calls Python only when PYTHON names an interpreter (e.g. a stub that prints JSON).
   const skipTorch = flags['skip-torch'] || (dryRun && !process.env.PYTHON);
-  const skipGemm = flags['skip-gemm'];
+  const skipGemm = flags['skip-gemm'] || !parts.includes('gemm');
   const why = dryRun ? null : cudaUnavailableReason();
   if (why) {
     console.error(`bench:gpu: no CUDA device: ${why}. Nothing was measured.`);
@@ -200,7 +333,7 @@ async function main(): Promise<void> {
   const device = dryRun ? Device.parse(flags.device) : Device.cuda(0);
   const gpuName = dryRun ? `${device.name} (DRY RUN, not a GPU)` : device.describe();
   const date = new Date().toISOString();
-  const command = ['node', 'dist/bench/gpu.js', ...argv].join(' ');
+  let command = ['node', 'dist/bench/gpu.js', ...argv].join(' ');
   console.log(`synthgrad GPU benchmark on ${gpuName}; python: ${python}`);
 
   // (a) + (b)
@@ -216,10 +349,53 @@ async function main(): Promise<void> {
     ['dni', 'per-module', false],
     ['dni', 'per-module', true],
   ];
-  const rows: StepRow[] = [];
+  let rows: StepRow[] = [];
   const torchRuns = new Map<string, ReturnType<typeof torchStep>>();
   let torchVersion: string | undefined;
-  for (const [method, streams, graph] of configs) {
+  const tf32Reachable = native.buildInfo().cuda;
+  let gemm: { n: number; ours: number; oursTf32?: number; cublas?: number; cublasTf32?: number }[] = [];
+  let gemmNote = '';
+  let torchGemmInfo: Record<string, unknown> | undefined;
+  let fitRows: FitRow[] = [];
+  let rnnRows: RnnRow[] = [];
+  let rnnTorch: Record<string, unknown> | undefined;
+  // --merge: the parts not run now keep their rows from the last report (written by an earlier process of the same run).
+  const reportFile = path.join(resultsDir, 'gpu.json');
+  if (flags.merge && fs.existsSync(reportFile)) {
+    try {
+      const old = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as {
+        command?: string;
+        torch?: string;
+        training_step?: { rows?: StepRow[] };
+        fit?: { rows?: FitRow[] };
+        gemm?: { rows?: typeof gemm; torch?: Record<string, unknown> | null; error?: string | null };
+        recurrent?: { rows?: RnnRow[]; torch?: Record<string, unknown> | null };
+      };
+      const num = (v: unknown) => (v === null ? NaN : v);
+      const revive = <T>(list: T[] | undefined): T[] =>
+        (list ?? []).map(
+          (r) => Object.fromEntries(Object.entries(r as object).map(([k, v]) => [k, k.startsWith('torch') ? v : num(v)])) as T,
+        );
+      if (!parts.includes('steps')) rows = revive(old.training_step?.rows);
+      if (!parts.includes('fit')) fitRows = revive(old.fit?.rows);
+      if (!parts.includes('gemm')) {
+        gemm = revive(old.gemm?.rows);
+        torchGemmInfo = old.gemm?.torch ?? undefined;
+        gemmNote = old.gemm?.error ?? '';
+      }
+      if (!parts.includes('recurrent')) {
+        rnnRows = revive(old.recurrent?.rows);
+        rnnTorch = old.recurrent?.torch ?? undefined;
+      }
+      torchVersion = old.torch;
+      if (old.command) command = `${old.command}; then ${command}`;
+    } catch (e) {
+      console.error(
+        `--merge: ${path.relative(root, reportFile)} could not be read (${(e as Error).message}); writing the parts run now only`,
+      );
+    }
+  }
+  for (const [method, streams, graph] of parts.includes('steps') ? configs : []) {
     const n = method === 'dni' ? Math.max(20, Math.round(steps / 2)) : steps;
     const w = Math.min(warmup, n);
     let ms = NaN;
@@ -241,28 +417,24 @@ async function main(): Promise<void> {
     );
   }
 
-  const tf32Reachable = native.buildInfo().cuda;
-  const gemm: { n: number; ours: number; oursTf32?: number; cublas?: number; cublasTf32?: number }[] = [];
-  let gemmNote = '';
-  let torchGemmInfo: Record<string, unknown> | undefined;
-  const fitRows: FitRow[] = [];
-
   /** Writes gpu.{json,md} with what has been measured so far. */
   const write = (): void => {
     const torchLabel = torchVersion ? `PyTorch ${torchVersion}` : 'PyTorch';
     const fix = (v: number | null | undefined, d = 3) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(d));
     const ratio = (a: number | null | undefined, b: number | null | undefined) =>
       a && b && Number.isFinite(a) && Number.isFinite(b) ? `${(a / b).toFixed(2)}x` : '–';
-    const bp = rows[0].msPerStep;
-    const stepTable = [
-      `| method | streams | CUDA graph | synthgrad ms/step | samples/s | vs synthgrad backprop | ${torchLabel} eager ms/step | synthgrad speed-up vs PyTorch |`,
-      '|---|---|---|---|---|---|---|---|',
-      ...rows.map(
-        (r) =>
-          `| ${r.method} | ${r.streams} | ${r.graph ? 'captured' : 'no'} | ${fix(r.msPerStep)} | ${Number.isFinite(r.samplesPerSecond) ? Math.round(r.samplesPerSecond) : '–'} | ` +
-          `${ratio(bp, r.msPerStep)} | ${r.torchMsPerStep !== null ? fix(r.torchMsPerStep) : `– (${r.torchNote})`} | ${ratio(r.torchMsPerStep, r.msPerStep)} |`,
-      ),
-    ];
+    const bp = rows[0]?.msPerStep;
+    const stepTable = !rows.length
+      ? []
+      : [
+          `| method | streams | CUDA graph | synthgrad ms/step | samples/s | vs synthgrad backprop | ${torchLabel} eager ms/step | synthgrad speed-up vs PyTorch |`,
+          '|---|---|---|---|---|---|---|---|',
+          ...rows.map(
+            (r) =>
+              `| ${r.method} | ${r.streams} | ${r.graph ? 'captured' : 'no'} | ${fix(r.msPerStep)} | ${Number.isFinite(r.samplesPerSecond) ? Math.round(r.samplesPerSecond) : '–'} | ` +
+              `${ratio(bp, r.msPerStep)} | ${r.torchMsPerStep !== null ? fix(r.torchMsPerStep) : `– (${r.torchNote})`} | ${ratio(r.torchMsPerStep, r.msPerStep)} |`,
+          ),
+        ];
     const gemmTable = gemm.length
       ? [
           `| n | synthgrad fp32 GFLOP/s | cuBLAS fp32 GFLOP/s | synthgrad / cuBLAS (fp32) | synthgrad TF32 GFLOP/s | cuBLAS TF32 GFLOP/s | synthgrad / cuBLAS (TF32) |`,
@@ -286,10 +458,27 @@ async function main(): Promise<void> {
           }),
         ]
       : [];
+    const bptt = (r: RnnRow) => rnnRows.find((x) => x.method === 'bptt' && x.batch === r.batch && x.hidden === r.hidden);
+    const rnnTable = rnnRows.length
+      ? [
+          `| method | M's stream | batch | LSTM | ms/window (each awaited) | ms/window (one ahead) | vs synthgrad BPTT (awaited) | ${torchLabel} nn.LSTM BPTT window ms | synthgrad speed-up vs PyTorch (awaited) | LSTM fwd+bwd ms: synthgrad | PyTorch | speed-up |`,
+          '|---|---|---|---|---|---|---|---|---|---|---|---|',
+          ...rnnRows.map((r) => {
+            const b = bptt(r);
+            return (
+              `| ${r.method} | ${r.method === 'bptt' ? '–' : r.streams} | ${r.batch} | ${r.hidden} | ${fix(r.msPerWindow)} | ${fix(r.msPerWindowAhead)} | ${ratio(b?.msPerWindow, r.msPerWindow)} | ` +
+              `${b?.torchWindowMs !== undefined && b.torchWindowMs !== null ? fix(b.torchWindowMs) : `– (${b?.torchNote ?? 'not run'})`} | ${ratio(b?.torchWindowMs, r.msPerWindow)} | ` +
+              (r.method === 'bptt' ? `${fix(r.lstmMs)} | ${fix(r.torchLstmMs)} | ${ratio(r.torchLstmMs, r.lstmMs)} |` : '| | |')
+            );
+          }),
+        ]
+      : [];
+    if (rnnTable.length) console.log(`\n${rnnTable.join('\n')}\n`);
     const report = {
       date,
       device: gpuName,
       command,
+      torch: torchVersion ?? null,
       machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, node: process.version, build: native.buildInfo(), python },
       training_step: {
         model: `784-${hidden.join('-')}-10 BatchNorm+ReLU, batch ${batch}, Adam; the host reads every step's loss; DNI synthesizers 1024-1024, cDNI linear + one-hot labels`,
@@ -306,6 +495,12 @@ async function main(): Promise<void> {
         torch: torchGemmInfo ?? null,
         error: gemmNote || null,
       },
+      recurrent: {
+        model: `the Copy task's LSTM sequence model (one-hot input of 10 symbols, LSTM, read-out of 8 with softmax cross-entropy, label -1 ignored), T = ${rnnSteps}, Adam lr 1e-3; DNI: linear M on [h, c]`,
+        note: "Copy task windows (level 3) made beforehand, each uploaded from the host by step() and its loss read; 'each awaited': the next window is enqueued once the previous loss has arrived (as trainSequences on Copy, whose curriculum needs it); 'one ahead': the next window is enqueued before the previous loss is awaited (as trainSequences on text). PyTorch: nn.LSTM (cuDNN, TF32 off) BPTT window with Adam and loss.item() per window (bench/reference/torch_lstm_window.py); LSTM fwd+bwd: the layer alone, parameter gradients only, synchronised after each",
+        rows: rnnRows,
+        torch: rnnTorch ?? null,
+      },
     };
     fs.mkdirSync(resultsDir, { recursive: true });
     fs.writeFileSync(
@@ -317,14 +512,18 @@ async function main(): Promise<void> {
       '',
       `${date}; **${gpuName}**; ${os.cpus().length} CPU cores, Node ${process.version}; ${torchLabel} with \`${python}\`; command: \`${command}\`.`,
       '',
-      `## Training step (${report.training_step.model})`,
-      '',
-      ...stepTable,
-      '',
-      `${steps} timed steps after ${warmup} warm-up (DNI: ${rows.find((r) => r.method === 'dni')?.steps} steps). 'per-module': one CUDA stream per module, with events between them; ` +
-        "'single': everything on the trainer's stream. 'captured': the step captured once into a CUDA graph (Graph.capture) and launched each step. " +
-        'PyTorch: bench/reference/torch_mlp.py (backprop) and torch_dni.py --time, eager.',
-      '',
+      ...(stepTable.length
+        ? [
+            `## Training step (${report.training_step.model})`,
+            '',
+            ...stepTable,
+            '',
+            `${rows[0].steps} timed steps after the warm-up (DNI: ${rows.find((r) => r.method === 'dni')?.steps} steps). 'per-module': one CUDA stream per module, with events between them; ` +
+              "'single': everything on the trainer's stream. 'captured': the step captured once into a CUDA graph (Graph.capture) and launched each step. " +
+              'PyTorch: bench/reference/torch_mlp.py (backprop) and torch_dni.py --time, eager.',
+            '',
+          ]
+        : []),
       ...(fitTable.length
         ? [
             '## fit(): batches uploaded every step',
@@ -345,19 +544,93 @@ async function main(): Promise<void> {
             '',
           ]
         : []),
+      ...(rnnTable.length
+        ? [
+            `## Recurrent training windows (${report.recurrent.model})`,
+            '',
+            ...rnnTable,
+            '',
+            `${report.recurrent.note}. ${rnnRows[0].windows} windows timed per row after a warm-up.`,
+            '',
+          ]
+        : []),
     ].join('\n');
     fs.writeFileSync(path.join(resultsDir, 'gpu.md'), md);
     console.log(`wrote ${path.relative(root, path.join(resultsDir, 'gpu.json'))} and gpu.md`);
   };
   write();
 
+  // (e) first when asked for alone; otherwise last (below)
+  const recurrent = async (): Promise<void> => {
+    const w = Math.min(20, rnnWindows);
+    for (const [batchSize, hiddenSize] of rnnShapes) {
+      for (const [method, streams] of rnnConfigs) {
+        const row: RnnRow = {
+          method,
+          streams,
+          batch: batchSize,
+          hidden: hiddenSize,
+          windows: rnnWindows,
+          msPerWindow: NaN,
+          msPerWindowAhead: NaN,
+        };
+        try {
+          row.msPerWindow = await rnnWindowMs(device, method, streams, batchSize, hiddenSize, rnnWindows, w, false);
+          row.msPerWindowAhead = await rnnWindowMs(device, method, streams, batchSize, hiddenSize, rnnWindows, w, true);
+          if (method === 'bptt') row.lstmMs = await lstmLayerMs(device, batchSize, hiddenSize, rnnWindows, w);
+        } catch (e) {
+          console.error(`synthgrad recurrent ${method} ${streams} [${batchSize}, ${hiddenSize}] failed: ${(e as Error).message}`);
+        }
+        rnnRows.push(row);
+        console.log(
+          `recurrent ${method.padEnd(7)} ${streams.padEnd(8)} batch ${batchSize} LSTM ${hiddenSize}: ${row.msPerWindow.toFixed(3)} ms/window awaited, ${row.msPerWindowAhead.toFixed(3)} one ahead` +
+            (row.lstmMs !== undefined ? `; LSTM fwd+bwd ${row.lstmMs.toFixed(3)} ms` : ''),
+        );
+      }
+      write();
+    }
+    // PyTorch: one process for every shape (its start and CUDA initialisation once).
+    const bpttRows = rnnRows.filter((r) => r.method === 'bptt');
+    if (skipTorch) for (const r of bpttRows) r.torchNote = 'skipped';
+    else {
+      const r = runPython(
+        'torch_lstm_window.py',
+        [
+          '--device',
+          dryRun ? 'cpu' : 'cuda',
+          '--steps',
+          String(rnnSteps),
+          '--shapes',
+          rnnShapes.map(([b, h]) => `${b}x${h}`).join(','),
+          '--windows',
+          String(rnnWindows),
+          '--warmup',
+          String(w),
+        ],
+        240000,
+      );
+      if (r.json) rnnTorch = r.json;
+      const got = (r.json?.rows ?? []) as { batch: number; hidden: number; window_ms: number; lstm_ms: number }[];
+      for (const row of bpttRows) {
+        const t = got.find((g) => g.batch === row.batch && g.hidden === row.hidden);
+        row.torchWindowMs = t && Number.isFinite(t.window_ms) ? t.window_ms : null;
+        row.torchLstmMs = t && Number.isFinite(t.lstm_ms) ? t.lstm_ms : null;
+        if (!t) row.torchNote = r.error ?? 'no row for this shape in its output';
+      }
+      if (typeof r.json?.torch === 'string' && !torchVersion) torchVersion = r.json.torch;
+    }
+    write();
+  };
+
   // (d)
-  for (const [method, graph] of [
-    ['backprop', false],
-    ['backprop', true],
-    ['cdni', false],
-    ['cdni', true],
-  ] as ['backprop' | 'cdni', boolean][]) {
+  for (const [method, graph] of (parts.includes('fit')
+    ? [
+        ['backprop', false],
+        ['backprop', true],
+        ['cdni', false],
+        ['cdni', true],
+      ]
+    : []) as ['backprop' | 'cdni', boolean][]) {
     const n = Math.max(20, Math.round(steps / 2)),
       w = Math.min(warmup, n);
     let ms = NaN;
@@ -407,8 +680,9 @@ async function main(): Promise<void> {
       } else gemmNote = r.error ?? '';
     }
   }
-
   write();
+
+  if (parts.includes('recurrent')) await recurrent();
 }
 
 main().catch((e) => {

@@ -47,7 +47,9 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Device, Module, Trainer, datasets, decouple, mlp, native, learningRateSchedules } from '../ts';
+import { Adam, CopyTask, Device, Module, SGD, Trainer, datasets, decouple, mlp, native, learningRateSchedules } from '../ts';
+import { LSTMSequenceModel } from '../ts/recurrent/model';
+import { RecurrentMethod, RecurrentTraining } from '../ts/recurrent/training';
 import type { Split } from '../ts/data/datasets';
 import type { ActivationName, DTypeName, DeviceName, NativeStream, NativeTensor } from '../ts/native';
 import { Random } from '../ts/random';
@@ -759,9 +761,44 @@ async function checkLosses(): Promise<void> {
     const sc = mapF64(p.cpu, (v, i) => (Math.abs(v) + (lab[Math.floor(i / classes)] === i % classes ? 1 : 0)) / rows);
     await expectOut('softmaxCrossEntropyBackward', name, 'dlogits', dl, TOL, { scale: sc, floor: 1e-30 });
   });
+  // The recurrent read-out's shapes: Copy (8 symbols) and text (65 characters) at batch 64 and
+  // 256; about half the rows ignored (-1), as in a Copy window's answer phase; and a batch with
+  // every row ignored (the loss is 0 and so is every gradient, on both sides).
+  for (const [rows, classes, ignored] of [
+    [64, 8, 0.5],
+    [256, 8, 0.5],
+    [256, 65, 0.5],
+    [64, 8, 1],
+  ]) {
+    const name = `[${rows}, ${classes}] ${ignored === 1 ? 'every row' : 'about half the rows'} ignored (label -1)`;
+    await opCase('softmaxCrossEntropyForward', name, async () => {
+      const lab = randomLabels(rng, rows, classes).map((l) => (ignored === 1 || rng.uniform(0, 1) < ignored ? -1 : l));
+      const logits = Both.of(randomArray(rng, rows * classes, 0.1, 3), [rows, classes]),
+        labels = Both.of(lab, [rows]);
+      const probs = Both.full([rows, classes]),
+        loss = Both.full([1]);
+      both((d, s) => ops.softmaxCrossEntropyForward(s, logits.pick(d), labels.pick(d), probs.pick(d), loss.pick(d)));
+      const p = await expectOut('softmaxCrossEntropyForward', name, 'probs', probs, TOL);
+      // All rows ignored: both losses must be exactly 0 (a scale of 1 makes any other value fail).
+      await expectOut('softmaxCrossEntropyForward', name, 'loss', loss, TOL, ignored === 1 ? { scale: [1] } : {});
+      const dl = Both.full([rows, classes]);
+      both((d, s) => ops.softmaxCrossEntropyBackward(s, probs.pick(d), labels.pick(d), dl.pick(d), 1));
+      if (ignored === 1) {
+        const zeros = Both.full([rows, classes], 0);
+        const r = await dl.read();
+        const z = await zeros.read();
+        record('softmaxCrossEntropyBackward', name, 'dlogits (all 0)', compareBits(r.gpu, z.gpu), 0);
+        record('softmaxCrossEntropyBackward', name, 'dlogits (all 0, cpu)', compareBits(r.cpu, z.cpu), 0);
+      } else {
+        const sc = mapF64(p.cpu, (v, i) => (Math.abs(v) + (lab[Math.floor(i / classes)] === i % classes ? 1 : 0)) / rows);
+        await expectOut('softmaxCrossEntropyBackward', name, 'dlogits', dl, TOL, { scale: sc, floor: 1e-30 });
+      }
+    });
+  }
   for (const [r, c] of [
     [1, 8],
     [64, 8],
+    [256, 8],
     [300, 33],
     [4096, 1],
   ]) {
@@ -820,12 +857,17 @@ async function checkLosses(): Promise<void> {
  * relative change of 1 - tanh^2 c, but a few u of these scales.)
  */
 async function checkLstm(): Promise<void> {
-  for (const [B, H] of [
+  // The recurrent benchmark's shapes (batch 64/256, hidden 128/512) and two odd ones; --small
+  // (compute-sanitizer) keeps the batch-64 ones.
+  const shapes = [
     [1, 1],
     [7, 5],
     [64, 128],
+    [64, 512],
+    [256, 128],
     [256, 512],
-  ]) {
+  ].filter(([B]) => !options.small || B <= 64);
+  for (const [B, H] of shapes) {
     const name = `[${B}, ${H}]`;
     await opCase('lstmCellForward', name, async () => {
       const pre = randomArray(rng, B * 4 * H, 0.1, 4),
@@ -872,6 +914,91 @@ async function checkLstm(): Promise<void> {
         const tag = `${name}${withDc ? ' with dc' : ' without dc'}`;
         await expectOut('lstmCellBackward', tag, 'dgates', dg, TOL, { scale: gScale, floor: 1e-30 });
         await expectOut('lstmCellBackward', tag, 'dcPrev', dcp, TOL, { scale: mapF64(dct, (v, e) => v * gate(1, e)), floor: 1e-30 });
+      }
+    });
+  }
+}
+
+/**
+ * Whole recurrent windows (ts/recurrent/training.ts): the same RecurrentTraining on the CPU and
+ * on the GPU, same seed, same Copy-task windows (resets inside windows, rows ignored with -1),
+ * compared window by window: the window's loss, the carried state, and every weight of the
+ * core, the read-out, M and (DNI + Aux) the Aux head. SGD (lr 0.1): Adam turns a gradient that
+ * is rounding noise on both sides into a full-size step of either sign.
+ * Tolerances. The per-op bounds above do not carry over: differences compound through T steps
+ * and the windows, and a GEMM of K = I + H terms may differ by up to 2 (K + 2) u of its terms'
+ * magnitude (6e-5 at K = 522). So: the loss relative (floor 1e-3), h and c absolute, and each
+ * weight's UPDATE (its change since the initial weights, identical on both sides) relative to
+ * max(|its update|, the tensor's mean |update|), all within WINDOW_TOL = 1e-3: some 20 times
+ * the worst bound of the GEMMs and far above the typical error (sqrt(K) u), while a wrong
+ * kernel (a gate's derivative, a missed row, ĝ from the wrong state) is off by O(1) of the
+ * update and by >= 1e-2 in the state.
+ */
+const WINDOW_TOL = 1e-3;
+
+async function checkRecurrent(): Promise<void> {
+  const windows = 6;
+  type Config = { method: RecurrentMethod; streams: 'single' | 'separate'; batch: number; hidden: number };
+  const configs: Config[] = [
+    { method: 'dni', streams: 'separate', batch: 64, hidden: 128 },
+    { method: 'dni', streams: 'separate', batch: 256, hidden: 512 },
+    { method: 'dni-aux', streams: 'separate', batch: 64, hidden: 128 },
+    { method: 'bptt', streams: 'single', batch: 64, hidden: 128 },
+  ];
+  for (const c of configs.filter((c) => !options.small || c.batch <= 64)) {
+    const name = `${c.method} streams '${c.streams}', batch ${c.batch}, LSTM ${c.hidden}, T = 5`;
+    await opCase('RecurrentTraining.step', name, async () => {
+      const source = new CopyTask(c.batch, { seed: options.seed, curriculum: { level: 3 } });
+      const data = Array.from({ length: windows }, () => source.nextWindow(5));
+      const make = (device: Device) =>
+        new RecurrentTraining(
+          new LSTMSequenceModel({ inputSymbols: source.inputSymbols, outputs: source.outputSymbols, hidden: c.hidden }),
+          {
+            method: c.method,
+            streams: c.streams,
+            device,
+            seed: options.seed,
+            optimizer: () => new SGD({ lr: 0.1 }),
+            ...(c.method === 'bptt' ? {} : { synthesizer: {} }),
+          },
+        );
+      const cpu = make(Device.cpu()),
+        gpu = make(Device.parse(GPU));
+      const weights = (t: RecurrentTraining) => [
+        ...t.model.parameters().map((p, i) => ({ name: `model.${i}`, tensor: p.value })),
+        ...(t.synthesizer?.parameters() ?? []).map((p, i) => ({ name: `synthesizer.${i}`, tensor: p.value })),
+        ...(t.aux?.parameters() ?? []).map((p, i) => ({ name: `aux.${i}`, tensor: p.value })),
+      ];
+      const readAll = (t: RecurrentTraining) => Promise.all(weights(t).map((w) => w.tensor.readFloat32(t.stream)));
+      try {
+        const initial = await readAll(cpu);
+        const g0 = await readAll(gpu);
+        // The same host-side initialisation, uploaded: bit for bit.
+        initial.forEach((w, i) => record('RecurrentTraining.step', name, `initial ${weights(cpu)[i].name}`, compareBits(g0[i], w), 0));
+        for (let w = 0; w < windows; w++) {
+          // Both enqueued before either is awaited, as a training loop would.
+          const [a, b] = await Promise.all([gpu.step(data[w]), cpu.step(data[w])]);
+          await Promise.all([gpu.synchronize(), cpu.synchronize()]);
+          const tag = `${name} window ${w + 1}`;
+          record('RecurrentTraining.step', tag, 'loss', compare([a.loss], [b.loss], { floor: 1e-3 }), WINDOW_TOL);
+          for (const k of ['h', 'c'] as const) {
+            const [g, q] = await Promise.all([gpu.state![k].readFloat32(gpu.stream), cpu.state![k].readFloat32(cpu.stream)]);
+            record('RecurrentTraining.step', tag, `state.${k}`, compare(g, q, { scale: new Float64Array(q.length), floor: 1 }), WINDOW_TOL);
+          }
+          if (w === 0 || w === windows - 1) {
+            const [gw, cw] = await Promise.all([readAll(gpu), readAll(cpu)]);
+            cw.forEach((q, i) => {
+              const dq = mapF64(q, (v, e) => v - initial[i][e]);
+              const dg = mapF64(gw[i], (v, e) => v - initial[i][e]);
+              const mean = dq.reduce((s, v) => s + Math.abs(v), 0) / Math.max(1, dq.length);
+              const r = compare(dg, dq, { scale: mapF64(dq, (v) => Math.abs(v)), floor: Math.max(mean, 1e-30) });
+              record('RecurrentTraining.step', tag, `${weights(cpu)[i].name} update`, r, WINDOW_TOL);
+            });
+          }
+        }
+      } finally {
+        cpu.dispose();
+        gpu.dispose();
       }
     });
   }
@@ -1481,6 +1608,7 @@ const sectionKeys = [
   'batchnorm',
   'losses',
   'lstm',
+  'recurrent',
   'optimizers',
   'labels',
   'runtime',
@@ -1716,6 +1844,13 @@ async function section(key: string, name: string, body: () => Promise<void>): Pr
   flush();
 }
 
+/**
+ * Seconds a section's process may take at most (besides the run's --time-limit): the recurrent
+ * windows run the CPU side at LSTM 512, batch 256, which a slow or loaded CPU could stretch
+ * past the sections after it. (Its process's own watchdog reports what it got through.)
+ */
+const sectionSeconds: Partial<Record<string, number>> = { recurrent: 90 };
+
 /** The sections this run covers, in order. */
 function plannedSections(dryRun: boolean): string[] {
   return sectionKeys.filter((k) => options.only.includes(k) && !(k === 'mnist' && options.skipMnist) && !(k === 'oom' && dryRun));
@@ -1736,6 +1871,8 @@ function runIsolated(dryRun: boolean): never {
       state.fatal.push(`time limit of ${options.timeLimit} s reached before section '${key}'`);
       break;
     }
+    // A section with a limit of its own stops there and leaves the rest of the run's time to the others.
+    const limit = Math.min(left, sectionSeconds[key] ?? left);
     const partFile = path.join(dir, `${key}.json`);
     const args = [
       process.argv[1],
@@ -1750,10 +1887,15 @@ function runIsolated(dryRun: boolean): never {
       '--device',
       options.device,
       '--time-limit',
-      String(left),
+      String(limit),
       ...(options.small ? ['--small'] : []),
     ];
-    const r = spawnSync(process.execPath, args, { stdio: 'inherit', env: process.env, timeout: (left + 10) * 1000, killSignal: 'SIGKILL' });
+    const r = spawnSync(process.execPath, args, {
+      stdio: 'inherit',
+      env: process.env,
+      timeout: (limit + 10) * 1000,
+      killSignal: 'SIGKILL',
+    });
     let part: Part | null = null;
     try {
       part = JSON.parse(fs.readFileSync(partFile, 'utf8'), (_, v) => (v === 'Infinity' ? Infinity : v === 'NaN' ? NaN : v)) as Part;
@@ -1837,6 +1979,7 @@ async function main(): Promise<void> {
   await section('batchnorm', 'BatchNorm', checkBatchNorm);
   await section('losses', 'losses', checkLosses);
   await section('lstm', 'LSTM cell', checkLstm);
+  await section('recurrent', 'recurrent windows: RecurrentTraining on the GPU vs the CPU', checkRecurrent);
   await section('optimizers', 'optimizers', async () => {
     await checkOptimizers();
     await checkGroupOptimizers();

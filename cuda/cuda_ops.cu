@@ -3,7 +3,7 @@
 // core/ops.cpp. Ops' scratch (GEMM split-K workspace, loss partials, label flags) is a Storage
 // released right after its kernels are enqueued (see "Memory" in runtime_memory.cuh). Labels
 // out of range are found on the device: reportLabelErrors hands the flag to the stream's next
-// whenDone. One method per op of the op table (core/op_table.json).
+// whenDone (read by that whenDone's one host function, with a read's copy: "Host work"). One method per op of the op table (core/op_table.json).
 // Part of the CUDA backend (cuda_backend.cu has the overview). Host code: the host emulation
 // (test/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
 #include "cuda_backend_impl.cuh"
@@ -240,8 +240,9 @@ std::shared_ptr<Storage> CudaBackend::gemmWorkspace(int64_t M, int64_t N, int64_
   return floats > 0 ? allocate(floats * sizeof(float)) : nullptr;
 }
 
-// After an op that wrote `flag` on stream s: copy the flag to pinned memory and queue a
-// callback that records `message` as the stream's error if it is set.
+// After an op that wrote `flag` on stream s: copy the flag to pinned memory; host work of the
+// stream (runtime_streams.cuh, "Host work": no host function of its own, the next whenDone's
+// does it) records `message` as the stream's error if it is set.
 void CudaBackend::reportLabelErrors(Stream& s, const int* flag, std::string message) {
   CudaStream& cs = cudaStreamOf(s);
   if (cs.capturing()) return;  // no host callbacks in a graph (see "Graphs")
@@ -253,8 +254,10 @@ void CudaBackend::reportLabelErrors(Stream& s, const int* flag, std::string mess
     pinnedPool().give(pinned, rounded);  // nothing was queued
     CUDA_CHECK(e);
   }
-  addHostFunc(cs.raw(), flagHostFunc,
-              new FlagJob{cs.state(), pinned, rounded, std::move(message)});
+  cs.addHostWork([state = cs.state(), pinned, rounded, message = std::move(message)] {
+    if (*pinned != 0) state->setError(message);
+    pinnedPool().give(pinned, rounded);
+  });
 }
 
 }  // namespace sg::cuda::runtime

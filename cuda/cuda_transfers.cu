@@ -3,10 +3,12 @@
 // Transfers. upload is synchronous: chunks go through two pinned staging buffers on a
 //   private stream (double buffered), then the stream is synchronised; zero is a
 //   cudaMemsetAsync on that stream, synchronised too. download copies
-//   into a pinned staging buffer on the caller's stream, then a host function copies it into
-//   the caller's host pointer (kept alive by its owner until then) and hands the buffer back to
-//   a process-wide pinned pool. A whenDone that cannot be enqueued synchronises the stream
-//   before it throws, so that no queued download still writes into a buffer the caller frees.
+//   into a pinned staging buffer on the caller's stream; the copy into the caller's host
+//   pointer (kept alive by its owner until then), and the buffer's return to a process-wide
+//   pinned pool, are host work of the stream (runtime_streams.cuh, "Host work"), done by the
+//   host function of the stream's next whenDone: a read is one host function. A whenDone that
+//   cannot be enqueued synchronises the stream and does the host work before it throws, so
+//   that no queued download still writes into a buffer the caller frees.
 // Part of the CUDA backend (cuda_backend.cu has the overview). Host code: the host emulation
 // (test/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
 #include "cuda_backend_impl.cuh"
@@ -14,26 +16,20 @@
 namespace sg::cuda::runtime {
 namespace {
 
+// Host work, run once the device-to-host copy into `staging` is done. After a fault CUDA runs
+// no host function (the staging buffer is then leaked, and whenDone reports the fault).
 struct DownloadJob {
   void* staging;
   size_t stagingBytes;
   void* host;
   size_t bytes;
   std::shared_ptr<void> hostOwner;  // keeps `host` valid until the copy into it
-};
 
-// Runs after the device-to-host copy into `staging`. After a fault CUDA does not run it (the
-// staging buffer is then leaked, and the stream's next whenDone reports the fault).
-void CUDART_CB downloadHostFunc(void* data) {
-  CallbackScope scope;
-  std::unique_ptr<DownloadJob> job(static_cast<DownloadJob*>(data));
-  try {
-    std::memcpy(job->host, job->staging, job->bytes);
-    pinnedPool().give(job->staging, job->stagingBytes);
-  } catch (...) {
+  void operator()() const {
+    std::memcpy(host, staging, bytes);
+    pinnedPool().give(staging, stagingBytes);
   }
-}
-
+};
 }  // namespace
 
 void CudaBackend::upload(const Tensor& dst, const void* host) {
@@ -106,8 +102,7 @@ void CudaBackend::download(Stream& s, const Tensor& src, void* host, std::shared
     pinnedPool().give(staging, rounded);  // nothing was queued
     CUDA_CHECK(e);
   }
-  // If this throws, the queued copy may still write `staging`: it is leaked, not reused.
-  addHostFunc(cs.raw(), downloadHostFunc, new DownloadJob{staging, rounded, host, bytes, std::move(hostOwner)});
+  cs.addHostWork(DownloadJob{staging, rounded, host, bytes, std::move(hostOwner)});
 }
 
 }  // namespace sg::cuda::runtime

@@ -156,10 +156,25 @@ inline void addHostFunc(cudaStream_t stream, cudaHostFn_t fn, Job* job) {
 // outstanding job of it settles with the error, so no Promise waits forever for a host
 // function that will not run. Each job settles once (an atomic claim).
 
+// Host-side work of queued transfers, run in order by a host function (runtime_streams.cuh,
+// "Host work"): only memcpy, flag reads and pinned-pool hand-backs, so no CUDA calls.
+using HostWork = std::vector<std::function<void()>>;
+
+inline void runHostWork(HostWork& work) {
+  for (auto& w : work) {
+    try {
+      w();
+    } catch (...) {  // nothing may escape a host function
+    }
+  }
+  work.clear();
+}
+
 struct CompletionJob {
   int device;
   std::function<void(const std::string&)> settle;  // the error ("" on success)
   std::function<std::string()> streamError;         // the stream's queued error; may be empty
+  HostWork hostWork;  // run by the host function before the job is handed on
   std::atomic<bool> claimed{false};
 };
 
@@ -285,6 +300,7 @@ inline void CUDART_CB completionHostFunc(void* data) {
   std::unique_ptr<std::shared_ptr<CompletionJob>> job(
       static_cast<std::shared_ptr<CompletionJob>*>(data));
   try {
+    runHostWork((*job)->hostWork);  // e.g. a read's copy out of staging, its label flags
     CompletionThread::instance().reached(*job);
   } catch (...) {
   }

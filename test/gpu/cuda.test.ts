@@ -13,6 +13,9 @@ import { randomArray, randomLabels } from '../helpers/reference';
 /** A report with the GPU as `got` and the CPU as `want`, as gpu:check prints it. */
 const describeReport = (r: CompareReport) => describeValues(r, { got: 'gpu', want: 'cpu' });
 import { adamStep } from '../helpers/optimizer-steps';
+import { CopyTask, Device, SGD } from '../../ts';
+import { LSTMSequenceModel } from '../../ts/recurrent/model';
+import { RecurrentTraining } from '../../ts/recurrent/training';
 
 describe('GPU check helpers (no GPU needed)', () => {
   test('compare: relative error against the CPU value, floor, per-element scale', () => {
@@ -391,5 +394,72 @@ describeCuda(`CUDA (cuda:0) against the CPU${why ? ` — skipped: ${why}` : ''}`
     const big = randomArray(new Random(10), 3 << 20);
     const t = make(GPU, big, [big.length]);
     expect(compareBits((await t.read()) as Float32Array, big).worst).toBe(0);
+  });
+
+  test('reads after label-checked ops: each read gets its own value and its own label error, in order', async () => {
+    // The download's copy and the label flags are host work done by the read's one host
+    // function (cuda/runtime_streams.cuh, "Host work"): many reads in flight, none awaited yet.
+    const s = new native.Stream(GPU);
+    const rows = 6,
+      classes = 4;
+    const logits = make(GPU, randomArray(new Random(11), rows * classes), [rows, classes]);
+    const good = make(GPU, Int32Array.from([0, 1, -1, 3, 2, 1]), [rows]);
+    const bad = make(GPU, Int32Array.from([0, 1, 4, 3, 2, 1]), [rows]);
+    const probs = make(GPU, new Float32Array(rows * classes), [rows, classes]);
+    const loss = make(GPU, new Float32Array(1), [1]);
+    const reads: Promise<Float32Array | Int32Array>[] = [];
+    for (let i = 0; i < 70; i++) {
+      ops.softmaxCrossEntropyForward(s, logits, i === 40 ? bad : good, probs, loss);
+      reads.push(loss.read(s));
+    }
+    const settled = await Promise.allSettled(reads);
+    const values = settled.map((r) => (r.status === 'fulfilled' ? r.value[0] : NaN));
+    expect(settled.filter((r) => r.status === 'rejected')).toHaveLength(1);
+    expect(settled[40].status).toBe('rejected');
+    expect(String((settled[40] as PromiseRejectedResult).reason)).toMatch(/a label is outside \[0, 4\)/);
+    const first = values[0];
+    expect(first).toBeGreaterThan(0);
+    for (const [i, v] of values.entries()) if (i !== 40) expect(v).toBe(first);
+  });
+
+  test('recurrent windows (DNI, M on its own stream): the GPU follows the CPU; one window ahead is bit for bit the awaited run', async () => {
+    const source = new CopyTask(32, { seed: 3, curriculum: { level: 3 } });
+    const data = Array.from({ length: 6 }, () => source.nextWindow(5));
+    const trainer = (device: Device) =>
+      new RecurrentTraining(new LSTMSequenceModel({ inputSymbols: source.inputSymbols, outputs: source.outputSymbols, hidden: 64 }), {
+        method: 'dni',
+        streams: 'separate',
+        device,
+        seed: 3,
+        optimizer: () => new SGD({ lr: 0.1 }),
+        synthesizer: {},
+      });
+    const weights = async (t: RecurrentTraining) => {
+      await t.synchronize();
+      return Promise.all([...t.model.parameters(), ...t.synthesizer!.parameters()].map((p) => p.value.readFloat32(t.stream)));
+    };
+    const cpu = trainer(Device.cpu()),
+      awaited = trainer(Device.cuda(0)),
+      ahead = trainer(Device.cuda(0));
+    try {
+      const cpuLosses: number[] = [];
+      const gpuLosses: number[] = [];
+      for (const w of data) {
+        cpuLosses.push((await cpu.step(w)).loss);
+        gpuLosses.push((await awaited.step(w)).loss);
+      }
+      const pending = data.map((w) => ahead.step(w)); // all enqueued before any is awaited
+      const aheadLosses = (await Promise.all(pending)).map((m) => m.loss);
+      expect(aheadLosses).toEqual(gpuLosses);
+      const [wc, wa, wp] = await Promise.all([weights(cpu), weights(awaited), weights(ahead)]);
+      wa.forEach((w, i) => expect(compareBits(wp[i], w).worst).toBe(0));
+      // Tolerance as bench/gpu_check.ts's 'recurrent' section: 1e-3, losses relative, weights absolute at their scale (floor 0.1).
+      expectWithin('window losses', gpuLosses, cpuLosses, 1e-3, { floor: 1e-3 });
+      wc.forEach((w, i) => expectWithin(`weights ${i}`, wa[i], w, 1e-3, { floor: 0.1 }));
+    } finally {
+      cpu.dispose();
+      awaited.dispose();
+      ahead.dispose();
+    }
   });
 });

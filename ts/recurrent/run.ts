@@ -360,25 +360,52 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
     let bitsSum = 0;
     let bitsWeight = 0;
     let stopped = false;
-    const progress = (extra: Partial<SequenceProgress> = {}) => {
+    const progress = (window: number, extra: Partial<SequenceProgress> = {}) => {
       if (!o.onProgress) return;
       const level = copyTask?.curriculum.level;
       o.onProgress({
         task: o.task,
-        window: trainer.windows,
+        window,
         bits: bitsWeight > 0 ? bitsSum / bitsWeight : NaN,
         ...(copyTask ? { level, ...copyTask.levelShape(level!) } : {}),
         ...extra,
       });
       bitsSum = bitsWeight = 0;
     };
-    while (trainer.windows < o.steps && !early.stopped) {
-      if (o.signal?.aborted) {
-        stopped = true;
-        break;
-      }
+    // Text: the next window does not depend on this one's loss, so it is enqueued before that
+    // loss is awaited (awaiting first would leave the device idle while the host makes and
+    // enqueues the next window). Not past a window after which the host acts on the trained
+    // state or may be told to stop: a validation, a checkpoint (the source's position is saved),
+    // a progress report (onProgress may abort), the last window. The same windows run in the
+    // same order on the same streams: the run is bit for bit the one that awaits every window.
+    // Copy tasks: the curriculum picks the next window from this one's loss, so each is awaited.
+    const ahead = corpus !== undefined;
+    const hostActsAfter = (n: number) =>
+      n >= o.steps || n % o.logEvery === 0 || n % o.validateEvery === 0 || (o.checkpoint !== undefined && n % o.checkpoint.every === 0);
+    const start = () => {
       const window = source.nextWindow(o.truncation);
-      const m: WindowMetrics = await trainer.step(window);
+      return { window, metrics: trainer.step(window) };
+    };
+    let next: ReturnType<typeof start> | undefined;
+    for (;;) {
+      if (!next) {
+        if (trainer.windows >= o.steps || early.stopped) break;
+        if (o.signal?.aborted) {
+          stopped = true;
+          break;
+        }
+        next = start();
+      }
+      const { window, metrics } = next;
+      next = undefined;
+      let m: WindowMetrics;
+      try {
+        if (ahead && !hostActsAfter(trainer.windows) && !o.signal?.aborted) next = start();
+        m = await metrics;
+      } catch (e) {
+        next?.metrics.catch(() => undefined); // its outcome no longer matters; not an unhandled rejection
+        throw e;
+      }
       if (m.scored > 0) {
         bitsSum += m.bits * m.scored;
         bitsWeight += m.scored;
@@ -386,9 +413,9 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
       let rose = false;
       if (copyTask && copyTask.report(m.scored > 0 ? m.bits : 0, window)) {
         rose = true;
-        rises.push({ level: copyTask.curriculum.level, window: trainer.windows });
+        rises.push({ level: copyTask.curriculum.level, window: m.window });
       }
-      if (corpus && trainer.windows % o.validateEvery === 0) {
+      if (corpus && m.window % o.validateEvery === 0) {
         const bits = await evaluateSplit(trainer, corpus, 'validation', o.batch);
         if (bits < early.best) {
           early.best = bits;
@@ -401,11 +428,11 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
         } else if (++early.sinceBest >= o.patience) {
           early.stopped = true;
         }
-        progress({ validationBits: bits });
-      } else if (rose || trainer.windows % o.logEvery === 0) {
-        progress();
+        progress(m.window, { validationBits: bits });
+      } else if (rose || m.window % o.logEvery === 0) {
+        progress(m.window);
       }
-      if (o.checkpoint && trainer.windows % o.checkpoint.every === 0) await save();
+      if (o.checkpoint && m.window % o.checkpoint.every === 0) await save();
     }
     await save();
     const score: SequenceScore = {

@@ -76,6 +76,7 @@ std::vector<cudaStream_t> gStreams;
 std::atomic<int> gFailed{0};
 std::atomic<int> gMisuses{0};
 std::atomic<int> gFrees{0};
+std::atomic<int> gHostFunctions{0};
 
 cudaError_t failed() { return static_cast<cudaError_t>(gFailed.load()); }
 
@@ -141,6 +142,7 @@ void stall(cudaStream_t s, bool on) {
 void fail(cudaError_t e) { gFailed.store(e); }
 int misuses() { return gMisuses.load(); }
 int frees() { return gFrees.load(); }
+int hostFunctions() { return gHostFunctions.load(); }
 void setMemoryLimit(size_t bytes) {
   std::lock_guard<std::mutex> lock(gM);
   gLimit = bytes;
@@ -353,6 +355,7 @@ cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
   return enqueue(s, [p, value, bytes] { std::memset(p, value, bytes); });
 }
 cudaError_t cudaLaunchHostFunc(cudaStream_t s, cudaHostFn_t fn, void* data) {
+  ++gHostFunctions;
   return enqueue(s, [fn, data] { fn(data); });
 }
 

@@ -18,6 +18,8 @@ void fail(cudaError_t error);
 // while a capture is open (each also invalidates the capture).
 int misuses();
 int frees();
+// Host functions enqueued so far (cudaLaunchHostFunc calls).
+int hostFunctions();
 void setMemoryLimit(size_t bytes);
 size_t memoryInUse();
 // Live streams, oldest first.

@@ -4,6 +4,7 @@
 // completion path (whenDone settles, also after a device fault, when CUDA runs no more host
 // functions). Run by run.sh; no GPU involved. Each check prints ok/FAIL; exit 1 on a failure.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <future>
@@ -208,6 +209,75 @@ void faultSettlesWhenDone(Backend& b) {
         "after a device fault, a pending whenDone settles with the error (" + error + ")");
 }
 
+// Issue 24: a read after a step's ops is ONE host function (the download's copy out of
+// staging and the label flags' checks are host work that the whenDone's host function does).
+void oneHostFunctionPerRead(Backend& b) {
+  auto s = b.createStream();
+  const int rows = 8, classes = 5;
+  Tensor logits = tensorOf(b.allocate(rows * classes * 4), rows * classes);
+  logits.shape = {rows, classes};
+  Tensor labels = tensorOf(b.allocate(rows * 4), rows);
+  labels.dtype = DType::Int32;
+  Tensor probs = tensorOf(b.allocate(rows * classes * 4), rows * classes);
+  probs.shape = {rows, classes};
+  Tensor loss = tensorOf(b.allocate(4), 1);
+  std::vector<float> z(rows * classes);
+  for (int i = 0; i < rows * classes; ++i) z[i] = 0.25f * float(i % 7) - 0.5f;
+  b.upload(logits, z.data());
+  auto step = [&](int badRow) {  // a forward whose labels are in range unless badRow >= 0
+    std::vector<int32_t> lab(rows);
+    for (int r = 0; r < rows; ++r) lab[r] = r == badRow ? classes : (r % 3 == 0 ? -1 : r % classes);
+    b.upload(labels, lab.data());
+    b.softmaxCrossEntropyForward(*s, logits, labels, probs, loss);
+    b.softmaxCrossEntropyForward(*s, logits, labels, probs, loss);
+  };
+  step(-1);
+  done(*s).get();
+  int before = fake::hostFunctions();
+  step(-1);
+  float host = -1;
+  b.download(*s, loss, &host, nullptr);
+  std::string error = done(*s).get();
+  check(fake::hostFunctions() - before == 1 && error.empty() && host > 0 && std::isfinite(host),
+        "a read after two label-checked ops is one host function, with the loss (" +
+            std::to_string(fake::hostFunctions() - before) + " host functions, loss " +
+            std::to_string(host) + ")");
+  // A label out of range: the error comes with that same read, once.
+  before = fake::hostFunctions();
+  step(3);
+  b.download(*s, loss, &host, nullptr);
+  error = done(*s).get();
+  check(fake::hostFunctions() - before == 1 &&
+            error.find("softmaxCrossEntropyForward: a label is outside [0, 5)") != std::string::npos,
+        "a label out of range is reported by the read's one host function (" + error + ")");
+  check(done(*s).get().empty(), "... once: the next whenDone has no error");
+  // Many reads and no whenDone: pending host work goes in host functions of its own, every
+  // kMaxHostWork items; all copies are in place once the stream is synchronised.
+  const int n = 150;
+  std::vector<float> values(n, -1.0f);
+  Tensor one = tensorOf(b.allocate(4), 1);
+  const float v = 2.5f;
+  b.upload(one, &v);
+  before = fake::hostFunctions();
+  for (int i = 0; i < n; ++i) b.download(*s, one, &values[i], nullptr);
+  const int queued = fake::hostFunctions() - before;
+  done(*s).get();
+  bool all = true;
+  for (float x : values) all = all && x == 2.5f;
+  check(queued == n / 64 && all,
+        "downloads without a whenDone: a host function per 64 pending, all copied (" +
+            std::to_string(queued) + " host functions)");
+  // A stream released with host work pending still does it (after its final synchronisation).
+  auto t = b.createStream();
+  cudaStream_t raw = newestStream();
+  fake::stall(raw, true);
+  float late = -1;
+  b.download(*t, one, &late, nullptr);
+  fake::stall(raw, false);
+  t.reset();
+  check(late == 2.5f, "a stream released with a download pending still copies it out");
+}
+
 }  // namespace
 
 int main() {
@@ -222,6 +292,7 @@ int main() {
       {"capture", capture},
       {"outOfMemoryInCapture", outOfMemoryInCapture},
       {"streamReleasedInCapture", streamReleasedInCapture},
+      {"oneHostFunctionPerRead", oneHostFunctionPerRead},
       {"faultSettlesWhenDone", faultSettlesWhenDone}};
   for (const auto& [name, test] : tests) {
     try {
