@@ -89,9 +89,11 @@ class Backend {
   // Stream::cancelQueued on every stream of the device; returns the total dropped.
   virtual size_t cancelQueued() { return 0; }
 
-  // Host <-> device. `upload` copies before it returns; `download` copies when the stream
-  // reaches it, into `host`, and holds `hostOwner` (which keeps `host` valid) until then:
-  // the caller may be gone by that time (a Worker terminated with reads pending).
+  // Host <-> device. `upload` copies before it returns; `download` copies into `host` once
+  // the stream has reached it, at the latest when the stream's next completion (whenDone)
+  // settles (CUDA folds the host copy into that completion's callback), and holds `hostOwner`
+  // (which keeps `host` valid) until then: the caller may be gone by that time (a Worker
+  // terminated with reads pending).
   virtual void upload(const Tensor& dst, const void* host) = 0;
   // Sets every byte of `dst` to zero before it returns, like an upload of zeros but without
   // a host buffer of the tensor's size.
