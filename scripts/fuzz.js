@@ -304,12 +304,26 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
     writeScalars: ['stream', 'T:n', 'scalars'],
     sgdStepGroup: ['stream', 'G:params', 'G:grads', 'G?:vel', 'T:1', 'num', 'num'],
     adamStepGroup: ['stream', 'G:params', 'G:grads', 'G:m', 'G:v', 'T:2', 'num', 'num', 'num', 'num'],
+    // NCHW images [b, c, h, w], filters [o, c, r, t], outputs [b, o|c, Y, X] at stride 1 without
+    // padding; 'int:1' is 1 when the call is shaped to fit, else any integer-ish value.
+    conv2dForward: ['stream', 'T:bchw', 'T:ocrt', 'T?:o', 'T:boYX', 'int:1', 'int:1', 'int:0', 'int:0'],
+    conv2dBackward: ['stream', 'T:bchw', 'T:ocrt', 'T:boYX', 'T?:bchw', 'T?:ocrt', 'T?:o', 'int:1', 'int:1', 'int:0', 'int:0'],
+    maxPool2dForward: ['stream', 'T:bchw', 'T:bcYX', 'int:r', 'int:t', 'int:1', 'int:1', 'int:0', 'int:0'],
+    maxPool2dBackward: ['stream', 'T:bchw', 'T:bcYX', 'T:bchw', 'int:r', 'int:t', 'int:1', 'int:1', 'int:0', 'int:0'],
+    avgPool2dForward: ['stream', 'T:bchw', 'T:bcYX', 'int:r', 'int:t', 'int:1', 'int:1', 'int:0', 'int:0'],
+    avgPool2dBackward: ['stream', 'T:bcYX', 'T:bchw', 'int:r', 'int:t', 'int:1', 'int:1', 'int:0', 'int:0'],
+    swapLastAxes: ['stream', 'T:mkn', 'T:mnk'],
   };
   function opCall(name) {
     const shaped = rng.chance(0.6);
     const dims = { m: 1 + rng.int(4), n: 1 + rng.int(4), k: 1 + rng.int(4), 1: 1, 2: 2 };
     dims.s = dims.k + dims.n;
     dims.g = 4 * dims.k;
+    Object.assign(dims, { b: rng.int(3), c: 1 + rng.int(3), h: 1 + rng.int(5), w: 1 + rng.int(5), o: 1 + rng.int(3), 0: 0 });
+    dims.r = 1 + rng.int(dims.h);
+    dims.t = 1 + rng.int(dims.w);
+    dims.Y = dims.h - dims.r + 1;
+    dims.X = dims.w - dims.t + 1;
     const groupShapes = Array.from({ length: 1 + rng.int(3) }, () => rng.pick(SHAPES));
     const args = OPS[name].map((spec) => {
       const optional = spec.includes('?');
@@ -317,7 +331,7 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
       const [kind, letters] = spec.replace('?', '').split(':');
       if (kind === 'T' || kind === 'I') {
         const dtype = kind === 'I' ? 'int32' : 'float32';
-        const shape = letters.length === 1 ? [dims[letters]] : [dims[letters[0]], dims[letters[1]]];
+        const shape = [...letters].map((l) => dims[l]);
         return arg('tensor', shaped ? { shape, dtype } : undefined);
       }
       if (kind === 'G') {
@@ -330,6 +344,11 @@ async function runBatch(seed, batch, calls, logFd, verbose) {
         if (rng.chance(0.15)) return hostile();
         const vals = Array.from({ length: rng.int(18) }, () => rng.pick([0, 1, -2.5, NaN, 1e39]));
         return [vals, `[${vals.join(',')}]`];
+      }
+      if (kind === 'int') {
+        if (rng.chance(0.1)) return hostile();
+        const v = shaped ? dims[letters] : rng.pick([0, 1, 2, 3, -1, 0.5, 2 ** 31 + 1, 2 ** 53, NaN]);
+        return [v, String(v)];
       }
       if (kind === 'act?') return rng.chance(0.4) ? [null, 'null'] : arg('act');
       return arg(kind);

@@ -58,6 +58,8 @@ export type { BuildInfo } from './build-info';
  */
 export { native } from './native';
 export { mlp } from './models';
+export { Conv2d, MaxPool2d, AvgPool2d, BatchNorm2d, Flatten, cnn } from './nn/conv';
+export type { Conv2dOptions, Pool2dOptions, CnnOptions } from './nn/conv';
 export { decouple, DecoupledNetwork } from './dni/network';
 export type { DecoupleOptions, UpdateSchedule } from './dni/network';
 export { feedbackAlignment, FeedbackAlignmentNetwork } from './methods/feedback-alignment';

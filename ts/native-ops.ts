@@ -73,4 +73,25 @@ export interface NativeOps {
   adamStepGroup(s: NativeStream, params: NativeTensor[], grads: NativeTensor[], ms: NativeTensor[],
                 vs: NativeTensor[], hyper: NativeTensor, beta1: number, beta2: number, eps: number,
                 weightDecay: number): void;
+  /** 2-D convolution (cross-correlation), NCHW: y[N, K, OH, OW] = sum over c, kh, kw of w[K, C, KH, KW] x[N, C, oh sH - pH + kh, ow sW - pW + kw] (zero outside the image) + bias[K]; OH = (H + 2 pH - KH) / sH + 1 (floor), OW likewise; bias may be null */
+  conv2dForward(s: NativeStream, x: NativeTensor, w: NativeTensor, bias: NativeTensor | null, y: NativeTensor,
+                strideH: number, strideW: number, padH: number, padW: number): void;
+  /** conv2dForward's gradients from dy [N, K, OH, OW]: dx overwritten, dw and db accumulated; each may be null (at least one given) */
+  conv2dBackward(s: NativeStream, x: NativeTensor, w: NativeTensor, dy: NativeTensor, dx: NativeTensor | null,
+                 dw: NativeTensor | null, db: NativeTensor | null, strideH: number, strideW: number,
+                 padH: number, padW: number): void;
+  /** max pooling, NCHW: y[n, c, oh, ow] = max over the window of x (padding never wins: pH <= KH / 2, pW <= KW / 2, so every window holds an image element); OH = (H + 2 pH - KH) / sH + 1 */
+  maxPool2dForward(s: NativeStream, x: NativeTensor, y: NativeTensor, kernelH: number, kernelW: number,
+                   strideH: number, strideW: number, padH: number, padW: number): void;
+  /** its backward: dx overwritten, each dy added to the window's argmax recomputed from x (ties: the first in row-major window order; a NaN wins) */
+  maxPool2dBackward(s: NativeStream, x: NativeTensor, dy: NativeTensor, dx: NativeTensor, kernelH: number,
+                    kernelW: number, strideH: number, strideW: number, padH: number, padW: number): void;
+  /** average pooling, NCHW: y = mean over the window's image elements (padding not counted: count_include_pad false; pH <= KH / 2, pW <= KW / 2) */
+  avgPool2dForward(s: NativeStream, x: NativeTensor, y: NativeTensor, kernelH: number, kernelW: number,
+                   strideH: number, strideW: number, padH: number, padW: number): void;
+  /** its backward: dx overwritten, each dy spread evenly over its window's image elements */
+  avgPool2dBackward(s: NativeStream, dy: NativeTensor, dx: NativeTensor, kernelH: number, kernelW: number,
+                    strideH: number, strideW: number, padH: number, padW: number): void;
+  /** y[b, j, i] = x[b, i, j] for x [B, M, N], y [B, N, M] (NCHW as [N, C, HW] to channels-last rows and back: BatchNorm2d) */
+  swapLastAxes(s: NativeStream, x: NativeTensor, y: NativeTensor): void;
 }

@@ -409,3 +409,102 @@ export function concatColumns(ctx: OpContext, a: Tensor, b: Tensor): Tensor {
 export function splitColumns(ctx: StreamContext, dout: Tensor, da: Tensor | null, db: Tensor | null): void {
   ops.splitColumns(ctx.stream.handle, dout.handle, da?.handle ?? null, db?.handle ?? null);
 }
+
+// ---- the convolution family (NCHW float32) ----
+
+/** A 2-D window: its size, strides and zero padding, rows then columns. */
+export interface Window2d {
+  readonly kernel: readonly [number, number];
+  readonly stride: readonly [number, number];
+  readonly padding: readonly [number, number];
+}
+
+/** The output size along one axis: floor((size + 2 padding - kernel) / stride) + 1. */
+export function windowOutputSize(size: number, kernel: number, stride: number, padding: number): number {
+  return Math.floor((size + 2 * padding - kernel) / stride) + 1;
+}
+
+function pooledShape(x: Tensor, channels: number, win: Window2d): number[] {
+  const [N, , H, W] = x.shape;
+  return [
+    N,
+    channels,
+    windowOutputSize(H, win.kernel[0], win.stride[0], win.padding[0]),
+    windowOutputSize(W, win.kernel[1], win.stride[1], win.padding[1]),
+  ];
+}
+
+/** conv(x [N, C, H, W], w [K, C, KH, KW]) + bias [K] → [N, K, OH, OW] (the window's kernel is w's) */
+export function conv2d(ctx: OpContext, x: Tensor, w: Tensor, bias: Tensor | null, win: Window2d): Tensor {
+  const y = empty(ctx, pooledShape(x, w.shape[0], win));
+  ops.conv2dForward(
+    ctx.stream.handle,
+    x.handle,
+    w.handle,
+    bias?.handle ?? null,
+    y.handle,
+    win.stride[0],
+    win.stride[1],
+    win.padding[0],
+    win.padding[1],
+  );
+  return y;
+}
+
+/**
+ * conv2d's backward: accumulates into dw and db (when given) and returns dx, or undefined
+ * when `needInputGrad` is false (dx is then never computed).
+ */
+export function conv2dBackward(
+  ctx: OpContext,
+  x: Tensor,
+  w: Tensor,
+  dy: Tensor,
+  dw: Tensor | null,
+  db: Tensor | null,
+  needInputGrad: boolean,
+  win: Window2d,
+): Tensor | undefined {
+  const dx = needInputGrad ? empty(ctx, x.shape) : undefined;
+  if (!dx && !dw && !db) return undefined;
+  ops.conv2dBackward(
+    ctx.stream.handle,
+    x.handle,
+    w.handle,
+    dy.handle,
+    dx?.handle ?? null,
+    dw?.handle ?? null,
+    db?.handle ?? null,
+    win.stride[0],
+    win.stride[1],
+    win.padding[0],
+    win.padding[1],
+  );
+  return dx;
+}
+
+/** Max or average pooling of x [N, C, H, W] → [N, C, OH, OW] (average: padding not counted). */
+export function pool2d(ctx: OpContext, kind: 'max' | 'avg', x: Tensor, win: Window2d): Tensor {
+  const y = empty(ctx, pooledShape(x, x.shape[1], win));
+  const f = kind === 'max' ? ops.maxPool2dForward : ops.avgPool2dForward;
+  f(ctx.stream.handle, x.handle, y.handle, win.kernel[0], win.kernel[1], win.stride[0], win.stride[1], win.padding[0], win.padding[1]);
+  return y;
+}
+
+/** pool2d's backward: dx shaped like x (max: to each window's argmax, recomputed from x). */
+export function pool2dBackward(ctx: OpContext, kind: 'max' | 'avg', x: Tensor, dy: Tensor, win: Window2d): Tensor {
+  const dx = empty(ctx, x.shape);
+  const [kh, kw] = win.kernel,
+    [sh, sw] = win.stride,
+    [ph, pw] = win.padding;
+  if (kind === 'max') ops.maxPool2dBackward(ctx.stream.handle, x.handle, dy.handle, dx.handle, kh, kw, sh, sw, ph, pw);
+  else ops.avgPool2dBackward(ctx.stream.handle, dy.handle, dx.handle, kh, kw, sh, sw, ph, pw);
+  return dx;
+}
+
+/** x [B, M, N] → [B, N, M] */
+export function swapLastAxes(ctx: OpContext, x: Tensor): Tensor {
+  const y = empty(ctx, [x.shape[0], x.shape[2], x.shape[1]]);
+  ops.swapLastAxes(ctx.stream.handle, x.handle, y.handle);
+  return y;
+}

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "conv_geometry.h"
 #include "error.h"
 
 namespace sg::ops {
@@ -436,6 +437,173 @@ void adamStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vect
   c.tensor(hyper, "hyper").shape(hyper, "hyper", {2});
   checkGroup(c, "adamStepGroup", hyper, params, {{"grads", &grads}, {"ms", &ms}, {"vs", &vs}});
   on(s).adamStepGroup(s, params, grads, ms, vs, hyper, beta1, beta2, eps, weightDecay);
+}
+
+namespace {
+
+// The window arguments shared by the convolution and pooling ops: strides >= 1, padding >= 0,
+// kernel >= 1 and, for a pool, padding at most half the kernel (so that every window holds at
+// least one image element: padding never wins a max and a mean never divides by 0). Sizes are
+// capped at 2^31 so that no index arithmetic of the kernels can overflow.
+void checkWindow(const char* op, int64_t kernelH, int64_t kernelW, int64_t strideH,
+                 int64_t strideW, int64_t padH, int64_t padW, bool pool) {
+  constexpr int64_t kMax = int64_t(1) << 31;
+  auto atLeast = [&](int64_t v, const char* name, int64_t lo) {
+    if (v < lo || v > kMax)
+      throw rangeError(std::string(op) + ": '" + name + "' must be an integer in [" +
+                       std::to_string(lo) + ", 2^31], got " + std::to_string(v));
+  };
+  atLeast(strideH, "strideH", 1);
+  atLeast(strideW, "strideW", 1);
+  atLeast(padH, "padH", 0);
+  atLeast(padW, "padW", 0);
+  if (pool) {
+    atLeast(kernelH, "kernelH", 1);
+    atLeast(kernelW, "kernelW", 1);
+    if (padH > kernelH / 2)
+      throw rangeError(std::string(op) + ": 'padH' must be at most kernelH / 2 = " +
+                       std::to_string(kernelH / 2) + " (a window must hold an image element), got " +
+                       std::to_string(padH));
+    if (padW > kernelW / 2)
+      throw rangeError(std::string(op) + ": 'padW' must be at most kernelW / 2 = " +
+                       std::to_string(kernelW / 2) + " (a window must hold an image element), got " +
+                       std::to_string(padW));
+  }
+}
+
+// The geometry of an NCHW input `x` (named `xName`, shape checked 4-D and non-empty per image)
+// under a kernelH x kernelW window producing `k` channels; throws unless the window fits the
+// padded image.
+Conv2dGeometry geometryOf(const Check& c, const char* op, const Tensor& x, const char* xName,
+                          int64_t k, int64_t kernelH, int64_t kernelW, int64_t strideH,
+                          int64_t strideW, int64_t padH, int64_t padW, const char* kernelName) {
+  c.rank(x, xName, 4);
+  const int64_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3];
+  if (C < 1 || H < 1 || W < 1)
+    throw rangeError(std::string(op) + ": '" + xName + "' must have at least 1 channel, row "
+                     "and column ([N, C, H, W]), got shape " + shapeString(x.shape));
+  if (H + 2 * padH < kernelH || W + 2 * padW < kernelW)
+    throw rangeError(std::string(op) + ": the " + kernelName + " (" + std::to_string(kernelH) +
+                     " x " + std::to_string(kernelW) + ") does not fit the padded image (" +
+                     std::to_string(H + 2 * padH) + " x " + std::to_string(W + 2 * padW) +
+                     ") of '" + xName + "' " + shapeString(x.shape));
+  return conv2dGeometry(N, C, H, W, k, kernelH, kernelW, strideH, strideW, padH, padW);
+}
+
+// The filters w [K, C, KH, KW] of a convolution over x [N, C, H, W].
+void checkFilters(const Check& c, const char* op, const Tensor& x, const Tensor& w) {
+  c.tensor(w, "w").rank(w, "w", 4);
+  if (w.shape[1] != x.shape[1] || w.shape[0] < 1 || w.shape[2] < 1 || w.shape[3] < 1)
+    throw rangeError(std::string(op) + ": 'w' must have shape [outChannels, " +
+                     std::to_string(x.shape[1]) + ", kernelH, kernelW] (all >= 1) for 'x' of shape " +
+                     shapeString(x.shape) + ", got " + shapeString(w.shape));
+}
+
+}  // namespace
+
+void conv2dForward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& bias,
+                   const Tensor& y, int64_t strideH, int64_t strideW, int64_t padH,
+                   int64_t padW) {
+  const char* op = "conv2dForward";
+  Check c(op, s);
+  c.tensor(x, "x").rank(x, "x", 4);
+  checkFilters(c, op, x, w);
+  checkWindow(op, w.shape[2], w.shape[3], strideH, strideW, padH, padW, false);
+  const Conv2dGeometry g = geometryOf(c, op, x, "x", w.shape[0], w.shape[2], w.shape[3], strideH,
+                                      strideW, padH, padW, "kernel of 'w'");
+  c.tensor(y, "y").shape(y, "y", {g.n, g.k, g.oh, g.ow});
+  c.distinct(x, "x", y, "y").distinct(w, "w", y, "y");
+  if (bias.storage) c.tensor(bias, "bias").shape(bias, "bias", {g.k}).distinct(bias, "bias", y, "y");
+  on(s).conv2dForward(s, x, w, bias, y, strideH, strideW, padH, padW);
+}
+
+void conv2dBackward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& dy,
+                    const Tensor& dx, const Tensor& dw, const Tensor& db, int64_t strideH,
+                    int64_t strideW, int64_t padH, int64_t padW) {
+  const char* op = "conv2dBackward";
+  Check c(op, s);
+  c.tensor(x, "x").rank(x, "x", 4);
+  checkFilters(c, op, x, w);
+  checkWindow(op, w.shape[2], w.shape[3], strideH, strideW, padH, padW, false);
+  const Conv2dGeometry g = geometryOf(c, op, x, "x", w.shape[0], w.shape[2], w.shape[3], strideH,
+                                      strideW, padH, padW, "kernel of 'w'");
+  c.tensor(dy, "dy").shape(dy, "dy", {g.n, g.k, g.oh, g.ow});
+  if (!dx.storage && !dw.storage && !db.storage)
+    throw typeError("conv2dBackward: give 'dx', 'dw', 'db' or several");
+  // Every output is written while all inputs are read: none may share memory with anything.
+  const std::pair<const Tensor*, const char*> inputs[] = {{&x, "x"}, {&w, "w"}, {&dy, "dy"}};
+  const std::pair<const Tensor*, const char*> outputs[] = {{&dx, "dx"}, {&dw, "dw"}, {&db, "db"}};
+  if (dx.storage) c.tensor(dx, "dx").shape(dx, "dx", x.shape);
+  if (dw.storage) c.tensor(dw, "dw").shape(dw, "dw", w.shape);
+  if (db.storage) c.tensor(db, "db").shape(db, "db", {g.k});
+  for (const auto& [out, outName] : outputs) {
+    for (const auto& [in, inName] : inputs) c.distinct(*out, outName, *in, inName);
+    for (const auto& [other, otherName] : outputs)
+      if (other < out) c.distinct(*out, outName, *other, otherName);
+  }
+  on(s).conv2dBackward(s, x, w, dy, dx, dw, db, strideH, strideW, padH, padW);
+}
+
+void maxPool2dForward(Stream& s, const Tensor& x, const Tensor& y, int64_t kernelH,
+                      int64_t kernelW, int64_t strideH, int64_t strideW, int64_t padH,
+                      int64_t padW) {
+  const char* op = "maxPool2dForward";
+  Check c(op, s);
+  checkWindow(op, kernelH, kernelW, strideH, strideW, padH, padW, true);
+  c.tensor(x, "x");
+  const Conv2dGeometry g = geometryOf(c, op, x, "x", x.rank() == 4 ? x.shape[1] : 0, kernelH,
+                                      kernelW, strideH, strideW, padH, padW, "window");
+  c.tensor(y, "y").shape(y, "y", {g.n, g.c, g.oh, g.ow}).distinct(x, "x", y, "y");
+  on(s).maxPool2dForward(s, x, y, kernelH, kernelW, strideH, strideW, padH, padW);
+}
+
+void maxPool2dBackward(Stream& s, const Tensor& x, const Tensor& dy, const Tensor& dx,
+                       int64_t kernelH, int64_t kernelW, int64_t strideH, int64_t strideW,
+                       int64_t padH, int64_t padW) {
+  const char* op = "maxPool2dBackward";
+  Check c(op, s);
+  checkWindow(op, kernelH, kernelW, strideH, strideW, padH, padW, true);
+  c.tensor(x, "x");
+  const Conv2dGeometry g = geometryOf(c, op, x, "x", x.rank() == 4 ? x.shape[1] : 0, kernelH,
+                                      kernelW, strideH, strideW, padH, padW, "window");
+  c.tensor(dy, "dy").shape(dy, "dy", {g.n, g.c, g.oh, g.ow});
+  c.tensor(dx, "dx").shape(dx, "dx", x.shape);
+  c.distinct(dx, "dx", x, "x").distinct(dx, "dx", dy, "dy");
+  on(s).maxPool2dBackward(s, x, dy, dx, kernelH, kernelW, strideH, strideW, padH, padW);
+}
+
+void avgPool2dForward(Stream& s, const Tensor& x, const Tensor& y, int64_t kernelH,
+                      int64_t kernelW, int64_t strideH, int64_t strideW, int64_t padH,
+                      int64_t padW) {
+  const char* op = "avgPool2dForward";
+  Check c(op, s);
+  checkWindow(op, kernelH, kernelW, strideH, strideW, padH, padW, true);
+  c.tensor(x, "x");
+  const Conv2dGeometry g = geometryOf(c, op, x, "x", x.rank() == 4 ? x.shape[1] : 0, kernelH,
+                                      kernelW, strideH, strideW, padH, padW, "window");
+  c.tensor(y, "y").shape(y, "y", {g.n, g.c, g.oh, g.ow}).distinct(x, "x", y, "y");
+  on(s).avgPool2dForward(s, x, y, kernelH, kernelW, strideH, strideW, padH, padW);
+}
+
+void avgPool2dBackward(Stream& s, const Tensor& dy, const Tensor& dx, int64_t kernelH,
+                       int64_t kernelW, int64_t strideH, int64_t strideW, int64_t padH,
+                       int64_t padW) {
+  const char* op = "avgPool2dBackward";
+  Check c(op, s);
+  checkWindow(op, kernelH, kernelW, strideH, strideW, padH, padW, true);
+  // The input's shape is dx's.
+  c.tensor(dx, "dx");
+  const Conv2dGeometry g = geometryOf(c, op, dx, "dx", dx.rank() == 4 ? dx.shape[1] : 0, kernelH,
+                                      kernelW, strideH, strideW, padH, padW, "window");
+  c.tensor(dy, "dy").shape(dy, "dy", {g.n, g.c, g.oh, g.ow}).distinct(dx, "dx", dy, "dy");
+  on(s).avgPool2dBackward(s, dy, dx, kernelH, kernelW, strideH, strideW, padH, padW);
+}
+
+void swapLastAxes(Stream& s, const Tensor& x, const Tensor& y) {
+  Check c("swapLastAxes", s);
+  c.tensor(x, "x").rank(x, "x", 3);
+  c.tensor(y, "y").shape(y, "y", {x.shape[0], x.shape[2], x.shape[1]}).distinct(x, "x", y, "y");
+  on(s).swapLastAxes(s, x, y);
 }
 
 }  // namespace sg::ops

@@ -24,10 +24,12 @@
 #include <vector>
 
 #include "common.cuh"
+#include "cpu/conv.h"
 #include "cpu/kernels.h"
 #include "gemm.cuh"
 #include "check.cuh"
 #include "kernels.cuh"
+#include "conv.cuh"
 
 namespace sg::cuda {
 using cpu::Activation;
@@ -45,6 +47,9 @@ namespace loss_k {
 }
 namespace lstm_k {
 #include "gen/lstm_kernels.inc"
+}
+namespace conv_k {
+#include "gen/conv_kernels.inc"
 }
 namespace optimizer_k {
 #include "gen/optimizer_kernels.inc"
@@ -597,6 +602,143 @@ void lstmTests() {
     }
 }
 
+// ---- convolution and pooling (conv.cu) -----------------------------------------------------
+
+std::vector<float> absOf(const std::vector<float>& v) {
+  std::vector<float> a(v.size());
+  for (size_t i = 0; i < v.size(); ++i) a[i] = std::fabs(v[i]);
+  return a;
+}
+
+std::vector<double> toDouble(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+// The kernels directly (grids smaller than the work: grid-stride loops and block loops) and
+// through the launchers, against cpu::conv2dForward / conv2dBackward. The CPU sums through
+// im2col + sgemm, the kernels directly: each result is judged relative to the sum of the
+// magnitudes of its terms, which is the same computation on |x|, |w|, |dy| (1e-5).
+void convTests() {
+  const Conv2dGeometry cases[] = {
+      conv2dGeometry(1, 1, 5, 5, 1, 3, 3, 1, 1, 1, 1),   // 'same' 3x3
+      conv2dGeometry(2, 3, 7, 9, 4, 3, 3, 2, 2, 1, 1),   // stride 2
+      conv2dGeometry(3, 8, 6, 5, 3, 5, 5, 1, 1, 2, 2),   // 'same' 5x5
+      conv2dGeometry(2, 8, 9, 11, 5, 3, 2, 2, 3, 0, 1),  // non-square everything
+      conv2dGeometry(2, 3, 4, 6, 2, 4, 6, 1, 1, 0, 0),   // the kernel covers the image
+  };
+  for (const Conv2dGeometry& g : cases) {
+    const std::string tag = " n" + std::to_string(g.n) + " c" + std::to_string(g.c) + " " +
+                            std::to_string(g.h) + "x" + std::to_string(g.w) + " k" +
+                            std::to_string(g.k) + " " + std::to_string(g.kh) + "x" +
+                            std::to_string(g.kw) + " s" + std::to_string(g.sh) + "," +
+                            std::to_string(g.sw) + " p" + std::to_string(g.ph) + "," +
+                            std::to_string(g.pw);
+    const size_t nx = g.n * g.c * g.h * g.w, nw = g.k * g.patch(), ny = g.n * g.k * g.outPlane();
+    std::vector<float> x = randomVec(nx), w = randomVec(nw), b = randomVec(g.k), dy = randomVec(ny);
+    std::vector<float> ax = absOf(x), aw = absOf(w), ab = absOf(b), ady = absOf(dy);
+    // forward: the kernel on a 3-block grid, then the launcher
+    std::vector<float> y(ny, NAN), ry(ny, NAN), sy(ny, NAN);
+    emu::launch(dim3(3), dim3(kBlock), [&] {
+      conv_k::conv2dForwardKernel(x.data(), w.data(), b.data(), y.data(), g);
+    });
+    cpu::conv2dForward(x.data(), w.data(), b.data(), ry.data(), g);
+    cpu::conv2dForward(ax.data(), aw.data(), ab.data(), sy.data(), g);
+    compareScaled("conv2dForwardKernel" + tag, y.data(), ry.data(), toDouble(sy), ny, 1e-5);
+    std::vector<float> y2(ny, NAN);
+    launchConv2dForward(nullptr, x.data(), w.data(), nullptr, y2.data(), g);
+    cpu::conv2dForward(x.data(), w.data(), nullptr, ry.data(), g);
+    compareScaled("launchConv2dForward (no bias)" + tag, y2.data(), ry.data(), toDouble(sy), ny, 1e-5);
+    // backward: dx overwritten, dw and db accumulated onto random values
+    std::vector<float> dx(nx, NAN), rdx(nx, NAN), sdx(nx, NAN);
+    std::vector<float> dw0 = randomVec(nw), db0 = randomVec(g.k);
+    std::vector<float> dw = dw0, rdw = dw0, sdw = absOf(dw0), db = db0, rdb = db0, sdb = absOf(db0);
+    launchConv2dBackward(nullptr, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), g);
+    cpu::conv2dBackward(x.data(), w.data(), dy.data(), rdx.data(), rdw.data(), rdb.data(), g);
+    cpu::conv2dBackward(ax.data(), aw.data(), ady.data(), sdx.data(), sdw.data(), sdb.data(), g);
+    std::vector<double> sdxd = toDouble(sdx);
+    for (double& v : sdxd) v = std::max(v, 1e-30);  // elements no window reaches: 0 on both sides
+    compareScaled("launchConv2dBackward dx" + tag, dx.data(), rdx.data(), sdxd, nx, 1e-5);
+    compareScaled("launchConv2dBackward dw" + tag, dw.data(), rdw.data(), toDouble(sdw), nw, 1e-5);
+    compareScaled("launchConv2dBackward db" + tag, db.data(), rdb.data(), toDouble(sdb), g.k, 1e-5);
+    // the kernels directly, small grids; dx alone through the launcher with dw, db null
+    std::vector<float> dx2(nx, NAN), dw2 = dw0, db2 = db0;
+    emu::launch(dim3(2), dim3(kBlock), [&] {
+      conv_k::conv2dBackwardDataKernel(w.data(), dy.data(), dx2.data(), g);
+    });
+    emu::launch(dim3(3), dim3(conv_k::kConvReduceBlock), [&] {
+      conv_k::conv2dBackwardFilterKernel(x.data(), dy.data(), dw2.data(), g);
+    });
+    emu::launch(dim3(1), dim3(conv_k::kConvReduceBlock), [&] {
+      conv_k::conv2dBackwardBiasKernel(dy.data(), db2.data(), g);
+    });
+    compareScaled("conv2dBackwardDataKernel" + tag, dx2.data(), rdx.data(), sdxd, nx, 1e-5);
+    compareScaled("conv2dBackwardFilterKernel" + tag, dw2.data(), rdw.data(), toDouble(sdw), nw, 1e-5);
+    compareScaled("conv2dBackwardBiasKernel" + tag, db2.data(), rdb.data(), toDouble(sdb), g.k, 1e-5);
+    std::vector<float> dx3(nx, NAN);
+    launchConv2dBackward(nullptr, x.data(), w.data(), dy.data(), dx3.data(), nullptr, nullptr, g);
+    compare("launchConv2dBackward dx alone" + tag, dx3.data(), dx.data(), nx, -1);
+  }
+
+  // Pools: bit for bit (same terms, same order, explicit roundings), ties and NaNs included.
+  const Conv2dGeometry pools[] = {
+      conv2dGeometry(1, 2, 6, 6, 2, 2, 2, 2, 2, 0, 0),
+      conv2dGeometry(2, 3, 7, 9, 3, 3, 3, 2, 2, 1, 1),
+      conv2dGeometry(2, 3, 5, 6, 3, 3, 3, 1, 1, 1, 1),
+      conv2dGeometry(1, 2, 9, 4, 2, 3, 2, 2, 1, 1, 1),
+  };
+  for (const Conv2dGeometry& g : pools)
+    for (bool isMax : {true, false}) {
+      const std::string tag = std::string(isMax ? " max " : " avg ") + std::to_string(g.h) + "x" +
+                              std::to_string(g.w) + " k" + std::to_string(g.kh) + "x" +
+                              std::to_string(g.kw) + " s" + std::to_string(g.sh) + " p" +
+                              std::to_string(g.ph);
+      const size_t nx = g.n * g.c * g.h * g.w, ny = g.n * g.c * g.outPlane();
+      std::vector<float> x = randomVec(nx), dy = randomVec(ny);
+      for (size_t i = 0; i < nx; i += 7) x[i] = 0.5f;  // ties
+      x[nx / 2] = NAN;
+      std::vector<float> y(ny, NAN), ry(ny, NAN), dx(nx, NAN), rdx(nx, NAN);
+      emu::launch(dim3(2), dim3(kBlock), [&] {
+        conv_k::pool2dForwardKernel(x.data(), y.data(), g, isMax);
+      });
+      emu::launch(dim3(2), dim3(kBlock), [&] {
+        conv_k::pool2dBackwardKernel(x.data(), dy.data(), dx.data(), g, isMax);
+      });
+      if (isMax) {
+        cpu::maxPool2dForward(x.data(), ry.data(), g);
+        cpu::maxPool2dBackward(x.data(), dy.data(), rdx.data(), g);
+      } else {
+        cpu::avgPool2dForward(x.data(), ry.data(), g);
+        cpu::avgPool2dBackward(dy.data(), rdx.data(), g);
+      }
+      compare("pool2dForwardKernel" + tag, y.data(), ry.data(), ny, -1);
+      compare("pool2dBackwardKernel" + tag, dx.data(), rdx.data(), nx, -1);
+      std::vector<float> y2(ny, NAN), dx2(nx, NAN);
+      launchPool2dForward(nullptr, x.data(), y2.data(), g, isMax);
+      launchPool2dBackward(nullptr, isMax ? x.data() : nullptr, dy.data(), dx2.data(), g, isMax);
+      compare("launchPool2dForward" + tag, y2.data(), ry.data(), ny, -1);
+      compare("launchPool2dBackward" + tag, dx2.data(), rdx.data(), nx, -1);
+    }
+
+  for (int64_t dims : {int64_t(1), int64_t(37)}) {  // swapLastAxes
+    const int64_t B = 3, M = dims, N = dims + 5;
+    std::vector<float> x = randomVec(B * M * N), y(B * M * N, NAN), ry(B * M * N, NAN);
+    launchSwapLastAxes(nullptr, x.data(), y.data(), B, M, N);
+    cpu::swapLastAxes(x.data(), ry.data(), B, M, N);
+    compare("launchSwapLastAxes " + std::to_string(M) + "x" + std::to_string(N), y.data(), ry.data(),
+            y.size(), -1);
+  }
+  {  // empty batches: nothing launched
+    emu::launches.clear();
+    const Conv2dGeometry g = conv2dGeometry(0, 2, 5, 5, 3, 3, 3, 1, 1, 1, 1);
+    launchConv2dForward(nullptr, nullptr, nullptr, nullptr, nullptr, g);
+    launchConv2dBackward(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, g);
+    launchPool2dForward(nullptr, nullptr, nullptr, g, true);
+    launchPool2dBackward(nullptr, nullptr, nullptr, nullptr, g, false);
+    launchSwapLastAxes(nullptr, nullptr, nullptr, 0, 4, 4);
+    const bool none = emu::launches.empty();
+    if (!none) ++failures;
+    std::printf("%s conv launchers launch nothing for empty inputs\n", none ? "ok  " : "FAIL");
+  }
+}
+
 // ---- optimizers ---------------------------------------------------------------------------
 
 // A parameter group through the real launchers (launchSgdStepGroup / launchAdamStepGroup):
@@ -970,6 +1112,7 @@ int main() {
   ignoredLabelTests();
   sigmoidCrossEntropyTests();
   lstmTests();
+  convTests();
   optimizerTests();
   launcherTests();
   std::printf(failures ? "\n%d FAILURES\n" : "\nall passed\n", failures);

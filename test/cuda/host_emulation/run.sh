@@ -11,7 +11,7 @@ root="$(cd "$here/../../.." && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/gen"
-for f in gemm elementwise batchnorm loss lstm optimizer; do
+for f in gemm elementwise batchnorm loss lstm conv optimizer; do
   # The text between the "// kernels" and "// launchers" banner lines, without namespace
   # closers (each of these .cu files says so beside its banner).
   sed -n '/^\/\/ kernels$/,/^\/\/ launchers$/p' "$root/cuda/$f.cu" | grep -v '^}  // namespace$' \
@@ -19,7 +19,7 @@ for f in gemm elementwise batchnorm loss lstm optimizer; do
 done
 flags="-std=c++17 -O2 -ffp-contract=off -pthread -I$root/native"
 objs=()
-for src in kernels parallel gemm gemm_avx2 gemm_avx512; do
+for src in kernels conv pool parallel gemm gemm_avx2 gemm_avx512; do
   extra=""
   case $src in
     gemm_avx2) extra="-mavx2 -mfma" ;;
@@ -31,7 +31,7 @@ for src in kernels parallel gemm gemm_avx2 gemm_avx512; do
 done
 # The launchers: each kernel file compiled whole, as nvcc would (one translation unit each).
 kernelObjs=()
-for f in gemm elementwise batchnorm loss lstm optimizer; do
+for f in gemm elementwise batchnorm loss lstm conv optimizer; do
   g++ $flags -w -x c++ -I"$here" -I"$root/cuda" -c "$root/cuda/$f.cu" -o "$work/cu_$f.o"
   kernelObjs+=("$work/cu_$f.o")
 done
