@@ -124,6 +124,24 @@ describe('the TypeScript API', () => {
     arena.dispose();
   });
 
+  test('a layer too wide to allocate on the host is a RangeError naming it (found by the fuzzer)', () => {
+    for (const [layer, what] of [
+      [new BatchNorm1d(2 ** 32 + 1), /BatchNorm1d\(4294967297\): its scale needs 4294967297 values on the host/],
+      [new Linear(2 ** 20, 2 ** 13), /Linear\(1048576→8192\): its weight needs 8589934592 values on the host/],
+    ] as const) {
+      const thrown = (() => {
+        try {
+          layer.initialize(cpu, new Random(0));
+        } catch (e) {
+          return e as Error & { code?: string };
+        }
+      })();
+      expect(thrown).toBeInstanceOf(RangeError);
+      expect(thrown!.message).toMatch(what);
+      expect(thrown!.code).toBe('ERR_SYNTHGRAD_INVALID_ARG_VALUE');
+    }
+  });
+
   test('optimizers and learning-rate schedules check their options', () => {
     expect(() => new Adam({ lr: -1 })).toThrow(/Adam: 'lr' must be a finite number > 0, got -1/);
     expect(() => new SGD({ lr: 0.1, momentum: 1 })).toThrow(/'momentum' must be in \[0, 1\)/);

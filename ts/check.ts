@@ -27,6 +27,19 @@ export function positiveInt(owner: string, name: string, v: unknown): number {
   return v;
 }
 
+/**
+ * `make()`, a host array of `n` values for `owner`'s `what`; a size the process cannot
+ * allocate (V8's typed-array limit, or memory) is a RangeError naming them, not the engine's.
+ */
+export function hostArray<T>(owner: string, what: string, n: number, make: () => T): T {
+  try {
+    return make();
+  } catch (e) {
+    if (e instanceof RangeError) throw rangeError(`${owner}: ${what} needs ${n} values on the host, more than this process can allocate`);
+    throw e;
+  }
+}
+
 /** `v`, or `fallback` when undefined; anything but a boolean is a TypeError (no truthiness: "no" is not false). */
 export function booleanOption(owner: string, name: string, v: unknown, fallback: boolean): boolean {
   if (v === undefined) return fallback;

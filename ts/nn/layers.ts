@@ -1,6 +1,6 @@
 // Layers: Linear, BatchNorm1d and the activations. Each forward enqueues native ops on the
 // step's stream; each backward closure does the same for the gradients.
-import { booleanOption, checkOptions, describe, numberOption, positiveInt, shown } from '../check';
+import { booleanOption, checkOptions, describe, hostArray, numberOption, positiveInt, shown } from '../check';
 import { Device } from '../device';
 import * as ops from '../ops';
 import type { ActivationName } from '../ops';
@@ -36,9 +36,10 @@ export class Linear extends Module {
   initialize(device: Device, rng: Random): void {
     this.dispose();
     const bound = this.options.init === 'zeros' ? 0 : 1 / Math.sqrt(this.inFeatures);
+    const n = this.outFeatures * this.inFeatures;
     this.weight = Parameter.create(
       `${this.name}.weight`,
-      rng.uniformArray(this.outFeatures * this.inFeatures, -bound, bound),
+      hostArray(this.name, 'its weight', n, () => rng.uniformArray(n, -bound, bound)),
       [this.outFeatures, this.inFeatures],
       device,
     );
@@ -108,7 +109,8 @@ export class BatchNorm1d extends Module {
   initialize(device: Device): void {
     this.dispose();
     const n = this.features;
-    this.gamma = Parameter.create(`${this.name}.gamma`, new Float32Array(n).fill(1), [n], device);
+    const ones = hostArray(this.name, 'its scale', n, () => new Float32Array(n).fill(1));
+    this.gamma = Parameter.create(`${this.name}.gamma`, ones, [n], device);
     this.beta = Parameter.create(`${this.name}.beta`, new Float32Array(n), [n], device);
     this.runningMean = Tensor.zeros([n], { device });
     this.runningVar = Tensor.fromArray(new Float32Array(n).fill(1), [n], { device });
