@@ -28,6 +28,7 @@
         "native/core/ops.cpp",
         "native/core/parallel.cpp",
         "native/core/registry.cpp",
+        "native/core/stream_order.cpp",
         "native/cpu/cpu_allocator.cpp",
         "native/cpu/cpu_backend.cpp",
         "native/cpu/cpu_graphs.cpp",
