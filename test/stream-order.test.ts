@@ -1,7 +1,22 @@
 // The stream-order checker (native/core/stream_order.h): a missing cross-stream wait is an
 // error when the work is enqueued, whatever the threads do, and the correct orderings (event
 // waits, host synchronisation, one stream, reads on several streams) pass.
-import { Device, Event, Graph, Stream, Tensor, native } from '../ts';
+import {
+  Arena,
+  Device,
+  Event,
+  Graph,
+  Linear,
+  MeanSquaredError,
+  Random,
+  ReLU,
+  SGD,
+  Sequential,
+  Stream,
+  Tensor,
+  decouple,
+  native,
+} from '../ts';
 import { checkStreamOrder } from './helpers/stream-order';
 
 const cpu = Device.cpu();
@@ -253,5 +268,44 @@ describe('switching it', () => {
     expect(() => ops.fill(a.handle, x.handle, 2)).toThrow(/writes 'y' .* while copy \('src'\) .* may still be reading it/);
     expect(() => native.checkStreams('yes' as never)).toThrow(/^checkStreams: 'enabled' must be a boolean, got 'yes'$/);
     expect(native.checkStreams()).toBe(true);
+  });
+});
+
+describe('decoupled training', () => {
+  /** The stream that last wrote `t`, as the checker names it when a fresh stream reads it unordered. */
+  function writerOf(t: Tensor): string {
+    try {
+      void t.read(new Stream(cpu));
+    } catch (e) {
+      const m = /last written by \w+ \('[^']*'\) on (.*?), and/.exec((e as Error).message);
+      if (m) return m[1];
+      throw e;
+    }
+    return 'nobody';
+  }
+
+  test("with per-module streams updates each module on a stream of its own, none of them the trainer's", async () => {
+    const model = new Sequential([new Linear(3, 5), new ReLU(), new Linear(5, 4), new ReLU(), new Linear(4, 2)]);
+    const net = decouple(model, { streams: 'per-module', synthesizer: { hidden: [] } });
+    net.initialize(cpu, new Random(1));
+    const strategy = net.trainingStrategy({ loss: new MeanSquaredError(), optimizer: () => new SGD({ lr: 0.1 }) });
+    const stream = new Stream(cpu);
+    const arena = new Arena();
+    const x = Tensor.fromArray(new Float32Array(12).fill(0.5), [4, 3], { device: cpu, arena });
+    const y = Tensor.fromArray(new Float32Array(8).fill(0.25), [4, 2], { device: cpu, arena });
+    const loss = strategy.step(x, y, { device: cpu, stream, training: true, arena });
+    const mark = Tensor.zeros([1], { device: cpu, arena });
+    ops.fill(stream.handle, mark.handle, 1);
+    const trainer = writerOf(mark);
+    // Not awaited: each weight's last writer is its module's optimizer step, on its module's stream.
+    const writers = net.modules.map((m) => writerOf((m.layers[0] as Linear).weight!.value));
+    expect(trainer).toMatch(/^stream #\d+ \(cpu\)$/);
+    writers.forEach((w) => expect(w).toMatch(/^stream #\d+ \(cpu\)$/));
+    expect(new Set([trainer, ...writers]).size).toBe(4);
+    // The step ends with the trainer's stream waiting for every module: its loss reads in order.
+    expect(Number.isFinite((await loss.readFloat32(stream))[0])).toBe(true);
+    arena.dispose();
+    strategy.dispose();
+    net.dispose();
   });
 });
