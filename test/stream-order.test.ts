@@ -3,6 +3,8 @@
 // waits, host synchronisation, one stream, reads on several streams) pass.
 import {
   Arena,
+  Dataset,
+  DecoupledTraining,
   Device,
   Event,
   Graph,
@@ -14,9 +16,12 @@ import {
   Sequential,
   Stream,
   Tensor,
+  Trainer,
   decouple,
+  mlp,
   native,
 } from '../ts';
+import type { DecoupleOptions } from '../ts';
 import { checkStreamOrder } from './helpers/stream-order';
 
 const cpu = Device.cpu();
@@ -284,28 +289,95 @@ describe('decoupled training', () => {
     return 'nobody';
   }
 
-  test("with per-module streams updates each module on a stream of its own, none of them the trainer's", async () => {
+  /** A decoupled 3-module network, its strategy and one batch, on a stream of its own. */
+  function setup(options: DecoupleOptions) {
     const model = new Sequential([new Linear(3, 5), new ReLU(), new Linear(5, 4), new ReLU(), new Linear(4, 2)]);
-    const net = decouple(model, { streams: 'per-module', synthesizer: { hidden: [] } });
+    const net = decouple(model, { ...options, synthesizer: { hidden: [] } });
     net.initialize(cpu, new Random(1));
-    const strategy = net.trainingStrategy({ loss: new MeanSquaredError(), optimizer: () => new SGD({ lr: 0.1 }) });
+    const strategy = net.trainingStrategy({
+      loss: new MeanSquaredError(),
+      optimizer: () => new SGD({ lr: 0.1, momentum: 0.5 }),
+    }) as DecoupledTraining;
     const stream = new Stream(cpu);
     const arena = new Arena();
     const x = Tensor.fromArray(new Float32Array(12).fill(0.5), [4, 3], { device: cpu, arena });
     const y = Tensor.fromArray(new Float32Array(8).fill(0.25), [4, 2], { device: cpu, arena });
-    const loss = strategy.step(x, y, { device: cpu, stream, training: true, arena });
-    const mark = Tensor.zeros([1], { device: cpu, arena });
-    ops.fill(stream.handle, mark.handle, 1);
-    const trainer = writerOf(mark);
+    const step = () => strategy.step(x, y, { device: cpu, stream, training: true, arena });
+    /** The stream's name in the checker's messages. */
+    const streamName = () => {
+      const mark = Tensor.zeros([1], { device: cpu, arena });
+      ops.fill(stream.handle, mark.handle, 1);
+      return writerOf(mark);
+    };
+    const weights = () => net.modules.map((m) => (m.layers[0] as Linear).weight!.value);
+    const dispose = () => {
+      arena.dispose();
+      strategy.dispose();
+      net.dispose();
+    };
+    return { net, strategy, stream, step, streamName, weights, dispose };
+  }
+
+  test("with per-module streams updates each module on a stream of its own, none of them the trainer's", async () => {
+    const run = setup({ streams: 'per-module' });
+    const loss = run.step();
     // Not awaited: each weight's last writer is its module's optimizer step, on its module's stream.
-    const writers = net.modules.map((m) => writerOf((m.layers[0] as Linear).weight!.value));
+    const writers = run.weights().map(writerOf);
+    const trainer = run.streamName();
     expect(trainer).toMatch(/^stream #\d+ \(cpu\)$/);
     writers.forEach((w) => expect(w).toMatch(/^stream #\d+ \(cpu\)$/));
     expect(new Set([trainer, ...writers]).size).toBe(4);
     // The step ends with the trainer's stream waiting for every module: its loss reads in order.
-    expect(Number.isFinite((await loss.readFloat32(stream))[0])).toBe(true);
+    expect(Number.isFinite((await loss.readFloat32(run.stream))[0])).toBe(true);
+    run.dispose();
+  });
+
+  test("with one stream updates every module on the trainer's stream", async () => {
+    const run = setup({ streams: 'single' });
+    const loss = run.step();
+    const trainer = run.streamName();
+    expect(run.weights().map(writerOf)).toEqual([trainer, trainer, trainer]);
+    await loss.read(run.stream);
+    run.dispose();
+  });
+
+  test("after restoreState, the module streams wait for state written on the trainer's stream", async () => {
+    const run = setup({ streams: 'per-module' });
+    await run.step().read(run.stream);
+    const { tensors, host } = run.strategy.checkpointState();
+    const state = [...run.net.parameters().map((p) => p.value), ...tensors.map((t) => t.tensor)];
+    const saved = await Promise.all(state.map((t) => t.readFloat32(run.stream)));
+    await run.step().read(run.stream);
+    // Written back on the trainer's stream and not awaited, as a checkpoint restore may do.
+    const arena = new Arena();
+    state.forEach((t, i) =>
+      ops.copy(run.stream.handle, Tensor.fromArray(new Float32Array(saved[i]), t.shape, { device: cpu, arena }).handle, t.handle),
+    );
+    run.strategy.restoreState(host);
+    const loss = run.step();
+    expect(Number.isFinite((await loss.readFloat32(run.stream))[0])).toBe(true);
     arena.dispose();
-    strategy.dispose();
-    net.dispose();
+    run.dispose();
+  });
+
+  test('a step after graph launches waits for what they wrote, and each launch counts as a step', async () => {
+    // 100 rows in batches of 32: the first step captured, two launches, then a 4-row tail uncaptured.
+    const rng = new Random(5);
+    const labels = new Int32Array(100).map(() => Math.floor(rng.next() * 3));
+    const data = new Dataset('random', rng.uniformArray(100 * 6, 0, 1), labels, 6, 3);
+    const trainer = new Trainer(decouple(mlp(6, [8, 8], 3), { streams: 'per-module' }), {
+      device: cpu,
+      seed: 1,
+      optimizer: () => new SGD({ lr: 0.1 }),
+    });
+    const launch = jest.spyOn(Graph.prototype, 'launch');
+    try {
+      await trainer.fit(data, { epochs: 1, batchSize: 32, graph: true });
+      expect(launch).toHaveBeenCalledTimes(2);
+      expect((trainer.strategy as DecoupledTraining).steps).toBe(4);
+    } finally {
+      launch.mockRestore();
+      trainer.dispose();
+    }
   });
 });
