@@ -176,6 +176,28 @@ describe('a write', () => {
   });
 });
 
+describe('memory', () => {
+  test('freed while another stream still uses it comes back as a new tensor with no history', async () => {
+    // The allocator hands a block out again only once the work that used it has run (CPU: the
+    // queued ops hold it), so the checker can treat every new tensor as unwritten.
+    const a = new Stream(cpu);
+    const b = new Stream(cpu);
+    const n = 192;
+    const m = Tensor.fromArray(new Float32Array(n * n).fill(0.01), [n, n], { device: cpu });
+    let c = Tensor.zeros([n, n], { device: cpu });
+    for (let i = 0; i < 20; i++) ops.gemm(a.handle, m.handle, m.handle, c.handle, false, false, 1, 1);
+    c.dispose();
+    for (let k = 0; k < 4; k++) {
+      c = Tensor.empty([n, n], { device: cpu });
+      ops.fill(b.handle, c.handle, k); // no wait for a: nothing orders it, and nothing needs to
+      const got = await c.readFloat32(b);
+      expect(got.every((v) => v === k)).toBe(true);
+      c.dispose();
+    }
+    await a.synchronize();
+  });
+});
+
 describe('the host', () => {
   test('reading on a stream that did not wait for the writer throws; the Promise is never made', () => {
     const a = new Stream(cpu);
