@@ -222,6 +222,18 @@ describe('the host', () => {
     expect(Array.from(await x.readFloat32(b))).toEqual([2, 2, 2, 2]);
   });
 
+  test("learns from a synchronize() that rejects: the failed stream's work has run all the same", async () => {
+    const a = new Stream(cpu);
+    const b = new Stream(cpu);
+    const probs = filled(6, 0).reshape([2, 3]);
+    const loss = filled(1, 0);
+    const logits = Tensor.fromArray(new Float32Array(6).fill(0.5), [2, 3], { device: cpu });
+    const labels = Tensor.fromArray(Int32Array.from([0, 7]), [2], { device: cpu });
+    ops.softmaxCrossEntropyForward(a.handle, logits.handle, labels.handle, probs.handle, loss.handle);
+    await expect(a.synchronize()).rejects.toThrow(/label/);
+    expect((await loss.readFloat32(b)).length).toBe(1);
+  });
+
   test('learns from event.synchronize() and from a read', async () => {
     const a = new Stream(cpu);
     const b = new Stream(cpu);

@@ -76,23 +76,21 @@ Napi::ClassPropertyDescriptor<H> getter(const char* name, const char* qualified)
                                   napi_default, const_cast<char*>(qualified)};
 }
 
-// With the stream-order checker on: `resolveWith`, after which the host knows `k` (null: as is).
-Resolver teaching(std::shared_ptr<order::Knowledge> k, Resolver resolveWith) {
-  if (!k) return resolveWith;
-  return [k = std::move(k), resolveWith = std::move(resolveWith)](Napi::Env env) -> Napi::Value {
-    order::hostLearns(*k);
-    return resolveWith ? resolveWith(env) : env.Undefined();
-  };
+// With the stream-order checker on: what the host knows once a Promise settles, the work it
+// waited for having all run, whether it failed or not (empty: nothing to learn).
+std::function<void()> teaching(std::shared_ptr<order::Knowledge> k) {
+  if (!k) return nullptr;
+  return [k = std::move(k)] { order::hostLearns(*k); };
 }
 
 // A Promise settled when everything enqueued on `stream` so far has run.
 Napi::Value afterStream(Napi::Env env, Stream& stream, Resolver resolveWith) {
-  if (order::checking() && !stream.capturing())
-    resolveWith = teaching(order::streamKnowledge(stream), std::move(resolveWith));
+  std::function<void()> learn;
+  if (order::checking() && !stream.capturing()) learn = teaching(order::streamKnowledge(stream));
   napi_deferred deferred = nullptr;
   Napi::Promise promise = newPromise(env, &deferred);
   enqueueCompletion([&](const Completion& done) { stream.whenDone(done); },
-                    completion(env, deferred, std::move(resolveWith)));
+                    completion(env, deferred, std::move(resolveWith), std::move(learn)));
   return promise;
 }
 
@@ -400,10 +398,10 @@ Napi::Value EventHandle::record(const Napi::CallbackInfo& info) {
 Napi::Value EventHandle::synchronize(const Napi::CallbackInfo& info) {
   napi_deferred deferred = nullptr;
   Napi::Promise promise = newPromise(info.Env(), &deferred);
-  Resolver resolveWith;
-  if (order::checking()) resolveWith = teaching(order::eventKnowledge(*event_), nullptr);
+  std::function<void()> learn;
+  if (order::checking()) learn = teaching(order::eventKnowledge(*event_));
   enqueueCompletion([&](const Completion& done) { event_->whenDone([done] { done(""); }); },
-                    completion(info.Env(), deferred, std::move(resolveWith)));
+                    completion(info.Env(), deferred, nullptr, std::move(learn)));
   return promise;
 }
 

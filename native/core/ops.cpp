@@ -32,19 +32,6 @@ class Check {
   // The stream-order check of the accesses collected, just before the op is enqueued.
   void checkOrder() const { order::enqueue(op_, stream_, accesses_); }
 
-  const Check& use(const Tensor& t, const char* name, DType dtype, bool write) const {
-    if (!t.storage) throw typeError(prefix(name) + "is empty");
-    if (t.dtype != dtype)
-      throw typeError(prefix(name) + "must be " + dtypeName(dtype) + ", got " +
-                      dtypeName(t.dtype));
-    if (t.device() != device_)
-      throw typeError(prefix(name) + "is on " + t.device().name() + " but the stream is on " +
-                      device_.name());
-    if (capturing_) backendFor(device_).keepAlive(stream_, t.storage);
-    if (order::checking()) accesses_.push_back({t.storage, t.dtype, t.shape, name, write});
-    return *this;
-  }
-
   const Check& rank(const Tensor& t, const char* name, int64_t r) const {
     if (t.rank() != r)
       throw rangeError(prefix(name) + "must be " + std::to_string(r) + "-D, got shape " +
@@ -104,6 +91,20 @@ class Check {
   }
 
  private:
+  // tensor() and out(): the checks, then the access noted for the stream-order checker.
+  const Check& use(const Tensor& t, const char* name, DType dtype, bool write) const {
+    if (!t.storage) throw typeError(prefix(name) + "is empty");
+    if (t.dtype != dtype)
+      throw typeError(prefix(name) + "must be " + dtypeName(dtype) + ", got " +
+                      dtypeName(t.dtype));
+    if (t.device() != device_)
+      throw typeError(prefix(name) + "is on " + t.device().name() + " but the stream is on " +
+                      device_.name());
+    if (capturing_) backendFor(device_).keepAlive(stream_, t.storage);
+    if (order::checking()) accesses_.push_back({t.storage, t.dtype, t.shape, name, write});
+    return *this;
+  }
+
   std::string prefix(const char* name) const { return std::string(op_) + ": '" + name + "' "; }
   const char* op_;
   Device device_;

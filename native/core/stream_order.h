@@ -24,7 +24,8 @@
 // streams' order among themselves), and a launch counts as one op on the launching stream that
 // reads and writes everything the graph touched.
 // A dead stream's work is treated as complete (both backends synchronise a stream before it is
-// destroyed). A rejected synchronize() teaches the host nothing (conservative).
+// destroyed). A synchronize() or read() that rejects (an op of the stream failed) teaches the
+// host all the same: the stream's work has run either way.
 // Off, the cost is one relaxed atomic load per op and per destructor (order_hooks.h).
 #pragma once
 #include <memory>
