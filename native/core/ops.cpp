@@ -15,7 +15,8 @@ namespace {
 class Check {
  public:
   Check(const char* op, Stream& s)
-      : op_(op), device_(s.device()), stream_(s), capturing_(s.capturing()) {}
+      : op_(op), device_(s.device()), stream_(s), capturing_(s.capturing()),
+        ordering_(order::checking()) {}
 
   // A float32 (or `dtype`) tensor on the stream's device that the op reads. Every tensor an
   // op uses passes here, so this is also where a capture learns which memory its graph
@@ -29,8 +30,11 @@ class Check {
     return use(t, name, dtype, true);
   }
 
-  // The stream-order check of the accesses collected, just before the op is enqueued.
-  void checkOrder() const { order::enqueue(op_, stream_, accesses_); }
+  // The stream-order check of the accesses collected, just before the op is enqueued (when
+  // the checker was on as the op began: the one load of its flag per op).
+  void checkOrder() const {
+    if (ordering_) order::enqueue(op_, stream_, accesses_);
+  }
 
   const Check& rank(const Tensor& t, const char* name, int64_t r) const {
     if (t.rank() != r)
@@ -101,7 +105,7 @@ class Check {
       throw typeError(prefix(name) + "is on " + t.device().name() + " but the stream is on " +
                       device_.name());
     if (capturing_) backendFor(device_).keepAlive(stream_, t.storage);
-    if (order::checking()) accesses_.push_back({t.storage, t.dtype, t.shape, name, write});
+    if (ordering_) accesses_.push_back({t.storage, t.dtype, t.shape, name, write});
     return *this;
   }
 
@@ -110,13 +114,14 @@ class Check {
   Device device_;
   Stream& stream_;
   bool capturing_;
-  mutable std::vector<order::Access> accesses_;  // only while the checker is on
+  bool ordering_;                                // the stream-order checker is on
+  mutable std::vector<order::Access> accesses_;  // only then
 };
 
 // The backend that runs an op on `s`, once `c`'s checks have all passed: every op reaches its
 // backend through here, after the stream-order check.
 Backend& on(Stream& s, const Check& c) {
-  if (order::checking()) c.checkOrder();
+  c.checkOrder();
   return backendFor(s.device());
 }
 
