@@ -28,6 +28,7 @@
         "native/core/ops.cpp",
         "native/core/parallel.cpp",
         "native/core/registry.cpp",
+        "native/core/stream_order.cpp",
         "native/cpu/conv.cpp",
         "native/cpu/cpu_allocator.cpp",
         "native/cpu/cpu_backend.cpp",

@@ -20,7 +20,7 @@ process.env.SYNTHGRAD_NUM_THREADS ??= '1';
  */
 export const folderTests = {
   optim: ['optimizers', 'optimizer-steps', 'optimizer-options'],
-  dni: ['schedule', 'dni-state', 'synthesizer-options', 'decouple-options', 'options-coverage', 'options'],
+  dni: ['schedule', 'dni-state', 'synthesizer-options', 'decouple-options', 'options-coverage', 'options', 'stream-order', 'graph'],
   train: ['checkpoint', 'inference', 'runlog', 'options'],
   cli: ['cli-config', 'cli', 'runlog', 'report'],
 };

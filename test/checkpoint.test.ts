@@ -14,6 +14,10 @@ import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { checkStreamOrder } from './helpers/stream-order';
+
+// Every op of these tests is checked for a missing cross-stream wait (native.checkStreams).
+checkStreamOrder();
 
 const cpu = Device.cpu();
 let dir: string;

@@ -4,6 +4,10 @@
 // exposes, and dispose(). Nothing here runs a step, so each test takes milliseconds.
 import { BatchNorm1d, Device, Linear, Random, ReLU, SGD, Sequential, Tanh, decouple, mlp } from '../ts';
 import type { DecoupleOptions } from '../ts';
+import { checkStreamOrder } from './helpers/stream-order';
+
+// Every op of these tests is checked for a missing cross-stream wait (native.checkStreams).
+checkStreamOrder();
 
 const cpu = Device.cpu();
 /** Linear, BN, ReLU, Linear, BN, ReLU, Linear: 7 layers, indices 0..6 */

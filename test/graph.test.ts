@@ -24,6 +24,10 @@ import { spawnSync } from 'child_process';
 import * as path from 'path';
 import { errorName } from './helpers/errors';
 import { adamStep, sgdStep } from './helpers/optimizer-steps';
+import { checkStreamOrder } from './helpers/stream-order';
+
+// Every op of these tests is checked for a missing cross-stream wait (native.checkStreams).
+checkStreamOrder();
 
 const cpu = Device.cpu();
 const ops = native.ops;

@@ -327,7 +327,7 @@ describe('cancelling queued work', () => {
     const t = Tensor.fromArray([1, 2], [2], { device: cpu });
     const kept = queueGemms(s1, 40);
     native.ops.fill(s2.handle, t.handle, 3);
-    const pending = t.read(s1);
+    const pending = kept[0].read(s1); // not t: nothing orders s2's fill before a read on s1
     expect(s1.cancel()).toBeGreaterThan(30);
     await expect(pending).rejects.toThrow(/cancelled/);
     expect(Array.from(await t.read(s2))).toEqual([3, 3]); // s2's work ran

@@ -20,6 +20,10 @@ import {
 } from '../ts';
 import { closest } from '../ts/check';
 import { errorOf } from './helpers/errors';
+import { checkStreamOrder } from './helpers/stream-order';
+
+// Every op of these tests is checked for a missing cross-stream wait (native.checkStreams).
+checkStreamOrder();
 
 const cpu = Device.cpu();
 

@@ -16,6 +16,10 @@ import * as ref from './helpers/reference';
 import { expectClose } from './helpers/reference';
 import { Dims, lstmWindow, LSTMParams } from './helpers/lstm-reference';
 import { errorOf } from './helpers/errors';
+import { checkStreamOrder } from './helpers/stream-order';
+
+// Every op of these tests is checked for a missing cross-stream wait (native.checkStreams).
+checkStreamOrder();
 
 /**
  * A small seeded source: episodes of `length` steps (the state reset at each start) in which

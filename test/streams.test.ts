@@ -1,6 +1,10 @@
 // Streams and events: order within a stream, waits across streams, host waits that never
 // block the event loop, and results that do not depend on how work is spread over streams.
 import { Device, Event, Stream, Tensor, native } from '../ts';
+import { checkStreamOrder } from './helpers/stream-order';
+
+// Every op of these tests is checked for a missing cross-stream wait (native.checkStreams).
+checkStreamOrder();
 
 const cpu = Device.cpu();
 const ops = native.ops;

@@ -8,6 +8,10 @@ import type { SynthesizerOptions } from '../ts';
 import { Module } from '../ts/nn/module';
 import { StepContext } from '../ts/nn/module';
 import * as ref from './helpers/reference';
+import { checkStreamOrder } from './helpers/stream-order';
+
+// Every op of these tests is checked for a missing cross-stream wait (native.checkStreams).
+checkStreamOrder();
 
 const cpu = Device.cpu();
 

@@ -1,6 +1,10 @@
 // Training end to end: a short MNIST run reaches a stated accuracy, fit() leaves the event
 // loop free, and seeded runs are reproducible.
 import { Adam, Dataset, Device, SGD, Trainer, datasets, decouple, mlp, learningRateSchedules } from '../ts';
+import { checkStreamOrder } from './helpers/stream-order';
+
+// Every op of these tests is checked for a missing cross-stream wait (native.checkStreams).
+checkStreamOrder();
 
 const cpu = Device.cpu();
 

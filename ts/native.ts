@@ -83,6 +83,15 @@ export interface NativeModule {
   /** Sets (when given) and returns the number of CPU threads ops may use. */
   threads(count?: number): number;
   /**
+   * The stream-order checker (a debug mode, off by default; SYNTHGRAD_CHECK_STREAMS=1 turns it
+   * on at load): sets it (when given) and returns whether it is on. While on, every op, read,
+   * record and wait is checked when it is enqueued: an access to memory that another stream
+   * wrote (or, for a write, read) without an event wait or a resolved synchronize() ordering
+   * it before throws an Error ('stream order: ...') naming the op, the tensor and both
+   * streams, and nothing is enqueued. Switching it forgets what it knew.
+   */
+  checkStreams(enabled?: boolean): boolean;
+  /**
    * Opt-in TF32 tensor cores for CUDA GEMMs (about 10 mantissa bits per product; default off,
    * exact fp32). Sets (when given) and returns the setting; enabling throws without CUDA.
    */

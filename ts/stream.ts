@@ -13,6 +13,12 @@
 // started (the running one completes) and the next synchronize() or read() on that stream
 // rejects with a "cancelled" error. On a GPU, work already handed to the device cannot be
 // withdrawn: it completes, also at exit, and cancel returns 0.
+//
+// Debugging the order: with SYNTHGRAD_CHECK_STREAMS=1 (or native.checkStreams(true)) every op,
+// read, record and wait is checked when it is enqueued, and an access to memory that another
+// stream wrote (or, for a write, read) with no wait for an event recorded after that access,
+// and no resolved synchronize() covering it, throws an Error ('stream order: ...') that names
+// the op, the tensor and both streams (native/core/stream_order.h).
 import { describe } from './check';
 import { Device } from './device';
 import { native, NativeEvent, NativeStream } from './native';

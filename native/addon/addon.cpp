@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "../core/parallel.h"
+#include "../core/stream_order.h"
 #include "../cpu/cpu_backend.h"
 #include "../cpu/kernels.h"
 #ifdef SYNTHGRAD_WITH_CUDA
@@ -53,6 +54,15 @@ Napi::Value threads(const Napi::CallbackInfo& info) {
       setParallelism(int(n));
     }
     return Napi::Number::New(info.Env(), parallelism());
+  });
+}
+
+// checkStreams(enabled?) -> whether the stream-order checker is on (core/stream_order.h);
+// switching it (either way) makes it forget what it knew.
+Napi::Value checkStreams(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (!info[0].IsUndefined()) order::setChecking(Args(info, "checkStreams").boolean(0, "enabled"));
+    return Napi::Boolean::New(info.Env(), order::checking());
   });
 }
 
@@ -178,6 +188,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceName", Napi::Function::New(env, deviceName, "deviceName"));
   exports.Set("defaultStream", Napi::Function::New(env, defaultStream, "defaultStream"));
   exports.Set("threads", Napi::Function::New(env, threads, "threads"));
+  exports.Set("checkStreams", Napi::Function::New(env, checkStreams, "checkStreams"));
   exports.Set("gemmTf32", Napi::Function::New(env, gemmTf32, "gemmTf32"));
   exports.Set("beginCapture", Napi::Function::New(env, beginCapture, "beginCapture"));
   exports.Set("endCapture", Napi::Function::New(env, endCapture, "endCapture"));

@@ -14,6 +14,7 @@ namespace {
 struct Pending {
   napi_deferred deferred;
   Resolver resolveWith;
+  std::function<void()> onSettle;
 };
 
 struct Outcome {
@@ -39,6 +40,12 @@ void settle(Napi::Env env, Napi::Function, Pending* pending, Outcome* outcome) n
   napi_deferred deferred = pending->deferred;
   napi_value value = nullptr;
   bool resolve = true;
+  if (o->error != kCancelled && pending->onSettle) {
+    try {
+      pending->onSettle();
+    } catch (...) {  // nothing may escape into Node.js
+    }
+  }
   if (o->error == kCancelled) {
   } else if (!o->error.empty()) {
     resolve = false;
@@ -99,9 +106,10 @@ Napi::Promise newPromise(Napi::Env env, napi_deferred* deferred) {
   return Napi::Promise(env, promise);
 }
 
-Completion completion(Napi::Env env, napi_deferred deferred, Resolver resolveWith) {
+Completion completion(Napi::Env env, napi_deferred deferred, Resolver resolveWith,
+                      std::function<void()> onSettle) {
   std::shared_ptr<EnvLife> life = env.GetInstanceData<AddonData>()->life;
-  auto* pending = new Pending{deferred, std::move(resolveWith)};
+  auto* pending = new Pending{deferred, std::move(resolveWith), std::move(onSettle)};
   Bridge bridge;
   try {
     bridge = Bridge::New(env, "synthgrad.completion", 0, 1, pending, freePending,

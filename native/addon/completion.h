@@ -37,7 +37,10 @@ void watchEnvLife(Napi::Env env, const std::shared_ptr<EnvLife>& life);
 // A new pending Promise; `*deferred` settles it (through a completion).
 Napi::Promise newPromise(Napi::Env env, napi_deferred* deferred);
 
-Completion completion(Napi::Env env, napi_deferred deferred, Resolver resolveWith);
+// `onSettle` (may be empty) runs on the main thread just before the Promise settles, resolved
+// or rejected (not for kCancelled).
+Completion completion(Napi::Env env, napi_deferred deferred, Resolver resolveWith,
+                      std::function<void()> onSettle = nullptr);
 
 // Pass to a completion whose work could not be enqueued (the caller throws instead): releases
 // it, so that the never-returned Promise does not keep the event loop alive; it resolves

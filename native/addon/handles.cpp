@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../core/stream_order.h"
 #include "completion.h"
 #include "convert.h"
 
@@ -75,12 +76,21 @@ Napi::ClassPropertyDescriptor<H> getter(const char* name, const char* qualified)
                                   napi_default, const_cast<char*>(qualified)};
 }
 
+// With the stream-order checker on: what the host knows once a Promise settles, the work it
+// waited for having all run, whether it failed or not (empty: nothing to learn).
+std::function<void()> teaching(std::shared_ptr<order::Knowledge> k) {
+  if (!k) return nullptr;
+  return [k = std::move(k)] { order::hostLearns(*k); };
+}
+
 // A Promise settled when everything enqueued on `stream` so far has run.
 Napi::Value afterStream(Napi::Env env, Stream& stream, Resolver resolveWith) {
+  std::function<void()> learn;
+  if (order::checking() && !stream.capturing()) learn = teaching(order::streamKnowledge(stream));
   napi_deferred deferred = nullptr;
   Napi::Promise promise = newPromise(env, &deferred);
   enqueueCompletion([&](const Completion& done) { stream.whenDone(done); },
-                    completion(env, deferred, std::move(resolveWith)));
+                    completion(env, deferred, std::move(resolveWith), std::move(learn)));
   return promise;
 }
 
@@ -280,6 +290,8 @@ Napi::Value TensorHandle::read(const Napi::CallbackInfo& info) {
     throw typeError("read: 'stream' is on " + stream.device().name() +
                     " but the tensor is on " + tensor_.device().name());
   auto host = std::make_shared<std::vector<uint8_t>>(tensor_.bytes());
+  if (order::checking() && !host->empty())
+    order::enqueue("read", stream, {{tensor_.storage, tensor_.dtype, tensor_.shape, "this", false}});
   if (!host->empty()) backendFor(tensor_.device()).download(stream, tensor_, host->data(), host);
   DType dtype = tensor_.dtype;
   size_t count = size_t(tensor_.numel());
@@ -334,6 +346,7 @@ Napi::Value StreamHandle::wait(const Napi::CallbackInfo& info) {
     throw typeError("wait: 'event' is on " + event.device().name() + " but the stream is on " +
                     stream_->device().name());
   stream_->wait(event);
+  if (order::checking()) order::waited(*stream_, event);
   return info.Env().Undefined();
 }
 
@@ -378,14 +391,17 @@ Napi::Value EventHandle::record(const Napi::CallbackInfo& info) {
     throw typeError("record: 'stream' is on " + stream.device().name() +
                     " but the event is on " + event_->device().name());
   event_->record(stream);
+  if (order::checking()) order::recorded(*event_, stream);
   return info.Env().Undefined();
 }
 
 Napi::Value EventHandle::synchronize(const Napi::CallbackInfo& info) {
   napi_deferred deferred = nullptr;
   Napi::Promise promise = newPromise(info.Env(), &deferred);
+  std::function<void()> learn;
+  if (order::checking()) learn = teaching(order::eventKnowledge(*event_));
   enqueueCompletion([&](const Completion& done) { event_->whenDone([done] { done(""); }); },
-                    completion(info.Env(), deferred, nullptr));
+                    completion(info.Env(), deferred, nullptr, std::move(learn)));
   return promise;
 }
 
@@ -432,6 +448,7 @@ Napi::Object GraphHandle::begin(Napi::Env env, std::shared_ptr<Stream> origin) {
   Napi::Object o = newGraphObject(env);
   GraphHandle* h = Unwrap(o);
   backendFor(origin->device()).beginCapture(*origin);
+  if (order::checking()) order::captureBegun(*origin);
   h->device_ = origin->device();
   h->capturing_ = std::move(origin);
   data(env).capturing.push_back(h);
@@ -447,7 +464,14 @@ Napi::Object GraphHandle::end(Napi::Env env, Stream& origin) {
   open.erase(it);
   std::shared_ptr<Stream> stream = std::move(h->capturing_);
   // The backend discards the capture if it refuses it; the Graph is then disposed.
-  std::unique_ptr<Graph> graph = backendFor(stream->device()).endCapture(*stream);
+  std::unique_ptr<Graph> graph;
+  try {
+    graph = backendFor(stream->device()).endCapture(*stream);
+  } catch (...) {
+    if (order::checking()) order::captureEnded(*stream, nullptr);
+    throw;
+  }
+  if (order::checking()) order::captureEnded(*stream, graph.get());
   Napi::Object o = h->Value();
   if (o.IsEmpty()) {  // collected, its finalizer not yet run: the work goes to a new Graph
     o = newGraphObject(env);
@@ -467,6 +491,7 @@ void GraphHandle::discardCapture() noexcept {
   }
   try {
     std::shared_ptr<Stream> stream = std::move(capturing_);
+    if (order::checking()) order::captureEnded(*stream, nullptr);
     backendFor(stream->device()).endCapture(*stream);  // the recorded work is dropped unrun
   } catch (...) {  // a refused capture is discarded all the same
   }
@@ -480,6 +505,7 @@ Napi::Value GraphHandle::launch(const Napi::CallbackInfo& info) {
   if (stream.device() != device_)
     throw typeError("launch: 'stream' is on " + stream.device().name() +
                     " but the graph was captured on " + device_.name());
+  if (order::checking()) order::launching(*graph_, stream);
   graph_->launch(stream);
   return info.Env().Undefined();
 }

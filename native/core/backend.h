@@ -25,9 +25,12 @@ namespace sg {
 
 class Event;
 
+// The destructors below tell the stream-order checker (stream_order.h) when it is on.
 class Stream {
  public:
-  virtual ~Stream() = default;
+  virtual ~Stream() {
+    if (order::checking()) order::gone(order::Gone::Stream, this);
+  }
   virtual Device device() const = 0;
   // Whether work enqueued now is being recorded into a graph rather than run.
   virtual bool capturing() const = 0;
@@ -45,7 +48,9 @@ class Stream {
 
 class Event {
  public:
-  virtual ~Event() = default;
+  virtual ~Event() {
+    if (order::checking()) order::gone(order::Gone::Event, this);
+  }
   virtual Device device() const = 0;
   // Marks the current end of `stream`'s queue.
   virtual void record(Stream& stream) = 0;
@@ -55,7 +60,9 @@ class Event {
 
 class Graph {
  public:
-  virtual ~Graph() = default;
+  virtual ~Graph() {
+    if (order::checking()) order::gone(order::Gone::Graph, this);
+  }
   // Enqueues the recorded work: it starts after the work enqueued on `stream` so far, and
   // later work on `stream` waits for all of it.
   virtual void launch(Stream& stream) = 0;

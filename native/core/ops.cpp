@@ -7,6 +7,7 @@
 
 #include "conv_geometry.h"
 #include "error.h"
+#include "stream_order.h"
 
 namespace sg::ops {
 namespace {
@@ -15,20 +16,25 @@ namespace {
 class Check {
  public:
   Check(const char* op, Stream& s)
-      : op_(op), device_(s.device()), stream_(s), capturing_(s.capturing()) {}
+      : op_(op), device_(s.device()), stream_(s), capturing_(s.capturing()),
+        ordering_(order::checking()) {}
 
-  // A float32 (or `dtype`) tensor on the stream's device. Every tensor an op uses passes
-  // here, so this is also where a capture learns which memory its graph needs.
+  // A float32 (or `dtype`) tensor on the stream's device that the op reads. Every tensor an
+  // op uses passes here, so this is also where a capture learns which memory its graph
+  // needs, and where the stream-order checker (stream_order.h) learns what the op accesses.
   const Check& tensor(const Tensor& t, const char* name, DType dtype = DType::Float32) const {
-    if (!t.storage) throw typeError(prefix(name) + "is empty");
-    if (t.dtype != dtype)
-      throw typeError(prefix(name) + "must be " + dtypeName(dtype) + ", got " +
-                      dtypeName(t.dtype));
-    if (t.device() != device_)
-      throw typeError(prefix(name) + "is on " + t.device().name() + " but the stream is on " +
-                      device_.name());
-    if (capturing_) backendFor(device_).keepAlive(stream_, t.storage);
-    return *this;
+    return use(t, name, dtype, false);
+  }
+
+  // A tensor that the op writes (and may read too): checked like tensor().
+  const Check& out(const Tensor& t, const char* name, DType dtype = DType::Float32) const {
+    return use(t, name, dtype, true);
+  }
+
+  // The stream-order check of the accesses collected, just before the op is enqueued (when
+  // the checker was on as the op began: the one load of its flag per op).
+  void checkOrder() const {
+    if (ordering_) order::enqueue(op_, stream_, accesses_);
   }
 
   const Check& rank(const Tensor& t, const char* name, int64_t r) const {
@@ -90,14 +96,35 @@ class Check {
   }
 
  private:
+  // tensor() and out(): the checks, then the access noted for the stream-order checker.
+  const Check& use(const Tensor& t, const char* name, DType dtype, bool write) const {
+    if (!t.storage) throw typeError(prefix(name) + "is empty");
+    if (t.dtype != dtype)
+      throw typeError(prefix(name) + "must be " + dtypeName(dtype) + ", got " +
+                      dtypeName(t.dtype));
+    if (t.device() != device_)
+      throw typeError(prefix(name) + "is on " + t.device().name() + " but the stream is on " +
+                      device_.name());
+    if (capturing_) backendFor(device_).keepAlive(stream_, t.storage);
+    if (ordering_) accesses_.push_back({t.storage, t.dtype, t.shape, name, write});
+    return *this;
+  }
+
   std::string prefix(const char* name) const { return std::string(op_) + ": '" + name + "' "; }
   const char* op_;
   Device device_;
   Stream& stream_;
   bool capturing_;
+  bool ordering_;                                // the stream-order checker is on
+  mutable std::vector<order::Access> accesses_;  // only then
 };
 
-Backend& on(Stream& s) { return backendFor(s.device()); }
+// The backend that runs an op on `s`, once `c`'s checks have all passed: every op reaches its
+// backend through here, after the stream-order check.
+Backend& on(Stream& s, const Check& c) {
+  c.checkOrder();
+  return backendFor(s.device());
+}
 
 // [rows, cols] of a 2-D tensor.
 int64_t rows(const Tensor& t) { return t.shape[0]; }
@@ -107,14 +134,14 @@ int64_t cols(const Tensor& t) { return t.shape[1]; }
 
 void copy(Stream& s, const Tensor& src, const Tensor& dst) {
   Check c("copy", s);
-  c.tensor(src, "src", src.dtype).tensor(dst, "dst", src.dtype).sameSize(dst, "dst", src, "src");
+  c.tensor(src, "src", src.dtype).out(dst, "dst", src.dtype).sameSize(dst, "dst", src, "src");
   if (src.storage == dst.storage) return;
-  on(s).copy(s, src, dst);
+  on(s, c).copy(s, src, dst);
 }
 
 void fill(Stream& s, const Tensor& y, double value) {
   Check c("fill", s);
-  c.tensor(y, "y", y.dtype).finite(value, "value");
+  c.out(y, "y", y.dtype).finite(value, "value");
   // The value must be representable in y's dtype: a cast would be undefined behaviour (int32)
   // or silently infinite (float32).
   if (y.dtype == DType::Int32 &&
@@ -124,19 +151,19 @@ void fill(Stream& s, const Tensor& y, double value) {
   if (y.dtype == DType::Float32 && !std::isfinite(static_cast<float>(value)))
     throw rangeError("fill: 'value' must be within float32 range for a float32 tensor, got " +
                      Check::str(value));
-  on(s).fill(s, y, value);
+  on(s, c).fill(s, y, value);
 }
 
 void axpby(Stream& s, float a, const Tensor& x, float b, const Tensor& y) {
   Check c("axpby", s);
-  c.tensor(x, "x").tensor(y, "y").sameSize(y, "y", x, "x").finite(a, "a").finite(b, "b");
-  on(s).axpby(s, a, x, b, y);
+  c.tensor(x, "x").out(y, "y").sameSize(y, "y", x, "x").finite(a, "a").finite(b, "b");
+  on(s, c).axpby(s, a, x, b, y);
 }
 
 void gemm(Stream& s, const Tensor& a, const Tensor& b, const Tensor& c, bool transA, bool transB,
           float alpha, float beta) {
   Check k("gemm", s);
-  k.tensor(a, "a").tensor(b, "b").tensor(c, "c").rank(a, "a", 2).rank(b, "b", 2).rank(c, "c", 2);
+  k.tensor(a, "a").tensor(b, "b").out(c, "c").rank(a, "a", 2).rank(b, "b", 2).rank(c, "c", 2);
   k.finite(alpha, "alpha").finite(beta, "beta").distinct(a, "a", c, "c").distinct(b, "b", c, "c");
   int64_t M = transA ? cols(a) : rows(a), K = transA ? rows(a) : cols(a);
   int64_t Kb = transB ? cols(b) : rows(b), N = transB ? rows(b) : cols(b);
@@ -145,45 +172,45 @@ void gemm(Stream& s, const Tensor& a, const Tensor& b, const Tensor& c, bool tra
                      ", op(b) is " + shapeString({Kb, N}) +
                      (transA || transB ? " (after the requested transposes)" : ""));
   k.shape(c, "c", {M, N});
-  on(s).gemm(s, a, b, c, transA, transB, alpha, beta);
+  on(s, k).gemm(s, a, b, c, transA, transB, alpha, beta);
 }
 
 void linearForward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& bias,
                    const Tensor& y, std::optional<Activation> act) {
   Check c("linearForward", s);
-  c.tensor(x, "x").tensor(w, "w").tensor(y, "y").rank(x, "x", 2).rank(w, "w", 2);
+  c.tensor(x, "x").tensor(w, "w").out(y, "y").rank(x, "x", 2).rank(w, "w", 2);
   if (cols(w) != cols(x))
     throw rangeError("linearForward: 'w' must have shape [outFeatures, " + std::to_string(cols(x)) +
                      "] for 'x' of shape " + shapeString(x.shape) + ", got " + shapeString(w.shape));
   c.shape(y, "y", {rows(x), rows(w)}).distinct(x, "x", y, "y").distinct(w, "w", y, "y");
   if (bias.storage) c.tensor(bias, "bias").shape(bias, "bias", {rows(w)}).distinct(bias, "bias", y, "y");
-  on(s).linearForward(s, x, w, bias, y, act);
+  on(s, c).linearForward(s, x, w, bias, y, act);
 }
 
 void addBias(Stream& s, const Tensor& y, const Tensor& bias) {
   Check c("addBias", s);
-  c.tensor(y, "y").tensor(bias, "bias").rank(y, "y", 2).shape(bias, "bias", {cols(y)});
-  on(s).addBias(s, y, bias);
+  c.out(y, "y").tensor(bias, "bias").rank(y, "y", 2).shape(bias, "bias", {cols(y)});
+  on(s, c).addBias(s, y, bias);
 }
 
 void biasBackward(Stream& s, const Tensor& dy, const Tensor& dbias) {
   Check c("biasBackward", s);
-  c.tensor(dy, "dy").tensor(dbias, "dbias").rank(dy, "dy", 2).shape(dbias, "dbias", {cols(dy)});
-  on(s).biasBackward(s, dy, dbias);
+  c.tensor(dy, "dy").out(dbias, "dbias").rank(dy, "dy", 2).shape(dbias, "dbias", {cols(dy)});
+  on(s, c).biasBackward(s, dy, dbias);
 }
 
 void activationForward(Stream& s, Activation act, const Tensor& x, const Tensor& y) {
   Check c("activationForward", s);
-  c.tensor(x, "x").tensor(y, "y").shape(y, "y", x.shape);
-  on(s).activationForward(s, act, x, y);
+  c.tensor(x, "x").out(y, "y").shape(y, "y", x.shape);
+  on(s, c).activationForward(s, act, x, y);
 }
 
 void activationBackward(Stream& s, Activation act, const Tensor& y, const Tensor& dy,
                         const Tensor& dx) {
   Check c("activationBackward", s);
-  c.tensor(y, "y").tensor(dy, "dy").tensor(dx, "dx").shape(dy, "dy", y.shape);
+  c.tensor(y, "y").tensor(dy, "dy").out(dx, "dx").shape(dy, "dy", y.shape);
   c.shape(dx, "dx", y.shape);
-  on(s).activationBackward(s, act, y, dy, dx);
+  on(s, c).activationBackward(s, act, y, dy, dx);
 }
 
 void batchNormForward(Stream& s, const Tensor& x, const Tensor& gamma, const Tensor& beta,
@@ -195,16 +222,20 @@ void batchNormForward(Stream& s, const Tensor& x, const Tensor& gamma, const Ten
   Shape features{cols(x)};
   c.tensor(gamma, "gamma").shape(gamma, "gamma", features);
   c.tensor(beta, "beta").shape(beta, "beta", features);
-  c.tensor(y, "y").shape(y, "y", x.shape);
-  c.tensor(runningMean, "runningMean").shape(runningMean, "runningMean", features);
-  c.tensor(runningVar, "runningVar").shape(runningVar, "runningVar", features);
-  c.tensor(saveMean, "saveMean").shape(saveMean, "saveMean", features);
-  c.tensor(saveInvStd, "saveInvStd").shape(saveInvStd, "saveInvStd", features);
+  c.out(y, "y").shape(y, "y", x.shape);
+  // Training updates the running statistics and saves the batch's; evaluation reads them.
+  auto stats = [&](const Tensor& t, const char* name) {
+    (training ? c.out(t, name) : c.tensor(t, name)).shape(t, name, features);
+  };
+  stats(runningMean, "runningMean");
+  stats(runningVar, "runningVar");
+  stats(saveMean, "saveMean");
+  stats(saveInvStd, "saveInvStd");
   c.distinct(x, "x", y, "y").inRange(momentum, "momentum", 0, 1.0000001).positive(eps, "eps");
   if (training && rows(x) < 2)
     throw rangeError("batchNormForward: 'x' needs at least 2 rows in training mode, got " +
                      shapeString(x.shape));
-  on(s).batchNormForward(s, x, gamma, beta, y, runningMean, runningVar, saveMean, saveInvStd,
+  on(s, c).batchNormForward(s, x, gamma, beta, y, runningMean, runningVar, saveMean, saveInvStd,
                          momentum, eps, training);
 }
 
@@ -214,14 +245,14 @@ void batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy, const Tenso
   Check c("batchNormBackward", s);
   c.tensor(x, "x").rank(x, "x", 2);
   Shape features{cols(x)};
-  c.tensor(dy, "dy").shape(dy, "dy", x.shape).tensor(dx, "dx").shape(dx, "dx", x.shape);
+  c.tensor(dy, "dy").shape(dy, "dy", x.shape).out(dx, "dx").shape(dx, "dx", x.shape);
   c.tensor(gamma, "gamma").shape(gamma, "gamma", features);
   c.tensor(saveMean, "saveMean").shape(saveMean, "saveMean", features);
   c.tensor(saveInvStd, "saveInvStd").shape(saveInvStd, "saveInvStd", features);
-  c.tensor(dgamma, "dgamma").shape(dgamma, "dgamma", features);
-  c.tensor(dbeta, "dbeta").shape(dbeta, "dbeta", features);
+  c.out(dgamma, "dgamma").shape(dgamma, "dgamma", features);
+  c.out(dbeta, "dbeta").shape(dbeta, "dbeta", features);
   c.distinct(x, "x", dx, "dx").distinct(dy, "dy", dx, "dx");
-  on(s).batchNormBackward(s, x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta);
+  on(s, c).batchNormBackward(s, x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta);
 }
 
 void softmaxCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& labels,
@@ -229,9 +260,9 @@ void softmaxCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& l
   Check c("softmaxCrossEntropyForward", s);
   c.tensor(logits, "logits").rank(logits, "logits", 2);
   c.tensor(labels, "labels", DType::Int32).shape(labels, "labels", {rows(logits)});
-  c.tensor(probs, "probs").shape(probs, "probs", logits.shape);
-  c.tensor(loss, "loss").shape(loss, "loss", {1});
-  on(s).softmaxCrossEntropyForward(s, logits, labels, probs, loss);
+  c.out(probs, "probs").shape(probs, "probs", logits.shape);
+  c.out(loss, "loss").shape(loss, "loss", {1});
+  on(s, c).softmaxCrossEntropyForward(s, logits, labels, probs, loss);
 }
 
 void softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& labels,
@@ -239,8 +270,8 @@ void softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& l
   Check c("softmaxCrossEntropyBackward", s);
   c.tensor(probs, "probs").rank(probs, "probs", 2);
   c.tensor(labels, "labels", DType::Int32).shape(labels, "labels", {rows(probs)});
-  c.tensor(dlogits, "dlogits").shape(dlogits, "dlogits", probs.shape).finite(scale, "scale");
-  on(s).softmaxCrossEntropyBackward(s, probs, labels, dlogits, scale);
+  c.out(dlogits, "dlogits").shape(dlogits, "dlogits", probs.shape).finite(scale, "scale");
+  on(s, c).softmaxCrossEntropyBackward(s, probs, labels, dlogits, scale);
 }
 
 void sigmoidCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& targets,
@@ -248,13 +279,13 @@ void sigmoidCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& t
   Check c("sigmoidCrossEntropyForward", s);
   c.tensor(logits, "logits").rank(logits, "logits", 2);
   c.tensor(targets, "targets").shape(targets, "targets", logits.shape);
-  c.tensor(probs, "probs").shape(probs, "probs", logits.shape);
-  c.tensor(loss, "loss").shape(loss, "loss", {1});
+  c.out(probs, "probs").shape(probs, "probs", logits.shape);
+  c.out(loss, "loss").shape(loss, "loss", {1});
   // The loss is computed from the logits after probs is written: probs must not overwrite them.
   c.distinct(logits, "logits", probs, "probs").distinct(targets, "targets", probs, "probs");
   c.distinct(loss, "loss", logits, "logits").distinct(loss, "loss", targets, "targets");
   c.distinct(loss, "loss", probs, "probs");
-  on(s).sigmoidCrossEntropyForward(s, logits, targets, probs, loss);
+  on(s, c).sigmoidCrossEntropyForward(s, logits, targets, probs, loss);
 }
 
 void sigmoidCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& targets,
@@ -262,8 +293,8 @@ void sigmoidCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& t
   Check c("sigmoidCrossEntropyBackward", s);
   c.tensor(probs, "probs").rank(probs, "probs", 2);
   c.tensor(targets, "targets").shape(targets, "targets", probs.shape);
-  c.tensor(dlogits, "dlogits").shape(dlogits, "dlogits", probs.shape).finite(scale, "scale");
-  on(s).sigmoidCrossEntropyBackward(s, probs, targets, dlogits, scale);
+  c.out(dlogits, "dlogits").shape(dlogits, "dlogits", probs.shape).finite(scale, "scale");
+  on(s, c).sigmoidCrossEntropyBackward(s, probs, targets, dlogits, scale);
 }
 
 namespace {
@@ -283,13 +314,13 @@ void lstmCellForward(Stream& s, const Tensor& gates, const Tensor& cPrev, const 
                      const Tensor& h) {
   Check k("lstmCellForward", s);
   const Shape state = lstmStateShape(k, "lstmCellForward", gates);
-  k.tensor(cPrev, "cPrev").shape(cPrev, "cPrev", state);
-  k.tensor(c, "c").shape(c, "c", state).tensor(h, "h").shape(h, "h", state);
+  k.out(gates, "gates").tensor(cPrev, "cPrev").shape(cPrev, "cPrev", state);
+  k.out(c, "c").shape(c, "c", state).out(h, "h").shape(h, "h", state);
   // Written: gates (in place), c, h. The kernel reads cPrev and the gates while it writes.
   k.distinct(gates, "gates", cPrev, "cPrev").distinct(c, "c", h, "h");
   k.distinct(c, "c", cPrev, "cPrev").distinct(c, "c", gates, "gates");
   k.distinct(h, "h", cPrev, "cPrev").distinct(h, "h", gates, "gates");
-  on(s).lstmCellForward(s, gates, cPrev, c, h);
+  on(s, k).lstmCellForward(s, gates, cPrev, c, h);
 }
 
 void lstmCellBackward(Stream& s, const Tensor& gates, const Tensor& cPrev, const Tensor& c,
@@ -300,8 +331,8 @@ void lstmCellBackward(Stream& s, const Tensor& gates, const Tensor& cPrev, const
   k.tensor(cPrev, "cPrev").shape(cPrev, "cPrev", state);
   k.tensor(c, "c").shape(c, "c", state).tensor(dh, "dh").shape(dh, "dh", state);
   if (dc.storage) k.tensor(dc, "dc").shape(dc, "dc", state);
-  k.tensor(dgates, "dgates").shape(dgates, "dgates", gates.shape);
-  k.tensor(dcPrev, "dcPrev").shape(dcPrev, "dcPrev", state);
+  k.out(dgates, "dgates").shape(dgates, "dgates", gates.shape);
+  k.out(dcPrev, "dcPrev").shape(dcPrev, "dcPrev", state);
   // Outputs share memory with nothing, except dcPrev with dc (read before written, element by
   // element: the carried cell gradient updated in place).
   k.distinct(dgates, "dgates", gates, "gates").distinct(dgates, "dgates", cPrev, "cPrev");
@@ -309,32 +340,32 @@ void lstmCellBackward(Stream& s, const Tensor& gates, const Tensor& cPrev, const
   k.distinct(dgates, "dgates", dc, "dc").distinct(dgates, "dgates", dcPrev, "dcPrev");
   k.distinct(dcPrev, "dcPrev", gates, "gates").distinct(dcPrev, "dcPrev", cPrev, "cPrev");
   k.distinct(dcPrev, "dcPrev", c, "c").distinct(dcPrev, "dcPrev", dh, "dh");
-  on(s).lstmCellBackward(s, gates, cPrev, c, dh, dc, dgates, dcPrev);
+  on(s, k).lstmCellBackward(s, gates, cPrev, c, dh, dc, dgates, dcPrev);
 }
 
 void mseForward(Stream& s, const Tensor& pred, const Tensor& target, const Tensor& loss) {
   Check c("mseForward", s);
   c.tensor(pred, "pred").tensor(target, "target").shape(target, "target", pred.shape);
-  c.tensor(loss, "loss").shape(loss, "loss", {1});
-  on(s).mseForward(s, pred, target, loss);
+  c.out(loss, "loss").shape(loss, "loss", {1});
+  on(s, c).mseForward(s, pred, target, loss);
 }
 
 void mseBackward(Stream& s, const Tensor& pred, const Tensor& target, const Tensor& dpred,
                  float scale) {
   Check c("mseBackward", s);
   c.tensor(pred, "pred").tensor(target, "target").shape(target, "target", pred.shape);
-  c.tensor(dpred, "dpred").shape(dpred, "dpred", pred.shape).finite(scale, "scale");
-  on(s).mseBackward(s, pred, target, dpred, scale);
+  c.out(dpred, "dpred").shape(dpred, "dpred", pred.shape).finite(scale, "scale");
+  on(s, c).mseBackward(s, pred, target, dpred, scale);
 }
 
 void oneHot(Stream& s, const Tensor& labels, const Tensor& out) {
   Check c("oneHot", s);
   c.tensor(labels, "labels", DType::Int32).rank(labels, "labels", 1);
-  c.tensor(out, "out").rank(out, "out", 2);
+  c.out(out, "out").rank(out, "out", 2);
   if (rows(out) != labels.shape[0])
     throw rangeError("oneHot: 'out' must have " + std::to_string(labels.shape[0]) +
                      " rows (one per label), got shape " + shapeString(out.shape));
-  on(s).oneHot(s, labels, out);
+  on(s, c).oneHot(s, labels, out);
 }
 
 void concatColumns(Stream& s, const Tensor& a, const Tensor& b, const Tensor& out) {
@@ -343,9 +374,9 @@ void concatColumns(Stream& s, const Tensor& a, const Tensor& b, const Tensor& ou
   if (rows(b) != rows(a))
     throw rangeError("concatColumns: 'b' must have " + std::to_string(rows(a)) +
                      " rows like 'a', got shape " + shapeString(b.shape));
-  c.tensor(out, "out").shape(out, "out", {rows(a), cols(a) + cols(b)});
+  c.out(out, "out").shape(out, "out", {rows(a), cols(a) + cols(b)});
   c.distinct(a, "a", out, "out").distinct(b, "b", out, "out");
-  on(s).concatColumns(s, a, b, out);
+  on(s, c).concatColumns(s, a, b, out);
 }
 
 void splitColumns(Stream& s, const Tensor& dout, const Tensor& da, const Tensor& db) {
@@ -354,30 +385,30 @@ void splitColumns(Stream& s, const Tensor& dout, const Tensor& da, const Tensor&
   if (!da.storage && !db.storage) throw typeError("splitColumns: give 'da', 'db' or both");
   int64_t colsA = -1;
   if (da.storage) {
-    c.tensor(da, "da").rank(da, "da", 2).distinct(da, "da", dout, "dout");
+    c.out(da, "da").rank(da, "da", 2).distinct(da, "da", dout, "dout");
     colsA = cols(da);
   }
   if (db.storage) {
-    c.tensor(db, "db").rank(db, "db", 2).distinct(db, "db", dout, "dout");
+    c.out(db, "db").rank(db, "db", 2).distinct(db, "db", dout, "dout");
     if (colsA < 0) colsA = cols(dout) - cols(db);
   }
   if (colsA < 0 || colsA > cols(dout))
     throw rangeError("splitColumns: 'db' is wider than 'dout' " + shapeString(dout.shape));
   if (da.storage) c.shape(da, "da", {rows(dout), colsA});
   if (db.storage) c.shape(db, "db", {rows(dout), cols(dout) - colsA});
-  on(s).splitColumns(s, dout, da, db);
+  on(s, c).splitColumns(s, dout, da, db);
 }
 
 void writeScalars(Stream& s, const Tensor& y, const std::vector<float>& values) {
   Check c("writeScalars", s);
-  c.tensor(y, "y");
+  c.out(y, "y");
   if (values.empty() || values.size() > 16)
     throw rangeError("writeScalars: 'values' must hold 1 to 16 numbers, got " +
                      std::to_string(values.size()));
   if (y.numel() != static_cast<int64_t>(values.size()))
     throw rangeError("writeScalars: 'y' must have " + std::to_string(values.size()) +
                      " elements (one per value), got shape " + shapeString(y.shape));
-  on(s).writeScalars(s, y, values);
+  on(s, c).writeScalars(s, y, values);
 }
 
 namespace {
@@ -396,7 +427,7 @@ void checkGroup(const Check& c, const char* op, const Tensor& hyper,
   };
   for (size_t i = 0; i < params.size(); ++i) {
     const std::string at = "params[" + std::to_string(i) + "]";
-    c.tensor(params[i], at.c_str());
+    c.out(params[i], at.c_str());
     unique(params[i], "'" + at + "'");
   }
   for (const auto& [name, list] : lists) {
@@ -406,7 +437,7 @@ void checkGroup(const Check& c, const char* op, const Tensor& hyper,
                        std::to_string(list->size()));
     for (size_t i = 0; i < list->size(); ++i) {
       const std::string at = std::string(name) + "[" + std::to_string(i) + "]";
-      c.tensor((*list)[i], at.c_str()).shape((*list)[i], at.c_str(), params[i].shape);
+      c.out((*list)[i], at.c_str()).shape((*list)[i], at.c_str(), params[i].shape);
       unique((*list)[i], "'" + at + "'");
     }
   }
@@ -424,7 +455,7 @@ void sgdStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vecto
     checkGroup(c, "sgdStepGroup", hyper, params, {{"grads", &grads}, {"velocities", &velocities}});
   else
     checkGroup(c, "sgdStepGroup", hyper, params, {{"grads", &grads}});
-  on(s).sgdStepGroup(s, params, grads, momentum != 0 ? velocities : std::vector<Tensor>{}, hyper,
+  on(s, c).sgdStepGroup(s, params, grads, momentum != 0 ? velocities : std::vector<Tensor>{}, hyper,
                      momentum, weightDecay);
 }
 
@@ -436,7 +467,7 @@ void adamStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vect
   c.positive(eps, "eps").finite(weightDecay, "weightDecay");
   c.tensor(hyper, "hyper").shape(hyper, "hyper", {2});
   checkGroup(c, "adamStepGroup", hyper, params, {{"grads", &grads}, {"ms", &ms}, {"vs", &vs}});
-  on(s).adamStepGroup(s, params, grads, ms, vs, hyper, beta1, beta2, eps, weightDecay);
+  on(s, c).adamStepGroup(s, params, grads, ms, vs, hyper, beta1, beta2, eps, weightDecay);
 }
 
 namespace {

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "order_hooks.h"
+
 namespace sg {
 
 enum class DType : int { Float32 = 0, Int32 = 1 };
@@ -35,6 +37,7 @@ class Storage {
   Storage(Device device, void* data, size_t bytes, std::function<void(void*, size_t)> release)
       : device_(device), data_(data), bytes_(bytes), release_(std::move(release)) {}
   ~Storage() {
+    if (order::checking()) order::gone(order::Gone::Storage, this);
     if (release_) release_(data_, bytes_);
   }
   Storage(const Storage&) = delete;
