@@ -542,10 +542,10 @@ void conv2dForward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& bi
   checkWindow(op, w.shape[2], w.shape[3], strideH, strideW, padH, padW, false);
   const Conv2dGeometry g = geometryOf(c, op, x, "x", w.shape[0], w.shape[2], w.shape[3], strideH,
                                       strideW, padH, padW, "kernel of 'w'");
-  c.tensor(y, "y").shape(y, "y", {g.n, g.k, g.oh, g.ow});
+  c.out(y, "y").shape(y, "y", {g.n, g.k, g.oh, g.ow});
   c.distinct(x, "x", y, "y").distinct(w, "w", y, "y");
   if (bias.storage) c.tensor(bias, "bias").shape(bias, "bias", {g.k}).distinct(bias, "bias", y, "y");
-  on(s).conv2dForward(s, x, w, bias, y, strideH, strideW, padH, padW);
+  on(s, c).conv2dForward(s, x, w, bias, y, strideH, strideW, padH, padW);
 }
 
 void conv2dBackward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& dy,
@@ -564,15 +564,15 @@ void conv2dBackward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& d
   // Every output is written while all inputs are read: none may share memory with anything.
   const std::pair<const Tensor*, const char*> inputs[] = {{&x, "x"}, {&w, "w"}, {&dy, "dy"}};
   const std::pair<const Tensor*, const char*> outputs[] = {{&dx, "dx"}, {&dw, "dw"}, {&db, "db"}};
-  if (dx.storage) c.tensor(dx, "dx").shape(dx, "dx", x.shape);
-  if (dw.storage) c.tensor(dw, "dw").shape(dw, "dw", w.shape);
-  if (db.storage) c.tensor(db, "db").shape(db, "db", {g.k});
+  if (dx.storage) c.out(dx, "dx").shape(dx, "dx", x.shape);
+  if (dw.storage) c.out(dw, "dw").shape(dw, "dw", w.shape);
+  if (db.storage) c.out(db, "db").shape(db, "db", {g.k});
   for (const auto& [out, outName] : outputs) {
     for (const auto& [in, inName] : inputs) c.distinct(*out, outName, *in, inName);
     for (const auto& [other, otherName] : outputs)
       if (other < out) c.distinct(*out, outName, *other, otherName);
   }
-  on(s).conv2dBackward(s, x, w, dy, dx, dw, db, strideH, strideW, padH, padW);
+  on(s, c).conv2dBackward(s, x, w, dy, dx, dw, db, strideH, strideW, padH, padW);
 }
 
 void maxPool2dForward(Stream& s, const Tensor& x, const Tensor& y, int64_t kernelH,
@@ -584,8 +584,8 @@ void maxPool2dForward(Stream& s, const Tensor& x, const Tensor& y, int64_t kerne
   c.tensor(x, "x");
   const Conv2dGeometry g = geometryOf(c, op, x, "x", x.rank() == 4 ? x.shape[1] : 0, kernelH,
                                       kernelW, strideH, strideW, padH, padW, "window");
-  c.tensor(y, "y").shape(y, "y", {g.n, g.c, g.oh, g.ow}).distinct(x, "x", y, "y");
-  on(s).maxPool2dForward(s, x, y, kernelH, kernelW, strideH, strideW, padH, padW);
+  c.out(y, "y").shape(y, "y", {g.n, g.c, g.oh, g.ow}).distinct(x, "x", y, "y");
+  on(s, c).maxPool2dForward(s, x, y, kernelH, kernelW, strideH, strideW, padH, padW);
 }
 
 void maxPool2dBackward(Stream& s, const Tensor& x, const Tensor& dy, const Tensor& dx,
@@ -598,9 +598,9 @@ void maxPool2dBackward(Stream& s, const Tensor& x, const Tensor& dy, const Tenso
   const Conv2dGeometry g = geometryOf(c, op, x, "x", x.rank() == 4 ? x.shape[1] : 0, kernelH,
                                       kernelW, strideH, strideW, padH, padW, "window");
   c.tensor(dy, "dy").shape(dy, "dy", {g.n, g.c, g.oh, g.ow});
-  c.tensor(dx, "dx").shape(dx, "dx", x.shape);
+  c.out(dx, "dx").shape(dx, "dx", x.shape);
   c.distinct(dx, "dx", x, "x").distinct(dx, "dx", dy, "dy");
-  on(s).maxPool2dBackward(s, x, dy, dx, kernelH, kernelW, strideH, strideW, padH, padW);
+  on(s, c).maxPool2dBackward(s, x, dy, dx, kernelH, kernelW, strideH, strideW, padH, padW);
 }
 
 void avgPool2dForward(Stream& s, const Tensor& x, const Tensor& y, int64_t kernelH,
@@ -612,8 +612,8 @@ void avgPool2dForward(Stream& s, const Tensor& x, const Tensor& y, int64_t kerne
   c.tensor(x, "x");
   const Conv2dGeometry g = geometryOf(c, op, x, "x", x.rank() == 4 ? x.shape[1] : 0, kernelH,
                                       kernelW, strideH, strideW, padH, padW, "window");
-  c.tensor(y, "y").shape(y, "y", {g.n, g.c, g.oh, g.ow}).distinct(x, "x", y, "y");
-  on(s).avgPool2dForward(s, x, y, kernelH, kernelW, strideH, strideW, padH, padW);
+  c.out(y, "y").shape(y, "y", {g.n, g.c, g.oh, g.ow}).distinct(x, "x", y, "y");
+  on(s, c).avgPool2dForward(s, x, y, kernelH, kernelW, strideH, strideW, padH, padW);
 }
 
 void avgPool2dBackward(Stream& s, const Tensor& dy, const Tensor& dx, int64_t kernelH,
@@ -623,18 +623,18 @@ void avgPool2dBackward(Stream& s, const Tensor& dy, const Tensor& dx, int64_t ke
   Check c(op, s);
   checkWindow(op, kernelH, kernelW, strideH, strideW, padH, padW, true);
   // The input's shape is dx's.
-  c.tensor(dx, "dx");
+  c.out(dx, "dx");
   const Conv2dGeometry g = geometryOf(c, op, dx, "dx", dx.rank() == 4 ? dx.shape[1] : 0, kernelH,
                                       kernelW, strideH, strideW, padH, padW, "window");
   c.tensor(dy, "dy").shape(dy, "dy", {g.n, g.c, g.oh, g.ow}).distinct(dx, "dx", dy, "dy");
-  on(s).avgPool2dBackward(s, dy, dx, kernelH, kernelW, strideH, strideW, padH, padW);
+  on(s, c).avgPool2dBackward(s, dy, dx, kernelH, kernelW, strideH, strideW, padH, padW);
 }
 
 void swapLastAxes(Stream& s, const Tensor& x, const Tensor& y) {
   Check c("swapLastAxes", s);
   c.tensor(x, "x").rank(x, "x", 3);
-  c.tensor(y, "y").shape(y, "y", {x.shape[0], x.shape[2], x.shape[1]}).distinct(x, "x", y, "y");
-  on(s).swapLastAxes(s, x, y);
+  c.out(y, "y").shape(y, "y", {x.shape[0], x.shape[2], x.shape[1]}).distinct(x, "x", y, "y");
+  on(s, c).swapLastAxes(s, x, y);
 }
 
 }  // namespace sg::ops
