@@ -63,6 +63,8 @@ export type { DecoupleOptions, UpdateSchedule } from './dni/network';
 export { feedbackAlignment, FeedbackAlignmentNetwork } from './methods/feedback-alignment';
 export type { FeedbackAlignmentOptions, FeedbackBlock } from './methods/feedback-alignment';
 export { kickback, KickbackNetwork } from './methods/kickback';
+export { targetPropagation, TargetPropagationNetwork } from './methods/target-propagation';
+export type { InverseLayer, TargetBlock, TargetPropagationOptions } from './methods/target-propagation';
 export { MethodNetwork, MethodTraining } from './methods/sequential';
 export type { LayerForwards } from './methods/sequential';
 export { LSTM } from './nn/lstm';
