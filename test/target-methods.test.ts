@@ -1,8 +1,10 @@
-// Difference target propagation (ts/methods/target-propagation.ts) against float64 hand
-// computations on tiny networks (the rules written out on arrays below, sharing no code with
-// ts/methods/): the targets with exact inverses, one full update (model and inverses, the
-// inverses' noise redrawn from the seed), bad models refused before training, a checkpoint
-// that resumes exactly, and a short seeded run whose loss falls.
+// Difference target propagation and REINFORCE (ts/methods/target-propagation.ts, reinforce.ts)
+// against float64 hand computations on tiny networks (the rules written out on arrays below,
+// sharing no code with ts/methods/): DTP's targets with exact inverses and one full update
+// (model and inverses, the noise redrawn from the seed); REINFORCE's estimate against the exact
+// gradient of the expected loss (every unit configuration summed) and two updates given the
+// sampled units; bad models refused before training; checkpoints that resume exactly; short
+// seeded runs whose loss falls.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -17,11 +19,14 @@ import {
   ReLU,
   SGD,
   Sequential,
+  Sigmoid,
   Tanh,
   Tensor,
   Trainer,
+  reinforce,
   targetPropagation,
 } from '../ts';
+import * as ops from '../ts/ops';
 import type { StepContext } from '../ts';
 import * as ref from './helpers/reference';
 
@@ -292,6 +297,227 @@ describe('a short seeded run on a tiny problem: the loss falls', () => {
     await trainer.fit(data, { epochs: 30, batchSize: 16 });
     const last = (await trainer.evaluate(data)).loss;
     expect(last).toBeLessThan(0.6 * first);
+    trainer.dispose();
+  });
+});
+
+// ---- REINFORCE ----------------------------------------------------------------------------------
+
+const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+/** The library's uniform draw for one unit: u in (0, 1), thresholded at logit(u) (float32). */
+const threshold = (rng: Random) => {
+  const u = (rng.nextUint32() + 0.5) / 4294967296;
+  return Math.fround(Math.log(u / (1 - u)));
+};
+
+/** Per-example losses: cross-entropy of int labels, or the mean squared error of a row. */
+function perExample(out: Float64Array, y: ArrayLike<number>, rows: number, K: number, kind: 'ce' | 'mse'): Float64Array {
+  if (kind === 'mse')
+    return Float64Array.from(
+      { length: rows },
+      (_, b) => out.slice(b * K, (b + 1) * K).reduce((s, v, k) => s + (v - y[b * K + k]) ** 2, 0) / K,
+    );
+  const p = ref.softmax(out, rows, K);
+  return Float64Array.from({ length: rows }, (_, b) => -Math.log(p[b * K + y[b]]));
+}
+
+describe('REINFORCE: the estimate is unbiased', () => {
+  test('the mean of 4800 seeded estimates is within 4 standard errors of the exact gradient of the expected loss (all 2³ unit configurations summed)', async () => {
+    const R = 32; // rows per batch: one example repeated, each row sampling its own units
+    const M = 150; // batches
+    const net = reinforce(new Sequential([new Linear(2, 3), new Sigmoid(), new Linear(3, 2)]), { seed: 5 });
+    const trainer = new Trainer(net, { device: cpu, optimizer: new SGD({ lr }), seed: 8 });
+    const [W0, b0, W1, b1] = await Promise.all(net.parameters().map((p) => read(trainer, p.value)));
+    const x0 = [0.7, -0.4];
+    const label = 1;
+    // Exact: E[L] = Σ_h π(h) L(h); ∂E/∂z_j = Σ_h π(h) L(h) (h_j − p_j); the output layer's E[∂L/∂W1].
+    const z = [0, 1, 2].map((j) => W0[j * 2] * x0[0] + W0[j * 2 + 1] * x0[1] + b0[j]);
+    const p = z.map(sigmoid);
+    const gz = [0, 0, 0];
+    const gW1 = new Float64Array(6);
+    const gb1 = new Float64Array(2);
+    for (let m = 0; m < 8; m++) {
+      const h = [0, 1, 2].map((j) => (m >> j) & 1);
+      const pi = h.reduce((s, hj, j) => s * (hj ? p[j] : 1 - p[j]), 1);
+      const logits = [0, 1].map((k) => b1[k] + h.reduce((s, hj, j) => s + W1[k * 3 + j] * hj, 0));
+      const sm = ref.softmax(Float64Array.from(logits), 1, 2);
+      const L = -Math.log(sm[label]);
+      h.forEach((hj, j) => (gz[j] += pi * L * (hj - p[j])));
+      for (let k = 0; k < 2; k++) {
+        const d = sm[k] - (k === label ? 1 : 0);
+        gb1[k] += pi * d;
+        for (let j = 0; j < 3; j++) gW1[k * 3 + j] += pi * d * h[j];
+      }
+    }
+    const exact = [Float64Array.from({ length: 6 }, (_, i) => gz[Math.floor(i / 2)] * x0[i % 2]), Float64Array.from(gz), gW1, gb1];
+
+    const x = Tensor.fromArray(
+      Float32Array.from({ length: R * 2 }, (_, i) => x0[i % 2]),
+      [R, 2],
+      { device: cpu },
+    );
+    const y = Tensor.fromArray(new Int32Array(R).fill(label), [R], { device: cpu });
+    const params = net.parameters();
+    const sums = exact.map((g) => new Float64Array(g.length));
+    const squares = exact.map((g) => new Float64Array(g.length));
+    for (let m = 0; m < M; m++) {
+      const arena = new Arena();
+      const ctx: StepContext = { device: cpu, stream: trainer.stream, training: true, arena };
+      for (const q of params) ops.fill(ctx, q.grad, 0);
+      net.accumulate(x, y, trainer.loss, ctx);
+      const grads = await Promise.all(params.map((q) => read(trainer, q.grad))); // the mean of R estimates
+      arena.dispose();
+      grads.forEach((g, i) => g.forEach((v, k) => ((sums[i][k] += v), (squares[i][k] += v * v))));
+    }
+    exact.forEach((want, i) =>
+      want.forEach((w, k) => {
+        const mean = sums[i][k] / M;
+        const se = Math.sqrt((squares[i][k] / M - mean * mean) / (M - 1));
+        if (!(Math.abs(mean - w) <= 4 * se)) throw new Error(`parameter ${i}[${k}]: mean ${mean}, exact ${w}, standard error ${se}`);
+      }),
+    );
+    // The bound is tight enough to fail: 4 standard errors are well below the hidden gradient's size.
+    const se0 = exact[0].map((_, k) => Math.sqrt((squares[0][k] / M - (sums[0][k] / M) ** 2) / (M - 1)));
+    expect(4 * ref.maxAbs(se0)).toBeLessThan(0.5 * ref.maxAbs(exact[0]));
+    x.dispose();
+    y.dispose();
+    trainer.dispose();
+  });
+});
+
+describe('REINFORCE: updates equal a float64 hand computation given the sampled units', () => {
+  test.each(['ce', 'mse'] as const)(
+    'two SGD steps of Linear → Sigmoid → Linear → Sigmoid → Linear, loss %s, baseline decay 0.5',
+    async (kind) => {
+      const rng = new Random(81);
+      const decay = 0.5;
+      const K = 2;
+      const net = reinforce(new Sequential([new Linear(3, 4), new Sigmoid(), new Linear(4, 3), new Sigmoid(), new Linear(3, K)]), {
+        seed: 7,
+        decay,
+      });
+      const trainer = new Trainer(net, {
+        device: cpu,
+        optimizer: new SGD({ lr }),
+        seed: 2,
+        ...(kind === 'mse' ? { loss: 'mse' as const } : {}),
+      });
+      let w = await Promise.all(net.parameters().map((q) => read(trainer, q.value)));
+      const x = ref.randomArray(rng, B * 3);
+      const y = kind === 'ce' ? ref.randomLabels(rng, B, K) : ref.randomArray(rng, B * K);
+      const data = kind === 'ce' ? new Dataset('b', x, y as Int32Array, 3, K) : new Dataset('b', x, y as Float32Array, 3, K);
+      await trainer.fit(data, { steps: 2, batchSize: B, shuffle: false });
+      const after = await Promise.all(net.parameters().map((q) => read(trainer, q.value)));
+
+      const draws = new Random(7);
+      const sample = (zz: Float64Array) => zz.map((v) => (v > threshold(draws) ? 1 : 0));
+      let beta = 0;
+      for (let s = 0; s < 2; s++) {
+        const [W0, b0, W1, b1, W2, b2] = w;
+        const z0 = linear(x, W0, b0, 3, 4);
+        const h0 = sample(z0);
+        const z1 = linear(h0, W1, b1, 4, 3);
+        const h1 = sample(z1);
+        const out = linear(h1, W2, b2, 3, K);
+        const L = perExample(out, y, B, K, kind);
+        const e = kind === 'ce' ? ceGrad(out, y, K) : out.map((o, k) => (2 * (o - y[k])) / out.length);
+        // dz = (1/B)(L_b − β)(h − p), row by row.
+        const dz = (h: Float64Array, zz: Float64Array, n: number) =>
+          h.map((v, k) => ((L[Math.floor(k / n)] - beta) * (v - sigmoid(zz[k]))) / B);
+        const d0 = dz(h0, z0, 4);
+        const d1 = dz(h1, z1, 3);
+        w = [
+          sgd(W0, weightGrad(d0, x, 3, 4)),
+          sgd(b0, ref.columnSums(d0, B, 4)),
+          sgd(W1, weightGrad(d1, h0, 4, 3)),
+          sgd(b1, ref.columnSums(d1, B, 3)),
+          sgd(W2, weightGrad(e, h1, 3, K)),
+          sgd(b2, ref.columnSums(e, B, K)),
+        ];
+        beta = decay * beta + ((1 - decay) * L.reduce((a, v) => a + v, 0)) / B;
+      }
+      w.forEach((want, i) => expectUpdate(`parameter ${i}`, after[i], want));
+      ref.expectClose('baseline', await read(trainer, net.baseline!), [beta], 1e-5, 1e-6);
+      expect(beta).toBeGreaterThan(0.05);
+      trainer.dispose();
+    },
+  );
+});
+
+describe('REINFORCE: a model, loss or option it does not cover is an error naming the problem, before training', () => {
+  test('models, losses, options, graph capture', async () => {
+    expect(() => reinforce(new Sequential([new Linear(3, 4), new Tanh(), new Linear(4, 2)]))).toThrow(
+      /reinforce: layer 1 is Tanh where a Sigmoid belongs: REINFORCE here trains networks of stochastic Bernoulli units/,
+    );
+    expect(() => reinforce(new Sequential([new Linear(3, 4), new BatchNorm1d(4), new Sigmoid(), new Linear(4, 2)]))).toThrow(
+      /layer 1 is BatchNorm1d\(4\) where a Sigmoid belongs/,
+    );
+    expect(() => reinforce(new Sequential([new Linear(3, 4), new Sigmoid()]))).toThrow(/ends with Sigmoid, not a Linear/);
+    expect(() => reinforce(new Sequential([new Linear(3, 2)]))).toThrow(/no hidden layer/);
+    expect(() => reinforce(new Linear(3, 2) as never)).toThrow(/reinforce: 'model' must be a Sequential/);
+    const m = () => new Sequential([new Linear(3, 4), new Sigmoid(), new Linear(4, 2)]);
+    expect(() => reinforce(m(), { decay: 1 })).toThrow(/'decay' must be in \[0, 1\), got 1/);
+    expect(() => reinforce(m(), { decay: -0.1 })).toThrow(/'decay' must be in \[0, 1\), got -0.1/);
+    expect(() => reinforce(m(), { seed: 1.5 })).toThrow(/'seed' must be an integer, got 1.5/);
+    expect(() => reinforce(m(), { baseline: 'learned' } as never)).toThrow(/baseline/);
+    const custom = { name: 'hinge', targetDType: 'int32', forward: () => ({}) };
+    expect(() => new Trainer(reinforce(m()), { device: cpu, optimizer: new SGD({ lr }), loss: custom as never })).toThrow(
+      /reinforce: the loss must be 'softmax-cross-entropy' or 'mse' .*, got hinge/,
+    );
+    const trainer = new Trainer(reinforce(m()), { device: cpu, optimizer: new SGD({ lr }), seed: 1 });
+    const rng = new Random(3);
+    const data = new Dataset('d', ref.randomArray(rng, 8 * 3), ref.randomLabels(rng, 8, 2), 3, 2);
+    await expect(trainer.fit(data, { steps: 1, batchSize: 4, graph: true })).rejects.toThrow(
+      /REINFORCE draws its units' samples on the host/,
+    );
+    trainer.dispose();
+  });
+});
+
+describe('REINFORCE: checkpoints and a short run', () => {
+  test('a run loaded from a checkpoint goes on as the saved one does (sampler and baseline saved)', async () => {
+    const rng = new Random(72);
+    const data = new Dataset('d', ref.randomArray(rng, 32 * 4), ref.randomLabels(rng, 32, 3), 4, 3);
+    const make = (seed: number) => {
+      const net = reinforce(new Sequential([new Linear(4, 6), new Sigmoid(), new Linear(6, 3)]));
+      return { net, trainer: new Trainer(net, { device: cpu, optimizer: () => new Adam({ lr: 0.01 }), seed }) };
+    };
+    type Made = ReturnType<typeof make>;
+    const all = (m: Made) => Promise.all([...m.net.parameters().map((q) => q.value), m.net.baseline!].map((t) => read(m.trainer, t)));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-reinforce-'));
+    try {
+      const a = make(1);
+      await a.trainer.fit(data, { steps: 2, batchSize: 8, shuffle: false });
+      const file = path.join(dir, 'r.ckpt');
+      await a.trainer.save(file);
+      const b = make(5);
+      await b.trainer.load(file);
+      const c = make(5);
+      for (const m of [a, b, c]) await m.trainer.fit(data, { steps: 2, batchSize: 8, shuffle: false });
+      const [wa, wb, wc] = [await all(a), await all(b), await all(c)];
+      wb.forEach((w, i) => ref.expectExact(`tensor ${i}`, w, wa[i]));
+      expect(ref.maxAbs(wc[0].map((v, i) => v - wa[0][i]))).toBeGreaterThan(1e-3);
+      for (const m of [a, b, c]) m.trainer.dispose();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the loss falls on a tiny problem', async () => {
+    const rows = 64;
+    const rng = new Random(31);
+    const x = ref.randomArray(rng, rows * 4);
+    const labels = Int32Array.from({ length: rows }, (_, r) => (x[r * 4] + 0.5 * x[r * 4 + 1] - x[r * 4 + 2] > 0 ? 1 : 0));
+    const data = new Dataset('blobs', x, labels, 4, 2);
+    const trainer = new Trainer(reinforce(new Sequential([new Linear(4, 16), new Sigmoid(), new Linear(16, 2)])), {
+      device: cpu,
+      optimizer: () => new Adam({ lr: 0.02 }),
+      seed: 2,
+    });
+    const first = (await trainer.evaluate(data)).loss;
+    await trainer.fit(data, { epochs: 60, batchSize: 16 });
+    const last = (await trainer.evaluate(data)).loss;
+    expect(last).toBeLessThan(0.7 * first);
     trainer.dispose();
   });
 });

@@ -65,6 +65,8 @@ export type { FeedbackAlignmentOptions, FeedbackBlock } from './methods/feedback
 export { kickback, KickbackNetwork } from './methods/kickback';
 export { targetPropagation, TargetPropagationNetwork } from './methods/target-propagation';
 export type { InverseLayer, TargetBlock, TargetPropagationOptions } from './methods/target-propagation';
+export { reinforce, ReinforceNetwork } from './methods/reinforce';
+export type { ReinforceOptions } from './methods/reinforce';
 export { MethodNetwork, MethodTraining } from './methods/sequential';
 export type { LayerForwards } from './methods/sequential';
 export { LSTM } from './nn/lstm';
