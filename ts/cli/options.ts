@@ -24,10 +24,12 @@ export function optimizerName(kind: OptimizerKind): string {
 }
 
 export const usage = `usage: npm start -- [options]
-  --method backprop|dni|cdni|fa|dfa
+  --method backprop|dni|cdni|fa|dfa|dtp|reinforce
                                training method (default backprop); fa, dfa: feedback alignment and
-                               direct feedback alignment (docs/methods/); kickback is refused here:
-                               it is defined for scalar regression, not 10-class MNIST
+                               direct feedback alignment; dtp: difference target propagation on a
+                               Linear → Tanh stack; reinforce: REINFORCE on Linear → Sigmoid layers of
+                               Bernoulli units (docs/methods/); kickback is refused here: it is
+                               defined for scalar regression, not 10-class MNIST
   --epochs 10                  epochs over the 60,000 training images
   --steps N                    stop after N steps (default: when the epochs are done)
   --batch-size 256
@@ -59,8 +61,8 @@ export const usage = `usage: npm start -- [options]
 Recurrent runs (Copy, Repeat Copy, a character language model): npm start -- --task copy --help`;
 
 /** `--method`: backprop, DNI/cDNI (synthesizers), or a method they are compared with (ts/methods/). */
-export type Method = 'backprop' | 'dni' | 'cdni' | 'fa' | 'dfa';
-const methods: readonly string[] = ['backprop', 'dni', 'cdni', 'fa', 'dfa'];
+export type Method = 'backprop' | 'dni' | 'cdni' | 'fa' | 'dfa' | 'dtp' | 'reinforce';
+const methods: readonly string[] = ['backprop', 'dni', 'cdni', 'fa', 'dfa', 'dtp', 'reinforce'];
 
 export interface Options {
   method: Method;
@@ -227,7 +229,7 @@ export function parseArgs(argv: readonly string[]): Options {
               'classification task: use kickback() from the library on a regression task (docs/methods/kickback.md)',
           );
         if (!methods.includes(value ?? ''))
-          throw error('ERR_SYNTHGRAD_CLI', `--method must be backprop, dni, cdni, fa or dfa, got '${value ?? ''}'`);
+          throw error('ERR_SYNTHGRAD_CLI', `--method must be backprop, dni, cdni, fa, dfa, dtp or reinforce, got '${value ?? ''}'`);
         o.method = value as Method;
         break;
       case '--optimizer':
@@ -254,6 +256,9 @@ export function parseArgs(argv: readonly string[]): Options {
   const synthesizers = o.method === 'dni' || o.method === 'cdni';
   const misplaced = synthesizers ? undefined : decoupledOnly.find((f) => given.has(f));
   if (misplaced) throw error('ERR_SYNTHGRAD_CLI', `${misplaced} applies to dni and cdni only (--method ${o.method} has no synthesizers)`);
+  // DTP's inverse-training noise and REINFORCE's samples are drawn on the host at every step.
+  if (o.graph && (o.method === 'dtp' || o.method === 'reinforce'))
+    throw error('ERR_SYNTHGRAD_CLI', `--graph cannot capture --method ${o.method}: it draws random numbers on the host at every step`);
   // SGD's step is in proportion to the gradient, Adam's is not: one learning rate cannot serve both.
   if (o.optimizer === 'sgd' && synthesizers && o.synthLr === undefined) {
     throw error('ERR_SYNTHGRAD_CLI', '--optimizer sgd with dni or cdni needs --synth-lr (the synthesizers keep Adam)');
