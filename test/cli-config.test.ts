@@ -94,6 +94,18 @@ describe('every npm start flag reaches what it configures', () => {
     );
     expect(() => cli('--method dtp --graph')).toThrow(/--graph cannot capture --method dtp: it draws random numbers on the host/);
     expect(() => cli('--method reinforce --graph')).toThrow(/--graph cannot capture --method reinforce/);
+    // Their own flags reach the wrapper, and are errors under any other method, naming the flag.
+    const tuned = cli('--method dtp --target-step 0.25 --noise 0').model as TargetPropagationNetwork;
+    expect([tuned.targetStep, tuned.noise]).toEqual([0.25, 0]);
+    expect([(dtp.model as TargetPropagationNetwork).targetStep, (dtp.model as TargetPropagationNetwork).noise]).toEqual([0.5, 0.1]);
+    expect((cli('--method reinforce --baseline-decay 0.5').model as ReinforceNetwork).decay).toBe(0.5);
+    expect((rf.model as ReinforceNetwork).decay).toBe(0.9);
+    expect(() => cli('--method reinforce --target-step 0.3')).toThrow(/--target-step applies to --method dtp only, not reinforce/);
+    expect(() => cli('--noise 0.2')).toThrow(/--noise applies to --method dtp only, not backprop/);
+    expect(() => cli('--method dtp --baseline-decay 0.5')).toThrow(/--baseline-decay applies to --method reinforce only, not dtp/);
+    expect(() => cli('--method reinforce --baseline-decay 1')).toThrow(/--baseline-decay must be in \[0, 1\), got 1/);
+    expect(() => cli('--method dtp --noise -0.1')).toThrow(/--noise must be >= 0, got -0.1/);
+    expect(() => cli('--method dtp --target-step 0')).toThrow(/--target-step must be > 0, got 0/);
     expect(() => cli('--method dtps')).toThrow(/--method must be backprop, dni, cdni, fa, dfa, dtp or reinforce, got 'dtps'/);
   });
 

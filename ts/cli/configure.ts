@@ -97,9 +97,9 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
     : o.method === 'fa' || o.method === 'dfa'
       ? feedbackAlignment(mlpModel, { direct: o.method === 'dfa' }) // fixed matrices from --seed
       : o.method === 'dtp'
-        ? targetPropagation(stack(o.hidden, 'tanh')) // as in Lee et al.; inverses and noise from --seed
+        ? targetPropagation(stack(o.hidden, 'tanh'), { targetStep: o.targetStep, noise: o.noise }) // Lee et al.'s units; inverses, noise from --seed
         : o.method === 'reinforce'
-          ? reinforce(stack(o.hidden, 'sigmoid')) // Bernoulli units; samples from --seed
+          ? reinforce(stack(o.hidden, 'sigmoid'), { decay: o.baselineDecay }) // Bernoulli units; samples from --seed
           : mlpModel;
   return {
     model,
