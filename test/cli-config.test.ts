@@ -4,7 +4,19 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, DecoupledNetwork, FeedbackAlignmentNetwork, Linear, Optimizer, SGD, Sequential, Trainer } from '../ts';
+import {
+  Activation,
+  Adam,
+  DecoupledNetwork,
+  FeedbackAlignmentNetwork,
+  Linear,
+  Optimizer,
+  ReinforceNetwork,
+  SGD,
+  Sequential,
+  TargetPropagationNetwork,
+  Trainer,
+} from '../ts';
 import { configure } from '../ts/cli/configure';
 import { parseArgs } from '../ts/cli/options';
 
@@ -61,6 +73,40 @@ describe('every npm start flag reaches what it configures', () => {
     expect(cli('--method fa --optimizer sgd --lr 0.01').model).toBeInstanceOf(FeedbackAlignmentNetwork);
     // Kickback covers scalar regression only: MNIST's 10 classes are refused, saying why.
     expect(() => cli('--method kickback')).toThrow(/--method kickback: .* single output .* MNIST is a 10-class classification task/);
+  });
+
+  test('--method dtp and reinforce wrap a Tanh or Sigmoid stack; flags that do not apply are errors naming them', () => {
+    const dtp = cli('--method dtp --hidden 32,16 --seed 4');
+    expect(dtp.model).toBeInstanceOf(TargetPropagationNetwork);
+    const layers = (dtp.model as TargetPropagationNetwork).layers;
+    expect(layers.map((l) => l.name)).toEqual(['Linear(784→32)', 'Tanh', 'Linear(32→16)', 'Tanh', 'Linear(16→10)']);
+    expect((dtp.model as TargetPropagationNetwork).seed).toBeUndefined(); // inverses and noise from --seed
+    const rf = cli('--method reinforce --hidden 24');
+    expect(rf.model).toBeInstanceOf(ReinforceNetwork);
+    const rl = (rf.model as ReinforceNetwork).layers;
+    expect(rl.map((l) => (l instanceof Activation ? l.kind : l.name))).toEqual(['Linear(784→24)', 'sigmoid', 'Linear(24→10)']);
+    for (const c of [dtp, rf]) expect([c.decoupled, c.fit.diagnoseEvery, c.fit.graph]).toEqual([false, undefined, false]);
+    expect(() => cli('--method dtp --p-update 0.5')).toThrow(
+      /--p-update applies to dni and cdni only \(--method dtp has no synthesizers\)/,
+    );
+    expect(() => cli('--method reinforce --center')).toThrow(
+      /--center applies to dni and cdni only \(--method reinforce has no synthesizers\)/,
+    );
+    expect(() => cli('--method dtp --graph')).toThrow(/--graph cannot capture --method dtp: it draws random numbers on the host/);
+    expect(() => cli('--method reinforce --graph')).toThrow(/--graph cannot capture --method reinforce/);
+    // Their own flags reach the wrapper, and are errors under any other method, naming the flag.
+    const tuned = cli('--method dtp --target-step 0.25 --noise 0').model as TargetPropagationNetwork;
+    expect([tuned.targetStep, tuned.noise]).toEqual([0.25, 0]);
+    expect([(dtp.model as TargetPropagationNetwork).targetStep, (dtp.model as TargetPropagationNetwork).noise]).toEqual([0.5, 0.1]);
+    expect((cli('--method reinforce --baseline-decay 0.5').model as ReinforceNetwork).decay).toBe(0.5);
+    expect((rf.model as ReinforceNetwork).decay).toBe(0.9);
+    expect(() => cli('--method reinforce --target-step 0.3')).toThrow(/--target-step applies to --method dtp only, not reinforce/);
+    expect(() => cli('--noise 0.2')).toThrow(/--noise applies to --method dtp only, not backprop/);
+    expect(() => cli('--method dtp --baseline-decay 0.5')).toThrow(/--baseline-decay applies to --method reinforce only, not dtp/);
+    expect(() => cli('--method reinforce --baseline-decay 1')).toThrow(/--baseline-decay must be in \[0, 1\), got 1/);
+    expect(() => cli('--method dtp --noise -0.1')).toThrow(/--noise must be >= 0, got -0.1/);
+    expect(() => cli('--method dtp --target-step 0')).toThrow(/--target-step must be > 0, got 0/);
+    expect(() => cli('--method dtps')).toThrow(/--method must be backprop, dni, cdni, fa, dfa, dtp or reinforce, got 'dtps'/);
   });
 
   test('--hidden sets the layer widths', () => {
@@ -179,6 +225,24 @@ describe("the CLI's --checkpoint", () => {
     // --json: the final record carries the test loss in full, which any difference in the matrices would change.
     const resumed = run(`--method fa ${small} --steps 4 --checkpoint ${file} --json`);
     const straight = run(`--method fa ${small} --steps 4 --json`);
+    const final = (out: string) =>
+      JSON.parse(out.trim().split('\n').pop()!) as { type: string; loss: number; steps: number; resumedFrom?: number };
+    expect(final(resumed.out)).toMatchObject({ type: 'final', steps: 4, resumedFrom: 2 });
+    expect(final(resumed.out).loss).toBe(final(straight.out).loss);
+  });
+
+  test('--method dtp and reinforce train a few steps on MNIST; a reinforce run resumes exactly', () => {
+    const small = '--hidden 16,16 --batch-size 100 --epochs 1 --seed 3';
+    const dtp = run(`--method dtp ${small} --steps 3`);
+    expect(dtp.status).toBe(0);
+    expect(dtp.out).toMatch(/784-16-16-10, Tanh, dtp/);
+    expect(dtp.out).toMatch(/final test accuracy: \S+%/);
+    const file = path.join(dir, 'reinforce.ckpt');
+    expect(run(`--method reinforce ${small} --steps 2 --checkpoint ${file}`).status).toBe(0);
+    // The sampler's position and the baseline are in the checkpoint: the resumed run's samples are the straight run's.
+    const resumed = run(`--method reinforce ${small} --steps 4 --checkpoint ${file} --json`);
+    const straight = run(`--method reinforce ${small} --steps 4 --json`);
+    expect(straight.out).not.toMatch(/Error/);
     const final = (out: string) =>
       JSON.parse(out.trim().split('\n').pop()!) as { type: string; loss: number; steps: number; resumedFrom?: number };
     expect(final(resumed.out)).toMatchObject({ type: 'final', steps: 4, resumedFrom: 2 });

@@ -8,7 +8,12 @@
 // rectifier "teacher" network's scalar output.
 // Writes experiments/methods-mnist/results/NAME.md and .json.
 //
-//   node dist/experiments/methods-mnist/methods_mnist.js [--steps 300] [--regression-steps 2000] [--out NAME]
+// Difference target propagation (dtp) and REINFORCE run on their own networks (a Tanh stack, a
+// Sigmoid stack of Bernoulli units), again as `npm start` builds them.
+// --methods picks the MNIST methods (default all; METHOD@WIDTHS runs it with --hidden WIDTHS, e.g.
+// reinforce@256); --regression-steps 0 skips the second table.
+//
+//   node dist/experiments/methods-mnist/methods_mnist.js [--steps 300] [--regression-steps 2000] [--methods a,b] [--out NAME]
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -28,7 +33,16 @@ const LOCKS: Record<string, string> = {
   fa: 'none removed (no weight transport)',
   dfa: 'backward (between layers)',
   kickback: 'backward (between layers)',
+  dtp: 'none removed (no weight transport; targets still pass down layer by layer)',
+  reinforce: 'backward (between layers: each layer needs only the per-example loss)',
 };
+
+/** How each MNIST method's network is built (ts/cli/configure.ts). */
+const NETWORK: Record<string, string> = {
+  dtp: '784-256-256-256-10 Linear → Tanh, inverses Linear → Tanh, η̂ 0.5, σ 0.1',
+  reinforce: '784-256-256-256-10 Linear → Sigmoid, Bernoulli units, baseline decay 0.9',
+};
+const MNIST_METHODS = ['backprop', 'dni', 'cdni', 'fa', 'dfa', 'dtp', 'reinforce'];
 
 interface Row {
   method: string;
@@ -39,19 +53,23 @@ interface Row {
 }
 
 function parse(argv: string[]) {
-  const a = { steps: 300, regressionSteps: 2000, out: '' };
+  const a = { steps: 300, regressionSteps: 2000, methods: MNIST_METHODS, out: '' };
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i], argv[i + 1]];
     if (k === '--steps') a.steps = Number(v);
     else if (k === '--regression-steps') a.regressionSteps = Number(v);
     else if (k === '--out') a.out = v;
-    else throw new Error(`unknown option ${k} (known: --steps, --regression-steps, --out)`);
+    else if (k === '--methods') a.methods = (v ?? '').split(',');
+    else throw new Error(`unknown option ${k} (known: --steps, --regression-steps, --methods, --out)`);
   }
   for (const [k, v] of [
     ['--steps', a.steps],
     ['--regression-steps', a.regressionSteps],
   ] as const)
-    if (!Number.isInteger(v) || v < 1) throw new Error(`${k} must be a whole number >= 1, got ${v}`);
+    if (!Number.isInteger(v) || v < (k === '--steps' ? 1 : 0))
+      throw new Error(`${k} must be a whole number >= ${k === '--steps' ? 1 : 0}, got ${v}`);
+  const unknown = a.methods.find((m) => !MNIST_METHODS.includes(m.split('@')[0]));
+  if (unknown !== undefined) throw new Error(`--methods: '${unknown}' is not one of ${MNIST_METHODS.join(', ')}`);
   a.out ||= `methods-mnist-${a.steps}`;
   return a;
 }
@@ -68,8 +86,18 @@ function teacherData(rows: number, rng: Random, teacher: Float64Array[]): Datase
   const x = rng.uniformArray(rows * 8, -1, 1);
   const y = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
-    const h1 = Array.from({ length: 32 }, (_, j) => Math.max(0, x.slice(r * 8, r * 8 + 8).reduce((s, v, i) => s + v * W1[j * 8 + i], 0)));
-    const h2 = Array.from({ length: 32 }, (_, j) => Math.max(0, h1.reduce((s, v, i) => s + v * W2[j * 32 + i], 0)));
+    const h1 = Array.from({ length: 32 }, (_, j) =>
+      Math.max(
+        0,
+        x.slice(r * 8, r * 8 + 8).reduce((s, v, i) => s + v * W1[j * 8 + i], 0),
+      ),
+    );
+    const h2 = Array.from({ length: 32 }, (_, j) =>
+      Math.max(
+        0,
+        h1.reduce((s, v, i) => s + v * W2[j * 32 + i], 0),
+      ),
+    );
     y[r] = h2.reduce((s, v, i) => s + v * W3[i], 0);
   }
   return new Dataset('teacher', x, y, 8, 1);
@@ -82,8 +110,10 @@ async function main(): Promise<void> {
 
   // MNIST, as `npm start` builds each method; the synthesizer diagnostics are off (they would be timed).
   const mnistRows: Row[] = [];
-  for (const method of ['backprop', 'dni', 'cdni', 'fa', 'dfa']) {
-    const c = configure(parseArgs(['--method', method, '--steps', String(args.steps), '--device', device.name]), train.count);
+  for (const method of args.methods) {
+    const [name, hidden] = method.split('@');
+    const flags = ['--method', name, '--steps', String(args.steps), '--device', device.name, ...(hidden ? ['--hidden', hidden] : [])];
+    const c = configure(parseArgs(flags), train.count);
     const trainer = new Trainer(c.model, c.trainer);
     const msPerStep = await timedFit(trainer, train, args.steps, c.fit.batchSize!);
     const accuracy = (await trainer.evaluate(test)).accuracy!;
@@ -105,7 +135,7 @@ async function main(): Promise<void> {
   const variance = regTest.values.reduce((s, v) => s + (v - mean) ** 2, 0) / regTest.count;
   const student = () => new Sequential([new Linear(8, 64), new ReLU(), new Linear(64, 64), new ReLU(), new Linear(64, 1)]);
   const regressionRows: Row[] = [];
-  for (const method of ['backprop', 'fa', 'dfa', 'kickback']) {
+  for (const method of args.regressionSteps > 0 ? ['backprop', 'fa', 'dfa', 'kickback'] : []) {
     const model: Module =
       method === 'kickback'
         ? kickback(student())
@@ -116,38 +146,75 @@ async function main(): Promise<void> {
     const msPerStep = await timedFit(trainer, regTrain, args.regressionSteps, 64);
     const mse = (await trainer.evaluate(regTest)).loss;
     trainer.dispose();
-    console.log(`regression ${method}: test mse ${mse.toPrecision(4)} (target variance ${variance.toPrecision(4)}), ${msPerStep.toFixed(2)} ms/step`);
+    console.log(
+      `regression ${method}: test mse ${mse.toPrecision(4)} (target variance ${variance.toPrecision(4)}), ${msPerStep.toFixed(2)} ms/step`,
+    );
     regressionRows.push({ method, score: mse, msPerStep, steps: args.regressionSteps });
   }
 
-  const load = os.loadavg().map((v) => v.toFixed(1)).join(', ');
+  const load = os
+    .loadavg()
+    .map((v) => v.toFixed(1))
+    .join(', ');
   const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, device ${device.name} (${device.describe()}), ${native.threads()} threads`;
-  const ratio = (rows: Row[], r: Row) => (r.msPerStep / rows.find((b) => b.method === 'backprop')!.msPerStep).toFixed(2);
-  const md = [
-    '# The methods DNI is compared with: MNIST at a small budget', '',
+  const ratio = (rows: Row[], r: Row) => (r.msPerStep / (rows.find((b) => b.method === 'backprop')?.msPerStep ?? NaN)).toFixed(2);
+  const md: string[] = [
+    '# The methods DNI is compared with: MNIST at a small budget',
+    '',
     `${new Date().toISOString()}; ${machine}; load average at the end ${load}; ` +
-      `command: \`node dist/experiments/methods-mnist/methods_mnist.js ${process.argv.slice(2).join(' ')}\`.`, '',
-    `## MNIST: ${args.steps} steps`, '',
-    'Each method as `npm start -- --method M --steps ' + args.steps + '` builds it: 784-256-256-256-10 (Linear → BatchNorm → ReLU), ' +
+      `command: \`node dist/experiments/methods-mnist/methods_mnist.js ${process.argv.slice(2).join(' ')}\`.`,
+    '',
+    `## MNIST: ${args.steps} steps`,
+    '',
+    'Each method as `npm start -- --method M --steps ' +
+      args.steps +
+      '` builds it: 784-256-256-256-10 (Linear → BatchNorm → ReLU), ' +
       'Adam lr 1e-3 (the decay steps lie beyond this budget), batch 256, seed 0; DNI synthesizers 2 × 1024 hidden, cDNI linear on [h, onehot(y)]. ' +
       'One run each; time per step is fit’s wall time over all steps, in this one process, and ×backprop divides it by backprop’s. ' +
-      'Kickback: not run (defined for scalar regression; see the next table).', '',
-    '| method | test error | ms/step | × backprop | locks removed |', '|---|---|---|---|---|',
-    ...mnistRows.map((r) => `| ${r.method} | ${r.score.toFixed(2)}% | ${r.msPerStep.toFixed(2)} | ${ratio(mnistRows, r)} | ${LOCKS[r.method]} |`),
-    '| kickback | – (refused: 10 classes, no scalar error) | – | – | ' + LOCKS.kickback + ' |', '',
-    `## Kickback's class: scalar regression, ${args.regressionSteps} steps`, '',
-    'Student 8-64-64-1 (Linear → ReLU, no BatchNorm), mean squared error, Adam lr 1e-3, batch 64, seed 0; data: 4,000 training and 1,000 test rows, ' +
-      `x ~ U(-1, 1)^8, y = a fixed random 8-32-32-1 ReLU teacher network's output. Predicting the mean scores the targets' variance, **${variance.toPrecision(4)}**.`, '',
-    '| method | test mse | ms/step | × backprop |', '|---|---|---|---|',
-    ...regressionRows.map((r) => `| ${r.method} | ${r.score.toPrecision(4)} | ${r.msPerStep.toFixed(3)} | ${ratio(regressionRows, r)} |`), '',
-  ].join('\n');
+      'Kickback: not run (defined for scalar regression; see the next table).',
+    '',
+    '| method | test error | ms/step | × backprop | locks removed |',
+    '|---|---|---|---|---|',
+    ...mnistRows.map(
+      (r) =>
+        `| ${r.method} | ${r.score.toFixed(2)}% | ${r.msPerStep.toFixed(2)} | ${ratio(mnistRows, r)} | ${LOCKS[r.method.split('@')[0]]} |`,
+    ),
+    '| kickback | – (refused: 10 classes, no scalar error) | – | – | ' + LOCKS.kickback + ' |',
+    '',
+    ...mnistRows
+      .filter((r) => NETWORK[r.method.split('@')[0]])
+      .map((r) => {
+        const [name, hidden] = r.method.split('@');
+        const net = hidden ? NETWORK[name].replace('256-256-256', hidden.split(',').join('-')) : NETWORK[name];
+        return `${r.method}: ${net} (no BatchNorm), Adam lr 1e-3, batch 256, seed 0.`;
+      }),
+    '',
+    ...(args.regressionSteps > 0 ? [] : ['Regression table: not run in this invocation (--regression-steps 0).', '']),
+  ];
+  if (args.regressionSteps > 0)
+    md.push(
+      `## Kickback's class: scalar regression, ${args.regressionSteps} steps`,
+      '',
+      'Student 8-64-64-1 (Linear → ReLU, no BatchNorm), mean squared error, Adam lr 1e-3, batch 64, seed 0; data: 4,000 training and 1,000 test rows, ' +
+        `x ~ U(-1, 1)^8, y = a fixed random 8-32-32-1 ReLU teacher network's output. Predicting the mean scores the targets' variance, **${variance.toPrecision(4)}**.`,
+      '',
+      '| method | test mse | ms/step | × backprop |',
+      '|---|---|---|---|',
+      ...regressionRows.map((r) => `| ${r.method} | ${r.score.toPrecision(4)} | ${r.msPerStep.toFixed(3)} | ${ratio(regressionRows, r)} |`),
+      '',
+    );
+  const text = md.join('\n');
   fs.mkdirSync(resultsDir, { recursive: true });
-  fs.writeFileSync(path.join(resultsDir, `${args.out}.md`), md);
+  fs.writeFileSync(path.join(resultsDir, `${args.out}.md`), text);
   fs.writeFileSync(
     path.join(resultsDir, `${args.out}.json`),
-    JSON.stringify({ date: new Date().toISOString(), machine, load, args, mnist: mnistRows, regression: { variance, rows: regressionRows } }, null, 2) + '\n',
+    JSON.stringify(
+      { date: new Date().toISOString(), machine, load, args, mnist: mnistRows, regression: { variance, rows: regressionRows } },
+      null,
+      2,
+    ) + '\n',
   );
-  console.log(`\n${md}\nwrote experiments/methods-mnist/results/${args.out}.md and .json`);
+  console.log(`\n${text}\nwrote experiments/methods-mnist/results/${args.out}.md and .json`);
 }
 
 main().catch((e) => {

@@ -4,7 +4,11 @@
 import { Device } from '../device';
 import { decouple, UpdateSchedule } from '../dni/network';
 import { feedbackAlignment } from '../methods/feedback-alignment';
+import { reinforce } from '../methods/reinforce';
+import { targetPropagation } from '../methods/target-propagation';
 import { mlp } from '../models';
+import { Activation, Linear, Sequential } from '../nn/layers';
+import type { ActivationName } from '../ops';
 import { Module } from '../nn/module';
 import { Adam, learningRateSchedules } from '../optim/optimizers';
 import { FitOptions, TrainerOptions } from '../train/trainer';
@@ -52,6 +56,15 @@ export function deviceOf(o: Options): Device {
   return o.device ? Device.parse(o.device) : Device.best();
 }
 
+/** 784 → hidden → 10, each hidden Linear followed by `activation` (no BatchNorm: DTP and REINFORCE have no rule for it). */
+function stack(hidden: number[], activation: ActivationName): Sequential {
+  const widths = [784, ...hidden];
+  return new Sequential([
+    ...hidden.flatMap((w, i) => [new Linear(widths[i], w), new Activation(activation)]),
+    new Linear(widths[widths.length - 1], 10),
+  ]);
+}
+
 /**
  * The run `o` describes on a training set of `trainCount` examples. `plannedDecaySteps`: the
  * learning-rate decay steps a resumed run started with (default: 60% and 85% of the epochs' steps).
@@ -83,7 +96,11 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
       })
     : o.method === 'fa' || o.method === 'dfa'
       ? feedbackAlignment(mlpModel, { direct: o.method === 'dfa' }) // fixed matrices from --seed
-      : mlpModel;
+      : o.method === 'dtp'
+        ? targetPropagation(stack(o.hidden, 'tanh'), { targetStep: o.targetStep, noise: o.noise }) // Lee et al.'s units; inverses, noise from --seed
+        : o.method === 'reinforce'
+          ? reinforce(stack(o.hidden, 'sigmoid'), { decay: o.baselineDecay }) // Bernoulli units; samples from --seed
+          : mlpModel;
   return {
     model,
     decoupled,

@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   const stepsTaken = stepsPerEpoch - (train.count % o.batchSize === 1 ? 1 : 0); // fit drops a 1-row tail
   progress.plan({ totalSteps: Math.min(o.steps ?? Infinity, o.epochs * stepsTaken), epochs: o.epochs, batchSize: o.batchSize });
   say(
-    `model: 784-${o.hidden.join('-')}-10, BatchNorm + ReLU, ${o.method}` +
+    `model: 784-${o.hidden.join('-')}-10, ${o.method === 'dtp' ? 'Tanh' : o.method === 'reinforce' ? 'Bernoulli (Sigmoid) units' : 'BatchNorm + ReLU'}, ${o.method}` +
       (decoupled
         ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
           `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})`

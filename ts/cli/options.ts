@@ -24,10 +24,12 @@ export function optimizerName(kind: OptimizerKind): string {
 }
 
 export const usage = `usage: npm start -- [options]
-  --method backprop|dni|cdni|fa|dfa
+  --method backprop|dni|cdni|fa|dfa|dtp|reinforce
                                training method (default backprop); fa, dfa: feedback alignment and
-                               direct feedback alignment (docs/methods/); kickback is refused here:
-                               it is defined for scalar regression, not 10-class MNIST
+                               direct feedback alignment; dtp: difference target propagation on a
+                               Linear → Tanh stack; reinforce: REINFORCE on Linear → Sigmoid layers of
+                               Bernoulli units (docs/methods/); kickback is refused here: it is
+                               defined for scalar regression, not 10-class MNIST
   --epochs 10                  epochs over the 60,000 training images
   --steps N                    stop after N steps (default: when the epochs are done)
   --batch-size 256
@@ -35,6 +37,9 @@ export const usage = `usage: npm start -- [options]
   --lr 1e-3                    the model's learning rate (x0.1 at 60% and 85% of training)
   --synth-lr LR                DNI/cDNI: the synthesizers' Adam learning rate, decayed alike
                                (default: the model's optimizer and lr; needed with --optimizer sgd)
+  --target-step 0.5            dtp: the top hidden target's step on each example's loss (η̂)
+  --noise 0.1                  dtp: the standard deviation of the inverses' training noise (σ)
+  --baseline-decay 0.9         reinforce: the running-mean baseline's decay
   --hidden 256,256,256         hidden layer widths
   --seed 0
   --device cpu|cuda:0          default: the best device present
@@ -59,8 +64,8 @@ export const usage = `usage: npm start -- [options]
 Recurrent runs (Copy, Repeat Copy, a character language model): npm start -- --task copy --help`;
 
 /** `--method`: backprop, DNI/cDNI (synthesizers), or a method they are compared with (ts/methods/). */
-export type Method = 'backprop' | 'dni' | 'cdni' | 'fa' | 'dfa';
-const methods: readonly string[] = ['backprop', 'dni', 'cdni', 'fa', 'dfa'];
+export type Method = 'backprop' | 'dni' | 'cdni' | 'fa' | 'dfa' | 'dtp' | 'reinforce';
+const methods: readonly string[] = ['backprop', 'dni', 'cdni', 'fa', 'dfa', 'dtp', 'reinforce'];
 
 export interface Options {
   method: Method;
@@ -78,6 +83,11 @@ export interface Options {
   optimizer: OptimizerKind;
   lr: number;
   synthLr?: number;
+  /** dtp: η̂ and σ (undefined: the library's defaults) */
+  targetStep?: number;
+  noise?: number;
+  /** reinforce: the baseline's decay (undefined: the library's default) */
+  baselineDecay?: number;
   seed: number;
   hidden: number[];
   device?: string;
@@ -98,6 +108,9 @@ const flags: FlagSpec = {
   optimizer: 'value',
   lr: 'value',
   'synth-lr': 'value',
+  'target-step': 'value',
+  noise: 'value',
+  'baseline-decay': 'value',
   hidden: 'value',
   seed: 'value',
   device: 'value',
@@ -194,6 +207,21 @@ export function parseArgs(argv: readonly string[]): Options {
       case '--synth-lr':
         o.synthLr = positive();
         break;
+      case '--target-step':
+        o.targetStep = positive();
+        break;
+      case '--noise': {
+        const v = num();
+        if (!(v >= 0)) throw error('ERR_SYNTHGRAD_CLI', `--noise must be >= 0, got ${v}`);
+        o.noise = v;
+        break;
+      }
+      case '--baseline-decay': {
+        const v = num();
+        if (!(v >= 0 && v < 1)) throw error('ERR_SYNTHGRAD_CLI', `--baseline-decay must be in [0, 1), got ${v}`);
+        o.baselineDecay = v;
+        break;
+      }
       case '--seed':
         o.seed = num();
         break;
@@ -227,7 +255,7 @@ export function parseArgs(argv: readonly string[]): Options {
               'classification task: use kickback() from the library on a regression task (docs/methods/kickback.md)',
           );
         if (!methods.includes(value ?? ''))
-          throw error('ERR_SYNTHGRAD_CLI', `--method must be backprop, dni, cdni, fa or dfa, got '${value ?? ''}'`);
+          throw error('ERR_SYNTHGRAD_CLI', `--method must be backprop, dni, cdni, fa, dfa, dtp or reinforce, got '${value ?? ''}'`);
         o.method = value as Method;
         break;
       case '--optimizer':
@@ -254,6 +282,16 @@ export function parseArgs(argv: readonly string[]): Options {
   const synthesizers = o.method === 'dni' || o.method === 'cdni';
   const misplaced = synthesizers ? undefined : decoupledOnly.find((f) => given.has(f));
   if (misplaced) throw error('ERR_SYNTHGRAD_CLI', `${misplaced} applies to dni and cdni only (--method ${o.method} has no synthesizers)`);
+  for (const [flag, method] of [
+    ['--target-step', 'dtp'],
+    ['--noise', 'dtp'],
+    ['--baseline-decay', 'reinforce'],
+  ] as const)
+    if (given.has(flag) && o.method !== method)
+      throw error('ERR_SYNTHGRAD_CLI', `${flag} applies to --method ${method} only, not ${o.method}`);
+  // DTP's inverse-training noise and REINFORCE's samples are drawn on the host at every step.
+  if (o.graph && (o.method === 'dtp' || o.method === 'reinforce'))
+    throw error('ERR_SYNTHGRAD_CLI', `--graph cannot capture --method ${o.method}: it draws random numbers on the host at every step`);
   // SGD's step is in proportion to the gradient, Adam's is not: one learning rate cannot serve both.
   if (o.optimizer === 'sgd' && synthesizers && o.synthLr === undefined) {
     throw error('ERR_SYNTHGRAD_CLI', '--optimizer sgd with dni or cdni needs --synth-lr (the synthesizers keep Adam)');

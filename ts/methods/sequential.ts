@@ -125,7 +125,8 @@ export abstract class MethodNetwork extends Module implements HasTrainingStrateg
  * the method's fixed tensors.
  */
 export class MethodTraining implements TrainingStrategy {
-  private readonly params: Parameter[];
+  /** the model's parameters, then the method's own trained ones (e.g. DTP's inverses) */
+  protected readonly params: Parameter[];
 
   constructor(
     readonly network: MethodNetwork,
@@ -135,8 +136,10 @@ export class MethodTraining implements TrainingStrategy {
     private readonly backward: (f: LayerForwards, outputGradient: Tensor, ctx: StepContext) => void,
     /** tensors the method keeps fixed (saved with checkpoints so that a resumed run has the same ones) */
     readonly fixed: NamedTensor[] = [],
+    /** parameters the method trains besides the model's (stepped by the same optimizer) */
+    extra: Parameter[] = [],
   ) {
-    this.params = network.parameters();
+    this.params = [...network.parameters(), ...extra];
   }
 
   step(x: Tensor, y: Tensor, ctx: StepContext): Tensor {
@@ -152,7 +155,7 @@ export class MethodTraining implements TrainingStrategy {
   }
 
   /** Every step enqueues the same ops on the trainer's stream: it may be captured. */
-  captureBlocker(): undefined {
+  captureBlocker(): string | undefined {
     return undefined;
   }
 
