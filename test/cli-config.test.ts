@@ -199,6 +199,35 @@ describe('every npm start flag reaches what it configures', () => {
   });
 });
 
+describe('npm start: the edges of each value check (each row fails a mutant that survived)', () => {
+  test.each([
+    ['--at 2,x', /--at must be every-activation, every-layer or layer indices such as 2,5, got '2,x'/],
+    ['--at 2.5', /--at must be every-activation, every-layer or layer indices/],
+    ['--at=', /--at must be every-activation, every-layer or layer indices such as 2,5, got ''/],
+    ['--method reinforce --baseline-decay 1', /--baseline-decay must be in \[0, 1\), got 1/],
+    ['--method reinforce --baseline-decay -0.1', /--baseline-decay must be in \[0, 1\), got -0.1/],
+    ['--streams both --method dni', /--streams must be per-module or single, got 'both'/],
+    ['--save-every 10', /--save-every needs --checkpoint FILE/],
+    ['--quiet --json', /--quiet and --json: choose one/],
+    ['--checkpoint=', /--checkpoint needs a file path/],
+    ['--method dni --optimizer sgd', /--optimizer sgd with dni or cdni needs --synth-lr/],
+    ['--optimizer rmsprop', /--optimizer must be adam or sgd, got 'rmsprop'/],
+  ])('%s is refused, naming the flag', (args, message) => {
+    expect(() => parseArgs(args.split(' '))).toThrow(message);
+  });
+
+  test('values on the edges are accepted', () => {
+    expect(parseArgs(['--method', 'dni', '--at', ' 2, 5']).at).toEqual([2, 5]);
+    expect(parseArgs(['--method', 'dni', '--at', 'every-layer']).at).toBe('every-layer');
+    expect(parseArgs(['--method', 'reinforce', '--baseline-decay', '0']).baselineDecay).toBe(0);
+    expect(parseArgs(['--streams', 'single', '--method', 'cdni']).streams).toBe('single');
+    expect(parseArgs(['--method', 'dni', '--optimizer', 'sgd', '--synth-lr', '1e-3']).optimizer).toBe('sgd');
+    expect(parseArgs(['--quiet']).quiet).toBe(true);
+    expect(parseArgs(['--json']).json).toBe(true);
+    expect(parseArgs(['--help']).help).toBe(true);
+  });
+});
+
 describe("the CLI's --checkpoint", () => {
   const root = path.resolve(__dirname, '..');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-cli-'));

@@ -92,6 +92,31 @@ describe('recurrent run flags', () => {
     });
   });
 
+  test('values on the edge of each check are accepted', () => {
+    const o = parseSequenceArgs([
+      '--task',
+      'copy',
+      '--method',
+      'dni-aux',
+      '--truncation',
+      '1',
+      '--steps',
+      '1',
+      '--discount',
+      '1',
+      '--aux-weight',
+      '0',
+    ]);
+    expect(o).toMatchObject({ truncation: 1, steps: 1, discount: 1, auxWeight: 0, quiet: false, json: false });
+    expect(parseSequenceArgs(['--task=copy', '--truncation', '2', '--steps', '3', '--device', 'cpu', '--seed', '-2'])).toMatchObject({
+      task: 'copy',
+      device: 'cpu',
+      seed: -2,
+    });
+    expect(isSequenceRun(['--task=copy'])).toBe(true);
+    expect(isSequenceRun(['--method', 'dni'])).toBe(false);
+  });
+
   test('every flag the usage lists is known', () => {
     const listed = [...sequenceUsage.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]);
     expect(listed.length).toBe(21); // all but --help
@@ -130,6 +155,19 @@ describe('recurrent run flags', () => {
     ],
     [['--task', 'copy', '--save-every', '2', '--truncation', '3', '--steps', '5'], /--save-every needs --checkpoint FILE/],
     [['--task', 'copy', '--epochs', '2'], /unknown option '--epochs'/],
+    // Boundaries of each value check (found by mutation testing: each row fails a mutant that survived).
+    [['--task', 'copy', '--lr', '0', '--truncation', '3', '--steps', '5'], /--lr must be > 0, got 0/],
+    [
+      ['--task', 'copy', '--method', 'dni', '--discount', '0', '--truncation', '3', '--steps', '5'],
+      /--discount must be in \(0, 1\], got 0/,
+    ],
+    [['--task', 'copy', '--seed', '1.5', '--truncation', '3', '--steps', '5'], /--seed must be an integer, got 1.5/],
+    [
+      ['--task', 'copy', '--method', 'dni-aux', '--aux-weight', '-1', '--truncation', '3', '--steps', '5'],
+      /--aux-weight must be >= 0, got -1/,
+    ],
+    [['--task', 'text', '--text=', '--truncation', '3', '--steps', '5'], /--text needs a file path/],
+    [['--task', 'copy', '--truncation', '3', '--steps', '5', '--quiet', '--json'], /--quiet and --json: choose one/],
   ])('%j is refused naming the flag', (args, message) => {
     expect(() => parseSequenceArgs(args)).toThrow(message);
   });
