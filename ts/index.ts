@@ -8,7 +8,7 @@ export type { CaptureHooks } from './graph';
 export { Random } from './random';
 export { Module, Parameter } from './nn/module';
 export type { StepContext, Forwarded, Backward, Shape } from './nn/module';
-export { Linear, BatchNorm1d, Activation, ReLU, Tanh, Sigmoid, Sequential } from './nn/layers';
+export { Linear, BatchNormLayer, BatchNorm1d, Activation, ReLU, Tanh, Sigmoid, Sequential } from './nn/layers';
 export { SoftmaxCrossEntropy, MeanSquaredError } from './nn/losses';
 export type { Loss, LossName, LossForward } from './nn/losses';
 export { Optimizer, SGD, Adam, learningRateSchedules } from './optim/optimizers';

@@ -2,14 +2,14 @@
 // AvgPool2d, BatchNorm2d and Flatten, and the cnn() builder. Each states its output shape for an
 // input shape (Module.outputShape), so a model's shapes are checked as a chain before training,
 // and checks the tensor it is given in forward.
-import { booleanOption, checkOptions, describe, numberOption, positiveInt } from '../check';
+import { booleanOption, checkOptions, describe, positiveInt } from '../check';
 import { Device } from '../device';
 import { error, rangeError, typeError } from '../errors';
 import * as ops from '../ops';
 import type { Window2d } from '../ops';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
-import { Linear, ReLU, Sequential } from './layers';
+import { BatchNormLayer, Linear, ReLU, Sequential } from './layers';
 import { checkShape, Forwarded, Module, Parameter, Shape, StepContext } from './module';
 
 type Pair = readonly [number, number];
@@ -248,59 +248,20 @@ export class Flatten extends Module {
  * (exact), so the statistics and the normalisation are exactly BatchNorm1d's over those rows;
  * they cost two memory passes each way, small beside the convolution before the layer.
  */
-export class BatchNorm2d extends Module {
-  readonly name: string;
-  gamma?: Parameter;
-  beta?: Parameter;
-  runningMean?: Tensor;
-  runningVar?: Tensor;
-  readonly momentum: number;
-  readonly eps: number;
-
+export class BatchNorm2d extends BatchNormLayer {
   constructor(
     readonly channels: number,
     options: { momentum?: number; eps?: number } = {},
   ) {
-    super();
-    positiveInt('BatchNorm2d', 'channels', channels);
-    checkOptions('BatchNorm2d', options, ['momentum', 'eps']);
-    this.momentum = numberOption('BatchNorm2d', 'momentum', options.momentum, 0.1);
-    this.eps = numberOption('BatchNorm2d', 'eps', options.eps, 1e-5);
-    if (!(this.momentum >= 0 && this.momentum <= 1)) throw rangeError(`BatchNorm2d: 'momentum' must be in [0, 1], got ${this.momentum}`);
-    if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw rangeError(`BatchNorm2d: 'eps' must be a finite number > 0, got ${this.eps}`);
-    this.name = `BatchNorm2d(${channels})`;
-  }
-
-  initialize(device: Device): void {
-    this.dispose();
-    const n = this.channels;
-    this.gamma = Parameter.create(`${this.name}.gamma`, new Float32Array(n).fill(1), [n], device);
-    this.beta = Parameter.create(`${this.name}.beta`, new Float32Array(n), [n], device);
-    this.runningMean = Tensor.zeros([n], { device });
-    this.runningVar = Tensor.fromArray(new Float32Array(n).fill(1), [n], { device });
+    super('BatchNorm2d', 'channels', channels, options);
   }
 
   outputShape(input: Shape): number[] {
     return [...imageShape(this.name, input, this.channels)];
   }
 
-  parameters(): Parameter[] {
-    return [this.gamma, this.beta].filter((p): p is Parameter => p !== undefined);
-  }
-
-  stateTensors(): Tensor[] {
-    return [...super.stateTensors(), this.initialized(this.runningMean), this.initialized(this.runningVar)];
-  }
-
-  dispose(): void {
-    super.dispose();
-    this.runningMean?.dispose();
-    this.runningVar?.dispose();
-  }
-
   forward(x: Tensor, ctx: StepContext): Forwarded {
-    const gamma = this.initialized(this.gamma);
-    const beta = this.initialized(this.beta);
+    this.initialized(this.gamma);
     checkImages(this.name, x, ctx, this.channels);
     const [N, C, H, W] = x.shape;
     if (ctx.training && N * H * W < 2)
@@ -308,25 +269,13 @@ export class BatchNorm2d extends Module {
     // [N, C, H, W] → [N HW, C] rows and back: swapLastAxes copies, reshape is a view.
     const toRows = (t: Tensor, c: StepContext) => ops.swapLastAxes(c, t.reshape([N, C, H * W], c.arena)).reshape([N * H * W, C], c.arena);
     const toImages = (t: Tensor, c: StepContext) => ops.swapLastAxes(c, t.reshape([N, H * W, C], c.arena)).reshape([N, C, H, W], c.arena);
-    const rows = toRows(x, ctx);
-    const saved = ops.batchNorm(
-      ctx,
-      rows,
-      gamma.value,
-      beta.value,
-      this.runningMean!,
-      this.runningVar!,
-      ctx.freezeStatistics ? 0 : this.momentum,
-      this.eps,
-      ctx.training,
-    );
+    const f = this.normalizeRows(toRows(x, ctx), ctx);
     return {
-      output: toImages(saved.y, ctx),
+      output: toImages(f.output, ctx),
       backward: (dy, bctx, needInputGrad) => {
         if (!ctx.training) throw error('ERR_SYNTHGRAD_STATE', `${this.name}: backward of an inference-mode forward`);
-        // The parameter gradients come with dx: always computed.
-        const dx = ops.batchNormBackward(bctx, rows, toRows(dy, bctx), gamma.value, saved, gamma.grad, beta.grad);
-        return needInputGrad ? toImages(dx, bctx) : undefined;
+        const dx = f.backward(toRows(dy, bctx), bctx, needInputGrad);
+        return dx ? toImages(dx, bctx) : undefined;
       },
     };
   }

@@ -79,11 +79,11 @@ export class Linear extends Module {
 }
 
 /**
- * Batch normalisation over the batch dimension of [batch, features] inputs, PyTorch's
- * semantics: biased batch variance to normalise, unbiased in the running estimate,
- * running = (1 - momentum) running + momentum batch.
+ * What BatchNorm1d and BatchNorm2d share: per-feature scale and shift, running statistics,
+ * PyTorch's semantics (biased batch variance to normalise, unbiased in the running estimate,
+ * running = (1 - momentum) running + momentum batch), and the op over [rows, width] rows.
  */
-export class BatchNorm1d extends Module {
+export abstract class BatchNormLayer extends Module {
   readonly name: string;
   gamma?: Parameter;
   beta?: Parameter;
@@ -92,37 +92,31 @@ export class BatchNorm1d extends Module {
   readonly momentum: number;
   readonly eps: number;
 
-  constructor(
-    readonly features: number,
-    options: { momentum?: number; eps?: number } = {},
+  /** `layer` names the class in errors, `widthName` the width argument. */
+  protected constructor(
+    layer: string,
+    widthName: string,
+    readonly width: number,
+    options: { momentum?: number; eps?: number },
   ) {
     super();
-    positiveInt('BatchNorm1d', 'features', features);
-    checkOptions('BatchNorm1d', options, ['momentum', 'eps']);
-    this.momentum = numberOption('BatchNorm1d', 'momentum', options.momentum, 0.1);
-    this.eps = numberOption('BatchNorm1d', 'eps', options.eps, 1e-5);
-    if (!(this.momentum >= 0 && this.momentum <= 1)) throw rangeError(`BatchNorm1d: 'momentum' must be in [0, 1], got ${this.momentum}`);
-    if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw rangeError(`BatchNorm1d: 'eps' must be a finite number > 0, got ${this.eps}`);
-    this.name = `BatchNorm1d(${features})`;
+    positiveInt(layer, widthName, width);
+    checkOptions(layer, options, ['momentum', 'eps']);
+    this.momentum = numberOption(layer, 'momentum', options.momentum, 0.1);
+    this.eps = numberOption(layer, 'eps', options.eps, 1e-5);
+    if (!(this.momentum >= 0 && this.momentum <= 1)) throw rangeError(`${layer}: 'momentum' must be in [0, 1], got ${this.momentum}`);
+    if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw rangeError(`${layer}: 'eps' must be a finite number > 0, got ${this.eps}`);
+    this.name = `${layer}(${width})`;
   }
 
   initialize(device: Device): void {
     this.dispose();
-    const n = this.features;
+    const n = this.width;
     const ones = hostArray(this.name, 'its scale', n, () => new Float32Array(n).fill(1));
     this.gamma = Parameter.create(`${this.name}.gamma`, ones, [n], device);
     this.beta = Parameter.create(`${this.name}.beta`, new Float32Array(n), [n], device);
     this.runningMean = Tensor.zeros([n], { device });
     this.runningVar = Tensor.fromArray(new Float32Array(n).fill(1), [n], { device });
-  }
-
-  inputFeatures(): number {
-    return this.features;
-  }
-
-  outputFeatures(inputFeatures: number): number {
-    if (inputFeatures !== this.features) throw rangeError(`${this.name}: expects ${this.features} input features, got ${inputFeatures}`);
-    return this.features;
   }
 
   parameters(): Parameter[] {
@@ -139,14 +133,13 @@ export class BatchNorm1d extends Module {
     this.runningVar?.dispose();
   }
 
-  forward(x: Tensor, ctx: StepContext): Forwarded {
+  /** Normalises [rows, width] rows (checked by the caller); backward gives d(rows). */
+  protected normalizeRows(rows: Tensor, ctx: StepContext): Forwarded {
     const gamma = this.initialized(this.gamma);
     const beta = this.initialized(this.beta);
-    checkInput(this.name, x, this.features, ctx);
-    if (ctx.training && x.shape[0] < 2) throw rangeError(`${this.name}: training needs a batch of at least 2, got ${x.shape[0]}`);
     const saved = ops.batchNorm(
       ctx,
-      x,
+      rows,
       gamma.value,
       beta.value,
       this.runningMean!,
@@ -160,10 +153,36 @@ export class BatchNorm1d extends Module {
       backward: (dy, bctx, needInputGrad) => {
         if (!ctx.training) throw error('ERR_SYNTHGRAD_STATE', `${this.name}: backward of an inference-mode forward`);
         // BatchNorm's parameter gradients come with dx; it is cheap, so always computed.
-        const dx = ops.batchNormBackward(bctx, x, dy, gamma.value, saved, gamma.grad, beta.grad);
+        const dx = ops.batchNormBackward(bctx, rows, dy, gamma.value, saved, gamma.grad, beta.grad);
         return needInputGrad ? dx : undefined;
       },
     };
+  }
+}
+
+/** Batch normalisation over the batch dimension of [batch, features] inputs (BatchNormLayer). */
+export class BatchNorm1d extends BatchNormLayer {
+  constructor(
+    readonly features: number,
+    options: { momentum?: number; eps?: number } = {},
+  ) {
+    super('BatchNorm1d', 'features', features, options);
+  }
+
+  inputFeatures(): number {
+    return this.features;
+  }
+
+  outputFeatures(inputFeatures: number): number {
+    if (inputFeatures !== this.features) throw rangeError(`${this.name}: expects ${this.features} input features, got ${inputFeatures}`);
+    return this.features;
+  }
+
+  forward(x: Tensor, ctx: StepContext): Forwarded {
+    this.initialized(this.gamma);
+    checkInput(this.name, x, this.features, ctx);
+    if (ctx.training && x.shape[0] < 2) throw rangeError(`${this.name}: training needs a batch of at least 2, got ${x.shape[0]}`);
+    return this.normalizeRows(x, ctx);
   }
 }
 
