@@ -26,15 +26,9 @@ import {
 } from '../ts';
 import type { Forwarded, Tensor } from '../ts';
 import * as ref from './helpers/reference';
+import { B, ceGrad, down, expectUpdate, linear, lr, read, sgd, weightGrad } from './helpers/method-reference';
 
 const cpu = Device.cpu();
-const B = 4;
-const lr = 0.1;
-
-/** Reads a tensor as float64. */
-async function read(trainer: Trainer, t: Tensor): Promise<Float64Array> {
-  return Float64Array.from(await t.readFloat32(trainer.stream));
-}
 
 /** Every parameter's values, in the model's order. */
 async function weights(trainer: Trainer): Promise<Float64Array[]> {
@@ -57,21 +51,7 @@ async function oneStep(trainer: Trainer, data: Dataset) {
 
 // ---- float64 helpers: a Linear layer, its gradients, BatchNorm's backward ----------------------
 
-const linear = (x: Float64Array, W: Float64Array, b: Float64Array, inF: number, outF: number) =>
-  ref.addBias(ref.gemm(false, true, { M: B, N: outF, K: inF }, 1, x, W, 0, null), b, B, outF);
-/** dy [B, out] · M [out, in] → [B, in] (M the weight, or the matrix standing in for it) */
-const down = (dy: Float64Array, M: ArrayLike<number>, inF: number, outF: number) =>
-  ref.gemm(false, false, { M: B, N: inF, K: outF }, 1, dy, M, 0, null);
-const weightGrad = (dy: Float64Array, x: Float64Array, inF: number, outF: number) =>
-  ref.gemm(true, false, { M: outF, N: inF, K: B }, 1, dy, x, 0, null);
-/** p - lr·g */
-const sgd = (p: Float64Array, g: ArrayLike<number>) => p.map((v, i) => v - lr * g[i]);
 const mseGrad = (out: Float64Array, y: ArrayLike<number>) => out.map((o, k) => (2 * (o - y[k])) / out.length);
-/** d(mean cross-entropy)/d(logits) */
-function ceGrad(logits: Float64Array, labels: ArrayLike<number>, classes: number): Float64Array {
-  const p = ref.softmax(logits, B, classes);
-  return p.map((v, k) => (v - (k % classes === labels[Math.floor(k / classes)] ? 1 : 0)) / B);
-}
 
 /** Training-mode BatchNorm's backward for x [B, F] (gamma, eps 1e-5): dx, dgamma, dbeta. */
 function batchNormBackward(x: Float64Array, dy: Float64Array, gamma: Float64Array, F: number) {
@@ -95,10 +75,6 @@ function batchNormBackward(x: Float64Array, dy: Float64Array, gamma: Float64Arra
     }
   }
   return { y: bn.y, dx, dgamma, dbeta };
-}
-
-function expectUpdate(what: string, got: ArrayLike<number>, want: ArrayLike<number>): void {
-  ref.expectClose(what, got, want, 1e-4, 1e-5);
 }
 
 describe('one update equals a float64 hand computation', () => {

@@ -29,34 +29,16 @@ import {
 import * as ops from '../ts/ops';
 import type { StepContext } from '../ts';
 import * as ref from './helpers/reference';
+import { B, ceGrad, down, expectUpdate, linear, lr, read, sgd, weightGrad } from './helpers/method-reference';
 
 const cpu = Device.cpu();
-const B = 4;
-const lr = 0.1;
-
-async function read(trainer: Trainer, t: Tensor): Promise<Float64Array> {
-  return Float64Array.from(await t.readFloat32(trainer.stream));
-}
 
 // ---- float64 helpers ------------------------------------------------------------------------
 
-/** x [B, in] · Wᵀ + b */
-const linear = (x: ArrayLike<number>, W: ArrayLike<number>, b: ArrayLike<number>, inF: number, outF: number) =>
-  ref.addBias(ref.gemm(false, true, { M: B, N: outF, K: inF }, 1, x, W, 0, null), b, B, outF);
-/** dy [B, out] · W [out, in] */
-const down = (dy: ArrayLike<number>, W: ArrayLike<number>, inF: number, outF: number) =>
-  ref.gemm(false, false, { M: B, N: inF, K: outF }, 1, dy, W, 0, null);
-const weightGrad = (dy: ArrayLike<number>, x: ArrayLike<number>, inF: number, outF: number) =>
-  ref.gemm(true, false, { M: outF, N: inF, K: B }, 1, dy, x, 0, null);
-const sgd = (p: Float64Array, g: ArrayLike<number>) => p.map((v, i) => v - lr * g[i]);
 const tanhBack = (dy: ArrayLike<number>, y: Float64Array) => y.map((v, k) => dy[k] * (1 - v * v));
 const add = (a: ArrayLike<number>, b: ArrayLike<number>, s = 1) => Float64Array.from(a, (v, i) => v + s * b[i]);
 /** the gradient of (1/B) Σ_b ||h_b − t_b||² */
 const localGrad = (h: ArrayLike<number>, t: ArrayLike<number>) => Float64Array.from(h, (v, i) => (2 * (v - t[i])) / B);
-function ceGrad(logits: Float64Array, labels: ArrayLike<number>, classes: number): Float64Array {
-  const p = ref.softmax(logits, B, classes);
-  return p.map((v, k) => (v - (k % classes === labels[Math.floor(k / classes)] ? 1 : 0)) / B);
-}
 
 /** The inverse of an n×n matrix (Gauss-Jordan with partial pivoting), float64. */
 function invert(W: ArrayLike<number>, n: number): Float64Array {
@@ -73,10 +55,6 @@ function invert(W: ArrayLike<number>, n: number): Float64Array {
     for (let r = 0; r < n; r++) if (r !== c) a[r] = a[r].map((v, j) => v - a[r][c] * a[c][j]);
   }
   return Float64Array.from(a.flatMap((row) => row.slice(n)));
-}
-
-function expectUpdate(what: string, got: ArrayLike<number>, want: ArrayLike<number>): void {
-  ref.expectClose(what, got, want, 1e-4, 1e-5);
 }
 
 describe('the targets', () => {
