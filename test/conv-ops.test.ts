@@ -19,6 +19,7 @@ import { Random } from '../ts/random';
 import * as ref from './helpers/reference';
 import { expectClose, expectExact } from './helpers/reference';
 import { cpuTensors } from './helpers/native-tensors';
+import { expectThrows } from './helpers/errors';
 
 const stream = new native.Stream('cpu');
 const ops = native.ops;
@@ -522,18 +523,6 @@ describe('results do not depend on the thread count', () => {
 // =============================================================================================
 
 describe('argument errors name the argument', () => {
-  function expectThrows(fn: () => unknown, name: 'TypeError' | 'RangeError', message: RegExp): void {
-    let error: unknown;
-    try {
-      fn();
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeDefined();
-    expect((error as Error).name).toBe(name);
-    expect((error as Error).message).toMatch(message);
-  }
-
   test('conv2dForward', () => {
     const x = filled([2, 3, 5, 5]),
       w = filled([4, 3, 3, 3]),

@@ -19,6 +19,7 @@ import { Arena, Tensor } from '../ts/tensor';
 import * as ref from './helpers/reference';
 import { expectClose, expectExact } from './helpers/reference';
 import { cpuTensors } from './helpers/native-tensors';
+import { expectThrows } from './helpers/errors';
 
 const FWD_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
@@ -37,19 +38,6 @@ const { track, upload, uploadInt, filled, read } = cpuTensors(stream);
 function expectGrad(what: string, got: ArrayLike<number>, want: ArrayLike<number>, tol = GRAD_TOL): void {
   expect(ref.maxAbs(want)).toBeGreaterThan(0); // a vacuous all-zero gradient proves nothing
   expectClose(what, got, want, tol, 1e-2 * ref.maxAbs(want));
-}
-
-/** fn throws synchronously an error named `name` whose message matches. */
-function expectThrows(fn: () => unknown, name: 'TypeError' | 'RangeError', message: RegExp): void {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeDefined();
-  expect((error as Error).name).toBe(name);
-  expect((error as Error).message).toMatch(message);
 }
 
 // ---- float64 references --------------------------------------------------------------------

@@ -34,6 +34,7 @@ import * as ref from './helpers/reference';
 import { expectClose, expectExact } from './helpers/reference';
 import { cpuTensors } from './helpers/native-tensors';
 import { adamStep, sgdStep } from './helpers/optimizer-steps';
+import { expectThrows } from './helpers/errors';
 
 const FWD_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
@@ -50,22 +51,6 @@ const ops = native.ops;
 const { upload, uploadInt, filled, read, readInt } = cpuTensors(stream);
 
 // ---- assertions ----------------------------------------------------------------------------
-
-/**
- * fn throws synchronously an error named `name` (the addon's errors come from Node's realm,
- * not jest's sandbox, so `toThrow(RangeError)` cannot match them by constructor).
- */
-function expectThrows(fn: () => unknown, name: 'TypeError' | 'RangeError', message: RegExp): void {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  expect(error).toBeDefined();
-  expect((error as Error).name).toBe(name);
-  expect((error as Error).message).toMatch(message);
-}
 
 /** Bit-for-bit equality (NaN equals NaN). */
 /** Analytic gradient against a numeric one, floor 1e-2 of the numeric gradient's scale. */

@@ -13,3 +13,10 @@ export function errorOf(fn: () => unknown): Error {
 export function errorName(fn: () => unknown): string {
   return errorOf(fn).name;
 }
+
+/** `fn` throws synchronously an error of class `name` whose message matches. */
+export function expectThrows(fn: () => unknown, name: 'TypeError' | 'RangeError', message: RegExp): void {
+  const error = errorOf(fn);
+  expect(error.name).toBe(name);
+  expect(error.message).toMatch(message);
+}
