@@ -19,11 +19,10 @@ import * as os from 'os';
 import * as fs from 'fs';
 import * as path from 'path';
 import { native, repeatCopyLevel } from '../../ts';
-import { DEFAULT_DISCOUNT, type RecurrentMethod } from '../../ts/recurrent/training';
-import { DEFAULT_SYNTHESIZER_LR } from '../../ts/recurrent/run';
+import type { RecurrentMethod } from '../../ts/recurrent/training';
 import { onOff, resultName } from '../../bench/flags';
 import { experimentResultsDir, projectRoot } from '../../bench/paths';
-import { fillReadme, flags, intFlag, intListFlag, listFlag, readProgress, readScore, runAll, runChild, RunSpec } from './runs';
+import { fillReadme, flags, intFlag, intListFlag, listFlag, readProgress, readScore, runAll, runChild, RunSpec, synthesizerFlags } from './runs';
 
 const EXPERIMENT = 'recurrent-copy';
 const TASKS = ['copy', 'repeat-copy'] as const;
@@ -59,10 +58,7 @@ function parse(argv: string[]): Args {
   const budget = intFlag(f, '--budget', 0);
   const lr = Number(f.get('--lr') ?? '1e-3');
   if (!(lr > 0) || !Number.isFinite(lr)) throw new Error(`--lr must be a number > 0, got ${f.get('--lr')}`);
-  const synthLr = Number(f.get('--synth-lr') ?? String(DEFAULT_SYNTHESIZER_LR));
-  if (!(synthLr > 0) || !Number.isFinite(synthLr)) throw new Error(`--synth-lr must be a number > 0, got ${f.get('--synth-lr')}`);
-  const discount = Number(f.get('--discount') ?? String(DEFAULT_DISCOUNT));
-  if (!(discount > 0 && discount <= 1)) throw new Error(`--discount must be a number in (0, 1], got ${f.get('--discount')}`);
+  const { synthLr, discount } = synthesizerFlags(f);
   const mode = f.get('--mode') ?? 'run';
   if (mode !== 'run' && mode !== 'table') throw new Error(`--mode must be run or table, got ${mode}`);
   return {

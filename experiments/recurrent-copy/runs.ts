@@ -16,7 +16,8 @@
 import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { trainSequences, TrainSequencesOptions, SequenceProgress, SequenceScore } from '../../ts/recurrent/run';
+import { DEFAULT_SYNTHESIZER_LR, trainSequences, TrainSequencesOptions, SequenceProgress, SequenceScore } from '../../ts/recurrent/run';
+import { DEFAULT_DISCOUNT } from '../../ts/recurrent/training';
 import { projectRoot } from '../../bench/paths';
 
 /** What a child needs: the run's identity and trainSequences' options (JSON only). */
@@ -160,6 +161,15 @@ export function listFlag<T extends string>(f: Map<string, string>, name: string,
   const items = v.split(',').filter((s) => s !== '') as T[];
   if (allowed) for (const x of items) if (!allowed.includes(x)) throw new Error(`${name}: ${x} is not one of ${allowed.join(', ')}`);
   return items;
+}
+
+/** The DNI synthesizer's --synth-lr and --discount (defaults: the library's). */
+export function synthesizerFlags(f: Map<string, string>): { synthLr: number; discount: number } {
+  const synthLr = Number(f.get('--synth-lr') ?? String(DEFAULT_SYNTHESIZER_LR));
+  if (!(synthLr > 0) || !Number.isFinite(synthLr)) throw new Error(`--synth-lr must be a number > 0, got ${f.get('--synth-lr')}`);
+  const discount = Number(f.get('--discount') ?? String(DEFAULT_DISCOUNT));
+  if (!(discount > 0 && discount <= 1)) throw new Error(`--discount must be a number in (0, 1], got ${f.get('--discount')}`);
+  return { synthLr, discount };
 }
 
 export function intListFlag(f: Map<string, string>, name: string, fallback: readonly number[]): number[] {
