@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as zlib from 'zlib';
-import { datasets, parseIdx, readIdx } from '../ts';
+import { Dataset, datasets, parseIdx, readIdx } from '../ts';
 
 function idxBytes(shape: number[], values: number[]): Buffer {
   const header = Buffer.alloc(4 + 4 * shape.length);
@@ -82,5 +82,37 @@ describe('MNIST', () => {
     expect(() => datasets.loadIdxPair('x', images, labels)).toThrow(/2 images but 3 labels/);
     const badLabels = write('labels-big', idxBytes([2], [1, 12]));
     expect(() => datasets.loadIdxPair('x', images, badLabels)).toThrow(/labels-big: label 12 at row 1 is outside \[0, 10\)/);
+  });
+});
+
+describe('Dataset row shapes', () => {
+  const x = new Float32Array(2 * 12).map((_, i) => i);
+  const y = Int32Array.from([0, 1]);
+
+  test('a row is a vector of its features unless a shape is given', () => {
+    expect(new Dataset('d', x, y, 12, 2).shape).toEqual([12]);
+    const images = new Dataset('d', x, y, 12, 2, [3, 2, 2]);
+    expect(images.shape).toEqual([3, 2, 2]);
+    expect(images.head(1).shape).toEqual([3, 2, 2]);
+    expect(Object.isFrozen(images.shape)).toBe(true);
+  });
+
+  test('fromArrays takes the shape, and the features from it', () => {
+    const d = Dataset.fromArrays(x, y, { shape: [1, 3, 4] });
+    expect([d.features, d.count, d.shape]).toEqual([12, 2, [1, 3, 4]]);
+    expect(Dataset.fromArrays(x, y, { shape: [2, 6], features: 12 }).shape).toEqual([2, 6]);
+  });
+
+  test.each([
+    [[5, 2], "'shape' [5, 2] holds 10 values per row, but rows have 12 features"],
+    [[], "'shape' must be a non-empty array of positive integers"],
+    [[3, 0, 4], "'shape' must be a non-empty array of positive integers"],
+    [[3, 1.5, 4], "'shape' must be a non-empty array of positive integers"],
+  ])('a shape %j that does not fit is refused, naming it', (shape, message) => {
+    expect(() => new Dataset('d', x, y, 12, 2, shape)).toThrow(message);
+  });
+
+  test('a shape that is not an array is refused', () => {
+    expect(() => new Dataset('d', x, y, 12, 2, '3,4' as unknown as number[])).toThrow(RangeError);
   });
 });

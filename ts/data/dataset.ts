@@ -2,6 +2,8 @@
 // in [0, classes), one per row. Regression: float32 values, `outputs` per row (the model's output
 // width). The constructor checks every label against `classes`, so a Dataset's labels fit it
 // (as long as nobody writes into `labels` afterwards; the trainer checks again before training).
+// Each row may have a shape (images: [channels, height, width]); the trainer then feeds
+// batches of [rows, ...shape]. Without one a row is a vector of `features` values.
 import { describe } from '../check';
 import { Random } from '../random';
 import { rangeError, typeError } from '../errors';
@@ -27,6 +29,8 @@ export class Dataset {
   readonly classes: number;
   /** the width of the model's output the targets need: the classes, or the values per row */
   readonly outputs: number;
+  /** the shape of one row (e.g. [1, 28, 28]); its product is `features`; default [features] */
+  readonly shape: readonly number[];
 
   /**
    * `targets` decides the task: an Int32Array of labels (classification; `classes` is their
@@ -40,6 +44,7 @@ export class Dataset {
     targets: Int32Array | Float32Array,
     readonly features: number,
     classes: number,
+    shape?: readonly number[],
   ) {
     if (typeof name !== 'string') throw typeError(`Dataset: 'name' must be a string, got ${describe(name)}`);
     if (!(inputs instanceof Float32Array)) throw typeError(`Dataset ${name}: 'inputs' must be a Float32Array`);
@@ -50,6 +55,7 @@ export class Dataset {
     sizeArgument(name, 'features', features);
     // NaN or a missing count would let every label through the range check below.
     sizeArgument(name, 'classes', classes);
+    this.shape = rowShape(name, shape, features);
     this.task = targets instanceof Int32Array ? 'classification' : 'regression';
     this.outputs = classes;
     if (targets instanceof Int32Array) {
@@ -84,14 +90,18 @@ export class Dataset {
   static fromArrays(
     inputs: Float32Array | readonly (readonly number[])[],
     targets: Int32Array | Float32Array | readonly number[] | readonly (readonly number[])[],
-    options: { name?: string; features?: number; classes?: number } = {},
+    options: { name?: string; features?: number; classes?: number; shape?: readonly number[] } = {},
   ): Dataset {
     if (!options || typeof options !== 'object')
       throw typeError(`Dataset.fromArrays: 'options' must be an object, got ${describe(options)}`);
     for (const key of Object.keys(options))
-      if (!['name', 'features', 'classes'].includes(key))
-        throw typeError(`Dataset.fromArrays: unknown option '${key}' (known: name, features, classes)`);
+      if (!['name', 'features', 'classes', 'shape'].includes(key))
+        throw typeError(`Dataset.fromArrays: unknown option '${key}' (known: name, features, classes, shape)`);
     const name = options.name ?? 'data';
+    const shape = options.shape;
+    // A shape alone says how many values a row has.
+    if (options.features === undefined && Array.isArray(shape) && shape.every((d) => Number.isInteger(d) && d > 0))
+      options = { ...options, features: shape.reduce((a, b) => a * b, 1) };
     let x: Float32Array;
     let features: number;
     if (inputs instanceof Float32Array) {
@@ -109,21 +119,21 @@ export class Dataset {
       throw typeError(`Dataset.fromArrays: 'inputs' must be a Float32Array or an array of rows, got ${describe(inputs)}`);
     }
     const rows = features > 0 ? x.length / features : 0;
-    if (targets instanceof Int32Array) return new Dataset(name, x, targets, features, options.classes ?? maxLabel(targets) + 1);
-    if (targets instanceof Float32Array) return new Dataset(name, x, targets, features, rows > 0 ? targets.length / rows : 1);
+    if (targets instanceof Int32Array) return new Dataset(name, x, targets, features, options.classes ?? maxLabel(targets) + 1, shape);
+    if (targets instanceof Float32Array) return new Dataset(name, x, targets, features, rows > 0 ? targets.length / rows : 1, shape);
     if (!Array.isArray(targets)) throw typeError(`Dataset.fromArrays: 'targets' must be an array, got ${describe(targets)}`);
     if (targets.length > 0 && Array.isArray(targets[0])) {
       const rowsOfTargets = targets as readonly (readonly number[])[];
-      return new Dataset(name, x, Float32Array.from(rowsOfTargets.flat()), features, rowsWidth('targets', rowsOfTargets));
+      return new Dataset(name, x, Float32Array.from(rowsOfTargets.flat()), features, rowsWidth('targets', rowsOfTargets), shape);
     }
     const flat = targets as readonly number[];
     if (options.classes !== undefined) {
       const bad = flat.findIndex((v) => !Number.isInteger(v));
       if (bad >= 0)
         throw rangeError(`Dataset.fromArrays: with 'classes', targets are labels: ${flat[bad]} at row ${bad} is not an integer`);
-      return new Dataset(name, x, Int32Array.from(flat), features, options.classes);
+      return new Dataset(name, x, Int32Array.from(flat), features, options.classes, shape);
     }
-    return new Dataset(name, x, Float32Array.from(flat), features, 1);
+    return new Dataset(name, x, Float32Array.from(flat), features, 1, shape);
   }
 
   get count(): number {
@@ -141,7 +151,7 @@ export class Dataset {
     if (!Number.isInteger(n) || n < 0) throw rangeError(`Dataset.head: 'n' must be a non-negative integer, got ${n}`);
     n = Math.min(n, this.count);
     const targets = this.task === 'classification' ? this.labels.subarray(0, n) : this.values.subarray(0, n * this.outputs);
-    return new Dataset(`${this.name}[:${n}]`, this.inputs.subarray(0, n * this.features), targets, this.features, this.outputs);
+    return new Dataset(`${this.name}[:${n}]`, this.inputs.subarray(0, n * this.features), targets, this.features, this.outputs, this.shape);
   }
 
   /** Copies the rows `indices[start..end)` into a batch. */
@@ -193,6 +203,17 @@ function shown(v: unknown): string {
 function sizeArgument(dataset: string, name: string, v: unknown): void {
   if (typeof v !== 'number') throw typeError(`Dataset ${dataset}: '${name}' must be a positive integer, got ${describe(v)}`);
   if (!Number.isInteger(v) || v < 1) throw rangeError(`Dataset ${dataset}: '${name}' must be a positive integer, got ${v}`);
+}
+
+/** A row's shape: positive integers whose product is `features`; [features] when not given. */
+function rowShape(dataset: string, shape: readonly number[] | undefined, features: number): readonly number[] {
+  if (shape === undefined) return Object.freeze([features]);
+  if (!Array.isArray(shape) || shape.length === 0 || !shape.every((d) => typeof d === 'number' && Number.isInteger(d) && d > 0))
+    throw rangeError(`Dataset ${dataset}: 'shape' must be a non-empty array of positive integers, got ${describe(shape)}`);
+  const size = shape.reduce((a: number, b: number) => a * b, 1);
+  if (size !== features)
+    throw rangeError(`Dataset ${dataset}: 'shape' [${shape.join(', ')}] holds ${size} values per row, but rows have ${features} features`);
+  return Object.freeze([...shape]);
 }
 
 /** The width of every row of a non-empty array of rows (they must agree). */
