@@ -62,6 +62,7 @@ describe('MNIST', () => {
     expect(train.count).toBe(60000);
     expect(test.count).toBe(10000);
     expect(train.features).toBe(784);
+    expect(train.shape).toEqual([1, 28, 28]);
     expect(train.classes).toBe(10);
     let max = 0;
     let min = 1;
@@ -82,6 +83,23 @@ describe('MNIST', () => {
     expect(() => datasets.loadIdxPair('x', images, labels)).toThrow(/2 images but 3 labels/);
     const badLabels = write('labels-big', idxBytes([2], [1, 12]));
     expect(() => datasets.loadIdxPair('x', images, badLabels)).toThrow(/labels-big: label 12 at row 1 is outside \[0, 10\)/);
+  });
+
+  test.each([
+    [[2, 3], [3]],
+    [
+      [2, 2, 3],
+      [1, 2, 3],
+    ],
+    [
+      [2, 3, 1, 2],
+      [3, 1, 2],
+    ],
+  ])('images of dimensions %j give rows of shape %j', (dims, rowShape) => {
+    const values = Array.from({ length: dims.reduce((a, b) => a * b, 1) }, (_, i) => i);
+    const images = write(`images-${dims.join('x')}`, idxBytes(dims, values));
+    const d = datasets.loadIdxPair('x', images, write('labels-2', idxBytes([2], [0, 1])));
+    expect([d.shape, d.features, d.count]).toEqual([rowShape, values.length / 2, 2]);
   });
 });
 

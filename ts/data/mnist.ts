@@ -39,7 +39,9 @@ export function loadIdxPair(name: string, imagesFile: string, labelsFile: string
   for (let i = 0; i < lab.length; i++)
     if (lab[i] >= classes)
       throw error('ERR_SYNTHGRAD_DATA', `IDX file ${labelsFile}: label ${lab[i]} at row ${i} is outside [0, ${classes})`);
-  return new Dataset(name, inputs, lab, features, classes);
+  // Rows keep the file's dimensions: [count, H, W] images are one channel, [1, H, W].
+  const rowShape = images.shape.length === 3 ? [1, ...images.shape.slice(1)] : images.shape.slice(1);
+  return new Dataset(name, inputs, lab, features, classes, rowShape);
 }
 
 /** The full MNIST training (60,000) and test (10,000) sets. */
