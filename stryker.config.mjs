@@ -21,7 +21,7 @@ process.env.SYNTHGRAD_NUM_THREADS ??= '1';
 export const folderTests = {
   optim: ['optimizers', 'optimizer-steps', 'optimizer-options'],
   dni: ['schedule', 'dni-state', 'synthesizer-options', 'decouple-options', 'options-coverage', 'options', 'stream-order', 'graph'],
-  train: ['checkpoint', 'inference', 'runlog', 'options'],
+  train: ['checkpoint', 'inference', 'runlog', 'options', 'train-edges', 'graph'],
   cli: ['cli-config', 'cli', 'runlog', 'report'],
 };
 
@@ -30,8 +30,9 @@ if (folder !== undefined && !(folder in folderTests))
   throw new Error(`stryker.config.mjs: STRYKER_FOLDER must be one of ${Object.keys(folderTests).join(', ')}, got ${folder}`);
 // STRYKER_TESTS=schedule,optimizers overrides the test files; default: the folder's, or (no
 // folder) every folder's.
-const names = process.env.STRYKER_TESTS?.split(',').map((name) => name.trim())
-  ?? (folder ? folderTests[folder] : [...new Set(Object.values(folderTests).flat())]);
+const names =
+  process.env.STRYKER_TESTS?.split(',').map((name) => name.trim()) ??
+  (folder ? folderTests[folder] : [...new Set(Object.values(folderTests).flat())]);
 const only = names.map((name) => `<rootDir>/test/${name}.test.ts`);
 const report = process.env.STRYKER_REPORT ?? folder ?? 'mutation';
 
