@@ -199,6 +199,56 @@ describe('every npm start flag reaches what it configures', () => {
   });
 });
 
+describe('npm start --data: which data, and a model that fits it', () => {
+  test('mnist is the default and records no --data; mnist:DIR, idx: and cifar10:DIR are parsed', () => {
+    expect(parseArgs([]).data).toBeUndefined();
+    expect(parseArgs(['--data', 'mnist']).data).toBeUndefined();
+    expect(parseArgs(['--data', 'mnist:downloads/mnist']).data).toEqual({ kind: 'mnist', dir: 'downloads/mnist' });
+    expect(parseArgs(['--data=cifar10:/data/cifar']).data).toEqual({ kind: 'cifar10', dir: '/data/cifar' });
+    expect(parseArgs(['--data', 'idx:a.gz,b,c:1,d']).data).toEqual({
+      kind: 'idx',
+      trainImages: 'a.gz',
+      trainLabels: 'b',
+      testImages: 'c:1',
+      testLabels: 'd',
+    });
+  });
+
+  test.each([
+    ['cifar10', "--data must be mnist, mnist:DIR, idx:TRAIN_IMAGES,TRAIN_LABELS,TEST_IMAGES,TEST_LABELS or cifar10:DIR, got 'cifar10'"],
+    ['fashion:x', "--data must be mnist, mnist:DIR, idx:TRAIN_IMAGES,TRAIN_LABELS,TEST_IMAGES,TEST_LABELS or cifar10:DIR, got 'fashion:x'"],
+    ['', "--data must be mnist, mnist:DIR, idx:TRAIN_IMAGES,TRAIN_LABELS,TEST_IMAGES,TEST_LABELS or cifar10:DIR, got ''"],
+    ['idx:a,b,c', "--data idx: needs four comma-separated files TRAIN_IMAGES,TRAIN_LABELS,TEST_IMAGES,TEST_LABELS, got 'a,b,c'"],
+    ['idx:a,b,,d', "--data idx: needs four comma-separated files TRAIN_IMAGES,TRAIN_LABELS,TEST_IMAGES,TEST_LABELS, got 'a,b,,d'"],
+    ['cifar10:', "--data cifar10: needs a directory after the colon, got 'cifar10:'"],
+    ['mnist:', "--data mnist: needs a directory after the colon, got 'mnist:'"],
+  ])('--data %j is refused, naming the flag', (value, message) => {
+    expect(() => parseArgs(['--data', value])).toThrow(message);
+  });
+
+  test("the model's input and output widths follow the data's row shape and classes", () => {
+    const cifar = { shape: [3, 32, 32], classes: 10 };
+    const linears = (m: unknown) =>
+      (m as Sequential).layers.filter((l) => l instanceof Linear).map((l) => [(l as Linear).inFeatures, (l as Linear).outFeatures]);
+    expect(linears(configure(parseArgs(['--hidden', '16']), TRAIN, undefined, cifar).model)).toEqual([
+      [3072, 16],
+      [16, 10],
+    ]);
+    expect(
+      linears(configure(parseArgs(['--hidden', '16', '--method', 'dtp']), TRAIN, undefined, { shape: [5], classes: 3 }).model),
+    ).toEqual([
+      [5, 16],
+      [16, 3],
+    ]);
+    expect(linears(cli('--hidden 16').model)).toEqual([
+      [784, 16],
+      [16, 10],
+    ]);
+    const net = configure(parseArgs(['--method', 'cdni', '--hidden', '16']), TRAIN, undefined, { shape: [1, 4, 4], classes: 4 }).model;
+    expect((net as DecoupledNetwork).synthesizers[0].inputs).toBe(16 + 4);
+  });
+});
+
 describe('npm start: the edges of each value check (each row fails a mutant that survived)', () => {
   test.each([
     ['--at 2,x', /--at must be every-activation, every-layer or layer indices such as 2,5, got '2,x'/],

@@ -69,6 +69,14 @@ describe('every npm start command in README runs (two steps)', () => {
     // A file README names relative to the repository (the text corpus) is found from the test's directory.
     const textAt = args.indexOf('--text');
     if (textAt >= 0) args[textAt + 1] = path.join(root, args[textAt + 1]);
+    // So are the files of --data KIND:PATH[,PATH...].
+    const dataAt = args.indexOf('--data');
+    const [kind, paths] = dataAt >= 0 ? args[dataAt + 1].split(/:(.*)/) : [];
+    if (paths)
+      args[dataAt + 1] = `${kind}:${paths
+        .split(',')
+        .map((p) => path.join(root, p))
+        .join(',')}`;
     // Two steps (windows, for a recurrent run; whose text runs validate once, at the end).
     const run = () =>
       spawnSync(process.execPath, [path.join(root, 'dist/ts/cli/main.js'), ...args, ...(help ? [] : ['--steps', '2'])], {

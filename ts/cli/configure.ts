@@ -56,22 +56,33 @@ export function deviceOf(o: Options): Device {
   return o.device ? Device.parse(o.device) : Device.best();
 }
 
-/** 784 → hidden → 10, each hidden Linear followed by `activation` (no BatchNorm: DTP and REINFORCE have no rule for it). */
-function stack(hidden: number[], activation: ActivationName): Sequential {
-  const widths = [784, ...hidden];
+/** features → hidden → classes, each hidden Linear followed by `activation` (no BatchNorm: DTP and REINFORCE have no rule for it). */
+function stack(features: number, hidden: number[], classes: number, activation: ActivationName): Sequential {
+  const widths = [features, ...hidden];
   return new Sequential([
     ...hidden.flatMap((w, i) => [new Linear(widths[i], w), new Activation(activation)]),
-    new Linear(widths[widths.length - 1], 10),
+    new Linear(widths[widths.length - 1], classes),
   ]);
 }
+
+/** What the model needs to know of the data: the shape of a row and the number of classes. */
+export interface DataShape {
+  shape: readonly number[];
+  classes: number;
+}
+
+/** MNIST's, the default data. */
+export const mnistShape: DataShape = { shape: [1, 28, 28], classes: 10 };
 
 /**
  * The run `o` describes on a training set of `trainCount` examples. `plannedDecaySteps`: the
  * learning-rate decay steps a resumed run started with (default: 60% and 85% of the epochs' steps).
+ * `data`: the rows' shape and the classes, which size the model's input and output.
  */
-export function configure(o: Options, trainCount: number, plannedDecaySteps?: number[]): Configured {
+export function configure(o: Options, trainCount: number, plannedDecaySteps?: number[], data: DataShape = mnistShape): Configured {
   const device = deviceOf(o);
-  const mlpModel = mlp(784, o.hidden, 10);
+  const features = data.shape.reduce((a, b) => a * b, 1);
+  const mlpModel = mlp(features, o.hidden, data.classes);
   const decoupled = o.method === 'dni' || o.method === 'cdni';
   const schedule: UpdateSchedule =
     o.pipeline > 0 ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate } : { kind: 'lockstep', pUpdate: o.pUpdate };
@@ -97,9 +108,9 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
     : o.method === 'fa' || o.method === 'dfa'
       ? feedbackAlignment(mlpModel, { direct: o.method === 'dfa' }) // fixed matrices from --seed
       : o.method === 'dtp'
-        ? targetPropagation(stack(o.hidden, 'tanh'), { targetStep: o.targetStep, noise: o.noise }) // Lee et al.'s units; inverses, noise from --seed
+        ? targetPropagation(stack(features, o.hidden, data.classes, 'tanh'), { targetStep: o.targetStep, noise: o.noise }) // Lee et al.'s units; inverses, noise from --seed
         : o.method === 'reinforce'
-          ? reinforce(stack(o.hidden, 'sigmoid'), { decay: o.baselineDecay }) // Bernoulli units; samples from --seed
+          ? reinforce(stack(features, o.hidden, data.classes, 'sigmoid'), { decay: o.baselineDecay }) // Bernoulli units; samples from --seed
           : mlpModel;
   return {
     model,

