@@ -1,7 +1,22 @@
 // The edges of the training loop's small parts, written from StrykerJS's surviving mutants of
 // ts/train (docs/mutation.md): backprop's saved step count, a run without shuffling resumed,
-// resume messages for settings that are objects, and readCheckpointConfig's argument.
-import { Adam, Backpropagation, Dataset, Device, Random, SoftmaxCrossEntropy, Trainer, mlp } from '../ts';
+// resume messages for settings that are objects, readCheckpointConfig's argument, and
+// predict/saveModel/loadModel's arguments and results.
+import {
+  Adam,
+  Backpropagation,
+  Dataset,
+  Device,
+  Predictions,
+  Random,
+  SoftmaxCrossEntropy,
+  Tensor,
+  Trainer,
+  loadModel,
+  mlp,
+  predict,
+  saveModel,
+} from '../ts';
 import { readCheckpointConfig } from '../ts/train/position';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -89,5 +104,66 @@ describe('resuming', () => {
 
   test.each([[''], [3], [undefined]])('readCheckpointConfig(%j) is refused naming the path', async (bad) => {
     await expect(readCheckpointConfig(bad as string)).rejects.toThrow(/readCheckpointConfig: 'path' must be a file path/);
+  });
+});
+
+describe('inference', () => {
+  test("classes() picks the first of equal outputs; probabilities() are each row's softmax", () => {
+    const p = new Predictions(Float32Array.from([1, 1, 0, -2, 3, 3]), 2, 3);
+    expect([...p.classes()]).toEqual([0, 1]);
+    const want = [1, 1, 0, -2, 3, 3].map((v, i) => {
+      const row = [1, 1, 0, -2, 3, 3].slice(Math.floor(i / 3) * 3, Math.floor(i / 3) * 3 + 3);
+      return Math.exp(v) / row.reduce((a, b) => a + Math.exp(b), 0);
+    });
+    [...p.probabilities()].forEach((v, i) => expect(v).toBeCloseTo(want[i], 6));
+  });
+
+  test('a model without weights, or with disposed ones, is refused by predict and saveModel', async () => {
+    const fresh = mlp(6, [8], 4);
+    await expect(predict(fresh, new Float32Array(6))).rejects.toThrow(/predict: .* has no weights yet/);
+    await expect(saveModel(fresh, path.join(dir, 'fresh.model'))).rejects.toThrow(/saveModel: .* has no weights yet/);
+    const t = trainer();
+    await t.fit(data(), { steps: 1, batchSize: 32 });
+    expect((await predict(t.model, new Float32Array(12))).rows).toBe(2);
+    t.dispose();
+    await expect(predict(t.model, new Float32Array(6))).rejects.toThrow(/predict: .* has no weights yet/);
+  });
+
+  test('bad arguments are refused, naming them', async () => {
+    const t = trainer();
+    await t.fit(data(), { steps: 1, batchSize: 32 });
+    const m = t.model;
+    const file = path.join(dir, 'args.model');
+    const cases: [Promise<unknown>, RegExp][] = [
+      [predict({} as never, new Float32Array(6)), /predict: 'model' must be a Module/],
+      [predict(m, new Float32Array(6), { rows: 2 } as never), /predict: unknown option 'rows'/],
+      [predict(m, new Float32Array(6), { batchSize: 0 }), /predict: 'batchSize' must be a positive integer/],
+      [predict(m, new Float32Array(6), { stream: 3 as never }), /predict: 'stream' must be a Stream/],
+      [predict(m, Tensor.fromArray(Int32Array.from([1, 2, 3, 4, 5, 6]), [1, 6])), /predict: 'input' must be a float32 tensor/],
+      [predict(m, new Float32Array(0)), /predict: 'input' has no rows/],
+      [saveModel({} as never, file), /saveModel: 'model' must be a Module/],
+      [saveModel(m, ''), /saveModel: 'path' must be a file path/],
+      [saveModel(m, 3 as never), /saveModel: 'path' must be a file path/],
+      [loadModel({} as never, file), /loadModel: 'model' must be a Module/],
+      [loadModel(m, ''), /loadModel: 'path' must be a file path/],
+      [loadModel(m, 3 as never), /loadModel: 'path' must be a file path/],
+      [loadModel(m, file, { devices: 1 } as never), /loadModel: unknown option 'devices'/],
+      [loadModel(m, file, { device: 'cpu' as never }), /loadModel: 'device' must be a Device/],
+    ];
+    for (const [promise, message] of cases) await expect(promise).rejects.toThrow(message);
+    t.dispose();
+  });
+
+  test('loadModel fills a model that has no weights yet', async () => {
+    const t = trainer();
+    await t.fit(data(), { steps: 2, batchSize: 32 });
+    const file = path.join(dir, 'fill.model');
+    await saveModel(t.model, file);
+    const x = data().inputs.subarray(0, 12);
+    const want = (await predict(t.model, x)).outputs;
+    const fresh = await loadModel(mlp(6, [8], 4), file, { device: cpu });
+    expect([...(await predict(fresh, x)).outputs]).toEqual([...want]);
+    fresh.dispose();
+    t.dispose();
   });
 });
