@@ -21,21 +21,46 @@
 //       against PyTorch's nn.LSTM (cuDNN) training window on the same GPU
 //       (bench/reference/torch_lstm_window.py: BPTT, Adam, loss.item() per window) and the bare
 //       forward + backward of each side's LSTM layer.
+//   (f) a convolutional training step: cnn() (the DNI paper's CIFAR-10 network: 3 blocks of 5x5
+//       convolutions with 128 filters, BatchNorm2d, ReLU, 3x3 pools) on [64, 3, 32, 32]
+//       images, backprop with Adam, a new batch written from the host every step
+//       (Tensor.write, as fit() does) and every loss read; op by op and captured in a graph.
+//       No PyTorch row (the kernels are the direct ones of cuda/conv.cu: a first measure).
 // Prints the tables with ratios and writes bench/results/gpu.{json,md} after every part (a
 // later part that fails or runs out of time leaves the earlier ones written). Exits 2 without
 // a CUDA device.
 //
 //   npm run bench:gpu     (node dist/bench/gpu.js [--steps 300] [--warmup 30] [--sizes 256,...] [--skip-torch] [--skip-gemm]
-//                          [--parts steps,fit,gemm,recurrent] [--merge] [--windows 200])
+//                          [--parts steps,fit,gemm,recurrent,conv] [--merge] [--windows 200]
+//                          [--conv-filters 128] [--conv-batch 64])
 //   node dist/bench/gpu.js --device cpu --steps 5 --sizes 256   a dry run of the script without a GPU
 // --parts runs only some parts ((a)+(b) are 'steps'); --merge keeps the other parts' rows from
-// the existing bench/results/gpu.json (scripts/gpu-run.sh runs 'recurrent' as a second process
-// with a timeout of its own). --windows: recurrent windows timed per configuration.
+// the existing bench/results/gpu.json (scripts/gpu-run.sh runs 'conv' and 'recurrent' as
+// processes of their own, each with its own timeout). --windows: recurrent windows timed per configuration.
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Arena, CopyTask, Dataset, Device, LSTM, Module, Random, Stream, Tensor, Trainer, decouple, mlp, native } from '../ts';
+import {
+  Adam,
+  Arena,
+  Backpropagation,
+  CopyTask,
+  Dataset,
+  Device,
+  Graph,
+  LSTM,
+  Module,
+  Random,
+  SoftmaxCrossEntropy,
+  Stream,
+  Tensor,
+  Trainer,
+  cnn,
+  decouple,
+  mlp,
+  native,
+} from '../ts';
 import type { StepContext } from '../ts/nn/module';
 import { LSTMSequenceModel } from '../ts/recurrent/model';
 import { RecurrentMethod, RecurrentTraining, WindowMetrics } from '../ts/recurrent/training';
@@ -103,6 +128,86 @@ async function fitStepMs(device: Device, method: 'backprop' | 'cdni', graph: boo
     return (Date.now() - (t0 || t)) / (t0 ? steps : warmup + steps);
   } finally {
     trainer.dispose();
+  }
+}
+
+interface ConvRow {
+  graph: boolean;
+  batch: number;
+  filters: number;
+  steps: number;
+  msPerStep: number;
+}
+
+/**
+ * Milliseconds per backprop step of cnn() on [batch, 3, 32, 32] random images, a batch written
+ * from the host every step (two alternating host batches) and every loss read; op by op or
+ * captured once into a graph after the warm-up.
+ */
+async function convStepMs(
+  device: Device,
+  graph: boolean,
+  batchSize: number,
+  filters: number,
+  steps: number,
+  warmup: number,
+): Promise<number> {
+  const rng = new Random(5);
+  const model = cnn({ channels: 3, height: 32, width: 32, classes: 10, filters });
+  model.initialize(device, rng);
+  const strategy = new Backpropagation(model, new SoftmaxCrossEntropy(), new Adam({ lr: 1e-4 }));
+  const stream = new Stream(device);
+  const hostX = [0, 1].map(() => rng.uniformArray(batchSize * 3 * 32 * 32, 0, 1));
+  const hostY = [0, 1].map(() => Int32Array.from({ length: batchSize }, () => rng.int(10)));
+  const x = Tensor.empty([batchSize, 3, 32, 32], { device });
+  const y = Tensor.empty([batchSize], { device, dtype: 'int32' });
+  const captureArena = new Arena();
+  let g: Graph | undefined;
+  try {
+    let i = 0;
+    const upload = () => {
+      x.write(hostX[i % 2], stream);
+      y.write(hostY[i % 2], stream);
+      i++;
+    };
+    let step = async () => {
+      const arena = new Arena();
+      upload();
+      await strategy.step(x, y, { device, stream, training: true, arena }).read(stream);
+      arena.dispose();
+    };
+    for (let k = 0; k < Math.max(warmup, 1); k++) await step(); // the first creates Adam's state
+    if (graph) {
+      const hooks: ((s: Stream) => void)[] = [];
+      let loss: Tensor | undefined;
+      g = Graph.capture(stream, () => {
+        loss = strategy.step(x, y, {
+          device,
+          stream,
+          training: true,
+          arena: captureArena,
+          capture: { beforeLaunch: (f) => hooks.push(f) },
+        });
+      });
+      const captured = g;
+      step = async () => {
+        upload();
+        for (const update of hooks) update(stream);
+        captured.launch(stream);
+        await loss!.read(stream);
+      };
+      for (let k = 0; k < warmup; k++) await step();
+    }
+    const t0 = process.hrtime.bigint();
+    for (let k = 0; k < steps; k++) await step();
+    return Number(process.hrtime.bigint() - t0) / 1e6 / steps;
+  } finally {
+    g?.dispose();
+    captureArena.dispose();
+    strategy.dispose();
+    model.dispose();
+    x.dispose();
+    y.dispose();
   }
 }
 
@@ -308,15 +413,19 @@ async function main(): Promise<void> {
     device: 'cuda:0',
     'skip-torch': false,
     'skip-gemm': false,
-    parts: 'steps,fit,gemm,recurrent',
+    parts: 'steps,fit,gemm,recurrent,conv',
     merge: false,
     windows: '200',
+    'conv-filters': '128',
+    'conv-batch': '64',
   });
-  const allParts = ['steps', 'fit', 'gemm', 'recurrent'];
+  const allParts = ['steps', 'fit', 'gemm', 'recurrent', 'conv'];
   const parts = flags.parts.split(',');
   const badPart = parts.find((p) => !allParts.includes(p));
   if (badPart) throw new Error(`--parts: unknown part '${badPart}'; known: ${allParts.join(', ')}`);
   const rnnWindows = numberFlag('--windows', flags.windows);
+  const convFilters = numberFlag('--conv-filters', flags['conv-filters']);
+  const convBatch = numberFlag('--conv-batch', flags['conv-batch']);
   const steps = numberFlag('--steps', flags.steps);
   const warmup = numberFlag('--warmup', flags.warmup);
   const sizes = flags.sizes.split(',').map((n) => numberFlag('--sizes', n));
@@ -359,6 +468,7 @@ async function main(): Promise<void> {
   let fitRows: FitRow[] = [];
   let rnnRows: RnnRow[] = [];
   let rnnTorch: Record<string, unknown> | undefined;
+  let convRows: ConvRow[] = [];
   // --merge: the parts not run now keep their rows from the last report (written by an earlier process of the same run).
   const reportFile = path.join(resultsDir, 'gpu.json');
   if (flags.merge && fs.existsSync(reportFile)) {
@@ -370,6 +480,7 @@ async function main(): Promise<void> {
         fit?: { rows?: FitRow[] };
         gemm?: { rows?: typeof gemm; torch?: Record<string, unknown> | null; error?: string | null };
         recurrent?: { rows?: RnnRow[]; torch?: Record<string, unknown> | null };
+        conv?: { rows?: ConvRow[] };
       };
       const num = (v: unknown) => (v === null ? NaN : v);
       const revive = <T>(list: T[] | undefined): T[] =>
@@ -383,6 +494,7 @@ async function main(): Promise<void> {
         torchGemmInfo = old.gemm?.torch ?? undefined;
         gemmNote = old.gemm?.error ?? '';
       }
+      if (!parts.includes('conv')) convRows = revive(old.conv?.rows);
       if (!parts.includes('recurrent')) {
         rnnRows = revive(old.recurrent?.rows);
         rnnTorch = old.recurrent?.torch ?? undefined;
@@ -474,6 +586,17 @@ async function main(): Promise<void> {
         ]
       : [];
     if (rnnTable.length) console.log(`\n${rnnTable.join('\n')}\n`);
+    const convTable = convRows.length
+      ? [
+          '| CUDA graph | batch | filters | ms/step | images/s |',
+          '|---|---|---|---|---|',
+          ...convRows.map(
+            (r) =>
+              `| ${r.graph ? 'captured' : 'no'} | ${r.batch} | ${r.filters} | ${fix(r.msPerStep)} | ${Number.isFinite(r.msPerStep) ? Math.round((1000 * r.batch) / r.msPerStep) : '–'} |`,
+          ),
+        ]
+      : [];
+    if (convTable.length) console.log(`\n${convTable.join('\n')}\n`);
     const report = {
       date,
       device: gpuName,
@@ -500,6 +623,12 @@ async function main(): Promise<void> {
         note: "Copy task windows (level 3) made beforehand, each uploaded from the host by step() and its loss read; 'each awaited': the next window is enqueued once the previous loss has arrived (as trainSequences on Copy, whose curriculum needs it); 'one ahead': the next window is enqueued before the previous loss is awaited (as trainSequences on text). PyTorch: nn.LSTM (cuDNN, TF32 off) BPTT window with Adam and loss.item() per window (bench/reference/torch_lstm_window.py); LSTM fwd+bwd: the layer alone, parameter gradients only, synchronised after each",
         rows: rnnRows,
         torch: rnnTorch ?? null,
+      },
+      conv: {
+        model:
+          "cnn(): 3 blocks of Conv2d 5x5 'same' (no bias) -> BatchNorm2d -> ReLU -> 3x3 pool, stride 2, padding 1 (max, then average), Linear to 10; input [batch, 3, 32, 32]; backprop, Adam",
+        note: 'random images, two host batches alternated, each step written with Tensor.write on the trainer stream and its loss read; direct convolution kernels (cuda/conv.cu)',
+        rows: convRows,
       },
     };
     fs.mkdirSync(resultsDir, { recursive: true });
@@ -541,6 +670,16 @@ async function main(): Promise<void> {
             ...gemmTable,
             '',
             `${report.gemm.note}. synthgrad TF32: ${report.gemm.synthgrad_tf32}.${gemmNote ? ` cuBLAS: ${gemmNote}.` : ''}`,
+            '',
+          ]
+        : []),
+      ...(convTable.length
+        ? [
+            `## Convolutional training step (${report.conv.model})`,
+            '',
+            ...convTable,
+            '',
+            `${report.conv.note}; ${convRows[0].steps} timed steps after the warm-up.`,
             '',
           ]
         : []),
@@ -681,6 +820,21 @@ async function main(): Promise<void> {
     }
   }
   write();
+
+  // (f)
+  for (const graph of parts.includes('conv') ? [false, true] : []) {
+    const n = Math.max(5, Math.round(steps / 15)),
+      w = Math.min(3, n);
+    let ms = NaN;
+    try {
+      ms = await convStepMs(device, graph, convBatch, convFilters, n, w);
+    } catch (e) {
+      console.error(`synthgrad conv step${graph ? ' graph' : ''} failed: ${(e as Error).message}`);
+    }
+    convRows.push({ graph, batch: convBatch, filters: convFilters, steps: n, msPerStep: ms });
+    console.log(`conv step ${graph ? 'graph' : 'eager'} batch ${convBatch} filters ${convFilters}: ${ms.toFixed(3)} ms/step`);
+    write();
+  }
 
   if (parts.includes('recurrent')) await recurrent();
 }

@@ -920,6 +920,174 @@ async function checkLstm(): Promise<void> {
 }
 
 /**
+ * The convolution family (cuda/conv.cu) against the CPU (native/cpu/conv.cpp, pool.cpp), NCHW.
+ * conv2d forward and backward: direct sums of C KH KW (forward), K KH KW (dx) or N OH OW (dw,
+ * db) products, summed in another order on each side (the GPU's filter gradients in double):
+ * tolerance gemmTolerance(terms) relative to the sum of the terms' magnitudes, as for gemm.
+ * Pools and swapLastAxes: bit for bit (the CUDA kernels gather the CPU's terms in its order,
+ * with explicit roundings). Shapes: odd ones, strided and rectangular windows, and the cnn()
+ * model's (5x5 'same' convolutions, 3x3 pools with stride 2 and padding 1) at batch 8 and 32
+ * filters; --small keeps the small ones.
+ */
+async function checkConv(): Promise<void> {
+  interface ConvCase {
+    n: number;
+    c: number;
+    h: number;
+    w: number;
+    k: number;
+    kernel: [number, number];
+    stride: [number, number];
+    pad: [number, number];
+    bias: boolean;
+  }
+  const convCases: ConvCase[] = [
+    { n: 3, c: 2, h: 7, w: 5, k: 4, kernel: [3, 3], stride: [1, 1], pad: [1, 1], bias: true },
+    { n: 2, c: 3, h: 9, w: 11, k: 5, kernel: [5, 3], stride: [2, 1], pad: [2, 1], bias: true },
+    { n: 8, c: 3, h: 32, w: 32, k: 32, kernel: [5, 5], stride: [1, 1], pad: [2, 2], bias: false },
+    { n: 8, c: 32, h: 16, w: 16, k: 32, kernel: [5, 5], stride: [1, 1], pad: [2, 2], bias: false },
+  ].filter((_, i) => !options.small || i < 2) as ConvCase[];
+  for (const cc of convCases) {
+    const { n, c, h, w, k } = cc;
+    const [kh, kw] = cc.kernel,
+      [sh, sw] = cc.stride,
+      [ph, pw] = cc.pad;
+    const oh = Math.floor((h + 2 * ph - kh) / sh) + 1,
+      ow = Math.floor((w + 2 * pw - kw) / sw) + 1;
+    const name = `x [${n}, ${c}, ${h}, ${w}] w [${k}, ${c}, ${kh}, ${kw}] stride [${sh}, ${sw}] padding [${ph}, ${pw}]${cc.bias ? ' bias' : ''}`;
+    // Every in-image term (output, input, filter element) of the convolution, once.
+    const eachTerm = (f: (yi: number, xi: number, wi: number, ni: number, ki: number) => void) => {
+      for (let ni = 0; ni < n; ni++)
+        for (let ki = 0; ki < k; ki++)
+          for (let y0 = 0; y0 < oh; y0++)
+            for (let x0 = 0; x0 < ow; x0++) {
+              const yi = ((ni * k + ki) * oh + y0) * ow + x0;
+              for (let ci = 0; ci < c; ci++)
+                for (let i = 0; i < kh; i++) {
+                  const ih = y0 * sh - ph + i;
+                  if (ih < 0 || ih >= h) continue;
+                  for (let j = 0; j < kw; j++) {
+                    const iw = x0 * sw - pw + j;
+                    if (iw < 0 || iw >= w) continue;
+                    f(yi, ((ni * c + ci) * h + ih) * w + iw, ((ki * c + ci) * kh + i) * kw + j, ni, ki);
+                  }
+                }
+            }
+    };
+    const x0 = randomArray(rng, n * c * h * w),
+      w0 = randomArray(rng, k * c * kh * kw),
+      b0 = randomArray(rng, k),
+      dy0 = randomArray(rng, n * k * oh * ow);
+    await opCase('conv2dForward', name, async () => {
+      const x = Both.of(x0, [n, c, h, w]),
+        wt = Both.of(w0, [k, c, kh, kw]),
+        b = cc.bias ? Both.of(b0, [k]) : null,
+        y = Both.full([n, k, oh, ow]);
+      both((d, s) => ops.conv2dForward(s, x.pick(d), wt.pick(d), on(d, b), y.pick(d), sh, sw, ph, pw));
+      const scale = new Float64Array(n * k * oh * ow);
+      if (cc.bias) for (let e = 0; e < scale.length; e++) scale[e] = Math.abs(b0[Math.floor(e / (oh * ow)) % k]);
+      eachTerm((yi, xi, wi) => (scale[yi] += Math.abs(x0[xi] * w0[wi])));
+      await expectOut('conv2dForward', name, 'y', y, gemmTolerance(c * kh * kw + 1), { scale, floor: 1e-30 });
+    });
+    for (const needInputGrad of [true, false]) {
+      const tag = `${name}, ${needInputGrad ? 'dx, dw, db' : 'dw only'}`;
+      await opCase('conv2dBackward', tag, async () => {
+        const dw0 = randomArray(rng, k * c * kh * kw, 0.01, 0.1),
+          db0 = randomArray(rng, k, 0.01, 0.1);
+        const x = Both.of(x0, [n, c, h, w]),
+          wt = Both.of(w0, [k, c, kh, kw]),
+          dy = Both.of(dy0, [n, k, oh, ow]),
+          dx = needInputGrad ? Both.full([n, c, h, w]) : null,
+          dw = Both.of(dw0, [k, c, kh, kw]),
+          db = needInputGrad ? Both.of(db0, [k]) : null;
+        both((d, s) => ops.conv2dBackward(s, x.pick(d), wt.pick(d), dy.pick(d), on(d, dx), dw.pick(d), on(d, db), sh, sw, ph, pw));
+        const dxScale = new Float64Array(n * c * h * w),
+          dwScale = mapF64(dw0, Math.abs),
+          dbScale = mapF64(db0, Math.abs);
+        eachTerm((yi, xi, wi) => {
+          dxScale[xi] += Math.abs(dy0[yi] * w0[wi]);
+          dwScale[wi] += Math.abs(dy0[yi] * x0[xi]);
+        });
+        for (let e = 0; e < dy0.length; e++) dbScale[Math.floor(e / (oh * ow)) % k] += Math.abs(dy0[e]);
+        if (dx) await expectOut('conv2dBackward', tag, 'dx', dx, gemmTolerance(k * kh * kw), { scale: dxScale, floor: 1e-30 });
+        await expectOut('conv2dBackward', tag, 'dw', dw, gemmTolerance(n * oh * ow + 1), { scale: dwScale, floor: 1e-30 });
+        if (db) await expectOut('conv2dBackward', tag, 'db', db, gemmTolerance(n * oh * ow + 1), { scale: dbScale, floor: 1e-30 });
+      });
+    }
+  }
+
+  const poolCases: [number[], [number, number], [number, number], [number, number]][] = [
+    [
+      [4, 3, 8, 8],
+      [2, 2],
+      [2, 2],
+      [0, 0],
+    ],
+    [
+      [2, 3, 7, 9],
+      [3, 3],
+      [2, 2],
+      [1, 1],
+    ],
+    [
+      [2, 2, 6, 5],
+      [3, 2],
+      [1, 2],
+      [1, 0],
+    ],
+    [
+      [8, 32, 32, 32],
+      [3, 3],
+      [2, 2],
+      [1, 1],
+    ], // cnn()'s pools after a 32x32 block
+  ];
+  for (const [shape, [kh, kw], [sh, sw], [ph, pw]] of poolCases.filter(([s]) => !options.small || numel(s) <= 4096)) {
+    const [n, c, h, w] = shape;
+    const oh = Math.floor((h + 2 * ph - kh) / sh) + 1,
+      ow = Math.floor((w + 2 * pw - kw) / sw) + 1;
+    const name = `x [${shape.join(', ')}] window [${kh}, ${kw}] stride [${sh}, ${sw}] padding [${ph}, ${pw}]`;
+    for (const kind of ['max', 'avg'] as const) {
+      const fwd = kind === 'max' ? 'maxPool2dForward' : 'avgPool2dForward';
+      const bwd = kind === 'max' ? 'maxPool2dBackward' : 'avgPool2dBackward';
+      await opCase(fwd, name, async () => {
+        const x0 = randomArray(rng, n * c * h * w);
+        if (kind === 'max') x0.set([0.5, 0.5, 0.5, 0.5]); // ties: the first in row-major order wins on both
+        const x = Both.of(x0, shape),
+          y = Both.full([n, c, oh, ow]),
+          dy = Both.of(randomArray(rng, n * c * oh * ow), [n, c, oh, ow]),
+          dx = Both.full(shape);
+        both((d, s) =>
+          kind === 'max'
+            ? ops.maxPool2dForward(s, x.pick(d), y.pick(d), kh, kw, sh, sw, ph, pw)
+            : ops.avgPool2dForward(s, x.pick(d), y.pick(d), kh, kw, sh, sw, ph, pw),
+        );
+        await expectOut(fwd, name, 'y', y, 0);
+        both((d, s) =>
+          kind === 'max'
+            ? ops.maxPool2dBackward(s, x.pick(d), dy.pick(d), dx.pick(d), kh, kw, sh, sw, ph, pw)
+            : ops.avgPool2dBackward(s, dy.pick(d), dx.pick(d), kh, kw, sh, sw, ph, pw),
+        );
+        await expectOut(bwd, name, 'dx', dx, 0);
+      });
+    }
+  }
+
+  for (const shape of [
+    [3, 7, 5],
+    [8, 32, 1024], // BatchNorm2d's transpose of a [8, 32, 32, 32] activation
+  ]) {
+    const name = `[${shape.join(', ')}]`;
+    await opCase('swapLastAxes', name, async () => {
+      const x = Both.of(randomArray(rng, numel(shape)), shape),
+        y = Both.full([shape[0], shape[2], shape[1]]);
+      both((d, s) => ops.swapLastAxes(s, x.pick(d), y.pick(d)));
+      await expectOut('swapLastAxes', name, 'y', y, 0);
+    });
+  }
+}
+
+/**
  * Whole recurrent windows (ts/recurrent/training.ts): the same RecurrentTraining on the CPU and
  * on the GPU, same seed, same Copy-task windows (resets inside windows, rows ignored with -1),
  * compared window by window: the window's loss, the carried state, and every weight of the
@@ -1608,6 +1776,7 @@ const sectionKeys = [
   'batchnorm',
   'losses',
   'lstm',
+  'conv',
   'recurrent',
   'optimizers',
   'labels',
@@ -1787,7 +1956,7 @@ const usage =
   '  --device cpu   dry run of this harness without a GPU: the CPU against itself (no out-of-memory check)\n' +
   `  --only a,b     run only these sections (${sectionKeys.join(', ')}); the report then says 'partial'\n` +
   '  --no-isolate   run every section in this process (default: one process per section)\n' +
-  '  --small        GEMM cases up to 256^3 only (and one 128x128-tile case): for compute-sanitizer';
+  '  --small        GEMM cases up to 256^3 only (and one 128x128-tile case), small conv/pool shapes: for compute-sanitizer';
 
 function parseArgs(argv: string[]): typeof options {
   const flags = benchFlags(
@@ -1979,6 +2148,7 @@ async function main(): Promise<void> {
   await section('batchnorm', 'BatchNorm', checkBatchNorm);
   await section('losses', 'losses', checkLosses);
   await section('lstm', 'LSTM cell', checkLstm);
+  await section('conv', 'convolution, pooling, swapLastAxes', checkConv);
   await section('recurrent', 'recurrent windows: RecurrentTraining on the GPU vs the CPU', checkRecurrent);
   await section('optimizers', 'optimizers', async () => {
     await checkOptimizers();

@@ -15,6 +15,9 @@
 namespace sg::cuda::runtime {
 
 constexpr size_t kUploadChunk = size_t(4) << 20;
+// uploadAsync's staging buffers in flight at most: past that the host waits for the oldest copy
+// (it is then that many batches ahead of the device).
+constexpr size_t kMaxStagingSlots = 4;
 
 class CudaBackend final : public Backend {
  public:
@@ -41,6 +44,7 @@ class CudaBackend final : public Backend {
   // On the upload stream, like upload, so that it is ordered before any later work.
   void zero(const Tensor& dst) override;
   void download(Stream& s, const Tensor& src, void* host, std::shared_ptr<void> hostOwner) override;
+  void uploadAsync(Stream& s, const Tensor& dst, const void* host) override;
 
   // cuda_ops.cu: the ops of the op table (core/op_table.json)
 #include "../native/core/gen/backend_overrides.inc"
@@ -82,6 +86,21 @@ class CudaBackend final : public Backend {
   void* staging_[2] = {nullptr, nullptr};
   cudaEvent_t stagingDone_[2] = {nullptr, nullptr};
   bool stagingBusy_[2] = {false, false};
+
+  // uploadAsync's staging: pinned buffers (from pinnedPool), each with the event recorded after
+  // the copy that last read it. A buffer is refilled only once its event has completed.
+  struct StagingSlot {
+    void* buffer = nullptr;
+    size_t bytes = 0;  // the buffer's (rounded) size
+    cudaEvent_t copied = nullptr;
+    bool pending = false;  // a copy from it was enqueued and `copied` has not been seen done
+    uint64_t use = 0;      // when it was last filled (the oldest is waited for first)
+  };
+  // asyncUploadM_ held: a slot with no copy in flight and at least `bytes` of buffer.
+  StagingSlot& freeStagingSlot(size_t bytes);
+  std::mutex asyncUploadM_;
+  std::vector<StagingSlot> asyncSlots_;
+  uint64_t asyncUses_ = 0;
 };
 
 }  // namespace sg::cuda::runtime

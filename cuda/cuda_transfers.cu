@@ -9,6 +9,11 @@
 //   host function of the stream's next whenDone: a read is one host function. A whenDone that
 //   cannot be enqueued synchronises the stream and does the host work before it throws, so
 //   that no queued download still writes into a buffer the caller frees.
+//   uploadAsync copies into a pinned staging buffer and enqueues cudaMemcpyAsync on the
+//   caller's stream: the host does not wait, and the data is copied once on the host. Each
+//   buffer has an event recorded after its copy; a buffer is refilled only once that event
+//   has completed (cudaEventQuery), else another is used, up to kMaxStagingSlots; then the
+//   host waits for the oldest (the only wait: the host is that many uploads ahead).
 // Part of the CUDA backend (cuda_backend.cu has the overview). Host code: the host emulation
 // (test/cuda/host_emulation/run.sh) compiles it with g++ on a fake CUDA runtime.
 #include "cuda_backend_impl.cuh"
@@ -84,6 +89,62 @@ void CudaBackend::zero(const Tensor& dst) {
   if (!uploadStream_) CUDA_CHECK(cudaStreamCreateWithFlags(&uploadStream_, cudaStreamNonBlocking));
   CUDA_CHECK(cudaMemsetAsync(dst.storage->data(), 0, bytes, uploadStream_));
   CUDA_CHECK(cudaStreamSynchronize(uploadStream_));
+}
+
+CudaBackend::StagingSlot& CudaBackend::freeStagingSlot(size_t bytes) {
+  StagingSlot* chosen = nullptr;
+  for (StagingSlot& slot : asyncSlots_) {
+    if (slot.pending) {
+      const cudaError_t e = cudaEventQuery(slot.copied);
+      if (e == cudaErrorNotReady) continue;
+      CUDA_CHECK(e);  // a fault: the slot stays pending (its copy may not have run)
+      slot.pending = false;
+    }
+    if (!chosen || (chosen->bytes < bytes && slot.bytes > chosen->bytes)) chosen = &slot;
+  }
+  if (!chosen && asyncSlots_.size() < kMaxStagingSlots) {
+    StagingSlot slot;
+    CUDA_CHECK(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
+    asyncSlots_.push_back(slot);
+    chosen = &asyncSlots_.back();
+  }
+  if (!chosen) {  // every slot in flight: wait for the oldest copy
+    const auto older = [](const StagingSlot& a, const StagingSlot& b) { return a.use < b.use; };
+    chosen = &*std::min_element(asyncSlots_.begin(), asyncSlots_.end(), older);
+    CUDA_CHECK(cudaEventSynchronize(chosen->copied));
+    chosen->pending = false;
+  }
+  if (chosen->bytes < bytes) {  // a larger buffer; the small one goes back to the pool
+    size_t rounded = 0;
+    void* buffer = pinnedPool().take(bytes, &rounded);
+    if (chosen->buffer) pinnedPool().give(chosen->buffer, chosen->bytes);
+    chosen->buffer = buffer;
+    chosen->bytes = rounded;
+  }
+  return *chosen;
+}
+
+void CudaBackend::uploadAsync(Stream& s, const Tensor& dst, const void* host) {
+  const size_t bytes = dst.bytes();
+  if (bytes == 0) return;
+  enter();
+  if (s.capturing())
+    throw std::runtime_error("write: the stream is being captured into a graph; write before "
+                             "beginCapture() or after endCapture()");
+  cudaStream_t raw = cudaStreamOf(s).raw();
+  std::lock_guard<std::mutex> lock(asyncUploadM_);
+  StagingSlot& slot = freeStagingSlot(bytes);
+  std::memcpy(slot.buffer, host, bytes);
+  CUDA_CHECK(cudaMemcpyAsync(dst.storage->data(), slot.buffer, bytes, cudaMemcpyHostToDevice, raw));
+  const cudaError_t e = cudaEventRecord(slot.copied, raw);
+  if (e != cudaSuccess) {
+    // Without the record the event would look complete while the copy may still read the
+    // buffer: wait for the stream (the copy) before reporting the error.
+    (void)cudaStreamSynchronize(raw);
+    CUDA_CHECK(e);
+  }
+  slot.pending = true;
+  slot.use = ++asyncUses_;
 }
 
 void CudaBackend::download(Stream& s, const Tensor& src, void* host, std::shared_ptr<void> hostOwner) {

@@ -27,9 +27,10 @@
 #   5. gpu_check, one process per section, with CUDA_LAUNCH_BLOCKING=1 (a fault is reported
 #      by the launch that caused it; the 'recurrent' section, whole LSTM training windows GPU
 #      vs CPU, has a limit of its own, 90 s, inside gpu_check) -> gpu-check.{md,json}
-#   6. bench:gpu (asynchronous launches): the MLP steps, fit() and SGEMM, then, as a second
-#      process with a timeout of its own, the recurrent windows (LSTM 128/512, batch 64/256,
-#      BPTT, DNI, DNI + Aux, against PyTorch's nn.LSTM), merged into the same report
+#   6. bench:gpu (asynchronous launches): the MLP steps, fit() and SGEMM, then, as processes
+#      with timeouts of their own, a convolutional training step (cnn(), batch 64, eager and
+#      captured) and the recurrent windows (LSTM 128/512, batch 64/256, BPTT, DNI, DNI + Aux,
+#      against PyTorch's nn.LSTM), merged into the same report
 #                                          -> gpu.{md,json}
 #   7. compute-sanitizer memcheck and racecheck over a reduced check (--small, the sections with
 #      kernels that index or share memory), when the tool is there and passes a 20 s probe (it
@@ -41,10 +42,13 @@
 # Exit status: gpu_check's (0 pass, 1 a failure, 2 no CUDA device), 3 when no node was found,
 #   4 when the driver cannot run this build.
 # Time: each step's timeout is the lesser of its own cap and what the budget leaves after
-#   reserving time for the steps after it (check 240 s, bench 120 s, recurrent bench 75 s,
-#   sanitizer 20 + 2 x 75 s, jest what is left if >= 75 s); a step that ends early leaves its
-#   time to the later ones.
-# Environment: GPU_RUN_BUDGET (seconds), GPU_RUN_SKIP_BENCH=1, GPU_RUN_SKIP_RNN_BENCH=1, GPU_RUN_SKIP_SANITIZER=1,
+#   reserving time for the steps after it (check 240 s, bench 120 s, conv bench 40 s,
+#   recurrent bench 75 s, sanitizer 20 + 2 x 75 s, jest what is left if >= 75 s); a step that
+#   ends early leaves its time to the later ones. The conv bench's own estimate (never run on
+#   a GPU): about 54 GFLOP per step at 2-5 TFLOP/s for the direct kernels, 10-30 ms a step,
+#   two runs of 23 steps plus the process's and CUDA's start: 10-15 s of its 40.
+# Environment: GPU_RUN_BUDGET (seconds), GPU_RUN_SKIP_BENCH=1, GPU_RUN_SKIP_CONV_BENCH=1,
+#   GPU_RUN_SKIP_RNN_BENCH=1, GPU_RUN_SKIP_SANITIZER=1,
 #   GPU_RUN_SKIP_JEST=1, GPU_RUN_FORCE_REBUILD=1, GPU_CHECK_ARGS / GPU_BENCH_ARGS (extra
 #   arguments; GPU_BENCH_ARGS goes to both bench processes), GPU_RNN_WINDOWS (recurrent windows
 #   timed per row, default 100), PYTHON (the interpreter with PyTorch).
@@ -190,6 +194,16 @@ if [[ ${GPU_RUN_SKIP_BENCH:-0} != 1 && $check_rc != 2 ]]; then
   say "bench:gpu exit status $?"
   collect
 fi
+if [[ ${GPU_RUN_SKIP_CONV_BENCH:-0} != 1 && $check_rc != 2 ]]; then
+  t=$(min 40 $(($(left) - 110)))
+  say "bench:gpu: convolutional training step, cnn() at batch 64 (timeout ${t} s; merged into gpu.{md,json})"
+  merge=''
+  [[ -f bench/results/gpu.json && bench/results/gpu.json -nt $stamp ]] && merge=--merge
+  # shellcheck disable=SC2086
+  bounded "$t" node dist/bench/gpu.js --parts conv $merge ${GPU_BENCH_ARGS:-}
+  say "bench:gpu (conv) exit status $?"
+  collect
+fi
 if [[ ${GPU_RUN_SKIP_RNN_BENCH:-0} != 1 && $check_rc != 2 ]]; then
   t=$(min 75 $(($(left) - 60)))
   say "bench:gpu: recurrent windows vs PyTorch nn.LSTM (timeout ${t} s; merged into gpu.{md,json})"
@@ -221,8 +235,8 @@ if [[ ${GPU_RUN_SKIP_SANITIZER:-0} != 1 && $check_rc != 2 && -n $sanitizer ]]; t
     tail -5 "$log"
   else
     for tool in memcheck racecheck; do
-      if [[ $tool == memcheck ]]; then sections=data,gemm,bias,batchnorm,losses,lstm,optimizers,labels,runtime
-      else sections=gemm,bias,batchnorm,losses,labels; fi
+      if [[ $tool == memcheck ]]; then sections=data,gemm,bias,batchnorm,losses,lstm,conv,optimizers,labels,runtime
+      else sections=gemm,bias,batchnorm,losses,conv,labels; fi
       t=$(min 75 $(($(left) - 40)))
       say "compute-sanitizer --tool $tool on: $sections (timeout ${t} s)"
       echo "== $tool on $sections" >> "$log"

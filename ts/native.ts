@@ -21,7 +21,10 @@ export interface NativeTensor {
   readonly disposed: boolean;
   dispose(): void;
   reshape(shape: number[]): NativeTensor;
+  view(offset: number, shape: number[]): NativeTensor;
   read(stream?: NativeStream): Promise<Float32Array | Int32Array>;
+  /** Copies `data` in once `stream` gets there; `data` may change as soon as this returns. */
+  write(data: Float32Array | Int32Array, stream?: NativeStream): void;
   sharesStorage(other: NativeTensor): boolean;
 }
 

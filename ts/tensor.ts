@@ -109,6 +109,19 @@ export class Tensor {
     return this.handle.read(stream?.handle);
   }
 
+  /**
+   * Replaces the contents with `data` (a Float32Array for float32, an Int32Array for int32, of
+   * the tensor's size) in `stream`'s order (default: the device's default stream): work
+   * enqueued before sees the old contents, work after the new ones. The host does not wait for
+   * the stream, and `data` is copied before this returns (the caller may reuse it at once).
+   * Not while `stream` is being captured into a graph.
+   */
+  write(data: Float32Array | Int32Array, stream?: Stream): void {
+    if (stream !== undefined && !(stream instanceof Stream))
+      throw typeError(`write: 'stream' must be a Stream or undefined, got ${describe(stream)}`);
+    this.handle.write(data, stream?.handle);
+  }
+
   /** Like read(), for float32 tensors. */
   async readFloat32(stream?: Stream): Promise<Float32Array> {
     if (this.dtype !== 'float32') throw typeError(`readFloat32: the tensor is ${this.dtype}`);
@@ -120,6 +133,19 @@ export class Tensor {
     if (arena !== undefined && !(arena instanceof Arena))
       throw typeError(`reshape: 'arena' must be an Arena or undefined, got ${describe(arena)}`);
     const t = new Tensor(this.handle.reshape(shape as number[]), this.device);
+    arena?.track(t);
+    return t;
+  }
+
+  /**
+   * The `shape`-sized run of this tensor's memory from element `offset` on (a multiple of 64,
+   * so that a view is aligned like an allocation); it keeps the whole tensor's memory alive.
+   * Ops refuse a view and a tensor it overlaps as an input and an output of one call.
+   */
+  view(offset: number, shape: readonly number[], arena?: Arena): Tensor {
+    if (arena !== undefined && !(arena instanceof Arena))
+      throw typeError(`view: 'arena' must be an Arena or undefined, got ${describe(arena)}`);
+    const t = new Tensor(this.handle.view(offset, shape as number[]), this.device);
     arena?.track(t);
     return t;
   }

@@ -136,6 +136,29 @@ std::string describeValue(Napi::Env env, const Napi::Value& v) {
   return "an object";
 }
 
+// The bytes of `data`, a typed array that must match `t`'s dtype and size (for `op`'s messages).
+static const void* typedArrayBytes(Napi::Env env, Args& args, Napi::Value data,
+                                   const Tensor& t, const std::string& op) {
+  napi_typedarray_type type;
+  size_t length = 0, offset = 0;
+  void* bytes = nullptr;
+  napi_value buffer = nullptr;
+  if (napi_get_typedarray_info(env, data, &type, &length, &bytes, &buffer, &offset) != napi_ok)
+    throw Napi::Error::New(env);
+  napi_typedarray_type want = t.dtype == DType::Float32 ? napi_float32_array : napi_int32_array;
+  if (type != want)
+    throw args.typeError("data", t.dtype == DType::Float32 ? "a Float32Array for float32"
+                                                           : "an Int32Array for int32");
+  bool plain = false;
+  if (napi_is_arraybuffer(env, buffer, &plain) != napi_ok || !plain)
+    throw args.typeError("data", "backed by an ArrayBuffer, got one backed by a "
+                                 "SharedArrayBuffer (copy it into a new typed array first)");
+  if (int64_t(length) != t.numel())
+    throw rangeError(op + ": 'data' has " + std::to_string(length) + " elements but shape " +
+                     shapeString(t.shape) + " needs " + std::to_string(t.numel()));
+  return bytes;
+}
+
 // ---- Tensor -----------------------------------------------------------------------------
 
 Napi::Function TensorHandle::define(Napi::Env env) {
@@ -147,7 +170,9 @@ Napi::Function TensorHandle::define(Napi::Env env) {
                       getter<H, &H::isDisposed>("disposed", "Tensor.disposed"),
                       method<H, &H::dispose>("dispose", "Tensor.dispose"),
                       method<H, &H::reshape>("reshape", "Tensor.reshape"),
+                      method<H, &H::view>("view", "Tensor.view"),
                       method<H, &H::read>("read", "Tensor.read"),
+                      method<H, &H::write>("write", "Tensor.write"),
                       method<H, &H::sharesStorage>("sharesStorage", "Tensor.sharesStorage")});
 }
 
@@ -182,24 +207,7 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info)
     const void* source = nullptr;
     bool zeros = false;
     if (init.IsTypedArray()) {
-      napi_typedarray_type type;
-      size_t length = 0, offset = 0;
-      void* bytes = nullptr;
-      napi_value buffer = nullptr;
-      if (napi_get_typedarray_info(env, init, &type, &length, &bytes, &buffer, &offset) != napi_ok)
-        throw Napi::Error::New(env);
-      napi_typedarray_type want = dtype == DType::Float32 ? napi_float32_array : napi_int32_array;
-      if (type != want)
-        throw args.typeError("data", dtype == DType::Float32 ? "a Float32Array for float32"
-                                                              : "an Int32Array for int32");
-      bool plain = false;
-      if (napi_is_arraybuffer(env, buffer, &plain) != napi_ok || !plain)
-        throw args.typeError("data", "backed by an ArrayBuffer, got one backed by a "
-                                     "SharedArrayBuffer (copy it into a new typed array first)");
-      if (int64_t(length) != t.numel())
-        throw rangeError("Tensor: 'data' has " + std::to_string(length) + " elements but shape " +
-                         shapeString(shape) + " needs " + std::to_string(t.numel()));
-      source = bytes;
+      source = typedArrayBytes(env, args, init, t, "Tensor");
     } else if (init.IsString() && init.As<Napi::String>().Utf8Value() == "zeros") {
       zeros = true;
     } else if (!init.IsUndefined()) {
@@ -262,7 +270,30 @@ Napi::Value TensorHandle::dispose(const Napi::CallbackInfo& info) {
 
 Napi::Value TensorHandle::sharesStorage(const Napi::CallbackInfo& info) {
   Tensor other = Args(info, "sharesStorage").tensor(0, "other");
-  return Napi::Boolean::New(info.Env(), !disposed() && other.storage == tensor_.storage);
+  return Napi::Boolean::New(info.Env(), !disposed() && overlaps(*other.storage, *tensor_.storage));
+}
+
+// view(offset, shape): a new handle on the numel(shape) elements from element `offset` on.
+// The offset is a multiple of 64 elements (256 bytes), so that a view is aligned like an
+// allocation (vectorised kernels rely on it).
+Napi::Value TensorHandle::view(const Napi::CallbackInfo& info) {
+  Args args(info, "view");
+  if (disposed()) throw typeError("view: the tensor was disposed");
+  const int64_t offset = args.integer(0, "offset");
+  Shape shape = args.shape(1, "shape");
+  constexpr int64_t kViewAlign = 64;
+  if (offset < 0 || offset % kViewAlign != 0)
+    throw rangeError("view: 'offset' must be a multiple of " + std::to_string(kViewAlign) +
+                     " elements, at least 0, got " + std::to_string(offset));
+  if (offset + numel(shape) > tensor_.numel())
+    throw rangeError("view: 'offset' " + std::to_string(offset) + " and 'shape' " +
+                     shapeString(shape) + " reach past the tensor's " +
+                     std::to_string(tensor_.numel()) + " elements");
+  Tensor v = tensor_;
+  v.shape = shape;
+  v.storage = std::make_shared<Storage>(tensor_.storage, size_t(offset) * dtypeSize(v.dtype),
+                                        v.bytes());
+  return wrap(info.Env(), v);
 }
 
 // reshape(shape): a new handle on the same storage.
@@ -301,6 +332,30 @@ Napi::Value TensorHandle::read(const Napi::CallbackInfo& info) {
     if (dtype == DType::Float32) return Napi::Float32Array::New(env, count, buffer, 0);
     return Napi::Int32Array::New(env, count, buffer, 0);
   });
+}
+
+// write(data, stream?): copies `data` (a typed array of the tensor's dtype and size) into the
+// tensor once `stream` (default: the device's default stream) reaches this point; `data` is
+// copied before this returns, so the caller may change it at once.
+Napi::Value TensorHandle::write(const Napi::CallbackInfo& info) {
+  Args args(info, "write");
+  if (disposed()) throw typeError("write: the tensor was disposed");
+  if (!info[0].IsTypedArray())
+    throw args.typeError("data", std::string(tensor_.dtype == DType::Float32 ? "a Float32Array"
+                                                                             : "an Int32Array") +
+                                     ", got " + describeValue(info.Env(), info[0]));
+  const void* bytes = typedArrayBytes(info.Env(), args, info[0], tensor_, "write");
+  Stream& stream = info[1].IsUndefined() ? backendFor(tensor_.device()).defaultStream()
+                                         : args.stream(1, "stream");
+  if (stream.device() != tensor_.device())
+    throw typeError("write: 'stream' is on " + stream.device().name() +
+                    " but the tensor is on " + tensor_.device().name());
+  if (tensor_.bytes() == 0) return info.Env().Undefined();
+  if (order::checking())
+    order::enqueue("write", stream,
+                   {{tensor_.storage, tensor_.dtype, tensor_.shape, "this", true}});
+  backendFor(tensor_.device()).uploadAsync(stream, tensor_, bytes);
+  return info.Env().Undefined();
 }
 
 // ---- Stream -----------------------------------------------------------------------------

@@ -43,7 +43,9 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value isDisposed(const Napi::CallbackInfo& info);
   Napi::Value dispose(const Napi::CallbackInfo& info);
   Napi::Value reshape(const Napi::CallbackInfo& info);
+  Napi::Value view(const Napi::CallbackInfo& info);
   Napi::Value read(const Napi::CallbackInfo& info);
+  Napi::Value write(const Napi::CallbackInfo& info);
   Napi::Value sharesStorage(const Napi::CallbackInfo& info);
 
  private:

@@ -102,6 +102,12 @@ class Backend {
   // (which keeps `host` valid) until then: the caller may be gone by that time (a Worker
   // terminated with reads pending).
   virtual void upload(const Tensor& dst, const void* host) = 0;
+  // A stream-ordered upload: copies `host` (dst.bytes() bytes) into staging memory before it
+  // returns, so the caller may reuse its buffer at once, and enqueues the copy into `dst` on
+  // `s`: work enqueued on `s` before still sees the old contents, work after the new ones.
+  // The host does not wait for the stream (CUDA: pinned staging, cudaMemcpyAsync). Refused
+  // while `s` is capturing (a graph would replay the copy of this one buffer).
+  virtual void uploadAsync(Stream& s, const Tensor& dst, const void* host) = 0;
   // Sets every byte of `dst` to zero before it returns, like an upload of zeros but without
   // a host buffer of the tensor's size.
   virtual void zero(const Tensor& dst) = 0;

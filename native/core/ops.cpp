@@ -61,7 +61,7 @@ class Check {
 
   const Check& distinct(const Tensor& a, const char* nameA, const Tensor& b,
                         const char* nameB) const {
-    if (a.storage && b.storage && a.storage == b.storage)
+    if (a.storage && b.storage && overlaps(*a.storage, *b.storage))
       throw rangeError(std::string(op_) + ": '" + nameA + "' and '" + nameB +
                        "' must not share memory");
     return *this;
@@ -135,7 +135,8 @@ int64_t cols(const Tensor& t) { return t.shape[1]; }
 void copy(Stream& s, const Tensor& src, const Tensor& dst) {
   Check c("copy", s);
   c.tensor(src, "src", src.dtype).out(dst, "dst", src.dtype).sameSize(dst, "dst", src, "src");
-  if (src.storage == dst.storage) return;
+  if (src.storage->data() == dst.storage->data()) return;  // the same memory (sizes match)
+  c.distinct(src, "src", dst, "dst");
   on(s, c).copy(s, src, dst);
 }
 

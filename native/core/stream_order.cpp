@@ -221,7 +221,7 @@ void enqueue(const char* op, Stream& s, const std::vector<Access>& accesses) {
   for (const Access& a : accesses) {
     bool dup = false;
     for (const Access*& m : merged)
-      if (m->storage == a.storage) {
+      if (m->storage->root() == a.storage->root()) {
         dup = true;
         if (a.write && !m->write) m = &a;
       }
@@ -230,7 +230,7 @@ void enqueue(const char* op, Stream& s, const std::vector<Access>& accesses) {
   const std::string where = capturing ? "stream order (while capturing a graph): " : "stream order: ";
   const std::string& me = st.names[self.id];
   for (const Access* a : merged) {
-    auto it = d.buffers.find(a->storage.get());
+    auto it = d.buffers.find(a->storage->root());
     if (it == d.buffers.end()) continue;
     const BufferState& b = it->second;
     const std::string what = "'" + a->name + "' (" + describe(a->dtype, a->shape) + ")";
@@ -255,7 +255,7 @@ void enqueue(const char* op, Stream& s, const std::vector<Access>& accesses) {
   }
   const uint64_t clock = ++self.clock;
   for (const Access* a : merged) {
-    BufferState& b = d.buffers[a->storage.get()];
+    BufferState& b = d.buffers[a->storage->root()];
     Use use{self.id, clock, op, a->name};
     if (a->write) {
       b.written = true;
@@ -265,9 +265,9 @@ void enqueue(const char* op, Stream& s, const std::vector<Access>& accesses) {
       b.reads[self.id] = std::move(use);
     }
     if (capture) {
-      Touch& t = capture->touched[a->storage.get()];
+      Touch& t = capture->touched[a->storage->root()];
       if (t.storage.expired()) {
-        t.storage = a->storage;
+        t.storage = a->storage->base() ? a->storage->base() : a->storage;
         t.dtype = a->dtype;
         t.shape = a->shape;
         t.name = a->name + " of " + op;

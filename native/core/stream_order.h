@@ -10,7 +10,7 @@
 //   - the host learns a stream's (or an event's) vector when a synchronize() or read()
 //     Promise resolves: work the host enqueues afterwards, on any stream, is ordered after it;
 //   - a Storage remembers its last write (stream, clock, op, argument) and the reads made by
-//     each stream since.
+//     each stream since; a view (Tensor.view) counts as its whole base allocation.
 // An op that reads memory whose last write, on another stream, is not ordered before it, or
 // that writes memory that another stream wrote or read without that access being ordered
 // before it, throws StreamOrderError naming the op, the argument, and both streams; nothing is

@@ -31,11 +31,19 @@ struct Device {
   }
 };
 
-// A block of memory on one device; `release` hands it back to the backend's pool.
+// A block of memory on one device; `release` hands it back to the backend's pool. A view is a
+// Storage for part of another one (its base, kept alive by the view): it releases nothing.
 class Storage {
  public:
   Storage(Device device, void* data, size_t bytes, std::function<void(void*, size_t)> release)
       : device_(device), data_(data), bytes_(bytes), release_(std::move(release)) {}
+  // The `bytes` bytes at `offset` in `base` (a view of a view is one of its base).
+  Storage(const std::shared_ptr<Storage>& base, size_t offset, size_t bytes)
+      : device_(base->device_),
+        data_(static_cast<char*>(base->data_) + offset),
+        bytes_(bytes),
+        base_(base->base_ ? base->base_ : base),
+        offset_(base->offset_ + offset) {}
   ~Storage() {
     if (order::checking()) order::gone(order::Gone::Storage, this);
     if (release_) release_(data_, bytes_);
@@ -46,13 +54,26 @@ class Storage {
   Device device() const { return device_; }
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
+  // The allocation this memory belongs to (itself unless a view), and the offset in it.
+  const Storage* root() const { return base_ ? base_.get() : this; }
+  const std::shared_ptr<Storage>& base() const { return base_; }
+  size_t rootOffset() const { return offset_; }
 
  private:
   Device device_;
   void* data_;
   size_t bytes_;
   std::function<void(void*, size_t)> release_;
+  std::shared_ptr<Storage> base_;  // set for a view only
+  size_t offset_ = 0;
 };
+
+// Whether two storages share any byte (a view and its base, overlapping views, or the same).
+inline bool overlaps(const Storage& a, const Storage& b) {
+  if (&a == &b) return true;  // also when empty
+  if (a.root() != b.root()) return false;
+  return a.rootOffset() < b.rootOffset() + b.bytes() && b.rootOffset() < a.rootOffset() + a.bytes();
+}
 
 using Shape = std::vector<int64_t>;
 

@@ -271,6 +271,7 @@ class CpuBackend : public Backend {
   Stream& defaultStream() override;
   size_t cancelQueued() override;
   void download(Stream& s, const Tensor& src, void* host, std::shared_ptr<void> hostOwner) override;
+  void uploadAsync(Stream& s, const Tensor& dst, const void* host) override;
 
   // cpu_graphs.cpp
   void beginCapture(Stream& s) override;

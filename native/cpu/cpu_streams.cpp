@@ -1,7 +1,9 @@
 // The CPU backend's streams and events: each stream is a worker thread with a FIFO of tasks;
 // events are numbered records that complete when their stream reaches them (cpu_runtime.h
 // holds the classes; this file their out-of-line parts, and the transfers that use them).
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "cpu_runtime.h"
 
@@ -77,6 +79,18 @@ void CpuBackend::download(Stream& s, const Tensor& src, void* host, std::shared_
                   "and launch()");
   cpu(s).enqueue([src, host, hostOwner = std::move(hostOwner)] {
     std::memcpy(host, src.storage->data(), src.bytes());
+  });
+}
+
+// The bytes are copied into a buffer the task owns: the caller's may change before it runs.
+void CpuBackend::uploadAsync(Stream& s, const Tensor& dst, const void* host) {
+  if (s.capturing())
+    captureMisuse("write: the stream is being captured into a graph; write before "
+                  "beginCapture() or after endCapture()");
+  const auto* bytes = static_cast<const uint8_t*>(host);
+  auto staging = std::make_shared<std::vector<uint8_t>>(bytes, bytes + dst.bytes());
+  cpu(s).enqueue([dst, staging = std::move(staging)] {
+    std::memcpy(dst.storage->data(), staging->data(), staging->size());
   });
 }
 

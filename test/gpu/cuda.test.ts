@@ -396,6 +396,28 @@ describeCuda(`CUDA (cuda:0) against the CPU${why ? ` — skipped: ${why}` : ''}`
     expect(compareBits((await t.read()) as Float32Array, big).worst).toBe(0);
   });
 
+  test('write (stream-ordered upload through pinned staging): ordered with the stream, data copied at the call, more writes in flight than staging buffers', async () => {
+    const n = 2048,
+      s = new native.Stream(GPU);
+    const a = make(GPU, new Float32Array(n * n).fill(1 / 1024), [n, n]);
+    const c = make(GPU, new Float32Array(n * n), [n, n]);
+    for (let i = 0; i < 20; i++) ops.gemm(s, a, a, c, false, false, 1, 1); // keeps the stream busy
+    const m = 100_000,
+      writes = 9; // more than the backend's 4 staging buffers: later ones wait for earlier copies
+    const x = make(GPU, new Float32Array(m).fill(-1), [m]);
+    const before = x.read(s);
+    const host = new Float32Array(m);
+    const reads: Promise<Float32Array | Int32Array>[] = [];
+    for (let w = 0; w < writes; w++) {
+      for (let i = 0; i < m; i++) host[i] = w * m + i;
+      x.write(host, s); // `host` changes right after: the call copied it
+      reads.push(x.read(s));
+    }
+    expect((await before).every((v) => v === -1)).toBe(true);
+    const got = await Promise.all(reads);
+    for (let w = 0; w < writes; w++) expect(got[w].every((v, i) => v === w * m + i)).toBe(true);
+  });
+
   test('reads after label-checked ops: each read gets its own value and its own label error, in order', async () => {
     // The download's copy and the label flags are host work done by the read's one host
     // function (cuda/runtime_streams.cuh, "Host work"): many reads in flight, none awaited yet.

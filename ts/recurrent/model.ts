@@ -13,6 +13,7 @@ import { LSTM, LSTMState, LSTMStateGradient } from '../nn/lstm';
 import { Parameter, StepContext } from '../nn/module';
 import * as ops from '../ops';
 import { Random } from '../random';
+import type { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
 import { checkOptions, numberOption, positiveInt } from '../check';
 import { rangeError, typeError } from '../errors';
@@ -158,20 +159,41 @@ export class LSTMSequenceModel {
 
 /**
  * A symbol window (time-major Int32Arrays, -1 = not scored) as per-step device tensors in
- * `arena`: int32 [B] inputs and labels; a step whose targets are all -1 gets no target.
+ * `arena`: int32 [B] inputs and labels; a step whose targets are all -1 gets no target. One
+ * upload per window: the inputs and targets of all steps in one buffer, each step's tensors
+ * views of it; on `stream` (in its order, the host not waiting) when one is given.
  */
 export function uploadWindow(
   window: { steps: number; batch: number; inputs: Int32Array; targets: Int32Array; resets: readonly boolean[] },
   device: Device,
   arena: Arena,
+  stream?: Stream,
 ): WindowTensors {
   const { steps, batch } = window;
+  if (window.inputs.length !== steps * batch || window.targets.length !== steps * batch)
+    throw rangeError(
+      `uploadWindow: 'inputs' and 'targets' must have steps * batch = ${steps * batch} elements, got ${window.inputs.length} and ${window.targets.length}`,
+    );
+  // Each step's B values start at a multiple of 64 elements, as views must.
+  const stride = Math.ceil(batch / 64) * 64;
+  const host = new Int32Array(2 * steps * stride);
+  for (let t = 0; t < steps; t++) {
+    host.set(window.inputs.subarray(t * batch, (t + 1) * batch), t * stride);
+    host.set(window.targets.subarray(t * batch, (t + 1) * batch), (steps + t) * stride);
+  }
+  let all: Tensor;
+  if (stream) {
+    all = Tensor.empty([host.length], { device, dtype: 'int32', arena });
+    all.write(host, stream);
+  } else {
+    all = Tensor.fromArray(host, [host.length], { device, arena });
+  }
   const inputs: Tensor[] = [];
   const targets: (Tensor | undefined)[] = [];
   for (let t = 0; t < steps; t++) {
-    inputs.push(Tensor.fromArray(window.inputs.slice(t * batch, (t + 1) * batch), [batch], { device, arena }));
-    const labels = window.targets.slice(t * batch, (t + 1) * batch);
-    targets.push(labels.some((v) => v !== -1) ? Tensor.fromArray(labels, [batch], { device, arena }) : undefined);
+    inputs.push(all.view(t * stride, [batch], arena));
+    const labels = window.targets.subarray(t * batch, (t + 1) * batch);
+    targets.push(labels.some((v) => v !== -1) ? all.view((steps + t) * stride, [batch], arena) : undefined);
   }
   return { inputs, targets, resets: window.resets };
 }

@@ -342,7 +342,7 @@ export class MultiTimescaleTraining {
         this.fastState = zeros(this.fast.hidden); // owned by the trainer, outside the arena
         this.slowState = zeros(this.slow.hidden);
       }
-      const fa = this.fast.forward(uploadWindow(window, this.device, arena), this.fastState, ctx);
+      const fa = this.fast.forward(uploadWindow(window, this.device, arena, ctx.stream), this.fastState, ctx);
       const ticks = steps / k;
       const tickStep = (j: number) => (j + 1) * k - 1;
       const messages = Array.from({ length: ticks }, (_, j) => fa.outputs[tickStep(j)]);
@@ -446,7 +446,11 @@ export class MultiTimescaleTraining {
         const arena = new Arena();
         try {
           const ctx: StepContext = { device: this.device, stream, training: false, arena };
-          const fa = this.fast.forward(uploadWindow(window, this.device, arena), fastState ?? this.fast.core.zeroState(B, ctx), ctx);
+          const fa = this.fast.forward(
+            uploadWindow(window, this.device, arena, ctx.stream),
+            fastState ?? this.fast.core.zeroState(B, ctx),
+            ctx,
+          );
           const messages = Array.from({ length: window.steps / this.period }, (_, j) => fa.outputs[(j + 1) * this.period - 1]);
           const fb = this.slow.forward(messages, slowState ?? this.slow.core.zeroState(B, ctx), this.slowTargetTensors(window, arena), ctx);
           const fastLogits = fa.outputs.map((h) => this.fast.readout.forward(h, ctx).output);

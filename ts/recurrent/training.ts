@@ -290,7 +290,7 @@ export class RecurrentTraining {
     const arena = new Arena();
     try {
       const ctx: StepContext = { device: this.device, stream: this.stream, training: true, arena };
-      const tensors = uploadWindow(window, this.device, arena);
+      const tensors = uploadWindow(window, this.device, arena, this.stream);
       if (!this.carried) {
         const zeros = () => Tensor.zeros([batch, this.model.hidden], { device: this.device });
         this.carried = { h: zeros(), c: zeros() }; // owned by the trainer, outside the arena
@@ -392,7 +392,7 @@ export class RecurrentTraining {
       try {
         const ctx: StepContext = { device: this.device, stream, training: false, arena };
         const s0 = state ?? this.model.core.zeroState(window.batch, ctx);
-        const f = this.model.forward(uploadWindow(window, this.device, arena), s0, ctx);
+        const f = this.model.forward(uploadWindow(window, this.device, arena, stream), s0, ctx);
         const keep = { h: ops.clone({ device: this.device, stream }, f.state.h), c: ops.clone({ device: this.device, stream }, f.state.c) };
         const loss = (await f.loss.readFloat32(stream))[0];
         state?.h.dispose();

@@ -1,9 +1,8 @@
 // A training step captured once into a graph (fit's `graph` option, see ../graph.ts): fixed
-// input and output tensors, replayed per batch by copying the batch into the inputs.
+// input and output tensors, replayed per batch by writing the batch into the inputs.
 import type { Device } from '../device';
 import { Graph } from '../graph';
 import type { StepContext } from '../nn/module';
-import * as ops from '../ops';
 import type { Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
 import type { TrainingStrategy } from './strategy';
@@ -45,19 +44,16 @@ export class CapturedStep {
     }
   }
 
-  /** Copies the batch into the graph's inputs, launches it, and reads the loss. */
+  /**
+   * Writes the batch into the graph's inputs in the stream's order (after the previous launch
+   * has read them; the host does not wait for it), launches the graph, and reads the loss.
+   */
   run(inputs: Float32Array, targets: Int32Array | Float32Array, stream: Stream): Promise<Float32Array | Int32Array> {
-    const staging = new Arena(); // fresh memory: the previous launch may still read x and y
-    try {
-      const opts = { device: this.x.device, arena: staging };
-      ops.copy({ stream }, Tensor.fromArray(inputs, this.x.shape, opts), this.x);
-      ops.copy({ stream }, Tensor.fromArray(targets, this.y.shape, opts), this.y);
-      for (const update of this.hooks) update(stream);
-      this.graph.launch(stream);
-      return this.loss.read(stream);
-    } finally {
-      staging.dispose(); // enqueued copies keep their memory alive
-    }
+    this.x.write(inputs, stream);
+    this.y.write(targets, stream);
+    for (const update of this.hooks) update(stream);
+    this.graph.launch(stream);
+    return this.loss.read(stream);
   }
 
   /** The graph first: it waits for its last launch, then the memory it used is released. */

@@ -278,6 +278,69 @@ void oneHostFunctionPerRead(Backend& b) {
   check(late == 2.5f, "a stream released with a download pending still copies it out");
 }
 
+// uploadAsync: the host neither waits for the stream nor overwrites a staging buffer whose
+// copy has not run (checked on a held stream), up to 4 buffers in flight; the 5th upload waits
+// for the oldest copy. Refused during a capture.
+void uploadsInStreamOrder(Backend& b) {
+  auto s = b.createStream();
+  cudaStream_t raw = newestStream();
+  const int n = 3000, uploads = 6;  // more than the 4 buffers in flight
+  std::vector<Tensor> dst;
+  for (int i = 0; i < uploads; ++i) dst.push_back(tensorOf(b.allocate(n * 4), n));
+  std::vector<float> host(n);
+  auto fill = [&](int i) {
+    for (int j = 0; j < n; ++j) host[j] = float(i * 10000 + j);
+  };
+  fake::stall(raw, true);
+  for (int i = 0; i < 4; ++i) {
+    fill(i);  // the same host buffer, changed after each call
+    b.uploadAsync(*s, dst[i], host.data());
+  }
+  // Returning here at all shows the host did not wait for the held stream. The next upload
+  // must wait for the oldest copy: release the stream a little later, from another thread.
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread release([raw] {
+    std::this_thread::sleep_for(200ms);
+    fake::stall(raw, false);
+  });
+  for (int i = 4; i < uploads; ++i) {
+    fill(i);
+    b.uploadAsync(*s, dst[i], host.data());
+  }
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  release.join();
+  bool all = true;
+  for (int i = 0; i < uploads; ++i) {
+    std::vector<float> got = read(b, *s, dst[i]);
+    for (int j = 0; j < n; ++j) all = all && got[j] == float(i * 10000 + j);
+  }
+  check(all, "uploadAsync: 6 uploads from one changing host buffer, each tensor gets its data");
+  check(waited >= 150ms, "uploadAsync: with 4 copies held back, the 5th waits for the oldest");
+
+  // Ordered on the stream: a read enqueued before the upload sees the old contents.
+  fake::stall(raw, true);
+  std::vector<float> before(n, -1.0f);
+  b.download(*s, dst[0], before.data(), nullptr);
+  fill(7);
+  b.uploadAsync(*s, dst[0], host.data());
+  fake::stall(raw, false);
+  std::vector<float> after = read(b, *s, dst[0]);
+  check(before[5] == 5.0f && after[5] == 70005.0f,
+        "uploadAsync: ordered with the stream's other work (a read before it sees the old data)");
+
+  const int misuses = fake::misuses();
+  b.beginCapture(*s);
+  std::string error;
+  try {
+    b.uploadAsync(*s, dst[0], host.data());
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  std::unique_ptr<Graph> graph = b.endCapture(*s);
+  check(error.find("being captured") != std::string::npos && fake::misuses() == misuses,
+        "uploadAsync: refused while the stream is capturing (" + error + ")");
+}
+
 }  // namespace
 
 int main() {
@@ -293,6 +356,7 @@ int main() {
       {"outOfMemoryInCapture", outOfMemoryInCapture},
       {"streamReleasedInCapture", streamReleasedInCapture},
       {"oneHostFunctionPerRead", oneHostFunctionPerRead},
+      {"uploadsInStreamOrder", uploadsInStreamOrder},
       {"faultSettlesWhenDone", faultSettlesWhenDone}};
   for (const auto& [name, test] : tests) {
     try {
