@@ -70,8 +70,8 @@ export interface DecoupledConfig {
   lambda: number;
   warmupSteps: number;
   streams: 'per-module' | 'single';
-  /** the complete unlock is on */
-  unlock: boolean;
+  /** the complete unlock is on (absent when off) */
+  unlock?: true;
 }
 
 export class DecoupledNetwork extends Module implements HasTrainingStrategy {
@@ -106,7 +106,8 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
       lambda: options.lambda ?? 0,
       warmupSteps: options.warmupSteps ?? 0,
       streams: options.streams ?? 'per-module',
-      unlock: options.unlock !== undefined && options.unlock !== false,
+      // Present only when on: the configuration of other runs is as it was.
+      ...(options.unlock !== undefined && options.unlock !== false ? { unlock: true } : {}),
     };
     const { lambda, warmupSteps, streams } = this.config;
     if (typeof lambda !== 'number' || !(lambda >= 0 && lambda <= 1))
