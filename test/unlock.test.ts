@@ -13,6 +13,7 @@ import {
   BatchNorm1d,
   DecoupledTraining,
   Device,
+  Graph,
   Linear,
   MeanSquaredError,
   Optimizer,
@@ -353,6 +354,29 @@ describe('the schedule', () => {
     expect((await weights({ streams: 'single' })).all.equals(perModule.all)).toBe(true);
     // The unlock changed the training (else the comparison would prove little about it).
     expect((await weights({ streams: 'single', unlock: false })).model.equals(perModule.model)).toBe(false);
+  });
+});
+
+describe('graph capture', () => {
+  test('a captured unlocked step replays bit for bit as the uncaptured one (per-module streams)', async () => {
+    const { train } = await datasets.mnist();
+    const data = train.head(256);
+    const weights = async (graph: boolean) => {
+      const net = decouple(mlp(784, [16, 12], 10), { synthesizer: { hidden: [8] }, unlock: { hidden: [12] } });
+      const trainer = new Trainer(net, { device: cpu, optimizer: () => new Adam({ lr: 1e-3 }), seed: 5 });
+      const launch = jest.spyOn(Graph.prototype, 'launch');
+      try {
+        await trainer.fit(data, { steps: 5, batchSize: 32, graph });
+        expect(launch).toHaveBeenCalledTimes(graph ? 4 : 0);
+      } finally {
+        launch.mockRestore();
+      }
+      const all = [...net.stateTensors(), ...net.inputModelParameters().map((p) => p.value)];
+      const out = await Promise.all(all.map((t) => t.readFloat32(trainer.stream)));
+      trainer.dispose();
+      return Buffer.concat(out.map((a) => Buffer.from(a.buffer)));
+    };
+    expect((await weights(true)).equals(await weights(false))).toBe(true);
   });
 });
 
