@@ -104,6 +104,7 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
         },
         schedule,
         streams: o.streams,
+        unlock: o.unlock,
       })
     : o.method === 'fa' || o.method === 'dfa'
       ? feedbackAlignment(mlpModel, { direct: o.method === 'dfa' }) // fixed matrices from --seed

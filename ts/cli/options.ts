@@ -57,6 +57,8 @@ export const usage = `usage: npm start -- [options]
   --diagnose-every 100         DNI/cDNI: steps between synthesizer diagnostics
   --center                     DNI/cDNI: synthesizers centre ĝ over the batch (before Linear → BatchNorm)
   --mask-inactive              DNI/cDNI: synthesizers fit only the units with h > 0 (after a ReLU)
+  --unlock                     DNI/cDNI: the complete unlock: modules 2..N train on synthetic inputs
+                               predicted from the image (lockstep only; testing uses the true path)
   --graph                      capture the training step once and replay it (backprop, lockstep p = 1)
   --checkpoint FILE            save the run to FILE after every epoch and when stopped by Ctrl-C or SIGTERM;
                                if FILE exists, resume from it (with more --epochs, a finished run goes on)
@@ -85,6 +87,8 @@ export interface Options {
   graph: boolean;
   center: boolean;
   maskInactive: boolean;
+  /** the complete unlock (absent unless given, so that other runs' checkpoint config is unchanged) */
+  unlock?: boolean;
   epochs: number;
   batchSize: number;
   optimizer: OptimizerKind;
@@ -129,6 +133,7 @@ const flags: FlagSpec = {
   'diagnose-every': 'value',
   center: 'switch',
   'mask-inactive': 'switch',
+  unlock: 'switch',
   graph: 'switch',
   checkpoint: 'value',
   'save-every': 'value',
@@ -139,17 +144,28 @@ const flags: FlagSpec = {
 };
 
 /** Switches: each turns an option on. */
-const switches = new Map<string, 'graph' | 'center' | 'maskInactive' | 'quiet' | 'json' | 'help'>([
+const switches = new Map<string, 'graph' | 'center' | 'maskInactive' | 'unlock' | 'quiet' | 'json' | 'help'>([
   ['--graph', 'graph'],
   ['--center', 'center'],
   ['--mask-inactive', 'maskInactive'],
+  ['--unlock', 'unlock'],
   ['--quiet', 'quiet'],
   ['--json', 'json'],
   ['--help', 'help'],
 ]);
 
 /** Flags that configure synthesizers or their schedule: an error with a method that has none. */
-const decoupledOnly = ['--at', '--p-update', '--pipeline', '--streams', '--diagnose-every', '--center', '--mask-inactive', '--synth-lr'];
+const decoupledOnly = [
+  '--at',
+  '--p-update',
+  '--pipeline',
+  '--streams',
+  '--diagnose-every',
+  '--center',
+  '--mask-inactive',
+  '--synth-lr',
+  '--unlock',
+];
 
 /** `--at`'s value: a named cut or 0-based layer indices. */
 function cutsFrom(value: string | undefined): Options['at'] {
@@ -293,6 +309,7 @@ export function parseArgs(argv: readonly string[]): Options {
   const synthesizers = o.method === 'dni' || o.method === 'cdni';
   const misplaced = synthesizers ? undefined : decoupledOnly.find((f) => given.has(f));
   if (misplaced) throw error('ERR_SYNTHGRAD_CLI', `${misplaced} applies to dni and cdni only (--method ${o.method} has no synthesizers)`);
+  if (o.unlock && o.pipeline > 0) throw error('ERR_SYNTHGRAD_CLI', `--unlock needs the lockstep schedule: drop --pipeline ${o.pipeline}`);
   for (const [flag, method] of [
     ['--target-step', 'dtp'],
     ['--noise', 'dtp'],

@@ -54,7 +54,9 @@ export function describeDiagnostics(d: ModuleDiagnostics[]): string {
     .map(
       (m) =>
         `M${m.module}: loss ${m.synthesizerLoss.toExponential(2)} cos ${m.cosine.toFixed(3)} ` +
-        `(to its target ${m.targetCosine.toFixed(3)}) |ĝ|/|g| ${m.normRatio.toFixed(2)}`,
+        `(to its target ${m.targetCosine.toFixed(3)}) |ĝ|/|g| ${m.normRatio.toFixed(2)}` +
+        // The complete unlock: the input model that predicts this module's output.
+        (m.inputCosine === undefined ? '' : `  I${m.module + 1}: loss ${m.inputLoss!.toExponential(2)} cos ${m.inputCosine.toFixed(3)}`),
     )
     .join('  ');
 }

@@ -20,4 +20,11 @@ export interface ModuleDiagnostics {
    * how well the synthesizer fits, apart from how good its target is
    */
   targetCosine: number;
+  /** with `unlock`: the latest L2 loss of the input model that predicts this module's output (the next module's input) */
+  inputLoss?: number;
+  /**
+   * with `unlock`: cosine similarity of that synthetic input Î(x) and this module's output on
+   * the true forward path (what evaluation feeds the next module), on the probe batch
+   */
+  inputCosine?: number;
 }

@@ -13,6 +13,7 @@ import { Tensor } from '../tensor';
 import type { HasTrainingStrategy, TrainingStrategy } from '../train/strategy';
 import { Synthesizer, SynthesizerOptions } from './synthesizer';
 import { DecoupledTraining } from './training';
+import { InputModel, UnlockOptions, moduleOutputShapes, unlockOptions } from './unlock';
 import { rangeError, typeError } from '../errors';
 
 /**
@@ -50,6 +51,16 @@ export interface DecoupleOptions {
   streams?: 'per-module' | 'single';
   /** number of classes for cDNI's one-hot labels; default: the model's output width */
   classes?: number;
+  /**
+   * The complete unlock (docs/unlock.md): modules 2..N train on synthetic inputs Î_i = I_i(x)
+   * predicted from the network's input, so that within a step no module waits for another
+   * (forward, backward or update). I_i regresses (L2) onto the real h_{i-1} of the same batch
+   * in the same step, after module i's own work: the targets are never stale (0 steps), and
+   * the weights that made a prediction are the ones that learn from it. The training loss is
+   * the last module's on its synthetic input; evaluation (forward) uses the true path.
+   * Lockstep schedule only, with lambda 0 and no warm-up. Default off.
+   */
+  unlock?: boolean | UnlockOptions;
 }
 
 /** The resolved, checked configuration. */
@@ -59,6 +70,8 @@ export interface DecoupledConfig {
   lambda: number;
   warmupSteps: number;
   streams: 'per-module' | 'single';
+  /** the complete unlock is on (absent when off) */
+  unlock?: true;
 }
 
 export class DecoupledNetwork extends Module implements HasTrainingStrategy {
@@ -68,6 +81,9 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
   /** synthesizers[i] predicts the gradient at modules[i]'s output (none for the last module) */
   readonly synthesizers: Synthesizer[];
   readonly config: DecoupledConfig;
+  /** with `unlock`: inputModels[i-1] predicts modules[i]'s input from x (i = 1..N-1); else empty */
+  readonly inputModels: InputModel[] = [];
+  private readonly inputOptimizer?: (module: number) => Optimizer;
   private readonly synthesizerOptimizer?: (module: number) => Optimizer;
   private device?: Device;
   private rng?: Random;
@@ -79,7 +95,7 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     super();
     if (!(model instanceof Sequential)) throw typeError(`decouple: 'model' must be a Sequential, got ${describe(model)}`);
     if (!options || typeof options !== 'object') throw typeError('decouple: options must be an object');
-    checkOptions('decouple', options, ['at', 'synthesizer', 'schedule', 'lambda', 'warmupSteps', 'streams', 'classes']);
+    checkOptions('decouple', options, ['at', 'synthesizer', 'schedule', 'lambda', 'warmupSteps', 'streams', 'classes', 'unlock']);
     checkOptions('decouple', options.synthesizer, SYNTHESIZER_OPTIONS, 'synthesizer');
     // The Synthesizer takes any truthy value as cDNI: "no" would quietly condition on the labels.
     booleanOption('decouple', 'synthesizer.conditioned', options.synthesizer?.conditioned, false);
@@ -90,6 +106,8 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
       lambda: options.lambda ?? 0,
       warmupSteps: options.warmupSteps ?? 0,
       streams: options.streams ?? 'per-module',
+      // Present only when on: the configuration of other runs is as it was.
+      ...(options.unlock !== undefined && options.unlock !== false ? { unlock: true } : {}),
     };
     const { lambda, warmupSteps, streams } = this.config;
     if (typeof lambda !== 'number' || !(lambda >= 0 && lambda <= 1))
@@ -127,14 +145,34 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
           maskInactive: maskAt(options.synthesizer?.maskInactive, this.modules[i]),
         }),
     );
-    const kind = options.synthesizer?.conditioned ? 'cDNI' : 'DNI';
+    const unlock = unlockOptions(options.unlock);
+    if (unlock) this.inputModels = this.unlocked(unlock, inputWidth);
+    const kind = (options.synthesizer?.conditioned ? 'cDNI' : 'DNI') + (unlock ? '+unlock' : '');
     this.name = `${kind}(${this.modules.length} modules, cuts after layers ${this.config.cuts.join(', ')})`;
     this.synthesizerOptimizer = options.synthesizer?.optimizer;
+    this.inputOptimizer = unlock?.optimizer;
+  }
+
+  /** The input models of the complete unlock, after checking that the other options allow it. */
+  private unlocked(unlock: UnlockOptions, inputWidth: number): InputModel[] {
+    const { schedule, lambda, warmupSteps } = this.config;
+    // Each of these makes a module wait for another within a step, which the unlock removes.
+    if (schedule.kind !== 'lockstep')
+      throw rangeError(`decouple: 'unlock' needs the lockstep schedule, got 'schedule.kind' '${schedule.kind}'`);
+    if (lambda !== 0) throw rangeError(`decouple: 'unlock' needs 'lambda' 0 (BP(λ) waits for δ from the module above), got ${lambda}`);
+    if (warmupSteps !== 0)
+      throw rangeError(`decouple: 'unlock' needs 'warmupSteps' 0 (warm-up is backprop through the true path), got ${warmupSteps}`);
+    const shapes = moduleOutputShapes(this.modules, [inputWidth]);
+    return this.modules
+      .slice(1)
+      .map(
+        (_, k) => new InputModel(`input model ${k + 2} (before layer ${this.config.cuts[k] + 1})`, k + 1, [inputWidth], shapes[k], unlock),
+      );
   }
 
   /** The model, then the synthesizers' networks. */
   children(): readonly Module[] {
-    return [this.model, ...this.synthesizers.map((s) => s.network)];
+    return [this.model, ...this.synthesizers.map((s) => s.network), ...this.inputModels.map((m) => m.network)];
   }
 
   initialize(device: Device, rng: Random): void {
@@ -156,13 +194,22 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     return this.model.parameters();
   }
 
-  /** The modules' state, then the synthesizers'. */
+  /** The modules' state, then the synthesizers', then the input models'. */
   stateTensors(): Tensor[] {
-    return [...this.model.stateTensors(), ...this.synthesizers.flatMap((s) => s.network.stateTensors())];
+    return [
+      ...this.model.stateTensors(),
+      ...this.synthesizers.flatMap((s) => s.network.stateTensors()),
+      ...this.inputModels.flatMap((m) => m.network.stateTensors()),
+    ];
   }
 
   synthesizerParameters(): Parameter[] {
     return this.synthesizers.flatMap((s) => s.parameters());
+  }
+
+  /** The input models' parameters (empty without `unlock`). */
+  inputModelParameters(): Parameter[] {
+    return this.inputModels.flatMap((m) => m.parameters());
   }
 
   /** The plain network (as used for evaluation). */
@@ -181,6 +228,8 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     const rng = this.initialized(this.rng);
     const own = this.synthesizerOptimizer;
     this.synthesizers.forEach((s, i) => s.initialize(device, rng, own ? optimizerFor(s.name, own, i) : options.optimizer(i)));
+    const input = this.inputOptimizer;
+    this.inputModels.forEach((m) => m.initialize(device, rng, input ? optimizerFor(m.name, input, m.module) : options.optimizer(m.module)));
     return new DecoupledTraining(
       this,
       device,
@@ -193,6 +242,7 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
   dispose(): void {
     this.model.dispose();
     for (const s of this.synthesizers) s.dispose();
+    for (const m of this.inputModels) m.dispose();
   }
 }
 

@@ -16,6 +16,12 @@
 // it wrote what they use (a graph launch, a probe) or while capturing (the inputs are copied
 // there, and the module streams join the capture); otherwise module 1 may start step t+1
 // while the others finish step t. Lockstep steps with p = 1 can be captured.
+//
+// The complete unlock (`unlock`, ./unlock.ts) replaces the forward phase's waits: module i > 1
+// runs on Î_i = I_i(x) instead of h_{i-1}, so its forward, ĝ_i, backward and update enqueue
+// on s_i with no wait. The waits left are the regression targets' hand-offs, enqueued after
+// every module's own work: s_i waits for "h_{i-1} ready" before I_i regresses onto h_{i-1}, and
+// for "δ_i ready" before M_i regresses onto δ_i, both of the same step (see unlockedStep).
 import { Device } from '../device';
 import { endsWithReLU } from '../nn/layers';
 import { Loss } from '../nn/losses';
@@ -30,6 +36,7 @@ import { StrategyState, stepCount, TrainingStrategy } from '../train/strategy';
 import type { ModuleDiagnostics } from './diagnostics';
 import type { DecoupledNetwork } from './network';
 import { Prediction } from './synthesizer';
+import type { InputPrediction } from './unlock';
 import { error, typeError } from '../errors';
 
 /** What one step computed at each cut (kept for inspection when `record` is on). */
@@ -42,6 +49,8 @@ export interface StepRecord {
   targets: (Tensor | undefined)[];
   /** which modules updated this step */
   updated: boolean[];
+  /** with `unlock`: Î_i = I_i(x), the synthetic inputs of modules 2..N */
+  inputs?: Tensor[];
 }
 
 /** A synthesizer update waiting for its target (pipelined schedule). */
@@ -74,6 +83,8 @@ export class DecoupledTraining implements TrainingStrategy {
   private readonly params: Parameter[][];
   /** each synthesizer's latest L2 loss (NaN until it first learns) */
   private readonly synthLoss: Tensor[];
+  /** with `unlock`: each input model's latest L2 loss (NaN until it first learns) */
+  private readonly inputLoss: Tensor[];
 
   constructor(
     readonly network: DecoupledNetwork,
@@ -95,6 +106,7 @@ export class DecoupledTraining implements TrainingStrategy {
     this.pending = network.modules.map(() => []);
     this.params = network.modules.map((m) => m.parameters());
     this.synthLoss = network.synthesizers.map(() => noLoss(device));
+    this.inputLoss = network.inputModels.map(() => noLoss(device));
   }
 
   /** The learning rate of module 1's optimizer (the one fit reports). */
@@ -126,6 +138,12 @@ export class DecoupledTraining implements TrainingStrategy {
         .stateTensors(this.network.synthesizers[i].parameters())
         .forEach((tensor, k) => tensors.push({ name: `synthesizer${i + 1}.optimizer.${k}`, tensor })),
     );
+    const inputs = this.inputOptimizers();
+    inputs.forEach((o, i) =>
+      o
+        .stateTensors(this.network.inputModels[i].parameters())
+        .forEach((tensor, k) => tensors.push({ name: `input${i + 2}.optimizer.${k}`, tensor })),
+    );
     return {
       tensors,
       host: {
@@ -133,12 +151,19 @@ export class DecoupledTraining implements TrainingStrategy {
         updateRng: this.updateRng.state(),
         optimizerSteps: this.optimizers.map((o) => o.steps),
         synthesizerSteps: this.synthesizerOptimizers().map((o) => o.steps),
+        ...(this.network.config.unlock ? { inputSteps: inputs.map((o) => o.steps) } : {}),
       },
     };
   }
 
   restoreState(host: unknown): void {
-    const h = (host ?? {}) as { steps?: unknown; updateRng?: unknown; optimizerSteps?: unknown; synthesizerSteps?: unknown };
+    const h = (host ?? {}) as {
+      steps?: unknown;
+      updateRng?: unknown;
+      optimizerSteps?: unknown;
+      synthesizerSteps?: unknown;
+      inputSteps?: unknown;
+    };
     const counts = (v: unknown, n: number, what: string) => {
       if (!Array.isArray(v) || v.length !== n)
         throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: '${what}' must list ${n} step counts, got ${JSON.stringify(v)}`);
@@ -147,6 +172,8 @@ export class DecoupledTraining implements TrainingStrategy {
     const steps = stepCount(h.steps, 'steps');
     const moduleSteps = counts(h.optimizerSteps, this.optimizers.length, 'optimizerSteps');
     const synthSteps = counts(h.synthesizerSteps, this.network.synthesizers.length, 'synthesizerSteps');
+    const inputs = this.inputOptimizers();
+    const inputSteps = this.network.config.unlock ? counts(h.inputSteps, inputs.length, 'inputSteps') : [];
     this.updateRng.restore(h.updateRng as number[]);
     this.steps = steps;
     this.optimizers.forEach((o, i) => {
@@ -155,10 +182,14 @@ export class DecoupledTraining implements TrainingStrategy {
     this.synthesizerOptimizers().forEach((o, i) => {
       o.steps = synthSteps[i];
     });
-    this.synthLoss.forEach((l, i) => {
-      l.dispose();
-      this.synthLoss[i] = noLoss(this.device);
+    inputs.forEach((o, i) => {
+      o.steps = inputSteps[i];
     });
+    for (const losses of [this.synthLoss, this.inputLoss])
+      losses.forEach((l, i) => {
+        l.dispose();
+        losses[i] = noLoss(this.device);
+      });
     this.forkNext = true; // the module streams wait for the restored state (copied on the trainer's stream)
   }
 
@@ -166,6 +197,13 @@ export class DecoupledTraining implements TrainingStrategy {
     return this.network.synthesizers.map((s) => {
       if (!s.optimizer) throw error('ERR_SYNTHGRAD_STATE', `${s.name}: used before initialize()`);
       return s.optimizer;
+    });
+  }
+
+  private inputOptimizers(): Optimizer[] {
+    return this.network.inputModels.map((m) => {
+      if (!m.optimizer) throw error('ERR_SYNTHGRAD_STATE', `${m.name}: used before initialize()`);
+      return m.optimizer;
     });
   }
 
@@ -197,6 +235,11 @@ export class DecoupledTraining implements TrainingStrategy {
     }
     // Which modules update this step: drawn on the host from a seeded generator.
     const updated = net.modules.map(() => p >= 1 || this.updateRng.next() < p);
+    if (cfg.unlock) {
+      const { loss, record } = this.unlockedStep(x, y, updated, mctx, separate);
+      this.endStep(ctx, streams, separate, () => record);
+      return loss;
+    }
 
     // Forward phase.
     const forwards: Forwarded[] = [];
@@ -243,27 +286,102 @@ export class DecoupledTraining implements TrainingStrategy {
       above = down;
     }
 
+    this.endStep(ctx, streams, separate, () => ({
+      activations: forwards.slice(0, -1).map((f) => f.output),
+      synthetic: predictions.map((q) => q.gradient),
+      targets,
+      updated,
+    }));
+    return lossForward.loss;
+  }
+
+  /** What every step ends with, after its work was enqueued on the module streams. */
+  private endStep(ctx: StepContext, streams: Stream[], separate: boolean, record: () => StepRecord): void {
     // The trainer's stream (which reads the loss) waits for every module's work of this step.
     if (separate) {
-      for (let i = 0; i < n; i++) ctx.stream.wait(this.stepDone[i].record(streams[i]));
+      for (let i = 0; i < streams.length; i++) ctx.stream.wait(this.stepDone[i].record(streams[i]));
     }
     // Keep the tensors of the steps a pending synthesizer update may still use.
     while (this.arenas.length > this.depth + 1) this.arenas.shift()!.dispose();
-    if (capture) {
-      capture.beforeLaunch(() => {
+    if (ctx.capture) {
+      ctx.capture.beforeLaunch(() => {
         this.steps++;
         this.forkNext = true;
       });
     }
-    if (this.record) {
-      this.lastStep = {
+    if (this.record) this.lastStep = record();
+  }
+
+  /**
+   * The complete unlock's step. First every module's own work, with no cross-stream wait:
+   * module i runs on x (i = 1) or on Î_i = I_i(x), predicts ĝ_i = M_i(h_i) (the last module
+   * computes its loss and the true gradient instead), backpropagates it through f_i, updates
+   * θ_i and sends δ_{i-1} down. Then the regressions, each after the event of its target:
+   * on s_i, I_i onto h_{i-1} (module i-1's output of this step), then M_i onto δ_i (module
+   * i+1's, when it updated). Targets of the same step, regressed by the weights that
+   * predicted: nothing is stale. Module i's next step follows these regressions on s_i, so it
+   * starts after module i-1's forward and module i+1's backward of this step.
+   */
+  private unlockedStep(
+    x: Tensor,
+    y: Tensor,
+    updated: boolean[],
+    mctx: StepContext[],
+    separate: boolean,
+  ): { loss: Tensor; record: StepRecord } {
+    const net = this.network;
+    const n = net.modules.length;
+    const forwards: Forwarded[] = [];
+    const inputs: InputPrediction[] = [];
+    const predictions: Prediction[] = [];
+    const deltas: (Tensor | undefined)[] = new Array(n - 1).fill(undefined);
+    let loss: Tensor | undefined;
+    for (let i = 0; i < n; i++) {
+      const c = mctx[i];
+      if (i > 0) inputs.push(net.inputModels[i - 1].predict(x, c));
+      const f = net.modules[i].forward(i > 0 ? inputs[i - 1].input : x, c);
+      forwards.push(f);
+      let g: Tensor;
+      if (i < n - 1) {
+        if (separate) this.hReady[i].record(c.stream);
+        predictions.push(net.synthesizers[i].predict(f.output, y, c));
+        g = predictions[i].gradient;
+      } else {
+        const lossForward = this.loss.forward(f.output, y, c);
+        loss = lossForward.loss;
+        g = lossForward.backward(c)!;
+      }
+      if (updated[i]) {
+        const down = f.backward(g, c, i > 0);
+        this.optimizers[i].step(this.params[i], c.stream, c.capture);
+        if (i > 0) {
+          deltas[i - 1] = down;
+          if (separate) this.deltaReady[i - 1][0].record(c.stream);
+        }
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      const c = mctx[i];
+      if (i > 0) {
+        if (separate) c.stream.wait(this.hReady[i - 1]);
+        ops.copy(c, inputs[i - 1].learn(forwards[i - 1].output, c), this.inputLoss[i - 1]);
+      }
+      const delta = deltas[i];
+      if (i < n - 1 && delta) {
+        if (separate) c.stream.wait(this.deltaReady[i][0]);
+        ops.copy(c, predictions[i].learn(delta, c), this.synthLoss[i]);
+      }
+    }
+    return {
+      loss: loss!,
+      record: {
         activations: forwards.slice(0, -1).map((f) => f.output),
         synthetic: predictions.map((q) => q.gradient),
-        targets,
+        targets: deltas,
         updated,
-      };
-    }
-    return lossForward.loss;
+        inputs: inputs.map((q) => q.input),
+      },
+    };
   }
 
   /** (1-λ)·ĝ + λ·δ into a new tensor. */
@@ -317,6 +435,8 @@ export class DecoupledTraining implements TrainingStrategy {
       const targets: Tensor[] = [];
       for (let i = 0; i < n - 2; i++) targets[i] = forwards[i + 1].backward(synthetic[i + 1], pctx, true)!;
       targets[n - 2] = truth[n - 2];
+      // With the unlock: Î_{i+1} = I_{i+1}(x) against h_i of the true path (what evaluation feeds module i+1).
+      const synthInputs = net.inputModels.map((m) => m.predict(x, pctx).input);
       // The probe's backward accumulated into the modules' gradients: clear them.
       for (const p of net.parameters()) ops.fill(ctx, p.grad, 0);
       this.forkNext = true;
@@ -329,13 +449,19 @@ export class DecoupledTraining implements TrainingStrategy {
           for (let k = 0; k < h.length; k++) if (!(h[k] > 0)) a[k] = b[k] = t[k] = 0;
         }
         const loss = (await this.synthLoss[i].readFloat32(ctx.stream))[0];
-        out.push({
+        const d: ModuleDiagnostics = {
           module: i + 1,
           synthesizerLoss: loss,
           cosine: cosine(a, b),
           normRatio: Math.sqrt(dot(a, a) / dot(b, b)),
           targetCosine: cosine(a, t),
-        });
+        };
+        if (synthInputs[i]) {
+          const [predicted, real] = await Promise.all([synthInputs[i], forwards[i].output].map((v) => v.readFloat32(ctx.stream)));
+          d.inputLoss = (await this.inputLoss[i].readFloat32(ctx.stream))[0];
+          d.inputCosine = cosine(predicted, real);
+        }
+        out.push(d);
       }
       return out;
     } finally {
@@ -347,7 +473,7 @@ export class DecoupledTraining implements TrainingStrategy {
     for (const a of this.arenas) a.dispose();
     this.arenas.length = 0;
     for (const o of this.optimizers) o.dispose();
-    for (const l of this.synthLoss) l.dispose();
+    for (const l of [...this.synthLoss, ...this.inputLoss]) l.dispose();
   }
 }
 
