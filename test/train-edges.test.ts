@@ -18,6 +18,9 @@ import {
   saveModel,
 } from '../ts';
 import { readCheckpointConfig } from '../ts/train/position';
+import { checkDestination, removeStaleTemporaries } from '../ts/train/checkpoint';
+import { spawnSync } from 'child_process';
+import * as net from 'net';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -165,5 +168,46 @@ describe('inference', () => {
     expect([...(await predict(fresh, x)).outputs]).toEqual([...want]);
     fresh.dispose();
     t.dispose();
+  });
+});
+
+describe('checkpoint destinations and leftovers', () => {
+  // checkDestination only inspects (lstat): nothing here writes outside the test's directory.
+  test('a socket, a directory and a character device are refused by kind; a missing file is not there', async () => {
+    const socket = path.join(dir, 'live.sock');
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(socket, resolve));
+    try {
+      await expect(checkDestination(socket)).rejects.toThrow(/live\.sock is a socket, not a regular file/);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    await expect(checkDestination(dir)).rejects.toThrow(/is a directory, not a regular file/);
+    if (fs.existsSync('/dev/null')) await expect(checkDestination('/dev/null')).rejects.toThrow(/is a character device/);
+    expect(await checkDestination(path.join(dir, 'absent.ckpt'))).toBe(false);
+  });
+
+  test('a path that cannot be inspected (under a file) is an error, not "missing"', async () => {
+    const file = path.join(dir, 'plain.txt');
+    fs.writeFileSync(file, 'x');
+    expect(await checkDestination(file)).toBe(true);
+    await expect(checkDestination(path.join(file, 'under.ckpt'))).rejects.toThrow(/checkpoint: cannot inspect .*under\.ckpt/);
+  });
+
+  test("only a dead process's temporary files of this host are removed", async () => {
+    const target = path.join(dir, 'stale.ckpt');
+    const host = os.hostname().replace(/[^A-Za-z0-9.]/g, '_') || 'host';
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!; // has exited by now
+    const temp = (who: string, pid: number) => `stale.ckpt.partial-${who}-${pid}-1`;
+    fs.writeFileSync(path.join(dir, temp(host, dead)), 'x');
+    fs.writeFileSync(path.join(dir, temp(host, process.pid)), 'x'); // this process: a write may be in flight
+    fs.writeFileSync(path.join(dir, temp(`${host}x`, dead)), 'x'); // another host's
+    fs.mkdirSync(path.join(dir, `stale.ckpt.partial-${host}-${dead}-2`)); // not a file
+    expect(await removeStaleTemporaries(target)).toEqual([temp(host, dead)]);
+    expect(fs.existsSync(path.join(dir, temp(host, dead)))).toBe(false);
+    expect(fs.existsSync(path.join(dir, temp(host, process.pid)))).toBe(true);
+    expect(fs.existsSync(path.join(dir, temp(`${host}x`, dead)))).toBe(true);
+    expect(fs.existsSync(path.join(dir, `stale.ckpt.partial-${host}-${dead}-2`))).toBe(true);
+    expect(await removeStaleTemporaries(path.join(dir, 'no-such-dir', 'x.ckpt'))).toEqual([]);
   });
 });
