@@ -407,6 +407,29 @@ describe('through trainSequences (Copy)', () => {
     expect(score.solved!.level).toBeGreaterThanOrEqual(0);
     expect(bits[bits.length - 1]).toBeLessThan(bits[0]);
   });
+  test('the text task runs its budget exactly (windows are counted when enqueued, as the device methods count them)', async () => {
+    const file = path.join(os.tmpdir(), `rtrl-uoro-text-${process.pid}.txt`);
+    const rng = new Random(2);
+    fs.writeFileSync(file, Array.from({ length: 6000 }, () => 'abcde \n'[rng.int(7)]).join(''));
+    try {
+      for (const method of ['rtrl', 'uoro'] as const) {
+        const score = await trainSequences({
+          task: 'text',
+          textFile: file,
+          method,
+          truncation: 8,
+          steps: 20,
+          hidden: 4,
+          batch: 4,
+          validateEvery: 10,
+        });
+        expect(score.windows).toBe(20);
+        expect(score.testBits).toBeLessThan(Math.log2(7) + 0.5);
+      }
+    } finally {
+      fs.unlinkSync(file);
+    }
+  });
 });
 
 describe('errors', () => {

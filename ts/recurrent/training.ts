@@ -309,8 +309,10 @@ export class RecurrentTraining {
   step(window: SymbolWindow): Promise<WindowMetrics> {
     const scored = this.checkWindow(window);
     if (this.learner) {
-      // The learner's state is on the host: a window starts once the one before has finished.
-      const run = this.pending.then(() => this.forwardModeWindow(this.learner!, window, scored));
+      // The learner's state is on the host: a window starts once the one before has finished. It
+      // is counted now, as the device methods count a window once it is enqueued.
+      const windowNumber = ++this.windows;
+      const run = this.pending.then(() => this.forwardModeWindow(this.learner!, window, scored, windowNumber));
       this.pending = run.catch(() => undefined);
       return run;
     }
@@ -387,7 +389,12 @@ export class RecurrentTraining {
    * gradient (the core's through the whole history) added to the parameters' gradients, one
    * optimizer step; the carried state follows the learner's.
    */
-  private async forwardModeWindow(learner: ForwardModeLearner, window: SymbolWindow, scored: number): Promise<WindowMetrics> {
+  private async forwardModeWindow(
+    learner: ForwardModeLearner,
+    window: SymbolWindow,
+    scored: number,
+    windowNumber: number,
+  ): Promise<WindowMetrics> {
     const { batch } = window;
     const H = this.model.hidden;
     const params = this.model.parameters(); // core W, b; read-out R, r
@@ -424,7 +431,6 @@ export class RecurrentTraining {
     } finally {
       arena.dispose(); // enqueued work keeps what it uses alive
     }
-    const windowNumber = ++this.windows;
     if (!Number.isFinite(loss))
       throw error(
         'ERR_SYNTHGRAD_TRAINING',
