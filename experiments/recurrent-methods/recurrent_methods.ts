@@ -177,7 +177,7 @@ function table(a: Args, times: Record<string, number>): string {
   };
   lines.push(`| T, measured | ${a.methods.join(' | ')} |`, `|---|${a.methods.map(() => '---|').join('')}`);
   for (const [what, ms] of [
-    [`first ${a.timingWindows} windows`, (m: RecurrentMethod, T: number) => times[runId(m, T)]],
+    [`timed, median of ${ROUNDS} × ${a.timingWindows}`, (m: RecurrentMethod, T: number) => times[runId(m, T)]],
     ['whole run', wholeRun],
   ] as const)
     for (const T of a.truncations) {
