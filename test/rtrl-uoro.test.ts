@@ -432,6 +432,47 @@ describe('through trainSequences (Copy)', () => {
   });
 });
 
+describe('the carried state', () => {
+  test('setState() and resetState() before a window, even one enqueued behind another, set the state it starts from', async () => {
+    const [I, H, O, B, T] = [4, 3, 3, 2, 4];
+    const seq = randomSequence(new Random(12), B, T, I, O, [], []);
+    const h0 = Float32Array.from([0.5, -0.2, 0.1, 0.3, 0, -0.4]);
+    const c0 = Float32Array.from([-0.6, 0.4, 0.2, 0.1, 0.7, -0.3]);
+    for (const method of ['rtrl', 'uoro'] as const) {
+      const model = new LSTMSequenceModel({ inputSymbols: I, outputs: O, hidden: H });
+      // A learning rate too small to change a float32 weight: every window runs with the initial weights.
+      const trainer = new RecurrentTraining(model, { method, optimizer: () => new SGD({ lr: 1e-30 }), seed: 1 });
+      try {
+        const [W, b, Wr, br] = await Promise.all(model.parameters().map((p) => p.value.readFloat32()));
+        const lossFrom = (h: ArrayLike<number>, c: ArrayLike<number>) =>
+          lstmWindow(
+            { W, b, Wr, br },
+            { B, I, H, O },
+            {
+              xs: seq.ids.map((ids) => Float64Array.from({ length: B * I }, (_, n) => (ids[Math.floor(n / I)] === n % I ? 1 : 0))),
+              labels: seq.labels,
+              h0: h,
+              c0: c,
+            },
+          );
+        trainer.setState(h0, c0, B);
+        const first = trainer.step(symbolWindow(seq, 0, T));
+        trainer.resetState(); // after the first window's step(), before it has run
+        const second = trainer.step(symbolWindow(seq, 0, T));
+        const [m1, m2] = await Promise.all([first, second]);
+        const fromGiven = lossFrom(h0, c0);
+        const fromZero = lossFrom(new Float64Array(B * H), new Float64Array(B * H));
+        expect(Math.abs(fromGiven.loss - fromZero.loss)).toBeGreaterThan(1e-3); // the start matters here
+        expect(m1.loss).toBeCloseTo(fromGiven.loss, 5);
+        expect(m2.loss).toBeCloseTo(fromZero.loss, 5);
+        expect(maxDiff(await trainer.state!.h.readFloat32(), fromZero.h)).toBeLessThan(1e-6);
+      } finally {
+        trainer.dispose();
+      }
+    }
+  });
+});
+
 describe('errors', () => {
   test('RTRL on a core too large names the size and the cost', () => {
     const model = new LSTMSequenceModel({ inputSymbols: 10, outputs: 8, hidden: 64 });

@@ -170,8 +170,12 @@ export class RecurrentTraining {
   private carried?: LSTMState;
   /** RTRL, UORO: the host-side learner, which keeps its own copy of the state */
   private readonly learner?: ForwardModeLearner;
-  /** RTRL, UORO: setState() replaced the state; the learner takes it at the next window */
-  private learnerStale = false;
+  /** RTRL, UORO: counts resetState() and setState() calls; a window runs from the state of the count at its step() */
+  private stateVersion = 0;
+  /** RTRL, UORO: the count the learner's state follows (-1: none yet) */
+  private learnerVersion = -1;
+  /** RTRL, UORO: the values of the last setState() */
+  private givenState?: { version: number; h: Float64Array; c: Float64Array };
   /** RTRL, UORO: the window in progress (windows run one after another, see step) */
   private pending: Promise<unknown> = Promise.resolve();
 
@@ -270,7 +274,8 @@ export class RecurrentTraining {
       h: Tensor.fromArray(h, [batch, this.model.hidden], { device: this.device }),
       c: Tensor.fromArray(c, [batch, this.model.hidden], { device: this.device }),
     });
-    this.learnerStale = true;
+    this.stateVersion++;
+    this.givenState = { version: this.stateVersion, h: Float64Array.from(h), c: Float64Array.from(c) };
   }
 
   /** Zeroes the carried state (a new stream of sequences). */
@@ -278,6 +283,7 @@ export class RecurrentTraining {
     this.carried?.h.dispose();
     this.carried?.c.dispose();
     this.carried = undefined;
+    this.stateVersion++;
   }
 
   private replaceState(next: LSTMState): void {
@@ -312,7 +318,8 @@ export class RecurrentTraining {
       // The learner's state is on the host: a window starts once the one before has finished. It
       // is counted now, as the device methods count a window once it is enqueued.
       const windowNumber = ++this.windows;
-      const run = this.pending.then(() => this.forwardModeWindow(this.learner!, window, scored, windowNumber));
+      const version = this.stateVersion;
+      const run = this.pending.then(() => this.forwardModeWindow(this.learner!, window, scored, windowNumber, version));
       this.pending = run.catch(() => undefined);
       return run;
     }
@@ -394,17 +401,19 @@ export class RecurrentTraining {
     window: SymbolWindow,
     scored: number,
     windowNumber: number,
+    version: number,
   ): Promise<WindowMetrics> {
     const { batch } = window;
     const H = this.model.hidden;
     const params = this.model.parameters(); // core W, b; read-out R, r
     const [W, b, R, r] = await Promise.all(params.map((p) => p.value.readFloat32(this.stream)));
-    if (!this.carried) learner.reset(batch);
-    else if (this.learnerStale) {
-      const [h, c] = await Promise.all([this.carried.h.readFloat32(this.stream), this.carried.c.readFloat32(this.stream)]);
-      learner.setState(Float64Array.from(h), Float64Array.from(c));
+    if (version !== this.learnerVersion) {
+      // resetState() or setState() came before this window's step(): start from that state, with nothing carried.
+      const given = this.givenState?.version === version ? this.givenState : undefined;
+      if (given) learner.setState(given.h, given.c);
+      else learner.reset(batch);
+      this.learnerVersion = version;
     }
-    this.learnerStale = false;
     const weights: HostWeights = {
       inputs: this.model.inputSymbols,
       hidden: H,
@@ -424,10 +433,12 @@ export class RecurrentTraining {
         ops.axpby(ctx, 1, Tensor.fromArray(g, params[i].grad.shape, { device: this.device, arena }), 1, params[i].grad),
       );
       this.optimizer.step(this.params, this.stream);
-      this.replaceState({
-        h: Tensor.fromArray(Float32Array.from(learner.h), [batch, H], { device: this.device }),
-        c: Tensor.fromArray(Float32Array.from(learner.c), [batch, H], { device: this.device }),
-      });
+      // Unless the state was reset or set after this window's step(): that state stands.
+      if (this.stateVersion === version)
+        this.replaceState({
+          h: Tensor.fromArray(Float32Array.from(learner.h), [batch, H], { device: this.device }),
+          c: Tensor.fromArray(Float32Array.from(learner.c), [batch, H], { device: this.device }),
+        });
     } finally {
       arena.dispose(); // enqueued work keeps what it uses alive
     }
