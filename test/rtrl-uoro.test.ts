@@ -503,6 +503,23 @@ describe('errors', () => {
       /'method' must be one of 'bptt', 'dni', 'dni-aux', 'rtrl', 'uoro', got string rtl/,
     );
     const trainer = new RecurrentTraining(model, { method: 'uoro', optimizer: () => new SGD({ lr: 0.1 }) });
+    // Another batch behind a pending window: refused as when the state is on the device (not silently reset).
+    const window = (batch: number) => ({
+      steps: 2,
+      batch,
+      inputs: new Int32Array(2 * batch),
+      targets: new Int32Array(2 * batch),
+      resets: [false, false],
+    });
+    const pending = trainer.step(window(3));
+    expectThrows(
+      () => trainer.step(window(4)),
+      'RangeError',
+      /'window.batch' is 4, but the carried state has 3 rows \(call resetState\(\)/,
+    );
+    await pending;
+    trainer.resetState();
+    await trainer.step(window(4));
     const file = path.join(os.tmpdir(), `rtrl-uoro-${process.pid}.ckpt`);
     await expect(trainer.save(file)).rejects.toThrow(/method 'uoro' has no checkpoints/);
     expect(fs.existsSync(file)).toBe(false);

@@ -174,6 +174,8 @@ export class RecurrentTraining {
   private stateVersion = 0;
   /** RTRL, UORO: the count the learner's state follows (-1: none yet) */
   private learnerVersion = -1;
+  /** RTRL, UORO: the batch of the last window stepped, and the state count it ran under */
+  private steppedBatch?: { version: number; batch: number };
   /** RTRL, UORO: the values of the last setState() */
   private givenState?: { version: number; h: Float64Array; c: Float64Array };
   /** RTRL, UORO: the window in progress (windows run one after another, see step) */
@@ -317,8 +319,14 @@ export class RecurrentTraining {
     if (this.learner) {
       // The learner's state is on the host: a window starts once the one before has finished. It
       // is counted now, as the device methods count a window once it is enqueued.
-      const windowNumber = ++this.windows;
       const version = this.stateVersion;
+      // checkWindow compares with the carried state, which a pending window has not yet replaced.
+      if (this.steppedBatch?.version === version && this.steppedBatch.batch !== window.batch)
+        throw rangeError(
+          `RecurrentTraining.step: 'window.batch' is ${window.batch}, but the carried state has ${this.steppedBatch.batch} rows (call resetState() to change the batch)`,
+        );
+      this.steppedBatch = { version, batch: window.batch };
+      const windowNumber = ++this.windows;
       const run = this.pending.then(() => this.forwardModeWindow(this.learner!, window, scored, windowNumber, version));
       this.pending = run.catch(() => undefined);
       return run;
