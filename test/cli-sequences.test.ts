@@ -137,7 +137,10 @@ describe('recurrent run flags', () => {
     [['--task', 'copy', '--truncation', '0', '--steps', '5'], /--truncation must be a whole number >= 1, got 0/],
     [['--task', 'copy', '--truncation', '2.5', '--steps', '5'], /--truncation must be a whole number >= 1, got 2.5/],
     [['--task', 'sort', '--truncation', '3', '--steps', '5'], /--task must be copy, repeat-copy, text, got 'sort'/],
-    [['--task', 'copy', '--method', 'rtrl', '--truncation', '3', '--steps', '5'], /--method must be bptt, dni, dni-aux, got 'rtrl'/],
+    [
+      ['--task', 'copy', '--method', 'rtlr', '--truncation', '3', '--steps', '5'],
+      /--method must be bptt, dni, dni-aux, rtrl, uoro, got 'rtlr'/,
+    ],
     [['--task', 'text', '--truncation', '3', '--steps', '5'], /--task text needs --text FILE/],
     [['--task', 'copy', '--text', 'a', '--truncation', '3', '--steps', '5'], /--text applies to --task text only/],
     [['--task', 'copy', '--patience', '2', '--truncation', '3', '--steps', '5'], /--patience applies to --task text only/],

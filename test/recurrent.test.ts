@@ -418,7 +418,9 @@ describe('errors before training', () => {
     expect(errorOf(() => tr.step({ ...w, resets: [true] })).message).toMatch(/'window.resets' must have one flag per step \(2\), got 1/);
     expect(errorOf(() => trainer({ method: 'bptt', synthesizer: {} })).message).toMatch(/'synthesizer' is given but method 'bptt'/);
     expect(errorOf(() => trainer({ method: 'dni', auxWeight: 2 })).message).toMatch(/'auxWeight' is given but method 'dni'/);
-    expect(errorOf(() => trainer({ method: 'rtrl' as never })).message).toMatch(/'method' must be 'bptt', 'dni' or 'dni-aux'/);
+    expect(errorOf(() => trainer({ method: 'rtlr' as never })).message).toMatch(
+      /'method' must be one of 'bptt', 'dni', 'dni-aux', 'rtrl', 'uoro'/,
+    );
     expect(errorOf(() => trainer({ method: 'dni', synthesizer: { hiden: [] } as never })).message).toMatch(
       /did you mean 'synthesizer.hidden'/,
     );

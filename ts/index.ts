@@ -75,7 +75,11 @@ export { LSTM } from './nn/lstm';
 export type { LSTMState, LSTMStateGradient, LSTMOptions, LSTMWindowForward } from './nn/lstm';
 export { LSTMSequenceModel, uploadWindow } from './recurrent/model';
 export type { SequenceModelOptions, SequenceLossName, WindowTensors, SequenceForward } from './recurrent/model';
-export { RecurrentTraining } from './recurrent/training';
+export { RecurrentTraining, RECURRENT_METHODS, usesSynthesizer } from './recurrent/training';
+export { RtrlLSTM, RTRL_MAX_HIDDEN, checkRtrlSize, rtrlCost } from './methods/rtrl';
+export { UoroLSTM, UORO_EPSILON } from './methods/uoro';
+export { lstmStep, readoutStep, hostWindow, hostGradientToLSTM, coreParameterCount, zeroGradients } from './methods/lstm-host';
+export type { ForwardModeLearner, HostWeights, HostGradients, HostWindow, HostStep } from './methods/lstm-host';
 export type {
   RecurrentMethod,
   RecurrentTrainingOptions,

