@@ -104,4 +104,6 @@ export type { SynthesizerOptions, Prediction } from './dni/synthesizer';
 export { DecoupledTraining } from './dni/training';
 export type { StepRecord } from './dni/training';
 export type { ModuleDiagnostics } from './dni/diagnostics';
+export { InputModel, inputModelBuilders, mlpInputModel } from './dni/unlock';
+export type { UnlockOptions, InputModelBuilder, InputPrediction } from './dni/unlock';
 export type { ErrorCode, CodedError } from './errors';
