@@ -3,6 +3,7 @@
 import { Adam, Optimizer, SGD } from '../optim/optimizers';
 import type { LearningRateSchedule } from '../optim/optimizers';
 import { error } from '../errors';
+import { TARGET_SCALES, TargetScale } from '../dni/synthesizer';
 import { FlagSpec, numberFlag, readFlags } from './flags';
 
 /** The model's optimizer: Adam, or SGD with momentum 0.9 (`--optimizer`). */
@@ -52,6 +53,10 @@ export const usage = `usage: npm start -- [options]
   --diagnose-every 100         DNI/cDNI: steps between synthesizer diagnostics
   --center                     DNI/cDNI: synthesizers centre ĝ over the batch (before Linear → BatchNorm)
   --mask-inactive              DNI/cDNI: synthesizers fit only the units with h > 0 (after a ReLU)
+  --synth-scale per-example|batch-mean
+                               DNI/cDNI: what the synthesizers regress: the per-example gradient B·δ
+                               (ĝ = M(h)/B; the library's default) or the batch-mean loss's δ (ĝ = M(h));
+                               docs/synthesizer-scale.md
   --graph                      capture the training step once and replay it (backprop, lockstep p = 1)
   --checkpoint FILE            save the run to FILE after every epoch and when stopped by Ctrl-C or SIGTERM;
                                if FILE exists, resume from it (with more --epochs, a finished run goes on)
@@ -78,6 +83,8 @@ export interface Options {
   graph: boolean;
   center: boolean;
   maskInactive: boolean;
+  /** the synthesizers' targetScale (undefined: the library's default) */
+  synthScale?: TargetScale;
   epochs: number;
   batchSize: number;
   optimizer: OptimizerKind;
@@ -121,6 +128,7 @@ const flags: FlagSpec = {
   'diagnose-every': 'value',
   center: 'switch',
   'mask-inactive': 'switch',
+  'synth-scale': 'value',
   graph: 'switch',
   checkpoint: 'value',
   'save-every': 'value',
@@ -141,7 +149,17 @@ const switches = new Map<string, 'graph' | 'center' | 'maskInactive' | 'quiet' |
 ]);
 
 /** Flags that configure synthesizers or their schedule: an error with a method that has none. */
-const decoupledOnly = ['--at', '--p-update', '--pipeline', '--streams', '--diagnose-every', '--center', '--mask-inactive', '--synth-lr'];
+const decoupledOnly = [
+  '--at',
+  '--p-update',
+  '--pipeline',
+  '--streams',
+  '--diagnose-every',
+  '--center',
+  '--mask-inactive',
+  '--synth-lr',
+  '--synth-scale',
+];
 
 /** `--at`'s value: a named cut or 0-based layer indices. */
 function cutsFrom(value: string | undefined): Options['at'] {
@@ -271,6 +289,11 @@ export function parseArgs(argv: readonly string[]): Options {
         if (value !== 'per-module' && value !== 'single')
           throw error('ERR_SYNTHGRAD_CLI', `--streams must be per-module or single, got '${value ?? ''}'`);
         o.streams = value;
+        break;
+      case '--synth-scale':
+        if (!TARGET_SCALES.includes(value as TargetScale))
+          throw error('ERR_SYNTHGRAD_CLI', `--synth-scale must be per-example or batch-mean, got '${value ?? ''}'`);
+        o.synthScale = value as TargetScale;
         break;
       case '--diagnose-every':
         o.diagnoseEvery = num();
