@@ -1,8 +1,9 @@
 // The synthesizer's target scale (targetScale, docs/synthesizer-scale.md): one decoupled step's
 // ĝ (what module 1 backpropagates) and the synthesizer's regression target, for each scale
-// and batch sizes 2 and 5, against a float64 hand computation; the same in the recurrent
-// trainer; bad values named where they are given (Synthesizer, decouple, RecurrentTraining, CLI).
+// and batch sizes 2 and 5, against a float64 hand computation; the two scales' equivalence on
+// Adam up to the learning rate; the same in the recurrent trainer; bad values named where they are given (Synthesizer, decouple, RecurrentTraining, CLI).
 import {
+  Adam,
   Arena,
   DecoupledTraining,
   Device,
@@ -117,6 +118,41 @@ describe('one DNI step against a float64 hand computation', () => {
     arena.dispose();
     strategy.dispose();
     net.dispose();
+  });
+});
+
+describe('on Adam, batch-mean at lr η is per-example at lr B·η (a linear synthesizer)', () => {
+  // Adam's step does not depend on the gradient's scale (up to ε), and per-example targets are
+  // B times batch-mean ones: from M = 0, the per-example weights stay B times the batch-mean
+  // ones when their learning rate is B times larger, so ĝ = M/B and ĝ = M agree step by step.
+  test.each([2, 5])('batch %i, four steps', async (B) => {
+    const width = 4,
+      lr = 0.01,
+      rng = new Random(50 + B);
+    const stream = new Stream(cpu);
+    const arena = new Arena();
+    const ctx: StepContext = { device: cpu, stream, training: true, arena };
+    const labels = Tensor.zeros([B], { device: cpu, dtype: 'int32', arena });
+    const make = (scale: TargetScale, rate: number) => {
+      const s = new Synthesizer('s', width, 1, { hidden: [], targetScale: scale });
+      s.initialize(cpu, new Random(1), new Adam({ lr: rate }));
+      return s;
+    };
+    const perExample = make('per-example', B * lr),
+      batchMean = make('batch-mean', lr);
+    let last: Float64Array[] = [];
+    for (let step = 0; step < 4; step++) {
+      const h = Tensor.fromArray(ref.uniformArray(rng, B * width, -1, 1), [B, width], { device: cpu, arena });
+      const delta = Tensor.fromArray(ref.uniformArray(rng, B * width, -0.5, 0.5), [B, width], { device: cpu, arena });
+      const predictions = [perExample, batchMean].map((s) => s.predict(h, labels, ctx));
+      last = await Promise.all(predictions.map((q) => values(q.gradient, stream)));
+      predictions.forEach((q) => q.learn(delta, ctx));
+    }
+    expect(ref.maxAbs(last[1])).toBeGreaterThan(1e-3); // M has moved from 0
+    expectClose(last[0], last[1], 'ĝ after three steps', 1e-4);
+    arena.dispose();
+    perExample.dispose();
+    batchMean.dispose();
   });
 });
 
