@@ -4,7 +4,7 @@
 # model's lr) with each synthesizer target scale at the same budget: the same seed gives both
 # scales the same initial weights and batches. Then the probes of docs/synthesizer-scale.md
 # (probe.ts). One-thread processes; one results file per run in
-# experiments/synthesizer-scale/results/ (written as each run ends; its log beside it). A run
+# experiments/synthesizer-scale/results/ (written as each run ends; its log, not committed, beside it). A run
 # whose results exist is skipped, so rerunning the script resumes where it stopped.
 #   bash experiments/synthesizer-scale/run.sh        (after npm install)
 set -euo pipefail
@@ -19,11 +19,10 @@ run() { # method depth iterations seed [scale]
 }
 both() { for s in per-example batch-mean; do run "$@" $s; done; }
 probe() { # name, then probe.js's flags
-  [ -f "$out/$1.done" ] && return 0
+  grep -qs testError "$out/$1.jsonl" && return 0 # finished already
   local name=$1
   shift
   SYNTHGRAD_NUM_THREADS=1 nice -n 5 node dist/experiments/synthesizer-scale/probe.js --out "$name" "$@" >"$out/$name.log" 2>&1
-  touch "$out/$name.done"
 }
 steps=0,1,2,3,5,10,20,50,100,200,400,600,800,1000
 # DNI costs 10-20 times a cDNI step (two 1024-wide hidden layers per synthesizer): 1,000 steps
