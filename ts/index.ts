@@ -100,7 +100,7 @@ export type {
 } from './recurrent/multiscale';
 export type { TrainSequencesOptions, SequenceProgress, SequenceScore, SequenceTaskName } from './recurrent/run';
 export { Synthesizer } from './dni/synthesizer';
-export type { SynthesizerOptions, Prediction } from './dni/synthesizer';
+export type { SynthesizerOptions, Prediction, TargetScale } from './dni/synthesizer';
 export { DecoupledTraining } from './dni/training';
 export type { StepRecord } from './dni/training';
 export type { ModuleDiagnostics } from './dni/diagnostics';

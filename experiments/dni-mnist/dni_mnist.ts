@@ -8,7 +8,7 @@
 //   node dist/experiments/dni-mnist/dni_mnist.js --iterations 500000 [--lr 3e-5] [--depths 3,4,5,6]
 //        [--methods backprop,dni,cdni] [--stochastic 0.2,1] [--synth-lr 1e-4] [--out dni-mnist]
 //        [--optimizer adam|sgd] [--synth-lr-decay on|off] [--center on|off] [--mask-inactive on|off]
-//        [--checkpoint-dir experiments/dni-mnist/checkpoints]
+//        [--checkpoint-dir experiments/dni-mnist/checkpoints] [--synth-scale per-example|batch-mean]
 // --synth-lr gives the DNI synthesizers their own Adam learning rate (same decay); default: the
 // model's. cDNI's linear synthesizers keep the model's, as in the paper. --synth-lr-decay off:
 // the DNI synthesizers keep their learning rate while the model's decays (default on).
@@ -17,6 +17,7 @@
 // --center on: the synthesizers centre ĝ over the batch (decouple's `center`: every cut but the
 // last in these models); default off. --mask-inactive on: they regress only on the units with
 // h > 0 (decouple's `maskInactive`: every cut in these models); default off.
+// --synth-scale: the synthesizers' targetScale (docs/synthesizer-scale.md); default: the library's.
 // --checkpoint-dir: each run saves itself there every 1000 steps, and a rerun of the same
 // command resumes every run where it stopped (finished ones are only evaluated), so a long
 // reproduction can span several sittings. The time columns then cover the timed segments.
@@ -24,7 +25,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Adam, DecoupledNetwork, Device, Trainer, datasets, decouple, mlp, native, learningRateSchedules } from '../../ts';
-import type { Module } from '../../ts';
+import type { Module, TargetScale } from '../../ts';
 import { OptimizerKind, modelOptimizer, onOff, optimizerKind, optimizerName } from '../../bench/flags';
 import { experimentResultsDir } from '../../bench/paths';
 
@@ -45,6 +46,7 @@ interface Args {
   seed: number;
   out: string;
   checkpointDir?: string;
+  synthScale?: TargetScale;
 }
 
 function parse(argv: string[]): Args {
@@ -67,6 +69,7 @@ function parse(argv: string[]): Args {
     else if (k === '--seed') a.seed = Number(v);
     else if (k === '--out') a.out = v;
     else if (k === '--checkpoint-dir') a.checkpointDir = v;
+    else if (k === '--synth-scale') a.synthScale = v as TargetScale; // checked by decouple
     else throw new Error(`unknown option ${k}`);
   }
   if (!(a.iterations > 0)) throw new Error('--iterations must be > 0');
@@ -119,7 +122,7 @@ async function main(): Promise<void> {
     const model = mlp(784, new Array(depth).fill(256), 10);
     const decayed = (base: number) => learningRateSchedules.stepDecay(base, [Math.round(0.6 * args.iterations), Math.round(0.8 * args.iterations)], 0.1);
     const dniSynthOptimizer = args.synthLr === undefined ? undefined : () => new Adam({ lr: args.synthLrDecay ? decayed(args.synthLr!) : args.synthLr! });
-    const refinements = { center: args.center, maskInactive: args.maskInactive };
+    const refinements = { center: args.center, maskInactive: args.maskInactive, targetScale: args.synthScale };
     const net: Module = method === 'backprop' ? model : decouple(model, {
       synthesizer: method === 'cdni'
         ? { conditioned: true, hidden: [], ...refinements }
@@ -133,7 +136,8 @@ async function main(): Promise<void> {
     const synthesizers = net instanceof DecoupledNetwork ? net.synthesizers : [];
     const name = `${experiment}-${depth}layers-${method}-p${pUpdate}-${args.iterations}it-lr${args.lr}` +
       `-synthlr${method === 'dni' ? args.synthLr ?? 'model' : 'model'}${method === 'dni' && !args.synthLrDecay ? '-constant' : ''}-batch${args.batchSize}-seed${args.seed}${args.optimizer === 'sgd' ? '-sgd' : ''}` +
-      (synthesizers.some((s) => s.center) ? '-centered' : '') + (synthesizers.some((s) => s.maskInactive) ? '-masked' : '');
+      (synthesizers.some((s) => s.center) ? '-centered' : '') + (synthesizers.some((s) => s.maskInactive) ? '-masked' : '') +
+      (synthesizers.some((s) => s.targetScale === 'batch-mean') ? '-batchmean' : '');
     const checkpoint = args.checkpointDir ? path.join(args.checkpointDir, `${name}.ckpt`) : undefined;
     const timing = checkpoint ? `${checkpoint}.time.json` : undefined;
     // Time of the completed segments of this run (a segment killed mid-way is not timed).
@@ -174,7 +178,7 @@ async function main(): Promise<void> {
   const md = [
     '# MNIST FCN: test error of backprop, DNI and cDNI', '',
     `${new Date().toISOString()}; ${machine}; command: \`node dist/experiments/dni-mnist/dni_mnist.js ${process.argv.slice(2).join(' ')}\`.`, '',
-    `Iterations: **${args.iterations}** (the paper: 500,000), batch ${args.batchSize}, ${optimizerName(args.optimizer)} lr ${args.lr}${args.synthLr === undefined ? '' : ` (DNI synthesizers${args.optimizer === 'sgd' ? ': Adam' : ''} ${args.synthLr}${args.synthLrDecay ? '' : ', not decayed'})`} divided by 10 at 60% and 80%, seed ${args.seed}; synthesizers centre ĝ over the batch: ${args.center ? 'yes, where the next module starts with Linear → BatchNorm' : 'no'}; synthesizers regress only on active units (h > 0): ${args.maskInactive ? 'yes' : 'no'}.`, '',
+    `Iterations: **${args.iterations}** (the paper: 500,000), batch ${args.batchSize}, ${optimizerName(args.optimizer)} lr ${args.lr}${args.synthLr === undefined ? '' : ` (DNI synthesizers${args.optimizer === 'sgd' ? ': Adam' : ''} ${args.synthLr}${args.synthLrDecay ? '' : ', not decayed'})`} divided by 10 at 60% and 80%, seed ${args.seed}; synthesizers centre ĝ over the batch: ${args.center ? 'yes, where the next module starts with Linear → BatchNorm' : 'no'}; synthesizers regress only on active units (h > 0): ${args.maskInactive ? 'yes' : 'no'}; synthesizers' target scale: ${args.synthScale ?? 'default (per-example)'}.`, '',
     '| hidden layers | backprop | DNI | cDNI | DNI - backprop | cDNI - backprop |', '|---|---|---|---|---|---|',
     ...args.depths.map((d) => {
       const [bp, dni, cdni] = ['backprop', 'dni', 'cdni'].map((m) => errorOf(d, m));

@@ -100,6 +100,7 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
           conditioned: o.method === 'cdni',
           center: o.center,
           maskInactive: o.maskInactive,
+          targetScale: o.synthScale,
           optimizer: synthLr === undefined ? undefined : () => new Adam({ lr: synthLr }),
         },
         schedule,

@@ -4,6 +4,7 @@ import { Adam, Optimizer, SGD } from '../optim/optimizers';
 import type { LearningRateSchedule } from '../optim/optimizers';
 import { error } from '../errors';
 import { DataSpec, parseDataSpec } from './data';
+import { TARGET_SCALES, TargetScale } from '../dni/synthesizer';
 import { FlagSpec, numberFlag, readFlags } from './flags';
 
 /** The model's optimizer: Adam, or SGD with momentum 0.9 (`--optimizer`). */
@@ -59,6 +60,10 @@ export const usage = `usage: npm start -- [options]
   --mask-inactive              DNI/cDNI: synthesizers fit only the units with h > 0 (after a ReLU)
   --unlock                     DNI/cDNI: the complete unlock: modules 2..N train on synthetic inputs
                                predicted from the image (lockstep only; testing uses the true path)
+  --synth-scale per-example|batch-mean
+                               DNI/cDNI: what the synthesizers regress: the per-example gradient B·δ
+                               (ĝ = M(h)/B; the library's default) or the batch-mean loss's δ (ĝ = M(h));
+                               docs/synthesizer-scale.md
   --graph                      capture the training step once and replay it (backprop, lockstep p = 1)
   --checkpoint FILE            save the run to FILE after every epoch and when stopped by Ctrl-C or SIGTERM;
                                if FILE exists, resume from it (with more --epochs, a finished run goes on)
@@ -89,6 +94,8 @@ export interface Options {
   maskInactive: boolean;
   /** the complete unlock (absent unless given, so that other runs' checkpoint config is unchanged) */
   unlock?: boolean;
+  /** the synthesizers' targetScale (undefined: the library's default) */
+  synthScale?: TargetScale;
   epochs: number;
   batchSize: number;
   optimizer: OptimizerKind;
@@ -134,6 +141,7 @@ const flags: FlagSpec = {
   center: 'switch',
   'mask-inactive': 'switch',
   unlock: 'switch',
+  'synth-scale': 'value',
   graph: 'switch',
   checkpoint: 'value',
   'save-every': 'value',
@@ -165,6 +173,7 @@ const decoupledOnly = [
   '--mask-inactive',
   '--synth-lr',
   '--unlock',
+  '--synth-scale',
 ];
 
 /** `--at`'s value: a named cut or 0-based layer indices. */
@@ -298,6 +307,11 @@ export function parseArgs(argv: readonly string[]): Options {
         if (value !== 'per-module' && value !== 'single')
           throw error('ERR_SYNTHGRAD_CLI', `--streams must be per-module or single, got '${value ?? ''}'`);
         o.streams = value;
+        break;
+      case '--synth-scale':
+        if (!TARGET_SCALES.includes(value as TargetScale))
+          throw error('ERR_SYNTHGRAD_CLI', `--synth-scale must be per-example or batch-mean, got '${value ?? ''}'`);
+        o.synthScale = value as TargetScale;
         break;
       case '--diagnose-every':
         o.diagnoseEvery = num();

@@ -256,6 +256,7 @@ const SYNTHESIZER_OPTIONS = [
   'network',
   'center',
   'maskInactive',
+  'targetScale',
 ] as const;
 
 /** Cuts a Sequential model into decoupled modules with a synthesizer at each cut. */

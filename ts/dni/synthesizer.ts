@@ -5,11 +5,12 @@
 // initialised to zero, so M starts by predicting 0 and the module is first left alone.
 // Conditioned (cDNI): M sees the label too, as [h, onehot(y)].
 //
-// Scale: the network's loss is a mean over the batch, so the true gradient at row n is
-// (1/B)·∂ℓ_n/∂h_n and shrinks with the batch size B. M models the per-example gradient
-// ∂ℓ_n/∂h_n instead (its targets are B·δ, its predictions are used as M(h)/B): the same
-// function whatever B, and targets of order one that Adam's fixed-size first steps cannot
-// overshoot by orders of magnitude (with raw targets of ~1e-4 they did, and training diverged).
+// Target scale (`targetScale`, docs/synthesizer-scale.md): the network's loss is a mean over
+// the batch, so the true gradient δ at row n is (1/B)·∂ℓ_n/∂h_n and shrinks with the batch
+// size B. 'per-example' (the default) models ∂ℓ_n/∂h_n instead: M's targets are B·δ and its
+// predictions are used as M(h)/B, the same function whatever B, with targets large enough that
+// Adam's fixed-size first steps do not overshoot them by orders of magnitude. 'batch-mean'
+// regresses δ itself and uses M(h) as it is (as other implementations do).
 import { Device } from '../device';
 import { BatchNorm1d, Linear, ReLU, Sequential } from '../nn/layers';
 import { Forwarded, Module, Parameter, StepContext } from '../nn/module';
@@ -18,6 +19,11 @@ import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
 import { error, rangeError, typeError } from '../errors';
+
+/** What M regresses onto: the per-example gradient B·δ (M(h)/B used), or the batch-mean loss's δ (M(h) used). */
+export type TargetScale = 'per-example' | 'batch-mean';
+
+export const TARGET_SCALES: readonly TargetScale[] = ['per-example', 'batch-mean'];
 
 export interface SynthesizerOptions {
   /** widths of the hidden layers; default: [] when conditioned (cDNI), else [1024, 1024] */
@@ -53,6 +59,11 @@ export interface SynthesizerOptions {
    * Default false.
    */
   maskInactive?: boolean;
+  /**
+   * 'per-example' (default): M regresses B·δ and ĝ = M(h)/B; 'batch-mean': M regresses δ, the
+   * gradient of the batch-mean loss, and ĝ = M(h). See the file comment.
+   */
+  targetScale?: TargetScale;
 }
 
 /** One prediction, with what it needs to learn from a target later. */
@@ -77,6 +88,7 @@ export class Synthesizer {
   readonly updatesPerTarget: number;
   readonly center: boolean;
   readonly maskInactive: boolean;
+  readonly targetScale: TargetScale;
   optimizer?: Optimizer;
   private params: Parameter[] = [];
 
@@ -95,6 +107,9 @@ export class Synthesizer {
     this.maskInactive = options.maskInactive ?? false;
     for (const key of ['center', 'maskInactive'] as const)
       if (typeof this[key] !== 'boolean') throw typeError(`${name}: '${key}' must be true or false, got ${JSON.stringify(this[key])}`);
+    this.targetScale = options.targetScale ?? 'per-example';
+    if (!TARGET_SCALES.includes(this.targetScale))
+      throw typeError(`${name}: 'targetScale' must be 'per-example' or 'batch-mean', got ${JSON.stringify(options.targetScale)}`);
     if (options.optimizer !== undefined && typeof options.optimizer !== 'function')
       throw typeError(`${name}: 'optimizer' must be a function returning an Optimizer, got ${typeof options.optimizer}`);
     if (!(this.lossWeight > 0) || !Number.isFinite(this.lossWeight))
@@ -146,22 +161,29 @@ export class Synthesizer {
     const f = this.network.forward(input, ctx);
     const batch = h.shape[0];
     const out = this.output(f, ctx);
-    const gradient = ops.scale(ctx, 1 / batch, out); // ĝ = M(h)/B
+    const factor = this.targetFactor(batch);
+    // New tensors (a scale by 1 copies exactly): the module's backward and the masking below may write into them.
+    const gradient = ops.scale(ctx, 1 / factor, out); // ĝ = M(h)/B or M(h)
     return {
       gradient,
       learn: (target, lctx, late = false) => {
-        const perExample = ops.scale(lctx, batch, target); // B·δ
+        const scaled = ops.scale(lctx, factor, target); // B·δ or δ
         // Zero the target where h = 0 (and the prediction below): those units then add nothing.
-        if (this.maskInactive) ops.activationBackwardInto(lctx, 'relu', h, perExample, perExample);
+        if (this.maskInactive) ops.activationBackwardInto(lctx, 'relu', h, scaled, scaled);
         let loss: Tensor | undefined;
         for (let k = 0; k < this.updatesPerTarget; k++) {
           // A fresh forward leaves BatchNorm's running statistics alone: this batch already counted once.
           const current = k === 0 && !late ? f : this.network.forward(input, { ...lctx, freezeStatistics: true });
-          loss = this.regress(h, current, k === 0 && !late ? out : this.output(current, lctx), perExample, lctx, optimizer);
+          loss = this.regress(h, current, k === 0 && !late ? out : this.output(current, lctx), scaled, lctx, optimizer);
         }
         return loss!;
       },
     };
+  }
+
+  /** What M's targets are, in units of δ (the batch-mean loss's gradient) on a batch of `batch` rows: B or 1. */
+  targetFactor(batch: number): number {
+    return this.targetScale === 'per-example' ? batch : 1;
   }
 
   /** M's output, centred over the batch into a copy when `center` (its last layer's backward may read the original). */

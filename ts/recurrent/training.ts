@@ -24,7 +24,8 @@
 //   across the boundary, and the cell's path (∂c_T) is the one that spans many steps (the
 //   constant error carousel) — predicting only ∂h_T would cut it at every boundary.
 // - Scale: as the feed-forward synthesizer (../dni/synthesizer.ts, reused here) M models the
-//   per-example gradient: ĝ = M(s)/B, targets B·δ_0. Linear and zero-initialised by default.
+//   per-example gradient by default: ĝ = M(s)/B, targets B·δ_0 (synthesizer.targetScale
+//   'batch-mean': ĝ = M(s), targets δ_0). Linear and zero-initialised by default.
 // - Resets: a window that starts with a reset runs from a zero state, so the true gradient at
 //   the carried s_0 is exactly zero. That boundary still trains M, onto 0: it is the true
 //   target (nothing after an episode's end depends on its final state), and M learns to
@@ -44,7 +45,7 @@
 //   window has run, and waiting for it is full BPTT, the thing DNI avoids.
 // - DNI + Aux (the paper's "+Aux", the core predicting the synthetic gradients it will
 //   receive): a linear head A on h_t predicts, at every step t of the window, M(s_T) (M's
-//   per-example output at the window's end boundary); L_aux = auxWeight · (1/T) Σ_t
+//   output at the window's end boundary, per example by default); L_aux = auxWeight · (1/T) Σ_t
 //   mean((A h_t - M(s_T))²), the target detached (no gradient into M or s_T). Its gradient
 //   reaches the core through h_t, so the core learns features from which the future gradient
 //   is predictable; A is trained with the core by the core's optimizer. It changes no loss
@@ -58,7 +59,7 @@
 // bit-identical weights.
 import { checkOptions, describe, numberOption, positiveInt } from '../check';
 import { Device } from '../device';
-import { Synthesizer } from '../dni/synthesizer';
+import { Synthesizer, TargetScale } from '../dni/synthesizer';
 import { Linear } from '../nn/layers';
 import { LSTMState } from '../nn/lstm';
 import { Module, Parameter, StepContext } from '../nn/module';
@@ -103,6 +104,8 @@ export interface RecurrentSynthesizerOptions {
    * bootstrap, as in TD(λ)); default DEFAULT_DISCOUNT (see the file comment)
    */
   discount?: number;
+  /** what M regresses onto: 'per-example' (default; ĝ = M(s_T)/B) or 'batch-mean' (ĝ = M(s_T)); see ../dni/synthesizer.ts */
+  targetScale?: TargetScale;
 }
 
 export interface RecurrentTrainingOptions {
@@ -209,7 +212,12 @@ export class RecurrentTraining {
     if (this.streams !== 'single' && this.streams !== 'separate')
       throw typeError(`RecurrentTraining: 'streams' must be 'single' or 'separate', got ${describe(options.streams)}`);
     const synthOptions = options.synthesizer ?? {};
-    checkOptions('RecurrentTraining', synthOptions, ['hidden', 'lossWeight', 'optimizer', 'network', 'discount'], 'synthesizer');
+    checkOptions(
+      'RecurrentTraining',
+      synthOptions,
+      ['hidden', 'lossWeight', 'optimizer', 'network', 'discount', 'targetScale'],
+      'synthesizer',
+    );
     this.discount = numberOption('RecurrentTraining', 'synthesizer.discount', synthOptions.discount, synthesized ? DEFAULT_DISCOUNT : 1);
     if (!(this.discount > 0 && this.discount <= 1))
       throw rangeError(`RecurrentTraining: 'synthesizer.discount' must be a number in (0, 1], got ${this.discount}`);
@@ -229,6 +237,7 @@ export class RecurrentTraining {
         hidden: synthOptions.hidden ?? [],
         lossWeight: synthOptions.lossWeight,
         network: synthOptions.network,
+        targetScale: synthOptions.targetScale,
       });
       const make = synthOptions.optimizer ?? options.optimizer;
       if (typeof make !== 'function')
@@ -470,7 +479,7 @@ export class RecurrentTraining {
    */
   private auxGradients(outputs: Tensor[], g: Tensor, batch: number, ctx: StepContext): Tensor[] {
     const aux = this.aux!;
-    const target = ops.scale(ctx, batch, g); // M(s_T), per example
+    const target = ops.scale(ctx, this.synthesizer!.targetFactor(batch), g); // M(s_T)
     return outputs.map((h) => {
       const f = aux.forward(h, ctx);
       const d = ops.mseBackward(ctx, f.output, target, this.auxWeight / outputs.length);
