@@ -1,4 +1,6 @@
 // decouple(): cuts a Sequential model into modules and attaches a synthesizer to every cut.
+// A cut of [batch, features] rows gets a fully connected synthesizer, a cut of [batch, C, H, W]
+// images (a CNN cut after an activation) a convolutional one (synthesizer.ts).
 //
 // The result is a Module (its forward is the plain network, for evaluation) that brings its
 // own training strategy (training.ts), so Trainer.fit/evaluate accept it like any model.
@@ -6,7 +8,7 @@ import { booleanOption, checkOptions, describe, shown } from '../check';
 import { Device } from '../device';
 import { Activation, BatchNorm1d, Linear, Sequential, endsWithReLU } from '../nn/layers';
 import { Loss } from '../nn/losses';
-import { Forwarded, Module, Parameter, Shape, StepContext } from '../nn/module';
+import { Forwarded, InputShape, Module, Parameter, Shape, StepContext } from '../nn/module';
 import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
@@ -50,6 +52,12 @@ export interface DecoupleOptions {
   streams?: 'per-module' | 'single';
   /** number of classes for cDNI's one-hot labels; default: the model's output width */
   classes?: number;
+  /**
+   * The shape of one input example, e.g. [1, 28, 28]: needed for a model that takes images
+   * (its cuts' image sizes follow from it); a model on rows infers [features] from its first
+   * layer. Training data must then have this shape.
+   */
+  input?: number[];
 }
 
 /** The resolved, checked configuration. */
@@ -68,6 +76,8 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
   /** synthesizers[i] predicts the gradient at modules[i]'s output (none for the last module) */
   readonly synthesizers: Synthesizer[];
   readonly config: DecoupledConfig;
+  /** the shape of one input example (options.input, or [features] for a model on rows) */
+  readonly input: readonly number[];
   private readonly synthesizerOptimizer?: (module: number) => Optimizer;
   private device?: Device;
   private rng?: Random;
@@ -79,7 +89,7 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     super();
     if (!(model instanceof Sequential)) throw typeError(`decouple: 'model' must be a Sequential, got ${describe(model)}`);
     if (!options || typeof options !== 'object') throw typeError('decouple: options must be an object');
-    checkOptions('decouple', options, ['at', 'synthesizer', 'schedule', 'lambda', 'warmupSteps', 'streams', 'classes']);
+    checkOptions('decouple', options, ['at', 'synthesizer', 'schedule', 'lambda', 'warmupSteps', 'streams', 'classes', 'input']);
     checkOptions('decouple', options.synthesizer, SYNTHESIZER_OPTIONS, 'synthesizer');
     // The Synthesizer takes any truthy value as cDNI: "no" would quietly condition on the labels.
     booleanOption('decouple', 'synthesizer.conditioned', options.synthesizer?.conditioned, false);
@@ -101,29 +111,35 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
 
     const bounds = [-1, ...this.config.cuts, layers.length - 1];
     this.modules = bounds.slice(1).map((end, i) => new Sequential(layers.slice(bounds[i] + 1, end + 1) as Module[]));
-    // The shape at every cut, through each module's outputShape from the network's input rows
-    // (one row stands for any batch): a synthesizer takes [batch, features] rows.
-    const inputWidth = model.inputFeatures();
-    if (inputWidth === undefined)
-      throw typeError('decouple: cannot infer the input width of the model (start it with a Linear or BatchNorm1d)');
-    let shape: number[] = [1, inputWidth];
-    const widths = this.modules.map((m, i) => {
-      shape = m.outputShape(shape);
-      if (shape.length !== 2)
+    this.input = inputExample(model, options.input);
+    // The shape at every cut, through each module's outputShape from one input example (one
+    // stands for any batch): a synthesizer takes [batch, features] rows or [batch, C, H, W] images.
+    let shape: number[] = [1, ...this.input];
+    const cutShapes = this.modules.map((m, i) => {
+      try {
+        shape = m.outputShape(shape);
+      } catch (e) {
+        if (i > 0 || options.input === undefined) throw e;
+        throw rangeError(`decouple: 'input' [${this.input.join(', ')}] does not fit the model: ${(e as Error).message}`);
+      }
+      const last = i === this.modules.length - 1;
+      if (shape.length !== 2 && (last || shape.length !== 4))
         throw rangeError(
           `decouple: module ${i + 1} (${m.name}) outputs shape [${shape.join(', ')}]; ` +
-            (i < this.modules.length - 1 ? 'a synthesizer takes [batch, features] rows' : 'the loss takes [batch, outputs]'),
+            (last
+              ? 'the loss takes [batch, outputs]'
+              : 'a synthesizer takes [batch, features] rows or [batch, channels, height, width] images'),
         );
-      return shape[1];
+      return shape.slice(1);
     });
-    const classes = options.classes ?? widths[widths.length - 1];
+    const classes = options.classes ?? cutShapes[cutShapes.length - 1][0];
     if (!Number.isInteger(classes) || classes < 1)
       throw rangeError(`decouple: 'classes' must be a positive integer, got ${shown(classes)}`);
     this.synthesizers = this.modules.slice(0, -1).map(
       (_, i) =>
-        new Synthesizer(`synthesizer ${i + 1} (after layer ${this.config.cuts[i]})`, widths[i], classes, {
+        new Synthesizer(`synthesizer ${i + 1} (after layer ${this.config.cuts[i]})`, cutShapes[i], classes, {
           ...options.synthesizer,
-          center: centerAt(options.synthesizer?.center, this.modules[i + 1]),
+          center: cutShapes[i].length === 1 ? centerAt(options.synthesizer?.center, this.modules[i + 1]) : false,
           maskInactive: maskAt(options.synthesizer?.maskInactive, this.modules[i]),
         }),
     );
@@ -143,12 +159,18 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     this.rng = rng;
   }
 
+  /** The model's, for examples of the shape the synthesizers were built for (`input`). */
   outputShape(input: Shape): number[] {
-    return this.model.outputShape(input);
+    const out = this.model.outputShape(input);
+    if (input.length !== this.input.length + 1 || input.some((d, k) => k > 0 && d !== this.input[k - 1]))
+      throw rangeError(
+        `${this.name}: built for examples of shape [${this.input.join(', ')}] (decouple's 'input'), got [${input.slice(1).join(', ')}]`,
+      );
+    return out;
   }
 
-  inputFeatures(): number | undefined {
-    return this.model.inputFeatures();
+  inputShape(): InputShape | undefined {
+    return this.model.inputShape();
   }
 
   /** The modules' parameters (the synthesizers' are separate: synthesizerParameters()). */
@@ -199,6 +221,8 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
 /** The keys of SynthesizerOptions (synthesizer.ts), checked here, where users pass them. */
 const SYNTHESIZER_OPTIONS = [
   'hidden',
+  'filters',
+  'kernel',
   'conditioned',
   'lossWeight',
   'updatesPerTarget',
@@ -211,6 +235,22 @@ const SYNTHESIZER_OPTIONS = [
 /** Cuts a Sequential model into decoupled modules with a synthesizer at each cut. */
 export function decouple(model: Sequential, options: DecoupleOptions = {}): DecoupledNetwork {
   return new DecoupledNetwork(model, options);
+}
+
+/** The shape of one input example: `given` (checked), else [features] of a model on rows. */
+function inputExample(model: Sequential, given: unknown): number[] {
+  if (given !== undefined) {
+    if (!Array.isArray(given) || given.length === 0 || !given.every((d) => Number.isInteger(d) && d > 0))
+      throw typeError(`decouple: 'input' must be the shape of one example (positive integers, e.g. [1, 28, 28]), got ${shown(given)}`);
+    return [...(given as number[])];
+  }
+  const takes = model.inputShape();
+  if (takes?.kind === 'rows') return [takes.features];
+  throw typeError(
+    takes?.kind === 'images'
+      ? "decouple: the model takes images: give 'input', the shape of one example [channels, height, width] (e.g. [1, 28, 28])"
+      : "decouple: cannot infer the input width of the model (start it with a Linear or BatchNorm1d, or give 'input')",
+  );
 }
 
 function resolveCuts(at: DecoupleOptions['at'], model: Sequential): number[] {
