@@ -159,14 +159,14 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     this.rng = rng;
   }
 
-  /** The model's, for examples of the shape the synthesizers were built for (`input`). */
+  /** The model's, for examples of the shape the synthesizers were built for (`input`; rows: the model checks their width). */
   outputShape(input: Shape): number[] {
-    const out = this.model.outputShape(input);
-    if (input.length !== this.input.length + 1 || input.some((d, k) => k > 0 && d !== this.input[k - 1]))
+    const example = input.slice(1);
+    if (this.input.length > 1 && (example.length !== this.input.length || example.some((d, k) => d !== this.input[k])))
       throw rangeError(
-        `${this.name}: built for examples of shape [${this.input.join(', ')}] (decouple's 'input'), got [${input.slice(1).join(', ')}]`,
+        `${this.name}: built for examples of shape [${this.input.join(', ')}] (decouple's 'input'), got [${example.join(', ')}]`,
       );
-    return out;
+    return this.model.outputShape(input);
   }
 
   inputShape(): InputShape | undefined {
