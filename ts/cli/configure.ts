@@ -1,12 +1,14 @@
 // What `npm start`'s options configure: the model (plain or decoupled), the Trainer's options
 // and fit()'s, without loading data or training (main.ts adds the data and the logging), so
 // that a test can check that every flag reaches what it configures.
+import { Dataset } from '../data/dataset';
 import { Device } from '../device';
 import { decouple, UpdateSchedule } from '../dni/network';
 import { feedbackAlignment } from '../methods/feedback-alignment';
 import { reinforce } from '../methods/reinforce';
 import { targetPropagation } from '../methods/target-propagation';
 import { mlp } from '../models';
+import { cnn } from '../nn/conv';
 import { Activation, Linear, Sequential } from '../nn/layers';
 import type { ActivationName } from '../ops';
 import { Module } from '../nn/module';
@@ -71,7 +73,8 @@ function stack(hidden: number[], activation: ActivationName): Sequential {
  */
 export function configure(o: Options, trainCount: number, plannedDecaySteps?: number[]): Configured {
   const device = deviceOf(o);
-  const mlpModel = mlp(784, o.hidden, 10);
+  // --model cnn: the paper's CNN on MNIST's [1, 28, 28] images; decouple() needs that shape.
+  const mlpModel = o.cnn ? cnn({ channels: 1, height: 28, width: 28, classes: 10, ...o.cnn }) : mlp(784, o.hidden, 10);
   const decoupled = o.method === 'dni' || o.method === 'cdni';
   const schedule: UpdateSchedule =
     o.pipeline > 0 ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate } : { kind: 'lockstep', pUpdate: o.pUpdate };
@@ -93,6 +96,7 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
         },
         schedule,
         streams: o.streams,
+        ...(o.cnn ? { input: [1, 28, 28] } : {}),
       })
     : o.method === 'fa' || o.method === 'dfa'
       ? feedbackAlignment(mlpModel, { direct: o.method === 'dfa' }) // fixed matrices from --seed
@@ -119,4 +123,13 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
       checkpoint: o.checkpoint ? { path: o.checkpoint, every: o.saveEvery ?? stepsPerEpoch, config: runConfig(o, decaySteps) } : undefined,
     },
   };
+}
+
+/**
+ * MNIST with its rows shaped as [1, 28, 28] images (what --model cnn takes; an mlp() takes the
+ * same rows as 784 features). A loader that already shapes them is left as it is.
+ */
+export function mnistImages(split: { train: Dataset; test: Dataset }): { train: Dataset; test: Dataset } {
+  const shaped = (d: Dataset) => (d.shape.length === 3 ? d : new Dataset(d.name, d.inputs, d.labels, d.features, d.classes, [1, 28, 28]));
+  return { train: shaped(split.train), test: shaped(split.test) };
 }

@@ -15,7 +15,7 @@ import { buildInfo, threads } from '../build-info';
 import type { ModuleDiagnostics } from '../dni/diagnostics';
 import { readCheckpointConfig } from '../train/position';
 import { Trainer } from '../train/trainer';
-import { configure, deviceOf } from './configure';
+import { configure, deviceOf, mnistImages } from './configure';
 import { optimizerName, parseArgs, usage } from './options';
 import { Progress } from './progress';
 import { isSequenceRun, parseSequenceArgs, runSequences, sequenceUsage } from './sequences';
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
     `synthgrad: device ${device.name} (${device.describe()}), CPU GEMM ${info.cpuGemm}, ${threads()} threads` +
       (info.cuda ? `, CUDA built in (${info.cudaDevices} device(s))` : ', CUDA not built in'),
   );
-  const { train, test } = await mnist();
+  const { train, test } = mnistImages(await mnist());
   say(`MNIST: ${train.count} training and ${test.count} test images`);
   // A resumed run keeps the learning-rate decay steps planned when it started, so that more epochs extend it.
   const saved = o.checkpoint ? await readCheckpointConfig(o.checkpoint) : undefined;
@@ -102,8 +102,11 @@ async function main(): Promise<void> {
   } = configure(o, train.count, Array.isArray(planned) && planned.every((s) => Number.isInteger(s)) ? (planned as number[]) : undefined);
   const stepsTaken = stepsPerEpoch - (train.count % o.batchSize === 1 ? 1 : 0); // fit drops a 1-row tail
   progress.plan({ totalSteps: Math.min(o.steps ?? Infinity, o.epochs * stepsTaken), epochs: o.epochs, batchSize: o.batchSize });
+  const layers = o.cnn
+    ? `CNN-${o.cnn.blocks} (${o.cnn.filters} 5x5 filters per layer, max then average pools)`
+    : `784-${o.hidden.join('-')}-10`;
   say(
-    `model: 784-${o.hidden.join('-')}-10, ${o.method === 'dtp' ? 'Tanh' : o.method === 'reinforce' ? 'Bernoulli (Sigmoid) units' : 'BatchNorm + ReLU'}, ${o.method}` +
+    `model: ${layers}, ${o.method === 'dtp' ? 'Tanh' : o.method === 'reinforce' ? 'Bernoulli (Sigmoid) units' : 'BatchNorm + ReLU'}, ${o.method}` +
       (decoupled
         ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
           `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})`
