@@ -8,6 +8,7 @@ import * as path from 'path';
 import {
   Adam,
   Arena,
+  BatchNorm1d,
   BatchNorm2d,
   Conv2d,
   Dataset,
@@ -213,6 +214,31 @@ describe('one step of a decoupled CNN', () => {
 });
 
 describe('the paper-style convolutional synthesizer', () => {
+  test('image cuts get conv synthesizers, row cuts linear ones; centring applies at exact row cuts only', () => {
+    const model = new Sequential([
+      new Conv2d({ inChannels: 1, outChannels: 2, kernel: 3, padding: 'same' }),
+      new ReLU(),
+      new Flatten(),
+      new Linear(32, 6),
+      new ReLU(),
+      new Linear(6, 4),
+      new BatchNorm1d(4),
+      new ReLU(),
+      new Linear(4, 2),
+    ]);
+    const net = decouple(model, { input: [1, 4, 4], synthesizer: { center: true, maskInactive: true, hidden: [5], filters: [3] } });
+    expect(net.config.cuts).toEqual([1, 4, 7]);
+    expect(net.synthesizers.map((s) => s.shape)).toEqual([[2, 4, 4], [6], [4]]);
+    // Only the cut in front of Linear → BatchNorm1d centres; the image cut never does.
+    expect(net.synthesizers.map((s) => s.center)).toEqual([false, true, false]);
+    expect(net.synthesizers.map((s) => s.maskInactive)).toEqual([true, true, true]);
+    expect(net.synthesizers.map((s) => s.network.name)).toEqual([
+      'Sequential(Conv2d(2→3, 5, padding 2), BatchNorm2d(3), ReLU, Conv2d(3→2, 5, padding 2))',
+      'Sequential(Linear(6→5), BatchNorm1d(5), ReLU, Linear(5→6))',
+      'Sequential(Linear(4→5), BatchNorm1d(5), ReLU, Linear(5→4))',
+    ]);
+  });
+
   test('is hidden 5x5 conv → BatchNorm2d → ReLU layers of 128 filters and a zero 5x5 conv to the channels', () => {
     const net = decouple(cnn({ channels: 1, height: 12, width: 12, classes: 10, filters: 8, blocks: 2 }), {
       input: [1, 12, 12],

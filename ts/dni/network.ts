@@ -139,7 +139,7 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
       (_, i) =>
         new Synthesizer(`synthesizer ${i + 1} (after layer ${this.config.cuts[i]})`, cutShapes[i], classes, {
           ...options.synthesizer,
-          center: cutShapes[i].length === 1 ? centerAt(options.synthesizer?.center, this.modules[i + 1]) : false,
+          center: centerAt(options.synthesizer?.center, this.modules[i + 1], cutShapes[i].length === 3),
           maskInactive: maskAt(options.synthesizer?.maskInactive, this.modules[i]),
         }),
     );
@@ -296,10 +296,13 @@ function resolveSchedule(s: UpdateSchedule | undefined): Required<UpdateSchedule
  * Whether a synthesizer in front of `next` centres ĝ: where asked to and where it is exact, i.e.
  * the gradient at next's input has zero batch mean whatever arrives at its output. That holds
  * when next starts with BatchNorm1d, or Linear → BatchNorm1d (in training mode BatchNorm's
- * backward removes the batch mean, and a Linear's backward keeps column means at zero).
+ * backward removes the batch mean, and a Linear's backward keeps column means at zero). Never at
+ * a cut of images: BatchNorm2d zeroes a channel's mean over the batch and the pixels together,
+ * not each pixel's mean over the batch, and a conv or pool in front of it keeps neither.
  */
-function centerAt(asked: boolean | undefined, next: Sequential): boolean | undefined {
+function centerAt(asked: boolean | undefined, next: Sequential, images: boolean): boolean | undefined {
   if (asked !== true) return asked; // false, undefined, or a bad value for the Synthesizer to report
+  if (images) return false;
   const [first, second] = next.layers;
   return first instanceof BatchNorm1d || (first instanceof Linear && second instanceof BatchNorm1d);
 }
