@@ -50,7 +50,8 @@ export const usage = `usage: npm start -- [options]
   --device cpu|cuda:0          default: the best device present
   --at every-activation        DNI/cDNI: where to cut the network: every-activation (after each
                                ReLU, the last hidden one included), every-layer, or 0-based layer
-                               indices such as 2,5 (in 784-256-256-256-10, ReLUs are layers 2, 5, 8)
+                               indices such as 2,5 (in 784-256-256-256-10, ReLUs are layers 2, 5, 8;
+                               in --model cnn, 2, 6, 10, ...: one per block)
   --p-update 1                 DNI/cDNI: probability that a module updates at a step
   --pipeline 0                 DNI/cDNI: let modules run this many batches ahead (0: lockstep)
   --streams per-module|single  DNI/cDNI: one stream per module (default) or one in all
