@@ -12,7 +12,9 @@
 // (unknown keys included), the data against the model and the loss (its shape through the
 // model's outputShape chain; classes against
 // the model's outputs, or regression values of its output width), and rows enough for a step. A model belongs to one
-// trainer at a time: a second would re-initialise the weights the first has trained.
+// trainer at a time: a second would re-initialise the weights the first has trained. Batches
+// go to a model that takes images as [rows, ...dataset.shape], to one that takes rows as
+// [rows, features] (exampleShape).
 import { booleanOption, checkOptions, describe, positiveInt } from '../check';
 import { Batch, Dataset } from '../data/dataset';
 import { Device } from '../device';
