@@ -90,7 +90,7 @@ function table(a: Args, rows: Row[], machine: string): string {
     '',
     `Each model as \`npm start -- --model cnn --filters ${a.filters} --blocks B --method M\` builds it (but the synthesizers' filters): B blocks of ${a.filters} 5x5 ` +
       'filters (size-preserving), BatchNorm2d, ReLU, a 3x3 stride-2 max pool after the first block and average pools after the ' +
-      'others, a linear classifier; DNI/cDNI cut after every block’s ReLU, synthesizers two 5x5 conv layers of ${a.synthFilters} filters ' +
+      `others, a linear classifier; DNI/cDNI cut after every block’s ReLU, synthesizers two 5x5 conv layers of ${a.synthFilters} filters ` +
       '(BatchNorm2d, ReLU) and a zero-initialised 5x5 conv (cDNI: + 10 one-hot label maps as input channels). ' +
       `Adam lr ${a.lr} (constant), batch ${a.batchSize}, seed 0; test error on the first ${a.testRows} MNIST test images. ` +
       'ms/step: fit’s wall time over all steps on a shared machine (not a benchmark).',
