@@ -6,7 +6,9 @@ import { decouple, UpdateSchedule } from '../dni/network';
 import { feedbackAlignment } from '../methods/feedback-alignment';
 import { reinforce } from '../methods/reinforce';
 import { targetPropagation } from '../methods/target-propagation';
+import { error } from '../errors';
 import { mlp } from '../models';
+import { cnn } from '../nn/conv';
 import { Activation, Linear, Sequential } from '../nn/layers';
 import type { ActivationName } from '../ops';
 import { Module } from '../nn/module';
@@ -82,7 +84,8 @@ export const mnistShape: DataShape = { shape: [1, 28, 28], classes: 10 };
 export function configure(o: Options, trainCount: number, plannedDecaySteps?: number[], data: DataShape = mnistShape): Configured {
   const device = deviceOf(o);
   const features = data.shape.reduce((a, b) => a * b, 1);
-  const mlpModel = mlp(features, o.hidden, data.classes);
+  // --model cnn: the paper's CNN on the data's images; decouple() needs their shape.
+  const mlpModel = o.cnn ? cnn({ ...imageShape(data), classes: data.classes, ...o.cnn }) : mlp(features, o.hidden, data.classes);
   const decoupled = o.method === 'dni' || o.method === 'cdni';
   const schedule: UpdateSchedule =
     o.pipeline > 0 ? { kind: 'pipelined', depth: o.pipeline, pUpdate: o.pUpdate } : { kind: 'lockstep', pUpdate: o.pUpdate };
@@ -106,6 +109,7 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
         schedule,
         streams: o.streams,
         unlock: o.unlock,
+        ...(o.cnn ? { input: [...data.shape] } : {}),
       })
     : o.method === 'fa' || o.method === 'dfa'
       ? feedbackAlignment(mlpModel, { direct: o.method === 'dfa' }) // fixed matrices from --seed
@@ -132,4 +136,15 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
       checkpoint: o.checkpoint ? { path: o.checkpoint, every: o.saveEvery ?? stepsPerEpoch, config: runConfig(o, decaySteps) } : undefined,
     },
   };
+}
+
+/** The [channels, height, width] of image rows, for cnn(); rows of features are refused. */
+function imageShape(data: DataShape): { channels: number; height: number; width: number } {
+  if (data.shape.length !== 3)
+    throw error(
+      'ERR_SYNTHGRAD_CLI',
+      `--model cnn needs images [channels, height, width], but the data's rows are [${data.shape.join(', ')}]`,
+    );
+  const [channels, height, width] = data.shape;
+  return { channels, height, width };
 }

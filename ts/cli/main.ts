@@ -108,8 +108,11 @@ async function main(): Promise<void> {
   );
   const stepsTaken = stepsPerEpoch - (train.count % o.batchSize === 1 ? 1 : 0); // fit drops a 1-row tail
   progress.plan({ totalSteps: Math.min(o.steps ?? Infinity, o.epochs * stepsTaken), epochs: o.epochs, batchSize: o.batchSize });
+  const layers = o.cnn
+    ? `CNN-${o.cnn.blocks} (${o.cnn.filters} 5x5 filters per layer, max then average pools)`
+    : `${train.features}-${o.hidden.join('-')}-${train.classes}`;
   say(
-    `model: ${train.features}-${o.hidden.join('-')}-${train.classes}, ${o.method === 'dtp' ? 'Tanh' : o.method === 'reinforce' ? 'Bernoulli (Sigmoid) units' : 'BatchNorm + ReLU'}, ${o.method}` +
+    `model: ${layers}, ${o.method === 'dtp' ? 'Tanh' : o.method === 'reinforce' ? 'Bernoulli (Sigmoid) units' : 'BatchNorm + ReLU'}, ${o.method}` +
       (decoupled
         ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
           `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})`

@@ -47,11 +47,17 @@ export const usage = `usage: npm start -- [options]
   --noise 0.1                  dtp: the standard deviation of the inverses' training noise (σ)
   --baseline-decay 0.9         reinforce: the running-mean baseline's decay
   --hidden 256,256,256         hidden layer widths
+  --model mlp|cnn              mlp (default): the FCN of --hidden; cnn: the paper's CNN on [1, 28, 28]
+                               images (5x5 convolutions, BatchNorm + ReLU, pools, a linear classifier);
+                               backprop, dni and cdni only (cut after each block's ReLU)
+  --filters 128                cnn: filters per convolution
+  --blocks 3                   cnn: convolution blocks (CNN-3, CNN-4: --blocks 4)
   --seed 0
   --device cpu|cuda:0          default: the best device present
   --at every-activation        DNI/cDNI: where to cut the network: every-activation (after each
                                ReLU, the last hidden one included), every-layer, or 0-based layer
-                               indices such as 2,5 (in 784-256-256-256-10, ReLUs are layers 2, 5, 8)
+                               indices such as 2,5 (in 784-256-256-256-10, ReLUs are layers 2, 5, 8;
+                               in --model cnn, 2, 6, 10, ...: one per block)
   --p-update 1                 DNI/cDNI: probability that a module updates at a step
   --pipeline 0                 DNI/cDNI: let modules run this many batches ahead (0: lockstep)
   --streams per-module|single  DNI/cDNI: one stream per module (default) or one in all
@@ -108,6 +114,8 @@ export interface Options {
   baselineDecay?: number;
   seed: number;
   hidden: number[];
+  /** --model cnn: the CNN's widths (absent for the FCN, so that its runs' saved configs stay as they were) */
+  cnn?: { filters: number; blocks: number };
   device?: string;
   checkpoint?: string;
   saveEvery?: number;
@@ -131,6 +139,9 @@ const flags: FlagSpec = {
   'baseline-decay': 'value',
   hidden: 'value',
   data: 'value',
+  model: 'value',
+  filters: 'value',
+  blocks: 'value',
   seed: 'value',
   device: 'value',
   at: 'value',
@@ -208,6 +219,7 @@ export function parseArgs(argv: readonly string[]): Options {
     seed: 0,
     hidden: [256, 256, 256],
   };
+  const cnnWidths: { filters?: number; blocks?: number } = {};
   for (const { flag, value } of readFlags(argv, flags)) {
     given.add(flag);
     const on = switches.get(flag);
@@ -267,6 +279,17 @@ export function parseArgs(argv: readonly string[]): Options {
       case '--device':
         o.device = value;
         break;
+      case '--model':
+        if (value !== 'mlp' && value !== 'cnn') throw error('ERR_SYNTHGRAD_CLI', `--model must be mlp or cnn, got '${value ?? ''}'`);
+        if (value === 'cnn') o.cnn = { filters: 128, blocks: 3, ...o.cnn };
+        break;
+      case '--filters':
+      case '--blocks': {
+        const v = positive();
+        if (!Number.isInteger(v)) throw error('ERR_SYNTHGRAD_CLI', `${flag} must be a whole number, got ${v}`);
+        cnnWidths[flag === '--filters' ? 'filters' : 'blocks'] = v;
+        break;
+      }
       case '--checkpoint':
         if (!value) throw error('ERR_SYNTHGRAD_CLI', '--checkpoint needs a file path');
         o.checkpoint = value;
@@ -317,6 +340,17 @@ export function parseArgs(argv: readonly string[]): Options {
         o.diagnoseEvery = num();
         break;
     }
+  }
+  if (o.cnn) {
+    o.cnn = { ...o.cnn, ...cnnWidths };
+    const fcnOnly = ['--hidden', '--center'].find((f) => given.has(f));
+    // --center: centring is exact before Linear → BatchNorm1d only, and the CNN's cuts are images.
+    if (fcnOnly) throw error('ERR_SYNTHGRAD_CLI', `${fcnOnly} applies to --model mlp only, not cnn`);
+    if (!['backprop', 'dni', 'cdni'].includes(o.method))
+      throw error('ERR_SYNTHGRAD_CLI', `--model cnn trains with backprop, dni or cdni, not --method ${o.method}`);
+  } else {
+    const cnnOnly = ['--filters', '--blocks'].find((f) => given.has(f));
+    if (cnnOnly) throw error('ERR_SYNTHGRAD_CLI', `${cnnOnly} applies to --model cnn only`);
   }
   if (o.saveEvery !== undefined && o.checkpoint === undefined) throw error('ERR_SYNTHGRAD_CLI', '--save-every needs --checkpoint FILE');
   if (o.quiet && o.json) throw error('ERR_SYNTHGRAD_CLI', '--quiet and --json: choose one (--json prints no text lines either)');

@@ -1,4 +1,6 @@
 // decouple(): cuts a Sequential model into modules and attaches a synthesizer to every cut.
+// A cut of [batch, features] rows gets a fully connected synthesizer, a cut of [batch, C, H, W]
+// images (a CNN cut after an activation) a convolutional one (synthesizer.ts).
 //
 // The result is a Module (its forward is the plain network, for evaluation) that brings its
 // own training strategy (training.ts), so Trainer.fit/evaluate accept it like any model.
@@ -6,7 +8,7 @@ import { booleanOption, checkOptions, describe, shown } from '../check';
 import { Device } from '../device';
 import { Activation, BatchNorm1d, Linear, Sequential, endsWithReLU } from '../nn/layers';
 import { Loss } from '../nn/losses';
-import { Forwarded, Module, Parameter, Shape, StepContext } from '../nn/module';
+import { Forwarded, InputShape, Module, Parameter, Shape, StepContext } from '../nn/module';
 import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
@@ -61,6 +63,12 @@ export interface DecoupleOptions {
    * Lockstep schedule only, with lambda 0 and no warm-up. Default off.
    */
   unlock?: boolean | UnlockOptions;
+  /**
+   * The shape of one input example, e.g. [1, 28, 28]: needed for a model that takes images
+   * (its cuts' image sizes follow from it); a model on rows infers [features] from its first
+   * layer. Training data must then have this shape.
+   */
+  input?: number[];
 }
 
 /** The resolved, checked configuration. */
@@ -84,6 +92,8 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
   /** with `unlock`: inputModels[i-1] predicts modules[i]'s input from x (i = 1..N-1); else empty */
   readonly inputModels: InputModel[] = [];
   private readonly inputOptimizer?: (module: number) => Optimizer;
+  /** the shape of one input example (options.input, or [features] for a model on rows) */
+  readonly input: readonly number[];
   private readonly synthesizerOptimizer?: (module: number) => Optimizer;
   private device?: Device;
   private rng?: Random;
@@ -95,7 +105,7 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     super();
     if (!(model instanceof Sequential)) throw typeError(`decouple: 'model' must be a Sequential, got ${describe(model)}`);
     if (!options || typeof options !== 'object') throw typeError('decouple: options must be an object');
-    checkOptions('decouple', options, ['at', 'synthesizer', 'schedule', 'lambda', 'warmupSteps', 'streams', 'classes', 'unlock']);
+    checkOptions('decouple', options, ['at', 'synthesizer', 'schedule', 'lambda', 'warmupSteps', 'streams', 'classes', 'unlock', 'input']);
     checkOptions('decouple', options.synthesizer, SYNTHESIZER_OPTIONS, 'synthesizer');
     // The Synthesizer takes any truthy value as cDNI: "no" would quietly condition on the labels.
     booleanOption('decouple', 'synthesizer.conditioned', options.synthesizer?.conditioned, false);
@@ -119,34 +129,40 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
 
     const bounds = [-1, ...this.config.cuts, layers.length - 1];
     this.modules = bounds.slice(1).map((end, i) => new Sequential(layers.slice(bounds[i] + 1, end + 1) as Module[]));
-    // The shape at every cut, through each module's outputShape from the network's input rows
-    // (one row stands for any batch): a synthesizer takes [batch, features] rows.
-    const inputWidth = model.inputFeatures();
-    if (inputWidth === undefined)
-      throw typeError('decouple: cannot infer the input width of the model (start it with a Linear or BatchNorm1d)');
-    let shape: number[] = [1, inputWidth];
-    const widths = this.modules.map((m, i) => {
-      shape = m.outputShape(shape);
-      if (shape.length !== 2)
+    this.input = inputExample(model, options.input);
+    // The shape at every cut, through each module's outputShape from one input example (one
+    // stands for any batch): a synthesizer takes [batch, features] rows or [batch, C, H, W] images.
+    let shape: number[] = [1, ...this.input];
+    const cutShapes = this.modules.map((m, i) => {
+      try {
+        shape = m.outputShape(shape);
+      } catch (e) {
+        if (i > 0 || options.input === undefined) throw e;
+        throw rangeError(`decouple: 'input' [${this.input.join(', ')}] does not fit the model: ${(e as Error).message}`);
+      }
+      const last = i === this.modules.length - 1;
+      if (shape.length !== 2 && (last || shape.length !== 4))
         throw rangeError(
           `decouple: module ${i + 1} (${m.name}) outputs shape [${shape.join(', ')}]; ` +
-            (i < this.modules.length - 1 ? 'a synthesizer takes [batch, features] rows' : 'the loss takes [batch, outputs]'),
+            (last
+              ? 'the loss takes [batch, outputs]'
+              : 'a synthesizer takes [batch, features] rows or [batch, channels, height, width] images'),
         );
-      return shape[1];
+      return shape.slice(1);
     });
-    const classes = options.classes ?? widths[widths.length - 1];
+    const classes = options.classes ?? cutShapes[cutShapes.length - 1][0];
     if (!Number.isInteger(classes) || classes < 1)
       throw rangeError(`decouple: 'classes' must be a positive integer, got ${shown(classes)}`);
     this.synthesizers = this.modules.slice(0, -1).map(
       (_, i) =>
-        new Synthesizer(`synthesizer ${i + 1} (after layer ${this.config.cuts[i]})`, widths[i], classes, {
+        new Synthesizer(`synthesizer ${i + 1} (after layer ${this.config.cuts[i]})`, cutShapes[i], classes, {
           ...options.synthesizer,
-          center: centerAt(options.synthesizer?.center, this.modules[i + 1]),
+          center: centerAt(options.synthesizer?.center, this.modules[i + 1], cutShapes[i].length === 3),
           maskInactive: maskAt(options.synthesizer?.maskInactive, this.modules[i]),
         }),
     );
     const unlock = unlockOptions(options.unlock);
-    if (unlock) this.inputModels = this.unlocked(unlock, inputWidth);
+    if (unlock) this.inputModels = this.unlocked(unlock, this.input);
     const kind = (options.synthesizer?.conditioned ? 'cDNI' : 'DNI') + (unlock ? '+unlock' : '');
     this.name = `${kind}(${this.modules.length} modules, cuts after layers ${this.config.cuts.join(', ')})`;
     this.synthesizerOptimizer = options.synthesizer?.optimizer;
@@ -154,7 +170,7 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
   }
 
   /** The input models of the complete unlock, after checking that the other options allow it. */
-  private unlocked(unlock: UnlockOptions, inputWidth: number): InputModel[] {
+  private unlocked(unlock: UnlockOptions, input: readonly number[]): InputModel[] {
     const { schedule, lambda, warmupSteps } = this.config;
     // Each of these makes a module wait for another within a step, which the unlock removes.
     if (schedule.kind !== 'lockstep')
@@ -162,11 +178,11 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     if (lambda !== 0) throw rangeError(`decouple: 'unlock' needs 'lambda' 0 (BP(λ) waits for δ from the module above), got ${lambda}`);
     if (warmupSteps !== 0)
       throw rangeError(`decouple: 'unlock' needs 'warmupSteps' 0 (warm-up is backprop through the true path), got ${warmupSteps}`);
-    const shapes = moduleOutputShapes(this.modules, [inputWidth]);
+    const shapes = moduleOutputShapes(this.modules, [...input]);
     return this.modules
       .slice(1)
       .map(
-        (_, k) => new InputModel(`input model ${k + 2} (before layer ${this.config.cuts[k] + 1})`, k + 1, [inputWidth], shapes[k], unlock),
+        (_, k) => new InputModel(`input model ${k + 2} (before layer ${this.config.cuts[k] + 1})`, k + 1, [...input], shapes[k], unlock),
       );
   }
 
@@ -181,12 +197,18 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
     this.rng = rng;
   }
 
+  /** The model's, for examples of the shape the synthesizers were built for (`input`; rows: the model checks their width). */
   outputShape(input: Shape): number[] {
+    const example = input.slice(1);
+    if (this.input.length > 1 && (example.length !== this.input.length || example.some((d, k) => d !== this.input[k])))
+      throw rangeError(
+        `${this.name}: built for examples of shape [${this.input.join(', ')}] (decouple's 'input'), got [${example.join(', ')}]`,
+      );
     return this.model.outputShape(input);
   }
 
-  inputFeatures(): number | undefined {
-    return this.model.inputFeatures();
+  inputShape(): InputShape | undefined {
+    return this.model.inputShape();
   }
 
   /** The modules' parameters (the synthesizers' are separate: synthesizerParameters()). */
@@ -249,6 +271,8 @@ export class DecoupledNetwork extends Module implements HasTrainingStrategy {
 /** The keys of SynthesizerOptions (synthesizer.ts), checked here, where users pass them. */
 const SYNTHESIZER_OPTIONS = [
   'hidden',
+  'filters',
+  'kernel',
   'conditioned',
   'lossWeight',
   'updatesPerTarget',
@@ -262,6 +286,22 @@ const SYNTHESIZER_OPTIONS = [
 /** Cuts a Sequential model into decoupled modules with a synthesizer at each cut. */
 export function decouple(model: Sequential, options: DecoupleOptions = {}): DecoupledNetwork {
   return new DecoupledNetwork(model, options);
+}
+
+/** The shape of one input example: `given` (checked), else [features] of a model on rows. */
+function inputExample(model: Sequential, given: unknown): number[] {
+  if (given !== undefined) {
+    if (!Array.isArray(given) || given.length === 0 || !given.every((d) => Number.isInteger(d) && d > 0))
+      throw typeError(`decouple: 'input' must be the shape of one example (positive integers, e.g. [1, 28, 28]), got ${shown(given)}`);
+    return [...(given as number[])];
+  }
+  const takes = model.inputShape();
+  if (takes?.kind === 'rows') return [takes.features];
+  throw typeError(
+    takes?.kind === 'images'
+      ? "decouple: the model takes images: give 'input', the shape of one example [channels, height, width] (e.g. [1, 28, 28])"
+      : "decouple: cannot infer the input width of the model (start it with a Linear or BatchNorm1d, or give 'input')",
+  );
 }
 
 function resolveCuts(at: DecoupleOptions['at'], model: Sequential): number[] {
@@ -307,10 +347,13 @@ function resolveSchedule(s: UpdateSchedule | undefined): Required<UpdateSchedule
  * Whether a synthesizer in front of `next` centres ĝ: where asked to and where it is exact, i.e.
  * the gradient at next's input has zero batch mean whatever arrives at its output. That holds
  * when next starts with BatchNorm1d, or Linear → BatchNorm1d (in training mode BatchNorm's
- * backward removes the batch mean, and a Linear's backward keeps column means at zero).
+ * backward removes the batch mean, and a Linear's backward keeps column means at zero). Never at
+ * a cut of images: BatchNorm2d zeroes a channel's mean over the batch and the pixels together,
+ * not each pixel's mean over the batch, and a conv or pool in front of it keeps neither.
  */
-function centerAt(asked: boolean | undefined, next: Sequential): boolean | undefined {
+function centerAt(asked: boolean | undefined, next: Sequential, images: boolean): boolean | undefined {
   if (asked !== true) return asked; // false, undefined, or a bad value for the Synthesizer to report
+  if (images) return false;
   const [first, second] = next.layers;
   return first instanceof BatchNorm1d || (first instanceof Linear && second instanceof BatchNorm1d);
 }

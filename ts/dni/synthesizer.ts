@@ -5,6 +5,15 @@
 // initialised to zero, so M starts by predicting 0 and the module is first left alone.
 // Conditioned (cDNI): M sees the label too, as [h, onehot(y)].
 //
+// At a cut of images h [B, C, H, W] M is convolutional (the paper's CIFAR-10 synthesizers):
+// hidden Conv2d(5x5, 128 filters, size-preserving padding) → BatchNorm2d → ReLU layers, then a
+// zero-initialised 5x5 Conv2d to C channels. cDNI there gives M the label as `classes` extra
+// input channels: channel C + c is all ones where the label is c and all zeros elsewhere (one
+// constant map per class), i.e. M's input is [h ‖ onehot(y) broadcast over H×W] along the
+// channels. It is built from existing ops: the one-hot rows times a row of ones make the maps
+// (a [B·classes, 1]·[1, HW] matmul), and since NCHW stores each example's channels one after the
+// other, concatenating the flattened [B, C·HW] and [B, classes·HW] rows is the channel concat.
+//
 // Target scale (`targetScale`, docs/synthesizer-scale.md): the network's loss is a mean over
 // the batch, so the true gradient δ at row n is (1/B)·∂ℓ_n/∂h_n and shrinks with the batch
 // size B. 'per-example' (the default) models ∂ℓ_n/∂h_n instead: M's targets are B·δ and its
@@ -12,6 +21,7 @@
 // Adam's fixed-size first steps do not overshoot them by orders of magnitude. 'batch-mean'
 // regresses δ itself and uses M(h) as it is (as other implementations do).
 import { Device } from '../device';
+import { BatchNorm2d, Conv2d } from '../nn/conv';
 import { BatchNorm1d, Linear, ReLU, Sequential } from '../nn/layers';
 import { Forwarded, Module, Parameter, StepContext } from '../nn/module';
 import * as ops from '../ops';
@@ -26,8 +36,12 @@ export type TargetScale = 'per-example' | 'batch-mean';
 export const TARGET_SCALES: readonly TargetScale[] = ['per-example', 'batch-mean'];
 
 export interface SynthesizerOptions {
-  /** widths of the hidden layers; default: [] when conditioned (cDNI), else [1024, 1024] */
+  /** widths of the hidden layers (row cuts); default: [] when conditioned (cDNI), else [1024, 1024] */
   hidden?: number[];
+  /** image cuts: filters of the hidden conv layers (each Conv2d → BatchNorm2d → ReLU); default [128, 128] */
+  filters?: number[];
+  /** image cuts: the conv layers' (odd) kernel size, with size-preserving padding; default 5 */
+  kernel?: number;
   /** cDNI: condition on the label, M([h, onehot(y)]); default false */
   conditioned?: boolean;
   /** weight of the L2 loss; default 1 */
@@ -43,13 +57,17 @@ export interface SynthesizerOptions {
   /**
    * A custom synthesizer network from `inputs` features (h, plus the one-hot label when
    * conditioned) to `outputs` = h's width. Replaces `hidden`; its last layer should start at 0.
+   * At an image cut the two numbers are channels (h's, plus one per class when conditioned, to
+   * h's) and the network maps [B, inputs, H, W] to [B, outputs, H, W].
    */
   network?: (inputs: number, outputs: number) => Module;
   /**
    * Centre ĝ over the batch (subtract each feature's batch mean). Exact where the next module
    * starts with (Linear →) BatchNorm in training mode: the true gradient there has zero batch
    * mean, so the projection can only bring ĝ closer to it. `decouple` applies it at those cuts
-   * only. Default false.
+   * only. Default false. Row cuts only: at an image cut the gradient's batch mean per
+   * feature is not known to be 0 (BatchNorm2d zeroes a channel's mean over the batch and
+   * the pixels together, and the conv or pool in front of it does not keep even that).
    */
   center?: boolean;
   /**
@@ -82,6 +100,11 @@ export interface Prediction {
 
 export class Synthesizer {
   readonly network: Module;
+  /** the values per example of h (and ĝ): h's features, or C·H·W for images */
+  readonly width: number;
+  /** the shape of one example of h: [features], or [C, H, W] at an image cut */
+  readonly shape: readonly number[];
+  /** M's input features (row cuts) or channels (image cuts): h's, plus the classes when conditioned */
   readonly inputs: number;
   readonly conditioned: boolean;
   readonly lossWeight: number;
@@ -92,12 +115,18 @@ export class Synthesizer {
   optimizer?: Optimizer;
   private params: Parameter[] = [];
 
+  /** `shape`: h's features (a number, or [features]) or its image shape [C, H, W]. */
   constructor(
     readonly name: string,
-    readonly width: number,
+    shape: number | readonly number[],
     readonly classes: number,
     options: SynthesizerOptions = {},
   ) {
+    this.shape = typeof shape === 'number' ? [shape] : [...shape];
+    if (this.shape.length !== 1 && this.shape.length !== 3)
+      throw rangeError(`${name}: h must be rows [features] or images [channels, height, width], got [${this.shape.join(', ')}]`);
+    this.width = this.shape.reduce((a, b) => a * b, 1);
+    const images = this.shape.length === 3;
     this.conditioned = options.conditioned ?? false;
     this.lossWeight = options.lossWeight ?? 1;
     this.updatesPerTarget = options.updatesPerTarget ?? 1;
@@ -110,10 +139,17 @@ export class Synthesizer {
     this.targetScale = options.targetScale ?? 'per-example';
     if (!TARGET_SCALES.includes(this.targetScale))
       throw typeError(`${name}: 'targetScale' must be 'per-example' or 'batch-mean', got ${JSON.stringify(options.targetScale)}`);
+    if (images && this.center) throw rangeError(`${name}: 'center' applies to row cuts only (h here is images)`);
     if (options.optimizer !== undefined && typeof options.optimizer !== 'function')
       throw typeError(`${name}: 'optimizer' must be a function returning an Optimizer, got ${typeof options.optimizer}`);
     if (!(this.lossWeight > 0) || !Number.isFinite(this.lossWeight))
       throw rangeError(`${name}: 'lossWeight' must be a finite number > 0, got ${this.lossWeight}`);
+    if (images) {
+      this.inputs = this.shape[0] + (this.conditioned ? classes : 0);
+      this.network = convNetwork(name, this.shape, this.inputs, options);
+      return;
+    }
+    const width = this.width;
     this.inputs = width + (this.conditioned ? classes : 0);
     if (options.network) {
       this.network = options.network(this.inputs, width);
@@ -154,7 +190,10 @@ export class Synthesizer {
   predict(h: Tensor, labels: Tensor, ctx: StepContext): Prediction {
     let input = h;
     if (this.conditioned) {
-      input = ops.concatColumns(ctx, h, ops.oneHot(ctx, labels, this.classes));
+      input =
+        this.shape.length === 3
+          ? withLabelChannels(h, labels, this.classes, ctx)
+          : ops.concatColumns(ctx, h, ops.oneHot(ctx, labels, this.classes));
     }
     const optimizer = this.optimizer;
     if (!optimizer) throw error('ERR_SYNTHGRAD_STATE', `${this.name}: used before initialize()`);
@@ -206,6 +245,49 @@ export class Synthesizer {
     this.network.dispose();
     this.optimizer?.dispose();
   }
+}
+
+/** The convolutional M for h of one example's shape [C, H, W], from `inputs` channels (see the header). */
+function convNetwork(name: string, shape: readonly number[], inputs: number, options: SynthesizerOptions): Module {
+  const [C, H, W] = shape;
+  if (options.network) {
+    const network = options.network(inputs, C);
+    if (!(network instanceof Module)) throw typeError(`${name}: 'network' must return a Module`);
+    let out: number[];
+    try {
+      out = network.outputShape([1, inputs, H, W]);
+    } catch (e) {
+      throw rangeError(`${name}: the synthesizer network does not accept [batch, ${inputs}, ${H}, ${W}] images (${(e as Error).message})`);
+    }
+    if (out.join() !== [1, C, H, W].join())
+      throw rangeError(
+        `${name}: the synthesizer network outputs [${out.join(', ')}] for one example; the module's output is [1, ${C}, ${H}, ${W}]`,
+      );
+    return network;
+  }
+  const filters = options.filters ?? [128, 128];
+  if (!Array.isArray(filters) || filters.some((f) => !Number.isInteger(f) || f < 1))
+    throw rangeError(`${name}: 'filters' must be an array of positive integers, got ${JSON.stringify(filters)}`);
+  const kernel = options.kernel ?? 5;
+  if (!Number.isInteger(kernel) || kernel < 1 || kernel % 2 === 0)
+    throw rangeError(`${name}: 'kernel' must be an odd positive integer (size-preserving padding), got ${JSON.stringify(kernel)}`);
+  const layers: Module[] = [];
+  let channels = inputs;
+  for (const f of filters) {
+    layers.push(new Conv2d({ inChannels: channels, outChannels: f, kernel, padding: 'same', bias: false }), new BatchNorm2d(f), new ReLU());
+    channels = f;
+  }
+  layers.push(new Conv2d({ inChannels: channels, outChannels: C, kernel, padding: 'same', init: 'zeros' }));
+  return new Sequential(layers);
+}
+
+/** [h ‖ one constant map per class] along the channels: [B, C, H, W] → [B, C + classes, H, W] (see the header). */
+function withLabelChannels(h: Tensor, labels: Tensor, classes: number, ctx: StepContext): Tensor {
+  const [B, C, H, W] = h.shape;
+  const oneHot = ops.oneHot(ctx, labels, classes).reshape([B * classes, 1], ctx.arena);
+  const maps = ops.matmul(ctx, oneHot, ops.full(ctx, [1, H * W], 1)); // [B·classes, HW]
+  const rows = ops.concatColumns(ctx, h.reshape([B, C * H * W], ctx.arena), maps.reshape([B, classes * H * W], ctx.arena));
+  return rows.reshape([B, C + classes, H, W], ctx.arena);
 }
 
 /** x less its mean over the batch (rows), per column, as a new tensor on ctx.stream. */

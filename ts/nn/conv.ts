@@ -10,7 +10,7 @@ import type { Window2d } from '../ops';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
 import { BatchNormLayer, Linear, ReLU, Sequential } from './layers';
-import { checkShape, Forwarded, Module, Parameter, Shape, StepContext } from './module';
+import { checkShape, Forwarded, InputShape, Module, Parameter, Shape, StepContext } from './module';
 
 type Pair = readonly [number, number];
 
@@ -40,7 +40,9 @@ function windowedShape(owner: string, input: readonly number[], channels: number
   const [kh, kw] = win.kernel,
     [ph, pw] = win.padding;
   if (H + 2 * ph < kh || W + 2 * pw < kw || H < 1 || W < 1)
-    throw rangeError(`${owner}: the ${kh}x${kw} window does not fit ${H}x${W} images padded by ${ph}x${pw}`);
+    throw rangeError(
+      `${owner}: the ${kh}x${kw} window does not fit ${H}x${W} images padded by ${ph}x${pw} (a kernel larger than the padded input)`,
+    );
   return [N, channels, ops.windowOutputSize(H, kh, win.stride[0], ph), ops.windowOutputSize(W, kw, win.stride[1], pw)];
 }
 
@@ -66,6 +68,8 @@ export interface Conv2dOptions {
   padding?: number | [number, number] | 'same';
   /** default true (a convolution followed by BatchNorm needs none) */
   bias?: boolean;
+  /** 'zeros': weights and bias start at 0 (a synthesizer's last layer, so that it starts by predicting 0) */
+  init?: 'default' | 'zeros';
 }
 
 /**
@@ -79,6 +83,7 @@ export class Conv2d extends Module {
   readonly outChannels: number;
   readonly window: Window2d;
   readonly hasBias: boolean;
+  private readonly zeroInit: boolean;
   weight?: Parameter;
   bias?: Parameter;
 
@@ -86,7 +91,10 @@ export class Conv2d extends Module {
     super();
     if (!options || typeof options !== 'object')
       throw typeError(`Conv2d: expects an options object { inChannels, outChannels, kernel, ... }, got ${describe(options)}`);
-    checkOptions('Conv2d', options, ['inChannels', 'outChannels', 'kernel', 'stride', 'padding', 'bias']);
+    checkOptions('Conv2d', options, ['inChannels', 'outChannels', 'kernel', 'stride', 'padding', 'bias', 'init']);
+    if (options.init !== undefined && options.init !== 'default' && options.init !== 'zeros')
+      throw typeError(`Conv2d: 'init' must be 'default' or 'zeros', got ${describe(options.init)}`);
+    this.zeroInit = options.init === 'zeros';
     this.inChannels = positiveInt('Conv2d', 'inChannels', options.inChannels);
     this.outChannels = positiveInt('Conv2d', 'outChannels', options.outChannels);
     const kernel = pairOption('Conv2d', 'kernel', options.kernel, 1);
@@ -115,11 +123,15 @@ export class Conv2d extends Module {
     this.dispose();
     const [kh, kw] = this.window.kernel;
     const fanIn = this.inChannels * kh * kw;
-    const bound = 1 / Math.sqrt(fanIn);
+    const bound = this.zeroInit ? 0 : 1 / Math.sqrt(fanIn);
     const shape = [this.outChannels, this.inChannels, kh, kw];
     this.weight = Parameter.create(`${this.name}.weight`, rng.uniformArray(this.outChannels * fanIn, -bound, bound), shape, device);
     if (this.hasBias)
       this.bias = Parameter.create(`${this.name}.bias`, rng.uniformArray(this.outChannels, -bound, bound), [this.outChannels], device);
+  }
+
+  inputShape(): InputShape {
+    return { kind: 'images', channels: this.inChannels };
   }
 
   outputShape(input: Shape): number[] {
@@ -185,6 +197,10 @@ abstract class Pool2d extends Module {
 
   initialize(): void {}
 
+  inputShape(): InputShape {
+    return { kind: 'images' };
+  }
+
   outputShape(input: Shape): number[] {
     const shape = imageShape(this.name, input);
     return windowedShape(this.name, shape, shape[1], this.window);
@@ -221,6 +237,10 @@ export class Flatten extends Module {
 
   initialize(): void {}
 
+  inputShape(): InputShape {
+    return { kind: 'any' };
+  }
+
   outputShape(input: Shape): number[] {
     checkShape(`${this.name}.outputShape`, 'input', input);
     if (input.length < 2)
@@ -254,6 +274,10 @@ export class BatchNorm2d extends BatchNormLayer {
     options: { momentum?: number; eps?: number } = {},
   ) {
     super('BatchNorm2d', 'channels', channels, options);
+  }
+
+  inputShape(): InputShape {
+    return { kind: 'images', channels: this.channels };
   }
 
   outputShape(input: Shape): number[] {

@@ -6,7 +6,7 @@ import * as ops from '../ops';
 import type { ActivationName } from '../ops';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
-import { Backward, checkInput, checkShape, Forwarded, Module, Parameter, Shape, StepContext } from './module';
+import { Backward, checkInput, checkShape, Forwarded, InputShape, Module, Parameter, Shape, StepContext } from './module';
 import { error, rangeError, typeError } from '../errors';
 
 /**
@@ -47,8 +47,8 @@ export class Linear extends Module {
       this.bias = Parameter.create(`${this.name}.bias`, rng.uniformArray(this.outFeatures, -bound, bound), [this.outFeatures], device);
   }
 
-  inputFeatures(): number {
-    return this.inFeatures;
+  inputShape(): InputShape {
+    return { kind: 'rows', features: this.inFeatures };
   }
 
   outputFeatures(inputFeatures: number): number {
@@ -169,8 +169,8 @@ export class BatchNorm1d extends BatchNormLayer {
     super('BatchNorm1d', 'features', features, options);
   }
 
-  inputFeatures(): number {
-    return this.features;
+  inputShape(): InputShape {
+    return { kind: 'rows', features: this.features };
   }
 
   outputFeatures(inputFeatures: number): number {
@@ -265,11 +265,11 @@ export class Sequential extends Module {
     return this.layers.reduce<number[]>((shape, l) => l.outputShape(shape), [...input]);
   }
 
-  inputFeatures(): number | undefined {
+  /** The first layer's input, past the elementwise layers in front (which take any shape). */
+  inputShape(): InputShape | undefined {
     for (const l of this.layers) {
-      const f = l.inputFeatures();
-      if (f !== undefined) return f;
-      // an elementwise layer passes the width through; keep looking
+      const takes = l.inputShape();
+      if (takes !== undefined) return takes;
     }
     return undefined;
   }

@@ -8,8 +8,8 @@
 //
 // Shapes: a module states the shape of its output for an input shape (outputShape), so that a
 // model's shapes are checked as a chain before training starts. Inputs have the example
-// dimensions first ([B, F] rows, [B, C, H, W] images, [T, B, F] sequences); today's layers take
-// [batch, features] rows and state their shapes through outputFeatures().
+// dimensions first ([B, F] rows, [B, C, H, W] images, [T, B, F] sequences); layers on rows
+// state their shapes through outputFeatures(). What a module takes as input is inputShape().
 import { Device } from '../device';
 import type { CaptureHooks } from '../graph';
 import { Random } from '../random';
@@ -108,9 +108,20 @@ export abstract class Module {
     return out[1];
   }
 
-  /** The number of input features the module requires, when it fixes one. */
-  inputFeatures(): number | undefined {
+  /**
+   * What input the module takes (see InputShape): the trainer feeds a Dataset's rows as
+   * [rows, features] or as [rows, ...dataset.shape] by it. Undefined (the default) for a module
+   * that takes any shape and passes it through (an activation): a Sequential then asks its
+   * next layer.
+   */
+  inputShape(): InputShape | undefined {
     return undefined;
+  }
+
+  /** The number of input features the module requires, when it takes rows of a fixed width. */
+  inputFeatures(): number | undefined {
+    const takes = this.inputShape();
+    return takes?.kind === 'rows' ? takes.features : undefined;
   }
 
   parameters(): Parameter[] {
@@ -146,6 +157,13 @@ export abstract class Module {
     return value;
   }
 }
+
+/**
+ * The input a module takes: [batch, features] rows of a fixed width; [batch, channels, height,
+ * width] images (channels fixed or not; any height and width the module's windows fit); or any
+ * shape of at least two dimensions, which the module maps to what comes next (Flatten).
+ */
+export type InputShape = { kind: 'rows'; features: number } | { kind: 'images'; channels?: number } | { kind: 'any' };
 
 /**
  * A tensor's shape: its sizes, the example dimensions first, e.g. [B, F], [B, C, H, W] or

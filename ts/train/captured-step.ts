@@ -18,19 +18,13 @@ export class CapturedStep {
     private readonly hooks: ((stream: Stream) => void)[],
   ) {}
 
-  /** `outputs`: 0 for int32 labels [rows], else the float32 targets' width [rows, outputs]. */
-  static capture(
-    strategy: TrainingStrategy,
-    device: Device,
-    stream: Stream,
-    rows: number,
-    features: number,
-    outputs: number,
-  ): CapturedStep {
+  /** `input`: the batch's shape [rows, ...example]; `outputs`: 0 for int32 labels [rows], else the float32 targets' width [rows, outputs]. */
+  static capture(strategy: TrainingStrategy, device: Device, stream: Stream, input: readonly number[], outputs: number): CapturedStep {
     const arena = new Arena();
     const hooks: ((stream: Stream) => void)[] = [];
+    const rows = input[0];
     try {
-      const x = Tensor.empty([rows, features], { device, arena });
+      const x = Tensor.empty(input, { device, arena });
       const y = outputs === 0 ? Tensor.empty([rows], { device, dtype: 'int32', arena }) : Tensor.empty([rows, outputs], { device, arena });
       const ctx: StepContext = { device, stream, training: true, arena, capture: { beforeLaunch: (f) => hooks.push(f) } };
       let loss: Tensor | undefined;

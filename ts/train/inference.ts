@@ -56,7 +56,7 @@ export class Predictions {
 }
 
 /** The module that runs at inference: a decoupled network's plain model, else the model itself. */
-function inferenceModule(model: Module): Module {
+export function inferenceModule(model: Module): Module {
   const inner = (model as { model?: unknown }).model;
   return typeof (model as { synthesizers?: unknown }).synthesizers === 'object' && inner instanceof Module ? inner : model;
 }
@@ -76,8 +76,10 @@ function stateTensors(fn: string, model: Module): Tensor[] {
 }
 
 /**
- * Runs `model` in evaluation mode on `input`: a [rows, features] Tensor, a Float32Array of
- * whole rows, or a Dataset (its labels are ignored). Resolves with the outputs of every row.
+ * Runs `model` in evaluation mode on `input`: a Tensor of a batch ([rows, features], or
+ * [rows, channels, height, width] for a model that takes images), a Float32Array of whole rows
+ * (a model that takes rows of a fixed width), or a Dataset (its labels are ignored; fed as the
+ * Trainer feeds it). Resolves with the outputs of every row.
  */
 export async function predict(model: Module, input: Tensor | Float32Array | Dataset, options: PredictOptions = {}): Promise<Predictions> {
   if (!(model instanceof Module)) throw typeError(`predict: 'model' must be a Module, got ${describe(model)}`);
@@ -88,38 +90,58 @@ export async function predict(model: Module, input: Tensor | Float32Array | Data
   if (options.stream !== undefined && !(options.stream instanceof Stream))
     throw typeError(`predict: 'stream' must be a Stream, got ${describe(options.stream)}`);
   const stream = options.stream ?? Stream.default(device);
-  const features = net.inputFeatures();
+  const takes = net.inputShape();
 
   let rows: number;
-  let width: number | undefined;
+  let example: number[]; // the shape of one row as fed
   let rowsOf: (start: number, end: number, arena: Arena) => Tensor;
   let batchSizeFor = batchSize;
   if (input instanceof Tensor) {
-    if (input.dtype !== 'float32' || input.shape.length !== 2)
+    const rank = takes?.kind === 'images' ? 4 : takes?.kind === 'any' ? input.shape.length : 2;
+    if (input.dtype !== 'float32' || input.shape.length !== rank || rank < 2)
       throw typeError(
-        `predict: 'input' must be a float32 tensor of shape [rows, features], got ${input.dtype} [${input.shape.join(', ')}]`,
+        `predict: 'input' must be a float32 tensor of shape ${rank === 4 ? '[rows, channels, height, width]' : '[rows, features]'}, ` +
+          `got ${input.dtype} [${input.shape.join(', ')}]`,
       );
     if (!input.device.equals(device)) throw typeError(`predict: 'input' is on ${input.device.name}, the model on ${device.name}`);
-    [rows, width] = input.shape;
+    rows = input.shape[0];
+    example = input.shape.slice(1);
     // A tensor already on the device runs in one pass: its rows are there already.
     const whole = input;
     rowsOf = () => whole;
     batchSizeFor = rows;
   } else if (input instanceof Float32Array || input instanceof Dataset) {
     const values = input instanceof Dataset ? input.inputs : input;
-    width = input instanceof Dataset ? input.features : features;
-    if (width === undefined)
-      throw typeError(`predict: ${net.name} does not fix its input width: pass a [rows, features] Tensor or a Dataset`);
+    if (input instanceof Dataset) {
+      if (takes?.kind === 'images' && input.shape.length !== 3)
+        throw rangeError(
+          `predict: 'input' (${input.name}) has rows of shape [${input.shape.join(', ')}], but ${net.name} takes images: give the Dataset its image shape`,
+        );
+      example = takes?.kind === 'images' || takes?.kind === 'any' ? [...input.shape] : [input.features];
+    } else {
+      const features = net.inputFeatures();
+      if (features === undefined)
+        throw typeError(`predict: ${net.name} does not fix its input width: pass a Tensor of a batch or a Dataset`);
+      example = [features];
+    }
+    const width = example.reduce((a, b) => a * b, 1);
     if (values.length % width !== 0)
       throw rangeError(`predict: 'input' has ${values.length} values, not a whole number of rows of ${width}`);
     rows = values.length / width;
     rowsOf = (start, end, arena) =>
-      Tensor.fromArray(values.subarray(start * width!, end * width!), [end - start, width!], { device, arena });
+      Tensor.fromArray(values.subarray(start * width, end * width), [end - start, ...example], { device, arena });
   } else {
     throw typeError(`predict: 'input' must be a Tensor, a Float32Array or a Dataset, got ${describe(input)}`);
   }
   if (rows === 0) throw rangeError("predict: 'input' has no rows");
-  const outWidth = net.outputFeatures(width);
+  let out: number[];
+  try {
+    out = net.outputShape([1, ...example]);
+  } catch (e) {
+    throw rangeError(`predict: 'input' does not fit the model: ${(e as Error).message}`);
+  }
+  if (out.length !== 2) throw rangeError(`predict: ${net.name} outputs shape [${out.join(', ')}] per batch, not rows of outputs`);
+  const outWidth = out[1];
 
   const outputs = new Float32Array(rows * outWidth);
   for (let start = 0; start < rows; start += batchSizeFor) {

@@ -12,13 +12,16 @@
 // (unknown keys included), the data against the model and the loss (its shape through the
 // model's outputShape chain; classes against
 // the model's outputs, or regression values of its output width), and rows enough for a step. A model belongs to one
-// trainer at a time: a second would re-initialise the weights the first has trained.
+// trainer at a time: a second would re-initialise the weights the first has trained. Batches
+// go to a model that takes images as [rows, ...dataset.shape], to one that takes rows as
+// [rows, features] (exampleShape).
 import { booleanOption, checkOptions, describe, positiveInt } from '../check';
 import { Batch, Dataset } from '../data/dataset';
 import { Device } from '../device';
 import type { ModuleDiagnostics } from '../dni/diagnostics';
 import { Loss, LossName, lossFrom } from '../nn/losses';
-import { BatchNorm1d } from '../nn/layers';
+import { BatchNorm2d } from '../nn/conv';
+import { BatchNorm1d, Sequential } from '../nn/layers';
 import { Module, StepContext, modulesOf } from '../nn/module';
 import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
@@ -27,7 +30,7 @@ import { Arena, Tensor } from '../tensor';
 import { Backpropagation } from './backprop';
 import { CapturedStep } from './captured-step';
 import { LoadedCheckpoint, NamedTensor, readCheckpoint, restoreTensors, writeCheckpoint } from './checkpoint';
-import { predict, Predictions } from './inference';
+import { inferenceModule, predict, Predictions } from './inference';
 import { FitProgress, TrainerRecord, progressOf, readIfExists, resumeDifferences } from './position';
 import { FitLog, LogDirOption } from './runlog';
 import { TrainingStrategy, hasStrategy } from './strategy';
@@ -193,12 +196,7 @@ export class Trainer {
   /** how each step is carried out (backprop, or a decoupled network's schedule) */
   readonly strategy: TrainingStrategy;
   private busy = false;
-  /**
-   * The fewest rows a training step takes: 2 where the model has a BatchNorm1d (batch
-   * statistics of one row are undefined), else 1. Also where a shorter epoch tail is dropped.
-   */
-  private readonly minRows: number;
-  /** the first BatchNorm1d of the model, named in errors about minRows */
+  /** the first BatchNorm1d of the model: training steps then need 2 rows (see minRowsFor) */
   private readonly batchNorm?: Module;
 
   constructor(
@@ -219,7 +217,6 @@ export class Trainer {
           '(which frees the weights)',
       );
     this.batchNorm = parts.find((m) => m instanceof BatchNorm1d);
-    this.minRows = this.batchNorm ? 2 : 1;
     this.device = options.device ?? Device.best();
     if (!(this.device instanceof Device)) throw typeError(`Trainer: 'device' must be a Device, got ${describe(options.device)}`);
     const opt = options.optimizer;
@@ -264,18 +261,21 @@ export class Trainer {
     if (!options || typeof options !== 'object') throw typeError('fit: expects options { epochs or steps, ... }');
     checkOptions('fit', options, FIT_OPTIONS);
     const batchSize = positiveInt('fit', 'batchSize', options.batchSize ?? 256);
+    const example = this.exampleShape('fit', 'data', data);
+    // The fewest rows a step takes; also where a shorter epoch tail is dropped.
+    const { rows: minRows, layer: batchNorm } = this.minRowsFor(example);
     // Without these checks a 1-row batch was skipped as too small for BatchNorm, so batches of
     // 1 trained nothing and data of fewer than 2 rows looped over empty epochs forever.
-    if (batchSize < this.minRows)
+    if (batchSize < minRows)
       throw rangeError(
-        `fit: 'batchSize' must be at least ${this.minRows} for this model, got ${batchSize}: ` +
-          `${this.batchNorm!.name} normalises with batch statistics, which one row does not have`,
+        `fit: 'batchSize' must be at least ${minRows} for this model, got ${batchSize}: ` +
+          `${batchNorm!.name} normalises with batch statistics, which one row does not have`,
       );
     this.checkData('fit', 'data', data);
-    if (data.count < this.minRows)
+    if (data.count < minRows)
       throw rangeError(
         `fit: 'data' (${data.name}) has ${data.count} row${data.count === 1 ? '' : 's'}` +
-          (this.batchNorm ? `; training ${this.batchNorm.name} needs batches of at least ${this.minRows}` : ': nothing to train on'),
+          (batchNorm ? `; training ${batchNorm.name} needs batches of at least ${minRows}` : ': nothing to train on'),
       );
     if (options.validation !== undefined) {
       if (!(options.validation instanceof Dataset))
@@ -294,11 +294,13 @@ export class Trainer {
     if (diagnoseEvery && !this.strategy.diagnose)
       throw typeError("fit: 'diagnoseEvery' needs a decoupled network (plain backprop has no synthesizers)");
     const probeData = options.validation ?? data;
-    const probe = probeData.gather(probeData.order(), 0, Math.min(batchSize, probeData.count));
-    if (diagnoseEvery && probe.inputs.length / data.features < this.minRows)
+    const probeRows = Math.min(batchSize, probeData.count);
+    const probe = probeData.gather(probeData.order(), 0, probeRows);
+    const probeShape = [probeRows, ...this.exampleShape('fit', 'validation', probeData)];
+    if (diagnoseEvery && probeRows < minRows)
       throw rangeError(
-        `fit: 'validation' (${probeData.name}) has 1 row; the diagnostics' probe batch needs ${this.minRows} ` +
-          `(${this.batchNorm!.name} in training mode)`,
+        `fit: 'validation' (${probeData.name}) has 1 row; the diagnostics' probe batch needs ${minRows} ` +
+          `(${batchNorm!.name} in training mode)`,
       );
     const shuffleRng = booleanOption('fit', 'shuffle', options.shuffle, true) ? this.rng.fork() : undefined;
     const useGraph = booleanOption('fit', 'graph', options.graph, false);
@@ -403,7 +405,7 @@ export class Trainer {
         // Every epoch takes a step: batchSize and data.count are at least minRows (checked above).
         for (let start = resuming ? resumed!.start : 0; start < data.count && step < maxSteps; start += batchSize) {
           const end = Math.min(data.count, start + batchSize);
-          if (end - start < this.minRows) break; // with BatchNorm (two rows needed), a 1-row tail is dropped
+          if (end - start < minRows) break; // with BatchNorm (two rows needed), a 1-row tail is dropped
           if (signal?.aborted) {
             stopped = true;
             break;
@@ -421,13 +423,12 @@ export class Trainer {
                 this.strategy,
                 this.device,
                 this.stream,
-                batchSize,
-                data.features,
+                [batchSize, ...example],
                 data.task === 'regression' ? data.outputs : 0,
               );
               loss = captured.run(batch.inputs, batch.targets, this.stream);
             } else {
-              const x = Tensor.fromArray(batch.inputs, [end - start, data.features], { device: this.device, arena });
+              const x = Tensor.fromArray(batch.inputs, [end - start, ...example], { device: this.device, arena });
               const y = targetTensor(batch.targets, end - start, { device: this.device, arena });
               loss = this.strategy.step(x, y, ctx).read(this.stream);
             }
@@ -441,10 +442,10 @@ export class Trainer {
           inFlight.push(record);
           // The probe measures the state this step leaves: it runs before the next step is enqueued
           // (the host waits for this step here, every diagnoseEvery steps only).
-          if (diagnoseEvery > 0 && step % diagnoseEvery === 0) record.diagnostics = await this.probe(probe, data.features);
+          if (diagnoseEvery > 0 && step % diagnoseEvery === 0) record.diagnostics = await this.probe(probe, probeShape);
           while (inFlight.length > maxInFlight) await settle();
           if (checkpoint) {
-            const epochOver = data.count - end < this.minRows;
+            const epochOver = data.count - end < minRows;
             const config = checkpoint.config;
             const at = (): FitProgress =>
               epochOver
@@ -566,7 +567,7 @@ export class Trainer {
     if (!(data instanceof Dataset)) throw typeError(`evaluate: 'data' must be a Dataset, got ${describe(data)}`);
     checkOptions('evaluate', options, ['batchSize']);
     const batchSize = positiveInt('evaluate', 'batchSize', options.batchSize ?? 1000);
-    this.checkData('evaluate', 'data', data);
+    const example = this.checkData('evaluate', 'data', data);
     // The mean over no rows is 0/0: an error, not a NaN accuracy a caller might log and go on with.
     if (data.count === 0) throw rangeError(`evaluate: 'data' (${data.name}) is empty`);
     let lossSum = 0;
@@ -578,7 +579,7 @@ export class Trainer {
       try {
         const batch = data.gather(order, start, end);
         const ctx: StepContext = { device: this.device, stream: this.stream, training: false, arena };
-        const x = Tensor.fromArray(batch.inputs, [end - start, data.features], { device: this.device, arena });
+        const x = Tensor.fromArray(batch.inputs, [end - start, ...example], { device: this.device, arena });
         const out = this.model.forward(x, ctx).output;
         const logits = await out.readFloat32(this.stream);
         const classes = out.shape[1];
@@ -612,10 +613,11 @@ export class Trainer {
    * selects; more classes than outputs index past them), and every label (the Dataset checked
    * them when built, but its labels array may have been written since).
    */
-  private checkData(owner: string, arg: string, data: Dataset): void {
+  private checkData(owner: string, arg: string, data: Dataset): number[] {
+    const example = this.exampleShape(owner, arg, data);
     let output: number[];
     try {
-      output = this.model.outputShape([data.count, data.features]);
+      output = this.model.outputShape([data.count, ...example]);
     } catch (e) {
       throw rangeError(`${owner}: '${arg}' (${data.name}) does not fit the model: ${(e as Error).message}`);
     }
@@ -639,7 +641,7 @@ export class Trainer {
         );
       if (hasStrategy(this.model) && this.model.labelClasses?.() !== undefined)
         throw typeError(`${owner}: '${arg}' (${data.name}) is regression data: conditioned (cDNI) synthesizers need class labels`);
-      return;
+      return example;
     }
     if (data.classes !== outputs)
       throw rangeError(`${owner}: '${arg}' (${data.name}) has ${data.classes} classes but the model has ${outputs} outputs`);
@@ -650,13 +652,55 @@ export class Trainer {
     for (let i = 0; i < labels.length; i++)
       if (!(labels[i] >= 0 && labels[i] < outputs))
         throw rangeError(`${owner}: '${arg}' (${data.name}) has label ${labels[i]} at row ${i}, outside the model's ${outputs} outputs`);
+    return example;
   }
 
-  private async probe(batch: Batch, features: number): Promise<ModuleDiagnostics[]> {
+  /**
+   * The shape one example of `data` is fed as (a batch is [rows, ...it]): its image shape to a
+   * model that takes images (or any shape, e.g. Flatten first); [features] to a model that
+   * takes rows, whatever the Dataset's shape (an MNIST Dataset of [1, 28, 28] images trains an
+   * mlp()). Throws, naming `arg`, when the model takes images and the Dataset's rows are not.
+   */
+  private exampleShape(owner: string, arg: string, data: Dataset): number[] {
+    const takes = this.model.inputShape();
+    if (takes?.kind === 'images') {
+      if (data.shape.length !== 3)
+        throw rangeError(
+          `${owner}: '${arg}' (${data.name}) has rows of shape [${data.shape.join(', ')}], but the model takes images ` +
+            `[${takes.channels ?? 'channels'}, height, width]: give the Dataset its image shape (Dataset.fromArrays(x, y, { shape }))`,
+        );
+      return [...data.shape];
+    }
+    return takes?.kind === 'any' ? [...data.shape] : [data.features];
+  }
+
+  /**
+   * The fewest rows a training step takes on examples of shape `example`, and the layer that
+   * needs them: 2 where the model has a BatchNorm1d (the batch statistics of one row are
+   * undefined), or a BatchNorm2d that one row would reach as 1x1 images (its statistics are
+   * over the batch and the pixels: one row of larger images is enough); else 1.
+   */
+  private minRowsFor(example: readonly number[]): { rows: number; layer?: Module } {
+    if (this.batchNorm) return { rows: 2, layer: this.batchNorm };
+    const chain = (m: Module): Module[] => (m instanceof Sequential ? m.layers.flatMap(chain) : [m]);
+    let shape = [1, ...example];
+    for (const layer of chain(inferenceModule(this.model))) {
+      if (layer instanceof BatchNorm2d && shape.length === 4 && shape[2] * shape[3] < 2) return { rows: 2, layer };
+      try {
+        shape = layer.outputShape(shape);
+      } catch {
+        break; // a shape that does not fit: checkData reports it
+      }
+    }
+    return { rows: 1 };
+  }
+
+  /** `shape`: the probe batch's input shape, [rows, ...example]. */
+  private async probe(batch: Batch, shape: number[]): Promise<ModuleDiagnostics[]> {
     const arena = new Arena();
     try {
-      const rows = batch.inputs.length / features;
-      const x = Tensor.fromArray(batch.inputs, [rows, features], { device: this.device, arena });
+      const rows = shape[0];
+      const x = Tensor.fromArray(batch.inputs, shape, { device: this.device, arena });
       const y = targetTensor(batch.targets, rows, { device: this.device, arena });
       return await this.strategy.diagnose!(x, y, { device: this.device, stream: this.stream, training: true, arena });
     } finally {
