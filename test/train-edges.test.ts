@@ -19,6 +19,7 @@ import {
 } from '../ts';
 import { readCheckpointConfig } from '../ts/train/position';
 import { checkDestination, removeStaleTemporaries } from '../ts/train/checkpoint';
+import { RunLog } from '../ts/train/runlog';
 import { spawnSync } from 'child_process';
 import * as net from 'net';
 import * as fs from 'fs';
@@ -209,5 +210,48 @@ describe('checkpoint destinations and leftovers', () => {
     expect(fs.existsSync(path.join(dir, temp(`${host}x`, dead)))).toBe(true);
     expect(fs.existsSync(path.join(dir, `stale.ckpt.partial-${host}-${dead}-2`))).toBe(true);
     expect(await removeStaleTemporaries(path.join(dir, 'no-such-dir', 'x.ckpt'))).toEqual([]);
+  });
+});
+
+describe('RunLog files', () => {
+  const step = (n: number, loss: number) => ({ step: n, epoch: 1, loss, lr: 0.5 }) as never;
+  const lines = (file: string) => fs.readFileSync(file, 'utf8').trim().split('\n');
+
+  test("'dir' is checked, a directory with a log is refused unless appending, and appending keeps the columns", async () => {
+    await expect(RunLog.create('', {})).rejects.toThrow(/RunLog: 'dir' must be a directory path/);
+    await expect(RunLog.create(3 as never, {})).rejects.toThrow(/RunLog: 'dir' must be a directory path/);
+    const logDir = path.join(dir, 'runlog-append');
+    const first = await RunLog.create(logDir, { run: 1 });
+    first.step(step(1, Number.NaN), 0.25);
+    first.step(step(2, 1.5), 0.25);
+    await first.close();
+    await expect(RunLog.create(logDir, { run: 2 })).rejects.toThrow(/already holds a run log/);
+    const csv = path.join(logDir, 'steps.csv');
+    const header = lines(csv)[0];
+    expect(header.split(',')).toEqual(['step', 'epoch', 'loss', 'lr', 'stepSeconds', 'time']);
+    // A non-finite loss is an empty CSV cell (JSON Lines: null).
+    expect(lines(csv)[1].split(',').slice(0, 5)).toEqual(['1', '1', '', '0.5', '0.25']);
+    expect(JSON.parse(lines(path.join(logDir, 'steps.jsonl'))[0]).loss).toBeNull();
+
+    const again = await RunLog.create(logDir, { run: 2 }, { append: true });
+    again.step(step(3, 1.25), 0.5);
+    await again.close();
+    const rows = lines(csv);
+    expect(rows.filter((r) => r === header)).toHaveLength(1); // no second header
+    expect(rows.map((r) => r.split(',')[0])).toEqual(['step', '1', '2', '3']);
+    expect(JSON.parse(fs.readFileSync(path.join(logDir, 'config.json'), 'utf8'))).toEqual({ run: 2 });
+  });
+
+  test('synthesizer and epoch rows: the module once, numbers only, validation fields prefixed', async () => {
+    const logDir = path.join(dir, 'runlog-rows');
+    const log = await RunLog.create(logDir, {});
+    log.diagnostics(4, [{ module: 2, cosine: 0.5, note: 'x' } as never]);
+    log.epoch({ epoch: 1, loss: 0.75, samplesPerSecond: 10, validation: { count: 5, accuracy: 0.8 } } as never, 4);
+    await log.close();
+    expect(lines(path.join(logDir, 'synthesizers.csv'))[0].split(',')).toEqual(['step', 'module', 'cosine', 'time']);
+    expect(lines(path.join(logDir, 'synthesizers.csv'))[1].split(',').slice(0, 3)).toEqual(['4', '2', '0.5']);
+    const epochs = JSON.parse(lines(path.join(logDir, 'epochs.jsonl'))[0]) as Record<string, unknown>;
+    expect(Object.keys(epochs)).toEqual(['epoch', 'step', 'loss', 'samplesPerSecond', 'time', 'validationAccuracy']);
+    expect(epochs).toMatchObject({ epoch: 1, step: 4, loss: 0.75, validationAccuracy: 0.8 });
   });
 });
