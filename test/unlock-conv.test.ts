@@ -76,6 +76,9 @@ describe('the convolutional input model', () => {
     const wide = convInputModel([1, 28, 28], [8, 7, 7], [6, 5]) as Sequential;
     expect(wide.layers.filter((l): l is Conv2d => l instanceof Conv2d).map((c) => c.outChannels)).toEqual([6, 5, 8]);
     expect(wide.outputShape([2, 1, 28, 28])).toEqual([2, 8, 7, 7]);
+    const linear = convInputModel([1, 28, 28], [8, 7, 7], []) as Sequential; // no hidden layer: pools, then the conv
+    expect(linear.layers.map((l) => l.constructor)).toEqual([AvgPool2d, AvgPool2d, Conv2d]);
+    expect(linear.outputShape([2, 1, 28, 28])).toEqual([2, 8, 7, 7]);
     const rows = convInputModel([3, 9, 9], [10]) as Sequential;
     expect(rows.layers.slice(-2).map((l) => l.constructor)).toEqual([Flatten, Linear]);
     expect((rows.layers[rows.layers.length - 1] as Linear).inFeatures).toBe(32 * 9 * 9);
