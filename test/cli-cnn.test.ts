@@ -50,6 +50,42 @@ describe('--model cnn', () => {
     expect(cdni.synthesizers.map((s) => [s.conditioned, s.inputs, s.maskInactive])).toEqual(Array(4).fill([true, 18, true]));
   });
 
+  test("--synth-filters sets the conv synthesizers' hidden filters (5x5 Conv2d → BatchNorm2d → ReLU each) and is saved in a checkpoint", () => {
+    const convs = (net: DecoupledNetwork) =>
+      net.synthesizers.map((s) =>
+        (s.network as Sequential).layers.filter((l): l is Conv2d => l instanceof Conv2d).map((c) => [c.inChannels, c.outChannels]),
+      );
+    const given = cli('--model cnn --filters 8 --blocks 2 --method cdni --synth-filters 6,5,4 --checkpoint run.ckpt');
+    // cDNI: 8 channels of h + 10 label maps in; 8 channels of ĝ out.
+    expect(convs(given.model as DecoupledNetwork)).toEqual(
+      Array(2).fill([
+        [18, 6],
+        [6, 5],
+        [5, 4],
+        [4, 8],
+      ]),
+    );
+    expect(given.fit.checkpoint!.config).toHaveProperty('--synth-filters', [6, 5, 4]);
+    const plain = cli('--model cnn --filters 8 --blocks 2 --method dni --checkpoint run.ckpt');
+    expect(convs(plain.model as DecoupledNetwork)[0]).toEqual([
+      [8, 128],
+      [128, 128],
+      [128, 8],
+    ]);
+    expect(plain.fit.checkpoint!.config).not.toHaveProperty('--synth-filters');
+  });
+
+  test.each([
+    ['--synth-filters 8', /^--synth-filters applies to --model cnn only$/],
+    ['--method dni --synth-filters 8', /^--synth-filters applies to --model cnn only$/],
+    ['--model cnn --synth-filters 8', /^--synth-filters applies to dni and cdni only \(--method backprop has no synthesizers\)$/],
+    ['--model cnn --method dni --synth-filters 8,0', /^--synth-filters must be positive whole numbers such as 128,128, got '8,0'$/],
+    ['--model cnn --method dni --synth-filters 8,x', /^--synth-filters must be positive whole numbers such as 128,128, got '8,x'$/],
+    ['--model cnn --method dni --synth-filters 2.5', /^--synth-filters must be positive whole numbers such as 128,128, got '2.5'$/],
+  ])('%s is an error naming the flag', (args, message) => {
+    expect(() => cli(args)).toThrow(message);
+  });
+
   test.each([
     ['--model cnn --hidden 16', /--hidden applies to --model mlp only, not cnn/],
     ['--model cnn --method dni --center', /--center applies to --model mlp only, not cnn/],

@@ -568,12 +568,13 @@ describe('options', () => {
     );
   });
 
-  test('the default builder takes feature rows only; other shapes ask for unlock.network', () => {
+  test('the MLP builder takes feature rows only; shapes no builder takes ask for unlock.network', () => {
     expect(mlpInputModel([1, 28, 28], [16], [8])).toBeUndefined();
+    // Images are the conv builder's (test/unlock-conv.test.ts); rows to images are no builder's.
     expectThrows(
-      () => new InputModel('input model 2', 1, [1, 28, 28], [16], {}),
+      () => new InputModel('input model 2', 1, [784], [4, 7, 7], {}),
       'RangeError',
-      /^input model 2: no default input model maps rows of shape \[1, 28, 28\] to \[16\]; give 'unlock.network'$/,
+      /^input model 2: no default input model maps rows of shape \[784\] to \[4, 7, 7\]; give 'unlock.network'$/,
     );
   });
 });

@@ -104,6 +104,7 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
           center: o.center,
           maskInactive: o.maskInactive,
           targetScale: o.synthScale,
+          ...(o.synthFilters ? { filters: o.synthFilters } : {}),
           optimizer: synthLr === undefined ? undefined : () => new Adam({ lr: synthLr }),
         },
         schedule,

@@ -52,6 +52,7 @@ export const usage = `usage: npm start -- [options]
                                backprop, dni and cdni only (cut after each block's ReLU)
   --filters 128                cnn: filters per convolution
   --blocks 3                   cnn: convolution blocks (CNN-3, CNN-4: --blocks 4)
+  --synth-filters 128,128      cnn with dni/cdni: the conv synthesizers' hidden filters (5x5 each)
   --seed 0
   --device cpu|cuda:0          default: the best device present
   --at every-activation        DNI/cDNI: where to cut the network: every-activation (after each
@@ -100,6 +101,8 @@ export interface Options {
   maskInactive: boolean;
   /** the complete unlock (absent unless given, so that other runs' checkpoint config is unchanged) */
   unlock?: boolean;
+  /** --model cnn with dni/cdni: the conv synthesizers' hidden filters (undefined: the library's default) */
+  synthFilters?: number[];
   /** the synthesizers' targetScale (undefined: the library's default) */
   synthScale?: TargetScale;
   epochs: number;
@@ -153,6 +156,7 @@ const flags: FlagSpec = {
   'mask-inactive': 'switch',
   unlock: 'switch',
   'synth-scale': 'value',
+  'synth-filters': 'value',
   graph: 'switch',
   checkpoint: 'value',
   'save-every': 'value',
@@ -185,6 +189,7 @@ const decoupledOnly = [
   '--synth-lr',
   '--unlock',
   '--synth-scale',
+  '--synth-filters',
 ];
 
 /** `--at`'s value: a named cut or 0-based layer indices. */
@@ -290,6 +295,13 @@ export function parseArgs(argv: readonly string[]): Options {
         cnnWidths[flag === '--filters' ? 'filters' : 'blocks'] = v;
         break;
       }
+      case '--synth-filters': {
+        const filters = (value ?? '').split(',').map((v) => (/^\s*\d+\s*$/.test(v) ? Number(v) : NaN));
+        if (filters.some((f) => !(f >= 1)))
+          throw error('ERR_SYNTHGRAD_CLI', `--synth-filters must be positive whole numbers such as 128,128, got '${value ?? ''}'`);
+        o.synthFilters = filters;
+        break;
+      }
       case '--checkpoint':
         if (!value) throw error('ERR_SYNTHGRAD_CLI', '--checkpoint needs a file path');
         o.checkpoint = value;
@@ -349,7 +361,7 @@ export function parseArgs(argv: readonly string[]): Options {
     if (!['backprop', 'dni', 'cdni'].includes(o.method))
       throw error('ERR_SYNTHGRAD_CLI', `--model cnn trains with backprop, dni or cdni, not --method ${o.method}`);
   } else {
-    const cnnOnly = ['--filters', '--blocks'].find((f) => given.has(f));
+    const cnnOnly = ['--filters', '--blocks', '--synth-filters'].find((f) => given.has(f));
     if (cnnOnly) throw error('ERR_SYNTHGRAD_CLI', `${cnnOnly} applies to --model cnn only`);
   }
   if (o.saveEvery !== undefined && o.checkpoint === undefined) throw error('ERR_SYNTHGRAD_CLI', '--save-every needs --checkpoint FILE');

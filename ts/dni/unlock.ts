@@ -6,9 +6,9 @@
 //
 // An input model is built from row shapes (the batch dimension left out): x's and h_{i-1}'s.
 // The first builder in `inputModelBuilders` that accepts the shapes builds it; the default
-// one takes feature rows to feature rows (an MLP), and a convolutional one can be added for
-// image inputs without touching the training schedule.
+// ones take feature rows to feature rows (an MLP) and images to images or rows (a small CNN).
 import { Device } from '../device';
+import { AvgPool2d, BatchNorm2d, Conv2d, Flatten } from '../nn/conv';
 import { BatchNorm1d, Linear, ReLU, Sequential } from '../nn/layers';
 import { Forwarded, Module, Parameter, Shape, StepContext } from '../nn/module';
 import * as ops from '../ops';
@@ -19,7 +19,12 @@ import { checkOptions, describe, shown } from '../check';
 import { error, rangeError, typeError } from '../errors';
 
 export interface UnlockOptions {
-  /** widths of the default MLP's hidden layers (Linear → BatchNorm1d → ReLU each); default [1024] */
+  /**
+   * The default input model's hidden layers: for feature rows x, the MLP's widths (Linear →
+   * BatchNorm1d → ReLU each; default [1024]); for images x, the CNN's filters (5x5 Conv2d →
+   * BatchNorm2d → ReLU each; default one layer as wide as the module input's channels, or 32
+   * filters when that input is a row of features).
+   */
   hidden?: number[];
   /**
    * A custom input model, built from the row shapes (no batch dimension) of x and of the
@@ -32,12 +37,12 @@ export interface UnlockOptions {
 
 /**
  * Builds an input model from x's row shape to a module input's row shape, or returns undefined
- * when it does not handle those shapes.
+ * when it does not handle those shapes. `hidden`: unlock.hidden, undefined for the builder's default.
  */
-export type InputModelBuilder = (input: Shape, output: Shape, hidden: readonly number[]) => Module | undefined;
+export type InputModelBuilder = (input: Shape, output: Shape, hidden?: readonly number[]) => Module | undefined;
 
-/** Feature rows to feature rows: hidden layers Linear → BatchNorm1d → ReLU, then a Linear. */
-export function mlpInputModel(input: Shape, output: Shape, hidden: readonly number[]): Module | undefined {
+/** Feature rows to feature rows: hidden layers Linear → BatchNorm1d → ReLU (default [1024]), then a Linear. */
+export function mlpInputModel(input: Shape, output: Shape, hidden: readonly number[] = [1024]): Module | undefined {
   if (input.length !== 1 || output.length !== 1) return undefined;
   const layers: Module[] = [];
   let width = input[0];
@@ -49,8 +54,51 @@ export function mlpInputModel(input: Shape, output: Shape, hidden: readonly numb
   return new Sequential(layers);
 }
 
-/** The default builders, tried in order (a builder for image inputs goes here). */
-export const inputModelBuilders: InputModelBuilder[] = [mlpInputModel];
+/** The hidden filters of convInputModel's layers when the module input is a row of features. */
+const ROW_OUTPUT_FILTERS = 32;
+
+/**
+ * Images x [C, H, W] to a module input [C', H', W'] or to a row [F]: hidden layers 5x5 Conv2d
+ * ('same') → BatchNorm2d → ReLU, then for an image output stride-2 3x3 average pools (padding 1)
+ * until the size is H' x W' and a 5x5 conv to C' channels; for a row output Flatten → Linear.
+ * The pools are cnn()'s, so the sizes they reach are exactly the sizes of cnn()'s cuts; they
+ * follow the first hidden layer so that the later ones run on the smaller images. The last
+ * layer has no ReLU (a regression onto h, as the MLP's last Linear). Undefined when the pools
+ * never reach H' x W' (e.g. a larger module input).
+ */
+export function convInputModel(input: Shape, output: Shape, hidden?: readonly number[]): Module | undefined {
+  if (input.length !== 3 || (output.length !== 3 && output.length !== 1)) return undefined;
+  const [channels, height, width] = input;
+  const image = output.length === 3;
+  const filters = hidden ?? [image ? output[0] : ROW_OUTPUT_FILTERS];
+  let pools = 0;
+  if (image) {
+    let [h, w] = [height, width];
+    while (h > output[1] || w > output[2]) {
+      [h, w] = [ops.windowOutputSize(h, 3, 2, 1), ops.windowOutputSize(w, 3, 2, 1)];
+      pools++;
+    }
+    if (h !== output[1] || w !== output[2]) return undefined;
+  }
+  const layers: Module[] = [];
+  const downsample = () => {
+    for (; pools > 0; pools--) layers.push(new AvgPool2d({ kernel: 3, stride: 2, padding: 1 }));
+  };
+  let inChannels = channels;
+  for (const f of filters) {
+    layers.push(new Conv2d({ inChannels, outChannels: f, kernel: 5, padding: 'same', bias: false }), new BatchNorm2d(f), new ReLU());
+    downsample();
+    inChannels = f;
+  }
+  if (image) {
+    downsample(); // with no hidden layer
+    layers.push(new Conv2d({ inChannels, outChannels: output[0], kernel: 5, padding: 'same' }));
+  } else layers.push(new Flatten(), new Linear(inChannels * height * width, output[0]));
+  return new Sequential(layers);
+}
+
+/** The default builders, tried in order. */
+export const inputModelBuilders: InputModelBuilder[] = [mlpInputModel, convInputModel];
 
 /** The keys of UnlockOptions, checked where users pass them. */
 export const UNLOCK_OPTIONS = ['hidden', 'network', 'optimizer'] as const;
@@ -96,13 +144,12 @@ export class InputModel {
     readonly output: Shape,
     options: UnlockOptions,
   ) {
-    const hidden = options.hidden ?? [1024];
     let network: Module | undefined;
     if (options.network) {
       network = options.network([...input], [...output]);
       if (!(network instanceof Module)) throw typeError(`${name}: 'unlock.network' must return a Module, got ${describe(network)}`);
     } else {
-      for (const build of inputModelBuilders) if ((network = build(input, output, hidden))) break;
+      for (const build of inputModelBuilders) if ((network = build(input, output, options.hidden))) break;
       if (!network)
         throw rangeError(
           `${name}: no default input model maps rows of shape [${input.join(', ')}] to [${output.join(', ')}]; give 'unlock.network'`,

@@ -9,7 +9,7 @@ import { describe } from '../check';
 import { Device } from '../device';
 import { Activation, BatchNorm1d, Linear, Sequential } from '../nn/layers';
 import type { Loss } from '../nn/losses';
-import { Forwarded, Module, Parameter, Shape, StepContext } from '../nn/module';
+import { Forwarded, InputShape, Module, Parameter, Shape, StepContext } from '../nn/module';
 import type { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
@@ -77,6 +77,10 @@ export abstract class MethodNetwork extends Module implements HasTrainingStrateg
 
   outputShape(input: Shape): number[] {
     return this.model.outputShape(input);
+  }
+
+  inputShape(): InputShape | undefined {
+    return this.model.inputShape();
   }
 
   inputFeatures(): number | undefined {
