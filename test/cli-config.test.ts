@@ -106,7 +106,7 @@ describe('every npm start flag reaches what it configures', () => {
     expect(() => cli('--method reinforce --baseline-decay 1')).toThrow(/--baseline-decay must be in \[0, 1\), got 1/);
     expect(() => cli('--method dtp --noise -0.1')).toThrow(/--noise must be >= 0, got -0.1/);
     expect(() => cli('--method dtp --target-step 0')).toThrow(/--target-step must be > 0, got 0/);
-    expect(() => cli('--method dtps')).toThrow(/--method must be backprop, dni, cdni, fa, dfa, dtp or reinforce, got 'dtps'/);
+    expect(() => cli('--method dtps')).toThrow(/--method must be backprop, dni, cdni, fa, dfa, dtp, reinforce or coagent, got 'dtps'/);
   });
 
   test('--hidden sets the layer widths', () => {
