@@ -7,6 +7,7 @@ import * as path from 'path';
 import {
   Activation,
   Adam,
+  CoagentNetwork,
   DecoupledNetwork,
   FeedbackAlignmentNetwork,
   Linear,
@@ -106,7 +107,29 @@ describe('every npm start flag reaches what it configures', () => {
     expect(() => cli('--method reinforce --baseline-decay 1')).toThrow(/--baseline-decay must be in \[0, 1\), got 1/);
     expect(() => cli('--method dtp --noise -0.1')).toThrow(/--noise must be >= 0, got -0.1/);
     expect(() => cli('--method dtp --target-step 0')).toThrow(/--target-step must be > 0, got 0/);
-    expect(() => cli('--method dtps')).toThrow(/--method must be backprop, dni, cdni, fa, dfa, dtp or reinforce, got 'dtps'/);
+    expect(() => cli('--method dtps')).toThrow(/--method must be backprop, dni, cdni, fa, dfa, dtp, reinforce or coagent, got 'dtps'/);
+  });
+
+  test("--method coagent wraps the Sigmoid stack as coagents (critic, samples from --seed); other methods' flags are errors", () => {
+    const co = cli('--method coagent --hidden 24,12');
+    expect(co.model).toBeInstanceOf(CoagentNetwork);
+    const net = co.model as CoagentNetwork;
+    expect(net.layers.map((l) => (l instanceof Activation ? l.kind : l.name))).toEqual([
+      'Linear(784→24)',
+      'sigmoid',
+      'Linear(24→12)',
+      'sigmoid',
+      'Linear(12→10)',
+    ]);
+    expect(net.seed).toBeUndefined();
+    expect([co.decoupled, co.fit.diagnoseEvery, co.fit.graph]).toEqual([false, undefined, false]);
+    // The critic replaces the running mean: REINFORCE's decay does not apply.
+    expect(() => cli('--method coagent --baseline-decay 0.5')).toThrow(/--baseline-decay applies to --method reinforce only, not coagent/);
+    expect(() => cli('--method coagent --noise 0.2')).toThrow(/--noise applies to --method dtp only, not coagent/);
+    expect(() => cli('--method coagent --center')).toThrow(
+      /--center applies to dni and cdni only \(--method coagent has no synthesizers\)/,
+    );
+    expect(() => cli('--method coagent --graph')).toThrow(/--graph cannot capture --method coagent: it draws random numbers on the host/);
   });
 
   test('--hidden sets the layer widths', () => {
@@ -321,6 +344,21 @@ describe("the CLI's --checkpoint", () => {
     // The sampler's position and the baseline are in the checkpoint: the resumed run's samples are the straight run's.
     const resumed = run(`--method reinforce ${small} --steps 4 --checkpoint ${file} --json`);
     const straight = run(`--method reinforce ${small} --steps 4 --json`);
+    expect(straight.out).not.toMatch(/Error/);
+    const final = (out: string) =>
+      JSON.parse(out.trim().split('\n').pop()!) as { type: string; loss: number; steps: number; resumedFrom?: number };
+    expect(final(resumed.out)).toMatchObject({ type: 'final', steps: 4, resumedFrom: 2 });
+    expect(final(resumed.out).loss).toBe(final(straight.out).loss);
+  });
+
+  test('--method coagent trains a few steps on MNIST and resumes exactly (sampler, critic and its Adam state saved)', () => {
+    const small = '--hidden 16,16 --batch-size 100 --epochs 1 --seed 3';
+    const file = path.join(dir, 'coagent.ckpt');
+    const first = run(`--method coagent ${small} --steps 2 --checkpoint ${file}`);
+    expect(first.status).toBe(0);
+    expect(first.out).toMatch(/784-16-16-10, Bernoulli \(Sigmoid\) units, coagent/);
+    const resumed = run(`--method coagent ${small} --steps 4 --checkpoint ${file} --json`);
+    const straight = run(`--method coagent ${small} --steps 4 --json`);
     expect(straight.out).not.toMatch(/Error/);
     const final = (out: string) =>
       JSON.parse(out.trim().split('\n').pop()!) as { type: string; loss: number; steps: number; resumedFrom?: number };

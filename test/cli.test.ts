@@ -91,7 +91,9 @@ describe('npm start options', () => {
 
   test('bad values name the flag', () => {
     expect(() => parseArgs(['--optimizer', 'rmsprop'])).toThrow(/--optimizer must be adam or sgd, got 'rmsprop'/);
-    expect(() => parseArgs(['--method', 'dnii'])).toThrow(/--method must be backprop, dni, cdni, fa, dfa, dtp or reinforce, got 'dnii'/);
+    expect(() => parseArgs(['--method', 'dnii'])).toThrow(
+      /--method must be backprop, dni, cdni, fa, dfa, dtp, reinforce or coagent, got 'dnii'/,
+    );
     expect(() => parseArgs(['--lr', '-1'])).toThrow(/--lr must be > 0, got -1/);
     expect(() => parseArgs(['--synth-lr', 'fast', '--method', 'dni'])).toThrow(/--synth-lr needs a number, got 'fast'/);
     expect(() => parseArgs(['--epochs'])).toThrow(/--epochs needs a number, got ''/);

@@ -69,6 +69,8 @@ export { targetPropagation, TargetPropagationNetwork } from './methods/target-pr
 export type { InverseLayer, TargetBlock, TargetPropagationOptions } from './methods/target-propagation';
 export { reinforce, ReinforceNetwork } from './methods/reinforce';
 export type { ReinforceOptions } from './methods/reinforce';
+export { coagent, CoagentNetwork } from './methods/coagent';
+export type { CoagentOptions } from './methods/coagent';
 export { MethodNetwork, MethodTraining } from './methods/sequential';
 export type { LayerForwards } from './methods/sequential';
 export { LSTM } from './nn/lstm';

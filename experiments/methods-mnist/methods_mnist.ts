@@ -35,14 +35,16 @@ const LOCKS: Record<string, string> = {
   kickback: 'backward (between layers)',
   dtp: 'none removed (no weight transport; targets still pass down layer by layer)',
   reinforce: 'backward (between layers: each layer needs only the per-example loss)',
+  coagent: 'backward (between layers: each coagent needs only the per-example TD error)',
 };
 
 /** How each MNIST method's network is built (ts/cli/configure.ts). */
 const NETWORK: Record<string, string> = {
   dtp: '784-256-256-256-10 Linear → Tanh, inverses Linear → Tanh, η̂ 0.5, σ 0.1',
   reinforce: '784-256-256-256-10 Linear → Sigmoid, Bernoulli units, baseline decay 0.9',
+  coagent: '784-256-256-256-10 Linear → Sigmoid, Bernoulli-unit coagents, linear critic of the input',
 };
-const MNIST_METHODS = ['backprop', 'dni', 'cdni', 'fa', 'dfa', 'dtp', 'reinforce'];
+const MNIST_METHODS = ['backprop', 'dni', 'cdni', 'fa', 'dfa', 'dtp', 'reinforce', 'coagent'];
 
 interface Row {
   method: string;

@@ -5,6 +5,7 @@ import { Device } from '../device';
 import { decouple, UpdateSchedule } from '../dni/network';
 import { feedbackAlignment } from '../methods/feedback-alignment';
 import { reinforce } from '../methods/reinforce';
+import { coagent } from '../methods/coagent';
 import { targetPropagation } from '../methods/target-propagation';
 import { error } from '../errors';
 import { mlp } from '../models';
@@ -118,7 +119,9 @@ export function configure(o: Options, trainCount: number, plannedDecaySteps?: nu
         ? targetPropagation(stack(features, o.hidden, data.classes, 'tanh'), { targetStep: o.targetStep, noise: o.noise }) // Lee et al.'s units; inverses, noise from --seed
         : o.method === 'reinforce'
           ? reinforce(stack(features, o.hidden, data.classes, 'sigmoid'), { decay: o.baselineDecay }) // Bernoulli units; samples from --seed
-          : mlpModel;
+          : o.method === 'coagent'
+            ? coagent(stack(features, o.hidden, data.classes, 'sigmoid')) // the same units, a critic's TD error as baseline
+            : mlpModel;
   return {
     model,
     decoupled,

