@@ -5,11 +5,10 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Arena, Dataset, Device, Linear, Random, SGD, Sequential, Sigmoid, Tanh, Tensor, Trainer, coagent, reinforce } from '../ts';
-import * as ops from '../ts/ops';
+import { Adam, Arena, Dataset, Device, Linear, Random, SGD, Sequential, Sigmoid, Tanh, Trainer, coagent, reinforce } from '../ts';
 import type { StepContext } from '../ts';
 import * as ref from './helpers/reference';
-import { B, ceGrad, expectUpdate, linear, lr, read, sgd, weightGrad } from './helpers/method-reference';
+import { B, ceGrad, expectUnbiasedEstimate, expectUpdate, linear, lr, read, sgd, weightGrad } from './helpers/method-reference';
 
 const cpu = Device.cpu();
 
@@ -101,8 +100,6 @@ describe('coagent networks: updates equal a float64 hand computation given the s
 
 describe('coagent networks: with a non-zero critic the estimate stays unbiased', () => {
   test('the mean of 4800 seeded estimates is within 4 standard errors of the exact gradient of the expected loss (all 2³ unit configurations summed)', async () => {
-    const R = 32; // rows per batch: one example repeated, each row sampling its own units
-    const M = 150; // batches
     const net = coagent(new Sequential([new Linear(2, 3), new Sigmoid(), new Linear(3, 2)]), { seed: 5 });
     const trainer = new Trainer(net, { device: cpu, optimizer: new SGD({ lr }), seed: 8 });
     // A critic far from 0, V(x0) = 0.3·0.7 + 0.2·0.4 − 0.6 = −0.31: an input-dependent baseline must not bias the estimate.
@@ -110,60 +107,7 @@ describe('coagent networks: with a non-zero critic the estimate stays unbiased',
     cw.value.write(Float32Array.from([0.3, -0.2]), trainer.stream);
     cb.value.write(Float32Array.from([-0.6]), trainer.stream);
     expect(Array.from(await read(trainer, cb.value))).toEqual([Math.fround(-0.6)]);
-    const [W0, b0, W1, b1] = await Promise.all(net.parameters().map((p) => read(trainer, p.value)));
-    const x0 = [0.7, -0.4];
-    const label = 1;
-    // Exact: ∂E[L]/∂z_j = Σ_h π(h) L(h) (h_j − p_j); the output layer's E[∂L/∂W1].
-    const z = [0, 1, 2].map((j) => W0[j * 2] * x0[0] + W0[j * 2 + 1] * x0[1] + b0[j]);
-    const p = z.map(sigmoid);
-    const gz = [0, 0, 0];
-    const gW1 = new Float64Array(6);
-    const gb1 = new Float64Array(2);
-    for (let m = 0; m < 8; m++) {
-      const h = [0, 1, 2].map((j) => (m >> j) & 1);
-      const pi = h.reduce((s, hj, j) => s * (hj ? p[j] : 1 - p[j]), 1);
-      const logits = [0, 1].map((k) => b1[k] + h.reduce((s, hj, j) => s + W1[k * 3 + j] * hj, 0));
-      const sm = ref.softmax(Float64Array.from(logits), 1, 2);
-      const L = -Math.log(sm[label]);
-      h.forEach((hj, j) => (gz[j] += pi * L * (hj - p[j])));
-      for (let k = 0; k < 2; k++) {
-        const d = sm[k] - (k === label ? 1 : 0);
-        gb1[k] += pi * d;
-        for (let j = 0; j < 3; j++) gW1[k * 3 + j] += pi * d * h[j];
-      }
-    }
-    const exact = [Float64Array.from({ length: 6 }, (_, i) => gz[Math.floor(i / 2)] * x0[i % 2]), Float64Array.from(gz), gW1, gb1];
-
-    const x = Tensor.fromArray(
-      Float32Array.from({ length: R * 2 }, (_, i) => x0[i % 2]),
-      [R, 2],
-      { device: cpu },
-    );
-    const y = Tensor.fromArray(new Int32Array(R).fill(label), [R], { device: cpu });
-    const params = net.parameters();
-    const sums = exact.map((g) => new Float64Array(g.length));
-    const squares = exact.map((g) => new Float64Array(g.length));
-    for (let m = 0; m < M; m++) {
-      const arena = new Arena();
-      const ctx: StepContext = { device: cpu, stream: trainer.stream, training: true, arena };
-      for (const q of params) ops.fill(ctx, q.grad, 0);
-      net.accumulate(x, y, trainer.loss, ctx);
-      const grads = await Promise.all(params.map((q) => read(trainer, q.grad))); // the mean of R estimates
-      arena.dispose();
-      grads.forEach((g, i) => g.forEach((v, k) => ((sums[i][k] += v), (squares[i][k] += v * v))));
-    }
-    exact.forEach((want, i) =>
-      want.forEach((w, k) => {
-        const mean = sums[i][k] / M;
-        const se = Math.sqrt((squares[i][k] / M - mean * mean) / (M - 1));
-        if (!(Math.abs(mean - w) <= 4 * se)) throw new Error(`parameter ${i}[${k}]: mean ${mean}, exact ${w}, standard error ${se}`);
-      }),
-    );
-    // The bound is tight enough to fail: 4 standard errors are well below the hidden gradient's size.
-    const se0 = exact[0].map((_, k) => Math.sqrt((squares[0][k] / M - (sums[0][k] / M) ** 2) / (M - 1)));
-    expect(4 * ref.maxAbs(se0)).toBeLessThan(0.5 * ref.maxAbs(exact[0]));
-    x.dispose();
-    y.dispose();
+    await expectUnbiasedEstimate(trainer, net);
     trainer.dispose();
   });
 });
