@@ -8,11 +8,12 @@
 // default: DNI's 1024-wide synthesizers would dwarf the modules whose overlap this measures).
 // Same seed and data on every side (bench/step_time.ts); interleaved: each of --rounds rounds
 // times every configuration once (the two layouts in alternating order); the table gives the
-// medians. Steps per run: chosen once per model from one single-stream step (--target-ms).
+// medians. Steps per run: chosen once per model from one unlocked single-stream step (about
+// --target-ms of timed work, at least 2), each run after one warm-up step.
 // Writes bench/results/unlock-streams.{json,md} (NAME.{json,md} with --out NAME).
 //
 //   nice -n 5 node dist/bench/unlock_streams.js [--fcn 3x256,6x256,3x1024,6x1024] [--batch 256]
-//       [--cnn-filters 8] [--cnn-batch 32] [--method cdni] [--rounds 3] [--target-ms 1500] [--out unlock-streams]
+//       [--cnn-filters 8] [--cnn-batch 32] [--method cdni] [--rounds 3] [--target-ms 4000] [--out unlock-streams]
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -52,7 +53,7 @@ async function main(): Promise<void> {
     'cnn-batch': '32',
     method: 'cdni',
     rounds: '3',
-    'target-ms': '1500',
+    'target-ms': '4000',
     out: 'unlock-streams',
   });
   if (flags.method !== 'dni' && flags.method !== 'cdni') throw new Error(`--method must be dni or cdni, got ${flags.method}`);
@@ -94,14 +95,14 @@ async function main(): Promise<void> {
     if (m.cnn) o.cnn = m.cnn;
     return stepTime(o);
   };
-  for (const m of models) m.steps = stepsFor(targetMs, await time(m, variants[0], 1, 2), 3, 200);
+  for (const m of models) m.steps = stepsFor(targetMs, await time(m, variants[0], 1, 1), 2, 200);
 
   const ms = models.map(() => variants.map(() => [] as number[]));
   for (let r = 0; r < rounds; r++)
     for (const [i, m] of models.entries()) {
       // The layouts in turn, alternating which goes first.
       const order = r % 2 === 0 ? [0, 1, 2, 3] : [1, 0, 3, 2];
-      for (const k of order) ms[i][k].push(await time(m, variants[k], m.steps, 2));
+      for (const k of order) ms[i][k].push(await time(m, variants[k], m.steps, 1));
       console.log(
         `round ${r + 1}: ${m.label.padEnd(14)} ${m.steps} steps: ` +
           variants.map((v, k) => `${v.unlock ? 'unlock' : 'plain'} ${v.streams} ${ms[i][k][r].toFixed(2)}`).join(', ') +
