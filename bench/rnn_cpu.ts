@@ -30,6 +30,7 @@ import { LSTMSequenceModel } from '../ts/recurrent/model';
 import { RecurrentMethod, RecurrentTraining } from '../ts/recurrent/training';
 import { resultName } from './flags';
 import { projectRoot as root, resultsDir } from './paths';
+import { loadNow, median } from './stats';
 
 const python = '/usr/bin/python3';
 const hidden = 128;
@@ -187,14 +188,6 @@ function torchLstmTime(steps: number, setting: TorchSetting, a: Args): TorchLstm
     return undefined;
   }
 }
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((p, q) => p - q);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-const loadNow = () => os.loadavg().map((v) => Number(v.toFixed(2)));
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);

@@ -1,6 +1,6 @@
-// Times a training step of the MNIST FCN (Linear → BatchNorm → ReLU hidden layers, Adam) with
-// backprop, cDNI or DNI on a resident random batch, run op by op or captured once into a graph
-// and replayed. The host reads every step's loss, as a training loop that logs does (PyTorch's
+// Times a training step of the MNIST FCN (Linear → BatchNorm → ReLU hidden layers, Adam), or of
+// cnn() on MNIST-sized images, with backprop, cDNI or DNI (optionally with the complete unlock)
+// on a resident random batch, run op by op or captured once into a graph and replayed. The host reads every step's loss, as a training loop that logs does (PyTorch's
 // peers call loss.item()). Shared by the benchmarks.
 import {
   Adam,
@@ -14,6 +14,8 @@ import {
   Stream,
   Tensor,
   TrainingStrategy,
+  SynthesizerOptions,
+  cnn,
   decouple,
   mlp,
 } from '../ts';
@@ -21,9 +23,21 @@ import {
 export type Method = 'backprop' | 'cdni' | 'dni';
 export type Streams = 'single' | 'per-module';
 
+/** cnn() on [batch, 1, 28, 28] images, and its conv synthesizers' hidden filters (DNI and cDNI alike). */
+export interface CnnStep {
+  filters: number;
+  blocks: number;
+  synthFilters: number[];
+}
+
 export interface StepTimeOptions {
   device: Device;
+  /** the FCN's hidden widths (ignored with `cnn`) */
   hidden: number[];
+  /** time cnn() instead of the FCN */
+  cnn?: CnnStep;
+  /** decoupled runs: the complete unlock (decouple's `unlock: true`, default input models) */
+  unlock?: boolean;
   batch: number;
   method: Method;
   /** decoupled runs: one stream in all or one per module */
@@ -37,8 +51,12 @@ export interface StepTimeOptions {
 /** Milliseconds per training step. */
 export async function stepTime(o: StepTimeOptions): Promise<number> {
   const { device, batch } = o;
+  if (o.unlock && o.method === 'backprop') throw new Error("stepTime: 'unlock' needs method dni or cdni, got backprop");
   const rng = new Random(0);
-  const model = mlp(784, o.hidden, 10);
+  const example = o.cnn ? [1, 28, 28] : [784];
+  const model = o.cnn
+    ? cnn({ channels: 1, height: 28, width: 28, classes: 10, filters: o.cnn.filters, blocks: o.cnn.blocks })
+    : mlp(784, o.hidden, 10);
   const loss = new SoftmaxCrossEntropy();
   const optimizer = () => new Adam({ lr: 1e-4 });
   let strategy: TrainingStrategy;
@@ -47,14 +65,25 @@ export async function stepTime(o: StepTimeOptions): Promise<number> {
     model.initialize(device, rng);
     strategy = new Backpropagation(model, loss, optimizer());
   } else {
-    const synthesizer = o.method === 'cdni' ? { conditioned: true } : { hidden: [1024, 1024] };
-    const d = decouple(model, { synthesizer, streams: o.streams });
+    const conditioned = o.method === 'cdni';
+    const synthesizer: SynthesizerOptions = o.cnn
+      ? { conditioned, filters: o.cnn.synthFilters }
+      : conditioned
+        ? { conditioned }
+        : { hidden: [1024, 1024] };
+    const d = decouple(model, {
+      synthesizer,
+      streams: o.streams,
+      ...(o.cnn ? { input: example } : {}),
+      ...(o.unlock ? { unlock: true } : {}),
+    });
     d.initialize(device, rng);
     strategy = d.trainingStrategy({ loss, optimizer });
     net = d;
   }
   const stream = new Stream(device);
-  const x = Tensor.fromArray(rng.uniformArray(batch * 784, 0, 1), [batch, 784], { device });
+  const size = example.reduce((a, b) => a * b, 1);
+  const x = Tensor.fromArray(rng.uniformArray(batch * size, 0, 1), [batch, ...example], { device });
   const y = Tensor.fromArray(
     Int32Array.from({ length: batch }, () => rng.int(10)),
     [batch],

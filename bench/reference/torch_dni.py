@@ -98,6 +98,14 @@ def one_hot(y):
     return torch.zeros(y.shape[0], CLASSES, device=y.device).scatter_(1, y.unsqueeze(1), 1.0)
 
 
+def conditioned_input(h, onehot):
+    """cDNI's synthesizer input: [h, onehot(y)] along the features, or, for images h
+    [B, C, H, W], along the channels with one constant H x W map per class (torch_conv.py)."""
+    if h.dim() == 4:
+        onehot = onehot[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+    return torch.cat([h, onehot], 1)
+
+
 # ---- training strategies -----------------------------------------------------------------
 
 class Backprop:
@@ -117,14 +125,14 @@ class Backprop:
 
 
 class Decoupled:
-    """DNI / cDNI, lockstep: see the docblock at the top for the step."""
+    """DNI / cDNI, lockstep: see the docblock at the top for the step. `synths[i]` follows
+    modules[i] (one fewer than the modules)."""
 
-    def __init__(self, modules, conditioned, synth_hidden, lr, synth_lr, device, streams):
+    def __init__(self, modules, synths, conditioned, lr, synth_lr, device, streams):
         self.modules = modules
         self.model = nn.Sequential(*modules)  # the plain network, for evaluation
         self.conditioned = conditioned
-        widths = [m[0].out_features for m in modules[:-1]]
-        self.synths = [synthesizer(w, conditioned, synth_hidden).to(device) for w in widths]
+        self.synths = [s.to(device) for s in synths]
         self.optimizers = ([torch.optim.Adam(m.parameters(), lr=lr) for m in modules]
                            + [torch.optim.Adam(s.parameters(), lr=synth_lr) for s in self.synths])
         self.module_opts = self.optimizers[:len(modules)]
@@ -174,7 +182,7 @@ class Decoupled:
                         self.h_ready[i].record(s[i])
                     m_in = out.detach()
                     if self.conditioned:
-                        m_in = torch.cat([m_in, onehot], 1)
+                        m_in = conditioned_input(m_in, onehot)
                     r = self.synths[i](m_in)  # M_i(h_i): its graph is kept for the regression
                     raw.append(r)
                     ghat.append(r.detach() / B)
@@ -266,11 +274,13 @@ def build(a, dev):
         synth_hidden = [int(h) for h in a.synth_hidden.split(",") if h]
     # --synth-lr applies to DNI's synthesizers only, as in experiments/dni-mnist/dni_mnist.ts.
     synth_lr = a.synth_lr if a.synth_lr is not None and not conditioned else a.lr
-    return hidden, Decoupled(modules, conditioned, synth_hidden, a.lr, synth_lr, dev, a.streams)
+    synths = [synthesizer(m[0].out_features, conditioned, synth_hidden) for m in modules[:-1]]
+    return hidden, Decoupled(modules, synths, conditioned, a.lr, synth_lr, dev, a.streams)
 
 
-def timed(a, dev, strategy, info):
-    x = torch.rand(a.batch, INPUTS, device=dev)
+def timed(a, dev, strategy, info, example=(INPUTS,)):
+    """`example`: the shape of one input example (torch_conv.py: [1, 28, 28] images)."""
+    x = torch.rand(a.batch, *example, device=dev)
     y = torch.randint(0, CLASSES, (a.batch,), device=dev)
     for _ in range(a.warmup):
         strategy.step(x, y).item()
