@@ -72,8 +72,16 @@ describe('every npm start flag reaches what it configures', () => {
     expect(() => cli('--method dfa --diagnose-every 5')).toThrow(/--diagnose-every applies to dni and cdni only/);
     // SGD needs no synthesizer learning rate where there are no synthesizers.
     expect(cli('--method fa --optimizer sgd --lr 0.01').model).toBeInstanceOf(FeedbackAlignmentNetwork);
-    // Kickback covers scalar regression only: MNIST's 10 classes are refused, saying why.
-    expect(() => cli('--method kickback')).toThrow(/--method kickback: .* single output .* MNIST is a 10-class classification task/);
+    // Kickback covers scalar regression only: the data's classes are refused, saying why and naming
+    // the data actually given (--data may follow --method).
+    expect(() => cli('--method kickback')).toThrow(
+      /--method kickback: .* single output .*; --data mnist \(the default\) is MNIST, a 10-class classification task: use kickback\(\)/,
+    );
+    expect(() => cli('--method kickback --data cifar10:/some/dir')).toThrow(
+      /--method kickback: .*; --data cifar10:\/some\/dir is CIFAR-10, a 10-class classification task/,
+    );
+    expect(() => cli('--data mnist:/m --method kickback')).toThrow(/; --data mnist:\/m is MNIST, a 10-class classification task/);
+    expect(() => cli('--method kickback --data idx:a,b,c,d')).toThrow(/; --data idx: the labels in b are classes, a classification task/);
   });
 
   test('--method dtp and reinforce wrap a Tanh or Sigmoid stack; flags that do not apply are errors naming them', () => {

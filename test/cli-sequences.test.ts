@@ -47,6 +47,8 @@ describe('recurrent run flags', () => {
       '3e-5',
       '--discount',
       '0.25',
+      '--synth-scale',
+      'batch-mean',
       '--validate-every',
       '50',
       '--patience',
@@ -73,6 +75,7 @@ describe('recurrent run flags', () => {
       auxWeight: 0.5,
       synthesizerLr: 3e-5,
       synthesizerDiscount: 0.25,
+      synthesizerTargetScale: 'batch-mean',
       validateEvery: 50,
       patience: 3,
       logEvery: 10,
@@ -119,7 +122,7 @@ describe('recurrent run flags', () => {
 
   test('every flag the usage lists is known', () => {
     const listed = [...sequenceUsage.matchAll(/^ {2}(--[a-z-]+)/gm)].map((m) => m[1]);
-    expect(listed.length).toBe(21); // all but --help
+    expect(listed.length).toBe(22); // all but --help
     for (const flag of listed) {
       let message = '';
       try {
@@ -147,6 +150,14 @@ describe('recurrent run flags', () => {
     [['--task', 'copy', '--streams', 'separate', '--truncation', '3', '--steps', '5'], /--streams applies to dni and dni-aux only/],
     [['--task', 'copy', '--synth-lr', '1e-4', '--truncation', '3', '--steps', '5'], /--synth-lr applies to dni and dni-aux only/],
     [['--task', 'copy', '--discount', '0.5', '--truncation', '3', '--steps', '5'], /--discount applies to dni and dni-aux only/],
+    [
+      ['--task', 'copy', '--method', 'uoro', '--synth-scale', 'batch-mean', '--truncation', '3', '--steps', '5'],
+      /--synth-scale applies to dni and dni-aux only \(uoro has no synthesizer\)/,
+    ],
+    [
+      ['--task', 'copy', '--method', 'dni', '--synth-scale', 'mean', '--truncation', '3', '--steps', '5'],
+      /--synth-scale must be per-example, batch-mean, got 'mean'/,
+    ],
     [
       ['--task', 'copy', '--method', 'dni', '--discount', '1.5', '--truncation', '3', '--steps', '5'],
       /--discount must be in \(0, 1\], got 1.5/,

@@ -568,6 +568,12 @@ describe('trainSequences', () => {
     await expect(trainSequences({ ...base, method: 'dni', synthesizerDiscount: 2 })).rejects.toThrow(
       /'synthesizerDiscount' must be a number in \(0, 1\], got 2/,
     );
+    await expect(trainSequences({ ...base, synthesizerTargetScale: 'batch-mean' })).rejects.toThrow(
+      /'synthesizerTargetScale' is given but method 'bptt' uses no synthesizer/,
+    );
+    await expect(trainSequences({ ...base, method: 'dni', synthesizerTargetScale: 'mean' as never })).rejects.toThrow(
+      /'synthesizerTargetScale' must be 'per-example' or 'batch-mean', got "mean"/,
+    );
     await expect(trainSequences({ ...base, validateEvery: 5 })).rejects.toThrow(/'validateEvery' is given but task 'copy'/);
     await expect(trainSequences({ ...base, stepz: 3 } as never)).rejects.toThrow(/did you mean 'steps'/);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-recurrent-'));
@@ -599,6 +605,33 @@ describe('trainSequences', () => {
     await run({ synthesizerLr: 1e-2 });
     expect(bits[1]).toEqual(bits[0]);
     expect(bits[2]).not.toEqual(bits[0]); // the synthesizer learns at 1e-2: other synthetic gradients, other losses
+  });
+
+  test("synthesizerTargetScale is the synthesizer's targetScale (default 'per-example')", async () => {
+    const bits: number[][] = [];
+    const run = async (extra: object) => {
+      const seen: number[] = [];
+      const o = {
+        task: 'copy',
+        method: 'dni',
+        truncation: 2,
+        steps: 40,
+        hidden: 16,
+        batch: 8,
+        lr: 1e-2,
+        synthesizerLr: 1e-2,
+        seed: 2,
+        logEvery: 5,
+      } as const;
+      await trainSequences({ ...o, ...extra, onProgress: (p) => seen.push(p.bits) });
+      bits.push(seen);
+    };
+    await run({});
+    await run({ synthesizerTargetScale: 'per-example' });
+    await run({ synthesizerTargetScale: 'batch-mean' });
+    expect(bits[1]).toEqual(bits[0]);
+    // Batch-mean: ĝ = M(s) rather than M(s)/B, on targets B times smaller: other synthetic gradients, other losses.
+    expect(bits[2]).not.toEqual(bits[0]);
   });
 
   test('a synthesizer network whose output cannot match the state [h, c]', () => {

@@ -6,6 +6,14 @@
 //   node dist/experiments/recurrent-methods/recurrent_methods.js [--budget 10000] [--hidden 8]
 //        [--batch 16] [--truncations 3,5] [--methods bptt,dni,dni-aux,uoro,rtrl] [--lr 1e-3]
 //        [--seed 0] [--timing-windows 40] [--out NAME (default budget-WINDOWS)] [--mode run|table|timing]
+//        [--minutes M] [--reference DIR]
+//
+// --minutes M: each run stops after M minutes of wall time if its budget is not spent by then
+// (its score says `stopped` and the windows it trained), for methods too slow for the budget on
+// a shared machine. --reference DIR (relative to experiments/, e.g. recurrent-copy/results/long):
+// runs of another experiment at the same core, batch, lr and seed (checked); the table then
+// also gives, for every T, the largest N each of them had solved by the window this
+// experiment's runs stopped at (their score's `rises`), beside this experiment's runs.
 //
 // First the time per window of every method and T, measured in turns in this process (so under
 // the same load), at the curriculum's first level (timing(), below; --mode timing measures
@@ -25,7 +33,20 @@ import { projectRoot } from '../../bench/paths';
 import { flags, intFlag, intListFlag, listFlag } from '../recurrent-copy/runs';
 
 const METHODS: readonly RecurrentMethod[] = ['bptt', 'dni', 'dni-aux', 'uoro', 'rtrl'];
-const KNOWN = ['--budget', '--hidden', '--batch', '--truncations', '--methods', '--lr', '--seed', '--timing-windows', '--out', '--mode'];
+const KNOWN = [
+  '--budget',
+  '--hidden',
+  '--batch',
+  '--truncations',
+  '--methods',
+  '--lr',
+  '--seed',
+  '--timing-windows',
+  '--out',
+  '--mode',
+  '--minutes',
+  '--reference',
+];
 
 interface Args {
   budget: number;
@@ -38,6 +59,8 @@ interface Args {
   timingWindows: number;
   out: string;
   mode: 'run' | 'table' | 'timing';
+  minutes?: number;
+  reference?: string;
 }
 
 function parse(argv: string[]): Args {
@@ -47,7 +70,15 @@ function parse(argv: string[]): Args {
   if (!(lr > 0) || !Number.isFinite(lr)) throw new Error(`--lr must be a number > 0, got ${f.get('--lr')}`);
   const mode = f.get('--mode') ?? 'run';
   if (mode !== 'run' && mode !== 'table' && mode !== 'timing') throw new Error(`--mode must be run, table or timing, got ${mode}`);
+  const minutes = f.has('--minutes') ? Number(f.get('--minutes')) : undefined;
+  if (minutes !== undefined && !(minutes > 0 && Number.isFinite(minutes)))
+    throw new Error(`--minutes must be a number > 0, got ${f.get('--minutes')}`);
+  const reference = f.get('--reference');
+  if (reference !== undefined && !fs.existsSync(path.join(projectRoot, 'experiments', reference)))
+    throw new Error(`--reference: no directory experiments/${reference}`);
   return {
+    minutes,
+    reference,
     budget,
     hidden: intFlag(f, '--hidden', 8),
     batch: intFlag(f, '--batch', 16),
@@ -108,6 +139,7 @@ async function timing(a: Args, force = false): Promise<Record<string, number>> {
 interface Score {
   solved: { level: number; length: number };
   windows: number;
+  stopped: boolean;
   seconds: number;
   /** the window each level was first reached in */
   rises: { level: number; window: number }[];
@@ -119,7 +151,9 @@ async function run(a: Args, method: RecurrentMethod, truncation: number): Promis
   if (fs.existsSync(scoreFile)) return;
   const progressFile = path.join(resultsDir(a), `${id}.jsonl`);
   fs.writeFileSync(progressFile, '');
-  console.log(`${id}: ${a.budget} windows`);
+  console.log(`${id}: ${a.budget} windows${a.minutes ? ` or ${a.minutes} minutes` : ''}`);
+  const timeUp = new AbortController();
+  const timer = a.minutes ? setTimeout(() => timeUp.abort(), a.minutes * 60_000) : undefined;
   const score = await trainSequences({
     task: 'copy',
     method,
@@ -131,9 +165,13 @@ async function run(a: Args, method: RecurrentMethod, truncation: number): Promis
     seed: a.seed,
     logEvery: 250,
     onProgress: (p) => fs.appendFileSync(progressFile, JSON.stringify(p) + '\n'),
-  });
+    signal: timeUp.signal,
+  }).finally(() => clearTimeout(timer));
   fs.writeFileSync(scoreFile, JSON.stringify(score, null, 2) + '\n');
-  console.log(`${id}: largest N solved ${score.solved!.length} (level ${score.solved!.level}) in ${score.seconds.toFixed(0)} s`);
+  console.log(
+    `${id}: largest N solved ${score.solved!.length} (level ${score.solved!.level}) in ${score.windows} windows, ` +
+      `${score.seconds.toFixed(0)} s${score.stopped ? ' (stopped by --minutes)' : ''}`,
+  );
 }
 
 function table(a: Args, times: Record<string, number>): string {
@@ -158,7 +196,8 @@ function table(a: Args, times: Record<string, number>): string {
         .split('\n');
       const last = JSON.parse(progress[progress.length - 1]) as { bits: number; length: number };
       const solved = s.solved.level < 0 ? '–' : `N ${s.solved.length}`;
-      return `${solved}${reached ? ` (w ${reached.window})` : ''}; ${last.bits.toFixed(2)} bits at N ${last.length}`;
+      const stopped = s.stopped ? `, stopped at window ${s.windows}` : '';
+      return `${solved}${reached ? ` (w ${reached.window})` : ''}; ${last.bits.toFixed(2)} bits at N ${last.length}${stopped}`;
     });
     lines.push(`| ${T} | ${cells.join(' | ')} |`);
   }
@@ -189,12 +228,61 @@ function table(a: Args, times: Record<string, number>): string {
       });
       lines.push(`| ${T}, ${what} | ${cells.join(' | ')} |`);
     }
+  if (a.reference) lines.push('', ...referenceTable(a, times));
   lines.push(
     '',
     'N: the largest Copy length solved; (w W): the window the next level was reached in, i.e. when N was solved; then the mean error ' +
       "(bits per output symbol) over the last 250 windows, at the level then being trained (solved below 0.15); '–': none solved; '·': not run yet.",
   );
   return lines.join('\n') + '\n';
+}
+
+/**
+ * For every T: the largest N solved by the window this experiment's runs at T stopped at (the
+ * fewest, if they differ), by each run of `--reference` at T and by this experiment's runs, with
+ * the window it was solved in; and each method's timed ms per window with its ratio to BPTT's.
+ */
+function referenceTable(a: Args, times: Record<string, number>): string[] {
+  const refDir = path.join(projectRoot, 'experiments', a.reference!);
+  const ours = (m: RecurrentMethod, T: number) => path.join(resultsDir(a), `${runId(m, T)}.json`);
+  const read = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8')) as Score & { options?: Record<string, unknown> };
+  const refMethods = METHODS.filter(
+    (m) => !a.methods.includes(m) && a.truncations.some((T) => fs.existsSync(path.join(refDir, `${runId(m, T)}.json`))),
+  );
+  const methods = [...refMethods, ...a.methods];
+  const lines = [
+    `**Beside experiments/${a.reference}/** (${refMethods.join(', ')}; the same core, batch, lr and seed, checked): the largest N solved by ` +
+      "window W, the window this experiment's runs stopped at; (w V): the window it was solved in; then the timed ms per window (ratio to BPTT's).",
+    '',
+    `| T | W | ${methods.join(' | ')} |`,
+    `|---|---|${methods.map(() => '---|').join('')}`,
+  ];
+  for (const T of a.truncations) {
+    const ran = a.methods.filter((m) => fs.existsSync(ours(m, T)));
+    if (!ran.length) continue;
+    const W = Math.min(...ran.map((m) => read(ours(m, T)).windows));
+    const cells = methods.map((m) => {
+      const file = refMethods.includes(m) ? path.join(refDir, `${runId(m, T)}.json`) : ours(m, T);
+      if (!fs.existsSync(file)) return '·';
+      const s = read(file);
+      if (s.options) {
+        const o = s.options;
+        if (o.hidden !== a.hidden || o.batch !== a.batch || o.lr !== a.lr || o.seed !== a.seed)
+          throw new Error(
+            `--reference: ${file} ran hidden ${o.hidden}, batch ${o.batch}, lr ${o.lr}, seed ${o.seed}, not this experiment's`,
+          );
+      }
+      if (s.windows < W) return `ran only ${s.windows} windows`;
+      // Reaching level L means level L − 1, whose length is L, was solved.
+      const rise = s.rises.filter((r) => r.window <= W).pop();
+      const solved = rise ? `N ${rise.level} (w ${rise.window})` : '–';
+      const ms = times[runId(m, T)];
+      const bptt = times[runId('bptt', T)];
+      return `${solved}; ${ms === undefined ? '·' : `${ms.toFixed(1)} ms${m !== 'bptt' && bptt ? ` (${(ms / bptt).toFixed(1)}×)` : ''}`}`;
+    });
+    lines.push(`| ${T} | ${W} | ${cells.join(' | ')} |`);
+  }
+  return lines;
 }
 
 async function main(): Promise<void> {

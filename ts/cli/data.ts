@@ -42,6 +42,14 @@ export function parseDataSpec(value: string | undefined): DataSpec | undefined {
   throw error('ERR_SYNTHGRAD_CLI', `--data must be ${forms}, got '${v}'`);
 }
 
+/** What `spec` names, as a classification task (the class count where the kind fixes it). */
+export function classificationData(spec: DataSpec | undefined): string {
+  if (spec === undefined) return '--data mnist (the default) is MNIST, a 10-class classification task';
+  if (spec.kind === 'mnist') return `--data mnist:${spec.dir} is MNIST, a 10-class classification task`;
+  if (spec.kind === 'cifar10') return `--data cifar10:${spec.dir} is CIFAR-10, a 10-class classification task`;
+  return `--data idx: the labels in ${spec.trainLabels} are classes, a classification task`;
+}
+
 function idxFiles({ trainImages, trainLabels, testImages, testLabels }: DataSpec & { kind: 'idx' }) {
   return { trainImages, trainLabels, testImages, testLabels };
 }

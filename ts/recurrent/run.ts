@@ -21,6 +21,7 @@ import { CopyTask, RepeatCopyTask } from '../data/copy';
 import type { SequenceSource } from '../data/sequences';
 import { TextCorpus, TextSource } from '../data/text';
 import { Device } from '../device';
+import { TARGET_SCALES, TargetScale } from '../dni/synthesizer';
 import { Adam } from '../optim/optimizers';
 import * as ops from '../ops';
 import { Tensor } from '../tensor';
@@ -61,6 +62,8 @@ export interface TrainSequencesOptions {
   synthesizerDiscount?: number;
   /** DNI: Adam's learning rate of the synthesizer; default DEFAULT_SYNTHESIZER_LR */
   synthesizerLr?: number;
+  /** DNI: what the synthesizer regresses (SynthesizerOptions.targetScale); default 'per-example' */
+  synthesizerTargetScale?: TargetScale;
   /** DNI + Aux: the auxiliary loss's weight; default 1 */
   auxWeight?: number;
   /** M's regression on a stream of its own; default 'single' */
@@ -127,6 +130,7 @@ const CONFIG_KEYS = [
   'synthesizerHidden',
   'synthesizerDiscount',
   'synthesizerLr',
+  'synthesizerTargetScale',
   'auxWeight',
   'validateEvery',
   'patience',
@@ -204,6 +208,14 @@ function resolve(options: TrainSequencesOptions) {
   } else if (synthesized) {
     synthesizerLr = DEFAULT_SYNTHESIZER_LR;
   }
+  const synthesizerTargetScale = options.synthesizerTargetScale;
+  if (synthesizerTargetScale !== undefined) {
+    if (!synthesized) throw rangeError(`${OWNER}: 'synthesizerTargetScale' is given but method '${method}' uses no synthesizer`);
+    if (!TARGET_SCALES.includes(synthesizerTargetScale))
+      throw rangeError(
+        `${OWNER}: 'synthesizerTargetScale' must be ${TARGET_SCALES.map((t) => `'${t}'`).join(' or ')}, got ${JSON.stringify(synthesizerTargetScale)}`,
+      );
+  }
   const auxWeight = options.auxWeight;
   if (auxWeight !== undefined && method !== 'dni-aux')
     throw rangeError(`${OWNER}: 'auxWeight' is given but method '${method}' has no auxiliary loss`);
@@ -247,6 +259,7 @@ function resolve(options: TrainSequencesOptions) {
     synthesizerHidden,
     synthesizerDiscount,
     synthesizerLr,
+    synthesizerTargetScale,
     auxWeight,
     streams,
     validateEvery,
@@ -308,6 +321,7 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
             hidden: o.synthesizerHidden ?? [],
             discount: o.synthesizerDiscount,
             optimizer: () => new Adam({ lr: o.synthesizerLr! }),
+            ...(o.synthesizerTargetScale !== undefined ? { targetScale: o.synthesizerTargetScale } : {}),
           },
         }),
     ...(o.auxWeight !== undefined ? { auxWeight: o.auxWeight } : {}),
