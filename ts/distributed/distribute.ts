@@ -148,9 +148,12 @@ export class DistributedNetwork {
       throw typeError(`fit: 'onStep' must be a function, got ${describe(options.onStep)}`);
     const width = this.network.input.reduce((a, b) => a * b, 1);
     if (data.features !== width)
-      throw rangeError(`fit: 'data' (${data.name}) has ${data.features} values per row, but the network takes [${this.network.input.join(', ')}]`);
+      throw rangeError(
+        `fit: 'data' (${data.name}) has ${data.features} values per row, but the network takes [${this.network.input.join(', ')}]`,
+      );
     const minRows = modulesOf(this.network).some((m) => m instanceof BatchNorm1d) ? 2 : 1;
-    if (batchSize < minRows) throw rangeError(`fit: 'batchSize' must be at least ${minRows} for this model (BatchNorm1d), got ${batchSize}`);
+    if (batchSize < minRows)
+      throw rangeError(`fit: 'batchSize' must be at least ${minRows} for this model (BatchNorm1d), got ${batchSize}`);
     // Trainer.fit's shuffling generator: the second fork of Random(seed) (the first initialised the weights).
     const seeded = new Random(this.seed);
     seeded.fork();
@@ -183,7 +186,13 @@ export class DistributedNetwork {
   }
 
   /** One lockstep step of this rank's modules; the loss on the last module's rank. */
-  private async step(data: Dataset, order: Uint32Array, start: number, end: number, result: DistributedFitResult): Promise<number | undefined> {
+  private async step(
+    data: Dataset,
+    order: Uint32Array,
+    start: number,
+    end: number,
+    result: DistributedFitResult,
+  ): Promise<number | undefined> {
     const net = this.network;
     const n = net.modules.length;
     const owner = this.placement;
@@ -209,7 +218,8 @@ export class DistributedNetwork {
       p.catch(() => undefined);
       sends.push(p);
     };
-    const sendTensor = (x: Tensor, to: number, tag: number) => started(x.readFloat32(stream).then((values) => this.transport.send(values, to, tag)));
+    const sendTensor = (x: Tensor, to: number, tag: number) =>
+      started(x.readFloat32(stream).then((values) => this.transport.send(values, to, tag)));
     const receiveTensor = (shape: number[], from: number, tag: number, what: string): Promise<Tensor> =>
       this.transport
         .receive(new Float32Array(shape.reduce((a, b) => a * b, 1)), from, tag, `${what} of step ${t + 1}`)
