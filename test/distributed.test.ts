@@ -104,6 +104,17 @@ withMpi('over MPI ranks (mpirun --oversubscribe)', () => {
     expect(output).toMatch(/rank 1: 6 steps, modules 1/);
   });
 
+  test('2 ranks, cDNI, 2 warm-up steps then λ = 0 (regressions carried into the next step): bit for bit as on one process', () => {
+    // From step 3 on, M_2 on rank 1 regresses onto δ_2 of step t from rank 0 in step t+1,
+    // just before it predicts again; the warm-up steps await δ before the backward instead.
+    const output = expectSameAsOneProcess(2, {
+      placement: [0, 1, 0],
+      steps: 6,
+      decouple: { synthesizer: { hidden: [8], conditioned: true }, warmupSteps: 2 },
+    });
+    expect(output).toMatch(/rank 1: 6 steps, modules 1/);
+  });
+
   test('a rank that exits mid-run ends the others, with mpirun naming it, within a bounded time', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-distributed-'));
     try {

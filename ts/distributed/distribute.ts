@@ -11,13 +11,16 @@
 //                      last module computes the loss and its true gradient instead
 //   backward           in host order N..1 as on one process: module i backpropagates ĝ_i
 //                      (λ > 0 or warm-up: (1-λ)ĝ_i + λδ_i, after δ_i arrived) through f_i,
-//                      updates θ_i, starts sending δ_{i-1} down, and M_i regresses onto δ_i
-//                      once it arrived
-// Sends never block: a rank goes on computing while its tensors are read back and sent; it
-// waits only where it needs a hand-off (with λ = 0: h_{i-1} before module i's forward and δ_i
-// before M_i's regression). A step ends on each rank when its sends are done and its stream
-// has finished. Each op runs the same as on one process, on the same values, so the run
-// equals the one-process Trainer.fit bit for bit (test/distributed.test.ts checks it).
+//                      updates θ_i, starts sending δ_{i-1} down; M_i regresses onto δ_i now
+//                      when δ_i is at hand, else (δ_i from another rank, λ = 0) in the next step,
+//                      once δ_i arrived, just before M_i's next prediction
+// Sends never block: a rank goes on computing while its tensors are read back and sent. With
+// λ = 0 a rank waits only for h_{i-1} before module i's forward and, in step t+1, for δ_i of
+// step t before M_i predicts again; module i's forward of step t+1 (and h_i's send) does not
+// wait for the rank above. A step ends on each rank when its stream has finished and the
+// previous step's sends are done. Each op runs on the same values as on one process, and each
+// synthesizer regresses before it predicts again as there, so the run equals the one-process
+// Trainer.fit bit for bit (test/distributed.test.ts checks it).
 import { checkOptions, describe, positiveInt } from '../check';
 import { Dataset } from '../data/dataset';
 import { Device } from '../device';
@@ -91,6 +94,16 @@ export class DistributedNetwork {
   private readonly transport: Transport;
   private readonly seed: number;
   private busy = false;
+  /**
+   * Per module, its synthesizer's regression still waiting for δ_i from the rank above: done
+   * before M_i's next prediction (or when fit ends), so that module i's next forward need not
+   * wait for it.
+   */
+  private carried: ({ prediction: Prediction; delta: Promise<Tensor> } | undefined)[] = [];
+  /** the arenas of steps whose work may still run or be carried (the latest two) */
+  private arenas: Arena[] = [];
+  /** the previous step's sends, awaited at the end of the next step (or of fit) */
+  private sends: Promise<void>[] = [];
 
   constructor(
     readonly network: DecoupledNetwork,
@@ -164,6 +177,8 @@ export class DistributedNetwork {
     this.busy = true;
     const started = Date.now();
     const result: DistributedFitResult = { steps: 0, losses: [], seconds: 0, waitSeconds: 0 };
+    const stream = this.trainer.stream;
+    let failed = true;
     try {
       for (let epoch = 1; epoch <= maxEpochs && result.steps < maxSteps; epoch++) {
         const order = data.order(shuffle);
@@ -178,7 +193,19 @@ export class DistributedNetwork {
           }
         }
       }
+      // The regressions still carried, then every send and this rank's stream.
+      const ctx: StepContext = { device: this.trainer.device, stream, training: true, arena: this.arenas[this.arenas.length - 1] };
+      for (let i = 0; i < this.carried.length; i++) await this.learnCarried(i, ctx, result);
+      await Promise.all(this.sends);
+      await stream.synchronize();
+      failed = false;
     } finally {
+      // After a failure the stream may still run the step's ops: let it finish before freeing their tensors.
+      if (failed) await stream.synchronize().catch(() => undefined);
+      for (const a of this.arenas) a.dispose();
+      this.arenas = [];
+      this.carried = [];
+      this.sends = [];
       this.busy = false;
     }
     result.seconds = (Date.now() - started) / 1000;
@@ -198,22 +225,17 @@ export class DistributedNetwork {
     const owner = this.placement;
     const me = this.rank;
     const t = this.strategy.steps++; // the step's index, as DecoupledTraining counts it
+    if (this.ownModules.length === 0) return undefined;
     const warm = t < net.config.warmupSteps;
     const lambda = warm ? 1 : net.config.lambda;
     const { device, stream } = this.trainer;
     const rows = end - start;
     const arena = new Arena();
+    this.arenas.push(arena);
     const ctx: StepContext = { device, stream, training: true, arena };
     const sends: Promise<void>[] = [];
-    const waited = async <T>(p: Promise<T>): Promise<T> => {
-      const from = Date.now();
-      try {
-        return await p;
-      } finally {
-        result.waitSeconds += (Date.now() - from) / 1000;
-      }
-    };
-    // Awaited at the step's end; marked handled now, so that an early failure is not an unhandled rejection.
+    const waited = <T>(p: Promise<T>): Promise<T> => this.waited(p, result);
+    // Awaited at the next step's end; marked handled now, so that an early failure is not an unhandled rejection.
     const started = (p: Promise<void>) => {
       p.catch(() => undefined);
       sends.push(p);
@@ -224,80 +246,103 @@ export class DistributedNetwork {
       this.transport
         .receive(new Float32Array(shape.reduce((a, b) => a * b, 1)), from, tag, `${what} of step ${t + 1}`)
         .then((values) => Tensor.fromArray(values, shape, { device, arena }));
+    // The batch: rows on module 1's rank; labels sent to the ranks that need them.
+    const classification = data.task === 'classification';
+    const needLabels = new Set(owner.filter((r, i) => i === n - 1 || net.synthesizers[i].conditioned));
+    let x: Tensor | undefined;
+    let labels: Payload | undefined;
+    if (owner[0] === me) {
+      const batch = data.gather(order, start, end);
+      x = Tensor.fromArray(batch.inputs, [rows, ...net.input], { device, arena });
+      labels = batch.targets;
+      for (const r of needLabels) if (r !== me) started(this.transport.send(labels, r, LABELS));
+    } else if (needLabels.has(me)) {
+      const into = classification ? new Int32Array(rows) : new Float32Array(rows * data.outputs);
+      labels = await waited(this.transport.receive(into, owner[0], LABELS, `the labels of step ${t + 1}`));
+    }
+    // Unconditioned synthesizers ignore the labels: ranks without them pass zeros.
+    const y = labels
+      ? Tensor.fromArray(labels, classification ? [rows] : [rows, data.outputs], { device, arena })
+      : Tensor.zeros([rows], { device, arena, dtype: 'int32' });
+
+    // Forward phase.
+    const shapes: number[][] = []; // h_i's shape
+    let shape = [rows, ...net.input];
+    for (const m of net.modules) shapes.push((shape = m.outputShape(shape)));
+    const forwards: Forwarded[] = [];
+    const predictions: Prediction[] = [];
+    let lossForward: LossForward | undefined;
+    for (const i of this.ownModules) {
+      let input: Tensor;
+      if (i === 0) input = x!;
+      else if (owner[i - 1] === me) input = forwards[i - 1].output;
+      else input = await waited(receiveTensor(shapes[i - 1], owner[i - 1], (i - 1) * KINDS + H, `h_${i}`));
+      const f = net.modules[i].forward(input, ctx);
+      forwards[i] = f;
+      if (i < n - 1) {
+        if (owner[i + 1] !== me) sendTensor(f.output, owner[i + 1], i * KINDS + H);
+        await this.learnCarried(i, ctx, result); // M_i learns from the previous step's δ_i before it predicts again
+        predictions[i] = net.synthesizers[i].predict(f.output, y, ctx);
+      } else {
+        lossForward = this.trainer.loss.forward(f.output, y, ctx);
+      }
+    }
+
+    // Backward phase, from the top (host order N..1, as on one process).
+    const deltas: Promise<Tensor>[] = []; // δ_i, sent down by module i+1 (or computed here)
+    for (const i of this.ownModules)
+      if (i < n - 1 && owner[i + 1] !== me) {
+        deltas[i] = receiveTensor(shapes[i], owner[i + 1], i * KINDS + DELTA, `δ_${i + 1}`);
+        deltas[i].catch(() => undefined); // awaited below
+      }
+    for (const i of [...this.ownModules].reverse()) {
+      let g: Tensor;
+      if (i === n - 1) {
+        g = lossForward!.backward(ctx)!;
+      } else if (lambda > 0) {
+        const delta = await waited(deltas[i]);
+        g = lambda === 1 ? delta : mix(predictions[i].gradient, delta, lambda, ctx);
+      } else {
+        g = predictions[i].gradient;
+      }
+      const down = forwards[i].backward(g, ctx, i > 0);
+      this.strategy.optimizers[i].step(net.modules[i].parameters(), stream);
+      if (i > 0) {
+        if (owner[i - 1] === me) deltas[i - 1] = Promise.resolve(down!);
+        else sendTensor(down!, owner[i - 1], (i - 1) * KINDS + DELTA);
+      }
+      if (i < n - 1) {
+        // δ_i from this rank, or already here (λ > 0): M_i learns now; from another rank: carried
+        // into the next step, so that this rank goes on without waiting for the rank above.
+        if (owner[i + 1] === me || lambda > 0) predictions[i].learn(await waited(deltas[i]), ctx);
+        else this.carried[i] = { prediction: predictions[i], delta: deltas[i] };
+      }
+    }
+    // The previous step's sends, and this rank's stream (the loss read waits for it): then
+    // the previous step's tensors are free (its carried regressions were enqueued this step).
+    await Promise.all(this.sends);
+    this.sends = sends;
+    const loss = lossForward ? (await lossForward.loss.readFloat32(stream))[0] : undefined;
+    if (!lossForward) await stream.synchronize();
+    while (this.arenas.length > 1) this.arenas.shift()!.dispose();
+    return loss;
+  }
+
+  /** M_i's regression carried from the previous step, once its δ_i is here. */
+  private async learnCarried(i: number, ctx: StepContext, result: DistributedFitResult): Promise<void> {
+    const c = this.carried[i];
+    if (!c) return;
+    this.carried[i] = undefined;
+    c.prediction.learn(await this.waited(c.delta, result), ctx);
+  }
+
+  /** `p`, counting the time spent waiting for it as waiting for other ranks. */
+  private async waited<T>(p: Promise<T>, result: DistributedFitResult): Promise<T> {
+    const from = Date.now();
     try {
-      if (this.ownModules.length === 0) return undefined;
-      // The batch: rows on module 1's rank; labels sent to the ranks that need them.
-      const classification = data.task === 'classification';
-      const needLabels = new Set(owner.filter((r, i) => i === n - 1 || net.synthesizers[i].conditioned));
-      let x: Tensor | undefined;
-      let labels: Payload | undefined;
-      if (owner[0] === me) {
-        const batch = data.gather(order, start, end);
-        x = Tensor.fromArray(batch.inputs, [rows, ...net.input], { device, arena });
-        labels = batch.targets;
-        for (const r of needLabels) if (r !== me) started(this.transport.send(labels, r, LABELS));
-      } else if (needLabels.has(me)) {
-        const into = classification ? new Int32Array(rows) : new Float32Array(rows * data.outputs);
-        labels = await waited(this.transport.receive(into, owner[0], LABELS, `the labels of step ${t + 1}`));
-      }
-      // Unconditioned synthesizers ignore the labels: ranks without them pass zeros.
-      const y = labels
-        ? Tensor.fromArray(labels, classification ? [rows] : [rows, data.outputs], { device, arena })
-        : Tensor.zeros([rows], { device, arena, dtype: 'int32' });
-
-      // Forward phase.
-      const shapes: number[][] = []; // h_i's shape
-      let shape = [rows, ...net.input];
-      for (const m of net.modules) shapes.push((shape = m.outputShape(shape)));
-      const forwards: Forwarded[] = [];
-      const predictions: Prediction[] = [];
-      let lossForward: LossForward | undefined;
-      for (const i of this.ownModules) {
-        let input: Tensor;
-        if (i === 0) input = x!;
-        else if (owner[i - 1] === me) input = forwards[i - 1].output;
-        else input = await waited(receiveTensor(shapes[i - 1], owner[i - 1], (i - 1) * KINDS + H, `h_${i}`));
-        const f = net.modules[i].forward(input, ctx);
-        forwards[i] = f;
-        if (i < n - 1) {
-          if (owner[i + 1] !== me) sendTensor(f.output, owner[i + 1], i * KINDS + H);
-          predictions[i] = net.synthesizers[i].predict(f.output, y, ctx);
-        } else {
-          lossForward = this.trainer.loss.forward(f.output, y, ctx);
-        }
-      }
-
-      // Backward phase, from the top (host order N..1, as on one process).
-      const deltas: Promise<Tensor>[] = []; // δ_i, sent down by module i+1 (or computed here)
-      for (const i of this.ownModules)
-        if (i < n - 1 && owner[i + 1] !== me) {
-          deltas[i] = receiveTensor(shapes[i], owner[i + 1], i * KINDS + DELTA, `δ_${i + 1}`);
-          deltas[i].catch(() => undefined); // awaited below
-        }
-      for (const i of [...this.ownModules].reverse()) {
-        let g: Tensor;
-        if (i === n - 1) {
-          g = lossForward!.backward(ctx)!;
-        } else if (lambda > 0) {
-          const delta = await waited(deltas[i]);
-          g = lambda === 1 ? delta : mix(predictions[i].gradient, delta, lambda, ctx);
-        } else {
-          g = predictions[i].gradient;
-        }
-        const down = forwards[i].backward(g, ctx, i > 0);
-        this.strategy.optimizers[i].step(net.modules[i].parameters(), stream);
-        if (i > 0) {
-          if (owner[i - 1] === me) deltas[i - 1] = Promise.resolve(down!);
-          else sendTensor(down!, owner[i - 1], (i - 1) * KINDS + DELTA);
-        }
-        if (i < n - 1) predictions[i].learn(await waited(deltas[i]), ctx);
-      }
-      await Promise.all(sends);
-      if (lossForward) return (await lossForward.loss.readFloat32(stream))[0];
-      await stream.synchronize();
-      return undefined;
+      return await p;
     } finally {
-      arena.dispose();
+      result.waitSeconds += (Date.now() - from) / 1000;
     }
   }
 
