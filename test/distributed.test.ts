@@ -115,6 +115,46 @@ withMpi('over MPI ranks (mpirun --oversubscribe)', () => {
     expect(output).toMatch(/rank 1: 6 steps, modules 1/);
   });
 
+  test('the MPI addon: argument errors, a timed-out receive cancelled, a message longer than its receive, use after finalize', () => {
+    const r = spawnSync(
+      'mpirun',
+      ['--allow-run-as-root', '--oversubscribe', '-np', '2', process.execPath, path.join(__dirname, 'fixtures', 'mpi-binding.js')],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    if (r.status !== 0) throw new Error(`mpirun exited with ${r.status}:\n${r.stdout}\n${r.stderr}`);
+    for (const [me, peer] of [
+      [0, 1],
+      [1, 0],
+    ]) {
+      const lines = new Map(
+        r.stdout
+          .split('\n')
+          .filter((l) => l.startsWith(`[${me}] `))
+          .map((l) => {
+            const [key, ...rest] = l.slice(4).split(': ');
+            return [key, rest.join(': ')] as [string, string];
+          }),
+      );
+      expect(lines.get('before init')).toBe('Error: mpi.isend: MPI is not initialised (call init() first)');
+      expect(lines.get('array')).toBe("TypeError: mpi.isend: 'data' must be a typed array (e.g. a Float32Array)");
+      expect(lines.get('dest')).toBe("RangeError: mpi.isend: 'dest' must be an integer in [0, 1], got 2");
+      expect(lines.get('tag')).toBe("RangeError: mpi.isend: 'tag' must be an integer in [0, 2147483647], got -1");
+      expect(lines.get('source')).toBe("RangeError: mpi.irecv: 'source' must be an integer in [0, 1], got 0.5");
+      expect(lines.get('timeout option')).toMatch(/^RangeError: mpi: 'timeout' .* got 0$/);
+      expect(lines.get('finalize while pending')).toBe('Error: mpi.finalize: 1 send(s)/receive(s) still pending; await them (or abort())');
+      expect(lines.get('timed out')).toBe(
+        `ERR_SYNTHGRAD_TRAINING rank ${me}: waited 1 s for a test message from rank ${peer}: that rank died, hangs or is far behind ` +
+          '(SYNTHGRAD_MPI_TIMEOUT sets the limit in seconds)',
+      );
+      // Left posted, the timed-out receive would have taken this message, and the next receive would time out.
+      expect(lines.get('next message')).toBe(`3,${peer}`);
+      expect(lines.get('longer than the receive')).toBe(
+        `receive from rank ${peer} (tag 10, 4 bytes) on rank ${me}: MPI_ERR_TRUNCATE: message truncated`,
+      );
+      expect(lines.get('after finalize')).toBe('Error: mpi.isend: MPI was finalised finalized');
+    }
+  });
+
   test('a rank that exits mid-run ends the others, with mpirun naming it, within a bounded time', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-distributed-'));
     try {

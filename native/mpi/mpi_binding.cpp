@@ -42,6 +42,7 @@ std::string mpiError(int code) {
 
 // One posted send, receive or barrier, from MPI_I* to its Promise's settling.
 struct Op {
+  double id = 0;  // the Promise's `id`, for cancel()
   MPI_Request request = MPI_REQUEST_NULL;
   napi_deferred deferred = nullptr;
   Napi::Reference<Napi::Value> buffer;  // the typed array MPI reads or writes, kept alive until then
@@ -72,6 +73,22 @@ class Progress {
 
   size_t pending() const { return pending_; }
 
+  // JavaScript thread: cancels the pending operation `id` (a receive that timed out), so that it
+  // cannot take a later message; its Promise then rejects. False when it is no longer pending.
+  bool cancel(double id) {
+    Op* op = nullptr;
+    {
+      std::lock_guard<std::mutex> g(m_);
+      for (Op* o : active_)
+        if (o->id == id) op = o;
+    }
+    if (!op) return false;
+    // Still alive: only the JavaScript thread (this one) frees an Op, in settle().
+    std::lock_guard<std::mutex> g(mpiLock);
+    if (op->request == MPI_REQUEST_NULL) return false;
+    return MPI_Cancel(&op->request) == MPI_SUCCESS;
+  }
+
   // Stops and joins the thread (nothing may be pending: finalize checks; at teardown nothing can settle).
   void stop() {
     {
@@ -101,15 +118,26 @@ class Progress {
         for (Op* op : ops) {
           int flag = 0;
           MPI_Status status;
+          // Single-request calls need not set MPI_ERROR; Open MPI reports a truncation to self there.
+          status.MPI_ERROR = MPI_SUCCESS;
           int rc = MPI_Test(&op->request, &flag, &status);
           if (rc != MPI_SUCCESS) {
             op->error = op->what + ": " + mpiError(rc);
           } else if (!flag) {
             continue;
           } else if (op->receive) {
+            int cancelled = 0;
+            MPI_Test_cancelled(&status, &cancelled);
+            if (cancelled) {
+              op->error = op->what + ": cancelled";
+              done.push_back(op);
+              continue;
+            }
             int count = 0;
             MPI_Get_count(&status, MPI_BYTE, &count);
-            if (static_cast<size_t>(count) != op->bytes)
+            if (status.MPI_ERROR != MPI_SUCCESS)
+              op->error = op->what + ": " + mpiError(status.MPI_ERROR);
+            else if (static_cast<size_t>(count) != op->bytes)
               op->error = op->what + ": expected " + std::to_string(op->bytes) + " bytes, got " + std::to_string(count);
           }
           done.push_back(op);
@@ -154,6 +182,7 @@ class Progress {
 };
 
 Progress* progress = nullptr;  // never deleted: the process may exit with the thread parked
+double nextId = 1;             // JavaScript thread only
 
 void requireActive(Napi::Env env, const char* fn) {
   if (!initialized) throw Napi::Error::New(env, std::string("mpi.") + fn + ": MPI is not initialised (call init() first)");
@@ -245,6 +274,8 @@ Napi::Value Post(const Napi::CallbackInfo& info, bool receive) {
   }
   napi_value promise;
   napi_create_promise(env, &op->deferred, &promise);
+  op->id = nextId++;
+  Napi::Object(env, promise).Set("id", op->id);
   op->buffer = Napi::Reference<Napi::Value>::New(data, 1);
   progress->add(env, op);
   return Napi::Value(env, promise);
@@ -299,6 +330,14 @@ Napi::Value Abort(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// cancel(id): cancels the pending receive whose Promise has this `id`; true when it was pending.
+Napi::Value Cancel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "mpi.cancel: 'id' must be a number (a Promise's id)");
+  if (!initialized || finalized) return Napi::Boolean::New(env, false);
+  return Napi::Boolean::New(env, progress->cancel(info[0].As<Napi::Number>().DoubleValue()));
+}
+
 Napi::Value Pending(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), progress ? static_cast<double>(progress->pending()) : 0);
 }
@@ -313,6 +352,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
   exports.Set("irecv", Napi::Function::New(env, Irecv, "irecv"));
   exports.Set("ibarrier", Napi::Function::New(env, Ibarrier, "ibarrier"));
   exports.Set("finalize", Napi::Function::New(env, Finalize, "finalize"));
+  exports.Set("cancel", Napi::Function::New(env, Cancel, "cancel"));
   exports.Set("abort", Napi::Function::New(env, Abort, "abort"));
   exports.Set("pending", Napi::Function::New(env, Pending, "pending"));
   exports.Set("state", Napi::Function::New(env, State, "state"));

@@ -28,7 +28,9 @@ export interface Transport {
 interface MpiBinding {
   init(): { rank: number; size: number; threadLevel: string; tagUpperBound: number; library: string };
   isend(data: Payload, dest: number, tag: number): Promise<void>;
-  irecv<T extends Payload>(data: T, source: number, tag: number): Promise<T>;
+  /** the Promise has an `id`, for cancel() */
+  irecv<T extends Payload>(data: T, source: number, tag: number): Promise<T> & { id: number };
+  cancel(id: number): boolean;
   ibarrier(): Promise<void>;
   finalize(): void;
   abort(code: number): void;
@@ -124,7 +126,9 @@ export class MpiTransport implements Transport {
   }
 
   receive<T extends Payload>(into: T, from: number, tag: number, what?: string): Promise<T> {
-    return this.timed(this.b.irecv(into, from, tag), `${what ?? `a message (tag ${tag})`} from rank ${from}`);
+    const p = this.b.irecv(into, from, tag);
+    // A receive that timed out is cancelled: left posted, it would take a later message.
+    return this.timed(p, `${what ?? `a message (tag ${tag})`} from rank ${from}`, () => this.b.cancel(p.id));
   }
 
   barrier(): Promise<void> {
@@ -140,20 +144,20 @@ export class MpiTransport implements Transport {
   }
 
   /** Rejects when `p` takes longer than the timeout, naming what it waited for. */
-  private timed<T>(p: Promise<T>, what: string): Promise<T> {
+  private timed<T>(p: Promise<T>, what: string, onTimeout?: () => void): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
+    p.catch(() => undefined); // after a timeout its own rejection (cancelled) is expected
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            error(
-              'ERR_SYNTHGRAD_TRAINING',
-              `rank ${this.rank}: waited ${this.timeout} s for ${what}: that rank died, hangs or is far behind ` +
-                '(SYNTHGRAD_MPI_TIMEOUT sets the limit in seconds)',
-            ),
+      timer = setTimeout(() => {
+        onTimeout?.();
+        reject(
+          error(
+            'ERR_SYNTHGRAD_TRAINING',
+            `rank ${this.rank}: waited ${this.timeout} s for ${what}: that rank died, hangs or is far behind ` +
+              '(SYNTHGRAD_MPI_TIMEOUT sets the limit in seconds)',
           ),
-        this.timeout * 1000,
-      );
+        );
+      }, this.timeout * 1000);
     });
     return Promise.race([p, late]).finally(() => clearTimeout(timer));
   }
