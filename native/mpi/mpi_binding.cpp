@@ -183,8 +183,16 @@ class Progress {
 
 Progress* progress = nullptr;  // never deleted: the process may exit with the thread parked
 double nextId = 1;             // JavaScript thread only
+napi_env owner = nullptr;      // the environment (main thread or Worker) that initialised MPI
+
+void requireOwner(Napi::Env env, const char* fn) {
+  // The Promises settle through the owner's thread-safe function: another thread's would be settled in the wrong environment.
+  if (owner != nullptr && static_cast<napi_env>(env) != owner)
+    throw Napi::Error::New(env, std::string("mpi.") + fn + ": MPI belongs to the thread (main or Worker) that initialised it");
+}
 
 void requireActive(Napi::Env env, const char* fn) {
+  requireOwner(env, fn);
   if (!initialized) throw Napi::Error::New(env, std::string("mpi.") + fn + ": MPI is not initialised (call init() first)");
   if (finalized) throw Napi::Error::New(env, std::string("mpi.") + fn + ": MPI was finalised");
 }
@@ -212,6 +220,7 @@ void* bytesOf(Napi::TypedArray a) { return static_cast<char*>(a.ArrayBuffer().Da
 
 Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  requireOwner(env, "init");
   if (finalized) throw Napi::Error::New(env, "mpi.init: MPI was finalised and cannot start again in this process");
   if (!initialized) {
     std::lock_guard<std::mutex> g(mpiLock);
@@ -229,6 +238,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     int found = 0;
     if (MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &found) == MPI_SUCCESS && found && ub) tagUpperBound = *ub;
     initialized = true;
+    owner = env;
     progress = new Progress(env);
     // At teardown (the process exiting, a Worker ending) the thread stops; MPI is not finalised
     // there: a rank that leaves without finalize() is a fault that mpirun reports to the others.
@@ -307,6 +317,7 @@ Napi::Value Ibarrier(const Napi::CallbackInfo& info) {
 
 Napi::Value Finalize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  requireOwner(env, "finalize");
   if (!initialized || finalized) return env.Undefined();
   if (progress->pending() > 0)
     throw Napi::Error::New(env, "mpi.finalize: " + std::to_string(progress->pending()) +
@@ -334,11 +345,13 @@ Napi::Value Abort(const Napi::CallbackInfo& info) {
 Napi::Value Cancel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "mpi.cancel: 'id' must be a number (a Promise's id)");
+  requireOwner(env, "cancel");
   if (!initialized || finalized) return Napi::Boolean::New(env, false);
   return Napi::Boolean::New(env, progress->cancel(info[0].As<Napi::Number>().DoubleValue()));
 }
 
 Napi::Value Pending(const Napi::CallbackInfo& info) {
+  if (owner != nullptr && static_cast<napi_env>(info.Env()) != owner) return Napi::Number::New(info.Env(), 0);
   return Napi::Number::New(info.Env(), progress ? static_cast<double>(progress->pending()) : 0);
 }
 
