@@ -84,10 +84,11 @@ if (!verbose) fs.rmSync(logFile, { force: true });
 // Installed as a dependency: keep the addon, drop the object files and CMake's cache.
 const build = path.join(root, 'build');
 if (root.split(path.sep).includes('node_modules')) {
-  const addon = path.join(build, 'Release', 'synthgrad.node');
-  const kept = fs.readFileSync(addon);
+  // synthgrad_mpi.node, the optional MPI transport, is there when CMake found MPI.
+  const addons = ['synthgrad.node', 'synthgrad_mpi.node'].map((n) => path.join(build, 'Release', n)).filter((f) => fs.existsSync(f));
+  const kept = addons.map((f) => fs.readFileSync(f));
   fs.rmSync(build, { recursive: true, force: true });
-  fs.mkdirSync(path.dirname(addon), { recursive: true });
-  fs.writeFileSync(addon, kept);
+  fs.mkdirSync(path.join(build, 'Release'), { recursive: true });
+  addons.forEach((f, i) => fs.writeFileSync(f, kept[i]));
 }
 console.log(`synthgrad: built ${buildDir}/Release/synthgrad.node in ${Math.round((Date.now() - started) / 1000)} s`);

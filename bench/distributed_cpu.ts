@@ -1,0 +1,156 @@
+// Time per step of a decoupled MLP 784-H-H-10 (3 modules, synthesizers with one hidden layer of
+// H, Adam, batch B, CPU) on one process (Trainer.fit) against its modules on K MPI ranks
+// (distribute(), placement 0..K-1, mpirun --oversubscribe), for DNI (λ = 0: a module never
+// waits for the one above) and BP(λ = 1) (each module waits for δ from above before its
+// backward, as model-parallel backprop must). Per round, every configuration runs once, the
+// one-process and the K-rank runs alternating which goes first; prints the median ms per step,
+// the ratio K ranks / one process, and each rank's share of its time spent waiting for
+// hand-offs. Needs mpirun and build/Release/synthgrad_mpi.node (bash scripts/install-mpi.sh).
+//
+//   node dist/bench/distributed_cpu.js [--ranks 3] [--steps 30] [--warmup 5] [--batch 128] [--hidden 256] [--rounds 3] [--out NAME]
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Adam, Dataset, Device, Random, Trainer, decouple, distribute, mlp, mpi } from '../ts';
+import { benchFlags, numberFlag, resultName } from './flags';
+import { resultsDir } from './paths';
+
+interface Setup {
+  steps: number;
+  warmup: number;
+  batch: number;
+  hidden: number;
+  lambda: number;
+}
+
+function build(s: Setup) {
+  const rng = new Random(3);
+  const rows = s.batch * (s.steps + s.warmup);
+  const labels = new Int32Array(rows).map(() => Math.floor(rng.next() * 10));
+  const data = new Dataset('random', rng.uniformArray(rows * 784, 0, 1), labels, 784, 10);
+  const network = decouple(mlp(784, [s.hidden, s.hidden], 10), { synthesizer: { hidden: [s.hidden] }, lambda: s.lambda });
+  return { data, network, options: { device: Device.cpu(), seed: 1, optimizer: () => new Adam({ lr: 1e-3 }) } };
+}
+
+/** One process: ms per step over `steps` steps after `warmup`. */
+async function single(s: Setup): Promise<void> {
+  const { data, network, options } = build(s);
+  const trainer = new Trainer(network, options);
+  let from = 0;
+  await trainer.fit(data, {
+    steps: s.warmup + s.steps,
+    batchSize: s.batch,
+    shuffle: false,
+    onStep: (m) => {
+      if (m.step === s.warmup) from = performance.now();
+    },
+  });
+  console.log(JSON.stringify({ rank: -1, ms: (performance.now() - from) / s.steps, wait: 0 }));
+}
+
+/** One rank (under mpirun): its ms per step and the share of it spent waiting for hand-offs. */
+async function rank(s: Setup): Promise<void> {
+  const transport = mpi();
+  const { data, network, options } = build(s);
+  const placement = network.modules.map((_, i) => Math.min(i, transport.size - 1));
+  const dist = distribute(network, { ...options, placement, transport });
+  try {
+    await dist.fit(data, { steps: s.warmup, batchSize: s.batch, shuffle: false });
+    await transport.barrier();
+    const r = await dist.fit(data, { steps: s.steps, batchSize: s.batch, shuffle: false });
+    console.log(JSON.stringify({ rank: transport.rank, ms: (r.seconds * 1000) / s.steps, wait: r.waitSeconds / r.seconds }));
+    await transport.barrier();
+    transport.finalize();
+  } catch (e) {
+    console.error(`rank ${transport.rank}: ${(e as Error).message}`);
+    transport.abort(1);
+  }
+}
+
+interface Line {
+  rank: number;
+  ms: number;
+  wait: number;
+}
+
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+
+async function main(): Promise<void> {
+  const f = benchFlags(process.argv.slice(2), {
+    ranks: '3',
+    steps: '30',
+    warmup: '5',
+    batch: '128',
+    hidden: '256',
+    rounds: '3',
+    out: 'distributed-cpu',
+    child: '',
+    lambda: '0',
+  });
+  const s: Setup = {
+    steps: numberFlag('--steps', f.steps),
+    warmup: numberFlag('--warmup', f.warmup),
+    batch: numberFlag('--batch', f.batch),
+    hidden: numberFlag('--hidden', f.hidden),
+    lambda: numberFlag('--lambda', f.lambda),
+  };
+  if (f.child === 'single') return single(s);
+  if (f.child === 'rank') return rank(s);
+  const ranks = numberFlag('--ranks', f.ranks);
+  const rounds = numberFlag('--rounds', f.rounds);
+  const out = resultName('--out', f.out);
+  const args = (child: string, lambda: number) => [
+    __filename,
+    '--child',
+    child,
+    '--lambda',
+    String(lambda),
+    ...['steps', 'warmup', 'batch', 'hidden'].flatMap((k) => [`--${k}`, String(s[k as keyof Setup])]),
+  ];
+  const run = (cmd: string, argv: string[]): Line[] =>
+    execFileSync(cmd, argv, { encoding: 'utf8', maxBuffer: 1 << 24 })
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Line);
+  const mpirun = ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), process.execPath];
+  const rows: string[] = [];
+  for (const lambda of [0, 1]) {
+    const one: number[] = [];
+    const many: number[] = [];
+    const waits: number[][] = Array.from({ length: ranks }, () => []);
+    for (let r = 0; r < rounds; r++) {
+      const order = r % 2 === 0 ? ['single', 'ranks'] : ['ranks', 'single'];
+      for (const which of order) {
+        if (which === 'single') one.push(run(process.execPath, args('single', lambda))[0].ms);
+        else {
+          const lines = run('mpirun', [...mpirun, ...args('rank', lambda)]);
+          many.push(Math.max(...lines.map((l) => l.ms)));
+          for (const l of lines) waits[l.rank].push(l.wait);
+        }
+      }
+      console.log(`λ=${lambda} round ${r + 1}: one process ${one[r].toFixed(1)} ms/step, ${ranks} ranks ${many[r].toFixed(1)} ms/step`);
+    }
+    const name = lambda === 0 ? 'DNI (λ = 0)' : 'BP(λ = 1): waits like backprop';
+    rows.push(
+      `| ${name} | ${median(one).toFixed(1)} | ${median(many).toFixed(1)} | ${(median(many) / median(one)).toFixed(2)} | ` +
+        `${waits.map((w, k) => `${k}: ${(100 * median(w)).toFixed(0)}%`).join(', ')} |`,
+    );
+  }
+  const table = [
+    `MLP 784-${s.hidden}-${s.hidden}-10 in 3 modules, synthesizers [${s.hidden}], Adam, batch ${s.batch}, ${s.steps} timed steps after ${s.warmup}; ` +
+      `median of ${rounds} rounds; ${ranks} ranks with mpirun --oversubscribe on ${os.cpus().length} cores`,
+    '',
+    `| schedule | one process, ms/step | ${ranks} ranks, ms/step | ratio | share of each rank's time waiting |`,
+    '| --- | --- | --- | --- | --- |',
+    ...rows,
+  ].join('\n');
+  console.log(`\n${table}`);
+  fs.mkdirSync(resultsDir, { recursive: true });
+  fs.writeFileSync(path.join(resultsDir, `${out}.md`), `${table}\n`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
