@@ -1,8 +1,8 @@
-// The roofline benchmark's work count (bench/roofline_model.ts): every op of the op table has a
+// The roofline benchmark's work count (test/helpers/op-work.ts): every op of the op table has a
 // price, single calls are priced as counted by hand, and a traced training step of a 2-layer
 // MLP has the GEMM FLOPs counted by hand.
 import { Arena, Backpropagation, Device, Linear, ReLU, Random, SGD, Sequential, SoftmaxCrossEntropy, Stream, Tensor, native } from '../ts';
-import { OpCall, opTable, opWork, pricedOps, stepWork, traceOps } from '../bench/roofline_model';
+import { OpCall, opTable, opWork, pricedOps, stepWork, traceOps } from './helpers/op-work';
 
 const shape = (...s: number[]) => ({ shape: s });
 

@@ -1,4 +1,5 @@
-// The work a training step must do, counted from the native ops it enqueues: GEMM FLOPs (the
+// The work a training step must do, counted from the native ops it enqueues (for the roofline
+// benchmark, bench/roofline.ts; tested in test/roofline-model.test.ts): GEMM FLOPs (the
 // matrix products: gemm, linearForward, the convolutions) and the bytes every other op must
 // move. traceOps() records the ops a step calls, with their tensors' shapes, from the native
 // module's `ops` object; opWork() prices one call by the op table's argument names. So the
@@ -13,8 +14,10 @@
 // further bytes.
 import * as fs from 'fs';
 import * as path from 'path';
-import { native } from '../ts';
-import { projectRoot } from './paths';
+import { native } from '../../ts/native';
+
+// The repository: this file runs from test/helpers/ (ts-jest) or dist/test/helpers/ (the bench).
+const projectRoot = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..');
 
 /** A tensor argument as the trace keeps it: its shape. */
 export interface TensorShape {
@@ -182,7 +185,7 @@ export const pricedOps = Object.keys(prices);
 /** The GEMM FLOPs and the bytes of one op call. */
 export function opWork(call: OpCall): Work {
   const entry = prices[call.op];
-  if (!entry) throw new Error(`roofline: no price for op '${call.op}' (add it to bench/roofline_model.ts)`);
+  if (!entry) throw new Error(`roofline: no price for op '${call.op}' (add it to test/helpers/op-work.ts)`);
   const p = typeof entry === 'function' ? entry(call) : entry;
   const elements = (names: string[] | undefined) => (names ?? []).reduce((n, name) => n + numel(call.args[name]), 0);
   return {
