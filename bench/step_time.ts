@@ -48,8 +48,19 @@ export interface StepTimeOptions {
   graph?: boolean;
 }
 
-/** Milliseconds per training step. */
-export async function stepTime(o: StepTimeOptions): Promise<number> {
+/** The MNIST FCN's training step, ready to run on a resident random batch. */
+export interface FcnStep {
+  strategy: TrainingStrategy;
+  stream: Stream;
+  x: Tensor;
+  y: Tensor;
+  /** one step, awaited through the host's read of its loss */
+  step(): Promise<void>;
+  dispose(): void;
+}
+
+/** Builds the model, its training strategy and a resident batch (see stepTime). */
+export function fcnStep(o: Pick<StepTimeOptions, 'device' | 'hidden' | 'batch' | 'method' | 'streams'>): FcnStep {
   const { device, batch } = o;
   if (o.unlock && o.method === 'backprop') throw new Error("stepTime: 'unlock' needs method dni or cdni, got backprop");
   const rng = new Random(0);
@@ -89,11 +100,31 @@ export async function stepTime(o: StepTimeOptions): Promise<number> {
     [batch],
     { device },
   );
-  let step = async () => {
-    const arena = new Arena();
-    await strategy.step(x, y, { device, stream, training: true, arena }).read(stream);
-    arena.dispose();
+  return {
+    strategy,
+    stream,
+    x,
+    y,
+    step: async () => {
+      const arena = new Arena();
+      await strategy.step(x, y, { device, stream, training: true, arena }).read(stream);
+      arena.dispose();
+    },
+    dispose: () => {
+      strategy.dispose();
+      net.dispose();
+      x.dispose();
+      y.dispose();
+    },
   };
+}
+
+/** Milliseconds per training step. */
+export async function stepTime(o: StepTimeOptions): Promise<number> {
+  const { device } = o;
+  const fcn = fcnStep(o);
+  const { strategy, stream, x, y } = fcn;
+  let step = fcn.step;
   for (let i = 0; i < Math.max(o.warmup, o.graph ? 1 : 0); i++) await step();
   const captureArena = new Arena();
   let graph: Graph | undefined;
@@ -116,9 +147,6 @@ export async function stepTime(o: StepTimeOptions): Promise<number> {
   const ms = Number(process.hrtime.bigint() - t0) / 1e6 / o.steps;
   graph?.dispose();
   captureArena.dispose();
-  strategy.dispose();
-  net.dispose();
-  x.dispose();
-  y.dispose();
+  fcn.dispose();
   return ms;
 }

@@ -74,6 +74,15 @@ export interface BuildInfo {
   napiVersion: number;
 }
 
+/** One op's line of the op profile (NativeModule.profile). */
+export interface OpProfileEntry {
+  /** the op's name in the op table, e.g. 'gemm' */
+  readonly op: string;
+  readonly calls: number;
+  /** the total time of its calls */
+  readonly seconds: number;
+}
+
 export interface NativeModule {
   Tensor: new (shape: number[], dtype: DTypeName, device: DeviceName, init?: Float32Array | Int32Array | 'zeros') => NativeTensor;
   /** useDefault: a handle on the device's default stream (as defaultStream()) */
@@ -94,6 +103,13 @@ export interface NativeModule {
    * streams, and nothing is enqueued. Switching it forgets what it knew.
    */
   checkStreams(enabled?: boolean): boolean;
+  /**
+   * The op profile (off by default): 'start' forgets the totals and times every CPU op from
+   * then on, on its stream's worker around its kernels; 'stop' stops; 'read' returns the
+   * totals per op name (an op timed while on and finished after 'stop' is not counted).
+   */
+  profile(action: 'start' | 'stop'): void;
+  profile(action: 'read'): OpProfileEntry[];
   /**
    * Opt-in TF32 tensor cores for CUDA GEMMs (about 10 mantissa bits per product; default off,
    * exact fp32). Sets (when given) and returns the setting; enabling throws without CUDA.

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "../core/op_profile.h"
 #include "../core/parallel.h"
 #include "../core/stream_order.h"
 #include "../cpu/cpu_backend.h"
@@ -63,6 +64,34 @@ Napi::Value checkStreams(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     if (!info[0].IsUndefined()) order::setChecking(Args(info, "checkStreams").boolean(0, "enabled"));
     return Napi::Boolean::New(info.Env(), order::checking());
+  });
+}
+
+// profile(action) with action 'start' (forget the totals, time every op from now on), 'stop',
+// or 'read' -> [{ op, calls, seconds }]: the op profile (core/op_profile.h; CPU ops only).
+Napi::Value profile(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    const std::string action = Args(info, "profile").string(0, "action");
+    Napi::Env env = info.Env();
+    if (action == "start") {
+      profile::start();
+    } else if (action == "stop") {
+      profile::stop();
+    } else if (action == "read") {
+      const std::vector<profile::OpTime> times = profile::read();
+      Napi::Array out = Napi::Array::New(env, times.size());
+      for (size_t i = 0; i < times.size(); ++i) {
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("op", Napi::String::New(env, times[i].op));
+        o.Set("calls", Napi::Number::New(env, double(times[i].calls)));
+        o.Set("seconds", Napi::Number::New(env, times[i].seconds));
+        out.Set(uint32_t(i), o);
+      }
+      return out;
+    } else {
+      throw rangeError("profile: 'action' must be 'start', 'stop' or 'read', got '" + action + "'");
+    }
+    return env.Undefined();
   });
 }
 
@@ -189,6 +218,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("defaultStream", Napi::Function::New(env, defaultStream, "defaultStream"));
   exports.Set("threads", Napi::Function::New(env, threads, "threads"));
   exports.Set("checkStreams", Napi::Function::New(env, checkStreams, "checkStreams"));
+  exports.Set("profile", Napi::Function::New(env, profile, "profile"));
   exports.Set("gemmTf32", Napi::Function::New(env, gemmTf32, "gemmTf32"));
   exports.Set("beginCapture", Napi::Function::New(env, beginCapture, "beginCapture"));
   exports.Set("endCapture", Napi::Function::New(env, endCapture, "endCapture"));

@@ -1,7 +1,7 @@
 // The CPU backend's convolution-family ops (conv.h kernels), enqueued on the stream's worker
 // like the others of cpu_ops.cpp; arguments were checked by core/ops.cpp.
 #include "conv.h"
-#include "cpu_runtime.h"
+#include "cpu_op_queue.h"
 
 namespace sg::cpu_backend {
 namespace {
@@ -20,7 +20,7 @@ void CpuBackend::conv2dForward(Stream& s, const Tensor& x, const Tensor& w, cons
                                int64_t padW) {
   const Conv2dGeometry g =
       geometry(x, w.shape[0], w.shape[2], w.shape[3], strideH, strideW, padH, padW);
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     cpu::conv2dForward(x.f32(), w.f32(), bias.storage ? bias.f32() : nullptr, y.f32(), g);
   });
 }
@@ -30,7 +30,7 @@ void CpuBackend::conv2dBackward(Stream& s, const Tensor& x, const Tensor& w, con
                                 int64_t strideH, int64_t strideW, int64_t padH, int64_t padW) {
   const Conv2dGeometry g =
       geometry(x, w.shape[0], w.shape[2], w.shape[3], strideH, strideW, padH, padW);
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     cpu::conv2dBackward(x.f32(), w.f32(), dy.f32(), dx.storage ? dx.f32() : nullptr,
                         dw.storage ? dw.f32() : nullptr, db.storage ? db.f32() : nullptr, g);
   });
@@ -41,7 +41,7 @@ void CpuBackend::maxPool2dForward(Stream& s, const Tensor& x, const Tensor& y, i
                                   int64_t padH, int64_t padW) {
   const Conv2dGeometry g =
       geometry(x, x.shape[1], kernelH, kernelW, strideH, strideW, padH, padW);
-  cpu(s).enqueue([=] { cpu::maxPool2dForward(x.f32(), y.f32(), g); });
+  enqueueOp(s, __func__, [=] { cpu::maxPool2dForward(x.f32(), y.f32(), g); });
 }
 
 void CpuBackend::maxPool2dBackward(Stream& s, const Tensor& x, const Tensor& dy, const Tensor& dx,
@@ -49,7 +49,7 @@ void CpuBackend::maxPool2dBackward(Stream& s, const Tensor& x, const Tensor& dy,
                                    int64_t strideW, int64_t padH, int64_t padW) {
   const Conv2dGeometry g =
       geometry(x, x.shape[1], kernelH, kernelW, strideH, strideW, padH, padW);
-  cpu(s).enqueue([=] { cpu::maxPool2dBackward(x.f32(), dy.f32(), dx.f32(), g); });
+  enqueueOp(s, __func__, [=] { cpu::maxPool2dBackward(x.f32(), dy.f32(), dx.f32(), g); });
 }
 
 void CpuBackend::avgPool2dForward(Stream& s, const Tensor& x, const Tensor& y, int64_t kernelH,
@@ -57,7 +57,7 @@ void CpuBackend::avgPool2dForward(Stream& s, const Tensor& x, const Tensor& y, i
                                   int64_t padH, int64_t padW) {
   const Conv2dGeometry g =
       geometry(x, x.shape[1], kernelH, kernelW, strideH, strideW, padH, padW);
-  cpu(s).enqueue([=] { cpu::avgPool2dForward(x.f32(), y.f32(), g); });
+  enqueueOp(s, __func__, [=] { cpu::avgPool2dForward(x.f32(), y.f32(), g); });
 }
 
 void CpuBackend::avgPool2dBackward(Stream& s, const Tensor& dy, const Tensor& dx,
@@ -65,12 +65,12 @@ void CpuBackend::avgPool2dBackward(Stream& s, const Tensor& dy, const Tensor& dx
                                    int64_t strideW, int64_t padH, int64_t padW) {
   const Conv2dGeometry g =
       geometry(dx, dx.shape[1], kernelH, kernelW, strideH, strideW, padH, padW);
-  cpu(s).enqueue([=] { cpu::avgPool2dBackward(dy.f32(), dx.f32(), g); });
+  enqueueOp(s, __func__, [=] { cpu::avgPool2dBackward(dy.f32(), dx.f32(), g); });
 }
 
 void CpuBackend::swapLastAxes(Stream& s, const Tensor& x, const Tensor& y) {
-  cpu(s).enqueue(
-      [=] { cpu::swapLastAxes(x.f32(), y.f32(), x.shape[0], x.shape[1], x.shape[2]); });
+  enqueueOp(s, __func__,
+            [=] { cpu::swapLastAxes(x.f32(), y.f32(), x.shape[0], x.shape[1], x.shape[2]); });
 }
 
 }  // namespace sg::cpu_backend

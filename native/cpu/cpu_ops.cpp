@@ -4,17 +4,18 @@
 // One method per op of the op table (core/op_table.json, declared in gen/backend_overrides.inc).
 #include <cstring>
 
-#include "cpu_runtime.h"
+#include "cpu_op_queue.h"
 #include "kernels.h"
 
 namespace sg::cpu_backend {
 
 void CpuBackend::copy(Stream& s, const Tensor& src, const Tensor& dst) {
-  cpu(s).enqueue([src, dst] { std::memcpy(dst.storage->data(), src.storage->data(), src.bytes()); });
+  enqueueOp(s, __func__,
+            [src, dst] { std::memcpy(dst.storage->data(), src.storage->data(), src.bytes()); });
 }
 
 void CpuBackend::fill(Stream& s, const Tensor& y, double value) {
-  cpu(s).enqueue([y, value] {
+  enqueueOp(s, __func__, [y, value] {
     if (y.dtype == DType::Int32)
       cpu::fillInt(y.i32(), y.numel(), static_cast<int32_t>(value));
     else
@@ -23,12 +24,12 @@ void CpuBackend::fill(Stream& s, const Tensor& y, double value) {
 }
 
 void CpuBackend::axpby(Stream& s, float a, const Tensor& x, float b, const Tensor& y) {
-  cpu(s).enqueue([=] { cpu::axpby(x.numel(), a, x.f32(), b, y.f32()); });
+  enqueueOp(s, __func__, [=] { cpu::axpby(x.numel(), a, x.f32(), b, y.f32()); });
 }
 
 void CpuBackend::gemm(Stream& s, const Tensor& a, const Tensor& b, const Tensor& c, bool transA,
                       bool transB, float alpha, float beta) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     int64_t M = c.shape[0], N = c.shape[1], K = transA ? a.shape[0] : a.shape[1];
     cpu::sgemm(transA, transB, M, N, K, alpha, a.f32(), a.shape[1], b.f32(), b.shape[1], beta,
                c.f32(), N);
@@ -37,7 +38,7 @@ void CpuBackend::gemm(Stream& s, const Tensor& a, const Tensor& b, const Tensor&
 
 void CpuBackend::linearForward(Stream& s, const Tensor& x, const Tensor& w, const Tensor& bias,
                                const Tensor& y, std::optional<Activation> act) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     const int64_t B = x.shape[0], in = x.shape[1], out = w.shape[0];
     cpu::sgemm(false, true, B, out, in, 1.0f, x.f32(), in, w.f32(), in, 0.0f, y.f32(), out);
     if (bias.storage) cpu::addBias(y.f32(), bias.f32(), B, out);
@@ -46,27 +47,29 @@ void CpuBackend::linearForward(Stream& s, const Tensor& x, const Tensor& w, cons
 }
 
 void CpuBackend::addBias(Stream& s, const Tensor& y, const Tensor& bias) {
-  cpu(s).enqueue([=] { cpu::addBias(y.f32(), bias.f32(), y.shape[0], y.shape[1]); });
+  enqueueOp(s, __func__, [=] { cpu::addBias(y.f32(), bias.f32(), y.shape[0], y.shape[1]); });
 }
 
 void CpuBackend::biasBackward(Stream& s, const Tensor& dy, const Tensor& dbias) {
-  cpu(s).enqueue([=] { cpu::biasBackward(dy.f32(), dbias.f32(), dy.shape[0], dy.shape[1]); });
+  enqueueOp(s, __func__,
+            [=] { cpu::biasBackward(dy.f32(), dbias.f32(), dy.shape[0], dy.shape[1]); });
 }
 
 void CpuBackend::activationForward(Stream& s, Activation act, const Tensor& x, const Tensor& y) {
-  cpu(s).enqueue([=] { cpu::activationForward(act, x.f32(), y.f32(), x.numel()); });
+  enqueueOp(s, __func__, [=] { cpu::activationForward(act, x.f32(), y.f32(), x.numel()); });
 }
 
 void CpuBackend::activationBackward(Stream& s, Activation act, const Tensor& y, const Tensor& dy,
                                     const Tensor& dx) {
-  cpu(s).enqueue([=] { cpu::activationBackward(act, y.f32(), dy.f32(), dx.f32(), y.numel()); });
+  enqueueOp(s, __func__,
+            [=] { cpu::activationBackward(act, y.f32(), dy.f32(), dx.f32(), y.numel()); });
 }
 
 void CpuBackend::batchNormForward(Stream& s, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                   const Tensor& y, const Tensor& runningMean, const Tensor& runningVar,
                                   const Tensor& saveMean, const Tensor& saveInvStd, float momentum,
                                   float eps, bool training) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     cpu::batchNormForward(x.f32(), gamma.f32(), beta.f32(), y.f32(), runningMean.f32(),
                           runningVar.f32(), saveMean.f32(), saveInvStd.f32(), x.shape[0],
                           x.shape[1], momentum, eps, training);
@@ -76,7 +79,7 @@ void CpuBackend::batchNormForward(Stream& s, const Tensor& x, const Tensor& gamm
 void CpuBackend::batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy, const Tensor& gamma,
                                    const Tensor& saveMean, const Tensor& saveInvStd, const Tensor& dx,
                                    const Tensor& dgamma, const Tensor& dbeta) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     cpu::batchNormBackward(x.f32(), dy.f32(), gamma.f32(), saveMean.f32(), saveInvStd.f32(),
                            dx.f32(), dgamma.f32(), dbeta.f32(), x.shape[0], x.shape[1]);
   });
@@ -84,7 +87,7 @@ void CpuBackend::batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy,
 
 void CpuBackend::softmaxCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& labels,
                                             const Tensor& probs, const Tensor& loss) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     if (!cpu::softmaxCrossEntropyForward(logits.f32(), labels.i32(), probs.f32(), loss.f32(),
                                          logits.shape[0], logits.shape[1]))
       throw std::runtime_error(labelError("softmaxCrossEntropyForward", logits.shape[1]) +
@@ -94,7 +97,7 @@ void CpuBackend::softmaxCrossEntropyForward(Stream& s, const Tensor& logits, con
 
 void CpuBackend::softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& labels,
                                              const Tensor& dlogits, float scale) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     cpu::softmaxCrossEntropyBackward(probs.f32(), labels.i32(), dlogits.f32(), probs.shape[0],
                                      probs.shape[1], scale);
   });
@@ -102,7 +105,7 @@ void CpuBackend::softmaxCrossEntropyBackward(Stream& s, const Tensor& probs, con
 
 void CpuBackend::sigmoidCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& targets,
                                             const Tensor& probs, const Tensor& loss) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     cpu::sigmoidCrossEntropyForward(logits.f32(), targets.f32(), probs.f32(), loss.f32(),
                                     logits.shape[0], logits.shape[1]);
   });
@@ -110,7 +113,7 @@ void CpuBackend::sigmoidCrossEntropyForward(Stream& s, const Tensor& logits, con
 
 void CpuBackend::sigmoidCrossEntropyBackward(Stream& s, const Tensor& probs, const Tensor& targets,
                                              const Tensor& dlogits, float scale) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     cpu::sigmoidCrossEntropyBackward(probs.f32(), targets.f32(), dlogits.f32(), probs.numel(),
                                      scale);
   });
@@ -118,7 +121,7 @@ void CpuBackend::sigmoidCrossEntropyBackward(Stream& s, const Tensor& probs, con
 
 void CpuBackend::lstmCellForward(Stream& s, const Tensor& gates, const Tensor& cPrev,
                                  const Tensor& c, const Tensor& h) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     cpu::lstmCellForward(gates.f32(), cPrev.f32(), c.f32(), h.f32(), gates.shape[0],
                          gates.shape[1] / 4);
   });
@@ -127,7 +130,7 @@ void CpuBackend::lstmCellForward(Stream& s, const Tensor& gates, const Tensor& c
 void CpuBackend::lstmCellBackward(Stream& s, const Tensor& gates, const Tensor& cPrev,
                                   const Tensor& c, const Tensor& dh, const Tensor& dc,
                                   const Tensor& dgates, const Tensor& dcPrev) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     cpu::lstmCellBackward(gates.f32(), cPrev.f32(), c.f32(), dh.f32(),
                           dc.storage ? dc.f32() : nullptr, dgates.f32(), dcPrev.f32(),
                           gates.shape[0], gates.shape[1] / 4);
@@ -136,30 +139,31 @@ void CpuBackend::lstmCellBackward(Stream& s, const Tensor& gates, const Tensor& 
 
 void CpuBackend::mseForward(Stream& s, const Tensor& pred, const Tensor& target,
                             const Tensor& loss) {
-  cpu(s).enqueue([=] { cpu::mseForward(pred.f32(), target.f32(), loss.f32(), pred.numel()); });
+  enqueueOp(s, __func__,
+            [=] { cpu::mseForward(pred.f32(), target.f32(), loss.f32(), pred.numel()); });
 }
 
 void CpuBackend::mseBackward(Stream& s, const Tensor& pred, const Tensor& target, const Tensor& dpred,
                              float scale) {
-  cpu(s).enqueue(
-      [=] { cpu::mseBackward(pred.f32(), target.f32(), dpred.f32(), pred.numel(), scale); });
+  enqueueOp(s, __func__,
+            [=] { cpu::mseBackward(pred.f32(), target.f32(), dpred.f32(), pred.numel(), scale); });
 }
 
 void CpuBackend::oneHot(Stream& s, const Tensor& labels, const Tensor& out) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     if (!cpu::oneHot(labels.i32(), out.f32(), out.shape[0], out.shape[1]))
       throw std::runtime_error(labelError("oneHot", out.shape[1]));
   });
 }
 
 void CpuBackend::concatColumns(Stream& s, const Tensor& a, const Tensor& b, const Tensor& out) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     cpu::concatColumns(a.f32(), b.f32(), out.f32(), a.shape[0], a.shape[1], b.shape[1]);
   });
 }
 
 void CpuBackend::splitColumns(Stream& s, const Tensor& dout, const Tensor& da, const Tensor& db) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     int64_t colsA = da.storage ? da.shape[1] : dout.shape[1] - db.shape[1];
     cpu::splitColumns(dout.f32(), da.storage ? da.f32() : nullptr,
                       db.storage ? db.f32() : nullptr, dout.shape[0], colsA,
@@ -168,7 +172,7 @@ void CpuBackend::splitColumns(Stream& s, const Tensor& dout, const Tensor& da, c
 }
 
 void CpuBackend::writeScalars(Stream& s, const Tensor& y, const std::vector<float>& values) {
-  cpu(s).enqueue([y, values] { std::copy(values.begin(), values.end(), y.f32()); });
+  enqueueOp(s, __func__, [y, values] { std::copy(values.begin(), values.end(), y.f32()); });
 }
 
 // The hyperparameters are read when the task runs, not when it is enqueued: a replayed
@@ -176,7 +180,7 @@ void CpuBackend::writeScalars(Stream& s, const Tensor& y, const std::vector<floa
 void CpuBackend::sgdStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                               const std::vector<Tensor>& velocities, const Tensor& hyper, float momentum,
                               float weightDecay) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     const float lr = hyper.f32()[0];
     for (size_t i = 0; i < params.size(); ++i) {
       const int64_t n = params[i].numel();
@@ -192,7 +196,7 @@ void CpuBackend::adamStepGroup(Stream& s, const std::vector<Tensor>& params, con
                                const std::vector<Tensor>& ms, const std::vector<Tensor>& vs,
                                const Tensor& hyper, float beta1, float beta2, float eps,
                                float weightDecay) {
-  cpu(s).enqueue([=] {
+  enqueueOp(s, __func__, [=] {
     const cpu::AdamScalars scalars{hyper.f32()[0], hyper.f32()[1]};
     for (size_t i = 0; i < params.size(); ++i) {
       const int64_t n = params[i].numel();
