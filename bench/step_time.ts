@@ -48,7 +48,7 @@ export interface StepTimeOptions {
   graph?: boolean;
 }
 
-/** The MNIST FCN's training step, ready to run on a resident random batch. */
+/** The MNIST FCN's (or cnn()'s) training step, ready to run on a resident random batch. */
 export interface FcnStep {
   strategy: TrainingStrategy;
   stream: Stream;
@@ -60,7 +60,7 @@ export interface FcnStep {
 }
 
 /** Builds the model, its training strategy and a resident batch (see stepTime). */
-export function fcnStep(o: Pick<StepTimeOptions, 'device' | 'hidden' | 'batch' | 'method' | 'streams'>): FcnStep {
+export function fcnStep(o: Pick<StepTimeOptions, 'device' | 'hidden' | 'cnn' | 'unlock' | 'batch' | 'method' | 'streams'>): FcnStep {
   const { device, batch } = o;
   if (o.unlock && o.method === 'backprop') throw new Error("stepTime: 'unlock' needs method dni or cdni, got backprop");
   const rng = new Random(0);

@@ -401,7 +401,11 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
       n >= o.steps || n % o.logEvery === 0 || n % o.validateEvery === 0 || (o.checkpoint !== undefined && n % o.checkpoint.every === 0);
     const start = () => {
       const window = source.nextWindow(o.truncation);
-      return { window, metrics: trainer.step(window) };
+      const metrics = trainer.step(window);
+      // Handled from the start: a window run ahead may fail before the loop awaits it (or after
+      // the window before it failed); awaiting it below still throws its error.
+      metrics.catch(() => undefined);
+      return { window, metrics };
     };
     let next: ReturnType<typeof start> | undefined;
     for (;;) {
@@ -415,14 +419,8 @@ export async function trainSequences(options: TrainSequencesOptions): Promise<Se
       }
       const { window, metrics } = next;
       next = undefined;
-      let m: WindowMetrics;
-      try {
-        if (ahead && !hostActsAfter(trainer.windows) && !o.signal?.aborted) next = start();
-        m = await metrics;
-      } catch (e) {
-        next?.metrics.catch(() => undefined); // its outcome no longer matters; not an unhandled rejection
-        throw e;
-      }
+      if (ahead && !hostActsAfter(trainer.windows) && !o.signal?.aborted) next = start();
+      const m: WindowMetrics = await metrics; // on a rejection the window run ahead is dropped
       if (m.scored > 0) {
         bitsSum += m.bits * m.scored;
         bitsWeight += m.scored;
