@@ -1,13 +1,16 @@
-// The DNI paper's MNIST CNNs (issue 18): CNN-3 and CNN-4 × {backprop, DNI, cDNI}, built as
+// The DNI paper's MNIST CNNs (issue 18): CNN-3 and CNN-4 × {backprop, DNI, cDNI, and DNI/cDNI with
+// the complete unlock (`decouple(..., { unlock: true })`, docs/unlock.md)}, built as
 // `npm start -- --model cnn --blocks B --method M` builds them (ts/cli/configure.ts: cnn() and
 // decouple() cut after every block's ReLU), except that the synthesizers' filter count is a
-// parameter here (--synth-filters; the paper's and the CLI's: 128), with the paper's optimiser
-// (Adam, lr 3e-5, constant) and batch 256; the iteration count is a parameter. One run after another in one process; each
-// run's result is appended to results/NAME.jsonl as it finishes, and results/NAME.md is
-// rewritten after every run.
+// parameter here (--synth-filters; the paper's and the CLI's: 128). Default optimiser: the
+// paper's (Adam, lr 3e-5, constant) and batch 256; the iteration count is a parameter. --synth-lr
+// gives the synthesizers (and the unlock's input models) their own Adam lr (default: --lr).
+// One run after another in one process; each run's result is appended to results/NAME.jsonl as
+// it finishes, and results/NAME.md is rewritten after every run.
 //
 //   node dist/experiments/mnist-cnn/mnist_cnn.js [--steps 500] [--filters 128] [--synth-filters 128] [--blocks 3,4]
-//       [--methods backprop,dni,cdni] [--lr 3e-5] [--batch-size 256] [--test-rows 10000] [--out NAME]
+//       [--methods backprop,dni,cdni,dni-unlock,cdni-unlock] [--lr 3e-5] [--synth-lr LR] [--batch-size 256]
+//       [--test-rows 10000] [--out NAME]
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -16,6 +19,8 @@ import { experimentResultsDir } from '../../bench/paths';
 
 const resultsDir = experimentResultsDir('mnist-cnn');
 
+const methods = ['backprop', 'dni', 'cdni', 'dni-unlock', 'cdni-unlock'];
+
 interface Args {
   steps: number;
   filters: number;
@@ -23,6 +28,7 @@ interface Args {
   blocks: number[];
   methods: string[];
   lr: number;
+  synthLr: number | undefined;
   batchSize: number;
   testRows: number;
   out: string;
@@ -45,6 +51,7 @@ function parse(argv: string[]): Args {
     blocks: [3, 4],
     methods: ['backprop', 'dni', 'cdni'],
     lr: 3e-5,
+    synthLr: undefined,
     batchSize: 256,
     testRows: 10000,
     out: '',
@@ -57,12 +64,13 @@ function parse(argv: string[]): Args {
     else if (k === '--blocks') a.blocks = v.split(',').map(Number);
     else if (k === '--methods') a.methods = v.split(',');
     else if (k === '--lr') a.lr = Number(v);
+    else if (k === '--synth-lr') a.synthLr = Number(v);
     else if (k === '--batch-size') a.batchSize = Number(v);
     else if (k === '--test-rows') a.testRows = Number(v);
     else if (k === '--out') a.out = v;
     else
       throw new Error(
-        `unknown option ${k} (known: --steps, --filters, --synth-filters, --blocks, --methods, --lr, --batch-size, --test-rows, --out)`,
+        `unknown option ${k} (known: --steps, --filters, --synth-filters, --blocks, --methods, --lr, --synth-lr, --batch-size, --test-rows, --out)`,
       );
   }
   for (const [k, v] of [
@@ -75,23 +83,25 @@ function parse(argv: string[]): Args {
   ] as const)
     if (!Number.isInteger(v) || v < 1) throw new Error(`${k} must be a whole number >= 1, got ${v}`);
   if (!(a.lr > 0)) throw new Error(`--lr must be > 0, got ${a.lr}`);
-  const unknown = a.methods.find((m) => !['backprop', 'dni', 'cdni'].includes(m));
-  if (unknown !== undefined) throw new Error(`--methods: '${unknown}' is not one of backprop, dni, cdni`);
+  if (a.synthLr !== undefined && !(a.synthLr > 0)) throw new Error(`--synth-lr must be > 0, got ${a.synthLr}`);
+  const unknown = a.methods.find((m) => !methods.includes(m));
+  if (unknown !== undefined) throw new Error(`--methods: '${unknown}' is not one of ${methods.join(', ')}`);
   a.out ||= `mnist-cnn-${a.steps}-f${a.filters}-s${a.synthFilters}`;
   return a;
 }
 
 function table(a: Args, rows: Row[], machine: string): string {
   return [
-    `# MNIST CNNs: backprop, DNI and cDNI at ${a.steps} steps`,
+    `# MNIST CNNs: ${a.methods.join(', ')} at ${a.steps} steps`,
     '',
     `${new Date().toISOString()}; ${machine}; command: \`node dist/experiments/mnist-cnn/mnist_cnn.js ${process.argv.slice(2).join(' ')}\`.`,
     '',
     `Each model as \`npm start -- --model cnn --filters ${a.filters} --blocks B --method M\` builds it (but the synthesizers' filters): B blocks of ${a.filters} 5x5 ` +
       'filters (size-preserving), BatchNorm2d, ReLU, a 3x3 stride-2 max pool after the first block and average pools after the ' +
       `others, a linear classifier; DNI/cDNI cut after every block’s ReLU, synthesizers two 5x5 conv layers of ${a.synthFilters} filters ` +
-      '(BatchNorm2d, ReLU) and a zero-initialised 5x5 conv (cDNI: + 10 one-hot label maps as input channels). ' +
-      `Adam lr ${a.lr} (constant), batch ${a.batchSize}, seed 0; test error on the first ${a.testRows} MNIST test images. ` +
+      '(BatchNorm2d, ReLU) and a zero-initialised 5x5 conv (cDNI: + 10 one-hot label maps as input channels); ' +
+      '-unlock: the complete unlock with the default convolutional input models (docs/unlock.md). ' +
+      `Adam lr ${a.lr} (constant)${a.synthLr === undefined ? '' : `, synthesizers and input models Adam lr ${a.synthLr}`}, batch ${a.batchSize}, seed 0; test error on the first ${a.testRows} MNIST test images. ` +
       'ms/step: fit’s wall time over all steps on a shared machine (not a benchmark).',
     '',
     '| model | method | test error | training loss (mean of the last 100 steps) | ms/step |',
@@ -113,12 +123,15 @@ async function main(): Promise<void> {
   for (const blocks of a.blocks)
     for (const method of a.methods) {
       const model = cnn({ channels: 1, height: 28, width: 28, classes: 10, filters: a.filters, blocks });
+      const synthLr = a.synthLr;
+      const synthOptimizer = synthLr === undefined ? undefined : () => new Adam({ lr: synthLr });
       const net =
         method === 'backprop'
           ? model
           : decouple(model, {
               input: [1, 28, 28],
-              synthesizer: { conditioned: method === 'cdni', filters: [a.synthFilters, a.synthFilters] },
+              synthesizer: { conditioned: method.startsWith('cdni'), filters: [a.synthFilters, a.synthFilters], optimizer: synthOptimizer },
+              ...(method.endsWith('-unlock') ? { unlock: { optimizer: synthOptimizer } } : {}),
             });
       const trainer = new Trainer(net, { device, optimizer: () => new Adam({ lr: a.lr }), seed: 0 });
       let lossSum = 0;
