@@ -200,9 +200,9 @@ export class Trainer {
    * Uncaptured steps write their batch here (stream-ordered, the host does not wait), then
    * `stream` waits for `batchWritten`; with a stream of its own the write of a batch does not
    * wait for the previous step's work on other streams (decoupled modules on streams of their own).
+   * Made at the first such step (a CPU stream is a thread).
    */
-  private readonly uploads: Stream;
-  private readonly batchWritten: Event;
+  private uploads?: { stream: Stream; batchWritten: Event };
   readonly loss: Loss;
   private readonly rng: Random;
   /** how each step is carried out (backprop, or a decoupled network's schedule) */
@@ -241,8 +241,6 @@ export class Trainer {
       throw typeError(`Trainer: 'seed' must be an integer, got ${typeof seed === 'number' ? seed : describe(seed)}`);
     this.rng = new Random(seed);
     this.stream = new Stream(this.device);
-    this.uploads = new Stream(this.device);
-    this.batchWritten = new Event(this.device);
     model.initialize(this.device, this.rng.fork());
     this.strategy = hasStrategy(model)
       ? model.trainingStrategy({ loss: this.loss, optimizer: makeOptimizer })
@@ -448,10 +446,17 @@ export class Trainer {
                 dtype: batch.targets instanceof Int32Array ? 'int32' : 'float32',
                 arena,
               });
-              x.write(batch.inputs, this.uploads);
-              y.write(batch.targets, this.uploads);
-              this.stream.wait(this.batchWritten.record(this.uploads));
-              const ctx: StepContext = { device: this.device, stream: this.stream, training: true, arena, batchWritten: this.batchWritten };
+              const uploads = (this.uploads ??= { stream: new Stream(this.device), batchWritten: new Event(this.device) });
+              x.write(batch.inputs, uploads.stream);
+              y.write(batch.targets, uploads.stream);
+              this.stream.wait(uploads.batchWritten.record(uploads.stream));
+              const ctx: StepContext = {
+                device: this.device,
+                stream: this.stream,
+                training: true,
+                arena,
+                batchWritten: uploads.batchWritten,
+              };
               loss = this.strategy.step(x, y, ctx).read(this.stream);
             }
           } catch (e) {
