@@ -12,6 +12,12 @@
 // variance to normalise; running stats use the unbiased one, as PyTorch), then
 //   y = ((x - hi) - lo) * scale + shift,  hi + lo = mean split in two floats,
 // the CPU's formula, written with explicit roundings so that it matches it bit for bit.
+// One read of x: each lane keeps its first kBnCachedRows values (rows < 8 x 128 = 1024) in
+// registers for the three passes (mean, deviations, apply), which run over those registers
+// in the same order as over memory, so the sums are the same; rows past them are read again
+// from memory. The two-pass variance stays (a one-pass sum of squares loses digits to the
+// |mean| >> std cancellation that the CPU's two passes avoid); the backward keeps x and dy
+// of those rows the same way (one read instead of two).
 // Backward: dbeta = sum dy, dgamma = sum dy xhat (accumulated), dx overwritten; the float
 // rounding of the saved mean is corrected with the residual mean, as on the CPU.
 // A block only touches its own columns, and reads all of x before writing y, so in-place
@@ -33,32 +39,61 @@ namespace {
 
 constexpr int kBnCols = 8;     // columns per block (threadIdx.x)
 constexpr int kBnLanes = 128;  // row lanes per block (threadIdx.y)
+constexpr int kBnCachedRows = 8;  // rows per lane held in registers (rows < 1024: x read once)
 using BnScratch = ColumnScratchOf<kBnCols, kBnLanes>;
 
-// x and y never overlap (ops.cpp checks), hence __restrict__ on them.
-__global__ void batchNormForwardKernel(const float* __restrict__ x, const float* gamma,
-                                       const float* beta, float* __restrict__ y,
-                                       float* runningMean, float* runningVar, float* saveMean,
-                                       float* saveInvStd, int64_t rows, int64_t cols,
-                                       float momentum, float eps, bool training) {
+// Lane ty's rows ty, ty + kBnLanes, ... of column c: the first kBnCachedRows into `cache`
+// (0 past the end; callers use only k with row(k) < rows).
+__device__ inline void loadCachedRows(const float* __restrict__ a, int64_t rows, int64_t cols,
+                                      int64_t c, int ty, bool ok, float (&cache)[kBnCachedRows]) {
+#pragma unroll
+  for (int k = 0; k < kBnCachedRows; ++k) {
+    const int64_t r = ty + static_cast<int64_t>(k) * kBnLanes;
+    cache[k] = ok && r < rows ? a[r * cols + c] : 0.0f;
+  }
+}
+constexpr int64_t kBnCachedSpan = static_cast<int64_t>(kBnCachedRows) * kBnLanes;
+
+// x and y never overlap (ops.cpp checks), hence __restrict__ on them. The per-column vectors
+// (a few hundred floats, read and written by one lane each) keep plain pointers: ops.cpp does
+// not check that they are distinct from one another.
+__global__ void __launch_bounds__(kBnCols* kBnLanes)
+    batchNormForwardKernel(const float* __restrict__ x, const float* gamma, const float* beta,
+                           float* __restrict__ y, float* runningMean, float* runningVar,
+                           float* saveMean, float* saveInvStd, int64_t rows, int64_t cols,
+                           float momentum, float eps, bool training) {
   __shared__ BnScratch red;
   __shared__ float sHi[kBnCols], sLo[kBnCols], sScale[kBnCols], sShift[kBnCols];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kBnCols + tx;
   const bool ok = c < cols;
+  float cache[kBnCachedRows];
+  loadCachedRows(x, rows, cols, c, ty, ok, cache);
+  auto rowOf = [&](int k) { return ty + static_cast<int64_t>(k) * kBnLanes; };
 
   if (training) {
     const double n = static_cast<double>(rows);
     double s = 0.0;
-    if (ok)
-      for (int64_t r = ty; r < rows; r += kBnLanes) s += x[r * cols + c];
+    if (ok) {
+#pragma unroll
+      for (int k = 0; k < kBnCachedRows; ++k)
+        if (rowOf(k) < rows) s += cache[k];
+      for (int64_t r = ty + kBnCachedSpan; r < rows; r += kBnLanes) s += x[r * cols + c];
+    }
     const double mean = columnSumOf<kBnCols, kBnLanes>(s, red) / n;
     double q = 0.0;
-    if (ok)
-      for (int64_t r = ty; r < rows; r += kBnLanes) {
+    if (ok) {
+#pragma unroll
+      for (int k = 0; k < kBnCachedRows; ++k)
+        if (rowOf(k) < rows) {
+          const double d = static_cast<double>(cache[k]) - mean;
+          q += d * d;
+        }
+      for (int64_t r = ty + kBnCachedSpan; r < rows; r += kBnLanes) {
         const double d = static_cast<double>(x[r * cols + c]) - mean;
         q += d * d;
       }
+    }
     const double m2 = columnSumOf<kBnCols, kBnLanes>(q, red);
     if (ok && ty == 0) {
       const double var = m2 / n;
@@ -87,10 +122,11 @@ __global__ void batchNormForwardKernel(const float* __restrict__ x, const float*
 
   if (ok) {
     const float hi = sHi[tx], lo = sLo[tx], scale = sScale[tx], shift = sShift[tx];
-    for (int64_t r = ty; r < rows; r += kBnLanes) {
-      const int64_t i = r * cols + c;
-      y[i] = __fadd_rn(__fmul_rn(__fsub_rn(__fsub_rn(x[i], hi), lo), scale), shift);
-    }
+    auto apply = [&](float v) { return __fadd_rn(__fmul_rn(__fsub_rn(__fsub_rn(v, hi), lo), scale), shift); };
+#pragma unroll
+    for (int k = 0; k < kBnCachedRows; ++k)
+      if (rowOf(k) < rows) y[rowOf(k) * cols + c] = apply(cache[k]);
+    for (int64_t r = ty + kBnCachedSpan; r < rows; r += kBnLanes) y[r * cols + c] = apply(x[r * cols + c]);
   }
 }
 
@@ -100,29 +136,38 @@ __global__ void batchNormForwardKernel(const float* __restrict__ x, const float*
 // of xhat when |mean| >> std; so the pass also sums xc = x - saveMean (exact near the mean)
 // to get the residual lo = mean - saveMean, and uses x - mean = xc - lo:
 //   dgamma = (sum dy xc - lo sum dy) invStd,  dx = a ((dy - b) - (xc - lo) k) per column.
-// x and dy never overlap dx (ops.cpp checks).
-__global__ void batchNormBackwardKernel(const float* __restrict__ x,
-                                        const float* __restrict__ dy, const float* gamma,
-                                        const float* saveMean, const float* saveInvStd,
-                                        float* __restrict__ dx, float* dgamma, float* dbeta,
-                                        int64_t rows, int64_t cols) {
+// x and dy never overlap dx (ops.cpp checks): __restrict__ on the three (the per-column
+// vectors as in the forward).
+__global__ void __launch_bounds__(kBnCols* kBnLanes)
+    batchNormBackwardKernel(const float* __restrict__ x, const float* __restrict__ dy,
+                            const float* gamma, const float* saveMean, const float* saveInvStd,
+                            float* __restrict__ dx, float* dgamma, float* dbeta, int64_t rows,
+                            int64_t cols) {
   __shared__ BnScratch red;
   __shared__ float sA[kBnCols], sB[kBnCols], sK[kBnCols], sLo[kBnCols];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kBnCols + tx;
   const bool ok = c < cols;
   const float mu = ok ? saveMean[c] : 0.0f;
+  float xs[kBnCachedRows], gs[kBnCachedRows];
+  loadCachedRows(x, rows, cols, c, ty, ok, xs);
+  loadCachedRows(dy, rows, cols, c, ty, ok, gs);
+  auto rowOf = [&](int k) { return ty + static_cast<int64_t>(k) * kBnLanes; };
 
   double sumDy = 0.0, sumDyXc = 0.0, sumXc = 0.0;
-  if (ok)
-    for (int64_t r = ty; r < rows; r += kBnLanes) {
-      const int64_t i = r * cols + c;
-      const double g = dy[i];
-      const double xc = __fsub_rn(x[i], mu);
-      sumDy += g;
-      sumDyXc += g * xc;  // a product of two floats is exact in double (FMA or not)
-      sumXc += xc;
-    }
+  auto add = [&](float xv, float gv) {
+    const double g = gv;
+    const double xc = __fsub_rn(xv, mu);
+    sumDy += g;
+    sumDyXc += g * xc;  // a product of two floats is exact in double (FMA or not)
+    sumXc += xc;
+  };
+  if (ok) {
+#pragma unroll
+    for (int k = 0; k < kBnCachedRows; ++k)
+      if (rowOf(k) < rows) add(xs[k], gs[k]);
+    for (int64_t r = ty + kBnCachedSpan; r < rows; r += kBnLanes) add(x[r * cols + c], dy[r * cols + c]);
+  }
   sumDy = columnSumOf<kBnCols, kBnLanes>(sumDy, red);
   sumDyXc = columnSumOf<kBnCols, kBnLanes>(sumDyXc, red);
   sumXc = columnSumOf<kBnCols, kBnLanes>(sumXc, red);
@@ -143,11 +188,14 @@ __global__ void batchNormBackwardKernel(const float* __restrict__ x,
 
   if (ok) {
     const float a = sA[tx], b = sB[tx], k = sK[tx], lo = sLo[tx];
-    for (int64_t r = ty; r < rows; r += kBnLanes) {
-      const int64_t i = r * cols + c;
-      const float xc = __fsub_rn(__fsub_rn(x[i], mu), lo);
-      dx[i] = __fmul_rn(a, __fsub_rn(__fsub_rn(dy[i], b), __fmul_rn(xc, k)));
-    }
+    auto grad = [&](float xv, float gv) {
+      const float xc = __fsub_rn(__fsub_rn(xv, mu), lo);
+      return __fmul_rn(a, __fsub_rn(__fsub_rn(gv, b), __fmul_rn(xc, k)));
+    };
+#pragma unroll
+    for (int j = 0; j < kBnCachedRows; ++j)
+      if (rowOf(j) < rows) dx[rowOf(j) * cols + c] = grad(xs[j], gs[j]);
+    for (int64_t r = ty + kBnCachedSpan; r < rows; r += kBnLanes) dx[r * cols + c] = grad(x[r * cols + c], dy[r * cols + c]);
   }
 }
 

@@ -24,9 +24,17 @@
 //     then + bias[n] and an activation when asked (Epilogue, common.cuh): a Linear layer's
 //     forward pass in one kernel.
 // TF32 kernel (opt-in, sm_80+): nvcuda::wmma m16n16k8 TF32 fragments with fp32 accumulation;
-//   64 x 64 block tile, 4 warps of 32 x 32, K tile 16; operands staged through shared
-//   memory with guarded scalar loads, results staged through shared memory for the guarded
-//   epilogue. Products are rounded to TF32 (10-bit mantissa), so results differ from fp32.
+//   64 x 64 block tile, 4 warps of 32 x 32, K tile 16. The A and B tiles go global ->
+//   shared by cp.async (no registers, no wait), double buffered: tile t + 1's copies are in
+//   flight while the warps multiply tile t. Each operand is kept in shared memory as it lies
+//   in global memory (A as [m][k], or [k][m] when transposed; B as [k][n], or [n][k]) and
+//   read by a row- or column-major fragment, so every copy is a run of 4 floats along the
+//   contiguous dimension: one 16-byte cp.async when the run is in range and 16-byte aligned
+//   (aligned pointer, leading dimension a multiple of 4), else four 4-byte copies that
+//   zero-fill what lies outside the matrix. Results are staged through shared memory for the
+//   guarded epilogue. Inputs are rounded to TF32 (10-bit mantissa), so results differ from
+//   fp32. The host emulation runs it with plain copies for cp.async and its own wmma
+//   (test/cuda/host_emulation/mma.h), against the CPU on TF32-rounded inputs.
 #include "gemm.cuh"
 
 #include <mma.h>
@@ -37,6 +45,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "check.cuh"
 #include "common.cuh"
@@ -277,25 +286,106 @@ __global__ void splitKReduceKernel(const float* __restrict__ partial, int slices
   }
 }
 
+// The TF32 kernel is compiled for the device from sm_80 on (cp.async, TF32 wmma), and in the
+// host emulation (SG_HOST_EMULATION: plain copies, an emulated wmma); elsewhere its body is
+// empty (the launcher only uses it on a device of compute capability 8.0 or more).
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(SG_HOST_EMULATION)
+#define SG_TF32_KERNEL 1
+#endif
+
+#ifdef SG_TF32_KERNEL
+// cp.async of `bytes` (4 or 16) from global `src` to shared `dst`; the first `srcBytes` are
+// copied, the rest zero-filled (srcBytes 0: `src` is not read). 16 bytes bypass L1 (.cg).
+template <int bytes>
+__device__ __forceinline__ void cpAsync(float* dst, const float* src, int srcBytes) {
+#ifdef __CUDA_ARCH__
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  if constexpr (bytes == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(srcBytes));
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(srcBytes));
+#else
+  for (int i = 0; i < bytes / 4; ++i) dst[i] = 4 * i < srcBytes ? src[i] : 0.f;
+#endif
+}
+__device__ __forceinline__ void cpAsyncCommit() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+// Waits until at most `pending` committed groups of this thread are still in flight.
+template <int pending>
+__device__ __forceinline__ void cpAsyncWait() {
+#ifdef __CUDA_ARCH__
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(pending));
+#endif
+}
+
+// Copies the run p[start .. start + 3] of a row (elements < limit exist, the others are 0;
+// none when !rowOk) into dst. With `vec`, p + start is 16-byte aligned (start a multiple of 4).
+__device__ __forceinline__ void copyRun4(float* dst, const float* p, int start, int limit,
+                                         bool rowOk, bool vec) {
+  const int left = rowOk ? limit - start : 0;
+  const int n = left < 0 ? 0 : left > 4 ? 4 : left;
+  if (vec && n == 4) {
+    cpAsync<16>(dst, p + start, 16);
+  } else {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) cpAsync<4>(dst + e, e < n ? p + start + e : p, e < n ? 4 : 0);
+  }
+}
+#endif
+
 // TF32 tensor-core kernel: 64 x 64 tile per block of 4 warps (2 x 2, 32 x 32 each).
 template <bool TA, bool TB>
 __global__ void __launch_bounds__(kTf32Threads)
     sgemmTf32Kernel(Epilogue ep, int M, int N, int K, float alpha, const float* __restrict__ A, int64_t lda,
                     const float* __restrict__ B, int64_t ldb, float beta, float* __restrict__ C,
-                    int64_t ldc) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+                    int64_t ldc, bool vecA, bool vecB) {
+#ifdef SG_TF32_KERNEL
   using namespace nvcuda;
   constexpr int BM = 64, BN = 64, BK = 16;
-  // Leading dimensions: multiples of 4 floats (wmma), and every fragment pointer below is a
-  // multiple of 32 bytes from the 128-byte aligned base.
-  constexpr int LDA = BK + 4, LDB = BN + 4, LDC = BN + 4;
-  __shared__ __align__(128) float As[BM * LDA];  // As[m][k]
-  __shared__ __align__(128) float Bs[BK * LDB];  // Bs[k][n]
+  // Shared layouts, as the operands lie in memory: A [m][k] (TA: [k][m]), B [k][n] (TB:
+  // [n][k]). Padded by 4 floats: row starts stay 16-byte aligned (cp.async) and every
+  // fragment pointer below is a multiple of 32 bytes from the 128-byte aligned base (wmma).
+  constexpr int LDA = TA ? BM + 4 : BK + 4, LDB = TB ? BK + 4 : BN + 4, LDC = BN + 4;
+  constexpr int kStageA = TA ? BK * LDA : BM * LDA, kStageB = TB ? BN * LDB : BK * LDB;
+  __shared__ __align__(128) float As[2 * kStageA];
+  __shared__ __align__(128) float Bs[2 * kStageB];
   __shared__ __align__(128) float Cs[BM * LDC];  // Cs[m][n]
+  using LayoutA = std::conditional_t<TA, wmma::col_major, wmma::row_major>;
+  using LayoutB = std::conditional_t<TB, wmma::col_major, wmma::row_major>;
 
   const int tid = threadIdx.x, warp = tid / 32;
   const int wm = warp / 2, wn = warp % 2;
   const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+
+  // Enqueues the copies of K tile `tile` into stage `stage`: 256 runs of 4 per operand, 2 per
+  // thread, consecutive threads on consecutive runs of the contiguous dimension.
+  auto loadTile = [&](int tile, int stage) {
+    const int k0 = tile * BK;
+    float* as = As + stage * kStageA;
+    float* bs = Bs + stage * kStageB;
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int run = tid + j * kTf32Threads;
+      if (!TA) {  // row m of A: k0 .. k0 + 15 contiguous
+        const int m = run / (BK / 4), k = run % (BK / 4) * 4;
+        copyRun4(as + m * LDA + k, A + static_cast<int64_t>(m0 + m) * lda, k0 + k, K, m0 + m < M, vecA);
+      } else {  // row k of A^T: m0 .. m0 + 63 contiguous
+        const int k = run / (BM / 4), m = run % (BM / 4) * 4;
+        copyRun4(as + k * LDA + m, A + static_cast<int64_t>(k0 + k) * lda, m0 + m, M, k0 + k < K, vecA);
+      }
+      if (!TB) {  // row k of B: n0 .. n0 + 63 contiguous
+        const int k = run / (BN / 4), n = run % (BN / 4) * 4;
+        copyRun4(bs + k * LDB + n, B + static_cast<int64_t>(k0 + k) * ldb, n0 + n, N, k0 + k < K, vecB);
+      } else {  // row n of B^T: k0 .. k0 + 15 contiguous
+        const int n = run / (BK / 4), k = run % (BK / 4) * 4;
+        copyRun4(bs + n * LDB + k, B + static_cast<int64_t>(n0 + n) * ldb, k0 + k, K, n0 + n < N, vecB);
+      }
+    }
+    cpAsyncCommit();
+  };
 
   wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[2][2];
 #pragma unroll
@@ -303,52 +393,37 @@ __global__ void __launch_bounds__(kTf32Threads)
 #pragma unroll
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
 
-  for (int k0 = 0; k0 < K; k0 += BK) {
-    // Consecutive threads read consecutive addresses of the operand's contiguous dimension.
-    for (int i = tid; i < BM * BK; i += kTf32Threads) {
-      int m, k;
-      if (!TA) {
-        m = i / BK;
-        k = i % BK;
-      } else {
-        k = i / BM;
-        m = i % BM;
-      }
-      const int gm = m0 + m, gk = k0 + k;
-      float v = 0.f;
-      if (gm < M && gk < K)
-        v = TA ? A[static_cast<int64_t>(gk) * lda + gm] : A[static_cast<int64_t>(gm) * lda + gk];
-      As[m * LDA + k] = v;
-    }
-    for (int i = tid; i < BK * BN; i += kTf32Threads) {
-      int k, n;
-      if (!TB) {
-        k = i / BN;
-        n = i % BN;
-      } else {
-        n = i / BK;
-        k = i % BK;
-      }
-      const int gk = k0 + k, gn = n0 + n;
-      float v = 0.f;
-      if (gk < K && gn < N)
-        v = TB ? B[static_cast<int64_t>(gn) * ldb + gk] : B[static_cast<int64_t>(gk) * ldb + gn];
-      Bs[k * LDB + n] = v;
+  const int tiles = (K + BK - 1) / BK;
+  if (tiles > 0) loadTile(0, 0);
+  for (int t = 0; t < tiles; ++t) {
+    const int stage = t & 1;
+    // The next tile's copies go to the other stage, which every warp finished reading at the
+    // end of the previous iteration; then wait for this tile's own copies (all but the newest
+    // group), and for the other threads' (the barrier).
+    if (t + 1 < tiles) {
+      loadTile(t + 1, stage ^ 1);
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
     }
     __syncthreads();
+    const float* as = As + stage * kStageA;
+    const float* bs = Bs + stage * kStageB;
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 8) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a[2];
-      wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> b[2];
+      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, LayoutA> a[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, LayoutB> b[2];
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        wmma::load_matrix_sync(a[i], As + (wm * 32 + i * 16) * LDA + kk, LDA);
+        const int m = wm * 32 + i * 16;
+        wmma::load_matrix_sync(a[i], TA ? as + kk * LDA + m : as + m * LDA + kk, LDA);
 #pragma unroll
         for (int e = 0; e < a[i].num_elements; ++e) a[i].x[e] = wmma::__float_to_tf32(a[i].x[e]);
       }
 #pragma unroll
       for (int j = 0; j < 2; ++j) {
-        wmma::load_matrix_sync(b[j], Bs + kk * LDB + wn * 32 + j * 16, LDB);
+        const int n = wn * 32 + j * 16;
+        wmma::load_matrix_sync(b[j], TB ? bs + n * LDB + kk : bs + kk * LDB + n, LDB);
 #pragma unroll
         for (int e = 0; e < b[j].num_elements; ++e) b[j].x[e] = wmma::__float_to_tf32(b[j].x[e]);
       }
@@ -357,7 +432,7 @@ __global__ void __launch_bounds__(kTf32Threads)
 #pragma unroll
         for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
     }
-    __syncthreads();
+    __syncthreads();  // this stage is read: the next iteration's copies may overwrite it
   }
 
 #pragma unroll
@@ -456,18 +531,21 @@ void launchTf32(cudaStream_t stream, const Epilogue& ep, bool transA, bool trans
   const dim3 grid((M + 63) / 64, (N + 63) / 64);
   if (grid.y > 65535)
     throw std::runtime_error("sgemm: N = " + std::to_string(N) + " is too large for the grid");
+  // 16-byte copies need every run start 16-byte aligned: an aligned base, lda/ldb multiples of 4.
+  const bool vecA = aligned16(A) && lda % 4 == 0;
+  const bool vecB = aligned16(B) && ldb % 4 == 0;
   if (!transA && !transB)
     SG_LAUNCH(grid, kTf32Threads, 0, stream, sgemmTf32Kernel<false, false>)(ep, M, N, K, alpha, A,
-        lda, B, ldb, beta, C, ldc);
+        lda, B, ldb, beta, C, ldc, vecA, vecB);
   else if (!transA && transB)
     SG_LAUNCH(grid, kTf32Threads, 0, stream, sgemmTf32Kernel<false, true>)(ep, M, N, K, alpha, A,
-        lda, B, ldb, beta, C, ldc);
+        lda, B, ldb, beta, C, ldc, vecA, vecB);
   else if (transA && !transB)
     SG_LAUNCH(grid, kTf32Threads, 0, stream, sgemmTf32Kernel<true, false>)(ep, M, N, K, alpha, A,
-        lda, B, ldb, beta, C, ldc);
+        lda, B, ldb, beta, C, ldc, vecA, vecB);
   else
     SG_LAUNCH(grid, kTf32Threads, 0, stream, sgemmTf32Kernel<true, true>)(ep, M, N, K, alpha, A,
-        lda, B, ldb, beta, C, ldc);
+        lda, B, ldb, beta, C, ldc, vecA, vecB);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -232,6 +232,8 @@ export class DecoupledTraining implements TrainingStrategy {
       this.stepStart.record(ctx.stream);
       for (const s of streams) s.wait(this.stepStart);
       this.forkNext = false;
+    } else if (separate && ctx.batchWritten) {
+      for (const s of streams) s.wait(ctx.batchWritten); // x and y are read on the module streams
     }
     // Which modules update this step: drawn on the host from a seeded generator.
     const updated = net.modules.map(() => p >= 1 || this.updateRng.next() < p);

@@ -14,7 +14,7 @@ import { Device } from '../device';
 import type { CaptureHooks } from '../graph';
 import { Random } from '../random';
 import * as ops from '../ops';
-import { Stream } from '../stream';
+import { Event, Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
 import { describe } from '../check';
 import { error, rangeError, typeError } from '../errors';
@@ -31,6 +31,12 @@ export interface StepContext {
   readonly freezeStatistics?: boolean;
   /** present while the step is being captured into a graph (see graph.ts) */
   readonly capture?: CaptureHooks;
+  /**
+   * Set by fit's uncaptured step, which writes the batch (x, y) on a stream of its own:
+   * recorded after those writes. `stream` already waits for it; a strategy that reads x or y
+   * on other streams makes them wait for it too.
+   */
+  readonly batchWritten?: Event;
 }
 
 /**

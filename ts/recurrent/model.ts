@@ -174,13 +174,43 @@ export function uploadWindow(
     throw rangeError(
       `uploadWindow: 'inputs' and 'targets' must have steps * batch = ${steps * batch} elements, got ${window.inputs.length} and ${window.targets.length}`,
     );
+  const [inputs, targets] = uploadSteps([window.inputs, window.targets], steps, batch, device, arena, stream);
+  return { inputs, targets: scoredOnly(window.targets, targets, batch), resets: window.resets };
+}
+
+/**
+ * Per-step labels (time-major, `steps` x `batch`, -1 = not scored) as int32 [batch] device
+ * tensors in `arena`, in one upload (as uploadWindow); undefined for a step whose labels are
+ * all -1. On `stream` (in its order, the host not waiting) when one is given.
+ */
+export function uploadStepLabels(
+  labels: Int32Array,
+  steps: number,
+  batch: number,
+  device: Device,
+  arena: Arena,
+  stream?: Stream,
+): (Tensor | undefined)[] {
+  if (labels.length !== steps * batch)
+    throw rangeError(`uploadStepLabels: 'labels' must have steps * batch = ${steps * batch} elements, got ${labels.length}`);
+  return scoredOnly(labels, uploadSteps([labels], steps, batch, device, arena, stream)[0], batch);
+}
+
+/** The `steps` x `batch` arrays in one buffer, one upload: per array, per step, a [batch] view. */
+function uploadSteps(
+  arrays: readonly Int32Array[],
+  steps: number,
+  batch: number,
+  device: Device,
+  arena: Arena,
+  stream: Stream | undefined,
+): Tensor[][] {
   // Each step's B values start at a multiple of 64 elements, as views must.
   const stride = Math.ceil(batch / 64) * 64;
-  const host = new Int32Array(2 * steps * stride);
-  for (let t = 0; t < steps; t++) {
-    host.set(window.inputs.subarray(t * batch, (t + 1) * batch), t * stride);
-    host.set(window.targets.subarray(t * batch, (t + 1) * batch), (steps + t) * stride);
-  }
+  const host = new Int32Array(arrays.length * steps * stride);
+  arrays.forEach((a, i) => {
+    for (let t = 0; t < steps; t++) host.set(a.subarray(t * batch, (t + 1) * batch), (i * steps + t) * stride);
+  });
   let all: Tensor;
   if (stream) {
     all = Tensor.empty([host.length], { device, dtype: 'int32', arena });
@@ -188,12 +218,10 @@ export function uploadWindow(
   } else {
     all = Tensor.fromArray(host, [host.length], { device, arena });
   }
-  const inputs: Tensor[] = [];
-  const targets: (Tensor | undefined)[] = [];
-  for (let t = 0; t < steps; t++) {
-    inputs.push(all.view(t * stride, [batch], arena));
-    const labels = window.targets.subarray(t * batch, (t + 1) * batch);
-    targets.push(labels.some((v) => v !== -1) ? all.view((steps + t) * stride, [batch], arena) : undefined);
-  }
-  return { inputs, targets, resets: window.resets };
+  return arrays.map((_, i) => Array.from({ length: steps }, (_, t) => all.view((i * steps + t) * stride, [batch], arena)));
+}
+
+/** The views of the steps whose labels are not all -1; undefined for the others. */
+function scoredOnly(labels: Int32Array, views: Tensor[], batch: number): (Tensor | undefined)[] {
+  return views.map((v, t) => (labels.subarray(t * batch, (t + 1) * batch).some((l) => l !== -1) ? v : undefined));
 }

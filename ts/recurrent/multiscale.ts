@@ -43,7 +43,7 @@ import { Arena, Tensor } from '../tensor';
 import { LoadedCheckpoint, NamedTensor, readCheckpoint, restoreTensors, writeCheckpoint } from '../train/checkpoint';
 import { checkSequenceWindow } from '../data/sequences';
 import type { MultiTimescaleWindow } from '../data/multiscale';
-import { LSTMSequenceModel, uploadWindow } from './model';
+import { LSTMSequenceModel, uploadStepLabels, uploadWindow } from './model';
 import { error, rangeError, typeError } from '../errors';
 
 export type MultiTimescaleMethod = 'bptt' | 'dni' | 'none';
@@ -313,13 +313,9 @@ export class MultiTimescaleTraining {
     return { fast, slow };
   }
 
-  /** B's per-tick targets as device tensors (undefined: a tick that scores nothing). */
+  /** B's per-tick targets as device tensors (undefined: a tick that scores nothing), one upload per window on the trainer's stream. */
   private slowTargetTensors(window: MultiTimescaleWindow, arena: Arena): (Tensor | undefined)[] {
-    const B = window.batch;
-    return Array.from({ length: window.steps / this.period }, (_, j) => {
-      const labels = window.slowTargets.slice(j * B, (j + 1) * B);
-      return labels.some((v) => v !== -1) ? Tensor.fromArray(labels, [B], { device: this.device, arena }) : undefined;
-    });
+    return uploadStepLabels(window.slowTargets, window.steps / this.period, window.batch, this.device, arena, this.stream);
   }
 
   /**

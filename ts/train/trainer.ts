@@ -25,7 +25,7 @@ import { BatchNorm1d, Sequential } from '../nn/layers';
 import { Module, StepContext, modulesOf } from '../nn/module';
 import { Optimizer, optimizerFor } from '../optim/optimizers';
 import { Random } from '../random';
-import { Stream } from '../stream';
+import { Event, Stream } from '../stream';
 import { Arena, Tensor } from '../tensor';
 import { Backpropagation } from './backprop';
 import { CapturedStep } from './captured-step';
@@ -147,8 +147,13 @@ export interface FitResult {
 }
 
 /** A batch's targets on the device: int32 labels [rows], or float32 values [rows, width]. */
+function targetShape(targets: Int32Array | Float32Array, rows: number): number[] {
+  return targets instanceof Int32Array ? [rows] : [rows, targets.length / rows];
+}
+
+/** targetShape's tensor holding a copy of `targets` (uploaded at once). */
 function targetTensor(targets: Int32Array | Float32Array, rows: number, options: { device: Device; arena: Arena }): Tensor {
-  return Tensor.fromArray(targets, targets instanceof Int32Array ? [rows] : [rows, targets.length / rows], options);
+  return Tensor.fromArray(targets, targetShape(targets, rows), options);
 }
 
 const FIT_OPTIONS = [
@@ -191,6 +196,13 @@ function checkpointOption(c: unknown): { path: string; every: number; config: Re
 export class Trainer {
   readonly device: Device;
   readonly stream: Stream;
+  /**
+   * Uncaptured steps write their batch here (stream-ordered, the host does not wait), then
+   * `stream` waits for `batchWritten`; with a stream of its own the write of a batch does not
+   * wait for the previous step's work on other streams (decoupled modules on streams of their own).
+   * Made at the first such step (a CPU stream is a thread).
+   */
+  private uploads?: { stream: Stream; batchWritten: Event };
   readonly loss: Loss;
   private readonly rng: Random;
   /** how each step is carried out (backprop, or a decoupled network's schedule) */
@@ -412,7 +424,6 @@ export class Trainer {
           }
           const batch = data.gather(order, start, end);
           const arena = new Arena();
-          const ctx: StepContext = { device: this.device, stream: this.stream, training: true, arena };
           let loss: Promise<Float32Array | Int32Array>;
           const lr = this.currentLr();
           // The first step runs uncaptured: it creates the optimizers' state.
@@ -428,8 +439,24 @@ export class Trainer {
               );
               loss = captured.run(batch.inputs, batch.targets, this.stream);
             } else {
-              const x = Tensor.fromArray(batch.inputs, [end - start, ...example], { device: this.device, arena });
-              const y = targetTensor(batch.targets, end - start, { device: this.device, arena });
+              // No synchronous upload inside a step: the batch is written in the order of a stream.
+              const x = Tensor.empty([end - start, ...example], { device: this.device, arena });
+              const y = Tensor.empty(targetShape(batch.targets, end - start), {
+                device: this.device,
+                dtype: batch.targets instanceof Int32Array ? 'int32' : 'float32',
+                arena,
+              });
+              const uploads = (this.uploads ??= { stream: new Stream(this.device), batchWritten: new Event(this.device) });
+              x.write(batch.inputs, uploads.stream);
+              y.write(batch.targets, uploads.stream);
+              this.stream.wait(uploads.batchWritten.record(uploads.stream));
+              const ctx: StepContext = {
+                device: this.device,
+                stream: this.stream,
+                training: true,
+                arena,
+                batchWritten: uploads.batchWritten,
+              };
               loss = this.strategy.step(x, y, ctx).read(this.stream);
             }
           } catch (e) {

@@ -13,6 +13,7 @@
 // into FMAs; this build uses -ffp-contract=off, and nvcc contracts other a*b+c (its default
 // -fmad=true), so kernels without explicit roundings are compared with a tolerance.
 #include <cuda_runtime.h>  // the emulation header of this folder
+#include <mma.h>           // the emulation's wmma (gemm.cu's TF32 kernel)
 
 #include <algorithm>
 #include <cmath>
@@ -291,7 +292,8 @@ void elementwiseTests() {
 // ---- BatchNorm ----------------------------------------------------------------------------
 
 void batchNormTests() {
-  for (int64_t rows : {2, 37, 300})
+  // 1300 rows: past the kBnCachedRows x kBnLanes = 1024 rows a block keeps in registers.
+  for (int64_t rows : {2, 37, 300, 1300})
     for (int64_t cols : {1, 32, 45}) {
       for (bool training : {true, false}) {
         std::vector<float> x = randomVec(rows * cols, -3, 5);
@@ -1102,6 +1104,69 @@ void launcherTests() {
 
 }  // namespace
 
+// The TF32 kernel (opt-in: setGemmTf32) through launchSgemm: cp.async double buffering (here
+// plain copies), the wmma tiles (mma.h of this folder), all transposes, 16-byte copies
+// (leading dimensions multiples of 4) and 4-byte ones with zero fill (odd ones), K not a
+// multiple of the K tile, partial tiles of M and N, and the epilogue. The reference is the
+// CPU's fp32 product of the inputs rounded to TF32 as the kernel rounds them; the two add the
+// products in different orders, hence the fp32 bound 2 (K + 2) u of the |.| product. A kernel
+// that skipped the rounding of either operand would be off by about 2^-11 of it.
+// What this cannot check: the hardware's fragment layouts, cp.async and its wait groups.
+void tf32Tests() {
+  std::mt19937 own(99);  // its own generator: the other tests' inputs stay as they were
+  auto vec = [&](size_t n) {
+    std::uniform_real_distribution<float> d(-1.f, 1.f);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(own);
+    return v;
+  };
+  const int numSMs = 132;
+  setGemmTf32(true);
+  const int shapes[][3] = {{130, 70, 257}, {37, 45, 20}, {64, 64, 16}, {1, 300, 64}, {65, 3, 5}, {64, 64, 0}};
+  for (auto& sh : shapes)
+    for (int tr = 0; tr < 4; ++tr)
+      for (int pad : {0, 1}) {
+        const int M = sh[0], N = sh[1], K = sh[2];
+        const bool ta = tr & 1, tb = tr & 2;
+        const int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad;
+        std::vector<float> A = vec((ta ? K : M) * lda), B = vec((tb ? N : K) * ldb);
+        std::vector<float> bias = vec(N), C = vec(int64_t(M) * N), R = C, C0 = C;
+        const bool epilogue = M == 37;
+        emu::launches.clear();
+        launchSgemm(nullptr, ta, tb, M, N, K, 0.75f, A.data(), lda, B.data(), ldb, epilogue ? 0.f : 0.5f,
+                    C.data(), N, numSMs, true, epilogue ? bias.data() : nullptr, epilogue ? 1 : -1, nullptr);
+        const bool oneLaunch = emu::launches.size() == 1 &&
+                               emu::launches[0].kernel.find("Tf32") != std::string::npos &&
+                               emu::launches[0].grid.x == unsigned(M + 63) / 64 &&
+                               emu::launches[0].grid.y == unsigned(N + 63) / 64;
+        std::vector<float> At = A, Bt = B, absA(A.size()), absB(B.size()), scale(C.size());
+        for (auto& v : At) v = nvcuda::wmma::__float_to_tf32(v);
+        for (auto& v : Bt) v = nvcuda::wmma::__float_to_tf32(v);
+        cpu::sgemm(ta, tb, M, N, K, 0.75f, At.data(), lda, Bt.data(), ldb, epilogue ? 0.f : 0.5f, R.data(), N);
+        if (epilogue) {
+          cpu::addBias(R.data(), bias.data(), M, N);
+          cpu::activationForward(Activation::Tanh, R.data(), R.data(), int64_t(M) * N);
+        }
+        for (size_t i = 0; i < A.size(); ++i) absA[i] = std::fabs(At[i]);
+        for (size_t i = 0; i < B.size(); ++i) absB[i] = std::fabs(Bt[i]);
+        cpu::sgemm(ta, tb, M, N, K, 0.75f, absA.data(), lda, absB.data(), ldb, 0.f, scale.data(), N);
+        double worst = 0;
+        for (size_t i = 0; i < C.size(); ++i) {
+          const double sc = scale[i] + (epilogue ? 0.0 : 0.5 * std::fabs(C0[i])) + 1e-30;
+          const double e = std::isnan(C[i]) ? INFINITY : std::fabs(double(C[i]) - R[i]) / sc;
+          worst = std::max(worst, e);
+        }
+        const double tol = 2.0 * (K + 2) * std::ldexp(1.0, -24);
+        const bool ok = worst <= tol && oneLaunch;
+        if (!ok) ++failures;
+        char name[160];
+        std::snprintf(name, sizeof name, "launchSgemm TF32 %dx%dx%d %c%c ld+%d%s", M, N, K, ta ? 'T' : 'N',
+                      tb ? 'T' : 'N', pad, oneLaunch ? "" : " (not one TF32 launch of the 64 x 64 grid)");
+        std::printf("%s %-50s worst %.3g of its scale (tolerance %.3g)\n", ok ? "ok  " : "FAIL", name, worst, tol);
+      }
+  setGemmTf32(false);
+}
+
 int main() {
   gemmEpilogueCases();
   gemmAll<128, 128, 8>();
@@ -1115,6 +1180,7 @@ int main() {
   convTests();
   optimizerTests();
   launcherTests();
+  tf32Tests();
   std::printf(failures ? "\n%d FAILURES\n" : "\nall passed\n", failures);
   return failures ? 1 : 0;
 }
