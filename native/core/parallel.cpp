@@ -91,9 +91,9 @@ class Pool {
     job->finished.wait(lock, [&] { return job->done.load() == job->chunks; });
   }
 
-  void schedule(PoolClient* client) {
+  void schedule(PoolClient* client, bool first) {
     std::lock_guard<std::mutex> lock(m_);
-    clients_.push_back(client);
+    if (first) clients_.push_front(client); else clients_.push_back(client);
     clientsWaiting_.store(clients_.size());
     notify(1);
   }
@@ -166,7 +166,7 @@ int parallelism() { return Pool::instance().threads(); }
 
 void setParallelism(int threads) { Pool::instance().setThreads(threads); }
 
-void schedule(PoolClient* client) { Pool::instance().schedule(client); }
+void schedule(PoolClient* client, bool first) { Pool::instance().schedule(client, first); }
 
 bool clientsWaiting() { return Pool::instance().clientsWaiting(); }
 

@@ -38,13 +38,15 @@ class PoolClient {
   ~PoolClient() = default;
 };
 
-// Calls client->serve() once on a pool thread, after the clients scheduled before it. The
-// client must stay alive until then (a client schedules itself only when it has queued work,
-// at most once at a time).
-void schedule(PoolClient* client);
+// Calls client->serve() once on a pool thread, after the clients scheduled before it, or
+// before them when `first` (a stream released by an event: likely on the critical path, as a
+// thread woken from a wait is favoured by the OS scheduler). The client must stay alive until
+// then (a client schedules itself only when it has queued work, at most once at a time).
+void schedule(PoolClient* client, bool first = false);
 
 // Whether scheduled clients are waiting for a pool thread: a client that still has work
-// then reschedules itself instead of keeping its thread, so that every stream progresses.
+// then reschedules itself after a time slice instead of keeping its thread, so that every
+// stream progresses.
 bool clientsWaiting();
 
 }  // namespace sg

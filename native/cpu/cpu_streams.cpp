@@ -3,6 +3,7 @@
 // complete when their stream reaches them, and a stream waiting for one is parked, not a
 // blocked thread (cpu_runtime.h holds the classes; this file their out-of-line parts, and
 // the transfers that use them).
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -46,8 +47,12 @@ bool EventRecords::waitLater(uint64_t target, std::function<void()> wake) {
 }
 
 // Runs the queue's tasks in order until it is empty, a wait parks the stream, or other
-// streams wait for a pool thread (then it goes to the back of the pool's queue).
+// streams wait for a pool thread after this one has run for a time slice (then it goes to
+// the back of the pool's queue). The slice keeps a module's consecutive ops on one core, with
+// its data in that core's cache, as the OS's time slices did for a thread per stream.
 void CpuStream::serve() {
+  constexpr auto kSlice = std::chrono::milliseconds(1);
+  const auto start = std::chrono::steady_clock::now();
   for (;;) {
     Task task;
     {
@@ -76,7 +81,7 @@ void CpuStream::serve() {
       if (error_.empty()) error_ = e.what();
     }
     task.body = nullptr;  // release what the task holds before the next one runs
-    if (clientsWaiting()) {
+    if (clientsWaiting() && std::chrono::steady_clock::now() - start >= kSlice) {
       {
         std::lock_guard<std::mutex> lock(m_);
         if (queue_.empty()) {
@@ -97,7 +102,7 @@ void CpuStream::wake() {
     std::lock_guard<std::mutex> lock(m_);
     phase_ = Phase::Scheduled;
   }
-  schedule(this);
+  schedule(this, true);
 }
 
 void CpuStream::enqueue(std::function<void()> task) {
