@@ -116,8 +116,9 @@ class Pool {
       cv_.notify_one();
   }
 
-  // A worker helps parallelFor calls first (an op in progress holds a stream back), then
-  // serves the next scheduled stream.
+  // A worker serves the next scheduled stream first, then helps parallelFor calls: a waiting
+  // stream may hold the step's critical path, while a call without help still progresses (its
+  // caller works on it), as with a thread per stream.
   void loop(int index) {
     for (;;) {
       std::shared_ptr<Job> job;
@@ -127,13 +128,13 @@ class Pool {
         cv_.wait(lock, [&] {
           return index < threads_.load() && (!jobs_.empty() || !clients_.empty());
         });
-        if (!jobs_.empty()) {
-          job = jobs_.front();
-          if (--job->helpersWanted == 0) jobs_.pop_front();
-        } else {
+        if (!clients_.empty()) {
           client = clients_.front();
           clients_.pop_front();
           clientsWaiting_.store(clients_.size());
+        } else {
+          job = jobs_.front();
+          if (--job->helpersWanted == 0) jobs_.pop_front();
         }
       }
       if (job) job->work(); else client->serve();

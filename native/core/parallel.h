@@ -6,7 +6,7 @@
 // thread serves it, one task at a time, so at most parallelism() tasks of all streams run at
 // once and the machine is never oversubscribed however many streams there are. When an op
 // has enough work it splits it into chunks with parallelFor: the calling thread works on its
-// own chunks and idle pool threads help (chunk help is taken before the next stream). The
+// own chunks and idle pool threads help (a waiting stream is served before chunk help). The
 // caller always works too and chunks never block on anything but running chunks, so two
 // streams running ops at once share the cores and never deadlock; nested calls run inline.
 // Chunks are fixed by (n, grain), not by the thread count, so a reduction that combines
