@@ -3,7 +3,8 @@
 // Work enqueued on one stream runs in order. `event.record(stream)` marks the current end of
 // a stream; `other.wait(event)` makes later work on `other` wait for that mark. The host waits
 // with Promises (`synchronize()`), which never block the Node.js event loop. On the CPU a
-// stream is a worker thread with a FIFO; on a GPU it is a CUDA stream.
+// stream is a FIFO served by one process-wide pool of threads (a wait parks the stream, it
+// blocks no thread); on a GPU it is a CUDA stream.
 //
 // Queued work and exit: Node.js does not exit while a read() or synchronize() Promise is
 // pending, so work that is awaited always completes. When the process or a Worker ends, the

@@ -1,5 +1,5 @@
-// The CPU backend: each stream is a worker thread with a FIFO of tasks; ops run the kernels
-// of kernels.h on that thread (and on the shared pool of parallel.h when they are large).
+// The CPU backend: each stream is a FIFO of tasks served by the process-wide pool of
+// core/parallel.h; ops run the kernels of kernels.h there (split with parallelFor when large).
 #pragma once
 #include "../core/backend.h"
 

@@ -1,13 +1,20 @@
 // The CPU backend's internals, shared by its files (the public entry is cpu_backend.h):
 //   cpu_backend.cpp    the backend object and its registration
 //   cpu_allocator.cpp  the caching host allocator and the device's memory size
-//   cpu_streams.cpp    streams (a worker thread with a FIFO each), events, transfers
+//   cpu_streams.cpp    streams (FIFOs served by the shared pool of core/parallel.h), events,
+//                      transfers
 //   cpu_graphs.cpp     capture into a task list and its replay
 //   cpu_ops.cpp        the op methods: each enqueues its kernels (kernels.h) on the stream
 // Each queued task is an op (cancellable) or control work (event records and waits, whenDone
 // callbacks: never cancelled, since other streams and Promises wait for them), tagged with
 // the thread that enqueued it, so that cancelQueued drops only that thread's ops: one
 // JavaScript environment (the main thread or a Worker) never cancels another's work.
+// Streams own no threads: a stream with queued work is scheduled on the process-wide pool
+// (parallelism() threads in all, core/parallel.h), which runs its tasks one at a time in
+// order. A wait for an event record that has not completed parks the stream, holding no
+// thread, and the record's completion reschedules it; so any number of streams share the
+// cores without oversubscribing them, and streams waiting on each other cannot exhaust the
+// pool. Stream destructors wait for the queue to drain (they run on the enqueuing thread).
 #pragma once
 #include <algorithm>
 #include <condition_variable>
@@ -21,6 +28,7 @@
 #include <vector>
 
 #include "../core/backend.h"
+#include "../core/parallel.h"
 
 namespace sg::cpu_backend {
 
@@ -47,9 +55,29 @@ struct StreamList {
 
 StreamList& liveStreams();
 
-class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> {
+// An event's records, shared with queued tasks (which may run after the event object is
+// gone). Records are numbered; a record completes when its stream reaches it.
+struct EventRecords {
+  std::mutex m;
+  uint64_t recorded = 0, completed = 0;
+  // Called once `completed` reaches the number: host callbacks, and parked streams' wake-ups.
+  std::vector<std::pair<uint64_t, std::function<void()>>> waiters;
+
+  // Completes records up to `ticket` and calls the waiters that were waiting for them.
+  void complete(uint64_t ticket);
+
+  // False if record `target` has completed; else arranges for `wake` to be called when it
+  // completes and returns true. Atomic with complete(): no wake-up is lost.
+  bool waitLater(uint64_t target, std::function<void()> wake);
+};
+
+// A stream is an ordered queue of tasks that the process-wide pool (core/parallel.h) serves:
+// at most one of its tasks runs at a time, on whichever pool thread took it, in FIFO order.
+// A wait for an incomplete record parks the stream (it leaves the pool, no thread blocks)
+// until that record completes, which reschedules it.
+class CpuStream : public Stream, public PoolClient, public std::enable_shared_from_this<CpuStream> {
  public:
-  CpuStream() : worker_([this] { loop(); }) {
+  CpuStream() {
     std::lock_guard<std::mutex> lock(liveStreams().m);
     liveStreams().streams.push_back(this);
   }
@@ -60,12 +88,10 @@ class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> 
       auto& v = liveStreams().streams;
       v.erase(std::remove(v.begin(), v.end(), this), v.end());
     }
-    {
-      std::lock_guard<std::mutex> lock(m_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    worker_.join();  // drains the queue first
+    // Drains the queue first. Streams are released by the threads that enqueue (JavaScript),
+    // never inside a task, so the pool keeps serving meanwhile.
+    std::unique_lock<std::mutex> lock(m_);
+    drained_.wait(lock, [&] { return phase_ == Phase::Idle && queue_.empty(); });
   }
 
   Device device() const override { return kCpu; }
@@ -74,9 +100,14 @@ class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> 
   // Runs `task` (an op) after the work enqueued so far, or records it while capturing.
   void enqueue(std::function<void()> task);
 
-  // Queues `task` as control work (an event record or wait, a host callback): never
-  // cancelled, since other streams and Promises wait for it.
-  void enqueueControl(std::function<void()> task) { run(std::move(task), false); }
+  // Queues `task` as control work (an event record, a host callback): never cancelled, since
+  // other streams and Promises wait for it.
+  void enqueueControl(std::function<void()> task) { push(Task{std::move(task), false, {}, {}, 0}); }
+
+  // Queues a wait (control work) for record `target` of `records`.
+  void enqueueWait(std::shared_ptr<EventRecords> records, uint64_t target) {
+    push(Task{{}, false, {}, std::move(records), target});
+  }
 
   size_t cancelQueued() override {
     const std::thread::id caller = std::this_thread::get_id();
@@ -117,48 +148,40 @@ class CpuStream : public Stream, public std::enable_shared_from_this<CpuStream> 
  private:
   friend class CpuGraph;
   struct Task {
-    std::function<void()> body;
-    bool cancellable;      // an op (not control work)
-    std::thread::id owner;  // the thread that enqueued it: cancelQueued drops only its own
+    std::function<void()> body;  // empty for a wait
+    bool cancellable;            // an op (not control work)
+    std::thread::id owner;       // the thread that enqueued it: cancelQueued drops only its own
+    std::shared_ptr<EventRecords> waitFor;  // a wait: for record `target` of these records
+    uint64_t target;
   };
 
-  void run(std::function<void()> task, bool cancellable) {
+  // Idle: nothing queued, not in the pool. Scheduled: in the pool's queue. Running: a pool
+  // thread serves it. Parked: a wait's record is incomplete; its completion reschedules it.
+  enum class Phase { Idle, Scheduled, Running, Parked };
+
+  void push(Task task) {
+    task.owner = std::this_thread::get_id();
     {
       std::lock_guard<std::mutex> lock(m_);
-      queue_.push_back(Task{std::move(task), cancellable, std::this_thread::get_id()});
+      queue_.push_back(std::move(task));
+      if (phase_ != Phase::Idle) return;  // served, parked or scheduled already
+      phase_ = Phase::Scheduled;
     }
-    cv_.notify_one();
+    schedule(this);  // safe after unlocking: a scheduled stream is not destroyed
   }
 
-  void loop() {
-    for (;;) {
-      std::function<void()> task;
-      {
-        std::unique_lock<std::mutex> lock(m_);
-        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        task = std::move(queue_.front().body);
-        queue_.pop_front();
-      }
-      try {
-        task();
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(m_);
-        if (error_.empty()) error_ = e.what();
-      }
-    }
-  }
+  void serve() override;  // cpu_streams.cpp
+  void wake();
 
   std::mutex m_;
-  std::condition_variable cv_;
+  std::condition_variable drained_;  // the destructor waits for Idle with an empty queue
   std::deque<Task> queue_;
   std::string error_;
-  bool stopping_ = false;
-  std::thread worker_;  // last: starts after the members it uses exist
+  Phase phase_ = Phase::Idle;
 };
 
-// Records are numbered; a record completes when its stream reaches it. Waiting for an event
-// means waiting for the record that was latest when the wait was enqueued.
+// Waiting for an event means waiting for the record that was latest when the wait was
+// enqueued.
 class CpuEvent : public Event, public std::enable_shared_from_this<CpuEvent> {
  public:
   Device device() const override { return kCpu; }
@@ -172,35 +195,18 @@ class CpuEvent : public Event, public std::enable_shared_from_this<CpuEvent> {
   void recordNow(CpuStream& stream) {
     uint64_t ticket;
     {
-      std::lock_guard<std::mutex> lock(state_->m);
-      ticket = ++state_->recorded;
+      std::lock_guard<std::mutex> lock(records_->m);
+      ticket = ++records_->recorded;
     }
-    stream.enqueueControl([state = state_, ticket] {
-      std::vector<std::function<void()>> ready;
-      {
-        std::lock_guard<std::mutex> lock(state->m);
-        state->completed = std::max(state->completed, ticket);
-        auto& w = state->waiters;
-        for (auto it = w.begin(); it != w.end();) {
-          if (it->first <= state->completed) {
-            ready.push_back(std::move(it->second));
-            it = w.erase(it);
-          } else {
-            ++it;
-          }
-        }
-      }
-      state->cv.notify_all();
-      for (auto& f : ready) f();
-    });
+    stream.enqueueControl([records = records_, ticket] { records->complete(ticket); });
   }
 
   void whenDone(std::function<void()> done) override {
     if (capturedIn) captureMisuse(capturedRecordMessage("synchronize"));
     {
-      std::lock_guard<std::mutex> lock(state_->m);
-      if (state_->completed < state_->recorded) {
-        state_->waiters.emplace_back(state_->recorded, std::move(done));
+      std::lock_guard<std::mutex> lock(records_->m);
+      if (records_->completed < records_->recorded) {
+        records_->waiters.emplace_back(records_->recorded, std::move(done));
         return;
       }
     }
@@ -212,28 +218,18 @@ class CpuEvent : public Event, public std::enable_shared_from_this<CpuEvent> {
                                 "it outside the capture first";
   }
 
-  // Returns a task that blocks its stream until the current latest record has completed.
-  std::function<void()> waitTask() {
+  // Makes `stream` wait (without blocking a thread) for the current latest record.
+  void enqueueWaitOn(CpuStream& stream) {
     uint64_t target;
     {
-      std::lock_guard<std::mutex> lock(state_->m);
-      target = state_->recorded;
+      std::lock_guard<std::mutex> lock(records_->m);
+      target = records_->recorded;
     }
-    return [state = state_, target] {
-      std::unique_lock<std::mutex> lock(state->m);
-      state->cv.wait(lock, [&] { return state->completed >= target; });
-    };
+    stream.enqueueWait(records_, target);
   }
 
  private:
-  struct State {
-    std::mutex m;
-    std::condition_variable cv;
-    uint64_t recorded = 0, completed = 0;
-    std::vector<std::pair<uint64_t, std::function<void()>>> waiters;
-  };
-  // Shared with queued tasks, which may run after the event object is gone.
-  std::shared_ptr<State> state_ = std::make_shared<State>();
+  std::shared_ptr<EventRecords> records_ = std::make_shared<EventRecords>();
 };
 
 // A capture in progress: the work of the joined streams, in the order the host enqueued it.

@@ -1,6 +1,9 @@
-// The CPU backend's streams and events: each stream is a worker thread with a FIFO of tasks;
-// events are numbered records that complete when their stream reaches them (cpu_runtime.h
-// holds the classes; this file their out-of-line parts, and the transfers that use them).
+// The CPU backend's streams and events: each stream is a FIFO of tasks that the process-wide
+// pool (core/parallel.h) serves one task at a time; events are numbered records that
+// complete when their stream reaches them, and a stream waiting for one is parked, not a
+// blocked thread (cpu_runtime.h holds the classes; this file their out-of-line parts, and
+// the transfers that use them).
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -19,11 +22,94 @@ StreamList& liveStreams() {
   return *list;
 }
 
+void EventRecords::complete(uint64_t ticket) {
+  std::vector<std::function<void()>> ready;
+  {
+    std::lock_guard<std::mutex> lock(m);
+    completed = std::max(completed, ticket);
+    for (auto it = waiters.begin(); it != waiters.end();) {
+      if (it->first <= completed) {
+        ready.push_back(std::move(it->second));
+        it = waiters.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& f : ready) f();
+}
+
+bool EventRecords::waitLater(uint64_t target, std::function<void()> wake) {
+  std::lock_guard<std::mutex> lock(m);
+  if (completed >= target) return false;
+  waiters.emplace_back(target, std::move(wake));
+  return true;
+}
+
+// Runs the queue's tasks in order until it is empty, a wait parks the stream, or other
+// streams wait for a pool thread after this one has run for a time slice (then it goes to
+// the back of the pool's queue). The slice keeps a module's consecutive ops on one core, with
+// its data in that core's cache, as the OS's time slices did for a thread per stream.
+void CpuStream::serve() {
+  constexpr auto kSlice = std::chrono::milliseconds(1);
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    Task task;
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      if (queue_.empty()) {
+        phase_ = Phase::Idle;
+        drained_.notify_all();
+        return;  // `this` may be destroyed from here on
+      }
+      task = std::move(queue_.front());
+      queue_.pop_front();
+      phase_ = Phase::Running;
+      if (task.waitFor) {
+        // Under m_, so that wake() (which takes m_) finds the stream parked.
+        if (task.waitFor->waitLater(task.target, [this] { wake(); })) {
+          phase_ = Phase::Parked;
+          return;
+        }
+        continue;  // the record has completed
+      }
+    }
+    try {
+      task.body();
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(m_);
+      if (error_.empty()) error_ = e.what();
+    }
+    task.body = nullptr;  // release what the task holds before the next one runs
+    if (clientsWaiting() && std::chrono::steady_clock::now() - start >= kSlice) {
+      {
+        std::lock_guard<std::mutex> lock(m_);
+        if (queue_.empty()) {
+          phase_ = Phase::Idle;
+          drained_.notify_all();
+          return;
+        }
+        phase_ = Phase::Scheduled;
+      }
+      schedule(this);
+      return;
+    }
+  }
+}
+
+void CpuStream::wake() {
+  {
+    std::lock_guard<std::mutex> lock(m_);
+    phase_ = Phase::Scheduled;
+  }
+  schedule(this, true);
+}
+
 void CpuStream::enqueue(std::function<void()> task) {
   if (capture_)
     capture_->items.push_back({Capture::Item::Task, shared_from_this(), nullptr, std::move(task)});
   else
-    run(std::move(task), true);
+    push(Task{std::move(task), true, {}, {}, 0});
 }
 
 void CpuEvent::record(Stream& s) {
@@ -53,7 +139,7 @@ void CpuStream::wait(Event& e) {
   if (capture_)
     captureMisuse("wait: a capturing stream can only wait for events recorded during the "
                   "same capture");
-  enqueueControl(event.waitTask());
+  event.enqueueWaitOn(*this);
 }
 
 std::shared_ptr<Stream> CpuBackend::createStream() { return std::make_shared<CpuStream>(); }

@@ -1,7 +1,7 @@
 // CPU kernels: plain functions on raw, contiguous, row-major float32/int32 buffers.
 //
 // They know nothing of tensors, streams or Node.js: the CPU backend checks shapes and runs
-// them on a stream's worker thread. Large loops split work with sg::parallelFor.
+// them on a pool thread, as a stream's task. Large loops split work with sg::parallelFor.
 // Conventions (the same for the CUDA kernels):
 //   - parameter gradients ACCUMULATE (+=): dW, db, dgamma, dbeta;
 //   - activation gradients OVERWRITE (=): dx;
