@@ -16,12 +16,11 @@
 //
 //   nice -n 5 node dist/bench/conv_cpu.js [--filters 8,16,32] [--methods backprop,dni,cdni]
 //       [--batch 32] [--blocks 3] [--rounds 3] [--target-ms 1000] [--out conv-cpu]
-import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Device, threads as opThreads } from '../ts';
 import { benchFlags, numberFlag, resultName } from './flags';
-import { projectRoot as root, resultsDir } from './paths';
+import { projectRoot as root, writeResults } from './paths';
 import { cpuModel, loadNow, median, stepsFor } from './stats';
 import { Method, stepTime } from './step_time';
 import { TorchWorker } from './torch_worker';
@@ -205,10 +204,7 @@ async function main(): Promise<void> {
       'The same number of steps on every side, after one warm-up step.',
     '',
   ].join('\n');
-  fs.mkdirSync(resultsDir, { recursive: true });
-  fs.writeFileSync(path.join(resultsDir, `${out}.json`), JSON.stringify(report, null, 2) + '\n');
-  fs.writeFileSync(path.join(resultsDir, `${out}.md`), md);
-  console.log(`\nwrote bench/results/${out}.json and .md`);
+  writeResults(out, report, md);
 }
 
 main().catch((e) => {

@@ -20,7 +20,6 @@
 // --windows: windows timed per configuration and round (after --warmup); --iterations: LSTM
 // windows timed per T and round, on each side.
 import { execFileSync } from 'child_process';
-import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Adam, Arena, CopyTask, Device, Random, Stream, Tensor, native } from '../ts';
@@ -29,7 +28,7 @@ import type { StepContext } from '../ts/nn/module';
 import { LSTMSequenceModel } from '../ts/recurrent/model';
 import { RecurrentMethod, RecurrentTraining } from '../ts/recurrent/training';
 import { resultName } from './flags';
-import { projectRoot as root, resultsDir } from './paths';
+import { projectRoot as root, writeResults } from './paths';
 import { loadNow, median } from './stats';
 
 const python = '/usr/bin/python3';
@@ -323,10 +322,7 @@ async function main(): Promise<void> {
       'so those rows are the fairer measure of nn.LSTM itself.',
     '',
   ].join('\n');
-  fs.mkdirSync(resultsDir, { recursive: true });
-  fs.writeFileSync(path.join(resultsDir, `${a.out}.json`), JSON.stringify(report, null, 2) + '\n');
-  fs.writeFileSync(path.join(resultsDir, `${a.out}.md`), md);
-  console.log(`\nwrote bench/results/${a.out}.json and .md`);
+  writeResults(a.out, report, md);
 }
 
 main().catch((e) => {

@@ -14,12 +14,10 @@
 //
 //   nice -n 5 node dist/bench/unlock_streams.js [--fcn 3x256,6x256,3x1024,6x1024] [--batch 256]
 //       [--cnn-filters 8] [--cnn-batch 32] [--method cdni] [--rounds 3] [--target-ms 4000] [--out unlock-streams]
-import * as fs from 'fs';
 import * as os from 'os';
-import * as path from 'path';
 import { Device, native } from '../ts';
 import { benchFlags, numberFlag, resultName } from './flags';
-import { resultsDir } from './paths';
+import { writeResults } from './paths';
 import { cpuModel, loadNow, median, stepsFor } from './stats';
 import { CnnStep, Method, StepTimeOptions, Streams, stepTime } from './step_time';
 
@@ -167,10 +165,7 @@ async function main(): Promise<void> {
     '"single / per-module": the one-stream time over the per-module time (above 1: one stream per module is faster).',
     '',
   ].join('\n');
-  fs.mkdirSync(resultsDir, { recursive: true });
-  fs.writeFileSync(path.join(resultsDir, `${out}.json`), JSON.stringify(report, null, 2) + '\n');
-  fs.writeFileSync(path.join(resultsDir, `${out}.md`), md);
-  console.log(`\nwrote bench/results/${out}.json and .md`);
+  writeResults(out, report, md);
 }
 
 main().catch((e) => {
