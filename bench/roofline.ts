@@ -20,20 +20,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import {
-  Adam,
-  Arena,
-  Backpropagation,
-  CopyTask,
-  Device,
-  Random,
-  SoftmaxCrossEntropy,
-  Stream,
-  Tensor,
-  TrainingStrategy,
-  cnn,
-  native,
-} from '../ts';
+import { Adam, CopyTask, Device, Stream, Tensor, native } from '../ts';
 import * as ops from '../ts/ops';
 import { LSTMSequenceModel } from '../ts/recurrent/model';
 import { RecurrentMethod, RecurrentTraining } from '../ts/recurrent/training';
@@ -95,32 +82,8 @@ function convCase(): Case {
   return {
     name: 'cnn16-backprop',
     about: `cnn() with 16 filters (3 blocks, 5x5), 1x28x28 images, batch ${batch}, backprop`,
-    make: () => {
-      const rng = new Random(0);
-      const model = cnn({ channels: 1, height: 28, width: 28, classes: 10, filters: 16 });
-      model.initialize(device, rng);
-      const strategy: TrainingStrategy = new Backpropagation(model, new SoftmaxCrossEntropy(), new Adam({ lr: 1e-4 }));
-      const stream = new Stream(device);
-      const x = Tensor.fromArray(rng.uniformArray(batch * 784, 0, 1), [batch, 1, 28, 28], { device });
-      const y = Tensor.fromArray(
-        Int32Array.from({ length: batch }, () => rng.int(10)),
-        [batch],
-        { device },
-      );
-      return {
-        step: async () => {
-          const arena = new Arena();
-          await strategy.step(x, y, { device, stream, training: true, arena }).read(stream);
-          arena.dispose();
-        },
-        dispose: () => {
-          strategy.dispose();
-          model.dispose();
-          x.dispose();
-          y.dispose();
-        },
-      };
-    },
+    make: () =>
+      fcnStep({ device, hidden: [], cnn: { filters: 16, blocks: 3, synthFilters: [] }, batch, method: 'backprop', streams: 'single' }),
   };
 }
 
