@@ -19,7 +19,7 @@
 import * as os from 'os';
 import * as path from 'path';
 import { Device, threads as opThreads } from '../ts';
-import { benchFlags, numberFlag, resultName } from './flags';
+import { benchFlags, positiveIntFlag, resultName } from './flags';
 import { projectRoot as root, writeResults } from './paths';
 import { cpuModel, loadNow, median, stepsFor } from './stats';
 import { Method, stepTime } from './step_time';
@@ -35,11 +35,7 @@ interface Config {
 }
 
 function list(flag: string, v: string): number[] {
-  return v.split(',').map((s) => {
-    const n = numberFlag(flag, s);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be positive integers separated by commas, got ${v}`);
-    return n;
-  });
+  return v.split(',').map((s) => positiveIntFlag(flag, s));
 }
 
 async function main(): Promise<void> {

@@ -16,7 +16,7 @@
 //       [--cnn-filters 8] [--cnn-batch 32] [--method cdni] [--rounds 3] [--target-ms 4000] [--out unlock-streams]
 import * as os from 'os';
 import { Device, native } from '../ts';
-import { benchFlags, numberFlag, resultName } from './flags';
+import { benchFlags, positiveIntFlag, resultName } from './flags';
 import { writeResults } from './paths';
 import { cpuModel, loadNow, median, stepsFor } from './stats';
 import { CnnStep, Method, StepTimeOptions, Streams, stepTime } from './step_time';
@@ -36,12 +36,6 @@ const variants: { unlock: boolean; streams: Streams }[] = [
   { unlock: false, streams: 'per-module' },
 ];
 
-function positive(flag: string, v: string): number {
-  const n = numberFlag(flag, v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got ${v}`);
-  return n;
-}
-
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const flags = benchFlags(argv, {
@@ -56,26 +50,26 @@ async function main(): Promise<void> {
   });
   if (flags.method !== 'dni' && flags.method !== 'cdni') throw new Error(`--method must be dni or cdni, got ${flags.method}`);
   const method = flags.method as Method;
-  const rounds = positive('--rounds', flags.rounds);
-  const targetMs = positive('--target-ms', flags['target-ms']);
+  const rounds = positiveIntFlag('--rounds', flags.rounds);
+  const targetMs = positiveIntFlag('--target-ms', flags['target-ms']);
   const out = resultName('--out', flags.out);
-  const batch = positive('--batch', flags.batch);
+  const batch = positiveIntFlag('--batch', flags.batch);
   const models: Model[] = flags.fcn
     .split(',')
     .filter((s) => s)
     .map((s) => {
       const m = /^(\d+)x(\d+)$/.exec(s);
       if (!m) throw new Error(`--fcn must be DEPTHxWIDTH pairs such as 3x256,6x1024, got ${s}`);
-      const [depth, width] = [positive('--fcn', m[1]), positive('--fcn', m[2])];
+      const [depth, width] = [positiveIntFlag('--fcn', m[1]), positiveIntFlag('--fcn', m[2])];
       return { label: `FCN ${depth}x${width}`, hidden: new Array(depth).fill(width), batch, steps: 0 };
     });
   if (flags['cnn-filters'] !== '0') {
-    const f = positive('--cnn-filters', flags['cnn-filters']);
+    const f = positiveIntFlag('--cnn-filters', flags['cnn-filters']);
     models.push({
       label: `CNN-3, F=${f}`,
       hidden: [],
       cnn: { filters: f, blocks: 3, synthFilters: [f, f] },
-      batch: positive('--cnn-batch', flags['cnn-batch']),
+      batch: positiveIntFlag('--cnn-batch', flags['cnn-batch']),
       steps: 0,
     });
   }
