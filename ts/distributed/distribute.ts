@@ -21,6 +21,8 @@
 // previous step's sends are done. Each op runs on the same values as on one process, and each
 // synthesizer regresses before it predicts again as there, so the run equals the one-process
 // Trainer.fit bit for bit (test/distributed.test.ts checks it).
+import { randomBytes } from 'crypto';
+import { promises as fsp } from 'fs';
 import { checkOptions, describe, positiveInt } from '../check';
 import { Dataset } from '../data/dataset';
 import { Device } from '../device';
@@ -33,10 +35,12 @@ import * as ops from '../ops';
 import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Arena, Tensor } from '../tensor';
-import { Trainer } from '../train/trainer';
+import { NamedTensor, restoreTensors, writeCheckpoint } from '../train/checkpoint';
+import { Evaluation, Trainer } from '../train/trainer';
 import { Prediction } from '../dni/synthesizer';
 import { error, rangeError, typeError } from '../errors';
 import type { Payload, Transport } from './mpi';
+import { RankIdentity, RankSummary, decideResume, fingerprintOf, rankFile, rankSteps, readRankCheckpoints } from './rank-checkpoint';
 
 export interface DistributeOptions {
   /** the rank of each module, e.g. [0, 1, 2]; every rank of the transport must be in [0, size) */
@@ -61,10 +65,21 @@ export interface DistributedFitOptions {
   shuffle?: boolean;
   /** called on the rank of the last module (which has the loss) after every step */
   onStep?: (m: { step: number; epoch: number; loss: number }) => void | Promise<void>;
+  /**
+   * Per-rank checkpoints: every `every` steps, and when fit ends, each rank writes its modules'
+   * state to `dir`/rank-<r>.step-<t>.ckpt (keeping its last two). When `dir` holds a run's files,
+   * fit resumes from the latest step every rank saved, or refuses, naming the rank and what
+   * disagrees (step, placement, rank count, settings). `config`: JSON values the caller's run
+   * was built from (e.g. command-line flags), compared on resume as well.
+   */
+  checkpoint?: { dir: string; every: number; config?: Record<string, unknown> };
 }
 
 export interface DistributedFitResult {
+  /** steps done, counting those before a resumed checkpoint */
   steps: number;
+  /** the step this fit() resumed after (from options.checkpoint), if it did */
+  resumedFrom?: number;
   /** each step's loss, on the rank of the last module; empty on the others */
   losses: number[];
   seconds: number;
@@ -76,7 +91,34 @@ export interface DistributedFitResult {
 const H = 0;
 const DELTA = 1;
 const LABELS = 2;
-const KINDS = 3;
+/** evaluate()'s, apart from training's */
+const EVAL_H = 3;
+const EVAL_LABELS = 4;
+const KINDS = 5;
+/** Tags after the modules' (N * KINDS + these): the checkpoint summaries' exchange, evaluate()'s result. */
+const GATHER_LENGTH = 0;
+const GATHER_BYTES = 1;
+const EVAL_RESULT = 2;
+
+/** Where a run stands after a step, saved with its checkpoints (as the Trainer's FitProgress). */
+interface Position {
+  /** the epoch and the row (in its shuffled order) where the next step starts */
+  epoch: number;
+  start: number;
+  /** the shuffling generator at the start of that epoch (null: no shuffling) */
+  shuffle: number[] | null;
+}
+
+/** The host part of a rank's checkpoint. */
+interface RankRecord {
+  distributed: RankIdentity;
+  position: Position;
+  /** the own modules' and their synthesizers' optimizer step counts, in ownModules' order */
+  optimizerSteps: number[];
+  synthesizerSteps: number[];
+  /** the stochastic updates' generator (the same on every rank) */
+  updateRng: number[];
+}
 
 /** Places the modules of a decoupled network on ranks; see DistributedNetwork.fit. */
 export function distribute(network: DecoupledNetwork, options: DistributeOptions): DistributedNetwork {
@@ -104,6 +146,10 @@ export class DistributedNetwork {
   private arenas: Arena[] = [];
   /** the previous step's sends, awaited at the end of the next step (or of fit) */
   private sends: Promise<void>[] = [];
+  /** the run's id in its checkpoints (drawn by rank 0 when a checkpointed run starts) */
+  private runId = '';
+  /** the step of this rank's latest checkpoint, kept when the next is written (-1: none) */
+  private lastSaved = -1;
 
   constructor(
     readonly network: DecoupledNetwork,
@@ -130,8 +176,6 @@ export class DistributedNetwork {
     // Not done yet over ranks (docs/distributed.md): refused, not run differently from one process.
     if (schedule.kind !== 'lockstep')
       throw rangeError(`distribute: only the lockstep schedule runs over ranks so far, got 'schedule.kind' '${schedule.kind}'`);
-    if (schedule.pUpdate !== 1)
-      throw rangeError(`distribute: stochastic updates ('schedule.pUpdate' < 1) do not run over ranks yet, got ${schedule.pUpdate}`);
     if (unlock) throw rangeError("distribute: the complete unlock ('unlock') does not run over ranks yet");
     this.transport = t;
     this.rank = t.rank;
@@ -152,7 +196,7 @@ export class DistributedNetwork {
     if (this.busy) throw error('ERR_SYNTHGRAD_STATE', 'fit: this distributed network is already running fit(); await it first');
     if (!(data instanceof Dataset)) throw typeError(`fit: 'data' must be a Dataset, got ${describe(data)}`);
     if (!options || typeof options !== 'object') throw typeError('fit: expects options { epochs or steps, ... }');
-    checkOptions('fit', options, ['epochs', 'steps', 'batchSize', 'shuffle', 'onStep']);
+    checkOptions('fit', options, ['epochs', 'steps', 'batchSize', 'shuffle', 'onStep', 'checkpoint']);
     const batchSize = positiveInt('fit', 'batchSize', options.batchSize ?? 256);
     if (options.epochs === undefined && options.steps === undefined) throw rangeError("fit: give 'epochs' or 'steps'");
     const maxEpochs = options.epochs === undefined ? Infinity : positiveInt('fit', 'epochs', options.epochs);
@@ -174,28 +218,64 @@ export class DistributedNetwork {
     if (options.shuffle !== undefined && typeof options.shuffle !== 'boolean')
       throw typeError(`fit: 'shuffle' must be a boolean, got ${describe(options.shuffle)}`);
 
+    const checkpoint = options.checkpoint === undefined ? undefined : checkpointOption(options.checkpoint);
+    // What a resumed run must share with the saved one (placement and rank count are checked apart).
+    const config: Record<string, unknown> = {
+      network: this.network.name,
+      'state shapes': this.network.modules.map((_, i) => moduleState(this.network, i).map((t) => t.shape.join('x'))),
+      schedule: this.network.config.schedule,
+      lambda: this.network.config.lambda,
+      warmupSteps: this.network.config.warmupSteps,
+      loss: this.trainer.loss.name,
+      seed: this.seed,
+      batchSize,
+      'data rows': data.count,
+      shuffle: shuffle !== undefined,
+      ...(checkpoint?.config ?? {}),
+    };
+
     this.busy = true;
     const started = Date.now();
     const result: DistributedFitResult = { steps: 0, losses: [], seconds: 0, waitSeconds: 0 };
     const stream = this.trainer.stream;
     let failed = true;
     try {
-      for (let epoch = 1; epoch <= maxEpochs && result.steps < maxSteps; epoch++) {
+      let at: Position = { epoch: 1, start: 0, shuffle: shuffle ? shuffle.state() : null };
+      let step = 0;
+      if (checkpoint) {
+        const resumed = await this.resume(checkpoint.dir, config, result);
+        if (resumed) {
+          ({ step, position: at } = resumed);
+          if (shuffle && at.shuffle) shuffle.restore(at.shuffle);
+          result.resumedFrom = step;
+        }
+      }
+      const firstStep = step;
+      for (let epoch = at.epoch; epoch <= maxEpochs && step < maxSteps; epoch++) {
+        const shuffleState = shuffle ? shuffle.state() : null; // where this epoch's order came from
         const order = data.order(shuffle);
-        for (let start = 0; start < data.count && result.steps < maxSteps; start += batchSize) {
+        for (let start = epoch === at.epoch ? at.start : 0; start < data.count && step < maxSteps; start += batchSize) {
           const end = Math.min(data.count, start + batchSize);
           if (end - start < minRows) break; // Trainer.fit drops a tail too short for BatchNorm the same way
           const loss = await this.step(data, order, start, end, result);
-          result.steps++;
+          step++;
           if (loss !== undefined) {
             result.losses.push(loss);
-            if (options.onStep) await options.onStep({ step: result.steps, epoch, loss });
+            if (options.onStep) await options.onStep({ step, epoch, loss });
+          }
+          if (checkpoint) {
+            const epochOver = data.count - end < minRows;
+            at = epochOver
+              ? { epoch: epoch + 1, start: 0, shuffle: shuffle ? shuffle.state() : null }
+              : { epoch, start: end, shuffle: shuffleState };
+            if (step % checkpoint.every === 0) await this.save(checkpoint.dir, step, at, config, result);
           }
         }
       }
+      if (checkpoint && step > firstStep && step % checkpoint.every !== 0) await this.save(checkpoint.dir, step, at, config, result);
+      result.steps = step;
       // The regressions still carried, then every send and this rank's stream.
-      const ctx: StepContext = { device: this.trainer.device, stream, training: true, arena: this.arenas[this.arenas.length - 1] };
-      for (let i = 0; i < this.carried.length; i++) await this.learnCarried(i, ctx, result);
+      await this.learnAllCarried(result);
       await Promise.all(this.sends);
       await stream.synchronize();
       failed = false;
@@ -212,6 +292,238 @@ export class DistributedNetwork {
     return result;
   }
 
+  /**
+   * Mean loss and accuracy of the network (inference mode) on `data`, as Trainer.evaluate
+   * computes them: every rank calls it with the same data; the rows go up through the ranks
+   * (module 1's rank reads them), the last module's rank scores the outputs and sends the
+   * result to every rank, so rank 0 (and every other) resolves with it.
+   */
+  async evaluate(data: Dataset, options: { batchSize?: number } = {}): Promise<Evaluation> {
+    if (this.busy) throw error('ERR_SYNTHGRAD_STATE', 'evaluate: this distributed network is running fit(); await it first');
+    if (!(data instanceof Dataset)) throw typeError(`evaluate: 'data' must be a Dataset, got ${describe(data)}`);
+    checkOptions('evaluate', options, ['batchSize']);
+    const batchSize = positiveInt('evaluate', 'batchSize', options.batchSize ?? 1000);
+    const net = this.network;
+    const width = net.input.reduce((a, b) => a * b, 1);
+    if (data.features !== width)
+      throw rangeError(
+        `evaluate: 'data' (${data.name}) has ${data.features} values per row, but the network takes [${net.input.join(', ')}]`,
+      );
+    if (data.count === 0) throw rangeError(`evaluate: 'data' (${data.name}) is empty`);
+    const wants = this.trainer.loss.targetDType === 'int32' ? 'classification' : 'regression';
+    if (data.task !== wants)
+      throw typeError(`evaluate: 'data' (${data.name}) is ${data.task} data, but the loss ${this.trainer.loss.name} takes ${wants} data`);
+    const n = net.modules.length;
+    const owner = this.placement;
+    const me = this.rank;
+    const last = owner[n - 1];
+    const classification = data.task === 'classification';
+    const { device, stream } = this.trainer;
+    const unused: DistributedFitResult = { steps: 0, losses: [], seconds: 0, waitSeconds: 0 };
+    this.busy = true;
+    let lossSum = 0;
+    let correct = 0;
+    try {
+      const order = data.order();
+      for (let start = 0, b = 1; start < data.count; start += batchSize, b++) {
+        const end = Math.min(data.count, start + batchSize);
+        const rows = end - start;
+        const arena = new Arena();
+        const ctx: StepContext = { device, stream, training: false, arena };
+        const sends: Promise<void>[] = [];
+        try {
+          let h: Tensor | undefined;
+          let targets: Payload | undefined;
+          if (owner[0] === me) {
+            const batch = data.gather(order, start, end);
+            h = Tensor.fromArray(batch.inputs, [rows, ...net.input], { device, arena });
+            targets = batch.targets;
+            if (last !== me) sends.push(this.transport.send(targets, last, EVAL_LABELS));
+          } else if (last === me) {
+            const into = classification ? new Int32Array(rows) : new Float32Array(rows * data.outputs);
+            targets = await this.transport.receive(into, owner[0], EVAL_LABELS, `the labels of evaluation batch ${b}`);
+          }
+          let shape = [rows, ...net.input];
+          for (let i = 0; i < n; i++) {
+            const inShape = shape;
+            shape = net.modules[i].outputShape(shape);
+            if (owner[i] !== me) continue;
+            if (i > 0 && owner[i - 1] !== me) {
+              const values = new Float32Array(inShape.reduce((a, c) => a * c, 1));
+              await this.transport.receive(values, owner[i - 1], (i - 1) * KINDS + EVAL_H, `h_${i} of evaluation batch ${b}`);
+              h = Tensor.fromArray(values, inShape, { device, arena });
+            }
+            h = net.modules[i].forward(h!, ctx).output;
+            if (i < n - 1 && owner[i + 1] !== me) {
+              const out = h;
+              sends.push(out.readFloat32(stream).then((values) => this.transport.send(values, owner[i + 1], i * KINDS + EVAL_H)));
+            }
+          }
+          if (last === me) {
+            const sums = score({ loss: lossSum, correct }, await h!.readFloat32(stream), targets!, rows, classification);
+            lossSum = sums.loss;
+            correct = sums.correct;
+          }
+          for (const p of sends) p.catch(() => undefined);
+          await Promise.all(sends);
+        } finally {
+          await stream.synchronize().catch(() => undefined);
+          arena.dispose();
+        }
+      }
+      // The sums (float64, bit for bit) from the last module's rank to every other.
+      const resultTag = n * KINDS + EVAL_RESULT;
+      const sums = new Float64Array([lossSum, correct]);
+      if (last === me) {
+        const others = [...Array(this.transport.size).keys()].filter((r) => r !== me);
+        await Promise.all(others.map((r) => this.transport.send(new Int32Array(sums.buffer), r, resultTag)));
+      } else {
+        await this.waited(this.transport.receive(new Int32Array(sums.buffer), last, resultTag, 'the evaluation result'), unused);
+      }
+      [lossSum, correct] = sums;
+    } finally {
+      this.busy = false;
+    }
+    if (!classification) return { loss: lossSum / (data.count * data.outputs), count: data.count };
+    return { loss: lossSum / data.count, accuracy: correct / data.count, count: data.count };
+  }
+
+  /** Every regression still carried into the next step, done now (at a checkpoint, or when fit ends). */
+  private async learnAllCarried(result: DistributedFitResult): Promise<void> {
+    const ctx: StepContext = {
+      device: this.trainer.device,
+      stream: this.trainer.stream,
+      training: true,
+      arena: this.arenas[this.arenas.length - 1],
+    };
+    for (let i = 0; i < this.carried.length; i++) await this.learnCarried(i, ctx, result);
+  }
+
+  /**
+   * Writes this rank's checkpoint of `step`, then waits for every rank to have written theirs
+   * before it removes its older files: so every rank always holds the previous step's file too,
+   * and a fault during a save leaves a step that every rank saved.
+   */
+  private async save(dir: string, step: number, position: Position, config: Record<string, unknown>, result: DistributedFitResult) {
+    // M_i's regression onto δ_i of this step belongs to this step: the file holds the state
+    // the one-process run has after it (the regression only moves earlier; nothing between reads M_i).
+    await this.learnAllCarried(result);
+    const record: RankRecord = {
+      distributed: {
+        runId: this.runId,
+        rank: this.rank,
+        size: this.transport.size,
+        placement: [...this.placement],
+        step,
+        fingerprint: fingerprintOf(config),
+        config,
+      },
+      position,
+      optimizerSteps: this.ownModules.map((i) => this.strategy.optimizers[i].steps),
+      synthesizerSteps: this.ownSynthesizers().map((i) => this.network.synthesizers[i].optimizer!.steps),
+      updateRng: this.updateRng().state(),
+    };
+    await writeCheckpoint(rankFile(dir, this.rank, step), this.ownNamedState(), record, this.trainer.stream);
+    await this.waited(this.transport.barrier(), result);
+    const keep = new Set([this.lastSaved, step]);
+    for (const old of await rankSteps(dir, this.rank)) if (!keep.has(old)) await fsp.rm(rankFile(dir, this.rank, old), { force: true });
+    this.lastSaved = step;
+  }
+
+  /**
+   * Reads this rank's files in `dir`, exchanges what every rank found, and restores the state
+   * of the latest step every rank saved (undefined: no rank has a file, the run starts afresh).
+   * Throws on every rank alike when the files disagree.
+   */
+  private async resume(
+    dir: string,
+    config: Record<string, unknown>,
+    result: DistributedFitResult,
+  ): Promise<{ step: number; position: Position } | undefined> {
+    const { summary, loaded } = await readRankCheckpoints(dir, this.rank);
+    if (summary.error === undefined)
+      await fsp.mkdir(dir, { recursive: true }).catch((e: Error) => {
+        summary.error = `cannot create ${dir}: ${e.message}`;
+      });
+    if (this.rank === 0) summary.newRunId = randomBytes(8).toString('hex');
+    const summaries = (await this.allGather(summary, 'the checkpoint summary', result)) as RankSummary[];
+    const decision = decideResume(summaries, { dir, size: this.transport.size, placement: this.placement, config });
+    this.runId = decision.runId;
+    const step = decision.step;
+    if (step === undefined) return undefined;
+    const saved = loaded.get(step)!;
+    const record = saved.host as RankRecord;
+    await restoreTensors(saved, this.ownNamedState(), this.trainer.stream);
+    this.ownModules.forEach((i, k) => {
+      this.strategy.optimizers[i].steps = record.optimizerSteps[k];
+    });
+    this.ownSynthesizers().forEach((i, k) => {
+      this.network.synthesizers[i].optimizer!.steps = record.synthesizerSteps[k];
+    });
+    this.updateRng().restore(record.updateRng);
+    this.strategy.steps = step;
+    // Files of steps after it belong to a continuation that not every rank saved: gone.
+    for (const later of await rankSteps(dir, this.rank)) if (later > step) await fsp.rm(rankFile(dir, this.rank, later), { force: true });
+    this.lastSaved = step;
+    return { step: step, position: record.position };
+  }
+
+  /** Every rank's `value` (JSON), in rank order; every rank calls it. */
+  private async allGather(value: unknown, what: string, result: DistributedFitResult): Promise<unknown[]> {
+    const base = this.network.modules.length * KINDS;
+    const bytes = Buffer.from(JSON.stringify(value), 'utf8');
+    const words = new Int32Array(Math.ceil(bytes.length / 4));
+    new Uint8Array(words.buffer).set(bytes);
+    const others = [...Array(this.transport.size).keys()].filter((r) => r !== this.rank);
+    const sends = others.flatMap((r) => [
+      this.transport.send(Int32Array.of(bytes.length), r, base + GATHER_LENGTH),
+      this.transport.send(words, r, base + GATHER_BYTES),
+    ]);
+    for (const p of sends) p.catch(() => undefined); // awaited below
+    const received = await this.waited(
+      Promise.all(
+        others.map(async (r) => {
+          const [length] = await this.transport.receive(new Int32Array(1), r, base + GATHER_LENGTH, `the length of ${what}`);
+          const into = await this.transport.receive(new Int32Array(Math.ceil(length / 4)), r, base + GATHER_BYTES, what);
+          return JSON.parse(Buffer.from(into.buffer, 0, length).toString('utf8')) as unknown;
+        }),
+      ),
+      result,
+    );
+    await Promise.all(sends);
+    const all: unknown[] = [...received];
+    all.splice(this.rank, 0, value);
+    return all;
+  }
+
+  /** The own modules that have a synthesizer (all but the last module). */
+  private ownSynthesizers(): number[] {
+    return this.ownModules.filter((i) => i < this.network.synthesizers.length);
+  }
+
+  /** What this rank's checkpoint holds: its modules', their synthesizers' and their optimizers' tensors, named. */
+  private ownNamedState(): NamedTensor[] {
+    const net = this.network;
+    const named: NamedTensor[] = [];
+    const add = (prefix: string, tensors: Tensor[]) => tensors.forEach((tensor, k) => named.push({ name: `${prefix}.${k}`, tensor }));
+    for (const i of this.ownModules) {
+      add(`module${i + 1}`, net.modules[i].stateTensors());
+      add(`module${i + 1}.optimizer`, this.strategy.optimizers[i].stateTensors(net.modules[i].parameters()));
+      if (i < net.synthesizers.length) {
+        const s = net.synthesizers[i];
+        add(`synthesizer${i + 1}`, s.network.stateTensors());
+        add(`synthesizer${i + 1}.optimizer`, s.optimizer!.stateTensors(s.parameters()));
+      }
+    }
+    return named;
+  }
+
+  /** The strategy's generator of stochastic updates (every rank draws the same numbers from it). */
+  private updateRng(): Random {
+    // Private in DecoupledTraining; seeded there from the network's generator, so it is the same on every rank.
+    return (this.strategy as unknown as { updateRng: Random }).updateRng;
+  }
+
   /** One lockstep step of this rank's modules; the loss on the last module's rank. */
   private async step(
     data: Dataset,
@@ -225,9 +537,13 @@ export class DistributedNetwork {
     const owner = this.placement;
     const me = this.rank;
     const t = this.strategy.steps++; // the step's index, as DecoupledTraining counts it
-    if (this.ownModules.length === 0) return undefined;
     const warm = t < net.config.warmupSteps;
     const lambda = warm ? 1 : net.config.lambda;
+    // Which modules update this step: every rank draws every module's, in DecoupledTraining's order.
+    const p = warm ? 1 : net.config.schedule.pUpdate;
+    const rng = this.updateRng();
+    const updated = net.modules.map(() => p >= 1 || rng.next() < p);
+    if (this.ownModules.length === 0) return undefined;
     const { device, stream } = this.trainer;
     const rows = end - start;
     const arena = new Arena();
@@ -289,33 +605,39 @@ export class DistributedNetwork {
     }
 
     // Backward phase, from the top (host order N..1, as on one process).
-    const deltas: Promise<Tensor>[] = []; // δ_i, sent down by module i+1 (or computed here)
+    // δ_i, sent down by module i+1 (or computed here); none when module i+1 did not update.
+    const deltas: (Promise<Tensor> | undefined)[] = [];
     for (const i of this.ownModules)
-      if (i < n - 1 && owner[i + 1] !== me) {
+      if (i < n - 1 && owner[i + 1] !== me && updated[i + 1]) {
         deltas[i] = receiveTensor(shapes[i], owner[i + 1], i * KINDS + DELTA, `δ_${i + 1}`);
-        deltas[i].catch(() => undefined); // awaited below
+        deltas[i]!.catch(() => undefined); // awaited below
       }
     for (const i of [...this.ownModules].reverse()) {
-      let g: Tensor;
+      const delta = deltas[i];
+      let g: Tensor | undefined;
       if (i === n - 1) {
         g = lossForward!.backward(ctx)!;
-      } else if (lambda > 0) {
-        const delta = await waited(deltas[i]);
-        g = lambda === 1 ? delta : mix(predictions[i].gradient, delta, lambda, ctx);
+      } else if (!updated[i]) {
+        g = undefined; // (one process mixes ĝ_i and δ_i here all the same, and never uses the mix)
+      } else if (lambda > 0 && delta) {
+        const d = await waited(delta);
+        g = lambda === 1 ? d : mix(predictions[i].gradient, d, lambda, ctx);
       } else {
         g = predictions[i].gradient;
       }
-      const down = forwards[i].backward(g, ctx, i > 0);
-      this.strategy.optimizers[i].step(net.modules[i].parameters(), stream);
-      if (i > 0) {
-        if (owner[i - 1] === me) deltas[i - 1] = Promise.resolve(down!);
-        else sendTensor(down!, owner[i - 1], (i - 1) * KINDS + DELTA);
+      if (updated[i]) {
+        const down = forwards[i].backward(g!, ctx, i > 0);
+        this.strategy.optimizers[i].step(net.modules[i].parameters(), stream);
+        if (i > 0) {
+          if (owner[i - 1] === me) deltas[i - 1] = Promise.resolve(down!);
+          else sendTensor(down!, owner[i - 1], (i - 1) * KINDS + DELTA);
+        }
       }
-      if (i < n - 1) {
+      if (i < n - 1 && delta) {
         // δ_i from this rank, or already here (λ > 0): M_i learns now; from another rank: carried
         // into the next step, so that this rank goes on without waiting for the rank above.
-        if (owner[i + 1] === me || lambda > 0) predictions[i].learn(await waited(deltas[i]), ctx);
-        else this.carried[i] = { prediction: predictions[i], delta: deltas[i] };
+        if (owner[i + 1] === me || lambda > 0) predictions[i].learn(await waited(delta), ctx);
+        else this.carried[i] = { prediction: predictions[i], delta };
       }
     }
     // The previous step's sends, and this rank's stream (the loss read waits for it): then
@@ -366,4 +688,51 @@ function mix(synthetic: Tensor, delta: Tensor, lambda: number, ctx: StepContext)
   const g = ops.clone(ctx, synthetic);
   ops.axpby(ctx, lambda, delta, 1 - lambda, g);
   return g;
+}
+
+/** fit's checkpoint option, checked. */
+function checkpointOption(c: unknown): { dir: string; every: number; config?: Record<string, unknown> } {
+  const o = c as { dir?: unknown; every?: unknown; config?: unknown };
+  if (!o || typeof o !== 'object' || typeof o.dir !== 'string' || o.dir === '')
+    throw typeError(`fit: 'checkpoint' must be { dir: string, every: number }, got ${describe(c)}`);
+  checkOptions('fit', o, ['dir', 'every', 'config'], 'checkpoint');
+  const every = positiveInt('fit', 'checkpoint.every', o.every);
+  if (o.config !== undefined && (!o.config || typeof o.config !== 'object' || Array.isArray(o.config)))
+    throw typeError(`fit: 'checkpoint.config' must be an object of JSON values, got ${describe(o.config)}`);
+  return {
+    dir: o.dir,
+    every,
+    config: o.config === undefined ? undefined : (JSON.parse(JSON.stringify(o.config)) as Record<string, unknown>),
+  };
+}
+
+/**
+ * Adds a batch's loss and correct rows to the running sums, from its outputs, in float64 and
+ * in the order Trainer.evaluate adds them (so the totals are the same bits): log-softmax
+ * cross-entropy and the arg-max for classes, the squared error for regression.
+ */
+function score(
+  sums: { loss: number; correct: number },
+  outputs: Float32Array,
+  targets: Payload,
+  rows: number,
+  classification: boolean,
+): { loss: number; correct: number } {
+  let { loss, correct } = sums;
+  if (!classification) {
+    for (let k = 0; k < outputs.length; k++) loss += (outputs[k] - targets[k]) ** 2;
+    return { loss, correct };
+  }
+  const classes = outputs.length / rows;
+  for (let r = 0; r < rows; r++) {
+    const row = outputs.subarray(r * classes, (r + 1) * classes);
+    const label = targets[r];
+    let best = 0;
+    for (let c = 1; c < classes; c++) if (row[c] > row[best]) best = c;
+    if (best === label) correct++;
+    let sum = 0;
+    for (let c = 0; c < classes; c++) sum += Math.exp(row[c] - row[best]);
+    loss += -(row[label] - row[best] - Math.log(sum));
+  }
+  return { loss, correct };
 }

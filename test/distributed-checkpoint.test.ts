@@ -1,0 +1,277 @@
+// distribute()'s per-rank checkpoints, evaluation gathered on rank 0 and stochastic updates,
+// with K ranks in this one process (an in-memory transport, test/helpers/local-transport.ts):
+// each compared with the one-process Trainer bit for bit. The same runs over mpirun are in
+// test/distributed.test.ts.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Adam, Dataset, Device, Random, Trainer, decouple, distribute, mlp, moduleState } from '../ts';
+import type { DecoupledNetwork, DistributedFitOptions, DistributedNetwork } from '../ts';
+import { RankSummary, decideResume } from '../ts/distributed/rank-checkpoint';
+import { localTransports } from './helpers/local-transport';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+function tempDir(): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-dist-ckpt-'));
+  dirs.push(d);
+  return d;
+}
+
+function data(rows = 40, features = 12, classes = 4, seed = 11): Dataset {
+  const rng = new Random(seed);
+  const labels = new Int32Array(rows).map(() => Math.floor(rng.next() * classes));
+  return new Dataset('tiny', rng.uniformArray(rows * features, -1, 1), labels, features, classes);
+}
+const train = data();
+const options = { device: Device.cpu(), seed: 7, optimizer: () => new Adam({ lr: 0.01 }) };
+const network = (extra: object = {}) => decouple(mlp(12, [16, 16], 4), { synthesizer: { hidden: [8] }, ...extra });
+
+/** Every module's state (module, then synthesizer) as bytes, in module order. */
+async function stateBytes(net: DecoupledNetwork, modules = net.modules.map((_, i) => i)): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for (const i of modules) {
+    const parts = await Promise.all(moduleState(net, i).map((t) => t.readFloat32()));
+    out.push(Buffer.concat(parts.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))));
+  }
+  return out;
+}
+
+async function oneProcess(steps: number, extra: object = {}): Promise<{ bytes: Buffer[]; trainer: Trainer; net: DecoupledNetwork }> {
+  const net = network(extra);
+  const trainer = new Trainer(net, options);
+  await trainer.fit(train, { steps, batchSize: 16 });
+  return { bytes: await stateBytes(net), trainer, net };
+}
+
+/** `placement` over its ranks in this process, each rank with its own network; every rank's fit, awaited together. */
+async function ranks(
+  placement: number[],
+  fit: DistributedFitOptions,
+  extra: object = {},
+  size = Math.max(...placement) + 1,
+): Promise<{ dists: DistributedNetwork[]; results: Awaited<ReturnType<DistributedNetwork['fit']>>[] }> {
+  const transports = localTransports(size);
+  const dists = transports.map((transport) => distribute(network(extra), { ...options, placement, transport }));
+  const results = await Promise.all(dists.map((d) => d.fit(train, fit)));
+  return { dists, results };
+}
+
+/** Each module's state from the rank that ran it. */
+async function ownedBytes(dists: DistributedNetwork[]): Promise<Buffer[]> {
+  const bytes: Buffer[] = [];
+  for (const d of dists) {
+    const own = await stateBytes(d.network, [...d.ownModules]);
+    d.ownModules.forEach((i, k) => (bytes[i] = own[k]));
+  }
+  return bytes;
+}
+
+function expectSame(got: Buffer[], want: Buffer[]): void {
+  expect(got.length).toBe(want.length);
+  got.forEach((b, i) => {
+    expect(b.length).toBeGreaterThan(0);
+    if (!b.equals(want[i])) throw new Error(`module ${i + 1} differs from the one-process run`);
+  });
+}
+
+const dispose = (ds: { dispose(): void }[]) => ds.forEach((d) => d.dispose());
+
+describe('per-rank checkpoints (in-process ranks)', () => {
+  test('4 steps saved every 2, then resumed to 8: bit for bit the uninterrupted one-process run', async () => {
+    const dir = tempDir();
+    const first = await ranks([0, 1, 2], { steps: 4, batchSize: 16, checkpoint: { dir, every: 2 } });
+    expect(first.results.map((r) => r.resumedFrom)).toEqual([undefined, undefined, undefined]);
+    dispose(first.dists);
+    expect(fs.readdirSync(dir).sort()).toEqual([0, 1, 2].flatMap((r) => [`rank-${r}.step-2.ckpt`, `rank-${r}.step-4.ckpt`]).sort());
+    const second = await ranks([0, 1, 2], { steps: 8, batchSize: 16, checkpoint: { dir, every: 2 } });
+    expect(second.results.map((r) => [r.resumedFrom, r.steps])).toEqual([
+      [4, 8],
+      [4, 8],
+      [4, 8],
+    ]);
+    expect(second.results[2].losses).toHaveLength(4); // the steps this fit ran
+    const one = await oneProcess(8);
+    expectSame(await ownedBytes(second.dists), one.bytes);
+    // The last two remain: 6 and 8.
+    expect(fs.readdirSync(dir).filter((f) => f.startsWith('rank-1.'))).toEqual(['rank-1.step-6.ckpt', 'rank-1.step-8.ckpt']);
+    // The control: a run of 7 steps differs (the comparison sees a step).
+    const seven = await oneProcess(7);
+    expect(seven.bytes.some((b, i) => !b.equals(one.bytes[i]))).toBe(true);
+    dispose([...second.dists, one.trainer, seven.trainer]);
+  });
+
+  test('λ = 0 with regressions carried: a checkpoint in mid-epoch (every 3, 16-row batches of 40 rows) resumes bit for bit', async () => {
+    const dir = tempDir();
+    const extra = { synthesizer: { hidden: [8], conditioned: true } };
+    const a = await ranks([0, 1, 0], { steps: 3, batchSize: 16, checkpoint: { dir, every: 3 } }, extra);
+    dispose(a.dists);
+    const b = await ranks([0, 1, 0], { steps: 7, batchSize: 16, checkpoint: { dir, every: 3 } }, extra);
+    expect(b.results[0].resumedFrom).toBe(3);
+    const one = await oneProcess(7, extra);
+    expectSame(await ownedBytes(b.dists), one.bytes);
+    dispose([...b.dists, one.trainer]);
+  });
+
+  test('a rank that lost its newest file: the run resumes from the step every rank saved', async () => {
+    const dir = tempDir();
+    dispose((await ranks([0, 1, 2], { steps: 6, batchSize: 16, checkpoint: { dir, every: 2 } })).dists);
+    fs.rmSync(path.join(dir, 'rank-1.step-6.ckpt')); // as if rank 1 died while the others saved step 6
+    const b = await ranks([0, 1, 2], { steps: 8, batchSize: 16, checkpoint: { dir, every: 2 } });
+    expect(b.results.map((r) => r.resumedFrom)).toEqual([4, 4, 4]);
+    const one = await oneProcess(8);
+    expectSame(await ownedBytes(b.dists), one.bytes);
+    dispose([...b.dists, one.trainer]);
+  });
+
+  test('files that disagree are refused on every rank, naming the rank and what differs', async () => {
+    const dir = tempDir();
+    dispose((await ranks([0, 1, 2], { steps: 4, batchSize: 16, checkpoint: { dir, every: 2 } })).dists);
+    const refused = async (placement: number[], fit: DistributedFitOptions, size?: number): Promise<string[]> => {
+      const transports = localTransports(size ?? Math.max(...placement) + 1);
+      const dists = transports.map((transport) => distribute(network(), { ...options, placement, transport }));
+      const settled = await Promise.allSettled(dists.map((d) => d.fit(train, fit)));
+      dispose(dists);
+      return settled.map((s) => (s.status === 'rejected' ? (s.reason as Error).message : 'resolved'));
+    };
+    const fit = (extra: Partial<DistributedFitOptions> = {}): DistributedFitOptions => ({
+      steps: 6,
+      batchSize: 16,
+      checkpoint: { dir, every: 2 },
+      ...extra,
+    });
+    const file = (r: number, t: number) => path.join(dir, `rank-${r}.step-${t}.ckpt`);
+    // Another placement on the same 3 ranks.
+    let m = await refused([0, 0, 1], fit(), 3);
+    expect(new Set(m).size).toBe(1); // the same on every rank
+    expect(m[0]).toBe(
+      `fit: cannot resume from ${dir}: rank 0's checkpoint ${file(0, 2)} was saved with placement 0,1,2; this run has 0,0,1`,
+    );
+    // Fewer ranks.
+    m = await refused([0, 1, 1], fit(), 2);
+    expect(m[0]).toBe(`fit: cannot resume from ${dir}: rank 0's checkpoint ${file(0, 2)} was saved by a run of 3 ranks; this run has 2`);
+    // Another batch size, and the caller's own configuration.
+    m = await refused([0, 1, 2], fit({ batchSize: 8 }));
+    expect(m[0]).toMatch(
+      /rank 0's checkpoint .*rank-0\.step-2\.ckpt was saved with batchSize 16, this run has 8: resume with the same settings/,
+    );
+    m = await refused([0, 1, 2], fit({ checkpoint: { dir, every: 2, config: { '--lr': 0.1 } } }));
+    expect(m[0]).toMatch(/was saved with --lr unset, this run has 0\.1/);
+    // The steps: rank 1 has only step 2, rank 0 only step 4.
+    const keep = fs.readFileSync(file(1, 4));
+    fs.rmSync(file(1, 4));
+    fs.rmSync(file(0, 2));
+    m = await refused([0, 1, 2], fit());
+    expect(m[0]).toBe(`fit: cannot resume from ${dir}: the ranks saved no step in common: rank 0 step 4; rank 1 step 2; rank 2 steps 2, 4`);
+    // A rank with no file.
+    fs.rmSync(file(1, 2));
+    m = await refused([0, 1, 2], fit());
+    expect(m[0]).toMatch(/rank 1 has no checkpoint, rank 0 has step 4: the ranks' files disagree/);
+    // A damaged file: named, with its rank.
+    const damaged = Buffer.from(keep);
+    damaged[damaged.length - 1] ^= 1;
+    fs.writeFileSync(file(1, 4), damaged);
+    m = await refused([0, 1, 2], fit());
+    expect(m[0]).toMatch(
+      /^fit: cannot resume from .*: rank 1: checkpoint: .*rank-1\.step-4\.ckpt is not a valid synthgrad checkpoint \(tensor '.*' fails its checksum/,
+    );
+    // Another run's file, of the same configuration and step.
+    const other = tempDir();
+    dispose((await ranks([0, 1, 2], { steps: 4, batchSize: 16, checkpoint: { dir: other, every: 2 } })).dists);
+    fs.copyFileSync(path.join(other, 'rank-1.step-4.ckpt'), file(1, 4));
+    m = await refused([0, 1, 2], fit());
+    expect(m[0]).toMatch(
+      /the files come from different runs: rank 0's from run [0-9a-f]{16}, rank 1's .*rank-1\.step-4\.ckpt from run [0-9a-f]{16}/,
+    );
+  });
+
+  test('checkpoint option errors name the key', async () => {
+    const [transport] = localTransports(1);
+    const d = distribute(network(), { ...options, placement: [0, 0, 0], transport });
+    await expect(d.fit(train, { steps: 1, checkpoint: { dir: '', every: 2 } })).rejects.toThrow(
+      "fit: 'checkpoint' must be { dir: string, every: number }",
+    );
+    await expect(d.fit(train, { steps: 1, checkpoint: { dir: tempDir(), every: 0 } })).rejects.toThrow(/checkpoint\.every/);
+    await expect(d.fit(train, { steps: 1, checkpoint: { dir: tempDir(), every: 1, evry: 2 } as never })).rejects.toThrow(/evry/);
+    d.dispose();
+  });
+});
+
+describe('decideResume', () => {
+  const identity = (rank: number, step: number, runId = 'r1') => ({
+    runId,
+    rank,
+    size: 2,
+    placement: [0, 1],
+    step,
+    fingerprint: 'f',
+    config: { batchSize: 16 },
+  });
+  const summary = (rank: number, steps: number[], runId?: string): RankSummary => ({
+    rank,
+    files: steps.map((step) => ({ step, file: `d/rank-${rank}.step-${step}.ckpt`, identity: identity(rank, step, runId) })),
+  });
+  const now = { dir: 'd', size: 2, placement: [0, 1], config: { batchSize: 16 } };
+
+  test("the latest step every rank saved; afresh with rank 0's run id when no rank has a file", () => {
+    expect(decideResume([summary(0, [4, 6]), summary(1, [2, 4])], now)).toEqual({ runId: 'r1', step: 4 });
+    expect(decideResume([{ ...summary(0, []), newRunId: 'new' }, summary(1, [])], now)).toEqual({ runId: 'new' });
+  });
+
+  test('a file renamed to another rank is refused', () => {
+    const s = summary(1, [4]);
+    s.files[0].identity.rank = 0;
+    expect(() => decideResume([summary(0, [4]), s], now)).toThrow("rank 1's checkpoint d/rank-1.step-4.ckpt was written by rank 0");
+  });
+});
+
+describe('evaluation gathered on rank 0 (in-process ranks)', () => {
+  test('equals Trainer.evaluate of the same weights, bit for bit, on every rank', async () => {
+    const test = data(37, 12, 4, 5);
+    const one = await oneProcess(5);
+    const want = await one.trainer.evaluate(test, { batchSize: 10 });
+    for (const placement of [
+      [0, 1, 2],
+      [0, 1, 0],
+    ]) {
+      const { dists } = await ranks(placement, { steps: 5, batchSize: 16 });
+      const got = await Promise.all(dists.map((d) => d.evaluate(test, { batchSize: 10 })));
+      for (const g of got) expect(g).toEqual(want); // toEqual on numbers: the same float64 values
+      expect(want.accuracy).toBeGreaterThan(0);
+      dispose(dists);
+    }
+    one.trainer.dispose();
+  });
+
+  test('argument errors', async () => {
+    const [transport] = localTransports(1);
+    const d = distribute(network(), { ...options, placement: [0, 0, 0], transport });
+    await expect(d.evaluate(data(5, 7))).rejects.toThrow("evaluate: 'data' (tiny) has 7 values per row, but the network takes [12]");
+    await expect(d.evaluate(train, { batchSize: 0 })).rejects.toThrow(/batchSize/);
+    await expect(d.evaluate({} as never)).rejects.toThrow("evaluate: 'data' must be a Dataset");
+    d.dispose();
+  });
+});
+
+describe('stochastic updates over ranks (in-process ranks)', () => {
+  test('pUpdate 0.5: bit for bit the one-process run, with λ = 0 and with λ = 0.5', async () => {
+    for (const extra of [{ schedule: { kind: 'lockstep', pUpdate: 0.5 } }, { schedule: { kind: 'lockstep', pUpdate: 0.5 }, lambda: 0.5 }]) {
+      const one = await oneProcess(8, extra);
+      const { dists } = await ranks([0, 1, 2], { steps: 8, batchSize: 16 }, extra);
+      expectSame(await ownedBytes(dists), one.bytes);
+      dispose([...dists, one.trainer]);
+    }
+  });
+
+  test('pUpdate 0.5 resumed from a checkpoint: bit for bit (the update draws are saved)', async () => {
+    const dir = tempDir();
+    const extra = { schedule: { kind: 'lockstep', pUpdate: 0.5 } };
+    dispose((await ranks([0, 1, 2], { steps: 3, batchSize: 16, checkpoint: { dir, every: 3 } }, extra)).dists);
+    const b = await ranks([0, 1, 2], { steps: 8, batchSize: 16, checkpoint: { dir, every: 3 } }, extra);
+    const one = await oneProcess(8, extra);
+    expectSame(await ownedBytes(b.dists), one.bytes);
+    dispose([...b.dists, one.trainer]);
+  });
+});

@@ -1,0 +1,66 @@
+// K ranks in one process, for tests of distribute() that need no mpirun: messages are copied
+// between the ranks' transports in memory, in order per (sender, receiver, tag) as MPI keeps
+// them; a receive of the wrong length rejects (as MPI_ERR_TRUNCATE would), and one that waits
+// longer than `timeoutMs` rejects naming what it waited for.
+import type { Payload, Transport } from '../../ts';
+
+export function localTransports(size: number, timeoutMs = 30_000): Transport[] {
+  const queues = new Map<string, Payload[]>();
+  const waiting = new Map<string, ((data: Payload) => void)[]>();
+  let arrived = 0;
+  let released: (() => void)[] = [];
+  const key = (from: number, to: number, tag: number) => `${from}>${to}#${tag}`;
+  const make = (rank: number): Transport => ({
+    rank,
+    size,
+    send(data, to, tag) {
+      if (!Number.isInteger(to) || to < 0 || to >= size) return Promise.reject(new RangeError(`send: no rank ${to}`));
+      const copy = data.slice();
+      const k = key(rank, to, tag);
+      const waiter = waiting.get(k)?.shift();
+      if (waiter) waiter(copy);
+      else queues.set(k, [...(queues.get(k) ?? []), copy]);
+      return Promise.resolve();
+    },
+    receive(into, from, tag, what) {
+      const k = key(from, rank, tag);
+      return new Promise((resolve, reject) => {
+        const take = (data: Payload) => {
+          clearTimeout(timer);
+          if (data.byteLength !== into.byteLength)
+            reject(
+              new Error(`rank ${rank}: ${what ?? `tag ${tag}`} from rank ${from} has ${data.byteLength} bytes, not ${into.byteLength}`),
+            );
+          else {
+            new Uint8Array(into.buffer, into.byteOffset, into.byteLength).set(
+              new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+            );
+            resolve(into);
+          }
+        };
+        const timer = setTimeout(() => {
+          const list = waiting.get(k) ?? [];
+          list.splice(list.indexOf(take), 1);
+          reject(new Error(`rank ${rank}: waited ${timeoutMs} ms for ${what ?? `tag ${tag}`} from rank ${from}`));
+        }, timeoutMs);
+        const queued = queues.get(k)?.shift();
+        if (queued) take(queued);
+        else waiting.set(k, [...(waiting.get(k) ?? []), take]);
+      });
+    },
+    barrier() {
+      return new Promise<void>((resolve) => {
+        released.push(resolve);
+        if (++arrived === size) {
+          const all = released;
+          released = [];
+          arrived = 0;
+          for (const r of all) r();
+        }
+      });
+    },
+    finalize: () => undefined,
+    abort: () => undefined,
+  });
+  return Array.from({ length: size }, (_, r) => make(r));
+}
