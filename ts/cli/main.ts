@@ -17,6 +17,7 @@ import { readCheckpointConfig } from '../train/position';
 import { Trainer } from '../train/trainer';
 import { configure, deviceOf } from './configure';
 import { loadData } from './data';
+import { distributedMain } from './distributed';
 import { optimizerName, parseArgs, usage } from './options';
 import { Progress } from './progress';
 import { isSequenceRun, parseSequenceArgs, runSequences, sequenceUsage } from './sequences';
@@ -71,6 +72,7 @@ async function main(): Promise<void> {
     console.log(usage);
     return;
   }
+  if (o.placement) return distributedMain(o);
   const device = deviceOf(o); // before the data loads: a bad --device fails fast
   const info = buildInfo();
   // `npm start -- --json | head` closes the pipe early: stop quietly, as command-line tools do.

@@ -74,6 +74,9 @@ export const usage = `usage: npm start -- [options]
                                (ĝ = M(h)/B; the library's default) or the batch-mean loss's δ (ĝ = M(h));
                                docs/synthesizer-scale.md
   --graph                      capture the training step once and replay it (backprop, lockstep p = 1)
+  --placement 0,1,2            DNI/cDNI: the MPI rank of each module, to train over ranks started by
+                               mpirun (mpirun -np 3 npx synthgrad train ...; docs/distributed.md);
+                               --checkpoint is then a directory of per-rank files
   --checkpoint FILE            save the run to FILE after every epoch and when stopped by Ctrl-C or SIGTERM;
                                if FILE exists, resume from it (with more --epochs, a finished run goes on)
   --save-every N               with --checkpoint: save every N steps instead of every epoch
@@ -125,6 +128,8 @@ export interface Options {
   checkpoint?: string;
   saveEvery?: number;
   logDir?: string;
+  /** --placement: each module's MPI rank (absent unless given) */
+  placement?: number[];
   quiet?: boolean;
   json?: boolean;
   help?: boolean;
@@ -163,6 +168,7 @@ const flags: FlagSpec = {
   checkpoint: 'value',
   'save-every': 'value',
   'log-dir': 'value',
+  placement: 'value',
   quiet: 'switch',
   json: 'switch',
   help: 'switch',
@@ -192,6 +198,7 @@ const decoupledOnly = [
   '--unlock',
   '--synth-scale',
   '--synth-filters',
+  '--placement',
 ];
 
 /** `--at`'s value: a named cut or 0-based layer indices. */
@@ -315,6 +322,13 @@ export function parseArgs(argv: readonly string[]): Options {
         o.saveEvery = v;
         break;
       }
+      case '--placement': {
+        const ranks = (value ?? '').split(',').map((v) => (/^\s*\d+\s*$/.test(v) ? Number(v) : NaN));
+        if (ranks.some((r) => Number.isNaN(r)))
+          throw error('ERR_SYNTHGRAD_CLI', `--placement must list a rank (0, 1, ...) for each module, such as 0,1,2, got '${value ?? ''}'`);
+        o.placement = ranks;
+        break;
+      }
       case '--log-dir':
         if (!value) throw error('ERR_SYNTHGRAD_CLI', '--log-dir needs a directory path');
         o.logDir = value;
@@ -380,6 +394,10 @@ export function parseArgs(argv: readonly string[]): Options {
   const synthesizers = o.method === 'dni' || o.method === 'cdni';
   const misplaced = synthesizers ? undefined : decoupledOnly.find((f) => given.has(f));
   if (misplaced) throw error('ERR_SYNTHGRAD_CLI', `${misplaced} applies to dni and cdni only (--method ${o.method} has no synthesizers)`);
+  // Over ranks: the lockstep schedule, without the single-process run's extras (docs/distributed.md).
+  const notOverRanks =
+    o.placement && (o.pipeline > 0 ? '--pipeline' : ['--unlock', '--graph', '--log-dir', '--diagnose-every'].find((f) => given.has(f)));
+  if (notOverRanks) throw error('ERR_SYNTHGRAD_CLI', `${notOverRanks} does not run over ranks (--placement) yet`);
   if (o.unlock && o.pipeline > 0) throw error('ERR_SYNTHGRAD_CLI', `--unlock needs the lockstep schedule: drop --pipeline ${o.pipeline}`);
   for (const [flag, method] of [
     ['--target-step', 'dtp'],

@@ -15,7 +15,8 @@ import { error } from '../errors';
 export const reportUsage = `usage: synthgrad report RUN_DIR [RUN_DIR...] [--out FILE] [--title TEXT]
   RUN_DIR       a run log: npm start --log-dir RUN_DIR, or fit(data, { logDir: RUN_DIR })
   --out FILE    where to write the page (default RUN_DIR/report.html, the first run's)
-  --title TEXT  the page's title (default: the runs' names)`;
+  --title TEXT  the page's title (default: the runs' names)
+       synthgrad train [npm start's flags]   trains, as npm start -- ... (synthgrad train --help)`;
 
 type Row = Record<string, unknown>;
 
@@ -392,7 +393,11 @@ export function report(argv: string[]): string {
 
 if (require.main === module) {
   const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.length === 0) {
+  if (argv[0] === 'train') {
+    // `npx synthgrad train ...`: npm start's run (./main.ts reads its flags from process.argv).
+    process.argv.splice(2, 1);
+    require('./main'); // eslint-disable-line @typescript-eslint/no-require-imports
+  } else if (argv.includes('--help') || argv.length === 0) {
     console.log(reportUsage);
   } else {
     try {

@@ -1,0 +1,154 @@
+// The CLI over MPI ranks: `mpirun -np 3 npx synthgrad train --placement 0,1,2 ...` (and the
+// `npm start -- ...` form) against the one-process `npm start` with the same flags, on tiny
+// IDX files this test writes; and --placement's errors, which need no mpirun. The mpirun runs
+// skip, saying why, where mpirun or the MPI addon is missing (bash scripts/install-mpi.sh).
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import { mpiAddonPath } from '../ts';
+import { idxBytes, tempDir } from './helpers/data-files';
+
+const root = path.join(__dirname, '..');
+const main = path.join(root, 'dist', 'ts', 'cli', 'main.js');
+const bin = path.join(root, 'dist', 'ts', 'cli', 'report.js'); // package.json's bin: `npx synthgrad`
+const { dir, write } = tempDir('synthgrad-distributed-cli-');
+
+/** `count` images [4, 4] with labels i % 3. */
+function idxPair(prefix: string, count: number): string[] {
+  const values = Array.from({ length: count * 16 }, (_, i) => (i * 37 + (i >> 4) * 11) % 256);
+  return [
+    write(`${prefix}-images`, idxBytes([count, 4, 4], values)),
+    write(
+      `${prefix}-labels`,
+      idxBytes(
+        [count],
+        Array.from({ length: count }, (_, i) => i % 3),
+      ),
+    ),
+  ];
+}
+const data = `idx:${[...idxPair('train', 64), ...idxPair('test', 20)].join(',')}`;
+const flags = ['--data', data, '--method', 'cdni', '--hidden', '8,8', '--batch-size', '16', '--epochs', '2', '--device', 'cpu'];
+
+interface Run {
+  status: number | null;
+  out: string;
+}
+const env = { ...process.env, OMPI_MCA_rmaps_base_oversubscribe: '1' };
+function node(args: string[], extraEnv: Record<string, string> = {}): Run {
+  const r = spawnSync(process.execPath, args, { cwd: dir, encoding: 'utf8', timeout: 120_000, env: { ...env, ...extraEnv } });
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+}
+function mpirun(ranks: number, command: string[]): Run {
+  const r = spawnSync('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), ...command], {
+    cwd: dir,
+    encoding: 'utf8',
+    timeout: 150_000,
+    env,
+  });
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+}
+/** The {"type":"final"} record of a --json run (rank 0's, under mpirun), less its time. */
+function final(r: Run): Record<string, unknown> {
+  if (r.status !== 0) throw new Error(`the run exited with ${r.status}:\n${r.out}`);
+  const lines = r.out.split('\n').filter((l) => l.startsWith('{"type":"final"'));
+  expect(lines).toHaveLength(1);
+  const { seconds, ...rest } = JSON.parse(lines[0]) as Record<string, unknown>;
+  expect(typeof seconds).toBe('number');
+  return rest;
+}
+
+const missing = (() => {
+  if (!fs.existsSync(main)) return `${main} is missing (run 'npx tsc -p tsconfig.json')`;
+  if (spawnSync('mpirun', ['--version'], { stdio: 'ignore' }).status !== 0) return 'mpirun is not installed';
+  if (!fs.existsSync(mpiAddonPath())) return `the MPI addon ${mpiAddonPath()} is not built`;
+  return undefined;
+})();
+if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs: ${missing} (bash scripts/install-mpi.sh)`);
+
+(missing ? describe.skip : describe)('the CLI under mpirun (--oversubscribe)', () => {
+  jest.setTimeout(400_000);
+
+  test('npx synthgrad train --placement 0,1,2 on 3 ranks, and npm start -- --placement 0,1,0 on 2: the one-process result', () => {
+    const one = final(node([main, ...flags, '--json']));
+    expect(one).toMatchObject({ type: 'final', count: 20, steps: 8 });
+    const three = mpirun(3, [process.execPath, bin, 'train', ...flags, '--placement', '0,1,2']);
+    expect(three.status).toBe(0);
+    expect(three.out).toMatch(/synthgrad: 3 MPI ranks \(Open MPI v[\d.]+, transport .*synthgrad_mpi\.node\)/);
+    expect(three.out).toMatch(/rank 0 runs module 1; rank 1 runs module 2; rank 2 runs module 3/);
+    expect(three.out).toMatch(/rank 2: 8 steps, last loss \d\.\d{4}/);
+    expect(three.out).toMatch(/final test accuracy: \d+\.\d\d% \(20 images\)/);
+    // The test loss in full: the training (every weight) and the evaluation are the one process's, bit for bit.
+    expect(final(mpirun(3, [process.execPath, bin, 'train', ...flags, '--placement', '0,1,2', '--json']))).toEqual(one);
+    expect(final(mpirun(2, ['npm', '--prefix', root, 'start', '--silent', '--', ...flags, '--placement', '0,1,0', '--json']))).toEqual(one);
+  });
+
+  test('--checkpoint DIR: 5 steps saved every 3, then the same command resumes to the uninterrupted result', () => {
+    const one = final(node([main, ...flags, '--json']));
+    const ckpt = ['--placement', '0,1,2', '--checkpoint', path.join(dir, 'run'), '--save-every', '3', '--json'];
+    final(mpirun(3, [process.execPath, bin, 'train', ...flags, ...ckpt, '--steps', '5']));
+    expect(fs.readdirSync(path.join(dir, 'run')).filter((f) => f.startsWith('rank-0.'))).toEqual([
+      'rank-0.step-3.ckpt',
+      'rank-0.step-5.ckpt',
+    ]);
+    expect(final(mpirun(3, [process.execPath, bin, 'train', ...flags, ...ckpt]))).toEqual(one);
+    // Another learning rate: refused, naming the flag.
+    const r = mpirun(3, [process.execPath, bin, 'train', ...flags, ...ckpt, '--lr', '0.01']);
+    expect(r.status).not.toBe(0);
+    expect(r.out).toMatch(
+      /error: rank \d: fit: cannot resume from .*run: rank 0's checkpoint .* was saved with --lr 0\.001, this run has 0\.01/,
+    );
+  });
+
+  test('more ranks in --placement than mpirun started: an error naming -np', () => {
+    const r = mpirun(2, [process.execPath, main, ...flags, '--placement', '0,1,2']);
+    expect(r.status).not.toBe(0);
+    expect(r.out).toContain(
+      "error: --placement names rank 2, but this run has 2 process(es): start it with mpirun -np 3 (each rank in --placement must be below mpirun's -np)",
+    );
+  });
+});
+
+describe('--placement errors (no mpirun)', () => {
+  const error = (args: string[], extraEnv: Record<string, string> = {}) => {
+    const r = node([main, ...args], extraEnv);
+    expect(r.status).toBe(1);
+    return r.out.trim();
+  };
+
+  test('a bad list, a method without synthesizers, and what does not run over ranks yet', () => {
+    expect(error([...flags, '--placement', '0,x'])).toBe(
+      "error: --placement must list a rank (0, 1, ...) for each module, such as 0,1,2, got '0,x'",
+    );
+    expect(error(['--placement', '0,1'])).toBe('error: --placement applies to dni and cdni only (--method backprop has no synthesizers)');
+    expect(error([...flags, '--placement', '0,1,2', '--pipeline', '2'])).toBe(
+      'error: --pipeline does not run over ranks (--placement) yet',
+    );
+    expect(error([...flags, '--placement', '0,1,2', '--graph'])).toBe('error: --graph does not run over ranks (--placement) yet');
+  });
+
+  test('without the MPI addon: says what to install', () => {
+    const out = error([...flags, '--placement', '0,1,2'], { SYNTHGRAD_MPI_ADDON: path.join(dir, 'no-such-mpi-addon.node') });
+    expect(out).toMatch(
+      /^error: --placement trains over MPI ranks, but the MPI transport is not built \(no .*no-such-mpi-addon\.node\): install Open MPI/,
+    );
+    expect(out).toContain('bash scripts/install-mpi.sh');
+  });
+
+  test('a rank for each module: the count of modules the flags cut the network into', () => {
+    // Checked before MPI starts (the addon need not be there).
+    const out = error([...flags, '--placement', '0,1'], { SYNTHGRAD_MPI_ADDON: mpiAddonPath() });
+    if (fs.existsSync(mpiAddonPath()))
+      expect(out).toBe(
+        'error: --placement lists 2 rank(s), but --method cdni cuts this network into 3 modules (--at every-activation): give one rank per module, such as 0,1,2',
+      );
+    else expect(out).toMatch(/the MPI transport is not built/);
+  });
+
+  test('without mpirun, --placement 0,1,2 is a run of one process: an error naming mpirun -np 3', () => {
+    if (!fs.existsSync(mpiAddonPath())) return; // the addon's error is the test above
+    expect(error([...flags, '--placement', '0,1,2'])).toBe(
+      "error: --placement names rank 2, but this run has 1 process(es) (it was not started by mpirun): start it with mpirun -np 3 (each rank in --placement must be below mpirun's -np)",
+    );
+  });
+});
