@@ -1,4 +1,4 @@
-// distribute()'s per-rank checkpoints, evaluation gathered on rank 0 and stochastic updates,
+// distribute()'s per-rank checkpoints, evaluation gathered on rank 0, stochastic updates and the pipelined schedule,
 // with K ranks in this one process (an in-memory transport, test/helpers/local-transport.ts):
 // each compared with the one-process Trainer bit for bit. The same runs over mpirun are in
 // test/distributed.test.ts.
@@ -273,5 +273,47 @@ describe('stochastic updates over ranks (in-process ranks)', () => {
     const one = await oneProcess(8, extra);
     expectSame(await ownedBytes(b.dists), one.bytes);
     dispose([...b.dists, one.trainer]);
+  });
+});
+
+describe('the pipelined schedule over ranks (in-process ranks)', () => {
+  test('depth 1 and 2, cDNI on 2 ranks, and λ = 0.5 after warm-up: bit for bit the one-process run', async () => {
+    for (const [placement, extra] of [
+      [[0, 1, 2], { schedule: { kind: 'pipelined', depth: 1 } }],
+      [[0, 1, 2], { schedule: { kind: 'pipelined', depth: 2 } }],
+      [[0, 1, 0], { schedule: { kind: 'pipelined', depth: 2 }, synthesizer: { hidden: [8], conditioned: true } }],
+      [[0, 1, 2], { schedule: { kind: 'pipelined', depth: 1 }, lambda: 0.5, warmupSteps: 2 }],
+    ] as const) {
+      const one = await oneProcess(8, extra);
+      const { dists } = await ranks([...placement], { steps: 8, batchSize: 16 }, extra);
+      expectSame(await ownedBytes(dists), one.bytes);
+      dispose([...dists, one.trainer]);
+    }
+  });
+
+  test('the comparison sees the schedule: depth 2 differs from lockstep and from depth 1', async () => {
+    const lockstep = await oneProcess(8);
+    const depth1 = await oneProcess(8, { schedule: { kind: 'pipelined', depth: 1 } });
+    const depth2 = await oneProcess(8, { schedule: { kind: 'pipelined', depth: 2 } });
+    // The synthesizers (and so modules 1 and 2) differ; module 3 (the loss) trains on h alone but
+    // its input changed too.
+    for (const other of [lockstep, depth1]) expect(depth2.bytes.some((b, i) => !b.equals(other.bytes[i]))).toBe(true);
+    dispose([lockstep.trainer, depth1.trainer, depth2.trainer]);
+  });
+
+  test('with pUpdate < 1 it is refused (one process fails on it too); a checkpoint is refused, as on one process', async () => {
+    expect(() =>
+      distribute(network({ schedule: { kind: 'pipelined', depth: 2, pUpdate: 0.5 } }), {
+        ...options,
+        placement: [0, 0, 0],
+        transport: localTransports(1)[0],
+      }),
+    ).toThrow("distribute: the pipelined schedule with stochastic updates ('schedule.pUpdate' < 1) does not run over ranks yet, got 0.5");
+    const [transport] = localTransports(1);
+    const d = distribute(network({ schedule: { kind: 'pipelined', depth: 1 } }), { ...options, placement: [0, 0, 0], transport });
+    await expect(d.fit(train, { steps: 1, checkpoint: { dir: tempDir(), every: 1 } })).rejects.toThrow(
+      'fit: the pipelined schedule carries work from one step into later ones and cannot be saved',
+    );
+    d.dispose();
   });
 });

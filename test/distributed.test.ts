@@ -119,6 +119,15 @@ withMpi('over MPI ranks (mpirun --oversubscribe)', () => {
     expectSameAsOneProcess(3, { placement: [0, 1, 2], steps: 8, decouple: { schedule: { kind: 'lockstep', pUpdate: 0.5 } } });
   });
 
+  test('the pipelined schedule (depth 2) over 3 ranks, and cDNI on 2: bit for bit as on one process', () => {
+    expectSameAsOneProcess(3, { placement: [0, 1, 2], steps: 8, decouple: { schedule: { kind: 'pipelined', depth: 2 } } });
+    expectSameAsOneProcess(2, {
+      placement: [0, 1, 0],
+      steps: 8,
+      decouple: { schedule: { kind: 'pipelined', depth: 1 }, synthesizer: { hidden: [8], conditioned: true } },
+    });
+  });
+
   /** Expects each module's state after the mpirun run to be the bytes of the one-process run's. */
   const expectSameFiles = (dir: string, modules: number) => {
     for (let i = 0; i < modules; i++)
@@ -301,9 +310,9 @@ describe('distribute: options (no MPI needed)', () => {
     expect(() => distribute(net(), options('0,1,2'))).toThrow(/'placement' must list a rank/);
   });
 
-  test('the pipelined schedule and the complete unlock are refused over ranks, naming the option', () => {
-    expect(() => distribute(net({ schedule: { kind: 'pipelined', depth: 1 } }), options([0, 1, 2]))).toThrow(
-      "distribute: only the lockstep schedule runs over ranks so far, got 'schedule.kind' 'pipelined'",
+  test('the pipelined schedule with pUpdate < 1 and the complete unlock are refused over ranks, naming the option', () => {
+    expect(() => distribute(net({ schedule: { kind: 'pipelined', depth: 1, pUpdate: 0.5 } }), options([0, 1, 2]))).toThrow(
+      "distribute: the pipelined schedule with stochastic updates ('schedule.pUpdate' < 1) does not run over ranks yet, got 0.5",
     );
     expect(() => distribute(net({ unlock: true }), options([0, 1, 2]))).toThrow(
       "distribute: the complete unlock ('unlock') does not run over ranks yet",

@@ -394,9 +394,12 @@ export function parseArgs(argv: readonly string[]): Options {
   const synthesizers = o.method === 'dni' || o.method === 'cdni';
   const misplaced = synthesizers ? undefined : decoupledOnly.find((f) => given.has(f));
   if (misplaced) throw error('ERR_SYNTHGRAD_CLI', `${misplaced} applies to dni and cdni only (--method ${o.method} has no synthesizers)`);
-  // Over ranks: the lockstep schedule, without the single-process run's extras (docs/distributed.md).
+  // Over ranks: not the single-process run's extras (docs/distributed.md).
   const notOverRanks =
-    o.placement && (o.pipeline > 0 ? '--pipeline' : ['--unlock', '--graph', '--log-dir', '--diagnose-every'].find((f) => given.has(f)));
+    o.placement &&
+    (o.pipeline > 0 && o.pUpdate < 1
+      ? '--pipeline with --p-update < 1'
+      : ['--unlock', '--graph', '--log-dir', '--diagnose-every'].find((f) => given.has(f)));
   if (notOverRanks) throw error('ERR_SYNTHGRAD_CLI', `${notOverRanks} does not run over ranks (--placement) yet`);
   if (o.unlock && o.pipeline > 0) throw error('ERR_SYNTHGRAD_CLI', `--unlock needs the lockstep schedule: drop --pipeline ${o.pipeline}`);
   for (const [flag, method] of [

@@ -142,7 +142,13 @@ export class DistributedNetwork {
    * wait for it.
    */
   private carried: ({ prediction: Prediction; delta: Promise<Tensor> } | undefined)[] = [];
-  /** the arenas of steps whose work may still run or be carried (the latest two) */
+  /**
+   * The pipelined schedule (depth d > 0): per module, M_i's regressions waiting to be done d
+   * steps after their step, as DecoupledTraining queues them; their δ_i may still be on its way.
+   */
+  private queued: { step: number; prediction: Prediction; delta: Promise<Tensor> }[][] = [];
+  private readonly depth: number;
+  /** the arenas of steps whose work may still run or be carried (the latest one; pipelined: `depth`) */
   private arenas: Arena[] = [];
   /** the previous step's sends, awaited at the end of the next step (or of fit) */
   private sends: Promise<void>[] = [];
@@ -174,9 +180,14 @@ export class DistributedNetwork {
     });
     const { schedule, unlock } = network.config;
     // Not done yet over ranks (docs/distributed.md): refused, not run differently from one process.
-    if (schedule.kind !== 'lockstep')
-      throw rangeError(`distribute: only the lockstep schedule runs over ranks so far, got 'schedule.kind' '${schedule.kind}'`);
     if (unlock) throw rangeError("distribute: the complete unlock ('unlock') does not run over ranks yet");
+    // (One process cannot run it either: a skipped update delays a queued regression past its step's tensors.)
+    if (schedule.kind === 'pipelined' && schedule.pUpdate < 1)
+      throw rangeError(
+        `distribute: the pipelined schedule with stochastic updates ('schedule.pUpdate' < 1) does not run over ranks yet, got ${schedule.pUpdate}`,
+      );
+    this.depth = schedule.kind === 'pipelined' ? schedule.depth : 0;
+    this.queued = network.modules.map(() => []);
     this.transport = t;
     this.rank = t.rank;
     this.placement = [...p];
@@ -219,6 +230,11 @@ export class DistributedNetwork {
       throw typeError(`fit: 'shuffle' must be a boolean, got ${describe(options.shuffle)}`);
 
     const checkpoint = options.checkpoint === undefined ? undefined : checkpointOption(options.checkpoint);
+    if (checkpoint && this.depth > 0)
+      throw error(
+        'ERR_SYNTHGRAD_CHECKPOINT',
+        "fit: the pipelined schedule carries work from one step into later ones and cannot be saved (as on one process); drop 'checkpoint' or use the lockstep schedule",
+      );
     // What a resumed run must share with the saved one (placement and rank count are checked apart).
     const config: Record<string, unknown> = {
       network: this.network.name,
@@ -276,6 +292,9 @@ export class DistributedNetwork {
       result.steps = step;
       // The regressions still carried, then every send and this rank's stream.
       await this.learnAllCarried(result);
+      // Pipelined: the regressions onto the last `depth` steps' δ stay undone, as on one process
+      // (where they wait for steps that never come); their messages are received all the same.
+      for (const q of this.queued) for (const due of q.splice(0)) await this.waited(due.delta, result);
       await Promise.all(this.sends);
       await stream.synchronize();
       failed = false;
@@ -285,6 +304,7 @@ export class DistributedNetwork {
       for (const a of this.arenas) a.dispose();
       this.arenas = [];
       this.carried = [];
+      for (const q of this.queued) q.length = 0;
       this.sends = [];
       this.busy = false;
     }
@@ -633,7 +653,17 @@ export class DistributedNetwork {
           else sendTensor(down!, owner[i - 1], (i - 1) * KINDS + DELTA);
         }
       }
-      if (i < n - 1 && delta) {
+      if (i < n - 1 && delta && this.depth > 0) {
+        // Pipelined: M_i regresses onto δ_i of step t - depth now (its weights moved since: it
+        // predicts again), as DecoupledTraining.scheduleLearn does; this rank waits for the rank
+        // above to have finished step t - depth only.
+        const q = this.queued[i];
+        q.push({ step: t, prediction: predictions[i], delta });
+        while (q.length && q[0].step <= t - this.depth) {
+          const due = q.shift()!;
+          due.prediction.learn(await waited(due.delta), ctx, due.step < t);
+        }
+      } else if (i < n - 1 && delta) {
         // δ_i from this rank, or already here (λ > 0): M_i learns now; from another rank: carried
         // into the next step, so that this rank goes on without waiting for the rank above.
         if (owner[i + 1] === me || lambda > 0) predictions[i].learn(await waited(delta), ctx);
@@ -646,7 +676,8 @@ export class DistributedNetwork {
     this.sends = sends;
     const loss = lossForward ? (await lossForward.loss.readFloat32(stream))[0] : undefined;
     if (!lossForward) await stream.synchronize();
-    while (this.arenas.length > 1) this.arenas.shift()!.dispose();
+    // Pipelined: the last `depth` steps' tensors wait for their regressions.
+    while (this.arenas.length > Math.max(1, this.depth)) this.arenas.shift()!.dispose();
     return loss;
   }
 
