@@ -20,7 +20,9 @@
 // wait for the rank above. A step ends on each rank when its stream has finished and the
 // previous step's sends are done. Each op runs on the same values as on one process, and each
 // synthesizer regresses before it predicts again as there, so the run equals the one-process
-// Trainer.fit bit for bit (test/distributed.test.ts checks it).
+// Trainer.fit bit for bit (test/distributed.test.ts checks it). The pipelined schedule (depth d)
+// instead regresses M_i onto δ_i of step t-d in step t, as one process does; stochastic updates
+// are drawn alike on every rank. Per-rank checkpoints: ./rank-checkpoint.ts and save/resume below.
 import { randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import { checkOptions, describe, positiveInt } from '../check';
@@ -198,7 +200,7 @@ export class DistributedNetwork {
   }
 
   /**
-   * Trains on `data` with the lockstep schedule; every rank calls it with the same data and
+   * Trains on `data` with the network's schedule; every rank calls it with the same data and
    * options (the rank of module 1 reads the rows; the others use the data's size for the
    * batches). Resolves when this rank's part is done; rejects when a hand-off fails or waits
    * past the transport's timeout, naming the rank it waited for.
