@@ -1,13 +1,15 @@
 // Time per step of a decoupled MLP 784-H-H-10 (3 modules, synthesizers with one hidden layer of
 // H, Adam, batch B, CPU) on one process (Trainer.fit) against its modules on K MPI ranks
 // (distribute(), placement 0..K-1, mpirun --oversubscribe), for DNI (λ = 0: a module never
-// waits for the one above) and BP(λ = 1) (each module waits for δ from above before its
-// backward, as model-parallel backprop must). Per round, every configuration runs once, the
+// waits for the one above), BP(λ = 1) (each module waits for δ from above before its
+// backward, as model-parallel backprop must) and DNI pipelined at depth 2 (a synthesizer
+// regresses onto δ two steps later, so a rank may run two steps ahead). Per round, every configuration runs once, the
 // one-process and the K-rank runs alternating which goes first; prints the median ms per step,
 // the ratio K ranks / one process, and each rank's share of its time spent waiting for
 // hand-offs. Needs mpirun and build/Release/synthgrad_mpi.node (bash scripts/install-mpi.sh).
 //
 //   node dist/bench/distributed_cpu.js [--ranks 3] [--steps 30] [--warmup 5] [--batch 128] [--hidden 256] [--rounds 3] [--out NAME]
+// (--lambda and --depth are the children's.)
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -22,6 +24,8 @@ interface Setup {
   batch: number;
   hidden: number;
   lambda: number;
+  /** the pipelined schedule's depth (0: lockstep) */
+  depth: number;
 }
 
 function build(s: Setup) {
@@ -29,7 +33,11 @@ function build(s: Setup) {
   const rows = s.batch * (s.steps + s.warmup);
   const labels = new Int32Array(rows).map(() => Math.floor(rng.next() * 10));
   const data = new Dataset('random', rng.uniformArray(rows * 784, 0, 1), labels, 784, 10);
-  const network = decouple(mlp(784, [s.hidden, s.hidden], 10), { synthesizer: { hidden: [s.hidden] }, lambda: s.lambda });
+  const network = decouple(mlp(784, [s.hidden, s.hidden], 10), {
+    synthesizer: { hidden: [s.hidden] },
+    lambda: s.lambda,
+    schedule: s.depth > 0 ? { kind: 'pipelined', depth: s.depth } : { kind: 'lockstep' },
+  });
   return { data, network, options: { device: Device.cpu(), seed: 1, optimizer: () => new Adam({ lr: 1e-3 }) } };
 }
 
@@ -87,6 +95,7 @@ async function main(): Promise<void> {
     out: 'distributed-cpu',
     child: '',
     lambda: '0',
+    depth: '0',
   });
   const s: Setup = {
     steps: numberFlag('--steps', f.steps),
@@ -94,18 +103,21 @@ async function main(): Promise<void> {
     batch: numberFlag('--batch', f.batch),
     hidden: numberFlag('--hidden', f.hidden),
     lambda: numberFlag('--lambda', f.lambda),
+    depth: numberFlag('--depth', f.depth),
   };
   if (f.child === 'single') return single(s);
   if (f.child === 'rank') return rank(s);
   const ranks = numberFlag('--ranks', f.ranks);
   const rounds = numberFlag('--rounds', f.rounds);
   const out = resultName('--out', f.out);
-  const args = (child: string, lambda: number) => [
+  const args = (child: string, lambda: number, depth: number) => [
     __filename,
     '--child',
     child,
     '--lambda',
     String(lambda),
+    '--depth',
+    String(depth),
     ...['steps', 'warmup', 'batch', 'hidden'].flatMap((k) => [`--${k}`, String(s[k as keyof Setup])]),
   ];
   const run = (cmd: string, argv: string[]): Line[] =>
@@ -115,23 +127,26 @@ async function main(): Promise<void> {
       .map((l) => JSON.parse(l) as Line);
   const mpirun = ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), process.execPath];
   const rows: string[] = [];
-  for (const lambda of [0, 1]) {
+  for (const [lambda, depth, name] of [
+    [0, 0, 'DNI (λ = 0)'],
+    [1, 0, 'BP(λ = 1): waits like backprop'],
+    [0, 2, 'DNI pipelined, depth 2'],
+  ] as const) {
     const one: number[] = [];
     const many: number[] = [];
     const waits: number[][] = Array.from({ length: ranks }, () => []);
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 === 0 ? ['single', 'ranks'] : ['ranks', 'single'];
       for (const which of order) {
-        if (which === 'single') one.push(run(process.execPath, args('single', lambda))[0].ms);
+        if (which === 'single') one.push(run(process.execPath, args('single', lambda, depth))[0].ms);
         else {
-          const lines = run('mpirun', [...mpirun, ...args('rank', lambda)]);
+          const lines = run('mpirun', [...mpirun, ...args('rank', lambda, depth)]);
           many.push(Math.max(...lines.map((l) => l.ms)));
           for (const l of lines) waits[l.rank].push(l.wait);
         }
       }
-      console.log(`λ=${lambda} round ${r + 1}: one process ${one[r].toFixed(1)} ms/step, ${ranks} ranks ${many[r].toFixed(1)} ms/step`);
+      console.log(`${name} round ${r + 1}: one process ${one[r].toFixed(1)} ms/step, ${ranks} ranks ${many[r].toFixed(1)} ms/step`);
     }
-    const name = lambda === 0 ? 'DNI (λ = 0)' : 'BP(λ = 1): waits like backprop';
     rows.push(
       `| ${name} | ${median(one).toFixed(1)} | ${median(many).toFixed(1)} | ${(median(many) / median(one)).toFixed(2)} | ` +
         `${waits.map((w, k) => `${k}: ${(100 * median(w)).toFixed(0)}%`).join(', ')} |`,
