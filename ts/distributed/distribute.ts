@@ -269,10 +269,11 @@ export class DistributedNetwork {
         }
       }
       const firstStep = step;
-      for (let epoch = at.epoch; epoch <= maxEpochs && step < maxSteps; epoch++) {
+      const from = at; // `at` follows the steps below
+      for (let epoch = from.epoch; epoch <= maxEpochs && step < maxSteps; epoch++) {
         const shuffleState = shuffle ? shuffle.state() : null; // where this epoch's order came from
         const order = data.order(shuffle);
-        for (let start = epoch === at.epoch ? at.start : 0; start < data.count && step < maxSteps; start += batchSize) {
+        for (let start = epoch === from.epoch ? from.start : 0; start < data.count && step < maxSteps; start += batchSize) {
           const end = Math.min(data.count, start + batchSize);
           if (end - start < minRows) break; // Trainer.fit drops a tail too short for BatchNorm the same way
           const loss = await this.step(data, order, start, end, result);
