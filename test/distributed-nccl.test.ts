@@ -7,7 +7,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Device, Stream, Tensor, decouple, distribute, mlp } from '../ts';
+import { Adam, Device, Stream, Tensor, decouple, distribute, mlp, native } from '../ts';
 import {
   NcclBinding,
   NcclTransport,
@@ -43,6 +43,8 @@ function fakeBinding() {
     initRank: jest.fn(async () => 0),
     send: jest.fn(),
     recv: jest.fn(),
+    groupStart: jest.fn(),
+    groupEnd: jest.fn(),
     asyncError: jest.fn((): string | null => null),
     destroy: jest.fn(),
     abort: jest.fn(),
@@ -92,7 +94,7 @@ describe('nccl() without the addon or NCCL', () => {
   withAddon('a library without the NCCL functions is refused, naming them', async () => {
     // libm is loadable everywhere and has none of them
     await expect(nccl({ device: Device.cpu(), library: 'libm.so.6' })).rejects.toThrow(
-      /nccl\(\): libm\.so\.6 is not NCCL 2\.7 or later \(no ncclGetVersion, ncclGetUniqueId, .*ncclRecv, ncclGetErrorString\)/,
+      /nccl\(\): libm\.so\.6 is not NCCL 2\.7 or later \(no ncclGetVersion, ncclGetUniqueId, .*ncclRecv, ncclGetErrorString, ncclGroupStart, ncclGroupEnd\)/,
     );
   });
 });
@@ -110,6 +112,8 @@ int ncclCommGetAsyncError(void* c, int* e) { (void)c; *e = 0; return 0; }
 int ncclSend(const void* p, unsigned long n, int t, int peer, void* c, void* s) { (void)p; (void)n; (void)t; (void)peer; (void)c; (void)s; return 0; }
 int ncclRecv(void* p, unsigned long n, int t, int peer, void* c, void* s) { (void)p; (void)n; (void)t; (void)peer; (void)c; (void)s; return 0; }
 const char* ncclGetErrorString(int r) { return r ? "fake error" : "no error"; }
+int ncclGroupStart(void) { return 0; }
+int ncclGroupEnd(void) { return 0; }
 `;
 
 function buildFakeNccl(): string | undefined {
@@ -158,6 +162,10 @@ describe('the addon with a stand-in libnccl (dlopen, dlsym, the checks before an
     expect(() => b.send(0, 1n, 4, 1, 0n)).toThrow(/nccl\.send: 'comm' 0 is not an open communicator/);
     expect(() => b.recv(3.5, 1n, 4, 1, 0n)).toThrow(/nccl\.recv: 'comm' must be an integer/);
     expect(() => b.destroy(0)).toThrow(/not an open communicator/);
+    expect(() => {
+      b.groupStart();
+      b.groupEnd();
+    }).not.toThrow();
     if (!fs.existsSync('/dev/nvidiactl')) {
       // No driver here: making the device current fails with a clear message, as a rejection.
       await expect(b.initRank(id, 2, 0, 0)).rejects.toThrow(
@@ -181,6 +189,19 @@ describe('NcclTransport (fake binding): the calls it makes', () => {
     expect(b.send).toHaveBeenCalledWith(5, 0x1000n, 24, 2, 0x2000n);
     expect(t.receiveTensor(a, 0, s)).toBe(a);
     expect(b.recv).toHaveBeenCalledWith(5, 0x1000n, 24, 0, 0x2000n);
+    // a group: start, the transfers, end; and end even when a transfer throws
+    const order: string[] = [];
+    b.groupStart.mockImplementation(() => order.push('start'));
+    b.groupEnd.mockImplementation(() => order.push('end'));
+    b.send.mockImplementation(() => order.push('send'));
+    b.recv.mockImplementation(() => order.push('recv'));
+    t.group(() => {
+      t.sendTensor(a, 2, s);
+      t.receiveTensor(a, 0, s);
+    });
+    expect(order).toEqual(['start', 'send', 'recv', 'end']);
+    expect(() => t.group(() => t.sendTensor(a, 1, s))).toThrow(/'to' is this rank/);
+    expect(order.slice(4)).toEqual(['start', 'end']);
     a.dispose();
   });
 
@@ -204,12 +225,24 @@ describe('NcclTransport (fake binding): the calls it makes', () => {
     a.dispose();
   });
 
-  test("without the main addon's raw handles, a transfer says so", () => {
+  test("the main addon's rawHandles: CUDA tensors only, checked arguments", () => {
     const t = new NcclTransport(fakeBinding(), 0, fakeHost(0, 2), Device.cpu(), '2.21.5');
     const a = x();
-    expect(() => t.sendTensor(a, 1, new Stream(Device.cpu()))).toThrow(
-      /does not expose a tensor's device address and a stream's CUDA stream yet \(native\.rawHandles/,
-    );
+    const s = new Stream(Device.cpu());
+    // the default handle source is native.rawHandles, which refuses a CPU tensor
+    expect(() => t.sendTensor(a, 1, s)).toThrow(/rawHandles: 'tensor' is on cpu: device handles exist for CUDA tensors only/);
+    // the addon's errors come from Node's realm, not the test's: compare their names
+    const nameOf = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return `${(e as Error).name}: ${(e as Error).message}`;
+      }
+      return 'no error';
+    };
+    expect(nameOf(() => native.rawHandles!(a.handle, s.handle))).toMatch(/^RangeError: rawHandles: 'tensor' is on cpu/);
+    expect(nameOf(() => native.rawHandles!({} as never, s.handle))).toMatch(/^TypeError: rawHandles: 'tensor'/);
+    expect(nameOf(() => native.rawHandles!(a.handle, a.handle as never))).toMatch(/^TypeError: rawHandles: 'stream'/);
     a.dispose();
   });
 

@@ -48,6 +48,8 @@ struct Library {
   ncclResult_t (*send)(const void*, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t) = nullptr;
   ncclResult_t (*recv)(void*, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t) = nullptr;
   const char* (*getErrorString)(ncclResult_t) = nullptr;
+  ncclResult_t (*groupStart)() = nullptr;
+  ncclResult_t (*groupEnd)() = nullptr;
 };
 Library nccl;
 
@@ -159,6 +161,8 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     bind(h, "ncclSend", lib.send, missing);
     bind(h, "ncclRecv", lib.recv, missing);
     bind(h, "ncclGetErrorString", lib.getErrorString, missing);
+    bind(h, "ncclGroupStart", lib.groupStart, missing);
+    bind(h, "ncclGroupEnd", lib.groupEnd, missing);
     if (!missing.empty()) {
       dlclose(h);
       throw Napi::Error::New(env, "nccl.load: " + path + " is not NCCL 2.7 or later (no " + missing + ")");
@@ -274,6 +278,20 @@ Napi::Value Transfer(const Napi::CallbackInfo& info, bool receive) {
 Napi::Value Send(const Napi::CallbackInfo& info) { return Transfer(info, false); }
 Napi::Value Recv(const Napi::CallbackInfo& info) { return Transfer(info, true); }
 
+// groupStart() / groupEnd(): the sends and receives between them start together, so that two
+// ranks that each send before they receive do not wait for each other forever.
+Napi::Value Group(const Napi::CallbackInfo& info, bool start) {
+  Napi::Env env = info.Env();
+  const char* fn = start ? "groupStart" : "groupEnd";
+  requireLoaded(env, fn);
+  ncclResult_t r = start ? nccl.groupStart() : nccl.groupEnd();
+  if (r != ncclSuccess) throw Napi::Error::New(env, std::string("nccl.") + fn + " failed: " + ncclError(r));
+  return env.Undefined();
+}
+
+Napi::Value GroupStart(const Napi::CallbackInfo& info) { return Group(info, true); }
+Napi::Value GroupEnd(const Napi::CallbackInfo& info) { return Group(info, false); }
+
 // asyncError(comm): NCCL's asynchronous error (a peer that failed, a network error) as a
 // message, or null.
 Napi::Value AsyncError(const Napi::CallbackInfo& info) {
@@ -307,6 +325,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("initRank", Napi::Function::New(env, InitRank, "initRank"));
   exports.Set("send", Napi::Function::New(env, Send, "send"));
   exports.Set("recv", Napi::Function::New(env, Recv, "recv"));
+  exports.Set("groupStart", Napi::Function::New(env, GroupStart, "groupStart"));
+  exports.Set("groupEnd", Napi::Function::New(env, GroupEnd, "groupEnd"));
   exports.Set("asyncError", Napi::Function::New(env, AsyncError, "asyncError"));
   exports.Set("destroy", Napi::Function::New(env, Destroy, "destroy"));
   exports.Set("abort", Napi::Function::New(env, Abort, "abort"));

@@ -25,6 +25,8 @@ export interface NcclBinding {
   initRank(id: Uint8Array, ranks: number, rank: number, device: number): Promise<number>;
   send(comm: number, pointer: bigint, bytes: number, peer: number, stream: bigint): void;
   recv(comm: number, pointer: bigint, bytes: number, peer: number, stream: bigint): void;
+  groupStart(): void;
+  groupEnd(): void;
   asyncError(comm: number): string | null;
   destroy(comm: number): void;
   abort(comm: number): void;
@@ -36,7 +38,7 @@ export interface DeviceHandles {
   stream: bigint;
 }
 
-/** Where the raw handles come from: the main addon's `rawHandles` (not exposed yet), or a test's fake. */
+/** Where the raw handles come from: the main addon's `rawHandles`, or a test's fake. */
 export type HandleSource = (tensor: Tensor, stream: Stream) => DeviceHandles;
 
 export interface NcclOptions {
@@ -158,16 +160,15 @@ function isTransport(t: unknown): t is Transport {
   return !!o && typeof o === 'object' && typeof o.send === 'function' && typeof o.receive === 'function' && Number.isInteger(o.rank);
 }
 
-/** The main addon's raw handles (a bridge not exposed yet: see docs/distributed-scaling.md). */
+/** The main addon's raw handles: `native.rawHandles` (a RangeError for a CPU tensor). */
 const mainAddonHandles: HandleSource = (tensor, stream) => {
-  const raw = (native as unknown as { rawHandles?: (t: unknown, s: unknown) => DeviceHandles }).rawHandles;
-  if (typeof raw !== 'function')
+  if (typeof native.rawHandles !== 'function')
     throw error(
       'ERR_SYNTHGRAD_NATIVE',
-      "nccl: this build of synthgrad does not expose a tensor's device address and a stream's CUDA stream yet " +
-        '(native.rawHandles, the bridge docs/distributed-scaling.md describes); use mpi() until it does',
+      "nccl: this build of synthgrad does not expose a tensor's device address and a stream's CUDA stream " +
+        '(native.rawHandles): rebuild the addon, or use mpi()',
     );
-  return raw(tensor.handle, stream.handle);
+  return native.rawHandles(tensor.handle, stream.handle);
 };
 
 export class NcclTransport implements Transport {
@@ -217,6 +218,22 @@ export class NcclTransport implements Transport {
   receiveTensor(into: Tensor, from: number, stream: Stream): Tensor {
     this.transfer('receiveTensor', 'into', into, from, stream, true);
     return into;
+  }
+
+  /**
+   * Runs `transfers` (sendTensor and receiveTensor calls) as one NCCL group: they start
+   * together. An NCCL send may wait on its stream until the peer posts the receive, so two
+   * ranks that each enqueue a send before a receive on one stream wait for each other forever
+   * unless the pair is grouped (or sends and receives go on separate streams).
+   */
+  group(transfers: () => void): void {
+    this.open('group');
+    this.b.groupStart();
+    try {
+      transfers();
+    } finally {
+      this.b.groupEnd();
+    }
   }
 
   /** NCCL's asynchronous error (a failed peer, a broken connection), or null; a run checks it while it waits. */
