@@ -1,6 +1,6 @@
 // The scaling model on paper (docs/distributed-scaling.md): the step time of a decoupled FCN's
 // modules on K = 1..8 GPUs, model-parallel backprop against DNI/cDNI with distribute()'s
-// lockstep schedule, over NVLink and over 100 Gb/s Ethernet (bench/scaling_model.ts holds the
+// lockstep schedule, over NVLink and over 100 Gb/s Ethernet (test/helpers/scaling-model.ts holds the
 // formulas).
 //
 // Measured here, per module: the forward, backward (with the optimizer step) and synthesizer
@@ -29,7 +29,7 @@ import { Forwarded, StepContext } from '../ts/nn/module';
 import { OpCall, opWork, traceOps } from '../test/helpers/op-work';
 import { benchFlags, numberFlag, positiveIntFlag, resultName } from './flags';
 import { writeResults } from './paths';
-import { Link, ModuleCost, backpropStepMs, balancedStages, chain, dniStepMs, rankTimes, transferMs } from './scaling_model';
+import { Link, ModuleCost, backpropStepMs, balancedStages, chain, dniStepMs, rankTimes, transferMs } from '../test/helpers/scaling-model';
 
 const PHASES = ['forward', 'backward', 'synthesizer'] as const;
 type Phase = (typeof PHASES)[number];

@@ -1,6 +1,15 @@
-// The scaling model's formulas (bench/scaling_model.ts, docs/distributed-scaling.md): hand-computed
+// The scaling model's formulas (test/helpers/scaling-model.ts, docs/distributed-scaling.md): hand-computed
 // cases, and the closed forms against an event-by-event replay of the schedule's waits.
-import { ModuleCost, backpropStepMs, balancedStages, chain, dniStepMs, rankTimes, simulateSteps, transferMs } from '../bench/scaling_model';
+import {
+  ModuleCost,
+  backpropStepMs,
+  balancedStages,
+  chain,
+  dniStepMs,
+  rankTimes,
+  simulateSteps,
+  transferMs,
+} from './helpers/scaling-model';
 import { Random } from '../ts';
 
 // 3 ms latency and 1 GB/s: 1e6 bytes take 3 + 1 = 4 ms each way, so a round trip is 8 ms.

@@ -12,9 +12,9 @@ import * as path from 'path';
 import { checkOptions, describe } from '../check';
 import { Device } from '../device';
 import { error, rangeError, typeError } from '../errors';
-import { native } from '../native';
 import { Stream } from '../stream';
 import { Tensor } from '../tensor';
+import { DeviceHandles, deviceHandles } from '../raw-handles';
 import { Payload, Transport, mpi } from './mpi';
 
 /** The addon's functions (native/nccl/nccl_binding.cpp). */
@@ -32,11 +32,7 @@ export interface NcclBinding {
   abort(comm: number): void;
 }
 
-/** A tensor's device address and a stream's CUDA stream, as raw handles. */
-export interface DeviceHandles {
-  pointer: bigint;
-  stream: bigint;
-}
+export type { DeviceHandles };
 
 /** Where the raw handles come from: the main addon's `rawHandles`, or a test's fake. */
 export type HandleSource = (tensor: Tensor, stream: Stream) => DeviceHandles;
@@ -160,17 +156,6 @@ function isTransport(t: unknown): t is Transport {
   return !!o && typeof o === 'object' && typeof o.send === 'function' && typeof o.receive === 'function' && Number.isInteger(o.rank);
 }
 
-/** The main addon's raw handles: `native.rawHandles` (a RangeError for a CPU tensor). */
-const mainAddonHandles: HandleSource = (tensor, stream) => {
-  if (typeof native.rawHandles !== 'function')
-    throw error(
-      'ERR_SYNTHGRAD_NATIVE',
-      "nccl: this build of synthgrad does not expose a tensor's device address and a stream's CUDA stream " +
-        '(native.rawHandles): rebuild the addon, or use mpi()',
-    );
-  return native.rawHandles(tensor.handle, stream.handle);
-};
-
 export class NcclTransport implements Transport {
   /** @internal (nccl() builds it; tests give a fake binding and handle source) */
   constructor(
@@ -181,7 +166,7 @@ export class NcclTransport implements Transport {
     readonly device: Device,
     /** NCCL's version, e.g. '2.21.5' */
     readonly version: string,
-    private readonly handles: HandleSource = mainAddonHandles,
+    private readonly handles: HandleSource = deviceHandles,
   ) {}
 
   get rank(): number {

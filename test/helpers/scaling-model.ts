@@ -2,7 +2,7 @@
 // from each module's compute and the bytes it hands off, for model-parallel backprop and for
 // decoupled training (DNI/cDNI, λ = 0) with distribute()'s lockstep schedule. Pure arithmetic:
 // bench/distributed_model.ts measures the inputs, test/distributed-scaling.test.ts checks the
-// formulas against hand-computed cases and against simulateDni(), an event-by-event replay of
+// formulas against hand-computed cases and against simulateSteps(), an event-by-event replay of
 // the schedule's waits.
 //
 // Times are in milliseconds, sizes in bytes.
