@@ -326,7 +326,7 @@ async function main(): Promise<void> {
     '',
     `${new Date().toISOString()}; ${lscpuModel()}, ${os.cpus().length} cores, ${native.threads()} threads; load average ` +
       `${loadStart.map((l) => l.toFixed(2)).join(' ')} at the start, ${loadEnd.map((l) => l.toFixed(2)).join(' ')} at the end ` +
-      `(the machine was shared); command: \`nice -n 5 node dist/bench/distributed_model.js ${argv.join(' ')}\`.`.replace(' `', '`'),
+      `(the machine was shared); command: \`${['nice -n 5 node dist/bench/distributed_model.js', ...argv].join(' ')}\`.`,
     '',
     'Formulas and caveats: docs/distributed-scaling.md. Measured here (CPU, this machine): each phase of each module, timed alone ' +
       `(median of ${reps} steps after ${warmup}), its host enqueue time (the best of the steps), its ops (GEMM FLOPs, bytes of the other ops) and the bytes handed off. ` +
