@@ -112,6 +112,8 @@ Backend& backend(int index) {
   return *b;
 }
 
+void* streamHandle(Stream& s) { return runtime::rawStream(s); }
+
 void registerCudaBackend() {
   static const BackendProvider provider{deviceCount, deviceCountError, backend, setGemmTf32,
                                         gemmTf32};

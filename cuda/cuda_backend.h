@@ -16,6 +16,9 @@ Backend& backend(int index);
 // The TF32 tensor-core SGEMM switch (defined in gemm.cu; see gemm.cuh).
 void setGemmTf32(bool enabled);
 bool gemmTf32();
+// The cudaStream_t of `s`, a stream of a cuda device, as an opaque pointer: for the NCCL
+// transport (native/nccl/), which enqueues its sends and receives on a module's stream.
+void* streamHandle(Stream& s);
 // Registers the functions above as the provider of the cuda devices (core/backend.h); the
 // addon calls this when the build has the CUDA backend.
 void registerCudaBackend();

@@ -84,8 +84,10 @@ if (!verbose) fs.rmSync(logFile, { force: true });
 // Installed as a dependency: keep the addon, drop the object files and CMake's cache.
 const build = path.join(root, 'build');
 if (root.split(path.sep).includes('node_modules')) {
-  // synthgrad_mpi.node, the optional MPI transport, is there when CMake found MPI.
-  const addons = ['synthgrad.node', 'synthgrad_mpi.node'].map((n) => path.join(build, 'Release', n)).filter((f) => fs.existsSync(f));
+  // synthgrad_mpi.node, the optional MPI transport, is there when CMake found MPI; synthgrad_nccl.node always (it loads NCCL at run time).
+  const addons = ['synthgrad.node', 'synthgrad_mpi.node', 'synthgrad_nccl.node']
+    .map((n) => path.join(build, 'Release', n))
+    .filter((f) => fs.existsSync(f));
   const kept = addons.map((f) => fs.readFileSync(f));
   fs.rmSync(build, { recursive: true, force: true });
   fs.mkdirSync(path.join(build, 'Release'), { recursive: true });

@@ -4,7 +4,7 @@
 //
 //   native: addon → backends (cpu, cuda) → core. core includes nothing from cpu/, cuda/ or
 //           addon/; cpu/ and cuda/ include nothing from addon/ or from each other.
-//   ts:     only the low-level wrappers (tensor, stream, graph, device, build-info), the ops layer
+//   ts:     only the low-level wrappers (tensor, stream, graph, device, build-info, raw-handles), the ops layer
 //           (ts/ops.ts) and the generated ops type (ts/native-ops.ts) import ts/native.ts; those import nothing above them (nn, dni, optim,
 //           train, cli, data); nn, dni and optim import nothing from cli, and from train/
 //           only ts/train/strategy.ts (the training-strategy interfaces, which sit below them)
@@ -129,6 +129,7 @@ const TS_LOW = new Set([
   'ts/graph.ts',
   'ts/device.ts',
   'ts/build-info.ts',
+  'ts/raw-handles.ts',
   'ts/ops.ts',
 ]);
 const TS_HIGH = /^ts\/(nn|dni|optim|train|cli|data)\//;

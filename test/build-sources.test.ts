@@ -47,9 +47,9 @@ describe('build source lists', () => {
   });
 
   test('every .cpp under native/ is in both builds', () => {
-    // native/mpi/ is the optional MPI transport, a separate addon (native/mpi/CMakeLists.txt).
+    // native/mpi/ and native/nccl/ are the optional transports, separate addons (their own CMakeLists.txt).
     const all = walk('native', '.cpp')
-      .filter((f) => !f.startsWith('native/mpi/'))
+      .filter((f) => !f.startsWith('native/mpi/') && !f.startsWith('native/nccl/'))
       .sort();
     expect(cmakeGlobbed('.cpp')).toEqual(all);
     expect(gypSources()).toEqual(all);

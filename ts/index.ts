@@ -65,6 +65,8 @@ export { distribute, DistributedNetwork, moduleState } from './distributed/distr
 export type { DistributeOptions, DistributedFitOptions, DistributedFitResult } from './distributed/distribute';
 export { mpi, mpiAvailable, mpiAddonPath, MpiTransport } from './distributed/mpi';
 export type { MpiOptions, Payload, Transport } from './distributed/mpi';
+export { nccl, ncclAvailable, ncclAddonPath, NcclTransport } from './distributed/nccl';
+export type { NcclOptions } from './distributed/nccl';
 export type { DecoupleOptions, UpdateSchedule } from './dni/network';
 export { feedbackAlignment, FeedbackAlignmentNetwork } from './methods/feedback-alignment';
 export type { FeedbackAlignmentOptions, FeedbackBlock } from './methods/feedback-alignment';

@@ -131,6 +131,11 @@ export interface NativeModule {
   cancelQueued(device: DeviceName): number;
   /** Adam's step-dependent scalars, the hyper tensor of adamStepGroup: [lr/(1-b1^t), sqrt(1-b2^t)]. */
   adamScalars(lr: number, beta1: number, beta2: number, step: number): [number, number];
+  /**
+   * A CUDA tensor's device address and its stream's cudaStream_t, for the NCCL transport
+   * (ts/distributed/nccl.ts); a RangeError for a CPU tensor. Absent from addons built before it.
+   */
+  rawHandles?(tensor: NativeTensor, stream: NativeStream): { pointer: bigint; stream: bigint };
 }
 
 // The package root: the nearest folder above this file with a package.json (this file runs

@@ -167,6 +167,32 @@ Napi::Value gemmTf32(const Napi::CallbackInfo& info) {
   });
 }
 
+// rawHandles(tensor, stream): a CUDA tensor's device address and its stream's cudaStream_t, as
+// BigInts, for the NCCL transport (ts/distributed/nccl.ts), which enqueues ncclSend/ncclRecv of
+// the tensor's bytes on that stream. The stream-order checker does not see those transfers.
+namespace {
+Napi::Value rawHandles(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Args a(info, "rawHandles");
+    Tensor t = a.tensor(0, "tensor");
+    sg::Stream& s = a.stream(1, "stream");
+    if (t.device().kind != DeviceKind::Cuda)
+      throw rangeError("rawHandles: 'tensor' is on " + t.device().name() + ": device handles exist for CUDA tensors only");
+    if (s.device() != t.device())
+      throw rangeError("rawHandles: 'stream' is on " + s.device().name() + " but 'tensor' on " + t.device().name());
+#ifdef SYNTHGRAD_WITH_CUDA
+    auto big = [&](const void* p) { return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p))); };
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("pointer", big(t.storage->data()));
+    o.Set("stream", big(cuda::streamHandle(s)));
+    return o;
+#else
+    throw rangeError("rawHandles: this build has no CUDA backend");
+#endif
+  });
+}
+}  // namespace
+
 namespace {
 // The backends, their stream threads and the thread pool are process-wide and outlive any one
 // environment. Node.js dlcloses an addon when the environment that loaded it ends: a Worker
@@ -224,6 +250,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("endCapture", Napi::Function::New(env, endCapture, "endCapture"));
   exports.Set("adamScalars", Napi::Function::New(env, adamScalars, "adamScalars"));
   exports.Set("cancelQueued", Napi::Function::New(env, cancelQueued, "cancelQueued"));
+  exports.Set("rawHandles", Napi::Function::New(env, rawHandles, "rawHandles"));
   return exports;
 }
 

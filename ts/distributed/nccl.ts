@@ -1,0 +1,279 @@
+// The NCCL transport: h_i and δ_i move between GPUs as device buffers, ncclSend/ncclRecv
+// enqueued on the module's stream, with no read-back to the host (mpi() reads every tensor
+// back, sends host bytes, and uploads them again). The optional addon synthgrad_nccl.node
+// (native/nccl/) loads libnccl.so.2 at run time; NCCL's unique id goes from rank 0 to the
+// others over MPI, which also carries the host messages (the labels), the barrier and abort.
+//
+// Not verified on a GPU yet (docs/distributed-scaling.md, "NCCL"): the tests here cover the
+// argument checks, the errors when NCCL or the addon is absent, and the calls the transport
+// makes, against a fake binding.
+import * as fs from 'fs';
+import * as path from 'path';
+import { checkOptions, describe } from '../check';
+import { Device } from '../device';
+import { error, rangeError, typeError } from '../errors';
+import { Stream } from '../stream';
+import { Tensor } from '../tensor';
+import { DeviceHandles, deviceHandles } from '../raw-handles';
+import { Payload, Transport, mpi } from './mpi';
+
+/** The addon's functions (native/nccl/nccl_binding.cpp). */
+export interface NcclBinding {
+  load(library: string): { version: number; path: string };
+  uniqueId(): Uint8Array;
+  /** resolves with the communicator's handle once every rank joined */
+  initRank(id: Uint8Array, ranks: number, rank: number, device: number): Promise<number>;
+  send(comm: number, pointer: bigint, bytes: number, peer: number, stream: bigint): void;
+  recv(comm: number, pointer: bigint, bytes: number, peer: number, stream: bigint): void;
+  groupStart(): void;
+  groupEnd(): void;
+  asyncError(comm: number): string | null;
+  destroy(comm: number): void;
+  abort(comm: number): void;
+}
+
+export type { DeviceHandles };
+
+/** Where the raw handles come from: the main addon's `rawHandles`, or a test's fake. */
+export type HandleSource = (tensor: Tensor, stream: Stream) => DeviceHandles;
+
+export interface NcclOptions {
+  /** this rank's GPU, e.g. Device.cuda(localRank) */
+  device: Device;
+  /** the MPI transport that hands NCCL's unique id around and carries the labels; default mpi() */
+  mpi?: Transport;
+  /** the NCCL library: default SYNTHGRAD_NCCL_LIBRARY, else libnccl.so.2 (found by the dynamic linker) */
+  library?: string;
+}
+
+/** The MPI tag of the unique id's hand-out: the MPI standard's least upper bound, out of distribute()'s way. */
+export const UNIQUE_ID_TAG = 32767;
+
+/** Where the NCCL addon is: SYNTHGRAD_NCCL_ADDON, else build/Release/synthgrad_nccl.node of the package. */
+export function ncclAddonPath(): string {
+  if (process.env.SYNTHGRAD_NCCL_ADDON) return path.resolve(process.env.SYNTHGRAD_NCCL_ADDON);
+  let dir = __dirname; // ts/distributed under ts-jest, dist/ts/distributed once compiled
+  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return path.join(dir, 'build', 'Release', 'synthgrad_nccl.node');
+}
+
+const USE_MPI = 'or use mpi() (host buffers)';
+
+let binding: NcclBinding | undefined;
+
+function loadAddon(): NcclBinding {
+  if (binding) return binding;
+  const file = ncclAddonPath();
+  if (!fs.existsSync(file))
+    throw error(
+      'ERR_SYNTHGRAD_NATIVE',
+      `nccl(): the NCCL transport is not built (no ${file}); 'npm run build' builds it (it needs neither NCCL nor CUDA to build), ${USE_MPI}`,
+    );
+  try {
+    // A native addon loads only through require (its path is known at run time).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    binding = require(file) as NcclBinding;
+  } catch (e) {
+    throw error('ERR_SYNTHGRAD_NATIVE', `nccl(): the NCCL transport ${file} failed to load: ${(e as Error).message}`);
+  }
+  return binding;
+}
+
+/** The library to load: `given`, else SYNTHGRAD_NCCL_LIBRARY, else libnccl.so.2. */
+function libraryName(given: unknown): string {
+  if (given !== undefined && (typeof given !== 'string' || given === ''))
+    throw typeError(`nccl(): 'library' must be a file name or path (e.g. 'libnccl.so.2'), got ${describe(given)}`);
+  return (given as string | undefined) ?? (process.env.SYNTHGRAD_NCCL_LIBRARY || 'libnccl.so.2');
+}
+
+/** Loads the addon and NCCL; NCCL's version as 'major.minor.patch', or a clear error. */
+function loadNccl(library: string): { b: NcclBinding; version: string } {
+  const b = loadAddon();
+  let code: number;
+  try {
+    code = b.load(library).version;
+  } catch (e) {
+    const why = (e as Error).message.replace(/^nccl\.load: /, '');
+    throw error(
+      'ERR_SYNTHGRAD_NATIVE',
+      `nccl(): ${why}; install NCCL (Debian/Ubuntu with NVIDIA's repository: apt-get install libnccl2; ` +
+        `or pip's nvidia-nccl-cu12 and SYNTHGRAD_NCCL_LIBRARY=its libnccl.so.2) ${USE_MPI}`,
+    );
+  }
+  return { b, version: versionText(code) };
+}
+
+/** NCCL's version code (major·10000 + minor·100 + patch from 2.9 on, major·1000 + minor·100 + patch before) as text. */
+export function versionText(code: number): string {
+  const major = code >= 10000 ? Math.floor(code / 10000) : Math.floor(code / 1000);
+  const rest = code >= 10000 ? code % 10000 : code % 1000;
+  return `${major}.${Math.floor(rest / 100)}.${rest % 100}`;
+}
+
+/** Whether the NCCL transport can run here: the addon is built and NCCL loads. */
+export function ncclAvailable(library?: string): boolean {
+  try {
+    loadNccl(libraryName(library));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The NCCL transport of this rank, on `device` (its GPU). Every rank calls it at the same
+ * point (it joins them into one NCCL communicator, the size of the MPI job). Rejects with
+ * ERR_SYNTHGRAD_NATIVE when the addon or NCCL is absent, naming what to install.
+ */
+export async function nccl(options: NcclOptions): Promise<NcclTransport> {
+  if (!options || typeof options !== 'object') throw typeError('nccl(): expects options { device, mpi?, library? }');
+  checkOptions('nccl()', options, ['device', 'mpi', 'library']);
+  const library = libraryName(options.library);
+  const device = options.device;
+  if (!(device instanceof Device)) throw typeError(`nccl(): 'device' must be a Device (Device.cuda(i)), got ${describe(device)}`);
+  if (options.mpi !== undefined && !isTransport(options.mpi))
+    throw typeError(`nccl(): 'mpi' must be the MPI transport (mpi()), got ${describe(options.mpi)}`);
+  // What is missing on this machine first (the addon, NCCL), then the device; MPI is started last.
+  const { b, version } = loadNccl(library);
+  if (!device.isCuda)
+    throw rangeError(`nccl(): 'device' must be a CUDA device (Device.cuda(i)): NCCL moves GPU buffers, got ${device.name}; ${USE_MPI}`);
+  const host = options.mpi ?? mpi();
+  // Rank 0 draws the id and hands it to every other rank over MPI.
+  let id: Uint8Array;
+  if (host.rank === 0) {
+    id = b.uniqueId();
+    await Promise.all(Array.from({ length: host.size - 1 }, (_, r) => host.send(new Int32Array(id.slice().buffer), r + 1, UNIQUE_ID_TAG)));
+  } else {
+    const words = await host.receive(new Int32Array(32), 0, UNIQUE_ID_TAG, "NCCL's unique id");
+    id = new Uint8Array(words.buffer);
+  }
+  const comm = await b.initRank(id, host.size, host.rank, Number(device.name.slice('cuda:'.length)));
+  return new NcclTransport(b, comm, host, device, version);
+}
+
+function isTransport(t: unknown): t is Transport {
+  const o = t as Transport;
+  return !!o && typeof o === 'object' && typeof o.send === 'function' && typeof o.receive === 'function' && Number.isInteger(o.rank);
+}
+
+export class NcclTransport implements Transport {
+  /** @internal (nccl() builds it; tests give a fake binding and handle source) */
+  constructor(
+    private readonly b: NcclBinding,
+    private comm: number | undefined,
+    /** the MPI transport under it: the unique id, the labels, the barrier, abort */
+    readonly host: Transport,
+    readonly device: Device,
+    /** NCCL's version, e.g. '2.21.5' */
+    readonly version: string,
+    private readonly handles: HandleSource = deviceHandles,
+  ) {}
+
+  get rank(): number {
+    return this.host.rank;
+  }
+
+  get size(): number {
+    return this.host.size;
+  }
+
+  /** Host arrays (the labels) go over MPI. */
+  send(data: Payload, to: number, tag: number): Promise<void> {
+    return this.host.send(data, to, tag);
+  }
+
+  receive<T extends Payload>(into: T, from: number, tag: number, what?: string): Promise<T> {
+    return this.host.receive(into, from, tag, what);
+  }
+
+  barrier(): Promise<void> {
+    return this.host.barrier();
+  }
+
+  /**
+   * Enqueues the send of `x`'s bytes to rank `to` on `stream`, after the work already enqueued
+   * there (the op that wrote `x`); returns at once. `x` must stay alive and unchanged until
+   * `stream` has passed the send (the rank above receives the same byte count).
+   */
+  sendTensor(x: Tensor, to: number, stream: Stream): void {
+    this.transfer('sendTensor', 'x', x, to, stream, false);
+  }
+
+  /** Enqueues the receive of `into`'s bytes from rank `from` on `stream`; returns `into` at once (ops after it on `stream` see the bytes). */
+  receiveTensor(into: Tensor, from: number, stream: Stream): Tensor {
+    this.transfer('receiveTensor', 'into', into, from, stream, true);
+    return into;
+  }
+
+  /**
+   * Runs `transfers` (sendTensor and receiveTensor calls) as one NCCL group: they start
+   * together. An NCCL send may wait on its stream until the peer posts the receive, so two
+   * ranks that each enqueue a send before a receive on one stream wait for each other forever
+   * unless the pair is grouped (or sends and receives go on separate streams).
+   */
+  group(transfers: () => void): void {
+    this.open('group');
+    this.b.groupStart();
+    try {
+      transfers();
+    } finally {
+      this.b.groupEnd();
+    }
+  }
+
+  /** NCCL's asynchronous error (a failed peer, a broken connection), or null; a run checks it while it waits. */
+  asyncError(): string | null {
+    return this.b.asyncError(this.open('asyncError'));
+  }
+
+  /** Destroys the communicator (after every stream finished its transfers), then finalises MPI. */
+  finalize(): void {
+    if (this.comm !== undefined) this.b.destroy(this.comm);
+    this.comm = undefined;
+    this.host.finalize();
+  }
+
+  /** Aborts the communicator (in-flight transfers end), then ends every rank through MPI. */
+  abort(code = 1): void {
+    if (this.comm !== undefined) {
+      try {
+        this.b.abort(this.comm);
+      } catch {
+        // ending anyway
+      }
+      this.comm = undefined;
+    }
+    this.host.abort(code);
+  }
+
+  private open(fn: string): number {
+    if (this.comm === undefined) throw error('ERR_SYNTHGRAD_STATE', `nccl.${fn}: the transport was finalised or aborted`);
+    return this.comm;
+  }
+
+  private transfer(fn: string, name: string, t: Tensor, peer: number, stream: Stream, receive: boolean): void {
+    const comm = this.open(fn);
+    if (!(t instanceof Tensor)) throw typeError(`nccl.${fn}: '${name}' must be a Tensor, got ${describe(t)}`);
+    if (t.disposed) throw error('ERR_SYNTHGRAD_STATE', `nccl.${fn}: '${name}' was disposed`);
+    if (!t.device.equals(this.device))
+      throw rangeError(`nccl.${fn}: '${name}' must be on ${this.device.name} (this transport's device), got ${t.device.name}`);
+    if (!(stream instanceof Stream)) throw typeError(`nccl.${fn}: 'stream' must be a Stream, got ${describe(stream)}`);
+    if (!stream.device.equals(this.device))
+      throw rangeError(`nccl.${fn}: 'stream' must be on ${this.device.name} (this transport's device), got ${stream.device.name}`);
+    const what = receive ? 'from' : 'to';
+    if (!Number.isInteger(peer) || peer < 0 || peer >= this.size)
+      throw rangeError(`nccl.${fn}: '${what}' must be a rank in [0, ${this.size - 1}], got ${String(peer)}`);
+    if (peer === this.rank)
+      throw rangeError(`nccl.${fn}: '${what}' is this rank (${peer}): a module next to one on the same rank takes its tensor directly`);
+    const bytes = t.size * 4; // float32 and int32 alike
+    if (bytes === 0) return; // nothing to move (NCCL takes a count of 0 as a no-op too)
+    const { pointer, stream: handle } = this.handles(t, stream);
+    if (receive) this.b.recv(comm, pointer, bytes, peer, handle);
+    else this.b.send(comm, pointer, bytes, peer, handle);
+  }
+}
+
+/** @internal for tests: use `b` as the addon (undefined: load the real one again on next use). */
+export function useNcclBindingForTests(b: NcclBinding | undefined): void {
+  binding = b;
+}
