@@ -284,7 +284,7 @@ export class DecoupledTraining implements TrainingStrategy {
         this.optimizers[i].step(this.params[i], s, capture);
         if (i > 0 && separate) this.deltaReady[i - 1][slot].record(s);
       }
-      if (i < n - 1 && above) this.scheduleLearn(i, { step: t, prediction: predictions[i], target: above }, mctx[i], separate);
+      if (i < n - 1) this.scheduleLearn(i, t, above && { step: t, prediction: predictions[i], target: above }, mctx[i], separate);
       above = down;
     }
 
@@ -393,14 +393,18 @@ export class DecoupledTraining implements TrainingStrategy {
     return g;
   }
 
-  /** M_i regresses onto δ_i: now (lockstep) or once `depth` more steps were enqueued. */
-  private scheduleLearn(i: number, learn: PendingLearn, ctx: StepContext, separate: boolean): void {
+  /**
+   * M_i regresses onto δ_i: now (lockstep) or once `depth` more steps were enqueued. Called
+   * at every step t, with `learn` undefined when module i+1 did not update: the updates that
+   * fall due at t still run then, while their step's tensors and δ event slot are kept.
+   */
+  private scheduleLearn(i: number, t: number, learn: PendingLearn | undefined, ctx: StepContext, separate: boolean): void {
     const queue = this.pending[i];
-    queue.push(learn);
-    while (queue.length && queue[0].step <= learn.step - this.depth) {
+    if (learn) queue.push(learn);
+    while (queue.length && queue[0].step <= t - this.depth) {
       const due = queue.shift()!;
       if (separate) ctx.stream.wait(this.deltaReady[i][due.step % (this.depth + 1)]);
-      const loss = due.prediction.learn(due.target, ctx, due.step < learn.step);
+      const loss = due.prediction.learn(due.target, ctx, due.step < t);
       // Kept in a tensor of its own: the step's arena (and the loss in it) may be gone before a probe reads it.
       ops.copy(ctx, loss, this.synthLoss[i]);
     }
