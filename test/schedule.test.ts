@@ -328,9 +328,12 @@ describe('the decoupled step against a float64 simulation of the method', () => 
     // "axpby: 'x' was disposed" when due updates waited for the next target).
     ['depth 2, p = 0.5, 12 steps', { kind: 'pipelined' as const, depth: 2, pUpdate: 0.5 }, 12],
     ['depth 1', { kind: 'pipelined' as const, depth: 1 }],
-  ])('the pipelined schedule (%s): late targets regressed from their saved inputs with the current weights', async (_, schedule, steps = 6) => {
-    await runAgainstSimulation({ schedule }, steps);
-  });
+  ])(
+    'the pipelined schedule (%s): late targets regressed from their saved inputs with the current weights',
+    async (_, schedule, steps = 6) => {
+      await runAgainstSimulation({ schedule }, steps);
+    },
+  );
 
   test('the pipelined schedule with BP(λ = 0.5) and a warm-up', async () => {
     await runAgainstSimulation({ schedule: { kind: 'pipelined', depth: 2 }, lambda: 0.5, warmupSteps: 1 }, 5);
