@@ -9,7 +9,8 @@
   },
   "targets": [
     {
-      # The GEMM micro-kernels are the only code built with AVX2/AVX-512 (chosen at run time).
+      # The GEMM micro-kernels and the per-ISA kernels are the only code built with AVX2/AVX-512
+      # (chosen at run time).
       "target_name": "gemm_avx2",
       "type": "static_library",
       "sources": ["native/cpu/gemm_avx2.cpp"],
@@ -22,8 +23,31 @@
       "cflags_cc": ["<@(core_flags)", "-fPIC", "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mfma"]
     },
     {
+      # The non-GEMM kernels once per ISA (native/cpu/kernels_isa.h); no FMA contraction, so
+      # every ISA gives bit-identical results.
+      "target_name": "kernels_generic",
+      "type": "static_library",
+      "sources": ["native/cpu/kernels_generic.cpp"],
+      "include_dirs": ["native"],
+      "cflags_cc": ["<@(core_flags)", "-fPIC", "-fno-math-errno", "-ffp-contract=off"]
+    },
+    {
+      "target_name": "kernels_avx2",
+      "type": "static_library",
+      "sources": ["native/cpu/kernels_avx2.cpp"],
+      "include_dirs": ["native"],
+      "cflags_cc": ["<@(core_flags)", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-mavx2", "-mfma"]
+    },
+    {
+      "target_name": "kernels_avx512",
+      "type": "static_library",
+      "sources": ["native/cpu/kernels_avx512.cpp"],
+      "include_dirs": ["native"],
+      "cflags_cc": ["<@(core_flags)", "-fPIC", "-fno-math-errno", "-ffp-contract=off", "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mfma"]
+    },
+    {
       "target_name": "synthgrad",
-      "dependencies": ["gemm_avx2", "gemm_avx512"],
+      "dependencies": ["gemm_avx2", "gemm_avx512", "kernels_generic", "kernels_avx2", "kernels_avx512"],
       "sources": [
         "native/core/ops.cpp",
         "native/core/parallel.cpp",

@@ -21,15 +21,15 @@ MUTATIONS=(
   "gemm-avx512-beta-sign|native/cpu/gemm_avx512.cpp|s/_mm512_fmadd_ps\(betaV, _mm512_loadu_ps\(/_mm512_fnmadd_ps(betaV, _mm512_loadu_ps(/|gemm:avx512"
   "gemm-generic-index|native/cpu/gemm.cpp|s/acc\[r\]\[j\] \+= a\[r\] \* b\[j\]/acc[r][j] += a[r] * b[r]/|gemm:generic"
   "gemm-generic-drops-beta|native/cpu/gemm.cpp|s/alpha \* acc\[r\]\[j\] \+ beta \* cRow\[j\]/alpha * acc[r][j]/|gemm:generic"
-  "bias-add-index|native/cpu/kernels.cpp|s/yr\[c\] \+= bs\[c\]/yr[c] += bs[0]/|kernels"
-  "bias-backward-overwrites|native/cpu/kernels.cpp|s/dbias\[c\] \+= static_cast<float>\(sum\[c\]\)/dbias[c] = static_cast<float>(sum[c])/|kernels"
-  "relu-backward-at-zero|native/cpu/kernels.cpp|s/yv > 0.0f \? g : 0.0f/yv >= 0.0f ? g : 0.0f/|kernels"
-  "tanh-backward-sign|native/cpu/kernels.cpp|s/g \* \(\(1.0f - yv\) \* \(1.0f \+ yv\)\)/g * ((1.0f - yv) * (1.0f - yv))/|kernels"
-  "batchnorm-backward-sign|native/cpu/kernels.cpp|s/a1\[c\] \+= g \* xc;/a1[c] -= g * xc;/|kernels"
-  "softmax-backward-drops-one|native/cpu/kernels.cpp|s/d\[label\] = k \* \(pl - 1.0f\)/d[label] = k * pl/|kernels"
-  "mse-backward-sign|native/cpu/kernels.cpp|s/dpred\[i\] = k \* \(pred\[i\] - target\[i\]\)/dpred[i] = k * (target[i] - pred[i])/|kernels"
-  "sgd-momentum-sign|native/cpu/kernels.cpp|s/p\[i\] -= lr \* v\[i\];/p[i] += lr * v[i];/|kernels"
-  "adam-drops-weight-decay|native/cpu/kernels.cpp|s/const float gi = g\[i\] \+ weightDecay \* p\[i\];/const float gi = g[i];/|kernels"
+  "bias-add-index|native/cpu/kernels_body.inc|s/yr\[c\] \+= bs\[c\]/yr[c] += bs[0]/|kernels"
+  "bias-backward-overwrites|native/cpu/kernels_body.inc|s/dbias\[c\] \+= static_cast<float>\(sum\[c\]\)/dbias[c] = static_cast<float>(sum[c])/|kernels"
+  "relu-backward-at-zero|native/cpu/kernels_body.inc|s/yv > 0.0f \? g : 0.0f/yv >= 0.0f ? g : 0.0f/|kernels"
+  "tanh-backward-sign|native/cpu/kernels_body.inc|s/g \* \(\(1.0f - yv\) \* \(1.0f \+ yv\)\)/g * ((1.0f - yv) * (1.0f - yv))/|kernels"
+  "batchnorm-backward-sign|native/cpu/kernels_body.inc|s/a1\[c\] \+= g \* xc;/a1[c] -= g * xc;/|kernels"
+  "softmax-backward-drops-one|native/cpu/kernels_body.inc|s/d\[label\] = k \* \(pl - 1.0f\)/d[label] = k * pl/|kernels"
+  "mse-backward-sign|native/cpu/kernels_body.inc|s/dpred\[i\] = k \* \(pred\[i\] - target\[i\]\)/dpred[i] = k * (target[i] - pred[i])/|kernels"
+  "sgd-momentum-sign|native/cpu/kernels_body.inc|s/p\[i\] -= lr \* v\[i\];/p[i] += lr * v[i];/|kernels"
+  "adam-drops-weight-decay|native/cpu/kernels_body.inc|s/const float gi = g\[i\] \+ weightDecay \* p\[i\];/const float gi = g[i];/|kernels"
 )
 
 if [[ "${1:-}" == "--list" ]]; then
@@ -40,7 +40,7 @@ fi
 backup="$(mktemp -d)"   # the unmutated source while a mutation is applied
 log="$(mktemp)"
 restore() {
-  for f in "$backup"/*.cpp; do [[ -e "$f" ]] && cp "$f" "native/cpu/$(basename "$f")"; done
+  for f in "$backup"/*; do [[ -e "$f" ]] && cp "$f" "native/cpu/$(basename "$f")"; done
   rm -rf "$backup" "$log"
 }
 trap restore EXIT

@@ -33,6 +33,15 @@ export interface NativeOps {
   batchNormBackward(s: NativeStream, x: NativeTensor, dy: NativeTensor, gamma: NativeTensor,
                     saveMean: NativeTensor, saveInvStd: NativeTensor, dx: NativeTensor, dgamma: NativeTensor,
                     dbeta: NativeTensor): void;
+  /** batchNormForward then ReLU in one pass: y = max(BatchNorm(x), 0), bit for bit the two ops (NaN kept) */
+  batchNormReluForward(s: NativeStream, x: NativeTensor, gamma: NativeTensor, beta: NativeTensor,
+                       y: NativeTensor, runningMean: NativeTensor, runningVar: NativeTensor,
+                       saveMean: NativeTensor, saveInvStd: NativeTensor, momentum: number, eps: number,
+                       training: boolean): void;
+  /** batchNormReluForward's backward from its output y: batchNormBackward of (y > 0 ? dy : 0), bit for bit activationBackward (relu) then batchNormBackward */
+  batchNormReluBackward(s: NativeStream, x: NativeTensor, y: NativeTensor, dy: NativeTensor,
+                        gamma: NativeTensor, saveMean: NativeTensor, saveInvStd: NativeTensor,
+                        dx: NativeTensor, dgamma: NativeTensor, dbeta: NativeTensor): void;
   /** probs = softmax(logits), loss[0] = (sum over scored rows of -log probs[label]) / rows (labels int32; a label of -1 scores nothing at its row) */
   softmaxCrossEntropyForward(s: NativeStream, logits: NativeTensor, labels: NativeTensor, probs: NativeTensor,
                              loss: NativeTensor): void;

@@ -71,6 +71,11 @@ export interface BuildInfo {
   cudaError: string;
   /** the CPU GEMM's instruction set: 'avx512', 'avx2' or 'generic' */
   cpuGemm: string;
+  /**
+   * the instruction set the other CPU kernels (BatchNorm, activations, losses, optimizers...)
+   * were compiled for, as the running code reports it; the same choice as cpuGemm
+   */
+  cpuKernels: string;
   napiVersion: number;
 }
 

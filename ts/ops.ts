@@ -255,11 +255,15 @@ export interface BatchNormSaved {
   y: Tensor;
   saveMean: Tensor;
   saveInvStd: Tensor;
+  /** y is max(BatchNorm(x), 0): the forward applied a ReLU, which the backward goes through */
+  relu?: boolean;
 }
 
 /**
  * Batch normalisation of x [B, F]; in training mode updates runningMean/runningVar in place
- * (by `momentum`) and saves the batch statistics the backward pass needs.
+ * (by `momentum`) and saves the batch statistics the backward pass needs. With `relu`, y is
+ * ReLU(BatchNorm(x)) from one op (bit for bit the two ops), and batchNormBackward takes the
+ * gradient of that y.
  */
 export function batchNorm(
   ctx: OpContext,
@@ -271,12 +275,13 @@ export function batchNorm(
   momentum: number,
   eps: number,
   training: boolean,
+  relu = false,
 ): BatchNormSaved {
   const features = x.shape[x.shape.length - 1];
   const y = empty(ctx, x.shape);
   const saveMean = empty(ctx, [features]);
   const saveInvStd = empty(ctx, [features]);
-  ops.batchNormForward(
+  const args = [
     ctx.stream.handle,
     x.handle,
     gamma.handle,
@@ -289,11 +294,13 @@ export function batchNorm(
     momentum,
     eps,
     training,
-  );
-  return { y, saveMean, saveInvStd };
+  ] as const;
+  if (relu) ops.batchNormReluForward(...args);
+  else ops.batchNormForward(...args);
+  return relu ? { y, saveMean, saveInvStd, relu } : { y, saveMean, saveInvStd };
 }
 
-/** Returns dx; accumulates into dgamma and dbeta. */
+/** Returns dx (through the ReLU when the forward applied one); accumulates into dgamma and dbeta. */
 export function batchNormBackward(
   ctx: OpContext,
   x: Tensor,
@@ -304,17 +311,21 @@ export function batchNormBackward(
   dbeta: Tensor,
 ): Tensor {
   const dx = empty(ctx, x.shape);
-  ops.batchNormBackward(
-    ctx.stream.handle,
-    x.handle,
-    dy.handle,
-    gamma.handle,
-    saved.saveMean.handle,
-    saved.saveInvStd.handle,
-    dx.handle,
-    dgamma.handle,
-    dbeta.handle,
-  );
+  const [mean, invStd] = [saved.saveMean.handle, saved.saveInvStd.handle];
+  if (saved.relu)
+    ops.batchNormReluBackward(
+      ctx.stream.handle,
+      x.handle,
+      saved.y.handle,
+      dy.handle,
+      gamma.handle,
+      mean,
+      invStd,
+      dx.handle,
+      dgamma.handle,
+      dbeta.handle,
+    );
+  else ops.batchNormBackward(ctx.stream.handle, x.handle, dy.handle, gamma.handle, mean, invStd, dx.handle, dgamma.handle, dbeta.handle);
   return dx;
 }
 

@@ -28,6 +28,7 @@ Napi::Value buildInfo(const Napi::CallbackInfo& info) {
   o.Set("cudaDevices", Napi::Number::New(env, cudaDeviceCount()));
   o.Set("cudaError", Napi::String::New(env, cudaDeviceError()));
   o.Set("cpuGemm", Napi::String::New(env, cpu::sgemmIsa()));
+  o.Set("cpuKernels", Napi::String::New(env, cpu::kernelsIsa()));
   o.Set("napiVersion", Napi::Number::New(env, NAPI_VERSION));
   return o;
 }

@@ -214,11 +214,13 @@ void activationBackward(Stream& s, Activation act, const Tensor& y, const Tensor
   on(s, c).activationBackward(s, act, y, dy, dx);
 }
 
-void batchNormForward(Stream& s, const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                      const Tensor& y, const Tensor& runningMean, const Tensor& runningVar,
-                      const Tensor& saveMean, const Tensor& saveInvStd, float momentum,
-                      float eps, bool training) {
-  Check c("batchNormForward", s);
+namespace {
+
+// The checks of batchNormForward, shared with batchNormReluForward (`op` names it in errors).
+void checkBatchNormForward(Check& c, const char* op, const Tensor& x, const Tensor& gamma,
+                           const Tensor& beta, const Tensor& y, const Tensor& runningMean,
+                           const Tensor& runningVar, const Tensor& saveMean,
+                           const Tensor& saveInvStd, float momentum, float eps, bool training) {
   c.tensor(x, "x").rank(x, "x", 2);
   Shape features{cols(x)};
   c.tensor(gamma, "gamma").shape(gamma, "gamma", features);
@@ -234,16 +236,14 @@ void batchNormForward(Stream& s, const Tensor& x, const Tensor& gamma, const Ten
   stats(saveInvStd, "saveInvStd");
   c.distinct(x, "x", y, "y").inRange(momentum, "momentum", 0, 1.0000001).positive(eps, "eps");
   if (training && rows(x) < 2)
-    throw rangeError("batchNormForward: 'x' needs at least 2 rows in training mode, got " +
+    throw rangeError(std::string(op) + ": 'x' needs at least 2 rows in training mode, got " +
                      shapeString(x.shape));
-  on(s, c).batchNormForward(s, x, gamma, beta, y, runningMean, runningVar, saveMean, saveInvStd,
-                         momentum, eps, training);
 }
 
-void batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy, const Tensor& gamma,
-                       const Tensor& saveMean, const Tensor& saveInvStd, const Tensor& dx,
-                       const Tensor& dgamma, const Tensor& dbeta) {
-  Check c("batchNormBackward", s);
+// The checks of batchNormBackward, shared with batchNormReluBackward.
+void checkBatchNormBackward(Check& c, const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                            const Tensor& saveMean, const Tensor& saveInvStd, const Tensor& dx,
+                            const Tensor& dgamma, const Tensor& dbeta) {
   c.tensor(x, "x").rank(x, "x", 2);
   Shape features{cols(x)};
   c.tensor(dy, "dy").shape(dy, "dy", x.shape).out(dx, "dx").shape(dx, "dx", x.shape);
@@ -253,7 +253,47 @@ void batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy, const Tenso
   c.out(dgamma, "dgamma").shape(dgamma, "dgamma", features);
   c.out(dbeta, "dbeta").shape(dbeta, "dbeta", features);
   c.distinct(x, "x", dx, "dx").distinct(dy, "dy", dx, "dx");
+}
+
+}  // namespace
+
+void batchNormForward(Stream& s, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                      const Tensor& y, const Tensor& runningMean, const Tensor& runningVar,
+                      const Tensor& saveMean, const Tensor& saveInvStd, float momentum,
+                      float eps, bool training) {
+  Check c("batchNormForward", s);
+  checkBatchNormForward(c, "batchNormForward", x, gamma, beta, y, runningMean, runningVar,
+                        saveMean, saveInvStd, momentum, eps, training);
+  on(s, c).batchNormForward(s, x, gamma, beta, y, runningMean, runningVar, saveMean, saveInvStd,
+                         momentum, eps, training);
+}
+
+void batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                       const Tensor& saveMean, const Tensor& saveInvStd, const Tensor& dx,
+                       const Tensor& dgamma, const Tensor& dbeta) {
+  Check c("batchNormBackward", s);
+  checkBatchNormBackward(c, x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta);
   on(s, c).batchNormBackward(s, x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta);
+}
+
+void batchNormReluForward(Stream& s, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                          const Tensor& y, const Tensor& runningMean, const Tensor& runningVar,
+                          const Tensor& saveMean, const Tensor& saveInvStd, float momentum,
+                          float eps, bool training) {
+  Check c("batchNormReluForward", s);
+  checkBatchNormForward(c, "batchNormReluForward", x, gamma, beta, y, runningMean, runningVar,
+                        saveMean, saveInvStd, momentum, eps, training);
+  on(s, c).batchNormReluForward(s, x, gamma, beta, y, runningMean, runningVar, saveMean,
+                                saveInvStd, momentum, eps, training);
+}
+
+void batchNormReluBackward(Stream& s, const Tensor& x, const Tensor& y, const Tensor& dy,
+                           const Tensor& gamma, const Tensor& saveMean, const Tensor& saveInvStd,
+                           const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta) {
+  Check c("batchNormReluBackward", s);
+  checkBatchNormBackward(c, x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta);
+  c.tensor(y, "y").shape(y, "y", x.shape).distinct(y, "y", dx, "dx");
+  on(s, c).batchNormReluBackward(s, x, y, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta);
 }
 
 void softmaxCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& labels,

@@ -85,6 +85,31 @@ void CpuBackend::batchNormBackward(Stream& s, const Tensor& x, const Tensor& dy,
   });
 }
 
+// BatchNorm and the ReLU after it in the same passes (kernels.h): bit for bit the two ops.
+void CpuBackend::batchNormReluForward(Stream& s, const Tensor& x, const Tensor& gamma,
+                                      const Tensor& beta, const Tensor& y,
+                                      const Tensor& runningMean, const Tensor& runningVar,
+                                      const Tensor& saveMean, const Tensor& saveInvStd,
+                                      float momentum, float eps, bool training) {
+  enqueueOp(s, __func__, [=] {
+    cpu::batchNormForward(x.f32(), gamma.f32(), beta.f32(), y.f32(), runningMean.f32(),
+                          runningVar.f32(), saveMean.f32(), saveInvStd.f32(), x.shape[0],
+                          x.shape[1], momentum, eps, training, /*relu=*/true);
+  });
+}
+
+void CpuBackend::batchNormReluBackward(Stream& s, const Tensor& x, const Tensor& y,
+                                       const Tensor& dy, const Tensor& gamma,
+                                       const Tensor& saveMean, const Tensor& saveInvStd,
+                                       const Tensor& dx, const Tensor& dgamma,
+                                       const Tensor& dbeta) {
+  enqueueOp(s, __func__, [=] {
+    cpu::batchNormBackward(x.f32(), dy.f32(), gamma.f32(), saveMean.f32(), saveInvStd.f32(),
+                           dx.f32(), dgamma.f32(), dbeta.f32(), x.shape[0], x.shape[1],
+                           /*reluOutput=*/y.f32());
+  });
+}
+
 void CpuBackend::softmaxCrossEntropyForward(Stream& s, const Tensor& logits, const Tensor& labels,
                                             const Tensor& probs, const Tensor& loss) {
   enqueueOp(s, __func__, [=] {
@@ -176,19 +201,18 @@ void CpuBackend::writeScalars(Stream& s, const Tensor& y, const std::vector<floa
 }
 
 // The hyperparameters are read when the task runs, not when it is enqueued: a replayed
-// graph then uses the values written before each launch.
+// graph then uses the values written before each launch. The whole group is one pass (one
+// parallel loop over all its elements), the gradients zeroed in it.
 void CpuBackend::sgdStepGroup(Stream& s, const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                               const std::vector<Tensor>& velocities, const Tensor& hyper, float momentum,
                               float weightDecay) {
   enqueueOp(s, __func__, [=] {
-    const float lr = hyper.f32()[0];
-    for (size_t i = 0; i < params.size(); ++i) {
-      const int64_t n = params[i].numel();
-      cpu::sgdStep(params[i].f32(), grads[i].f32(),
-                   velocities.empty() ? nullptr : velocities[i].f32(), n, lr, momentum,
-                   weightDecay);
-      cpu::fill(grads[i].f32(), n, 0.0f);
-    }
+    std::vector<cpu::GroupTensor> group(params.size());
+    for (size_t i = 0; i < params.size(); ++i)
+      group[i] = {params[i].f32(), grads[i].f32(),
+                  velocities.empty() ? nullptr : velocities[i].f32(), nullptr, params[i].numel()};
+    cpu::sgdStepGroup(group.data(), static_cast<int64_t>(group.size()), hyper.f32()[0], momentum,
+                      weightDecay);
   });
 }
 
@@ -197,13 +221,12 @@ void CpuBackend::adamStepGroup(Stream& s, const std::vector<Tensor>& params, con
                                const Tensor& hyper, float beta1, float beta2, float eps,
                                float weightDecay) {
   enqueueOp(s, __func__, [=] {
+    std::vector<cpu::GroupTensor> group(params.size());
+    for (size_t i = 0; i < params.size(); ++i)
+      group[i] = {params[i].f32(), grads[i].f32(), ms[i].f32(), vs[i].f32(), params[i].numel()};
     const cpu::AdamScalars scalars{hyper.f32()[0], hyper.f32()[1]};
-    for (size_t i = 0; i < params.size(); ++i) {
-      const int64_t n = params[i].numel();
-      cpu::adamStepScaled(params[i].f32(), grads[i].f32(), ms[i].f32(), vs[i].f32(), n, scalars,
-                          beta1, beta2, eps, weightDecay);
-      cpu::fill(grads[i].f32(), n, 0.0f);
-    }
+    cpu::adamStepGroup(group.data(), static_cast<int64_t>(group.size()), scalars, beta1, beta2,
+                       eps, weightDecay);
   });
 }
 

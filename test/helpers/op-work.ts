@@ -151,6 +151,13 @@ const prices: Record<string, Price | ((c: OpCall) => Price)> = {
     updates: c.args.training ? ['runningMean', 'runningVar'] : [],
   }),
   batchNormBackward: { reads: ['x', 'dy', 'gamma', 'saveMean', 'saveInvStd'], writes: ['dx'], updates: ['dgamma', 'dbeta'] },
+  // BatchNorm and the ReLU after it as one op: the ReLU's pass over y adds no bytes.
+  batchNormReluForward: (c) => ({
+    reads: ['x', 'gamma', 'beta'],
+    writes: ['y', 'saveMean', 'saveInvStd'],
+    updates: c.args.training ? ['runningMean', 'runningVar'] : [],
+  }),
+  batchNormReluBackward: { reads: ['x', 'y', 'dy', 'gamma', 'saveMean', 'saveInvStd'], writes: ['dx'], updates: ['dgamma', 'dbeta'] },
   softmaxCrossEntropyForward: { reads: ['logits', 'labels'], writes: ['probs', 'loss'] },
   softmaxCrossEntropyBackward: { reads: ['probs', 'labels'], writes: ['dlogits'] },
   sigmoidCrossEntropyForward: { reads: ['logits', 'targets'], writes: ['probs', 'loss'] },

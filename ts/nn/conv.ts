@@ -284,7 +284,7 @@ export class BatchNorm2d extends BatchNormLayer {
     return [...imageShape(this.name, input, this.channels)];
   }
 
-  forward(x: Tensor, ctx: StepContext): Forwarded {
+  protected normalize(x: Tensor, ctx: StepContext, relu: boolean): Forwarded {
     this.initialized(this.gamma);
     checkImages(this.name, x, ctx, this.channels);
     const [N, C, H, W] = x.shape;
@@ -293,7 +293,7 @@ export class BatchNorm2d extends BatchNormLayer {
     // [N, C, H, W] → [N HW, C] rows and back: swapLastAxes copies, reshape is a view.
     const toRows = (t: Tensor, c: StepContext) => ops.swapLastAxes(c, t.reshape([N, C, H * W], c.arena)).reshape([N * H * W, C], c.arena);
     const toImages = (t: Tensor, c: StepContext) => ops.swapLastAxes(c, t.reshape([N, H * W, C], c.arena)).reshape([N, C, H, W], c.arena);
-    const f = this.normalizeRows(toRows(x, ctx), ctx);
+    const f = this.normalizeRows(toRows(x, ctx), ctx, relu);
     return {
       output: toImages(f.output, ctx),
       backward: (dy, bctx, needInputGrad) => {

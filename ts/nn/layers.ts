@@ -133,8 +133,23 @@ export abstract class BatchNormLayer extends Module {
     this.runningVar?.dispose();
   }
 
-  /** Normalises [rows, width] rows (checked by the caller); backward gives d(rows). */
-  protected normalizeRows(rows: Tensor, ctx: StepContext): Forwarded {
+  forward(x: Tensor, ctx: StepContext): Forwarded {
+    return this.normalize(x, ctx, false);
+  }
+
+  /**
+   * forward followed by a ReLU, as one op each way (bit for bit the two layers): Sequential
+   * runs a BatchNorm and the ReLU right after it so.
+   */
+  forwardWithReLU(x: Tensor, ctx: StepContext): Forwarded {
+    return this.normalize(x, ctx, true);
+  }
+
+  /** The forward, with the ReLU applied to its output when `relu`. */
+  protected abstract normalize(x: Tensor, ctx: StepContext, relu: boolean): Forwarded;
+
+  /** Normalises [rows, width] rows (checked by the caller), then ReLU when `relu`; backward gives d(rows). */
+  protected normalizeRows(rows: Tensor, ctx: StepContext, relu: boolean): Forwarded {
     const gamma = this.initialized(this.gamma);
     const beta = this.initialized(this.beta);
     const saved = ops.batchNorm(
@@ -147,6 +162,7 @@ export abstract class BatchNormLayer extends Module {
       ctx.freezeStatistics ? 0 : this.momentum,
       this.eps,
       ctx.training,
+      relu,
     );
     return {
       output: saved.y,
@@ -178,11 +194,11 @@ export class BatchNorm1d extends BatchNormLayer {
     return this.features;
   }
 
-  forward(x: Tensor, ctx: StepContext): Forwarded {
+  protected normalize(x: Tensor, ctx: StepContext, relu: boolean): Forwarded {
     this.initialized(this.gamma);
     checkInput(this.name, x, this.features, ctx);
     if (ctx.training && x.shape[0] < 2) throw rangeError(`${this.name}: training needs a batch of at least 2, got ${x.shape[0]}`);
-    return this.normalizeRows(x, ctx);
+    return this.normalizeRows(x, ctx, relu);
   }
 }
 
@@ -293,7 +309,17 @@ export class Sequential extends Module {
   forward(x: Tensor, ctx: StepContext): Forwarded {
     const backwards: Backward[] = [];
     let h = x;
-    for (const layer of this.layers) {
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i];
+      const next = this.layers[i + 1];
+      if (layer instanceof BatchNormLayer && next instanceof Activation && next.kind === 'relu') {
+        // One op each way for both layers; the ReLU's backward is inside the BatchNorm's.
+        const f = layer.forwardWithReLU(h, ctx);
+        backwards.push(f.backward, (dy) => dy);
+        h = f.output;
+        i++;
+        continue;
+      }
       const f = layer.forward(h, ctx);
       backwards.push(f.backward);
       h = f.output;

@@ -50,6 +50,21 @@ export interface OptimizerOptions {
   weightDecay?: number;
 }
 
+/**
+ * Adam's step-dependent scalars [lr / (1 - beta1^step), sqrt(1 - beta2^step)] as float32
+ * values, computed as the native adamScalars (native/core/op_types.h) computes them: the
+ * float32 inputs widened to double, the same double operations in the same order, one
+ * rounding to float32 at the end; step < 1 counts as 1. Computing them here saves a call into
+ * the addon per step. Math.pow and the C library's pow are both within an ulp of the exact
+ * power in double, so the float32 results agree (test/adam-scalars.test.ts checks 400,000
+ * (lr, beta1, beta2, step) cases against the native function).
+ */
+export function adamStepScalars(lr: number, beta1: number, beta2: number, step: number): [number, number] {
+  const f32 = Math.fround;
+  const t = step < 1 ? 1 : step;
+  return [f32(f32(lr) / (1 - Math.pow(f32(beta1), t))), f32(Math.sqrt(1 - Math.pow(f32(beta2), t)))];
+}
+
 export abstract class Optimizer {
   protected readonly schedule: LearningRateSchedule;
   protected readonly weightDecay: number;
@@ -220,13 +235,15 @@ export class Adam extends Optimizer {
       ['beta1', this.beta1],
       ['beta2', this.beta2],
     ] as const)
-      if (!(v >= 0 && v < 1)) throw rangeError(`Adam: '${k}' must be in [0, 1), got ${v}`);
+      // in float32 too, as the update uses them (0.999999999 is 1 there)
+      if (!(v >= 0 && Math.fround(v) < 1)) throw rangeError(`Adam: '${k}' must be in [0, 1), got ${v}`);
     if (!(this.eps > 0) || !Number.isFinite(this.eps)) throw rangeError(`Adam: 'eps' must be a finite number > 0, got ${this.eps}`);
   }
 
-  /** [lr / (1 - beta1^t), sqrt(1 - beta2^t)], computed natively exactly as adamStep does. */
+  /** [lr / (1 - beta1^t), sqrt(1 - beta2^t)], the float32 values the native adamScalars gives. */
   protected scalars(lr: number, step: number): number[] {
-    return ops.adamScalars(lr, this.beta1, this.beta2, step);
+    if (!Number.isFinite(Math.fround(lr))) throw rangeError(`Adam: the learning rate ${lr} overflows float32`);
+    return adamStepScalars(lr, this.beta1, this.beta2, step);
   }
 
   stateTensors(params: readonly Parameter[]): Tensor[] {

@@ -3,6 +3,7 @@
 // owns, out of memory during a capture, a stream released while joined to one) and the
 // completion path (whenDone settles, also after a device fault, when CUDA runs no more host
 // functions). Run by run.sh; no GPU involved. Each check prints ok/FAIL; exit 1 on a failure.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/kernels.h"
 #include "cuda_backend.h"
 #include "fake_runtime.h"
 
@@ -343,6 +345,73 @@ void uploadsInStreamOrder(Backend& b) {
         "uploadAsync: refused while the stream is capturing (" + error + ")");
 }
 
+// BatchNorm + ReLU (cuda/cuda_batchnorm_relu.cu, composed of the BatchNorm and ReLU kernels):
+// bit for bit the separate ops on the same backend, and within float32 rounding of the CPU's
+// fused kernels (whose BatchNorm reductions add in another order).
+void batchNormRelu(Backend& b) {
+  const int64_t rows = 37, cols = 45, n = rows * cols;
+  auto s = b.createStream();
+  auto make = [&](std::vector<int64_t> shape, const std::vector<float>& host) {
+    Tensor t;
+    t.shape = shape;
+    t.storage = b.allocate(host.size() * sizeof(float));
+    b.upload(t, host.data());
+    return t;
+  };
+  std::vector<float> x(n), dy(n), gamma(cols), beta(cols), rm(cols, 0.1f), rv(cols, 1.5f), zeros(n);
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::sin(0.37f * i) * (1 + i % 7) + 0.2f * (i % cols);
+    dy[i] = std::cos(0.91f * i);
+  }
+  for (int64_t c = 0; c < cols; ++c) {
+    gamma[c] = 0.5f + 0.03f * c;
+    beta[c] = 0.4f * std::sin(1.3f * c);
+  }
+  // outputs[k]: y, runningMean, runningVar, saveMean, saveInvStd, dx, dgamma, dbeta
+  auto run = [&](bool fused) {
+    std::vector<Tensor> t = {make({rows, cols}, zeros), make({cols}, rm), make({cols}, rv),
+                             make({cols}, gamma), make({cols}, gamma), make({rows, cols}, zeros),
+                             make({cols}, beta), make({cols}, gamma)};
+    Tensor tx = make({rows, cols}, x), tdy = make({rows, cols}, dy);
+    Tensor tg = make({cols}, gamma), tb = make({cols}, beta);
+    if (fused) {
+      b.batchNormReluForward(*s, tx, tg, tb, t[0], t[1], t[2], t[3], t[4], 0.1f, 1e-5f, true);
+      b.batchNormReluBackward(*s, tx, t[0], tdy, tg, t[3], t[4], t[5], t[6], t[7]);
+    } else {
+      b.batchNormForward(*s, tx, tg, tb, t[0], t[1], t[2], t[3], t[4], 0.1f, 1e-5f, true);
+      b.activationForward(*s, Activation::Relu, t[0], t[0]);
+      Tensor masked = make({rows, cols}, zeros);
+      b.activationBackward(*s, Activation::Relu, t[0], tdy, masked);
+      b.batchNormBackward(*s, tx, masked, tg, t[3], t[4], t[5], t[6], t[7]);
+    }
+    std::vector<std::vector<float>> out;
+    for (const Tensor& o : t) out.push_back(read(b, *s, o));
+    return out;
+  };
+  const auto fused = run(true), separate = run(false);
+  check(fused == separate, "batchNormRelu: the fused ops equal the separate ones bit for bit");
+
+  std::vector<float> y(n), rm2 = rm, rv2 = rv, sm(cols), si(cols), dx(n), dg = beta, db = gamma;
+  cpu::batchNormForward(x.data(), gamma.data(), beta.data(), y.data(), rm2.data(), rv2.data(),
+                        sm.data(), si.data(), rows, cols, 0.1f, 1e-5f, true, /*relu=*/true);
+  cpu::batchNormBackward(x.data(), dy.data(), gamma.data(), sm.data(), si.data(), dx.data(),
+                         dg.data(), db.data(), rows, cols, /*reluOutput=*/y.data());
+  const std::vector<float>* want[] = {&y, &rm2, &rv2, &sm, &si, &dx, &dg, &db};
+  double worst = 0;
+  int zeros0 = 0;
+  for (int k = 0; k < 8; ++k) {
+    double scale = 1e-3;
+    for (float v : *want[k]) scale = std::max(scale, double(std::fabs(v)));
+    for (size_t i = 0; i < want[k]->size(); ++i)
+      worst = std::max(worst, std::fabs(double(fused[k][i]) - (*want[k])[i]) / scale);
+  }
+  for (float v : fused[0]) zeros0 += v == 0.0f;
+  check(worst < 1e-5 && zeros0 > 0 && zeros0 < n,
+        "batchNormRelu: matches the CPU's fused kernels (worst " + std::to_string(worst) +
+            " of each output's scale; " + std::to_string(zeros0) + " of " + std::to_string(n) +
+            " outputs cut by the ReLU)");
+}
+
 }  // namespace
 
 int main() {
@@ -359,6 +428,7 @@ int main() {
       {"streamReleasedInCapture", streamReleasedInCapture},
       {"oneHostFunctionPerRead", oneHostFunctionPerRead},
       {"uploadsInStreamOrder", uploadsInStreamOrder},
+      {"batchNormRelu", batchNormRelu},
       {"faultSettlesWhenDone", faultSettlesWhenDone}};
   for (const auto& [name, test] : tests) {
     try {

@@ -19,12 +19,16 @@ for f in gemm elementwise batchnorm loss lstm conv optimizer; do
 done
 flags="-std=c++17 -O2 -ffp-contract=off -pthread -I$root/native"
 objs=()
-for src in kernels conv pool parallel gemm gemm_avx2 gemm_avx512; do
-  extra=""
-  case $src in
-    gemm_avx2) extra="-mavx2 -mfma" ;;
-    gemm_avx512) extra="-mavx512f -mavx512dq -mavx512bw -mavx512vl -mfma" ;;
+# The CPU kernels: kernels.cpp calls the per-ISA copies (kernels_*.cpp) on sgemm's path.
+isaFlags() {  # isaFlags SOURCE-NAME: the ISA flags CMakeLists.txt gives that file
+  case $1 in
+    *_avx2) echo "-mavx2 -mfma" ;;
+    *_avx512) echo "-mavx512f -mavx512dq -mavx512bw -mavx512vl -mfma" ;;
   esac
+}
+cpuKernelSources="kernels kernels_generic kernels_avx2 kernels_avx512 gemm gemm_avx2 gemm_avx512"
+for src in $cpuKernelSources conv pool parallel; do
+  extra="$(isaFlags $src) -fno-math-errno"
   g++ $flags $extra -c "$root/native/cpu/$src.cpp" -o "$work/$src.o" 2>/dev/null ||
     g++ $flags $extra -c "$root/native/core/$src.cpp" -o "$work/$src.o"
   objs+=("$work/$src.o")
@@ -53,7 +57,11 @@ fakeBuild() {  # fakeBuild DIR EXTRA_FLAGS...
     g++ $flags "$@" -w -x c++ -I"$here" -I"$root/cuda" -c "$src" -o "$dir/cu_$f.o"
     o+=("$dir/cu_$f.o")
   done
-  for src in "$root/native/cpu/kernels.cpp" "$root/native/core/parallel.cpp" "$root/native/core/registry.cpp" \
+  for name in $cpuKernelSources; do
+    g++ $flags "$@" $(isaFlags $name) -fno-math-errno -w -c "$root/native/cpu/$name.cpp" -o "$dir/$name.o"
+    o+=("$dir/$name.o")
+  done
+  for src in "$root/native/core/parallel.cpp" "$root/native/core/registry.cpp" \
       "$here/fake_runtime.cpp"; do
     g++ $flags "$@" -w -I"$here" -I"$root/cuda" -c "$src" -o "$dir/$(basename "$src" .cpp).o"
     o+=("$dir/$(basename "$src" .cpp).o")

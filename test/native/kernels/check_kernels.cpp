@@ -861,7 +861,8 @@ void testDeterminism() {
 }  // namespace
 
 int main() {
-  std::printf("check_kernels: parallelism %d\n", sg::parallelism());
+  std::printf("check_kernels: parallelism %d, kernels on %s\n", sg::parallelism(),
+              sg::cpu::kernelsIsa());
   testFillAxpby();
   testBias();
   testActivations();
