@@ -29,7 +29,8 @@ void launchSgemm(cudaStream_t stream, bool transA, bool transB, int64_t M, int64
                  float beta, float* C, int64_t ldc, int numSMs, bool tf32Capable,
                  const float* bias = nullptr, int activation = -1, float* workspace = nullptr);
 
-// Scratch floats launchSgemm can use for the same arguments (0: it will not split K).
+// Scratch floats launchSgemm can use for the same arguments (0: it will not split K); the
+// same for the fp32 and the TF32 kernel (`tf32Capable` is not used).
 size_t sgemmWorkspaceFloats(int64_t M, int64_t N, int64_t K, int numSMs, bool tf32Capable);
 
 }  // namespace sg::cuda

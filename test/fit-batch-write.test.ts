@@ -96,3 +96,79 @@ describe('fit() without graph', () => {
     });
   }
 });
+
+// The probe batch of `diagnoseEvery` is written like a step's batch (the host waits for the
+// probe's results anyway, but not for the upload): no Tensor.fromArray, two more writes per
+// probe, and the diagnostics and weights bit for bit those of synchronous uploads.
+describe('fit() with diagnoseEvery', () => {
+  const dniCases: [string, DecoupleOptions][] = [
+    ['lockstep on one stream', {}],
+    ['one stream per module', { streams: 'per-module' }],
+    ['pipelined on streams per module', { streams: 'per-module', schedule: { kind: 'pipelined', depth: 2 } }],
+  ];
+  for (const [name, dni] of dniCases) {
+    test(`${name}: the probe batch is written in stream order, the same bits as synchronous uploads`, async () => {
+      const d = data(false);
+      const steps = 9;
+      const diagnoseEvery = 4; // probes after steps 4 and 8, on the first 32 rows
+      const probe = d.gather(d.order(), 0, 32);
+
+      const ref = trainer(false, dni);
+      const order = d.order();
+      const refDiagnostics: unknown[] = [];
+      let step = 0;
+      for (let epoch = 0; step < steps; epoch++) {
+        for (let start = 0; start < d.count && step < steps; start += 32) {
+          const end = Math.min(d.count, start + 32);
+          const batch = d.gather(order, start, end);
+          const arena = new Arena();
+          const ctx: StepContext = { device: cpu, stream: ref.stream, training: true, arena };
+          const x = Tensor.fromArray(batch.inputs, [end - start, 12], { device: cpu, arena });
+          const y = Tensor.fromArray(batch.targets, [end - start], { device: cpu, arena });
+          await ref.strategy.step(x, y, ctx).readFloat32(ref.stream);
+          arena.dispose();
+          step++;
+          if (step % diagnoseEvery === 0) {
+            const probeArena = new Arena();
+            const px = Tensor.fromArray(probe.inputs, [32, 12], { device: cpu, arena: probeArena });
+            const py = Tensor.fromArray(probe.targets, [32], { device: cpu, arena: probeArena });
+            const pctx: StepContext = { device: cpu, stream: ref.stream, training: true, arena: probeArena };
+            refDiagnostics.push(await ref.strategy.diagnose!(px, py, pctx));
+            probeArena.dispose();
+          }
+        }
+      }
+      const refWeights = await weights(ref);
+      ref.dispose();
+      expect(refDiagnostics).toHaveLength(2);
+
+      const t = trainer(false, dni);
+      const fromArray = jest.spyOn(Tensor, 'fromArray');
+      const write = jest.spyOn(Tensor.prototype, 'write');
+      const diagnostics: unknown[] = [];
+      await t.fit(d, {
+        steps,
+        batchSize: 32,
+        shuffle: false,
+        diagnoseEvery,
+        onStep: (m) => void (m.diagnostics && diagnostics.push(m.diagnostics)),
+      });
+      expect(fromArray).not.toHaveBeenCalled();
+      // Two writes per step and two per probe, each on a stream.
+      expect(write).toHaveBeenCalledTimes(2 * steps + 2 * 2);
+      for (const [, stream] of write.mock.calls) expect(stream).toBeInstanceOf(Stream);
+      const sizes = write.mock.calls.map(([values]) => values.length);
+      const stepWrites = (rows: number) => [rows * 12, rows];
+      expect(sizes).toEqual([
+        ...[32, 32, 32, 32].flatMap(stepWrites),
+        ...stepWrites(32), // probe after step 4
+        ...[32, 32, 8, 32].flatMap(stepWrites),
+        ...stepWrites(32), // probe after step 8
+        ...stepWrites(32),
+      ]);
+      expect(diagnostics).toEqual(refDiagnostics);
+      expect(bits(await weights(t)).equals(bits(refWeights))).toBe(true);
+      t.dispose();
+    });
+  }
+});

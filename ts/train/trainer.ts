@@ -151,11 +151,6 @@ function targetShape(targets: Int32Array | Float32Array, rows: number): number[]
   return targets instanceof Int32Array ? [rows] : [rows, targets.length / rows];
 }
 
-/** targetShape's tensor holding a copy of `targets` (uploaded at once). */
-function targetTensor(targets: Int32Array | Float32Array, rows: number, options: { device: Device; arena: Arena }): Tensor {
-  return Tensor.fromArray(targets, targetShape(targets, rows), options);
-}
-
 const FIT_OPTIONS = [
   'epochs',
   'steps',
@@ -197,7 +192,7 @@ export class Trainer {
   readonly device: Device;
   readonly stream: Stream;
   /**
-   * Uncaptured steps write their batch here (stream-ordered, the host does not wait), then
+   * Uncaptured steps (and diagnostics probes) write their batch here (stream-ordered, the host does not wait), then
    * `stream` waits for `batchWritten`; with a stream of its own the write of a batch does not
    * wait for the previous step's work on other streams (decoupled modules on streams of their own).
    * Made at the first such step (a CPU stream is a thread).
@@ -440,23 +435,8 @@ export class Trainer {
               loss = captured.run(batch.inputs, batch.targets, this.stream);
             } else {
               // No synchronous upload inside a step: the batch is written in the order of a stream.
-              const x = Tensor.empty([end - start, ...example], { device: this.device, arena });
-              const y = Tensor.empty(targetShape(batch.targets, end - start), {
-                device: this.device,
-                dtype: batch.targets instanceof Int32Array ? 'int32' : 'float32',
-                arena,
-              });
-              const uploads = (this.uploads ??= { stream: new Stream(this.device), batchWritten: new Event(this.device) });
-              x.write(batch.inputs, uploads.stream);
-              y.write(batch.targets, uploads.stream);
-              this.stream.wait(uploads.batchWritten.record(uploads.stream));
-              const ctx: StepContext = {
-                device: this.device,
-                stream: this.stream,
-                training: true,
-                arena,
-                batchWritten: uploads.batchWritten,
-              };
+              const { x, y, batchWritten } = this.writeBatch(batch, [end - start, ...example], arena);
+              const ctx: StepContext = { device: this.device, stream: this.stream, training: true, arena, batchWritten };
               loss = this.strategy.step(x, y, ctx).read(this.stream);
             }
           } catch (e) {
@@ -722,14 +702,31 @@ export class Trainer {
     return { rows: 1 };
   }
 
-  /** `shape`: the probe batch's input shape, [rows, ...example]. */
+  /**
+   * `batch` written to new tensors of `arena` on the upload stream (stream-ordered: the host
+   * does not wait); `stream` waits for `batchWritten`, recorded after the two writes.
+   * `shape`: the inputs' shape, [rows, ...example].
+   */
+  private writeBatch(batch: Batch, shape: number[], arena: Arena): { x: Tensor; y: Tensor; batchWritten: Event } {
+    const x = Tensor.empty(shape, { device: this.device, arena });
+    const y = Tensor.empty(targetShape(batch.targets, shape[0]), {
+      device: this.device,
+      dtype: batch.targets instanceof Int32Array ? 'int32' : 'float32',
+      arena,
+    });
+    const uploads = (this.uploads ??= { stream: new Stream(this.device), batchWritten: new Event(this.device) });
+    x.write(batch.inputs, uploads.stream);
+    y.write(batch.targets, uploads.stream);
+    this.stream.wait(uploads.batchWritten.record(uploads.stream));
+    return { x, y, batchWritten: uploads.batchWritten };
+  }
+
+  /** `shape`: the probe batch's input shape, [rows, ...example]. Written as a step's batch is. */
   private async probe(batch: Batch, shape: number[]): Promise<ModuleDiagnostics[]> {
     const arena = new Arena();
     try {
-      const rows = shape[0];
-      const x = Tensor.fromArray(batch.inputs, shape, { device: this.device, arena });
-      const y = targetTensor(batch.targets, rows, { device: this.device, arena });
-      return await this.strategy.diagnose!(x, y, { device: this.device, stream: this.stream, training: true, arena });
+      const { x, y, batchWritten } = this.writeBatch(batch, shape, arena);
+      return await this.strategy.diagnose!(x, y, { device: this.device, stream: this.stream, training: true, arena, batchWritten });
     } finally {
       arena.dispose();
     }

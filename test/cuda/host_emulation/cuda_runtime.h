@@ -244,6 +244,7 @@ inline const char* cudaGetErrorString(cudaError_t e) {
 #define gridDim (::emu::gDim)
 
 inline void __syncthreads() { emu::current->barrier.wait(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::current->warps[emu::linearTid() / 32]->wait(); }
 inline int __syncthreads_or(int p) {
   emu::BlockState& b = *emu::current;
   b.barrier.wait();
