@@ -6,7 +6,9 @@
 // spread over a few rounds that alternate the two libraries, and the two results are
 // compared so a broken kernel cannot post a good time.
 //
-// Usage: gemm_vs_openblas [--threads N] [--json FILE]
+// Usage: gemm_vs_openblas [--threads N] [--json FILE] [--small-n]
+// --small-n times only the products of a 10-class output layer (batch 256, 256 inputs) in all
+// four transpose combinations, which is where narrow operands decide the speed.
 // OpenBLAS picks its kernel from the CPU unless OPENBLAS_CORETYPE forces one; the corename
 // it used is printed and written to the JSON (run once with and once without the variable
 // to compare both). SYNTHGRAD_SGEMM_ISA=avx2 (or generic) measures our lower paths.
@@ -19,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <thread>
@@ -196,13 +199,16 @@ void writeResults(std::ofstream& out, const std::vector<Result>& results, bool s
 int main(int argc, char** argv) {
   const char* jsonPath = nullptr;
   int threads = 0;
+  bool smallNOnly = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) {
       jsonPath = argv[++i];
     } else if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) {
       threads = std::atoi(argv[++i]);
+    } else if (!std::strcmp(argv[i], "--small-n")) {
+      smallNOnly = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--json FILE]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads N] [--json FILE] [--small-n]\n", argv[0]);
       return 2;
     }
   }
@@ -220,8 +226,9 @@ int main(int argc, char** argv) {
               coretypeEnv ? coretypeEnv : "unset");
 
   std::vector<Result> square;
-  printHeader("square C = A * B");
+  if (!smallNOnly) printHeader("square C = A * B");
   for (int n : {256, 512, 1024, 1536, 2048}) {
+    if (smallNOnly) break;
     square.push_back(measure(blas, {"square", n, n, n, false, false}));
     printRow(square.back());
   }
@@ -244,9 +251,25 @@ int main(int argc, char** argv) {
       {"dW 256x10", 256, 10, 256, true, false},
       {"dW^T 256x784", 256, 784, 256, true, false},
   };
+  // The output layer of 10 classes: y = x W^T (N = 10), dW = dy^T x (M = 10), dx = dy W
+  // (K = 10), the forms the library calls marked "(lib)", each in all four transpose
+  // combinations.
+  const Shape smallNShapes[] = {
+      {"N=10 NN", 256, 10, 256, false, false},       {"N=10 NT fwd (lib)", 256, 10, 256, false, true},
+      {"N=10 TN", 256, 10, 256, true, false},        {"N=10 TT", 256, 10, 256, true, true},
+      {"M=10 NN", 10, 256, 256, false, false},       {"M=10 NT", 10, 256, 256, false, true},
+      {"M=10 TN dW (lib)", 10, 256, 256, true, false}, {"M=10 TT", 10, 256, 256, true, true},
+      {"K=10 NN dx (lib)", 256, 256, 10, false, false}, {"K=10 NT", 256, 256, 10, false, true},
+      {"K=10 TN", 256, 256, 10, true, false},        {"K=10 TT", 256, 256, 10, true, true},
+  };
+  std::vector<Shape> shapes;
+  if (smallNOnly)
+    shapes.assign(std::begin(smallNShapes), std::end(smallNShapes));
+  else
+    shapes.assign(std::begin(trainingShapes), std::end(trainingShapes));
   std::vector<Result> training;
-  printHeader("training shapes");
-  for (const Shape& s : trainingShapes) {
+  printHeader(smallNOnly ? "small-N shapes (10-class output layer)" : "training shapes");
+  for (const Shape& s : shapes) {
     training.push_back(measure(blas, s));
     printRow(training.back());
   }
