@@ -6,7 +6,9 @@
 // spread over a few rounds that alternate the two libraries, and the two results are
 // compared so a broken kernel cannot post a good time.
 //
-// Usage: gemm_vs_openblas [--threads N] [--json FILE] [--small-n]
+// Usage: gemm_vs_openblas [--threads N] [--json FILE] [--small-n] [--cpu-time]
+// --cpu-time (with --threads 1) times the calling thread's CPU time instead of the wall
+// clock: on a machine shared with other work, time spent descheduled then does not count.
 // --small-n times only the products of a 10-class output layer (batch 256, 256 inputs) in all
 // four transpose combinations, which is where narrow operands decide the speed.
 // OpenBLAS picks its kernel from the CPU unless OPENBLAS_CORETYPE forces one; the corename
@@ -25,6 +27,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <time.h>
 #include <vector>
 
 #include "../../native/core/parallel.h"
@@ -98,16 +101,28 @@ struct Result {
   double ours, openblas;  // GFLOP/s
 };
 
+bool useCpuTime = false;
+
+// Seconds on the wall clock, or of this thread's CPU time with --cpu-time.
+double now() {
+  if (useCpuTime) {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // Seconds per call: best over `batches` batches of `perBatch` calls, after a warm-up.
 template <typename Fn>
 double bestSeconds(Fn&& fn, int perBatch, int batches) {
   fn();  // warm-up: page faults, packing buffers, thread pool start
   double best = 1e30;
   for (int b = 0; b < batches; ++b) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const double t0 = now();
     for (int i = 0; i < perBatch; ++i) fn();
-    const auto t1 = std::chrono::steady_clock::now();
-    best = std::min(best, std::chrono::duration<double>(t1 - t0).count() / perBatch);
+    best = std::min(best, (now() - t0) / perBatch);
   }
   return best;
 }
@@ -134,9 +149,9 @@ Result measure(const OpenBlas& blas, const Shape& s) {
   // Enough calls per batch for ~20 ms, so timer noise and one-off stalls do not dominate.
   const double flop = 2.0 * s.M * s.N * s.K;
   runOurs();
-  const auto t0 = std::chrono::steady_clock::now();
+  const double t0 = now();
   runOurs();
-  const double once = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double once = now() - t0;
   const int perBatch = std::max(1, static_cast<int>(0.02 / std::max(once, 1e-7)));
 
   // Several short rounds alternating the two, so a slow spell (other processes on this
@@ -207,13 +222,20 @@ int main(int argc, char** argv) {
       threads = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--small-n")) {
       smallNOnly = true;
+    } else if (!std::strcmp(argv[i], "--cpu-time")) {
+      useCpuTime = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--json FILE] [--small-n]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--threads N] [--json FILE] [--small-n] [--cpu-time]\n",
+                   argv[0]);
       return 2;
     }
   }
   if (threads > 0) sg::setParallelism(threads);
   threads = sg::parallelism();
+  if (useCpuTime && threads != 1) {
+    std::fprintf(stderr, "--cpu-time needs --threads 1 (it times the calling thread only)\n");
+    return 2;
+  }
 
   const OpenBlas blas = loadOpenBlas();
   if (blas.setThreads) blas.setThreads(threads);
@@ -221,9 +243,10 @@ int main(int argc, char** argv) {
   const char* coretypeEnv = std::getenv("OPENBLAS_CORETYPE");
   const std::string machine = cpuModel();
 
-  std::printf("machine: %s\nthreads: %d\nsgemm isa: %s\nOpenBLAS core: %s (OPENBLAS_CORETYPE=%s)\n",
+  std::printf("machine: %s\nthreads: %d\nsgemm isa: %s\nOpenBLAS core: %s (OPENBLAS_CORETYPE=%s)\n"
+              "clock: %s\n",
               machine.c_str(), threads, sg::cpu::sgemmIsa(), corename.c_str(),
-              coretypeEnv ? coretypeEnv : "unset");
+              coretypeEnv ? coretypeEnv : "unset", useCpuTime ? "thread CPU time" : "wall");
 
   std::vector<Result> square;
   if (!smallNOnly) printHeader("square C = A * B");
@@ -255,12 +278,18 @@ int main(int argc, char** argv) {
   // (K = 10), the forms the library calls marked "(lib)", each in all four transpose
   // combinations.
   const Shape smallNShapes[] = {
-      {"N=10 NN", 256, 10, 256, false, false},       {"N=10 NT fwd (lib)", 256, 10, 256, false, true},
-      {"N=10 TN", 256, 10, 256, true, false},        {"N=10 TT", 256, 10, 256, true, true},
-      {"M=10 NN", 10, 256, 256, false, false},       {"M=10 NT", 10, 256, 256, false, true},
-      {"M=10 TN dW (lib)", 10, 256, 256, true, false}, {"M=10 TT", 10, 256, 256, true, true},
-      {"K=10 NN dx (lib)", 256, 256, 10, false, false}, {"K=10 NT", 256, 256, 10, false, true},
-      {"K=10 TN", 256, 256, 10, true, false},        {"K=10 TT", 256, 256, 10, true, true},
+      {"N=10 NN", 256, 10, 256, false, false},
+      {"N=10 NT fwd (lib)", 256, 10, 256, false, true},
+      {"N=10 TN", 256, 10, 256, true, false},
+      {"N=10 TT", 256, 10, 256, true, true},
+      {"M=10 NN", 10, 256, 256, false, false},
+      {"M=10 NT", 10, 256, 256, false, true},
+      {"M=10 TN dW (lib)", 10, 256, 256, true, false},
+      {"M=10 TT", 10, 256, 256, true, true},
+      {"K=10 NN dx (lib)", 256, 256, 10, false, false},
+      {"K=10 NT", 256, 256, 10, false, true},
+      {"K=10 TN", 256, 256, 10, true, false},
+      {"K=10 TT", 256, 256, 10, true, true},
   };
   std::vector<Shape> shapes;
   if (smallNOnly)
@@ -277,7 +306,8 @@ int main(int argc, char** argv) {
   if (jsonPath) {
     std::ofstream out(jsonPath);
     out << "{\n  \"machine\": \"" << jsonEscape(machine) << "\",\n  \"threads\": " << threads
-        << ",\n  \"isa\": \"" << sg::cpu::sgemmIsa() << "\",\n  \"openblas_corename\": \""
+        << ",\n  \"clock\": \"" << (useCpuTime ? "thread CPU time" : "wall")
+        << "\",\n  \"isa\": \"" << sg::cpu::sgemmIsa() << "\",\n  \"openblas_corename\": \""
         << jsonEscape(corename) << "\",\n  \"openblas_coretype_env\": "
         << (coretypeEnv ? "\"" + jsonEscape(coretypeEnv) + "\"" : std::string("null"))
         << ",\n  \"sizes\": [\n";
