@@ -7,7 +7,8 @@
 // The shapes reach every kind of tile the driver runs: edge tiles narrower and shorter than
 // the micro-kernels' (14 x 32, 6 x 16, 4 x 8), K past the 256-deep K block (the epilogue must
 // wait for the last K slice), 10 columns (the output layer's width, read without packing x),
-// 10 rows, and a product large enough to be split among threads.
+// 10 and 4 rows (y is then computed transposed, as yᵀ = W xᵀ, where the path's tile is at
+// least that high), and a product large enough to be split among threads.
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 import { Random } from '../ts/random';
@@ -38,6 +39,7 @@ const shapes = [
   { M: 45, K: 600, N: 37 },
   { M: 300, K: 20, N: 10 },
   { M: 10, K: 300, N: 70 },
+  { M: 4, K: 300, N: 70 }, // within one tile's rows on every path: y computed as its transpose
   { M: 200, K: 330, N: 150 }, // 9.9M multiply-adds: more than one thread's share
 ];
 const acts: Act[] = [null, 'relu', 'tanh', 'sigmoid'];
