@@ -24,7 +24,8 @@
 //     leaves vector lanes idle (N = 10 fills 10 of 16) or would need a transposing pack, C is
 //     computed as its transpose C^T = op(B)^T op(A)^T through a small scratch block.
 //   - Epilogue (gemm.h): a bias and an element-wise map (a Linear layer's activation) are
-//     applied to each tile of C right after its last K slice, while it is in the L1 cache.
+//     applied to each tile of C right after its last K slice: the kernel adds the bias to
+//     its registers as it stores the tile, then the map runs on the tile while it is in L1.
 //   - Threads (sg::parallelFor) split C, never K. Usually C is cut into several tiles per
 //     thread (a helper that starts late, or a core busy with another stream, then just takes
 //     fewer) and both operands are packed once for all tiles, block by block, by whichever
@@ -96,6 +97,8 @@ void genericMicroKernel(int64_t kc, const TileInputs& in, float* __restrict c, i
     float* cRow = c + r * ldc;
     for (int j = 0; j < cols; ++j)
       cRow[j] = beta == 0.0f ? alpha * acc[r][j] : alpha * acc[r][j] + beta * cRow[j];
+    if (in.bias)
+      for (int j = 0; j < cols; ++j) cRow[j] += in.bias[j];
   }
 }
 
@@ -424,6 +427,9 @@ void gemmRect(const Problem& p, const Blocks& blk, MicroKernelFn kernel, int64_t
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int cols = static_cast<int>(std::min<int64_t>(NR, nc - jr));
           TileInputs in{};
+          // The bias of the epilogue is added by the kernel as it stores the tile.
+          if (lastSlice && p.epilogue && p.epilogue->bias && !p.cTransposed)
+            in.bias = p.epilogue->bias + jc + jr;
           if (directB) {
             in.b = p.b.data + pc * p.b.ld + (jc + jr);
             in.bStride = p.b.ld;
@@ -446,8 +452,9 @@ void gemmRect(const Problem& p, const Blocks& blk, MicroKernelFn kernel, int64_t
             }
             float* tile = out + (i - outRow0) * ldOut + jr;
             kernel(kc, in, tile, ldOut, rows, cols, p.alpha, beta);
-            if (lastSlice && p.epilogue && !p.cTransposed)
-              applyEpilogue(*p.epilogue, tile, ldOut, jc + jr, rows, cols);
+            if (lastSlice && p.epilogue && p.epilogue->rowMap && !p.cTransposed)
+              applyEpilogue({nullptr, p.epilogue->rowMap, p.epilogue->context}, tile, ldOut,
+                            jc + jr, rows, cols);
           }
         }
       }

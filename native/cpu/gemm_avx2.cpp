@@ -79,8 +79,15 @@ void tileKernel(int64_t kc, const TileInputs& in, float* __restrict c, int64_t l
     b += bStep;
   }
 
-  // C = alpha * acc + beta * C
+  // C = alpha * acc + beta * C, then + bias
   const __m256 alphaV = _mm256_set1_ps(alpha);
+  __m256 biasV[Vectors];
+  if (in.bias) {
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v)
+      biasV[v] = v + 1 < Vectors ? _mm256_loadu_ps(in.bias + 8 * v)
+                                 : _mm256_maskload_ps(in.bias + 8 * v, lastMask);
+  }
   const __m256 betaV = _mm256_set1_ps(beta);
 #pragma GCC unroll 16
   for (int r = 0; r < Rows; ++r) {
@@ -90,10 +97,12 @@ void tileKernel(int64_t kc, const TileInputs& in, float* __restrict c, int64_t l
       __m256 out = _mm256_mul_ps(alphaV, acc[r][v]);
       if (v + 1 < Vectors || lastCols >= 8) {
         if (beta != 0.0f) out = _mm256_fmadd_ps(betaV, _mm256_loadu_ps(cRow + 8 * v), out);
+        if (in.bias) out = _mm256_add_ps(out, biasV[v]);
         _mm256_storeu_ps(cRow + 8 * v, out);
       } else {  // masked: never touches memory past the last column
         if (beta != 0.0f)
           out = _mm256_fmadd_ps(betaV, _mm256_maskload_ps(cRow + 8 * v, lastMask), out);
+        if (in.bias) out = _mm256_add_ps(out, biasV[v]);
         _mm256_maskstore_ps(cRow + 8 * v, lastMask, out);
       }
     }

@@ -86,8 +86,15 @@ void tileKernel(int64_t kc, const TileInputs& in, float* __restrict c, int64_t l
     b += bStep;
   }
 
-  // C = alpha * acc + beta * C
+  // C = alpha * acc + beta * C, then + bias
   const __m512 alphaV = _mm512_set1_ps(alpha);
+  __m512 biasV[Vectors];
+  if (in.bias) {
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v)
+      biasV[v] = v + 1 < Vectors ? _mm512_loadu_ps(in.bias + 16 * v)
+                                 : _mm512_maskz_loadu_ps(lastMask, in.bias + 16 * v);
+  }
   const __m512 betaV = _mm512_set1_ps(beta);
 #pragma GCC unroll 32
   for (int r = 0; r < Rows; ++r) {
@@ -97,10 +104,12 @@ void tileKernel(int64_t kc, const TileInputs& in, float* __restrict c, int64_t l
       __m512 out = _mm512_mul_ps(alphaV, acc[r][v]);
       if (v + 1 < Vectors || lastMask == 0xFFFF) {
         if (beta != 0.0f) out = _mm512_fmadd_ps(betaV, _mm512_loadu_ps(cRow + 16 * v), out);
+        if (in.bias) out = _mm512_add_ps(out, biasV[v]);
         _mm512_storeu_ps(cRow + 16 * v, out);
       } else {  // masked: never touches memory past the last column
         if (beta != 0.0f)
           out = _mm512_fmadd_ps(betaV, _mm512_maskz_loadu_ps(lastMask, cRow + 16 * v), out);
+        if (in.bias) out = _mm512_add_ps(out, biasV[v]);
         _mm512_mask_storeu_ps(cRow + 16 * v, lastMask, out);
       }
     }

@@ -25,11 +25,13 @@ struct TileInputs {
   const float* b;  // element (k, c) at b[k * bStride + c]
   int64_t bStride;
   bool bPacked;  // a packed panel (bStride = NR); else op(B) = B read in place, only columns < cols
+  const float* bias;  // not null: C[r][c] += bias[c] after the alpha/beta update
 };
 
 // Computes one MR x NR tile of C:
 //   acc[r][c] = sum_{k < kc} A(r, k) * B(k, c)
 //   C[r][c]   = alpha * acc[r][c] + beta * C[r][c]   for r < rows, c < cols
+//   C[r][c]   = C[r][c] + bias[c]                     (rounded separately; if bias is set)
 // beta == 0 stores alpha * acc without reading C (old NaNs vanish). Edge tiles (1 <= rows <=
 // MR, 1 <= cols <= NR) may be computed by a smaller variant, and C is only read/written inside
 // rows x cols (operands read in place: only rows x kc of A and kc x cols of B are read). Every
