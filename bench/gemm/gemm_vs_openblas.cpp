@@ -6,7 +6,9 @@
 // spread over a few rounds that alternate the two libraries, and the two results are
 // compared so a broken kernel cannot post a good time.
 //
-// Usage: gemm_vs_openblas [--threads N] [--json FILE] [--small-n] [--cpu-time]
+// Usage: gemm_vs_openblas [--threads N] [--json FILE] [--small-n] [--cpu-time] [--linear]
+// --linear times only a Linear layer's forward with a bias, y = x W^T + b, two ways (ours
+// both): the GEMM then a pass adding the bias, and the GEMM with the bias in its epilogue.
 // --cpu-time (with --threads 1) times the calling thread's CPU time instead of the wall
 // clock: on a machine shared with other work, time spent descheduled then does not count.
 // --small-n times only the products of a 10-class output layer (batch 256, 256 inputs) in all
@@ -31,6 +33,7 @@
 #include <vector>
 
 #include "../../native/core/parallel.h"
+#include "../../native/cpu/gemm.h"
 #include "../../native/cpu/kernels.h"
 
 namespace {
@@ -177,6 +180,53 @@ Result measure(const OpenBlas& blas, const Shape& s) {
   return {s, flop / oursSec * 1e-9, flop / blasSec * 1e-9};
 }
 
+struct LinearResult {
+  Shape shape;
+  double unfusedUs, fusedUs;  // microseconds per call
+};
+
+// y = x W^T + b (x [M, K], W [N, K]): the GEMM then a bias pass (the loop of the addBias op)
+// against the GEMM with the bias in its epilogue; the two must agree bit for bit.
+LinearResult measureLinear(const Shape& s) {
+  std::mt19937 rng(4321);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(s.M) * s.K), w(static_cast<size_t>(s.N) * s.K),
+      bias(static_cast<size_t>(s.N));
+  for (float& v : x) v = dist(rng);
+  for (float& v : w) v = dist(rng);
+  for (float& v : bias) v = dist(rng);
+  std::vector<float> unfused(static_cast<size_t>(s.M) * s.N), fused(unfused.size());
+  auto runUnfused = [&] {
+    sg::cpu::sgemm(false, true, s.M, s.N, s.K, 1.0f, x.data(), s.K, w.data(), s.K, 0.0f,
+                   unfused.data(), s.N);
+    for (int i = 0; i < s.M; ++i) {
+      float* row = unfused.data() + static_cast<size_t>(i) * s.N;
+      for (int j = 0; j < s.N; ++j) row[j] += bias[j];
+    }
+  };
+  sg::cpu::GemmEpilogue epilogue;
+  epilogue.bias = bias.data();
+  auto runFused = [&] {
+    sg::cpu::sgemm(false, true, s.M, s.N, s.K, 1.0f, x.data(), s.K, w.data(), s.K, 0.0f,
+                   fused.data(), s.N, epilogue);
+  };
+  runFused();
+  const double t0 = now();
+  runFused();
+  const int perBatch = std::max(1, static_cast<int>(0.02 / std::max(now() - t0, 1e-7)));
+  double unfusedSec = 1e30, fusedSec = 1e30;
+  for (int round = 0; round < 6; ++round) {
+    unfusedSec = std::min(unfusedSec, bestSeconds(runUnfused, perBatch, 4));
+    fusedSec = std::min(fusedSec, bestSeconds(runFused, perBatch, 4));
+  }
+  if (std::memcmp(unfused.data(), fused.data(), fused.size() * sizeof(float)) != 0) {
+    std::fprintf(stderr, "%s: the epilogue's result differs from the GEMM + bias pass\n",
+                 s.label);
+    std::exit(3);
+  }
+  return {s, unfusedSec * 1e6, fusedSec * 1e6};
+}
+
 void printHeader(const char* title) {
   std::printf("\n%s\n%-22s %5s %5s %5s %3s %10s %10s %7s\n", title, "shape", "M", "N", "K", "op",
               "ours GF/s", "OpenBLAS", "ratio");
@@ -214,7 +264,7 @@ void writeResults(std::ofstream& out, const std::vector<Result>& results, bool s
 int main(int argc, char** argv) {
   const char* jsonPath = nullptr;
   int threads = 0;
-  bool smallNOnly = false;
+  bool smallNOnly = false, linearOnly = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) {
       jsonPath = argv[++i];
@@ -222,10 +272,13 @@ int main(int argc, char** argv) {
       threads = std::atoi(argv[++i]);
     } else if (!std::strcmp(argv[i], "--small-n")) {
       smallNOnly = true;
+    } else if (!std::strcmp(argv[i], "--linear")) {
+      linearOnly = true;
     } else if (!std::strcmp(argv[i], "--cpu-time")) {
       useCpuTime = true;
     } else {
-      std::fprintf(stderr, "usage: %s [--threads N] [--json FILE] [--small-n] [--cpu-time]\n",
+      std::fprintf(stderr,
+                   "usage: %s [--threads N] [--json FILE] [--small-n] [--cpu-time] [--linear]\n",
                    argv[0]);
       return 2;
     }
@@ -247,6 +300,42 @@ int main(int argc, char** argv) {
               "clock: %s\n",
               machine.c_str(), threads, sg::cpu::sgemmIsa(), corename.c_str(),
               coretypeEnv ? coretypeEnv : "unset", useCpuTime ? "thread CPU time" : "wall");
+
+  if (linearOnly) {
+    const Shape linearShapes[] = {{"fwd 784->256", 256, 256, 784, false, true},
+                                  {"fwd 256->256", 256, 256, 256, false, true},
+                                  {"fwd 256->10", 256, 10, 256, false, true},
+                                  {"fwd 1024->1024", 256, 1024, 1024, false, true}};
+    std::printf("\nLinear forward y = x W^T + b\n%-16s %5s %5s %5s %14s %14s %7s\n", "shape",
+                "M", "N", "K", "GEMM+bias us", "epilogue us", "ratio");
+    std::vector<LinearResult> results;
+    for (const Shape& s : linearShapes) {
+      const LinearResult r = measureLinear(s);
+      results.push_back(r);
+      std::printf("%-16s %5d %5d %5d %14.2f %14.2f %7.3f\n", s.label, s.M, s.N, s.K,
+                  r.unfusedUs, r.fusedUs, r.fusedUs / r.unfusedUs);
+      std::fflush(stdout);
+    }
+    if (jsonPath) {
+      std::ofstream out(jsonPath);
+      out << "{\n  \"machine\": \"" << jsonEscape(machine) << "\",\n  \"threads\": " << threads
+          << ",\n  \"clock\": \"" << (useCpuTime ? "thread CPU time" : "wall")
+          << "\",\n  \"isa\": \"" << sg::cpu::sgemmIsa() << "\",\n  \"linear\": [\n";
+      for (size_t i = 0; i < results.size(); ++i) {
+        const LinearResult& r = results[i];
+        char line[240];
+        std::snprintf(line, sizeof line,
+                      "    {\"label\": \"%s\", \"m\": %d, \"n\": %d, \"k\": %d, "
+                      "\"gemm_then_bias_us\": %.2f, \"epilogue_us\": %.2f, \"ratio\": %.4f}%s\n",
+                      r.shape.label, r.shape.M, r.shape.N, r.shape.K, r.unfusedUs, r.fusedUs,
+                      r.fusedUs / r.unfusedUs, i + 1 < results.size() ? "," : "");
+        out << line;
+      }
+      out << "  ]\n}\n";
+      std::printf("\nwrote %s\n", jsonPath);
+    }
+    return 0;
+  }
 
   std::vector<Result> square;
   if (!smallNOnly) printHeader("square C = A * B");
