@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "cpu_op_queue.h"
+#include "gemm.h"
 #include "kernels.h"
 
 namespace sg::cpu_backend {
@@ -40,9 +41,18 @@ void CpuBackend::linearForward(Stream& s, const Tensor& x, const Tensor& w, cons
                                const Tensor& y, std::optional<Activation> act) {
   enqueueOp(s, __func__, [=] {
     const int64_t B = x.shape[0], in = x.shape[1], out = w.shape[0];
-    cpu::sgemm(false, true, B, out, in, 1.0f, x.f32(), in, w.f32(), in, 0.0f, y.f32(), out);
-    if (bias.storage) cpu::addBias(y.f32(), bias.f32(), B, out);
-    if (act) cpu::activationForward(*act, y.f32(), y.f32(), B * out);
+    // Bias and activation on each tile of y while it is in the cache: the same values as
+    // the gemm, addBias and activationForward ops in turn.
+    cpu::GemmEpilogue epilogue;
+    if (bias.storage) epilogue.bias = bias.f32();
+    if (act) {
+      epilogue.rowMap = [](const void* activation, float* row, int64_t n) {
+        cpu::activationForward(*static_cast<const Activation*>(activation), row, row, n);
+      };
+      epilogue.context = &*act;
+    }
+    cpu::sgemm(false, true, B, out, in, 1.0f, x.f32(), in, w.f32(), in, 0.0f, y.f32(), out,
+               epilogue);
   });
 }
 

@@ -18,6 +18,14 @@
 //     it. Inner loops walk NR-wide B micro-panels (KC x NR, reused from L1 by every A
 //     micro-panel of the block) and MR-high A micro-panels (the MC x KC block stays in the
 //     1 MiB L2 of Zen 4/5). Blocks are cut evenly (K = 784 is 4 x 196, not 3 x 256 + 16).
+//   - Operands read once are not packed. When N fits one tile, every element of op(A) meets
+//     a single panel of B, so the kernel broadcasts it from where it lies; when M fits one
+//     tile, the same holds for op(B), read in place if its rows are contiguous. When that
+//     leaves vector lanes idle (N = 10 fills 10 of 16) or would need a transposing pack, C is
+//     computed as its transpose C^T = op(B)^T op(A)^T through a small scratch block.
+//   - Epilogue (gemm.h): a bias and an element-wise map (a Linear layer's activation) are
+//     applied to each tile of C right after its last K slice: the kernel adds the bias to
+//     its registers as it stores the tile, then the map runs on the tile while it is in L1.
 //   - Threads (sg::parallelFor) split C, never K. Usually C is cut into several tiles per
 //     thread (a helper that starts late, or a core busy with another stream, then just takes
 //     fewer) and both operands are packed once for all tiles, block by block, by whichever
@@ -26,7 +34,9 @@
 //     small to amortise waking the pool run on the calling thread.
 //   - Determinism: every element of C is accumulated in the same order (KC slices fixed by
 //     K alone, k ascending inside a slice, the same FMA sequence in every kernel variant)
-//     wherever it falls, so results are bit-identical for any thread count or split.
+//     wherever it falls and whether or not its operands were packed or C transposed (an FMA's
+//     product does not depend on the order of its factors), so results are bit-identical for
+//     any thread count, split or route.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -44,6 +54,7 @@
 #endif
 
 #include "../core/parallel.h"
+#include "gemm.h"
 #include "gemm_kernels.h"
 #include "kernels.h"
 
@@ -55,23 +66,39 @@ namespace {
 
 // 4 x 8 keeps 32 accumulators: 8 SSE (or 4 AVX / 8 NEON) registers, so plain -O2/-O3
 // vectorised code stays in registers on any target with 16+ vector registers.
-inline constexpr TileShape kGenericTile{4, 8};
+inline constexpr TileShape kGenericTile{4, 8, 8};
 
-void genericMicroKernel(int64_t kc, const float* __restrict packedA,
-                        const float* __restrict packedB, float* __restrict c, int64_t ldc,
+void genericMicroKernel(int64_t kc, const TileInputs& in, float* __restrict c, int64_t ldc,
                         int rows, int cols, float alpha, float beta) {
   constexpr int MR = kGenericTile.mr, NR = kGenericTile.nr;
   float acc[MR][NR] = {};
-  for (int64_t k = 0; k < kc; ++k) {
-    const float* a = packedA + k * MR;
-    const float* b = packedB + k * NR;
-    for (int r = 0; r < MR; ++r)
-      for (int j = 0; j < NR; ++j) acc[r][j] += a[r] * b[j];
+  if (in.aOrder == AOrder::Packed && in.bPacked) {
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* a = in.a + k * MR;
+      const float* b = in.b + k * NR;
+      for (int r = 0; r < MR; ++r)
+        for (int j = 0; j < NR; ++j) acc[r][j] += a[r] * b[j];
+    }
+  } else {  // an operand read in place: only rows x kc of A and kc x cols of B exist
+    const int64_t aRowStep = in.aOrder == AOrder::KAdjacent ? in.aStride : 1;
+    const int64_t aKStep = in.aOrder == AOrder::Packed         ? MR
+                           : in.aOrder == AOrder::RowsAdjacent ? in.aStride
+                                                               : 1;
+    const int64_t bKStep = in.bPacked ? NR : in.bStride;
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* b = in.b + k * bKStep;
+      for (int r = 0; r < rows; ++r) {
+        const float a = in.a[r * aRowStep + k * aKStep];
+        for (int j = 0; j < cols; ++j) acc[r][j] += a * b[j];
+      }
+    }
   }
   for (int r = 0; r < rows; ++r) {
     float* cRow = c + r * ldc;
     for (int j = 0; j < cols; ++j)
       cRow[j] = beta == 0.0f ? alpha * acc[r][j] : alpha * acc[r][j] + beta * cRow[j];
+    if (in.bias)
+      for (int j = 0; j < cols; ++j) cRow[j] += in.bias[j];
   }
 }
 
@@ -92,7 +119,31 @@ struct Problem {
   Operand a, b;
   float* c;
   int64_t ldc;
+  const GemmEpilogue* epilogue;  // null: none
+  // The caller's C^T = op(B)^T op(A)^T is computed: element (i, j) of this product is
+  // stored at c[j * ldc + i] (and the epilogue's bias is indexed by i).
+  bool cTransposed;
 };
+
+// The epilogue on C[0:rows, 0:cols] (a finished tile), whose first column is column col0.
+void applyEpilogue(const GemmEpilogue& e, float* c, int64_t ldc, int64_t col0, int64_t rows,
+                   int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = c + r * ldc;
+    if (e.bias) {
+      const float* bias = e.bias + col0;
+      for (int64_t j = 0; j < cols; ++j) row[j] += bias[j];
+    }
+    if (e.rowMap) e.rowMap(e.context, row, cols);
+  }
+}
+
+// dst[r * ldDst + c] = src[c * ldSrc + r] for r < rows, c < cols.
+void transposeCopy(const float* src, int64_t ldSrc, float* dst, int64_t ldDst, int64_t rows,
+                   int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[r * ldDst + c] = src[c * ldSrc + r];
+}
 
 // Upper bounds of the cache blocks; the actual blocks split each dimension evenly.
 struct Blocking {
@@ -130,10 +181,11 @@ void packCopy(const float* src, int64_t ld, int64_t width, int64_t kc, float* ds
     float* out = dst + k * P;
     for (int64_t p = 0; p < fullPanels; ++p)
       std::memcpy(out + p * panelStride, row + p * P, sizeof(float) * P);
-    if (tail) {
+    if (tail) {  // a few floats: plain loops beat calls of memcpy and fill
       float* last = out + fullPanels * panelStride;
-      std::memcpy(last, row + fullPanels * P, sizeof(float) * tail);
-      std::fill(last + tail, last + P, 0.0f);
+      const float* rest = row + fullPanels * P;
+      for (int t = 0; t < tail; ++t) last[t] = rest[t];
+      for (int t = tail; t < P; ++t) last[t] = 0.0f;
     }
   }
 }
@@ -220,6 +272,7 @@ class PackBuffer {
 
 thread_local PackBuffer tlsPackedA;
 thread_local PackBuffer tlsPackedB;
+thread_local PackBuffer tlsTransposedC;  // a block of a product stored transposed
 
 // ---- driver ----------------------------------------------------------------------------------
 
@@ -316,28 +369,46 @@ class SharedPanels {
 };
 
 // C[m0:m1, n0:n1] on the calling thread, all of K. Each operand comes either from a shared
-// packing (which then spans the whole of M, resp. N) or is packed here into this thread's
-// buffers.
+// packing (which then spans the whole of M, resp. N), or is packed here into this thread's
+// buffers, or is read in place: op(A) when the rectangle is one tile wide (each of its
+// elements then meets a single panel of B, so packing it would copy it to read it once),
+// else op(B) when the rectangle is one tile high and B is not transposed (rows of op(B) are
+// then contiguous, as in a packed panel). The epilogue runs on each tile after its last K
+// slice. A transposed product (p.cTransposed) is computed block by block in a scratch buffer
+// and copied into C^T, then the epilogue runs on that part of C.
 template <int MR, int NR>
 void gemmRect(const Problem& p, const Blocks& blk, MicroKernelFn kernel, int64_t m0, int64_t m1,
               int64_t n0, int64_t n1, SharedPanels* sharedA, SharedPanels* sharedB) {
-  float* ownA = sharedA ? nullptr : tlsPackedA.get(blk.mc * blk.kc);
-  float* ownB = sharedB ? nullptr : tlsPackedB.get(blk.kc * blk.nc);
+  const bool directA = n1 - n0 <= NR;
+  const bool directB = !directA && m1 - m0 <= MR && !p.b.trans;
+  float* ownA = sharedA || directA ? nullptr : tlsPackedA.get(blk.mc * blk.kc);
+  float* ownB = sharedB || directB ? nullptr : tlsPackedB.get(blk.kc * blk.nc);
 
   for (int64_t jc = n0; jc < n1; jc += blk.nc) {
     const int64_t nc = std::min(blk.nc, n1 - jc);
+    // The kernels store product element (i, jc + j) at out[(i - outRow0) * ldOut + j].
+    float* out = p.c + jc;
+    int64_t ldOut = p.ldc, outRow0 = 0;
+    if (p.cTransposed) {
+      out = tlsTransposedC.get((m1 - m0) * nc);
+      ldOut = nc;
+      outRow0 = m0;
+      if (p.beta != 0.0f)  // the kernels read C's old values from the scratch block
+        transposeCopy(p.c + jc * p.ldc + m0, p.ldc, out, ldOut, m1 - m0, nc);
+    }
     for (int64_t slice = 0; slice < blk.kSlices; ++slice) {
       const int64_t pc = slice * blk.kc;
       const int64_t kc = std::min(blk.kc, p.K - pc);
+      const bool lastSlice = slice + 1 == blk.kSlices;
       // Later K slices add onto what the earlier ones stored.
       const float beta = slice == 0 ? p.beta : 1.0f;
       const auto fillB = [&](int64_t first, int64_t count, float* dst) {
         packB<NR>(p.b, pc, kc, jc + first, count, dst);
       };
-      const float* packedB;
-      if (sharedB) {
+      const float* packedB = nullptr;  // stays null when op(B) is read in place
+      if (sharedB && !directB) {
         packedB = sharedB->block(jc / blk.nc * blk.kSlices + slice, nc, kc, fillB);
-      } else {
+      } else if (!directB) {
         fillB(0, nc, ownB);
         packedB = ownB;
       }
@@ -346,23 +417,52 @@ void gemmRect(const Problem& p, const Blocks& blk, MicroKernelFn kernel, int64_t
         const auto fillA = [&](int64_t first, int64_t count, float* dst) {
           packA<MR>(p.a, ic + first, count, pc, kc, dst);
         };
-        const float* packedA;
-        if (sharedA) {
+        const float* packedA = nullptr;  // stays null when op(A) is read in place
+        if (sharedA && !directA) {
           packedA = sharedA->block(ic / blk.mc * blk.kSlices + slice, mc, kc, fillA);
-        } else {
+        } else if (!directA) {
           fillA(0, mc, ownA);
           packedA = ownA;
         }
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int cols = static_cast<int>(std::min<int64_t>(NR, nc - jr));
-          const float* panelB = packedB + jr * kc;
+          TileInputs in{};
+          // The bias of the epilogue is added by the kernel as it stores the tile.
+          if (lastSlice && p.epilogue && p.epilogue->bias && !p.cTransposed)
+            in.bias = p.epilogue->bias + jc + jr;
+          if (directB) {
+            in.b = p.b.data + pc * p.b.ld + (jc + jr);
+            in.bStride = p.b.ld;
+            in.bPacked = false;
+          } else {
+            in.b = packedB + jr * kc;
+            in.bStride = NR;
+            in.bPacked = true;
+          }
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int rows = static_cast<int>(std::min<int64_t>(MR, mc - ir));
-            kernel(kc, packedA + ir * kc, panelB, p.c + (ic + ir) * p.ldc + (jc + jr), p.ldc,
-                   rows, cols, p.alpha, beta);
+            const int64_t i = ic + ir;  // first row of the tile
+            if (directA) {
+              in.a = p.a.trans ? p.a.data + pc * p.a.ld + i : p.a.data + i * p.a.ld + pc;
+              in.aStride = p.a.ld;
+              in.aOrder = p.a.trans ? AOrder::RowsAdjacent : AOrder::KAdjacent;
+            } else {
+              in.a = packedA + ir * kc;
+              in.aOrder = AOrder::Packed;
+            }
+            float* tile = out + (i - outRow0) * ldOut + jr;
+            kernel(kc, in, tile, ldOut, rows, cols, p.alpha, beta);
+            if (lastSlice && p.epilogue && p.epilogue->rowMap && !p.cTransposed)
+              applyEpilogue({nullptr, p.epilogue->rowMap, p.epilogue->context}, tile, ldOut,
+                            jc + jr, rows, cols);
           }
         }
       }
+    }
+    if (p.cTransposed) {
+      float* cBlock = p.c + jc * p.ldc + m0;  // rows jc.. and columns m0.. of the caller's C
+      transposeCopy(out, ldOut, cBlock, p.ldc, nc, m1 - m0);
+      if (p.epilogue) applyEpilogue(*p.epilogue, cBlock, p.ldc, m0, nc, m1 - m0);
     }
   }
 }
@@ -409,7 +509,7 @@ Grid chooseGrid(int64_t mTiles, int64_t nTiles, int mr, int nr, int64_t threads)
 }
 
 template <int MR, int NR>
-void runGemm(const Problem& p, const Blocking& limits, MicroKernelFn kernel) {
+void runProduct(const Problem& p, const Blocking& limits, MicroKernelFn kernel) {
   const Blocks blk = chooseBlocks<MR, NR>(p, limits);
   const double macs = static_cast<double>(p.M) * p.N * p.K;  // double: no overflow
   const int64_t threads = static_cast<int64_t>(
@@ -471,6 +571,37 @@ void runGemm(const Problem& p, const Blocking& limits, MicroKernelFn kernel) {
   });
 }
 
+// Whether to compute C as its transpose, C^T = op(B)^T op(A)^T (each element gets the same
+// operations; see Problem::cTransposed). Worth it when an operand is read once (the other
+// dimension fits one tile) and the transpose reads it in place instead of packing it:
+//   - N fits one tile and A is stored transposed: op(A)^T = A is read in place as the vector
+//     operand, M along the vector lanes, which it fills better than N (N = 10 fills 10 of 16);
+//   - M fits one tile and B is stored transposed: op(B) would need a transposing pack, while
+//     op(B)^T is read in place as the broadcast operand.
+template <int MR, int NR, int Lanes>
+bool computeTransposed(const Problem& p) {
+  const auto laneUse = [](int64_t n) {
+    return static_cast<double>(n) / static_cast<double>(roundUp(n, Lanes));
+  };
+  if (p.N <= NR) return p.a.trans && laneUse(p.M) > laneUse(p.N);
+  return p.M <= MR && p.b.trans;
+}
+
+template <int MR, int NR, int Lanes>
+void runGemm(const Problem& p, const Blocking& limits, MicroKernelFn kernel) {
+  if (!computeTransposed<MR, NR, Lanes>(p)) {
+    runProduct<MR, NR>(p, limits, kernel);
+    return;
+  }
+  Problem t = p;
+  t.M = p.N;
+  t.N = p.M;
+  t.a = {p.b.data, p.b.ld, !p.b.trans};  // op(B)^T
+  t.b = {p.a.data, p.a.ld, !p.a.trans};  // op(A)^T
+  t.cTransposed = true;
+  runProduct<MR, NR>(t, limits, kernel);
+}
+
 // One selectable path: the kernel, its cache blocks, and the driver compiled for its tile.
 struct Path {
   const MicroKernel* kernel;
@@ -506,13 +637,13 @@ bool cpuHasAvx2() {
 const Path* pathFor(const char* isa) {
   static const Path avx512{avx512MicroKernel(),
                            {16 * kAvx512Tile.mr, 256, 2048},
-                           runGemm<kAvx512Tile.mr, kAvx512Tile.nr>};
+                           runGemm<kAvx512Tile.mr, kAvx512Tile.nr, kAvx512Tile.lanes>};
   static const Path avx2{avx2MicroKernel(),
                          {24 * kAvx2Tile.mr, 256, 2048},
-                         runGemm<kAvx2Tile.mr, kAvx2Tile.nr>};
+                         runGemm<kAvx2Tile.mr, kAvx2Tile.nr, kAvx2Tile.lanes>};
   static const Path generic{&kGenericKernel,
                             {32 * kGenericTile.mr, 256, 1024},
-                            runGemm<kGenericTile.mr, kGenericTile.nr>};
+                            runGemm<kGenericTile.mr, kGenericTile.nr, kGenericTile.lanes>};
   if (std::strcmp(isa, "avx512") == 0) return avx512.kernel && cpuHasAvx512() ? &avx512 : nullptr;
   if (std::strcmp(isa, "avx2") == 0) return avx2.kernel && cpuHasAvx2() ? &avx2 : nullptr;
   if (std::strcmp(isa, "generic") == 0) return &generic;
@@ -565,16 +696,25 @@ bool selectSgemmIsa(const char* isa) {
 
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc) {
+           int64_t ldc, const GemmEpilogue& epilogue) {
   using namespace gemm_detail;
   if (M <= 0 || N <= 0) return;
+  const GemmEpilogue* tileEpilogue = epilogue.bias || epilogue.rowMap ? &epilogue : nullptr;
   if (K <= 0 || alpha == 0.0f) {
     scaleC(C, ldc, M, N, beta);
+    if (tileEpilogue) applyEpilogue(epilogue, C, ldc, 0, M, N);
     return;
   }
   const Path& path = activePath();
-  const Problem problem{M, N, K, alpha, beta, {A, lda, transA}, {B, ldb, transB}, C, ldc};
+  const Problem problem{M, N, K, alpha, beta, {A, lda, transA}, {B, ldb, transB}, C, ldc,
+                        tileEpilogue, /*cTransposed=*/false};
   path.run(problem, path.limits, path.kernel->run);
+}
+
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, GemmEpilogue{});
 }
 
 const char* sgemmIsa() { return gemm_detail::activePath().kernel->isa; }

@@ -28,12 +28,12 @@ inline __m256i firstLanes(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
 }
 
-// Computes a Rows x (8 * Vectors) corner of the tile (Rows <= kRows, Vectors <= kVectors)
-// from panels laid out for the full tile; edge tiles use the smallest variant covering them.
-// Each element gets exactly the same sequence of FMAs whichever variant computes it.
-template <int Rows, int Vectors>
-void tileKernel(int64_t kc, const float* __restrict packedA, const float* __restrict packedB,
-                float* __restrict c, int64_t ldc, int cols, float alpha, float beta) {
+// Computes a Rows x (8 * Vectors) corner of the tile (Rows <= kRows, Vectors <= kVectors);
+// edge tiles use the smallest variant covering them. Each element gets exactly the same
+// sequence of FMAs whichever variant computes it and wherever its operands are read from.
+template <int Rows, int Vectors, AOrder Order, bool BPacked>
+void tileKernel(int64_t kc, const TileInputs& in, float* __restrict c, int64_t ldc, int cols,
+                float alpha, float beta) {
   __m256 acc[Rows][Vectors];
 #pragma GCC unroll 16
   for (int r = 0; r < Rows; ++r)
@@ -46,29 +46,49 @@ void tileKernel(int64_t kc, const float* __restrict packedA, const float* __rest
     _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + 8 * Vectors - 1), _MM_HINT_T0);
   }
 
-  const float* a = packedA;
-  const float* b = packedB;
+  // Only the last vector of a row can be partial.
+  const int lastCols = cols - 8 * (Vectors - 1);
+  const __m256i lastMask = firstLanes(lastCols);
+  const float* __restrict a = in.a;
+  const float* __restrict b = in.b;
+  const int64_t aStep = Order == AOrder::Packed         ? kRows
+                        : Order == AOrder::RowsAdjacent ? in.aStride
+                                                        : 1;
+  const int64_t bStep = BPacked ? kCols : in.bStride;
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
     __m256 bRow[Vectors];
 #pragma GCC unroll 4
-    for (int v = 0; v < Vectors; ++v) bRow[v] = _mm256_load_ps(b + 8 * v);
-    _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchB * kCols), _MM_HINT_T0);
+    for (int v = 0; v < Vectors; ++v) {
+      if (BPacked)
+        bRow[v] = _mm256_load_ps(b + 8 * v);
+      else if (v + 1 < Vectors)
+        bRow[v] = _mm256_loadu_ps(b + 8 * v);
+      else  // in place: never read past the last column
+        bRow[v] = _mm256_maskload_ps(b + 8 * v, lastMask);
+    }
+    _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchB * bStep), _MM_HINT_T0);
 #pragma GCC unroll 16
     for (int r = 0; r < Rows; ++r) {
-      const __m256 aValue = _mm256_broadcast_ss(a + r);
+      const __m256 aValue =
+          _mm256_broadcast_ss(Order == AOrder::KAdjacent ? a + r * in.aStride : a + r);
 #pragma GCC unroll 4
       for (int v = 0; v < Vectors; ++v) acc[r][v] = _mm256_fmadd_ps(aValue, bRow[v], acc[r][v]);
     }
-    a += kRows;
-    b += kCols;
+    a += aStep;
+    b += bStep;
   }
 
-  // C = alpha * acc + beta * C; only the last vector of a row can be partial.
+  // C = alpha * acc + beta * C, then + bias
   const __m256 alphaV = _mm256_set1_ps(alpha);
+  __m256 biasV[Vectors];
+  if (in.bias) {
+#pragma GCC unroll 4
+    for (int v = 0; v < Vectors; ++v)
+      biasV[v] = v + 1 < Vectors ? _mm256_loadu_ps(in.bias + 8 * v)
+                                 : _mm256_maskload_ps(in.bias + 8 * v, lastMask);
+  }
   const __m256 betaV = _mm256_set1_ps(beta);
-  const int lastCols = cols - 8 * (Vectors - 1);
-  const __m256i lastMask = firstLanes(lastCols);
 #pragma GCC unroll 16
   for (int r = 0; r < Rows; ++r) {
     float* cRow = c + r * ldc;
@@ -77,35 +97,47 @@ void tileKernel(int64_t kc, const float* __restrict packedA, const float* __rest
       __m256 out = _mm256_mul_ps(alphaV, acc[r][v]);
       if (v + 1 < Vectors || lastCols >= 8) {
         if (beta != 0.0f) out = _mm256_fmadd_ps(betaV, _mm256_loadu_ps(cRow + 8 * v), out);
+        if (in.bias) out = _mm256_add_ps(out, biasV[v]);
         _mm256_storeu_ps(cRow + 8 * v, out);
       } else {  // masked: never touches memory past the last column
         if (beta != 0.0f)
           out = _mm256_fmadd_ps(betaV, _mm256_maskload_ps(cRow + 8 * v, lastMask), out);
+        if (in.bias) out = _mm256_add_ps(out, biasV[v]);
         _mm256_maskstore_ps(cRow + 8 * v, lastMask, out);
       }
     }
   }
 }
 
-using TileKernelFn = void (*)(int64_t, const float*, const float*, float*, int64_t, int, float,
-                              float);
+using TileKernelFn = void (*)(int64_t, const TileInputs&, float*, int64_t, int, float, float);
 
-// Every variant, indexed [(rows - 1) * kVectors + vectors - 1]. Plain arrays and internal
-// linkage only: no inline function with external linkage may be emitted from this file, or
-// the linker could pick this ISA's copy for the rest of the library.
-template <class Sequence>
+// Every variant of one operand layout, indexed [(rows - 1) * kVectors + vectors - 1]. Plain
+// arrays and internal linkage only: no inline function with external linkage may be emitted
+// from this file, or the linker could pick this ISA's copy for the rest of the library.
+template <AOrder Order, bool BPacked, class Sequence>
 struct TileKernelTable;
-template <int... I>
-struct TileKernelTable<std::integer_sequence<int, I...>> {
-  static constexpr TileKernelFn kernels[] = {&tileKernel<I / kVectors + 1, I % kVectors + 1>...};
+template <AOrder Order, bool BPacked, int... I>
+struct TileKernelTable<Order, BPacked, std::integer_sequence<int, I...>> {
+  static constexpr TileKernelFn kernels[] = {
+      &tileKernel<I / kVectors + 1, I % kVectors + 1, Order, BPacked>...};
 };
-using TileKernels = TileKernelTable<std::make_integer_sequence<int, kRows * kVectors>>;
+template <AOrder Order, bool BPacked>
+using TileKernels =
+    TileKernelTable<Order, BPacked, std::make_integer_sequence<int, kRows * kVectors>>;
 
-void microKernel(int64_t kc, const float* packedA, const float* packedB, float* c, int64_t ldc,
-                 int rows, int cols, float alpha, float beta) {
-  const int vectors = (cols + 7) / 8;
-  const TileKernelFn variant = TileKernels::kernels[(rows - 1) * kVectors + vectors - 1];
-  variant(kc, packedA, packedB, c, ldc, cols, alpha, beta);
+void microKernel(int64_t kc, const TileInputs& in, float* c, int64_t ldc, int rows, int cols,
+                 float alpha, float beta) {
+  const int index = (rows - 1) * kVectors + (cols + 7) / 8 - 1;
+  TileKernelFn variant;
+  if (!in.bPacked)  // the driver reads at most one operand in place
+    variant = TileKernels<AOrder::Packed, false>::kernels[index];
+  else if (in.aOrder == AOrder::RowsAdjacent)
+    variant = TileKernels<AOrder::RowsAdjacent, true>::kernels[index];
+  else if (in.aOrder == AOrder::KAdjacent)
+    variant = TileKernels<AOrder::KAdjacent, true>::kernels[index];
+  else
+    variant = TileKernels<AOrder::Packed, true>::kernels[index];
+  variant(kc, in, c, ldc, cols, alpha, beta);
 }
 
 constexpr MicroKernel kKernel{"avx2", kAvx2Tile, microKernel};

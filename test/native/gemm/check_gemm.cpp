@@ -15,7 +15,9 @@
 //     alpha/beta update): |err| <= 2 * (K + 3) * u * (|alpha| * sum_k |a_ik b_kj| + |beta c_ij|),
 //     u = 2^-24, the factor 2 being slack over the first-order term of gamma_(K+3). Because
 //     every |a b| >= 0.25, dropping or doubling one term would exceed it for K up to ~1500.
-// It also checks that results are bit-identical for 1, 2 and 3 threads.
+// It also checks that results are bit-identical for 1, 2 and 3 threads, and the epilogue
+// (gemm.h: a bias and an element-wise map applied to each finished tile): bit for bit what
+// sgemm followed by a bias pass and the map gives, on every kind of tile and split.
 // Exits non-zero on any failure.
 #include <cmath>
 #include <cstdint>
@@ -28,6 +30,7 @@
 #include <vector>
 
 #include "../../../native/core/parallel.h"
+#include "../../../native/cpu/gemm.h"
 #include "../../../native/cpu/gemm_kernels.h"
 #include "../../../native/cpu/kernels.h"
 
@@ -167,6 +170,133 @@ bool sameBits(const std::vector<float>& x, const std::vector<float>& y) {
   return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
 }
 
+// ---- the epilogue -------------------------------------------------------------------------
+
+// An element-wise map that shows whether it ran exactly once on an element: a leaky ReLU of
+// slope 1/4 (run twice, or not at all, it changes every negative value; exact in float).
+void leakyRows(const void* /*context*/, float* row, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) row[j] = row[j] < 0.0f ? 0.25f * row[j] : row[j];
+}
+
+// Case c through sgemm with an epilogue (a bias and/or leakyRows) against sgemm followed by
+// the bias added to every row and leakyRows over each whole row: equal bit for bit, padding of
+// C included. With exact data both must also equal the float64 reference exactly. Returns
+// the epilogue's C.
+std::vector<float> runEpilogueCase(const Case& c, const char* isa, bool withBias, bool withMap) {
+  ++checks;
+  const int64_t aRows = c.transA ? c.K : c.M, aCols = c.transA ? c.M : c.K;
+  const int64_t bRows = c.transB ? c.N : c.K, bCols = c.transB ? c.K : c.N;
+  Matrix A(aRows, aCols, c.padA, kNaN), B(bRows, bCols, c.padB, kNaN);
+  Matrix C(c.M, c.N, c.padC, kSentinel);
+  fillMatrix(A, c.data);
+  fillMatrix(B, c.data);
+  fillMatrix(C, c.data);
+  std::vector<float> bias(static_cast<size_t>(c.N));
+  for (float& v : bias) v = randomValue(c.data);
+  const Matrix C0 = C;
+
+  sg::cpu::GemmEpilogue epilogue;
+  if (withBias) epilogue.bias = bias.data();
+  if (withMap) epilogue.rowMap = leakyRows;
+  Matrix fused = C;
+  sg::cpu::sgemm(c.transA, c.transB, c.M, c.N, c.K, c.alpha, A.v.data(), A.ld, B.v.data(), B.ld,
+                 c.beta, fused.v.data(), fused.ld, epilogue);
+  Matrix unfused = C;
+  sg::cpu::sgemm(c.transA, c.transB, c.M, c.N, c.K, c.alpha, A.v.data(), A.ld, B.v.data(), B.ld,
+                 c.beta, unfused.v.data(), unfused.ld);
+  for (int64_t i = 0; i < c.M; ++i) {
+    float* row = &unfused.at(i, 0);
+    if (withBias)
+      for (int64_t j = 0; j < c.N; ++j) row[j] += bias[j];
+    if (withMap) leakyRows(nullptr, row, c.N);
+  }
+  char what[120];
+  std::snprintf(what, sizeof what, "epilogue (bias %d, map %d): ", withBias, withMap);
+  for (size_t idx = 0; idx < fused.v.size(); ++idx) {
+    if (std::memcmp(&fused.v[idx], &unfused.v[idx], sizeof(float)) != 0) {
+      char msg[240];
+      std::snprintf(msg, sizeof msg, "%sC[%lld,%lld] = %.9g, sgemm then bias and map %.9g", what,
+                    static_cast<long long>(static_cast<int64_t>(idx) / C.ld),
+                    static_cast<long long>(static_cast<int64_t>(idx) % C.ld), fused.v[idx],
+                    unfused.v[idx]);
+      fail(c, isa, msg);
+      return fused.v;
+    }
+  }
+  if (c.data != Data::Exact) return fused.v;
+  auto opA = [&](int64_t i, int64_t k) { return c.transA ? A.at(k, i) : A.at(i, k); };
+  auto opB = [&](int64_t k, int64_t j) { return c.transB ? B.at(j, k) : B.at(k, j); };
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < c.N; ++j) {
+      double sum = 0;
+      for (int64_t k = 0; k < c.K; ++k) sum += static_cast<double>(opA(i, k)) * opB(k, j);
+      double expect =
+          static_cast<double>(c.alpha) * sum + static_cast<double>(c.beta) * C0.at(i, j);
+      if (withBias) expect += bias[j];
+      if (withMap && expect < 0) expect *= 0.25;
+      if (!(fused.at(i, j) == expect)) {
+        char msg[240];
+        std::snprintf(msg, sizeof msg, "%sC[%lld,%lld] = %.9g, exact %.9g", what,
+                      static_cast<long long>(i), static_cast<long long>(j), fused.at(i, j), expect);
+        fail(c, isa, msg);
+        return fused.v;
+      }
+    }
+  return fused.v;
+}
+
+void checkEpilogue(const char* isa) {
+  const int before = failures, checksBefore = checks;
+  const bool flags[2] = {false, true};
+  struct Shape { int64_t M, N, K; };
+  // Edge tiles of every path (14 x 32, 6 x 16, 4 x 8), K past the K block (several slices
+  // before the epilogue may run), N or M within one tile (operands read in place, C computed
+  // as its transpose), and products split among threads (shared packing; one rectangle per
+  // thread for the 2100 x 1000 operand past the sharing budget).
+  const Shape shapes[] = {{1, 1, 1},     {33, 17, 65},   {45, 37, 600},   {300, 10, 20},
+                          {10, 70, 300}, {5, 3, 7},      {256, 10, 256},  {10, 256, 256},
+                          {29, 33, 513}, {256, 256, 784}, {600, 40, 300}, {2100, 40, 1000}};
+  int variant = 0;
+  for (const Shape& s : shapes)
+    for (bool tA : flags)
+      for (bool tB : flags)
+        for (int use = 0; use < 3; ++use) {  // bias and map, bias only, map only
+          ++variant;
+          const bool bias = use != 2, map = use != 1;
+          Case c{tA, tB, s.M, s.N, s.K, 2.0f, -0.5f, Data::Exact, false,
+                 variant % 3, (variant / 3) % 4, variant % 5};
+          if (variant % 4 == 0) c.beta = 0.0f;
+          runEpilogueCase(c, isa, bias, map);
+          c.data = Data::Random;
+          c.alpha = 0.7f;
+          runEpilogueCase(c, isa, bias, map);
+        }
+
+  // No product to add (K == 0, alpha == 0): C = beta C, then the epilogue.
+  for (const Shape& s : {Shape{7, 9, 0}, Shape{40, 50, 30}}) {
+    Case c{false, true, s.M, s.N, s.K, s.K ? 0.0f : 1.0f, 0.5f, Data::Exact, false, 1, 2, 3};
+    runEpilogueCase(c, isa, true, true);
+  }
+
+  // The same bits for 1, 2 and 3 threads.
+  const int threadsBefore = sg::parallelism();
+  for (const Shape& s : {Shape{256, 256, 784}, Shape{1000, 12, 600}, Shape{12, 1000, 600}})
+    for (bool tA : flags) {
+      const Case c{tA, !tA, s.M, s.N, s.K, 1.1f, 0.9f, Data::Random, false, 1, 2, 3};
+      std::vector<float> results[3];
+      for (int t = 1; t <= 3; ++t) {
+        sg::setParallelism(t);
+        rng.seed(91);
+        results[t - 1] = runEpilogueCase(c, isa, true, true);
+      }
+      if (!sameBits(results[0], results[1]) || !sameBits(results[0], results[2]))
+        fail(c, isa, "epilogue: results differ between 1, 2 and 3 threads");
+    }
+  sg::setParallelism(threadsBefore);
+  std::printf("[%s] epilogue: %d checks, %d failures\n", isa, checks - checksBefore,
+              failures - before);
+}
+
 void checkPath(const char* isa) {
   const int before = failures, checksBefore = checks;
   const bool flags[2] = {false, true};
@@ -275,6 +405,7 @@ int main(int argc, char** argv) {
     }
     ++paths;
     checkPath(isa);
+    checkEpilogue(isa);
   }
   std::printf("%s: %d paths, %d checks, %d failures\n", failures ? "FAILED" : "OK", paths, checks,
               failures);
