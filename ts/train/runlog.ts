@@ -21,6 +21,7 @@ import * as fs from 'fs';
 import { promises as fsp } from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { performance } from 'perf_hooks';
 import { describe, positiveInt } from '../check';
 import type { ModuleDiagnostics } from '../dni/diagnostics';
 import type { EpochMetrics, FitOptions, FitResult, StepMetrics } from './trainer';
@@ -360,11 +361,12 @@ export class FitLog {
         );
       return this.log;
     };
-    this.lastTime = Date.now();
+    // performance.now(), not Date.now(): a step can take under a millisecond.
+    this.lastTime = performance.now();
     const wrapped: FitOptions = {
       ...options,
       onStep: async (m) => {
-        const now = Date.now();
+        const now = performance.now();
         // A resumed run's first record would count from the step it resumed after, unknown here.
         const steps = this.lastStep > 0 || !this.append ? m.step - this.lastStep : NaN;
         const log = await open();
@@ -382,7 +384,7 @@ export class FitLog {
         await log.flush();
         if (options.onEpoch) await options.onEpoch(m);
         // The evaluation is no step's time: the next record's time per step counts from here.
-        this.lastTime = Date.now();
+        this.lastTime = performance.now();
         if (!this.append) this.lastStep = this.epochSteps;
       },
     };
