@@ -82,12 +82,7 @@ if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs
     expect(final(mpirun(3, [process.execPath, bin, 'train', ...flags, '--placement', '0,1,2', '--json']))).toEqual(one);
     expect(final(mpirun(2, ['npm', '--prefix', root, 'start', '--silent', '--', ...flags, '--placement', '0,1,0', '--json']))).toEqual(one);
     // The pipelined schedule, stochastic updates, both, and the complete unlock too (each against its own one-process run).
-    for (const schedule of [
-      ['--pipeline', '2'],
-      ['--p-update', '0.5'],
-      ['--pipeline', '2', '--p-update', '0.5'],
-      ['--unlock'],
-    ]) {
+    for (const schedule of [['--pipeline', '2'], ['--p-update', '0.5'], ['--pipeline', '2', '--p-update', '0.5'], ['--unlock']]) {
       const alone = final(node([main, ...flags, ...schedule, '--json']));
       expect(alone).not.toEqual(one);
       expect(final(mpirun(3, [process.execPath, bin, 'train', ...flags, ...schedule, '--placement', '0,1,2', '--json']))).toEqual(alone);
