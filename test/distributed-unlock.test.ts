@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Adam, Dataset, Device, Random, Trainer, cnn, decouple, distribute, mlp, moduleState } from '../ts';
-import type { DecoupledNetwork, DistributedFitOptions, DistributedNetwork } from '../ts';
+import type { DecoupledNetwork, DistributedFitOptions, DistributedNetwork, Evaluation } from '../ts';
 import { localTransports } from './helpers/local-transport';
 
 const rows = new Random(11);
@@ -18,6 +18,7 @@ const images = Dataset.fromArrays(
   Int32Array.from({ length: 24 }, (_, i) => i % 3),
   { shape: [2, 7, 7], name: 'tiny images', classes: 3 },
 );
+const test23 = new Dataset('tiny-test', rows.uniformArray(23 * 12, -1, 1), labels.slice(0, 23), 12, 4);
 const options = { device: Device.cpu(), seed: 7, optimizer: () => new Adam({ lr: 0.01 }) };
 
 type Build = () => DecoupledNetwork;
@@ -42,13 +43,21 @@ async function stateBytes(net: DecoupledNetwork, modules = net.modules.map((_, i
   return out;
 }
 
-async function oneProcess(build: Build, steps: number, data = train): Promise<{ bytes: Buffer[]; losses: number[] }> {
+interface Run {
+  bytes: Buffer[];
+  losses: number[];
+  /** on test23, when asked for */
+  evaluation?: Evaluation;
+}
+
+async function oneProcess(build: Build, steps: number, data = train, evaluate = false): Promise<Run> {
   const net = build();
   const trainer = new Trainer(net, options);
   const losses: number[] = [];
   try {
     await trainer.fit(data, { steps, batchSize: 8, onStep: (m) => void losses.push(m.loss) });
-    return { bytes: await stateBytes(net), losses };
+    const evaluation = evaluate ? await trainer.evaluate(test23, { batchSize: 10 }) : undefined;
+    return { bytes: await stateBytes(net), losses, evaluation };
   } finally {
     trainer.dispose();
   }
@@ -60,7 +69,8 @@ async function overRanks(
   placement: number[],
   fit: DistributedFitOptions,
   data = train,
-): Promise<{ bytes: Buffer[]; losses: number[]; dists: DistributedNetwork[] }> {
+  evaluate = false,
+): Promise<Run & { dists: DistributedNetwork[] }> {
   const transports = localTransports(Math.max(...placement) + 1);
   const dists = transports.map((transport) => distribute(build(), { ...options, placement, transport }));
   try {
@@ -70,13 +80,15 @@ async function overRanks(
       const own = await stateBytes(d.network, [...d.ownModules]);
       d.ownModules.forEach((i, k) => (bytes[i] = own[k]));
     }
-    return { bytes, losses: results[placement[placement.length - 1]].losses, dists };
+    // Every rank calls evaluate(); rank 0 reports.
+    const evaluation = evaluate ? (await Promise.all(dists.map((d) => d.evaluate(test23, { batchSize: 10 }))))[0] : undefined;
+    return { bytes, losses: results[placement[placement.length - 1]].losses, evaluation, dists };
   } finally {
     dists.forEach((d) => d.dispose());
   }
 }
 
-function expectSame(got: { bytes: Buffer[]; losses: number[] }, want: { bytes: Buffer[]; losses: number[] }, what: string): void {
+function expectSame(got: Run, want: Run, what: string): void {
   expect(got.bytes.length).toBe(want.bytes.length);
   got.bytes.forEach((b, i) => {
     expect(b.length).toBeGreaterThan(0);
@@ -85,10 +97,11 @@ function expectSame(got: { bytes: Buffer[]; losses: number[] }, want: { bytes: B
   // Every step's loss, to the last bit (toEqual on numbers is Object.is: NaN would match only NaN).
   expect(got.losses.length).toBeGreaterThan(0);
   expect(got.losses).toEqual(want.losses);
+  expect(got.evaluation).toEqual(want.evaluation);
 }
 
 describe('the complete unlock over ranks (in-process ranks)', () => {
-  test('FCN on 3 ranks and on 2 (both ways), with pUpdate 0.5 and cDNI: bit for bit the one-process run, losses too', async () => {
+  test('FCN on 3 ranks and on 2 (both ways), with pUpdate 0.5 and cDNI: bit for bit the one-process run, losses and evaluation too', async () => {
     const cases: [string, Build, number[]][] = [
       ['3 ranks', unlocked(), [0, 1, 2]],
       ['2 ranks, modules 1 and 3 on rank 0', unlocked(), [0, 1, 0]],
@@ -97,8 +110,9 @@ describe('the complete unlock over ranks (in-process ranks)', () => {
       ['cDNI, 2 ranks', unlocked({ synthesizer: { hidden: [8], conditioned: true } }), [1, 0, 1]],
     ];
     for (const [what, build, placement] of cases) {
-      const one = await oneProcess(build, 9); // 40 rows in batches of 8: an epoch and 4 steps
-      expectSame(await overRanks(build, placement, { steps: 9, batchSize: 8 }), one, what);
+      const one = await oneProcess(build, 9, train, true); // 40 rows in batches of 8: an epoch and 4 steps
+      expect(one.evaluation!.count).toBe(23);
+      expectSame(await overRanks(build, placement, { steps: 9, batchSize: 8 }, train, true), one, what);
     }
   });
 
