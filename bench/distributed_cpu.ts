@@ -3,13 +3,15 @@
 // (distribute(), placement 0..K-1, mpirun --oversubscribe), for DNI (λ = 0: a module never
 // waits for the one above), BP(λ = 1) (each module waits for δ from above before its
 // backward, as model-parallel backprop must) and DNI pipelined at depth 2 (a synthesizer
-// regresses onto δ two steps later, so a rank may run two steps ahead). Per round, every configuration runs once, the
+// regresses onto δ two steps later, so a rank may run two steps ahead), and DNI with the complete
+// unlock (input models with one hidden layer of H: modules 2 and 3 run on I_i(x), so no forward
+// waits for h from below). Per round, every configuration runs once, the
 // one-process and the K-rank runs alternating which goes first; prints the median ms per step,
 // the ratio K ranks / one process, and each rank's share of its time spent waiting for
 // hand-offs. Needs mpirun and build/Release/synthgrad_mpi.node (bash scripts/install-mpi.sh).
 //
 //   node dist/bench/distributed_cpu.js [--ranks 3] [--steps 30] [--warmup 5] [--batch 128] [--hidden 256] [--rounds 3] [--out NAME]
-// (--lambda and --depth are the children's.)
+// (--lambda, --depth and --unlock are the children's.)
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -26,6 +28,8 @@ interface Setup {
   lambda: number;
   /** the pipelined schedule's depth (0: lockstep) */
   depth: number;
+  /** the complete unlock (1) or not (0) */
+  unlock: number;
 }
 
 function build(s: Setup) {
@@ -37,6 +41,7 @@ function build(s: Setup) {
     synthesizer: { hidden: [s.hidden] },
     lambda: s.lambda,
     schedule: s.depth > 0 ? { kind: 'pipelined', depth: s.depth } : { kind: 'lockstep' },
+    ...(s.unlock ? { unlock: { hidden: [s.hidden] } } : {}),
   });
   return { data, network, options: { device: Device.cpu(), seed: 1, optimizer: () => new Adam({ lr: 1e-3 }) } };
 }
@@ -96,6 +101,7 @@ async function main(): Promise<void> {
     child: '',
     lambda: '0',
     depth: '0',
+    unlock: '0',
   });
   const s: Setup = {
     steps: numberFlag('--steps', f.steps),
@@ -104,13 +110,14 @@ async function main(): Promise<void> {
     hidden: numberFlag('--hidden', f.hidden),
     lambda: numberFlag('--lambda', f.lambda),
     depth: numberFlag('--depth', f.depth),
+    unlock: numberFlag('--unlock', f.unlock),
   };
   if (f.child === 'single') return single(s);
   if (f.child === 'rank') return rank(s);
   const ranks = numberFlag('--ranks', f.ranks);
   const rounds = numberFlag('--rounds', f.rounds);
   const out = resultName('--out', f.out);
-  const args = (child: string, lambda: number, depth: number) => [
+  const args = (child: string, lambda: number, depth: number, unlock: number) => [
     __filename,
     '--child',
     child,
@@ -118,6 +125,8 @@ async function main(): Promise<void> {
     String(lambda),
     '--depth',
     String(depth),
+    '--unlock',
+    String(unlock),
     ...['steps', 'warmup', 'batch', 'hidden'].flatMap((k) => [`--${k}`, String(s[k as keyof Setup])]),
   ];
   const run = (cmd: string, argv: string[]): Line[] =>
@@ -127,10 +136,11 @@ async function main(): Promise<void> {
       .map((l) => JSON.parse(l) as Line);
   const mpirun = ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), process.execPath];
   const rows: string[] = [];
-  for (const [lambda, depth, name] of [
-    [0, 0, 'DNI (λ = 0)'],
-    [1, 0, 'BP(λ = 1): waits like backprop'],
-    [0, 2, 'DNI pipelined, depth 2'],
+  for (const [lambda, depth, unlock, name] of [
+    [0, 0, 0, 'DNI (λ = 0)'],
+    [1, 0, 0, 'BP(λ = 1): waits like backprop'],
+    [0, 2, 0, 'DNI pipelined, depth 2'],
+    [0, 0, 1, 'DNI + complete unlock'],
   ] as const) {
     const one: number[] = [];
     const many: number[] = [];
@@ -138,9 +148,9 @@ async function main(): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       const order = r % 2 === 0 ? ['single', 'ranks'] : ['ranks', 'single'];
       for (const which of order) {
-        if (which === 'single') one.push(run(process.execPath, args('single', lambda, depth))[0].ms);
+        if (which === 'single') one.push(run(process.execPath, args('single', lambda, depth, unlock))[0].ms);
         else {
-          const lines = run('mpirun', [...mpirun, ...args('rank', lambda, depth)]);
+          const lines = run('mpirun', [...mpirun, ...args('rank', lambda, depth, unlock)]);
           many.push(Math.max(...lines.map((l) => l.ms)));
           for (const l of lines) waits[l.rank].push(l.wait);
         }

@@ -69,7 +69,7 @@ if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs
 (missing ? describe.skip : describe)('the CLI under mpirun (--oversubscribe)', () => {
   jest.setTimeout(400_000);
 
-  test('npx synthgrad train --placement 0,1,2 on 3 ranks (lockstep, --pipeline 2, --p-update 0.5), npm start -- on 2: the one-process result', () => {
+  test('npx synthgrad train --placement 0,1,2 on 3 ranks (lockstep, --pipeline 2, --p-update 0.5, both, --unlock), npm start -- on 2: the one-process result', () => {
     const one = final(node([main, ...flags, '--json']));
     expect(one).toMatchObject({ type: 'final', count: 20, steps: 8 });
     const three = mpirun(3, [process.execPath, bin, 'train', ...flags, '--placement', '0,1,2']);
@@ -81,11 +81,8 @@ if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs
     // The test loss in full: the training (every weight) and the evaluation are the one process's, bit for bit.
     expect(final(mpirun(3, [process.execPath, bin, 'train', ...flags, '--placement', '0,1,2', '--json']))).toEqual(one);
     expect(final(mpirun(2, ['npm', '--prefix', root, 'start', '--silent', '--', ...flags, '--placement', '0,1,0', '--json']))).toEqual(one);
-    // The pipelined schedule and stochastic updates too (each against its own one-process run).
-    for (const schedule of [
-      ['--pipeline', '2'],
-      ['--p-update', '0.5'],
-    ]) {
+    // The pipelined schedule, stochastic updates, both, and the complete unlock too (each against its own one-process run).
+    for (const schedule of [['--pipeline', '2'], ['--p-update', '0.5'], ['--pipeline', '2', '--p-update', '0.5'], ['--unlock']]) {
       const alone = final(node([main, ...flags, ...schedule, '--json']));
       expect(alone).not.toEqual(one);
       expect(final(mpirun(3, [process.execPath, bin, 'train', ...flags, ...schedule, '--placement', '0,1,2', '--json']))).toEqual(alone);
@@ -130,10 +127,9 @@ describe('--placement errors (no mpirun)', () => {
       "error: --placement must list a rank (0, 1, ...) for each module, such as 0,1,2, got '0,x'",
     );
     expect(error(['--placement', '0,1'])).toBe('error: --placement applies to dni and cdni only (--method backprop has no synthesizers)');
-    expect(error([...flags, '--placement', '0,1,2', '--pipeline', '2', '--p-update', '0.5'])).toBe(
-      'error: --pipeline with --p-update < 1 does not run over ranks (--placement) yet',
+    expect(error([...flags, '--placement', '0,1,2', '--unlock', '--pipeline', '1'])).toBe(
+      'error: --unlock needs the lockstep schedule: drop --pipeline 1',
     );
-    expect(error([...flags, '--placement', '0,1,2', '--unlock'])).toBe('error: --unlock does not run over ranks (--placement) yet');
     expect(error([...flags, '--placement', '0,1,2', '--graph'])).toBe('error: --graph does not run over ranks (--placement) yet');
   });
 

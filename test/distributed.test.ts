@@ -66,6 +66,10 @@ function expectSameAsOneProcess(ranks: number, config: { placement: number[]; st
       // Buffer.equals: every byte, so every float32 bit for bit.
       if (!many.equals(one)) throw new Error(`module ${i + 1} differs from the one-process run (placement ${config.placement})`);
     }
+    // Every step's loss (the last module's rank wrote them), every digit.
+    const losses = fs.readFileSync(path.join(dir, 'mpi-losses.json'), 'utf8');
+    expect(JSON.parse(losses)).toHaveLength(config.steps ?? 5);
+    expect(losses).toBe(fs.readFileSync(path.join(dir, 'single-losses.json'), 'utf8'));
     return r.output;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -126,6 +130,21 @@ withMpi('over MPI ranks (mpirun --oversubscribe)', () => {
       steps: 8,
       decouple: { schedule: { kind: 'pipelined', depth: 1 }, synthesizer: { hidden: [8], conditioned: true } },
     });
+  });
+
+  test('the complete unlock over 3 ranks, and over 2 with pUpdate 0.5: bit for bit as on one process (input models too)', () => {
+    // Every rank reads x itself; h_i goes up and δ_i down as regression targets only, awaited in the next step.
+    expectSameAsOneProcess(3, { placement: [0, 1, 2], steps: 6, decouple: { unlock: { hidden: [10] } } });
+    expectSameAsOneProcess(2, {
+      placement: [0, 1, 0],
+      steps: 6,
+      decouple: { unlock: { hidden: [10] }, schedule: { kind: 'lockstep', pUpdate: 0.5 } },
+    });
+  });
+
+  test('the pipelined schedule with pUpdate 0.5, depth 2 over 3 ranks and depth 1 over 2: bit for bit as on one process', () => {
+    expectSameAsOneProcess(3, { placement: [0, 1, 2], steps: 10, decouple: { schedule: { kind: 'pipelined', depth: 2, pUpdate: 0.5 } } });
+    expectSameAsOneProcess(2, { placement: [0, 1, 0], steps: 10, decouple: { schedule: { kind: 'pipelined', depth: 1, pUpdate: 0.5 } } });
   });
 
   /** Expects each module's state after the mpirun run to be the bytes of the one-process run's. */
@@ -310,12 +329,15 @@ describe('distribute: options (no MPI needed)', () => {
     expect(() => distribute(net(), options('0,1,2'))).toThrow(/'placement' must list a rank/);
   });
 
-  test('the pipelined schedule with pUpdate < 1 and the complete unlock are refused over ranks, naming the option', () => {
-    expect(() => distribute(net({ schedule: { kind: 'pipelined', depth: 1, pUpdate: 0.5 } }), options([0, 1, 2]))).toThrow(
-      "distribute: the pipelined schedule with stochastic updates ('schedule.pUpdate' < 1) does not run over ranks yet, got 0.5",
-    );
-    expect(() => distribute(net({ unlock: true }), options([0, 1, 2]))).toThrow(
-      "distribute: the complete unlock ('unlock') does not run over ranks yet",
+  test('the pipelined schedule with pUpdate < 1 and the complete unlock are accepted; the unlock with pipelining is refused by decouple', () => {
+    for (const extra of [{ schedule: { kind: 'pipelined', depth: 1, pUpdate: 0.5 } }, { unlock: true }]) {
+      const d = distribute(net(extra), options([0, 1, 2]));
+      expect(d.ownModules).toEqual([0]);
+      d.dispose();
+    }
+    // decouple refuses it before distribute() could, as for one process.
+    expect(() => net({ unlock: true, schedule: { kind: 'pipelined', depth: 1 } })).toThrow(
+      "decouple: 'unlock' needs the lockstep schedule, got 'schedule.kind' 'pipelined'",
     );
   });
 

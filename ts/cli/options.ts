@@ -395,11 +395,7 @@ export function parseArgs(argv: readonly string[]): Options {
   const misplaced = synthesizers ? undefined : decoupledOnly.find((f) => given.has(f));
   if (misplaced) throw error('ERR_SYNTHGRAD_CLI', `${misplaced} applies to dni and cdni only (--method ${o.method} has no synthesizers)`);
   // Over ranks: not the single-process run's extras (docs/distributed.md).
-  const notOverRanks =
-    o.placement &&
-    (o.pipeline > 0 && o.pUpdate < 1
-      ? '--pipeline with --p-update < 1'
-      : ['--unlock', '--graph', '--log-dir', '--diagnose-every'].find((f) => given.has(f)));
+  const notOverRanks = o.placement && ['--graph', '--log-dir', '--diagnose-every'].find((f) => given.has(f));
   if (notOverRanks) throw error('ERR_SYNTHGRAD_CLI', `${notOverRanks} does not run over ranks (--placement) yet`);
   if (o.unlock && o.pipeline > 0) throw error('ERR_SYNTHGRAD_CLI', `--unlock needs the lockstep schedule: drop --pipeline ${o.pipeline}`);
   for (const [flag, method] of [

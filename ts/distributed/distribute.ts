@@ -22,7 +22,9 @@
 // synthesizer regresses before it predicts again as there, so the run equals the one-process
 // Trainer.fit bit for bit (test/distributed.test.ts checks it). The pipelined schedule (depth d)
 // instead regresses M_i onto δ_i of step t-d in step t, as one process does; stochastic updates
-// are drawn alike on every rank. Per-rank checkpoints: ./rank-checkpoint.ts and save/resume below.
+// are drawn alike on every rank. The complete unlock (`unlock`) runs module i > 1 on I_i(x), so
+// no forward waits for another rank: see unlockedStep. Per-rank checkpoints: ./rank-checkpoint.ts
+// and save/resume below.
 import { randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import { checkOptions, describe, positiveInt } from '../check';
@@ -40,6 +42,7 @@ import { Arena, Tensor } from '../tensor';
 import { NamedTensor, restoreTensors, writeCheckpoint } from '../train/checkpoint';
 import { Evaluation, Trainer } from '../train/trainer';
 import { Prediction } from '../dni/synthesizer';
+import type { InputPrediction } from '../dni/unlock';
 import { error, rangeError, typeError } from '../errors';
 import type { Payload, Transport } from './mpi';
 import { RankIdentity, RankSummary, decideResume, fingerprintOf, rankFile, rankSteps, readRankCheckpoints } from './rank-checkpoint';
@@ -120,6 +123,14 @@ interface RankRecord {
   synthesizerSteps: number[];
   /** the stochastic updates' generator (the same on every rank) */
   updateRng: number[];
+  /** with the complete unlock: the own input models' optimizer step counts, in ownInputModels' order */
+  inputSteps?: number[];
+}
+
+/** step()'s hand-offs of tensors, for unlockedStep. */
+interface Hands {
+  send(x: Tensor, to: number, tag: number): void;
+  receive(shape: number[], from: number, tag: number, what: string): Promise<Tensor>;
 }
 
 /** Places the modules of a decoupled network on ranks; see DistributedNetwork.fit. */
@@ -144,6 +155,11 @@ export class DistributedNetwork {
    * wait for it.
    */
   private carried: ({ prediction: Prediction; delta: Promise<Tensor> } | undefined)[] = [];
+  /**
+   * The complete unlock: per module i > 0, I_i's regression waiting for h_{i-1} from the rank
+   * below, done before I_i's next prediction (or when fit ends).
+   */
+  private carriedInputs: ({ prediction: InputPrediction; target: Promise<Tensor> } | undefined)[] = [];
   /**
    * The pipelined schedule (depth d > 0): per module, M_i's regressions waiting to be done d
    * steps after their step, as DecoupledTraining queues them; their δ_i may still be on its way.
@@ -180,14 +196,7 @@ export class DistributedNetwork {
           `distribute: 'placement[${i}]' (module ${i + 1}) must be a rank in [0, ${t.size - 1}] (the run has ${t.size} rank(s)), got ${String(r)}`,
         );
     });
-    const { schedule, unlock } = network.config;
-    // Not done yet over ranks (docs/distributed.md): refused, not run differently from one process.
-    if (unlock) throw rangeError("distribute: the complete unlock ('unlock') does not run over ranks yet");
-    // (One process cannot run it either: a skipped update delays a queued regression past its step's tensors.)
-    if (schedule.kind === 'pipelined' && schedule.pUpdate < 1)
-      throw rangeError(
-        `distribute: the pipelined schedule with stochastic updates ('schedule.pUpdate' < 1) does not run over ranks yet, got ${schedule.pUpdate}`,
-      );
+    const { schedule } = network.config;
     this.depth = schedule.kind === 'pipelined' ? schedule.depth : 0;
     this.queued = network.modules.map(() => []);
     this.transport = t;
@@ -307,6 +316,7 @@ export class DistributedNetwork {
       for (const a of this.arenas) a.dispose();
       this.arenas = [];
       this.carried = [];
+      this.carriedInputs = [];
       for (const q of this.queued) q.length = 0;
       this.sends = [];
       this.busy = false;
@@ -420,6 +430,7 @@ export class DistributedNetwork {
       arena: this.arenas[this.arenas.length - 1],
     };
     for (let i = 0; i < this.carried.length; i++) await this.learnCarried(i, ctx, result);
+    for (let i = 0; i < this.carriedInputs.length; i++) await this.learnCarriedInput(i, ctx, result);
   }
 
   /**
@@ -445,6 +456,9 @@ export class DistributedNetwork {
       optimizerSteps: this.ownModules.map((i) => this.strategy.optimizers[i].steps),
       synthesizerSteps: this.ownSynthesizers().map((i) => this.network.synthesizers[i].optimizer!.steps),
       updateRng: this.updateRng().state(),
+      ...(this.network.config.unlock
+        ? { inputSteps: this.ownInputModels().map((i) => this.network.inputModels[i - 1].optimizer!.steps) }
+        : {}),
     };
     await writeCheckpoint(rankFile(dir, this.rank, step), this.ownNamedState(), record, this.trainer.stream);
     await this.waited(this.transport.barrier(), result);
@@ -482,6 +496,9 @@ export class DistributedNetwork {
     });
     this.ownSynthesizers().forEach((i, k) => {
       this.network.synthesizers[i].optimizer!.steps = record.synthesizerSteps[k];
+    });
+    this.ownInputModels().forEach((i, k) => {
+      this.network.inputModels[i - 1].optimizer!.steps = record.inputSteps![k];
     });
     this.updateRng().restore(record.updateRng);
     this.strategy.steps = step;
@@ -524,7 +541,12 @@ export class DistributedNetwork {
     return this.ownModules.filter((i) => i < this.network.synthesizers.length);
   }
 
-  /** What this rank's checkpoint holds: its modules', their synthesizers' and their optimizers' tensors, named. */
+  /** The own modules that have an input model (the complete unlock: all but module 1). */
+  private ownInputModels(): number[] {
+    return this.network.config.unlock ? this.ownModules.filter((i) => i > 0) : [];
+  }
+
+  /** What this rank's checkpoint holds: its modules', their synthesizers', their input models' and their optimizers' tensors, named. */
   private ownNamedState(): NamedTensor[] {
     const net = this.network;
     const named: NamedTensor[] = [];
@@ -537,6 +559,11 @@ export class DistributedNetwork {
         add(`synthesizer${i + 1}`, s.network.stateTensors());
         add(`synthesizer${i + 1}.optimizer`, s.optimizer!.stateTensors(s.parameters()));
       }
+    }
+    for (const i of this.ownInputModels()) {
+      const m = net.inputModels[i - 1];
+      add(`input${i + 1}`, m.network.stateTensors());
+      add(`input${i + 1}.optimizer`, m.optimizer!.stateTensors(m.parameters()));
     }
     return named;
   }
@@ -590,11 +617,14 @@ export class DistributedNetwork {
     const needLabels = new Set(owner.filter((r, i) => i === n - 1 || net.synthesizers[i].conditioned));
     let x: Tensor | undefined;
     let labels: Payload | undefined;
-    if (owner[0] === me) {
+    // The complete unlock feeds x to every input model: every rank reads the batch from its own
+    // copy of the data (the same rows, in the same order), so nothing is sent and no rank waits.
+    const unlock = net.config.unlock === true;
+    if (owner[0] === me || unlock) {
       const batch = data.gather(order, start, end);
       x = Tensor.fromArray(batch.inputs, [rows, ...net.input], { device, arena });
       labels = batch.targets;
-      for (const r of needLabels) if (r !== me) started(this.transport.send(labels, r, LABELS));
+      if (!unlock) for (const r of needLabels) if (r !== me) started(this.transport.send(labels, r, LABELS));
     } else if (needLabels.has(me)) {
       const into = classification ? new Int32Array(rows) : new Float32Array(rows * data.outputs);
       labels = await waited(this.transport.receive(into, owner[0], LABELS, `the labels of step ${t + 1}`));
@@ -608,6 +638,10 @@ export class DistributedNetwork {
     const shapes: number[][] = []; // h_i's shape
     let shape = [rows, ...net.input];
     for (const m of net.modules) shapes.push((shape = m.outputShape(shape)));
+    if (unlock) {
+      const hands: Hands = { send: sendTensor, receive: receiveTensor };
+      return this.endStep(sends, await this.unlockedStep(x!, y, updated, shapes, ctx, hands, result));
+    }
     const forwards: Forwarded[] = [];
     const predictions: Prediction[] = [];
     let lossForward: LossForward | undefined;
@@ -656,12 +690,13 @@ export class DistributedNetwork {
           else sendTensor(down!, owner[i - 1], (i - 1) * KINDS + DELTA);
         }
       }
-      if (i < n - 1 && delta && this.depth > 0) {
+      if (i < n - 1 && this.depth > 0) {
         // Pipelined: M_i regresses onto δ_i of step t - depth now (its weights moved since: it
         // predicts again), as DecoupledTraining.scheduleLearn does; this rank waits for the rank
-        // above to have finished step t - depth only.
+        // above to have finished step t - depth only. Due regressions run at every step, also
+        // when module i+1 did not update in this one (no δ_i of step t to queue).
         const q = this.queued[i];
-        q.push({ step: t, prediction: predictions[i], delta });
+        if (delta) q.push({ step: t, prediction: predictions[i], delta });
         while (q.length && q[0].step <= t - this.depth) {
           const due = q.shift()!;
           due.prediction.learn(await waited(due.delta), ctx, due.step < t);
@@ -673,6 +708,12 @@ export class DistributedNetwork {
         else this.carried[i] = { prediction: predictions[i], delta };
       }
     }
+    return this.endStep(sends, lossForward);
+  }
+
+  /** What every step ends with, after its work was enqueued; the loss on the last module's rank. */
+  private async endStep(sends: Promise<void>[], lossForward: LossForward | undefined): Promise<number | undefined> {
+    const stream = this.trainer.stream;
     // The previous step's sends, and this rank's stream (the loss read waits for it): then
     // the previous step's tensors are free (its carried regressions were enqueued this step).
     await Promise.all(this.sends);
@@ -682,6 +723,84 @@ export class DistributedNetwork {
     // Pipelined: the last `depth` steps' tensors wait for their regressions.
     while (this.arenas.length > Math.max(1, this.depth)) this.arenas.shift()!.dispose();
     return loss;
+  }
+
+  /**
+   * The complete unlock's work in step t on this rank, module by module as
+   * DecoupledTraining.unlockedStep enqueues it: module i > 0 runs on Î_i = I_i(x), so its
+   * forward, ĝ_i (the loss's true gradient on the last module), backward and update wait for no
+   * other rank; h_i goes up only as I_{i+1}'s regression target, and δ_{i-1} down as M_{i-1}'s.
+   * A target computed on this rank is regressed onto in this step; one from another rank is
+   * carried into step t+1 and awaited just before the model that regresses onto it predicts
+   * again (I_i before its prediction from x, M_i before ĝ_i). Each model regresses before it
+   * predicts again, onto the same target with the same weights as on one process, so the run
+   * is the one-process run's bit for bit; a rank runs at most one step ahead of its neighbours.
+   */
+  private async unlockedStep(
+    x: Tensor,
+    y: Tensor,
+    updated: boolean[],
+    shapes: number[][],
+    ctx: StepContext,
+    hands: Hands,
+    result: DistributedFitResult,
+  ): Promise<LossForward | undefined> {
+    const net = this.network;
+    const n = net.modules.length;
+    const owner = this.placement;
+    const me = this.rank;
+    const forwards: Forwarded[] = [];
+    const inputs: InputPrediction[] = [];
+    const predictions: Prediction[] = [];
+    const deltas: Tensor[] = []; // δ_i computed on this rank
+    let lossForward: LossForward | undefined;
+    for (const i of this.ownModules) {
+      if (i > 0) {
+        await this.learnCarriedInput(i, ctx, result); // I_i learns from the previous step's h_{i-1} before it predicts again
+        inputs[i] = net.inputModels[i - 1].predict(x, ctx);
+      }
+      const f = net.modules[i].forward(i > 0 ? inputs[i].input : x, ctx);
+      forwards[i] = f;
+      let g: Tensor;
+      if (i < n - 1) {
+        if (owner[i + 1] !== me) hands.send(f.output, owner[i + 1], i * KINDS + H);
+        await this.learnCarried(i, ctx, result);
+        predictions[i] = net.synthesizers[i].predict(f.output, y, ctx);
+        g = predictions[i].gradient;
+      } else {
+        lossForward = this.trainer.loss.forward(f.output, y, ctx);
+        g = lossForward.backward(ctx)!;
+      }
+      if (updated[i]) {
+        const down = f.backward(g, ctx, i > 0);
+        this.strategy.optimizers[i].step(net.modules[i].parameters(), ctx.stream);
+        if (i > 0 && owner[i - 1] === me) deltas[i - 1] = down!;
+        else if (i > 0) hands.send(down!, owner[i - 1], (i - 1) * KINDS + DELTA);
+      }
+    }
+    // The regressions, onto this step's targets: I_i onto h_{i-1}, M_i onto δ_i (none when module i+1 did not update).
+    const received = (shape: number[], from: number, tag: number, what: string) => {
+      const p = hands.receive(shape, from, tag, what);
+      p.catch(() => undefined); // awaited in the next step
+      return p;
+    };
+    for (const i of this.ownModules) {
+      if (i > 0 && owner[i - 1] === me) inputs[i].learn(forwards[i - 1].output, ctx);
+      else if (i > 0)
+        this.carriedInputs[i] = { prediction: inputs[i], target: received(shapes[i - 1], owner[i - 1], (i - 1) * KINDS + H, `h_${i}`) };
+      if (i === n - 1 || !updated[i + 1]) continue;
+      if (owner[i + 1] === me) predictions[i].learn(deltas[i], ctx);
+      else this.carried[i] = { prediction: predictions[i], delta: received(shapes[i], owner[i + 1], i * KINDS + DELTA, `δ_${i + 1}`) };
+    }
+    return lossForward;
+  }
+
+  /** I_i's regression carried from the previous step (the complete unlock), once its h_{i-1} is here. */
+  private async learnCarriedInput(i: number, ctx: StepContext, result: DistributedFitResult): Promise<void> {
+    const c = this.carriedInputs[i];
+    if (!c) return;
+    this.carriedInputs[i] = undefined;
+    c.prediction.learn(await this.waited(c.target, result), ctx);
   }
 
   /** M_i's regression carried from the previous step, once its δ_i is here. */
@@ -712,9 +831,16 @@ export class DistributedNetwork {
   }
 }
 
-/** Module i's state tensors (weights and buffers), then its synthesizer's (none for the last module). */
+/**
+ * Module i's state tensors (weights and buffers), then its synthesizer's (none for the last
+ * module), then, with the complete unlock, its input model's (none for module 1).
+ */
 export function moduleState(network: DecoupledNetwork, i: number): Tensor[] {
-  return [...network.modules[i].stateTensors(), ...(i < network.synthesizers.length ? network.synthesizers[i].network.stateTensors() : [])];
+  return [
+    ...network.modules[i].stateTensors(),
+    ...(i < network.synthesizers.length ? network.synthesizers[i].network.stateTensors() : []),
+    ...(i > 0 && network.inputModels.length > 0 ? network.inputModels[i - 1].network.stateTensors() : []),
+  ];
 }
 
 /** (1-λ)·ĝ + λ·δ into a new tensor, as DecoupledTraining mixes them. */
