@@ -251,10 +251,10 @@ export class NcclTransport implements Transport {
    * a watchdog: a transfer whose peer died or hangs would keep the stream, and `p`, waiting
    * forever. When NCCL reports an asynchronous error, or `p` lasts longer than `timeout`
    * seconds, the communicator is aborted (ncclCommAbort ends its pending transfers) and the
-   * Promise rejects, naming `what`; the run then ends every rank with abort().
+   * Promise rejects, naming `what`; the run then ends every rank with abort(). Once the
+   * communicator is aborted, a wait still ends after `timeout` seconds.
    */
   watch<T>(p: Promise<T>, what: string): Promise<T> {
-    if (this.comm === undefined) return p;
     const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
     p.catch(() => undefined); // after the watchdog fired its own outcome no longer matters
@@ -262,7 +262,7 @@ export class NcclTransport implements Transport {
       const fail = (why: string) => {
         clearInterval(timer);
         this.abortCommunicator();
-        reject(error('ERR_SYNTHGRAD_TRAINING', `rank ${this.rank}: ${why} while waiting for ${what}; the NCCL communicator was aborted`));
+        reject(error('ERR_SYNTHGRAD_TRAINING', `rank ${this.rank}: ${why}; the NCCL communicator was aborted`));
       };
       timer = setInterval(
         () => {
@@ -272,11 +272,11 @@ export class NcclTransport implements Transport {
           } catch (e) {
             asyncError = (e as Error).message;
           }
-          if (asyncError !== null) fail(`NCCL reported an error (${asyncError})`);
+          if (asyncError !== null) fail(`NCCL reported an error (${asyncError}) while waiting for ${what}`);
           else if (Date.now() - started >= this.timeout * 1000)
             fail(
-              `waited ${this.timeout} s for NCCL transfers: a rank died, hangs or is far behind ` +
-                '(SYNTHGRAD_MPI_TIMEOUT or the timeout option sets the limit in seconds)',
+              `waited ${this.timeout} s for ${what} (NCCL): a rank died, hangs or is far behind ` +
+                "(SYNTHGRAD_MPI_TIMEOUT, or nccl()'s 'timeout', sets the limit in seconds)",
             );
         },
         Math.min(100, this.timeout * 1000),
