@@ -685,6 +685,35 @@ if (noMpi) console.log(`test/distributed-nccl.test.ts: skipping the stand-in's m
     }
   });
 
+  test("connect({ transport: 'auto' }) on a GPU device: NCCL only when every rank loads it, MPI otherwise", () => {
+    const fake = built ? buildFakeNccl() : undefined;
+    if (!fake) return console.warn('distributed-nccl: no NCCL addon or C compiler: the connect() run skips');
+    const missing = path.join(os.tmpdir(), 'synthgrad-no-such-dir', 'libnccl.so.2');
+    const connectRun = (...args: string[]) => {
+      const r = spawnSync(
+        'mpirun',
+        [
+          '--allow-run-as-root',
+          '--oversubscribe',
+          '-np',
+          '2',
+          process.execPath,
+          path.join(__dirname, 'fixtures', 'connect-run.js'),
+          ...args,
+        ],
+        { encoding: 'utf8', timeout: 120_000, env: { ...process.env, OMPI_MCA_rmaps_base_oversubscribe: '1' } },
+      );
+      return [0, 1].map((rank) => r.stdout.split('\n').find((l) => l.startsWith(`rank ${rank}`)));
+    };
+    // NCCL loads on rank 0 only: both ranks take MPI (rank 0 must not wait in NCCL's set-up).
+    expect(connectRun('auto', fake, missing)).toEqual(['rank 0: MpiTransport', 'rank 1: MpiTransport']);
+    // On both: both go to NCCL's set-up together (the unique id crosses over MPI), which then
+    // fails here for want of a CUDA driver (where there is one, for want of a GPU 0 on each).
+    for (const line of connectRun('auto', fake, fake))
+      expect(line).toMatch(/^rank [01] failed: connect: 'transport' is 'auto', but nccl\.initRank: /);
+    expect(connectRun('mpi', fake, fake)).toEqual(['rank 0: MpiTransport', 'rank 1: MpiTransport']);
+  });
+
   test("a rank that hangs: the others' watchdog aborts the communicator, names the wait, and the job ends", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-nccl-standin-'));
     try {
