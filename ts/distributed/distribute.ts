@@ -23,6 +23,8 @@
 // Trainer.fit bit for bit (test/distributed.test.ts checks it). The pipelined schedule (depth d)
 // instead regresses M_i onto δ_i of step t-d in step t, as one process does; stochastic updates
 // are drawn alike on every rank. Per-rank checkpoints: ./rank-checkpoint.ts and save/resume below.
+// How h and δ move (MPI host copies, or NCCL device buffers in groups on the stream, whose
+// order no schedule can deadlock): ./hand-offs.ts.
 import { randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import { checkOptions, describe, positiveInt } from '../check';
