@@ -10,6 +10,7 @@
 //                 group with the others of its exchange, in an order that no schedule can
 //                 turn into a cycle of ranks waiting for each other (docs/distributed.md,
 //                 "NCCL: the order of the transfers").
+import { error } from '../errors';
 import { StepContext } from '../nn/module';
 import { Arena, Tensor } from '../tensor';
 import type { Transport } from './mpi';
@@ -246,7 +247,7 @@ export class NcclHandOffs implements HandOffs {
   }
 
   reset(): void {
-    for (const r of this.heldReceive) r?.reject(new Error('fit ended before this δ was exchanged'));
+    for (const r of this.heldReceive) r?.reject(error('ERR_SYNTHGRAD_STATE', 'fit ended before this δ was exchanged'));
     this.heldSend = [];
     this.heldReceive = [];
     this.groups = [];
