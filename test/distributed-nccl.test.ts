@@ -2,12 +2,16 @@
 // errors when the addon or libnccl.so.2 is absent, the argument checks of nccl() and of the
 // addon, the addon's loading of a library through dlopen/dlsym (a fake libnccl built here with
 // the C compiler, when there is one), and the calls the transport makes, against a fake
-// binding. The GPU path (a real communicator, ncclSend/ncclRecv on a stream) is not run here.
-import { execFileSync } from 'child_process';
+// binding. distribute()'s NCCL hand-offs: the exact groups of transfers each rank issues per
+// step (fake binding), a check that those of every rank meet without a deadlock under NCCL's
+// rendezvous, and real mpirun runs through the NCCL code path on a CPU stand-in binding
+// (test/fixtures/nccl-standin.js) that end bit for bit as the one-process run. The GPU path (a
+// real communicator, ncclSend/ncclRecv on a stream) is not run here.
+import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Device, Stream, Tensor, decouple, distribute, mlp, native } from '../ts';
+import { Adam, Dataset, Device, Stream, Tensor, connect, decouple, distribute, mlp, mpiAddonPath, native } from '../ts';
 import {
   NcclBinding,
   NcclTransport,
@@ -318,9 +322,421 @@ describe('NcclTransport (fake binding): the calls it makes', () => {
     dist.dispose();
   });
 
+  test('distribute() refuses the complete unlock on the NCCL transport, naming it and what to use', () => {
+    const t = new NcclTransport(fakeBinding(), 0, fakeHost(0, 2), Device.cpu(), '2.21.5');
+    const unlocked = decouple(mlp(4, [3], 2), { unlock: true });
+    expect(() =>
+      distribute(unlocked, { placement: [0, 1], transport: t, optimizer: () => new Adam({ lr: 1e-3 }), device: Device.cpu() }),
+    ).toThrow("distribute: the complete unlock ('unlock') does not run on the NCCL transport yet: use transport mpi()");
+  });
+
   test('versionText reads both of NCCL version codes', () => {
     expect(versionText(22105)).toBe('2.21.5');
     expect(versionText(21803)).toBe('2.18.3');
     expect(versionText(2708)).toBe('2.7.8');
+  });
+});
+
+/** One NCCL transfer as a rank issued it. */
+interface Op {
+  kind: 'send' | 'recv';
+  peer: number;
+  bytes: number;
+}
+
+/** A rank's NCCL calls, as groups of transfers (a transfer outside a group is an error). */
+function recorder() {
+  const b = fakeBinding();
+  const groups: Op[][] = [];
+  let open: Op[] | undefined;
+  const transfer = (kind: 'send' | 'recv') => (_comm: number, _pointer: bigint, bytes: number, peer: number, stream: bigint) => {
+    if (!open) throw new Error(`${kind} outside a group`);
+    if (stream !== 7n) throw new Error(`${kind} on another stream than the trainer's`);
+    open.push({ kind, peer, bytes });
+  };
+  b.send.mockImplementation(transfer('send'));
+  b.recv.mockImplementation(transfer('recv'));
+  b.groupStart.mockImplementation(() => {
+    if (open) throw new Error('nested group');
+    open = [];
+  });
+  b.groupEnd.mockImplementation(() => {
+    groups.push(open!);
+    open = undefined;
+  });
+  return { b, groups };
+}
+
+const text = (g: Op[]) => g.map((o) => (o.kind === 'send' ? `send ${o.bytes} to ${o.peer}` : `recv ${o.bytes} from ${o.peer}`)).join(', ');
+
+/**
+ * Each rank's groups when `fit` runs `steps` steps of mlp(6, [5, 7, 9], 3) cut into modules
+ * (batches of 4 rows: h_1 is 80 bytes, h_2 112, h_3 144) on `size` ranks: every rank in turn
+ * in this process, on the fake binding; the fake MPI answers the labels with zeros.
+ */
+async function groupsOf(size: number, placement: number[], decoupleOptions: object, steps: number): Promise<Op[][][]> {
+  const hidden = [5, 7, 9].slice(0, placement.length - 1);
+  const rows = 12;
+  const data = new Dataset(
+    'tiny',
+    new Float32Array(rows * 6).map((_, k) => Math.sin(k)),
+    new Int32Array(rows).map((_, k) => k % 3),
+    6,
+    3,
+  );
+  const all: Op[][][] = [];
+  for (let rank = 0; rank < size; rank++) {
+    const { b, groups } = recorder();
+    const trainer: { stream?: Stream } = {}; // known once distribute() built the Trainer
+    const handles = (_t: Tensor, s: Stream) => ({ pointer: 0x1000n, stream: s === trainer.stream ? 7n : 9n });
+    const t = new NcclTransport(b, 0, fakeHost(rank, size), Device.cpu(), '2.21.5', handles);
+    const network = decouple(mlp(6, hidden, 3), { synthesizer: { hidden: [4] }, ...decoupleOptions });
+    const dist = distribute(network, { placement, transport: t, optimizer: () => new Adam({ lr: 0.01 }), device: Device.cpu(), seed: 3 });
+    trainer.stream = dist.trainer.stream;
+    expect(dist.handOffs).toBe('nccl');
+    await dist.fit(data, { steps, batchSize: 4, shuffle: false });
+    dist.dispose();
+    all.push(groups);
+  }
+  return all;
+}
+
+/**
+ * NCCL's rendezvous on the ranks' sequences of groups: a rank's stream reaches its groups in
+ * order; a transfer completes once its peer's stream is at the group with the matching one (the
+ * k-th send from a to b matches the k-th receive on b from a); a group ends when all its
+ * transfers completed. Returns undefined when every group ends, else where the ranks are stuck.
+ */
+function rendezvous(ranks: Op[][][]): string | undefined {
+  const numbered = ranks.map((groups) => {
+    const count = new Map<string, number>();
+    return groups.map((g) =>
+      g.map((op) => {
+        const key = `${op.kind} ${op.peer}`;
+        const n = count.get(key) ?? 0;
+        count.set(key, n + 1);
+        return { ...op, n, done: false };
+      }),
+    );
+  });
+  const at = ranks.map(() => 0);
+  for (let moved = true; moved;) {
+    moved = false;
+    numbered.forEach((groups, r) => {
+      if (at[r] >= groups.length) return;
+      for (const op of groups[at[r]]) {
+        if (op.done) continue;
+        const peerGroup = numbered[op.peer][at[op.peer]] ?? [];
+        const match = peerGroup.find((o) => !o.done && o.kind !== op.kind && o.peer === r && o.n === op.n);
+        if (!match) continue;
+        if (match.bytes !== op.bytes) throw new Error(`rank ${r} and rank ${op.peer} disagree on a transfer's bytes`);
+        op.done = match.done = true;
+        moved = true;
+      }
+    });
+    numbered.forEach((groups, r) => {
+      if (at[r] < groups.length && groups[at[r]].every((op) => op.done)) {
+        at[r]++;
+        moved = true;
+      }
+    });
+  }
+  const stuck = numbered.flatMap((groups, r) => (at[r] < groups.length ? [`rank ${r} at group ${at[r] + 1}: ${text(groups[at[r]])}`] : []));
+  return stuck.length ? stuck.join('; ') : undefined;
+}
+
+describe("distribute() on the NCCL transport (fake binding): each rank's groups per step", () => {
+  const x = (h: number, more = '') => `send ${h} to 1${more}`;
+
+  test('lockstep, λ = 0: h_i up with the δ_i of the step before down, one group per cut; the last δ at the end', async () => {
+    const [r0, r1, r2] = await groupsOf(3, [0, 1, 2], {}, 3);
+    expect(r0.map(text)).toEqual([x(80), x(80, ', recv 80 from 1'), x(80, ', recv 80 from 1'), 'recv 80 from 1']);
+    expect(r1.map(text)).toEqual([
+      'recv 80 from 0',
+      'send 112 to 2',
+      'recv 80 from 0, send 80 to 0',
+      'send 112 to 2, recv 112 from 2',
+      'recv 80 from 0, send 80 to 0',
+      'send 112 to 2, recv 112 from 2',
+      'send 80 to 0, recv 112 from 2', // fit's end: the δ held back, one group
+    ]);
+    expect(r2.map(text)).toEqual(['recv 112 from 1', 'recv 112 from 1, send 112 to 1', 'recv 112 from 1, send 112 to 1', 'send 112 to 1']);
+    expect(rendezvous([r0, r1, r2])).toBeUndefined();
+  });
+
+  test('λ > 0 (and warm-up steps): δ crosses within its step, in the backward order, then λ = 0 holds it back', async () => {
+    const [, r1] = await groupsOf(3, [0, 1, 2], { lambda: 0.5 }, 2);
+    const step = ['recv 80 from 0', 'send 112 to 2', 'recv 112 from 2', 'send 80 to 0'];
+    expect(r1.map(text)).toEqual([...step, ...step]);
+    const warm = await groupsOf(3, [0, 1, 2], { warmupSteps: 1 }, 3);
+    expect(warm[1].map(text)).toEqual([
+      ...step, // the warm-up step uses δ_2 (λ = 1)
+      'recv 80 from 0',
+      'send 112 to 2',
+      'recv 80 from 0, send 80 to 0',
+      'send 112 to 2, recv 112 from 2',
+      'send 80 to 0, recv 112 from 2',
+    ]);
+    expect(rendezvous(warm)).toBeUndefined();
+  });
+
+  test('two modules per rank (placement 0,1,0,1), λ > 0: the δ receives go in the backward order (δ_3 before δ_1)', async () => {
+    const ranks = await groupsOf(2, [0, 1, 0, 1], { lambda: 0.5 }, 2);
+    const r0 = ['send 80 to 1', 'recv 112 from 1', 'send 144 to 1', 'recv 144 from 1', 'send 112 to 1', 'recv 80 from 1'];
+    expect(ranks[0].map(text)).toEqual([...r0, ...r0]);
+    expect(rendezvous(ranks)).toBeUndefined();
+    // The same receives asked for in module order (δ_1 before δ_3, as the MPI hand-offs may, with
+    // tags): NCCL pairs a rank pair's transfers in order, so δ_1's receive would meet δ_3's send.
+    const early = ranks.map((groups) => [...groups]);
+    [early[0][3], early[0][5]] = [early[0][5], early[0][3]];
+    expect(() => rendezvous(early)).toThrow(/rank 0 and rank 1 disagree on a transfer's bytes/);
+  });
+
+  test('the pipelined schedule (depth 2) and stochastic updates: the same exchanges; a δ only when its module updated', async () => {
+    const lockstep = await groupsOf(3, [0, 1, 2], {}, 4);
+    const pipelined = await groupsOf(3, [0, 1, 2], { schedule: { kind: 'pipelined', depth: 2 } }, 4);
+    expect(pipelined.map((r) => r.map(text))).toEqual(lockstep.map((r) => r.map(text)));
+    const stochastic = await groupsOf(3, [0, 1, 2, 0], { schedule: { kind: 'lockstep', pUpdate: 0.5 } }, 8);
+    expect(rendezvous(stochastic)).toBeUndefined();
+    // Some modules skipped their update: fewer δ than steps cross each cut, as many sent as received.
+    const count = (r: number, kind: 'send' | 'recv', peer: number, bytes: number) =>
+      stochastic[r].flat().filter((o) => o.kind === kind && o.peer === peer && o.bytes === bytes).length;
+    expect(count(1, 'recv', 2, 112)).toBeLessThan(8);
+    expect(count(1, 'recv', 2, 112)).toBe(count(2, 'send', 1, 112));
+    expect(count(2, 'recv', 0, 144) + count(0, 'recv', 1, 80)).toBeLessThan(16);
+    expect(count(0, 'send', 2, 144)).toBe(count(2, 'recv', 0, 144));
+  });
+
+  test('the rendezvous check finds a deadlock: two ranks that each send before they receive, ungrouped', () => {
+    const send = (peer: number): Op => ({ kind: 'send', peer, bytes: 4 });
+    const recv = (peer: number): Op => ({ kind: 'recv', peer, bytes: 4 });
+    expect(
+      rendezvous([
+        [[send(1)], [recv(1)]],
+        [[send(0)], [recv(0)]],
+      ]),
+    ).toBe('rank 0 at group 1: send 4 to 1; rank 1 at group 1: send 4 to 0');
+    expect(rendezvous([[[send(1), recv(1)]], [[send(0), recv(0)]]])).toBeUndefined(); // grouped
+    expect(() => rendezvous([[[send(1)]], [[{ kind: 'recv', peer: 0, bytes: 8 }]]])).toThrow(/disagree on a transfer's bytes/);
+  });
+});
+
+describe('NCCL watchdog and the choice of transport', () => {
+  test('a wait that lasts past the timeout aborts the communicator (ncclCommAbort) and rejects, naming it', async () => {
+    const b = fakeBinding();
+    const t = new NcclTransport(b, 3, fakeHost(1, 2), Device.cpu(), '2.21.5');
+    expect(t.timeout).toBe(60); // the host's, else 60 s
+    t.timeout = 0.3;
+    await expect(t.watch(Promise.resolve(5), 'nothing')).resolves.toBe(5);
+    expect(b.abort).not.toHaveBeenCalled();
+    await expect(t.watch(new Promise(() => undefined), 'the end of step 4')).rejects.toMatchObject({
+      code: 'ERR_SYNTHGRAD_TRAINING',
+      message: expect.stringMatching(
+        /^rank 1: waited 0\.3 s for the end of step 4 \(NCCL\): a rank died, hangs or is far behind \(SYNTHGRAD_MPI_TIMEOUT, or nccl\(\)'s 'timeout', sets the limit in seconds\); the NCCL communicator was aborted$/,
+      ),
+    });
+    expect(b.abort).toHaveBeenCalledWith(3);
+    expect(() => t.group(() => undefined)).toThrow(/nccl\.group: the transport was finalised or aborted/);
+  });
+
+  test("NCCL's asynchronous error aborts the communicator at once", async () => {
+    const b = fakeBinding();
+    const host = { ...fakeHost(0, 2), timeout: 30 };
+    const t = new NcclTransport(b, 2, host, Device.cpu(), '2.21.5');
+    expect(t.timeout).toBe(30);
+    b.asyncError.mockReturnValueOnce(null).mockReturnValue('remote process exited or there was a network error (ncclResult_t 6)');
+    const started = Date.now();
+    await expect(t.watch(new Promise(() => undefined), 'the loss of step 2')).rejects.toThrow(
+      /^rank 0: NCCL reported an error \(remote process exited .*\) while waiting for the loss of step 2; the NCCL communicator was aborted$/,
+    );
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(b.abort).toHaveBeenCalledWith(2);
+  });
+
+  test('distribute: the NCCL transport of another device than the model is refused, naming both options', () => {
+    const t = new NcclTransport(fakeBinding(), 0, fakeHost(0, 2), fakeCuda, '2.21.5');
+    const network = decouple(mlp(4, [3], 2));
+    expect(() =>
+      distribute(network, { placement: [0, 1], transport: t, optimizer: () => new Adam({ lr: 1e-3 }), device: Device.cpu() }),
+    ).toThrow(
+      /^distribute: 'transport' is NCCL's on cuda:0 \(it moves that device's buffers\), but the model is on cpu \('device'\): train on cuda:0, or use transport mpi\(\) \(host buffers\)$/,
+    );
+    const host = distribute(network, {
+      placement: [0, 1],
+      transport: fakeHost(0, 2),
+      optimizer: () => new Adam({ lr: 1e-3 }),
+      device: Device.cpu(),
+    });
+    expect(host.handOffs).toBe('mpi');
+    host.dispose();
+  });
+
+  test("connect(): 'nccl' for a CPU model, an unknown name, bad options: errors naming the option", async () => {
+    await expect(connect({ device: Device.cpu(), transport: 'nccl' })).rejects.toMatchObject({
+      name: 'RangeError',
+      message:
+        "connect: 'transport' is 'nccl', which moves GPU buffers, but 'device' is cpu: use transport 'mpi' (host buffers) or 'auto' for a model on the CPU",
+    });
+    await expect(connect({ device: Device.cpu(), transport: 'gloo' as never })).rejects.toThrow(
+      /^connect: 'transport' must be 'auto', 'nccl' or 'mpi', got /,
+    );
+    await expect(connect({ device: 'cuda:0' as never })).rejects.toThrow(/^connect: 'device' must be a Device/);
+    await expect(connect({ device: Device.cpu(), transprt: 'mpi' } as never)).rejects.toThrow(/transprt/);
+  });
+
+  test("connect(): 'nccl' where the NCCL transport cannot load says what is missing, before MPI starts", async () => {
+    process.env.SYNTHGRAD_NCCL_ADDON = path.join(os.tmpdir(), 'synthgrad-no-such-nccl-addon.node');
+    useNcclBindingForTests(undefined);
+    try {
+      await expect(connect({ device: fakeCuda, transport: 'nccl' })).rejects.toMatchObject({
+        code: 'ERR_SYNTHGRAD_NATIVE',
+        message: expect.stringMatching(
+          /^connect: 'transport' is 'nccl', but the NCCL transport is not built \(no .*synthgrad-no-such-nccl-addon\.node\).*; transport 'auto' falls back to MPI$/,
+        ),
+      });
+    } finally {
+      delete process.env.SYNTHGRAD_NCCL_ADDON;
+      useNcclBindingForTests(undefined);
+    }
+  });
+});
+
+/** Why the stand-in's mpirun runs cannot run here, or undefined. */
+function mpiMissing(): string | undefined {
+  if (spawnSync('mpirun', ['--version'], { stdio: 'ignore' }).status !== 0) return 'mpirun is not installed';
+  if (!fs.existsSync(mpiAddonPath())) return `the MPI addon ${mpiAddonPath()} is not built`;
+  if (!fs.existsSync(path.join(__dirname, '..', 'dist', 'ts', 'index.js'))) return "dist/ts is missing (run 'npx tsc -p tsconfig.json')";
+  return undefined;
+}
+const noMpi = mpiMissing();
+if (noMpi) console.log(`test/distributed-nccl.test.ts: skipping the stand-in's mpirun runs: ${noMpi}`);
+
+(noMpi ? describe.skip : describe)('distribute() through the NCCL hand-offs, on a CPU stand-in binding under mpirun', () => {
+  jest.setTimeout(300_000);
+  const fixture = path.join(__dirname, 'fixtures', 'distributed-run.js');
+
+  function run(mode: 'single' | 'nccl', ranks: number, dir: string, config: object, env: Record<string, string> = {}) {
+    const command = mode === 'single' ? process.execPath : 'mpirun';
+    const args = [fixture, mode, dir, JSON.stringify(config)];
+    const r = spawnSync(
+      command,
+      mode === 'single' ? args : ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), process.execPath, ...args],
+      { encoding: 'utf8', timeout: 150_000, env: { ...process.env, OMPI_MCA_rmaps_base_oversubscribe: '1', ...env } },
+    );
+    return { status: r.status, output: `${r.stdout}\n${r.stderr}` };
+  }
+
+  /** The run over `ranks` ranks through the NCCL code path ends with every module's bytes as on one process. */
+  function expectSame(ranks: number, config: { placement: number[]; hidden?: number[]; steps: number; decouple?: object }): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-nccl-standin-'));
+    try {
+      const one = run('single', 1, dir, config);
+      if (one.status !== 0) throw new Error(`the one-process run failed:\n${one.output}`);
+      const r = run('nccl', ranks, dir, config);
+      if (r.status !== 0) throw new Error(`mpirun exited with ${r.status}:\n${r.output}`);
+      for (let i = 0; i < config.placement.length; i++) {
+        const a = fs.readFileSync(path.join(dir, `single-module${i}.bin`));
+        const b = fs.readFileSync(path.join(dir, `nccl-module${i}.bin`));
+        expect(b.length).toBeGreaterThan(0);
+        if (!a.equals(b)) throw new Error(`module ${i + 1} differs from the one-process run (${JSON.stringify(config)})`);
+      }
+      for (let rank = 0; rank < ranks; rank++)
+        expect(r.output).toMatch(new RegExp(`rank ${rank}: ${config.steps} steps, .*hand-offs nccl, stand-in \\d+ groups`));
+      return r.output;
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  test('lockstep (λ = 0) on 3 ranks, and λ > 0 with warm-up on 2 (modules 1 and 3 on rank 0): bit for bit', () => {
+    const out = expectSame(3, { placement: [0, 1, 2], steps: 5 });
+    // rank 1: per step one group per cut (10), and the δ held back at the end (1)
+    expect(out).toMatch(/rank 1: 5 steps, .*stand-in 11 groups, 10 sends, 10 receives/);
+    expectSame(2, {
+      placement: [0, 1, 0],
+      steps: 6,
+      decouple: { synthesizer: { hidden: [8], conditioned: true }, lambda: 0.5, warmupSteps: 2 },
+    });
+  });
+
+  test('two modules per rank (0,1,0,1) with λ > 0, and with warm-up then λ = 0 and stochastic updates: bit for bit', () => {
+    expectSame(2, { placement: [0, 1, 0, 1], hidden: [16, 16, 16], steps: 7, decouple: { lambda: 0.5 } });
+    expectSame(2, {
+      placement: [0, 1, 0, 1],
+      hidden: [16, 16, 16],
+      steps: 7,
+      decouple: { warmupSteps: 3, schedule: { kind: 'lockstep', pUpdate: 0.6 } },
+    });
+  });
+
+  test('the pipelined schedule (depth 2 on 3 ranks; depth 3 with placement 1,0,2,0): bit for bit', () => {
+    expectSame(3, { placement: [0, 1, 2], steps: 8, decouple: { schedule: { kind: 'pipelined', depth: 2 } } });
+    expectSame(3, { placement: [1, 0, 2, 0], hidden: [16, 16, 16], steps: 7, decouple: { schedule: { kind: 'pipelined', depth: 3 } } });
+  });
+
+  test('checkpoints (the δ held back are exchanged before each save), resumed: as the uninterrupted one-process run', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-nccl-standin-'));
+    try {
+      const checkpoint = { dir: path.join(dir, 'checkpoints'), every: 2 };
+      let r = run('nccl', 3, dir, { placement: [0, 1, 2], steps: 5, checkpoint });
+      if (r.status !== 0) throw new Error(`mpirun exited with ${r.status}:\n${r.output}`);
+      r = run('nccl', 3, dir, { placement: [0, 1, 2], steps: 8, checkpoint });
+      if (r.status !== 0) throw new Error(`mpirun exited with ${r.status}:\n${r.output}`);
+      expect(r.output).toMatch(/rank 1: 8 steps, .*resumed from step 5, hand-offs nccl/);
+      const one = run('single', 1, dir, { steps: 8 });
+      if (one.status !== 0) throw new Error(one.output);
+      for (let i = 0; i < 3; i++)
+        if (!fs.readFileSync(path.join(dir, `single-module${i}.bin`)).equals(fs.readFileSync(path.join(dir, `nccl-module${i}.bin`))))
+          throw new Error(`module ${i + 1} differs`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("connect({ transport: 'auto' }) on a GPU device: NCCL only when every rank loads it, MPI otherwise", () => {
+    const fake = built ? buildFakeNccl() : undefined;
+    if (!fake) return console.warn('distributed-nccl: no NCCL addon or C compiler: the connect() run skips');
+    const missing = path.join(os.tmpdir(), 'synthgrad-no-such-dir', 'libnccl.so.2');
+    const connectRun = (...args: string[]) => {
+      const r = spawnSync(
+        'mpirun',
+        [
+          '--allow-run-as-root',
+          '--oversubscribe',
+          '-np',
+          '2',
+          process.execPath,
+          path.join(__dirname, 'fixtures', 'connect-run.js'),
+          ...args,
+        ],
+        { encoding: 'utf8', timeout: 120_000, env: { ...process.env, OMPI_MCA_rmaps_base_oversubscribe: '1' } },
+      );
+      return [0, 1].map((rank) => r.stdout.split('\n').find((l) => l.startsWith(`rank ${rank}`)));
+    };
+    // NCCL loads on rank 0 only: both ranks take MPI (rank 0 must not wait in NCCL's set-up).
+    expect(connectRun('auto', fake, missing)).toEqual(['rank 0: MpiTransport', 'rank 1: MpiTransport']);
+    // On both: both go to NCCL's set-up together (the unique id crosses over MPI), which then
+    // fails here for want of a CUDA driver (where there is one, for want of a GPU 0 on each).
+    for (const line of connectRun('auto', fake, fake))
+      expect(line).toMatch(/^rank [01] failed: connect: 'transport' is 'auto', but nccl\.initRank: /);
+    expect(connectRun('mpi', fake, fake)).toEqual(['rank 0: MpiTransport', 'rank 1: MpiTransport']);
+  });
+
+  test("a rank that hangs: the others' watchdog aborts the communicator, names the wait, and the job ends", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-nccl-standin-'));
+    try {
+      // The watchdog (2 s) fires before the stand-in's own MPI receives time out (30 s).
+      const config = { placement: [0, 1, 2], steps: 50, stopRank: 1, stopAfter: 2, stop: 'hang', ncclTimeout: 2 };
+      const started = Date.now();
+      const r = run('nccl', 3, dir, config, { SYNTHGRAD_MPI_TIMEOUT: '30' });
+      expect(r.status).not.toBe(0);
+      expect(r.status).not.toBeNull();
+      expect(r.output).toMatch(
+        /rank [02] failed: rank [02]: waited 2 s for (h|δ)_\d (to|from) rank 1.* \(NCCL\): a rank died, hangs or is far behind .*; the NCCL communicator was aborted \(communicator aborted\)/,
+      );
+      expect(Date.now() - started).toBeLessThan(25_000);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -67,6 +67,8 @@ export { mpi, mpiAvailable, mpiAddonPath, MpiTransport } from './distributed/mpi
 export type { MpiOptions, Payload, Transport } from './distributed/mpi';
 export { nccl, ncclAvailable, ncclAddonPath, NcclTransport } from './distributed/nccl';
 export type { NcclOptions } from './distributed/nccl';
+export { connect } from './distributed/connect';
+export type { ConnectOptions, TransportName } from './distributed/connect';
 export type { DecoupleOptions, UpdateSchedule } from './dni/network';
 export { feedbackAlignment, FeedbackAlignmentNetwork } from './methods/feedback-alignment';
 export type { FeedbackAlignmentOptions, FeedbackBlock } from './methods/feedback-alignment';

@@ -24,7 +24,8 @@
 // instead regresses M_i onto δ_i of step t-d in step t, as one process does; stochastic updates
 // are drawn alike on every rank. The complete unlock (`unlock`) runs module i > 1 on I_i(x), so
 // no forward waits for another rank: see unlockedStep. Per-rank checkpoints: ./rank-checkpoint.ts
-// and save/resume below.
+// and save/resume below. How h and δ move (MPI host copies, or NCCL device buffers in groups on
+// the stream, whose order no schedule can deadlock): ./hand-offs.ts.
 import { randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import { checkOptions, describe, positiveInt } from '../check';
@@ -44,13 +45,18 @@ import { Evaluation, Trainer } from '../train/trainer';
 import { Prediction } from '../dni/synthesizer';
 import type { InputPrediction } from '../dni/unlock';
 import { error, rangeError, typeError } from '../errors';
+import { HandOffs, HostHandOffs, NcclHandOffs } from './hand-offs';
 import type { Payload, Transport } from './mpi';
+import { NcclTransport } from './nccl';
 import { RankIdentity, RankSummary, decideResume, fingerprintOf, rankFile, rankSteps, readRankCheckpoints } from './rank-checkpoint';
 
 export interface DistributeOptions {
   /** the rank of each module, e.g. [0, 1, 2]; every rank of the transport must be in [0, size) */
   placement: number[];
-  /** the ranks' transport: mpi() */
+  /**
+   * the ranks' transport: mpi() (h and δ read back and sent as host buffers), or, for a model
+   * on a GPU, await nccl({ device }) (device buffers on the stream); connect() picks one
+   */
   transport: Transport;
   /** as the Trainer's (TrainerOptions): a factory gives each module its own optimizer */
   optimizer: Optimizer | ((module: number) => Optimizer);
@@ -127,12 +133,6 @@ interface RankRecord {
   inputSteps?: number[];
 }
 
-/** step()'s hand-offs of tensors, for unlockedStep. */
-interface Hands {
-  send(x: Tensor, to: number, tag: number): void;
-  receive(shape: number[], from: number, tag: number, what: string): Promise<Tensor>;
-}
-
 /** Places the modules of a decoupled network on ranks; see DistributedNetwork.fit. */
 export function distribute(network: DecoupledNetwork, options: DistributeOptions): DistributedNetwork {
   return new DistributedNetwork(network, options);
@@ -145,6 +145,13 @@ export class DistributedNetwork {
   readonly ownModules: readonly number[];
   /** builds and initialises the whole network, as on one process (the same seed, the same weights) */
   readonly trainer: Trainer;
+  /**
+   * How a training step's h and δ cross ranks: 'nccl' (the transport is nccl()'s: device
+   * buffers, ncclSend/ncclRecv on the stream) or 'mpi' (read back, sent as host buffers). The
+   * labels, checkpoints' coordination, evaluate() and the barrier go over MPI either way.
+   */
+  readonly handOffs: 'nccl' | 'mpi';
+  private readonly hand: HandOffs;
   private readonly strategy: DecoupledTraining;
   private readonly transport: Transport;
   private readonly seed: number;
@@ -206,6 +213,24 @@ export class DistributedNetwork {
     this.seed = options.seed ?? 0;
     this.trainer = new Trainer(network, { optimizer: options.optimizer, loss: options.loss, seed: options.seed, device: options.device });
     this.strategy = this.trainer.strategy as DecoupledTraining;
+    if (t instanceof NcclTransport) {
+      if (network.config.unlock) {
+        this.trainer.dispose();
+        // NcclHandOffs' order argument (docs/distributed.md) covers h received before the forward, not as a later regression target.
+        throw rangeError("distribute: the complete unlock ('unlock') does not run on the NCCL transport yet: use transport mpi()");
+      }
+      if (!t.device.equals(this.trainer.device)) {
+        this.trainer.dispose();
+        throw rangeError(
+          `distribute: 'transport' is NCCL's on ${t.device.name} (it moves that device's buffers), but the model is on ` +
+            `${this.trainer.device.name} ('device'): train on ${t.device.name}, or use transport mpi() (host buffers)`,
+        );
+      }
+      this.hand = new NcclHandOffs(t, this.placement);
+    } else {
+      this.hand = new HostHandOffs(t, this.placement, (i, kind) => i * KINDS + (kind === 'h' ? H : DELTA));
+    }
+    this.handOffs = this.hand.kind;
   }
 
   /**
@@ -308,11 +333,13 @@ export class DistributedNetwork {
       // (where they wait for steps that never come); their messages are received all the same.
       for (const q of this.queued) for (const due of q.splice(0)) await this.waited(due.delta, result);
       await Promise.all(this.sends);
-      await stream.synchronize();
+      await this.hand.finish();
+      await this.hand.watch(stream.synchronize(), 'the end of fit');
       failed = false;
     } finally {
       // After a failure the stream may still run the step's ops: let it finish before freeing their tensors.
-      if (failed) await stream.synchronize().catch(() => undefined);
+      if (failed) await this.hand.watch(stream.synchronize(), 'the stream after a failure').catch(() => undefined);
+      this.hand.reset();
       for (const a of this.arenas) a.dispose();
       this.arenas = [];
       this.carried = [];
@@ -423,6 +450,7 @@ export class DistributedNetwork {
 
   /** Every regression still carried into the next step, done now (at a checkpoint, or when fit ends). */
   private async learnAllCarried(result: DistributedFitResult): Promise<void> {
+    await this.waited(this.hand.flush(), result); // (NCCL) the δ held back for them
     const ctx: StepContext = {
       device: this.trainer.device,
       stream: this.trainer.stream,
@@ -606,12 +634,9 @@ export class DistributedNetwork {
       p.catch(() => undefined);
       sends.push(p);
     };
-    const sendTensor = (x: Tensor, to: number, tag: number) =>
-      started(x.readFloat32(stream).then((values) => this.transport.send(values, to, tag)));
-    const receiveTensor = (shape: number[], from: number, tag: number, what: string): Promise<Tensor> =>
-      this.transport
-        .receive(new Float32Array(shape.reduce((a, b) => a * b, 1)), from, tag, `${what} of step ${t + 1}`)
-        .then((values) => Tensor.fromArray(values, shape, { device, arena }));
+    // h and δ cross ranks through the hand-offs (./hand-offs.ts: MPI host copies, or NCCL on the stream).
+    const hand = this.hand;
+    hand.begin(t, ctx, lambda > 0);
     // The batch: rows on module 1's rank; labels sent to the ranks that need them.
     const classification = data.task === 'classification';
     const needLabels = new Set(owner.filter((r, i) => i === n - 1 || net.synthesizers[i].conditioned));
@@ -639,8 +664,7 @@ export class DistributedNetwork {
     let shape = [rows, ...net.input];
     for (const m of net.modules) shapes.push((shape = m.outputShape(shape)));
     if (unlock) {
-      const hands: Hands = { send: sendTensor, receive: receiveTensor };
-      return this.endStep(sends, await this.unlockedStep(x!, y, updated, shapes, ctx, hands, result));
+      return this.endStep(t, sends, await this.unlockedStep(x!, y, updated, shapes, ctx, result));
     }
     const forwards: Forwarded[] = [];
     const predictions: Prediction[] = [];
@@ -649,11 +673,11 @@ export class DistributedNetwork {
       let input: Tensor;
       if (i === 0) input = x!;
       else if (owner[i - 1] === me) input = forwards[i - 1].output;
-      else input = await waited(receiveTensor(shapes[i - 1], owner[i - 1], (i - 1) * KINDS + H, `h_${i}`));
+      else input = await waited(hand.receiveUp(i - 1, shapes[i - 1]));
       const f = net.modules[i].forward(input, ctx);
       forwards[i] = f;
       if (i < n - 1) {
-        if (owner[i + 1] !== me) sendTensor(f.output, owner[i + 1], i * KINDS + H);
+        if (owner[i + 1] !== me) hand.sendUp(i, f.output);
         await this.learnCarried(i, ctx, result); // M_i learns from the previous step's δ_i before it predicts again
         predictions[i] = net.synthesizers[i].predict(f.output, y, ctx);
       } else {
@@ -663,13 +687,10 @@ export class DistributedNetwork {
 
     // Backward phase, from the top (host order N..1, as on one process).
     // δ_i, sent down by module i+1 (or computed here); none when module i+1 did not update.
+    // Asked for at module i's turn (NCCL receives in this order; docs/distributed.md).
     const deltas: (Promise<Tensor> | undefined)[] = [];
-    for (const i of this.ownModules)
-      if (i < n - 1 && owner[i + 1] !== me && updated[i + 1]) {
-        deltas[i] = receiveTensor(shapes[i], owner[i + 1], i * KINDS + DELTA, `δ_${i + 1}`);
-        deltas[i]!.catch(() => undefined); // awaited below
-      }
     for (const i of [...this.ownModules].reverse()) {
+      if (i < n - 1 && owner[i + 1] !== me && updated[i + 1]) deltas[i] = hand.receiveDown(i, shapes[i]);
       const delta = deltas[i];
       let g: Tensor | undefined;
       if (i === n - 1) {
@@ -687,7 +708,7 @@ export class DistributedNetwork {
         this.strategy.optimizers[i].step(net.modules[i].parameters(), stream);
         if (i > 0) {
           if (owner[i - 1] === me) deltas[i - 1] = Promise.resolve(down!);
-          else sendTensor(down!, owner[i - 1], (i - 1) * KINDS + DELTA);
+          else hand.sendDown(i - 1, down!);
         }
       }
       if (i < n - 1 && this.depth > 0) {
@@ -708,18 +729,20 @@ export class DistributedNetwork {
         else this.carried[i] = { prediction: predictions[i], delta };
       }
     }
-    return this.endStep(sends, lossForward);
+    return this.endStep(t, sends, lossForward);
   }
 
   /** What every step ends with, after its work was enqueued; the loss on the last module's rank. */
-  private async endStep(sends: Promise<void>[], lossForward: LossForward | undefined): Promise<number | undefined> {
+  private async endStep(t: number, sends: Promise<void>[], lossForward: LossForward | undefined): Promise<number | undefined> {
     const stream = this.trainer.stream;
+    const hand = this.hand;
     // The previous step's sends, and this rank's stream (the loss read waits for it): then
     // the previous step's tensors are free (its carried regressions were enqueued this step).
     await Promise.all(this.sends);
     this.sends = sends;
-    const loss = lossForward ? (await lossForward.loss.readFloat32(stream))[0] : undefined;
-    if (!lossForward) await stream.synchronize();
+    await hand.endStep();
+    const loss = lossForward ? (await hand.watch(lossForward.loss.readFloat32(stream), `the loss of step ${t + 1}`))[0] : undefined;
+    if (!lossForward) await hand.watch(stream.synchronize(), `the end of step ${t + 1}`);
     // Pipelined: the last `depth` steps' tensors wait for their regressions.
     while (this.arenas.length > Math.max(1, this.depth)) this.arenas.shift()!.dispose();
     return loss;
@@ -742,7 +765,6 @@ export class DistributedNetwork {
     updated: boolean[],
     shapes: number[][],
     ctx: StepContext,
-    hands: Hands,
     result: DistributedFitResult,
   ): Promise<LossForward | undefined> {
     const net = this.network;
@@ -763,7 +785,7 @@ export class DistributedNetwork {
       forwards[i] = f;
       let g: Tensor;
       if (i < n - 1) {
-        if (owner[i + 1] !== me) hands.send(f.output, owner[i + 1], i * KINDS + H);
+        if (owner[i + 1] !== me) this.hand.sendUp(i, f.output);
         await this.learnCarried(i, ctx, result);
         predictions[i] = net.synthesizers[i].predict(f.output, y, ctx);
         g = predictions[i].gradient;
@@ -775,22 +797,20 @@ export class DistributedNetwork {
         const down = f.backward(g, ctx, i > 0);
         this.strategy.optimizers[i].step(net.modules[i].parameters(), ctx.stream);
         if (i > 0 && owner[i - 1] === me) deltas[i - 1] = down!;
-        else if (i > 0) hands.send(down!, owner[i - 1], (i - 1) * KINDS + DELTA);
+        else if (i > 0) this.hand.sendDown(i - 1, down!);
       }
     }
     // The regressions, onto this step's targets: I_i onto h_{i-1}, M_i onto δ_i (none when module i+1 did not update).
-    const received = (shape: number[], from: number, tag: number, what: string) => {
-      const p = hands.receive(shape, from, tag, what);
+    const received = (p: Promise<Tensor>) => {
       p.catch(() => undefined); // awaited in the next step
       return p;
     };
     for (const i of this.ownModules) {
       if (i > 0 && owner[i - 1] === me) inputs[i].learn(forwards[i - 1].output, ctx);
-      else if (i > 0)
-        this.carriedInputs[i] = { prediction: inputs[i], target: received(shapes[i - 1], owner[i - 1], (i - 1) * KINDS + H, `h_${i}`) };
+      else if (i > 0) this.carriedInputs[i] = { prediction: inputs[i], target: received(this.hand.receiveUp(i - 1, shapes[i - 1])) };
       if (i === n - 1 || !updated[i + 1]) continue;
       if (owner[i + 1] === me) predictions[i].learn(deltas[i], ctx);
-      else this.carried[i] = { prediction: predictions[i], delta: received(shapes[i], owner[i + 1], i * KINDS + DELTA, `δ_${i + 1}`) };
+      else this.carried[i] = { prediction: predictions[i], delta: received(this.hand.receiveDown(i, shapes[i])) };
     }
     return lossForward;
   }

@@ -26,7 +26,8 @@ export interface NcclBinding {
   send(comm: number, pointer: bigint, bytes: number, peer: number, stream: bigint): void;
   recv(comm: number, pointer: bigint, bytes: number, peer: number, stream: bigint): void;
   groupStart(): void;
-  groupEnd(): void;
+  /** NCCL's returns nothing (the group runs on the streams); a test's stand-in may return a Promise of its host copies */
+  groupEnd(): void | Promise<void>;
   asyncError(comm: number): string | null;
   destroy(comm: number): void;
   abort(comm: number): void;
@@ -44,6 +45,11 @@ export interface NcclOptions {
   mpi?: Transport;
   /** the NCCL library: default SYNTHGRAD_NCCL_LIBRARY, else libnccl.so.2 (found by the dynamic linker) */
   library?: string;
+  /**
+   * Seconds a wait on a stream with NCCL transfers may last before the communicator is aborted
+   * (a peer died or hangs); default the MPI transport's timeout (60 s, SYNTHGRAD_MPI_TIMEOUT)
+   */
+  timeout?: number;
 }
 
 /** The MPI tag of the unique id's hand-out: the MPI standard's least upper bound, out of distribute()'s way. */
@@ -112,11 +118,16 @@ export function versionText(code: number): string {
 
 /** Whether the NCCL transport can run here: the addon is built and NCCL loads. */
 export function ncclAvailable(library?: string): boolean {
+  return ncclMissing(library) === undefined;
+}
+
+/** Why the NCCL transport cannot run here (the addon or NCCL is missing: what to install), or undefined when it can. */
+export function ncclMissing(library?: string): string | undefined {
   try {
     loadNccl(libraryName(library));
-    return true;
-  } catch {
-    return false;
+    return undefined;
+  } catch (e) {
+    return (e as Error).message.replace(/^nccl\(\): /, '');
   }
 }
 
@@ -127,8 +138,10 @@ export function ncclAvailable(library?: string): boolean {
  */
 export async function nccl(options: NcclOptions): Promise<NcclTransport> {
   if (!options || typeof options !== 'object') throw typeError('nccl(): expects options { device, mpi?, library? }');
-  checkOptions('nccl()', options, ['device', 'mpi', 'library']);
+  checkOptions('nccl()', options, ['device', 'mpi', 'library', 'timeout']);
   const library = libraryName(options.library);
+  if (options.timeout !== undefined && (typeof options.timeout !== 'number' || !(options.timeout > 0)))
+    throw rangeError(`nccl(): 'timeout' must be a positive number of seconds, got ${describe(options.timeout)}`);
   const device = options.device;
   if (!(device instanceof Device)) throw typeError(`nccl(): 'device' must be a Device (Device.cuda(i)), got ${describe(device)}`);
   if (options.mpi !== undefined && !isTransport(options.mpi))
@@ -148,7 +161,9 @@ export async function nccl(options: NcclOptions): Promise<NcclTransport> {
     id = new Uint8Array(words.buffer);
   }
   const comm = await b.initRank(id, host.size, host.rank, Number(device.name.slice('cuda:'.length)));
-  return new NcclTransport(b, comm, host, device, version);
+  const t = new NcclTransport(b, comm, host, device, version);
+  if (options.timeout !== undefined) t.timeout = options.timeout;
+  return t;
 }
 
 function isTransport(t: unknown): t is Transport {
@@ -157,6 +172,9 @@ function isTransport(t: unknown): t is Transport {
 }
 
 export class NcclTransport implements Transport {
+  /** Seconds watch() lets a wait last (see NcclOptions.timeout). */
+  timeout: number;
+
   /** @internal (nccl() builds it; tests give a fake binding and handle source) */
   constructor(
     private readonly b: NcclBinding,
@@ -167,7 +185,10 @@ export class NcclTransport implements Transport {
     /** NCCL's version, e.g. '2.21.5' */
     readonly version: string,
     private readonly handles: HandleSource = deviceHandles,
-  ) {}
+  ) {
+    const hostTimeout = (host as { timeout?: unknown }).timeout;
+    this.timeout = typeof hostTimeout === 'number' && hostTimeout > 0 ? hostTimeout : 60;
+  }
 
   get rank(): number {
     return this.host.rank;
@@ -210,15 +231,58 @@ export class NcclTransport implements Transport {
    * together. An NCCL send may wait on its stream until the peer posts the receive, so two
    * ranks that each enqueue a send before a receive on one stream wait for each other forever
    * unless the pair is grouped (or sends and receives go on separate streams).
+   * With NCCL the transfers are enqueued when this returns and the Promise is resolved; a
+   * test's stand-in binding (host copies) resolves it once its copies are done.
    */
-  group(transfers: () => void): void {
+  group(transfers: () => void): Promise<void> {
     this.open('group');
     this.b.groupStart();
+    let ended: void | Promise<void>;
     try {
       transfers();
     } finally {
-      this.b.groupEnd();
+      ended = this.b.groupEnd();
     }
+    return Promise.resolve(ended);
+  }
+
+  /**
+   * `p`, a wait for a stream that runs this transport's transfers (a read, a synchronize), with
+   * a watchdog: a transfer whose peer died or hangs would keep the stream, and `p`, waiting
+   * forever. When NCCL reports an asynchronous error, or `p` lasts longer than `timeout`
+   * seconds, the communicator is aborted (ncclCommAbort ends its pending transfers) and the
+   * Promise rejects, naming `what`; the run then ends every rank with abort(). Once the
+   * communicator is aborted, a wait still ends after `timeout` seconds.
+   */
+  watch<T>(p: Promise<T>, what: string): Promise<T> {
+    const started = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    p.catch(() => undefined); // after the watchdog fired its own outcome no longer matters
+    const fired = new Promise<never>((_, reject) => {
+      const fail = (why: string) => {
+        clearInterval(timer);
+        this.abortCommunicator();
+        reject(error('ERR_SYNTHGRAD_TRAINING', `rank ${this.rank}: ${why}; the NCCL communicator was aborted`));
+      };
+      timer = setInterval(
+        () => {
+          let asyncError: string | null = null;
+          try {
+            asyncError = this.comm === undefined ? null : this.b.asyncError(this.comm);
+          } catch (e) {
+            asyncError = (e as Error).message;
+          }
+          if (asyncError !== null) fail(`NCCL reported an error (${asyncError}) while waiting for ${what}`);
+          else if (Date.now() - started >= this.timeout * 1000)
+            fail(
+              `waited ${this.timeout} s for ${what} (NCCL): a rank died, hangs or is far behind ` +
+                "(SYNTHGRAD_MPI_TIMEOUT, or nccl()'s 'timeout', sets the limit in seconds)",
+            );
+        },
+        Math.min(100, this.timeout * 1000),
+      );
+    });
+    return Promise.race([p, fired]).finally(() => clearInterval(timer));
   }
 
   /** NCCL's asynchronous error (a failed peer, a broken connection), or null; a run checks it while it waits. */
@@ -235,15 +299,18 @@ export class NcclTransport implements Transport {
 
   /** Aborts the communicator (in-flight transfers end), then ends every rank through MPI. */
   abort(code = 1): void {
-    if (this.comm !== undefined) {
-      try {
-        this.b.abort(this.comm);
-      } catch {
-        // ending anyway
-      }
-      this.comm = undefined;
-    }
+    this.abortCommunicator();
     this.host.abort(code);
+  }
+
+  private abortCommunicator(): void {
+    if (this.comm === undefined) return;
+    try {
+      this.b.abort(this.comm);
+    } catch {
+      // ending anyway
+    }
+    this.comm = undefined;
   }
 
   private open(fn: string): number {
