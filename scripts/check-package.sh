@@ -53,8 +53,10 @@ start=$(date +%s)
 (cd node_modules/synthgrad && SYNTHGRAD_BUILD_FROM_SOURCE=1 SYNTHGRAD_CUDA=off node scripts/install.js)
 echo "source build in node_modules: $(( $(date +%s) - start )) s"
 left="$(cd node_modules/synthgrad/build && find . -type f | LC_ALL=C sort)"
-# Where CMake found MPI, the optional MPI transport addon is kept beside it (docs/distributed.md).
-mpi_too="./Release/synthgrad.node"$'\n'"./Release/synthgrad_mpi.node"
-[ "$left" = "./Release/synthgrad.node" ] || [ "$left" = "$mpi_too" ] || { echo "the source build left intermediates: $left"; exit 1; }
+# The NCCL transport's addon is always built (it loads NCCL at run time); where CMake found MPI,
+# the optional MPI transport addon is kept beside them (docs/distributed.md).
+addons="./Release/synthgrad.node"$'\n'"./Release/synthgrad_nccl.node"
+with_mpi="./Release/synthgrad.node"$'\n'"./Release/synthgrad_mpi.node"$'\n'"./Release/synthgrad_nccl.node"
+[ "$left" = "$addons" ] || [ "$left" = "$with_mpi" ] || { echo "the source build left intermediates: $left"; exit 1; }
 node esm.mjs
 echo "package check OK"
