@@ -24,11 +24,12 @@
 #include "../../native/cpu/kernels.h"
 
 namespace sg::oldcpu {
-// The commit's conv.cpp calls sgemm in its own namespace: the library's, unchanged.
+// The commit's conv.cpp calls the GEMM in its own namespace: the library's, unchanged.
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   sg::cpu::sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+int64_t sgemmDepthSlice(int64_t K) { return sg::cpu::sgemmDepthSlice(K); }
 void conv2dForward(const float*, const float*, const float*, float*, const Conv2dGeometry&);
 void conv2dBackward(const float*, const float*, const float*, float*, float*, float*,
                     const Conv2dGeometry&);

@@ -41,6 +41,14 @@
 #include "conv.h"
 #include "kernels.h"
 
+// A pure copy gives the same floats with any instructions: on x86-64 with g++, the copy loops
+// are compiled for AVX-512 and AVX2 as well and the CPU's best is picked at load time.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SG_CONV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SG_CONV_CLONES
+#endif
+
 namespace sg::cpu {
 namespace {
 
@@ -117,6 +125,7 @@ void segmentsOf(const Conv2dGeometry& g, int64_t j0, int64_t j1, std::vector<Seg
 }
 
 thread_local std::vector<Segment> tlsSegments;
+thread_local std::vector<ValidColumns> tlsValid;
 
 // col [C KH KW, j1 - j0]: columns j0 .. j1 - 1 of the patch matrix (zero where the window
 // lies in the padding). Plain loops rather than memcpy/memset: the runs are a few dozen
@@ -124,34 +133,46 @@ thread_local std::vector<Segment> tlsSegments;
 #if defined(__GNUC__) && !defined(__clang__)
 __attribute__((optimize("no-tree-loop-distribute-patterns")))
 #endif
-void im2colRange(const float* x, const Conv2dGeometry& g, int64_t j0, int64_t j1, float* col) {
+SG_CONV_CLONES void im2colRange(const float* x, const Conv2dGeometry& g, int64_t j0, int64_t j1,
+                                float* col) {
   const int64_t ld = j1 - j0;
   std::vector<Segment>& segments = tlsSegments;
   segmentsOf(g, j0, j1, segments);
-  for (int64_t r = 0; r < g.patch(); ++r) {
-    const int64_t c = r / (g.kh * g.kw), kh = r / g.kw % g.kh, kw = r % g.kw;
-    const ValidColumns valid = validColumns(g, kw);
-    const int64_t shift = kw - g.pw;  // input column of output column ow: ow * sw + shift
-    for (const Segment& s : segments) {
-      float* out = col + r * ld + s.offset;  // out[t]: output column s.a + t
-      const int64_t ih = s.ih + kh, width = s.b - s.a;
-      if (ih < 0 || ih >= g.h) {
-        for (int64_t t = 0; t < width; ++t) out[t] = 0.0f;
-        continue;
+  std::vector<ValidColumns>& valid = tlsValid;
+  valid.resize(static_cast<size_t>(g.kw));
+  for (int64_t kw = 0; kw < g.kw; ++kw) valid[kw] = validColumns(g, kw);
+  // Per segment and input row (c, kh), the KW rows of col for kw = 0 .. KW - 1 copy the same
+  // input row, shifted.
+  for (const Segment& s : segments) {
+    const int64_t width = s.b - s.a;
+    for (int64_t c = 0; c < g.c; ++c)
+      for (int64_t kh = 0; kh < g.kh; ++kh) {
+        float* out0 = col + ((c * g.kh + kh) * g.kw) * ld + s.offset;  // out[t]: column s.a + t
+        const int64_t ih = s.ih + kh;
+        if (ih < 0 || ih >= g.h) {
+          for (int64_t kw = 0; kw < g.kw; ++kw) {
+            float* out = out0 + kw * ld;
+            for (int64_t t = 0; t < width; ++t) out[t] = 0.0f;
+          }
+          continue;
+        }
+        const float* row = x + s.image + (c * g.h + ih) * g.w;
+        for (int64_t kw = 0; kw < g.kw; ++kw) {
+          float* out = out0 + kw * ld;
+          const int64_t shift = kw - g.pw;  // input column of output column ow: ow * sw + shift
+          const int64_t lo = std::clamp(valid[kw].lo, s.a, s.b) - s.a;
+          const int64_t hi = std::clamp(valid[kw].hi, s.a, s.b) - s.a;  // out[lo, hi) from x
+          for (int64_t t = 0; t < lo; ++t) out[t] = 0.0f;
+          if (g.sw == 1) {
+            const float* in = row + (s.a + lo + shift);
+            float* o = out + lo;
+            for (int64_t t = 0; t < hi - lo; ++t) o[t] = in[t];
+          } else {
+            for (int64_t t = lo; t < hi; ++t) out[t] = row[(s.a + t) * g.sw + shift];
+          }
+          for (int64_t t = hi; t < width; ++t) out[t] = 0.0f;
+        }
       }
-      const float* row = x + s.image + (c * g.h + ih) * g.w;
-      const int64_t lo = std::clamp(valid.lo, s.a, s.b) - s.a;
-      const int64_t hi = std::clamp(valid.hi, s.a, s.b) - s.a;  // out[lo, hi) from the image
-      for (int64_t t = 0; t < lo; ++t) out[t] = 0.0f;
-      if (g.sw == 1) {
-        const float* in = row + (s.a + lo + shift);
-        float* o = out + lo;
-        for (int64_t t = 0; t < hi - lo; ++t) o[t] = in[t];
-      } else {
-        for (int64_t t = lo; t < hi; ++t) out[t] = row[(s.a + t) * g.sw + shift];
-      }
-      for (int64_t t = hi; t < width; ++t) out[t] = 0.0f;
-    }
   }
 }
 
