@@ -41,9 +41,9 @@
 #include "conv.h"
 #include "kernels.h"
 
-// A pure copy gives the same floats with any instructions: on x86-64 with g++, the copy loops
-// are compiled for AVX-512 and AVX2 as well and the CPU's best is picked at load time.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// A pure copy gives the same floats with any instructions: on x86-64 with g++ and glibc (whose
+// ifuncs pick the CPU's best at load time), the copy loops are compiled for AVX-512 and AVX2 too.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
 #define SG_CONV_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SG_CONV_CLONES
