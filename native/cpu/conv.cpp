@@ -55,6 +55,9 @@ namespace {
 // Floats of a block of the patch matrix (or of patch gradients): 256 KiB, in L2 with room
 // for sgemm's packed panels.
 constexpr int64_t kBlockFloats = int64_t(1) << 16;
+// But at least this many columns per block: each block's sgemm packs the filters (C KH KW x
+// K floats) again, which wider blocks amortise.
+constexpr int64_t kMinBlockColumns = 128;
 // The partial filter gradients of at most this many floats are held at once (4 MiB).
 constexpr int64_t kPartialFloats = int64_t(1) << 20;
 // About this many elements per parallelFor chunk of the element-wise passes.
@@ -219,7 +222,8 @@ void conv2dForward(const float* x, const float* w, const float* bias, float* y,
   if (g.n == 0) return;
   const int64_t patch = g.patch(), total = g.n * g.outPlane();
   // Columns per block: a multiple of 32 (whole vectors of the sgemm kernels).
-  const int64_t block = std::min(total, std::max<int64_t>(32, kBlockFloats / patch / 32 * 32));
+  const int64_t block =
+      std::min(total, std::max<int64_t>(kMinBlockColumns, kBlockFloats / patch / 32 * 32));
   const int64_t blocks = (total + block - 1) / block;
   parallelFor(blocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
@@ -308,7 +312,8 @@ void conv2dBackward(const float* x, const float* w, const float* dy, float* dx, 
 
   if (dx) {
     // Output rows per block of patch gradients.
-    const int64_t rowsPerBlock = std::clamp<int64_t>(kBlockFloats / (patch * g.ow), 1, g.oh);
+    const int64_t rowsPerBlock = std::clamp<int64_t>(
+        std::max(kBlockFloats / patch, kMinBlockColumns) / g.ow, 1, g.oh);
     parallelFor(g.n, 1, [&](int64_t n0, int64_t n1) {
       for (int64_t n = n0; n < n1; ++n) {
         float* image = dx + n * g.c * g.inPlane();
