@@ -2,7 +2,7 @@
 // Every (image, channel) plane is one task's: its outputs, and in the backwards its whole dx
 // plane, zeroed then summed over the outputs in row-major order, so results do not depend on
 // the thread count (and the CUDA kernels, which gather the same terms in the same order,
-// match bit for bit).
+// match bit for bit). Max pooling finds each window's argmax row by row (see Best).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -40,11 +40,11 @@ Window windowAt(const Conv2dGeometry& g, int64_t oh, int64_t ow) {
           std::min(w + g.kw, g.w)};
 }
 
-// Whether candidate v replaces the current maximum m of a window scanned in row-major order:
-// a larger value, or the first NaN. The scan's result is then the window's first NaN if it
-// has one, else the first element equal to its maximum; so a window can be scanned row by
-// row (each row's winner by this rule), and the rows' winners combined in order by the same
-// rule, with the same result.
+// The maximum so far of a window scanned in row-major order, and its index. update() takes a
+// candidate that is larger, or the first NaN. The scan's result is then the window's first NaN
+// if it has one, else the first element equal to its maximum; so a window can be scanned row
+// by row (each row's winner by this rule), and the rows' winners combined in order by the
+// same rule, with the same result.
 //
 // The update is branch-free (bit masks, not jumps): on real data the comparisons go either
 // way at random, and mispredicted branches cost more than the comparisons.
