@@ -51,6 +51,8 @@ export interface StepTimeOptions {
 /** The MNIST FCN's (or cnn()'s) training step, ready to run on a resident random batch. */
 export interface FcnStep {
   strategy: TrainingStrategy;
+  /** the trained network (decoupled runs: with its synthesizers) */
+  net: Module;
   stream: Stream;
   x: Tensor;
   y: Tensor;
@@ -102,6 +104,7 @@ export function fcnStep(o: Pick<StepTimeOptions, 'device' | 'hidden' | 'cnn' | '
   );
   return {
     strategy,
+    net,
     stream,
     x,
     y,

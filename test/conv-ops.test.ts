@@ -235,6 +235,13 @@ const CONV_CASES: Geo[] = [
   geo(1, 3, 8, 4, 8, 1, 1, 0), // 1x1
   geo(2, 8, 9, 11, 5, [3, 2], [2, 3], [0, 1]), // non-square kernel, strides and padding
   geo(3, 1, 4, 6, 2, [4, 6], 1, 0), // the kernel covers the image: 1x1 outputs
+  // Sizes that cut the CPU kernel's blocks inside images and rows: forward blocks of 2592
+  // columns across 6 images of 30 x 30 pixels (C KH KW = 25); dx in blocks of 5 output rows
+  // (C KH KW = 400), and of 12 rows with stride 2 (C KH KW = 576, 21 output rows); the filter
+  // gradient's depth slices of at most 256 columns everywhere.
+  geo(6, 1, 30, 30, 3, 5, 1, 2),
+  geo(2, 16, 30, 31, 4, 5, 1, 2),
+  geo(2, 64, 41, 19, 3, 3, 2, 1),
 ];
 
 // =============================================================================================
@@ -434,6 +441,30 @@ describe('pooling semantics', () => {
     expectExact('y', y, [5, NaN, -Infinity]);
     const dx = await read(poolBackward('max', g, x, upload([10, 20, 30], [3, 1, 1, 1])));
     expectExact('dx', dx, [0, 10, 0, 0, 0, 0, 0, 20, 0, 0, 0, 0, 30, 0, 0, 0, 0, 0]);
+  });
+
+  test('max in wide rows (four windows at a time on x86): ties, NaNs, infinities, strides 1-3', async () => {
+    // values from a small set, so that most windows hold ties, and some NaNs and infinities
+    const rng = new Random(17);
+    const choices = [-1, 0, 1, 2, NaN, -Infinity, Infinity];
+    for (const g of [geo(2, 3, 9, 29, 3, 3, 2, 1), geo(1, 2, 7, 23, 2, [2, 3], 1, [1, 1]), geo(1, 2, 8, 40, 2, [3, 5], 3, [0, 2])]) {
+      const { OH, OW } = outDims(g);
+      const xs = Float32Array.from({ length: g.N * g.C * g.H * g.W }, () => {
+        const r = rng.int(20);
+        return r < choices.length ? choices[r] : choices[r % 4];
+      });
+      const dys = ref.randomArray(rng, g.N * g.C * OH * OW);
+      const x = upload(xs, [g.N, g.C, g.H, g.W]);
+      const wantY: number[] = [];
+      const wantDx = new Float32Array(xs.length); // float32 sums in output order, as the kernel adds
+      for (const win of windows(g)) {
+        const i = argmaxOf(xs, win.idx);
+        wantY[win.out] = xs[i];
+        wantDx[i] = Math.fround(wantDx[i] + dys[win.out]);
+      }
+      expectExact(`y ${tag(g)}`, await read(pool('max', g, x)), wantY);
+      expectExact(`dx ${tag(g)}`, await read(poolBackward('max', g, x, upload(dys, [g.N, g.C, OH, OW]))), wantDx);
+    }
   });
 
   test('avg: padding is not counted (count_include_pad false)', async () => {

@@ -719,4 +719,9 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
 
 const char* sgemmIsa() { return gemm_detail::activePath().kernel->isa; }
 
+int64_t sgemmDepthSlice(int64_t K) {
+  using namespace gemm_detail;
+  return K <= 0 ? 0 : evenBlock(K, activePath().limits.kc, 1);  // chooseBlocks' kc
+}
+
 }  // namespace sg::cpu

@@ -27,6 +27,12 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc);
 
+// The length of the consecutive slices in which sgemm sums an inner dimension of K: each
+// slice's products go in order into a fresh accumulator, which is then added to C (the first
+// slice to beta * C), slice after slice. Callers that split a long inner dimension themselves
+// (the convolution's filter gradient) cut it at these points to keep sgemm's rounding.
+int64_t sgemmDepthSlice(int64_t K);
+
 // Which SIMD path sgemm uses on this CPU: "avx512", "avx2" or "generic".
 const char* sgemmIsa();
 
