@@ -134,7 +134,9 @@ describe("fit's arguments", () => {
     const t = trainer();
     const file = path.join(dir, 'refused.ckpt');
     const shape = /^fit: 'checkpoint' must be \{ path: string, every: number \}, got /;
-    for (const bad of [null, 3, { every: 1 }, { path: '', every: 1 }, { path: 3, every: 1 }])
+    // A function is not an options object, even with the right properties.
+    const callable = Object.assign(() => undefined, { path: file, every: 1 });
+    for (const bad of [null, 3, callable, { every: 1 }, { path: '', every: 1 }, { path: 3, every: 1 }])
       expect((await rejection(t.fit(classes(), { steps: 1, checkpoint: bad as never }))).message).toMatch(shape);
     for (const config of [[1], null, 'x'])
       expect(
@@ -179,17 +181,18 @@ describe('save, load, predict and evaluate arguments', () => {
     const t = trainer();
     const d = classes();
     await t.fit(d, { steps: 1, batchSize: 32 });
-    const cases: [Promise<unknown>, RegExp][] = [
-      [t.save(''), /^save: 'path' must be a file path/],
-      [t.save(3 as never), /^save: 'path' must be a file path/],
-      [t.load(''), /^load: 'path' must be a file path/],
-      [t.load(3 as never), /^load: 'path' must be a file path/],
-      [t.predict(d.inputs, { rows: 2 } as never), /^predict: unknown option 'rows'/],
-      [t.predict(d.inputs, { batchSize: 0 }), /^predict: 'batchSize' must be a positive integer/],
-      [t.evaluate(null as never), /^evaluate: 'data' must be a Dataset/],
-      [t.evaluate(d, { batchSize: 0 }), /^evaluate: 'batchSize' must be a positive integer, got 0$/],
+    // Each made when checked: a rejection left unawaited after a failure would fail the next test.
+    const cases: [() => Promise<unknown>, RegExp][] = [
+      [() => t.save(''), /^save: 'path' must be a file path/],
+      [() => t.save(3 as never), /^save: 'path' must be a file path/],
+      [() => t.load(''), /^load: 'path' must be a file path/],
+      [() => t.load(3 as never), /^load: 'path' must be a file path/],
+      [() => t.predict(d.inputs, { rows: 2 } as never), /^predict: unknown option 'rows'/],
+      [() => t.predict(d.inputs, { batchSize: 0 }), /^predict: 'batchSize' must be a positive integer/],
+      [() => t.evaluate(null as never), /^evaluate: 'data' must be a Dataset/],
+      [() => t.evaluate(d, { batchSize: 0 }), /^evaluate: 'batchSize' must be a positive integer, got 0$/],
     ];
-    for (const [promise, message] of cases) expect((await rejection(promise)).message).toMatch(message);
+    for (const [run, message] of cases) expect((await rejection(run())).message).toMatch(message);
     t.dispose();
   });
 
