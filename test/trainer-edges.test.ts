@@ -117,6 +117,7 @@ describe("fit's arguments", () => {
       [() => t.fit(null as never, { steps: 1, logDir: path.join(dir, 'log-null-data') }), /^fit: 'data' must be a Dataset/],
       [() => t.fit(d, undefined as never), /^fit: expects options \{ epochs or steps, \.\.\. \}$/],
       [() => t.fit(d, 3 as never), /^fit: expects options \{ epochs or steps, \.\.\. \}$/],
+      [() => t.fit(d, null as never), /^fit: expects options \{ epochs or steps, \.\.\. \}$/],
       // Neither: the run would never end (the signal stops a wrongly accepted one).
       [() => t.fit(d, { signal: AbortSignal.timeout(1000) }), /^fit: give 'epochs' or 'steps'$/],
       [() => t.fit(d, { steps: 1, batchSize: 0 }), /^fit: 'batchSize' must be a positive integer, got 0$/],
@@ -366,6 +367,8 @@ describe('models that take images', () => {
     );
     expect((await rejection(conv.evaluate(rows))).message).toMatch(/^evaluate: 'data' \(flat\) has rows of shape \[4\]/);
     conv.dispose();
+    const grid = new Dataset('grid', new Float32Array(8 * 4), new Int32Array(8), 4, 3, [2, 2]);
+    expect((await rejection(conv.fit(grid, { steps: 1 }))).message).toMatch(/^fit: 'data' \(grid\) has rows of shape \[2, 2\], but/);
     const pool = trainer(new Sequential([new MaxPool2d({ kernel: 1 }), new Flatten(), new Linear(4, 3)]));
     expect((await rejection(pool.fit(rows, { steps: 1 }))).message).toMatch(/but the model takes images \[channels, height, width\]/);
     pool.dispose();
@@ -389,6 +392,12 @@ describe('models that take images', () => {
     const result = await wide.fit(images(8, 1, 2), { steps: 3, batchSize: 1 });
     expect(result.steps).toBe(3);
     wide.dispose();
+  });
+
+  test('a model that starts with Flatten takes images of any shape', async () => {
+    const t = trainer(new Sequential([new Flatten(), new Linear(4, 3)]));
+    expect((await t.fit(images(8, 2, 2), { steps: 2, batchSize: 4 })).steps).toBe(2);
+    t.dispose();
   });
 
   test('images that do not fit the first layer are reported as such, not as a batch size', async () => {
