@@ -20,7 +20,6 @@
 //     [--batch 256] [--reps 9] [--warmup 3] [--gpu-tflops 25] [--gpu-gbs 3000] [--gpu-op-us 4] [--host-floor]
 //     [--nvlink-gbs 450] [--nvlink-us 5] [--eth-gbs 12.5] [--eth-us 15] [--pcie-gbs 50] [--pcie-us 10]
 //     [--out distributed-model]
-import { execFileSync } from 'child_process';
 import * as os from 'os';
 import { Adam, Arena, DecoupledTraining, Device, Random, Tensor, Trainer, decouple, mlp, native } from '../ts';
 import { Prediction } from '../ts/dni/synthesizer';
@@ -29,6 +28,7 @@ import { Forwarded, StepContext } from '../ts/nn/module';
 import { OpCall, opWork, traceOps } from '../test/helpers/op-work';
 import { benchFlags, numberFlag, positiveIntFlag, resultName } from './flags';
 import { writeResults } from './paths';
+import { cpuModel } from './stats';
 import { Link, ModuleCost, backpropStepMs, balancedStages, chain, dniStepMs, rankTimes, transferMs } from '../test/helpers/scaling-model';
 
 const PHASES = ['forward', 'backward', 'synthesizer'] as const;
@@ -246,18 +246,6 @@ function scalingTable(rows: Row[], links: Link[], unit: string): string[] {
   ];
 }
 
-function lscpuModel(): string {
-  try {
-    const line = execFileSync('lscpu', { encoding: 'utf8' })
-      .split('\n')
-      .find((l) => l.startsWith('Model name:'));
-    if (line) return line.slice('Model name:'.length).trim();
-  } catch {
-    // below
-  }
-  return os.cpus()[0]?.model ?? 'unknown CPU';
-}
-
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const f = benchFlags(argv, {
@@ -324,7 +312,7 @@ async function main(): Promise<void> {
   const md: string[] = [
     '# Scaling model: modules on K GPUs, backprop against DNI',
     '',
-    `${new Date().toISOString()}; ${lscpuModel()}, ${os.cpus().length} cores, ${native.threads()} threads; load average ` +
+    `${new Date().toISOString()}; ${cpuModel()}, ${os.cpus().length} cores, ${native.threads()} threads; load average ` +
       `${loadStart.map((l) => l.toFixed(2)).join(' ')} at the start, ${loadEnd.map((l) => l.toFixed(2)).join(' ')} at the end ` +
       `(the machine was shared); command: \`${['nice -n 5 node dist/bench/distributed_model.js', ...argv].join(' ')}\`.`,
     '',

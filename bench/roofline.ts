@@ -16,7 +16,6 @@
 //   npm run bench:roofline [-- --rounds 5 --steps 10 --warmup 10 --cases fcn3-backprop,lstm-bptt --out roofline]
 // Per step: --warmup steps, then --rounds rounds of (the rates, --steps timed steps), then
 // --steps steps profiled and traced.
-import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -26,6 +25,7 @@ import { LSTMSequenceModel } from '../ts/recurrent/model';
 import { RecurrentMethod, RecurrentTraining } from '../ts/recurrent/training';
 import { benchFlags, numberFlag, resultName } from './flags';
 import { resultsDir } from './paths';
+import { cpuModel } from './stats';
 import { OpCall, Work, boundMs, stepWork, traceOps } from '../test/helpers/op-work';
 import { Method, fcnStep } from './step_time';
 
@@ -384,18 +384,6 @@ function rateText(r: Rates): string {
   );
 }
 
-function lscpuModel(): string {
-  try {
-    const line = execFileSync('lscpu', { encoding: 'utf8' })
-      .split('\n')
-      .find((l) => l.startsWith('Model name:'));
-    if (line) return line.slice('Model name:'.length).trim();
-  } catch {
-    // below
-  }
-  return os.cpus()[0]?.model ?? 'unknown CPU';
-}
-
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const flags = benchFlags(argv, { rounds: '5', steps: '10', warmup: '10', cases: allCases.map((c) => c.name).join(','), out: 'roofline' });
@@ -423,7 +411,7 @@ async function main(): Promise<void> {
     for (const line of opTable(r, 6)) console.log(line);
   }
   const loadEnd = os.loadavg();
-  const machine = `${lscpuModel()}, ${os.cpus().length} cores, ${native.threads()} threads, CPU GEMM kernel ${native.buildInfo().cpuGemm}`;
+  const machine = `${cpuModel()}, ${os.cpus().length} cores, ${native.threads()} threads, CPU GEMM kernel ${native.buildInfo().cpuGemm}`;
   const load = `load average ${loadStart.map((l) => l.toFixed(2)).join(' ')} at the start, ${loadEnd.map((l) => l.toFixed(2)).join(' ')} at the end`;
   const command = `node dist/bench/roofline.js ${argv.join(' ')}`.trim();
   const md = [

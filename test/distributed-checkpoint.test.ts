@@ -5,10 +5,10 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Dataset, Device, Random, Trainer, decouple, distribute, mlp, moduleState } from '../ts';
+import { Adam, Dataset, Device, Random, Trainer, decouple, distribute, mlp } from '../ts';
 import type { DecoupledNetwork, DistributedFitOptions, DistributedNetwork } from '../ts';
 import { RankSummary, decideResume } from '../ts/distributed/rank-checkpoint';
-import { localTransports } from './helpers/local-transport';
+import { localTransports, stateBytes } from './helpers/local-transport';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -28,16 +28,6 @@ function data(rows = 40, features = 12, classes = 4, seed = 11): Dataset {
 const train = data();
 const options = { device: Device.cpu(), seed: 7, optimizer: () => new Adam({ lr: 0.01 }) };
 const network = (extra: object = {}) => decouple(mlp(12, [16, 16], 4), { synthesizer: { hidden: [8] }, ...extra });
-
-/** Every module's state (module, then synthesizer) as bytes, in module order. */
-async function stateBytes(net: DecoupledNetwork, modules = net.modules.map((_, i) => i)): Promise<Buffer[]> {
-  const out: Buffer[] = [];
-  for (const i of modules) {
-    const parts = await Promise.all(moduleState(net, i).map((t) => t.readFloat32()));
-    out.push(Buffer.concat(parts.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))));
-  }
-  return out;
-}
 
 async function oneProcess(steps: number, extra: object = {}): Promise<{ bytes: Buffer[]; trainer: Trainer; net: DecoupledNetwork }> {
   const net = network(extra);

@@ -6,9 +6,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Dataset, Device, Random, Trainer, cnn, decouple, distribute, mlp, moduleState } from '../ts';
+import { Adam, Dataset, Device, Random, Trainer, cnn, decouple, distribute, mlp } from '../ts';
 import type { DecoupledNetwork, DistributedFitOptions, DistributedNetwork, Evaluation } from '../ts';
-import { localTransports } from './helpers/local-transport';
+import { localTransports, stateBytes } from './helpers/local-transport';
 
 const rows = new Random(11);
 const labels = new Int32Array(40).map(() => Math.floor(rows.next() * 4));
@@ -32,16 +32,6 @@ const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
-
-/** Module i's state (module, synthesizer, input model) as bytes, for the given modules. */
-async function stateBytes(net: DecoupledNetwork, modules = net.modules.map((_, i) => i)): Promise<Buffer[]> {
-  const out: Buffer[] = [];
-  for (const i of modules) {
-    const parts = await Promise.all(moduleState(net, i).map((t) => t.readFloat32()));
-    out.push(Buffer.concat(parts.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))));
-  }
-  return out;
-}
 
 interface Run {
   bytes: Buffer[];

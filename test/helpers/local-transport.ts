@@ -1,8 +1,10 @@
 // K ranks in one process, for tests of distribute() that need no mpirun: messages are copied
 // between the ranks' transports in memory, in order per (sender, receiver, tag) as MPI keeps
 // them; a receive of the wrong length rejects (as MPI_ERR_TRUNCATE would), and one that waits
-// longer than `timeoutMs` rejects naming what it waited for.
-import type { Payload, Transport } from '../../ts';
+// longer than `timeoutMs` rejects naming what it waited for. Also: stateBytes, to compare ranks
+// with one process.
+import { moduleState } from '../../ts';
+import type { DecoupledNetwork, Payload, Transport } from '../../ts';
 
 export function localTransports(size: number, timeoutMs = 30_000): Transport[] {
   const queues = new Map<string, Payload[]>();
@@ -63,4 +65,14 @@ export function localTransports(size: number, timeoutMs = 30_000): Transport[] {
     abort: () => undefined,
   });
   return Array.from({ length: size }, (_, r) => make(r));
+}
+
+/** Module i's state (module, synthesizer, and with the unlock its input model; moduleState's order) as bytes, for the given modules. */
+export async function stateBytes(net: DecoupledNetwork, modules = net.modules.map((_, i) => i)): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for (const i of modules) {
+    const parts = await Promise.all(moduleState(net, i).map((t) => t.readFloat32()));
+    out.push(Buffer.concat(parts.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))));
+  }
+  return out;
 }
