@@ -431,6 +431,19 @@ describe('report: the page in-process', () => {
     expect(chartsOf(reportHtml([b])).charts.map((c) => c.title)[1]).toBe('Accuracy (validation, per epoch)');
   });
 
+  test("nothing in a run's name ends the page's scripts; Chart.js comes without its source-map line", () => {
+    const run = readRun(beta);
+    run.name = '</script><!-- & "x"';
+    const html = reportHtml([run]);
+    // three scripts (the data, Chart.js, the drawing), each closed once
+    expect(html.match(/<script/g)).toHaveLength(3);
+    expect(html.match(/<\/script>/g)).toHaveLength(3);
+    expect(html).toContain('<span class="swatch" style="background:#1f77b4"></span>&#60;/script&#62;&#60;!-- &#38; &#34;x&#34;</th>');
+    expect(chartsOf(html).charts[0].series).toEqual([s('</script><!-- & "x" training', [[1, 2]])]);
+    expect(html).not.toContain('sourceMappingURL');
+    expect(html).toMatch(/Chart\.js v\d/);
+  });
+
   test('a blank line inside a log is skipped; a line of bad JSON inside is an error', () => {
     expect(readRun(alpha).steps.map((r) => r.step)).toEqual([1, 2, 3, 4]);
     write('bad/config.json', Buffer.from('{}'));
