@@ -22,7 +22,7 @@ export const folderTests = {
   optim: ['optimizers', 'optimizer-steps', 'optimizer-options'],
   dni: ['schedule', 'dni-state', 'synthesizer-options', 'decouple-options', 'options-coverage', 'options', 'stream-order', 'graph', 'unlock', 'unlock-conv', 'conv-dni', 'synthesizer-scale', 'dni-network-edges', 'dni-training-edges', 'dni-unlock-edges', 'dni-synthesizer-edges'],
   train: ['checkpoint', 'inference', 'runlog', 'options', 'train-edges', 'graph', 'trainer-edges'],
-  cli: ['cli-config', 'cli', 'runlog', 'report'],
+  cli: ['cli-config', 'cli', 'runlog', 'report', 'cli-units'],
 };
 
 const folder = process.env.STRYKER_FOLDER;

@@ -384,7 +384,9 @@ export function report(argv: string[]): string {
   if (!dirs.length) throw error('ERR_SYNTHGRAD_CLI', `report: name at least one run directory\n${reportUsage}`);
   const runs = dirs.map(readRun);
   // Two runs of the same name (runs/a, other/a) are told apart by their directories.
-  for (const r of runs) if (runs.filter((s) => s.name === r.name).length > 1) r.name = r.dir;
+  // (Counted before any is renamed: renaming the first of two would leave the second unique.)
+  const shared = new Set(runs.map((r) => r.name).filter((n, i, names) => names.indexOf(n) !== i));
+  for (const r of runs) if (shared.has(r.name)) r.name = r.dir;
   const file = out ?? path.join(dirs[0], 'report.html');
   fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   fs.writeFileSync(file, reportHtml(runs, { title }));
