@@ -8,16 +8,7 @@ import { classificationData, parseDataSpec } from '../ts/cli/data';
 import { Progress, ProgressMode, describeDiagnostics, duration } from '../ts/cli/progress';
 import { readRun, report, reportHtml } from '../ts/cli/report';
 import { tempDir } from './helpers/data-files';
-
-/** The error `f` throws (a test fails if it throws none). */
-function thrown(f: () => unknown): Error & { code?: string } {
-  try {
-    f();
-  } catch (e) {
-    return e as Error & { code?: string };
-  }
-  throw new Error('expected an error');
-}
+import { errorOf } from './helpers/errors';
 
 describe('progress: what npm start prints', () => {
   const step = (s: number, loss = 0.5) => ({ step: s, epoch: 1, loss, lr: 1e-3 });
@@ -140,7 +131,7 @@ describe('--data: the forms and their errors', () => {
 
   test('a malformed --data is an error that names the flag and the value', () => {
     const message = (v: string | undefined) => {
-      const e = thrown(() => parseDataSpec(v));
+      const e = errorOf(() => parseDataSpec(v)) as Error & { code?: string };
       expect(e.code).toBe('ERR_SYNTHGRAD_CLI');
       return e.message;
     };
@@ -478,7 +469,7 @@ describe('report: the page in-process', () => {
       [['report', tmp], /holds no run log \(no config\.json\); write one with --log-dir or fit's logDir$/, 'ERR_SYNTHGRAD_DATA'],
     ];
     for (const [argv, message, code] of cases) {
-      const e = thrown(() => report(argv));
+      const e = errorOf(() => report(argv)) as Error & { code?: string };
       expect(e.message).toMatch(message);
       expect(e.code).toBe(code);
       if (code === 'ERR_SYNTHGRAD_CLI' && !/needs a value/.test(e.message)) expect(e.message).toMatch(usage);
