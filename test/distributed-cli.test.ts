@@ -2,7 +2,7 @@
 // `npm start -- ...` form) against the one-process `npm start` with the same flags, on tiny
 // IDX files this test writes; and --placement's errors, which need no mpirun. The mpirun runs
 // skip, saying why, where mpirun or the MPI addon is missing (bash scripts/install-mpi.sh).
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { mpiAddonPath } from '../ts';
@@ -74,7 +74,9 @@ if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs
     expect(one).toMatchObject({ type: 'final', count: 20, steps: 8 });
     const three = mpirun(3, [process.execPath, bin, 'train', ...flags, '--placement', '0,1,2']);
     expect(three.status).toBe(0);
-    expect(three.out).toMatch(/synthgrad: 3 MPI ranks \(Open MPI v[\d.]+, transport .*synthgrad_mpi\.node\)/);
+    expect(three.out).toMatch(
+      /synthgrad: 3 MPI ranks \(Open MPI v[\d.]+, transport .*synthgrad_mpi\.node\), h and δ over MPI \(--transport auto\), device cpu on each/,
+    );
     expect(three.out).toMatch(/rank 0 runs module 1; rank 1 runs module 2; rank 2 runs module 3/);
     expect(three.out).toMatch(/rank 2: 8 steps, last loss \d\.\d{4}/);
     expect(three.out).toMatch(/final test accuracy: \d+\.\d\d% \(20 images\)/);
@@ -97,13 +99,118 @@ if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs
       'rank-0.step-3.ckpt',
       'rank-0.step-5.ckpt',
     ]);
-    expect(final(mpirun(3, [process.execPath, bin, 'train', ...flags, ...ckpt]))).toEqual(one);
+    expect(final(mpirun(3, [process.execPath, bin, 'train', ...flags, ...ckpt]))).toEqual({ ...one, resumedFrom: 5 });
     // Another learning rate: refused, naming the flag.
     const r = mpirun(3, [process.execPath, bin, 'train', ...flags, ...ckpt, '--lr', '0.01']);
     expect(r.status).not.toBe(0);
     expect(r.out).toMatch(
       /error: rank \d: fit: cannot resume from .*run: rank 0's checkpoint .* was saved with --lr 0\.001, this run has 0\.01/,
     );
+  });
+
+  test('validation after every epoch and --log-dir: the one-process epochs and log, and synthgrad report reads it', () => {
+    const records = (r: Run, type: string) => {
+      if (r.status !== 0) throw new Error(`the run exited with ${r.status}:\n${r.out}`);
+      return r.out
+        .split('\n')
+        .filter((l) => l.startsWith(`{"type":"${type}"`))
+        .map((l) => {
+          const { seconds: _s, samplesPerSecond: _r, ...rest } = JSON.parse(l) as Record<string, unknown>;
+          return rest;
+        });
+    };
+    const oneLog = path.join(dir, 'log-one');
+    const threeLog = path.join(dir, 'log-three');
+    const one = node([main, ...flags, '--json', '--log-dir', oneLog]);
+    const three = mpirun(3, [
+      process.execPath,
+      bin,
+      'train',
+      ...flags,
+      '--placement',
+      '0,1,2',
+      '--transport',
+      'mpi',
+      '--json',
+      '--log-dir',
+      threeLog,
+    ]);
+    // Each epoch's mean training loss and validation, bit for bit.
+    expect(records(one, 'epoch')).toHaveLength(2);
+    expect(records(three, 'epoch')).toEqual(records(one, 'epoch'));
+    expect(records(three, 'final')).toEqual(records(one, 'final'));
+    // The same log: every step's loss and learning rate, the epochs' validation.
+    const read = (log: string, name: string) =>
+      fs
+        .readFileSync(path.join(log, `${name}.jsonl`), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const fields = (rows: Record<string, unknown>[], keys: string[]) => rows.map((r) => keys.map((k) => r[k]));
+    expect(fields(read(threeLog, 'steps'), ['step', 'epoch', 'loss', 'lr'])).toEqual(
+      fields(read(oneLog, 'steps'), ['step', 'epoch', 'loss', 'lr']),
+    );
+    expect(read(threeLog, 'steps')).toHaveLength(8);
+    const epochKeys = ['epoch', 'step', 'steps', 'loss', 'validationLoss', 'validationAccuracy'];
+    expect(fields(read(threeLog, 'epochs'), epochKeys)).toEqual(fields(read(oneLog, 'epochs'), epochKeys));
+    const config = JSON.parse(fs.readFileSync(path.join(threeLog, 'config.json'), 'utf8')) as Record<string, unknown>;
+    expect(config).toMatchObject({ ranks: 3, placement: [0, 1, 2], handOffs: 'mpi', command: 'npm start' });
+    expect(JSON.parse(fs.readFileSync(path.join(threeLog, 'result.json'), 'utf8'))).toMatchObject({ steps: 8 });
+    // Only the reporting rank wrote it: one TensorBoard file.
+    expect(fs.readdirSync(threeLog).filter((f) => f.startsWith('events.out.tfevents.'))).toHaveLength(1);
+    const page = node([bin, 'report', threeLog]);
+    expect(page.status).toBe(0);
+    expect(fs.readFileSync(path.join(threeLog, 'report.html'), 'utf8')).toContain('log-three');
+  });
+
+  test('SIGINT to mpirun mid-run: every rank stops after the same step, saves, and the same command resumes', async () => {
+    // Rows enough for epochs of 128 steps (the reporting rank prints a line per epoch).
+    const big = `idx:${[...idxPair('big-train', 2048), ...idxPair('big-test', 20)].join(',')}`;
+    const ckpt = path.join(dir, 'stopped');
+    const args = [
+      process.execPath,
+      bin,
+      'train',
+      ...flags,
+      '--data',
+      big,
+      '--epochs',
+      '1000',
+      '--placement',
+      '0,1,2',
+      '--checkpoint',
+      ckpt,
+    ];
+    // Open MPI's mpirun gives the ranks a SIGTERM and then, odls_base_sigkill_timeout seconds later, a SIGKILL (default 1 s).
+    const child = spawn('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '3', ...args], {
+      cwd: dir,
+      env: { ...env, OMPI_MCA_odls_base_sigkill_timeout: '10' },
+    });
+    let out = '';
+    const ended = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const bounded = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    await new Promise<void>((resolve) => {
+      const read = (b: Buffer) => {
+        out += b.toString();
+        if (/step 1\/\d+/.test(out)) resolve();
+      };
+      child.stdout.on('data', read);
+      child.stderr.on('data', read);
+      child.on('close', () => resolve());
+    });
+    child.kill('SIGINT');
+    const status = await ended;
+    clearTimeout(bounded);
+    expect(status).not.toBe(0); // Open MPI's own status for a job it ended (1); a rank's is 143
+    expect(out).toContain('SIGTERM: stopping after the steps in flight and saving the checkpoint');
+    const m = new RegExp(`stopped by SIGTERM: saved ${ckpt} at step (\\d+); run the same command again to resume`).exec(out);
+    expect(m).not.toBeNull();
+    const step = Number(m![1]);
+    for (const r of [0, 1, 2]) expect(fs.readdirSync(ckpt)).toContain(`rank-${r}.step-${step}.ckpt`);
+    // Resumed to two steps more: the one-process run of as many steps, bit for bit.
+    const more = ['--steps', String(step + 2), '--json'];
+    const alone = final(node([main, ...flags, '--data', big, '--epochs', '1000', ...more]));
+    expect(final(mpirun(3, [...args, ...more]))).toEqual({ ...alone, resumedFrom: step });
   });
 
   test('more ranks in --placement than mpirun started: an error naming -np', () => {
@@ -131,6 +238,17 @@ describe('--placement errors (no mpirun)', () => {
       'error: --unlock needs the lockstep schedule: drop --pipeline 1',
     );
     expect(error([...flags, '--placement', '0,1,2', '--graph'])).toBe('error: --graph does not run over ranks (--placement) yet');
+  });
+
+  test('--transport: its values, only with --placement, nccl only on a GPU (said before MPI starts)', () => {
+    expect(error([...flags, '--transport', 'nccl'])).toBe(
+      'error: --transport nccl applies to runs over MPI ranks only: add --placement (one rank per module)',
+    );
+    expect(error([...flags, '--placement', '0,1,2', '--transport', 'tcp'])).toBe("error: --transport must be auto, mpi or nccl, got 'tcp'");
+    if (!fs.existsSync(mpiAddonPath())) return; // the addon's error comes first
+    expect(error([...flags, '--placement', '0,1,2', '--transport', 'nccl'])).toBe(
+      'error: --transport nccl moves GPU buffers, but the device is cpu: use --transport mpi (host buffers) or auto on the CPU',
+    );
   });
 
   test('without the MPI addon: says what to install', () => {

@@ -34,6 +34,7 @@ function runConfig(o: Options, lrDecaySteps: number[]): Record<string, unknown> 
     quiet: _quiet,
     json: _json,
     logDir: _logDir,
+    transport: _transport,
     ...fixed
   } = o;
   const config: Record<string, unknown> = {};

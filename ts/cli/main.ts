@@ -10,7 +10,6 @@
 // With --task copy|repeat-copy|text it trains a recurrent model instead (./sequences.ts).
 // The options are in ./options.ts; what each configures, in ./configure.ts. With --checkpoint,
 // SIGINT and SIGTERM save the run and exit (code 128 + the signal's number); a second one exits at once.
-import * as os from 'os';
 import { buildInfo, threads } from '../build-info';
 import type { ModuleDiagnostics } from '../dni/diagnostics';
 import { readCheckpointConfig } from '../train/position';
@@ -21,32 +20,7 @@ import { distributedMain } from './distributed';
 import { optimizerName, parseArgs, usage } from './options';
 import { Progress } from './progress';
 import { isSequenceRun, parseSequenceArgs, runSequences, sequenceUsage } from './sequences';
-
-/**
- * SIGINT and SIGTERM stop training after the steps in flight, and fit saves the checkpoint
- * (through `signal`); a second signal exits at once, leaving the last checkpoint written
- * (writes are atomic). `received` says which signal came, if one did; `remove` uninstalls.
- */
-function stopOnSignals(): { signal: AbortSignal; received: () => NodeJS.Signals | undefined; remove: () => void } {
-  const controller = new AbortController();
-  let received: NodeJS.Signals | undefined;
-  const onSignal = (s: NodeJS.Signals) => {
-    if (received) process.exit(128 + os.constants.signals[s]);
-    received = s;
-    console.log(`\n${s}: stopping after the steps in flight and saving the checkpoint (again to exit at once)`);
-    controller.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    signal: controller.signal,
-    received: () => received,
-    remove: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
-}
+import { exitCodeOf, stopOnSignals } from './signals';
 
 /** `npm start -- --task ...`: a recurrent run (./sequences.ts). */
 async function sequenceMain(argv: string[]): Promise<void> {
@@ -61,7 +35,7 @@ async function sequenceMain(argv: string[]): Promise<void> {
   const signal = stop?.received();
   if (score.stopped && signal) {
     console.log(`stopped by ${signal}: saved ${o.checkpoint} after window ${score.windows}; run the same command again to resume`);
-    process.exitCode = 128 + os.constants.signals[signal];
+    process.exitCode = exitCodeOf(signal);
   }
 }
 
@@ -144,7 +118,7 @@ async function main(): Promise<void> {
   if (result.stopped && signal) {
     say(`stopped by ${signal}: saved ${o.checkpoint} at step ${result.steps}; run the same command again to resume`);
     trainer.dispose();
-    process.exitCode = 128 + os.constants.signals[signal];
+    process.exitCode = exitCodeOf(signal);
     return;
   }
   const final = await trainer.evaluate(test);

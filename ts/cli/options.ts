@@ -6,6 +6,7 @@ import { error } from '../errors';
 import { classificationData, DataSpec, parseDataSpec } from './data';
 import { TARGET_SCALES, TargetScale } from '../dni/synthesizer';
 import { FlagSpec, numberFlag, readFlags } from './flags';
+import type { TransportName } from '../distributed/connect';
 
 /** The model's optimizer: Adam, or SGD with momentum 0.9 (`--optimizer`). */
 export type OptimizerKind = 'adam' | 'sgd';
@@ -77,6 +78,9 @@ export const usage = `usage: npm start -- [options]
   --placement 0,1,2            DNI/cDNI: the MPI rank of each module, to train over ranks started by
                                mpirun (mpirun -np 3 npx synthgrad train ...; docs/distributed.md);
                                --checkpoint is then a directory of per-rank files
+  --transport auto|mpi|nccl    with --placement: how h and δ cross ranks: nccl (GPU buffers; a CUDA
+                               device and NCCL), mpi (host buffers, any device), auto (default: NCCL
+                               where every rank can use it, else MPI); the first line says which
   --checkpoint FILE            save the run to FILE after every epoch and when stopped by Ctrl-C or SIGTERM;
                                if FILE exists, resume from it (with more --epochs, a finished run goes on)
   --save-every N               with --checkpoint: save every N steps instead of every epoch
@@ -130,6 +134,8 @@ export interface Options {
   logDir?: string;
   /** --placement: each module's MPI rank (absent unless given) */
   placement?: number[];
+  /** --transport: how h and δ cross ranks (absent unless given) */
+  transport?: TransportName;
   quiet?: boolean;
   json?: boolean;
   help?: boolean;
@@ -169,6 +175,7 @@ const flags: FlagSpec = {
   'save-every': 'value',
   'log-dir': 'value',
   placement: 'value',
+  transport: 'value',
   quiet: 'switch',
   json: 'switch',
   help: 'switch',
@@ -329,6 +336,11 @@ export function parseArgs(argv: readonly string[]): Options {
         o.placement = ranks;
         break;
       }
+      case '--transport':
+        if (value !== 'auto' && value !== 'mpi' && value !== 'nccl')
+          throw error('ERR_SYNTHGRAD_CLI', `--transport must be auto, mpi or nccl, got '${value ?? ''}'`);
+        o.transport = value;
+        break;
       case '--log-dir':
         if (!value) throw error('ERR_SYNTHGRAD_CLI', '--log-dir needs a directory path');
         o.logDir = value;
@@ -395,7 +407,12 @@ export function parseArgs(argv: readonly string[]): Options {
   const misplaced = synthesizers ? undefined : decoupledOnly.find((f) => given.has(f));
   if (misplaced) throw error('ERR_SYNTHGRAD_CLI', `${misplaced} applies to dni and cdni only (--method ${o.method} has no synthesizers)`);
   // Over ranks: not the single-process run's extras (docs/distributed.md).
-  const notOverRanks = o.placement && ['--graph', '--log-dir', '--diagnose-every'].find((f) => given.has(f));
+  if (o.transport && !o.placement)
+    throw error(
+      'ERR_SYNTHGRAD_CLI',
+      `--transport ${o.transport} applies to runs over MPI ranks only: add --placement (one rank per module)`,
+    );
+  const notOverRanks = o.placement && ['--graph', '--diagnose-every'].find((f) => given.has(f));
   if (notOverRanks) throw error('ERR_SYNTHGRAD_CLI', `${notOverRanks} does not run over ranks (--placement) yet`);
   if (o.unlock && o.pipeline > 0) throw error('ERR_SYNTHGRAD_CLI', `--unlock needs the lockstep schedule: drop --pipeline ${o.pipeline}`);
   for (const [flag, method] of [

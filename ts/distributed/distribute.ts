@@ -41,7 +41,7 @@ import { Optimizer } from '../optim/optimizers';
 import { Random } from '../random';
 import { Arena, Tensor } from '../tensor';
 import { NamedTensor, restoreTensors, writeCheckpoint } from '../train/checkpoint';
-import { Evaluation, Trainer } from '../train/trainer';
+import { EpochMetrics, Evaluation, Trainer } from '../train/trainer';
 import { Prediction } from '../dni/synthesizer';
 import type { InputPrediction } from '../dni/unlock';
 import { error, rangeError, typeError } from '../errors';
@@ -76,6 +76,21 @@ export interface DistributedFitOptions {
   shuffle?: boolean;
   /** called on the rank of the last module (which has the loss) after every step */
   onStep?: (m: { step: number; epoch: number; loss: number }) => void | Promise<void>;
+  /** evaluated (as evaluate() does, on every rank) at the end of every epoch, as Trainer.fit's */
+  validation?: Dataset;
+  /**
+   * called on every rank at the end of every epoch, after the validation: `loss` (the mean
+   * training loss of the epoch's steps, since the resume if it resumed in this epoch) on the
+   * last module's rank, NaN on the others; `validation` on every rank
+   */
+  onEpoch?: (m: EpochMetrics) => void | Promise<void>;
+  /**
+   * Stops the run early when aborted on any rank: the ranks agree on a step (each sends the
+   * others whether its signal is aborted after every step, and reads their answers a few steps
+   * later), every rank stops after it, saves its checkpoint (if any) and resolves with
+   * `stopped: true`; the interrupted epoch is neither validated nor reported.
+   */
+  signal?: AbortSignal;
   /**
    * Per-rank checkpoints: every `every` steps, and when fit ends, each rank writes its modules'
    * state to `dir`/rank-<r>.step-<t>.ckpt (keeping its last two). When `dir` holds a run's files,
@@ -96,6 +111,8 @@ export interface DistributedFitResult {
   seconds: number;
   /** host time this rank spent waiting for hand-offs from other ranks (receives) */
   waitSeconds: number;
+  /** true when options.signal stopped the run before its end */
+  stopped?: boolean;
 }
 
 /** Message kinds; a message's tag is cut * KINDS + kind (MPI keeps each pair's messages of a tag in order). */
@@ -110,6 +127,8 @@ const KINDS = 5;
 const GATHER_LENGTH = 0;
 const GATHER_BYTES = 1;
 const EVAL_RESULT = 2;
+/** fit's `signal`: each rank's vote after every step */
+const STOP_VOTE = 3;
 
 /** Where a run stands after a step, saved with its checkpoints (as the Trainer's FitProgress). */
 interface Position {
@@ -243,13 +262,18 @@ export class DistributedNetwork {
     if (this.busy) throw error('ERR_SYNTHGRAD_STATE', 'fit: this distributed network is already running fit(); await it first');
     if (!(data instanceof Dataset)) throw typeError(`fit: 'data' must be a Dataset, got ${describe(data)}`);
     if (!options || typeof options !== 'object') throw typeError('fit: expects options { epochs or steps, ... }');
-    checkOptions('fit', options, ['epochs', 'steps', 'batchSize', 'shuffle', 'onStep', 'checkpoint']);
+    checkOptions('fit', options, ['epochs', 'steps', 'batchSize', 'shuffle', 'onStep', 'checkpoint', 'validation', 'onEpoch', 'signal']);
     const batchSize = positiveInt('fit', 'batchSize', options.batchSize ?? 256);
     if (options.epochs === undefined && options.steps === undefined) throw rangeError("fit: give 'epochs' or 'steps'");
     const maxEpochs = options.epochs === undefined ? Infinity : positiveInt('fit', 'epochs', options.epochs);
     const maxSteps = options.steps === undefined ? Infinity : positiveInt('fit', 'steps', options.steps);
-    if (options.onStep !== undefined && typeof options.onStep !== 'function')
-      throw typeError(`fit: 'onStep' must be a function, got ${describe(options.onStep)}`);
+    for (const key of ['onStep', 'onEpoch'] as const)
+      if (options[key] !== undefined && typeof options[key] !== 'function')
+        throw typeError(`fit: '${key}' must be a function, got ${describe(options[key])}`);
+    if (options.validation !== undefined) this.checkEvaluationData('fit', 'validation', options.validation);
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      throw typeError(`fit: 'signal' must be an AbortSignal, got ${describe(signal)}`);
     const width = this.network.input.reduce((a, b) => a * b, 1);
     if (data.features !== width)
       throw rangeError(
@@ -304,16 +328,26 @@ export class DistributedNetwork {
       }
       const firstStep = step;
       const from = at; // `at` follows the steps below
-      for (let epoch = from.epoch; epoch <= maxEpochs && step < maxSteps; epoch++) {
+      const votes = signal
+        ? new StopVotes(this.transport, this.network.modules.length * KINDS + STOP_VOTE, signal, this.transport.size + this.depth + 1)
+        : undefined;
+      for (let epoch = from.epoch; epoch <= maxEpochs && step < maxSteps && !result.stopped; epoch++) {
         const shuffleState = shuffle ? shuffle.state() : null; // where this epoch's order came from
         const order = data.order(shuffle);
+        const epochStart = Date.now();
+        let lossSum = 0;
+        let stepsInEpoch = 0;
+        let samples = 0;
         for (let start = epoch === from.epoch ? from.start : 0; start < data.count && step < maxSteps; start += batchSize) {
           const end = Math.min(data.count, start + batchSize);
           if (end - start < minRows) break; // Trainer.fit drops a tail too short for BatchNorm the same way
           const loss = await this.step(data, order, start, end, result);
           step++;
+          stepsInEpoch++;
+          samples += end - start;
           if (loss !== undefined) {
             result.losses.push(loss);
+            lossSum += loss;
             if (options.onStep) await options.onStep({ step, epoch, loss });
           }
           if (checkpoint) {
@@ -323,10 +357,27 @@ export class DistributedNetwork {
               : { epoch, start: end, shuffle: shuffleState };
             if (step % checkpoint.every === 0) await this.save(checkpoint.dir, step, at, config, result);
           }
+          // Every rank sees the same votes, so every rank stops after the same step.
+          if (votes && (await this.waited(votes.after(step), result))) {
+            result.stopped = true;
+            break;
+          }
         }
+        if (result.stopped) break; // the epoch is not over: a resumed run reports it when it is
+        const seconds = (Date.now() - epochStart) / 1000;
+        const m: EpochMetrics = {
+          epoch,
+          steps: stepsInEpoch,
+          loss: this.placement[this.placement.length - 1] === this.rank && stepsInEpoch ? lossSum / stepsInEpoch : NaN,
+          seconds,
+          samplesPerSecond: samples / Math.max(seconds, 1e-9),
+        };
+        if (options.validation) m.validation = await this.evaluateRows(options.validation, 1000);
+        if (options.onEpoch) await options.onEpoch(m);
       }
       if (checkpoint && step > firstStep && step % checkpoint.every !== 0) await this.save(checkpoint.dir, step, at, config, result);
       result.steps = step;
+      if (votes) await this.waited(votes.finish(), result);
       // The regressions still carried, then every send and this rank's stream.
       await this.learnAllCarried(result);
       // Pipelined: the regressions onto the last `depth` steps' δ stay undone, as on one process
@@ -360,19 +411,37 @@ export class DistributedNetwork {
    */
   async evaluate(data: Dataset, options: { batchSize?: number } = {}): Promise<Evaluation> {
     if (this.busy) throw error('ERR_SYNTHGRAD_STATE', 'evaluate: this distributed network is running fit(); await it first');
-    if (!(data instanceof Dataset)) throw typeError(`evaluate: 'data' must be a Dataset, got ${describe(data)}`);
+    this.checkEvaluationData('evaluate', 'data', data);
     checkOptions('evaluate', options, ['batchSize']);
     const batchSize = positiveInt('evaluate', 'batchSize', options.batchSize ?? 1000);
+    this.busy = true;
+    try {
+      return await this.evaluateRows(data, batchSize);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** What evaluate() (or fit's `validation`) may score: a non-empty Dataset of the network's rows and the loss's task. */
+  private checkEvaluationData(method: string, name: string, data: unknown): asserts data is Dataset {
+    if (!(data instanceof Dataset)) throw typeError(`${method}: '${name}' must be a Dataset, got ${describe(data)}`);
     const net = this.network;
     const width = net.input.reduce((a, b) => a * b, 1);
     if (data.features !== width)
       throw rangeError(
-        `evaluate: 'data' (${data.name}) has ${data.features} values per row, but the network takes [${net.input.join(', ')}]`,
+        `${method}: '${name}' (${data.name}) has ${data.features} values per row, but the network takes [${net.input.join(', ')}]`,
       );
-    if (data.count === 0) throw rangeError(`evaluate: 'data' (${data.name}) is empty`);
+    if (data.count === 0) throw rangeError(`${method}: '${name}' (${data.name}) is empty`);
     const wants = this.trainer.loss.targetDType === 'int32' ? 'classification' : 'regression';
     if (data.task !== wants)
-      throw typeError(`evaluate: 'data' (${data.name}) is ${data.task} data, but the loss ${this.trainer.loss.name} takes ${wants} data`);
+      throw typeError(
+        `${method}: '${name}' (${data.name}) is ${data.task} data, but the loss ${this.trainer.loss.name} takes ${wants} data`,
+      );
+  }
+
+  /** evaluate()'s work, on every rank (also inside fit, at an epoch's end). */
+  private async evaluateRows(data: Dataset, batchSize: number): Promise<Evaluation> {
+    const net = this.network;
     const n = net.modules.length;
     const owner = this.placement;
     const me = this.rank;
@@ -380,10 +449,9 @@ export class DistributedNetwork {
     const classification = data.task === 'classification';
     const { device, stream } = this.trainer;
     const unused: DistributedFitResult = { steps: 0, losses: [], seconds: 0, waitSeconds: 0 };
-    this.busy = true;
     let lossSum = 0;
     let correct = 0;
-    try {
+    {
       const order = data.order();
       for (let start = 0, b = 1; start < data.count; start += batchSize, b++) {
         const end = Math.min(data.count, start + batchSize);
@@ -441,8 +509,6 @@ export class DistributedNetwork {
         await this.waited(this.transport.receive(new Int32Array(sums.buffer), last, resultTag, 'the evaluation result'), unused);
       }
       [lossSum, correct] = sums;
-    } finally {
-      this.busy = false;
     }
     if (!classification) return { loss: lossSum / (data.count * data.outputs), count: data.count };
     return { loss: lossSum / data.count, accuracy: correct / data.count, count: data.count };
@@ -861,6 +927,50 @@ export function moduleState(network: DecoupledNetwork, i: number): Tensor[] {
     ...(i < network.synthesizers.length ? network.synthesizers[i].network.stateTensors() : []),
     ...(i > 0 && network.inputModels.length > 0 ? network.inputModels[i - 1].network.stateTensors() : []),
   ];
+}
+
+/**
+ * fit's `signal` over ranks. After every step each rank sends every other whether its signal is
+ * aborted, and reads the votes of `lag` steps earlier: the ranks drift apart by fewer steps
+ * than that (a rank waits for its neighbours' hand-offs of the previous step), so reading them
+ * rarely waits. Every rank reads the same votes, so every rank decides to stop after the same
+ * step: the first step t whose votes of step t - lag include an aborted signal. (`lag`: the
+ * ranks, plus the pipelined schedule's depth, plus one.)
+ */
+class StopVotes {
+  private readonly others: number[];
+  /** per step not read yet: whether any rank voted to stop, and this rank's sends of its vote */
+  private pending: { stop: Promise<boolean>; sent: Promise<void[]> }[] = [];
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly tag: number,
+    private readonly signal: AbortSignal,
+    private readonly lag: number,
+  ) {
+    this.others = [...Array(transport.size).keys()].filter((r) => r !== transport.rank);
+  }
+
+  /** Votes for step `step` (just done) and says whether every rank stops after it. */
+  async after(step: number): Promise<boolean> {
+    const mine = this.signal.aborted;
+    const sent = Promise.all(this.others.map((r) => this.transport.send(Int32Array.of(mine ? 1 : 0), r, this.tag)));
+    const stop = Promise.all(
+      this.others.map((r) => this.transport.receive(new Int32Array(1), r, this.tag, `rank ${r}'s vote on stopping after step ${step}`)),
+    ).then((votes) => mine || votes.some(([v]) => v === 1));
+    sent.catch(() => undefined); // both read `lag` steps later, or in finish()
+    stop.catch(() => undefined);
+    this.pending.push({ stop, sent });
+    if (this.pending.length <= this.lag) return false;
+    const due = this.pending.shift()!;
+    await due.sent;
+    return due.stop;
+  }
+
+  /** The votes not read yet (every rank sent one for each step it ran), and their sends. */
+  async finish(): Promise<void> {
+    for (const { stop, sent } of this.pending.splice(0)) await Promise.all([stop, sent]);
+  }
 }
 
 /** (1-λ)·ĝ + λ·δ into a new tensor, as DecoupledTraining mixes them. */
