@@ -300,3 +300,77 @@ describe('the pipelined schedule over ranks (in-process ranks)', () => {
     d.dispose();
   });
 });
+
+describe("fit's validation, onEpoch and signal over ranks (in-process ranks)", () => {
+  const test20 = data(20, 12, 4, 5);
+
+  test("every epoch's validation on every rank, and its mean loss on the last module's rank: Trainer.fit's, bit for bit", async () => {
+    const net = network();
+    const trainer = new Trainer(net, options);
+    const alone = await trainer.fit(train, { epochs: 2, batchSize: 16, validation: test20 });
+    const epochs: { rank: number; epoch: number; steps: number; loss: number; validation?: object }[] = [];
+    const transports = localTransports(3);
+    const dists = transports.map((transport) => distribute(network(), { ...options, placement: [0, 1, 2], transport }));
+    await Promise.all(
+      dists.map((d) =>
+        d.fit(train, {
+          epochs: 2,
+          batchSize: 16,
+          validation: test20,
+          onEpoch: ({ epoch, steps, loss, validation }) => void epochs.push({ rank: d.rank, epoch, steps, loss, validation }),
+        }),
+      ),
+    );
+    const want = alone.epochs.map(({ epoch, steps, loss, validation }) => ({ epoch, steps, loss, validation }));
+    expect(want).toHaveLength(2);
+    for (const rank of [0, 1, 2]) {
+      const got = epochs.filter((e) => e.rank === rank).map(({ rank: _r, ...e }) => e);
+      expect(got).toEqual(rank === 2 ? want : want.map((e) => ({ ...e, loss: NaN })));
+    }
+    dispose([...dists, trainer]);
+  });
+
+  test('a signal aborted on one rank stops every rank after the same step, saved; the run resumes bit for bit', async () => {
+    const dir = tempDir();
+    const transports = localTransports(3);
+    const dists = transports.map((transport) => distribute(network(), { ...options, placement: [0, 1, 2], transport }));
+    const stop = new AbortController();
+    const results = await Promise.all(
+      dists.map((d) =>
+        d.fit(train, {
+          steps: 40,
+          batchSize: 16,
+          checkpoint: { dir, every: 100 },
+          // Only rank 1 is told, from the last module's rank after its step 3.
+          signal: d.rank === 1 ? stop.signal : new AbortController().signal,
+          onStep: ({ step }) => {
+            if (step === 3) stop.abort();
+          },
+        }),
+      ),
+    );
+    const steps = results[0].steps;
+    expect(results.map((r) => [r.steps, r.stopped])).toEqual([0, 1, 2].map(() => [steps, true]));
+    expect(steps).toBeGreaterThan(3);
+    expect(steps).toBeLessThan(40);
+    expect(fs.readdirSync(dir).sort()).toEqual([0, 1, 2].map((r) => `rank-${r}.step-${steps}.ckpt`));
+    expectSame(await ownedBytes(dists), (await oneProcess(steps)).bytes);
+    dispose(dists);
+    const resumed = await ranks([0, 1, 2], { steps: steps + 3, batchSize: 16, checkpoint: { dir, every: 100 } });
+    expect(resumed.results.map((r) => [r.resumedFrom, r.steps, r.stopped])).toEqual([0, 1, 2].map(() => [steps, steps + 3, undefined]));
+    const one = await oneProcess(steps + 3);
+    expectSame(await ownedBytes(resumed.dists), one.bytes);
+    dispose([...resumed.dists, one.trainer]);
+  });
+
+  test('option errors name the key', async () => {
+    const [transport] = localTransports(1);
+    const d = distribute(network(), { ...options, placement: [0, 0, 0], transport });
+    await expect(d.fit(train, { steps: 1, signal: 'stop' as never })).rejects.toThrow("fit: 'signal' must be an AbortSignal, got");
+    await expect(d.fit(train, { steps: 1, onEpoch: 1 as never })).rejects.toThrow("fit: 'onEpoch' must be a function, got");
+    await expect(d.fit(train, { steps: 1, validation: data(5, 7) })).rejects.toThrow(
+      "fit: 'validation' (tiny) has 7 values per row, but the network takes [12]",
+    );
+    d.dispose();
+  });
+});
