@@ -108,6 +108,22 @@ if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs
     );
   });
 
+  test('a finished run given more --epochs goes on, keeping its learning-rate plan: as the one-process CLI', () => {
+    const file = path.join(dir, 'one-epoch.ckpt');
+    const ranksDir = path.join(dir, 'one-epoch');
+    const once = (extra: string[]) => [...flags, '--epochs', '1', ...extra];
+    const twice = (extra: string[]) => [...flags, '--epochs', '2', ...extra, '--json'];
+    final(node([main, ...once(['--checkpoint', file, '--json'])]));
+    const alone = final(node([main, ...twice(['--checkpoint', file])]));
+    expect(alone).toMatchObject({ steps: 8, resumedFrom: 4 });
+    // The comparison sees the plan: a fresh 2-epoch run decays at other steps.
+    const { resumedFrom: _r, ...extended } = alone;
+    expect(final(node([main, ...twice([])]))).not.toEqual(extended);
+    const ranks = ['--placement', '0,1,2', '--checkpoint', ranksDir];
+    final(mpirun(3, [process.execPath, bin, 'train', ...once([...ranks, '--json'])]));
+    expect(final(mpirun(3, [process.execPath, bin, 'train', ...twice(ranks)]))).toEqual(alone);
+  });
+
   test('validation after every epoch and --log-dir: the one-process epochs and log, and synthgrad report reads it', () => {
     const records = (r: Run, type: string) => {
       if (r.status !== 0) throw new Error(`the run exited with ${r.status}:\n${r.out}`);

@@ -14,6 +14,8 @@ import { connect } from '../distributed/connect';
 import { distribute } from '../distributed/distribute';
 import { MpiTransport, Transport, mpi, mpiAddonPath, mpiAvailable } from '../distributed/mpi';
 import { NcclTransport, ncclMissing } from '../distributed/nccl';
+import { rankFile, rankSteps } from '../distributed/rank-checkpoint';
+import { readCheckpoint } from '../train/checkpoint';
 import { DecoupledNetwork } from '../dni/network';
 import { error } from '../errors';
 import { learningRateSchedules } from '../optim/optimizers';
@@ -39,6 +41,23 @@ function rankDevice(o: Options): string | undefined {
   return `cuda:${Number.isInteger(local) && local >= 0 ? local % gpus : 0}`;
 }
 
+/**
+ * The learning-rate decay steps saved in rank 0's newest file in `dir` (every file of a run
+ * holds the same), undefined when there is none; a file that cannot be read is left to fit's
+ * resume, which names what is wrong.
+ */
+async function plannedDecaySteps(dir: string): Promise<number[] | undefined> {
+  const steps = await rankSteps(dir, 0).catch(() => []);
+  if (!steps.length) return undefined;
+  try {
+    const saved = await readCheckpoint(rankFile(dir, 0, steps[steps.length - 1]));
+    const planned = (saved.host as { distributed?: { config?: Record<string, unknown> } } | null)?.distributed?.config?.['lr decay steps'];
+    return Array.isArray(planned) && planned.every((s) => Number.isInteger(s)) ? (planned as number[]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function distributedMain(given: Options): Promise<void> {
   const placement = given.placement!;
   const transportName = given.transport ?? 'auto';
@@ -53,7 +72,9 @@ export async function distributedMain(given: Options): Promise<void> {
   }
   const o: Options = { ...given, device: rankDevice(given) };
   const { train, test, description } = await loadData(o.data);
-  const { model, stepsPerEpoch, decaySteps, trainer, fit } = configure(o, train.count, undefined, train);
+  // A resumed run keeps the learning-rate decay steps planned when it started, so that more epochs extend it (as ./main.ts).
+  const planned = o.checkpoint ? await plannedDecaySteps(o.checkpoint) : undefined;
+  const { model, stepsPerEpoch, decaySteps, trainer, fit } = configure(o, train.count, planned, train);
   const network = model as DecoupledNetwork;
   const modules = network.modules.length;
   if (placement.length !== modules)
@@ -165,7 +186,11 @@ export async function distributedMain(given: Options): Promise<void> {
     }
     stop.remove();
     const r = result!;
-    if (r.resumedFrom !== undefined) say(`resumed after step ${r.resumedFrom} from ${o.checkpoint}; ${r.steps} steps in all`);
+    if (r.resumedFrom !== undefined)
+      say(
+        `resumed after step ${r.resumedFrom} from ${o.checkpoint} (learning rate x0.1 at steps ${decaySteps.join(' and ')}, ` +
+          `as planned when the run started); ${r.steps} steps in all`,
+      );
     const signal = stop.received();
     if (r.stopped) {
       say(
