@@ -77,7 +77,10 @@ export const usage = `usage: npm start -- [options]
   --graph                      capture the training step once and replay it (backprop, lockstep p = 1)
   --placement 0,1,2            DNI/cDNI: the MPI rank of each module, to train over ranks started by
                                mpirun (mpirun -np 3 npx synthgrad train ...; docs/distributed.md);
-                               --checkpoint is then a directory of per-rank files
+                               --checkpoint is then a directory of per-rank files; the last
+                               module's rank prints the run and writes --log-dir; SIGINT/SIGTERM
+                               stop every rank after the same step (under Open MPI's mpirun, give
+                               the ranks time to save: mpirun --mca odls_base_sigkill_timeout 10)
   --transport auto|mpi|nccl    with --placement: how h and δ cross ranks: nccl (GPU buffers; a CUDA
                                device and NCCL), mpi (host buffers, any device), auto (default: NCCL
                                where every rank can use it, else MPI); the first line says which
