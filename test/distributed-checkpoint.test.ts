@@ -374,3 +374,33 @@ describe("fit's validation, onEpoch and signal over ranks (in-process ranks)", (
     d.dispose();
   });
 });
+
+describe('the synthesizers’ diagnostics over ranks (in-process ranks)', () => {
+  const probeSet = data(20, 12, 4, 5);
+  test('every diagnoseEvery steps, every module’s record: Trainer.fit’s, bit for bit (lockstep, cDNI, λ = 0.5, pipelined, unlock)', async () => {
+    for (const [placement, extra] of [
+      [[0, 1, 2], {}],
+      [[0, 1, 0], { synthesizer: { hidden: [8], conditioned: true } }],
+      [[1, 0, 1], { lambda: 0.5 }],
+      [[0, 1, 2], { schedule: { kind: 'pipelined', depth: 1 } }],
+      [[0, 1, 2], { unlock: { hidden: [10] } }],
+    ] as const) {
+      const fitOptions = { steps: 6, batchSize: 16, diagnoseEvery: 2, validation: probeSet };
+      const net = network(extra);
+      const trainer = new Trainer(net, options);
+      const want: [number, unknown][] = [];
+      await trainer.fit(train, { ...fitOptions, onStep: (m) => void (m.diagnostics && want.push([m.step, m.diagnostics])) });
+      const got: [number, unknown][] = [];
+      const transports = localTransports(Math.max(...placement) + 1);
+      const dists = transports.map((transport) => distribute(network(extra), { ...options, placement: [...placement], transport }));
+      await Promise.all(
+        dists.map((d) => d.fit(train, { ...fitOptions, onStep: (m) => void (m.diagnostics && got.push([m.step, m.diagnostics])) })),
+      );
+      expect(want.map(([s]) => s)).toEqual([2, 4, 6]);
+      expect(got).toEqual(want);
+      // The runs themselves are untouched by the probes.
+      expectSame(await ownedBytes(dists), await stateBytes(net));
+      dispose([...dists, trainer]);
+    }
+  });
+});

@@ -124,7 +124,7 @@ if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs
     expect(final(mpirun(3, [process.execPath, bin, 'train', ...twice(ranks)]))).toEqual(alone);
   });
 
-  test('validation after every epoch and --log-dir: the one-process epochs and log, and synthgrad report reads it', () => {
+  test('validation after every epoch, --diagnose-every and --log-dir: the one-process records and log; synthgrad report reads it', () => {
     const records = (r: Run, type: string) => {
       if (r.status !== 0) throw new Error(`the run exited with ${r.status}:\n${r.out}`);
       return r.out
@@ -137,23 +137,18 @@ if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs
     };
     const oneLog = path.join(dir, 'log-one');
     const threeLog = path.join(dir, 'log-three');
-    const one = node([main, ...flags, '--json', '--log-dir', oneLog]);
-    const three = mpirun(3, [
-      process.execPath,
-      bin,
-      'train',
-      ...flags,
-      '--placement',
-      '0,1,2',
-      '--transport',
-      'mpi',
-      '--json',
-      '--log-dir',
-      threeLog,
-    ]);
-    // Each epoch's mean training loss and validation, bit for bit.
+    const diagnose = ['--diagnose-every', '3', '--json'];
+    const one = node([main, ...flags, ...diagnose, '--log-dir', oneLog]);
+    const ranks = ['--placement', '0,1,2', '--transport', 'mpi'];
+    const three = mpirun(3, [process.execPath, bin, 'train', ...flags, ...ranks, ...diagnose, '--log-dir', threeLog]);
+    // Each epoch's mean training loss and validation, and the synthesizers' diagnostics (steps 3 and 6), bit for bit.
     expect(records(one, 'epoch')).toHaveLength(2);
     expect(records(three, 'epoch')).toEqual(records(one, 'epoch'));
+    expect(records(one, 'step').map((r) => [r.step, (r.diagnostics as unknown[]).length])).toEqual([
+      [3, 2],
+      [6, 2],
+    ]);
+    expect(records(three, 'step')).toEqual(records(one, 'step'));
     expect(records(three, 'final')).toEqual(records(one, 'final'));
     // The same log: every step's loss and learning rate, the epochs' validation.
     const read = (log: string, name: string) =>
@@ -169,6 +164,9 @@ if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs
     expect(read(threeLog, 'steps')).toHaveLength(8);
     const epochKeys = ['epoch', 'step', 'steps', 'loss', 'validationLoss', 'validationAccuracy'];
     expect(fields(read(threeLog, 'epochs'), epochKeys)).toEqual(fields(read(oneLog, 'epochs'), epochKeys));
+    const synthesizerKeys = ['step', 'module', 'synthesizerLoss', 'cosine', 'normRatio', 'targetCosine'];
+    expect(fields(read(threeLog, 'synthesizers'), synthesizerKeys)).toEqual(fields(read(oneLog, 'synthesizers'), synthesizerKeys));
+    expect(read(threeLog, 'synthesizers')).toHaveLength(4);
     const config = JSON.parse(fs.readFileSync(path.join(threeLog, 'config.json'), 'utf8')) as Record<string, unknown>;
     expect(config).toMatchObject({ ranks: 3, placement: [0, 1, 2], handOffs: 'mpi', command: 'npm start' });
     expect(JSON.parse(fs.readFileSync(path.join(threeLog, 'result.json'), 'utf8'))).toMatchObject({ steps: 8 });

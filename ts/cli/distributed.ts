@@ -1,9 +1,9 @@
 // `npm start -- --placement 0,1,2 ...` (or `npx synthgrad train ...`) under mpirun: the run of
 // ./main.ts with the modules of the decoupled network on MPI ranks (docs/distributed.md). Every
 // rank loads the data and builds the same model from the same flags. One rank reports: the rank
-// of the last module, which has the loss (and, like every rank, the validation results), prints
-// the run's description, the progress, the epochs and the final test result, and writes the
-// run log (--log-dir) that `npx synthgrad report` reads. The flags are checked before MPI starts
+// of the last module, which has the loss (and, like every rank, the validation results and the
+// synthesizers' diagnostics), prints the run's description, the progress, the epochs and the
+// final test result, and writes the run log (--log-dir) that `npx synthgrad report` reads. The flags are checked before MPI starts
 // where they can be (the addon, the placement against the modules, --transport against the
 // device, the log directory); the ranks against mpirun's size right after. SIGINT and SIGTERM
 // (Open MPI's mpirun sends SIGTERM to every rank when it gets either) stop every rank after the
@@ -16,6 +16,7 @@ import { MpiTransport, Transport, mpi, mpiAddonPath, mpiAvailable } from '../dis
 import { NcclTransport, ncclMissing } from '../distributed/nccl';
 import { rankFile, rankSteps } from '../distributed/rank-checkpoint';
 import { readCheckpoint } from '../train/checkpoint';
+import type { ModuleDiagnostics } from '../dni/diagnostics';
 import { DecoupledNetwork } from '../dni/network';
 import { error } from '../errors';
 import { learningRateSchedules } from '../optim/optimizers';
@@ -101,6 +102,7 @@ export async function distributedMain(given: Options): Promise<void> {
     steps: fit.steps,
     batchSize: fit.batchSize,
     logEvery: 1,
+    diagnoseEvery: fit.diagnoseEvery,
     validation: test,
     checkpoint: fit.checkpoint,
     logDir: o.logDir ? { dir: o.logDir, config: { command: 'npm start', argv: process.argv.slice(2), options: o } } : undefined,
@@ -156,6 +158,7 @@ export async function distributedMain(given: Options): Promise<void> {
         steps: fit.steps,
         batchSize: fit.batchSize,
         validation: test,
+        diagnoseEvery: fit.diagnoseEvery,
         signal: stop.signal,
         checkpoint: fit.checkpoint ? { dir: fit.checkpoint.path, every: fit.checkpoint.every, config: fit.checkpoint.config } : undefined,
         onStep: (m) => f.onStep?.({ ...m, lr: lrAt(m.step - 1) }),
@@ -168,10 +171,14 @@ export async function distributedMain(given: Options): Promise<void> {
         ...(result.resumedFrom !== undefined ? { resumedFrom: result.resumedFrom } : {}),
       };
     };
+    let lastDiagnostics: ModuleDiagnostics[] | undefined;
     const callbacks: FitOptions = {
       ...reporting,
-      onStep: (m) => progress.step(m),
-      onEpoch: (m) => progress.epoch(m),
+      onStep: (m) => {
+        if (m.diagnostics) lastDiagnostics = m.diagnostics;
+        progress.step(m);
+      },
+      onEpoch: (m) => progress.epoch(m, lastDiagnostics),
     };
     if (log && rank === reporter) {
       const info = {

@@ -29,7 +29,7 @@
 import { randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import { checkOptions, describe, positiveInt } from '../check';
-import { Dataset } from '../data/dataset';
+import { Batch, Dataset } from '../data/dataset';
 import { Device } from '../device';
 import { DecoupledNetwork } from '../dni/network';
 import { DecoupledTraining } from '../dni/training';
@@ -42,6 +42,8 @@ import { Random } from '../random';
 import { Arena, Tensor } from '../tensor';
 import { NamedTensor, restoreTensors, writeCheckpoint } from '../train/checkpoint';
 import { EpochMetrics, Evaluation, Trainer } from '../train/trainer';
+import type { ModuleDiagnostics } from '../dni/diagnostics';
+import { probeOverRanks } from './diagnose';
 import { Prediction } from '../dni/synthesizer';
 import type { InputPrediction } from '../dni/unlock';
 import { error, rangeError, typeError } from '../errors';
@@ -75,9 +77,15 @@ export interface DistributedFitOptions {
   /** shuffle the rows every epoch (seeded, as Trainer.fit); default true */
   shuffle?: boolean;
   /** called on the rank of the last module (which has the loss) after every step */
-  onStep?: (m: { step: number; epoch: number; loss: number }) => void | Promise<void>;
+  onStep?: (m: { step: number; epoch: number; loss: number; diagnostics?: ModuleDiagnostics[] }) => void | Promise<void>;
   /** evaluated (as evaluate() does, on every rank) at the end of every epoch, as Trainer.fit's */
   validation?: Dataset;
+  /**
+   * Every this many steps, measure each synthesizer on a probe batch (the first batch of
+   * `validation`, else of `data`), as Trainer.fit does: every rank takes part, and onStep gets
+   * every module's record as `diagnostics`
+   */
+  diagnoseEvery?: number;
   /**
    * called on every rank at the end of every epoch, after the validation: `loss` (the mean
    * training loss of the epoch's steps, since the resume if it resumed in this epoch) on the
@@ -129,6 +137,8 @@ const GATHER_BYTES = 1;
 const EVAL_RESULT = 2;
 /** fit's `signal`: each rank's vote after every step */
 const STOP_VOTE = 3;
+/** fit's `diagnoseEvery`: the probe's tags start here (three per cut, ./diagnose.ts) */
+const PROBE_TAGS = 8;
 
 /** Where a run stands after a step, saved with its checkpoints (as the Trainer's FitProgress). */
 interface Position {
@@ -198,6 +208,12 @@ export class DistributedNetwork {
   private sends: Promise<void>[] = [];
   /** the run's id in its checkpoints (drawn by rank 0 when a checkpointed run starts) */
   private runId = '';
+  /**
+   * With diagnostics (fit's `diagnoseEvery`): per own module, its synthesizer's latest regression
+   * loss, and (the complete unlock, module i > 0) I_i's
+   */
+  private synthLoss: (Tensor | undefined)[] = [];
+  private inputLoss: (Tensor | undefined)[] = [];
   /** the step of this rank's latest checkpoint, kept when the next is written (-1: none) */
   private lastSaved = -1;
 
@@ -262,7 +278,18 @@ export class DistributedNetwork {
     if (this.busy) throw error('ERR_SYNTHGRAD_STATE', 'fit: this distributed network is already running fit(); await it first');
     if (!(data instanceof Dataset)) throw typeError(`fit: 'data' must be a Dataset, got ${describe(data)}`);
     if (!options || typeof options !== 'object') throw typeError('fit: expects options { epochs or steps, ... }');
-    checkOptions('fit', options, ['epochs', 'steps', 'batchSize', 'shuffle', 'onStep', 'checkpoint', 'validation', 'onEpoch', 'signal']);
+    checkOptions('fit', options, [
+      'epochs',
+      'steps',
+      'batchSize',
+      'shuffle',
+      'onStep',
+      'checkpoint',
+      'validation',
+      'onEpoch',
+      'signal',
+      'diagnoseEvery',
+    ]);
     const batchSize = positiveInt('fit', 'batchSize', options.batchSize ?? 256);
     if (options.epochs === undefined && options.steps === undefined) throw rangeError("fit: give 'epochs' or 'steps'");
     const maxEpochs = options.epochs === undefined ? Infinity : positiveInt('fit', 'epochs', options.epochs);
@@ -271,6 +298,7 @@ export class DistributedNetwork {
       if (options[key] !== undefined && typeof options[key] !== 'function')
         throw typeError(`fit: '${key}' must be a function, got ${describe(options[key])}`);
     if (options.validation !== undefined) this.checkEvaluationData('fit', 'validation', options.validation);
+    const diagnoseEvery = options.diagnoseEvery === undefined ? 0 : positiveInt('fit', 'diagnoseEvery', options.diagnoseEvery);
     const signal = options.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal))
       throw typeError(`fit: 'signal' must be an AbortSignal, got ${describe(signal)}`);
@@ -286,6 +314,15 @@ export class DistributedNetwork {
     const seeded = new Random(this.seed);
     seeded.fork();
     const shuffle = options.shuffle === undefined || options.shuffle === true ? seeded.fork() : undefined;
+    // The diagnostics' probe batch, as Trainer.fit takes it (every rank reads it from its own copy).
+    const probeData = options.validation ?? data;
+    const probeRows = Math.min(batchSize, probeData.count);
+    if (diagnoseEvery && probeRows < minRows)
+      throw rangeError(
+        `fit: '${options.validation ? 'validation' : 'data'}' (${probeData.name}) has 1 row; the diagnostics' probe batch needs ${minRows} ` +
+          "(BatchNorm1d): give more rows or drop 'diagnoseEvery'",
+      );
+    const probe = diagnoseEvery ? probeData.gather(probeData.order(), 0, probeRows) : undefined;
     if (options.shuffle !== undefined && typeof options.shuffle !== 'boolean')
       throw typeError(`fit: 'shuffle' must be a boolean, got ${describe(options.shuffle)}`);
 
@@ -311,6 +348,16 @@ export class DistributedNetwork {
     };
 
     this.busy = true;
+    if (diagnoseEvery) {
+      const { device } = this.trainer;
+      const n = this.network.modules.length;
+      this.synthLoss = this.network.modules.map((_, i) =>
+        this.placement[i] === this.rank && i < n - 1 ? Tensor.fromArray([NaN], [1], { device }) : undefined,
+      );
+      this.inputLoss = this.network.modules.map((_, i) =>
+        this.placement[i] === this.rank && i > 0 && this.network.inputModels.length ? Tensor.fromArray([NaN], [1], { device }) : undefined,
+      );
+    }
     const started = Date.now();
     const result: DistributedFitResult = { steps: 0, losses: [], seconds: 0, waitSeconds: 0 };
     const stream = this.trainer.stream;
@@ -345,10 +392,12 @@ export class DistributedNetwork {
           step++;
           stepsInEpoch++;
           samples += end - start;
+          // The probe measures the state this step leaves, before the next step (on every rank).
+          const diagnostics = probe && step % diagnoseEvery === 0 ? await this.diagnose(probe, probeRows, result) : undefined;
           if (loss !== undefined) {
             result.losses.push(loss);
             lossSum += loss;
-            if (options.onStep) await options.onStep({ step, epoch, loss });
+            if (options.onStep) await options.onStep({ step, epoch, loss, ...(diagnostics ? { diagnostics } : {}) });
           }
           if (checkpoint) {
             const epochOver = data.count - end < minRows;
@@ -397,6 +446,9 @@ export class DistributedNetwork {
       this.carriedInputs = [];
       for (const q of this.queued) q.length = 0;
       this.sends = [];
+      for (const t of [...this.synthLoss, ...this.inputLoss]) t?.dispose();
+      this.synthLoss = [];
+      this.inputLoss = [];
       this.busy = false;
     }
     result.seconds = (Date.now() - started) / 1000;
@@ -786,12 +838,12 @@ export class DistributedNetwork {
         if (delta) q.push({ step: t, prediction: predictions[i], delta });
         while (q.length && q[0].step <= t - this.depth) {
           const due = q.shift()!;
-          due.prediction.learn(await waited(due.delta), ctx, due.step < t);
+          this.keepLoss(this.synthLoss, i, due.prediction.learn(await waited(due.delta), ctx, due.step < t), ctx);
         }
       } else if (i < n - 1 && delta) {
         // δ_i from this rank, or already here (λ > 0): M_i learns now; from another rank: carried
         // into the next step, so that this rank goes on without waiting for the rank above.
-        if (owner[i + 1] === me || lambda > 0) predictions[i].learn(await waited(delta), ctx);
+        if (owner[i + 1] === me || lambda > 0) this.keepLoss(this.synthLoss, i, predictions[i].learn(await waited(delta), ctx), ctx);
         else this.carried[i] = { prediction: predictions[i], delta };
       }
     }
@@ -872,10 +924,10 @@ export class DistributedNetwork {
       return p;
     };
     for (const i of this.ownModules) {
-      if (i > 0 && owner[i - 1] === me) inputs[i].learn(forwards[i - 1].output, ctx);
+      if (i > 0 && owner[i - 1] === me) this.keepLoss(this.inputLoss, i, inputs[i].learn(forwards[i - 1].output, ctx), ctx);
       else if (i > 0) this.carriedInputs[i] = { prediction: inputs[i], target: received(this.hand.receiveUp(i - 1, shapes[i - 1])) };
       if (i === n - 1 || !updated[i + 1]) continue;
-      if (owner[i + 1] === me) predictions[i].learn(deltas[i], ctx);
+      if (owner[i + 1] === me) this.keepLoss(this.synthLoss, i, predictions[i].learn(deltas[i], ctx), ctx);
       else this.carried[i] = { prediction: predictions[i], delta: received(this.hand.receiveDown(i, shapes[i])) };
     }
     return lossForward;
@@ -886,7 +938,7 @@ export class DistributedNetwork {
     const c = this.carriedInputs[i];
     if (!c) return;
     this.carriedInputs[i] = undefined;
-    c.prediction.learn(await this.waited(c.target, result), ctx);
+    this.keepLoss(this.inputLoss, i, c.prediction.learn(await this.waited(c.target, result), ctx), ctx);
   }
 
   /** M_i's regression carried from the previous step, once its δ_i is here. */
@@ -894,7 +946,38 @@ export class DistributedNetwork {
     const c = this.carried[i];
     if (!c) return;
     this.carried[i] = undefined;
-    c.prediction.learn(await this.waited(c.delta, result), ctx);
+    this.keepLoss(this.synthLoss, i, c.prediction.learn(await this.waited(c.delta, result), ctx), ctx);
+  }
+
+  /**
+   * With diagnostics: a regression's loss into the module's tensor of its own (the step's arena
+   * may be gone before a probe reads it), as DecoupledTraining keeps them.
+   */
+  private keepLoss(losses: (Tensor | undefined)[], i: number, loss: Tensor, ctx: StepContext): void {
+    const into = losses[i];
+    if (into) ops.copy(ctx, loss, into);
+  }
+
+  /** fit's `diagnoseEvery`: each synthesizer on the probe batch, on every rank (./diagnose.ts). */
+  private async diagnose(probe: Batch, rows: number, result: DistributedFitResult): Promise<ModuleDiagnostics[]> {
+    // The regressions carried into the next step belong to this one: the probe sees M_i as one process does.
+    await this.learnAllCarried(result);
+    return probeOverRanks(
+      {
+        network: this.network,
+        placement: this.placement,
+        transport: this.transport,
+        device: this.trainer.device,
+        stream: this.trainer.stream,
+        loss: this.trainer.loss,
+        tagBase: this.network.modules.length * KINDS + PROBE_TAGS,
+        synthLoss: this.synthLoss,
+        inputLoss: this.inputLoss,
+        allGather: (value, what) => this.allGather(value, what, result),
+      },
+      probe,
+      rows,
+    );
   }
 
   /** `p`, counting the time spent waiting for it as waiting for other ranks. */

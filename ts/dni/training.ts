@@ -488,13 +488,13 @@ function noLoss(device: Device): Tensor {
   return Tensor.fromArray([NaN], [1], { device });
 }
 
-function dot(a: Float32Array, b: Float32Array): number {
+export function dot(a: Float32Array, b: Float32Array): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
   return s;
 }
 
-function cosine(a: Float32Array, b: Float32Array): number {
+export function cosine(a: Float32Array, b: Float32Array): number {
   const aa = dot(a, a);
   const bb = dot(b, b);
   return aa > 0 && bb > 0 ? dot(a, b) / Math.sqrt(aa * bb) : 0;
