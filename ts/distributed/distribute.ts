@@ -26,7 +26,7 @@
 // no forward waits for another rank: see unlockedStep. Per-rank checkpoints: ./rank-checkpoint.ts
 // and save/resume below. How h and δ move (MPI host copies, or NCCL device buffers in groups on
 // the stream, whose order no schedule can deadlock): ./hand-offs.ts.
-import { randomBytes } from 'crypto';
+import { createHash, randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import { checkOptions, describe, positiveInt } from '../check';
 import { Dataset } from '../data/dataset';
@@ -214,11 +214,6 @@ export class DistributedNetwork {
     this.trainer = new Trainer(network, { optimizer: options.optimizer, loss: options.loss, seed: options.seed, device: options.device });
     this.strategy = this.trainer.strategy as DecoupledTraining;
     if (t instanceof NcclTransport) {
-      if (network.config.unlock) {
-        this.trainer.dispose();
-        // NcclHandOffs' order argument (docs/distributed.md) covers h received before the forward, not as a later regression target.
-        throw rangeError("distribute: the complete unlock ('unlock') does not run on the NCCL transport yet: use transport mpi()");
-      }
       if (!t.device.equals(this.trainer.device)) {
         this.trainer.dispose();
         throw rangeError(
@@ -226,7 +221,7 @@ export class DistributedNetwork {
             `${this.trainer.device.name} ('device'): train on ${t.device.name}, or use transport mpi() (host buffers)`,
         );
       }
-      this.hand = new NcclHandOffs(t, this.placement);
+      this.hand = new NcclHandOffs(t, this.placement, network.config.unlock === true);
     } else {
       this.hand = new HostHandOffs(t, this.placement, (i, kind) => i * KINDS + (kind === 'h' ? H : DELTA));
     }
@@ -294,6 +289,7 @@ export class DistributedNetwork {
     try {
       let at: Position = { epoch: 1, start: 0, shuffle: shuffle ? shuffle.state() : null };
       let step = 0;
+      if (this.network.config.unlock) await this.checkSameData(data, result);
       if (checkpoint) {
         const resumed = await this.resume(checkpoint.dir, config, result);
         if (resumed) {
@@ -534,6 +530,24 @@ export class DistributedNetwork {
     for (const later of await rankSteps(dir, this.rank)) if (later > step) await fsp.rm(rankFile(dir, this.rank, later), { force: true });
     this.lastSaved = step;
     return { step: step, position: record.position };
+  }
+
+  /**
+   * The complete unlock: every rank reads the batches from its own copy of the data, so a rank
+   * given other rows would train on them silently. Every rank's digest of its Dataset (the rows,
+   * the inputs' and targets' bytes), gathered; every rank refuses alike, naming each rank whose
+   * data differ from rank 0's.
+   */
+  private async checkSameData(data: Dataset, result: DistributedFitResult): Promise<void> {
+    const digests = (await this.allGather(dataDigest(data), 'the data digest', result)) as { rows: number; sha256: string }[];
+    const differ = digests.flatMap((d, r) => (d.sha256 === digests[0].sha256 ? [] : [r]));
+    if (differ.length === 0) return;
+    const said = (r: number) => `rank ${r}'s (${digests[r].rows} rows, sha256 ${digests[r].sha256.slice(0, 12)}…)`;
+    throw error(
+      'ERR_SYNTHGRAD_DATA',
+      `fit: with the complete unlock every rank reads the batches from its own 'data', but ${differ.map(said).join(', ')} ` +
+        `${differ.length === 1 ? 'differs' : 'differ'} from ${said(0)}: give every rank the same Dataset (the same rows in the same order)`,
+    );
   }
 
   /** Every rank's `value` (JSON), in rank order; every rank calls it. */
@@ -812,6 +826,8 @@ export class DistributedNetwork {
       if (owner[i + 1] === me) predictions[i].learn(deltas[i], ctx);
       else this.carried[i] = { prediction: predictions[i], delta: received(this.hand.receiveDown(i, shapes[i])) };
     }
+    // (NCCL) this step's h and δ, in one group per rank: after all of the step's work, before any wait.
+    this.hand.exchange();
     return lossForward;
   }
 
@@ -861,6 +877,16 @@ export function moduleState(network: DecoupledNetwork, i: number): Tensor[] {
     ...(i < network.synthesizers.length ? network.synthesizers[i].network.stateTensors() : []),
     ...(i > 0 && network.inputModels.length > 0 ? network.inputModels[i - 1].network.stateTensors() : []),
   ];
+}
+
+/** What identifies a Dataset's contents: its rows and a SHA-256 of its shape, inputs and targets (bytes as stored). */
+function dataDigest(data: Dataset): { rows: number; sha256: string } {
+  const bytes = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify([data.task, data.count, data.features, data.outputs]));
+  hash.update(bytes(data.inputs));
+  hash.update(bytes(data.task === 'classification' ? data.labels : data.values));
+  return { rows: data.count, sha256: hash.digest('hex') };
 }
 
 /** (1-λ)·ĝ + λ·δ into a new tensor, as DecoupledTraining mixes them. */
