@@ -921,6 +921,12 @@ if (noMpi) console.log(`test/distributed-nccl.test.ts: skipping the stand-in's m
         /rank [02] failed: rank [02]: waited 2 s for (h|δ)_\d (to|from) rank 1.* \(NCCL\): a rank died, hangs or is far behind .*; the NCCL communicator was aborted \(communicator aborted\)/,
       );
       expect(Date.now() - started).toBeLessThan(25_000);
+      // With the complete unlock the wait that fires is a step's exchange, named with what it holds.
+      const unlocked = run('nccl', 3, dir, { ...config, decouple: unlock }, { SYNTHGRAD_MPI_TIMEOUT: '30' });
+      expect(unlocked.status).not.toBe(0);
+      expect(unlocked.output).toMatch(
+        /rank ([02]) failed: rank \1: waited 2 s for (h_1 to rank 1, δ_1 from rank 1|h_2 from rank 1, δ_2 to rank 1) of step 3 \(the complete unlock's exchange\) \(NCCL\): a rank died/,
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -144,13 +144,19 @@ describe('the complete unlock over ranks (in-process ranks)', () => {
 });
 
 describe("the complete unlock checks that every rank holds the same data (in-process ranks)", () => {
-  /** fit on 3 ranks, rank r given `data(r)`: each rank's error message, or 'trained'. */
+  /** fit on 3 ranks, rank r given `data(r)`: each rank's error message, or 'trained' (2 steps done). */
   async function fitWith(data: (rank: number) => Dataset, build: Build = unlocked()): Promise<string[]> {
     const transports = localTransports(3, 5000);
     const dists = transports.map((transport) => distribute(build(), { ...options, placement: [0, 1, 2], transport }));
+    let steps = 0; // on the last module's rank
+    const onStep = () => void steps++;
     try {
-      const results = await Promise.allSettled(dists.map((d, r) => d.fit(data(r), { steps: 2, batchSize: 8 })));
-      return results.map((x) => (x.status === 'fulfilled' ? 'trained' : `${(x.reason as { code?: string }).code}: ${(x.reason as Error).message}`));
+      const results = await Promise.allSettled(dists.map((d, r) => d.fit(data(r), { steps: 2, batchSize: 8, onStep })));
+      const said = results.map((x) =>
+        x.status === 'fulfilled' ? 'trained' : `${(x.reason as { code?: string }).code}: ${(x.reason as Error).message}`,
+      );
+      expect(steps).toBe(said[2] === 'trained' ? 2 : 0); // a refusal comes before any step
+      return said;
     } finally {
       dists.forEach((d) => d.dispose());
     }
