@@ -657,23 +657,37 @@ describe('NCCL watchdog and the choice of transport', () => {
 
     test('a rank that never calls nccl(): every other rank rejects after the timeout, naming it', async () => {
       const { results } = await joinOf(3, [2]);
-      expect(results.map(reason)).toEqual([0, 1].map((r) => expect.stringMatching(new RegExp(
-        `^nccl\\(\\): rank ${r}: the NCCL communicator's set-up did not complete within 0\\.4 s: rank 2 did not join \\(every rank calls nccl\\(\\), or connect\\(\\), at the same point\\); nccl\\(\\)'s 'timeout' \\(or SYNTHGRAD_MPI_TIMEOUT\\) sets the limit in seconds; end the job with abort\\(\\)$`,
-      ))));
+      expect(results.map(reason)).toEqual(
+        [0, 1].map((r) =>
+          expect.stringMatching(
+            new RegExp(
+              `^nccl\\(\\): rank ${r}: the NCCL communicator's set-up did not complete within 0\\.4 s: rank 2 did not join \\(every rank calls nccl\\(\\), or connect\\(\\), at the same point\\); nccl\\(\\)'s 'timeout' \\(or SYNTHGRAD_MPI_TIMEOUT\\) sets the limit in seconds; end the job with abort\\(\\)$`,
+            ),
+          ),
+        ),
+      );
       expect((results[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'ERR_SYNTHGRAD_NATIVE' });
       const two = await joinOf(4, [1, 3]);
       expect(two.results.map(reason)).toEqual([0, 2].map(() => expect.stringMatching(/: ranks 1, 3 did not join /)));
       // Rank 0 hands out the unique id: without it the others name rank 0.
       const noRoot = await joinOf(3, [0]);
       expect(noRoot.results.map(reason)).toEqual(
-        [1, 2].map((r) => expect.stringMatching(new RegExp(`^nccl\\(\\): rank ${r}: .*: rank 0 did not join \\(rank 0 hands out NCCL's unique id\\)`))),
+        [1, 2].map((r) =>
+          expect.stringMatching(new RegExp(`^nccl\\(\\): rank ${r}: .*: rank 0 did not join \\(rank 0 hands out NCCL's unique id\\)`)),
+        ),
       );
     });
 
     test('every rank came but NCCL does not connect them: said so; a join that completes late is aborted', async () => {
-      const { b, results } = await joinOf(2, [], (_id, _ranks, rank) => new Promise((resolve) => setTimeout(() => resolve(20 + rank), 900)));
+      const { b, results } = await joinOf(
+        2,
+        [],
+        (_id, _ranks, rank) => new Promise((resolve) => setTimeout(() => resolve(20 + rank), 900)),
+      );
       expect(results.map(reason)).toEqual(
-        [0, 1].map(() => expect.stringMatching(/within 0\.4 s: every rank reached ncclCommInitRank, so NCCL itself could not connect them/)),
+        [0, 1].map(() =>
+          expect.stringMatching(/within 0\.4 s: every rank reached ncclCommInitRank, so NCCL itself could not connect them/),
+        ),
       );
       await new Promise((resolve) => setTimeout(resolve, 700));
       expect(b.abort).toHaveBeenCalledWith(20);
@@ -863,8 +877,20 @@ if (noMpi) console.log(`test/distributed-nccl.test.ts: skipping the stand-in's m
     const joinRun = (absent: number[]) =>
       spawnSync(
         'mpirun',
-        ['--allow-run-as-root', '--oversubscribe', '-np', '3', process.execPath, path.join(__dirname, 'fixtures', 'nccl-join.js'), JSON.stringify(absent)],
-        { encoding: 'utf8', timeout: 120_000, env: { ...process.env, OMPI_MCA_rmaps_base_oversubscribe: '1', SYNTHGRAD_MPI_TIMEOUT: '30' } },
+        [
+          '--allow-run-as-root',
+          '--oversubscribe',
+          '-np',
+          '3',
+          process.execPath,
+          path.join(__dirname, 'fixtures', 'nccl-join.js'),
+          JSON.stringify(absent),
+        ],
+        {
+          encoding: 'utf8',
+          timeout: 120_000,
+          env: { ...process.env, OMPI_MCA_rmaps_base_oversubscribe: '1', SYNTHGRAD_MPI_TIMEOUT: '30' },
+        },
       );
     const all = joinRun([]);
     expect(all.status).toBe(0);
@@ -874,7 +900,9 @@ if (noMpi) console.log(`test/distributed-nccl.test.ts: skipping the stand-in's m
     expect(one.status).not.toBe(0);
     for (const rank of [0, 2])
       expect(one.stdout).toMatch(
-        new RegExp(`rank ${rank} failed: nccl\\(\\): rank ${rank}: the NCCL communicator's set-up did not complete within 2 s: rank 1 did not join`),
+        new RegExp(
+          `rank ${rank} failed: nccl\\(\\): rank ${rank}: the NCCL communicator's set-up did not complete within 2 s: rank 1 did not join`,
+        ),
       );
     expect(Date.now() - started).toBeLessThan(25_000); // the join's 2 s, not MPI's 30
   });

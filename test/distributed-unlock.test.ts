@@ -143,7 +143,7 @@ describe('the complete unlock over ranks (in-process ranks)', () => {
   });
 });
 
-describe("the complete unlock checks that every rank holds the same data (in-process ranks)", () => {
+describe('the complete unlock checks that every rank holds the same data (in-process ranks)', () => {
   /** fit on 3 ranks, rank r given `data(r)`: each rank's error message, or 'trained' (2 steps done). */
   async function fitWith(data: (rank: number) => Dataset, build: Build = unlocked()): Promise<string[]> {
     const transports = localTransports(3, 5000);
@@ -171,12 +171,14 @@ describe("the complete unlock checks that every rank holds the same data (in-pro
       `^ERR_SYNTHGRAD_DATA: fit: with the complete unlock every rank reads the batches from its own 'data', but ${ranks} from rank 0's \\(40 rows, sha256 [0-9a-f]{12}…\\): give every rank the same Dataset \\(the same rows in the same order\\)$`,
     );
 
-  test("a rank given other rows, or a value changed, or other labels: every rank refuses alike, naming it, before any step", async () => {
+  test('a rank given other rows, or a value changed, or other labels: every rank refuses alike, naming it, before any step', async () => {
     const one = await fitWith((r) => (r === 2 ? changed(479) : train)); // the last input value
     expect(one).toEqual([0, 1, 2].map(() => expect.stringMatching(says("rank 2's \\(40 rows, sha256 [0-9a-f]{12}…\\) differs"))));
     const two = await fitWith((r) => (r === 0 ? train : r === 1 ? train.head(32) : changed(0)));
     expect(two).toEqual(
-      [0, 1, 2].map(() => expect.stringMatching(says("rank 1's \\(32 rows, sha256 [0-9a-f]{12}…\\), rank 2's \\(40 rows, sha256 [0-9a-f]{12}…\\) differ"))),
+      [0, 1, 2].map(() =>
+        expect.stringMatching(says("rank 1's \\(32 rows, sha256 [0-9a-f]{12}…\\), rank 2's \\(40 rows, sha256 [0-9a-f]{12}…\\) differ")),
+      ),
     );
     const labels = train.labels.slice();
     labels[5] = (labels[5] + 1) % 4;
