@@ -5,8 +5,9 @@
 // binding. distribute()'s NCCL hand-offs: the exact groups of transfers each rank issues per
 // step (fake binding), a check that those of every rank meet without a deadlock under NCCL's
 // rendezvous, and real mpirun runs through the NCCL code path on a CPU stand-in binding
-// (test/fixtures/nccl-standin.js) that end bit for bit as the one-process run. The GPU path (a
-// real communicator, ncclSend/ncclRecv on a stream) is not run here.
+// (test/fixtures/nccl-standin.js) that end bit for bit as the one-process run, the complete
+// unlock included; nccl()'s bounded join (fake binding on in-process ranks, and the stand-in
+// under mpirun). The GPU path (a real communicator, ncclSend/ncclRecv on a stream) is not run here.
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';

@@ -135,7 +135,8 @@ export function ncclMissing(library?: string): string | undefined {
 /**
  * The NCCL transport of this rank, on `device` (its GPU). Every rank calls it at the same
  * point (it joins them into one NCCL communicator, the size of the MPI job). Rejects with
- * ERR_SYNTHGRAD_NATIVE when the addon or NCCL is absent, naming what to install.
+ * ERR_SYNTHGRAD_NATIVE when the addon or NCCL is absent, naming what to install, or when the
+ * ranks have not all joined within `timeout` seconds, naming those that did not.
  */
 export async function nccl(options: NcclOptions): Promise<NcclTransport> {
   if (!options || typeof options !== 'object') throw typeError('nccl(): expects options { device, mpi?, library? }');
