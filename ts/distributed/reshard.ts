@@ -214,14 +214,16 @@ export function oneProcessCheckpoint(
   if (cfg.shuffle === true) rng.fork();
   const { epoch, start, shuffle, lossSum } = run.position;
   const batchSize = cfg.batchSize as number;
-  const fresh = start === 0; // an epoch ended at this step (a mid-epoch position is a whole number of batches in)
+  // Mid-epoch, the position is a whole number of batches into the epoch (start 0: an epoch just
+  // ended). Files without the loss sum (saved before it was) count the epoch's loss from here on.
+  const summed = start > 0 && lossSum !== undefined;
   const progress: FitProgress = {
     step: run.step,
     epoch,
     start,
     shuffle,
-    lossSum: fresh ? 0 : (lossSum ?? 0),
-    lossSteps: fresh ? 0 : start / batchSize,
+    lossSum: summed ? lossSum : 0,
+    lossSteps: summed ? start / batchSize : 0,
     samples: start,
     batchSize,
     rows: cfg['data rows'] as number,
