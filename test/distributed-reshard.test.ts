@@ -190,6 +190,7 @@ describe('refusals', () => {
       `checkpoint: the ranks' files in ${d} have no step in common: rank 0 has step 4; rank 1 has step 2; rank 2 has steps 2, 4`,
     );
     await expect(mergeRankCheckpoints(d, out(), { step: 6 })).rejects.toThrow(/rank 0's file of step 6 .* is missing: rank 0 has step 4/);
+    await expect(mergeRankCheckpoints(d, out(), { step: 0 })).rejects.toThrow("checkpoint: 'step' must be a positive integer, got 0");
     await expect(mergeRankCheckpoints(tempDir(), out())).rejects.toThrow(/holds no per-rank checkpoint/);
     await expect(mergeRankCheckpoints(path.join(d, 'nothing'), out())).rejects.toThrow(/cannot read the directory .*nothing/);
   });
@@ -206,6 +207,14 @@ describe('refusals', () => {
     fs.copyFileSync(file(d, 2, 4), file(d, 3, 4));
     await expect(mergeRankCheckpoints(d, out(), { step: 4 })).rejects.toThrow(
       /holds files of step 4 of rank 3, but rank 0's .* was saved by a run of 3 ranks: files of different runs/,
+    );
+    // A one-process checkpoint named as a rank's file.
+    const f = copy();
+    const onePath = path.join(tempDir(), 'one.ckpt');
+    (await oneProcess(4, {}, { path: onePath, every: 4 })).trainer.dispose();
+    fs.copyFileSync(onePath, file(f, 1, 4));
+    await expect(mergeRankCheckpoints(f, out(), { step: 4 })).rejects.toThrow(
+      `checkpoint: ${file(f, 1, 4)} is not a distributed run's checkpoint (no rank record)`,
     );
     // A file renamed to another rank.
     const e = copy();
