@@ -112,16 +112,21 @@ const GATHER_BYTES = 1;
 const EVAL_RESULT = 2;
 
 /** Where a run stands after a step, saved with its checkpoints (as the Trainer's FitProgress). */
-interface Position {
+export interface Position {
   /** the epoch and the row (in its shuffled order) where the next step starts */
   epoch: number;
   start: number;
   /** the shuffling generator at the start of that epoch (null: no shuffling) */
   shuffle: number[] | null;
+  /**
+   * On the last module's rank: that epoch's losses summed so far (as Trainer.fit sums them), so
+   * that a merged checkpoint (./reshard.ts) reports the epoch's mean loss as one process does
+   */
+  lossSum?: number;
 }
 
 /** The host part of a rank's checkpoint. */
-interface RankRecord {
+export interface RankRecord {
   distributed: RankIdentity;
   position: Position;
   /** the own modules' and their synthesizers' optimizer step counts, in ownModules' order */
@@ -132,6 +137,20 @@ interface RankRecord {
   /** with the complete unlock: the own input models' optimizer step counts, in ownInputModels' order */
   inputSteps?: number[];
 }
+
+/** The keys fit() puts in a rank's configuration before the caller's checkpoint.config, in order. */
+export const FIT_CONFIG_KEYS = [
+  'network',
+  'state shapes',
+  'schedule',
+  'lambda',
+  'warmupSteps',
+  'loss',
+  'seed',
+  'batchSize',
+  'data rows',
+  'shuffle',
+] as const;
 
 /** Places the modules of a decoupled network on ranks; see DistributedNetwork.fit. */
 export function distribute(network: DecoupledNetwork, options: DistributeOptions): DistributedNetwork {
@@ -266,7 +285,8 @@ export class DistributedNetwork {
         'ERR_SYNTHGRAD_CHECKPOINT',
         "fit: the pipelined schedule carries work from one step into later ones and cannot be saved (as on one process); drop 'checkpoint' or use the lockstep schedule",
       );
-    // What a resumed run must share with the saved one (placement and rank count are checked apart).
+    // What a resumed run must share with the saved one (placement and rank count are checked apart);
+    // its keys are FIT_CONFIG_KEYS (./reshard.ts tells them from the caller's).
     const config: Record<string, unknown> = {
       network: this.network.name,
       'state shapes': this.network.modules.map((_, i) => moduleState(this.network, i).map((t) => t.shape.join('x'))),
@@ -300,8 +320,10 @@ export class DistributedNetwork {
       }
       const firstStep = step;
       const from = at; // `at` follows the steps below
+      let lossSum = at.lossSum ?? 0;
       for (let epoch = from.epoch; epoch <= maxEpochs && step < maxSteps; epoch++) {
         const shuffleState = shuffle ? shuffle.state() : null; // where this epoch's order came from
+        if (epoch !== from.epoch) lossSum = 0;
         const order = data.order(shuffle);
         for (let start = epoch === from.epoch ? from.start : 0; start < data.count && step < maxSteps; start += batchSize) {
           const end = Math.min(data.count, start + batchSize);
@@ -310,6 +332,7 @@ export class DistributedNetwork {
           step++;
           if (loss !== undefined) {
             result.losses.push(loss);
+            lossSum += loss;
             if (options.onStep) await options.onStep({ step, epoch, loss });
           }
           if (checkpoint) {
@@ -317,6 +340,7 @@ export class DistributedNetwork {
             at = epochOver
               ? { epoch: epoch + 1, start: 0, shuffle: shuffle ? shuffle.state() : null }
               : { epoch, start: end, shuffle: shuffleState };
+            if (loss !== undefined) at.lossSum = epochOver ? 0 : lossSum;
             if (step % checkpoint.every === 0) await this.save(checkpoint.dir, step, at, config, result);
           }
         }
