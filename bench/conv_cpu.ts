@@ -21,7 +21,7 @@ import * as path from 'path';
 import { Device, threads as opThreads } from '../ts';
 import { benchFlags, positiveIntFlag, resultName } from './flags';
 import { projectRoot as root, writeResults } from './paths';
-import { cpuModel, loadNow, median, stepsFor } from './stats';
+import { commandLine, cpuModel, loadNow, median, stepsFor } from './stats';
 import { Method, stepTime } from './step_time';
 import { TorchWorker } from './torch_worker';
 
@@ -156,7 +156,7 @@ async function main(): Promise<void> {
         `PyTorch best ${r.pytorch_best.ms.toFixed(1)} ms (${r.pytorch_best.threads}T): ours / PyTorch = ${r.ratio_ours_over_pytorch_best.toFixed(2)}`,
     );
 
-  const command = `nice -n 5 node dist/bench/conv_cpu.js${argv.length ? ` ${argv.join(' ')}` : ''}`;
+  const command = commandLine('dist/bench/conv_cpu.js', argv);
   const model =
     `cnn(): ${blocks} blocks of Conv2d(F 5x5, 'same', no bias) → BatchNorm2d → ReLU → 3x3 pool (stride 2, padding 1; max, then average), ` +
     `Linear to 10; input [${batch}, 1, 28, 28] (random, resident); softmax cross-entropy; Adam lr 1e-4`;

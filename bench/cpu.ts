@@ -2,24 +2,28 @@
 //   1. a training step of the MNIST FCN (784-256-256-256-10, BatchNorm + ReLU, batch 256,
 //      Adam) in synthgrad and in PyTorch (bench/reference/torch_mlp.py);
 //   2. synthgrad's SGEMM against OpenBLAS sgemm at 256..2048 (bench/gemm/gemm_vs_openblas).
+// The training steps run in rounds, each round timing synthgrad and every PyTorch setting one
+// after another, so a load that comes and goes hits both sides alike; the table gives each
+// side's median over the rounds (every round is in the JSON, with the load average).
 // Prints the ratios and writes bench/results/cpu.json and cpu.md (NAME.json and NAME.md with
 // --out NAME, to keep another machine's results beside these).
 //
-//   bash bench/setup.sh && npm run bench:cpu [-- --out NAME]
+//   bash bench/setup.sh && npm run bench:cpu [-- --rounds 3 --out NAME]
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { Device, native } from '../ts';
-import { benchFlags, resultName } from './flags';
+import { benchFlags, positiveIntFlag, resultName } from './flags';
 import { projectRoot as root, resultsDir as results } from './paths';
+import { loadNow, median } from './stats';
 import { stepTime } from './step_time';
 
 const python = '/usr/bin/python3';
 const hidden = [256, 256, 256];
 const batch = 256;
-const steps = 300;
-const warmup = 30;
+const steps = 100; // per round
+const warmup = 20;
 
 async function synthgradStep(): Promise<{ msPerStep: number; samplesPerSecond: number }> {
   const ms = await stepTime({ device: Device.cpu(), hidden, batch, method: 'backprop', streams: 'single', steps, warmup });
@@ -96,32 +100,46 @@ function gemmVsOpenblas(blas: BlasSetting): { rows: GemmRow[]; raw: unknown } | 
   }
 }
 
-function outName(argv: string[]): string {
-  return resultName('--out', benchFlags(argv, { out: 'cpu' }, 'usage: npm run bench:cpu [-- --out NAME]').out);
+function parseArgs(argv: string[]): { out: string; rounds: number } {
+  const f = benchFlags(argv, { out: 'cpu', rounds: '3' }, 'usage: npm run bench:cpu [-- --rounds 3 --out NAME]');
+  return { out: resultName('--out', f.out), rounds: positiveIntFlag('--rounds', f.rounds) };
 }
 
 async function main(): Promise<void> {
-  const out = outName(process.argv.slice(2));
+  const { out, rounds } = parseArgs(process.argv.slice(2));
   const threads = native.threads();
   const cpuModel = os.cpus()[0]?.model ?? 'unknown CPU';
   const date = new Date().toISOString();
+  const loadStart = loadNow();
   console.log(
     `synthgrad CPU benchmark on ${cpuModel}, ${os.cpus().length} cores, synthgrad threads ${threads}, GEMM ${native.buildInfo().cpuGemm}`,
   );
 
-  const ours = await synthgradStep();
-  console.log(`synthgrad training step: ${ours.msPerStep.toFixed(3)} ms (${Math.round(ours.samplesPerSecond)} samples/s)`);
-  const torchRuns: TorchRun[] = [];
-  for (const blas of blasSettings()) {
-    for (const t of threads === 1 ? [1] : [threads, 1]) {
-      const r = torchStep(t, blas);
-      if (!r) continue;
-      torchRuns.push(r);
-      console.log(
-        `PyTorch ${r.torch} (${r.threads} thread(s), ${r.blas}): ${r.ms_per_step.toFixed(3)} ms  -> synthgrad is ${(r.ms_per_step / ours.msPerStep).toFixed(2)}x faster`,
-      );
-    }
+  // Every PyTorch setting: each BLAS setting at our thread count and at 1 thread.
+  const settings = blasSettings().flatMap((blas) => (threads === 1 ? [1] : [threads, 1]).map((t) => ({ blas, threads: t })));
+  const oursRounds: number[] = [];
+  const torchRounds: (TorchRun | undefined)[][] = settings.map(() => []);
+  for (let round = 1; round <= rounds; round++) {
+    const ours = await synthgradStep();
+    oursRounds.push(ours.msPerStep);
+    console.log(`round ${round}: synthgrad training step ${ours.msPerStep.toFixed(3)} ms (${Math.round(ours.samplesPerSecond)} samples/s)`);
+    settings.forEach((s, i) => {
+      const r = torchStep(s.threads, s.blas);
+      torchRounds[i].push(r);
+      if (r)
+        console.log(
+          `round ${round}: PyTorch ${r.torch} (${r.threads} thread(s), ${r.blas}): ${r.ms_per_step.toFixed(3)} ms -> synthgrad ${(r.ms_per_step / ours.msPerStep).toFixed(2)}x`,
+        );
+    });
   }
+  const ours = { msPerStep: median(oursRounds), samplesPerSecond: (1000 * batch) / median(oursRounds) };
+  // A setting counts if it ran in every round; its time is the median of its rounds.
+  const torchRuns: (TorchRun & { rounds: number[] })[] = torchRounds.flatMap((runs) => {
+    const done = runs.filter((r): r is TorchRun => !!r);
+    if (done.length !== rounds) return [];
+    const times = done.map((r) => r.ms_per_step);
+    return [{ ...done[0], ms_per_step: median(times), rounds: times }];
+  });
   const sameThreads = torchRuns.filter((r) => r.threads === threads).map((r) => r.ms_per_step);
   const torchBest = torchRuns.length ? Math.min(...torchRuns.map((r) => r.ms_per_step)) : NaN;
   const gemms = blasSettings()
@@ -131,10 +149,11 @@ async function main(): Promise<void> {
   const report = {
     date,
     machine: { cpu: cpuModel, cores: os.cpus().length, node: process.version },
-    command: `npm run bench:cpu${out === 'cpu' ? '' : ` -- --out ${out}`}`,
+    command: `npm run bench:cpu -- --rounds ${rounds}${out === 'cpu' ? '' : ` --out ${out}`}`,
+    load: { start: loadStart, end: loadNow() },
     training_step: {
-      model: `784-${hidden.join('-')}-10 BatchNorm+ReLU, batch ${batch}, Adam, ${steps} timed steps after ${warmup} warm-up`,
-      synthgrad: { threads, ms_per_step: ours.msPerStep, samples_per_s: ours.samplesPerSecond },
+      model: `784-${hidden.join('-')}-10 BatchNorm+ReLU, batch ${batch}, Adam, ${steps} timed steps after ${warmup} warm-up, median of ${rounds} interleaved rounds`,
+      synthgrad: { threads, ms_per_step: ours.msPerStep, samples_per_s: ours.samplesPerSecond, rounds: oursRounds },
       pytorch: torchRuns,
       speedup_same_threads_worst: sameThreads.length ? Math.min(...sameThreads) / ours.msPerStep : null,
       speedup_vs_best_pytorch: torchBest / ours.msPerStep,
@@ -146,7 +165,8 @@ async function main(): Promise<void> {
   const md = [
     `# CPU benchmark`,
     '',
-    `${date}, ${cpuModel}, ${os.cpus().length} cores, Node ${process.version}; command: \`${report.command}\`.`,
+    `${date}, ${cpuModel}, ${os.cpus().length} cores, Node ${process.version}; command: \`${report.command}\`; ` +
+      `load average (1 / 5 / 15 min) ${report.load.start.join(' / ')} at the start, ${report.load.end.join(' / ')} at the end.`,
     '',
     `## Training step (${report.training_step.model})`,
     '',

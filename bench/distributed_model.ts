@@ -28,7 +28,7 @@ import { Forwarded, StepContext } from '../ts/nn/module';
 import { OpCall, opWork, traceOps } from '../test/helpers/op-work';
 import { benchFlags, numberFlag, positiveIntFlag, resultName } from './flags';
 import { writeResults } from './paths';
-import { cpuModel } from './stats';
+import { commandLine, cpuModel } from './stats';
 import { Link, ModuleCost, backpropStepMs, balancedStages, chain, dniStepMs, rankTimes, transferMs } from '../test/helpers/scaling-model';
 
 const PHASES = ['forward', 'backward', 'synthesizer'] as const;
@@ -314,7 +314,7 @@ async function main(): Promise<void> {
     '',
     `${new Date().toISOString()}; ${cpuModel()}, ${os.cpus().length} cores, ${native.threads()} threads; load average ` +
       `${loadStart.map((l) => l.toFixed(2)).join(' ')} at the start, ${loadEnd.map((l) => l.toFixed(2)).join(' ')} at the end ` +
-      `(the machine was shared); command: \`${['nice -n 5 node dist/bench/distributed_model.js', ...argv].join(' ')}\`.`,
+      `(the machine was shared); command: \`${commandLine('dist/bench/distributed_model.js', argv)}\`.`,
     '',
     'Formulas and caveats: docs/distributed-scaling.md. Measured here (CPU, this machine): each phase of each module, timed alone ' +
       `(median of ${reps} steps after ${warmup}), its host enqueue time (the best of the steps), its ops (GEMM FLOPs, bytes of the other ops) and the bytes handed off. ` +

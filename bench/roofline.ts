@@ -25,7 +25,7 @@ import { LSTMSequenceModel } from '../ts/recurrent/model';
 import { RecurrentMethod, RecurrentTraining } from '../ts/recurrent/training';
 import { benchFlags, numberFlag, resultName } from './flags';
 import { resultsDir } from './paths';
-import { cpuModel } from './stats';
+import { commandLine, cpuModel } from './stats';
 import { OpCall, Work, boundMs, stepWork, traceOps } from '../test/helpers/op-work';
 import { Method, fcnStep } from './step_time';
 
@@ -413,11 +413,11 @@ async function main(): Promise<void> {
   const loadEnd = os.loadavg();
   const machine = `${cpuModel()}, ${os.cpus().length} cores, ${native.threads()} threads, CPU GEMM kernel ${native.buildInfo().cpuGemm}`;
   const load = `load average ${loadStart.map((l) => l.toFixed(2)).join(' ')} at the start, ${loadEnd.map((l) => l.toFixed(2)).join(' ')} at the end`;
-  const command = `node dist/bench/roofline.js ${argv.join(' ')}`.trim();
+  const command = commandLine('dist/bench/roofline.js', argv);
   const md = [
     '# Roofline of the CPU training steps',
     '',
-    `${new Date().toISOString()}; ${machine}; ${load}; command: \`nice -n 5 ${command}\`; ` +
+    `${new Date().toISOString()}; ${machine}; ${load}; command: \`${command}\`; ` +
       `after ${warmup} warm-up steps, ${rounds} rounds of (the rates, ${steps} timed steps); then ${steps} steps profiled; ` +
       'one stream. The machine was shared with other processes (see the load average).',
     '',

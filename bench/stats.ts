@@ -32,3 +32,9 @@ export function stepsFor(targetMs: number, msPerStep: number, min: number, max: 
   if (!(msPerStep > 0)) return min;
   return Math.max(min, Math.min(max, Math.round(targetMs / msPerStep)));
 }
+
+/** The command a results file records: `script argv...`, behind the `nice -n N` it really ran under (if any). */
+export function commandLine(script: string, argv: readonly string[]): string {
+  const niceness = os.getPriority();
+  return [...(niceness > 0 ? [`nice -n ${niceness}`] : []), `node ${script}`, ...argv].join(' ');
+}

@@ -18,7 +18,7 @@ import * as os from 'os';
 import { Device, native } from '../ts';
 import { benchFlags, positiveIntFlag, resultName } from './flags';
 import { writeResults } from './paths';
-import { cpuModel, loadNow, median, stepsFor } from './stats';
+import { commandLine, cpuModel, loadNow, median, stepsFor } from './stats';
 import { CnnStep, Method, StepTimeOptions, Streams, stepTime } from './step_time';
 
 interface Model {
@@ -126,7 +126,7 @@ async function main(): Promise<void> {
         `(single / per-module ${r.unlock_single_over_per_module.toFixed(2)}); plain: ${r.plain_single_over_per_module.toFixed(2)}`,
     );
 
-  const command = `nice -n 5 node dist/bench/unlock_streams.js${argv.length ? ` ${argv.join(' ')}` : ''}`;
+  const command = commandLine('dist/bench/unlock_streams.js', argv);
   const report = {
     date: started,
     machine: { cpu: machine, cores: os.cpus().length, node: process.version, load_average_start: loadStart, load_average_end: loadEnd },

@@ -330,6 +330,29 @@ describe("fit's validation, onEpoch and signal over ranks (in-process ranks)", (
     dispose([...dists, trainer]);
   });
 
+  test("an epoch resumed in its middle reports the whole epoch's mean loss, as Trainer.fit does", async () => {
+    const dir = tempDir();
+    const trainer = new Trainer(network(), options);
+    const alone = await trainer.fit(train, { epochs: 2, batchSize: 16 });
+    const first = await ranks([0, 1, 2], { steps: 2, batchSize: 16, checkpoint: { dir, every: 100 } }); // 2 of epoch 1's 3 steps
+    dispose(first.dists);
+    const epochs: { epoch: number; steps: number; loss: number }[] = [];
+    const transports = localTransports(3);
+    const dists = transports.map((transport) => distribute(network(), { ...options, placement: [0, 1, 2], transport }));
+    await Promise.all(
+      dists.map((d) =>
+        d.fit(train, {
+          epochs: 2,
+          batchSize: 16,
+          checkpoint: { dir, every: 100 },
+          onEpoch: ({ epoch, steps, loss }) => void (d.rank === 2 && epochs.push({ epoch, steps, loss })),
+        }),
+      ),
+    );
+    expect(epochs).toEqual(alone.epochs.map(({ epoch, steps, loss }) => ({ epoch, steps, loss })));
+    dispose([...dists, trainer]);
+  });
+
   test('a signal aborted on one rank stops every rank after the same step, saved; the run resumes bit for bit', async () => {
     const dir = tempDir();
     const transports = localTransports(3);

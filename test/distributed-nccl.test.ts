@@ -5,8 +5,9 @@
 // binding. distribute()'s NCCL hand-offs: the exact groups of transfers each rank issues per
 // step (fake binding), a check that those of every rank meet without a deadlock under NCCL's
 // rendezvous, and real mpirun runs through the NCCL code path on a CPU stand-in binding
-// (test/fixtures/nccl-standin.js) that end bit for bit as the one-process run. The GPU path (a
-// real communicator, ncclSend/ncclRecv on a stream) is not run here.
+// (test/fixtures/nccl-standin.js) that end bit for bit as the one-process run, the complete
+// unlock included; nccl()'s bounded join (fake binding on in-process ranks, and the stand-in
+// under mpirun). The GPU path (a real communicator, ncclSend/ncclRecv on a stream) is not run here.
 import { execFileSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -15,6 +16,7 @@ import { Adam, Dataset, Device, Stream, Tensor, connect, decouple, distribute, m
 import {
   NcclBinding,
   NcclTransport,
+  JOIN_TAG,
   UNIQUE_ID_TAG,
   nccl,
   ncclAddonPath,
@@ -22,7 +24,8 @@ import {
   useNcclBindingForTests,
   versionText,
 } from '../ts/distributed/nccl';
-import type { Transport } from '../ts/distributed/mpi';
+import type { Payload, Transport } from '../ts/distributed/mpi';
+import { localTransports } from './helpers/local-transport';
 
 const built = fs.existsSync(ncclAddonPath());
 const withAddon = built ? test : test.skip;
@@ -32,8 +35,8 @@ function fakeHost(rank = 0, size = 2) {
   return {
     rank,
     size,
-    send: jest.fn(async () => undefined),
-    receive: jest.fn(async <T>(into: T) => into),
+    send: jest.fn(async (_data?: Payload, _to?: number, _tag?: number) => undefined),
+    receive: jest.fn(async <T>(into: T, _from?: number, _tag?: number, _what?: string) => into),
     barrier: jest.fn(async () => undefined),
     finalize: jest.fn(),
     abort: jest.fn(),
@@ -285,9 +288,10 @@ describe('NcclTransport (fake binding): the calls it makes', () => {
       const root = fakeHost(0, 3);
       const t0 = await nccl({ device: fakeCuda, mpi: root as Transport });
       expect(t0.version).toBe('2.21.5');
-      expect(root.send).toHaveBeenCalledTimes(2);
+      expect(t0.timeout).toBe(60); // the join's limit and the watchdog's: the host's, else 60 s
+      // the id to ranks 1 and 2, then the note that rank 0 joins, to each
       const sent = (root.send.mock.calls as unknown as [Int32Array, number, number][]).map(([data, to, tag]) => [
-        Array.from(new Uint8Array(data.buffer)),
+        tag === UNIQUE_ID_TAG ? Array.from(new Uint8Array(data.buffer)) : Array.from(data),
         to,
         tag,
       ]);
@@ -295,11 +299,17 @@ describe('NcclTransport (fake binding): the calls it makes', () => {
       expect(sent).toEqual([
         [id, 1, UNIQUE_ID_TAG],
         [id, 2, UNIQUE_ID_TAG],
+        [[0], 1, JOIN_TAG],
+        [[0], 2, JOIN_TAG],
+      ]);
+      expect(root.receive.mock.calls.map((c: unknown[]) => c.slice(1, 3))).toEqual([
+        [1, JOIN_TAG],
+        [2, JOIN_TAG],
       ]);
       expect(b.initRank).toHaveBeenLastCalledWith(Uint8Array.from(id), 3, 0, 0);
       const other = fakeHost(2, 3);
-      other.receive.mockImplementation(async <T>(into: T) => {
-        new Uint8Array((into as unknown as Int32Array).buffer).set(Uint8Array.from(id));
+      other.receive.mockImplementation(async <T>(into: T, _from?: number, tag?: number) => {
+        if (tag === UNIQUE_ID_TAG) new Uint8Array((into as unknown as Int32Array).buffer).set(Uint8Array.from(id));
         return into;
       });
       await nccl({ device: fakeCuda, mpi: other as Transport });
@@ -320,14 +330,6 @@ describe('NcclTransport (fake binding): the calls it makes', () => {
       /'placement\[1\]' \(module 2\) must be a rank in \[0, 1\]/,
     );
     dist.dispose();
-  });
-
-  test('distribute() refuses the complete unlock on the NCCL transport, naming it and what to use', () => {
-    const t = new NcclTransport(fakeBinding(), 0, fakeHost(0, 2), Device.cpu(), '2.21.5');
-    const unlocked = decouple(mlp(4, [3], 2), { unlock: true });
-    expect(() =>
-      distribute(unlocked, { placement: [0, 1], transport: t, optimizer: () => new Adam({ lr: 1e-3 }), device: Device.cpu() }),
-    ).toThrow("distribute: the complete unlock ('unlock') does not run on the NCCL transport yet: use transport mpi()");
   });
 
   test('versionText reads both of NCCL version codes', () => {
@@ -389,7 +391,7 @@ async function groupsOf(size: number, placement: number[], decoupleOptions: obje
     const { b, groups } = recorder();
     const trainer: { stream?: Stream } = {}; // known once distribute() built the Trainer
     const handles = (_t: Tensor, s: Stream) => ({ pointer: 0x1000n, stream: s === trainer.stream ? 7n : 9n });
-    const t = new NcclTransport(b, 0, fakeHost(rank, size), Device.cpu(), '2.21.5', handles);
+    const t = new NcclTransport(b, 0, echoHost(rank, size), Device.cpu(), '2.21.5', handles);
     const network = decouple(mlp(6, hidden, 3), { synthesizer: { hidden: [4] }, ...decoupleOptions });
     const dist = distribute(network, { placement, transport: t, optimizer: () => new Adam({ lr: 0.01 }), device: Device.cpu(), seed: 3 });
     trainer.stream = dist.trainer.stream;
@@ -399,6 +401,23 @@ async function groupsOf(size: number, placement: number[], decoupleOptions: obje
     all.push(groups);
   }
   return all;
+}
+
+/**
+ * The fake MPI of groupsOf: a receive gets what this rank last sent on the same tag (the
+ * unlock's data check gathers the same digest from every rank), else zeros (the labels).
+ */
+function echoHost(rank: number, size: number) {
+  const host = fakeHost(rank, size);
+  const sent = new Map<number, Payload>();
+  host.send.mockImplementation(async (data?: Payload, _to?: number, tag?: number) => void sent.set(tag!, data!.slice()));
+  host.receive.mockImplementation(async <T>(into: T, _from?: number, tag?: number) => {
+    const data = sent.get(tag!);
+    const bytes = (a: Payload) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    if (data && data.byteLength === (into as unknown as Payload).byteLength) bytes(into as unknown as Payload).set(bytes(data));
+    return into;
+  });
+  return host;
 }
 
 /**
@@ -521,6 +540,55 @@ describe("distribute() on the NCCL transport (fake binding): each rank's groups 
   });
 });
 
+describe("the complete unlock on the NCCL transport (fake binding): each rank's one group per step", () => {
+  const unlock = { unlock: { hidden: [4] } };
+  const repeat = (times: number, g: string) => Array.from({ length: times }, () => g);
+
+  test('3 ranks: every step ends with one group per rank, its cuts ascending, h before δ; nothing is left for the end', async () => {
+    const [r0, r1, r2] = await groupsOf(3, [0, 1, 2], unlock, 3);
+    expect(r0.map(text)).toEqual(repeat(3, 'send 80 to 1, recv 80 from 1'));
+    expect(r1.map(text)).toEqual(repeat(3, 'recv 80 from 0, send 80 to 0, send 112 to 2, recv 112 from 2'));
+    expect(r2.map(text)).toEqual(repeat(3, 'recv 112 from 1, send 112 to 1'));
+    expect(rendezvous([r0, r1, r2])).toBeUndefined();
+  });
+
+  test('modules 1 and 3 on rank 0: two cuts to one peer, in the same order on both ranks', async () => {
+    const ranks = await groupsOf(2, [0, 1, 0], unlock, 2);
+    expect(ranks[0].map(text)).toEqual(repeat(2, 'send 80 to 1, recv 80 from 1, recv 112 from 1, send 112 to 1'));
+    expect(ranks[1].map(text)).toEqual(repeat(2, 'recv 80 from 0, send 80 to 0, send 112 to 0, recv 112 from 0'));
+    expect(rendezvous(ranks)).toBeUndefined();
+    // Rank 0 issuing its cuts the other way round: its first send to rank 1 (δ_2, 112 bytes)
+    // would meet rank 1's first receive from it (h_1, 80 bytes).
+    const swapped = ranks.map((groups, r) => (r === 0 ? groups.map((g) => [...g.slice(2), ...g.slice(0, 2)]) : groups));
+    expect(() => rendezvous(swapped)).toThrow(/rank 0 and rank 1 disagree on a transfer's bytes/);
+  });
+
+  test('the same transfers not grouped (each rank its sends, then its receives) deadlock, and the check says where', async () => {
+    const ranks = await groupsOf(3, [0, 1, 2], unlock, 2);
+    const split = ranks.map((groups) =>
+      groups.flatMap((g) => [g.filter((o) => o.kind === 'send'), g.filter((o) => o.kind === 'recv')].filter((part) => part.length > 0)),
+    );
+    expect(rendezvous(split)).toBe(
+      'rank 0 at group 1: send 80 to 1; rank 1 at group 1: send 80 to 0, send 112 to 2; rank 2 at group 1: send 112 to 1',
+    );
+  });
+
+  test('stochastic updates (pUpdate 0.5), 4 modules with 1 and 4 on rank 0: one group per step, a δ only when its module updated', async () => {
+    const ranks = await groupsOf(3, [0, 1, 2, 0], { ...unlock, schedule: { kind: 'lockstep', pUpdate: 0.5 } }, 8);
+    for (const groups of ranks) expect(groups).toHaveLength(8); // h crosses every cut in every step
+    expect(rendezvous(ranks)).toBeUndefined();
+    const count = (r: number, kind: 'send' | 'recv', peer: number, bytes: number) =>
+      ranks[r].flat().filter((o) => o.kind === kind && o.peer === peer && o.bytes === bytes).length;
+    expect([count(0, 'send', 1, 80), count(1, 'recv', 0, 80)]).toEqual([8, 8]); // h_1, every step
+    expect([count(2, 'send', 0, 144), count(0, 'recv', 2, 144)]).toEqual([8, 8]); // h_3, every step
+    expect(count(1, 'send', 0, 80)).toBe(count(0, 'recv', 1, 80)); // δ_1, when module 2 updated
+    expect(count(1, 'send', 0, 80)).toBeGreaterThan(0);
+    expect(count(1, 'send', 0, 80)).toBeLessThan(8);
+    expect(count(0, 'send', 2, 144)).toBe(count(2, 'recv', 0, 144));
+    expect(count(0, 'send', 2, 144)).toBeLessThan(8); // δ_3, when module 4 updated
+  });
+});
+
 describe('NCCL watchdog and the choice of transport', () => {
   test('a wait that lasts past the timeout aborts the communicator (ncclCommAbort) and rejects, naming it', async () => {
     const b = fakeBinding();
@@ -551,6 +619,81 @@ describe('NCCL watchdog and the choice of transport', () => {
     );
     expect(Date.now() - started).toBeLessThan(5000);
     expect(b.abort).toHaveBeenCalledWith(2);
+  });
+
+  describe("nccl()'s join (ncclCommInitRank) is bounded by 'timeout', naming the ranks that did not join", () => {
+    /** K ranks over the in-memory MPI; `absent` ranks never call nccl(); the fake initRank resolves once every rank called it (after `stuck` ms: never when undefined and not all came). */
+    async function joinOf(size: number, absent: number[], initRank?: NcclBinding['initRank']) {
+      const called = new Set<number>();
+      let everyone: () => void = () => undefined;
+      const all = new Promise<void>((resolve) => (everyone = resolve));
+      const b: NcclBinding = {
+        ...fakeBinding(),
+        initRank:
+          initRank ??
+          (async (_id, ranks, rank) => {
+            called.add(rank);
+            if (called.size === ranks) everyone();
+            await all;
+            return 10 + rank;
+          }),
+      };
+      useNcclBindingForTests(b);
+      try {
+        const hosts = localTransports(size, 2000);
+        const joins = hosts.filter((h) => !absent.includes(h.rank)).map((mpi) => nccl({ device: fakeCuda, mpi, timeout: 0.4 }));
+        return { b, results: await Promise.allSettled(joins) };
+      } finally {
+        useNcclBindingForTests(undefined);
+      }
+    }
+    const reason = (r: PromiseSettledResult<NcclTransport>) => (r.status === 'rejected' ? (r.reason as Error).message : 'joined');
+
+    test('every rank joins: each gets its communicator, and the timeout for its waits', async () => {
+      const { results } = await joinOf(3, []);
+      const joined = results.map((r) => (r.status === 'fulfilled' ? r.value : undefined));
+      expect(joined.map((t) => t?.rank)).toEqual([0, 1, 2]);
+      expect(joined.map((t) => t?.timeout)).toEqual([0.4, 0.4, 0.4]);
+    });
+
+    test('a rank that never calls nccl(): every other rank rejects after the timeout, naming it', async () => {
+      const { results } = await joinOf(3, [2]);
+      expect(results.map(reason)).toEqual(
+        [0, 1].map((r) =>
+          expect.stringMatching(
+            new RegExp(
+              `^nccl\\(\\): rank ${r}: the NCCL communicator's set-up did not complete within 0\\.4 s: rank 2 did not join \\(every rank calls nccl\\(\\), or connect\\(\\), at the same point\\); nccl\\(\\)'s 'timeout' \\(or SYNTHGRAD_MPI_TIMEOUT\\) sets the limit in seconds; end the job with abort\\(\\)$`,
+            ),
+          ),
+        ),
+      );
+      expect((results[0] as PromiseRejectedResult).reason).toMatchObject({ code: 'ERR_SYNTHGRAD_NATIVE' });
+      const two = await joinOf(4, [1, 3]);
+      expect(two.results.map(reason)).toEqual([0, 2].map(() => expect.stringMatching(/: ranks 1, 3 did not join /)));
+      // Rank 0 hands out the unique id: without it the others name rank 0.
+      const noRoot = await joinOf(3, [0]);
+      expect(noRoot.results.map(reason)).toEqual(
+        [1, 2].map((r) =>
+          expect.stringMatching(new RegExp(`^nccl\\(\\): rank ${r}: .*: rank 0 did not join \\(rank 0 hands out NCCL's unique id\\)`)),
+        ),
+      );
+    });
+
+    test('every rank came but NCCL does not connect them: said so; a join that completes late is aborted', async () => {
+      const { b, results } = await joinOf(
+        2,
+        [],
+        (_id, _ranks, rank) => new Promise((resolve) => setTimeout(() => resolve(20 + rank), 900)),
+      );
+      expect(results.map(reason)).toEqual(
+        [0, 1].map(() =>
+          expect.stringMatching(/within 0\.4 s: every rank reached ncclCommInitRank, so NCCL itself could not connect them/),
+        ),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      expect(b.abort).toHaveBeenCalledWith(20);
+      expect(b.abort).toHaveBeenCalledWith(21);
+    });
   });
 
   test('distribute: the NCCL transport of another device than the model is refused, naming both options', () => {
@@ -640,6 +783,10 @@ if (noMpi) console.log(`test/distributed-nccl.test.ts: skipping the stand-in's m
         expect(b.length).toBeGreaterThan(0);
         if (!a.equals(b)) throw new Error(`module ${i + 1} differs from the one-process run (${JSON.stringify(config)})`);
       }
+      // every step's loss, to the last bit (toEqual on numbers is Object.is)
+      const losses = (mode: string) => JSON.parse(fs.readFileSync(path.join(dir, `${mode}-losses.json`), 'utf8')) as number[];
+      expect(losses('nccl')).toHaveLength(config.steps);
+      expect(losses('nccl')).toEqual(losses('single'));
       for (let rank = 0; rank < ranks; rank++)
         expect(r.output).toMatch(new RegExp(`rank ${rank}: ${config.steps} steps, .*hand-offs nccl, stand-in \\d+ groups`));
       return r.output;
@@ -693,6 +840,74 @@ if (noMpi) console.log(`test/distributed-nccl.test.ts: skipping the stand-in's m
     }
   });
 
+  const unlock = { unlock: { hidden: [10] } };
+
+  test('the complete unlock on 3 ranks, on 2 with modules 1 and 3 on rank 0 (cDNI), with pUpdate 0.5: bit for bit, losses too', () => {
+    const out = expectSame(3, { placement: [0, 1, 2], steps: 6, decouple: unlock });
+    // one group per rank and step (rank 1: h_1 and δ_1 with rank 0, h_2 and δ_2 with rank 2), none at the end
+    expect(out).toMatch(/rank 0: 6 steps, .*stand-in 6 groups, 6 sends, 6 receives/);
+    expect(out).toMatch(/rank 1: 6 steps, .*stand-in 6 groups, 12 sends, 12 receives/);
+    expectSame(2, { placement: [0, 1, 0], steps: 7, decouple: { ...unlock, synthesizer: { hidden: [8], conditioned: true } } });
+    expectSame(3, { placement: [0, 1, 2], steps: 8, decouple: { ...unlock, schedule: { kind: 'lockstep', pUpdate: 0.5 } } });
+  });
+
+  test('the complete unlock saved every 2 steps and resumed from the per-rank checkpoints: as the uninterrupted one-process run', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-nccl-standin-'));
+    try {
+      const checkpoint = { dir: path.join(dir, 'checkpoints'), every: 2 };
+      const config = { placement: [0, 1, 0], decouple: { ...unlock, schedule: { kind: 'lockstep', pUpdate: 0.5 } }, checkpoint };
+      let r = run('nccl', 2, dir, { ...config, steps: 5 });
+      if (r.status !== 0) throw new Error(`mpirun exited with ${r.status}:\n${r.output}`);
+      r = run('nccl', 2, dir, { ...config, steps: 9 });
+      if (r.status !== 0) throw new Error(`mpirun exited with ${r.status}:\n${r.output}`);
+      expect(r.output).toMatch(/rank 1: 9 steps, .*resumed from step 5, hand-offs nccl/);
+      const one = run('single', 1, dir, { steps: 9, decouple: config.decouple });
+      if (one.status !== 0) throw new Error(one.output);
+      for (let i = 0; i < 3; i++)
+        if (!fs.readFileSync(path.join(dir, `single-module${i}.bin`)).equals(fs.readFileSync(path.join(dir, `nccl-module${i}.bin`))))
+          throw new Error(`module ${i + 1} differs`);
+      // the resumed run's losses are the last 4 of the uninterrupted run's
+      const losses = (mode: string) => JSON.parse(fs.readFileSync(path.join(dir, `${mode}-losses.json`), 'utf8')) as number[];
+      expect(losses('nccl')).toEqual(losses('single').slice(5));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("nccl()'s join on the stand-in: every rank joins; a rank that never calls nccl() is named by the others", () => {
+    const joinRun = (absent: number[]) =>
+      spawnSync(
+        'mpirun',
+        [
+          '--allow-run-as-root',
+          '--oversubscribe',
+          '-np',
+          '3',
+          process.execPath,
+          path.join(__dirname, 'fixtures', 'nccl-join.js'),
+          JSON.stringify(absent),
+        ],
+        {
+          encoding: 'utf8',
+          timeout: 120_000,
+          env: { ...process.env, OMPI_MCA_rmaps_base_oversubscribe: '1', SYNTHGRAD_MPI_TIMEOUT: '30' },
+        },
+      );
+    const all = joinRun([]);
+    expect(all.status).toBe(0);
+    for (const rank of [0, 1, 2]) expect(all.stdout).toContain(`rank ${rank}: joined`);
+    const started = Date.now();
+    const one = joinRun([1]);
+    expect(one.status).not.toBe(0);
+    for (const rank of [0, 2])
+      expect(one.stdout).toMatch(
+        new RegExp(
+          `rank ${rank} failed: nccl\\(\\): rank ${rank}: the NCCL communicator's set-up did not complete within 2 s: rank 1 did not join`,
+        ),
+      );
+    expect(Date.now() - started).toBeLessThan(25_000); // the join's 2 s, not MPI's 30
+  });
+
   test("connect({ transport: 'auto' }) on a GPU device: NCCL only when every rank loads it, MPI otherwise", () => {
     const fake = built ? buildFakeNccl() : undefined;
     if (!fake) return console.warn('distributed-nccl: no NCCL addon or C compiler: the connect() run skips');
@@ -735,6 +950,12 @@ if (noMpi) console.log(`test/distributed-nccl.test.ts: skipping the stand-in's m
         /rank [02] failed: rank [02]: waited 2 s for (h|δ)_\d (to|from) rank 1.* \(NCCL\): a rank died, hangs or is far behind .*; the NCCL communicator was aborted \(communicator aborted\)/,
       );
       expect(Date.now() - started).toBeLessThan(25_000);
+      // With the complete unlock the wait that fires is a step's exchange, named with what it holds.
+      const unlocked = run('nccl', 3, dir, { ...config, decouple: unlock }, { SYNTHGRAD_MPI_TIMEOUT: '30' });
+      expect(unlocked.status).not.toBe(0);
+      expect(unlocked.output).toMatch(
+        /rank ([02]) failed: rank \1: waited 2 s for (h_1 to rank 1, δ_1 from rank 1|h_2 from rank 1, δ_2 to rank 1) of step 3 \(the complete unlock's exchange\) \(NCCL\): a rank died/,
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -143,6 +143,57 @@ describe('the complete unlock over ranks (in-process ranks)', () => {
   });
 });
 
+describe('the complete unlock checks that every rank holds the same data (in-process ranks)', () => {
+  /** fit on 3 ranks, rank r given `data(r)`: each rank's error message, or 'trained' (2 steps done). */
+  async function fitWith(data: (rank: number) => Dataset, build: Build = unlocked()): Promise<string[]> {
+    const transports = localTransports(3, 5000);
+    const dists = transports.map((transport) => distribute(build(), { ...options, placement: [0, 1, 2], transport }));
+    let steps = 0; // on the last module's rank
+    const onStep = () => void steps++;
+    try {
+      const results = await Promise.allSettled(dists.map((d, r) => d.fit(data(r), { steps: 2, batchSize: 8, onStep })));
+      const said = results.map((x) =>
+        x.status === 'fulfilled' ? 'trained' : `${(x.reason as { code?: string }).code}: ${(x.reason as Error).message}`,
+      );
+      expect(steps).toBe(said[2] === 'trained' ? 2 : 0); // a refusal comes before any step
+      return said;
+    } finally {
+      dists.forEach((d) => d.dispose());
+    }
+  }
+  const changed = (at: number) => {
+    const inputs = train.inputs.slice();
+    inputs[at] = -inputs[at];
+    return new Dataset('tiny', inputs, train.labels, 12, 4);
+  };
+  const says = (ranks: string) =>
+    new RegExp(
+      `^ERR_SYNTHGRAD_DATA: fit: with the complete unlock every rank reads the batches from its own 'data', but ${ranks} from rank 0's \\(40 rows, sha256 [0-9a-f]{12}…\\): give every rank the same Dataset \\(the same rows in the same order\\)$`,
+    );
+
+  test('a rank given other rows, or a value changed, or other labels: every rank refuses alike, naming it, before any step', async () => {
+    const one = await fitWith((r) => (r === 2 ? changed(479) : train)); // the last input value
+    expect(one).toEqual([0, 1, 2].map(() => expect.stringMatching(says("rank 2's \\(40 rows, sha256 [0-9a-f]{12}…\\) differs"))));
+    const two = await fitWith((r) => (r === 0 ? train : r === 1 ? train.head(32) : changed(0)));
+    expect(two).toEqual(
+      [0, 1, 2].map(() =>
+        expect.stringMatching(says("rank 1's \\(32 rows, sha256 [0-9a-f]{12}…\\), rank 2's \\(40 rows, sha256 [0-9a-f]{12}…\\) differ")),
+      ),
+    );
+    const labels = train.labels.slice();
+    labels[5] = (labels[5] + 1) % 4;
+    const otherLabels = await fitWith((r) => (r === 1 ? new Dataset('tiny', train.inputs, labels, 12, 4) : train));
+    expect(otherLabels[0]).toMatch(says("rank 1's \\(40 rows, sha256 [0-9a-f]{12}…\\) differs"));
+  });
+
+  test('the same data in other Dataset objects trains; without the unlock nothing is compared', async () => {
+    const copy = () => new Dataset('a copy', train.inputs.slice(), train.labels.slice(), 12, 4);
+    expect(await fitWith((r) => (r === 0 ? train : copy()))).toEqual(['trained', 'trained', 'trained']);
+    // Without the unlock only module 1's rank reads rows: the others' copies are not compared.
+    expect(await fitWith((r) => (r === 2 ? changed(0) : train), fcn())).toEqual(['trained', 'trained', 'trained']);
+  });
+});
+
 describe('the pipelined schedule with pUpdate < 1 over ranks (in-process ranks)', () => {
   test('depth 1 and 2, pUpdate 0.5, on 3 ranks and on 2 (cDNI): bit for bit the one-process run, losses too', async () => {
     const cases: [string, Build, number[]][] = [

@@ -142,6 +142,23 @@ withMpi('over MPI ranks (mpirun --oversubscribe)', () => {
     });
   });
 
+  test('the complete unlock refuses, on every rank, a run whose rank 2 holds other data (one value), naming that rank', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-distributed-'));
+    try {
+      const r = mpirun(3, dir, { placement: [0, 1, 2], steps: 4, decouple: { unlock: { hidden: [10] } }, otherData: 2 });
+      expect(r.status).not.toBe(0);
+      expect(r.output).toMatch(
+        /rank [012] failed: fit: with the complete unlock every rank reads the batches from its own 'data', but rank 2's \(40 rows, sha256 [0-9a-f]{12}…\) differs from rank 0's \(40 rows, sha256 [0-9a-f]{12}…\): give every rank the same Dataset/,
+      );
+      expect(fs.existsSync(path.join(dir, 'mpi-module0.bin'))).toBe(false); // nothing trained
+      // The same data on every rank (and without the unlock, where only module 1's rank reads rows): no refusal.
+      const same = mpirun(3, dir, { placement: [0, 1, 2], steps: 2, decouple: { unlock: { hidden: [10] } } });
+      expect(same.status).toBe(0);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('the pipelined schedule with pUpdate 0.5, depth 2 over 3 ranks and depth 1 over 2: bit for bit as on one process', () => {
     expectSameAsOneProcess(3, { placement: [0, 1, 2], steps: 10, decouple: { schedule: { kind: 'pipelined', depth: 2, pUpdate: 0.5 } } });
     expectSameAsOneProcess(2, { placement: [0, 1, 0], steps: 10, decouple: { schedule: { kind: 'pipelined', depth: 1, pUpdate: 0.5 } } });

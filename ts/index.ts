@@ -68,6 +68,8 @@ export type { MpiOptions, Payload, Transport } from './distributed/mpi';
 export { nccl, ncclAvailable, ncclAddonPath, NcclTransport } from './distributed/nccl';
 export type { NcclOptions } from './distributed/nccl';
 export { connect } from './distributed/connect';
+export { mergeRankCheckpoints, reshardRankCheckpoints, readSavedRun } from './distributed/reshard';
+export type { MergeOptions, ReshardOptions, SavedRun } from './distributed/reshard';
 export type { ConnectOptions, TransportName } from './distributed/connect';
 export type { DecoupleOptions, UpdateSchedule } from './dni/network';
 export { feedbackAlignment, FeedbackAlignmentNetwork } from './methods/feedback-alignment';

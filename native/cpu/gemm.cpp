@@ -468,7 +468,7 @@ void gemmRect(const Problem& p, const Blocks& blk, MicroKernelFn kernel, int64_t
 }
 
 // Below this many multiply-adds per thread, waking a helper costs more than it saves: on
-// the 2-core Zen 5 VMs we run on, a sleeping pool worker takes tens of microseconds to
+// the 2-core Zen 5 VM it was measured on, a sleeping pool worker takes tens of microseconds to
 // start, while one core does 4M multiply-adds in ~35 us. Measured: 256 x 64 x 256 and
 // 128 x 128 x 256 gain nothing from a second thread, 256 x 128 x 256 gains ~40%.
 constexpr int64_t kMinMacsPerThread = int64_t{1} << 22;
@@ -633,7 +633,8 @@ bool cpuHasAvx2() {
 // The path for `isa` if this build and CPU can run it, else nullptr. Block limits (AVX-512,
 // measured on Zen 5): a KC x NR micro-panel of B (32 KiB) is reused from the 48 KiB L1d, an
 // MC x KC block of A (224 KiB) from the 1 MiB L2, a KC x NC block of B (2 MiB) from L3.
-// Larger KC or MC measured no faster; smaller KC pays more C updates per multiply.
+// Larger KC or MC measured no faster; smaller KC pays more C updates per multiply. Not
+// retuned for Zen 4 (the later sessions' VMs: 32 KiB L1d, which the B micro-panel fills).
 const Path* pathFor(const char* isa) {
   static const Path avx512{avx512MicroKernel(),
                            {16 * kAvx512Tile.mr, 256, 2048},

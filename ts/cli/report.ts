@@ -16,7 +16,8 @@ export const reportUsage = `usage: synthgrad report RUN_DIR [RUN_DIR...] [--out 
   RUN_DIR       a run log: npm start --log-dir RUN_DIR, or fit(data, { logDir: RUN_DIR })
   --out FILE    where to write the page (default RUN_DIR/report.html, the first run's)
   --title TEXT  the page's title (default: the runs' names)
-       synthgrad train [npm start's flags]   trains, as npm start -- ... (synthgrad train --help)`;
+       synthgrad train [npm start's flags]   trains, as npm start -- ... (synthgrad train --help)
+       synthgrad checkpoint merge|reshard DIR ...   a distributed run's per-rank checkpoints (synthgrad checkpoint --help)`;
 
 type Row = Record<string, unknown>;
 
@@ -399,6 +400,18 @@ if (require.main === module) {
     // `npx synthgrad train ...`: npm start's run (./main.ts reads its flags from process.argv).
     process.argv.splice(2, 1);
     require('./main'); // eslint-disable-line @typescript-eslint/no-require-imports
+  } else if (argv[0] === 'checkpoint') {
+    // `npx synthgrad checkpoint merge|reshard ...`: ./checkpoint.ts.
+    const { checkpointCommand, checkpointUsage } = require('./checkpoint') as typeof import('./checkpoint'); // eslint-disable-line @typescript-eslint/no-require-imports
+    if (argv.length === 1 || argv[1] === '--help') console.log(checkpointUsage);
+    else
+      checkpointCommand(argv.slice(1)).then(
+        (line) => console.log(line),
+        (e: Error) => {
+          console.error(e.message);
+          process.exit(1);
+        },
+      );
   } else if (argv.includes('--help') || argv.length === 0) {
     console.log(reportUsage);
   } else {

@@ -26,7 +26,7 @@
 // no forward waits for another rank: see unlockedStep. Per-rank checkpoints: ./rank-checkpoint.ts
 // and save/resume below. How h and δ move (MPI host copies, or NCCL device buffers in groups on
 // the stream, whose order no schedule can deadlock): ./hand-offs.ts.
-import { randomBytes } from 'crypto';
+import { createHash, randomBytes } from 'crypto';
 import { promises as fsp } from 'fs';
 import { checkOptions, describe, positiveInt } from '../check';
 import { Batch, Dataset } from '../data/dataset';
@@ -131,7 +131,7 @@ const LABELS = 2;
 const EVAL_H = 3;
 const EVAL_LABELS = 4;
 const KINDS = 5;
-/** Tags after the modules' (N * KINDS + these): the checkpoint summaries' exchange, evaluate()'s result. */
+/** Tags after the modules' (N * KINDS + these): the all-gather (checkpoint summaries, data digests, diagnostics), evaluate()'s result, the stop votes, the probe's. */
 const GATHER_LENGTH = 0;
 const GATHER_BYTES = 1;
 const EVAL_RESULT = 2;
@@ -141,16 +141,21 @@ const STOP_VOTE = 3;
 const PROBE_TAGS = 8;
 
 /** Where a run stands after a step, saved with its checkpoints (as the Trainer's FitProgress). */
-interface Position {
+export interface Position {
   /** the epoch and the row (in its shuffled order) where the next step starts */
   epoch: number;
   start: number;
   /** the shuffling generator at the start of that epoch (null: no shuffling) */
   shuffle: number[] | null;
+  /**
+   * On the last module's rank: that epoch's losses summed so far (as Trainer.fit sums them), so
+   * that a merged checkpoint (./reshard.ts) reports the epoch's mean loss as one process does
+   */
+  lossSum?: number;
 }
 
 /** The host part of a rank's checkpoint. */
-interface RankRecord {
+export interface RankRecord {
   distributed: RankIdentity;
   position: Position;
   /** the own modules' and their synthesizers' optimizer step counts, in ownModules' order */
@@ -161,6 +166,20 @@ interface RankRecord {
   /** with the complete unlock: the own input models' optimizer step counts, in ownInputModels' order */
   inputSteps?: number[];
 }
+
+/** The keys fit() puts in a rank's configuration before the caller's checkpoint.config, in order. */
+export const FIT_CONFIG_KEYS = [
+  'network',
+  'state shapes',
+  'schedule',
+  'lambda',
+  'warmupSteps',
+  'loss',
+  'seed',
+  'batchSize',
+  'data rows',
+  'shuffle',
+] as const;
 
 /** Places the modules of a decoupled network on ranks; see DistributedNetwork.fit. */
 export function distribute(network: DecoupledNetwork, options: DistributeOptions): DistributedNetwork {
@@ -249,11 +268,6 @@ export class DistributedNetwork {
     this.trainer = new Trainer(network, { optimizer: options.optimizer, loss: options.loss, seed: options.seed, device: options.device });
     this.strategy = this.trainer.strategy as DecoupledTraining;
     if (t instanceof NcclTransport) {
-      if (network.config.unlock) {
-        this.trainer.dispose();
-        // NcclHandOffs' order argument (docs/distributed.md) covers h received before the forward, not as a later regression target.
-        throw rangeError("distribute: the complete unlock ('unlock') does not run on the NCCL transport yet: use transport mpi()");
-      }
       if (!t.device.equals(this.trainer.device)) {
         this.trainer.dispose();
         throw rangeError(
@@ -261,7 +275,7 @@ export class DistributedNetwork {
             `${this.trainer.device.name} ('device'): train on ${t.device.name}, or use transport mpi() (host buffers)`,
         );
       }
-      this.hand = new NcclHandOffs(t, this.placement);
+      this.hand = new NcclHandOffs(t, this.placement, network.config.unlock === true);
     } else {
       this.hand = new HostHandOffs(t, this.placement, (i, kind) => i * KINDS + (kind === 'h' ? H : DELTA));
     }
@@ -332,7 +346,8 @@ export class DistributedNetwork {
         'ERR_SYNTHGRAD_CHECKPOINT',
         "fit: the pipelined schedule carries work from one step into later ones and cannot be saved (as on one process); drop 'checkpoint' or use the lockstep schedule",
       );
-    // What a resumed run must share with the saved one (placement and rank count are checked apart).
+    // What a resumed run must share with the saved one (placement and rank count are checked apart);
+    // its keys are FIT_CONFIG_KEYS (./reshard.ts tells them from the caller's).
     const config: Record<string, unknown> = {
       network: this.network.name,
       'state shapes': this.network.modules.map((_, i) => moduleState(this.network, i).map((t) => t.shape.join('x'))),
@@ -365,6 +380,7 @@ export class DistributedNetwork {
     try {
       let at: Position = { epoch: 1, start: 0, shuffle: shuffle ? shuffle.state() : null };
       let step = 0;
+      if (this.network.config.unlock) await this.checkSameData(data, result);
       if (checkpoint) {
         const resumed = await this.resume(checkpoint.dir, config, result);
         if (resumed) {
@@ -378,12 +394,14 @@ export class DistributedNetwork {
       const votes = signal
         ? new StopVotes(this.transport, this.network.modules.length * KINDS + STOP_VOTE, signal, this.transport.size + this.depth + 1)
         : undefined;
+      let lossSum = at.lossSum ?? 0;
       for (let epoch = from.epoch; epoch <= maxEpochs && step < maxSteps && !result.stopped; epoch++) {
         const shuffleState = shuffle ? shuffle.state() : null; // where this epoch's order came from
+        if (epoch !== from.epoch) lossSum = 0;
         const order = data.order(shuffle);
         const epochStart = Date.now();
-        let lossSum = 0;
-        let stepsInEpoch = 0;
+        // A resumed epoch counts its steps before the resume too (full batches), as its saved loss sum does.
+        let stepsInEpoch = epoch === from.epoch ? from.start / batchSize : 0;
         let samples = 0;
         for (let start = epoch === from.epoch ? from.start : 0; start < data.count && step < maxSteps; start += batchSize) {
           const end = Math.min(data.count, start + batchSize);
@@ -404,6 +422,7 @@ export class DistributedNetwork {
             at = epochOver
               ? { epoch: epoch + 1, start: 0, shuffle: shuffle ? shuffle.state() : null }
               : { epoch, start: end, shuffle: shuffleState };
+            if (loss !== undefined) at.lossSum = epochOver ? 0 : lossSum;
             if (step % checkpoint.every === 0) await this.save(checkpoint.dir, step, at, config, result);
           }
           // Every rank sees the same votes, so every rank stops after the same step.
@@ -652,6 +671,24 @@ export class DistributedNetwork {
     for (const later of await rankSteps(dir, this.rank)) if (later > step) await fsp.rm(rankFile(dir, this.rank, later), { force: true });
     this.lastSaved = step;
     return { step: step, position: record.position };
+  }
+
+  /**
+   * The complete unlock: every rank reads the batches from its own copy of the data, so a rank
+   * given other rows would train on them silently. Every rank's digest of its Dataset (the rows,
+   * the inputs' and targets' bytes), gathered; every rank refuses alike, naming each rank whose
+   * data differ from rank 0's.
+   */
+  private async checkSameData(data: Dataset, result: DistributedFitResult): Promise<void> {
+    const digests = (await this.allGather(dataDigest(data), 'the data digest', result)) as { rows: number; sha256: string }[];
+    const differ = digests.flatMap((d, r) => (d.sha256 === digests[0].sha256 ? [] : [r]));
+    if (differ.length === 0) return;
+    const said = (r: number) => `rank ${r}'s (${digests[r].rows} rows, sha256 ${digests[r].sha256.slice(0, 12)}…)`;
+    throw error(
+      'ERR_SYNTHGRAD_DATA',
+      `fit: with the complete unlock every rank reads the batches from its own 'data', but ${differ.map(said).join(', ')} ` +
+        `${differ.length === 1 ? 'differs' : 'differ'} from ${said(0)}: give every rank the same Dataset (the same rows in the same order)`,
+    );
   }
 
   /** Every rank's `value` (JSON), in rank order; every rank calls it. */
@@ -930,6 +967,8 @@ export class DistributedNetwork {
       if (owner[i + 1] === me) this.keepLoss(this.synthLoss, i, predictions[i].learn(deltas[i], ctx), ctx);
       else this.carried[i] = { prediction: predictions[i], delta: received(this.hand.receiveDown(i, shapes[i])) };
     }
+    // (NCCL) this step's h and δ, in one group per rank: after all of the step's work, before any wait.
+    this.hand.exchange();
     return lossForward;
   }
 
@@ -1054,6 +1093,16 @@ class StopVotes {
   async finish(): Promise<void> {
     for (const { stop, sent } of this.pending.splice(0)) await Promise.all([stop, sent]);
   }
+}
+
+/** What identifies a Dataset's contents: its rows and a SHA-256 of its shape, inputs and targets (bytes as stored). */
+function dataDigest(data: Dataset): { rows: number; sha256: string } {
+  const bytes = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify([data.task, data.count, data.features, data.outputs]));
+  hash.update(bytes(data.inputs));
+  hash.update(bytes(data.task === 'classification' ? data.labels : data.values));
+  return { rows: data.count, sha256: hash.digest('hex') };
 }
 
 /** (1-λ)·ĝ + λ·δ into a new tensor, as DecoupledTraining mixes them. */

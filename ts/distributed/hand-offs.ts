@@ -9,7 +9,8 @@
 //                 the peer's stream reaches the matching one, so every transfer is issued in a
 //                 group with the others of its exchange, in an order that no schedule can
 //                 turn into a cycle of ranks waiting for each other (docs/distributed.md,
-//                 "NCCL: the order of the transfers").
+//                 "NCCL: the order of the transfers"; with the complete unlock, every transfer
+//                 of a step in one group per rank at the step's end).
 import { error } from '../errors';
 import { StepContext } from '../nn/module';
 import { Arena, Tensor } from '../tensor';
@@ -36,6 +37,12 @@ export interface HandOffs {
    * settles before the next step's receiveUp(i)/sendUp(i) returns.
    */
   receiveDown(i: number, shape: number[]): Promise<Tensor>;
+  /**
+   * The complete unlock, at the end of each step's work on every rank (after its last
+   * receiveUp/receiveDown): issues what the step held for its end. NCCL: all of this rank's
+   * transfers of the step in one group; MPI: nothing (each was posted when asked for).
+   */
+  exchange(): void;
   /** Exchanges every δ still held back (before a checkpoint, and when fit ends); every rank calls it at the same point. */
   flush(): Promise<void>;
   /** At the end of each step: waits for what must be done by then (MPI: the previous step's sends). */
@@ -87,6 +94,10 @@ export class HostHandOffs implements HandOffs {
     return this.receive(shape, this.owner[i + 1], this.tags(i, 'delta'), `δ_${i + 1}`);
   }
 
+  exchange(): void {
+    // every send and receive was posted when asked for
+  }
+
   flush(): Promise<void> {
     return Promise.resolve(); // nothing is held back: every receive is posted when asked for
   }
@@ -133,6 +144,16 @@ interface HeldReceive {
   reject: (e: unknown) => void;
 }
 
+/** A transfer of the complete unlock's step, held for the step's end (exchange()). */
+interface AtStepEnd {
+  cut: number;
+  /** 0: h_cut (up), 1: δ_cut (down): the order within a cut */
+  kind: 0 | 1;
+  peer: number;
+  send?: Tensor;
+  receive?: HeldReceive;
+}
+
 /**
  * NCCL transfers of device buffers on the rank's stream. Per step t the exchanges are, in
  * this order on every rank (each an NCCL group on each of its two or more ranks):
@@ -144,10 +165,17 @@ interface HeldReceive {
  * With λ = 0 a δ is needed only by M_i's regression, in a later step, so it is held back to
  * X_i(t+1) rather than received at module i's turn (which would make module i's backward, and
  * every rank below, wait for the rank above).
+ * With the complete unlock (`unlock`) no forward waits for h: h_i(t) and δ_i(t) are only
+ * regression targets, awaited in step t+1. Each rank then holds every transfer of step t and
+ * issues them, sorted by cut and h before δ, as one group U(t) at the end of the step's work
+ * (exchange()); nothing is left for flush().
  */
 export class NcclHandOffs implements HandOffs {
   readonly kind = 'nccl';
+  private t = 0;
   private ctx!: StepContext;
+  /** the complete unlock: this step's transfers, for exchange() */
+  private atEnd: AtStepEnd[] = [];
   private deltasInStep = true;
   /** per cut: δ_i held back to the next exchange (on the upper rank: to send; on the lower: to receive) */
   private heldSend: (Tensor | undefined)[] = [];
@@ -158,15 +186,22 @@ export class NcclHandOffs implements HandOffs {
   constructor(
     private readonly nccl: NcclTransport,
     private readonly owner: readonly number[],
+    /** the complete unlock: every transfer of a step at its end, in one group per rank (exchange()) */
+    private readonly unlock = false,
   ) {}
 
-  begin(_t: number, ctx: StepContext, deltasInStep: boolean): void {
+  begin(t: number, ctx: StepContext, deltasInStep: boolean): void {
+    this.t = t;
     this.ctx = ctx;
     this.deltasInStep = deltasInStep;
   }
 
   sendUp(i: number, h: Tensor): void {
     const peer = this.owner[i + 1];
+    if (this.unlock) {
+      this.atEnd.push({ cut: i, kind: 0, peer, send: h }); // to exchange()
+      return;
+    }
     const held = this.takeHeldReceive(i);
     const what = `h_${i + 1} to rank ${peer}` + (held ? ` and δ_${i + 1} of the step before from it` : '');
     this.group(
@@ -182,6 +217,7 @@ export class NcclHandOffs implements HandOffs {
   receiveUp(i: number, shape: number[]): Promise<Tensor> {
     const peer = this.owner[i];
     const into = this.empty(shape);
+    if (this.unlock) return this.receiveAtEnd(i, 0, peer, into);
     const held = this.heldSend[i];
     this.heldSend[i] = undefined;
     return this.group(`h_${i + 1} from rank ${peer}`, () => {
@@ -191,6 +227,10 @@ export class NcclHandOffs implements HandOffs {
   }
 
   sendDown(i: number, delta: Tensor): void {
+    if (this.unlock) {
+      this.atEnd.push({ cut: i, kind: 1, peer: this.owner[i], send: delta }); // to exchange()
+      return;
+    }
     if (!this.deltasInStep) {
       this.heldSend[i] = delta; // to X_i(t+1) or F
       return;
@@ -201,6 +241,7 @@ export class NcclHandOffs implements HandOffs {
 
   receiveDown(i: number, shape: number[]): Promise<Tensor> {
     const into = this.empty(shape);
+    if (this.unlock) return this.receiveAtEnd(i, 1, this.owner[i + 1], into);
     if (this.deltasInStep) {
       const peer = this.owner[i + 1];
       return this.group(`δ_${i + 1} from rank ${peer}`, () => this.nccl.receiveTensor(into, peer, this.ctx.stream)).then(() => into);
@@ -212,7 +253,29 @@ export class NcclHandOffs implements HandOffs {
     return p;
   }
 
+  exchange(): void {
+    const all = this.atEnd;
+    if (all.length === 0) return;
+    this.atEnd = [];
+    // The same order on both ranks of every pair: NCCL matches a pair's sends and receives in the order issued.
+    all.sort((a, b) => a.cut - b.cut || a.kind - b.kind);
+    const stream = this.ctx.stream;
+    const names = all.map((x) => `${x.kind === 0 ? 'h' : 'δ'}_${x.cut + 1} ${x.send ? 'to' : 'from'} rank ${x.peer}`);
+    const done = this.group(
+      `${names.join(', ')} of step ${this.t + 1} (the complete unlock's exchange)`,
+      () => {
+        for (const x of all) {
+          if (x.send) this.nccl.sendTensor(x.send, x.peer, stream);
+          else this.nccl.receiveTensor(x.receive!.into, x.peer, stream);
+        }
+      },
+      all.flatMap((x) => (x.receive ? [x.receive] : [])),
+    );
+    done.catch(() => undefined); // awaited in endStep
+  }
+
   async flush(): Promise<void> {
+    this.exchange(); // (the complete unlock: nothing left, exchange() ran at the step's end)
     const sends = this.heldSend.flatMap((t, i) => (t ? [{ i, t }] : []));
     const receives = this.heldReceive.flatMap((r, i) => (r ? [{ i, r }] : []));
     if (sends.length + receives.length === 0) return;
@@ -247,10 +310,22 @@ export class NcclHandOffs implements HandOffs {
   }
 
   reset(): void {
-    for (const r of this.heldReceive) r?.reject(error('ERR_SYNTHGRAD_STATE', 'fit ended before this δ was exchanged'));
+    const gone = () => error('ERR_SYNTHGRAD_STATE', 'fit ended before this tensor was exchanged');
+    for (const r of this.heldReceive) r?.reject(gone());
+    for (const x of this.atEnd) x.receive?.reject(gone());
     this.heldSend = [];
     this.heldReceive = [];
+    this.atEnd = [];
     this.groups = [];
+  }
+
+  /** A receive held for exchange(); settles with its group. */
+  private receiveAtEnd(cut: number, kind: 0 | 1, peer: number, into: Tensor): Promise<Tensor> {
+    const p = new Promise<Tensor>((resolve, reject) => {
+      this.atEnd.push({ cut, kind, peer, receive: { into, resolve, reject } });
+    });
+    p.catch(() => undefined); // awaited by a regression in the next step (reset() rejects it when fit fails first)
+    return p;
   }
 
   private takeHeldReceive(i: number): HeldReceive | undefined {

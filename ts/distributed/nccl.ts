@@ -46,8 +46,9 @@ export interface NcclOptions {
   /** the NCCL library: default SYNTHGRAD_NCCL_LIBRARY, else libnccl.so.2 (found by the dynamic linker) */
   library?: string;
   /**
-   * Seconds a wait on a stream with NCCL transfers may last before the communicator is aborted
-   * (a peer died or hangs); default the MPI transport's timeout (60 s, SYNTHGRAD_MPI_TIMEOUT)
+   * Seconds the communicator's set-up may wait for every rank to join, and a wait on a stream
+   * with NCCL transfers may last before the communicator is aborted (a peer died or hangs);
+   * default the MPI transport's timeout (60 s, SYNTHGRAD_MPI_TIMEOUT)
    */
   timeout?: number;
 }
@@ -134,7 +135,8 @@ export function ncclMissing(library?: string): string | undefined {
 /**
  * The NCCL transport of this rank, on `device` (its GPU). Every rank calls it at the same
  * point (it joins them into one NCCL communicator, the size of the MPI job). Rejects with
- * ERR_SYNTHGRAD_NATIVE when the addon or NCCL is absent, naming what to install.
+ * ERR_SYNTHGRAD_NATIVE when the addon or NCCL is absent, naming what to install, or when the
+ * ranks have not all joined within `timeout` seconds, naming those that did not.
  */
 export async function nccl(options: NcclOptions): Promise<NcclTransport> {
   if (!options || typeof options !== 'object') throw typeError('nccl(): expects options { device, mpi?, library? }');
@@ -151,19 +153,88 @@ export async function nccl(options: NcclOptions): Promise<NcclTransport> {
   if (!device.isCuda)
     throw rangeError(`nccl(): 'device' must be a CUDA device (Device.cuda(i)): NCCL moves GPU buffers, got ${device.name}; ${USE_MPI}`);
   const host = options.mpi ?? mpi();
-  // Rank 0 draws the id and hands it to every other rank over MPI.
-  let id: Uint8Array;
-  if (host.rank === 0) {
-    id = b.uniqueId();
-    await Promise.all(Array.from({ length: host.size - 1 }, (_, r) => host.send(new Int32Array(id.slice().buffer), r + 1, UNIQUE_ID_TAG)));
-  } else {
-    const words = await host.receive(new Int32Array(32), 0, UNIQUE_ID_TAG, "NCCL's unique id");
-    id = new Uint8Array(words.buffer);
-  }
-  const comm = await b.initRank(id, host.size, host.rank, Number(device.name.slice('cuda:'.length)));
+  const timeout = options.timeout ?? defaultTimeout(host);
+  const comm = await join(b, host, Number(device.name.slice('cuda:'.length)), timeout);
   const t = new NcclTransport(b, comm, host, device, version);
-  if (options.timeout !== undefined) t.timeout = options.timeout;
+  t.timeout = timeout;
   return t;
+}
+
+/** The MPI tag of the notes the ranks send each other as they join the communicator (below UNIQUE_ID_TAG and connect()'s). */
+export const JOIN_TAG = 32764;
+
+/**
+ * The communicator's set-up, bounded: rank 0 draws NCCL's unique id and hands it to every
+ * other rank over MPI, then every rank calls ncclCommInitRank, which waits until every rank
+ * joined; a rank that never calls nccl() (or is stuck before it) would keep the others waiting
+ * forever. So each rank first tells every other one over MPI that it is joining, and when the
+ * set-up lasts longer than `timeout` seconds, the ranks whose note has not arrived (or rank 0,
+ * when the id has not) are named as those that did not join; when every note arrived, NCCL's
+ * own connection is what is stuck, and the error says so.
+ */
+async function join(b: NcclBinding, host: Transport, device: number, timeout: number): Promise<number> {
+  const others = [...Array(host.size).keys()].filter((r) => r !== host.rank);
+  const arrived = new Set<number>();
+  let haveId = host.rank === 0;
+  const pending: Promise<unknown>[] = []; // sends and note receives: awaited once joined, moot after a failure
+  let joined: Promise<number> | undefined;
+  const setUp = async (): Promise<number> => {
+    let id: Uint8Array;
+    if (host.rank === 0) {
+      id = b.uniqueId();
+      await Promise.all(others.map((r) => host.send(new Int32Array(id.slice().buffer), r, UNIQUE_ID_TAG)));
+    } else {
+      const words = await host.receive(new Int32Array(32), 0, UNIQUE_ID_TAG, "NCCL's unique id");
+      id = new Uint8Array(words.buffer);
+      haveId = true;
+    }
+    for (const r of others) {
+      pending.push(host.send(Int32Array.of(host.rank), r, JOIN_TAG));
+      const note = host.receive(new Int32Array(1), r, JOIN_TAG, `rank ${r}'s note that it joins the NCCL communicator`);
+      pending.push(note.then(() => arrived.add(r)));
+    }
+    for (const p of pending) p.catch(() => undefined);
+    joined = b.initRank(id, host.size, host.rank, device);
+    const comm = await joined;
+    await Promise.all(pending); // every rank joined, so every note was sent: here or arriving
+    return comm;
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const missing = haveId ? others.filter((r) => !arrived.has(r)) : [0];
+      const who =
+        missing.length === 0
+          ? 'every rank reached ncclCommInitRank, so NCCL itself could not connect them (NCCL_DEBUG=INFO shows where it stopped)'
+          : `${missing.length === 1 ? 'rank' : 'ranks'} ${missing.join(', ')} did not join` +
+            (haveId ? '' : " (rank 0 hands out NCCL's unique id)") +
+            ' (every rank calls nccl(), or connect(), at the same point)';
+      reject(
+        error(
+          'ERR_SYNTHGRAD_NATIVE',
+          `nccl(): rank ${host.rank}: the NCCL communicator's set-up did not complete within ${timeout} s: ${who}; ` +
+            "nccl()'s 'timeout' (or SYNTHGRAD_MPI_TIMEOUT) sets the limit in seconds; end the job with abort()",
+        ),
+      );
+    }, timeout * 1000);
+  });
+  const done = setUp();
+  done.catch(() => undefined); // raced below
+  try {
+    return await Promise.race([done, late]);
+  } catch (e) {
+    // A join that completes after all: its communicator is not used.
+    joined?.then((comm) => b.abort(comm)).catch(() => undefined);
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The host transport's receive timeout (mpi()'s: SYNTHGRAD_MPI_TIMEOUT, else 60 s). */
+function defaultTimeout(host: Transport): number {
+  const t = (host as { timeout?: unknown }).timeout;
+  return typeof t === 'number' && t > 0 ? t : 60;
 }
 
 function isTransport(t: unknown): t is Transport {
@@ -186,8 +257,7 @@ export class NcclTransport implements Transport {
     readonly version: string,
     private readonly handles: HandleSource = deviceHandles,
   ) {
-    const hostTimeout = (host as { timeout?: unknown }).timeout;
-    this.timeout = typeof hostTimeout === 'number' && hostTimeout > 0 ? hostTimeout : 60;
+    this.timeout = defaultTimeout(host);
   }
 
   get rank(): number {

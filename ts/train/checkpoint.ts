@@ -177,22 +177,40 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
+/** A tensor's values on the host, as a checkpoint holds them. */
+export interface SavedTensor {
+  name: string;
+  dtype: DType;
+  shape: readonly number[];
+  data: Float32Array | Int32Array;
+}
+
 /** Reads the tensors (after the work enqueued on `stream`) and replaces the file with them. */
 export async function writeCheckpoint(file: string, tensors: readonly NamedTensor[], hostRecord: unknown, stream: Stream): Promise<void> {
   await checkDestination(file);
   const values = await Promise.all(tensors.map((t) => t.tensor.read(stream)));
+  await writeCheckpointValues(
+    file,
+    tensors.map((t, i) => ({ name: t.name, dtype: t.tensor.dtype, shape: t.tensor.shape, data: values[i] })),
+    hostRecord,
+  );
+}
+
+/** Replaces the file with tensors already on the host (as writeCheckpoint, which reads them first). */
+export async function writeCheckpointValues(file: string, tensors: readonly SavedTensor[], hostRecord: unknown): Promise<void> {
+  await checkDestination(file);
   const records: TensorRecord[] = [];
   const body: Buffer[] = [];
   let offset = 0;
-  tensors.forEach((t, i) => {
-    const bad = firstNonFinite(values[i], t.tensor.dtype);
+  tensors.forEach((t) => {
+    const bad = firstNonFinite(t.data, t.dtype);
     if (bad)
       throw error(
         'ERR_SYNTHGRAD_CHECKPOINT',
         `checkpoint: not saved to ${file}: tensor '${t.name}' holds ${bad.value} at element ${bad.index}; the previous checkpoint is kept`,
       );
-    const bytes = Buffer.from(values[i].buffer, values[i].byteOffset, values[i].byteLength);
-    records.push({ name: t.name, dtype: t.tensor.dtype, shape: [...t.tensor.shape], offset, sha256: sha256(bytes).toString('hex') });
+    const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    records.push({ name: t.name, dtype: t.dtype, shape: [...t.shape], offset, sha256: sha256(bytes).toString('hex') });
     body.push(bytes);
     offset += bytes.length;
   });
