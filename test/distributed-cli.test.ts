@@ -178,8 +178,9 @@ if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs
   });
 
   test('SIGINT to mpirun mid-run: every rank stops after the same step, saves, and the same command resumes', async () => {
-    // Rows enough for epochs of 128 steps (the reporting rank prints a line per epoch).
-    const big = `idx:${[...idxPair('big-train', 2048), ...idxPair('big-test', 20)].join(',')}`;
+    // Epochs of 1024 steps, so that the reporting rank prints a few lines a second: after a Ctrl-C,
+    // mpirun stops reading the ranks' output, and a rank whose output is full waits until killed.
+    const big = `idx:${[...idxPair('big-train', 16384), ...idxPair('big-test', 20)].join(',')}`;
     const ckpt = path.join(dir, 'stopped');
     const args = [
       process.execPath,
@@ -198,7 +199,7 @@ if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs
     // Open MPI's mpirun gives the ranks a SIGTERM and then, odls_base_sigkill_timeout seconds later, a SIGKILL (default 1 s).
     const child = spawn('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '3', ...args], {
       cwd: dir,
-      env: { ...env, OMPI_MCA_odls_base_sigkill_timeout: '10' },
+      env: { ...env, OMPI_MCA_odls_base_sigkill_timeout: '6' },
     });
     let out = '';
     const ended = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));

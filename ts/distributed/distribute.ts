@@ -88,8 +88,8 @@ export interface DistributedFitOptions {
   diagnoseEvery?: number;
   /**
    * called on every rank at the end of every epoch, after the validation: `loss` (the mean
-   * training loss of the epoch's steps, since the resume if it resumed in this epoch) on the
-   * last module's rank, NaN on the others; `validation` on every rank
+   * training loss of the epoch's steps, those before a resume included) on the last module's
+   * rank, NaN on the others; `validation` on every rank
    */
   onEpoch?: (m: EpochMetrics) => void | Promise<void>;
   /**
