@@ -114,6 +114,21 @@ describe('every other README command names something that exists', () => {
     else if (tool === 'npx' && first === 'synthgrad')
       expect(fs.existsSync(path.join(root, pkg.bin?.synthgrad ?? 'package.json has no bin'))).toBe(true);
     else if (tool === 'npx') expect(first).toBe('node-gyp');
-    else throw new Error(`README command '${c.text}' is of no kind this test knows: teach it`);
+    else if (tool === 'mpirun') {
+      // A run over MPI ranks (needs mpirun; test/distributed-cli.test.ts runs such runs): mpirun's
+      // options, then `npx synthgrad train FLAGS` or `npm start -- FLAGS`, whose flags must parse.
+      const words = c.words.slice(1);
+      while (words[0]?.startsWith('-')) words.splice(0, words[0] === '--mca' ? 3 : words[0] === '-np' ? 2 : 1);
+      const flags =
+        words[0] === 'npx' && words[1] === 'synthgrad' && words[2] === 'train'
+          ? words.slice(3)
+          : words[0] === 'npm' && words[1] === 'start' && words[2] === '--'
+            ? words.slice(3)
+            : undefined;
+      if (!flags) throw new Error(`README command '${c.text}' runs neither npx synthgrad train nor npm start under mpirun`);
+      const r = spawnSync(process.execPath, [path.join(root, 'dist/ts/cli/main.js'), ...flags, '--help'], { encoding: 'utf8' });
+      expect(`${r.stdout}${r.stderr}`).toMatch(/^usage: npm start/);
+      expect(r.status).toBe(0);
+    } else throw new Error(`README command '${c.text}' is of no kind this test knows: teach it`);
   });
 });
