@@ -5,13 +5,15 @@
 // backward, as model-parallel backprop must) and DNI pipelined at depth 2 (a synthesizer
 // regresses onto δ two steps later, so a rank may run two steps ahead), and DNI with the complete
 // unlock (input models with one hidden layer of H: modules 2 and 3 run on I_i(x), so no forward
-// waits for h from below). Per round, every configuration runs once, the
-// one-process and the K-rank runs alternating which goes first; prints the median ms per step,
-// the ratio K ranks / one process, and each rank's share of its time spent waiting for
-// hand-offs. Needs mpirun and build/Release/synthgrad_mpi.node (bash scripts/install-mpi.sh).
+// waits for h from below), and cDNI (the synthesizers also see the labels). Per round, every
+// configuration runs once, the one-process and the K-rank runs alternating which goes first;
+// prints the median ms per step and samples/s, the ratio K ranks / one process, and each rank's
+// share of its time spent waiting for hand-offs, for each K in --ranks. Writes
+// bench/results/NAME.{md,json} with every round. Needs mpirun and
+// build/Release/synthgrad_mpi.node (bash scripts/install-mpi.sh).
 //
-//   node dist/bench/distributed_cpu.js [--ranks 3] [--steps 30] [--warmup 5] [--batch 128] [--hidden 256] [--rounds 3] [--out NAME]
-// (--lambda, --depth and --unlock are the children's.)
+//   node dist/bench/distributed_cpu.js [--ranks 2,3] [--steps 30] [--warmup 5] [--batch 128] [--hidden 256] [--rounds 3] [--out NAME]
+// (--lambda, --depth, --unlock and --conditioned are the children's.)
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -19,6 +21,7 @@ import * as path from 'path';
 import { Adam, Dataset, Device, Random, Trainer, decouple, distribute, mlp, mpi } from '../ts';
 import { benchFlags, numberFlag, resultName } from './flags';
 import { resultsDir } from './paths';
+import { commandLine, cpuModel, loadNow, median } from './stats';
 
 interface Setup {
   steps: number;
@@ -30,6 +33,8 @@ interface Setup {
   depth: number;
   /** the complete unlock (1) or not (0) */
   unlock: number;
+  /** cDNI: synthesizers conditioned on the labels (1) or not (0) */
+  conditioned: number;
 }
 
 function build(s: Setup) {
@@ -38,7 +43,7 @@ function build(s: Setup) {
   const labels = new Int32Array(rows).map(() => Math.floor(rng.next() * 10));
   const data = new Dataset('random', rng.uniformArray(rows * 784, 0, 1), labels, 784, 10);
   const network = decouple(mlp(784, [s.hidden, s.hidden], 10), {
-    synthesizer: { hidden: [s.hidden] },
+    synthesizer: { hidden: [s.hidden], conditioned: s.conditioned === 1 },
     lambda: s.lambda,
     schedule: s.depth > 0 ? { kind: 'pipelined', depth: s.depth } : { kind: 'lockstep' },
     ...(s.unlock ? { unlock: { hidden: [s.hidden] } } : {}),
@@ -87,11 +92,9 @@ interface Line {
   wait: number;
 }
 
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
-
 async function main(): Promise<void> {
   const f = benchFlags(process.argv.slice(2), {
-    ranks: '3',
+    ranks: '2,3',
     steps: '30',
     warmup: '5',
     batch: '128',
@@ -102,6 +105,7 @@ async function main(): Promise<void> {
     lambda: '0',
     depth: '0',
     unlock: '0',
+    conditioned: '0',
   });
   const s: Setup = {
     steps: numberFlag('--steps', f.steps),
@@ -111,13 +115,17 @@ async function main(): Promise<void> {
     lambda: numberFlag('--lambda', f.lambda),
     depth: numberFlag('--depth', f.depth),
     unlock: numberFlag('--unlock', f.unlock),
+    conditioned: numberFlag('--conditioned', f.conditioned),
   };
   if (f.child === 'single') return single(s);
   if (f.child === 'rank') return rank(s);
-  const ranks = numberFlag('--ranks', f.ranks);
+  const rankCounts = f.ranks.split(',').map((v) => numberFlag('--ranks', v));
+  if (rankCounts.some((k) => !Number.isInteger(k) || k < 2)) throw new Error(`--ranks must list rank counts of 2 or more, got ${f.ranks}`);
   const rounds = numberFlag('--rounds', f.rounds);
+  const started = new Date().toISOString();
+  const loadStart = loadNow();
   const out = resultName('--out', f.out);
-  const args = (child: string, lambda: number, depth: number, unlock: number) => [
+  const args = (child: string, lambda: number, depth: number, unlock: number, conditioned: number) => [
     __filename,
     '--child',
     child,
@@ -127,6 +135,8 @@ async function main(): Promise<void> {
     String(depth),
     '--unlock',
     String(unlock),
+    '--conditioned',
+    String(conditioned),
     ...['steps', 'warmup', 'batch', 'hidden'].flatMap((k) => [`--${k}`, String(s[k as keyof Setup])]),
   ];
   const run = (cmd: string, argv: string[]): Line[] =>
@@ -134,45 +144,67 @@ async function main(): Promise<void> {
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Line);
-  const mpirun = ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), process.execPath];
   const rows: string[] = [];
-  for (const [lambda, depth, unlock, name] of [
-    [0, 0, 0, 'DNI (λ = 0)'],
-    [1, 0, 0, 'BP(λ = 1): waits like backprop'],
-    [0, 2, 0, 'DNI pipelined, depth 2'],
-    [0, 0, 1, 'DNI + complete unlock'],
-  ] as const) {
-    const one: number[] = [];
-    const many: number[] = [];
-    const waits: number[][] = Array.from({ length: ranks }, () => []);
-    for (let r = 0; r < rounds; r++) {
-      const order = r % 2 === 0 ? ['single', 'ranks'] : ['ranks', 'single'];
-      for (const which of order) {
-        if (which === 'single') one.push(run(process.execPath, args('single', lambda, depth, unlock))[0].ms);
-        else {
-          const lines = run('mpirun', [...mpirun, ...args('rank', lambda, depth, unlock)]);
-          many.push(Math.max(...lines.map((l) => l.ms)));
-          for (const l of lines) waits[l.rank].push(l.wait);
+  const results: unknown[] = [];
+  const perSecond = (ms: number) => Math.round((1000 * s.batch) / ms);
+  for (const ranks of rankCounts) {
+    const mpirun = ['--allow-run-as-root', '--oversubscribe', '-np', String(ranks), process.execPath];
+    for (const [lambda, depth, unlock, conditioned, name] of [
+      [0, 0, 0, 0, 'DNI (λ = 0)'],
+      [0, 0, 0, 1, 'cDNI (λ = 0)'],
+      [1, 0, 0, 0, 'BP(λ = 1): waits like backprop'],
+      [0, 2, 0, 0, 'DNI pipelined, depth 2'],
+      [0, 0, 1, 0, 'DNI + complete unlock'],
+    ] as const) {
+      const one: number[] = [];
+      const many: number[] = [];
+      const waits: number[][] = Array.from({ length: ranks }, () => []);
+      for (let r = 0; r < rounds; r++) {
+        const order = r % 2 === 0 ? ['single', 'ranks'] : ['ranks', 'single'];
+        for (const which of order) {
+          const argv = args(which === 'single' ? 'single' : 'rank', lambda, depth, unlock, conditioned);
+          if (which === 'single') one.push(run(process.execPath, argv)[0].ms);
+          else {
+            const lines = run('mpirun', [...mpirun, ...argv]);
+            many.push(Math.max(...lines.map((l) => l.ms)));
+            for (const l of lines) waits[l.rank].push(l.wait);
+          }
         }
+        console.log(
+          `${name}, ${ranks} ranks, round ${r + 1}: one process ${one[r].toFixed(1)} ms/step, ${ranks} ranks ${many[r].toFixed(1)} ms/step`,
+        );
       }
-      console.log(`${name} round ${r + 1}: one process ${one[r].toFixed(1)} ms/step, ${ranks} ranks ${many[r].toFixed(1)} ms/step`);
+      const [a, b] = [median(one), median(many)];
+      rows.push(
+        `| ${name} | ${ranks} | ${a.toFixed(1)} | ${b.toFixed(1)} | ${(b / a).toFixed(2)} | ${perSecond(a)} | ${perSecond(b)} | ` +
+          `${waits.map((w, k) => `${k}: ${(100 * median(w)).toFixed(0)}%`).join(', ')} |`,
+      );
+      results.push({ schedule: name, ranks, lambda, depth, unlock, conditioned, oneProcessMs: one, ranksMs: many, waitShare: waits });
     }
-    rows.push(
-      `| ${name} | ${median(one).toFixed(1)} | ${median(many).toFixed(1)} | ${(median(many) / median(one)).toFixed(2)} | ` +
-        `${waits.map((w, k) => `${k}: ${(100 * median(w)).toFixed(0)}%`).join(', ')} |`,
-    );
   }
+  const command = commandLine('dist/bench/distributed_cpu.js', process.argv.slice(2));
+  const loadEnd = loadNow();
   const table = [
-    `MLP 784-${s.hidden}-${s.hidden}-10 in 3 modules, synthesizers [${s.hidden}], Adam, batch ${s.batch}, ${s.steps} timed steps after ${s.warmup}; ` +
-      `median of ${rounds} rounds; ${ranks} ranks with mpirun --oversubscribe on ${os.cpus().length} cores`,
+    `# Modules on MPI ranks against one process (CPU)`,
     '',
-    `| schedule | one process, ms/step | ${ranks} ranks, ms/step | ratio | share of each rank's time waiting |`,
-    '| --- | --- | --- | --- | --- |',
+    `${started}; ${cpuModel()}, ${os.cpus().length} cores, Node ${process.version}; command: \`${command}\`; load average (1 / 5 / 15 min) ` +
+      `${loadStart.join(' / ')} at the start, ${loadEnd.join(' / ')} at the end.`,
+    '',
+    `MLP 784-${s.hidden}-${s.hidden}-10 in 3 modules, synthesizers [${s.hidden}], Adam, batch ${s.batch}, ${s.steps} timed steps after ${s.warmup}; ` +
+      `median of ${rounds} rounds; ranks started with mpirun --oversubscribe on ${os.cpus().length} cores (placement 0,1,2 on 3 ranks, 0,1,1 on 2). ` +
+      `A K-rank step is its slowest rank's; waiting: the share of each rank's time spent waiting for hand-offs.`,
+    '',
+    `| schedule | ranks | one process, ms/step | ranks, ms/step | ratio | one process, samples/s | ranks, samples/s | share of each rank's time waiting |`,
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
   ].join('\n');
   console.log(`\n${table}`);
   fs.mkdirSync(resultsDir, { recursive: true });
   fs.writeFileSync(path.join(resultsDir, `${out}.md`), `${table}\n`);
+  fs.writeFileSync(
+    path.join(resultsDir, `${out}.json`),
+    JSON.stringify({ date: started, machine: cpuModel(), command, loadStart, loadEnd, setup: s, rounds, results }, null, 2) + '\n',
+  );
 }
 
 main().catch((e) => {
