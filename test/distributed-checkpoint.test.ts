@@ -8,7 +8,7 @@ import * as path from 'path';
 import { Adam, Dataset, Device, Random, Trainer, decouple, distribute, mlp } from '../ts';
 import type { DecoupledNetwork, DistributedFitOptions, DistributedNetwork } from '../ts';
 import { RankSummary, decideResume } from '../ts/distributed/rank-checkpoint';
-import { localTransports, stateBytes } from './helpers/local-transport';
+import { expectSame, localTransports, ownedBytes, stateBytes } from './helpers/local-transport';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -47,24 +47,6 @@ async function ranks(
   const dists = transports.map((transport) => distribute(network(extra), { ...options, placement, transport }));
   const results = await Promise.all(dists.map((d) => d.fit(train, fit)));
   return { dists, results };
-}
-
-/** Each module's state from the rank that ran it. */
-async function ownedBytes(dists: DistributedNetwork[]): Promise<Buffer[]> {
-  const bytes: Buffer[] = [];
-  for (const d of dists) {
-    const own = await stateBytes(d.network, [...d.ownModules]);
-    d.ownModules.forEach((i, k) => (bytes[i] = own[k]));
-  }
-  return bytes;
-}
-
-function expectSame(got: Buffer[], want: Buffer[]): void {
-  expect(got.length).toBe(want.length);
-  got.forEach((b, i) => {
-    expect(b.length).toBeGreaterThan(0);
-    if (!b.equals(want[i])) throw new Error(`module ${i + 1} differs from the one-process run`);
-  });
 }
 
 const dispose = (ds: { dispose(): void }[]) => ds.forEach((d) => d.dispose());

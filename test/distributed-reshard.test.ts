@@ -22,8 +22,8 @@ import {
   mpiAddonPath,
   reshardRankCheckpoints,
 } from '../ts';
-import type { DistributedFitOptions, DistributedNetwork } from '../ts';
-import { localTransports, stateBytes } from './helpers/local-transport';
+import type { DistributedFitOptions } from '../ts';
+import { expectSame, localTransports, ownedBytes, stateBytes } from './helpers/local-transport';
 
 const root = path.join(__dirname, '..');
 const dirs: string[] = [];
@@ -51,24 +51,6 @@ async function ranks(placement: number[], fit: DistributedFitOptions, extra: obj
   const dists = localTransports(size).map((transport) => distribute(network(extra), { ...options, placement, transport }));
   const results = await Promise.all(dists.map((d) => d.fit(train, fit)));
   return { dists, results };
-}
-
-/** Each module's state from the rank that ran it. */
-async function ownedBytes(dists: DistributedNetwork[]): Promise<Buffer[]> {
-  const bytes: Buffer[] = [];
-  for (const d of dists) {
-    const own = await stateBytes(d.network, [...d.ownModules]);
-    d.ownModules.forEach((i, k) => (bytes[i] = own[k]));
-  }
-  return bytes;
-}
-
-function expectSame(got: Buffer[], want: Buffer[]): void {
-  expect(got.length).toBe(want.length);
-  got.forEach((b, i) => {
-    expect(b.length).toBeGreaterThan(0);
-    if (!b.equals(want[i])) throw new Error(`module ${i + 1} differs from the one-process run`);
-  });
 }
 
 /** The one-process run of `steps` steps, checkpointed every `every` into `file` (written when it ends too). */

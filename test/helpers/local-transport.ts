@@ -4,7 +4,7 @@
 // longer than `timeoutMs` rejects naming what it waited for. Also: stateBytes, to compare ranks
 // with one process.
 import { moduleState } from '../../ts';
-import type { DecoupledNetwork, Payload, Transport } from '../../ts';
+import type { DecoupledNetwork, DistributedNetwork, Payload, Transport } from '../../ts';
 
 export function localTransports(size: number, timeoutMs = 30_000): Transport[] {
   const queues = new Map<string, Payload[]>();
@@ -75,4 +75,23 @@ export async function stateBytes(net: DecoupledNetwork, modules = net.modules.ma
     out.push(Buffer.concat(parts.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength))));
   }
   return out;
+}
+
+/** Each module's state (stateBytes) from the rank that ran it. */
+export async function ownedBytes(dists: DistributedNetwork[]): Promise<Buffer[]> {
+  const bytes: Buffer[] = [];
+  for (const d of dists) {
+    const own = await stateBytes(d.network, [...d.ownModules]);
+    d.ownModules.forEach((i, k) => (bytes[i] = own[k]));
+  }
+  return bytes;
+}
+
+/** Every module's bytes equal the one-process run's (the error names the first that differs). */
+export function expectSame(got: Buffer[], want: Buffer[]): void {
+  expect(got.length).toBe(want.length);
+  got.forEach((b, i) => {
+    expect(b.length).toBeGreaterThan(0);
+    if (!b.equals(want[i])) throw new Error(`module ${i + 1} differs from the one-process run`);
+  });
 }
