@@ -284,6 +284,21 @@ describe('--placement errors (no mpirun)', () => {
     else expect(out).toMatch(/the MPI transport is not built/);
   });
 
+  test('--log-dir holding a run log: refused unless --checkpoint DIR holds rank files (an empty DIR is no run to resume)', () => {
+    if (!fs.existsSync(mpiAddonPath())) return; // the addon's error comes first
+    const logDir = path.join(dir, 'log-taken');
+    write('log-taken/config.json', Buffer.from('{}'));
+    const ckpt = path.join(dir, 'ckpt-empty'); // what a run that died before its first save leaves
+    fs.mkdirSync(ckpt);
+    const args = [...flags, '--placement', '0,1,2', '--checkpoint', ckpt, '--log-dir', logDir];
+    expect(error(args)).toBe(
+      `error: fit: 'logDir' ${logDir} already holds a run log; give each run its own directory (or resume it through 'checkpoint')`,
+    );
+    // With a rank's file there, the run resumes that log: it goes on to MPI (one process here).
+    write('ckpt-empty/rank-1.step-4.ckpt', Buffer.from('not read before MPI starts'));
+    expect(error(args)).toMatch(/^error: --placement names rank 2, but this run has 1 process\(es\)/);
+  });
+
   test('without mpirun, --placement 0,1,2 is a run of one process: an error naming mpirun -np 3', () => {
     if (!fs.existsSync(mpiAddonPath())) return; // the addon's error is the test above
     expect(error([...flags, '--placement', '0,1,2'])).toBe(

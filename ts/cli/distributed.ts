@@ -14,7 +14,7 @@ import { connect } from '../distributed/connect';
 import { distribute } from '../distributed/distribute';
 import { MpiTransport, Transport, mpi, mpiAddonPath, mpiAvailable } from '../distributed/mpi';
 import { NcclTransport, ncclMissing } from '../distributed/nccl';
-import { rankFile, rankSteps } from '../distributed/rank-checkpoint';
+import { rankFile, rankFiles, rankSteps } from '../distributed/rank-checkpoint';
 import { readCheckpoint } from '../train/checkpoint';
 import type { ModuleDiagnostics } from '../dni/diagnostics';
 import { DecoupledNetwork } from '../dni/network';
@@ -107,7 +107,10 @@ export async function distributedMain(given: Options): Promise<void> {
     checkpoint: fit.checkpoint,
     logDir: o.logDir ? { dir: o.logDir, config: { command: 'npm start', argv: process.argv.slice(2), options: o } } : undefined,
   };
-  const log = FitLog.from(reporting);
+  // Resuming (and so appending to the log) only when the directory holds rank files: a run that
+  // died before its first save leaves the directory empty, and the next starts at step 0.
+  const resumes = o.checkpoint !== undefined && (await rankFiles(o.checkpoint).catch(() => [])).length > 0;
+  const log = FitLog.from(reporting, resumes);
 
   let transport: Transport;
   try {

@@ -58,8 +58,8 @@ export function fingerprintOf(config: Record<string, unknown>): string {
   return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 16);
 }
 
-/** The steps of `rank`'s files in `dir`, oldest first (none when `dir` does not exist). */
-export async function rankSteps(dir: string, rank: number): Promise<number[]> {
+/** Every rank's files in `dir` by name, oldest step first (none when `dir` does not exist). */
+export async function rankFiles(dir: string): Promise<{ rank: number; step: number; file: string }[]> {
   let names: string[];
   try {
     names = await fsp.readdir(dir);
@@ -69,9 +69,14 @@ export async function rankSteps(dir: string, rank: number): Promise<number[]> {
   }
   return names
     .map((n) => NAME.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null && Number(m[1]) === rank)
-    .map((m) => Number(m[2]))
-    .sort((a, b) => a - b);
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ rank: Number(m[1]), step: Number(m[2]), file: path.join(dir, m[0]) }))
+    .sort((a, b) => a.step - b.step || a.rank - b.rank);
+}
+
+/** The steps of `rank`'s files in `dir`, oldest first (none when `dir` does not exist). */
+export async function rankSteps(dir: string, rank: number): Promise<number[]> {
+  return (await rankFiles(dir)).filter((f) => f.rank === rank).map((f) => f.step);
 }
 
 /** Reads and verifies every file of `rank` in `dir`; a file that fails becomes the summary's error. */

@@ -326,8 +326,12 @@ export class FitLog {
     private readonly append: boolean,
   ) {}
 
-  /** Checks `options.logDir` now; undefined without one. */
-  static from(options: FitOptions): FitLog | undefined {
+  /**
+   * Checks `options.logDir` now; undefined without one. `resumes`: whether the run resumes from
+   * its checkpoint (by default, whether `checkpoint.path` exists; a run over ranks says whether
+   * its checkpoint directory holds rank files, since the directory is made before the first save).
+   */
+  static from(options: FitOptions, resumes?: boolean): FitLog | undefined {
     const o = options.logDir as unknown;
     if (o === undefined) return undefined;
     const given = typeof o === 'object' && o !== null ? (o as { dir?: unknown; config?: unknown }) : { dir: o };
@@ -341,7 +345,7 @@ export class FitLog {
       throw typeError(`fit: 'onEpoch' must be a function, got ${describe(options.onEpoch)}`);
     if (options.logEvery !== undefined) positiveInt('fit', 'logEvery', options.logEvery);
     // A run that resumes from its checkpoint goes on writing the log it started.
-    const resuming = typeof options.checkpoint?.path === 'string' && fs.existsSync(options.checkpoint.path);
+    const resuming = resumes ?? (typeof options.checkpoint?.path === 'string' && fs.existsSync(options.checkpoint.path));
     if (!resuming && holdsRunLog(given.dir))
       throw error(
         'ERR_SYNTHGRAD_STATE',
