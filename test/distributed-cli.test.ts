@@ -6,6 +6,8 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { mpiAddonPath } from '../ts';
+import { plannedDecaySteps } from '../ts/cli/distributed';
+import { writeCheckpointValues } from '../ts/train/checkpoint';
 import { idxBytes, tempDir } from './helpers/data-files';
 
 const root = path.join(__dirname, '..');
@@ -235,6 +237,17 @@ if (missing) console.log(`test/distributed-cli.test.ts: skipping the mpirun runs
       "error: --placement names rank 2, but this run has 2 process(es): start it with mpirun -np 3 (each rank in --placement must be below mpirun's -np)",
     );
   });
+});
+
+test("more --epochs keep the decay plan of the newest rank file there, any rank's (a directory per host may lack rank 0's)", async () => {
+  const saved = (file: string, steps: number[]) =>
+    writeCheckpointValues(path.join(dir, file), [], { distributed: { config: { 'lr decay steps': steps } } });
+  fs.mkdirSync(path.join(dir, 'host-b'));
+  await saved('host-b/rank-2.step-3.ckpt', [4, 6]);
+  await saved('host-b/rank-2.step-5.ckpt', [8, 12]);
+  await saved('host-b/rank-1.step-5.ckpt', [8, 12]);
+  expect(await plannedDecaySteps(path.join(dir, 'host-b'))).toEqual([8, 12]);
+  expect(await plannedDecaySteps(path.join(dir, 'no-such-dir'))).toBeUndefined();
 });
 
 describe('--placement errors (no mpirun)', () => {

@@ -14,7 +14,7 @@ import { connect } from '../distributed/connect';
 import { distribute } from '../distributed/distribute';
 import { MpiTransport, Transport, mpi, mpiAddonPath, mpiAvailable } from '../distributed/mpi';
 import { NcclTransport, ncclMissing } from '../distributed/nccl';
-import { rankFile, rankFiles, rankSteps } from '../distributed/rank-checkpoint';
+import { rankFiles } from '../distributed/rank-checkpoint';
 import { readCheckpoint } from '../train/checkpoint';
 import type { ModuleDiagnostics } from '../dni/diagnostics';
 import { DecoupledNetwork } from '../dni/network';
@@ -43,15 +43,15 @@ function rankDevice(o: Options): string | undefined {
 }
 
 /**
- * The learning-rate decay steps saved in rank 0's newest file in `dir` (every file of a run
- * holds the same), undefined when there is none; a file that cannot be read is left to fit's
- * resume, which names what is wrong.
+ * The learning-rate decay steps saved in the newest file in `dir` of any rank (every file of a
+ * run holds the same; with a directory per host, this host's may lack rank 0's), undefined when
+ * there is none; a file that cannot be read is left to fit's resume, which names what is wrong.
  */
-async function plannedDecaySteps(dir: string): Promise<number[] | undefined> {
-  const steps = await rankSteps(dir, 0).catch(() => []);
-  if (!steps.length) return undefined;
+export async function plannedDecaySteps(dir: string): Promise<number[] | undefined> {
+  const files = await rankFiles(dir).catch(() => []);
+  if (!files.length) return undefined;
   try {
-    const saved = await readCheckpoint(rankFile(dir, 0, steps[steps.length - 1]));
+    const saved = await readCheckpoint(files[files.length - 1].file);
     const planned = (saved.host as { distributed?: { config?: Record<string, unknown> } } | null)?.distributed?.config?.['lr decay steps'];
     return Array.isArray(planned) && planned.every((s) => Number.isInteger(s)) ? (planned as number[]) : undefined;
   } catch {
