@@ -85,6 +85,12 @@ describe('nccl() without the addon or NCCL', () => {
     await expect(nccl({ device: 'cuda:0' as never })).rejects.toThrow(/nccl\(\): 'device' must be a Device \(Device\.cuda\(i\)\), got/);
     await expect(nccl({ device: Device.cpu(), library: '' })).rejects.toThrow(/nccl\(\): 'library' must be a file name or path/);
     await expect(nccl({ device: Device.cpu(), mpi: {} as never })).rejects.toThrow(/nccl\(\): 'mpi' must be the MPI transport/);
+    // Node fires a timer longer than 2^31 - 1 ms after 1 ms: such a timeout is refused, not cut short.
+    for (const timeout of [0, Infinity, 2147484, NaN])
+      await expect(nccl({ device: Device.cpu(), timeout })).rejects.toMatchObject({
+        name: 'RangeError',
+        message: `nccl(): 'timeout' must be a positive number of seconds, at most 2147483.647 (Node's longest timer), got ${timeout}`,
+      });
   });
 
   withAddon('an absent libnccl.so.2 says what to install, or to use mpi()', async () => {
@@ -662,7 +668,7 @@ describe('NCCL watchdog and the choice of transport', () => {
         [0, 1].map((r) =>
           expect.stringMatching(
             new RegExp(
-              `^nccl\\(\\): rank ${r}: the NCCL communicator's set-up did not complete within 0\\.4 s: rank 2 did not join \\(every rank calls nccl\\(\\), or connect\\(\\), at the same point\\); nccl\\(\\)'s 'timeout' \\(or SYNTHGRAD_MPI_TIMEOUT\\) sets the limit in seconds; end the job with abort\\(\\)$`,
+              `^nccl\\(\\): rank ${r}: the NCCL communicator's set-up did not complete within 0\\.4 s: rank 2 did not join \\(every rank calls nccl\\(\\), or connect\\(\\), at the same point\\); the lesser of nccl\\(\\)'s 'timeout' and the MPI transport's \\(SYNTHGRAD_MPI_TIMEOUT\\) sets the limit in seconds; end the job with abort\\(\\)$`,
             ),
           ),
         ),
@@ -677,6 +683,30 @@ describe('NCCL watchdog and the choice of transport', () => {
           expect.stringMatching(new RegExp(`^nccl\\(\\): rank ${r}: .*: rank 0 did not join \\(rank 0 hands out NCCL's unique id\\)`)),
         ),
       );
+    });
+
+    test("a 'timeout' longer than the MPI transport's: the join is bounded by the MPI one, whose receives carry the notes", async () => {
+      useNcclBindingForTests(fakeBinding());
+      try {
+        // The MPI receives give up after 0.3 s; rank 2 comes after 0.6 s, within nccl()'s 2 s.
+        const hosts = localTransports(3, 300).map((h) => Object.assign(h, { timeout: 0.3 }));
+        const early = hosts.slice(0, 2).map((mpi) => nccl({ device: fakeCuda, mpi, timeout: 2 }));
+        const late = new Promise((resolve) => setTimeout(resolve, 600)).then(() => nccl({ device: fakeCuda, mpi: hosts[2], timeout: 2 }));
+        const results = await Promise.allSettled(early);
+        await late.catch(() => undefined);
+        expect(results.map(reason)).toEqual(
+          [0, 1].map((r) =>
+            expect.stringMatching(
+              new RegExp(
+                `^nccl\\(\\): rank ${r}: the NCCL communicator's set-up did not complete within 0\\.3 s: rank 2 did not join .*; ` +
+                  "the lesser of nccl\\(\\)'s 'timeout' and the MPI transport's \\(SYNTHGRAD_MPI_TIMEOUT\\) sets the limit in seconds",
+              ),
+            ),
+          ),
+        );
+      } finally {
+        useNcclBindingForTests(undefined);
+      }
     });
 
     test('every rank came but NCCL does not connect them: said so; a join that completes late is aborted', async () => {

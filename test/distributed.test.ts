@@ -7,7 +7,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Adam, Device, decouple, distribute, mlp, mpiAddonPath } from '../ts';
+import { Adam, Device, decouple, distribute, mlp, mpi, mpiAddonPath } from '../ts';
 import type { Transport } from '../ts';
 
 const root = path.join(__dirname, '..');
@@ -371,6 +371,20 @@ describe('distribute: options (no MPI needed)', () => {
     expect(d.ownModules).toEqual([0, 2]);
     expect(d.ownState().map((s) => s.module)).toEqual([0, 2]);
     d.dispose();
+  });
+
+  test("mpi()'s timeout: a positive number of seconds Node's timers can wait (checked before MPI starts)", () => {
+    const refused = (timeout: number) =>
+      `mpi: 'timeout' (or SYNTHGRAD_MPI_TIMEOUT) must be a positive number of seconds, at most 2147483.647 (Node's longest timer), got ${timeout}`;
+    for (const timeout of [0, -1, Infinity, 2147484]) expect(() => mpi({ timeout })).toThrow(new RangeError(refused(timeout)));
+    const saved = process.env.SYNTHGRAD_MPI_TIMEOUT;
+    process.env.SYNTHGRAD_MPI_TIMEOUT = 'Infinity';
+    try {
+      expect(() => mpi()).toThrow(new RangeError(refused(Infinity)));
+    } finally {
+      if (saved === undefined) delete process.env.SYNTHGRAD_MPI_TIMEOUT;
+      else process.env.SYNTHGRAD_MPI_TIMEOUT = saved;
+    }
   });
 
   test('without the MPI addon, synthgrad loads and mpi() says what to install', () => {

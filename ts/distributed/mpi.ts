@@ -4,6 +4,7 @@
 // than its timeout rejects, naming the rank it waited for (a rank that died or hangs).
 import * as fs from 'fs';
 import * as path from 'path';
+import { shown } from '../check';
 import { error, rangeError, typeError } from '../errors';
 
 /** What moves between ranks: the bytes of a typed array. */
@@ -41,10 +42,20 @@ interface MpiBinding {
 export interface MpiOptions {
   /**
    * Seconds a receive (or the barrier) may wait before the run ends with an error naming the
-   * rank it waited for; default 60 (SYNTHGRAD_MPI_TIMEOUT overrides). A step's hand-off takes
-   * milliseconds; the timeout is for a rank that died or hangs where mpirun did not notice.
+   * rank it waited for; default 60 (SYNTHGRAD_MPI_TIMEOUT overrides), at most LONGEST_TIMEOUT_S.
+   * A step's hand-off takes milliseconds; the timeout is for a rank that died or hangs where
+   * mpirun did not notice.
    */
   timeout?: number;
+}
+
+/** The longest timeout in seconds: Node fires a timer of more than 2^31 - 1 ms after 1 ms. */
+export const LONGEST_TIMEOUT_S = (2 ** 31 - 1) / 1000;
+
+/** Why `timeout` is no timeout in seconds that a timer can wait, or undefined when it is. */
+export function badTimeout(timeout: unknown): string | undefined {
+  if (typeof timeout === 'number' && timeout > 0 && timeout <= LONGEST_TIMEOUT_S) return undefined;
+  return `must be a positive number of seconds, at most ${LONGEST_TIMEOUT_S} (Node's longest timer), got ${shown(timeout)}`;
 }
 
 /** Where the MPI addon is: SYNTHGRAD_MPI_ADDON, else build/Release/synthgrad_mpi.node of the package. */
@@ -97,8 +108,8 @@ export function mpi(options: MpiOptions = {}): MpiTransport {
   if (!options || typeof options !== 'object') throw typeError('mpi: options must be an object');
   const fromEnv = process.env.SYNTHGRAD_MPI_TIMEOUT;
   const timeout = options.timeout ?? (fromEnv !== undefined ? Number(fromEnv) : 60);
-  if (typeof timeout !== 'number' || !(timeout > 0))
-    throw rangeError(`mpi: 'timeout' (or SYNTHGRAD_MPI_TIMEOUT) must be a positive number of seconds, got ${String(timeout)}`);
+  const bad = badTimeout(timeout);
+  if (bad) throw rangeError(`mpi: 'timeout' (or SYNTHGRAD_MPI_TIMEOUT) ${bad}`);
   if (transport) {
     transport.timeout = timeout;
     return transport;

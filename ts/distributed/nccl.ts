@@ -15,7 +15,7 @@ import { error, rangeError, typeError } from '../errors';
 import { Stream } from '../stream';
 import { Tensor } from '../tensor';
 import { DeviceHandles, deviceHandles } from '../raw-handles';
-import { Payload, Transport, mpi } from './mpi';
+import { Payload, Transport, badTimeout, mpi } from './mpi';
 
 /** The addon's functions (native/nccl/nccl_binding.cpp). */
 export interface NcclBinding {
@@ -46,9 +46,11 @@ export interface NcclOptions {
   /** the NCCL library: default SYNTHGRAD_NCCL_LIBRARY, else libnccl.so.2 (found by the dynamic linker) */
   library?: string;
   /**
-   * Seconds the communicator's set-up may wait for every rank to join, and a wait on a stream
-   * with NCCL transfers may last before the communicator is aborted (a peer died or hangs);
-   * default the MPI transport's timeout (60 s, SYNTHGRAD_MPI_TIMEOUT)
+   * Seconds a wait on a stream with NCCL transfers may last before the communicator is aborted
+   * (a peer died or hangs), and the communicator's set-up may wait for every rank to join, but
+   * no longer than the MPI transport's timeout (its receives carry the set-up's messages);
+   * default the MPI transport's timeout (60 s, SYNTHGRAD_MPI_TIMEOUT); at most
+   * LONGEST_TIMEOUT_S (./mpi.ts)
    */
   timeout?: number;
 }
@@ -142,8 +144,8 @@ export async function nccl(options: NcclOptions): Promise<NcclTransport> {
   if (!options || typeof options !== 'object') throw typeError('nccl(): expects options { device, mpi?, library? }');
   checkOptions('nccl()', options, ['device', 'mpi', 'library', 'timeout']);
   const library = libraryName(options.library);
-  if (options.timeout !== undefined && (typeof options.timeout !== 'number' || !(options.timeout > 0)))
-    throw rangeError(`nccl(): 'timeout' must be a positive number of seconds, got ${describe(options.timeout)}`);
+  const badLimit = options.timeout === undefined ? undefined : badTimeout(options.timeout);
+  if (badLimit) throw rangeError(`nccl(): 'timeout' ${badLimit}`);
   const device = options.device;
   if (!(device instanceof Device)) throw typeError(`nccl(): 'device' must be a Device (Device.cuda(i)), got ${describe(device)}`);
   if (options.mpi !== undefined && !isTransport(options.mpi))
@@ -154,7 +156,10 @@ export async function nccl(options: NcclOptions): Promise<NcclTransport> {
     throw rangeError(`nccl(): 'device' must be a CUDA device (Device.cuda(i)): NCCL moves GPU buffers, got ${device.name}; ${USE_MPI}`);
   const host = options.mpi ?? mpi();
   const timeout = options.timeout ?? defaultTimeout(host);
-  const comm = await join(b, host, Number(device.name.slice('cuda:'.length)), timeout);
+  // The join's messages travel over the host's receives, which give up after the host's timeout.
+  const hostLimit = (host as { timeout?: unknown }).timeout;
+  const joinLimit = typeof hostLimit === 'number' && hostLimit > 0 ? Math.min(timeout, hostLimit) : timeout;
+  const comm = await join(b, host, Number(device.name.slice('cuda:'.length)), joinLimit);
   const t = new NcclTransport(b, comm, host, device, version);
   t.timeout = timeout;
   return t;
@@ -170,7 +175,8 @@ export const JOIN_TAG = 32764;
  * forever. So each rank first tells every other one over MPI that it is joining, and when the
  * set-up lasts longer than `timeout` seconds, the ranks whose note has not arrived (or rank 0,
  * when the id has not) are named as those that did not join; when every note arrived, NCCL's
- * own connection is what is stuck, and the error says so.
+ * own connection is what is stuck, and the error says so. `timeout` is at most the host's
+ * (nccl() takes the lesser): past the host's, its receives of the notes would give up first.
  */
 async function join(b: NcclBinding, host: Transport, device: number, timeout: number): Promise<number> {
   const others = [...Array(host.size).keys()].filter((r) => r !== host.rank);
@@ -213,7 +219,7 @@ async function join(b: NcclBinding, host: Transport, device: number, timeout: nu
         error(
           'ERR_SYNTHGRAD_NATIVE',
           `nccl(): rank ${host.rank}: the NCCL communicator's set-up did not complete within ${timeout} s: ${who}; ` +
-            "nccl()'s 'timeout' (or SYNTHGRAD_MPI_TIMEOUT) sets the limit in seconds; end the job with abort()",
+            "the lesser of nccl()'s 'timeout' and the MPI transport's (SYNTHGRAD_MPI_TIMEOUT) sets the limit in seconds; end the job with abort()",
         ),
       );
     }, timeout * 1000);
