@@ -23,6 +23,7 @@ import {
   reshardRankCheckpoints,
 } from '../ts';
 import type { DistributedFitOptions } from '../ts';
+import { readCheckpoint, writeCheckpointValues } from '../ts/train/checkpoint';
 import { expectSame, localTransports, ownedBytes, stateBytes } from './helpers/local-transport';
 
 const root = path.join(__dirname, '..');
@@ -213,6 +214,34 @@ describe('refusals', () => {
       new RegExp(
         `checkpoint: ${file(d, 2, 4).replace(/[.]/g, '\\.')} is not a valid synthgrad checkpoint \\(tensor '.*' fails its checksum`,
       ),
+    );
+  });
+
+  test("a file that lacks a part's last tensor, or a whole part: refused, naming the file and what is missing", async () => {
+    /** A copy whose rank 1 file of step 4 (modules 2 and synthesizer 2) is rewritten without the tensors `drop` picks. */
+    const without = async (drop: (name: string) => boolean) => {
+      const d = copy();
+      const saved = await readCheckpoint(file(d, 1, 4));
+      const kept = [...saved.tensors].filter(([name]) => !drop(name)).map(([name, t]) => ({ name, ...t }));
+      expect(kept.length).toBeLessThan(saved.tensors.size);
+      fs.rmSync(file(d, 1, 4));
+      await writeCheckpointValues(file(d, 1, 4), kept, saved.host);
+      return d;
+    };
+    const names = [...(await readCheckpoint(file(dir, 1, 4))).tensors.keys()];
+    const lastOf = (part: string) =>
+      `${part}.${names.filter((n) => new RegExp(`^${part.replace('.', '\\.')}\\.\\d+$`).test(n)).length - 1}`;
+    let d = await without((n) => n === lastOf('module2'));
+    await expect(mergeRankCheckpoints(d, out(), { step: 4 })).rejects.toThrow(
+      new RegExp(`^checkpoint: ${file(d, 1, 4).replace(/[.]/g, '\\.')} lacks state tensors of module 2: it holds \\d+ \\(module2\\.\\*`),
+    );
+    d = await without((n) => n.startsWith('synthesizer2.'));
+    await expect(reshardRankCheckpoints(d, path.join(tempDir(), 'r'), { placement: [0, 0, 1] })).rejects.toThrow(
+      `checkpoint: ${file(d, 1, 4)} lacks every synthesizer2.* tensor`,
+    );
+    d = await without((n) => n.startsWith('module2.optimizer.'));
+    await expect(mergeRankCheckpoints(d, out(), { step: 4 })).rejects.toThrow(
+      `checkpoint: ${file(d, 1, 4)} lacks every module2.optimizer.* tensor (the other modules' files have theirs)`,
     );
   });
 

@@ -157,10 +157,44 @@ export async function readSavedRun(dir: string, step?: number): Promise<SavedRun
       const list = modules[i].tensors[`${part!}${m[3] ?? ''}` as keyof ModuleState['tensors']];
       list[Number(m[4])] = { name, dtype: t.dtype, shape: t.shape, data: t.data };
     }
+    const named = (part: string, i: number) => part.replace(/^[a-z]+/, (p) => `${p}${i + 1}`);
     for (const i of own)
       for (const [part, list] of Object.entries(modules[i].tensors))
-        for (let k = 0; k < list.length; k++)
-          if (!list[k]) throw refuse(`${file} lacks tensor '${part.replace(/^[a-z]+/, (p) => `${p}${i + 1}`)}.${k}'`);
+        for (let k = 0; k < list.length; k++) if (!list[k]) throw refuse(`${file} lacks tensor '${named(part, i)}.${k}'`);
+    // A list's tail or a whole part is no gap: every module has its weights, every module but the
+    // last a synthesizer, with the complete unlock every module but the first an input model, and
+    // the run's 'state shapes' list their tensors' shapes, in that order.
+    const shapes = identity.config['state shapes'];
+    for (const i of own) {
+      const t = modules[i].tensors;
+      const parts: Part[] = [
+        'module',
+        ...(synths.includes(i) ? ['synthesizer' as const] : []),
+        ...(inputs.includes(i) ? ['input' as const] : []),
+      ];
+      for (const part of parts) if (!t[part].length) throw refuse(`${file} lacks every ${named(part, i)}.* tensor`);
+      const expected = Array.isArray(shapes) ? (shapes[i] as unknown) : undefined;
+      const held = parts.flatMap((part) => t[part].map((x) => x.shape.join('x')));
+      if (Array.isArray(expected) && held.join(',') !== expected.join(','))
+        throw refuse(
+          `${file} lacks state tensors of module ${i + 1}: it holds ${held.length} (${parts.map((p) => `${named(p, i)}.*: ${t[p].length}`).join(', ')}), ` +
+            `the run's settings list ${expected.length} ('state shapes' ${expected.join(',')})`,
+        );
+    }
+  }
+  // The optimizers keep their state for every module alike (one optimizer for the modules, one for
+  // the synthesizers, one for the input models): a part none of a module's own is missing.
+  for (const kind of ['module', 'synthesizer', 'input'] as const) {
+    const key = `${kind}.optimizer` as const;
+    const having = modules.findIndex((m) => m.tensors[key].length > 0);
+    if (having < 0) continue;
+    for (const [i, m] of modules.entries()) {
+      const should = kind === 'module' || (kind === 'synthesizer' ? i < n - 1 : unlock && i > 0);
+      if (should && !m.tensors[key].length)
+        throw refuse(
+          `${ranks[placement[i]].saved.path} lacks every ${kind}${i + 1}.optimizer.* tensor (the other modules' files have theirs)`,
+        );
+    }
   }
   const last = ranks[placement[n - 1]].record.position;
   return {
