@@ -489,6 +489,25 @@ describe("fit's validation, onEpoch and signal over ranks (in-process ranks)", (
     dispose([...dists, trainer]);
   });
 
+  test('a rank that runs no module still ends, by the timeout, when the last module’s rank hangs', async () => {
+    const dists = localTransports(4, 300).map((transport) => distribute(network(), { ...options, placement: [0, 1, 3], transport }));
+    let release = () => undefined as void;
+    const hung = new Promise<void>((resolve) => (release = resolve));
+    const runs = dists.map((d) =>
+      d.fit(train, {
+        epochs: 3,
+        batchSize: 10,
+        validation: test20,
+        onStep: ({ step }) => (step === 5 ? hung : undefined), // rank 3 (the last module's) hangs after step 5
+      }),
+    );
+    const settled = Promise.allSettled(runs); // (handles every rank's rejection)
+    await expect(runs[2]).rejects.toThrow(/^rank 2: waited 300 ms for the last module's rank's tick after step 6 from rank 3$/);
+    release(); // then rank 3 goes on, and times out waiting for the ranks that gave up
+    expect((await settled).map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected']);
+    dispose(dists);
+  });
+
   test('option errors name the key', async () => {
     const [transport] = localTransports(1);
     const d = distribute(network(), { ...options, placement: [0, 0, 0], transport });
