@@ -96,7 +96,9 @@ export interface DistributedFitOptions {
    * Stops the run early when aborted on any rank: the ranks agree on a step (each sends the
    * others whether its signal is aborted after every step, and reads their answers a few steps
    * later), every rank stops after it, saves its checkpoint (if any) and resolves with
-   * `stopped: true`; the interrupted epoch is neither validated nor reported.
+   * `stopped: true`; the interrupted epoch is neither validated nor reported. As Trainer.fit
+   * (which checks its signal before each step): a stop after an epoch's last step still
+   * validates and reports that epoch, and one after the run's last step is no stop.
    */
   signal?: AbortSignal;
   /**
@@ -131,12 +133,14 @@ const LABELS = 2;
 const EVAL_H = 3;
 const EVAL_LABELS = 4;
 const KINDS = 5;
-/** Tags after the modules' (N * KINDS + these): the all-gather (checkpoint summaries, data digests, diagnostics), evaluate()'s result, the stop votes, the probe's. */
+/** Tags after the modules' (N * KINDS + these): the all-gather (checkpoint summaries, data digests, diagnostics), evaluate()'s result, the stop votes, the idle ranks' ticks, the probe's. */
 const GATHER_LENGTH = 0;
 const GATHER_BYTES = 1;
 const EVAL_RESULT = 2;
 /** fit's `signal`: each rank's vote after every step */
 const STOP_VOTE = 3;
+/** to each rank that runs no module, from the last module's rank: one after every step and every evaluation batch */
+const IDLE_TICK = 4;
 /** fit's `diagnoseEvery`: the probe's tags start here (three per cut, ./diagnose.ts) */
 const PROBE_TAGS = 8;
 
@@ -235,6 +239,14 @@ export class DistributedNetwork {
   private inputLoss: (Tensor | undefined)[] = [];
   /** the step of this rank's latest checkpoint, kept when the next is written (-1: none) */
   private lastSaved = -1;
+  /**
+   * The ranks that run no module. Such a rank would return from each step at once and run
+   * ahead, then wait longer than the transport's timeout for the others at an epoch's end (the
+   * validation result, the probe, the save barrier). Instead it waits for a tick from the last
+   * module's rank after each step and evaluation batch (tickIdle): each wait lasts about one
+   * step, so the timeout, which ends the run when that rank died or hangs, still applies.
+   */
+  private readonly idleRanks: number[];
 
   constructor(
     readonly network: DecoupledNetwork,
@@ -264,6 +276,7 @@ export class DistributedNetwork {
     this.rank = t.rank;
     this.placement = [...p];
     this.ownModules = p.flatMap((r, i) => (r === t.rank ? [i] : []));
+    this.idleRanks = [...Array(t.size).keys()].filter((r) => !p.includes(r));
     this.seed = options.seed ?? 0;
     this.trainer = new Trainer(network, { optimizer: options.optimizer, loss: options.loss, seed: options.seed, device: options.device });
     this.strategy = this.trainer.strategy as DecoupledTraining;
@@ -403,6 +416,8 @@ export class DistributedNetwork {
         // A resumed epoch counts its steps before the resume too (full batches), as its saved loss sum does.
         let stepsInEpoch = epoch === from.epoch ? from.start / batchSize : 0;
         let samples = 0;
+        let stopping = false; // every rank agreed to stop after this step
+        let more = false; // whether this epoch had another step after it
         for (let start = epoch === from.epoch ? from.start : 0; start < data.count && step < maxSteps; start += batchSize) {
           const end = Math.min(data.count, start + batchSize);
           if (end - start < minRows) break; // Trainer.fit drops a tail too short for BatchNorm the same way
@@ -427,11 +442,18 @@ export class DistributedNetwork {
           }
           // Every rank sees the same votes, so every rank stops after the same step.
           if (votes && (await this.waited(votes.after(step), result))) {
-            result.stopped = true;
+            stopping = true;
+            more = step < maxSteps && data.count - end >= minRows;
             break;
           }
         }
-        if (result.stopped) break; // the epoch is not over: a resumed run reports it when it is
+        // Trainer.fit checks its signal before each step: a stop after an epoch's last step still
+        // reports that epoch (every rank agreed on the step, so every rank validates it), and one
+        // after the run's last step is no stop at all.
+        if (stopping && more) {
+          result.stopped = true;
+          break; // the epoch is not over: a resumed run reports it when it is
+        }
         const seconds = (Date.now() - epochStart) / 1000;
         const m: EpochMetrics = {
           epoch,
@@ -442,6 +464,7 @@ export class DistributedNetwork {
         };
         if (options.validation) m.validation = await this.evaluateRows(options.validation, 1000);
         if (options.onEpoch) await options.onEpoch(m);
+        if (stopping && step < maxSteps && epoch < maxEpochs) result.stopped = true;
       }
       if (checkpoint && step > firstStep && step % checkpoint.every !== 0) await this.save(checkpoint.dir, step, at, config, result);
       result.steps = step;
@@ -562,6 +585,9 @@ export class DistributedNetwork {
             const sums = score({ loss: lossSum, correct }, await h!.readFloat32(stream), targets!, rows, classification);
             lossSum = sums.loss;
             correct = sums.correct;
+            sends.push(...this.tickIdle());
+          } else if (this.ownModules.length === 0) {
+            await this.waited(this.idleTick(`evaluation batch ${b}`), unused);
           }
           for (const p of sends) p.catch(() => undefined);
           await Promise.all(sends);
@@ -776,7 +802,10 @@ export class DistributedNetwork {
     const p = warm ? 1 : net.config.schedule.pUpdate;
     const rng = this.updateRng();
     const updated = net.modules.map(() => p >= 1 || rng.next() < p);
-    if (this.ownModules.length === 0) return undefined;
+    if (this.ownModules.length === 0) {
+      await this.waited(this.idleTick(`step ${t + 1}`), result);
+      return undefined;
+    }
     const { device, stream } = this.trainer;
     const rows = end - start;
     const arena = new Arena();
@@ -898,6 +927,7 @@ export class DistributedNetwork {
     await hand.endStep();
     const loss = lossForward ? (await hand.watch(lossForward.loss.readFloat32(stream), `the loss of step ${t + 1}`))[0] : undefined;
     if (!lossForward) await hand.watch(stream.synchronize(), `the end of step ${t + 1}`);
+    else this.sends.push(...this.tickIdle()); // (on the last module's rank) awaited at the next step's end
     // Pipelined: the last `depth` steps' tensors wait for their regressions.
     while (this.arenas.length > Math.max(1, this.depth)) this.arenas.shift()!.dispose();
     return loss;
@@ -1017,6 +1047,23 @@ export class DistributedNetwork {
       probe,
       rows,
     );
+  }
+
+  /** On the last module's rank: a tick to every rank that runs no module (idleRanks), sent. */
+  private tickIdle(): Promise<void>[] {
+    const tag = this.network.modules.length * KINDS + IDLE_TICK;
+    return this.idleRanks.map((r) => {
+      const sent = this.transport.send(Int32Array.of(1), r, tag);
+      sent.catch(() => undefined); // awaited with the step's (or the batch's) other sends
+      return sent;
+    });
+  }
+
+  /** On a rank that runs no module: the last module's rank's tick after `what` (tickIdle). */
+  private async idleTick(what: string): Promise<void> {
+    const last = this.placement[this.placement.length - 1];
+    const tag = this.network.modules.length * KINDS + IDLE_TICK;
+    await this.transport.receive(new Int32Array(1), last, tag, `the last module's rank's tick after ${what}`);
   }
 
   /** `p`, counting the time spent waiting for it as waiting for other ranks. */
