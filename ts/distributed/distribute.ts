@@ -346,7 +346,7 @@ export class DistributedNetwork {
     const probeRows = Math.min(batchSize, probeData.count);
     if (diagnoseEvery && probeRows < minRows)
       throw rangeError(
-        `fit: '${options.validation ? 'validation' : 'data'}' (${probeData.name}) has 1 row; the diagnostics' probe batch needs ${minRows} ` +
+        `fit: '${options.validation ? 'validation' : 'data'}' (${probeData.name}) has ${probeData.count} row${probeData.count === 1 ? '' : 's'}; the diagnostics' probe batch needs ${minRows} ` +
           "(BatchNorm1d): give more rows or drop 'diagnoseEvery'",
       );
     const probe = diagnoseEvery ? probeData.gather(probeData.order(), 0, probeRows) : undefined;
