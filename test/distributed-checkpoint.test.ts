@@ -3,31 +3,15 @@
 // each compared with the one-process Trainer bit for bit. The same runs over mpirun are in
 // test/distributed.test.ts.
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import { Adam, Dataset, Device, Random, Trainer, decouple, distribute, mlp } from '../ts';
+import { Trainer, distribute } from '../ts';
 import type { DecoupledNetwork, DistributedFitOptions, DistributedNetwork } from '../ts';
 import { RankSummary, decideResume } from '../ts/distributed/rank-checkpoint';
+import { data, network, options, tempDirs } from './helpers/tiny-decoupled';
 import { expectSame, localTransports, ownedBytes, stateBytes } from './helpers/local-transport';
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-dist-ckpt-'));
-  dirs.push(d);
-  return d;
-}
-
-function data(rows = 40, features = 12, classes = 4, seed = 11): Dataset {
-  const rng = new Random(seed);
-  const labels = new Int32Array(rows).map(() => Math.floor(rng.next() * classes));
-  return new Dataset('tiny', rng.uniformArray(rows * features, -1, 1), labels, features, classes);
-}
+const tempDir = tempDirs('synthgrad-dist-ckpt-');
 const train = data();
-const options = { device: Device.cpu(), seed: 7, optimizer: () => new Adam({ lr: 0.01 }) };
-const network = (extra: object = {}) => decouple(mlp(12, [16, 16], 4), { synthesizer: { hidden: [8] }, ...extra });
 
 async function oneProcess(steps: number, extra: object = {}): Promise<{ bytes: Buffer[]; trainer: Trainer; net: DecoupledNetwork }> {
   const net = network(extra);

@@ -7,44 +7,16 @@
 // why, where mpirun or the MPI addon is missing, as in test/distributed.test.ts).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-import {
-  Adam,
-  Dataset,
-  Device,
-  Random,
-  Trainer,
-  decouple,
-  distribute,
-  mergeRankCheckpoints,
-  mlp,
-  mpiAddonPath,
-  reshardRankCheckpoints,
-} from '../ts';
+import { Trainer, distribute, mergeRankCheckpoints, mpiAddonPath, reshardRankCheckpoints } from '../ts';
 import type { DistributedFitOptions } from '../ts';
 import { readCheckpoint, writeCheckpointValues } from '../ts/train/checkpoint';
+import { data, network, options, tempDirs } from './helpers/tiny-decoupled';
 import { expectSame, localTransports, ownedBytes, stateBytes } from './helpers/local-transport';
 
 const root = path.join(__dirname, '..');
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-});
-function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'synthgrad-reshard-'));
-  dirs.push(d);
-  return d;
-}
-
-function data(rows = 40, features = 12, classes = 4, seed = 11): Dataset {
-  const rng = new Random(seed);
-  const labels = new Int32Array(rows).map(() => Math.floor(rng.next() * classes));
-  return new Dataset('tiny', rng.uniformArray(rows * features, -1, 1), labels, features, classes);
-}
+const tempDir = tempDirs('synthgrad-reshard-');
 const train = data();
-const options = { device: Device.cpu(), seed: 7, optimizer: () => new Adam({ lr: 0.01 }) };
-const network = (extra: object = {}) => decouple(mlp(12, [16, 16], 4), { synthesizer: { hidden: [8] }, ...extra });
 const dispose = (ds: { dispose(): void }[]) => ds.forEach((d) => d.dispose());
 
 /** `placement` over its ranks in this process; every rank's fit, awaited together. */
